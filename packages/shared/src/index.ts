@@ -1,0 +1,15 @@
+// @bulkhead/shared: what both the agent and the controller need.
+export { ERRORS, BulkheadError, isBulkheadError, parseErrorString } from './errors/registry';
+export type { ErrorCode, ErrorSpec } from './errors/registry';
+export { createLogger, REDACT_PATHS } from './logging/logger';
+export type { Logger, LoggerOptions } from './logging/logger';
+export { parseDuration } from './config/duration';
+export {
+  createCa, issueServerCert, createCsr, signAgentCsr, issueAgentCertWithDates, certFingerprint,
+  normalizeFingerprint, agentIdFromCert, describeCert, AGENT_URI_PREFIX,
+} from './pki/pki';
+export type { KeyAndCert, ServerCertOptions, AgentCertOptions, CertSummary } from './pki/pki';
+export { loadProto, protoRoot, LOADER_OPTIONS } from './proto/index';
+export type * from './proto/index';
+export { writeSecretFile, writeFileAtomic } from './fs/secure-files';
+export { VERSION } from './version';

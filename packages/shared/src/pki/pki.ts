@@ -1,0 +1,234 @@
+// Owns Bulkhead's X.509: the controller CA (ECDSA P-256), server and agent
+// certificates, CSRs, and CA fingerprints. Built on @peculiar/x509 over
+// Node's WebCrypto; Node's own X509Certificate is used to read certificates.
+import 'reflect-metadata'; // @peculiar/x509's tsyringe dependency needs it first.
+import * as x509 from '@peculiar/x509';
+import { X509Certificate as NodeX509, createHash, randomBytes, webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
+import { BulkheadError } from '../errors/registry';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
+
+export interface KeyAndCert {
+  /** PKCS#8 PEM private key. Write it 0600. */
+  keyPem: string;
+  certPem: string;
+}
+
+/** URI SAN prefix that carries an agent's identity in its certificate. */
+export const AGENT_URI_PREFIX = 'urn:bulkhead:agent:';
+
+function serial(): string {
+  // Positive 128-bit serial (top bit cleared so DER keeps it positive).
+  const b = randomBytes(16);
+  b[0] = b[0]! & 0x7f;
+  return b.toString('hex');
+}
+
+async function generateKeys(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
+}
+
+async function exportKeyPem(key: CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('pkcs8', key as unknown as webcrypto.CryptoKey);
+  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+}
+
+async function importKeyPem(pem: string): Promise<CryptoKey> {
+  try {
+    const der = x509.PemConverter.decode(pem)[0]!;
+    return (await webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign'])) as unknown as CryptoKey;
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'private key is not a PKCS#8 ECDSA P-256 PEM', { cause });
+  }
+}
+
+/** Creates a self-signed CA valid for `validDays` (default 10 years). */
+export async function createCa(commonName = 'Bulkhead CA', validDays = 3650): Promise<KeyAndCert> {
+  const keys = await generateKeys();
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${escapeDn(commonName)}`,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + validDays * 86_400_000),
+    keys,
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { keyPem: await exportKeyPem(keys.privateKey), certPem: cert.toString('pem') };
+}
+
+export interface ServerCertOptions {
+  ca: KeyAndCert;
+  /** DNS names and IP addresses the server is reached by. */
+  sans: string[];
+  validDays?: number;
+}
+
+/** Issues the controller's TLS server certificate (serverAuth). */
+export async function issueServerCert(opts: ServerCertOptions): Promise<KeyAndCert> {
+  if (opts.sans.length === 0) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'a server certificate needs at least one SAN');
+  const keys = await generateKeys();
+  const caCert = new x509.X509Certificate(opts.ca.certPem);
+  const caKey = await importKeyPem(opts.ca.keyPem);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${escapeDn(opts.sans[0]!)}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + (opts.validDays ?? 825) * 86_400_000),
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(opts.sans.map((s) => (isIP(s) ? { type: 'ip', value: s } : { type: 'dns', value: s }))),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  return { keyPem: await exportKeyPem(keys.privateKey), certPem: cert.toString('pem') };
+}
+
+/** Agent side: a fresh key pair and a CSR. The key stays on the host. */
+export async function createCsr(hostname: string): Promise<{ keyPem: string; csrPem: string }> {
+  const keys = await generateKeys();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${escapeDn(hostname || 'bulkhead-agent')}`,
+    keys,
+    signingAlgorithm: SIGN,
+  });
+  return { keyPem: await exportKeyPem(keys.privateKey), csrPem: csr.toString('pem') };
+}
+
+export interface AgentCertOptions {
+  ca: KeyAndCert;
+  csrPem: string;
+  agentId: string;
+  validDays?: number;
+}
+
+/**
+ * Controller side: checks the CSR's own signature and issues a client
+ * certificate whose identity (CN and URI SAN) is the controller-chosen agent
+ * id. Nothing the agent wrote into the CSR's subject is copied.
+ */
+export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: string; serial: string; notAfter: Date }> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(opts.csrPem);
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CSR_INVALID', 'CSR is not a PEM PKCS#10 request', { cause });
+  }
+  const alg = csr.publicKey.algorithm as webcrypto.EcKeyAlgorithm;
+  if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
+    throw new BulkheadError('BK_ERR_CSR_INVALID', `CSR key must be ECDSA P-256, got ${alg.name} ${alg.namedCurve ?? ''}`.trim());
+  }
+  if (!(await csr.verify())) throw new BulkheadError('BK_ERR_CSR_INVALID', 'CSR signature does not verify');
+  const caCert = new x509.X509Certificate(opts.ca.certPem);
+  const caKey = await importKeyPem(opts.ca.keyPem);
+  const now = Date.now();
+  const notAfter = new Date(now + (opts.validDays ?? 90) * 86_400_000);
+  const sn = serial();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: sn,
+    subject: `CN=${escapeDn(opts.agentId)}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now - 60_000),
+    notAfter,
+    publicKey: await csr.publicKey.export(),
+    signingKey: caKey,
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: AGENT_URI_PREFIX + opts.agentId }]),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  return { certPem: cert.toString('pem'), serial: sn, notAfter };
+}
+
+/** Test helper and tooling: issue an agent certificate with explicit dates. */
+export async function issueAgentCertWithDates(ca: KeyAndCert, agentId: string, notBefore: Date, notAfter: Date): Promise<KeyAndCert> {
+  const { keyPem, csrPem } = await createCsr(agentId);
+  const csr = new x509.Pkcs10CertificateRequest(csrPem);
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${escapeDn(agentId)}`,
+    issuer: caCert.subject,
+    notBefore,
+    notAfter,
+    publicKey: await csr.publicKey.export(),
+    signingKey: await importKeyPem(ca.keyPem),
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: AGENT_URI_PREFIX + agentId }]),
+    ],
+  });
+  return { keyPem, certPem: cert.toString('pem') };
+}
+
+/** "sha256:<hex>" of the DER of the first certificate in `pem`. */
+export function certFingerprint(pem: string): string {
+  const der = new NodeX509(pem).raw;
+  return 'sha256:' + createHash('sha256').update(der).digest('hex');
+}
+
+/** Normalizes "sha256:AB:CD…", "AB CD…" or plain hex to "sha256:abcd…". */
+export function normalizeFingerprint(fp: string): string {
+  const hex = fp.trim().replace(/^sha256:/i, '').replace(/[:\s]/g, '').toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `"${fp}" is not a SHA-256 fingerprint (expected sha256: followed by 64 hex digits)`);
+  }
+  return 'sha256:' + hex;
+}
+
+/** Reads the agent id out of a certificate issued by signAgentCsr. */
+export function agentIdFromCert(cert: { subject?: { CN?: string | string[] } | undefined; subjectaltname?: string | undefined }): string | undefined {
+  const san = cert.subjectaltname ?? '';
+  for (const part of san.split(/,\s*/)) {
+    if (part.startsWith('URI:' + AGENT_URI_PREFIX)) return part.slice(4 + AGENT_URI_PREFIX.length);
+  }
+  return undefined;
+}
+
+export interface CertSummary {
+  subject: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  fingerprint: string;
+}
+
+export function describeCert(pem: string): CertSummary {
+  const c = new NodeX509(pem);
+  return {
+    subject: c.subject,
+    serial: c.serialNumber.toLowerCase(),
+    notBefore: new Date(c.validFrom),
+    notAfter: new Date(c.validTo),
+    fingerprint: certFingerprint(pem),
+  };
+}
+
+function escapeDn(v: string): string {
+  return v.replace(/([,+"\\<>;=])/g, '\\$1');
+}

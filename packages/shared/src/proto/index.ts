@@ -1,0 +1,16 @@
+export { loadProto, protoRoot, LOADER_OPTIONS } from './load';
+export type { BulkheadProto } from './load';
+export type { AgentMessage, AgentMessage__Output } from './generated/bulkhead/v1/AgentMessage';
+export type { ControllerMessage, ControllerMessage__Output } from './generated/bulkhead/v1/ControllerMessage';
+export type { ContainerFacts, ContainerFacts__Output } from './generated/bulkhead/v1/ContainerFacts';
+export type { ContainerDelta, ContainerDelta__Output } from './generated/bulkhead/v1/ContainerDelta';
+export type { HostFacts, HostFacts__Output } from './generated/bulkhead/v1/HostFacts';
+export type { Hello, Hello__Output } from './generated/bulkhead/v1/Hello';
+export type { Snapshot, Snapshot__Output } from './generated/bulkhead/v1/Snapshot';
+export type { Heartbeat, Heartbeat__Output } from './generated/bulkhead/v1/Heartbeat';
+export type { Mount, Mount__Output } from './generated/bulkhead/v1/Mount';
+export type { NetworkAttachment, NetworkAttachment__Output } from './generated/bulkhead/v1/NetworkAttachment';
+export type { EnrollRequest, EnrollRequest__Output } from './generated/bulkhead/v1/EnrollRequest';
+export type { EnrollResponse, EnrollResponse__Output } from './generated/bulkhead/v1/EnrollResponse';
+export type { AgentLinkHandlers, AgentLinkClient } from './generated/bulkhead/v1/AgentLink';
+export type { EnrollmentHandlers, EnrollmentClient } from './generated/bulkhead/v1/Enrollment';
