@@ -102,4 +102,14 @@ export interface Store {
   removeContainer(agentId: string, containerId: string, now: Date): Promise<void>;
   getContainer(agentId: string, containerId: string): Promise<ContainerRecord | undefined>;
   listContainers(q: ContainerQuery): Promise<ContainerRecord[]>;
+
+  // Optional extensions: implemented by the SQL stores; callers fall back
+  // (or skip) when a Store lacks them, so test fakes need not implement them.
+  /**
+   * The agent's containers, removed ones included, whose id starts with
+   * `idPrefix` (lower-case hex) or whose name is one of `names`.
+   */
+  findContainers?(agentId: string, ref: { idPrefix?: string; names?: string[] }): Promise<ContainerRecord[]>;
+  /** Deletes containers marked removed before `before`; returns how many went. */
+  purgeRemovedContainers?(before: Date): Promise<number>;
 }

@@ -1,0 +1,45 @@
+// Options of the running agent, with their defaults in one place.
+import { BulkheadError, parseDuration } from '@bulkhead/shared';
+import { splitController } from './link/controller-address';
+
+export interface AgentOptions {
+  stateDir: string;
+  /** Docker engine URL; undefined = DOCKER_HOST or the default socket. */
+  dockerHost: string | undefined;
+  /** Overrides the controller address saved at enrollment. */
+  controller: string | undefined;
+  hostLabels: Record<string, string>;
+  /** Full re-list of containers, to catch events dockerd dropped. Default 30 s. */
+  reconcileIntervalMs: number;
+}
+
+export interface AgentOptionsInput {
+  stateDir: string;
+  dockerHost?: string | undefined;
+  controller?: string | undefined;
+  hostLabel?: string[] | undefined;
+  reconcileInterval?: string | number | undefined;
+}
+
+export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
+  if (!input.stateDir) throw new BulkheadError('BK_ERR_CONFIG_INVALID', '--state-dir is required');
+  if (input.controller) splitController(input.controller);
+  const hostLabels: Record<string, string> = {};
+  for (const l of input.hostLabel ?? []) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `host label "${l}" is not key=value`);
+    hostLabels[l.slice(0, i)] = l.slice(i + 1);
+  }
+  const reconcileIntervalMs = parseDuration(input.reconcileInterval ?? '30s', 'reconcile-interval');
+  if (reconcileIntervalMs < 1000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'reconcile-interval must be at least 1s');
+  if (input.dockerHost && !/^(unix|tcp|https?|npipe):\/\//.test(input.dockerHost)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `docker host "${input.dockerHost}" must be a URL like unix:///var/run/docker.sock or tcp://127.0.0.1:2376`);
+  }
+  return {
+    stateDir: input.stateDir,
+    dockerHost: input.dockerHost || undefined,
+    controller: input.controller || undefined,
+    hostLabels,
+    reconcileIntervalMs,
+  };
+}

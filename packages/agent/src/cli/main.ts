@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// `bulkhead-agent`: enroll this host with a controller, then run the daemon.
+import { Command, Option } from 'commander';
+import { BulkheadError, VERSION, createLogger, isBulkheadError } from '@bulkhead/shared';
+import { isEnrolled } from '../state/agent-state';
+import { enroll } from '../enroll/enroll';
+import { Agent } from '../agent';
+import { resolveAgentOptions } from '../agent-options';
+
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+const defaultIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+function stateDirOption(): Option {
+  return new Option('--state-dir <dir>', "agent state directory (its key, certificate and the controller's CA)")
+    .env('BULKHEAD_STATE_DIR')
+    .default('/var/lib/bulkhead-agent');
+}
+
+export function buildProgram(io: CliIo = defaultIo): Command {
+  const program = new Command('bulkhead-agent')
+    .description('Bulkhead agent: watches the local Docker engine and reports to the controller over mutual-TLS gRPC.')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  program
+    .command('enroll')
+    .description('trade a one-time join token for this agent\'s certificate (the private key is generated here and never leaves the host)')
+    .addOption(new Option('--controller <host:port>', "the controller's agent gRPC address").env('BULKHEAD_CONTROLLER').makeOptionMandatory())
+    .addOption(new Option('--token <token>', 'one-time join token from `bulkhead-controller token create`').env('BULKHEAD_JOIN_TOKEN').makeOptionMandatory())
+    .addOption(new Option('--ca-fingerprint <sha256:hex>', 'fingerprint of the controller CA, from `bulkhead-controller ca-fingerprint`').env('BULKHEAD_CA_FINGERPRINT').makeOptionMandatory())
+    .addOption(stateDirOption())
+    .option('--force', 'replace an existing identity in the state directory')
+    .addHelpText('after', '\nExample:\n  bulkhead-agent enroll --controller ctl.example.com:7443 --token bkj_… --ca-fingerprint sha256:… --state-dir /var/lib/bulkhead-agent')
+    .action(async (o: { controller: string; token: string; caFingerprint: string; stateDir: string; force?: boolean }) => {
+      if (isEnrolled(o.stateDir) && !o.force) {
+        throw new BulkheadError('BK_ERR_ALREADY_INITIALIZED', `${o.stateDir} already holds an agent identity; pass --force to enroll again`);
+      }
+      const logger = createLogger({ name: 'bulkhead-agent', level: 'warn' });
+      const creds = await enroll({ controller: o.controller, token: o.token, caFingerprint: o.caFingerprint, stateDir: o.stateDir, logger });
+      io.out(`enrolled as ${creds.identity.agentId}; certificate valid until ${creds.identity.certNotAfter}\nstart the agent with: bulkhead-agent run --state-dir ${o.stateDir}\n`);
+    });
+
+  program
+    .command('run')
+    .description('run the agent daemon in the foreground (systemd runs it this way)')
+    .addOption(stateDirOption())
+    .addOption(new Option('--docker-host <url>', 'Docker engine to watch (unix:///path or tcp://…); default DOCKER_HOST or /var/run/docker.sock').env('BULKHEAD_DOCKER_HOST'))
+    .addOption(new Option('--controller <host:port>', 'override the controller address saved at enrollment').env('BULKHEAD_CONTROLLER'))
+    .addOption(new Option('--host-label <key=value...>', 'label this host (repeatable); policies can scope rules by host labels'))
+    .addOption(new Option('--reconcile-interval <duration>', 'how often the full container list is re-read to catch missed events').env('BULKHEAD_RECONCILE_INTERVAL').default('30s'))
+    .addOption(new Option('--log-level <level>', 'pino log level').env('BULKHEAD_LOG_LEVEL').default('info'))
+    .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock')
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string }) => {
+      const opts = resolveAgentOptions(o);
+      const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
+      const agent = await Agent.start(opts, logger);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string): void => {
+          logger.info({ signal: sig }, 'shutting down');
+          agent.stop().then(resolve, (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  try {
+    await buildProgram(io).parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (isBulkheadError(err)) {
+      io.err(`error: ${err.toString()}\n`);
+      return err.code === 'BK_ERR_CONFIG_INVALID' ? 2 : 1;
+    }
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
+    }
+    io.err(`error: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,191 @@
+// Owns the translation of Docker's inspect output into the wire's
+// ContainerFacts. Pure: no I/O, so the same inspect always yields the same
+// facts, and the policy evaluator, the audit and the tests all agree.
+//
+// Secret material never leaves this function: environment variables are
+// reduced to their NAMES here, before anything is logged or sent.
+import type Dockerode from 'dockerode';
+import type { ContainerFacts__Output, Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
+
+/**
+ * The facts of one container. Every field is set (proto3 defaults for what
+ * Docker leaves out), so consumers never test for undefined; it is assignable
+ * to the looser `ContainerFacts` wherever that is wanted.
+ */
+export type Facts = ContainerFacts__Output;
+
+/** Docker reports "never" as Go's zero time. */
+const DOCKER_ZERO_TIME = '0001-01-01T00:00:00Z';
+
+/**
+ * Maps `docker inspect` (and, when known, the image's inspect) to facts.
+ * Docker returns `null` for many "empty" lists and maps even where
+ * @types/dockerode says otherwise, so every read below tolerates null.
+ */
+export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?: Dockerode.ImageInspectInfo): Facts {
+  const cfg = (inspect.Config ?? {}) as Partial<Dockerode.ContainerInspectInfo['Config']>;
+  const hc = (inspect.HostConfig ?? {}) as Dockerode.HostConfig;
+  const state = (inspect.State ?? {}) as Partial<Dockerode.ContainerInspectInfo['State']>;
+  const imageRef = str(cfg.Image);
+  return {
+    id: str(inspect.Id),
+    name: str(inspect.Name).replace(/^\//, ''),
+    imageRef,
+    imageId: str(inspect.Image),
+    imageDigest: imageDigest(imageRef, image),
+    labels: { ...(cfg.Labels ?? {}) },
+    state: str(state.Status),
+    user: str(cfg.User),
+    privileged: hc.Privileged === true,
+    mounts: mounts(inspect.Mounts, hc.Tmpfs),
+    networkMode: str(hc.NetworkMode),
+    networks: networks(inspect.NetworkSettings?.Networks),
+    pidMode: str(hc.PidMode),
+    ipcMode: str(hc.IpcMode),
+    utsMode: str(hc.UTSMode),
+    usernsMode: str(hc.UsernsMode),
+    capAdd: capabilities(hc.CapAdd),
+    capDrop: capabilities(hc.CapDrop),
+    securityOpt: strings(hc.SecurityOpt),
+    readOnlyRootfs: hc.ReadonlyRootfs === true,
+    memoryLimitBytes: int(hc.Memory),
+    nanoCpus: int(hc.NanoCpus),
+    cpuQuota: int(hc.CpuQuota),
+    cpuPeriod: int(hc.CpuPeriod),
+    cpuShares: int(hc.CpuShares),
+    pidsLimit: int(hc.PidsLimit),
+    // "" and "no" mean the same to dockerd; report one spelling.
+    restartPolicy: str(hc.RestartPolicy?.Name) || 'no',
+    restartMaxRetries: int(hc.RestartPolicy?.MaximumRetryCount),
+    envNames: envNames(cfg.Env),
+    command: [...strings(cfg.Entrypoint), ...strings(cfg.Cmd)],
+    createdAtMs: dockerTimeToMs(inspect.Created),
+    startedAtMs: dockerTimeToMs(state.StartedAt),
+    finishedAtMs: dockerTimeToMs(state.FinishedAt),
+    exitCode: int(state.ExitCode),
+    pid: int(state.Pid),
+    devices: devices(hc.Devices),
+    imageUser: str(image?.Config?.User),
+    restartCount: int(inspect.RestartCount),
+  };
+}
+
+/** RFC 3339 (nanosecond precision) → epoch ms; Docker's zero time, absent or bad → 0. */
+export function dockerTimeToMs(t: string | undefined | null): number {
+  if (typeof t !== 'string' || t === '' || t === DOCKER_ZERO_TIME) return 0;
+  const ms = Date.parse(t);
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
+/** Names of `NAME=value` entries (a bare `NAME` is a name too), first occurrence kept. */
+export function envNames(env: readonly string[] | null | undefined): string[] {
+  const seen = new Set<string>();
+  for (const e of env ?? []) {
+    if (typeof e !== 'string') continue;
+    const i = e.indexOf('=');
+    const name = i === -1 ? e : e.slice(0, i);
+    if (name !== '') seen.add(name);
+  }
+  return [...seen];
+}
+
+/**
+ * Capabilities in dockerd's canonical spelling ("CAP_NET_ADMIN", and "ALL").
+ * dockerd ≥ 20.10 stores them that way already; older engines kept what the
+ * user typed ("net_admin"), and a policy should not care which engine it is.
+ */
+export function normalizeCapability(cap: string): string {
+  const up = cap.trim().toUpperCase();
+  if (up === 'ALL' || up === '') return up;
+  return up.startsWith('CAP_') ? up : `CAP_${up}`;
+}
+
+/**
+ * The repo digest that identifies the image: the one for the repository the
+ * container asked for if the image carries several, else the first; a ref
+ * pinned by digest is its own digest. "" when unknown (e.g. locally built
+ * or imported images have no repo digest).
+ */
+export function imageDigest(imageRef: string, image?: Dockerode.ImageInspectInfo): string {
+  const digests = strings(image?.RepoDigests);
+  if (digests.length > 0) {
+    const repo = repositoryOf(imageRef);
+    return digests.find((d) => repositoryOf(d) === repo) ?? digests[0]!;
+  }
+  return /@sha256:[0-9a-f]{64}$/.test(imageRef) ? imageRef : '';
+}
+
+/** "reg:5000/a/b:tag@sha256:…" → "reg:5000/a/b". */
+function repositoryOf(ref: string): string {
+  const noDigest = ref.split('@')[0]!;
+  const slash = noDigest.lastIndexOf('/');
+  const colon = noDigest.lastIndexOf(':');
+  return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
+type InspectMount = Dockerode.ContainerInspectInfo['Mounts'][number];
+
+function mounts(list: readonly InspectMount[] | null | undefined, tmpfs: Record<string, string> | null | undefined): Mount__Output[] {
+  const out: Mount__Output[] = (list ?? []).map((m) => ({
+    type: str(m.Type),
+    // The proto asks for the volume NAME for volumes (the host path under
+    // /var/lib/docker says nothing useful), the host path for binds.
+    source: m.Type === 'volume' ? str(m.Name) || str(m.Source) : str(m.Source),
+    destination: str(m.Destination),
+    readOnly: m.RW === false,
+    propagation: str(m.Propagation),
+  }));
+  // `--tmpfs` mounts appear only in HostConfig.Tmpfs, not in Mounts
+  // (`--mount type=tmpfs` appears in both); report each destination once.
+  const seen = new Set(out.map((m) => m.destination));
+  for (const [dest, options] of Object.entries(tmpfs ?? {})) {
+    if (seen.has(dest)) continue;
+    const ro = str(options).split(',').some((o) => o.trim() === 'ro');
+    out.push({ type: 'tmpfs', source: '', destination: dest, readOnly: ro, propagation: '' });
+  }
+  // dockerd builds Mounts from a Go map, so its order changes between
+  // inspects; sorted facts compare equal when nothing changed.
+  return out.sort((a, b) => cmp(a.destination, b.destination) || cmp(a.type, b.type));
+}
+
+type InspectNetworks = Dockerode.ContainerInspectInfo['NetworkSettings']['Networks'];
+
+function networks(nets: InspectNetworks | null | undefined): NetworkAttachment__Output[] {
+  return Object.entries(nets ?? {})
+    .map(([name, n]) => ({
+      name,
+      networkId: str(n?.NetworkID),
+      ipAddress: str(n?.IPAddress) || str(n?.GlobalIPv6Address),
+    }))
+    .sort((a, b) => cmp(a.name, b.name));
+}
+
+function devices(list: unknown): string[] {
+  if (!Array.isArray(list)) return [];
+  return list
+    .map((d: Partial<Dockerode.DeviceMapping> | null) => str(d?.PathOnHost))
+    .filter((p) => p !== '');
+}
+
+function capabilities(list: unknown): string[] {
+  return [...new Set(strings(list).map(normalizeCapability).filter((c) => c !== ''))];
+}
+
+/** A list of strings from Docker's string | string[] | null. */
+function strings(v: unknown): string[] {
+  if (typeof v === 'string') return v === '' ? [] : [v];
+  if (!Array.isArray(v)) return [];
+  return v.filter((x): x is string => typeof x === 'string');
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function int(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? Math.trunc(v) : 0;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

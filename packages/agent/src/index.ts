@@ -1,0 +1,11 @@
+// @bulkhead/agent: the host daemon.
+export { Agent, watcherInventory } from './agent';
+export { resolveAgentOptions } from './agent-options';
+export type { AgentOptions, AgentOptionsInput } from './agent-options';
+export { enroll, fetchPinnedCa } from './enroll/enroll';
+export type { EnrollOptions } from './enroll/enroll';
+export { ControllerLink } from './link/controller-link';
+export type { ControllerLinkOptions, LinkInventory, LinkState } from './link/controller-link';
+export { loadCredentials, saveCredentials, isEnrolled, statePaths } from './state/agent-state';
+export type { AgentCredentials, AgentIdentity } from './state/agent-state';
+export { main as agentCliMain } from './cli/main';

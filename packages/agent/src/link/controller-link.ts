@@ -1,0 +1,197 @@
+// Owns the agent's side of the AgentLink stream: mutual TLS with the agent's
+// own certificate, hello → welcome → full snapshot → deltas + heartbeats, and
+// reconnection with capped exponential backoff and full jitter.
+//
+// Nothing is lost across a disconnect: every (re)connection starts with a full
+// snapshot of the inventory, which supersedes any delta that was in flight.
+import * as grpc from '@grpc/grpc-js';
+import {
+  BulkheadError, VERSION, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
+  type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger,
+} from '@bulkhead/shared';
+import type { AgentCredentials } from '../state/agent-state';
+
+/** What the link needs from the Docker side. */
+export interface LinkInventory {
+  /** The current inventory, synchronously. */
+  inventory(): ContainerFacts[];
+  /** Calls `listener` for every change from now on; returns an unsubscribe. */
+  subscribe(listener: (delta: ContainerDelta) => void): () => void;
+}
+
+export interface ControllerLinkOptions {
+  credentials: AgentCredentials;
+  inventory: LinkInventory;
+  hostFacts: () => Promise<HostFacts>;
+  logger: Logger;
+  /** Backoff bounds. Defaults 500 ms and 30 s. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Overrides the controller address from identity.json (tests). */
+  controller?: string;
+  random?: () => number;
+}
+
+export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
+
+/** Errors after which retrying soon cannot help; we still retry, slowly. */
+const PERMANENT = new Set(['BK_ERR_AGENT_REVOKED', 'BK_ERR_AGENT_UNKNOWN', 'BK_ERR_CERT_REQUIRED', 'BK_ERR_AGENT_ID_MISMATCH']);
+
+export class ControllerLink {
+  private client: AgentLinkClient | undefined;
+  private call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> | undefined;
+  private seq = 0;
+  private ackedSeq = 0;
+  private attempt = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private stateValue: LinkState = 'connecting';
+  private lastError: BulkheadError | undefined;
+  private readonly listeners = new Set<(s: LinkState) => void>();
+
+  constructor(private readonly opts: ControllerLinkOptions) {}
+
+  get state(): LinkState {
+    return this.stateValue;
+  }
+
+  get error(): BulkheadError | undefined {
+    return this.lastError;
+  }
+
+  /** Highest sequence number the controller acknowledged on this stream. */
+  get acked(): number {
+    return this.ackedSeq;
+  }
+
+  onState(l: (s: LinkState) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  start(): void {
+    const { caPem, keyPem, certPem } = this.opts.credentials;
+    const proto = loadProto();
+    const target = this.opts.controller ?? this.opts.credentials.identity.controller;
+    this.client = new proto.bulkhead.v1.AgentLink(target, grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)), {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      // We run our own backoff; keep grpc's reconnect short so it doesn't add to it.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    }) as unknown as AgentLinkClient;
+    void this.connect();
+  }
+
+  stop(): void {
+    this.setState('stopped');
+    this.teardown();
+    if (this.retry) clearTimeout(this.retry);
+    this.client?.close();
+  }
+
+  private setState(s: LinkState): void {
+    if (this.stateValue === s) return;
+    this.stateValue = s;
+    for (const l of this.listeners) l(s);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stateValue === 'stopped' || !this.client) return;
+    this.setState('connecting');
+    let host: HostFacts;
+    try {
+      host = await this.opts.hostFacts();
+    } catch (err) {
+      this.fail(new BulkheadError('BK_ERR_DOCKER_UNAVAILABLE', `collecting host facts failed: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    if ((this.stateValue as LinkState) === 'stopped') return; // stopped while we awaited
+    const call = this.client.Connect();
+    this.call = call;
+    this.seq = 0;
+    this.ackedSeq = 0;
+    let welcomed = false;
+    call.on('data', (m: ControllerMessage__Output) => {
+      if (m.body === 'ack' && m.ack) this.ackedSeq = Math.max(this.ackedSeq, m.ack.seq);
+      else if (m.body === 'welcome' && m.welcome && !welcomed) {
+        welcomed = true;
+        this.onWelcome(call, m.welcome.heartbeatIntervalMs || 5000);
+      }
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      if (this.call !== call) return;
+      const parsed = parseErrorString(err.details ?? '');
+      this.fail(parsed ? new BulkheadError(parsed.code, parsed.message) : new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `link to controller failed: ${err.details || err.message}`, { cause: err }));
+    });
+    call.on('end', () => {
+      if (this.call !== call) return;
+      this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller closed the stream'));
+    });
+    this.send({
+      hello: {
+        agentId: this.opts.credentials.identity.agentId,
+        agentVersion: VERSION,
+        host,
+        startedAtMs: Math.round(Date.now() - process.uptime() * 1000),
+      },
+    });
+  }
+
+  private onWelcome(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, heartbeatMs: number): void {
+    if (this.call !== call) return;
+    this.attempt = 0;
+    this.lastError = undefined;
+    // Subscribe before taking the snapshot: both happen in this same tick, so no change falls between them.
+    this.unsubscribe = this.opts.inventory.subscribe((delta) => this.send({ delta }));
+    const containers = this.opts.inventory.inventory();
+    this.send({ snapshot: { containers, takenAtMs: Date.now() } });
+    this.heartbeat = setInterval(() => {
+      this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
+    }, heartbeatMs);
+    this.heartbeat.unref();
+    this.setState('connected');
+    this.opts.logger.info({ agentId: this.opts.credentials.identity.agentId, containers: containers.length }, 'connected to controller');
+  }
+
+  private send(body: Omit<AgentMessage, 'seq'>): void {
+    if (!this.call) return;
+    this.seq += 1;
+    this.call.write({ seq: this.seq, ...body });
+  }
+
+  private teardown(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    const call = this.call;
+    this.call = undefined;
+    if (call) {
+      call.removeAllListeners('data');
+      call.on('error', () => undefined); // a late error after cancel is expected
+      call.cancel();
+    }
+  }
+
+  private fail(err: BulkheadError): void {
+    this.teardown();
+    if (this.stateValue === 'stopped') return;
+    this.lastError = err;
+    const min = this.opts.minBackoffMs ?? 500;
+    const max = this.opts.maxBackoffMs ?? 30_000;
+    const permanent = PERMANENT.has(err.code);
+    const ceiling = permanent ? max : Math.min(max, min * 2 ** this.attempt);
+    this.attempt += 1;
+    // Full jitter: spreads a fleet's reconnects after a controller restart.
+    const delay = Math.max(min / 2, Math.round((this.opts.random ?? Math.random)() * ceiling));
+    (permanent ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger))(
+      { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt },
+      'controller link down',
+    );
+    this.setState('backoff');
+    this.retry = setTimeout(() => void this.connect(), delay);
+  }
+}

@@ -1,0 +1,126 @@
+// Owns the REST API's wire shapes: TypeBox schemas for query strings, path
+// parameters and responses (fastify validates requests with them and
+// serializes responses through them, so a field not listed here can never
+// leak out), plus the record → JSON mappers. camelCase; times are ISO 8601.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { AgentRecord, ContainerRecord } from '../store/store';
+
+const IsoDate = Type.String({ format: 'date-time' });
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+/** Facts are passed through as the agent reported them (see proto/bulkhead/v1/facts.proto). */
+const Facts = Type.Object({}, { additionalProperties: true });
+
+export const AgentSchema = Type.Object({
+  id: Type.String(),
+  hostname: Type.String(),
+  status: Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('revoked')]),
+  agentVersion: Type.String(),
+  host: Nullable(Facts),
+  certSerial: Type.String(),
+  certNotAfter: IsoDate,
+  enrolledAt: IsoDate,
+  lastSeenAt: Nullable(IsoDate),
+  connectedAt: Nullable(IsoDate),
+  revokedAt: Nullable(IsoDate),
+  containerCount: Type.Integer(),
+});
+export type AgentDto = Static<typeof AgentSchema>;
+
+export const AgentListSchema = Type.Object({ items: Type.Array(AgentSchema) });
+export type AgentListDto = Static<typeof AgentListSchema>;
+
+export const ContainerSchema = Type.Object({
+  agentId: Type.String(),
+  id: Type.String(),
+  name: Type.String(),
+  imageRef: Type.String(),
+  state: Type.String(),
+  removed: Type.Boolean(),
+  updatedAt: IsoDate,
+  facts: Facts,
+});
+export type ContainerDto = Static<typeof ContainerSchema>;
+
+export const ContainerPageSchema = Type.Object({
+  items: Type.Array(ContainerSchema),
+  limit: Type.Integer(),
+  offset: Type.Integer(),
+  /** Offset of the next page, or null when this was the last one. */
+  nextOffset: Nullable(Type.Integer()),
+});
+export type ContainerPageDto = Static<typeof ContainerPageSchema>;
+
+export const MAX_PAGE_SIZE = 1000;
+export const DEFAULT_PAGE_SIZE = 100;
+
+export const ContainerListQuerySchema = Type.Object(
+  {
+    agent: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    state: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    /** Case-insensitive substring of the image reference. */
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+    /** Repeatable: "key" (present) or "key=value"; all must match. */
+    label: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[^=]' }), { maxItems: 32 })),
+    limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
+    offset: Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: 0 }),
+    include_removed: Type.Boolean({ default: false }),
+  },
+  { additionalProperties: false },
+);
+export type ContainerListQuery = Static<typeof ContainerListQuerySchema>;
+
+export const AgentParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }) });
+export type AgentParams = Static<typeof AgentParamsSchema>;
+
+export const ContainerParamsSchema = Type.Object({
+  agent: Type.String({ minLength: 1, maxLength: 256 }),
+  /** Full id, a unique id prefix of ≥ 12 hex digits, or the container name. */
+  id: Type.String({ minLength: 1, maxLength: 256 }),
+});
+export type ContainerParams = Static<typeof ContainerParamsSchema>;
+
+/** RFC 9457 problem details, plus Bulkhead's stable error code. */
+export const ProblemSchema = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  code: Type.String(),
+  instance: Type.Optional(Type.String()),
+  requestId: Type.Optional(Type.String()),
+});
+export type ProblemDto = Static<typeof ProblemSchema>;
+
+function iso(d: Date | null): string | null {
+  return d === null ? null : d.toISOString();
+}
+
+export function toAgentDto(a: AgentRecord): AgentDto {
+  return {
+    id: a.id,
+    hostname: a.hostname,
+    status: a.status,
+    agentVersion: a.agentVersion,
+    host: a.host as unknown as AgentDto['host'],
+    certSerial: a.certSerial,
+    certNotAfter: a.certNotAfter.toISOString(),
+    enrolledAt: a.enrolledAt.toISOString(),
+    lastSeenAt: iso(a.lastSeenAt),
+    connectedAt: iso(a.connectedAt),
+    revokedAt: iso(a.revokedAt),
+    containerCount: a.containerCount,
+  };
+}
+
+export function toContainerDto(c: ContainerRecord): ContainerDto {
+  return {
+    agentId: c.agentId,
+    id: c.id,
+    name: c.name,
+    imageRef: c.imageRef,
+    state: c.state,
+    removed: c.removed,
+    updatedAt: c.updatedAt.toISOString(),
+    facts: c.facts as unknown as ContainerDto['facts'],
+  };
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// `bulkhead-controller`: initialize a data directory, mint join tokens, and
+// serve agents (gRPC, mutual TLS) and ops (HTTPS API).
+import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
+import { BulkheadError, VERSION, createLogger, isBulkheadError, parseDuration, writeSecretFile } from '@bulkhead/shared';
+import { generateApiKey } from '../api/api-keys';
+import { Controller } from '../controller';
+import { resolveControllerOptions } from '../controller-options';
+import { createJoinToken } from '../enrollment/join-tokens';
+import { dataDirPaths, defaultSans, initPki, loadPki } from '../pki/data-dir';
+import { openStore } from '../store/open-store';
+
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+const defaultIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+function dataDirOption(): Option {
+  return new Option('--data-dir <dir>', 'controller data directory (CA, keys, SQLite store)').env('BULKHEAD_DATA_DIR').makeOptionMandatory();
+}
+
+export function buildProgram(io: CliIo = defaultIo): Command {
+  const program = new Command('bulkhead-controller')
+    .description('Bulkhead controller: enrolls agents, receives their reports over mutual-TLS gRPC, serves the ops HTTPS API.')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  program
+    .command('init')
+    .description('create the CA, the server certificate, the SQLite store and the first admin API key in a new data directory')
+    .addOption(dataDirOption())
+    .option('--san <names>', 'extra DNS names / IPs for the server certificate, comma-separated (localhost, 127.0.0.1, ::1 and the hostname are always included)', '')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nExample:\n  bulkhead-controller init --data-dir /var/lib/bulkhead-controller --san controller.example.com,10.0.0.5\n\nThe admin API key is printed once and also written 0600 to DATA_DIR/admin.apikey.')
+    .action(async (o: { dataDir: string; san: string; json?: boolean }) => {
+      const sans = defaultSans(o.san.split(','));
+      const pki = await initPki(o.dataDir, sans);
+      const paths = dataDirPaths(o.dataDir);
+      const store = await openStore({ kind: 'sqlite', path: paths.db });
+      try {
+        await store.migrate();
+        const { record, plaintext } = generateApiKey('admin', 'admin');
+        await store.insertApiKey(record);
+        writeSecretFile(paths.adminKey, plaintext + '\n');
+        if (o.json) {
+          io.out(JSON.stringify({ dataDir: o.dataDir, caFingerprint: pki.caFingerprint, caCert: paths.caCert, sans, adminApiKey: plaintext, adminApiKeyFile: paths.adminKey }, null, 2) + '\n');
+        } else {
+          io.out(
+            `Initialized ${o.dataDir}\n` +
+              `  CA certificate:   ${paths.caCert}\n` +
+              `  CA fingerprint:   ${pki.caFingerprint}\n` +
+              `  server names:     ${sans.join(', ')}\n` +
+              `  admin API key:    ${plaintext}\n` +
+              `                    (shown once; also saved 0600 in ${paths.adminKey})\n`,
+          );
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+  const token = program.command('token').description('manage one-time agent join tokens');
+  token
+    .command('create')
+    .description('print a new one-time join token for `bulkhead-agent enroll`')
+    .addOption(dataDirOption())
+    .option('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 1h)', '15m')
+    .option('--description <text>', 'free-text note stored with the token', '')
+    .option('--json', 'print token, expiry and CA fingerprint as JSON')
+    .addHelpText('after', '\nExample:\n  bulkhead-controller token create --data-dir /var/lib/bulkhead-controller --ttl 15m')
+    .action(async (o: { dataDir: string; ttl: string; description: string; json?: boolean }) => {
+      const ttlMs = parseDuration(o.ttl, 'ttl');
+      const pki = loadPki(o.dataDir);
+      const store = await openStore({ kind: 'sqlite', path: dataDirPaths(o.dataDir).db });
+      try {
+        await store.migrate();
+        const { token: t, record } = await createJoinToken(store, ttlMs, new Date(), o.description);
+        if (o.json) io.out(JSON.stringify({ token: t, expiresAt: record.expiresAt.toISOString(), caFingerprint: pki.caFingerprint }) + '\n');
+        else {
+          io.out(t + '\n');
+          io.err(`expires ${record.expiresAt.toISOString()}; enroll with:\n  bulkhead-agent enroll --controller HOST:PORT --token <token> --ca-fingerprint ${pki.caFingerprint} --state-dir /var/lib/bulkhead-agent\n`);
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+  program
+    .command('ca-fingerprint')
+    .description('print the CA fingerprint agents pin when they enroll')
+    .addOption(dataDirOption())
+    .action((o: { dataDir: string }) => {
+      io.out(loadPki(o.dataDir).caFingerprint + '\n');
+    });
+
+  program
+    .command('serve')
+    .description('run the controller: gRPC for agents (mutual TLS) and the HTTPS API for ops')
+    .addOption(dataDirOption())
+    .addOption(new Option('--grpc-listen <addr>', 'agent gRPC listen address').env('BULKHEAD_GRPC_LISTEN').default('0.0.0.0:7443'))
+    .addOption(new Option('--api-listen <addr>', 'HTTPS API listen address').env('BULKHEAD_API_LISTEN').default('0.0.0.0:8443'))
+    .addOption(new Option('--heartbeat-interval <duration>', 'how often agents must heartbeat').env('BULKHEAD_HEARTBEAT_INTERVAL').default('5s'))
+    .addOption(new Option('--offline-after <duration>', 'silence after which an agent is marked offline (default 3 × heartbeat)').env('BULKHEAD_OFFLINE_AFTER'))
+    .addOption(new Option('--log-level <level>', 'pino log level').env('BULKHEAD_LOG_LEVEL').default('info'))
+    .addHelpText('after', '\nExample:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443')
+    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string }) => {
+      if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
+      const opts = resolveControllerOptions(o);
+      const logger = createLogger({ name: 'bulkhead-controller', level: o.logLevel });
+      const controller = await Controller.start(opts, logger);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string): void => {
+          logger.info({ signal: sig }, 'shutting down');
+          controller.stop().then(resolve, (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  try {
+    await buildProgram(io).parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (isBulkheadError(err)) {
+      io.err(`error: ${err.toString()}\n`);
+      return err.code === 'BK_ERR_CONFIG_INVALID' ? 2 : 1;
+    }
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
+    }
+    io.err(`error: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,211 @@
+// Owns the AgentLink stream on the controller side: authenticates the agent
+// from its client certificate (and nothing else), applies its snapshot and
+// deltas to the store in order, acknowledges them, and marks agents offline
+// when their stream ends or their heartbeats stop.
+import type * as grpc from '@grpc/grpc-js';
+import {
+  BulkheadError, agentIdFromCert, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
+} from '@bulkhead/shared';
+import type { Store } from '../store/store';
+import { toServiceError } from './service-error';
+
+type LinkCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
+
+export interface AgentLinkOptions {
+  store: Store;
+  logger: Logger;
+  /** How often agents are told to heartbeat. Default 5 s. */
+  heartbeatIntervalMs?: number;
+  /** No message for this long marks an agent offline. Default 3 × heartbeat. */
+  offlineAfterMs?: number;
+  /** How long a new stream may take to say hello. Default 10 s. */
+  helloTimeoutMs?: number;
+  now?: () => Date;
+}
+
+interface Session {
+  agentId: string;
+  call: LinkCall;
+  /** Store writes of one stream are applied strictly in arrival order. */
+  chain: Promise<void>;
+  closed: boolean;
+}
+
+export class AgentLinkService {
+  private readonly sessions = new Map<string, Session>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly heartbeatIntervalMs: number;
+  private readonly offlineAfterMs: number;
+  private readonly helloTimeoutMs: number;
+  private readonly now: () => Date;
+
+  constructor(private readonly opts: AgentLinkOptions) {
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
+    this.offlineAfterMs = opts.offlineAfterMs ?? this.heartbeatIntervalMs * 3;
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? 10_000;
+    this.now = opts.now ?? (() => new Date());
+    if (this.offlineAfterMs <= this.heartbeatIntervalMs) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'offlineAfterMs must exceed heartbeatIntervalMs');
+    }
+  }
+
+  handlers(): AgentLinkHandlers {
+    return { Connect: (call) => this.onConnect(call) };
+  }
+
+  /** Ids of agents with a live stream right now. */
+  connectedAgents(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  /** Starts the offline sweeper. */
+  start(): void {
+    const every = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
+    this.sweeper = setInterval(() => void this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  /** Closes every stream (controller shutdown) and marks those agents offline. */
+  async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    const all = [...this.sessions.values()];
+    for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
+    await Promise.allSettled(all.map((s) => s.chain));
+    for (const s of all) await this.opts.store.setAgentStatus(s.agentId, 'offline', this.now()).catch(() => undefined);
+  }
+
+  /** Marks agents offline whose heartbeats stopped, and drops their streams. */
+  async sweep(): Promise<void> {
+    try {
+      const cutoff = new Date(this.now().getTime() - this.offlineAfterMs);
+      for (const a of await this.opts.store.listStaleOnlineAgents(cutoff)) {
+        const s = this.sessions.get(a.id);
+        if (s) this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'heartbeats stopped'));
+        await this.opts.store.setAgentStatus(a.id, 'offline', this.now());
+        this.opts.logger.warn({ agentId: a.id, lastSeenAt: a.lastSeenAt }, 'agent offline: heartbeats stopped');
+      }
+    } catch (err) {
+      this.opts.logger.error({ err }, 'offline sweep failed');
+    }
+  }
+
+  private onConnect(call: LinkCall): void {
+    const log = this.opts.logger.child({ peer: call.getPeer() });
+    const refuse = (err: BulkheadError): void => {
+      log.warn({ code: err.code, reason: err.message }, 'agent stream refused');
+      call.emit('error', toServiceError(err));
+    };
+    const cert = call.getAuthContext()?.sslPeerCertificate;
+    // grpc-js only exposes a peer certificate that verified against our CA and is in its validity window.
+    if (!cert) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED'));
+    const agentId = agentIdFromCert(cert);
+    if (!agentId) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED', 'client certificate carries no Bulkhead agent identity'));
+    const serial = cert.serialNumber.toLowerCase();
+
+    let session: Session | undefined;
+    const helloTimer = setTimeout(() => refuse(new BulkheadError('BK_ERR_PROTOCOL', 'no hello within the allowed time')), this.helloTimeoutMs);
+
+    call.on('data', (msg: AgentMessage__Output) => {
+      if (!session) {
+        clearTimeout(helloTimer);
+        call.pause(); // hold further messages until the hello is accepted
+        this.acceptHello(call, agentId, serial, msg).then(
+          (s) => {
+            session = s;
+            call.resume();
+          },
+          (err: unknown) => refuse(err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err })),
+        );
+        return;
+      }
+      const s = session;
+      s.chain = s.chain.then(() => this.apply(s, msg)).catch((err: unknown) => {
+        log.error({ err, agentId }, 'applying agent message failed');
+        this.close(s, err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err }));
+      });
+    });
+    const ended = (why: string): void => {
+      clearTimeout(helloTimer);
+      if (!session) return;
+      const s = session;
+      s.closed = true;
+      if (this.sessions.get(s.agentId) !== s) return; // superseded by a newer stream
+      this.sessions.delete(s.agentId);
+      void s.chain.then(() => this.opts.store.setAgentStatus(s.agentId, 'offline', this.now())).then(
+        () => log.info({ agentId: s.agentId, why }, 'agent disconnected'),
+        (err: unknown) => log.error({ err }, 'marking agent offline failed'),
+      );
+    };
+    call.on('end', () => {
+      ended('stream ended');
+      if (session && !call.writableEnded) call.end();
+    });
+    call.on('cancelled', () => ended('cancelled'));
+    call.on('error', () => ended('error'));
+    call.on('close', () => ended('closed'));
+  }
+
+  private async acceptHello(call: LinkCall, agentId: string, serial: string, msg: AgentMessage__Output): Promise<Session> {
+    if (msg.body !== 'hello' || !msg.hello) throw new BulkheadError('BK_ERR_PROTOCOL', 'the first message on a stream must be a hello');
+    const hello = msg.hello;
+    if (hello.agentId !== agentId) {
+      throw new BulkheadError('BK_ERR_AGENT_ID_MISMATCH', `hello claims agent "${hello.agentId}" but the certificate identifies "${agentId}"`);
+    }
+    const rec = await this.opts.store.getAgent(agentId);
+    if (!rec) throw new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
+    if (rec.status === 'revoked' || rec.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
+    if (rec.certSerial !== serial) {
+      throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${serial} is not the one issued to ${agentId}`);
+    }
+    const now = this.now();
+    if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
+    await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
+    const previous = this.sessions.get(agentId);
+    const s: Session = { agentId, call, chain: Promise.resolve(), closed: false };
+    this.sessions.set(agentId, s);
+    if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
+    call.write({ welcome: { agentId, heartbeatIntervalMs: this.heartbeatIntervalMs, serverTimeMs: now.getTime() } });
+    call.write({ ack: { seq: msg.seq } });
+    this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
+    return s;
+  }
+
+  private async apply(s: Session, msg: AgentMessage__Output): Promise<void> {
+    if (s.closed) return;
+    const now = this.now();
+    switch (msg.body) {
+      case 'snapshot':
+        await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
+        break;
+      case 'delta': {
+        const d = msg.delta;
+        if (!d || !d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'delta without a container id');
+        if (d.kind === 'UPSERT') {
+          if (!d.container || d.container.id !== d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'upsert delta without matching container facts');
+          await this.opts.store.upsertContainer(s.agentId, d.container, now);
+        } else if (d.kind === 'REMOVE') {
+          await this.opts.store.removeContainer(s.agentId, d.containerId, now);
+        } else {
+          throw new BulkheadError('BK_ERR_PROTOCOL', `unknown delta kind ${String(d.kind)}`);
+        }
+        break;
+      }
+      case 'heartbeat':
+        await this.opts.store.touchAgent(s.agentId, now);
+        break;
+      case 'hello':
+        throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');
+      default:
+        throw new BulkheadError('BK_ERR_PROTOCOL', 'empty agent message');
+    }
+    if (msg.body !== 'heartbeat') await this.opts.store.touchAgent(s.agentId, now);
+    if (!s.closed) s.call.write({ ack: { seq: msg.seq } });
+  }
+
+  private close(s: Session, err: BulkheadError): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (this.sessions.get(s.agentId) === s) this.sessions.delete(s.agentId);
+    s.call.emit('error', toServiceError(err));
+  }
+}

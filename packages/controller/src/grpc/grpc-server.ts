@@ -1,0 +1,84 @@
+// Owns the controller's gRPC listener. One port serves both services:
+// the TLS layer *requests* a client certificate but does not demand one, so an
+// agent without a certificate can enroll, while AgentLink refuses any stream
+// whose certificate did not verify against our CA (grpc-js exposes a peer
+// certificate to handlers only when it verified). The server sends its
+// certificate chain including the CA, which lets a new agent pin the CA by
+// fingerprint before it trusts anything.
+import * as grpc from '@grpc/grpc-js';
+import { loadProto, type Logger } from '@bulkhead/shared';
+import type { ControllerPki } from '../pki/data-dir';
+import type { Store } from '../store/store';
+import { enrollmentHandlers } from '../enrollment/enrollment-service';
+import { AgentLinkService, type AgentLinkOptions } from './agent-link-service';
+
+export interface GrpcServerOptions {
+  listen: string;
+  store: Store;
+  pki: ControllerPki;
+  logger: Logger;
+  link?: Omit<AgentLinkOptions, 'store' | 'logger'>;
+  agentCertDays?: number;
+}
+
+export interface RunningGrpcServer {
+  server: grpc.Server;
+  port: number;
+  link: AgentLinkService;
+  shutdown(): Promise<void>;
+}
+
+/** A certificate provider that never changes (grpc-js wants the provider shape). */
+function staticProvider(ca: Buffer | null, identity: { certificate: Buffer; privateKey: Buffer } | null): grpc.experimental.CertificateProvider {
+  return {
+    addCaCertificateListener: (l) => l(ca ? { caCertificate: ca } : null),
+    removeCaCertificateListener: () => undefined,
+    addIdentityCertificateListener: (l) => l(identity),
+    removeIdentityCertificateListener: () => undefined,
+  };
+}
+
+export function serverCredentials(pki: ControllerPki): grpc.ServerCredentials {
+  const chain = Buffer.from(pki.server.certPem.trimEnd() + '\n' + pki.ca.certPem);
+  return grpc.experimental.createCertificateProviderServerCredentials(
+    staticProvider(null, { certificate: chain, privateKey: Buffer.from(pki.server.keyPem) }),
+    staticProvider(Buffer.from(pki.ca.certPem), null),
+    false,
+  );
+}
+
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const proto = loadProto();
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  });
+  const link = new AgentLinkService({ ...(opts.link ?? {}), store: opts.store, logger: opts.logger.child({ component: 'link' }) });
+  server.addService(proto.bulkhead.v1.AgentLink.service, link.handlers());
+  server.addService(
+    proto.bulkhead.v1.Enrollment.service,
+    enrollmentHandlers({ store: opts.store, pki: opts.pki, logger: opts.logger.child({ component: 'enrollment' }), ...(opts.agentCertDays ? { agentCertDays: opts.agentCertDays } : {}) }),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(opts.listen, serverCredentials(opts.pki), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  link.start();
+  return {
+    server,
+    port,
+    link,
+    async shutdown() {
+      await link.stop();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), 3000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// Owns the controller's data directory: the CA, the server certificate, the
+// admin API key file and the SQLite store live here. Private keys are 0600
+// from the first byte; the directory itself is 0700.
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  BulkheadError, certFingerprint, createCa, issueServerCert, writeFileAtomic, writeSecretFile, type KeyAndCert,
+} from '@bulkhead/shared';
+
+export interface DataDirPaths {
+  dir: string;
+  caKey: string;
+  caCert: string;
+  serverKey: string;
+  serverCert: string;
+  adminKey: string;
+  db: string;
+}
+
+export function dataDirPaths(dir: string): DataDirPaths {
+  return {
+    dir,
+    caKey: join(dir, 'ca.key'),
+    caCert: join(dir, 'ca.crt'),
+    serverKey: join(dir, 'server.key'),
+    serverCert: join(dir, 'server.crt'),
+    adminKey: join(dir, 'admin.apikey'),
+    db: join(dir, 'bulkhead.db'),
+  };
+}
+
+export interface ControllerPki {
+  ca: KeyAndCert;
+  server: KeyAndCert;
+  caFingerprint: string;
+}
+
+/** Names a server certificate always carries, plus any the operator adds. */
+export function defaultSans(extra: string[] = []): string[] {
+  const names = ['localhost', '127.0.0.1', '::1', hostname(), ...extra.map((s) => s.trim()).filter(Boolean)];
+  return [...new Set(names)];
+}
+
+/** Creates the CA and server certificate. Refuses to overwrite an existing CA. */
+export async function initPki(dir: string, sans: string[]): Promise<ControllerPki> {
+  const p = dataDirPaths(dir);
+  if (existsSync(p.caKey)) {
+    throw new BulkheadError('BK_ERR_ALREADY_INITIALIZED', `${dir} already holds a CA (${p.caKey}); refusing to replace it — every enrolled agent trusts it`);
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const ca = await createCa('Bulkhead Controller CA');
+  const server = await issueServerCert({ ca, sans });
+  writeSecretFile(p.caKey, ca.keyPem);
+  writeFileAtomic(p.caCert, ca.certPem);
+  writeSecretFile(p.serverKey, server.keyPem);
+  writeFileAtomic(p.serverCert, server.certPem);
+  return { ca, server, caFingerprint: certFingerprint(ca.certPem) };
+}
+
+export function loadPki(dir: string): ControllerPki {
+  const p = dataDirPaths(dir);
+  if (!existsSync(p.caKey) || !existsSync(p.serverCert)) {
+    throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${dir} is not an initialized data directory (no ca.key/server.crt); run \`bulkhead-controller init --data-dir ${dir}\``);
+  }
+  for (const f of [p.caKey, p.serverKey]) {
+    const mode = statSync(f).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${f} is readable by group or others (mode ${mode.toString(8)}); run chmod 600 ${f}`);
+    }
+  }
+  const ca = { keyPem: readFileSync(p.caKey, 'utf8'), certPem: readFileSync(p.caCert, 'utf8') };
+  const server = { keyPem: readFileSync(p.serverKey, 'utf8'), certPem: readFileSync(p.serverCert, 'utf8') };
+  return { ca, server, caFingerprint: certFingerprint(ca.certPem) };
+}

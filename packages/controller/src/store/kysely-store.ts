@@ -1,0 +1,428 @@
+// Owns the SQL behind the Store contract, written once for every kysely
+// dialect. SqliteStore and PostgresStore only open a connection and hand it
+// here, so everything below must stay portable: no RETURNING-dependent logic,
+// no JSON operators, integer-ms times, 0/1 booleans, LIKE with an explicit
+// ESCAPE, and ON CONFLICT (supported by SQLite ≥ 3.24 and PostgreSQL).
+import { sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
+import type {
+  AgentRecord, AgentStatus, ApiKeyRecord, ContainerQuery, ContainerRecord, JoinTokenRecord, Store,
+} from './store';
+import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
+import { migrateToLatest } from './migrations';
+
+/** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
+const CONTAINER_BATCH = 100;
+const LABEL_BATCH = 500;
+
+export abstract class KyselyStore implements Store {
+  protected constructor(protected readonly db: Db) {}
+
+  async migrate(): Promise<void> {
+    await migrateToLatest(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+
+  // ---- join tokens ----------------------------------------------------------
+
+  async insertJoinToken(t: JoinTokenRecord): Promise<void> {
+    await this.db
+      .insertInto('join_tokens')
+      .values({
+        id: t.id,
+        secret_hash: t.secretHash,
+        created_at: t.createdAt.getTime(),
+        expires_at: t.expiresAt.getTime(),
+        used_at: msOrNull(t.usedAt),
+        used_by_agent: t.usedByAgent,
+        revoked_at: msOrNull(t.revokedAt),
+        description: t.description,
+      })
+      .execute();
+  }
+
+  async getJoinToken(id: string): Promise<JoinTokenRecord | undefined> {
+    const row = await this.db.selectFrom('join_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toJoinToken(row);
+  }
+
+  async consumeJoinToken(id: string, agentId: string, now: Date): Promise<boolean> {
+    // One conditional UPDATE: the database, not a read-then-write in JS,
+    // decides which of two racing enrollments gets the token.
+    const ms = now.getTime();
+    const r = await this.db
+      .updateTable('join_tokens')
+      .set({ used_at: ms, used_by_agent: agentId })
+      .where('id', '=', id)
+      .where('used_at', 'is', null)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', ms)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  // ---- api keys -------------------------------------------------------------
+
+  async insertApiKey(k: ApiKeyRecord): Promise<void> {
+    await this.db
+      .insertInto('api_keys')
+      .values({
+        id: k.id,
+        name: k.name,
+        secret_hash: k.secretHash,
+        role: k.role,
+        created_at: k.createdAt.getTime(),
+        expires_at: msOrNull(k.expiresAt),
+        revoked_at: msOrNull(k.revokedAt),
+      })
+      .execute();
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const row = await this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toApiKey(row);
+  }
+
+  // ---- agents ---------------------------------------------------------------
+
+  async insertAgent(a: AgentRecord): Promise<void> {
+    await this.db
+      .insertInto('agents')
+      .values({
+        id: a.id,
+        hostname: a.hostname,
+        status: a.status,
+        agent_version: a.agentVersion,
+        host_json: a.host === null ? null : JSON.stringify(a.host),
+        cert_serial: a.certSerial,
+        cert_not_after: a.certNotAfter.getTime(),
+        enrolled_at: a.enrolledAt.getTime(),
+        last_seen_at: msOrNull(a.lastSeenAt),
+        connected_at: msOrNull(a.connectedAt),
+        revoked_at: msOrNull(a.revokedAt),
+      })
+      .execute();
+  }
+
+  private selectAgents() {
+    return this.db
+      .selectFrom('agents')
+      .selectAll('agents')
+      .select((eb) =>
+        eb
+          .selectFrom('containers')
+          .select((e) => e.fn.countAll().as('n'))
+          .whereRef('containers.agent_id', '=', 'agents.id')
+          .where('containers.removed', '=', 0)
+          .as('container_count'),
+      );
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | undefined> {
+    const row = await this.selectAgents().where('agents.id', '=', id).executeTakeFirst();
+    return row && toAgent(row);
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    const rows = await this.selectAgents().orderBy('agents.hostname').orderBy('agents.id').execute();
+    return rows.map(toAgent);
+  }
+
+  /** A revoked agent stays revoked: a late hello must not flip it back online. */
+  async markAgentConnected(id: string, agentVersion: string, host: HostFacts__Output, now: Date): Promise<void> {
+    const ms = now.getTime();
+    await this.db
+      .updateTable('agents')
+      .set({ agent_version: agentVersion, host_json: JSON.stringify(host), status: 'online', connected_at: ms, last_seen_at: ms })
+      .where('id', '=', id)
+      .where('status', '!=', 'revoked')
+      .execute();
+  }
+
+  async touchAgent(id: string, now: Date): Promise<void> {
+    await this.db.updateTable('agents').set({ last_seen_at: now.getTime() }).where('id', '=', id).execute();
+  }
+
+  /**
+   * 'revoked' is terminal: setting online/offline on a revoked agent is a
+   * no-op, so a stale-agent sweep racing a revocation cannot undo it.
+   * Revoking records `now` as revokedAt (the first revocation time is kept).
+   */
+  async setAgentStatus(id: string, status: AgentStatus, now: Date): Promise<void> {
+    await this.db
+      .updateTable('agents')
+      .set(status === 'revoked' ? { status, revoked_at: now.getTime() } : { status })
+      .where('id', '=', id)
+      .where('status', '!=', 'revoked')
+      .execute();
+  }
+
+  async listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]> {
+    const rows = await this.selectAgents()
+      .where('agents.status', '=', 'online')
+      .where((eb) => eb.or([eb('agents.last_seen_at', 'is', null), eb('agents.last_seen_at', '<', cutoff.getTime())]))
+      .orderBy('agents.id')
+      .execute();
+    return rows.map(toAgent);
+  }
+
+  // ---- containers -----------------------------------------------------------
+
+  /**
+   * Containers missing from the snapshot are marked removed (kept for
+   * history like a REMOVE delta would), the rest are upserted live.
+   */
+  async replaceContainers(agentId: string, containers: ContainerFacts__Output[], now: Date): Promise<void> {
+    const ms = now.getTime();
+    const unique = dedupeById(containers);
+    await this.db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('containers')
+        .set({ removed: 1, updated_at: ms })
+        .where('agent_id', '=', agentId)
+        .where('removed', '=', 0)
+        .execute();
+      await upsertMany(trx, agentId, unique, ms);
+    });
+  }
+
+  async upsertContainer(agentId: string, c: ContainerFacts__Output, now: Date): Promise<void> {
+    const list = dedupeById([c]);
+    await this.db.transaction().execute((trx) => upsertMany(trx, agentId, list, now.getTime()));
+  }
+
+  async removeContainer(agentId: string, containerId: string, now: Date): Promise<void> {
+    await this.db
+      .updateTable('containers')
+      .set({ removed: 1, updated_at: now.getTime() })
+      .where('agent_id', '=', agentId)
+      .where('id', '=', containerId)
+      .execute();
+  }
+
+  async getContainer(agentId: string, containerId: string): Promise<ContainerRecord | undefined> {
+    const row = await this.db
+      .selectFrom('containers')
+      .selectAll()
+      .where('agent_id', '=', agentId)
+      .where('id', '=', containerId)
+      .executeTakeFirst();
+    return row && toContainer(row);
+  }
+
+  async findContainers(agentId: string, ref: { idPrefix?: string; names?: string[] }): Promise<ContainerRecord[]> {
+    const prefix = ref.idPrefix;
+    const names = ref.names ?? [];
+    if ((prefix === undefined || prefix === '') && names.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('containers')
+      .selectAll()
+      .where('agent_id', '=', agentId)
+      .where((eb) => {
+        const ors = [];
+        if (prefix !== undefined && prefix !== '') ors.push(sql<SqlBool>`${sql.ref('id')} like ${escapeLike(prefix) + '%'} escape '\\'`);
+        if (names.length > 0) ors.push(eb('name', 'in', names));
+        return eb.or(ors);
+      })
+      .orderBy('id')
+      .execute();
+    return rows.map(toContainer);
+  }
+
+  async listContainers(q: ContainerQuery): Promise<ContainerRecord[]> {
+    let qb = this.db.selectFrom('containers').selectAll('containers');
+    if (q.agentId !== undefined) qb = qb.where('containers.agent_id', '=', q.agentId);
+    if (q.state !== undefined) qb = qb.where('containers.state', '=', q.state);
+    if (q.image !== undefined && q.image !== '') {
+      // lower() on both sides: SQLite's LIKE is case-insensitive, PostgreSQL's is not.
+      const pattern = '%' + escapeLike(q.image.toLowerCase()) + '%';
+      qb = qb.where(sql<SqlBool>`lower(${sql.ref('containers.image_ref')}) like ${pattern} escape '\\'`);
+    }
+    if (q.includeRemoved !== true) qb = qb.where('containers.removed', '=', 0);
+    for (const { key, value } of (q.labels ?? []).map(parseLabelFilter)) {
+      qb = qb.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('container_labels')
+            .select(sql<number>`1`.as('one'))
+            .whereRef('container_labels.agent_id', '=', 'containers.agent_id')
+            .whereRef('container_labels.container_id', '=', 'containers.id')
+            .where('container_labels.key', '=', key)
+            .$if(value !== undefined, (sq) => sq.where('container_labels.value', '=', value!)),
+        ),
+      );
+    }
+    qb = qb.orderBy('containers.agent_id').orderBy('containers.name').orderBy('containers.id');
+    const limit = checkCount(q.limit, 'limit');
+    const offset = checkCount(q.offset, 'offset');
+    if (limit !== undefined) qb = qb.limit(limit);
+    // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
+    if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
+    const rows = await qb.execute();
+    return rows.map(toContainer);
+  }
+
+  async purgeRemovedContainers(before: Date): Promise<number> {
+    // Labels go with their container by ON DELETE CASCADE.
+    const r = await this.db
+      .deleteFrom('containers')
+      .where('removed', '=', 1)
+      .where('updated_at', '<', before.getTime())
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+}
+
+// ---- helpers ------------------------------------------------------------------
+
+async function upsertMany(trx: Transaction<Database>, agentId: string, list: ContainerFacts__Output[], ms: number): Promise<void> {
+  for (let i = 0; i < list.length; i += CONTAINER_BATCH) {
+    const batch = list.slice(i, i + CONTAINER_BATCH);
+    await trx
+      .insertInto('containers')
+      .values(
+        batch.map((c) => ({
+          agent_id: agentId,
+          id: c.id,
+          name: c.name ?? '',
+          image_ref: c.imageRef ?? '',
+          state: c.state ?? '',
+          facts_json: JSON.stringify(c),
+          updated_at: ms,
+          removed: 0,
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(['agent_id', 'id']).doUpdateSet((eb) => ({
+          name: eb.ref('excluded.name'),
+          image_ref: eb.ref('excluded.image_ref'),
+          state: eb.ref('excluded.state'),
+          facts_json: eb.ref('excluded.facts_json'),
+          updated_at: eb.ref('excluded.updated_at'),
+          removed: eb.ref('excluded.removed'),
+        })),
+      )
+      .execute();
+    await trx
+      .deleteFrom('container_labels')
+      .where('agent_id', '=', agentId)
+      .where('container_id', 'in', batch.map((c) => c.id))
+      .execute();
+    const labels = batch.flatMap((c) =>
+      Object.entries(c.labels ?? {}).map(([key, value]) => ({ agent_id: agentId, container_id: c.id, key, value: String(value) })),
+    );
+    for (let j = 0; j < labels.length; j += LABEL_BATCH) {
+      await trx.insertInto('container_labels').values(labels.slice(j, j + LABEL_BATCH)).execute();
+    }
+  }
+}
+
+function dedupeById(list: ContainerFacts__Output[]): ContainerFacts__Output[] {
+  // A multi-row ON CONFLICT DO UPDATE may not touch one row twice (PostgreSQL
+  // rejects it), so a repeated id keeps its last occurrence.
+  const byId = new Map<string, ContainerFacts__Output>();
+  for (const c of list) {
+    if (typeof c.id !== 'string' || c.id === '') throw new BulkheadError('BK_ERR_PROTOCOL', 'container facts without an id');
+    byId.set(c.id, c);
+  }
+  return [...byId.values()];
+}
+
+/** "key" → presence; "key=value" → exact value (split at the first "="). */
+export function parseLabelFilter(s: string): { key: string; value?: string } {
+  const eq = s.indexOf('=');
+  const key = eq < 0 ? s : s.slice(0, eq);
+  if (key === '') throw new BulkheadError('BK_ERR_BAD_REQUEST', `label filter "${s}" has an empty key (expected key or key=value)`);
+  return eq < 0 ? { key } : { key, value: s.slice(eq + 1) };
+}
+
+function checkCount(n: number | undefined, field: string): number | undefined {
+  if (n === undefined) return undefined;
+  if (!Number.isSafeInteger(n) || n < 0) throw new BulkheadError('BK_ERR_BAD_REQUEST', `${field} must be a non-negative integer, got ${n}`);
+  return n;
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => '\\' + c);
+}
+
+/** PostgreSQL hands bigint and count(*) back as strings; SQLite as numbers. */
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' || typeof v === 'bigint') return Number(v);
+  throw new BulkheadError('BK_ERR_INTERNAL', `expected an integer column, got ${typeof v}`);
+}
+
+function toDate(v: unknown): Date {
+  return new Date(toNumber(v));
+}
+
+function toDateOrNull(v: unknown): Date | null {
+  return v === null || v === undefined ? null : toDate(v);
+}
+
+function msOrNull(d: Date | null): number | null {
+  return d === null ? null : d.getTime();
+}
+
+function toJoinToken(r: Selectable<JoinTokensTable>): JoinTokenRecord {
+  return {
+    id: r.id,
+    secretHash: r.secret_hash,
+    createdAt: toDate(r.created_at),
+    expiresAt: toDate(r.expires_at),
+    usedAt: toDateOrNull(r.used_at),
+    usedByAgent: r.used_by_agent,
+    revokedAt: toDateOrNull(r.revoked_at),
+    description: r.description,
+  };
+}
+
+function toApiKey(r: Selectable<ApiKeysTable>): ApiKeyRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    secretHash: r.secret_hash,
+    role: r.role as ApiKeyRecord['role'],
+    createdAt: toDate(r.created_at),
+    expiresAt: toDateOrNull(r.expires_at),
+    revokedAt: toDateOrNull(r.revoked_at),
+  };
+}
+
+function toAgent(r: Selectable<AgentsTable> & { container_count: unknown }): AgentRecord {
+  return {
+    id: r.id,
+    hostname: r.hostname,
+    status: r.status as AgentStatus,
+    agentVersion: r.agent_version,
+    host: r.host_json === null ? null : (JSON.parse(r.host_json) as HostFacts__Output),
+    certSerial: r.cert_serial,
+    certNotAfter: toDate(r.cert_not_after),
+    enrolledAt: toDate(r.enrolled_at),
+    lastSeenAt: toDateOrNull(r.last_seen_at),
+    connectedAt: toDateOrNull(r.connected_at),
+    revokedAt: toDateOrNull(r.revoked_at),
+    containerCount: r.container_count === null || r.container_count === undefined ? 0 : toNumber(r.container_count),
+  };
+}
+
+function toContainer(r: Selectable<ContainersTable>): ContainerRecord {
+  return {
+    agentId: r.agent_id,
+    id: r.id,
+    name: r.name,
+    imageRef: r.image_ref,
+    state: r.state,
+    facts: JSON.parse(r.facts_json) as ContainerFacts__Output,
+    updatedAt: toDate(r.updated_at),
+    removed: toNumber(r.removed) !== 0,
+  };
+}

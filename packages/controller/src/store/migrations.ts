@@ -1,0 +1,112 @@
+// Owns the schema's history. Migrations live in code (not files found at
+// run time) so they ship inside the compiled package, and use only kysely's
+// schema builder with portable types so the same list runs on SQLite and
+// PostgreSQL. Never edit a migration that has shipped; append a new one.
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { BulkheadError } from '@bulkhead/shared';
+
+// Migrations are written against Kysely<any> on purpose: they describe the
+// schema as it was at that step, not as schema.ts types it today.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type AnyDb = Kysely<any>;
+
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001_initial': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('join_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('secret_hash', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('used_at', 'bigint')
+        .addColumn('used_by_agent', 'text')
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('secret_hash', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+
+      await db.schema
+        .createTable('agents')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('hostname', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('agent_version', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('host_json', 'text')
+        .addColumn('cert_serial', 'text', (c) => c.notNull())
+        .addColumn('cert_not_after', 'bigint', (c) => c.notNull())
+        .addColumn('enrolled_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen_at', 'bigint')
+        .addColumn('connected_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('agents_status_last_seen').on('agents').columns(['status', 'last_seen_at']).execute();
+
+      await db.schema
+        .createTable('containers')
+        .addColumn('agent_id', 'text', (c) => c.notNull().references('agents.id').onDelete('cascade'))
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('image_ref', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('facts_json', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('removed', 'integer', (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('containers_pk', ['agent_id', 'id'])
+        .execute();
+      await db.schema.createIndex('containers_state').on('containers').columns(['state']).execute();
+      await db.schema.createIndex('containers_image_ref').on('containers').columns(['image_ref']).execute();
+      await db.schema.createIndex('containers_agent_name').on('containers').columns(['agent_id', 'name']).execute();
+
+      await db.schema
+        .createTable('container_labels')
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('container_labels_pk', ['agent_id', 'container_id', 'key'])
+        .addForeignKeyConstraint('container_labels_container_fk', ['agent_id', 'container_id'], 'containers', ['agent_id', 'id'], (fk) =>
+          fk.onDelete('cascade'),
+        )
+        .execute();
+      await db.schema.createIndex('container_labels_key_value').on('container_labels').columns(['key', 'value']).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      for (const t of ['container_labels', 'containers', 'agents', 'api_keys', 'join_tokens']) {
+        await db.schema.dropTable(t).ifExists().execute();
+      }
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };
+
+/** Brings the database to the latest schema. Idempotent; safe to call on every start. */
+export async function migrateToLatest(db: AnyDb): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider,
+    migrationTableName: 'bulkhead_migration',
+    migrationLockTableName: 'bulkhead_migration_lock',
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    const which = failed !== undefined ? `database migration ${failed}` : 'database migration';
+    throw new BulkheadError('BK_ERR_INTERNAL', `${which} failed: ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
