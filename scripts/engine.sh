@@ -23,7 +23,11 @@
 # Environment knobs:
 #   BULKHEAD_ENGINE_TIMEOUT   seconds to wait for the engine to answer (default 30)
 #   BULKHEAD_ENGINE_NO_IMAGES=1  skip importing the busybox test images
+#   BULKHEAD_ENGINE_DOCKERD_ARGS extra dockerd flags (word-split), e.g.
+#                             "--authorization-plugin=bulkhead-authz" for authz-plugin tests
 set -euo pipefail
+# dockerd, runc and iptables live in sbin, which a non-login PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 TEST_IMAGE=bulkhead-test/busybox:1
 TEST_IMAGE_USER=bulkhead-test/busybox:user1000
@@ -285,7 +289,8 @@ do_start() {
 
   local t0=$SECONDS
   write_configs
-  rm -f "$SOCK" "$CTD_SOCK" "$DIR/dockerd.pid" "$DIR/containerd.pid"
+  rm -f "$SOCK" "$CTD_SOCK" "$DIR/dockerd.pid" "$DIR/containerd.pid" 2>/dev/null \
+    || die "cannot remove stale $SOCK / $CTD_SOCK / pidfiles in $DIR"
 
   # setsid: detach from the caller's session/process group (Ctrl-C or a test runner
   # killing its group must not half-kill the engine; `stop` is the only way down).
@@ -312,6 +317,7 @@ do_start() {
     --config-file "$DIR/daemon.json" \
     --bridge=none --iptables=false --ip6tables=false \
     --ip-forward=false --ip-masq=false --userland-proxy=false \
+    ${BULKHEAD_ENGINE_DOCKERD_ARGS:-} \
     9>&- </dev/null >>"$DIR/dockerd.log" 2>&1 &
   dpid=$!
 

@@ -12,8 +12,19 @@ export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
 export type DockerClient = Dockerode;
 
-/** The part of dockerode the agent's Docker layer uses. */
-export type DockerApi = Pick<Dockerode, 'getEvents' | 'listContainers' | 'getContainer' | 'getImage' | 'version' | 'info'>;
+/**
+ * The part of dockerode the agent's Docker layer uses, promise forms only.
+ * A Dockerode instance satisfies it; so does a small fake in a unit test
+ * (dockerode's callback overloads would otherwise make every fake a cast).
+ */
+export interface DockerApi {
+  getEvents(options?: Dockerode.GetEventsOptions): Promise<NodeJS.ReadableStream>;
+  listContainers(options?: Dockerode.ContainerListOptions): Promise<Dockerode.ContainerInfo[]>;
+  getContainer(id: string): { inspect(): Promise<Dockerode.ContainerInspectInfo> };
+  getImage(id: string): { inspect(): Promise<Dockerode.ImageInspectInfo> };
+  version(): Promise<Dockerode.DockerVersion>;
+  info(): Promise<unknown>;
+}
 
 export interface DockerTls {
   ca: string | Buffer;

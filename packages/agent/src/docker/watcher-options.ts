@@ -1,6 +1,7 @@
 // Options of ContainerWatcher (watcher.ts) and the one function that fills
-// in defaults, turns "30s" into milliseconds and rejects bad combinations.
-import { BulkheadError, parseDuration } from '@bulkhead/shared';
+// in defaults and rejects bad combinations. Durations are milliseconds here:
+// the agent's own options turn "30s" into ms (agent-options.ts).
+import { BulkheadError } from '@bulkhead/shared';
 import type { Logger } from '@bulkhead/shared';
 import type { DockerApi } from './client';
 
@@ -21,14 +22,14 @@ export interface ContainerWatcherOptions {
    * How often to list containers and repair the inventory. Catches what the
    * event stream lost: dockerd silently skips events for a subscriber that
    * lags > 100 ms and replays only its last 256 after a reconnect.
-   * Default 30s; 0 disables the timer (a reconcile still runs after every
+   * Default 30 s; 0 disables the timer (a reconcile still runs after every
    * reconnect of the event stream).
    */
-  reconcileInterval?: number | string;
-  /** First delay before reconnecting a lost event stream; doubles per failure. Default 100ms. */
-  reconnectMinDelay?: number | string;
-  /** Cap of that delay. Default 10s. */
-  reconnectMaxDelay?: number | string;
+  reconcileIntervalMs?: number;
+  /** First delay before reconnecting a lost event stream; doubles per failure. Default 100 ms. */
+  reconnectMinDelayMs?: number;
+  /** Cap of that delay. Default 10 s. */
+  reconnectMaxDelayMs?: number;
   /** Inspects run at once during the initial sync and reconciles (events are never throttled). Default 8. */
   inspectConcurrency?: number;
 }
@@ -44,9 +45,9 @@ export interface ResolvedWatcherOptions {
 }
 
 export const WATCHER_DEFAULTS = {
-  reconcileInterval: '30s',
-  reconnectMinDelay: '100ms',
-  reconnectMaxDelay: '10s',
+  reconcileIntervalMs: 30_000,
+  reconnectMinDelayMs: 100,
+  reconnectMaxDelayMs: 10_000,
   inspectConcurrency: 8,
 } as const;
 
@@ -55,20 +56,27 @@ export function resolveWatcherOptions(o: ContainerWatcherOptions): ResolvedWatch
     docker: o.docker,
     logger: o.logger,
     clock: o.clock ?? systemClock,
-    reconcileIntervalMs: parseDuration(o.reconcileInterval ?? WATCHER_DEFAULTS.reconcileInterval, 'reconcileInterval'),
-    reconnectMinDelayMs: parseDuration(o.reconnectMinDelay ?? WATCHER_DEFAULTS.reconnectMinDelay, 'reconnectMinDelay'),
-    reconnectMaxDelayMs: parseDuration(o.reconnectMaxDelay ?? WATCHER_DEFAULTS.reconnectMaxDelay, 'reconnectMaxDelay'),
+    reconcileIntervalMs: ms(o.reconcileIntervalMs ?? WATCHER_DEFAULTS.reconcileIntervalMs, 'reconcileIntervalMs'),
+    reconnectMinDelayMs: ms(o.reconnectMinDelayMs ?? WATCHER_DEFAULTS.reconnectMinDelayMs, 'reconnectMinDelayMs'),
+    reconnectMaxDelayMs: ms(o.reconnectMaxDelayMs ?? WATCHER_DEFAULTS.reconnectMaxDelayMs, 'reconnectMaxDelayMs'),
     inspectConcurrency: o.inspectConcurrency ?? WATCHER_DEFAULTS.inspectConcurrency,
   };
   if (r.reconcileIntervalMs > 0 && r.reconcileIntervalMs < 100) {
-    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `reconcileInterval: ${r.reconcileIntervalMs}ms is too short (minimum 100ms, or 0 to disable)`);
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `reconcileIntervalMs: ${r.reconcileIntervalMs} is too short (minimum 100ms, or 0 to disable)`);
   }
-  if (r.reconnectMinDelayMs <= 0) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'reconnectMinDelay must be positive');
+  if (r.reconnectMinDelayMs <= 0) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'reconnectMinDelayMs must be positive');
   if (r.reconnectMaxDelayMs < r.reconnectMinDelayMs) {
-    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `reconnectMaxDelay (${r.reconnectMaxDelayMs}ms) is below reconnectMinDelay (${r.reconnectMinDelayMs}ms)`);
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `reconnectMaxDelayMs (${r.reconnectMaxDelayMs}) is below reconnectMinDelayMs (${r.reconnectMinDelayMs})`);
   }
   if (!Number.isInteger(r.inspectConcurrency) || r.inspectConcurrency < 1) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `inspectConcurrency: ${r.inspectConcurrency} is not a positive integer`);
   }
   return r;
+}
+
+function ms(v: number, field: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${field}: ${String(v)} is not a non-negative number of milliseconds`);
+  }
+  return Math.round(v);
 }

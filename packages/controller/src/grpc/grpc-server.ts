@@ -28,12 +28,16 @@ export interface RunningGrpcServer {
   shutdown(): Promise<void>;
 }
 
-/** A certificate provider that never changes (grpc-js wants the provider shape). */
+/**
+ * A certificate provider that never changes (grpc-js wants the provider shape).
+ * Listeners are called on the next tick: grpc-js registers its own watcher
+ * only after subscribing to the provider, so a synchronous update is lost.
+ */
 function staticProvider(ca: Buffer | null, identity: { certificate: Buffer; privateKey: Buffer } | null): grpc.experimental.CertificateProvider {
   return {
-    addCaCertificateListener: (l) => l(ca ? { caCertificate: ca } : null),
+    addCaCertificateListener: (l) => process.nextTick(() => l(ca ? { caCertificate: ca } : null)),
     removeCaCertificateListener: () => undefined,
-    addIdentityCertificateListener: (l) => l(identity),
+    addIdentityCertificateListener: (l) => process.nextTick(() => l(identity)),
     removeIdentityCertificateListener: () => undefined,
   };
 }
@@ -41,6 +45,9 @@ function staticProvider(ca: Buffer | null, identity: { certificate: Buffer; priv
 export function serverCredentials(pki: ControllerPki): grpc.ServerCredentials {
   const chain = Buffer.from(pki.server.certPem.trimEnd() + '\n' + pki.ca.certPem);
   return grpc.experimental.createCertificateProviderServerCredentials(
+    // grpc-js 1.14 names the first parameter "caCertificateProvider" but hands it
+    // to a constructor whose first parameter is the identity provider: the
+    // identity provider goes first.
     staticProvider(null, { certificate: chain, privateKey: Buffer.from(pki.server.keyPem) }),
     staticProvider(Buffer.from(pki.ca.certPem), null),
     false,

@@ -1,0 +1,80 @@
+// Owns /v1/containers: the fleet's container inventory, filtered and paged,
+// and single containers addressed by id, id prefix or name.
+import type { FastifyInstance } from 'fastify';
+import { BulkheadError } from '@bulkhead/shared';
+import type { ContainerRecord, Store } from '../../store/store';
+import {
+  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, toContainerDto,
+  type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams,
+} from '../dto';
+
+/** Shortest id prefix accepted, as `docker ps` prints it. */
+export const MIN_ID_PREFIX = 12;
+
+export function registerContainerRoutes(app: FastifyInstance, opts: { store: Store }): void {
+  const { store } = opts;
+
+  app.get<{ Querystring: ContainerListQuery }>(
+    '/containers',
+    { schema: { querystring: ContainerListQuerySchema, response: { 200: ContainerPageSchema } } },
+    async (req): Promise<ContainerPageDto> => {
+      const q = req.query;
+      // One row more than asked tells whether another page exists.
+      const rows = await store.listContainers({
+        agentId: q.agent,
+        state: q.state,
+        image: q.image,
+        labels: q.label,
+        includeRemoved: q.include_removed,
+        limit: q.limit + 1,
+        offset: q.offset,
+      });
+      const more = rows.length > q.limit;
+      return {
+        items: rows.slice(0, q.limit).map(toContainerDto),
+        limit: q.limit,
+        offset: q.offset,
+        nextOffset: more ? q.offset + q.limit : null,
+      };
+    },
+  );
+
+  app.get<{ Params: ContainerParams }>(
+    '/containers/:agent/:id',
+    { schema: { params: ContainerParamsSchema, response: { 200: ContainerSchema } } },
+    async (req): Promise<ContainerDto> => toContainerDto(await resolveContainer(store, req.params.agent, req.params.id)),
+  );
+}
+
+/**
+ * Finds one container of `agentId` by full id, unique id prefix (≥ 12 hex
+ * digits) or name (with or without Docker's leading "/"). Live containers
+ * win over removed ones that match the same reference.
+ */
+export async function resolveContainer(store: Store, agentId: string, ref: string): Promise<ContainerRecord> {
+  const exact = await store.getContainer(agentId, ref);
+  if (exact) return exact;
+
+  const lower = ref.toLowerCase();
+  const idPrefix = new RegExp(`^[0-9a-f]{${MIN_ID_PREFIX},64}$`).test(lower) ? lower : undefined;
+  const bare = ref.startsWith('/') ? ref.slice(1) : ref;
+  const names = bare === '' ? [] : [bare, '/' + bare];
+  let candidates = store.findContainers
+    ? await store.findContainers(agentId, { idPrefix, names })
+    : (await store.listContainers({ agentId, includeRemoved: true })).filter(
+        (c) => (idPrefix !== undefined && c.id.startsWith(idPrefix)) || names.includes(c.name),
+      );
+
+  if (candidates.length === 0) {
+    if (!(await store.getAgent(agentId))) throw new BulkheadError('BK_ERR_NOT_FOUND', `agent "${agentId}" not found`);
+    const hint = /^[0-9a-f]+$/i.test(ref) && ref.length < MIN_ID_PREFIX ? ` (id prefixes need at least ${MIN_ID_PREFIX} hex digits)` : '';
+    throw new BulkheadError('BK_ERR_NOT_FOUND', `no container "${ref}" on agent "${agentId}"${hint}`);
+  }
+  const live = candidates.filter((c) => !c.removed);
+  if (live.length > 0) candidates = live;
+  if (candidates.length > 1) {
+    const ids = candidates.slice(0, 5).map((c) => c.id.slice(0, MIN_ID_PREFIX)).join(', ');
+    throw new BulkheadError('BK_ERR_BAD_REQUEST', `"${ref}" matches ${candidates.length} containers on agent "${agentId}" (${ids}); give more of the id`);
+  }
+  return candidates[0]!;
+}

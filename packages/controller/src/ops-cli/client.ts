@@ -1,0 +1,212 @@
+// Owns talking to the controller's REST API from the ops CLI: HTTPS with an
+// explicit CA (node:https, since Node 20's fetch cannot take one), the API
+// key, and turning failures into two kinds the CLI can tell apart — the API
+// answered with a problem (ApiError) or it could not be reached (ConnectionError).
+import { request } from 'node:https';
+import { VERSION } from '@bulkhead/shared';
+import type { AgentDto, AgentListDto, ContainerDto, ContainerPageDto, ProblemDto } from '../api/dto';
+
+export interface ApiClientOptions {
+  /** e.g. https://controller.example:8443 (a path prefix is kept). HTTPS only. */
+  baseUrl: string;
+  /** "bk_<key id>_<secret>". */
+  apiKey: string;
+  /** PEM CA certificate(s) to trust instead of the system store. */
+  caPem?: string | Buffer;
+  /** Per request, connect to last byte. Default 15000 ms. */
+  timeoutMs?: number;
+}
+
+export interface ContainerListParams {
+  agent?: string;
+  state?: string;
+  image?: string;
+  labels?: string[];
+  includeRemoved?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+/** The API answered with an error (problem+json, or something else non-2xx). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly detail: string;
+  readonly problem: ProblemDto | undefined;
+
+  constructor(status: number, code: string, detail: string, problem?: ProblemDto) {
+    super(`${code}: ${detail}`);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+    this.problem = problem;
+  }
+}
+
+/** No HTTP answer: DNS, TCP, TLS (untrusted certificate, wrong name), timeout. */
+export class ConnectionError extends Error {
+  readonly url: string;
+  /** Node's error code, e.g. ECONNREFUSED, SELF_SIGNED_CERT_IN_CHAIN. */
+  readonly errorCode: string | undefined;
+  readonly tls: boolean;
+
+  constructor(message: string, url: string, errorCode: string | undefined, tls: boolean, cause?: unknown) {
+    super(message, cause !== undefined ? { cause } : undefined);
+    this.name = 'ConnectionError';
+    this.url = url;
+    this.errorCode = errorCode;
+    this.tls = tls;
+  }
+}
+
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+export class ApiClient {
+  readonly baseUrl: URL;
+  private readonly apiKey: string;
+  private readonly caPem: string | Buffer | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ApiClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.baseUrl);
+    } catch {
+      throw new TypeError(`"${opts.baseUrl}" is not a URL (expected https://HOST:PORT)`);
+    }
+    if (url.protocol !== 'https:') throw new TypeError(`the API is HTTPS-only; "${opts.baseUrl}" is not an https:// URL`);
+    this.baseUrl = url;
+    this.apiKey = opts.apiKey;
+    this.caPem = opts.caPem;
+    this.timeoutMs = opts.timeoutMs ?? 15_000;
+  }
+
+  listAgents(): Promise<AgentListDto> {
+    return this.getJson<AgentListDto>('/v1/agents');
+  }
+
+  getAgent(id: string): Promise<AgentDto> {
+    return this.getJson<AgentDto>(`/v1/agents/${encodeURIComponent(id)}`);
+  }
+
+  listContainers(p: ContainerListParams = {}): Promise<ContainerPageDto> {
+    const q = new URLSearchParams();
+    if (p.agent !== undefined) q.set('agent', p.agent);
+    if (p.state !== undefined) q.set('state', p.state);
+    if (p.image !== undefined) q.set('image', p.image);
+    for (const l of p.labels ?? []) q.append('label', l);
+    if (p.includeRemoved) q.set('include_removed', 'true');
+    if (p.limit !== undefined) q.set('limit', String(p.limit));
+    if (p.offset !== undefined) q.set('offset', String(p.offset));
+    return this.getJson<ContainerPageDto>('/v1/containers', q);
+  }
+
+  /** Follows nextOffset until `max` containers (default: all) are collected. */
+  async listAllContainers(p: Omit<ContainerListParams, 'limit' | 'offset'> = {}, max = Infinity, pageSize = 500): Promise<ContainerDto[]> {
+    const items: ContainerDto[] = [];
+    let offset: number | null = 0;
+    while (offset !== null && items.length < max) {
+      const page: ContainerPageDto = await this.listContainers({ ...p, offset, limit: Math.min(pageSize, max - items.length) });
+      items.push(...page.items);
+      offset = page.nextOffset;
+    }
+    return items;
+  }
+
+  /** `ref`: full id, unique id prefix (≥ 12 hex digits) or container name. */
+  getContainer(agentId: string, ref: string): Promise<ContainerDto> {
+    return this.getJson<ContainerDto>(`/v1/containers/${encodeURIComponent(agentId)}/${encodeURIComponent(ref)}`);
+  }
+
+  /** GET `path` (relative to the base URL) and parse the JSON answer. */
+  getJson<T>(path: string, query?: URLSearchParams): Promise<T> {
+    const url = new URL(this.baseUrl.href);
+    url.pathname = url.pathname.replace(/\/+$/, '') + path;
+    url.search = query && [...query].length > 0 ? '?' + query.toString() : '';
+    const origin = url.origin;
+
+    return new Promise<T>((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method: 'GET',
+          ca: this.caPem,
+          minVersion: 'TLSv1.2',
+          agent: false,
+          headers: {
+            authorization: `Bearer ${this.apiKey}`,
+            accept: 'application/json, application/problem+json',
+            'user-agent': `bulkhead-cli/${VERSION}`,
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_BODY_BYTES) req.destroy(new Error(`response from ${origin} exceeds ${MAX_BODY_BYTES} bytes`));
+            else chunks.push(c);
+          });
+          res.on('error', (e) => reject(connectionError(e, origin)));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            const text = Buffer.concat(chunks).toString('utf8');
+            let body: unknown;
+            try {
+              body = text === '' ? undefined : JSON.parse(text);
+            } catch {
+              body = undefined;
+            }
+            if (status >= 200 && status < 300) {
+              if (body === undefined) reject(new ApiError(status, 'BK_ERR_PROTOCOL', `${origin} answered ${status} without a JSON body`));
+              else resolve(body as T);
+              return;
+            }
+            reject(problemError(status, body, text));
+          });
+        },
+      );
+      req.setTimeout(this.timeoutMs, () => {
+        const e = new Error(`no answer within ${this.timeoutMs} ms`) as NodeJS.ErrnoException;
+        e.code = 'ETIMEDOUT';
+        req.destroy(e);
+      });
+      req.on('error', (e) => reject(connectionError(e, origin)));
+      req.end();
+    });
+  }
+}
+
+function problemError(status: number, body: unknown, text: string): ApiError {
+  const p = body as Partial<ProblemDto> | undefined;
+  if (p && typeof p === 'object' && typeof p.code === 'string') {
+    return new ApiError(status, p.code, typeof p.detail === 'string' ? p.detail : (p.title ?? ''), p as ProblemDto);
+  }
+  const snippet = text.trim().slice(0, 200);
+  return new ApiError(status, `HTTP_${status}`, snippet === '' ? 'no error details in the response' : snippet);
+}
+
+/** OpenSSL verification codes (UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, …) and Node's ERR_TLS_CERT_ALTNAME_INVALID. */
+const CERT_CODE = /CERT|SELF_SIGNED|LEAF_SIGNATURE|CRL|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|HOSTNAME_MISMATCH|ALTNAME/;
+/** Handshake/protocol failures, e.g. ERR_SSL_WRONG_VERSION_NUMBER when the port speaks plain HTTP. */
+const TLS_CODE = /^ERR_SSL_|^ERR_TLS_|^EPROTO$/;
+
+function connectionError(e: unknown, origin: string): ConnectionError {
+  if (e instanceof ConnectionError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code;
+  if (code !== undefined && (CERT_CODE.test(code) || TLS_CODE.test(code))) {
+    const hint = CERT_CODE.test(code)
+      ? "; pass the controller's CA certificate (ca.crt in its data directory) with --ca or BULKHEAD_CA, and use a host name the server certificate lists"
+      : '; is this the controller API port, and does it speak HTTPS?';
+    return new ConnectionError(`TLS handshake with ${origin} failed: ${tlsReason(err.message)} (${code})${hint}`, origin, code, true, e);
+  }
+  return new ConnectionError(`cannot reach ${origin}: ${code ?? err.message}${code !== undefined && err.message && !err.message.includes(code) ? ` (${err.message})` : ''}`, origin, code, false, e);
+}
+
+/** OpenSSL's "…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:file:line:" → "wrong version number". */
+function tlsReason(message: string): string {
+  const m = /SSL routines:[^:]*:([^:]+)/.exec(message);
+  return (m ? m[1]! : message).replace(/\s+/g, ' ').trim();
+}

@@ -1,0 +1,141 @@
+// Owns how the ops CLI shows agents and containers to a human. Pure
+// functions of (API data, now) → text, so tests need no terminal.
+import type { AgentDto, ContainerDto } from '../api/dto';
+import { formatKeyValues, formatTable } from './table';
+
+export function renderAgentTable(agents: AgentDto[], now: Date): string {
+  return formatTable(
+    ['ID', 'HOSTNAME', 'STATUS', 'VERSION', 'CONTAINERS', 'LAST SEEN', 'CERT EXPIRES'],
+    agents.map((a) => [
+      a.id,
+      a.hostname,
+      a.status,
+      a.agentVersion || '-',
+      String(a.containerCount),
+      a.lastSeenAt === null ? 'never' : ago(a.lastSeenAt, now),
+      a.certNotAfter.slice(0, 10),
+    ]),
+  );
+}
+
+export function renderAgent(a: AgentDto, now: Date): string {
+  const h = (a.host ?? {}) as Record<string, unknown>;
+  const pairs: Array<[string, string]> = [
+    ['ID', a.id],
+    ['Hostname', a.hostname],
+    ['Status', a.status],
+    ['Agent version', a.agentVersion || '-'],
+  ];
+  if (a.host !== null) {
+    pairs.push(
+      ['OS', join([str(h['osPlatform']), str(h['osDistro']), str(h['osRelease']), str(h['arch']) && `(${str(h['arch'])})`]) || '-'],
+      ['Kernel', str(h['kernel']) || '-'],
+      ['Docker', join([str(h['dockerVersion']), str(h['dockerApiVersion']) && `(API ${str(h['dockerApiVersion'])})`]) || '-'],
+      ['Cgroups', join([num(h['cgroupVersion']) ? `v${num(h['cgroupVersion'])}` : '', str(h['cgroupDriver'])]) || '-'],
+      ['CPUs', num(h['cpus']) ? String(num(h['cpus'])) : '-'],
+      ['Memory', num(h['memoryBytes']) ? bytes(num(h['memoryBytes'])) : '-'],
+    );
+  }
+  pairs.push(
+    ['Containers', String(a.containerCount)],
+    ['Enrolled', when(a.enrolledAt, now)],
+    ['Connected', a.connectedAt === null ? 'never' : when(a.connectedAt, now)],
+    ['Last seen', a.lastSeenAt === null ? 'never' : when(a.lastSeenAt, now)],
+    ['Cert expires', when(a.certNotAfter, now)],
+    ['Cert serial', a.certSerial],
+  );
+  if (a.revokedAt !== null) pairs.push(['Revoked', when(a.revokedAt, now)]);
+  return formatKeyValues(pairs);
+}
+
+export function renderContainerTable(containers: ContainerDto[], now: Date): string {
+  return formatTable(
+    ['AGENT', 'CONTAINER ID', 'NAME', 'IMAGE', 'STATE', 'UPDATED'],
+    containers.map((c) => [
+      c.agentId,
+      c.id.slice(0, 12),
+      displayName(c.name),
+      c.imageRef,
+      c.removed ? `${c.state || '-'} (removed)` : c.state || '-',
+      ago(c.updatedAt, now),
+    ]),
+  );
+}
+
+export function renderContainer(c: ContainerDto, now: Date): string {
+  const f = c.facts as Record<string, unknown>;
+  const list = (k: string) => (Array.isArray(f[k]) ? (f[k] as unknown[]).map(String) : []);
+  const mounts = Array.isArray(f['mounts'])
+    ? (f['mounts'] as Array<Record<string, unknown>>).map(
+        (m) => `${str(m['type']) || 'mount'} ${str(m['source']) || '-'} -> ${str(m['destination'])}${m['readOnly'] ? ' (ro)' : ''}`,
+      )
+    : [];
+  const networks = Array.isArray(f['networks'])
+    ? (f['networks'] as Array<Record<string, unknown>>).map((n) => join([str(n['name']), str(n['ipAddress'])]))
+    : [];
+  const labels = f['labels'] && typeof f['labels'] === 'object' ? Object.entries(f['labels'] as Record<string, unknown>).map(([k, v]) => `${k}=${String(v)}`).sort() : [];
+  const pairs: Array<[string, string]> = [
+    ['Agent', c.agentId],
+    ['ID', c.id],
+    ['Name', displayName(c.name)],
+    ['Image', c.imageRef],
+    ['Image ID', str(f['imageId']) || '-'],
+    ['State', c.removed ? `${c.state} (removed)` : c.state],
+    ['User', str(f['user']) || '(image default' + (str(f['imageUser']) ? `: ${str(f['imageUser'])})` : ')')],
+    ['Privileged', f['privileged'] ? 'yes' : 'no'],
+    ['Read-only rootfs', f['readOnlyRootfs'] ? 'yes' : 'no'],
+    ['Network mode', str(f['networkMode']) || '-'],
+    ['Networks', networks.join('\n') || '-'],
+    ['PID mode', str(f['pidMode']) || '-'],
+    ['Cap add', list('capAdd').join(', ') || '-'],
+    ['Cap drop', list('capDrop').join(', ') || '-'],
+    ['Security opt', list('securityOpt').join(', ') || '-'],
+    ['Devices', list('devices').join(', ') || '-'],
+    ['Mounts', mounts.join('\n') || '-'],
+    ['Command', list('command').join(' ') || '-'],
+    ['Labels', labels.join('\n') || '-'],
+    ['Updated', when(c.updatedAt, now)],
+  ];
+  return formatKeyValues(pairs);
+}
+
+function displayName(name: string): string {
+  return name.startsWith('/') ? name.slice(1) : name;
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : typeof v === 'string' && v !== '' ? Number(v) : 0;
+}
+
+function join(parts: string[]): string {
+  return parts.filter((p) => p !== '').join(' ');
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** "2025-01-31T12:00:00.000Z (5m ago)" / "(in 89d)". */
+function when(iso: string, now: Date): string {
+  return `${iso} (${ago(iso, now)})`;
+}
+
+/** Coarse relative time: "12s ago", "3m ago", "in 89d". */
+export function ago(iso: string, now: Date): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const d = now.getTime() - t;
+  const a = Math.abs(d);
+  const s = a < 60_000 ? `${Math.floor(a / 1000)}s` : a < 3_600_000 ? `${Math.floor(a / 60_000)}m` : a < 86_400_000 ? `${Math.floor(a / 3_600_000)}h` : `${Math.floor(a / 86_400_000)}d`;
+  return d >= 0 ? `${s} ago` : `in ${s}`;
+}
