@@ -53,8 +53,10 @@ export function watcherInventory(watcher: ContainerWatcher): LinkInventory {
   return {
     inventory: () => watcher.inventory(),
     subscribe(listener: (d: ContainerDelta) => void) {
-      const onUpsert = (facts: ContainerFacts, eventAction: string, eventTimeMs: number): void =>
-        listener({ kind: 'UPSERT', containerId: facts.id ?? '', container: facts, eventAction, eventTimeMs });
+      const onUpsert = (facts: ContainerFacts, eventAction: string, eventTimeMs: number, changed: boolean): void => {
+        // Replayed or duplicate events that changed nothing are not worth a message.
+        if (changed) listener({ kind: 'UPSERT', containerId: facts.id ?? '', container: facts, eventAction, eventTimeMs });
+      };
       const onRemove = (id: string, eventAction: string, eventTimeMs: number): void =>
         listener({ kind: 'REMOVE', containerId: id, eventAction, eventTimeMs });
       watcher.on('upsert', onUpsert);

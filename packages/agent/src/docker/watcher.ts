@@ -73,6 +73,9 @@ const EVENT_FILTERS = {
   event: [...FACT_CHANGING_ACTIONS, 'connect', 'disconnect'],
 };
 
+/** How long stop() waits for in-flight inspects. */
+const STOP_WAIT_MS = 2000;
+
 /** A stream that lived this long was healthy; the next failure starts backoff afresh. */
 const HEALTHY_STREAM_MS = 10_000;
 
@@ -95,6 +98,8 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconcileRunning: Promise<void> | undefined;
   private reconcileAgain = false;
+  /** A reconcile was asked for during the initial sync; run it after the snapshot. */
+  private reconcileAfterSync = false;
   private syncing = true;
   private buffered: Array<{ id: string; job: Job }> = [];
   private stopped = false;
@@ -102,7 +107,9 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
   private constructor(private readonly o: ResolvedWatcherOptions) {
     super();
     this.slots = new Semaphore(o.inspectConcurrency);
-    this.log = o.logger.child({ component: 'docker-watcher' });
+    // Used as given: the caller names the component (a second `component`
+    // binding would print the key twice in pino's JSON).
+    this.log = o.logger;
   }
 
   /**
@@ -137,7 +144,11 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     return this.requestReconcile('manual');
   }
 
-  /** Closes the event stream and timers; waits for in-flight inspects, which then emit nothing. */
+  /**
+   * Closes the event stream and timers, then waits (at most STOP_WAIT_MS:
+   * a hung dockerd must not hang the agent's shutdown) for in-flight
+   * inspects, which emit nothing any more.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -145,7 +156,15 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     clearTimeout(this.reconcileTimer);
     destroyStream(this.stream);
     this.stream = undefined;
-    await Promise.allSettled([...[...this.work.values()].map((w) => w.done), this.reconcileRunning]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...[...this.work.values()].map((w) => w.done), this.reconcileRunning]),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, STOP_WAIT_MS);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   // ---- initial sync ------------------------------------------------------
@@ -172,7 +191,8 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
       const held = this.buffered;
       this.buffered = [];
       for (const { id, job } of held) this.enqueue(id, job);
-      this.scheduleReconcile();
+      if (this.reconcileAfterSync) void this.requestReconcile('reconnect');
+      else this.scheduleReconcile();
     });
   }
 
@@ -377,7 +397,11 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
   }
 
   private requestReconcile(reason: string): Promise<void> {
-    if (this.stopped || this.syncing) return Promise.resolve();
+    if (this.stopped) return Promise.resolve();
+    if (this.syncing) {
+      this.reconcileAfterSync = true;
+      return Promise.resolve();
+    }
     if (this.reconcileRunning) {
       this.reconcileAgain = true;
       return this.reconcileRunning;
