@@ -4,7 +4,7 @@
 import t from 'tap';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { useEngine } from '../helpers/engine';
+import { startPrivateEngine } from '../helpers/engine';
 import { OPS_BIN, run, waitFor } from '../helpers/processes';
 import { enrollAgent, startController, tempRoot } from './stack';
 
@@ -18,7 +18,9 @@ interface Item {
 }
 
 t.test('agent reports a real Docker host to the controller', async (t) => {
-  const engine = await useEngine(t);
+  // A dedicated engine: the agent reports every container on it, and this test
+  // asserts exact inventories, so no other test file may share it.
+  const engine = await startPrivateEngine({ t });
   const root = tempRoot();
   t.teardown(root.cleanup);
   const ctl = await startController(root.dir, { heartbeatInterval: '500ms', offlineAfter: '2s' });

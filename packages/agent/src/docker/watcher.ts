@@ -160,8 +160,9 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     await Promise.race([
       Promise.allSettled([...[...this.work.values()].map((w) => w.done), this.reconcileRunning]),
       new Promise<void>((resolve) => {
+        // Not unref'd: with nothing else alive the process would exit
+        // mid-await and skip the caller's remaining shutdown steps.
         timer = setTimeout(resolve, STOP_WAIT_MS);
-        timer.unref();
       }),
     ]);
     clearTimeout(timer);

@@ -354,3 +354,32 @@ t.test('listingDiffers', async (t) => {
   t.equal(statusMarks({ Status: 'Exited (137) 2 minutes ago' }), '(137)');
   t.equal(statusMarks({ Status: 'Up 2 minutes (Paused)' }), '(Paused)');
 });
+
+t.test('a stream lost during the initial sync leads to a reconcile right after the snapshot', async (t) => {
+  const fake = new FakeDocker();
+  const id = fake.add(1);
+  fake.hold(id);
+  const startP = ContainerWatcher.start({ docker: fake, logger, reconcileIntervalMs: 0, reconnectMinDelayMs: 5 });
+  await until(() => fake.calls.inspect.length === 1, 'initial inspect');
+  fake.stream.end();
+  await until(() => fake.streams.length === 2, 'reconnected during sync');
+  t.equal(fake.calls.list, 1, 'no reconcile while syncing');
+  fake.release(id);
+  const w = await startP;
+  t.teardown(() => w.stop());
+  await until(() => fake.calls.list === 2, 'reconcile after the snapshot');
+  t.pass('reconciled');
+});
+
+t.test('stop does not hang on an inspect that never returns', async (t) => {
+  const fake = new FakeDocker();
+  const id = fake.add(1);
+  const { w } = await started(fake);
+  fake.hold(id); // never released
+  fake.emitEvent('container', 'die', id, T0 + 1n);
+  await until(() => fake.calls.inspect.length === 2, 'inspect in flight');
+  const t0 = Date.now();
+  await w.stop();
+  const took = Date.now() - t0;
+  t.ok(took >= 1500 && took < 4000, `stop returned after ${took} ms`);
+});
