@@ -1,0 +1,31 @@
+import t from 'tap';
+import { join } from 'node:path';
+import { createJoinToken, redeemJoinToken } from '../../src/enrollment/join-tokens';
+import { openStore } from '../../src/store/open-store';
+
+t.test('join tokens are one-time, expire, and are stored hashed', async (t) => {
+  const store = await openStore({ kind: 'sqlite', path: join(t.testdir(), 'db.sqlite') });
+  t.teardown(() => store.close());
+  const now = new Date('2026-01-01T00:00:00Z');
+  const { token, record } = await createJoinToken(store, 60_000, now, 'rack 4');
+  t.match(token, /^bkj_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+  const stored = await store.getJoinToken(record.id);
+  t.notMatch(JSON.stringify(stored), token.split('_')[2]!, 'the secret is not stored');
+  t.equal(stored?.description, 'rack 4');
+
+  await t.rejects(redeemJoinToken(store, token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A'), 'agt_x', now), { code: 'BK_ERR_TOKEN_INVALID' }, 'wrong secret');
+  const used = await redeemJoinToken(store, token, 'agt_1', now);
+  t.equal(used.id, record.id);
+  t.equal((await store.getJoinToken(record.id))?.usedByAgent, 'agt_1');
+  await t.rejects(redeemJoinToken(store, token, 'agt_2', now), { code: 'BK_ERR_TOKEN_USED' });
+
+  const { token: t2 } = await createJoinToken(store, 1000, now);
+  await t.rejects(redeemJoinToken(store, t2, 'agt_3', new Date(now.getTime() + 1000)), { code: 'BK_ERR_TOKEN_EXPIRED' });
+  await t.rejects(redeemJoinToken(store, 'bkj_nope', 'agt_3', now), { code: 'BK_ERR_TOKEN_INVALID' });
+  await t.rejects(createJoinToken(store, 0, now), { code: 'BK_ERR_CONFIG_INVALID' });
+
+  // Two concurrent redemptions: exactly one wins.
+  const { token: t3 } = await createJoinToken(store, 60_000, now);
+  const results = await Promise.allSettled([redeemJoinToken(store, t3, 'agt_a', now), redeemJoinToken(store, t3, 'agt_b', now)]);
+  t.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'one winner');
+});

@@ -1,0 +1,36 @@
+import t from 'tap';
+import { chmodSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveControllerOptions } from '../../src/controller-options';
+import { splitHostPort } from '../../src/net/host-port';
+import { defaultSans, initPki, loadPki } from '../../src/pki/data-dir';
+
+t.test('controller options', async (t) => {
+  const o = resolveControllerOptions({ dataDir: '/d' });
+  t.same(o, { dataDir: '/d', grpcListen: '0.0.0.0:7443', apiListen: '0.0.0.0:8443', heartbeatIntervalMs: 5000, offlineAfterMs: 15000 });
+  t.equal(resolveControllerOptions({ dataDir: '/d', heartbeatInterval: '1s' }).offlineAfterMs, 3000, 'offline defaults to 3 × heartbeat');
+  t.throws(() => resolveControllerOptions({ dataDir: '' }), { code: 'BK_ERR_CONFIG_INVALID' });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', heartbeatInterval: '10ms' }), { message: /at least 100ms/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', heartbeatInterval: '5s', offlineAfter: '5s' }), { message: /longer than heartbeat/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', apiListen: '8443' }), { message: /api-listen/ });
+});
+
+t.test('listen address parsing', async (t) => {
+  t.same(splitHostPort('127.0.0.1:0', 'x'), { host: '127.0.0.1', port: 0 });
+  t.same(splitHostPort('[::1]:8443', 'x'), { host: '::1', port: 8443 });
+  t.throws(() => splitHostPort('host:99999', 'grpc-listen'), { message: /grpc-listen/ });
+});
+
+t.test('data dir: init once, keys 0600, loose modes refused', async (t) => {
+  const dir = join(t.testdir(), 'ctl');
+  t.throws(() => loadPki(dir), { code: 'BK_ERR_NOT_INITIALIZED' });
+  const sans = defaultSans(['ctl.example.com', ' ', 'localhost']);
+  t.ok(sans.includes('ctl.example.com') && sans.includes('127.0.0.1'));
+  t.equal(sans.filter((s) => s === 'localhost').length, 1, 'deduplicated');
+  const pki = await initPki(dir, sans);
+  t.equal(statSync(join(dir, 'ca.key')).mode & 0o777, 0o600);
+  t.equal(loadPki(dir).caFingerprint, pki.caFingerprint);
+  await t.rejects(initPki(dir, sans), { code: 'BK_ERR_ALREADY_INITIALIZED' }, 'never replaces a CA');
+  chmodSync(join(dir, 'server.key'), 0o640);
+  t.throws(() => loadPki(dir), { code: 'BK_ERR_CONFIG_INVALID', message: /server\.key/ });
+});
