@@ -32,12 +32,14 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
   }
   const reconcileIntervalMs = parseDuration(input.reconcileInterval ?? '30s', 'reconcile-interval');
   if (reconcileIntervalMs < 1000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'reconcile-interval must be at least 1s');
-  if (input.dockerHost && !/^(unix|tcp|https?|npipe):\/\//.test(input.dockerHost)) {
-    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `docker host "${input.dockerHost}" must be a URL like unix:///var/run/docker.sock or tcp://127.0.0.1:2376`);
+  let dockerHost = input.dockerHost || undefined;
+  if (dockerHost?.startsWith('/')) dockerHost = `unix://${dockerHost}`; // a bare socket path
+  if (dockerHost && !/^(unix|tcp|https?|npipe):\/\//.test(dockerHost)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `docker host "${dockerHost}" must be a socket path or a URL like unix:///var/run/docker.sock or tcp://127.0.0.1:2376`);
   }
   return {
     stateDir: input.stateDir,
-    dockerHost: input.dockerHost || undefined,
+    dockerHost,
     controller: input.controller || undefined,
     hostLabels,
     reconcileIntervalMs,

@@ -49,7 +49,7 @@ export class Controller {
     } catch (err) {
       await grpc?.shutdown().catch(() => undefined);
       await store.close().catch(() => undefined);
-      throw err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_CONFIG_INVALID', `controller failed to start: ${(err as Error).message}`, { cause: err });
+      throw err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_STARTUP_FAILED', `controller failed to start: ${(err as Error).message}`, { cause: err });
     }
   }
 

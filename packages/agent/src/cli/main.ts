@@ -51,10 +51,10 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .description('run the agent daemon in the foreground (systemd runs it this way)')
     .addOption(stateDirOption())
     .addOption(new Option('--docker-host <url>', 'Docker engine to watch (unix:///path or tcp://…); default DOCKER_HOST or /var/run/docker.sock').env('BULKHEAD_DOCKER_HOST'))
-    .addOption(new Option('--controller <host:port>', 'override the controller address saved at enrollment').env('BULKHEAD_CONTROLLER'))
+    .addOption(new Option('--controller <host:port>', 'override the controller address saved at enrollment').env('BULKHEAD_CONTROLLER_OVERRIDE'))
     .addOption(new Option('--host-label <key=value...>', 'label this host (repeatable); policies can scope rules by host labels'))
     .addOption(new Option('--reconcile-interval <duration>', 'how often the full container list is re-read to catch missed events').env('BULKHEAD_RECONCILE_INTERVAL').default('30s'))
-    .addOption(new Option('--log-level <level>', 'pino log level').env('BULKHEAD_LOG_LEVEL').default('info'))
+    .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock')
     .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string }) => {
       const opts = resolveAgentOptions(o);
@@ -95,6 +95,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
 }
 
 if (require.main === module) {
+  // `… --help | head` closes stdout early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

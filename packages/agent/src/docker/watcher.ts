@@ -28,6 +28,12 @@ export type { ContainerWatcherOptions } from './watcher-options';
  * die, stop, pause, unpause, rename, update, destroy, restart, oom,
  * health_status), `network_connect` / `network_disconnect`, or `reconcile`
  * when periodic listing found a change the event stream did not deliver.
+ *
+ * Events for one container that arrive together (same chunk, or while its
+ * inspect is in flight) are reported once, under the NEWEST action: `docker
+ * stop` may appear as `die` then `stop`, or as `stop` alone; `create` +
+ * `start` as `start` alone. Decide on the facts (e.g. `state`), not on the
+ * action name alone.
  */
 export type WatchAction = string;
 

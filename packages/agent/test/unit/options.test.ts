@@ -12,7 +12,8 @@ t.test('agent options: defaults and clear errors', async (t) => {
   t.throws(() => resolveAgentOptions({ stateDir: '' }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveAgentOptions({ stateDir: '/s', hostLabel: ['novalue'] }), { message: /key=value/ });
   t.throws(() => resolveAgentOptions({ stateDir: '/s', reconcileInterval: '100ms' }), { message: /at least 1s/ });
-  t.throws(() => resolveAgentOptions({ stateDir: '/s', dockerHost: '/var/run/docker.sock' }), { message: /must be a URL/ });
+  t.equal(resolveAgentOptions({ stateDir: '/s', dockerHost: '/run/x.sock' }).dockerHost, 'unix:///run/x.sock', 'bare socket path');
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', dockerHost: 'docker.sock' }), { message: /socket path or a URL/ });
   t.throws(() => resolveAgentOptions({ stateDir: '/s', controller: 'nohost' }), { message: /HOST:PORT/ });
 });
 

@@ -106,7 +106,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--api-listen <addr>', 'HTTPS API listen address').env('BULKHEAD_API_LISTEN').default('0.0.0.0:8443'))
     .addOption(new Option('--heartbeat-interval <duration>', 'how often agents must heartbeat').env('BULKHEAD_HEARTBEAT_INTERVAL').default('5s'))
     .addOption(new Option('--offline-after <duration>', 'silence after which an agent is marked offline (default 3 × heartbeat)').env('BULKHEAD_OFFLINE_AFTER'))
-    .addOption(new Option('--log-level <level>', 'pino log level').env('BULKHEAD_LOG_LEVEL').default('info'))
+    .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443')
     .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string }) => {
       if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
@@ -148,6 +148,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
 }
 
 if (require.main === module) {
+  // `… --help | head` closes stdout early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

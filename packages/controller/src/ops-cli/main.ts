@@ -54,11 +54,11 @@ Exit codes: 0 ok, 1 the API returned an error, 2 usage error, 3 cannot connect (
 
 Examples:
   export BULKHEAD_API=https://controller.example:8443 BULKHEAD_CA=/etc/bulkhead/ca.crt
-  export BULKHEAD_API_KEY=$(cat /var/lib/bulkhead-controller/admin.key)
+  export BULKHEAD_API_KEY=$(cat /var/lib/bulkhead-controller/admin.apikey)
   bulkhead agents
-  bulkhead agents get agt_01jabcdefghjkmnpqrstvwxyz0
+  bulkhead agents get agt_3f9c2a7b1d0e4f5a6b7c
   bulkhead containers --state running --label com.example.team=payments
-  bulkhead containers get agt_01jabcdefghjkmnpqrstvwxyz0 web
+  bulkhead containers get agt_3f9c2a7b1d0e4f5a6b7c web
   bulkhead --json containers --image nginx
 `;
 
@@ -88,7 +88,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   const agents = program
     .command('agents')
     .description('enrolled agents (default: list)')
-    .addHelpText('after', '\nExamples:\n  bulkhead agents\n  bulkhead agents get agt_01jabcdefghjkmnpqrstvwxyz0\n  bulkhead --json agents\n');
+    .addHelpText('after', '\nExamples:\n  bulkhead agents\n  bulkhead agents get agt_3f9c2a7b1d0e4f5a6b7c\n  bulkhead --json agents\n');
 
   agents
     .command('list', { isDefault: true })
@@ -104,7 +104,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
     .command('get')
     .description('show one agent: host facts, connection and certificate')
     .argument('<id>', 'agent id (agt_…)')
-    .addHelpText('after', '\nExample:\n  bulkhead agents get agt_01jabcdefghjkmnpqrstvwxyz0\n')
+    .addHelpText('after', '\nExample:\n  bulkhead agents get agt_3f9c2a7b1d0e4f5a6b7c\n')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       const { api, json } = client(cmd);
       const body = await api.getAgent(id);
@@ -118,7 +118,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
     .addHelpText(
       'after',
       '\nFilters (--agent, --state, --image, --label, --all, --limit): bulkhead containers list --help\n' +
-        '\nExamples:\n  bulkhead containers --agent agt_01jabcdefghjkmnpqrstvwxyz0\n  bulkhead containers get agt_01jabcdefghjkmnpqrstvwxyz0 3f2a9c1b7d4e\n',
+        '\nExamples:\n  bulkhead containers --agent agt_3f9c2a7b1d0e4f5a6b7c\n  bulkhead containers get agt_3f9c2a7b1d0e4f5a6b7c 3f2a9c1b7d4e\n',
     );
 
   containers
@@ -132,7 +132,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
     .option('--limit <n>', 'show at most N containers (default: all)', parsePositiveInt)
     .addHelpText(
       'after',
-      '\nExamples:\n  bulkhead containers --state running\n  bulkhead containers --image nginx --label env=prod --label team\n  bulkhead containers --agent agt_01jabcdefghjkmnpqrstvwxyz0 --all\n',
+      '\nExamples:\n  bulkhead containers --state running\n  bulkhead containers --image nginx --label env=prod --label team\n  bulkhead containers --agent agt_3f9c2a7b1d0e4f5a6b7c --all\n',
     )
     .action(async (o: { agent?: string; state?: string; image?: string; label: string[]; all?: boolean; limit?: number }, cmd: Command) => {
       const { api, json } = client(cmd);
@@ -149,7 +149,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
     .description('show one container and its security-relevant facts')
     .argument('<agent>', 'agent id (agt_…)')
     .argument('<container>', 'container id, unique id prefix (12+ hex digits) or name')
-    .addHelpText('after', '\nExamples:\n  bulkhead containers get agt_01jabcdefghjkmnpqrstvwxyz0 web\n  bulkhead containers get agt_01jabcdefghjkmnpqrstvwxyz0 3f2a9c1b7d4e\n')
+    .addHelpText('after', '\nExamples:\n  bulkhead containers get agt_3f9c2a7b1d0e4f5a6b7c web\n  bulkhead containers get agt_3f9c2a7b1d0e4f5a6b7c 3f2a9c1b7d4e\n')
     .action(async (agent: string, ref: string, _opts: unknown, cmd: Command) => {
       const { api, json } = client(cmd);
       const body = await api.getContainer(agent, ref);
@@ -224,6 +224,10 @@ function toJson(v: unknown): string {
 }
 
 if (require.main === module) {
+  // `… | head` closes stdout early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -35,6 +35,7 @@ export const ERRORS = {
   BK_ERR_NOT_INITIALIZED: { status: 400, grpc: 'FAILED_PRECONDITION', message: 'the data directory is not initialized; run `bulkhead-controller init` first' },
   BK_ERR_DOCKER_UNAVAILABLE: { status: 503, grpc: 'UNAVAILABLE', message: 'the Docker engine is unreachable' },
   BK_ERR_CONTROLLER_UNAVAILABLE: { status: 503, grpc: 'UNAVAILABLE', message: 'the controller is unreachable' },
+  BK_ERR_STARTUP_FAILED: { status: 500, grpc: 'UNAVAILABLE', message: 'a component failed to start (e.g. its listen address is in use)' },
   BK_ERR_RATE_LIMITED: { status: 429, grpc: 'RESOURCE_EXHAUSTED', message: 'too many requests' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// Benchmark: the agent's idle footprint with N running containers (default
+// 200): resident memory (VmRSS) and CPU share of one core, read from
+// /proc/<pid> of the real agent process while it is connected to a real
+// controller and watching a private dockerd. Baseline in the same run: a bare
+// `node -e 'setInterval(()=>{},1e6)'` process's RSS.
+//
+// Bounded: N containers (sleep), a settle period, then a fixed sampling
+// window (BENCH_IDLE_WINDOW_S, default 30 s); everything is removed after.
+'use strict';
+const { spawn, execFileSync } = require('node:child_process');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join, resolve } = require('node:path');
+const Docker = require('dockerode');
+
+const ROOT = resolve(__dirname, '..');
+const N = Number(process.env.BENCH_IDLE_N ?? 200);
+const WINDOW_S = Number(process.env.BENCH_IDLE_WINDOW_S ?? 30);
+const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
+const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
+const IMAGE = 'bulkhead-test/busybox:1';
+const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
+
+function rssMb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]) / 1024;
+}
+function cpuTicks(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]); // utime + stime
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  const host = process.env.DOCKER_HOST ?? '';
+  if (!host.startsWith('unix://') || /\/(var\/)?run\/docker\.sock$/.test(host)) throw new Error('set DOCKER_HOST to a PRIVATE engine');
+  const docker = new Docker({ socketPath: host.slice('unix://'.length) });
+  const dir = mkdtempSync(join(tmpdir(), 'bk-idle-'));
+  const children = [];
+  try {
+    // Containers first, in parallel batches.
+    for (let i = 0; i < N; i += 20) {
+      await Promise.all(Array.from({ length: Math.min(20, N - i) }, async () => {
+        const c = await docker.createContainer({ Image: IMAGE, Cmd: ['sleep', '3600'], Labels: { 'bulkhead.bench': 'agent-idle' }, HostConfig: { NetworkMode: 'none' } });
+        await c.start();
+      }));
+    }
+    const init = JSON.parse(execFileSync(process.execPath, [CTL, 'init', '--data-dir', join(dir, 'ctl'), '--json']).toString());
+    const ctl = spawn(process.execPath, [CTL, 'serve', '--data-dir', join(dir, 'ctl'), '--grpc-listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(ctl);
+    const grpcPort = await new Promise((res) => {
+      let buf = '';
+      ctl.stdout.on('data', (d) => {
+        buf += d;
+        const m = /"grpcPort":(\d+)/.exec(buf);
+        if (m) res(Number(m[1]));
+      });
+    });
+    const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
+    const agent = spawn(process.execPath, [AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(agent);
+    const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
+    children.push(bare);
+
+    await sleep(15_000); // settle: initial sync, snapshot, first reconcile, GC
+    const rss = [];
+    const t0 = cpuTicks(agent.pid);
+    const w0 = Date.now();
+    for (let s = 0; s < WINDOW_S; s++) {
+      rss.push(rssMb(agent.pid));
+      await sleep(1000);
+    }
+    const cpuPct = ((cpuTicks(agent.pid) - t0) / CLK_TCK) / ((Date.now() - w0) / 1000) * 100;
+    const sorted = [...rss].sort((a, b) => a - b);
+    const result = {
+      benchmark: 'agent-idle',
+      date: new Date().toISOString(),
+      node: process.version,
+      runningContainers: N,
+      windowSeconds: WINDOW_S,
+      agentRssMb: { p50: +sorted[Math.floor(sorted.length / 2)].toFixed(1), max: +sorted[sorted.length - 1].toFixed(1) },
+      bareNodeRssMb: +rssMb(bare.pid).toFixed(1),
+      agentCpuPercentOfOneCore: +cpuPct.toFixed(2),
+    };
+    mkdirSync(join(__dirname, 'results'), { recursive: true });
+    writeFileSync(join(__dirname, 'results', 'agent-idle.json'), JSON.stringify(result, null, 2) + '\n');
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    const old = await docker.listContainers({ all: true, filters: { label: ['bulkhead.bench=agent-idle'] } });
+    for (let i = 0; i < old.length; i += 20) {
+      await Promise.all(old.slice(i, i + 20).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
