@@ -67,6 +67,9 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
     devices: devices(hc.Devices),
     imageUser: str(image?.Config?.User),
     restartCount: int(inspect.RestartCount),
+    // Filled in by the agent's secret scan and policy (project label) before reporting.
+    secretHits: [],
+    project: '',
   };
 }
 

@@ -64,6 +64,8 @@ t.test('web1: every field of a container with many options set', async (t) => {
     devices: ['/dev/null'],
     imageUser: '',
     restartCount: 0,
+    secretHits: [],
+    project: '',
   };
   t.same(f, expected);
   t.same(Object.keys(f).sort(), Object.keys(expected).sort(), 'no extra fields');

@@ -1,0 +1,143 @@
+// The policy contract: what a policy document holds, what a rule check is,
+// and what evaluation returns. The ONE evaluator (evaluator.ts) is a pure
+// function of (policy, container facts, host facts, context) → findings, and
+// every door uses it: the Docker authorization plugin, the reaction to engine
+// events, the controller's dry-run and the audit report.
+import type { ContainerFacts__Output, HostFacts__Output } from '../proto/index';
+
+export type Severity = 'low' | 'medium' | 'high' | 'critical';
+export type Mode = 'monitor' | 'enforce';
+export type ActionType = 'kill' | 'stop' | 'pause' | 'quarantine' | 'limit' | 'alert';
+
+export interface LimitSpec {
+  /** e.g. "512m", "1g" or bytes. */
+  memory?: string | number;
+  /** CPUs, e.g. 0.5. */
+  cpus?: number;
+  pids?: number;
+}
+
+export interface RuleAction {
+  type: ActionType;
+  /** `stop`: seconds before SIGKILL. Default 10. */
+  stopTimeoutSeconds?: number;
+  /** `limit`: quotas applied through the Docker update API. */
+  limits?: LimitSpec;
+}
+
+/** Which containers a rule applies to. Every given field must match; an absent field matches all. */
+export interface RuleScope {
+  /** Host labels (agent --host-label) that must all match; value "*" = present. */
+  hostLabels?: Record<string, string>;
+  /** Container labels that must all match; value "*" = present. */
+  containerLabels?: Record<string, string>;
+  /** Image ref globs ("registry.example.com/*", "*:latest"); one must match. */
+  images?: string[];
+  /** Project names (value of the project label); one must match. */
+  projects?: string[];
+}
+
+/** A standing exception: who granted it, why, until when, and for which containers. */
+export interface Exemption {
+  who: string;
+  why: string;
+  /** ISO date-time; after it the exemption stops applying by itself. Absent = no expiry. */
+  until?: string;
+  /** Which containers it covers (same matching as scope); absent = all in the rule's scope. */
+  match?: RuleScope & { names?: string[] };
+}
+
+export interface Rule {
+  /** Stable id, e.g. "host.privileged". Unique within the policy. */
+  id: string;
+  description: string;
+  severity: Severity;
+  mode: Mode;
+  action: RuleAction;
+  scope?: RuleScope;
+  exemptions?: Exemption[];
+  /** The check: its `type` names an entry of the rule catalogue; the rest are its parameters. */
+  check: { type: string; [param: string]: unknown };
+}
+
+export interface Policy {
+  apiVersion: 'bulkhead.dev/v1';
+  kind: 'Policy';
+  metadata: { name: string; description?: string };
+  spec: {
+    /** The container label that names a container's project. Default "bulkhead.project". */
+    projectLabel?: string;
+    rules: Rule[];
+  };
+}
+
+/** Vulnerability summary of one image digest, from an uploaded scanner report. */
+export interface ScanSummary {
+  digest: string;
+  scannedAt: string;
+  scanner: string;
+  vulnerabilities: { id: string; severity: Severity | 'unknown'; cvss?: number; fixable: boolean; pkg?: string }[];
+}
+
+/** A container seen on the same host, for rules that compare containers (shared networks). */
+export interface Neighbour {
+  id: string;
+  name: string;
+  project: string | undefined;
+  networks: string[];
+}
+
+export interface EvaluationContext {
+  /** Evaluation time (exemption expiry, scan age). */
+  now: Date;
+  /** Scan results by image digest ("sha256:…") or image id. */
+  scans?: ReadonlyMap<string, ScanSummary>;
+  /** Other containers on the same host. */
+  neighbours?: readonly Neighbour[];
+}
+
+export interface Evidence {
+  /** Where it was found: "privileged", "mounts[/var/run/docker.sock]", "env:DB_URL", "label:x", "history[3]". */
+  location: string;
+  /** What was found — never secret material. */
+  detail: string;
+  /** For secret rules: the detector that matched. */
+  detector?: string;
+}
+
+export interface Finding {
+  ruleId: string;
+  severity: Severity;
+  mode: Mode;
+  action: RuleAction;
+  /** One line a human can act on: what is wrong and how to fix or get an exemption. */
+  message: string;
+  evidence: Evidence[];
+  /** Set when an exemption covered it (the finding is then informational only). */
+  exemptedBy?: { who: string; why: string; until?: string };
+}
+
+/** Input a check sees. */
+export interface CheckInput {
+  container: ContainerFacts__Output;
+  host: HostFacts__Output | undefined;
+  ctx: EvaluationContext;
+  /** The container's project (value of the project label), if any. */
+  project: string | undefined;
+}
+
+/**
+ * One entry of the rule catalogue. `validate` checks the rule's parameters at
+ * policy load (returning human-readable errors with the parameter path);
+ * `check` returns evidence when the container breaks the rule, [] otherwise.
+ */
+export interface CheckDefinition<P = Record<string, unknown>> {
+  type: string;
+  /** One line for docs and `bulkhead policy` output. */
+  summary: string;
+  /** JSON Schema (TypeBox) of the parameters besides `type`. */
+  params: unknown;
+  /** Parameters used when a rule omits them. */
+  defaults: P;
+  check(input: CheckInput, params: P): Evidence[];
+}
