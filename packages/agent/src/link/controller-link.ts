@@ -7,8 +7,10 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, VERSION, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
-  type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger,
+  type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
+  type PolicyStatus, type ViolationReport,
 } from '@bulkhead/shared';
+import type { ReportSpool } from './report-spool';
 import type { AgentCredentials } from '../state/agent-state';
 
 /** What the link needs from the Docker side. */
@@ -30,6 +32,10 @@ export interface ControllerLinkOptions {
   /** Overrides the controller address from identity.json (tests). */
   controller?: string;
   random?: () => number;
+  /** Durable spool for violation reports; without it reports made while disconnected are lost. */
+  spool?: ReportSpool;
+  /** Applies a policy bundle pushed by the controller; the result is reported back. */
+  onPolicy?: (bundle: PolicyBundle__Output) => PolicyStatus | Promise<PolicyStatus>;
 }
 
 export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -49,6 +55,8 @@ export class ControllerLink {
   private stateValue: LinkState = 'connecting';
   private lastError: BulkheadError | undefined;
   private readonly listeners = new Set<(s: LinkState) => void>();
+  /** Report ids sent on the current stream, by the sequence number that carried them. */
+  private inFlight: { seq: number; id: string }[] = [];
 
   constructor(private readonly opts: ControllerLinkOptions) {}
 
@@ -113,12 +121,15 @@ export class ControllerLink {
     this.call = call;
     this.seq = 0;
     this.ackedSeq = 0;
+    this.inFlight = [];
     let welcomed = false;
     call.on('data', (m: ControllerMessage__Output) => {
-      if (m.body === 'ack' && m.ack) this.ackedSeq = Math.max(this.ackedSeq, m.ack.seq);
+      if (m.body === 'ack' && m.ack) this.onAck(m.ack.seq);
       else if (m.body === 'welcome' && m.welcome && !welcomed) {
         welcomed = true;
         this.onWelcome(call, m.welcome.heartbeatIntervalMs || 5000);
+      } else if (m.body === 'policy' && m.policy) {
+        void this.applyPolicy(call, m.policy);
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
@@ -148,6 +159,8 @@ export class ControllerLink {
     this.unsubscribe = this.opts.inventory.subscribe((delta) => this.send({ delta }));
     const containers = this.opts.inventory.inventory();
     this.send({ snapshot: { containers, takenAtMs: Date.now() } });
+    // Reports the controller has not acknowledged yet (made offline, or lost with the last stream).
+    for (const r of this.opts.spool?.list() ?? []) this.sendReport(r);
     this.heartbeat = setInterval(() => {
       this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
     }, heartbeatMs);
@@ -156,10 +169,45 @@ export class ControllerLink {
     this.opts.logger.info({ agentId: this.opts.credentials.identity.agentId, containers: containers.length }, 'connected to controller');
   }
 
-  private send(body: Omit<AgentMessage, 'seq'>): void {
-    if (!this.call) return;
+  private send(body: Omit<AgentMessage, 'seq'>): number {
+    if (!this.call) return 0;
     this.seq += 1;
     this.call.write({ seq: this.seq, ...body });
+    return this.seq;
+  }
+
+  /**
+   * Records a violation report: spooled first (so a crash or an outage loses
+   * nothing), then sent at once when connected, else on the next connection.
+   */
+  report(r: ViolationReport): void {
+    void this.opts.spool?.add(r);
+    if (this.stateValue === 'connected') this.sendReport(r);
+  }
+
+  private sendReport(r: ViolationReport): void {
+    const seq = this.send({ violation: r });
+    if (seq > 0 && r.id) this.inFlight.push({ seq, id: r.id });
+  }
+
+  private onAck(seq: number): void {
+    this.ackedSeq = Math.max(this.ackedSeq, seq);
+    let n = 0;
+    while (n < this.inFlight.length && this.inFlight[n]!.seq <= seq) {
+      void this.opts.spool?.ack(this.inFlight[n]!.id);
+      n += 1;
+    }
+    if (n > 0) this.inFlight.splice(0, n);
+  }
+
+  private async applyPolicy(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, bundle: PolicyBundle__Output): Promise<void> {
+    let status: PolicyStatus;
+    try {
+      status = this.opts.onPolicy ? await this.opts.onPolicy(bundle) : { version: bundle.version, applied: false, error: 'this agent does not enforce policy' };
+    } catch (err) {
+      status = { version: bundle.version, applied: false, error: (err as Error).message };
+    }
+    if (this.call === call) this.send({ policyStatus: status });
   }
 
   private teardown(): void {

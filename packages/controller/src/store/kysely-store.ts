@@ -9,6 +9,10 @@ import type {
   AgentRecord, AgentStatus, ApiKeyRecord, ContainerQuery, ContainerRecord, JoinTokenRecord, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
+import type {
+  AgentPolicyStatusRecord, PolicyVersionRecord, PolicyVersionSummary, ScanRecord, ViolationQuery, ViolationRecord,
+} from './store';
+import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
 import { migrateToLatest } from './migrations';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
@@ -114,6 +118,9 @@ export abstract class KyselyStore implements Store {
   private selectAgents() {
     return this.db
       .selectFrom('agents')
+      // 0002_policy: the policy version each agent applied, for the agent DTO.
+      .leftJoin('agent_policy_status as ps', 'ps.agent_id', 'agents.id')
+      .select(['ps.version as ps_version', 'ps.applied as ps_applied', 'ps.error as ps_error', 'ps.updated_at as ps_updated_at'])
       .selectAll('agents')
       .select((eb) =>
         eb
@@ -278,6 +285,178 @@ export abstract class KyselyStore implements Store {
       .executeTakeFirst();
     return Number(r.numDeletedRows);
   }
+
+  // ---- policy (0002_policy) ---------------------------------------------------
+
+  async insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord> {
+    // max+1 inside a transaction; the primary key turns a lost race (two
+    // controllers on one PostgreSQL) into a conflict, retried with the next number.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(async (trx) => {
+          const row = await trx.selectFrom('policies').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+          const version = (row?.v === null || row?.v === undefined ? 0 : toNumber(row.v)) + 1;
+          await trx
+            .insertInto('policies')
+            .values({
+              version,
+              name: p.name,
+              yaml: p.yaml,
+              json: p.json,
+              sha256: p.sha256,
+              created_at: p.createdAt.getTime(),
+              created_by: p.createdBy,
+              comment: p.comment,
+            })
+            .execute();
+          return { ...p, version };
+        });
+      } catch (e) {
+        if (attempt >= 4 || !isUniqueViolation(e)) throw e;
+      }
+    }
+  }
+
+  async getPolicy(version?: number): Promise<PolicyVersionRecord | undefined> {
+    let qb = this.db.selectFrom('policies').selectAll();
+    qb = version === undefined ? qb.orderBy('version', 'desc').limit(1) : qb.where('version', '=', version);
+    const row = await qb.executeTakeFirst();
+    return row && toPolicyVersion(row);
+  }
+
+  async listPolicyVersions(): Promise<PolicyVersionSummary[]> {
+    const rows = await this.db
+      .selectFrom('policies')
+      .select(['version', 'name', 'sha256', 'created_at', 'created_by', 'comment'])
+      .orderBy('version', 'desc')
+      .execute();
+    return rows.map((r) => ({
+      version: toNumber(r.version),
+      name: r.name,
+      sha256: r.sha256,
+      createdAt: toDate(r.created_at),
+      createdBy: r.created_by,
+      comment: r.comment,
+    }));
+  }
+
+  async setAgentPolicyStatus(st: AgentPolicyStatusRecord): Promise<void> {
+    await this.db
+      .insertInto('agent_policy_status')
+      .values({ agent_id: st.agentId, version: st.version, applied: st.applied ? 1 : 0, error: st.error, updated_at: st.updatedAt.getTime() })
+      .onConflict((oc) =>
+        oc.column('agent_id').doUpdateSet((eb) => ({
+          version: eb.ref('excluded.version'),
+          applied: eb.ref('excluded.applied'),
+          error: eb.ref('excluded.error'),
+          updated_at: eb.ref('excluded.updated_at'),
+        })),
+      )
+      .execute();
+  }
+
+  async getAgentPolicyStatus(agentId: string): Promise<AgentPolicyStatusRecord | undefined> {
+    const row = await this.db.selectFrom('agent_policy_status').selectAll().where('agent_id', '=', agentId).executeTakeFirst();
+    return row && toPolicyStatus(row);
+  }
+
+  async insertViolation(v: ViolationRecord): Promise<boolean> {
+    const r = await this.db
+      .insertInto('violations')
+      .values({
+        id: v.id,
+        agent_id: v.agentId,
+        container_id: v.containerId,
+        container_name: v.containerName,
+        image_ref: v.imageRef,
+        project: v.project,
+        rule_id: v.ruleId,
+        severity: v.severity,
+        mode: v.mode,
+        source: v.source,
+        message: v.message,
+        evidence_json: v.evidenceJson,
+        denied: v.denied ? 1 : 0,
+        action_type: v.action.type,
+        action_result: v.action.result,
+        action_error: v.action.error,
+        action_duration_ms: Number.isFinite(v.action.durationMs) ? v.action.durationMs : 0,
+        at: v.at.getTime(),
+        policy_version: v.policyVersion,
+        exempted_by: v.exemptedBy,
+      })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+  }
+
+  async listViolations(q: ViolationQuery): Promise<ViolationRecord[]> {
+    let qb = this.db.selectFrom('violations').selectAll();
+    if (q.agentId !== undefined) qb = qb.where('agent_id', '=', q.agentId);
+    if (q.ruleId !== undefined) qb = qb.where('rule_id', '=', q.ruleId);
+    if (q.severity !== undefined) qb = qb.where('severity', '=', q.severity);
+    if (q.mode !== undefined) qb = qb.where('mode', '=', q.mode);
+    if (q.source !== undefined) qb = qb.where('source', '=', q.source);
+    if (q.project !== undefined) qb = qb.where('project', '=', q.project);
+    if (q.denied !== undefined) qb = qb.where('denied', '=', q.denied ? 1 : 0);
+    if (q.since !== undefined) qb = qb.where('at', '>=', q.since.getTime());
+    if (q.until !== undefined) qb = qb.where('at', '<', q.until.getTime());
+    if (q.container !== undefined && q.container !== '') {
+      const ref = q.container;
+      const bare = ref.startsWith('/') ? ref.slice(1) : ref;
+      const lower = ref.toLowerCase();
+      qb = qb.where((eb) =>
+        eb.or([
+          eb('container_id', '=', ref),
+          eb('container_name', 'in', [bare, '/' + bare]),
+          ...(/^[0-9a-f]{1,64}$/.test(lower) ? [sql<SqlBool>`${sql.ref('container_id')} like ${escapeLike(lower) + '%'} escape '\\'`] : []),
+        ]),
+      );
+    }
+    qb = qb.orderBy('at', 'desc').orderBy('id', 'desc');
+    const limit = checkCount(q.limit, 'limit');
+    const offset = checkCount(q.offset, 'offset');
+    if (limit !== undefined) qb = qb.limit(limit);
+    if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
+    const rows = await qb.execute();
+    return rows.map(toViolation);
+  }
+
+  async upsertScan(sc: ScanRecord): Promise<void> {
+    await this.db
+      .insertInto('scans')
+      .values({
+        digest: sc.digest,
+        scanner: sc.scanner,
+        scanned_at: sc.scannedAt.getTime(),
+        summary_json: JSON.stringify(sc.summary),
+        uploaded_at: sc.uploadedAt.getTime(),
+      })
+      .onConflict((oc) =>
+        oc.column('digest').doUpdateSet((eb) => ({
+          scanner: eb.ref('excluded.scanner'),
+          scanned_at: eb.ref('excluded.scanned_at'),
+          summary_json: eb.ref('excluded.summary_json'),
+          uploaded_at: eb.ref('excluded.uploaded_at'),
+        })),
+      )
+      .execute();
+  }
+
+  async getScan(digest: string): Promise<ScanRecord | undefined> {
+    const row = await this.db.selectFrom('scans').selectAll().where('digest', '=', digest).executeTakeFirst();
+    return row && toScan(row);
+  }
+
+  async listScans(q: { limit?: number; offset?: number } = {}): Promise<ScanRecord[]> {
+    let qb = this.db.selectFrom('scans').selectAll().orderBy('scanned_at', 'desc').orderBy('digest');
+    const limit = checkCount(q.limit, 'limit');
+    const offset = checkCount(q.offset, 'offset');
+    if (limit !== undefined) qb = qb.limit(limit);
+    if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
+    const rows = await qb.execute();
+    return rows.map(toScan);
+  }
 }
 
 // ---- helpers ------------------------------------------------------------------
@@ -397,7 +576,7 @@ function toApiKey(r: Selectable<ApiKeysTable>): ApiKeyRecord {
   };
 }
 
-function toAgent(r: Selectable<AgentsTable> & { container_count: unknown }): AgentRecord {
+function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & JoinedPolicyStatus): AgentRecord {
   return {
     id: r.id,
     hostname: r.hostname,
@@ -411,6 +590,7 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown }): Age
     connectedAt: toDateOrNull(r.connected_at),
     revokedAt: toDateOrNull(r.revoked_at),
     containerCount: r.container_count === null || r.container_count === undefined ? 0 : toNumber(r.container_count),
+    policyStatus: toJoinedPolicyStatus(r),
   };
 }
 
@@ -425,4 +605,79 @@ function toContainer(r: Selectable<ContainersTable>): ContainerRecord {
     updatedAt: toDate(r.updated_at),
     removed: toNumber(r.removed) !== 0,
   };
+}
+
+// ---- policy rows (0002_policy) ---------------------------------------------------
+
+interface JoinedPolicyStatus {
+  ps_version: unknown;
+  ps_applied: unknown;
+  ps_error: string | null;
+  ps_updated_at: unknown;
+}
+
+function toJoinedPolicyStatus(r: Selectable<AgentsTable> & JoinedPolicyStatus): AgentPolicyStatusRecord | null {
+  if (r.ps_version === null || r.ps_version === undefined) return null;
+  return {
+    agentId: r.id,
+    version: toNumber(r.ps_version),
+    applied: toNumber(r.ps_applied) !== 0,
+    error: r.ps_error ?? '',
+    updatedAt: toDate(r.ps_updated_at),
+  };
+}
+
+function toPolicyVersion(r: Selectable<PoliciesTable>): PolicyVersionRecord {
+  return {
+    version: toNumber(r.version),
+    name: r.name,
+    yaml: r.yaml,
+    json: r.json,
+    sha256: r.sha256,
+    createdAt: toDate(r.created_at),
+    createdBy: r.created_by,
+    comment: r.comment,
+  };
+}
+
+function toPolicyStatus(r: Selectable<AgentPolicyStatusTable>): AgentPolicyStatusRecord {
+  return { agentId: r.agent_id, version: toNumber(r.version), applied: toNumber(r.applied) !== 0, error: r.error, updatedAt: toDate(r.updated_at) };
+}
+
+function toViolation(r: Selectable<ViolationsTable>): ViolationRecord {
+  return {
+    id: r.id,
+    agentId: r.agent_id,
+    containerId: r.container_id,
+    containerName: r.container_name,
+    imageRef: r.image_ref,
+    project: r.project,
+    ruleId: r.rule_id,
+    severity: r.severity,
+    mode: r.mode,
+    source: r.source,
+    message: r.message,
+    evidenceJson: r.evidence_json,
+    denied: toNumber(r.denied) !== 0,
+    action: { type: r.action_type, result: r.action_result, error: r.action_error, durationMs: Number(r.action_duration_ms) },
+    at: toDate(r.at),
+    policyVersion: toNumber(r.policy_version),
+    exemptedBy: r.exempted_by,
+  };
+}
+
+function toScan(r: Selectable<ScansTable>): ScanRecord {
+  return {
+    digest: r.digest,
+    scanner: r.scanner,
+    scannedAt: toDate(r.scanned_at),
+    summary: JSON.parse(r.summary_json) as ScanRecord['summary'],
+    uploadedAt: toDate(r.uploaded_at),
+  };
+}
+
+/** SQLite: SQLITE_CONSTRAINT_PRIMARYKEY/UNIQUE; PostgreSQL: SQLSTATE 23505. */
+function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }

@@ -87,6 +87,74 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
+  // Policy versions, what each agent applied, violations and scanner reports (issue 3).
+  '0002_policy': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('policies')
+        .addColumn('version', 'bigint', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('yaml', 'text', (c) => c.notNull())
+        .addColumn('json', 'text', (c) => c.notNull())
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('comment', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+
+      // No foreign key to agents: a status may arrive for an agent deleted meanwhile.
+      await db.schema
+        .createTable('agent_policy_status')
+        .addColumn('agent_id', 'text', (c) => c.primaryKey())
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .addColumn('applied', 'integer', (c) => c.notNull())
+        .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('violations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.notNull())
+        .addColumn('container_name', 'text', (c) => c.notNull())
+        .addColumn('image_ref', 'text', (c) => c.notNull())
+        .addColumn('project', 'text', (c) => c.notNull())
+        .addColumn('rule_id', 'text', (c) => c.notNull())
+        .addColumn('severity', 'text', (c) => c.notNull())
+        .addColumn('mode', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('evidence_json', 'text', (c) => c.notNull())
+        .addColumn('denied', 'integer', (c) => c.notNull())
+        .addColumn('action_type', 'text', (c) => c.notNull())
+        .addColumn('action_result', 'text', (c) => c.notNull())
+        .addColumn('action_error', 'text', (c) => c.notNull())
+        .addColumn('action_duration_ms', 'double precision', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('policy_version', 'bigint', (c) => c.notNull())
+        .addColumn('exempted_by', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('violations_at').on('violations').columns(['at']).execute();
+      await db.schema.createIndex('violations_agent_at').on('violations').columns(['agent_id', 'at']).execute();
+      await db.schema.createIndex('violations_rule_at').on('violations').columns(['rule_id', 'at']).execute();
+      await db.schema.createIndex('violations_container_at').on('violations').columns(['container_id', 'at']).execute();
+
+      await db.schema
+        .createTable('scans')
+        .addColumn('digest', 'text', (c) => c.primaryKey())
+        .addColumn('scanner', 'text', (c) => c.notNull())
+        .addColumn('scanned_at', 'bigint', (c) => c.notNull())
+        .addColumn('summary_json', 'text', (c) => c.notNull())
+        .addColumn('uploaded_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      for (const t of ['scans', 'violations', 'agent_policy_status', 'policies']) {
+        await db.schema.dropTable(t).ifExists().execute();
+      }
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

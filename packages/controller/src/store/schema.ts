@@ -70,12 +70,77 @@ export interface ContainerLabelsTable {
   value: string;
 }
 
+// ---- 0002_policy (policy engineer) ------------------------------------------
+
+/** One row per applied policy version; rows are never updated. */
+export interface PoliciesTable {
+  version: Int;
+  name: string;
+  /** The source text as submitted (YAML or JSON). */
+  yaml: string;
+  /** The validated Policy document as JSON (what agents receive). */
+  json: string;
+  /** sha256 hex of `json`. */
+  sha256: string;
+  created_at: Int;
+  /** API key id, or "init" for the default policy. */
+  created_by: string;
+  comment: string;
+}
+
+export interface AgentPolicyStatusTable {
+  agent_id: string;
+  version: Int;
+  /** 0 or 1. */
+  applied: Int;
+  error: string;
+  updated_at: Int;
+}
+
+export interface ViolationsTable {
+  /** The agent's report id: re-sent reports are ignored. */
+  id: string;
+  agent_id: string;
+  container_id: string;
+  container_name: string;
+  image_ref: string;
+  project: string;
+  rule_id: string;
+  severity: string;
+  mode: string;
+  source: string;
+  message: string;
+  evidence_json: string;
+  /** 0 or 1. */
+  denied: Int;
+  action_type: string;
+  action_result: string;
+  action_error: string;
+  action_duration_ms: number;
+  at: Int;
+  policy_version: Int;
+  exempted_by: string;
+}
+
+export interface ScansTable {
+  digest: string;
+  scanner: string;
+  scanned_at: Int;
+  /** ScanSummary as JSON. */
+  summary_json: string;
+  uploaded_at: Int;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
   agents: AgentsTable;
   containers: ContainersTable;
   container_labels: ContainerLabelsTable;
+  policies: PoliciesTable;
+  agent_policy_status: AgentPolicyStatusTable;
+  violations: ViolationsTable;
+  scans: ScansTable;
 }
 
 export type Db = Kysely<Database>;

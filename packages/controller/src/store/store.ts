@@ -1,7 +1,7 @@
 // The controller's persistence contract. One implementation per database
 // (SQLite embedded by default, PostgreSQL later) behind this interface, so
 // the gRPC server, REST API and CLI never see SQL.
-import type { ContainerFacts__Output, HostFacts__Output } from '@bulkhead/shared';
+import type { ContainerFacts__Output, HostFacts__Output, ScanSummary } from '@bulkhead/shared';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -18,6 +18,8 @@ export interface AgentRecord {
   connectedAt: Date | null;         // start of the current/last stream
   revokedAt: Date | null;
   containerCount: number;
+  /** The policy version the agent last reported applying (absent/null: none yet). */
+  policyStatus?: AgentPolicyStatusRecord | null;
 }
 
 export interface ContainerRecord {
@@ -62,6 +64,88 @@ export interface ApiKeyRecord {
   createdAt: Date;
   expiresAt: Date | null;
   revokedAt: Date | null;
+}
+
+// ---- policy (0002_policy) ---------------------------------------------------
+
+export interface PolicyVersionRecord {
+  /** 1, 2, 3 … assigned by the store; the highest is the policy in force. */
+  version: number;
+  name: string;
+  /** The source text as submitted (YAML or JSON). */
+  yaml: string;
+  /** The validated Policy document as JSON. */
+  json: string;
+  /** sha256 hex of `json`. */
+  sha256: string;
+  createdAt: Date;
+  /** API key id, or "init" for the default policy. */
+  createdBy: string;
+  comment: string;
+}
+
+export type PolicyVersionSummary = Omit<PolicyVersionRecord, 'yaml' | 'json'>;
+
+export interface AgentPolicyStatusRecord {
+  agentId: string;
+  version: number;
+  applied: boolean;
+  /** Why the agent refused the bundle; "" when applied. */
+  error: string;
+  updatedAt: Date;
+}
+
+export interface ViolationRecord {
+  /** The agent's report id; a report re-sent after a reconnect is stored once. */
+  id: string;
+  agentId: string;
+  containerId: string;
+  containerName: string;
+  imageRef: string;
+  project: string;
+  ruleId: string;
+  severity: string;
+  mode: string;
+  /** authz | reaction | reconcile */
+  source: string;
+  message: string;
+  /** JSON array of {location, detail, detector?}, as the agent sent it. */
+  evidenceJson: string;
+  denied: boolean;
+  /** What was done; type "" when nothing was (monitor mode, authz denial). */
+  action: { type: string; result: string; error: string; durationMs: number };
+  at: Date;
+  policyVersion: number;
+  /** "who: why" when an exemption covered the finding; "" otherwise. */
+  exemptedBy: string;
+}
+
+export interface ViolationQuery {
+  agentId?: string;
+  /** Full id, id prefix, or container name (with or without the leading "/"). */
+  container?: string;
+  ruleId?: string;
+  severity?: string;
+  mode?: string;
+  source?: string;
+  project?: string;
+  /** at >= since */
+  since?: Date;
+  /** at < until */
+  until?: Date;
+  denied?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+export interface ScanRecord {
+  /** Image digest ("sha256:…") the report is keyed by. */
+  digest: string;
+  scanner: string;
+  scannedAt: Date;
+  /** The parsed report (ScanSummary from @bulkhead/shared). */
+  summary: ScanSummary;
+  uploadedAt: Date;
 }
 
 export interface Store {
@@ -112,4 +196,23 @@ export interface Store {
   findContainers?(agentId: string, ref: { idPrefix?: string; names?: string[] }): Promise<ContainerRecord[]>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
+
+  // policy (0002_policy)
+  /** Stores a new policy version numbered one above the highest; returns it. */
+  insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord>;
+  /** The given version, or the latest when omitted; undefined when none. */
+  getPolicy(version?: number): Promise<PolicyVersionRecord | undefined>;
+  /** Every version, newest first, without the documents. */
+  listPolicyVersions(): Promise<PolicyVersionSummary[]>;
+  setAgentPolicyStatus(s: AgentPolicyStatusRecord): Promise<void>;
+  getAgentPolicyStatus(agentId: string): Promise<AgentPolicyStatusRecord | undefined>;
+  /** Returns false (and changes nothing) when a violation with this id is already stored. */
+  insertViolation(v: ViolationRecord): Promise<boolean>;
+  /** Newest first (at, then id, descending). */
+  listViolations(q: ViolationQuery): Promise<ViolationRecord[]>;
+  /** Replaces any earlier report for the same digest. */
+  upsertScan(s: ScanRecord): Promise<void>;
+  getScan(digest: string): Promise<ScanRecord | undefined>;
+  /** Newest scan first. */
+  listScans(q?: { limit?: number; offset?: number }): Promise<ScanRecord[]>;
 }

@@ -14,3 +14,8 @@ export type { EnrollRequest, EnrollRequest__Output } from './generated/bulkhead/
 export type { EnrollResponse, EnrollResponse__Output } from './generated/bulkhead/v1/EnrollResponse';
 export type { AgentLinkHandlers, AgentLinkClient } from './generated/bulkhead/v1/AgentLink';
 export type { EnrollmentHandlers, EnrollmentClient } from './generated/bulkhead/v1/Enrollment';
+export type { SecretHit, SecretHit__Output } from './generated/bulkhead/v1/SecretHit';
+export type { PolicyBundle, PolicyBundle__Output } from './generated/bulkhead/v1/PolicyBundle';
+export type { PolicyStatus, PolicyStatus__Output } from './generated/bulkhead/v1/PolicyStatus';
+export type { ViolationReport, ViolationReport__Output } from './generated/bulkhead/v1/ViolationReport';
+export type { ActionResult, ActionResult__Output } from './generated/bulkhead/v1/ActionResult';
