@@ -20,3 +20,17 @@ export { evaluate } from './policy/evaluator';
 export type { EvaluationInput } from './policy/evaluator';
 export { parsePolicy, policyFromJson, PolicyValidationError } from './policy/parse';
 export type { PolicyErrorDetail } from './policy/parse';
+export { compilePolicy, projectOf, enforceable } from './policy/evaluator';
+export type { CompiledPolicy } from './policy/evaluator';
+export { formatPolicyError } from './policy/parse';
+export { CHECKS, CHECK_TYPES, getCheck } from './policy/checks/index';
+export type { CatalogueEntry } from './policy/checks/index';
+export {
+  PolicySchema, policyJsonSchema, policyJsonSchemaText, POLICY_SCHEMA_ID, POLICY_API_VERSION, DEFAULT_PROJECT_LABEL,
+} from './policy/schema';
+export { parseTrivyReport, scanKeys } from './policy/trivy';
+export type { TrivyParseOptions } from './policy/trivy';
+export { DEFAULT_POLICY_YAML } from './policy/default-policy';
+export { parseImageRef } from './policy/image-ref';
+export type { ImageRef } from './policy/image-ref';
+export { parseMemorySize } from './policy/units';

@@ -23,6 +23,8 @@ export const AgentSchema = Type.Object({
   connectedAt: Nullable(IsoDate),
   revokedAt: Nullable(IsoDate),
   containerCount: Type.Integer(),
+  /** The policy bundle the agent last reported: version, whether it applied it, and why not. */
+  policy: Nullable(Type.Object({ version: Type.Integer(), applied: Type.Boolean(), error: Type.String(), updatedAt: IsoDate })),
 });
 export type AgentDto = Static<typeof AgentSchema>;
 
@@ -109,6 +111,9 @@ export function toAgentDto(a: AgentRecord): AgentDto {
     connectedAt: iso(a.connectedAt),
     revokedAt: iso(a.revokedAt),
     containerCount: a.containerCount,
+    policy: a.policyStatus
+      ? { version: a.policyStatus.version, applied: a.policyStatus.applied, error: a.policyStatus.error, updatedAt: a.policyStatus.updatedAt.toISOString() }
+      : null,
   };
 }
 

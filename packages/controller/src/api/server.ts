@@ -10,6 +10,13 @@ import { PROBLEM_CONTENT_TYPE, makeProblem, toProblem } from './problem';
 import { registerHealthRoutes } from './routes/health';
 import { registerAgentRoutes } from './routes/agents';
 import { registerContainerRoutes } from './routes/containers';
+import type { Alerting } from '../alerts/alerting';
+import { registerWebhookRoutes } from './routes/webhooks';
+import { registerAlertRoutes } from './routes/alerts';
+import type { PolicyService } from '../policy/policy-service';
+import { registerPolicyRoutes } from './routes/policies';
+import { registerViolationRoutes } from './routes/violations';
+import { registerScanRoutes } from './routes/scans';
 
 /**
  * Checks an Authorization header value; resolves to the key or throws a
@@ -31,6 +38,10 @@ export interface ApiServerOptions {
   now?: () => Date;
   /** Per-check timeout for /readyz. Default 2000 ms. */
   readyTimeoutMs?: number;
+  /** Serves /v1/webhooks, /v1/deliveries and /v1/alerts; without it they answer 503 BK_ERR_NOT_READY. */
+  alerting?: Alerting;
+  /** Serves /v1/policies and POST /v1/scans; without it they answer 503 BK_ERR_NOT_READY. */
+  policy?: PolicyService;
 }
 
 declare module 'fastify' {
@@ -87,6 +98,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       });
       registerAgentRoutes(v1, { store: opts.store });
       registerContainerRoutes(v1, { store: opts.store });
+      registerWebhookRoutes(v1, { alerting: opts.alerting });
+      registerAlertRoutes(v1, { alerting: opts.alerting, now });
+      registerPolicyRoutes(v1, { policy: opts.policy });
+      registerViolationRoutes(v1, { store: opts.store });
+      registerScanRoutes(v1, { store: opts.store, policy: opts.policy });
     },
     { prefix: '/v1' },
   );

@@ -5,9 +5,13 @@
 import type * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, agentIdFromCert, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
+  type PolicyBundle, type ViolationReport__Output,
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { toServiceError } from './service-error';
+// Alerts (issue 6): agent offline/online and violation alerts.
+import type { AlertSink } from '../alerts/alert-service';
+import { alertFromViolation } from '../alerts/violation-alerts';
 
 type LinkCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
 
@@ -21,6 +25,17 @@ export interface AgentLinkOptions {
   /** How long a new stream may take to say hello. Default 10 s. */
   helloTimeoutMs?: number;
   now?: () => Date;
+  /** Policy distribution (issue 3): the bundle sent after the welcome and on every change. */
+  policy?: AgentLinkPolicySource;
+  /** Alerts (issue 6): offline/online transitions and violation reports are raised here. */
+  alerts?: AlertSink;
+}
+
+/** What the link needs of the policy service (policy/policy-service.ts). */
+export interface AgentLinkPolicySource {
+  bundle(): PolicyBundle;
+  /** Returns an unsubscribe function. */
+  subscribe(listener: (bundle: PolicyBundle) => void): () => void;
 }
 
 interface Session {
@@ -38,6 +53,7 @@ export class AgentLinkService {
   private readonly offlineAfterMs: number;
   private readonly helloTimeoutMs: number;
   private readonly now: () => Date;
+  private unsubscribePolicy: (() => void) | undefined;
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -58,16 +74,23 @@ export class AgentLinkService {
     return [...this.sessions.keys()];
   }
 
-  /** Starts the offline sweeper. */
+  /** Starts the offline sweeper (and, with a policy source, pushing new bundles). */
   start(): void {
     const every = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
+    // Policy (issue 3): every connected agent gets each new bundle at once.
+    this.unsubscribePolicy ??= this.opts.policy?.subscribe((bundle) => {
+      for (const s of this.sessions.values()) if (!s.closed) s.call.write({ policy: bundle });
+      this.opts.logger.info({ version: bundle.version, sha256: bundle.sha256, agents: this.sessions.size }, 'policy bundle pushed');
+    });
   }
 
   /** Closes every stream (controller shutdown) and marks those agents offline. */
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
+    this.unsubscribePolicy?.();
+    this.unsubscribePolicy = undefined;
     const all = [...this.sessions.values()];
     for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
     await Promise.allSettled(all.map((s) => s.chain));
@@ -83,6 +106,7 @@ export class AgentLinkService {
         if (s) this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'heartbeats stopped'));
         await this.opts.store.setAgentStatus(a.id, 'offline', this.now());
         this.opts.logger.warn({ agentId: a.id, lastSeenAt: a.lastSeenAt }, 'agent offline: heartbeats stopped');
+        this.raiseAgentState(a.id, 'agent_offline', `agent ${a.hostname} (${a.id}) is offline: no heartbeat since ${a.lastSeenAt?.toISOString() ?? 'never'}`); // alerts (issue 6)
       }
     } catch (err) {
       this.opts.logger.error({ err }, 'offline sweep failed');
@@ -132,7 +156,10 @@ export class AgentLinkService {
       if (this.sessions.get(s.agentId) !== s) return; // superseded by a newer stream
       this.sessions.delete(s.agentId);
       void s.chain.then(() => this.opts.store.setAgentStatus(s.agentId, 'offline', this.now())).then(
-        () => log.info({ agentId: s.agentId, why }, 'agent disconnected'),
+        () => {
+          log.info({ agentId: s.agentId, why }, 'agent disconnected');
+          this.raiseAgentState(s.agentId, 'agent_offline', `agent ${s.agentId} is offline: its stream ${why}`); // alerts (issue 6)
+        },
         (err: unknown) => log.error({ err }, 'marking agent offline failed'),
       );
     };
@@ -166,7 +193,11 @@ export class AgentLinkService {
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
     call.write({ welcome: { agentId, heartbeatIntervalMs: this.heartbeatIntervalMs, serverTimeMs: now.getTime() } });
     call.write({ ack: { seq: msg.seq } });
+    // Policy (issue 3): the bundle in force, right after the welcome.
+    if (this.opts.policy) call.write({ policy: this.opts.policy.bundle() });
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
+    // Alerts (issue 6): raised only if an agent_offline alert preceded it (AlertService decides).
+    this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
     return s;
   }
 
@@ -193,6 +224,17 @@ export class AgentLinkService {
       case 'heartbeat':
         await this.opts.store.touchAgent(s.agentId, now);
         break;
+      // Policy (issue 3): what the agent applied, and what it found and did.
+      case 'policyStatus': {
+        const st = msg.policyStatus;
+        if (!st) throw new BulkheadError('BK_ERR_PROTOCOL', 'policy status without a body');
+        await this.opts.store.setAgentPolicyStatus({ agentId: s.agentId, version: Number(st.version), applied: st.applied, error: st.error.slice(0, 4096), updatedAt: now });
+        if (!st.applied) this.opts.logger.warn({ agentId: s.agentId, version: Number(st.version), error: st.error }, 'agent refused the policy bundle');
+        break;
+      }
+      case 'violation':
+        await this.recordViolation(s.agentId, msg.violation);
+        break;
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');
       default:
@@ -200,6 +242,60 @@ export class AgentLinkService {
     }
     if (msg.body !== 'heartbeat') await this.opts.store.touchAgent(s.agentId, now);
     if (!s.closed) s.call.write({ ack: { seq: msg.seq } });
+  }
+
+  /**
+   * Stores a violation report once (re-sends after a reconnect carry the same
+   * id). A malformed report is logged and acknowledged, not fatal: the agent
+   * spools reports until acked, and a stream dropped over one would resend it forever.
+   */
+  private async recordViolation(agentId: string, v: ViolationReport__Output | null | undefined): Promise<void> {
+    if (!v || !v.id || v.id.length > 128 || !v.ruleId) {
+      this.opts.logger.warn({ agentId, id: v?.id?.slice(0, 128), ruleId: v?.ruleId }, 'dropped a malformed violation report');
+      return;
+    }
+    const cut = (x: string, n = 1024) => (x.length > n ? x.slice(0, n) : x);
+    const atMs = Number(v.atMs);
+    const inserted = await this.opts.store.insertViolation({
+      id: v.id,
+      agentId,
+      containerId: cut(v.containerId, 128),
+      containerName: cut(v.containerName, 256),
+      imageRef: cut(v.imageRef),
+      project: cut(v.project, 256),
+      ruleId: cut(v.ruleId, 256),
+      severity: cut(v.severity, 32),
+      mode: cut(v.mode, 32),
+      source: cut(v.source, 32),
+      message: cut(v.message, 4096),
+      evidenceJson: cut(v.evidenceJson, 64 * 1024),
+      denied: v.denied,
+      action: {
+        type: cut(v.action?.type ?? '', 32),
+        result: cut(v.action?.result ?? '', 32),
+        error: cut(v.action?.error ?? '', 4096),
+        durationMs: Number(v.action?.durationMs ?? 0),
+      },
+      at: Number.isFinite(atMs) && atMs > 0 ? new Date(atMs) : this.now(),
+      policyVersion: Number(v.policyVersion),
+      exemptedBy: cut(v.exemptedBy),
+    });
+    if (inserted) this.opts.logger.info({ agentId, ruleId: v.ruleId, containerId: v.containerId, mode: v.mode, denied: v.denied, action: v.action?.type }, 'violation reported');
+    // Alerts (issue 6): one alert per new report (violation / action / action_failed / authz_denied).
+    const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
+    if (alert) this.raise(alert);
+  }
+
+  // ---- alerts (issue 6) -----------------------------------------------------
+  /** Never blocks or fails the link: a failed raise is logged. */
+  private raise(input: Parameters<AlertSink['raise']>[0]): void {
+    this.opts.alerts?.raise(input).catch((err: unknown) => this.opts.logger.error({ err, alertType: input.type }, 'raising an alert failed'));
+  }
+
+  private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string): void {
+    if (!this.opts.alerts) return;
+    const host = hostname !== undefined ? Promise.resolve(hostname) : this.opts.store.getAgent(agentId).then((a) => a?.hostname, () => undefined);
+    void host.then((h) => this.raise({ type, agentId, host: h, message }));
   }
 
   private close(s: Session, err: BulkheadError): void {

@@ -10,7 +10,7 @@ import { loadProto, type Logger } from '@bulkhead/shared';
 import type { ControllerPki } from '../pki/data-dir';
 import type { Store } from '../store/store';
 import { enrollmentHandlers } from '../enrollment/enrollment-service';
-import { AgentLinkService, type AgentLinkOptions } from './agent-link-service';
+import { AgentLinkService, type AgentLinkOptions, type AgentLinkPolicySource } from './agent-link-service';
 
 export interface GrpcServerOptions {
   listen: string;
@@ -19,6 +19,8 @@ export interface GrpcServerOptions {
   logger: Logger;
   link?: Omit<AgentLinkOptions, 'store' | 'logger'>;
   agentCertDays?: number;
+  /** Policy bundles pushed to agents (issue 3). */
+  policy?: AgentLinkPolicySource;
 }
 
 export interface RunningGrpcServer {
@@ -63,7 +65,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
   });
-  const link = new AgentLinkService({ ...(opts.link ?? {}), store: opts.store, logger: opts.logger.child({ component: 'link' }) });
+  const link = new AgentLinkService({
+    ...(opts.link ?? {}),
+    ...(opts.policy ? { policy: opts.policy } : {}),
+    store: opts.store,
+    logger: opts.logger.child({ component: 'link' }),
+  });
   server.addService(proto.bulkhead.v1.AgentLink.service, link.handlers());
   server.addService(
     proto.bulkhead.v1.Enrollment.service,

@@ -5,6 +5,9 @@
 import { request } from 'node:https';
 import { VERSION } from '@bulkhead/shared';
 import type { AgentDto, AgentListDto, ContainerDto, ContainerPageDto, ProblemDto } from '../api/dto';
+import type { DryRunResultDto, PolicyDto, PolicyErrorDto, PolicyVersionListDto } from '../api/routes/policies';
+import type { ViolationPageDto } from '../api/routes/violations';
+import type { ScanDto } from '../api/routes/scans';
 
 export interface ApiClientOptions {
   /** e.g. https://controller.example:8443 (a path prefix is kept). HTTPS only. */
@@ -15,6 +18,22 @@ export interface ApiClientOptions {
   caPem?: string | Buffer;
   /** Per request, connect to last byte. Default 15000 ms. */
   timeoutMs?: number;
+}
+
+export interface ViolationListParams {
+  agent?: string;
+  container?: string;
+  rule?: string;
+  severity?: string;
+  mode?: string;
+  source?: string;
+  project?: string;
+  /** ISO 8601. */
+  since?: string;
+  until?: string;
+  denied?: boolean;
+  limit?: number;
+  offset?: number;
 }
 
 export interface ContainerListParams {
@@ -33,6 +52,8 @@ export class ApiError extends Error {
   readonly code: string;
   readonly detail: string;
   readonly problem: ProblemDto | undefined;
+  /** BK_ERR_POLICY_INVALID: every error, each with file, line, column and path. */
+  readonly policyErrors: PolicyErrorDto[];
 
   constructor(status: number, code: string, detail: string, problem?: ProblemDto) {
     super(`${code}: ${detail}`);
@@ -41,6 +62,8 @@ export class ApiError extends Error {
     this.code = code;
     this.detail = detail;
     this.problem = problem;
+    const errors = (problem as { errors?: unknown } | undefined)?.errors;
+    this.policyErrors = Array.isArray(errors) ? (errors as PolicyErrorDto[]) : [];
   }
 }
 
@@ -119,8 +142,58 @@ export class ApiClient {
     return this.getJson<ContainerDto>(`/v1/containers/${encodeURIComponent(agentId)}/${encodeURIComponent(ref)}`);
   }
 
+  // ---- policy (issue 3) -------------------------------------------------------
+
+  /** The policy in force, or an older version. */
+  getPolicy(version?: number): Promise<PolicyDto> {
+    const q = new URLSearchParams();
+    if (version !== undefined) q.set('version', String(version));
+    return this.getJson<PolicyDto>('/v1/policies', q);
+  }
+
+  listPolicyVersions(): Promise<PolicyVersionListDto> {
+    return this.getJson<PolicyVersionListDto>('/v1/policies/versions');
+  }
+
+  /** Applies a policy document (YAML or JSON text). Invalid: ApiError with `policyErrors`. */
+  applyPolicy(text: string, o: { filename?: string; comment?: string } = {}): Promise<PolicyDto> {
+    const q = new URLSearchParams();
+    if (o.filename !== undefined) q.set('filename', o.filename);
+    if (o.comment !== undefined) q.set('comment', o.comment);
+    return this.requestJson<PolicyDto>('PUT', '/v1/policies', { query: q, body: text, contentType: 'application/yaml' });
+  }
+
+  /** Evaluates a candidate policy against the live fleet; changes nothing. */
+  dryRunPolicy(text: string, o: { filename?: string } = {}): Promise<DryRunResultDto> {
+    const q = new URLSearchParams();
+    if (o.filename !== undefined) q.set('filename', o.filename);
+    return this.requestJson<DryRunResultDto>('POST', '/v1/policies:dry-run', { query: q, body: text, contentType: 'application/yaml' });
+  }
+
+  listViolations(p: ViolationListParams = {}): Promise<ViolationPageDto> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(p)) if (v !== undefined) q.set(k, String(v));
+    return this.getJson<ViolationPageDto>('/v1/violations', q);
+  }
+
+  /** Uploads a Trivy JSON report (the file's text, sent as is). */
+  uploadScan(json: string): Promise<ScanDto> {
+    return this.requestJson<ScanDto>('POST', '/v1/scans', { body: json, contentType: 'application/json' });
+  }
+
+  getScan(digest: string): Promise<ScanDto> {
+    return this.getJson<ScanDto>(`/v1/scans/${encodeURIComponent(digest)}`);
+  }
+
   /** GET `path` (relative to the base URL) and parse the JSON answer. */
   getJson<T>(path: string, query?: URLSearchParams): Promise<T> {
+    return this.requestJson<T>('GET', path, query ? { query } : {});
+  }
+
+  /** `method` `path` with an optional text body, and parse the JSON answer. */
+  requestJson<T>(method: string, path: string, o: { query?: URLSearchParams; body?: string; contentType?: string }): Promise<T> {
+    const query = o.query;
+    const body = o.body === undefined ? undefined : Buffer.from(o.body, 'utf8');
     const url = new URL(this.baseUrl.href);
     url.pathname = url.pathname.replace(/\/+$/, '') + path;
     url.search = query && [...query].length > 0 ? '?' + query.toString() : '';
@@ -130,7 +203,7 @@ export class ApiClient {
       const req = request(
         url,
         {
-          method: 'GET',
+          method,
           ca: this.caPem,
           minVersion: 'TLSv1.2',
           agent: false,
@@ -138,6 +211,7 @@ export class ApiClient {
             authorization: `Bearer ${this.apiKey}`,
             accept: 'application/json, application/problem+json',
             'user-agent': `bulkhead-cli/${VERSION}`,
+            ...(body !== undefined ? { 'content-type': o.contentType ?? 'application/json', 'content-length': String(body.length) } : {}),
           },
         },
         (res) => {
@@ -173,7 +247,7 @@ export class ApiClient {
         req.destroy(e);
       });
       req.on('error', (e) => reject(connectionError(e, origin)));
-      req.end();
+      req.end(body);
     });
   }
 }

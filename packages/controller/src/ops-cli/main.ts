@@ -8,6 +8,10 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { VERSION } from '@bulkhead/shared';
 import { ApiClient, ApiError, ConnectionError } from './client';
 import { renderAgent, renderAgentTable, renderContainer, renderContainerTable } from './render';
+import type { CommandContext } from './commands/context';
+import { registerPolicyCommands } from './commands/policy';
+import { registerViolationCommands } from './commands/violations';
+import { registerScanCommands } from './commands/scans';
 
 export const EXIT_OK = 0;
 export const EXIT_API_ERROR = 1;
@@ -60,6 +64,8 @@ Examples:
   bulkhead containers --state running --label com.example.team=payments
   bulkhead containers get agt_3f9c2a7b1d0e4f5a6b7c web
   bulkhead --json containers --image nginx
+  bulkhead policy dry-run policy.yaml && bulkhead policy apply policy.yaml
+  bulkhead violations --since 1h
 `;
 
 /** Runs the CLI; resolves to the process exit code. Never calls process.exit. */
@@ -68,7 +74,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   let code = EXIT_OK;
 
   const program = new Command('bulkhead')
-    .description('Query a Bulkhead controller: enrolled agents and the containers they report.')
+    .description('Query a Bulkhead controller: enrolled agents, the containers they report, the fleet policy and its violations.')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .showHelpAfterError('(add --help for usage)')
@@ -155,6 +161,18 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
       const body = await api.getContainer(agent, ref);
       io.out(json ? toJson(body) : renderContainer(body, io.now()));
     });
+
+  // ---- policy, violations, scans (issue 3) -------------------------------------
+  const commandContext: CommandContext = {
+    out: io.out,
+    err: io.err,
+    now: io.now,
+    client,
+    usageError: (message) => new UsageError(message),
+  };
+  registerPolicyCommands(program, commandContext);
+  registerViolationCommands(program, commandContext);
+  registerScanCommands(program, commandContext);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -14,13 +14,20 @@ import type {
 } from './store';
 import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
 import { migrateToLatest } from './migrations';
+import type { AlertStore } from '../alerts/alert-store';
+import { KyselyAlertStore } from '../alerts/kysely-alert-store';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
 const CONTAINER_BATCH = 100;
 const LABEL_BATCH = 500;
 
 export abstract class KyselyStore implements Store {
-  protected constructor(protected readonly db: Db) {}
+  /** Alerts, webhook endpoints and the delivery outbox (src/alerts), over the same connection. */
+  readonly alerts: AlertStore;
+
+  protected constructor(protected readonly db: Db) {
+    this.alerts = new KyselyAlertStore(db);
+  }
 
   async migrate(): Promise<void> {
     await migrateToLatest(this.db);

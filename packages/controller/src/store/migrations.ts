@@ -155,6 +155,96 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
+  // Alerts and the durable webhook outbox (issue 6; src/alerts owns these tables).
+  '0003_alerts': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('alerts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('severity', 'text', (c) => c.notNull())
+        .addColumn('severity_rank', 'integer', (c) => c.notNull())
+        .addColumn('time_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen_at', 'bigint', (c) => c.notNull())
+        .addColumn('count', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('group_key', 'text', (c) => c.notNull())
+        .addColumn('agent_id', 'text')
+        .addColumn('host', 'text')
+        .addColumn('container_id', 'text')
+        .addColumn('container_name', 'text')
+        .addColumn('image', 'text')
+        .addColumn('project', 'text')
+        .addColumn('rule_id', 'text')
+        .addColumn('action', 'text')
+        .addColumn('result', 'text')
+        .addColumn('message', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('alerts_group_time').on('alerts').columns(['group_key', 'time_at']).execute();
+      await db.schema.createIndex('alerts_last_seen').on('alerts').columns(['last_seen_at']).execute();
+      await db.schema.createIndex('alerts_agent_last_seen').on('alerts').columns(['agent_id', 'last_seen_at']).execute();
+
+      await db.schema
+        .createTable('webhook_endpoints')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('format', 'text', (c) => c.notNull())
+        .addColumn('min_severity', 'text', (c) => c.notNull())
+        .addColumn('types_json', 'text', (c) => c.notNull())
+        .addColumn('projects_json', 'text', (c) => c.notNull())
+        .addColumn('secret', 'text', (c) => c.notNull())
+        .addColumn('previous_secret', 'text')
+        .addColumn('previous_secret_expires_at', 'bigint')
+        .addColumn('headers_json', 'text', (c) => c.notNull())
+        .addColumn('enabled', 'integer', (c) => c.notNull())
+        .addColumn('allow_unsafe_target', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('disabled_reason', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('webhook_deliveries')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('alert_id', 'text', (c) => c.notNull().references('alerts.id').onDelete('cascade'))
+        .addColumn('endpoint_id', 'text', (c) => c.notNull().references('webhook_endpoints.id').onDelete('cascade'))
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('retry_base', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+        .addColumn('lease_until', 'bigint')
+        .addColumn('claim_token', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('delivered_at', 'bigint')
+        .addColumn('last_status_code', 'integer')
+        .addColumn('last_error', 'text')
+        .addColumn('dead_reason', 'text')
+        .execute();
+      // The workers' scan: pending rows by due time (delivered/dead rows are outside the prefix).
+      await db.schema.createIndex('webhook_deliveries_due').on('webhook_deliveries').columns(['status', 'next_attempt_at']).execute();
+      await db.schema.createIndex('webhook_deliveries_endpoint').on('webhook_deliveries').columns(['endpoint_id', 'created_at']).execute();
+      await db.schema.createIndex('webhook_deliveries_alert').on('webhook_deliveries').columns(['alert_id']).execute();
+
+      await db.schema
+        .createTable('webhook_delivery_attempts')
+        .addColumn('delivery_id', 'text', (c) => c.notNull().references('webhook_deliveries.id').onDelete('cascade'))
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('status_code', 'integer')
+        .addColumn('latency_ms', 'integer', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('next_attempt_at', 'bigint')
+        .addPrimaryKeyConstraint('webhook_delivery_attempts_pk', ['delivery_id', 'attempt'])
+        .execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      for (const t of ['webhook_delivery_attempts', 'webhook_deliveries', 'webhook_endpoints', 'alerts']) {
+        await db.schema.dropTable(t).ifExists().execute();
+      }
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -131,6 +131,88 @@ export interface ScansTable {
   uploaded_at: Int;
 }
 
+// ---- alerts + webhook outbox (migration 0003_alerts; owned by src/alerts) ----
+
+export interface AlertsTable {
+  id: string;
+  type: string;
+  severity: string;
+  /** Index into SEVERITIES, so "at least high" is a range query. */
+  severity_rank: Int;
+  /** First occurrence. */
+  time_at: Int;
+  last_seen_at: Int;
+  count: Int;
+  group_key: string;
+  agent_id: string | null;
+  host: string | null;
+  container_id: string | null;
+  container_name: string | null;
+  image: string | null;
+  project: string | null;
+  rule_id: string | null;
+  action: string | null;
+  result: string | null;
+  message: string;
+}
+
+export interface WebhookEndpointsTable {
+  id: string;
+  name: string;
+  url: string;
+  format: string;
+  min_severity: string;
+  /** JSON string[]. */
+  types_json: string;
+  /** JSON string[]. */
+  projects_json: string;
+  /** "whsec_…", as-is (HMAC signing needs the key; the file is 0600). */
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: Int | null;
+  /** JSON Record<string, string>. */
+  headers_json: string;
+  /** 0 or 1. */
+  enabled: Int;
+  /** 0 or 1. */
+  allow_unsafe_target: Int;
+  disabled_reason: string | null;
+  created_at: Int;
+  updated_at: Int;
+}
+
+/** The outbox: one row per (alert, endpoint); the id is the `webhook-id`. */
+export interface WebhookDeliveriesTable {
+  id: string;
+  alert_id: string;
+  endpoint_id: string;
+  /** pending | delivered | dead */
+  status: string;
+  attempts: Int;
+  retry_base: Int;
+  next_attempt_at: Int;
+  /** A worker's lease; claimable again once it is in the past. */
+  lease_until: Int | null;
+  claim_token: string | null;
+  created_at: Int;
+  updated_at: Int;
+  delivered_at: Int | null;
+  last_status_code: Int | null;
+  last_error: string | null;
+  dead_reason: string | null;
+}
+
+export interface WebhookDeliveryAttemptsTable {
+  delivery_id: string;
+  attempt: Int;
+  at: Int;
+  status_code: Int | null;
+  latency_ms: Int;
+  error: string | null;
+  outcome: string;
+  next_attempt_at: Int | null;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
@@ -141,6 +223,11 @@ export interface Database {
   agent_policy_status: AgentPolicyStatusTable;
   violations: ViolationsTable;
   scans: ScansTable;
+  // alerts + webhook outbox (migration 0003_alerts, src/alerts)
+  alerts: AlertsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
 }
 
 export type Db = Kysely<Database>;

@@ -2,6 +2,7 @@
 // (SQLite embedded by default, PostgreSQL later) behind this interface, so
 // the gRPC server, REST API and CLI never see SQL.
 import type { ContainerFacts__Output, HostFacts__Output, ScanSummary } from '@bulkhead/shared';
+import type { AlertStore } from '../alerts/alert-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -215,4 +216,8 @@ export interface Store {
   getScan(digest: string): Promise<ScanRecord | undefined>;
   /** Newest scan first. */
   listScans(q?: { limit?: number; offset?: number }): Promise<ScanRecord[]>;
+
+  // alerts + webhook outbox (0003_alerts): its own contract in src/alerts/alert-store.ts.
+  // Optional so test fakes need not implement it; the SQL stores always do.
+  readonly alerts?: AlertStore;
 }

@@ -77,6 +77,12 @@ export interface ScanSummary {
   scannedAt: string;
   scanner: string;
   vulnerabilities: { id: string; severity: Severity | 'unknown'; cvss?: number; fixable: boolean; pkg?: string }[];
+  /** The image id ("sha256:…", config digest) when the report carried it. */
+  imageId?: string;
+  /** Every repo digest of the image ("repo@sha256:…") from the report. */
+  repoDigests?: string[];
+  /** What was scanned, as the scanner names it (e.g. "nginx:1.27"). */
+  artifactName?: string;
 }
 
 /** A container seen on the same host, for rules that compare containers (shared networks). */
@@ -140,4 +146,20 @@ export interface CheckDefinition<P = Record<string, unknown>> {
   /** Parameters used when a rule omits them. */
   defaults: P;
   check(input: CheckInput, params: P): Evidence[];
+  /** Catalogue group, for docs: moves 1–2 (images), 3 (host), 6 (isolation). */
+  group?: 'images' | 'host' | 'isolation';
+  /** How to fix a violation; the evaluator puts it in every finding's message. */
+  remedy?: string;
+  /**
+   * Checks beyond the parameter schema (sizes, cross-field rules), run at
+   * policy load on the parameters merged over `defaults`. Paths are relative to
+   * the check, e.g. "maxMemory" or "paths[2]".
+   */
+  validate?(params: P): { path: string; message: string }[];
+  /**
+   * Optional precompilation: called once per policy with the merged parameters;
+   * the returned function replaces `check` for every container (globs, sets and
+   * regexes built once instead of per evaluation).
+   */
+  compile?(params: P): (input: CheckInput) => Evidence[];
 }

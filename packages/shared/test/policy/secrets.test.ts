@@ -4,7 +4,7 @@ import { detectSecrets, detectSecretsInEnv, detectSecretsInArgv, isSecretName, S
 // Assembled at run time so that this file does not itself trip secret scanners.
 const AKIA = 'AKIA' + 'Q3EGRSXXNM5PJ7ZB';
 const ASIA = 'ASIA' + 'Q3EGRSXXNM5PJ7ZB';
-const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/' + 'bPxRfiCYzEXAMPLEKEYx';
+const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/' + 'bPxRfiCYEXAMPLEKEY';
 const GHP = 'ghp_' + 'a'.repeat(18) + 'B'.repeat(18);
 const GITHUB_PAT = 'github_pat_' + '11ABCDEFG0' + 'x'.repeat(30);
 const SLACK = 'xoxb-' + '123456789012-1234567890123-abcdefABCDEF';
@@ -95,7 +95,7 @@ const ENV_CASES: [string, string, string, string[]][] = [
   ['SECRET_KEY_BASE', 'SECRET_KEY_BASE', 'abcdef', ['generic-password-assignment']],
   ['CLIENT_SECRET', 'CLIENT_SECRET', 'abcdef', ['generic-password-assignment']],
   ['GITHUB_TOKEN with a real token', 'GITHUB_TOKEN', GHP, ['github-token', 'generic-password-assignment']],
-  ['AWS secret by name', 'AWS_SECRET_ACCESS_KEY', AWS_SECRET, ['aws-secret-access-key']],
+  ['AWS secret by name', 'AWS_SECRET_ACCESS_KEY', AWS_SECRET, ['aws-secret-access-key', 'generic-password-assignment']],
   ['AWS key id by value', 'AWS_ACCESS_KEY_ID', AKIA, ['aws-access-key-id']],
   ['DATABASE_URL', 'DATABASE_URL', 'postgres://u:p4ss@db/x', ['database-url-credentials']],
   ['empty TOKEN', 'TOKEN', '', []],

@@ -1,0 +1,310 @@
+// Owns turning Docker API request bodies into ContainerFacts, so a request
+// can be judged by the same evaluator as a running container — before
+// dockerd acts on it:
+//   POST /containers/create  → the facts the container WILL have
+//   POST /containers/{id}/update → its current facts with the update applied
+//   POST /containers/{id}/exec   → its facts as a privileged / root process sees them
+//
+// Pure: no I/O. The mapping mirrors what dockerd does at create (image USER,
+// labels, env, entrypoint/cmd and volumes merged in from the image config)
+// and what toContainerFacts (docker/container-facts.ts) reads back from
+// inspect, so a request and the container it makes yield the same facts; a
+// test compares both against a real engine.
+import { posix } from 'node:path';
+import type Dockerode from 'dockerode';
+import type { Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
+import { envNames, imageDigest, normalizeCapability, type Facts } from '../docker/container-facts';
+import { mergeHits, scanEnv, scanHistory, scanCommand, scanLabels, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
+
+/** The body of `POST /containers/create` (Config fields at top level, plus HostConfig and NetworkingConfig). */
+export interface ContainerCreateBody {
+  User?: string | null;
+  Env?: string[] | null;
+  Cmd?: string[] | string | null;
+  Entrypoint?: string[] | string | null;
+  Image?: string | null;
+  Labels?: Record<string, string> | null;
+  Volumes?: Record<string, unknown> | null;
+  HostConfig?: Record<string, unknown> | null;
+  NetworkingConfig?: { EndpointsConfig?: Record<string, unknown> | null } | null;
+  [k: string]: unknown;
+}
+
+/** The body of `POST /containers/{id}/update`. */
+export interface ContainerUpdateBody {
+  Memory?: number | null;
+  MemorySwap?: number | null;
+  NanoCpus?: number | null;
+  CpuQuota?: number | null;
+  CpuPeriod?: number | null;
+  CpuShares?: number | null;
+  PidsLimit?: number | null;
+  RestartPolicy?: { Name?: string | null; MaximumRetryCount?: number | null } | null;
+  [k: string]: unknown;
+}
+
+/** The body of `POST /containers/{id}/exec`. */
+export interface ExecCreateBody {
+  User?: string | null;
+  Privileged?: boolean | null;
+  [k: string]: unknown;
+}
+
+export interface CreateRequestFacts {
+  facts: Facts;
+  /** Secret hits in the request's env, labels and command (and the image's, merged in). */
+  secretHits: SecretHit[];
+}
+
+/**
+ * The facts a create request would produce. `name` is the `?name=` query
+ * parameter ("" when dockerd will pick one); `image` the inspect of
+ * `body.Image` when known (its USER, labels, env, entrypoint/cmd, volumes and
+ * digests are merged in the way dockerd merges them); `imageHistory` adds
+ * history hits when the caller has it cached.
+ */
+export function createRequestToFacts(
+  body: ContainerCreateBody,
+  name: string,
+  image?: Dockerode.ImageInspectInfo,
+  imageHistory?: readonly ImageHistoryEntry[],
+): CreateRequestFacts {
+  const b = (body ?? {}) as ContainerCreateBody;
+  const hc = (isObject(b.HostConfig) ? b.HostConfig : {}) as Record<string, unknown>;
+  const icfg = (image?.Config ?? {}) as Partial<Dockerode.ImageInspectInfo['Config']>;
+  const imageRef = str(b.Image);
+
+  const env = mergeEnv(strings(icfg.Env), strings(b.Env));
+  const labels: Record<string, string> = { ...stringMap(icfg.Labels), ...stringMap(b.Labels) };
+  // runconfig.Merge: the image's entrypoint/cmd apply only where the request leaves them empty.
+  let entrypoint = b.Entrypoint === undefined || b.Entrypoint === null ? null : strings(b.Entrypoint);
+  let cmd = strings(b.Cmd);
+  if (entrypoint === null || entrypoint.length === 0) {
+    if (cmd.length === 0) cmd = strings(icfg.Cmd);
+    if (entrypoint === null) entrypoint = strings(icfg.Entrypoint);
+  }
+  const command = [...entrypoint, ...cmd];
+  const networkMode = str(hc['NetworkMode']) || 'default';
+  const restart = isObject(hc['RestartPolicy']) ? (hc['RestartPolicy'] as Record<string, unknown>) : {};
+
+  const facts: Facts = {
+    id: '',
+    name: str(name).replace(/^\//, ''),
+    imageRef,
+    imageId: str(image?.Id),
+    imageDigest: imageDigest(imageRef, image),
+    labels,
+    state: 'created',
+    // dockerd copies the image USER into the container's config at create.
+    user: str(b.User) || str(icfg.User),
+    privileged: hc['Privileged'] === true,
+    mounts: createMounts(hc, b.Volumes, icfg.Volumes),
+    networkMode,
+    networks: createNetworks(networkMode, b.NetworkingConfig?.EndpointsConfig),
+    pidMode: str(hc['PidMode']),
+    ipcMode: str(hc['IpcMode']),
+    utsMode: str(hc['UTSMode']),
+    usernsMode: str(hc['UsernsMode']),
+    capAdd: capabilities(hc['CapAdd']),
+    capDrop: capabilities(hc['CapDrop']),
+    securityOpt: strings(hc['SecurityOpt']),
+    readOnlyRootfs: hc['ReadonlyRootfs'] === true,
+    memoryLimitBytes: int(hc['Memory']),
+    nanoCpus: int(hc['NanoCpus']),
+    cpuQuota: int(hc['CpuQuota']),
+    cpuPeriod: int(hc['CpuPeriod']),
+    cpuShares: int(hc['CpuShares']),
+    pidsLimit: int(hc['PidsLimit']),
+    restartPolicy: str(restart['Name']) || 'no',
+    restartMaxRetries: int(restart['MaximumRetryCount']),
+    envNames: envNames(env),
+    command,
+    createdAtMs: 0,
+    startedAtMs: 0,
+    finishedAtMs: 0,
+    exitCode: 0,
+    pid: 0,
+    devices: devices(hc['Devices']),
+    imageUser: str(icfg.User),
+    restartCount: 0,
+    secretHits: [],
+    project: '',
+  };
+  const secretHits = mergeHits(scanEnv(env), scanLabels(labels), scanCommand(command), scanHistory(imageHistory));
+  return { facts, secretHits };
+}
+
+/**
+ * A container's facts as they would be after `docker update`. dockerd
+ * treats 0 (and absent) as "leave unchanged" for the resource fields, and a
+ * null PidsLimit likewise; PidsLimit 0 or -1 means unlimited.
+ */
+export function applyUpdateRequest(current: Facts, body: ContainerUpdateBody): Facts {
+  const b = (isObject(body) ? body : {}) as ContainerUpdateBody;
+  const next: Facts = { ...current };
+  const set = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v !== 0 ? Math.trunc(v) : undefined);
+  const mem = set(b.Memory);
+  if (mem !== undefined) next.memoryLimitBytes = mem < 0 ? 0 : mem;
+  const nano = set(b.NanoCpus);
+  if (nano !== undefined) next.nanoCpus = nano < 0 ? 0 : nano;
+  const quota = set(b.CpuQuota);
+  if (quota !== undefined) next.cpuQuota = quota;
+  const period = set(b.CpuPeriod);
+  if (period !== undefined) next.cpuPeriod = period;
+  const shares = set(b.CpuShares);
+  if (shares !== undefined) next.cpuShares = shares;
+  if (typeof b.PidsLimit === 'number' && Number.isFinite(b.PidsLimit)) next.pidsLimit = b.PidsLimit <= 0 ? 0 : Math.trunc(b.PidsLimit);
+  const rp = isObject(b.RestartPolicy) ? b.RestartPolicy! : undefined;
+  if (rp && str(rp.Name) !== '') {
+    next.restartPolicy = str(rp.Name);
+    next.restartMaxRetries = int(rp.MaximumRetryCount);
+  }
+  return next;
+}
+
+/** Whether an exec runs privileged and/or as root (a user "root"/"0", with or without a group). */
+export function execEscalation(body: ExecCreateBody): { privileged: boolean; root: boolean } {
+  const b = (isObject(body) ? body : {}) as ExecCreateBody;
+  const user = str(b.User).trim();
+  const uid = user.split(':')[0]!;
+  return { privileged: b.Privileged === true, root: uid === 'root' || uid === '0' };
+}
+
+/**
+ * The container's facts as seen by an escalated exec: privileged when the
+ * exec is, running as root when the exec's user is root. undefined when the
+ * exec asks for nothing beyond the container's own configuration (an empty
+ * User runs as the container's user).
+ */
+export function execRequestToFacts(container: Facts, body: ExecCreateBody): Facts | undefined {
+  const e = execEscalation(body);
+  if (!e.privileged && !e.root) return undefined;
+  return {
+    ...container,
+    privileged: container.privileged || e.privileged,
+    user: e.root ? 'root' : container.user,
+  };
+}
+
+// ---- helpers -------------------------------------------------------------
+
+/** Image env first, request env overriding by name (dockerd's order). */
+function mergeEnv(imageEnv: string[], reqEnv: string[]): string[] {
+  const out: string[] = [];
+  const index = new Map<string, number>();
+  for (const e of [...imageEnv, ...reqEnv]) {
+    const i = e.indexOf('=');
+    const name = i === -1 ? e : e.slice(0, i);
+    const at = index.get(name);
+    if (at === undefined) {
+      index.set(name, out.length);
+      out.push(e);
+    } else {
+      out[at] = e;
+    }
+  }
+  return out;
+}
+
+const PROPAGATIONS = new Set(['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate']);
+
+function createMounts(hc: Record<string, unknown>, volumes: unknown, imageVolumes: unknown): Mount__Output[] {
+  const out: Mount__Output[] = [];
+  const taken = new Set<string>();
+  const add = (m: Mount__Output): void => {
+    if (m.destination === '' || taken.has(m.destination)) return;
+    taken.add(m.destination);
+    out.push(m);
+  };
+  for (const bind of strings(hc['Binds'])) {
+    // "src:dst[:opts]" or a bare "dst" (anonymous volume).
+    const parts = bind.split(':');
+    if (parts.length === 1) {
+      add({ type: 'volume', source: '', destination: cleanPath(parts[0]!), readOnly: false, propagation: '' });
+      continue;
+    }
+    const [src, dst, opts = ''] = parts as [string, string, string?];
+    const o = opts.split(',').map((s) => s.trim());
+    const isBind = src.startsWith('/');
+    add({
+      type: isBind ? 'bind' : 'volume',
+      source: isBind ? cleanPath(src) : src,
+      destination: cleanPath(dst),
+      readOnly: o.includes('ro'),
+      propagation: isBind ? (o.find((x) => PROPAGATIONS.has(x)) ?? 'rprivate') : '',
+    });
+  }
+  for (const m of Array.isArray(hc['Mounts']) ? (hc['Mounts'] as Array<Record<string, unknown>>) : []) {
+    if (!isObject(m)) continue;
+    const type = str(m['Type']) || 'volume';
+    const bindOpts = isObject(m['BindOptions']) ? (m['BindOptions'] as Record<string, unknown>) : {};
+    add({
+      type,
+      source: type === 'bind' ? cleanPath(str(m['Source'])) : str(m['Source']),
+      destination: cleanPath(str(m['Target'])),
+      readOnly: m['ReadOnly'] === true,
+      propagation: type === 'bind' ? (str(bindOpts['Propagation']) || 'rprivate') : '',
+    });
+  }
+  for (const [dest, options] of Object.entries(stringMap(hc['Tmpfs']))) {
+    const ro = options.split(',').some((o) => o.trim() === 'ro');
+    add({ type: 'tmpfs', source: '', destination: cleanPath(dest), readOnly: ro, propagation: '' });
+  }
+  // Anonymous volumes: the request's and the image's VOLUME lines.
+  for (const dest of [...Object.keys(isObject(volumes) ? volumes as object : {}), ...Object.keys(isObject(imageVolumes) ? imageVolumes as object : {})]) {
+    add({ type: 'volume', source: '', destination: cleanPath(dest), readOnly: false, propagation: '' });
+  }
+  return out.sort((a, b) => cmp(a.destination, b.destination) || cmp(a.type, b.type));
+}
+
+function createNetworks(networkMode: string, endpoints: unknown): NetworkAttachment__Output[] {
+  const names = new Set<string>();
+  if (networkMode.startsWith('container:')) return [];
+  names.add(networkMode === 'default' ? 'bridge' : networkMode);
+  for (const n of Object.keys(isObject(endpoints) ? endpoints as object : {})) names.add(n);
+  return [...names].map((name) => ({ name, networkId: '', ipAddress: '' })).sort((a, b) => cmp(a.name, b.name));
+}
+
+function cleanPath(p: string): string {
+  if (p === '') return '';
+  const n = posix.normalize(p);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
+function devices(list: unknown): string[] {
+  if (!Array.isArray(list)) return [];
+  return list.map((d: unknown) => (isObject(d) ? str((d as Record<string, unknown>)['PathOnHost']) : '')).filter((p) => p !== '');
+}
+
+function capabilities(list: unknown): string[] {
+  return [...new Set(strings(list).map(normalizeCapability).filter((c) => c !== ''))];
+}
+
+function stringMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!isObject(v)) return out;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (typeof x === 'string') out[k] = x;
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function strings(v: unknown): string[] {
+  if (typeof v === 'string') return v === '' ? [] : [v];
+  if (!Array.isArray(v)) return [];
+  return v.filter((x): x is string => typeof x === 'string');
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function int(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? Math.trunc(v) : 0;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,315 @@
+// Owns the Docker authorization plugin PROTOCOL: an HTTP server on a unix
+// socket (normally /run/docker/plugins/<name>.sock) that dockerd calls
+// before (AuthZReq) and after (AuthZRes) every API request it serves.
+// What to allow is not decided here: `evaluate` is handed a parsed request
+// and returns a decision (see authz-decider.ts for the policy side).
+//
+// Failure stance (documented in docs/authz.md): anything going wrong INSIDE
+// the plugin — a malformed request, an evaluator exception, a decision that
+// takes too long — answers Allow and logs an error. A plugin that is DOWN is
+// different: dockerd then refuses every API request (after retrying ~30 s),
+// which is dockerd's behaviour, not ours.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname, posix } from 'node:path';
+import { BulkheadError, type Logger } from '@bulkhead/shared';
+
+/** The directory dockerd looks in for `--authorization-plugin=NAME` (NAME.sock). */
+export const DOCKER_PLUGIN_DIR = '/run/docker/plugins';
+
+/** One API request dockerd asks about. */
+export interface AuthzRequest {
+  /** "POST", "GET", … */
+  method: string;
+  /** As dockerd sent it, e.g. "/v1.41/containers/create?name=web". */
+  uri: string;
+  /** Without the API version prefix and query, e.g. "/containers/create". */
+  path: string;
+  query: URLSearchParams;
+  /** The authenticated user (TLS client cert CN), "" over the unix socket. */
+  user: string;
+  /** dockerd sent a request body (it does only for JSON bodies < 1 MiB with a Content-Length). */
+  hasBody: boolean;
+  /**
+   * The request body parsed as JSON; decoded on first call (the fast path
+   * never pays for it). undefined when there is none; throws when it is not JSON.
+   */
+  json(): unknown;
+  /** performance.now() when the plugin received it. */
+  receivedAt: number;
+}
+
+export interface AuthzDecision {
+  allow: boolean;
+  /** Shown to the Docker user on denial ("authorization denied by plugin NAME: <msg>"). */
+  msg?: string;
+}
+
+export type AuthzEvaluate = (req: AuthzRequest) => AuthzDecision | Promise<AuthzDecision>;
+
+export interface AuthzPluginOptions {
+  /** e.g. /run/docker/plugins/bulkhead.sock. The parent dir is created; the socket is mode 0600. */
+  socketPath: string;
+  evaluate: AuthzEvaluate;
+  logger: Logger;
+  /** Answer Allow (and log an error) when `evaluate` has not decided by then. Default 2000 ms. */
+  decisionTimeoutMs?: number;
+  /** Larger plugin requests are allowed unread (dockerd never sends them). Default 8 MiB. */
+  maxRequestBytes?: number;
+}
+
+export interface AuthzPluginStats {
+  requests: number;
+  allowed: number;
+  denied: number;
+  /** Requests allowed because something failed (malformed, evaluator error, timeout). */
+  failOpen: number;
+}
+
+const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
+const ALLOW_BODY = '{"Allow":true}';
+
+export class AuthzPlugin {
+  readonly stats: AuthzPluginStats = { requests: 0, allowed: 0, denied: 0, failOpen: 0 };
+  private readonly decisionTimeoutMs: number;
+  private readonly maxRequestBytes: number;
+  private stopped: Promise<void> | undefined;
+
+  private constructor(private readonly o: AuthzPluginOptions, private readonly server: Server) {
+    this.decisionTimeoutMs = o.decisionTimeoutMs ?? 2000;
+    this.maxRequestBytes = o.maxRequestBytes ?? 8 * 1024 * 1024;
+  }
+
+  get socketPath(): string {
+    return this.o.socketPath;
+  }
+
+  /**
+   * Listens on the socket. A stale socket file (nobody answering) is
+   * replaced; a live one means another plugin instance serves this name,
+   * and start-up fails with BK_ERR_STARTUP_FAILED rather than steal it.
+   */
+  static async start(o: AuthzPluginOptions): Promise<AuthzPlugin> {
+    if (!o.socketPath.startsWith('/')) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `authz socket path must be absolute: ${o.socketPath}`);
+    if (Buffer.byteLength(o.socketPath) > 107) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `authz socket path is too long for a unix socket: ${o.socketPath}`);
+    if (o.decisionTimeoutMs !== undefined && !(o.decisionTimeoutMs > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'decisionTimeoutMs must be positive');
+    mkdirSync(dirname(o.socketPath), { recursive: true, mode: 0o755 });
+    if (existsSync(o.socketPath)) {
+      if (await answers(o.socketPath)) {
+        throw new BulkheadError('BK_ERR_STARTUP_FAILED', `another process already serves the authorization plugin socket ${o.socketPath}`);
+      }
+      unlinkSync(o.socketPath);
+    }
+    const server = createServer();
+    const plugin = new AuthzPlugin(o, server);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => plugin.handle(req, res));
+    server.on('clientError', (err, socket) => {
+      o.logger.debug({ err }, 'authz plugin: client error');
+      socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new BulkheadError('BK_ERR_STARTUP_FAILED', `cannot listen on ${o.socketPath}: ${err.message}`, { cause: err })));
+      // Created 0600 (umask) rather than chmod'ed after: no window in which
+      // another local user could connect and ask to be authorized.
+      const old = process.umask(0o177);
+      try {
+        server.listen(o.socketPath, () => resolve());
+      } finally {
+        process.umask(old);
+      }
+    });
+    chmodSync(o.socketPath, 0o600);
+    o.logger.info({ socket: o.socketPath }, 'docker authorization plugin listening');
+    return plugin;
+  }
+
+  /** Stops listening and removes the socket file. Safe to call twice. */
+  stop(): Promise<void> {
+    this.stopped ??= new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    }).then(() => {
+      try {
+        unlinkSync(this.o.socketPath);
+      } catch {
+        // already gone
+      }
+      this.o.logger.info({ socket: this.o.socketPath }, 'docker authorization plugin stopped');
+    });
+    return this.stopped;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '';
+    // AuthZRes: we never veto a response; answer without reading it into JSON.
+    if (url === '/AuthZPlugin.AuthZRes') {
+      req.resume();
+      req.on('end', () => reply(res, ALLOW_BODY));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > this.maxRequestBytes) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('error', (err) => this.o.logger.warn({ err }, 'authz plugin: request stream error'));
+    req.on('end', () => {
+      if (url === '/Plugin.Activate') {
+        reply(res, '{"Implements":["authz"]}');
+        return;
+      }
+      if (url !== '/AuthZPlugin.AuthZReq') {
+        res.statusCode = 404;
+        reply(res, JSON.stringify({ Err: `unknown plugin endpoint ${url}` }));
+        return;
+      }
+      this.stats.requests++;
+      if (tooBig) {
+        this.failOpen(res, undefined, new Error(`plugin request of ${size} bytes exceeds ${this.maxRequestBytes}`));
+        return;
+      }
+      this.authorize(Buffer.concat(chunks), res);
+    });
+  }
+
+  private authorize(raw: Buffer, res: ServerResponse): void {
+    const receivedAt = performance.now();
+    let request: AuthzRequest;
+    try {
+      request = parseAuthzRequest(raw, receivedAt);
+    } catch (err) {
+      this.failOpen(res, undefined, err);
+      return;
+    }
+    let result: AuthzDecision | Promise<AuthzDecision>;
+    try {
+      result = this.o.evaluate(request);
+    } catch (err) {
+      this.failOpen(res, request, err);
+      return;
+    }
+    if (!isPromise(result)) {
+      this.answer(res, request, result);
+      return;
+    }
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      this.failOpen(res, request, new Error(`no decision within ${this.decisionTimeoutMs} ms`));
+    }, this.decisionTimeoutMs);
+    result.then(
+      (d) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.answer(res, request, d);
+      },
+      (err: unknown) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.failOpen(res, request, err);
+      },
+    );
+  }
+
+  private answer(res: ServerResponse, req: AuthzRequest, d: AuthzDecision): void {
+    if (!d || typeof d.allow !== 'boolean') {
+      this.failOpen(res, req, new Error('evaluator returned no decision'));
+      return;
+    }
+    if (d.allow) {
+      this.stats.allowed++;
+      reply(res, ALLOW_BODY);
+      return;
+    }
+    this.stats.denied++;
+    reply(res, JSON.stringify({ Allow: false, Msg: d.msg ?? 'denied by Bulkhead policy' }));
+  }
+
+  private failOpen(res: ServerResponse, req: AuthzRequest | undefined, err: unknown): void {
+    this.stats.failOpen++;
+    this.stats.allowed++;
+    this.o.logger.error({ err, method: req?.method, path: req?.path }, 'authz plugin could not decide; request ALLOWED (fail-open)');
+    reply(res, ALLOW_BODY);
+  }
+}
+
+/** Parses dockerd's AuthZReq envelope. Throws on anything that is not one. */
+export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance.now()): AuthzRequest {
+  const env = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8')) as Record<string, unknown> | null;
+  if (typeof env !== 'object' || env === null) throw new Error('authz request is not a JSON object');
+  const method = typeof env['RequestMethod'] === 'string' ? env['RequestMethod'] : '';
+  const uri = typeof env['RequestUri'] === 'string' ? env['RequestUri'] : typeof env['RequestURI'] === 'string' ? (env['RequestURI'] as string) : '';
+  if (method === '' || uri === '') throw new Error('authz request lacks RequestMethod or RequestUri');
+  const q = uri.indexOf('?');
+  // An absolute-form target ("http://x/v1.41/containers/create") is routed
+  // by its path, so it is judged by its path.
+  const rawPath = (q === -1 ? uri : uri.slice(0, q)).replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
+  const body = env['RequestBody'];
+  const hasBody = typeof body === 'string' && body !== '';
+  let parsed: { value: unknown } | undefined;
+  return {
+    method: method.toUpperCase(),
+    uri,
+    path: stripVersion(rawPath),
+    query: new URLSearchParams(q === -1 ? '' : uri.slice(q + 1)),
+    user: typeof env['User'] === 'string' ? env['User'] : '',
+    hasBody,
+    json(): unknown {
+      if (!hasBody) return undefined;
+      parsed ??= { value: JSON.parse(Buffer.from(body as string, 'base64').toString('utf8')) };
+      return parsed.value;
+    },
+    receivedAt,
+  };
+}
+
+/**
+ * "/v1.41/containers/x/start" → "/containers/x/start". The path is
+ * percent-decoded and cleaned first, the way dockerd's router sees it: a
+ * request for "/containers/cr%65ate" IS a create, and must be judged as one.
+ */
+export function stripVersion(path: string): string {
+  let p = path;
+  try {
+    p = decodeURIComponent(p);
+  } catch {
+    // dockerd rejects malformed escapes itself; judge the raw text
+  }
+  p = posix.normalize(p.startsWith('/') ? p : `/${p}`);
+  const m = /^\/v[0-9.]+(\/.*)?$/.exec(p);
+  if (m) p = m[1] ?? '/';
+  return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
+}
+
+function reply(res: ServerResponse, body: string): void {
+  if (res.headersSent) return;
+  res.setHeader('Content-Type', CONTENT_TYPE);
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null)?.then === 'function';
+}
+
+/** Whether something accepts connections on a unix socket (within 500 ms). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (v: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), 500);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}

@@ -1,0 +1,360 @@
+// Owns the REACTION door: evaluating running containers as the watcher
+// reports them (and on every sweep of the inventory) and, for findings in
+// enforce mode, carrying out the rule's action — kill, stop, pause,
+// quarantine, limit or alert — with every finding and action recorded
+// through onViolation.
+//
+// Speed: an upsert is evaluated synchronously and the Docker call is issued
+// in the same tick; nothing slow (secret scan, reports) sits in between.
+//
+// No loops:
+// - work per container is serialized; events arriving meanwhile coalesce
+//   into one re-evaluation of the newest facts;
+// - a run already killed/stopped/paused by us is not acted on again (its
+//   lingering "running" facts are recognised by StartedAt);
+// - quarantine and limit act only while there is something left to change;
+// - after `maxActions` engine actions on a container within `actionWindowMs`
+//   (a restart policy bringing back what we kill), it is paused once —
+//   recorded as `escalated` — and left alone from then on;
+// - findings that lead to no engine action (monitor mode, exempted, alert,
+//   nothing left to do) are reported once per container, rule and policy.
+import type { Finding, ViolationReport } from '@bulkhead/shared';
+import type { Facts } from '../docker/container-facts';
+import { Semaphore } from '../docker/watcher';
+import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
+import type { PolicyState } from '../policy/policy-holder';
+import { scanFactsSecrets, withSecretsAndProject } from '../secrets/secret-scan';
+import { limitPlan, performAction, quarantinePlan, type ActionOutcome, type EngineAction, type LimitUpdate } from './actions';
+import { resolveEnforcerOptions, type ActionTiming, type EnforcerOptions, type ResolvedEnforcerOptions } from './enforcer-options';
+
+export type { EnforcerOptions, ActionTiming } from './enforcer-options';
+
+interface Job {
+  facts: Facts;
+  /** The watcher's event action, or "sweep". */
+  action: string;
+  eventTimeMs: number;
+  /** performance.now() at receipt. */
+  receivedAt: number;
+  source: ViolationSource;
+}
+
+interface Tracked {
+  busy: boolean;
+  pending: Job | undefined;
+  /** Wall times of engine actions taken (pruned to the window). */
+  actions: number[];
+  escalated: boolean;
+  /** The run (StartedAt) we last killed/stopped/paused, and when that completed. */
+  terminal: { type: 'kill' | 'stop' | 'pause'; startedAtMs: number; doneAtMs: number } | undefined;
+  /** Dedupe keys of reports that are made once. */
+  reported: Set<string>;
+  scanRequested: boolean;
+}
+
+const TERMINAL = ['kill', 'stop', 'pause'] as const;
+type Terminal = (typeof TERMINAL)[number];
+
+/** Wall clock with sub-millisecond resolution (event times are dockerd's, in ns). */
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+export class Enforcer {
+  private readonly o: ResolvedEnforcerOptions;
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly slots: Semaphore;
+  private stopped = false;
+
+  constructor(opts: EnforcerOptions) {
+    this.o = resolveEnforcerOptions(opts);
+    this.slots = new Semaphore(this.o.actionConcurrency);
+  }
+
+  /**
+   * Subscribes to a ContainerWatcher's `upsert` and `remove` events.
+   * Returns a function that unsubscribes.
+   */
+  attach(watcher: {
+    on(event: 'upsert', l: (facts: Facts, action: string, timeMs: number, changed: boolean) => void): unknown;
+    on(event: 'remove', l: (id: string) => void): unknown;
+    off(event: 'upsert', l: (facts: Facts, action: string, timeMs: number, changed: boolean) => void): unknown;
+    off(event: 'remove', l: (id: string) => void): unknown;
+  }): () => void {
+    watcher.on('upsert', this.onUpsert);
+    watcher.on('remove', this.onRemove);
+    return () => {
+      watcher.off('upsert', this.onUpsert);
+      watcher.off('remove', this.onRemove);
+    };
+  }
+
+  /** The watcher's `upsert` listener (bound). */
+  readonly onUpsert = (facts: Facts, action: string, eventTimeMs: number, _changed?: boolean): void => {
+    this.enqueue({ facts, action, eventTimeMs, receivedAt: performance.now(), source: action === 'reconcile' ? 'reconcile' : 'reaction' });
+  };
+
+  /** The watcher's `remove` listener (bound): forgets the container's history. */
+  readonly onRemove = (id: string): void => {
+    this.tracked.delete(id);
+  };
+
+  /**
+   * Evaluates the whole inventory: call after every policy change and on
+   * every reconcile (exemptions expire, rules switch to enforce).
+   */
+  evaluateAll(): void {
+    const now = this.o.now();
+    for (const facts of this.o.containers.inventory()) {
+      this.enqueue({ facts, action: 'sweep', eventTimeMs: now, receivedAt: performance.now(), source: 'reconcile' });
+    }
+  }
+
+  /** Resolves when no evaluation or action is in flight (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Stops taking new work and waits (at most `waitMs`) for actions in flight. */
+  async stop(waitMs = 2000): Promise<void> {
+    this.stopped = true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** What the enforcer remembers of a container (tests, diagnostics). */
+  history(id: string): { actions: number; escalated: boolean } | undefined {
+    const t = this.tracked.get(id);
+    return t ? { actions: t.actions.length, escalated: t.escalated } : undefined;
+  }
+
+  // ---- per-container serialization ------------------------------------------
+
+  private enqueue(job: Job): void {
+    if (this.stopped || job.facts.id === '') return;
+    let t = this.tracked.get(job.facts.id);
+    if (!t) {
+      t = { busy: false, pending: undefined, actions: [], escalated: false, terminal: undefined, reported: new Set(), scanRequested: false };
+      this.tracked.set(job.facts.id, t);
+    }
+    if (t.busy) {
+      // Newest facts win; a sweep never hides an event's action and timing.
+      const p = t.pending;
+      t.pending = p && job.action === 'sweep' && p.action !== 'sweep' ? { ...p, facts: job.facts } : job;
+      return;
+    }
+    t.busy = true;
+    const run = this.drain(t, job);
+    this.inflight.add(run);
+    void run.finally(() => this.inflight.delete(run));
+  }
+
+  private async drain(t: Tracked, first: Job): Promise<void> {
+    let job: Job | undefined = first;
+    try {
+      while (job && !this.stopped) {
+        try {
+          await this.process(t, job);
+        } catch (err) {
+          this.o.logger.error({ err, containerId: job.facts.id }, 'enforcer: evaluation failed');
+        }
+        job = t.pending;
+        t.pending = undefined;
+      }
+    } finally {
+      t.busy = false;
+    }
+  }
+
+  // ---- evaluation --------------------------------------------------------------
+
+  private async process(t: Tracked, job: Job): Promise<void> {
+    const st = this.o.policy();
+    if (!st.policy) return;
+    const facts = job.facts;
+    // Paused, exited, restarting… containers are not acted on; a restart is a new `start`.
+    if (facts.state !== 'running') return;
+    if (t.terminal && facts.startedAtMs === t.terminal.startedAtMs) {
+      // The run we already killed/stopped (dockerd may report it running a
+      // moment longer), or paused — unless it was unpaused since.
+      if (t.terminal.type !== 'pause') return;
+      if (job.action !== 'unpause' && job.eventTimeMs <= t.terminal.doneAtMs) return;
+    }
+    const enriched = this.enrich(t, facts, st);
+    const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()));
+    if (findings.length === 0) return;
+    const policyKey = `${st.version}:${st.sha256}`;
+    for (const f of findings) {
+      if (isBlocking(f)) continue;
+      this.reportOnce(t, `${f.ruleId}|${policyKey}|info`, job, enriched, st, f, {
+        type: 'none', result: 'skipped', detail: f.exemptedBy ? `exempted by ${f.exemptedBy.who}` : `monitor mode (in enforce mode: ${f.action.type})`,
+      });
+    }
+    const blocking = findings.filter(isBlocking);
+    if (blocking.length > 0) await this.enforce(t, job, enriched, blocking, st, policyKey);
+  }
+
+  /** Facts with secret hits and project; kicks off the full secret scan once when only a partial view is cached. */
+  private enrich(t: Tracked, facts: Facts, st: PolicyState): Facts {
+    const s = this.o.secrets;
+    if (!s) return withSecretsAndProject(facts, scanFactsSecrets(facts), st.projectLabel);
+    const { facts: enriched, complete } = s.enrichNow(facts, st.projectLabel);
+    if (!complete && !t.scanRequested) {
+      t.scanRequested = true;
+      s.scan(facts).then(
+        () => {
+          t.scanRequested = false;
+          // Re-evaluate with env and history hits, if the scan produced a full result.
+          const latest = this.o.containers.get(facts.id);
+          if (latest && this.tracked.get(facts.id) === t && s.enrichNow(latest, st.projectLabel).complete) {
+            this.enqueue({ facts: latest, action: 'secret-scan', eventTimeMs: this.o.now(), receivedAt: performance.now(), source: 'reaction' });
+          }
+        },
+        (err: unknown) => {
+          t.scanRequested = false;
+          this.o.logger.warn({ err, containerId: facts.id }, 'enforcer: secret scan failed');
+        },
+      );
+    }
+    return enriched;
+  }
+
+  // ---- enforcement -------------------------------------------------------------
+
+  private async enforce(t: Tracked, job: Job, facts: Facts, blocking: Finding[], st: PolicyState, policyKey: string): Promise<void> {
+    if (t.escalated) {
+      for (const f of blocking) {
+        this.reportOnce(t, `${f.ruleId}|${policyKey}|escalated`, job, facts, st, f, {
+          type: 'none', result: 'skipped', detail: 'actions on this container were capped and escalated to pause earlier; Bulkhead no longer acts on it',
+        });
+      }
+      return;
+    }
+    const now = this.o.now();
+    t.actions = t.actions.filter((at) => now - at < this.o.actionWindowMs);
+
+    const terminal = strongestTerminal(blocking);
+    if (terminal) {
+      if (t.actions.length >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, `${t.actions.length} actions within ${Math.round(this.o.actionWindowMs / 1000)}s`);
+      const rule = blocking.find((f) => f.action.type === terminal)!;
+      const action: EngineAction = terminal === 'stop' ? { type: 'stop', timeoutSeconds: rule.action.stopTimeoutSeconds ?? 10 } : { type: terminal };
+      const outcome = await this.run(t, job, facts, action);
+      if (outcome.result === 'ok') t.terminal = { type: terminal, startedAtMs: facts.startedAtMs, doneAtMs: this.o.now() };
+      this.reportAll(job, facts, st, blocking, terminal, outcome);
+      return;
+    }
+
+    // Non-terminal actions: quarantine, limit (merged to the tightest), alert — together.
+    const byType = (type: string): Finding[] => blocking.filter((f) => f.action.type === type);
+    const work: Array<Promise<void>> = [];
+    const engine: Array<{ findings: Finding[]; action: EngineAction }> = [];
+
+    const quarantine = byType('quarantine');
+    if (quarantine.length > 0) {
+      const plan = quarantinePlan(facts);
+      if (plan.kind === 'disconnect') engine.push({ findings: quarantine, action: { type: 'quarantine', networks: plan.networks } });
+      else if (plan.kind === 'nothing') {
+        for (const f of quarantine) this.reportOnce(t, `${f.ruleId}|${policyKey}|quarantined`, job, facts, st, f, { type: 'quarantine', result: 'skipped', detail: 'no networks left to disconnect (already quarantined or network mode none)' });
+      } else {
+        // Cannot be isolated: pause it instead, so it cannot talk either.
+        return this.escalate(t, job, facts, blocking, st, `quarantine impossible: ${plan.why}`);
+      }
+    }
+    const limit = byType('limit');
+    if (limit.length > 0) {
+      const update = mergeLimitUpdates(limit.map((f) => limitPlan(facts, f.action.limits)));
+      if (update) engine.push({ findings: limit, action: { type: 'limit', update } });
+      else {
+        for (const f of limit) this.reportOnce(t, `${f.ruleId}|${policyKey}|limited`, job, facts, st, f, { type: 'limit', result: 'skipped', detail: 'limits already within the rule\'s action' });
+      }
+    }
+    for (const f of byType('alert')) {
+      this.reportOnce(t, `${f.ruleId}|${policyKey}|alert`, job, facts, st, f, { type: 'alert', result: 'ok', detail: 'alert only: no engine action' });
+    }
+    if (engine.length === 0) return;
+    if (t.actions.length >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, `${t.actions.length} actions within ${Math.round(this.o.actionWindowMs / 1000)}s`);
+    for (const e of engine) {
+      work.push(this.run(t, job, facts, e.action).then((outcome) => this.reportAll(job, facts, st, e.findings, e.action.type, outcome)));
+    }
+    await Promise.all(work);
+  }
+
+  private async escalate(t: Tracked, job: Job, facts: Facts, blocking: Finding[], st: PolicyState, why: string): Promise<void> {
+    const outcome = await this.run(t, job, facts, { type: 'pause' });
+    const ok = outcome.result === 'ok';
+    if (ok) {
+      t.escalated = true;
+      t.terminal = { type: 'pause', startedAtMs: facts.startedAtMs, doneAtMs: this.o.now() };
+    }
+    this.o.logger.warn({ containerId: facts.id, name: facts.name, why, result: outcome.result, error: outcome.error }, 'enforcer: escalated to pause');
+    this.reportAll(job, facts, st, blocking, 'pause', {
+      result: ok ? 'escalated' as const : outcome.result,
+      ...(outcome.error ? { error: outcome.error } : {}),
+      detail: `${why}: escalated to pause${ok ? '; no further actions on this container' : ''}`,
+    });
+  }
+
+  /** One engine action, timed; counted towards the container's cap. */
+  private async run(t: Tracked, job: Job, facts: Facts, action: EngineAction): Promise<ActionOutcome & { timing: ActionTiming }> {
+    t.actions.push(this.o.now());
+    const startedAt = performance.now();
+    const outcome = await this.slots.run(() => performAction(this.o.docker, facts.id, action));
+    const done = performance.now();
+    const timing: ActionTiming = {
+      sinceEventMs: Math.max(0, wallNow() - job.eventTimeMs),
+      sinceReceiptMs: done - job.receivedAt,
+      startDelayMs: startedAt - job.receivedAt,
+    };
+    const log = outcome.result === 'failed' ? this.o.logger.error.bind(this.o.logger) : this.o.logger.info.bind(this.o.logger);
+    log({ containerId: facts.id, name: facts.name, action: action.type, result: outcome.result, error: outcome.error, ...timing }, 'enforcer: action taken');
+    return { ...outcome, timing };
+  }
+
+  private reportAll(
+    job: Job, facts: Facts, st: PolicyState, findings: Finding[], type: string,
+    outcome: { result: string; error?: string; detail?: string; timing?: ActionTiming },
+  ): void {
+    for (const f of findings) {
+      const detail = [outcome.detail, f.action.type !== type ? `rule action ${f.action.type} superseded by ${type}` : undefined, timingText(outcome.timing)].filter(Boolean).join('; ');
+      this.emit(job, facts, st, f, { type, result: outcome.result, error: outcome.error ?? '', durationMs: outcome.timing?.sinceEventMs ?? 0, detail }, outcome.timing);
+    }
+  }
+
+  private reportOnce(t: Tracked, key: string, job: Job, facts: Facts, st: PolicyState, f: Finding, action: { type: string; result: string; detail: string }): void {
+    if (t.reported.has(key)) return;
+    t.reported.add(key);
+    this.emit(job, facts, st, f, { ...action, error: '', durationMs: 0 });
+  }
+
+  private emit(job: Job, facts: Facts, st: PolicyState, f: Finding, action: NonNullable<ViolationReport['action']>, timing?: ActionTiming): void {
+    const report = toViolationReport(f, facts, { source: job.source, policyVersion: st.version, atMs: this.o.now(), action });
+    try {
+      this.o.onViolation(report, timing);
+    } catch (err) {
+      this.o.logger.error({ err }, 'enforcer onViolation callback threw');
+    }
+  }
+}
+
+function strongestTerminal(findings: readonly Finding[]): Terminal | undefined {
+  for (const type of TERMINAL) if (findings.some((f) => f.action.type === type)) return type;
+  return undefined;
+}
+
+/** The tightest of several limit updates (each field's minimum). */
+export function mergeLimitUpdates(updates: ReadonlyArray<LimitUpdate | undefined>): LimitUpdate | undefined {
+  const out: LimitUpdate = {};
+  for (const u of updates) {
+    if (!u) continue;
+    for (const k of Object.keys(u) as Array<keyof LimitUpdate>) {
+      const v = u[k]!;
+      out[k] = out[k] === undefined ? v : Math.min(out[k]!, v);
+    }
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+function timingText(t: ActionTiming | undefined): string | undefined {
+  if (!t) return undefined;
+  return `event→done ${t.sinceEventMs.toFixed(1)} ms, receipt→done ${t.sinceReceiptMs.toFixed(1)} ms, receipt→call ${t.startDelayMs.toFixed(2)} ms`;
+}

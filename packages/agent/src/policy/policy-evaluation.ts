@@ -1,0 +1,75 @@
+// Owns the agent's side of "ask the one evaluator": building the evaluation
+// context (time, scans, neighbours) from what the agent knows, telling which
+// findings block, and turning findings into the ViolationReports the
+// controller records. The authz plugin and the enforcer both go through here,
+// so they can never disagree about what a policy means.
+import { randomUUID } from 'node:crypto';
+import { evaluate } from '@bulkhead/shared';
+import type {
+  ActionResult, ContainerFacts__Output, Finding, HostFacts__Output, Neighbour, ViolationReport,
+} from '@bulkhead/shared';
+import type { PolicyState } from './policy-holder';
+
+export type ViolationSource = 'authz' | 'reaction' | 'reconcile';
+
+/** Other containers on this host, for rules comparing containers (shared networks). */
+export function neighboursOf(inventory: Iterable<ContainerFacts__Output>, projectLabel: string, excludeId?: string): Neighbour[] {
+  const out: Neighbour[] = [];
+  for (const f of inventory) {
+    if (f.id === excludeId) continue;
+    const project = f.labels?.[projectLabel];
+    out.push({ id: f.id, name: f.name, project: project === '' ? undefined : project, networks: f.networks.map((n) => n.name) });
+  }
+  return out;
+}
+
+/** Findings of `facts` under the policy in force; [] when no policy is in force. */
+export function evaluateFacts(
+  state: PolicyState,
+  facts: ContainerFacts__Output,
+  host: HostFacts__Output | undefined,
+  neighbours: readonly Neighbour[] | undefined,
+  now: Date,
+): Finding[] {
+  if (!state.policy) return [];
+  return evaluate(state.policy, host ? { container: facts, host } : { container: facts }, {
+    now,
+    scans: state.scans,
+    ...(neighbours ? { neighbours } : {}),
+  });
+}
+
+/** Enforce-mode findings no exemption covers: the ones that deny or act. */
+export function isBlocking(f: Finding): boolean {
+  return f.mode === 'enforce' && !f.exemptedBy;
+}
+
+export interface ReportContext {
+  source: ViolationSource;
+  policyVersion: number;
+  atMs: number;
+  denied?: boolean;
+  action?: ActionResult;
+}
+
+/** One ViolationReport per finding (the wire shape the link forwards). */
+export function toViolationReport(f: Finding, facts: Pick<ContainerFacts__Output, 'id' | 'name' | 'imageRef' | 'project'>, c: ReportContext): ViolationReport {
+  return {
+    id: randomUUID(),
+    containerId: facts.id,
+    containerName: facts.name,
+    imageRef: facts.imageRef,
+    project: facts.project,
+    ruleId: f.ruleId,
+    severity: f.severity,
+    mode: f.mode,
+    source: c.source,
+    message: f.message,
+    evidenceJson: JSON.stringify(f.evidence.map((e) => (e.detector ? { location: e.location, detail: e.detail, detector: e.detector } : { location: e.location, detail: e.detail }))),
+    denied: c.denied ?? false,
+    ...(c.action ? { action: c.action } : {}),
+    atMs: c.atMs,
+    policyVersion: c.policyVersion,
+    exemptedBy: f.exemptedBy ? `${f.exemptedBy.who}: ${f.exemptedBy.why}` : '',
+  };
+}

@@ -1,0 +1,69 @@
+// Owns wiring alerting together for the controller: one WorkSignal shared by
+// the raise path (AlertService), endpoint management (WebhookService) and
+// the delivery workers (DeliveryDispatcher), over the store's AlertStore.
+import { BulkheadError, type Logger } from '@bulkhead/shared';
+import type { AlertStore } from './alert-store';
+import { AlertService } from './alert-service';
+import { resolveAlertOptions, type AlertOptions, type AlertOptionsInput, type DeliveryOptions } from './alert-options';
+import { DeliveryDispatcher, type DeliveryDispatcherOptions } from './delivery-worker';
+import { WebhookService } from './webhook-service';
+import type { Resolver } from './webhook-target';
+import { WorkSignal } from './work-signal';
+
+export interface AlertingOptions {
+  store: AlertStore;
+  logger: Logger;
+  options?: AlertOptionsInput;
+  /** Start the delivery workers. Default true (false: raise and manage only, e.g. CLI tools). */
+  deliver?: boolean;
+  now?: () => Date;
+  /** Test seams. */
+  sender?: DeliveryDispatcherOptions['sender'];
+  resolve?: Resolver;
+  random?: () => number;
+}
+
+export class Alerting {
+  private constructor(
+    readonly store: AlertStore,
+    readonly alerts: AlertService,
+    readonly webhooks: WebhookService,
+    readonly signal: WorkSignal,
+    readonly options: AlertOptions & DeliveryOptions,
+    readonly dispatcher: DeliveryDispatcher | undefined,
+  ) {}
+
+  static start(opts: AlertingOptions): Alerting {
+    const options = resolveAlertOptions(opts.options);
+    const signal = new WorkSignal();
+    const logger = opts.logger;
+    const now = opts.now ?? (() => new Date());
+    const alerts = new AlertService({ store: opts.store, logger, signal, groupWindowMs: options.groupWindowMs, now });
+    const webhooks = new WebhookService({ store: opts.store, logger, signal, now, ...(opts.resolve ? { resolve: opts.resolve } : {}) });
+    const dispatcher =
+      opts.deliver === false
+        ? undefined
+        : DeliveryDispatcher.start({
+            ...options,
+            store: opts.store,
+            logger,
+            signal,
+            now,
+            ...(opts.sender ? { sender: opts.sender } : {}),
+            ...(opts.random ? { random: opts.random } : {}),
+          });
+    return new Alerting(opts.store, alerts, webhooks, signal, options, dispatcher);
+  }
+
+  /** Commits alerts still being raised, then stops the workers (in-flight attempts finish and are recorded). */
+  async stop(): Promise<void> {
+    await this.alerts.flush().catch(() => undefined);
+    await this.dispatcher?.stop();
+  }
+}
+
+/** Alerting needs the SQL store's alert tables; a Store without them cannot alert. */
+export function requireAlertStore(store: { alerts?: AlertStore }): AlertStore {
+  if (!store.alerts) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'this store does not support alerts');
+  return store.alerts;
+}

@@ -1,0 +1,522 @@
+// Owns the SQL behind AlertStore, once for every kysely dialect (same rules
+// as kysely-store.ts: integer-ms times, 0/1 booleans, JSON as text, no
+// RETURNING). The outbox is claimed with a lease: a worker stamps a random
+// claim token and an expiry on due rows in one transaction, and may record a
+// result only while its token is still on the row.
+import { randomBytes } from 'node:crypto';
+import { PostgresAdapter, sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { BulkheadError } from '@bulkhead/shared';
+import type {
+  AlertPlanContext, AlertPlanner, AlertQuery, AlertStore, AttemptResult, ClaimedDelivery, DeliveryAttemptRecord, DeliveryQuery,
+  DeliveryRecord, DeliveryStatus, EndpointStats, NewAlertWrite, WebhookEndpointRecord, WebhookFormat, AttemptOutcome,
+} from './alert-store';
+import { severityRank, type AlertRecord, type AlertSeverity, type AlertType } from './alert-types';
+import type {
+  AlertsTable, Database, Db, WebhookDeliveriesTable, WebhookDeliveryAttemptsTable, WebhookEndpointsTable,
+} from '../store/schema';
+
+/** Rows per multi-row INSERT / IN list: far below SQLite's and pg's parameter limits. */
+const BATCH = 200;
+
+export class KyselyAlertStore implements AlertStore {
+  /** PostgreSQL can skip rows another controller has locked; SQLite has one writer anyway. */
+  private readonly skipLocked: boolean;
+
+  constructor(private readonly db: Db) {
+    this.skipLocked = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
+
+  // ---- alerts + outbox ------------------------------------------------------
+
+  async writeAlerts(plan: AlertPlanner): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      let endpoints: Promise<WebhookEndpointRecord[]> | undefined;
+      const ctx: AlertPlanContext = {
+        findOpenGroup: async (groupKey, since) => {
+          const row = await trx
+            .selectFrom('alerts')
+            .select(['id', 'count'])
+            .where('group_key', '=', groupKey)
+            .where('time_at', '>=', since.getTime())
+            .orderBy('time_at', 'desc')
+            .limit(1)
+            .executeTakeFirst();
+          return row && { id: row.id, count: toNumber(row.count) };
+        },
+        latestAgentStateAlert: async (agentId) => {
+          const row = await trx
+            .selectFrom('alerts')
+            .select('type')
+            .where('agent_id', '=', agentId)
+            .where('type', 'in', ['agent_offline', 'agent_online'])
+            .orderBy('last_seen_at', 'desc')
+            .orderBy('id', 'desc')
+            .limit(1)
+            .executeTakeFirst();
+          return row?.type as AlertType | undefined;
+        },
+        enabledEndpoints: () => {
+          endpoints ??= trx.selectFrom('webhook_endpoints').selectAll().where('enabled', '=', 1).execute().then((rows) => rows.map(toEndpoint));
+          return endpoints;
+        },
+        foldRepeat: async (alertId, at) => {
+          const ms = at.getTime();
+          await trx
+            .updateTable('alerts')
+            .set((eb) => ({
+              count: eb('count', '+', 1),
+              // A late-arriving older repeat must not move last_seen_at backwards.
+              last_seen_at: sql<number>`case when ${sql.ref('last_seen_at')} < ${ms} then ${ms} else ${sql.ref('last_seen_at')} end`,
+            }))
+            .where('id', '=', alertId)
+            .execute();
+        },
+        insert: (w) => insertAlert(trx, w),
+      };
+      await plan(ctx);
+    });
+  }
+
+  async getAlert(id: string): Promise<AlertRecord | undefined> {
+    const row = await this.db.selectFrom('alerts').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toAlert(row);
+  }
+
+  async listAlerts(q: AlertQuery): Promise<AlertRecord[]> {
+    let qb = this.db.selectFrom('alerts').selectAll();
+    if (q.types !== undefined && q.types.length > 0) qb = qb.where('type', 'in', q.types);
+    if (q.minSeverity !== undefined) qb = qb.where('severity_rank', '>=', severityRank(q.minSeverity));
+    if (q.since !== undefined) qb = qb.where('last_seen_at', '>=', q.since.getTime());
+    if (q.agentId !== undefined) qb = qb.where('agent_id', '=', q.agentId);
+    if (q.project !== undefined) qb = qb.where('project', '=', q.project);
+    if (q.container !== undefined && q.container !== '') {
+      const c = q.container;
+      const bare = c.startsWith('/') ? c.slice(1) : c;
+      qb = qb.where((eb) =>
+        eb.or([
+          sql<SqlBool>`${sql.ref('container_id')} like ${escapeLike(c.toLowerCase()) + '%'} escape '\\'`,
+          eb('container_name', 'in', [bare, '/' + bare]),
+        ]),
+      );
+    }
+    qb = qb.orderBy('last_seen_at', 'desc').orderBy('id', 'desc');
+    if (q.limit !== undefined) qb = qb.limit(q.limit);
+    if (q.offset !== undefined && q.offset > 0) qb = (q.limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(q.offset);
+    return (await qb.execute()).map(toAlert);
+  }
+
+  // ---- endpoints --------------------------------------------------------------
+
+  async insertEndpoint(e: WebhookEndpointRecord): Promise<void> {
+    await this.db.insertInto('webhook_endpoints').values(fromEndpoint(e)).execute();
+  }
+
+  async getEndpoint(id: string): Promise<WebhookEndpointRecord | undefined> {
+    const row = await this.db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toEndpoint(row);
+  }
+
+  async listEndpoints(): Promise<WebhookEndpointRecord[]> {
+    const rows = await this.db.selectFrom('webhook_endpoints').selectAll().orderBy('created_at').orderBy('id').execute();
+    return rows.map(toEndpoint);
+  }
+
+  async updateEndpoint(e: WebhookEndpointRecord): Promise<void> {
+    const { id, created_at: _created, ...rest } = fromEndpoint(e);
+    await this.db.updateTable('webhook_endpoints').set(rest).where('id', '=', id).execute();
+  }
+
+  async deleteEndpoint(id: string): Promise<boolean> {
+    // Explicit deletes in one transaction rather than trusting ON DELETE
+    // CASCADE alone: a SQLite connection opened without foreign_keys=ON
+    // would otherwise leave orphaned outbox rows behind.
+    return this.db.transaction().execute(async (trx) => {
+      const ids = trx.selectFrom('webhook_deliveries').select('id').where('endpoint_id', '=', id);
+      await trx.deleteFrom('webhook_delivery_attempts').where('delivery_id', 'in', ids).execute();
+      await trx.deleteFrom('webhook_deliveries').where('endpoint_id', '=', id).execute();
+      const r = await trx.deleteFrom('webhook_endpoints').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) === 1;
+    });
+  }
+
+  async endpointStats(ids: string[]): Promise<Map<string, EndpointStats>> {
+    const out = new Map<string, EndpointStats>(ids.map((id) => [id, { pending: 0, delivered: 0, dead: 0 }]));
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('webhook_deliveries')
+        .select(['endpoint_id', 'status'])
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('endpoint_id', 'in', ids.slice(i, i + BATCH))
+        .groupBy(['endpoint_id', 'status'])
+        .execute();
+      for (const r of rows) {
+        const s = out.get(r.endpoint_id);
+        if (s && (r.status === 'pending' || r.status === 'delivered' || r.status === 'dead')) s[r.status] = toNumber(r.n);
+      }
+    }
+    return out;
+  }
+
+  // ---- delivery workers ---------------------------------------------------------
+
+  async claimDue(now: Date, limit: number, leaseMs: number, excludeEndpoints: string[]): Promise<ClaimedDelivery[]> {
+    const ms = now.getTime();
+    const token = randomBytes(12).toString('base64url');
+    const rows = await this.db.transaction().execute(async (trx) => {
+      let pick = trx
+        .selectFrom('webhook_deliveries as d')
+        .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
+        .select('d.id')
+        .where('d.status', '=', 'pending')
+        .where('d.next_attempt_at', '<=', ms)
+        .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', ms)]))
+        .where('e.enabled', '=', 1)
+        .orderBy('d.next_attempt_at')
+        .limit(limit);
+      if (excludeEndpoints.length > 0) pick = pick.where('d.endpoint_id', 'not in', excludeEndpoints);
+      if (this.skipLocked) pick = pick.forUpdate('d').skipLocked();
+      const ids = (await pick.execute()).map((r) => r.id);
+      if (ids.length === 0) return [];
+      // The lease conditions are repeated so the UPDATE itself decides which
+      // rows are still free (PostgreSQL re-checks them after a row-lock wait).
+      await trx
+        .updateTable('webhook_deliveries')
+        .set({ lease_until: ms + leaseMs, claim_token: token })
+        .where('id', 'in', ids)
+        .where('status', '=', 'pending')
+        .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<=', ms)]))
+        .execute();
+      return trx.selectFrom('webhook_deliveries').selectAll().where('id', 'in', ids).where('claim_token', '=', token).execute();
+    });
+    if (rows.length === 0) return [];
+    const deliveries = rows.map(toDelivery);
+    const [alerts, endpoints] = await Promise.all([
+      this.db.selectFrom('alerts').selectAll().where('id', 'in', [...new Set(deliveries.map((d) => d.alertId))]).execute(),
+      this.db.selectFrom('webhook_endpoints').selectAll().where('id', 'in', [...new Set(deliveries.map((d) => d.endpointId))]).execute(),
+    ]);
+    const alertById = new Map(alerts.map((a) => [a.id, toAlert(a)]));
+    const endpointById = new Map(endpoints.map((e) => [e.id, toEndpoint(e)]));
+    const out: ClaimedDelivery[] = [];
+    for (const d of deliveries) {
+      const alert = alertById.get(d.alertId);
+      const endpoint = endpointById.get(d.endpointId);
+      // Deleted between claim and read: its lease simply lapses.
+      if (alert && endpoint) out.push({ delivery: d, alert, endpoint, claimToken: token });
+    }
+    return out;
+  }
+
+  async recordAttempts(results: AttemptResult[], now: Date): Promise<number> {
+    if (results.length === 0) return 0;
+    const ms = now.getTime();
+    return this.db.transaction().execute(async (trx) => {
+      const logged: DeliveryAttemptRecord[] = [];
+      for (const r of results) {
+        const a = r.attempt;
+        const u = await trx
+          .updateTable('webhook_deliveries')
+          .set({
+            status: r.status,
+            attempts: a.attempt,
+            next_attempt_at: r.status === 'pending' && a.nextAttemptAt ? a.nextAttemptAt.getTime() : sql<number>`${sql.ref('next_attempt_at')}`,
+            lease_until: null,
+            claim_token: null,
+            updated_at: ms,
+            delivered_at: r.status === 'delivered' ? a.at.getTime() : null,
+            last_status_code: a.statusCode,
+            last_error: a.error,
+            dead_reason: r.status === 'dead' ? (r.deadReason ?? a.error ?? 'failed') : null,
+          })
+          .where('id', '=', r.deliveryId)
+          .where('claim_token', '=', r.claimToken)
+          .executeTakeFirst();
+        if (Number(u.numUpdatedRows) !== 1) continue; // lease lost: the newer holder's result stands
+        logged.push(a);
+        if (r.disableEndpoint !== undefined) {
+          const endpointId = trx.selectFrom('webhook_deliveries').select('endpoint_id').where('id', '=', r.deliveryId);
+          await trx.updateTable('webhook_endpoints').set({ enabled: 0, disabled_reason: r.disableEndpoint, updated_at: ms }).where('id', '=', endpointId).execute();
+        }
+      }
+      for (let i = 0; i < logged.length; i += BATCH) {
+        await trx
+          .insertInto('webhook_delivery_attempts')
+          .values(logged.slice(i, i + BATCH).map(fromAttempt))
+          .onConflict((oc) => oc.columns(['delivery_id', 'attempt']).doNothing())
+          .execute();
+      }
+      return logged.length;
+    });
+  }
+
+  async nextDueAfter(now: Date): Promise<Date | undefined> {
+    const row = await this.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
+      .select((eb) => eb.fn.min('d.next_attempt_at').as('due'))
+      .where('d.status', '=', 'pending')
+      .where('d.next_attempt_at', '>', now.getTime())
+      .where('e.enabled', '=', 1)
+      .executeTakeFirst();
+    return row?.due === null || row?.due === undefined ? undefined : toDate(row.due);
+  }
+
+  // ---- delivery log ----------------------------------------------------------------
+
+  async getDelivery(id: string): Promise<DeliveryRecord | undefined> {
+    const row = await this.db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toDelivery(row);
+  }
+
+  async listDeliveries(q: DeliveryQuery): Promise<DeliveryRecord[]> {
+    let qb = this.db.selectFrom('webhook_deliveries').selectAll().where('endpoint_id', '=', q.endpointId);
+    if (q.status !== undefined) qb = qb.where('status', '=', q.status);
+    qb = qb.orderBy('created_at', 'desc').orderBy('id', 'desc');
+    if (q.limit !== undefined) qb = qb.limit(q.limit);
+    if (q.offset !== undefined && q.offset > 0) qb = (q.limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(q.offset);
+    return (await qb.execute()).map(toDelivery);
+  }
+
+  async listAttempts(deliveryIds: string[]): Promise<DeliveryAttemptRecord[]> {
+    const out: DeliveryAttemptRecord[] = [];
+    for (let i = 0; i < deliveryIds.length; i += BATCH) {
+      const rows = await this.db
+        .selectFrom('webhook_delivery_attempts')
+        .selectAll()
+        .where('delivery_id', 'in', deliveryIds.slice(i, i + BATCH))
+        .orderBy('delivery_id')
+        .orderBy('attempt')
+        .execute();
+      out.push(...rows.map(toAttempt));
+    }
+    return out;
+  }
+
+  async redeliver(id: string, now: Date): Promise<boolean> {
+    const ms = now.getTime();
+    const r = await this.db
+      .updateTable('webhook_deliveries')
+      .set((eb) => ({
+        status: 'pending',
+        next_attempt_at: ms,
+        retry_base: eb.ref('attempts'),
+        dead_reason: null,
+        lease_until: null,
+        claim_token: null,
+        updated_at: ms,
+      }))
+      .where('id', '=', id)
+      .where('status', '=', 'dead')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async purge(before: Date): Promise<{ alerts: number; deliveries: number }> {
+    const ms = before.getTime();
+    return this.db.transaction().execute(async (trx) => {
+      const done = trx
+        .selectFrom('webhook_deliveries')
+        .select('id')
+        .where('status', 'in', ['delivered', 'dead'])
+        .where('updated_at', '<', ms);
+      await trx.deleteFrom('webhook_delivery_attempts').where('delivery_id', 'in', done).execute();
+      const d = await trx.deleteFrom('webhook_deliveries').where('status', 'in', ['delivered', 'dead']).where('updated_at', '<', ms).executeTakeFirst();
+      const a = await trx
+        .deleteFrom('alerts')
+        .where('last_seen_at', '<', ms)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('webhook_deliveries').select(sql<number>`1`.as('one')).whereRef('webhook_deliveries.alert_id', '=', 'alerts.id'))))
+        .executeTakeFirst();
+      return { alerts: Number(a.numDeletedRows), deliveries: Number(d.numDeletedRows) };
+    });
+  }
+}
+
+// ---- helpers --------------------------------------------------------------------
+
+async function insertAlert(trx: Transaction<Database>, w: NewAlertWrite): Promise<void> {
+  await trx.insertInto('alerts').values(fromAlert(w.alert)).execute();
+  for (let i = 0; i < w.deliveries.length; i += BATCH) {
+    await trx.insertInto('webhook_deliveries').values(w.deliveries.slice(i, i + BATCH).map(fromDelivery)).execute();
+  }
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => '\\' + c);
+}
+
+/** PostgreSQL hands bigint and count(*) back as strings; SQLite as numbers. */
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' || typeof v === 'bigint') return Number(v);
+  throw new BulkheadError('BK_ERR_INTERNAL', `expected an integer column, got ${typeof v}`);
+}
+
+function toDate(v: unknown): Date {
+  return new Date(toNumber(v));
+}
+
+function toDateOrNull(v: unknown): Date | null {
+  return v === null || v === undefined ? null : toDate(v);
+}
+
+function msOrNull(d: Date | null): number | null {
+  return d === null ? null : d.getTime();
+}
+
+function parseJson<T>(s: string, fallback: T): T {
+  try {
+    return JSON.parse(s) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function fromAlert(a: AlertRecord): AlertsTable {
+  return {
+    id: a.id,
+    type: a.type,
+    severity: a.severity,
+    severity_rank: severityRank(a.severity),
+    time_at: a.time.getTime(),
+    last_seen_at: a.lastSeenAt.getTime(),
+    count: a.count,
+    group_key: a.groupKey,
+    agent_id: a.agentId,
+    host: a.host,
+    container_id: a.containerId,
+    container_name: a.containerName,
+    image: a.image,
+    project: a.project,
+    rule_id: a.ruleId,
+    action: a.action,
+    result: a.result,
+    message: a.message,
+  };
+}
+
+function toAlert(r: Selectable<AlertsTable>): AlertRecord {
+  return {
+    id: r.id,
+    type: r.type as AlertType,
+    severity: r.severity as AlertSeverity,
+    time: toDate(r.time_at),
+    lastSeenAt: toDate(r.last_seen_at),
+    count: toNumber(r.count),
+    groupKey: r.group_key,
+    agentId: r.agent_id,
+    host: r.host,
+    containerId: r.container_id,
+    containerName: r.container_name,
+    image: r.image,
+    project: r.project,
+    ruleId: r.rule_id,
+    action: r.action,
+    result: r.result,
+    message: r.message,
+  };
+}
+
+function fromEndpoint(e: WebhookEndpointRecord): WebhookEndpointsTable {
+  return {
+    id: e.id,
+    name: e.name,
+    url: e.url,
+    format: e.format,
+    min_severity: e.minSeverity,
+    types_json: JSON.stringify(e.types),
+    projects_json: JSON.stringify(e.projects),
+    secret: e.secret,
+    previous_secret: e.previousSecret,
+    previous_secret_expires_at: msOrNull(e.previousSecretExpiresAt),
+    headers_json: JSON.stringify(e.headers),
+    enabled: e.enabled ? 1 : 0,
+    allow_unsafe_target: e.allowUnsafeTarget ? 1 : 0,
+    disabled_reason: e.disabledReason,
+    created_at: e.createdAt.getTime(),
+    updated_at: e.updatedAt.getTime(),
+  };
+}
+
+function toEndpoint(r: Selectable<WebhookEndpointsTable>): WebhookEndpointRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    url: r.url,
+    format: r.format as WebhookFormat,
+    minSeverity: r.min_severity as AlertSeverity,
+    types: parseJson<AlertType[]>(r.types_json, []),
+    projects: parseJson<string[]>(r.projects_json, []),
+    secret: r.secret,
+    previousSecret: r.previous_secret,
+    previousSecretExpiresAt: toDateOrNull(r.previous_secret_expires_at),
+    headers: parseJson<Record<string, string>>(r.headers_json, {}),
+    enabled: toNumber(r.enabled) !== 0,
+    allowUnsafeTarget: toNumber(r.allow_unsafe_target) !== 0,
+    disabledReason: r.disabled_reason,
+    createdAt: toDate(r.created_at),
+    updatedAt: toDate(r.updated_at),
+  };
+}
+
+function fromDelivery(d: DeliveryRecord): WebhookDeliveriesTable {
+  return {
+    id: d.id,
+    alert_id: d.alertId,
+    endpoint_id: d.endpointId,
+    status: d.status,
+    attempts: d.attempts,
+    retry_base: d.retryBase,
+    next_attempt_at: d.nextAttemptAt.getTime(),
+    lease_until: null,
+    claim_token: null,
+    created_at: d.createdAt.getTime(),
+    updated_at: d.updatedAt.getTime(),
+    delivered_at: msOrNull(d.deliveredAt),
+    last_status_code: d.lastStatusCode,
+    last_error: d.lastError,
+    dead_reason: d.deadReason,
+  };
+}
+
+function toDelivery(r: Selectable<WebhookDeliveriesTable>): DeliveryRecord {
+  return {
+    id: r.id,
+    alertId: r.alert_id,
+    endpointId: r.endpoint_id,
+    status: r.status as DeliveryStatus,
+    attempts: toNumber(r.attempts),
+    retryBase: toNumber(r.retry_base),
+    nextAttemptAt: toDate(r.next_attempt_at),
+    createdAt: toDate(r.created_at),
+    updatedAt: toDate(r.updated_at),
+    deliveredAt: toDateOrNull(r.delivered_at),
+    lastStatusCode: r.last_status_code === null ? null : toNumber(r.last_status_code),
+    lastError: r.last_error,
+    deadReason: r.dead_reason,
+  };
+}
+
+function fromAttempt(a: DeliveryAttemptRecord): WebhookDeliveryAttemptsTable {
+  return {
+    delivery_id: a.deliveryId,
+    attempt: a.attempt,
+    at: a.at.getTime(),
+    status_code: a.statusCode,
+    latency_ms: Math.round(a.latencyMs),
+    error: a.error,
+    outcome: a.outcome,
+    next_attempt_at: msOrNull(a.nextAttemptAt),
+  };
+}
+
+function toAttempt(r: Selectable<WebhookDeliveryAttemptsTable>): DeliveryAttemptRecord {
+  return {
+    deliveryId: r.delivery_id,
+    attempt: toNumber(r.attempt),
+    at: toDate(r.at),
+    statusCode: r.status_code === null ? null : toNumber(r.status_code),
+    latencyMs: toNumber(r.latency_ms),
+    error: r.error,
+    outcome: r.outcome as AttemptOutcome,
+    nextAttemptAt: toDateOrNull(r.next_attempt_at),
+  };
+}

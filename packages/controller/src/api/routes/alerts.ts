@@ -1,0 +1,45 @@
+// Owns /v1/alerts: the alert history (grouped repeats shown once with their
+// count), newest first, filtered and paged.
+import type { FastifyInstance } from 'fastify';
+import { BulkheadError, parseDuration } from '@bulkhead/shared';
+import { AlertListQuerySchema, AlertPageSchema, toAlertDto, type AlertListQuery, type AlertPageDto } from '../../alerts/alert-dto';
+import { alertingOf, type AlertRoutesOptions } from './webhooks';
+
+export function registerAlertRoutes(app: FastifyInstance, opts: AlertRoutesOptions & { now?: () => Date }): void {
+  const now = opts.now ?? (() => new Date());
+
+  app.get<{ Querystring: AlertListQuery }>(
+    '/alerts',
+    { schema: { querystring: AlertListQuerySchema, response: { 200: AlertPageSchema } } },
+    async (req): Promise<AlertPageDto> => {
+      const a = alertingOf(opts);
+      const q = req.query;
+      const rows = await a.store.listAlerts({
+        types: q.type,
+        minSeverity: q.severity,
+        since: q.since !== undefined ? parseSince(q.since, now()) : undefined,
+        agentId: q.agent,
+        container: q.container,
+        project: q.project,
+        limit: q.limit + 1,
+        offset: q.offset,
+      });
+      return {
+        items: rows.slice(0, q.limit).map(toAlertDto),
+        limit: q.limit,
+        offset: q.offset,
+        nextOffset: rows.length > q.limit ? q.offset + q.limit : null,
+      };
+    },
+  );
+}
+
+/** "2026-11-28T16:00:00Z" or a duration back from now ("15m", "24h", "7d"). */
+export function parseSince(s: string, now: Date): Date {
+  if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(s.trim())) return new Date(now.getTime() - parseDuration(s, 'since'));
+  const t = Date.parse(s);
+  if (Number.isNaN(t) || !/^\d{4}-\d{2}-\d{2}/.test(s)) {
+    throw new BulkheadError('BK_ERR_BAD_REQUEST', `since: "${s}" is neither an ISO 8601 time nor a duration like 15m, 24h or 7d`);
+  }
+  return new Date(t);
+}

@@ -1,0 +1,258 @@
+// Owns the policy in force at the controller: installing the default policy
+// on first start, validating and versioning new ones (a rejected document
+// never replaces the one in force), the bundle pushed to agents and its
+// subscribers, dry-runs against the live fleet, and scanner report uploads.
+import { createHash } from 'node:crypto';
+import {
+  BulkheadError, DEFAULT_POLICY_YAML, PolicyValidationError, isBulkheadError, parsePolicy, parseTrivyReport, policyFromJson, scanKeys,
+  type Logger, type Policy, type PolicyBundle, type PolicyErrorDetail, type ScanSummary,
+} from '@bulkhead/shared';
+import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
+import { buildBundle, DEFAULT_SCANS_BUDGET_BYTES } from './policy-bundle';
+import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
+
+export interface PolicyServiceOptions {
+  store: Store;
+  logger: Logger;
+  /** Default: () => new Date(). */
+  now?: () => Date;
+  /** Bytes of scan summaries per bundle (newest first). Default 3 MiB. */
+  scansBudgetBytes?: number;
+}
+
+export interface ApplyOptions {
+  /** Shown in validation errors. Default "policy.yaml". */
+  filename?: string;
+  /** API key id of whoever applied it. */
+  actor: string;
+  comment?: string;
+}
+
+export type ApplyResult =
+  | { ok: true; policy: PolicyVersionRecord }
+  | { ok: false; errors: PolicyErrorDetail[] };
+
+export type DryRunOutcome =
+  | { ok: true; result: DryRunResult }
+  | { ok: false; errors: PolicyErrorDetail[] };
+
+/** The policy in force, parsed. */
+export interface CurrentPolicy {
+  record: PolicyVersionRecord;
+  policy: Policy;
+}
+
+export type BundleListener = (bundle: PolicyBundle) => void;
+
+/** Who installed the default policy. */
+export const INIT_ACTOR = 'init';
+export const DEFAULT_POLICY_FILENAME = 'default-policy.yaml';
+
+export class PolicyService {
+  private readonly listeners = new Set<BundleListener>();
+  private readonly now: () => Date;
+  private readonly scansBudgetBytes: number;
+  /** Applies and scan uploads run one at a time, so versions and bundles change in order. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly opts: PolicyServiceOptions,
+    private currentPolicy: CurrentPolicy,
+    private currentBundle: PolicyBundle,
+  ) {
+    this.now = opts.now ?? (() => new Date());
+    this.scansBudgetBytes = opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES;
+  }
+
+  /** Loads the latest policy, installing the default one as version 1 on an empty store. */
+  static async create(opts: PolicyServiceOptions): Promise<PolicyService> {
+    const now = opts.now ?? (() => new Date());
+    let record = await opts.store.getPolicy();
+    if (!record) {
+      const policy = parsePolicy(DEFAULT_POLICY_YAML, DEFAULT_POLICY_FILENAME);
+      const enforcing = policy.spec.rules.filter((r) => r.mode !== 'monitor').map((r) => r.id);
+      if (enforcing.length > 0) {
+        // A fresh install must show what it would do before doing anything.
+        throw new BulkheadError('BK_ERR_INTERNAL', `the default policy has rules in enforce mode: ${enforcing.join(', ')}`);
+      }
+      record = await opts.store.insertPolicyVersion(toRecordInput(policy, DEFAULT_POLICY_YAML, INIT_ACTOR, 'default policy (all rules monitor)', now()));
+      opts.logger.info({ version: record.version, rules: policy.spec.rules.length }, 'installed the default policy (monitor mode)');
+    }
+    const current = { record, policy: loadStored(record, opts.logger) };
+    const scans = await opts.store.listScans();
+    const built = buildBundle(record, scans, opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES);
+    warnTruncated(opts.logger, built);
+    return new PolicyService(opts, current, built.bundle);
+  }
+
+  /** The policy in force. */
+  current(): CurrentPolicy {
+    return this.currentPolicy;
+  }
+
+  /** The bundle agents should hold right now. */
+  bundle(): PolicyBundle {
+    return this.currentBundle;
+  }
+
+  /** Called with every new bundle (new policy version or new scans). Returns an unsubscribe function. */
+  subscribe(listener: BundleListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A stored version (latest when omitted). */
+  get(version?: number): Promise<PolicyVersionRecord | undefined> {
+    return this.opts.store.getPolicy(version);
+  }
+
+  listVersions(): Promise<PolicyVersionSummary[]> {
+    return this.opts.store.listPolicyVersions();
+  }
+
+  /**
+   * Validates `text` (YAML or JSON) and, if valid, stores it as the next
+   * version and pushes it to agents. An invalid document changes nothing and
+   * comes back with every error found.
+   */
+  apply(text: string, o: ApplyOptions): Promise<ApplyResult> {
+    return this.serialized(async () => {
+      const parsed = tryParse(text, o.filename ?? 'policy.yaml');
+      if (!parsed.ok) {
+        this.opts.logger.info({ actor: o.actor, errors: parsed.errors.length }, 'policy rejected');
+        return parsed;
+      }
+      const record = await this.opts.store.insertPolicyVersion(toRecordInput(parsed.policy, text, o.actor, o.comment ?? '', this.now()));
+      this.currentPolicy = { record, policy: parsed.policy };
+      this.opts.logger.info({ version: record.version, name: record.name, actor: o.actor, sha256: record.sha256 }, 'policy applied');
+      await this.rebuildBundle();
+      return { ok: true, policy: record };
+    });
+  }
+
+  /**
+   * Evaluates a candidate policy against every live container of every
+   * agent (offline agents on their last inventory) and reports what it would
+   * hit. Reads only.
+   */
+  async dryRun(text: string, o: { filename?: string } = {}): Promise<DryRunOutcome> {
+    const parsed = tryParse(text, o.filename ?? 'policy.yaml');
+    if (!parsed.ok) return parsed;
+    const [agents, containers, scans] = await Promise.all([
+      this.opts.store.listAgents(),
+      this.opts.store.listContainers({}),
+      this.opts.store.listScans(),
+    ]);
+    const byAgent = new Map<string, FleetMember>(
+      agents
+        .filter((a) => a.status !== 'revoked')
+        .map((a) => [a.id, { agentId: a.id, hostname: a.hostname, status: a.status, host: a.host ?? undefined, containers: [] }]),
+    );
+    for (const c of containers) byAgent.get(c.agentId)?.containers.push(c.facts);
+    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans) });
+    return { ok: true, result };
+  }
+
+  /**
+   * Stores a scanner report (Trivy JSON) keyed by image digest, replacing an
+   * earlier one for the same digest, and pushes a bundle carrying it.
+   */
+  uploadScan(report: unknown): Promise<ScanRecord> {
+    return this.serialized(async () => {
+      let summary: ScanSummary;
+      const uploadedAt = this.now();
+      try {
+        summary = parseTrivyReport(report, { receivedAt: uploadedAt });
+      } catch (e) {
+        if (isBulkheadError(e)) throw e;
+        throw new BulkheadError('BK_ERR_BAD_REQUEST', `not a Trivy JSON report: ${(e as Error).message}`, { cause: e });
+      }
+      const scannedAt = new Date(summary.scannedAt);
+      const record: ScanRecord = {
+        digest: summary.digest,
+        scanner: summary.scanner,
+        scannedAt: Number.isNaN(scannedAt.getTime()) ? uploadedAt : scannedAt,
+        summary,
+        uploadedAt,
+      };
+      await this.opts.store.upsertScan(record);
+      this.opts.logger.info({ digest: record.digest, scanner: record.scanner, vulnerabilities: summary.vulnerabilities.length }, 'scan uploaded');
+      await this.rebuildBundle();
+      return record;
+    });
+  }
+
+  getScan(digest: string): Promise<ScanRecord | undefined> {
+    return this.opts.store.getScan(digest);
+  }
+
+  private async rebuildBundle(): Promise<void> {
+    const built = buildBundle(this.currentPolicy.record, await this.opts.store.listScans(), this.scansBudgetBytes);
+    warnTruncated(this.opts.logger, built);
+    if (built.bundle.sha256 === this.currentBundle.sha256 && built.bundle.version === this.currentBundle.version) return;
+    this.currentBundle = built.bundle;
+    for (const l of [...this.listeners]) {
+      try {
+        l(built.bundle);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'policy bundle listener failed');
+      }
+    }
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function tryParse(text: string, filename: string): { ok: true; policy: Policy } | { ok: false; errors: PolicyErrorDetail[] } {
+  try {
+    return { ok: true, policy: parsePolicy(text, filename) };
+  } catch (e) {
+    if (e instanceof PolicyValidationError) return { ok: false, errors: e.errors };
+    throw e;
+  }
+}
+
+function toRecordInput(policy: Policy, source: string, actor: string, comment: string, at: Date): Omit<PolicyVersionRecord, 'version'> {
+  const json = JSON.stringify(policy);
+  return {
+    name: policy.metadata.name,
+    yaml: source,
+    json,
+    sha256: createHash('sha256').update(json).digest('hex'),
+    createdAt: at,
+    createdBy: actor,
+    comment,
+  };
+}
+
+/**
+ * A stored version was valid when applied; if a newer controller's schema
+ * refuses it, it stays in force as stored (agents validate on their side too)
+ * and the operator is told to apply a fixed one.
+ */
+function loadStored(record: PolicyVersionRecord, logger: Logger): Policy {
+  const raw: unknown = JSON.parse(record.json);
+  try {
+    return policyFromJson(raw);
+  } catch (err) {
+    logger.error({ err, version: record.version }, 'the stored policy no longer validates; it stays in force until a valid one is applied');
+    return raw as Policy;
+  }
+}
+
+/** Every scan under each of its identities (repo digests, image id); the newest wins a shared key. */
+function scanMap(scans: readonly ScanRecord[]): Map<string, ScanSummary> {
+  const m = new Map<string, ScanSummary>();
+  for (const s of scans) for (const k of scanKeys(s.summary)) if (!m.has(k)) m.set(k, s.summary);
+  return m;
+}
+
+function warnTruncated(logger: Logger, built: { scansIncluded: number; scansTotal: number }): void {
+  if (built.scansIncluded < built.scansTotal) {
+    logger.warn({ included: built.scansIncluded, total: built.scansTotal }, 'policy bundle carries only the newest scans (size budget)');
+  }
+}
