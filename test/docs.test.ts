@@ -18,6 +18,11 @@ import {
   ProblemSchema,
 } from '../packages/controller/src/api/dto';
 import type { Store } from '../packages/controller/src/store/store';
+import {
+  DryRunResultSchema, PolicyErrorSchema, PolicyGetQuerySchema, PolicyPutQuerySchema, PolicySchema, PolicyVersionListSchema, PolicyVersionSchema,
+} from '../packages/controller/src/api/routes/policies';
+import { ViolationListQuerySchema, ViolationPageSchema, ViolationSchema } from '../packages/controller/src/api/routes/violations';
+import { ScanSchema } from '../packages/controller/src/api/routes/scans';
 
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(__dirname, '..');
@@ -265,7 +270,9 @@ t.test('docs/api.md documents every route and every wire field', async (t) => {
   const routes = parseRouteTree(app.printRoutes());
   t.ok(routes.length >= 4, `found the routes (${routes.map((r) => `${r.method} ${r.url}`).join(', ')})`);
   for (const r of routes) {
-    t.ok(app.hasRoute({ method: r.method as 'GET', url: r.url }), `${r.method} ${r.url} parsed correctly`);
+    // A literal colon inside a segment (POST /v1/policies:dry-run) is registered escaped as "::".
+    const registered = r.url.replace(/([^/:]):(?!:)/g, '$1::');
+    t.ok(app.hasRoute({ method: r.method as 'GET', url: registered }), `${r.method} ${r.url} parsed correctly`);
     if (r.method === 'HEAD') {
       t.match(doc, /\bHEAD\b/, `HEAD ${r.url}: HEAD is documented`);
       continue;
@@ -284,6 +291,17 @@ t.test('docs/api.md documents every route and every wire field', async (t) => {
     ['Container', ContainerSchema, (h) => h.text === 'Container'],
     ['Problem', ProblemSchema, (h) => h.text === 'Errors'],
     ['GET /v1/containers query', ContainerListQuerySchema, (h) => h.text === '`GET /v1/containers`'],
+    ['Policy', PolicySchema, (h) => h.text === 'Policy'],
+    ['PolicyVersionList', PolicyVersionListSchema, (h) => h.text === 'PolicyVersionList'],
+    ['PolicyVersion', PolicyVersionSchema, (h) => h.text === 'PolicyVersion'],
+    ['PolicyError', PolicyErrorSchema, (h) => h.text === 'PolicyError'],
+    ['DryRunResult', DryRunResultSchema, (h) => h.text === 'DryRunResult'],
+    ['ViolationPage', ViolationPageSchema, (h) => h.text === 'ViolationPage'],
+    ['Violation', ViolationSchema, (h) => h.text === 'Violation'],
+    ['Scan', ScanSchema, (h) => h.text === 'Scan'],
+    ['GET /v1/policies query', PolicyGetQuerySchema, (h) => h.text === '`GET /v1/policies`'],
+    ['PUT /v1/policies query', PolicyPutQuerySchema, (h) => h.text === '`PUT /v1/policies`'],
+    ['GET /v1/violations query', ViolationListQuerySchema, (h) => h.text === '`GET /v1/violations`'],
   ];
   for (const [name, schema, pick] of shapes) {
     const sec = section(doc, pick);

@@ -107,7 +107,7 @@ export function createRequestToFacts(
     usernsMode: str(hc['UsernsMode']),
     capAdd: capabilities(hc['CapAdd']),
     capDrop: capabilities(hc['CapDrop']),
-    securityOpt: strings(hc['SecurityOpt']),
+    securityOpt: securityOpts(hc),
     readOnlyRootfs: hc['ReadonlyRootfs'] === true,
     memoryLimitBytes: int(hc['Memory']),
     nanoCpus: int(hc['NanoCpus']),
@@ -188,22 +188,26 @@ export function execRequestToFacts(container: Facts, body: ExecCreateBody): Fact
 
 // ---- helpers -------------------------------------------------------------
 
-/** Image env first, request env overriding by name (dockerd's order). */
+/** The request's env, then the image's entries it does not override (runconfig.Merge's order). */
 function mergeEnv(imageEnv: string[], reqEnv: string[]): string[] {
-  const out: string[] = [];
-  const index = new Map<string, number>();
-  for (const e of [...imageEnv, ...reqEnv]) {
+  const nameOf = (e: string): string => {
     const i = e.indexOf('=');
-    const name = i === -1 ? e : e.slice(0, i);
-    const at = index.get(name);
-    if (at === undefined) {
-      index.set(name, out.length);
-      out.push(e);
-    } else {
-      out[at] = e;
-    }
-  }
-  return out;
+    return i === -1 ? e : e.slice(0, i);
+  };
+  const given = new Set(reqEnv.map(nameOf));
+  return [...reqEnv, ...imageEnv.filter((e) => !given.has(nameOf(e)))];
+}
+
+/**
+ * dockerd turns SELinux labelling off for privileged containers and those
+ * sharing the host's PID or IPC namespace, unless the request set a label
+ * option itself (daemon.generateSecurityOpt); inspect shows the result.
+ */
+function securityOpts(hc: Record<string, unknown>): string[] {
+  const opts = strings(hc['SecurityOpt']);
+  if (opts.some((o) => o.split(/[=:]/)[0] === 'label')) return opts;
+  if (hc['Privileged'] === true || str(hc['PidMode']) === 'host' || str(hc['IpcMode']) === 'host') return [...opts, 'label=disable'];
+  return opts;
 }
 
 const PROPAGATIONS = new Set(['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate']);

@@ -1,5 +1,6 @@
 // Options of the Enforcer (enforcer.ts), their defaults, and the one
 // function that fills them in and rejects bad values at start-up.
+import type Dockerode from 'dockerode';
 import { BulkheadError } from '@bulkhead/shared';
 import type { ContainerFacts__Output, HostFacts__Output, Logger, ViolationReport } from '@bulkhead/shared';
 import type { Facts } from '../docker/container-facts';
@@ -13,6 +14,7 @@ export interface EnforcerDocker {
     stop(opts?: object): Promise<unknown>;
     pause(opts?: object): Promise<unknown>;
     update(opts: object): Promise<unknown>;
+    inspect(): Promise<Dockerode.ContainerInspectInfo>;
   };
   getNetwork(id: string): { disconnect(opts: object): Promise<unknown> };
 }

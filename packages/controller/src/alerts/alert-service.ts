@@ -130,6 +130,11 @@ export class AlertService implements AlertSink {
       await this.store.writeAlerts(async (ctx) => {
         results.length = 0;
         queued = 0;
+        const grouped = batch.filter((p) => !UNGROUPED_TYPES.has(p.input.type));
+        if (grouped.length > 0) {
+          const earliest = Math.min(...grouped.map((p) => (p.input.time ?? this.now()).getTime()));
+          await ctx.prefetchGroups(grouped.map((p) => groupKeyOf(p.input)), new Date(earliest - this.groupWindowMs));
+        }
         for (const p of batch) {
           const r = await this.plan(ctx, p.input);
           queued += r.deliveries;

@@ -128,6 +128,8 @@ export type AlertPlanner = (tx: AlertPlanContext) => Promise<void>;
 
 /** The reads and writes the raise path may do inside its one transaction. */
 export interface AlertPlanContext {
+  /** Loads the open groups of many keys in one query (an optimisation; findOpenGroup works without it). */
+  prefetchGroups(groupKeys: string[], since: Date): Promise<void>;
   /** The newest alert with this group key whose first occurrence is at or after `since`. */
   findOpenGroup(groupKey: string, since: Date): Promise<{ id: string; count: number } | undefined>;
   /** The newest agent_offline/agent_online alert of the agent. */
@@ -135,6 +137,7 @@ export interface AlertPlanContext {
   /** Enabled endpoints, for filter matching. Read once per transaction. */
   enabledEndpoints(): Promise<WebhookEndpointRecord[]>;
   foldRepeat(alertId: string, at: Date): Promise<void>;
+  /** Queues the alert and its deliveries; written before the transaction commits. */
   insert(w: NewAlertWrite): Promise<void>;
 }
 

@@ -4,19 +4,25 @@
 // claim token and an expiry on due rows in one transaction, and may record a
 // result only while its token is still on the row.
 import { randomBytes } from 'node:crypto';
-import { PostgresAdapter, sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { PostgresAdapter, sql, type Selectable, type SqlBool } from 'kysely';
 import { BulkheadError } from '@bulkhead/shared';
 import type {
   AlertPlanContext, AlertPlanner, AlertQuery, AlertStore, AttemptResult, ClaimedDelivery, DeliveryAttemptRecord, DeliveryQuery,
-  DeliveryRecord, DeliveryStatus, EndpointStats, NewAlertWrite, WebhookEndpointRecord, WebhookFormat, AttemptOutcome,
+  DeliveryRecord, DeliveryStatus, EndpointStats, WebhookEndpointRecord, WebhookFormat, AttemptOutcome,
 } from './alert-store';
 import { severityRank, type AlertRecord, type AlertSeverity, type AlertType } from './alert-types';
 import type {
-  AlertsTable, Database, Db, WebhookDeliveriesTable, WebhookDeliveryAttemptsTable, WebhookEndpointsTable,
+  AlertsTable, Db, WebhookDeliveriesTable, WebhookDeliveryAttemptsTable, WebhookEndpointsTable,
 } from '../store/schema';
 
 /** Rows per multi-row INSERT / IN list: far below SQLite's and pg's parameter limits. */
 const BATCH = 200;
+
+interface GroupCandidate {
+  id: string;
+  count: number;
+  timeMs: number;
+}
 
 export class KyselyAlertStore implements AlertStore {
   /** PostgreSQL can skip rows another controller has locked; SQLite has one writer anyway. */
@@ -30,20 +36,45 @@ export class KyselyAlertStore implements AlertStore {
 
   async writeAlerts(plan: AlertPlanner): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
+      // A batch of raises is planned against this in-transaction view and
+      // written with a few multi-row statements at the end: new alerts and
+      // their deliveries are buffered, repeats folded in memory, open groups
+      // fetched in one query. Everything still commits (or not) together.
       let endpoints: Promise<WebhookEndpointRecord[]> | undefined;
+      const fetched = new Set<string>();
+      const groups = new Map<string, GroupCandidate[]>();
+      const buffered = new Map<string, AlertRecord>();
+      const deliveries: DeliveryRecord[] = [];
+      const folds = new Map<string, { n: number; lastMs: number }>();
+      const addCandidate = (key: string, c: GroupCandidate): void => {
+        const list = groups.get(key);
+        if (list) list.push(c);
+        else groups.set(key, [c]);
+      };
+      const fetchGroups = async (keys: string[], sinceMs: number): Promise<void> => {
+        const todo = [...new Set(keys)].filter((k) => !fetched.has(k));
+        for (let i = 0; i < todo.length; i += BATCH) {
+          const chunk = todo.slice(i, i + BATCH);
+          const rows = await trx.selectFrom('alerts').select(['id', 'count', 'time_at', 'group_key']).where('group_key', 'in', chunk).where('time_at', '>=', sinceMs).execute();
+          for (const k of chunk) fetched.add(k);
+          for (const r of rows) addCandidate(r.group_key, { id: r.id, count: toNumber(r.count), timeMs: toNumber(r.time_at) });
+        }
+      };
       const ctx: AlertPlanContext = {
+        prefetchGroups: (keys, since) => fetchGroups(keys, since.getTime()),
         findOpenGroup: async (groupKey, since) => {
-          const row = await trx
-            .selectFrom('alerts')
-            .select(['id', 'count'])
-            .where('group_key', '=', groupKey)
-            .where('time_at', '>=', since.getTime())
-            .orderBy('time_at', 'desc')
-            .limit(1)
-            .executeTakeFirst();
-          return row && { id: row.id, count: toNumber(row.count) };
+          // Keys not prefetched are fetched with this call's window.
+          if (!fetched.has(groupKey)) await fetchGroups([groupKey], since.getTime());
+          let best: GroupCandidate | undefined;
+          for (const c of groups.get(groupKey) ?? []) if (c.timeMs >= since.getTime() && (best === undefined || c.timeMs > best.timeMs)) best = c;
+          return best && { id: best.id, count: best.count };
         },
         latestAgentStateAlert: async (agentId) => {
+          let latest: { type: AlertType; ms: number } | undefined;
+          for (const a of buffered.values()) {
+            if (a.agentId === agentId && (a.type === 'agent_offline' || a.type === 'agent_online') && (latest === undefined || a.lastSeenAt.getTime() >= latest.ms)) latest = { type: a.type, ms: a.lastSeenAt.getTime() };
+          }
+          if (latest) return latest.type;
           const row = await trx
             .selectFrom('alerts')
             .select('type')
@@ -61,19 +92,43 @@ export class KyselyAlertStore implements AlertStore {
         },
         foldRepeat: async (alertId, at) => {
           const ms = at.getTime();
-          await trx
-            .updateTable('alerts')
-            .set((eb) => ({
-              count: eb('count', '+', 1),
-              // A late-arriving older repeat must not move last_seen_at backwards.
-              last_seen_at: sql<number>`case when ${sql.ref('last_seen_at')} < ${ms} then ${ms} else ${sql.ref('last_seen_at')} end`,
-            }))
-            .where('id', '=', alertId)
-            .execute();
+          for (const list of groups.values()) for (const c of list) if (c.id === alertId) c.count++;
+          const b = buffered.get(alertId);
+          if (b) {
+            b.count++;
+            if (ms > b.lastSeenAt.getTime()) b.lastSeenAt = at;
+            return;
+          }
+          const f = folds.get(alertId);
+          if (f) {
+            f.n++;
+            f.lastMs = Math.max(f.lastMs, ms);
+          } else folds.set(alertId, { n: 1, lastMs: ms });
         },
-        insert: (w) => insertAlert(trx, w),
+        insert: async (w) => {
+          const a = { ...w.alert };
+          buffered.set(a.id, a);
+          addCandidate(a.groupKey, { id: a.id, count: a.count, timeMs: a.time.getTime() });
+          deliveries.push(...w.deliveries);
+        },
       };
       await plan(ctx);
+
+      for (const [id, f] of folds) {
+        await trx
+          .updateTable('alerts')
+          .set((eb) => ({
+            count: eb('count', '+', f.n),
+            // A late-arriving older repeat must not move last_seen_at backwards.
+            last_seen_at: sql<number>`case when ${sql.ref('last_seen_at')} < ${f.lastMs} then ${f.lastMs} else ${sql.ref('last_seen_at')} end`,
+          }))
+          .where('id', '=', id)
+          .execute();
+      }
+      const rows = [...buffered.values()].map(fromAlert);
+      // ~18 columns per alert row: 50 rows stay far below SQLite's parameter limit.
+      for (let i = 0; i < rows.length; i += 50) await trx.insertInto('alerts').values(rows.slice(i, i + 50)).execute();
+      for (let i = 0; i < deliveries.length; i += 50) await trx.insertInto('webhook_deliveries').values(deliveries.slice(i, i + 50).map(fromDelivery)).execute();
     });
   }
 
@@ -210,37 +265,59 @@ export class KyselyAlertStore implements AlertStore {
     if (results.length === 0) return 0;
     const ms = now.getTime();
     return this.db.transaction().execute(async (trx) => {
-      const logged: DeliveryAttemptRecord[] = [];
-      for (const r of results) {
-        const a = r.attempt;
-        const u = await trx
-          .updateTable('webhook_deliveries')
-          .set({
-            status: r.status,
-            attempts: a.attempt,
-            next_attempt_at: r.status === 'pending' && a.nextAttemptAt ? a.nextAttemptAt.getTime() : sql<number>`${sql.ref('next_attempt_at')}`,
-            lease_until: null,
-            claim_token: null,
-            updated_at: ms,
-            delivered_at: r.status === 'delivered' ? a.at.getTime() : null,
-            last_status_code: a.statusCode,
-            last_error: a.error,
-            dead_reason: r.status === 'dead' ? (r.deadReason ?? a.error ?? 'failed') : null,
-          })
-          .where('id', '=', r.deliveryId)
-          .where('claim_token', '=', r.claimToken)
-          .executeTakeFirst();
-        if (Number(u.numUpdatedRows) !== 1) continue; // lease lost: the newer holder's result stands
-        logged.push(a);
-        if (r.disableEndpoint !== undefined) {
-          const endpointId = trx.selectFrom('webhook_deliveries').select('endpoint_id').where('id', '=', r.deliveryId);
-          await trx.updateTable('webhook_endpoints').set({ enabled: 0, disabled_reason: r.disableEndpoint, updated_at: ms }).where('id', '=', endpointId).execute();
+      // Fencing: only rows still carrying the worker's claim token are ours.
+      const owned = new Set<string>();
+      const byToken = new Map<string, string[]>();
+      for (const r of results) byToken.set(r.claimToken, [...(byToken.get(r.claimToken) ?? []), r.deliveryId]);
+      for (const [token, ids] of byToken) {
+        for (let i = 0; i < ids.length; i += BATCH) {
+          const rows = await trx.selectFrom('webhook_deliveries').select('id').where('id', 'in', ids.slice(i, i + BATCH)).where('claim_token', '=', token).execute();
+          for (const r of rows) owned.add(r.id);
         }
       }
-      for (let i = 0; i < logged.length; i += BATCH) {
+      const mine = results.filter((r) => owned.has(r.deliveryId)); // others: lease lost, the newer holder's result stands
+      // Rows with the same outcome are updated by one statement (a batch of
+      // successes is usually a single UPDATE … WHERE id IN (…)).
+      const groups = new Map<string, AttemptResult[]>();
+      for (const r of mine) {
+        const a = r.attempt;
+        const key = JSON.stringify([r.status, a.statusCode, a.error, r.deadReason ?? null, r.status === 'pending' ? a.nextAttemptAt?.getTime() : null]);
+        const g = groups.get(key);
+        if (g) g.push(r);
+        else groups.set(key, [r]);
+      }
+      for (const g of groups.values()) {
+        const r = g[0]!;
+        const a = r.attempt;
+        for (let i = 0; i < g.length; i += BATCH) {
+          await trx
+            .updateTable('webhook_deliveries')
+            .set((eb) => ({
+              status: r.status,
+              attempts: eb('attempts', '+', 1),
+              next_attempt_at: r.status === 'pending' && a.nextAttemptAt ? a.nextAttemptAt.getTime() : eb.ref('next_attempt_at'),
+              lease_until: null,
+              claim_token: null,
+              updated_at: ms,
+              delivered_at: r.status === 'delivered' ? ms : null,
+              last_status_code: a.statusCode,
+              last_error: a.error,
+              dead_reason: r.status === 'dead' ? (r.deadReason ?? a.error ?? 'failed') : null,
+            }))
+            .where('id', 'in', g.slice(i, i + BATCH).map((x) => x.deliveryId))
+            .execute();
+        }
+      }
+      for (const r of mine) {
+        if (r.disableEndpoint === undefined) continue;
+        const endpointId = trx.selectFrom('webhook_deliveries').select('endpoint_id').where('id', '=', r.deliveryId);
+        await trx.updateTable('webhook_endpoints').set({ enabled: 0, disabled_reason: r.disableEndpoint, updated_at: ms }).where('id', '=', endpointId).execute();
+      }
+      const logged = mine.map((r) => r.attempt);
+      for (let i = 0; i < logged.length; i += 100) {
         await trx
           .insertInto('webhook_delivery_attempts')
-          .values(logged.slice(i, i + BATCH).map(fromAttempt))
+          .values(logged.slice(i, i + 100).map(fromAttempt))
           .onConflict((oc) => oc.columns(['delivery_id', 'attempt']).doNothing())
           .execute();
       }
@@ -331,13 +408,6 @@ export class KyselyAlertStore implements AlertStore {
 }
 
 // ---- helpers --------------------------------------------------------------------
-
-async function insertAlert(trx: Transaction<Database>, w: NewAlertWrite): Promise<void> {
-  await trx.insertInto('alerts').values(fromAlert(w.alert)).execute();
-  for (let i = 0; i < w.deliveries.length; i += BATCH) {
-    await trx.insertInto('webhook_deliveries').values(w.deliveries.slice(i, i + BATCH).map(fromDelivery)).execute();
-  }
-}
 
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => '\\' + c);

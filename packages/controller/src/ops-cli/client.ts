@@ -233,7 +233,9 @@ export class ApiClient {
               body = undefined;
             }
             if (status >= 200 && status < 300) {
-              if (body === undefined) reject(new ApiError(status, 'BK_ERR_PROTOCOL', `${origin} answered ${status} without a JSON body`));
+              // 204 No Content (e.g. DELETE /v1/webhooks/:id) has no body by definition.
+              if (status === 204) resolve(undefined as T);
+              else if (body === undefined) reject(new ApiError(status, 'BK_ERR_PROTOCOL', `${origin} answered ${status} without a JSON body`));
               else resolve(body as T);
               return;
             }

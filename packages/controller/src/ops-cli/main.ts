@@ -12,6 +12,8 @@ import type { CommandContext } from './commands/context';
 import { registerPolicyCommands } from './commands/policy';
 import { registerViolationCommands } from './commands/violations';
 import { registerScanCommands } from './commands/scans';
+import { registerWebhookCommands } from './commands/webhooks';
+import { registerAlertCommands } from './commands/alerts';
 
 export const EXIT_OK = 0;
 export const EXIT_API_ERROR = 1;
@@ -66,6 +68,8 @@ Examples:
   bulkhead --json containers --image nginx
   bulkhead policy dry-run policy.yaml && bulkhead policy apply policy.yaml
   bulkhead violations --since 1h
+  bulkhead webhooks add --url https://siem.example/hooks/bulkhead --min-severity high
+  bulkhead alerts --since 1h
 `;
 
 /** Runs the CLI; resolves to the process exit code. Never calls process.exit. */
@@ -173,6 +177,9 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   registerPolicyCommands(program, commandContext);
   registerViolationCommands(program, commandContext);
   registerScanCommands(program, commandContext);
+  // alerts and webhooks (issue 6)
+  registerWebhookCommands(program, commandContext);
+  registerAlertCommands(program, commandContext);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

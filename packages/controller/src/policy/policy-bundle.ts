@@ -2,7 +2,6 @@
 // as JSON, the scanner summaries its vulnerability rules need, and a sha256
 // over both so an agent can tell a corrupted or unchanged bundle.
 import { createHash } from 'node:crypto';
-import type { PolicyBundle } from '@bulkhead/shared';
 import type { PolicyVersionRecord, ScanRecord } from '../store/store';
 
 /**
@@ -13,8 +12,16 @@ import type { PolicyVersionRecord, ScanRecord } from '../store/store';
  */
 export const DEFAULT_SCANS_BUDGET_BYTES = 3 * 1024 * 1024;
 
+/** A PolicyBundle (proto) with every field set. */
+export interface PolicyBundleMessage {
+  version: number;
+  policyJson: string;
+  scansJson: string;
+  sha256: string;
+}
+
 export interface BuiltBundle {
-  bundle: PolicyBundle;
+  bundle: PolicyBundleMessage;
   /** Scans included / available. */
   scansIncluded: number;
   scansTotal: number;

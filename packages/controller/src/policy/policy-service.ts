@@ -5,10 +5,10 @@
 import { createHash } from 'node:crypto';
 import {
   BulkheadError, DEFAULT_POLICY_YAML, PolicyValidationError, isBulkheadError, parsePolicy, parseTrivyReport, policyFromJson, scanKeys,
-  type Logger, type Policy, type PolicyBundle, type PolicyErrorDetail, type ScanSummary,
+  type Logger, type Policy, type PolicyErrorDetail, type ScanSummary,
 } from '@bulkhead/shared';
 import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
-import { buildBundle, DEFAULT_SCANS_BUDGET_BYTES } from './policy-bundle';
+import { buildBundle, DEFAULT_SCANS_BUDGET_BYTES, type PolicyBundleMessage } from './policy-bundle';
 import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
 
 export interface PolicyServiceOptions {
@@ -42,7 +42,7 @@ export interface CurrentPolicy {
   policy: Policy;
 }
 
-export type BundleListener = (bundle: PolicyBundle) => void;
+export type BundleListener = (bundle: PolicyBundleMessage) => void;
 
 /** Who installed the default policy. */
 export const INIT_ACTOR = 'init';
@@ -58,7 +58,7 @@ export class PolicyService {
   private constructor(
     private readonly opts: PolicyServiceOptions,
     private currentPolicy: CurrentPolicy,
-    private currentBundle: PolicyBundle,
+    private currentBundle: PolicyBundleMessage,
   ) {
     this.now = opts.now ?? (() => new Date());
     this.scansBudgetBytes = opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES;
@@ -91,7 +91,7 @@ export class PolicyService {
   }
 
   /** The bundle agents should hold right now. */
-  bundle(): PolicyBundle {
+  bundle(): PolicyBundleMessage {
     return this.currentBundle;
   }
 

@@ -597,7 +597,8 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
     connectedAt: toDateOrNull(r.connected_at),
     revokedAt: toDateOrNull(r.revoked_at),
     containerCount: r.container_count === null || r.container_count === undefined ? 0 : toNumber(r.container_count),
-    policyStatus: toJoinedPolicyStatus(r),
+    // Absent (not null) until the agent reports one, so agent records round-trip as inserted.
+    ...withPolicyStatus(r),
   };
 }
 
@@ -623,14 +624,16 @@ interface JoinedPolicyStatus {
   ps_updated_at: unknown;
 }
 
-function toJoinedPolicyStatus(r: Selectable<AgentsTable> & JoinedPolicyStatus): AgentPolicyStatusRecord | null {
-  if (r.ps_version === null || r.ps_version === undefined) return null;
+function withPolicyStatus(r: Selectable<AgentsTable> & JoinedPolicyStatus): { policyStatus?: AgentPolicyStatusRecord } {
+  if (r.ps_version === null || r.ps_version === undefined) return {};
   return {
-    agentId: r.id,
-    version: toNumber(r.ps_version),
-    applied: toNumber(r.ps_applied) !== 0,
-    error: r.ps_error ?? '',
-    updatedAt: toDate(r.ps_updated_at),
+    policyStatus: {
+      agentId: r.id,
+      version: toNumber(r.ps_version),
+      applied: toNumber(r.ps_applied) !== 0,
+      error: r.ps_error ?? '',
+      updatedAt: toDate(r.ps_updated_at),
+    },
   };
 }
 

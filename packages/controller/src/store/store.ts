@@ -19,7 +19,7 @@ export interface AgentRecord {
   connectedAt: Date | null;         // start of the current/last stream
   revokedAt: Date | null;
   containerCount: number;
-  /** The policy version the agent last reported applying (absent/null: none yet). */
+  /** The policy bundle the agent last reported on; absent until its first report. */
   policyStatus?: AgentPolicyStatusRecord | null;
 }
 

@@ -81,7 +81,7 @@ t.test('REST API', async (t) => {
     t.same(items.map((a) => a['id']), ['agt_alpha', 'agt_beta']);
     const alpha = items[0]!;
     t.same(Object.keys(alpha).sort(), [
-      'agentVersion', 'certNotAfter', 'certSerial', 'connectedAt', 'containerCount', 'enrolledAt', 'host', 'hostname', 'id', 'lastSeenAt', 'revokedAt', 'status',
+      'agentVersion', 'certNotAfter', 'certSerial', 'connectedAt', 'containerCount', 'enrolledAt', 'host', 'hostname', 'id', 'lastSeenAt', 'policy', 'revokedAt', 'status',
     ]);
     t.match(alpha, {
       hostname: 'alpha', status: 'online', agentVersion: '0.1.0', containerCount: 4, certNotAfter: '2030-01-01T00:00:00.000Z',

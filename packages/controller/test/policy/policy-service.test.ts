@@ -5,7 +5,8 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { DEFAULT_POLICY_YAML, createLogger, parsePolicy, type PolicyBundle } from '@bulkhead/shared';
+import { DEFAULT_POLICY_YAML, createLogger, parsePolicy } from '@bulkhead/shared';
+import type { PolicyBundleMessage as PolicyBundle } from '../../src/policy/policy-bundle';
 import { openStore } from '../../src/store/open-store';
 import type { Store } from '../../src/store/store';
 import { PolicyService } from '../../src/policy/policy-service';

@@ -69,7 +69,7 @@ t.test('agent policy status is upserted and shows on the agent record', async (t
   await store.insertAgent(agent('agt_a'));
   await store.insertAgent(agent('agt_b'));
   t.equal(await store.getAgentPolicyStatus('agt_a'), undefined);
-  t.equal((await store.getAgent('agt_a'))?.policyStatus, null, 'no status yet');
+  t.equal((await store.getAgent('agt_a'))?.policyStatus, undefined, 'no status yet');
 
   await store.setAgentPolicyStatus({ agentId: 'agt_a', version: 1, applied: true, error: '', updatedAt: at(1) });
   await store.setAgentPolicyStatus({ agentId: 'agt_a', version: 2, applied: false, error: 'unknown check type "x"', updatedAt: at(2) });

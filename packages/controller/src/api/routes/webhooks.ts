@@ -84,11 +84,11 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.post<{ Params: IdParams; Body: RotateSecretBody }>(
     '/webhooks/:id/rotate-secret',
-    { schema: { params: IdParamsSchema, body: RotateSecretSchema, response: { 200: WebhookWithSecretSchema } } },
+    { preValidation: emptyBodyIsEmptyObject, schema: { params: IdParamsSchema, body: RotateSecretSchema, response: { 200: WebhookWithSecretSchema } } },
     async (req): Promise<WebhookWithSecretDto> => {
       requireWriter(req);
       const a = alertingOf(opts);
-      const body = req.body ?? {};
+      const body = req.body;
       const graceMs = body.grace !== undefined ? parseGrace(body.grace) : undefined;
       const { endpoint, secret } = await a.webhooks.rotateSecret(req.params.id, { secret: body.secret, graceMs });
       return { ...toWebhookDto(endpoint, (await withStats(a, [endpoint.id])).get(endpoint.id)), secret };
@@ -97,11 +97,11 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.post<{ Params: IdParams; Body: WebhookTestBody }>(
     '/webhooks/:id/test',
-    { schema: { params: IdParamsSchema, body: WebhookTestSchema, response: { 200: DeliverySchema, 202: DeliverySchema } } },
+    { preValidation: emptyBodyIsEmptyObject, schema: { params: IdParamsSchema, body: WebhookTestSchema, response: { 200: DeliverySchema, 202: DeliverySchema } } },
     async (req, reply): Promise<DeliveryDto> => {
       requireWriter(req);
       const a = alertingOf(opts);
-      const body = req.body ?? {};
+      const body = req.body;
       let d = await a.webhooks.sendTest(req.params.id, body.message);
       if (body.wait === true) {
         // Bounded: the first attempt ends within the delivery timeout.
@@ -140,6 +140,11 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
       return deliveryDto(a, d);
     },
   );
+}
+
+/** rotate-secret and test take an optional body: a bare POST means {}. */
+async function emptyBodyIsEmptyObject(req: FastifyRequest): Promise<void> {
+  if (req.body === undefined || req.body === null) req.body = {};
 }
 
 function parseGrace(s: string): number {

@@ -1,0 +1,154 @@
+// createRequestToFacts: a create request yields the facts the container
+// will have — checked field by field against what a REAL dockerd makes of
+// the same body (toContainerFacts of its inspect) — plus update merging and
+// exec escalation.
+import t from 'tap';
+import Docker from 'dockerode';
+import type Dockerode from 'dockerode';
+import { useEngine, removeLabelledContainers, TEST_LABEL, FILE_LABEL } from '../../../../test/helpers/engine';
+import { toContainerFacts, type Facts } from '../../src/docker/container-facts';
+import {
+  applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, type ContainerCreateBody,
+} from '../../src/authz/create-request';
+
+const [fileKey, fileValue] = FILE_LABEL.split('=') as [string, string];
+const LABELS = { [TEST_LABEL.split('=')[0]!]: '1', [fileKey]: fileValue };
+
+/** Facts minus what only exists once the container does (id, state, times, endpoint ids). */
+function comparable(f: Facts): Record<string, unknown> {
+  const { id: _id, state: _s, createdAtMs: _c, startedAtMs: _st, finishedAtMs: _f, pid: _p, exitCode: _e, restartCount: _r, ...rest } = f;
+  return {
+    ...rest,
+    // dockerd fills in its default IPC mode ("private" or "shareable", a daemon setting).
+    ipcMode: f.ipcMode === 'private' || f.ipcMode === 'shareable' ? '' : f.ipcMode,
+    networks: f.networks.map((n) => n.name),
+    mounts: f.mounts.map((m) => ({
+      ...m,
+      // Anonymous volumes get a generated name; a bind's default propagation
+      // follows the host mount it sits on (rprivate, or rslave under a shared one).
+      source: m.type === 'volume' && /^[0-9a-f]{64}$/.test(m.source) ? '' : m.source,
+      propagation: m.type === 'bind' && (m.propagation === 'rslave' || m.propagation === 'rprivate') ? 'default' : m.propagation,
+    })),
+  };
+}
+
+t.test('parity with a real engine: the request maps to what dockerd creates', async (t) => {
+  const engine = await useEngine(t);
+  const docker = new Docker({ socketPath: engine.socketPath });
+  t.teardown(() => removeLabelledContainers(engine));
+  const net = `bk-cr-${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
+  await engine.dockerOk(['network', 'create', '--internal', net]);
+  t.teardown(() => engine.docker(['network', 'rm', net]));
+
+  const bodies: Array<{ what: string; name: string; body: ContainerCreateBody }> = [
+    {
+      what: 'minimal, image defaults',
+      name: `bk-cr-min-${process.pid}`,
+      body: { Image: engine.imageUser1000, Labels: LABELS, HostConfig: { NetworkMode: 'none' } },
+    },
+    {
+      what: 'everything a rule looks at',
+      name: `bk-cr-max-${process.pid}`,
+      body: {
+        Image: engine.image,
+        User: '0:0',
+        Entrypoint: ['/bin/sh', '-c'],
+        Cmd: ['sleep 60', '--password', 'Tr0ub4dor-3'],
+        Env: ['A=1', 'DB_URL=postgres://u:Tr0ub4dor-3@db/x', 'PATH=/custom'],
+        Labels: { ...LABELS, 'bulkhead.project': 'shop' },
+        Volumes: { '/data': {} },
+        HostConfig: {
+          NetworkMode: 'none',
+          Privileged: true,
+          Binds: ['/tmp:/host-tmp:ro', `bkvol-${process.pid}:/v1`, '/var/lib/../lib/:/h-lib:rshared'],
+          Mounts: [{ Type: 'bind', Source: '/etc', Target: '/h-etc', ReadOnly: true }],
+          Tmpfs: { '/run': 'rw,size=1m', '/ro': 'ro' },
+          CapAdd: ['net_admin', 'CAP_SYS_PTRACE'],
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges'],
+          ReadonlyRootfs: true,
+          Memory: 64 * 1024 * 1024,
+          NanoCpus: 500_000_000,
+          PidsLimit: 50,
+          CpuShares: 512,
+          RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 },
+          PidMode: 'host',
+          IpcMode: 'private',
+          UTSMode: 'host',
+          Devices: [{ PathOnHost: '/dev/null', PathInContainer: '/dev/xnull', CgroupPermissions: 'rwm' }],
+        },
+      },
+    },
+    {
+      what: 'user-defined network, cpu quota, entrypoint only',
+      name: `bk-cr-net-${process.pid}`,
+      body: {
+        Image: engine.image,
+        Entrypoint: ['sleep'],
+        Labels: LABELS,
+        HostConfig: { NetworkMode: net, CpuQuota: 50_000, CpuPeriod: 100_000 },
+        NetworkingConfig: { EndpointsConfig: { [net]: {} } },
+      },
+    },
+  ];
+
+  for (const { what, name, body } of bodies) {
+    const image = await docker.getImage(body.Image!).inspect();
+    const { facts, secretHits } = createRequestToFacts(body, name, image);
+    const created = await docker.createContainer({ ...body, name } as Dockerode.ContainerCreateOptions);
+    const real = toContainerFacts(await created.inspect(), image);
+    t.same(comparable(facts), comparable(real), what);
+    t.equal(facts.state, 'created');
+    if (what === 'everything a rule looks at') {
+      t.same(secretHits.map((h) => h.location).sort(), ['command[4]', 'env:DB_URL'], `${what}: secret hits`);
+    }
+  }
+});
+
+t.test('create: odd bodies do not throw', async (t) => {
+  const f = createRequestToFacts({} as ContainerCreateBody, '/n');
+  t.equal(f.facts.name, 'n');
+  t.equal(f.facts.networkMode, 'default');
+  t.same(f.facts.networks.map((n) => n.name), ['bridge']);
+  t.equal(f.facts.restartPolicy, 'no');
+  const g = createRequestToFacts({ HostConfig: { NetworkMode: 'container:abc', Binds: [], Mounts: [null, 5], Devices: [null] } } as unknown as ContainerCreateBody, '');
+  t.same(g.facts.networks, []);
+  t.same(g.facts.mounts, []);
+  t.same(createRequestToFacts(null as unknown as ContainerCreateBody, '').facts.command, []);
+  const anon = createRequestToFacts({ HostConfig: { Binds: ['/only-dest'] } }, '');
+  t.same(anon.facts.mounts, [{ type: 'volume', source: '', destination: '/only-dest', readOnly: false, propagation: '' }]);
+});
+
+const base = {
+  id: 'c1', name: 'web', user: '1000', privileged: false, memoryLimitBytes: 100, nanoCpus: 0, cpuQuota: 0, cpuPeriod: 0, cpuShares: 0,
+  pidsLimit: 10, restartPolicy: 'no', restartMaxRetries: 0,
+} as Facts;
+
+t.test('update: zero/absent leave a field unchanged, like dockerd', async (t) => {
+  const u = applyUpdateRequest(base, { Memory: 200, NanoCpus: 0, PidsLimit: null, RestartPolicy: { Name: '', MaximumRetryCount: 0 } });
+  t.equal(u.memoryLimitBytes, 200);
+  t.equal(u.pidsLimit, 10);
+  t.equal(u.restartPolicy, 'no');
+  const v = applyUpdateRequest(base, { PidsLimit: -1, NanoCpus: 2e9, CpuQuota: 1, CpuPeriod: 2, CpuShares: 3, RestartPolicy: { Name: 'always' } });
+  t.equal(v.pidsLimit, 0, '-1 = unlimited');
+  t.equal(v.nanoCpus, 2e9);
+  t.same([v.cpuQuota, v.cpuPeriod, v.cpuShares], [1, 2, 3]);
+  t.equal(v.restartPolicy, 'always');
+  t.equal(applyUpdateRequest(base, { Memory: -1 }).memoryLimitBytes, 0);
+  t.equal(base.memoryLimitBytes, 100, 'input untouched');
+  t.same(applyUpdateRequest(base, null as never), base);
+});
+
+t.test('exec: escalation only for privileged or root', async (t) => {
+  t.same(execEscalation({ User: 'root' }), { privileged: false, root: true });
+  t.same(execEscalation({ User: '0:0' }), { privileged: false, root: true });
+  t.same(execEscalation({ User: 'root:wheel' }), { privileged: false, root: true });
+  t.same(execEscalation({ User: '1000' }), { privileged: false, root: false });
+  t.same(execEscalation({ User: '', Privileged: true }), { privileged: true, root: false });
+  t.equal(execRequestToFacts(base, { User: '1000' }), undefined);
+  t.equal(execRequestToFacts(base, {}), undefined, 'empty User runs as the container user: nothing added');
+  const e = execRequestToFacts(base, { User: '0', Privileged: true })!;
+  t.equal(e.user, 'root');
+  t.equal(e.privileged, true);
+  t.equal(execRequestToFacts(base, { Privileged: true })!.user, '1000');
+});

@@ -1,0 +1,134 @@
+// The authorization plugin protocol, spoken to over its unix socket the way
+// dockerd does: activation, allow/deny, responses always allowed, and every
+// internal failure answered with Allow (fail-open) instead of a crash.
+import t from 'tap';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '@bulkhead/shared';
+import { AuthzPlugin, parseAuthzRequest, stripVersion, type AuthzDecision, type AuthzRequest } from '../../src/authz/plugin-server';
+
+const logger = createLogger({ name: 'authz-plugin-test', level: 'silent' });
+
+function post(socketPath: string, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown>; type: string }> {
+  const data = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: 'POST', headers: { 'Content-Length': Buffer.byteLength(data) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown>, type: String(res.headers['content-type']) }));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+const envelope = (method: string, uri: string, body?: unknown) => ({
+  User: '',
+  RequestMethod: method,
+  RequestUri: uri,
+  RequestHeaders: { 'Content-Type': 'application/json' },
+  ...(body === undefined ? {} : { RequestBody: Buffer.from(JSON.stringify(body)).toString('base64') }),
+});
+
+async function startPlugin(t: tap.Test, evaluate: (req: AuthzRequest) => AuthzDecision | Promise<AuthzDecision>, extra: { decisionTimeoutMs?: number } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'bk-authz-'));
+  const socketPath = join(dir, 'plugins', 'bk-test.sock');
+  const plugin = await AuthzPlugin.start({ socketPath, evaluate, logger, ...extra });
+  t.teardown(async () => {
+    await plugin.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { plugin, socketPath, dir };
+}
+
+t.test('activation, allow, deny, responses; socket 0600 in a created dir', async (t) => {
+  const seen: AuthzRequest[] = [];
+  const { plugin, socketPath } = await startPlugin(t, (req) => {
+    seen.push(req);
+    const body = req.json() as { HostConfig?: { Privileged?: boolean } } | undefined;
+    return body?.HostConfig?.Privileged ? { allow: false, msg: 'no privileged' } : { allow: true };
+  });
+  t.equal(statSync(socketPath).mode & 0o777, 0o600);
+
+  const act = await post(socketPath, '/Plugin.Activate', undefined);
+  t.same(act.json, { Implements: ['authz'] });
+  t.match(act.type, /application\/vnd\.docker\.plugins\.v1\+json/);
+
+  const deny = await post(socketPath, '/AuthZPlugin.AuthZReq', envelope('POST', '/v1.41/containers/create?name=x', { Image: 'a', HostConfig: { Privileged: true } }));
+  t.same(deny.json, { Allow: false, Msg: 'no privileged' });
+  const allow = await post(socketPath, '/AuthZPlugin.AuthZReq', envelope('POST', '/v1.41/containers/create', { Image: 'a' }));
+  t.same(allow.json, { Allow: true });
+  const res = await post(socketPath, '/AuthZPlugin.AuthZRes', { ...envelope('POST', '/v1.41/containers/create', { HostConfig: { Privileged: true } }), ResponseStatusCode: 201 });
+  t.same(res.json, { Allow: true }, 'responses are never vetoed');
+  const unknown = await post(socketPath, '/Nope', {});
+  t.equal(unknown.status, 404);
+
+  t.equal(seen.length, 2, 'evaluate is called for AuthZReq only');
+  t.equal(seen[0]!.path, '/containers/create');
+  t.equal(seen[0]!.query.get('name'), 'x');
+  t.equal(seen[0]!.method, 'POST');
+  t.same(plugin.stats, { requests: 2, allowed: 1, denied: 1, failOpen: 0 });
+});
+
+t.test('fail-open: malformed requests, evaluator errors, slow or bad decisions', async (t) => {
+  let mode = 'throw';
+  const { plugin, socketPath } = await startPlugin(t, (req) => {
+    if (mode === 'throw') throw new Error('evaluator bug');
+    if (mode === 'reject') return Promise.reject(new Error('async bug'));
+    if (mode === 'slow') return new Promise<AuthzDecision>((r) => setTimeout(() => r({ allow: false, msg: 'too late' }), 500));
+    if (mode === 'garbage') return undefined as unknown as AuthzDecision;
+    req.json();
+    return { allow: false, msg: 'unreachable' };
+  }, { decisionTimeoutMs: 100 });
+  const ask = () => post(socketPath, '/AuthZPlugin.AuthZReq', envelope('POST', '/v1.41/containers/create', { Image: 'a' }));
+  for (const m of ['throw', 'reject', 'slow', 'garbage']) {
+    mode = m;
+    t.same((await ask()).json, { Allow: true }, `${m} → allow`);
+  }
+  mode = 'parse';
+  const badBody = { ...envelope('POST', '/v1.41/containers/create'), RequestBody: Buffer.from('{nope').toString('base64') };
+  t.same((await post(socketPath, '/AuthZPlugin.AuthZReq', badBody)).json, { Allow: true }, 'body that is not JSON → allow');
+  t.same((await post(socketPath, '/AuthZPlugin.AuthZReq', '{{{')).json, { Allow: true }, 'envelope that is not JSON → allow');
+  t.same((await post(socketPath, '/AuthZPlugin.AuthZReq', { RequestMethod: 'GET' })).json, { Allow: true }, 'no RequestUri → allow');
+  t.equal(plugin.stats.failOpen, 7);
+});
+
+t.test('start-up: stale socket replaced, live socket refused, stop removes the socket', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bk-authz-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const socketPath = join(dir, 'p.sock');
+  // A live listener owns the path.
+  const other = createServer();
+  await new Promise<void>((r) => other.listen(socketPath, r));
+  await t.rejects(AuthzPlugin.start({ socketPath, evaluate: () => ({ allow: true }), logger }), { code: 'BK_ERR_STARTUP_FAILED' });
+  // Leave the file behind without a listener (a crashed agent).
+  await new Promise<void>((r) => other.close(() => r()));
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(socketPath, '');
+  const plugin = await AuthzPlugin.start({ socketPath, evaluate: () => ({ allow: true }), logger });
+  t.same((await post(socketPath, '/Plugin.Activate', undefined)).json, { Implements: ['authz'] });
+  await plugin.stop();
+  await plugin.stop();
+  t.notOk(existsSync(socketPath), 'socket removed');
+  await t.rejects(AuthzPlugin.start({ socketPath: 'relative.sock', evaluate: () => ({ allow: true }), logger }), { code: 'BK_ERR_CONFIG_INVALID' });
+});
+
+t.test('request parsing: the path dockerd routes on, however it is spelled', async (t) => {
+  t.equal(stripVersion('/v1.41/containers/create'), '/containers/create');
+  t.equal(stripVersion('/containers/create'), '/containers/create');
+  t.equal(stripVersion('/v1.41.0/containers/create'), '/containers/create');
+  t.equal(stripVersion('/v1.41//containers/create/'), '/containers/create');
+  t.equal(stripVersion('/v1.41/containers/cr%65ate'), '/containers/create', 'percent-encoded');
+  t.equal(stripVersion('/v1.41/containers/x/../create'), '/containers/create');
+  t.equal(stripVersion('/v1.41/containers/%ZZ/start'), '/containers/%ZZ/start');
+  t.equal(stripVersion('/_ping'), '/_ping');
+  const r = parseAuthzRequest(JSON.stringify({ RequestMethod: 'post', RequestUri: 'http://docker/v1.41/containers/create?name=a' }));
+  t.equal(r.path, '/containers/create', 'absolute-form target');
+  t.equal(r.method, 'POST');
+  t.equal(r.hasBody, false);
+  t.equal(r.json(), undefined);
+  t.throws(() => parseAuthzRequest('null'));
+});
