@@ -65,7 +65,7 @@ const server = http.createServer({ keepAliveTimeout: 30000 }, (req, res) => {
 });
 process.on('message', (m) => {
   if (m.cmd === 'key') { key = Buffer.from(m.secret.slice(6), 'base64'); process.send({ ok: true }); }
-  if (m.cmd === 'take') { const out = times; times = []; process.send({ times: out, bad }); }
+  if (m.cmd === 'take') { const out = times; times = []; const u = process.cpuUsage(); process.send({ times: out, bad, cpuUs: u.user + u.system }); }
   if (m.cmd === 'exit') process.exit(0);
 });
 server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
@@ -91,11 +91,13 @@ function summary(xs) {
 async function collect(rx, raisedAt, expected, timeoutMs) {
   const received = new Map();
   let bad = 0;
+  let rxCpuUs = 0;
   const deadline = Date.now() + timeoutMs;
   while (received.size < expected && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
     const m = await rx.ask({ cmd: 'take' });
     bad = m.bad;
+    rxCpuUs = m.cpuUs;
     for (let i = 0; i < m.times.length; i += 2) if (!received.has(m.times[i])) received.set(m.times[i], m.times[i + 1]);
   }
   const lags = [];
@@ -105,7 +107,7 @@ async function collect(rx, raisedAt, expected, timeoutMs) {
     if (r0 !== undefined) lags.push(t - r0);
     if (t > last) last = t;
   }
-  return { received: received.size, bad, lags, last };
+  return { received: received.size, bad, lags, last, rxCpuUs };
 }
 
 async function main() {
@@ -128,10 +130,13 @@ async function main() {
       const rs = await Promise.all(Array.from({ length: N }, (_, i) => queueing.alerts.raise({ type: 'violation', severity: 'high', message: `finding ${i}`, ruleId: `rule-${i}`, agentId: 'agt_bench', containerId: `c${i}` })));
       const queuedMs = now() - t0;
       for (const r of rs) raisedAt.set(r.alertId, t0);
+      const rx0 = (await rx.ask({ cmd: 'take' })).cpuUs;
+      const cpu0 = process.cpuUsage();
       const start = now();
       const alerting = Alerting.start({ store: store.alerts, logger, options: { workers: WORKERS } });
       const got = await collect(rx, new Map(), N, 120_000);
       const secs = (got.last - start) / 1000;
+      const cpu = process.cpuUsage(cpu0);
       result.drain = {
         alerts: N,
         raiseAndQueueAlertsPerSec: Math.round(N / (queuedMs / 1000)),
@@ -139,6 +144,10 @@ async function main() {
         badSignatures: got.bad,
         seconds: Math.round(secs * 100) / 100,
         deliveredAlertsPerSec: Math.round(got.received / secs),
+        // Load-independent: CPU time spent per delivered alert (the sender includes claiming,
+        // signing, POSTing and recording; the receiver parses and verifies).
+        senderCpuUsPerAlert: Math.round((cpu.user + cpu.system) / got.received),
+        receiverCpuUsPerAlert: Math.round((got.rxCpuUs - rx0) / got.received),
       };
       console.error(`drain: ${JSON.stringify(result.drain)}`);
       await alerting.stop();

@@ -13,13 +13,19 @@
 // - a run already killed/stopped/paused by us is not acted on again (its
 //   lingering "running" facts are recognised by StartedAt);
 // - quarantine and limit act only while there is something left to change;
-// - after `maxActions` engine actions on a container within `actionWindowMs`
-//   (a restart policy bringing back what we kill), it is paused once —
-//   recorded as `escalated` — and left alone from then on;
+// - right after an action of ours, the container is re-inspected before the
+//   next decision: events our own action caused carry facts from before it;
+// - after `maxActions` engine actions on a container — counted by id AND by
+//   name, so a supervisor re-creating it under the same name is caught too —
+//   within `actionWindowMs`, it is paused once, recorded as `escalated`, and
+//   left alone from then on. (dockerd itself does not restart a container
+//   killed or stopped through its API, whatever its restart policy; loops
+//   come from supervisors — systemd units, scripts, compose — and from
+//   dockerd restarts, which start `always` containers again.)
 // - findings that lead to no engine action (monitor mode, exempted, alert,
 //   nothing left to do) are reported once per container, rule and policy.
 import type { Finding, ViolationReport } from '@bulkhead/shared';
-import type { Facts } from '../docker/container-facts';
+import { toContainerFacts, type Facts } from '../docker/container-facts';
 import { Semaphore } from '../docker/watcher';
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
@@ -49,8 +55,15 @@ interface Tracked {
   terminal: { type: 'kill' | 'stop' | 'pause'; startedAtMs: number; doneAtMs: number } | undefined;
   /** Dedupe keys of reports that are made once. */
   reported: Set<string>;
+  /** `${ruleId}|${policyKey}|${type}` of non-terminal actions that succeeded. */
+  done: Set<string>;
+  /** performance.now() when our last engine action on it completed. */
+  lastActionDone: number | undefined;
   scanRequested: boolean;
 }
+
+/** Facts received this soon after our own action are re-read from the engine first. */
+const REFRESH_AFTER_ACTION_MS = 2000;
 
 const TERMINAL = ['kill', 'stop', 'pause'] as const;
 type Terminal = (typeof TERMINAL)[number];
@@ -61,6 +74,8 @@ const wallNow = (): number => performance.timeOrigin + performance.now();
 export class Enforcer {
   private readonly o: ResolvedEnforcerOptions;
   private readonly tracked = new Map<string, Tracked>();
+  /** Wall times of engine actions per container NAME (survives re-creation under the same name). */
+  private readonly byName = new Map<string, number[]>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly slots: Semaphore;
   private stopped = false;
@@ -96,6 +111,10 @@ export class Enforcer {
   /** The watcher's `remove` listener (bound): forgets the container's history. */
   readonly onRemove = (id: string): void => {
     this.tracked.delete(id);
+    const now = this.o.now();
+    for (const [name, times] of this.byName) {
+      if (times.every((at) => now - at >= this.o.actionWindowMs)) this.byName.delete(name);
+    }
   };
 
   /**
@@ -134,7 +153,10 @@ export class Enforcer {
     if (this.stopped || job.facts.id === '') return;
     let t = this.tracked.get(job.facts.id);
     if (!t) {
-      t = { busy: false, pending: undefined, actions: [], escalated: false, terminal: undefined, reported: new Set(), scanRequested: false };
+      t = {
+        busy: false, pending: undefined, actions: [], escalated: false, terminal: undefined, reported: new Set(), done: new Set(),
+        lastActionDone: undefined, scanRequested: false,
+      };
       this.tracked.set(job.facts.id, t);
     }
     if (t.busy) {
@@ -171,7 +193,13 @@ export class Enforcer {
   private async process(t: Tracked, job: Job): Promise<void> {
     const st = this.o.policy();
     if (!st.policy) return;
-    const facts = job.facts;
+    if (job.facts.state !== 'running') return;
+    let facts = job.facts;
+    if (t.lastActionDone !== undefined && job.receivedAt < t.lastActionDone + REFRESH_AFTER_ACTION_MS) {
+      const fresh = await this.refresh(facts);
+      if (!fresh) return;
+      facts = fresh;
+    }
     // Paused, exited, restarting… containers are not acted on; a restart is a new `start`.
     if (facts.state !== 'running') return;
     if (t.terminal && facts.startedAtMs === t.terminal.startedAtMs) {
@@ -192,6 +220,21 @@ export class Enforcer {
     }
     const blocking = findings.filter(isBlocking);
     if (blocking.length > 0) await this.enforce(t, job, enriched, blocking, st, policyKey);
+  }
+
+  /**
+   * The container as the engine sees it now (after our own action, the
+   * events it caused were inspected before or during it). The image's user
+   * and digest cannot change under a container, so they are kept.
+   */
+  private async refresh(facts: Facts): Promise<Facts | undefined> {
+    try {
+      const info = await this.o.docker.getContainer(facts.id).inspect();
+      return { ...toContainerFacts(info), imageUser: facts.imageUser, imageDigest: facts.imageDigest };
+    } catch (err) {
+      if ((err as { statusCode?: number } | null)?.statusCode !== 404) this.o.logger.warn({ err, containerId: facts.id }, 'enforcer: re-inspect failed; skipping this evaluation');
+      return undefined;
+    }
   }
 
   /** Facts with secret hits and project; kicks off the full secret scan once when only a partial view is cached. */
@@ -232,10 +275,14 @@ export class Enforcer {
     }
     const now = this.o.now();
     t.actions = t.actions.filter((at) => now - at < this.o.actionWindowMs);
+    const byName = facts.name ? (this.byName.get(facts.name) ?? []).filter((at) => now - at < this.o.actionWindowMs) : [];
+    if (facts.name) this.byName.set(facts.name, byName);
+    const taken = Math.max(t.actions.length, byName.length);
+    const capped = `${taken} actions within ${Math.round(this.o.actionWindowMs / 1000)}s${byName.length > t.actions.length ? ` on containers named ${facts.name}` : ''}`;
 
     const terminal = strongestTerminal(blocking);
     if (terminal) {
-      if (t.actions.length >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, `${t.actions.length} actions within ${Math.round(this.o.actionWindowMs / 1000)}s`);
+      if (taken >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, capped);
       const rule = blocking.find((f) => f.action.type === terminal)!;
       const action: EngineAction = terminal === 'stop' ? { type: 'stop', timeoutSeconds: rule.action.stopTimeoutSeconds ?? 10 } : { type: terminal };
       const outcome = await this.run(t, job, facts, action);
@@ -254,7 +301,10 @@ export class Enforcer {
       const plan = quarantinePlan(facts);
       if (plan.kind === 'disconnect') engine.push({ findings: quarantine, action: { type: 'quarantine', networks: plan.networks } });
       else if (plan.kind === 'nothing') {
-        for (const f of quarantine) this.reportOnce(t, `${f.ruleId}|${policyKey}|quarantined`, job, facts, st, f, { type: 'quarantine', result: 'skipped', detail: 'no networks left to disconnect (already quarantined or network mode none)' });
+        for (const f of quarantine) {
+          if (t.done.has(`${f.ruleId}|${policyKey}|quarantine`)) continue; // our own quarantine, already reported
+          this.reportOnce(t, `${f.ruleId}|${policyKey}|quarantined`, job, facts, st, f, { type: 'quarantine', result: 'skipped', detail: 'no networks left to disconnect (already quarantined or network mode none)' });
+        }
       } else {
         // Cannot be isolated: pause it instead, so it cannot talk either.
         return this.escalate(t, job, facts, blocking, st, `quarantine impossible: ${plan.why}`);
@@ -265,16 +315,22 @@ export class Enforcer {
       const update = mergeLimitUpdates(limit.map((f) => limitPlan(facts, f.action.limits)));
       if (update) engine.push({ findings: limit, action: { type: 'limit', update } });
       else {
-        for (const f of limit) this.reportOnce(t, `${f.ruleId}|${policyKey}|limited`, job, facts, st, f, { type: 'limit', result: 'skipped', detail: 'limits already within the rule\'s action' });
+        for (const f of limit) {
+          if (t.done.has(`${f.ruleId}|${policyKey}|limit`)) continue;
+          this.reportOnce(t, `${f.ruleId}|${policyKey}|limited`, job, facts, st, f, { type: 'limit', result: 'skipped', detail: 'limits already within the rule\'s action' });
+        }
       }
     }
     for (const f of byType('alert')) {
       this.reportOnce(t, `${f.ruleId}|${policyKey}|alert`, job, facts, st, f, { type: 'alert', result: 'ok', detail: 'alert only: no engine action' });
     }
     if (engine.length === 0) return;
-    if (t.actions.length >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, `${t.actions.length} actions within ${Math.round(this.o.actionWindowMs / 1000)}s`);
+    if (taken >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, capped);
     for (const e of engine) {
-      work.push(this.run(t, job, facts, e.action).then((outcome) => this.reportAll(job, facts, st, e.findings, e.action.type, outcome)));
+      work.push(this.run(t, job, facts, e.action).then((outcome) => {
+        if (outcome.result === 'ok') for (const f of e.findings) t.done.add(`${f.ruleId}|${policyKey}|${e.action.type}`);
+        this.reportAll(job, facts, st, e.findings, e.action.type, outcome);
+      }));
     }
     await Promise.all(work);
   }
@@ -296,10 +352,13 @@ export class Enforcer {
 
   /** One engine action, timed; counted towards the container's cap. */
   private async run(t: Tracked, job: Job, facts: Facts, action: EngineAction): Promise<ActionOutcome & { timing: ActionTiming }> {
-    t.actions.push(this.o.now());
+    const at = this.o.now();
+    t.actions.push(at);
+    if (facts.name) this.byName.set(facts.name, [...(this.byName.get(facts.name) ?? []), at]);
     const startedAt = performance.now();
     const outcome = await this.slots.run(() => performAction(this.o.docker, facts.id, action));
     const done = performance.now();
+    t.lastActionDone = done;
     const timing: ActionTiming = {
       sinceEventMs: Math.max(0, wallNow() - job.eventTimeMs),
       sinceReceiptMs: done - job.receivedAt,

@@ -91,6 +91,7 @@ t.test('enforcer against a real engine', async (t) => {
     t.same([s.r.ruleId, s.r.action?.type, s.r.action?.result, s.r.source], ['e2e.kill', 'kill', 'ok', 'reaction']);
     t.equal((await inspect(name)).State.Running, false);
     latencies.push(['kill', s.timing!.sinceEventMs]);
+    t.comment(JSON.stringify(s.timing));
   });
 
   await t.test('stop (with timeout) → exited', async (t) => {
@@ -109,6 +110,7 @@ t.test('enforcer against a real engine', async (t) => {
     t.same([s.r.action?.type, s.r.action?.result], ['pause', 'ok']);
     t.equal((await inspect(name)).State.Paused, true);
     latencies.push(['pause', s.timing!.sinceEventMs]);
+    t.comment(JSON.stringify(s.timing));
   });
 
   await t.test('quarantine → disconnected from every network (internal network, no traffic sent)', async (t) => {
@@ -140,7 +142,7 @@ t.test('enforcer against a real engine', async (t) => {
     const name = `bk-enf-limit-${uniq}`;
     await runDetached(name, 'limit', ['--memory', '512m']);
     const s = await waitFor('limit report', () => reportFor(name));
-    t.same([s.r.action?.type, s.r.action?.result], ['limit', 'ok'], s.r.action?.error);
+    t.same([s.r.action?.type, s.r.action?.result], ['limit', 'ok'], s.r.action?.error ?? '');
     const hc = (await inspect(name)).HostConfig;
     t.equal(hc.Memory, 96 * 1024 * 1024);
     t.equal(hc.PidsLimit, 64);
@@ -172,23 +174,57 @@ t.test('enforcer against a real engine', async (t) => {
     t.notOk(JSON.stringify(s.r).includes('Tr0ub4dor'));
   });
 
+  // dockerd does not restart a container killed through its API (kill cancels
+  // the restart policy); what brings it back is a supervisor — a systemd unit,
+  // a script, a dockerd restart. The test plays that supervisor.
+  const superviseUntilEscalated = async (name: string, restart: (i: number) => Promise<void>) => {
+    for (let i = 1; i <= 6; i++) {
+      const s = await waitFor(`action #${i} on ${name}`, () => {
+        const acted = seen.filter((x) => x.r.containerName === name && x.r.action?.result !== 'skipped');
+        return acted.length >= i ? acted[i - 1] : undefined;
+      });
+      if (s.r.action?.result === 'escalated') return s;
+      t.same([s.r.action?.type, s.r.action?.result], ['kill', 'ok'], `action #${i} is a kill`);
+      await restart(i);
+    }
+    throw new Error('never escalated');
+  };
+
   await t.test('restart-policy always + kill rule: capped and escalated to pause, not killed forever', async (t) => {
     const name = `bk-enf-loop-${uniq}`;
     await runDetached(name, 'loop', ['--restart', 'always']);
-    const esc = await waitFor('escalation', () => reportFor(name, (s) => s.r.action?.result === 'escalated'), 30_000);
+    await waitFor('first kill', () => reportFor(name));
+    await new Promise((r) => setTimeout(r, 1000));
+    const first = await inspect(name);
+    t.equal(first.State.Running, false, 'killed');
+    t.equal(first.RestartCount, 0, 'dockerd did not restart it: an API kill cancels the restart policy');
+    const esc = await superviseUntilEscalated(name, async () => {
+      await engine.dockerOk(['start', name]);
+    });
     t.equal(esc.r.action?.type, 'pause');
     t.match(esc.r.action?.detail, /3 actions within 600s: escalated to pause/);
-    const kills = seen.filter((s) => s.r.containerName === name && s.r.action?.type === 'kill');
-    t.equal(kills.length, 3, 'three kills, then the escalation');
-    const after = await inspect(name);
-    t.equal(after.State.Paused, true, 'paused by the escalation');
-    t.ok(after.RestartCount >= 3, `restarted by dockerd ${after.RestartCount} times`);
-    // Stays put: nothing more happens to it.
-    await new Promise((r) => setTimeout(r, 1000));
+    t.equal(seen.filter((s) => s.r.containerName === name && s.r.action?.type === 'kill').length, 3, 'three kills, then the escalation');
+    t.equal((await inspect(name)).State.Paused, true, 'paused by the escalation');
+    // Nothing more happens to it, even on a sweep.
+    enforcer.evaluateAll();
+    await new Promise((r) => setTimeout(r, 500));
     await enforcer.idle();
     t.equal(seen.filter((s) => s.r.containerName === name && s.r.action?.result !== 'skipped').length, 4);
-    t.same(enforcer.history((await engine.dockerOk(['inspect', '-f', '{{.Id}}', name]))), { actions: 4, escalated: true });
+    t.same(enforcer.history(await engine.dockerOk(['inspect', '-f', '{{.Id}}', name])), { actions: 4, escalated: true });
   });
 
+  await t.test('a supervisor re-creating the container under the same name is capped too', async (t) => {
+    const name = `bk-enf-recreate-${uniq}`;
+    await runDetached(name, 'loop');
+    const esc = await superviseUntilEscalated(name, async () => {
+      await engine.dockerOk(['rm', '-f', name]);
+      await runDetached(name, 'loop');
+    });
+    t.equal(esc.r.action?.type, 'pause');
+    t.match(esc.r.action?.detail, /on containers named/);
+    t.equal((await inspect(name)).State.Paused, true);
+  });
+
+  t.comment(`reports: ${JSON.stringify(seen.map((s) => [s.r.containerName.replace(/-[0-9]+-[a-z0-9]+$/, ''), s.r.action?.type, s.r.action?.result]))}`);
   t.comment(`reaction latency (engine event → action completed): ${latencies.map(([a, ms]) => `${a} ${ms.toFixed(1)} ms`).join(', ')}`);
 });

@@ -7,6 +7,7 @@ import { Enforcer, mergeLimitUpdates } from '../../src/enforce/enforcer';
 import { limitPlan, quarantinePlan } from '../../src/enforce/actions';
 import type { ActionTiming, EnforcerDocker } from '../../src/enforce/enforcer-options';
 import type { PolicyState } from '../../src/policy/policy-holder';
+import type Dockerode from 'dockerode';
 import type { Facts } from '../../src/docker/container-facts';
 import type { SecretHit } from '../../src/secrets/secret-scan';
 import { withSecretsAndProject } from '../../src/secrets/secret-scan';
@@ -46,26 +47,71 @@ function facts(ruleId: string, over: Partial<Facts> = {}): Facts {
 
 interface Call { op: string; id: string; opts?: unknown }
 
+/** The inspect a real engine would return for these facts (what toContainerFacts reads). */
+function toInspect(f: Facts): Dockerode.ContainerInspectInfo {
+  return {
+    Id: f.id, Name: `/${f.name}`, Image: f.imageId, Created: new Date(f.createdAtMs).toISOString(),
+    Config: { Image: f.imageRef, Labels: f.labels, User: f.user, Env: [], Cmd: f.command },
+    State: { Status: f.state, StartedAt: new Date(f.startedAtMs).toISOString(), Pid: f.pid },
+    HostConfig: {
+      Privileged: f.privileged, NetworkMode: f.networkMode, Memory: f.memoryLimitBytes, NanoCpus: f.nanoCpus, CpuQuota: f.cpuQuota,
+      CpuPeriod: f.cpuPeriod, PidsLimit: f.pidsLimit, RestartPolicy: { Name: f.restartPolicy, MaximumRetryCount: 0 },
+    },
+    NetworkSettings: { Networks: Object.fromEntries(f.networks.map((n) => [n.name, { NetworkID: n.networkId, IPAddress: n.ipAddress }])) },
+    Mounts: [],
+  } as unknown as Dockerode.ContainerInspectInfo;
+}
+
 function setup(opts: { failKill?: boolean; holdKill?: boolean; maxActions?: number; secrets?: boolean } = {}) {
   const calls: Call[] = [];
   const reports: Array<{ r: ViolationReport; timing?: ActionTiming }> = [];
   let release: () => void = () => undefined;
   const held = new Promise<void>((r) => (release = r));
+  let policy = st();
+  // What the fake engine holds; actions change it the way dockerd would.
+  const inventory = new Map<string, Facts>();
+  const change = (id: string, over: Partial<Facts>) => {
+    const f = inventory.get(id);
+    if (f) inventory.set(id, { ...f, ...over });
+  };
   const docker: EnforcerDocker = {
     getContainer: (id) => ({
       kill: async () => {
         calls.push({ op: 'kill', id });
         if (opts.holdKill) await held;
         if (opts.failKill) throw Object.assign(new Error('(HTTP code 500) server error - cannot kill'), { statusCode: 500, json: { message: 'cannot kill: boom' } });
+        change(id, { state: 'exited' });
       },
-      stop: async (o) => void calls.push({ op: 'stop', id, opts: o }),
-      pause: async () => void calls.push({ op: 'pause', id }),
-      update: async (o) => void calls.push({ op: 'update', id, opts: o }),
+      stop: async (o) => {
+        calls.push({ op: 'stop', id, opts: o });
+        change(id, { state: 'exited' });
+      },
+      pause: async () => {
+        calls.push({ op: 'pause', id });
+        change(id, { state: 'paused' });
+      },
+      update: async (o) => {
+        calls.push({ op: 'update', id, opts: o });
+        const u = o as { Memory?: number; PidsLimit?: number; NanoCpus?: number };
+        const f = inventory.get(id)!;
+        change(id, { memoryLimitBytes: u.Memory ?? f.memoryLimitBytes, pidsLimit: u.PidsLimit ?? f.pidsLimit, nanoCpus: u.NanoCpus ?? f.nanoCpus });
+      },
+      inspect: async () => {
+        calls.push({ op: 'inspect', id });
+        const f = inventory.get(id);
+        if (!f) throw Object.assign(new Error('no such container'), { statusCode: 404 });
+        return toInspect(f);
+      },
     }),
-    getNetwork: (nid) => ({ disconnect: async (o) => void calls.push({ op: `disconnect:${nid}`, id: (o as { Container: string }).Container, opts: o }) }),
+    getNetwork: (nid) => ({
+      disconnect: async (o) => {
+        const id = (o as { Container: string }).Container;
+        calls.push({ op: `disconnect:${nid}`, id, opts: o });
+        const f = inventory.get(id)!;
+        change(id, { networks: f.networks.filter((n) => n.networkId !== nid && n.name !== nid) });
+      },
+    }),
   };
-  let policy = st();
-  const inventory = new Map<string, Facts>();
   const scanned = new Map<string, SecretHit[]>();
   const secrets = opts.secrets ? {
     enrichNow: (f: Facts, label: string) => {
@@ -85,26 +131,29 @@ function setup(opts: { failKill?: boolean; holdKill?: boolean; maxActions?: numb
     ...(opts.maxActions ? { maxActions: opts.maxActions } : {}),
     ...(secrets ? { secrets } : {}),
   });
-  const upsert = async (f: Facts, action = 'start', timeMs = Date.now()) => {
-    inventory.set(f.id, f);
+  const engineCalls = () => calls.filter((c) => c.op !== 'inspect');
+  const ops = () => engineCalls().map((c) => c.op);
+  /** A watcher upsert; `engine: false` = stale facts the engine no longer holds. */
+  const upsert = async (f: Facts, action = 'start', timeMs = Date.now(), engine = true) => {
+    if (engine) inventory.set(f.id, f);
     enforcer.onUpsert(f, action, timeMs, true);
     await enforcer.idle();
   };
-  return { enforcer, calls, reports, upsert, release, inventory, setPolicy: (p: PolicyState) => (policy = p) };
+  return { enforcer, calls, ops, engineCalls, reports, upsert, release, inventory, setPolicy: (p: PolicyState) => (policy = p) };
 }
 
 t.test('each action type does its engine call once', async (t) => {
-  const { calls, reports, upsert } = setup();
+  const { ops, engineCalls, reports, upsert } = setup();
   await upsert(facts('kill'));
   await upsert(facts('stop'));
   await upsert(facts('pause'));
   await upsert(facts('quarantine', { networkMode: 'netA', networks: [{ name: 'netA', networkId: 'idA', ipAddress: '' }, { name: 'netB', networkId: '', ipAddress: '' }] }));
   await upsert(facts('limit', { privileged: false, memoryLimitBytes: 1024 ** 3 }));
   await upsert(facts('alert'));
-  t.same(calls.map((c) => c.op), ['kill', 'stop', 'pause', 'disconnect:idA', 'disconnect:netB', 'update']);
-  t.same(calls[1]!.opts, { t: 3 });
-  t.same(calls[3]!.opts, { Container: facts('quarantine').id, Force: true });
-  t.same(calls[5]!.opts, { Memory: 128 * 1024 ** 2, MemorySwap: 128 * 1024 ** 2, NanoCpus: 5e8, PidsLimit: 64 });
+  t.same(ops(), ['kill', 'stop', 'pause', 'disconnect:idA', 'disconnect:netB', 'update']);
+  t.same(engineCalls()[1]!.opts, { t: 3 });
+  t.same(engineCalls()[3]!.opts, { Container: facts('quarantine').id, Force: true });
+  t.same(engineCalls()[5]!.opts, { Memory: 128 * 1024 ** 2, MemorySwap: 128 * 1024 ** 2, NanoCpus: 5e8, PidsLimit: 64 });
   const byRule = new Map(reports.map(({ r }) => [r.ruleId, r]));
   t.same(byRule.get('kill')!.action, { type: 'kill', result: 'ok', error: '', durationMs: byRule.get('kill')!.action!.durationMs, detail: byRule.get('kill')!.action!.detail });
   t.equal(byRule.get('kill')!.source, 'reaction');
@@ -116,21 +165,21 @@ t.test('each action type does its engine call once', async (t) => {
 });
 
 t.test('no loops: stale facts of a run already killed are ignored; a restart is a new run', async (t) => {
-  const { calls, upsert } = setup();
+  const { ops, upsert } = setup();
   const f = facts('kill');
   await upsert(f);
-  await upsert(f, 'kill'); // dockerd still says running for a moment
-  await upsert(f, 'reconcile', Date.now() - 5000);
-  t.equal(calls.length, 1);
+  await upsert(f, 'kill', Date.now(), false); // the watcher inspected before the kill landed
+  await upsert(f, 'reconcile', Date.now() - 5000, false);
+  t.equal(ops().length, 1);
   await upsert({ ...f, state: 'exited' }, 'die');
   await upsert({ ...f, startedAtMs: 2000 }, 'start');
-  t.equal(calls.length, 2, 'the restarted run is acted on');
+  t.equal(ops().length, 2, 'the restarted run is acted on');
 });
 
 t.test('cap: after maxActions, one escalation to pause, then hands off', async (t) => {
-  const { calls, reports, upsert } = setup({ maxActions: 3 });
+  const { ops, reports, upsert } = setup({ maxActions: 3 });
   for (let run = 1; run <= 6; run++) await upsert(facts('kill', { startedAtMs: run * 1000 }));
-  t.same(calls.map((c) => c.op), ['kill', 'kill', 'kill', 'pause']);
+  t.same(ops(), ['kill', 'kill', 'kill', 'pause']);
   const esc = reports.filter(({ r }) => r.action?.result === 'escalated');
   t.equal(esc.length, 1);
   t.equal(esc[0]!.r.action!.type, 'pause');
@@ -140,27 +189,27 @@ t.test('cap: after maxActions, one escalation to pause, then hands off', async (
 });
 
 t.test('pause: an operator unpause is a new decision; a paused or exited container is left alone', async (t) => {
-  const { calls, upsert } = setup();
+  const { ops, upsert } = setup();
   const f = facts('pause');
   await upsert(f);
   await upsert({ ...f, state: 'paused' }, 'pause');
-  await upsert(f, 'reconcile', Date.now() - 10_000);
-  t.equal(calls.length, 1);
-  await upsert(f, 'unpause', Date.now() + 10);
-  t.equal(calls.length, 2);
+  await upsert(f, 'reconcile', Date.now() - 10_000, false);
+  t.equal(ops().length, 1);
+  await upsert(f, 'unpause', Date.now() + 10); // an operator unpaused it
+  t.equal(ops().length, 2);
   await upsert({ ...facts('kill'), state: 'exited' }, 'die');
   await upsert({ ...facts('kill'), state: 'restarting' }, 'die');
-  t.equal(calls.length, 2);
+  t.equal(ops().length, 2);
 });
 
 t.test('monitor and alert findings are reported once per container, rule and policy version', async (t) => {
-  const { calls, reports, upsert, enforcer, setPolicy } = setup();
+  const { ops, reports, upsert, enforcer, setPolicy } = setup();
   const f = facts('mon.priv');
   await upsert(f);
   await upsert(f, 'update');
   enforcer.evaluateAll();
   await enforcer.idle();
-  t.equal(calls.length, 0);
+  t.equal(ops().length, 0);
   t.equal(reports.length, 1);
   t.same(reports[0]!.r.action, { type: 'none', result: 'skipped', detail: 'monitor mode (in enforce mode: kill)', error: '', durationMs: 0 });
   setPolicy(st(2));
@@ -174,19 +223,19 @@ t.test('monitor and alert findings are reported once per container, rule and pol
 });
 
 t.test('quarantine and limit act only while something is left to change', async (t) => {
-  const { calls, reports, upsert } = setup();
+  const { ops, engineCalls, reports, upsert } = setup();
   const q = facts('quarantine', { networkMode: 'none', networks: [{ name: 'none', networkId: 'x', ipAddress: '' }] });
   await upsert(q);
   await upsert(q, 'update');
-  t.equal(calls.length, 0, 'network none: nothing to disconnect');
+  t.equal(ops().length, 0, 'network none: nothing to disconnect');
   t.equal(reports.length, 1);
   t.match(reports[0]!.r.action!.detail, /no networks left/);
   const l = facts('limit', { privileged: false, memoryLimitBytes: 1024 ** 3, nanoCpus: 4e8, pidsLimit: 10 });
   await upsert(l);
-  t.same(calls.at(-1)!.opts, { Memory: 128 * 1024 ** 2, MemorySwap: 128 * 1024 ** 2 }, 'only the quota that is too loose');
+  t.same(engineCalls().at(-1)!.opts, { Memory: 128 * 1024 ** 2, MemorySwap: 128 * 1024 ** 2 }, 'only the quota that is too loose');
   const host = facts('quarantine', { id: 'h'.padEnd(64, '0'), networkMode: 'host', networks: [{ name: 'host', networkId: 'h', ipAddress: '' }] });
   await upsert(host);
-  t.equal(calls.at(-1)!.op, 'pause', 'cannot be isolated: paused instead');
+  t.equal(engineCalls().at(-1)!.op, 'pause', 'cannot be isolated: paused instead');
   t.equal(reports.at(-1)!.r.action!.result, 'escalated');
 });
 
@@ -201,7 +250,7 @@ t.test('limit plan and quarantine plan', async (t) => {
 });
 
 t.test('events during an action coalesce into one re-evaluation of the newest facts', async (t) => {
-  const { calls, upsert, enforcer, release } = setup({ holdKill: true });
+  const { ops, upsert, enforcer, release } = setup({ holdKill: true });
   const f = facts('kill');
   const first = upsert(f);
   enforcer.onUpsert({ ...f, state: 'running' }, 'kill', Date.now(), false);
@@ -209,7 +258,7 @@ t.test('events during an action coalesce into one re-evaluation of the newest fa
   enforcer.onUpsert({ ...f, state: 'exited' }, 'stop', Date.now(), true);
   release();
   await first;
-  t.same(calls.map((c) => c.op), ['kill']);
+  t.same(ops(), ['kill']);
 });
 
 t.test('a failed action is recorded with the engine error', async (t) => {
@@ -220,12 +269,12 @@ t.test('a failed action is recorded with the engine error', async (t) => {
 });
 
 t.test('env secrets: evaluated at once on what is known, again after the scan', async (t) => {
-  const { calls, reports, upsert, enforcer } = setup({ secrets: true });
+  const { ops, reports, upsert, enforcer } = setup({ secrets: true });
   await upsert(facts('secret', { privileged: false }));
   await enforcer.idle();
   await new Promise((r) => setImmediate(r));
   await enforcer.idle();
-  t.same(calls.map((c) => c.op), ['stop']);
+  t.same(ops(), ['stop']);
   t.match(reports[0]!.r.evidenceJson, /env:DB_URL/);
 });
 

@@ -60,7 +60,11 @@ const ASSIGN_RE = new RegExp(
   `(?:^|[^A-Za-z0-9])(?:[A-Za-z0-9]+[_.-])*(?:${ASSIGN_KEYWORDS})["']?\\s*(?:=|:(?!//)|=>)\\s*("[^"]*"|'[^']*'|[^\\s"'&;,]+)`,
   'gi',
 );
-const FLAG_RE = new RegExp(`(?:^|\\s)--?(?:[a-z0-9]+-)*(?:password|passwd|passphrase|pass|pwd|secret|token|api-?key|auth-token|access-token|client-secret)(?:=|\\s+)("[^"]*"|'[^']*'|[^\\s"']+)`, 'gi');
+const FLAG_RE = new RegExp(`(?:^|\\s)--?((?:[a-z0-9]+-)*)(?:password|passwd|passphrase|pass|pwd|secret|token|api-?key|auth-token|access-token|client-secret)(=|\\s+)("[^"]*"|'[^']*'|[^\\s"']+)`, 'gi');
+// "--no-password db", "--ask-password host": boolean flags, the next word is not their value.
+const BOOLEAN_FLAG_PREFIX = /^(?:no|ask|prompt|skip|require|use|with|without|disable|enable|allow|reset|change|show|hide|print|read|stdin)-/i;
+// Dockerfile history keeps the legacy `ENV NAME value` form.
+const ENV_SPACE_RE = /(?:^|\s)ENV\s+([A-Za-z_][A-Za-z0-9_]*)\s+([^\s=][^\s]*)/g;
 
 function testDbUrl(text: string): boolean {
   DB_URL_RE.lastIndex = 0;
@@ -78,9 +82,14 @@ function testAssign(text: string): boolean {
   }
   FLAG_RE.lastIndex = 0;
   for (let m = FLAG_RE.exec(text); m; m = FLAG_RE.exec(text)) {
-    const v = m[1]!;
+    const v = m[3]!;
     if (v.startsWith('-')) continue; // "--password --verbose": the next token is another flag
+    if (m[2] !== '=' && BOOLEAN_FLAG_PREFIX.test(m[1]!)) continue;
     if (isNonTrivialValue(v)) return true;
+  }
+  ENV_SPACE_RE.lastIndex = 0;
+  for (let m = ENV_SPACE_RE.exec(text); m; m = ENV_SPACE_RE.exec(text)) {
+    if (isSecretName(m[1]!) && isNonTrivialValue(m[2]!)) return true;
   }
   return false;
 }
