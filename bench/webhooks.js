@@ -35,6 +35,7 @@ const N = Number(process.env.BENCH_WEBHOOK_N ?? 20000);
 const RATES = (process.env.BENCH_WEBHOOK_RATES ?? '1000,2000,3000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_WEBHOOK_SECONDS ?? 10);
 const WORKERS = Number(process.env.BENCH_WEBHOOK_WORKERS ?? 4);
+const BATCH = Number(process.env.BENCH_WEBHOOK_BATCH ?? 16);
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -114,7 +115,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bk-bench-webhooks-'));
   const rx = startReceiver();
   const logger = createLogger({ name: 'bench', level: 'warn' });
-  const result = { benchmark: 'webhooks', date: new Date().toISOString(), node: process.version, workers: WORKERS };
+  const result = { benchmark: 'webhooks', date: new Date().toISOString(), node: process.version, workers: WORKERS, batchSize: BATCH };
   try {
     const { port } = await rx.ask();
     const url = `http://127.0.0.1:${port}/hook`;
@@ -133,7 +134,7 @@ async function main() {
       const rx0 = (await rx.ask({ cmd: 'take' })).cpuUs;
       const cpu0 = process.cpuUsage();
       const start = now();
-      const alerting = Alerting.start({ store: store.alerts, logger, options: { workers: WORKERS } });
+      const alerting = Alerting.start({ store: store.alerts, logger, options: { workers: WORKERS, batchSize: BATCH } });
       const got = await collect(rx, new Map(), N, 120_000);
       const secs = (got.last - start) / 1000;
       const cpu = process.cpuUsage(cpu0);
@@ -158,7 +159,7 @@ async function main() {
     result.paced = [];
     for (const rate of RATES) {
       const store = await openStore({ kind: 'sqlite', path: join(dir, `paced-${rate}.db`) });
-      const alerting = Alerting.start({ store: store.alerts, logger, options: { workers: WORKERS } });
+      const alerting = Alerting.start({ store: store.alerts, logger, options: { workers: WORKERS, batchSize: BATCH } });
       const { secret } = await alerting.webhooks.create({ url });
       await rx.ask({ cmd: 'key', secret });
       const raisedAt = new Map();

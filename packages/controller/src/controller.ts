@@ -35,7 +35,7 @@ export class Controller {
       // outbox by a previous run (crash included) go out right away.
       // Tuning comes from BULKHEAD_WEBHOOK_* / BULKHEAD_ALERT_* (docs/alerts.md).
       alerting = store.alerts
-        ? Alerting.start({ store: store.alerts, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env) })
+        ? Alerting.start({ store: store.alerts, agents: store, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env) })
         : undefined;
       const policy = await PolicyService.create({ store, logger: logger.child({ component: 'policy' }) });
       grpc = await startGrpcServer({

@@ -55,15 +55,49 @@ function binaryAudit(id: string, desc: string, name: string): CisCheck {
   };
 }
 
-/** Mount points from a mountinfo file (field 5, octal escapes decoded). */
-export function parseMountinfo(text: string): Set<string> {
-  const out = new Set<string>();
+export interface MountEntry {
+  /** "major:minor" of the filesystem. */
+  device: string;
+  /** Path inside the filesystem that is mounted ("/" for a whole filesystem; a bind mount shows its source dir). */
+  root: string;
+  mountPoint: string;
+}
+
+/** Entries of a mountinfo file (octal escapes decoded), in mount order. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const unesc = (v: string): string => v.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const out: MountEntry[] = [];
   for (const line of text.split('\n')) {
     const f = line.split(' ');
     if (f.length < 5) continue;
-    out.add(f[4]!.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+    out.push({ device: f[2]!, root: unesc(f[3]!), mountPoint: unesc(f[4]!) });
   }
   return out;
+}
+
+/** The mount that holds `path`: the last-mounted entry whose mount point is the longest prefix. */
+function mountOf(entries: readonly MountEntry[], path: string): MountEntry | undefined {
+  let best: MountEntry | undefined;
+  for (const e of entries) {
+    const mp = e.mountPoint;
+    const covers = mp === '/' || path === mp || path.startsWith(`${mp}/`);
+    if (covers && (!best || mp.length >= best.mountPoint.length)) best = e;
+  }
+  return best;
+}
+
+/**
+ * True when `path` is its own filesystem: a mount point whose device differs
+ * from its parent's. A bind mount of a directory onto itself (dockerd does
+ * that to its data root) is a mount point but NOT a separate partition —
+ * `mountpoint -q`, which docker-bench uses, says yes to it.
+ */
+export function isSeparatePartition(entries: readonly MountEntry[], path: string): boolean {
+  const own = mountOf(entries, path);
+  if (!own || own.mountPoint !== path || path === '/') return false;
+  const parentPath = path.replace(/\/[^/]+$/, '') || '/';
+  const parent = mountOf(entries.filter((e) => e !== own && e.mountPoint !== path), parentPath);
+  return parent === undefined || parent.device !== own.device;
 }
 
 /** The dockerd executable (host path): the running process's, else the usual places. */
@@ -101,7 +135,7 @@ export const SECTION_1: { id: string; desc: string; checks: CisCheck[] } = {
         if ((ctx.info.SecurityOptions ?? []).some((o) => o.includes('name=userns'))) root = root.replace(/\/[^/]+$/, '') || '/';
         const text = await readFile(join(ctx.procRoot, '1', 'mountinfo'), 'utf8').catch(() => readFile(join(ctx.procRoot, 'self', 'mountinfo'), 'utf8').catch(() => ''));
         if (text === '') return { result: 'INFO', details: `Cannot read mountinfo; check that ${root} is its own partition` };
-        return parseMountinfo(text).has(root) ? { result: 'PASS', details: `${root} is a mount point` } : { result: 'WARN', details: `${root} is not a separate partition` };
+        return isSeparatePartition(parseMountinfo(text), root) ? { result: 'PASS', details: `${root} is a separate partition` } : { result: 'WARN', details: `${root} is not a separate partition` };
       },
     },
     {
@@ -112,7 +146,7 @@ export const SECTION_1: { id: string; desc: string; checks: CisCheck[] } = {
       impact: 'Only trust user are allow to build and execute containers as normal user.',
       run(ctx) {
         const users = ctx.accounts.membersOf('docker');
-        if (ctx.trustedUsers === undefined) return { result: 'INFO', details: listDetails('doubtfulusers', users), items: users };
+        if (ctx.trustedUsers === undefined) return users.length === 0 ? { result: 'INFO', details: 'No users in the docker group' } : { result: 'INFO', details: listDetails('doubtfulusers', users), items: users };
         const doubtful = users.filter((u) => !ctx.trustedUsers!.includes(u));
         return doubtful.length === 0 ? { result: 'PASS' } : { result: 'WARN', details: listDetails('doubtfulusers', doubtful), items: doubtful };
       },

@@ -35,8 +35,17 @@ export interface EnforcerSecrets {
 
 /** How long each part of a reaction took. */
 export interface ActionTiming {
-  /** dockerd's event time → action completed (wall clock; the figure in ActionResult.duration_ms). */
+  /**
+   * Violation became actionable → action completed (wall clock; the figure in
+   * ActionResult.duration_ms). "Actionable" is the later of dockerd's time for
+   * the event that led here and the container's StartedAt: a container is
+   * often first seen through an event dockerd emits before the process
+   * starts (network connect), and a violation that is only acted on after a
+   * later event (update) started with that event.
+   */
   sinceEventMs: number;
+  /** dockerd's time of the event that led to the action → action completed. */
+  sinceTriggerEventMs: number;
   /** The enforcer received the facts → action completed. */
   sinceReceiptMs: number;
   /** Received → the Docker API call was issued (the enforcer's own overhead). */

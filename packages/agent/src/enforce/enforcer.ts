@@ -359,8 +359,10 @@ export class Enforcer {
     const outcome = await this.slots.run(() => performAction(this.o.docker, facts.id, action));
     const done = performance.now();
     t.lastActionDone = done;
+    const wall = wallNow();
     const timing: ActionTiming = {
-      sinceEventMs: Math.max(0, wallNow() - job.eventTimeMs),
+      sinceEventMs: Math.max(0, wall - Math.max(job.eventTimeMs, facts.startedAtMs)),
+      sinceTriggerEventMs: Math.max(0, wall - job.eventTimeMs),
       sinceReceiptMs: done - job.receivedAt,
       startDelayMs: startedAt - job.receivedAt,
     };

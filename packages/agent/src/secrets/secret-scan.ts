@@ -107,6 +107,21 @@ export function redactCommand(args: readonly string[], hits: readonly SecretHit[
 }
 
 /**
+ * Labels with every value that a hit points at replaced by
+ * `[redacted:<detector>]`: facts carry labels verbatim, and a label holding
+ * a password must not leave the host any more than a command argument.
+ */
+export function redactLabels(labels: Readonly<Record<string, string>>, hits: readonly SecretHit[]): Record<string, string> {
+  const out: Record<string, string> = { ...labels };
+  for (const h of hits) {
+    if (!h.location.startsWith('label:')) continue;
+    const key = h.location.slice('label:'.length);
+    if (key in out && !out[key]!.startsWith('[redacted:')) out[key] = `[redacted:${h.detector}]`;
+  }
+  return out;
+}
+
+/**
  * Hits that can be found from facts alone (labels and command are in the
  * facts; env values and image history are not). Used where waiting for an
  * inspect is not an option — the reaction path's first evaluation.
@@ -117,8 +132,9 @@ export function scanFactsSecrets(facts: Pick<ContainerFacts__Output, 'labels' | 
 
 /**
  * Facts ready to evaluate and to leave the host: secret hits attached,
- * command redacted, project set from the policy's project label.
- * Returns a new object; the input is not modified (the watcher shares it).
+ * command arguments and label values that hold secrets redacted, project
+ * set from the policy's project label (read before redaction). Returns a
+ * new object; the input is not modified (the watcher shares it).
  */
 export function withSecretsAndProject(
   facts: ContainerFacts__Output,
@@ -129,6 +145,7 @@ export function withSecretsAndProject(
     ...facts,
     secretHits: [...hits],
     command: redactCommand(facts.command ?? [], hits),
+    labels: redactLabels(facts.labels ?? {}, hits),
     project: facts.labels?.[projectLabel] ?? '',
   };
 }

@@ -76,6 +76,38 @@ export class SecretScanner {
     return { facts: withSecretsAndProject(facts, hits, projectLabel), complete: cached !== undefined };
   }
 
+  /**
+   * For facts about to leave the host (the controller link): returns them
+   * enriched NOW — command and label secrets are always found and redacted,
+   * as they are in the facts — so nothing waits and per-container order is
+   * kept. When env/history hits are not known yet, scans, and once they are
+   * calls `onComplete` with the container's LATEST facts (from `latest`),
+   * enriched; not called when the container is gone or the scan failed.
+   */
+  enrichForReport(
+    facts: ContainerFacts__Output,
+    projectLabel: () => string,
+    latest: (id: string) => ContainerFacts__Output | undefined,
+    onComplete: (enriched: ContainerFacts__Output) => void,
+  ): ContainerFacts__Output {
+    const now = this.enrichNow(facts, projectLabel());
+    if (!now.complete) {
+      this.scan(facts).then(
+        () => {
+          const f = latest(facts.id);
+          if (!f || !this.containers.has(f.id)) return;
+          try {
+            onComplete(withSecretsAndProject(f, this.containers.get(f.id)!, projectLabel()));
+          } catch (err) {
+            this.o.logger.error({ err }, 'secret scan: onComplete threw');
+          }
+        },
+        (err: unknown) => this.o.logger.warn({ err, containerId: facts.id }, 'secret scan failed'),
+      );
+    }
+    return now.facts;
+  }
+
   /** Drops a removed container's hits. */
   forget(containerId: string): void {
     this.containers.delete(containerId);

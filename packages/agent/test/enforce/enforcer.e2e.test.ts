@@ -225,6 +225,6 @@ t.test('enforcer against a real engine', async (t) => {
     t.equal((await inspect(name)).State.Paused, true);
   });
 
-  t.comment(`reports: ${JSON.stringify(seen.map((s) => [s.r.containerName.replace(/-[0-9]+-[a-z0-9]+$/, ''), s.r.action?.type, s.r.action?.result]))}`);
+  t.comment(`reports: ${JSON.stringify(seen.map((s) => [(s.r.containerName ?? "").replace(/-[0-9]+-[a-z0-9]+$/, ''), s.r.action?.type, s.r.action?.result]))}`);
   t.comment(`reaction latency (engine event → action completed): ${latencies.map(([a, ms]) => `${a} ${ms.toFixed(1)} ms`).join(', ')}`);
 });

@@ -4,7 +4,7 @@ import t from 'tap';
 import { createLogger } from '@bulkhead/shared';
 import type Dockerode from 'dockerode';
 import {
-  mergeHits, redactCommand, scanContainerSecrets, scanFactsSecrets, withSecretsAndProject,
+  mergeHits, redactCommand, redactLabels, scanContainerSecrets, scanFactsSecrets, withSecretsAndProject,
 } from '../../src/secrets/secret-scan';
 import { SecretScanner } from '../../src/secrets/secret-scanner';
 import type { Facts } from '../../src/docker/container-facts';
@@ -61,6 +61,9 @@ t.test('redactCommand replaces exactly the args that hit', async (t) => {
   t.same(red, ['/app/run', '--verbose', '--password', '[redacted:generic-password-assignment]', '[redacted:database-url-credentials]']);
   t.same(cmd[3], 'sup3r-s3cret', 'input not modified');
   t.same(redactCommand(['a'], []), ['a']);
+  const labels = { 'com.example.db.password': 'letmein-123', owner: 'team-a' };
+  t.same(redactLabels(labels, scanContainerSecrets({ Config: { Labels: labels } })), { 'com.example.db.password': '[redacted:generic-password-assignment]', owner: 'team-a' });
+  t.same(labels['com.example.db.password'], 'letmein-123', 'input not modified');
 });
 
 t.test('withSecretsAndProject attaches hits, redacts, sets the project', async (t) => {
@@ -118,4 +121,29 @@ t.test('SecretScanner: one inspect per container, one history per image; falls b
   t.equal(s.peek('c3'), undefined, 'failed scans are not cached');
   s.forget('c1');
   t.equal(s.peek('c1'), undefined);
+});
+
+t.test('SecretScanner.enrichForReport: redacted at once, complete facts once the scan is in', async (t) => {
+  const docker = {
+    getContainer: (id: string) => ({ inspect: async () => ({ ...inspect, Id: id, Image: 'sha256:img' }) as unknown as Dockerode.ContainerInspectInfo }),
+    getImage: () => ({ history: async () => history }),
+  };
+  const s = new SecretScanner({ docker, logger });
+  const facts = {
+    id: 'c9', imageId: 'sha256:img', labels: { 'com.example.db.password': 'letmein-123', 'bulkhead.project': 'shop' },
+    command: ['/app/run', '--verbose', '--password', 'sup3r-s3cret'], secretHits: [], project: '',
+  } as unknown as Facts;
+  const done: Facts[] = [];
+  const now = s.enrichForReport(facts, () => 'bulkhead.project', () => facts, (f) => done.push(f));
+  t.same(now.command, ['/app/run', '--verbose', '--password', '[redacted:generic-password-assignment]'], 'command redacted synchronously');
+  t.equal(now.labels['com.example.db.password'], '[redacted:generic-password-assignment]');
+  t.equal(now.project, 'shop');
+  t.notOk(now.secretHits.some((h) => h.location.startsWith('env:')), 'env not known yet');
+  await new Promise((r) => setTimeout(r, 10));
+  t.equal(done.length, 1);
+  t.ok(done[0]!.secretHits.some((h) => h.location === 'env:DB_URL'), 'complete facts after the scan');
+  t.notOk(JSON.stringify(done).includes('sup3r-s3cret') || JSON.stringify(done).includes('letmein'));
+  s.enrichForReport(facts, () => 'bulkhead.project', () => facts, (f) => done.push(f));
+  await new Promise((r) => setTimeout(r, 10));
+  t.equal(done.length, 1, 'already complete: no second callback');
 });

@@ -70,7 +70,7 @@ export interface DeliveryAttemptRecord {
 
 /** A delivery leased to a worker, with what it needs to send it. */
 export interface ClaimedDelivery {
-  delivery: DeliveryRecord;
+  delivery: Pick<DeliveryRecord, 'id' | 'alertId' | 'endpointId' | 'attempts' | 'retryBase'>;
   alert: AlertRecord;
   endpoint: WebhookEndpointRecord;
   /** Fences the result: only the holder of the current lease may record it. */

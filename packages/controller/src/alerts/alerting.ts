@@ -9,6 +9,8 @@ import { DeliveryDispatcher, type DeliveryDispatcherOptions } from './delivery-w
 import { WebhookService } from './webhook-service';
 import type { Resolver } from './webhook-target';
 import { WorkSignal } from './work-signal';
+import { CertExpiryWatch } from './cert-expiry-watch';
+import type { AgentRecord } from '../store/store';
 
 export interface AlertingOptions {
   store: AlertStore;
@@ -16,6 +18,8 @@ export interface AlertingOptions {
   options?: AlertOptionsInput;
   /** Start the delivery workers. Default true (false: raise and manage only, e.g. CLI tools). */
   deliver?: boolean;
+  /** Enrolled agents: with it, certificates near expiry raise cert_expiring alerts. */
+  agents?: { listAgents(): Promise<AgentRecord[]> };
   now?: () => Date;
   /** Test seams. */
   sender?: DeliveryDispatcherOptions['sender'];
@@ -31,6 +35,7 @@ export class Alerting {
     readonly signal: WorkSignal,
     readonly options: AlertOptions & DeliveryOptions,
     readonly dispatcher: DeliveryDispatcher | undefined,
+    private readonly certWatch: CertExpiryWatch | undefined,
   ) {}
 
   static start(opts: AlertingOptions): Alerting {
@@ -52,11 +57,14 @@ export class Alerting {
             ...(opts.sender ? { sender: opts.sender } : {}),
             ...(opts.random ? { random: opts.random } : {}),
           });
-    return new Alerting(opts.store, alerts, webhooks, signal, options, dispatcher);
+    const certWatch = opts.agents ? new CertExpiryWatch({ agents: opts.agents, store: opts.store, alerts, logger, now }) : undefined;
+    certWatch?.start();
+    return new Alerting(opts.store, alerts, webhooks, signal, options, dispatcher, certWatch);
   }
 
   /** Commits alerts still being raised, then stops the workers (in-flight attempts finish and are recorded). */
   async stop(): Promise<void> {
+    await this.certWatch?.stop();
     await this.alerts.flush().catch(() => undefined);
     await this.dispatcher?.stop();
   }

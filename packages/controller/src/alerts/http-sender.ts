@@ -122,11 +122,11 @@ export class HttpSender {
 }
 
 function newHttpAgent(lookup: GuardedLookup | undefined): HttpAgent {
-  return new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 30_000, ...(lookup ? { lookup } : {}) } as ConstructorParameters<typeof HttpAgent>[0]);
+  return new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64, timeout: 30_000, ...(lookup ? { lookup } : {}) } as ConstructorParameters<typeof HttpAgent>[0]);
 }
 
 function newHttpsAgent(lookup: GuardedLookup | undefined): HttpsAgent {
-  return new HttpsAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 30_000, minVersion: 'TLSv1.2', ...(lookup ? { lookup } : {}) } as ConstructorParameters<typeof HttpsAgent>[0]);
+  return new HttpsAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64, timeout: 30_000, minVersion: 'TLSv1.2', ...(lookup ? { lookup } : {}) } as ConstructorParameters<typeof HttpsAgent>[0]);
 }
 
 function describe(e: NodeJS.ErrnoException): string {

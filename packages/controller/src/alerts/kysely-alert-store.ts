@@ -217,11 +217,13 @@ export class KyselyAlertStore implements AlertStore {
   async claimDue(now: Date, limit: number, leaseMs: number, excludeEndpoints: string[]): Promise<ClaimedDelivery[]> {
     const ms = now.getTime();
     const token = randomBytes(12).toString('base64url');
-    const rows = await this.db.transaction().execute(async (trx) => {
+    const picked = await this.db.transaction().execute(async (trx) => {
+      // Only the columns a worker needs: materialising whole rows is a
+      // measurable share of the cost at thousands of deliveries per second.
       let pick = trx
         .selectFrom('webhook_deliveries as d')
         .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
-        .select('d.id')
+        .select(['d.id', 'd.alert_id', 'd.endpoint_id', 'd.attempts', 'd.retry_base'])
         .where('d.status', '=', 'pending')
         .where('d.next_attempt_at', '<=', ms)
         .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', ms)]))
@@ -230,33 +232,39 @@ export class KyselyAlertStore implements AlertStore {
         .limit(limit);
       if (excludeEndpoints.length > 0) pick = pick.where('d.endpoint_id', 'not in', excludeEndpoints);
       if (this.skipLocked) pick = pick.forUpdate('d').skipLocked();
-      const ids = (await pick.execute()).map((r) => r.id);
-      if (ids.length === 0) return [];
-      // The lease conditions are repeated so the UPDATE itself decides which
-      // rows are still free (PostgreSQL re-checks them after a row-lock wait).
-      await trx
+      const rows = await pick.execute();
+      if (rows.length === 0) return [];
+      const ids = rows.map((r) => r.id);
+      // The lease condition is repeated so the UPDATE itself decides which
+      // rows are still free (PostgreSQL re-checks it after a row-lock wait;
+      // SKIP LOCKED already keeps two controllers apart). Deliberately no
+      // status condition: with a bound 'pending' SQLite's planner prefers
+      // the status index and scans the whole backlog instead of the ids.
+      const u = await trx
         .updateTable('webhook_deliveries')
         .set({ lease_until: ms + leaseMs, claim_token: token })
         .where('id', 'in', ids)
-        .where('status', '=', 'pending')
         .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<=', ms)]))
-        .execute();
-      return trx.selectFrom('webhook_deliveries').selectAll().where('id', 'in', ids).where('claim_token', '=', token).execute();
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === rows.length) return rows;
+      const mine = new Set((await trx.selectFrom('webhook_deliveries').select('id').where('id', 'in', ids).where('claim_token', '=', token).execute()).map((r) => r.id));
+      return rows.filter((r) => mine.has(r.id));
     });
-    if (rows.length === 0) return [];
-    const deliveries = rows.map(toDelivery);
+    if (picked.length === 0) return [];
     const [alerts, endpoints] = await Promise.all([
-      this.db.selectFrom('alerts').selectAll().where('id', 'in', [...new Set(deliveries.map((d) => d.alertId))]).execute(),
-      this.db.selectFrom('webhook_endpoints').selectAll().where('id', 'in', [...new Set(deliveries.map((d) => d.endpointId))]).execute(),
+      this.db.selectFrom('alerts').selectAll().where('id', 'in', [...new Set(picked.map((d) => d.alert_id))]).execute(),
+      this.db.selectFrom('webhook_endpoints').selectAll().where('id', 'in', [...new Set(picked.map((d) => d.endpoint_id))]).execute(),
     ]);
     const alertById = new Map(alerts.map((a) => [a.id, toAlert(a)]));
     const endpointById = new Map(endpoints.map((e) => [e.id, toEndpoint(e)]));
     const out: ClaimedDelivery[] = [];
-    for (const d of deliveries) {
-      const alert = alertById.get(d.alertId);
-      const endpoint = endpointById.get(d.endpointId);
+    for (const d of picked) {
+      const alert = alertById.get(d.alert_id);
+      const endpoint = endpointById.get(d.endpoint_id);
       // Deleted between claim and read: its lease simply lapses.
-      if (alert && endpoint) out.push({ delivery: d, alert, endpoint, claimToken: token });
+      if (alert && endpoint) {
+        out.push({ delivery: { id: d.id, alertId: d.alert_id, endpointId: d.endpoint_id, attempts: toNumber(d.attempts), retryBase: toNumber(d.retry_base) }, alert, endpoint, claimToken: token });
+      }
     }
     return out;
   }
@@ -265,32 +273,27 @@ export class KyselyAlertStore implements AlertStore {
     if (results.length === 0) return 0;
     const ms = now.getTime();
     return this.db.transaction().execute(async (trx) => {
-      // Fencing: only rows still carrying the worker's claim token are ours.
-      const owned = new Set<string>();
-      const byToken = new Map<string, string[]>();
-      for (const r of results) byToken.set(r.claimToken, [...(byToken.get(r.claimToken) ?? []), r.deliveryId]);
-      for (const [token, ids] of byToken) {
-        for (let i = 0; i < ids.length; i += BATCH) {
-          const rows = await trx.selectFrom('webhook_deliveries').select('id').where('id', 'in', ids.slice(i, i + BATCH)).where('claim_token', '=', token).execute();
-          for (const r of rows) owned.add(r.id);
-        }
-      }
-      const mine = results.filter((r) => owned.has(r.deliveryId)); // others: lease lost, the newer holder's result stands
       // Rows with the same outcome are updated by one statement (a batch of
-      // successes is usually a single UPDATE … WHERE id IN (…)).
+      // successes is usually a single UPDATE … WHERE id IN (…)), fenced by
+      // the claim token: a row whose lease lapsed and was re-claimed is not
+      // ours to record — the newer holder's result stands.
       const groups = new Map<string, AttemptResult[]>();
-      for (const r of mine) {
+      for (const r of results) {
         const a = r.attempt;
-        const key = JSON.stringify([r.status, a.statusCode, a.error, r.deadReason ?? null, r.status === 'pending' ? a.nextAttemptAt?.getTime() : null]);
+        const key = JSON.stringify([r.claimToken, r.status, a.statusCode, a.error, r.deadReason ?? null, r.status === 'pending' ? a.nextAttemptAt?.getTime() : null]);
         const g = groups.get(key);
         if (g) g.push(r);
         else groups.set(key, [r]);
       }
+      const mine: AttemptResult[] = [];
       for (const g of groups.values()) {
         const r = g[0]!;
         const a = r.attempt;
         for (let i = 0; i < g.length; i += BATCH) {
-          await trx
+          const chunk = g.slice(i, i + BATCH);
+          const ids = chunk.map((x) => x.deliveryId);
+          // Which rows are still ours, asked only when the fenced UPDATE shows some are not.
+          const u = await trx
             .updateTable('webhook_deliveries')
             .set((eb) => ({
               status: r.status,
@@ -304,8 +307,19 @@ export class KyselyAlertStore implements AlertStore {
               last_error: a.error,
               dead_reason: r.status === 'dead' ? (r.deadReason ?? a.error ?? 'failed') : null,
             }))
-            .where('id', 'in', g.slice(i, i + BATCH).map((x) => x.deliveryId))
-            .execute();
+            .where('id', 'in', ids)
+            .where('claim_token', '=', r.claimToken)
+            .executeTakeFirst();
+          if (Number(u.numUpdatedRows) === chunk.length) {
+            mine.push(...chunk);
+            continue;
+          }
+          // Some leases were lost. The rows we did update now carry no token;
+          // tell them apart by the state we just wrote.
+          const ours = new Set(
+            (await trx.selectFrom('webhook_deliveries').select('id').where('id', 'in', ids).where('claim_token', 'is', null).where('updated_at', '=', ms).where('status', '=', r.status).execute()).map((x) => x.id),
+          );
+          mine.push(...chunk.filter((x) => ours.has(x.deliveryId)));
         }
       }
       for (const r of mine) {

@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+// Benchmark: agent-side CPU to sample N running containers (default 200)
+// every 5 s from cgroup files (the built CgroupReader + UsageSampler from
+// packages/agent/dist), next to the cost of ONE `docker stats --no-stream`
+// for the same containers, measured in the same run.
+//
+// Method:
+// 1. N `sleep` containers (--network none, label bulkhead.bench=cgroup-sampling)
+//    on the engine at DOCKER_HOST, which must be a PRIVATE engine (never
+//    /var/run/docker.sock).
+// 2. Baseline: this process idle for BENCH_CGROUP_IDLE_S (default 10 s).
+// 3. Sampler: UsageSampler ticking every BENCH_CGROUP_INTERVAL_MS (default
+//    5000) over all N for BENCH_CGROUP_WINDOW_S (default 60 s); CPU from
+//    process.cpuUsage() (user + system) over the window, minus the idle
+//    baseline, as a share of one core; tick wall times from `tick` events.
+// 4. `docker stats --no-stream <N ids>` once (BENCH_CGROUP_STATS_RUNS times,
+//    default 1): wall time, the CLI's CPU (a shell's cutime+cstime after
+//    waiting for it), and dockerd's + containerd's CPU over the call (from
+//    /proc/<pid>/stat), i.e. what polling the engine would cost the host.
+// Bounded: every wait has a timeout; all containers are removed at the end.
+'use strict';
+const { spawn } = require('node:child_process');
+const { readFileSync, writeFileSync, mkdirSync, existsSync } = require('node:fs');
+const { dirname, join, resolve } = require('node:path');
+const Docker = require('dockerode');
+
+const ROOT = resolve(__dirname, '..');
+const DIST = join(ROOT, 'packages/agent/dist');
+const N = Number(process.env.BENCH_CGROUP_N ?? 200);
+const IDLE_S = Number(process.env.BENCH_CGROUP_IDLE_S ?? 10);
+const WINDOW_S = Number(process.env.BENCH_CGROUP_WINDOW_S ?? 60);
+const INTERVAL_MS = Number(process.env.BENCH_CGROUP_INTERVAL_MS ?? 5000);
+const STATS_RUNS = Number(process.env.BENCH_CGROUP_STATS_RUNS ?? 1);
+const IMAGE = 'bulkhead-test/busybox:1';
+const LABEL = 'bulkhead.bench=cgroup-sampling';
+const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function procCpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK; // utime + stime
+}
+
+function pct(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** `docker stats --no-stream` once: wall ms and the CLI's CPU seconds (a shell's cutime+cstime). */
+function dockerStatsOnce(host, ids) {
+  return new Promise((resolvePromise, reject) => {
+    const started = process.hrtime.bigint();
+    // The shell waits for docker, then prints its own stat: fields 16/17 (cutime/cstime) hold docker's CPU.
+    const sh = spawn('sh', ['-c', 'docker -H "$BK_HOST" stats --no-stream --format "{{.ID}} {{.CPUPerc}}" "$@" >/dev/null; rc=$?; cat /proc/$$/stat; exit $rc', 'sh', ...ids], {
+      env: { ...process.env, BK_HOST: host },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => sh.kill('SIGKILL'), 180_000);
+    sh.stdout.on('data', (d) => (out += d));
+    sh.stderr.on('data', (d) => (err += d));
+    sh.on('close', (code) => {
+      clearTimeout(timer);
+      const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code !== 0) {
+        reject(new Error(`docker stats exited ${code}: ${err.trim()}`));
+        return;
+      }
+      const rest = out.slice(out.lastIndexOf(')') + 2).trim().split(' ');
+      resolvePromise({ wallMs, cliCpuSeconds: (Number(rest[13]) + Number(rest[14])) / CLK_TCK });
+    });
+  });
+}
+
+async function main() {
+  const host = process.env.DOCKER_HOST ?? '';
+  if (!host.startsWith('unix://') || /^unix:\/\/\/(var\/)?run\/docker\.sock$/.test(host)) {
+    throw new Error('set DOCKER_HOST=unix:///…/docker.sock of a PRIVATE engine (scripts/engine.sh start DIR); refusing the host engine');
+  }
+  if (!existsSync(join(DIST, 'cgroup/usage-sampler.js'))) throw new Error('build first: npx tsc -b packages/agent');
+  const { CgroupReader } = require(join(DIST, 'cgroup/cgroup-reader.js'));
+  const { UsageSampler } = require(join(DIST, 'cgroup/usage-sampler.js'));
+  const { loadDaemonConfig } = require(join(DIST, 'lockdown/daemon-config.js'));
+  const socketPath = host.slice('unix://'.length);
+  const docker = new Docker({ socketPath });
+  const daemon = await loadDaemonConfig({ docker, dockerSocketPath: socketPath });
+  const ctdPidFile = join(dirname(socketPath), 'containerd.pid');
+  const containerdPid = existsSync(ctdPidFile) ? Number(readFileSync(ctdPidFile, 'utf8').trim()) : undefined;
+
+  const cleanup = async () => {
+    const old = await docker.listContainers({ all: true, filters: { label: [LABEL] } });
+    for (let i = 0; i < old.length; i += 20) {
+      await Promise.all(old.slice(i, i + 20).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    }
+  };
+  process.once('SIGINT', () => cleanup().finally(() => process.exit(130)));
+  try {
+    await cleanup();
+    const t0 = Date.now();
+    for (let i = 0; i < N; i += 20) {
+      await Promise.all(
+        Array.from({ length: Math.min(20, N - i) }, async () => {
+          const c = await docker.createContainer({
+            Image: IMAGE, Cmd: ['sleep', '3600'], Labels: { 'bulkhead.bench': 'cgroup-sampling' },
+            HostConfig: { NetworkMode: 'none', NanoCpus: 100_000_000, Memory: 32 * 1024 * 1024, PidsLimit: 16 },
+          });
+          await c.start();
+        }),
+      );
+    }
+    const list = await docker.listContainers({ filters: { label: [LABEL], status: ['running'] } });
+    if (list.length !== N) throw new Error(`expected ${N} running containers, got ${list.length}`);
+    const containers = await Promise.all(list.map(async (c) => {
+      const ins = await docker.getContainer(c.Id).inspect();
+      return { id: c.Id, name: ins.Name, pid: ins.State.Pid, state: 'running' };
+    }));
+    const startSeconds = (Date.now() - t0) / 1000;
+
+    // Baseline: this process doing nothing.
+    global.gc?.();
+    await sleep(1000);
+    let u0 = process.cpuUsage();
+    let w0 = process.hrtime.bigint();
+    await sleep(IDLE_S * 1000);
+    let u1 = process.cpuUsage(u0);
+    const idleCpuPct = ((u1.user + u1.system) / 1e6) / (Number(process.hrtime.bigint() - w0) / 1e9) * 100;
+
+    // Sampler.
+    const reader = await CgroupReader.forHost({ driver: daemon.info?.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs' });
+    const tickMs = [];
+    let samplesSeen = 0;
+    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS });
+    sampler.on('tick', (samples, info) => {
+      tickMs.push(info.durationMs);
+      samplesSeen += samples.length;
+    });
+    sampler.on('sampleError', (id, e) => console.error(`sample error ${id}: ${e.message}`));
+    sampler.start();
+    await sleep(INTERVAL_MS + 500); // first tick (locates every cgroup, reads limits) is warm-up
+    const warmTicks = tickMs.length;
+    u0 = process.cpuUsage();
+    w0 = process.hrtime.bigint();
+    await sleep(WINDOW_S * 1000);
+    u1 = process.cpuUsage(u0);
+    const windowS = Number(process.hrtime.bigint() - w0) / 1e9;
+    await sampler.stop();
+    const samplerCpuPct = ((u1.user + u1.system) / 1e6) / windowS * 100;
+    const steadyTicks = tickMs.slice(warmTicks);
+    const sortedTicks = [...steadyTicks].sort((a, b) => a - b);
+
+    // docker stats one-shot, same containers.
+    const stats = [];
+    for (let r = 0; r < STATS_RUNS; r++) {
+      const d0 = daemon.pid ? procCpuSeconds(daemon.pid) : NaN;
+      const c0 = containerdPid ? procCpuSeconds(containerdPid) : NaN;
+      const s = await dockerStatsOnce(host, containers.map((c) => c.id));
+      stats.push({
+        ...s,
+        dockerdCpuSeconds: daemon.pid ? procCpuSeconds(daemon.pid) - d0 : null,
+        containerdCpuSeconds: containerdPid ? procCpuSeconds(containerdPid) - c0 : null,
+      });
+      await sleep(2000);
+    }
+    const st = stats[0];
+    const statsHostCpuS = st.cliCpuSeconds + (st.dockerdCpuSeconds ?? 0) + (st.containerdCpuSeconds ?? 0);
+
+    const result = {
+      benchmark: 'cgroup-sampling',
+      date: new Date().toISOString(),
+      node: process.version,
+      cgroupVersion: reader.version,
+      runningContainers: N,
+      containerStartSeconds: +startSeconds.toFixed(1),
+      intervalMs: INTERVAL_MS,
+      windowSeconds: +windowS.toFixed(1),
+      ticks: steadyTicks.length,
+      samplesPerTick: steadyTicks.length ? Math.round((samplesSeen) / tickMs.length) : 0,
+      sampler: {
+        cpuPercentOfOneCore: +samplerCpuPct.toFixed(3),
+        cpuPercentOfOneCoreMinusIdle: +(samplerCpuPct - idleCpuPct).toFixed(3),
+        idleBaselineCpuPercent: +idleCpuPct.toFixed(3),
+        cpuMsPerTick: steadyTicks.length ? +(((u1.user + u1.system) / 1e3) / steadyTicks.length).toFixed(1) : null,
+        tickWallMs: sortedTicks.length ? { p50: +pct(sortedTicks, 50).toFixed(1), max: +sortedTicks[sortedTicks.length - 1].toFixed(1) } : null,
+      },
+      dockerStatsNoStream: {
+        runs: stats.map((s) => ({
+          wallMs: Math.round(s.wallMs),
+          cliCpuSeconds: +s.cliCpuSeconds.toFixed(2),
+          dockerdCpuSeconds: s.dockerdCpuSeconds === null ? null : +s.dockerdCpuSeconds.toFixed(2),
+          containerdCpuSeconds: s.containerdCpuSeconds === null ? null : +s.containerdCpuSeconds.toFixed(2),
+        })),
+        // If this one-shot were repeated every interval, as a share of one core:
+        hostCpuPercentOfOneCoreAtInterval: +((statsHostCpuS / (INTERVAL_MS / 1000)) * 100).toFixed(1),
+      },
+    };
+    mkdirSync(join(__dirname, 'results'), { recursive: true });
+    writeFileSync(join(__dirname, 'results', 'cgroup-sampling.json'), JSON.stringify(result, null, 2) + '\n');
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

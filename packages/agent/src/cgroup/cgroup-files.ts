@@ -1,0 +1,141 @@
+// Owns reading and parsing the cgroup interface files, v1 and v2: the small
+// pseudo-files the kernel regenerates on every read (cpu.stat,
+// memory.current, cpuacct.usage, pids.max …).
+//
+// Reads are async (libuv thread pool) and cheap: open, ONE read into a
+// buffer, close. fs.readFile would also fstat and read again to see EOF —
+// five operations instead of three, for files whose st_size is 0 anyway.
+import { close, open, read } from 'node:fs';
+
+/** Opens a file read-only (callback API: no FileHandle objects to collect). */
+export function openFile(path: string): Promise<number> {
+  return new Promise((resolve, reject) => open(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+/** Closes, ignoring errors (the cgroup may be gone). */
+export function closeFile(fd: number): void {
+  close(fd, () => undefined);
+}
+
+/**
+ * Reads a pseudo-file through an fd kept open, from offset 0: the kernel
+ * regenerates cgroup files on every read at offset 0, so one pread is a
+ * fresh value — about a tenth of the CPU of open + read + close.
+ */
+export function preadFile(fd: number, size = 64): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const step = (buf: Buffer, pos: number): void => {
+      read(fd, buf, 0, buf.length, pos, (err, n) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        chunks.push(buf.subarray(0, n));
+        if (n === buf.length) {
+          step(Buffer.allocUnsafe(buf.length * 4), pos + n);
+          return;
+        }
+        resolve(chunks.length === 1 ? chunks[0]!.toString('latin1') : Buffer.concat(chunks).toString('latin1'));
+      });
+    };
+    step(Buffer.allocUnsafe(size), 0);
+  });
+}
+
+/** Reads a small pseudo-file completely (grows the buffer for the rare large memory.stat). */
+export function readSmallFile(path: string, size = 4096): Promise<string> {
+  return new Promise((resolve, reject) => {
+    open(path, 'r', (err, fd) => {
+      if (err) {
+        reject(err);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      const step = (buf: Buffer, pos: number): void => {
+        read(fd, buf, 0, buf.length, pos, (err2, n) => {
+          if (err2) {
+            close(fd, () => undefined);
+            reject(err2);
+            return;
+          }
+          chunks.push(buf.subarray(0, n));
+          if (n === buf.length) {
+            step(Buffer.allocUnsafe(buf.length * 2), pos + n);
+            return;
+          }
+          close(fd, () => undefined);
+          resolve(chunks.length === 1 ? chunks[0]!.toString('latin1') : Buffer.concat(chunks).toString('latin1'));
+        });
+      };
+      step(Buffer.allocUnsafe(size), 0);
+    });
+  });
+}
+
+/**
+ * Values at or above this are "no limit": v1 writes PAGE_COUNTER_MAX pages
+ * (9223372036854771712 on 4 KiB pages) for an unlimited memory cgroup.
+ */
+const UNLIMITED_BYTES = 2 ** 60;
+
+/** An integer file: "12345\n" → 12345; "max" / "-1" / huge → 0 (= unlimited, as Docker reports it). */
+export function parseLimit(text: string): number {
+  const t = text.trim();
+  if (t === 'max' || t === '' || t.startsWith('-')) return 0;
+  const n = Number(t);
+  return Number.isFinite(n) && n < UNLIMITED_BYTES ? n : 0;
+}
+
+/** An integer counter file ("12345\n" → 12345); NaN-safe (→ 0). */
+export function parseCounter(text: string): number {
+  const n = Number(text.trim());
+  return Number.isFinite(n) ? n : 0;
+}
+
+/** "key value" lines (cpu.stat, memory.stat, pids.events) → the value of `key`, or undefined. */
+export function statValue(text: string, key: string): number | undefined {
+  // Keys are at line starts; search instead of splitting every line (memory.stat has ~40).
+  let i = text.startsWith(`${key} `) ? 0 : text.indexOf(`\n${key} `);
+  if (i < 0) return undefined;
+  if (i > 0) i += 1;
+  const start = i + key.length + 1;
+  const end = text.indexOf('\n', start);
+  const n = Number(text.slice(start, end < 0 ? undefined : end));
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** v2 cpu.max: "max 100000" → 0 (unlimited); "20000 100000" → 0.2 CPUs. */
+export function parseCpuMax(text: string): number {
+  const [quota, period] = text.trim().split(/\s+/);
+  if (quota === undefined || quota === 'max') return 0;
+  const q = Number(quota);
+  const p = Number(period ?? '100000');
+  return q > 0 && p > 0 ? q / p : 0;
+}
+
+/** v1 cpu.cfs_quota_us / cpu.cfs_period_us → CPUs (quota -1 → 0 = unlimited). */
+export function parseCfsQuota(quotaText: string, periodText: string): number {
+  const q = Number(quotaText.trim());
+  const p = Number(periodText.trim());
+  return q > 0 && p > 0 ? q / p : 0;
+}
+
+/**
+ * /proc/<pid>/cgroup → controller → path. v1 lines "4:memory:/docker/<id>"
+ * (comma-joined controllers split out); the v2 line "0::/system.slice/…" is
+ * stored under "" .
+ */
+export function parseProcCgroup(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    const ctrls = line.slice(first + 1, second);
+    const path = line.slice(second + 1);
+    if (ctrls === '') out.set('', path);
+    else for (const c of ctrls.split(',')) out.set(c, path);
+  }
+  return out;
+}

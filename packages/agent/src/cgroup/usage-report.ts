@@ -1,0 +1,108 @@
+// Owns "what usage is worth sending to the controller": the sampler reads
+// every container every 5 s, but the controller only needs a container's
+// usage when it changed noticeably, plus a slow heartbeat so stale numbers
+// age out. This filter turns ticks into those deltas (and removals), so 200
+// idle containers cost one small message a minute instead of 40 a second.
+import type { UsageSample } from './usage-sampler';
+
+export interface UsageReportOptions {
+  /** Send when CPU use moved by at least this many percentage points of one CPU. Default 5. */
+  cpuPointsDelta?: number;
+  /** Send when memory moved by at least this fraction of the last sent value. Default 0.05 (5 %). */
+  memoryRelativeDelta?: number;
+  /** …and by at least this many bytes (tiny containers jitter by whole pages). Default 1 MiB. */
+  memoryMinBytesDelta?: number;
+  /** Send when the pids count changed by at least this much. Default 5. */
+  pidsDelta?: number;
+  /** Send every container at least this often, changed or not. Default 60 s. */
+  heartbeatMs?: number;
+}
+
+/** What goes on the wire for one container (see the proposed proto ContainerUsage). */
+export interface UsageReport {
+  containerId: string;
+  at: number;
+  cpuCores: number | null;
+  cpuPercentOfQuota: number | null;
+  cpuLimitCores: number;
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  memoryPercentOfLimit: number | null;
+  pids: number;
+  pidsLimit: number;
+}
+
+export interface UsageDelta {
+  /** Containers whose usage changed noticeably (or whose heartbeat is due). */
+  updates: UsageReport[];
+  /** Containers reported before that were not in this tick (stopped or removed). */
+  removed: string[];
+}
+
+export class UsageReportFilter {
+  private readonly sent = new Map<string, UsageReport>();
+  private readonly o: Required<UsageReportOptions>;
+
+  constructor(o: UsageReportOptions = {}) {
+    this.o = {
+      cpuPointsDelta: o.cpuPointsDelta ?? 5,
+      memoryRelativeDelta: o.memoryRelativeDelta ?? 0.05,
+      memoryMinBytesDelta: o.memoryMinBytesDelta ?? 1024 * 1024,
+      pidsDelta: o.pidsDelta ?? 5,
+      heartbeatMs: o.heartbeatMs ?? 60_000,
+    };
+  }
+
+  /** Feed one tick's samples (the sampler's `tick` event); returns what to send. */
+  next(samples: readonly UsageSample[]): UsageDelta {
+    const updates: UsageReport[] = [];
+    const seen = new Set<string>();
+    for (const s of samples) {
+      seen.add(s.containerId);
+      const r = toReport(s);
+      const last = this.sent.get(s.containerId);
+      if (!last || this.differs(last, r)) {
+        updates.push(r);
+        this.sent.set(s.containerId, r);
+      }
+    }
+    const removed: string[] = [];
+    for (const id of this.sent.keys()) {
+      if (!seen.has(id)) {
+        removed.push(id);
+        this.sent.delete(id);
+      }
+    }
+    return { updates, removed };
+  }
+
+  /** Forget everything sent (after a reconnect the controller needs the full picture again). */
+  reset(): void {
+    this.sent.clear();
+  }
+
+  private differs(a: UsageReport, b: UsageReport): boolean {
+    if (b.at - a.at >= this.o.heartbeatMs) return true;
+    if (a.cpuLimitCores !== b.cpuLimitCores || a.memoryLimitBytes !== b.memoryLimitBytes || a.pidsLimit !== b.pidsLimit) return true;
+    if ((a.cpuCores === null) !== (b.cpuCores === null)) return true;
+    if (a.cpuCores !== null && b.cpuCores !== null && Math.abs(a.cpuCores - b.cpuCores) * 100 >= this.o.cpuPointsDelta) return true;
+    const dm = Math.abs(a.memoryBytes - b.memoryBytes);
+    if (dm >= this.o.memoryMinBytesDelta && dm >= a.memoryBytes * this.o.memoryRelativeDelta) return true;
+    return Math.abs(a.pids - b.pids) >= this.o.pidsDelta;
+  }
+}
+
+function toReport(s: UsageSample): UsageReport {
+  return {
+    containerId: s.containerId,
+    at: s.at,
+    cpuCores: s.cpuCores === null ? null : Math.round(s.cpuCores * 1000) / 1000,
+    cpuPercentOfQuota: s.cpuPercentOfQuota,
+    cpuLimitCores: s.cpuLimitCores,
+    memoryBytes: s.memoryBytes,
+    memoryLimitBytes: s.memoryLimitBytes,
+    memoryPercentOfLimit: s.memoryPercentOfLimit,
+    pids: s.pids,
+    pidsLimit: s.pidsLimit,
+  };
+}

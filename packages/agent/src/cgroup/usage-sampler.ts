@@ -1,0 +1,277 @@
+// Owns live usage of every running container: every N seconds (default 5)
+// it reads each container's cgroup, turns counters into rates (CPU % of the
+// container's quota, memory % of its limit, pids), keeps a short window per
+// container, and watches the runtime rules: "CPU above N % of its quota for
+// T seconds", "memory above N % of its limit", "pids above N".
+//
+// Events: `usage` (one per container per tick), `tick` (all of a tick's
+// samples, for batching to the controller), `breach` (a rule's condition has
+// held for its duration; once, until it clears), `recovered` (it cleared),
+// `sampleError` (a read failed for another reason than the container going
+// away). Ticks never overlap: the next one is scheduled after the previous
+// finished, at the next interval boundary.
+import { EventEmitter } from 'node:events';
+import { CgroupNotFoundError, type CgroupUsage } from './cgroup-reader';
+import {
+  resolveUsageSamplerOptions, type ResolvedUsageSamplerOptions, type RuntimeRule, type SampledContainer, type UsageSamplerOptions,
+} from './usage-sampler-options';
+
+export type { RuntimeRule, SampledContainer, UsageSamplerOptions, CpuRule, MemoryRule, PidsRule } from './usage-sampler-options';
+
+export interface UsageSample extends CgroupUsage {
+  name: string;
+  /** CPUs in use, averaged since the previous sample; null on a container's first sample. */
+  cpuCores: number | null;
+  /** cpuCores as a percentage of the CPU quota; null when unlimited or on the first sample. */
+  cpuPercentOfQuota: number | null;
+  /** null when the memory limit is unlimited. */
+  memoryPercentOfLimit: number | null;
+  /** null when the pids limit is unlimited. */
+  pidsPercentOfLimit: number | null;
+  /** Which resources have no limit at all. */
+  unlimited: { cpu: boolean; memory: boolean; pids: boolean };
+}
+
+export interface Breach {
+  ruleId: string;
+  metric: RuntimeRule['metric'];
+  containerId: string;
+  name: string;
+  /** The measured value: a percentage for cpu/memory (and pids with abovePercent only), else a count. */
+  value: number;
+  threshold: number;
+  unit: 'percent-of-quota' | 'percent-of-limit' | 'count';
+  /** When the condition started to hold (ms since epoch). */
+  sinceMs: number;
+  forSeconds: number;
+  /** When the breach was declared. */
+  at: number;
+  sample: UsageSample;
+}
+
+export interface Recovery {
+  ruleId: string;
+  containerId: string;
+  name: string;
+  at: number;
+  /** When the breach had been declared. */
+  breachedAt: number;
+}
+
+export interface TickInfo {
+  at: number;
+  durationMs: number;
+  containers: number;
+  errors: number;
+}
+
+export interface UsageSamplerEvents {
+  usage: [sample: UsageSample];
+  tick: [samples: UsageSample[], info: TickInfo];
+  breach: [breach: Breach];
+  recovered: [recovery: Recovery];
+  /** containerId is "" when the whole tick failed. */
+  sampleError: [containerId: string, error: Error];
+}
+
+interface RuleState {
+  sinceMs: number | undefined;
+  breachedAt: number | undefined;
+}
+
+/** The container's CPU limit in CPUs from its inspect fields (0 = unlimited). */
+function factsCpus(c: SampledContainer): number {
+  if ((c.nanoCpus ?? 0) > 0) return c.nanoCpus! / 1e9;
+  if ((c.cpuQuota ?? 0) > 0) return c.cpuQuota! / ((c.cpuPeriod ?? 0) > 0 ? c.cpuPeriod! : 100_000);
+  return 0;
+}
+
+export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
+  private readonly o: ResolvedUsageSamplerOptions;
+  private readonly windows = new Map<string, UsageSample[]>();
+  private readonly ruleStates = new Map<string, RuleState>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<UsageSample[]> | undefined;
+  private stopped = true;
+
+  constructor(opts: UsageSamplerOptions) {
+    super();
+    this.o = resolveUsageSamplerOptions(opts);
+  }
+
+  /** Creates a sampler and starts ticking (first tick right away). */
+  static start(opts: UsageSamplerOptions): UsageSampler {
+    const s = new UsageSampler(opts);
+    s.start();
+    return s;
+  }
+
+  get intervalMs(): number {
+    return this.o.intervalMs;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Stops ticking and waits for a tick in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** The samples kept for a container, oldest first. */
+  window(containerId: string): readonly UsageSample[] {
+    return this.windows.get(containerId) ?? [];
+  }
+
+  /** The latest sample of every container seen in the last tick. */
+  latest(): Map<string, UsageSample> {
+    const out = new Map<string, UsageSample>();
+    for (const [id, w] of this.windows) if (w.length > 0) out.set(id, w[w.length - 1]!);
+    return out;
+  }
+
+  /** One sampling pass over every container (also what the timer runs). Concurrent calls share one pass. */
+  tick(): Promise<UsageSample[]> {
+    this.running ??= this.sampleAll().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      const started = this.o.now();
+      this.tick()
+        // A failing tick (e.g. the inventory callback threw) must not stop sampling.
+        .catch((e: Error) => void this.emit('sampleError', '', e))
+        .then(() => {
+          const elapsed = this.o.now() - started;
+          this.schedule(Math.max(0, this.o.intervalMs - elapsed));
+        });
+    }, delayMs);
+    // The sampler must never keep a process alive on its own.
+    this.timer.unref();
+  }
+
+  private async sampleAll(): Promise<UsageSample[]> {
+    const started = this.o.now();
+    const list = [...this.o.containers()].filter((c) => c.state === undefined || c.state === 'running');
+    const samples: UsageSample[] = [];
+    let errors = 0;
+    for (let i = 0; i < list.length; i += this.o.concurrency) {
+      const batch = list.slice(i, i + this.o.concurrency);
+      const reads = await Promise.all(
+        batch.map((c) =>
+          this.o.reader.read(c.id, c.pid).then(
+            (u) => ({ c, u }),
+            (e: Error) => {
+              if (!(e instanceof CgroupNotFoundError)) {
+                errors++;
+                this.emit('sampleError', c.id, e);
+              }
+              return undefined;
+            },
+          ),
+        ),
+      );
+      for (const r of reads) if (r) samples.push(this.record(r.c, r.u));
+    }
+    // Forget containers that are gone.
+    const live = new Set(list.map((c) => c.id));
+    for (const id of this.windows.keys()) {
+      if (!live.has(id)) {
+        this.windows.delete(id);
+        this.o.reader.forget(id);
+        for (const r of this.o.rules) this.ruleStates.delete(`${r.id}\0${id}`);
+      }
+    }
+    for (const s of samples) this.emit('usage', s);
+    const byId = new Map(list.map((c) => [c.id, c]));
+    for (const s of samples) this.checkRules(byId.get(s.containerId)!, s);
+    this.emit('tick', samples, { at: started, durationMs: this.o.now() - started, containers: list.length, errors });
+    return samples;
+  }
+
+  private record(c: SampledContainer, u: CgroupUsage): UsageSample {
+    const w = this.windows.get(c.id) ?? [];
+    const prev = w[w.length - 1];
+    const cpuLimit = u.cpuLimitCores > 0 ? u.cpuLimitCores : factsCpus(c);
+    const memLimit = u.memoryLimitBytes > 0 ? u.memoryLimitBytes : c.memoryLimitBytes ?? 0;
+    const pidsLimit = u.pidsLimit > 0 ? u.pidsLimit : (c.pidsLimit ?? 0) > 0 ? c.pidsLimit! : 0;
+    let cpuCores: number | null = null;
+    if (prev && u.at > prev.at && u.cpuUsageNs >= prev.cpuUsageNs) cpuCores = (u.cpuUsageNs - prev.cpuUsageNs) / ((u.at - prev.at) * 1e6);
+    const sample: UsageSample = {
+      ...u,
+      cpuLimitCores: cpuLimit,
+      memoryLimitBytes: memLimit,
+      pidsLimit,
+      name: (c.name ?? '').replace(/^\//, '') || c.id.slice(0, 12),
+      cpuCores,
+      cpuPercentOfQuota: cpuCores !== null && cpuLimit > 0 ? round((cpuCores / cpuLimit) * 100) : null,
+      memoryPercentOfLimit: memLimit > 0 ? round((u.memoryBytes / memLimit) * 100) : null,
+      pidsPercentOfLimit: pidsLimit > 0 ? round((u.pids / pidsLimit) * 100) : null,
+      unlimited: { cpu: cpuLimit <= 0, memory: memLimit <= 0, pids: pidsLimit <= 0 },
+    };
+    w.push(sample);
+    if (w.length > this.o.windowSize) w.splice(0, w.length - this.o.windowSize);
+    this.windows.set(c.id, w);
+    return sample;
+  }
+
+  private checkRules(c: SampledContainer, s: UsageSample): void {
+    const w = this.windows.get(c.id)!;
+    const prev = w.length >= 2 ? w[w.length - 2] : undefined;
+    for (const rule of this.o.rules) {
+      if (rule.appliesTo && !rule.appliesTo(c)) continue;
+      const key = `${rule.id}\0${c.id}`;
+      const st = this.ruleStates.get(key) ?? { sinceMs: undefined, breachedAt: undefined };
+      const m = measure(rule, s);
+      if (!m.above) {
+        if (st.breachedAt !== undefined) this.emit('recovered', { ruleId: rule.id, containerId: c.id, name: s.name, at: s.at, breachedAt: st.breachedAt });
+        this.ruleStates.delete(key);
+        continue;
+      }
+      // A CPU rate covers the interval since the previous sample, so the
+      // condition has held since then.
+      st.sinceMs ??= rule.metric === 'cpu' && prev ? prev.at : s.at;
+      const forMs = (rule.forSeconds ?? 0) * 1000;
+      const slack = Math.min(250, this.o.intervalMs / 10);
+      if (st.breachedAt === undefined && s.at - st.sinceMs + slack >= forMs) {
+        st.breachedAt = s.at;
+        this.emit('breach', {
+          ruleId: rule.id, metric: rule.metric, containerId: c.id, name: s.name, value: m.value, threshold: m.threshold, unit: m.unit,
+          sinceMs: st.sinceMs, forSeconds: rule.forSeconds ?? 0, at: s.at, sample: s,
+        });
+      }
+      this.ruleStates.set(key, st);
+    }
+  }
+}
+
+function measure(rule: RuntimeRule, s: UsageSample): { above: boolean; value: number; threshold: number; unit: Breach['unit'] } {
+  if (rule.metric === 'cpu') {
+    const v = s.cpuPercentOfQuota;
+    return { above: v !== null && v > rule.abovePercent, value: v ?? 0, threshold: rule.abovePercent, unit: 'percent-of-quota' };
+  }
+  if (rule.metric === 'memory') {
+    const v = s.memoryPercentOfLimit;
+    return { above: v !== null && v > rule.abovePercent, value: v ?? 0, threshold: rule.abovePercent, unit: 'percent-of-limit' };
+  }
+  if (rule.above !== undefined && s.pids > rule.above) return { above: true, value: s.pids, threshold: rule.above, unit: 'count' };
+  const pct = s.pidsPercentOfLimit;
+  if (rule.abovePercent !== undefined && pct !== null && pct > rule.abovePercent) return { above: true, value: pct, threshold: rule.abovePercent, unit: 'percent-of-limit' };
+  return rule.above !== undefined
+    ? { above: false, value: s.pids, threshold: rule.above, unit: 'count' }
+    : { above: false, value: pct ?? 0, threshold: rule.abovePercent ?? 0, unit: 'percent-of-limit' };
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
