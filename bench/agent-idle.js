@@ -60,7 +60,7 @@ async function main() {
     });
     const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
-    const agent = spawn(process.execPath, [AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const agent = spawn(process.execPath, [AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock')], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(agent);
     const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);

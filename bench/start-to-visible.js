@@ -83,7 +83,7 @@ async function main() {
     const enrolled = execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]).toString();
     const agentId = /enrolled as (agt_[0-9a-f]+)/.exec(enrolled)[1];
     const connected = new Promise((res) => {
-      children.push(daemon(AGENT, ['run', '--state-dir', join(dir, 'agent'), '--docker-host', host], (l) => {
+      children.push(daemon(AGENT, ['run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock')], (l) => {
         if (l.msg === 'connected to controller') res();
       }));
     });

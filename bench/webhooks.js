@@ -22,7 +22,7 @@
 'use strict';
 const { spawn } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
-const { tmpdir } = require('node:os');
+const { tmpdir, loadavg } = require('node:os');
 const { join, resolve } = require('node:path');
 
 const ROOT = resolve(__dirname, '..');
@@ -115,7 +115,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bk-bench-webhooks-'));
   const rx = startReceiver();
   const logger = createLogger({ name: 'bench', level: 'warn' });
-  const result = { benchmark: 'webhooks', date: new Date().toISOString(), node: process.version, workers: WORKERS, batchSize: BATCH };
+  const result = { benchmark: 'webhooks', date: new Date().toISOString(), node: process.version, workers: WORKERS, batchSize: BATCH, loadAverage1mAtStart: Math.round(loadavg()[0] * 100) / 100 };
   try {
     const { port } = await rx.ask();
     const url = `http://127.0.0.1:${port}/hook`;
@@ -184,6 +184,8 @@ async function main() {
       await alerting.stop();
       await store.close();
     }
+    // Other work on the machine skews throughput; the CPU-per-alert figures above do not depend on it.
+    result.loadAverage1mAtEnd = Math.round(loadavg()[0] * 100) / 100;
     mkdirSync(join(__dirname, 'results'), { recursive: true });
     writeFileSync(join(__dirname, 'results', 'webhooks.json'), JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));

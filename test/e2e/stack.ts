@@ -93,7 +93,7 @@ export interface AgentHandle {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function enrollAgent(ctl: ControllerHandle, root: string, name: string, dockerHost: string): Promise<AgentHandle> {
+export async function enrollAgent(ctl: ControllerHandle, root: string, name: string, dockerHost: string, extraRunArgs: string[] = []): Promise<AgentHandle> {
   const stateDir = join(root, name);
   const token = await ctl.token();
   const r = await run(AGENT_BIN, ['enroll', '--controller', ctl.grpcAddr, '--token', token, '--ca-fingerprint', ctl.caFingerprint, '--state-dir', stateDir]);
@@ -109,7 +109,7 @@ export async function enrollAgent(ctl: ControllerHandle, root: string, name: str
       return daemon;
     },
     start() {
-      daemon = Daemon.start(name, AGENT_BIN, ['run', '--state-dir', stateDir, '--docker-host', dockerHost, '--reconcile-interval', '5s']);
+      daemon = Daemon.start(name, AGENT_BIN, ['run', '--state-dir', stateDir, '--docker-host', dockerHost, '--reconcile-interval', '5s', '--authz-socket', join(stateDir, 'authz.sock'), ...extraRunArgs]);
     },
     async stop(signal) {
       await daemon?.stop(signal);

@@ -11,7 +11,13 @@ export interface AgentOptions {
   hostLabels: Record<string, string>;
   /** Full re-list of containers, to catch events dockerd dropped. Default 30 s. */
   reconcileIntervalMs: number;
+  /** Unix socket of the Docker authorization plugin; undefined = prevention off. */
+  authzSocket: string | undefined;
+  /** A local policy file enforced until the controller sends a bundle. */
+  policyFile: string | undefined;
 }
+
+export const DEFAULT_AUTHZ_SOCKET = '/run/docker/plugins/bulkhead.sock';
 
 export interface AgentOptionsInput {
   stateDir: string;
@@ -19,6 +25,9 @@ export interface AgentOptionsInput {
   controller?: string | undefined;
   hostLabel?: string[] | undefined;
   reconcileInterval?: string | number | undefined;
+  /** false (from --no-authz) turns prevention off; a string is the socket path. */
+  authzSocket?: string | boolean | undefined;
+  policyFile?: string | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -43,5 +52,16 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     controller: input.controller || undefined,
     hostLabels,
     reconcileIntervalMs,
+    authzSocket: authzSocket(input.authzSocket),
+    policyFile: input.policyFile || undefined,
   };
+}
+
+function authzSocket(v: string | boolean | undefined): string | undefined {
+  if (v === false) return undefined;
+  if (v === undefined || v === true || v === '') return DEFAULT_AUTHZ_SOCKET;
+  if (!v.startsWith('/') || !v.endsWith('.sock')) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `authz socket "${v}" must be an absolute path ending in .sock (dockerd finds plugins as /run/docker/plugins/NAME.sock)`);
+  }
+  return v;
 }

@@ -1,6 +1,6 @@
 // @bulkhead/agent: the host daemon.
-export { Agent, watcherInventory } from './agent';
-export { resolveAgentOptions } from './agent-options';
+export { Agent, reportedInventory } from './agent';
+export { resolveAgentOptions, DEFAULT_AUTHZ_SOCKET } from './agent-options';
 export type { AgentOptions, AgentOptionsInput } from './agent-options';
 export { enroll, fetchPinnedCa } from './enroll/enroll';
 export type { EnrollOptions } from './enroll/enroll';

@@ -54,10 +54,13 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--controller <host:port>', 'override the controller address saved at enrollment').env('BULKHEAD_CONTROLLER_OVERRIDE'))
     .addOption(new Option('--host-label <key=value...>', 'label this host (repeatable); policies can scope rules by host labels'))
     .addOption(new Option('--reconcile-interval <duration>', 'how often the full container list is re-read to catch missed events').env('BULKHEAD_RECONCILE_INTERVAL').default('30s'))
+    .addOption(new Option('--authz-socket <path>', 'serve the Docker authorization plugin on this socket (dockerd: "authorization-plugins": ["bulkhead"])').env('BULKHEAD_AUTHZ_SOCKET').default('/run/docker/plugins/bulkhead.sock'))
+    .option('--no-authz', 'do not serve the Docker authorization plugin (no prevention; reaction only)')
+    .addOption(new Option('--policy-file <file>', 'a local policy (YAML/JSON) enforced until the controller sends one').env('BULKHEAD_POLICY_FILE'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock')
-    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string }) => {
-      const opts = resolveAgentOptions(o);
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string }) => {
+      const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
       const agent = await Agent.start(opts, logger);
       await new Promise<void>((resolve) => {

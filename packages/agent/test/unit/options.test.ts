@@ -7,7 +7,10 @@ import { saveCredentials, loadCredentials, isEnrolled, statePaths } from '../../
 
 t.test('agent options: defaults and clear errors', async (t) => {
   const o = resolveAgentOptions({ stateDir: '/s', hostLabel: ['env=prod', 'zone=a=b'] });
-  t.same(o, { stateDir: '/s', dockerHost: undefined, controller: undefined, hostLabels: { env: 'prod', zone: 'a=b' }, reconcileIntervalMs: 30_000 });
+  t.same(o, { stateDir: '/s', dockerHost: undefined, controller: undefined, hostLabels: { env: 'prod', zone: 'a=b' }, reconcileIntervalMs: 30_000, authzSocket: '/run/docker/plugins/bulkhead.sock', policyFile: undefined });
+  t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');
+  t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: '/tmp/x/a.sock' }).authzSocket, '/tmp/x/a.sock');
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', authzSocket: 'relative.sock' }), { message: /absolute path/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', reconcileInterval: '5s', dockerHost: 'unix:///x.sock' }).reconcileIntervalMs, 5000);
   t.throws(() => resolveAgentOptions({ stateDir: '' }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveAgentOptions({ stateDir: '/s', hostLabel: ['novalue'] }), { message: /key=value/ });
