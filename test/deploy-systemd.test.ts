@@ -26,8 +26,8 @@ const UNITS: UnitSpec[] = [
     subcommand: 'run',
     expect: [
       /^ExecStart=\/usr\/bin\/node \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
-      /^After=.*\bdocker\.service\b/m,
-      /^Wants=.*\bdocker\.service\b/m,
+      // Before the engine: it serves dockerd's authorization plugin.
+      /^Before=.*\bdocker\.service\b/m,
       /^EnvironmentFile=-\/etc\/bulkhead\/agent\.env$/m,
       /^StateDirectory=bulkhead-agent$/m,
       /^Restart=always$/m,

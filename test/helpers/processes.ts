@@ -135,3 +135,35 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 export function readText(path: string): string {
   return readFileSync(path, 'utf8');
 }
+
+/** Any method over HTTPS trusting only `caPem`; `body` is sent as-is with `contentType`. */
+export function apiRequest<T = unknown>(
+  base: string,
+  method: string,
+  path: string,
+  caPem: string,
+  apiKey: string,
+  body?: string,
+  contentType = 'application/json',
+): Promise<ApiResponse<T>> {
+  return new Promise((resolvePromise, reject) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${apiKey}` };
+    if (body !== undefined) headers['content-type'] = contentType;
+    const req = request(new URL(path, base), { method, ca: caPem, headers }, (res) => {
+      let data = '';
+      res.on('data', (d: Buffer) => (data += d.toString()));
+      res.on('end', () => {
+        let parsed: unknown = data;
+        try {
+          parsed = JSON.parse(data);
+        } catch {
+          /* keep text */
+        }
+        resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: parsed as T });
+      });
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}

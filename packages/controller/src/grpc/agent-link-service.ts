@@ -54,6 +54,8 @@ export class AgentLinkService {
   private readonly helloTimeoutMs: number;
   private readonly now: () => Date;
   private unsubscribePolicy: (() => void) | undefined;
+  /** Alerts (issue 6): pending "offline unless it comes back" checks. */
+  private readonly offlineTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -89,6 +91,8 @@ export class AgentLinkService {
   /** Closes every stream (controller shutdown) and marks those agents offline. */
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
+    for (const timer of this.offlineTimers) clearTimeout(timer); // alerts (issue 6)
+    this.offlineTimers.clear();
     this.unsubscribePolicy?.();
     this.unsubscribePolicy = undefined;
     const all = [...this.sessions.values()];
@@ -158,7 +162,7 @@ export class AgentLinkService {
       void s.chain.then(() => this.opts.store.setAgentStatus(s.agentId, 'offline', this.now())).then(
         () => {
           log.info({ agentId: s.agentId, why }, 'agent disconnected');
-          this.raiseAgentState(s.agentId, 'agent_offline', `agent ${s.agentId} is offline: its stream ${why}`); // alerts (issue 6)
+          this.raiseOfflineUnlessBack(s.agentId, why); // alerts (issue 6)
         },
         (err: unknown) => log.error({ err }, 'marking agent offline failed'),
       );
@@ -290,6 +294,20 @@ export class AgentLinkService {
   /** Never blocks or fails the link: a failed raise is logged. */
   private raise(input: Parameters<AlertSink['raise']>[0]): void {
     this.opts.alerts?.raise(input).catch((err: unknown) => this.opts.logger.error({ err, alertType: input.type }, 'raising an alert failed'));
+  }
+
+  /**
+   * A stream that ends is often an agent restart (upgrade, config change):
+   * agent_offline only if it has not reconnected within offlineAfterMs.
+   */
+  private raiseOfflineUnlessBack(agentId: string, why: string): void {
+    if (!this.opts.alerts) return;
+    const timer = setTimeout(() => {
+      this.offlineTimers.delete(timer);
+      if (!this.sessions.has(agentId)) this.raiseAgentState(agentId, 'agent_offline', `agent ${agentId} is offline: its stream ${why} ${Math.round(this.offlineAfterMs / 1000)}s ago and it has not reconnected`);
+    }, this.offlineAfterMs);
+    timer.unref();
+    this.offlineTimers.add(timer);
   }
 
   private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string): void {

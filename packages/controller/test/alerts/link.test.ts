@@ -56,7 +56,15 @@ t.test('violations and agent offline/online become alerts', async (t) => {
     };
     write({ hello: { agentId, agentVersion: '0.1.0-test', host: hostFacts('prod-7'), startedAtMs: Date.now() } });
     const acked = (n: number) => received.some((m) => m.body === 'ack' && Number(m.ack?.seq) === n);
-    return { call, write, acked };
+    // Heartbeats keep the sweeper away; stop() leaves the stream open but silent.
+    const beat = setInterval(() => write({ heartbeat: { sentAtMs: Date.now() } }), 150);
+    const stop = () => clearInterval(beat);
+    const end = () => {
+      stop();
+      call.end();
+    };
+    t.teardown(end);
+    return { call, write, acked, stop, end };
   };
   const alerts = () => store.alerts!.listAlerts({ agentId });
 
@@ -76,17 +84,26 @@ t.test('violations and agent offline/online become alerts', async (t) => {
   const [act] = await eventually('action alert', async () => ((await alerts()).length === 1 ? alerts() : undefined));
   t.match(act, { type: 'action', severity: 'critical', host: 'prod-7', containerName: '/web', ruleId: 'host.privileged', action: 'kill', result: 'ok' });
 
-  // The agent goes away: stream ends → agent_offline.
-  a.call.end();
+  // A restart (stream ends, reconnects within offlineAfter) raises nothing.
+  a.end();
+  const a2 = connect();
+  await eventually('reconnected', () => a2.acked(1));
+  await new Promise((r) => setTimeout(r, 1500));
+  t.same((await alerts()).map((x) => x.type), ['action'], 'a quick reconnect is not an outage');
+
+  // The agent goes away for longer than offlineAfter: agent_offline.
+  a2.end();
   await eventually('offline alert', async () => (await alerts()).some((x) => x.type === 'agent_offline'));
+  t.match((await alerts()).find((x) => x.type === 'agent_offline'), { severity: 'high', host: 'prod-7', message: /has not reconnected/ });
   // It comes back → agent_online.
   const b = connect();
   await eventually('online alert', async () => (await alerts()).some((x) => x.type === 'agent_online'));
   t.match((await alerts()).find((x) => x.type === 'agent_online'), { severity: 'info', host: 'prod-7', message: /back online/ });
 
   // Heartbeats stop (the stream stays open, silent) → the sweeper marks it offline.
+  b.stop();
   await eventually('second offline alert', async () => (await alerts()).filter((x) => x.type === 'agent_offline').length === 2, 10_000);
   const off = (await alerts()).filter((x) => x.type === 'agent_offline');
   t.ok(off.some((x) => /no heartbeat since/.test(x.message)), 'the sweeper says why');
-  b.call.end();
+  b.end();
 });

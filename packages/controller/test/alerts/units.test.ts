@@ -89,7 +89,8 @@ t.test('URL redaction for GET responses', async (t) => {
 
 t.test('custom headers are validated', async (t) => {
   t.same(checkHeaders({ 'X-Team': 'a', Authorization: 'Bearer x' }), { 'x-team': 'a', authorization: 'Bearer x' });
-  for (const h of [{ Host: 'x' }, { 'Content-Length': '1' }, { 'Webhook-Signature': 'v1,x' }, { 'bad name': 'x' }, { 'x-a': 'a\nb' }, { 'Proxy-Authorization': 'x' }, { 'X-A': '1', 'x-a': '2' }]) {
+  const bad: Array<Record<string, string>> = [{ Host: 'x' }, { 'Content-Length': '1' }, { 'Webhook-Signature': 'v1,x' }, { 'bad name': 'x' }, { 'x-a': 'a\nb' }, { 'Proxy-Authorization': 'x' }, { 'X-A': '1', 'x-a': '2' }];
+  for (const h of bad) {
     t.throws(() => checkHeaders(h), { code: 'BK_ERR_BAD_REQUEST' }, JSON.stringify(h));
   }
 });
