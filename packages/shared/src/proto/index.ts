@@ -19,3 +19,5 @@ export type { PolicyBundle, PolicyBundle__Output } from './generated/bulkhead/v1
 export type { PolicyStatus, PolicyStatus__Output } from './generated/bulkhead/v1/PolicyStatus';
 export type { ViolationReport, ViolationReport__Output } from './generated/bulkhead/v1/ViolationReport';
 export type { ActionResult, ActionResult__Output } from './generated/bulkhead/v1/ActionResult';
+export type { Command, Command__Output } from './generated/bulkhead/v1/Command';
+export type { CommandResult, CommandResult__Output } from './generated/bulkhead/v1/CommandResult';
