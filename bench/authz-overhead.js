@@ -1,0 +1,274 @@
+#!/usr/bin/env node
+// Benchmark: what Bulkhead's Docker authorization plugin adds to `docker
+// create` — the ratio of Docker API createContainer latency with and without
+// the plugin, p50 and p99 over N creates each (default 200), same run.
+//
+// Method (also in BENCHMARKS.md): this script starts TWO private engines with
+// scripts/engine.sh — PLAIN, and AUTHZ with
+// `--authorization-plugin=<unique name>` — and, BEFORE the AUTHZ engine, the
+// real AuthzPlugin (packages/agent/dist/authz) on
+// /run/docker/plugins/<name>.sock. The plugin's answer depends on a mode
+// switched by this script between requests, so three variants share one
+// engine and one plugin connection:
+//   bare      the request never reaches AuthzPlugin: a raw Node HTTP handler
+//             on the same server answers {"Allow":true} without parsing —
+//             dockerd's plugin round trip (two calls per API request,
+//             AuthZReq and AuthZRes) and nothing else;
+//   allow     AuthzPlugin (protocol, envelope parsing) with an evaluate that
+//             allows everything — adds Bulkhead's plugin server;
+//   bulkhead  AuthzPlugin + AuthzDecider with the DEFAULT policy, every rule
+//             the benchmark's creates do NOT break switched to enforce mode
+//             (the rest stay in monitor mode, so each create is fully
+//             evaluated, its monitor findings reported, and it is allowed) —
+//             what an agent adds.
+// Each create is a Docker API createContainer (`--network none`, busybox,
+// limits, read-only rootfs, non-root user), timed with process.hrtime around
+// the call; the container is then removed (not timed). The four variants
+// (plain engine, bare, allow, bulkhead) take turns create by create, the
+// order rotating, so drift and background load hit all alike. Warm-up: 20
+// creates per variant, not recorded.
+//
+// Bounded: N creates per variant; everything it starts it stops (engines in a
+// finally, then the plugin, whose socket it removes).
+//
+// Env: BENCH_AUTHZ_N (200).
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, createWriteStream } = require('node:fs');
+const { join, resolve } = require('node:path');
+const Docker = require('dockerode');
+
+const ROOT = resolve(__dirname, '..');
+const { createLogger, DEFAULT_POLICY_YAML } = require(join(ROOT, 'packages/shared/dist/index.js'));
+const { AuthzPlugin, parseAuthzRequest, DOCKER_PLUGIN_DIR } = require(join(ROOT, 'packages/agent/dist/authz/plugin-server.js'));
+const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-decider.js'));
+const { PolicyHolder } = require(join(ROOT, 'packages/agent/dist/policy/policy-holder.js'));
+
+const N = Number(process.env.BENCH_AUTHZ_N ?? 200);
+const WARMUP = 20;
+const ENGINE = join(ROOT, 'scripts/engine.sh');
+const IMAGE = 'bulkhead-test/busybox:user1000';
+const VARIANTS = ['plain', 'bare', 'allow', 'bulkhead'];
+
+function pct(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+function summary(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const r = (v) => Math.round(v * 100) / 100;
+  return { n: s.length, p50: r(pct(s, 50)), p90: r(pct(s, 90)), p99: r(pct(s, 99)), max: r(s[s.length - 1]), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
+}
+const ratio = (a, b) => Math.round((a / b) * 1000) / 1000;
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+/** The create request every variant sends (what `docker create` sends for a hardened service, minus the CLI's defaults). */
+function createBody(i) {
+  return {
+    Image: IMAGE,
+    Cmd: ['sleep', '600'],
+    Env: ['APP_MODE=bench', `BENCH_I=${i}`],
+    Labels: { 'bulkhead.bench': 'authz-overhead', 'bulkhead.project': 'bench' },
+    HostConfig: {
+      NetworkMode: 'none',
+      Memory: 64 * 1024 * 1024,
+      NanoCpus: 500_000_000,
+      PidsLimit: 64,
+      ReadonlyRootfs: true,
+      SecurityOpt: ['no-new-privileges'],
+      CapDrop: ['ALL'],
+    },
+  };
+}
+
+function engine(cmd, dir, extraArgs) {
+  const out = execFileSync('bash', [ENGINE, cmd, dir], {
+    env: { ...process.env, BULKHEAD_ENGINE_DOCKERD_ARGS: extraArgs ?? '' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 180_000,
+  }).toString();
+  const m = /DOCKER_HOST=unix:\/\/(\S+)/.exec(out);
+  return m ? m[1] : undefined;
+}
+
+/** The default policy with every rule NOT in `broken` switched to enforce. */
+function enforcedDefaultPolicy(broken) {
+  let id;
+  const enforced = [];
+  const text = DEFAULT_POLICY_YAML.split('\n').map((line) => {
+    const m = /^\s+- id: (\S+)/.exec(line);
+    if (m) id = m[1];
+    if (/^\s+mode: monitor\s*$/.test(line) && id && !broken.has(id)) {
+      enforced.push(id);
+      return line.replace('monitor', 'enforce');
+    }
+    return line;
+  }).join('\n');
+  return { text, enforced };
+}
+
+async function main() {
+  const loadBefore = readFileSync('/proc/loadavg', 'utf8').trim();
+  const dir = mkdtempSync('/tmp/bkaz-');
+  const plainDir = join(dir, 'p');
+  const authzDir = join(dir, 'a');
+  const pluginName = `bk-bench-authz-${process.pid}`;
+  const socketPath = join(DOCKER_PLUGIN_DIR, `${pluginName}.sock`);
+  const logger = createLogger({ name: 'bench-authz', level: process.env.BENCH_LOG_LEVEL ?? 'info', destination: createWriteStream('/dev/null') });
+  const started = [];
+  let plugin;
+  let stoppedOk = true;
+  try {
+    // 1. The plain engine; on it, find which default-policy rules the benchmark's create breaks.
+    const plainSock = engine('start', plainDir);
+    started.push(plainDir);
+    const plain = new Docker({ socketPath: plainSock });
+    writeFileSync(join(dir, 'default-monitor.yaml'), DEFAULT_POLICY_YAML);
+    const probeHolder = PolicyHolder.open({ stateDir: join(dir, 'probe'), logger, localPolicyPath: join(dir, 'default-monitor.yaml') });
+    let probeFindings = [];
+    const probe = new AuthzDecider({
+      policy: () => probeHolder.state, containers: { get: () => undefined, inventory: () => [] }, docker: plain, logger,
+      onDecision: (d) => { probeFindings = d.findings.map((f) => f.ruleId); },
+    });
+    const envelope = (body) => JSON.stringify({
+      RequestMethod: 'POST', RequestUri: '/v1.41/containers/create', RequestBody: Buffer.from(JSON.stringify(body)).toString('base64'),
+    });
+    const d0 = await probe.decide(parseAuthzRequest(envelope(createBody(0))));
+    await new Promise((r) => setImmediate(r));
+    if (!d0.allow) throw new Error(`probe: the default policy in monitor mode denied the create: ${d0.msg}`);
+    const broken = new Set(probeFindings);
+    const { text, enforced } = enforcedDefaultPolicy(broken);
+    writeFileSync(join(dir, 'default-enforce.yaml'), text);
+    const holder = PolicyHolder.open({ stateDir: join(dir, 'state'), logger, localPolicyPath: join(dir, 'default-enforce.yaml') });
+    const rules = holder.state.policy.spec.rules;
+
+    // 2. The plugin, BEFORE the engine that uses it. Its docker client points at that engine.
+    const authzSock = join(authzDir, 'docker.sock');
+    const deciderDocker = new Docker({ socketPath: authzSock });
+    const decisions = { reports: 0, denied: 0, decisionMs: [] };
+    const decider = new AuthzDecider({
+      policy: () => holder.state, containers: { get: () => undefined, inventory: () => [] }, docker: deciderDocker, logger,
+      onDecision: (d) => { decisions.reports++; if (d.denied) decisions.denied++; if (d.route === 'create') decisions.decisionMs.push(d.decisionMs); },
+    });
+    const ALLOW = { allow: true };
+    let mode = 'allow';
+    plugin = await AuthzPlugin.start({
+      socketPath,
+      logger,
+      evaluate: (req) => (mode === 'bulkhead' ? decider.decide(req) : ALLOW),
+    });
+    // The `bare` variant: answer before AuthzPlugin sees the request (same
+    // server, same connections). AuthzPlugin's server is private API; this
+    // is a benchmark reaching in on purpose.
+    const server = plugin.server;
+    const [pluginHandler] = server.listeners('request');
+    server.removeAllListeners('request');
+    const ALLOW_BODY = '{"Allow":true}';
+    const ACTIVATE_BODY = '{"Implements":["authz"]}';
+    server.on('request', (req, res) => {
+      if (mode !== 'bare' || req.url === '/Plugin.Activate') return pluginHandler(req, res);
+      req.resume();
+      req.on('end', () => {
+        const body = req.url === '/Plugin.Activate' ? ACTIVATE_BODY : ALLOW_BODY;
+        res.setHeader('Content-Type', 'application/vnd.docker.plugins.v1+json');
+        res.setHeader('Content-Length', Buffer.byteLength(body));
+        res.end(body);
+      });
+    });
+
+    // 3. The engine with the plugin.
+    started.push(authzDir);
+    const authzSockGot = engine('start', authzDir, `--authorization-plugin=${pluginName}`);
+    if (authzSockGot !== authzSock) throw new Error(`unexpected engine socket ${authzSockGot}`);
+    const authz = new Docker({ socketPath: authzSock });
+
+    const clients = { plain, bare: authz, allow: authz, bulkhead: authz };
+    const times = Object.fromEntries(VARIANTS.map((v) => [v, []]));
+    const failures = Object.fromEntries(VARIANTS.map((v) => [v, []]));
+    let seq = 0;
+    const one = async (variant, record) => {
+      mode = variant === 'plain' ? 'allow' : variant;
+      const docker = clients[variant];
+      const body = createBody(seq++);
+      const t0 = nowMs();
+      let c;
+      try {
+        c = await docker.createContainer(body);
+      } catch (err) {
+        failures[variant].push(err.message);
+        return;
+      }
+      const dt = nowMs() - t0;
+      if (record) times[variant].push(dt);
+      await c.remove({ force: true }).catch((err) => failures[variant].push(`remove: ${err.message}`));
+    };
+
+    const statsBefore = { ...plugin.stats };
+    for (let i = 0; i < WARMUP; i++) for (const v of VARIANTS) await one(v, false);
+    decisions.decisionMs.length = 0;
+    const t0 = Date.now();
+    for (let i = 0; i < N; i++) {
+      // Rotate the order so no variant always follows the same one.
+      for (let k = 0; k < VARIANTS.length; k++) await one(VARIANTS[(i + k) % VARIANTS.length], true);
+      if ((i + 1) % 50 === 0) process.stderr.write(`authz-overhead: ${i + 1}/${N} rounds (${Math.round((Date.now() - t0) / 1000)} s)\n`);
+    }
+    mode = 'allow';
+
+    const s = Object.fromEntries(VARIANTS.map((v) => [v, summary(times[v])]));
+    const result = {
+      benchmark: 'authz-overhead',
+      date: new Date().toISOString(),
+      node: process.version,
+      createsPerVariant: N,
+      loadavgBefore: loadBefore,
+      loadavgAfter: readFileSync('/proc/loadavg', 'utf8').trim(),
+      policy: {
+        name: 'default (DEFAULT_POLICY_YAML)',
+        rules: rules.length,
+        enforce: enforced,
+        monitorBecauseTheCreateBreaksThem: [...broken],
+      },
+      createMs: s,
+      ratioToPlain: {
+        bulkhead: { p50: ratio(s.bulkhead.p50, s.plain.p50), p99: ratio(s.bulkhead.p99, s.plain.p99), mean: ratio(s.bulkhead.mean, s.plain.mean) },
+        allow: { p50: ratio(s.allow.p50, s.plain.p50), p99: ratio(s.allow.p99, s.plain.p99), mean: ratio(s.allow.mean, s.plain.mean) },
+        bare: { p50: ratio(s.bare.p50, s.plain.p50), p99: ratio(s.bare.p99, s.plain.p99), mean: ratio(s.bare.mean, s.plain.mean) },
+      },
+      addedMsP50: {
+        pluginRoundTrip: Math.round((s.bare.p50 - s.plain.p50) * 100) / 100,
+        authzPluginServer: Math.round((s.allow.p50 - s.bare.p50) * 100) / 100,
+        policyEvaluation: Math.round((s.bulkhead.p50 - s.allow.p50) * 100) / 100,
+      },
+      deciderDecisionMs: decisions.decisionMs.length ? summary(decisions.decisionMs) : undefined,
+      pluginStats: {
+        requests: plugin.stats.requests - statsBefore.requests,
+        denied: plugin.stats.denied - statsBefore.denied,
+        failOpen: plugin.stats.failOpen - statsBefore.failOpen,
+        deciderDenied: decisions.denied,
+      },
+      failures: Object.fromEntries(VARIANTS.map((v) => [v, failures[v].length])),
+      failureExamples: VARIANTS.flatMap((v) => failures[v].slice(0, 2).map((m) => `${v}: ${m}`)),
+    };
+    mkdirSync(join(__dirname, 'results'), { recursive: true });
+    writeFileSync(join(__dirname, 'results', 'authz-overhead.json'), JSON.stringify(result, null, 2) + '\n');
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
+    // Engines first (stopping one runs `docker rm -f` through its plugin), then the plugin.
+    for (const d of started.reverse()) {
+      try {
+        engine('stop', d);
+      } catch (err) {
+        stoppedOk = false;
+        console.error(`engine.sh stop ${d} failed: ${err.message}`);
+      }
+    }
+    if (plugin) await plugin.stop();
+    rmSync(socketPath, { force: true });
+    if (stoppedOk) rmSync(dir, { recursive: true, force: true });
+    else console.error(`left ${dir} in place (an engine did not stop cleanly)`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
