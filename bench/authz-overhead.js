@@ -163,12 +163,11 @@ async function main() {
     const [pluginHandler] = server.listeners('request');
     server.removeAllListeners('request');
     const ALLOW_BODY = '{"Allow":true}';
-    const ACTIVATE_BODY = '{"Implements":["authz"]}';
     server.on('request', (req, res) => {
       if (mode !== 'bare' || req.url === '/Plugin.Activate') return pluginHandler(req, res);
       req.resume();
       req.on('end', () => {
-        const body = req.url === '/Plugin.Activate' ? ACTIVATE_BODY : ALLOW_BODY;
+        const body = ALLOW_BODY;
         res.setHeader('Content-Type', 'application/vnd.docker.plugins.v1+json');
         res.setHeader('Content-Length', Buffer.byteLength(body));
         res.end(body);

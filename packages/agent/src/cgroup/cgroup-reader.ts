@@ -11,6 +11,12 @@
 //   v2 cgroupfs  /sys/fs/cgroup/docker/<id>
 // and, for anything else (a --cgroup-parent, a nested setup), whatever
 // /proc/<pid>/cgroup of the container's init process says.
+//
+// Cost (it runs for every container every few seconds): the per-sample
+// files are kept open and re-read with one pread at offset 0 (the kernel
+// regenerates them), which is about a tenth of open+read+close; limits are
+// re-read every 30 s; memory.stat and pids.current can be skipped on a read
+// (their last values are reused) when the caller does not need them fresh.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closeFile, openFile, parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFile, readSmallFile, statValue } from './cgroup-files';
@@ -40,16 +46,22 @@ export interface CgroupReaderOptions {
   /** Limits (memory.max, pids.max, cpu quota) are re-read at most this often per container. Default 30 s; 0: every read. */
   limitsTtlMs?: number | undefined;
   /**
-   * Keep the per-sample files (CPU, memory, memory.stat, pids) open between
-   * reads and pread them at offset 0: ~10× cheaper than open/read/close.
-   * Costs 4 fds per running container (Node raises RLIMIT_NOFILE to the hard
-   * limit at start). Default true.
+   * Keep the per-sample files open between reads (4 fds per running
+   * container; Node raises RLIMIT_NOFILE to the hard limit at start). Default true.
    */
   keepOpen?: boolean | undefined;
-  /** At most this many files kept open; containers beyond it are read with open/read/close. Default 8192. */
+  /** At most this many files kept open; beyond it, open/read/close. Default 8192. */
   maxOpenFiles?: number | undefined;
   /** Clock (ms). Default Date.now. */
   now?: (() => number) | undefined;
+}
+
+/** Which optional files a read refreshes; skipped ones keep their last value. Default: both. */
+export interface ReadDetail {
+  /** memory.stat (for the working set). */
+  memoryStat?: boolean;
+  /** pids.current. */
+  pids?: boolean;
 }
 
 export interface CgroupUsage {
@@ -71,21 +83,32 @@ export interface CgroupUsage {
   cpuLimitCores: number;
 }
 
-interface Located {
-  /** v2: the one directory. */
-  dir?: string;
-  /** v1: per controller. */
-  cpu?: string;
-  cpuacct?: string;
-  memory?: string;
-  pids?: string;
+/** Where a container's cgroup files are. */
+export interface CgroupLocation {
+  /** v2: the one directory; v1: the memory controller's. */
+  dir: string;
+  cpuUsage: string;
+  memoryUsage: string;
+  memoryStat: string;
+  pidsCurrent: string | undefined;
+  memoryLimit: string;
+  pidsLimit: string | undefined;
+  /** v2: [cpu.max]; v1: [cfs_quota_us, cfs_period_us]; [] when the cpu controller is not found. */
+  cpuLimit: string[];
 }
 
-interface Limits {
-  memoryLimitBytes: number;
-  pidsLimit: number;
-  cpuLimitCores: number;
-  readAt: number;
+type HotFile = 'cpuUsage' | 'memoryUsage' | 'memoryStat' | 'pidsCurrent';
+
+interface Entry {
+  loc: CgroupLocation;
+  fds: Partial<Record<HotFile, number>>;
+  opening: Partial<Record<HotFile, Promise<number>>>;
+  limits: { memoryLimitBytes: number; pidsLimit: number; cpuLimitCores: number; readAt: number } | undefined;
+  /** Last inactive file cache and pids, reused when a read skips those files. */
+  inactive: number;
+  pids: number;
+  /** Optional files this cgroup does not have (e.g. no pids controller): not tried again. */
+  missing: Set<HotFile>;
 }
 
 /** Thrown when a container has no cgroup (not running, or already gone). `code` is 'ENOENT'. */
@@ -112,13 +135,11 @@ function isGone(e: unknown): boolean {
   return code === 'ENOENT' || code === 'ENODEV' || code === 'ESRCH';
 }
 
-const optional = (p: Promise<string>): Promise<string | undefined> => p.catch(() => undefined);
+const SIZES: Record<HotFile, number> = { cpuUsage: 512, memoryUsage: 64, memoryStat: 4000, pidsCurrent: 64 };
+const FULL: ReadDetail = { memoryStat: true, pids: true };
 
 export class CgroupReader {
-  private readonly located = new Map<string, Located>();
-  private readonly limits = new Map<string, Limits>();
-  /** Open fds per container, by file path (promises, so concurrent reads never open twice). */
-  private readonly open = new Map<string, Map<string, Promise<number>>>();
+  private readonly entries = new Map<string, Entry>();
   private openCount = 0;
   /** The driver layout that worked last, tried first next time. */
   private preferred: CgroupDriver;
@@ -138,11 +159,6 @@ export class CgroupReader {
     this.preferred = driver === 'systemd' ? 'systemd' : 'cgroupfs';
   }
 
-  /** Files held open right now (for diagnostics and tests). */
-  get openFiles(): number {
-    return this.openCount;
-  }
-
   /** A reader for the host's cgroup layout (detects the version unless given). */
   static async forHost(o: CgroupReaderOptions = {}): Promise<CgroupReader> {
     const root = o.root ?? '/';
@@ -156,15 +172,20 @@ export class CgroupReader {
     );
   }
 
+  /** Files held open right now. */
+  get openFiles(): number {
+    return this.openCount;
+  }
+
   /**
-   * Reads a running container's usage. `pid` (its init process, from
-   * inspect State.Pid) enables the /proc/<pid>/cgroup fallback for cgroups
-   * in non-standard places. Throws CgroupNotFoundError when there is none.
+   * Reads a running container's usage. `pid` (its init process, inspect
+   * State.Pid) enables the /proc/<pid>/cgroup fallback for cgroups in
+   * non-standard places. Throws CgroupNotFoundError when there is none.
    */
-  async read(containerId: string, pid?: number): Promise<CgroupUsage> {
-    const cached = this.located.get(containerId);
+  async read(containerId: string, pid?: number, detail: ReadDetail = FULL): Promise<CgroupUsage> {
+    const cached = this.entries.get(containerId);
     try {
-      return await this.readAt(containerId, cached ?? (await this.locate(containerId, pid)));
+      return await this.readEntry(containerId, cached ?? (await this.entry(containerId, pid)), detail);
     } catch (e) {
       if (!isGone(e)) throw e;
       this.forget(containerId);
@@ -173,7 +194,7 @@ export class CgroupReader {
     // A cached location vanished: the container stopped, or restarted under
     // another cgroup. Look once more before giving up.
     try {
-      return await this.readAt(containerId, await this.locate(containerId, pid));
+      return await this.readEntry(containerId, await this.entry(containerId, pid), FULL);
     } catch (e) {
       if (!isGone(e)) throw e;
       this.forget(containerId);
@@ -181,145 +202,158 @@ export class CgroupReader {
     }
   }
 
-  /** Drops what is cached about a container (call on `destroy`). */
+  /** Drops what is cached about a container and closes its files (call on `destroy`). */
   forget(containerId: string): void {
-    this.located.delete(containerId);
-    this.limits.delete(containerId);
-    const fds = this.open.get(containerId);
-    if (fds) {
-      this.open.delete(containerId);
-      this.openCount -= fds.size;
-      for (const p of fds.values()) p.then(closeFile, () => undefined);
+    const e = this.entries.get(containerId);
+    if (!e) return;
+    this.entries.delete(containerId);
+    for (const fd of Object.values(e.fds)) {
+      closeFile(fd);
+      this.openCount--;
     }
+    // Opens still in flight close when they land (see hot()).
   }
 
   /** Closes every kept-open file and forgets every container. */
   close(): void {
-    for (const id of [...this.located.keys(), ...this.open.keys()]) this.forget(id);
-  }
-
-  /** Reads a per-sample file: through a kept-open fd when allowed, else open/read/close. */
-  private hot(containerId: string, path: string, size: number): Promise<string> {
-    if (!this.keepOpen) return readSmallFile(path, size);
-    let fds = this.open.get(containerId);
-    let fd = fds?.get(path);
-    if (fd === undefined) {
-      if (this.openCount >= this.maxOpenFiles) return readSmallFile(path, size);
-      if (!fds) {
-        fds = new Map();
-        this.open.set(containerId, fds);
-      }
-      fd = openFile(path);
-      fds.set(path, fd);
-      this.openCount++;
-      // A failed open must not stay cached (nor counted).
-      fd.catch(() => {
-        if (this.open.get(containerId)?.get(path) === fd) {
-          this.open.get(containerId)!.delete(path);
-          this.openCount--;
-        }
-      });
-    }
-    return fd.then((n) => preadFile(n, size));
+    for (const id of [...this.entries.keys()]) this.forget(id);
   }
 
   /** Makes the next read re-read the limits (call after `docker update`). */
   invalidateLimits(containerId: string): void {
-    this.limits.delete(containerId);
+    const e = this.entries.get(containerId);
+    if (e) e.limits = undefined;
   }
 
-  /** The directories found for a container (for diagnostics and tests). */
-  async locate(containerId: string, pid?: number): Promise<Located> {
-    const parents = (d: CgroupDriver): string =>
+  /** Finds a container's cgroup files. Throws CgroupNotFoundError. */
+  async locate(containerId: string, pid?: number): Promise<CgroupLocation> {
+    const rel = (d: CgroupDriver): string =>
       d === 'cgroupfs' ? `${this.parent ?? 'docker'}/${containerId}` : `${this.parent ?? 'system.slice'}/docker-${containerId}.scope`;
     const order: CgroupDriver[] = this.driver !== 'auto' ? [this.driver] : this.preferred === 'cgroupfs' ? ['cgroupfs', 'systemd'] : ['systemd', 'cgroupfs'];
     for (const d of order) {
-      const rel = parents(d);
-      const loc = this.version === 2
-        ? { dir: join(this.cgroupRoot, rel) }
-        : { cpu: join(this.cgroupRoot, 'cpu', rel), cpuacct: join(this.cgroupRoot, 'cpuacct', rel), memory: join(this.cgroupRoot, 'memory', rel), pids: join(this.cgroupRoot, 'pids', rel) };
-      if (await exists(loc.dir ?? loc.memory!)) {
+      const loc = this.version === 2 ? this.v2(join(this.cgroupRoot, rel(d))) : this.v1((ctrl) => join(this.cgroupRoot, ctrl, rel(d)));
+      if (await exists(loc.dir)) {
         if (this.driver === 'auto') this.preferred = d;
-        this.located.set(containerId, loc);
         return loc;
       }
     }
     if (pid !== undefined && pid > 0) {
-      const text = await readSmallFile(join(this.procRoot, String(pid), 'cgroup')).catch(() => '');
-      const map = parseProcCgroup(text);
-      let loc: Located | undefined;
+      const map = parseProcCgroup(await readSmallFile(join(this.procRoot, String(pid), 'cgroup')).catch(() => ''));
+      let loc: CgroupLocation | undefined;
       if (this.version === 2) {
         const p = map.get('');
-        if (p !== undefined) loc = { dir: join(this.cgroupRoot, p) };
+        if (p !== undefined) loc = this.v2(join(this.cgroupRoot, p));
       } else if (map.has('memory')) {
-        const at = (ctrl: string, alt?: string): string | undefined => {
-          const p = map.get(ctrl) ?? (alt ? map.get(alt) : undefined);
-          return p === undefined ? undefined : join(this.cgroupRoot, ctrl, p);
-        };
-        loc = { cpu: at('cpu'), cpuacct: at('cpuacct', 'cpu'), memory: at('memory'), pids: at('pids') };
+        loc = this.v1((ctrl) => {
+          const p = map.get(ctrl) ?? (ctrl === 'cpuacct' ? map.get('cpu') : undefined) ?? map.get('memory')!;
+          return join(this.cgroupRoot, ctrl, p);
+        });
       }
-      if (loc && (await exists(loc.dir ?? loc.memory!))) {
-        this.located.set(containerId, loc);
-        return loc;
-      }
+      if (loc && (await exists(loc.dir))) return loc;
     }
     throw new CgroupNotFoundError(containerId);
   }
 
-  private async readAt(containerId: string, loc: Located): Promise<CgroupUsage> {
-    const now = this.now();
-    const cached = this.limits.get(containerId);
-    const fresh = cached !== undefined && this.limitsTtlMs > 0 && now - cached.readAt < this.limitsTtlMs;
-    const [usage, limits] = await Promise.all([this.readUsage(containerId, loc), fresh ? Promise.resolve(cached) : this.readLimits(loc, now)]);
-    if (!fresh) this.limits.set(containerId, limits);
-    return { containerId, at: now, ...usage, memoryLimitBytes: limits.memoryLimitBytes, pidsLimit: limits.pidsLimit, cpuLimitCores: limits.cpuLimitCores };
-  }
-
-  private async readUsage(id: string, loc: Located): Promise<Pick<CgroupUsage, 'cpuUsageNs' | 'memoryBytes' | 'memoryUsageBytes' | 'pids'>> {
-    if (this.version === 2) {
-      const d = loc.dir!;
-      const [cpu, mem, stat, pids] = await Promise.all([
-        this.hot(id, join(d, 'cpu.stat'), 512),
-        this.hot(id, join(d, 'memory.current'), 64),
-        this.workingSet ? optional(this.hot(id, join(d, 'memory.stat'), 4000)) : Promise.resolve(undefined),
-        optional(this.hot(id, join(d, 'pids.current'), 64)),
-      ]);
-      const usage = parseCounter(mem);
-      const inactive = stat === undefined ? 0 : statValue(stat, 'inactive_file') ?? 0;
-      return { cpuUsageNs: (statValue(cpu, 'usage_usec') ?? 0) * 1000, memoryUsageBytes: usage, memoryBytes: Math.max(0, usage - inactive), pids: pids === undefined ? 0 : parseCounter(pids) };
-    }
-    const [cpu, mem, stat, pids] = await Promise.all([
-      this.hot(id, join(loc.cpuacct!, 'cpuacct.usage'), 64),
-      this.hot(id, join(loc.memory!, 'memory.usage_in_bytes'), 64),
-      this.workingSet ? optional(this.hot(id, join(loc.memory!, 'memory.stat'), 4000)) : Promise.resolve(undefined),
-      loc.pids ? optional(this.hot(id, join(loc.pids, 'pids.current'), 64)) : Promise.resolve(undefined),
-    ]);
-    const usage = parseCounter(mem);
-    const inactive = stat === undefined ? 0 : statValue(stat, 'total_inactive_file') ?? 0;
-    return { cpuUsageNs: parseCounter(cpu), memoryUsageBytes: usage, memoryBytes: Math.max(0, usage - inactive), pids: pids === undefined ? 0 : parseCounter(pids) };
-  }
-
-  private async readLimits(loc: Located, now: number): Promise<Limits> {
-    if (this.version === 2) {
-      const d = loc.dir!;
-      const [mem, pids, cpu] = await Promise.all([
-        optional(readSmallFile(join(d, 'memory.max'))),
-        optional(readSmallFile(join(d, 'pids.max'))),
-        optional(readSmallFile(join(d, 'cpu.max'))),
-      ]);
-      return { memoryLimitBytes: parseLimit(mem ?? 'max'), pidsLimit: parseLimit(pids ?? 'max'), cpuLimitCores: parseCpuMax(cpu ?? 'max'), readAt: now };
-    }
-    const [mem, pids, quota, period] = await Promise.all([
-      optional(readSmallFile(join(loc.memory!, 'memory.limit_in_bytes'))),
-      loc.pids ? optional(readSmallFile(join(loc.pids, 'pids.max'))) : Promise.resolve(undefined),
-      loc.cpu ? optional(readSmallFile(join(loc.cpu, 'cpu.cfs_quota_us'))) : Promise.resolve(undefined),
-      loc.cpu ? optional(readSmallFile(join(loc.cpu, 'cpu.cfs_period_us'))) : Promise.resolve(undefined),
-    ]);
+  private v2(dir: string): CgroupLocation {
     return {
-      memoryLimitBytes: parseLimit(mem ?? 'max'),
-      pidsLimit: parseLimit(pids ?? 'max'),
-      cpuLimitCores: quota !== undefined && period !== undefined ? parseCfsQuota(quota, period) : 0,
-      readAt: now,
+      dir,
+      cpuUsage: join(dir, 'cpu.stat'),
+      memoryUsage: join(dir, 'memory.current'),
+      memoryStat: join(dir, 'memory.stat'),
+      pidsCurrent: join(dir, 'pids.current'),
+      memoryLimit: join(dir, 'memory.max'),
+      pidsLimit: join(dir, 'pids.max'),
+      cpuLimit: [join(dir, 'cpu.max')],
     };
+  }
+
+  private v1(at: (ctrl: string) => string): CgroupLocation {
+    const memory = at('memory');
+    const cpu = at('cpu');
+    const pids = at('pids');
+    return {
+      dir: memory,
+      cpuUsage: join(at('cpuacct'), 'cpuacct.usage'),
+      memoryUsage: join(memory, 'memory.usage_in_bytes'),
+      memoryStat: join(memory, 'memory.stat'),
+      pidsCurrent: join(pids, 'pids.current'),
+      memoryLimit: join(memory, 'memory.limit_in_bytes'),
+      pidsLimit: join(pids, 'pids.max'),
+      cpuLimit: [join(cpu, 'cpu.cfs_quota_us'), join(cpu, 'cpu.cfs_period_us')],
+    };
+  }
+
+  private async entry(containerId: string, pid: number | undefined): Promise<Entry> {
+    const loc = await this.locate(containerId, pid);
+    const e: Entry = { loc, fds: {}, opening: {}, limits: undefined, inactive: 0, pids: 0, missing: new Set() };
+    this.entries.set(containerId, e);
+    return e;
+  }
+
+  /** Reads a per-sample file: one pread on a kept-open fd when allowed, else open/read/close. */
+  private hot(id: string, e: Entry, file: HotFile): Promise<string> {
+    const fd = e.fds[file];
+    if (fd !== undefined) return preadFile(fd, SIZES[file]);
+    const path = e.loc[file]!;
+    if (!this.keepOpen || this.openCount >= this.maxOpenFiles) return readSmallFile(path, SIZES[file]);
+    let opening = e.opening[file];
+    if (!opening) {
+      opening = openFile(path).then((n) => {
+        delete e.opening[file];
+        if (this.entries.get(id) !== e) {
+          closeFile(n); // forgotten meanwhile
+          return n;
+        }
+        e.fds[file] = n;
+        this.openCount++;
+        return n;
+      });
+      e.opening[file] = opening;
+      opening.catch(() => delete e.opening[file]);
+    }
+    return opening.then((n) => preadFile(n, SIZES[file]));
+  }
+
+  private async readEntry(id: string, e: Entry, detail: ReadDetail): Promise<CgroupUsage> {
+    const now = this.now();
+    const limitsDue = !e.limits || this.limitsTtlMs <= 0 || now - e.limits.readAt >= this.limitsTtlMs;
+    const wantStat = this.workingSet && detail.memoryStat !== false && !e.missing.has('memoryStat');
+    const wantPids = detail.pids !== false && e.loc.pidsCurrent !== undefined && !e.missing.has('pidsCurrent');
+    const optional = (file: HotFile) => (err: NodeJS.ErrnoException): undefined => {
+      // Only a file this cgroup lacks is skipped from now on; ENODEV (being removed) is left to the required files.
+      if (err.code === 'ENOENT') e.missing.add(file);
+      return undefined;
+    };
+    const [cpu, mem, stat, pids] = await Promise.all([
+      this.hot(id, e, 'cpuUsage'),
+      this.hot(id, e, 'memoryUsage'),
+      wantStat ? this.hot(id, e, 'memoryStat').catch(optional('memoryStat')) : undefined,
+      wantPids ? this.hot(id, e, 'pidsCurrent').catch(optional('pidsCurrent')) : undefined,
+      limitsDue ? this.readLimits(e, now) : undefined,
+    ]);
+    if (stat !== undefined) e.inactive = statValue(stat, this.version === 2 ? 'inactive_file' : 'total_inactive_file') ?? 0;
+    if (pids !== undefined) e.pids = parseCounter(pids);
+    const usage = parseCounter(mem);
+    const limits = e.limits!;
+    return {
+      containerId: id,
+      at: now,
+      cpuUsageNs: this.version === 2 ? (statValue(cpu, 'usage_usec') ?? 0) * 1000 : parseCounter(cpu),
+      memoryBytes: this.workingSet ? Math.max(0, usage - e.inactive) : usage,
+      memoryUsageBytes: usage,
+      memoryLimitBytes: limits.memoryLimitBytes,
+      pids: e.pids,
+      pidsLimit: limits.pidsLimit,
+      cpuLimitCores: limits.cpuLimitCores,
+    };
+  }
+
+  private async readLimits(e: Entry, now: number): Promise<void> {
+    const opt = (p: string | undefined): Promise<string | undefined> => (p === undefined ? Promise.resolve(undefined) : readSmallFile(p).catch(() => undefined));
+    const [mem, pids, c0, c1] = await Promise.all([opt(e.loc.memoryLimit), opt(e.loc.pidsLimit), opt(e.loc.cpuLimit[0]), opt(e.loc.cpuLimit[1])]);
+    let cpuLimitCores = 0;
+    if (this.version === 2) cpuLimitCores = parseCpuMax(c0 ?? 'max');
+    else if (c0 !== undefined && c1 !== undefined) cpuLimitCores = parseCfsQuota(c0, c1);
+    e.limits = { memoryLimitBytes: parseLimit(mem ?? 'max'), pidsLimit: parseLimit(pids ?? 'max'), cpuLimitCores, readAt: now };
   }
 }

@@ -69,6 +69,14 @@ export interface UsageSamplerOptions {
   now?: () => number;
   /** Parallel container reads per tick. Default 32. */
   concurrency?: number;
+  /**
+   * memory.stat (working set) and pids.current are refreshed every this many
+   * ticks, and on every tick for a container a pids rule watches or whose raw
+   * memory use is near a memory rule's threshold; in between, their last
+   * values are reused. Halves the file reads of a quiet host. Default 6 (30 s
+   * at 5 s); 1 refreshes them on every tick.
+   */
+  detailEveryTicks?: number;
 }
 
 export interface ResolvedUsageSamplerOptions {
@@ -79,9 +87,10 @@ export interface ResolvedUsageSamplerOptions {
   rules: readonly RuntimeRule[];
   now: () => number;
   concurrency: number;
+  detailEveryTicks: number;
 }
 
-export const USAGE_SAMPLER_DEFAULTS = { intervalMs: 5000, windowSize: 12, concurrency: 32 } as const;
+export const USAGE_SAMPLER_DEFAULTS = { intervalMs: 5000, windowSize: 12, concurrency: 32, detailEveryTicks: 6 } as const;
 
 /** Adds defaults; throws BK_ERR_CONFIG_INVALID for values that cannot work. */
 export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsageSamplerOptions {
@@ -94,6 +103,8 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
   if (!Number.isInteger(windowSize) || windowSize < 2) bad(`windowSize must be an integer ≥ 2, got ${windowSize}`);
   const concurrency = o.concurrency ?? USAGE_SAMPLER_DEFAULTS.concurrency;
   if (!Number.isInteger(concurrency) || concurrency < 1) bad(`concurrency must be ≥ 1, got ${concurrency}`);
+  const detailEveryTicks = o.detailEveryTicks ?? USAGE_SAMPLER_DEFAULTS.detailEveryTicks;
+  if (!Number.isInteger(detailEveryTicks) || detailEveryTicks < 1) bad(`detailEveryTicks must be an integer ≥ 1, got ${detailEveryTicks}`);
   const ids = new Set<string>();
   for (const r of o.rules ?? []) {
     if (!r.id) bad('every rule needs an id');
@@ -110,5 +121,5 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
       bad(`rule ${(r as { id: string }).id}: unknown metric "${(r as { metric: string }).metric}"`);
     }
   }
-  return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency };
+  return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency, detailEveryTicks };
 }

@@ -11,7 +11,9 @@
 // away). Ticks never overlap: the next one is scheduled after the previous
 // finished, at the next interval boundary.
 import { EventEmitter } from 'node:events';
-import { CgroupNotFoundError, type CgroupUsage } from './cgroup-reader';
+import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from './cgroup-reader';
+
+const FULL_DETAIL: ReadDetail = { memoryStat: true, pids: true };
 import {
   resolveUsageSamplerOptions, type ResolvedUsageSamplerOptions, type RuntimeRule, type SampledContainer, type UsageSamplerOptions,
 } from './usage-sampler-options';
@@ -89,6 +91,8 @@ function factsCpus(c: SampledContainer): number {
 export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   private readonly o: ResolvedUsageSamplerOptions;
   private readonly windows = new Map<string, UsageSample[]>();
+  /** Reads per container so far (for the detail cadence). */
+  private readonly reads = new Map<string, number>();
   private readonly ruleStates = new Map<string, RuleState>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<UsageSample[]> | undefined;
@@ -169,7 +173,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
       const batch = list.slice(i, i + this.o.concurrency);
       const reads = await Promise.all(
         batch.map((c) =>
-          this.o.reader.read(c.id, c.pid).then(
+          this.o.reader.read(c.id, c.pid, this.detailFor(c)).then(
             (u) => ({ c, u }),
             (e: Error) => {
               if (!(e instanceof CgroupNotFoundError)) {
@@ -188,6 +192,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     for (const id of this.windows.keys()) {
       if (!live.has(id)) {
         this.windows.delete(id);
+        this.reads.delete(id);
         this.o.reader.forget(id);
         for (const r of this.o.rules) this.ruleStates.delete(`${r.id}\0${id}`);
       }
@@ -197,6 +202,24 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     for (const s of samples) this.checkRules(byId.get(s.containerId)!, s);
     this.emit('tick', samples, { at: started, durationMs: this.o.now() - started, containers: list.length, errors });
     return samples;
+  }
+
+  /** Which optional cgroup files this read refreshes (see detailEveryTicks). */
+  private detailFor(c: SampledContainer): ReadDetail {
+    const n = this.reads.get(c.id) ?? 0;
+    this.reads.set(c.id, n + 1);
+    if (n % this.o.detailEveryTicks === 0) return FULL_DETAIL;
+    let pids = false;
+    let memoryStat = false;
+    const last = this.windows.get(c.id)?.at(-1);
+    for (const r of this.o.rules) {
+      if (r.appliesTo && !r.appliesTo(c)) continue;
+      if (r.metric === 'pids') pids = true;
+      // The working set never exceeds raw usage: while raw usage is clearly
+      // below the threshold, a stale page-cache figure cannot hide a breach.
+      else if (r.metric === 'memory' && last && last.memoryLimitBytes > 0 && (last.memoryUsageBytes / last.memoryLimitBytes) * 100 >= r.abovePercent * 0.9) memoryStat = true;
+    }
+    return { pids, memoryStat };
   }
 
   private record(c: SampledContainer, u: CgroupUsage): UsageSample {

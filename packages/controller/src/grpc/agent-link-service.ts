@@ -5,13 +5,15 @@
 import type * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, agentIdFromCert, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
-  type PolicyBundle, type ViolationReport__Output,
+  type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output,
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { toServiceError } from './service-error';
 // Alerts (issue 6): agent offline/online and violation alerts.
 import type { AlertSink } from '../alerts/alert-service';
 import { alertFromViolation } from '../alerts/violation-alerts';
+// Metrics and manual commands (issue 5).
+import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
 
 type LinkCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
 
@@ -29,6 +31,8 @@ export interface AgentLinkOptions {
   policy?: AgentLinkPolicySource;
   /** Alerts (issue 6): offline/online transitions and violation reports are raised here. */
   alerts?: AlertSink;
+  /** Metrics (issue 5): stream counts and stored violations. */
+  metrics?: LinkMetrics;
 }
 
 /** What the link needs of the policy service (policy/policy-service.ts). */
@@ -44,6 +48,14 @@ interface Session {
   /** Store writes of one stream are applied strictly in arrival order. */
   chain: Promise<void>;
   closed: boolean;
+  /** Manual commands (issue 5) sent on this stream and not answered yet, by command id. */
+  pending: Map<string, PendingCommand>;
+}
+
+interface PendingCommand {
+  resolve: (r: CommandResult__Output) => void;
+  reject: (e: BulkheadError) => void;
+  timer: NodeJS.Timeout;
 }
 
 export class AgentLinkService {
@@ -121,6 +133,7 @@ export class AgentLinkService {
     const log = this.opts.logger.child({ peer: call.getPeer() });
     const refuse = (err: BulkheadError): void => {
       log.warn({ code: err.code, reason: err.message }, 'agent stream refused');
+      this.opts.metrics?.streamRefused(err.code);
       call.emit('error', toServiceError(err));
     };
     const cert = call.getAuthContext()?.sslPeerCertificate;
@@ -156,7 +169,9 @@ export class AgentLinkService {
       clearTimeout(helloTimer);
       if (!session) return;
       const s = session;
+      if (!s.closed) this.opts.metrics?.streamClosed(why === 'stream ended' ? 'ended' : why);
       s.closed = true;
+      this.failPending(s, why);
       if (this.sessions.get(s.agentId) !== s) return; // superseded by a newer stream
       this.sessions.delete(s.agentId);
       void s.chain.then(() => this.opts.store.setAgentStatus(s.agentId, 'offline', this.now())).then(
@@ -192,8 +207,9 @@ export class AgentLinkService {
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
     await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
     const previous = this.sessions.get(agentId);
-    const s: Session = { agentId, call, chain: Promise.resolve(), closed: false };
+    const s: Session = { agentId, call, chain: Promise.resolve(), closed: false, pending: new Map() };
     this.sessions.set(agentId, s);
+    this.opts.metrics?.streamOpened();
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
     call.write({ welcome: { agentId, heartbeatIntervalMs: this.heartbeatIntervalMs, serverTimeMs: now.getTime() } });
     call.write({ ack: { seq: msg.seq } });
@@ -239,6 +255,19 @@ export class AgentLinkService {
       case 'violation':
         await this.recordViolation(s.agentId, msg.violation);
         break;
+      // Manual commands (issue 5): the answer to sendCommand().
+      case 'commandResult': {
+        const r = msg.commandResult;
+        const p = r ? s.pending.get(r.id) : undefined;
+        if (!r || !p) {
+          this.opts.logger.warn({ agentId: s.agentId, id: r?.id?.slice(0, 64) }, 'command result for no pending command (answered too late?)');
+          break;
+        }
+        s.pending.delete(r.id);
+        clearTimeout(p.timer);
+        p.resolve(r);
+        break;
+      }
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');
       default:
@@ -285,6 +314,7 @@ export class AgentLinkService {
       exemptedBy: cut(v.exemptedBy),
     });
     if (inserted) this.opts.logger.info({ agentId, ruleId: v.ruleId, containerId: v.containerId, mode: v.mode, denied: v.denied, action: v.action?.type }, 'violation reported');
+    if (inserted) this.opts.metrics?.violationRecorded({ ...v, action: v.action ? { ...v.action, durationMs: Number(v.action.durationMs) } : null }); // metrics (issue 5)
     // Alerts (issue 6): one alert per new report (violation / action / action_failed / authz_denied).
     const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
     if (alert) this.raise(alert);
@@ -316,8 +346,42 @@ export class AgentLinkService {
     void host.then((h) => this.raise({ type, agentId, host: h, message }));
   }
 
+  // ---- manual commands (issue 5) ----------------------------------------------
+  /**
+   * Sends `cmd` over the agent's live stream and resolves with its
+   * CommandResult. Rejects with BK_ERR_AGENT_OFFLINE when the agent has no
+   * stream, and BK_ERR_ACTION_UNCONFIRMED when no answer arrives by
+   * `cmd.deadlineMs` or the stream ends first (the agent may have acted).
+   */
+  sendCommand(agentId: string, cmd: Command): Promise<CommandResult__Output> {
+    const s = this.sessions.get(agentId);
+    if (!s || s.closed) return Promise.reject(new BulkheadError('BK_ERR_AGENT_OFFLINE', `agent ${agentId} is not connected; it cannot act until it reconnects`));
+    const id = cmd.id ?? '';
+    if (id === '' || s.pending.has(id)) return Promise.reject(new BulkheadError('BK_ERR_INTERNAL', `command id "${id}" is empty or already pending`));
+    const waitMs = Math.max(0, Number(cmd.deadlineMs ?? 0) - this.now().getTime());
+    return new Promise<CommandResult__Output>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        s.pending.delete(id);
+        reject(new BulkheadError('BK_ERR_ACTION_UNCONFIRMED', `agent ${agentId} did not answer within ${Math.round(waitMs / 100) / 10}s; the action may or may not have been carried out — check the container's state`));
+      }, waitMs);
+      timer.unref();
+      s.pending.set(id, { resolve, reject, timer });
+      s.call.write({ command: cmd });
+    });
+  }
+
+  private failPending(s: Session, why: string): void {
+    for (const [id, p] of s.pending) {
+      clearTimeout(p.timer);
+      p.reject(new BulkheadError('BK_ERR_ACTION_UNCONFIRMED', `the stream of agent ${s.agentId} closed (${why}) before it answered command ${id}; the action may or may not have been carried out — check the container's state`));
+    }
+    s.pending.clear();
+  }
+
   private close(s: Session, err: BulkheadError): void {
     if (s.closed) return;
+    this.opts.metrics?.streamClosed(closeReason(err.code, err.message));
+    this.failPending(s, err.message);
     s.closed = true;
     if (this.sessions.get(s.agentId) === s) this.sessions.delete(s.agentId);
     s.call.emit('error', toServiceError(err));

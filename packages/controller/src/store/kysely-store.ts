@@ -6,7 +6,7 @@
 import { sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
-  AgentRecord, AgentStatus, ApiKeyRecord, ContainerQuery, ContainerRecord, JoinTokenRecord, Store,
+  AgentRecord, AgentStatus, ApiKeyRecord, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
@@ -16,6 +16,9 @@ import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable
 import { migrateToLatest } from './migrations';
 import type { AlertStore } from '../alerts/alert-store';
 import { KyselyAlertStore } from '../alerts/kysely-alert-store';
+import type { AuditStore } from '../audit/audit-store';
+import { KyselyAuditStore } from '../audit/kysely-audit-store';
+import { containerProject } from '../auth/project-scope';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
 const CONTAINER_BATCH = 100;
@@ -24,9 +27,12 @@ const LABEL_BATCH = 500;
 export abstract class KyselyStore implements Store {
   /** Alerts, webhook endpoints and the delivery outbox (src/alerts), over the same connection. */
   readonly alerts: AlertStore;
+  /** The hash-chained audit trail (src/audit), over the same connection. */
+  readonly audit: AuditStore;
 
   protected constructor(protected readonly db: Db) {
     this.alerts = new KyselyAlertStore(db);
+    this.audit = new KyselyAuditStore(db);
   }
 
   async migrate(): Promise<void> {
@@ -92,6 +98,9 @@ export abstract class KyselyStore implements Store {
         created_at: k.createdAt.getTime(),
         expires_at: msOrNull(k.expiresAt),
         revoked_at: msOrNull(k.revokedAt),
+        projects_json: JSON.stringify(k.projects),
+        last_used_at: msOrNull(k.lastUsedAt),
+        created_by: k.createdBy,
       })
       .execute();
   }
@@ -99,6 +108,61 @@ export abstract class KyselyStore implements Store {
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
     const row = await this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toApiKey(row);
+  }
+
+  // ---- identity and access (0004_auth) ------------------------------------------
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    const rows = await this.db.selectFrom('api_keys').selectAll().orderBy('created_at', 'desc').orderBy('id').execute();
+    return rows.map(toApiKey);
+  }
+
+  async revokeApiKey(id: string, now: Date): Promise<boolean> {
+    const r = await this.db.updateTable('api_keys').set({ revoked_at: now.getTime() }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async touchApiKey(id: string, now: Date): Promise<void> {
+    await this.db.updateTable('api_keys').set({ last_used_at: now.getTime() }).where('id', '=', id).execute();
+  }
+
+  async listJoinTokens(q: { status?: JoinTokenStatus; now: Date; limit?: number; offset?: number }): Promise<JoinTokenRecord[]> {
+    const ms = q.now.getTime();
+    let qb = this.db.selectFrom('join_tokens').selectAll();
+    // The same precedence as the DTO's status: revoked, then used, then expired.
+    switch (q.status) {
+      case 'revoked':
+        qb = qb.where('revoked_at', 'is not', null);
+        break;
+      case 'used':
+        qb = qb.where('revoked_at', 'is', null).where('used_at', 'is not', null);
+        break;
+      case 'expired':
+        qb = qb.where('revoked_at', 'is', null).where('used_at', 'is', null).where('expires_at', '<=', ms);
+        break;
+      case 'active':
+        qb = qb.where('revoked_at', 'is', null).where('used_at', 'is', null).where('expires_at', '>', ms);
+        break;
+      case undefined:
+        break;
+    }
+    qb = qb.orderBy('created_at', 'desc').orderBy('id');
+    const limit = checkCount(q.limit, 'limit');
+    const offset = checkCount(q.offset, 'offset');
+    if (limit !== undefined) qb = qb.limit(limit);
+    if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
+    return (await qb.execute()).map(toJoinToken);
+  }
+
+  async revokeJoinToken(id: string, now: Date): Promise<boolean> {
+    const r = await this.db
+      .updateTable('join_tokens')
+      .set({ revoked_at: now.getTime() })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
   // ---- agents ---------------------------------------------------------------
@@ -260,6 +324,7 @@ export abstract class KyselyStore implements Store {
       qb = qb.where(sql<SqlBool>`lower(${sql.ref('containers.image_ref')}) like ${pattern} escape '\\'`);
     }
     if (q.includeRemoved !== true) qb = qb.where('containers.removed', '=', 0);
+    if (q.projects !== undefined) qb = qb.where(inProjects('containers.project', q.projects)); // 0004_auth
     for (const { key, value } of (q.labels ?? []).map(parseLabelFilter)) {
       qb = qb.where((eb) =>
         eb.exists(
@@ -405,6 +470,7 @@ export abstract class KyselyStore implements Store {
     if (q.mode !== undefined) qb = qb.where('mode', '=', q.mode);
     if (q.source !== undefined) qb = qb.where('source', '=', q.source);
     if (q.project !== undefined) qb = qb.where('project', '=', q.project);
+    if (q.projects !== undefined) qb = qb.where(inProjects('project', q.projects)); // 0004_auth
     if (q.denied !== undefined) qb = qb.where('denied', '=', q.denied ? 1 : 0);
     if (q.since !== undefined) qb = qb.where('at', '>=', q.since.getTime());
     if (q.until !== undefined) qb = qb.where('at', '<', q.until.getTime());
@@ -483,6 +549,7 @@ async function upsertMany(trx: Transaction<Database>, agentId: string, list: Con
           facts_json: JSON.stringify(c),
           updated_at: ms,
           removed: 0,
+          project: containerProject(c), // 0004_auth
         })),
       )
       .onConflict((oc) =>
@@ -493,6 +560,7 @@ async function upsertMany(trx: Transaction<Database>, agentId: string, list: Con
           facts_json: eb.ref('excluded.facts_json'),
           updated_at: eb.ref('excluded.updated_at'),
           removed: eb.ref('excluded.removed'),
+          project: eb.ref('excluded.project'),
         })),
       )
       .execute();
@@ -527,6 +595,11 @@ export function parseLabelFilter(s: string): { key: string; value?: string } {
   const key = eq < 0 ? s : s.slice(0, eq);
   if (key === '') throw new BulkheadError('BK_ERR_BAD_REQUEST', `label filter "${s}" has an empty key (expected key or key=value)`);
   return eq < 0 ? { key } : { key, value: s.slice(eq + 1) };
+}
+
+/** `column IN (projects)`; an empty list matches nothing (a scope with no projects sees nothing). */
+export function inProjects(column: string, projects: readonly string[]) {
+  return projects.length === 0 ? sql<SqlBool>`1 = 0` : sql<SqlBool>`${sql.ref(column)} in (${sql.join(projects.map((p) => sql`${p}`))})`;
 }
 
 function checkCount(n: number | undefined, field: string): number | undefined {
@@ -580,7 +653,20 @@ function toApiKey(r: Selectable<ApiKeysTable>): ApiKeyRecord {
     createdAt: toDate(r.created_at),
     expiresAt: toDateOrNull(r.expires_at),
     revokedAt: toDateOrNull(r.revoked_at),
+    projects: parseProjects(r.projects_json),
+    lastUsedAt: toDateOrNull(r.last_used_at),
+    createdBy: r.created_by,
   };
+}
+
+function parseProjects(json: string | null | undefined): string[] {
+  try {
+    const v: unknown = JSON.parse(json ?? '[]');
+    return Array.isArray(v) ? v.filter((p): p is string => typeof p === 'string') : [];
+  } catch {
+    // Unreadable scope: fail closed with a project nobody has.
+    return ['\u0000unreadable'];
+  }
 }
 
 function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & JoinedPolicyStatus): AgentRecord {

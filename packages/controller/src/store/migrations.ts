@@ -245,6 +245,64 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
+  // Identity and access + audit trail (issue 5; src/auth and src/audit own these columns and tables).
+  '0004_auth': {
+    async up(db: AnyDb): Promise<void> {
+      // SQLite adds one column per ALTER TABLE.
+      await db.schema.alterTable('api_keys').addColumn('projects_json', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+      await db.schema.alterTable('api_keys').addColumn('last_used_at', 'bigint').execute();
+      await db.schema.alterTable('api_keys').addColumn('created_by', 'text', (c) => c.notNull().defaultTo('')).execute();
+
+      // A column (not a JSON lookup) so project-scoped listings filter in SQL and paging stays right.
+      await db.schema.alterTable('containers').addColumn('project', 'text', (c) => c.notNull().defaultTo('')).execute();
+      const rows: Array<{ agent_id: string; id: string; facts_json: string }> = await db.selectFrom('containers').select(['agent_id', 'id', 'facts_json']).execute();
+      for (const r of rows) {
+        // Same rule as containerProject() in src/auth/project-scope.ts, frozen here as of this migration.
+        let project = '';
+        try {
+          const f = JSON.parse(r.facts_json) as { project?: unknown; labels?: Record<string, unknown> };
+          const fromFacts = typeof f.project === 'string' ? f.project : '';
+          const fromLabel = typeof f.labels?.['bulkhead.project'] === 'string' ? (f.labels['bulkhead.project'] as string) : '';
+          project = fromFacts !== '' ? fromFacts : fromLabel;
+        } catch {
+          project = '';
+        }
+        if (project !== '') await db.updateTable('containers').set({ project }).where('agent_id', '=', r.agent_id).where('id', '=', r.id).execute();
+      }
+      await db.schema.createIndex('containers_project').on('containers').columns(['project']).execute();
+      await db.schema.createIndex('violations_project_at').on('violations').columns(['project', 'at']).execute();
+      await db.schema.createIndex('alerts_project_last_seen').on('alerts').columns(['project', 'last_seen_at']).execute();
+
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor_kind', 'text', (c) => c.notNull())
+        .addColumn('actor_id', 'text', (c) => c.notNull())
+        .addColumn('actor_name', 'text', (c) => c.notNull())
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('path', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target_json', 'text', (c) => c.notNull())
+        .addColumn('client_ip', 'text', (c) => c.notNull())
+        .addColumn('status', 'integer', (c) => c.notNull())
+        .addColumn('code', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_log_at').on('audit_log').columns(['at']).execute();
+      await db.schema.createIndex('audit_log_actor').on('audit_log').columns(['actor_id', 'seq']).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('audit_log').ifExists().execute();
+      await db.schema.dropIndex('alerts_project_last_seen').ifExists().execute();
+      await db.schema.dropIndex('violations_project_at').ifExists().execute();
+      await db.schema.dropIndex('containers_project').ifExists().execute();
+      await db.schema.alterTable('containers').dropColumn('project').execute();
+      for (const c of ['created_by', 'last_used_at', 'projects_json']) await db.schema.alterTable('api_keys').dropColumn(c).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

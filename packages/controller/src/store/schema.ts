@@ -29,6 +29,12 @@ export interface ApiKeysTable {
   created_at: Int;
   expires_at: Int | null;
   revoked_at: Int | null;
+  /** 0004_auth: JSON string[]; "[]" = every project. */
+  projects_json: string;
+  /** 0004_auth. */
+  last_used_at: Int | null;
+  /** 0004_auth: minting key id, or "init". */
+  created_by: string;
 }
 
 export interface AgentsTable {
@@ -57,6 +63,8 @@ export interface ContainersTable {
   updated_at: Int;
   /** 0 or 1. */
   removed: Int;
+  /** 0004_auth: the container's project (facts.project, else the bulkhead.project label); "" when none. */
+  project: string;
 }
 
 /**
@@ -213,6 +221,35 @@ export interface WebhookDeliveryAttemptsTable {
   next_attempt_at: Int | null;
 }
 
+// ---- 0004_auth (src/auth, src/audit) -------------------------------------------
+
+/**
+ * The hash-chained audit trail. `hash` = sha256(prev_hash || canonical JSON of
+ * the other columns); see src/audit/audit-chain.ts. Rows are never updated.
+ */
+export interface AuditLogTable {
+  seq: Int;
+  at: Int;
+  /** key | token | anonymous */
+  actor_kind: string;
+  actor_id: string;
+  actor_name: string;
+  method: string;
+  /** The route pattern, e.g. /v1/keys/:id. */
+  route: string;
+  /** The request path without the query string. */
+  path: string;
+  action: string;
+  /** Canonical JSON object of target ids. */
+  target_json: string;
+  client_ip: string;
+  status: Int;
+  /** BK_ERR_… of a refused request; "" on success. */
+  code: string;
+  prev_hash: string;
+  hash: string;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
@@ -228,6 +265,8 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
+  // audit trail (migration 0004_auth, src/audit)
+  audit_log: AuditLogTable;
 }
 
 export type Db = Kysely<Database>;

@@ -3,6 +3,7 @@
 // the gRPC server, REST API and CLI never see SQL.
 import type { ContainerFacts__Output, HostFacts__Output, ScanSummary } from '@bulkhead/shared';
 import type { AlertStore } from '../alerts/alert-store';
+import type { AuditStore } from '../audit/audit-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -42,6 +43,8 @@ export interface ContainerQuery {
   /** "key" (label present) or "key=value". May repeat; all must match. */
   labels?: string[];
   includeRemoved?: boolean;
+  /** Project scoping (0004_auth): only containers of these projects; undefined = every container. */
+  projects?: string[];
   limit?: number;
   offset?: number;
 }
@@ -65,7 +68,17 @@ export interface ApiKeyRecord {
   createdAt: Date;
   expiresAt: Date | null;
   revokedAt: Date | null;
+  // ---- 0004_auth (src/auth) ----
+  /** Project names the key is limited to; empty = every project. */
+  projects: string[];
+  /** Last successful authentication (updated at most once a minute). */
+  lastUsedAt: Date | null;
+  /** Key id of the key that minted it, or "init". */
+  createdBy: string;
 }
+
+/** Join token listing filter (0004_auth). */
+export type JoinTokenStatus = 'active' | 'used' | 'expired' | 'revoked';
 
 // ---- policy (0002_policy) ---------------------------------------------------
 
@@ -135,6 +148,8 @@ export interface ViolationQuery {
   /** at < until */
   until?: Date;
   denied?: boolean;
+  /** Project scoping (0004_auth): only violations of these projects; undefined = all. */
+  projects?: string[];
   limit?: number;
   offset?: number;
 }
@@ -168,6 +183,18 @@ export interface Store {
   // api keys
   insertApiKey(k: ApiKeyRecord): Promise<void>;
   getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+
+  // identity and access (0004_auth; src/auth)
+  /** Every key, newest first. */
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Sets revokedAt iff not yet revoked; false when unknown or already revoked. */
+  revokeApiKey(id: string, now: Date): Promise<boolean>;
+  /** Records a successful authentication. */
+  touchApiKey(id: string, now: Date): Promise<void>;
+  /** Newest first; `status` is judged at `now`. */
+  listJoinTokens(q: { status?: JoinTokenStatus; now: Date; limit?: number; offset?: number }): Promise<JoinTokenRecord[]>;
+  /** Sets revokedAt iff the token is neither used nor revoked; false otherwise. */
+  revokeJoinToken(id: string, now: Date): Promise<boolean>;
 
   // agents
   insertAgent(a: AgentRecord): Promise<void>;
@@ -220,4 +247,7 @@ export interface Store {
   // alerts + webhook outbox (0003_alerts): its own contract in src/alerts/alert-store.ts.
   // Optional so test fakes need not implement it; the SQL stores always do.
   readonly alerts?: AlertStore;
+
+  // hash-chained audit trail (0004_auth): its own contract in src/audit/audit-store.ts. Optional as alerts.
+  readonly audit?: AuditStore;
 }

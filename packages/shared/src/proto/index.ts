@@ -21,3 +21,6 @@ export type { ViolationReport, ViolationReport__Output } from './generated/bulkh
 export type { ActionResult, ActionResult__Output } from './generated/bulkhead/v1/ActionResult';
 export type { Command, Command__Output } from './generated/bulkhead/v1/Command';
 export type { CommandResult, CommandResult__Output } from './generated/bulkhead/v1/CommandResult';
+export type { AuditReport, AuditReport__Output } from './generated/bulkhead/v1/AuditReport';
+export type { UsageReport, UsageReport__Output } from './generated/bulkhead/v1/UsageReport';
+export type { ContainerUsage, ContainerUsage__Output } from './generated/bulkhead/v1/ContainerUsage';
