@@ -33,7 +33,7 @@
 //
 // Env: BENCH_AUTHZ_N (200).
 'use strict';
-const { execFileSync } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, createWriteStream } = require('node:fs');
 const { join, resolve } = require('node:path');
 const Docker = require('dockerode');
@@ -58,6 +58,10 @@ function summary(xs) {
   const r = (v) => Math.round(v * 100) / 100;
   return { n: s.length, p50: r(pct(s, 50)), p90: r(pct(s, 90)), p99: r(pct(s, 99)), max: r(s[s.length - 1]), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
 }
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
 const ratio = (a, b) => Math.round((a / b) * 1000) / 1000;
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -80,14 +84,19 @@ function createBody(i) {
   };
 }
 
+/** scripts/engine.sh, asynchronously: the in-process plugin must keep answering dockerd meanwhile. */
 function engine(cmd, dir, extraArgs) {
-  const out = execFileSync('bash', [ENGINE, cmd, dir], {
-    env: { ...process.env, BULKHEAD_ENGINE_DOCKERD_ARGS: extraArgs ?? '' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-    timeout: 180_000,
-  }).toString();
-  const m = /DOCKER_HOST=unix:\/\/(\S+)/.exec(out);
-  return m ? m[1] : undefined;
+  return new Promise((res, rej) => {
+    const child = execFile('bash', [ENGINE, cmd, dir], {
+      env: { ...process.env, BULKHEAD_ENGINE_DOCKERD_ARGS: extraArgs ?? '' },
+      timeout: 180_000,
+    }, (err, stdout) => {
+      if (err) return rej(err);
+      const m = /DOCKER_HOST=unix:\/\/(\S+)/.exec(stdout);
+      res(m ? m[1] : undefined);
+    });
+    child.stderr.pipe(process.stderr);
+  });
 }
 
 /** The default policy with every rule NOT in `broken` switched to enforce. */
@@ -119,7 +128,7 @@ async function main() {
   let stoppedOk = true;
   try {
     // 1. The plain engine; on it, find which default-policy rules the benchmark's create breaks.
-    const plainSock = engine('start', plainDir);
+    const plainSock = await engine('start', plainDir);
     started.push(plainDir);
     const plain = new Docker({ socketPath: plainSock });
     writeFileSync(join(dir, 'default-monitor.yaml'), DEFAULT_POLICY_YAML);
@@ -163,7 +172,12 @@ async function main() {
     const [pluginHandler] = server.listeners('request');
     server.removeAllListeners('request');
     const ALLOW_BODY = '{"Allow":true}';
+    // Time spent inside the plugin process (request received → response
+    // finished), summed over the plugin calls a create causes.
+    let inPluginMs = 0;
     server.on('request', (req, res) => {
+      const t = nowMs();
+      res.on('finish', () => { inPluginMs += nowMs() - t; });
       if (mode !== 'bare' || req.url === '/Plugin.Activate') return pluginHandler(req, res);
       req.resume();
       req.on('end', () => {
@@ -176,28 +190,34 @@ async function main() {
 
     // 3. The engine with the plugin.
     started.push(authzDir);
-    const authzSockGot = engine('start', authzDir, `--authorization-plugin=${pluginName}`);
+    const authzSockGot = await engine('start', authzDir, `--authorization-plugin=${pluginName}`);
     if (authzSockGot !== authzSock) throw new Error(`unexpected engine socket ${authzSockGot}`);
     const authz = new Docker({ socketPath: authzSock });
 
     const clients = { plain, bare: authz, allow: authz, bulkhead: authz };
     const times = Object.fromEntries(VARIANTS.map((v) => [v, []]));
+    const pluginSide = Object.fromEntries(VARIANTS.map((v) => [v, []]));
     const failures = Object.fromEntries(VARIANTS.map((v) => [v, []]));
     let seq = 0;
     const one = async (variant, record) => {
       mode = variant === 'plain' ? 'allow' : variant;
       const docker = clients[variant];
       const body = createBody(seq++);
+      inPluginMs = 0;
       const t0 = nowMs();
       let c;
       try {
         c = await docker.createContainer(body);
       } catch (err) {
         failures[variant].push(err.message);
+        if (record) times[variant].push(NaN);
         return;
       }
       const dt = nowMs() - t0;
-      if (record) times[variant].push(dt);
+      if (record) {
+        times[variant].push(dt);
+        pluginSide[variant].push(inPluginMs);
+      }
       await c.remove({ force: true }).catch((err) => failures[variant].push(`remove: ${err.message}`));
     };
 
@@ -212,7 +232,34 @@ async function main() {
     }
     mode = 'allow';
 
-    const s = Object.fromEntries(VARIANTS.map((v) => [v, summary(times[v])]));
+    const ok = (xs) => xs.filter((x) => !Number.isNaN(x));
+    const s = Object.fromEntries(VARIANTS.map((v) => [v, summary(ok(times[v]))]));
+    // Round i ran all four variants back to back: per-round differences
+    // cancel drift, and resampling rounds (bootstrap) gives an interval.
+    const paired = (a, b) => {
+      const d = ok(times[a].map((x, i) => x - times[b][i]));
+      return Math.round(median(d) * 100) / 100;
+    };
+    const bootstrap = (a, b, p) => {
+      let seed = 7;
+      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+      const rs = [];
+      const n = times[a].length;
+      for (let k = 0; k < 2000; k++) {
+        const xa = [];
+        const xb = [];
+        for (let j = 0; j < n; j++) {
+          const i = Math.floor(rnd() * n);
+          xa.push(times[a][i]);
+          xb.push(times[b][i]);
+        }
+        const sa = ok(xa).sort((x, y) => x - y);
+        const sb = ok(xb).sort((x, y) => x - y);
+        rs.push(pct(sa, p) / pct(sb, p));
+      }
+      rs.sort((x, y) => x - y);
+      return [Math.round(pct(rs, 2.5) * 1000) / 1000, Math.round(pct(rs, 97.5) * 1000) / 1000];
+    };
     const result = {
       benchmark: 'authz-overhead',
       date: new Date().toISOString(),
@@ -231,6 +278,22 @@ async function main() {
         bulkhead: { p50: ratio(s.bulkhead.p50, s.plain.p50), p99: ratio(s.bulkhead.p99, s.plain.p99), mean: ratio(s.bulkhead.mean, s.plain.mean) },
         allow: { p50: ratio(s.allow.p50, s.plain.p50), p99: ratio(s.allow.p99, s.plain.p99), mean: ratio(s.allow.mean, s.plain.mean) },
         bare: { p50: ratio(s.bare.p50, s.plain.p50), p99: ratio(s.bare.p99, s.plain.p99), mean: ratio(s.bare.mean, s.plain.mean) },
+      },
+      ratioToPlain95ciBootstrap: {
+        bulkhead: { p50: bootstrap('bulkhead', 'plain', 50), p99: bootstrap('bulkhead', 'plain', 99) },
+        bare: { p50: bootstrap('bare', 'plain', 50), p99: bootstrap('bare', 'plain', 99) },
+      },
+      pairedMedianDifferenceMs: {
+        bulkheadMinusPlain: paired('bulkhead', 'plain'),
+        bareMinusPlain: paired('bare', 'plain'),
+        allowMinusBare: paired('allow', 'bare'),
+        bulkheadMinusAllow: paired('bulkhead', 'allow'),
+        bulkheadMinusBare: paired('bulkhead', 'bare'),
+      },
+      timeInsidePluginPerCreateMs: {
+        bare: summary(pluginSide.bare),
+        allow: summary(pluginSide.allow),
+        bulkhead: summary(pluginSide.bulkhead),
       },
       addedMsP50: {
         pluginRoundTrip: Math.round((s.bare.p50 - s.plain.p50) * 100) / 100,
@@ -254,7 +317,7 @@ async function main() {
     // Engines first (stopping one runs `docker rm -f` through its plugin), then the plugin.
     for (const d of started.reverse()) {
       try {
-        engine('stop', d);
+        await engine('stop', d);
       } catch (err) {
         stoppedOk = false;
         console.error(`engine.sh stop ${d} failed: ${err.message}`);

@@ -1,5 +1,5 @@
 // Options of the running agent, with their defaults in one place.
-import { BulkheadError, parseDuration } from '@bulkhead/shared';
+import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
 import { splitController } from './link/controller-address';
 
 export interface AgentOptions {
@@ -15,7 +15,17 @@ export interface AgentOptions {
   authzSocket: string | undefined;
   /** A local policy file enforced until the controller sends a bundle. */
   policyFile: string | undefined;
+  /**
+   * Prometheus metrics listener (plain HTTP, GET /metrics). Default
+   * 127.0.0.1:9465; undefined (--no-metrics) = none. Loopback only unless
+   * `metricsAllowRemote`.
+   */
+  metricsListen: string | undefined;
+  /** Allow a non-loopback metrics address. Default false. */
+  metricsAllowRemote: boolean;
 }
+
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9465';
 
 export const DEFAULT_AUTHZ_SOCKET = '/run/docker/plugins/bulkhead.sock';
 
@@ -28,6 +38,9 @@ export interface AgentOptionsInput {
   /** false (from --no-authz) turns prevention off; a string is the socket path. */
   authzSocket?: string | boolean | undefined;
   policyFile?: string | undefined;
+  /** false (from --no-metrics) turns the metrics listener off. */
+  metricsListen?: string | false | undefined;
+  metricsAllowRemote?: boolean | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -46,6 +59,9 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
   if (dockerHost && !/^(unix|tcp|https?|npipe):\/\//.test(dockerHost)) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `docker host "${dockerHost}" must be a socket path or a URL like unix:///var/run/docker.sock or tcp://127.0.0.1:2376`);
   }
+  const metricsListen = input.metricsListen === false ? undefined : input.metricsListen || DEFAULT_METRICS_LISTEN;
+  const metricsAllowRemote = input.metricsAllowRemote === true;
+  if (metricsListen !== undefined) resolveMetricsAddress(metricsListen, metricsAllowRemote);
   return {
     stateDir: input.stateDir,
     dockerHost,
@@ -54,6 +70,8 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     reconcileIntervalMs,
     authzSocket: authzSocket(input.authzSocket),
     policyFile: input.policyFile || undefined,
+    metricsListen,
+    metricsAllowRemote,
   };
 }
 

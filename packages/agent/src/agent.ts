@@ -6,7 +6,8 @@
 // talk to Docker at all — a dockerd configured with it refuses every request
 // while the plugin is unreachable, including the watcher's own.
 import { join } from 'node:path';
-import type { ContainerDelta, ContainerFacts, HostFacts, HostFacts__Output, Logger, ViolationReport } from '@bulkhead/shared';
+import type { ContainerDelta, ContainerFacts, HostFacts, HostFacts__Output, Logger, MetricsListener, ViolationReport } from '@bulkhead/shared';
+import { resolveMetricsAddress, startMetricsListener } from '@bulkhead/shared';
 import { AuthzDecider } from './authz/authz-decider';
 import { AuthzPlugin } from './authz/plugin-server';
 import { createDockerClient, describeDockerHost } from './docker/client';
@@ -19,6 +20,11 @@ import { PolicyHolder } from './policy/policy-holder';
 import { SecretScanner } from './secrets/secret-scanner';
 import { loadCredentials } from './state/agent-state';
 import type { AgentOptions } from './agent-options';
+// Manual commands and metrics (issue 5).
+import { CommandRunner } from './commands/command-runner';
+import { QuarantineMemory } from './commands/quarantine-memory';
+import { AgentMetrics, timedDecision } from './metrics/agent-metrics';
+import type { ActionTiming } from './enforce/enforcer-options';
 
 /** Host facts change rarely; re-read them at most this often (on reconnect). */
 const HOST_FACTS_TTL_MS = 5 * 60_000;
@@ -33,6 +39,9 @@ export class Agent {
     private readonly spool: ReportSpool,
     private readonly timers: NodeJS.Timeout[],
     private readonly logger: Logger,
+    /** Prometheus metrics (issue 5); the listener is undefined when off or when it could not bind. */
+    readonly metrics?: AgentMetrics,
+    private readonly metricsListener?: MetricsListener,
   ) {}
 
   static async start(opts: AgentOptions, logger: Logger): Promise<Agent> {
@@ -56,9 +65,17 @@ export class Agent {
       return hostCached.facts;
     };
 
+    // Metrics (issue 5): counted as things happen, listener started once prevention is up.
+    const metrics = new AgentMetrics({ agentId: credentials.identity.agentId, logger: logger.child({ component: 'metrics' }) });
+    const quarantine = QuarantineMemory.open(opts.stateDir, logger.child({ component: 'commands' }));
+    metrics.setSources({ spool: () => ({ pending: spool.size, dropped: spool.droppedCount }), quarantined: () => quarantine.size });
+
     // Reports go through the link (spooled first); the link exists before anything can report.
     let link: ControllerLink | undefined;
-    const report = (r: ViolationReport): void => link?.report(r);
+    const report = (r: ViolationReport, timing?: ActionTiming): void => {
+      metrics.report(r, timing);
+      link?.report(r);
+    };
 
     // 1. Prevention first (see the top of this file). Until the watcher runs,
     //    the decider sees an empty inventory, which only matters for update/exec/start.
@@ -73,10 +90,17 @@ export class Agent {
         logger: logger.child({ component: 'authz' }),
         hostFacts: () => hostNow,
         secrets,
-        onDecision: (d) => d.violations.forEach(report),
+        onDecision: (d) => d.violations.forEach((v) => report(v)),
       });
-      authz = await AuthzPlugin.start({ socketPath: opts.authzSocket, evaluate: (req) => decider.decide(req), logger: logger.child({ component: 'authz' }) });
+      authz = await AuthzPlugin.start({
+        socketPath: opts.authzSocket,
+        evaluate: (req) => timedDecision(decider.decide(req), req.receivedAt, metrics),
+        logger: logger.child({ component: 'authz' }),
+      });
+      const plugin = authz;
+      metrics.setSources({ authzFailOpen: () => plugin.stats.failOpen });
     }
+    const metricsListener = await startAgentMetrics(opts, metrics, logger);
 
     // 2. Docker. An engine that is down at start is waited for, not fatal:
     //    systemd may start us before docker.service is ready.
@@ -91,6 +115,11 @@ export class Agent {
     }
     const w = watcher;
     await hostFacts().catch((err: unknown) => logger.warn({ err }, 'host facts unavailable'));
+    // Metrics (issue 5).
+    w.on('upsert', (_f, action, _t, changed) => metrics.inventoryChange('upsert', action, changed));
+    w.on('remove', (_id, action) => metrics.inventoryChange('remove', action));
+    w.on('reconcile', () => metrics.reconcileRun());
+    metrics.setSources({ containers: () => w.inventory().length, eventStreamConnected: () => w.streamConnected });
 
     // 3. Reaction.
     const enforcer = new Enforcer({
@@ -101,6 +130,7 @@ export class Agent {
       onViolation: report,
       hostFacts: () => hostNow,
       secrets,
+      onEvaluation: () => metrics.evaluation(),
     });
     enforcer.attach(w);
     policy.on('change', (s) => {
@@ -113,6 +143,7 @@ export class Agent {
     enforcer.evaluateAll();
 
     // 4. The controller link.
+    const runner = new CommandRunner({ docker, memory: quarantine, logger: logger.child({ component: 'commands' }), onResult: (action, ok) => metrics.command(action, ok) });
     link = new ControllerLink({
       credentials,
       inventory: reportedInventory(w, secrets, () => policy.state.projectLabel),
@@ -123,10 +154,17 @@ export class Agent {
         const r = policy.apply(bundle);
         return { version: Number(bundle.version), applied: r.applied, error: r.error ?? '' };
       },
+      // Manual commands (issue 5).
+      onCommand: (cmd) => runner.run(cmd),
       ...(opts.controller ? { controller: opts.controller } : {}),
     });
+    const l = link;
+    l.onState((s) => {
+      if (s === 'connected') metrics.linkConnected();
+    });
+    metrics.setSources({ linkState: () => l.state });
     link.start();
-    return new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger);
+    return new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener);
   }
 
   async stop(): Promise<void> {
@@ -136,7 +174,26 @@ export class Agent {
     await this.watcher.stop();
     await this.authz?.stop();
     await this.spool.flush();
+    await this.metricsListener?.close();
     this.logger.info('agent stopped');
+  }
+}
+
+/**
+ * Metrics (issue 5). A listener that cannot bind (port taken) is logged and
+ * skipped: the agent's job is enforcement, and with the authorization plugin
+ * up, an agent that exits leaves dockerd refusing every request.
+ */
+async function startAgentMetrics(opts: AgentOptions, metrics: AgentMetrics, logger: Logger): Promise<MetricsListener | undefined> {
+  if (opts.metricsListen === undefined) return undefined;
+  const log = logger.child({ component: 'metrics' });
+  try {
+    const l = await startMetricsListener({ address: resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote), render: () => metrics.render(), logger: log });
+    log.info({ host: l.host, port: l.port }, 'metrics listening');
+    return l;
+  } catch (err) {
+    log.error({ err: (err as Error).message, listen: opts.metricsListen }, 'metrics listener failed; running without metrics');
+    return undefined;
   }
 }
 

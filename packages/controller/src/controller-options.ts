@@ -1,6 +1,7 @@
 // Options of the running controller, with their defaults in one place.
-import { BulkheadError, parseDuration } from '@bulkhead/shared';
+import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
 import { splitHostPort } from './net/host-port';
+import { MAX_TOKEN_MAX_TTL_MS, MIN_TOKEN_MAX_TTL_MS } from './auth/auth-options';
 
 export interface ControllerOptions {
   dataDir: string;
@@ -12,7 +13,19 @@ export interface ControllerOptions {
   heartbeatIntervalMs: number;
   /** Silence after which an agent is marked offline. Default 3 × heartbeat. */
   offlineAfterMs: number;
+  /**
+   * Prometheus metrics listener (plain HTTP, GET /metrics). Default
+   * 127.0.0.1:9464; undefined = no metrics listener. Loopback only unless
+   * `metricsAllowRemote`.
+   */
+  metricsListen: string | undefined;
+  /** Allow a non-loopback metrics address. Default false. */
+  metricsAllowRemote: boolean;
+  /** Identity and access (issue 5): longest bearer-token lifetime a caller may ask for. Default 1 h (1 min – 24 h). */
+  tokenMaxTtlMs?: number;
 }
+
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9464';
 
 export interface ControllerOptionsInput {
   dataDir: string;
@@ -20,6 +33,11 @@ export interface ControllerOptionsInput {
   apiListen?: string;
   heartbeatInterval?: string | number;
   offlineAfter?: string | number;
+  /** false (from --no-metrics) turns the metrics listener off. */
+  metricsListen?: string | false;
+  metricsAllowRemote?: boolean;
+  /** `--token-max-ttl`, e.g. "1h". */
+  tokenMaxTtl?: string | number;
 }
 
 export function resolveControllerOptions(input: ControllerOptionsInput): ControllerOptions {
@@ -36,7 +54,14 @@ export function resolveControllerOptions(input: ControllerOptionsInput): Control
     apiListen: input.apiListen ?? '0.0.0.0:8443',
     heartbeatIntervalMs,
     offlineAfterMs,
+    metricsListen: input.metricsListen === false ? undefined : (input.metricsListen ?? DEFAULT_METRICS_LISTEN),
+    metricsAllowRemote: input.metricsAllowRemote === true,
+    tokenMaxTtlMs: parseDuration(input.tokenMaxTtl ?? '1h', 'token-max-ttl'),
   };
+  if (!(opts.tokenMaxTtlMs! >= MIN_TOKEN_MAX_TTL_MS && opts.tokenMaxTtlMs! <= MAX_TOKEN_MAX_TTL_MS)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `token-max-ttl must be between 1m and 24h, got ${input.tokenMaxTtl ?? '1h'}`);
+  }
+  if (opts.metricsListen !== undefined) resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote);
   splitHostPort(opts.grpcListen, 'grpc-listen');
   splitHostPort(opts.apiListen, 'api-listen');
   return opts;

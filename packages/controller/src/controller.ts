@@ -1,6 +1,6 @@
 // Owns the running controller: store + gRPC listener for agents + HTTPS API
 // for ops, started and stopped together.
-import { BulkheadError, type Logger } from '@bulkhead/shared';
+import { BulkheadError, resolveMetricsAddress, startMetricsListener, type Logger, type MetricsListener } from '@bulkhead/shared';
 import type { FastifyInstance } from 'fastify';
 import { createApiServer } from './api/server';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/grpc-server';
@@ -12,6 +12,12 @@ import { splitHostPort } from './net/host-port';
 import { Alerting } from './alerts/alerting';
 import { alertOptionsFromEnv } from './alerts/alert-options';
 import { PolicyService } from './policy/policy-service';
+// Metrics and manual actions (issue 5).
+import { ControllerMetrics } from './metrics/controller-metrics';
+import { fleetSources } from './metrics/fleet-sources';
+import { ManualActions } from './commands/manual-actions';
+// Identity and access (issue 5): the token signing secret lives in the data directory.
+import { loadOrCreateSigningSecret } from './auth/signing-secret';
 
 export class Controller {
   private constructor(
@@ -22,20 +28,28 @@ export class Controller {
     private readonly logger: Logger,
     /** Alerts and webhook delivery (src/alerts); undefined only for a store without alert tables. */
     readonly alerting?: Alerting,
+    /** Prometheus metrics (issue 5); the listener is undefined when off or when it could not bind. */
+    readonly metrics?: ControllerMetrics,
+    readonly metricsListener?: MetricsListener,
   ) {}
 
   static async start(opts: ControllerOptions, logger: Logger): Promise<Controller> {
     const pki = loadPki(opts.dataDir);
+    const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // issue 5: created here for data dirs initialized before tokens
     const store = await openStore({ kind: 'sqlite', path: dataDirPaths(opts.dataDir).db });
     await store.migrate();
     let grpc: RunningGrpcServer | undefined;
     let alerting: Alerting | undefined;
+    const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });
     try {
       // Webhook workers start before the listeners: deliveries left in the
       // outbox by a previous run (crash included) go out right away.
       // Tuning comes from BULKHEAD_WEBHOOK_* / BULKHEAD_ALERT_* (docs/alerts.md).
       alerting = store.alerts
-        ? Alerting.start({ store: store.alerts, agents: store, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env) })
+        ? Alerting.start({
+            store: store.alerts, agents: store, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env),
+            onDeliveryAttempt: (outcome, ms) => metrics.deliveryAttempt(outcome, ms),
+          })
         : undefined;
       const policy = await PolicyService.create({ store, logger: logger.child({ component: 'policy' }) });
       grpc = await startGrpcServer({
@@ -43,13 +57,28 @@ export class Controller {
         store,
         pki,
         logger,
-        link: { heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts },
+        link: { heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics },
         policy,
+      });
+      metrics.setSources(fleetSources(store, grpc.link));
+      const link = grpc.link;
+      const actions = new ManualActions({
+        link,
+        logger: logger.child({ component: 'actions' }),
+        alerts: alerting?.alerts,
+        metrics,
+        hostname: async (id) => (await store.getAgent(id))?.hostname,
       });
       let ready = false;
       const api = await createApiServer({
+        actions,
+        metrics,
         store,
         tls: pki.server,
+        // Identity and access (issue 5).
+        auth: { tokenSecret, ...(opts.tokenMaxTtlMs !== undefined ? { tokenMaxTtlMs: opts.tokenMaxTtlMs } : {}) },
+        agentLink: grpc.link,
+        caFingerprint: pki.caFingerprint,
         logger: logger.child({ component: 'api' }),
         ready: () => ready,
         policy,
@@ -59,9 +88,10 @@ export class Controller {
       await api.listen({ host, port });
       const addr = api.server.address();
       const apiPort = typeof addr === 'object' && addr ? addr.port : port;
+      const metricsListener = await startControllerMetrics(opts, metrics, logger);
       ready = true;
-      logger.info({ grpcPort: grpc.port, apiPort, caFingerprint: pki.caFingerprint }, 'controller ready');
-      return new Controller(store, grpc, api, apiPort, logger, alerting);
+      logger.info({ grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint }, 'controller ready');
+      return new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener);
     } catch (err) {
       await grpc?.shutdown().catch(() => undefined);
       await alerting?.stop().catch(() => undefined);
@@ -73,10 +103,28 @@ export class Controller {
   async stop(): Promise<void> {
     this.logger.info('controller stopping');
     await this.api.close().catch(() => undefined);
+    await this.metricsListener?.close().catch(() => undefined);
     await this.grpc.shutdown();
     // After the link: alerts it raised while closing are committed, and
     // in-flight deliveries are recorded before the store closes.
     await this.alerting?.stop();
     await this.store.close();
+  }
+}
+
+/**
+ * Metrics (issue 5). A listener that cannot bind (port taken) is logged and
+ * skipped, not fatal: losing the observer must not take down what it observes.
+ */
+async function startControllerMetrics(opts: ControllerOptions, metrics: ControllerMetrics, logger: Logger): Promise<MetricsListener | undefined> {
+  if (opts.metricsListen === undefined) return undefined;
+  const log = logger.child({ component: 'metrics' });
+  try {
+    const l = await startMetricsListener({ address: resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote), render: () => metrics.render(), logger: log });
+    log.info({ host: l.host, port: l.port }, 'metrics listening');
+    return l;
+  } catch (err) {
+    log.error({ err: (err as Error).message, listen: opts.metricsListen }, 'metrics listener failed; running without metrics');
+    return undefined;
   }
 }

@@ -57,10 +57,13 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--authz-socket <path>', 'serve the Docker authorization plugin on this socket (dockerd: "authorization-plugins": ["bulkhead"])').env('BULKHEAD_AUTHZ_SOCKET').default('/run/docker/plugins/bulkhead.sock'))
     .option('--no-authz', 'do not serve the Docker authorization plugin (no prevention; reaction only)')
     .addOption(new Option('--policy-file <file>', 'a local policy (YAML/JSON) enforced until the controller sends one').env('BULKHEAD_POLICY_FILE'))
+    .addOption(new Option('--metrics-listen <addr>', 'Prometheus metrics listen address (plain HTTP, GET /metrics; loopback unless --metrics-allow-remote)').env('BULKHEAD_METRICS_LISTEN').default('127.0.0.1:9465'))
+    .option('--no-metrics', 'do not serve Prometheus metrics')
+    .option('--metrics-allow-remote', 'allow a non-loopback --metrics-listen address (metrics have no authentication)')
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock')
-    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string }) => {
-      const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket });
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean }) => {
+      const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
       const agent = await Agent.start(opts, logger);
       await new Promise<void>((resolve) => {

@@ -58,6 +58,8 @@ export interface ContainerWatcherEvents {
   remove: [id: string, eventAction: WatchAction, eventTimeMs: number, lastFacts: Facts];
   /** The event stream's connection state (for logs, metrics and tests). */
   stream: [event: StreamStateEvent];
+  /** A reconcile listed the engine's containers (metrics, issue 5); `suspects` were queued for inspection. */
+  reconcile: [info: { reason: string; listed: number; suspects: number }];
 }
 
 interface Job {
@@ -143,6 +145,11 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
 
   get(id: string): Facts | undefined {
     return this.inv.get(id);
+  }
+
+  /** True while the Docker event stream is open (metrics, issue 5). */
+  get streamConnected(): boolean {
+    return this.stream !== undefined;
   }
 
   /** Lists containers now instead of waiting for the timer (e.g. after the agent suspects a gap). */
@@ -464,6 +471,7 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     const used = new Set([...this.inv.values()].map((f) => f.imageId));
     for (const id of this.images.keys()) if (!used.has(id)) this.images.delete(id);
     this.log.debug({ reason, listed: list.length, suspects }, 'reconcile');
+    this.safeEmit('reconcile', { reason, listed: list.length, suspects });
   }
 
   private safeEmit<K extends keyof ContainerWatcherEvents>(name: K, ...args: ContainerWatcherEvents[K]): void {

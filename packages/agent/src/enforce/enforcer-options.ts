@@ -71,11 +71,14 @@ export interface EnforcerOptions {
   actionConcurrency?: number;
   /** Wall clock (ms). Default Date.now. */
   now?: () => number;
+  /** Called after every evaluation of a running container, with the number of findings (metrics). */
+  onEvaluation?: (findings: number) => void;
 }
 
-export interface ResolvedEnforcerOptions extends Required<Omit<EnforcerOptions, 'hostFacts' | 'secrets'>> {
+export interface ResolvedEnforcerOptions extends Required<Omit<EnforcerOptions, 'hostFacts' | 'secrets' | 'onEvaluation'>> {
   hostFacts: (() => HostFacts__Output | undefined) | undefined;
   secrets: EnforcerSecrets | undefined;
+  onEvaluation: ((findings: number) => void) | undefined;
 }
 
 export const ENFORCER_DEFAULTS = {
@@ -97,6 +100,7 @@ export function resolveEnforcerOptions(o: EnforcerOptions): ResolvedEnforcerOpti
     actionWindowMs: o.actionWindowMs ?? ENFORCER_DEFAULTS.actionWindowMs,
     actionConcurrency: o.actionConcurrency ?? ENFORCER_DEFAULTS.actionConcurrency,
     now: o.now ?? Date.now,
+    onEvaluation: o.onEvaluation,
   };
   if (!Number.isInteger(r.maxActions) || r.maxActions < 1) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `maxActions: ${r.maxActions} is not a positive integer`);

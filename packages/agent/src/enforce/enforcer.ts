@@ -210,6 +210,7 @@ export class Enforcer {
     }
     const enriched = this.enrich(t, facts, st);
     const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()));
+    this.o.onEvaluation?.(findings.length);
     if (findings.length === 0) return;
     const policyKey = `${st.version}:${st.sha256}`;
     for (const f of findings) {

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, VERSION, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
   type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
-  type PolicyStatus, type ViolationReport,
+  type PolicyStatus, type ViolationReport, type Command__Output, type CommandResult,
 } from '@bulkhead/shared';
 import type { ReportSpool } from './report-spool';
 import type { AgentCredentials } from '../state/agent-state';
@@ -36,6 +36,8 @@ export interface ControllerLinkOptions {
   spool?: ReportSpool;
   /** Applies a policy bundle pushed by the controller; the result is reported back. */
   onPolicy?: (bundle: PolicyBundle__Output) => PolicyStatus | Promise<PolicyStatus>;
+  /** Carries out a manual command (issue 5); the result is sent back on the same stream. */
+  onCommand?: (cmd: Command__Output) => Promise<CommandResult>;
 }
 
 export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -130,6 +132,8 @@ export class ControllerLink {
         this.onWelcome(call, m.welcome.heartbeatIntervalMs || 5000);
       } else if (m.body === 'policy' && m.policy) {
         void this.applyPolicy(call, m.policy);
+      } else if (m.body === 'command' && m.command) {
+        void this.runCommand(call, m.command);
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
@@ -208,6 +212,23 @@ export class ControllerLink {
       status = { version: bundle.version, applied: false, error: (err as Error).message };
     }
     if (this.call === call) this.send({ policyStatus: status });
+  }
+
+  /**
+   * Manual commands (issue 5). The result goes back only on the stream that
+   * asked: after a reconnect the controller has already given up on it.
+   */
+  private async runCommand(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, cmd: Command__Output): Promise<void> {
+    let result: CommandResult;
+    try {
+      result = this.opts.onCommand
+        ? await this.opts.onCommand(cmd)
+        : { id: cmd.id, ok: false, error: 'BK_ERR_ACTION_FAILED: this agent does not run manual commands', detail: '', durationMs: 0, state: '' };
+    } catch (err) {
+      result = { id: cmd.id, ok: false, error: `BK_ERR_ACTION_FAILED: ${(err as Error).message}`, detail: '', durationMs: 0, state: '' };
+    }
+    if (this.call === call) this.send({ commandResult: result });
+    else this.opts.logger.warn({ commandId: cmd.id, ok: result.ok }, 'command finished after its stream closed; the result is not delivered');
   }
 
   private teardown(): void {

@@ -173,7 +173,13 @@ export async function unixSocketInodes(procRoot: string, path: string): Promise<
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     // Num RefCount Protocol Flags Type St Inode Path
-    if (f.length >= 8 && f.slice(7).join(' ') === path) out.add(Number(f[6]));
+    if (f.length >= 8 && samePath(f.slice(7).join(' '), path)) out.add(Number(f[6]));
   }
   return out;
+}
+
+/** Same socket path, with /var/run and /run folded (systemd binds /run/docker.sock; clients say /var/run). */
+function samePath(a: string, b: string): boolean {
+  const fold = (p: string): string => (p.startsWith('/var/run/') ? p.slice(4) : p);
+  return fold(a) === fold(b);
 }

@@ -7,7 +7,10 @@ import { saveCredentials, loadCredentials, isEnrolled, statePaths } from '../../
 
 t.test('agent options: defaults and clear errors', async (t) => {
   const o = resolveAgentOptions({ stateDir: '/s', hostLabel: ['env=prod', 'zone=a=b'] });
-  t.same(o, { stateDir: '/s', dockerHost: undefined, controller: undefined, hostLabels: { env: 'prod', zone: 'a=b' }, reconcileIntervalMs: 30_000, authzSocket: '/run/docker/plugins/bulkhead.sock', policyFile: undefined });
+  t.same(o, {
+    stateDir: '/s', dockerHost: undefined, controller: undefined, hostLabels: { env: 'prod', zone: 'a=b' }, reconcileIntervalMs: 30_000, authzSocket: '/run/docker/plugins/bulkhead.sock', policyFile: undefined,
+    metricsListen: '127.0.0.1:9465', metricsAllowRemote: false,
+  });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: '/tmp/x/a.sock' }).authzSocket, '/tmp/x/a.sock');
   t.throws(() => resolveAgentOptions({ stateDir: '/s', authzSocket: 'relative.sock' }), { message: /absolute path/ });

@@ -21,6 +21,8 @@ export interface AlertingOptions {
   /** Enrolled agents: with it, certificates near expiry raise cert_expiring alerts. */
   agents?: { listAgents(): Promise<AgentRecord[]> };
   now?: () => Date;
+  /** Metrics (issue 5): every webhook delivery attempt's outcome and latency. */
+  onDeliveryAttempt?: DeliveryDispatcherOptions['onAttempt'];
   /** Test seams. */
   sender?: DeliveryDispatcherOptions['sender'];
   resolve?: Resolver;
@@ -56,6 +58,7 @@ export class Alerting {
             now,
             ...(opts.sender ? { sender: opts.sender } : {}),
             ...(opts.random ? { random: opts.random } : {}),
+            ...(opts.onDeliveryAttempt ? { onAttempt: opts.onDeliveryAttempt } : {}),
           });
     const certWatch = opts.agents ? new CertExpiryWatch({ agents: opts.agents, store: opts.store, alerts, logger, now }) : undefined;
     certWatch?.start();

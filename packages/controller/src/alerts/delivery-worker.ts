@@ -29,9 +29,15 @@ export interface DeliveryDispatcherOptions extends Partial<DeliveryOptions> {
   random?: () => number;
   /** Default: a keep-alive HttpSender. Tests may pass a fake. */
   sender?: Pick<HttpSender, 'send' | 'close'>;
+  /** Metrics (issue 5): called once per attempt with its outcome (delivered, retry, failed, gone) and latency. */
+  onAttempt?: (outcome: string, latencyMs: number) => void;
 }
 
-type Resolved = Required<Omit<DeliveryDispatcherOptions, 'sender' | 'signal'>> & { sender: Pick<HttpSender, 'send' | 'close'>; signal: WorkSignal };
+type Resolved = Required<Omit<DeliveryDispatcherOptions, 'sender' | 'signal' | 'onAttempt'>> & {
+  sender: Pick<HttpSender, 'send' | 'close'>;
+  signal: WorkSignal;
+  onAttempt: DeliveryDispatcherOptions['onAttempt'];
+};
 
 const DEFAULTS: DeliveryOptions = {
   workers: 4,
@@ -110,6 +116,7 @@ export class DeliveryWorker {
         continue;
       }
       const results = await Promise.all(claimed.map((c) => this.attempt(c)));
+      for (const r of results) this.o.onAttempt?.(r.attempt.outcome, r.attempt.latencyMs); // metrics (issue 5)
       try {
         await store.recordAttempts(results, this.o.now());
       } catch (err) {
@@ -242,6 +249,7 @@ export class DeliveryDispatcher {
       now: opts.now ?? (() => new Date()),
       random: opts.random ?? Math.random,
       sender: opts.sender ?? new HttpSender(),
+      onAttempt: opts.onAttempt,
     };
     o.logger.info({ workers: o.workers, timeoutMs: o.timeoutMs, retryScheduleMs: o.retryScheduleMs }, 'webhook delivery started');
     return new DeliveryDispatcher(o);

@@ -17,6 +17,10 @@ export interface GenerateApiKeyOptions {
   now?: Date;
   /** Default: never expires. */
   expiresAt?: Date | null;
+  /** Project names the key is limited to. Default: every project. */
+  projects?: string[];
+  /** Key id of the minting key. Default "init". */
+  createdBy?: string;
 }
 
 /** Mints a key. Store `record`; show `plaintext` once — it cannot be recovered. */
@@ -34,6 +38,9 @@ export function generateApiKey(name: string, role: ApiKeyRole, opts: GenerateApi
     createdAt: opts.now ?? new Date(),
     expiresAt: opts.expiresAt ?? null,
     revokedAt: null,
+    projects: [...(opts.projects ?? [])],
+    lastUsedAt: null,
+    createdBy: opts.createdBy ?? 'init',
   };
   return { record, plaintext: `bk_${id}_${secret}` };
 }

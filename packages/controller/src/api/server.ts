@@ -1,11 +1,12 @@
 // Owns the controller's HTTPS REST API for operators: the fastify instance,
-// TLS, API-key authentication of /v1, problem+json errors and request
-// logging. Routes live in ./routes; wire shapes in ./dto.
+// TLS, problem+json errors and request logging. Identity and access on /v1
+// (API keys, bearer tokens, roles, project scopes, failed-auth limits) and
+// the audit trail are installed from src/auth/api-security.ts. Routes live
+// in ./routes; wire shapes in ./dto.
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify';
 import Fastify from 'fastify';
 import type { Logger } from '@bulkhead/shared';
 import type { ApiKeyRecord, Store } from '../store/store';
-import { verifyApiKey } from './api-keys';
 import { PROBLEM_CONTENT_TYPE, makeProblem, toProblem } from './problem';
 import { registerHealthRoutes } from './routes/health';
 import { registerAgentRoutes } from './routes/agents';
@@ -17,12 +18,19 @@ import type { PolicyService } from '../policy/policy-service';
 import { registerPolicyRoutes } from './routes/policies';
 import { registerViolationRoutes } from './routes/violations';
 import { registerScanRoutes } from './routes/scans';
-
-/**
- * Checks an Authorization header value; resolves to the key or throws a
- * BulkheadError (BK_ERR_UNAUTHENTICATED → 401).
- */
-export type ApiKeyAuthenticator = (authorization: string | undefined, now: Date) => Promise<ApiKeyRecord>;
+// OpenAPI, manual actions and metrics (issue 5).
+import { registerOpenApi } from '../openapi/openapi';
+import { registerActionRoutes } from './routes/actions';
+import type { ManualActions } from '../commands/manual-actions';
+import type { ApiRequestObserver } from '../metrics/controller-metrics';
+// Identity and access + audit trail (issue 5).
+import { ApiSecurity } from '../auth/api-security';
+import type { AuthOptionsInput } from '../auth/auth-options';
+import { registerKeyRoutes } from './routes/keys';
+import { registerAuthRoutes } from './routes/auth';
+import { registerJoinTokenRoutes } from './routes/join-tokens';
+import { registerAuditRoutes } from './routes/audit-log';
+import type { AgentRevoker } from './routes/agents';
 
 export interface ApiServerOptions {
   store: Store;
@@ -30,8 +38,6 @@ export interface ApiServerOptions {
   tls: { keyPem: string; certPem: string };
   /** pino logger; its redaction list keeps the Authorization header out of the log. */
   logger: Logger;
-  /** Default: verifyApiKey against `store`. */
-  apiKeyAuth?: ApiKeyAuthenticator;
   /** Extra readiness condition for /readyz beyond the store ping. Default: always ready. */
   ready?: () => boolean | Promise<boolean>;
   /** Clock for key expiry. Default: () => new Date(). */
@@ -42,19 +48,33 @@ export interface ApiServerOptions {
   alerting?: Alerting;
   /** Serves /v1/policies and POST /v1/scans; without it they answer 503 BK_ERR_NOT_READY. */
   policy?: PolicyService;
+  /** Serves POST /v1/containers/:agent/:id/actions; without it that route answers 503 BK_ERR_NOT_READY. */
+  actions?: ManualActions;
+  /** Observes every response (method, route pattern, status, latency) for the metrics. */
+  metrics?: ApiRequestObserver;
+  /** Token signing secret and lifetimes, failed-auth limits (src/auth/auth-options.ts). */
+  auth?: AuthOptionsInput;
+  /** Closes a revoked agent's live stream (the gRPC AgentLinkService); without it revocation only marks the store. */
+  agentLink?: AgentRevoker;
+  /** The CA fingerprint handed out with join tokens; without it POST /v1/join-tokens answers 503. */
+  caFingerprint?: string;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The authenticated key on /v1 routes; null elsewhere. */
+    /** The authenticated key on /v1 routes (role and projects as the credential holds them); null elsewhere. */
     apiKey: ApiKeyRecord | null;
+  }
+  interface FastifyInstance {
+    /** Identity and access + audit (src/auth/api-security.ts): declared routes, the limiter, the audit log. */
+    security: ApiSecurity;
   }
 }
 
 /** Builds the server (not listening yet): call `listen({ host, port })`. */
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
   const now = opts.now ?? (() => new Date());
-  const authenticate = opts.apiKeyAuth ?? ((header, at) => verifyApiKey(opts.store, header, at));
+  const security = new ApiSecurity({ ...(opts.auth ?? {}), store: opts.store, logger: opts.logger, now });
 
   const app = Fastify({
     https: { key: opts.tls.keyPem, cert: opts.tls.certPem, minVersion: 'TLSv1.2' },
@@ -70,6 +90,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   });
 
   app.decorateRequest('apiKey', null);
+  app.decorate('security', security);
+  // Queued audit entries and last-used writes land before the caller closes the store.
+  app.addHook('onClose', async () => security.drain());
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const { problem, internal } = toProblem(err);
@@ -87,22 +110,39 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     return reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify({ ...problem, requestId: String(req.id) }));
   });
 
+  // Metrics (issue 5): the route pattern, never the raw URL, keeps the label set bounded.
+  const metrics = opts.metrics;
+  if (metrics) {
+    app.addHook('onResponse', async (req, reply) => {
+      metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    });
+  }
+  // OpenAPI (issue 5): before any route, so the document sees them all; GET /v1/openapi.json needs no key.
+  await registerOpenApi(app);
+
   registerHealthRoutes(app, { store: opts.store, ready: opts.ready ?? (() => true), timeoutMs: opts.readyTimeoutMs ?? 2000 });
 
   await app.register(
     async (v1) => {
-      v1.addHook('onRequest', async (req, reply) => {
-        req.apiKey = await authenticate(req.headers.authorization, now());
-        // Inventory is sensitive; keep it out of shared caches.
+      v1.addHook('onRequest', async (_req, reply) => {
+        // Inventory is sensitive; keep it out of shared caches (errors included).
         reply.header('cache-control', 'no-store');
       });
-      registerAgentRoutes(v1, { store: opts.store });
+      // Authenticate, authorize by the route's declared role, audit (issue 5).
+      security.install(v1);
+      registerAgentRoutes(v1, { store: opts.store, link: opts.agentLink, now });
       registerContainerRoutes(v1, { store: opts.store });
       registerWebhookRoutes(v1, { alerting: opts.alerting });
       registerAlertRoutes(v1, { alerting: opts.alerting, now });
       registerPolicyRoutes(v1, { policy: opts.policy });
       registerViolationRoutes(v1, { store: opts.store });
       registerScanRoutes(v1, { store: opts.store, policy: opts.policy });
+      registerActionRoutes(v1, { store: opts.store, actions: opts.actions }); // issue 5
+      // Identity and access + audit trail (issue 5).
+      registerKeyRoutes(v1, { store: opts.store, now });
+      registerAuthRoutes(v1, { auth: security.options, now });
+      registerJoinTokenRoutes(v1, { store: opts.store, now, caFingerprint: opts.caFingerprint });
+      registerAuditRoutes(v1, { audit: security.audit, now });
     },
     { prefix: '/v1' },
   );

@@ -81,3 +81,14 @@ export async function verifyAuditChain(store: Pick<AuditStore, 'scan'>, batch = 
   }
   return { ok: true, checked, firstBadSeq: null, reason: null, head };
 }
+
+/** The human summary both CLIs print. */
+export function describeVerifyResult(r: AuditVerifyResult): string {
+  const n = (k: number) => `${k} entr${k === 1 ? 'y' : 'ies'}`;
+  if (r.ok) {
+    if (!r.head) return 'audit chain OK: the log is empty\n';
+    return `audit chain OK: ${n(r.checked)} verified; head seq ${r.head.seq} hash ${r.head.hash}\n` +
+      'Keep the head hash somewhere else: a chain alone cannot show its newest entries being cut off.\n';
+  }
+  return `audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason} (${n(r.checked)} examined)\n`;
+}

@@ -6,6 +6,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { ContainerFacts__Output } from '@bulkhead/shared';
 import { DEFAULT_PROJECT_LABEL } from '@bulkhead/shared';
+import type {} from './principal'; // req.auth
 
 /**
  * The container's project: the agent's own resolution (facts.project, set

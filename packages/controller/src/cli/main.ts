@@ -10,6 +10,9 @@ import { resolveControllerOptions } from '../controller-options';
 import { createJoinToken } from '../enrollment/join-tokens';
 import { dataDirPaths, defaultSans, initPki, loadPki } from '../pki/data-dir';
 import { openStore } from '../store/open-store';
+// Identity and access + audit trail (issue 5).
+import { loadOrCreateSigningSecret, signingSecretPath } from '../auth/signing-secret';
+import { describeVerifyResult, verifyAuditLogOffline } from '../audit/offline-verify';
 
 export interface CliIo {
   out: (s: string) => void;
@@ -47,8 +50,9 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         const { record, plaintext } = generateApiKey('admin', 'admin');
         await store.insertApiKey(record);
         writeSecretFile(paths.adminKey, plaintext + '\n');
+        loadOrCreateSigningSecret(o.dataDir); // bearer-token signing key (issue 5), 0600
         if (o.json) {
-          io.out(JSON.stringify({ dataDir: o.dataDir, caFingerprint: pki.caFingerprint, caCert: paths.caCert, sans, adminApiKey: plaintext, adminApiKeyFile: paths.adminKey }, null, 2) + '\n');
+          io.out(JSON.stringify({ dataDir: o.dataDir, caFingerprint: pki.caFingerprint, caCert: paths.caCert, sans, adminApiKey: plaintext, adminApiKeyFile: paths.adminKey, tokenSigningKeyFile: signingSecretPath(o.dataDir) }, null, 2) + '\n');
         } else {
           io.out(
             `Initialized ${o.dataDir}\n` +
@@ -56,7 +60,8 @@ export function buildProgram(io: CliIo = defaultIo): Command {
               `  CA fingerprint:   ${pki.caFingerprint}\n` +
               `  server names:     ${sans.join(', ')}\n` +
               `  admin API key:    ${plaintext}\n` +
-              `                    (shown once; also saved 0600 in ${paths.adminKey})\n`,
+              `                    (shown once; also saved 0600 in ${paths.adminKey})\n` +
+              `  token signing key: ${signingSecretPath(o.dataDir)} (0600; replacing it logs every token out)\n`,
           );
         }
       } finally {
@@ -106,11 +111,15 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--api-listen <addr>', 'HTTPS API listen address').env('BULKHEAD_API_LISTEN').default('0.0.0.0:8443'))
     .addOption(new Option('--heartbeat-interval <duration>', 'how often agents must heartbeat').env('BULKHEAD_HEARTBEAT_INTERVAL').default('5s'))
     .addOption(new Option('--offline-after <duration>', 'silence after which an agent is marked offline (default 3 × heartbeat)').env('BULKHEAD_OFFLINE_AFTER'))
+    .addOption(new Option('--metrics-listen <addr>', 'Prometheus metrics listen address (plain HTTP, GET /metrics; loopback unless --metrics-allow-remote)').env('BULKHEAD_METRICS_LISTEN').default('127.0.0.1:9464'))
+    .option('--no-metrics', 'do not serve Prometheus metrics')
+    .option('--metrics-allow-remote', 'allow a non-loopback --metrics-listen address (metrics have no authentication)')
+    .addOption(new Option('--token-max-ttl <duration>', 'longest lifetime of a bearer token from POST /v1/auth/token (1m–24h)').env('BULKHEAD_TOKEN_MAX_TTL').default('1h'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443')
-    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string }) => {
+    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string }) => {
       if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
-      const opts = resolveControllerOptions(o);
+      const opts = resolveControllerOptions({ ...o, metricsListen: o.metrics === false ? false : o.metricsListen, metricsAllowRemote: o.metricsAllowRemote === true });
       const logger = createLogger({ name: 'bulkhead-controller', level: o.logLevel });
       const controller = await Controller.start(opts, logger);
       await new Promise<void>((resolve) => {
@@ -126,14 +135,32 @@ export function buildProgram(io: CliIo = defaultIo): Command {
       });
     });
 
+  // Audit trail (issue 5): checked straight from the database, no controller needed.
+  const audit = program.command('audit-log').description('the hash-chained audit trail');
+  audit
+    .command('verify')
+    .description('check the audit chain in the data directory offline; exit 1 when it is broken')
+    .addOption(dataDirOption())
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nExample:\n  bulkhead-controller audit-log verify --data-dir /var/lib/bulkhead-controller')
+    .action(async (o: { dataDir: string; json?: boolean }) => {
+      const r = await verifyAuditLogOffline(o.dataDir);
+      io.out(o.json ? JSON.stringify(r) + '\n' : describeVerifyResult(r));
+      if (!r.ok) throw new AuditBroken();
+    });
+
   return program;
 }
+
+/** The chain did not verify: already reported; exit 1. */
+class AuditBroken extends Error {}
 
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
   try {
     await buildProgram(io).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
+    if (err instanceof AuditBroken) return 1;
     if (isBulkheadError(err)) {
       io.err(`error: ${err.toString()}\n`);
       return err.code === 'BK_ERR_CONFIG_INVALID' ? 2 : 1;

@@ -68,6 +68,8 @@ export class AgentLinkService {
   private unsubscribePolicy: (() => void) | undefined;
   /** Alerts (issue 6): pending "offline unless it comes back" checks. */
   private readonly offlineTimers = new Set<NodeJS.Timeout>();
+  /** Agent revocation (issue 5): ids revoked while this process runs, for hellos that passed the store check just before. */
+  private readonly revokedIds = new Set<string>();
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -86,6 +88,21 @@ export class AgentLinkService {
   /** Ids of agents with a live stream right now. */
   connectedAgents(): string[] {
     return [...this.sessions.keys()];
+  }
+
+  /**
+   * Agent revocation (issue 5): closes the agent's live stream at once with
+   * BK_ERR_AGENT_REVOKED; true when one was open. Mark the agent revoked in
+   * the store first — every later hello is refused there; a hello already
+   * past that check is refused by the in-memory mark set here.
+   */
+  revoke(agentId: string): boolean {
+    this.revokedIds.add(agentId);
+    const s = this.sessions.get(agentId);
+    if (!s) return false;
+    this.close(s, new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`));
+    this.opts.logger.warn({ agentId }, 'agent revoked: stream closed');
+    return true;
   }
 
   /** Starts the offline sweeper (and, with a policy source, pushing new bundles). */
@@ -206,6 +223,7 @@ export class AgentLinkService {
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
     await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
+    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`); // issue 5
     const previous = this.sessions.get(agentId);
     const s: Session = { agentId, call, chain: Promise.resolve(), closed: false, pending: new Map() };
     this.sessions.set(agentId, s);

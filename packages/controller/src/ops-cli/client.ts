@@ -8,6 +8,7 @@ import type { AgentDto, AgentListDto, ContainerDto, ContainerPageDto, ProblemDto
 import type { DryRunResultDto, PolicyDto, PolicyErrorDto, PolicyVersionListDto } from '../api/routes/policies';
 import type { ViolationPageDto } from '../api/routes/violations';
 import type { ScanDto } from '../api/routes/scans';
+import type { ContainerActionBody, ContainerActionResultDto } from '../api/routes/actions';
 
 export interface ApiClientOptions {
   /** e.g. https://controller.example:8443 (a path prefix is kept). HTTPS only. */
@@ -185,13 +186,29 @@ export class ApiClient {
     return this.getJson<ScanDto>(`/v1/scans/${encodeURIComponent(digest)}`);
   }
 
+  // ---- manual actions (issue 5) ------------------------------------------------
+
+  /**
+   * Asks the container's agent to act on it; resolves with the agent's
+   * result. The agent may take up to the stop timeout plus a margin, so this
+   * request waits longer than the default.
+   */
+  containerAction(agentId: string, ref: string, body: ContainerActionBody): Promise<ContainerActionResultDto> {
+    return this.requestJson<ContainerActionResultDto>('POST', `/v1/containers/${encodeURIComponent(agentId)}/${encodeURIComponent(ref)}/actions`, {
+      body: JSON.stringify(body),
+      contentType: 'application/json',
+      timeoutMs: Math.max(this.timeoutMs, 40_000),
+    });
+  }
+
   /** GET `path` (relative to the base URL) and parse the JSON answer. */
   getJson<T>(path: string, query?: URLSearchParams): Promise<T> {
     return this.requestJson<T>('GET', path, query ? { query } : {});
   }
 
   /** `method` `path` with an optional text body, and parse the JSON answer. */
-  requestJson<T>(method: string, path: string, o: { query?: URLSearchParams; body?: string; contentType?: string }): Promise<T> {
+  requestJson<T>(method: string, path: string, o: { query?: URLSearchParams; body?: string; contentType?: string; timeoutMs?: number }): Promise<T> {
+    const timeoutMs = o.timeoutMs ?? this.timeoutMs;
     const query = o.query;
     const body = o.body === undefined ? undefined : Buffer.from(o.body, 'utf8');
     const url = new URL(this.baseUrl.href);
@@ -243,8 +260,8 @@ export class ApiClient {
           });
         },
       );
-      req.setTimeout(this.timeoutMs, () => {
-        const e = new Error(`no answer within ${this.timeoutMs} ms`) as NodeJS.ErrnoException;
+      req.setTimeout(timeoutMs, () => {
+        const e = new Error(`no answer within ${timeoutMs} ms`) as NodeJS.ErrnoException;
         e.code = 'ETIMEDOUT';
         req.destroy(e);
       });

@@ -14,6 +14,13 @@ import { registerViolationCommands } from './commands/violations';
 import { registerScanCommands } from './commands/scans';
 import { registerWebhookCommands } from './commands/webhooks';
 import { registerAlertCommands } from './commands/alerts';
+import { registerActionCommand } from './commands/action';
+// identity and access, audit trail (issue 5)
+import { cachedToken, readTokenCache, registerLoginCommands } from './commands/login';
+import { registerKeyCommands } from './commands/keys';
+import { registerTokenCommands } from './commands/tokens';
+import { CommandFailed, registerAuditLogCommands } from './commands/audit-log';
+import type { AgentDto } from '../api/dto';
 
 export const EXIT_OK = 0;
 export const EXIT_API_ERROR = 1;
@@ -55,6 +62,7 @@ Connection settings (flag, or environment variable):
   --api URL        BULKHEAD_API      controller API, e.g. https://controller.example:8443
   --ca FILE        BULKHEAD_CA       the controller's CA certificate (ca.crt in its data directory)
   --api-key KEY    BULKHEAD_API_KEY  API key "bk_…"; prefer the variable (argv is visible in ps)
+Without an API key, the token cached by \`bulkhead login\` is used (and its API URL and CA, unless given).
 
 Exit codes: 0 ok, 1 the API returned an error, 2 usage error, 3 cannot connect (network or TLS).
 
@@ -70,6 +78,9 @@ Examples:
   bulkhead violations --since 1h
   bulkhead webhooks add --url https://siem.example/hooks/bulkhead --min-severity high
   bulkhead alerts --since 1h
+  bulkhead action agt_3f9c2a7b1d0e4f5a6b7c web pause
+  bulkhead login --ttl 1h && bulkhead keys create ci --role operator --project payments --expires 90d
+  bulkhead audit-log verify
 `;
 
 /** Runs the CLI; resolves to the process exit code. Never calls process.exit. */
@@ -108,6 +119,17 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
       const { api, json } = client(cmd);
       const body = await api.listAgents();
       io.out(json ? toJson(body) : renderAgentTable(body.items, io.now()));
+    });
+
+  agents
+    .command('revoke')
+    .description('revoke an agent: its stream is closed at once and its certificate refused from then on (admin)')
+    .argument('<id>', 'agent id (agt_…)')
+    .addHelpText('after', '\nThe host must enroll again with a new join token to reconnect.\n\nExample:\n  bulkhead agents revoke agt_3f9c2a7b1d0e4f5a6b7c\n')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const { api, json } = client(cmd);
+      const body = await api.requestJson<AgentDto>('POST', `/v1/agents/${encodeURIComponent(id)}/revoke`, {});
+      io.out(json ? toJson(body) : `revoked ${body.id} (${body.hostname}) at ${body.revokedAt ?? '?'}; it must enroll again with a new join token\n`);
     });
 
   agents
@@ -180,6 +202,19 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   // alerts and webhooks (issue 6)
   registerWebhookCommands(program, commandContext);
   registerAlertCommands(program, commandContext);
+  // manual actions (issue 5)
+  registerActionCommand(program, commandContext);
+  // identity and access, audit trail (issue 5)
+  registerLoginCommands(program, commandContext, {
+    env: io.env,
+    connectWithKey: (cmd) => {
+      const g = cmd.optsWithGlobals<GlobalOpts>();
+      return { api: makeClient(g, io, { requireApiKey: true }), json: g.json === true, caFile: nonEmpty(g.ca) ?? nonEmpty(io.env['BULKHEAD_CA']) };
+    },
+  });
+  registerKeyCommands(program, commandContext);
+  registerTokenCommands(program, commandContext);
+  registerAuditLogCommands(program, commandContext);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -194,6 +229,7 @@ function report(e: unknown, io: OpsCliIo): number {
     // Commander already printed help or the parse error.
     return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
+  if (e instanceof CommandFailed) return e.exitCode; // already reported (issue 5: audit-log verify)
   if (e instanceof UsageError) {
     io.err(`bulkhead: ${e.message}\n`);
     return EXIT_USAGE;
@@ -210,12 +246,24 @@ function report(e: unknown, io: OpsCliIo): number {
   return EXIT_API_ERROR;
 }
 
-function makeClient(g: GlobalOpts, io: OpsCliIo): ApiClient {
-  const api = nonEmpty(g.api) ?? nonEmpty(io.env['BULKHEAD_API']);
+function makeClient(g: GlobalOpts, io: OpsCliIo, o: { requireApiKey?: boolean } = {}): ApiClient {
+  // `bulkhead login` (issue 5): without an API key, the cached token (and its API URL and CA) stand in.
+  const cached = o.requireApiKey ? undefined : readTokenCache(io.env);
+  const api = nonEmpty(g.api) ?? nonEmpty(io.env['BULKHEAD_API']) ?? cached?.api;
   if (api === undefined) throw new UsageError('no controller API URL: pass --api https://HOST:PORT or set BULKHEAD_API');
-  const apiKey = (nonEmpty(g.apiKey) ?? nonEmpty(io.env['BULKHEAD_API_KEY']))?.trim();
-  if (apiKey === undefined || apiKey === '') throw new UsageError('no API key: set BULKHEAD_API_KEY (or pass --api-key)');
-  const caFile = nonEmpty(g.ca) ?? nonEmpty(io.env['BULKHEAD_CA']);
+  const explicitKey = (nonEmpty(g.apiKey) ?? nonEmpty(io.env['BULKHEAD_API_KEY']))?.trim();
+  let cachedUrl: URL | undefined;
+  try {
+    cachedUrl = explicitKey === undefined && cached ? new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(api) ? api : `https://${api}`) : undefined;
+  } catch {
+    cachedUrl = undefined;
+  }
+  const token = cachedUrl ? cachedToken(cached, cachedUrl, io.now(), (m) => new UsageError(m)) : undefined;
+  const apiKey = explicitKey ?? token;
+  if (apiKey === undefined || apiKey === '') {
+    throw new UsageError(`no API key: set BULKHEAD_API_KEY (or pass --api-key)${o.requireApiKey ? '' : ', or run `bulkhead login`'}`);
+  }
+  const caFile = nonEmpty(g.ca) ?? nonEmpty(io.env['BULKHEAD_CA']) ?? (token !== undefined ? (cached?.ca ?? undefined) : undefined);
   let caPem: Buffer | undefined;
   if (caFile !== undefined) {
     try {

@@ -358,6 +358,17 @@ export abstract class KyselyStore implements Store {
     return Number(r.numDeletedRows);
   }
 
+  /** Metrics (issue 5): one GROUP BY per scrape instead of reading every container. */
+  async countContainersByState(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('containers')
+      .select(['state', (eb) => eb.fn.countAll<number | string | bigint>().as('n')])
+      .where('removed', '=', 0)
+      .groupBy('state')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  }
+
   // ---- policy (0002_policy) ---------------------------------------------------
 
   async insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord> {

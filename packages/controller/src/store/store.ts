@@ -224,6 +224,8 @@ export interface Store {
   findContainers?(agentId: string, ref: { idPrefix?: string; names?: string[] }): Promise<ContainerRecord[]>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
+  /** Live (not removed) containers per state, for the metrics (issue 5). */
+  countContainersByState?(): Promise<Record<string, number>>;
 
   // policy (0002_policy)
   /** Stores a new policy version numbered one above the highest; returns it. */

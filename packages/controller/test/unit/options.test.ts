@@ -7,7 +7,14 @@ import { defaultSans, initPki, loadPki } from '../../src/pki/data-dir';
 
 t.test('controller options', async (t) => {
   const o = resolveControllerOptions({ dataDir: '/d' });
-  t.same(o, { dataDir: '/d', grpcListen: '0.0.0.0:7443', apiListen: '0.0.0.0:8443', heartbeatIntervalMs: 5000, offlineAfterMs: 15000 });
+  t.same(o, {
+    dataDir: '/d', grpcListen: '0.0.0.0:7443', apiListen: '0.0.0.0:8443', heartbeatIntervalMs: 5000, offlineAfterMs: 15000,
+    metricsListen: '127.0.0.1:9464', metricsAllowRemote: false, tokenMaxTtlMs: 3_600_000,
+  });
+  // Identity and access (issue 5).
+  t.equal(resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '15m' }).tokenMaxTtlMs, 900_000);
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '30s' }), { message: /token-max-ttl/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '2d' }), { message: /token-max-ttl/ });
   t.equal(resolveControllerOptions({ dataDir: '/d', heartbeatInterval: '1s' }).offlineAfterMs, 3000, 'offline defaults to 3 × heartbeat');
   t.throws(() => resolveControllerOptions({ dataDir: '' }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveControllerOptions({ dataDir: '/d', heartbeatInterval: '10ms' }), { message: /at least 100ms/ });

@@ -1,24 +1,50 @@
-// Owns /v1/agents: the enrolled hosts and what they last reported.
+// Owns /v1/agents: the enrolled hosts and what they last reported, and
+// revoking one (issue 5: admin; its live stream is closed at once and its
+// certificate refused at every later hello).
 import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Store } from '../../store/store';
 import { AgentListSchema, AgentParamsSchema, AgentSchema, toAgentDto, type AgentDto, type AgentListDto, type AgentParams } from '../dto';
 
-export function registerAgentRoutes(app: FastifyInstance, opts: { store: Store }): void {
-  const { store } = opts;
+/** What revocation needs of the agent link (grpc/agent-link-service.ts). */
+export interface AgentRevoker {
+  /** Closes the agent's live stream, if any, with BK_ERR_AGENT_REVOKED; true when one was open. */
+  revoke(agentId: string): boolean;
+}
 
-  app.get('/agents', { schema: { response: { 200: AgentListSchema } } }, async (): Promise<AgentListDto> => {
+export function registerAgentRoutes(app: FastifyInstance, opts: { store: Store; link?: AgentRevoker; now?: () => Date }): void {
+  const { store } = opts;
+  const now = opts.now ?? (() => new Date());
+
+  // Agents are fleet-level: project-scoped credentials may read them too.
+  app.get('/agents', { config: { role: 'viewer' }, schema: { response: { 200: AgentListSchema } } }, async (): Promise<AgentListDto> => {
     const agents = await store.listAgents();
     return { items: agents.map(toAgentDto) };
   });
 
   app.get<{ Params: AgentParams }>(
     '/agents/:id',
-    { schema: { params: AgentParamsSchema, response: { 200: AgentSchema } } },
+    { config: { role: 'viewer' }, schema: { params: AgentParamsSchema, response: { 200: AgentSchema } } },
     async (req): Promise<AgentDto> => {
       const agent = await store.getAgent(req.params.id);
       if (!agent) throw new BulkheadError('BK_ERR_NOT_FOUND', `agent "${req.params.id}" not found`);
       return toAgentDto(agent);
+    },
+  );
+
+  // Identity and access (issue 5). The store first, so a reconnect racing
+  // this call is refused at its hello; then the live stream, at once.
+  // Revoking a revoked agent changes nothing and answers the same.
+  app.post<{ Params: AgentParams }>(
+    '/agents/:id/revoke',
+    { config: { role: 'admin', fleetWide: true, action: 'agents.revoke' }, schema: { params: AgentParamsSchema, response: { 200: AgentSchema } } },
+    async (req): Promise<AgentDto> => {
+      const id = req.params.id;
+      if (!(await store.getAgent(id))) throw new BulkheadError('BK_ERR_NOT_FOUND', `agent "${id}" not found`);
+      await store.setAgentStatus(id, 'revoked', now());
+      const closed = opts.link?.revoke(id) ?? false;
+      req.log.warn({ agentId: id, streamClosed: closed, by: req.auth?.keyId }, 'agent revoked');
+      return toAgentDto((await store.getAgent(id))!);
     },
   );
 }

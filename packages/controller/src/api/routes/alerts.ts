@@ -4,13 +4,14 @@ import type { FastifyInstance } from 'fastify';
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import { AlertListQuerySchema, AlertPageSchema, toAlertDto, type AlertListQuery, type AlertPageDto } from '../../alerts/alert-dto';
 import { alertingOf, type AlertRoutesOptions } from './webhooks';
+import { visibleProjects } from '../../auth/project-scope';
 
 export function registerAlertRoutes(app: FastifyInstance, opts: AlertRoutesOptions & { now?: () => Date }): void {
   const now = opts.now ?? (() => new Date());
 
   app.get<{ Querystring: AlertListQuery }>(
     '/alerts',
-    { schema: { querystring: AlertListQuerySchema, response: { 200: AlertPageSchema } } },
+    { config: { role: 'viewer' }, schema: { querystring: AlertListQuerySchema, response: { 200: AlertPageSchema } } },
     async (req): Promise<AlertPageDto> => {
       const a = alertingOf(opts);
       const q = req.query;
@@ -21,6 +22,7 @@ export function registerAlertRoutes(app: FastifyInstance, opts: AlertRoutesOptio
         agentId: q.agent,
         container: q.container,
         project: q.project,
+        projects: visibleProjects(req), // project scoping (issue 5): fleet alerts (no project) are hidden from scoped keys
         limit: q.limit + 1,
         offset: q.offset,
       });

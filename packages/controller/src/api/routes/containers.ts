@@ -7,6 +7,7 @@ import {
   ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, toContainerDto,
   type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams,
 } from '../dto';
+import { containerProject, visibleProjects } from '../../auth/project-scope';
 
 /** Shortest id prefix accepted, as `docker ps` prints it. */
 export const MIN_ID_PREFIX = 12;
@@ -16,7 +17,7 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
 
   app.get<{ Querystring: ContainerListQuery }>(
     '/containers',
-    { schema: { querystring: ContainerListQuerySchema, response: { 200: ContainerPageSchema } } },
+    { config: { role: 'viewer' }, schema: { querystring: ContainerListQuerySchema, response: { 200: ContainerPageSchema } } },
     async (req): Promise<ContainerPageDto> => {
       const q = req.query;
       // One row more than asked tells whether another page exists.
@@ -26,6 +27,7 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
         image: q.image,
         labels: q.label,
         includeRemoved: q.include_removed,
+        projects: visibleProjects(req), // project scoping (issue 5), in SQL so paging stays right
         limit: q.limit + 1,
         offset: q.offset,
       });
@@ -41,19 +43,22 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
 
   app.get<{ Params: ContainerParams }>(
     '/containers/:agent/:id',
-    { schema: { params: ContainerParamsSchema, response: { 200: ContainerSchema } } },
-    async (req): Promise<ContainerDto> => toContainerDto(await resolveContainer(store, req.params.agent, req.params.id)),
+    { config: { role: 'viewer' }, schema: { params: ContainerParamsSchema, response: { 200: ContainerSchema } } },
+    async (req): Promise<ContainerDto> => toContainerDto(await resolveContainer(store, req.params.agent, req.params.id, visibleProjects(req))),
   );
 }
 
 /**
  * Finds one container of `agentId` by full id, unique id prefix (≥ 12 hex
  * digits) or name (with or without Docker's leading "/"). Live containers
- * win over removed ones that match the same reference.
+ * win over removed ones that match the same reference. With `projects`
+ * (a project-scoped caller), containers of other projects are not there at
+ * all: not found, never "ambiguous".
  */
-export async function resolveContainer(store: Store, agentId: string, ref: string): Promise<ContainerRecord> {
+export async function resolveContainer(store: Store, agentId: string, ref: string, projects?: string[]): Promise<ContainerRecord> {
+  const inScope = (c: ContainerRecord): boolean => projects === undefined || projects.includes(containerProject(c.facts));
   const exact = await store.getContainer(agentId, ref);
-  if (exact) return exact;
+  if (exact && inScope(exact)) return exact;
 
   const lower = ref.toLowerCase();
   const idPrefix = new RegExp(`^[0-9a-f]{${MIN_ID_PREFIX},64}$`).test(lower) ? lower : undefined;
@@ -64,6 +69,7 @@ export async function resolveContainer(store: Store, agentId: string, ref: strin
     : (await store.listContainers({ agentId, includeRemoved: true })).filter(
         (c) => (idPrefix !== undefined && c.id.startsWith(idPrefix)) || names.includes(c.name),
       );
+  candidates = candidates.filter(inScope);
 
   if (candidates.length === 0) {
     if (!(await store.getAgent(agentId))) throw new BulkheadError('BK_ERR_NOT_FOUND', `agent "${agentId}" not found`);

@@ -8,6 +8,7 @@ import { BulkheadError, type PolicyErrorDetail } from '@bulkhead/shared';
 import type { PolicyVersionRecord } from '../../store/store';
 import type { CurrentPolicy, PolicyService } from '../../policy/policy-service';
 import { PROBLEM_CONTENT_TYPE, makeProblem } from '../problem';
+import { auditTarget } from '../../audit/audit-hooks';
 
 /** Policies are small; a megabyte is far beyond any sane one. */
 export const POLICY_BODY_LIMIT = 1024 * 1024;
@@ -146,7 +147,7 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: { policy: Polic
 
     scope.get<{ Querystring: PolicyGetQuery }>(
       '/policies',
-      { schema: { querystring: PolicyGetQuerySchema, response: { 200: PolicySchema } } },
+      { config: { role: 'viewer' }, schema: { querystring: PolicyGetQuerySchema, response: { 200: PolicySchema } } },
       async (req): Promise<PolicyDto> => {
         const svc = service();
         const cur = svc.current();
@@ -157,7 +158,7 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: { policy: Polic
       },
     );
 
-    scope.get('/policies/versions', { schema: { response: { 200: PolicyVersionListSchema } } }, async (): Promise<PolicyVersionListDto> => {
+    scope.get('/policies/versions', { config: { role: 'viewer' }, schema: { response: { 200: PolicyVersionListSchema } } }, async (): Promise<PolicyVersionListDto> => {
       const svc = service();
       const current = svc.current().record.version;
       const items = await svc.listVersions();
@@ -176,7 +177,11 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: { policy: Polic
 
     scope.put<{ Querystring: PolicyPutQuery }>(
       '/policies',
-      { bodyLimit: POLICY_BODY_LIMIT, schema: { querystring: PolicyPutQuerySchema, response: { 200: PolicySchema } } },
+      {
+        config: { role: 'admin', fleetWide: true, action: 'policies.apply' },
+        bodyLimit: POLICY_BODY_LIMIT,
+        schema: { querystring: PolicyPutQuerySchema, response: { 200: PolicySchema } },
+      },
       async (req, reply) => {
         const svc = service();
         const doc = policyText(req, req.query.filename);
@@ -186,6 +191,7 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: { policy: Polic
           comment: req.query.comment ?? doc.comment ?? '',
         });
         if (!result.ok) return sendInvalid(req, reply, result.errors);
+        auditTarget(req, { version: result.policy.version, sha256: result.policy.sha256 });
         return toPolicyDto(result.policy, svc.current());
       },
     );
@@ -193,6 +199,8 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: { policy: Polic
     scope.post<{ Querystring: { filename?: string } }>(
       '/policies::dry-run',
       {
+        // Read-only, but its answer spans every project's containers.
+        config: { role: 'operator', fleetWide: true, action: 'policies.dry-run' },
         bodyLimit: POLICY_BODY_LIMIT,
         schema: {
           querystring: Type.Object({ filename: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })) }, { additionalProperties: false }),

@@ -51,7 +51,8 @@ export type ScanParams = Static<typeof ScanParamsSchema>;
 export function registerScanRoutes(app: FastifyInstance, opts: { store: Store; policy: PolicyService | undefined }): void {
   app.post(
     '/scans',
-    { bodyLimit: SCAN_BODY_LIMIT, schema: { response: { 201: ScanSchema } } },
+    // A report feeds the vulnerability rules of every agent: fleet-wide.
+    { config: { role: 'operator', fleetWide: true, action: 'scans.upload' }, bodyLimit: SCAN_BODY_LIMIT, schema: { response: { 201: ScanSchema } } },
     async (req, reply) => {
       if (!opts.policy) throw new BulkheadError('BK_ERR_NOT_READY', 'the policy service is not running');
       if (typeof req.body !== 'object' || req.body === null) {
@@ -64,7 +65,7 @@ export function registerScanRoutes(app: FastifyInstance, opts: { store: Store; p
 
   app.get<{ Params: ScanParams }>(
     '/scans/:digest',
-    { schema: { params: ScanParamsSchema, response: { 200: ScanSchema } } },
+    { config: { role: 'viewer' }, schema: { params: ScanParamsSchema, response: { 200: ScanSchema } } },
     async (req): Promise<ScanDto> => {
       const rec = await opts.store.getScan(req.params.digest);
       if (!rec) throw new BulkheadError('BK_ERR_NOT_FOUND', `no scan for image digest "${req.params.digest}"`);

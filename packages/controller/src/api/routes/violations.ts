@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Store, ViolationRecord } from '../../store/store';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../dto';
+import { visibleProjects } from '../../auth/project-scope';
 
 const IsoDate = Type.String({ format: 'date-time' });
 
@@ -67,7 +68,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
   const { store } = opts;
   app.get<{ Querystring: ViolationListQuery }>(
     '/violations',
-    { schema: { querystring: ViolationListQuerySchema, response: { 200: ViolationPageSchema } } },
+    { config: { role: 'viewer' }, schema: { querystring: ViolationListQuerySchema, response: { 200: ViolationPageSchema } } },
     async (req): Promise<ViolationPageDto> => {
       const q = req.query;
       const rows = await store.listViolations({
@@ -81,6 +82,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
         since: q.since !== undefined ? new Date(q.since) : undefined,
         until: q.until !== undefined ? new Date(q.until) : undefined,
         denied: q.denied,
+        projects: visibleProjects(req), // project scoping (issue 5)
         limit: q.limit + 1,
         offset: q.offset,
       });

@@ -2,8 +2,9 @@
 // update, delete, rotate the signing secret, send a test), their delivery
 // log, and redelivery of dead-lettered deliveries. Secrets appear only in
 // the answers to create and rotate-secret; every GET goes through
-// WebhookSchema, which has no secret field. Changing anything needs an
-// admin or operator key: a webhook can send every alert anywhere.
+// WebhookSchema, which has no secret field. Changing anything needs the
+// operator role (route config, enforced by src/auth) and a credential not
+// limited to projects: a webhook can send every project's alerts anywhere.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import type { Alerting } from '../../alerts/alerting';
@@ -25,7 +26,11 @@ export function alertingOf(opts: AlertRoutesOptions): Alerting {
   return opts.alerting;
 }
 
-/** Mutations need an admin or operator key. */
+/**
+ * Mutations need an admin or operator key. Superseded by route roles
+ * (`config: { role: 'operator' }`, enforced before any handler runs); kept
+ * as a second check for handlers that still call it.
+ */
 export function requireWriter(req: FastifyRequest): void {
   const role = req.apiKey?.role;
   if (role !== 'admin' && role !== 'operator') {
@@ -36,7 +41,9 @@ export function requireWriter(req: FastifyRequest): void {
 export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOptions): void {
   const withStats = async (a: Alerting, ids: string[]) => a.store.endpointStats(ids);
 
-  app.get('/webhooks', { schema: { response: { 200: WebhookListSchema } } }, async (): Promise<WebhookListDto> => {
+  const writer = { role: 'operator', fleetWide: true } as const;
+
+  app.get('/webhooks', { config: { role: 'viewer' }, schema: { response: { 200: WebhookListSchema } } }, async (): Promise<WebhookListDto> => {
     const a = alertingOf(opts);
     const list = await a.webhooks.list();
     const stats = await withStats(a, list.map((e) => e.id));
@@ -45,9 +52,8 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.post<{ Body: WebhookCreateBody }>(
     '/webhooks',
-    { schema: { body: WebhookCreateSchema, response: { 201: WebhookWithSecretSchema } } },
+    { config: { ...writer, action: 'webhooks.create' }, schema: { body: WebhookCreateSchema, response: { 201: WebhookWithSecretSchema } } },
     async (req, reply): Promise<WebhookWithSecretDto> => {
-      requireWriter(req);
       const a = alertingOf(opts);
       const { endpoint, secret } = await a.webhooks.create(req.body);
       reply.code(201).header('location', `/v1/webhooks/${endpoint.id}`);
@@ -57,7 +63,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.get<{ Params: IdParams }>(
     '/webhooks/:id',
-    { schema: { params: IdParamsSchema, response: { 200: WebhookSchema } } },
+    { config: { role: 'viewer' }, schema: { params: IdParamsSchema, response: { 200: WebhookSchema } } },
     async (req): Promise<WebhookDto> => {
       const a = alertingOf(opts);
       const e = await a.webhooks.get(req.params.id);
@@ -67,26 +73,27 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.patch<{ Params: IdParams; Body: WebhookPatchBody }>(
     '/webhooks/:id',
-    { schema: { params: IdParamsSchema, body: WebhookPatchSchema, response: { 200: WebhookSchema } } },
+    { config: { ...writer, action: 'webhooks.update' }, schema: { params: IdParamsSchema, body: WebhookPatchSchema, response: { 200: WebhookSchema } } },
     async (req): Promise<WebhookDto> => {
-      requireWriter(req);
       const a = alertingOf(opts);
       const e = await a.webhooks.update(req.params.id, req.body);
       return toWebhookDto(e, (await withStats(a, [e.id])).get(e.id));
     },
   );
 
-  app.delete<{ Params: IdParams }>('/webhooks/:id', { schema: { params: IdParamsSchema } }, async (req, reply) => {
-    requireWriter(req);
+  app.delete<{ Params: IdParams }>('/webhooks/:id', { config: { ...writer, action: 'webhooks.delete' }, schema: { params: IdParamsSchema } }, async (req, reply) => {
     await alertingOf(opts).webhooks.remove(req.params.id);
     return reply.code(204).send();
   });
 
   app.post<{ Params: IdParams; Body: RotateSecretBody }>(
     '/webhooks/:id/rotate-secret',
-    { preValidation: emptyBodyIsEmptyObject, schema: { params: IdParamsSchema, body: RotateSecretSchema, response: { 200: WebhookWithSecretSchema } } },
+    {
+      config: { ...writer, action: 'webhooks.rotate-secret' },
+      preValidation: emptyBodyIsEmptyObject,
+      schema: { params: IdParamsSchema, body: RotateSecretSchema, response: { 200: WebhookWithSecretSchema } },
+    },
     async (req): Promise<WebhookWithSecretDto> => {
-      requireWriter(req);
       const a = alertingOf(opts);
       const body = req.body;
       const graceMs = body.grace !== undefined ? parseGrace(body.grace) : undefined;
@@ -97,9 +104,12 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.post<{ Params: IdParams; Body: WebhookTestBody }>(
     '/webhooks/:id/test',
-    { preValidation: emptyBodyIsEmptyObject, schema: { params: IdParamsSchema, body: WebhookTestSchema, response: { 200: DeliverySchema, 202: DeliverySchema } } },
+    {
+      config: { ...writer, action: 'webhooks.test' },
+      preValidation: emptyBodyIsEmptyObject,
+      schema: { params: IdParamsSchema, body: WebhookTestSchema, response: { 200: DeliverySchema, 202: DeliverySchema } },
+    },
     async (req, reply): Promise<DeliveryDto> => {
-      requireWriter(req);
       const a = alertingOf(opts);
       const body = req.body;
       let d = await a.webhooks.sendTest(req.params.id, body.message);
@@ -118,7 +128,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.get<{ Params: IdParams; Querystring: DeliveryListQuery }>(
     '/webhooks/:id/deliveries',
-    { schema: { params: IdParamsSchema, querystring: DeliveryListQuerySchema, response: { 200: DeliveryPageSchema } } },
+    { config: { role: 'viewer' }, schema: { params: IdParamsSchema, querystring: DeliveryListQuerySchema, response: { 200: DeliveryPageSchema } } },
     async (req): Promise<DeliveryPageDto> => {
       const a = alertingOf(opts);
       const e = await a.webhooks.get(req.params.id);
@@ -131,9 +141,8 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.post<{ Params: IdParams }>(
     '/deliveries/:id/redeliver',
-    { schema: { params: IdParamsSchema, response: { 202: DeliverySchema } } },
+    { config: { ...writer, action: 'deliveries.redeliver' }, schema: { params: IdParamsSchema, response: { 202: DeliverySchema } } },
     async (req, reply): Promise<DeliveryDto> => {
-      requireWriter(req);
       const a = alertingOf(opts);
       const d = await a.webhooks.redeliver(req.params.id);
       reply.code(202);

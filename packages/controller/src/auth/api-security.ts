@@ -1,0 +1,104 @@
+// Owns identity and access on the /v1 scope of the API, in one place:
+//   onRoute    every /v1 route must declare its least role (else start-up fails)
+//   onRequest  authenticate (API key or bearer token, failures throttled),
+//              then authorize (role, fleet-wide vs project-scoped)
+//   + the audit hooks (src/audit/audit-hooks.ts)
+// Routes then read `req.auth` (the principal) and scope their queries with
+// visibleProjects(req) (project-scope.ts).
+import type { FastifyInstance } from 'fastify';
+import { BulkheadError, type Logger } from '@bulkhead/shared';
+import type { Store } from '../store/store';
+import { AuditLog } from '../audit/audit-log';
+import { auditNotes, installAuditHooks } from '../audit/audit-hooks';
+import { Authenticator, type AuthAttempt } from './authenticator';
+import { resolveAuthOptions, type AuthOptions, type AuthOptionsInput } from './auth-options';
+import { describePrincipal, type Principal } from './principal';
+import { FailureLimiter } from './rate-limiter';
+import { deriveAction, isRole, roleAtLeast, type DeclaredRoute, type RouteAccess } from './roles';
+
+export interface ApiSecurityOptions extends AuthOptionsInput {
+  store: Store;
+  logger: Logger;
+  now: () => Date;
+}
+
+export class ApiSecurity {
+  /** Every /v1 route with what it declared, in registration order (HEAD twins omitted). */
+  readonly routes: DeclaredRoute[] = [];
+  readonly options: AuthOptions;
+  readonly limiter: FailureLimiter;
+  readonly authenticator: Authenticator;
+  /** Undefined when the store has no audit table (test fakes). */
+  readonly audit: AuditLog | undefined;
+
+  constructor(private readonly o: ApiSecurityOptions) {
+    this.options = resolveAuthOptions(o);
+    this.limiter = new FailureLimiter(this.options.failureLimit);
+    this.authenticator = new Authenticator({ store: o.store, tokenSecret: this.options.tokenSecret, limiter: this.limiter, logger: o.logger });
+    this.audit = o.store.audit ? new AuditLog(o.store.audit, o.logger.child({ component: 'audit' })) : undefined;
+  }
+
+  /** Installs the hooks on the /v1 scope; call before registering its routes. */
+  install(v1: FastifyInstance): void {
+    v1.decorateRequest('auth', null);
+
+    v1.addHook('onRoute', (r) => {
+      const cfg = r.config ?? {};
+      const methods = [r.method].flat();
+      if (!isRole(cfg.role)) {
+        throw new BulkheadError(
+          'BK_ERR_INTERNAL',
+          `route ${methods.join(',')} ${r.url} declares no least role: add config: { role: 'viewer' | 'operator' | 'admin' } (src/auth/roles.ts)`,
+        );
+      }
+      for (const method of methods) {
+        if (method === 'HEAD' && this.routes.some((x) => x.method === 'GET' && x.url === r.url)) continue;
+        this.routes.push({ method, url: r.url, role: cfg.role, fleetWide: cfg.fleetWide === true, action: cfg.action ?? deriveAction(method, r.url) });
+      }
+    });
+
+    v1.addHook('onRequest', async (req, reply) => {
+      const seen: AuthAttempt = {};
+      let p: Principal;
+      try {
+        p = await this.authenticator.authenticate(req.headers.authorization, req.ip, this.o.now(), seen);
+      } catch (err) {
+        const notes = auditNotes(req);
+        if (seen.presentedKeyId !== undefined) notes.presentedKeyId = seen.presentedKeyId;
+        if (seen.retryAfterS !== undefined) {
+          reply.header('retry-after', String(seen.retryAfterS));
+          notes.limitedBucket = seen.limitedBucket;
+        }
+        throw err;
+      }
+      req.auth = p;
+      // Routes written before tokens read the key (policy history records its id).
+      req.apiKey = { ...p.key, role: p.role, projects: p.projects };
+      authorize(p, req.routeOptions.config, req.method, req.routeOptions.url ?? req.url);
+    });
+
+    installAuditHooks(v1, { audit: this.audit, now: this.o.now, rateLimitedEveryMs: this.limiter.windowMs });
+  }
+
+  /** Waits for queued audit entries and last-used writes (before the store closes). */
+  async drain(): Promise<void> {
+    await this.audit?.flush();
+    await this.authenticator.drain();
+  }
+}
+
+/** Throws 403 BK_ERR_FORBIDDEN naming the role (or unscoped credential) the route needs. */
+export function authorize(p: Principal, access: Partial<RouteAccess>, method: string, url: string): void {
+  const need = access.role;
+  // onRoute guarantees a role; refuse rather than guess if that ever breaks.
+  if (!isRole(need)) throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} declares no role; refusing`);
+  if (!roleAtLeast(p.role, need)) {
+    throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} needs the ${need} role or higher; ${describePrincipal(p)} has ${p.role}`);
+  }
+  if (access.fleetWide === true && p.projects.length > 0) {
+    throw new BulkheadError(
+      'BK_ERR_FORBIDDEN',
+      `${method} ${url} acts on fleet-wide state and needs a credential not limited to projects; ${describePrincipal(p)} is limited to ${p.projects.join(', ')}`,
+    );
+  }
+}

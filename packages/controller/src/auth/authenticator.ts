@@ -1,0 +1,135 @@
+// Owns checking the credential of a /v1 request: an API key
+// ("bk_ak_…_…", verified by api/api-keys.ts) or a bearer token ("bkt_…",
+// bearer-tokens.ts, whose key is looked up on every use). Failed attempts
+// count against the client address and, for API keys, the presented key
+// id; a bucket over the limit gets 429 before any credential is checked.
+import { BulkheadError, type Logger } from '@bulkhead/shared';
+import type { Store } from '../store/store';
+import { parseApiKey, verifyApiKey } from '../api/api-keys';
+import { looksLikeToken, verifyToken } from './bearer-tokens';
+import type { Principal } from './principal';
+import { FailureLimiter } from './rate-limiter';
+import { roleAtLeast } from './roles';
+import { projectsWithin } from './project-scope';
+
+const BEARER_RE = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+/** last_used_at is written at most this often per key. */
+const TOUCH_EVERY_MS = 60_000;
+
+export interface AuthenticatorOptions {
+  store: Pick<Store, 'getApiKey' | 'touchApiKey'>;
+  tokenSecret: Buffer;
+  limiter: FailureLimiter;
+  logger: Logger;
+}
+
+/** What the authenticator learnt about a request, even when it refused it (for the audit trail). */
+export interface AuthAttempt {
+  /** The key id the caller presented (unverified), when it was shaped like one. */
+  presentedKeyId?: string;
+  /** Seconds until the caller may retry, on 429. */
+  retryAfterS?: number;
+  /** The bucket that was over the limit, on 429. */
+  limitedBucket?: string;
+}
+
+export class Authenticator {
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly o: AuthenticatorOptions) {}
+
+  /** Resolves to the principal, or throws BK_ERR_UNAUTHENTICATED (401) / BK_ERR_RATE_LIMITED (429). */
+  async authenticate(header: string | undefined, clientIp: string, now: Date, seen: AuthAttempt = {}): Promise<Principal> {
+    const ms = now.getTime();
+    const addr = `ip:${clientIp}`;
+    this.throttle(addr, ms, seen, 'this address');
+    if (header === undefined || header === '') {
+      // No credential is not a guess: not counted, but still refused (and audited).
+      throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <api key or token>" header');
+    }
+    const value = BEARER_RE.exec(header)?.[1];
+    const keyId = value !== undefined && !looksLikeToken(value) ? parseApiKey(value)?.keyId : undefined;
+    if (keyId !== undefined) {
+      seen.presentedKeyId = keyId;
+      this.throttle(`key:${keyId}`, ms, seen, `key ${keyId}`);
+    }
+    try {
+      const p = value !== undefined && looksLikeToken(value) ? await this.fromToken(value, now, seen) : await this.fromKey(header, now);
+      this.touch(p, now);
+      return p;
+    } catch (err) {
+      if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') {
+        this.o.limiter.fail(keyId !== undefined ? [addr, `key:${keyId}`] : [addr], ms);
+      }
+      throw err;
+    }
+  }
+
+  /** Resolves when pending last-used writes are done (call before closing the store). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private throttle(bucket: string, ms: number, seen: AuthAttempt, who: string): void {
+    const wait = this.o.limiter.retryAfterMs(bucket, ms);
+    if (wait <= 0) return;
+    seen.retryAfterS = Math.max(1, Math.ceil(wait / 1000));
+    seen.limitedBucket = bucket;
+    throw new BulkheadError(
+      'BK_ERR_RATE_LIMITED',
+      `too many failed authentication attempts from ${who} (${this.o.limiter.max} per ${Math.round(this.o.limiter.windowMs / 1000)}s); retry in ${seen.retryAfterS}s`,
+    );
+  }
+
+  private async fromKey(header: string, now: Date): Promise<Principal> {
+    const key = await verifyApiKey(this.o.store, header, now);
+    return {
+      kind: 'key',
+      keyId: key.id,
+      keyName: key.name,
+      role: key.role,
+      projects: [...key.projects],
+      keyExpiresAt: key.expiresAt,
+      expiresAt: key.expiresAt,
+      tokenId: null,
+      key,
+    };
+  }
+
+  private async fromToken(token: string, now: Date, seen: AuthAttempt): Promise<Principal> {
+    const claims = verifyToken(this.o.tokenSecret, token, now);
+    seen.presentedKeyId = claims.kid;
+    const key = await this.o.store.getApiKey(claims.kid);
+    if (!key) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this token (${claims.kid}) no longer exists`);
+    if (key.revokedAt !== null) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this token (${key.id}) was revoked`);
+    if (key.expiresAt !== null && key.expiresAt.getTime() <= now.getTime()) {
+      throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this token (${key.id}) expired at ${key.expiresAt.toISOString()}`);
+    }
+    // Tokens are minted within their key's rights and keys never change; a
+    // token claiming more is not ours to honour, signature or not.
+    if (!roleAtLeast(key.role, claims.role) || !projectsWithin(claims.projects, key.projects)) {
+      throw new BulkheadError('BK_ERR_UNAUTHENTICATED', "the token claims more rights than its API key holds");
+    }
+    const exp = new Date(claims.exp * 1000);
+    return {
+      kind: 'token',
+      keyId: key.id,
+      keyName: key.name,
+      role: claims.role,
+      projects: [...claims.projects],
+      keyExpiresAt: key.expiresAt,
+      expiresAt: exp,
+      tokenId: claims.jti,
+      key,
+    };
+  }
+
+  /** Records last use without delaying the request; at most once a minute per key. */
+  private touch(p: Principal, now: Date): void {
+    const last = p.key.lastUsedAt?.getTime();
+    if (last !== undefined && now.getTime() - last < TOUCH_EVERY_MS) return;
+    const w = this.o.store.touchApiKey(p.keyId, now).catch((err: unknown) => this.o.logger.warn({ err, keyId: p.keyId }, 'recording API key use failed'));
+    this.pending.add(w);
+    void w.finally(() => this.pending.delete(w));
+  }
+}

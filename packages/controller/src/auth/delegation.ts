@@ -1,0 +1,35 @@
+// Owns the one rule of delegation: a credential never grants more than it
+// holds. A new API key (POST /v1/keys) or a narrowed token (POST
+// /v1/auth/token) may not have a higher role, a wider project scope, or a
+// later expiry than the credential asking for it. Checked here, in one
+// place, whatever role the route itself requires.
+import { BulkheadError } from '@bulkhead/shared';
+import type { Principal } from './principal';
+import { describePrincipal } from './principal';
+import { projectsWithin } from './project-scope';
+import { roleAtLeast, type Role } from './roles';
+
+export interface Grant {
+  role: Role;
+  /** Empty = every project. */
+  projects: string[];
+  /** null = never expires. */
+  expiresAt: Date | null;
+}
+
+/** Throws 403 BK_ERR_FORBIDDEN naming what exceeds the grantor's own rights. */
+export function checkGrant(grantor: Principal, g: Grant, what: string): void {
+  const who = describePrincipal(grantor);
+  if (!roleAtLeast(grantor.role, g.role)) {
+    throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} has the ${grantor.role} role and cannot grant ${g.role} to ${what}`);
+  }
+  if (!projectsWithin(g.projects, grantor.projects)) {
+    const asked = g.projects.length === 0 ? 'every project' : `projects ${g.projects.join(', ')}`;
+    throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} is limited to projects ${grantor.projects.join(', ')} and cannot grant ${asked} to ${what}`);
+  }
+  const limit = grantor.keyExpiresAt;
+  if (limit !== null && (g.expiresAt === null || g.expiresAt.getTime() > limit.getTime())) {
+    const asked = g.expiresAt === null ? 'no expiry' : `expiry ${g.expiresAt.toISOString()}`;
+    throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} expires at ${limit.toISOString()} and cannot grant ${asked} to ${what}; choose an expiry no later than its own`);
+  }
+}

@@ -1,0 +1,33 @@
+// Owns the authenticated identity of a /v1 request: an API key presented
+// directly, or a bearer token exchanged for one. Routes read it as
+// `req.auth`; project scoping and delegation checks work on it.
+import type { ApiKeyRecord } from '../store/store';
+import type { Role } from './roles';
+
+export interface Principal {
+  kind: 'key' | 'token';
+  keyId: string;
+  keyName: string;
+  /** The rights in force: the key's, or the (possibly narrower) token's. */
+  role: Role;
+  /** Empty = every project. */
+  projects: string[];
+  /** When the key behind the credential expires (null = never): nothing it mints may outlive it. */
+  keyExpiresAt: Date | null;
+  /** When this credential stops working: the token's exp, or the key's expiry. */
+  expiresAt: Date | null;
+  /** The token's jti; null for an API key. */
+  tokenId: string | null;
+  key: ApiKeyRecord;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated principal on /v1 routes; null elsewhere. */
+    auth: Principal | null;
+  }
+}
+
+export function describePrincipal(p: Principal): string {
+  return `${p.kind === 'token' ? 'token of key' : 'key'} ${p.keyId} "${p.keyName}"`;
+}

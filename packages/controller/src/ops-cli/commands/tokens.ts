@@ -1,0 +1,84 @@
+// Owns `bulkhead tokens …`: one-time agent join tokens through the API —
+// list (never a secret), create (printed once, with the CA fingerprint to
+// pin), revoke. Needs an admin credential not limited to projects.
+import { Option, type Command } from 'commander';
+import { parseDuration } from '@bulkhead/shared';
+import type { ApiClient } from '../client';
+import type { JoinTokenCreatedDto, JoinTokenDto, JoinTokenPageDto } from '../../api/routes/join-tokens';
+import { formatTable } from '../table';
+import { ago } from '../render';
+import { toJson, type CommandContext } from './context';
+import { parsePositiveInt } from './policy';
+
+export const joinTokensApi = {
+  list: (api: ApiClient, q: URLSearchParams) => api.getJson<JoinTokenPageDto>('/v1/join-tokens', q),
+  create: (api: ApiClient, body: object) => api.requestJson<JoinTokenCreatedDto>('POST', '/v1/join-tokens', { body: JSON.stringify(body) }),
+  revoke: (api: ApiClient, id: string) => api.requestJson<JoinTokenDto>('DELETE', `/v1/join-tokens/${encodeURIComponent(id)}`, {}),
+};
+
+export function registerTokenCommands(program: Command, ctx: CommandContext): void {
+  const tokens = program
+    .command('tokens')
+    .description('one-time join tokens that enroll agents (default: list)')
+    .addHelpText('after', '\nExamples:\n  bulkhead tokens create --ttl 30m --description "web-07 rebuild"\n  bulkhead tokens --status active\n  bulkhead tokens revoke 3f9c2a7b1d0e4f5a\n');
+
+  tokens
+    .command('list', { isDefault: true })
+    .description('list join tokens, newest first (never their secrets)')
+    .addOption(new Option('--status <status>', 'only tokens in this state').choices(['active', 'used', 'expired', 'revoked']))
+    .option('--limit <n>', 'at most N tokens (default: 100)', parsePositiveInt)
+    .action(async (o: { status?: string; limit?: number }, cmd: Command) => {
+      const { api, json } = ctx.client(cmd);
+      const q = new URLSearchParams({ limit: String(Math.min(o.limit ?? 100, 1000)) });
+      if (o.status !== undefined) q.set('status', o.status);
+      const page = await joinTokensApi.list(api, q);
+      ctx.out(json ? toJson(page) : renderJoinTokenTable(page.items, ctx.now()));
+    });
+
+  tokens
+    .command('create')
+    .description('create a one-time join token; prints it once')
+    .option('--ttl <duration>', 'how long the token stays valid (at most 30d)', '15m')
+    .option('--description <text>', 'free-text note stored with the token')
+    .addHelpText(
+      'after',
+      '\nThe token goes to stdout (scripts: TOKEN=$(bulkhead tokens create)); the expiry and the enroll command to stderr.\n' +
+        '\nExample:\n  bulkhead tokens create --ttl 1h --description "rack 4 hosts"\n',
+    )
+    .action(async (o: { ttl: string; description?: string }, cmd: Command) => {
+      try {
+        parseDuration(o.ttl, '--ttl');
+      } catch (e) {
+        throw ctx.usageError((e as Error).message);
+      }
+      const { api, json } = ctx.client(cmd);
+      const t = await joinTokensApi.create(api, { ttl: o.ttl, ...(o.description !== undefined ? { description: o.description } : {}) });
+      if (json) {
+        ctx.out(toJson(t));
+        return;
+      }
+      ctx.out(t.token + '\n');
+      ctx.err(
+        `join token ${t.id} expires ${t.expiresAt}; enroll with:\n` +
+          `  bulkhead-agent enroll --controller HOST:PORT --token <token> --ca-fingerprint ${t.caFingerprint} --state-dir /var/lib/bulkhead-agent\n`,
+      );
+    });
+
+  tokens
+    .command('revoke')
+    .description('revoke an unused join token')
+    .argument('<id>', 'token id (the part after bkj_, before the secret)')
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const { api, json } = ctx.client(cmd);
+      const t = await joinTokensApi.revoke(api, id);
+      ctx.out(json ? toJson(t) : `revoked join token ${t.id}\n`);
+    });
+}
+
+export function renderJoinTokenTable(items: JoinTokenDto[], now: Date): string {
+  if (items.length === 0) return 'no join tokens\n';
+  return formatTable(
+    ['ID', 'STATUS', 'CREATED', 'EXPIRES', 'USED BY', 'DESCRIPTION'],
+    items.map((t) => [t.id, t.status, ago(t.createdAt, now), t.status === 'active' ? ago(t.expiresAt, now) : t.expiresAt.slice(0, 16).replace('T', ' '), t.usedByAgent ?? '-', t.description || '-']),
+  );
+}
