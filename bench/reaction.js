@@ -303,6 +303,9 @@ async function main() {
         bulkheadMs: b,
         p99DifferenceMs: f.n && b.n ? Math.round((b.p99 - f.p99) * 100) / 100 : undefined,
         p50DifferenceMs: f.n && b.n ? Math.round((b.p50 - f.p50) * 100) / 100 : undefined,
+        // The k-th floor and Bulkhead containers ran back to back (no failures = aligned).
+        pairedMedianDifferenceMs: r.floor.length === r.bulkhead.length && r.floor.length > 0
+          ? Math.round(summary(r.bulkhead.map((x, k) => x - r.floor[k])).p50 * 100) / 100 : undefined,
         bulkheadBreakdownMs: {
           dockerdEventTimeToDone: summary(r.bulkheadTiming.sinceEventMs),
           receiptToDone: summary(r.bulkheadTiming.sinceReceiptMs),

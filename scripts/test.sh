@@ -5,7 +5,8 @@
 #
 # 1. installs what the tests need when missing (as root, via apt-get): docker.io (dockerd,
 #    containerd, runc, docker CLI; pulls in iptables), busybox-static (the test image),
-#    systemd (systemd-analyze for the unit-file tests)
+#    systemd (systemd-analyze for the unit-file tests), prometheus (promtool, which checks the
+#    metrics scrapes)
 # 2. `npm ci` when node_modules is missing or older than package-lock.json
 # 3. `npm run build`                      (skip with BULKHEAD_SKIP_BUILD=1)
 # 4. starts ONE shared private Docker engine (scripts/engine.sh) in /tmp/bk-test-XXXXXX and
@@ -32,6 +33,7 @@ if [ ! -x /bin/busybox ] || ! { ldd /bin/busybox 2>&1 || true; } | grep -q 'not 
 fi
 command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "scripts/test.sh: missing ${pkgs[*]}; run as root or: sudo apt-get install ${pkgs[*]}" >&2

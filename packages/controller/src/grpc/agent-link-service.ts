@@ -222,6 +222,7 @@ export class AgentLinkService {
     }
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
+    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`); // issue 5
     await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`); // issue 5
     const previous = this.sessions.get(agentId);

@@ -252,18 +252,19 @@ function makeClient(g: GlobalOpts, io: OpsCliIo, o: { requireApiKey?: boolean } 
   const api = nonEmpty(g.api) ?? nonEmpty(io.env['BULKHEAD_API']) ?? cached?.api;
   if (api === undefined) throw new UsageError('no controller API URL: pass --api https://HOST:PORT or set BULKHEAD_API');
   const explicitKey = (nonEmpty(g.apiKey) ?? nonEmpty(io.env['BULKHEAD_API_KEY']))?.trim();
-  let cachedUrl: URL | undefined;
+  let sameApi: URL | undefined;
   try {
-    cachedUrl = explicitKey === undefined && cached ? new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(api) ? api : `https://${api}`) : undefined;
+    const u = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(api) ? api : `https://${api}`);
+    sameApi = cached !== undefined && u.href === cached.api ? u : undefined;
   } catch {
-    cachedUrl = undefined;
+    sameApi = undefined;
   }
-  const token = cachedUrl ? cachedToken(cached, cachedUrl, io.now(), (m) => new UsageError(m)) : undefined;
+  const token = explicitKey === undefined && sameApi ? cachedToken(cached, sameApi, io.now(), (m) => new UsageError(m)) : undefined;
   const apiKey = explicitKey ?? token;
   if (apiKey === undefined || apiKey === '') {
     throw new UsageError(`no API key: set BULKHEAD_API_KEY (or pass --api-key)${o.requireApiKey ? '' : ', or run `bulkhead login`'}`);
   }
-  const caFile = nonEmpty(g.ca) ?? nonEmpty(io.env['BULKHEAD_CA']) ?? (token !== undefined ? (cached?.ca ?? undefined) : undefined);
+  const caFile = nonEmpty(g.ca) ?? nonEmpty(io.env['BULKHEAD_CA']) ?? (sameApi ? (cached?.ca ?? undefined) : undefined);
   let caPem: Buffer | undefined;
   if (caFile !== undefined) {
     try {

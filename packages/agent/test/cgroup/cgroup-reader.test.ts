@@ -1,0 +1,176 @@
+// CgroupReader on fixture trees of BOTH cgroup versions (this machine has
+// only v1 hybrid; most real hosts run v2), both Docker drivers, and a
+// cgroup in a non-standard place found through /proc/<pid>/cgroup.
+import t, { type Test } from 'tap';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CgroupNotFoundError, CgroupReader } from '../../src/cgroup/cgroup-reader';
+import { parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFile, readSmallFile, statValue, openFile, closeFile } from '../../src/cgroup/cgroup-files';
+
+const FIX = join(__dirname, 'fixtures');
+const ID1 = '1'.repeat(64);
+const ID2 = '2'.repeat(64);
+const ID3 = '3'.repeat(64);
+const MiB = 1024 * 1024;
+
+/** A writable copy of a fixture tree. */
+function copy(t: Test, which: 'v1' | 'v2'): string {
+  const dir = mkdtempSync(join(tmpdir(), `bk-cg-${which}-`));
+  cpSync(join(FIX, which), dir, { recursive: true });
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('parsers', async (t) => {
+  t.equal(parseLimit('max\n'), 0);
+  t.equal(parseLimit('-1'), 0);
+  t.equal(parseLimit('9223372036854771712\n'), 0, "v1's no-limit value");
+  t.equal(parseLimit('134217728\n'), 134217728);
+  t.equal(parseLimit(''), 0);
+  t.equal(parseCounter('12\n'), 12);
+  t.equal(parseCounter('junk'), 0);
+  t.equal(statValue('usage_usec 15\nuser_usec 3\n', 'usage_usec'), 15);
+  t.equal(statValue('a 1\ninactive_file 7\n', 'inactive_file'), 7);
+  t.equal(statValue('total_inactive_file 9\ninactive_file 7\n', 'inactive_file'), 7, 'a key is matched at a line start only');
+  t.equal(statValue('a 1\n', 'b'), undefined);
+  t.equal(statValue('a x\n', 'a'), undefined);
+  t.equal(statValue('last 5', 'last'), 5, 'no trailing newline');
+  t.equal(parseCpuMax('max 100000'), 0);
+  t.equal(parseCpuMax('20000 100000\n'), 0.2);
+  t.equal(parseCpuMax('50000'), 0.5, 'period defaults to 100000');
+  t.equal(parseCpuMax(''), 0);
+  t.equal(parseCfsQuota('-1', '100000'), 0);
+  t.equal(parseCfsQuota('150000\n', '100000\n'), 1.5);
+  const m = parseProcCgroup('12:pids:/a\n4:cpu,cpuacct:/b\n1:name=systemd:/c\n0::/d\nbad\n');
+  t.equal(m.get('pids'), '/a');
+  t.equal(m.get('cpu'), '/b');
+  t.equal(m.get('cpuacct'), '/b');
+  t.equal(m.get(''), '/d');
+});
+
+t.test('small-file reads: whole file, growing the buffer when needed', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bk-cg-read-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const big = 'x'.repeat(10_000);
+  writeFileSync(join(dir, 'big'), big);
+  t.equal(await readSmallFile(join(dir, 'big'), 64), big);
+  const fd = await openFile(join(dir, 'big'));
+  t.equal(await preadFile(fd, 100), big, 'pread grows too');
+  t.equal(await preadFile(fd, 20_000), big, 'and re-reads from offset 0');
+  closeFile(fd);
+  await t.rejects(preadFile(fd, 10), { code: 'EBADF' });
+  await t.rejects(readSmallFile(join(dir, 'nope')), { code: 'ENOENT' });
+  await t.rejects(openFile(join(dir, 'nope')), { code: 'ENOENT' });
+  await t.rejects(readSmallFile(dir), { code: 'EISDIR' });
+});
+
+for (const version of [1, 2] as const) {
+  t.test(`cgroup v${version}: detection, both drivers, working set, limits, /proc fallback`, async (t) => {
+    const root = join(FIX, `v${version}`);
+    const r = await CgroupReader.forHost({ root, now: () => 1000 });
+    t.equal(r.version, version, 'detected');
+    t.equal(r.driver, 'auto');
+    const a = await r.read(ID1);
+    t.same(a, {
+      containerId: ID1, at: 1000, cpuUsageNs: 1_500_000_000, memoryBytes: 60 * MiB, memoryUsageBytes: 70 * MiB, memoryLimitBytes: 128 * MiB,
+      pids: 7, pidsLimit: 100, cpuLimitCores: 0.2,
+    }, 'working set = usage − inactive file cache, as docker stats');
+    const b = await r.read(ID2);
+    t.same([b.memoryLimitBytes, b.pidsLimit, b.cpuLimitCores, b.memoryBytes], [0, 0, 0, 4 * MiB], 'unlimited: all limits 0');
+    const pid = version === 1 ? 4242 : 99;
+    const c = await r.read(ID3, pid);
+    t.equal(c.memoryLimitBytes, 2 * MiB);
+    t.equal(c.cpuLimitCores, 0.5);
+    t.equal(c.pids, version === 1 ? 0 : 2, 'v1 fixture has no pids controller for it');
+    t.equal((await r.read(ID3)).containerId, ID3, 'once found, the pid is not needed again');
+    const fresh = await CgroupReader.forHost({ root });
+    await t.rejects(fresh.read(ID3), CgroupNotFoundError, 'without the pid it cannot be found');
+    await t.rejects(r.read('f'.repeat(64), 1), CgroupNotFoundError, 'no such pid either');
+    const e = (await r.read('9'.repeat(64)).catch((x: unknown) => x)) as CgroupNotFoundError;
+    t.equal(e.code, 'ENOENT');
+    t.match(e.message, /no cgroup found for container 999999999999/);
+    t.ok(r.openFiles > 0, 'hot files are kept open');
+    r.close();
+    t.equal(r.openFiles, 0);
+    const raw = await CgroupReader.forHost({ root, workingSet: false, keepOpen: false, version, driver: version === 2 ? 'systemd' : 'cgroupfs' });
+    t.equal((await raw.read(ID1)).memoryBytes, 70 * MiB, 'raw usage when asked');
+    t.equal(raw.openFiles, 0);
+    await t.rejects(raw.read(ID2), CgroupNotFoundError, 'a fixed driver does not look in the other layout');
+  });
+}
+
+t.test('counters move, limits are cached (TTL, invalidate), optional files can be skipped', async (t) => {
+  const root = copy(t, 'v2');
+  let now = 0;
+  const r = await CgroupReader.forHost({ root, now: () => now, limitsTtlMs: 30_000 });
+  t.teardown(() => r.close());
+  const dir = join(root, `sys/fs/cgroup/system.slice/docker-${ID1}.scope`);
+  const first = await r.read(ID1);
+  writeFileSync(join(dir, 'cpu.stat'), 'usage_usec 2500000\n');
+  writeFileSync(join(dir, 'memory.current'), `${80 * MiB}\n`);
+  writeFileSync(join(dir, 'memory.stat'), `inactive_file ${5 * MiB}\n`);
+  writeFileSync(join(dir, 'pids.current'), '9\n');
+  writeFileSync(join(dir, 'memory.max'), `${256 * MiB}\n`);
+  now = 5000;
+  const skip = await r.read(ID1, undefined, { memoryStat: false, pids: false });
+  t.equal(skip.cpuUsageNs - first.cpuUsageNs, 1_000_000_000, 'the kept-open fd re-reads fresh content');
+  t.equal(skip.memoryBytes, 70 * MiB, 'last inactive_file (10 MiB) reused');
+  t.equal(skip.pids, 7, 'last pids reused');
+  t.equal(skip.memoryLimitBytes, 128 * MiB, 'limits cached within the TTL');
+  const full = await r.read(ID1);
+  t.equal(full.memoryBytes, 75 * MiB);
+  t.equal(full.pids, 9);
+  r.invalidateLimits(ID1);
+  r.invalidateLimits('unknown');
+  t.equal((await r.read(ID1)).memoryLimitBytes, 256 * MiB, 'invalidated');
+  writeFileSync(join(dir, 'memory.max'), 'max\n');
+  now = 40_000;
+  t.equal((await r.read(ID1)).memoryLimitBytes, 0, 'TTL expired');
+  const every = await CgroupReader.forHost({ root, limitsTtlMs: 0, keepOpen: false });
+  writeFileSync(join(dir, 'pids.max'), '5\n');
+  t.equal((await every.read(ID1)).pidsLimit, 5);
+});
+
+t.test('a cgroup that disappears: CgroupNotFoundError, files closed, found again if it comes back', async (t) => {
+  const root = copy(t, 'v1');
+  const r = await CgroupReader.forHost({ root });
+  await r.read(ID1);
+  const opened = r.openFiles;
+  t.ok(opened >= 3);
+  const saved = mkdtempSync(join(tmpdir(), 'bk-cg-saved-'));
+  t.teardown(() => rmSync(saved, { recursive: true, force: true }));
+  for (const ctl of ['cpu', 'cpuacct', 'memory', 'pids']) {
+    cpSync(join(root, `sys/fs/cgroup/${ctl}/docker/${ID1}`), join(saved, ctl), { recursive: true });
+    rmSync(join(root, `sys/fs/cgroup/${ctl}/docker/${ID1}`), { recursive: true });
+  }
+  // Regular files stay readable through open fds after unlink; make the kept-open read fail like a removed cgroup (ENODEV) would.
+  r.forget(ID1);
+  await t.rejects(r.read(ID1), CgroupNotFoundError);
+  t.equal(r.openFiles, 0);
+  for (const ctl of ['cpu', 'cpuacct', 'memory', 'pids']) cpSync(join(saved, ctl), join(root, `sys/fs/cgroup/${ctl}/docker/${ID1}`), { recursive: true });
+  t.equal((await r.read(ID1)).pids, 7);
+  r.forget('never-seen');
+});
+
+t.test('a kept-open file that starts failing with ENODEV triggers one re-locate', async (t) => {
+  const root = copy(t, 'v2');
+  const r = await CgroupReader.forHost({ root });
+  await r.read(ID1);
+  // Simulate removal: close the kept fds behind the reader's back, so the next pread fails (EBADF is not "gone": surfaced).
+  r.close();
+  const dir = join(root, `sys/fs/cgroup/system.slice/docker-${ID1}.scope`);
+  rmSync(dir, { recursive: true });
+  await t.rejects(r.read(ID1), CgroupNotFoundError);
+});
+
+t.test('maxOpenFiles caps kept-open files; beyond it reads open/read/close', async (t) => {
+  const r = await CgroupReader.forHost({ root: join(FIX, 'v2'), maxOpenFiles: 2 });
+  t.teardown(() => r.close());
+  const a = await r.read(ID1);
+  t.ok(r.openFiles <= 2 + 4, 'at most the cap plus the opens already in flight when it was reached');
+  const b = await r.read(ID1);
+  t.equal(b.cpuUsageNs, a.cpuUsageNs);
+  const located = await r.locate(ID1);
+  t.match(located.dir, /docker-1{64}\.scope$/);
+});

@@ -1,0 +1,65 @@
+// Live usage from REAL cgroups of containers on a private engine: a
+// CPU-burning busybox limited to 0.2 CPU is detected above 80 % of its
+// quota within the rule's window; a container started without limits is
+// reported as unlimited; limits set with docker run are read back.
+import t from 'tap';
+import { useEngine, LABEL_ARGS, removeLabelledContainers } from '../../../../test/helpers/engine';
+import { createDockerClient } from '../../src/docker/client';
+import { CgroupReader } from '../../src/cgroup/cgroup-reader';
+import { UsageSampler, type Breach, type UsageSample } from '../../src/cgroup/usage-sampler';
+import type { SampledContainer } from '../../src/cgroup/usage-sampler-options';
+
+t.test('CPU burner breaches its quota rule; unlimited container is unlimited', async (t) => {
+  const engine = await useEngine(t);
+  t.teardown(() => removeLabelledContainers(engine));
+  const docker = createDockerClient({ dockerHost: engine.dockerHost });
+  const uniq = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
+  const burner = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', `burner-${uniq}`, '--cpus', '0.2', engine.image, 'sh', '-c', 'while :; do :; done']);
+  const idle = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', `unlimited-${uniq}`, engine.image, 'sleep', '300']);
+  const limited = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', `limited-${uniq}`, '--memory', '64m', '--pids-limit', '20', engine.image, 'sleep', '300']);
+  const containers: SampledContainer[] = await Promise.all([burner, idle, limited].map(async (id) => {
+    const i = await docker.getContainer(id).inspect();
+    return { id: i.Id, name: i.Name, pid: i.State.Pid, state: i.State.Status, nanoCpus: i.HostConfig.NanoCpus };
+  }));
+  const info = (await docker.info()) as { CgroupDriver?: string };
+  const reader = await CgroupReader.forHost({ driver: info.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs' });
+  t.teardown(() => reader.close());
+
+  const forSeconds = 3;
+  const sampler = new UsageSampler({
+    reader, containers: () => containers, interval: 1000,
+    rules: [{ id: 'runtime.cpu-over-quota', metric: 'cpu', abovePercent: 80, forSeconds }],
+  });
+  const breaches: Breach[] = [];
+  const samples = new Map<string, UsageSample>();
+  const errors: string[] = [];
+  sampler.on('breach', (b) => breaches.push(b));
+  sampler.on('usage', (s) => samples.set(s.containerId, s));
+  sampler.on('sampleError', (id, e) => errors.push(`${id}: ${e.message}`));
+  const started = Date.now();
+  sampler.start();
+  t.teardown(() => sampler.stop());
+  const windowMs = (forSeconds + 10) * 1000;
+  while (breaches.length === 0 && Date.now() - started < windowMs) await new Promise((r) => setTimeout(r, 200));
+  await sampler.stop();
+  t.same(errors, []);
+  t.equal(breaches.length, 1, `breached within ${windowMs / 1000} s (took ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  const b = breaches[0]!;
+  t.equal(b.containerId, containers[0]!.id);
+  t.equal(b.name, `burner-${uniq}`);
+  t.ok(b.value > 80 && b.value < 130, `CPU at ${b.value} % of a 0.2 CPU quota`);
+  t.ok(b.at - b.sinceMs >= forSeconds * 1000 - 250, 'held for the rule\'s duration');
+  t.equal(b.sample.cpuLimitCores, 0.2, 'quota read from the cgroup');
+
+  const un = samples.get(containers[1]!.id)!;
+  t.same(un.unlimited, { cpu: true, memory: true, pids: true }, 'started without limits → unlimited');
+  t.same([un.cpuPercentOfQuota, un.memoryPercentOfLimit, un.pidsPercentOfLimit, un.cpuLimitCores, un.memoryLimitBytes, un.pidsLimit], [null, null, null, 0, 0, 0]);
+  t.ok(un.pids >= 1, 'its sleep process is counted');
+  t.ok(un.memoryBytes > 0);
+  const lim = samples.get(containers[2]!.id)!;
+  t.equal(lim.memoryLimitBytes, 64 * 1024 * 1024);
+  t.equal(lim.pidsLimit, 20);
+  t.same(lim.unlimited, { cpu: true, memory: false, pids: false });
+  t.ok(lim.memoryPercentOfLimit! >= 0 && lim.memoryPercentOfLimit! < 50);
+  t.equal(sampler.window(containers[0]!.id).length >= forSeconds, true, 'the burner has a window of samples');
+});

@@ -1,0 +1,258 @@
+// UsageSampler with a scripted reader and clock: rates, percentages of
+// quota/limit, unlimited containers, the window, runtime rules (breach after
+// T seconds, recovery, scoping), the detail cadence, errors, the timer; and
+// the report filter that turns ticks into deltas for the controller.
+import t from 'tap';
+import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from '../../src/cgroup/cgroup-reader';
+import { UsageSampler, type Breach, type Recovery, type UsageSample } from '../../src/cgroup/usage-sampler';
+import { resolveUsageSamplerOptions, type SampledContainer, type UsageReader } from '../../src/cgroup/usage-sampler-options';
+import { UsageReportFilter } from '../../src/cgroup/usage-report';
+
+const MiB = 1024 * 1024;
+
+interface Script {
+  cpuNs: number;
+  mem: number;
+  pids: number;
+  memLimit?: number;
+  pidsLimit?: number;
+  cpuLimit?: number;
+  fail?: Error;
+}
+
+/** A reader whose values the test sets; records the detail asked for. */
+class FakeReader implements UsageReader {
+  readonly state = new Map<string, Script>();
+  readonly details: Array<[string, ReadDetail | undefined]> = [];
+  readonly forgotten: string[] = [];
+  constructor(private readonly clock: { now: number }) {}
+  async read(id: string, _pid?: number, detail?: ReadDetail): Promise<CgroupUsage> {
+    this.details.push([id, detail]);
+    const s = this.state.get(id);
+    if (!s) throw new CgroupNotFoundError(id);
+    if (s.fail) throw s.fail;
+    return {
+      containerId: id, at: this.clock.now, cpuUsageNs: s.cpuNs, memoryBytes: s.mem, memoryUsageBytes: s.mem + MiB, memoryLimitBytes: s.memLimit ?? 0,
+      pids: s.pids, pidsLimit: s.pidsLimit ?? 0, cpuLimitCores: s.cpuLimit ?? 0,
+    };
+  }
+  forget(id: string): void {
+    this.forgotten.push(id);
+  }
+}
+
+function setup(containers: SampledContainer[], opts: Partial<ConstructorParameters<typeof UsageSampler>[0]> = {}) {
+  const clock = { now: 1_000_000 };
+  const reader = new FakeReader(clock);
+  const list = [...containers];
+  const s = new UsageSampler({ reader, containers: () => list, now: () => clock.now, interval: 5000, ...opts });
+  const breaches: Breach[] = [];
+  const recoveries: Recovery[] = [];
+  s.on('breach', (b) => breaches.push(b));
+  s.on('recovered', (r) => recoveries.push(r));
+  /** Advance the clock, add CPU time (as cores × seconds), tick. */
+  const step = async (seconds: number, cores: Record<string, number> = {}): Promise<UsageSample[]> => {
+    clock.now += seconds * 1000;
+    for (const [id, c] of Object.entries(cores)) reader.state.get(id)!.cpuNs += c * seconds * 1e9;
+    return s.tick();
+  };
+  return { s, clock, reader, list, breaches, recoveries, step };
+}
+
+t.test('CPU % of quota, memory % of limit, pids; unlimited containers report null and unlimited flags', async (t) => {
+  const { s, reader, step } = setup([
+    { id: 'a', name: '/burner', state: 'running' },
+    { id: 'b', name: '', state: 'running', nanoCpus: 500_000_000, memoryLimitBytes: 100 * MiB, pidsLimit: 10 },
+    { id: 'c', state: 'exited' },
+  ]);
+  reader.state.set('a', { cpuNs: 0, mem: 50 * MiB, pids: 3, memLimit: 200 * MiB, cpuLimit: 0.2, pidsLimit: 50 });
+  reader.state.set('b', { cpuNs: 0, mem: 10 * MiB, pids: 1 });
+  const first = await step(0);
+  t.equal(first.length, 2, 'only running containers are read');
+  t.equal(first[0]!.cpuCores, null, 'no rate on the first sample');
+  t.equal(first[0]!.cpuPercentOfQuota, null);
+  t.equal(first[0]!.name, 'burner');
+  t.equal(first[1]!.name, 'b', 'short id when unnamed');
+  const [a, b] = await step(5, { a: 0.19, b: 0.25 });
+  t.equal(a!.cpuCores, 0.19);
+  t.equal(a!.cpuPercentOfQuota, 95);
+  t.equal(a!.memoryPercentOfLimit, 25);
+  t.equal(a!.pidsPercentOfLimit, 6);
+  t.same(a!.unlimited, { cpu: false, memory: false, pids: false });
+  t.equal(b!.cpuLimitCores, 0.5, 'from the facts when the cgroup reports none');
+  t.equal(b!.cpuPercentOfQuota, 50);
+  t.equal(b!.memoryPercentOfLimit, 10);
+  t.same(b!.unlimited, { cpu: false, memory: false, pids: false });
+  reader.state.set('d', { cpuNs: 0, mem: MiB, pids: 1 });
+  const u = setup([{ id: 'd' }]);
+  u.reader.state.set('d', { cpuNs: 0, mem: MiB, pids: 1 });
+  await u.step(0);
+  const [d] = await u.step(5, { d: 1.5 });
+  t.same([d!.cpuCores, d!.cpuPercentOfQuota, d!.memoryPercentOfLimit, d!.pidsPercentOfLimit], [1.5, null, null, null]);
+  t.same(d!.unlimited, { cpu: true, memory: true, pids: true }, 'a container without limits is reported as unlimited');
+  t.equal(s.latest().size, 2);
+});
+
+t.test('CPU rule: breach only after the condition held for forSeconds, once; recovery; re-arm', async (t) => {
+  const { reader, step, breaches, recoveries } = setup([{ id: 'a', name: 'hog' }], {
+    rules: [{ id: 'runtime.cpu', metric: 'cpu', abovePercent: 80, forSeconds: 10 }],
+  });
+  reader.state.set('a', { cpuNs: 0, mem: 0, pids: 1, cpuLimit: 0.2 });
+  await step(0);
+  await step(5, { a: 0.19 }); // above since t=0 (the interval start)
+  t.equal(breaches.length, 0, '5 s above');
+  await step(5, { a: 0.19 });
+  t.equal(breaches.length, 1, '10 s above → breach');
+  const b = breaches[0]!;
+  t.same([b.ruleId, b.metric, b.containerId, b.name, b.value, b.threshold, b.unit, b.forSeconds], ['runtime.cpu', 'cpu', 'a', 'hog', 95, 80, 'percent-of-quota', 10]);
+  t.equal(b.at - b.sinceMs, 10_000);
+  await step(5, { a: 0.2 });
+  t.equal(breaches.length, 1, 'reported once while it lasts');
+  await step(5, { a: 0.05 });
+  t.equal(recoveries.length, 1);
+  t.equal(recoveries[0]!.breachedAt, b.at);
+  await step(5, { a: 0.19 });
+  await step(5, { a: 0.19 });
+  t.equal(breaches.length, 2, 're-armed after recovery');
+  await step(5, { a: 0.05 });
+  await step(5, { a: 0.19 });
+  await step(5, { a: 0.05 });
+  t.equal(breaches.length, 2, 'a spike shorter than forSeconds is not a breach');
+});
+
+t.test('memory and pids rules, forSeconds 0, scoping with appliesTo', async (t) => {
+  const { reader, step, breaches } = setup([{ id: 'a', labels: { team: 'x' } }, { id: 'b', labels: {} }], {
+    rules: [
+      { id: 'mem', metric: 'memory', abovePercent: 90 },
+      { id: 'pids-count', metric: 'pids', above: 50, appliesTo: (c) => c.labels?.['team'] === 'x' },
+      { id: 'pids-pct', metric: 'pids', abovePercent: 80 },
+    ],
+  });
+  reader.state.set('a', { cpuNs: 0, mem: 95 * MiB, pids: 60, memLimit: 100 * MiB, pidsLimit: 1000 });
+  reader.state.set('b', { cpuNs: 0, mem: 95 * MiB, pids: 90, pidsLimit: 100 });
+  await step(0);
+  t.same(breaches.map((b) => `${b.ruleId}:${b.containerId}:${b.value}:${b.unit}`).sort(), [
+    'mem:a:95:percent-of-limit', 'pids-count:a:60:count', 'pids-pct:b:90:percent-of-limit',
+  ], 'b has no memory limit; the count rule is scoped to team x');
+});
+
+t.test('detail cadence: memory.stat and pids every N ticks, or when a rule needs them', async (t) => {
+  const { reader, step } = setup([{ id: 'a' }, { id: 'b' }], {
+    detailEveryTicks: 3,
+    rules: [{ id: 'mem', metric: 'memory', abovePercent: 90, appliesTo: (c) => c.id === 'a' }, { id: 'p', metric: 'pids', above: 5, appliesTo: (c) => c.id === 'b' }],
+  });
+  reader.state.set('a', { cpuNs: 0, mem: 10 * MiB, pids: 1, memLimit: 100 * MiB });
+  reader.state.set('b', { cpuNs: 0, mem: 10 * MiB, pids: 1 });
+  for (let i = 0; i < 4; i++) await step(5);
+  const of = (id: string) => reader.details.filter(([x]) => x === id).map(([, d]) => `${d?.memoryStat ? 'M' : '-'}${d?.pids ? 'P' : '-'}`);
+  t.same(of('a'), ['MP', '--', '--', 'MP'], 'far below the memory threshold: only every 3rd tick');
+  t.same(of('b'), ['MP', '-P', '-P', 'MP'], 'a pids rule watches it: pids every tick');
+  reader.state.get('a')!.mem = 88 * MiB; // raw usage (mem + 1 MiB) is 89 % ≥ 0.9 × 90 %
+  await step(5);
+  await step(5);
+  t.same(of('a').slice(-1), ['M-'], 'near the threshold: memory.stat every tick');
+});
+
+t.test('window ring, removal of gone containers, errors', async (t) => {
+  const { s, reader, list, step } = setup([{ id: 'a' }, { id: 'b' }, { id: 'gone' }], { windowSize: 3 });
+  reader.state.set('a', { cpuNs: 0, mem: 1, pids: 1, cpuLimit: 1 });
+  reader.state.set('b', { cpuNs: 0, mem: 1, pids: 1, fail: Object.assign(new Error('EACCES'), { code: 'EACCES' }) });
+  const errors: Array<[string, string]> = [];
+  s.on('sampleError', (id, e) => errors.push([id, e.message]));
+  const ticks: Array<{ containers: number; errors: number }> = [];
+  s.on('tick', (_samples, info) => ticks.push({ containers: info.containers, errors: info.errors }));
+  for (let i = 1; i <= 5; i++) await step(1, { a: 0.5 });
+  const w = s.window('a');
+  t.equal(w.length, 3, 'bounded');
+  t.same(w.map((p) => p.at), [1_003_000, 1_004_000, 1_005_000], 'oldest first');
+  t.same(w.map((p) => p.cpuCores), [0.5, 0.5, 0.5]);
+  t.same(w[0]!.memoryPercentOfLimit, null);
+  t.same(s.window('nope'), []);
+  t.same(errors[0], ['b', 'EACCES'], 'a read error other than "gone" is reported');
+  t.equal(errors.length, 5);
+  t.same(ticks.at(-1), { containers: 3, errors: 1 }, '"gone" (no cgroup) is not an error');
+  list.splice(0, 1);
+  await step(1);
+  t.same(s.window('a'), [], 'a container no longer listed is forgotten');
+  t.ok(reader.forgotten.includes('a'));
+  t.notOk(s.latest().has('a'));
+});
+
+t.test('concurrent tick() calls share one pass', async (t) => {
+  const { s, reader } = setup([{ id: 'a' }]);
+  reader.state.set('a', { cpuNs: 0, mem: 1, pids: 1 });
+  const [x, y] = await Promise.all([s.tick(), s.tick()]);
+  t.equal(x, y);
+  t.equal(reader.details.length, 1);
+});
+
+t.test('timer: first tick right away, then every interval; a throwing inventory does not stop it; stop()', async (t) => {
+  const clock = { now: 0 };
+  const reader = new FakeReader(clock);
+  reader.state.set('a', { cpuNs: 0, mem: 1, pids: 1 });
+  let calls = 0;
+  const s = UsageSampler.start({
+    reader, interval: 100,
+    containers: () => {
+      calls++;
+      if (calls === 2) throw new Error('inventory broke');
+      return [{ id: 'a' }];
+    },
+  });
+  const errs: string[] = [];
+  s.on('sampleError', (id, e) => errs.push(`${id}|${e.message}`));
+  t.equal(s.intervalMs, 100);
+  await new Promise((r) => setTimeout(r, 450));
+  s.start(); // no-op while running
+  await s.stop();
+  const n = calls;
+  t.ok(n >= 3 && n <= 6, `ticked ${n} times in 450 ms`);
+  t.same(errs, ['|inventory broke']);
+  await new Promise((r) => setTimeout(r, 250));
+  t.equal(calls, n, 'stopped');
+});
+
+t.test('options: defaults and start-up validation', async (t) => {
+  const reader = new FakeReader({ now: 0 });
+  const d = resolveUsageSamplerOptions({ reader, containers: () => [] });
+  t.same([d.intervalMs, d.windowSize, d.concurrency, d.detailEveryTicks, d.rules], [5000, 12, 32, 6, []]);
+  t.equal(resolveUsageSamplerOptions({ reader, containers: () => [], interval: '2s' }).intervalMs, 2000);
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ interval: 50 }, /at least 100 ms/],
+    [{ interval: 'soon' }, /not a duration/],
+    [{ windowSize: 1 }, /windowSize/],
+    [{ concurrency: 0 }, /concurrency/],
+    [{ detailEveryTicks: 0 }, /detailEveryTicks/],
+    [{ rules: [{ id: '', metric: 'cpu', abovePercent: 1 }] }, /needs an id/],
+    [{ rules: [{ id: 'x', metric: 'cpu', abovePercent: 1 }, { id: 'x', metric: 'memory', abovePercent: 1 }] }, /duplicate rule id "x"/],
+    [{ rules: [{ id: 'x', metric: 'cpu', abovePercent: 0 }] }, /abovePercent must be > 0/],
+    [{ rules: [{ id: 'x', metric: 'cpu', abovePercent: 5, forSeconds: -1 }] }, /forSeconds/],
+    [{ rules: [{ id: 'x', metric: 'pids' }] }, /give above and\/or abovePercent/],
+    [{ rules: [{ id: 'x', metric: 'pids', above: -1 }] }, /above must be ≥ 0/],
+    [{ rules: [{ id: 'x', metric: 'pids', abovePercent: 0 }] }, /abovePercent must be > 0/],
+    [{ rules: [{ id: 'x', metric: 'disk', abovePercent: 5 }] }, /unknown metric "disk"/],
+  ];
+  for (const [o, re] of bad) t.throws(() => resolveUsageSamplerOptions({ reader, containers: () => [], ...o } as never), re, JSON.stringify(o));
+});
+
+t.test('report filter: first sample, noticeable changes, heartbeat, limits, removals', async (t) => {
+  const f = new UsageReportFilter({ heartbeatMs: 60_000 });
+  const sample = (id: string, at: number, over: Partial<UsageSample> = {}): UsageSample => ({
+    containerId: id, name: id, at, cpuUsageNs: 0, cpuCores: 0.1, cpuPercentOfQuota: 50, cpuLimitCores: 0.2, memoryBytes: 100 * MiB, memoryUsageBytes: 100 * MiB,
+    memoryLimitBytes: 200 * MiB, memoryPercentOfLimit: 50, pids: 5, pidsLimit: 10, pidsPercentOfLimit: 50, unlimited: { cpu: false, memory: false, pids: false }, ...over,
+  });
+  t.same(f.next([sample('a', 0), sample('b', 0)]).updates.map((u) => u.containerId), ['a', 'b'], 'first time: everything');
+  t.same(f.next([sample('a', 5000, { cpuCores: 0.12 }), sample('b', 5000, { memoryBytes: 100 * MiB + 4096 })]).updates, [], 'small moves are not sent');
+  const d = f.next([sample('a', 10_000, { cpuCores: 0.2 }), sample('b', 10_000, { memoryBytes: 110 * MiB })]);
+  t.same(d.updates.map((u) => u.containerId), ['a', 'b'], '+10 points CPU; +10 % memory');
+  t.equal(d.updates[0]!.cpuCores, 0.2);
+  t.same(f.next([sample('a', 15_000, { cpuCores: 0.2, pidsLimit: 20 }), sample('b', 15_000, { memoryBytes: 110 * MiB, pids: 11 })]).updates.map((u) => u.containerId), ['a', 'b'], 'a limit changed; pids +6');
+  const e = f.next([sample('a', 20_000, { cpuCores: null, pidsLimit: 20 })]);
+  t.same(e.updates.map((u) => u.containerId), ['a'], 'the rate became unknown');
+  t.same(e.removed, ['b'], 'b was not in this tick');
+  const same = { cpuCores: null, pidsLimit: 20 };
+  t.same(f.next([sample('a', 79_999, same)]).updates, [], 'nothing changed, heartbeat not due');
+  t.equal(f.next([sample('a', 80_000, same)]).updates.length, 1, 'heartbeat');
+  f.reset();
+  t.equal(f.next([sample('a', 80_001, same)]).updates.length, 1, 'after a reset everything is sent again');
+});
