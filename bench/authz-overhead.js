@@ -31,7 +31,8 @@
 // Bounded: N creates per variant; everything it starts it stops (engines in a
 // finally, then the plugin, whose socket it removes).
 //
-// Env: BENCH_AUTHZ_N (200).
+// Env: BENCH_AUTHZ_N (200); BENCH_AUTHZ_AA=1 starts the second engine
+// WITHOUT the plugin (an A/A control: how much two identical engines differ).
 'use strict';
 const { execFile } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, createWriteStream } = require('node:fs');
@@ -45,6 +46,9 @@ const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-dec
 const { PolicyHolder } = require(join(ROOT, 'packages/agent/dist/policy/policy-holder.js'));
 
 const N = Number(process.env.BENCH_AUTHZ_N ?? 200);
+// A/A control: the second engine WITHOUT the plugin flag, so every variant but
+// `plain` measures engine B with no plugin — how far two identical engines differ.
+const AA_CONTROL = process.env.BENCH_AUTHZ_AA === '1';
 const WARMUP = 20;
 const ENGINE = join(ROOT, 'scripts/engine.sh');
 const IMAGE = 'bulkhead-test/busybox:user1000';
@@ -190,7 +194,7 @@ async function main() {
 
     // 3. The engine with the plugin.
     started.push(authzDir);
-    const authzSockGot = await engine('start', authzDir, `--authorization-plugin=${pluginName}`);
+    const authzSockGot = await engine('start', authzDir, AA_CONTROL ? '' : `--authorization-plugin=${pluginName}`);
     if (authzSockGot !== authzSock) throw new Error(`unexpected engine socket ${authzSockGot}`);
     const authz = new Docker({ socketPath: authzSock });
 
@@ -265,6 +269,7 @@ async function main() {
       date: new Date().toISOString(),
       node: process.version,
       createsPerVariant: N,
+      ...(AA_CONTROL ? { aaControl: 'second engine started WITHOUT the plugin: bare/allow/bulkhead measure a plain engine B' } : {}),
       loadavgBefore: loadBefore,
       loadavgAfter: readFileSync('/proc/loadavg', 'utf8').trim(),
       policy: {
@@ -274,6 +279,10 @@ async function main() {
         monitorBecauseTheCreateBreaksThem: [...broken],
       },
       createMs: s,
+      createMsDeciles: Object.fromEntries(VARIANTS.map((v) => {
+        const so = ok(times[v]).sort((a, b) => a - b);
+        return [v, [10, 20, 30, 40, 50, 60, 70, 80, 90].map((p) => Math.round(pct(so, p) * 10) / 10)];
+      })),
       ratioToPlain: {
         bulkhead: { p50: ratio(s.bulkhead.p50, s.plain.p50), p99: ratio(s.bulkhead.p99, s.plain.p99), mean: ratio(s.bulkhead.mean, s.plain.mean) },
         allow: { p50: ratio(s.allow.p50, s.plain.p50), p99: ratio(s.allow.p99, s.plain.p99), mean: ratio(s.allow.mean, s.plain.mean) },

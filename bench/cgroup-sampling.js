@@ -173,8 +173,8 @@ async function main() {
       });
       await sleep(2000);
     }
-    const st = stats[0];
-    const statsHostCpuS = st.cliCpuSeconds + (st.dockerdCpuSeconds ?? 0) + (st.containerdCpuSeconds ?? 0);
+    // Mean over the runs of the host CPU one docker stats one-shot costs (CLI + dockerd + containerd).
+    const statsHostCpuS = stats.reduce((n, st) => n + st.cliCpuSeconds + (st.dockerdCpuSeconds ?? 0) + (st.containerdCpuSeconds ?? 0), 0) / Math.max(1, stats.length);
 
     const result = {
       benchmark: 'cgroup-sampling',
@@ -186,7 +186,7 @@ async function main() {
       intervalMs: INTERVAL_MS,
       windowSeconds: +windowS.toFixed(1),
       ticks: steadyTicks.length,
-      samplesPerTick: steadyTicks.length ? Math.round((samplesSeen) / tickMs.length) : 0,
+      samplesPerTick: tickMs.length ? Math.round(samplesSeen / tickMs.length) : 0,
       sampler: {
         cpuPercentOfOneCore: +samplerCpuPct.toFixed(3),
         idleBaselineCpuPercent: +idleCpuPct.toFixed(3),
@@ -200,6 +200,7 @@ async function main() {
           dockerdCpuSeconds: s.dockerdCpuSeconds === null ? null : +s.dockerdCpuSeconds.toFixed(2),
           containerdCpuSeconds: s.containerdCpuSeconds === null ? null : +s.containerdCpuSeconds.toFixed(2),
         })),
+        hostCpuSecondsPerRun: +statsHostCpuS.toFixed(2),
         // If this one-shot were repeated every interval, as a share of one core:
         hostCpuPercentOfOneCoreAtInterval: +((statsHostCpuS / (INTERVAL_MS / 1000)) * 100).toFixed(1),
       },

@@ -525,6 +525,20 @@ function capabilityBoundingSetIsPartial(pid: number): boolean {
   return bnd !== undefined && BigInt(`0x${bnd}`) !== (1n << BigInt(last + 1)) - 1n;
 }
 
+/** A random 10.x.y.0/24 that overlaps no route of this host (so no interface of anyone else's). */
+function freeSubnet(): string {
+  const ip = (s: string) => Number.parseInt(s.match(/../g)!.reverse().join(''), 16) >>> 0; // /proc/net/route is little-endian hex
+  const routes = readFileSync('/proc/net/route', 'utf8').trim().split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/)).map((f) => ({ dest: ip(f[1]!), mask: ip(f[7]!) })).filter((r) => r.mask !== 0);
+  const mask24 = 0xffffff00;
+  for (let i = 0; i < 1000; i++) {
+    const net = ((10 << 24) | ((16 + Math.floor(Math.random() * 224)) << 16) | (Math.floor(Math.random() * 256) << 8)) >>> 0;
+    const clash = routes.some((r) => ((net & r.mask) >>> 0) === r.dest || ((r.dest & mask24) >>> 0) === net);
+    if (!clash) return `${net >>> 24}.${(net >>> 16) & 255}.${(net >>> 8) & 255}.0/24`;
+  }
+  throw new Error('no free 10.x.y.0/24 subnet');
+}
+
 function row(c: Case, breaks: Variant[], passes: Variant[], reaction: string): string {
   return `${c.type.padEnd(24)} ${reaction.padEnd(10)} break: ${breaks.map((v) => v.why).join(' | ')}  ||  pass: ${passes.map((v) => v.why).join(' | ')}`;
 }
@@ -532,7 +546,8 @@ function row(c: Case, breaks: Variant[], passes: Variant[], reaction: string): s
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-t.test('rule matrix: every check, breaking and passing containers, authz and reaction', async (t) => {
+// A hang guard inside the runner's per-file budget (.taprc: 180 s); a normal run takes about a minute.
+t.test('rule matrix: every check, breaking and passing containers, authz and reaction', { timeout: 170_000 }, async (t) => {
   const started = performance.now();
   const seen: Seen[] = [];
   const decisions: AuthzDecisionReport[] = [];
@@ -611,7 +626,9 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     etcLink: `${safeDir}-etc-link`,
     pnNetAId: '',
   };
-  for (const net of [x.qNet, x.pnNetA, x.pnNetB]) await e.dockerOk(['network', 'create', '--internal', net]);
+  // Explicit subnets: on a busy machine the engines of other runs may hold
+  // every default address pool (network create then fails).
+  for (const net of [x.qNet, x.pnNetA, x.pnNetB]) await e.dockerOk(['network', 'create', '--internal', '--subnet', freeSubnet(), net]);
   x.pnNetAId = await e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', x.pnNetA]);
   await e.dockerOk(['create', '--name', x.donorEtc, '--network', 'none', ...LABEL_ARGS, '-v', '/etc/ssl:/x:ro', TEST_IMAGE, 'true']);
   await e.dockerOk(['create', '--name', x.donorSocket, '--network', 'none', ...LABEL_ARGS, '-v', `${x.engineSocket}:/var/run/docker.sock:ro`, TEST_IMAGE, 'true']);

@@ -3,6 +3,7 @@
 // usage when it changed noticeably, plus a slow heartbeat so stale numbers
 // age out. This filter turns ticks into those deltas (and removals), so 200
 // idle containers cost one small message a minute instead of 40 a second.
+import type { UsageReport as UsageReportMessage } from '@bulkhead/shared';
 import type { UsageSample } from './usage-sampler';
 
 export interface UsageReportOptions {
@@ -104,5 +105,22 @@ function toReport(s: UsageSample): UsageReport {
     memoryPercentOfLimit: s.memoryPercentOfLimit,
     pids: s.pids,
     pidsLimit: s.pidsLimit,
+  };
+}
+
+/** A delta as the wire's UsageReport (proto/bulkhead/v1/agent_link.proto); null rates travel as 0. */
+export function toUsageReportMessage(delta: UsageDelta, takenAtMs: number): UsageReportMessage {
+  return {
+    takenAtMs,
+    containers: delta.updates.map((u) => ({
+      containerId: u.containerId,
+      cpuPercent: u.cpuCores === null ? 0 : Math.round(u.cpuCores * 1000) / 10,
+      cpuPercentOfQuota: u.cpuPercentOfQuota ?? 0,
+      memoryBytes: u.memoryBytes,
+      memoryLimitBytes: u.memoryLimitBytes,
+      pids: u.pids,
+      pidsLimit: u.pidsLimit,
+    })),
+    gone: delta.removed,
   };
 }

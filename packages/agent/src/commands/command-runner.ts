@@ -73,15 +73,17 @@ export class CommandRunner {
     let ok = true;
     let error = '';
     let detail = '';
+    // The controller resolves names and prefixes; a full id is all we act on (never a name that could mean another container).
+    const validId = /^[0-9a-f]{64}$/.test(cmd.containerId);
     try {
-      if (!/^[0-9a-f]{64}$/.test(cmd.containerId)) throw new BulkheadError('BK_ERR_BAD_REQUEST', `"${cmd.containerId.slice(0, 80)}" is not a full container id`);
+      if (!validId) throw new BulkheadError('BK_ERR_BAD_REQUEST', `"${cmd.containerId.slice(0, 80)}" is not a full container id`);
       detail = (await this.execute(cmd)).detail;
     } catch (err) {
       ok = false;
       const e = isBulkheadError(err) ? err : new BulkheadError('BK_ERR_ACTION_FAILED', errorMessage(err), { cause: err });
       error = e.toString();
     }
-    const state = await this.stateOf(cmd.containerId);
+    const state = validId ? await this.stateOf(cmd.containerId) : '';
     const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     (ok ? log.info.bind(log) : log.warn.bind(log))({ ok, error: error || undefined, detail, state, durationMs }, 'manual command');
     this.o.onResult?.(cmd.action, ok, durationMs);
@@ -112,19 +114,17 @@ export class CommandRunner {
   }
 
   /**
-   * Maps performAction's outcome: "skipped" means the engine said there was
-   * nothing to do or it could not; the state afterwards tells which.
+   * Maps performAction's outcome when it was not a plain ok. The engine's
+   * status codes for "nothing to do" and "not in this state" vary by
+   * version (dockerd 20.10 answers 500 where newer ones answer 409), so the
+   * state afterwards decides: already where the action leads → nothing to
+   * do; the engine refused on account of the state → CONFLICT; else failed.
    */
   private async engine(id: string, action: string, p: Promise<ActionOutcome>, reached: (state: string) => boolean): Promise<Done> {
     const out = await p;
     if (out.result === 'ok') return { detail: out.detail ?? `${action} done` };
-    if (out.result === 'skipped' && out.detail === 'container no longer exists') throw notFound(id);
-    if (out.result === 'skipped') {
-      const state = await this.stateOf(id);
-      if (reached(state)) return { detail: `nothing to do: the container is already ${state}` };
-      throw new BulkheadError('BK_ERR_CONFLICT', `cannot ${action} a ${state} container: ${out.error ?? out.detail ?? 'refused by the engine'}`);
-    }
-    throw new BulkheadError('BK_ERR_ACTION_FAILED', out.error ?? `${action} failed`);
+    if (out.detail === 'container no longer exists') throw notFound(id);
+    return this.settle(id, action, out.error ?? out.detail ?? 'refused by the engine', reached, out.result === 'skipped');
   }
 
   private async unpause(id: string): Promise<Done> {
@@ -132,15 +132,19 @@ export class CommandRunner {
       await this.o.docker.getContainer(id).unpause();
       return { detail: 'unpause done' };
     } catch (err) {
-      const code = statusOf(err);
-      if (code === 404) throw notFound(id);
-      if (code === 409 || code === 304) {
-        const state = await this.stateOf(id);
-        if (state !== 'paused') return { detail: `nothing to do: the container is ${state}, not paused` };
-        throw new BulkheadError('BK_ERR_CONFLICT', errorMessage(err));
-      }
-      throw new BulkheadError('BK_ERR_ACTION_FAILED', errorMessage(err), { cause: err });
+      if (statusOf(err) === 404) throw notFound(id);
+      return this.settle(id, 'unpause', errorMessage(err), (s) => s !== 'paused', statusOf(err) === 409);
     }
+  }
+
+  private async settle(id: string, action: string, why: string, reached: (state: string) => boolean, refused: boolean): Promise<Done> {
+    const state = await this.stateOf(id);
+    if (state === 'removed') throw notFound(id);
+    if (state !== '' && reached(state)) {
+      return { detail: action === 'unpause' ? `nothing to do: the container is ${state}, not paused` : `nothing to do: the container is already ${state}` };
+    }
+    if (refused || STATE_REFUSAL.test(why)) throw new BulkheadError('BK_ERR_CONFLICT', `cannot ${action} the container while it is ${state || 'in this state'}: ${why}`);
+    throw new BulkheadError('BK_ERR_ACTION_FAILED', why);
   }
 
   private async quarantine(cmd: Command__Output): Promise<Done> {
@@ -237,6 +241,9 @@ export class CommandRunner {
     }
   }
 }
+
+/** Engine messages that mean "not in a state for this", whatever the status code. */
+const STATE_REFUSAL = /not running|is paused|not paused|is restarting|is dead|already|removal .* in progress/i;
 
 function notFound(id: string): BulkheadError {
   return new BulkheadError('BK_ERR_NOT_FOUND', `no container ${id.slice(0, 12)} on this host`);

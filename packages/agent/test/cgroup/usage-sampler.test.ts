@@ -6,7 +6,7 @@ import t from 'tap';
 import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from '../../src/cgroup/cgroup-reader';
 import { UsageSampler, type Breach, type Recovery, type UsageSample } from '../../src/cgroup/usage-sampler';
 import { resolveUsageSamplerOptions, type SampledContainer, type UsageReader } from '../../src/cgroup/usage-sampler-options';
-import { UsageReportFilter } from '../../src/cgroup/usage-report';
+import { toUsageReportMessage, UsageReportFilter } from '../../src/cgroup/usage-report';
 
 const MiB = 1024 * 1024;
 
@@ -255,4 +255,13 @@ t.test('report filter: first sample, noticeable changes, heartbeat, limits, remo
   t.equal(f.next([sample('a', 80_000, same)]).updates.length, 1, 'heartbeat');
   f.reset();
   t.equal(f.next([sample('a', 80_001, same)]).updates.length, 1, 'after a reset everything is sent again');
+  const g = new UsageReportFilter();
+  g.next([sample('x', 0)]);
+  const msg = toUsageReportMessage(g.next([sample('y', 5000, { cpuCores: 0.1234, cpuPercentOfQuota: null, memoryLimitBytes: 0, pidsLimit: 0 })]), 5000);
+  t.same(msg, {
+    takenAtMs: 5000,
+    containers: [{ containerId: 'y', cpuPercent: 12.3, cpuPercentOfQuota: 0, memoryBytes: 100 * MiB, memoryLimitBytes: 0, pids: 5, pidsLimit: 0 }],
+    gone: ['x'],
+  }, 'the wire shape: CPU % of one core, 0 = unlimited / unknown');
+  t.equal(toUsageReportMessage({ updates: [{ ...g.next([]).updates[0]!, containerId: 'z', cpuCores: null } as never], removed: [] }, 1).containers![0]!.cpuPercent, 0);
 });

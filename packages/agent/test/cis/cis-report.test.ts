@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { assemble, CIS_CHECK_IDS, CIS_SECTIONS, runCisReport } from '../../src/cis/cis-report';
 import { formatCisText } from '../../src/cis/cis-format';
+import { toAuditReportMessage } from '../../src/cis/audit-message';
 import type { CisReport, CisSection } from '../../src/cis/cis-types';
 import { HostTree } from '../lockdown/fixtures/host-tree';
 import { fakeEngine } from './fixtures/fake-engine';
@@ -148,4 +149,15 @@ t.test('human output: sections, results, items, details, remediation, colours, s
   t.notMatch(warnOnly, /5\.1 - /);
   t.match(warnOnly, /5\.5 - /);
   t.notMatch(formatCisText(r, { show: ['NOTE'] }), /Container Runtime/, 'a section with nothing shown is left out');
+});
+
+t.test('the wire message: JSON texts and the percentage score', async (t) => {
+  const cis = assemble([{ id: '2', desc: 'd', results: [{ id: '2.2', desc: 'x', result: 'PASS', scored: true }, { id: '2.3', desc: 'y', result: 'WARN', scored: true }] }], NOW, NOW);
+  const lockdown = [{ id: 'daemon.icc', severity: 'medium' as const, title: 't', detail: 'd', remediation: 'r', fixable: false }];
+  const m = toAuditReportMessage({ cis, lockdown, takenAtMs: 42 });
+  t.equal(m.takenAtMs, 42);
+  t.equal(m.score, 50);
+  t.same(JSON.parse(m.cisJson!), cis);
+  t.same(JSON.parse(m.lockdownJson!), lockdown);
+  t.equal(m.fixesJson, '[]');
 });

@@ -9,6 +9,7 @@ import { startPrivateEngine, LABEL_ARGS, removeLabelledContainers } from '../../
 import { createDockerClient } from '../../src/docker/client';
 import { auditHost } from '../../src/lockdown/audit-host';
 import { applyLockdownFixes } from '../../src/lockdown/fixes';
+import { runHostAudit } from '../../src/cis/host-audit';
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -50,4 +51,16 @@ t.test('private engine: socket mode finding, TCP listener, socket mount; fix; re
   t.same(after.filter((f) => f.id.startsWith('docker-socket.')), [], 're-audit: the socket is fixed');
   t.ok(after.some((f) => f.id === 'container.docker-socket'), 'the mount is a policy matter, not a fix');
   t.equal((await engine.docker(['version', '--format', '{{.Server.Version}}'])).code, 0, 'the engine still answers on its socket');
+
+  // The periodic run as the agent does it: audit, due fixes, re-audit, CIS, message.
+  chmodSync(sock, 0o666);
+  const run = await runHostAudit({ docker, dockerSocketPath: sock, fixes: { dockerSocketMode: true, containerdSocketMode: true } });
+  t.same(run.fixes.map((r) => [r.fix, r.changed]), [['dockerSocketMode', true]], 'only the fix whose finding is present runs');
+  t.notOk(run.lockdown.some((f) => f.id === 'docker-socket.mode'), 'reported findings are the state after the fix');
+  const r316 = run.cis.tests.flatMap((x) => x.results).find((x) => x.id === '3.16');
+  t.equal(r316?.result, 'PASS');
+  t.equal(run.message.score, run.cis.summary.percent);
+  t.same(JSON.parse(run.message.fixesJson!).length, 1);
+  const quiet = await runHostAudit({ docker, dockerSocketPath: sock });
+  t.same(quiet.fixes, [], 'no fixes unless switched on');
 });

@@ -8,7 +8,7 @@
 // alerts (paging included) and gets 404 for anything else.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createLogger } from '@bulkhead/shared';
 import { ApiSecurity } from '../../src/auth/api-security';

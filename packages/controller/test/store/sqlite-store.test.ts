@@ -91,7 +91,10 @@ t.test('a join token is consumed once even by two concurrent connections', async
 
 t.test('api keys round-trip', async (t) => {
   const store = await freshStore(t);
-  const k = { id: 'ak_1', name: 'ci', secretHash: hexId('s'), role: 'viewer' as const, createdAt: T0, expiresAt: at(5000), revokedAt: null };
+  const k = {
+    id: 'ak_1', name: 'ci', secretHash: hexId('s'), role: 'viewer' as const, createdAt: T0, expiresAt: at(5000), revokedAt: null,
+    projects: ['payments', 'search'], lastUsedAt: null, createdBy: 'ak_0', // 0004_auth
+  };
   await store.insertApiKey(k);
   t.same(await store.getApiKey('ak_1'), k);
   t.equal(await store.getApiKey('ak_2'), undefined);
