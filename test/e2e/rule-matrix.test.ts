@@ -576,6 +576,7 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   let engine: PrivateEngine | undefined;
   let enforcer: Enforcer | undefined;
   let detach: (() => void) | undefined;
+  const networks: string[] = [];
   // Last resort and normal end alike: the reaction door first, then the engine
   // (its shutdown still goes through the plugin), then the plugin.
   t.teardown(async () => {
@@ -583,7 +584,15 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     detach?.();
     await enforcer?.stop();
     await watcher?.stop();
-    await engine?.stop(); // removes every container and network with the engine's state
+    if (engine && networks.length > 0) {
+      // A network's bridge interface outlives a stopped dockerd (engine.sh
+      // stop does not remove networks), so remove them while it runs.
+      const all = (await engine.docker(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
+      if (all.length > 0) await engine.docker(['rm', '-f', '-v', ...all]);
+      const rm = await engine.docker(['network', 'rm', ...networks]);
+      if (rm.code !== 0) t.comment(`network rm failed: ${rm.stderr.trim()}`);
+    }
+    await engine?.stop(); // removes every container, image and volume with the engine's state
     await plugin.stop();
     rmSync(safeDir, { recursive: true, force: true });
     rmSync(`${safeDir}-etc-link`, { force: true });
@@ -628,7 +637,10 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   };
   // Explicit subnets: on a busy machine the engines of other runs may hold
   // every default address pool (network create then fails).
-  for (const net of [x.qNet, x.pnNetA, x.pnNetB]) await e.dockerOk(['network', 'create', '--internal', '--subnet', freeSubnet(), net]);
+  for (const net of [x.qNet, x.pnNetA, x.pnNetB]) {
+    await e.dockerOk(['network', 'create', '--internal', '--subnet', freeSubnet(), net]);
+    networks.push(net);
+  }
   x.pnNetAId = await e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', x.pnNetA]);
   await e.dockerOk(['create', '--name', x.donorEtc, '--network', 'none', ...LABEL_ARGS, '-v', '/etc/ssl:/x:ro', TEST_IMAGE, 'true']);
   await e.dockerOk(['create', '--name', x.donorSocket, '--network', 'none', ...LABEL_ARGS, '-v', `${x.engineSocket}:/var/run/docker.sock:ro`, TEST_IMAGE, 'true']);

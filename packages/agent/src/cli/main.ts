@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { BulkheadError, VERSION, createLogger, isBulkheadError } from '@bulkhead/shared';
 import { isEnrolled } from '../state/agent-state';
+import { AuditFailOnError, registerAuditCommand } from './audit-command';
 import { enroll } from '../enroll/enroll';
 import { Agent } from '../agent';
 import { resolveAgentOptions } from '../agent-options';
@@ -79,6 +80,8 @@ export function buildProgram(io: CliIo = defaultIo): Command {
       });
     });
 
+  registerAuditCommand(program, io);
+
   return program;
 }
 
@@ -87,6 +90,8 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     await buildProgram(io).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
+    // The audit already wrote its report and the reason; only the exit code is left.
+    if (err instanceof AuditFailOnError) return err.exitCode;
     if (isBulkheadError(err)) {
       io.err(`error: ${err.toString()}\n`);
       return err.code === 'BK_ERR_CONFIG_INVALID' ? 2 : 1;

@@ -168,6 +168,9 @@ export class ManualActions {
         containerName: c.name,
         image: c.imageRef,
         project: c.facts.project || undefined,
+        // Alerts group by (type, rule, agent, container): without a rule of
+        // its own, a pause and the kill after it would fold into one alert.
+        ruleId: `manual.${req.action}`,
         action: req.action,
         result: ok ? 'ok' : 'failed',
       });

@@ -91,11 +91,13 @@ t.test('manual actions through the real agent, and both metrics listeners', asyn
 
   t.test('every action raised an alert', async (t) => {
     const alerts = await waitFor('action alerts', async () => {
-      const r = await ctl.get<{ items: Array<{ type: string; action: string }> }>('/v1/alerts?type=action&limit=100');
+      const r = await ctl.get<{ items: Array<{ type: string; action: string; ruleId: string; severity: string }> }>('/v1/alerts?type=action&limit=100');
       const items = r.body.items ?? [];
-      return items.length >= 5 ? items : undefined;
+      return items.length >= 6 ? items : undefined;
     });
-    for (const a of ['pause', 'unpause', 'quarantine', 'release', 'kill']) t.ok(alerts.some((x) => x.action === a), `${a} alert`);
+    for (const a of ['pause', 'unpause', 'quarantine', 'release', 'kill', 'stop']) {
+      t.match(alerts.find((x) => x.action === a), { type: 'action', ruleId: `manual.${a}`, severity: 'info' }, `${a} alert`);
+    }
   });
 
   t.test('both metrics listeners: real scrapes pass promtool', async (t) => {

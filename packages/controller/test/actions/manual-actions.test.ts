@@ -42,7 +42,7 @@ t.test('manual actions through the API and the agent link', async (t) => {
     t.match(cmd.requestedBy, /operator-key/);
     t.ok(Number(cmd.deadlineMs) >= before + 1500 && Number(cmd.deadlineMs) <= Date.now() + 1500, 'deadline = now + the wait');
     await waitFor('alert', () => s.alerts.some((a) => a.type === 'action' && a.action === 'pause'));
-    t.match(s.alerts.find((a) => a.action === 'pause'), { type: 'action', result: 'ok', agentId: agent.agentId, containerId: web.id, containerName: '/web', project: 'shop', severity: 'info' });
+    t.match(s.alerts.find((a) => a.action === 'pause'), { type: 'action', result: 'ok', agentId: agent.agentId, containerId: web.id, containerName: '/web', project: 'shop', severity: 'info', ruleId: 'manual.pause' });
   });
 
   t.test('stop carries its timeout; the wait grows with it', async (t) => {
