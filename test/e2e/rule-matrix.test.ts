@@ -597,7 +597,8 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     rmSync(safeDir, { recursive: true, force: true });
     rmSync(`${safeDir}-etc-link`, { force: true });
   });
-  engine = await startPrivateEngine({ dockerdArgs: [`--authorization-plugin=${PLUGIN}`], t });
+  // Not bound to `t`: its own teardown would stop the engine before ours removes the networks.
+  engine = await startPrivateEngine({ dockerdArgs: [`--authorization-plugin=${PLUGIN}`] });
   const e = engine;
   docker = createDockerClient({ dockerHost: e.dockerHost });
   watcher = await ContainerWatcher.start({ docker, logger, reconcileIntervalMs: 0 });

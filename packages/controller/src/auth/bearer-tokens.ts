@@ -9,7 +9,7 @@ import { BulkheadError } from '@bulkhead/shared';
 import { isRole, type Role } from './roles';
 
 export const TOKEN_PREFIX = 'bkt_';
-const TOKEN_RE = /^bkt_([A-Za-z0-9_-]{16,4096})\.([A-Za-z0-9_-]{43})$/;
+const TOKEN_RE = /^bkt_([A-Za-z0-9_-]{16,12288})\.([A-Za-z0-9_-]{43})$/;
 /** Clock skew tolerated on `iat` between controllers sharing a secret. */
 const IAT_SKEW_S = 60;
 

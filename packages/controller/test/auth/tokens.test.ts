@@ -54,6 +54,14 @@ t.test('tokens: exchange, use, narrow, cap, and every way to be refused', async 
     t.equal(r.json.code, 'BK_ERR_FORBIDDEN');
   }
 
+  // The largest allowed scope still makes a token that fits in a header.
+  const many = Array.from({ length: 50 }, (_, i) => `p${i}-`.padEnd(128, 'x'));
+  const wide = await api.call('POST', '/v1/keys', { body: { name: 'wide', role: 'viewer', projects: many } });
+  t.equal(wide.status, 201, wide.text);
+  const wideTok = await api.call('POST', '/v1/auth/token', { key: wide.json.key });
+  t.equal((await api.call('GET', '/v1/auth/whoami', { key: wideTok.json.token })).json.projects.length, 50, 'a 50-project token works');
+  t.equal((await api.call('POST', '/v1/keys', { body: { name: 'x', role: 'viewer', projects: [...many, 'one-more'] } })).status, 400, 'at most 50 projects');
+
   // Forged tokens.
   const [body, sig] = tok.token.split('.') as [string, string];
   const claims = JSON.parse(Buffer.from(body.slice(4), 'base64url').toString()) as Record<string, unknown>;

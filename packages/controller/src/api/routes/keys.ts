@@ -18,7 +18,8 @@ import { auditTarget } from '../../audit/audit-hooks';
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const RoleSchema = Type.Union(ROLES.map((r) => Type.Literal(r)));
-export const ProjectListSchema = Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$' }), { maxItems: 100 });
+/** Bounded so a token carrying the list stays well under Node's 16 KiB header limit. */
+export const ProjectListSchema = Type.Array(Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f]+$' }), { maxItems: 50 });
 
 export const ApiKeySchema = Type.Object({
   id: Type.String(),
