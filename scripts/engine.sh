@@ -343,6 +343,9 @@ do_stop() {
       # shellcheck disable=SC2086
       timeout 60 docker -H "$HOST" rm -f $ids >/dev/null 2>&1 || log "warning: could not remove all containers"
     fi
+    # User-defined networks leave their br-* interfaces on the host after dockerd
+    # exits; enough of them exhaust the address pools of every later engine.
+    timeout 30 docker -H "$HOST" network prune -f >/dev/null 2>&1 || log "warning: could not remove networks"
   fi
 
   if dpid="$(live_pid "$DIR/dockerd.pid")"; then
