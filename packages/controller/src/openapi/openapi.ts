@@ -104,7 +104,10 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       s['tags'] = [tagOf(url)];
       if (isPublic) s['security'] = [];
       const role = roleOf(route);
-      if (role !== undefined && s['description'] === undefined) s['description'] = `Requires the ${role} role (or higher).`;
+      if (role !== undefined && s['description'] === undefined) {
+        const fleetWide = (route.config as { fleetWide?: unknown } | undefined)?.fleetWide === true;
+        s['description'] = `Requires the ${role} role (or higher)${fleetWide ? ' and a credential not limited to projects' : ''}.`;
+      }
       const errors: Record<string, unknown> = {
         '4XX': problemResponse(isPublic ? 'Client error' : 'Client error: bad request (400), missing or invalid credentials (401), role or scope too narrow (403), not found (404), conflict (409), rate limited (429)'),
         '5XX': problemResponse('Server error, or the controller or an agent is unavailable'),
