@@ -1,13 +1,26 @@
 // Owns Bulkhead's X.509: the controller CA (ECDSA P-256), server and agent
 // certificates, CSRs, and CA fingerprints. Built on @peculiar/x509 over
 // Node's WebCrypto; Node's own X509Certificate is used to read certificates.
-import 'reflect-metadata'; // @peculiar/x509's tsyringe dependency needs it first.
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { X509Certificate as NodeX509, createHash, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { BulkheadError } from '../errors/registry';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+let loaded: typeof X509 | undefined;
+/**
+ * @peculiar/x509 (with reflect-metadata and tsyringe) costs the agent's RSS
+ * several MB and only enrollment and the controller's CA use it: load it on
+ * first use, not when @bulkhead/shared is imported.
+ */
+function lib(): typeof X509 {
+  if (!loaded) {
+    require('reflect-metadata'); // @peculiar/x509's tsyringe dependency needs it first.
+    const x = require('@peculiar/x509') as typeof X509;
+    x.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x.cryptoProvider.set>[0]);
+    loaded = x;
+  }
+  return loaded;
+}
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -36,11 +49,13 @@ async function generateKeys(): Promise<CryptoKeyPair> {
 }
 
 async function exportKeyPem(key: CryptoKey): Promise<string> {
+  const x509 = lib();
   const der = await webcrypto.subtle.exportKey('pkcs8', key as unknown as webcrypto.CryptoKey);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
 async function importKeyPem(pem: string): Promise<CryptoKey> {
+  const x509 = lib();
   try {
     const der = x509.PemConverter.decode(pem)[0]!;
     return (await webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign'])) as unknown as CryptoKey;
@@ -51,6 +66,7 @@ async function importKeyPem(pem: string): Promise<CryptoKey> {
 
 /** Creates a self-signed CA valid for `validDays` (default 10 years). */
 export async function createCa(commonName = 'Bulkhead CA', validDays = 3650): Promise<KeyAndCert> {
+  const x509 = lib();
   const keys = await generateKeys();
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -78,6 +94,7 @@ export interface ServerCertOptions {
 
 /** Issues the controller's TLS server certificate (serverAuth). */
 export async function issueServerCert(opts: ServerCertOptions): Promise<KeyAndCert> {
+  const x509 = lib();
   if (opts.sans.length === 0) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'a server certificate needs at least one SAN');
   const keys = await generateKeys();
   const caCert = new x509.X509Certificate(opts.ca.certPem);
@@ -106,6 +123,7 @@ export async function issueServerCert(opts: ServerCertOptions): Promise<KeyAndCe
 
 /** Agent side: a fresh key pair and a CSR. The key stays on the host. */
 export async function createCsr(hostname: string): Promise<{ keyPem: string; csrPem: string }> {
+  const x509 = lib();
   const keys = await generateKeys();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${escapeDn(hostname || 'bulkhead-agent')}`,
@@ -128,7 +146,8 @@ export interface AgentCertOptions {
  * id. Nothing the agent wrote into the CSR's subject is copied.
  */
 export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: string; serial: string; notAfter: Date }> {
-  let csr: x509.Pkcs10CertificateRequest;
+  const x509 = lib();
+  let csr: X509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(opts.csrPem);
   } catch (cause) {
@@ -166,6 +185,7 @@ export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: s
 
 /** Test helper and tooling: issue an agent certificate with explicit dates. */
 export async function issueAgentCertWithDates(ca: KeyAndCert, agentId: string, notBefore: Date, notAfter: Date): Promise<KeyAndCert> {
+  const x509 = lib();
   const { keyPem, csrPem } = await createCsr(agentId);
   const csr = new x509.Pkcs10CertificateRequest(csrPem);
   const caCert = new x509.X509Certificate(ca.certPem);
