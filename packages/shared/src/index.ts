@@ -36,3 +36,4 @@ export type { ImageRef } from './policy/image-ref';
 export { parseMemorySize } from './policy/units';
 export { startMetricsListener, resolveMetricsAddress, parseMetricsAddress, isLoopbackHost } from './net/metrics-listener';
 export type { MetricsAddress, MetricsListener, MetricsListenerOptions } from './net/metrics-listener';
+export { cliExitCode, exitQuietlyOnEpipe } from './cli/exit-code';

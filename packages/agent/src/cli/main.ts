@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `bulkhead-agent`: enroll this host with a controller, then run the daemon.
 import { Command, Option } from 'commander';
-import { BulkheadError, VERSION, createLogger, isBulkheadError } from '@bulkhead/shared';
+import { BulkheadError, VERSION, createLogger, cliExitCode, exitQuietlyOnEpipe } from '@bulkhead/shared';
 import { isEnrolled } from '../state/agent-state';
 import { AuditFailOnError, registerAuditCommand } from './audit-command';
 import { enroll } from '../enroll/enroll';
@@ -92,24 +92,12 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   } catch (err) {
     // The audit already wrote its report and the reason; only the exit code is left.
     if (err instanceof AuditFailOnError) return err.exitCode;
-    if (isBulkheadError(err)) {
-      io.err(`error: ${err.toString()}\n`);
-      return err.code === 'BK_ERR_CONFIG_INVALID' ? 2 : 1;
-    }
-    const code = (err as { code?: string }).code;
-    if (typeof code === 'string' && code.startsWith('commander.')) {
-      return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
-    }
-    io.err(`error: ${(err as Error).message}\n`);
-    return 1;
+    return cliExitCode(err, io.err);
   }
 }
 
 if (require.main === module) {
-  // `… --help | head` closes stdout early: that is not an error.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-  });
+  exitQuietlyOnEpipe();
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -3,7 +3,7 @@
 // serve agents (gRPC, mutual TLS) and ops (HTTPS API).
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
-import { BulkheadError, VERSION, createLogger, isBulkheadError, parseDuration, writeSecretFile } from '@bulkhead/shared';
+import { BulkheadError, VERSION, createLogger, parseDuration, writeSecretFile, cliExitCode, exitQuietlyOnEpipe } from '@bulkhead/shared';
 import { generateApiKey } from '../api/api-keys';
 import { Controller } from '../controller';
 import { resolveControllerOptions } from '../controller-options';
@@ -161,24 +161,12 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     return 0;
   } catch (err) {
     if (err instanceof AuditBroken) return 1;
-    if (isBulkheadError(err)) {
-      io.err(`error: ${err.toString()}\n`);
-      return err.code === 'BK_ERR_CONFIG_INVALID' ? 2 : 1;
-    }
-    const code = (err as { code?: string }).code;
-    if (typeof code === 'string' && code.startsWith('commander.')) {
-      return (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
-    }
-    io.err(`error: ${(err as Error).message}\n`);
-    return 1;
+    return cliExitCode(err, io.err);
   }
 }
 
 if (require.main === module) {
-  // `… --help | head` closes stdout early: that is not an error.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-  });
+  exitQuietlyOnEpipe();
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
