@@ -20,6 +20,11 @@ const WINDOW_S = Number(process.env.BENCH_IDLE_WINDOW_S ?? 30);
 const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
 const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
 const IMAGE = 'bulkhead-test/busybox:1';
+// The node flags the agent runs with in production: those of the systemd
+// unit's ExecStart (e.g. --max-semi-space-size), so the bench measures what is
+// deployed. BENCH_IDLE_NODE_FLAGS (space-separated) overrides, for comparisons.
+const UNIT_FLAGS = (/^ExecStart=\S+((?: --\S+)*) /m.exec(readFileSync(join(ROOT, 'deploy/systemd/bulkhead-agent.service'), 'utf8'))?.[1] ?? '').trim();
+const AGENT_NODE_FLAGS = (process.env.BENCH_IDLE_NODE_FLAGS ?? UNIT_FLAGS).split(' ').filter(Boolean);
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
 
 function rssMb(pid) {
@@ -60,7 +65,7 @@ async function main() {
     });
     const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
-    const agent = spawn(process.execPath, [AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock')], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(agent);
     const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);
@@ -80,6 +85,7 @@ async function main() {
       date: new Date().toISOString(),
       node: process.version,
       runningContainers: N,
+      agentNodeFlags: AGENT_NODE_FLAGS,
       windowSeconds: WINDOW_S,
       agentRssMb: { p50: +sorted[Math.floor(sorted.length / 2)].toFixed(1), max: +sorted[sorted.length - 1].toFixed(1) },
       bareNodeRssMb: +rssMb(bare.pid).toFixed(1),

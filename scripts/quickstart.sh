@@ -55,7 +55,8 @@ fi
 log "Docker engine: $ENGINE"
 
 CTL=(node packages/controller/dist/cli/main.js)
-AGENT=(node packages/agent/dist/cli/main.js)
+# Same node flags as deploy/systemd/bulkhead-agent.service (see the comment there).
+AGENT=(node --max-semi-space-size=1 packages/agent/dist/cli/main.js)
 OPS=(node packages/controller/dist/ops-cli/main.js)
 
 if [[ ! -f $STATE/controller/ca.key ]]; then

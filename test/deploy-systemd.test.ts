@@ -25,7 +25,7 @@ const UNITS: UnitSpec[] = [
     maxExposure: 5,
     subcommand: 'run',
     expect: [
-      /^ExecStart=\/usr\/bin\/node \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
+      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
       // Before the engine: it serves dockerd's authorization plugin.
       /^Before=.*\bdocker\.service\b/m,
       /^EnvironmentFile=-\/etc\/bulkhead\/agent\.env$/m,
@@ -95,7 +95,7 @@ if (!analyze) {
       t.ok(Number(level) <= u.maxExposure, `exposure ${level} <= ${u.maxExposure}`);
 
       // The script ExecStart runs, mapped from /opt/bulkhead to this checkout.
-      const exec = /^ExecStart=(\S+) (\S+) (.*)$/m.exec(text);
+      const exec = /^ExecStart=(\S+) (?:--\S+ )*(\S+) (.*)$/m.exec(text);
       t.ok(exec, 'ExecStart parses');
       if (!exec) return;
       const [, , script, rest] = exec as unknown as [string, string, string, string];
