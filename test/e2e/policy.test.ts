@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ENGINE_SCRIPT, runDocker } from '../helpers/engine';
-import { apiRequest, waitFor } from '../helpers/processes';
+import { join } from 'node:path';
+import { OPS_BIN, apiRequest, run, waitFor } from '../helpers/processes';
 import { enrollAgent, startController, tempRoot } from './stack';
 
 const IMAGE = 'bulkhead-test/busybox:1';
@@ -44,6 +45,7 @@ function engineScript(cmd: 'start' | 'stop', dir: string, dockerdArgs = ''): Pro
 }
 
 interface Violation {
+  id: string;
   ruleId: string;
   containerName: string;
   mode: string;
@@ -108,6 +110,30 @@ t.test('policy is enforced at the Docker API and after start', async (t) => {
   t.match(deniedRec, { source: 'authz', mode: 'enforce' });
   const monitorRec = await waitFor('monitor finding recorded', async () => (await violations()).find((v) => v.ruleId === 'quotas.memory' && v.containerName === 'bk-legacy'));
   t.equal(monitorRec.mode, 'monitor');
+
+  // Operators acknowledge violations (issue 5): the `bulkhead` CLI, as a process, against the running controller.
+  const cliEnv = { BULKHEAD_API: ctl.apiBase, BULKHEAD_CA: ctl.caFile, BULKHEAD_API_KEY: ctl.adminKey, XDG_CONFIG_HOME: join(root.dir, 'cli-cfg') };
+  const ack = await run(OPS_BIN, ['violations', 'ack', deniedRec.id, '--comment', 'e2e: expected denial'], cliEnv);
+  t.equal(ack.code, 0, `bulkhead violations ack: ${ack.stderr}`);
+  t.match(ack.stdout, /^Acknowledged:\s+by admin \(ak_[0-9a-f]{16}\) at /m, 'who acknowledged');
+  const acked = await run(OPS_BIN, ['violations', '--acknowledged'], cliEnv);
+  t.equal(acked.code, 0, acked.stderr);
+  t.match(acked.stdout, new RegExp(`^${deniedRec.id}\\s+.*\\s+authz\\s+denied\\s+admin \\d+[sm] ago\\s+host\\.privileged`, 'm'), 'the table shows who acknowledged it');
+  t.notMatch(acked.stdout, monitorRec.id, 'only acknowledged ones');
+  const open = JSON.parse((await run(OPS_BIN, ['--json', 'violations', '--unacknowledged'], cliEnv)).stdout) as { items: Violation[] };
+  t.ok(open.items.some((v) => v.id === monitorRec.id) && !open.items.some((v) => v.id === deniedRec.id), '--unacknowledged leaves it out');
+  const twice = await run(OPS_BIN, ['violations', 'ack', deniedRec.id], cliEnv);
+  t.equal(twice.code, 1, 'a second acknowledgement is refused');
+  t.match(twice.stderr, /BK_ERR_CONFLICT: .*already acknowledged by admin/);
+  // The audit log is written from a queue after the answer: wait for both entries.
+  const entries = await waitFor('acknowledgements audited', async () => {
+    const trail = await run(OPS_BIN, ['--json', 'audit-log', '--action', 'violations.acknowledge'], cliEnv);
+    if (trail.code !== 0) throw new Error(`bulkhead audit-log: ${trail.stderr}`);
+    const items = (JSON.parse(trail.stdout) as { items: Array<{ status: number; target: Record<string, string> }> }).items;
+    return items.length >= 2 ? items : undefined;
+  });
+  t.same(entries.map((e) => [e.status, e.target['id']]).sort(), [[200, deniedRec.id], [409, deniedRec.id]], 'both calls are in the audit log');
+  t.equal((await run(OPS_BIN, ['audit-log', 'verify'], cliEnv)).code, 0, 'and the chain verifies');
 
   // (3) Dry-run: a candidate that pauses legacy apps would hit bk-legacy only, and changes nothing.
   const dry = await apiRequest<Record<string, unknown>>(ctl.apiBase, 'POST', '/v1/policies:dry-run', ctl.caPem, ctl.adminKey, policy('enforce'), 'application/yaml');

@@ -35,6 +35,13 @@
 //   the pinned form used, through the check's `acceptImageId`.
 // - Breaking variants the product does not refuse today are marked
 //   `knownBug`: their assertions are tap TODOs (reported, not failing).
+// - Variants that go around a rule through something only the engine or the
+//   host can tell (--volumes-from, a volume bound to a host path, a symlink,
+//   a namespace joined from a container that shares the host's, a network
+//   named by id) are marked `reaction`: besides being refused at create, they
+//   run while the rule monitors and the REACTION door must report them too.
+// - `ops`: other API requests the rule judges (volume create, network
+//   connect), refused or allowed as the case says.
 //
 // Network rule of this workplace: every container is `--network none` or on
 // a user-defined `--internal` network, and nothing sends traffic. The one
@@ -45,7 +52,7 @@
 // engine's own socket) or an empty temp dir.
 import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { CHECK_TYPES } from '../../packages/shared/src/policy/checks/index';
+import { CHECK_TYPES, USAGE_CHECK_TYPES } from '../../packages/shared/src/policy/checks/index';
 import { policyFromJson } from '../../packages/shared/src/policy/parse';
 import { parseTrivyReport, scanKeys } from '../../packages/shared/src/policy/trivy';
 import { createLogger } from '../../packages/shared/src/logging/logger';
@@ -54,6 +61,7 @@ import type { ViolationReport } from '../../packages/shared/src/proto/index';
 import { AuthzDecider, type AuthzDecisionReport } from '../../packages/agent/src/authz/authz-decider';
 import { AuthzPlugin, DOCKER_PLUGIN_DIR } from '../../packages/agent/src/authz/plugin-server';
 import { createDockerClient } from '../../packages/agent/src/docker/client';
+import { FactsResolver } from '../../packages/agent/src/docker/facts-resolver';
 import { ContainerWatcher } from '../../packages/agent/src/docker/watcher';
 import { Enforcer, type ActionTiming } from '../../packages/agent/src/enforce/enforcer';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
@@ -89,11 +97,15 @@ interface Ctx {
   /** Created containers outside every rule's scope, as --volumes-from / --pid container: donors. */
   donorEtc: string;
   donorSocket: string;
-  donorHostPid: string;
+  /** Running, outside every scope: --pid host --ipc host; --network host (sleeps, sends nothing); joined to the first. */
+  donorHostNs: string;
+  donorHostNet: string;
+  donorChain: string;
   /** A named volume of the local driver bound to the host's /etc/ssl (type=none, o=bind). */
   etcVolume: string;
-  /** A host symlink to /etc/ssl. */
+  /** Host symlinks to /etc/ssl and to the engine's socket. */
   etcLink: string;
+  socketLink: string;
   pnNetAId: string;
 }
 
@@ -113,6 +125,22 @@ interface Variant {
    * records the gap without failing, and shows when it is fixed.
    */
   knownBug?: string;
+  /** A breaking variant the reaction door must catch too: run while the rule monitors, its finding must be reported. */
+  reaction?: true;
+}
+
+/** A request other than a container create that the rule judges (phase a, rule in enforce mode). */
+interface Op {
+  why: string;
+  /** docker CLI args; refused ones must fail naming the rule. */
+  args: string[];
+  expect: 'refused' | 'allowed';
+  /** The decision's route and the name it reports (container or volume). */
+  route: string;
+  reportedName: string;
+  /** Run before (each must succeed) and after (errors ignored). */
+  setup?: string[][];
+  cleanup?: string[][];
 }
 
 interface Case {
@@ -126,6 +154,8 @@ interface Case {
   breaks: (x: Ctx) => Variant[];
   /** Variants that must be allowed and left alone; the first one is also the reaction phase's passing container. */
   passes: (x: Ctx) => Variant[];
+  /** Other requests the rule judges. */
+  ops?: (x: Ctx) => Op[];
   /** Checks before the case runs (e.g. that a limitation of this engine still holds). */
   precondition?: (x: Ctx, h: Helpers, t: tap.Test) => Promise<void>;
   /**
@@ -285,29 +315,41 @@ const CASES: Case[] = [
       { why: 'parent of a sensitive path (/var contains /var/lib/docker)', args: ['-v', '/var:/x:ro'] },
       { why: '--mount type=bind of /etc/ssl, readonly', args: ['--mount', 'type=bind,source=/etc/ssl,target=/x,readonly'] },
       { why: 'un-normalised path /etc//ssl/', args: ['-v', '/etc//ssl/:/x:ro'] },
-      {
-        why: '--volumes-from a container that bind-mounts /etc/ssl', args: ['--volumes-from', x.donorEtc],
-        knownBug: 'create facts ignore HostConfig.VolumesFrom, so authz allows it (the reaction path sees the inherited bind and acts)',
-      },
-      {
-        why: 'a local-driver volume bound to /etc/ssl (type=none,o=bind)', args: ['-v', `${x.etcVolume}:/x:ro`],
-        knownBug: 'a named volume whose local driver binds a host path is not a host path to the check; neither door flags it',
-      },
+      { why: '--volumes-from a container that bind-mounts /etc/ssl', args: ['--volumes-from', x.donorEtc], reaction: true },
+      { why: '--volumes-from …:ro (read-only does not make /etc/ssl an exception)', args: ['--volumes-from', `${x.donorEtc}:ro`] },
+      { why: 'a local-driver volume bound to /etc/ssl (type=none,o=bind)', args: ['-v', `${x.etcVolume}:/x:ro`], reaction: true },
       {
         why: 'the same, declared inline by --mount type=volume,volume-opt=…',
         args: ['--mount', `type=volume,source=bk-rm-inline-${uniq},target=/x,readonly,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc/ssl`],
-        knownBug: 'a volume mount with local-driver bind options is not a host path to the check; neither door flags it',
+        reaction: true,
       },
       {
-        why: 'a host symlink to /etc/ssl', args: ['-v', `${x.etcLink}:/x:ro`],
-        knownBug: 'host paths are compared lexically; a symlink to a sensitive path passes both doors',
+        why: 'an anonymous volume with the same options (no source)',
+        args: ['--mount', 'type=volume,target=/x,readonly,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc/ssl'],
       },
+      { why: 'a host symlink to /etc/ssl', args: ['-v', `${x.etcLink}:/x:ro`], reaction: true },
+      { why: 'the read-only exception /etc/ssl/certs, read-write, through a host symlink', args: ['-v', `${x.etcLink}/certs:/x`] },
     ],
     passes: (x) => [
       { why: 'an application dir', args: ['-v', `${x.safeDir}:/x`] },
       { why: 'read-only exception /etc/ssl/certs:ro', args: ['-v', '/etc/ssl/certs:/x:ro'] },
       { why: 'read-only exception through --mount', args: ['--mount', 'type=bind,source=/etc/ssl/certs,target=/x,readonly'] },
       { why: 'named volume', args: ['-v', `bk-rm-vol-${uniq}:/x`] },
+      {
+        why: 'a local-driver volume bound to an application dir',
+        args: ['--mount', `type=volume,source=bk-rm-appvol-${uniq},target=/x,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=${x.safeDir}`],
+      },
+    ],
+    ops: (x) => [
+      {
+        why: 'volume create: local driver bound to /etc', expect: 'refused', route: 'volume-create', reportedName: `bk-rm-etcvol2-${uniq}`,
+        args: ['volume', 'create', '--opt', 'type=none', '--opt', 'o=bind', '--opt', 'device=/etc', '--label', `${CASE_LABEL}=sensitive-mounts`, `bk-rm-etcvol2-${uniq}`],
+      },
+      {
+        why: 'volume create: local driver bound to an application dir', expect: 'allowed', route: 'volume-create', reportedName: `bk-rm-appvol2-${uniq}`,
+        args: ['volume', 'create', '--opt', 'type=none', '--opt', 'o=bind', '--opt', `device=${x.safeDir}`, '--label', `${CASE_LABEL}=sensitive-mounts`, `bk-rm-appvol2-${uniq}`],
+        cleanup: [['volume', 'rm', `bk-rm-appvol2-${uniq}`]],
+      },
     ],
   },
   {
@@ -321,10 +363,8 @@ const CASES: Case[] = [
       { why: 'the engine socket, read-write', args: ['-v', `${x.engineSocket}:/var/run/docker.sock`] },
       { why: 'the directory containing the socket', args: ['-v', `${x.engineDir}:/x:ro`] },
       { why: 'the socket through --mount', args: ['--mount', `type=bind,source=${x.engineSocket},target=/var/run/docker.sock`] },
-      {
-        why: '--volumes-from a container that mounts the socket', args: ['--volumes-from', x.donorSocket],
-        knownBug: 'create facts ignore HostConfig.VolumesFrom, so authz allows it (the reaction path sees the inherited bind and acts)',
-      },
+      { why: '--volumes-from a container that mounts the socket', args: ['--volumes-from', x.donorSocket], reaction: true },
+      { why: 'a host symlink to the socket', args: ['-v', `${x.socketLink}:/var/run/docker.sock:ro`], reaction: true },
     ],
     passes: (x) => [{ why: 'an application dir', args: ['-v', `${x.safeDir}:/x`] }],
   },
@@ -372,16 +412,17 @@ const CASES: Case[] = [
       { why: '--ipc host', args: ['--ipc', 'host'] },
       { why: '--uts host', args: ['--uts', 'host'] },
       { why: '--userns host', args: ['--userns', 'host'] },
-      {
-        why: '--pid container:<a --pid host container>', args: ['--pid', `container:${x.donorHostPid}`],
-        knownBug: "joining a container that uses the host's PID namespace shares the host's; only mode \"host\" is flagged, by both doors",
-      },
+      { why: '--pid container:<a --pid host container>', args: ['--pid', `container:${x.donorHostNs}`], reaction: true },
+      { why: '--ipc container:<an --ipc host container>', args: ['--ipc', `container:${x.donorHostNs}`], reaction: true },
+      { why: '--pid container:<a container that joined one with --pid host>', args: ['--pid', `container:${x.donorChain}`], reaction: true },
+      { why: '--network container:<a --network host container>', net: `container:${x.donorHostNet}`, reaction: true },
       // Refused at create, so it never runs (it would share the host's network).
       { why: '--network host', net: 'host' },
     ],
-    passes: () => [
+    passes: (x) => [
       { why: 'own namespaces' },
       { why: '--ipc private', args: ['--ipc', 'private'] },
+      { why: "--pid container:<a container with its own PID namespace>", args: ['--pid', `container:${x.nbMine}`] },
     ],
   },
   {
@@ -438,16 +479,30 @@ const CASES: Case[] = [
       { why: 'project a on a network with project other', net: x.pnNetA, args: ['--label', `${PROJECT_LABEL}=a`] },
       { why: 'unlabelled on a network with project other', net: x.pnNetA },
       { why: "in the network namespace of project other's container", net: `container:${x.nbOther}`, args: ['--label', `${PROJECT_LABEL}=a`] },
-      {
-        why: 'the shared network named by its id', net: x.pnNetAId, args: ['--label', `${PROJECT_LABEL}=a`],
-        knownBug: 'at create the network is known only by the id given, neighbours only by name, so authz allows it (the reaction path acts)',
-      },
+      { why: 'the shared network named by its id', net: x.pnNetAId, args: ['--label', `${PROJECT_LABEL}=a`], reaction: true },
+      { why: 'the shared network named by an id prefix', net: `${x.pnNetAId}`.slice(0, 10), args: ['--label', `${PROJECT_LABEL}=a`] },
     ],
     passes: (x) => [
       { why: 'project mine on a network shared with project mine only', net: x.pnNetB, args: ['--label', `${PROJECT_LABEL}=mine`] },
       { why: 'project other on the network of project other', net: x.pnNetA, args: ['--label', `${PROJECT_LABEL}=other`] },
       { why: "in the network namespace of its own project's container", net: `container:${x.nbMine}`, args: ['--label', `${PROJECT_LABEL}=mine`] },
     ],
+    ops: (x) => {
+      const a = `bk-rm-conn-a-${uniq}`;
+      const mine = `bk-rm-conn-mine-${uniq}`;
+      const make = (name: string, project: string) => ['create', '--name', name, ...LABEL_ARGS, '--label', `${CASE_LABEL}=project-network-sharing`, '--label', `${PROJECT_LABEL}=${project}`, '--network', x.qNet, TEST_IMAGE, 'true'];
+      return [
+        {
+          why: "network connect of project a to project other's network", expect: 'refused', route: 'network-connect', reportedName: a,
+          setup: [make(a, 'a')], args: ['network', 'connect', x.pnNetA, a],
+        },
+        { why: 'the same, the network named by an id prefix', expect: 'refused', route: 'network-connect', reportedName: a, args: ['network', 'connect', `${x.pnNetAId}`.slice(0, 12), a], cleanup: [['rm', '-f', a]] },
+        {
+          why: "network connect of project mine to its own project's network", expect: 'allowed', route: 'network-connect', reportedName: mine,
+          setup: [make(mine, 'mine')], args: ['network', 'connect', x.pnNetB, mine], cleanup: [['rm', '-f', mine]],
+        },
+      ];
+    },
   },
   {
     type: 'default-bridge',
@@ -474,8 +529,10 @@ const CASES: Case[] = [
 
 t.test('every check type of the catalogue has a case in the matrix', async (t) => {
   const covered = CASES.map((c) => c.type);
-  t.same(CHECK_TYPES.filter((type) => !covered.includes(type)), [], 'catalogue check types without a case (add one to CASES)');
-  t.same(covered.filter((type) => !CHECK_TYPES.includes(type)), [], 'cases for check types the catalogue does not have');
+  // Live-usage checks never decide at create and need a workload that burns CPU/memory/pids: test/e2e/usage.test.ts.
+  const staticTypes = CHECK_TYPES.filter((type) => !USAGE_CHECK_TYPES.includes(type));
+  t.same(staticTypes.filter((type) => !covered.includes(type)), [], 'catalogue check types without a case (add one to CASES)');
+  t.same(covered.filter((type) => !staticTypes.includes(type)), [], 'cases for check types the catalogue does not have');
   t.equal(new Set(covered).size, covered.length, 'one case per check type');
   const actions = [...new Set(CASES.map((c) => c.action.type))].sort();
   t.same(actions, ['alert', 'kill', 'limit', 'pause', 'quarantine', 'stop'] satisfies ActionType[], 'the reaction phase exercises every action');
@@ -564,7 +621,10 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   const decider = new AuthzDecider({
     policy: () => state,
     containers: { get: (id) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] },
-    docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id) },
+    docker: {
+      getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id),
+      getVolume: (name) => docker!.getVolume(name), getNetwork: (id) => docker!.getNetwork(id),
+    },
     logger,
     secrets,
     onDecision: (d) => decisions.push(d),
@@ -596,12 +656,15 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     await plugin.stop();
     rmSync(safeDir, { recursive: true, force: true });
     rmSync(`${safeDir}-etc-link`, { force: true });
+    rmSync(`${safeDir}-sock-link`, { force: true });
   });
   // Not bound to `t`: its own teardown would stop the engine before ours removes the networks.
   engine = await startPrivateEngine({ dockerdArgs: [`--authorization-plugin=${PLUGIN}`] });
   const e = engine;
   docker = createDockerClient({ dockerHost: e.dockerHost });
-  watcher = await ContainerWatcher.start({ docker, logger, reconcileIntervalMs: 0 });
+  // The reaction door resolves what inspect does not show, as the agent wires it (agent.ts).
+  const resolver = new FactsResolver({ docker, containers: { get: (id) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] } });
+  watcher = await ContainerWatcher.start({ docker, logger, reconcileIntervalMs: 0, resolveFacts: resolver.watcherHook(logger) });
   enforcer = new Enforcer({
     docker,
     policy: () => state,
@@ -631,9 +694,12 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     nbMine: `bk-rm-nb-mine-${uniq}`,
     donorEtc: `bk-rm-donor-etc-${uniq}`,
     donorSocket: `bk-rm-donor-sock-${uniq}`,
-    donorHostPid: `bk-rm-donor-pid-${uniq}`,
+    donorHostNs: `bk-rm-donor-ns-${uniq}`,
+    donorHostNet: `bk-rm-donor-net-${uniq}`,
+    donorChain: `bk-rm-donor-chain-${uniq}`,
     etcVolume: `bk-rm-etcvol-${uniq}`,
     etcLink: `${safeDir}-etc-link`,
+    socketLink: `${safeDir}-sock-link`,
     pnNetAId: '',
   };
   // Explicit subnets: on a busy machine the engines of other runs may hold
@@ -645,9 +711,13 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   x.pnNetAId = await e.dockerOk(['network', 'inspect', '-f', '{{.Id}}', x.pnNetA]);
   await e.dockerOk(['create', '--name', x.donorEtc, '--network', 'none', ...LABEL_ARGS, '-v', '/etc/ssl:/x:ro', TEST_IMAGE, 'true']);
   await e.dockerOk(['create', '--name', x.donorSocket, '--network', 'none', ...LABEL_ARGS, '-v', `${x.engineSocket}:/var/run/docker.sock:ro`, TEST_IMAGE, 'true']);
-  await e.dockerOk(['run', '-d', '--name', x.donorHostPid, '--network', 'none', ...LABEL_ARGS, '--pid', 'host', TEST_IMAGE, ...GRACEFUL_SLEEP]);
+  await e.dockerOk(['run', '-d', '--name', x.donorHostNs, '--network', 'none', ...LABEL_ARGS, '--pid', 'host', '--ipc', 'host', TEST_IMAGE, ...GRACEFUL_SLEEP]);
+  // On the host's network namespace, sleeping: it never sends anything.
+  await e.dockerOk(['run', '-d', '--name', x.donorHostNet, '--network', 'host', ...LABEL_ARGS, TEST_IMAGE, ...GRACEFUL_SLEEP]);
+  await e.dockerOk(['run', '-d', '--name', x.donorChain, '--network', 'none', ...LABEL_ARGS, '--pid', `container:${x.donorHostNs}`, TEST_IMAGE, ...GRACEFUL_SLEEP]);
   await e.dockerOk(['volume', 'create', '--driver', 'local', '--opt', 'type=none', '--opt', 'o=bind,ro', '--opt', 'device=/etc/ssl', x.etcVolume]);
   symlinkSync('/etc/ssl', x.etcLink);
+  symlinkSync(x.engineSocket, x.socketLink);
   await e.dockerOk(['tag', TEST_IMAGE, IMG_EVIL]);
   await e.dockerOk(['tag', TEST_IMAGE, IMG_LATEST]);
   await e.dockerOk(['tag', TEST_IMAGE, IMG_PREFIX_LOOKALIKE]);
@@ -764,6 +834,21 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
       if (bugNames.length > 0) await e.docker(['rm', '-f', ...bugNames]);
       t.equal(await e.dockerOk(['ps', '-aq', '--filter', `label=${CASE_LABEL}=${c.type}`]), '', 'no refused container exists');
 
+      for (const op of c.ops?.(x) ?? []) {
+        for (const args of op.setup ?? []) await e.dockerOk(args);
+        const r = await e.docker(op.args);
+        const d = decisions.find((dr) => dr.route === op.route && dr.container.name === op.reportedName && dr.denied);
+        if (op.expect === 'refused') {
+          t.not(r.code, 0, `authz refuses ${op.why}`);
+          t.match(r.stderr, deniedRe, `  the denial names ${rid}`);
+          t.same(d?.violations.map((vr) => [vr.ruleId, vr.source, vr.denied]), [[rid, 'authz', true]], '  the decision is reported');
+        } else {
+          t.equal(r.code, 0, `authz allows ${op.why}${r.code ? ` — ${r.stderr.trim()}` : ''}`);
+          t.equal(d, undefined, '  and reports no denial');
+        }
+        for (const args of op.cleanup ?? []) await e.docker(args);
+      }
+
       const passNames = passes.map((_, i) => `bk-rm-${idx}-p${i}-${uniq}`);
       const allowed = await Promise.all(passes.map((v, i) => e.docker(['run', '-d', ...containerArgs(c, v, passNames[i]!)])));
       for (const [i, v] of passes.entries()) {
@@ -812,6 +897,19 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
       await waitFor('both in the inventory, running', () => (w.get(badId)?.state === 'running' && w.get(goodId)?.state === 'running' ? true : undefined));
       const monitored = await waitFor('the monitor-mode finding', () => reportsFor(bad).find((s) => s.r.mode === 'monitor'));
       t.same([monitored.r.ruleId, monitored.r.action?.type, monitored.r.action?.result], [rid, 'none', 'skipped'], 'monitor mode: reported, not acted on');
+      // Bypasses of the create-time facts: the reaction door must see them as well.
+      const viaReaction = breaks.map((v, i) => ({ v, name: `bk-rm-${idx}-R${i}-${uniq}` })).filter(({ v }) => v.reaction);
+      if (viaReaction.length > 0) {
+        const ran = await Promise.all(viaReaction.map(({ v, name }) => e.docker(['run', '-d', ...containerArgs(c, v, name)])));
+        for (const [i, { v, name }] of viaReaction.entries()) {
+          t.equal(ran[i]!.code, 0, `monitor mode: runs: ${v.why}${ran[i]!.code ? ` — ${ran[i]!.stderr.trim()}` : ''}`);
+          if (ran[i]!.code !== 0) continue;
+          const found = await waitFor(`the reaction door's finding on ${name}`, () => reportsFor(name).find((s) => s.r.mode === 'monitor' && s.r.ruleId === rid));
+          const detail = (JSON.parse(found.r.evidenceJson ?? '[]') as Array<{ detail: string }>)[0]?.detail ?? '';
+          t.equal(found.r.source === 'reaction' || found.r.source === 'reconcile', true, `  the reaction door reports it (${found.r.source}): ${detail}`);
+        }
+        await e.docker(['rm', '-f', ...viaReaction.map(({ name }) => name)]);
+      }
       await settle();
       const [b0, g0] = (await inspect(badId, goodId)).map(observable) as [Observable, Observable];
       t.same([b0.running, b0.paused, g0.running], [true, false, true], 'both running before the switch');

@@ -1,6 +1,7 @@
 // Options of the running agent, with their defaults in one place.
 import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
 import { splitController } from './link/controller-address';
+import { resolveHostAuditOptions, type HostAuditScheduleInput, type HostAuditScheduleOptions } from './cis/host-audit-options';
 
 export interface AgentOptions {
   stateDir: string;
@@ -23,6 +24,12 @@ export interface AgentOptions {
   metricsListen: string | undefined;
   /** Allow a non-loopback metrics address. Default false. */
   metricsAllowRemote: boolean;
+  /** Live usage (issue 4): how often every running container's cgroup is read. Default 5 s; 0 (--no-usage) = off. */
+  usageIntervalMs: number;
+  /** Live usage: how often usage deltas go to the controller. Default 30 s. */
+  usageReportIntervalMs: number;
+  /** Host audit (issue 4): interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
+  audit: HostAuditScheduleOptions;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9465';
@@ -41,6 +48,11 @@ export interface AgentOptionsInput {
   /** false (from --no-metrics) turns the metrics listener off. */
   metricsListen?: string | false | undefined;
   metricsAllowRemote?: boolean | undefined;
+  /** Live usage (issue 4); false (from --no-usage) turns sampling off. */
+  usageInterval?: string | number | false | undefined;
+  usageReportInterval?: string | number | undefined;
+  /** Host audit (issue 4): the `run` flags of cis/host-audit-options.ts. */
+  audit?: HostAuditScheduleInput | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -72,6 +84,8 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     policyFile: input.policyFile || undefined,
     metricsListen,
     metricsAllowRemote,
+    ...resolveUsageIntervals(input),
+    audit: resolveHostAuditOptions(input.audit),
   };
 }
 
@@ -82,4 +96,15 @@ function authzSocket(v: string | boolean | undefined): string | undefined {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `authz socket "${v}" must be an absolute path ending in .sock (dockerd finds plugins as /run/docker/plugins/NAME.sock)`);
   }
   return v;
+}
+
+/** Live usage (issue 4): the sampling and report intervals, checked at start. */
+function resolveUsageIntervals(input: AgentOptionsInput): { usageIntervalMs: number; usageReportIntervalMs: number } {
+  const given = input.usageInterval ?? '5s';
+  const usageIntervalMs = given === false || (typeof given === 'string' && /^\s*0+\s*$/.test(given)) ? 0 : parseDuration(given, 'usage-interval');
+  const usageReportIntervalMs = parseDuration(input.usageReportInterval ?? '30s', 'usage-report-interval');
+  if (usageIntervalMs === 0) return { usageIntervalMs, usageReportIntervalMs };
+  if (usageIntervalMs < 1000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-interval must be at least 1s (or --no-usage)');
+  if (usageReportIntervalMs < usageIntervalMs) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-report-interval must not be shorter than usage-interval');
+  return { usageIntervalMs, usageReportIntervalMs };
 }

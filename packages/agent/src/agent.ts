@@ -13,6 +13,7 @@ import { AuthzPlugin } from './authz/plugin-server';
 import { createDockerClient, describeDockerHost } from './docker/client';
 import { collectHostFacts } from './docker/host-facts';
 import { ContainerWatcher } from './docker/watcher';
+import { FactsResolver } from './docker/facts-resolver';
 import { Enforcer } from './enforce/enforcer';
 import { ControllerLink, type LinkInventory } from './link/controller-link';
 import { ReportSpool } from './link/report-spool';
@@ -25,11 +26,20 @@ import { CommandRunner } from './commands/command-runner';
 import { QuarantineMemory } from './commands/quarantine-memory';
 import { AgentMetrics, timedDecision } from './metrics/agent-metrics';
 import type { ActionTiming } from './enforce/enforcer-options';
+// Live usage (issue 4).
+import { CgroupReader } from './cgroup/cgroup-reader';
+import { UsageMonitor } from './cgroup/usage-monitor';
+// Host audit (issue 4).
+import { AuditOutbox } from './link/audit-outbox';
+import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
 
 /** Host facts change rarely; re-read them at most this often (on reconnect). */
 const HOST_FACTS_TTL_MS = 5 * 60_000;
 
 export class Agent {
+  /** Live usage (issue 4): cgroup sampling, usage rules and reports; undefined with --usage-interval 0 or without cgroups. */
+  usage: UsageMonitor | undefined;
+
   private constructor(
     readonly watcher: ContainerWatcher,
     readonly link: ControllerLink,
@@ -42,6 +52,8 @@ export class Agent {
     /** Prometheus metrics (issue 5); the listener is undefined when off or when it could not bind. */
     readonly metrics?: AgentMetrics,
     private readonly metricsListener?: MetricsListener,
+    /** Host audit (issue 4); undefined with --audit-interval 0. */
+    readonly hostAudit?: HostAuditScheduler,
   ) {}
 
   static async start(opts: AgentOptions, logger: Logger): Promise<Agent> {
@@ -54,6 +66,7 @@ export class Agent {
     const policy = PolicyHolder.open({ stateDir: opts.stateDir, logger: logger.child({ component: 'policy' }), localPolicyPath: opts.policyFile });
     const secrets = new SecretScanner({ docker, logger: logger.child({ component: 'secrets' }) });
     const spool = await ReportSpool.open({ path: join(opts.stateDir, 'spool', 'violations.jsonl'), logger: logger.child({ component: 'spool' }) });
+    const auditOutbox = await AuditOutbox.open({ path: join(opts.stateDir, 'spool', 'audit.json'), logger: logger.child({ component: 'audit' }) }); // issue 4
 
     let hostNow: HostFacts__Output | undefined;
     let hostCached: { at: number; facts: HostFacts } | undefined;
@@ -81,11 +94,14 @@ export class Agent {
     //    the decider sees an empty inventory, which only matters for update/exec/start.
     let watcher: ContainerWatcher | undefined;
     const lookup = { get: (id: string) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] };
+    // What facts alone do not say (symlinks, volume options, joined namespaces), for both doors.
+    const resolver = new FactsResolver({ docker, containers: lookup });
     let authz: AuthzPlugin | undefined;
     if (opts.authzSocket) {
       const decider = new AuthzDecider({
         policy: () => policy.state,
         containers: lookup,
+        resolver,
         docker,
         logger: logger.child({ component: 'authz' }),
         hostFacts: () => hostNow,
@@ -106,7 +122,8 @@ export class Agent {
     //    systemd may start us before docker.service is ready.
     for (let attempt = 0; !watcher; attempt++) {
       try {
-        watcher = await ContainerWatcher.start({ docker, logger: logger.child({ component: 'watcher' }), reconcileIntervalMs: opts.reconcileIntervalMs });
+        const wlog = logger.child({ component: 'watcher' });
+        watcher = await ContainerWatcher.start({ docker, logger: wlog, reconcileIntervalMs: opts.reconcileIntervalMs, resolveFacts: resolver.watcherHook(wlog) });
       } catch (err) {
         const wait = Math.min(10_000, 500 * 2 ** attempt);
         logger.error({ err: (err as Error).message, retryInMs: wait }, 'Docker engine unreachable; retrying');
@@ -156,6 +173,7 @@ export class Agent {
       },
       // Manual commands (issue 5).
       onCommand: (cmd) => runner.run(cmd),
+      auditOutbox, // host audit (issue 4)
       ...(opts.controller ? { controller: opts.controller } : {}),
     });
     const l = link;
@@ -163,12 +181,23 @@ export class Agent {
       if (s === 'connected') metrics.linkConnected();
     });
     metrics.setSources({ linkState: () => l.state });
+    // Live usage (issue 4): usage rules go to the enforcer, usage deltas to the controller.
+    const usage = opts.usageIntervalMs > 0 ? await startUsageMonitor(opts, { watcher: w, policy, enforcer, link: l, hostFacts: () => hostNow, logger }) : undefined;
     link.start();
-    return new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener);
+    // Host audit (issue 4): at start and every --audit-interval, off the hot path; the report waits in the outbox until the controller has it.
+    const hostAudit = opts.audit.intervalMs > 0
+      ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost), onReport: (r) => void l.reportAudit(r.message), logger: logger.child({ component: 'audit' }) })
+      : undefined;
+    hostAudit?.start();
+    const agent = new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener, hostAudit);
+    agent.usage = usage;
+    return agent;
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    await this.usage?.stop(); // issue 4
+    await this.hostAudit?.stop(); // issue 4: a run in progress finishes (a fix is never left half-recorded)
     this.link.stop();
     await this.enforcer.stop();
     await this.watcher.stop();
@@ -176,6 +205,42 @@ export class Agent {
     await this.spool.flush();
     await this.metricsListener?.close();
     this.logger.info('agent stopped');
+  }
+}
+
+/**
+ * Live usage (issue 4). Without readable cgroups (an unusual mount, an agent
+ * in a container without the host's /sys/fs/cgroup) the agent runs on
+ * without usage rules: logged, not fatal.
+ */
+async function startUsageMonitor(
+  opts: AgentOptions,
+  deps: { watcher: ContainerWatcher; policy: PolicyHolder; enforcer: Enforcer; link: ControllerLink; hostFacts: () => HostFacts__Output | undefined; logger: Logger },
+): Promise<UsageMonitor | undefined> {
+  const log = deps.logger.child({ component: 'usage' });
+  try {
+    const driver = deps.hostFacts()?.cgroupDriver;
+    const reader = await CgroupReader.forHost({ driver: driver === 'systemd' || driver === 'cgroupfs' ? driver : 'auto' });
+    const monitor = UsageMonitor.start({
+      reader,
+      containers: deps.watcher,
+      policy: () => deps.policy.state,
+      hostFacts: deps.hostFacts,
+      onBreach: (facts, usage) => deps.enforcer.onUsage(facts, usage),
+      // Best effort, not spooled: usage is perishable and the next report supersedes it.
+      sendReport: (r) => deps.link.sendUsage(r),
+      interval: opts.usageIntervalMs,
+      reportInterval: opts.usageReportIntervalMs,
+      logger: log,
+    });
+    // A new stream starts with a snapshot, which clears this agent's usage at the controller.
+    deps.link.onState((s) => {
+      if (s === 'connected') monitor.resync();
+    });
+    return monitor;
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'usage monitor could not start; usage rules are not evaluated');
+    return undefined;
   }
 }
 

@@ -14,3 +14,6 @@ export { CommandRunner, COMMAND_ACTIONS } from './commands/command-runner';
 export type { CommandRunnerOptions, CommandDocker } from './commands/command-runner';
 export { QuarantineMemory } from './commands/quarantine-memory';
 export { AgentMetrics } from './metrics/agent-metrics';
+// Live usage (issue 4).
+export { UsageMonitor } from './cgroup/usage-monitor';
+export type { UsageMonitorOptions } from './cgroup/usage-monitor';

@@ -2,6 +2,7 @@
 import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
 import { splitHostPort } from './net/host-port';
 import { MAX_TOKEN_MAX_TTL_MS, MIN_TOKEN_MAX_TTL_MS } from './auth/auth-options';
+import type { ApiTlsFiles } from './api/api-tls';
 
 export interface ControllerOptions {
   dataDir: string;
@@ -23,6 +24,13 @@ export interface ControllerOptions {
   metricsAllowRemote: boolean;
   /** Identity and access (issue 5): longest bearer-token lifetime a caller may ask for. Default 1 h (1 min – 24 h). */
   tokenMaxTtlMs?: number;
+  /**
+   * Operator-supplied certificate (chain) and key for the HTTPS API, checked
+   * at start and on SIGHUP (src/api/api-tls.ts). Default: the data
+   * directory's server certificate, issued by the controller CA. Agents'
+   * gRPC always uses the controller CA.
+   */
+  apiTls?: ApiTlsFiles;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9464';
@@ -38,6 +46,10 @@ export interface ControllerOptionsInput {
   metricsAllowRemote?: boolean;
   /** `--token-max-ttl`, e.g. "1h". */
   tokenMaxTtl?: string | number;
+  /** `--api-tls-cert` / BULKHEAD_API_TLS_CERT: PEM certificate, leaf first, then intermediates. */
+  apiTlsCert?: string;
+  /** `--api-tls-key` / BULKHEAD_API_TLS_KEY: its PEM private key. */
+  apiTlsKey?: string;
 }
 
 export function resolveControllerOptions(input: ControllerOptionsInput): ControllerOptions {
@@ -61,6 +73,12 @@ export function resolveControllerOptions(input: ControllerOptionsInput): Control
   if (!(opts.tokenMaxTtlMs! >= MIN_TOKEN_MAX_TTL_MS && opts.tokenMaxTtlMs! <= MAX_TOKEN_MAX_TTL_MS)) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `token-max-ttl must be between 1m and 24h, got ${input.tokenMaxTtl ?? '1h'}`);
   }
+  const cert = input.apiTlsCert || undefined;
+  const key = input.apiTlsKey || undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `--api-tls-cert and --api-tls-key go together: got only ${cert !== undefined ? '--api-tls-cert' : '--api-tls-key'}`);
+  }
+  if (cert !== undefined && key !== undefined) opts.apiTls = { certFile: cert, keyFile: key };
   if (opts.metricsListen !== undefined) resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote);
   splitHostPort(opts.grpcListen, 'grpc-listen');
   splitHostPort(opts.apiListen, 'api-listen');

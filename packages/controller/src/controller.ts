@@ -18,6 +18,8 @@ import { fleetSources } from './metrics/fleet-sources';
 import { ManualActions } from './commands/manual-actions';
 // Identity and access (issue 5): the token signing secret lives in the data directory.
 import { loadOrCreateSigningSecret } from './auth/signing-secret';
+// The API's certificate: the data directory's, or the operator's (--api-tls-cert), reloaded on SIGHUP.
+import { apiTlsSource, reloadApiTls, type ApiTlsSource, type ApiTlsSummary, type SecureContextTarget } from './api/api-tls';
 
 export class Controller {
   private constructor(
@@ -33,8 +35,30 @@ export class Controller {
     readonly metricsListener?: MetricsListener,
   ) {}
 
+  /** Where the API certificate is (re)loaded from; set by start(). */
+  private apiTls?: ApiTlsSource;
+
+  /**
+   * SIGHUP: re-reads the API certificate and key and serves them to new
+   * connections. A pair that fails the start-up checks is refused (thrown,
+   * and logged) and the current one stays.
+   */
+  reloadApiTls(): ApiTlsSummary {
+    try {
+      const summary = reloadApiTls(this.apiTls!, this.api.server as unknown as SecureContextTarget);
+      this.logger.info({ apiCertificate: summary }, 'API certificate reloaded');
+      return summary;
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'API certificate reload failed; still serving the previous one');
+      throw err;
+    }
+  }
+
   static async start(opts: ControllerOptions, logger: Logger): Promise<Controller> {
     const pki = loadPki(opts.dataDir);
+    // Checked before anything starts: a bad operator certificate is a start-up error, not a handshake failure later.
+    const apiTls = apiTlsSource(opts.apiTls, () => loadPki(opts.dataDir).server, { logger: logger.child({ component: 'api' }) });
+    const apiCert = apiTls.load();
     const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // issue 5: created here for data dirs initialized before tokens
     const store = await openStore({ kind: 'sqlite', path: dataDirPaths(opts.dataDir).db });
     await store.migrate();
@@ -74,7 +98,7 @@ export class Controller {
         actions,
         metrics,
         store,
-        tls: pki.server,
+        tls: apiCert.material,
         // Identity and access (issue 5).
         auth: { tokenSecret, ...(opts.tokenMaxTtlMs !== undefined ? { tokenMaxTtlMs: opts.tokenMaxTtlMs } : {}) },
         agentLink: grpc.link,
@@ -90,8 +114,16 @@ export class Controller {
       const apiPort = typeof addr === 'object' && addr ? addr.port : port;
       const metricsListener = await startControllerMetrics(opts, metrics, logger);
       ready = true;
-      logger.info({ grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint }, 'controller ready');
-      return new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener);
+      logger.info(
+        {
+          grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint,
+          apiCertificate: { source: apiCert.summary.source, fingerprint: apiCert.summary.fingerprint, subject: apiCert.summary.subject, notAfter: apiCert.summary.notAfter.toISOString() },
+        },
+        'controller ready',
+      );
+      const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener);
+      controller.apiTls = apiTls;
+      return controller;
     } catch (err) {
       await grpc?.shutdown().catch(() => undefined);
       await alerting?.stop().catch(() => undefined);

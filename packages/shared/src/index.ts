@@ -20,11 +20,12 @@ export { evaluate } from './policy/evaluator';
 export type { EvaluationInput } from './policy/evaluator';
 export { parsePolicy, policyFromJson, PolicyValidationError } from './policy/parse';
 export type { PolicyErrorDetail } from './policy/parse';
-export { compilePolicy, projectOf, enforceable } from './policy/evaluator';
+export { compilePolicy, projectOf, enforceable, applicableRules } from './policy/evaluator';
 export type { CompiledPolicy } from './policy/evaluator';
 export { formatPolicyError } from './policy/parse';
 export { CHECKS, CHECK_TYPES, getCheck } from './policy/checks/index';
 export type { CatalogueEntry } from './policy/checks/index';
+export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs } from './policy/checks/index';
 export {
   PolicySchema, policyJsonSchema, policyJsonSchemaText, POLICY_SCHEMA_ID, POLICY_API_VERSION, DEFAULT_PROJECT_LABEL,
 } from './policy/schema';

@@ -8,24 +8,42 @@
 //   /containers/{id}/update   current facts with the update applied — only what the update makes worse
 //   /containers/{id}/exec     privileged / root execs, as a privileged / root container — only what they add
 //   /containers/{id}/start    the stored facts (catches containers created before the policy); also /restart
+//   /networks/{id}/connect    current facts plus that network — only what it adds (network rules)
+//   /volumes/create           a local-driver volume bound to a host path, by the host-path rules
 // Everything else is allowed at once without touching the body.
 //
-// Hot path: one image inspect per create, cached by image ref (TTL) and
-// bounded by a short timeout; everything else is in memory. Errors allow
-// (fail-open, see docs/authz.md) and are logged.
+// Hot path (a create with nothing to look up): the image inspect is cached
+// by ref (TTL), so the decision is synchronous — no promise, no timer, no
+// engine call — and reports are built after the answer (setImmediate).
+// Lookups only when the request uses what they resolve and the policy has a
+// rule that cares (docker/facts-resolver.ts): --volumes-from, named volumes,
+// bind sources (symlinks), `container:` namespaces, networks by id. They
+// share one deadline (`resolutionBudgetMs` from receipt, inside the plugin's
+// own decision timeout).
+//
+// Failure stance (docs/authz.md): an error in the decider rejects, and the
+// plugin server allows and logs (fail-open) — except when a LOOKUP fails
+// that an enforce rule in scope depends on: then the request is refused
+// (fail-closed) with a message naming the rule and what could not be
+// learned, because allowing would be exactly the bypass the lookup closes.
 import type Dockerode from 'dockerode';
-import type { ContainerFacts__Output, Finding, HostFacts__Output, Logger, ViolationReport } from '@bulkhead/shared';
+import { applicableRules } from '@bulkhead/shared';
+import type { ContainerFacts__Output, Finding, HostFacts__Output, Logger, Policy, ViolationReport } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
+import {
+  FactsResolver, findContainer, RESOLUTION_CHECKS, withTimeout,
+  type ResolutionFailure, type ResolutionKind, type ResolveOptions, type ResolverDocker,
+} from '../docker/facts-resolver';
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
 import type { AuthzDecision, AuthzRequest } from './plugin-server';
 import {
-  applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts,
-  type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody,
+  applyNetworkConnect, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts, volumesFromOf,
+  type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type NetworkConnectBody, type VolumeCreateBody,
 } from './create-request';
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'start';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'start' | 'network-connect' | 'volume-create';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -50,8 +68,8 @@ export interface ContainerLookup {
   inventory(): Facts[];
 }
 
-/** What the decider needs of dockerode (a Dockerode instance satisfies it). */
-export interface AuthzDocker {
+/** What the decider needs of dockerode (a Dockerode instance satisfies it; volume and network inspects only where used). */
+export interface AuthzDocker extends ResolverDocker {
   getImage(ref: string): { inspect(): Promise<Dockerode.ImageInspectInfo> };
   getContainer(id: string): { inspect(): Promise<Dockerode.ContainerInspectInfo> };
 }
@@ -85,26 +103,49 @@ export interface AuthzDeciderOptions {
   denyUnreadableCreate?: boolean;
   /** Wall clock (ms) for reports and exemption expiry. Default Date.now. */
   now?: () => number;
+  /**
+   * Looks up what facts alone do not say (volumes, symlinks, joined
+   * namespaces, networks by id). Default: one over `docker` and `containers`.
+   */
+  resolver?: FactsResolver;
+  /**
+   * Every lookup of one request must have answered this long after it was
+   * received (ms), or the lookup counts as failed. Default 1000 ms: well
+   * inside the plugin server's decision timeout (2 s), after which it would
+   * allow (fail-open).
+   */
+  resolutionBudgetMs?: number;
 }
 
 const CONTAINER_ROUTE = /^\/containers\/([^/]+)\/(update|exec|start|restart)$/;
+const NETWORK_CONNECT_ROUTE = /^\/networks\/([^/]+)\/connect$/;
 const IMAGE_CACHE_MAX = 512;
+
+type ImageResult = Dockerode.ImageInspectInfo | 'missing';
 
 interface ImageEntry {
   at: number;
-  p: Promise<Dockerode.ImageInspectInfo | undefined>;
+  p: Promise<ImageResult>;
+  /** Set once `p` resolved: lets a create with a cached image be decided synchronously. */
+  value?: ImageResult;
 }
 
 export class AuthzDecider {
   private readonly images = new Map<string, ImageEntry>();
   private readonly inspectTimeoutMs: number;
   private readonly imageTtlMs: number;
+  private readonly budgetMs: number;
   private readonly now: () => number;
+  private readonly resolver: FactsResolver;
+  /** Per policy object: the kinds of lookup its rules need (none → never look anything up). */
+  private readonly needs = new WeakMap<Policy, ReadonlySet<ResolutionKind>>();
 
   constructor(private readonly o: AuthzDeciderOptions) {
     this.inspectTimeoutMs = o.inspectTimeoutMs ?? 1000;
     this.imageTtlMs = o.imageCacheTtlMs ?? 30_000;
+    this.budgetMs = o.resolutionBudgetMs ?? 1000;
     this.now = o.now ?? Date.now;
+    this.resolver = o.resolver ?? new FactsResolver({ docker: o.docker, containers: o.containers, lookupTimeoutMs: this.inspectTimeoutMs });
   }
 
   /** For AuthzPlugin's `evaluate`: `evaluate: (req) => decider.decide(req)`. */
@@ -112,8 +153,14 @@ export class AuthzDecider {
     if (req.method !== 'POST') return ALLOW;
     const state = this.o.policy();
     if (!state.policy) return ALLOW;
-    if (req.path === '/containers/create') return this.create(req, state);
-    const m = CONTAINER_ROUTE.exec(req.path);
+    const path = req.path;
+    if (path === '/containers/create') return this.create(req, state);
+    if (path === '/volumes/create') return this.volumeCreate(req, state);
+    if (path.startsWith('/networks/')) {
+      const n = NETWORK_CONNECT_ROUTE.exec(path);
+      return n ? this.networkConnect(req, state, n[1]!) : ALLOW;
+    }
+    const m = CONTAINER_ROUTE.exec(path);
     if (!m) return ALLOW;
     const ref = m[1]!;
     switch (m[2]) {
@@ -128,7 +175,7 @@ export class AuthzDecider {
 
   // ---- routes --------------------------------------------------------------
 
-  private async create(req: AuthzRequest, state: PolicyState): Promise<AuthzDecision> {
+  private create(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     const name = req.query.get('name') ?? '';
     if (!req.hasBody) {
       const enforcing = state.policy!.spec.rules.some((r) => r.mode === 'enforce');
@@ -141,7 +188,14 @@ export class AuthzDecider {
     const body = req.json() as ContainerCreateBody;
     if (typeof body !== 'object' || body === null) throw new Error('create body is not a JSON object');
     const imageRef = typeof body.Image === 'string' ? body.Image : '';
-    const image = await this.imageInspect(imageRef);
+    const cached = this.cachedImage(imageRef);
+    if (cached !== NOT_CACHED) return this.createWith(req, state, body, name, cached);
+    return this.imageInspect(imageRef).then((image) => this.createWith(req, state, body, name, image));
+  }
+
+  private createWith(
+    req: AuthzRequest, state: PolicyState, body: ContainerCreateBody, name: string, image: ImageResult | undefined,
+  ): AuthzDecision | Promise<AuthzDecision> {
     if (image === 'missing') {
       // dockerd answers 404 itself and the CLI then pulls and retries the
       // create, which is judged with the image present. Denying here would
@@ -150,9 +204,20 @@ export class AuthzDecider {
     }
     const history = image ? this.o.secrets?.peekHistory(image.Id) : undefined;
     const { facts, secretHits } = createRequestToFacts(body, name, image, history);
+    const kinds = this.needsOf(state.policy!);
+    if (kinds.size > 0) {
+      const r: ResolveOptions = { kinds, volumesFrom: volumesFromOf(body), networks: true };
+      if (this.resolver.needed(facts, r)) {
+        r.deadline = req.receivedAt + this.budgetMs;
+        return this.resolver.resolve(facts, r).then((res) => this.judgeCreate(req, state, res.facts, secretHits, res.failures));
+      }
+    }
+    return this.judgeCreate(req, state, facts, secretHits, NO_FAILURES);
+  }
+
+  private judgeCreate(req: AuthzRequest, state: PolicyState, facts: Facts, secretHits: SecretHit[], failures: readonly ResolutionFailure[]): AuthzDecision {
     const enriched = withSecretsAndProject(facts, secretHits, state.projectLabel);
-    const findings = this.evaluate(state, enriched);
-    return this.conclude(req, state, 'create', enriched, findings);
+    return this.unresolvable(req, state, 'create', enriched, failures) ?? this.conclude(req, state, 'create', enriched, this.evaluate(state, enriched));
   }
 
   private async update(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
@@ -180,29 +245,118 @@ export class AuthzDecider {
   }
 
   private async start(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
-    const current = await this.lookup(ref, state);
+    let current = await this.lookup(ref, state);
     if (!current) return ALLOW;
+    // Resolved again, bind sources afresh: a symlink re-pointed since create
+    // is what a start would mount; volumes and joined namespaces cannot change.
+    const kinds = this.needsOf(state.policy!);
+    const r: ResolveOptions = { kinds, freshPaths: true, previous: current, deadline: req.receivedAt + this.budgetMs };
+    if (kinds.size > 0 && this.resolver.needed(current, r)) {
+      const res = await this.resolver.resolve(current, r);
+      const refused = this.unresolvable(req, state, 'start', res.facts, res.failures);
+      if (refused) return refused;
+      current = res.facts;
+    }
     const findings = this.evaluate(state, current);
     // Monitor findings at start are not reported here: the reaction path
     // reports them once per container and rule; only refusals are news.
     return this.conclude(req, state, 'start', current, findings, { reportOnlyDenials: true });
   }
 
+  private networkConnect(req: AuthzRequest, state: PolicyState, netRef: string): AuthzDecision | Promise<AuthzDecision> {
+    // Only the network rules care which networks a container is on.
+    if (!this.needsOf(state.policy!).has('networks')) return ALLOW;
+    const body = req.json() as NetworkConnectBody;
+    if (typeof body !== 'object' || body === null) throw new Error('network connect body is not a JSON object');
+    const ref = typeof body.Container === 'string' ? body.Container : '';
+    if (ref === '') return ALLOW; // dockerd refuses it itself
+    return this.networkConnectAsync(req, state, netRef, ref);
+  }
+
+  private async networkConnectAsync(req: AuthzRequest, state: PolicyState, netRef: string, ref: string): Promise<AuthzDecision> {
+    const current = await this.lookup(ref, state);
+    if (!current) return ALLOW;
+    const probe: Facts = { ...current, networks: [{ name: netRef, networkId: '', ipAddress: '' }] };
+    const res = await this.resolver.resolve(probe, { kinds: NETWORKS_ONLY, networks: true, deadline: req.receivedAt + this.budgetMs });
+    const refused = this.unresolvable(req, state, 'network-connect', current, res.failures);
+    if (refused) return refused;
+    const net = res.facts.networks[0]!;
+    // Not found: dockerd answers 404 itself.
+    if (net.networkId === '' && !['bridge', 'host', 'none'].includes(net.name)) return ALLOW;
+    const next = applyNetworkConnect(current, { name: net.name, id: net.networkId });
+    const added = addedFindings(this.evaluate(state, current), this.evaluate(state, next));
+    return this.conclude(req, state, 'network-connect', next, added);
+  }
+
+  private volumeCreate(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
+    if (!this.needsOf(state.policy!).has('mounts')) return ALLOW;
+    const facts = volumeCreateToFacts(req.json() as VolumeCreateBody);
+    if (!facts) return ALLOW;
+    return this.resolver.resolve(facts, { kinds: MOUNTS_ONLY, deadline: req.receivedAt + this.budgetMs }).then(({ facts: resolved }) => {
+      const project = withSecretsAndProject(resolved, [], state.projectLabel);
+      // Only the host-path rules judge a volume; the rest would judge an
+      // empty "container" (no user, no limits) and refuse every volume.
+      const types = ruleTypes(state.policy!);
+      const findings = this.evaluate(state, project).filter((f) => RESOLUTION_CHECKS.mounts.includes(types.get(f.ruleId) ?? ''));
+      return this.conclude(req, state, 'volume-create', project, findings);
+    });
+  }
+
   // ---- shared --------------------------------------------------------------
 
   private evaluate(state: PolicyState, facts: Facts): Finding[] {
-    return evaluateFacts(state, facts, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), state.projectLabel, facts.id || undefined), new Date(this.now()));
+    const inv = this.o.containers;
+    return evaluateFacts(state, facts, this.o.hostFacts?.(), () => neighboursOf(inv.inventory(), state.projectLabel, facts.id || undefined), new Date(this.now()));
+  }
+
+  private needsOf(policy: Policy): ReadonlySet<ResolutionKind> {
+    let kinds = this.needs.get(policy);
+    if (!kinds) {
+      const types = new Set(policy.spec.rules.map((r) => r.check.type));
+      kinds = new Set((Object.keys(RESOLUTION_CHECKS) as ResolutionKind[]).filter((k) => RESOLUTION_CHECKS[k].some((c) => types.has(c))));
+      this.needs.set(policy, kinds);
+    }
+    return kinds;
+  }
+
+  /**
+   * Fail-closed on a failed lookup: when an enforce rule that applies to
+   * this container (in scope, not exempted) judges what could not be
+   * learned, the request is refused, naming the rule, what is unknown and
+   * why; the refusal is recorded like any other. undefined: carry on (no
+   * failures, or none that an enforce rule depends on — logged only).
+   */
+  private unresolvable(req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, failures: readonly ResolutionFailure[]): AuthzDecision | undefined {
+    if (failures.length === 0) return undefined;
+    const host = this.o.hostFacts?.();
+    const rules = applicableRules(state.policy!, host ? { container: facts, host } : { container: facts }, new Date(this.now())).filter((r) => r.mode === 'enforce');
+    const findings: Finding[] = [];
+    for (const r of rules) {
+      const missing = failures.filter((f) => RESOLUTION_CHECKS[f.kind].includes(r.check.type));
+      if (missing.length === 0) continue;
+      const detail = missing.map((f) => `cannot learn ${f.what}: ${f.why}`).join('; ');
+      findings.push({
+        ruleId: r.id, severity: r.severity, mode: r.mode, action: r.action, evidence: missing.map((f) => ({ location: `lookup:${f.kind}`, detail: `cannot learn ${f.what}: ${f.why}` })),
+        message: `${r.id}: Bulkhead could not check this request and refuses it (fail-closed, the rule is in enforce mode): ${detail}. Retry; if it persists, see the agent's log.`,
+      });
+    }
+    this.o.logger.warn({ route, container: facts.name || facts.id, failures, refusedBy: findings.map((f) => f.ruleId) }, findings.length > 0
+      ? 'authz: a lookup failed that an enforce rule depends on; request refused (fail-closed)'
+      : 'authz: a lookup failed; no enforce rule depends on it, judging what is known');
+    if (findings.length === 0) return undefined;
+    return this.conclude(req, state, route, facts, findings);
   }
 
   private conclude(
     req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, findings: Finding[],
     opts: { reportOnlyDenials?: boolean } = {},
   ): AuthzDecision {
-    const blocking = findings.filter(isBlocking);
-    const denied = blocking.length > 0;
+    if (findings.length === 0) return ALLOW;
+    let blocking: Finding[] | undefined;
+    for (const f of findings) if (isBlocking(f)) (blocking ??= []).push(f);
     const decisionMs = performance.now() - req.receivedAt;
-    if (findings.length > 0 && (denied || !opts.reportOnlyDenials)) this.report(req, state, route, facts, findings, denied, decisionMs);
-    if (!denied) return ALLOW;
+    if (blocking || !opts.reportOnlyDenials) this.report(req, state, route, facts, findings, blocking !== undefined, decisionMs);
+    if (!blocking) return ALLOW;
     this.o.logger.info({ route, container: facts.name || facts.id, image: facts.imageRef, rules: blocking.map((f) => f.ruleId), decisionMs }, 'authz: request denied by policy');
     return deny(denialMessage(state, blocking));
   }
@@ -211,20 +365,21 @@ export class AuthzDecider {
     const cb = this.o.onDecision;
     if (!cb) return;
     const atMs = this.now();
-    const report: AuthzDecisionReport = {
-      route,
-      denied,
-      container: { id: facts.id, name: facts.name, imageRef: facts.imageRef, project: facts.project },
-      findings,
-      violations: findings.map((f) => toViolationReport(f, facts, { source: 'authz', policyVersion: state.version, atMs, denied: isBlocking(f) })),
-      policyVersion: state.version,
-      decisionMs,
-      user: req.user,
-    };
-    // After the answer is on its way, and never able to break it.
+    const user = req.user;
+    // Built and delivered after the answer is on its way (the plugin writes
+    // it in this tick), and never able to break it.
     setImmediate(() => {
       try {
-        cb(report);
+        cb({
+          route,
+          denied,
+          container: { id: facts.id, name: facts.name, imageRef: facts.imageRef, project: facts.project },
+          findings,
+          violations: findings.map((f) => toViolationReport(f, facts, { source: 'authz', policyVersion: state.version, atMs, denied: isBlocking(f) })),
+          policyVersion: state.version,
+          decisionMs,
+          user,
+        });
       } catch (err) {
         this.o.logger.error({ err }, 'authz onDecision callback threw');
       }
@@ -237,7 +392,7 @@ export class AuthzDecider {
    * the watcher has not seen it yet) one inspect. undefined = no such container.
    */
   private async lookup(ref: string, state: PolicyState): Promise<Facts | undefined> {
-    let facts = this.findInInventory(ref);
+    let facts = findContainer(this.o.containers, ref);
     if (!facts) {
       let info: Dockerode.ContainerInspectInfo;
       try {
@@ -253,43 +408,57 @@ export class AuthzDecider {
     return withSecretsAndProject(facts, hits, state.projectLabel);
   }
 
-  private findInInventory(ref: string): Facts | undefined {
-    const byId = this.o.containers.get(ref);
-    if (byId) return byId;
-    const name = ref.replace(/^\//, '');
-    let prefixMatch: Facts | undefined;
-    let prefixCount = 0;
-    for (const f of this.o.containers.inventory()) {
-      if (f.name === name) return f;
-      if (/^[0-9a-f]+$/.test(ref) && f.id.startsWith(ref)) {
-        prefixMatch = f;
-        prefixCount++;
-      }
-    }
-    return prefixCount === 1 ? prefixMatch : undefined;
+  /** The cached inspect of `ref` if it is known and fresh; NOT_CACHED otherwise (also while one is in flight). */
+  private cachedImage(ref: string): ImageResult | undefined | typeof NOT_CACHED {
+    if (ref === '') return undefined;
+    const e = this.images.get(ref);
+    if (!e || e.value === undefined || this.now() - e.at > this.imageTtlMs) return NOT_CACHED;
+    return e.value;
   }
 
   /** Image inspect by ref or id, cached; 'missing' when the engine has no such image. */
-  private async imageInspect(ref: string): Promise<Dockerode.ImageInspectInfo | undefined | 'missing'> {
+  private async imageInspect(ref: string): Promise<ImageResult | undefined> {
     if (ref === '') return undefined;
     const now = this.now();
     let e = this.images.get(ref);
     if (!e || now - e.at > this.imageTtlMs) {
-      const p = withTimeout(this.o.docker.getImage(ref).inspect(), this.inspectTimeoutMs, `inspect of image ${ref}`).then(
-        (img) => img,
-        (err: unknown) => {
-          this.images.delete(ref);
-          if (statusCode(err) === 404) return undefined;
-          throw err;
-        },
-      );
-      e = { at: now, p };
+      const entry: ImageEntry = {
+        at: now,
+        p: withTimeout(this.o.docker.getImage(ref).inspect(), this.inspectTimeoutMs, `inspect of image ${ref}`).then(
+          (img): ImageResult => {
+            entry.value = img;
+            return img;
+          },
+          (err: unknown): ImageResult => {
+            if (this.images.get(ref) === entry) this.images.delete(ref);
+            if (statusCode(err) === 404) return 'missing';
+            throw err;
+          },
+        ),
+      };
+      e = entry;
       this.images.set(ref, e);
       while (this.images.size > IMAGE_CACHE_MAX) this.images.delete(this.images.keys().next().value as string);
     }
-    const img = await e.p;
-    return img === undefined ? 'missing' : img;
+    return e.p;
   }
+}
+
+const NOT_CACHED = Symbol('not cached');
+const NO_FAILURES: readonly ResolutionFailure[] = [];
+const NETWORKS_ONLY: ReadonlySet<ResolutionKind> = new Set(['networks']);
+const MOUNTS_ONLY: ReadonlySet<ResolutionKind> = new Set(['mounts']);
+
+const ruleTypesCache = new WeakMap<Policy, Map<string, string>>();
+
+/** Rule id → check type, per policy object. */
+function ruleTypes(policy: Policy): Map<string, string> {
+  let m = ruleTypesCache.get(policy);
+  if (!m) {
+    m = new Map(policy.spec.rules.map((r) => [r.id, r.check.type]));
+    ruleTypesCache.set(policy, m);
+  }
+  return m;
 }
 
 const ALLOW: AuthzDecision = Object.freeze({ allow: true });
@@ -336,16 +505,6 @@ export function addedFindings(before: readonly Finding[], after: readonly Findin
 
 function findingKey(f: Finding): string {
   return `${f.ruleId}\u0000${JSON.stringify(f.evidence.map((e) => [e.location, e.detail]))}`;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function statusCode(err: unknown): number | undefined {

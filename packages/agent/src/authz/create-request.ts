@@ -1,19 +1,26 @@
 // Owns turning Docker API request bodies into ContainerFacts, so a request
 // can be judged by the same evaluator as a running container — before
 // dockerd acts on it:
-//   POST /containers/create  → the facts the container WILL have
-//   POST /containers/{id}/update → its current facts with the update applied
-//   POST /containers/{id}/exec   → its facts as a privileged / root process sees them
+//   POST /containers/create        → the facts the container WILL have
+//   POST /containers/{id}/update   → its current facts with the update applied
+//   POST /containers/{id}/exec     → its facts as a privileged / root process sees them
+//   POST /networks/{id}/connect    → its facts with one more network
+//   POST /volumes/create           → the host path a local-driver volume would bind
 //
 // Pure: no I/O. The mapping mirrors what dockerd does at create (image USER,
 // labels, env, entrypoint/cmd and volumes merged in from the image config)
-// and what toContainerFacts (docker/container-facts.ts) reads back from
-// inspect, so a request and the container it makes yield the same facts; a
-// test compares both against a real engine.
-import { posix } from 'node:path';
+// and reads the HostConfig with the same function as toContainerFacts
+// (docker/container-facts.ts), so a request and the container it makes
+// yield the same facts; a test compares both against a real engine. What
+// only the engine or the host can tell (the mounts of a --volumes-from
+// container, an existing volume's options, symlinks, a network named by id,
+// a joined container's namespaces) is filled in afterwards by
+// docker/facts-resolver.ts.
 import type Dockerode from 'dockerode';
 import type { Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
-import { envNames, imageDigest, normalizeCapability, type Facts } from '../docker/container-facts';
+import { envNames, hostConfigFacts, imageDigest, type Facts } from '../docker/container-facts';
+import { cleanPath, cmp, int, isObject, sortMounts, str, stringMap, strings } from '../docker/docker-json';
+import { localVolumeHostPath } from '../docker/facts-resolver';
 import { mergeHits, scanEnv, scanHistory, scanCommand, scanLabels, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
 
 /** The body of `POST /containers/create` (Config fields at top level, plus HostConfig and NetworkingConfig). */
@@ -50,6 +57,21 @@ export interface ExecCreateBody {
   [k: string]: unknown;
 }
 
+/** The body of `POST /networks/{id}/connect`. */
+export interface NetworkConnectBody {
+  Container?: string | null;
+  [k: string]: unknown;
+}
+
+/** The body of `POST /volumes/create`. */
+export interface VolumeCreateBody {
+  Name?: string | null;
+  Driver?: string | null;
+  DriverOpts?: Record<string, string> | null;
+  Labels?: Record<string, string> | null;
+  [k: string]: unknown;
+}
+
 export interface CreateRequestFacts {
   facts: Facts;
   /** Secret hits in the request's env, labels and command (and the image's, merged in). */
@@ -70,7 +92,7 @@ export function createRequestToFacts(
   imageHistory?: readonly ImageHistoryEntry[],
 ): CreateRequestFacts {
   const b = (body ?? {}) as ContainerCreateBody;
-  const hc = (isObject(b.HostConfig) ? b.HostConfig : {}) as Record<string, unknown>;
+  const hc = isObject(b.HostConfig) ? b.HostConfig : {};
   const icfg = (image?.Config ?? {}) as Partial<Dockerode.ImageInspectInfo['Config']>;
   const imageRef = str(b.Image);
 
@@ -85,7 +107,7 @@ export function createRequestToFacts(
   }
   const command = [...entrypoint, ...cmd];
   const networkMode = str(hc['NetworkMode']) || 'default';
-  const restart = isObject(hc['RestartPolicy']) ? (hc['RestartPolicy'] as Record<string, unknown>) : {};
+  const h = hostConfigFacts(hc);
 
   const facts: Facts = {
     id: '',
@@ -97,26 +119,26 @@ export function createRequestToFacts(
     state: 'created',
     // dockerd copies the image USER into the container's config at create.
     user: str(b.User) || str(icfg.User),
-    privileged: hc['Privileged'] === true,
+    privileged: h.privileged,
     mounts: createMounts(hc, b.Volumes, icfg.Volumes),
     networkMode,
     networks: createNetworks(networkMode, b.NetworkingConfig?.EndpointsConfig),
-    pidMode: str(hc['PidMode']),
-    ipcMode: str(hc['IpcMode']),
-    utsMode: str(hc['UTSMode']),
-    usernsMode: str(hc['UsernsMode']),
-    capAdd: capabilities(hc['CapAdd']),
-    capDrop: capabilities(hc['CapDrop']),
+    pidMode: h.pidMode,
+    ipcMode: h.ipcMode,
+    utsMode: h.utsMode,
+    usernsMode: h.usernsMode,
+    capAdd: h.capAdd,
+    capDrop: h.capDrop,
     securityOpt: securityOpts(hc),
-    readOnlyRootfs: hc['ReadonlyRootfs'] === true,
-    memoryLimitBytes: int(hc['Memory']),
-    nanoCpus: int(hc['NanoCpus']),
-    cpuQuota: int(hc['CpuQuota']),
-    cpuPeriod: int(hc['CpuPeriod']),
-    cpuShares: int(hc['CpuShares']),
-    pidsLimit: int(hc['PidsLimit']),
-    restartPolicy: str(restart['Name']) || 'no',
-    restartMaxRetries: int(restart['MaximumRetryCount']),
+    readOnlyRootfs: h.readOnlyRootfs,
+    memoryLimitBytes: h.memoryLimitBytes,
+    nanoCpus: h.nanoCpus,
+    cpuQuota: h.cpuQuota,
+    cpuPeriod: h.cpuPeriod,
+    cpuShares: h.cpuShares,
+    pidsLimit: h.pidsLimit,
+    restartPolicy: h.restartPolicy,
+    restartMaxRetries: h.restartMaxRetries,
     envNames: envNames(env),
     command,
     createdAtMs: 0,
@@ -124,7 +146,7 @@ export function createRequestToFacts(
     finishedAtMs: 0,
     exitCode: 0,
     pid: 0,
-    devices: devices(hc['Devices']),
+    devices: h.devices,
     imageUser: str(icfg.User),
     restartCount: 0,
     secretHits: [],
@@ -162,12 +184,16 @@ export function applyUpdateRequest(current: Facts, body: ContainerUpdateBody): F
   return next;
 }
 
-/** Whether an exec runs privileged and/or as root (a user "root"/"0", with or without a group). */
+/**
+ * Whether an exec runs privileged and/or as root: a user "root", "0" or any
+ * other spelling of uid 0 ("00"), with or without a group. An empty user
+ * runs as the container's own user, so it asks for nothing.
+ */
 export function execEscalation(body: ExecCreateBody): { privileged: boolean; root: boolean } {
   const b = (isObject(body) ? body : {}) as ExecCreateBody;
   const user = str(b.User).trim();
-  const uid = user.split(':')[0]!;
-  return { privileged: b.Privileged === true, root: uid === 'root' || uid === '0' };
+  const uid = user.split(':')[0]!.trim();
+  return { privileged: b.Privileged === true, root: uid === 'root' || /^0+$/.test(uid) };
 }
 
 /**
@@ -183,6 +209,45 @@ export function execRequestToFacts(container: Facts, body: ExecCreateBody): Fact
     ...container,
     privileged: container.privileged || e.privileged,
     user: e.root ? 'root' : container.user,
+  };
+}
+
+/** HostConfig.VolumesFrom of a create request: "container[:ro|:rw]" entries. */
+export function volumesFromOf(body: ContainerCreateBody): string[] {
+  const hc = isObject(body?.HostConfig) ? body.HostConfig : {};
+  return strings(hc['VolumesFrom']);
+}
+
+/**
+ * A container's facts once `docker network connect` has attached it to one
+ * more network (canonical name and id, as the resolver found them).
+ */
+export function applyNetworkConnect(current: Facts, network: { name: string; id: string }): Facts {
+  if (current.networks.some((n) => n.name === network.name || (network.id !== '' && n.networkId === network.id))) return current;
+  const networks = [...current.networks, { name: network.name, networkId: network.id, ipAddress: '' }].sort((a, b) => cmp(a.name, b.name));
+  return { ...current, networks };
+}
+
+/**
+ * What `POST /volumes/create` would let a container mount, as the facts of
+ * a container that mounts it (name = the volume's, labels = its labels):
+ * one volume mount carrying the host path a local-driver volume binds, or
+ * undefined when it binds none (any other driver, or no device). Judged only
+ * by the host-path rules; everything else about this "container" is empty.
+ */
+export function volumeCreateToFacts(body: VolumeCreateBody): Facts | undefined {
+  const b = (isObject(body) ? body : {}) as VolumeCreateBody;
+  const opts = stringMap(b.DriverOpts);
+  const hostPath = localVolumeHostPath(str(b.Driver), opts);
+  if (hostPath === undefined) return undefined;
+  const ro = str(opts['o']).split(',').some((o) => o.trim() === 'ro');
+  return {
+    id: '', name: str(b.Name), imageRef: '', imageId: '', imageDigest: '', labels: stringMap(b.Labels), state: '', user: '', privileged: false,
+    mounts: [{ type: 'volume', source: str(b.Name), destination: '', readOnly: ro, propagation: '', hostPath }],
+    networkMode: '', networks: [], pidMode: '', ipcMode: '', utsMode: '', usernsMode: '', capAdd: [], capDrop: [], securityOpt: [],
+    readOnlyRootfs: false, memoryLimitBytes: 0, nanoCpus: 0, cpuQuota: 0, cpuPeriod: 0, cpuShares: 0, pidsLimit: 0, restartPolicy: 'no',
+    restartMaxRetries: 0, envNames: [], command: [], createdAtMs: 0, startedAtMs: 0, finishedAtMs: 0, exitCode: 0, pid: 0, devices: [],
+    imageUser: '', restartCount: 0, secretHits: [], project: '',
   };
 }
 
@@ -238,77 +303,44 @@ function createMounts(hc: Record<string, unknown>, volumes: unknown, imageVolume
       propagation: isBind ? (o.find((x) => PROPAGATIONS.has(x)) ?? 'rprivate') : '',
     });
   }
-  for (const m of Array.isArray(hc['Mounts']) ? (hc['Mounts'] as Array<Record<string, unknown>>) : []) {
+  for (const m of Array.isArray(hc['Mounts']) ? (hc['Mounts'] as unknown[]) : []) {
     if (!isObject(m)) continue;
     const type = str(m['Type']) || 'volume';
-    const bindOpts = isObject(m['BindOptions']) ? (m['BindOptions'] as Record<string, unknown>) : {};
-    add({
+    const bindOpts = isObject(m['BindOptions']) ? m['BindOptions'] : {};
+    const mount: Mount__Output = {
       type,
       source: type === 'bind' ? cleanPath(str(m['Source'])) : str(m['Source']),
       destination: cleanPath(str(m['Target'])),
       readOnly: m['ReadOnly'] === true,
       propagation: type === 'bind' ? (str(bindOpts['Propagation']) || 'rprivate') : '',
-    });
+    };
+    // `--mount type=volume,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc`:
+    // a volume created by this very request, bound to a host path. (Should
+    // the named volume exist already, dockerd uses it as it is and the
+    // resolver reads its options instead.)
+    if (type === 'volume') {
+      const volOpts = isObject(m['VolumeOptions']) ? m['VolumeOptions'] : {};
+      const driver = isObject(volOpts['DriverConfig']) ? volOpts['DriverConfig'] : undefined;
+      const hostPath = driver ? localVolumeHostPath(str(driver['Name']) || str(hc['VolumeDriver']), stringMap(driver['Options'])) : undefined;
+      if (hostPath !== undefined) mount.hostPath = hostPath;
+    }
+    add(mount);
   }
   for (const [dest, options] of Object.entries(stringMap(hc['Tmpfs']))) {
     const ro = options.split(',').some((o) => o.trim() === 'ro');
     add({ type: 'tmpfs', source: '', destination: cleanPath(dest), readOnly: ro, propagation: '' });
   }
   // Anonymous volumes: the request's and the image's VOLUME lines.
-  for (const dest of [...Object.keys(isObject(volumes) ? volumes as object : {}), ...Object.keys(isObject(imageVolumes) ? imageVolumes as object : {})]) {
+  for (const dest of [...Object.keys(isObject(volumes) ? volumes : {}), ...Object.keys(isObject(imageVolumes) ? imageVolumes : {})]) {
     add({ type: 'volume', source: '', destination: cleanPath(dest), readOnly: false, propagation: '' });
   }
-  return out.sort((a, b) => cmp(a.destination, b.destination) || cmp(a.type, b.type));
+  return sortMounts(out);
 }
 
 function createNetworks(networkMode: string, endpoints: unknown): NetworkAttachment__Output[] {
   const names = new Set<string>();
   if (networkMode.startsWith('container:')) return [];
   names.add(networkMode === 'default' ? 'bridge' : networkMode);
-  for (const n of Object.keys(isObject(endpoints) ? endpoints as object : {})) names.add(n);
+  for (const n of Object.keys(isObject(endpoints) ? endpoints : {})) names.add(n);
   return [...names].map((name) => ({ name, networkId: '', ipAddress: '' })).sort((a, b) => cmp(a.name, b.name));
-}
-
-function cleanPath(p: string): string {
-  if (p === '') return '';
-  const n = posix.normalize(p);
-  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
-}
-
-function devices(list: unknown): string[] {
-  if (!Array.isArray(list)) return [];
-  return list.map((d: unknown) => (isObject(d) ? str((d as Record<string, unknown>)['PathOnHost']) : '')).filter((p) => p !== '');
-}
-
-function capabilities(list: unknown): string[] {
-  return [...new Set(strings(list).map(normalizeCapability).filter((c) => c !== ''))];
-}
-
-function stringMap(v: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!isObject(v)) return out;
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (typeof x === 'string') out[k] = x;
-  return out;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function strings(v: unknown): string[] {
-  if (typeof v === 'string') return v === '' ? [] : [v];
-  if (!Array.isArray(v)) return [];
-  return v.filter((x): x is string => typeof x === 'string');
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function int(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? Math.trunc(v) : 0;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

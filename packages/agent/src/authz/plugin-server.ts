@@ -254,11 +254,15 @@ export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance
   const body = env['RequestBody'];
   const hasBody = typeof body === 'string' && body !== '';
   let parsed: { value: unknown } | undefined;
+  let query: URLSearchParams | undefined;
   return {
     method: method.toUpperCase(),
     uri,
     path: stripVersion(rawPath),
-    query: new URLSearchParams(q === -1 ? '' : uri.slice(q + 1)),
+    // Decoded on first use: most requests are judged by method and path alone.
+    get query(): URLSearchParams {
+      return (query ??= new URLSearchParams(q === -1 ? '' : uri.slice(q + 1)));
+    },
     user: typeof env['User'] === 'string' ? env['User'] : '',
     hasBody,
     json(): unknown {
@@ -270,12 +274,18 @@ export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance
   };
 }
 
+/** A versioned path with nothing to decode or clean: "/v1.41/containers/abc/start". */
+const PLAIN_PATH = /^\/v[0-9.]+(?:\/[A-Za-z0-9_-]+)+$/;
+
 /**
  * "/v1.41/containers/x/start" → "/containers/x/start". The path is
  * percent-decoded and cleaned first, the way dockerd's router sees it: a
  * request for "/containers/cr%65ate" IS a create, and must be judged as one.
  */
 export function stripVersion(path: string): string {
+  // The common case without decoding and normalizing: a versioned path whose
+  // segments hold nothing to decode ("%") or clean ("." "..", "//", a trailing "/").
+  if (PLAIN_PATH.test(path)) return path.slice(path.indexOf('/', 1));
   let p = path;
   try {
     p = decodeURIComponent(p);

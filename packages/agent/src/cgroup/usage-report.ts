@@ -120,6 +120,8 @@ export function toUsageReportMessage(delta: UsageDelta, takenAtMs: number): Usag
       memoryLimitBytes: u.memoryLimitBytes,
       pids: u.pids,
       pidsLimit: u.pidsLimit,
+      cpuLimitCores: u.cpuLimitCores,
+      takenAtMs: u.at,
     })),
     gone: delta.removed,
   };

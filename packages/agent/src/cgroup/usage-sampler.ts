@@ -91,6 +91,10 @@ export interface WindowPoint {
   memoryBytes: number;
   memoryPercentOfLimit: number | null;
   pids: number;
+  /** Limits in force at this point; 0 = unlimited. */
+  cpuLimitCores: number;
+  memoryLimitBytes: number;
+  pidsLimit: number;
 }
 
 // The window is a ring of numbers per container, not an array of sample
@@ -104,7 +108,10 @@ const F_CPU_PCT = 3;
 const F_MEM = 4;
 const F_MEM_PCT = 5;
 const F_PIDS = 6;
-const FIELDS = 7;
+const F_CPU_LIM = 7;
+const F_MEM_LIM = 8;
+const F_PIDS_LIM = 9;
+const FIELDS = 10;
 
 /** Everything kept per container between ticks. */
 interface Tracked {
@@ -128,7 +135,7 @@ function factsCpus(c: SampledContainer): number {
 const orNull = (v: number): number | null => (Number.isNaN(v) ? null : v);
 
 export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
-  private readonly o: ResolvedUsageSamplerOptions;
+  private o: ResolvedUsageSamplerOptions;
   private readonly tracked = new Map<string, Tracked>();
   private readonly ruleStates = new Map<string, RuleState>();
   private timer: NodeJS.Timeout | undefined;
@@ -165,21 +172,46 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     await this.running?.catch(() => undefined);
   }
 
+  get windowSize(): number {
+    return this.o.windowSize;
+  }
+
   /** The points kept for a container, oldest first (at most windowSize). */
   window(containerId: string): WindowPoint[] {
     const t = this.tracked.get(containerId);
     if (!t) return [];
     const out: WindowPoint[] = [];
-    const size = this.o.windowSize;
+    const size = t.ring.length / FIELDS;
     for (let i = 0; i < t.count; i++) {
       const base = ((t.next - t.count + i + size) % size) * FIELDS;
       const r = t.ring;
       out.push({
         at: r[base + F_AT]!, cpuUsageNs: r[base + F_CPU_NS]!, cpuCores: orNull(r[base + F_CORES]!), cpuPercentOfQuota: orNull(r[base + F_CPU_PCT]!),
         memoryBytes: r[base + F_MEM]!, memoryPercentOfLimit: orNull(r[base + F_MEM_PCT]!), pids: r[base + F_PIDS]!,
+        cpuLimitCores: r[base + F_CPU_LIM]!, memoryLimitBytes: r[base + F_MEM_LIM]!, pidsLimit: r[base + F_PIDS_LIM]!,
       });
     }
     return out;
+  }
+
+  /**
+   * Changes how many points are kept per container (e.g. when the policy's
+   * longest usage rule changes). Existing windows keep their newest points;
+   * each is re-allocated on its container's next sample.
+   */
+  resize(windowSize: number): void {
+    if (windowSize === this.o.windowSize) return;
+    this.o = resolveUsageSamplerOptions({ ...this.o, interval: this.o.intervalMs, windowSize });
+  }
+
+  /**
+   * Replaces the runtime rules (validated as at start). Breach states of
+   * rules that are gone or changed are dropped; the rules also decide which
+   * detail files are refreshed on every tick (see detailEveryTicks).
+   */
+  setRules(rules: readonly RuntimeRule[]): void {
+    this.o = resolveUsageSamplerOptions({ ...this.o, interval: this.o.intervalMs, rules });
+    this.ruleStates.clear();
   }
 
   /** The latest sample of every container seen in the last tick. */
@@ -262,6 +294,18 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     if (!t) {
       t = { ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, latest: undefined };
       this.tracked.set(id, t);
+    } else if (t.ring.length !== this.o.windowSize * FIELDS) {
+      // resize(): copy the newest points, oldest first, into a ring of the new size.
+      const size = t.ring.length / FIELDS;
+      const keep = Math.min(t.count, this.o.windowSize);
+      const ring = new Float64Array(this.o.windowSize * FIELDS);
+      for (let i = 0; i < keep; i++) {
+        const from = ((t.next - keep + i + size) % size) * FIELDS;
+        ring.set(t.ring.subarray(from, from + FIELDS), i * FIELDS);
+      }
+      t.ring = ring;
+      t.count = keep;
+      t.next = keep % this.o.windowSize;
     }
     return t;
   }
@@ -313,6 +357,9 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     r[base + F_MEM] = sample.memoryBytes;
     r[base + F_MEM_PCT] = sample.memoryPercentOfLimit ?? NaN;
     r[base + F_PIDS] = sample.pids;
+    r[base + F_CPU_LIM] = sample.cpuLimitCores;
+    r[base + F_MEM_LIM] = sample.memoryLimitBytes;
+    r[base + F_PIDS_LIM] = sample.pidsLimit;
     t.next = (t.next + 1) % this.o.windowSize;
     if (t.count < this.o.windowSize) t.count++;
     t.latest = sample;

@@ -5,6 +5,7 @@
 import type { AuditReport as AuditReportMessage } from '@bulkhead/shared';
 import type { FixRecord } from '../lockdown/fixes';
 import type { LockdownFinding } from '../lockdown/lockdown-options';
+import type { HygieneSummary } from '../hygiene/hygiene-summary';
 import type { CisReport } from './cis-types';
 
 /**
@@ -12,12 +13,20 @@ import type { CisReport } from './cis-types';
  * comparable across hosts with different numbers of containers); the
  * docker-bench-style integer score stays inside cis_json.
  */
-export function toAuditReportMessage(run: { cis: CisReport; lockdown: readonly LockdownFinding[]; fixes?: readonly FixRecord[]; takenAtMs: number }): AuditReportMessage {
+export function toAuditReportMessage(run: {
+  cis: CisReport;
+  lockdown: readonly LockdownFinding[];
+  fixes?: readonly FixRecord[];
+  /** The image hygiene summary, or why it could not be made; absent = not run ("" on the wire). */
+  hygiene?: HygieneSummary | { error: string } | undefined;
+  takenAtMs: number;
+}): AuditReportMessage {
   return {
     takenAtMs: run.takenAtMs,
     cisJson: JSON.stringify(run.cis),
     lockdownJson: JSON.stringify(run.lockdown),
     score: run.cis.summary.percent,
     fixesJson: JSON.stringify(run.fixes ?? []),
+    hygieneJson: run.hygiene === undefined ? '' : JSON.stringify(run.hygiene),
   };
 }

@@ -1,15 +1,21 @@
 // Owns one periodic host audit as the agent runs it: the lockdown audit,
 // the enabled fixes (only those whose finding is present), the lockdown
 // audit again when something was fixed (so what is reported is the state
-// after the fix), and the CIS report — plus the wire message. The agent
-// calls this at start and on a timer (e.g. hourly); `bulkhead-agent audit`
-// runs the CIS part alone.
+// after the fix), the CIS report and the image hygiene summary — plus the
+// wire message. The agent calls this at start and on a timer
+// (audit-scheduler.ts); `bulkhead-agent audit` runs the CIS part alone.
+//
+// It runs beside enforcement in the same process, so every part yields to
+// the event loop before it starts (and the CIS report between checks): an
+// engine event arriving mid-audit waits for one check, not the whole audit.
 import type { AuditReport as AuditReportMessage, ContainerFacts__Output } from '@bulkhead/shared';
 import { auditHost } from '../lockdown/audit-host';
 import { applyLockdownFixes, type FixRecord, type LockdownFixName } from '../lockdown/fixes';
 import type { LockdownDocker, LockdownFinding } from '../lockdown/lockdown-options';
+import { imageHygieneReport } from '../hygiene/image-hygiene';
+import { summarizeHygiene, type HygieneSummary } from '../hygiene/hygiene-summary';
 import { toAuditReportMessage } from './audit-message';
-import { runCisReport } from './cis-report';
+import { runCisReport, yieldToEventLoop } from './cis-report';
 import type { CisDocker, CisReport } from './cis-types';
 
 export interface HostAuditOptions {
@@ -26,6 +32,11 @@ export interface HostAuditOptions {
   fixes?: Partial<Record<LockdownFixName, boolean>>;
   /** Group the Docker socket fix gives the socket. Default "docker". */
   dockerGroup?: string;
+  /**
+   * The image hygiene summary (unused, never-used and dangling images);
+   * `false` leaves it out. Default: images idle 30 days are stale.
+   */
+  hygiene?: { unusedDays?: number; lastUsed?: ReadonlyMap<string, number> } | false;
   now?: () => Date;
 }
 
@@ -35,6 +46,8 @@ export interface HostAuditResult {
   lockdown: LockdownFinding[];
   /** What the fixes changed (or failed to); [] when none was due. */
   fixes: FixRecord[];
+  /** Undefined when switched off; `{ error }` when the engine did not answer for it (the rest is still reported). */
+  hygiene?: HygieneSummary | { error: string };
   message: AuditReportMessage;
 }
 
@@ -44,17 +57,40 @@ export async function runHostAudit(o: HostAuditOptions): Promise<HostAuditResult
     docker: o.docker, hostRoot: o.hostRoot, procRoot: o.procRoot, dockerSocketPath: o.dockerSocketPath,
     containerdSocketPath: o.containerdSocketPath, daemonJsonPath: o.daemonJsonPath, trustedUsers: o.trustedUsers,
   };
+  await yieldToEventLoop();
   let lockdown = await auditHost({ ...common, containers: o.containers, now: now() });
   const due: Partial<Record<LockdownFixName, boolean>> = {};
   for (const f of lockdown) if (f.fix && o.fixes?.[f.fix] === true) due[f.fix] = true;
   let fixes: FixRecord[] = [];
   if (Object.keys(due).length > 0) {
+    await yieldToEventLoop();
     fixes = await applyLockdownFixes({
       fixes: due, hostRoot: o.hostRoot, dockerSocketPath: o.dockerSocketPath, containerdSocketPath: o.containerdSocketPath, dockerGroup: o.dockerGroup,
       now: () => now().getTime(),
     });
-    if (fixes.some((r) => r.changed)) lockdown = await auditHost({ ...common, containers: o.containers, now: now() });
+    if (fixes.some((r) => r.changed)) {
+      await yieldToEventLoop();
+      lockdown = await auditHost({ ...common, containers: o.containers, now: now() });
+    }
   }
+  await yieldToEventLoop();
   const cis = await runCisReport({ ...common, now });
-  return { cis, lockdown, fixes, message: toAuditReportMessage({ cis, lockdown, fixes, takenAtMs: now().getTime() }) };
+  let hygiene: HostAuditResult['hygiene'];
+  if (o.hygiene !== false) {
+    await yieldToEventLoop();
+    hygiene = await hostHygiene(o.docker, o.hygiene ?? {}, now);
+  }
+  const result: HostAuditResult = { cis, lockdown, fixes, message: toAuditReportMessage({ cis, lockdown, fixes, hygiene, takenAtMs: now().getTime() }) };
+  if (hygiene !== undefined) result.hygiene = hygiene;
+  return result;
+}
+
+/** The hygiene part: a summary, or why the engine could not give one (exported for tests). */
+export async function hostHygiene(docker: Pick<HostAuditOptions['docker'], 'listImages' | 'listContainers' | 'getContainer' | 'getImage'>, o: { unusedDays?: number; lastUsed?: ReadonlyMap<string, number> }, now: () => Date): Promise<HygieneSummary | { error: string }> {
+  try {
+    const report = await imageHygieneReport({ docker, unusedDays: o.unusedDays, lastUsed: o.lastUsed, now: () => now().getTime() });
+    return summarizeHygiene(report);
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
 }

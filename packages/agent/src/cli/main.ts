@@ -7,6 +7,7 @@ import { AuditFailOnError, registerAuditCommand } from './audit-command';
 import { enroll } from '../enroll/enroll';
 import { Agent } from '../agent';
 import { resolveAgentOptions } from '../agent-options';
+import { addHostAuditRunOptions, type HostAuditScheduleInput } from '../cis/host-audit-options';
 
 export interface CliIo {
   out: (s: string) => void;
@@ -47,7 +48,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
       io.out(`enrolled as ${creds.identity.agentId}; certificate valid until ${creds.identity.certNotAfter}\nstart the agent with: bulkhead-agent run --state-dir ${o.stateDir}\n`);
     });
 
-  program
+  const runCommand = program
     .command('run')
     .description('run the agent daemon in the foreground (systemd runs it this way)')
     .addOption(stateDirOption())
@@ -61,10 +62,14 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--metrics-listen <addr>', 'Prometheus metrics listen address (plain HTTP, GET /metrics; loopback unless --metrics-allow-remote)').env('BULKHEAD_METRICS_LISTEN').default('127.0.0.1:9465'))
     .option('--no-metrics', 'do not serve Prometheus metrics')
     .option('--metrics-allow-remote', 'allow a non-loopback --metrics-listen address (metrics have no authentication)')
+    // Live usage (issue 4): reach resolveAgentOptions as o.usageInterval / o.usageReportInterval through `...o`.
+    .addOption(new Option('--usage-interval <duration>', 'how often every running container\'s CPU, memory and pids are read from its cgroup (usage rules, usage reports); 0 = off').env('BULKHEAD_USAGE_INTERVAL').default('5s'))
+    .addOption(new Option('--usage-report-interval <duration>', 'how often usage that changed is sent to the controller').env('BULKHEAD_USAGE_REPORT_INTERVAL').default('30s'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock')
-    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean }) => {
-      const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen });
+    .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership');
+  addHostAuditRunOptions(runCommand) // host audit (issue 4)
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean } & HostAuditScheduleInput) => {
+      const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen, audit: o });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
       const agent = await Agent.start(opts, logger);
       await new Promise<void>((resolve) => {

@@ -1,11 +1,20 @@
 // Owns the translation of Docker's inspect output into the wire's
 // ContainerFacts. Pure: no I/O, so the same inspect always yields the same
-// facts, and the policy evaluator, the audit and the tests all agree.
+// facts, and the policy evaluator, the audit and the tests all agree. What
+// needs the host or the engine beyond one inspect (symlinks, a volume's
+// options, a joined container's namespaces) is docker/facts-resolver.ts.
+//
+// The HostConfig part is shared with the authz plugin's reading of a create
+// request (authz/create-request.ts): a request and the container it makes
+// carry the same HostConfig, so `hostConfigFacts` reads both.
 //
 // Secret material never leaves this function: environment variables are
 // reduced to their NAMES here, before anything is logged or sent.
 import type Dockerode from 'dockerode';
 import type { ContainerFacts__Output, Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
+import { capabilities, cmp, devicePaths, int, isObject, sortMounts, str, strings } from './docker-json';
+
+export { normalizeCapability } from './docker-json';
 
 /**
  * The facts of one container. Every field is set (proto3 defaults for what
@@ -27,6 +36,7 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
   const hc = (inspect.HostConfig ?? {}) as Dockerode.HostConfig;
   const state = (inspect.State ?? {}) as Partial<Dockerode.ContainerInspectInfo['State']>;
   const imageRef = str(cfg.Image);
+  const h = hostConfigFacts(hc as unknown as Record<string, unknown>);
   return {
     id: str(inspect.Id),
     name: str(inspect.Name).replace(/^\//, ''),
@@ -36,27 +46,26 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
     labels: { ...(cfg.Labels ?? {}) },
     state: str(state.Status),
     user: str(cfg.User),
-    privileged: hc.Privileged === true,
+    privileged: h.privileged,
     mounts: mounts(inspect.Mounts, hc.Tmpfs),
     networkMode: str(hc.NetworkMode),
     networks: networks(inspect.NetworkSettings?.Networks),
-    pidMode: str(hc.PidMode),
-    ipcMode: str(hc.IpcMode),
-    utsMode: str(hc.UTSMode),
-    usernsMode: str(hc.UsernsMode),
-    capAdd: capabilities(hc.CapAdd),
-    capDrop: capabilities(hc.CapDrop),
+    pidMode: h.pidMode,
+    ipcMode: h.ipcMode,
+    utsMode: h.utsMode,
+    usernsMode: h.usernsMode,
+    capAdd: h.capAdd,
+    capDrop: h.capDrop,
     securityOpt: strings(hc.SecurityOpt),
-    readOnlyRootfs: hc.ReadonlyRootfs === true,
-    memoryLimitBytes: int(hc.Memory),
-    nanoCpus: int(hc.NanoCpus),
-    cpuQuota: int(hc.CpuQuota),
-    cpuPeriod: int(hc.CpuPeriod),
-    cpuShares: int(hc.CpuShares),
-    pidsLimit: int(hc.PidsLimit),
-    // "" and "no" mean the same to dockerd; report one spelling.
-    restartPolicy: str(hc.RestartPolicy?.Name) || 'no',
-    restartMaxRetries: int(hc.RestartPolicy?.MaximumRetryCount),
+    readOnlyRootfs: h.readOnlyRootfs,
+    memoryLimitBytes: h.memoryLimitBytes,
+    nanoCpus: h.nanoCpus,
+    cpuQuota: h.cpuQuota,
+    cpuPeriod: h.cpuPeriod,
+    cpuShares: h.cpuShares,
+    pidsLimit: h.pidsLimit,
+    restartPolicy: h.restartPolicy,
+    restartMaxRetries: h.restartMaxRetries,
     envNames: envNames(cfg.Env),
     command: [...strings(cfg.Entrypoint), ...strings(cfg.Cmd)],
     createdAtMs: dockerTimeToMs(inspect.Created),
@@ -64,12 +73,41 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
     finishedAtMs: dockerTimeToMs(state.FinishedAt),
     exitCode: int(state.ExitCode),
     pid: int(state.Pid),
-    devices: devices(hc.Devices),
+    devices: h.devices,
     imageUser: str(image?.Config?.User),
     restartCount: int(inspect.RestartCount),
     // Filled in by the agent's secret scan and policy (project label) before reporting.
     secretHits: [],
     project: '',
+  };
+}
+
+/** The facts a HostConfig decides, read alike from inspect and from a create request. */
+export type HostConfigFacts = Pick<Facts,
+  'privileged' | 'pidMode' | 'ipcMode' | 'utsMode' | 'usernsMode' | 'capAdd' | 'capDrop' | 'readOnlyRootfs' | 'memoryLimitBytes' |
+  'nanoCpus' | 'cpuQuota' | 'cpuPeriod' | 'cpuShares' | 'pidsLimit' | 'restartPolicy' | 'restartMaxRetries' | 'devices'>;
+
+export function hostConfigFacts(hc: Record<string, unknown>): HostConfigFacts {
+  const restart = isObject(hc['RestartPolicy']) ? hc['RestartPolicy'] : {};
+  return {
+    privileged: hc['Privileged'] === true,
+    pidMode: str(hc['PidMode']),
+    ipcMode: str(hc['IpcMode']),
+    utsMode: str(hc['UTSMode']),
+    usernsMode: str(hc['UsernsMode']),
+    capAdd: capabilities(hc['CapAdd']),
+    capDrop: capabilities(hc['CapDrop']),
+    readOnlyRootfs: hc['ReadonlyRootfs'] === true,
+    memoryLimitBytes: int(hc['Memory']),
+    nanoCpus: int(hc['NanoCpus']),
+    cpuQuota: int(hc['CpuQuota']),
+    cpuPeriod: int(hc['CpuPeriod']),
+    cpuShares: int(hc['CpuShares']),
+    pidsLimit: int(hc['PidsLimit']),
+    // "" and "no" mean the same to dockerd; report one spelling.
+    restartPolicy: str(restart['Name']) || 'no',
+    restartMaxRetries: int(restart['MaximumRetryCount']),
+    devices: devicePaths(hc['Devices']),
   };
 }
 
@@ -90,17 +128,6 @@ export function envNames(env: readonly string[] | null | undefined): string[] {
     if (name !== '') seen.add(name);
   }
   return [...seen];
-}
-
-/**
- * Capabilities in dockerd's canonical spelling ("CAP_NET_ADMIN", and "ALL").
- * dockerd ≥ 20.10 stores them that way already; older engines kept what the
- * user typed ("net_admin"), and a policy should not care which engine it is.
- */
-export function normalizeCapability(cap: string): string {
-  const up = cap.trim().toUpperCase();
-  if (up === 'ALL' || up === '') return up;
-  return up.startsWith('CAP_') ? up : `CAP_${up}`;
 }
 
 /**
@@ -146,9 +173,7 @@ function mounts(list: readonly InspectMount[] | null | undefined, tmpfs: Record<
     const ro = str(options).split(',').some((o) => o.trim() === 'ro');
     out.push({ type: 'tmpfs', source: '', destination: dest, readOnly: ro, propagation: '' });
   }
-  // dockerd builds Mounts from a Go map, so its order changes between
-  // inspects; sorted facts compare equal when nothing changed.
-  return out.sort((a, b) => cmp(a.destination, b.destination) || cmp(a.type, b.type));
+  return sortMounts(out);
 }
 
 type InspectNetworks = Dockerode.ContainerInspectInfo['NetworkSettings']['Networks'];
@@ -161,34 +186,4 @@ function networks(nets: InspectNetworks | null | undefined): NetworkAttachment__
       ipAddress: str(n?.IPAddress) || str(n?.GlobalIPv6Address),
     }))
     .sort((a, b) => cmp(a.name, b.name));
-}
-
-function devices(list: unknown): string[] {
-  if (!Array.isArray(list)) return [];
-  return list
-    .map((d: Partial<Dockerode.DeviceMapping> | null) => str(d?.PathOnHost))
-    .filter((p) => p !== '');
-}
-
-function capabilities(list: unknown): string[] {
-  return [...new Set(strings(list).map(normalizeCapability).filter((c) => c !== ''))];
-}
-
-/** A list of strings from Docker's string | string[] | null. */
-function strings(v: unknown): string[] {
-  if (typeof v === 'string') return v === '' ? [] : [v];
-  if (!Array.isArray(v)) return [];
-  return v.filter((x): x is string => typeof x === 'string');
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function int(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? Math.trunc(v) : 0;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

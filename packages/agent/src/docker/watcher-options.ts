@@ -4,6 +4,7 @@
 import { BulkheadError } from '@bulkhead/shared';
 import type { Logger } from '@bulkhead/shared';
 import type { DockerApi } from './client';
+import type { Facts } from './container-facts';
 
 /** Wall-clock time source; tests pass a fake. */
 export interface Clock {
@@ -32,6 +33,14 @@ export interface ContainerWatcherOptions {
   reconnectMaxDelayMs?: number;
   /** Inspects run at once during the initial sync and reconciles (events are never throttled). Default 8. */
   inspectConcurrency?: number;
+  /**
+   * Completes facts with what one inspect cannot say (symlinked bind
+   * sources, a local volume's bound host path, a joined container's
+   * namespaces): FactsResolver (facts-resolver.ts). `previous` are the facts
+   * last held for the same container. Best effort: it must not throw.
+   * Default: none (facts as inspect shows them).
+   */
+  resolveFacts?: (facts: Facts, previous: Facts | undefined) => Promise<Facts>;
 }
 
 export interface ResolvedWatcherOptions {
@@ -42,6 +51,7 @@ export interface ResolvedWatcherOptions {
   reconnectMinDelayMs: number;
   reconnectMaxDelayMs: number;
   inspectConcurrency: number;
+  resolveFacts: ContainerWatcherOptions['resolveFacts'];
 }
 
 export const WATCHER_DEFAULTS = {
@@ -60,6 +70,7 @@ export function resolveWatcherOptions(o: ContainerWatcherOptions): ResolvedWatch
     reconnectMinDelayMs: ms(o.reconnectMinDelayMs ?? WATCHER_DEFAULTS.reconnectMinDelayMs, 'reconnectMinDelayMs'),
     reconnectMaxDelayMs: ms(o.reconnectMaxDelayMs ?? WATCHER_DEFAULTS.reconnectMaxDelayMs, 'reconnectMaxDelayMs'),
     inspectConcurrency: o.inspectConcurrency ?? WATCHER_DEFAULTS.inspectConcurrency,
+    resolveFacts: o.resolveFacts,
   };
   if (r.reconcileIntervalMs > 0 && r.reconcileIntervalMs < 100) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `reconcileIntervalMs: ${r.reconcileIntervalMs} is too short (minimum 100ms, or 0 to disable)`);

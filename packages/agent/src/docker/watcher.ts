@@ -374,7 +374,8 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
       if (statusCode(err) === 404) return undefined;
       throw err;
     }
-    return toContainerFacts(info, await this.image(info.Image));
+    const facts = toContainerFacts(info, await this.image(info.Image));
+    return this.o.resolveFacts ? this.o.resolveFacts(facts, this.inv.get(facts.id)) : facts;
   }
 
   /**

@@ -24,8 +24,9 @@
 //   dockerd restarts, which start `always` containers again.)
 // - findings that lead to no engine action (monitor mode, exempted, alert,
 //   nothing left to do) are reported once per container, rule and policy.
-import type { Finding, ViolationReport } from '@bulkhead/shared';
+import type { Finding, UsageFacts, ViolationReport } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
+import { carryResolution } from '../docker/facts-resolver';
 import { Semaphore } from '../docker/watcher';
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
@@ -43,6 +44,8 @@ interface Job {
   /** performance.now() at receipt. */
   receivedAt: number;
   source: ViolationSource;
+  /** Live usage the usage monitor saw breach a usage rule (evaluated with it). */
+  usage?: UsageFacts;
 }
 
 interface Tracked {
@@ -118,6 +121,15 @@ export class Enforcer {
   };
 
   /**
+   * A usage rule holds for a running container (the usage monitor): the
+   * whole policy is evaluated with this usage, and the findings are acted on
+   * and recorded like any other (source `usage`).
+   */
+  onUsage(facts: Facts, usage: UsageFacts): void {
+    this.enqueue({ facts, action: 'usage', eventTimeMs: this.o.now(), receivedAt: performance.now(), source: 'usage', usage });
+  }
+
+  /**
    * Evaluates the whole inventory: call after every policy change and on
    * every reconcile (exemptions expire, rules switch to enforce).
    */
@@ -162,7 +174,9 @@ export class Enforcer {
     if (t.busy) {
       // Newest facts win; a sweep never hides an event's action and timing.
       const p = t.pending;
-      t.pending = p && job.action === 'sweep' && p.action !== 'sweep' ? { ...p, facts: job.facts } : job;
+      const next = p && job.action === 'sweep' && p.action !== 'sweep' ? { ...p, facts: job.facts } : job;
+      // Nor does a later event hide a usage breach waiting to be judged.
+      t.pending = next.usage === undefined && p?.usage !== undefined ? { ...next, usage: p.usage } : next;
       return;
     }
     t.busy = true;
@@ -209,7 +223,7 @@ export class Enforcer {
       if (job.action !== 'unpause' && job.eventTimeMs <= t.terminal.doneAtMs) return;
     }
     const enriched = this.enrich(t, facts, st);
-    const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()));
+    const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage);
     this.o.onEvaluation?.(findings.length);
     if (findings.length === 0) return;
     const policyKey = `${st.version}:${st.sha256}`;
@@ -231,7 +245,8 @@ export class Enforcer {
   private async refresh(facts: Facts): Promise<Facts | undefined> {
     try {
       const info = await this.o.docker.getContainer(facts.id).inspect();
-      return { ...toContainerFacts(info), imageUser: facts.imageUser, imageDigest: facts.imageDigest };
+      // Resolved host paths and joined namespaces cannot change either (facts-resolver.ts).
+      return { ...carryResolution(toContainerFacts(info), facts), imageUser: facts.imageUser, imageDigest: facts.imageDigest };
     } catch (err) {
       if ((err as { statusCode?: number } | null)?.statusCode !== 404) this.o.logger.warn({ err, containerId: facts.id }, 'enforcer: re-inspect failed; skipping this evaluation');
       return undefined;

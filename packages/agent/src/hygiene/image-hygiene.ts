@@ -11,11 +11,16 @@
 import type Dockerode from 'dockerode';
 import { dockerTimeToMs } from '../docker/container-facts';
 
-/** The Docker API calls hygiene makes. A Dockerode instance satisfies it. */
-export interface HygieneDocker {
+/** The Docker API calls the hygiene report makes (read-only). A Dockerode instance satisfies it. */
+export interface HygieneReadDocker {
   listImages(options?: Dockerode.ListImagesOptions): Promise<Dockerode.ImageInfo[]>;
   listContainers(options?: Dockerode.ContainerListOptions): Promise<Dockerode.ContainerInfo[]>;
   getContainer(id: string): { inspect(): Promise<Dockerode.ContainerInspectInfo> };
+  getImage(name: string): { inspect(): Promise<Dockerode.ImageInspectInfo> };
+}
+
+/** The Docker API calls hygiene makes, prune included. A Dockerode instance satisfies it. */
+export interface HygieneDocker extends HygieneReadDocker {
   getImage(name: string): { inspect(): Promise<Dockerode.ImageInspectInfo>; remove(options?: {}): Promise<unknown> };
 }
 
@@ -61,7 +66,7 @@ export interface ImageHygieneReport {
 }
 
 export interface ImageHygieneOptions {
-  docker: HygieneDocker;
+  docker: HygieneReadDocker;
   /** Idle days after which an image not in use is stale. Default 30. */
   unusedDays?: number;
   /** Remembered last use per image id (ms), e.g. from container start events; merged with what dockerd knows. */

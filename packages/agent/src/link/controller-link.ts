@@ -8,9 +8,10 @@ import * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, VERSION, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
   type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
-  type PolicyStatus, type ViolationReport, type Command__Output, type CommandResult,
+  type PolicyStatus, type ViolationReport, type Command__Output, type CommandResult, type AuditReport,
 } from '@bulkhead/shared';
 import type { ReportSpool } from './report-spool';
+import { AuditOutbox } from './audit-outbox';
 import type { AgentCredentials } from '../state/agent-state';
 
 /** What the link needs from the Docker side. */
@@ -38,6 +39,8 @@ export interface ControllerLinkOptions {
   onPolicy?: (bundle: PolicyBundle__Output) => PolicyStatus | Promise<PolicyStatus>;
   /** Carries out a manual command (issue 5); the result is sent back on the same stream. */
   onCommand?: (cmd: Command__Output) => Promise<CommandResult>;
+  /** Host audit (issue 4): the latest report until acknowledged; default a memory-only slot. */
+  auditOutbox?: AuditOutbox;
 }
 
 export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -59,6 +62,9 @@ export class ControllerLink {
   private readonly listeners = new Set<(s: LinkState) => void>();
   /** Report ids sent on the current stream, by the sequence number that carried them. */
   private inFlight: { seq: number; id: string }[] = [];
+  /** Host audit (issue 4): the sequence number that carried the pending audit report on this stream. */
+  private auditInFlight: { seq: number; takenAtMs: number } | undefined;
+  private auditSlot: AuditOutbox | undefined;
 
   constructor(private readonly opts: ControllerLinkOptions) {}
 
@@ -124,6 +130,7 @@ export class ControllerLink {
     this.seq = 0;
     this.ackedSeq = 0;
     this.inFlight = [];
+    this.auditInFlight = undefined;
     let welcomed = false;
     call.on('data', (m: ControllerMessage__Output) => {
       if (m.body === 'ack' && m.ack) this.onAck(m.ack.seq);
@@ -165,6 +172,8 @@ export class ControllerLink {
     this.send({ snapshot: { containers, takenAtMs: Date.now() } });
     // Reports the controller has not acknowledged yet (made offline, or lost with the last stream).
     for (const r of this.opts.spool?.list() ?? []) this.sendReport(r);
+    const audit = this.audits.pending;
+    if (audit) this.sendAudit(audit);
     this.heartbeat = setInterval(() => {
       this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
     }, heartbeatMs);
@@ -189,13 +198,48 @@ export class ControllerLink {
     if (this.stateValue === 'connected') this.sendReport(r);
   }
 
+  /**
+   * Live usage (issue 4): sent only while connected, never spooled — usage
+   * is perishable, and after a reconnect the next report carries everything
+   * again. Returns false when it was not sent.
+   */
+  sendUsage(r: NonNullable<AgentMessage['usage']>): boolean {
+    if (this.stateValue !== 'connected') return false;
+    return this.send({ usage: r }) > 0;
+  }
+
   private sendReport(r: ViolationReport): void {
     const seq = this.send({ violation: r });
     if (seq > 0 && r.id) this.inFlight.push({ seq, id: r.id });
   }
 
+  // ---- host audit (issue 4) ------------------------------------------------------
+  private get audits(): AuditOutbox {
+    return (this.auditSlot ??= this.opts.auditOutbox ?? AuditOutbox.inMemory(this.opts.logger));
+  }
+
+  /**
+   * Records a host audit report: it replaces any unsent one (only the latest
+   * matters), is kept until the controller acknowledges it, and is sent at
+   * once when connected, else on the next connection.
+   */
+  reportAudit(r: AuditReport): Promise<void> {
+    const written = this.audits.put(r);
+    if (this.stateValue === 'connected') this.sendAudit(r);
+    return written;
+  }
+
+  private sendAudit(r: AuditReport): void {
+    const seq = this.send({ audit: r });
+    if (seq > 0) this.auditInFlight = { seq, takenAtMs: Number(r.takenAtMs) };
+  }
+
   private onAck(seq: number): void {
     this.ackedSeq = Math.max(this.ackedSeq, seq);
+    if (this.auditInFlight && this.auditInFlight.seq <= seq) {
+      void this.audits.ack(this.auditInFlight.takenAtMs);
+      this.auditInFlight = undefined;
+    }
     let n = 0;
     while (n < this.inFlight.length && this.inFlight[n]!.seq <= seq) {
       void this.opts.spool?.ack(this.inFlight[n]!.id);

@@ -6,11 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import { evaluate } from '@bulkhead/shared';
 import type {
-  ActionResult, ContainerFacts__Output, Finding, HostFacts__Output, Neighbour, ViolationReport,
+  ActionResult, ContainerFacts__Output, EvaluationContext, Finding, HostFacts__Output, Neighbour, UsageFacts, ViolationReport,
 } from '@bulkhead/shared';
 import type { PolicyState } from './policy-holder';
 
-export type ViolationSource = 'authz' | 'reaction' | 'reconcile';
+/** `usage`: a live-usage rule held (the agent's usage monitor, cgroup/usage-monitor.ts). */
+export type ViolationSource = 'authz' | 'reaction' | 'reconcile' | 'usage';
 
 /** Other containers on this host, for rules comparing containers (shared networks). */
 export function neighboursOf(inventory: Iterable<ContainerFacts__Output>, projectLabel: string, excludeId?: string): Neighbour[] {
@@ -28,15 +29,26 @@ export function evaluateFacts(
   state: PolicyState,
   facts: ContainerFacts__Output,
   host: HostFacts__Output | undefined,
-  neighbours: readonly Neighbour[] | undefined,
+  /** Or a function computing them, called only if a rule reads them (most containers never need them). */
+  neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined,
   now: Date,
+  /** Live usage (usage rules find nothing without it). */
+  usage?: UsageFacts,
 ): Finding[] {
   if (!state.policy) return [];
-  return evaluate(state.policy, host ? { container: facts, host } : { container: facts }, {
+  return evaluate(state.policy, { container: facts, ...(host ? { host } : {}), ...(usage ? { usage } : {}) }, evaluationContext(state, neighbours, now));
+}
+
+function evaluationContext(state: PolicyState, neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined, now: Date): EvaluationContext {
+  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...(neighbours ? { neighbours } : {}) };
+  let computed: readonly Neighbour[] | undefined;
+  return {
     now,
     scans: state.scans,
-    ...(neighbours ? { neighbours } : {}),
-  });
+    get neighbours(): readonly Neighbour[] {
+      return (computed ??= neighbours());
+    },
+  };
 }
 
 /** Enforce-mode findings no exemption covers: the ones that deny or act. */

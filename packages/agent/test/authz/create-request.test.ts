@@ -8,7 +8,8 @@ import type Dockerode from 'dockerode';
 import { useEngine, removeLabelledContainers, TEST_LABEL, FILE_LABEL } from '../../../../test/helpers/engine';
 import { toContainerFacts, type Facts } from '../../src/docker/container-facts';
 import {
-  applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, type ContainerCreateBody,
+  applyNetworkConnect, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts, volumesFromOf,
+  type ContainerCreateBody,
 } from '../../src/authz/create-request';
 
 const [fileKey, fileValue] = FILE_LABEL.split('=') as [string, string];
@@ -145,10 +146,50 @@ t.test('exec: escalation only for privileged or root', async (t) => {
   t.same(execEscalation({ User: 'root:wheel' }), { privileged: false, root: true });
   t.same(execEscalation({ User: '1000' }), { privileged: false, root: false });
   t.same(execEscalation({ User: '', Privileged: true }), { privileged: true, root: false });
+  t.same(execEscalation({ User: '00' }), { privileged: false, root: true }, 'any spelling of uid 0');
+  t.same(execEscalation({ User: ' 0 :1000' }), { privileged: false, root: true });
+  t.same(execEscalation({ User: '10' }), { privileged: false, root: false });
   t.equal(execRequestToFacts(base, { User: '1000' }), undefined);
   t.equal(execRequestToFacts(base, {}), undefined, 'empty User runs as the container user: nothing added');
   const e = execRequestToFacts(base, { User: '0', Privileged: true })!;
   t.equal(e.user, 'root');
   t.equal(e.privileged, true);
   t.equal(execRequestToFacts(base, { Privileged: true })!.user, '1000');
+});
+
+t.test('create: volume options of the request are a host path; --volumes-from is listed for the resolver', async (t) => {
+  const f = createRequestToFacts({
+    Image: 'x',
+    HostConfig: {
+      VolumesFrom: ['donor:ro', 'other'],
+      VolumeDriver: 'local',
+      Mounts: [
+        { Type: 'volume', Source: 'named', Target: '/a', VolumeOptions: { DriverConfig: { Options: { type: 'none', o: 'bind', device: '/etc/' } } } },
+        { Type: 'volume', Target: '/b', ReadOnly: true, VolumeOptions: { DriverConfig: { Name: 'local', Options: { device: '/dev/sda1', type: 'ext4' } } } },
+        { Type: 'volume', Source: 'nfs', Target: '/c', VolumeOptions: { DriverConfig: { Options: { type: 'nfs', device: ':/export' } } } },
+        { Type: 'volume', Source: 'plugin', Target: '/d', VolumeOptions: { DriverConfig: { Name: 'rexray', Options: { device: '/etc' } } } },
+        { Type: 'volume', Source: 'plain', Target: '/e' },
+      ],
+    },
+  }, 'n').facts;
+  t.same(f.mounts.map((m) => [m.destination, m.source, m.hostPath]), [
+    ['/a', 'named', '/etc'], ['/b', '', '/dev/sda1'], ['/c', 'nfs', undefined], ['/d', 'plugin', undefined], ['/e', 'plain', undefined],
+  ]);
+  t.same(volumesFromOf({ HostConfig: { VolumesFrom: ['donor:ro', 'other'] } }), ['donor:ro', 'other']);
+  t.same(volumesFromOf({}), []);
+  t.same(volumesFromOf(null as never), []);
+  const plugin = createRequestToFacts({ HostConfig: { VolumeDriver: 'rexray', Mounts: [{ Type: 'volume', Source: 'v', Target: '/v', VolumeOptions: { DriverConfig: { Options: { device: '/etc' } } } }] } }, '').facts;
+  t.equal(plugin.mounts[0]!.hostPath, undefined, '--volume-driver of a plugin: not a local bind');
+});
+
+t.test('network connect and volume create', async (t) => {
+  const cur = { ...base, networks: [{ name: 'a', networkId: 'ida', ipAddress: '1.2.3.4' }] } as Facts;
+  t.same(applyNetworkConnect(cur, { name: 'b', id: 'idb' }).networks.map((n) => n.name), ['a', 'b']);
+  t.equal(applyNetworkConnect(cur, { name: 'a', id: 'ida' }), cur, 'already attached');
+  t.equal(applyNetworkConnect(cur, { name: 'renamed', id: 'ida' }), cur, 'same network id');
+  const v = volumeCreateToFacts({ Name: 'etc', Driver: 'local', DriverOpts: { type: 'none', o: 'bind,ro', device: '/etc' }, Labels: { team: 'x' } })!;
+  t.same([v.name, v.labels, v.mounts], ['etc', { team: 'x' }, [{ type: 'volume', source: 'etc', destination: '', readOnly: true, propagation: '', hostPath: '/etc' }]]);
+  t.equal(volumeCreateToFacts({ Name: 'n', DriverOpts: { type: 'nfs', device: ':/x' } }), undefined);
+  t.equal(volumeCreateToFacts({ Name: 'p', Driver: 'rexray', DriverOpts: { device: '/etc' } }), undefined);
+  t.equal(volumeCreateToFacts(null as never), undefined);
 });

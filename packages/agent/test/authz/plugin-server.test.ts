@@ -125,6 +125,12 @@ t.test('request parsing: the path dockerd routes on, however it is spelled', asy
   t.equal(stripVersion('/v1.41/containers/x/../create'), '/containers/create');
   t.equal(stripVersion('/v1.41/containers/%ZZ/start'), '/containers/%ZZ/start');
   t.equal(stripVersion('/_ping'), '/_ping');
+  // The plain-path shortcut agrees with the full decoding on the edges.
+  t.equal(stripVersion('/v1.41'), '/', 'the version alone');
+  t.equal(stripVersion('/v1.41/v1.40/containers/create'), '/v1.40/containers/create', 'one version prefix is stripped, as before');
+  t.equal(stripVersion('/v1.41/containers/my.app/start'), '/containers/my.app/start', 'dots in a name');
+  t.equal(stripVersion('/v1.41/containers/../containers/create'), '/containers/create');
+  t.equal(stripVersion('/v1.41/containers/create/.'), '/containers/create');
   const r = parseAuthzRequest(JSON.stringify({ RequestMethod: 'post', RequestUri: 'http://docker/v1.41/containers/create?name=a' }));
   t.equal(r.path, '/containers/create', 'absolute-form target');
   t.equal(r.method, 'POST');

@@ -260,7 +260,7 @@ t.test('report filter: first sample, noticeable changes, heartbeat, limits, remo
   const msg = toUsageReportMessage(g.next([sample('y', 5000, { cpuCores: 0.1234, cpuPercentOfQuota: null, memoryLimitBytes: 0, pidsLimit: 0 })]), 5000);
   t.same(msg, {
     takenAtMs: 5000,
-    containers: [{ containerId: 'y', cpuPercent: 12.3, cpuPercentOfQuota: 0, memoryBytes: 100 * MiB, memoryLimitBytes: 0, pids: 5, pidsLimit: 0 }],
+    containers: [{ containerId: 'y', cpuPercent: 12.3, cpuPercentOfQuota: 0, memoryBytes: 100 * MiB, memoryLimitBytes: 0, pids: 5, pidsLimit: 0, cpuLimitCores: 0.2, takenAtMs: 5000 }],
     gone: ['x'],
   }, 'the wire shape: CPU % of one core, 0 = unlimited / unknown');
   t.equal(toUsageReportMessage({ updates: [{ ...g.next([]).updates[0]!, containerId: 'z', cpuCores: null } as never], removed: [] }, 1).containers![0]!.cpuPercent, 0);

@@ -10,6 +10,9 @@ t.test('agent options: defaults and clear errors', async (t) => {
   t.same(o, {
     stateDir: '/s', dockerHost: undefined, controller: undefined, hostLabels: { env: 'prod', zone: 'a=b' }, reconcileIntervalMs: 30_000, authzSocket: '/run/docker/plugins/bulkhead.sock', policyFile: undefined,
     metricsListen: '127.0.0.1:9465', metricsAllowRemote: false,
+    usageIntervalMs: 5000, usageReportIntervalMs: 30_000,
+    // host audit (issue 4): hourly, every lockdown fix off
+    audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
   });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: '/tmp/x/a.sock' }).authzSocket, '/tmp/x/a.sock');

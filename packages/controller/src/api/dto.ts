@@ -4,6 +4,7 @@
 // leak out), plus the record → JSON mappers. camelCase; times are ISO 8601.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { AgentRecord, ContainerRecord } from '../store/store';
+import type { ContainerUsageRecord } from '../store/usage-store';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -31,6 +32,22 @@ export type AgentDto = Static<typeof AgentSchema>;
 export const AgentListSchema = Type.Object({ items: Type.Array(AgentSchema) });
 export type AgentListDto = Static<typeof AgentListSchema>;
 
+/** Live usage (issue 4): the latest cgroup reading the agent reported for a running container. */
+export const ContainerUsageSchema = Type.Object({
+  /** % of one core (200 = two cores busy). */
+  cpuPercent: Type.Number(),
+  /** % of the CPU quota; null without one. */
+  cpuPercentOfQuota: Nullable(Type.Number()),
+  memoryBytes: Type.Integer(),
+  /** 0 = unlimited. */
+  memoryLimitBytes: Type.Integer(),
+  pids: Type.Integer(),
+  /** 0 = unlimited. */
+  pidsLimit: Type.Integer(),
+  takenAt: IsoDate,
+});
+export type ContainerUsageDto = Static<typeof ContainerUsageSchema>;
+
 export const ContainerSchema = Type.Object({
   agentId: Type.String(),
   id: Type.String(),
@@ -40,6 +57,8 @@ export const ContainerSchema = Type.Object({
   removed: Type.Boolean(),
   updatedAt: IsoDate,
   facts: Facts,
+  /** Live usage (issue 4); null when none is known (not running, just started, usage sampling off). */
+  usage: Nullable(ContainerUsageSchema),
 });
 export type ContainerDto = Static<typeof ContainerSchema>;
 
@@ -117,7 +136,20 @@ export function toAgentDto(a: AgentRecord): AgentDto {
   };
 }
 
-export function toContainerDto(c: ContainerRecord): ContainerDto {
+export function toUsageDto(u: ContainerUsageRecord): ContainerUsageDto {
+  return {
+    cpuPercent: u.cpuPercent,
+    cpuPercentOfQuota: u.cpuPercentOfQuota,
+    memoryBytes: Math.round(u.memoryBytes),
+    memoryLimitBytes: Math.round(u.memoryLimitBytes),
+    pids: Math.round(u.pids),
+    pidsLimit: Math.round(u.pidsLimit),
+    takenAt: u.takenAt.toISOString(),
+  };
+}
+
+/** `usage`: the container's latest usage (issue 4), shown only while it is not removed. */
+export function toContainerDto(c: ContainerRecord, usage?: ContainerUsageRecord): ContainerDto {
   return {
     agentId: c.agentId,
     id: c.id,
@@ -127,5 +159,6 @@ export function toContainerDto(c: ContainerRecord): ContainerDto {
     removed: c.removed,
     updatedAt: c.updatedAt.toISOString(),
     facts: c.facts as unknown as ContainerDto['facts'],
+    usage: usage && !c.removed ? toUsageDto(usage) : null,
   };
 }

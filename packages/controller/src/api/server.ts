@@ -31,6 +31,8 @@ import { registerAuthRoutes } from './routes/auth';
 import { registerJoinTokenRoutes } from './routes/join-tokens';
 import { registerAuditRoutes } from './routes/audit-log';
 import type { AgentRevoker } from './routes/agents';
+// Host audit reports (issue 4).
+import { registerAgentAuditRoutes } from './routes/agent-audit';
 
 export interface ApiServerOptions {
   store: Store;
@@ -131,11 +133,12 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       // Authenticate, authorize by the route's declared role, audit (issue 5).
       security.install(v1);
       registerAgentRoutes(v1, { store: opts.store, link: opts.agentLink, now });
+      registerAgentAuditRoutes(v1, { store: opts.store }); // issue 4
       registerContainerRoutes(v1, { store: opts.store });
       registerWebhookRoutes(v1, { alerting: opts.alerting });
       registerAlertRoutes(v1, { alerting: opts.alerting, now });
       registerPolicyRoutes(v1, { policy: opts.policy });
-      registerViolationRoutes(v1, { store: opts.store });
+      registerViolationRoutes(v1, { store: opts.store, now });
       registerScanRoutes(v1, { store: opts.store, policy: opts.policy });
       registerActionRoutes(v1, { store: opts.store, actions: opts.actions }); // issue 5
       // Identity and access + audit trail (issue 5).

@@ -44,6 +44,8 @@ declare module 'fastify' {
     fleetWide?: boolean;
     /** See RouteAccess.action. */
     action?: string;
+    /** The request body may be left out: the OpenAPI document says `required: false` (src/openapi/openapi.ts). */
+    bodyOptional?: boolean;
   }
 }
 

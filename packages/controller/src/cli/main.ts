@@ -115,9 +115,16 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .option('--no-metrics', 'do not serve Prometheus metrics')
     .option('--metrics-allow-remote', 'allow a non-loopback --metrics-listen address (metrics have no authentication)')
     .addOption(new Option('--token-max-ttl <duration>', 'longest lifetime of a bearer token from POST /v1/auth/token (1m–24h)').env('BULKHEAD_TOKEN_MAX_TTL').default('1h'))
+    .addOption(new Option('--api-tls-cert <file>', 'PEM certificate (leaf, then intermediates) for the HTTPS API instead of the controller CA\'s; needs --api-tls-key; reloaded on SIGHUP').env('BULKHEAD_API_TLS_CERT'))
+    .addOption(new Option('--api-tls-key <file>', 'PEM private key of --api-tls-cert (unencrypted; 0600, or 0640 with a dedicated group)').env('BULKHEAD_API_TLS_KEY'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .addHelpText('after', '\nExample:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443')
-    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string }) => {
+    .addHelpText(
+      'after',
+      '\nExamples:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443\n' +
+        '  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --api-tls-cert /etc/bulkhead/api.crt --api-tls-key /etc/bulkhead/api.key\n' +
+        '\nSIGHUP re-reads the API certificate and key (a bad pair is logged and the old one kept).',
+    )
+    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; apiTlsCert?: string; apiTlsKey?: string }) => {
       if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
       const opts = resolveControllerOptions({ ...o, metricsListen: o.metrics === false ? false : o.metricsListen, metricsAllowRemote: o.metricsAllowRemote === true });
       const logger = createLogger({ name: 'bulkhead-controller', level: o.logLevel });
@@ -132,6 +139,14 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
+        // Certificate rotation without a restart; reloadApiTls logs the outcome, and a failure keeps serving.
+        process.on('SIGHUP', () => {
+          try {
+            controller.reloadApiTls();
+          } catch {
+            /* logged by reloadApiTls */
+          }
+        });
       });
     });
 

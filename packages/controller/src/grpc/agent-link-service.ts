@@ -9,11 +9,15 @@ import {
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { toServiceError } from './service-error';
+// Live usage (issue 4).
+import { clearUsage, recordUsage } from '../usage/usage-recorder';
 // Alerts (issue 6): agent offline/online and violation alerts.
 import type { AlertSink } from '../alerts/alert-service';
 import { alertFromViolation } from '../alerts/violation-alerts';
 // Metrics and manual commands (issue 5).
 import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
+// Host audit (issue 4): reports stored, new lockdown findings raised as alerts.
+import { recordHostAudit } from '../host-audit/host-audit-recorder';
 
 type LinkCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
 
@@ -246,6 +250,11 @@ export class AgentLinkService {
     switch (msg.body) {
       case 'snapshot':
         await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
+        await clearUsage(this.opts.store, s.agentId); // issue 4: the agent re-sends all usage on a new stream
+        break;
+      // Live usage (issue 4): deltas of the latest reading per container.
+      case 'usage':
+        await recordUsage({ store: this.opts.store, logger: this.opts.logger }, s.agentId, msg.usage, now);
         break;
       case 'delta': {
         const d = msg.delta;
@@ -273,6 +282,10 @@ export class AgentLinkService {
       }
       case 'violation':
         await this.recordViolation(s.agentId, msg.violation);
+        break;
+      // Host audit (issue 4): acknowledged once stored, so the agent's outbox lets it go.
+      case 'audit':
+        await recordHostAudit({ store: this.opts.store, alerts: this.opts.alerts, logger: this.opts.logger, now: this.now }, s.agentId, msg.audit);
         break;
       // Manual commands (issue 5): the answer to sendCommand().
       case 'commandResult': {

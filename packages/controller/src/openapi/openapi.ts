@@ -75,6 +75,10 @@ const problemResponse = (description: string) => ({
  * instance, outside the authenticated /v1 scope).
  */
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
+  // @fastify/swagger marks every request body `required: true`; routes whose
+  // body may be left out say `config: { bodyOptional: true }`, collected here
+  // and corrected in transformObject (OpenAPI path form, e.g. /v1/x/{id}).
+  const optionalBodies = new Set<string>();
   // A shared schema becomes components.schemas.Problem; error responses refer to it.
   app.addSchema({ ...ProblemSchema, $id: 'Problem', title: 'Problem', description: 'RFC 9457 problem details plus a stable Bulkhead error code (docs/errors.md)' });
   await app.register(swagger, {
@@ -118,7 +122,19 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       s['response'] = { ...declared, ...success, ...errors };
       const body = DOCUMENT_BODIES[`${String(route.method)} ${url}`];
       if (body && s['body'] === undefined) s['body'] = body;
+      if ((route.config as { bodyOptional?: unknown } | undefined)?.bodyOptional === true) {
+        optionalBodies.add(`${String(route.method).toLowerCase()} ${url.replace(/:(\w+)/g, '{$1}')}`);
+      }
       return { schema: s, url };
+    },
+    transformObject: (documentObject) => {
+      const doc = (documentObject as { openapiObject: { paths?: Record<string, Record<string, { requestBody?: { required?: boolean } }>> } }).openapiObject;
+      for (const key of optionalBodies) {
+        const [method, path] = key.split(' ') as [string, string];
+        const op = doc.paths?.[path]?.[method];
+        if (op?.requestBody) op.requestBody.required = false;
+      }
+      return doc;
     },
   });
 

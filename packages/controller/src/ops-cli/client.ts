@@ -3,10 +3,11 @@
 // key, and turning failures into two kinds the CLI can tell apart — the API
 // answered with a problem (ApiError) or it could not be reached (ConnectionError).
 import { request } from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { VERSION } from '@bulkhead/shared';
 import type { AgentDto, AgentListDto, ContainerDto, ContainerPageDto, ProblemDto } from '../api/dto';
 import type { DryRunResultDto, PolicyDto, PolicyErrorDto, PolicyVersionListDto } from '../api/routes/policies';
-import type { ViolationPageDto } from '../api/routes/violations';
+import type { ViolationDto, ViolationPageDto } from '../api/routes/violations';
 import type { ScanDto } from '../api/routes/scans';
 import type { ContainerActionBody, ContainerActionResultDto } from '../api/routes/actions';
 
@@ -15,8 +16,8 @@ export interface ApiClientOptions {
   baseUrl: string;
   /** "bk_<key id>_<secret>". */
   apiKey: string;
-  /** PEM CA certificate(s) to trust instead of the system store. */
-  caPem?: string | Buffer;
+  /** PEM CA certificate(s) to trust instead of Node's built-in list (main.ts passes `--ca`, or the system trust store from trust.ts). */
+  caPem?: string | Buffer | Array<string | Buffer>;
   /** Per request, connect to last byte. Default 15000 ms. */
   timeoutMs?: number;
 }
@@ -33,6 +34,8 @@ export interface ViolationListParams {
   since?: string;
   until?: string;
   denied?: boolean;
+  /** true: only acknowledged; false: only unacknowledged. */
+  acknowledged?: boolean;
   limit?: number;
   offset?: number;
 }
@@ -89,7 +92,9 @@ const MAX_BODY_BYTES = 64 * 1024 * 1024;
 export class ApiClient {
   readonly baseUrl: URL;
   private readonly apiKey: string;
-  private readonly caPem: string | Buffer | undefined;
+  private readonly caPem: string | Buffer | Array<string | Buffer> | undefined;
+  /** Built once from caPem: the system trust store is ~300 certificates, ~60 ms to parse per connection otherwise. */
+  private secureContext: SecureContext | undefined;
   private readonly timeoutMs: number;
 
   constructor(opts: ApiClientOptions) {
@@ -177,6 +182,19 @@ export class ApiClient {
     return this.getJson<ViolationPageDto>('/v1/violations', q);
   }
 
+  /** Records who acknowledged the violation (the credential's key), when, and `comment`. 409 when already acknowledged. */
+  acknowledgeViolation(id: string, comment?: string): Promise<ViolationDto> {
+    return this.requestJson<ViolationDto>('POST', `/v1/violations/${encodeURIComponent(id)}/acknowledge`, {
+      body: JSON.stringify(comment !== undefined ? { comment } : {}),
+      contentType: 'application/json',
+    });
+  }
+
+  /** Clears an acknowledgement. 409 when there is none. */
+  unacknowledgeViolation(id: string): Promise<ViolationDto> {
+    return this.requestJson<ViolationDto>('POST', `/v1/violations/${encodeURIComponent(id)}/unacknowledge`, {});
+  }
+
   /** Uploads a Trivy JSON report (the file's text, sent as is). */
   uploadScan(json: string): Promise<ScanDto> {
     return this.requestJson<ScanDto>('POST', '/v1/scans', { body: json, contentType: 'application/json' });
@@ -221,8 +239,7 @@ export class ApiClient {
         url,
         {
           method,
-          ca: this.caPem,
-          minVersion: 'TLSv1.2',
+          ...(this.caPem !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.caPem, minVersion: 'TLSv1.2' })) } : { minVersion: 'TLSv1.2' as const }),
           agent: false,
           headers: {
             authorization: `Bearer ${this.apiKey}`,
@@ -291,7 +308,7 @@ function connectionError(e: unknown, origin: string): ConnectionError {
   const code = err.code;
   if (code !== undefined && (CERT_CODE.test(code) || TLS_CODE.test(code))) {
     const hint = CERT_CODE.test(code)
-      ? "; pass the controller's CA certificate (ca.crt in its data directory) with --ca or BULKHEAD_CA, and use a host name the server certificate lists"
+      ? "; pass the CA certificate that issued the API's certificate with --ca or BULKHEAD_CA (the controller's DATA_DIR/ca.crt, or your CA when the controller serves --api-tls-cert; without --ca the system trust store is used), and use a host name the server certificate lists"
       : '; is this the controller API port, and does it speak HTTPS?';
     return new ConnectionError(`TLS handshake with ${origin} failed: ${tlsReason(err.message)} (${code})${hint}`, origin, code, true, e);
   }

@@ -20,7 +20,10 @@ import { cachedToken, readTokenCache, registerLoginCommands } from './commands/l
 import { registerKeyCommands } from './commands/keys';
 import { registerTokenCommands } from './commands/tokens';
 import { CommandFailed, registerAuditLogCommands } from './commands/audit-log';
+// host audit reports (issue 4)
+import { registerHostAuditCommand } from './commands/host-audit';
 import type { AgentDto } from '../api/dto';
+import { systemTrust } from './trust';
 
 export const EXIT_OK = 0;
 export const EXIT_API_ERROR = 1;
@@ -30,7 +33,7 @@ export const EXIT_CONNECTION = 3;
 export interface OpsCliIo {
   out: (s: string) => void;
   err: (s: string) => void;
-  /** Where BULKHEAD_API, BULKHEAD_CA and BULKHEAD_API_KEY are read. Default process.env. */
+  /** Where BULKHEAD_API, BULKHEAD_CA, BULKHEAD_API_KEY (and SSL_CERT_FILE, trust.ts) are read. Default process.env. */
   env: Record<string, string | undefined>;
   now: () => Date;
 }
@@ -60,11 +63,14 @@ interface GlobalOpts {
 const GLOBAL_HELP = `
 Connection settings (flag, or environment variable):
   --api URL        BULKHEAD_API      controller API, e.g. https://controller.example:8443
-  --ca FILE        BULKHEAD_CA       the controller's CA certificate (ca.crt in its data directory)
+  --ca FILE        BULKHEAD_CA       CA certificate of the API: the controller's ca.crt (in its data directory),
+                                     or the CA of a certificate given to \`serve --api-tls-cert\`;
+                                     without it, the system trust store (SSL_CERT_FILE, /etc/ssl/certs/…)
   --api-key KEY    BULKHEAD_API_KEY  API key "bk_…"; prefer the variable (argv is visible in ps)
 Without an API key, the token cached by \`bulkhead login\` is used (and its API URL and CA, unless given).
 
-Exit codes: 0 ok, 1 the API returned an error, 2 usage error, 3 cannot connect (network or TLS).
+Exit codes: 0 ok, 1 the API returned an error, 2 usage error, 3 cannot connect (network or TLS),
+4 a bulkhead audit --fail-on level was reached.
 
 Examples:
   export BULKHEAD_API=https://controller.example:8443 BULKHEAD_CA=/etc/bulkhead/ca.crt
@@ -81,6 +87,7 @@ Examples:
   bulkhead action agt_3f9c2a7b1d0e4f5a6b7c web pause
   bulkhead login --ttl 1h && bulkhead keys create ci --role operator --project payments --expires 90d
   bulkhead audit-log verify
+  bulkhead audit web-01 --fail-on-finding high
 `;
 
 /** Runs the CLI; resolves to the process exit code. Never calls process.exit. */
@@ -95,7 +102,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
     .showHelpAfterError('(add --help for usage)')
     .version(VERSION, '-V, --version')
     .addOption(new Option('--api <url>', 'controller API base URL [env: BULKHEAD_API]'))
-    .addOption(new Option('--ca <file>', "PEM CA certificate to trust [env: BULKHEAD_CA]"))
+    .addOption(new Option('--ca <file>', "PEM CA certificate to trust (default: the system trust store) [env: BULKHEAD_CA]"))
     .addOption(new Option('--api-key <key>', 'API key bk_… [env: BULKHEAD_API_KEY]'))
     .option('--json', 'print the API response as JSON instead of a table')
     .addHelpText('after', GLOBAL_HELP);
@@ -215,6 +222,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   registerKeyCommands(program, commandContext);
   registerTokenCommands(program, commandContext);
   registerAuditLogCommands(program, commandContext);
+  registerHostAuditCommand(program, commandContext); // issue 4
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -265,14 +273,23 @@ function makeClient(g: GlobalOpts, io: OpsCliIo, o: { requireApiKey?: boolean } 
     throw new UsageError(`no API key: set BULKHEAD_API_KEY (or pass --api-key)${o.requireApiKey ? '' : ', or run `bulkhead login`'}`);
   }
   const caFile = nonEmpty(g.ca) ?? nonEmpty(io.env['BULKHEAD_CA']) ?? (sameApi ? (cached?.ca ?? undefined) : undefined);
-  let caPem: Buffer | undefined;
-  if (caFile !== undefined) {
+  let caPem: Buffer | string[] | undefined;
+  if (caFile === undefined) {
+    // No CA given: the system trust store (trust.ts), e.g. for an operator certificate from a company CA.
     try {
-      caPem = readFileSync(caFile);
+      caPem = systemTrust(io.env).ca;
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  } else {
+    let pem: Buffer;
+    try {
+      pem = readFileSync(caFile);
     } catch (e) {
       throw new UsageError(`cannot read CA file ${caFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    if (!caPem.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`CA file ${caFile} contains no PEM certificate`);
+    if (!pem.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`CA file ${caFile} contains no PEM certificate`);
+    caPem = pem;
   }
   // A bare HOST:PORT means https — the API speaks nothing else.
   const baseUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(api) ? api : `https://${api}`;

@@ -50,16 +50,29 @@ export function renderAgent(a: AgentDto, now: Date): string {
 
 export function renderContainerTable(containers: ContainerDto[], now: Date): string {
   return formatTable(
-    ['AGENT', 'CONTAINER ID', 'NAME', 'IMAGE', 'STATE', 'UPDATED'],
+    ['AGENT', 'CONTAINER ID', 'NAME', 'IMAGE', 'STATE', 'CPU', 'MEM', 'UPDATED'],
     containers.map((c) => [
       c.agentId,
       c.id.slice(0, 12),
       displayName(c.name),
       c.imageRef,
       c.removed ? `${c.state || '-'} (removed)` : c.state || '-',
+      c.usage ? cpuText(c.usage) : '-',
+      c.usage ? memText(c.usage) : '-',
       ago(c.updatedAt, now),
     ]),
   );
+}
+
+/** Live usage (issue 4): CPU as % of one core ("12.5%", "200%" = two cores busy). */
+function cpuText(u: NonNullable<ContainerDto['usage']>): string {
+  const pct = (n: number) => `${n >= 10 ? Math.round(n) : Math.round(n * 10) / 10}%`;
+  return pct(u.cpuPercent);
+}
+
+/** "24.0 MiB" or "24.0 MiB/64.0 MiB" with a limit. */
+function memText(u: NonNullable<ContainerDto['usage']>): string {
+  return u.memoryLimitBytes > 0 ? `${bytes(u.memoryBytes)}/${bytes(u.memoryLimitBytes)}` : bytes(u.memoryBytes);
 }
 
 export function renderContainer(c: ContainerDto, now: Date): string {
@@ -96,6 +109,16 @@ export function renderContainer(c: ContainerDto, now: Date): string {
     ['Labels', labels.join('\n') || '-'],
     ['Updated', when(c.updatedAt, now)],
   ];
+  // Live usage (issue 4).
+  if (c.usage) {
+    const u = c.usage;
+    pairs.push(
+      ['CPU', `${cpuText(u)} of one core${u.cpuPercentOfQuota !== null ? ` (${Math.round(u.cpuPercentOfQuota * 10) / 10}% of its quota)` : ' (no quota)'}`],
+      ['Memory', `${memText(u)}${u.memoryLimitBytes > 0 ? '' : ' (no limit)'}`],
+      ['Pids', u.pidsLimit > 0 ? `${u.pids}/${u.pidsLimit}` : `${u.pids} (no limit)`],
+      ['Usage at', when(u.takenAt, now)],
+    );
+  }
   return formatKeyValues(pairs);
 }
 

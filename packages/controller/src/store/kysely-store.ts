@@ -10,7 +10,7 @@ import type {
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
-  AgentPolicyStatusRecord, PolicyVersionRecord, PolicyVersionSummary, ScanRecord, ViolationQuery, ViolationRecord,
+  AgentPolicyStatusRecord, PolicyVersionRecord, PolicyVersionSummary, ScanRecord, ViolationAck, ViolationQuery, ViolationRecord,
 } from './store';
 import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
 import { migrateToLatest } from './migrations';
@@ -18,7 +18,11 @@ import type { AlertStore } from '../alerts/alert-store';
 import { KyselyAlertStore } from '../alerts/kysely-alert-store';
 import type { AuditStore } from '../audit/audit-store';
 import { KyselyAuditStore } from '../audit/kysely-audit-store';
+import type { HostAuditStore } from '../host-audit/host-audit-store';
+import { KyselyHostAuditStore } from '../host-audit/kysely-host-audit-store';
 import { containerProject } from '../auth/project-scope';
+import type { UsageStore } from './usage-store';
+import { KyselyUsageStore } from './kysely-usage-store';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
 const CONTAINER_BATCH = 100;
@@ -29,10 +33,17 @@ export abstract class KyselyStore implements Store {
   readonly alerts: AlertStore;
   /** The hash-chained audit trail (src/audit), over the same connection. */
   readonly audit: AuditStore;
+  /** The agents' host audit reports (src/host-audit), over the same connection. */
+  readonly hostAudits: HostAuditStore;
+
+  /** Live container usage (0005_usage), over the same connection. */
+  readonly usage: UsageStore;
 
   protected constructor(protected readonly db: Db) {
+    this.usage = new KyselyUsageStore(db);
     this.alerts = new KyselyAlertStore(db);
     this.audit = new KyselyAuditStore(db);
+    this.hostAudits = new KyselyHostAuditStore(db);
   }
 
   async migrate(): Promise<void> {
@@ -483,6 +494,7 @@ export abstract class KyselyStore implements Store {
     if (q.project !== undefined) qb = qb.where('project', '=', q.project);
     if (q.projects !== undefined) qb = qb.where(inProjects('project', q.projects)); // 0004_auth
     if (q.denied !== undefined) qb = qb.where('denied', '=', q.denied ? 1 : 0);
+    if (q.acknowledged !== undefined) qb = qb.where('ack_at', q.acknowledged ? 'is not' : 'is', null); // 0007_violation_ack
     if (q.since !== undefined) qb = qb.where('at', '>=', q.since.getTime());
     if (q.until !== undefined) qb = qb.where('at', '<', q.until.getTime());
     if (q.container !== undefined && q.container !== '') {
@@ -504,6 +516,34 @@ export abstract class KyselyStore implements Store {
     if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
     const rows = await qb.execute();
     return rows.map(toViolation);
+  }
+
+  // ---- violation acknowledgements (0007_violation_ack) ----------------------------
+
+  async getViolation(id: string): Promise<ViolationRecord | undefined> {
+    const row = await this.db.selectFrom('violations').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toViolation(row);
+  }
+
+  async acknowledgeViolation(id: string, ack: ViolationAck): Promise<boolean> {
+    // Conditional on "not acknowledged yet": of two racing acknowledgements exactly one is recorded.
+    const r = await this.db
+      .updateTable('violations')
+      .set({ ack_at: ack.at.getTime(), ack_by_key_id: ack.byKeyId, ack_by_name: ack.byName, ack_comment: ack.comment })
+      .where('id', '=', id)
+      .where('ack_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async unacknowledgeViolation(id: string): Promise<boolean> {
+    const r = await this.db
+      .updateTable('violations')
+      .set({ ack_at: null, ack_by_key_id: null, ack_by_name: null, ack_comment: null })
+      .where('id', '=', id)
+      .where('ack_at', 'is not', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
   }
 
   async upsertScan(sc: ScanRecord): Promise<void> {
@@ -770,6 +810,10 @@ function toViolation(r: Selectable<ViolationsTable>): ViolationRecord {
     at: toDate(r.at),
     policyVersion: toNumber(r.policy_version),
     exemptedBy: r.exempted_by,
+    ack:
+      r.ack_at === null || r.ack_at === undefined
+        ? null
+        : { at: toDate(r.ack_at), byKeyId: r.ack_by_key_id ?? '', byName: r.ack_by_name ?? '', comment: r.ack_comment ?? '' },
   };
 }
 

@@ -303,6 +303,67 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       for (const c of ['created_by', 'last_used_at', 'projects_json']) await db.schema.alterTable('api_keys').dropColumn(c).execute();
     },
   },
+  // Live container usage (issue 4; src/store/kysely-usage-store.ts owns this table): the latest per container.
+  '0005_usage': {
+    async up(db: AnyDb): Promise<void> {
+      // No foreign key to containers: usage may race the container's snapshot or removal; a snapshot clears the agent's rows.
+      await db.schema
+        .createTable('container_usage')
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.notNull())
+        .addColumn('taken_at', 'bigint', (c) => c.notNull())
+        .addColumn('received_at', 'bigint', (c) => c.notNull())
+        .addColumn('cpu_percent', 'double precision', (c) => c.notNull())
+        .addColumn('cpu_percent_of_quota', 'double precision')
+        .addColumn('cpu_limit_cores', 'double precision', (c) => c.notNull())
+        .addColumn('memory_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('memory_limit_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('pids', 'bigint', (c) => c.notNull())
+        .addColumn('pids_limit', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('container_usage_pk', ['agent_id', 'container_id'])
+        .execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('container_usage').ifExists().execute();
+    },
+  },
+  // Host audit reports (issue 4; src/host-audit owns this table): the latest per agent and a short history.
+  '0006_audit': {
+    async up(db: AnyDb): Promise<void> {
+      // No foreign key to agents (as agent_policy_status): a report may race the agent's deletion.
+      await db.schema
+        .createTable('host_audits')
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('taken_at', 'bigint', (c) => c.notNull())
+        .addColumn('received_at', 'bigint', (c) => c.notNull())
+        .addColumn('score', 'double precision', (c) => c.notNull())
+        .addColumn('summary_json', 'text', (c) => c.notNull())
+        .addColumn('cis_json', 'text', (c) => c.notNull())
+        .addColumn('lockdown_json', 'text', (c) => c.notNull())
+        .addColumn('fixes_json', 'text', (c) => c.notNull())
+        .addColumn('hygiene_json', 'text')
+        // The primary key also serves "newest report of an agent" (agent_id, taken_at desc).
+        .addPrimaryKeyConstraint('host_audits_pk', ['agent_id', 'taken_at'])
+        .execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('host_audits').ifExists().execute();
+    },
+  },
+  // Operators acknowledge violations (issue 5; src/api/routes/violations.ts owns these columns).
+  // Numbered after 0005_usage and 0006_audit: kysely runs migrations in name order.
+  '0007_violation_ack': {
+    async up(db: AnyDb): Promise<void> {
+      // SQLite adds one column per ALTER TABLE; all null = not acknowledged.
+      await db.schema.alterTable('violations').addColumn('ack_at', 'bigint').execute();
+      await db.schema.alterTable('violations').addColumn('ack_by_key_id', 'text').execute();
+      await db.schema.alterTable('violations').addColumn('ack_by_name', 'text').execute();
+      await db.schema.alterTable('violations').addColumn('ack_comment', 'text').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      for (const c of ['ack_comment', 'ack_by_name', 'ack_by_key_id', 'ack_at']) await db.schema.alterTable('violations').dropColumn(c).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

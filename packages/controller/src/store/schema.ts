@@ -128,6 +128,13 @@ export interface ViolationsTable {
   at: Int;
   policy_version: Int;
   exempted_by: string;
+  // ---- 0007_violation_ack: an operator's acknowledgement; all null until acknowledged ----
+  ack_at: Int | null;
+  /** API key id of the credential that acknowledged (a token's key). */
+  ack_by_key_id: string | null;
+  /** That key's name at the time. */
+  ack_by_name: string | null;
+  ack_comment: string | null;
 }
 
 export interface ScansTable {
@@ -250,6 +257,47 @@ export interface AuditLogTable {
   hash: string;
 }
 
+// ---- 0005_usage (src/store/kysely-usage-store.ts) -----------------------------------
+
+/** The latest live usage of each running container, as its agent last reported it. */
+export interface ContainerUsageTable {
+  agent_id: string;
+  container_id: string;
+  /** When the agent read the container's cgroup (epoch ms). */
+  taken_at: Int;
+  received_at: Int;
+  /** Of one core. */
+  cpu_percent: number;
+  /** Of the CPU quota; null when the container has none. */
+  cpu_percent_of_quota: number | null;
+  /** 0 = unlimited. */
+  cpu_limit_cores: number;
+  memory_bytes: Int;
+  /** 0 = unlimited. */
+  memory_limit_bytes: Int;
+  pids: Int;
+  /** 0 = unlimited. */
+  pids_limit: Int;
+}
+
+// ---- 0006_audit (src/host-audit) ----------------------------------------------------
+
+/** One host audit report of an agent; the newest HOST_AUDIT_HISTORY per agent are kept. */
+export interface HostAuditsTable {
+  agent_id: string;
+  /** When the agent ran the audit (epoch ms); unique per agent. */
+  taken_at: Int;
+  received_at: Int;
+  /** CIS percent of scored checks passing, 0–100. */
+  score: number;
+  /** HostAuditSummary (src/host-audit/host-audit-store.ts). */
+  summary_json: string;
+  cis_json: string;
+  lockdown_json: string;
+  fixes_json: string;
+  hygiene_json: string | null;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
@@ -267,6 +315,10 @@ export interface Database {
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
   // audit trail (migration 0004_auth, src/audit)
   audit_log: AuditLogTable;
+  // live usage (migration 0005_usage, src/store/kysely-usage-store.ts)
+  container_usage: ContainerUsageTable;
+  // host audit reports (migration 0006_audit, src/host-audit)
+  host_audits: HostAuditsTable;
 }
 
 export type Db = Kysely<Database>;

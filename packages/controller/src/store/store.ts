@@ -4,6 +4,8 @@
 import type { ContainerFacts__Output, HostFacts__Output, ScanSummary } from '@bulkhead/shared';
 import type { AlertStore } from '../alerts/alert-store';
 import type { AuditStore } from '../audit/audit-store';
+import type { UsageStore } from './usage-store';
+import type { HostAuditStore } from '../host-audit/host-audit-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -132,6 +134,18 @@ export interface ViolationRecord {
   policyVersion: number;
   /** "who: why" when an exemption covered the finding; "" otherwise. */
   exemptedBy: string;
+  /** An operator's acknowledgement (0007_violation_ack); null until acknowledged. Ignored by insertViolation. */
+  ack?: ViolationAck | null;
+}
+
+/** Who acknowledged a violation, when, and why (0007_violation_ack). */
+export interface ViolationAck {
+  at: Date;
+  /** API key id of the credential (for a bearer token, the key it was exchanged from). */
+  byKeyId: string;
+  /** That key's name when it acknowledged. */
+  byName: string;
+  comment: string;
 }
 
 export interface ViolationQuery {
@@ -148,6 +162,8 @@ export interface ViolationQuery {
   /** at < until */
   until?: Date;
   denied?: boolean;
+  /** true: only acknowledged; false: only unacknowledged (0007_violation_ack). */
+  acknowledged?: boolean;
   /** Project scoping (0004_auth): only violations of these projects; undefined = all. */
   projects?: string[];
   limit?: number;
@@ -240,6 +256,12 @@ export interface Store {
   insertViolation(v: ViolationRecord): Promise<boolean>;
   /** Newest first (at, then id, descending). */
   listViolations(q: ViolationQuery): Promise<ViolationRecord[]>;
+  // acknowledgements (0007_violation_ack)
+  getViolation(id: string): Promise<ViolationRecord | undefined>;
+  /** Records `ack` iff the violation exists and is not acknowledged yet (one conditional UPDATE); false otherwise. */
+  acknowledgeViolation(id: string, ack: ViolationAck): Promise<boolean>;
+  /** Clears the acknowledgement iff there is one; false otherwise. */
+  unacknowledgeViolation(id: string): Promise<boolean>;
   /** Replaces any earlier report for the same digest. */
   upsertScan(s: ScanRecord): Promise<void>;
   getScan(digest: string): Promise<ScanRecord | undefined>;
@@ -252,4 +274,10 @@ export interface Store {
 
   // hash-chained audit trail (0004_auth): its own contract in src/audit/audit-store.ts. Optional as alerts.
   readonly audit?: AuditStore;
+
+  // live container usage (0005_usage): its own contract in src/store/usage-store.ts. Optional as alerts.
+  readonly usage?: UsageStore;
+
+  // host audit reports (0006_audit): their own contract in src/host-audit/host-audit-store.ts. Optional as alerts.
+  readonly hostAudits?: HostAuditStore;
 }

@@ -120,7 +120,8 @@ t.test('REST API', async (t) => {
     t.match((await get(api, '/v1/containers', auth)).json, { limit: 100, offset: 0, nextOffset: null }, 'defaults');
 
     const c = (await get(api, '/v1/containers?agent=agt_alpha&label=team', auth)).json as { items: Array<Record<string, unknown>> };
-    t.same(Object.keys(c.items[0]!).sort(), ['agentId', 'facts', 'id', 'imageRef', 'name', 'removed', 'state', 'updatedAt']);
+    t.same(Object.keys(c.items[0]!).sort(), ['agentId', 'facts', 'id', 'imageRef', 'name', 'removed', 'state', 'updatedAt', 'usage']);
+    t.equal(c.items[0]!['usage'], null, 'no usage reported: null');
     t.match(c.items[0], { agentId: 'agt_alpha', id: IDS.web, imageRef: 'nginx:1.27', state: 'running', removed: false, facts: { capAdd: ['NET_ADMIN'], labels: { team: 'web' } } });
 
     for (const qs of ['?limit=0', '?limit=1001', '?limit=abc', '?offset=-1', '?include_removed=maybe', '?label==x', '?lables=team']) {

@@ -172,6 +172,13 @@ t.test('project scoping: lists filtered in the store (paging right), single obje
   const vp = await api.call('GET', '/v1/violations?limit=2&offset=2', { key: pay });
   t.match(vp.json, { nextOffset: null });
   t.equal(vp.json.items.length, 1);
+  // Acknowledging: in scope works; another project's (or no project's) violation is a 404, and stays unacknowledged.
+  t.equal((await api.call('POST', '/v1/violations/v-payWeb/acknowledge', { key: pay, body: { comment: 'ours' } })).status, 200);
+  for (const id of ['v-searchApi', 'v-loose']) {
+    t.equal((await api.call('POST', `/v1/violations/${id}/acknowledge`, { key: pay, body: {} })).status, 404, `ack ${id} out of scope: 404`);
+    t.equal((await api.call('POST', `/v1/violations/${id}/unacknowledge`, { key: pay })).status, 404, `unack ${id} out of scope: 404`);
+  }
+  t.same(await vio(api.admin.plaintext, '?acknowledged=true'), ['/pay-web'], 'only the in-scope acknowledgement was recorded');
 
   // Alerts: fleet alerts without a project are not shown to scoped keys.
   const alerts = async (key: string): Promise<string[]> => {

@@ -14,7 +14,7 @@ interface Operation {
   tags?: string[];
   security?: unknown[];
   description?: string;
-  requestBody?: { content: Record<string, { schema: Record<string, unknown> }> };
+  requestBody?: { required?: boolean; content: Record<string, { schema: Record<string, unknown> }> };
   responses: Record<string, { content?: Record<string, { schema: Record<string, unknown> }> }>;
 }
 interface Doc {
@@ -108,6 +108,9 @@ t.test('GET /v1/openapi.json', async (t) => {
     const list = doc.paths['/v1/containers']?.['get'] as unknown as { parameters: Array<{ name: string; in: string }> };
     t.ok(list.parameters.some((p) => p.name === 'include_removed' && p.in === 'query'), 'query parameters');
     t.ok(doc.paths['/v1/policies']?.['put']?.requestBody?.content['application/yaml'], 'the policy document body');
+    t.equal(op!.requestBody!.required, true, 'a body the route needs is required');
+    const ack = doc.paths['/v1/violations/{id}/acknowledge']?.['post'];
+    t.equal(ack?.requestBody?.required, false, 'an optional body (config.bodyOptional) is not required');
   });
 });
 

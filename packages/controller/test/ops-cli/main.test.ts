@@ -80,12 +80,18 @@ t.test('ops CLI against the real API', async (t) => {
   });
 
   t.test('containers list with filters', async (t) => {
+    // Live usage (issue 4) of one container, as an agent would have reported it.
+    await api.store.usage!.applyUsage('agt_alpha', [{
+      agentId: 'agt_alpha', containerId: IDS.web, takenAt: NOW, receivedAt: NOW, cpuPercent: 49.5, cpuPercentOfQuota: 99, cpuLimitCores: 0.5,
+      memoryBytes: 24 * 1024 * 1024, memoryLimitBytes: 64 * 1024 * 1024, pids: 3, pidsLimit: 0,
+    }], []);
     const all = await run(['containers'], env);
     t.equal(all.code, 0, all.err);
     const lines = all.out.trimEnd().split('\n');
-    t.match(lines[0], /^AGENT\s+CONTAINER ID\s+NAME\s+IMAGE\s+STATE\s+UPDATED$/);
+    t.match(lines[0], /^AGENT\s+CONTAINER ID\s+NAME\s+IMAGE\s+STATE\s+CPU\s+MEM\s+UPDATED$/);
     t.equal(lines.length, 6, 'header + 5 live containers');
-    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.web.slice(0, 12)}\\s+web\\s+nginx:1\\.27\\s+running\\s+1m ago$`, 'm'));
+    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.web.slice(0, 12)}\\s+web\\s+nginx:1\\.27\\s+running\\s+50%\\s+24\\.0 MiB/64\\.0 MiB\\s+1m ago$`, 'm'));
+    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.job.slice(0, 12)}\\s+job\\s+\\S+\\s+exited\\s+-\\s+-\\s+`, 'm'), 'no usage: dashes');
 
     const f = await run(['containers', '--agent', 'agt_alpha', '--image', 'nginx', '--label', 'env=prod', '--label', 'team'], env);
     t.equal(f.code, 0, f.err);
@@ -116,6 +122,9 @@ t.test('ops CLI against the real API', async (t) => {
     t.match(r.out, new RegExp(`^ID:\\s+${IDS.web}$`, 'm'));
     t.match(r.out, /^Cap add:\s+NET_ADMIN$/m);
     t.match(r.out, /^Labels:\s+env=prod\n\s+team=web$/m);
+    t.match(r.out, /^CPU:\s+50% of one core \(99% of its quota\)$/m, 'live usage (issue 4)');
+    t.match(r.out, /^Memory:\s+24\.0 MiB\/64\.0 MiB$/m);
+    t.match(r.out, /^Pids:\s+3 \(no limit\)$/m);
     const byPrefix = await run(['--json', 'containers', 'get', 'agt_alpha', IDS.job.slice(0, 12)], env);
     t.equal((JSON.parse(byPrefix.out) as { name: string }).name, '/job');
     const ambiguous = await run(['containers', 'get', 'agt_alpha', 'abcdef012345'], env);

@@ -142,11 +142,11 @@ t.test('policy, violations and scans commands', async (t) => {
     const r = await run(['violations'], env);
     t.equal(r.code, 0, r.err);
     const lines = r.out.trimEnd().split('\n');
-    t.match(lines[0], /^TIME\s+AGENT\s+CONTAINER\s+RULE\s+SEVERITY\s+MODE\s+SOURCE\s+OUTCOME\s+MESSAGE$/);
+    t.match(lines[0], /^ID\s+TIME\s+AGENT\s+CONTAINER\s+RULE\s+SEVERITY\s+MODE\s+SOURCE\s+OUTCOME\s+ACK\s+MESSAGE$/);
     t.equal(lines.length, 4);
-    t.match(lines[1], /^30s ago\s+agt_\w+\s+scratchpad\s+image\.no-latest\s+medium\s+monitor\s+reaction\s+recorded\s+/);
-    t.match(lines[2], /^1m ago\s+.*\s+authz\s+denied\s+/);
-    t.match(lines[3], /^3h ago\s+.*\s+kill ok 41ms\s+container runs/);
+    t.match(lines[1], /^c3\s+30s ago\s+agt_\w+\s+scratchpad\s+image\.no-latest\s+medium\s+monitor\s+reaction\s+recorded\s+-\s+/);
+    t.match(lines[2], /^c2\s+1m ago\s+.*\s+authz\s+denied\s+-\s+/);
+    t.match(lines[3], /^c1\s+3h ago\s+.*\s+kill ok 41ms\s+-\s+container runs/);
 
     const ids = async (argv: string[]) => (JSON.parse((await run(['--json', 'violations', ...argv], env)).out) as { items: Array<{ id: string }> }).items.map((v) => v.id);
     t.same(await ids(['--since', '2h']), ['c3', 'c2']);

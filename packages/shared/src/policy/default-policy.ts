@@ -178,6 +178,37 @@ spec:
       check:
         type: resource-limits
 
+    - id: isolation.cpu-usage
+      description: No container burns more than 90 % of its CPU quota (or of one core without a quota) for a minute on end.
+      severity: medium
+      mode: monitor
+      action: { type: pause }
+      check:
+        type: cpu-usage
+        abovePercent: 90
+        forSeconds: 60
+
+    - id: isolation.memory-usage
+      description: No container stays above 90 % of its memory limit for 30 seconds (it is about to be OOM-killed).
+      severity: medium
+      mode: monitor
+      action: { type: pause }
+      check:
+        type: memory-usage
+        abovePercent: 90
+        forSeconds: 30
+
+    - id: isolation.pids-usage
+      description: No container runs more than 1000 processes and threads, or above 90 % of its pids limit (fork bombs, leaking worker pools).
+      severity: high
+      mode: monitor
+      action: { type: pause }
+      check:
+        type: pids-usage
+        above: 1000
+        abovePercent: 90
+        forSeconds: 10
+
     - id: isolation.project-network
       description: Containers of different projects never share a network.
       severity: high

@@ -12,11 +12,13 @@ import { CHECKS, getCheck, type CatalogueEntry } from './checks/index';
 import { compileGlob, compileGlobs, type Matcher } from './glob';
 import { parseImageRef } from './image-ref';
 import { DEFAULT_PROJECT_LABEL } from './schema';
-import type { CheckInput, EvaluationContext, Evidence, Exemption, Finding, Policy, Rule, RuleScope } from './types';
+import type { CheckInput, EvaluationContext, Evidence, Exemption, Finding, Policy, Rule, RuleScope, UsageFacts } from './types';
 
 export interface EvaluationInput {
   container: ContainerFacts__Output;
   host?: HostFacts__Output;
+  /** Live usage of the container (agent only); without it, usage checks find nothing. */
+  usage?: UsageFacts;
 }
 
 type ScopeFn = (c: ContainerFacts__Output, host: HostFacts__Output | undefined, project: string | undefined) => boolean;
@@ -202,7 +204,7 @@ export function evaluate(policy: Policy, input: EvaluationInput, ctx: Evaluation
   const container = completeFacts(input.container);
   const host = input.host;
   const project = projectOf(container, compiled.projectLabel);
-  const checkInput: CheckInput = { container, host, ctx, project };
+  const checkInput: CheckInput = { container, host, ctx, project, usage: input.usage };
   const now = ctx.now.getTime();
   let findings: Finding[] | undefined;
   for (const cr of compiled.rules) {
@@ -220,6 +222,26 @@ export function evaluate(policy: Policy, input: EvaluationInput, ctx: Evaluation
     (findings ??= []).push(finding);
   }
   return findings ?? [];
+}
+
+/**
+ * The rules that apply to a container now, whatever their checks would find:
+ * in scope and not covered by a live exemption. A door that could not learn
+ * a fact (an engine lookup failed) uses it to tell whether an enforce rule
+ * needing that fact is at stake.
+ */
+export function applicableRules(policy: Policy, input: EvaluationInput, now: Date): Rule[] {
+  const compiled = compilePolicy(policy);
+  const container = completeFacts(input.container);
+  const project = projectOf(container, compiled.projectLabel);
+  const t = now.getTime();
+  const out: Rule[] = [];
+  for (const cr of compiled.rules) {
+    if (cr.inScope !== undefined && !cr.inScope(container, input.host, project)) continue;
+    if (cr.exemptions.some((ex) => ex.untilMs > t && ex.matches(container, input.host, project))) continue;
+    out.push(cr.rule);
+  }
+  return out;
 }
 
 /** Findings that are not exempted and whose rule is in enforce mode: what an enforcement door acts on. */

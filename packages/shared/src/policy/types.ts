@@ -93,6 +93,34 @@ export interface Neighbour {
   networks: string[];
 }
 
+/**
+ * One reading of a running container's cgroup usage, as the agent's sampler
+ * takes it every few seconds. Limits are 0 when unlimited.
+ */
+export interface UsagePoint {
+  /** When it was read, ms since epoch. */
+  at: number;
+  /** CPU in use, averaged since the previous point, as % of ONE core; null on a container's first point. */
+  cpuPercent: number | null;
+  /** The CPU quota (--cpus) in CPUs; 0 = unlimited. */
+  cpuLimitCores: number;
+  /** Memory working set (usage minus inactive page cache, as `docker stats`), bytes. */
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  pids: number;
+  pidsLimit: number;
+}
+
+/**
+ * Live usage of a running container: its recent readings, oldest first,
+ * spanning at least the longest `forSeconds` of the policy's usage rules.
+ * Only the agent has it: a create request (authz) and the controller's
+ * dry-run evaluate without it, so usage checks find nothing there.
+ */
+export interface UsageFacts {
+  points: readonly UsagePoint[];
+}
+
 export interface EvaluationContext {
   /** Evaluation time (exemption expiry, scan age). */
   now: Date;
@@ -130,6 +158,8 @@ export interface CheckInput {
   ctx: EvaluationContext;
   /** The container's project (value of the project label), if any. */
   project: string | undefined;
+  /** Live usage, when the caller has it (the agent's usage monitor); usage checks need it. */
+  usage?: UsageFacts | undefined;
 }
 
 /**
@@ -148,6 +178,12 @@ export interface CheckDefinition<P = Record<string, unknown>> {
   check(input: CheckInput, params: P): Evidence[];
   /** Catalogue group, for docs: moves 1–2 (images), 3 (host), 6 (isolation). */
   group?: 'images' | 'host' | 'isolation';
+  /**
+   * Decided from live usage (CheckInput.usage) only: never at a create
+   * request, and nothing without usage. The agent's usage monitor evaluates
+   * these rules on every sample.
+   */
+  runtime?: boolean;
   /** How to fix a violation; the evaluator puts it in every finding's message. */
   remedy?: string;
   /**

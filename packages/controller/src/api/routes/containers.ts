@@ -8,6 +8,7 @@ import {
   type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams,
 } from '../dto';
 import { containerProject, visibleProjects } from '../../auth/project-scope';
+import { usageKey, type ContainerUsageRecord } from '../../store/usage-store';
 
 /** Shortest id prefix accepted, as `docker ps` prints it. */
 export const MIN_ID_PREFIX = 12;
@@ -32,8 +33,10 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
         offset: q.offset,
       });
       const more = rows.length > q.limit;
+      const page = rows.slice(0, q.limit);
+      const usage = await usageOf(store, page);
       return {
-        items: rows.slice(0, q.limit).map(toContainerDto),
+        items: page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))),
         limit: q.limit,
         offset: q.offset,
         nextOffset: more ? q.offset + q.limit : null,
@@ -44,8 +47,18 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
   app.get<{ Params: ContainerParams }>(
     '/containers/:agent/:id',
     { config: { role: 'viewer' }, schema: { params: ContainerParamsSchema, response: { 200: ContainerSchema } } },
-    async (req): Promise<ContainerDto> => toContainerDto(await resolveContainer(store, req.params.agent, req.params.id, visibleProjects(req))),
+    async (req): Promise<ContainerDto> => {
+      const c = await resolveContainer(store, req.params.agent, req.params.id, visibleProjects(req));
+      return toContainerDto(c, (await usageOf(store, [c])).get(usageKey(c.agentId, c.id)));
+    },
   );
+}
+
+/** Live usage (issue 4) of the live containers among `rows` (one query per agent). */
+async function usageOf(store: Store, rows: readonly ContainerRecord[]): Promise<Map<string, ContainerUsageRecord>> {
+  const live = rows.filter((c) => !c.removed);
+  if (!store.usage || live.length === 0) return new Map();
+  return store.usage.getUsage(live.map((c) => ({ agentId: c.agentId, containerId: c.id })));
 }
 
 /**

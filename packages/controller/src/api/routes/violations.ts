@@ -1,11 +1,20 @@
 // Owns /v1/violations: every finding the agents reported and what was done
 // about it (denied at the Docker API, killed, paused, …), filtered and
-// paged, newest first.
-import type { FastifyInstance } from 'fastify';
+// paged, newest first; and operators acknowledging them (issue 5):
+// POST /v1/violations/:id/acknowledge records who (API key id and name),
+// when and why. The first acknowledgement is the record: a second one is
+// refused with 409 BK_ERR_CONFLICT naming who acknowledged, so nobody
+// silently overwrites someone else's note; /unacknowledge clears it (409
+// when there is none). Both are mutating calls, so the audit hooks put them
+// in the hash-chained trail. A credential limited to projects acknowledges
+// only its projects' violations; others answer 404, as if absent.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
+import { BulkheadError } from '@bulkhead/shared';
 import type { Store, ViolationRecord } from '../../store/store';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../dto';
-import { visibleProjects } from '../../auth/project-scope';
+import { canSee, visibleProjects } from '../../auth/project-scope';
+import { auditTarget } from '../../audit/audit-hooks';
 
 const IsoDate = Type.String({ format: 'date-time' });
 
@@ -31,8 +40,42 @@ export const ViolationSchema = Type.Object({
   at: IsoDate,
   policyVersion: Type.Integer(),
   exemptedBy: Type.String(),
+  /** Whether an operator acknowledged it (then `acknowledgement` says who, when and why). */
+  acknowledged: Type.Boolean(),
+  acknowledgement: Type.Union([
+    Type.Object({
+      at: IsoDate,
+      /** API key id of the credential (for a bearer token: the key it was exchanged from). */
+      byKeyId: Type.String(),
+      /** That key's name when it acknowledged. */
+      byName: Type.String(),
+      comment: Type.String(),
+    }),
+    Type.Null(),
+  ]),
 });
 export type ViolationDto = Static<typeof ViolationSchema>;
+
+/** Longest acknowledgement comment, in characters. */
+export const MAX_ACK_COMMENT = 1024;
+
+export const ViolationParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }) });
+export type ViolationParams = Static<typeof ViolationParamsSchema>;
+
+export const ViolationAckBodySchema = Type.Object(
+  {
+    comment: Type.Optional(
+      Type.String({
+        maxLength: MAX_ACK_COMMENT,
+        // Printable text: tabs and newlines, but no other control characters (they would garble tables and logs).
+        pattern: '^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$',
+        description: `Why it is acknowledged, e.g. a ticket; at most ${MAX_ACK_COMMENT} characters, no control characters except tab and newline`,
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'Optional: a request without a body acknowledges without a comment' },
+);
+export type ViolationAckBody = Static<typeof ViolationAckBodySchema>;
 
 export const ViolationPageSchema = Type.Object({
   items: Type.Array(ViolationSchema),
@@ -57,6 +100,8 @@ export const ViolationListQuerySchema = Type.Object(
     since: Type.Optional(IsoDate),
     until: Type.Optional(IsoDate),
     denied: Type.Optional(Type.Boolean()),
+    /** true: only acknowledged ones; false: only those nobody acknowledged yet. */
+    acknowledged: Type.Optional(Type.Boolean()),
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
     offset: Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: 0 }),
   },
@@ -64,8 +109,9 @@ export const ViolationListQuerySchema = Type.Object(
 );
 export type ViolationListQuery = Static<typeof ViolationListQuerySchema>;
 
-export function registerViolationRoutes(app: FastifyInstance, opts: { store: Store }): void {
+export function registerViolationRoutes(app: FastifyInstance, opts: { store: Store; now?: () => Date }): void {
   const { store } = opts;
+  const now = opts.now ?? (() => new Date());
   app.get<{ Querystring: ViolationListQuery }>(
     '/violations',
     { config: { role: 'viewer' }, schema: { querystring: ViolationListQuerySchema, response: { 200: ViolationPageSchema } } },
@@ -82,6 +128,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
         since: q.since !== undefined ? new Date(q.since) : undefined,
         until: q.until !== undefined ? new Date(q.until) : undefined,
         denied: q.denied,
+        acknowledged: q.acknowledged,
         projects: visibleProjects(req), // project scoping (issue 5)
         limit: q.limit + 1,
         offset: q.offset,
@@ -89,6 +136,70 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
       const more = rows.length > q.limit;
       return { items: rows.slice(0, q.limit).map(toViolationDto), limit: q.limit, offset: q.offset, nextOffset: more ? q.offset + q.limit : null };
     },
+  );
+
+  // Acknowledgements (issue 5). The body is optional: an empty POST acknowledges without a comment.
+  app.post<{ Params: ViolationParams; Body: ViolationAckBody | undefined }>(
+    '/violations/:id/acknowledge',
+    {
+      config: { role: 'operator', bodyOptional: true },
+      schema: { params: ViolationParamsSchema, body: ViolationAckBodySchema, response: { 200: ViolationSchema } },
+      // No body at all (curl -X POST …) means no comment; fastify would otherwise refuse "body must be object".
+      preValidation: async (req) => {
+        req.body ??= {};
+      },
+    },
+    async (req): Promise<ViolationDto> => {
+      const v = await visibleViolation(store, req, req.params.id);
+      const p = req.auth;
+      // The security hooks guarantee a principal on /v1; refuse rather than record an anonymous acknowledgement.
+      if (!p) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'acknowledging needs a credential');
+      const comment = req.body?.comment ?? '';
+      auditTarget(req, { project: v.project, ...(comment !== '' ? { comment } : {}) });
+      if (v.ack) throw alreadyAcknowledged(v);
+      const ack = { at: now(), byKeyId: p.keyId, byName: p.keyName, comment };
+      if (!(await store.acknowledgeViolation(v.id, ack))) {
+        // Lost a race with another acknowledgement (or the row went away meanwhile).
+        const again = await store.getViolation(v.id);
+        if (again?.ack) throw alreadyAcknowledged(again);
+        throw notFound(v.id);
+      }
+      req.log.info({ violationId: v.id, keyId: p.keyId }, 'violation acknowledged');
+      return toViolationDto({ ...v, ack });
+    },
+  );
+
+  app.post<{ Params: ViolationParams }>(
+    '/violations/:id/unacknowledge',
+    { config: { role: 'operator' }, schema: { params: ViolationParamsSchema, response: { 200: ViolationSchema } } },
+    async (req): Promise<ViolationDto> => {
+      const v = await visibleViolation(store, req, req.params.id);
+      auditTarget(req, { project: v.project });
+      if (!v.ack || !(await store.unacknowledgeViolation(v.id))) {
+        throw new BulkheadError('BK_ERR_CONFLICT', `violation ${v.id} is not acknowledged`);
+      }
+      req.log.info({ violationId: v.id, keyId: req.auth?.keyId }, 'violation acknowledgement cleared');
+      return toViolationDto({ ...v, ack: null });
+    },
+  );
+}
+
+/** The violation if it exists and the request may see its project; otherwise 404, the same answer for both. */
+async function visibleViolation(store: Store, req: FastifyRequest, id: string): Promise<ViolationRecord> {
+  const v = await store.getViolation(id);
+  if (!v || !canSee(req, v.project)) throw notFound(id);
+  return v;
+}
+
+function notFound(id: string): BulkheadError {
+  return new BulkheadError('BK_ERR_NOT_FOUND', `violation ${id} not found`);
+}
+
+function alreadyAcknowledged(v: ViolationRecord): BulkheadError {
+  const a = v.ack!;
+  return new BulkheadError(
+    'BK_ERR_CONFLICT',
+    `violation ${v.id} was already acknowledged by ${a.byName} (${a.byKeyId}) at ${a.at.toISOString()}; unacknowledge it first to replace that acknowledgement`,
   );
 }
 
@@ -111,6 +222,8 @@ export function toViolationDto(v: ViolationRecord): ViolationDto {
     at: v.at.toISOString(),
     policyVersion: v.policyVersion,
     exemptedBy: v.exemptedBy,
+    acknowledged: Boolean(v.ack),
+    acknowledgement: v.ack ? { at: v.ack.at.toISOString(), byKeyId: v.ack.byKeyId, byName: v.ack.byName, comment: v.ack.comment } : null,
   };
 }
 

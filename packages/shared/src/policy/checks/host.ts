@@ -120,6 +120,28 @@ function bindSource(m: Mount__Output): string | undefined {
   return undefined;
 }
 
+/**
+ * Every host path a mount exposes: a bind's source as given, and the host
+ * path the agent resolved (`hostPath`: the source with its symlinks
+ * resolved, or the directory or device a local-driver volume binds).
+ * Judging both means a symlink cannot hide a sensitive target, and a
+ * resolution that fails or is absent (the controller's dry-run of old facts)
+ * still judges what was asked for. undefined: no host path at all.
+ */
+function hostPathsOf(m: Mount__Output): string[] | undefined {
+  const src = bindSource(m);
+  const hp = m.hostPath;
+  if (hp === undefined || !hp.startsWith('/')) return src === undefined ? undefined : [src];
+  if (src === undefined) return [hp];
+  return canonicalHostPath(hp) === canonicalHostPath(src) ? [src] : [src, hp];
+}
+
+/** "host path /a" or "host path /a (resolves to /b)" or "volume v (host path /b)": how evidence names a mount. */
+function describeMount(m: Mount__Output, paths: readonly string[]): string {
+  if (bindSource(m) === undefined) return `volume ${m.source || '(anonymous)'} (host path ${paths[0]})`;
+  return paths.length > 1 ? `host path ${paths[0]} (resolves to ${paths[1]})` : `host path ${paths[0]}`;
+}
+
 export const sensitiveMounts = defineCheck({
   type: 'sensitive-mounts',
   group: 'host',
@@ -135,32 +157,36 @@ export const sensitiveMounts = defineCheck({
     const sensitive = [...new Set([...(params.paths ?? DEFAULT_SENSITIVE_PATHS), ...(params.addPaths ?? [])].map(canonicalHostPath))].filter((p) => !removed.has(p));
     const exceptions = (params.readOnlyExceptions ?? DEFAULT_READONLY_EXCEPTIONS).map(canonicalHostPath);
     const parents = params.matchParents !== false;
+    /** The sensitive path `p` (canonical) is, is under, or contains; undefined when none. */
+    const sensitiveHit = (p: string): { hit: string; contains: boolean } | undefined => {
+      for (const s of sensitive) {
+        if (isSameOrUnder(p, s)) return { hit: s, contains: false };
+        if (parents && isAncestorOf(p, s)) return { hit: s, contains: true };
+      }
+      return undefined;
+    };
     return ({ container }) => {
       const mounts = container.mounts;
       if (mounts.length === 0) return NO_EVIDENCE;
       let out: Evidence[] | undefined;
       for (const m of mounts) {
-        const src = bindSource(m);
-        if (src === undefined) continue;
-        const p = canonicalHostPath(src);
-        let hit: string | undefined;
-        let contains = false;
-        for (const s of sensitive) {
-          if (isSameOrUnder(p, s)) {
-            hit = s;
-            break;
-          }
-          if (parents && isAncestorOf(p, s)) {
-            hit = s;
-            contains = true;
-            break;
-          }
+        const paths = hostPathsOf(m);
+        if (paths === undefined) continue;
+        let found: { hit: string; contains: boolean; p: string } | undefined;
+        let excepted = false;
+        for (const raw of paths) {
+          const p = canonicalHostPath(raw);
+          const h = found === undefined ? sensitiveHit(p) : undefined;
+          if (h !== undefined) found = { ...h, p };
+          // A read-only exception names a path (e.g. /etc/ssl/certs) that only
+          // root can re-point, so either spelling of the mount may claim it.
+          if (m.readOnly && !excepted && exceptions.some((e) => isSameOrUnder(p, e))) excepted = true;
         }
-        if (hit === undefined) continue;
-        if (m.readOnly && exceptions.some((e) => isSameOrUnder(p, e))) continue;
+        if (found === undefined || excepted) continue;
         const how = m.readOnly ? 'read-only' : 'read-write';
+        const { hit, contains, p } = found;
         const what = contains ? `contains the sensitive path ${hit}` : p === hit ? 'is a sensitive path' : `is under the sensitive path ${hit}`;
-        (out ??= []).push({ location: `mounts[${src}]`, detail: `host path ${src} mounted ${how} at ${m.destination} ${what}` });
+        (out ??= []).push({ location: `mounts[${bindSource(m) ?? (m.source || m.destination)}]`, detail: `${describeMount(m, paths)} mounted ${how} at ${m.destination || '(not mounted yet)'} ${what}` });
       }
       return out ?? NO_EVIDENCE;
     };
@@ -191,19 +217,29 @@ export const dockerSocket = defineCheck({
     return ({ container }) => {
       let out: Evidence[] | undefined;
       for (const m of container.mounts) {
-        const src = bindSource(m);
-        if (src === undefined) continue;
-        const p = canonicalHostPath(src);
-        for (const s of sockets) {
-          if (p === s) {
-            (out ??= []).push({ location: `mounts[${src}]`, detail: `runtime socket ${src} is mounted at ${m.destination}${m.readOnly ? ' (read-only does not protect a socket)' : ''}` });
-            break;
+        const paths = hostPathsOf(m);
+        if (paths === undefined) continue;
+        const location = `mounts[${bindSource(m) ?? (m.source || m.destination)}]`;
+        const at = m.destination || '(not mounted yet)';
+        const what = describeMount(m, paths);
+        let ev: Evidence | undefined;
+        for (const raw of paths) {
+          const p = canonicalHostPath(raw);
+          for (const s of sockets) {
+            if (p === s) {
+              const through = what === `host path ${raw}` ? '' : ` through ${what}`;
+              ev = { location, detail: `runtime socket ${through === '' ? raw : s} is mounted at ${at}${through}${m.readOnly ? ' (read-only does not protect a socket)' : ''}` };
+              break;
+            }
+            if (isAncestorOf(p, s)) {
+              const which = what === `host path ${raw}` ? `host directory ${raw}` : what;
+              ev = { location, detail: `${which} mounted at ${at} contains the runtime socket ${s}` };
+              break;
+            }
           }
-          if (isAncestorOf(p, s)) {
-            (out ??= []).push({ location: `mounts[${src}]`, detail: `host directory ${src} mounted at ${m.destination} contains the runtime socket ${s}` });
-            break;
-          }
+          if (ev) break;
         }
+        if (ev) (out ??= []).push(ev);
       }
       return out ?? NO_EVIDENCE;
     };
@@ -348,14 +384,29 @@ export const hostNamespaces = defineCheck({
     return ({ container: c }) => {
       let out: Evidence[] | undefined;
       if (n && c.networkMode === 'host') (out ??= []).push({ location: 'networkMode', detail: "shares the host's network namespace (--network host)" });
+      else if (n && joinsHost(c.networkMode, c.effectiveNetworkMode)) (out ??= []).push({ location: 'networkMode', detail: joinedDetail('network', c.networkMode) });
       if (p && c.pidMode === 'host') (out ??= []).push({ location: 'pidMode', detail: "shares the host's PID namespace (--pid host)" });
+      else if (p && joinsHost(c.pidMode, c.effectivePidMode)) (out ??= []).push({ location: 'pidMode', detail: joinedDetail('PID', c.pidMode) });
       if (i && c.ipcMode === 'host') (out ??= []).push({ location: 'ipcMode', detail: "shares the host's IPC namespace (--ipc host)" });
+      else if (i && joinsHost(c.ipcMode, c.effectiveIpcMode)) (out ??= []).push({ location: 'ipcMode', detail: joinedDetail('IPC', c.ipcMode) });
       if (u && c.utsMode === 'host') (out ??= []).push({ location: 'utsMode', detail: "shares the host's UTS namespace (--uts host)" });
       if (un && c.usernsMode === 'host') (out ??= []).push({ location: 'usernsMode', detail: "uses the host's user namespace (--userns host)" });
       return out ?? NO_EVIDENCE;
     };
   },
 });
+
+/** `container:<id>` whose container (followed through its own joins) uses the host's namespace. */
+function joinsHost(mode: string, effective: string | undefined): boolean {
+  return effective === 'host' && mode.startsWith('container:');
+}
+
+function joinedDetail(ns: string, mode: string): string {
+  const target = mode.slice('container:'.length);
+  const shown = /^[0-9a-f]{64}$/.test(target) ? target.slice(0, 12) : target;
+  const flag = ns === 'network' ? 'network' : ns.toLowerCase();
+  return `joins the ${ns} namespace of container ${shown}, which is the host's (--${flag} ${mode})`;
+}
 
 // ---------------------------------------------------------------- seccomp-apparmor
 

@@ -3,11 +3,12 @@ import type { CatalogueEntry } from './define';
 import { IMAGE_CHECKS } from './images';
 import { HOST_CHECKS } from './host';
 import { ISOLATION_CHECKS } from './isolation';
+import { USAGE_CHECKS } from './usage';
 
 export type { CatalogueEntry } from './define';
 
-/** All catalogue entries in documentation order: images, host, isolation. */
-export const CHECKS: readonly CatalogueEntry[] = [...IMAGE_CHECKS, ...HOST_CHECKS, ...ISOLATION_CHECKS] as unknown as readonly CatalogueEntry[];
+/** All catalogue entries in documentation order: images, host, isolation (static limits, then live usage). */
+export const CHECKS: readonly CatalogueEntry[] = [...IMAGE_CHECKS, ...HOST_CHECKS, ...ISOLATION_CHECKS, ...USAGE_CHECKS] as unknown as readonly CatalogueEntry[];
 
 const BY_TYPE: ReadonlyMap<string, CatalogueEntry> = new Map(CHECKS.map((c) => [c.type, c]));
 
@@ -18,3 +19,5 @@ export function getCheck(type: string): CatalogueEntry | undefined {
 
 /** Check type names in catalogue order. */
 export const CHECK_TYPES: readonly string[] = CHECKS.map((c) => c.type);
+
+export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs, heldAbove } from './usage';

@@ -111,9 +111,12 @@ export const projectNetworkSharing = defineCheck({
     const ignoreUnlabelled = params.ignoreUnlabelled === true;
     const MAX = 10;
     return ({ container: c, ctx, project }) => {
+      if (ignoreUnlabelled && !project) return NO_EVIDENCE;
+      // Before reading ctx.neighbours: a caller may compute them lazily, and
+      // most containers (--network none, only ignored networks) never need them.
+      if (!c.networkMode.startsWith('container:') && !c.networks.some((a) => !ignored.has(a.name))) return NO_EVIDENCE;
       const neighbours = ctx.neighbours;
       if (!neighbours || neighbours.length === 0) return NO_EVIDENCE;
-      if (ignoreUnlabelled && !project) return NO_EVIDENCE;
       const differs = (n: Neighbour) => n.id !== c.id && (n.project || undefined) !== (project || undefined) && !(ignoreUnlabelled && !n.project);
       let out: Evidence[] | undefined;
       let extra = 0;
@@ -183,6 +186,11 @@ export const defaultBridge = defineCheck({
   check({ container: c }) {
     const mode = c.networkMode;
     if (mode === 'bridge' || mode === 'default') return [{ location: 'networkMode', detail: `network mode "${mode}" is the default bridge` }];
+    // --network container:<id> of a container on the default bridge is on it too (resolved by the agent).
+    const joined = c.effectiveNetworkMode;
+    if (mode.startsWith('container:') && (joined === 'bridge' || joined === 'default')) {
+      return [{ location: 'networkMode', detail: `joins the network namespace of container ${mode.slice(10, 22)}, which is on the default bridge` }];
+    }
     for (const n of c.networks) if (n.name === 'bridge') return [{ location: 'networks[bridge]', detail: 'attached to the default bridge network' }];
     // No mode and no network at all is what `docker create` without --network means.
     if (mode === '' && c.networks.length === 0) return [{ location: 'networkMode', detail: 'no network given, so the container uses the default bridge' }];

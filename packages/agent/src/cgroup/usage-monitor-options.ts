@@ -1,0 +1,106 @@
+// Options of the usage monitor (usage-monitor.ts), their defaults, and the
+// one function that fills them in and rejects bad values at start-up.
+import { BulkheadError, parseDuration } from '@bulkhead/shared';
+import type { HostFacts__Output, Logger, UsageFacts, UsageReport as UsageReportMessage } from '@bulkhead/shared';
+import type { Facts } from '../docker/container-facts';
+import type { PolicyState } from '../policy/policy-holder';
+import type { UsageReader } from './usage-sampler-options';
+import type { UsageReportOptions } from './usage-report';
+
+/** The running inventory and its changes (ContainerWatcher satisfies it). */
+export interface UsageMonitorContainers {
+  inventory(): Facts[];
+  get(id: string): Facts | undefined;
+  on(event: 'upsert', l: (facts: Facts, action: string) => void): unknown;
+  on(event: 'remove', l: (id: string) => void): unknown;
+  off(event: 'upsert', l: (facts: Facts, action: string) => void): unknown;
+  off(event: 'remove', l: (id: string) => void): unknown;
+}
+
+/** A CgroupReader, or a fake in unit tests. */
+export type UsageMonitorReader = UsageReader & { invalidateLimits?(containerId: string): void; close?(): void };
+
+export interface UsageMonitorOptions {
+  reader: UsageMonitorReader;
+  containers: UsageMonitorContainers;
+  /** The policy in force, read on every tick (PolicyHolder: `() => holder.state`). */
+  policy: () => PolicyState;
+  hostFacts?: () => HostFacts__Output | undefined;
+  /**
+   * A usage rule of the policy holds for a running container (any mode): the
+   * agent hands it to the Enforcer, which evaluates the whole policy with
+   * this usage and acts or records like for any other finding.
+   */
+  onBreach: (facts: Facts, usage: UsageFacts, ruleIds: string[]) => void;
+  /**
+   * Sends a usage report to the controller; returns false when it could not
+   * be sent (link down): usage is perishable and is not spooled — the next
+   * report then carries every container again.
+   */
+  sendReport?: (report: UsageReportMessage) => boolean;
+  logger: Logger;
+  /** How often every running container's cgroup is read. Default 5 s. */
+  interval?: number | string;
+  /** How often usage deltas go to the controller. Default 30 s. */
+  reportInterval?: number | string;
+  /**
+   * While a container stays in breach, it is handed over again this often
+   * (so a failed action is retried and the enforcer's cap and escalation
+   * apply); a newly breached rule is handed over at once. Default 30 s.
+   */
+  rebreachInterval?: number | string;
+  /** Thresholds of the report deltas (see UsageReportFilter). */
+  report?: UsageReportOptions;
+  /** Wall clock (ms). Default Date.now. */
+  now?: () => number;
+}
+
+export interface ResolvedUsageMonitorOptions {
+  reader: UsageMonitorReader;
+  containers: UsageMonitorContainers;
+  policy: () => PolicyState;
+  hostFacts: (() => HostFacts__Output | undefined) | undefined;
+  onBreach: (facts: Facts, usage: UsageFacts, ruleIds: string[]) => void;
+  sendReport: ((report: UsageReportMessage) => boolean) | undefined;
+  logger: Logger;
+  intervalMs: number;
+  reportIntervalMs: number;
+  rebreachMs: number;
+  report: UsageReportOptions;
+  now: () => number;
+}
+
+export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000 } as const;
+
+/** Smallest and largest window kept per container (points). */
+export const MIN_WINDOW_POINTS = 12;
+export const MAX_WINDOW_POINTS = 1000;
+
+export function resolveUsageMonitorOptions(o: UsageMonitorOptions): ResolvedUsageMonitorOptions {
+  const intervalMs = parseDuration(o.interval ?? USAGE_MONITOR_DEFAULTS.intervalMs, 'usage-interval');
+  const reportIntervalMs = parseDuration(o.reportInterval ?? USAGE_MONITOR_DEFAULTS.reportIntervalMs, 'usage-report-interval');
+  const rebreachMs = parseDuration(o.rebreachInterval ?? USAGE_MONITOR_DEFAULTS.rebreachMs, 'rebreach interval');
+  if (intervalMs < 500) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-interval must be at least 500ms (got ${intervalMs} ms)`);
+  if (reportIntervalMs < intervalMs) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-report-interval (${reportIntervalMs} ms) must not be shorter than usage-interval (${intervalMs} ms)`);
+  }
+  return {
+    reader: o.reader,
+    containers: o.containers,
+    policy: o.policy,
+    hostFacts: o.hostFacts,
+    onBreach: o.onBreach,
+    sendReport: o.sendReport,
+    logger: o.logger,
+    intervalMs,
+    reportIntervalMs,
+    rebreachMs,
+    report: o.report ?? {},
+    now: o.now ?? Date.now,
+  };
+}
+
+/** Points per container that cover `windowMs` at `intervalMs` (plus the reading before, and one of slack). */
+export function windowPoints(windowMs: number, intervalMs: number): number {
+  return Math.min(MAX_WINDOW_POINTS, Math.max(MIN_WINDOW_POINTS, Math.ceil(windowMs / intervalMs) + 2));
+}

@@ -1,0 +1,145 @@
+// Owns WHEN the running agent audits its host: once at start, then every
+// `intervalMs` (default 1 h; see host-audit-options.ts), never two runs at
+// once, a failed run retried sooner than the next regular one. Each result
+// is logged (every fix on its own line: a change the agent made to the host
+// must be in its log, not only in the report) and handed to `onReport`,
+// which sends it to the controller.
+import type { Logger } from '@bulkhead/shared';
+import { createDockerClient, parseDockerHost, resolveDockerHost } from '../docker/client';
+import { LOCKDOWN_SEVERITY_RANK, type LockdownSeverity } from '../lockdown/lockdown-options';
+import { runHostAudit, type HostAuditResult } from './host-audit';
+import type { HostAuditScheduleOptions } from './host-audit-options';
+
+export interface HostAuditSchedulerOptions {
+  /** One audit (runHostAudit with the agent's engine and options bound). */
+  run: () => Promise<HostAuditResult>;
+  /** Between the end of one run and the start of the next. > 0. */
+  intervalMs: number;
+  onReport: (result: HostAuditResult) => void;
+  logger: Logger;
+  /** After a failed run (engine down …). Default min(intervalMs, 60 s). */
+  retryMs?: number;
+  /** Before the first run. Default 0 (at start). */
+  initialDelayMs?: number;
+  /** Clock for durations. Default Date.now. */
+  now?: () => number;
+}
+
+export class HostAuditScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<HostAuditResult | undefined> | undefined;
+  private stopped = false;
+  private runs = 0;
+  private failures = 0;
+
+  constructor(private readonly opts: HostAuditSchedulerOptions) {
+    if (!(opts.intervalMs > 0)) throw new RangeError('HostAuditScheduler: intervalMs must be > 0');
+  }
+
+  /** Audits completed and failed so far. */
+  get stats(): { runs: number; failures: number; running: boolean } {
+    return { runs: this.runs, failures: this.failures, running: this.current !== undefined };
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(this.opts.initialDelayMs ?? 0);
+  }
+
+  /** Stops the timer and waits for a run in progress (its report is still handed over). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.current;
+  }
+
+  /** Runs an audit now, or joins the one in progress. Resolves undefined when it failed. */
+  runNow(): Promise<HostAuditResult | undefined> {
+    this.current ??= this.runOnce().finally(() => {
+      this.current = undefined;
+    });
+    return this.current;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runNow().then((r) => this.schedule(r ? this.opts.intervalMs : (this.opts.retryMs ?? Math.min(this.opts.intervalMs, 60_000))));
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private async runOnce(): Promise<HostAuditResult | undefined> {
+    const now = this.opts.now ?? Date.now;
+    const started = now();
+    const log = this.opts.logger;
+    let result: HostAuditResult;
+    try {
+      result = await this.opts.run();
+    } catch (err) {
+      this.failures += 1;
+      log.error({ err: (err as Error).message }, 'host audit failed');
+      return undefined;
+    }
+    this.runs += 1;
+    for (const f of result.fixes) {
+      const fields = { fix: f.fix, path: f.path, changed: f.changed, before: f.before, after: f.after, persist: f.persist };
+      if (f.error !== undefined) log.error({ ...fields, error: f.error }, `lockdown fix failed: ${f.message}`);
+      else if (f.changed) log.warn(fields, `lockdown fix applied: ${f.message}`);
+      else log.info(fields, `lockdown fix not needed: ${f.message}`);
+    }
+    const bySeverity: Partial<Record<LockdownSeverity, number>> = {};
+    for (const f of result.lockdown) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
+    const serious = result.lockdown.filter((f) => LOCKDOWN_SEVERITY_RANK[f.severity] >= LOCKDOWN_SEVERITY_RANK.high).map((f) => f.id);
+    log.info(
+      {
+        durationMs: now() - started,
+        score: result.cis.summary.percent,
+        cis: { pass: result.cis.summary.pass, warn: result.cis.summary.warn, info: result.cis.summary.info, note: result.cis.summary.note },
+        lockdown: bySeverity,
+        ...(serious.length > 0 ? { serious: [...new Set(serious)] } : {}),
+        fixes: result.fixes.filter((f) => f.changed).length,
+        ...(result.hygiene && 'counts' in result.hygiene ? { staleImages: result.hygiene.counts.stale, danglingImages: result.hygiene.counts.dangling } : {}),
+        ...(result.hygiene && 'error' in result.hygiene ? { hygieneError: result.hygiene.error } : {}),
+      },
+      'host audit done',
+    );
+    try {
+      this.opts.onReport(result);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'host audit report could not be queued');
+    }
+    return result;
+  }
+}
+
+/**
+ * The agent's audit as the scheduler runs it: its own Docker client (with a
+ * timeout, so a hung engine fails the run instead of stalling every later
+ * one), the socket the agent talks through as the Docker socket audited
+ * (over TCP: the default path), and the `run` flags.
+ */
+export function agentHostAudit(audit: HostAuditScheduleOptions, dockerHost: string | undefined): { run: () => Promise<HostAuditResult>; intervalMs: number } {
+  const url = resolveDockerHost(dockerHost);
+  const endpoint = parseDockerHost(url);
+  const docker = createDockerClient({ dockerHost: url, timeoutMs: 60_000 });
+  return {
+    intervalMs: audit.intervalMs,
+    run: () =>
+      runHostAudit({
+        docker,
+        hostRoot: audit.hostRoot,
+        procRoot: audit.procRoot,
+        dockerSocketPath: endpoint.kind === 'unix' ? endpoint.socketPath : undefined,
+        containerdSocketPath: audit.containerdSocketPath,
+        daemonJsonPath: audit.daemonJsonPath,
+        trustedUsers: audit.trustedUsers,
+        fixes: audit.fixes,
+        dockerGroup: audit.dockerGroup,
+        hygiene: { unusedDays: audit.imageUnusedDays },
+      }),
+  };
+}

@@ -1,0 +1,494 @@
+// Owns what a container's facts cannot say by themselves and the agent
+// must look up — on the host or in the engine — before the evaluator judges
+// them (the evaluator stays pure: it only reads the fields filled in here):
+//
+//   mounts      a bind source's symlinks (fs.promises.realpath; the agent
+//               runs on the host), the host path a `local`-driver volume
+//               binds (volume inspect: `type=none,o=bind,device=/etc`, or
+//               any absolute `device`), and for a create request the mounts
+//               of its --volumes-from containers → Mount.hostPath, mounts
+//   namespaces  `--network/--pid/--ipc container:<ref>`: the joined
+//               container's own mode, followed through its joins
+//               → effective{Network,Pid,Ipc}Mode
+//   networks    a create request's networks named by id or id prefix → their
+//               canonical name and id (inspect already names them)
+//
+// Both doors use it: the authz decider on requests (bounded by a deadline,
+// lookups reported as failures so the decider can refuse), the container
+// watcher on inspects (best effort, results carried over between inspects of
+// the same container: a container's mounts and joined namespaces cannot
+// change, and an in-use volume cannot be removed).
+//
+// Caches, and why they are safe: realpath results for `realpathTtlMs` (2 s;
+// the start route asks for fresh ones, since a link may be re-pointed after
+// create), network name/id for `networkTtlMs` (10 s; ids never change, a
+// name is re-used only after the network is removed). Volume options are
+// NOT cached: a volume not in use can be removed and re-created with other
+// options under the same name at any moment. Lookups of the same thing at
+// the same time share one request.
+import { realpath as fsRealpath } from 'node:fs/promises';
+import { posix } from 'node:path';
+import type Dockerode from 'dockerode';
+import type { Logger, Mount__Output } from '@bulkhead/shared';
+import { toContainerFacts, type Facts } from './container-facts';
+import { str } from './docker-json';
+
+/** What the resolver needs of dockerode (a Dockerode instance satisfies it). */
+export interface ResolverDocker {
+  getContainer(id: string): { inspect(): Promise<Dockerode.ContainerInspectInfo> };
+  getVolume?(name: string): { inspect(): Promise<Dockerode.VolumeInspectInfo> };
+  getNetwork?(id: string): { inspect(): Promise<Dockerode.NetworkInspectInfo> };
+}
+
+/** The agent's inventory (ContainerWatcher satisfies it). */
+export interface ResolverInventory {
+  get(id: string): Facts | undefined;
+  inventory(): Facts[];
+}
+
+export interface FactsResolverOptions {
+  docker: ResolverDocker;
+  /** Read before asking the engine: --volumes-from and namespace targets are usually there. */
+  containers?: ResolverInventory | undefined;
+  /** Per engine lookup when the caller gives no deadline. Default 1000 ms. */
+  lookupTimeoutMs?: number;
+  /** realpath gives up after this and the literal path is judged. Default 250 ms. */
+  realpathTimeoutMs?: number;
+  /** How long a realpath result is reused. Default 2000 ms. */
+  realpathTtlMs?: number;
+  /** How long a network name → (name, id) answer is reused. Default 10 000 ms. */
+  networkTtlMs?: number;
+  /** For tests. Default fs.promises.realpath. */
+  realpath?: (path: string) => Promise<string>;
+  /** Monotonic ms clock for TTLs and deadlines. Default performance.now. */
+  clock?: () => number;
+}
+
+export type ResolutionKind = 'mounts' | 'namespaces' | 'networks';
+
+/** The check types whose verdict depends on each kind of resolution. */
+export const RESOLUTION_CHECKS: Readonly<Record<ResolutionKind, readonly string[]>> = {
+  mounts: ['sensitive-mounts', 'docker-socket'],
+  namespaces: ['host-namespaces', 'default-bridge', 'project-network-sharing'],
+  networks: ['project-network-sharing', 'default-bridge'],
+};
+
+/** A lookup that failed (not "not found": dockerd answers that itself). */
+export interface ResolutionFailure {
+  kind: ResolutionKind;
+  /** What could not be learned, e.g. "the mounts of container web (--volumes-from web)". */
+  what: string;
+  /** Why, e.g. "inspect of container web took longer than 1000 ms". */
+  why: string;
+}
+
+export interface ResolveOptions {
+  /** Which kinds to resolve. Default all. */
+  kinds?: ReadonlySet<ResolutionKind>;
+  /** HostConfig.VolumesFrom of a create request ("ref[:ro|:rw]"): their mounts are added. */
+  volumesFrom?: readonly string[];
+  /** Canonicalize network names (create requests; inspect already has them). */
+  networks?: boolean;
+  /** Ignore cached realpath results (the start route: a link may have been re-pointed). */
+  freshPaths?: boolean;
+  /** The same container's facts resolved before: volume and namespace results are reused. */
+  previous?: Facts | undefined;
+  /** clock() time by which every engine lookup must have answered. */
+  deadline?: number;
+}
+
+export interface Resolved {
+  facts: Facts;
+  failures: ResolutionFailure[];
+}
+
+const ALL_KINDS: ReadonlySet<ResolutionKind> = new Set(['mounts', 'namespaces', 'networks']);
+const NETWORK_KEYWORDS = new Set(['none', 'host', 'bridge', 'default']);
+const NAMESPACES = [
+  { kind: 'network', mode: 'networkMode', effective: 'effectiveNetworkMode', flag: '--network' },
+  { kind: 'pid', mode: 'pidMode', effective: 'effectivePidMode', flag: '--pid' },
+  { kind: 'ipc', mode: 'ipcMode', effective: 'effectiveIpcMode', flag: '--ipc' },
+] as const;
+/** dockerd lets a container join one that joined another; follow that far at most. */
+const MAX_JOIN_DEPTH = 5;
+const CACHE_MAX = 1024;
+
+/**
+ * The host path a volume of `driver` with these driver options binds, or
+ * undefined: the `local` driver (also "" = default) mounts `device` with
+ * mount(8) `type`/`o`; an absolute device is a host path (a directory with
+ * o=bind, or a block device such as /dev/sda1 with type=ext4). NFS devices
+ * (":/export") and tmpfs are not host paths.
+ */
+export function localVolumeHostPath(driver: string, opts: Readonly<Record<string, string>>): string | undefined {
+  if (driver !== '' && driver !== 'local') return undefined;
+  const device = (opts['device'] ?? '').trim();
+  if (!device.startsWith('/')) return undefined;
+  return normalize(device);
+}
+
+/**
+ * "web", "web:ro", "web:rw" → the container and whether its mounts become
+ * read-only (dockerd: RW = source RW && mode != "ro"; ":rw" cannot make a
+ * read-only mount writable).
+ */
+export function parseVolumesFrom(spec: string): { ref: string; readOnly: boolean } {
+  const i = spec.lastIndexOf(':');
+  if (i > 0) {
+    const mode = spec.slice(i + 1);
+    if (mode === 'ro' || mode === 'rw' || mode === 'z' || mode === 'Z' || mode.includes(',')) {
+      return { ref: spec.slice(0, i), readOnly: mode.split(',').includes('ro') };
+    }
+  }
+  return { ref: spec, readOnly: false };
+}
+
+/**
+ * The parts of `previous` a re-inspect cannot change, carried onto `fresh`
+ * (the enforcer re-reads a container after acting on it): resolved host
+ * paths of the same mounts and the joined namespaces' modes.
+ */
+export function carryResolution(fresh: Facts, previous: Facts): Facts {
+  let changed = false;
+  const mounts = fresh.mounts.map((m) => {
+    if (m.hostPath !== undefined) return m;
+    const p = previous.mounts.find((x) => x.destination === m.destination && x.source === m.source && x.type === m.type);
+    if (p?.hostPath === undefined) return m;
+    changed = true;
+    return { ...m, hostPath: p.hostPath };
+  });
+  const out: Facts = changed ? { ...fresh, mounts } : { ...fresh };
+  for (const ns of NAMESPACES) {
+    const eff = previous[ns.effective];
+    if (eff !== undefined && out[ns.effective] === undefined && previous[ns.mode] === out[ns.mode]) out[ns.effective] = eff;
+  }
+  return out;
+}
+
+interface CacheEntry<T> {
+  at: number;
+  value?: T;
+  p?: Promise<T>;
+}
+
+export class FactsResolver {
+  private readonly lookupTimeoutMs: number;
+  private readonly realpathTimeoutMs: number;
+  private readonly realpathTtlMs: number;
+  private readonly networkTtlMs: number;
+  private readonly realpath: (path: string) => Promise<string>;
+  private readonly clock: () => number;
+  private readonly paths = new Map<string, CacheEntry<string>>();
+  private readonly networks = new Map<string, CacheEntry<{ name: string; id: string } | undefined>>();
+  private readonly inflight = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly o: FactsResolverOptions) {
+    this.lookupTimeoutMs = o.lookupTimeoutMs ?? 1000;
+    this.realpathTimeoutMs = o.realpathTimeoutMs ?? 250;
+    this.realpathTtlMs = o.realpathTtlMs ?? 2000;
+    this.networkTtlMs = o.networkTtlMs ?? 10_000;
+    this.realpath = o.realpath ?? fsRealpath;
+    this.clock = o.clock ?? (() => performance.now());
+  }
+
+  /**
+   * Whether `resolve` has anything to do for these facts: host paths to
+   * check, volumes, --volumes-from, joined namespaces or (with `networks`)
+   * user-defined networks. Cheap; a caller skips the (async) resolution
+   * when it is false.
+   */
+  needed(facts: Facts, r: ResolveOptions = {}): boolean {
+    const kinds = r.kinds ?? ALL_KINDS;
+    if (kinds.has('mounts')) {
+      if ((r.volumesFrom?.length ?? 0) > 0) return true;
+      for (const m of facts.mounts) if (m.type === 'bind' || m.hostPath !== undefined || (m.type === 'volume' && m.source !== '')) return true;
+    }
+    if (kinds.has('namespaces')) {
+      for (const ns of NAMESPACES) if (facts[ns.mode].startsWith('container:')) return true;
+    }
+    if (r.networks && kinds.has('networks')) {
+      for (const n of facts.networks) if (!NETWORK_KEYWORDS.has(n.name)) return true;
+    }
+    return false;
+  }
+
+  /** The facts with what could be looked up filled in; failed lookups are listed, never thrown. */
+  async resolve(facts: Facts, r: ResolveOptions = {}): Promise<Resolved> {
+    const kinds = r.kinds ?? ALL_KINDS;
+    const failures: ResolutionFailure[] = [];
+    const deadline = r.deadline ?? this.clock() + this.lookupTimeoutMs;
+    const out: Facts = { ...facts };
+    const jobs: Promise<void>[] = [];
+    if (kinds.has('mounts')) jobs.push(this.resolveMounts(out, r, deadline, failures));
+    if (kinds.has('namespaces')) jobs.push(this.resolveNamespaces(out, r, deadline, failures));
+    if (r.networks && kinds.has('networks')) jobs.push(this.resolveNetworks(out, deadline, failures));
+    await Promise.all(jobs);
+    return { facts: out, failures };
+  }
+
+  /**
+   * For ContainerWatcher's `resolveFacts`: best effort — a failed lookup is
+   * logged and the facts keep what inspect said (the reaction door judges
+   * the literal paths then, as before resolution existed).
+   */
+  watcherHook(logger: Pick<Logger, 'warn'>): (facts: Facts, previous: Facts | undefined) => Promise<Facts> {
+    return async (facts, previous) => {
+      if (!this.needed(facts)) return facts;
+      const { facts: resolved, failures } = await this.resolve(facts, { previous });
+      if (failures.length > 0) logger.warn({ containerId: facts.id, failures }, 'could not resolve all of a container\'s mounts or namespaces; judging what inspect shows');
+      return resolved;
+    };
+  }
+
+  // ---- mounts ----------------------------------------------------------------
+
+  private async resolveMounts(out: Facts, r: ResolveOptions, deadline: number, failures: ResolutionFailure[]): Promise<void> {
+    let mounts = out.mounts;
+    if (r.volumesFrom && r.volumesFrom.length > 0) {
+      mounts = [...mounts];
+      const donors = await Promise.all(r.volumesFrom.map(async (spec) => {
+        const { ref, readOnly } = parseVolumesFrom(spec);
+        try {
+          return { ref, readOnly, facts: await this.container(ref, deadline) };
+        } catch (err) {
+          failures.push({ kind: 'mounts', what: `the mounts of container ${ref} (--volumes-from ${spec})`, why: message(err) });
+          return undefined;
+        }
+      }));
+      for (const d of donors) {
+        // Not found: dockerd refuses the create itself.
+        if (!d?.facts) continue;
+        for (const m of d.facts.mounts) {
+          if (m.type === 'tmpfs') continue;
+          const inherited: Mount__Output = { ...m, readOnly: m.readOnly || d.readOnly };
+          // The request's own mounts win (dockerd: binds after volumes-from);
+          // an anonymous volume (image VOLUME) yields to an inherited mount.
+          const at = mounts.findIndex((x) => x.destination === m.destination);
+          if (at === -1) mounts.push(inherited);
+          else if (mounts[at]!.type === 'volume' && mounts[at]!.source === '' && mounts[at]!.hostPath === undefined) mounts[at] = inherited;
+        }
+      }
+    }
+    const prev = r.previous;
+    const resolved = await Promise.all(mounts.map(async (m): Promise<Mount__Output> => {
+      if (m.type === 'bind') {
+        const real = await this.hostPath(m.source, r.freshPaths === true);
+        return withHostPath(m, real !== normalize(m.source) ? real : undefined);
+      }
+      if (m.type !== 'volume') return m;
+      let hostPath = m.hostPath;
+      if (m.source !== '') {
+        const same = prev?.mounts.find((x) => x.type === 'volume' && x.source === m.source && x.destination === m.destination);
+        if (same !== undefined) {
+          hostPath = same.hostPath;
+        } else {
+          try {
+            const vol = await this.volume(m.source, deadline);
+            // An existing volume is used as it is (any options in the
+            // request apply only to one it creates).
+            if (vol !== undefined) hostPath = localVolumeHostPath(str(vol.Driver), vol.Options ?? {});
+          } catch (err) {
+            failures.push({ kind: 'mounts', what: `the options of volume ${m.source} (mounted at ${m.destination})`, why: message(err) });
+          }
+        }
+      }
+      if (hostPath === undefined) return withHostPath(m, undefined);
+      return withHostPath(m, await this.hostPath(hostPath, r.freshPaths === true));
+    }));
+    out.mounts = resolved;
+  }
+
+  /**
+   * `p` with its symlinks resolved; for a path that does not exist (yet:
+   * dockerd creates a missing bind source), its longest existing ancestor
+   * resolved and the rest appended — so /tmp/link-to-etc/new is /etc/new.
+   * The literal path when realpath fails otherwise or is slow.
+   */
+  private async hostPath(p: string, fresh: boolean): Promise<string> {
+    const n = normalize(p);
+    const now = this.clock();
+    const hit = this.paths.get(n);
+    if (!fresh && hit && now - hit.at <= this.realpathTtlMs) return hit.value ?? hit.p!;
+    const promise = this.resolvePath(n).then((v) => {
+      this.paths.set(n, { at: now, value: v });
+      return v;
+    });
+    this.paths.set(n, { at: now, p: promise });
+    prune(this.paths);
+    return promise;
+  }
+
+  private async resolvePath(n: string): Promise<string> {
+    let dir = n;
+    const rest: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      try {
+        const real = await withTimeout(this.realpath(dir), this.realpathTimeoutMs, `realpath of ${dir}`);
+        return rest.length === 0 ? real : posix.join(real, ...rest.reverse());
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dir === '/') return n;
+        rest.push(posix.basename(dir));
+        dir = posix.dirname(dir);
+      }
+    }
+    return n;
+  }
+
+  private volume(name: string, deadline: number): Promise<Dockerode.VolumeInspectInfo | undefined> {
+    const get = this.o.docker.getVolume;
+    if (!get) return Promise.reject(new Error('this engine client cannot inspect volumes'));
+    return this.once(`v:${name}`, () => notFoundAsUndefined(withTimeout(get.call(this.o.docker, name).inspect(), this.remaining(deadline), `inspect of volume ${name}`)));
+  }
+
+  // ---- namespaces ------------------------------------------------------------
+
+  private async resolveNamespaces(out: Facts, r: ResolveOptions, deadline: number, failures: ResolutionFailure[]): Promise<void> {
+    await Promise.all(NAMESPACES.map(async (ns) => {
+      const mode = out[ns.mode];
+      if (!mode.startsWith('container:')) return;
+      const prev = r.previous;
+      if (prev && prev[ns.mode] === mode && prev[ns.effective] !== undefined) {
+        out[ns.effective] = prev[ns.effective];
+        return;
+      }
+      const ref = mode.slice('container:'.length);
+      try {
+        const eff = await this.effectiveMode(ns, ref, deadline, 1);
+        if (eff !== undefined) out[ns.effective] = eff;
+      } catch (err) {
+        failures.push({ kind: 'namespaces', what: `the ${ns.kind} namespace of container ${ref} (${ns.flag} ${mode})`, why: message(err) });
+      }
+    }));
+  }
+
+  private async effectiveMode(ns: (typeof NAMESPACES)[number], ref: string, deadline: number, depth: number): Promise<string | undefined> {
+    const target = await this.container(ref, deadline);
+    if (!target) return undefined;
+    const mode = target[ns.mode];
+    if (!mode.startsWith('container:')) return mode;
+    if (target[ns.effective] !== undefined) return target[ns.effective];
+    if (depth >= MAX_JOIN_DEPTH) throw new Error(`more than ${MAX_JOIN_DEPTH} containers joined one after another`);
+    return this.effectiveMode(ns, mode.slice('container:'.length), deadline, depth + 1);
+  }
+
+  // ---- networks --------------------------------------------------------------
+
+  private async resolveNetworks(out: Facts, deadline: number, failures: ResolutionFailure[]): Promise<void> {
+    const known = new Map<string, { name: string; id: string }>();
+    for (const f of this.o.containers?.inventory() ?? []) {
+      for (const n of f.networks) if (n.networkId !== '') known.set(n.name, { name: n.name, id: n.networkId });
+    }
+    const nets = await Promise.all(out.networks.map(async (a) => {
+      if (NETWORK_KEYWORDS.has(a.name)) return a;
+      // dockerd looks a network up by full id, then exact name, then id prefix.
+      const byName = /^[0-9a-f]{64}$/.test(a.name) ? undefined : known.get(a.name);
+      if (byName) return { ...a, name: byName.name, networkId: byName.id };
+      try {
+        const n = await this.network(a.name, deadline);
+        return n ? { ...a, name: n.name, networkId: n.id } : a;
+      } catch (err) {
+        failures.push({ kind: 'networks', what: `which network "${a.name}" is`, why: message(err) });
+        return a;
+      }
+    }));
+    const seen = new Set<string>();
+    out.networks = nets.filter((n) => (seen.has(n.name) ? false : (seen.add(n.name), true))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  private async network(ref: string, deadline: number): Promise<{ name: string; id: string } | undefined> {
+    const now = this.clock();
+    const hit = this.networks.get(ref);
+    if (hit && now - hit.at <= this.networkTtlMs && 'value' in hit) return hit.value;
+    const get = this.o.docker.getNetwork;
+    if (!get) throw new Error('this engine client cannot inspect networks');
+    const info = await this.once(`n:${ref}`, () => notFoundAsUndefined(withTimeout(get.call(this.o.docker, ref).inspect(), this.remaining(deadline), `inspect of network ${ref}`)));
+    const v = info ? { name: str(info.Name), id: str(info.Id) } : undefined;
+    // A network that does not exist yet may be created in a moment: not cached.
+    if (v) {
+      this.networks.set(ref, { at: now, value: v });
+      prune(this.networks);
+    }
+    return v;
+  }
+
+  // ---- containers --------------------------------------------------------------
+
+  /** A container by id, name or unique id prefix: the inventory first, else one inspect. undefined = no such container. */
+  private async container(ref: string, deadline: number): Promise<Facts | undefined> {
+    const inv = this.o.containers;
+    if (inv) {
+      const f = findContainer(inv, ref);
+      if (f) return f;
+    }
+    const info = await this.once(`c:${ref}`, () => notFoundAsUndefined(withTimeout(this.o.docker.getContainer(ref).inspect(), this.remaining(deadline), `inspect of container ${ref}`)));
+    return info ? toContainerFacts(info) : undefined;
+  }
+
+  private once<T>(key: string, start: () => Promise<T>): Promise<T> {
+    const running = this.inflight.get(key) as Promise<T> | undefined;
+    if (running) return running;
+    const p = start().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private remaining(deadline: number): number {
+    return Math.max(1, Math.round(deadline - this.clock()));
+  }
+}
+
+/** By full id, name (with or without "/") or unique hex id prefix, as dockerd accepts. */
+export function findContainer(inv: ResolverInventory, ref: string): Facts | undefined {
+  const byId = inv.get(ref);
+  if (byId) return byId;
+  const name = ref.replace(/^\//, '');
+  const hex = /^[0-9a-f]+$/.test(ref);
+  let prefixMatch: Facts | undefined;
+  let prefixCount = 0;
+  for (const f of inv.inventory()) {
+    if (f.name === name) return f;
+    if (hex && f.id.startsWith(ref)) {
+      prefixMatch = f;
+      prefixCount++;
+    }
+  }
+  return prefixCount === 1 ? prefixMatch : undefined;
+}
+
+function withHostPath(m: Mount__Output, hostPath: string | undefined): Mount__Output {
+  if (m.hostPath === hostPath) return m;
+  const { hostPath: _old, ...rest } = m;
+  return hostPath === undefined ? rest : { ...rest, hostPath };
+}
+
+function normalize(p: string): string {
+  const n = posix.normalize(p.startsWith('/') ? p : `/${p}`);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
+function prune<K, V>(m: Map<K, V>): void {
+  while (m.size > CACHE_MAX) m.delete(m.keys().next().value as K);
+}
+
+async function notFoundAsUndefined<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if ((err as { statusCode?: unknown } | null)?.statusCode === 404) return undefined;
+    throw err;
+  }
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,104 @@
+// Owns the SQL of live container usage (table container_usage, migration
+// 0005_usage), portable across SQLite and PostgreSQL like KyselyStore:
+// integer-ms times, ON CONFLICT … DO UPDATE for the latest reading.
+import type { Selectable } from 'kysely';
+import type { ContainerUsageTable, Db } from './schema';
+import { usageKey, type ContainerUsageRecord, type UsageStore } from './usage-store';
+
+/** Rows per statement: 11 parameters each stays far below SQLite's and pg's limits. */
+const BATCH = 200;
+
+export class KyselyUsageStore implements UsageStore {
+  constructor(private readonly db: Db) {}
+
+  async applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[]): Promise<void> {
+    if (rows.length === 0 && gone.length === 0) return;
+    // One row per container: a report never names a container twice, but a malformed one must not fail the upsert.
+    const latest = new Map<string, ContainerUsageRecord>();
+    for (const r of rows) latest.set(r.containerId, r);
+    const list = [...latest.values()];
+    await this.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < gone.length; i += BATCH) {
+        await trx.deleteFrom('container_usage').where('agent_id', '=', agentId).where('container_id', 'in', gone.slice(i, i + BATCH)).execute();
+      }
+      for (let i = 0; i < list.length; i += BATCH) {
+        await trx
+          .insertInto('container_usage')
+          .values(list.slice(i, i + BATCH).map((r) => ({
+            agent_id: agentId,
+            container_id: r.containerId,
+            taken_at: r.takenAt.getTime(),
+            received_at: r.receivedAt.getTime(),
+            cpu_percent: r.cpuPercent,
+            cpu_percent_of_quota: r.cpuPercentOfQuota,
+            cpu_limit_cores: r.cpuLimitCores,
+            memory_bytes: r.memoryBytes,
+            memory_limit_bytes: r.memoryLimitBytes,
+            pids: r.pids,
+            pids_limit: r.pidsLimit,
+          })))
+          .onConflict((oc) =>
+            oc.columns(['agent_id', 'container_id']).doUpdateSet((eb) => ({
+              taken_at: eb.ref('excluded.taken_at'),
+              received_at: eb.ref('excluded.received_at'),
+              cpu_percent: eb.ref('excluded.cpu_percent'),
+              cpu_percent_of_quota: eb.ref('excluded.cpu_percent_of_quota'),
+              cpu_limit_cores: eb.ref('excluded.cpu_limit_cores'),
+              memory_bytes: eb.ref('excluded.memory_bytes'),
+              memory_limit_bytes: eb.ref('excluded.memory_limit_bytes'),
+              pids: eb.ref('excluded.pids'),
+              pids_limit: eb.ref('excluded.pids_limit'),
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+
+  async clearUsage(agentId: string): Promise<void> {
+    await this.db.deleteFrom('container_usage').where('agent_id', '=', agentId).execute();
+  }
+
+  async getUsage(keys: ReadonlyArray<{ agentId: string; containerId: string }>): Promise<Map<string, ContainerUsageRecord>> {
+    const out = new Map<string, ContainerUsageRecord>();
+    const byAgent = new Map<string, string[]>();
+    for (const k of keys) {
+      const ids = byAgent.get(k.agentId);
+      if (ids) ids.push(k.containerId);
+      else byAgent.set(k.agentId, [k.containerId]);
+    }
+    for (const [agentId, ids] of byAgent) {
+      for (let i = 0; i < ids.length; i += BATCH) {
+        const rows = await this.db
+          .selectFrom('container_usage')
+          .selectAll()
+          .where('agent_id', '=', agentId)
+          .where('container_id', 'in', ids.slice(i, i + BATCH))
+          .execute();
+        for (const r of rows) out.set(usageKey(r.agent_id, r.container_id), toUsage(r));
+      }
+    }
+    return out;
+  }
+}
+
+/** PostgreSQL returns bigint as a string, SQLite as a number. */
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+function toUsage(r: Selectable<ContainerUsageTable>): ContainerUsageRecord {
+  return {
+    agentId: r.agent_id,
+    containerId: r.container_id,
+    takenAt: new Date(num(r.taken_at)),
+    receivedAt: new Date(num(r.received_at)),
+    cpuPercent: num(r.cpu_percent),
+    cpuPercentOfQuota: r.cpu_percent_of_quota === null ? null : num(r.cpu_percent_of_quota),
+    cpuLimitCores: num(r.cpu_limit_cores),
+    memoryBytes: num(r.memory_bytes),
+    memoryLimitBytes: num(r.memory_limit_bytes),
+    pids: num(r.pids),
+    pidsLimit: num(r.pids_limit),
+  };
+}

@@ -1,0 +1,40 @@
+// The contract for live container usage at the controller (migration
+// 0005_usage): the latest reading of each running container, as its agent
+// last reported it. Agents send deltas (only containers whose usage moved,
+// plus a slow heartbeat) and the containers that stopped being sampled, so
+// the store keeps one row per container and forgets it when the agent says
+// it is gone, or when the agent's stream restarts (its snapshot).
+
+export interface ContainerUsageRecord {
+  agentId: string;
+  containerId: string;
+  /** When the agent read the container's cgroup. */
+  takenAt: Date;
+  receivedAt: Date;
+  /** CPU in use, % of one core (200 = two cores busy). */
+  cpuPercent: number;
+  /** CPU in use, % of the container's CPU quota; null when it has none. */
+  cpuPercentOfQuota: number | null;
+  /** The CPU quota in CPUs; 0 = unlimited. */
+  cpuLimitCores: number;
+  /** Memory working set (usage minus inactive page cache), bytes. */
+  memoryBytes: number;
+  /** 0 = unlimited. */
+  memoryLimitBytes: number;
+  pids: number;
+  /** 0 = unlimited. */
+  pidsLimit: number;
+}
+
+export interface UsageStore {
+  /** Stores the latest usage of these containers and forgets `gone`, in one transaction. */
+  applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[]): Promise<void>;
+  /** Forgets every container's usage of an agent (its new stream re-sends all of it). */
+  clearUsage(agentId: string): Promise<void>;
+  /** The latest usage of these containers, keyed by usageKey(agentId, containerId); absent when none. */
+  getUsage(keys: ReadonlyArray<{ agentId: string; containerId: string }>): Promise<Map<string, ContainerUsageRecord>>;
+}
+
+export function usageKey(agentId: string, containerId: string): string {
+  return `${agentId}/${containerId}`;
+}

@@ -1,0 +1,265 @@
+// Runtime usage checks (move 6 of the mission: no application starves its
+// neighbours): "CPU above N % of its quota for T seconds", "memory above N %
+// of its limit for T seconds", "pids above N (or N % of the limit)".
+//
+// They are decided from live usage only (CheckInput.usage: the recent cgroup
+// readings the agent's sampler took), so they find nothing at a create
+// request or in the controller's dry-run, and the evaluator stays pure: the
+// agent hands in the window, the check judges it. "For T seconds" means every
+// reading of the last T seconds was above the threshold.
+import { Type, type Static, type TObject } from '@sinclair/typebox';
+import { formatBytes } from '../units';
+import type { CheckInput, Evidence, Policy, UsagePoint } from '../types';
+import { defineCheck, NO_EVIDENCE, type CatalogueEntry } from './define';
+
+/** Longest `forSeconds` a usage rule may ask for: it bounds the window the agent keeps per container. */
+export const MAX_USAGE_FOR_SECONDS = 900;
+
+/**
+ * Readings are taken on a timer, so a run of readings covers a span a few
+ * milliseconds short of a whole number of intervals; this much shortfall
+ * still counts as "held for T seconds".
+ */
+export const USAGE_SLACK_MS = 250;
+
+const ForSeconds = (dflt: number) =>
+  Type.Optional(
+    Type.Number({
+      minimum: 0,
+      maximum: MAX_USAGE_FOR_SECONDS,
+      description: `How long the condition must hold, seconds (every reading in that span above the threshold). 0 = the latest reading decides. Default ${dflt}; at most ${MAX_USAGE_FOR_SECONDS}.`,
+    }),
+  );
+
+/** A run of readings above a threshold, ending at the newest reading. */
+export interface HeldAbove {
+  /** How long the condition has held, ms. */
+  heldMs: number;
+  /** The newest reading's value. */
+  latest: number;
+  /** The lowest value of the run (every reading of the run was above the threshold). */
+  lowest: number;
+}
+
+/**
+ * How long `value` has been above `threshold` continuously up to the newest
+ * point, or undefined when the newest point is not above (or not measurable:
+ * null). `interval` values (CPU: averaged since the previous point) held since
+ * the point before the first one above; gauges since the first one above.
+ */
+export function heldAbove(
+  points: readonly UsagePoint[],
+  value: (p: UsagePoint) => number | null,
+  threshold: number,
+  interval: boolean,
+): HeldAbove | undefined {
+  const n = points.length;
+  if (n === 0) return undefined;
+  const newest = points[n - 1]!;
+  const latest = value(newest);
+  if (latest === null || !(latest > threshold)) return undefined;
+  let first = n - 1;
+  let lowest = latest;
+  while (first > 0) {
+    const v = value(points[first - 1]!);
+    if (v === null || !(v > threshold)) break;
+    first--;
+    if (v < lowest) lowest = v;
+  }
+  const since = interval && first > 0 ? points[first - 1]!.at : points[first]!.at;
+  return { heldMs: Math.max(0, newest.at - since), latest, lowest };
+}
+
+function held(h: HeldAbove | undefined, forSeconds: number): h is HeldAbove {
+  return h !== undefined && h.heldMs + USAGE_SLACK_MS >= forSeconds * 1000;
+}
+
+function pct(n: number): string {
+  return `${Math.round(n * 10) / 10} %`;
+}
+
+function span(ms: number): string {
+  return ms < 10_000 ? `${Math.round(ms / 100) / 10} s` : `${Math.round(ms / 1000)} s`;
+}
+
+function forText(forSeconds: number, h: HeldAbove): string {
+  return forSeconds > 0 ? ` for ${span(h.heldMs)} (lowest ${pct(h.lowest)})` : '';
+}
+
+const points = (input: CheckInput): readonly UsagePoint[] | undefined => {
+  const p = input.usage?.points;
+  return p && p.length > 0 ? p : undefined;
+};
+
+// ---------------------------------------------------------------- cpu-usage
+
+const CpuUsageParams = Type.Object(
+  {
+    abovePercent: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 100_000,
+        description: 'Threshold: CPU use above this percentage of the container\'s CPU quota (--cpus), or of one core when it has none. Default 90.',
+      }),
+    ),
+    forSeconds: ForSeconds(60),
+    ignoreUnlimited: Type.Optional(Type.Boolean({ description: 'Containers without a CPU quota are never above it (instead of measuring them against one core). Default false.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const cpuUsage = defineCheck({
+  type: 'cpu-usage',
+  group: 'isolation',
+  runtime: true,
+  summary: 'CPU use must not stay above N % of the container\'s CPU quota (or of one core when it has none) for T seconds (live usage, agent only).',
+  remedy: 'find out why the container burns CPU, or give it a larger --cpus quota if the load is legitimate',
+  params: CpuUsageParams,
+  defaults: { abovePercent: 90, forSeconds: 60, ignoreUnlimited: false },
+  check(input, params) {
+    return this.compile!(params)(input);
+  },
+  compile(params) {
+    const threshold = params.abovePercent ?? 90;
+    const forSeconds = params.forSeconds ?? 60;
+    const ignoreUnlimited = params.ignoreUnlimited === true;
+    // Judged against the limit in force at each reading: a `docker update` mid-window counts from then on.
+    const ofQuota = (p: UsagePoint): number | null =>
+      p.cpuPercent === null ? null : p.cpuLimitCores > 0 ? p.cpuPercent / p.cpuLimitCores : ignoreUnlimited ? null : p.cpuPercent;
+    return (input) => {
+      const ps = points(input);
+      if (!ps) return NO_EVIDENCE;
+      const h = heldAbove(ps, ofQuota, threshold, true);
+      if (!held(h, forSeconds)) return NO_EVIDENCE;
+      const cores = ps[ps.length - 1]!.cpuLimitCores;
+      const basis = cores > 0 ? `of its CPU quota (${Math.round(cores * 1000) / 1000} CPUs)` : 'of one core (no CPU quota)';
+      return [{ location: 'usage.cpu', detail: `CPU at ${pct(h.latest)} ${basis}${forText(forSeconds, h)}, above ${pct(threshold)}${forSeconds > 0 ? ` for ${forSeconds} s` : ''}` }];
+    };
+  },
+});
+
+// ---------------------------------------------------------------- memory-usage
+
+const MemoryUsageParams = Type.Object(
+  {
+    abovePercent: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'Threshold: memory working set above this percentage of the container\'s memory limit. Containers without a limit are never above it. Default 90.' }),
+    ),
+    forSeconds: ForSeconds(30),
+  },
+  { additionalProperties: false },
+);
+
+export const memoryUsage = defineCheck({
+  type: 'memory-usage',
+  group: 'isolation',
+  runtime: true,
+  summary: 'Memory use (working set) must not stay above N % of the container\'s memory limit for T seconds (live usage, agent only).',
+  remedy: 'find the leak or give the container a larger --memory limit; near its limit it will be OOM-killed',
+  params: MemoryUsageParams,
+  defaults: { abovePercent: 90, forSeconds: 30 },
+  check(input, params) {
+    return this.compile!(params)(input);
+  },
+  compile(params) {
+    const threshold = params.abovePercent ?? 90;
+    const forSeconds = params.forSeconds ?? 30;
+    const ofLimit = (p: UsagePoint): number | null => (p.memoryLimitBytes > 0 ? (p.memoryBytes / p.memoryLimitBytes) * 100 : null);
+    return (input) => {
+      const ps = points(input);
+      if (!ps) return NO_EVIDENCE;
+      const h = heldAbove(ps, ofLimit, threshold, false);
+      if (!held(h, forSeconds)) return NO_EVIDENCE;
+      const p = ps[ps.length - 1]!;
+      return [{
+        location: 'usage.memory',
+        detail: `memory at ${pct(h.latest)} of its limit (${formatBytes(p.memoryBytes)} of ${formatBytes(p.memoryLimitBytes)})${forText(forSeconds, h)}, above ${pct(threshold)}${forSeconds > 0 ? ` for ${forSeconds} s` : ''}`,
+      }];
+    };
+  },
+});
+
+// ---------------------------------------------------------------- pids-usage
+
+const PidsUsageParams = Type.Object(
+  {
+    above: Type.Optional(Type.Integer({ minimum: 0, description: 'Threshold: more than this many processes and threads.' })),
+    abovePercent: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'Threshold: more than this percentage of the container\'s pids limit (containers without one are never above it).' }),
+    ),
+    forSeconds: ForSeconds(0),
+  },
+  { additionalProperties: false },
+);
+
+type PidsParams = Static<typeof PidsUsageParams>;
+
+export const pidsUsage = defineCheck({
+  type: 'pids-usage',
+  group: 'isolation',
+  runtime: true,
+  summary: 'The number of processes and threads must not stay above N, or above N % of the pids limit, for T seconds (live usage, agent only).',
+  remedy: 'find what forks (a fork bomb, a leaking worker pool) or raise --pids-limit if the load is legitimate',
+  params: PidsUsageParams,
+  defaults: { forSeconds: 0 } as PidsParams,
+  validate(p) {
+    return p.above === undefined && p.abovePercent === undefined ? [{ path: '', message: 'pids-usage needs `above` and/or `abovePercent`' }] : [];
+  },
+  check(input, params) {
+    return this.compile!(params)(input);
+  },
+  compile(params) {
+    const forSeconds = params.forSeconds ?? 0;
+    const { above, abovePercent } = params;
+    const count = (p: UsagePoint): number | null => p.pids;
+    const ofLimit = (p: UsagePoint): number | null => (p.pidsLimit > 0 ? (p.pids / p.pidsLimit) * 100 : null);
+    return (input) => {
+      const ps = points(input);
+      if (!ps) return NO_EVIDENCE;
+      const p = ps[ps.length - 1]!;
+      const out: Evidence[] = [];
+      if (above !== undefined) {
+        const h = heldAbove(ps, count, above, false);
+        if (held(h, forSeconds)) {
+          out.push({ location: 'usage.pids', detail: `${p.pids} processes/threads${forSeconds > 0 ? ` for ${span(h.heldMs)} (lowest ${h.lowest})` : ''}, above ${above}${forSeconds > 0 ? ` for ${forSeconds} s` : ''}` });
+        }
+      }
+      if (abovePercent !== undefined) {
+        const h = heldAbove(ps, ofLimit, abovePercent, false);
+        if (held(h, forSeconds)) {
+          out.push({ location: 'usage.pids', detail: `${p.pids} processes/threads, ${pct(h.latest)} of its pids limit ${p.pidsLimit}${forText(forSeconds, h)}, above ${pct(abovePercent)}${forSeconds > 0 ? ` for ${forSeconds} s` : ''}` });
+        }
+      }
+      return out.length > 0 ? out : NO_EVIDENCE;
+    };
+  },
+});
+
+export const USAGE_CHECKS = [cpuUsage, memoryUsage, pidsUsage] as const;
+
+/** Check types decided from live usage. */
+export const USAGE_CHECK_TYPES: readonly string[] = USAGE_CHECKS.map((c) => c.type);
+
+const usageTypes = new Set(USAGE_CHECK_TYPES);
+
+/** True when the rule's check is decided from live usage. */
+export function isUsageRule(rule: { check: { type: string } }): boolean {
+  return usageTypes.has(rule.check.type);
+}
+
+/**
+ * How much history the policy's usage rules need, ms: the longest
+ * `forSeconds` (defaults applied), 0 when none watches a duration. The agent
+ * keeps at least this much per running container.
+ */
+export function usageWindowMs(policy: Policy): number {
+  let max = 0;
+  for (const r of policy.spec.rules) {
+    if (!isUsageRule(r)) continue;
+    const def = USAGE_CHECKS.find((c) => c.type === r.check.type) as CatalogueEntry<TObject> | undefined;
+    const given = r.check['forSeconds'];
+    const fs = typeof given === 'number' ? given : ((def?.defaults as { forSeconds?: number } | undefined)?.forSeconds ?? 0);
+    if (fs > max) max = fs;
+  }
+  return Math.min(max, MAX_USAGE_FOR_SECONDS) * 1000;
+}

@@ -1,0 +1,154 @@
+// Live-usage checks (cpu-usage, memory-usage, pids-usage): table-driven over
+// windows of readings, through policyFromJson (params validated as in a real
+// policy) and the one evaluator.
+import t, { type Test } from 'tap';
+import { evaluate } from '../../src/policy/evaluator';
+import { parsePolicy, policyFromJson, PolicyValidationError } from '../../src/policy/parse';
+import { heldAbove, isUsageRule, MAX_USAGE_FOR_SECONDS, USAGE_CHECK_TYPES, usageWindowMs } from '../../src/policy/checks/index';
+import { DEFAULT_POLICY_YAML } from '../../src/policy/default-policy';
+import type { Rule, UsagePoint } from '../../src/policy/types';
+import { facts, NOW, policyOf, rule } from './helpers';
+
+const MiB = 1024 * 1024;
+const T0 = NOW.getTime() - 120_000;
+
+/** Readings every `every` ms ending at T0 + (n-1)·every, one per value, with `base` fields. */
+function series(values: Array<number | null>, field: 'cpuPercent' | 'memoryBytes' | 'pids', base: Partial<UsagePoint> = {}, every = 5000): UsagePoint[] {
+  return values.map((v, i) => ({
+    at: T0 + i * every,
+    cpuPercent: 0,
+    cpuLimitCores: 0,
+    memoryBytes: 10 * MiB,
+    memoryLimitBytes: 0,
+    pids: 1,
+    pidsLimit: 0,
+    ...base,
+    [field]: v,
+  }) as UsagePoint);
+}
+
+interface UsageCase {
+  name: string;
+  check: Rule['check'];
+  points: UsagePoint[] | undefined;
+  broken: boolean;
+  detail?: RegExp;
+  evidence?: number;
+}
+
+function runUsageCases(t: Test, cases: readonly UsageCase[]): void {
+  for (const c of cases) {
+    const policy = policyFromJson(policyOf(rule(c.check, { action: { type: 'pause' } })));
+    const findings = evaluate(policy, c.points ? { container: facts(), usage: { points: c.points } } : { container: facts() }, { now: NOW });
+    t.equal(findings.length, c.broken ? 1 : 0, `${c.name}: ${c.broken ? 'breaks' : 'passes'}`);
+    const details = findings.flatMap((f) => f.evidence.map((e) => e.detail)).join('\n');
+    if (c.broken && c.detail) t.match(details, c.detail, `${c.name}: evidence`);
+    if (c.broken && c.evidence !== undefined) t.equal(findings[0]?.evidence.length, c.evidence, `${c.name}: evidence count`);
+    if (c.broken) t.equal(findings[0]?.evidence[0]?.location.startsWith('usage.'), true, `${c.name}: location`);
+    if (!c.broken && findings.length > 0) t.comment(`unexpected: ${details}`);
+  }
+}
+
+t.test('cpu-usage', async (t) => {
+  const half = { cpuLimitCores: 0.5 };
+  const check = { type: 'cpu-usage', abovePercent: 90, forSeconds: 30 };
+  runUsageCases(t, [
+    { name: 'no usage at all (authz, dry-run)', check, points: undefined, broken: false },
+    { name: 'an empty window', check, points: [], broken: false },
+    // 50 % of one core = 100 % of a 0.5 quota; readings 5 s apart, 7 readings span 30 s.
+    { name: 'at the quota for 30 s', check, points: series([null, 50, 50, 50, 50, 50, 50], 'cpuPercent', half), broken: true, detail: /CPU at 100 % of its CPU quota \(0.5 CPUs\) for 30 s \(lowest 100 %\), above 90 % for 30 s/ },
+    // The first reading has no rate: the run can only start at the second.
+    { name: 'only 25 s of rates', check, points: series([null, 50, 50, 50, 50, 50], 'cpuPercent', half), broken: false },
+    // A CPU rate covers the interval since the previous reading: 6 rates above = 30 s held.
+    { name: 'six rates above after a quiet one', check, points: series([10, 50, 50, 50, 50, 50, 50], 'cpuPercent', half), broken: true },
+    { name: 'five rates above after a quiet one', check, points: series([10, 10, 50, 50, 50, 50, 50], 'cpuPercent', half), broken: false },
+    { name: 'a dip in the window restarts the count', check, points: series([50, 50, 50, 40, 50, 50, 50, 50], 'cpuPercent', half), broken: false },
+    { name: 'the newest reading below', check, points: series([50, 50, 50, 50, 50, 50, 50, 44], 'cpuPercent', half), broken: false },
+    { name: 'exactly at the threshold is not above', check, points: series([45, 45, 45, 45, 45, 45, 45, 45], 'cpuPercent', half), broken: false },
+    { name: 'timer jitter within the slack', check, points: series([1, 50, 50, 50, 50, 50, 50], 'cpuPercent', half, 4980), broken: true },
+    { name: 'jitter beyond the slack', check, points: series([1, 50, 50, 50, 50, 50, 50], 'cpuPercent', half, 4900), broken: false },
+    // Without a quota: % of one core.
+    { name: 'unlimited: 95 % of one core', check, points: series([95, 95, 95, 95, 95, 95, 95], 'cpuPercent'), broken: true, detail: /of one core \(no CPU quota\)/ },
+    { name: 'unlimited: 80 % of one core', check, points: series([80, 80, 80, 80, 80, 80, 80], 'cpuPercent'), broken: false },
+    { name: 'unlimited: ignoreUnlimited', check: { ...check, ignoreUnlimited: true }, points: series([180, 180, 180, 180, 180, 180, 180], 'cpuPercent'), broken: false },
+    { name: 'two cores quota, 1.9 cores busy', check, points: series([190, 190, 190, 190, 190, 190, 190], 'cpuPercent', { cpuLimitCores: 2 }), broken: true, detail: /95 % of its CPU quota \(2 CPUs\)/ },
+    { name: 'forSeconds 0: the newest reading decides', check: { type: 'cpu-usage', abovePercent: 50, forSeconds: 0 }, points: series([0, 30], 'cpuPercent', half), broken: true },
+    { name: 'forSeconds 0, first reading has no rate', check: { type: 'cpu-usage', forSeconds: 0 }, points: series([null], 'cpuPercent', half), broken: false },
+    { name: 'defaults: 90 % for 60 s', check: { type: 'cpu-usage' }, points: series([1, ...Array<number>(12).fill(50)], 'cpuPercent', half), broken: true },
+    { name: 'defaults: 55 s is not 60', check: { type: 'cpu-usage' }, points: series([1, 1, ...Array<number>(11).fill(50)], 'cpuPercent', half), broken: false },
+  ]);
+});
+
+t.test('memory-usage', async (t) => {
+  const lim = { memoryLimitBytes: 100 * MiB };
+  const check = { type: 'memory-usage', abovePercent: 90, forSeconds: 10 };
+  runUsageCases(t, [
+    { name: 'no usage', check, points: undefined, broken: false },
+    { name: 'at 95 % for 10 s', check, points: series([95, 95, 95].map((m) => m * MiB), 'memoryBytes', lim), broken: true, detail: /memory at 95 % of its limit \(95 MiB of 100 MiB\) for 10 s/ },
+    // A gauge holds from the first reading above: 2 readings 5 s apart = 5 s.
+    { name: 'at 95 % for 5 s only', check, points: series([50, 95, 95].map((m) => m * MiB), 'memoryBytes', lim), broken: false },
+    { name: 'under the threshold', check, points: series([80, 85, 89].map((m) => m * MiB), 'memoryBytes', lim), broken: false },
+    { name: 'unlimited is never above', check, points: series([4000, 4000, 4000].map((m) => m * MiB), 'memoryBytes'), broken: false },
+    { name: 'forSeconds 0: one reading', check: { type: 'memory-usage', abovePercent: 50, forSeconds: 0 }, points: series([60 * MiB], 'memoryBytes', lim), broken: true, detail: /memory at 60 % of its limit \(60 MiB of 100 MiB\), above 50 %$/ },
+  ]);
+});
+
+t.test('pids-usage', async (t) => {
+  runUsageCases(t, [
+    { name: 'count above', check: { type: 'pids-usage', above: 100 }, points: series([101], 'pids'), broken: true, detail: /101 processes\/threads, above 100$/ },
+    { name: 'count at the threshold', check: { type: 'pids-usage', above: 100 }, points: series([100], 'pids'), broken: false },
+    { name: 'count above for 10 s', check: { type: 'pids-usage', above: 100, forSeconds: 10 }, points: series([150, 160, 170], 'pids'), broken: true, detail: /170 processes\/threads for 10 s \(lowest 150\), above 100 for 10 s/ },
+    { name: 'count above for 5 s of 10', check: { type: 'pids-usage', above: 100, forSeconds: 10 }, points: series([50, 160, 170], 'pids'), broken: false },
+    { name: 'percent of the limit', check: { type: 'pids-usage', abovePercent: 80 }, points: series([90], 'pids', { pidsLimit: 100 }), broken: true, detail: /90 % of its pids limit 100/ },
+    { name: 'percent without a limit', check: { type: 'pids-usage', abovePercent: 80 }, points: series([5000], 'pids'), broken: false },
+    { name: 'both thresholds broken', check: { type: 'pids-usage', above: 50, abovePercent: 80 }, points: series([90], 'pids', { pidsLimit: 100 }), broken: true, evidence: 2 },
+    { name: 'either one is enough', check: { type: 'pids-usage', above: 500, abovePercent: 80 }, points: series([90], 'pids', { pidsLimit: 100 }), broken: true, evidence: 1 },
+    { name: 'neither', check: { type: 'pids-usage', above: 500, abovePercent: 95 }, points: series([90], 'pids', { pidsLimit: 100 }), broken: false },
+  ]);
+});
+
+t.test('parameters are validated at policy load', async (t) => {
+  const load = (check: Rule['check']) => () => policyFromJson(policyOf(rule(check)));
+  t.throws(load({ type: 'pids-usage' }), PolicyValidationError, 'pids-usage without a threshold');
+  t.throws(load({ type: 'pids-usage', forSeconds: 5 }), /needs `above` and\/or `abovePercent`/);
+  t.throws(load({ type: 'cpu-usage', abovePercent: 0 }), PolicyValidationError, 'a zero threshold');
+  t.throws(load({ type: 'cpu-usage', forSeconds: MAX_USAGE_FOR_SECONDS + 1 }), PolicyValidationError, 'forSeconds above the maximum');
+  t.throws(load({ type: 'memory-usage', abovePercent: 120 }), PolicyValidationError, 'memory above 100 %');
+  t.throws(load({ type: 'memory-usage', limit: 1 }), /unknown field "limit"/);
+  t.ok(load({ type: 'cpu-usage', abovePercent: 250, forSeconds: 0 })(), 'CPU may exceed 100 % (of one core)');
+});
+
+t.test('usage rules produce nothing without usage: authz and dry-run', async (t) => {
+  const p = parsePolicy(DEFAULT_POLICY_YAML);
+  const idle = facts({ memoryLimitBytes: 0, nanoCpus: 0, pidsLimit: 0 });
+  const ruleIds = evaluate(p, { container: idle }, { now: NOW }).map((f) => f.ruleId);
+  t.notOk(ruleIds.some((id) => /usage/.test(id)), 'no usage finding from facts alone');
+  // The same policy with usage: every usage rule of the default policy can hit.
+  const hot: UsagePoint[] = Array.from({ length: 14 }, (_, i) => ({
+    at: T0 + i * 5000, cpuPercent: 100, cpuLimitCores: 0, memoryBytes: 95 * MiB, memoryLimitBytes: 100 * MiB, pids: 2000, pidsLimit: 0,
+  }));
+  const hit = evaluate(p, { container: idle, usage: { points: hot } }, { now: NOW }).filter((f) => /usage/.test(f.ruleId));
+  t.same(hit.map((f) => f.ruleId), ['isolation.cpu-usage', 'isolation.memory-usage', 'isolation.pids-usage']);
+  t.ok(hit.every((f) => f.mode === 'monitor' && f.action.type === 'pause'), 'monitor mode, action pause');
+});
+
+t.test('usageWindowMs and isUsageRule', async (t) => {
+  t.same([...USAGE_CHECK_TYPES], ['cpu-usage', 'memory-usage', 'pids-usage']);
+  t.ok(isUsageRule({ check: { type: 'cpu-usage' } }));
+  t.notOk(isUsageRule({ check: { type: 'privileged' } }));
+  const p = (checks: Rule['check'][]) => policyFromJson(policyOf(...checks.map((c, i) => rule(c, { id: `r${i}` }))));
+  t.equal(usageWindowMs(p([{ type: 'privileged' }])), 0, 'no usage rule');
+  t.equal(usageWindowMs(p([{ type: 'cpu-usage' }])), 60_000, 'the default forSeconds counts');
+  t.equal(usageWindowMs(p([{ type: 'cpu-usage', forSeconds: 20 }, { type: 'memory-usage', forSeconds: 45 }, { type: 'pids-usage', above: 5 }])), 45_000, 'the longest');
+  t.equal(usageWindowMs(parsePolicy(DEFAULT_POLICY_YAML)), 60_000, 'default policy');
+});
+
+t.test('heldAbove', async (t) => {
+  const pts = series([1, 5, 6, 7], 'pids');
+  const v = (p: UsagePoint) => p.pids;
+  t.same(heldAbove(pts, v, 4, false), { heldMs: 10_000, latest: 7, lowest: 5 }, 'gauge: from the first reading above');
+  t.same(heldAbove(pts, v, 4, true), { heldMs: 15_000, latest: 7, lowest: 5 }, 'interval: from the reading before');
+  t.same(heldAbove(series([5, 6], 'pids'), v, 4, true), { heldMs: 5000, latest: 6, lowest: 5 }, 'the whole window above: from its first reading');
+  t.equal(heldAbove(pts, v, 7, false), undefined, 'newest not above');
+  t.equal(heldAbove([], v, 0, false), undefined, 'empty');
+});
