@@ -9,32 +9,36 @@
 // of a hardened service by the docker CLI 28 (captured from a real engine:
 // the CLI's full JSON body, base64 in RequestBody, plus RequestHeaders); the
 // policy is the default one with every rule the create does not break in
-// enforce mode (as in authz-overhead); the image inspect comes from a fake
-// engine that answers at once (the decider caches it for 30 s anyway), and the
-// inventory holds INVENTORY running containers (neighbours for the network
-// rule). Phases, each WARMUP + N operations, median of RUNS runs:
-//   decide   parseAuthzRequest + decide() until the decision (what
-//            AuthzDecisionReport.decisionMs measures);
-//   cpu      the same plus everything deferred after the answer
-//            (setImmediate reporting), as CPU time (user + system) per
-//            create — on a shared machine wall time mostly measures waiting;
-//   http     the real AuthzPlugin over a unix socket (keep-alive client in
-//            this process): AuthZReq + AuthZRes round trips per create, with
-//            `evaluate` = the decider, and with `evaluate` = allow-all (the
-//            protocol's own cost); the CPU difference is the decider's share.
+// enforce mode (as in authz-overhead: 2 rules stay in monitor mode and report
+// a finding per create); the image inspect comes from a fake engine that
+// answers at once (the decider caches it for 30 s anyway), and the inventory
+// holds INVENTORY running containers (neighbours for the network rule).
+// Creates run in blocks of BLOCK; with --compare, the two builds' blocks
+// alternate (order flipped every block), so load drift hits both alike, and
+// the paired per-block differences are reported. Per build:
+//   decideP50us        parseAuthzRequest + decide() until the decision (what
+//                      AuthzDecisionReport.decisionMs measures), median, creates
+//                      back to back (hot caches);
+//   decideColdP50us    the same, one create every GAP ms (--gap-ms, default 5):
+//                      caches cold, as between real creates — the figure a
+//                      `docker create` waits for; decideColdShippedPolicyP50us
+//                      with the default policy as shipped (all rules monitor);
+//   cpuPerCreateUs     CPU time (user + system) per create, including what is
+//                      deferred after the answer (reports) — on a shared
+//                      machine wall time mostly measures waiting for a core;
+//   httpCpuPerCreateUs the real AuthzPlugin over a unix socket, AuthZReq +
+//                      AuthZRes per create, keep-alive client in this process;
+//                      httpDeciderShareUs = minus an allow-all plugin (the
+//                      protocol's own cost), paired by block.
 //
-// Usage: npm run build && node bench/authz-decider.js [--n 5000] [--runs 5] [--inventory 50]
-//        BENCH_ROOT=/copy/of/an/older/tree node bench/authz-decider.js   (same bench, other build)
+// Usage: npm run build && node bench/authz-decider.js [--n 5000] [--runs 5] [--block 250] [--cold 400] [--gap-ms 5] [--inventory 50]
+//        node bench/authz-decider.js --compare /other/checkout   (built; its node_modules reachable, e.g. NODE_PATH)
 'use strict';
 const { join, resolve } = require('node:path');
-const { mkdtempSync, rmSync } = require('node:fs');
+const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const http = require('node:http');
 
-// BENCH_ROOT: another tree's built packages (e.g. a copy of a previous build) to compare against.
-const ROOT = resolve(process.env.BENCH_ROOT ?? resolve(__dirname, '..'));
-const { createLogger, DEFAULT_POLICY_YAML, parsePolicy } = require(join(ROOT, 'packages/shared/dist/index.js'));
-const { AuthzPlugin, parseAuthzRequest } = require(join(ROOT, 'packages/agent/dist/authz/plugin-server.js'));
-const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-decider.js'));
+const ROOT = resolve(__dirname, '..');
 
 const args = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -44,7 +48,12 @@ const arg = (name, dflt) => {
 const N = arg('n', 5000);
 const RUNS = arg('runs', 5);
 const INVENTORY = arg('inventory', 50);
+const BLOCK = arg('block', 250);
+const GAP = arg('gap-ms', 5);
+const COLD = arg('cold', 400);
 const WARMUP = Math.min(2000, N);
+const ci = args.indexOf('--compare');
+const COMPARE = ci >= 0 ? args[ci + 1] : undefined;
 
 const IMAGE = 'bulkhead-test/busybox:user1000';
 const IMAGE_ID = `sha256:${'a1'.repeat(32)}`;
@@ -106,9 +115,9 @@ function inventory() {
 }
 
 /** The default policy with every rule NOT in `broken` switched to enforce (as bench/authz-overhead.js). */
-function enforcedDefaultPolicy(broken) {
+function enforcedDefaultPolicy(yaml, broken) {
   let id;
-  return DEFAULT_POLICY_YAML.split('\n').map((line) => {
+  return yaml.split('\n').map((line) => {
     const m = /^\s+- id: (\S+)/.exec(line);
     if (m) id = m[1];
     if (/^\s+mode: monitor\s*$/.test(line) && id && !broken.has(id)) return line.replace('monitor', 'enforce');
@@ -124,123 +133,180 @@ const flush = () => new Promise((r) => setImmediate(r));
 const us = (ms) => Math.round(ms * 1000 * 10) / 10;
 const cpuMs = (u) => (u.user + u.system) / 1000;
 
+/** One build's modules: this tree's, or (--compare) another tree's built packages. */
+function load(root) {
+  const shared = require(join(root, 'packages/shared/dist/index.js'));
+  return {
+    root,
+    ...shared,
+    ...require(join(root, 'packages/agent/dist/authz/plugin-server.js')),
+    AuthzDecider: require(join(root, 'packages/agent/dist/authz/authz-decider.js')).AuthzDecider,
+  };
+}
+
+/** A decider of build `m` under the benchmark's policy, and a counter of its reports. */
+async function makeDecider(m, containers) {
+  const logger = m.createLogger({ name: 'bench-authz-decider', level: 'silent' });
+  const mkState = (policy) => ({ policy, scans: new Map(), version: 1, source: 'local', sha256: 'x', projectLabel: 'bulkhead.project' });
+  // Which default rules does this create break? (monitor mode: reported, not denied)
+  let broken;
+  const probe = new m.AuthzDecider({ policy: () => mkState(m.parsePolicy(m.DEFAULT_POLICY_YAML)), containers, docker, logger, onDecision: (d) => { broken = d.findings.map((f) => f.ruleId); } });
+  const d0 = await probe.decide(m.parseAuthzRequest(reqEnvelope(0)));
+  if (!d0.allow) throw new Error(`probe denied: ${d0.msg}`);
+  // The report comes after the answer (with a monitor-only policy, the whole judgement does).
+  for (let i = 0; i < 200 && broken === undefined; i++) await new Promise((r) => setTimeout(r, 5));
+  if (broken === undefined) throw new Error('probe: no report of the create\'s monitor findings');
+  const state = mkState(m.parsePolicy(enforcedDefaultPolicy(m.DEFAULT_POLICY_YAML, new Set(broken))));
+  const counter = { reports: 0 };
+  const decider = new m.AuthzDecider({ policy: () => state, containers, docker, logger, onDecision: () => { counter.reports++; } });
+  // The default policy as shipped: every rule in monitor mode, as every install starts.
+  const shippedState = mkState(m.parsePolicy(m.DEFAULT_POLICY_YAML));
+  const shipped = new m.AuthzDecider({ policy: () => shippedState, containers, docker, logger, onDecision: () => { counter.reports++; } });
+  return { m, logger, decider, shipped, state, broken, counter };
+}
+
 async function main() {
-  const logger = createLogger({ name: 'bench-authz-decider', level: 'silent' });
+  const roots = [ROOT, ...(COMPARE ? [resolve(COMPARE)] : [])];
   const inv = inventory();
   const containers = { get: (id) => inv.find((f) => f.id === id), inventory: () => inv };
-  const mkState = (policy) => ({ policy, scans: new Map(), version: 1, source: 'local', sha256: 'x', projectLabel: 'bulkhead.project' });
-
-  // Which default rules does this create break? (monitor mode: reported, not denied)
-  let broken = [];
-  const probe = new AuthzDecider({ policy: () => mkState(parsePolicy(DEFAULT_POLICY_YAML)), containers, docker, logger, onDecision: (d) => { broken = d.findings.map((f) => f.ruleId); } });
-  const d0 = await probe.decide(parseAuthzRequest(reqEnvelope(0)));
-  await flush();
-  if (!d0.allow) throw new Error(`probe denied: ${d0.msg}`);
-  const state = mkState(parsePolicy(enforcedDefaultPolicy(new Set(broken))));
-  const enforcedRules = state.policy.spec.rules.filter((r) => r.mode === 'enforce').length;
-
-  let reports = 0;
-  const decider = new AuthzDecider({ policy: () => state, containers, docker, logger, onDecision: () => { reports++; } });
+  const variants = [];
+  for (const [i, root] of roots.entries()) variants.push({ name: i === 0 ? 'this' : 'compare', ...(await makeDecider(load(root), containers)) });
   const envelopes = Array.from({ length: 64 }, (_, i) => Buffer.from(reqEnvelope(i)));
 
-  const once = async (i) => {
-    const d = decider.decide(parseAuthzRequest(envelopes[i & 63]));
+  const once = async (v, i, decider = v.decider) => {
+    const d = decider.decide(v.m.parseAuthzRequest(envelopes[i & 63]));
     const r = typeof d.then === 'function' ? await d : d;
     if (!r.allow) throw new Error(`denied: ${r.msg}`);
   };
 
-  // decide: per-operation latency (request parsed → decision), median per run
-  const decideRuns = [];
-  const totalRuns = [];
-  for (let run = 0; run < RUNS; run++) {
-    for (let i = 0; i < WARMUP; i++) await once(i);
-    await flush();
-    const lat = [];
-    for (let i = 0; i < N; i++) {
-      const t0 = performance.now();
-      await once(i);
-      lat.push(performance.now() - t0);
-      if ((i & 255) === 255) await flush();
-    }
-    await flush();
-    decideRuns.push(median(lat));
-    // total: CPU time of N sequential creates including the deferred work, per create
-    // (CPU, not wall time: on a shared machine wall time mostly measures waiting for a core)
-    const c0 = process.cpuUsage();
-    for (let i = 0; i < N; i++) {
-      await once(i);
+  // In-process: blocks of BLOCK creates per variant, variants alternating
+  // (order flipped every block) so load drift hits both alike.
+  for (const v of variants) for (let i = 0; i < WARMUP; i++) await once(v, i);
+  await flush();
+  const blocks = Math.max(4, Math.round((N * RUNS) / BLOCK));
+  for (const v of variants) Object.assign(v, { decide: [], cpu: [] });
+  for (let b = 0; b < blocks; b++) {
+    for (const v of b % 2 ? [...variants].reverse() : variants) {
+      const lat = [];
+      for (let i = 0; i < BLOCK; i++) {
+        const t0 = performance.now();
+        await once(v, i);
+        lat.push(performance.now() - t0);
+      }
       await flush();
+      v.decide.push(median(lat));
+      // CPU (user + system) per create including the deferred reporting: on
+      // a shared machine wall time mostly measures waiting for a core.
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < BLOCK; i++) {
+        await once(v, i);
+        await flush();
+      }
+      v.cpu.push(cpuMs(process.cpuUsage(c0)) / BLOCK);
     }
-    totalRuns.push(cpuMs(process.cpuUsage(c0)) / N);
   }
 
-  // http: the real plugin server, AuthZReq + AuthZRes per create
-  const dir = mkdtempSync('/tmp/bk-azd-');
-  let mode = 'decider';
-  const plugin = await AuthzPlugin.start({ socketPath: join(dir, 'p.sock'), logger, evaluate: (req) => (mode === 'decider' ? decider.decide(req) : { allow: true }) });
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const post = (path, body) => new Promise((res, rej) => {
-    const r = http.request({ socketPath: plugin.socketPath, path, method: 'POST', agent, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (resp) => {
-      const ch = [];
-      resp.on('data', (c) => ch.push(c));
-      resp.on('end', () => res(Buffer.concat(ch).toString()));
-    });
-    r.on('error', rej);
-    r.end(body);
-  });
-  const reqBodies = Array.from({ length: 64 }, (_, i) => reqEnvelope(i));
-  const resBodies = Array.from({ length: 64 }, (_, i) => resEnvelope(i));
-  const httpCreate = async (i) => {
-    const a = await post('/AuthZPlugin.AuthZReq', reqBodies[i & 63]);
-    if (!a.includes('"Allow":true')) throw new Error(`denied over http: ${a}`);
-    await post('/AuthZPlugin.AuthZRes', resBodies[i & 63]);
-  };
-  const httpN = Math.max(200, Math.floor(N / 5));
-  const httpRuns = { decider: [], allow: [] };
-  const httpCpu = { decider: [], allow: [] };
-  try {
-    for (let run = 0; run < RUNS; run++) {
-      for (const m of run % 2 ? ['allow', 'decider'] : ['decider', 'allow']) {
-        mode = m;
-        for (let i = 0; i < 200; i++) await httpCreate(i);
-        const lat = [];
-        const c0 = process.cpuUsage();
-        for (let i = 0; i < httpN; i++) {
-          const t0 = performance.now();
-          await httpCreate(i);
-          lat.push(performance.now() - t0);
-        }
-        await flush();
-        httpCpu[m].push(cpuMs(process.cpuUsage(c0)) / httpN);
-        httpRuns[m].push(median(lat));
+  // Cold: one create every GAP ms, as creates come in real life (dockerd and
+  // other processes run in between and evict the caches): what a create
+  // actually waits for. Builds alternate create by create.
+  for (const v of variants) {
+    v.cold = [];
+    v.coldShipped = [];
+    for (let i = 0; i < 200; i++) await once(v, i, v.shipped);
+  }
+  await flush();
+  for (let i = 0; i < COLD; i++) {
+    for (const v of i % 2 ? [...variants].reverse() : variants) {
+      for (const [list, decider] of [[v.cold, v.decider], [v.coldShipped, v.shipped]]) {
+        await new Promise((r) => setTimeout(r, GAP));
+        const t0 = performance.now();
+        await once(v, i, decider);
+        list.push(performance.now() - t0);
       }
     }
-  } finally {
-    agent.destroy();
-    await plugin.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 
-  const result = {
-    bench: 'authz-decider',
-    node: process.version,
-    loadavg: require('node:fs').readFileSync('/proc/loadavg', 'utf8').trim(),
-    n: N,
-    runs: RUNS,
-    inventory: INVENTORY,
-    rules: state.policy.spec.rules.length,
-    enforcedRules,
-    brokenInMonitor: broken,
-    reports,
-    decideP50us: us(median(decideRuns)),
-    decideRunsUs: decideRuns.map(us),
-    cpuPerCreateUs: us(median(totalRuns)),
-    cpuRunsUs: totalRuns.map(us),
-    // Over HTTP the client is in this process too: compare the two, not the absolute figures.
-    httpWallP50us: { decider: us(median(httpRuns.decider)), allowAll: us(median(httpRuns.allow)) },
-    httpCpuPerCreateUs: { decider: us(median(httpCpu.decider)), allowAll: us(median(httpCpu.allow)), deciderShare: us(median(httpCpu.decider) - median(httpCpu.allow)) },
-  };
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  // Over HTTP: the real AuthzPlugin of each build on its own socket, plus an
+  // allow-all plugin (the protocol's own cost), AuthZReq + AuthZRes per create.
+  const dir = mkdtempSync('/tmp/bk-azd-');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const reqBodies = Array.from({ length: 64 }, (_, i) => reqEnvelope(i));
+  const resBodies = Array.from({ length: 64 }, (_, i) => resEnvelope(i));
+  const servers = [];
+  try {
+    const allowAll = { name: 'allow-all', http: [] };
+    for (const [k, v] of [...variants, allowAll].entries()) {
+      const m = v.m ?? variants[0].m;
+      const plugin = await m.AuthzPlugin.start({ socketPath: join(dir, `p${k}.sock`), logger: variants[0].logger, evaluate: v.decider ? (req) => v.decider.decide(req) : () => ({ allow: true }) });
+      servers.push(plugin);
+      v.plugin = plugin;
+      v.http = [];
+    }
+    const post = (socketPath, path, body) => new Promise((res, rej) => {
+      const r = http.request({ socketPath, path, method: 'POST', agent, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (resp) => {
+        const ch = [];
+        resp.on('data', (c) => ch.push(c));
+        resp.on('end', () => res(Buffer.concat(ch).toString()));
+      });
+      r.on('error', rej);
+      r.end(body);
+    });
+    const httpCreate = async (v, i) => {
+      const a = await post(v.plugin.socketPath, '/AuthZPlugin.AuthZReq', reqBodies[i & 63]);
+      if (!a.includes('"Allow":true')) throw new Error(`denied over http: ${a}`);
+      await post(v.plugin.socketPath, '/AuthZPlugin.AuthZRes', resBodies[i & 63]);
+    };
+    const hv = [...variants, allowAll];
+    for (const v of hv) for (let i = 0; i < 200; i++) await httpCreate(v, i);
+    const hblocks = Math.max(4, Math.round(blocks / 2));
+    for (let b = 0; b < hblocks; b++) {
+      for (const v of b % 2 ? [...hv].reverse() : hv) {
+        const c0 = process.cpuUsage();
+        for (let i = 0; i < BLOCK; i++) await httpCreate(v, i);
+        await flush();
+        v.http.push(cpuMs(process.cpuUsage(c0)) / BLOCK);
+      }
+    }
+    const httpFigures = Object.fromEntries(hv.map((v) => [v.name, us(median(v.http))]));
+    const out = {
+      bench: 'authz-decider',
+      node: process.version,
+      loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
+      creates: blocks * BLOCK,
+      block: BLOCK,
+      inventory: INVENTORY,
+      rules: variants[0].state.policy.spec.rules.length,
+      enforcedRules: variants[0].state.policy.spec.rules.filter((r) => r.mode === 'enforce').length,
+      brokenInMonitor: variants[0].broken,
+      builds: Object.fromEntries(variants.map((v) => [v.name, {
+        root: v.root,
+        decideP50us: us(median(v.decide)),
+        decideColdP50us: us(median(v.cold)),
+        decideColdShippedPolicyP50us: us(median(v.coldShipped)),
+        cpuPerCreateUs: us(median(v.cpu)),
+        // Over HTTP the client runs in this process too: compare with allow-all, not the absolute figure.
+        httpCpuPerCreateUs: httpFigures[v.name],
+        httpDeciderShareUs: us(median(v.http.map((x, i) => x - allowAll.http[i]))),
+        reports: v.counter.reports,
+      }])),
+      httpAllowAllCpuPerCreateUs: httpFigures['allow-all'],
+      ...(variants.length === 2 ? {
+        // Paired by block (same moment, same load): this build minus the other.
+        pairedDiffUs: {
+          decideP50: us(median(variants[0].decide.map((x, i) => x - variants[1].decide[i]))),
+          decideColdP50: us(median(variants[0].cold.map((x, i) => x - variants[1].cold[i]))),
+          decideColdShippedPolicyP50: us(median(variants[0].coldShipped.map((x, i) => x - variants[1].coldShipped[i]))),
+          cpuPerCreate: us(median(variants[0].cpu.map((x, i) => x - variants[1].cpu[i]))),
+          httpCpuPerCreate: us(median(variants[0].http.map((x, i) => x - variants[1].http[i]))),
+        },
+      } : {}),
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } finally {
+    agent.destroy();
+    for (const p of servers) await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 main().catch((err) => {

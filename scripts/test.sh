@@ -6,7 +6,8 @@
 # 1. installs what the tests need when missing (as root, via apt-get): docker.io (dockerd,
 #    containerd, runc, docker CLI; pulls in iptables), busybox-static (the test image),
 #    systemd (systemd-analyze for the unit-file tests), prometheus (promtool, which checks the
-#    metrics scrapes)
+#    metrics scrapes), postgresql (initdb/postgres under /usr/lib/postgresql/*/bin: the store
+#    tests start private throw-away clusters on a unix socket, test/helpers/postgres.ts)
 # 2. `npm ci` when node_modules is missing or older than package-lock.json
 # 3. `npm run build`                      (skip with BULKHEAD_SKIP_BUILD=1)
 # 4. starts ONE shared private Docker engine (scripts/engine.sh) in /tmp/bk-test-XXXXXX and
@@ -34,6 +35,7 @@ fi
 command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || pkgs+=(postgresql)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "scripts/test.sh: missing ${pkgs[*]}; run as root or: sudo apt-get install ${pkgs[*]}" >&2

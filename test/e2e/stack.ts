@@ -26,11 +26,18 @@ export interface ControllerHandle {
 export interface StackOptions {
   heartbeatInterval?: string;
   offlineAfter?: string;
+  /** Extra environment for every controller command (init, serve, token create), e.g. BULKHEAD_DATABASE_URL. */
+  env?: NodeJS.ProcessEnv;
+  /** Extra `init` arguments. */
+  initArgs?: string[];
+  /** Extra `serve` arguments (after the stack's own). */
+  serveArgs?: string[];
 }
 
 export async function startController(root: string, opts: StackOptions = {}): Promise<ControllerHandle> {
   const dataDir = join(root, 'controller');
-  const init = await run(CONTROLLER_BIN, ['init', '--data-dir', dataDir, '--json']);
+  const env = opts.env ?? {};
+  const init = await run(CONTROLLER_BIN, ['init', '--data-dir', dataDir, '--json', ...(opts.initArgs ?? [])], env);
   if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
   const info = JSON.parse(init.stdout) as { caFingerprint: string; adminApiKey: string; caCert: string };
   const caPem = readText(info.caCert);
@@ -42,9 +49,10 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
     '--metrics-listen', '127.0.0.1:0',
     ...(opts.heartbeatInterval ? ['--heartbeat-interval', opts.heartbeatInterval] : []),
     ...(opts.offlineAfter ? ['--offline-after', opts.offlineAfter] : []),
+    ...(opts.serveArgs ?? []),
   ];
   const launch = async (): Promise<{ daemon: Daemon; grpcPort: number; apiPort: number; metricsPort: number }> => {
-    const daemon = Daemon.start('controller', CONTROLLER_BIN, ['serve', '--data-dir', dataDir, '--grpc-listen', grpcListen, '--api-listen', apiListen, ...extra]);
+    const daemon = Daemon.start('controller', CONTROLLER_BIN, ['serve', '--data-dir', dataDir, '--grpc-listen', grpcListen, '--api-listen', apiListen, ...extra], env);
     const ready = await Promise.race([
       daemon.waitForLog((l) => l['msg'] === 'controller ready'),
       daemon.exited.then((c) => {
@@ -75,7 +83,7 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
     },
     get: (path, key) => apiGet(apiBase, path, caPem, key === null ? undefined : (key ?? info.adminApiKey)),
     async token(ttl = '5m') {
-      const r = await run(CONTROLLER_BIN, ['token', 'create', '--data-dir', dataDir, '--ttl', ttl]);
+      const r = await run(CONTROLLER_BIN, ['token', 'create', '--data-dir', dataDir, '--ttl', ttl], env);
       if (r.code !== 0) throw new Error(`token create failed: ${r.stderr}`);
       return r.stdout.trim();
     },

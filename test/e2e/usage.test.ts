@@ -119,7 +119,7 @@ t.test('live usage: a CPU burner is paused within its rule\'s window, a quiet on
   const violations = async () => (await ctl.get<{ items: Violation[] }>('/v1/violations?limit=200')).body.items;
   const cpuRec = await waitFor('cpu violation recorded', async () => (await violations()).find((v) => v.ruleId === 'usage.cpu' && v.containerId === burnerId), HANG_MS);
   t.match(cpuRec, { mode: 'enforce', source: 'usage', containerName: `bk-burner-${run}`, action: { type: 'pause', result: 'ok' } }, 'recorded with what was done');
-  t.match(cpuRec.message, /CPU at \d+(\.\d+)? % of its CPU quota \(0\.5 CPUs\) for \d+ s/, 'the message says how far above, for how long');
+  t.match(cpuRec.message, /CPU at \d+(\.\d+)? % of its CPU quota \(0\.5 CPUs\) for [\d.]+ s/, 'the message says how far above, for how long');
   const heldMs = Date.parse(cpuRec.at) - startedAt;
   t.ok(heldMs >= FOR_SECONDS * 1000 - 300 && heldMs < HANG_MS, `paused after the rule's ${FOR_SECONDS} s had passed, not before (${heldMs} ms after start)`);
 

@@ -184,7 +184,7 @@ export class Agent {
     // Live usage (issue 4): usage rules go to the enforcer, usage deltas to the controller.
     const usage = opts.usageIntervalMs > 0 ? await startUsageMonitor(opts, { watcher: w, policy, enforcer, link: l, hostFacts: () => hostNow, logger }) : undefined;
     link.start();
-    // Host audit (issue 4): at start and every --audit-interval, off the hot path; the report waits in the outbox until the controller has it.
+    // Host audit (issue 4): at start and every --audit-interval, in a child process; the report waits in the outbox until the controller has it.
     const hostAudit = opts.audit.intervalMs > 0
       ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost), onReport: (r) => void l.reportAudit(r.message), logger: logger.child({ component: 'audit' }) })
       : undefined;
@@ -197,7 +197,7 @@ export class Agent {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     await this.usage?.stop(); // issue 4
-    await this.hostAudit?.stop(); // issue 4: a run in progress finishes (a fix is never left half-recorded)
+    await this.hostAudit?.stop(); // issue 4: ends an audit in progress (its child process); the next start audits again
     this.link.stop();
     await this.enforcer.stop();
     await this.watcher.stop();

@@ -3,6 +3,7 @@ import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/s
 import { splitHostPort } from './net/host-port';
 import { MAX_TOKEN_MAX_TTL_MS, MIN_TOKEN_MAX_TTL_MS } from './auth/auth-options';
 import type { ApiTlsFiles } from './api/api-tls';
+import { storeConfigFor } from './store/open-store';
 
 export interface ControllerOptions {
   dataDir: string;
@@ -31,6 +32,11 @@ export interface ControllerOptions {
    * gRPC always uses the controller CA.
    */
   apiTls?: ApiTlsFiles;
+  /**
+   * PostgreSQL URL (`--database-url` / BULKHEAD_DATABASE_URL). Default:
+   * undefined = the embedded SQLite file DATA_DIR/bulkhead.db.
+   */
+  databaseUrl?: string;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9464';
@@ -50,6 +56,8 @@ export interface ControllerOptionsInput {
   apiTlsCert?: string;
   /** `--api-tls-key` / BULKHEAD_API_TLS_KEY: its PEM private key. */
   apiTlsKey?: string;
+  /** `--database-url` / BULKHEAD_DATABASE_URL: postgresql://… ; empty or absent = SQLite in the data directory. */
+  databaseUrl?: string;
 }
 
 export function resolveControllerOptions(input: ControllerOptionsInput): ControllerOptions {
@@ -79,6 +87,8 @@ export function resolveControllerOptions(input: ControllerOptionsInput): Control
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `--api-tls-cert and --api-tls-key go together: got only ${cert !== undefined ? '--api-tls-cert' : '--api-tls-key'}`);
   }
   if (cert !== undefined && key !== undefined) opts.apiTls = { certFile: cert, keyFile: key };
+  // Checked at start-up (scheme, parseable); connecting is Controller.start's job.
+  if (storeConfigFor(input.dataDir, input.databaseUrl).kind === 'postgres') opts.databaseUrl = input.databaseUrl!.trim();
   if (opts.metricsListen !== undefined) resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote);
   splitHostPort(opts.grpcListen, 'grpc-listen');
   splitHostPort(opts.apiListen, 'api-listen');

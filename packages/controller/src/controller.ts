@@ -4,8 +4,8 @@ import { BulkheadError, resolveMetricsAddress, startMetricsListener, type Logger
 import type { FastifyInstance } from 'fastify';
 import { createApiServer } from './api/server';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/grpc-server';
-import { dataDirPaths, loadPki } from './pki/data-dir';
-import { openStore } from './store/open-store';
+import { loadPki } from './pki/data-dir';
+import { describeStore, openStore, storeConfigFor } from './store/open-store';
 import type { Store } from './store/store';
 import type { ControllerOptions } from './controller-options';
 import { splitHostPort } from './net/host-port';
@@ -60,8 +60,9 @@ export class Controller {
     const apiTls = apiTlsSource(opts.apiTls, () => loadPki(opts.dataDir).server, { logger: logger.child({ component: 'api' }) });
     const apiCert = apiTls.load();
     const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // issue 5: created here for data dirs initialized before tokens
-    const store = await openStore({ kind: 'sqlite', path: dataDirPaths(opts.dataDir).db });
-    await store.migrate();
+    // SQLite in the data directory, or PostgreSQL with --database-url (docs/cli.md#postgresql).
+    const storeConfig = storeConfigFor(opts.dataDir, opts.databaseUrl);
+    const store = await openStore(storeConfig, { logger: logger.child({ component: 'store' }) });
     let grpc: RunningGrpcServer | undefined;
     let alerting: Alerting | undefined;
     const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });
@@ -116,7 +117,7 @@ export class Controller {
       ready = true;
       logger.info(
         {
-          grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint,
+          grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint, store: describeStore(storeConfig),
           apiCertificate: { source: apiCert.summary.source, fingerprint: apiCert.summary.fingerprint, subject: apiCert.summary.subject, notAfter: apiCert.summary.notAfter.toISOString() },
         },
         'controller ready',

@@ -14,7 +14,10 @@
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
 // by ref (TTL), so the decision is synchronous — no promise, no timer, no
-// engine call — and reports are built after the answer (setImmediate).
+// engine call. Only enforce-mode rules are evaluated before the answer;
+// monitor-mode rules (they never refuse) and the reports come after it
+// (setImmediate). A policy without enforce rules answers every request at
+// once and judges it afterwards, for the report.
 // Lookups only when the request uses what they resolve and the policy has a
 // rule that cares (docker/facts-resolver.ts): --volumes-from, named volumes,
 // bind sources (symlinks), `container:` namespaces, networks by id. They
@@ -37,7 +40,7 @@ import {
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
-import type { AuthzDecision, AuthzRequest } from './plugin-server';
+import { queryParam, type AuthzDecision, type AuthzRequest } from './plugin-server';
 import {
   applyNetworkConnect, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts, volumesFromOf,
   type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type NetworkConnectBody, type VolumeCreateBody,
@@ -119,6 +122,8 @@ export interface AuthzDeciderOptions {
 
 const CONTAINER_ROUTE = /^\/containers\/([^/]+)\/(update|exec|start|restart)$/;
 const NETWORK_CONNECT_ROUTE = /^\/networks\/([^/]+)\/connect$/;
+/** start/restart report only refusals, so a policy that cannot refuse has nothing to judge there. */
+const START_ROUTE = /^\/containers\/[^/]+\/(?:start|restart)$/;
 const IMAGE_CACHE_MAX = 512;
 
 type ImageResult = Dockerode.ImageInspectInfo | 'missing';
@@ -137,6 +142,8 @@ export class AuthzDecider {
   private readonly budgetMs: number;
   private readonly now: () => number;
   private readonly resolver: FactsResolver;
+  /** Requests answered before they were judged (monitor-only policy): when. */
+  private readonly answeredAt = new WeakMap<AuthzRequest, number>();
   /** Per policy object: the kinds of lookup its rules need (none → never look anything up). */
   private readonly needs = new WeakMap<Policy, ReadonlySet<ResolutionKind>>();
 
@@ -153,6 +160,19 @@ export class AuthzDecider {
     if (req.method !== 'POST') return ALLOW;
     const state = this.o.policy();
     if (!state.policy) return ALLOW;
+    if (!partsOf(state.policy).enforce) {
+      // Nothing can be refused (every rule monitors, as every install
+      // starts): answer now, judge for the report after the answer.
+      if (this.o.onDecision && !START_ROUTE.test(req.path)) {
+        this.answeredAt.set(req, performance.now());
+        setImmediate(() => this.judgeForReport(req, state));
+      }
+      return ALLOW;
+    }
+    return this.route(req, state);
+  }
+
+  private route(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     const path = req.path;
     if (path === '/containers/create') return this.create(req, state);
     if (path === '/volumes/create') return this.volumeCreate(req, state);
@@ -176,7 +196,7 @@ export class AuthzDecider {
   // ---- routes --------------------------------------------------------------
 
   private create(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
-    const name = req.query.get('name') ?? '';
+    const name = queryParam(req.uri, 'name') ?? '';
     if (!req.hasBody) {
       const enforcing = state.policy!.spec.rules.some((r) => r.mode === 'enforce');
       if (enforcing && this.o.denyUnreadableCreate !== false) {
@@ -217,7 +237,7 @@ export class AuthzDecider {
 
   private judgeCreate(req: AuthzRequest, state: PolicyState, facts: Facts, secretHits: SecretHit[], failures: readonly ResolutionFailure[]): AuthzDecision {
     const enriched = withSecretsAndProject(facts, secretHits, state.projectLabel);
-    return this.unresolvable(req, state, 'create', enriched, failures) ?? this.conclude(req, state, 'create', enriched, this.evaluate(state, enriched));
+    return this.unresolvable(req, state, 'create', enriched, failures) ?? this.judge(req, state, 'create', enriched);
   }
 
   private async update(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
@@ -257,10 +277,9 @@ export class AuthzDecider {
       if (refused) return refused;
       current = res.facts;
     }
-    const findings = this.evaluate(state, current);
     // Monitor findings at start are not reported here: the reaction path
     // reports them once per container and rule; only refusals are news.
-    return this.conclude(req, state, 'start', current, findings, { reportOnlyDenials: true });
+    return this.judge(req, state, 'start', current, { reportOnlyDenials: true });
   }
 
   private networkConnect(req: AuthzRequest, state: PolicyState, netRef: string): AuthzDecision | Promise<AuthzDecision> {
@@ -302,7 +321,31 @@ export class AuthzDecider {
     });
   }
 
+  /** A request already allowed (monitor-only policy), judged for its report. Errors are logged only. */
+  private judgeForReport(req: AuthzRequest, state: PolicyState): void {
+    const failed = (err: unknown): void => this.o.logger.warn({ err, method: req.method, path: req.path }, 'authz: could not judge an allowed request for its report (monitor-only policy)');
+    try {
+      const d = this.route(req, state);
+      if (d instanceof Promise) d.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
+  }
+
   // ---- shared --------------------------------------------------------------
+
+  /**
+   * Decides on the enforce-mode rules alone; monitor-mode rules (which never
+   * refuse) are evaluated after the answer, for the report. A policy in
+   * monitor mode — how every install starts — thus costs a request nothing
+   * before it is answered.
+   */
+  private judge(req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, opts: { reportOnlyDenials?: boolean } = {}): AuthzDecision {
+    const { enforce, monitor } = partsOf(state.policy!);
+    const findings = enforce ? this.evaluate({ ...state, policy: enforce }, facts) : NO_FINDINGS;
+    const later = monitor && !opts.reportOnlyDenials ? () => this.evaluate({ ...state, policy: monitor }, facts) : undefined;
+    return this.conclude(req, state, route, facts, findings, { ...opts, later });
+  }
 
   private evaluate(state: PolicyState, facts: Facts): Finding[] {
     const inv = this.o.containers;
@@ -348,20 +391,24 @@ export class AuthzDecider {
   }
 
   private conclude(
-    req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, findings: Finding[],
-    opts: { reportOnlyDenials?: boolean } = {},
+    req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, findings: readonly Finding[],
+    /** `later`: more (monitor) findings, computed after the answer for the report. */
+    opts: { reportOnlyDenials?: boolean; later?: (() => Finding[]) | undefined } = {},
   ): AuthzDecision {
-    if (findings.length === 0) return ALLOW;
+    if (findings.length === 0 && !opts.later) return ALLOW;
     let blocking: Finding[] | undefined;
     for (const f of findings) if (isBlocking(f)) (blocking ??= []).push(f);
-    const decisionMs = performance.now() - req.receivedAt;
-    if (blocking || !opts.reportOnlyDenials) this.report(req, state, route, facts, findings, blocking !== undefined, decisionMs);
+    const decisionMs = (this.answeredAt.get(req) ?? performance.now()) - req.receivedAt;
+    if (blocking || !opts.reportOnlyDenials) this.report(req, state, route, facts, findings, opts.later, blocking !== undefined, decisionMs);
     if (!blocking) return ALLOW;
     this.o.logger.info({ route, container: facts.name || facts.id, image: facts.imageRef, rules: blocking.map((f) => f.ruleId), decisionMs }, 'authz: request denied by policy');
     return deny(denialMessage(state, blocking));
   }
 
-  private report(req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, findings: Finding[], denied: boolean, decisionMs: number): void {
+  private report(
+    req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, decided: readonly Finding[], later: (() => Finding[]) | undefined,
+    denied: boolean, decisionMs: number,
+  ): void {
     const cb = this.o.onDecision;
     if (!cb) return;
     const atMs = this.now();
@@ -370,6 +417,8 @@ export class AuthzDecider {
     // it in this tick), and never able to break it.
     setImmediate(() => {
       try {
+        const findings = later ? inPolicyOrder(state.policy!, decided, later()) : [...decided];
+        if (findings.length === 0) return;
         cb({
           route,
           denied,
@@ -445,6 +494,37 @@ export class AuthzDecider {
 }
 
 const NOT_CACHED = Symbol('not cached');
+const NO_FINDINGS: readonly Finding[] = [];
+
+interface PolicyParts {
+  /** The policy's enforce-mode rules as a policy of their own (compiled once, like any policy object); undefined when none. */
+  enforce: Policy | undefined;
+  monitor: Policy | undefined;
+  /** Rule id → position, to report findings in policy order. */
+  order: Map<string, number>;
+}
+
+const partsCache = new WeakMap<Policy, PolicyParts>();
+
+function partsOf(policy: Policy): PolicyParts {
+  let p = partsCache.get(policy);
+  if (!p) {
+    const sub = (mode: 'enforce' | 'monitor'): Policy | undefined => {
+      const rules = policy.spec.rules.filter((r) => r.mode === mode);
+      if (rules.length === 0) return undefined;
+      return rules.length === policy.spec.rules.length ? policy : { ...policy, spec: { ...policy.spec, rules } };
+    };
+    p = { enforce: sub('enforce'), monitor: sub('monitor'), order: new Map(policy.spec.rules.map((r, i) => [r.id, i])) };
+    partsCache.set(policy, p);
+  }
+  return p;
+}
+
+function inPolicyOrder(policy: Policy, a: readonly Finding[], b: readonly Finding[]): Finding[] {
+  if (b.length === 0) return [...a];
+  const order = partsOf(policy).order;
+  return [...a, ...b].sort((x, y) => (order.get(x.ruleId) ?? 0) - (order.get(y.ruleId) ?? 0));
+}
 const NO_FAILURES: readonly ResolutionFailure[] = [];
 const NETWORKS_ONLY: ReadonlySet<ResolutionKind> = new Set(['networks']);
 const MOUNTS_ONLY: ReadonlySet<ResolutionKind> = new Set(['mounts']);

@@ -274,6 +274,27 @@ export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance
   };
 }
 
+/**
+ * One query parameter of a request URI ("+" and %-escapes decoded, like
+ * URLSearchParams; a malformed escape is kept as sent). For the hot path:
+ * cheaper than building a URLSearchParams for one value.
+ */
+export function queryParam(uri: string, key: string): string | undefined {
+  const q = uri.indexOf('?');
+  if (q === -1) return undefined;
+  for (const part of uri.slice(q + 1).split('&')) {
+    const eq = part.indexOf('=');
+    if ((eq === -1 ? part : part.slice(0, eq)) !== key) continue;
+    const raw = eq === -1 ? '' : part.slice(eq + 1).replace(/\+/g, ' ');
+    try {
+      return decodeURIComponent(raw);
+    } catch {
+      return raw;
+    }
+  }
+  return undefined;
+}
+
 /** A versioned path with nothing to decode or clean: "/v1.41/containers/abc/start". */
 const PLAIN_PATH = /^\/v[0-9.]+(?:\/[A-Za-z0-9_-]+)+$/;
 

@@ -1,13 +1,15 @@
 // Owns WHEN the running agent audits its host: once at start, then every
 // `intervalMs` (default 1 h; see host-audit-options.ts), never two runs at
-// once, a failed run retried sooner than the next regular one. Each result
+// once, a failed run retried sooner than the next regular one — and how: in a
+// child process (host-audit-child.ts). Each result
 // is logged (every fix on its own line: a change the agent made to the host
 // must be in its log, not only in the report) and handed to `onReport`,
 // which sends it to the controller.
 import type { Logger } from '@bulkhead/shared';
-import { createDockerClient, parseDockerHost, resolveDockerHost } from '../docker/client';
+import { parseDockerHost, resolveDockerHost } from '../docker/client';
 import { LOCKDOWN_SEVERITY_RANK, type LockdownSeverity } from '../lockdown/lockdown-options';
-import { runHostAudit, type HostAuditResult } from './host-audit';
+import type { HostAuditResult } from './host-audit';
+import { runHostAuditInChild, type ChildRun } from './host-audit-child';
 import type { HostAuditScheduleOptions } from './host-audit-options';
 
 export interface HostAuditSchedulerOptions {
@@ -23,6 +25,8 @@ export interface HostAuditSchedulerOptions {
   initialDelayMs?: number;
   /** Clock for durations. Default Date.now. */
   now?: () => number;
+  /** Ends a run in progress at stop() (e.g. kills the audit's child process). Default: stop() waits for it. */
+  abort?: () => void;
 }
 
 export class HostAuditScheduler {
@@ -46,11 +50,12 @@ export class HostAuditScheduler {
     this.schedule(this.opts.initialDelayMs ?? 0);
   }
 
-  /** Stops the timer and waits for a run in progress (its report is still handed over). */
+  /** Stops the timer; a run in progress is aborted (with `abort`) or waited for (its report still handed over). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.opts.abort?.();
     await this.current;
   }
 
@@ -80,6 +85,10 @@ export class HostAuditScheduler {
     try {
       result = await this.opts.run();
     } catch (err) {
+      if (this.stopped) {
+        log.info({ err: (err as Error).message }, 'host audit stopped with the agent');
+        return undefined;
+      }
       this.failures += 1;
       log.error({ err: (err as Error).message }, 'host audit failed');
       return undefined;
@@ -117,29 +126,43 @@ export class HostAuditScheduler {
 }
 
 /**
- * The agent's audit as the scheduler runs it: its own Docker client (with a
- * timeout, so a hung engine fails the run instead of stalling every later
- * one), the socket the agent talks through as the Docker socket audited
- * (over TCP: the default path), and the `run` flags.
+ * The agent's audit as the scheduler runs it: in a child process
+ * (host-audit-child.ts: the agent's memory and event loop stay as they are),
+ * with its own Docker client (60 s timeout per call), the socket the agent
+ * talks through as the Docker socket audited (over TCP: the default path),
+ * and the `run` flags. `abort` ends a run in progress (agent shutdown).
  */
-export function agentHostAudit(audit: HostAuditScheduleOptions, dockerHost: string | undefined): { run: () => Promise<HostAuditResult>; intervalMs: number } {
+export function agentHostAudit(
+  audit: HostAuditScheduleOptions,
+  dockerHost: string | undefined,
+  o: { timeoutMs?: number } = {},
+): { run: () => Promise<HostAuditResult>; abort: () => void; intervalMs: number } {
   const url = resolveDockerHost(dockerHost);
   const endpoint = parseDockerHost(url);
-  const docker = createDockerClient({ dockerHost: url, timeoutMs: 60_000 });
+  const running = new Set<ChildRun>();
   return {
     intervalMs: audit.intervalMs,
-    run: () =>
-      runHostAudit({
-        docker,
-        hostRoot: audit.hostRoot,
-        procRoot: audit.procRoot,
-        dockerSocketPath: endpoint.kind === 'unix' ? endpoint.socketPath : undefined,
-        containerdSocketPath: audit.containerdSocketPath,
-        daemonJsonPath: audit.daemonJsonPath,
-        trustedUsers: audit.trustedUsers,
-        fixes: audit.fixes,
-        dockerGroup: audit.dockerGroup,
-        hygiene: { unusedDays: audit.imageUnusedDays },
-      }),
+    abort: () => running.forEach((c) => c.kill()),
+    run: () => {
+      const child = runHostAuditInChild(
+        {
+          dockerHost: url,
+          options: {
+            hostRoot: audit.hostRoot,
+            procRoot: audit.procRoot,
+            dockerSocketPath: endpoint.kind === 'unix' ? endpoint.socketPath : undefined,
+            containerdSocketPath: audit.containerdSocketPath,
+            daemonJsonPath: audit.daemonJsonPath,
+            trustedUsers: audit.trustedUsers,
+            fixes: audit.fixes,
+            dockerGroup: audit.dockerGroup,
+            hygiene: { unusedDays: audit.imageUnusedDays },
+          },
+        },
+        o,
+      );
+      running.add(child);
+      return child.result.finally(() => running.delete(child));
+    },
   };
 }

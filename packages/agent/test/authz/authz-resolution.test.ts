@@ -226,3 +226,38 @@ t.test('exec: any spelling of uid 0 is root', async (t) => {
   t.same(d, { allow: true }, 'root-user is in monitor mode here: allowed');
   t.same(reports.map((r) => [r.route, r.findings.map((f) => f.ruleId)]), [['exec', ['iso.root']]], 'but judged as root and reported');
 });
+
+t.test('monitor-mode rules are evaluated after the answer, for the report, in policy order', async (t) => {
+  const { decider, request, reports } = setup({ policy: MONITOR_ONLY });
+  const body = { Image: 'app:1', User: '0', Labels: { guarded: '1' }, HostConfig: { NetworkMode: 'none', PidMode: 'host', Tmpfs: { '/t': '' } } };
+  t.same(await decider.decide(request('POST', '/v1.41/containers/create?name=m1', body)), { allow: true });
+  await new Promise((r) => setImmediate(r));
+  reports.length = 0;
+  const d = decider.decide(request('POST', '/v1.41/containers/create?name=m2', body));
+  t.notOk(d instanceof Promise, 'nothing to look up: a synchronous answer');
+  t.same(d, { allow: true });
+  t.equal(reports.length, 0, 'no rule evaluated or reported before the answer');
+  await new Promise((r) => setImmediate(r));
+  t.same(reports.map((r) => [r.denied, r.findings.map((f) => f.ruleId)]), [[false, ['host.namespaces', 'iso.root']]]);
+
+  const mixed = parsePolicy(POLICY_YAML.replace(/(id: iso\.networks[\s\S]*?)mode: enforce/, '$1mode: monitor'), 'mixed.yaml');
+  const m = setup({ policy: mixed });
+  const denied = await m.create('m3', { Binds: ['/etc:/e'], NetworkMode: 'shop' }, { guarded: '1', 'bulkhead.project': 'a' });
+  t.equal(denied.allow, false);
+  t.same(m.reports.map((r) => [r.denied, r.findings.map((f) => [f.ruleId, f.mode])]), [[true, [['host.mounts', 'enforce'], ['iso.networks', 'monitor']]]], 'the denial\'s report carries the monitor findings too');
+});
+
+t.test('a policy that cannot refuse answers every request at once and judges it for the report afterwards', async (t) => {
+  const { decider, request, reports, calls } = setup({ policy: MONITOR_ONLY, failVolumes: true });
+  const req = request('POST', '/v1.41/containers/create?name=later', { Image: 'app:1', User: '0', Labels: { guarded: '1' }, HostConfig: { Binds: ['/etc:/e', 'data:/d'] } });
+  const d = decider.decide(req);
+  t.same(d, { allow: true }, 'synchronous, before the image is even inspected');
+  t.equal(calls.image, 0);
+  for (let i = 0; i < 20 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  t.same(reports.map((r) => [r.route, r.denied, r.findings.map((f) => f.ruleId)]), [['create', false, ['host.mounts', 'iso.root']]], 'judged afterwards (a failed lookup refuses nothing here)');
+  t.ok(reports[0]!.decisionMs < 50, 'decisionMs: when the answer was given');
+  t.same(decider.decide(request('POST', '/v1.41/containers/web/start')), { allow: true });
+  t.same(decider.decide(request('POST', '/v1.41/containers/create', 5)), { allow: true }, 'a body it cannot judge is logged, not thrown');
+  await new Promise((r) => setTimeout(r, 10));
+  t.equal(reports.length, 1);
+});

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@bulkhead/shared';
-import { AuthzPlugin, parseAuthzRequest, stripVersion, type AuthzDecision, type AuthzRequest } from '../../src/authz/plugin-server';
+import { AuthzPlugin, parseAuthzRequest, queryParam, stripVersion, type AuthzDecision, type AuthzRequest } from '../../src/authz/plugin-server';
 
 const logger = createLogger({ name: 'authz-plugin-test', level: 'silent' });
 
@@ -131,6 +131,13 @@ t.test('request parsing: the path dockerd routes on, however it is spelled', asy
   t.equal(stripVersion('/v1.41/containers/my.app/start'), '/containers/my.app/start', 'dots in a name');
   t.equal(stripVersion('/v1.41/containers/../containers/create'), '/containers/create');
   t.equal(stripVersion('/v1.41/containers/create/.'), '/containers/create');
+  for (const [uri, want] of [
+    ['/v1.41/containers/create?name=web', 'web'], ['/x?a=1&name=a%2Db&b=2', 'a-b'], ['/x?name=a+b', 'a b'], ['/x?name=%ZZ', '%ZZ'],
+    ['/x?name', ''], ['/x?names=y', undefined], ['/x', undefined], ['/x?a=1&name=first&name=second', 'first'],
+  ] as const) {
+    t.equal(queryParam(uri, 'name'), want, `queryParam ${uri}`);
+    if (want !== undefined && want !== '%ZZ') t.equal(new URLSearchParams(uri.slice(uri.indexOf('?') + 1)).get('name'), want, '  as URLSearchParams reads it');
+  }
   const r = parseAuthzRequest(JSON.stringify({ RequestMethod: 'post', RequestUri: 'http://docker/v1.41/containers/create?name=a' }));
   t.equal(r.path, '/containers/create', 'absolute-form target');
   t.equal(r.method, 'POST');

@@ -6,6 +6,9 @@ import t from 'tap';
 import { Command } from 'commander';
 import { createLogger } from '@bulkhead/shared';
 import { HostAuditScheduler, agentHostAudit } from '../../src/cis/audit-scheduler';
+import { runHostAuditInChild, serveHostAuditChild } from '../../src/cis/host-audit-child';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { addHostAuditRunOptions, resolveHostAuditOptions, LOCKDOWN_FIX_FLAGS } from '../../src/cis/host-audit-options';
 import { hostHygiene, type HostAuditResult } from '../../src/cis/host-audit';
 import { toAuditReportMessage } from '../../src/cis/audit-message';
@@ -181,13 +184,35 @@ t.test('scheduler: stop waits for the run in progress; a throwing onReport is lo
   t.match(lines().find((l) => l['msg'] === 'host audit report could not be queued'), { err: 'link gone' });
 });
 
-t.test('agentHostAudit binds the engine socket and the flags', async (t) => {
+t.test('agentHostAudit runs in a child process, bound to the engine socket and the flags', async (t) => {
   const a = agentHostAudit(resolveHostAuditOptions({ auditInterval: '5m' }), 'unix:///nonexistent/bk-test.sock');
   t.equal(a.intervalMs, 300_000);
-  // No engine there: the run fails (the scheduler logs and retries), it does not hang.
-  await t.rejects(a.run());
+  // No engine there: the child answers with the error (the scheduler logs and retries); nothing hangs.
+  await t.rejects(a.run(), /connect|ENOENT|docker info/i);
   const tcp = agentHostAudit(resolveHostAuditOptions(), 'tcp://127.0.0.1:1');
-  await t.rejects(tcp.run());
+  const run = tcp.run();
+  tcp.abort();
+  await t.rejects(run, /exited with signal SIGTERM before it answered/, 'abort ends the child');
+  t.same(await serveHostAuditChild({ dockerHost: 'unix:///nonexistent/bk-test.sock', options: {} }).then((r) => r.ok), false);
+});
+
+t.test('the child process: timeouts, early exits and errors become rejections', async (t) => {
+  const dir = t.testdir();
+  const script = (name: string, body: string): string => {
+    const p = join(dir, name);
+    writeFileSync(p, body);
+    return p;
+  };
+  const silent = script('silent.js', 'process.on("message", () => {}); setInterval(() => {}, 1000);');
+  await t.rejects(runHostAuditInChild({ dockerHost: 'x', options: {} }, { entry: silent, timeoutMs: 300 }).result, /took longer than 0s; stopped/);
+  const crash = script('crash.js', 'process.stderr.write("boom: something broke\\n"); process.exit(3);');
+  await t.rejects(runHostAuditInChild({ dockerHost: 'x', options: {} }, { entry: crash }).result, /exited with code 3 before it answered: boom: something broke/);
+  const refuse = script('refuse.js', 'process.on("message", () => process.send({ ok: false, error: "no engine" }, () => process.exit(0)));');
+  await t.rejects(runHostAuditInChild({ dockerHost: 'x', options: {} }, { entry: refuse }).result, /^no engine$/);
+  const echo = script('echo.js', 'process.on("message", (m) => process.send({ ok: true, result: { echo: m } }, () => process.exit(0)));');
+  const r = (await runHostAuditInChild({ dockerHost: 'unix:///d.sock', options: { fixes: { dockerSocketMode: true } } }, { entry: echo }).result) as unknown as { echo: unknown };
+  t.same(r.echo, { dockerHost: 'unix:///d.sock', options: { fixes: { dockerSocketMode: true } } }, 'the request reaches the child as sent');
+  await t.rejects(runHostAuditInChild({ dockerHost: 'x', options: {} }, { entry: join(dir, 'missing.js') }).result, /exited with code 1/);
 });
 
 t.test('hygiene summary: counts exact, list bounded, most idle first', async (t) => {

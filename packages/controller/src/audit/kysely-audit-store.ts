@@ -1,19 +1,29 @@
 // Owns the SQL of the audit trail, portable across SQLite and PostgreSQL like
 // KyselyStore: integer-ms times, explicit seq numbers (max + 1 inside the
 // append transaction; the primary key turns a lost race into a retry).
-import type { Selectable } from 'kysely';
+import { PostgresAdapter, sql, type Selectable } from 'kysely';
 import { BulkheadError } from '@bulkhead/shared';
 import type { AuditLogTable, Db } from '../store/schema';
 import type { AuditEntry, AuditQuery, AuditRecord, AuditStore } from './audit-store';
 import { GENESIS_HASH, canonicalJson, chainHash } from './audit-chain';
 
 export class KyselyAuditStore implements AuditStore {
-  constructor(private readonly db: Db) {}
+  /** PostgreSQL: several controllers (or pool connections) may append at once; see append(). */
+  private readonly postgres: boolean;
+
+  constructor(private readonly db: Db) {
+    this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
 
   async append(e: AuditEntry): Promise<AuditRecord> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.db.transaction().execute(async (trx) => {
+          // PostgreSQL runs appends from several controllers truly in parallel; under
+          // READ COMMITTED each would read the same head and all but one fail on the
+          // primary key, so a burst exhausted the retries. The lock makes appenders
+          // queue (readers are not blocked). SQLite has a single writer anyway.
+          if (this.postgres) await sql`lock table audit_log in share row exclusive mode`.execute(trx);
           const last = await trx.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
           const seq = last ? toNumber(last.seq) + 1 : 1;
           const prevHash = last?.hash ?? GENESIS_HASH;

@@ -9,7 +9,7 @@ import { Controller } from '../controller';
 import { resolveControllerOptions } from '../controller-options';
 import { createJoinToken } from '../enrollment/join-tokens';
 import { dataDirPaths, defaultSans, initPki, loadPki } from '../pki/data-dir';
-import { openStore } from '../store/open-store';
+import { describeStore, openStore, storeConfigFor } from '../store/open-store';
 // Identity and access + audit trail (issue 5).
 import { loadOrCreateSigningSecret, signingSecretPath } from '../auth/signing-secret';
 import { describeVerifyResult, verifyAuditLogOffline } from '../audit/offline-verify';
@@ -23,6 +23,18 @@ const defaultIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => proc
 
 function dataDirOption(): Option {
   return new Option('--data-dir <dir>', 'controller data directory (CA, keys, SQLite store)').env('BULKHEAD_DATA_DIR').makeOptionMandatory();
+}
+
+/** The store: SQLite in the data directory unless a PostgreSQL URL is given (docs/cli.md#postgresql). */
+function databaseUrlOption(): Option {
+  return new Option('--database-url <url>', 'keep the store in PostgreSQL instead of SQLite in the data directory: postgresql://USER@HOST[:PORT]/DATABASE (put a password in the environment variable, PGPASSWORD or ~/.pgpass, not on the command line)').env('BULKHEAD_DATABASE_URL');
+}
+
+/** A password given with --database-url on the command line is readable by every local user (/proc/PID/cmdline). */
+function warnPasswordInArgv(cmd: Command, url: string | undefined, io: CliIo): void {
+  if (url !== undefined && cmd.getOptionValueSource('databaseUrl') === 'cli' && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(url)) {
+    io.err('warning: the password in --database-url is visible to other local users in the process list; use BULKHEAD_DATABASE_URL, PGPASSWORD or ~/.pgpass instead\n');
+  }
 }
 
 export function buildProgram(io: CliIo = defaultIo): Command {
@@ -39,12 +51,24 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(dataDirOption())
     .option('--san <names>', 'extra DNS names / IPs for the server certificate, comma-separated (localhost, 127.0.0.1, ::1 and the hostname are always included)', '')
     .option('--json', 'print the result as JSON')
+    .addOption(databaseUrlOption())
     .addHelpText('after', '\nExample:\n  bulkhead-controller init --data-dir /var/lib/bulkhead-controller --san controller.example.com,10.0.0.5\n\nThe admin API key is printed once and also written 0600 to DATA_DIR/admin.apikey.')
-    .action(async (o: { dataDir: string; san: string; json?: boolean }) => {
+    .action(async (o: { dataDir: string; san: string; json?: boolean; databaseUrl?: string }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
+      const storeConfig = storeConfigFor(o.dataDir, o.databaseUrl); // a bad URL fails before anything is created
       const sans = defaultSans(o.san.split(','));
-      const pki = await initPki(o.dataDir, sans);
+      // PostgreSQL is reached (and migrated) before the CA is written: an unreachable
+      // database must not leave a half-initialized data directory that init then refuses.
+      const early = storeConfig.kind === 'postgres' ? await openStore(storeConfig) : undefined;
+      let pki: Awaited<ReturnType<typeof initPki>>;
+      try {
+        pki = await initPki(o.dataDir, sans);
+      } catch (err) {
+        await early?.close();
+        throw err;
+      }
       const paths = dataDirPaths(o.dataDir);
-      const store = await openStore({ kind: 'sqlite', path: paths.db });
+      const store = early ?? (await openStore(storeConfig));
       try {
         await store.migrate();
         const { record, plaintext } = generateApiKey('admin', 'admin');
@@ -52,13 +76,14 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         writeSecretFile(paths.adminKey, plaintext + '\n');
         loadOrCreateSigningSecret(o.dataDir); // bearer-token signing key (issue 5), 0600
         if (o.json) {
-          io.out(JSON.stringify({ dataDir: o.dataDir, caFingerprint: pki.caFingerprint, caCert: paths.caCert, sans, adminApiKey: plaintext, adminApiKeyFile: paths.adminKey, tokenSigningKeyFile: signingSecretPath(o.dataDir) }, null, 2) + '\n');
+          io.out(JSON.stringify({ dataDir: o.dataDir, caFingerprint: pki.caFingerprint, caCert: paths.caCert, sans, adminApiKey: plaintext, adminApiKeyFile: paths.adminKey, tokenSigningKeyFile: signingSecretPath(o.dataDir), store: describeStore(storeConfig) }, null, 2) + '\n');
         } else {
           io.out(
             `Initialized ${o.dataDir}\n` +
               `  CA certificate:   ${paths.caCert}\n` +
               `  CA fingerprint:   ${pki.caFingerprint}\n` +
               `  server names:     ${sans.join(', ')}\n` +
+              `  store:            ${storeConfig.kind === 'sqlite' ? 'SQLite ' : 'PostgreSQL '}${describeStore(storeConfig).location}\n` +
               `  admin API key:    ${plaintext}\n` +
               `                    (shown once; also saved 0600 in ${paths.adminKey})\n` +
               `  token signing key: ${signingSecretPath(o.dataDir)} (0600; replacing it logs every token out)\n`,
@@ -77,11 +102,13 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .option('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 1h)', '15m')
     .option('--description <text>', 'free-text note stored with the token', '')
     .option('--json', 'print token, expiry and CA fingerprint as JSON')
+    .addOption(databaseUrlOption())
     .addHelpText('after', '\nExample:\n  bulkhead-controller token create --data-dir /var/lib/bulkhead-controller --ttl 15m')
-    .action(async (o: { dataDir: string; ttl: string; description: string; json?: boolean }) => {
+    .action(async (o: { dataDir: string; ttl: string; description: string; json?: boolean; databaseUrl?: string }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
       const ttlMs = parseDuration(o.ttl, 'ttl');
       const pki = loadPki(o.dataDir);
-      const store = await openStore({ kind: 'sqlite', path: dataDirPaths(o.dataDir).db });
+      const store = await openStore(storeConfigFor(o.dataDir, o.databaseUrl));
       try {
         await store.migrate();
         const { token: t, record } = await createJoinToken(store, ttlMs, new Date(), o.description);
@@ -118,13 +145,15 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--api-tls-cert <file>', 'PEM certificate (leaf, then intermediates) for the HTTPS API instead of the controller CA\'s; needs --api-tls-key; reloaded on SIGHUP').env('BULKHEAD_API_TLS_CERT'))
     .addOption(new Option('--api-tls-key <file>', 'PEM private key of --api-tls-cert (unencrypted; 0600, or 0640 with a dedicated group)').env('BULKHEAD_API_TLS_KEY'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(databaseUrlOption())
     .addHelpText(
       'after',
       '\nExamples:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443\n' +
         '  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --api-tls-cert /etc/bulkhead/api.crt --api-tls-key /etc/bulkhead/api.key\n' +
         '\nSIGHUP re-reads the API certificate and key (a bad pair is logged and the old one kept).',
     )
-    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; apiTlsCert?: string; apiTlsKey?: string }) => {
+    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; apiTlsCert?: string; apiTlsKey?: string; databaseUrl?: string }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
       if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
       const opts = resolveControllerOptions({ ...o, metricsListen: o.metrics === false ? false : o.metricsListen, metricsAllowRemote: o.metricsAllowRemote === true });
       const logger = createLogger({ name: 'bulkhead-controller', level: o.logLevel });
@@ -157,9 +186,11 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .description('check the audit chain in the data directory offline; exit 1 when it is broken')
     .addOption(dataDirOption())
     .option('--json', 'print the result as JSON')
+    .addOption(databaseUrlOption())
     .addHelpText('after', '\nExample:\n  bulkhead-controller audit-log verify --data-dir /var/lib/bulkhead-controller')
-    .action(async (o: { dataDir: string; json?: boolean }) => {
-      const r = await verifyAuditLogOffline(o.dataDir);
+    .action(async (o: { dataDir: string; json?: boolean; databaseUrl?: string }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
+      const r = await verifyAuditLogOffline(o.dataDir, o.databaseUrl);
       io.out(o.json ? JSON.stringify(r) + '\n' : describeVerifyResult(r));
       if (!r.ok) throw new AuditBroken();
     });

@@ -3,7 +3,7 @@
 // here, so everything below must stay portable: no RETURNING-dependent logic,
 // no JSON operators, integer-ms times, 0/1 booleans, LIKE with an explicit
 // ESCAPE, and ON CONFLICT (supported by SQLite ≥ 3.24 and PostgreSQL).
-import { sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { PostgresAdapter, sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
   AgentRecord, AgentStatus, ApiKeyRecord, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
@@ -39,7 +39,11 @@ export abstract class KyselyStore implements Store {
   /** Live container usage (0005_usage), over the same connection. */
   readonly usage: UsageStore;
 
+  /** PostgreSQL runs transactions truly in parallel (see insertPolicyVersion). */
+  private readonly postgres: boolean;
+
   protected constructor(protected readonly db: Db) {
+    this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
     this.usage = new KyselyUsageStore(db);
     this.alerts = new KyselyAlertStore(db);
     this.audit = new KyselyAuditStore(db);
@@ -388,6 +392,8 @@ export abstract class KyselyStore implements Store {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.db.transaction().execute(async (trx) => {
+          // PostgreSQL: controllers sharing the database queue here instead of racing for max+1 (a burst exhausted the retries).
+          if (this.postgres) await sql`lock table policies in share row exclusive mode`.execute(trx);
           const row = await trx.selectFrom('policies').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
           const version = (row?.v === null || row?.v === undefined ? 0 : toNumber(row.v)) + 1;
           await trx

@@ -1,16 +1,42 @@
-// Owns choosing and opening the Store from configuration.
-import { BulkheadError } from '@bulkhead/shared';
+// Owns choosing and opening the Store from configuration: the embedded
+// SQLite file in the data directory (default), or a PostgreSQL server named
+// by a database URL (--database-url / BULKHEAD_DATABASE_URL).
+import { join } from 'node:path';
+import { BulkheadError, type Logger } from '@bulkhead/shared';
 import type { Store } from './store';
 import { SqliteStore } from './sqlite-store';
-import { PostgresStore } from './postgres-store';
+import { PostgresStore, describePostgresUrl } from './postgres-store';
 
 export type StoreConfig =
   | { kind: 'sqlite'; path: string; busyTimeoutMs?: number }
-  | { kind: 'postgres'; connectionString: string; maxConnections?: number };
+  | { kind: 'postgres'; connectionString: string; maxConnections?: number; connectTimeoutMs?: number };
 
 export interface OpenStoreOptions {
   /** Run migrations before returning. Default true (migrate() is idempotent). */
   migrate?: boolean;
+  /** PostgreSQL: connect once before returning, failing with BK_ERR_STARTUP_FAILED. Default: as `migrate`. */
+  checkConnection?: boolean;
+  /** Where PostgreSQL's dropped idle connections are reported (warn). */
+  logger?: Logger;
+}
+
+/** The SQLite file's name inside the data directory (pki/data-dir.ts names it too). */
+export const SQLITE_FILE = 'bulkhead.db';
+
+/**
+ * The store a controller data directory uses: PostgreSQL when a database URL
+ * is given (an empty string counts as none), else `DATA_DIR/bulkhead.db`.
+ */
+export function storeConfigFor(dataDir: string, databaseUrl?: string): StoreConfig {
+  const url = databaseUrl?.trim() ?? '';
+  if (url === '') return { kind: 'sqlite', path: join(dataDir, SQLITE_FILE) };
+  describePostgresUrl(url); // throws BK_ERR_CONFIG_INVALID for anything but postgres(ql)://
+  return { kind: 'postgres', connectionString: url };
+}
+
+/** For logs: where the store is, never a password. */
+export function describeStore(config: StoreConfig): { kind: StoreConfig['kind']; location: string } {
+  return { kind: config.kind, location: config.kind === 'sqlite' ? config.path : describePostgresUrl(config.connectionString) };
 }
 
 export async function openStore(config: StoreConfig, opts: OpenStoreOptions = {}): Promise<Store> {
@@ -19,9 +45,23 @@ export async function openStore(config: StoreConfig, opts: OpenStoreOptions = {}
     case 'sqlite':
       store = await SqliteStore.open(config);
       break;
-    case 'postgres':
-      store = await PostgresStore.open(config);
+    case 'postgres': {
+      const logger = opts.logger;
+      const pg = await PostgresStore.open({
+        ...config,
+        onIdleError: (err) => logger?.warn({ err: err.message, database: pg.description }, 'a pooled PostgreSQL connection failed; it is replaced on next use'),
+      });
+      store = pg;
+      if (opts.checkConnection ?? opts.migrate ?? true) {
+        try {
+          await pg.checkConnection();
+        } catch (e) {
+          await pg.close().catch(() => undefined);
+          throw e;
+        }
+      }
       break;
+    }
     default:
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', `unknown store kind "${(config as { kind: unknown }).kind}" (expected sqlite or postgres)`);
   }

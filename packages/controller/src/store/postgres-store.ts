@@ -1,25 +1,129 @@
-// Owns the PostgreSQL connection pool. Queries are KyselyStore's, shared
-// with SQLite; this file only knows how to reach the server.
-import { Kysely, PostgresDialect } from 'kysely';
+// Owns the PostgreSQL connection pool and what is particular to reaching a
+// server: checking the URL, bounding connection attempts, surviving dropped
+// idle connections, describing the database without its password, and the
+// one text difference (PostgreSQL text cannot hold U+0000). Queries are
+// KyselyStore's, shared with SQLite.
+import {
+  Kysely, OperationNodeTransformer, PostgresDialect, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs,
+  type PrimitiveValueListNode, type QueryResult, type RootOperationNode, type UnknownRow, type ValueNode,
+} from 'kysely';
 import { Pool } from 'pg';
+import { BulkheadError } from '@bulkhead/shared';
 import type { Database } from './schema';
 import { KyselyStore } from './kysely-store';
 
 export interface PostgresStoreOptions {
-  /** libpq-style URL, e.g. postgres://bulkhead@db/bulkhead?sslmode=verify-full */
+  /**
+   * postgres:// or postgresql:// URL (libpq style), e.g.
+   * postgresql://bulkhead@db.example.com/bulkhead?sslmode=verify-full&sslrootcert=/etc/bulkhead/db-ca.crt,
+   * or a unix socket: postgresql://bulkhead@/bulkhead?host=/var/run/postgresql.
+   * A password may be in the URL, in PGPASSWORD, or in ~/.pgpass.
+   */
   connectionString: string;
   /** Pool size. Default 10. */
   maxConnections?: number;
+  /** How long opening one connection may take before it fails. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /**
+   * Told when an idle pooled connection fails (server restart, an
+   * administrator's pg_terminate_backend, a network cut). The pool drops that
+   * connection and opens a new one on the next query; without a listener pg
+   * would throw the error as an unhandled 'error' event and end the process.
+   */
+  onIdleError?: (err: Error) => void;
 }
 
 export class PostgresStore extends KyselyStore {
-  private constructor(db: Kysely<Database>) {
+  private constructor(db: Kysely<Database>, readonly description: string) {
     super(db);
   }
 
   /** Creates the pool lazily (no connection is made until the first query). */
-  static open(opts: PostgresStoreOptions): Promise<PostgresStore> {
-    const pool = new Pool({ connectionString: opts.connectionString, max: opts.maxConnections ?? 10 });
-    return Promise.resolve(new PostgresStore(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })));
+  static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
+    const description = describePostgresUrl(opts.connectionString);
+    const max = opts.maxConnections ?? 10;
+    if (!Number.isSafeInteger(max) || max < 1) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `postgres maxConnections must be a positive integer, got ${max}`);
+    const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    if (!Number.isSafeInteger(connectTimeoutMs) || connectTimeoutMs < 1) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', `postgres connectTimeoutMs must be a positive integer, got ${connectTimeoutMs}`);
+    }
+    const pool = new Pool({ connectionString: opts.connectionString, max, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
+    pool.on('error', (err) => opts.onIdleError?.(err));
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [new NulToReplacementCharPlugin()] });
+    return new PostgresStore(db, description);
   }
+
+  /** Connects once, so a wrong URL, password or database fails at start-up with a clear message. */
+  async checkConnection(): Promise<void> {
+    try {
+      await this.ping();
+    } catch (cause) {
+      throw new BulkheadError('BK_ERR_STARTUP_FAILED', `cannot connect to PostgreSQL ${this.description}: ${(cause as Error).message}`, { cause });
+    }
+  }
+}
+
+/**
+ * "user@host:port/database" for logs and errors: never the password, and
+ * no other query parameters than the socket directory.
+ */
+export function describePostgresUrl(connectionString: string): string {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(connectionString)?.[1]?.toLowerCase();
+  if (scheme === undefined) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the database URL is not a URL (expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)');
+  if (scheme !== 'postgres' && scheme !== 'postgresql') {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `unsupported database URL scheme "${scheme}" (expected postgresql:// or postgres://)`);
+  }
+  // As pg parses it: "user:pw@/db?host=/socket/dir" has an empty host, which WHATWG URL refuses.
+  let u: URL;
+  let noHost = false;
+  try {
+    try {
+      u = new URL(connectionString);
+    } catch {
+      u = new URL(connectionString.replace('@/', '@bulkhead-no-host/'));
+      noHost = true;
+    }
+  } catch {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the database URL is not a valid URL (expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)');
+  }
+  const user = u.username !== '' ? decodeURIComponent(u.username) + '@' : '';
+  const socketDir = u.searchParams.get('host');
+  const hostname = noHost ? '' : u.hostname;
+  const host = socketDir ?? (hostname !== '' ? hostname + (u.port !== '' ? ':' + u.port : '') : 'localhost');
+  const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || (u.username !== '' ? decodeURIComponent(u.username) : '');
+  return `${user}${host}/${database}`;
+}
+
+/**
+ * PostgreSQL's text type cannot store U+0000 (SQLite's can), and one NUL in,
+ * say, a Docker label value would make a whole container snapshot fail. Every
+ * string parameter has NUL replaced with U+FFFD instead, on PostgreSQL only.
+ * JSON columns are unaffected (JSON.stringify escapes NUL as \u0000), so the
+ * container facts keep the exact value.
+ */
+class NulToReplacementCharPlugin implements KyselyPlugin {
+  private readonly transformer = new NulTransformer();
+
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    return this.transformer.transformNode(args.node, args.queryId);
+  }
+
+  transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return Promise.resolve(args.result);
+  }
+}
+
+class NulTransformer extends OperationNodeTransformer {
+  protected override transformValue(node: ValueNode): ValueNode {
+    return typeof node.value === 'string' && node.value.includes('\u0000') ? Object.freeze({ ...node, value: stripNul(node.value) }) : node;
+  }
+
+  protected override transformPrimitiveValueList(node: PrimitiveValueListNode): PrimitiveValueListNode {
+    if (!node.values.some((v) => typeof v === 'string' && v.includes('\u0000'))) return node;
+    return Object.freeze({ ...node, values: Object.freeze(node.values.map((v) => (typeof v === 'string' ? stripNul(v) : v))) });
+  }
+}
+
+function stripNul(s: string): string {
+  return s.replaceAll('\u0000', '\uFFFD');
 }

@@ -2,19 +2,18 @@
 // listing, revocation and last use; join-token listing by status and
 // revocation; the containers.project column, including its backfill of
 // containers stored before the migration.
+// Runs on SQLite here and on PostgreSQL in store.postgres.test.ts.
 import t from 'tap';
-import { join } from 'node:path';
-import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Migrator } from 'kysely';
 import { openStore } from '../../src/store/open-store';
 import { MIGRATIONS } from '../../src/store/migrations';
 import { generateApiKey } from '../../src/api/api-keys';
 import { createJoinToken } from '../../src/enrollment/join-tokens';
 import { agent, facts, hexId } from '../store/fixtures/records';
+import { openTestStore, rawDb, testDatabase } from '../store/fixtures/backend';
 
 t.test('api keys and join tokens', async (t) => {
-  const store = await openStore({ kind: 'sqlite', path: ':memory:' });
-  t.teardown(() => store.close());
+  const store = await openTestStore(t);
   const t0 = new Date('2026-01-01T00:00:00Z');
   const a = generateApiKey('a', 'admin', { now: t0 });
   const b = generateApiKey('b', 'viewer', { now: new Date(t0.getTime() + 1000), projects: ['p'], createdBy: a.record.id });
@@ -51,11 +50,9 @@ t.test('api keys and join tokens', async (t) => {
 });
 
 t.test('containers.project: set on write, backfilled by the migration, filtered in SQL', async (t) => {
-  const dir = t.testdir();
-  const path = join(dir, 'old.db');
+  const config = await testDatabase(t);
   // A database as it was before 0004_auth, with containers in it.
-  const raw = new BetterSqlite3(path);
-  const db = new Kysely<any>({ dialect: new SqliteDialect({ database: raw }) }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const db = rawDb(config);
   const migrator = new Migrator({ db, provider: { getMigrations: async () => ({ ...MIGRATIONS }) }, migrationTableName: 'bulkhead_migration', migrationLockTableName: 'bulkhead_migration_lock' });
   t.equal((await migrator.migrateTo('0003_alerts')).error, undefined);
   const ins = (id: string, f: object | string) =>
@@ -67,16 +64,14 @@ t.test('containers.project: set on write, backfilled by the migration, filtered 
   await ins('c4', 'not json at all');
   await db.destroy();
 
-  const store = await openStore({ kind: 'sqlite', path });
+  const store = await openStore(config);
   t.teardown(() => store.close());
-  const check = new BetterSqlite3(path, { readonly: true });
-  t.same(check.prepare('SELECT id, project FROM containers ORDER BY id').all(), [
+  const check = rawDb(config);
+  t.same(await check.selectFrom('containers').select(['id', 'project']).orderBy('id').execute(), [
     { id: 'c1', project: 'pay' }, { id: 'c2', project: 'search' }, { id: 'c3', project: '' }, { id: 'c4', project: '' },
   ], 'backfilled from facts.project, else the label (unreadable facts: none)');
-  check.close();
-  const fix = new BetterSqlite3(path);
-  fix.prepare("DELETE FROM containers WHERE id = 'c4'").run(); // unreadable facts cannot come from an agent; only the migration had to survive them
-  fix.close();
+  await check.deleteFrom('containers').where('id', '=', 'c4').execute(); // unreadable facts cannot come from an agent; only the migration had to survive them
+  await check.destroy();
 
   await store.insertAgent(agent('agt_b'));
   await store.replaceContainers('agt_b', [facts({ id: hexId('x'), name: '/x', labels: { 'bulkhead.project': 'pay' } }), facts({ id: hexId('y'), name: '/y' })], new Date());

@@ -3,10 +3,10 @@
 // bounded history (real SQLite store through the real migrations), and one
 // lockdown_finding alert per finding that is new since the agent's previous
 // report — none for resends, late reports or findings already known.
+// recorder.postgres.test.ts runs every assertion on PostgreSQL too.
 import t, { type Test } from 'tap';
-import { join } from 'node:path';
 import { createLogger, type AuditReport__Output } from '@bulkhead/shared';
-import { openStore } from '../../src/store/open-store';
+import { openTestStore } from '../store/fixtures/backend';
 import type { Store } from '../../src/store/store';
 import type { AlertInput } from '../../src/alerts/alert-types';
 import { MIGRATIONS } from '../../src/store/migrations';
@@ -18,8 +18,7 @@ const T0 = Date.parse('2026-11-28T12:00:00Z');
 const out = (r: ReturnType<typeof auditReport>) => r as unknown as AuditReport__Output;
 
 async function setup(t: Test): Promise<{ store: Store; alerts: AlertInput[]; logs: string[]; opts: RecordHostAuditOptions }> {
-  const store = await openStore({ kind: 'sqlite', path: join(t.testdir(), 'c.db') });
-  t.teardown(() => store.close());
+  const store = await openTestStore(t); // SQLite here; PostgreSQL in recorder.postgres.test.ts
   await store.insertAgent({
     id: 'agt_one', hostname: 'web-01', status: 'online', agentVersion: '1', host: null, certSerial: '01', certNotAfter: new Date(T0 + 1e9),
     enrolledAt: new Date(T0), lastSeenAt: null, connectedAt: null, revokedAt: null, containerCount: 0,

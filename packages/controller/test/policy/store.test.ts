@@ -2,9 +2,8 @@
 // agent policy status (and its join into the agent record), violations with
 // every filter, and scans.
 import t from 'tap';
-import { join } from 'node:path';
 import type { ScanSummary } from '@bulkhead/shared';
-import { openStore } from '../../src/store/open-store';
+import { openTestStore } from '../store/fixtures/backend';
 import type { PolicyVersionRecord, Store, ViolationRecord } from '../../src/store/store';
 import { agent, hexId } from '../store/fixtures/records';
 
@@ -12,9 +11,7 @@ const T0 = new Date('2026-03-01T00:00:00Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);
 
 async function freshStore(t: tap.Test): Promise<Store> {
-  const store = await openStore({ kind: 'sqlite', path: join(t.testdir(), 'controller.db') });
-  t.teardown(() => store.close());
-  return store;
+  return openTestStore(t); // SQLite here; PostgreSQL in store.postgres.test.ts
 }
 
 function policyInput(name: string, over: Partial<PolicyVersionRecord> = {}): Omit<PolicyVersionRecord, 'version'> {
@@ -104,7 +101,7 @@ t.test('violations: stored once per id, filtered, newest first, paged', async (t
   t.equal(all[3]!.message, 'container runs privileged', 'the first copy was kept');
   t.same(all[0]!.action, { type: 'kill', result: 'ok', error: '', durationMs: 12.5 }, 'action round-trips');
   t.equal(all[1]!.denied, true);
-  t.same(all[3], violation('v1', { at: at(1000) }), 'every field round-trips');
+  t.same(all[3], violation('v1', { at: at(1000), ack: null }), 'every field round-trips (not acknowledged: ack null)');
 
   const ids = async (q: Parameters<Store['listViolations']>[0]) => (await store.listViolations(q)).map((v) => v.id);
   t.same(await ids({ agentId: 'agt_b' }), ['v2']);

@@ -1,27 +1,19 @@
+// What only the embedded SQLite store does: a private (0600) WAL file in a
+// 0700 directory, and openStore's kind check. The Store contract itself is
+// in store.test.ts (run on SQLite and on PostgreSQL).
 import t from 'tap';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { BulkheadError } from '@bulkhead/shared';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { openStore } from '../../src/store/open-store';
-import type { Store } from '../../src/store/store';
-import { agent, facts, hexId, host, joinToken } from './fixtures/records';
-
-const T0 = new Date('2025-01-01T00:00:00Z');
-const at = (ms: number) => new Date(T0.getTime() + ms);
+import { agent } from './fixtures/records';
 
 function tempDir(t: tap.Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'bk-store-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function freshStore(t: tap.Test, path?: string): Promise<Store> {
-  const store = await openStore({ kind: 'sqlite', path: path ?? join(tempDir(t), 'controller.db') });
-  t.teardown(() => store.close());
-  return store;
 }
 
 t.test('opens a private WAL database and migrates idempotently', async (t) => {
@@ -48,205 +40,4 @@ t.test('opens a private WAL database and migrates idempotently', async (t) => {
 
 t.test('openStore rejects an unknown kind', async (t) => {
   await t.rejects(openStore({ kind: 'mysql' } as never), { code: 'BK_ERR_CONFIG_INVALID' });
-});
-
-t.test('join tokens', async (t) => {
-  const store = await freshStore(t);
-  await store.insertJoinToken(joinToken('jt_a'));
-  t.same(await store.getJoinToken('jt_a'), joinToken('jt_a'), 'round-trips');
-  t.equal(await store.getJoinToken('jt_missing'), undefined);
-
-  t.equal(await store.consumeJoinToken('jt_a', 'agt_1', at(1000)), true, 'first use wins');
-  t.equal(await store.consumeJoinToken('jt_a', 'agt_2', at(2000)), false, 'second use refused');
-  const used = await store.getJoinToken('jt_a');
-  t.equal(used?.usedByAgent, 'agt_1');
-  t.same(used?.usedAt, at(1000));
-
-  await store.insertJoinToken(joinToken('jt_exp'));
-  t.equal(await store.consumeJoinToken('jt_exp', 'agt_1', new Date('2025-01-01T01:00:00Z')), false, 'expired at expiresAt exactly');
-  t.equal(await store.consumeJoinToken('jt_exp', 'agt_1', new Date('2025-01-01T00:59:59.999Z')), true, 'valid one ms before');
-
-  await store.insertJoinToken(joinToken('jt_rev', { revokedAt: at(10) }));
-  t.equal(await store.consumeJoinToken('jt_rev', 'agt_1', at(20)), false, 'revoked');
-  t.equal(await store.consumeJoinToken('jt_none', 'agt_1', at(20)), false, 'unknown');
-});
-
-t.test('a join token is consumed once even by two concurrent connections', async (t) => {
-  const path = join(tempDir(t), 'controller.db');
-  const a = await openStore({ kind: 'sqlite', path });
-  const b = await openStore({ kind: 'sqlite', path });
-  t.teardown(async () => {
-    await a.close();
-    await b.close();
-  });
-  for (let i = 0; i < 20; i++) {
-    const id = `jt_race${i}`;
-    await a.insertJoinToken(joinToken(id));
-    const results = await Promise.all([a.consumeJoinToken(id, 'agt_a', at(1)), b.consumeJoinToken(id, 'agt_b', at(1))]);
-    t.equal(results.filter(Boolean).length, 1, `exactly one winner (round ${i})`);
-    const winner = results[0] ? 'agt_a' : 'agt_b';
-    t.equal((await b.getJoinToken(id))?.usedByAgent, winner);
-  }
-});
-
-t.test('api keys round-trip', async (t) => {
-  const store = await freshStore(t);
-  const k = {
-    id: 'ak_1', name: 'ci', secretHash: hexId('s'), role: 'viewer' as const, createdAt: T0, expiresAt: at(5000), revokedAt: null,
-    projects: ['payments', 'search'], lastUsedAt: null, createdBy: 'ak_0', // 0004_auth
-  };
-  await store.insertApiKey(k);
-  t.same(await store.getApiKey('ak_1'), k);
-  t.equal(await store.getApiKey('ak_2'), undefined);
-});
-
-t.test('agents: lifecycle, container count, stale detection', async (t) => {
-  const store = await freshStore(t);
-  await store.insertAgent(agent('agt_b', { hostname: 'beta' }));
-  await store.insertAgent(agent('agt_a', { hostname: 'alpha' }));
-  t.same((await store.listAgents()).map((a) => a.id), ['agt_a', 'agt_b'], 'ordered by hostname');
-  t.same(await store.getAgent('agt_a'), agent('agt_a', { hostname: 'alpha' }), 'round-trips');
-
-  await store.markAgentConnected('agt_a', '0.1.0', host('alpha'), at(1000));
-  let a = await store.getAgent('agt_a');
-  t.equal(a?.status, 'online');
-  t.equal(a?.agentVersion, '0.1.0');
-  t.same(a?.host, host('alpha'));
-  t.same(a?.connectedAt, at(1000));
-  t.same(a?.lastSeenAt, at(1000));
-
-  await store.touchAgent('agt_a', at(5000));
-  a = await store.getAgent('agt_a');
-  t.same(a?.lastSeenAt, at(5000));
-  t.same(a?.connectedAt, at(1000), 'touch leaves connectedAt');
-
-  await store.markAgentConnected('agt_b', '0.1.0', host('beta'), at(1000));
-  t.same((await store.listStaleOnlineAgents(at(3000))).map((x) => x.id), ['agt_b'], 'only b is stale at 3s');
-  t.same((await store.listStaleOnlineAgents(at(1000))).map((x) => x.id), [], 'strictly older than the cutoff');
-  await store.setAgentStatus('agt_b', 'offline', at(3000));
-  t.same((await store.listStaleOnlineAgents(at(9000))).map((x) => x.id), ['agt_a'], 'offline agents are not stale');
-
-  await store.replaceContainers('agt_a', [facts({ id: hexId('1') }), facts({ id: hexId('2') })], at(6000));
-  await store.removeContainer('agt_a', hexId('2'), at(7000));
-  t.equal((await store.getAgent('agt_a'))?.containerCount, 1, 'removed containers are not counted');
-  t.equal((await store.listAgents()).find((x) => x.id === 'agt_b')?.containerCount, 0);
-
-  await store.setAgentStatus('agt_a', 'revoked', at(8000));
-  await store.setAgentStatus('agt_a', 'offline', at(9000));
-  await store.markAgentConnected('agt_a', '0.2.0', host('alpha'), at(9500));
-  a = await store.getAgent('agt_a');
-  t.equal(a?.status, 'revoked', 'revocation is terminal');
-  t.same(a?.revokedAt, at(8000));
-  t.equal(a?.agentVersion, '0.1.0', 'a revoked agent’s hello is not recorded');
-});
-
-t.test('containers: replace, upsert, remove', async (t) => {
-  const store = await freshStore(t);
-  await store.insertAgent(agent('agt_a'));
-  await store.insertAgent(agent('agt_b'));
-  const [c1, c2, c3] = [hexId('c1'), hexId('c2'), hexId('c3')];
-
-  await store.replaceContainers('agt_a', [facts({ id: c1, name: '/web', labels: { tier: 'front' } }), facts({ id: c2, name: '/db' })], at(1));
-  await store.replaceContainers('agt_b', [facts({ id: c1, name: '/same-id-other-host' })], at(1));
-  t.same((await store.listContainers({ agentId: 'agt_a' })).map((c) => c.name), ['/db', '/web']);
-
-  const web = await store.getContainer('agt_a', c1);
-  t.equal(web?.imageRef, 'busybox:1');
-  t.equal(web?.state, 'running');
-  t.equal(web?.removed, false);
-  t.same(web?.updatedAt, at(1));
-  t.same(web?.facts, facts({ id: c1, name: '/web', labels: { tier: 'front' } }), 'facts round-trip');
-  t.equal((await store.getContainer('agt_b', c1))?.name, '/same-id-other-host', 'keyed by (agent, id)');
-
-  // A new snapshot: c2 gone, c1 changed, c3 new.
-  await store.replaceContainers('agt_a', [facts({ id: c1, name: '/web', state: 'exited', labels: {} }), facts({ id: c3, name: '/cache' })], at(2));
-  t.same((await store.listContainers({ agentId: 'agt_a' })).map((c) => c.name), ['/cache', '/web']);
-  const gone = await store.getContainer('agt_a', c2);
-  t.equal(gone?.removed, true, 'missing from the snapshot → removed');
-  t.same(gone?.updatedAt, at(2));
-  t.same((await store.listContainers({ agentId: 'agt_a', includeRemoved: true })).map((c) => c.name), ['/cache', '/db', '/web']);
-  t.same(await store.listContainers({ agentId: 'agt_a', labels: ['tier'] }), [], 'labels were replaced too');
-  t.equal((await store.getContainer('agt_b', c1))?.removed, false, 'other agents untouched');
-
-  // Upsert revives and updates; remove marks.
-  await store.upsertContainer('agt_a', facts({ id: c2, name: '/db', state: 'running', labels: { role: 'db' } }), at(3));
-  t.equal((await store.getContainer('agt_a', c2))?.removed, false);
-  t.same((await store.listContainers({ labels: ['role=db'] })).map((c) => c.id), [c2]);
-  await store.removeContainer('agt_a', c2, at(4));
-  t.equal((await store.getContainer('agt_a', c2))?.removed, true);
-  t.same(await store.listContainers({ labels: ['role=db'] }), []);
-  t.same((await store.listContainers({ labels: ['role=db'], includeRemoved: true })).map((c) => c.id), [c2], 'removed keep their labels');
-
-  // Duplicate ids in a snapshot: last one wins.
-  await store.replaceContainers('agt_b', [facts({ id: c3, name: '/first' }), facts({ id: c3, name: '/second' })], at(5));
-  t.same((await store.listContainers({ agentId: 'agt_b' })).map((c) => c.name), ['/second']);
-
-  await t.rejects(store.replaceContainers('agt_a', [facts({ id: '' })], at(6)), { code: 'BK_ERR_PROTOCOL' });
-  await t.rejects(store.replaceContainers('agt_unknown', [facts({ id: c1 })], at(6)), 'foreign key: agent must exist');
-});
-
-t.test('replaceContainers is one transaction', async (t) => {
-  const store = await freshStore(t);
-  await store.insertAgent(agent('agt_a'));
-  await store.replaceContainers('agt_a', [facts({ id: hexId('keep'), name: '/keep' })], at(1));
-  // 150 containers span two batches; the second batch fails to serialize.
-  const snapshot = Array.from({ length: 150 }, (_, i) => facts({ id: hexId(`n${i}`), name: `/n${i}` }));
-  (snapshot[120] as unknown as Record<string, unknown>)['pid'] = 10n; // JSON.stringify throws on BigInt
-  await t.rejects(store.replaceContainers('agt_a', snapshot, at(2)));
-  const after = await store.listContainers({ agentId: 'agt_a', includeRemoved: true });
-  t.same(after.map((c) => [c.name, c.removed]), [['/keep', false]], 'nothing of the failed snapshot is visible');
-});
-
-t.test('container filters', async (t) => {
-  const store = await freshStore(t);
-  await store.insertAgent(agent('agt_a'));
-  await store.insertAgent(agent('agt_b'));
-  await store.replaceContainers(
-    'agt_a',
-    [
-      facts({ id: hexId('a1'), name: '/web', imageRef: 'nginx:1.27', labels: { env: 'prod', team: 'web', url: 'a=b' } }),
-      facts({ id: hexId('a2'), name: '/job', imageRef: 'bulkhead-test/BusyBox:1', state: 'exited', labels: { env: 'dev' } }),
-      facts({ id: hexId('a3'), name: '/pct', imageRef: 'weird%_image', labels: { env: 'prod' } }),
-    ],
-    at(1),
-  );
-  await store.replaceContainers('agt_b', [facts({ id: hexId('b1'), name: '/api', imageRef: 'registry/nginx-api:2', labels: { env: 'prod', team: 'api' } })], at(1));
-  const names = async (q: Parameters<Store['listContainers']>[0]) => (await store.listContainers(q)).map((c) => c.name);
-
-  t.same(await names({}), ['/job', '/pct', '/web', '/api'], 'ordered by agent, name');
-  t.same(await names({ agentId: 'agt_b' }), ['/api']);
-  t.same(await names({ state: 'exited' }), ['/job']);
-  t.same(await names({ image: 'nginx' }), ['/web', '/api'], 'image substring');
-  t.same(await names({ image: 'busybox' }), ['/job'], 'image match is case-insensitive');
-  t.same(await names({ image: '%' }), ['/pct'], '% is literal, not a wildcard');
-  t.same(await names({ image: 'd_i' }), [], '_ is literal, not a wildcard');
-  t.same(await names({ labels: ['team'] }), ['/web', '/api'], 'label present');
-  t.same(await names({ labels: ['env=prod'] }), ['/pct', '/web', '/api'], 'label value');
-  t.same(await names({ labels: ['env=prod', 'team=api'] }), ['/api'], 'labels AND');
-  t.same(await names({ labels: ['url=a=b'] }), ['/web'], 'value may contain =');
-  t.same(await names({ labels: ['env='] }), [], 'empty value is a value');
-  t.same(await names({ labels: ['env=prod'], image: 'nginx', agentId: 'agt_a' }), ['/web'], 'filters combine');
-  t.same(await names({ limit: 2 }), ['/job', '/pct']);
-  t.same(await names({ limit: 2, offset: 2 }), ['/web', '/api']);
-  t.same(await names({ offset: 3 }), ['/api'], 'offset without limit');
-  t.same(await names({ labels: ['env=prod'], limit: 1, offset: 1 }), ['/web'], 'paging applies after label filtering');
-  await t.rejects(store.listContainers({ labels: ['=x'] }), new BulkheadError('BK_ERR_BAD_REQUEST', 'label filter "=x" has an empty key (expected key or key=value)'));
-  await t.rejects(store.listContainers({ limit: -1 }), { code: 'BK_ERR_BAD_REQUEST' });
-});
-
-t.test('findContainers and purgeRemovedContainers', async (t) => {
-  const store = await freshStore(t);
-  await store.insertAgent(agent('agt_a'));
-  const id = hexId('x');
-  await store.replaceContainers('agt_a', [facts({ id, name: '/web' }), facts({ id: hexId('y'), name: '/db' })], at(1));
-  t.same((await store.findContainers!('agt_a', { idPrefix: id.slice(0, 12) })).map((c) => c.id), [id]);
-  t.same((await store.findContainers!('agt_a', { names: ['web', '/web'] })).map((c) => c.id), [id]);
-  t.same(await store.findContainers!('agt_a', {}), []);
-  t.same(await store.findContainers!('agt_a', { idPrefix: '%' }), [], 'prefix is literal');
-
-  await store.removeContainer('agt_a', id, at(10));
-  t.equal(await store.purgeRemovedContainers!(at(10)), 0, 'not older than the cutoff');
-  t.equal(await store.purgeRemovedContainers!(at(11)), 1);
-  t.equal(await store.getContainer('agt_a', id), undefined);
-  t.equal((await store.listContainers({ includeRemoved: true })).length, 1);
 });

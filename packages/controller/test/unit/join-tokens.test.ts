@@ -1,11 +1,10 @@
+// Runs on SQLite here and on PostgreSQL in join-tokens.postgres.test.ts.
 import t from 'tap';
-import { join } from 'node:path';
 import { createJoinToken, redeemJoinToken } from '../../src/enrollment/join-tokens';
-import { openStore } from '../../src/store/open-store';
+import { openTestStore } from '../store/fixtures/backend';
 
 t.test('join tokens are one-time, expire, and are stored hashed', async (t) => {
-  const store = await openStore({ kind: 'sqlite', path: join(t.testdir(), 'db.sqlite') });
-  t.teardown(() => store.close());
+  const store = await openTestStore(t);
   const now = new Date('2026-01-01T00:00:00Z');
   const { token, record } = await createJoinToken(store, 60_000, now, 'rack 4');
   t.match(token, /^bkj_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);

@@ -4,9 +4,8 @@
 // showing up in GET /v1/containers, forgotten when the agent says a container
 // is gone or when its stream restarts.
 import t, { type Test } from 'tap';
-import { join } from 'node:path';
 import { createLogger, type UsageReport, type UsageReport__Output } from '@bulkhead/shared';
-import { openStore } from '../../src/store/open-store';
+import { openTestStore } from '../store/fixtures/backend';
 import type { Store } from '../../src/store/store';
 import { MIGRATIONS } from '../../src/store/migrations';
 import { usageKey, type ContainerUsageRecord } from '../../src/store/usage-store';
@@ -24,9 +23,7 @@ const T0 = new Date('2026-11-28T12:00:00Z');
 const MiB = 1024 * 1024;
 
 async function freshStore(t: Test): Promise<Store> {
-  const store = await openStore({ kind: 'sqlite', path: join(t.testdir(), 'c.db') });
-  t.teardown(() => store.close());
-  return store;
+  return openTestStore(t); // SQLite here; PostgreSQL in usage.postgres.test.ts
 }
 
 const rec = (agentId: string, containerId: string, over: Partial<ContainerUsageRecord> = {}): ContainerUsageRecord => ({

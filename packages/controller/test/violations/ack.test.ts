@@ -5,8 +5,7 @@
 // `acknowledged` filter, project scoping (404 outside the credential's
 // projects), comment validation, and the entries in the hash-chained audit log.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -17,6 +16,7 @@ import type { Store, ViolationRecord } from '../../src/store/store';
 import { MAX_ACK_COMMENT } from '../../src/api/routes/violations';
 import { main as cli } from '../../src/ops-cli/main';
 import { startSecureApi } from '../auth/fixtures/secure-api';
+import { usePostgres } from '../../../../test/helpers/postgres';
 import { CONTAINERS, seedScopedFleet } from '../auth/fixtures/scoped-fleet';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -85,37 +85,14 @@ t.test('store (SQLite): acknowledge and unacknowledge are conditional, the filte
   await storeChecks(t, store);
 });
 
-// The same on a real PostgreSQL (Debian's `postgresql` package), started privately on a unix socket.
+// The same on a real PostgreSQL (Debian's `postgresql` package), started privately on a unix socket (test/helpers/postgres.ts).
 t.test('store (PostgreSQL): the same, after every migration ran there', async (t) => {
-  const pg = startPostgres(t);
-  if (pg === undefined) {
-    t.skip('PostgreSQL server binaries not installed (apt-get install postgresql) or not running as root');
-    return;
-  }
-  const store: Store = await openStore({ kind: 'postgres', connectionString: pg });
+  const pg = await usePostgres(t);
+  if (pg === undefined) return; // skipped loudly (not root, not installed); as root a missing PostgreSQL fails
+  const store: Store = await openStore({ kind: 'postgres', connectionString: (await pg.createDatabase()).url });
   t.teardown(() => store.close());
   await storeChecks(t, store);
 });
-
-const PG_BIN = ['/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin'].find((d) => existsSync(join(d, 'initdb')));
-
-/** A throw-away cluster owned by the postgres user, listening only on a socket in a temp dir; undefined when unavailable. */
-function startPostgres(t: tap.Test): string | undefined {
-  if (PG_BIN === undefined || process.getuid?.() !== 0 || spawnSync('id', ['-u', 'postgres']).status !== 0) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'bk-pg-'));
-  chmodSync(dir, 0o755);
-  spawnSync('chown', ['postgres', dir]);
-  const as = (args: string[]) => spawnSync('runuser', ['-u', 'postgres', '--', ...args], { encoding: 'utf8', timeout: 60_000 });
-  const init = as([join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-A', 'trust', '-U', 'bk']);
-  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
-  const start = as([join(PG_BIN, 'pg_ctl'), '-D', join(dir, 'data'), '-w', '-l', join(dir, 'log'), '-o', `-c listen_addresses='' -k ${dir}`, 'start']);
-  if (start.status !== 0) throw new Error(`pg_ctl start failed: ${start.stderr}${start.stdout}`);
-  t.teardown(() => {
-    as([join(PG_BIN, 'pg_ctl'), '-D', join(dir, 'data'), '-m', 'immediate', 'stop']);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return `postgresql://bk@/postgres?host=${encodeURIComponent(dir)}`;
-}
 
 t.test('migration 0007_violation_ack keeps existing violations and runs down again', async (t) => {
   const path = join(tempDir(t), 'old.db');

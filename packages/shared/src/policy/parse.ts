@@ -2,10 +2,20 @@
 // PolicyValidationError listing EVERY error with file, line, column and field
 // path. A rejected policy never replaces the one in force, so callers only
 // swap policies after parsePolicy/policyFromJson returned.
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { Document, Node } from 'yaml';
+import type * as YamlModule from 'yaml';
 import { BulkheadError } from '../errors/registry';
 import type { Policy } from './types';
 import { formatPath, validatePolicyObject, type PathSegment, type ValidationIssue } from './validate';
+
+// `yaml` is loaded on first use: the agent receives policy bundles as JSON and
+// never parses YAML, and skipping the module keeps its RSS down (the agent's
+// standing memory budget, BENCHMARKS.md agent-idle).
+let yamlModule: typeof YamlModule | undefined;
+function yaml(): typeof YamlModule {
+  yamlModule ??= require('yaml') as typeof YamlModule;
+  return yamlModule;
+}
 
 export interface PolicyErrorDetail {
   file: string;
@@ -44,7 +54,7 @@ function summarize(errors: PolicyErrorDetail[]): string {
 type YNode = Node | null | undefined;
 
 function deref(node: unknown, doc: Document): YNode {
-  return (isAlias(node) ? node.resolve(doc) : node) as YNode;
+  return (yaml().isAlias(node) ? node.resolve(doc) : node) as YNode;
 }
 
 /** The source offset for an issue: its node, or the closest existing ancestor (missing fields). */
@@ -54,14 +64,14 @@ function locate(doc: Document, issue: ValidationIssue): number {
   for (let i = 0; i < issue.path.length; i++) {
     const seg = issue.path[i]!;
     const last = i === issue.path.length - 1;
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && (isScalar(p.key) ? String(p.key.value) === String(seg) : String(p.key) === String(seg)));
+    if (yaml().isMap(node)) {
+      const pair = node.items.find((p) => yaml().isPair(p) && (yaml().isScalar(p.key) ? String(p.key.value) === String(seg) : String(p.key) === String(seg)));
       if (!pair) return offset;
       const keyNode = pair.key as YNode;
       const valueNode = deref(pair.value, doc);
       if ((last && issue.key) || !valueNode?.range) return keyNode?.range?.[0] ?? offset;
       node = valueNode;
-    } else if (isSeq(node) && typeof seg === 'number') {
+    } else if (yaml().isSeq(node) && typeof seg === 'number') {
       const item = deref(node.items[seg], doc);
       if (!item?.range) return offset;
       node = item;
@@ -78,8 +88,8 @@ function locate(doc: Document, issue: ValidationIssue): number {
  * (default "<policy>"). Throws PolicyValidationError (BK_ERR_POLICY_INVALID).
  */
 export function parsePolicy(text: string, filename = '<policy>'): Policy {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
+  const lineCounter = new (yaml().LineCounter)();
+  const doc = yaml().parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
   if (doc.errors.length > 0) {
     throw new PolicyValidationError(
       doc.errors.map((e) => {

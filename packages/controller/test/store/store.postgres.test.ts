@@ -1,0 +1,4 @@
+// store.test.ts, every assertion, on a private PostgreSQL cluster.
+import { runOnPostgres } from './fixtures/backend';
+
+runOnPostgres(() => require('./store.test'));
