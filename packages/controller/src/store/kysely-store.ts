@@ -320,7 +320,8 @@ export abstract class KyselyStore implements Store {
       .where('agent_id', '=', agentId)
       .where((eb) => {
         const ors = [];
-        if (prefix !== undefined && prefix !== '') ors.push(sql<SqlBool>`${sql.ref('id')} like ${escapeLike(prefix) + '%'} escape '\\'`);
+        // Ids are lowercase hex; lowercasing the prefix gives PostgreSQL's case-sensitive LIKE SQLite's answer.
+        if (prefix !== undefined && prefix !== '') ors.push(sql<SqlBool>`${sql.ref('id')} like ${escapeLike(prefix.toLowerCase()) + '%'} escape '\\'`);
         if (names.length > 0) ors.push(eb('name', 'in', names));
         return eb.or(ors);
       })

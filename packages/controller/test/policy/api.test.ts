@@ -232,6 +232,8 @@ t.test('policy, violation and scan routes', async (t) => {
       at: new Date(NOW.getTime() - 3_600_000).toISOString(),
       policyVersion: 2,
       exemptedBy: '',
+      acknowledged: false,
+      acknowledgement: null,
     });
     t.equal(page.items[2]!['action'], null, 'a denial has no action');
     t.match(page.items[0]!['evidence'], [{ location: 'evidence', detail: /not a JSON array/ }], 'unreadable evidence is explained, not a 500');

@@ -140,6 +140,32 @@ t.test('two controllers starting at once on an empty database both migrate', asy
   t.equal((await stores[2]!.getAgent('agt_x'))?.id, 'agt_x');
 });
 
+t.test('overlapping snapshots of one agent (a reconnect racing the old stream) neither fail nor mix', async (t) => {
+  const pg = await cluster(t);
+  if (!pg) return;
+  const config = await newDb(pg);
+  const [a, b] = [await open(t, config), await open(t, config)];
+  await a.insertAgent(agent('agt_a'));
+  const snap = (tag: string, round: number) =>
+    Array.from({ length: 20 }, (_, i) => facts({ id: hexId(`c${i}`), name: `/c${i}`, labels: { k1: tag, k2: tag, [`r${round}`]: tag } }));
+  const failures: string[] = [];
+  for (let round = 0; round < 15; round++) {
+    const r = await Promise.allSettled([
+      a.replaceContainers('agt_a', snap('a', round), at(round)),
+      b.replaceContainers('agt_a', snap('b', round), at(round)),
+      a.upsertContainer('agt_a', snap('c', round)[3]!, at(round)),
+    ]);
+    for (const x of r) if (x.status === 'rejected') failures.push(String((x.reason as Error).message));
+  }
+  t.same(failures, [], 'no deadlock, no duplicate label row');
+  const live = await b.listContainers({ agentId: 'agt_a' });
+  t.equal(live.length, 20);
+  for (const c of live) {
+    const tag = c.facts.labels['k1'];
+    t.same((await a.listContainers({ agentId: 'agt_a', labels: [`k2=${tag}`, `r14=${tag}`] })).some((x) => x.id === c.id), true, `${c.name}: its label rows are one snapshot's`);
+  }
+});
+
 function entry(i: number): AuditEntry {
   return {
     at: at(i), actorKind: 'key', actorId: 'ak_0123456789abcdef', actorName: `ctl-${i % 3}`, method: 'POST', route: '/v1/keys', path: '/v1/keys',

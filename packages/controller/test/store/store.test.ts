@@ -217,6 +217,7 @@ t.test('findContainers and purgeRemovedContainers', async (t) => {
   const id = hexId('x');
   await store.replaceContainers('agt_a', [facts({ id, name: '/web' }), facts({ id: hexId('y'), name: '/db' })], at(1));
   t.same((await store.findContainers!('agt_a', { idPrefix: id.slice(0, 12) })).map((c) => c.id), [id]);
+  t.same((await store.findContainers!('agt_a', { idPrefix: id.slice(0, 12).toUpperCase() })).map((c) => c.id), [id], 'an id prefix matches in any case (SQLite and PostgreSQL alike)');
   t.same((await store.findContainers!('agt_a', { names: ['web', '/web'] })).map((c) => c.id), [id]);
   t.same(await store.findContainers!('agt_a', {}), []);
   t.same(await store.findContainers!('agt_a', { idPrefix: '%' }), [], 'prefix is literal');
