@@ -88,7 +88,7 @@ t.test('the controller on PostgreSQL: init, serve, enroll, inventory, restart', 
 
   // The offline verifier reads the chain from PostgreSQL; --database-url on the command line works, with a warning.
   const verify = await run(CONTROLLER_BIN, ['audit-log', 'verify', '--data-dir', ctl.dataDir, '--database-url', db.url, '--json']);
-  t.equal(verify.code, 0, verify.stderr);
+  t.equal(verify.code, 0, `audit-log verify exits 0 (stderr: ${verify.stderr.trim()})`);
   t.match(JSON.parse(verify.stdout), { ok: true, firstBadSeq: null });
   t.ok((JSON.parse(verify.stdout) as { checked: number }).checked >= 1);
   t.match(verify.stderr, /password in --database-url is visible to other local users/);
