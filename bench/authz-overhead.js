@@ -103,6 +103,8 @@ function engine(cmd, dir, extraArgs) {
   });
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 /** The default policy with every rule NOT in `broken` switched to enforce. */
 function enforcedDefaultPolicy(broken) {
   let id;
@@ -137,18 +139,20 @@ async function main() {
     const plain = new Docker({ socketPath: plainSock });
     writeFileSync(join(dir, 'default-monitor.yaml'), DEFAULT_POLICY_YAML);
     const probeHolder = PolicyHolder.open({ stateDir: join(dir, 'probe'), logger, localPolicyPath: join(dir, 'default-monitor.yaml') });
-    let probeFindings = [];
+    // A monitor-only policy answers at once and judges the request for its
+    // report afterwards: wait for that report, not for the answer.
+    let gotFindings;
+    const probeFindings = new Promise((res) => { gotFindings = res; });
     const probe = new AuthzDecider({
       policy: () => probeHolder.state, containers: { get: () => undefined, inventory: () => [] }, docker: plain, logger,
-      onDecision: (d) => { probeFindings = d.findings.map((f) => f.ruleId); },
+      onDecision: (d) => gotFindings(d.findings.map((f) => f.ruleId)),
     });
     const envelope = (body) => JSON.stringify({
       RequestMethod: 'POST', RequestUri: '/v1.41/containers/create', RequestBody: Buffer.from(JSON.stringify(body)).toString('base64'),
     });
     const d0 = await probe.decide(parseAuthzRequest(envelope(createBody(0))));
-    await new Promise((r) => setImmediate(r));
     if (!d0.allow) throw new Error(`probe: the default policy in monitor mode denied the create: ${d0.msg}`);
-    const broken = new Set(probeFindings);
+    const broken = new Set(await Promise.race([probeFindings, sleep(10_000).then(() => { throw new Error('probe: no decision report within 10 s'); })]));
     const { text, enforced } = enforcedDefaultPolicy(broken);
     writeFileSync(join(dir, 'default-enforce.yaml'), text);
     const holder = PolicyHolder.open({ stateDir: join(dir, 'state'), logger, localPolicyPath: join(dir, 'default-enforce.yaml') });
