@@ -32,6 +32,7 @@ import { UsageMonitor } from './cgroup/usage-monitor';
 // Host audit (issue 4).
 import { AuditOutbox } from './link/audit-outbox';
 import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
+import { ImageLastUsedStore, imageLastUsedPath } from './hygiene/image-last-used';
 
 /** Host facts change rarely; re-read them at most this often (on reconnect). */
 const HOST_FACTS_TTL_MS = 5 * 60_000;
@@ -39,6 +40,8 @@ const HOST_FACTS_TTL_MS = 5 * 60_000;
 export class Agent {
   /** Live usage (issue 4): cgroup sampling, usage rules and reports; undefined with --usage-interval 0 or without cgroups. */
   usage: UsageMonitor | undefined;
+  /** Image hygiene (issue 4): when each image was last used, remembered across container removals and restarts. */
+  imageUse: ImageLastUsedStore | undefined;
 
   private constructor(
     readonly watcher: ContainerWatcher,
@@ -131,6 +134,9 @@ export class Agent {
       }
     }
     const w = watcher;
+    // Image hygiene (issue 4): remember image uses dockerd forgets when a container is removed.
+    const imageUse = ImageLastUsedStore.open({ path: imageLastUsedPath(opts.stateDir), logger: logger.child({ component: 'hygiene' }) });
+    imageUse.attach(w);
     await hostFacts().catch((err: unknown) => logger.warn({ err }, 'host facts unavailable'));
     // Metrics (issue 5).
     w.on('upsert', (_f, action, _t, changed) => metrics.inventoryChange('upsert', action, changed));
@@ -186,11 +192,12 @@ export class Agent {
     link.start();
     // Host audit (issue 4): at start and every --audit-interval, in a child process; the report waits in the outbox until the controller has it.
     const hostAudit = opts.audit.intervalMs > 0
-      ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost), onReport: (r) => void l.reportAudit(r.message), logger: logger.child({ component: 'audit' }) })
+      ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost, { lastUsed: imageUse }), onReport: (r) => void l.reportAudit(r.message), logger: logger.child({ component: 'audit' }) })
       : undefined;
     hostAudit?.start();
     const agent = new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener, hostAudit);
     agent.usage = usage;
+    agent.imageUse = imageUse;
     return agent;
   }
 
@@ -198,6 +205,7 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     await this.usage?.stop(); // issue 4
     await this.hostAudit?.stop(); // issue 4: ends an audit in progress (its child process); the next start audits again
+    this.imageUse?.close(); // issue 4: what was remembered since the last write
     this.link.stop();
     await this.enforcer.stop();
     await this.watcher.stop();

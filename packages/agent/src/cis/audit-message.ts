@@ -6,6 +6,7 @@ import type { AuditReport as AuditReportMessage } from '@bulkhead/shared';
 import type { FixRecord } from '../lockdown/fixes';
 import type { LockdownFinding } from '../lockdown/lockdown-options';
 import type { HygieneSummary } from '../hygiene/hygiene-summary';
+import type { PruneSummary } from '../hygiene/prune-summary';
 import type { CisReport } from './cis-types';
 
 /**
@@ -19,6 +20,8 @@ export function toAuditReportMessage(run: {
   fixes?: readonly FixRecord[];
   /** The image hygiene summary, or why it could not be made; absent = not run ("" on the wire). */
   hygiene?: HygieneSummary | { error: string } | undefined;
+  /** The prune policy's record, or why it could not run; absent = policy off ("" on the wire). */
+  prune?: PruneSummary | { error: string } | undefined;
   takenAtMs: number;
 }): AuditReportMessage {
   return {
@@ -28,5 +31,6 @@ export function toAuditReportMessage(run: {
     score: run.cis.summary.percent,
     fixesJson: JSON.stringify(run.fixes ?? []),
     hygieneJson: run.hygiene === undefined ? '' : JSON.stringify(run.hygiene),
+    pruneJson: run.prune === undefined ? '' : JSON.stringify(run.prune),
   };
 }

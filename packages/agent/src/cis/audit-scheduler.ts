@@ -2,9 +2,9 @@
 // `intervalMs` (default 1 h; see host-audit-options.ts), never two runs at
 // once, a failed run retried sooner than the next regular one — and how: in a
 // child process (host-audit-child.ts). Each result
-// is logged (every fix on its own line: a change the agent made to the host
-// must be in its log, not only in the report) and handed to `onReport`,
-// which sends it to the controller.
+// is logged (every fix and every image the prune policy removed on its own
+// line: a change the agent made to the host must be in its log, not only in
+// the report) and handed to `onReport`, which sends it to the controller.
 import type { Logger } from '@bulkhead/shared';
 import { parseDockerHost, resolveDockerHost } from '../docker/client';
 import { LOCKDOWN_SEVERITY_RANK, type LockdownSeverity } from '../lockdown/lockdown-options';
@@ -100,6 +100,14 @@ export class HostAuditScheduler {
       else if (f.changed) log.warn(fields, `lockdown fix applied: ${f.message}`);
       else log.info(fields, `lockdown fix not needed: ${f.message}`);
     }
+    const prune = result.prune;
+    if (prune && 'removed' in prune) {
+      for (const r of prune.removed) {
+        const fields = { image: r.id, tags: r.tags, untagged: r.untagged, deleted: r.deleted, sizeBytes: r.sizeBytes, reason: r.reason, dryRun: prune.dryRun };
+        if (r.error !== undefined) log.error({ ...fields, error: r.error }, 'image prune failed');
+        else log.info(fields, prune.dryRun ? 'image prune dry run: would remove' : 'image pruned');
+      }
+    } else if (prune) log.error({ err: prune.error }, 'image prune did not run');
     const bySeverity: Partial<Record<LockdownSeverity, number>> = {};
     for (const f of result.lockdown) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
     const serious = result.lockdown.filter((f) => LOCKDOWN_SEVERITY_RANK[f.severity] >= LOCKDOWN_SEVERITY_RANK.high).map((f) => f.id);
@@ -113,6 +121,9 @@ export class HostAuditScheduler {
         fixes: result.fixes.filter((f) => f.changed).length,
         ...(result.hygiene && 'counts' in result.hygiene ? { staleImages: result.hygiene.counts.stale, danglingImages: result.hygiene.counts.dangling } : {}),
         ...(result.hygiene && 'error' in result.hygiene ? { hygieneError: result.hygiene.error } : {}),
+        ...(prune && 'removed' in prune
+          ? { prune: { removed: prune.removed.filter((r) => r.error === undefined).length, failed: prune.removed.filter((r) => r.error !== undefined).length, reclaimedBytes: prune.reclaimedBytes, dryRun: prune.dryRun } }
+          : {}),
       },
       'host audit done',
     );
@@ -131,11 +142,14 @@ export class HostAuditScheduler {
  * with its own Docker client (60 s timeout per call), the socket the agent
  * talks through as the Docker socket audited (over TCP: the default path),
  * and the `run` flags. `abort` ends a run in progress (agent shutdown).
+ * `lastUsed` is the agent's image last-use memory: flushed to its file
+ * before each run, whose child reads it (the hygiene summary and the prune
+ * policy respect it).
  */
 export function agentHostAudit(
   audit: HostAuditScheduleOptions,
   dockerHost: string | undefined,
-  o: { timeoutMs?: number } = {},
+  o: { timeoutMs?: number; lastUsed?: { path: string; flush(): void }; entry?: string } = {},
 ): { run: () => Promise<HostAuditResult>; abort: () => void; intervalMs: number } {
   const url = resolveDockerHost(dockerHost);
   const endpoint = parseDockerHost(url);
@@ -144,6 +158,7 @@ export function agentHostAudit(
     intervalMs: audit.intervalMs,
     abort: () => running.forEach((c) => c.kill()),
     run: () => {
+      o.lastUsed?.flush();
       const child = runHostAuditInChild(
         {
           dockerHost: url,
@@ -156,10 +171,11 @@ export function agentHostAudit(
             trustedUsers: audit.trustedUsers,
             fixes: audit.fixes,
             dockerGroup: audit.dockerGroup,
-            hygiene: { unusedDays: audit.imageUnusedDays },
+            hygiene: { unusedDays: audit.imageUnusedDays, ...(o.lastUsed ? { lastUsedPath: o.lastUsed.path } : {}) },
+            ...(audit.imagePrune ? { prune: audit.imagePrune } : {}),
           },
         },
-        o,
+        { ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}), ...(o.entry !== undefined ? { entry: o.entry } : {}) },
       );
       running.add(child);
       return child.result.finally(() => running.delete(child));

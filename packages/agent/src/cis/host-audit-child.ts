@@ -12,12 +12,17 @@
 import { fork } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { createDockerClient } from '../docker/client';
+import { readImageLastUsed } from '../hygiene/image-last-used';
 import { runHostAudit, type HostAuditOptions, type HostAuditResult } from './host-audit';
 
-/** What the parent sends: everything but the Docker client (made in the child) and callbacks. */
+/**
+ * What the parent sends: everything but the Docker client (made in the
+ * child) and callbacks. The agent's image last-use memory comes as the path
+ * of its file (`hygiene.lastUsedPath`), read here.
+ */
 export interface HostAuditChildRequest {
   dockerHost: string;
-  options: Omit<HostAuditOptions, 'docker' | 'containers' | 'now' | 'hygiene'> & { hygiene?: { unusedDays?: number } | false };
+  options: Omit<HostAuditOptions, 'docker' | 'containers' | 'now' | 'hygiene'> & { hygiene?: { unusedDays?: number; lastUsedPath?: string } | false };
 }
 
 export type HostAuditChildResponse = { ok: true; result: HostAuditResult } | { ok: false; error: string };
@@ -61,11 +66,34 @@ export function runHostAuditInChild(req: HostAuditChildRequest, o: { timeoutMs?:
   return { result, kill: () => void child.kill('SIGTERM') };
 }
 
+/**
+ * The audit's options in the child: the agent's image last-use memory read
+ * from its file. When it cannot be read, `memoryError` says why and the
+ * prune policy is left out: without the memory an image used by a
+ * since-removed container looks unused.
+ */
+export function childAuditOptions(req: HostAuditChildRequest): { options: Omit<HostAuditOptions, 'docker'>; memoryError?: string } {
+  const { hygiene: h, ...rest } = req.options;
+  if (!h || !h.lastUsedPath) return { options: { ...rest, ...(h === undefined ? {} : { hygiene: h === false ? false : { unusedDays: h.unusedDays } }) } };
+  try {
+    return { options: { ...rest, hygiene: { unusedDays: h.unusedDays, lastUsed: readImageLastUsed(h.lastUsedPath) } } };
+  } catch (e) {
+    const { prune: _skipped, ...withoutPrune } = rest;
+    return { options: { ...withoutPrune, hygiene: { unusedDays: h.unusedDays } }, memoryError: (e as Error).message };
+  }
+}
+
 /** The child side: one request, one answer, exit. */
 export async function serveHostAuditChild(req: HostAuditChildRequest): Promise<HostAuditChildResponse> {
   try {
     const docker = createDockerClient({ dockerHost: req.dockerHost, timeoutMs: 60_000 });
-    return { ok: true, result: await runHostAudit({ ...req.options, docker }) };
+    const { options, memoryError } = childAuditOptions(req);
+    const result = await runHostAudit({ ...options, docker });
+    if (memoryError !== undefined && req.options.prune) {
+      result.prune = { error: `not run: ${memoryError}` };
+      result.message.pruneJson = JSON.stringify(result.prune);
+    }
+    return { ok: true, result };
   } catch (e) {
     return { ok: false, error: (e as Error).message };
   }

@@ -1,11 +1,13 @@
 // Options of the agent's periodic host audit (lockdown + CIS + image
 // hygiene, reported to the controller), with their defaults in one place, and
 // the `bulkhead-agent run` flags that set them. Every lockdown fix is OFF
-// unless named in --lockdown-fix.
+// unless named in --lockdown-fix; the image prune policy is OFF unless
+// --image-prune.
 import { Option, type Command } from 'commander';
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import { LOCKDOWN_FIX_NAMES } from '../lockdown/fixes';
 import type { LockdownFixName } from '../lockdown/lockdown-options';
+import { collect, parseOnOff, resolvePrunePolicy, splitList, type ImagePruneInput, type ImagePrunePolicy } from '../hygiene/prune-policy';
 
 export const DEFAULT_AUDIT_INTERVAL = '1h';
 export const DEFAULT_IMAGE_UNUSED_DAYS = 30;
@@ -36,6 +38,11 @@ export interface HostAuditScheduleOptions {
   trustedUsers: string[] | undefined;
   /** Images idle this many days are stale in the hygiene summary. Default 30. */
   imageUnusedDays: number;
+  /**
+   * The image prune policy, run by each audit after the hygiene summary;
+   * undefined (the default) = off. Its scope's age defaults to imageUnusedDays.
+   */
+  imagePrune: ImagePrunePolicy | undefined;
 }
 
 export interface HostAuditScheduleInput {
@@ -50,7 +57,21 @@ export interface HostAuditScheduleInput {
   daemonJson?: string | undefined;
   trustedUsers?: readonly string[] | undefined;
   imageUnusedDays?: string | number | undefined;
+  /** --image-prune: true switches the prune policy on; false (explicitly off) ignores its scope flags. */
+  imagePrune?: boolean | undefined;
+  imagePruneOlderThan?: string | number | undefined;
+  imagePruneInclude?: readonly string[] | undefined;
+  imagePruneExclude?: readonly string[] | undefined;
+  imagePruneDangling?: boolean | undefined;
+  imagePruneLabel?: readonly string[] | undefined;
+  imagePruneDryRun?: boolean | undefined;
 }
+
+/** The scope flags of the prune policy, as `run` spells them. */
+const PRUNE_FLAGS: Record<keyof ImagePruneInput, string> = {
+  olderThan: 'image-prune-older-than', include: 'image-prune-include', exclude: 'image-prune-exclude',
+  dangling: 'image-prune-dangling', label: 'image-prune-label', dryRun: 'image-prune-dry-run',
+};
 
 export function resolveHostAuditOptions(input: HostAuditScheduleInput = {}): HostAuditScheduleOptions {
   const raw = input.auditInterval ?? DEFAULT_AUDIT_INTERVAL;
@@ -89,14 +110,31 @@ export function resolveHostAuditOptions(input: HostAuditScheduleInput = {}): Hos
     daemonJsonPath: input.daemonJson || undefined,
     trustedUsers: trusted.length > 0 ? trusted : undefined,
     imageUnusedDays: unused,
+    imagePrune: resolveImagePrune(input, unused, off),
   };
 }
 
-function splitList(v: readonly string[] | undefined): string[] {
-  return (v ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+/**
+ * The prune policy of `run`. Scope flags without --image-prune are refused
+ * (somebody meant to prune and forgot to switch it on) unless the policy
+ * was switched off explicitly (--image-prune off / BULKHEAD_IMAGE_PRUNE=off:
+ * a scope kept in the environment file while pruning is paused).
+ */
+function resolveImagePrune(input: HostAuditScheduleInput, unusedDays: number, auditOff: boolean): ImagePrunePolicy | undefined {
+  const scope: ImagePruneInput = {
+    olderThan: input.imagePruneOlderThan, include: input.imagePruneInclude, exclude: input.imagePruneExclude,
+    dangling: input.imagePruneDangling, label: input.imagePruneLabel, dryRun: input.imagePruneDryRun,
+  };
+  if (input.imagePrune !== true) {
+    const given = (Object.keys(scope) as Array<keyof ImagePruneInput>).filter((k) => scope[k] !== undefined);
+    if (input.imagePrune === undefined && given.length > 0) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${given.map((k) => `--${PRUNE_FLAGS[k]}`).join(', ')} given without --image-prune; add --image-prune to switch the prune policy on`);
+    }
+    return undefined;
+  }
+  if (auditOff) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the image prune policy runs as part of the host audit; it cannot be enabled with audit-interval 0');
+  return resolvePrunePolicy(scope, { defaultOlderThanDays: unusedDays, flag: (k) => PRUNE_FLAGS[k] });
 }
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 /** Adds the host audit flags to `bulkhead-agent run`. */
 export function addHostAuditRunOptions(cmd: Command): Command {
@@ -109,5 +147,13 @@ export function addHostAuditRunOptions(cmd: Command): Command {
     .option('--containerd-socket <path>', 'containerd socket the audit checks (host path; default /run/containerd/containerd.sock)')
     .option('--daemon-json <path>', "daemon.json the audit reads (host path; default dockerd's --config-file, else /etc/docker/daemon.json)")
     .addOption(new Option('--trusted-users <users>', 'expected members of the docker group (repeatable or comma-separated); anybody else is a finding').argParser(collect))
-    .addOption(new Option('--image-unused-days <days>', 'images no container used for this many days are stale in the audit\'s image hygiene summary').default(String(DEFAULT_IMAGE_UNUSED_DAYS)));
+    .addOption(new Option('--image-unused-days <days>', 'images no container used for this many days are stale in the audit\'s image hygiene summary').env('BULKHEAD_IMAGE_UNUSED_DAYS').default(String(DEFAULT_IMAGE_UNUSED_DAYS)))
+    // The image prune policy (issue 4, move 1): off unless --image-prune.
+    .addOption(new Option('--image-prune [on|off]', 'let each host audit remove stale images in the --image-prune-* scope (never an image a container uses or was made from); off by default').env('BULKHEAD_IMAGE_PRUNE').argParser(parseOnOff))
+    .addOption(new Option('--image-prune-older-than <days>', 'prune only images no container used for this many days (default: --image-unused-days)').env('BULKHEAD_IMAGE_PRUNE_OLDER_THAN'))
+    .addOption(new Option('--image-prune-include <glob>', 'prune only tags matching this glob (repeatable or comma-separated; * and ?); default every tag').env('BULKHEAD_IMAGE_PRUNE_INCLUDE').argParser(collect))
+    .addOption(new Option('--image-prune-exclude <glob>', 'never prune tags matching this glob (repeatable or comma-separated)').env('BULKHEAD_IMAGE_PRUNE_EXCLUDE').argParser(collect))
+    .addOption(new Option('--image-prune-dangling [on|off]', 'prune dangling (untagged) images too; default on without --image-prune-include, off with it').env('BULKHEAD_IMAGE_PRUNE_DANGLING').argParser(parseOnOff))
+    .addOption(new Option('--image-prune-label <key=value>', 'prune only images with this label (repeatable or comma-separated; key alone or key=* = present)').env('BULKHEAD_IMAGE_PRUNE_LABELS').argParser(collect))
+    .addOption(new Option('--image-prune-dry-run [on|off]', 'record what the prune policy would remove, remove nothing').env('BULKHEAD_IMAGE_PRUNE_DRY_RUN').argParser(parseOnOff));
 }

@@ -4,6 +4,8 @@
 // after the fix), the CIS report and the image hygiene summary — plus the
 // wire message. The agent calls this at start and on a timer
 // (audit-scheduler.ts); `bulkhead-agent audit` runs the CIS part alone.
+// With the image prune policy on (--image-prune), the prune runs last, after
+// the hygiene summary, so the report shows what was stale before it.
 //
 // It runs beside enforcement in the same process, so every part yields to
 // the event loop before it starts (and the CIS report between checks): an
@@ -12,8 +14,11 @@ import type { AuditReport as AuditReportMessage, ContainerFacts__Output } from '
 import { auditHost } from '../lockdown/audit-host';
 import { applyLockdownFixes, type FixRecord, type LockdownFixName } from '../lockdown/fixes';
 import type { LockdownDocker, LockdownFinding } from '../lockdown/lockdown-options';
-import { imageHygieneReport } from '../hygiene/image-hygiene';
+import { imageHygieneReport, type HygieneDocker } from '../hygiene/image-hygiene';
 import { summarizeHygiene, type HygieneSummary } from '../hygiene/hygiene-summary';
+import { pruneImages, type PruneResult } from '../hygiene/image-prune';
+import { pruneOptionsOf, type ImagePrunePolicy } from '../hygiene/prune-policy';
+import { summarizePrune } from '../hygiene/prune-summary';
 import { toAuditReportMessage } from './audit-message';
 import { runCisReport, yieldToEventLoop } from './cis-report';
 import type { CisDocker, CisReport } from './cis-types';
@@ -37,6 +42,12 @@ export interface HostAuditOptions {
    * `false` leaves it out. Default: images idle 30 days are stale.
    */
   hygiene?: { unusedDays?: number; lastUsed?: ReadonlyMap<string, number> } | false;
+  /**
+   * The image prune policy (off when absent): removes stale images in its
+   * scope after the hygiene summary, respecting `hygiene.lastUsed`. Needs a
+   * `docker` that can remove images (a Dockerode instance can).
+   */
+  prune?: ImagePrunePolicy | undefined;
   now?: () => Date;
 }
 
@@ -48,6 +59,12 @@ export interface HostAuditResult {
   fixes: FixRecord[];
   /** Undefined when switched off; `{ error }` when the engine did not answer for it (the rest is still reported). */
   hygiene?: HygieneSummary | { error: string };
+  /**
+   * The prune policy's full result (every record: the agent logs one line
+   * per image; the report carries a bounded summary); `{ error }` when it
+   * could not run; undefined when the policy is off.
+   */
+  prune?: PruneResult | { error: string };
   message: AuditReportMessage;
 }
 
@@ -80,9 +97,25 @@ export async function runHostAudit(o: HostAuditOptions): Promise<HostAuditResult
     await yieldToEventLoop();
     hygiene = await hostHygiene(o.docker, o.hygiene ?? {}, now);
   }
-  const result: HostAuditResult = { cis, lockdown, fixes, message: toAuditReportMessage({ cis, lockdown, fixes, hygiene, takenAtMs: now().getTime() }) };
+  let prune: HostAuditResult['prune'];
+  if (o.prune) {
+    await yieldToEventLoop();
+    prune = await hostPrune(o.docker as unknown as HygieneDocker, o.prune, o.hygiene === false ? undefined : o.hygiene?.lastUsed, now);
+  }
+  const pruneSummary = prune === undefined ? undefined : 'error' in prune ? prune : summarizePrune(prune, o.prune!);
+  const result: HostAuditResult = { cis, lockdown, fixes, message: toAuditReportMessage({ cis, lockdown, fixes, hygiene, prune: pruneSummary, takenAtMs: now().getTime() }) };
   if (hygiene !== undefined) result.hygiene = hygiene;
+  if (prune !== undefined) result.prune = prune;
   return result;
+}
+
+/** The prune part: its result, or why it could not run (exported for tests). Never throws: the audit is still reported. */
+export async function hostPrune(docker: HygieneDocker, policy: ImagePrunePolicy, lastUsed: ReadonlyMap<string, number> | undefined, now: () => Date): Promise<PruneResult | { error: string }> {
+  try {
+    return await pruneImages({ docker, ...pruneOptionsOf(policy), ...(lastUsed ? { lastUsed } : {}), now: () => now().getTime() });
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
 }
 
 /** The hygiene part: a summary, or why the engine could not give one (exported for tests). */

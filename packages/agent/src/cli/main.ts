@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { BulkheadError, VERSION, createLogger, cliExitCode, exitQuietlyOnEpipe } from '@bulkhead/shared';
 import { isEnrolled } from '../state/agent-state';
 import { AuditFailOnError, registerAuditCommand } from './audit-command';
+import { PruneFailedError, registerPruneImagesCommand } from './prune-images-command';
 import { enroll } from '../enroll/enroll';
 import { Agent } from '../agent';
 import { resolveAgentOptions } from '../agent-options';
@@ -66,7 +67,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--usage-interval <duration>', 'how often every running container\'s CPU, memory and pids are read from its cgroup (usage rules, usage reports); 0 = off').env('BULKHEAD_USAGE_INTERVAL').default('5s'))
     .addOption(new Option('--usage-report-interval <duration>', 'how often usage that changed is sent to the controller').env('BULKHEAD_USAGE_REPORT_INTERVAL').default('30s'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership');
+    .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership\n  bulkhead-agent run --image-prune --image-prune-older-than 14 --image-prune-include \'registry.example.com/ci/*\'');
   addHostAuditRunOptions(runCommand) // host audit (issue 4)
     .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean } & HostAuditScheduleInput) => {
       const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen, audit: o });
@@ -86,6 +87,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     });
 
   registerAuditCommand(program, io);
+  registerPruneImagesCommand(program, io); // image hygiene (issue 4)
 
   return program;
 }
@@ -97,6 +99,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   } catch (err) {
     // The audit already wrote its report and the reason; only the exit code is left.
     if (err instanceof AuditFailOnError) return err.exitCode;
+    if (err instanceof PruneFailedError) return err.exitCode; // the records and the reason are already written
     return cliExitCode(err, io.err);
   }
 }

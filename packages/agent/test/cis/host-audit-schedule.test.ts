@@ -20,8 +20,8 @@ t.test('options: defaults, fix names, validation', async (t) => {
   const d = resolveHostAuditOptions();
   t.same(d, {
     intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined,
-    daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30,
-  }, 'hourly, no fixes');
+    daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30, imagePrune: undefined,
+  }, 'hourly, no fixes, no prune');
   t.same(LOCKDOWN_FIX_FLAGS, {
     'docker-socket-ownership': 'dockerSocketOwnership', 'docker-socket-mode': 'dockerSocketMode',
     'containerd-socket-ownership': 'containerdSocketOwnership', 'containerd-socket-mode': 'containerdSocketMode',
@@ -34,7 +34,7 @@ t.test('options: defaults, fix names, validation', async (t) => {
   t.same(o, {
     intervalMs: 900_000, fixes: { dockerSocketMode: true, containerdSocketOwnership: true, dockerSocketOwnership: true }, dockerGroup: 'dockerusers',
     hostRoot: '/host', procRoot: '/host/proc', containerdSocketPath: '/run/k3s/containerd.sock', daemonJsonPath: '/etc/docker/daemon.json',
-    trustedUsers: ['alice', 'bob', 'carol'], imageUnusedDays: 7,
+    trustedUsers: ['alice', 'bob', 'carol'], imageUnusedDays: 7, imagePrune: undefined,
   });
   for (const off of ['0', 'off', 'OFF', 0] as const) t.equal(resolveHostAuditOptions({ auditInterval: off }).intervalMs, 0, `${String(off)} switches it off`);
   const bad: Array<[Parameters<typeof resolveHostAuditOptions>[0], RegExp]> = [

@@ -10,14 +10,17 @@
 // agent keeps an unacknowledged report and would resend it forever.
 // A resend of a stored report (same taken_at) changes nothing and raises
 // nothing; a report older than the stored latest (delivered late) goes to
-// the history without alerts.
+// the history without alerts. An image prune record (what the agent's
+// --image-prune policy removed) is stored with its report and logged; it
+// raises no alert — the stored record is the audit trail
+// (GET /v1/agents/:id/audit?format=prune).
 import type { AuditReport__Output, Logger } from '@bulkhead/shared';
 import type { AlertSink } from '../alerts/alert-service';
 import type { AlertInput } from '../alerts/alert-types';
-import { HOST_AUDIT_HISTORY, type FindingSeverity, type HostAuditRecord, type HostAuditStore, type HostAuditSummary } from './host-audit-store';
+import { HOST_AUDIT_HISTORY, type FindingSeverity, type HostAuditRecord, type HostAuditStore, type HostAuditSummary, type PruneCounts } from './host-audit-store';
 
 /** Largest documents accepted (a CIS report of a busy host is ~100 KiB). */
-export const HOST_AUDIT_LIMITS = { cis: 4 * 1024 * 1024, lockdown: 1024 * 1024, fixes: 256 * 1024, hygiene: 512 * 1024 } as const;
+export const HOST_AUDIT_LIMITS = { cis: 4 * 1024 * 1024, lockdown: 1024 * 1024, fixes: 256 * 1024, hygiene: 512 * 1024, prune: 512 * 1024 } as const;
 
 const SEVERITIES: readonly FindingSeverity[] = ['info', 'low', 'medium', 'high', 'critical'];
 const RESULTS = new Set(['PASS', 'WARN', 'INFO', 'NOTE']);
@@ -39,8 +42,10 @@ export interface ParsedHostAudit {
   lockdown: ReportedFinding[];
   fixes: Array<{ changed?: unknown; error?: unknown; [k: string]: unknown }>;
   hygiene: { counts?: { images?: unknown; stale?: unknown; dangling?: unknown }; staleBytes?: unknown; [k: string]: unknown } | null;
+  /** The image prune record (agent: hygiene/prune-summary.ts), or `{ error }`; null when the policy is off. */
+  prune: { dryRun?: unknown; counts?: { removed?: unknown; deleted?: unknown; failed?: unknown }; reclaimedBytes?: unknown; wouldReclaimBytes?: unknown; images?: unknown; error?: unknown; [k: string]: unknown } | null;
   /** The documents as sent (stored verbatim). */
-  raw: { cis: string; lockdown: string; fixes: string; hygiene: string | null };
+  raw: { cis: string; lockdown: string; fixes: string; hygiene: string | null; prune: string | null };
 }
 
 /** Checks the report's shape; `error` says what is wrong. */
@@ -48,7 +53,7 @@ export function parseHostAudit(m: AuditReport__Output | null | undefined): Parse
   if (!m) return { error: 'audit message without a body' };
   const takenAtMs = Number(m.takenAtMs);
   if (!Number.isSafeInteger(takenAtMs) || takenAtMs <= 0) return { error: `taken_at_ms ${String(m.takenAtMs)} is not a time` };
-  const sizes: Array<[keyof typeof HOST_AUDIT_LIMITS, string]> = [['cis', m.cisJson], ['lockdown', m.lockdownJson], ['fixes', m.fixesJson], ['hygiene', m.hygieneJson]];
+  const sizes: Array<[keyof typeof HOST_AUDIT_LIMITS, string]> = [['cis', m.cisJson], ['lockdown', m.lockdownJson], ['fixes', m.fixesJson], ['hygiene', m.hygieneJson], ['prune', m.pruneJson]];
   for (const [k, v] of sizes) {
     if ((v?.length ?? 0) > HOST_AUDIT_LIMITS[k]) return { error: `${k}_json is ${v.length} characters, over the ${HOST_AUDIT_LIMITS[k]} limit` };
   }
@@ -60,6 +65,9 @@ export function parseHostAudit(m: AuditReport__Output | null | undefined): Parse
   if ('error' in fixes) return fixes;
   const hygiene = m.hygieneJson ? parseJson(m.hygieneJson, 'hygiene_json') : { value: null };
   if ('error' in hygiene) return hygiene;
+  // An agent older than prune_json sends none: the same as the policy being off.
+  const prune = m.pruneJson ? parseJson(m.pruneJson, 'prune_json') : { value: null };
+  if ('error' in prune) return prune;
 
   const c = cis.value as Record<string, unknown>;
   if (!isObject(c) || !Array.isArray(c['tests']) || !isObject(c['summary'])) return { error: 'cis_json is not a CIS report (tests[] and summary)' };
@@ -83,6 +91,11 @@ export function parseHostAudit(m: AuditReport__Output | null | undefined): Parse
   }
   if (!Array.isArray(fixes.value) || !(fixes.value as unknown[]).every(isObject)) return { error: 'fixes_json is not an array of fix records' };
   if (hygiene.value !== null && !isObject(hygiene.value)) return { error: 'hygiene_json is not an object' };
+  if (prune.value !== null) {
+    const p = prune.value;
+    if (!isObject(p)) return { error: 'prune_json is not an object' };
+    if (typeof p['error'] !== 'string' && (!isObject(p['counts']) || !Array.isArray(p['images']))) return { error: 'prune_json is neither a prune record (counts, images[]) nor { error }' };
+  }
   return {
     takenAt: new Date(takenAtMs),
     cis: {
@@ -94,7 +107,8 @@ export function parseHostAudit(m: AuditReport__Output | null | undefined): Parse
     lockdown: findings,
     fixes: fixes.value as ParsedHostAudit['fixes'],
     hygiene: hygiene.value as ParsedHostAudit['hygiene'],
-    raw: { cis: m.cisJson, lockdown: m.lockdownJson, fixes: m.fixesJson || '[]', hygiene: m.hygieneJson || null },
+    prune: prune.value as ParsedHostAudit['prune'],
+    raw: { cis: m.cisJson, lockdown: m.lockdownJson, fixes: m.fixesJson || '[]', hygiene: m.hygieneJson || null, prune: m.pruneJson || null },
   };
 }
 
@@ -114,8 +128,24 @@ export function summarize(p: ParsedHostAudit, newFindings: string[], resolvedFin
     lockdown,
     fixes: { applied: p.fixes.filter((f) => f.changed === true && f.error === undefined).length, failed: p.fixes.filter((f) => f.error !== undefined).length },
     hygiene: h && isObject(h.counts) ? { images: n(h.counts.images), stale: n(h.counts.stale), dangling: n(h.counts.dangling), staleBytes: n(h.staleBytes) } : null,
+    prune: pruneCounts(p.prune),
     newFindings,
     resolvedFindings,
+  };
+}
+
+/** The prune record's counts for the summary (history listings); null when there is none. */
+export function pruneCounts(pr: ParsedHostAudit['prune']): PruneCounts | null {
+  if (!pr) return null;
+  const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  const c = isObject(pr.counts) ? pr.counts : {};
+  return {
+    dryRun: pr.dryRun === true,
+    removed: n(c['removed']),
+    deleted: n(c['deleted']),
+    failed: n(c['failed']),
+    reclaimedBytes: n(pr.reclaimedBytes),
+    ...(typeof pr.error === 'string' ? { error: pr.error } : {}),
   };
 }
 
@@ -180,7 +210,7 @@ export async function recordHostAudit(o: RecordHostAuditOptions, agentId: string
   const summary = summarize(p, fresh.map(findingKey), resolved);
   const record: HostAuditRecord = {
     agentId, takenAt: p.takenAt, receivedAt: o.now(), summary,
-    cisJson: p.raw.cis, lockdownJson: p.raw.lockdown, fixesJson: p.raw.fixes, hygieneJson: p.raw.hygiene,
+    cisJson: p.raw.cis, lockdownJson: p.raw.lockdown, fixesJson: p.raw.fixes, hygieneJson: p.raw.hygiene, pruneJson: p.raw.prune,
   };
   if (!(await store.insertHostAudit(record, o.keep ?? HOST_AUDIT_HISTORY))) return none('duplicate');
   o.logger.info(
@@ -189,6 +219,10 @@ export async function recordHostAudit(o: RecordHostAuditOptions, agentId: string
   );
   for (const f of p.fixes) if (f.changed === true || f.error !== undefined) o.logger.warn({ agentId, fix: f['fix'], path: f['path'], message: f['message'], error: f.error }, 'agent applied a lockdown fix');
   if (resolved.length > 0) o.logger.info({ agentId, resolvedFindings: resolved }, 'lockdown findings resolved');
+  const pr = summary.prune;
+  if (pr && (pr.removed > 0 || pr.error !== undefined)) {
+    o.logger.info({ agentId, takenAt: p.takenAt.toISOString(), dryRun: pr.dryRun, removed: pr.removed, deleted: pr.deleted, failed: pr.failed, reclaimedBytes: pr.reclaimedBytes, error: pr.error }, pr.dryRun ? 'agent image prune (dry run) recorded' : 'agent pruned images');
+  }
   let alerts = 0;
   if (o.alerts && fresh.length > 0) {
     const host = (await o.store.getAgent(agentId))?.hostname;

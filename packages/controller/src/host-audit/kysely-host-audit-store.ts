@@ -1,16 +1,20 @@
-// Owns the SQL of the host audit reports (table host_audits, migration
-// 0006_audit), portable across SQLite and PostgreSQL like KyselyStore:
+// Owns the SQL of the host audit reports (table host_audits, migrations
+// 0006_audit and 0008_audit_prune), portable across SQLite and PostgreSQL like KyselyStore:
 // integer-ms times, JSON as text, ON CONFLICT DO NOTHING for resends.
 import type { Selectable } from 'kysely';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Db, HostAuditsTable } from '../store/schema';
-import { HOST_AUDIT_HISTORY, type HostAuditHeader, type HostAuditRecord, type HostAuditStore, type HostAuditSummary } from './host-audit-store';
+import {
+  HOST_AUDIT_HISTORY, HOST_AUDIT_PRUNE_HISTORY, type HostAuditHeader, type HostAuditPruneEntry, type HostAuditRecord, type HostAuditStore, type HostAuditSummary,
+} from './host-audit-store';
 
 export class KyselyHostAuditStore implements HostAuditStore {
   constructor(private readonly db: Db) {}
 
-  async insertHostAudit(r: HostAuditRecord, keep = HOST_AUDIT_HISTORY): Promise<boolean> {
+  async insertHostAudit(r: HostAuditRecord, keep = HOST_AUDIT_HISTORY, keepPruned = HOST_AUDIT_PRUNE_HISTORY): Promise<boolean> {
     if (!Number.isSafeInteger(keep) || keep < 1) throw new BulkheadError('BK_ERR_INTERNAL', `host audit history must keep at least 1 report, got ${keep}`);
+    if (!Number.isSafeInteger(keepPruned) || keepPruned < 0) throw new BulkheadError('BK_ERR_INTERNAL', `host audit prune history must be a count ≥ 0, got ${keepPruned}`);
+    const pruned = r.pruneJson ? Math.max(0, Math.trunc(r.summary.prune?.removed ?? 0)) : 0;
     return this.db.transaction().execute(async (trx) => {
       const res = await trx
         .insertInto('host_audits')
@@ -24,6 +28,8 @@ export class KyselyHostAuditStore implements HostAuditStore {
           lockdown_json: r.lockdownJson,
           fixes_json: r.fixesJson,
           hygiene_json: r.hygieneJson,
+          prune_json: r.pruneJson ?? null,
+          pruned,
         })
         .onConflict((oc) => oc.columns(['agent_id', 'taken_at']).doNothing())
         .executeTakeFirst();
@@ -37,7 +43,25 @@ export class KyselyHostAuditStore implements HostAuditStore {
         .offset(keep - 1)
         .limit(1)
         .executeTakeFirst();
-      if (cutoff) await trx.deleteFrom('host_audits').where('agent_id', '=', r.agentId).where('taken_at', '<', toNumber(cutoff.taken_at)).execute();
+      if (!cutoff) return true;
+      const cut = toNumber(cutoff.taken_at);
+      await trx.deleteFrom('host_audits').where('agent_id', '=', r.agentId).where('taken_at', '<', cut).where('pruned', '=', 0).execute();
+      // Reports that pruned something: the newest keepPruned of them stay, even beyond `keep`.
+      const pruneCutoff = keepPruned === 0
+        ? undefined
+        : await trx
+            .selectFrom('host_audits')
+            .select('taken_at')
+            .where('agent_id', '=', r.agentId)
+            .where('pruned', '>', 0)
+            .orderBy('taken_at', 'desc')
+            .offset(keepPruned - 1)
+            .limit(1)
+            .executeTakeFirst();
+      let old = trx.deleteFrom('host_audits').where('agent_id', '=', r.agentId).where('taken_at', '<', cut).where('pruned', '>', 0);
+      if (pruneCutoff) old = old.where('taken_at', '<', toNumber(pruneCutoff.taken_at));
+      else if (keepPruned > 0) return true; // fewer than keepPruned such reports: all stay
+      await old.execute();
       return true;
     });
   }
@@ -57,6 +81,18 @@ export class KyselyHostAuditStore implements HostAuditStore {
       .execute();
     return rows.map((row) => ({ agentId: row.agent_id, takenAt: toDate(row.taken_at), receivedAt: toDate(row.received_at), summary: JSON.parse(row.summary_json) as HostAuditSummary }));
   }
+
+  async listHostAuditPrunes(agentId: string, limit = HOST_AUDIT_HISTORY + HOST_AUDIT_PRUNE_HISTORY): Promise<HostAuditPruneEntry[]> {
+    const rows = await this.db
+      .selectFrom('host_audits')
+      .select(['agent_id', 'taken_at', 'received_at', 'prune_json'])
+      .where('agent_id', '=', agentId)
+      .where('prune_json', 'is not', null)
+      .orderBy('taken_at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({ agentId: row.agent_id, takenAt: toDate(row.taken_at), receivedAt: toDate(row.received_at), pruneJson: row.prune_json ?? '' }));
+  }
 }
 
 function toRecord(row: Selectable<HostAuditsTable>): HostAuditRecord {
@@ -69,6 +105,7 @@ function toRecord(row: Selectable<HostAuditsTable>): HostAuditRecord {
     lockdownJson: row.lockdown_json,
     fixesJson: row.fixes_json,
     hygieneJson: row.hygiene_json,
+    pruneJson: row.prune_json,
   };
 }
 

@@ -364,6 +364,18 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       for (const c of ['ack_comment', 'ack_by_name', 'ack_by_key_id', 'ack_at']) await db.schema.alterTable('violations').dropColumn(c).execute();
     },
   },
+  // The image prune record of a host audit (issue 4, move 1; src/host-audit owns these columns):
+  // the record as the agent sent it, and how many images it names, so reports that removed
+  // something can outlive the short history (HOST_AUDIT_PRUNE_HISTORY).
+  '0008_audit_prune': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('host_audits').addColumn('prune_json', 'text').execute();
+      await db.schema.alterTable('host_audits').addColumn('pruned', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      for (const c of ['pruned', 'prune_json']) await db.schema.alterTable('host_audits').dropColumn(c).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -296,6 +296,10 @@ export interface HostAuditsTable {
   lockdown_json: string;
   fixes_json: string;
   hygiene_json: string | null;
+  // ---- 0008_audit_prune: the image prune record; null / 0 when the agent's prune policy is off ----
+  prune_json: string | null;
+  /** Records in prune_json (images removed, would be in a dry run, or failed). */
+  pruned: Int;
 }
 
 export interface Database {

@@ -155,7 +155,7 @@ t.test('resolveAgent and renderHostAudit edge cases', async (t) => {
   const dto = {
     agentId: 'agt_1', hostname: 'a', takenAt: new Date(T0).toISOString(), receivedAt: new Date(T0).toISOString(), score: 100,
     summary: { score: 100, cis: { checks: 1, score: 1, pass: 1, warn: 0, info: 0, note: 0, percent: 100 }, lockdown: { total: 0, critical: 0, high: 0, medium: 0, low: 0, info: 0 }, fixes: { applied: 0, failed: 0 }, hygiene: null, newFindings: [], resolvedFindings: [] },
-    lockdown: [], fixes: [], hygiene: null, history: [],
+    lockdown: [], fixes: [], hygiene: null, prune: null, history: [],
     cis: { dockerbenchsecurity: '1.6.0', start: 0, tests: [{ id: '2', desc: 'd', results: [{ id: '2.2', desc: 'icc', result: 'PASS' as const }] }], checks: 1, score: 1, end: 0 },
   } satisfies HostAuditDto;
   const out = renderHostAudit(dto, new Date(T0));

@@ -2,7 +2,9 @@
 // socket/daemon lockdown findings, the CIS Docker Benchmark 1.6.0 report,
 // the fixes the agent applied, image hygiene — with a short history.
 // `?format=cis` answers the CIS report alone, in docker-bench-security's
-// log.json shape, for tools that already read that.
+// log.json shape, for tools that already read that; `?format=prune` the
+// image prune records of every stored report (what the agent's
+// --image-prune policy removed, and when).
 //
 // Fleet-wide: a host's report names every container on it (CIS section 5
 // items, socket mounts), whatever project they belong to, so a credential
@@ -11,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Store } from '../../store/store';
-import type { HostAuditHeader, HostAuditRecord } from '../../host-audit/host-audit-store';
+import type { HostAuditHeader, HostAuditPruneEntry, HostAuditRecord } from '../../host-audit/host-audit-store';
 import { AgentParamsSchema, type AgentParams } from '../dto';
 
 const IsoDate = Type.String({ format: 'date-time' });
@@ -97,6 +99,10 @@ export const HostAuditSummarySchema = Type.Object({
   lockdown: Counts,
   fixes: Type.Object({ applied: Type.Integer(), failed: Type.Integer() }),
   hygiene: Nullable(Type.Object({ images: Type.Integer(), stale: Type.Integer(), dangling: Type.Integer(), staleBytes: Type.Integer() })),
+  /** Absent in reports stored before the prune record existed. */
+  prune: Type.Optional(Nullable(Type.Object({
+    dryRun: Type.Boolean(), removed: Type.Integer(), deleted: Type.Integer(), failed: Type.Integer(), reclaimedBytes: Type.Integer(), error: Type.Optional(Type.String()),
+  }))),
   newFindings: Type.Array(Type.String()),
   resolvedFindings: Type.Array(Type.String()),
 });
@@ -116,6 +122,7 @@ export const HostAuditSchema = Type.Object(
     fixes: Type.Array(FixRecordSchema),
     cis: CisReportSchema,
     hygiene: Nullable(Loose('image hygiene summary: counts, staleBytes, images (stale and dangling, at most 100), truncated')),
+    prune: Nullable(Loose('image prune record: at, dryRun, olderThanDays, scope, counts, reclaimedBytes, wouldReclaimBytes, images (at most 100), truncated; or { error }')),
     /** Newest first, this report included. */
     history: Type.Array(HostAuditHistoryEntrySchema),
   },
@@ -123,10 +130,21 @@ export const HostAuditSchema = Type.Object(
 );
 export type HostAuditDto = Static<typeof HostAuditSchema>;
 
+/** `?format=prune`: the prune records of the agent's stored reports, newest first. */
+export const HostAuditPruneListSchema = Type.Object(
+  {
+    agentId: Type.String(),
+    hostname: Type.String(),
+    items: Type.Array(Type.Object({ takenAt: IsoDate, receivedAt: IsoDate, prune: Loose('the image prune record, as in HostAudit.prune') })),
+  },
+  { title: 'HostAuditPruneList' },
+);
+export type HostAuditPruneListDto = Static<typeof HostAuditPruneListSchema>;
+
 export const HostAuditQuerySchema = Type.Object(
   {
-    /** report (default): summary, lockdown, fixes, cis, hygiene, history; cis: the CIS report alone (log.json shape). */
-    format: Type.Union([Type.Literal('report'), Type.Literal('cis')], { default: 'report' }),
+    /** report (default): summary, lockdown, fixes, cis, hygiene, prune, history; cis: the CIS report alone (log.json shape); prune: every stored prune record. */
+    format: Type.Union([Type.Literal('report'), Type.Literal('cis'), Type.Literal('prune')], { default: 'report' }),
   },
   { additionalProperties: false },
 );
@@ -144,7 +162,16 @@ export function toHostAuditDto(r: HostAuditRecord, hostname: string, history: Ho
     fixes: JSON.parse(r.fixesJson) as FixRecordDto[],
     cis: JSON.parse(r.cisJson) as CisReportDto,
     hygiene: r.hygieneJson === null ? null : (JSON.parse(r.hygieneJson) as HostAuditDto['hygiene']),
+    prune: r.pruneJson ? (JSON.parse(r.pruneJson) as HostAuditDto['prune']) : null,
     history: history.map((h) => ({ takenAt: h.takenAt.toISOString(), receivedAt: h.receivedAt.toISOString(), summary: h.summary })),
+  };
+}
+
+export function toHostAuditPruneListDto(agentId: string, hostname: string, entries: HostAuditPruneEntry[]): HostAuditPruneListDto {
+  return {
+    agentId,
+    hostname,
+    items: entries.map((e) => ({ takenAt: e.takenAt.toISOString(), receivedAt: e.receivedAt.toISOString(), prune: JSON.parse(e.pruneJson) as Record<string, unknown> })),
   };
 }
 
@@ -155,18 +182,20 @@ export function registerAgentAuditRoutes(app: FastifyInstance, opts: { store: St
     {
       config: { role: 'viewer', fleetWide: true },
       schema: {
-        summary: "The agent's latest host audit: lockdown findings, CIS Docker Benchmark report, fixes applied, image hygiene",
+        summary: "The agent's latest host audit: lockdown findings, CIS Docker Benchmark report, fixes applied, image hygiene, image prune record",
         params: AgentParamsSchema,
         querystring: HostAuditQuerySchema,
-        response: { 200: Type.Union([HostAuditSchema, CisReportSchema]) },
+        response: { 200: Type.Union([HostAuditSchema, CisReportSchema, HostAuditPruneListSchema]) },
       },
     },
-    async (req): Promise<HostAuditDto | CisReportDto> => {
+    async (req): Promise<HostAuditDto | CisReportDto | HostAuditPruneListDto> => {
       const id = req.params.id;
       const agent = await store.getAgent(id);
       if (!agent) throw new BulkheadError('BK_ERR_NOT_FOUND', `agent "${id}" not found`);
       const audits = store.hostAudits;
       if (!audits) throw new BulkheadError('BK_ERR_NOT_READY', 'host audit reports are not available on this store');
+      // Every stored record, even when the newest report carried none (policy switched off since).
+      if (req.query.format === 'prune') return toHostAuditPruneListDto(id, agent.hostname, await audits.listHostAuditPrunes(id));
       const latest = await audits.latestHostAudit(id);
       if (!latest) throw new BulkheadError('BK_ERR_NOT_FOUND', `agent "${id}" has not reported a host audit yet (it audits at start and every --audit-interval)`);
       if (req.query.format === 'cis') return JSON.parse(latest.cisJson) as CisReportDto;

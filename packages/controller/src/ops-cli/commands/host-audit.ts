@@ -1,12 +1,13 @@
 // Owns `bulkhead audit HOST`: an agent's latest host audit as the
 // controller stored it — the socket/daemon lockdown findings, the fixes the
 // agent applied, the CIS Docker Benchmark summary and its WARN results, image
-// hygiene. HOST is an agent id or a host name (as `bulkhead agents` shows).
+// hygiene and what the image prune policy removed (`--prunes`: every stored
+// prune record). HOST is an agent id or a host name (as `bulkhead agents` shows).
 // `--fail-on` mirrors `bulkhead-agent audit --fail-on` (exit 4), so CI can
 // gate on a host's audit without logging into the host.
 import { Option, type Command } from 'commander';
 import type { AgentListDto } from '../../api/dto';
-import type { CisReportDto, HostAuditDto } from '../../api/routes/agent-audit';
+import type { CisReportDto, HostAuditDto, HostAuditPruneListDto } from '../../api/routes/agent-audit';
 import { formatKeyValues, formatTable } from '../table';
 import { ago } from '../render';
 import { CommandFailed } from './audit-log';
@@ -28,17 +29,24 @@ export function registerHostAuditCommand(program: Command, ctx: CommandContext):
     .argument('<host>', 'agent id (agt_…) or host name, as `bulkhead agents` shows')
     .option('--all', 'list every CIS result, not only WARN')
     .option('--cis', "print only the CIS report in docker-bench-security's log.json shape")
+    .option('--prunes', "list the image prune records of the host's stored reports (what its --image-prune policy removed, and when)")
     .addOption(new Option('--fail-on <level>', 'exit 4 when a CIS result is at or above this level (WARN > INFO > NOTE)').choices(['warn', 'info', 'note']))
     .addOption(new Option('--fail-on-finding <severity>', 'exit 4 when a lockdown finding is at or above this severity').choices(['low', 'medium', 'high', 'critical']))
     .addHelpText(
       'after',
       '\nWith the global --json, the whole stored report (GET /v1/agents/{id}/audit).\nExit status: 0 shown; 4 a --fail-on level was reached; 1 no such agent or no report yet; others as every command.\n' +
-        '\nExamples:\n  bulkhead audit web-01\n  bulkhead audit agt_3f9c2a7b1d0e4f5a6b7c --all\n  bulkhead --json audit web-01 | jq \'.lockdown[] | select(.severity=="critical")\'\n  bulkhead audit web-01 --cis > web-01-cis.json\n  bulkhead audit web-01 --fail-on warn --fail-on-finding high\n',
+        '\nExamples:\n  bulkhead audit web-01\n  bulkhead audit agt_3f9c2a7b1d0e4f5a6b7c --all\n  bulkhead --json audit web-01 | jq \'.lockdown[] | select(.severity=="critical")\'\n  bulkhead audit web-01 --cis > web-01-cis.json\n  bulkhead audit web-01 --prunes\n  bulkhead audit web-01 --fail-on warn --fail-on-finding high\n',
     )
-    .action(async (host: string, o: { all?: boolean; cis?: boolean; failOn?: CisLevel; failOnFinding?: FindingLevel }, cmd: Command) => {
+    .action(async (host: string, o: { all?: boolean; cis?: boolean; prunes?: boolean; failOn?: CisLevel; failOnFinding?: FindingLevel }, cmd: Command) => {
       const { api, json } = ctx.client(cmd);
+      if (o.prunes && (o.cis || o.all || o.failOn || o.failOnFinding)) throw ctx.usageError('--prunes lists prune records only; it does not combine with --cis, --all or --fail-on*');
       const id = await resolveAgent(ctx, host, () => api.listAgents());
       const path = `/v1/agents/${encodeURIComponent(id)}/audit`;
+      if (o.prunes) {
+        const list = await api.getJson<HostAuditPruneListDto>(path, new URLSearchParams({ format: 'prune' }));
+        ctx.out(json ? toJson(list) : renderPruneList(list));
+        return;
+      }
       let report: HostAuditDto | undefined;
       let cis: CisReportDto;
       if (o.cis) {
@@ -102,6 +110,8 @@ export function renderHostAudit(r: HostAuditDto, now: Date, o: { all?: boolean }
   if (s.resolvedFindings.length > 0) pairs.push(['Resolved', s.resolvedFindings.join('\n')]);
   pairs.push(['Fixes', r.fixes.length === 0 ? 'none enabled or due' : `${s.fixes.applied} applied, ${s.fixes.failed} failed`]);
   if (s.hygiene) pairs.push(['Images', `${s.hygiene.images} image(s), ${s.hygiene.stale} stale (${bytes(s.hygiene.staleBytes)}), ${s.hygiene.dangling} dangling`]);
+  const prune = asPrune(r.prune);
+  if (prune) pairs.push(['Pruned', pruneLine(prune)]);
   let out = formatKeyValues(pairs);
 
   const fresh = new Set(s.newFindings);
@@ -119,6 +129,10 @@ export function renderHostAudit(r: HostAuditDto, now: Date, o: { all?: boolean }
       r.fixes.map((f) => [f.fix, f.path, f.error !== undefined ? 'failed' : f.changed ? 'applied' : 'not needed', f.error ?? f.message]),
     );
   }
+  if (prune && prune.images.length > 0) {
+    out += prune.dryRun ? '\nPRUNED (DRY RUN: NOTHING REMOVED)\n' : '\nPRUNED\n';
+    out += pruneTable(prune, PRUNE_ROWS);
+  }
   const results = r.cis.tests.flatMap((t) => t.results).filter((x) => o.all === true || x.result === 'WARN');
   out += o.all === true ? '\nCIS RESULTS\n' : '\nCIS WARN\n';
   out += results.length === 0
@@ -127,6 +141,73 @@ export function renderHostAudit(r: HostAuditDto, now: Date, o: { all?: boolean }
         ['ID', 'RESULT', 'CHECK', 'DETAILS'],
         results.map((x) => [x.id, x.result, x.desc, x.items && x.items.length > 0 ? x.items.join(', ') : (x.details ?? '')]),
       );
+  return out;
+}
+
+/** Rows of the PRUNED table in the report view (`--prunes` and --json give every record). */
+const PRUNE_ROWS = 20;
+
+interface PruneImage { id: string; tags?: string[]; untagged?: string[]; deleted?: boolean; sizeBytes?: number; reason?: string; error?: string }
+interface PruneView {
+  at?: string;
+  dryRun: boolean;
+  counts: { removed: number; deleted: number; untagged: number; failed: number; skipped: number };
+  reclaimedBytes: number;
+  wouldReclaimBytes: number;
+  images: PruneImage[];
+  truncated: boolean;
+  error?: string;
+}
+
+/** The agent's prune record (passed through by the API), read defensively. */
+function asPrune(v: unknown): PruneView | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const p = v as Record<string, unknown>;
+  const n = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+  const c = (typeof p['counts'] === 'object' && p['counts'] !== null ? p['counts'] : {}) as Record<string, unknown>;
+  return {
+    ...(typeof p['at'] === 'string' ? { at: p['at'] } : {}),
+    dryRun: p['dryRun'] === true,
+    counts: { removed: n(c['removed']), deleted: n(c['deleted']), untagged: n(c['untagged']), failed: n(c['failed']), skipped: n(c['skipped']) },
+    reclaimedBytes: n(p['reclaimedBytes']),
+    wouldReclaimBytes: n(p['wouldReclaimBytes']),
+    images: Array.isArray(p['images']) ? (p['images'] as PruneImage[]).filter((i) => typeof i === 'object' && i !== null && typeof i.id === 'string') : [],
+    truncated: p['truncated'] === true,
+    ...(typeof p['error'] === 'string' ? { error: p['error'] } : {}),
+  };
+}
+
+function pruneLine(p: PruneView): string {
+  if (p.error !== undefined) return `did not run: ${p.error}`;
+  const n = p.counts.removed - p.counts.failed;
+  const failed = p.counts.failed > 0 ? `; ${p.counts.failed} failed` : '';
+  if (p.dryRun) return `dry run: would remove ${n} image(s), ${bytes(p.wouldReclaimBytes)}${failed}`;
+  return `pruned ${n} image(s) (${p.counts.deleted} deleted), ${bytes(p.reclaimedBytes)} reclaimed${failed}`;
+}
+
+function pruneTable(p: PruneView, max: number): string {
+  const rows = p.images.slice(0, max).map((i) => [
+    i.error !== undefined ? 'failed' : i.deleted ? 'deleted' : 'untagged',
+    i.id.replace(/^sha256:/, '').slice(0, 12),
+    (i.untagged ?? []).length > 0 ? (i.untagged ?? []).join(', ') : '<none>',
+    bytes(typeof i.sizeBytes === 'number' ? i.sizeBytes : 0),
+    i.error ?? i.reason ?? '',
+  ]);
+  let out = formatTable(['RESULT', 'IMAGE', 'TAGS', 'SIZE', 'WHY'], rows);
+  const more = p.counts.removed - Math.min(max, p.images.length);
+  if (more > 0) out += `… and ${more} more (bulkhead --json audit HOST${p.truncated ? '; the agent sent the first 100, its log has every one' : ''})\n`;
+  return out;
+}
+
+/** `--prunes`: one block per stored prune record, newest first. */
+export function renderPruneList(l: HostAuditPruneListDto): string {
+  let out = formatKeyValues([['Agent', `${l.agentId} (${l.hostname})`], ['Records', String(l.items.length)]]);
+  if (l.items.length === 0) return `${out}\nno prune records (the agent's --image-prune policy is off, or it has not run yet)\n`;
+  for (const item of l.items) {
+    const p = asPrune(item.prune)!;
+    out += `\n${item.takenAt}  ${pruneLine(p)}\n`;
+    if (p.images.length > 0) out += pruneTable(p, Number.POSITIVE_INFINITY);
+  }
   return out;
 }
 
