@@ -25,6 +25,8 @@ const IMAGE = 'bulkhead-test/busybox:1';
 // deployed. BENCH_IDLE_NODE_FLAGS (space-separated) overrides, for comparisons.
 const UNIT_FLAGS = (/^ExecStart=\S+((?: --\S+)*) /m.exec(readFileSync(join(ROOT, 'deploy/systemd/bulkhead-agent.service'), 'utf8'))?.[1] ?? '').trim();
 const AGENT_NODE_FLAGS = (process.env.BENCH_IDLE_NODE_FLAGS ?? UNIT_FLAGS).split(' ').filter(Boolean);
+// Extra `bulkhead-agent run` flags, for comparisons (e.g. "--usage-interval 0").
+const AGENT_EXTRA_ARGS = (process.env.BENCH_IDLE_AGENT_ARGS ?? '').split(' ').filter(Boolean);
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
 
 function rssMb(pid) {
@@ -65,7 +67,7 @@ async function main() {
     });
     const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
-    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(agent);
     const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);
@@ -86,6 +88,7 @@ async function main() {
       node: process.version,
       runningContainers: N,
       agentNodeFlags: AGENT_NODE_FLAGS,
+      agentExtraArgs: AGENT_EXTRA_ARGS,
       windowSeconds: WINDOW_S,
       agentRssMb: { p50: +sorted[Math.floor(sorted.length / 2)].toFixed(1), max: +sorted[sorted.length - 1].toFixed(1) },
       bareNodeRssMb: +rssMb(bare.pid).toFixed(1),

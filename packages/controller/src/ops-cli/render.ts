@@ -138,7 +138,8 @@ function join(parts: string[]): string {
   return parts.filter((p) => p !== '').join(' ');
 }
 
-function bytes(n: number): string {
+/** "1.5 MiB": binary units, one decimal (also used by `bulkhead audit`). */
+export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) {

@@ -9,7 +9,7 @@ import { Option, type Command } from 'commander';
 import type { AgentListDto } from '../../api/dto';
 import type { CisReportDto, HostAuditDto, HostAuditPruneListDto } from '../../api/routes/agent-audit';
 import { formatKeyValues, formatTable } from '../table';
-import { ago } from '../render';
+import { ago, bytes } from '../render';
 import { CommandFailed } from './audit-log';
 import { toJson, type CommandContext } from './context';
 
@@ -211,12 +211,3 @@ export function renderPruneList(l: HostAuditPruneListDto): string {
   return out;
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-}
