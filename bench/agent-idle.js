@@ -17,6 +17,7 @@ const Docker = require('dockerode');
 const ROOT = resolve(__dirname, '..');
 const N = Number(process.env.BENCH_IDLE_N ?? 200);
 const WINDOW_S = Number(process.env.BENCH_IDLE_WINDOW_S ?? 30);
+const SETTLE_S = Number(process.env.BENCH_IDLE_SETTLE_S ?? 15);
 const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
 const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
 const IMAGE = 'bulkhead-test/busybox:1';
@@ -72,7 +73,7 @@ async function main() {
     const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);
 
-    await sleep(15_000); // settle: initial sync, snapshot, first reconcile, GC
+    await sleep(SETTLE_S * 1000); // settle: initial sync, snapshot, first reconcile, GC
     const rss = [];
     const t0 = cpuTicks(agent.pid);
     const w0 = Date.now();
@@ -89,6 +90,7 @@ async function main() {
       runningContainers: N,
       agentNodeFlags: AGENT_NODE_FLAGS,
       agentExtraArgs: AGENT_EXTRA_ARGS,
+      settleSeconds: SETTLE_S,
       windowSeconds: WINDOW_S,
       agentRssMb: { p50: +sorted[Math.floor(sorted.length / 2)].toFixed(1), max: +sorted[sorted.length - 1].toFixed(1) },
       bareNodeRssMb: +rssMb(bare.pid).toFixed(1),
