@@ -7,7 +7,7 @@
 // while the plugin is unreachable, including the watcher's own.
 import { join } from 'node:path';
 import type { ContainerDelta, ContainerFacts, HostFacts, HostFacts__Output, Logger, MetricsListener, ViolationReport } from '@bulkhead/shared';
-import { resolveMetricsAddress, startMetricsListener } from '@bulkhead/shared';
+import { startOptionalMetricsListener } from '@bulkhead/shared';
 import { AuthzDecider } from './authz/authz-decider';
 import { AuthzPlugin } from './authz/plugin-server';
 import { createDockerClient, describeDockerHost } from './docker/client';
@@ -119,7 +119,7 @@ export class Agent {
       const plugin = authz;
       metrics.setSources({ authzFailOpen: () => plugin.stats.failOpen });
     }
-    const metricsListener = await startAgentMetrics(opts, metrics, logger);
+    const metricsListener = await startOptionalMetricsListener({ listen: opts.metricsListen, allowRemote: opts.metricsAllowRemote, render: () => metrics.render(), logger });
 
     // 2. Docker. An engine that is down at start is waited for, not fatal:
     //    systemd may start us before docker.service is ready.
@@ -248,24 +248,6 @@ async function startUsageMonitor(
     return monitor;
   } catch (err) {
     log.error({ err: (err as Error).message }, 'usage monitor could not start; usage rules are not evaluated');
-    return undefined;
-  }
-}
-
-/**
- * Metrics (issue 5). A listener that cannot bind (port taken) is logged and
- * skipped: the agent's job is enforcement, and with the authorization plugin
- * up, an agent that exits leaves dockerd refusing every request.
- */
-async function startAgentMetrics(opts: AgentOptions, metrics: AgentMetrics, logger: Logger): Promise<MetricsListener | undefined> {
-  if (opts.metricsListen === undefined) return undefined;
-  const log = logger.child({ component: 'metrics' });
-  try {
-    const l = await startMetricsListener({ address: resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote), render: () => metrics.render(), logger: log });
-    log.info({ host: l.host, port: l.port }, 'metrics listening');
-    return l;
-  } catch (err) {
-    log.error({ err: (err as Error).message, listen: opts.metricsListen }, 'metrics listener failed; running without metrics');
     return undefined;
   }
 }

@@ -1,6 +1,6 @@
 // Owns the running controller: store + gRPC listener for agents + HTTPS API
 // for ops, started and stopped together.
-import { BulkheadError, resolveMetricsAddress, startMetricsListener, type Logger, type MetricsListener } from '@bulkhead/shared';
+import { BulkheadError, startOptionalMetricsListener, type Logger, type MetricsListener } from '@bulkhead/shared';
 import type { FastifyInstance } from 'fastify';
 import { createApiServer } from './api/server';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/grpc-server';
@@ -113,7 +113,7 @@ export class Controller {
       await api.listen({ host, port });
       const addr = api.server.address();
       const apiPort = typeof addr === 'object' && addr ? addr.port : port;
-      const metricsListener = await startControllerMetrics(opts, metrics, logger);
+      const metricsListener = await startOptionalMetricsListener({ listen: opts.metricsListen, allowRemote: opts.metricsAllowRemote, render: () => metrics.render(), logger });
       ready = true;
       logger.info(
         {
@@ -145,19 +145,3 @@ export class Controller {
   }
 }
 
-/**
- * Metrics (issue 5). A listener that cannot bind (port taken) is logged and
- * skipped, not fatal: losing the observer must not take down what it observes.
- */
-async function startControllerMetrics(opts: ControllerOptions, metrics: ControllerMetrics, logger: Logger): Promise<MetricsListener | undefined> {
-  if (opts.metricsListen === undefined) return undefined;
-  const log = logger.child({ component: 'metrics' });
-  try {
-    const l = await startMetricsListener({ address: resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote), render: () => metrics.render(), logger: log });
-    log.info({ host: l.host, port: l.port }, 'metrics listening');
-    return l;
-  } catch (err) {
-    log.error({ err: (err as Error).message, listen: opts.metricsListen }, 'metrics listener failed; running without metrics');
-    return undefined;
-  }
-}

@@ -35,6 +35,6 @@ export { DEFAULT_POLICY_YAML } from './policy/default-policy';
 export { parseImageRef } from './policy/image-ref';
 export type { ImageRef } from './policy/image-ref';
 export { parseMemorySize } from './policy/units';
-export { startMetricsListener, resolveMetricsAddress, parseMetricsAddress, isLoopbackHost } from './net/metrics-listener';
+export { startMetricsListener, startOptionalMetricsListener, resolveMetricsAddress, parseMetricsAddress, isLoopbackHost } from './net/metrics-listener';
 export type { MetricsAddress, MetricsListener, MetricsListenerOptions } from './net/metrics-listener';
 export { cliExitCode, exitQuietlyOnEpipe } from './cli/exit-code';

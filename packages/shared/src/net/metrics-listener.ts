@@ -117,3 +117,28 @@ export async function startMetricsListener(o: MetricsListenerOptions): Promise<M
       }),
   };
 }
+
+/**
+ * The daemons' metrics listener: off when `listen` is undefined; a listener
+ * that cannot bind (port taken) is logged and skipped, never fatal — losing
+ * the observer must not take down what it observes (for the agent: with the
+ * authorization plugin up, an agent that exits leaves dockerd refusing every
+ * request).
+ */
+export async function startOptionalMetricsListener(o: {
+  listen: string | undefined;
+  allowRemote: boolean;
+  render: MetricsListenerOptions['render'];
+  logger: Logger;
+}): Promise<MetricsListener | undefined> {
+  if (o.listen === undefined) return undefined;
+  const log = o.logger.child({ component: 'metrics' });
+  try {
+    const l = await startMetricsListener({ address: resolveMetricsAddress(o.listen, o.allowRemote), render: o.render, logger: log });
+    log.info({ host: l.host, port: l.port }, 'metrics listening');
+    return l;
+  } catch (err) {
+    log.error({ err: (err as Error).message, listen: o.listen }, 'metrics listener failed; running without metrics');
+    return undefined;
+  }
+}
