@@ -92,7 +92,7 @@ t.test('refusals', async (t) => {
 
   await t.test('agent streams', async (t) => {
     const good = await tryLink(ctl, grpc.credentials.createSsl(caPem, st('agent.key'), st('agent.crt')), agent.agentId);
-    t.ok(good.welcomed, 'the enrolled agent is welcomed');
+    t.ok(good.welcomed, 'the enrolled agent is welcomed', { code: good.code, details: good.details });
 
     const none = await tryLink(ctl, grpc.credentials.createSsl(caPem), agent.agentId);
     t.equal(none.code, grpc.status.UNAUTHENTICATED, 'no client certificate');
@@ -127,6 +127,6 @@ t.test('refusals', async (t) => {
 
     await stillUp('refused streams');
     const again = await tryLink(ctl, grpc.credentials.createSsl(caPem, st('agent.key'), st('agent.crt')), agent.agentId);
-    t.ok(again.welcomed, 'the real agent still connects afterwards');
+    t.ok(again.welcomed, 'the real agent still connects afterwards', { code: again.code, details: again.details });
   });
 });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import {
   createCa, issueServerCert, createCsr, signAgentCsr, certFingerprint, normalizeFingerprint, agentIdFromCert,
-  describeCert, issueAgentCertWithDates,
+  describeCert, issueAgentCertWithDates, canonicalSerial,
 } from '../src/pki/pki';
 import { BulkheadError } from '../src/errors/registry';
 
@@ -32,6 +32,25 @@ t.test('CA, server and agent certificates chain correctly', async (t) => {
   t.ok(agX.checkPrivateKey(require('node:crypto').createPrivateKey(keyPem)), 'cert matches the agent key');
   const d = describeCert(issued.certPem);
   t.equal(d.serial, issued.serial);
+});
+
+t.test('serials: one spelling everywhere, never a leading zero byte', async (t) => {
+  t.equal(canonicalSerial('00AB01'), 'ab01');
+  t.equal(canonicalSerial('0000'), '0');
+  t.equal(canonicalSerial('7f00'), '7f00');
+  // DER drops a leading zero byte, so a serial generated with one would be stored differently
+  // from what the agent's TLS certificate reports (1 enrollment in 128 was refused before).
+  const ca = await createCa();
+  for (let i = 0; i < 64; i++) {
+    const { csrPem } = await createCsr('h');
+    const issued = await signAgentCsr({ ca, csrPem, agentId: 'agt_s' });
+    const reported = new X509Certificate(issued.certPem).serialNumber;
+    if (issued.serial !== reported.toLowerCase() || reported.length !== 32) {
+      t.fail(`serial ${issued.serial} vs certificate ${reported}`);
+      return;
+    }
+  }
+  t.pass('64 serials are 16 significant bytes and stored as the certificate reports them');
 });
 
 t.test('CSR problems are refused with BK_ERR_CSR_INVALID', async (t) => {

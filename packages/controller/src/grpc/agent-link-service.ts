@@ -4,7 +4,7 @@
 // when their stream ends or their heartbeats stop.
 import type * as grpc from '@grpc/grpc-js';
 import {
-  BulkheadError, agentIdFromCert, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
+  BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
   type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output,
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
@@ -162,7 +162,7 @@ export class AgentLinkService {
     if (!cert) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED'));
     const agentId = agentIdFromCert(cert);
     if (!agentId) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED', 'client certificate carries no Bulkhead agent identity'));
-    const serial = cert.serialNumber.toLowerCase();
+    const serial = canonicalSerial(cert.serialNumber);
 
     let session: Session | undefined;
     const helloTimer = setTimeout(() => refuse(new BulkheadError('BK_ERR_PROTOCOL', 'no hello within the allowed time')), this.helloTimeoutMs);
@@ -221,7 +221,7 @@ export class AgentLinkService {
     const rec = await this.opts.store.getAgent(agentId);
     if (!rec) throw new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
     if (rec.status === 'revoked' || rec.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
-    if (rec.certSerial !== serial) {
+    if (canonicalSerial(rec.certSerial) !== serial) {
       throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${serial} is not the one issued to ${agentId}`);
     }
     const now = this.now();

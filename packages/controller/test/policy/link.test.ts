@@ -39,13 +39,13 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false | Promis
 type Call = grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
 
 /** A fake agent: enrolled in the store with a real certificate, talking raw AgentLink. */
-async function connectAgent(t: tap.Test, opts: { store: Store; pki: Awaited<ReturnType<typeof initPki>>; addr: string; name: string }) {
+async function connectAgent(t: tap.Test, opts: { store: Store; pki: Awaited<ReturnType<typeof initPki>>; addr: string; name: string; storedSerial?: (serial: string) => string }) {
   const agentId = 'agt_' + hex(opts.name).slice(0, 20);
   const now = Date.now();
   const cert = await issueAgentCertWithDates(opts.pki.ca, agentId, new Date(now - 60_000), new Date(now + 86_400_000));
   const info = describeCert(cert.certPem);
   await opts.store.insertAgent({
-    id: agentId, hostname: opts.name, status: 'offline', agentVersion: '', host: null, certSerial: info.serial, certNotAfter: info.notAfter,
+    id: agentId, hostname: opts.name, status: 'offline', agentVersion: '', host: null, certSerial: opts.storedSerial?.(info.serial) ?? info.serial, certNotAfter: info.notAfter,
     enrolledAt: new Date(now), lastSeenAt: null, connectedAt: null, revokedAt: null, containerCount: 0,
   });
   const proto = loadProto();
@@ -174,8 +174,9 @@ t.test('policy bundles, status and violations over the agent link', async (t) =>
   t.same((JSON.parse(b3.scansJson) as Array<{ digest: string }>).map((s) => s.digest), [APP_DIGEST]);
   t.not(b3.sha256, b2.sha256);
 
-  // A second agent connecting now gets the current bundle, and only it.
-  const b = await connectAgent(t, { store, pki, addr, name: 'prod-8' });
+  // A second agent connecting now gets the current bundle, and only it. Its serial is stored the
+  // way earlier versions could store it (leading zero byte, upper case): it is still the same serial.
+  const b = await connectAgent(t, { store, pki, addr, name: 'prod-8', storedSerial: (s) => '00' + s.toUpperCase() });
   await waitFor('second agent bundle', () => b.bundles().length === 1);
   t.same(b.bundles()[0], b3);
   await new Promise((r) => setTimeout(r, 200));

@@ -38,10 +38,21 @@ export interface KeyAndCert {
 export const AGENT_URI_PREFIX = 'urn:bulkhead:agent:';
 
 function serial(): string {
-  // Positive 128-bit serial (top bit cleared so DER keeps it positive).
+  // Positive 128-bit serial: top bit cleared so DER keeps it positive, next bit set so the first
+  // byte is never zero (DER drops leading zero bytes, and the hex we store must equal what a TLS
+  // peer certificate reports).
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f;
+  b[0] = (b[0]! & 0x3f) | 0x40;
   return b.toString('hex');
+}
+
+/**
+ * The one spelling of a certificate serial we store and compare: lower-case hex without leading
+ * zeros. TLS peer certificates and X509Certificate report it that way; serials stored by earlier
+ * versions may carry a leading "00".
+ */
+export function canonicalSerial(hex: string): string {
+  return hex.toLowerCase().replace(/^0+(?=.)/, '');
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
@@ -162,9 +173,8 @@ export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: s
   const caKey = await importKeyPem(opts.ca.keyPem);
   const now = Date.now();
   const notAfter = new Date(now + (opts.validDays ?? 90) * 86_400_000);
-  const sn = serial();
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: sn,
+    serialNumber: serial(),
     subject: `CN=${escapeDn(opts.agentId)}`,
     issuer: caCert.subject,
     notBefore: new Date(now - 60_000),
@@ -180,7 +190,7 @@ export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: s
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
   });
-  return { certPem: cert.toString('pem'), serial: sn, notAfter };
+  return { certPem: cert.toString('pem'), serial: canonicalSerial(cert.serialNumber), notAfter };
 }
 
 /** Test helper and tooling: issue an agent certificate with explicit dates. */
@@ -242,7 +252,7 @@ export function describeCert(pem: string): CertSummary {
   const c = new NodeX509(pem);
   return {
     subject: c.subject,
-    serial: c.serialNumber.toLowerCase(),
+    serial: canonicalSerial(c.serialNumber),
     notBefore: new Date(c.validFrom),
     notAfter: new Date(c.validTo),
     fingerprint: certFingerprint(pem),
