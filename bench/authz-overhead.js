@@ -31,7 +31,13 @@
 // Bounded: N creates per variant; everything it starts it stops (engines in a
 // finally, then the plugin, whose socket it removes).
 //
-// Env: BENCH_AUTHZ_N (200); BENCH_AUTHZ_AA=1 starts the second engine
+// Second phase, the command users type: the `docker create` CLI (same flags,
+// its own DOCKER_CONFIG), timed around the whole process, plain engine vs.
+// bare vs. Bulkhead, BENCH_AUTHZ_CLI_N times each (default 100; 0 skips it),
+// same rotation. The CLI's own start-up is part of what a user waits for, so
+// this ratio is smaller than the API-level one; both are reported.
+//
+// Env: BENCH_AUTHZ_N (200); BENCH_AUTHZ_CLI_N (100); BENCH_AUTHZ_AA=1 starts the second engine
 // WITHOUT the plugin (an A/A control: how much two identical engines differ).
 'use strict';
 const { execFile } = require('node:child_process');
@@ -46,6 +52,8 @@ const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-dec
 const { PolicyHolder } = require(join(ROOT, 'packages/agent/dist/policy/policy-holder.js'));
 
 const N = Number(process.env.BENCH_AUTHZ_N ?? 200);
+const CLI_N = Number(process.env.BENCH_AUTHZ_CLI_N ?? 100);
+const CLI_VARIANTS = ['plain', 'bare', 'bulkhead'];
 // A/A control: the second engine WITHOUT the plugin flag, so every variant but
 // `plain` measures engine B with no plugin — how far two identical engines differ.
 const AA_CONTROL = process.env.BENCH_AUTHZ_AA === '1';
@@ -86,6 +94,25 @@ function createBody(i) {
       CapDrop: ['ALL'],
     },
   };
+}
+
+/** The same create as createBody, as `docker create` flags. */
+function createArgs(i) {
+  return [
+    'create', '--network', 'none', '--memory', '64m', '--cpus', '0.5', '--pids-limit', '64', '--read-only',
+    '--security-opt', 'no-new-privileges', '--cap-drop', 'ALL', '-e', 'APP_MODE=bench', '-e', `BENCH_I=${i}`,
+    '--label', 'bulkhead.bench=authz-overhead', '--label', 'bulkhead.project=bench', IMAGE, 'sleep', '600',
+  ];
+}
+
+/** Runs the docker CLI against one engine; resolves with its stdout (throws with stderr on failure). */
+function dockerCli(sock, args, configDir) {
+  return new Promise((res, rej) => {
+    execFile('docker', ['--host', `unix://${sock}`, ...args], { env: { PATH: process.env.PATH, DOCKER_CONFIG: configDir }, timeout: 60_000 }, (err, stdout, stderr) => {
+      if (err) return rej(new Error(`docker ${args[0]}: ${stderr.trim() || err.message}`));
+      res(stdout.trim());
+    });
+  });
 }
 
 /** scripts/engine.sh, asynchronously: the in-process plugin must keep answering dockerd meanwhile. */
@@ -240,26 +267,55 @@ async function main() {
     }
     mode = 'allow';
 
+    // Phase 2: the docker CLI, the command a user runs.
+    const cliTimes = Object.fromEntries(CLI_VARIANTS.map((v) => [v, []]));
+    const cliFailures = Object.fromEntries(CLI_VARIANTS.map((v) => [v, []]));
+    const cliSocks = { plain: plainSock, bare: authzSock, bulkhead: authzSock };
+    const configDir = join(dir, 'docker-config');
+    mkdirSync(configDir, { recursive: true });
+    const cliOne = async (variant, record) => {
+      mode = variant === 'plain' ? 'allow' : variant;
+      const t = nowMs();
+      let id;
+      try {
+        id = await dockerCli(cliSocks[variant], createArgs(seq++), configDir);
+      } catch (err) {
+        cliFailures[variant].push(err.message);
+        if (record) cliTimes[variant].push(NaN);
+        return;
+      }
+      if (record) cliTimes[variant].push(nowMs() - t);
+      await clients[variant].getContainer(id).remove({ force: true }).catch((err) => cliFailures[variant].push(`remove: ${err.message}`));
+    };
+    if (CLI_N > 0) {
+      for (let i = 0; i < 5; i++) for (const v of CLI_VARIANTS) await cliOne(v, false);
+      for (let i = 0; i < CLI_N; i++) {
+        for (let k = 0; k < CLI_VARIANTS.length; k++) await cliOne(CLI_VARIANTS[(i + k) % CLI_VARIANTS.length], true);
+        if ((i + 1) % 50 === 0) process.stderr.write(`authz-overhead: CLI ${i + 1}/${CLI_N} rounds\n`);
+      }
+    }
+    mode = 'allow';
+
     const ok = (xs) => xs.filter((x) => !Number.isNaN(x));
     const s = Object.fromEntries(VARIANTS.map((v) => [v, summary(ok(times[v]))]));
     // Round i ran all four variants back to back: per-round differences
     // cancel drift, and resampling rounds (bootstrap) gives an interval.
-    const paired = (a, b) => {
-      const d = ok(times[a].map((x, i) => x - times[b][i]));
+    const paired = (a, b, from = times) => {
+      const d = ok(from[a].map((x, i) => x - from[b][i]));
       return Math.round(median(d) * 100) / 100;
     };
-    const bootstrap = (a, b, p) => {
+    const bootstrap = (a, b, p, from = times) => {
       let seed = 7;
       const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
       const rs = [];
-      const n = times[a].length;
+      const n = from[a].length;
       for (let k = 0; k < 2000; k++) {
         const xa = [];
         const xb = [];
         for (let j = 0; j < n; j++) {
           const i = Math.floor(rnd() * n);
-          xa.push(times[a][i]);
-          xb.push(times[b][i]);
+          xa.push(from[a][i]);
+          xb.push(from[b][i]);
         }
         const sa = ok(xa).sort((x, y) => x - y);
         const sb = ok(xb).sort((x, y) => x - y);
@@ -320,6 +376,24 @@ async function main() {
         failOpen: plugin.stats.failOpen - statsBefore.failOpen,
         deciderDenied: decisions.denied,
       },
+      dockerCli: CLI_N > 0 ? (() => {
+        const cs = Object.fromEntries(CLI_VARIANTS.map((v) => [v, summary(ok(cliTimes[v]))]));
+        return {
+          what: '`docker create` CLI with the same flags, timed around the whole command (process start to exit)',
+          createsPerVariant: CLI_N,
+          createMs: cs,
+          ratioToPlain: {
+            bulkhead: { p50: ratio(cs.bulkhead.p50, cs.plain.p50), p99: ratio(cs.bulkhead.p99, cs.plain.p99) },
+            bare: { p50: ratio(cs.bare.p50, cs.plain.p50), p99: ratio(cs.bare.p99, cs.plain.p99) },
+          },
+          ratioToPlain95ciBootstrap: {
+            bulkhead: { p50: bootstrap('bulkhead', 'plain', 50, cliTimes), p99: bootstrap('bulkhead', 'plain', 99, cliTimes) },
+          },
+          pairedMedianDifferenceMs: { bulkheadMinusPlain: paired('bulkhead', 'plain', cliTimes), bulkheadMinusBare: paired('bulkhead', 'bare', cliTimes) },
+          failures: Object.fromEntries(CLI_VARIANTS.map((v) => [v, cliFailures[v].length])),
+          failureExamples: CLI_VARIANTS.flatMap((v) => cliFailures[v].slice(0, 2).map((m) => `${v}: ${m}`)),
+        };
+      })() : undefined,
       failures: Object.fromEntries(VARIANTS.map((v) => [v, failures[v].length])),
       failureExamples: VARIANTS.flatMap((v) => failures[v].slice(0, 2).map((m) => `${v}: ${m}`)),
     };

@@ -2,10 +2,15 @@
 // pseudo-files the kernel regenerates on every read (cpu.stat,
 // memory.current, cpuacct.usage, pids.max …).
 //
-// Reads are async (libuv thread pool) and cheap: open, ONE read into a
-// buffer, close. fs.readFile would also fstat and read again to see EOF —
-// five operations instead of three, for files whose st_size is 0 anyway.
-import { close, open, read } from 'node:fs';
+// The files sampled every few seconds are kept open and re-read with a
+// SYNCHRONOUS pread: the kernel answers from memory in about a microsecond
+// (measured: ~1 µs of CPU per readSync against 11-15 µs per async read, whose
+// thread-pool round trip costs far more than the read itself), and a batch of
+// 32 containers blocks the event loop well under a millisecond. Opening, and
+// the rare one-off reads, stay async: open, ONE read into a buffer, close —
+// fs.readFile would also fstat and read again to see EOF, for files whose
+// st_size is 0 anyway.
+import { close, closeSync, open, openSync, read, readSync } from 'node:fs';
 
 /** Opens a file read-only (callback API: no FileHandle objects to collect). */
 export function openFile(path: string): Promise<number> {
@@ -20,27 +25,33 @@ export function closeFile(fd: number): void {
 /**
  * Reads a pseudo-file through an fd kept open, from offset 0: the kernel
  * regenerates cgroup files on every read at offset 0, so one pread is a
- * fresh value — about a tenth of the CPU of open + read + close.
+ * fresh value — about a tenth of the CPU of open + read + close. Synchronous
+ * (see the top of this file); throws what read(2) fails with.
  */
-export function preadFile(fd: number, size = 64): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const step = (buf: Buffer, pos: number): void => {
-      read(fd, buf, 0, buf.length, pos, (err, n) => {
-        if (err) {
-          reject(err);
-          return;
-        }
-        chunks.push(buf.subarray(0, n));
-        if (n === buf.length) {
-          step(Buffer.allocUnsafe(buf.length * 4), pos + n);
-          return;
-        }
-        resolve(chunks.length === 1 ? chunks[0]!.toString('latin1') : Buffer.concat(chunks).toString('latin1'));
-      });
-    };
-    step(Buffer.allocUnsafe(size), 0);
-  });
+export function preadFileSync(fd: number, size = 64): string {
+  let buf = Buffer.allocUnsafe(size);
+  let n = readSync(fd, buf, 0, buf.length, 0);
+  if (n < buf.length) return buf.toString('latin1', 0, n);
+  // Larger than guessed (a big memory.stat): keep reading, growing the buffer.
+  const chunks: Buffer[] = [buf];
+  let pos = n;
+  for (;;) {
+    buf = Buffer.allocUnsafe(buf.length * 4);
+    n = readSync(fd, buf, 0, buf.length, pos);
+    chunks.push(buf.subarray(0, n));
+    pos += n;
+    if (n < buf.length) return Buffer.concat(chunks).toString('latin1');
+  }
+}
+
+/** A small pseudo-file read whole, synchronously: open, pread(s), close (limits, every 30 s). */
+export function readSmallFileSync(path: string, size = 4096): string {
+  const fd = openSync(path, 'r');
+  try {
+    return preadFileSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Reads a small pseudo-file completely (grows the buffer for the rare large memory.stat). */

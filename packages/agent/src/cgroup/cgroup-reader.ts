@@ -19,7 +19,7 @@
 // (their last values are reused) when the caller does not need them fresh.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { closeFile, openFile, parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFile, readSmallFile, statValue } from './cgroup-files';
+import { closeFile, openFile, parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue } from './cgroup-files';
 
 export type CgroupVersion = 1 | 2;
 export type CgroupDriver = 'cgroupfs' | 'systemd';
@@ -293,7 +293,7 @@ export class CgroupReader {
   /** Reads a per-sample file: one pread on a kept-open fd when allowed, else open/read/close. */
   private hot(id: string, e: Entry, file: HotFile): Promise<string> {
     const fd = e.fds[file];
-    if (fd !== undefined) return preadFile(fd, SIZES[file]);
+    if (fd !== undefined) return settle(() => preadFileSync(fd, SIZES[file]));
     const path = e.loc[file]!;
     if (!this.keepOpen || this.openCount >= this.maxOpenFiles) return readSmallFile(path, SIZES[file]);
     let opening = e.opening[file];
@@ -311,7 +311,7 @@ export class CgroupReader {
       e.opening[file] = opening;
       opening.catch(() => delete e.opening[file]);
     }
-    return opening.then((n) => preadFile(n, SIZES[file]));
+    return opening.then((n) => preadFileSync(n, SIZES[file]));
   }
 
   private async readEntry(id: string, e: Entry, detail: ReadDetail): Promise<CgroupUsage> {
@@ -329,8 +329,8 @@ export class CgroupReader {
       this.hot(id, e, 'memoryUsage'),
       wantStat ? this.hot(id, e, 'memoryStat').catch(optional('memoryStat')) : undefined,
       wantPids ? this.hot(id, e, 'pidsCurrent').catch(optional('pidsCurrent')) : undefined,
-      limitsDue ? this.readLimits(e, now) : undefined,
     ]);
+    if (limitsDue) this.readLimits(e, now);
     if (stat !== undefined) e.inactive = statValue(stat, this.version === 2 ? 'inactive_file' : 'total_inactive_file') ?? 0;
     if (pids !== undefined) e.pids = parseCounter(pids);
     const usage = parseCounter(mem);
@@ -348,12 +348,29 @@ export class CgroupReader {
     };
   }
 
-  private async readLimits(e: Entry, now: number): Promise<void> {
-    const opt = (p: string | undefined): Promise<string | undefined> => (p === undefined ? Promise.resolve(undefined) : readSmallFile(p).catch(() => undefined));
-    const [mem, pids, c0, c1] = await Promise.all([opt(e.loc.memoryLimit), opt(e.loc.pidsLimit), opt(e.loc.cpuLimit[0]), opt(e.loc.cpuLimit[1])]);
+  /** The limits files (re-read every limitsTtlMs), synchronously like the hot files: a few µs in all. */
+  private readLimits(e: Entry, now: number): void {
+    const opt = (p: string | undefined): string | undefined => {
+      if (p === undefined) return undefined;
+      try {
+        return readSmallFileSync(p);
+      } catch {
+        return undefined;
+      }
+    };
+    const [mem, pids, c0, c1] = [opt(e.loc.memoryLimit), opt(e.loc.pidsLimit), opt(e.loc.cpuLimit[0]), opt(e.loc.cpuLimit[1])];
     let cpuLimitCores = 0;
     if (this.version === 2) cpuLimitCores = parseCpuMax(c0 ?? 'max');
     else if (c0 !== undefined && c1 !== undefined) cpuLimitCores = parseCfsQuota(c0, c1);
     e.limits = { memoryLimitBytes: parseLimit(mem ?? 'max'), pidsLimit: parseLimit(pids ?? 'max'), cpuLimitCores, readAt: now };
+  }
+}
+
+/** A synchronous read as a settled promise, so callers chain .catch() on it whatever happens. */
+function settle<T>(read: () => T): Promise<T> {
+  try {
+    return Promise.resolve(read());
+  } catch (err) {
+    return Promise.reject(err);
   }
 }

@@ -2,11 +2,11 @@
 // only v1 hybrid; most real hosts run v2), both Docker drivers, and a
 // cgroup in a non-standard place found through /proc/<pid>/cgroup.
 import t, { type Test } from 'tap';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CgroupNotFoundError, CgroupReader } from '../../src/cgroup/cgroup-reader';
-import { parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFile, readSmallFile, statValue, openFile, closeFile } from '../../src/cgroup/cgroup-files';
+import { parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue, openFile } from '../../src/cgroup/cgroup-files';
 
 const FIX = join(__dirname, 'fixtures');
 const ID1 = '1'.repeat(64);
@@ -55,11 +55,15 @@ t.test('small-file reads: whole file, growing the buffer when needed', async (t)
   const big = 'x'.repeat(10_000);
   writeFileSync(join(dir, 'big'), big);
   t.equal(await readSmallFile(join(dir, 'big'), 64), big);
+  t.equal(readSmallFileSync(join(dir, 'big'), 64), big, 'the synchronous read grows too');
+  writeFileSync(join(dir, 'exact'), 'y'.repeat(64));
+  t.equal(readSmallFileSync(join(dir, 'exact'), 64), 'y'.repeat(64), 'a file exactly the size of the buffer');
+  t.throws(() => readSmallFileSync(join(dir, 'nope')), { code: 'ENOENT' });
   const fd = await openFile(join(dir, 'big'));
-  t.equal(await preadFile(fd, 100), big, 'pread grows too');
-  t.equal(await preadFile(fd, 20_000), big, 'and re-reads from offset 0');
-  closeFile(fd);
-  await t.rejects(preadFile(fd, 10), { code: 'EBADF' });
+  t.equal(preadFileSync(fd, 100), big, 'pread grows too');
+  t.equal(preadFileSync(fd, 20_000), big, 'and re-reads from offset 0');
+  closeSync(fd);
+  t.throws(() => preadFileSync(fd, 10), { code: 'EBADF' });
   await t.rejects(readSmallFile(join(dir, 'nope')), { code: 'ENOENT' });
   await t.rejects(openFile(join(dir, 'nope')), { code: 'ENOENT' });
   await t.rejects(readSmallFile(dir), { code: 'EISDIR' });
@@ -162,6 +166,19 @@ t.test('a kept-open file that starts failing with ENODEV triggers one re-locate'
   const dir = join(root, `sys/fs/cgroup/system.slice/docker-${ID1}.scope`);
   rmSync(dir, { recursive: true });
   await t.rejects(r.read(ID1), CgroupNotFoundError);
+});
+
+t.test('a kept-open read that fails is surfaced as the read error (not swallowed, not thrown synchronously)', async (t) => {
+  const r = await CgroupReader.forHost({ root: join(FIX, 'v2') });
+  await r.read(ID1);
+  // Close the kept fds behind the reader's back: the next synchronous pread fails with EBADF.
+  const entry = (r as unknown as { entries: Map<string, { fds: Record<string, number> }> }).entries.get(ID1)!;
+  for (const fd of Object.values(entry.fds)) closeSync(fd);
+  const read = r.read(ID1);
+  t.type(read.then, 'function', 'read() still returns a promise');
+  await t.rejects(read, { code: 'EBADF' });
+  entry.fds = {}; // already closed: keep close() from closing numbers reused meanwhile
+  r.close();
 });
 
 t.test('maxOpenFiles caps kept-open files; beyond it reads open/read/close', async (t) => {
