@@ -37,4 +37,5 @@ export type { ImageRef } from './policy/image-ref';
 export { parseMemorySize } from './policy/units';
 export { startMetricsListener, startOptionalMetricsListener, resolveMetricsAddress, parseMetricsAddress, isLoopbackHost } from './net/metrics-listener';
 export type { MetricsAddress, MetricsListener, MetricsListenerOptions } from './net/metrics-listener';
+export { collectProcessMetrics, EVENT_LOOP_MONITOR_RESOLUTION_MS } from './metrics/process-metrics';
 export { cliExitCode, exitQuietlyOnEpipe } from './cli/exit-code';

@@ -7,8 +7,8 @@
 // Served on a local listener (default 127.0.0.1:9465): off the public
 // interface, like the Docker socket it watches. docs/metrics.md lists every
 // metric.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { VERSION, type Logger, type ViolationReport } from '@bulkhead/shared';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { VERSION, collectProcessMetrics, type Logger, type ViolationReport } from '@bulkhead/shared';
 import type { ActionTiming } from '../enforce/enforcer-options';
 
 export const LINK_STATES = ['connecting', 'connected', 'backoff', 'stopped'] as const;
@@ -169,7 +169,7 @@ export class AgentMetrics {
         this.set(self.sources.quarantined?.() ?? 0);
       },
     });
-    if (o.processMetrics !== false) withProcessMetrics(this.registry);
+    if (o.processMetrics !== false) collectProcessMetrics(this.registry);
   }
 
   setSources(s: AgentMetricSources): void {
@@ -239,15 +239,4 @@ export function timedDecision<D extends { allow: boolean }>(d: D | Promise<D>, r
     return x;
   };
   return d instanceof Promise ? d.then(seen) : seen(d);
-}
-
-/**
- * prom-client's default process and Node.js metrics, minus the three gauges
- * named `*_total` (nodejs_active_{handles,requests,resources}_total): that
- * suffix is reserved for counters, `promtool check metrics` rejects it, and
- * each duplicates the sum of its labelled twin (nodejs_active_handles …).
- */
-function withProcessMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
 }

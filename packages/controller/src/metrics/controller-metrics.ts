@@ -9,8 +9,8 @@
 // would answer, with no second bookkeeping that could drift.
 //
 // docs/metrics.md lists every metric; test/metrics checks it does.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { VERSION, type Logger } from '@bulkhead/shared';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { VERSION, collectProcessMetrics, type Logger } from '@bulkhead/shared';
 
 /** What the agent link reports (grpc/agent-link-service.ts). */
 export interface LinkMetrics {
@@ -178,7 +178,7 @@ export class ControllerMetrics implements LinkMetrics, ApiRequestObserver, Deliv
       buckets: HTTP_BUCKETS,
       registers,
     });
-    if (o.processMetrics !== false) withProcessMetrics(this.registry);
+    if (o.processMetrics !== false) collectProcessMetrics(this.registry);
   }
 
   setSources(s: FleetSources): void {
@@ -264,15 +264,4 @@ export function closeReason(code: string, message: string): string {
   if (/heartbeat/i.test(message)) return 'heartbeat_timeout';
   if (code === 'BK_ERR_CONTROLLER_UNAVAILABLE') return 'shutdown';
   return codeLabel(code);
-}
-
-/**
- * prom-client's default process and Node.js metrics, minus the three gauges
- * named `*_total` (nodejs_active_{handles,requests,resources}_total): that
- * suffix is reserved for counters, `promtool check metrics` rejects it, and
- * each duplicates the sum of its labelled twin (nodejs_active_handles …).
- */
-function withProcessMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
 }
