@@ -40,7 +40,10 @@ cleanup() {
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ -n $STARTED_ENGINE ]]; then bash scripts/engine.sh stop "$STATE/engine" >/dev/null 2>&1 || true; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# Ctrl-C: stop everything and exit here (not fall through to "a component exited").
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 engine_ok() { docker -H "$1" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 if [[ -n ${DOCKER_HOST:-} ]] && engine_ok "$DOCKER_HOST"; then
