@@ -19,6 +19,7 @@ export type { SecretDetector } from './policy/secrets';
 export { evaluate } from './policy/evaluator';
 export type { EvaluationInput } from './policy/evaluator';
 export { parsePolicy, policyFromJson, PolicyValidationError } from './policy/parse';
+export { policyFromTrustedBundle } from './policy/trusted-bundle';
 export type { PolicyErrorDetail } from './policy/parse';
 export { compilePolicy, projectOf, enforceable, applicableRules } from './policy/evaluator';
 export type { CompiledPolicy } from './policy/evaluator';
@@ -26,9 +27,10 @@ export { formatPolicyError } from './policy/parse';
 export { CHECKS, CHECK_TYPES, getCheck } from './policy/checks/index';
 export type { CatalogueEntry } from './policy/checks/index';
 export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs } from './policy/checks/index';
-export {
-  PolicySchema, policyJsonSchema, policyJsonSchemaText, POLICY_SCHEMA_ID, POLICY_API_VERSION, DEFAULT_PROJECT_LABEL,
-} from './policy/schema';
+// Never re-export from './policy/schema' or './policy/validate' here: they load
+// TypeBox, which the agent must not load (packages/agent/test/no-typebox.test.ts).
+export { policyJsonSchema, policyJsonSchemaText } from './policy/json-schema';
+export { POLICY_SCHEMA_ID, POLICY_API_VERSION, DEFAULT_PROJECT_LABEL } from './policy/constants';
 export { parseTrivyReport, scanKeys } from './policy/trivy';
 export type { TrivyParseOptions } from './policy/trivy';
 export { DEFAULT_POLICY_YAML } from './policy/default-policy';

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BulkheadError, PolicyValidationError, parsePolicy, policyFromJson, writeFileAtomic,
+  BulkheadError, PolicyValidationError, parsePolicy, policyFromTrustedBundle, writeFileAtomic,
   type Logger, type Policy, type ScanSummary,
 } from '@bulkhead/shared';
 
@@ -203,7 +203,10 @@ function parseBundle(policyJson: string, scansJson: string, sha256: string): Par
   if (bundleSha256(policyJson, scansJson) !== sha256) return { ok: false, error: 'sha256 mismatch: the bundle is corrupt or incomplete' };
   let policy: Policy;
   try {
-    policy = policyFromJson(JSON.parse(policyJson));
+    // Structure only, no TypeBox (memory): the controller validated the
+    // policy in full before versioning it, and the sha256 above matched. A
+    // local policy file (loadLocalPolicy) still gets full validation.
+    policy = policyFromTrustedBundle(JSON.parse(policyJson));
   } catch (err) {
     return { ok: false, error: describePolicyError(err) };
   }

@@ -11,7 +11,7 @@ import type { ContainerFacts__Output, HostFacts__Output } from '../proto/index';
 import { CHECKS, getCheck, type CatalogueEntry } from './checks/index';
 import { compileGlob, compileGlobs, type Matcher } from './glob';
 import { parseImageRef } from './image-ref';
-import { DEFAULT_PROJECT_LABEL } from './schema';
+import { DEFAULT_PROJECT_LABEL } from './constants';
 import type { CheckInput, EvaluationContext, Evidence, Exemption, Finding, Policy, Rule, RuleScope, UsageFacts } from './types';
 
 export interface EvaluationInput {

@@ -6,7 +6,8 @@ import type { Document, Node } from 'yaml';
 import type * as YamlModule from 'yaml';
 import { BulkheadError } from '../errors/registry';
 import type { Policy } from './types';
-import { formatPath, validatePolicyObject, type PathSegment, type ValidationIssue } from './validate';
+import type * as ValidateModule from './validate';
+import type { PathSegment, ValidationIssue } from './validate';
 
 // `yaml` is loaded on first use: the agent receives policy bundles as JSON and
 // never parses YAML, and skipping the module keeps its RSS down (the agent's
@@ -15,6 +16,15 @@ let yamlModule: typeof YamlModule | undefined;
 function yaml(): typeof YamlModule {
   yamlModule ??= require('yaml') as typeof YamlModule;
   return yamlModule;
+}
+
+// validate.ts likewise, because it builds the TypeBox schemas (checks/define.ts):
+// the agent takes controller bundles through trusted-bundle.ts and loads it
+// only for a local policy file.
+let validateModule: typeof ValidateModule | undefined;
+function validator(): typeof ValidateModule {
+  validateModule ??= require('./validate') as typeof ValidateModule;
+  return validateModule;
 }
 
 export interface PolicyErrorDetail {
@@ -104,6 +114,7 @@ export function parsePolicy(text: string, filename = '<policy>'): Policy {
   } catch (cause) {
     throw new PolicyValidationError([{ file: filename, line: 1, column: 1, path: '', message: `YAML: ${(cause as Error).message}` }], { cause });
   }
+  const { validatePolicyObject, formatPath } = validator();
   const { policy, issues } = validatePolicyObject(obj);
   if (policy) return policy;
   const errors = issues.map((issue) => {
@@ -120,6 +131,7 @@ export function parsePolicy(text: string, filename = '<policy>'): Policy {
  * column 0: there is no source text to point into.
  */
 export function policyFromJson(obj: unknown, filename = '<json>'): Policy {
+  const { validatePolicyObject, formatPath } = validator();
   const { policy, issues } = validatePolicyObject(obj);
   if (policy) return policy;
   throw new PolicyValidationError(issues.map((i) => ({ file: filename, line: 0, column: 0, path: formatPath(i.path), message: i.message })));

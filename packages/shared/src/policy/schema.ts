@@ -5,27 +5,27 @@
 // - the loader validates the document with `check` as {type, …} first and then
 //   each check against its own parameter schema, because a failed anyOf only
 //   says "expected union value" while a direct check names the bad field.
+// This module requires TypeBox at load: only validation (validate.ts) and the
+// schema generators load it, never the agent's run path (see constants.ts).
 import { Type, type TObject, type TSchema } from '@sinclair/typebox';
 import { CHECKS } from './checks/index';
+import { ACTION_TYPES, DEFAULT_PROJECT_LABEL, MODES, POLICY_API_VERSION, POLICY_SCHEMA_ID, RULE_ID_PATTERN, SEVERITIES } from './constants';
 
-export const POLICY_API_VERSION = 'bulkhead.dev/v1';
-export const POLICY_SCHEMA_ID = 'https://bulkhead.dev/schema/policy.schema.json';
-export const DEFAULT_PROJECT_LABEL = 'bulkhead.project';
-export const RULE_ID_PATTERN = '^[a-z0-9][a-z0-9._-]*$';
+export { DEFAULT_PROJECT_LABEL, POLICY_API_VERSION, POLICY_SCHEMA_ID, RULE_ID_PATTERN };
 
 const Labels = (description: string) =>
   Type.Record(Type.String({ minLength: 1 }), Type.String(), { description });
 
-export const SeveritySchema = Type.Union([Type.Literal('low'), Type.Literal('medium'), Type.Literal('high'), Type.Literal('critical')], {
+export const SeveritySchema = Type.Union(SEVERITIES.map((s) => Type.Literal(s)), {
   description: 'How bad a violation is: low, medium, high or critical.',
 });
 
-export const ModeSchema = Type.Union([Type.Literal('monitor'), Type.Literal('enforce')], {
+export const ModeSchema = Type.Union(MODES.map((m) => Type.Literal(m)), {
   description: '`monitor`: record and alert only. `enforce`: also act (deny at the Docker API, or apply the action after start).',
 });
 
 export const ActionTypeSchema = Type.Union(
-  [Type.Literal('kill'), Type.Literal('stop'), Type.Literal('pause'), Type.Literal('quarantine'), Type.Literal('limit'), Type.Literal('alert')],
+  ACTION_TYPES.map((a) => Type.Literal(a)),
   { description: 'What enforcement does to a running container: kill, stop (SIGTERM then SIGKILL), pause, quarantine (disconnect from every network), limit (apply quotas) or alert (record only). A create request that breaks an enforce rule is denied whatever the action.' },
 );
 
@@ -104,7 +104,7 @@ function checkVariant(type: string, summary: string, params: TObject): TObject {
 
 /** check with its params: a union discriminated on `type` (for editors and the published schema). */
 export const CheckUnionSchema = Type.Union(
-  CHECKS.map((c) => checkVariant(c.type, c.summary, c.params)),
+  CHECKS.map((c) => checkVariant(c.type, c.summary, c.params())),
   { description: 'The check: `type` names an entry of the rule catalogue; the other fields are its parameters.' },
 );
 

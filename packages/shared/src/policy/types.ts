@@ -171,8 +171,11 @@ export interface CheckDefinition<P = Record<string, unknown>> {
   type: string;
   /** One line for docs and `bulkhead policy` output. */
   summary: string;
-  /** JSON Schema (TypeBox) of the parameters besides `type`. */
-  params: unknown;
+  /**
+   * JSON Schema (TypeBox) of the parameters besides `type`, built on the first
+   * call: only validation needs it, and the agent never loads TypeBox.
+   */
+  params: () => unknown;
   /** Parameters used when a rule omits them. */
   defaults: P;
   check(input: CheckInput, params: P): Evidence[];

@@ -1,12 +1,14 @@
 // Validation of a policy object (already parsed from YAML or JSON): schema
 // errors, per-check parameter errors and semantic errors (duplicate ids,
 // `limit` without limits, bad dates), ALL of them, each with its field path.
-// parse.ts turns the paths into file/line/column.
+// parse.ts turns the paths into file/line/column. It loads TypeBox, so parse.ts
+// requires it on first use (trusted-bundle.ts is the TypeBox-free path for controller bundles).
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { CHECK_TYPES, getCheck } from './checks/index';
-import { DEFAULT_PROJECT_LABEL, PolicyShapeSchema, RULE_ID_PATTERN } from './schema';
+import { DEFAULT_PROJECT_LABEL, RULE_ID_PATTERN } from './constants';
+import { PolicyShapeSchema } from './schema';
 import type { Policy } from './types';
 
 export type PathSegment = string | number;
@@ -164,7 +166,7 @@ export function validatePolicyObject(obj: unknown): { policy: Policy | undefined
       const def = getCheck(check.type);
       if (def) {
         const { type: _type, ...params } = check;
-        const paramIssues = schemaIssues(def.params as TSchema, params, [...base, 'check'], obj);
+        const paramIssues = schemaIssues(def.params(), params, [...base, 'check'], obj);
         issues.push(...paramIssues);
         if (paramIssues.length === 0 && def.validate) {
           for (const p of def.validate({ ...(def.defaults as object), ...params } as never)) {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { policyJsonSchema, policyJsonSchemaText, PolicySchema, POLICY_SCHEMA_ID } from '../../src/policy/schema';
+import * as lazy from '../../src/policy/json-schema';
 import { DEFAULT_POLICY_YAML } from '../../src/policy/default-policy';
 import { parsePolicy } from '../../src/policy/parse';
 import { evaluate } from '../../src/policy/evaluator';
@@ -17,6 +18,11 @@ const REGEN = 'matches its source (if not, run `npx tsc -b packages/shared && no
 t.test('schema/policy.schema.json is exactly what the generator produces', async (t) => {
   const committed = readFileSync(join(ROOT, 'schema/policy.schema.json'), 'utf8');
   t.equal(committed, policyJsonSchemaText(), `schema/policy.schema.json ${REGEN}`);
+});
+
+t.test('the lazy wrappers exported by @bulkhead/shared give the same schema', async (t) => {
+  t.equal(lazy.policyJsonSchemaText(), policyJsonSchemaText());
+  t.same(lazy.policyJsonSchema(), policyJsonSchema());
 });
 
 t.test('the published schema is a draft 2020-12 document with $id, title and descriptions', async (t) => {
@@ -77,7 +83,7 @@ t.test('every catalogue entry is complete', async (t) => {
     t.ok(c.summary && c.remedy && c.group, `${c.type} has summary, remedy, group`);
     // registry-allowlist has no sensible default list: a rule must name its registries.
     const required = c.type === 'registry-allowlist' ? { registries: ['docker.io'] } : {};
-    t.ok(Value.Check(c.params, { ...c.defaults, ...required }), `${c.type} defaults satisfy its own schema`);
+    t.ok(Value.Check(c.params(), { ...c.defaults, ...required }), `${c.type} defaults satisfy its own schema`);
   }
 });
 
@@ -109,7 +115,7 @@ t.test('docs/policy.md documents every check type, every parameter and every sec
   const doc = readFileSync(join(ROOT, 'docs/policy.md'), 'utf8');
   for (const c of CHECKS) {
     t.match(doc, `#### \`${c.type}\``, `${c.type} has a section`);
-    for (const param of Object.keys(c.params.properties)) t.match(doc, `\`${param}\``, `${c.type}.${param} documented`);
+    for (const param of Object.keys(c.params().properties)) t.match(doc, `\`${param}\``, `${c.type}.${param} documented`);
   }
   for (const d of SECRET_DETECTORS) t.match(doc, `\`${d.name}\``, `detector ${d.name} documented`);
 });

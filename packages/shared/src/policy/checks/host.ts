@@ -2,14 +2,13 @@
 // system files or gain host root — root user, privileged, sensitive mounts, the
 // Docker socket, capabilities, no-new-privileges, writable rootfs, host
 // namespaces, unconfined seccomp/AppArmor, host devices.
-import { Type } from '@sinclair/typebox';
 import { compileGlobs } from '../glob';
 import { canonicalHostPath, isAncestorOf, isSameOrUnder } from '../host-path';
 import type { Mount__Output } from '../../proto/index';
 import type { Evidence } from '../types';
-import { defineCheck, NO_EVIDENCE, normalizeCap, splitSecurityOpt } from './define';
+import { defineCheck, lazySchema, NO_EVIDENCE, normalizeCap, splitSecurityOpt, type TypeBuilder } from './define';
 
-const NoParams = Type.Object({}, { additionalProperties: false });
+const NoParams = lazySchema((T) => T.Object({}, { additionalProperties: false }));
 
 // ---------------------------------------------------------------- root-user
 
@@ -97,22 +96,22 @@ export const DEFAULT_READONLY_EXCEPTIONS: readonly string[] = [
   '/etc/ca-certificates',
 ];
 
-const PathList = (description: string) => Type.Array(Type.String({ minLength: 1, pattern: '^/' }), { description });
+const PathList = (T: TypeBuilder, description: string) => T.Array(T.String({ minLength: 1, pattern: '^/' }), { description });
 
-const SensitiveMountsParams = Type.Object(
+const SensitiveMountsParams = lazySchema((T) => T.Object(
   {
-    paths: Type.Optional(PathList(`Sensitive host paths; a bind mount of one of them or anything under it breaks the rule ("/" only when mounted itself). Default: ${DEFAULT_SENSITIVE_PATHS.join(', ')}.`)),
-    addPaths: Type.Optional(PathList('Added to `paths` (keeps the defaults).')),
-    removePaths: Type.Optional(PathList('Removed from `paths` (exact entries).')),
-    readOnlyExceptions: Type.Optional(
-      PathList(`Paths (and their subpaths) allowed when mounted read-only. Default: ${DEFAULT_READONLY_EXCEPTIONS.join(', ')}. Sockets stay dangerous read-only; do not list them.`),
+    paths: T.Optional(PathList(T, `Sensitive host paths; a bind mount of one of them or anything under it breaks the rule ("/" only when mounted itself). Default: ${DEFAULT_SENSITIVE_PATHS.join(', ')}.`)),
+    addPaths: T.Optional(PathList(T, 'Added to `paths` (keeps the defaults).')),
+    removePaths: T.Optional(PathList(T, 'Removed from `paths` (exact entries).')),
+    readOnlyExceptions: T.Optional(
+      PathList(T, `Paths (and their subpaths) allowed when mounted read-only. Default: ${DEFAULT_READONLY_EXCEPTIONS.join(', ')}. Sockets stay dangerous read-only; do not list them.`),
     ),
-    matchParents: Type.Optional(
-      Type.Boolean({ description: 'Also flag mounts of a directory that CONTAINS a sensitive path (mounting /var exposes /var/lib/docker). Default true.' }),
+    matchParents: T.Optional(
+      T.Boolean({ description: 'Also flag mounts of a directory that CONTAINS a sensitive path (mounting /var exposes /var/lib/docker). Default true.' }),
     ),
   },
   { additionalProperties: false },
-);
+));
 
 /** Host path of a bind mount, or undefined for volumes/tmpfs. */
 function bindSource(m: Mount__Output): string | undefined {
@@ -195,12 +194,12 @@ export const sensitiveMounts = defineCheck({
 
 // ---------------------------------------------------------------- docker-socket
 
-const DockerSocketParams = Type.Object(
+const DockerSocketParams = lazySchema((T) => T.Object(
   {
-    socketPaths: Type.Optional(PathList(`Container runtime sockets. Default: ${DEFAULT_DOCKER_SOCKETS.join(', ')}.`)),
+    socketPaths: T.Optional(PathList(T, `Container runtime sockets. Default: ${DEFAULT_DOCKER_SOCKETS.join(', ')}.`)),
   },
   { additionalProperties: false },
-);
+));
 
 export const dockerSocket = defineCheck({
   type: 'docker-socket',
@@ -261,16 +260,16 @@ export const DEFAULT_FORBIDDEN_CAPABILITIES: readonly string[] = [
   'MAC_ADMIN', 'MAC_OVERRIDE', 'BPF', 'PERFMON', 'SYSLOG', 'LINUX_IMMUTABLE', 'SYS_PACCT', 'AUDIT_CONTROL', 'BLOCK_SUSPEND',
 ];
 
-const CapName = Type.String({ pattern: '^(?:[Cc][Aa][Pp]_)?[A-Za-z_]+$', description: 'A capability, with or without the CAP_ prefix ("SYS_ADMIN" or "CAP_SYS_ADMIN"), or "ALL".' });
+const CapName = (T: TypeBuilder) => T.String({ pattern: '^(?:[Cc][Aa][Pp]_)?[A-Za-z_]+$', description: 'A capability, with or without the CAP_ prefix ("SYS_ADMIN" or "CAP_SYS_ADMIN"), or "ALL".' });
 
-const CapabilitiesParams = Type.Object(
+const CapabilitiesParams = lazySchema((T) => T.Object(
   {
-    forbidden: Type.Optional(Type.Array(CapName, { description: `Capabilities that must not be added. Default: ${DEFAULT_FORBIDDEN_CAPABILITIES.join(', ')}.` })),
-    allowed: Type.Optional(Type.Array(CapName, { description: 'Allowlist mode: when given, ANY added capability not listed breaks the rule (and `forbidden` is ignored).' })),
-    requireDropAll: Type.Optional(Type.Boolean({ description: 'Also require `--cap-drop ALL` (CIS 5.3 hardening). Default false.' })),
+    forbidden: T.Optional(T.Array(CapName(T), { description: `Capabilities that must not be added. Default: ${DEFAULT_FORBIDDEN_CAPABILITIES.join(', ')}.` })),
+    allowed: T.Optional(T.Array(CapName(T), { description: 'Allowlist mode: when given, ANY added capability not listed breaks the rule (and `forbidden` is ignored).' })),
+    requireDropAll: T.Optional(T.Boolean({ description: 'Also require `--cap-drop ALL` (CIS 5.3 hardening). Default false.' })),
   },
   { additionalProperties: false },
-);
+));
 
 const KNOWN_CAPS = new Set([...LINUX_CAPABILITIES, 'ALL']);
 
@@ -355,14 +354,14 @@ export const readOnlyRootfs = defineCheck({
 
 export const NAMESPACES = ['network', 'pid', 'ipc', 'uts', 'userns'] as const;
 
-const HostNamespacesParams = Type.Object(
+const HostNamespacesParams = lazySchema((T) => T.Object(
   {
-    namespaces: Type.Optional(
-      Type.Array(Type.Union(NAMESPACES.map((n) => Type.Literal(n))), { uniqueItems: true, description: 'Which host namespaces are forbidden. Default all: network, pid, ipc, uts, userns.' }),
+    namespaces: T.Optional(
+      T.Array(T.Union(NAMESPACES.map((n) => T.Literal(n))), { uniqueItems: true, description: 'Which host namespaces are forbidden. Default all: network, pid, ipc, uts, userns.' }),
     ),
   },
   { additionalProperties: false },
-);
+));
 
 export const hostNamespaces = defineCheck({
   type: 'host-namespaces',
@@ -410,14 +409,14 @@ function joinedDetail(ns: string, mode: string): string {
 
 // ---------------------------------------------------------------- seccomp-apparmor
 
-const SeccompParams = Type.Object(
+const SeccompParams = lazySchema((T) => T.Object(
   {
-    seccomp: Type.Optional(Type.Boolean({ description: 'Flag seccomp=unconfined. Default true.' })),
-    apparmor: Type.Optional(Type.Boolean({ description: 'Flag apparmor=unconfined. Default true.' })),
-    selinux: Type.Optional(Type.Boolean({ description: 'Flag label=disable (SELinux confinement off). Default true.' })),
+    seccomp: T.Optional(T.Boolean({ description: 'Flag seccomp=unconfined. Default true.' })),
+    apparmor: T.Optional(T.Boolean({ description: 'Flag apparmor=unconfined. Default true.' })),
+    selinux: T.Optional(T.Boolean({ description: 'Flag label=disable (SELinux confinement off). Default true.' })),
   },
   { additionalProperties: false },
-);
+));
 
 export const seccompApparmor = defineCheck({
   type: 'seccomp-apparmor',
@@ -441,12 +440,12 @@ export const seccompApparmor = defineCheck({
 
 // ---------------------------------------------------------------- devices
 
-const DevicesParams = Type.Object(
+const DevicesParams = lazySchema((T) => T.Object(
   {
-    allowed: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Host device paths (globs, e.g. "/dev/nvidia*") that may be passed in. Default none: any device breaks the rule.' })),
+    allowed: T.Optional(T.Array(T.String({ minLength: 1 }), { description: 'Host device paths (globs, e.g. "/dev/nvidia*") that may be passed in. Default none: any device breaks the rule.' })),
   },
   { additionalProperties: false },
-);
+));
 
 export const devices = defineCheck({
   type: 'devices',

@@ -1,28 +1,27 @@
 // Image checks (moves 1 and 2 of the mission): where images come from, how
 // they are referenced, what they carry (secrets) and what scanners found.
-import { Type } from '@sinclair/typebox';
 import { compileGlob, type Matcher } from '../glob';
 import { parseImageRef, normalizeRegistryHost, type ImageRef } from '../image-ref';
 import { SECRET_DETECTOR_NAMES } from '../secrets';
 import type { ContainerFacts__Output as ContainerFactsLike } from '../../proto/index';
 import type { CheckInput, Evidence, ScanSummary } from '../types';
-import { defineCheck, NO_EVIDENCE } from './define';
+import { defineCheck, lazySchema, NO_EVIDENCE, type TypeBuilder } from './define';
 
 // ---------------------------------------------------------------- registry-allowlist
 
-const RegistryAllowlistParams = Type.Object(
+const RegistryAllowlistParams = lazySchema((T) => T.Object(
   {
-    registries: Type.Array(Type.String({ minLength: 1 }), {
+    registries: T.Array(T.String({ minLength: 1 }), {
       minItems: 1,
       description:
         'Allowed registries. A host ("registry.example.com", "docker.io"), a host with a repository prefix ("ghcr.io/acme", "docker.io/library" = official images only) or a glob ("*.example.com"). Unqualified refs like "nginx" are Docker Hub ("docker.io/library/nginx").',
     }),
-    allowImageIds: Type.Optional(
-      Type.Boolean({ description: 'Accept containers created from a bare image id (registry unknown) when no repo digest tells where it came from. Default false.' }),
+    allowImageIds: T.Optional(
+      T.Boolean({ description: 'Accept containers created from a bare image id (registry unknown) when no repo digest tells where it came from. Default false.' }),
     ),
   },
   { additionalProperties: false },
-);
+));
 
 interface RegistryEntry {
   host: Matcher;
@@ -83,17 +82,17 @@ export const registryAllowlist = defineCheck({
 
 // ---------------------------------------------------------------- latest-tag
 
-const LatestTagParams = Type.Object(
+const LatestTagParams = lazySchema((T) => T.Object(
   {
-    allowDigestPinned: Type.Optional(
-      Type.Boolean({ description: 'A ref pinned by digest ("nginx@sha256:…", "nginx:latest@sha256:…") passes whatever its tag. Default true.' }),
+    allowDigestPinned: T.Optional(
+      T.Boolean({ description: 'A ref pinned by digest ("nginx@sha256:…", "nginx:latest@sha256:…") passes whatever its tag. Default true.' }),
     ),
-    forbiddenTags: Type.Optional(
-      Type.Array(Type.String({ minLength: 1 }), { description: 'Tags treated like "latest" (globs). Default ["latest"].' }),
+    forbiddenTags: T.Optional(
+      T.Array(T.String({ minLength: 1 }), { description: 'Tags treated like "latest" (globs). Default ["latest"].' }),
     ),
   },
   { additionalProperties: false },
-);
+));
 
 export const latestTag = defineCheck({
   type: 'latest-tag',
@@ -126,14 +125,14 @@ export const latestTag = defineCheck({
 
 // ---------------------------------------------------------------- digest-pinned
 
-const DigestPinnedParams = Type.Object(
+const DigestPinnedParams = lazySchema((T) => T.Object(
   {
-    acceptImageId: Type.Optional(
-      Type.Boolean({ description: 'Accept containers created from an image id (sha256:…) — immutable but not traceable to a registry. Default false.' }),
+    acceptImageId: T.Optional(
+      T.Boolean({ description: 'Accept containers created from an image id (sha256:…) — immutable but not traceable to a registry. Default false.' }),
     ),
   },
   { additionalProperties: false },
-);
+));
 
 export const digestPinned = defineCheck({
   type: 'digest-pinned',
@@ -157,21 +156,21 @@ export const digestPinned = defineCheck({
 export const SECRET_LOCATIONS = ['env', 'label', 'command', 'history'] as const;
 export type SecretLocation = (typeof SECRET_LOCATIONS)[number];
 
-const DetectorName = Type.Union(SECRET_DETECTOR_NAMES.map((n) => Type.Literal(n)), { description: 'A secret detector name.' });
+const DetectorName = (T: TypeBuilder) => T.Union(SECRET_DETECTOR_NAMES.map((n) => T.Literal(n)), { description: 'A secret detector name.' });
 
-const SecretsParams = Type.Object(
+const SecretsParams = lazySchema((T) => T.Object(
   {
-    locations: Type.Optional(
-      Type.Array(Type.Union(SECRET_LOCATIONS.map((l) => Type.Literal(l))), {
+    locations: T.Optional(
+      T.Array(T.Union(SECRET_LOCATIONS.map((l) => T.Literal(l))), {
         description: 'Where to look: env values, labels, command/entrypoint, image history. Default all four.',
         uniqueItems: true,
       }),
     ),
-    detectors: Type.Optional(Type.Array(DetectorName, { description: 'Only these detectors count. Default: all.', uniqueItems: true })),
-    ignoreDetectors: Type.Optional(Type.Array(DetectorName, { description: 'Detectors that never count. Default none.', uniqueItems: true })),
+    detectors: T.Optional(T.Array(DetectorName(T), { description: 'Only these detectors count. Default: all.', uniqueItems: true })),
+    ignoreDetectors: T.Optional(T.Array(DetectorName(T), { description: 'Detectors that never count. Default none.', uniqueItems: true })),
   },
   { additionalProperties: false },
-);
+));
 
 /** "env:DB_URL" → env, "label:x" → label, "command[2]"/"entrypoint[0]" → command, "history[3]" → history. */
 export function secretLocationKind(location: string): SecretLocation | undefined {
@@ -237,22 +236,22 @@ function imageLabel(c: ContainerFactsLike): string {
   return c.imageDigest || c.imageId || c.imageRef;
 }
 
-const Count = (what: string) =>
-  Type.Optional(Type.Integer({ minimum: 0, description: `Most ${what} vulnerabilities allowed (0 = none). Absent = no limit.` }));
+const Count = (T: TypeBuilder, what: string) =>
+  T.Optional(T.Integer({ minimum: 0, description: `Most ${what} vulnerabilities allowed (0 = none). Absent = no limit.` }));
 
-const VulnerabilitiesParams = Type.Object(
+const VulnerabilitiesParams = lazySchema((T) => T.Object(
   {
-    maxCritical: Count('critical'),
-    maxHigh: Count('high'),
-    maxMedium: Count('medium'),
-    maxLow: Count('low'),
-    maxUnknown: Count('unknown-severity'),
-    maxCvss: Type.Optional(Type.Number({ minimum: 0, maximum: 10, description: 'Highest CVSS v3 score allowed for any single vulnerability.' })),
-    onlyFixable: Type.Optional(Type.Boolean({ description: 'Count only vulnerabilities with a fixed version available. Default false.' })),
-    ignore: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Vulnerability ids accepted (risk-accepted), e.g. "CVE-2023-1234".' })),
+    maxCritical: Count(T, 'critical'),
+    maxHigh: Count(T, 'high'),
+    maxMedium: Count(T, 'medium'),
+    maxLow: Count(T, 'low'),
+    maxUnknown: Count(T, 'unknown-severity'),
+    maxCvss: T.Optional(T.Number({ minimum: 0, maximum: 10, description: 'Highest CVSS v3 score allowed for any single vulnerability.' })),
+    onlyFixable: T.Optional(T.Boolean({ description: 'Count only vulnerabilities with a fixed version available. Default false.' })),
+    ignore: T.Optional(T.Array(T.String({ minLength: 1 }), { description: 'Vulnerability ids accepted (risk-accepted), e.g. "CVE-2023-1234".' })),
   },
   { additionalProperties: false },
-);
+));
 
 const SEVERITY_PARAMS = [
   ['critical', 'maxCritical'],
@@ -327,12 +326,12 @@ function listSome(ids: readonly string[], n = 5): string {
   return ids.length <= n ? ids.join(', ') : `${ids.slice(0, n).join(', ')} and ${ids.length - n} more`;
 }
 
-const NotScannedParams = Type.Object(
+const NotScannedParams = lazySchema((T) => T.Object(
   {
-    maxAgeDays: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'A scan older than this many days counts as missing. Absent = any age.' })),
+    maxAgeDays: T.Optional(T.Number({ exclusiveMinimum: 0, description: 'A scan older than this many days counts as missing. Absent = any age.' })),
   },
   { additionalProperties: false },
-);
+));
 
 export const notScanned = defineCheck({
   type: 'not-scanned',

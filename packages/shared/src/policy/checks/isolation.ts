@@ -1,28 +1,27 @@
 // Isolation and quota checks (move 6 of the mission): one application must not
 // starve its neighbours (memory/CPU/pids limits) nor reach another project's
 // containers through a shared network.
-import { Type } from '@sinclair/typebox';
 import { formatBytes, parseMemorySize } from '../units';
 import type { Evidence, Neighbour } from '../types';
-import { defineCheck, NO_EVIDENCE } from './define';
+import { defineCheck, lazySchema, NO_EVIDENCE } from './define';
 
 // ---------------------------------------------------------------- resource-limits
 
-const ResourceLimitsParams = Type.Object(
+const ResourceLimitsParams = lazySchema((T) => T.Object(
   {
-    requireMemory: Type.Optional(Type.Boolean({ description: 'A memory limit (--memory) is required. Default true.' })),
-    requireCpu: Type.Optional(Type.Boolean({ description: 'A CPU limit (--cpus, or --cpu-quota with --cpu-period) is required. CPU shares are a weight, not a limit. Default true.' })),
-    requirePids: Type.Optional(Type.Boolean({ description: 'A pids limit (--pids-limit) is required. Default true.' })),
-    maxMemory: Type.Optional(
-      Type.Union([Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgGtTpP]?)([iI]?[bB])?\\s*$' }), Type.Integer({ minimum: 1 })], {
+    requireMemory: T.Optional(T.Boolean({ description: 'A memory limit (--memory) is required. Default true.' })),
+    requireCpu: T.Optional(T.Boolean({ description: 'A CPU limit (--cpus, or --cpu-quota with --cpu-period) is required. CPU shares are a weight, not a limit. Default true.' })),
+    requirePids: T.Optional(T.Boolean({ description: 'A pids limit (--pids-limit) is required. Default true.' })),
+    maxMemory: T.Optional(
+      T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgGtTpP]?)([iI]?[bB])?\\s*$' }), T.Integer({ minimum: 1 })], {
         description: 'Largest memory limit allowed: bytes or a size like "512m", "2g", "1.5GiB" (binary units, as `docker run --memory`). A container without a memory limit exceeds it.',
       }),
     ),
-    maxCpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Largest CPU limit allowed, in CPUs (e.g. 2 or 0.5). A container without a CPU limit exceeds it.' })),
-    maxPids: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest pids limit allowed. A container without a pids limit exceeds it.' })),
+    maxCpus: T.Optional(T.Number({ exclusiveMinimum: 0, description: 'Largest CPU limit allowed, in CPUs (e.g. 2 or 0.5). A container without a CPU limit exceeds it.' })),
+    maxPids: T.Optional(T.Integer({ minimum: 1, description: 'Largest pids limit allowed. A container without a pids limit exceeds it.' })),
   },
   { additionalProperties: false },
-);
+));
 
 /** The container's CPU limit in CPUs, or 0 when unlimited. nanoCpus and cpuQuota/cpuPeriod both count. */
 export function effectiveCpus(c: { nanoCpus: number; cpuQuota: number; cpuPeriod: number }): number {
@@ -84,17 +83,17 @@ function round(n: number): number {
 
 // ---------------------------------------------------------------- project-network-sharing
 
-const ProjectNetworkParams = Type.Object(
+const ProjectNetworkParams = lazySchema((T) => T.Object(
   {
-    ignoreNetworks: Type.Optional(
-      Type.Array(Type.String({ minLength: 1 }), { description: 'Networks never considered (names). Default: bridge, host, none — the default bridge has its own rule.' }),
+    ignoreNetworks: T.Optional(
+      T.Array(T.String({ minLength: 1 }), { description: 'Networks never considered (names). Default: bridge, host, none — the default bridge has its own rule.' }),
     ),
-    ignoreUnlabelled: Type.Optional(
-      Type.Boolean({ description: 'Containers without a project label never count as "another project". Default false: no project is a project of its own.' }),
+    ignoreUnlabelled: T.Optional(
+      T.Boolean({ description: 'Containers without a project label never count as "another project". Default false: no project is a project of its own.' }),
     ),
   },
   { additionalProperties: false },
-);
+));
 
 export const projectNetworkSharing = defineCheck({
   type: 'project-network-sharing',
@@ -181,7 +180,7 @@ export const defaultBridge = defineCheck({
   group: 'isolation',
   summary: "Containers must not use Docker's default bridge network (every container on it can reach every other).",
   remedy: 'attach the container to a user-defined network (`--network <project>-net`, compose does this by default)',
-  params: Type.Object({}, { additionalProperties: false }),
+  params: lazySchema((T) => T.Object({}, { additionalProperties: false })),
   defaults: {},
   check({ container: c }) {
     const mode = c.networkMode;

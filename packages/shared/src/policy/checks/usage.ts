@@ -7,10 +7,10 @@
 // request or in the controller's dry-run, and the evaluator stays pure: the
 // agent hands in the window, the check judges it. "For T seconds" means every
 // reading of the last T seconds was above the threshold.
-import { Type, type Static, type TObject } from '@sinclair/typebox';
+import type { Static, TObject } from '@sinclair/typebox';
 import { formatBytes } from '../units';
 import type { CheckInput, Evidence, Policy, UsagePoint } from '../types';
-import { defineCheck, NO_EVIDENCE, type CatalogueEntry } from './define';
+import { defineCheck, lazySchema, NO_EVIDENCE, type CatalogueEntry, type TypeBuilder } from './define';
 
 /** Longest `forSeconds` a usage rule may ask for: it bounds the window the agent keeps per container. */
 export const MAX_USAGE_FOR_SECONDS = 900;
@@ -22,9 +22,9 @@ export const MAX_USAGE_FOR_SECONDS = 900;
  */
 export const USAGE_SLACK_MS = 250;
 
-const ForSeconds = (dflt: number) =>
-  Type.Optional(
-    Type.Number({
+const ForSeconds = (T: TypeBuilder, dflt: number) =>
+  T.Optional(
+    T.Number({
       minimum: 0,
       maximum: MAX_USAGE_FOR_SECONDS,
       description: `How long the condition must hold, seconds (every reading in that span above the threshold). 0 = the latest reading decides. Default ${dflt}; at most ${MAX_USAGE_FOR_SECONDS}.`,
@@ -93,20 +93,20 @@ const points = (input: CheckInput): readonly UsagePoint[] | undefined => {
 
 // ---------------------------------------------------------------- cpu-usage
 
-const CpuUsageParams = Type.Object(
+const CpuUsageParams = lazySchema((T) => T.Object(
   {
-    abovePercent: Type.Optional(
-      Type.Number({
+    abovePercent: T.Optional(
+      T.Number({
         exclusiveMinimum: 0,
         maximum: 100_000,
         description: 'Threshold: CPU use above this percentage of the container\'s CPU quota (--cpus), or of one core when it has none. Default 90.',
       }),
     ),
-    forSeconds: ForSeconds(60),
-    ignoreUnlimited: Type.Optional(Type.Boolean({ description: 'Containers without a CPU quota are never above it (instead of measuring them against one core). Default false.' })),
+    forSeconds: ForSeconds(T, 60),
+    ignoreUnlimited: T.Optional(T.Boolean({ description: 'Containers without a CPU quota are never above it (instead of measuring them against one core). Default false.' })),
   },
   { additionalProperties: false },
-);
+));
 
 export const cpuUsage = defineCheck({
   type: 'cpu-usage',
@@ -140,15 +140,15 @@ export const cpuUsage = defineCheck({
 
 // ---------------------------------------------------------------- memory-usage
 
-const MemoryUsageParams = Type.Object(
+const MemoryUsageParams = lazySchema((T) => T.Object(
   {
-    abovePercent: Type.Optional(
-      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'Threshold: memory working set above this percentage of the container\'s memory limit. Containers without a limit are never above it. Default 90.' }),
+    abovePercent: T.Optional(
+      T.Number({ exclusiveMinimum: 0, maximum: 100, description: 'Threshold: memory working set above this percentage of the container\'s memory limit. Containers without a limit are never above it. Default 90.' }),
     ),
-    forSeconds: ForSeconds(30),
+    forSeconds: ForSeconds(T, 30),
   },
   { additionalProperties: false },
-);
+));
 
 export const memoryUsage = defineCheck({
   type: 'memory-usage',
@@ -181,18 +181,18 @@ export const memoryUsage = defineCheck({
 
 // ---------------------------------------------------------------- pids-usage
 
-const PidsUsageParams = Type.Object(
+const PidsUsageParams = lazySchema((T) => T.Object(
   {
-    above: Type.Optional(Type.Integer({ minimum: 0, description: 'Threshold: more than this many processes and threads.' })),
-    abovePercent: Type.Optional(
-      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'Threshold: more than this percentage of the container\'s pids limit (containers without one are never above it).' }),
+    above: T.Optional(T.Integer({ minimum: 0, description: 'Threshold: more than this many processes and threads.' })),
+    abovePercent: T.Optional(
+      T.Number({ exclusiveMinimum: 0, maximum: 100, description: 'Threshold: more than this percentage of the container\'s pids limit (containers without one are never above it).' }),
     ),
-    forSeconds: ForSeconds(0),
+    forSeconds: ForSeconds(T, 0),
   },
   { additionalProperties: false },
-);
+));
 
-type PidsParams = Static<typeof PidsUsageParams>;
+type PidsParams = Static<ReturnType<typeof PidsUsageParams>>;
 
 export const pidsUsage = defineCheck({
   type: 'pids-usage',
