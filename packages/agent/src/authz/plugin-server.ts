@@ -9,11 +9,11 @@
 // takes too long — answers Allow and logs an error. A plugin that is DOWN is
 // different: dockerd then refuses every API request (after retrying ~30 s),
 // which is dockerd's behaviour, not ours.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Server } from 'node:net';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, posix } from 'node:path';
 import { BulkheadError, type Logger } from '@bulkhead/shared';
+import { createPluginHttpServer, type PluginHttpRequest, type PluginHttpResponse } from './plugin-http';
 
 /** The directory dockerd looks in for `--authorization-plugin=NAME` (NAME.sock). */
 export const DOCKER_PLUGIN_DIR = '/run/docker/plugins';
@@ -57,6 +57,12 @@ export interface AuthzPluginOptions {
   decisionTimeoutMs?: number;
   /** Larger plugin requests are allowed unread (dockerd never sends them). Default 8 MiB. */
   maxRequestBytes?: number;
+  /**
+   * Benchmarks only (bench/authz-overhead.js): answers a request before it
+   * is parsed when it returns a decision — to measure dockerd's plugin round
+   * trip with nothing else. undefined: handled as usual.
+   */
+  preempt?: (url: string) => AuthzDecision | undefined;
 }
 
 export interface AuthzPluginStats {
@@ -67,8 +73,9 @@ export interface AuthzPluginStats {
   failOpen: number;
 }
 
-const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
 const ALLOW_BODY = '{"Allow":true}';
+const ALLOW: PluginHttpResponse = { status: 200, body: ALLOW_BODY };
+const ACTIVATE: PluginHttpResponse = { status: 200, body: '{"Implements":["authz"]}' };
 
 export class AuthzPlugin {
   readonly stats: AuthzPluginStats = { requests: 0, allowed: 0, denied: 0, failOpen: 0 };
@@ -76,7 +83,7 @@ export class AuthzPlugin {
   private readonly maxRequestBytes: number;
   private stopped: Promise<void> | undefined;
 
-  private constructor(private readonly o: AuthzPluginOptions, private readonly server: Server) {
+  private constructor(private readonly o: AuthzPluginOptions, private readonly server: Server & { closeAllConnections(): void }) {
     this.decisionTimeoutMs = o.decisionTimeoutMs ?? 2000;
     this.maxRequestBytes = o.maxRequestBytes ?? 8 * 1024 * 1024;
   }
@@ -101,13 +108,12 @@ export class AuthzPlugin {
       }
       unlinkSync(o.socketPath);
     }
-    const server = createServer();
-    const plugin = new AuthzPlugin(o, server);
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => plugin.handle(req, res));
-    server.on('clientError', (err, socket) => {
-      o.logger.debug({ err }, 'authz plugin: client error');
-      socket.destroy();
+    let plugin: AuthzPlugin | undefined;
+    const server = createPluginHttpServer((req) => plugin!.handle(req), {
+      maxBodyBytes: o.maxRequestBytes ?? 8 * 1024 * 1024,
+      onError: (err) => o.logger.warn({ err }, 'authz plugin: bad request from the engine'),
     });
+    plugin = new AuthzPlugin(o, server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(new BulkheadError('BK_ERR_STARTUP_FAILED', `cannot listen on ${o.socketPath}: ${err.message}`, { cause: err })));
       // Created 0600 (umask) rather than chmod'ed after: no window in which
@@ -140,103 +146,73 @@ export class AuthzPlugin {
     return this.stopped;
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '';
-    // AuthZRes: we never veto a response; answer without reading it into JSON.
-    if (url === '/AuthZPlugin.AuthZRes') {
-      req.resume();
-      req.on('end', () => reply(res, ALLOW_BODY));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooBig = false;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > this.maxRequestBytes) tooBig = true;
-      else chunks.push(c);
-    });
-    req.on('error', (err) => this.o.logger.warn({ err }, 'authz plugin: request stream error'));
-    req.on('end', () => {
-      if (url === '/Plugin.Activate') {
-        reply(res, '{"Implements":["authz"]}');
-        return;
-      }
-      if (url !== '/AuthZPlugin.AuthZReq') {
-        res.statusCode = 404;
-        reply(res, JSON.stringify({ Err: `unknown plugin endpoint ${url}` }));
-        return;
-      }
-      this.stats.requests++;
-      if (tooBig) {
-        this.failOpen(res, undefined, new Error(`plugin request of ${size} bytes exceeds ${this.maxRequestBytes}`));
-        return;
-      }
-      this.authorize(Buffer.concat(chunks), res);
-    });
+  private handle(req: PluginHttpRequest): PluginHttpResponse | Promise<PluginHttpResponse> {
+    const url = req.url;
+    // AuthZRes: we never veto a response; answer without reading it.
+    if (url === '/AuthZPlugin.AuthZRes') return ALLOW;
+    if (url === '/Plugin.Activate') return ACTIVATE;
+    if (url !== '/AuthZPlugin.AuthZReq') return { status: 404, body: JSON.stringify({ Err: `unknown plugin endpoint ${url}` }) };
+    const pre = this.o.preempt?.(url);
+    if (pre) return this.answer(undefined, pre);
+    this.stats.requests++;
+    if (req.tooBig) return this.failOpen(undefined, new Error(`plugin request of ${req.size} bytes exceeds ${this.maxRequestBytes}`));
+    return this.authorize(req.body);
   }
 
-  private authorize(raw: Buffer, res: ServerResponse): void {
+  private authorize(raw: Buffer): PluginHttpResponse | Promise<PluginHttpResponse> {
     const receivedAt = performance.now();
     let request: AuthzRequest;
     try {
       request = parseAuthzRequest(raw, receivedAt);
     } catch (err) {
-      this.failOpen(res, undefined, err);
-      return;
+      return this.failOpen(undefined, err);
     }
     let result: AuthzDecision | Promise<AuthzDecision>;
     try {
       result = this.o.evaluate(request);
     } catch (err) {
-      this.failOpen(res, request, err);
-      return;
+      return this.failOpen(request, err);
     }
-    if (!isPromise(result)) {
-      this.answer(res, request, result);
-      return;
-    }
-    let done = false;
-    const timer = setTimeout(() => {
-      if (done) return;
-      done = true;
-      this.failOpen(res, request, new Error(`no decision within ${this.decisionTimeoutMs} ms`));
-    }, this.decisionTimeoutMs);
-    result.then(
-      (d) => {
+    if (!isPromise(result)) return this.answer(request, result);
+    return new Promise<PluginHttpResponse>((resolve) => {
+      let done = false;
+      const timer = setTimeout(() => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
-        this.answer(res, request, d);
-      },
-      (err: unknown) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        this.failOpen(res, request, err);
-      },
-    );
+        resolve(this.failOpen(request, new Error(`no decision within ${this.decisionTimeoutMs} ms`)));
+      }, this.decisionTimeoutMs);
+      result.then(
+        (d) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          resolve(this.answer(request, d));
+        },
+        (err: unknown) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          resolve(this.failOpen(request, err));
+        },
+      );
+    });
   }
 
-  private answer(res: ServerResponse, req: AuthzRequest, d: AuthzDecision): void {
-    if (!d || typeof d.allow !== 'boolean') {
-      this.failOpen(res, req, new Error('evaluator returned no decision'));
-      return;
-    }
+  private answer(req: AuthzRequest | undefined, d: AuthzDecision): PluginHttpResponse {
+    if (!d || typeof d.allow !== 'boolean') return this.failOpen(req, new Error('evaluator returned no decision'));
     if (d.allow) {
-      this.stats.allowed++;
-      reply(res, ALLOW_BODY);
-      return;
+      if (req) this.stats.allowed++;
+      return ALLOW;
     }
     this.stats.denied++;
-    reply(res, JSON.stringify({ Allow: false, Msg: d.msg ?? 'denied by Bulkhead policy' }));
+    return { status: 200, body: JSON.stringify({ Allow: false, Msg: d.msg ?? 'denied by Bulkhead policy' }) };
   }
 
-  private failOpen(res: ServerResponse, req: AuthzRequest | undefined, err: unknown): void {
+  private failOpen(req: AuthzRequest | undefined, err: unknown): PluginHttpResponse {
     this.stats.failOpen++;
     this.stats.allowed++;
     this.o.logger.error({ err, method: req?.method, path: req?.path }, 'authz plugin could not decide; request ALLOWED (fail-open)');
-    reply(res, ALLOW_BODY);
+    return ALLOW;
   }
 }
 
@@ -317,13 +293,6 @@ export function stripVersion(path: string): string {
   const m = /^\/v[0-9.]+(\/.*)?$/.exec(p);
   if (m) p = m[1] ?? '/';
   return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
-}
-
-function reply(res: ServerResponse, body: string): void {
-  if (res.headersSent) return;
-  res.setHeader('Content-Type', CONTENT_TYPE);
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.end(body);
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
