@@ -149,11 +149,31 @@ export const SECRET_DETECTORS: readonly SecretDetector[] = DETECTORS.map(({ name
 export const SECRET_DETECTOR_NAMES: readonly string[] = DETECTORS.map((d) => d.name);
 
 /**
+ * Text no detector can match: it contains none of the fragments every
+ * detector needs ("://" for a database URL, "AKIA"/"ASIA", "secret",
+ * "service_account"/"private_key_id", "gh?_"/"github_pat_", "xox", "eyJ", and
+ * the assignment keywords — each contains "pass", "pwd", "secret", "token" or
+ * "key" — and "ENV" for history lines). One scan instead of a dozen: almost
+ * every value (PATH=…, APP_MODE=prod, sleep 600) is cleared here, which keeps
+ * the authorization plugin's decision on a create fast. Keep in step with the
+ * detectors above (secrets.test.ts checks every detector's examples pass it).
+ */
+const MAYBE_SECRET_RE = /:\/\/|AKIA|ASIA|secret|service_account|private_key_id|gh[pousr]_|github_pat_|xox|eyJ|pass|pwd|token|key|ENV/i;
+
+/** False when `text` cannot match any detector (see MAYBE_SECRET_RE). Exported for tests. */
+export function maybeSecret(text: string): boolean {
+  return MAYBE_SECRET_RE.test(text);
+}
+
+/** Env/label names that can be secret names (isSecretName, the AWS secret key names). */
+const MAYBE_SECRET_NAME_RE = /pass|pwd|secret|token|key|cred/i;
+
+/**
  * Names of the detectors that match `text`, in catalogue order. Never returns
  * (or logs) the matched material.
  */
 export function detectSecrets(text: string): string[] {
-  if (!text) return [];
+  if (!text || !MAYBE_SECRET_RE.test(text)) return [];
   const out: string[] = [];
   for (const d of DETECTORS) if (d.test(text)) out.push(d.name);
   return out;
@@ -196,6 +216,7 @@ export function isSecretName(name: string): boolean {
  * references (PASSWORD_FILE=/run/secrets/db) are fine.
  */
 export function detectSecretsInEnv(name: string, value: string): string[] {
+  if (!MAYBE_SECRET_RE.test(value) && !MAYBE_SECRET_NAME_RE.test(name)) return [];
   const found = new Set(detectSecrets(value));
   if (value && isNonTrivialValue(value)) {
     const words = splitWords(name).join('_');
@@ -216,7 +237,8 @@ export function detectSecretsInArgv(argv: readonly string[]): { index: number; d
   const out: { index: number; detectors: string[] }[] = [];
   for (let i = 0; i < argv.length; i++) {
     const found = new Set(detectSecrets(argv[i]!));
-    if (i > 0 && !found.has('generic-password-assignment') && testAssign(`${argv[i - 1]!} ${argv[i]!}`) && !testAssign(argv[i - 1]!)) {
+    const pair = i > 0 ? `${argv[i - 1]!} ${argv[i]!}` : '';
+    if (i > 0 && !found.has('generic-password-assignment') && MAYBE_SECRET_RE.test(pair) && testAssign(pair) && !testAssign(argv[i - 1]!)) {
       found.add('generic-password-assignment');
     }
     if (found.size > 0) out.push({ index: i, detectors: SECRET_DETECTOR_NAMES.filter((n) => found.has(n)) });

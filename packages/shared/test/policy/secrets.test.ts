@@ -1,5 +1,5 @@
 import t from 'tap';
-import { detectSecrets, detectSecretsInEnv, detectSecretsInArgv, isSecretName, SECRET_DETECTORS, SECRET_DETECTOR_NAMES } from '../../src/policy/secrets';
+import { detectSecrets, detectSecretsInEnv, detectSecretsInArgv, isSecretName, maybeSecret, SECRET_DETECTORS, SECRET_DETECTOR_NAMES } from '../../src/policy/secrets';
 
 // Assembled at run time so that this file does not itself trip secret scanners.
 const AKIA = 'AKIA' + 'Q3EGRSXXNM5PJ7ZB';
@@ -87,6 +87,16 @@ const TEXT_CASES: [string, string, string[]][] = [
 
 t.test('detectSecrets: table', async (t) => {
   for (const [name, text, want] of TEXT_CASES) t.same(detectSecrets(text), want, name);
+});
+
+t.test('the pre-filter: clears ordinary values, never a text some detector matches', async (t) => {
+  for (const [name, text, want] of TEXT_CASES) if (want.length > 0) t.ok(maybeSecret(text), `passes the pre-filter: ${name}`);
+  for (const plain of ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin', 'APP_MODE=bench', 'sleep', '600', 'nginx -g daemon off;', 'bulkhead.project=web']) {
+    t.notOk(maybeSecret(plain), `cleared: ${plain}`);
+    t.same(detectSecrets(plain), []);
+  }
+  // Each detector on its own, with the pre-filter out of the way, agrees on the table.
+  for (const [name, text, want] of TEXT_CASES) if (!maybeSecret(text)) t.same(want, [], `no detector can match what the pre-filter clears: ${name}`);
 });
 
 t.test('detectSecrets never returns secret material', async (t) => {
