@@ -55,6 +55,7 @@ export interface PluginHttpOptions {
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
 const REASONS: Record<number, string> = { 200: 'OK', 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 501: 'Not Implemented' };
 const CRLF = 0x0d0a;
+const INTERNAL_ERROR: PluginHttpResponse = { status: 500, body: JSON.stringify({ Err: 'internal error in the plugin' }) };
 
 /** A request the parser refuses: answered with `status` and the connection closed. */
 class ProtocolError extends Error {
@@ -83,13 +84,16 @@ class Connection {
   private readonly queue: { req: PluginHttpRequest; close: boolean }[] = [];
   private busy = false;
   private closing = false;
-  /** The response refusing a malformed request, sent once the request before it is answered. */
+  /** The response refusing a malformed request, sent once the requests before it are answered. */
   private refusal: string | undefined;
+  /** The client half-closed: end our side once everything it sent is answered. */
+  private endWhenIdle = false;
 
   constructor(private readonly socket: Socket, private readonly handler: PluginHttpHandler, private readonly o: Required<Omit<PluginHttpOptions, 'onError'>> & Pick<PluginHttpOptions, 'onError'>) {
     socket.setNoDelay(true);
     socket.setTimeout(o.idleTimeoutMs, () => socket.destroy());
     socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('end', () => this.onEnd());
     socket.on('error', () => socket.destroy());
   }
 
@@ -100,19 +104,37 @@ class Connection {
       this.parse();
     } catch (err) {
       const e = err instanceof ProtocolError ? err : new ProtocolError(400, (err as Error).message);
-      this.o.onError?.(e);
+      this.report(e);
       this.fail(e.status, e.message);
+    }
+  }
+
+  /** The client finished sending (half-close): answer what it sent, then close. */
+  private onEnd(): void {
+    this.closing = true;
+    this.endWhenIdle = true;
+    this.settle();
+  }
+
+  /** onError must never break the connection (or the process). */
+  private report(err: Error): void {
+    try {
+      this.o.onError?.(err);
+    } catch {
+      // a logger failing is not the client's problem
     }
   }
 
   /** Consumes as much of `buf` as forms requests. Throws ProtocolError. */
   private parse(): void {
-    for (;;) {
+    // Nothing after a `Connection: close` request is read, even in the same packet.
+    while (!this.closing) {
       switch (this.phase) {
         case 'head': {
           const end = this.buf.indexOf('\r\n\r\n');
           if (end === -1) {
-            if (this.buf.length > this.o.maxHeaderBytes) throw new ProtocolError(431, `request head larger than ${this.o.maxHeaderBytes} bytes`);
+            // +3: up to three bytes of the blank line may already be here; they do not count.
+            if (this.buf.length > this.o.maxHeaderBytes + 3) throw new ProtocolError(431, `request head larger than ${this.o.maxHeaderBytes} bytes`);
             return;
           }
           if (end > this.o.maxHeaderBytes) throw new ProtocolError(431, `request head larger than ${this.o.maxHeaderBytes} bytes`);
@@ -240,26 +262,33 @@ class Connection {
       try {
         r = this.handler(req);
       } catch (err) {
-        this.o.onError?.(err as Error);
-        r = { status: 500, body: JSON.stringify({ Err: 'internal error in the plugin' }) };
+        this.report(err as Error);
+        r = INTERNAL_ERROR;
       }
       if (r instanceof Promise) {
         this.busy = true;
         r.then(
           (res) => this.respond(res, close),
           (err: unknown) => {
-            this.o.onError?.(err as Error);
-            this.respond({ status: 500, body: JSON.stringify({ Err: 'internal error in the plugin' }) }, close);
+            this.report(err as Error);
+            this.respond(INTERNAL_ERROR, close);
           },
         ).finally(() => {
           this.busy = false;
-          if (this.refusal !== undefined) this.sendRefusal();
-          else this.next();
+          this.next();
         });
         return;
       }
       this.respond(r, close);
     }
+    this.settle();
+  }
+
+  /** Idle again: send a pending refusal, or end a half-closed connection. */
+  private settle(): void {
+    if (this.busy || this.queue.length > 0) return;
+    if (this.refusal !== undefined) this.sendRefusal();
+    else if (this.endWhenIdle && !this.socket.destroyed) this.socket.end();
   }
 
   private respond(res: PluginHttpResponse, close: boolean): void {
@@ -272,11 +301,10 @@ class Connection {
   /** Refuses what cannot be parsed, after answering what came before it. */
   private fail(status: number, message: string): void {
     this.closing = true;
-    this.queue.length = 0;
     const body = JSON.stringify({ Err: message });
-    this.refusal = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: ${CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
-    // A request still being answered goes first (see next()).
-    if (!this.busy) this.sendRefusal();
+    this.refusal = `HTTP/1.1 ${status} ${REASONS[status]!}\r\nContent-Type: ${CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+    // Requests queued before it are answered first (settle() sends it once idle).
+    this.settle();
   }
 
   private sendRefusal(): void {
@@ -295,7 +323,8 @@ export function createPluginHttpServer(handler: PluginHttpHandler, opts: PluginH
     onError: opts.onError,
   };
   const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
+  // allowHalfOpen: a client that ends its side after sending still gets its answers (see onEnd).
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     new Connection(socket, handler, o);
