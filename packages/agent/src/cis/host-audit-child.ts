@@ -13,7 +13,8 @@ import { fork } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { createDockerClient } from '../docker/client';
 import { readImageLastUsed } from '../hygiene/image-last-used';
-import { runHostAudit, type HostAuditOptions, type HostAuditResult } from './host-audit';
+import type { HostAuditOptions, HostAuditResult } from './host-audit';
+import type * as HostAuditModule from './host-audit';
 
 /**
  * What the parent sends: everything but the Docker client (made in the
@@ -88,6 +89,9 @@ export async function serveHostAuditChild(req: HostAuditChildRequest): Promise<H
   try {
     const docker = createDockerClient({ dockerHost: req.dockerHost, timeoutMs: 60_000 });
     const { options, memoryError } = childAuditOptions(req);
+    // Required here, in the child: the agent process that forks it never
+    // loads the audit code (~220 KB of source: CIS sections, lockdown, hygiene).
+    const { runHostAudit } = require('./host-audit') as typeof HostAuditModule;
     const result = await runHostAudit({ ...options, docker });
     if (memoryError !== undefined && req.options.prune) {
       result.prune = { error: `not run: ${memoryError}` };
