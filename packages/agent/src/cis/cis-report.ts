@@ -10,7 +10,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VERSION } from '@bulkhead/shared';
-import { loadDaemonConfig, DEFAULT_DOCKER_SOCKET_PATH, type DockerInfo } from '../lockdown/daemon-config';
+import { containerdSocketOf, loadDaemonConfig, DEFAULT_DOCKER_SOCKET_PATH, type DockerInfo } from '../lockdown/daemon-config';
 import { readHostAccounts } from '../lockdown/groups';
 import { DEFAULT_CONTAINERD_SOCKET_PATH } from '../lockdown/lockdown-options';
 import { evaluateContainers } from './audit-policy';
@@ -148,7 +148,6 @@ export function assemble(tests: CisSection[], start: Date, end: Date): CisReport
 async function gatherContext(o: CisReportOptions, now: Date): Promise<CisContext> {
   const hostRoot = o.hostRoot ?? '/';
   const dockerSocketPath = o.dockerSocketPath ?? DEFAULT_DOCKER_SOCKET_PATH;
-  const containerdSocketPath = o.containerdSocketPath ?? DEFAULT_CONTAINERD_SOCKET_PATH;
   const concurrency = o.concurrency ?? 8;
   const [daemon, version, running, all, imageList, accounts, auditRules] = await Promise.all([
     loadDaemonConfig({ docker: o.docker, hostRoot, procRoot: o.procRoot, dockerSocketPath, daemonJsonPath: o.daemonJsonPath, dockerdPid: o.dockerdPid }),
@@ -161,6 +160,8 @@ async function gatherContext(o: CisReportOptions, now: Date): Promise<CisContext
   ]);
   if (daemon.info === undefined) throw new Error(`docker info failed: ${daemon.infoError ?? 'no answer'}`);
   const images = await describeImages(o.docker, imageList, concurrency);
+  // As the lockdown audit: the socket dockerd was started with, else the default.
+  const containerdSocketPath = o.containerdSocketPath ?? containerdSocketOf(daemon) ?? DEFAULT_CONTAINERD_SOCKET_PATH;
   const policy = cisPolicy([dockerSocketPath, containerdSocketPath]);
   return {
     now,

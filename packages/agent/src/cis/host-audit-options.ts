@@ -30,7 +30,7 @@ export interface HostAuditScheduleOptions {
   hostRoot: string;
   /** The host's /proc. Default `<hostRoot>/proc`. */
   procRoot: string | undefined;
-  /** containerd's socket (host path). Default /run/containerd/containerd.sock. */
+  /** containerd's socket (host path). Default: dockerd's --containerd, else /run/containerd/containerd.sock. */
   containerdSocketPath: string | undefined;
   /** daemon.json (host path). Default: dockerd's --config-file, else /etc/docker/daemon.json. */
   daemonJsonPath: string | undefined;
@@ -144,7 +144,7 @@ export function addHostAuditRunOptions(cmd: Command): Command {
     .addOption(new Option('--docker-group <group>', 'group the docker-socket-ownership fix gives the Docker socket').default('docker'))
     .addOption(new Option('--host-root <dir>', "where the host's filesystem is visible to the audit (an agent in a container: /host)").default('/'))
     .option('--proc-root <dir>', "the host's /proc for the audit (default <host-root>/proc)")
-    .option('--containerd-socket <path>', 'containerd socket the audit checks (host path; default /run/containerd/containerd.sock)')
+    .option('--containerd-socket <path>', 'containerd socket the audit checks (host path; default: dockerd\'s --containerd, else /run/containerd/containerd.sock)')
     .option('--daemon-json <path>', "daemon.json the audit reads (host path; default dockerd's --config-file, else /etc/docker/daemon.json)")
     .addOption(new Option('--trusted-users <users>', 'expected members of the docker group (repeatable or comma-separated); anybody else is a finding').argParser(collect))
     .addOption(new Option('--image-unused-days <days>', 'images no container used for this many days are stale in the audit\'s image hygiene summary').env('BULKHEAD_IMAGE_UNUSED_DAYS').default(String(DEFAULT_IMAGE_UNUSED_DAYS)))

@@ -82,7 +82,9 @@ export async function runHostAudit(o: HostAuditOptions): Promise<HostAuditResult
   if (Object.keys(due).length > 0) {
     await yieldToEventLoop();
     fixes = await applyLockdownFixes({
-      fixes: due, hostRoot: o.hostRoot, dockerSocketPath: o.dockerSocketPath, containerdSocketPath: o.containerdSocketPath, dockerGroup: o.dockerGroup,
+      fixes: due, hostRoot: o.hostRoot, dockerSocketPath: o.dockerSocketPath, dockerGroup: o.dockerGroup,
+      // The socket the audit found (it may have come from dockerd's --containerd), not the default.
+      containerdSocketPath: o.containerdSocketPath ?? lockdown.find((f) => f.fix?.startsWith('containerd') && f.subject)?.subject,
       now: () => now().getTime(),
     });
     if (fixes.some((r) => r.changed)) {

@@ -76,7 +76,7 @@ export function registerAuditCommand(program: Command, io: AuditCliIo, run: Audi
     .addOption(new Option('--docker-host <url>', 'Docker engine to audit (unix:///path or tcp://…); default DOCKER_HOST or /var/run/docker.sock').env('BULKHEAD_DOCKER_HOST'))
     .addOption(new Option('--host-root <dir>', "where the host's filesystem is visible (an agent in a container: /host)").default('/'))
     .option('--proc-root <dir>', "the host's /proc (default <host-root>/proc)")
-    .option('--containerd-socket <path>', 'containerd socket (host path; default /run/containerd/containerd.sock)')
+    .option('--containerd-socket <path>', 'containerd socket (host path; default: dockerd\'s --containerd, else /run/containerd/containerd.sock)')
     .option('--daemon-json <path>', "daemon.json (host path; default dockerd's --config-file, else /etc/docker/daemon.json)")
     .option('--only <ids>', 'only these checks or sections, comma-separated (e.g. 2,5.4)', list)
     .option('--exclude <ids>', 'leave out these checks or sections, comma-separated', list)

@@ -20,7 +20,7 @@ import type { ContainerFacts__Output } from '@bulkhead/shared';
 import { buildAuditPolicy, containerName, evaluateContainers, type AuditRule } from '../cis/audit-policy';
 import { inspectContainers } from '../cis/container-inventory';
 import {
-  authorizationPlugins, boolSetting, listSetting, loadDaemonConfig, sameHostPath, socketGroupName, stringSetting, tcpHosts, tlsMode,
+  authorizationPlugins, boolSetting, containerdSocketOf, listSetting, loadDaemonConfig, sameHostPath, socketGroupName, stringSetting, tcpHosts, tlsMode,
   DEFAULT_DOCKER_SOCKET_PATH, type DaemonConfig,
 } from './daemon-config';
 import type { DaemonHost } from './dockerd-flags';
@@ -47,7 +47,6 @@ const SWARM_PORTS = new Set([2377, 7946]);
 export async function auditHost(opts: LockdownAuditOptions = {}): Promise<LockdownFinding[]> {
   const hostRoot = opts.hostRoot ?? '/';
   const dockerSocketPath = opts.dockerSocketPath ?? DEFAULT_DOCKER_SOCKET_PATH;
-  const containerdSocketPath = opts.containerdSocketPath ?? DEFAULT_CONTAINERD_SOCKET_PATH;
   const [config, accounts] = await Promise.all([
     loadDaemonConfig({
       docker: opts.docker,
@@ -59,6 +58,9 @@ export async function auditHost(opts: LockdownAuditOptions = {}): Promise<Lockdo
     }),
     readHostAccounts(hostRoot),
   ]);
+  // The containerd socket dockerd really uses: given, else dockerd's --containerd
+  // (or daemon.json "containerd"), else containerd's default.
+  const containerdSocketPath = opts.containerdSocketPath ?? containerdSocketOf(config) ?? DEFAULT_CONTAINERD_SOCKET_PATH;
   const groupName = socketGroupName(config);
   const dockerGroup = accounts.groupByName(groupName);
   const findings: LockdownFinding[] = [

@@ -147,6 +147,16 @@ export function stringSetting(c: DaemonConfig, flag: string, jsonKey = flag): Se
   return undefined;
 }
 
+/**
+ * The containerd socket dockerd was told to use (`--containerd`, or daemon.json
+ * "containerd"), as a host path; undefined when not set — dockerd then uses
+ * containerd's default socket (or starts its own containerd there).
+ */
+export function containerdSocketOf(c: DaemonConfig): string | undefined {
+  const v = stringSetting(c, 'containerd')?.value.trim().replace(/^unix:\/\//, '');
+  return v !== undefined && v.startsWith('/') ? v : undefined;
+}
+
 /** A repeatable flag and its plural daemon.json key (`insecure-registry` / `insecure-registries`). Both sources, in order. */
 export function listSetting(c: DaemonConfig, flag: string, jsonKey: string): Array<Setting<string>> {
   return [

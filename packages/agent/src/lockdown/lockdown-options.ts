@@ -23,7 +23,7 @@ export interface LockdownAuditOptions {
   procRoot?: string | undefined;
   /** The Docker socket (host path). Default /var/run/docker.sock. */
   dockerSocketPath?: string | undefined;
-  /** containerd's socket (host path). Default /run/containerd/containerd.sock. */
+  /** containerd's socket (host path). Default: dockerd's --containerd (or daemon.json containerd), else /run/containerd/containerd.sock. */
   containerdSocketPath?: string | undefined;
   /** daemon.json (host path). Default: dockerd's --config-file, else /etc/docker/daemon.json. */
   daemonJsonPath?: string | undefined;

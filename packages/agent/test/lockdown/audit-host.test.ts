@@ -94,6 +94,23 @@ t.test('docker socket: world-writable is critical, group-other is high, owner no
   t.equal(byId(f, 'daemon.process-not-found')!.severity, 'info', 'no /proc in this tree');
 });
 
+t.test("the containerd socket audited is dockerd's --containerd (or daemon.json containerd), unless one is given", async (t) => {
+  const h = await goodHost(t, ['/usr/bin/dockerd', '--containerd=/run/private/ctd.sock']);
+  await h.socket('run/private/ctd.sock', 0o666, ROOT);
+  const f = await auditHost({ docker: fakeDocker(GOOD_INFO), containers: [facts({})], hostRoot: h.root, dockerSocketPath: '/var/run/docker.sock' });
+  const mode = byId(f, 'containerd-socket.mode');
+  t.equal(mode?.subject, '/run/private/ctd.sock', 'the socket dockerd was started with, not the default (which is fine)');
+  t.equal(mode?.fix, 'containerdSocketMode');
+  const given = await auditHost({ docker: fakeDocker(GOOD_INFO), containers: [facts({})], hostRoot: h.root, dockerSocketPath: '/var/run/docker.sock', containerdSocketPath: '/run/containerd/containerd.sock' });
+  t.equal(byId(given, 'containerd-socket.mode'), undefined, 'an explicit path wins');
+
+  const j = await goodHost(t, ['/usr/bin/dockerd']);
+  j.file('etc/docker/daemon.json', JSON.stringify({ ...JSON.parse(GOOD_JSON), containerd: 'unix:///run/other/ctd.sock' }), 0o644, ROOT);
+  await j.socket('run/other/ctd.sock', 0o666, ROOT);
+  const fj = await auditHost({ docker: fakeDocker(GOOD_INFO), containers: [facts({})], hostRoot: j.root, dockerSocketPath: '/var/run/docker.sock' });
+  t.equal(byId(fj, 'containerd-socket.mode')?.subject, '/run/other/ctd.sock', 'daemon.json, unix:// prefix dropped');
+});
+
 t.test('more restrictive socket modes pass: 0600 root:root and 0660 root:docker', async (t) => {
   for (const [mode, owner] of [[0o600, ROOT], [0o660, ROOT_DOCKER], [0o640, ROOT_DOCKER]] as const) {
     const h = new HostTree();
