@@ -4,6 +4,7 @@
 // other engines that may run on this machine.
 import t from 'tap';
 import { chmodSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createServer } from 'node:net';
 import { startPrivateEngine, LABEL_ARGS, removeLabelledContainers } from '../../../../test/helpers/engine';
 import { createDockerClient } from '../../src/docker/client';
@@ -63,4 +64,13 @@ t.test('private engine: socket mode finding, TCP listener, socket mount; fix; re
   t.same(JSON.parse(run.message.fixesJson!).length, 1);
   const quiet = await runHostAudit({ docker, dockerSocketPath: sock });
   t.same(quiet.fixes, [], 'no fixes unless switched on');
+
+  // Its containerd is private too (scripts/engine.sh starts dockerd with --containerd=DIR/ctd/containerd.sock):
+  // the audit checks that socket, not /run/containerd/containerd.sock, and the fix acts on it.
+  const ctd = join(dirname(sock), 'ctd', 'containerd.sock');
+  chmodSync(ctd, 0o666);
+  const ctdRun = await runHostAudit({ docker, dockerSocketPath: sock, fixes: { containerdSocketMode: true } });
+  t.same(ctdRun.fixes.map((r) => [r.fix, r.path, r.changed]), [['containerdSocketMode', ctd, true]], "the fix acts on dockerd's containerd socket");
+  t.equal(statSync(ctd).mode & 0o777, 0o660);
+  t.notOk(ctdRun.lockdown.some((f) => f.id.startsWith('containerd-socket.')), 're-audit: fixed, and found (no .missing finding)');
 });
