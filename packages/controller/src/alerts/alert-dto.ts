@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { DeliveryAttemptRecord, DeliveryRecord, EndpointStats, WebhookEndpointRecord } from './alert-store';
 import { ALERT_TYPES, SEVERITIES, type AlertRecord } from './alert-types';
 import { alertPayload } from './payload';
+import { PageSchema } from '../api/dto';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -41,12 +42,7 @@ export const AlertSchema = Type.Object({
 });
 export type AlertDto = Static<typeof AlertSchema>;
 
-export const AlertPageSchema = Type.Object({
-  items: Type.Array(AlertSchema),
-  limit: Type.Integer(),
-  offset: Type.Integer(),
-  nextOffset: Nullable(Type.Integer()),
-});
+export const AlertPageSchema = PageSchema(AlertSchema);
 export type AlertPageDto = Static<typeof AlertPageSchema>;
 
 export const AlertListQuerySchema = Type.Object(
@@ -237,12 +233,7 @@ export const DeliverySchema = Type.Object({
 });
 export type DeliveryDto = Static<typeof DeliverySchema>;
 
-export const DeliveryPageSchema = Type.Object({
-  items: Type.Array(DeliverySchema),
-  limit: Type.Integer(),
-  offset: Type.Integer(),
-  nextOffset: Nullable(Type.Integer()),
-});
+export const DeliveryPageSchema = PageSchema(DeliverySchema);
 export type DeliveryPageDto = Static<typeof DeliveryPageSchema>;
 
 export const DeliveryListQuerySchema = Type.Object(

@@ -62,13 +62,23 @@ export const ContainerSchema = Type.Object({
 });
 export type ContainerDto = Static<typeof ContainerSchema>;
 
-export const ContainerPageSchema = Type.Object({
-  items: Type.Array(ContainerSchema),
-  limit: Type.Integer(),
-  offset: Type.Integer(),
-  /** Offset of the next page, or null when this was the last one. */
-  nextOffset: Nullable(Type.Integer()),
-});
+/**
+ * A page of a list endpoint: the items, the `limit` and `offset` asked for,
+ * and `nextOffset` — where the next page starts, or null when this was the last.
+ */
+export const PageSchema = <T extends TSchema>(item: T) =>
+  Type.Object({ items: Type.Array(item), limit: Type.Integer(), offset: Type.Integer(), nextOffset: Nullable(Type.Integer()) });
+
+/**
+ * The answer of a list endpoint whose store query asked for `limit + 1` rows:
+ * `fetched` is how many came back (the extra row only says that more follow),
+ * `items` the DTOs of the first `limit`.
+ */
+export function pageReply<D>(items: D[], fetched: number, q: { limit: number; offset: number }): { items: D[]; limit: number; offset: number; nextOffset: number | null } {
+  return { items, limit: q.limit, offset: q.offset, nextOffset: fetched > q.limit ? q.offset + q.limit : null };
+}
+
+export const ContainerPageSchema = PageSchema(ContainerSchema);
 export type ContainerPageDto = Static<typeof ContainerPageSchema>;
 
 export const MAX_PAGE_SIZE = 1000;

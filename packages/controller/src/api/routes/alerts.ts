@@ -5,6 +5,7 @@ import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import { AlertListQuerySchema, AlertPageSchema, toAlertDto, type AlertListQuery, type AlertPageDto } from '../../alerts/alert-dto';
 import { alertingOf, type AlertRoutesOptions } from './webhooks';
 import { visibleProjects } from '../../auth/project-scope';
+import { pageReply } from '../dto';
 
 export function registerAlertRoutes(app: FastifyInstance, opts: AlertRoutesOptions & { now?: () => Date }): void {
   const now = opts.now ?? (() => new Date());
@@ -26,12 +27,7 @@ export function registerAlertRoutes(app: FastifyInstance, opts: AlertRoutesOptio
         limit: q.limit + 1,
         offset: q.offset,
       });
-      return {
-        items: rows.slice(0, q.limit).map(toAlertDto),
-        limit: q.limit,
-        offset: q.offset,
-        nextOffset: rows.length > q.limit ? q.offset + q.limit : null,
-      };
+      return pageReply(rows.slice(0, q.limit).map(toAlertDto), rows.length, q);
     },
   );
 }

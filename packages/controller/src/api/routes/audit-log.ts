@@ -6,7 +6,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
 import type { AuditLog } from '../../audit/audit-log';
 import type { AuditRecord } from '../../audit/audit-store';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../dto';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
 import { parseSince } from './alerts';
 
 const IsoDate = Type.String({ format: 'date-time' });
@@ -31,12 +31,7 @@ export const AuditEntrySchema = Type.Object({
 });
 export type AuditEntryDto = Static<typeof AuditEntrySchema>;
 
-export const AuditPageSchema = Type.Object({
-  items: Type.Array(AuditEntrySchema),
-  limit: Type.Integer(),
-  offset: Type.Integer(),
-  nextOffset: Nullable(Type.Integer()),
-});
+export const AuditPageSchema = PageSchema(AuditEntrySchema);
 export type AuditPageDto = Static<typeof AuditPageSchema>;
 
 export const AuditListQuerySchema = Type.Object(
@@ -88,7 +83,7 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { audit: AuditLo
         limit: q.limit + 1,
         offset: q.offset,
       });
-      return { items: rows.slice(0, q.limit).map(toAuditEntryDto), limit: q.limit, offset: q.offset, nextOffset: rows.length > q.limit ? q.offset + q.limit : null };
+      return pageReply(rows.slice(0, q.limit).map(toAuditEntryDto), rows.length, q);
     },
   );
 

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
 import type { ContainerRecord, Store } from '../../store/store';
 import {
-  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, toContainerDto,
+  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, pageReply, toContainerDto,
   type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams,
 } from '../dto';
 import { containerProject, visibleProjects } from '../../auth/project-scope';
@@ -32,15 +32,9 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
         limit: q.limit + 1,
         offset: q.offset,
       });
-      const more = rows.length > q.limit;
       const page = rows.slice(0, q.limit);
       const usage = await usageOf(store, page);
-      return {
-        items: page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))),
-        limit: q.limit,
-        offset: q.offset,
-        nextOffset: more ? q.offset + q.limit : null,
-      };
+      return pageReply(page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))), rows.length, q);
     },
   );
 

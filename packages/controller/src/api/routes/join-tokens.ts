@@ -7,7 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import type { JoinTokenRecord, JoinTokenStatus, Store } from '../../store/store';
 import { createJoinToken } from '../../enrollment/join-tokens';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../dto';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
 import { auditTarget } from '../../audit/audit-hooks';
 import { emptyBodyIsEmptyObject } from './auth';
 
@@ -32,12 +32,7 @@ export type JoinTokenDto = Static<typeof JoinTokenSchema>;
 export const JoinTokenCreatedSchema = Type.Composite([JoinTokenSchema, Type.Object({ token: Type.String(), caFingerprint: Type.String() })]);
 export type JoinTokenCreatedDto = Static<typeof JoinTokenCreatedSchema>;
 
-export const JoinTokenPageSchema = Type.Object({
-  items: Type.Array(JoinTokenSchema),
-  limit: Type.Integer(),
-  offset: Type.Integer(),
-  nextOffset: Nullable(Type.Integer()),
-});
+export const JoinTokenPageSchema = PageSchema(JoinTokenSchema);
 export type JoinTokenPageDto = Static<typeof JoinTokenPageSchema>;
 
 export const JoinTokenCreateSchema = Type.Object(
@@ -97,12 +92,7 @@ export function registerJoinTokenRoutes(app: FastifyInstance, opts: { store: Sto
       const q = req.query;
       const at = now();
       const rows = await store.listJoinTokens({ status: q.status as JoinTokenStatus | undefined, now: at, limit: q.limit + 1, offset: q.offset });
-      return {
-        items: rows.slice(0, q.limit).map((r) => toJoinTokenDto(r, at)),
-        limit: q.limit,
-        offset: q.offset,
-        nextOffset: rows.length > q.limit ? q.offset + q.limit : null,
-      };
+      return pageReply(rows.slice(0, q.limit).map((r) => toJoinTokenDto(r, at)), rows.length, q);
     },
   );
 

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Store, ViolationRecord } from '../../store/store';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../dto';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
 import { canSee, visibleProjects } from '../../auth/project-scope';
 import { auditTarget } from '../../audit/audit-hooks';
 
@@ -77,12 +77,7 @@ export const ViolationAckBodySchema = Type.Object(
 );
 export type ViolationAckBody = Static<typeof ViolationAckBodySchema>;
 
-export const ViolationPageSchema = Type.Object({
-  items: Type.Array(ViolationSchema),
-  limit: Type.Integer(),
-  offset: Type.Integer(),
-  nextOffset: Type.Union([Type.Integer(), Type.Null()]),
-});
+export const ViolationPageSchema = PageSchema(ViolationSchema);
 export type ViolationPageDto = Static<typeof ViolationPageSchema>;
 
 const Word = (max: number) => Type.Optional(Type.String({ minLength: 1, maxLength: max }));
@@ -133,8 +128,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
         limit: q.limit + 1,
         offset: q.offset,
       });
-      const more = rows.length > q.limit;
-      return { items: rows.slice(0, q.limit).map(toViolationDto), limit: q.limit, offset: q.offset, nextOffset: more ? q.offset + q.limit : null };
+      return pageReply(rows.slice(0, q.limit).map(toViolationDto), rows.length, q);
     },
   );
 

@@ -15,6 +15,7 @@ import {
   type WebhookDto, type WebhookListDto, type WebhookPatchBody, type WebhookTestBody, type WebhookWithSecretDto,
 } from '../../alerts/alert-dto';
 import type { DeliveryRecord } from '../../alerts/alert-store';
+import { pageReply } from '../dto';
 
 export interface AlertRoutesOptions {
   /** Undefined when the controller runs without alerting: the routes answer 503. */
@@ -134,8 +135,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
       const e = await a.webhooks.get(req.params.id);
       const q = req.query;
       const rows = await a.store.listDeliveries({ endpointId: e.id, status: q.status, limit: q.limit + 1, offset: q.offset });
-      const page = rows.slice(0, q.limit);
-      return { items: await deliveryDtos(a, page), limit: q.limit, offset: q.offset, nextOffset: rows.length > q.limit ? q.offset + q.limit : null };
+      return pageReply(await deliveryDtos(a, rows.slice(0, q.limit)), rows.length, q);
     },
   );
 
