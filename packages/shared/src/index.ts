@@ -36,7 +36,7 @@ export type { TrivyParseOptions } from './policy/trivy';
 export { DEFAULT_POLICY_YAML } from './policy/default-policy';
 export { parseImageRef } from './policy/image-ref';
 export type { ImageRef } from './policy/image-ref';
-export { parseMemorySize } from './policy/units';
+export { formatSize, parseMemorySize } from './policy/units';
 export { startMetricsListener, startOptionalMetricsListener, resolveMetricsAddress, parseMetricsAddress, isLoopbackHost } from './net/metrics-listener';
 export type { MetricsAddress, MetricsListener, MetricsListenerOptions } from './net/metrics-listener';
 export { collectProcessMetrics, EVENT_LOOP_MONITOR_RESOLUTION_MS } from './metrics/process-metrics';

@@ -9,14 +9,14 @@
 // record printed); 1 — the engine could not be reached, or the memory file
 // is unreadable; 2 — bad arguments.
 import { Option, type Command } from 'commander';
-import { BulkheadError, isBulkheadError } from '@bulkhead/shared';
+import { BulkheadError, formatSize, isBulkheadError } from '@bulkhead/shared';
 import { createDockerClient, resolveDockerHost } from '../docker/client';
 import { DEFAULT_IMAGE_UNUSED_DAYS } from '../cis/host-audit-options';
 import type { HygieneDocker } from '../hygiene/image-hygiene';
 import { imageLastUsedPath, readImageLastUsed } from '../hygiene/image-last-used';
 import { pruneImages, type PruneResult } from '../hygiene/image-prune';
 import { collect, describePrunePolicy, parseOnOff, pruneOptionsOf, resolvePrunePolicy, type ImagePruneInput, type ImagePrunePolicy } from '../hygiene/prune-policy';
-import { formatBytes, summarizePrune, type PruneSummary } from '../hygiene/prune-summary';
+import { summarizePrune, type PruneSummary } from '../hygiene/prune-summary';
 
 /** The exit code when some removal failed. */
 export const PRUNE_FAILED_EXIT_CODE = 4;
@@ -108,7 +108,7 @@ export function formatPruneText(s: PruneSummary, policy: ImagePrunePolicy, memor
       i.error !== undefined ? 'failed' : i.deleted ? (s.dryRun ? 'would delete' : 'deleted') : s.dryRun ? 'would untag' : 'untagged',
       i.id.replace(/^sha256:/, '').slice(0, 12),
       i.untagged.length > 0 ? i.untagged.join(', ') : '<none>',
-      formatBytes(i.sizeBytes),
+      formatSize(i.sizeBytes),
       i.error ?? i.reason,
     ]);
     out += table(['RESULT', 'IMAGE', 'TAGS', 'SIZE', 'WHY'], rows);
@@ -117,8 +117,8 @@ export function formatPruneText(s: PruneSummary, policy: ImagePrunePolicy, memor
   const c = s.counts;
   const what = `${c.removed - c.failed} image(s) (${c.deleted} deleted, ${c.untagged} untagged only)`;
   out += s.dryRun
-    ? `Dry run: would remove ${what}, reclaiming ${formatBytes(s.wouldReclaimBytes)}; nothing was removed`
-    : `Pruned ${what}, reclaimed ${formatBytes(s.reclaimedBytes)}; ${c.failed} failed`;
+    ? `Dry run: would remove ${what}, reclaiming ${formatSize(s.wouldReclaimBytes)}; nothing was removed`
+    : `Pruned ${what}, reclaimed ${formatSize(s.reclaimedBytes)}; ${c.failed} failed`;
   out += c.skipped > 0 ? `; ${c.skipped} stale image(s) kept: made from stopped containers\n` : '\n';
   return out;
 }

@@ -86,13 +86,3 @@ function toSummaryImage(i: PrunedImage): PruneSummaryImage {
   };
 }
 
-/** "1.2 GiB" (binary units, as `bulkhead audit` prints sizes). */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-}

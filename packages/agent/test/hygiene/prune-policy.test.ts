@@ -7,7 +7,8 @@ import { Command } from 'commander';
 import { addHostAuditRunOptions, resolveHostAuditOptions } from '../../src/cis/host-audit-options';
 import { resolveAgentOptions } from '../../src/agent-options';
 import { describePrunePolicy, parseOnOff, pruneOptionsOf, resolvePrunePolicy, type ImagePrunePolicy } from '../../src/hygiene/prune-policy';
-import { formatBytes, summarizePrune, PRUNE_SUMMARY_MAX_IMAGES } from '../../src/hygiene/prune-summary';
+import { formatSize } from '@bulkhead/shared';
+import { summarizePrune, PRUNE_SUMMARY_MAX_IMAGES } from '../../src/hygiene/prune-summary';
 import type { PruneResult } from '../../src/hygiene/image-prune';
 
 const flag = (k: string): string => `x-${k}`;
@@ -126,7 +127,7 @@ t.test('summarizePrune: exact counts, failures first, bounded list, dry-run byte
   t.equal(dry.wouldReclaimBytes, 1010, 'a dry run says what it would reclaim');
   t.equal(dry.scope.dangling, true);
   t.equal(PRUNE_SUMMARY_MAX_IMAGES, 100);
-  t.equal(formatBytes(10), '10 B');
-  t.equal(formatBytes(1536), '1.5 KiB');
-  t.equal(formatBytes(5 * 1024 ** 3), '5.0 GiB');
+  t.equal(formatSize(10), '10 B');
+  t.equal(formatSize(1536), '1.5 KiB');
+  t.equal(formatSize(5 * 1024 ** 3), '5.0 GiB');
 });

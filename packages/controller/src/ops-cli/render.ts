@@ -1,5 +1,6 @@
 // Owns how the ops CLI shows agents and containers to a human. Pure
 // functions of (API data, now) → text, so tests need no terminal.
+import { formatSize } from '@bulkhead/shared';
 import type { AgentDto, ContainerDto } from '../api/dto';
 import { formatKeyValues, formatTable } from './table';
 
@@ -33,7 +34,7 @@ export function renderAgent(a: AgentDto, now: Date): string {
       ['Docker', join([str(h['dockerVersion']), str(h['dockerApiVersion']) && `(API ${str(h['dockerApiVersion'])})`]) || '-'],
       ['Cgroups', join([num(h['cgroupVersion']) ? `v${num(h['cgroupVersion'])}` : '', str(h['cgroupDriver'])]) || '-'],
       ['CPUs', num(h['cpus']) ? String(num(h['cpus'])) : '-'],
-      ['Memory', num(h['memoryBytes']) ? bytes(num(h['memoryBytes'])) : '-'],
+      ['Memory', num(h['memoryBytes']) ? formatSize(num(h['memoryBytes'])) : '-'],
     );
   }
   pairs.push(
@@ -72,7 +73,7 @@ function cpuText(u: NonNullable<ContainerDto['usage']>): string {
 
 /** "24.0 MiB" or "24.0 MiB/64.0 MiB" with a limit. */
 function memText(u: NonNullable<ContainerDto['usage']>): string {
-  return u.memoryLimitBytes > 0 ? `${bytes(u.memoryBytes)}/${bytes(u.memoryLimitBytes)}` : bytes(u.memoryBytes);
+  return u.memoryLimitBytes > 0 ? `${formatSize(u.memoryBytes)}/${formatSize(u.memoryLimitBytes)}` : formatSize(u.memoryBytes);
 }
 
 export function renderContainer(c: ContainerDto, now: Date): string {
@@ -136,17 +137,6 @@ function num(v: unknown): number {
 
 function join(parts: string[]): string {
   return parts.filter((p) => p !== '').join(' ');
-}
-
-/** "1.5 MiB": binary units, one decimal (also used by `bulkhead audit`). */
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
 /** "2025-01-31T12:00:00.000Z (5m ago)" / "(in 89d)". */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseImageRef } from '../../src/policy/image-ref';
 import { canonicalHostPath, isAncestorOf, isSameOrUnder, normalizeHostPath } from '../../src/policy/host-path';
-import { formatBytes, parseMemorySize } from '../../src/policy/units';
+import { formatBytes, formatSize, parseMemorySize } from '../../src/policy/units';
 import { compileGlob, compileGlobs } from '../../src/policy/glob';
 
 t.test('parseImageRef', async (t) => {
@@ -52,6 +52,8 @@ t.test('memory sizes', async (t) => {
   t.equal(formatBytes(512 * 2 ** 20), '512 MiB');
   t.equal(formatBytes(1.5 * 2 ** 30), '1.50 GiB');
   t.equal(formatBytes(100), '100 B');
+  t.equal(formatSize(100), '100 B', 'tables: bytes as they are');
+  t.equal(formatSize(1.5 * 2 ** 30), '1.5 GiB', 'tables: one decimal');
 });
 
 t.test('globs', async (t) => {

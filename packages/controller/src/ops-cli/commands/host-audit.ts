@@ -9,7 +9,8 @@ import { Option, type Command } from 'commander';
 import type { AgentListDto } from '../../api/dto';
 import type { CisReportDto, HostAuditDto, HostAuditPruneListDto } from '../../api/routes/agent-audit';
 import { formatKeyValues, formatTable } from '../table';
-import { ago, bytes } from '../render';
+import { formatSize } from '@bulkhead/shared';
+import { ago } from '../render';
 import { CommandFailed } from './audit-log';
 import { toJson, type CommandContext } from './context';
 
@@ -109,7 +110,7 @@ export function renderHostAudit(r: HostAuditDto, now: Date, o: { all?: boolean }
   ];
   if (s.resolvedFindings.length > 0) pairs.push(['Resolved', s.resolvedFindings.join('\n')]);
   pairs.push(['Fixes', r.fixes.length === 0 ? 'none enabled or due' : `${s.fixes.applied} applied, ${s.fixes.failed} failed`]);
-  if (s.hygiene) pairs.push(['Images', `${s.hygiene.images} image(s), ${s.hygiene.stale} stale (${bytes(s.hygiene.staleBytes)}), ${s.hygiene.dangling} dangling`]);
+  if (s.hygiene) pairs.push(['Images', `${s.hygiene.images} image(s), ${s.hygiene.stale} stale (${formatSize(s.hygiene.staleBytes)}), ${s.hygiene.dangling} dangling`]);
   const prune = asPrune(r.prune);
   if (prune) pairs.push(['Pruned', pruneLine(prune)]);
   let out = formatKeyValues(pairs);
@@ -181,8 +182,8 @@ function pruneLine(p: PruneView): string {
   if (p.error !== undefined) return `did not run: ${p.error}`;
   const n = p.counts.removed - p.counts.failed;
   const failed = p.counts.failed > 0 ? `; ${p.counts.failed} failed` : '';
-  if (p.dryRun) return `dry run: would remove ${n} image(s), ${bytes(p.wouldReclaimBytes)}${failed}`;
-  return `pruned ${n} image(s) (${p.counts.deleted} deleted), ${bytes(p.reclaimedBytes)} reclaimed${failed}`;
+  if (p.dryRun) return `dry run: would remove ${n} image(s), ${formatSize(p.wouldReclaimBytes)}${failed}`;
+  return `pruned ${n} image(s) (${p.counts.deleted} deleted), ${formatSize(p.reclaimedBytes)} reclaimed${failed}`;
 }
 
 function pruneTable(p: PruneView, max: number): string {
@@ -190,7 +191,7 @@ function pruneTable(p: PruneView, max: number): string {
     i.error !== undefined ? 'failed' : i.deleted ? 'deleted' : 'untagged',
     i.id.replace(/^sha256:/, '').slice(0, 12),
     (i.untagged ?? []).length > 0 ? (i.untagged ?? []).join(', ') : '<none>',
-    bytes(typeof i.sizeBytes === 'number' ? i.sizeBytes : 0),
+    formatSize(typeof i.sizeBytes === 'number' ? i.sizeBytes : 0),
     i.error ?? i.reason ?? '',
   ]);
   let out = formatTable(['RESULT', 'IMAGE', 'TAGS', 'SIZE', 'WHY'], rows);
