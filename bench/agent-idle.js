@@ -39,6 +39,20 @@ function cpuTicks(pid) {
   const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return Number(rest[11]) + Number(rest[12]); // utime + stime
 }
+// Resident memory of a process by mapping (BENCH_IDLE_SMAPS=1): the node
+// binary's pages, the heap (anonymous), shared libraries — to see where RSS
+// goes, compared with the bare node process of the same run.
+function smapsMb(pid) {
+  const out = {};
+  let name = null;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) { name = `${head[2] || '[anonymous]'} ${head[1]}`; continue; }
+    const m = /^Rss:\s+(\d+) kB/.exec(line);
+    if (m && name) out[name] = (out[name] ?? 0) + Number(m[1]) / 1024;
+  }
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v >= 0.1).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, +v.toFixed(1)]));
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
@@ -96,6 +110,15 @@ async function main() {
       bareNodeRssMb: +rssMb(bare.pid).toFixed(1),
       agentCpuPercentOfOneCore: +cpuPct.toFixed(2),
     };
+    if (process.env.BENCH_IDLE_SMAPS === '1') {
+      result.smapsMb = { agent: smapsMb(agent.pid), bareNode: smapsMb(bare.pid) };
+      // V8's own view, from the agent's Prometheus endpoint (default address).
+      const text = await (await fetch('http://127.0.0.1:9465/metrics')).text();
+      result.v8HeapMb = {};
+      for (const m of text.matchAll(/^nodejs_heap_space_size_(total|used)_bytes\{space="(\w+)"\} (\d+)/gm)) {
+        (result.v8HeapMb[m[2]] ??= {})[m[1]] = +(Number(m[3]) / 1048576).toFixed(1);
+      }
+    }
     mkdirSync(join(__dirname, 'results'), { recursive: true });
     writeFileSync(join(__dirname, 'results', 'agent-idle.json'), JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));

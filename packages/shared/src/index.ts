@@ -1,4 +1,10 @@
 // @bulkhead/shared: what both the agent and the controller need.
+import { keepOpenTelemetryUnloaded } from './modules/stand-in';
+
+// Before anything loads prom-client (both daemons' metrics modules import it).
+keepOpenTelemetryUnloaded();
+
+export { standIn, unavailableModule, keepOpenTelemetryUnloaded } from './modules/stand-in';
 export { ERRORS, BulkheadError, isBulkheadError, parseErrorString } from './errors/registry';
 export type { ErrorCode, ErrorSpec } from './errors/registry';
 export { createLogger, REDACT_PATHS } from './logging/logger';

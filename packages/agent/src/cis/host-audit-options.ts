@@ -5,8 +5,7 @@
 // --image-prune.
 import { Option, type Command } from 'commander';
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
-import { LOCKDOWN_FIX_NAMES } from '../lockdown/fixes';
-import type { LockdownFixName } from '../lockdown/lockdown-options';
+import { LOCKDOWN_FIX_NAMES, type LockdownFixName } from '../lockdown/lockdown-options';
 import { collect, parseOnOff, resolvePrunePolicy, splitList, type ImagePruneInput, type ImagePrunePolicy } from '../hygiene/prune-policy';
 
 export const DEFAULT_AUDIT_INTERVAL = '1h';

@@ -7,8 +7,9 @@
 import { Command, Option } from 'commander';
 import { BulkheadError } from '@bulkhead/shared';
 import { createDockerClient, parseDockerHost, resolveDockerHost } from '../docker/client';
-import { formatCisText } from '../cis/cis-format';
-import { runCisReport, type CisReportOptions } from '../cis/cis-report';
+import type * as CisFormatModule from '../cis/cis-format';
+import type * as CisReportModule from '../cis/cis-report';
+import type { CisReportOptions } from '../cis/cis-report';
 import type { CisReport, CisResultKind } from '../cis/cis-types';
 
 /** The exit code when --fail-on is met. */
@@ -64,6 +65,10 @@ interface AuditCommandOptions {
 /** Injection point for tests: how the report is produced (default: the real engine). */
 export type AuditRunner = (opts: CisReportOptions) => Promise<CisReport>;
 
+// The CIS checks (~130 KB of source) load only when `audit` runs, not in the
+// agent daemon that shares this CLI (its periodic audit runs in a child process).
+const runCisReport: AuditRunner = (opts) => (require('../cis/cis-report') as typeof CisReportModule).runCisReport(opts);
+
 const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 /** Adds `audit` to the agent CLI. */
@@ -105,7 +110,7 @@ export function registerAuditCommand(program: Command, io: AuditCliIo, run: Audi
       } catch (cause) {
         throw new BulkheadError('BK_ERR_DOCKER_UNAVAILABLE', `cannot audit the engine at ${hostUrl}: ${(cause as Error).message}`, { cause });
       }
-      io.out(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatCisText(report, { color: o.color === true, remediation: o.remediation === true }));
+      io.out(o.json ? `${JSON.stringify(report, null, 2)}\n` : (require('../cis/cis-format') as typeof CisFormatModule).formatCisText(report, { color: o.color === true, remediation: o.remediation === true }));
       if (o.failOn) {
         const failing = failingResults(report, o.failOn);
         if (failing.length > 0) {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 // Must precede dockerode: keeps ssh2 (~14 MB RSS) from loading; see the file.
-import './without-ssh2';
+import './stand-ins';
 import Dockerode from 'dockerode';
 import { BulkheadError } from '@bulkhead/shared';
 

@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { DEFAULT_DOCKER_SOCKET_PATH } from './daemon-config';
 import { formatMode } from './file-mode';
 import { readHostAccounts } from './groups';
-import { DEFAULT_CONTAINERD_SOCKET_PATH, type LockdownFixName } from './lockdown-options';
+import { DEFAULT_CONTAINERD_SOCKET_PATH, LOCKDOWN_FIX_NAMES, type LockdownFixName } from './lockdown-options';
 
 export type { LockdownFixName } from './lockdown-options';
 
-export const LOCKDOWN_FIX_NAMES: readonly LockdownFixName[] = ['dockerSocketOwnership', 'dockerSocketMode', 'containerdSocketOwnership', 'containerdSocketMode'];
+export { LOCKDOWN_FIX_NAMES };
 
 export interface LockdownFixOptions {
   /** Which fixes to run; every one is off unless set to true here. */

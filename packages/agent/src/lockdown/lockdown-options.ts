@@ -44,6 +44,9 @@ export type LockdownSeverity = 'info' | 'low' | 'medium' | 'high' | 'critical';
 /** The switchable fixes (see fixes.ts); a finding names the one that resolves it. */
 export type LockdownFixName = 'dockerSocketOwnership' | 'dockerSocketMode' | 'containerdSocketOwnership' | 'containerdSocketMode';
 
+/** Every lockdown fix, in the order they are applied (lockdown/fixes.ts). */
+export const LOCKDOWN_FIX_NAMES: readonly LockdownFixName[] = ['dockerSocketOwnership', 'dockerSocketMode', 'containerdSocketOwnership', 'containerdSocketMode'];
+
 export interface LockdownFinding {
   /** Stable id, e.g. "docker-socket.mode", "daemon.tcp-configured", "container.docker-socket". */
   id: string;

@@ -7,8 +7,9 @@
 // Served on a local listener (default 127.0.0.1:9465): off the public
 // interface, like the Docker socket it watches. docs/metrics.md lists every
 // metric.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+// @bulkhead/shared before prom-client: it keeps @opentelemetry/api unloaded (modules/stand-in.ts).
 import { VERSION, collectProcessMetrics, type Logger, type ViolationReport } from '@bulkhead/shared';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ActionTiming } from '../enforce/enforcer-options';
 
 export const LINK_STATES = ['connecting', 'connected', 'backoff', 'stopped'] as const;

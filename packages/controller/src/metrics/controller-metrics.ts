@@ -9,8 +9,9 @@
 // would answer, with no second bookkeeping that could drift.
 //
 // docs/metrics.md lists every metric; test/metrics checks it does.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+// @bulkhead/shared before prom-client: it keeps @opentelemetry/api unloaded (modules/stand-in.ts).
 import { VERSION, collectProcessMetrics, type Logger } from '@bulkhead/shared';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** What the agent link reports (grpc/agent-link-service.ts). */
 export interface LinkMetrics {

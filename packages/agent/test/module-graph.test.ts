@@ -1,4 +1,7 @@
-// The agent's run path must not load TypeBox: it costs RSS the agent's memory
+// What the agent daemon must not load (each costs RSS the agent's memory
+// budget has no room for: BENCHMARKS.md agent-idle).
+//
+// TypeBox: the agent's run path must not load TypeBox: it costs RSS the agent's memory
 // budget has no room for (BENCHMARKS.md agent-idle), and the agent never
 // validates check parameters — the controller did (policyFromTrustedBundle).
 // A fresh `node` loads the BUILT agent (what `bulkhead-agent run` loads),
@@ -47,4 +50,34 @@ t.test('the probe sees TypeBox when full validation does load it', async (t) => 
   // Guards the test above against passing vacuously (a renamed package, a broken filter).
   const loaded = typeboxModulesLoaded(t, 'shared.policyFromJson(JSON.parse(policyJson));');
   t.ok(loaded.length > 0, `policyFromJson loads TypeBox (${loaded.length} modules)`);
+});
+
+// The modules `bulkhead-agent run` loads: the CLI entry point (main.js, all its
+// commands registered) and the daemon with its docker client and metrics.
+const DAEMON_GRAPH = ['cli/main.js', 'agent.js', 'docker/client.js', 'metrics/agent-metrics.js'];
+
+function modulesLoaded(t: tap.Test, files: string[]): string[] {
+  const script = `
+    for (const f of ${JSON.stringify(files.map((f) => join(AGENT_DIST, f)))}) require(f);
+    process.stdout.write(JSON.stringify(Object.keys(require.cache)));
+  `;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`child failed (status ${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as string[];
+}
+
+t.test('the daemon does not load the one-shot audit, the build-context packer or OpenTelemetry', async (t) => {
+  const loaded = modulesLoaded(t, DAEMON_GRAPH);
+  t.ok(loaded.some((k) => k.endsWith('/dist/cli/audit-command.js')), 'the audit command is registered (its module is loaded)');
+  const cis = loaded.filter((k) => /\/dist\/cis\/(section-|cis-report|cis-format)/.test(k));
+  t.same(cis, [], 'no CIS check module (they load when `audit` runs, or in the audit child)');
+  t.same(loaded.filter((k) => k.includes('/dist/lockdown/fixes.js')), [], 'no lockdown fix module');
+  t.same(loaded.filter((k) => /\/node_modules\/(tar-stream|bl|ssh2)\//.test(k)), [], "no module of tar-fs's or ssh2's dependencies");
+  t.equal(loaded.filter((k) => k.includes('/node_modules/@opentelemetry/api/')).length, 1, '@opentelemetry/api: one stand-in, not its 51 modules');
+});
+
+t.test('the probe sees the CIS checks when the audit runs', async (t) => {
+  // Guards the test above against passing vacuously (a renamed directory, a broken filter).
+  const loaded = modulesLoaded(t, [...DAEMON_GRAPH, 'cis/cis-report.js']);
+  t.ok(loaded.some((k) => k.includes('/dist/cis/section-5-runtime.js')), 'cis-report loads the sections');
 });
