@@ -21,11 +21,10 @@ const SETTLE_S = Number(process.env.BENCH_IDLE_SETTLE_S ?? 15);
 const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
 const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
 const IMAGE = 'bulkhead-test/busybox:1';
-// The node flags the agent runs with in production: those of the systemd
-// unit's ExecStart (e.g. --max-semi-space-size), so the bench measures what is
-// deployed. BENCH_IDLE_NODE_FLAGS (space-separated) overrides, for comparisons.
-const UNIT_FLAGS = (/^ExecStart=\S+((?: --\S+)*) /m.exec(readFileSync(join(ROOT, 'deploy/systemd/bulkhead-agent.service'), 'utf8'))?.[1] ?? '').trim();
-const AGENT_NODE_FLAGS = (process.env.BENCH_IDLE_NODE_FLAGS ?? UNIT_FLAGS).split(' ').filter(Boolean);
+// The agent runs with the node flags and environment of the systemd unit
+// (bench/agent-runtime.js), so the bench measures what is deployed;
+// BENCH_AGENT_NODE_FLAGS overrides the flags, for comparisons.
+const { AGENT_NODE_FLAGS, UNIT_ENV, agentEnv } = require('./agent-runtime');
 // Extra `bulkhead-agent run` flags, for comparisons (e.g. "--usage-interval 0").
 const AGENT_EXTRA_ARGS = (process.env.BENCH_IDLE_AGENT_ARGS ?? '').split(' ').filter(Boolean);
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -82,7 +81,7 @@ async function main() {
     });
     const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
-    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'], env: agentEnv() });
     children.push(agent);
     const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);
@@ -103,6 +102,7 @@ async function main() {
       node: process.version,
       runningContainers: N,
       agentNodeFlags: AGENT_NODE_FLAGS,
+      agentEnv: Object.fromEntries(Object.keys(UNIT_ENV).map((k) => [k, process.env[k] ?? UNIT_ENV[k]])),
       agentExtraArgs: AGENT_EXTRA_ARGS,
       settleSeconds: SETTLE_S,
       windowSeconds: WINDOW_S,

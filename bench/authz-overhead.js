@@ -7,9 +7,12 @@
 // scripts/engine.sh — PLAIN, and AUTHZ with
 // `--authorization-plugin=<unique name>` — and, BEFORE the AUTHZ engine, the
 // real AuthzPlugin (packages/agent/dist/authz) on
-// /run/docker/plugins/<name>.sock. The plugin's answer depends on a mode
-// switched by this script between requests, so three variants share one
-// engine and one plugin connection:
+// /run/docker/plugins/<name>.sock, in a process of its own
+// (bench/authz-plugin-process.js) started with the agent's production node
+// flags and environment (bench/agent-runtime.js: those of the systemd unit).
+// The plugin's answer depends on a mode this script sets over IPC between
+// requests (not timed), so three variants share one engine and one plugin
+// connection:
 //   bare      AuthzPlugin's `preempt` hook answers {"Allow":true} before
 //             the request is parsed — dockerd's plugin round trip (two calls
 //             per API request, AuthZReq and AuthZRes) over Bulkhead's plugin
@@ -40,14 +43,15 @@
 // Env: BENCH_AUTHZ_N (200); BENCH_AUTHZ_CLI_N (100); BENCH_AUTHZ_AA=1 starts the second engine
 // WITHOUT the plugin (an A/A control: how much two identical engines differ).
 'use strict';
-const { execFile } = require('node:child_process');
+const { execFile, fork } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, createWriteStream } = require('node:fs');
 const { join, resolve } = require('node:path');
 const Docker = require('dockerode');
 
 const ROOT = resolve(__dirname, '..');
 const { createLogger, DEFAULT_POLICY_YAML } = require(join(ROOT, 'packages/shared/dist/index.js'));
-const { AuthzPlugin, parseAuthzRequest, DOCKER_PLUGIN_DIR } = require(join(ROOT, 'packages/agent/dist/authz/plugin-server.js'));
+const { parseAuthzRequest, DOCKER_PLUGIN_DIR } = require(join(ROOT, 'packages/agent/dist/authz/plugin-server.js'));
+const { AGENT_NODE_FLAGS, agentEnv } = require('./agent-runtime');
 const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-decider.js'));
 const { PolicyHolder } = require(join(ROOT, 'packages/agent/dist/policy/policy-holder.js'));
 
@@ -148,6 +152,39 @@ function enforcedDefaultPolicy(broken) {
   return { text, enforced };
 }
 
+/** The plugin process (bench/authz-plugin-process.js); ask() sends one message and waits for its answer. */
+function startPluginProcess() {
+  const child = fork(join(__dirname, 'authz-plugin-process.js'), [], { execArgv: AGENT_NODE_FLAGS, env: agentEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let pending;
+  let exited;
+  child.on('message', (m) => {
+    const p = pending;
+    pending = undefined;
+    if (!p) return;
+    if (m.type === 'error') p.reject(new Error(`plugin process: ${m.message}`));
+    else if (m.type !== p.type) p.reject(new Error(`plugin process answered ${m.type}, expected ${p.type}`));
+    else p.resolve(m);
+  });
+  child.on('exit', (code, signal) => {
+    exited = `plugin process exited (${signal ?? code})`;
+    if (pending) pending.reject(new Error(exited));
+    pending = undefined;
+  });
+  const ask = (msg, type) => new Promise((resolve, reject) => {
+    if (exited) return reject(new Error(exited));
+    pending = { type, resolve, reject };
+    child.send(msg);
+  });
+  const stop = async () => {
+    if (exited) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    await Promise.race([ask({ type: 'stop' }, 'stopped').catch(() => undefined), sleep(10_000)]);
+    if (!exited) child.kill('SIGKILL');
+    await gone;
+  };
+  return { ask, stop };
+}
+
 async function main() {
   const loadBefore = readFileSync('/proc/loadavg', 'utf8').trim();
   const dir = mkdtempSync('/tmp/bkaz-');
@@ -182,26 +219,19 @@ async function main() {
     const broken = new Set(await Promise.race([probeFindings, sleep(10_000).then(() => { throw new Error('probe: no decision report within 10 s'); })]));
     const { text, enforced } = enforcedDefaultPolicy(broken);
     writeFileSync(join(dir, 'default-enforce.yaml'), text);
-    const holder = PolicyHolder.open({ stateDir: join(dir, 'state'), logger, localPolicyPath: join(dir, 'default-enforce.yaml') });
-    const rules = holder.state.policy.spec.rules;
+    const rules = PolicyHolder.open({ stateDir: join(dir, 'enforce-check'), logger, localPolicyPath: join(dir, 'default-enforce.yaml') }).state.policy.spec.rules;
 
-    // 2. The plugin, BEFORE the engine that uses it. Its docker client points at that engine.
+    // 2. The plugin, BEFORE the engine that uses it, as the agent runs it: a
+    // process of its own with the unit's node flags. Its docker client points at that engine.
     const authzSock = join(authzDir, 'docker.sock');
-    const deciderDocker = new Docker({ socketPath: authzSock });
-    const decisions = { reports: 0, denied: 0, decisionMs: [] };
-    const decider = new AuthzDecider({
-      policy: () => holder.state, containers: { get: () => undefined, inventory: () => [] }, docker: deciderDocker, logger,
-      onDecision: (d) => { decisions.reports++; if (d.denied) decisions.denied++; if (d.route === 'create') decisions.decisionMs.push(d.decisionMs); },
-    });
-    const ALLOW = { allow: true };
+    plugin = startPluginProcess();
+    await plugin.ask({ type: 'start', socketPath, policyPath: join(dir, 'default-enforce.yaml'), stateDir: join(dir, 'state'), dockerSock: authzSock }, 'started');
     let mode = 'allow';
-    plugin = await AuthzPlugin.start({
-      socketPath,
-      logger,
-      // `bare`: answered before AuthzPlugin parses the request — dockerd's plugin round trip and nothing more.
-      preempt: () => (mode === 'bare' ? ALLOW : undefined),
-      evaluate: (req) => (mode === 'bulkhead' ? decider.decide(req) : ALLOW),
-    });
+    const setMode = async (m) => {
+      if (m === mode) return;
+      await plugin.ask({ type: 'mode', mode: m }, 'mode');
+      mode = m;
+    };
 
     // 3. The engine with the plugin.
     started.push(authzDir);
@@ -214,7 +244,7 @@ async function main() {
     const failures = Object.fromEntries(VARIANTS.map((v) => [v, []]));
     let seq = 0;
     const one = async (variant, record) => {
-      mode = variant === 'plain' ? 'allow' : variant;
+      await setMode(variant === 'plain' ? 'allow' : variant);
       const docker = clients[variant];
       const body = createBody(seq++);
       const t0 = nowMs();
@@ -233,16 +263,16 @@ async function main() {
       await c.remove({ force: true }).catch((err) => failures[variant].push(`remove: ${err.message}`));
     };
 
-    const statsBefore = { ...plugin.stats };
     for (let i = 0; i < WARMUP; i++) for (const v of VARIANTS) await one(v, false);
-    decisions.decisionMs.length = 0;
+    // Counters from here on: the warm-up's decisions are dropped.
+    const statsBefore = (await plugin.ask({ type: 'stats', reset: true }, 'stats')).plugin;
     const t0 = Date.now();
     for (let i = 0; i < N; i++) {
       // Rotate the order so no variant always follows the same one.
       for (let k = 0; k < VARIANTS.length; k++) await one(VARIANTS[(i + k) % VARIANTS.length], true);
       if ((i + 1) % 50 === 0) process.stderr.write(`authz-overhead: ${i + 1}/${N} rounds (${Math.round((Date.now() - t0) / 1000)} s)\n`);
     }
-    mode = 'allow';
+    await setMode('allow');
 
     // Phase 2: the docker CLI, the command a user runs.
     const cliTimes = Object.fromEntries(CLI_VARIANTS.map((v) => [v, []]));
@@ -251,7 +281,7 @@ async function main() {
     const configDir = join(dir, 'docker-config');
     mkdirSync(configDir, { recursive: true });
     const cliOne = async (variant, record) => {
-      mode = variant === 'plain' ? 'allow' : variant;
+      await setMode(variant === 'plain' ? 'allow' : variant);
       const t = nowMs();
       let id;
       try {
@@ -271,8 +301,9 @@ async function main() {
         if ((i + 1) % 50 === 0) process.stderr.write(`authz-overhead: CLI ${i + 1}/${CLI_N} rounds\n`);
       }
     }
-    mode = 'allow';
+    await setMode('allow');
 
+    const { plugin: statsAfter, decisions } = await plugin.ask({ type: 'stats' }, 'stats');
     const ok = (xs) => xs.filter((x) => !Number.isNaN(x));
     const s = Object.fromEntries(VARIANTS.map((v) => [v, summary(ok(times[v]))]));
     // Round i ran all four variants back to back: per-round differences
@@ -305,6 +336,7 @@ async function main() {
       benchmark: 'authz-overhead',
       date: new Date().toISOString(),
       node: process.version,
+      pluginProcessNodeFlags: AGENT_NODE_FLAGS,
       createsPerVariant: N,
       ...(AA_CONTROL ? { aaControl: 'second engine started WITHOUT the plugin: bare/allow/bulkhead measure a plain engine B' } : {}),
       loadavgBefore: loadBefore,
@@ -343,9 +375,9 @@ async function main() {
       },
       deciderDecisionMs: decisions.decisionMs.length ? summary(decisions.decisionMs) : undefined,
       pluginStats: {
-        requests: plugin.stats.requests - statsBefore.requests,
-        denied: plugin.stats.denied - statsBefore.denied,
-        failOpen: plugin.stats.failOpen - statsBefore.failOpen,
+        requests: statsAfter.requests - statsBefore.requests,
+        denied: statsAfter.denied - statsBefore.denied,
+        failOpen: statsAfter.failOpen - statsBefore.failOpen,
         deciderDenied: decisions.denied,
       },
       dockerCli: CLI_N > 0 ? (() => {

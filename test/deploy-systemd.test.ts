@@ -25,10 +25,13 @@ const UNITS: UnitSpec[] = [
     maxExposure: 5,
     subcommand: 'run',
     expect: [
-      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
+      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --v8-pool-size=1 \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
       // Before the engine: it serves dockerd's authorization plugin.
       /^Before=.*\bdocker\.service\b/m,
       /^EnvironmentFile=-\/etc\/bulkhead\/agent\.env$/m,
+      // Memory settings (BENCHMARKS.md agent-idle); the EnvironmentFile may override them.
+      /^Environment=MALLOC_ARENA_MAX=2$/m,
+      /^Environment=MALLOC_MMAP_THRESHOLD_=65536$/m,
       /^StateDirectory=bulkhead-agent$/m,
       /^Restart=always$/m,
       /^RestartSec=\d+/m,
