@@ -22,9 +22,9 @@ const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
 const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
 const IMAGE = 'bulkhead-test/busybox:1';
 // The agent runs with the node flags and environment of the systemd unit
-// (bench/agent-runtime.js), so the bench measures what is deployed;
+// (bench/lib/agent-runtime.js), so the bench measures what is deployed;
 // BENCH_AGENT_NODE_FLAGS overrides the flags, for comparisons.
-const { AGENT_NODE_FLAGS, UNIT_ENV, agentEnv } = require('./agent-runtime');
+const { AGENT_NODE_FLAGS, UNIT_ENV, agentEnv } = require('./lib/agent-runtime');
 // Extra `bulkhead-agent run` flags, for comparisons (e.g. "--usage-interval 0").
 const AGENT_EXTRA_ARGS = (process.env.BENCH_IDLE_AGENT_ARGS ?? '').split(' ').filter(Boolean);
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64

@@ -8,8 +8,8 @@
 // `--authorization-plugin=<unique name>` — and, BEFORE the AUTHZ engine, the
 // real AuthzPlugin (packages/agent/dist/authz) on
 // /run/docker/plugins/<name>.sock, in a process of its own
-// (bench/authz-plugin-process.js) started with the agent's production node
-// flags and environment (bench/agent-runtime.js: those of the systemd unit).
+// (bench/lib/authz-plugin-process.js) started with the agent's production node
+// flags and environment (bench/lib/agent-runtime.js: those of the systemd unit).
 // The plugin's answer depends on a mode this script sets over IPC between
 // requests (not timed), so three variants share one engine and one plugin
 // connection:
@@ -51,7 +51,7 @@ const Docker = require('dockerode');
 const ROOT = resolve(__dirname, '..');
 const { createLogger, DEFAULT_POLICY_YAML } = require(join(ROOT, 'packages/shared/dist/index.js'));
 const { parseAuthzRequest, DOCKER_PLUGIN_DIR } = require(join(ROOT, 'packages/agent/dist/authz/plugin-server.js'));
-const { AGENT_NODE_FLAGS, agentEnv } = require('./agent-runtime');
+const { AGENT_NODE_FLAGS, agentEnv } = require('./lib/agent-runtime');
 const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-decider.js'));
 const { PolicyHolder } = require(join(ROOT, 'packages/agent/dist/policy/policy-holder.js'));
 
@@ -152,9 +152,9 @@ function enforcedDefaultPolicy(broken) {
   return { text, enforced };
 }
 
-/** The plugin process (bench/authz-plugin-process.js); ask() sends one message and waits for its answer. */
+/** The plugin process (bench/lib/authz-plugin-process.js); ask() sends one message and waits for its answer. */
 function startPluginProcess() {
-  const child = fork(join(__dirname, 'authz-plugin-process.js'), [], { execArgv: AGENT_NODE_FLAGS, env: agentEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(join(__dirname, 'lib', 'authz-plugin-process.js'), [], { execArgv: AGENT_NODE_FLAGS, env: agentEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let pending;
   let exited;
   child.on('message', (m) => {

@@ -1,6 +1,6 @@
 // The authorization plugin of bench/authz-overhead.js as a process of its own,
 // started (fork) with the agent's production node flags and environment
-// (bench/agent-runtime.js), as in production, where the plugin lives in the
+// (bench/lib/agent-runtime.js), as in production, where the plugin lives in the
 // agent process. The parent drives it over the IPC channel:
 //   {type:'start', socketPath, policyPath, stateDir, dockerSock} → {type:'started'}
 //   {type:'mode', mode}  → {type:'mode'}   (bare | allow | bulkhead; set between creates)
@@ -13,7 +13,7 @@ const { createWriteStream } = require('node:fs');
 const { join, resolve } = require('node:path');
 const Docker = require('dockerode');
 
-const ROOT = resolve(__dirname, '..');
+const ROOT = resolve(__dirname, '../..');
 const { createLogger } = require(join(ROOT, 'packages/shared/dist/index.js'));
 const { AuthzPlugin } = require(join(ROOT, 'packages/agent/dist/authz/plugin-server.js'));
 const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-decider.js'));

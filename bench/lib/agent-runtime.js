@@ -8,7 +8,7 @@
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
 
-const UNIT = readFileSync(join(__dirname, '..', 'deploy/systemd/bulkhead-agent.service'), 'utf8');
+const UNIT = readFileSync(join(__dirname, '..', '..', 'deploy/systemd/bulkhead-agent.service'), 'utf8');
 const UNIT_FLAGS = (/^ExecStart=\S+((?: --\S+)*) /m.exec(UNIT)?.[1] ?? '').trim();
 
 /** The node flags the agent runs with. */
