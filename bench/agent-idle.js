@@ -102,7 +102,7 @@ async function main() {
       node: process.version,
       runningContainers: N,
       agentNodeFlags: AGENT_NODE_FLAGS,
-      agentEnv: Object.fromEntries(Object.keys(UNIT_ENV).map((k) => [k, process.env[k] ?? UNIT_ENV[k]])),
+      agentEnv: Object.fromEntries(Object.keys(UNIT_ENV).map((k) => [k, agentEnv()[k]])),
       agentExtraArgs: AGENT_EXTRA_ARGS,
       settleSeconds: SETTLE_S,
       windowSeconds: WINDOW_S,

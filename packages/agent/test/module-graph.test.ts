@@ -1,12 +1,11 @@
-// What the agent daemon must not load (each costs RSS the agent's memory
-// budget has no room for: BENCHMARKS.md agent-idle).
+// What the agent daemon must not load: each costs RSS the agent's memory
+// budget has no room for (BENCHMARKS.md agent-idle). A fresh `node` loads the
+// BUILT agent (what `bulkhead-agent run` loads) and lists what ended up in
+// require.cache.
 //
-// TypeBox: the agent's run path must not load TypeBox: it costs RSS the agent's memory
-// budget has no room for (BENCHMARKS.md agent-idle), and the agent never
-// validates check parameters — the controller did (policyFromTrustedBundle).
-// A fresh `node` loads the BUILT agent (what `bulkhead-agent run` loads),
-// takes a controller bundle through the PolicyHolder and compiles the policy,
-// then lists what ended up in require.cache.
+// TypeBox: the agent never validates check parameters — the controller did
+// (policyFromTrustedBundle). The child also takes a controller bundle through
+// the PolicyHolder and compiles the policy.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -56,7 +55,7 @@ t.test('the probe sees TypeBox when full validation does load it', async (t) => 
 // commands registered) and the daemon with its docker client and metrics.
 const DAEMON_GRAPH = ['cli/main.js', 'agent.js', 'docker/client.js', 'metrics/agent-metrics.js'];
 
-function modulesLoaded(t: tap.Test, files: string[]): string[] {
+function modulesLoaded(files: string[]): string[] {
   const script = `
     for (const f of ${JSON.stringify(files.map((f) => join(AGENT_DIST, f)))}) require(f);
     process.stdout.write(JSON.stringify(Object.keys(require.cache)));
@@ -67,7 +66,7 @@ function modulesLoaded(t: tap.Test, files: string[]): string[] {
 }
 
 t.test('the daemon does not load the one-shot audit, the build-context packer or OpenTelemetry', async (t) => {
-  const loaded = modulesLoaded(t, DAEMON_GRAPH);
+  const loaded = modulesLoaded(DAEMON_GRAPH);
   t.ok(loaded.some((k) => k.endsWith('/dist/cli/audit-command.js')), 'the audit command is registered (its module is loaded)');
   const cis = loaded.filter((k) => /\/dist\/cis\/(section-|cis-report|cis-format)/.test(k));
   t.same(cis, [], 'no CIS check module (they load when `audit` runs, or in the audit child)');
@@ -78,6 +77,6 @@ t.test('the daemon does not load the one-shot audit, the build-context packer or
 
 t.test('the probe sees the CIS checks when the audit runs', async (t) => {
   // Guards the test above against passing vacuously (a renamed directory, a broken filter).
-  const loaded = modulesLoaded(t, [...DAEMON_GRAPH, 'cis/cis-report.js']);
+  const loaded = modulesLoaded([...DAEMON_GRAPH, 'cis/cis-report.js']);
   t.ok(loaded.some((k) => k.includes('/dist/cis/section-5-runtime.js')), 'cis-report loads the sections');
 });
