@@ -29,9 +29,8 @@ const UNITS: UnitSpec[] = [
       // Before the engine: it serves dockerd's authorization plugin.
       /^Before=.*\bdocker\.service\b/m,
       /^EnvironmentFile=-\/etc\/bulkhead\/agent\.env$/m,
-      // Memory settings (BENCHMARKS.md agent-idle); the EnvironmentFile may override them.
+      // Memory setting (BENCHMARKS.md agent-idle); the EnvironmentFile may override it.
       /^Environment=MALLOC_ARENA_MAX=2$/m,
-      /^Environment=MALLOC_MMAP_THRESHOLD_=65536$/m,
       /^StateDirectory=bulkhead-agent$/m,
       /^Restart=always$/m,
       /^RestartSec=\d+/m,
