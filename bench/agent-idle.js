@@ -81,7 +81,8 @@ async function main() {
     });
     const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
-    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'], env: agentEnv() });
+    const env = agentEnv();
+    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'], env });
     children.push(agent);
     const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);
@@ -102,7 +103,7 @@ async function main() {
       node: process.version,
       runningContainers: N,
       agentNodeFlags: AGENT_NODE_FLAGS,
-      agentEnv: Object.fromEntries(Object.keys(UNIT_ENV).map((k) => [k, agentEnv()[k]])),
+      agentEnv: Object.fromEntries(Object.keys(UNIT_ENV).map((k) => [k, env[k]])),
       agentExtraArgs: AGENT_EXTRA_ARGS,
       settleSeconds: SETTLE_S,
       windowSeconds: WINDOW_S,

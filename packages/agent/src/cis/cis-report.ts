@@ -10,9 +10,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VERSION } from '@bulkhead/shared';
-import { containerdSocketOf, loadDaemonConfig, DEFAULT_DOCKER_SOCKET_PATH, type DockerInfo } from '../lockdown/daemon-config';
+import { auditedContainerdSocket, loadDaemonConfig, DEFAULT_DOCKER_SOCKET_PATH, type DockerInfo } from '../lockdown/daemon-config';
 import { readHostAccounts } from '../lockdown/groups';
-import { DEFAULT_CONTAINERD_SOCKET_PATH } from '../lockdown/lockdown-options';
 import { evaluateContainers } from './audit-policy';
 import { cisPolicy } from './cis-policy';
 import { inspectContainers } from './container-inventory';
@@ -161,7 +160,7 @@ async function gatherContext(o: CisReportOptions, now: Date): Promise<CisContext
   if (daemon.info === undefined) throw new Error(`docker info failed: ${daemon.infoError ?? 'no answer'}`);
   const images = await describeImages(o.docker, imageList, concurrency);
   // As the lockdown audit: the socket dockerd was started with, else the default.
-  const containerdSocketPath = o.containerdSocketPath ?? containerdSocketOf(daemon) ?? DEFAULT_CONTAINERD_SOCKET_PATH;
+  const containerdSocketPath = auditedContainerdSocket(daemon, o.containerdSocketPath);
   const policy = cisPolicy([dockerSocketPath, containerdSocketPath]);
   return {
     now,

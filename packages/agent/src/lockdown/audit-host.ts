@@ -20,14 +20,14 @@ import type { ContainerFacts__Output } from '@bulkhead/shared';
 import { buildAuditPolicy, containerName, evaluateContainers, type AuditRule } from '../cis/audit-policy';
 import { inspectContainers } from '../cis/container-inventory';
 import {
-  authorizationPlugins, boolSetting, containerdSocketOf, listSetting, loadDaemonConfig, sameHostPath, socketGroupName, stringSetting, tcpHosts, tlsMode,
+  auditedContainerdSocket, authorizationPlugins, boolSetting, listSetting, loadDaemonConfig, sameHostPath, socketGroupName, stringSetting, tcpHosts, tlsMode,
   DEFAULT_DOCKER_SOCKET_PATH, type DaemonConfig,
 } from './daemon-config';
 import type { DaemonHost } from './dockerd-flags';
 import { describeBits, excessBits, formatMode, lstatHostPath, statHostPath } from './file-mode';
 import { readHostAccounts, type HostAccounts } from './groups';
 import {
-  DEFAULT_CONTAINERD_SOCKET_PATH, LOCKDOWN_SEVERITY_RANK, type LockdownAuditOptions, type LockdownFinding, type LockdownSeverity,
+  LOCKDOWN_SEVERITY_RANK, type LockdownAuditOptions, type LockdownFinding, type LockdownSeverity,
 } from './lockdown-options';
 import { isLoopback, tcpListenersOf, type TcpListener } from './proc';
 
@@ -60,7 +60,7 @@ export async function auditHost(opts: LockdownAuditOptions = {}): Promise<Lockdo
   ]);
   // The containerd socket dockerd really uses: given, else dockerd's --containerd
   // (or daemon.json "containerd"), else containerd's default.
-  const containerdSocketPath = opts.containerdSocketPath ?? containerdSocketOf(config) ?? DEFAULT_CONTAINERD_SOCKET_PATH;
+  const containerdSocketPath = auditedContainerdSocket(config, opts.containerdSocketPath);
   const groupName = socketGroupName(config);
   const dockerGroup = accounts.groupByName(groupName);
   const findings: LockdownFinding[] = [

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { parseDaemonHost, parseDockerdFlags, type DaemonHost, type DockerdFlags } from './dockerd-flags';
 import { pidsByName, readCmdline, socketInodes, unixSocketInodes } from './proc';
+import { DEFAULT_CONTAINERD_SOCKET_PATH } from './lockdown-options';
 
 export const DEFAULT_DAEMON_JSON = '/etc/docker/daemon.json';
 export const DEFAULT_DOCKER_SOCKET_PATH = '/var/run/docker.sock';
@@ -155,6 +156,11 @@ export function stringSetting(c: DaemonConfig, flag: string, jsonKey = flag): Se
 export function containerdSocketOf(c: DaemonConfig): string | undefined {
   const v = stringSetting(c, 'containerd')?.value.trim().replace(/^unix:\/\//, '');
   return v !== undefined && v.startsWith('/') ? v : undefined;
+}
+
+/** The containerd socket to audit: `given` (an option), else the one dockerd was told to use, else containerd's default. */
+export function auditedContainerdSocket(c: DaemonConfig, given: string | undefined): string {
+  return given ?? containerdSocketOf(c) ?? DEFAULT_CONTAINERD_SOCKET_PATH;
 }
 
 /** A repeatable flag and its plural daemon.json key (`insecure-registry` / `insecure-registries`). Both sources, in order. */
