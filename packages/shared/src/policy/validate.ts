@@ -1,6 +1,7 @@
 // Validation of a policy object (already parsed from YAML or JSON): schema
 // errors, per-check parameter errors and semantic errors (duplicate ids,
-// `limit` without limits, bad dates), ALL of them, each with its field path.
+// `limit` without limits, bad dates, globs over the limits), ALL of them, each
+// with its field path.
 // parse.ts turns the paths into file/line/column. It loads TypeBox, so parse.ts
 // requires it on first use (trusted-bundle.ts is the TypeBox-free path for controller bundles).
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
@@ -8,6 +9,7 @@ import { Value } from '@sinclair/typebox/value';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { CHECK_TYPES, getCheck } from './checks/index';
 import { DEFAULT_PROJECT_LABEL, RULE_ID_PATTERN } from './constants';
+import { GLOB_LIMITS } from './glob';
 import { PolicyShapeSchema } from './schema';
 import type { Policy } from './types';
 
@@ -148,6 +150,65 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
+// ---- glob limits (docs/policy.md#limits) ------------------------------------------------------
+
+/** Scope (and exemption match) fields whose values are globs: lists, or label maps with glob values. */
+const SCOPE_GLOB_FIELDS = ['hostLabels', 'containerLabels', 'images', 'projects', 'names'] as const;
+
+/**
+ * Check parameters that are lists of globs, by check type. A test keeps this in step with the
+ * catalogue (every parameter described as a glob must be listed here).
+ */
+export const CHECK_GLOB_PARAMS: Readonly<Record<string, readonly string[]>> = {
+  'registry-allowlist': ['registries'],
+  'latest-tag': ['forbiddenTags'],
+  devices: ['allowed'],
+};
+
+function globIssues(glob: unknown, path: PathSegment[], out: ValidationIssue[]): void {
+  if (typeof glob !== 'string') return;
+  if (glob.length > GLOB_LIMITS.maxLength) {
+    out.push({ path, message: `glob is ${glob.length} characters long; at most ${GLOB_LIMITS.maxLength} are allowed` });
+  }
+  let stars = 0;
+  for (let i = glob.indexOf('*'); i >= 0; i = glob.indexOf('*', i + 1)) stars++;
+  if (stars > GLOB_LIMITS.maxStars) out.push({ path, message: `glob has ${stars} "*"; at most ${GLOB_LIMITS.maxStars} are allowed` });
+}
+
+/** A list of globs, or a label map whose values are globs. Ill-typed values are the schema's to report. */
+function globListIssues(value: unknown, path: PathSegment[], out: ValidationIssue[]): void {
+  const entries: [PathSegment, unknown][] = Array.isArray(value)
+    ? value.map((v, i) => [i, v])
+    : isObject(value) ? Object.entries(value) : [];
+  if (entries.length > GLOB_LIMITS.maxPerList) {
+    out.push({ path, message: `${entries.length} ${Array.isArray(value) ? 'globs' : 'labels'}; at most ${GLOB_LIMITS.maxPerList} are allowed` });
+  }
+  for (const [k, v] of entries) globIssues(v, [...path, k], out);
+}
+
+function scopeGlobIssues(scope: unknown, path: PathSegment[], out: ValidationIssue[]): void {
+  if (!isObject(scope)) return;
+  for (const f of SCOPE_GLOB_FIELDS) if (scope[f] !== undefined) globListIssues(scope[f], [...path, f], out);
+}
+
+/** Glob limits on one rule: its scope, its exemptions' matches and its check's glob parameters. */
+function ruleGlobIssues(rule: Record<string, unknown>, base: PathSegment[]): ValidationIssue[] {
+  const out: ValidationIssue[] = [];
+  scopeGlobIssues(rule.scope, [...base, 'scope'], out);
+  if (Array.isArray(rule.exemptions)) {
+    rule.exemptions.forEach((e, j) => {
+      if (isObject(e)) scopeGlobIssues(e.match, [...base, 'exemptions', j, 'match'], out);
+    });
+  }
+  const check = rule.check;
+  if (isObject(check) && typeof check.type === 'string') {
+    for (const param of CHECK_GLOB_PARAMS[check.type] ?? []) {
+      if (check[param] !== undefined) globListIssues(check[param], [...base, 'check', param], out);
+    }
+  }
+  return out;
+}
+
 /** Validates a parsed policy document. Returns the policy (with defaults filled) when there are no issues. */
 export function validatePolicyObject(obj: unknown): { policy: Policy | undefined; issues: ValidationIssue[] } {
   const issues = schemaIssues(PolicyShapeSchema, obj, [], obj);
@@ -175,6 +236,7 @@ export function validatePolicyObject(obj: unknown): { policy: Policy | undefined
         }
       }
     }
+    issues.push(...ruleGlobIssues(rule, base));
     const action = rule.action;
     if (isObject(action) && action.type === 'limit') {
       const l = action.limits;
