@@ -114,6 +114,8 @@ export class Agent {
       authz = await AuthzPlugin.start({
         socketPath: opts.authzSocket,
         evaluate: (req) => timedDecision(decider.decide(req), req.receivedAt, metrics),
+        // A request the plugin cannot decide is refused while anything is enforced.
+        failClosed: () => decider.enforcing(),
         logger: logger.child({ component: 'authz' }),
       });
       const plugin = authz;

@@ -31,6 +31,7 @@ export { compilePolicy, projectOf, enforceable, applicableRules } from './policy
 export type { CompiledPolicy } from './policy/evaluator';
 export { formatPolicyError } from './policy/parse';
 export { CHECKS, CHECK_TYPES, getCheck } from './policy/checks/index';
+export { isRootUser } from './policy/checks/host';
 export type { CatalogueEntry } from './policy/checks/index';
 export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs } from './policy/checks/index';
 // Never re-export from './policy/schema' or './policy/validate' here: they load

@@ -40,13 +40,14 @@ import {
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
-import { queryParam, type AuthzDecision, type AuthzRequest } from './plugin-server';
+import { apiVersionLess, queryParam, type AuthzDecision, type AuthzRequest } from './plugin-server';
 import {
-  applyNetworkConnect, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts, volumesFromOf,
-  type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type NetworkConnectBody, type VolumeCreateBody,
+  applyLegacyStartHostConfig, applyNetworkConnect, emptyFacts, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts,
+  volumesFromOf, type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type VolumeCreateBody,
 } from './create-request';
+import { decodeCreate, decodeExec, decodeNetworkConnect, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'start' | 'network-connect' | 'volume-create';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -75,6 +76,8 @@ export interface ContainerLookup {
 export interface AuthzDocker extends ResolverDocker {
   getImage(ref: string): { inspect(): Promise<Dockerode.ImageInspectInfo> };
   getContainer(id: string): { inspect(): Promise<Dockerode.ContainerInspectInfo> };
+  /** For `POST /exec/{id}/start`: what dockerd stored for the exec. */
+  getExec(id: string): { inspect(): Promise<Dockerode.ExecInspectInfo> };
 }
 
 /** Cached knowledge the agent's secret scanner holds (SecretScanner satisfies it). */
@@ -120,10 +123,28 @@ export interface AuthzDeciderOptions {
   resolutionBudgetMs?: number;
 }
 
-const CONTAINER_ROUTE = /^\/containers\/([^/]+)\/(update|exec|start|restart)$/;
-const NETWORK_CONNECT_ROUTE = /^\/networks\/([^/]+)\/connect$/;
+// dockerd's routes take `{name:.*}`: a reference may hold "/" (it then names
+// no container, and dockerd answers 404 itself).
+const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart)$/;
+const EXEC_START_ROUTE = /^\/exec\/(.+)\/start$/;
+const NETWORK_CONNECT_ROUTE = /^\/networks\/(.+)\/connect$/;
 /** start/restart report only refusals, so a policy that cannot refuse has nothing to judge there. */
-const START_ROUTE = /^\/containers\/[^/]+\/(?:start|restart)$/;
+const START_ROUTE = /^\/(?:containers\/.+\/(?:start|restart)|exec\/.+\/start)$/;
+/**
+ * The check types a request on each route can break when its body is
+ * unreadable: an update changes limits and the restart policy; an exec asks
+ * for root or privilege; a volume binds a host path; a connect adds a
+ * network. (A create or a legacy start body can break anything.)
+ */
+const ROUTE_CHECKS: Partial<Record<AuthzRoute, readonly string[]>> = {
+  update: ['resource-limits', 'cpu-usage', 'memory-usage', 'pids-usage'],
+  exec: ['root-user', 'privileged'],
+  'exec-start': ['root-user', 'privileged'],
+  'volume-create': RESOLUTION_CHECKS.mounts,
+  'network-connect': RESOLUTION_CHECKS.networks,
+};
+/** dockerd applies a host config sent with start only below this API version (20.10 up to 24; later engines refuse old versions). */
+const LEGACY_START_BELOW = '1.24';
 const IMAGE_CACHE_MAX = 512;
 
 type ImageResult = Dockerode.ImageInspectInfo | 'missing';
@@ -160,6 +181,11 @@ export class AuthzDecider {
     if (req.method !== 'POST') return ALLOW;
     const state = this.o.policy();
     if (!state.policy) return ALLOW;
+    if (req.targetError !== undefined) {
+      // Go's server would not route it, or routes it where we cannot see:
+      // either way, not a request to let through unjudged.
+      return this.undecidable(req, state, 'create', `its target cannot be read the way dockerd reads it (${req.targetError})`);
+    }
     if (!partsOf(state.policy).enforce) {
       // Nothing can be refused (every rule monitors, as every install
       // starts): answer now, judge for the report after the answer.
@@ -172,6 +198,12 @@ export class AuthzDecider {
     return this.route(req, state);
   }
 
+  /** Whether the policy in force has rules in enforce mode (the plugin then fails closed). */
+  enforcing(): boolean {
+    const p = this.o.policy().policy;
+    return p !== undefined && partsOf(p).enforce !== undefined;
+  }
+
   private route(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     const path = req.path;
     if (path === '/containers/create') return this.create(req, state);
@@ -179,6 +211,10 @@ export class AuthzDecider {
     if (path.startsWith('/networks/')) {
       const n = NETWORK_CONNECT_ROUTE.exec(path);
       return n ? this.networkConnect(req, state, n[1]!) : ALLOW;
+    }
+    if (path.startsWith('/exec/')) {
+      const x = EXEC_START_ROUTE.exec(path);
+      return x ? this.execStart(req, state, x[1]!) : ALLOW;
     }
     const m = CONTAINER_ROUTE.exec(path);
     if (!m) return ALLOW;
@@ -198,15 +234,12 @@ export class AuthzDecider {
   private create(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     const name = queryParam(req.uri, 'name') ?? '';
     if (!req.hasBody) {
-      const enforcing = state.policy!.spec.rules.some((r) => r.mode === 'enforce');
-      if (enforcing && this.o.denyUnreadableCreate !== false) {
-        this.o.logger.warn({ name }, 'authz: container create without a readable body denied');
-        return deny(`Bulkhead cannot inspect this container create request (dockerd passes on only JSON bodies under 1 MiB sent with a Content-Length), and policy "${policyName(state)}" has rules in enforce mode. Send the request with a Content-Length and a smaller body.`);
-      }
-      return ALLOW;
+      if (this.o.denyUnreadableCreate === false) return ALLOW;
+      return this.undecidable(req, state, 'create', `${missingBodyReason(req)}; send the request with a Content-Length, as JSON, and a body under 1 MiB`);
     }
-    const body = req.json() as ContainerCreateBody;
-    if (typeof body !== 'object' || body === null) throw new Error('create body is not a JSON object');
+    const decoded = decodeCreate(req.body()!);
+    if (!decoded.ok) return this.unreadable(req, state, 'create', decoded.error);
+    const body = decoded.body.body as ContainerCreateBody;
     const imageRef = typeof body.Image === 'string' ? body.Image : '';
     const cached = this.cachedImage(imageRef);
     if (cached !== NOT_CACHED) return this.createWith(req, state, body, name, cached);
@@ -243,30 +276,64 @@ export class AuthzDecider {
   private async update(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
     const current = await this.lookup(ref, state);
     if (!current) return ALLOW; // dockerd answers 404 itself
-    const body = req.json() as ContainerUpdateBody;
-    if (typeof body !== 'object' || body === null) throw new Error('update body is not a JSON object');
-    const next = applyUpdateRequest(current, body);
+    const decoded = this.bodyOf(req, decodeUpdate);
+    if (!decoded.ok) return this.undecidable(req, state, 'update', decoded.error, current);
+    const next = applyUpdateRequest(current, decoded.body as ContainerUpdateBody);
     const added = addedFindings(this.evaluate(state, current), this.evaluate(state, next));
     return this.conclude(req, state, 'update', next, added);
   }
 
-  private async exec(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
-    // Most execs (health checks!) ask for no privilege: decide without a lookup.
-    const body = req.json() as ExecCreateBody;
-    if (typeof body !== 'object' || body === null) throw new Error('exec body is not a JSON object');
+  private exec(req: AuthzRequest, state: PolicyState, ref: string): AuthzDecision | Promise<AuthzDecision> {
+    const decoded = this.bodyOf(req, decodeExec);
+    if (!decoded.ok) return this.undecidableFor(req, state, 'exec', decoded.error, ref);
+    // Most execs ask for no privilege: decide without a lookup.
+    const body = decoded.body as ExecCreateBody;
     const e = execEscalation(body);
     if (!e.privileged && !e.root) return ALLOW;
+    return this.judgeExec(req, state, 'exec', ref, body);
+  }
+
+  /**
+   * `POST /exec/{id}/start`: the exec as dockerd STORED it (its inspect) —
+   * dockerd's own reading of the create body, whatever spelling, encoding or
+   * route reached it, and whatever the plugin could or could not read then.
+   */
+  private async execStart(req: AuthzRequest, state: PolicyState, id: string): Promise<AuthzDecision> {
+    if (!this.routeMatters(state, 'exec-start')) return ALLOW;
+    let info: Dockerode.ExecInspectInfo;
+    try {
+      info = await withTimeout(this.o.docker.getExec(id).inspect(), this.inspectTimeoutMs, `inspect of exec ${id}`);
+    } catch (err) {
+      if (statusCode(err) === 404) return ALLOW; // dockerd answers 404 itself
+      throw err;
+    }
+    const pc = (info.ProcessConfig ?? {}) as { user?: unknown; privileged?: unknown };
+    const body: ExecCreateBody = { User: typeof pc.user === 'string' ? pc.user : '', Privileged: pc.privileged === true };
+    const e = execEscalation(body);
+    if (!e.privileged && !e.root) return ALLOW;
+    return this.judgeExec(req, state, 'exec-start', str(info.ContainerID), body);
+  }
+
+  private async judgeExec(req: AuthzRequest, state: PolicyState, route: AuthzRoute, ref: string, body: ExecCreateBody): Promise<AuthzDecision> {
     const current = await this.lookup(ref, state);
     if (!current) return ALLOW;
     const escalated = execRequestToFacts(current, body);
     if (!escalated) return ALLOW;
     const added = addedFindings(this.evaluate(state, current), this.evaluate(state, escalated));
-    return this.conclude(req, state, 'exec', escalated, added);
+    // At exec start only refusals are news: the exec create reported the rest.
+    return this.conclude(req, state, route, escalated, added, { reportOnlyDenials: route === 'exec-start' });
   }
 
   private async start(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
     let current = await this.lookup(ref, state);
     if (!current) return ALLOW;
+    if (req.apiVersion !== '' && apiVersionLess(req.apiVersion, LEGACY_START_BELOW) && req.path.endsWith('/start')) {
+      // Old API versions still let a start body REPLACE the host config
+      // (dockerd ≤ 24): judge the container as it would then be.
+      const legacy = this.legacyStartBody(req);
+      if (!legacy.ok) return this.undecidable(req, state, 'start', legacy.error, current);
+      if (legacy.body) current = applyLegacyStartHostConfig(current, legacy.body);
+    }
     // Resolved again, bind sources afresh: a symlink re-pointed since create
     // is what a start would mount; volumes and joined namespaces cannot change.
     const kinds = this.needsOf(state.policy!);
@@ -285,9 +352,9 @@ export class AuthzDecider {
   private networkConnect(req: AuthzRequest, state: PolicyState, netRef: string): AuthzDecision | Promise<AuthzDecision> {
     // Only the network rules care which networks a container is on.
     if (!this.needsOf(state.policy!).has('networks')) return ALLOW;
-    const body = req.json() as NetworkConnectBody;
-    if (typeof body !== 'object' || body === null) throw new Error('network connect body is not a JSON object');
-    const ref = typeof body.Container === 'string' ? body.Container : '';
+    const decoded = this.bodyOf(req, decodeNetworkConnect);
+    if (!decoded.ok) return this.undecidable(req, state, 'network-connect', decoded.error);
+    const ref = str(decoded.body['Container']);
     if (ref === '') return ALLOW; // dockerd refuses it itself
     return this.networkConnectAsync(req, state, netRef, ref);
   }
@@ -309,7 +376,9 @@ export class AuthzDecider {
 
   private volumeCreate(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     if (!this.needsOf(state.policy!).has('mounts')) return ALLOW;
-    const facts = volumeCreateToFacts(req.json() as VolumeCreateBody);
+    const decoded = this.bodyOf(req, decodeVolumeCreate);
+    if (!decoded.ok) return this.undecidable(req, state, 'volume-create', decoded.error);
+    const facts = volumeCreateToFacts(decoded.body as VolumeCreateBody);
     if (!facts) return ALLOW;
     return this.resolver.resolve(facts, { kinds: MOUNTS_ONLY, deadline: req.receivedAt + this.budgetMs }).then(({ facts: resolved }) => {
       const project = withSecretsAndProject(resolved, [], state.projectLabel);
@@ -345,6 +414,75 @@ export class AuthzDecider {
     const findings = enforce ? this.evaluate({ ...state, policy: enforce }, facts) : NO_FINDINGS;
     const later = monitor && !opts.reportOnlyDenials ? () => this.evaluate({ ...state, policy: monitor }, facts) : undefined;
     return this.conclude(req, state, route, facts, findings, { ...opts, later });
+  }
+
+  /** A judged body, decoded as dockerd decodes it; an error when there is none to read or dockerd's decoder would fail. */
+  private bodyOf(req: AuthzRequest, decode: (raw: Uint8Array) => Decoded<Record<string, unknown>>): Decoded<Record<string, unknown>> {
+    const raw = req.body();
+    if (!raw) return { ok: false, error: missingBodyReason(req) };
+    const d = decode(raw);
+    return d.ok ? d : { ok: false, error: `dockerd's decoder would not accept it either (${d.error})` };
+  }
+
+  /** The host config of a legacy start body; body undefined when the request carries none. */
+  private legacyStartBody(req: AuthzRequest): Decoded<Record<string, unknown> | undefined> {
+    const raw = req.body();
+    if (!raw) {
+      // dockerd reads a start body only when it is longer than 7 bytes (or chunked).
+      const length = req.header('Content-Length');
+      if (length !== undefined && /^\d+$/.test(length) && Number(length) <= 7) return { ok: true, body: undefined };
+      return { ok: false, error: missingBodyReason(req) };
+    }
+    if (raw.length <= 7 && req.header('Content-Length') !== undefined) return { ok: true, body: undefined };
+    const d = decodeCreate(raw);
+    if (!d.ok) return { ok: false, error: `dockerd's decoder would not accept it either (${d.error})` };
+    return { ok: true, body: d.body.body.HostConfig ?? undefined };
+  }
+
+  /** Whether the policy has an enforce rule a request on this route could break (so it is worth a lookup). */
+  private routeMatters(state: PolicyState, route: AuthzRoute): boolean {
+    const types = ROUTE_CHECKS[route];
+    return types === undefined || state.policy!.spec.rules.some((r) => r.mode === 'enforce' && types.includes(r.check.type));
+  }
+
+  /** A create body dockerd's decoder rejects: dockerd refuses it too; say why when the policy enforces. */
+  private unreadable(req: AuthzRequest, state: PolicyState, route: AuthzRoute, error: string): AuthzDecision {
+    return this.undecidable(req, state, route, `dockerd's decoder would not accept it either (${error})`);
+  }
+
+  private undecidableFor(req: AuthzRequest, state: PolicyState, route: AuthzRoute, why: string, ref: string): Promise<AuthzDecision> {
+    return this.lookup(ref, state).then((current) => (current ? this.undecidable(req, state, route, why, current) : ALLOW));
+  }
+
+  /**
+   * Fail-closed on a request Bulkhead cannot read as dockerd would (no body
+   * passed on, a body dockerd's decoder rejects, a target it cannot
+   * classify): refused when an enforce rule that the request could break
+   * applies — to `facts` when the container is known, else to any
+   * container — naming the rules and the reason; recorded like any refusal.
+   */
+  private undecidable(req: AuthzRequest, state: PolicyState, route: AuthzRoute, why: string, facts?: Facts): AuthzDecision {
+    const types = ROUTE_CHECKS[route];
+    const now = new Date(this.now());
+    const host = this.o.hostFacts?.();
+    const rules = facts
+      ? applicableRules(state.policy!, host ? { container: facts, host } : { container: facts }, now)
+      : state.policy!.spec.rules;
+    const findings: Finding[] = [];
+    for (const r of rules) {
+      if (r.mode !== 'enforce' || (types !== undefined && !types.includes(r.check.type))) continue;
+      findings.push({
+        ruleId: r.id, severity: r.severity, mode: r.mode, action: r.action,
+        evidence: [{ location: 'request', detail: `cannot be checked: ${why}` }],
+        message: `${r.id}: Bulkhead cannot check this request and refuses it (fail-closed, the rule is in enforce mode): ${why}.`,
+      });
+    }
+    const subject = facts ?? requestSubject(req);
+    this.o.logger.warn({ route, path: req.path, container: subject.name || subject.id, why, refusedBy: findings.map((f) => f.ruleId) }, findings.length > 0
+      ? 'authz: request cannot be read as dockerd reads it; refused (fail-closed)'
+      : 'authz: request cannot be read as dockerd reads it; no enforce rule depends on it');
+    if (findings.length === 0) return ALLOW;
+    return this.conclude(req, state, route, subject, findings);
   }
 
   private evaluate(state: PolicyState, facts: Facts): Finding[] {
@@ -585,6 +723,23 @@ export function addedFindings(before: readonly Finding[], after: readonly Findin
 
 function findingKey(f: Finding): string {
   return `${f.ruleId}\u0000${JSON.stringify(f.evidence.map((e) => [e.location, e.detail]))}`;
+}
+
+/** Why a judged request reached the plugin without a body. */
+function missingBodyReason(req: AuthzRequest): string {
+  if (/\/auth(?:$|[?#])/.test(req.uri) || req.uri.split('?')[0]!.endsWith('/auth')) return 'dockerd passes no body to plugins for a request target ending in "/auth"';
+  const length = req.header('Content-Length');
+  if (length !== undefined && /^\d+$/.test(length) && Number(length) >= 1024 * 1024) return `dockerd passes no body of ${length} bytes (1 MiB or more) to plugins`;
+  return 'dockerd passed no body to the plugin (over 1 MiB, not sent as application/json, or ending in "/auth")';
+}
+
+/** The facts a refusal without a readable container is reported under: the requested name, nothing else. */
+function requestSubject(req: AuthzRequest): Facts {
+  return { ...emptyFacts(), name: queryParam(req.uri, 'name') ?? '' };
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
 }
 
 function statusCode(err: unknown): number | undefined {

@@ -17,7 +17,7 @@
 // a joined container's namespaces) is filled in afterwards by
 // docker/facts-resolver.ts.
 import type Dockerode from 'dockerode';
-import type { Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
+import { isRootUser, type Mount__Output, type NetworkAttachment__Output } from '@bulkhead/shared';
 import { envNames, hostConfigFacts, imageDigest, type Facts } from '../docker/container-facts';
 import { cleanPath, cmp, int, isObject, sortMounts, str, stringMap, strings } from '../docker/docker-json';
 import { localVolumeHostPath } from '../docker/facts-resolver';
@@ -170,15 +170,15 @@ export function applyUpdateRequest(current: Facts, body: ContainerUpdateBody): F
 }
 
 /**
- * Whether an exec runs privileged and/or as root: a user "root", "0" or any
- * other spelling of uid 0 ("00"), with or without a group. An empty user
- * runs as the container's own user, so it asks for nothing.
+ * Whether an exec runs privileged and/or as root. The user is resolved the
+ * way runc resolves it (isRootUser): "root", or a uid that Go's Atoi reads
+ * as 0 ("0", "00", "+0", "-0"), with or without a group. An empty user runs
+ * as the container's own user, so it asks for nothing.
  */
 export function execEscalation(body: ExecCreateBody): { privileged: boolean; root: boolean } {
   const b = (isObject(body) ? body : {}) as ExecCreateBody;
-  const user = str(b.User).trim();
-  const uid = user.split(':')[0]!.trim();
-  return { privileged: b.Privileged === true, root: uid === 'root' || /^0+$/.test(uid) };
+  const user = str(b.User);
+  return { privileged: b.Privileged === true, root: user !== '' && isRootUser(user) };
 }
 
 /**
@@ -227,9 +227,37 @@ export function volumeCreateToFacts(body: VolumeCreateBody): Facts | undefined {
   if (hostPath === undefined) return undefined;
   const ro = str(opts['o']).split(',').some((o) => o.trim() === 'ro');
   return {
-    id: '', name: str(b.Name), imageRef: '', imageId: '', imageDigest: '', labels: stringMap(b.Labels), state: '', user: '', privileged: false,
+    ...emptyFacts(),
+    name: str(b.Name),
+    labels: stringMap(b.Labels),
     mounts: [{ type: 'volume', source: str(b.Name), destination: '', readOnly: ro, propagation: '', hostPath }],
-    networkMode: '', networks: [], pidMode: '', ipcMode: '', utsMode: '', usernsMode: '', capAdd: [], capDrop: [], securityOpt: [],
+  };
+}
+
+/**
+ * The container's facts once dockerd ≤ 24 has applied a host config sent
+ * with `POST /v1.2x/containers/{id}/start`: it REPLACES the stored one
+ * (daemon.setHostConfig), so everything the host config decides is read
+ * from it — mounts, namespaces, privileges, devices, limits, network mode.
+ * Config (user, image, env) stays as stored.
+ */
+export function applyLegacyStartHostConfig(current: Facts, hc: Record<string, unknown>): Facts {
+  const networkMode = str(hc['NetworkMode']) || 'default';
+  return {
+    ...current,
+    ...hostConfigFacts(hc),
+    mounts: createMounts(hc, undefined, undefined),
+    networkMode,
+    networks: networkMode === current.networkMode ? current.networks : createNetworks(networkMode, undefined),
+    securityOpt: securityOpts(hc),
+  };
+}
+
+/** Facts with every field at its proto3 default. */
+export function emptyFacts(): Facts {
+  return {
+    id: '', name: '', imageRef: '', imageId: '', imageDigest: '', labels: {}, state: '', user: '', privileged: false,
+    mounts: [], networkMode: '', networks: [], pidMode: '', ipcMode: '', utsMode: '', usernsMode: '', capAdd: [], capDrop: [], securityOpt: [],
     readOnlyRootfs: false, memoryLimitBytes: 0, nanoCpus: 0, cpuQuota: 0, cpuPeriod: 0, cpuShares: 0, pidsLimit: 0, restartPolicy: 'no',
     restartMaxRetries: 0, envNames: [], command: [], createdAtMs: 0, startedAtMs: 0, finishedAtMs: 0, exitCode: 0, pid: 0, devices: [],
     imageUser: '', restartCount: 0, secretHits: [], project: '',

@@ -6,7 +6,8 @@
 //
 // Failure stance (documented in docs/authz.md): anything going wrong INSIDE
 // the plugin — a malformed request, an evaluator exception, a decision that
-// takes too long — answers Allow and logs an error. A plugin that is DOWN is
+// takes too long — is logged and answered by `failClosed`: refused while
+// the policy enforces anything, allowed otherwise. A plugin that is DOWN is
 // different: dockerd then refuses every API request (after retrying ~30 s),
 // which is dockerd's behaviour, not ours.
 import { connect, type Server } from 'node:net';
@@ -24,16 +25,28 @@ export interface AuthzRequest {
   method: string;
   /** As dockerd sent it, e.g. "/v1.41/containers/create?name=web". */
   uri: string;
-  /** Without the API version prefix and query, e.g. "/containers/create". */
+  /**
+   * The path dockerd routes the request to (see goRequestTarget), without
+   * the API version prefix and query, e.g. "/containers/create"; "" when
+   * the target cannot be read (targetError says why).
+   */
   path: string;
+  /** The API version in the path ("1.41"), "" when none (dockerd then uses its own). */
+  apiVersion: string;
+  /** Why the request target could not be read the way dockerd's server reads it. */
+  targetError: string | undefined;
   query: URLSearchParams;
   /** The authenticated user (TLS client cert CN), "" over the unix socket. */
   user: string;
   /** dockerd sent a request body (it does only for JSON bodies < 1 MiB with a Content-Length). */
   hasBody: boolean;
+  /** A request header as dockerd passed it on (case-insensitive name). */
+  header(name: string): string | undefined;
+  /** The raw request body; decoded on first call (the fast path never pays for it). undefined when there is none. */
+  body(): Buffer | undefined;
   /**
-   * The request body parsed as JSON; decoded on first call (the fast path
-   * never pays for it). undefined when there is none; throws when it is not JSON.
+   * The request body parsed with JSON.parse — for tests and tools only:
+   * judged bodies are decoded as dockerd decodes them (docker-types.ts).
    */
   json(): unknown;
   /** performance.now() when the plugin received it. */
@@ -53,8 +66,15 @@ export interface AuthzPluginOptions {
   socketPath: string;
   evaluate: AuthzEvaluate;
   logger: Logger;
-  /** Answer Allow (and log an error) when `evaluate` has not decided by then. Default 2000 ms. */
+  /** Give up on `evaluate` after this long (see `failClosed` for the answer then). Default 2000 ms. */
   decisionTimeoutMs?: number;
+  /**
+   * Whether a request the plugin cannot decide (unreadable envelope,
+   * evaluator error, no decision in time) is refused rather than allowed.
+   * The agent answers true while the policy has rules in enforce mode: a
+   * door that cannot decide must not open. Default: never (allow and log).
+   */
+  failClosed?: (req: AuthzRequest | undefined) => boolean;
   /** Larger plugin requests are allowed unread (dockerd never sends them). Default 8 MiB. */
   maxRequestBytes?: number;
   /**
@@ -71,6 +91,8 @@ export interface AuthzPluginStats {
   denied: number;
   /** Requests allowed because something failed (malformed, evaluator error, timeout). */
   failOpen: number;
+  /** Requests refused because something failed while the policy enforces (see failClosed). */
+  failClosed: number;
 }
 
 const ALLOW_BODY = '{"Allow":true}';
@@ -78,7 +100,7 @@ const ALLOW: PluginHttpResponse = { status: 200, body: ALLOW_BODY };
 const ACTIVATE: PluginHttpResponse = { status: 200, body: '{"Implements":["authz"]}' };
 
 export class AuthzPlugin {
-  readonly stats: AuthzPluginStats = { requests: 0, allowed: 0, denied: 0, failOpen: 0 };
+  readonly stats: AuthzPluginStats = { requests: 0, allowed: 0, denied: 0, failOpen: 0, failClosed: 0 };
   private readonly decisionTimeoutMs: number;
   private readonly maxRequestBytes: number;
   private stopped: Promise<void> | undefined;
@@ -155,7 +177,7 @@ export class AuthzPlugin {
     const pre = this.o.preempt?.(url);
     if (pre) return this.answer(undefined, pre);
     this.stats.requests++;
-    if (req.tooBig) return this.failOpen(undefined, new Error(`plugin request of ${req.size} bytes exceeds ${this.maxRequestBytes}`));
+    if (req.tooBig) return this.undecided(undefined, new Error(`plugin request of ${req.size} bytes exceeds ${this.maxRequestBytes}`));
     return this.authorize(req.body);
   }
 
@@ -165,13 +187,13 @@ export class AuthzPlugin {
     try {
       request = parseAuthzRequest(raw, receivedAt);
     } catch (err) {
-      return this.failOpen(undefined, err);
+      return this.undecided(undefined, err);
     }
     let result: AuthzDecision | Promise<AuthzDecision>;
     try {
       result = this.o.evaluate(request);
     } catch (err) {
-      return this.failOpen(request, err);
+      return this.undecided(request, err);
     }
     if (!isPromise(result)) return this.answer(request, result);
     return new Promise<PluginHttpResponse>((resolve) => {
@@ -179,7 +201,7 @@ export class AuthzPlugin {
       const timer = setTimeout(() => {
         if (done) return;
         done = true;
-        resolve(this.failOpen(request, new Error(`no decision within ${this.decisionTimeoutMs} ms`)));
+        resolve(this.undecided(request, new Error(`no decision within ${this.decisionTimeoutMs} ms`)));
       }, this.decisionTimeoutMs);
       result.then(
         (d) => {
@@ -192,14 +214,14 @@ export class AuthzPlugin {
           if (done) return;
           done = true;
           clearTimeout(timer);
-          resolve(this.failOpen(request, err));
+          resolve(this.undecided(request, err));
         },
       );
     });
   }
 
   private answer(req: AuthzRequest | undefined, d: AuthzDecision): PluginHttpResponse {
-    if (!d || typeof d.allow !== 'boolean') return this.failOpen(req, new Error('evaluator returned no decision'));
+    if (!d || typeof d.allow !== 'boolean') return this.undecided(req, new Error('evaluator returned no decision'));
     if (d.allow) {
       if (req) this.stats.allowed++;
       return ALLOW;
@@ -208,7 +230,20 @@ export class AuthzPlugin {
     return { status: 200, body: JSON.stringify({ Allow: false, Msg: d.msg ?? 'denied by Bulkhead policy' }) };
   }
 
-  private failOpen(req: AuthzRequest | undefined, err: unknown): PluginHttpResponse {
+  private undecided(req: AuthzRequest | undefined, err: unknown): PluginHttpResponse {
+    let closed = false;
+    try {
+      closed = this.o.failClosed?.(req) === true;
+    } catch {
+      closed = true;
+    }
+    if (closed) {
+      this.stats.failClosed++;
+      this.stats.denied++;
+      const why = err instanceof Error ? err.message : String(err);
+      this.o.logger.error({ err, method: req?.method, path: req?.path }, 'authz plugin could not decide; request REFUSED (fail-closed: the policy has rules in enforce mode)');
+      return { status: 200, body: JSON.stringify({ Allow: false, Msg: `Bulkhead could not decide on this request (${oneLine(why)}) and refuses it because the policy has rules in enforce mode. Retry; if it persists, see the Bulkhead agent's log.` }) };
+    }
     this.stats.failOpen++;
     this.stats.allowed++;
     this.o.logger.error({ err, method: req?.method, path: req?.path }, 'authz plugin could not decide; request ALLOWED (fail-open)');
@@ -223,31 +258,148 @@ export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance
   const method = typeof env['RequestMethod'] === 'string' ? env['RequestMethod'] : '';
   const uri = typeof env['RequestUri'] === 'string' ? env['RequestUri'] : typeof env['RequestURI'] === 'string' ? (env['RequestURI'] as string) : '';
   if (method === '' || uri === '') throw new Error('authz request lacks RequestMethod or RequestUri');
-  const q = uri.indexOf('?');
-  // An absolute-form target ("http://x/v1.41/containers/create") is routed
-  // by its path, so it is judged by its path.
-  const rawPath = (q === -1 ? uri : uri.slice(0, q)).replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '');
+  const target = goRequestTarget(uri);
   const body = env['RequestBody'];
   const hasBody = typeof body === 'string' && body !== '';
+  const rawHeaders = env['RequestHeaders'];
+  let bytes: Buffer | undefined;
   let parsed: { value: unknown } | undefined;
   let query: URLSearchParams | undefined;
   return {
     method: method.toUpperCase(),
     uri,
-    path: stripVersion(rawPath),
+    path: target.ok ? stripVersion(target.path) : '',
+    apiVersion: target.ok ? apiVersionOf(posix.normalize(target.path)) : '',
+    targetError: target.ok ? undefined : target.error,
     // Decoded on first use: most requests are judged by method and path alone.
     get query(): URLSearchParams {
-      return (query ??= new URLSearchParams(q === -1 ? '' : uri.slice(q + 1)));
+      return (query ??= new URLSearchParams(target.ok ? target.query : ''));
     },
     user: typeof env['User'] === 'string' ? env['User'] : '',
     hasBody,
+    header(name: string): string | undefined {
+      if (typeof rawHeaders !== 'object' || rawHeaders === null) return undefined;
+      const want = name.toLowerCase();
+      for (const [k, v] of Object.entries(rawHeaders)) if (k.toLowerCase() === want && typeof v === 'string') return v;
+      return undefined;
+    },
+    body(): Buffer | undefined {
+      if (!hasBody) return undefined;
+      return (bytes ??= Buffer.from(body as string, 'base64'));
+    },
     json(): unknown {
       if (!hasBody) return undefined;
-      parsed ??= { value: JSON.parse(Buffer.from(body as string, 'base64').toString('utf8')) };
+      parsed ??= { value: JSON.parse(this.body()!.toString('utf8')) };
       return parsed.value;
     },
     receivedAt,
   };
+}
+
+/** A request target as Go's net/http server reads it: the path its router matches, and the raw query. */
+export type RequestTarget = { ok: true; path: string; query: string } | { ok: false; error: string };
+
+/** The target of a plain request, the common case: an absolute path with nothing to decode. */
+const PLAIN_TARGET = /^\/[A-Za-z0-9_.\/-]*(?:\?[^#]*)?$/;
+
+/**
+ * The path dockerd routes a request target to, read the way Go's
+ * url.ParseRequestURI reads it (the server's parser), not the way WHATWG
+ * URL does: a scheme of letters, digits, "+", "-", "." before the first ":"
+ * is dropped ("foo:/v1.41/containers/create" and "http:/v1.41/…" route to
+ * /v1.41/…), "//authority" follows only a scheme, the path is
+ * percent-decoded (a bad escape is an error: Go answers 400 itself). A
+ * target with a scheme but no absolute path is opaque and routes nowhere;
+ * it is reported as an error so that judged methods refuse it.
+ */
+export function goRequestTarget(uri: string): RequestTarget {
+  if (PLAIN_TARGET.test(uri)) {
+    const q = uri.indexOf('?');
+    return q === -1 ? { ok: true, path: uri, query: '' } : { ok: true, path: uri.slice(0, q), query: uri.slice(q + 1) };
+  }
+  // Go refuses ASCII control characters anywhere in a URL.
+  if (/[\x00-\x1f\x7f]/.test(uri)) return { ok: false, error: 'control character in request target' };
+  if (uri === '*') return { ok: true, path: '*', query: '' };
+  let rest = uri;
+  let scheme = '';
+  for (let i = 0; i < uri.length; i++) {
+    const c = uri.charCodeAt(i);
+    const letter = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
+    if (letter) continue;
+    if ((c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e) {
+      if (i === 0) break;
+      continue;
+    }
+    if (c === 0x3a) {
+      if (i === 0) return { ok: false, error: 'missing protocol scheme in request target' };
+      scheme = uri.slice(0, i);
+      rest = uri.slice(i + 1);
+    }
+    break;
+  }
+  let query = '';
+  if (rest.endsWith('?') && rest.indexOf('?') === rest.length - 1) {
+    rest = rest.slice(0, -1);
+  } else {
+    const q = rest.indexOf('?');
+    if (q !== -1) {
+      query = rest.slice(q + 1);
+      rest = rest.slice(0, q);
+    }
+  }
+  if (!rest.startsWith('/')) {
+    return { ok: false, error: scheme !== '' ? `opaque request target "${uri.slice(0, 60)}"` : `invalid request target "${uri.slice(0, 60)}"` };
+  }
+  if (scheme !== '' && rest.startsWith('//') && !rest.startsWith('///')) {
+    const slash = rest.indexOf('/', 2);
+    rest = slash === -1 ? '' : rest.slice(slash);
+  }
+  // Go's unescape(…, encodePath): %XX only, "+" stays, a bad escape fails.
+  if (/%(?![0-9A-Fa-f]{2})/.test(rest)) return { ok: false, error: 'bad percent-escape in request target' };
+  let path = rest;
+  if (rest.includes('%')) {
+    try {
+      path = decodeURIComponentBytes(rest);
+    } catch {
+      return { ok: false, error: 'bad percent-escape in request target' };
+    }
+  }
+  return { ok: true, path, query };
+}
+
+/** Percent-decoding to bytes, then UTF-8 as Go keeps it (invalid bytes are not an error in a Go string). */
+function decodeURIComponentBytes(s: string): string {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x25) {
+      out.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (c < 0x80) {
+      out.push(c);
+    } else {
+      for (const b of Buffer.from(s[i]!, 'utf8')) out.push(b);
+    }
+  }
+  return Buffer.from(out).toString('utf8');
+}
+
+/** "/v1.23/containers/x/start" → "1.23"; "" without a version prefix. */
+export function apiVersionOf(path: string): string {
+  const m = /^\/+v([0-9.]+)(?:\/|$)/.exec(path);
+  return m ? m[1]! : '';
+}
+
+/** Go's versions.LessThan: dot-separated numbers compared one by one. */
+export function apiVersionLess(v: string, other: string): boolean {
+  const a = v.split('.');
+  const b = other.split('.');
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = Number.parseInt(a[i] ?? '0', 10) || 0;
+    const y = Number.parseInt(b[i] ?? '0', 10) || 0;
+    if (x !== y) return x < y;
+  }
+  return false;
 }
 
 /**
@@ -271,28 +423,26 @@ export function queryParam(uri: string, key: string): string | undefined {
   return undefined;
 }
 
-/** A versioned path with nothing to decode or clean: "/v1.41/containers/abc/start". */
+/** A versioned path with nothing to clean: "/v1.41/containers/abc/start". */
 const PLAIN_PATH = /^\/v[0-9.]+(?:\/[A-Za-z0-9_-]+)+$/;
 
 /**
- * "/v1.41/containers/x/start" → "/containers/x/start". The path is
- * percent-decoded and cleaned first, the way dockerd's router sees it: a
- * request for "/containers/cr%65ate" IS a create, and must be judged as one.
+ * "/v1.41/containers/x/start" → "/containers/x/start", for a path already
+ * percent-decoded (goRequestTarget). It is cleaned first ("//", ".", "..",
+ * a trailing "/"): dockerd's router redirects such paths instead of
+ * serving them, so judging the clean form is at worst too strict.
  */
 export function stripVersion(path: string): string {
-  // The common case without decoding and normalizing: a versioned path whose
-  // segments hold nothing to decode ("%") or clean ("." "..", "//", a trailing "/").
   if (PLAIN_PATH.test(path)) return path.slice(path.indexOf('/', 1));
-  let p = path;
-  try {
-    p = decodeURIComponent(p);
-  } catch {
-    // dockerd rejects malformed escapes itself; judge the raw text
-  }
-  p = posix.normalize(p.startsWith('/') ? p : `/${p}`);
+  let p = posix.normalize(path.startsWith('/') ? path : `/${path}`);
   const m = /^\/v[0-9.]+(\/.*)?$/.exec(p);
   if (m) p = m[1] ?? '/';
   return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
+}
+
+function oneLine(s: string): string {
+  const t = s.replace(/\s+/g, ' ').trim();
+  return t.length > 300 ? `${t.slice(0, 297)}...` : t;
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {

@@ -154,7 +154,7 @@ t.test('create: exemptions apply; missing image allowed (the CLI must be able to
   t.same(await ask('POST', '/v1.41/containers/create', { Image: 'not-pulled:1', HostConfig: { Privileged: true } }), { allow: true });
   const unread = await ask('POST', '/v1.41/containers/create');
   t.equal(unread.allow, false);
-  t.match(unread.msg, /cannot inspect this container create request/);
+  t.match(unread.msg, /Bulkhead cannot check this request and refuses it \(fail-closed/);
   const lenient = new AuthzDecider({
     policy: () => state(), containers: { get: () => undefined, inventory: () => [] }, docker: { getImage: () => ({ inspect: async () => ({}) as never }), getContainer: () => ({ inspect: async () => ({}) as never }) },
     logger, denyUnreadableCreate: false,

@@ -147,7 +147,9 @@ t.test('exec: escalation only for privileged or root', async (t) => {
   t.same(execEscalation({ User: '1000' }), { privileged: false, root: false });
   t.same(execEscalation({ User: '', Privileged: true }), { privileged: true, root: false });
   t.same(execEscalation({ User: '00' }), { privileged: false, root: true }, 'any spelling of uid 0');
-  t.same(execEscalation({ User: ' 0 :1000' }), { privileged: false, root: true });
+  t.same(execEscalation({ User: '+0' }), { privileged: false, root: true }, 'Go\'s Atoi reads "+0" as 0');
+  t.same(execEscalation({ User: '-0:0' }), { privileged: false, root: true });
+  t.same(execEscalation({ User: ' 0 :1000' }), { privileged: false, root: false }, 'not a number for runc: an unknown user name, and the exec fails');
   t.same(execEscalation({ User: '10' }), { privileged: false, root: false });
   t.equal(execRequestToFacts(base, { User: '1000' }), undefined);
   t.equal(execRequestToFacts(base, {}), undefined, 'empty User runs as the container user: nothing added');

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@bulkhead/shared';
-import { AuthzPlugin, parseAuthzRequest, queryParam, stripVersion, type AuthzDecision, type AuthzRequest } from '../../src/authz/plugin-server';
+import { apiVersionLess, AuthzPlugin, goRequestTarget, parseAuthzRequest, queryParam, stripVersion, type AuthzDecision, type AuthzRequest } from '../../src/authz/plugin-server';
 
 const logger = createLogger({ name: 'authz-plugin-test', level: 'silent' });
 
@@ -33,7 +33,7 @@ const envelope = (method: string, uri: string, body?: unknown) => ({
   ...(body === undefined ? {} : { RequestBody: Buffer.from(JSON.stringify(body)).toString('base64') }),
 });
 
-async function startPlugin(t: tap.Test, evaluate: (req: AuthzRequest) => AuthzDecision | Promise<AuthzDecision>, extra: { decisionTimeoutMs?: number } = {}) {
+async function startPlugin(t: tap.Test, evaluate: (req: AuthzRequest) => AuthzDecision | Promise<AuthzDecision>, extra: { decisionTimeoutMs?: number; failClosed?: (req: AuthzRequest | undefined) => boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'bk-authz-'));
   const socketPath = join(dir, 'plugins', 'bk-test.sock');
   const plugin = await AuthzPlugin.start({ socketPath, evaluate, logger, ...extra });
@@ -70,7 +70,7 @@ t.test('activation, allow, deny, responses; socket 0600 in a created dir', async
   t.equal(seen[0]!.path, '/containers/create');
   t.equal(seen[0]!.query.get('name'), 'x');
   t.equal(seen[0]!.method, 'POST');
-  t.same(plugin.stats, { requests: 2, allowed: 1, denied: 1, failOpen: 0 });
+  t.same(plugin.stats, { requests: 2, allowed: 1, denied: 1, failOpen: 0, failClosed: 0 });
 });
 
 t.test('fail-open: malformed requests, evaluator errors, slow or bad decisions', async (t) => {
@@ -94,6 +94,78 @@ t.test('fail-open: malformed requests, evaluator errors, slow or bad decisions',
   t.same((await post(socketPath, '/AuthZPlugin.AuthZReq', '{{{')).json, { Allow: true }, 'envelope that is not JSON → allow');
   t.same((await post(socketPath, '/AuthZPlugin.AuthZReq', { RequestMethod: 'GET' })).json, { Allow: true }, 'no RequestUri → allow');
   t.equal(plugin.stats.failOpen, 7);
+});
+
+t.test('fail-closed while the policy enforces: every undecidable request is refused, with the reason', async (t) => {
+  let mode = 'throw';
+  let closed: boolean | 'throw' = true;
+  const { plugin, socketPath } = await startPlugin(t, () => {
+    if (mode === 'throw') throw new Error('evaluator bug');
+    if (mode === 'slow') return new Promise<AuthzDecision>((r) => setTimeout(() => r({ allow: true }), 500));
+    return Promise.reject(new Error('async bug'));
+  }, { decisionTimeoutMs: 100, failClosed: () => {
+    if (closed === 'throw') throw new Error('policy unknown');
+    return closed;
+  } });
+  const ask = () => post(socketPath, '/AuthZPlugin.AuthZReq', envelope('POST', '/v1.41/containers/create', { Image: 'a' }));
+  for (const m of ['throw', 'slow', 'reject']) {
+    mode = m;
+    const r = (await ask()).json;
+    t.equal(r['Allow'], false, `${m} → refused`);
+    t.match(r['Msg'], /Bulkhead could not decide on this request \(.+\) and refuses it because the policy has rules in enforce mode/);
+  }
+  t.equal((await post(socketPath, '/AuthZPlugin.AuthZReq', '{{{')).json['Allow'], false, 'an unreadable envelope is refused too');
+  closed = 'throw';
+  t.equal((await ask()).json['Allow'], false, 'a failing failClosed counts as closed');
+  closed = false;
+  t.equal((await ask()).json['Allow'], true, 'nothing enforced: allowed and logged');
+  t.same(plugin.stats, { requests: 6, allowed: 1, denied: 5, failOpen: 1, failClosed: 5 });
+});
+
+t.test('request targets read the way Go reads them', async (t) => {
+  const path = (uri: string) => parseAuthzRequest(JSON.stringify({ RequestMethod: 'POST', RequestUri: uri }));
+  for (const [uri, want] of [
+    ['/v1.41/containers/create', '/containers/create'],
+    ['foo:/v1.41/containers/create', '/containers/create'],
+    ['http:/v1.41/containers/x/start', '/containers/x/start'],
+    ['HTTP://host:2375/v1.41/containers/create?name=a', '/containers/create'],
+    ['a+b-c.d:/v1.41/exec/abc/start', '/exec/abc/start'],
+    ['x://v1.41/containers/create', '/containers/create'],
+    ['x:///v1.41/containers/create', '/containers/create'],
+    ['/v1.41/containers/%63reate', '/containers/create'],
+    ['/v1.41/containers/a%2Fb/start', '/containers/a/b/start'],
+    ['/v1.41/containers/create?', '/containers/create'],
+    ['//v1.41/containers/create', '/containers/create'],
+    ['*', '*'],
+    ['/v1.41/containers/caf\u00e9/start', '/containers/caf\u00e9/start'],
+  ] as const) {
+    const r = path(uri);
+    t.equal(r.path, want, uri);
+    t.equal(r.targetError, undefined, `${uri}: readable`);
+  }
+  t.equal(path('HTTP://host:2375/v1.41/containers/create?name=a').query.get('name'), 'a', 'the query of an absolute target');
+  t.equal(path('/v1.23/containers/x/start').apiVersion, '1.23');
+  t.equal(path('foo:/v1.23/containers/x/start').apiVersion, '1.23');
+  t.equal(path('/containers/x/start').apiVersion, '');
+  for (const [uri, why] of [
+    ['foo:v1.41/containers/create', /opaque/],
+    ['v1.41/containers/create', /invalid request target/],
+    [':/v1.41/containers/create', /missing protocol scheme/],
+    ['/v1.41/containers/%ZZ/start', /bad percent-escape/],
+    ['/v1.41/containers/%4/start', /bad percent-escape/],
+    ['/v1.41/containers/create\u0001', /control character/],
+  ] as const) {
+    const r = path(uri);
+    t.equal(r.path, '', `${uri}: no path`);
+    t.match(r.targetError, why, uri);
+  }
+  t.equal(apiVersionLess('1.23', '1.24'), true);
+  t.equal(apiVersionLess('1.9', '1.24'), true);
+  t.equal(apiVersionLess('1.24', '1.24'), false);
+  t.equal(apiVersionLess('1.41', '1.24'), false);
+  t.equal(apiVersionLess('2', '1.24'), false);
+  t.equal(apiVersionLess('1.24.0', '1.24'), false);
+  t.equal(goRequestTarget('/v1.41/x?a=1').ok, true);
 });
 
 t.test('start-up: stale socket replaced, live socket refused, stop removes the socket', async (t) => {
@@ -121,7 +193,7 @@ t.test('request parsing: the path dockerd routes on, however it is spelled', asy
   t.equal(stripVersion('/containers/create'), '/containers/create');
   t.equal(stripVersion('/v1.41.0/containers/create'), '/containers/create');
   t.equal(stripVersion('/v1.41//containers/create/'), '/containers/create');
-  t.equal(stripVersion('/v1.41/containers/cr%65ate'), '/containers/create', 'percent-encoded');
+  t.equal(parseAuthzRequest(JSON.stringify({ RequestMethod: 'POST', RequestUri: '/v1.41/containers/cr%65ate' })).path, '/containers/create', 'percent-encoded');
   t.equal(stripVersion('/v1.41/containers/x/../create'), '/containers/create');
   t.equal(stripVersion('/v1.41/containers/%ZZ/start'), '/containers/%ZZ/start');
   t.equal(stripVersion('/_ping'), '/_ping');
