@@ -13,7 +13,7 @@ import { auditNotes, installAuditHooks } from '../audit/audit-hooks';
 import { Authenticator, type AuthAttempt } from './authenticator';
 import { resolveAuthOptions, type AuthOptions, type AuthOptionsInput } from './auth-options';
 import { describePrincipal, type Principal } from './principal';
-import { FailureLimiter } from './rate-limiter';
+import { AuthFailureLimits } from './rate-limiter';
 import { deriveAction, isRole, roleAtLeast, type DeclaredRoute, type RouteAccess } from './roles';
 
 export interface ApiSecurityOptions extends AuthOptionsInput {
@@ -26,15 +26,15 @@ export class ApiSecurity {
   /** Every /v1 route with what it declared, in registration order (HEAD twins omitted). */
   readonly routes: DeclaredRoute[] = [];
   readonly options: AuthOptions;
-  readonly limiter: FailureLimiter;
+  readonly failureLimits: AuthFailureLimits;
   readonly authenticator: Authenticator;
   /** Undefined when the store has no audit table (test fakes). */
   readonly audit: AuditLog | undefined;
 
   constructor(private readonly o: ApiSecurityOptions) {
     this.options = resolveAuthOptions(o);
-    this.limiter = new FailureLimiter(this.options.failureLimit);
-    this.authenticator = new Authenticator({ store: o.store, tokenSecret: this.options.tokenSecret, limiter: this.limiter, logger: o.logger });
+    this.failureLimits = new AuthFailureLimits(this.options.failureLimit);
+    this.authenticator = new Authenticator({ store: o.store, tokenSecret: this.options.tokenSecret, limits: this.failureLimits, logger: o.logger });
     this.audit = o.store.audit ? new AuditLog(o.store.audit, o.logger.child({ component: 'audit' })) : undefined;
   }
 
@@ -77,7 +77,7 @@ export class ApiSecurity {
       authorize(p, req.routeOptions.config, req.method, req.routeOptions.url ?? req.url);
     });
 
-    installAuditHooks(v1, { audit: this.audit, now: this.o.now, rateLimitedEveryMs: this.limiter.windowMs });
+    installAuditHooks(v1, { audit: this.audit, now: this.o.now, rateLimitedEveryMs: this.failureLimits.windowMs });
   }
 
   /** Waits for queued audit entries and last-used writes (before the store closes). */

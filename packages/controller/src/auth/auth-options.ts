@@ -1,7 +1,7 @@
 // Options of identity and access, with their defaults in one place.
 import { randomBytes } from 'node:crypto';
 import { BulkheadError } from '@bulkhead/shared';
-import type { FailureLimiterOptions } from './rate-limiter';
+import { DEFAULT_AUTH_FAILURE_LIMITS, type AuthFailureLimitOptions } from './rate-limiter';
 
 export interface AuthOptionsInput {
   /** HMAC key for bearer tokens. Default: 32 random bytes per process (tokens die with it). */
@@ -10,15 +10,15 @@ export interface AuthOptionsInput {
   tokenDefaultTtlMs?: number;
   /** Longest lifetime a caller may ask for (`serve --token-max-ttl`). Default 1 h; 1 min – 24 h. */
   tokenMaxTtlMs?: number;
-  /** Failed authentication per client address and per key id. Default 10 per minute. */
-  failureLimit?: FailureLimiterOptions;
+  /** Failed authentication allowed per client address (default 30 a minute) and per key id from one address (default 10 a minute). */
+  failureLimit?: AuthFailureLimitOptions;
 }
 
 export interface AuthOptions {
   tokenSecret: Buffer;
   tokenDefaultTtlMs: number;
   tokenMaxTtlMs: number;
-  failureLimit: FailureLimiterOptions;
+  failureLimit: Required<AuthFailureLimitOptions>;
 }
 
 export const MIN_TOKEN_MAX_TTL_MS = 60_000;
@@ -33,5 +33,12 @@ export function resolveAuthOptions(i: AuthOptionsInput = {}): AuthOptions {
   if (!(tokenDefaultTtlMs > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the default token lifetime must be positive');
   const tokenSecret = i.tokenSecret ?? randomBytes(32);
   if (tokenSecret.length < 32) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the token signing secret must be at least 32 bytes');
-  return { tokenSecret, tokenDefaultTtlMs, tokenMaxTtlMs, failureLimit: i.failureLimit ?? {} };
+  const failureLimit = { ...DEFAULT_AUTH_FAILURE_LIMITS, ...i.failureLimit };
+  for (const k of ['perAddress', 'perKeyPerAddress', 'maxBuckets'] as const) {
+    if (!(Number.isSafeInteger(failureLimit[k]) && failureLimit[k] >= 1)) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', `failed-authentication limit ${k} must be a positive integer, got ${failureLimit[k]}`);
+    }
+  }
+  if (!(failureLimit.windowMs > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `failed-authentication window must be positive, got ${failureLimit.windowMs}ms`);
+  return { tokenSecret, tokenDefaultTtlMs, tokenMaxTtlMs, failureLimit };
 }

@@ -1,14 +1,15 @@
 // Owns checking the credential of a /v1 request: an API key
 // ("bk_ak_…_…", verified by api/api-keys.ts) or a bearer token ("bkt_…",
 // bearer-tokens.ts, whose key is looked up on every use). Failed attempts
-// count against the client address and, for API keys, the presented key
-// id; a bucket over the limit gets 429 before any credential is checked.
+// count against the client address and, for API keys, the presented key id
+// *at that address* (rate-limiter.ts says why not the key id alone); a
+// bucket over the limit gets 429 before any credential is checked.
 import { BulkheadError, type Logger } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { parseApiKey, verifyApiKey } from '../api/api-keys';
 import { looksLikeToken, verifyToken } from './bearer-tokens';
 import type { Principal } from './principal';
-import { FailureLimiter } from './rate-limiter';
+import type { AuthFailureLimits, LimitHit } from './rate-limiter';
 import { roleAtLeast } from './roles';
 import { projectsWithin } from './project-scope';
 
@@ -19,7 +20,7 @@ const TOUCH_EVERY_MS = 60_000;
 export interface AuthenticatorOptions {
   store: Pick<Store, 'getApiKey' | 'touchApiKey'>;
   tokenSecret: Buffer;
-  limiter: FailureLimiter;
+  limits: AuthFailureLimits;
   logger: Logger;
 }
 
@@ -41,8 +42,7 @@ export class Authenticator {
   /** Resolves to the principal, or throws BK_ERR_UNAUTHENTICATED (401) / BK_ERR_RATE_LIMITED (429). */
   async authenticate(header: string | undefined, clientIp: string, now: Date, seen: AuthAttempt = {}): Promise<Principal> {
     const ms = now.getTime();
-    const addr = `ip:${clientIp}`;
-    this.throttle(addr, ms, seen, 'this address');
+    this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
     if (header === undefined || header === '') {
       // No credential is not a guess: not counted, but still refused (and audited).
       throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <api key or token>" header');
@@ -51,16 +51,14 @@ export class Authenticator {
     const keyId = value !== undefined && !looksLikeToken(value) ? parseApiKey(value)?.keyId : undefined;
     if (keyId !== undefined) {
       seen.presentedKeyId = keyId;
-      this.throttle(`key:${keyId}`, ms, seen, `key ${keyId}`);
+      this.throttle(this.o.limits.checkKey(keyId, clientIp, ms), seen);
     }
     try {
       const p = value !== undefined && looksLikeToken(value) ? await this.fromToken(value, now, seen) : await this.fromKey(header, now);
       this.touch(p, now);
       return p;
     } catch (err) {
-      if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') {
-        this.o.limiter.fail(keyId !== undefined ? [addr, `key:${keyId}`] : [addr], ms);
-      }
+      if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') this.o.limits.fail(clientIp, keyId, ms);
       throw err;
     }
   }
@@ -70,15 +68,11 @@ export class Authenticator {
     await Promise.allSettled([...this.pending]);
   }
 
-  private throttle(bucket: string, ms: number, seen: AuthAttempt, who: string): void {
-    const wait = this.o.limiter.retryAfterMs(bucket, ms);
-    if (wait <= 0) return;
-    seen.retryAfterS = Math.max(1, Math.ceil(wait / 1000));
-    seen.limitedBucket = bucket;
-    throw new BulkheadError(
-      'BK_ERR_RATE_LIMITED',
-      `too many failed authentication attempts from ${who} (${this.o.limiter.max} per ${Math.round(this.o.limiter.windowMs / 1000)}s); retry in ${seen.retryAfterS}s`,
-    );
+  private throttle(over: LimitHit | undefined, seen: AuthAttempt): void {
+    if (!over) return;
+    seen.retryAfterS = Math.max(1, Math.ceil(over.retryAfterMs / 1000));
+    seen.limitedBucket = over.bucket;
+    throw new BulkheadError('BK_ERR_RATE_LIMITED', `too many failed authentication attempts ${over.scope}; retry in ${seen.retryAfterS}s`);
   }
 
   private async fromKey(header: string, now: Date): Promise<Principal> {

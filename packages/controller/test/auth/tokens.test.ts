@@ -198,47 +198,75 @@ t.test('join tokens through the API', async (t) => {
   t.equal((await api.call('DELETE', '/v1/join-tokens/0123456789abcdef')).status, 404);
 });
 
-t.test('failed authentication is rate limited per address and per key', async (t) => {
-  const api = await startSecureApi({ auth: { failureLimit: { max: 3, windowMs: 60_000 } } });
+t.test('with the default limits, ten bad secrets for a key from one address do not lock its holder out elsewhere', async (t) => {
+  const api = await startSecureApi();
   t.teardown(() => api.close());
   const good = api.admin.plaintext;
   const wrong = good.replace(/.$/, (c) => (c === '0' ? '1' : '0'));
+  const inject = (auth: string, ip: string) => api.app.inject({ method: 'GET', url: '/v1/agents', remoteAddress: ip, headers: { authorization: `Bearer ${auth}` } });
+  const codes: number[] = [];
+  for (let i = 0; i < 15; i++) codes.push((await inject(wrong, '192.0.2.1')).statusCode);
+  t.same(codes, [...Array(10).fill(401), ...Array(5).fill(429)], 'ten refusals, then limited');
+  t.equal((await inject(good, '198.51.100.7')).statusCode, 200, 'the holder, from another address, gets in');
+  const fromA = await inject(good, '192.0.2.1');
+  t.equal(fromA.statusCode, 429, 'from the hammering address the key waits, right secret or not');
+  t.match(fromA.json().detail, /for key ak_[0-9a-f]{16} from this address \(10 per 60s\)/);
+  t.ok(Number(fromA.headers['retry-after']) >= 1, 'with Retry-After');
+});
+
+t.test('failed authentication is rate limited per address and per key id at an address', async (t) => {
+  const api = await startSecureApi({ auth: { failureLimit: { perAddress: 5, perKeyPerAddress: 3, windowMs: 60_000 } } });
+  t.teardown(() => api.close());
+  const good = api.admin.plaintext;
+  const K = api.admin.record.id;
+  const wrong = good.replace(/.$/, (c) => (c === '0' ? '1' : '0'));
   const inject = (auth: string | undefined, ip: string) =>
     api.app.inject({ method: 'GET', url: '/v1/agents', remoteAddress: ip, headers: auth === undefined ? {} : { authorization: `Bearer ${auth}` } });
+  const otherKeyId = (i: number) => `bk_ak_${i.toString(16).padStart(16, '0')}_${'0'.repeat(64)}`;
 
-  // Per address: three failures, then even the right key waits.
-  for (let i = 0; i < 3; i++) t.equal((await inject('bk_ak_0123456789abcdef_' + '0'.repeat(64), '10.0.0.1')).statusCode, 401);
-  const limited = await inject(good, '10.0.0.1');
-  t.equal(limited.statusCode, 429, 'the fourth attempt from that address is refused');
-  t.equal(limited.json().code, 'BK_ERR_RATE_LIMITED');
+  // Someone hammers key K with wrong secrets from address A: K's holder at address B is unaffected.
+  const A = '10.0.0.1';
+  const B = '10.0.0.2';
+  for (let i = 0; i < 12; i++) {
+    const r = await inject(wrong, A);
+    t.equal(r.statusCode, i < 3 ? 401 : 429, `bad attempt ${i + 1} for K from A: ${i < 3 ? 'refused' : 'limited'}`);
+  }
+  t.equal((await inject(good, B)).statusCode, 200, "K's holder at another address is not locked out");
+  t.equal((await inject(good, B)).statusCode, 200);
+
+  // From A the same key is limited, even with the right secret, and the problem says why.
+  const limited = await inject(good, A);
+  t.equal(limited.statusCode, 429, 'K from A is limited');
+  t.match(limited.headers['content-type'], /^application\/problem\+json/);
+  t.match(limited.json(), { status: 429, code: 'BK_ERR_RATE_LIMITED', detail: new RegExp(`too many failed authentication attempts for key ${K} from this address \\(3 per 60s\\); retry in \\d+s`) });
   const retry = Number(limited.headers['retry-after']);
   t.ok(retry >= 1 && retry <= 60, `Retry-After ${retry}`);
-  t.equal((await inject(good, '10.0.0.2')).statusCode, 200, 'another address is not affected');
-  t.equal((await inject(undefined, '10.0.0.3')).statusCode, 401, 'no credential at all…');
-  t.equal((await inject(undefined, '10.0.0.3')).statusCode, 401);
-  t.equal((await inject(undefined, '10.0.0.3')).statusCode, 401);
-  t.equal((await inject(good, '10.0.0.3')).statusCode, 200, '…is not counted as a guess');
-
-  // Per key: failures against one key id from many addresses add up.
-  for (const ip of ['10.1.0.1', '10.1.0.2', '10.1.0.3']) t.equal((await inject(wrong, ip)).statusCode, 401);
-  const keyLimited = await inject(good, '10.1.0.4');
-  t.equal(keyLimited.statusCode, 429, 'the key is throttled from a fresh address');
-  t.match(keyLimited.json().detail, new RegExp(`key ${api.admin.record.id}`));
   const other = await api.mintKey('other', 'viewer');
-  t.equal((await inject(other.plaintext, '10.1.0.4')).statusCode, 200, 'other keys are not');
+  t.equal((await inject(other.plaintext, A)).statusCode, 200, 'other keys from A still work: the address is under its own limit');
+
+  // Per address: failures from one address add up over every key id, then even the right key waits.
+  const C = '10.0.0.3';
+  for (let i = 0; i < 5; i++) t.equal((await inject(otherKeyId(i), C)).statusCode, 401);
+  const addrLimited = await inject(other.plaintext, C);
+  t.equal(addrLimited.statusCode, 429, 'the sixth attempt from that address is refused');
+  t.match(addrLimited.json().detail, /from this address \(5 per 60s\)/);
+  t.ok(Number(addrLimited.headers['retry-after']) >= 1);
+  t.equal((await inject(other.plaintext, '10.0.0.4')).statusCode, 200, 'another address is not affected');
+  for (let i = 0; i < 6; i++) t.equal((await inject(undefined, '10.0.0.5')).statusCode, 401, 'no credential at all…');
+  t.equal((await inject(good, '10.0.0.5')).statusCode, 200, '…is not counted as a guess');
   const tok = (await api.call('POST', '/v1/auth/token', { key: other.plaintext })).json.token as string;
-  t.equal((await inject(tok, '10.1.0.5')).statusCode, 200, 'tokens are not limited per key');
+  t.equal((await inject(tok, B)).statusCode, 200, 'tokens work');
 
   // The window passes.
   api.advance(61_000);
-  t.equal((await inject(good, '10.0.0.1')).statusCode, 200, 'after a minute the address may try again');
-  t.equal((await inject(good, '10.1.0.4')).statusCode, 200, 'and the key');
+  t.equal((await inject(good, A)).statusCode, 200, 'after a minute K may try again from A');
+  t.equal((await inject(other.plaintext, C)).statusCode, 200, 'and C');
 
   // The audit trail has the failures, and each limited bucket once.
   await api.app.security.drain();
   const log = await api.call('GET', '/v1/audit-log?limit=1000');
   const entries = log.json.items as Array<{ status: number; clientIp: string; target: Record<string, string>; actorKind: string }>;
-  t.equal(entries.filter((e) => e.status === 401).length, 6 + 3, 'every 401 recorded');
+  t.equal(entries.filter((e) => e.status === 401).length, 3 + 5 + 6, 'every 401 recorded');
   t.equal(entries.filter((e) => e.status === 429).length, 2, 'one 429 entry per limited bucket');
-  t.ok(entries.some((e) => e.status === 401 && e.clientIp === '10.1.0.2' && e.target['presentedKeyId'] === api.admin.record.id), 'who was being tried, and from where');
+  t.ok(entries.some((e) => e.status === 401 && e.clientIp === A && e.target['presentedKeyId'] === K), 'who was being tried, and from where');
 });

@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mintToken, verifyToken } from '../../src/auth/bearer-tokens';
-import { FailureLimiter } from '../../src/auth/rate-limiter';
+import { AuthFailureLimits, FailureLimiter } from '../../src/auth/rate-limiter';
 import { deriveAction, roleAtLeast } from '../../src/auth/roles';
 import { checkGrant } from '../../src/auth/delegation';
 import { containerProject, projectsWithin } from '../../src/auth/project-scope';
@@ -48,6 +48,24 @@ t.test('failure limiter', async (t) => {
   for (const b of ['c', 'd', 'e', 'f']) l.fail([b], 2000);
   t.equal((l as unknown as { buckets: Map<string, number[]> }).buckets.size, 3, 'bounded memory');
   t.throws(() => new FailureLimiter({ max: 0 }));
+});
+
+t.test('failed authentication is counted per address and per key id at an address, never per key id alone', async (t) => {
+  const l = new AuthFailureLimits({ perAddress: 5, perKeyPerAddress: 2, windowMs: 1000 });
+  const K = 'ak_0123456789abcdef';
+  l.fail('10.0.0.1', K, 0);
+  l.fail('10.0.0.1', K, 0);
+  t.match(l.checkKey(K, '10.0.0.1', 0), { bucket: `key:${K}@ip:10.0.0.1`, retryAfterMs: 1000, scope: `for key ${K} from this address (2 per 1s)` });
+  t.equal(l.checkKey(K, '10.0.0.2', 0), undefined, 'the same key from another address is not limited');
+  t.equal(l.checkKey('ak_fedcba9876543210', '10.0.0.1', 0), undefined, 'another key from the same address is not');
+  t.equal(l.checkAddress('10.0.0.1', 0), undefined, 'the address is below its own, wider limit');
+  for (const ip of ['10.0.1.1', '10.0.1.2', '10.0.1.3', '10.0.1.4', '10.0.1.5']) l.fail(ip, K, 0);
+  t.equal(l.checkKey(K, '10.0.0.2', 0), undefined, 'failures for a key from many addresses do not add up');
+  for (let i = 0; i < 3; i++) l.fail('10.0.0.1', undefined, 500);
+  t.match(l.checkAddress('10.0.0.1', 500), { bucket: 'ip:10.0.0.1', retryAfterMs: 500, scope: 'from this address (5 per 1s)' });
+  t.equal(l.checkAddress('10.0.0.1', 1000), undefined, 'the window slides');
+  t.equal(l.checkKey(K, '10.0.0.1', 1000), undefined);
+  t.throws(() => new AuthFailureLimits({ perKeyPerAddress: 0 }), RangeError);
 });
 
 t.test('roles, actions, delegation, scopes', async (t) => {
@@ -97,4 +115,9 @@ t.test('signing secret file and options', async (t) => {
   t.equal(resolveAuthOptions({ tokenMaxTtlMs: 300_000 }).tokenDefaultTtlMs, 300_000, 'the default never exceeds the maximum');
   t.throws(() => resolveAuthOptions({ tokenMaxTtlMs: 1000 }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveAuthOptions({ tokenSecret: Buffer.alloc(8) }), { message: /32 bytes/ });
+  t.same(o.failureLimit, { perAddress: 30, perKeyPerAddress: 10, windowMs: 60_000, maxBuckets: 10_000 });
+  t.match(resolveAuthOptions({ failureLimit: { perKeyPerAddress: 3 } }).failureLimit, { perAddress: 30, perKeyPerAddress: 3 });
+  t.throws(() => resolveAuthOptions({ failureLimit: { perAddress: 0 } }), { code: 'BK_ERR_CONFIG_INVALID', message: /perAddress must be a positive integer/ });
+  t.throws(() => resolveAuthOptions({ failureLimit: { perKeyPerAddress: 1.5 } }), { code: 'BK_ERR_CONFIG_INVALID', message: /perKeyPerAddress/ });
+  t.throws(() => resolveAuthOptions({ failureLimit: { windowMs: 0 } }), { code: 'BK_ERR_CONFIG_INVALID', message: /window/ });
 });
