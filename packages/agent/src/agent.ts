@@ -119,7 +119,7 @@ export class Agent {
         logger: logger.child({ component: 'authz' }),
       });
       const plugin = authz;
-      metrics.setSources({ authzFailOpen: () => plugin.stats.failOpen });
+      metrics.setSources({ authzFailOpen: () => plugin.stats.failOpen, authzFailClosed: () => plugin.stats.failClosed });
     }
     const metricsListener = await startOptionalMetricsListener({ listen: opts.metricsListen, allowRemote: opts.metricsAllowRemote, render: () => metrics.render(), logger });
 

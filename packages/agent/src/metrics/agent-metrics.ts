@@ -21,6 +21,7 @@ export interface AgentMetricSources {
   containers?: () => number;
   eventStreamConnected?: () => boolean;
   authzFailOpen?: () => number;
+  authzFailClosed?: () => number;
   quarantined?: () => number;
 }
 
@@ -111,6 +112,14 @@ export class AgentMetrics {
       registers,
       collect() {
         setTotal(this, self.sources.authzFailOpen?.());
+      },
+    });
+    new Counter({
+      name: 'bulkhead_agent_authz_fail_closed_total',
+      help: 'Requests the authorization plugin refused because deciding failed while the policy has rules in enforce mode.',
+      registers,
+      collect() {
+        setTotal(this, self.sources.authzFailClosed?.());
       },
     });
     this.commands = new Counter({

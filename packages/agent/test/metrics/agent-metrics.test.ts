@@ -27,6 +27,7 @@ t.test('hooks and sources; the page passes promtool', async (t) => {
     containers: () => 9,
     eventStreamConnected: () => true,
     authzFailOpen: () => 1,
+    authzFailClosed: () => 3,
     quarantined: () => 1,
   });
   m.inventoryChange('upsert', 'start');
@@ -72,6 +73,7 @@ t.test('hooks and sources; the page passes promtool', async (t) => {
   t.equal(sample(body, 'bulkhead_agent_authz_decisions_total{decision="allow"}'), 1);
   t.equal(sample(body, 'bulkhead_agent_authz_decision_duration_seconds_bucket{le="0.0005",decision="allow"}'), 1);
   t.equal(sample(body, 'bulkhead_agent_authz_fail_open_total'), 1);
+  t.equal(sample(body, 'bulkhead_agent_authz_fail_closed_total'), 3);
   t.equal(sample(body, 'bulkhead_agent_commands_total{action="kill",result="failed"}'), 1);
   t.equal(sample(body, 'bulkhead_agent_link_state{state="connected"}'), 1);
   t.equal(sample(body, 'bulkhead_agent_link_state{state="connecting"}'), 0);
