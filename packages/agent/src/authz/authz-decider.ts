@@ -198,6 +198,17 @@ export class AuthzDecider {
     return this.route(req, state);
   }
 
+  /**
+   * An image event from the engine (`tag`, `untag`, `pull`, `load`,
+   * `import`, `delete`): a ref may now name another image, so every cached
+   * image inspect is dropped — a tag moved onto a root image is judged as
+   * that image from the next create on. (Image events are rare; the start
+   * check judges what dockerd stored in any case.)
+   */
+  forgetImages(): void {
+    this.images.clear();
+  }
+
   /** Whether the policy in force has rules in enforce mode (the plugin then fails closed). */
   enforcing(): boolean {
     const p = this.o.policy().policy;

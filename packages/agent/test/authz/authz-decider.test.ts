@@ -134,6 +134,23 @@ t.test('create: enforce findings deny with rule ids, severities and how to get a
   t.equal(calls.image, 1);
 });
 
+t.test('create: a tag moved onto another image is judged as that image after the image event', async (t) => {
+  const { ask, decider, calls } = setup();
+  const body = { Image: 'app:1', HostConfig: { Memory: 64 * 1024 * 1024 } };
+  t.same(await ask('POST', '/v1.41/containers/create', body), { allow: true }, 'app:1 runs as USER 1000');
+  const before = IMAGES['app:1'];
+  IMAGES['app:1'] = IMAGES['root:1']!;
+  t.teardown(() => {
+    IMAGES['app:1'] = before!;
+  });
+  t.same(await ask('POST', '/v1.41/containers/create', body), { allow: true }, 'still cached: the tag event has not arrived');
+  decider.forgetImages();
+  const d = await ask('POST', '/v1.41/containers/create', body);
+  t.equal(d.allow, false, 'after `docker tag root:1 app:1` the create is judged on the root image');
+  t.match(d.msg, /host\.root-user/);
+  t.equal(calls.image, 2);
+});
+
 t.test('create: compliant allowed; image USER counts; monitor findings allowed but reported', async (t) => {
   const { ask, reports } = setup();
   t.same(await ask('POST', '/v1.41/containers/create?name=ok', { Image: 'app:1', HostConfig: { Memory: 64 * 1024 * 1024 } }), { allow: true });
