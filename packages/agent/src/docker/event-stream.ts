@@ -1,6 +1,6 @@
 // Owns reading dockerd's /events stream: splitting it into JSON lines,
 // parsing them without losing the nanosecond timestamp, and deciding which
-// events can change a container's facts.
+// events can change a container's facts and which start an exec.
 //
 // The stream is newline-delimited JSON (Go's json.Encoder), but TCP chunks
 // follow no line boundaries: a chunk may hold several events, part of one,
@@ -106,7 +106,8 @@ export function formatSince(timeNano: bigint): string {
  * Container actions after which inspect can show different facts.
  * `kill` is absent on purpose: the signal may be ignored, and a kill that
  * ends the container is followed by `die`. exec_*, attach, top, resize &c.
- * change nothing we report.
+ * change nothing we report (an exec_start is judged on its own, see
+ * execStartEvent).
  */
 export const FACT_CHANGING_ACTIONS: ReadonlySet<string> = new Set([
   'create', 'start', 'restart', 'die', 'stop', 'pause', 'unpause', 'rename', 'update', 'destroy', 'oom', 'health_status',
@@ -126,4 +127,40 @@ export function relevantContainerEvent(ev: DockerEvent): { containerId: string; 
     return { containerId: id, action: `network_${ev.action}` };
   }
   return undefined;
+}
+
+/** A process started in a running container (`docker exec`, or a health check). */
+export interface ExecStartEvent {
+  containerId: string;
+  execId: string;
+  /**
+   * The command as dockerd writes it into the action ("exec_start: sh -c id"
+   * → "sh -c id"): entrypoint and arguments joined by spaces, so not
+   * splittable back into arguments. May hold secrets; redact before it
+   * leaves the host.
+   */
+  command: string;
+  /** dockerd's event time, ms. */
+  timeMs: number;
+}
+
+/**
+ * An exec_start event's container, exec id and command, or undefined for
+ * any other event. dockerd writes the command into the action itself, and
+ * the attributes carry only execID (plus the container's image, name and
+ * labels): who the process runs as, and whether privileged, takes an
+ * inspect of the exec.
+ */
+export function execStartEvent(ev: DockerEvent): ExecStartEvent | undefined {
+  if (ev.type !== 'container' || ev.actorId === '') return undefined;
+  const colon = ev.action.indexOf(':');
+  if ((colon === -1 ? ev.action : ev.action.slice(0, colon)).trim() !== 'exec_start') return undefined;
+  const execId = ev.attributes['execID'] ?? '';
+  if (execId === '') return undefined;
+  return {
+    containerId: ev.actorId,
+    execId,
+    command: colon === -1 ? '' : ev.action.slice(colon + 1).trim(),
+    timeMs: Number(ev.timeNano / 1_000_000n),
+  };
 }

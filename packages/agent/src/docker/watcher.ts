@@ -13,15 +13,25 @@
 // events arriving meanwhile coalesce into exactly one re-inspect after it.
 // So per container, emissions happen in the order their inspects ran, and
 // the last emission reflects the latest state dockerd reported.
+//
+// Execs: every exec_start is passed on as an `exec` event, without an
+// inspect of ours (health checks start one per interval; whether an exec is
+// worth inspecting depends on the policy, which the enforcer knows). It is
+// emitted after any inspect of its container already under way, so a
+// listener that reads the inventory sees the container as the exec found
+// it — running — even right after `docker run -d; docker exec`.
 import { EventEmitter } from 'node:events';
 import type Dockerode from 'dockerode';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Logger } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from './container-facts';
-import { EventLineParser, formatSince, relevantContainerEvent, FACT_CHANGING_ACTIONS, type DockerEvent } from './event-stream';
+import {
+  EventLineParser, execStartEvent, formatSince, relevantContainerEvent, FACT_CHANGING_ACTIONS, type DockerEvent, type ExecStartEvent,
+} from './event-stream';
 import { resolveWatcherOptions, type ContainerWatcherOptions, type ResolvedWatcherOptions } from './watcher-options';
 
 export type { ContainerWatcherOptions } from './watcher-options';
+export type { ExecStartEvent } from './event-stream';
 
 /**
  * What caused an upsert/remove: a Docker container action (create, start,
@@ -56,9 +66,16 @@ export interface ContainerWatcherEvents {
   upsert: [facts: Facts, eventAction: WatchAction, eventTimeMs: number, changed: boolean];
   /** A container is gone; `lastFacts` are the facts last reported for it. */
   remove: [id: string, eventAction: WatchAction, eventTimeMs: number, lastFacts: Facts];
+  /**
+   * A process was started in a container (`docker exec`, a health check).
+   * Emitted after the snapshot, once per exec_start dockerd reported, and
+   * after any inspect of that container already under way (see the top of
+   * this file).
+   */
+  exec: [exec: ExecStartEvent];
   /** The event stream's connection state (for logs, metrics and tests). */
   stream: [event: StreamStateEvent];
-  /** A reconcile listed the engine's containers (metrics, issue 5); `suspects` were queued for inspection. */
+  /** A reconcile listed the engine's containers (for metrics); `suspects` were queued for inspection. */
   reconcile: [info: { reason: string; listed: number; suspects: number }];
 }
 
@@ -76,9 +93,12 @@ interface Work {
 
 const EVENT_FILTERS = {
   type: ['container', 'network'],
-  // Server-side filtering keeps exec_* (three per health check) and the
-  // like off the wire; relevantContainerEvent() decides the rest.
-  event: [...FACT_CHANGING_ACTIONS, 'connect', 'disconnect'],
+  // Server-side filtering keeps exec_create, exec_die (with exec_start, three
+  // per health check), attach, top and the like off the wire;
+  // relevantContainerEvent() and execStartEvent() decide the rest. dockerd
+  // matches exec_start and health_status by prefix: the action carries the
+  // command ("exec_start: sh -c id") or the result after a colon.
+  event: [...FACT_CHANGING_ACTIONS, 'exec_start', 'connect', 'disconnect'],
 };
 
 /** How long stop() waits for in-flight inspects. */
@@ -110,6 +130,8 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
   private reconcileAfterSync = false;
   private syncing = true;
   private buffered: Array<{ id: string; job: Job }> = [];
+  /** Execs seen during the initial sync, emitted after the snapshot. */
+  private bufferedExecs: ExecStartEvent[] = [];
   private stopped = false;
 
   private constructor(private readonly o: ResolvedWatcherOptions) {
@@ -147,7 +169,7 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     return this.inv.get(id);
   }
 
-  /** True while the Docker event stream is open (metrics, issue 5). */
+  /** True while the Docker event stream is open (for metrics). */
   get streamConnected(): boolean {
     return this.stream !== undefined;
   }
@@ -205,6 +227,9 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
       const held = this.buffered;
       this.buffered = [];
       for (const { id, job } of held) this.enqueue(id, job);
+      const execs = this.bufferedExecs;
+      this.bufferedExecs = [];
+      for (const x of execs) this.onExec(x);
       if (this.reconcileAfterSync) void this.requestReconcile('reconnect');
       else this.scheduleReconcile();
     });
@@ -289,11 +314,36 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
       this.lastTimeNano = ev.timeNano;
       this.seenAtLast = new Set([key]);
     }
+    const exec = execStartEvent(ev);
+    if (exec) {
+      if (this.syncing) this.bufferedExecs.push(exec);
+      else this.onExec(exec);
+      return;
+    }
     const rel = relevantContainerEvent(ev);
     if (!rel) return;
     const job: Job = { action: rel.action, timeMs: Number(ev.timeNano / 1_000_000n), fromEvent: true };
     if (this.syncing) this.buffered.push({ id: rel.containerId, job });
     else this.enqueue(rel.containerId, job);
+  }
+
+  // ---- execs -------------------------------------------------------------
+
+  private onExec(x: ExecStartEvent): void {
+    if (this.stopped) return;
+    // An exec in a container we do not know (its events were lost): inspect
+    // it first, so the exec is judged against real facts.
+    if (!this.inv.has(x.containerId) && !this.work.has(x.containerId)) {
+      this.enqueue(x.containerId, { action: 'exec_start', timeMs: x.timeMs, fromEvent: true });
+    }
+    const w = this.work.get(x.containerId);
+    if (!w) {
+      this.safeEmit('exec', x);
+      return;
+    }
+    void w.done.then(() => {
+      if (!this.stopped) this.safeEmit('exec', x);
+    });
   }
 
   // ---- per-container work ------------------------------------------------

@@ -76,7 +76,7 @@ export function limitPlan(facts: Facts, spec: LimitSpec | undefined): LimitUpdat
 }
 
 /** Performs one action. Never throws: failures come back as `failed` with the engine's message. */
-export async function performAction(docker: EnforcerDocker, containerId: string, a: EngineAction): Promise<ActionOutcome> {
+export async function performAction(docker: Pick<EnforcerDocker, 'getContainer' | 'getNetwork'>, containerId: string, a: EngineAction): Promise<ActionOutcome> {
   try {
     const c = docker.getContainer(containerId);
     switch (a.type) {

@@ -17,6 +17,8 @@ export interface EnforcerDocker {
     inspect(): Promise<Dockerode.ContainerInspectInfo>;
   };
   getNetwork(id: string): { disconnect(opts: object): Promise<unknown> };
+  /** `GET /exec/{id}/json`: who an exec runs as, and whether privileged. */
+  getExec(id: string): { inspect(): Promise<Dockerode.ExecInspectInfo> };
 }
 
 /** The inventory the enforcer sweeps (ContainerWatcher satisfies it). */

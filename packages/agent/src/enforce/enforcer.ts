@@ -24,15 +24,28 @@
 //   dockerd restarts, which start `always` containers again.)
 // - findings that lead to no engine action (monitor mode, exempted, alert,
 //   nothing left to do) are reported once per container, rule and policy.
+//
+// Execs: a `docker exec` can run a process as root, or privileged, in a
+// container that is neither — and the authorization plugin, the door meant
+// to refuse it, may not have been able to read the request. For every
+// exec_start the watcher reports, the container is evaluated as that exec's
+// process has it (exec-facts.ts); rules the container did not already break
+// are reported (source `exec`, the exec named in message and evidence) and
+// acted on like any other finding, through the same caps and escalation.
+// Cost, since health checks start an exec every interval: nothing when no
+// policy is in force; two evaluations (no I/O) when no exec could add a
+// finding to this container; one exec inspect otherwise.
 import type { Finding, UsageFacts, ViolationReport } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
 import { carryResolution } from '../docker/facts-resolver';
+import type { ExecStartEvent } from '../docker/event-stream';
 import { Semaphore } from '../docker/watcher';
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject } from '../secrets/secret-scan';
 import { limitPlan, performAction, quarantinePlan, type ActionOutcome, type EngineAction, type LimitUpdate } from './actions';
 import { resolveEnforcerOptions, type ActionTiming, type EnforcerOptions, type ResolvedEnforcerOptions } from './enforcer-options';
+import { addedByExec, asExecFinding, eventCommand, execFacts, execRecordOf, WORST_EXEC, type ExecRecord } from './exec-facts';
 
 export type { EnforcerOptions, ActionTiming } from './enforcer-options';
 
@@ -46,11 +59,20 @@ interface Job {
   source: ViolationSource;
   /** Live usage the usage monitor saw breach a usage rule (evaluated with it). */
   usage?: UsageFacts;
+  /** The exec whose process broke the rules (reports name it; source `exec`). */
+  exec?: ExecRecord;
+}
+
+interface QueuedExec extends ExecStartEvent {
+  /** performance.now() at receipt. */
+  receivedAt: number;
 }
 
 interface Tracked {
   busy: boolean;
   pending: Job | undefined;
+  /** Execs waiting to be judged, oldest first; never coalesced (each is its own act). */
+  execs: QueuedExec[];
   /** Wall times of engine actions taken (pruned to the window). */
   actions: number[];
   escalated: boolean;
@@ -71,6 +93,9 @@ const REFRESH_AFTER_ACTION_MS = 2000;
 const TERMINAL = ['kill', 'stop', 'pause'] as const;
 type Terminal = (typeof TERMINAL)[number];
 
+/** The report source of findings an exec added (ViolationSource lists the doors; this is the reaction door's). */
+const EXEC_SOURCE = 'exec';
+
 /** Wall clock with sub-millisecond resolution (event times are dockerd's, in ns). */
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
@@ -89,26 +114,41 @@ export class Enforcer {
   }
 
   /**
-   * Subscribes to a ContainerWatcher's `upsert` and `remove` events.
+   * Subscribes to a ContainerWatcher's `upsert`, `remove` and `exec` events.
    * Returns a function that unsubscribes.
    */
   attach(watcher: {
     on(event: 'upsert', l: (facts: Facts, action: string, timeMs: number, changed: boolean) => void): unknown;
     on(event: 'remove', l: (id: string) => void): unknown;
+    on(event: 'exec', l: (exec: ExecStartEvent) => void): unknown;
     off(event: 'upsert', l: (facts: Facts, action: string, timeMs: number, changed: boolean) => void): unknown;
     off(event: 'remove', l: (id: string) => void): unknown;
+    off(event: 'exec', l: (exec: ExecStartEvent) => void): unknown;
   }): () => void {
     watcher.on('upsert', this.onUpsert);
     watcher.on('remove', this.onRemove);
+    watcher.on('exec', this.onExec);
     return () => {
       watcher.off('upsert', this.onUpsert);
       watcher.off('remove', this.onRemove);
+      watcher.off('exec', this.onExec);
     };
   }
 
   /** The watcher's `upsert` listener (bound). */
   readonly onUpsert = (facts: Facts, action: string, eventTimeMs: number, _changed?: boolean): void => {
     this.enqueue({ facts, action, eventTimeMs, receivedAt: performance.now(), source: action === 'reconcile' ? 'reconcile' : 'reaction' });
+  };
+
+  /**
+   * The watcher's `exec` listener (bound): judges the exec after whatever is
+   * under way for its container, on the facts the inventory holds then.
+   */
+  readonly onExec = (exec: ExecStartEvent): void => {
+    if (this.stopped || exec.containerId === '') return;
+    const t = this.track(exec.containerId);
+    t.execs.push({ ...exec, receivedAt: performance.now() });
+    if (!t.busy) this.start(t, undefined);
   };
 
   /** The watcher's `remove` listener (bound): forgets the container's history. */
@@ -161,16 +201,21 @@ export class Enforcer {
 
   // ---- per-container serialization ------------------------------------------
 
-  private enqueue(job: Job): void {
-    if (this.stopped || job.facts.id === '') return;
-    let t = this.tracked.get(job.facts.id);
+  private track(id: string): Tracked {
+    let t = this.tracked.get(id);
     if (!t) {
       t = {
-        busy: false, pending: undefined, actions: [], escalated: false, terminal: undefined, reported: new Set(), done: new Set(),
+        busy: false, pending: undefined, execs: [], actions: [], escalated: false, terminal: undefined, reported: new Set(), done: new Set(),
         lastActionDone: undefined, scanRequested: false,
       };
-      this.tracked.set(job.facts.id, t);
+      this.tracked.set(id, t);
     }
+    return t;
+  }
+
+  private enqueue(job: Job): void {
+    if (this.stopped || job.facts.id === '') return;
+    const t = this.track(job.facts.id);
     if (t.busy) {
       // Newest facts win; a sweep never hides an event's action and timing.
       const p = t.pending;
@@ -179,26 +224,47 @@ export class Enforcer {
       t.pending = next.usage === undefined && p?.usage !== undefined ? { ...next, usage: p.usage } : next;
       return;
     }
+    this.start(t, job);
+  }
+
+  private start(t: Tracked, first: Job | undefined): void {
     t.busy = true;
-    const run = this.drain(t, job);
+    const run = this.drain(t, first);
     this.inflight.add(run);
     void run.finally(() => this.inflight.delete(run));
   }
 
-  private async drain(t: Tracked, first: Job): Promise<void> {
-    let job: Job | undefined = first;
+  private async drain(t: Tracked, first: Job | undefined): Promise<void> {
+    let job = first;
     try {
-      while (job && !this.stopped) {
-        try {
-          await this.process(t, job);
-        } catch (err) {
-          this.o.logger.error({ err, containerId: job.facts.id }, 'enforcer: evaluation failed');
+      while (!this.stopped) {
+        if (job) {
+          const j = job;
+          job = undefined;
+          await this.guarded(j.facts.id, () => this.process(t, j));
+          continue;
+        }
+        // Execs before newer facts: each exec is judged once, and on the
+        // facts the inventory holds when its turn comes.
+        const x = t.execs.shift();
+        if (x) {
+          await this.guarded(x.containerId, () => this.processExec(t, x));
+          continue;
         }
         job = t.pending;
         t.pending = undefined;
+        if (!job) break;
       }
     } finally {
       t.busy = false;
+    }
+  }
+
+  private async guarded(containerId: string, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (err) {
+      this.o.logger.error({ err, containerId }, 'enforcer: evaluation failed');
     }
   }
 
@@ -226,15 +292,78 @@ export class Enforcer {
     const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage);
     this.o.onEvaluation?.(findings.length);
     if (findings.length === 0) return;
+    await this.act(t, job, enriched, findings, st);
+  }
+
+  /** Reports what no engine action follows, and carries out the rest. */
+  private async act(t: Tracked, job: Job, facts: Facts, findings: readonly Finding[], st: PolicyState): Promise<void> {
     const policyKey = `${st.version}:${st.sha256}`;
     for (const f of findings) {
       if (isBlocking(f)) continue;
-      this.reportOnce(t, `${f.ruleId}|${policyKey}|info`, job, enriched, st, f, {
+      this.reportOnce(t, `${f.ruleId}|${policyKey}|info`, job, facts, st, f, {
         type: 'none', result: 'skipped', detail: f.exemptedBy ? `exempted by ${f.exemptedBy.who}` : `monitor mode (in enforce mode: ${f.action.type})`,
       });
     }
     const blocking = findings.filter(isBlocking);
-    if (blocking.length > 0) await this.enforce(t, job, enriched, blocking, st, policyKey);
+    if (blocking.length > 0) await this.enforce(t, job, facts, blocking, st, policyKey);
+  }
+
+  /**
+   * One exec: the container evaluated as the exec's process has it; rules
+   * it breaks that the container does not are reported and acted on. The
+   * exec is inspected only when some exec could add a finding here (the
+   * worst one, privileged and root, is evaluated first: no I/O).
+   */
+  private async processExec(t: Tracked, x: QueuedExec): Promise<void> {
+    const st = this.o.policy();
+    if (!st.policy) return;
+    let facts = this.o.containers.get(x.containerId);
+    if (!facts) {
+      this.o.logger.warn({ containerId: x.containerId, execId: x.execId, command: eventCommand(x) }, 'enforcer: exec in a container not in the inventory; it could not be judged');
+      return;
+    }
+    // The run we already killed or stopped: an exec racing our action changes nothing.
+    if (t.terminal && t.terminal.type !== 'pause' && facts.startedAtMs === t.terminal.startedAtMs) return;
+    if (t.lastActionDone !== undefined && x.receivedAt < t.lastActionDone + REFRESH_AFTER_ACTION_MS) {
+      facts = await this.refresh(facts);
+      if (!facts) return;
+    }
+    const enriched = this.enrich(t, facts, st);
+    const host = this.o.hostFacts?.();
+    const now = new Date(this.o.now());
+    const id = facts.id;
+    const neighbours = (): ReturnType<typeof neighboursOf> => neighboursOf(this.o.containers.inventory(), st.projectLabel, id);
+    const own = evaluateFacts(st, enriched, host, neighbours, now);
+    if (addedByExec(own, evaluateFacts(st, execFacts(enriched, WORST_EXEC), host, neighbours, now)).length === 0) return;
+
+    const exec = await this.inspectExec(x, facts);
+    if (!exec) return;
+    const seen = execFacts(enriched, exec);
+    const added = addedByExec(own, evaluateFacts(st, seen, host, neighbours, now));
+    if (added.length === 0) return;
+    this.o.logger.warn(
+      { containerId: id, name: facts.name, execId: exec.id, user: exec.user, privileged: exec.privileged, command: exec.command.join(' '), rules: added.map((f) => f.ruleId) },
+      'enforcer: a docker exec breaks rules its container does not',
+    );
+    const job: Job = { facts: seen, action: 'exec_start', eventTimeMs: x.timeMs, receivedAt: x.receivedAt, source: 'reaction', exec };
+    await this.act(t, job, seen, added, st);
+  }
+
+  /** The exec as dockerd recorded it; undefined (logged) when it cannot be read. */
+  private async inspectExec(x: QueuedExec, facts: Facts): Promise<ExecRecord | undefined> {
+    try {
+      const rec = execRecordOf(await this.o.docker.getExec(x.execId).inspect());
+      return rec.id === '' ? { ...rec, id: x.execId } : rec;
+    } catch (err) {
+      // A short-lived exec may be gone already; the event names no user, so
+      // whether it ran as root or privileged cannot be told.
+      const gone = (err as { statusCode?: number } | null)?.statusCode === 404;
+      const what = { containerId: x.containerId, name: facts.name, execId: x.execId, command: eventCommand(x) };
+      this.o.logger.warn({ ...what, ...(gone ? {} : { err }) }, gone
+        ? 'enforcer: exec gone before it could be inspected; its user and privilege are unknown, so it could not be judged'
+        : 'enforcer: exec inspect failed; the exec could not be judged');
+      return undefined;
+    }
   }
 
   /**
@@ -398,13 +527,18 @@ export class Enforcer {
   }
 
   private reportOnce(t: Tracked, key: string, job: Job, facts: Facts, st: PolicyState, f: Finding, action: { type: string; result: string; detail: string }): void {
-    if (t.reported.has(key)) return;
-    t.reported.add(key);
+    // Each exec is an act of its own: reported once per exec, not per container.
+    const k = job.exec ? `exec:${job.exec.id}|${key}` : key;
+    if (t.reported.has(k)) return;
+    t.reported.add(k);
     this.emit(job, facts, st, f, { ...action, error: '', durationMs: 0 });
   }
 
   private emit(job: Job, facts: Facts, st: PolicyState, f: Finding, action: NonNullable<ViolationReport['action']>, timing?: ActionTiming): void {
-    const report = toViolationReport(f, facts, { source: job.source, policyVersion: st.version, atMs: this.o.now(), action });
+    const ctx = { source: job.source, policyVersion: st.version, atMs: this.o.now(), action };
+    const report = job.exec
+      ? { ...toViolationReport(asExecFinding(f, job.exec, facts), facts, ctx), source: EXEC_SOURCE }
+      : toViolationReport(f, facts, ctx);
     try {
       this.o.onViolation(report, timing);
     } catch (err) {

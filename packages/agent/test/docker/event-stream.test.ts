@@ -3,7 +3,7 @@
 // The lines are captured from dockerd 20.10's event stream.
 import t from 'tap';
 import {
-  EventLineParser, parseEventLine, formatSince, relevantContainerEvent, MAX_EVENT_LINE_BYTES, type DockerEvent,
+  EventLineParser, parseEventLine, formatSince, relevantContainerEvent, execStartEvent, MAX_EVENT_LINE_BYTES, type DockerEvent,
 } from '../../src/docker/event-stream';
 
 const ID = '656f8aed8003f3ff7556187aca566395143934eea54fc26d28a350be0aac009d';
@@ -127,4 +127,24 @@ t.test('relevantContainerEvent', async (t) => {
     [ev('network', 'connect'), undefined],
   ];
   for (const [e, want] of table) t.same(relevantContainerEvent(e), want, `${e.type}/${e.action}`);
+});
+
+t.test('execStartEvent: container, exec id and command of an exec_start, nothing for anything else', async (t) => {
+  // Captured from dockerd 20.10 (`docker exec -u +0 hc id` and a health check): the
+  // command is in the action, the attributes carry the exec id but no user.
+  const EXEC = 'b77985e201d35c6c5509f010edd53fcbc01d9ce2eff98e6695191ec12377ea75';
+  const line = `{"status":"exec_start: id ","id":"${ID}","from":"bulkhead-test/busybox:1","Type":"container","Action":"exec_start: id ","Actor":{"ID":"${ID}","Attributes":{"execID":"${EXEC}","image":"bulkhead-test/busybox:1","name":"hc"}},"scope":"local","time":1796529916,"timeNano":1796529916579926829}`;
+  t.same(execStartEvent(parseEventLine(line)!), { containerId: ID, execId: EXEC, command: 'id', timeMs: 1796529916579 });
+  const health = `{"Type":"container","Action":"exec_start: /bin/sh -c curl -f http://localhost/","Actor":{"ID":"${ID}","Attributes":{"execID":"e1"}},"time":1,"timeNano":1000000000}`;
+  t.equal(execStartEvent(parseEventLine(health)!)?.command, '/bin/sh -c curl -f http://localhost/', 'a colon inside the command is kept');
+
+  const ev = (type: string, action: string, attributes: Record<string, string> = { execID: 'E' }, actorId = 'C'): DockerEvent =>
+    ({ type, action, actorId, attributes, time: 0, timeNano: 0n });
+  t.same(execStartEvent(ev('container', 'exec_start')), { containerId: 'C', execId: 'E', command: '', timeMs: 0 }, 'no command after the action');
+  t.equal(execStartEvent(ev('container', 'exec_create: sh')), undefined, 'exec_create');
+  t.equal(execStartEvent(ev('container', 'exec_die')), undefined, 'exec_die');
+  t.equal(execStartEvent(ev('container', 'start')), undefined, 'a container start');
+  t.equal(execStartEvent(ev('container', 'exec_start: sh', {})), undefined, 'no execID');
+  t.equal(execStartEvent(ev('container', 'exec_start: sh', { execID: 'E' }, '')), undefined, 'no container');
+  t.equal(execStartEvent(ev('network', 'exec_start: sh')), undefined, 'not a container event');
 });

@@ -1,7 +1,9 @@
 // ContainerWatcher against a REAL private dockerd (test/helpers/engine.ts):
 // every lifecycle change is reported with the right state; changes made
 // while the event stream is down come back through `since` replay; changes
-// whose events never arrive come back through reconcile.
+// whose events never arrive come back through reconcile; every exec_start
+// (a `docker exec`, a health check) is passed on, after its container's
+// start, without an inspect of ours.
 //
 // The engine may be shared with other test files running at the same time,
 // so assertions look only at this file's containers.
@@ -11,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '@bulkhead/shared';
 import { useEngine, LABEL_ARGS, removeLabelledContainers, type Engine } from '../../../../test/helpers/engine';
 import { createDockerClient, type DockerApi, type DockerClient } from '../../src/docker/client';
-import { ContainerWatcher, type StreamStateEvent } from '../../src/docker/watcher';
+import { ContainerWatcher, type ExecStartEvent, type StreamStateEvent } from '../../src/docker/watcher';
 import type { Facts } from '../../src/docker/container-facts';
 
 const logger = createLogger({ name: 'watcher-e2e', level: process.env['BULKHEAD_LOG_LEVEL'] ?? 'silent' });
@@ -30,9 +32,15 @@ interface Seen {
 class Recorder {
   readonly byId = new Map<string, Seen[]>();
   readonly stream: StreamStateEvent[] = [];
+  /** Each exec with the state the inventory held for its container when it was emitted. */
+  readonly execs: Array<{ x: ExecStartEvent; state: string | undefined }> = [];
   private waiters: Array<() => void> = [];
 
   constructor(w: ContainerWatcher) {
+    w.on('exec', (x) => {
+      this.execs.push({ x, state: w.get(x.containerId)?.state });
+      this.wake();
+    });
     w.on('upsert', (facts, action, timeMs) => this.add(facts.id, { kind: 'upsert', action, state: facts.state, facts, timeMs, at: Date.now() }));
     w.on('remove', (id, action, timeMs, last) => this.add(id, { kind: 'remove', action, state: 'removed', facts: last, timeMs, at: Date.now() }));
     w.on('stream', (e) => {
@@ -249,6 +257,45 @@ t.test('watcher against a real engine', async (t) => {
     t.equal(rec.of(warm).filter((x) => x.action === 'create').length, 1, 'the event at exactly `since` was not emitted twice');
     t.equal(w.get(a)?.state, 'paused');
     t.equal(w.get(b)?.state, 'running');
+  });
+
+  t.test('execs: each exec_start is emitted once, after its container\'s start, and costs the watcher no inspect', async (t) => {
+    // Inspects per container: other test files may share the engine, and their containers' events are inspected too.
+    const inspected: string[] = [];
+    const counted: DockerApi = {
+      ...bound(docker),
+      getContainer: (id) => {
+        const c = docker.getContainer(id);
+        return { inspect: () => (inspected.push(id), c.inspect()) } as ReturnType<DockerApi['getContainer']>;
+      },
+    };
+    const inspectsOf = (id: string): number => inspected.filter((x) => x === id).length;
+    const w = await ContainerWatcher.start({ docker: counted, logger, reconcileIntervalMs: 0 });
+    t.teardown(() => w.stop());
+    const rec = new Recorder(w);
+    // `run -d` then `exec` at once: the exec event can arrive while the
+    // start's inspect is still in flight; it must come out after it.
+    const id = await run(engine, 'run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', `exec-${uniq}`, engine.image, 'sleep', '300');
+    await run(engine, 'exec', '-u', '1000', id, 'echo', 'hi');
+    const e = await rec.waitFor('exec event', () => rec.execs.find((x) => x.x.containerId === id));
+    t.equal(e.x.command, 'echo hi', 'the command, from the event');
+    t.equal(e.state, 'running', 'emitted when the inventory already shows the container running');
+    const info = await docker.getExec(e.x.execId).inspect();
+    t.same([info.ContainerID, info.ProcessConfig.user, info.ProcessConfig.entrypoint], [id, '1000', 'echo'], 'its execID is the exec dockerd ran');
+
+    // A health check starts an exec every interval (with exec_create and
+    // exec_die, which never reach us): no inspect for any of them.
+    const hc = await run(engine, 'run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', `exec-hc-${uniq}`,
+      '--health-cmd', 'true', '--health-interval', '1s', '--health-start-period', '0s', engine.image, 'sleep', '300');
+    // The first probe turns it healthy: one health_status event, one inspect; later probes change nothing.
+    await rec.waitFor('healthy', () => rec.of(hc).some((x) => x.action === 'health_status'));
+    await sleep(300);
+    const before = inspectsOf(hc);
+    const execsBefore = rec.execs.filter((x) => x.x.containerId === hc).length;
+    await rec.waitFor('two more health check execs', () => rec.execs.filter((x) => x.x.containerId === hc).length >= execsBefore + 2, 10_000);
+    t.equal(inspectsOf(hc), before, `no inspect for ${rec.execs.filter((x) => x.x.containerId === hc).length - execsBefore} health-check execs`);
+    t.ok(rec.execs.filter((x) => x.x.containerId === hc).every((x) => x.x.command === '/bin/sh -c true'), 'health checks are execs of the health command');
+    t.equal(new Set(rec.execs.map((x) => x.x.execId)).size, rec.execs.length, 'each exec emitted once');
   });
 
   t.test('changes whose events never arrive are found by reconcile', async (t) => {

@@ -14,7 +14,9 @@ const logger = createLogger({ name: 'test', level: 'silent' });
 const T0 = 1_795_883_017_000_000_000n;
 
 interface Rec {
-  kind: 'snapshot' | 'upsert' | 'remove';
+  kind: 'snapshot' | 'upsert' | 'remove' | 'exec';
+  execId?: string;
+  command?: string;
   id?: string;
   action?: string;
   state?: string;
@@ -28,6 +30,7 @@ function record(w: ContainerWatcher): Rec[] {
   w.on('snapshot', (list: Facts[]) => out.push({ kind: 'snapshot', count: list.length }));
   w.on('upsert', (f, action, timeMs, changed) => out.push({ kind: 'upsert', id: f.id, action, state: f.state, timeMs, changed }));
   w.on('remove', (id, action, timeMs) => out.push({ kind: 'remove', id, action, timeMs }));
+  w.on('exec', (x) => out.push({ kind: 'exec', id: x.containerId, execId: x.execId, command: x.command, timeMs: x.timeMs, state: w.get(x.containerId)?.state }));
   return out;
 }
 
@@ -57,7 +60,7 @@ t.test('snapshot after start, one image inspect per image id', async (t) => {
   t.equal(fake.calls.image.length, 1, 'three containers, one image, one image inspect');
   t.same(w.inventory().map((f) => f.state).sort(), ['exited', 'running', 'running']);
   t.equal(w.get(cid(1))?.imageUser, '1000', 'image facts applied');
-  t.same(fake.calls.events[0]?.['filters'], { type: ['container', 'network'], event: ['create', 'start', 'restart', 'die', 'stop', 'pause', 'unpause', 'rename', 'update', 'destroy', 'oom', 'health_status', 'connect', 'disconnect'] });
+  t.same(fake.calls.events[0]?.['filters'], { type: ['container', 'network'], event: ['create', 'start', 'restart', 'die', 'stop', 'pause', 'unpause', 'rename', 'update', 'destroy', 'oom', 'health_status', 'exec_start', 'connect', 'disconnect'] });
   t.equal(fake.calls.events[0]?.['since'], undefined, 'first subscription has no since');
 });
 
@@ -172,6 +175,60 @@ t.test('events during the initial sync wait until after the snapshot', async (t)
   await until(() => rec.length === 2, 'snapshot + upsert');
   t.same(rec.map((r) => r.kind), ['snapshot', 'upsert']);
   t.equal(rec[1]?.state, 'paused');
+});
+
+t.test('exec_start: passed on without an inspect, after any inspect of its container under way', async (t) => {
+  const fake = new FakeDocker();
+  const id = fake.add(1);
+  const { w, rec } = await started(fake);
+  t.teardown(() => w.stop());
+  const inspects = fake.calls.inspect.length;
+  fake.emitEvent('container', 'exec_start: sh -c true', id, T0 + 1n, { execID: 'x1' });
+  await until(() => rec.some((r) => r.kind === 'exec'), 'exec');
+  t.same(rec.at(-1), { kind: 'exec', id, execId: 'x1', command: 'sh -c true', timeMs: Number((T0 + 1n) / 1_000_000n), state: 'running' });
+  t.equal(fake.calls.inspect.length, inspects, 'no inspect for an exec');
+  fake.emitEvent('container', 'exec_create: sh -c true', id, T0 + 2n, { execID: 'x2' });
+  fake.emitEvent('container', 'exec_die', id, T0 + 3n, { execID: 'x1', exitCode: '0' });
+  await sleep(20);
+  t.equal(rec.filter((r) => r.kind === 'exec').length, 1, 'exec_create and exec_die are not execs to judge');
+
+  // A restart in flight: the exec comes out after the upsert, so the
+  // inventory holds the new run when a listener looks.
+  fake.hold(id);
+  fake.emitEvent('container', 'restart', id, T0 + 4n);
+  await until(() => fake.calls.inspect.length === inspects + 1, 'restart inspect started');
+  fake.emitEvent('container', 'exec_start: id', id, T0 + 5n, { execID: 'x3' });
+  fake.emitEvent('container', 'exec_start: id -u', id, T0 + 6n, { execID: 'x4' });
+  await sleep(20);
+  t.equal(rec.filter((r) => r.kind === 'exec').length, 1, 'held while the inspect runs');
+  fake.release(id);
+  await until(() => rec.filter((r) => r.kind === 'exec').length === 3, 'both execs');
+  t.same(rec.slice(-3).map((r) => `${r.kind}:${r.action ?? r.execId}`), ['upsert:restart', 'exec:x3', 'exec:x4'], 'in order, after the upsert');
+});
+
+t.test('exec_start in a container the watcher does not know: inspected first, then passed on', async (t) => {
+  const fake = new FakeDocker();
+  const { w, rec } = await started(fake);
+  t.teardown(() => w.stop());
+  const id = fake.add(2); // its create/start events were lost
+  fake.emitEvent('container', 'exec_start: sh', id, T0 + 1n, { execID: 'x1' });
+  await until(() => rec.some((r) => r.kind === 'exec'), 'exec');
+  t.same(rec.slice(1).map((r) => `${r.kind}:${r.action ?? r.execId}:${r.state}`), ['upsert:exec_start:running', 'exec:x1:running']);
+});
+
+t.test('exec_start during the initial sync comes after the snapshot', async (t) => {
+  const fake = new FakeDocker();
+  const id = fake.add(1);
+  fake.hold(id);
+  const startP = ContainerWatcher.start({ docker: fake, logger, reconcileIntervalMs: 0 });
+  await until(() => fake.calls.inspect.length === 1, 'initial inspect');
+  fake.emitEvent('container', 'exec_start: sh', id, T0 + 1n, { execID: 'x1' });
+  fake.release(id);
+  const w = await startP;
+  t.teardown(() => w.stop());
+  const rec = record(w);
+  await until(() => rec.length === 2, 'snapshot + exec');
+  t.same(rec.map((r) => `${r.kind}:${r.execId ?? ''}`), ['snapshot:', 'exec:x1']);
 });
 
 t.test('lost stream: reconnect with exact since, replayed duplicate skipped, missed event applied', async (t) => {

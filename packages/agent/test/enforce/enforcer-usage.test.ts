@@ -66,6 +66,7 @@ function setup() {
       },
     }),
     getNetwork: () => ({ disconnect: async () => undefined }),
+    getExec: () => ({ inspect: async () => Promise.reject(new Error('no execs here')) }),
   };
   const state: PolicyState = { policy: POLICY, scans: new Map(), version: 3, source: 'bundle', sha256: 's', projectLabel: 'bulkhead.project' };
   const enforcer = new Enforcer({

@@ -111,6 +111,7 @@ function setup(opts: { failKill?: boolean; holdKill?: boolean; maxActions?: numb
         change(id, { networks: f.networks.filter((n) => n.networkId !== nid && n.name !== nid) });
       },
     }),
+    getExec: () => ({ inspect: async () => Promise.reject(new Error('no execs here')) }),
   };
   const scanned = new Map<string, SecretHit[]>();
   const secrets = opts.secrets ? {
