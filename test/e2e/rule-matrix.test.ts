@@ -623,7 +623,7 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     containers: { get: (id) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] },
     docker: {
       getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id),
-      getVolume: (name) => docker!.getVolume(name), getNetwork: (id) => docker!.getNetwork(id),
+      getVolume: (name) => docker!.getVolume(name), getNetwork: (id) => docker!.getNetwork(id), getExec: (id) => docker!.getExec(id),
     },
     logger,
     secrets,

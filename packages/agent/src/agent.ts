@@ -100,8 +100,9 @@ export class Agent {
     // What facts alone do not say (symlinks, volume options, joined namespaces), for both doors.
     const resolver = new FactsResolver({ docker, containers: lookup });
     let authz: AuthzPlugin | undefined;
+    let decider: AuthzDecider | undefined;
     if (opts.authzSocket) {
-      const decider = new AuthzDecider({
+      const d = new AuthzDecider({
         policy: () => policy.state,
         containers: lookup,
         resolver,
@@ -109,13 +110,14 @@ export class Agent {
         logger: logger.child({ component: 'authz' }),
         hostFacts: () => hostNow,
         secrets,
-        onDecision: (d) => d.violations.forEach((v) => report(v)),
+        onDecision: (r) => r.violations.forEach((v) => report(v)),
       });
+      decider = d;
       authz = await AuthzPlugin.start({
         socketPath: opts.authzSocket,
-        evaluate: (req) => timedDecision(decider.decide(req), req.receivedAt, metrics),
+        evaluate: (req) => timedDecision(d.decide(req), req.receivedAt, metrics),
         // A request the plugin cannot decide is refused while anything is enforced.
-        failClosed: () => decider.enforcing(),
+        failClosed: () => d.enforcing(),
         logger: logger.child({ component: 'authz' }),
       });
       const plugin = authz;
@@ -128,7 +130,11 @@ export class Agent {
     for (let attempt = 0; !watcher; attempt++) {
       try {
         const wlog = logger.child({ component: 'watcher' });
-        watcher = await ContainerWatcher.start({ docker, logger: wlog, reconcileIntervalMs: opts.reconcileIntervalMs, resolveFacts: resolver.watcherHook(wlog) });
+        watcher = await ContainerWatcher.start({
+          docker, logger: wlog, reconcileIntervalMs: opts.reconcileIntervalMs, resolveFacts: resolver.watcherHook(wlog),
+          // A tag may have moved: the plugin's cached image inspects are stale.
+          onImageEvent: () => decider?.forgetImages(),
+        });
       } catch (err) {
         const wait = Math.min(10_000, 500 * 2 ** attempt);
         logger.error({ err: (err as Error).message, retryInMs: wait }, 'Docker engine unreachable; retrying');

@@ -5,6 +5,7 @@ import { BulkheadError } from '@bulkhead/shared';
 import type { Logger } from '@bulkhead/shared';
 import type { DockerApi } from './client';
 import type { Facts } from './container-facts';
+import type { DockerEvent } from './event-stream';
 
 /** Wall-clock time source; tests pass a fake. */
 export interface Clock {
@@ -41,6 +42,11 @@ export interface ContainerWatcherOptions {
    * Default: none (facts as inspect shows them).
    */
   resolveFacts?: (facts: Facts, previous: Facts | undefined) => Promise<Facts>;
+  /**
+   * An image event that may move a ref (tag, untag, pull, load, import,
+   * delete): the authorization plugin drops its cached image inspects.
+   */
+  onImageEvent?: (ev: DockerEvent) => void;
 }
 
 export interface ResolvedWatcherOptions {
@@ -52,6 +58,7 @@ export interface ResolvedWatcherOptions {
   reconnectMaxDelayMs: number;
   inspectConcurrency: number;
   resolveFacts: ContainerWatcherOptions['resolveFacts'];
+  onImageEvent: ContainerWatcherOptions['onImageEvent'];
 }
 
 export const WATCHER_DEFAULTS = {
@@ -71,6 +78,7 @@ export function resolveWatcherOptions(o: ContainerWatcherOptions): ResolvedWatch
     reconnectMaxDelayMs: ms(o.reconnectMaxDelayMs ?? WATCHER_DEFAULTS.reconnectMaxDelayMs, 'reconnectMaxDelayMs'),
     inspectConcurrency: o.inspectConcurrency ?? WATCHER_DEFAULTS.inspectConcurrency,
     resolveFacts: o.resolveFacts,
+    onImageEvent: o.onImageEvent,
   };
   if (r.reconcileIntervalMs > 0 && r.reconcileIntervalMs < 100) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `reconcileIntervalMs: ${r.reconcileIntervalMs} is too short (minimum 100ms, or 0 to disable)`);

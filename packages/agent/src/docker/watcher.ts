@@ -91,14 +91,17 @@ interface Work {
   done: Promise<void>;
 }
 
+/** Image actions after which a ref may name another image (the authz plugin's image cache listens). */
+export const IMAGE_REF_ACTIONS: readonly string[] = ['tag', 'untag', 'pull', 'load', 'import', 'delete'];
+
 const EVENT_FILTERS = {
-  type: ['container', 'network'],
+  type: ['container', 'network', 'image'],
   // Server-side filtering keeps exec_create, exec_die (with exec_start, three
   // per health check), attach, top and the like off the wire;
   // relevantContainerEvent() and execStartEvent() decide the rest. dockerd
   // matches exec_start and health_status by prefix: the action carries the
   // command ("exec_start: sh -c id") or the result after a colon.
-  event: [...FACT_CHANGING_ACTIONS, 'exec_start', 'connect', 'disconnect'],
+  event: [...FACT_CHANGING_ACTIONS, 'exec_start', 'connect', 'disconnect', ...IMAGE_REF_ACTIONS],
 };
 
 /** How long stop() waits for in-flight inspects. */
@@ -313,6 +316,10 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     } else {
       this.lastTimeNano = ev.timeNano;
       this.seenAtLast = new Set([key]);
+    }
+    if (ev.type === 'image') {
+      this.o.onImageEvent?.(ev);
+      return;
     }
     const exec = execStartEvent(ev);
     if (exec) {

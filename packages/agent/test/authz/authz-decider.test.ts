@@ -82,6 +82,7 @@ function setup(over: { state?: PolicyState; inventory?: Facts[]; imageFails?: bo
         throw Object.assign(new Error('No such container'), { statusCode: 404 });
       },
     }),
+    getExec: () => ({ inspect: async (): Promise<Dockerode.ExecInspectInfo> => { throw Object.assign(new Error('No such exec'), { statusCode: 404 }); } }),
   };
   const decider = new AuthzDecider({
     policy: () => over.state ?? state(),
@@ -173,7 +174,7 @@ t.test('create: exemptions apply; missing image allowed (the CLI must be able to
   t.equal(unread.allow, false);
   t.match(unread.msg, /Bulkhead cannot check this request and refuses it \(fail-closed/);
   const lenient = new AuthzDecider({
-    policy: () => state(), containers: { get: () => undefined, inventory: () => [] }, docker: { getImage: () => ({ inspect: async () => ({}) as never }), getContainer: () => ({ inspect: async () => ({}) as never }) },
+    policy: () => state(), containers: { get: () => undefined, inventory: () => [] }, docker: { getImage: () => ({ inspect: async () => ({}) as never }), getContainer: () => ({ inspect: async () => ({}) as never }), getExec: () => ({ inspect: async () => ({}) as never }) },
     logger, denyUnreadableCreate: false,
   });
   t.same(await lenient.decide(parseAuthzRequest(JSON.stringify({ RequestMethod: 'POST', RequestUri: '/containers/create' }))), { allow: true });

@@ -87,6 +87,7 @@ function setup(o: { policy?: PolicyState['policy']; inventory?: Facts[]; failVol
   const fail = () => Promise.reject(Object.assign(new Error('engine hiccup'), { statusCode: 500 }));
   const missing = () => Promise.reject(Object.assign(new Error('not found'), { statusCode: 404 }));
   const docker: AuthzDocker = {
+    getExec: () => ({ inspect: missing as never }),
     getImage: () => ({ inspect: async () => (calls.image++, { Id: 'sha256:app', RepoDigests: [], Config: { User: '1000', Env: [] } } as never) }),
     getContainer: () => ({ inspect: () => (calls.container++, missing()) }),
     getVolume: (name) => ({

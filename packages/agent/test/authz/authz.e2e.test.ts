@@ -49,7 +49,7 @@ t.test('authz plugin against a real dockerd', async (t) => {
     policy: () => policy,
     // The watcher exists only once the engine does; until then nothing is in the inventory.
     containers: { get: (id) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] },
-    docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id) },
+    docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id) => docker!.getExec(id) },
     logger,
     onDecision: (r) => reports.push(r),
   });

@@ -60,8 +60,25 @@ t.test('snapshot after start, one image inspect per image id', async (t) => {
   t.equal(fake.calls.image.length, 1, 'three containers, one image, one image inspect');
   t.same(w.inventory().map((f) => f.state).sort(), ['exited', 'running', 'running']);
   t.equal(w.get(cid(1))?.imageUser, '1000', 'image facts applied');
-  t.same(fake.calls.events[0]?.['filters'], { type: ['container', 'network'], event: ['create', 'start', 'restart', 'die', 'stop', 'pause', 'unpause', 'rename', 'update', 'destroy', 'oom', 'health_status', 'exec_start', 'connect', 'disconnect'] });
+  t.same(fake.calls.events[0]?.['filters'], {
+    type: ['container', 'network', 'image'],
+    event: ['create', 'start', 'restart', 'die', 'stop', 'pause', 'unpause', 'rename', 'update', 'destroy', 'oom', 'health_status', 'exec_start', 'connect', 'disconnect',
+      'tag', 'untag', 'pull', 'load', 'import', 'delete'],
+  });
   t.equal(fake.calls.events[0]?.['since'], undefined, 'first subscription has no since');
+});
+
+t.test('image events go to onImageEvent and nowhere else', async (t) => {
+  const fake = new FakeDocker();
+  const seen: string[] = [];
+  const { w, rec } = await started(fake, { onImageEvent: (ev) => seen.push(`${ev.action} ${ev.actorId}`) });
+  t.teardown(() => w.stop());
+  fake.emitEvent('image', 'tag', 'sha256:abc', T0 + 1n);
+  fake.emitEvent('image', 'pull', 'app:1', T0 + 2n);
+  await until(() => seen.length === 2, 'image events');
+  t.same(seen, ['tag sha256:abc', 'pull app:1']);
+  t.same(rec, [{ kind: 'snapshot', count: 0 }], 'no inventory change');
+  t.same(fake.calls.inspect, [], 'no inspect');
 });
 
 t.test('an event leads to one inspect and an upsert with the event time', async (t) => {
