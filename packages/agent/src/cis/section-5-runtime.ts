@@ -16,6 +16,11 @@
 //   check reports INFO instead of flagging every container.
 // - 5.7: processes are listed with the engine's `top` (ps on the host), not
 //   by `docker exec` into every container.
+// - 5.18: a device cgroup rule (--device-cgroup-rule "b *:* rwm") exposes
+//   host devices as much as --device does (with mknod, the host's disks);
+//   both count, and device paths are judged as dockerd opens them.
+// - 5.3: SELinux labelling switched off as dockerd reads it: label=disable,
+//   label:disable and a bare "disable".
 import { boolSetting } from '../lockdown/daemon-config';
 import { containerName } from './audit-policy';
 import { fromPolicy, listDetails, NO_CONTAINERS, perContainer } from './check-helpers';
@@ -275,7 +280,7 @@ export const SECTION_5: { id: string; desc: string; checks: CisCheck[] } = {
       scored: false,
       remediation: 'You should not directly expose host devices to containers. If you do need to expose host devices to containers, you should use granular permissions as appropriate to your organization.',
       impact: 'You would not be able to use host devices directly within containers.',
-      run: (ctx) => fromPolicy(ctx, '5.18', 'Containers with host devices', { warn: 'INFO' }),
+      run: (ctx) => fromPolicy(ctx, '5.18', 'Containers with host devices or device cgroup rules', { warn: 'INFO' }),
     },
     {
       id: '5.19',

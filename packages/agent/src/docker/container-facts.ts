@@ -12,7 +12,7 @@
 // reduced to their NAMES here, before anything is logged or sent.
 import type Dockerode from 'dockerode';
 import type { ContainerFacts__Output, Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
-import { capabilities, cmp, devicePaths, int, isObject, sortMounts, str, strings } from './docker-json';
+import { capabilities, cmp, devicePaths, int, isObject, presentList, sortMounts, str, strings } from './docker-json';
 
 export { normalizeCapability } from './docker-json';
 
@@ -70,11 +70,31 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
 /** The facts a HostConfig decides, read alike from inspect and from a create request. */
 export type HostConfigFacts = Pick<Facts,
   'privileged' | 'pidMode' | 'ipcMode' | 'utsMode' | 'usernsMode' | 'capAdd' | 'capDrop' | 'readOnlyRootfs' | 'memoryLimitBytes' |
-  'nanoCpus' | 'cpuQuota' | 'cpuPeriod' | 'cpuShares' | 'pidsLimit' | 'restartPolicy' | 'restartMaxRetries' | 'devices'>;
+  'nanoCpus' | 'cpuQuota' | 'cpuPeriod' | 'cpuShares' | 'pidsLimit' | 'restartPolicy' | 'restartMaxRetries' | 'devices' |
+  'deviceCgroupRules' | 'maskedPaths' | 'readonlyPaths' | 'cgroupnsMode'>;
 
+/**
+ * HostConfig keys read (Docker's canonical JSON names, as both inspect and
+ * a create request body spell them): Privileged, PidMode, IpcMode, UTSMode,
+ * UsernsMode, CapAdd, CapDrop, ReadonlyRootfs, Memory, NanoCpus, CpuQuota,
+ * CpuPeriod, CpuShares, PidsLimit, RestartPolicy, Devices,
+ * DeviceCgroupRules, MaskedPaths, ReadonlyPaths, CgroupnsMode. The last
+ * four are left out of the facts when unset, so facts stay as small as
+ * before for the containers (nearly all) that do not set them.
+ */
 export function hostConfigFacts(hc: Record<string, unknown>): HostConfigFacts {
   const restart = isObject(hc['RestartPolicy']) ? hc['RestartPolicy'] : {};
+  const cgroupRules = strings(hc['DeviceCgroupRules']);
+  // null = dockerd's defaults (it fills them in at create unless privileged),
+  // [] = nothing masked / read-only: the difference is the point.
+  const masked = presentList(hc['MaskedPaths']);
+  const readonly = presentList(hc['ReadonlyPaths']);
+  const cgroupns = str(hc['CgroupnsMode']);
   return {
+    ...(cgroupRules.length > 0 ? { deviceCgroupRules: { values: cgroupRules } } : {}),
+    ...(masked ? { maskedPaths: masked } : {}),
+    ...(readonly ? { readonlyPaths: readonly } : {}),
+    ...(cgroupns !== '' ? { cgroupnsMode: cgroupns } : {}),
     privileged: hc['Privileged'] === true,
     pidMode: str(hc['PidMode']),
     ipcMode: str(hc['IpcMode']),

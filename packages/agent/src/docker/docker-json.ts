@@ -60,10 +60,32 @@ export function capabilities(list: unknown): string[] {
   return [...new Set(strings(list).map(normalizeCapability).filter((c) => c !== ''))];
 }
 
-/** Host paths of HostConfig.Devices entries. */
+/**
+ * A device host path as dockerd opens it (DevicesFromPath): relative to its
+ * working directory, "/" under systemd; ".." and "//" resolved; no trailing
+ * "/". "/dev/net/.." is /dev, and dockerd passes every device under a
+ * directory, so an allowlist must see the path this way, not as written.
+ */
+export function deviceHostPath(p: string): string {
+  const n = posix.normalize(p.startsWith('/') ? p : `/${p}`);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
+/** Host paths of HostConfig.Devices entries, as dockerd opens them. */
 export function devicePaths(list: unknown): string[] {
   if (!Array.isArray(list)) return [];
-  return list.map((d: unknown) => (isObject(d) ? str(d['PathOnHost']) : '')).filter((p) => p !== '');
+  return list.map((d: unknown) => (isObject(d) ? str(d['PathOnHost']) : '')).filter((p) => p !== '').map(deviceHostPath);
+}
+
+/**
+ * A string list whose null means something else than empty (MaskedPaths,
+ * ReadonlyPaths: null = dockerd's defaults, [] = none): `{ values }` for a
+ * JSON array (non-strings dropped), undefined for null, absent or anything
+ * that is not an array.
+ */
+export function presentList(v: unknown): { values: string[] } | undefined {
+  if (!Array.isArray(v)) return undefined;
+  return { values: v.filter((x): x is string => typeof x === 'string') };
 }
 
 /**

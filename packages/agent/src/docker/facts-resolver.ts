@@ -114,17 +114,39 @@ const MAX_JOIN_DEPTH = 5;
 const CACHE_MAX = 1024;
 
 /**
+ * Filesystem types whose mount source is not a path: the local driver hands
+ * `device` to mount(2) as a name or an address (":/export", "//srv/share",
+ * "tmpfs") unless the options make it a bind.
+ */
+const NON_PATH_FS_TYPES = new Set([
+  'nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', 'tmpfs', 'ramfs', 'proc', 'sysfs', 'devpts', 'mqueue', 'overlay', 'cgroup', 'cgroup2',
+  'ceph', 'glusterfs', '9p', 'fuse', 'virtiofs',
+]);
+
+/**
  * The host path a volume of `driver` with these driver options binds, or
  * undefined: the `local` driver (also "" = default) mounts `device` with
- * mount(8) `type`/`o`; an absolute device is a host path (a directory with
- * o=bind, or a block device such as /dev/sda1 with type=ext4). NFS devices
- * (":/export") and tmpfs are not host paths.
+ * mount(8) `type`/`o`, as dockerd's own process — so a path is resolved as
+ * the kernel resolves it for dockerd. An absolute device is a host path (a
+ * directory with o=bind, or a block device such as /dev/sda1 with
+ * type=ext4); a RELATIVE one is relative to dockerd's working directory —
+ * `device=etc,o=bind` binds /etc under systemd, whose units start in "/" —
+ * and ".." is resolved (`device=../../etc` from "/" is /etc). A network or
+ * pseudo filesystem's device (NFS ":/export", tmpfs) is no host path unless
+ * `o` asks for a bind, which ignores the type.
+ *
+ * `daemonCwd`: dockerd's working directory, when the caller knows it
+ * (/proc/PID/cwd of dockerd); default "/", as under systemd.
  */
-export function localVolumeHostPath(driver: string, opts: Readonly<Record<string, string>>): string | undefined {
+export function localVolumeHostPath(driver: string, opts: Readonly<Record<string, string>>, daemonCwd = '/'): string | undefined {
   if (driver !== '' && driver !== 'local') return undefined;
-  const device = (opts['device'] ?? '').trim();
-  if (!device.startsWith('/')) return undefined;
-  return normalize(device);
+  const device = opts['device'] ?? '';
+  if (device === '') return undefined;
+  if (!device.startsWith('/')) {
+    const bind = (opts['o'] ?? '').split(',').some((o) => o === 'bind' || o === 'rbind');
+    if (!bind && NON_PATH_FS_TYPES.has(opts['type'] ?? '')) return undefined;
+  }
+  return normalize(posix.resolve(daemonCwd, device));
 }
 
 /**

@@ -76,6 +76,7 @@ t.test('section 5 verdicts for a misconfigured fleet', async (t) => {
       { ...GOOD, name: 'hostpid', pidMode: 'host' },
       { ...GOOD, name: 'hostipc', ipcMode: 'host' },
       { ...GOOD, name: 'dev', devices: ['/dev/fuse'] },
+      { ...GOOD, name: 'disks', deviceCgroupRules: ['b *:* rwm'] },
       { ...GOOD, name: 'noulimit', ulimits: [] },
       { ...GOOD, name: 'rshared', binds: [{ source: '/srv/x', destination: '/x', propagation: 'rshared' }] },
       { ...GOOD, name: 'hostuts', utsMode: 'host' },
@@ -108,7 +109,7 @@ t.test('section 5 verdicts for a misconfigured fleet', async (t) => {
     '5.15': ['WARN', ['always:always', 'onfail0:on-failure:0']],
     '5.16': ['WARN', ['hostpid']],
     '5.17': ['WARN', ['hostipc']],
-    '5.18': ['INFO', ['dev']],
+    '5.18': ['INFO', ['dev', 'disks']],
     '5.19': ['INFO', ['noulimit']],
     '5.20': ['WARN', ['rshared:/x']],
     '5.21': ['WARN', ['hostuts']],
@@ -130,6 +131,7 @@ t.test('section 5 verdicts for a misconfigured fleet', async (t) => {
     t.same(x.items ? [...x.items].sort() : undefined, items, `${id} items`);
   }
   t.notOk(r.get('5.6')!.items!.some((i) => i.startsWith('tzok') || i.startsWith('sock')), 'read-only /etc/localtime and /srv are fine; the socket is 5.32');
+  t.match(r.get('5.18')!.details, /^Containers with host devices or device cgroup rules: /);
   t.match(r.get('5.5')!.details, /^Containers running in privileged mode: priv$/);
 });
 
@@ -143,10 +145,16 @@ t.test('5.26 with daemon-wide no-new-privileges: only an explicit opt-out is fla
 t.test('5.3 on an SELinux host; 5.7 without `top`', async (t) => {
   const r = await run(t, {
     info: { SecurityOptions: ['name=selinux'] },
-    containers: [{ ...GOOD, name: 'labelled' }, { ...GOOD, name: 'nolabel', securityOpt: ['no-new-privileges', 'label=disable'] }],
+    containers: [
+      { ...GOOD, name: 'labelled' },
+      { ...GOOD, name: 'nolabel', securityOpt: ['no-new-privileges', 'label=disable'] },
+      // dockerd reads a bare "disable" as label=disable, and accepts the ":" form.
+      { ...GOOD, name: 'bare', securityOpt: ['no-new-privileges', 'disable'] },
+      { ...GOOD, name: 'colon', securityOpt: ['no-new-privileges', 'label:disable'] },
+    ],
     noTop: true,
   }, undefined, ['5.3', '5.7']);
-  t.same(r.get('5.3')!.items, ['nolabel']);
+  t.same([...r.get('5.3')!.items!].sort(), ['bare', 'colon', 'nolabel']);
   t.equal(r.get('5.7')!.result, 'INFO');
   t.match(r.get('5.7')!.details, /Could not list processes/);
   const s = await run(t, { info: { SecurityOptions: ['name=selinux'] }, containers: [GOOD] }, undefined, ['5.3']);

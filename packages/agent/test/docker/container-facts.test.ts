@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import {
-  toContainerFacts, dockerTimeToMs, envNames, normalizeCapability, imageDigest, type Facts,
+  toContainerFacts, dockerTimeToMs, envNames, hostConfigFacts, normalizeCapability, imageDigest, type Facts,
 } from '../../src/docker/container-facts';
+import { deviceHostPath, devicePaths, presentList } from '../../src/docker/docker-json';
 
 const fixture = <T>(name: string): T => JSON.parse(readFileSync(join(__dirname, 'fixtures', name), 'utf8')) as T;
 const inspect = (name: string): Dockerode.ContainerInspectInfo => fixture(`inspect-${name}.json`);
@@ -66,6 +67,11 @@ t.test('web1: every field of a container with many options set', async (t) => {
     restartCount: 0,
     secretHits: [],
     project: '',
+    // dockerd 20.10's defaults, filled in at create because the request had none.
+    maskedPaths: { values: ['/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'] },
+    readonlyPaths: { values: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'] },
+    // This engine runs on a cgroup v1 host, where "host" is the default.
+    cgroupnsMode: 'host',
   };
   t.same(f, expected);
   t.same(Object.keys(f).sort(), Object.keys(expected).sort(), 'no extra fields');
@@ -139,6 +145,37 @@ const cases: Case[] = [
     },
   },
 ];
+
+t.test('privileged: dockerd leaves MaskedPaths and ReadonlyPaths null, so the facts have none', async (t) => {
+  const f = toContainerFacts(inspect('priv'));
+  t.equal(f.maskedPaths, undefined);
+  t.equal(f.readonlyPaths, undefined);
+  t.equal(f.deviceCgroupRules, undefined, 'DeviceCgroupRules null');
+  t.notOk('deviceCgroupRules' in f, 'not even as a key');
+});
+
+t.test('hostConfigFacts: device cgroup rules, system paths, cgroup namespace, device paths', async (t) => {
+  const h = hostConfigFacts({
+    DeviceCgroupRules: ['b *:* rwm', 7, 'c 1:3 r'],
+    MaskedPaths: [],
+    ReadonlyPaths: ['/proc/sys', null],
+    CgroupnsMode: 'host',
+    Devices: [{ PathOnHost: '/dev/net/..' }, { PathOnHost: 'dev/fuse' }, { PathOnHost: '/dev/net/tun/' }, { PathOnHost: '' }, null],
+  });
+  t.same(h.deviceCgroupRules, { values: ['b *:* rwm', 'c 1:3 r'] });
+  t.same(h.maskedPaths, { values: [] }, 'an empty list stays: nothing is masked');
+  t.same(h.readonlyPaths, { values: ['/proc/sys'] });
+  t.equal(h.cgroupnsMode, 'host');
+  t.same(h.devices, ['/dev', '/dev/fuse', '/dev/net/tun'], 'device paths as dockerd opens them');
+  const none = hostConfigFacts({ DeviceCgroupRules: [], MaskedPaths: null, CgroupnsMode: '' });
+  for (const k of ['deviceCgroupRules', 'maskedPaths', 'readonlyPaths', 'cgroupnsMode']) t.notOk(k in none, `${k}: left out when unset`);
+  t.same(hostConfigFacts({ MaskedPaths: 'not a list' }).maskedPaths, undefined);
+  t.same(presentList(['/a', 1]), { values: ['/a'] });
+  t.equal(presentList(null), undefined);
+  t.equal(deviceHostPath('/dev/net/../'), '/dev');
+  t.equal(deviceHostPath('/'), '/');
+  t.same(devicePaths('nope'), []);
+});
 
 t.test('table: fixtures from a real engine', async (t) => {
   for (const c of cases) {

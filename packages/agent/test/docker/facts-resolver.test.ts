@@ -64,6 +64,20 @@ t.test('pure helpers', async (t) => {
   t.equal(localVolumeHostPath('local', { type: 'nfs', device: ':/export' }), undefined, 'nfs');
   t.equal(localVolumeHostPath('local', { type: 'tmpfs', device: 'tmpfs' }), undefined, 'tmpfs');
   t.equal(localVolumeHostPath('rexray', { device: '/etc' }), undefined, 'another driver');
+  // dockerd mounts a relative device from its own working directory: "/" under systemd.
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: 'etc' }), '/etc', 'relative device');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: '../../etc/' }), '/etc', '.. cannot climb above /');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'rbind,ro', device: 'var/lib/../run/docker.sock' }), '/var/run/docker.sock');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: 'etc' }, '/srv/engine'), '/srv/engine/etc', 'a known working directory');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: '../../etc' }, '/srv/engine'), '/etc');
+  t.equal(localVolumeHostPath('', { type: 'ext4', device: 'dev/sdb1' }), '/dev/sdb1', 'a relative block device');
+  t.equal(localVolumeHostPath('', { device: 'etc' }), '/etc', 'no type: mount(2) reads it as a path');
+  t.equal(localVolumeHostPath('local', { type: 'tmpfs', o: 'size=1m', device: 'tmpfs' }), undefined, 'tmpfs without bind');
+  t.equal(localVolumeHostPath('local', { type: 'nfs', o: 'addr=10.0.0.1', device: 'srv:/export' }), undefined, 'nfs without bind');
+  t.equal(localVolumeHostPath('local', { type: 'tmpfs', o: 'bind', device: 'etc' }), '/etc', 'bind ignores the type');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: ' /etc' }), '/ /etc', 'no trimming: mount(2) gets the string as it is');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: '' }), undefined, 'no device');
+  t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind' }), undefined, 'no device option');
   t.same(parseVolumesFrom('web'), { ref: 'web', readOnly: false });
   t.same(parseVolumesFrom('web:ro'), { ref: 'web', readOnly: true });
   t.same(parseVolumesFrom('web:rw'), { ref: 'web', readOnly: false });

@@ -12,7 +12,10 @@ export const DEFAULT_POLICY_YAML = `# Bulkhead default policy.
 # exemptions where a container legitimately needs an exception, then switch rules to
 # \`mode: enforce\` one by one. The \`action\` of each rule is what enforcement would do
 # to a running container; create requests that break an enforced rule are refused at
-# the Docker API.
+# the Docker API. Host-safety rules (a way onto the host) use \`kill\`: a \`stop\` waits
+# out its timeout for a PID 1 that ignores SIGTERM while the container keeps its
+# forbidden setting; \`stop\` is for rules where a clean shutdown is worth seconds.
+# docs/policy.md#which-action-fits-which-rule says which action fits which rule.
 #
 # Reference: docs/policy.md. Editor validation: schema/policy.schema.json.
 # yaml-language-server: $schema=../../schema/policy.schema.json
@@ -91,7 +94,7 @@ spec:
       description: Containers do not run as root (including an image whose default user is root).
       severity: high
       mode: monitor
-      action: { type: stop, stopTimeoutSeconds: 10 }
+      action: { type: kill }
       check:
         type: root-user
 
@@ -123,7 +126,7 @@ spec:
       description: No dangerous capabilities added (ALL, SYS_ADMIN, SYS_MODULE, SYS_PTRACE, DAC_READ_SEARCH, NET_ADMIN …).
       severity: high
       mode: monitor
-      action: { type: stop, stopTimeoutSeconds: 10 }
+      action: { type: kill }
       check:
         type: capabilities
 
@@ -144,10 +147,10 @@ spec:
         type: read-only-rootfs
 
     - id: host.host-namespaces
-      description: No sharing of the host's network, PID, IPC, UTS or user namespace.
+      description: No sharing of the host's network, PID, IPC, UTS, user or (on cgroup v2 hosts) cgroup namespace.
       severity: high
       mode: monitor
-      action: { type: stop, stopTimeoutSeconds: 10 }
+      action: { type: kill }
       check:
         type: host-namespaces
 
@@ -155,15 +158,23 @@ spec:
       description: Seccomp, AppArmor and SELinux confinement stay on.
       severity: high
       mode: monitor
-      action: { type: stop, stopTimeoutSeconds: 10 }
+      action: { type: kill }
       check:
         type: seccomp-apparmor
 
+    - id: host.system-paths
+      description: The kernel files dockerd masks or makes read-only (/proc/kcore, /proc/sys, /proc/sysrq-trigger …) stay so; no systempaths=unconfined.
+      severity: critical
+      mode: monitor
+      action: { type: kill }
+      check:
+        type: system-paths
+
     - id: host.devices
-      description: No host devices passed into containers.
+      description: No host devices passed into containers, and no device cgroup rules (such as \`b *:* rwm\`, the host's disks).
       severity: high
       mode: monitor
-      action: { type: stop, stopTimeoutSeconds: 10 }
+      action: { type: kill }
       check:
         type: devices
 

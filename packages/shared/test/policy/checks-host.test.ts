@@ -1,7 +1,11 @@
 import t from 'tap';
 import { runCases, type CheckCase } from './run-cases';
-import { hasNoNewPrivileges, isRootUser } from '../../src/policy/checks/host';
+import {
+  DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, goAtoi, hasNoNewPrivileges, isRootUser, normalizeDevicePath, parseDeviceCgroupRule, uidOf,
+} from '../../src/policy/checks/host';
+import { policyFromJson, PolicyValidationError } from '../../src/policy/parse';
 import type { Mount__Output } from '../../src/proto/index';
+import { host, policyOf, rule } from './helpers';
 
 const bind = (source: string, readOnly = false, destination = '/mnt'): Mount__Output => ({ type: 'bind', source, destination, readOnly, propagation: 'rprivate' });
 
@@ -27,10 +31,45 @@ t.test('root-user', async (t) => {
     { name: 'explicit root overrides a non-root image', check, facts: { user: '0', imageUser: 'node' }, broken: true },
   ];
   runCases(t, cases);
-  t.ok(isRootUser(' root '));
   t.ok(isRootUser(':100'), 'no user part means root');
   t.notOk(isRootUser('rooty'));
   t.notOk(isRootUser('10'));
+});
+
+t.test('root-user: every spelling runc reads as uid 0 (strconv.Atoi on the part before the first ":")', async (t) => {
+  const root = ['', '0', '00', '+0', '-0', '+000', '-000', '-0:0', '+0:root', '0:', ':', ':0', 'root', 'root:', 'root:0:extra', '0:1000:x',
+    '0'.repeat(40), `+${'0'.repeat(40)}`];
+  for (const u of root) t.ok(isRootUser(u), `${JSON.stringify(u)} is root`);
+  const notRoot = [
+    ' 0', '0 ', ' root ', 'root ', ' root', 'ROOT', 'Root', '+', '-', '++0', '+-0', '0x0', '0o0', '0b0', '0_0', '0.0', '1e0', '\uff10',
+    '1', '+1', '-1', '1000:0', 'root0', '9223372036854775808', '-9223372036854775809', '9223372036854775807', '00000000000000000001',
+  ];
+  for (const u of notRoot) t.notOk(isRootUser(u), `${JSON.stringify(u)} is not root`);
+  runCases(t, [
+    { name: '+0 as --user', check: { type: 'root-user' }, facts: { user: '+0' }, broken: true, detail: /"\+0", which is root/ },
+    { name: '-0:0 as --user', check: { type: 'root-user' }, facts: { user: '-0:0' }, broken: true },
+    { name: 'image USER -0', check: { type: 'root-user' }, facts: { user: '', imageUser: '-0' }, broken: true, detail: /image's default user "-0"/ },
+    { name: '" 0" is no user runc can find', check: { type: 'root-user' }, facts: { user: ' 0' }, broken: false },
+  ]);
+});
+
+t.test('uidOf and goAtoi follow Go', async (t) => {
+  t.equal(uidOf(''), undefined, 'empty: the default user');
+  t.equal(uidOf(':5'), undefined);
+  t.equal(uidOf('+0'), 0);
+  t.equal(uidOf('-0'), 0);
+  t.ok(Object.is(uidOf('-0'), 0), 'no negative zero');
+  t.equal(uidOf('1000:1000'), 1000);
+  t.equal(uidOf('-5'), -5, 'a number, which runc refuses as out of range');
+  t.equal(uidOf('root'), 'name');
+  t.equal(uidOf(' 0'), 'name');
+  t.equal(uidOf('99999999999999999999'), 'name', 'beyond Go int range: not a number to Atoi');
+  t.equal(goAtoi('9223372036854775807'), 9223372036854775807);
+  t.equal(goAtoi('-9223372036854775808'), -9223372036854775808);
+  t.equal(goAtoi('9223372036854775808'), undefined);
+  t.equal(goAtoi(''), undefined);
+  t.equal(goAtoi('+'), undefined);
+  t.equal(goAtoi('12a'), undefined);
 });
 
 t.test('privileged', async (t) => {
@@ -120,6 +159,8 @@ t.test('no-new-privileges', async (t) => {
     { name: 'other options only', check, facts: { securityOpt: ['seccomp=default.json'] }, broken: true },
   ]);
   t.notOk(hasNoNewPrivileges(['no-new-privileges:true', 'no-new-privileges=false']), 'last one wins');
+  for (const v of ['1', 't', 'T', 'TRUE', 'true', 'True']) t.ok(hasNoNewPrivileges([`no-new-privileges=${v}`]), `ParseBool reads ${v} as true`);
+  for (const v of ['0', 'f', 'FALSE', 'yes', 'tRuE']) t.notOk(hasNoNewPrivileges([`no-new-privileges=${v}`]), `${v} is not true to ParseBool`);
 });
 
 t.test('read-only-rootfs', async (t) => {
@@ -146,6 +187,25 @@ t.test('host-namespaces', async (t) => {
   ]);
 });
 
+t.test('host-namespaces: the cgroup namespace, judged where the evidence is fair', async (t) => {
+  const check = { type: 'host-namespaces' };
+  const v1 = { ...host(), cgroupVersion: 1 };
+  const v2 = { ...host(), cgroupVersion: 2 };
+  const anywhere = { type: 'host-namespaces', cgroupnsOnCgroupV1: true };
+  runCases(t, [
+    { name: 'host cgroupns on a cgroup v2 host', check, host: v2, facts: { cgroupnsMode: 'host' }, broken: true, detail: /cgroup namespace \(--cgroupns host\)/ },
+    { name: 'private on v2', check, host: v2, facts: { cgroupnsMode: 'private' }, broken: false },
+    { name: 'not set (a request leaving the default) on v2', check, host: v2, broken: false },
+    { name: 'host on a cgroup v1 host: the engine default for every container', check, host: v1, facts: { cgroupnsMode: 'host' }, broken: false },
+    { name: 'host, host unknown', check, facts: { cgroupnsMode: 'host' }, broken: false },
+    { name: 'host on v1 with cgroupnsOnCgroupV1', check: anywhere, host: v1, facts: { cgroupnsMode: 'host' }, broken: true },
+    { name: 'host, host unknown, with cgroupnsOnCgroupV1', check: anywhere, facts: { cgroupnsMode: 'host' }, broken: true },
+    { name: 'private on v1 with cgroupnsOnCgroupV1', check: anywhere, host: v1, facts: { cgroupnsMode: 'private' }, broken: false },
+    { name: 'cgroup not among the namespaces', check: { type: 'host-namespaces', namespaces: ['pid'] }, host: v2, facts: { cgroupnsMode: 'host' }, broken: false },
+    { name: 'cgroup alone', check: { type: 'host-namespaces', namespaces: ['cgroup'] }, host: v2, facts: { cgroupnsMode: 'host', pidMode: 'host' }, broken: true, evidence: 1 },
+  ]);
+});
+
 t.test('seccomp-apparmor', async (t) => {
   const check = { type: 'seccomp-apparmor' };
   runCases(t, [
@@ -157,6 +217,42 @@ t.test('seccomp-apparmor', async (t) => {
     { name: 'label=disable', check, facts: { securityOpt: ['label=disable'] }, broken: true },
     { name: 'selinux off by param', check: { type: 'seccomp-apparmor', selinux: false }, facts: { securityOpt: ['label=disable'] }, broken: false },
     { name: 'seccomp off by param', check: { type: 'seccomp-apparmor', seccomp: false }, facts: { securityOpt: ['seccomp=unconfined'] }, broken: false },
+    { name: 'bare "disable" is label=disable to dockerd', check, facts: { securityOpt: ['disable'] }, broken: true, detail: /"disable", which dockerd reads as label=disable/ },
+    { name: 'label:disable', check, facts: { securityOpt: ['label:disable'] }, broken: true, detail: /disabled \(label:disable\)/ },
+    { name: 'apparmor:unconfined', check, facts: { securityOpt: ['apparmor:unconfined'] }, broken: true, detail: /AppArmor/ },
+    { name: 'SELinux type spc_t', check, facts: { securityOpt: ['label=type:spc_t'] }, broken: true, detail: /unconfined type spc_t/ },
+    { name: 'SELinux type unconfined_t, colon form', check, facts: { securityOpt: ['label:type:unconfined_t'] }, broken: true },
+    { name: 'a confined SELinux type', check, facts: { securityOpt: ['label=type:container_t', 'label=level:s0:c100,c200'] }, broken: false },
+    { name: 'bare "disable" with selinux off', check: { type: 'seccomp-apparmor', selinux: false }, facts: { securityOpt: ['disable', 'label=type:spc_t'] }, broken: false },
+    { name: '"disable=x" is not the bare form', check, facts: { securityOpt: ['disable=x'] }, broken: false },
+    { name: 'all three at once', check, facts: { securityOpt: ['seccomp:unconfined', 'apparmor=unconfined', 'disable'] }, broken: true, evidence: 3 },
+  ]);
+});
+
+t.test('system-paths', async (t) => {
+  const check = { type: 'system-paths' };
+  const list = (values: readonly string[]) => ({ values: [...values] });
+  runCases(t, [
+    { name: 'absent lists: dockerd defaults', check, broken: false },
+    { name: 'the default lists as dockerd fills them in', check, facts: { maskedPaths: list(DEFAULT_MASKED_PATHS), readonlyPaths: list(DEFAULT_READONLY_PATHS) }, broken: false },
+    {
+      name: 'a newer engine\'s longer defaults', check,
+      facts: { maskedPaths: list([...DEFAULT_MASKED_PATHS, '/proc/interrupts', '/sys/devices/virtual/powercap']), readonlyPaths: list(DEFAULT_READONLY_PATHS) }, broken: false,
+    },
+    {
+      name: 'systempaths=unconfined (both lists empty)', check, facts: { maskedPaths: list([]), readonlyPaths: list([]) }, broken: true, evidence: 2,
+      detail: /\/proc\/kcore.* are not masked \(MaskedPaths is empty: --security-opt systempaths=unconfined\)[^]*\/proc\/sysrq-trigger are writable/,
+    },
+    {
+      name: 'a list that leaves one out', check, facts: { maskedPaths: list(DEFAULT_MASKED_PATHS.filter((p) => p !== '/proc/kcore')) }, broken: true, evidence: 1,
+      detail: /^\/proc\/kcore is not masked \(MaskedPaths leaves them out\)$/,
+    },
+    { name: 'readonly list without /proc/sys', check, facts: { readonlyPaths: list(['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger']) }, broken: true, detail: /^\/proc\/sys is writable/ },
+    { name: 'a parent covers its children', check, facts: { maskedPaths: list(['/proc/', '/sys/firmware']), readonlyPaths: list([]) }, broken: false },
+    { name: 'masked covers read-only', check, facts: { maskedPaths: list([...DEFAULT_MASKED_PATHS, ...DEFAULT_READONLY_PATHS]), readonlyPaths: list([]) }, broken: false },
+    { name: 'a sibling does not cover', check, facts: { maskedPaths: list([...DEFAULT_MASKED_PATHS.filter((p) => p !== '/sys/firmware'), '/sys/firmware-x']) }, broken: true },
+    { name: 'custom requirement', check: { type: 'system-paths', maskedPaths: ['/proc/kcore'], readonlyPaths: [] }, facts: { maskedPaths: list(['/proc/kcore']), readonlyPaths: list([]) }, broken: false },
+    { name: 'custom requirement broken', check: { type: 'system-paths', maskedPaths: ['/proc/interrupts'] }, facts: { maskedPaths: list(DEFAULT_MASKED_PATHS) }, broken: true, detail: /\/proc\/interrupts is not masked/ },
   ]);
 });
 
@@ -169,4 +265,56 @@ t.test('devices', async (t) => {
     { name: 'allowlisted glob', check: { type: 'devices', allowed: ['/dev/nvidia*'] }, facts: { devices: ['/dev/nvidia0', '/dev/nvidiactl'] }, broken: false },
     { name: 'outside the allowlist', check: { type: 'devices', allowed: ['/dev/nvidia*'] }, facts: { devices: ['/dev/nvidia0', '/dev/mem'] }, broken: true, evidence: 1, detail: /not in the allowed list/ },
   ]);
+});
+
+t.test('devices: host paths as dockerd opens them', async (t) => {
+  const net = { type: 'devices', allowed: ['/dev/net/*'] };
+  runCases(t, [
+    { name: '/dev/net/.. is all of /dev', check: net, facts: { devices: ['/dev/net/..'] }, broken: true, detail: /host device \/dev\/net\/\.\. \(that is \/dev\) is passed/ },
+    { name: 'a trailing slash is the directory', check: net, facts: { devices: ['/dev/net/'] }, broken: true, detail: /\(that is \/dev\/net\)/ },
+    { name: 'climbing out through ..', check: net, facts: { devices: ['/dev/net/../sda'] }, broken: true },
+    { name: 'CLI form with ..', check: net, facts: { devices: ['/dev/net/..:/dev/x:rwm'] }, broken: true },
+    { name: 'a relative path is relative to /', check: net, facts: { devices: ['dev/net/tun'] }, broken: false },
+    { name: 'double slashes', check: net, facts: { devices: ['//dev//net//tun'] }, broken: false },
+    { name: 'the allowed device itself', check: net, facts: { devices: ['/dev/net/tun'] }, broken: false },
+  ]);
+  t.equal(normalizeDevicePath('/dev/net/..'), '/dev');
+  t.equal(normalizeDevicePath('dev/../dev/sda/'), '/dev/sda');
+});
+
+t.test('devices: device cgroup rules', async (t) => {
+  const check = { type: 'devices' };
+  const rules = (...values: string[]) => ({ deviceCgroupRules: { values } });
+  const usb = { type: 'devices', allowedCgroupRules: ['c 189:* rwm'] };
+  runCases(t, [
+    { name: 'empty list', check, facts: rules(), broken: false },
+    { name: 'block devices: the host disks', check, facts: rules('b *:* rwm'), broken: true, detail: /"b \*:\* rwm" allows block devices — the host's disks, and with mknod/ },
+    { name: 'a specific block device without mknod', check, facts: rules('b 8:0 rw'), broken: true, detail: /^device cgroup rule "b 8:0 rw" allows block devices — the host's disks$/ },
+    { name: 'every device', check, facts: rules('a *:* rwm'), broken: true, detail: /allows every host device/ },
+    { name: 'type a ignores its numbers', check, facts: rules('a 1:3 r'), broken: true, detail: /allows every host device$/ },
+    { name: 'any character device', check, facts: rules('c *:* m'), broken: true, detail: /every character device \(any major number\), and with mknod/ },
+    { name: 'one character device', check, facts: rules('c 1:3 rw'), broken: true, detail: /allows host character devices 1:3$/ },
+    { name: 'a rule dockerd refuses', check, facts: rules('a'), broken: true, detail: /"a" is not one dockerd accepts/ },
+    { name: 'devices and rules together', check, facts: { devices: ['/dev/fuse'], ...rules('c 10:229 rwm', 'b 8:* r') }, broken: true, evidence: 3 },
+    { name: 'allowed by type and major', check: usb, facts: rules('c 189:3 rw', 'c 189:* rwm'), broken: false },
+    { name: 'another major', check: usb, facts: rules('c 188:0 r'), broken: true, detail: /and is not in the allowed list/ },
+    { name: 'another type', check: usb, facts: rules('b 189:0 r'), broken: true },
+    { name: 'a wider number than allowed', check: usb, facts: rules('c *:* r'), broken: true },
+    { name: 'more access than allowed', check: { type: 'devices', allowedCgroupRules: ['c 189:* r'] }, facts: rules('c 189:1 rw'), broken: true },
+    { name: 'an exact minor', check: { type: 'devices', allowedCgroupRules: ['c 10:200 rwm'] }, facts: rules('c 10:200 rw', 'c 10:201 r'), broken: true, evidence: 1 },
+    { name: 'an "a" entry allows everything', check: { type: 'devices', allowedCgroupRules: ['a *:* rwm'] }, facts: rules('b 8:0 rwm', 'a *:* rw'), broken: false },
+    { name: 'an unparsable rule is never allowed', check: { type: 'devices', allowedCgroupRules: ['a *:* rwm'] }, facts: rules('b 8:0'), broken: true },
+    { name: 'device allowlist does not allow rules', check: { type: 'devices', allowed: ['*'] }, facts: rules('c 1:1 r'), broken: true },
+  ]);
+  t.same(parseDeviceCgroupRule('c 189:* rwm'), { type: 'c', major: '189', minor: '*', access: 'rwm' });
+  for (const bad of ['a', 'b *:*', 'x 1:1 r', 'c 1:1 rwx', 'c 1:1 rwmr', 'c 1:1  r', ' c 1:1 r', 'c 1:1 r ', 'c -1:1 r', 'c 1:1 ']) {
+    t.equal(parseDeviceCgroupRule(bad), undefined, `${JSON.stringify(bad)} is refused as dockerd refuses it`);
+  }
+  let errors: string[] = [];
+  try {
+    policyFromJson(policyOf(rule({ type: 'devices', allowedCgroupRules: ['c 189:* rwm', 'b *:*'] })));
+  } catch (e) {
+    errors = (e as PolicyValidationError).errors.map((x) => x.path);
+  }
+  t.same(errors, ['spec.rules[0].check.allowedCgroupRules[1]'], 'an allowlist entry must be a rule dockerd accepts');
 });

@@ -3,7 +3,7 @@
 import type { Test } from 'tap';
 import { evaluate } from '../../src/policy/evaluator';
 import { policyFromJson } from '../../src/policy/parse';
-import type { ContainerFacts__Output } from '../../src/proto/index';
+import type { ContainerFacts__Output, HostFacts__Output } from '../../src/proto/index';
 import type { EvaluationContext, Rule } from '../../src/policy/types';
 import { facts, NOW, policyOf, rule } from './helpers';
 
@@ -11,6 +11,8 @@ export interface CheckCase {
   name: string;
   check: Rule['check'];
   facts?: Partial<ContainerFacts__Output>;
+  /** Host facts; absent = unknown host. */
+  host?: HostFacts__Output;
   ctx?: Partial<EvaluationContext>;
   broken: boolean;
   /** Matched against the joined evidence details. */
@@ -22,7 +24,7 @@ export interface CheckCase {
 export function runCases(t: Test, cases: readonly CheckCase[]): void {
   for (const c of cases) {
     const policy = policyFromJson(policyOf(rule(c.check)));
-    const findings = evaluate(policy, { container: facts(c.facts) }, { now: NOW, ...c.ctx });
+    const findings = evaluate(policy, c.host ? { container: facts(c.facts), host: c.host } : { container: facts(c.facts) }, { now: NOW, ...c.ctx });
     t.equal(findings.length, c.broken ? 1 : 0, `${c.name}: ${c.broken ? 'breaks' : 'passes'}`);
     const details = findings.flatMap((f) => f.evidence.map((e) => e.detail)).join('\n');
     if (c.broken && c.detail) t.match(details, c.detail, `${c.name}: evidence`);

@@ -10,7 +10,7 @@ import { evaluate } from '../../src/policy/evaluator';
 import { CHECKS, CHECK_TYPES } from '../../src/policy/checks/index';
 import { SECRET_DETECTORS } from '../../src/policy/secrets';
 import '../../src/policy/validate'; // registers the date-time format with TypeBox
-import { facts, NOW } from './helpers';
+import { facts, host, NOW } from './helpers';
 
 const ROOT = join(__dirname, '../../../..');
 const REGEN = 'matches its source (if not, run `npx tsc -b packages/shared && node scripts/gen-schema.mjs`)';
@@ -59,6 +59,13 @@ t.test('the default policy parses, covers the catalogue, and every rule is in mo
   const bySeverity = (id: string) => p.spec.rules.find((r) => r.id === id)!.severity;
   t.equal(bySeverity('host.privileged'), 'critical');
   t.equal(bySeverity('host.docker-socket'), 'critical');
+  // A stop waits out its timeout for a PID 1 that ignores SIGTERM while the
+  // container keeps the setting that reaches the host: host safety kills.
+  const hostSafety = ['root-user', 'privileged', 'sensitive-mounts', 'docker-socket', 'capabilities', 'host-namespaces', 'seccomp-apparmor', 'system-paths', 'devices'];
+  for (const type of hostSafety) {
+    const r = p.spec.rules.find((x) => x.check.type === type)!;
+    t.equal(r.action.type, 'kill', `${r.id} kills`);
+  }
 });
 
 t.test('the default policy flags a careless container and spares a hardened one', async (t) => {
@@ -68,9 +75,13 @@ t.test('the default policy flags a careless container and spares a hardened one'
     mounts: [{ type: 'bind', source: '/var/run/docker.sock', destination: '/var/run/docker.sock', readOnly: true, propagation: '' }],
     memoryLimitBytes: 0, nanoCpus: 0, pidsLimit: 0, networkMode: 'bridge', networks: [{ name: 'bridge', networkId: 'b', ipAddress: '' }],
     pidMode: 'host', devices: ['/dev/mem'], secretHits: [{ location: 'env:DB_URL', detector: 'database-url-credentials' }],
+    deviceCgroupRules: { values: ['b *:* rwm'] }, maskedPaths: { values: [] }, readonlyPaths: { values: [] }, cgroupnsMode: 'host',
   });
-  const f = evaluate(p, { container: careless }, { now: NOW });
-  t.ok(f.length >= 15, `many findings (${f.length})`);
+  const f = evaluate(p, { container: careless, host: { ...host(), cgroupVersion: 2 } }, { now: NOW });
+  t.ok(f.length >= 16, `many findings (${f.length})`);
+  t.equal(f.find((x) => x.ruleId === 'host.system-paths')?.evidence.length, 2, 'system paths unmasked and writable');
+  t.equal(f.find((x) => x.ruleId === 'host.devices')?.evidence.length, 2, 'the device and the cgroup rule');
+  t.match(f.find((x) => x.ruleId === 'host.host-namespaces')?.evidence.map((e) => e.location), ['pidMode', 'cgroupnsMode']);
   t.ok(f.every((x) => x.mode === 'monitor'));
   const digest = `sha256:${'b'.repeat(64)}`;
   const hardened = facts({ imageRef: `ghcr.io/acme/web:1.2.3@${digest}` });

@@ -1,30 +1,70 @@
 // Host-safety checks (move 3 of the mission): a container must not modify host
 // system files or gain host root — root user, privileged, sensitive mounts, the
 // Docker socket, capabilities, no-new-privileges, writable rootfs, host
-// namespaces, unconfined seccomp/AppArmor, host devices.
+// namespaces (cgroup included), unconfined seccomp/AppArmor/SELinux, unmasked
+// system paths, host devices and device cgroup rules. Settings another program
+// reads (user specs, security options, device paths) are read as that program
+// reads them: runc, dockerd, the kernel.
 import { compileGlobs } from '../glob';
-import { canonicalHostPath, isAncestorOf, isSameOrUnder } from '../host-path';
+import { canonicalHostPath, isAncestorOf, isSameOrUnder, normalizeHostPath } from '../host-path';
 import type { Mount__Output } from '../../proto/index';
 import type { Evidence } from '../types';
 import { defineCheck, lazySchema, NO_EVIDENCE, normalizeCap, splitSecurityOpt, type TypeBuilder } from './define';
 
 const NoParams = lazySchema((T) => T.Object({}, { additionalProperties: false }));
+const NONE: readonly string[] = [];
 
 // ---------------------------------------------------------------- root-user
 
-/** True when a Docker `--user` value means uid 0: "", "0", "root", "0:0", "root:root", "0:<any>", "root:<any>". */
+/** Go's int range on the 64-bit platforms dockerd runs on: strconv.Atoi refuses anything outside it. */
+const GO_INT_MIN = -(2n ** 63n);
+const GO_INT_MAX = 2n ** 63n - 1n;
+
+/**
+ * `s` read as Go's strconv.Atoi reads it: an optional single '+' or '-',
+ * then ASCII digits only (no spaces, no underscores, no "0x"), within int
+ * range; undefined where Atoi returns an error. The value is exact for the
+ * uids that matter (0 and the uid range); beyond 2^53 it is approximate.
+ */
+export function goAtoi(s: string): number | undefined {
+  if (!/^[+-]?[0-9]+$/.test(s)) return undefined;
+  const n = BigInt(s);
+  return n < GO_INT_MIN || n > GO_INT_MAX ? undefined : Number(n);
+}
+
+/**
+ * The user a `--user` / image `USER` spec names, read the way runc's
+ * user.GetExecUser (which dockerd calls at start and exec) reads it: the
+ * user part is everything before the first ':', untrimmed; empty is the
+ * default user (uid 0 in a container); a part that Atoi accepts is a uid,
+ * even where the image's /etc/passwd has a user of that name ("+0", "-0"
+ * and "000" are all uid 0); anything else is a name, looked up in the
+ * image's /etc/passwd — which the facts do not carry.
+ */
+export function uidOf(userSpec: string): number | 'name' | undefined {
+  const colon = userSpec.indexOf(':');
+  const user = colon < 0 ? userSpec : userSpec.slice(0, colon);
+  if (user === '') return undefined;
+  return goAtoi(user) ?? 'name';
+}
+
+/**
+ * True when a Docker user spec means uid 0: "" (the default), any spelling
+ * of the number 0 ("0", "00", "+0", "-0"), or the name "root" — each with
+ * or without a group. runc refuses a name it cannot find (" root " is no
+ * user at all), so only the exact name counts; another name given uid 0 by
+ * the image's /etc/passwd is not seen here.
+ */
 export function isRootUser(user: string): boolean {
-  const u = user.trim();
-  if (u === '') return true;
-  const colon = u.indexOf(':');
-  const name = colon < 0 ? u : u.slice(0, colon);
-  return name === 'root' || name === '' || /^0+$/.test(name);
+  const uid = uidOf(user);
+  if (uid === undefined || uid === 0) return true;
+  return uid === 'name' && user.split(':', 1)[0] === 'root';
 }
 
 export const rootUser = defineCheck({
   type: 'root-user',
   group: 'host',
-  summary: "Containers must not run as root (user empty, 0, root, 0:0, root:root …, including the image's default user).",
+  summary: "Containers must not run as root (user empty, 0 in any spelling Go reads as 0 — 00, +0, -0 —, root, 0:0, root:root …, including the image's default user).",
   remedy: 'run as an unprivileged user: `USER 10001` in the Dockerfile or `--user 10001:10001` / `user:` in compose',
   params: NoParams,
   defaults: {},
@@ -313,13 +353,16 @@ export const capabilities = defineCheck({
 
 // ---------------------------------------------------------------- no-new-privileges
 
+/** The spellings Go's strconv.ParseBool reads as true (dockerd parses `no-new-privileges=<bool>` with it). */
+const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+
 /** The effective no-new-privileges setting from security options (the last entry wins, as in dockerd). */
 export function hasNoNewPrivileges(securityOpt: readonly string[]): boolean {
   let on = false;
   for (const opt of securityOpt) {
     const [k, v] = splitSecurityOpt(opt);
     if (k !== 'no-new-privileges') continue;
-    on = v === undefined || v === '' || v.toLowerCase() === 'true';
+    on = v === undefined || v === '' || GO_TRUE.has(v);
   }
   return on;
 }
@@ -352,12 +395,17 @@ export const readOnlyRootfs = defineCheck({
 
 // ---------------------------------------------------------------- host-namespaces
 
-export const NAMESPACES = ['network', 'pid', 'ipc', 'uts', 'userns'] as const;
+export const NAMESPACES = ['network', 'pid', 'ipc', 'uts', 'userns', 'cgroup'] as const;
 
 const HostNamespacesParams = lazySchema((T) => T.Object(
   {
     namespaces: T.Optional(
-      T.Array(T.Union(NAMESPACES.map((n) => T.Literal(n))), { uniqueItems: true, description: 'Which host namespaces are forbidden. Default all: network, pid, ipc, uts, userns.' }),
+      T.Array(T.Union(NAMESPACES.map((n) => T.Literal(n))), { uniqueItems: true, description: 'Which host namespaces are forbidden. Default all: network, pid, ipc, uts, userns, cgroup.' }),
+    ),
+    cgroupnsOnCgroupV1: T.Optional(
+      T.Boolean({
+        description: "Also flag the host's cgroup namespace where it is dockerd's default for every container: on cgroup v1 hosts, and where the host's cgroup version is unknown. Default false: flagged on cgroup v2 hosts only, where it must have been asked for.",
+      }),
     ),
   },
   { additionalProperties: false },
@@ -366,10 +414,10 @@ const HostNamespacesParams = lazySchema((T) => T.Object(
 export const hostNamespaces = defineCheck({
   type: 'host-namespaces',
   group: 'host',
-  summary: "Containers must not share the host's network, PID, IPC, UTS or user namespace.",
-  remedy: 'remove --network host / --pid host / --ipc host / --uts host / --userns host; publish ports instead of host networking',
+  summary: "Containers must not share the host's network, PID, IPC, UTS, user or cgroup namespace.",
+  remedy: 'remove --network host / --pid host / --ipc host / --uts host / --userns host / --cgroupns host; publish ports instead of host networking',
   params: HostNamespacesParams,
-  defaults: { namespaces: [...NAMESPACES] },
+  defaults: { namespaces: [...NAMESPACES], cgroupnsOnCgroupV1: false },
   check(input, params) {
     return this.compile!(params)(input);
   },
@@ -380,7 +428,9 @@ export const hostNamespaces = defineCheck({
     const i = ns.has('ipc');
     const u = ns.has('uts');
     const un = ns.has('userns');
-    return ({ container: c }) => {
+    const cg = ns.has('cgroup');
+    const cgAnywhere = params.cgroupnsOnCgroupV1 === true;
+    return ({ container: c, host }) => {
       let out: Evidence[] | undefined;
       if (n && c.networkMode === 'host') (out ??= []).push({ location: 'networkMode', detail: "shares the host's network namespace (--network host)" });
       else if (n && joinsHost(c.networkMode, c.effectiveNetworkMode)) (out ??= []).push({ location: 'networkMode', detail: joinedDetail('network', c.networkMode) });
@@ -390,6 +440,14 @@ export const hostNamespaces = defineCheck({
       else if (i && joinsHost(c.ipcMode, c.effectiveIpcMode)) (out ??= []).push({ location: 'ipcMode', detail: joinedDetail('IPC', c.ipcMode) });
       if (u && c.utsMode === 'host') (out ??= []).push({ location: 'utsMode', detail: "shares the host's UTS namespace (--uts host)" });
       if (un && c.usernsMode === 'host') (out ??= []).push({ location: 'usernsMode', detail: "uses the host's user namespace (--userns host)" });
+      // On cgroup v1 (and hybrid) hosts dockerd gives EVERY container the
+      // host's cgroup namespace unless daemon.json says otherwise, and
+      // inspect cannot tell that default from `--cgroupns host`; flagging it
+      // there would flag the whole host. On v2 the default is private, so
+      // "host" was asked for.
+      if (cg && c.cgroupnsMode === 'host' && (host?.cgroupVersion === 2 || cgAnywhere)) {
+        (out ??= []).push({ location: 'cgroupnsMode', detail: "shares the host's cgroup namespace (--cgroupns host), so it sees the host's cgroup hierarchy" });
+      }
       return out ?? NO_EVIDENCE;
     };
   },
@@ -418,6 +476,9 @@ const SeccompParams = lazySchema((T) => T.Object(
   { additionalProperties: false },
 ));
 
+/** SELinux process types that are not confined: `label=type:spc_t` is as good as `label=disable`. */
+const UNCONFINED_SELINUX_TYPES = new Set(['spc_t', 'unconfined_t']);
+
 export const seccompApparmor = defineCheck({
   type: 'seccomp-apparmor',
   group: 'host',
@@ -432,17 +493,155 @@ export const seccompApparmor = defineCheck({
       const val = v?.toLowerCase();
       if (k === 'seccomp' && val === 'unconfined' && params.seccomp !== false) (out ??= []).push({ location: 'securityOpt', detail: 'seccomp is unconfined' });
       else if (k === 'apparmor' && val === 'unconfined' && params.apparmor !== false) (out ??= []).push({ location: 'securityOpt', detail: 'AppArmor is unconfined' });
-      else if (k === 'label' && val === 'disable' && params.selinux !== false) (out ??= []).push({ location: 'securityOpt', detail: 'SELinux labelling is disabled (label=disable)' });
+      else if (params.selinux !== false) {
+        // dockerd (parseSecurityOpt) reads a bare "disable" as label=disable.
+        if ((k === 'label' && val === 'disable') || (k === 'disable' && v === undefined)) {
+          (out ??= []).push({ location: 'securityOpt', detail: `SELinux labelling is disabled (${opt.trim() === 'disable' ? '"disable", which dockerd reads as label=disable' : opt.trim()})` });
+        } else if (k === 'label' && val !== undefined && val.startsWith('type:') && UNCONFINED_SELINUX_TYPES.has(val.slice(5).trim())) {
+          (out ??= []).push({ location: 'securityOpt', detail: `SELinux runs the container as the unconfined type ${val.slice(5).trim()} (${opt.trim()})` });
+        }
+      }
     }
     return out ?? NO_EVIDENCE;
   },
 });
 
+// ---------------------------------------------------------------- system-paths
+
+/**
+ * What every dockerd since 19.03 masks (binds /dev/null or an empty tmpfs
+ * over) when HostConfig.MaskedPaths is null. Later versions add more
+ * (/sys/devices/virtual/powercap in 25, /proc/interrupts and per-CPU
+ * thermal_throttle paths in 28.x); a container created by an older engine
+ * must not break the rule for lacking them.
+ */
+export const DEFAULT_MASKED_PATHS: readonly string[] = [
+  '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
+  '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
+];
+
+/** What every dockerd since 19.03 mounts read-only when HostConfig.ReadonlyPaths is null. */
+export const DEFAULT_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+const ContainerPathList = (T: TypeBuilder, description: string) => T.Array(T.String({ minLength: 1, pattern: '^/' }), { description });
+
+const SystemPathsParams = lazySchema((T) => T.Object(
+  {
+    maskedPaths: T.Optional(ContainerPathList(T, `Container paths that must stay masked (the path or a parent in HostConfig.MaskedPaths). Default: ${DEFAULT_MASKED_PATHS.join(', ')}.`)),
+    readonlyPaths: T.Optional(
+      ContainerPathList(T, `Container paths that must stay read-only (the path or a parent in HostConfig.ReadonlyPaths, or masked). Default: ${DEFAULT_READONLY_PATHS.join(', ')}.`),
+    ),
+  },
+  { additionalProperties: false },
+));
+
+/** The required paths that no entry of `given` (a path or a parent of it) covers. */
+function uncovered(required: readonly string[], given: readonly string[]): string[] {
+  const have = given.map(normalizeHostPath);
+  return required.filter((p) => !have.some((g) => isSameOrUnder(p, g)));
+}
+
+export const systemPaths = defineCheck({
+  type: 'system-paths',
+  group: 'host',
+  summary: "The kernel interfaces dockerd masks or makes read-only in every container (/proc/kcore, /proc/sys, /proc/sysrq-trigger, /sys/firmware …) must stay so: no `--security-opt systempaths=unconfined`, no MaskedPaths / ReadonlyPaths lists that leave them out.",
+  remedy: 'remove `--security-opt systempaths=unconfined` (and any HostConfig.MaskedPaths / ReadonlyPaths the client sends); dockerd then applies its defaults',
+  params: SystemPathsParams,
+  defaults: { maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] },
+  check(input, params) {
+    return this.compile!(params)(input);
+  },
+  compile(params) {
+    const masked = (params.maskedPaths ?? DEFAULT_MASKED_PATHS).map(normalizeHostPath);
+    const readonly = (params.readonlyPaths ?? DEFAULT_READONLY_PATHS).map(normalizeHostPath);
+    return ({ container: c }) => {
+      // Absent lists are dockerd's defaults (or a privileged container, which
+      // the privileged rule judges); only a list the client gave can leave
+      // something out.
+      const m = c.maskedPaths?.values;
+      const r = c.readonlyPaths?.values;
+      if (m === undefined && r === undefined) return NO_EVIDENCE;
+      let out: Evidence[] | undefined;
+      if (m !== undefined) {
+        const open = uncovered(masked, m);
+        if (open.length > 0) out = [{ location: 'maskedPaths', detail: `${open.join(', ')} ${open.length === 1 ? 'is' : 'are'} not masked (${m.length === 0 ? 'MaskedPaths is empty: --security-opt systempaths=unconfined' : 'MaskedPaths leaves them out'})` }];
+      }
+      if (r !== undefined) {
+        const open = uncovered(uncovered(readonly, r), m ?? NONE);
+        if (open.length > 0) (out ??= []).push({ location: 'readonlyPaths', detail: `${open.join(', ')} ${open.length === 1 ? 'is' : 'are'} writable (${r.length === 0 ? 'ReadonlyPaths is empty: --security-opt systempaths=unconfined' : 'ReadonlyPaths leaves them out'})` });
+      }
+      return out ?? NO_EVIDENCE;
+    };
+  },
+});
+
 // ---------------------------------------------------------------- devices
+
+/**
+ * A device host path as dockerd opens it: a relative path is relative to
+ * dockerd's working directory ("/" under systemd), and ".." and "//" are
+ * the kernel's to resolve, so "/dev/net/.." is /dev — which dockerd passes
+ * whole (every device under a directory). Compared after this, a glob such
+ * as "/dev/net/*" cannot be satisfied by a path that leaves /dev/net.
+ */
+export function normalizeDevicePath(p: string): string {
+  return normalizeHostPath(p);
+}
+
+/** dockerd's own pattern for a device cgroup rule (oci.AppendDevicePermissionsFromCgroupRules); nothing else starts. */
+const CGROUP_RULE = /^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$/;
+
+export interface DeviceCgroupRule {
+  /** a = every device, b = block, c = character. */
+  type: 'a' | 'b' | 'c';
+  /** A number, or "*" for any. */
+  major: string;
+  minor: string;
+  /** Subset of "rwm" (read, write, mknod). */
+  access: string;
+}
+
+/** A `--device-cgroup-rule` as dockerd parses it; undefined for one it refuses (the container then fails to start). */
+export function parseDeviceCgroupRule(rule: string): DeviceCgroupRule | undefined {
+  const m = CGROUP_RULE.exec(rule);
+  if (!m) return undefined;
+  return { type: m[1] as DeviceCgroupRule['type'], major: m[2]!, minor: m[3]!, access: m[4]! };
+}
+
+/**
+ * Whether allowlist entry `a` permits container rule `r`: same type (an
+ * "a" entry is every device, whatever numbers follow it — the kernel
+ * ignores them), numbers equal or "*" in the entry, and no access the
+ * entry does not give.
+ */
+function cgroupRuleCovers(a: DeviceCgroupRule, r: DeviceCgroupRule): boolean {
+  if (a.type !== 'a') {
+    if (r.type !== a.type) return false;
+    if (a.major !== '*' && a.major !== r.major) return false;
+    if (a.minor !== '*' && a.minor !== r.minor) return false;
+  }
+  for (const ch of r.access) if (!a.access.includes(ch)) return false;
+  return true;
+}
+
+/** What a device cgroup rule opens up, for evidence. */
+function describeCgroupRule(raw: string, r: DeviceCgroupRule | undefined): string {
+  if (r === undefined) return `device cgroup rule "${raw}" is not one dockerd accepts`;
+  const mknod = r.access.includes('m') ? ', and with mknod it can create the device nodes itself' : '';
+  if (r.type === 'a') return `device cgroup rule "${raw}" allows every host device${mknod}`;
+  if (r.type === 'b') return `device cgroup rule "${raw}" allows block devices — the host's disks${mknod}`;
+  if (r.major === '*') return `device cgroup rule "${raw}" allows every character device (any major number)${mknod}`;
+  return `device cgroup rule "${raw}" allows host character devices ${r.major}:${r.minor}`;
+}
 
 const DevicesParams = lazySchema((T) => T.Object(
   {
     allowed: T.Optional(T.Array(T.String({ minLength: 1 }), { description: 'Host device paths (globs, e.g. "/dev/nvidia*") that may be passed in. Default none: any device breaks the rule.' })),
+    allowedCgroupRules: T.Optional(
+      T.Array(T.String({ pattern: CGROUP_RULE.source }), {
+        description: 'Device cgroup rules (--device-cgroup-rule, "c 189:* rwm") a container may carry: one it gives is allowed when an entry here has its type (or "a"), its numbers (or "*") and at least its access. Default none: any rule breaks the rule.',
+      }),
+    ),
   },
   { additionalProperties: false },
 ));
@@ -450,28 +649,42 @@ const DevicesParams = lazySchema((T) => T.Object(
 export const devices = defineCheck({
   type: 'devices',
   group: 'host',
-  summary: 'No host devices passed into containers, except an allowlist.',
-  remedy: 'remove --device (`devices:`), or add the device to the rule\'s `allowed` list if it is expected',
+  summary: 'No host devices passed into containers and no device cgroup rules (--device-cgroup-rule), except allowlists.',
+  remedy: 'remove --device (`devices:`) and --device-cgroup-rule (`device_cgroup_rules:`), or add the device or rule to the rule\'s `allowed` / `allowedCgroupRules` list if it is expected',
   params: DevicesParams,
-  defaults: { allowed: [] },
+  defaults: { allowed: [], allowedCgroupRules: [] },
   check(input, params) {
     return this.compile!(params)(input);
   },
   compile(params) {
     const allowed = compileGlobs(params.allowed ?? []);
     const none = (params.allowed ?? []).length === 0;
+    const allowedRules = (params.allowedCgroupRules ?? []).map(parseDeviceCgroupRule).filter((r) => r !== undefined);
     return ({ container }) => {
-      if (container.devices.length === 0) return NO_EVIDENCE;
+      const rules = container.deviceCgroupRules?.values ?? NONE;
+      if (container.devices.length === 0 && rules.length === 0) return NO_EVIDENCE;
       let out: Evidence[] | undefined;
       for (const d of container.devices) {
         // Facts carry the host path; tolerate the CLI's "host:container:perms" form too.
-        const host = d.split(':', 1)[0]!;
+        const given = d.split(':', 1)[0]!;
+        // Normalised here as well as by the agent: facts from elsewhere (an
+        // older agent, a dry-run of stored facts) may carry the raw path.
+        const host = normalizeDevicePath(given);
         if (!none && allowed(host)) continue;
-        (out ??= []).push({ location: `devices[${host}]`, detail: `host device ${host} is passed into the container${none ? '' : ' and is not in the allowed list'}` });
+        const shown = host === given ? host : `${given} (that is ${host})`;
+        (out ??= []).push({ location: `devices[${given}]`, detail: `host device ${shown} is passed into the container${none ? '' : ' and is not in the allowed list'}` });
+      }
+      for (const raw of rules) {
+        const r = parseDeviceCgroupRule(raw);
+        if (r !== undefined && allowedRules.some((a) => cgroupRuleCovers(a, r))) continue;
+        const listed = allowedRules.length > 0 ? ' and is not in the allowed list' : '';
+        (out ??= []).push({ location: `deviceCgroupRules[${raw}]`, detail: `${describeCgroupRule(raw, r)}${listed}` });
       }
       return out ?? NO_EVIDENCE;
     };
   },
 });
 
-export const HOST_CHECKS = [rootUser, privileged, sensitiveMounts, dockerSocket, capabilities, noNewPrivileges, readOnlyRootfs, hostNamespaces, seccompApparmor, devices] as const;
+export const HOST_CHECKS = [
+  rootUser, privileged, sensitiveMounts, dockerSocket, capabilities, noNewPrivileges, readOnlyRootfs, hostNamespaces, seccompApparmor, systemPaths, devices,
+] as const;
