@@ -22,6 +22,13 @@ function comparable(f: Facts): Record<string, unknown> {
     ...rest,
     // dockerd fills in its default IPC mode ("private" or "shareable", a daemon setting).
     ipcMode: f.ipcMode === 'private' || f.ipcMode === 'shareable' ? '' : f.ipcMode,
+    // At create dockerd fills in its default masked / read-only path lists
+    // where the request left them null (absent in the request's facts, the
+    // full lists in inspect) and its default cgroup namespace mode (host on
+    // cgroup v1, private on v2): both mean "dockerd's default" to the checks.
+    maskedPaths: f.maskedPaths === undefined || f.maskedPaths.values.length >= 10 ? 'dockerd default' : f.maskedPaths.values,
+    readonlyPaths: f.readonlyPaths === undefined || f.readonlyPaths.values.length >= 5 ? 'dockerd default' : f.readonlyPaths.values,
+    cgroupnsMode: f.cgroupnsMode === undefined || f.cgroupnsMode === 'host' || f.cgroupnsMode === 'private' ? 'dockerd default' : f.cgroupnsMode,
     networks: f.networks.map((n) => n.name),
     mounts: f.mounts.map((m) => ({
       ...m,
