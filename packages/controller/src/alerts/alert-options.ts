@@ -13,8 +13,17 @@ export interface AlertOptions {
 export interface DeliveryOptions {
   /** Concurrent delivery workers. Default 4. */
   workers: number;
-  /** Deliveries one worker claims and sends (concurrently) per round. Default 16. */
+  /**
+   * Attempts one worker keeps in flight; it claims more as each one ends.
+   * workers × batchSize bounds the receivers that can hang at once without
+   * delaying anybody else. Default 64.
+   */
   batchSize: number;
+  /**
+   * Attempts in flight to one endpoint once it has answered 2xx in the last
+   * minute; before that (or after a failure), one at a time. Default 8.
+   */
+  perEndpoint: number;
   /** Per attempt: connect to the end of the response. Default 10 s. */
   timeoutMs: number;
   /**
@@ -39,6 +48,7 @@ export interface AlertOptionsInput {
   groupWindow?: string | number;
   workers?: number | string;
   batchSize?: number | string;
+  perEndpoint?: number | string;
   timeout?: string | number;
   retrySchedule?: string | Array<string | number>;
   jitter?: number | string;
@@ -53,7 +63,8 @@ export const DEFAULT_RETRY_SCHEDULE = ['5s', '5m', '30m', '2h', '5h', '10h', '10
 export function resolveAlertOptions(input: AlertOptionsInput = {}): AlertOptions & DeliveryOptions {
   const groupWindowMs = parseDuration(input.groupWindow ?? '5m', 'alert group window');
   const workers = positiveInt(input.workers ?? 4, 'webhook workers', 64);
-  const batchSize = positiveInt(input.batchSize ?? 16, 'webhook batch size', 500);
+  const batchSize = positiveInt(input.batchSize ?? 64, 'webhook batch size', 500);
+  const perEndpoint = positiveInt(input.perEndpoint ?? 8, 'webhook attempts per endpoint', 64);
   const timeoutMs = parseDuration(input.timeout ?? '10s', 'webhook timeout');
   if (timeoutMs < 100) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'webhook timeout must be at least 100ms');
   const schedule = typeof input.retrySchedule === 'string' ? input.retrySchedule.split(',').map((s) => s.trim()).filter((s) => s !== '') : (input.retrySchedule ?? DEFAULT_RETRY_SCHEDULE);
@@ -71,6 +82,7 @@ export function resolveAlertOptions(input: AlertOptionsInput = {}): AlertOptions
     groupWindowMs,
     workers,
     batchSize,
+    perEndpoint,
     timeoutMs,
     retryScheduleMs,
     jitter,
@@ -89,6 +101,7 @@ export function alertOptionsFromEnv(env: Record<string, string | undefined>): Al
     retention: pick('BULKHEAD_ALERT_RETENTION'),
     workers: pick('BULKHEAD_WEBHOOK_WORKERS'),
     batchSize: pick('BULKHEAD_WEBHOOK_BATCH'),
+    perEndpoint: pick('BULKHEAD_WEBHOOK_PER_ENDPOINT'),
     timeout: pick('BULKHEAD_WEBHOOK_TIMEOUT'),
     retrySchedule: pick('BULKHEAD_WEBHOOK_RETRY_SCHEDULE'),
     jitter: pick('BULKHEAD_WEBHOOK_JITTER'),

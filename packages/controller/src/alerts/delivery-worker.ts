@@ -1,6 +1,9 @@
-// Owns sending the outbox. N DeliveryWorkers each loop: lease a batch of due
-// deliveries from the store, POST them concurrently (signed per Standard
-// Webhooks), and record every attempt and the new state in one transaction.
+// Owns sending the outbox. N DeliveryWorkers each keep up to `batchSize`
+// attempts in flight: they lease due deliveries from the store, POST each one
+// (signed per Standard Webhooks) on its own, and record attempts as they end
+// (those that end together share one transaction). No attempt waits for
+// another: a worker claims more as soon as one slot frees, so a receiver that
+// never answers holds its own slots for the timeout and nobody else's.
 // All state is in the database: a worker that dies mid-batch leaves leases
 // that expire, and the deliveries are sent again (at-least-once, same
 // webhook-id, so receivers can de-duplicate).
@@ -10,8 +13,11 @@
 // and 503 honour Retry-After) until it runs out, then dead-lettered · any
 // other status, and an unsafe target, dead-lettered at once.
 //
-// A failing endpoint is also paused briefly (in memory) so one dead
-// receiver cannot occupy every worker with timeouts while others wait.
+// Per endpoint (EndpointHealth, shared by the workers): an endpoint with no
+// success in the last minute gets one attempt at a time, one that answers
+// gets up to `perEndpoint`; a failing endpoint is paused briefly. So N dead
+// receivers hold at most N slots, and a healthy endpoint still finds one
+// while fewer than workers × batchSize receivers hang at once.
 import { VERSION, type Logger } from '@bulkhead/shared';
 import type { AlertStore, AttemptResult, ClaimedDelivery, DeliveryStatus } from './alert-store';
 import { parseRetryAfter, retryDelayMs, type DeliveryOptions } from './alert-options';
@@ -41,7 +47,8 @@ type Resolved = Required<Omit<DeliveryDispatcherOptions, 'sender' | 'signal' | '
 
 const DEFAULTS: DeliveryOptions = {
   workers: 4,
-  batchSize: 16,
+  batchSize: 64,
+  perEndpoint: 8,
   timeoutMs: 10_000,
   retryScheduleMs: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
   jitter: 0.2,
@@ -51,9 +58,20 @@ const DEFAULTS: DeliveryOptions = {
   retentionMs: 30 * 86_400_000,
 };
 
-/** Pauses endpoints that just failed, so their queue waits instead of timing out one by one. */
+/** How long a success keeps an endpoint trusted with more than one attempt at a time. */
+const PROVEN_FOR_MS = 60_000;
+
+/**
+ * Pauses endpoints that just failed, so their queue waits instead of timing
+ * out one by one, and limits the attempts in flight to each endpoint.
+ */
 export class EndpointHealth {
   private readonly state = new Map<string, { failures: number; pausedUntil: number }>();
+  private readonly lastOk = new Map<string, number>();
+  private readonly busy = new Map<string, number>();
+  private readonly waiters = new Map<string, Array<() => void>>();
+
+  constructor(private readonly perEndpoint = 8) {}
 
   failed(endpointId: string, now: number, pauseCapMs: number, retryAfterMs?: number): void {
     const s = this.state.get(endpointId) ?? { failures: 0, pausedUntil: 0 };
@@ -61,10 +79,70 @@ export class EndpointHealth {
     const backoff = Math.min(1000 * 2 ** Math.min(s.failures - 1, 10), 60_000, pauseCapMs);
     s.pausedUntil = Math.max(s.pausedUntil, now + (retryAfterMs ?? backoff));
     this.state.set(endpointId, s);
+    this.lastOk.delete(endpointId);
   }
 
-  succeeded(endpointId: string): void {
+  succeeded(endpointId: string, now = Date.now()): void {
     this.state.delete(endpointId);
+    this.lastOk.set(endpointId, now);
+  }
+
+  /** Attempts allowed in flight to this endpoint now: 1 until it has answered recently. */
+  limit(endpointId: string, now: number): number {
+    const ok = this.lastOk.get(endpointId);
+    if (ok === undefined) return 1;
+    if (now - ok > PROVEN_FOR_MS) {
+      this.lastOk.delete(endpointId);
+      return 1;
+    }
+    return this.perEndpoint;
+  }
+
+  /** Endpoints at their limit: claiming more for them would only queue. */
+  full(now: number): string[] {
+    const out: string[] = [];
+    for (const [id, n] of this.busy) if (n >= this.limit(id, now)) out.push(id);
+    return out;
+  }
+
+  /**
+   * Takes a slot for one attempt to `endpointId`; waits while the endpoint is
+   * at its limit, up to `maxWaitMs`. False when the wait ran out (the caller
+   * leaves the delivery to its lease).
+   */
+  async acquire(endpointId: string, maxWaitMs: number): Promise<boolean> {
+    const deadline = Date.now() + maxWaitMs;
+    while ((this.busy.get(endpointId) ?? 0) >= this.limit(endpointId, Date.now())) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const list = this.waiters.get(endpointId) ?? [];
+        const wake = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          const l = this.waiters.get(endpointId);
+          const i = l?.indexOf(wake) ?? -1;
+          if (l && i >= 0) l.splice(i, 1);
+          resolve();
+        }, left);
+        list.push(wake);
+        this.waiters.set(endpointId, list);
+      });
+    }
+    this.busy.set(endpointId, (this.busy.get(endpointId) ?? 0) + 1);
+    return true;
+  }
+
+  release(endpointId: string): void {
+    const n = (this.busy.get(endpointId) ?? 1) - 1;
+    if (n <= 0) this.busy.delete(endpointId);
+    else this.busy.set(endpointId, n);
+    const list = this.waiters.get(endpointId);
+    const next = list?.shift();
+    if (list && list.length === 0) this.waiters.delete(endpointId);
+    next?.();
   }
 
   paused(now: number): string[] {
@@ -84,6 +162,12 @@ export class EndpointHealth {
 export class DeliveryWorker {
   private stopped = false;
   readonly done: Promise<void>;
+  /** This worker's claimed deliveries not yet finished (sending or waiting for their endpoint). */
+  private inFlight = 0;
+  private readonly running = new Set<Promise<void>>();
+  private slotFreed: (() => void) | undefined;
+  private finished: AttemptResult[] = [];
+  private flushing: Promise<void> | undefined;
 
   constructor(
     readonly index: number,
@@ -95,35 +179,92 @@ export class DeliveryWorker {
 
   stop(): void {
     this.stopped = true;
+    this.slotFreed?.();
   }
 
   private async loop(): Promise<void> {
     const { store, signal, logger } = this.o;
     while (!this.stopped) {
       const gen = signal.generation;
+      const free = this.o.batchSize - this.inFlight;
+      if (free <= 0) {
+        await this.nextSlot(undefined);
+        continue;
+      }
       const now = this.o.now();
+      const nowMs = now.getTime();
       let claimed: ClaimedDelivery[];
       try {
-        claimed = await store.claimDue(now, this.o.batchSize, this.o.leaseMs, this.health.paused(now.getTime()));
+        claimed = await store.claimDue(now, free, this.o.leaseMs, [...new Set([...this.health.paused(nowMs), ...this.health.full(Date.now())])]);
       } catch (err) {
         if (this.stopped) break;
         logger.error({ err, worker: this.index }, 'claiming webhook deliveries failed');
-        await signal.wait(this.o.pollIntervalMs, gen);
+        await this.nextSlot(signal.wait(this.o.pollIntervalMs, gen));
         continue;
       }
       if (claimed.length === 0) {
-        await signal.wait(await this.idleWait(now), gen);
+        await this.nextSlot(signal.wait(await this.idleWait(now), gen));
         continue;
       }
-      const results = await Promise.all(claimed.map((c) => this.attempt(c)));
-      for (const r of results) this.o.onAttempt?.(r.attempt.outcome, r.attempt.latencyMs); // metrics (issue 5)
-      try {
-        await store.recordAttempts(results, this.o.now());
-      } catch (err) {
-        // The leases lapse and the deliveries go out again: at-least-once.
-        logger.error({ err, worker: this.index, deliveries: results.length }, 'recording webhook attempts failed');
-      }
+      for (const c of claimed) this.launch(c, nowMs);
     }
+    await Promise.all([...this.running]);
+    await this.flush();
+  }
+
+  /** Resolves when a slot frees (or `also` resolves). */
+  private nextSlot(also: Promise<void> | undefined): Promise<void> {
+    const slot = new Promise<void>((resolve) => (this.slotFreed = resolve));
+    return also ? Promise.race([slot, also]) : slot;
+  }
+
+  private launch(c: ClaimedDelivery, claimedAtMs: number): void {
+    this.inFlight++;
+    const p = this.run(c, claimedAtMs).finally(() => {
+      this.inFlight--;
+      this.running.delete(p);
+      const wake = this.slotFreed;
+      this.slotFreed = undefined;
+      wake?.();
+    });
+    this.running.add(p);
+  }
+
+  private async run(c: ClaimedDelivery, claimedAtMs: number): Promise<void> {
+    const endpointId = c.endpoint.id;
+    // A delivery claimed together with others for the same endpoint waits for
+    // a slot, but only while its lease can still cover a whole attempt;
+    // otherwise it is left to lapse and is claimed again later.
+    const maxWait = claimedAtMs + this.o.leaseMs - this.o.timeoutMs - 1000 - Date.now();
+    if (!(await this.health.acquire(endpointId, Math.max(0, maxWait)))) return;
+    let r: AttemptResult;
+    try {
+      if (this.health.paused(this.o.now().getTime()).includes(endpointId)) return; // it failed while this one waited
+      r = await this.attempt(c);
+    } finally {
+      this.health.release(endpointId);
+    }
+    this.o.onAttempt?.(r.attempt.outcome, r.attempt.latencyMs); // metrics (issue 5)
+    this.finished.push(r);
+    await this.flush();
+  }
+
+  /** Records finished attempts; those that end while a write runs go in the next one together. */
+  private async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    if (this.finished.length === 0) return;
+    const batch = this.finished;
+    this.finished = [];
+    this.flushing = this.o.store.recordAttempts(batch, this.o.now()).then(
+      () => undefined,
+      (err: unknown) => {
+        // The leases lapse and the deliveries go out again: at-least-once.
+        this.o.logger.error({ err, worker: this.index, deliveries: batch.length }, 'recording webhook attempts failed');
+      },
+    ).finally(() => {
+      this.flushing = undefined;
+    });
+    await this.flushing;
   }
 
   /** Sleep until the next due retry, the end of an endpoint pause, or the poll interval. */
@@ -233,7 +374,7 @@ export class DeliveryDispatcher {
 
   private constructor(private readonly o: Resolved) {
     this.signal = o.signal;
-    const health = new EndpointHealth();
+    const health = new EndpointHealth(o.perEndpoint);
     this.workers = Array.from({ length: o.workers }, (_, i) => new DeliveryWorker(i, o, health));
     this.purgeTimer = setInterval(() => void this.purge(), 3_600_000);
     this.purgeTimer.unref();

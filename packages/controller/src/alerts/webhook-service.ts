@@ -8,6 +8,7 @@ import { newDelivery } from './alert-service';
 import { groupKeyOf, isAlertType, isSeverity, type AlertRecord, type AlertSeverity, type AlertType } from './alert-types';
 import { newAlertId, newEndpointId } from './ids';
 import { checkSecret, generateSecret } from './webhook-secret';
+import { validateHeaderValue } from 'node:http';
 import { checkTargetOnSave, parseWebhookUrl, systemResolver, type Resolver } from './webhook-target';
 import type { WorkSignal } from './work-signal';
 
@@ -235,7 +236,15 @@ export function checkHeaders(h: Record<string, string>): Record<string, string> 
     const name = k.toLowerCase();
     if (!TOKEN.test(k) || k.length > 100) throw new BulkheadError('BK_ERR_BAD_REQUEST', `"${k}" is not a valid header name`);
     if (RESERVED_HEADERS.has(name) || name.startsWith('proxy-')) throw new BulkheadError('BK_ERR_BAD_REQUEST', `header "${k}" is set by Bulkhead and cannot be customised`);
-    if (typeof v !== 'string' || /[\r\n\0]/.test(v) || v.length > 4096) throw new BulkheadError('BK_ERR_BAD_REQUEST', `header "${k}" has an invalid value`);
+    if (typeof v !== 'string' || v.length > 4096) throw new BulkheadError('BK_ERR_BAD_REQUEST', `headers.${k}: the value must be a string of at most 4096 characters`);
+    // Judged by the HTTP client that will send it, so a value saved here is
+    // one every delivery can carry: Node refuses control characters (other
+    // than tab), DEL and anything outside Latin-1.
+    try {
+      validateHeaderValue(k, v);
+    } catch {
+      throw new BulkheadError('BK_ERR_BAD_REQUEST', `headers.${k}: the value contains a character an HTTP header cannot carry (control characters other than tab, DEL, or characters outside Latin-1)`);
+    }
     if (name in out) throw new BulkheadError('BK_ERR_BAD_REQUEST', `header "${k}" is given twice`);
     out[name] = v;
   }

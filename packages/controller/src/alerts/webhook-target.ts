@@ -44,6 +44,15 @@ export function unsafeHostReason(hostname: string): string | undefined {
 /** Parses and checks the form of a webhook URL: http(s), a host, no fragment, ≤ 2048 chars. */
 export function parseWebhookUrl(raw: string): URL {
   if (raw.length > 2048) throw new BulkheadError('BK_ERR_BAD_REQUEST', 'the webhook URL is longer than 2048 characters');
+  // The URL parser silently drops tabs, CR and LF and trims control
+  // characters and spaces at the ends, so what was typed would not be what is
+  // stored: refuse instead of guessing what was meant.
+  const bad = /[\x00-\x1f\x7f]|^ | $/.exec(raw);
+  if (bad) {
+    const c = bad[0].charCodeAt(0);
+    const name = c === 0x0d ? 'CR' : c === 0x0a ? 'LF' : c === 0x09 ? 'tab' : c === 0x20 ? 'space' : `control character 0x${c.toString(16).padStart(2, '0')}`;
+    throw new BulkheadError('BK_ERR_BAD_REQUEST', `url: contains a raw ${name} at position ${bad.index}; percent-encode it or remove it`);
+  }
   let url: URL;
   try {
     url = new URL(raw);

@@ -34,10 +34,11 @@ export async function createJoinToken(
 }
 
 /**
- * Checks a presented token and consumes it for `agentId`. Throws a
- * BulkheadError naming exactly why a token is refused.
+ * Checks a presented token without consuming it: a cheap, constant-time
+ * comparison of SHA-256 hashes, run before any costly work on the request.
+ * Throws a BulkheadError naming exactly why a token is refused.
  */
-export async function redeemJoinToken(store: Store, token: string, agentId: string, now: Date): Promise<JoinTokenRecord> {
+export async function checkJoinToken(store: Store, token: string, now: Date): Promise<JoinTokenRecord> {
   const m = TOKEN_RE.exec(token.trim());
   if (!m) throw new BulkheadError('BK_ERR_TOKEN_INVALID', 'join token is malformed (expected bkj_<id>_<secret>)');
   const rec = await store.getJoinToken(m[1]!);
@@ -52,9 +53,20 @@ export async function redeemJoinToken(store: Store, token: string, agentId: stri
   if (rec.expiresAt.getTime() <= now.getTime()) {
     throw new BulkheadError('BK_ERR_TOKEN_EXPIRED', `join token expired at ${rec.expiresAt.toISOString()}; create a new one`);
   }
+  return rec;
+}
+
+/** Consumes a token that checkJoinToken accepted, for `agentId`. */
+export async function consumeJoinToken(store: Store, rec: JoinTokenRecord, agentId: string, now: Date): Promise<void> {
   if (!(await store.consumeJoinToken(rec.id, agentId, now))) {
     // Lost a race with a concurrent enrollment using the same token.
     throw new BulkheadError('BK_ERR_TOKEN_USED', 'join token was already used; create a new one');
   }
+}
+
+/** Checks a presented token and consumes it for `agentId`. */
+export async function redeemJoinToken(store: Store, token: string, agentId: string, now: Date): Promise<JoinTokenRecord> {
+  const rec = await checkJoinToken(store, token, now);
+  await consumeJoinToken(store, rec, agentId, now);
   return rec;
 }

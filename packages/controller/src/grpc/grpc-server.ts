@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto, type Logger } from '@bulkhead/shared';
 import type { ControllerPki } from '../pki/data-dir';
 import type { Store } from '../store/store';
-import { enrollmentHandlers } from '../enrollment/enrollment-service';
+import { enrollmentHandlers, withEnrollSizeLimit, type EnrollmentLimits } from '../enrollment/enrollment-service';
 import { AgentLinkService, type AgentLinkOptions, type AgentLinkPolicySource } from './agent-link-service';
 
 export interface GrpcServerOptions {
@@ -19,8 +19,14 @@ export interface GrpcServerOptions {
   logger: Logger;
   link?: Omit<AgentLinkOptions, 'store' | 'logger'>;
   agentCertDays?: number;
-  /** Policy bundles pushed to agents (issue 3). */
+  /** Policy bundles pushed to agents. */
   policy?: AgentLinkPolicySource;
+  /** A connection with no call in progress is closed after this long. Default 20 s. */
+  idleConnectionMs?: number;
+  /** A TLS handshake not finished after this long is dropped. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Enroll attempts per client address and window, and the largest Enroll request. See enrollment-service.ts. */
+  enrollment?: EnrollmentLimits;
 }
 
 export interface RunningGrpcServer {
@@ -44,9 +50,9 @@ function staticProvider(ca: Buffer | null, identity: { certificate: Buffer; priv
   };
 }
 
-export function serverCredentials(pki: ControllerPki): grpc.ServerCredentials {
+export function serverCredentials(pki: ControllerPki, handshakeTimeoutMs = DEFAULT_HANDSHAKE_TIMEOUT_MS): grpc.ServerCredentials {
   const chain = Buffer.from(pki.server.certPem.trimEnd() + '\n' + pki.ca.certPem);
-  return grpc.experimental.createCertificateProviderServerCredentials(
+  const creds = grpc.experimental.createCertificateProviderServerCredentials(
     // grpc-js 1.14 names the first parameter "caCertificateProvider" but hands it
     // to a constructor whose first parameter is the identity provider: the
     // identity provider goes first.
@@ -54,6 +60,28 @@ export function serverCredentials(pki: ControllerPki): grpc.ServerCredentials {
     staticProvider(Buffer.from(pki.ca.certPem), null),
     false,
   );
+  return withHandshakeTimeout(creds, handshakeTimeoutMs);
+}
+
+export const DEFAULT_IDLE_CONNECTION_MS = 20_000;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * grpc-js has no option for the TLS handshake timeout, and Node's default is
+ * 120 s: a client that opens TCP connections and never says hello would hold
+ * a socket each for two minutes (grpc.max_connection_idle_ms only starts
+ * once TLS is up). grpc-js builds its tls server from the credentials'
+ * constructor options, so the timeout is added there; the wrapper inherits
+ * everything else from the real credentials.
+ */
+function withHandshakeTimeout(creds: grpc.ServerCredentials, ms: number): grpc.ServerCredentials {
+  const base = creds as unknown as { _getConstructorOptions(): object | null };
+  const wrapped = Object.create(creds) as typeof base;
+  wrapped._getConstructorOptions = () => {
+    const o = base._getConstructorOptions();
+    return o === null ? null : { ...o, handshakeTimeout: ms };
+  };
+  return wrapped as unknown as grpc.ServerCredentials;
 }
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
@@ -63,7 +91,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    // Agent snapshots can be large; Enroll, open to anyone who reaches the
+    // port, gets its own much smaller limit (withEnrollSizeLimit).
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    // Connections that finished TLS but carry no call (including those that
+    // never send the HTTP/2 preface) are closed: the agent's stream is a
+    // call, so a connected agent is never idle by this measure.
+    'grpc.max_connection_idle_ms': opts.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS,
   });
   const link = new AgentLinkService({
     ...(opts.link ?? {}),
@@ -73,11 +107,17 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   });
   server.addService(proto.bulkhead.v1.AgentLink.service, link.handlers());
   server.addService(
-    proto.bulkhead.v1.Enrollment.service,
-    enrollmentHandlers({ store: opts.store, pki: opts.pki, logger: opts.logger.child({ component: 'enrollment' }), ...(opts.agentCertDays ? { agentCertDays: opts.agentCertDays } : {}) }),
+    withEnrollSizeLimit(proto.bulkhead.v1.Enrollment.service, opts.enrollment?.maxMessageBytes),
+    enrollmentHandlers({
+      store: opts.store,
+      pki: opts.pki,
+      logger: opts.logger.child({ component: 'enrollment' }),
+      ...(opts.agentCertDays ? { agentCertDays: opts.agentCertDays } : {}),
+      ...(opts.enrollment ? { limits: opts.enrollment } : {}),
+    }),
   );
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(opts.listen, serverCredentials(opts.pki), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(opts.listen, serverCredentials(opts.pki, opts.handshakeTimeoutMs), (err, p) => (err ? reject(err) : resolve(p)));
   });
   link.start();
   return {

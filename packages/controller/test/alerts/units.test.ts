@@ -55,7 +55,7 @@ t.test('retry schedule, jitter and Retry-After', async (t) => {
 
 t.test('options: defaults, env, invalid combinations', async (t) => {
   const d = resolveAlertOptions();
-  t.match(d, { groupWindowMs: 300_000, workers: 4, batchSize: 16, timeoutMs: 10_000, jitter: 0.2, leaseMs: 30_000, pollIntervalMs: 1000 });
+  t.match(d, { groupWindowMs: 300_000, workers: 4, batchSize: 64, perEndpoint: 8, timeoutMs: 10_000, jitter: 0.2, leaseMs: 30_000, pollIntervalMs: 1000 });
   t.same(d.retryScheduleMs, [5000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
   const e = resolveAlertOptions(alertOptionsFromEnv({ BULKHEAD_WEBHOOK_RETRY_SCHEDULE: '1s, 2s', BULKHEAD_WEBHOOK_WORKERS: '2', BULKHEAD_WEBHOOK_TIMEOUT: '500ms', BULKHEAD_ALERT_GROUP_WINDOW: '1m', BULKHEAD_WEBHOOK_JITTER: '' }));
   t.match(e, { retryScheduleMs: [1000, 2000], workers: 2, timeoutMs: 500, leaseMs: 20_500, groupWindowMs: 60_000, jitter: 0.2 });

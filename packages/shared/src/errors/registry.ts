@@ -37,6 +37,7 @@ export const ERRORS = {
   BK_ERR_CONTROLLER_UNAVAILABLE: { status: 503, grpc: 'UNAVAILABLE', message: 'the controller is unreachable' },
   BK_ERR_STARTUP_FAILED: { status: 500, grpc: 'UNAVAILABLE', message: 'a component failed to start (e.g. its listen address is in use)' },
   BK_ERR_RATE_LIMITED: { status: 429, grpc: 'RESOURCE_EXHAUSTED', message: 'too many requests' },
+  BK_ERR_TOO_LARGE: { status: 413, grpc: 'RESOURCE_EXHAUSTED', message: 'the request is larger than this endpoint accepts' },
   BK_ERR_POLICY_INVALID: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the policy document is invalid' },
   // alerts + webhooks (issue 6)
   BK_ERR_WEBHOOK_UNSAFE_TARGET: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the webhook URL points at a link-local or cloud metadata address' },

@@ -13,6 +13,7 @@ import { resolveContainer } from './containers';
 import { visibleProjects } from '../../auth/project-scope';
 import { describePrincipal } from '../../auth/principal';
 import { MANUAL_ACTIONS, MAX_STOP_TIMEOUT_SECONDS, type ManualActions } from '../../commands/manual-actions';
+import { strictInput } from './strict-input';
 
 export const ContainerActionBodySchema = Type.Object(
   {
@@ -56,6 +57,7 @@ export function registerActionRoutes(app: FastifyInstance, opts: ActionRoutesOpt
     '/containers/:agent/:id/actions',
     {
       config: { role: 'operator' },
+      preValidation: strictInput({ body: ContainerActionBodySchema }),
       schema: { params: ContainerParamsSchema, body: ContainerActionBodySchema, response: { 200: ContainerActionResultSchema } },
     },
     async (req): Promise<ContainerActionResultDto> => {

@@ -15,6 +15,7 @@ import { BulkheadError } from '@bulkhead/shared';
 import type { Store } from '../../store/store';
 import type { HostAuditHeader, HostAuditPruneEntry, HostAuditRecord } from '../../host-audit/host-audit-store';
 import { AgentParamsSchema, type AgentParams } from '../dto';
+import { strictInput } from './strict-input';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -181,6 +182,7 @@ export function registerAgentAuditRoutes(app: FastifyInstance, opts: { store: St
     '/agents/:id/audit',
     {
       config: { role: 'viewer', fleetWide: true },
+      preValidation: strictInput({ querystring: HostAuditQuerySchema }),
       schema: {
         summary: "The agent's latest host audit: lockdown findings, CIS Docker Benchmark report, fixes applied, image hygiene, image prune record",
         params: AgentParamsSchema,

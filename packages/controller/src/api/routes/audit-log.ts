@@ -8,6 +8,7 @@ import type { AuditLog } from '../../audit/audit-log';
 import type { AuditRecord } from '../../audit/audit-store';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
 import { parseSince } from './alerts';
+import { strictInput } from './strict-input';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -67,7 +68,7 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { audit: AuditLo
 
   app.get<{ Querystring: AuditListQuery }>(
     '/audit-log',
-    { config: { role: 'admin', fleetWide: true }, schema: { querystring: AuditListQuerySchema, response: { 200: AuditPageSchema } } },
+    { config: { role: 'admin', fleetWide: true }, preValidation: strictInput({ querystring: AuditListQuerySchema }), schema: { querystring: AuditListQuerySchema, response: { 200: AuditPageSchema } } },
     async (req): Promise<AuditPageDto> => {
       const audit = auditOf();
       const q = req.query;

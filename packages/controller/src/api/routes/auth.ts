@@ -12,6 +12,7 @@ import { ROLES } from '../../auth/roles';
 import type { AuthOptions } from '../../auth/auth-options';
 import { auditTarget } from '../../audit/audit-hooks';
 import { ProjectListSchema } from './keys';
+import { strictInput } from './strict-input';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -62,7 +63,7 @@ export function registerAuthRoutes(app: FastifyInstance, opts: { auth: AuthOptio
     '/auth/token',
     {
       config: { role: 'viewer', action: 'auth.token' },
-      preValidation: emptyBodyIsEmptyObject,
+      preValidation: [emptyBodyIsEmptyObject, strictInput({ body: TokenRequestSchema })],
       schema: { body: TokenRequestSchema, response: { 200: TokenSchema } },
     },
     async (req): Promise<TokenDto> => {

@@ -9,6 +9,7 @@ import {
 } from '../dto';
 import { containerProject, visibleProjects } from '../../auth/project-scope';
 import { usageKey, type ContainerUsageRecord } from '../../store/usage-store';
+import { strictInput } from './strict-input';
 
 /** Shortest id prefix accepted, as `docker ps` prints it. */
 export const MIN_ID_PREFIX = 12;
@@ -18,7 +19,7 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
 
   app.get<{ Querystring: ContainerListQuery }>(
     '/containers',
-    { config: { role: 'viewer' }, schema: { querystring: ContainerListQuerySchema, response: { 200: ContainerPageSchema } } },
+    { config: { role: 'viewer' }, preValidation: strictInput({ querystring: ContainerListQuerySchema }), schema: { querystring: ContainerListQuerySchema, response: { 200: ContainerPageSchema } } },
     async (req): Promise<ContainerPageDto> => {
       const q = req.query;
       // One row more than asked tells whether another page exists.

@@ -10,6 +10,7 @@ import { createJoinToken } from '../../enrollment/join-tokens';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
 import { auditTarget } from '../../audit/audit-hooks';
 import { emptyBodyIsEmptyObject } from './auth';
+import { strictInput } from './strict-input';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -65,7 +66,7 @@ export function registerJoinTokenRoutes(app: FastifyInstance, opts: { store: Sto
     '/join-tokens',
     {
       config: { role: 'admin', fleetWide: true, action: 'join-tokens.create' },
-      preValidation: emptyBodyIsEmptyObject,
+      preValidation: [emptyBodyIsEmptyObject, strictInput({ body: JoinTokenCreateSchema })],
       schema: { body: JoinTokenCreateSchema, response: { 201: JoinTokenCreatedSchema } },
     },
     async (req, reply): Promise<JoinTokenCreatedDto> => {
@@ -87,7 +88,7 @@ export function registerJoinTokenRoutes(app: FastifyInstance, opts: { store: Sto
 
   app.get<{ Querystring: JoinTokenListQuery }>(
     '/join-tokens',
-    { config: { role: 'admin', fleetWide: true }, schema: { querystring: JoinTokenListQuerySchema, response: { 200: JoinTokenPageSchema } } },
+    { config: { role: 'admin', fleetWide: true }, preValidation: strictInput({ querystring: JoinTokenListQuerySchema }), schema: { querystring: JoinTokenListQuerySchema, response: { 200: JoinTokenPageSchema } } },
     async (req): Promise<JoinTokenPageDto> => {
       const q = req.query;
       const at = now();

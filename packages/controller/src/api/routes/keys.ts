@@ -14,6 +14,7 @@ import { checkGrant } from '../../auth/delegation';
 import { projectsWithin } from '../../auth/project-scope';
 import { ROLES } from '../../auth/roles';
 import { auditTarget } from '../../audit/audit-hooks';
+import { strictInput } from './strict-input';
 
 const IsoDate = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -45,7 +46,8 @@ export type ApiKeyListDto = Static<typeof ApiKeyListSchema>;
 
 export const ApiKeyCreateSchema = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 100 }),
+    // Shown in tables and logs: no control characters (CR/LF would forge lines).
+    name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
     role: RoleSchema,
     projects: Type.Optional(ProjectListSchema),
     /** A duration from now ("30d", "12h"). */
@@ -76,7 +78,7 @@ export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; no
 
   app.post<{ Body: ApiKeyCreateBody }>(
     '/keys',
-    { config: { role: 'admin', action: 'keys.create' }, schema: { body: ApiKeyCreateSchema, response: { 201: ApiKeyWithSecretSchema } } },
+    { config: { role: 'admin', action: 'keys.create' }, preValidation: strictInput({ body: ApiKeyCreateSchema }), schema: { body: ApiKeyCreateSchema, response: { 201: ApiKeyWithSecretSchema } } },
     async (req, reply): Promise<ApiKeyWithSecretDto> => {
       const b = req.body;
       const at = now();

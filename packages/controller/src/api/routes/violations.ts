@@ -15,6 +15,7 @@ import type { Store, ViolationRecord } from '../../store/store';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
 import { canSee, visibleProjects } from '../../auth/project-scope';
 import { auditTarget } from '../../audit/audit-hooks';
+import { strictInput } from './strict-input';
 
 const IsoDate = Type.String({ format: 'date-time' });
 
@@ -109,7 +110,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
   const now = opts.now ?? (() => new Date());
   app.get<{ Querystring: ViolationListQuery }>(
     '/violations',
-    { config: { role: 'viewer' }, schema: { querystring: ViolationListQuerySchema, response: { 200: ViolationPageSchema } } },
+    { config: { role: 'viewer' }, preValidation: strictInput({ querystring: ViolationListQuerySchema }), schema: { querystring: ViolationListQuerySchema, response: { 200: ViolationPageSchema } } },
     async (req): Promise<ViolationPageDto> => {
       const q = req.query;
       const rows = await store.listViolations({

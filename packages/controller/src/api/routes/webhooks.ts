@@ -16,6 +16,7 @@ import {
 } from '../../alerts/alert-dto';
 import type { DeliveryRecord } from '../../alerts/alert-store';
 import { pageReply } from '../dto';
+import { strictInput } from './strict-input';
 
 export interface AlertRoutesOptions {
   /** Undefined when the controller runs without alerting: the routes answer 503. */
@@ -53,7 +54,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.post<{ Body: WebhookCreateBody }>(
     '/webhooks',
-    { config: { ...writer, action: 'webhooks.create' }, schema: { body: WebhookCreateSchema, response: { 201: WebhookWithSecretSchema } } },
+    { config: { ...writer, action: 'webhooks.create' }, preValidation: strictInput({ body: WebhookCreateSchema }), schema: { body: WebhookCreateSchema, response: { 201: WebhookWithSecretSchema } } },
     async (req, reply): Promise<WebhookWithSecretDto> => {
       const a = alertingOf(opts);
       const { endpoint, secret } = await a.webhooks.create(req.body);
@@ -74,7 +75,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.patch<{ Params: IdParams; Body: WebhookPatchBody }>(
     '/webhooks/:id',
-    { config: { ...writer, action: 'webhooks.update' }, schema: { params: IdParamsSchema, body: WebhookPatchSchema, response: { 200: WebhookSchema } } },
+    { config: { ...writer, action: 'webhooks.update' }, preValidation: strictInput({ body: WebhookPatchSchema }), schema: { params: IdParamsSchema, body: WebhookPatchSchema, response: { 200: WebhookSchema } } },
     async (req): Promise<WebhookDto> => {
       const a = alertingOf(opts);
       const e = await a.webhooks.update(req.params.id, req.body);
@@ -91,7 +92,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
     '/webhooks/:id/rotate-secret',
     {
       config: { ...writer, action: 'webhooks.rotate-secret' },
-      preValidation: emptyBodyIsEmptyObject,
+      preValidation: [emptyBodyIsEmptyObject, strictInput({ body: RotateSecretSchema })],
       schema: { params: IdParamsSchema, body: RotateSecretSchema, response: { 200: WebhookWithSecretSchema } },
     },
     async (req): Promise<WebhookWithSecretDto> => {
@@ -107,7 +108,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
     '/webhooks/:id/test',
     {
       config: { ...writer, action: 'webhooks.test' },
-      preValidation: emptyBodyIsEmptyObject,
+      preValidation: [emptyBodyIsEmptyObject, strictInput({ body: WebhookTestSchema })],
       schema: { params: IdParamsSchema, body: WebhookTestSchema, response: { 200: DeliverySchema, 202: DeliverySchema } },
     },
     async (req, reply): Promise<DeliveryDto> => {
@@ -129,7 +130,7 @@ export function registerWebhookRoutes(app: FastifyInstance, opts: AlertRoutesOpt
 
   app.get<{ Params: IdParams; Querystring: DeliveryListQuery }>(
     '/webhooks/:id/deliveries',
-    { config: { role: 'viewer' }, schema: { params: IdParamsSchema, querystring: DeliveryListQuerySchema, response: { 200: DeliveryPageSchema } } },
+    { config: { role: 'viewer' }, preValidation: strictInput({ querystring: DeliveryListQuerySchema }), schema: { params: IdParamsSchema, querystring: DeliveryListQuerySchema, response: { 200: DeliveryPageSchema } } },
     async (req): Promise<DeliveryPageDto> => {
       const a = alertingOf(opts);
       const e = await a.webhooks.get(req.params.id);
