@@ -25,9 +25,24 @@
 #   BULKHEAD_ENGINE_NO_IMAGES=1  skip importing the busybox test images
 #   BULKHEAD_ENGINE_DOCKERD_ARGS extra dockerd flags (word-split), e.g.
 #                             "--authorization-plugin=bulkhead-authz" for authz-plugin tests
+#   BULKHEAD_ENGINE_VERSION   which engine `start` runs (default 20.10):
+#                             20.10  Debian 12's docker.io (dockerd 20.10, API 1.41), installed
+#                                    with apt-get when missing
+#                             26.1   Debian trixie's docker.io 26.1 (API 1.45) + containerd 1.7,
+#                                    unpacked into a cache dir by scripts/engine-26.sh (fetched
+#                                    on first use, ~5-10 s; see that script) and run with
+#                                    Debian 12's runc
+#                             The DIR remembers its version (DIR/engine-version); `start` on a
+#                             DIR running another version fails instead of reusing it.
 set -euo pipefail
 # dockerd, runc and iptables live in sbin, which a non-login PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VERSION="${BULKHEAD_ENGINE_VERSION:-20.10}"
+case "$VERSION" in
+  20.10 | 26.1) ;;
+  *) printf 'engine.sh: error: BULKHEAD_ENGINE_VERSION=%s: supported are 20.10 and 26.1\n' "$VERSION" >&2; exit 2 ;;
+esac
 
 TEST_IMAGE=bulkhead-test/busybox:1
 TEST_IMAGE_USER=bulkhead-test/busybox:user1000
@@ -268,6 +283,28 @@ build_test_images() {
   rm -rf "$root"
 }
 
+# Puts the binaries of $VERSION first on PATH (26.1: fetched into the cache when missing).
+select_version() {
+  case "$VERSION" in
+    20.10) ;;
+    26.1)
+      local bin
+      bin="$(bash "$SCRIPTS/engine-26.sh" fetch)" || die "Docker 26.1 is not available on this machine (scripts/engine-26.sh fetch failed; see above)"
+      export PATH="$bin:$PATH"
+      ;;
+  esac
+}
+
+# The running server's version must be the one asked for (20.10.x / 26.1.x).
+check_server_version() {
+  local v
+  v="$(docker_cli version --format '{{.Server.Version}}' 2>/dev/null)" || fail_start "cannot read the server version"
+  case "$v" in
+    "$VERSION".*) ;;
+    *) fail_start "dockerd in $DIR is version $v, not $VERSION.x (PATH=$PATH)" ;;
+  esac
+}
+
 do_start() {
   install_deps_if_missing
   [ "$(id -u)" = 0 ] || die "a private dockerd needs root"
@@ -275,6 +312,9 @@ do_start() {
 
   local dpid cpid
   if dpid="$(live_pid "$DIR/dockerd.pid")" && answers; then
+    local running
+    running="$(cat "$DIR/engine-version" 2>/dev/null || echo 20.10)"
+    [ "$running" = "$VERSION" ] || die "the engine in $DIR runs Docker $running, not $VERSION; stop it first"
     log "engine in $DIR already running (dockerd pid $dpid)"
     [ "${BULKHEAD_ENGINE_NO_IMAGES:-0}" = 1 ] || build_test_images
     echo "export DOCKER_HOST=$HOST"
@@ -287,8 +327,13 @@ do_start() {
     do_stop
   fi
 
+  select_version
   local t0=$SECONDS
   write_configs
+  echo "$VERSION" >"$DIR/engine-version"
+  # As under systemd: the daemons' working directory is /, so a relative path that
+  # dockerd resolves itself (a local volume's `device=etc`) means what it means on a host.
+  cd /
   rm -f "$SOCK" "$CTD_SOCK" "$DIR/dockerd.pid" "$DIR/containerd.pid" 2>/dev/null \
     || die "cannot remove stale $SOCK / $CTD_SOCK / pidfiles in $DIR"
 
@@ -328,7 +373,8 @@ do_start() {
     [ "$n" -gt 0 ] || fail_start "dockerd did not answer on $HOST within ${TIMEOUT}s"
     sleep 0.1
   done
-  log "engine up in $((SECONDS - t0))s (dockerd pid $dpid, containerd pid $cpid)"
+  check_server_version
+  log "Docker $VERSION engine up in $((SECONDS - t0))s (dockerd pid $dpid, containerd pid $cpid)"
 
   [ "${BULKHEAD_ENGINE_NO_IMAGES:-0}" = 1 ] || build_test_images
   echo "export DOCKER_HOST=$HOST"
@@ -387,7 +433,7 @@ do_stop() {
   # inside a container's rootfs must never be followed by rm -rf).
   if [ -d "$DIR" ] && [ -z "$(mounts_under_dir)" ]; then
     rm -rf --one-file-system "$DIR/data" "$DIR/exec" "$DIR/ctd" "$DIR"/rootfs.* \
-      "$SOCK" "$DIR/dockerd.pid" "$DIR/containerd.pid" "$DIR/containerd.toml" "$DIR/daemon.json"
+      "$SOCK" "$DIR/dockerd.pid" "$DIR/containerd.pid" "$DIR/containerd.toml" "$DIR/daemon.json" "$DIR/engine-version"
   fi
   log "engine in $DIR stopped"
 }

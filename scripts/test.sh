@@ -8,6 +8,10 @@
 #    systemd (systemd-analyze for the unit-file tests), prometheus (promtool, which checks the
 #    metrics scrapes), postgresql (initdb/postgres under /usr/lib/postgresql/*/bin: the store
 #    tests start private throw-away clusters on a unix socket, test/helpers/postgres.ts)
+#    and fetches the second engine version, Docker 26.1 (scripts/engine-26.sh: Debian trixie's
+#    .debs unpacked into /var/cache/bulkhead/engines/26.1, reused when there; ~5-10 s the first
+#    time). If that fails the run goes on, and the tests that need 26.1 FAIL with the reason
+#    (BULKHEAD_TEST_ENGINE_26_ERROR) instead of each retrying the download.
 # 2. `npm ci` when node_modules is missing or older than package-lock.json
 # 3. `npm run build`                      (skip with BULKHEAD_SKIP_BUILD=1)
 # 4. starts ONE shared private Docker engine (scripts/engine.sh) in /tmp/bk-test-XXXXXX and
@@ -46,6 +50,16 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${pkgs[@]}" >/dev/null
 fi
 command -v node >/dev/null 2>&1 || { echo "scripts/test.sh: node (>= 20.19) is required" >&2; exit 1; }
+
+# The second engine version, once for the whole run (tests start their own 26.1 engines from it).
+t26=$SECONDS
+if out26="$(bash scripts/engine-26.sh fetch 2>&1)"; then
+  say "Docker 26.1 ready in $((SECONDS - t26))s: ${out26##*$'\n'}"
+else
+  printf '%s\n' "$out26" >&2
+  export BULKHEAD_TEST_ENGINE_26_ERROR="scripts/engine-26.sh fetch failed after $((SECONDS - t26))s: ${out26##*$'\n'}"
+  say "WARNING: $BULKHEAD_TEST_ENGINE_26_ERROR; the tests that need Docker 26.1 will fail"
+fi
 
 # ---- 2. dependencies ----------------------------------------------------------------
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

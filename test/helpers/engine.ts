@@ -13,16 +13,26 @@
 // - It throws rather than ever talk to the host's default engine (/var/run/docker.sock).
 // - startPrivateEngine({ dockerdArgs }) always starts a dedicated engine, e.g. for
 //   authorization-plugin tests that need `--authorization-plugin=NAME` or stop the engine.
+// - Two engine versions: `startPrivateEngine({ version: '26.1' })` runs Debian trixie's
+//   Docker 26.1 (API 1.45), unpacked into a cache dir by scripts/engine-26.sh; the default
+//   and the shared engine are Debian 12's 20.10 (API 1.41). ENGINE_VERSIONS lists both;
+//   availableEngineVersions() says which this machine has now. A test that needs 26.1
+//   FAILS when it cannot be had (never skips): scripts/test.sh fetches it once up front and
+//   exports BULKHEAD_TEST_ENGINE_26_ERROR when that failed, which startPrivateEngine throws.
 //
 // Containers that tests create should carry LABEL_ARGS (`--label bulkhead.test=1 --label
 // bulkhead.test.file=<unique>`) and be removed with removeLabelledContainers(engine, FILE_LABEL)
 // in a teardown: the shared engine outlives a test file, and other files run in parallel.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import rootTap from 'tap';
 
 export const ENGINE_SCRIPT = resolve(__dirname, '../../scripts/engine.sh');
+export const ENGINE_26_SCRIPT = resolve(__dirname, '../../scripts/engine-26.sh');
+/** Engine versions the test infrastructure can start (startPrivateEngine's `version`). */
+export const ENGINE_VERSIONS = ['20.10', '26.1'] as const;
+export type EngineVersion = (typeof ENGINE_VERSIONS)[number];
 export const TEST_IMAGE = 'bulkhead-test/busybox:1';
 export const TEST_IMAGE_USER1000 = 'bulkhead-test/busybox:user1000';
 export const TEST_LABEL_KEY = 'bulkhead.test';
@@ -176,6 +186,9 @@ function stopAllSync(): void {
 export interface PrivateEngine extends Engine {
   /** The engine.sh DIR (docker.sock, data/, dockerd.log, ...). */
   dir: string;
+  version: EngineVersion;
+  /** dockerd's pid (for /proc/<pid>/cwd, capabilities …). */
+  dockerdPid: number;
   /** Stops the engine and deletes its DIR; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -185,6 +198,22 @@ export interface PrivateEngineOptions {
   dockerdArgs?: string[];
   /** Stop the engine in this test's teardown (default: the root tap test's, i.e. at file end). */
   t?: tap.Test;
+  /** Default '20.10' (Debian 12's docker.io); '26.1' is Debian trixie's, see scripts/engine-26.sh. */
+  version?: EngineVersion;
+}
+
+/**
+ * The engine versions this machine can start right now, without a download: 20.10 when
+ * dockerd 20.10 is installed, 26.1 when scripts/engine-26.sh has it in its cache.
+ * (startPrivateEngine({ version: '26.1' }) fetches it when missing.)
+ */
+export function availableEngineVersions(): EngineVersion[] {
+  const out: EngineVersion[] = [];
+  const path = `${process.env['PATH'] ?? ''}:/usr/local/sbin:/usr/sbin:/sbin`;
+  const d = spawnSync('dockerd', ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: path } });
+  if (d.status === 0 && /version 20\.10\./.test(d.stdout)) out.push('20.10');
+  if (spawnSync('bash', [ENGINE_26_SCRIPT, 'path'], { stdio: 'ignore' }).status === 0) out.push('26.1');
+  return out;
 }
 
 /**
@@ -192,6 +221,12 @@ export interface PrivateEngineOptions {
  * special dockerd flags (an authorization plugin) or that stop/break the engine. ~1-2 s.
  */
 export async function startPrivateEngine(opts: PrivateEngineOptions = {}): Promise<PrivateEngine> {
+  const version = opts.version ?? '20.10';
+  if (!(ENGINE_VERSIONS as readonly string[]).includes(version)) throw new Error(`unknown engine version ${String(version)}; known: ${ENGINE_VERSIONS.join(', ')}`);
+  const fetchError = process.env['BULKHEAD_TEST_ENGINE_26_ERROR'];
+  if (version === '26.1' && fetchError) {
+    throw new Error(`Docker 26.1 is not available on this machine: scripts/test.sh could not fetch it (${fetchError}); run \`bash scripts/engine-26.sh fetch\` to see why`);
+  }
   // Short path: unix socket paths are limited to 108 bytes.
   const dir = mkdtempSync('/tmp/bk-');
   liveDirs.add(dir);
@@ -209,7 +244,7 @@ export async function startPrivateEngine(opts: PrivateEngineOptions = {}): Promi
     })());
   (opts.t ?? rootTap).teardown(stop);
 
-  const env: NodeJS.ProcessEnv = {};
+  const env: NodeJS.ProcessEnv = { BULKHEAD_ENGINE_VERSION: version };
   if (opts.dockerdArgs?.length) env['BULKHEAD_ENGINE_DOCKERD_ARGS'] = opts.dockerdArgs.join(' ');
   const r = await runEngineScript('start', dir, env);
   const last = r.stdout.trim().split('\n').pop() ?? '';
@@ -218,7 +253,8 @@ export async function startPrivateEngine(opts: PrivateEngineOptions = {}): Promi
     throw new Error(`scripts/engine.sh start ${dir} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
   }
   const { dockerHost, socketPath } = checkDockerHost(m[1]!);
-  return { ...makeEngine(dockerHost, socketPath, true), dir, stop };
+  const dockerdPid = Number(readFileSync(`${dir}/dockerd.pid`, 'utf8').trim());
+  return { ...makeEngine(dockerHost, socketPath, true), dir, stop, version, dockerdPid };
 }
 
 let processEngine: Promise<Engine> | undefined;
