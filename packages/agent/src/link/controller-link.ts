@@ -97,6 +97,7 @@ export class ControllerLink {
       // We run our own backoff; keep grpc's reconnect short so it doesn't add to it.
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 1000,
+      'grpc.max_receive_message_length': 8 * 1024 * 1024, // the controller's MAX_POLICY_BUNDLE_BYTES: the largest bundle it sends (docs/limits.md)
     }) as unknown as AgentLinkClient;
     void this.connect();
   }

@@ -5,10 +5,24 @@ import { createHash } from 'node:crypto';
 import type { PolicyVersionRecord, ScanRecord } from '../store/store';
 
 /**
+ * The largest bundle the controller sends. Agents set their gRPC receive limit
+ * to exactly this (packages/agent/src/link/controller-link.ts), because a bundle
+ * an agent cannot receive protects nothing: the agent keeps its old policy and
+ * the link fails with RESOURCE_EXHAUSTED. docs/limits.md.
+ */
+export const MAX_POLICY_BUNDLE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Room for the protobuf framing around the two JSON strings (field tags, lengths,
+ * version, the sha256 hex): about 100 bytes, counted generously.
+ */
+export const BUNDLE_OVERHEAD_BYTES = 1024;
+
+/**
  * Scan summaries carried per bundle, newest first, until this many bytes of
- * JSON. grpc-js clients refuse messages over 4 MiB by default, and a bundle
- * the agent cannot receive protects nothing; older scans beyond the budget
- * are left out (and logged by the caller).
+ * JSON; older scans beyond the budget are left out (and logged by the caller).
+ * A policy must leave this much room under MAX_POLICY_BUNDLE_BYTES (checked
+ * when it is applied), so scans are never pushed out by a policy.
  */
 export const DEFAULT_SCANS_BUDGET_BYTES = 3 * 1024 * 1024;
 
@@ -22,13 +36,26 @@ export interface PolicyBundleMessage {
 
 export interface BuiltBundle {
   bundle: PolicyBundleMessage;
+  /** Bytes on the wire, framing counted generously (BUNDLE_OVERHEAD_BYTES). */
+  bytes: number;
   /** Scans included / available. */
   scansIncluded: number;
   scansTotal: number;
 }
 
-/** The bundle for `policy` and `scans` (newest first, as store.listScans returns them). */
-export function buildBundle(policy: PolicyVersionRecord, scans: readonly ScanRecord[], budgetBytes = DEFAULT_SCANS_BUDGET_BYTES): BuiltBundle {
+/**
+ * The bundle for `policy` and `scans` (newest first, as store.listScans returns them). Scans
+ * fill `budgetBytes`, or what `maxBytes` leaves after the policy if that is less, so the bundle
+ * never exceeds `maxBytes` unless the policy alone does.
+ */
+export function buildBundle(
+  policy: Pick<PolicyVersionRecord, 'version' | 'json'>,
+  scans: readonly ScanRecord[],
+  budgetBytes = DEFAULT_SCANS_BUDGET_BYTES,
+  maxBytes = MAX_POLICY_BUNDLE_BYTES,
+): BuiltBundle {
+  const policyBytes = Buffer.byteLength(policy.json);
+  budgetBytes = Math.min(budgetBytes, maxBytes - policyBytes - BUNDLE_OVERHEAD_BYTES);
   const parts: string[] = [];
   let size = 2;
   for (const s of scans) {
@@ -42,6 +69,7 @@ export function buildBundle(policy: PolicyVersionRecord, scans: readonly ScanRec
   const policyJson = policy.json;
   return {
     bundle: { version: policy.version, policyJson, scansJson, sha256: bundleSha256(policyJson, scansJson) },
+    bytes: policyBytes + Buffer.byteLength(scansJson) + BUNDLE_OVERHEAD_BYTES,
     scansIncluded: parts.length,
     scansTotal: scans.length,
   };

@@ -8,7 +8,7 @@ import {
   type Logger, type Policy, type PolicyErrorDetail, type ScanSummary,
 } from '@bulkhead/shared';
 import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
-import { buildBundle, DEFAULT_SCANS_BUDGET_BYTES, type PolicyBundleMessage } from './policy-bundle';
+import { buildBundle, BUNDLE_OVERHEAD_BYTES, DEFAULT_SCANS_BUDGET_BYTES, MAX_POLICY_BUNDLE_BYTES, type PolicyBundleMessage } from './policy-bundle';
 import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
 
 export interface PolicyServiceOptions {
@@ -18,6 +18,8 @@ export interface PolicyServiceOptions {
   now?: () => Date;
   /** Bytes of scan summaries per bundle (newest first). Default 3 MiB. */
   scansBudgetBytes?: number;
+  /** Largest bundle sent to agents: their gRPC receive limit. Default MAX_POLICY_BUNDLE_BYTES (8 MiB). */
+  maxBundleBytes?: number;
 }
 
 export interface ApplyOptions {
@@ -52,6 +54,7 @@ export class PolicyService {
   private readonly listeners = new Set<BundleListener>();
   private readonly now: () => Date;
   private readonly scansBudgetBytes: number;
+  private readonly maxBundleBytes: number;
   /** Applies and scan uploads run one at a time, so versions and bundles change in order. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -62,6 +65,7 @@ export class PolicyService {
   ) {
     this.now = opts.now ?? (() => new Date());
     this.scansBudgetBytes = opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES;
+    this.maxBundleBytes = opts.maxBundleBytes ?? MAX_POLICY_BUNDLE_BYTES;
   }
 
   /** Loads the latest policy, installing the default one as version 1 on an empty store. */
@@ -80,7 +84,7 @@ export class PolicyService {
     }
     const current = { record, policy: loadStored(record, opts.logger) };
     const scans = await opts.store.listScans();
-    const built = buildBundle(record, scans, opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES);
+    const built = buildBundle(record, scans, opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES, opts.maxBundleBytes ?? MAX_POLICY_BUNDLE_BYTES);
     warnTruncated(opts.logger, built);
     return new PolicyService(opts, current, built.bundle);
   }
@@ -122,7 +126,9 @@ export class PolicyService {
         this.opts.logger.info({ actor: o.actor, errors: parsed.errors.length }, 'policy rejected');
         return parsed;
       }
-      const record = await this.opts.store.insertPolicyVersion(toRecordInput(parsed.policy, text, o.actor, o.comment ?? '', this.now()));
+      const input = toRecordInput(parsed.policy, text, o.actor, o.comment ?? '', this.now());
+      await this.checkBundleSize(input.json);
+      const record = await this.opts.store.insertPolicyVersion(input);
       this.currentPolicy = { record, policy: parsed.policy };
       this.opts.logger.info({ version: record.version, name: record.name, actor: o.actor, sha256: record.sha256 }, 'policy applied');
       await this.rebuildBundle();
@@ -138,6 +144,8 @@ export class PolicyService {
   async dryRun(text: string, o: { filename?: string } = {}): Promise<DryRunOutcome> {
     const parsed = tryParse(text, o.filename ?? 'policy.yaml');
     if (!parsed.ok) return parsed;
+    // The same answer PUT would give: a policy agents could not receive is no candidate.
+    await this.checkBundleSize(JSON.stringify(parsed.policy));
     const [agents, containers, scans] = await Promise.all([
       this.opts.store.listAgents(),
       this.opts.store.listContainers({}),
@@ -186,8 +194,23 @@ export class PolicyService {
     return this.opts.store.getScan(digest);
   }
 
+  /**
+   * Refuses a policy whose bundle, with the scan summaries the budget carries, would be larger
+   * than agents receive: applied, it would reach no agent (or push scans out of the bundle).
+   */
+  private async checkBundleSize(policyJson: string): Promise<void> {
+    const built = buildBundle({ version: 0, json: policyJson }, await this.opts.store.listScans(), this.scansBudgetBytes, Number.POSITIVE_INFINITY);
+    if (built.bytes <= this.maxBundleBytes) return;
+    const policyBytes = Buffer.byteLength(policyJson);
+    throw new BulkheadError(
+      'BK_ERR_BUNDLE_TOO_LARGE',
+      `the policy bundle would be ${built.bytes} bytes (policy ${policyBytes} bytes as JSON, scan summaries ${built.bytes - policyBytes - BUNDLE_OVERHEAD_BYTES} bytes); ` +
+        `agents receive at most ${this.maxBundleBytes} bytes, so the policy may be at most ${Math.max(0, this.maxBundleBytes - (built.bytes - policyBytes))} bytes as JSON`,
+    );
+  }
+
   private async rebuildBundle(): Promise<void> {
-    const built = buildBundle(this.currentPolicy.record, await this.opts.store.listScans(), this.scansBudgetBytes);
+    const built = buildBundle(this.currentPolicy.record, await this.opts.store.listScans(), this.scansBudgetBytes, this.maxBundleBytes);
     warnTruncated(this.opts.logger, built);
     if (built.bundle.sha256 === this.currentBundle.sha256 && built.bundle.version === this.currentBundle.version) return;
     this.currentBundle = built.bundle;

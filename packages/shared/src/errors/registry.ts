@@ -39,6 +39,7 @@ export const ERRORS = {
   BK_ERR_RATE_LIMITED: { status: 429, grpc: 'RESOURCE_EXHAUSTED', message: 'too many requests' },
   BK_ERR_TOO_LARGE: { status: 413, grpc: 'RESOURCE_EXHAUSTED', message: 'the request is larger than this endpoint accepts' },
   BK_ERR_POLICY_INVALID: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the policy document is invalid' },
+  BK_ERR_BUNDLE_TOO_LARGE: { status: 413, grpc: 'RESOURCE_EXHAUSTED', message: 'the policy with the scan summaries would make a bundle larger than agents receive' },
   // alerts + webhooks (issue 6)
   BK_ERR_WEBHOOK_UNSAFE_TARGET: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the webhook URL points at a link-local or cloud metadata address' },
   BK_ERR_CONFLICT: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the resource is not in a state that allows this request' },

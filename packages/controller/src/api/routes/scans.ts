@@ -7,8 +7,13 @@ import { BulkheadError } from '@bulkhead/shared';
 import type { ScanRecord, Store } from '../../store/store';
 import type { PolicyService } from '../../policy/policy-service';
 
-/** Trivy reports of large images with every package listed run to tens of megabytes. */
-export const SCAN_BODY_LIMIT = 64 * 1024 * 1024;
+/**
+ * Trivy reports of large images with every package listed run to ten or twenty megabytes.
+ * The body is read as text and measured (depth, vulnerability count) before it is parsed, so
+ * this bounds the text held, not a tree of objects built from it. Equals
+ * TRIVY_REPORT_LIMITS.maxBytes in @bulkhead/shared (docs/limits.md).
+ */
+export const SCAN_BODY_LIMIT = 32 * 1024 * 1024;
 
 const IsoDate = Type.String({ format: 'date-time' });
 
@@ -49,19 +54,28 @@ export const ScanParamsSchema = Type.Object({ digest: Type.String({ minLength: 1
 export type ScanParams = Static<typeof ScanParamsSchema>;
 
 export function registerScanRoutes(app: FastifyInstance, opts: { store: Store; policy: PolicyService | undefined }): void {
-  app.post(
-    '/scans',
-    // A report feeds the vulnerability rules of every agent: fleet-wide.
-    { config: { role: 'operator', fleetWide: true, action: 'scans.upload' }, bodyLimit: SCAN_BODY_LIMIT, schema: { response: { 201: ScanSchema } } },
-    async (req, reply) => {
-      if (!opts.policy) throw new BulkheadError('BK_ERR_NOT_READY', 'the policy service is not running');
-      if (typeof req.body !== 'object' || req.body === null) {
-        throw new BulkheadError('BK_ERR_BAD_REQUEST', 'send a Trivy JSON report (trivy image --format json) as an application/json body');
-      }
-      const rec = await opts.policy.uploadScan(req.body);
-      return reply.code(201).header('location', `/v1/scans/${encodeURIComponent(rec.digest)}`).send(toScanDto(rec));
-    },
-  );
+  // A scope of its own: the report arrives as text, so parseTrivyReport can measure it
+  // (nesting, vulnerability count) before JSON.parse turns it into objects.
+  void app.register(async (scope) => {
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: SCAN_BODY_LIMIT }, (_req, body, done) => {
+      const text = String(body);
+      done(null, text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    });
+    scope.post(
+      '/scans',
+      // A report feeds the vulnerability rules of every agent: fleet-wide.
+      { config: { role: 'operator', fleetWide: true, action: 'scans.upload' }, bodyLimit: SCAN_BODY_LIMIT, schema: { response: { 201: ScanSchema } } },
+      async (req, reply) => {
+        if (!opts.policy) throw new BulkheadError('BK_ERR_NOT_READY', 'the policy service is not running');
+        if (typeof req.body !== 'string' || req.body.trim() === '') {
+          throw new BulkheadError('BK_ERR_BAD_REQUEST', 'send a Trivy JSON report (trivy image --format json) as an application/json body');
+        }
+        const rec = await opts.policy.uploadScan(req.body);
+        return reply.code(201).header('location', `/v1/scans/${encodeURIComponent(rec.digest)}`).send(toScanDto(rec));
+      },
+    );
+  });
 
   app.get<{ Params: ScanParams }>(
     '/scans/:digest',
