@@ -200,15 +200,49 @@ export function sanityVariants(): Omit<Variant, 'index'>[] {
   return out;
 }
 
-/** The corpus for a seed: the sanity variants, then `runs` generated ones. Same seed, same corpus. */
-export function corpus(seed: number, runs: number): Variant[] {
-  const generated = runs > 0 ? fc.sample(variantArb, { seed, numRuns: runs }) : [];
-  return [...sanityVariants(), ...generated].map((v, index) => ({ ...v, index }));
+/** One generated variant of `route` with exactly `tricks`, its danger drawn from `dangers`. */
+function fixedArb(route: Route, dangers: readonly Danger[], tricks: Trick[]): fc.Arbitrary<Omit<Variant, 'index'>> {
+  return routeArb(route).chain((v) => fc.constantFrom(...dangers).map((danger) => ({ ...v, danger, tricks })));
 }
 
-/** A variant's class in the report: route, danger kind and tricks. */
-export function classOf(v: Pick<Variant, 'route' | 'tricks'>): string {
-  return `${v.route} / ${v.tricks.join('+')}`;
+/**
+ * Every class at least once, whatever the number of runs: for each route,
+ * one variant per single trick that applies to it (its danger and details
+ * drawn from the seed) — and, where the spelling is the point, one per
+ * request-target form (create) and per uid-0 spelling (create, exec).
+ */
+export function stratifiedVariants(seed: number): Omit<Variant, 'index'>[] {
+  const out: Omit<Variant, 'index'>[] = [];
+  let k = 0;
+  for (const route of Object.keys(ROUTES) as Route[]) {
+    for (const trick of ROUTES[route].tricks) {
+      const dangers = ROUTES[route].dangers.filter((d) => d !== 'none' && applicable(route, d, trick));
+      if (dangers.length === 0) continue;
+      const one = (): Omit<Variant, 'index'> => fc.sample(fixedArb(route, dangers, [trick]), { seed: seed + ++k, numRuns: 1 })[0]!;
+      if (trick === 'target' && route === 'create') for (const target of TARGET_FORMS) out.push({ ...one(), target });
+      else if (trick === 'user-spelling') for (const user of ROOT_SPELLINGS) out.push({ ...one(), user });
+      else out.push(one());
+    }
+  }
+  return out;
+}
+
+/**
+ * The corpus for a seed: the sanity variants, one variant per class
+ * (stratified), then `runs` drawn freely (combinations of tricks
+ * included). Same seed and runs, same corpus.
+ */
+export function corpus(seed: number, runs: number): Variant[] {
+  const generated = runs > 0 ? fc.sample(variantArb, { seed, numRuns: runs }) : [];
+  return [...sanityVariants(), ...stratifiedVariants(seed), ...generated].map((v, index) => ({ ...v, index }));
+}
+
+/** A variant's class in the report: route and tricks, with the spelling where that is what varies. */
+export function classOf(v: Pick<Variant, 'route' | 'tricks' | 'target' | 'user' | 'contentType'>): string {
+  const parts = v.tricks.map((tr) =>
+    tr === 'target' ? `target(${v.target})` : tr === 'user-spelling' ? `user(${JSON.stringify(v.user)})` : tr === 'content-type' ? `content-type(${JSON.stringify(v.contentType)})` : tr,
+  );
+  return `${v.route} / ${parts.join('+')}`;
 }
 
 // ---------------------------------------------------------------- rendering

@@ -182,7 +182,6 @@ export async function startHarness(version: EngineVersion, t: tap.Test): Promise
   };
   const execTarget = await create(`bkd-exec-${id}`, { Cmd: ['sleep', '3600'] });
   await d.getContainer(execTarget.id).start();
-  const updateTarget = await create(`bkd-update-${id}`, { Labels: { [ROUTE_LABEL]: 'update' }, HostConfig: { NetworkMode: 'none', Memory: 64 * MiB, MemorySwap: -1 } });
   const net = async (name: string): Promise<{ id: string; name: string }> => {
     const n = await d.createNetwork({ Name: name, Internal: true, Labels: baseLabels });
     return { id: n.id, name };
@@ -248,12 +247,16 @@ export async function startHarness(version: EngineVersion, t: tap.Test): Promise
     const later: Gate[] = [];
     // Per route: the object the request acts on.
     if (v.route === 'exec') ctx.container = execTarget;
-    if (v.route === 'update') ctx.container = updateTarget;
     if (v.route === 'start') ctx.container = startTargets.get(v.danger)!;
-    if (v.route === 'legacy-start' || v.route === 'connect') {
+    // A fresh container for the routes that change it: the watcher the plugin reads
+    // must never see a state the previous variant left behind (in production a refused
+    // request changes nothing; here the recorder let it through).
+    if (v.route === 'legacy-start' || v.route === 'connect' || v.route === 'update') {
       const c = v.route === 'connect'
         ? await create(`bkd-c-${tag}`, { Labels: { [ROUTE_LABEL]: 'connect', [PROJECT_LABEL]: 'a' }, HostConfig: { NetworkMode: netA.name } })
-        : await create(`bkd-l-${tag}`, {});
+        : v.route === 'update'
+          ? await create(`bkd-u-${tag}`, { Labels: { [ROUTE_LABEL]: 'update' }, HostConfig: { NetworkMode: 'none', Memory: 64 * MiB, MemorySwap: -1 } })
+          : await create(`bkd-l-${tag}`, {});
       ctx.container = c;
       cleanup.push(() => d.getContainer(c.id).remove({ force: true, v: true }));
       if (v.route === 'connect') ctx.network = v.danger === 'shared-network' ? netOther : netMine;
@@ -272,11 +275,12 @@ export async function startHarness(version: EngineVersion, t: tap.Test): Promise
           acted = true;
           cleanup.push(() => d.getContainer(cid).remove({ force: true, v: true }));
           const info = (await inspectContainer(cid))!;
-          judgement = judgeContainer(oracle, info, await inspectImage(info.Image));
-          // Run it when the uid it runs as matters (a user was set, or the image decides) or when it is a
-          // failure (to learn whether the start, the later judged step, would have stopped it).
+          const image = await inspectImage(info.Image);
+          judgement = judgeContainer(oracle, info, image);
+          // Run it when the uid it runs as matters (a user other than the image's, or the image decides)
+          // or when it is a failure (to learn whether the start, the later judged step, would stop it).
           const firstAllowed = gates[0]?.verdict?.allow !== false;
-          if (info.Config.User !== '' || v.danger === 'root-user' || (judgement.findings.length > 0 && firstAllowed)) {
+          if (info.Config.User !== (image?.Config?.User ?? '') || v.danger === 'root-user' || (judgement.findings.length > 0 && firstAllowed)) {
             const s = await startAndReadUid(tag, cid);
             later.push(...s.gates);
             uid = s.uid;
@@ -303,10 +307,9 @@ export async function startHarness(version: EngineVersion, t: tap.Test): Promise
           break;
         }
         case 'update': {
-          const info = (await inspectContainer(updateTarget.id))!;
+          const info = (await inspectContainer(ctx.container!.id))!;
           acted = res.status === 200;
           judgement = judgeContainer(oracle, info, images.user);
-          cleanup.push(() => d.getContainer(updateTarget.id).update({ Memory: 64 * MiB, MemorySwap: -1 }));
           break;
         }
         case 'volume': {
