@@ -188,6 +188,7 @@ export class Agent {
       // Manual commands (issue 5).
       onCommand: (cmd) => runner.run(cmd),
       auditOutbox, // host audit (issue 4)
+      renewal: { stateDir: opts.stateDir }, // renews the certificate over the link at half its lifetime (docs/security.md)
       ...(opts.controller ? { controller: opts.controller } : {}),
     });
     const l = link;

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { createApiServer } from './api/server';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/grpc-server';
 import { loadPki } from './pki/data-dir';
+import type { AuditLog } from './audit/audit-log';
 import { describeStore, openStore, storeConfigFor } from './store/open-store';
 import type { Store } from './store/store';
 import type { ControllerOptions } from './controller-options';
@@ -66,6 +67,7 @@ export class Controller {
     let grpc: RunningGrpcServer | undefined;
     let alerting: Alerting | undefined;
     const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });
+    const renewalAudit: { log?: AuditLog | undefined } = {};
     try {
       // Webhook workers start before the listeners: deliveries left in the
       // outbox by a previous run (crash included) go out right away.
@@ -82,7 +84,11 @@ export class Controller {
         store,
         pki,
         logger,
-        link: { heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics },
+        link: {
+          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics,
+          // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
+          renewal: { ca: pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
+        },
         policy,
       });
       metrics.setSources(fleetSources(store, grpc.link));
@@ -110,6 +116,7 @@ export class Controller {
         alerting,
       });
       const { host, port } = splitHostPort(opts.apiListen, 'api-listen');
+      renewalAudit.log = api.security.audit;
       await api.listen({ host, port });
       const addr = api.server.address();
       const apiPort = typeof addr === 'object' && addr ? addr.port : port;

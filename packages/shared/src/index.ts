@@ -11,7 +11,7 @@ export { createLogger, REDACT_PATHS } from './logging/logger';
 export type { Logger, LoggerOptions } from './logging/logger';
 export { parseDuration } from './config/duration';
 export {
-  createCa, issueServerCert, createCsr, signAgentCsr, issueAgentCertWithDates, certFingerprint,
+  createCa, issueServerCert, createCsr, signAgentCsr, issueAgentCertWithDates, certFingerprint, certPublicKeyFingerprint,
   normalizeFingerprint, agentIdFromCert, describeCert, canonicalSerial, AGENT_URI_PREFIX,
 } from './pki/pki';
 export type { KeyAndCert, ServerCertOptions, AgentCertOptions, CertSummary } from './pki/pki';

@@ -4,7 +4,11 @@
 //
 // Nothing is lost across a disconnect: every (re)connection starts with a full
 // snapshot of the inventory, which supersedes any delta that was in flight.
+//
+// With `renewal`, the certificate is renewed over this stream before it
+// expires (enroll/cert-renewal.ts) and the link reconnects with the new one.
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import {
   BulkheadError, VERSION, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
   type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
@@ -13,6 +17,8 @@ import {
 import type { ReportSpool } from './report-spool';
 import { AuditOutbox } from './audit-outbox';
 import type { AgentCredentials } from '../state/agent-state';
+import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-renewal';
+import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
 
 /** What the link needs from the Docker side. */
 export interface LinkInventory {
@@ -41,12 +47,14 @@ export interface ControllerLinkOptions {
   onCommand?: (cmd: Command__Output) => Promise<CommandResult>;
   /** Host audit (issue 4): the latest report until acknowledged; default a memory-only slot. */
   auditOutbox?: AuditOutbox;
+  /** Renews the certificate in `stateDir` over the link (agent.ts turns it on); without it nothing renews. */
+  renewal?: { stateDir: string; options?: CertRenewalOptions };
 }
 
 export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
 
 /** Errors after which retrying soon cannot help; we still retry, slowly. */
-const PERMANENT = new Set(['BK_ERR_AGENT_REVOKED', 'BK_ERR_AGENT_UNKNOWN', 'BK_ERR_CERT_REQUIRED', 'BK_ERR_AGENT_ID_MISMATCH']);
+const PERMANENT = new Set(['BK_ERR_CERT_EXPIRED', 'BK_ERR_AGENT_REVOKED', 'BK_ERR_AGENT_UNKNOWN', 'BK_ERR_CERT_REQUIRED', 'BK_ERR_AGENT_ID_MISMATCH']);
 
 export class ControllerLink {
   private client: AgentLinkClient | undefined;
@@ -65,8 +73,20 @@ export class ControllerLink {
   /** Host audit (issue 4): the sequence number that carried the pending audit report on this stream. */
   private auditInFlight: { seq: number; takenAtMs: number } | undefined;
   private auditSlot: AuditOutbox | undefined;
+  /** The pair the link connects with; replaced after a renewal. */
+  private creds: AgentCredentials;
+  private renewer: CertRenewer | undefined;
+  /** The renewal request waiting for its CertRenewal on the current stream. */
+  private renewalWait: { resolve: (a: RenewalAnswer) => void; reject: (e: BulkheadError) => void; timer: NodeJS.Timeout } | undefined;
 
-  constructor(private readonly opts: ControllerLinkOptions) {}
+  constructor(private readonly opts: ControllerLinkOptions) {
+    this.creds = opts.credentials;
+  }
+
+  /** The credentials in use (after a renewal, the renewed ones). */
+  get credentials(): AgentCredentials {
+    return this.creds;
+  }
 
   get state(): LinkState {
     return this.stateValue;
@@ -87,7 +107,7 @@ export class ControllerLink {
   }
 
   start(): void {
-    const { caPem, keyPem, certPem } = this.opts.credentials;
+    const { caPem, keyPem, certPem } = this.creds;
     const proto = loadProto();
     const target = this.opts.controller ?? this.opts.credentials.identity.controller;
     this.client = new proto.bulkhead.v1.AgentLink(target, grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)), {
@@ -100,10 +120,68 @@ export class ControllerLink {
       'grpc.max_receive_message_length': 8 * 1024 * 1024, // the controller's MAX_POLICY_BUNDLE_BYTES: the largest bundle it sends (docs/limits.md)
     }) as unknown as AgentLinkClient;
     void this.connect();
+    if (this.opts.renewal && !this.renewer) {
+      this.renewer = new CertRenewer({
+        stateDir: this.opts.renewal.stateDir,
+        credentials: this.creds,
+        link: {
+          connected: () => this.stateValue === 'connected',
+          onConnected: (l) => this.onState((s) => s === 'connected' && l()),
+          requestRenewal: (csrPem, timeoutMs) => this.requestRenewal(csrPem, timeoutMs),
+          useCredentials: (c) => this.useCredentials(c),
+        },
+        logger: this.opts.logger.child({ component: 'cert-renewal' }),
+        ...(this.opts.renewal.options ? { options: this.opts.renewal.options } : {}),
+        ...(this.opts.random ? { random: this.opts.random } : {}),
+      });
+      this.renewer.start();
+    }
+  }
+
+  /**
+   * Reconnects with a renewed certificate: the current stream and channel
+   * are closed and a new channel is opened with `creds`. The controller
+   * accepts only the new certificate from now on.
+   */
+  useCredentials(creds: AgentCredentials): void {
+    this.creds = creds;
+    if (this.stateValue === 'stopped') return;
+    this.teardown();
+    if (this.retry) clearTimeout(this.retry);
+    this.client?.close();
+    this.attempt = 0;
+    this.start();
+  }
+
+  /** Sends a CSR on the current stream and waits for the controller's CertRenewal. */
+  requestRenewal(csrPem: string, timeoutMs: number): Promise<RenewalAnswer> {
+    if (this.stateValue !== 'connected' || !this.call) {
+      return Promise.reject(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'not connected to the controller'));
+    }
+    if (this.renewalWait) return Promise.reject(new BulkheadError('BK_ERR_CONFLICT', 'a renewal request is already waiting for its answer'));
+    return new Promise<RenewalAnswer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.renewalWait = undefined;
+        reject(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `the controller did not answer the renewal request within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      this.renewalWait = { resolve, reject, timer };
+      this.send({ renewCert: { csrPem } });
+    });
+  }
+
+  private settleRenewal(a: RenewalAnswer | BulkheadError): void {
+    const w = this.renewalWait;
+    if (!w) return;
+    this.renewalWait = undefined;
+    clearTimeout(w.timer);
+    if (a instanceof BulkheadError) w.reject(a);
+    else w.resolve(a);
   }
 
   stop(): void {
     this.setState('stopped');
+    this.renewer?.stop();
     this.teardown();
     if (this.retry) clearTimeout(this.retry);
     this.client?.close();
@@ -126,6 +204,13 @@ export class ControllerLink {
       return;
     }
     if ((this.stateValue as LinkState) === 'stopped') return; // stopped while we awaited
+    // An expired certificate fails every handshake; say why and what to do instead of a TLS error.
+    const notAfter = new Date(new X509Certificate(this.creds.certPem).validTo);
+    if (notAfter.getTime() <= Date.now()) {
+      const hint = this.opts.renewal ? reenrollHint(this.creds, this.opts.renewal.stateDir) : 'bulkhead-agent enroll --controller HOST:PORT --token <new join token> --ca-fingerprint sha256:… --state-dir <state dir>';
+      this.fail(new BulkheadError('BK_ERR_CERT_EXPIRED', `the agent certificate expired at ${notAfter.toISOString()} and was not renewed in time; the controller refuses it. Enroll this host again: ${hint}`));
+      return;
+    }
     const call = this.client.Connect();
     this.call = call;
     this.seq = 0;
@@ -142,6 +227,8 @@ export class ControllerLink {
         void this.applyPolicy(call, m.policy);
       } else if (m.body === 'command' && m.command) {
         void this.runCommand(call, m.command);
+      } else if (m.body === 'certRenewal' && m.certRenewal && this.call === call) {
+        this.settleRenewal({ ...m.certRenewal, notAfterMs: Number(m.certRenewal.notAfterMs) });
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
@@ -155,7 +242,7 @@ export class ControllerLink {
     });
     this.send({
       hello: {
-        agentId: this.opts.credentials.identity.agentId,
+        agentId: this.creds.identity.agentId,
         agentVersion: VERSION,
         host,
         startedAtMs: Math.round(Date.now() - process.uptime() * 1000),
@@ -180,7 +267,7 @@ export class ControllerLink {
     }, heartbeatMs);
     this.heartbeat.unref();
     this.setState('connected');
-    this.opts.logger.info({ agentId: this.opts.credentials.identity.agentId, containers: containers.length }, 'connected to controller');
+    this.opts.logger.info({ agentId: this.creds.identity.agentId, containers: containers.length }, 'connected to controller');
   }
 
   private send(body: Omit<AgentMessage, 'seq'>): number {
@@ -277,6 +364,7 @@ export class ControllerLink {
   }
 
   private teardown(): void {
+    this.settleRenewal(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'the stream closed before the controller answered the renewal request'));
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
     this.unsubscribe?.();
@@ -300,7 +388,10 @@ export class ControllerLink {
     const ceiling = permanent ? max : Math.min(max, min * 2 ** this.attempt);
     this.attempt += 1;
     // Full jitter: spreads a fleet's reconnects after a controller restart.
-    const delay = Math.max(min / 2, Math.round((this.opts.random ?? Math.random)() * ceiling));
+    // An expired certificate cannot recover by retrying: check rarely (the operator re-enrolls and restarts).
+    const delay = err.code === 'BK_ERR_CERT_EXPIRED'
+      ? this.renewer?.options.expiredRetryMs ?? 60 * 60_000
+      : Math.max(min / 2, Math.round((this.opts.random ?? Math.random)() * ceiling));
     (permanent ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger))(
       { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt },
       'controller link down',

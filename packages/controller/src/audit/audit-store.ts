@@ -4,7 +4,8 @@
 // removed or reordered row breaks the chain from that row on.
 // KyselyAuditStore implements it for SQLite and PostgreSQL.
 
-export type AuditActorKind = 'key' | 'token' | 'anonymous';
+/** 'agent': an agent acting over its AgentLink stream (certificate renewal); actorId is the agent id. */
+export type AuditActorKind = 'key' | 'token' | 'anonymous' | 'agent';
 
 /** What happened, as the API's onResponse hook saw it. */
 export interface AuditEntry {

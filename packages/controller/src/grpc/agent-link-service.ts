@@ -1,7 +1,8 @@
 // Owns the AgentLink stream on the controller side: authenticates the agent
 // from its client certificate (and nothing else), applies its snapshot and
-// deltas to the store in order, acknowledges them, and marks agents offline
-// when their stream ends or their heartbeats stop.
+// deltas to the store in order, acknowledges them, marks agents offline
+// when their stream ends or their heartbeats stop, and answers certificate
+// renewal requests for the certificate the stream was opened with.
 import type * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
@@ -18,6 +19,7 @@ import { alertFromViolation } from '../alerts/violation-alerts';
 import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
 // Host audit (issue 4): reports stored, new lockdown findings raised as alerts.
 import { recordHostAudit } from '../host-audit/host-audit-recorder';
+import { renewAgentCert, type CertRenewalOptions } from '../pki/cert-renewal';
 
 type LinkCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
 
@@ -37,6 +39,8 @@ export interface AgentLinkOptions {
   alerts?: AlertSink;
   /** Metrics (issue 5): stream counts and stored violations. */
   metrics?: LinkMetrics;
+  /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
+  renewal?: CertRenewalOptions;
 }
 
 /** What the link needs of the policy service (policy/policy-service.ts). */
@@ -54,6 +58,8 @@ interface Session {
   closed: boolean;
   /** Manual commands (issue 5) sent on this stream and not answered yet, by command id. */
   pending: Map<string, PendingCommand>;
+  /** The verified client certificate the stream was opened with: the only identity a renewal is granted to. */
+  cert: { raw: Buffer; serial: string };
 }
 
 interface PendingCommand {
@@ -171,7 +177,7 @@ export class AgentLinkService {
       if (!session) {
         clearTimeout(helloTimer);
         call.pause(); // hold further messages until the hello is accepted
-        this.acceptHello(call, agentId, serial, msg).then(
+        this.acceptHello(call, agentId, { raw: cert.raw, serial }, msg).then(
           (s) => {
             session = s;
             call.resume();
@@ -212,7 +218,8 @@ export class AgentLinkService {
     call.on('close', () => ended('closed'));
   }
 
-  private async acceptHello(call: LinkCall, agentId: string, serial: string, msg: AgentMessage__Output): Promise<Session> {
+  private async acceptHello(call: LinkCall, agentId: string, cert: Session['cert'], msg: AgentMessage__Output): Promise<Session> {
+    const serial = cert.serial;
     if (msg.body !== 'hello' || !msg.hello) throw new BulkheadError('BK_ERR_PROTOCOL', 'the first message on a stream must be a hello');
     const hello = msg.hello;
     if (hello.agentId !== agentId) {
@@ -230,7 +237,7 @@ export class AgentLinkService {
     await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`); // issue 5
     const previous = this.sessions.get(agentId);
-    const s: Session = { agentId, call, chain: Promise.resolve(), closed: false, pending: new Map() };
+    const s: Session = { agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert };
     this.sessions.set(agentId, s);
     this.opts.metrics?.streamOpened();
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
@@ -300,6 +307,9 @@ export class AgentLinkService {
         p.resolve(r);
         break;
       }
+      case 'renewCert':
+        await this.renewCert(s, msg.renewCert?.csrPem ?? '');
+        break;
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');
       default:
@@ -350,6 +360,36 @@ export class AgentLinkService {
     // Alerts (issue 6): one alert per new report (violation / action / action_failed / authz_denied).
     const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
     if (alert) this.raise(alert);
+  }
+
+  // ---- certificate renewal ---------------------------------------------------
+  /**
+   * Answers a renewal request with a CertRenewal: the new certificate, or the
+   * refusal. A refusal keeps the stream (the agent retries with backoff) unless
+   * the agent is revoked: then the stream is closed as revoke() would.
+   */
+  private async renewCert(s: Session, csrPem: string): Promise<void> {
+    const renewal = this.opts.renewal;
+    let reply: NonNullable<ControllerMessage['certRenewal']>;
+    let revoked = false;
+    if (!renewal) {
+      reply = { error: new BulkheadError('BK_ERR_CONFLICT', 'this controller does not renew agent certificates over the link').toString() };
+    } else {
+      try {
+        const issued = await renewAgentCert(
+          { store: this.opts.store, logger: this.opts.logger, now: this.now, options: renewal },
+          { agentId: s.agentId, certRaw: s.cert.raw, serial: s.cert.serial, peer: s.call.getPeer(), revoked: () => this.revokedIds.has(s.agentId) },
+          csrPem,
+        );
+        reply = { certificatePem: issued.certPem, notAfterMs: issued.notAfter.getTime(), serial: issued.serial };
+      } catch (err) {
+        const e = err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err });
+        revoked = e.code === 'BK_ERR_AGENT_REVOKED';
+        reply = { error: e.toString() };
+      }
+    }
+    if (!s.closed) s.call.write({ certRenewal: reply });
+    if (revoked) this.close(s, new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${s.agentId} was revoked; enroll again with a new join token`));
   }
 
   // ---- alerts (issue 6) -----------------------------------------------------

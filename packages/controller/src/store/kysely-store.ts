@@ -257,6 +257,18 @@ export abstract class KyselyStore implements Store {
       .execute();
   }
 
+  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean> {
+    const r = await this.db
+      .updateTable('agents')
+      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime() })
+      .where('id', '=', id)
+      .where('cert_serial', '=', fromSerial)
+      .where('status', '!=', 'revoked')
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]> {
     const rows = await this.selectAgents()
       .where('agents.status', '=', 'online')

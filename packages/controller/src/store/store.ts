@@ -238,6 +238,12 @@ export interface Store {
    * `idPrefix` (lower-case hex) or whose name is one of `names`.
    */
   findContainers?(agentId: string, ref: { idPrefix?: string; names?: string[] }): Promise<ContainerRecord[]>;
+  /**
+   * Certificate renewal (grpc/cert-renewal.ts): records the agent's new certificate iff its
+   * stored serial is still `fromSerial` (exactly as stored) and it is not revoked; false
+   * otherwise, so a renewal racing a revocation or another renewal changes nothing.
+   */
+  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
   /** Live (not removed) containers per state, for the metrics (issue 5). */

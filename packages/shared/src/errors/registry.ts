@@ -25,6 +25,7 @@ export const ERRORS = {
   BK_ERR_TOKEN_REVOKED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'join token was revoked' },
   BK_ERR_CSR_INVALID: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'certificate signing request is invalid' },
   BK_ERR_CERT_REQUIRED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'a valid client certificate issued by this controller is required (missing, expired, or from another CA)' },
+  BK_ERR_CERT_EXPIRED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'the agent certificate has expired and can no longer be renewed; enroll the host again' },
   BK_ERR_AGENT_UNKNOWN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'agent is not enrolled' },
   BK_ERR_AGENT_REVOKED: { status: 403, grpc: 'PERMISSION_DENIED', message: 'agent was revoked' },
   BK_ERR_AGENT_ID_MISMATCH: { status: 403, grpc: 'PERMISSION_DENIED', message: 'message claims an agent id other than the certificate identity' },

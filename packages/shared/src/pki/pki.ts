@@ -149,6 +149,13 @@ export interface AgentCertOptions {
   csrPem: string;
   agentId: string;
   validDays?: number;
+  /** Lifetime in milliseconds; overrides validDays (tests exercising renewal use seconds). */
+  validMs?: number;
+  /**
+   * A certificate (PEM or DER) whose public key the CSR must not reuse: a
+   * renewal that kept the old key would not limit what a stolen key can do.
+   */
+  notKeyOf?: string | Buffer;
 }
 
 /**
@@ -169,10 +176,13 @@ export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: s
     throw new BulkheadError('BK_ERR_CSR_INVALID', `CSR key must be ECDSA P-256, got ${alg.name} ${alg.namedCurve ?? ''}`.trim());
   }
   if (!(await csr.verify())) throw new BulkheadError('BK_ERR_CSR_INVALID', 'CSR signature does not verify');
+  if (opts.notKeyOf !== undefined && spkiFingerprint(Buffer.from(csr.publicKey.rawData)) === certPublicKeyFingerprint(opts.notKeyOf)) {
+    throw new BulkheadError('BK_ERR_CSR_INVALID', 'CSR reuses the key of the current certificate; a renewal needs a new key pair');
+  }
   const caCert = new x509.X509Certificate(opts.ca.certPem);
   const caKey = await importKeyPem(opts.ca.keyPem);
   const now = Date.now();
-  const notAfter = new Date(now + (opts.validDays ?? 90) * 86_400_000);
+  const notAfter = new Date(now + (opts.validMs ?? (opts.validDays ?? 90) * 86_400_000));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${escapeDn(opts.agentId)}`,
@@ -214,6 +224,16 @@ export async function issueAgentCertWithDates(ca: KeyAndCert, agentId: string, n
     ],
   });
   return { keyPem, certPem: cert.toString('pem') };
+}
+
+function spkiFingerprint(spkiDer: Buffer): string {
+  return 'sha256:' + createHash('sha256').update(spkiDer).digest('hex');
+}
+
+/** "sha256:<hex>" of a certificate's SubjectPublicKeyInfo (DER): equal iff two certificates share a key. */
+export function certPublicKeyFingerprint(cert: string | Buffer): string {
+  const spki = new NodeX509(cert).publicKey.export({ type: 'spki', format: 'der' });
+  return spkiFingerprint(spki);
 }
 
 /** "sha256:<hex>" of the DER of the first certificate in `pem`. */

@@ -16,7 +16,7 @@ const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 export const AuditEntrySchema = Type.Object({
   seq: Type.Integer(),
   at: IsoDate,
-  actorKind: Type.Union([Type.Literal('key'), Type.Literal('token'), Type.Literal('anonymous')]),
+  actorKind: Type.Union([Type.Literal('key'), Type.Literal('token'), Type.Literal('anonymous'), Type.Literal('agent')]),
   actorId: Type.String(),
   actorName: Type.String(),
   method: Type.String(),
@@ -104,7 +104,7 @@ export function toAuditEntryDto(r: AuditRecord): AuditEntryDto {
   return {
     seq: r.seq,
     at: new Date(r.at).toISOString(),
-    actorKind: (['key', 'token', 'anonymous'].includes(r.actorKind) ? r.actorKind : 'anonymous') as AuditEntryDto['actorKind'],
+    actorKind: (['key', 'token', 'anonymous', 'agent'].includes(r.actorKind) ? r.actorKind : 'anonymous') as AuditEntryDto['actorKind'],
     actorId: r.actorId,
     actorName: r.actorName,
     method: r.method,
