@@ -65,7 +65,7 @@ export const QUOTA_LABEL = 'bkab.quota';
  * attacker is up against. Plus one quota rule (memory at most 256 MiB) for
  * containers labelled bkab.quota=1, so that update requests have a rule to break.
  */
-export function hostSafetyPolicy(x: { engineSocket: string; mode?: 'enforce' | 'monitor' }): string {
+export function hostSafetyPolicy(x: { engineSocket: string; mode?: 'enforce' | 'monitor'; privateCgroupns?: boolean }): string {
   const mode = x.mode ?? 'enforce';
   const rule = (id: string, check: string, extra = '') =>
     `    - id: ${id}\n      description: ${id}\n      severity: critical\n      mode: ${mode}\n      action: { type: kill }\n${extra}      check: ${check}\n`;
@@ -82,7 +82,9 @@ ${[
     rule('hs.docker-socket', `{ type: docker-socket, socketPaths: [/var/run/docker.sock, /run/docker.sock, /run/containerd/containerd.sock, ${JSON.stringify(x.engineSocket)}] }`),
     rule('hs.capabilities', '{ type: capabilities }'),
     // Default namespaces: all the check knows (network, pid, ipc, uts, userns, cgroup).
-    rule('hs.host-namespaces', '{ type: host-namespaces }'),
+    // An engine started with --default-cgroupns-mode=private (as on cgroup v2) makes a host
+    // cgroup namespace an escalation on this cgroup v1 machine too: the check is told so.
+    rule('hs.host-namespaces', x.privateCgroupns ? '{ type: host-namespaces, cgroupnsOnCgroupV1: true }' : '{ type: host-namespaces }'),
     rule('hs.seccomp-apparmor', '{ type: seccomp-apparmor }'),
     // What dockerd masks or makes read-only in /proc and /sys (--security-opt systempaths=unconfined
     // undoes it): a check type of its own since it was found unread (a catalogue without it cannot
@@ -157,7 +159,7 @@ export interface BypassStack {
 export interface BypassStackOptions {
   version: EngineVersion;
   /** The policy (default hostSafetyPolicy in enforce mode). */
-  policy?: (x: { engineSocket: string }) => string;
+  policy?: (x: { engineSocket: string; privateCgroupns: boolean }) => string;
   /** Runs once the engine is up and BEFORE any policy is in force (nothing is judged yet). */
   beforePolicy?: (s: BypassStack) => Promise<void>;
   /**
@@ -286,7 +288,8 @@ export async function startBypassStack(t: tap.Test, o: BypassStackOptions): Prom
     agentLog: () => agent.daemon.lines,
   };
   await o.beforePolicy?.(s);
-  await s.applyPolicy((o.policy ?? ((x) => hostSafetyPolicy(x)))({ engineSocket: engine.socketPath }));
+  const privateCgroupns = (o.dockerdArgs ?? []).includes('--default-cgroupns-mode=private');
+  await s.applyPolicy((o.policy ?? ((x) => hostSafetyPolicy(x)))({ engineSocket: engine.socketPath, privateCgroupns }));
   t.comment(`dockerd ${serverVersion} (cwd ${dockerdCwd(engine)}) ${authz ? `with plugin ${plugin}` : 'WITHOUT the plugin (reaction only)'}; policy "${POLICY_NAME}" v${s.policyVersion} in force`);
   // Containers are removed with the engine; this only keeps a failed run's leftovers small.
   t.teardown(() => removeLabelledContainers(engine).then(() => undefined, () => undefined));
