@@ -10,7 +10,7 @@
 // Nothing here re-implements dockerd's plugin envelope: the plugin under test
 // gets, byte for byte, what dockerd sent the recorder.
 import { request } from 'node:http';
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import type Dockerode from 'dockerode';
 import { createLogger, parsePolicy } from '@bulkhead/shared';
 import { AuthzDecider } from '../../packages/agent/src/authz/authz-decider';
@@ -126,7 +126,6 @@ export async function startHarness(version: EngineVersion, t: tap.Test): Promise
   const logger = createLogger({ name: `authz-differential-${version}`, level: process.env['BULKHEAD_LOG_LEVEL'] ?? 'silent' });
   const id = uniq();
   const pluginDir = mkdtempSync('/tmp/bkd-');
-  mkdirSync(pluginDir, { recursive: true });
   let state: PolicyState = { policy: undefined, scans: new Map(), version: 1, source: 'bundle', sha256: 'differential', projectLabel: PROJECT_LABEL };
   let docker: Dockerode | undefined;
   let watcher: ContainerWatcher | undefined;
@@ -148,6 +147,14 @@ export async function startHarness(version: EngineVersion, t: tap.Test): Promise
   let engine: PrivateEngine | undefined;
   const stop = async (): Promise<void> => {
     await watcher?.stop();
+    // The fixtures (engine.sh stop would remove them too, with the engine's whole state).
+    if (docker) {
+      const d = docker;
+      const mine = { label: [`bkd.harness=${id}`] };
+      for (const c of await d.listContainers({ all: true, filters: mine }).catch(() => [])) await d.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+      for (const n of await d.listNetworks({ filters: mine }).catch(() => [])) await d.getNetwork(n.Id).remove().catch(() => undefined);
+      for (const v of (await d.listVolumes({ filters: mine }).catch(() => ({ Volumes: [] }))).Volumes ?? []) await d.getVolume(v.Name).remove().catch(() => undefined);
+    }
     await engine?.stop();
     await recorder.stop();
     await plugin.stop();
