@@ -6,7 +6,7 @@
 // docs/authz-differential.md.
 //
 //   npx tap test/authz-differential/differential.test.ts
-//   BK_DIFF_RUNS=2000 BK_DIFF_SEED=7 npx tap -t0 test/authz-differential/differential.test.ts
+//   BK_DIFF_RUNS=2000 BK_DIFF_SEED=7 npx tap test/authz-differential/differential.test.ts
 //
 // A failing class is reported once, with its count, one reproducing variant
 // (raw request bytes, the envelope dockerd sent, the verdict, what was
@@ -29,6 +29,10 @@ if (!Number.isInteger(SEED) || !Number.isInteger(RUNS) || RUNS < 0) throw new Er
 for (const e of ENGINES) if (!(ENGINE_VERSIONS as readonly string[]).includes(e)) throw new Error(`BK_DIFF_ENGINES: unknown engine ${e}`);
 
 const CORPUS = corpus(SEED, RUNS);
+
+// The file's timeout follows the corpus (≈ 0.2-0.4 s a variant per engine, ~15 s to start an
+// engine), with room for a loaded CI machine: the default run takes ~1.5 min, .taprc allows 3.
+t.setTimeout(Math.max(300_000, Math.ceil(ENGINES.length * (20_000 + CORPUS.length * 1000))));
 
 /** Sanity variants whose refusal proves the harness is wired up (recorder → plugin → verdict, oracle). */
 const WIRING: readonly [Variant['route'], Variant['danger']][] = [
