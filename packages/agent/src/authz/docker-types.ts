@@ -3,62 +3,65 @@
 // 26.1 for every field listed here), for go-json.ts to decode bodies into,
 // and the decoding of each judged body the way dockerd's handler does it.
 //
-// Every field that decides a fact is typed as dockerd types it, so a value
-// of the wrong type is an error here exactly when it is one for dockerd.
-// Fields Bulkhead never judges are SKIP (syntax-checked, ignored): a type
-// error there makes dockerd refuse a request the plugin allowed, which is
-// harmless.
-import { BOOL, goDecode, goStruct, INT64, mapOf, ptrTo, SKIP, sliceOf, STRING, STRSLICE, UINT16, UINT64, type GoField, type GoType } from './go-json';
+// Every field a fact is read from is typed as dockerd types it, so a value
+// of the wrong type there is an error exactly when it is one for dockerd.
+// The other fields are listed but SKIP (syntax-checked, not decoded: the
+// decision is on the hot path of every create): a type error there makes
+// dockerd refuse a request the plugin allowed, which is harmless. A field a
+// check starts to read must be typed here first.
+import { BOOL, goDecode, goStruct, INT64, mapOf, ptrTo, SKIP, sliceOf, STRING, STRSLICE, type GoField, type GoType } from './go-json';
 
 const f = (name: string, type: GoType, group?: string): GoField => (group === undefined ? { name, type } : { name, type, group });
+/** A field no fact is read from: skipped (a wrong type there is dockerd's to refuse). */
+const u = (name: string): GoField => f(name, SKIP);
 
-const DEVICE_MAPPING = goStruct([f('PathOnHost', STRING), f('PathInContainer', STRING), f('CgroupPermissions', STRING)]);
+const DEVICE_MAPPING = goStruct([f('PathOnHost', STRING), u('PathInContainer'), u('CgroupPermissions')]);
 const RESTART_POLICY = goStruct([f('Name', STRING), f('MaximumRetryCount', INT64)]);
 const MOUNT = goStruct([
-  f('Type', STRING), f('Source', STRING), f('Target', STRING), f('ReadOnly', BOOL), f('Consistency', STRING),
-  f('BindOptions', ptrTo(goStruct([f('Propagation', STRING), f('NonRecursive', BOOL), f('CreateMountpoint', BOOL), f('ReadOnlyNonRecursive', BOOL), f('ReadOnlyForceRecursive', BOOL)]))),
+  f('Type', STRING), f('Source', STRING), f('Target', STRING), f('ReadOnly', BOOL), u('Consistency'),
+  f('BindOptions', ptrTo(goStruct([f('Propagation', STRING), u('NonRecursive'), u('CreateMountpoint'), u('ReadOnlyNonRecursive'), u('ReadOnlyForceRecursive')]))),
   f('VolumeOptions', ptrTo(goStruct([
-    f('NoCopy', BOOL), f('Labels', mapOf(STRING)),
+    u('NoCopy'), u('Labels'),
     f('DriverConfig', ptrTo(goStruct([f('Name', STRING), f('Options', mapOf(STRING))]))),
-    f('Subpath', STRING),
+    u('Subpath'),
   ]))),
-  f('TmpfsOptions', SKIP),
-  f('ClusterOptions', SKIP),
+  u('TmpfsOptions'),
+  u('ClusterOptions'),
 ]);
 
 /** container.Resources: promoted into HostConfig and UpdateConfig. */
 const RESOURCES: readonly GoField[] = [
-  f('CpuShares', INT64), f('Memory', INT64), f('NanoCpus', INT64), f('CgroupParent', STRING), f('BlkioWeight', UINT16),
-  f('BlkioWeightDevice', SKIP), f('BlkioDeviceReadBps', SKIP), f('BlkioDeviceWriteBps', SKIP), f('BlkioDeviceReadIOps', SKIP), f('BlkioDeviceWriteIOps', SKIP),
-  f('CpuPeriod', INT64), f('CpuQuota', INT64), f('CpuRealtimePeriod', INT64), f('CpuRealtimeRuntime', INT64), f('CpusetCpus', STRING), f('CpusetMems', STRING),
-  f('Devices', sliceOf(DEVICE_MAPPING)), f('DeviceCgroupRules', sliceOf(STRING)), f('DeviceRequests', SKIP),
-  f('KernelMemory', INT64), f('KernelMemoryTCP', INT64), f('MemoryReservation', INT64), f('MemorySwap', INT64),
-  f('MemorySwappiness', ptrTo(INT64)), f('OomKillDisable', ptrTo(BOOL)), f('PidsLimit', ptrTo(INT64)), f('Ulimits', SKIP),
-  f('CpuCount', INT64), f('CpuPercent', INT64), f('IOMaximumIOps', UINT64), f('IOMaximumBandwidth', UINT64),
+  f('CpuShares', INT64), f('Memory', INT64), f('NanoCpus', INT64), u('CgroupParent'), u('BlkioWeight'),
+  u('BlkioWeightDevice'), u('BlkioDeviceReadBps'), u('BlkioDeviceWriteBps'), u('BlkioDeviceReadIOps'), u('BlkioDeviceWriteIOps'),
+  f('CpuPeriod', INT64), f('CpuQuota', INT64), u('CpuRealtimePeriod'), u('CpuRealtimeRuntime'), f('CpusetCpus', STRING), u('CpusetMems'),
+  f('Devices', sliceOf(DEVICE_MAPPING)), f('DeviceCgroupRules', sliceOf(STRING)), u('DeviceRequests'),
+  u('KernelMemory'), u('KernelMemoryTCP'), u('MemoryReservation'), f('MemorySwap', INT64),
+  u('MemorySwappiness'), u('OomKillDisable'), f('PidsLimit', ptrTo(INT64)), u('Ulimits'),
+  u('CpuCount'), u('CpuPercent'), u('IOMaximumIOps'), u('IOMaximumBandwidth'),
 ];
 
 const HOST_CONFIG_OWN: readonly GoField[] = [
-  f('Binds', sliceOf(STRING)), f('ContainerIDFile', STRING), f('LogConfig', goStruct([f('Type', STRING), f('Config', mapOf(STRING))])),
-  f('NetworkMode', STRING), f('PortBindings', SKIP), f('RestartPolicy', RESTART_POLICY), f('AutoRemove', BOOL), f('VolumeDriver', STRING),
-  f('VolumesFrom', sliceOf(STRING)), f('ConsoleSize', SKIP), f('Annotations', mapOf(STRING)), f('CapAdd', STRSLICE), f('CapDrop', STRSLICE),
-  f('CgroupnsMode', STRING), f('Dns', sliceOf(STRING)), f('DnsOptions', sliceOf(STRING)), f('DnsSearch', sliceOf(STRING)),
-  f('ExtraHosts', sliceOf(STRING)), f('GroupAdd', sliceOf(STRING)), f('IpcMode', STRING), f('Cgroup', STRING), f('Links', sliceOf(STRING)),
-  f('OomScoreAdj', INT64), f('PidMode', STRING), f('Privileged', BOOL), f('PublishAllPorts', BOOL), f('ReadonlyRootfs', BOOL),
-  f('SecurityOpt', sliceOf(STRING)), f('StorageOpt', mapOf(STRING)), f('Tmpfs', mapOf(STRING)), f('UTSMode', STRING), f('UsernsMode', STRING),
-  f('ShmSize', INT64), f('Sysctls', mapOf(STRING)), f('Runtime', STRING), f('Isolation', STRING),
+  f('Binds', sliceOf(STRING)), u('ContainerIDFile'), u('LogConfig'),
+  f('NetworkMode', STRING), u('PortBindings'), f('RestartPolicy', RESTART_POLICY), u('AutoRemove'), f('VolumeDriver', STRING),
+  f('VolumesFrom', sliceOf(STRING)), u('ConsoleSize'), u('Annotations'), f('CapAdd', STRSLICE), f('CapDrop', STRSLICE),
+  f('CgroupnsMode', STRING), u('Dns'), u('DnsOptions'), u('DnsSearch'),
+  u('ExtraHosts'), u('GroupAdd'), f('IpcMode', STRING), u('Cgroup'), u('Links'),
+  u('OomScoreAdj'), f('PidMode', STRING), f('Privileged', BOOL), u('PublishAllPorts'), f('ReadonlyRootfs', BOOL),
+  f('SecurityOpt', sliceOf(STRING)), u('StorageOpt'), f('Tmpfs', mapOf(STRING)), f('UTSMode', STRING), f('UsernsMode', STRING),
+  u('ShmSize'), u('Sysctls'), u('Runtime'), u('Isolation'),
 ];
-const HOST_CONFIG_TAIL: readonly GoField[] = [f('Mounts', sliceOf(MOUNT)), f('MaskedPaths', sliceOf(STRING)), f('ReadonlyPaths', sliceOf(STRING)), f('Init', ptrTo(BOOL))];
+const HOST_CONFIG_TAIL: readonly GoField[] = [f('Mounts', sliceOf(MOUNT)), f('MaskedPaths', sliceOf(STRING)), f('ReadonlyPaths', sliceOf(STRING)), u('Init')];
 
 /** container.HostConfig, with Resources' fields promoted (as in Go and in the JSON). */
 const HOST_CONFIG_FIELDS: readonly GoField[] = [...HOST_CONFIG_OWN, ...RESOURCES, ...HOST_CONFIG_TAIL];
 const HOST_CONFIG = goStruct(HOST_CONFIG_FIELDS);
 
 const CONFIG_FIELDS: readonly GoField[] = [
-  f('Hostname', STRING), f('Domainname', STRING), f('User', STRING), f('AttachStdin', BOOL), f('AttachStdout', BOOL), f('AttachStderr', BOOL),
-  f('ExposedPorts', SKIP), f('Tty', BOOL), f('OpenStdin', BOOL), f('StdinOnce', BOOL), f('Env', sliceOf(STRING)), f('Cmd', STRSLICE),
-  f('Healthcheck', SKIP), f('ArgsEscaped', BOOL), f('Image', STRING), f('Volumes', mapOf(goStruct([]))), f('WorkingDir', STRING),
-  f('Entrypoint', STRSLICE), f('NetworkDisabled', BOOL), f('MacAddress', STRING), f('OnBuild', sliceOf(STRING)), f('Labels', mapOf(STRING)),
-  f('StopSignal', STRING), f('StopTimeout', ptrTo(INT64)), f('Shell', STRSLICE),
+  u('Hostname'), u('Domainname'), f('User', STRING), u('AttachStdin'), u('AttachStdout'), u('AttachStderr'),
+  u('ExposedPorts'), u('Tty'), u('OpenStdin'), u('StdinOnce'), f('Env', sliceOf(STRING)), f('Cmd', STRSLICE),
+  u('Healthcheck'), u('ArgsEscaped'), f('Image', STRING), f('Volumes', mapOf(goStruct([]))), u('WorkingDir'),
+  f('Entrypoint', STRSLICE), u('NetworkDisabled'), u('MacAddress'), u('OnBuild'), f('Labels', mapOf(STRING)),
+  u('StopSignal'), u('StopTimeout'), u('Shell'),
 ];
 
 /**
@@ -76,12 +79,12 @@ const CONTAINER_CONFIG_WRAPPER = goStruct([
 ]);
 
 const EXEC_CONFIG = goStruct([
-  f('User', STRING), f('Privileged', BOOL), f('Tty', BOOL), f('ConsoleSize', SKIP), f('AttachStdin', BOOL), f('AttachStderr', BOOL),
-  f('AttachStdout', BOOL), f('Detach', BOOL), f('DetachKeys', STRING), f('Env', sliceOf(STRING)), f('WorkingDir', STRING), f('Cmd', sliceOf(STRING)),
+  f('User', STRING), f('Privileged', BOOL), u('Tty'), u('ConsoleSize'), u('AttachStdin'), u('AttachStderr'),
+  u('AttachStdout'), u('Detach'), u('DetachKeys'), u('Env'), u('WorkingDir'), f('Cmd', sliceOf(STRING)),
 ]);
 const UPDATE_CONFIG = goStruct([...RESOURCES, f('RestartPolicy', RESTART_POLICY)]);
-const VOLUME_CREATE = goStruct([f('ClusterVolumeSpec', SKIP), f('Driver', STRING), f('DriverOpts', mapOf(STRING)), f('Labels', mapOf(STRING)), f('Name', STRING)]);
-const NETWORK_CONNECT = goStruct([f('Container', STRING), f('EndpointConfig', SKIP)]);
+const VOLUME_CREATE = goStruct([u('ClusterVolumeSpec'), f('Driver', STRING), f('DriverOpts', mapOf(STRING)), f('Labels', mapOf(STRING)), f('Name', STRING)]);
+const NETWORK_CONNECT = goStruct([f('Container', STRING), u('EndpointConfig')]);
 
 /** A judged body as dockerd decoded it, or why dockerd would refuse it. */
 export type Decoded<T> = { ok: true; body: T } | { ok: false; error: string };

@@ -85,8 +85,9 @@ export const ptrTo = (elem: GoType): GoType => ({ k: 'ptr', elem });
 const MAX_DEPTH = 10_000;
 
 /**
- * What Go's decoder would produce. Structs and maps are null-prototype
- * objects holding only the fields the body set; slices are arrays; `null`
+ * What Go's decoder would produce. Structs are plain objects holding only
+ * the fields the body set, maps null-prototype objects (their keys are the
+ * sender's); slices are arrays; `null`
  * where the body cleared a map, slice or pointer. `error` is set when Go's
  * Decode would return an error (syntax, or a value of the wrong type):
  * dockerd then refuses the request itself.
@@ -288,8 +289,12 @@ class Decoder {
   pos = 0;
   end = 0;
   error: string | undefined;
+  /** The body as latin1 text (one byte, one char): ASCII runs are sliced from it without a copy of their own. */
+  private readonly text: string;
 
-  constructor(private readonly b: Uint8Array) {}
+  constructor(private readonly b: Uint8Array) {
+    this.text = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  }
 
   ws(i: number): number {
     return wsAt(this.b, i);
@@ -299,9 +304,36 @@ class Decoder {
     this.error ??= `cannot decode ${what} into a Go ${goTypeName(type)}`;
   }
 
-  /** Skips one (syntactically valid) value at pos. */
+  /**
+   * Skips one value at pos. The syntax pass has checked it already, so
+   * matching brackets outside strings is enough (no recursion either).
+   */
   private skip(): void {
-    this.pos = scanValue(this.b, this.ws(this.pos));
+    const b = this.b;
+    let i = this.ws(this.pos);
+    let depth = 0;
+    while (i < b.length) {
+      const c = b[i]!;
+      if (c === 0x22) {
+        i++;
+        while (b[i] !== 0x22) i += b[i] === 0x5c ? 2 : 1;
+        i++;
+        if (depth === 0) break;
+      } else if (c === 0x7b || c === 0x5b) {
+        depth++;
+        i++;
+      } else if (c === 0x7d || c === 0x5d) {
+        if (depth === 0) break; // the parent's closing bracket: a scalar ended
+        depth--;
+        i++;
+        if (depth === 0) break;
+      } else if (depth === 0 && (c === 0x2c || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) {
+        break; // a scalar ended
+      } else {
+        i++;
+      }
+    }
+    this.pos = i;
   }
 
   private kindAt(): number {
@@ -375,7 +407,7 @@ class Decoder {
   private number(type: GoType & { k: 'int' | 'float' }, cur: unknown): unknown {
     const start = this.pos;
     this.pos = scanNumber(this.b, start);
-    const text = latin1(this.b, start, this.pos);
+    const text = this.text.slice(start, this.pos);
     if (type.k === 'float') {
       const n = Number(text);
       if (!Number.isFinite(n)) {
@@ -406,16 +438,15 @@ class Decoder {
   }
 
   private array(elem: GoType, cur: unknown[] | undefined): unknown[] {
-    const store = cur ? (backing.get(cur) ?? [...cur]) : [];
     this.pos++; // [
-    let i = 0;
     if (this.kindAt() === 0x5d) {
       this.pos++;
       // Go: an empty JSON array makes a new, empty slice (the old backing is gone).
-      const empty: unknown[] = [];
-      backing.set(empty, []);
-      return empty;
+      return [];
     }
+    // The earlier slice's backing array is reused in place: the old value is being replaced.
+    const store = cur ? (backing.get(cur) ?? cur) : [];
+    let i = 0;
     for (;;) {
       const v = this.value(elem, store[i]);
       store[i] = v === undefined ? zeroOf(elem) : v;
@@ -424,6 +455,7 @@ class Decoder {
       this.pos++;
       if (c === 0x5d) break; // ]
     }
+    if (store.length === i) return store;
     const out = store.slice(0, i);
     backing.set(out, store);
     return out;
@@ -450,7 +482,9 @@ class Decoder {
   }
 
   private struct(s: GoStruct, cur: Record<string, unknown> | undefined): Record<string, unknown> {
-    const out: Record<string, unknown> = cur ?? Object.create(null);
+    // A plain object: its keys are the struct's field names from our tables,
+    // never the sender's, so no prototype key can appear.
+    const out: Record<string, unknown> = cur ?? {};
     this.pos++; // {
     if (this.kindAt() === 0x7d) {
       this.pos++;
@@ -461,13 +495,13 @@ class Decoder {
       const key = this.string();
       this.pos = this.ws(this.pos) + 1; // :
       const f = s.byExact.get(key) ?? s.byFolded.get(foldName(key));
-      if (!f) {
+      if (!f || f.type.k === 'skip') {
         this.skip();
       } else if (f.group !== undefined) {
         // A field promoted from an embedded pointer struct: Go allocates the
         // embedded struct as soon as one of its keys appears (even for null).
         let g = out[f.group];
-        if (!isRecord(g)) out[f.group] = g = Object.create(null) as Record<string, unknown>;
+        if (!isRecord(g)) out[f.group] = g = {};
         set(g as Record<string, unknown>, f.name, this.value(f.type, (g as Record<string, unknown>)[f.name]));
       } else {
         set(out, f.name, this.value(f.type, out[f.name]));
@@ -491,9 +525,9 @@ class Decoder {
     }
     if (b[j] === 0x22) {
       this.pos = j + 1;
-      return latin1(b, i, j);
+      return this.text.slice(i, j);
     }
-    let out = latin1(b, i, j);
+    let out = this.text.slice(i, j);
     i = j;
     for (;;) {
       const c = b[i]!;
@@ -542,7 +576,7 @@ function zeroOf(t: GoType): unknown {
     case 'string': return '';
     case 'bool': return false;
     case 'int': case 'float': return 0;
-    case 'struct': return Object.create(null);
+    case 'struct': return {};
     default: return null;
   }
 }
@@ -563,9 +597,6 @@ function hex4(b: Uint8Array, i: number): number {
   return r;
 }
 
-function latin1(b: Uint8Array, start: number, end: number): string {
-  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
-}
 
 /**
  * One rune at `i`, as Go's utf8.DecodeRune reads it: [U+FFFD, 1] for any

@@ -20,7 +20,7 @@ function create(s: string | Buffer): Record<string, unknown> {
 t.test('keys match fields case-insensitively, with Unicode simple folding', async (t) => {
   t.same(create('{"image":"x","hostconfig":{"PRIVILEGED":true,"binds":["/:/h"]}}'), { Image: 'x', HostConfig: { Privileged: true, Binds: ['/:/h'] }, NetworkingConfig: null });
   // U+017F (long s) folds to S, U+212A (Kelvin) to K.
-  t.same(create('{"HostConfig":{"Bind\u017f":["/etc:/e"],"CapAdd":["SYS_ADMIN"],"\u212aernelMemory":5}}').HostConfig, { Binds: ['/etc:/e'], CapAdd: ['SYS_ADMIN'], KernelMemory: 5 });
+  t.same(create('{"HostConfig":{"Bind\u017f":["/etc:/e"],"CapAdd":["SYS_ADMIN"],"Networ\u212aMode":"host"}}').HostConfig, { Binds: ['/etc:/e'], CapAdd: ['SYS_ADMIN'], NetworkMode: 'host' });
   // Other non-ASCII letters fold to nothing ASCII: no match.
   t.same(create('{"HostConfig":{"Pr\u0131vileged":true}}').HostConfig, {});
   t.equal(foldName('bind\u017f'), 'BINDS');
@@ -41,8 +41,8 @@ t.test('repeated keys: scalars last wins, structs and maps merge, null clears wh
 t.test('a slice reuses its elements: a later struct element keeps what it leaves out', async (t) => {
   const hc = create('{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}],"Mounts":[{"Target":"/x"}]}}').HostConfig as Record<string, unknown>;
   t.same(hc['Mounts'], [{ Type: 'bind', Source: '/', Target: '/x' }]);
-  const dev = create('{"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"},{"PathOnHost":"/dev/sdb"}],"Devices":[{"PathInContainer":"/x"}],"Devices":[{},{}]}}').HostConfig as Record<string, unknown>;
-  t.same(dev['Devices'], [{ PathOnHost: '/dev/sda', PathInContainer: '/x' }, { PathOnHost: '/dev/sdb' }], 'elements past the shorter decode survive in the backing array');
+  const dev = create('{"HostConfig":{"Mounts":[{"Source":"/a","Target":"/x"},{"Source":"/b","Target":"/y"}],"Mounts":[{"Target":"/z"}],"Mounts":[{},{}]}}').HostConfig as Record<string, unknown>;
+  t.same(dev['Mounts'], [{ Source: '/a', Target: '/z' }, { Source: '/b', Target: '/y' }], 'elements past the shorter decode survive in the backing array');
   const empty = create('{"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}],"Devices":[],"Devices":[{}]}}').HostConfig as Record<string, unknown>;
   t.same(empty['Devices'], [{}], 'an empty array starts a new slice');
   const nul = create('{"Env":["A=1","B=2"],"Env":[null,"C"]}');
@@ -99,11 +99,12 @@ t.test('syntax errors: Go refuses, so the result is an error', async (t) => {
 
 t.test('type errors: dockerd refuses, so the result is an error', async (t) => {
   for (const bad of ['{"HostConfig":{"Privileged":"true"}}', '{"HostConfig":{"Privileged":1}}', '{"HostConfig":{"Memory":1.5}}', '{"HostConfig":{"Memory":1e3}}',
-    '{"HostConfig":{"Memory":9223372036854775808}}', '{"HostConfig":{"BlkioWeight":-1}}', '{"HostConfig":{"BlkioWeight":65536}}', '{"HostConfig":[]}',
+    '{"HostConfig":{"Memory":9223372036854775808}}', '{"HostConfig":{"Memory":-9223372036854775809}}', '{"HostConfig":[]}',
     '{"HostConfig":"x"}', '{"Env":"A=1"}', '{"Env":[1]}', '{"Cmd":1}', '{"Cmd":[1]}', '{"Labels":[]}', '{"Volumes":{"/d":1}}', '{"User":1}', '{"HostConfig":{"Binds":{}}}']) {
     t.equal(decodeCreate(b(bad)).ok, false, bad);
   }
-  t.same(create('{"HostConfig":{"Memory":9223372036854775807,"BlkioWeight":65535,"CpuShares":-0}}').HostConfig, { Memory: 9223372036854775807, BlkioWeight: 65535, CpuShares: 0 });
+  t.same(create('{"HostConfig":{"Memory":9223372036854775807,"CpuShares":-0}}').HostConfig, { Memory: 9223372036854775807, CpuShares: 0 });
+  t.same(create('{"Hostname":7,"HostConfig":{"BlkioWeight":-1,"ShmSize":"x","Memory":1}}').HostConfig, { Memory: 1 }, 'fields no fact is read from are skipped, whatever their type');
   t.same(create('{"Cmd":"sh","Entrypoint":["a","b"],"HostConfig":{"CapAdd":"SYS_ADMIN","CapDrop":null}}'), { Cmd: ['sh'], Entrypoint: ['a', 'b'], HostConfig: { CapAdd: ['SYS_ADMIN'], CapDrop: null }, NetworkingConfig: null });
   t.same(create('{"Volumes":{"/d":{},"/e":null},"Healthcheck":{"Test":[1,2,{"x":[]}]},"ExposedPorts":7}').Volumes, { '/d': {}, '/e': {} }, 'unjudged fields are skipped whatever their type');
 });
@@ -126,7 +127,7 @@ t.test('maps: keys taken exactly, prototype keys are plain data', async (t) => {
 });
 
 t.test('the other judged bodies', async (t) => {
-  const e = decodeExec(b('{"user":"+0","PRIVILEGED":true,"Cmd":["sh"]}}'));
+  const e = decodeExec(b('{"user":"+0","PRIVILEGED":true,"Cmd":["sh"],"Tty":"x"}}'));
   t.ok(e.ok);
   if (e.ok) t.same(plain(e.body), { User: '+0', Privileged: true, Cmd: ['sh'] });
   const u = decodeUpdate(b('{"memory":1,"restartpolicy":{"name":"always"},"PidsLimit":null}'));
