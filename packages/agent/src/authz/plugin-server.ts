@@ -263,13 +263,17 @@ export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance
   const hasBody = typeof body === 'string' && body !== '';
   const rawHeaders = env['RequestHeaders'];
   let bytes: Buffer | undefined;
+  let apiVersion: string | undefined;
   let parsed: { value: unknown } | undefined;
   let query: URLSearchParams | undefined;
   return {
     method: method.toUpperCase(),
     uri,
     path: target.ok ? stripVersion(target.path) : '',
-    apiVersion: target.ok ? apiVersionOf(posix.normalize(target.path)) : '',
+    // Read only by the start route: computed on first use.
+    get apiVersion(): string {
+      return (apiVersion ??= target.ok ? apiVersionOf(posix.normalize(target.path)) : '');
+    },
     targetError: target.ok ? undefined : target.error,
     // Decoded on first use: most requests are judged by method and path alone.
     get query(): URLSearchParams {
