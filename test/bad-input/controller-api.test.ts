@@ -11,6 +11,7 @@ import { createApiServer } from '../../packages/controller/src/api/server';
 import { generateApiKey } from '../../packages/controller/src/api/api-keys';
 import { testPki } from '../../packages/controller/test/api/fixtures/api-server';
 import { startAlerting } from '../../packages/controller/test/alerts/fixtures/alerting';
+import { recordBadInput } from '../helpers/bad-input-report';
 
 interface Res {
   status: number;
@@ -62,6 +63,11 @@ t.test('the operator API refuses values outside their range or type', async (t) 
     t.match(r.contentType, /^application\/problem\+json/, `${what}: problem+json`);
     t.equal(r.json.code, 'BK_ERR_BAD_REQUEST', `${what}: BK_ERR_BAD_REQUEST`);
     t.match(r.json.detail, field, `${what}: names the field and the reason (${r.json.detail})`);
+    // No canary here: these are single, cheap requests (figures for RELIABILITY.md).
+    recordBadInput({
+      category: /webhook|header values/i.test(t.fullname) ? 'webhooks' : 'API values', input: `${t.name}: ${what}`, expected: '400 BK_ERR_BAD_REQUEST',
+      got: `${r.status} ${r.json.code ?? ''}`, refusedAsDocumented: r.status === 400 && r.json.code === 'BK_ERR_BAD_REQUEST' && field.test(r.json.detail ?? ''), ms: r.ms, canaryMs: null, stalled: false,
+    });
   };
 
   t.test('webhook URL with raw CR/LF is refused, not silently stripped', async (t) => {

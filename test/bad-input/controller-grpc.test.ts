@@ -16,6 +16,7 @@ import { openStore } from '../../packages/controller/src/store/open-store';
 import { startGrpcServer, type GrpcServerOptions, type RunningGrpcServer } from '../../packages/controller/src/grpc/grpc-server';
 import { createJoinToken } from '../../packages/controller/src/enrollment/join-tokens';
 import type { Store } from '../../packages/controller/src/store/store';
+import { recordBadInput } from '../helpers/bad-input-report';
 
 const silent = createLogger({ name: 'test', level: 'silent' });
 
@@ -96,6 +97,11 @@ t.test('connections that say nothing are dropped; Enroll keeps answering meanwhi
   // Measured before any client-side destroy(): the server closed them all.
   await new Promise((r) => setTimeout(r, 100));
   t.ok(fdCount() <= before + 2, `descriptors came back (${before} → ${fdCount()})`);
+  const last = waited === 'timeout' ? null : Math.max(...waited);
+  recordBadInput({
+    category: 'gRPC framing', input: '25 TCP connections without TLS + 25 TLS without the HTTP/2 preface', expected: 'closed within 1-2 s; Enroll answers',
+    got: last === null ? 'not closed within 5 s' : `closed, last after ${last} ms`, refusedAsDocumented: last !== null && last < 3000, ms: last, canaryMs: canary.ms, stalled: canary.ms >= 250,
+  });
   for (const c of all) c.destroy();
 });
 
@@ -105,6 +111,10 @@ t.test('Enroll checks the token before the CSR, and a bad CSR leaves the token u
   const bad = await s.enroll({ token: UNKNOWN_TOKEN, csrPem: '-----BEGIN CERTIFICATE REQUEST-----\n' + 'A'.repeat(4000) + '\n-----END CERTIFICATE REQUEST-----\n' });
   t.equal(bad.code, grpc.status.UNAUTHENTICATED);
   t.equal(parseErrorString(bad.details)?.code, 'BK_ERR_TOKEN_INVALID', 'refused for the token, not the CSR');
+  recordBadInput({
+    category: 'gRPC framing', input: 'Enroll with an unknown token and a 4 KB garbage CSR', expected: 'UNAUTHENTICATED BK_ERR_TOKEN_INVALID',
+    got: `${grpc.status[bad.code]} ${parseErrorString(bad.details)?.code ?? ''}`, refusedAsDocumented: parseErrorString(bad.details)?.code === 'BK_ERR_TOKEN_INVALID', ms: bad.ms, canaryMs: null, stalled: false,
+  });
 
   const { token } = await createJoinToken(s.store, 60_000, new Date());
   const garbled = await s.enroll({ token, csrPem: 'not a csr' });
@@ -127,6 +137,10 @@ t.test('Enroll attempts are limited per client address', async (t) => {
   t.equal(limited.code, grpc.status.RESOURCE_EXHAUSTED, 'sixth attempt: RESOURCE_EXHAUSTED');
   t.equal(parseErrorString(limited.details)?.code, 'BK_ERR_RATE_LIMITED');
   t.match(limited.details, /at most 5 per 60 s; retry in \d+ s/, 'the message names the limit and the wait');
+  recordBadInput({
+    category: 'gRPC framing', input: '6 Enroll attempts from one address (limit 5)', expected: 'RESOURCE_EXHAUSTED BK_ERR_RATE_LIMITED',
+    got: `${grpc.status[limited.code]} ${parseErrorString(limited.details)?.code ?? ''}`, refusedAsDocumented: limited.code === grpc.status.RESOURCE_EXHAUSTED, ms: limited.ms, canaryMs: null, stalled: false,
+  });
   const { token } = await createJoinToken(s.store, 60_000, new Date());
   const { csrPem } = await createCsr('web-02');
   const good = await s.enroll({ token, csrPem });
@@ -140,6 +154,10 @@ t.test('Enroll refuses a request over its size limit without decoding it', async
   t.equal(big.code, grpc.status.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAUSTED');
   t.equal(parseErrorString(big.details)?.code, 'BK_ERR_TOO_LARGE');
   t.match(big.details, /the limit is 16384 bytes/);
+  recordBadInput({
+    category: 'gRPC framing', input: 'Enroll of 20 KiB (limit 16 KiB)', expected: 'RESOURCE_EXHAUSTED BK_ERR_TOO_LARGE',
+    got: `${grpc.status[big.code]} ${parseErrorString(big.details)?.code ?? ''}`, refusedAsDocumented: big.code === grpc.status.RESOURCE_EXHAUSTED, ms: big.ms, canaryMs: null, stalled: false,
+  });
   const { csrPem } = await createCsr('web-03');
   t.equal((await s.enroll({ token, csrPem })).code, grpc.status.OK, 'a normal request with the same token still enrolls');
 });

@@ -21,6 +21,7 @@ import { POLICY_DOCUMENT_LIMITS } from '../../packages/shared/src/policy/parse';
 import { TRIVY_REPORT_LIMITS } from '../../packages/shared/src/policy/trivy';
 import { httpsRequest, testPki, type RawResponse } from '../../packages/controller/test/api/fixtures/api-server';
 import { APP_DIGEST, trivyReport } from '../../packages/controller/test/policy/fixtures/fleet';
+import { recordBadInput } from '../helpers/bad-input-report';
 
 const ROOT = resolve(__dirname, '../..');
 const HEAD = 'apiVersion: bulkhead.dev/v1\nkind: Policy\nmetadata: {name: x}\nspec:\n  rules:\n';
@@ -91,7 +92,17 @@ function refusedWith(t: Test, r: { res: RawResponse; ms: number; canaryMs: numbe
   t.match(p, { code, detail });
   t.ok(r.ms < bounds.ms, `answered in ${r.ms.toFixed(0)} ms`);
   t.ok(r.canaryMs < bounds.canaryMs, `slowest canary ${r.canaryMs.toFixed(0)} ms`);
+  record(t, r, `${status} ${code}`, r.res.status === status && p?.['code'] === code, bounds.canaryMs);
   return p;
+}
+
+/** Figures for RELIABILITY.md (BK_BADINPUT_REPORT); the subtest's name says what was sent. */
+function record(t: Test, r: { res: RawResponse; ms: number; canaryMs: number }, expected: string, ok: boolean, canaryBound = 1000): void {
+  const code = (r.res.json as { code?: string } | undefined)?.code ?? '';
+  recordBadInput({
+    category: /scanner reports/.test(t.fullname) ? 'reports' : 'documents', input: t.name, expected, got: `${r.res.status} ${code}`.trim(),
+    refusedAsDocumented: ok, ms: r.ms, canaryMs: r.canaryMs, stalled: r.canaryMs >= canaryBound,
+  });
 }
 
 t.test('policy documents', async (t) => {
@@ -114,6 +125,7 @@ t.test('policy documents', async (t) => {
     const r = await withCanary(c, () => c.send('POST', '/v1/policies:dry-run', doc));
     t.equal(r.res.status, 413);
     t.ok(r.canaryMs < 1000, `slowest canary ${r.canaryMs.toFixed(0)} ms`);
+    record(t, r, '413', r.res.status === 413);
   });
 
   t.test('a 500k-deep flow sequence', async (t) => {
@@ -175,6 +187,7 @@ t.test('scanner reports', async (t) => {
     const r = await withCanary(c, () => c.send('POST', '/v1/scans', prefix, 'application/json', { 'content-length': String(length) }));
     t.equal(r.res.status, 413, r.res.text.slice(0, 200));
     t.ok(r.canaryMs < 1000, `slowest canary ${r.canaryMs.toFixed(0)} ms`);
+    record(t, r, '413', r.res.status === 413);
   });
 
   t.test('more vulnerabilities than the limit: refused before JSON.parse', async (t) => {
@@ -201,6 +214,7 @@ t.test('scanner reports', async (t) => {
     const up = await withCanary(c, () => c.send('POST', '/v1/scans', body, 'application/json'));
     t.equal(up.res.status, 201, up.res.text.slice(0, 300));
     t.ok(up.ms < 5000, `upload answered in ${up.ms.toFixed(0)} ms`);
+    record(t, up, '201 (accepted at the limit)', up.res.status === 201);
     const start = performance.now();
     const r = await c.send('GET', `/v1/scans/${APP_DIGEST}`);
     t.ok(performance.now() - start < 2000, `read back in ${(performance.now() - start).toFixed(0)} ms`);

@@ -34,6 +34,19 @@ import type { AgentRevoker } from './routes/agents';
 // Host audit reports (issue 4).
 import { registerAgentAuditRoutes } from './routes/agent-audit';
 
+/**
+ * How long a client may take over its request head, and over its TLS handshake. Node's defaults
+ * (60 s headers, 120 s handshake, checked every 30 s) let a client that sends one byte a second
+ * (slowloris) hold a connection — a descriptor and a TLS session — for a minute or two without
+ * ever presenting a credential; enough such connections exhaust the descriptors and the API
+ * stops accepting. A real client sends its head in one packet. test/bad-input/api-framing.test.ts
+ * measures the drop time.
+ */
+export const API_HEADERS_TIMEOUT_MS = 10_000;
+export const API_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How often Node checks connections against headersTimeout and requestTimeout (default 30 s). */
+export const API_CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
+
 export interface ApiServerOptions {
   store: Store;
   /** PEM server key and certificate (chain). The API speaks HTTPS only, TLS ≥ 1.2. */
@@ -79,7 +92,15 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   const security = new ApiSecurity({ ...(opts.auth ?? {}), store: opts.store, logger: opts.logger, now });
 
   const app = Fastify({
-    https: { key: opts.tls.keyPem, cert: opts.tls.certPem, minVersion: 'TLSv1.2' },
+    https: {
+      key: opts.tls.keyPem,
+      cert: opts.tls.certPem,
+      minVersion: 'TLSv1.2',
+      // Slow clients are dropped within seconds, not minutes (see API_HEADERS_TIMEOUT_MS).
+      headersTimeout: API_HEADERS_TIMEOUT_MS,
+      handshakeTimeout: API_HANDSHAKE_TIMEOUT_MS,
+      connectionsCheckingInterval: API_CONNECTIONS_CHECKING_INTERVAL_MS,
+    },
     // pino's Logger is a FastifyBaseLogger; the cast keeps fastify's generics at their defaults.
     loggerInstance: opts.logger as FastifyBaseLogger,
     // Unknown query parameters are an error, not silently dropped: a typo'd
