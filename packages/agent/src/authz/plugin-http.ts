@@ -74,7 +74,16 @@ interface Partial {
   size: number;
   /** Content-Length left, or the current chunk's bytes left. */
   remaining: number;
+  /** Chunks read so far (chunked bodies). */
+  nChunks: number;
 }
+
+/**
+ * Chunks one request may have. dockerd never sends chunked plugin requests
+ * (its Go client sets Content-Length); the bound keeps a sender of one-byte
+ * chunks from costing a parse and a Buffer view per byte.
+ */
+export const MAX_CHUNKS = 1024;
 
 /** One connection: parses what arrives, answers requests one at a time, in order. */
 class Connection {
@@ -159,6 +168,7 @@ class Connection {
           const hex = line.split(';', 1)[0]!.trim();
           if (!/^[0-9a-fA-F]{1,8}$/.test(hex)) throw new ProtocolError(400, `bad chunk size "${line.slice(0, 20)}"`);
           const n = parseInt(hex, 16);
+          if (n !== 0 && ++this.cur!.nChunks > MAX_CHUNKS) throw new ProtocolError(400, `more than ${MAX_CHUNKS} chunks in one request`);
           if (n === 0) {
             this.phase = 'trailer';
           } else {
@@ -223,7 +233,7 @@ class Connection {
     if (chunked && length !== undefined) throw new ProtocolError(400, 'both Content-Length and Transfer-Encoding');
     const http10 = m[3] === '0';
     const close = connection.split(',').some((t) => t.trim() === 'close') || (http10 && !connection.includes('keep-alive'));
-    this.cur = { method: m[1]!, url: m[2]!, close, chunks: [], size: 0, remaining: length ?? 0 };
+    this.cur = { method: m[1]!, url: m[2]!, close, chunks: [], size: 0, remaining: length ?? 0, nChunks: 0 };
     if (chunked) this.phase = 'chunk-size';
     else if ((length ?? 0) > 0) this.phase = 'body';
     else this.finishRequest();

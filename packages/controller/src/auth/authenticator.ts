@@ -58,7 +58,14 @@ export class Authenticator {
       this.touch(p, now);
       return p;
     } catch (err) {
-      if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') this.o.limits.fail(clientIp, keyId, ms);
+      if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') {
+        // Checked again now: attempts that arrived together all passed the
+        // check above before any of them was counted. Beyond the limit, the
+        // answer is 429, whatever was presented.
+        this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
+        if (keyId !== undefined) this.throttle(this.o.limits.checkKey(keyId, clientIp, ms), seen);
+        this.o.limits.fail(clientIp, keyId, ms);
+      }
       throw err;
     }
   }
