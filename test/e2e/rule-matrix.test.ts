@@ -440,6 +440,16 @@ const CASES: Case[] = [
     ],
   },
   {
+    type: 'system-paths',
+    action: { type: 'kill' },
+    breaks: () => [
+      { why: 'systempaths=unconfined (nothing masked or read-only in /proc and /sys)', args: ['--security-opt', 'systempaths=unconfined'] },
+    ],
+    passes: () => [
+      { why: "dockerd's default masked and read-only paths" },
+    ],
+  },
+  {
     type: 'devices',
     params: () => ({ allowed: ['/dev/zero'] }),
     action: { type: 'quarantine' },
