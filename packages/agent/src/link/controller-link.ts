@@ -7,6 +7,11 @@
 //
 // With `renewal`, the certificate is renewed over this stream before it
 // expires (enroll/cert-renewal.ts) and the link reconnects with the new one.
+//
+// A message too large to receive (a policy bundle over the receive limit)
+// kills the stream before the agent can answer it, so the failure is
+// remembered and told in the next hello; until a bundle arrives, reconnects
+// keep backing off instead of fetching the same bundle every half second.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import {
@@ -49,7 +54,19 @@ export interface ControllerLinkOptions {
   auditOutbox?: AuditOutbox;
   /** Renews the certificate in `stateDir` over the link (agent.ts turns it on); without it nothing renews. */
   renewal?: { stateDir: string; options?: CertRenewalOptions };
+  /**
+   * gRPC receive limit for messages from the controller. Default
+   * DEFAULT_MAX_RECEIVE_MESSAGE_BYTES (8 MiB); tests set it small to make a
+   * bundle undeliverable.
+   */
+  maxReceiveMessageBytes?: number;
 }
+
+/**
+ * The controller's MAX_POLICY_BUNDLE_BYTES: the largest bundle it sends
+ * (docs/limits.md). Below it, a bundle the controller accepted would never arrive.
+ */
+export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
 
@@ -78,6 +95,8 @@ export class ControllerLink {
   private renewer: CertRenewer | undefined;
   /** The renewal request waiting for its CertRenewal on the current stream. */
   private renewalWait: { resolve: (a: RenewalAnswer) => void; reject: (e: BulkheadError) => void; timer: NodeJS.Timeout } | undefined;
+  /** Why the last stream could not receive a controller message; told in each hello until a bundle arrives. */
+  private deliveryError: string | undefined;
 
   constructor(private readonly opts: ControllerLinkOptions) {
     this.creds = opts.credentials;
@@ -86,6 +105,15 @@ export class ControllerLink {
   /** The credentials in use (after a renewal, the renewed ones). */
   get credentials(): AgentCredentials {
     return this.creds;
+  }
+
+  /** Why the last policy bundle could not be received, until one is; reported in every hello meanwhile. */
+  get lastDeliveryError(): string | undefined {
+    return this.deliveryError;
+  }
+
+  private get maxReceiveBytes(): number {
+    return this.opts.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
   }
 
   get state(): LinkState {
@@ -117,7 +145,7 @@ export class ControllerLink {
       // We run our own backoff; keep grpc's reconnect short so it doesn't add to it.
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 1000,
-      'grpc.max_receive_message_length': 8 * 1024 * 1024, // the controller's MAX_POLICY_BUNDLE_BYTES: the largest bundle it sends (docs/limits.md)
+      'grpc.max_receive_message_length': this.maxReceiveBytes,
     }) as unknown as AgentLinkClient;
     void this.connect();
     if (this.opts.renewal && !this.renewer) {
@@ -224,6 +252,7 @@ export class ControllerLink {
         welcomed = true;
         this.onWelcome(call, m.welcome.heartbeatIntervalMs || 5000);
       } else if (m.body === 'policy' && m.policy) {
+        this.bundleArrived();
         void this.applyPolicy(call, m.policy);
       } else if (m.body === 'command' && m.command) {
         void this.runCommand(call, m.command);
@@ -234,6 +263,13 @@ export class ControllerLink {
     call.on('error', (err: grpc.ServiceError) => {
       if (this.call !== call) return;
       const parsed = parseErrorString(err.details ?? '');
+      if (!parsed && isReceiveTooLarge(err)) {
+        this.deliveryError = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
+        this.opts.logger.error(
+          { reason: this.deliveryError, maxReceiveMessageBytes: this.maxReceiveBytes },
+          'a message from the controller exceeds this agent\'s receive limit; the policy bundle was not received (reported to the controller on reconnect)',
+        );
+      }
       this.fail(parsed ? new BulkheadError(parsed.code, parsed.message) : new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `link to controller failed: ${err.details || err.message}`, { cause: err }));
     });
     call.on('end', () => {
@@ -246,13 +282,18 @@ export class ControllerLink {
         agentVersion: VERSION,
         host,
         startedAtMs: Math.round(Date.now() - process.uptime() * 1000),
+        lastDeliveryError: this.deliveryError ?? '',
+        maxReceiveMessageBytes: this.maxReceiveBytes,
       },
     });
   }
 
   private onWelcome(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, heartbeatMs: number): void {
     if (this.call !== call) return;
-    this.attempt = 0;
+    // After an undeliverable bundle a welcome proves little: the same bundle
+    // follows it and kills the stream again, so the backoff keeps growing
+    // until a bundle actually arrives.
+    if (this.deliveryError === undefined) this.attempt = 0;
     this.lastError = undefined;
     // Subscribe before taking the snapshot: both happen in this same tick, so no change falls between them.
     this.unsubscribe = this.opts.inventory.subscribe((delta) => this.send({ delta }));
@@ -336,6 +377,13 @@ export class ControllerLink {
     if (n > 0) this.inFlight.splice(0, n);
   }
 
+  private bundleArrived(): void {
+    if (this.deliveryError === undefined) return;
+    this.opts.logger.info({ previousError: this.deliveryError }, 'a policy bundle arrived again after a failed delivery');
+    this.deliveryError = undefined;
+    this.attempt = 0;
+  }
+
   private async applyPolicy(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, bundle: PolicyBundle__Output): Promise<void> {
     let status: PolicyStatus;
     try {
@@ -399,4 +447,13 @@ export class ControllerLink {
     this.setState('backoff');
     this.retry = setTimeout(() => void this.connect(), delay);
   }
+}
+
+/**
+ * A message the channel refused for its size: grpc-js cancels the call with
+ * RESOURCE_EXHAUSTED ("Received message larger than max (N vs M)"). The
+ * controller's own errors carry a BK_ERR code and are parsed before this.
+ */
+function isReceiveTooLarge(err: grpc.ServiceError): boolean {
+  return err.code === grpc.status.RESOURCE_EXHAUSTED || /larger than max/i.test(err.details ?? '');
 }

@@ -3,6 +3,10 @@
 // deltas to the store in order, acknowledges them, marks agents offline
 // when their stream ends or their heartbeats stop, and answers certificate
 // renewal requests for the certificate the stream was opened with.
+//
+// A bundle the agent could not receive (larger than its gRPC receive limit)
+// ends the stream before the agent can answer; the agent says so in its next
+// hello, and the failure is stored as the agent's policy status.
 import type * as grpc from '@grpc/grpc-js';
 import {
   BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
@@ -80,6 +84,8 @@ export class AgentLinkService {
   private readonly offlineTimers = new Set<NodeJS.Timeout>();
   /** Agent revocation (issue 5): ids revoked while this process runs, for hellos that passed the store check just before. */
   private readonly revokedIds = new Set<string>();
+  /** The bundle version whose failed delivery was last logged per agent: one warning per version, not per reconnect. */
+  private readonly deliveryWarned = new Map<string, number>();
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -243,12 +249,44 @@ export class AgentLinkService {
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
     call.write({ welcome: { agentId, heartbeatIntervalMs: this.heartbeatIntervalMs, serverTimeMs: now.getTime() } });
     call.write({ ack: { seq: msg.seq } });
-    // Policy (issue 3): the bundle in force, right after the welcome.
-    if (this.opts.policy) call.write({ policy: this.opts.policy.bundle() });
+    // The bundle in force follows the welcome, unless the agent just told us it cannot receive it.
+    if (this.opts.policy) {
+      const bundle = this.opts.policy.bundle();
+      const undeliverable = hello.lastDeliveryError ? await this.recordDeliveryFailure(agentId, hello, bundle, now) : false;
+      if (!undeliverable) call.write({ policy: bundle });
+    }
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
     // Alerts (issue 6): raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
     return s;
+  }
+
+  /**
+   * Stores the failed delivery an agent reported in its hello as its policy
+   * status. Returns true when the bundle in force is the one that cannot
+   * reach it (larger than the receive limit the agent reported): sending it
+   * would only end the stream again, so the agent stays connected on its old
+   * policy until a bundle that fits is pushed. A bundle that fits means the
+   * failure concerned an older one: nothing is stored, the bundle is sent and
+   * the agent's PolicyStatus says the rest.
+   */
+  private async recordDeliveryFailure(agentId: string, hello: NonNullable<AgentMessage__Output['hello']>, bundle: PolicyBundle, now: Date): Promise<boolean> {
+    const version = Number(bundle.version ?? 0);
+    const limit = Number(hello.maxReceiveMessageBytes);
+    const size = bundleWireBytes(bundle);
+    const reported = hello.lastDeliveryError.slice(0, 1024);
+    if (limit > 0 && size <= limit) {
+      this.opts.logger.info({ agentId, reported, version, bundleBytes: size, agentLimitBytes: limit }, 'agent could not receive an earlier policy bundle; the one in force fits and is sent');
+      return false;
+    }
+    const limitText = limit > 0 ? formatBytes(limit) : 'not reported';
+    const error = `policy bundle could not be received: ${reported} (bundle v${version} is ${size} bytes, ${formatBytes(size)}; agent receive limit ${limitText})`;
+    await this.opts.store.setAgentPolicyStatus({ agentId, version, applied: false, error, updatedAt: now });
+    if (this.deliveryWarned.get(agentId) !== version) {
+      this.deliveryWarned.set(agentId, version);
+      this.opts.logger.warn({ agentId, version, bundleBytes: size, agentLimitBytes: limit, reported }, 'agent cannot receive the policy bundle: it keeps its previous policy');
+    }
+    return limit > 0;
   }
 
   private async apply(s: Session, msg: AgentMessage__Output): Promise<void> {
@@ -458,4 +496,20 @@ export class AgentLinkService {
     if (this.sessions.get(s.agentId) === s) this.sessions.delete(s.agentId);
     s.call.emit('error', toServiceError(err));
   }
+}
+
+/** A bundle's size as a ControllerMessage on the wire: its strings plus the protobuf tags and lengths. */
+function bundleWireBytes(b: PolicyBundle): number {
+  return Buffer.byteLength(b.policyJson ?? '') + Buffer.byteLength(b.scansJson ?? '') + Buffer.byteLength(b.sha256 ?? '') + 32;
+}
+
+/** "8 MiB", "64 KiB", "9.3 MiB", "900 bytes": limits are round, sizes rarely are. */
+function formatBytes(n: number): string {
+  for (const [unit, size] of [['MiB', 1024 * 1024], ['KiB', 1024]] as const) {
+    if (n >= size) {
+      const v = n / size;
+      return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
+    }
+  }
+  return `${n} bytes`;
 }

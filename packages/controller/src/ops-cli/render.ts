@@ -4,9 +4,14 @@ import { formatSize } from '@bulkhead/shared';
 import type { AgentDto, ContainerDto } from '../api/dto';
 import { formatKeyValues, formatTable } from './table';
 
+/**
+ * The table, then one line per agent whose policy is not applied with the
+ * agent's reason: too long for a column, and the one thing an operator must
+ * act on (an agent enforcing an older policy than the fleet's).
+ */
 export function renderAgentTable(agents: AgentDto[], now: Date): string {
-  return formatTable(
-    ['ID', 'HOSTNAME', 'STATUS', 'VERSION', 'CONTAINERS', 'LAST SEEN', 'CERT EXPIRES'],
+  const table = formatTable(
+    ['ID', 'HOSTNAME', 'STATUS', 'VERSION', 'CONTAINERS', 'LAST SEEN', 'CERT EXPIRES', 'POLICY'],
     agents.map((a) => [
       a.id,
       a.hostname,
@@ -15,8 +20,16 @@ export function renderAgentTable(agents: AgentDto[], now: Date): string {
       String(a.containerCount),
       a.lastSeenAt === null ? 'never' : ago(a.lastSeenAt, now),
       a.certNotAfter.slice(0, 10),
+      a.policy === null ? '-' : `v${a.policy.version}${a.policy.applied ? '' : ' NOT APPLIED'}`,
     ]),
   );
+  const failed = agents.filter((a) => a.policy !== null && !a.policy.applied);
+  if (failed.length === 0) return table;
+  return table + '\n' + formatKeyValues(failed.map((a) => [a.id, policyText(a.policy!, now)]));
+}
+
+function policyText(p: NonNullable<AgentDto['policy']>, now: Date): string {
+  return p.applied ? `v${p.version} applied ${when(p.updatedAt, now)}` : `v${p.version} not applied: ${p.error || 'no reason given'} (${ago(p.updatedAt, now)})`;
 }
 
 export function renderAgent(a: AgentDto, now: Date): string {
@@ -44,6 +57,7 @@ export function renderAgent(a: AgentDto, now: Date): string {
     ['Last seen', a.lastSeenAt === null ? 'never' : when(a.lastSeenAt, now)],
     ['Cert expires', when(a.certNotAfter, now)],
     ['Cert serial', a.certSerial],
+    ['Policy', a.policy === null ? 'none reported yet' : policyText(a.policy, now)],
   );
   if (a.revokedAt !== null) pairs.push(['Revoked', when(a.revokedAt, now)]);
   return formatKeyValues(pairs);

@@ -51,9 +51,9 @@ t.test('ops CLI against the real API', async (t) => {
     const r = await run(['agents'], env);
     t.equal(r.code, 0, r.err);
     const lines = r.out.trimEnd().split('\n');
-    t.match(lines[0], /^ID\s+HOSTNAME\s+STATUS\s+VERSION\s+CONTAINERS\s+LAST SEEN\s+CERT EXPIRES$/);
-    t.match(lines[1], /^agt_alpha\s+alpha\s+online\s+0\.1\.0\s+4\s+5s ago\s+2030-01-01$/);
-    t.match(lines[2], /^agt_beta\s+beta\s+offline\s+-\s+1\s+never\s+2030-01-01$/);
+    t.match(lines[0], /^ID\s+HOSTNAME\s+STATUS\s+VERSION\s+CONTAINERS\s+LAST SEEN\s+CERT EXPIRES\s+POLICY$/);
+    t.match(lines[1], /^agt_alpha\s+alpha\s+online\s+0\.1\.0\s+4\s+5s ago\s+2030-01-01\s+-$/);
+    t.match(lines[2], /^agt_beta\s+beta\s+offline\s+-\s+1\s+never\s+2030-01-01\s+-$/);
     t.equal(lines[0]!.indexOf('HOSTNAME'), lines[1]!.indexOf(' alpha') + 1, 'columns align');
     t.equal((await run(['agents', 'list'], env)).out, r.out, '"agents list" is the same');
   });
@@ -74,6 +74,16 @@ t.test('ops CLI against the real API', async (t) => {
     t.match(r.out, /^Docker:\s+27\.3\.1 \(API 1\.47\)$/m);
     t.match(r.out, /^Memory:\s+8\.0 GiB$/m);
     t.match(r.out, /^Last seen:\s+2025-06-01T11:59:55\.000Z \(5s ago\)$/m);
+    t.match(r.out, /^Policy:\s+none reported yet$/m);
+    // A bundle the agent could not receive: the status and the reason, in the table and in `get`.
+    await api.store.setAgentPolicyStatus({ agentId: 'agt_alpha', version: 4, applied: false, error: 'policy bundle could not be received: RESOURCE_EXHAUSTED: Received message larger than max (9437290 vs 8388608)', updatedAt: NOW });
+    const failed = await run(['agents', 'get', 'agt_alpha'], env);
+    t.match(failed.out, /^Policy:\s+v4 not applied: policy bundle could not be received: RESOURCE_EXHAUSTED: Received message larger than max \(9437290 vs 8388608\) \(0s ago\)$/m);
+    const table = (await run(['agents'], env)).out.split('\n');
+    t.match(table[1], /^agt_alpha\s+alpha\s+online\s+.*\s+v4 NOT APPLIED$/);
+    t.match(table[2], /^agt_beta\s+.*\s+-$/);
+    t.equal(table[3], '', 'a blank line after the table');
+    t.match(table[4], /^agt_alpha:\s+v4 not applied: policy bundle could not be received: RESOURCE_EXHAUSTED/);
     const missing = await run(['agents', 'get', 'agt_nope'], env);
     t.equal(missing.code, 1, 'API error → 1');
     t.match(missing.err, /BK_ERR_NOT_FOUND: agent "agt_nope" not found \(HTTP 404\)/);
