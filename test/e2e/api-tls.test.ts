@@ -1,4 +1,4 @@
-// End to end, issue 5: the HTTPS API with an operator-supplied certificate.
+// End to end: the HTTPS API with an operator-supplied certificate.
 // A separate CA (not the controller's) issues a server certificate for
 // 127.0.0.1; the built controller serves it as a real process, and:
 //   - the API presents exactly that certificate (peer fingerprint), while

@@ -1,4 +1,4 @@
-// End to end, issue 4's host audit with real processes: a PRIVATE dockerd
+// End to end, host audit with real processes: a PRIVATE dockerd
 // whose socket is world-writable (chmod 0666) and a deliberately
 // misconfigured container on it (CAP_SYS_ADMIN, the host's PID namespace,
 // that engine's own socket mounted, no memory/CPU/pids limits, writable

@@ -1,4 +1,4 @@
-// End to end, issue 4's image hygiene (move 1) with real processes on a
+// End to end, image hygiene (move 1) with real processes on a
 // PRIVATE dockerd (images are removed here; the shared engine's test image
 // is never at risk):
 // - four images that "arrived" long ago (the busybox test image re-labelled,

@@ -1,4 +1,4 @@
-// End to end, issue 3: a policy applied at the controller reaches the real
+// End to end: a policy applied at the controller reaches the real
 // agent process, which (1) refuses a breaking `docker run` at the Docker API
 // through the authorization plugin a real dockerd calls, (2) acts on a
 // running container when a rule is switched to enforce, and (3) records every
@@ -111,7 +111,7 @@ t.test('policy is enforced at the Docker API and after start', async (t) => {
   const monitorRec = await waitFor('monitor finding recorded', async () => (await violations()).find((v) => v.ruleId === 'quotas.memory' && v.containerName === 'bk-legacy'));
   t.equal(monitorRec.mode, 'monitor');
 
-  // Operators acknowledge violations (issue 5): the `bulkhead` CLI, as a process, against the running controller.
+  // Operators acknowledge violations: the `bulkhead` CLI, as a process, against the running controller.
   const cliEnv = { BULKHEAD_API: ctl.apiBase, BULKHEAD_CA: ctl.caFile, BULKHEAD_API_KEY: ctl.adminKey, XDG_CONFIG_HOME: join(root.dir, 'cli-cfg') };
   const ack = await run(OPS_BIN, ['violations', 'ack', deniedRec.id, '--comment', 'e2e: expected denial'], cliEnv);
   t.equal(ack.code, 0, `bulkhead violations ack: ${ack.stderr}`);

@@ -1,4 +1,4 @@
-// End to end, issue 3, "for every rule: a real container that breaks it and
+// End to end, "for every rule: a real container that breaks it and
 // one that doesn't, through both the authz path and the reaction path, each
 // action checked with the engine's own inspect".
 //

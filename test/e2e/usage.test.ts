@@ -1,4 +1,4 @@
-// End to end, issue 4 "cgroup quotas": live usage drives policy and reaches
+// End to end, cgroup quotas: live usage drives policy and reaches
 // the controller. Real processes only — a private dockerd, the built agent
 // (usage sampled from cgroup files every second, reports every 2 s) and the
 // built controller with its HTTPS API:

@@ -24,11 +24,11 @@ export interface AgentOptions {
   metricsListen: string | undefined;
   /** Allow a non-loopback metrics address. Default false. */
   metricsAllowRemote: boolean;
-  /** Live usage (issue 4): how often every running container's cgroup is read. Default 5 s; 0 (--no-usage) = off. */
+  /** Live usage: how often every running container's cgroup is read. Default 5 s; 0 (--no-usage) = off. */
   usageIntervalMs: number;
   /** Live usage: how often usage deltas go to the controller. Default 30 s. */
   usageReportIntervalMs: number;
-  /** Host audit (issue 4): interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
+  /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
 }
 
@@ -48,10 +48,10 @@ export interface AgentOptionsInput {
   /** false (from --no-metrics) turns the metrics listener off. */
   metricsListen?: string | false | undefined;
   metricsAllowRemote?: boolean | undefined;
-  /** Live usage (issue 4); false (from --no-usage) turns sampling off. */
+  /** Live usage; false (from --no-usage) turns sampling off. */
   usageInterval?: string | number | false | undefined;
   usageReportInterval?: string | number | undefined;
-  /** Host audit (issue 4): the `run` flags of cis/host-audit-options.ts. */
+  /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
 }
 
@@ -98,7 +98,7 @@ function authzSocket(v: string | boolean | undefined): string | undefined {
   return v;
 }
 
-/** Live usage (issue 4): the sampling and report intervals, checked at start. */
+/** Live usage: the sampling and report intervals, checked at start. */
 function resolveUsageIntervals(input: AgentOptionsInput): { usageIntervalMs: number; usageReportIntervalMs: number } {
   const given = input.usageInterval ?? '5s';
   const usageIntervalMs = given === false || (typeof given === 'string' && /^\s*0+\s*$/.test(given)) ? 0 : parseDuration(given, 'usage-interval');

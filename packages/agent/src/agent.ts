@@ -21,15 +21,15 @@ import { PolicyHolder } from './policy/policy-holder';
 import { SecretScanner } from './secrets/secret-scanner';
 import { loadCredentials } from './state/agent-state';
 import type { AgentOptions } from './agent-options';
-// Manual commands and metrics (issue 5).
+// Manual commands and metrics.
 import { CommandRunner } from './commands/command-runner';
 import { QuarantineMemory } from './commands/quarantine-memory';
 import { AgentMetrics, timedDecision } from './metrics/agent-metrics';
 import type { ActionTiming } from './enforce/enforcer-options';
-// Live usage (issue 4).
+// Live usage.
 import { CgroupReader } from './cgroup/cgroup-reader';
 import { UsageMonitor } from './cgroup/usage-monitor';
-// Host audit (issue 4).
+// Host audit.
 import { AuditOutbox } from './link/audit-outbox';
 import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
 import { ImageLastUsedStore, imageLastUsedPath } from './hygiene/image-last-used';
@@ -38,9 +38,9 @@ import { ImageLastUsedStore, imageLastUsedPath } from './hygiene/image-last-used
 const HOST_FACTS_TTL_MS = 5 * 60_000;
 
 export class Agent {
-  /** Live usage (issue 4): cgroup sampling, usage rules and reports; undefined with --usage-interval 0 or without cgroups. */
+  /** Live usage: cgroup sampling, usage rules and reports; undefined with --usage-interval 0 or without cgroups. */
   usage: UsageMonitor | undefined;
-  /** Image hygiene (issue 4): when each image was last used, remembered across container removals and restarts. */
+  /** Image hygiene: when each image was last used, remembered across container removals and restarts. */
   imageUse: ImageLastUsedStore | undefined;
 
   private constructor(
@@ -52,10 +52,10 @@ export class Agent {
     private readonly spool: ReportSpool,
     private readonly timers: NodeJS.Timeout[],
     private readonly logger: Logger,
-    /** Prometheus metrics (issue 5); the listener is undefined when off or when it could not bind. */
+    /** Prometheus metrics; the listener is undefined when off or when it could not bind. */
     readonly metrics?: AgentMetrics,
     private readonly metricsListener?: MetricsListener,
-    /** Host audit (issue 4); undefined with --audit-interval 0. */
+    /** Host audit; undefined with --audit-interval 0. */
     readonly hostAudit?: HostAuditScheduler,
   ) {}
 
@@ -69,7 +69,7 @@ export class Agent {
     const policy = PolicyHolder.open({ stateDir: opts.stateDir, logger: logger.child({ component: 'policy' }), localPolicyPath: opts.policyFile });
     const secrets = new SecretScanner({ docker, logger: logger.child({ component: 'secrets' }) });
     const spool = await ReportSpool.open({ path: join(opts.stateDir, 'spool', 'violations.jsonl'), logger: logger.child({ component: 'spool' }) });
-    const auditOutbox = await AuditOutbox.open({ path: join(opts.stateDir, 'spool', 'audit.json'), logger: logger.child({ component: 'audit' }) }); // issue 4
+    const auditOutbox = await AuditOutbox.open({ path: join(opts.stateDir, 'spool', 'audit.json'), logger: logger.child({ component: 'audit' }) });
 
     let hostNow: HostFacts__Output | undefined;
     let hostCached: { at: number; facts: HostFacts } | undefined;
@@ -81,7 +81,7 @@ export class Agent {
       return hostCached.facts;
     };
 
-    // Metrics (issue 5): counted as things happen, listener started once prevention is up.
+    // Metrics: counted as things happen, listener started once prevention is up.
     const metrics = new AgentMetrics({ agentId: credentials.identity.agentId, logger: logger.child({ component: 'metrics' }) });
     const quarantine = QuarantineMemory.open(opts.stateDir, logger.child({ component: 'commands' }));
     metrics.setSources({ spool: () => ({ pending: spool.size, dropped: spool.droppedCount }), quarantined: () => quarantine.size });
@@ -142,11 +142,11 @@ export class Agent {
       }
     }
     const w = watcher;
-    // Image hygiene (issue 4): remember image uses dockerd forgets when a container is removed.
+    // Image hygiene: remember image uses dockerd forgets when a container is removed.
     const imageUse = ImageLastUsedStore.open({ path: imageLastUsedPath(opts.stateDir), logger: logger.child({ component: 'hygiene' }) });
     imageUse.attach(w);
     await hostFacts().catch((err: unknown) => logger.warn({ err }, 'host facts unavailable'));
-    // Metrics (issue 5).
+    // Metrics.
     w.on('upsert', (_f, action, _t, changed) => metrics.inventoryChange('upsert', action, changed));
     w.on('remove', (_id, action) => metrics.inventoryChange('remove', action));
     w.on('reconcile', () => metrics.reconcileRun());
@@ -185,9 +185,9 @@ export class Agent {
         const r = policy.apply(bundle);
         return { version: Number(bundle.version), applied: r.applied, error: r.error ?? '' };
       },
-      // Manual commands (issue 5).
+      // Manual commands.
       onCommand: (cmd) => runner.run(cmd),
-      auditOutbox, // host audit (issue 4)
+      auditOutbox, // host audit
       renewal: { stateDir: opts.stateDir }, // renews the certificate over the link at half its lifetime (docs/security.md)
       ...(opts.controller ? { controller: opts.controller } : {}),
     });
@@ -196,10 +196,10 @@ export class Agent {
       if (s === 'connected') metrics.linkConnected();
     });
     metrics.setSources({ linkState: () => l.state });
-    // Live usage (issue 4): usage rules go to the enforcer, usage deltas to the controller.
+    // Live usage: usage rules go to the enforcer, usage deltas to the controller.
     const usage = opts.usageIntervalMs > 0 ? await startUsageMonitor(opts, { watcher: w, policy, enforcer, link: l, hostFacts: () => hostNow, logger }) : undefined;
     link.start();
-    // Host audit (issue 4): at start and every --audit-interval, in a child process; the report waits in the outbox until the controller has it.
+    // Host audit: at start and every --audit-interval, in a child process; the report waits in the outbox until the controller has it.
     const hostAudit = opts.audit.intervalMs > 0
       ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost, { lastUsed: imageUse }), onReport: (r) => void l.reportAudit(r.message), logger: logger.child({ component: 'audit' }) })
       : undefined;
@@ -212,9 +212,9 @@ export class Agent {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    await this.usage?.stop(); // issue 4
-    await this.hostAudit?.stop(); // issue 4: ends an audit in progress (its child process); the next start audits again
-    this.imageUse?.close(); // issue 4: what was remembered since the last write
+    await this.usage?.stop();
+    await this.hostAudit?.stop(); // ends an audit in progress (its child process); the next start audits again
+    this.imageUse?.close(); // what was remembered since the last write
     this.link.stop();
     await this.enforcer.stop();
     await this.watcher.stop();
@@ -226,7 +226,7 @@ export class Agent {
 }
 
 /**
- * Live usage (issue 4). Without readable cgroups (an unusual mount, an agent
+ * Live usage. Without readable cgroups (an unusual mount, an agent
  * in a container without the host's /sys/fs/cgroup) the agent runs on
  * without usage rules: logged, not fatal.
  */

@@ -9,11 +9,11 @@ export type { ControllerLinkOptions, LinkInventory, LinkState } from './link/con
 export { loadCredentials, saveCredentials, isEnrolled, statePaths } from './state/agent-state';
 export type { AgentCredentials, AgentIdentity } from './state/agent-state';
 export { main as agentCliMain } from './cli/main';
-// Manual commands and metrics (issue 5).
+// Manual commands and metrics.
 export { CommandRunner, COMMAND_ACTIONS } from './commands/command-runner';
 export type { CommandRunnerOptions, CommandDocker } from './commands/command-runner';
 export { QuarantineMemory } from './commands/quarantine-memory';
 export { AgentMetrics } from './metrics/agent-metrics';
-// Live usage (issue 4).
+// Live usage.
 export { UsageMonitor } from './cgroup/usage-monitor';
 export type { UsageMonitorOptions } from './cgroup/usage-monitor';

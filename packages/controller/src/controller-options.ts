@@ -23,7 +23,7 @@ export interface ControllerOptions {
   metricsListen: string | undefined;
   /** Allow a non-loopback metrics address. Default false. */
   metricsAllowRemote: boolean;
-  /** Identity and access (issue 5): longest bearer-token lifetime a caller may ask for. Default 1 h (1 min – 24 h). */
+  /** Identity and access: longest bearer-token lifetime a caller may ask for. Default 1 h (1 min – 24 h). */
   tokenMaxTtlMs?: number;
   /**
    * Operator-supplied certificate (chain) and key for the HTTPS API, checked

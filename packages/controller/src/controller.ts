@@ -13,11 +13,11 @@ import { splitHostPort } from './net/host-port';
 import { Alerting } from './alerts/alerting';
 import { alertOptionsFromEnv } from './alerts/alert-options';
 import { PolicyService } from './policy/policy-service';
-// Metrics and manual actions (issue 5).
+// Metrics and manual actions.
 import { ControllerMetrics } from './metrics/controller-metrics';
 import { fleetSources } from './metrics/fleet-sources';
 import { ManualActions } from './commands/manual-actions';
-// Identity and access (issue 5): the token signing secret lives in the data directory.
+// Identity and access: the token signing secret lives in the data directory.
 import { loadOrCreateSigningSecret } from './auth/signing-secret';
 // The API's certificate: the data directory's, or the operator's (--api-tls-cert), reloaded on SIGHUP.
 import { apiTlsSource, reloadApiTls, type ApiTlsSource, type ApiTlsSummary, type SecureContextTarget } from './api/api-tls';
@@ -31,7 +31,7 @@ export class Controller {
     private readonly logger: Logger,
     /** Alerts and webhook delivery (src/alerts); undefined only for a store without alert tables. */
     readonly alerting?: Alerting,
-    /** Prometheus metrics (issue 5); the listener is undefined when off or when it could not bind. */
+    /** Prometheus metrics; the listener is undefined when off or when it could not bind. */
     readonly metrics?: ControllerMetrics,
     readonly metricsListener?: MetricsListener,
   ) {}
@@ -60,7 +60,7 @@ export class Controller {
     // Checked before anything starts: a bad operator certificate is a start-up error, not a handshake failure later.
     const apiTls = apiTlsSource(opts.apiTls, () => loadPki(opts.dataDir).server, { logger: logger.child({ component: 'api' }) });
     const apiCert = apiTls.load();
-    const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // issue 5: created here for data dirs initialized before tokens
+    const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // created here for data dirs initialized before tokens
     // SQLite in the data directory, or PostgreSQL with --database-url (docs/cli.md#postgresql).
     const storeConfig = storeConfigFor(opts.dataDir, opts.databaseUrl);
     const store = await openStore(storeConfig, { logger: logger.child({ component: 'store' }) });
@@ -106,7 +106,7 @@ export class Controller {
         metrics,
         store,
         tls: apiCert.material,
-        // Identity and access (issue 5).
+        // Identity and access.
         auth: { tokenSecret, ...(opts.tokenMaxTtlMs !== undefined ? { tokenMaxTtlMs: opts.tokenMaxTtlMs } : {}) },
         agentLink: grpc.link,
         caFingerprint: pki.caFingerprint,

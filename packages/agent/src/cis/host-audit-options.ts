@@ -147,7 +147,7 @@ export function addHostAuditRunOptions(cmd: Command): Command {
     .option('--daemon-json <path>', "daemon.json the audit reads (host path; default dockerd's --config-file, else /etc/docker/daemon.json)")
     .addOption(new Option('--trusted-users <users>', 'expected members of the docker group (repeatable or comma-separated); anybody else is a finding').argParser(collect))
     .addOption(new Option('--image-unused-days <days>', 'images no container used for this many days are stale in the audit\'s image hygiene summary').env('BULKHEAD_IMAGE_UNUSED_DAYS').default(String(DEFAULT_IMAGE_UNUSED_DAYS)))
-    // The image prune policy (issue 4, move 1): off unless --image-prune.
+    // The image prune policy (move 1): off unless --image-prune.
     .addOption(new Option('--image-prune [on|off]', 'let each host audit remove stale images in the --image-prune-* scope (never an image a container uses or was made from); off by default').env('BULKHEAD_IMAGE_PRUNE').argParser(parseOnOff))
     .addOption(new Option('--image-prune-older-than <days>', 'prune only images no container used for this many days (default: --image-unused-days)').env('BULKHEAD_IMAGE_PRUNE_OLDER_THAN'))
     .addOption(new Option('--image-prune-include <glob>', 'prune only tags matching this glob (repeatable or comma-separated; * and ?); default every tag').env('BULKHEAD_IMAGE_PRUNE_INCLUDE').argParser(collect))

@@ -63,12 +63,12 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--metrics-listen <addr>', 'Prometheus metrics listen address (plain HTTP, GET /metrics; loopback unless --metrics-allow-remote)').env('BULKHEAD_METRICS_LISTEN').default('127.0.0.1:9465'))
     .option('--no-metrics', 'do not serve Prometheus metrics')
     .option('--metrics-allow-remote', 'allow a non-loopback --metrics-listen address (metrics have no authentication)')
-    // Live usage (issue 4): reach resolveAgentOptions as o.usageInterval / o.usageReportInterval through `...o`.
+    // Live usage: reach resolveAgentOptions as o.usageInterval / o.usageReportInterval through `...o`.
     .addOption(new Option('--usage-interval <duration>', 'how often every running container\'s CPU, memory and pids are read from its cgroup (usage rules, usage reports); 0 = off').env('BULKHEAD_USAGE_INTERVAL').default('5s'))
     .addOption(new Option('--usage-report-interval <duration>', 'how often usage that changed is sent to the controller').env('BULKHEAD_USAGE_REPORT_INTERVAL').default('30s'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership\n  bulkhead-agent run --image-prune --image-prune-older-than 14 --image-prune-include \'registry.example.com/ci/*\'');
-  addHostAuditRunOptions(runCommand) // host audit (issue 4)
+  addHostAuditRunOptions(runCommand) // host audit
     .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean } & HostAuditScheduleInput) => {
       const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen, audit: o });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
@@ -87,7 +87,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     });
 
   registerAuditCommand(program, io);
-  registerPruneImagesCommand(program, io); // image hygiene (issue 4)
+  registerPruneImagesCommand(program, io); // image hygiene
 
   return program;
 }

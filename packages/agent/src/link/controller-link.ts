@@ -48,9 +48,9 @@ export interface ControllerLinkOptions {
   spool?: ReportSpool;
   /** Applies a policy bundle pushed by the controller; the result is reported back. */
   onPolicy?: (bundle: PolicyBundle__Output) => PolicyStatus | Promise<PolicyStatus>;
-  /** Carries out a manual command (issue 5); the result is sent back on the same stream. */
+  /** Carries out a manual command; the result is sent back on the same stream. */
   onCommand?: (cmd: Command__Output) => Promise<CommandResult>;
-  /** Host audit (issue 4): the latest report until acknowledged; default a memory-only slot. */
+  /** Host audit: the latest report until acknowledged; default a memory-only slot. */
   auditOutbox?: AuditOutbox;
   /** Renews the certificate in `stateDir` over the link (agent.ts turns it on); without it nothing renews. */
   renewal?: { stateDir: string; options?: CertRenewalOptions };
@@ -87,7 +87,7 @@ export class ControllerLink {
   private readonly listeners = new Set<(s: LinkState) => void>();
   /** Report ids sent on the current stream, by the sequence number that carried them. */
   private inFlight: { seq: number; id: string }[] = [];
-  /** Host audit (issue 4): the sequence number that carried the pending audit report on this stream. */
+  /** Host audit: the sequence number that carried the pending audit report on this stream. */
   private auditInFlight: { seq: number; takenAtMs: number } | undefined;
   private auditSlot: AuditOutbox | undefined;
   /** The pair the link connects with; replaced after a renewal. */
@@ -328,7 +328,7 @@ export class ControllerLink {
   }
 
   /**
-   * Live usage (issue 4): sent only while connected, never spooled — usage
+   * Live usage: sent only while connected, never spooled — usage
    * is perishable, and after a reconnect the next report carries everything
    * again. Returns false when it was not sent.
    */
@@ -342,7 +342,7 @@ export class ControllerLink {
     if (seq > 0 && r.id) this.inFlight.push({ seq, id: r.id });
   }
 
-  // ---- host audit (issue 4) ------------------------------------------------------
+  // ---- host audit ------------------------------------------------------
   private get audits(): AuditOutbox {
     return (this.auditSlot ??= this.opts.auditOutbox ?? AuditOutbox.inMemory(this.opts.logger));
   }
@@ -395,7 +395,7 @@ export class ControllerLink {
   }
 
   /**
-   * Manual commands (issue 5). The result goes back only on the stream that
+   * Manual commands. The result goes back only on the stream that
    * asked: after a reconnect the controller has already given up on it.
    */
   private async runCommand(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, cmd: Command__Output): Promise<void> {

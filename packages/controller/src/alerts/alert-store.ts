@@ -99,7 +99,7 @@ export interface AlertQuery {
   /** Container id prefix or exact name. */
   container?: string;
   project?: string;
-  /** Project scoping (issue 5): only alerts of these projects (none without a project); undefined = all. */
+  /** Project scoping: only alerts of these projects (none without a project); undefined = all. */
   projects?: string[];
   limit?: number;
   offset?: number;

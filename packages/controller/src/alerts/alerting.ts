@@ -21,7 +21,7 @@ export interface AlertingOptions {
   /** Enrolled agents: with it, certificates near expiry raise cert_expiring alerts. */
   agents?: { listAgents(): Promise<AgentRecord[]> };
   now?: () => Date;
-  /** Metrics (issue 5): every webhook delivery attempt's outcome and latency. */
+  /** Metrics: every webhook delivery attempt's outcome and latency. */
   onDeliveryAttempt?: DeliveryDispatcherOptions['onAttempt'];
   /** Test seams. */
   sender?: DeliveryDispatcherOptions['sender'];

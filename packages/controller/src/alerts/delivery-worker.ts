@@ -35,7 +35,7 @@ export interface DeliveryDispatcherOptions extends Partial<DeliveryOptions> {
   random?: () => number;
   /** Default: a keep-alive HttpSender. Tests may pass a fake. */
   sender?: Pick<HttpSender, 'send' | 'close'>;
-  /** Metrics (issue 5): called once per attempt with its outcome (delivered, retry, failed, gone) and latency. */
+  /** Metrics: called once per attempt with its outcome (delivered, retry, failed, gone) and latency. */
   onAttempt?: (outcome: string, latencyMs: number) => void;
 }
 
@@ -244,7 +244,7 @@ export class DeliveryWorker {
     } finally {
       this.health.release(endpointId);
     }
-    this.o.onAttempt?.(r.attempt.outcome, r.attempt.latencyMs); // metrics (issue 5)
+    this.o.onAttempt?.(r.attempt.outcome, r.attempt.latencyMs); // delivery metrics
     this.finished.push(r);
     await this.flush();
   }

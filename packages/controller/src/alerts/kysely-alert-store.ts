@@ -144,7 +144,7 @@ export class KyselyAlertStore implements AlertStore {
     if (q.since !== undefined) qb = qb.where('last_seen_at', '>=', q.since.getTime());
     if (q.agentId !== undefined) qb = qb.where('agent_id', '=', q.agentId);
     if (q.project !== undefined) qb = qb.where('project', '=', q.project);
-    // Project scoping (issue 5): alerts of these projects only; fleet alerts (no project) never match.
+    // Project scoping: alerts of these projects only; fleet alerts (no project) never match.
     if (q.projects !== undefined) {
       const ps = q.projects;
       qb = ps.length === 0 ? qb.where(sql<SqlBool>`1 = 0`) : qb.where('project', 'in', ps);

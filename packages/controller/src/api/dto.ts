@@ -32,7 +32,7 @@ export type AgentDto = Static<typeof AgentSchema>;
 export const AgentListSchema = Type.Object({ items: Type.Array(AgentSchema) });
 export type AgentListDto = Static<typeof AgentListSchema>;
 
-/** Live usage (issue 4): the latest cgroup reading the agent reported for a running container. */
+/** Live usage: the latest cgroup reading the agent reported for a running container. */
 export const ContainerUsageSchema = Type.Object({
   /** % of one core (200 = two cores busy). */
   cpuPercent: Type.Number(),
@@ -57,7 +57,7 @@ export const ContainerSchema = Type.Object({
   removed: Type.Boolean(),
   updatedAt: IsoDate,
   facts: Facts,
-  /** Live usage (issue 4); null when none is known (not running, just started, usage sampling off). */
+  /** Live usage; null when none is known (not running, just started, usage sampling off). */
   usage: Nullable(ContainerUsageSchema),
 });
 export type ContainerDto = Static<typeof ContainerSchema>;
@@ -158,7 +158,7 @@ export function toUsageDto(u: ContainerUsageRecord): ContainerUsageDto {
   };
 }
 
-/** `usage`: the container's latest usage (issue 4), shown only while it is not removed. */
+/** `usage`: the container's latest usage, shown only while it is not removed. */
 export function toContainerDto(c: ContainerRecord, usage?: ContainerUsageRecord): ContainerDto {
   return {
     agentId: c.agentId,

@@ -18,12 +18,12 @@ import type { PolicyService } from '../policy/policy-service';
 import { registerPolicyRoutes } from './routes/policies';
 import { registerViolationRoutes } from './routes/violations';
 import { registerScanRoutes } from './routes/scans';
-// OpenAPI, manual actions and metrics (issue 5).
+// OpenAPI, manual actions and metrics.
 import { registerOpenApi } from '../openapi/openapi';
 import { registerActionRoutes } from './routes/actions';
 import type { ManualActions } from '../commands/manual-actions';
 import type { ApiRequestObserver } from '../metrics/controller-metrics';
-// Identity and access + audit trail (issue 5).
+// Identity and access + audit trail.
 import { ApiSecurity } from '../auth/api-security';
 import type { AuthOptionsInput } from '../auth/auth-options';
 import { registerKeyRoutes } from './routes/keys';
@@ -31,7 +31,7 @@ import { registerAuthRoutes } from './routes/auth';
 import { registerJoinTokenRoutes } from './routes/join-tokens';
 import { registerAuditRoutes } from './routes/audit-log';
 import type { AgentRevoker } from './routes/agents';
-// Host audit reports (issue 4).
+// Host audit reports.
 import { registerAgentAuditRoutes } from './routes/agent-audit';
 
 /**
@@ -133,14 +133,14 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     return reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify({ ...problem, requestId: String(req.id) }));
   });
 
-  // Metrics (issue 5): the route pattern, never the raw URL, keeps the label set bounded.
+  // Metrics: the route pattern, never the raw URL, keeps the label set bounded.
   const metrics = opts.metrics;
   if (metrics) {
     app.addHook('onResponse', async (req, reply) => {
       metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     });
   }
-  // OpenAPI (issue 5): before any route, so the document sees them all; GET /v1/openapi.json needs no key.
+  // OpenAPI: before any route, so the document sees them all; GET /v1/openapi.json needs no key.
   await registerOpenApi(app);
 
   registerHealthRoutes(app, { store: opts.store, ready: opts.ready ?? (() => true), timeoutMs: opts.readyTimeoutMs ?? 2000 });
@@ -151,18 +151,18 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
         // Inventory is sensitive; keep it out of shared caches (errors included).
         reply.header('cache-control', 'no-store');
       });
-      // Authenticate, authorize by the route's declared role, audit (issue 5).
+      // Authenticate, authorize by the route's declared role, audit.
       security.install(v1);
       registerAgentRoutes(v1, { store: opts.store, link: opts.agentLink, now });
-      registerAgentAuditRoutes(v1, { store: opts.store }); // issue 4
+      registerAgentAuditRoutes(v1, { store: opts.store });
       registerContainerRoutes(v1, { store: opts.store });
       registerWebhookRoutes(v1, { alerting: opts.alerting });
       registerAlertRoutes(v1, { alerting: opts.alerting, now });
       registerPolicyRoutes(v1, { policy: opts.policy });
       registerViolationRoutes(v1, { store: opts.store, now });
       registerScanRoutes(v1, { store: opts.store, policy: opts.policy });
-      registerActionRoutes(v1, { store: opts.store, actions: opts.actions }); // issue 5
-      // Identity and access + audit trail (issue 5).
+      registerActionRoutes(v1, { store: opts.store, actions: opts.actions });
+      // Identity and access + audit trail.
       registerKeyRoutes(v1, { store: opts.store, now });
       registerAuthRoutes(v1, { auth: security.options, now });
       registerJoinTokenRoutes(v1, { store: opts.store, now, caFingerprint: opts.caFingerprint });

@@ -10,7 +10,7 @@ import { resolveControllerOptions } from '../controller-options';
 import { createJoinToken } from '../enrollment/join-tokens';
 import { dataDirPaths, defaultSans, initPki, loadPki } from '../pki/data-dir';
 import { describeStore, openStore, storeConfigFor } from '../store/open-store';
-// Identity and access + audit trail (issue 5).
+// Identity and access + audit trail.
 import { loadOrCreateSigningSecret, signingSecretPath } from '../auth/signing-secret';
 import { describeVerifyResult, verifyAuditLogOffline } from '../audit/offline-verify';
 
@@ -74,7 +74,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         const { record, plaintext } = generateApiKey('admin', 'admin');
         await store.insertApiKey(record);
         writeSecretFile(paths.adminKey, plaintext + '\n');
-        loadOrCreateSigningSecret(o.dataDir); // bearer-token signing key (issue 5), 0600
+        loadOrCreateSigningSecret(o.dataDir); // bearer-token signing key, 0600
         if (o.json) {
           io.out(JSON.stringify({ dataDir: o.dataDir, caFingerprint: pki.caFingerprint, caCert: paths.caCert, sans, adminApiKey: plaintext, adminApiKeyFile: paths.adminKey, tokenSigningKeyFile: signingSecretPath(o.dataDir), store: describeStore(storeConfig) }, null, 2) + '\n');
         } else {
@@ -179,7 +179,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
       });
     });
 
-  // Audit trail (issue 5): checked straight from the database, no controller needed.
+  // Audit trail: checked straight from the database, no controller needed.
   const audit = program.command('audit-log').description('the hash-chained audit trail');
   audit
     .command('verify')

@@ -14,14 +14,14 @@ import {
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { toServiceError } from './service-error';
-// Live usage (issue 4).
+// Live usage.
 import { clearUsage, recordUsage } from '../usage/usage-recorder';
-// Alerts (issue 6): agent offline/online and violation alerts.
+// Alerts: agent offline/online and violation alerts.
 import type { AlertSink } from '../alerts/alert-service';
 import { alertFromViolation } from '../alerts/violation-alerts';
-// Metrics and manual commands (issue 5).
+// Metrics and manual commands.
 import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
-// Host audit (issue 4): reports stored, new lockdown findings raised as alerts.
+// Host audit: reports stored, new lockdown findings raised as alerts.
 import { recordHostAudit } from '../host-audit/host-audit-recorder';
 import { renewAgentCert, type CertRenewalOptions } from '../pki/cert-renewal';
 
@@ -37,11 +37,11 @@ export interface AgentLinkOptions {
   /** How long a new stream may take to say hello. Default 10 s. */
   helloTimeoutMs?: number;
   now?: () => Date;
-  /** Policy distribution (issue 3): the bundle sent after the welcome and on every change. */
+  /** Policy distribution: the bundle sent after the welcome and on every change. */
   policy?: AgentLinkPolicySource;
-  /** Alerts (issue 6): offline/online transitions and violation reports are raised here. */
+  /** Alerts: offline/online transitions and violation reports are raised here. */
   alerts?: AlertSink;
-  /** Metrics (issue 5): stream counts and stored violations. */
+  /** Metrics: stream counts and stored violations. */
   metrics?: LinkMetrics;
   /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
   renewal?: CertRenewalOptions;
@@ -60,7 +60,7 @@ interface Session {
   /** Store writes of one stream are applied strictly in arrival order. */
   chain: Promise<void>;
   closed: boolean;
-  /** Manual commands (issue 5) sent on this stream and not answered yet, by command id. */
+  /** Manual commands sent on this stream and not answered yet, by command id. */
   pending: Map<string, PendingCommand>;
   /** The verified client certificate the stream was opened with: the only identity a renewal is granted to. */
   cert: { raw: Buffer; serial: string };
@@ -80,9 +80,9 @@ export class AgentLinkService {
   private readonly helloTimeoutMs: number;
   private readonly now: () => Date;
   private unsubscribePolicy: (() => void) | undefined;
-  /** Alerts (issue 6): pending "offline unless it comes back" checks. */
+  /** Alerts: pending "offline unless it comes back" checks. */
   private readonly offlineTimers = new Set<NodeJS.Timeout>();
-  /** Agent revocation (issue 5): ids revoked while this process runs, for hellos that passed the store check just before. */
+  /** Agent revocation: ids revoked while this process runs, for hellos that passed the store check just before. */
   private readonly revokedIds = new Set<string>();
   /** The bundle version whose failed delivery was last logged per agent: one warning per version, not per reconnect. */
   private readonly deliveryWarned = new Map<string, number>();
@@ -107,7 +107,7 @@ export class AgentLinkService {
   }
 
   /**
-   * Agent revocation (issue 5): closes the agent's live stream at once with
+   * Agent revocation: closes the agent's live stream at once with
    * BK_ERR_AGENT_REVOKED; true when one was open. Mark the agent revoked in
    * the store first — every later hello is refused there; a hello already
    * past that check is refused by the in-memory mark set here.
@@ -126,7 +126,7 @@ export class AgentLinkService {
     const every = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
-    // Policy (issue 3): every connected agent gets each new bundle at once.
+    // Policy: every connected agent gets each new bundle at once.
     this.unsubscribePolicy ??= this.opts.policy?.subscribe((bundle) => {
       for (const s of this.sessions.values()) if (!s.closed) s.call.write({ policy: bundle });
       this.opts.logger.info({ version: bundle.version, sha256: bundle.sha256, agents: this.sessions.size }, 'policy bundle pushed');
@@ -136,7 +136,7 @@ export class AgentLinkService {
   /** Closes every stream (controller shutdown) and marks those agents offline. */
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
-    for (const timer of this.offlineTimers) clearTimeout(timer); // alerts (issue 6)
+    for (const timer of this.offlineTimers) clearTimeout(timer); // alerts
     this.offlineTimers.clear();
     this.unsubscribePolicy?.();
     this.unsubscribePolicy = undefined;
@@ -155,7 +155,7 @@ export class AgentLinkService {
         if (s) this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'heartbeats stopped'));
         await this.opts.store.setAgentStatus(a.id, 'offline', this.now());
         this.opts.logger.warn({ agentId: a.id, lastSeenAt: a.lastSeenAt }, 'agent offline: heartbeats stopped');
-        this.raiseAgentState(a.id, 'agent_offline', `agent ${a.hostname} (${a.id}) is offline: no heartbeat since ${a.lastSeenAt?.toISOString() ?? 'never'}`); // alerts (issue 6)
+        this.raiseAgentState(a.id, 'agent_offline', `agent ${a.hostname} (${a.id}) is offline: no heartbeat since ${a.lastSeenAt?.toISOString() ?? 'never'}`); // alerts
       }
     } catch (err) {
       this.opts.logger.error({ err }, 'offline sweep failed');
@@ -210,7 +210,7 @@ export class AgentLinkService {
       void s.chain.then(() => this.opts.store.setAgentStatus(s.agentId, 'offline', this.now())).then(
         () => {
           log.info({ agentId: s.agentId, why }, 'agent disconnected');
-          this.raiseOfflineUnlessBack(s.agentId, why); // alerts (issue 6)
+          this.raiseOfflineUnlessBack(s.agentId, why); // alerts
         },
         (err: unknown) => log.error({ err }, 'marking agent offline failed'),
       );
@@ -239,9 +239,9 @@ export class AgentLinkService {
     }
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
-    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`); // issue 5
+    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
-    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`); // issue 5
+    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const previous = this.sessions.get(agentId);
     const s: Session = { agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert };
     this.sessions.set(agentId, s);
@@ -256,7 +256,7 @@ export class AgentLinkService {
       if (!undeliverable) call.write({ policy: bundle });
     }
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
-    // Alerts (issue 6): raised only if an agent_offline alert preceded it (AlertService decides).
+    // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
     return s;
   }
@@ -295,9 +295,9 @@ export class AgentLinkService {
     switch (msg.body) {
       case 'snapshot':
         await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
-        await clearUsage(this.opts.store, s.agentId); // issue 4: the agent re-sends all usage on a new stream
+        await clearUsage(this.opts.store, s.agentId); // the agent re-sends all usage on a new stream
         break;
-      // Live usage (issue 4): deltas of the latest reading per container.
+      // Live usage: deltas of the latest reading per container.
       case 'usage':
         await recordUsage({ store: this.opts.store, logger: this.opts.logger }, s.agentId, msg.usage, now);
         break;
@@ -317,7 +317,7 @@ export class AgentLinkService {
       case 'heartbeat':
         await this.opts.store.touchAgent(s.agentId, now);
         break;
-      // Policy (issue 3): what the agent applied, and what it found and did.
+      // Policy: what the agent applied, and what it found and did.
       case 'policyStatus': {
         const st = msg.policyStatus;
         if (!st) throw new BulkheadError('BK_ERR_PROTOCOL', 'policy status without a body');
@@ -328,11 +328,11 @@ export class AgentLinkService {
       case 'violation':
         await this.recordViolation(s.agentId, msg.violation);
         break;
-      // Host audit (issue 4): acknowledged once stored, so the agent's outbox lets it go.
+      // Host audit: acknowledged once stored, so the agent's outbox lets it go.
       case 'audit':
         await recordHostAudit({ store: this.opts.store, alerts: this.opts.alerts, logger: this.opts.logger, now: this.now }, s.agentId, msg.audit);
         break;
-      // Manual commands (issue 5): the answer to sendCommand().
+      // Manual commands: the answer to sendCommand().
       case 'commandResult': {
         const r = msg.commandResult;
         const p = r ? s.pending.get(r.id) : undefined;
@@ -394,8 +394,8 @@ export class AgentLinkService {
       exemptedBy: cut(v.exemptedBy),
     });
     if (inserted) this.opts.logger.info({ agentId, ruleId: v.ruleId, containerId: v.containerId, mode: v.mode, denied: v.denied, action: v.action?.type }, 'violation reported');
-    if (inserted) this.opts.metrics?.violationRecorded({ ...v, action: v.action ? { ...v.action, durationMs: Number(v.action.durationMs) } : null }); // metrics (issue 5)
-    // Alerts (issue 6): one alert per new report (violation / action / action_failed / authz_denied).
+    if (inserted) this.opts.metrics?.violationRecorded({ ...v, action: v.action ? { ...v.action, durationMs: Number(v.action.durationMs) } : null }); // metrics
+    // Alerts: one alert per new report (violation / action / action_failed / authz_denied).
     const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
     if (alert) this.raise(alert);
   }
@@ -430,7 +430,7 @@ export class AgentLinkService {
     if (revoked) this.close(s, new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${s.agentId} was revoked; enroll again with a new join token`));
   }
 
-  // ---- alerts (issue 6) -----------------------------------------------------
+  // ---- alerts -----------------------------------------------------
   /** Never blocks or fails the link: a failed raise is logged. */
   private raise(input: Parameters<AlertSink['raise']>[0]): void {
     this.opts.alerts?.raise(input).catch((err: unknown) => this.opts.logger.error({ err, alertType: input.type }, 'raising an alert failed'));
@@ -456,7 +456,7 @@ export class AgentLinkService {
     void host.then((h) => this.raise({ type, agentId, host: h, message }));
   }
 
-  // ---- manual commands (issue 5) ----------------------------------------------
+  // ---- manual commands ----------------------------------------------
   /**
    * Sends `cmd` over the agent's live stream and resolves with its
    * CommandResult. Rejects with BK_ERR_AGENT_OFFLINE when the agent has no

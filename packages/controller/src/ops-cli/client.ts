@@ -148,7 +148,7 @@ export class ApiClient {
     return this.getJson<ContainerDto>(`/v1/containers/${encodeURIComponent(agentId)}/${encodeURIComponent(ref)}`);
   }
 
-  // ---- policy (issue 3) -------------------------------------------------------
+  // ---- policy -------------------------------------------------------
 
   /** The policy in force, or an older version. */
   getPolicy(version?: number): Promise<PolicyDto> {
@@ -204,7 +204,7 @@ export class ApiClient {
     return this.getJson<ScanDto>(`/v1/scans/${encodeURIComponent(digest)}`);
   }
 
-  // ---- manual actions (issue 5) ------------------------------------------------
+  // ---- manual actions ------------------------------------------------
 
   /**
    * Asks the container's agent to act on it; resolves with the agent's

@@ -15,12 +15,12 @@ import { registerScanCommands } from './commands/scans';
 import { registerWebhookCommands } from './commands/webhooks';
 import { registerAlertCommands } from './commands/alerts';
 import { registerActionCommand } from './commands/action';
-// identity and access, audit trail (issue 5)
+// identity and access, audit trail
 import { cachedToken, readTokenCache, registerLoginCommands } from './commands/login';
 import { registerKeyCommands } from './commands/keys';
 import { registerTokenCommands } from './commands/tokens';
 import { CommandFailed, registerAuditLogCommands } from './commands/audit-log';
-// host audit reports (issue 4)
+// host audit reports
 import { registerHostAuditCommand } from './commands/host-audit';
 import type { AgentDto } from '../api/dto';
 import { systemTrust } from './trust';
@@ -195,7 +195,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
       io.out(json ? toJson(body) : renderContainer(body, io.now()));
     });
 
-  // ---- policy, violations, scans (issue 3) -------------------------------------
+  // ---- policy, violations, scans -------------------------------------
   const commandContext: CommandContext = {
     out: io.out,
     err: io.err,
@@ -206,12 +206,12 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   registerPolicyCommands(program, commandContext);
   registerViolationCommands(program, commandContext);
   registerScanCommands(program, commandContext);
-  // alerts and webhooks (issue 6)
+  // alerts and webhooks
   registerWebhookCommands(program, commandContext);
   registerAlertCommands(program, commandContext);
-  // manual actions (issue 5)
+  // manual actions
   registerActionCommand(program, commandContext);
-  // identity and access, audit trail (issue 5)
+  // identity and access, audit trail
   registerLoginCommands(program, commandContext, {
     env: io.env,
     connectWithKey: (cmd) => {
@@ -222,7 +222,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   registerKeyCommands(program, commandContext);
   registerTokenCommands(program, commandContext);
   registerAuditLogCommands(program, commandContext);
-  registerHostAuditCommand(program, commandContext); // issue 4
+  registerHostAuditCommand(program, commandContext);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -237,7 +237,7 @@ function report(e: unknown, io: OpsCliIo): number {
     // Commander already printed help or the parse error.
     return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
-  if (e instanceof CommandFailed) return e.exitCode; // already reported (issue 5: audit-log verify)
+  if (e instanceof CommandFailed) return e.exitCode; // already reported (audit-log verify)
   if (e instanceof UsageError) {
     io.err(`bulkhead: ${e.message}\n`);
     return EXIT_USAGE;
@@ -255,7 +255,7 @@ function report(e: unknown, io: OpsCliIo): number {
 }
 
 function makeClient(g: GlobalOpts, io: OpsCliIo, o: { requireApiKey?: boolean } = {}): ApiClient {
-  // `bulkhead login` (issue 5): without an API key, the cached token (and its API URL and CA) stand in.
+  // `bulkhead login`: without an API key, the cached token (and its API URL and CA) stand in.
   const cached = o.requireApiKey ? undefined : readTokenCache(io.env);
   const api = nonEmpty(g.api) ?? nonEmpty(io.env['BULKHEAD_API']) ?? cached?.api;
   if (api === undefined) throw new UsageError('no controller API URL: pass --api https://HOST:PORT or set BULKHEAD_API');

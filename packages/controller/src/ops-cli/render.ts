@@ -79,7 +79,7 @@ export function renderContainerTable(containers: ContainerDto[], now: Date): str
   );
 }
 
-/** Live usage (issue 4): CPU as % of one core ("12.5%", "200%" = two cores busy). */
+/** Live usage: CPU as % of one core ("12.5%", "200%" = two cores busy). */
 function cpuText(u: NonNullable<ContainerDto['usage']>): string {
   const pct = (n: number) => `${n >= 10 ? Math.round(n) : Math.round(n * 10) / 10}%`;
   return pct(u.cpuPercent);
@@ -124,7 +124,7 @@ export function renderContainer(c: ContainerDto, now: Date): string {
     ['Labels', labels.join('\n') || '-'],
     ['Updated', when(c.updatedAt, now)],
   ];
-  // Live usage (issue 4).
+  // Live usage.
   if (c.usage) {
     const u = c.usage;
     pairs.push(

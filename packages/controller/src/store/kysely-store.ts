@@ -386,7 +386,7 @@ export abstract class KyselyStore implements Store {
     return Number(r.numDeletedRows);
   }
 
-  /** Metrics (issue 5): one GROUP BY per scrape instead of reading every container. */
+  /** Metrics: one GROUP BY per scrape instead of reading every container. */
   async countContainersByState(): Promise<Record<string, number>> {
     const rows = await this.db
       .selectFrom('containers')

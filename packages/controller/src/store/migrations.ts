@@ -87,7 +87,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
-  // Policy versions, what each agent applied, violations and scanner reports (issue 3).
+  // Policy versions, what each agent applied, violations and scanner reports.
   '0002_policy': {
     async up(db: AnyDb): Promise<void> {
       await db.schema
@@ -155,7 +155,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
-  // Alerts and the durable webhook outbox (issue 6; src/alerts owns these tables).
+  // Alerts and the durable webhook outbox (src/alerts owns these tables).
   '0003_alerts': {
     async up(db: AnyDb): Promise<void> {
       await db.schema
@@ -245,7 +245,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
-  // Identity and access + audit trail (issue 5; src/auth and src/audit own these columns and tables).
+  // Identity and access + audit trail (src/auth and src/audit own these columns and tables).
   '0004_auth': {
     async up(db: AnyDb): Promise<void> {
       // SQLite adds one column per ALTER TABLE.
@@ -303,7 +303,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       for (const c of ['created_by', 'last_used_at', 'projects_json']) await db.schema.alterTable('api_keys').dropColumn(c).execute();
     },
   },
-  // Live container usage (issue 4; src/store/kysely-usage-store.ts owns this table): the latest per container.
+  // Live container usage (src/store/kysely-usage-store.ts owns this table): the latest per container.
   '0005_usage': {
     async up(db: AnyDb): Promise<void> {
       // No foreign key to containers: usage may race the container's snapshot or removal; a snapshot clears the agent's rows.
@@ -327,7 +327,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('container_usage').ifExists().execute();
     },
   },
-  // Host audit reports (issue 4; src/host-audit owns this table): the latest per agent and a short history.
+  // Host audit reports (src/host-audit owns this table): the latest per agent and a short history.
   '0006_audit': {
     async up(db: AnyDb): Promise<void> {
       // No foreign key to agents (as agent_policy_status): a report may race the agent's deletion.
@@ -350,7 +350,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('host_audits').ifExists().execute();
     },
   },
-  // Operators acknowledge violations (issue 5; src/api/routes/violations.ts owns these columns).
+  // Operators acknowledge violations (src/api/routes/violations.ts owns these columns).
   // Numbered after 0005_usage and 0006_audit: kysely runs migrations in name order.
   '0007_violation_ack': {
     async up(db: AnyDb): Promise<void> {
@@ -364,7 +364,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       for (const c of ['ack_comment', 'ack_by_name', 'ack_by_key_id', 'ack_at']) await db.schema.alterTable('violations').dropColumn(c).execute();
     },
   },
-  // The image prune record of a host audit (issue 4, move 1; src/host-audit owns these columns):
+  // The image prune record of a host audit (move 1; src/host-audit owns these columns):
   // the record as the agent sent it, and how many images it names, so reports that removed
   // something can outlive the short history (HOST_AUDIT_PRUNE_HISTORY).
   '0008_audit_prune': {

@@ -246,7 +246,7 @@ export interface Store {
   replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
-  /** Live (not removed) containers per state, for the metrics (issue 5). */
+  /** Live (not removed) containers per state, for the metrics. */
   countContainersByState?(): Promise<Record<string, number>>;
 
   // policy (0002_policy)

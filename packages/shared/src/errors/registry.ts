@@ -41,10 +41,10 @@ export const ERRORS = {
   BK_ERR_TOO_LARGE: { status: 413, grpc: 'RESOURCE_EXHAUSTED', message: 'the request is larger than this endpoint accepts' },
   BK_ERR_POLICY_INVALID: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the policy document is invalid' },
   BK_ERR_BUNDLE_TOO_LARGE: { status: 413, grpc: 'RESOURCE_EXHAUSTED', message: 'the policy with the scan summaries would make a bundle larger than agents receive' },
-  // alerts + webhooks (issue 6)
+  // alerts + webhooks
   BK_ERR_WEBHOOK_UNSAFE_TARGET: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the webhook URL points at a link-local or cloud metadata address' },
   BK_ERR_CONFLICT: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the resource is not in a state that allows this request' },
-  // manual container actions (issue 5)
+  // manual container actions
   BK_ERR_AGENT_OFFLINE: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the agent is not connected to this controller' },
   BK_ERR_ACTION_FAILED: { status: 502, grpc: 'INTERNAL', message: 'the agent could not carry out the action' },
   BK_ERR_ACTION_UNCONFIRMED: { status: 504, grpc: 'UNAVAILABLE', message: 'the agent did not confirm the action in time; it may or may not have been carried out' },

@@ -1,4 +1,4 @@
-// Owns GET /v1/agents/:id/audit (issue 4): the agent's latest host audit —
+// Owns GET /v1/agents/:id/audit: the agent's latest host audit —
 // socket/daemon lockdown findings, the CIS Docker Benchmark 1.6.0 report,
 // the fixes the agent applied, image hygiene — with a short history.
 // `?format=cis` answers the CIS report alone, in docker-bench-security's

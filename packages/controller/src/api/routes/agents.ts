@@ -1,5 +1,5 @@
 // Owns /v1/agents: the enrolled hosts and what they last reported, and
-// revoking one (issue 5: admin; its live stream is closed at once and its
+// revoking one (admin; its live stream is closed at once and its
 // certificate refused at every later hello).
 import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
@@ -32,7 +32,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: { store: Store; 
     },
   );
 
-  // Identity and access (issue 5). The store first, so a reconnect racing
+  // Identity and access. The store first, so a reconnect racing
   // this call is refused at its hello; then the live stream, at once.
   // Revoking a revoked agent changes nothing and answers the same.
   app.post<{ Params: AgentParams }>(

@@ -24,7 +24,7 @@ export function registerAlertRoutes(app: FastifyInstance, opts: AlertRoutesOptio
         agentId: q.agent,
         container: q.container,
         project: q.project,
-        projects: visibleProjects(req), // project scoping (issue 5): fleet alerts (no project) are hidden from scoped keys
+        projects: visibleProjects(req), // project scoping: fleet alerts (no project) are hidden from scoped keys
         limit: q.limit + 1,
         offset: q.offset,
       });

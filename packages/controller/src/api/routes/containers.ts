@@ -29,7 +29,7 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
         image: q.image,
         labels: q.label,
         includeRemoved: q.include_removed,
-        projects: visibleProjects(req), // project scoping (issue 5), in SQL so paging stays right
+        projects: visibleProjects(req), // project scoping, in SQL so paging stays right
         limit: q.limit + 1,
         offset: q.offset,
       });
@@ -49,7 +49,7 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
   );
 }
 
-/** Live usage (issue 4) of the live containers among `rows` (one query per agent). */
+/** Live usage of the live containers among `rows` (one query per agent). */
 async function usageOf(store: Store, rows: readonly ContainerRecord[]): Promise<Map<string, ContainerUsageRecord>> {
   const live = rows.filter((c) => !c.removed);
   if (!store.usage || live.length === 0) return new Map();

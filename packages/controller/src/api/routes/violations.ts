@@ -1,6 +1,6 @@
 // Owns /v1/violations: every finding the agents reported and what was done
 // about it (denied at the Docker API, killed, paused, …), filtered and
-// paged, newest first; and operators acknowledging them (issue 5):
+// paged, newest first; and operators acknowledging them:
 // POST /v1/violations/:id/acknowledge records who (API key id and name),
 // when and why. The first acknowledgement is the record: a second one is
 // refused with 409 BK_ERR_CONFLICT naming who acknowledged, so nobody
@@ -125,7 +125,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
         until: q.until !== undefined ? new Date(q.until) : undefined,
         denied: q.denied,
         acknowledged: q.acknowledged,
-        projects: visibleProjects(req), // project scoping (issue 5)
+        projects: visibleProjects(req), // project scoping
         limit: q.limit + 1,
         offset: q.offset,
       });
@@ -133,7 +133,7 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
     },
   );
 
-  // Acknowledgements (issue 5). The body is optional: an empty POST acknowledges without a comment.
+  // Acknowledgements. The body is optional: an empty POST acknowledges without a comment.
   app.post<{ Params: ViolationParams; Body: ViolationAckBody | undefined }>(
     '/violations/:id/acknowledge',
     {

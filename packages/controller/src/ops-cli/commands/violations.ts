@@ -1,6 +1,6 @@
 // Owns `bulkhead violations`: the record of findings and actions the agents
 // reported, filtered, newest first (`list`, the default), and operators
-// acknowledging them (`ack`, `unack`; issue 5).
+// acknowledging them (`ack`, `unack`).
 import { Option, type Command } from 'commander';
 import { parseDuration } from '@bulkhead/shared';
 import type { ViolationListParams } from '../client';
