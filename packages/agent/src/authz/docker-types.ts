@@ -103,8 +103,8 @@ export interface DecodedCreate {
  * the top level where the inner one leaves them zero), else the top-level
  * fields (still applied by dockerd 20.10 through 26.1).
  */
-export function decodeCreate(raw: Uint8Array, o: { native?: boolean } = {}): Decoded<DecodedCreate> {
-  const d = goDecode(raw, CONTAINER_CONFIG_WRAPPER, o);
+export function decodeCreate(raw: Uint8Array): Decoded<DecodedCreate> {
+  const d = goDecode(raw, CONTAINER_CONFIG_WRAPPER);
   if (d.error !== undefined) return { ok: false, error: d.error };
   const w = d.value ?? (Object.create(null) as Record<string, unknown>);
   const cfg = (w['Config'] as Record<string, unknown> | undefined) ?? {};
@@ -135,14 +135,14 @@ function num(v: unknown): number {
   return typeof v === 'number' ? v : 0;
 }
 
-function plain(raw: Uint8Array, type: GoType, o: { native?: boolean } = {}): Decoded<Record<string, unknown>> {
-  const d = goDecode(raw, type, o);
+function plain(raw: Uint8Array, type: GoType): Decoded<Record<string, unknown>> {
+  const d = goDecode(raw, type);
   if (d.error !== undefined) return { ok: false, error: d.error };
   return { ok: true, body: d.value ?? {} };
 }
 
 /** `POST /containers/{id}/exec` (types.ExecConfig). */
-export const decodeExec = (raw: Uint8Array, o: { native?: boolean } = {}): Decoded<Record<string, unknown>> => plain(raw, EXEC_CONFIG, o);
+export const decodeExec = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, EXEC_CONFIG);
 /** `POST /containers/{id}/update` (container.UpdateConfig). */
 export const decodeUpdate = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, UPDATE_CONFIG);
 /** `POST /volumes/create` (volume.CreateOptions). */
