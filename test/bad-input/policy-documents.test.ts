@@ -15,6 +15,7 @@ import { generateApiKey } from '../../packages/controller/src/api/api-keys';
 import { openStore } from '../../packages/controller/src/store/open-store';
 import { PolicyService } from '../../packages/controller/src/policy/policy-service';
 import { MAX_POLICY_BUNDLE_BYTES } from '../../packages/controller/src/policy/policy-bundle';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from '../../packages/agent/src/link/controller-link';
 import { SCAN_BODY_LIMIT } from '../../packages/controller/src/api/routes/scans';
 import { POLICY_BODY_LIMIT } from '../../packages/controller/src/api/routes/policies';
 import { POLICY_DOCUMENT_LIMITS } from '../../packages/shared/src/policy/parse';
@@ -226,11 +227,9 @@ t.test('scanner reports', async (t) => {
 });
 
 t.test('policy bundles: sized at PUT against what agents receive', async (t) => {
-  // The agent's receive limit is the controller's send limit.
-  const link = readFileSync(join(ROOT, 'packages/agent/src/link/controller-link.ts'), 'utf8');
-  const m = /'grpc\.max_receive_message_length':\s*(\d+)\s*\*\s*1024\s*\*\s*1024/.exec(link);
-  t.ok(m, 'the agent sets its receive limit');
-  t.equal(Number(m?.[1]) * 1024 * 1024, MAX_POLICY_BUNDLE_BYTES);
+  // The agent's receive limit (its default; ControllerLink passes it to grpc-js as
+  // grpc.max_receive_message_length) is the controller's send limit.
+  t.equal(DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, MAX_POLICY_BUNDLE_BYTES, 'the agent receives what the controller may send');
 
   // A small limit stands in for 8 MiB so the test stays small: scans ~45 KB, then a policy
   // that fits alone but not beside them.
