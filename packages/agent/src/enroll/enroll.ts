@@ -16,6 +16,7 @@ import {
 } from '@bulkhead/shared';
 import { saveCredentials, type AgentCredentials } from '../state/agent-state';
 import { splitController } from '../link/controller-address';
+import { controllerCredentials } from '../link/controller-credentials';
 
 export interface EnrollOptions {
   controller: string;
@@ -70,7 +71,7 @@ export async function enroll(opts: EnrollOptions): Promise<AgentCredentials> {
   const host = opts.hostname ?? osHostname();
   const { keyPem, csrPem } = await createCsr(host);
   const proto = loadProto();
-  const client = new proto.bulkhead.v1.Enrollment(opts.controller, grpc.credentials.createSsl(Buffer.from(caPem)));
+  const client = new proto.bulkhead.v1.Enrollment(opts.controller, controllerCredentials(caPem));
   try {
     const res = await new Promise<EnrollResponse__Output>((resolve, reject) => {
       client.Enroll(

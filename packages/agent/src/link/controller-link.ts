@@ -21,6 +21,7 @@ import {
 } from '@bulkhead/shared';
 import type { ReportSpool } from './report-spool';
 import { AuditOutbox } from './audit-outbox';
+import { controllerCredentials } from './controller-credentials';
 import type { AgentCredentials } from '../state/agent-state';
 import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-renewal';
 import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
@@ -41,6 +42,13 @@ export interface ControllerLinkOptions {
   /** Backoff bounds. Defaults 500 ms and 30 s. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * Retry interval once the controller refused this agent's certificate
+   * (BK_ERR_CERT_REQUIRED: issued by another controller's CA, or no longer the
+   * one on record). Retrying soon cannot help; only enrolling again can.
+   * Default 60 s.
+   */
+  certRefusedRetryMs?: number;
   /** Overrides the controller address from identity.json (tests). */
   controller?: string;
   random?: () => number;
@@ -67,6 +75,18 @@ export interface ControllerLinkOptions {
  * (docs/limits.md). Below it, a bundle the controller accepted would never arrive.
  */
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+export const DEFAULT_CERT_REFUSED_RETRY_MS = 60_000;
+
+/**
+ * Failures that mean this agent's credentials and the controller's CA do not
+ * belong together; only enrolling again helps. Each gets the slow retry and
+ * an error line with the enroll command instead of the fast back-off.
+ */
+const CA_MISMATCH: Partial<Record<string, string>> = {
+  BK_ERR_CERT_REQUIRED: 'the controller refused this agent\'s certificate (not issued by its CA, or no longer the one on record)',
+  BK_ERR_CA_PIN_MISMATCH: 'the controller\'s certificate is not from the CA this agent enrolled with',
+};
 
 export type LinkState = 'connecting' | 'connected' | 'backoff' | 'stopped';
 
@@ -134,11 +154,17 @@ export class ControllerLink {
     return () => this.listeners.delete(l);
   }
 
+  private reenrollHint(): string {
+    return this.opts.renewal
+      ? reenrollHint(this.creds, this.opts.renewal.stateDir)
+      : `bulkhead-agent enroll --controller ${this.creds.identity.controller} --token <new join token> --ca-fingerprint <this controller's CA fingerprint> --state-dir <state dir>`;
+  }
+
   start(): void {
     const { caPem, keyPem, certPem } = this.creds;
     const proto = loadProto();
     const target = this.opts.controller ?? this.opts.credentials.identity.controller;
-    this.client = new proto.bulkhead.v1.AgentLink(target, grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)), {
+    this.client = new proto.bulkhead.v1.AgentLink(target, controllerCredentials(caPem, { keyPem, certPem }), {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -269,6 +295,10 @@ export class ControllerLink {
           { reason: this.deliveryError, maxReceiveMessageBytes: this.maxReceiveBytes },
           'a message from the controller exceeds this agent\'s receive limit; the policy bundle was not received (reported to the controller on reconnect)',
         );
+      }
+      if (!parsed && isUntrustedServer(err)) {
+        this.fail(new BulkheadError('BK_ERR_CA_PIN_MISMATCH', `the controller's server certificate is not issued by the CA this agent enrolled with (${err.details}); it is another controller, or this one was set up again with a new CA`, { cause: err }));
+        return;
       }
       this.fail(parsed ? new BulkheadError(parsed.code, parsed.message) : new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `link to controller failed: ${err.details || err.message}`, { cause: err }));
     });
@@ -439,8 +469,16 @@ export class ControllerLink {
     // An expired certificate cannot recover by retrying: check rarely (the operator re-enrolls and restarts).
     const delay = err.code === 'BK_ERR_CERT_EXPIRED'
       ? this.renewer?.options.expiredRetryMs ?? 60 * 60_000
-      : Math.max(min / 2, Math.round((this.opts.random ?? Math.random)() * ceiling));
-    (permanent ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger))(
+      : CA_MISMATCH[err.code] !== undefined
+        ? this.opts.certRefusedRetryMs ?? DEFAULT_CERT_REFUSED_RETRY_MS
+        : Math.max(min / 2, Math.round((this.opts.random ?? Math.random)() * ceiling));
+    const mismatch = CA_MISMATCH[err.code];
+    if (mismatch !== undefined) {
+      this.opts.logger.error(
+        { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt },
+        `${mismatch}; retrying will not help — enroll this host again: ${this.reenrollHint()}`,
+      );
+    } else (permanent ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger))(
       { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt },
       'controller link down',
     );
@@ -456,4 +494,14 @@ export class ControllerLink {
  */
 function isReceiveTooLarge(err: grpc.ServiceError): boolean {
   return err.code === grpc.status.RESOURCE_EXHAUSTED || /larger than max/i.test(err.details ?? '');
+}
+
+/**
+ * The agent's TLS check of the controller's certificate failed against the CA
+ * it pinned at enrollment (Node's OpenSSL messages). A name mismatch is left
+ * out: that is a wrong address, not a wrong CA.
+ */
+function isUntrustedServer(err: grpc.ServiceError): boolean {
+  return err.code === grpc.status.UNAVAILABLE
+    && /self[- ]signed certificate in certificate chain|unable to get local issuer certificate|unable to verify the first certificate|certificate signature failure/i.test(err.details ?? '');
 }

@@ -24,6 +24,10 @@ import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
 // Host audit: reports stored, new lockdown findings raised as alerts.
 import { recordHostAudit } from '../host-audit/host-audit-recorder';
 import { renewAgentCert, type CertRenewalOptions } from '../pki/cert-renewal';
+import { unverifiedPeerCertificate } from './unverified-peer';
+
+/** Certificates whose refusal was already logged at warn are remembered up to this many, then forgotten all at once. */
+const MAX_REMEMBERED_FOREIGN_CERTS = 1024;
 
 type LinkCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
 
@@ -45,6 +49,8 @@ export interface AgentLinkOptions {
   metrics?: LinkMetrics;
   /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
   renewal?: CertRenewalOptions;
+  /** Subject of this controller's CA, named when a certificate from another CA is refused. */
+  caSubject?: string;
 }
 
 /** What the link needs of the policy service (policy/policy-service.ts). */
@@ -74,6 +80,8 @@ interface PendingCommand {
 
 export class AgentLinkService {
   private readonly sessions = new Map<string, Session>();
+  /** Fingerprints of foreign certificates whose refusal was logged at warn. */
+  private readonly foreignCertsLogged = new Set<string>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly heartbeatIntervalMs: number;
   private readonly offlineAfterMs: number;
@@ -164,14 +172,34 @@ export class AgentLinkService {
 
   private onConnect(call: LinkCall): void {
     const log = this.opts.logger.child({ peer: call.getPeer() });
-    const refuse = (err: BulkheadError): void => {
-      log.warn({ code: err.code, reason: err.message }, 'agent stream refused');
+    const refuse = (err: BulkheadError, quiet = false): void => {
+      if (!quiet) log.warn({ code: err.code, reason: err.message }, 'agent stream refused');
       this.opts.metrics?.streamRefused(err.code);
       call.emit('error', toServiceError(err));
     };
     const cert = call.getAuthContext()?.sslPeerCertificate;
     // grpc-js only exposes a peer certificate that verified against our CA and is in its validity window.
-    if (!cert) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED'));
+    if (!cert) {
+      const foreign = unverifiedPeerCertificate(call);
+      if (!foreign) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED'));
+      const ours = this.opts.caSubject ?? 'this controller\'s CA';
+      const err = new BulkheadError(
+        'BK_ERR_CERT_REQUIRED',
+        `the client certificate (issuer "${foreign.issuer}", ${foreign.tlsError}) did not verify against this controller's CA "${ours}"; enroll the host with this controller again`,
+      );
+      // An agent enrolled elsewhere retries for as long as it runs: warn once
+      // per certificate, the repeats go to debug.
+      const first = !this.foreignCertsLogged.has(foreign.fingerprint);
+      if (first) {
+        if (this.foreignCertsLogged.size >= MAX_REMEMBERED_FOREIGN_CERTS) this.foreignCertsLogged.clear();
+        this.foreignCertsLogged.add(foreign.fingerprint);
+      }
+      log[first ? 'warn' : 'debug'](
+        { code: err.code, certIssuer: foreign.issuer, certSubject: foreign.subject, caSubject: ours, tlsError: foreign.tlsError, fingerprint: foreign.fingerprint },
+        'agent stream refused: client certificate did not verify against this controller\'s CA',
+      );
+      return refuse(err, true);
+    }
     const agentId = agentIdFromCert(cert);
     if (!agentId) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED', 'client certificate carries no Bulkhead agent identity'));
     const serial = canonicalSerial(cert.serialNumber);

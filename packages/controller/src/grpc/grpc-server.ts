@@ -6,10 +6,12 @@
 // certificate chain including the CA, which lets a new agent pin the CA by
 // fingerprint before it trusts anything.
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import { loadProto, type Logger } from '@bulkhead/shared';
 import type { ControllerPki } from '../pki/data-dir';
 import type { Store } from '../store/store';
 import { enrollmentHandlers, withEnrollSizeLimit, type EnrollmentLimits } from '../enrollment/enrollment-service';
+import { describeDn } from './unverified-peer';
 import { AgentLinkService, type AgentLinkOptions, type AgentLinkPolicySource } from './agent-link-service';
 
 export interface GrpcServerOptions {
@@ -102,6 +104,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const link = new AgentLinkService({
     ...(opts.link ?? {}),
     ...(opts.policy ? { policy: opts.policy } : {}),
+    caSubject: describeDn(new X509Certificate(opts.pki.ca.certPem).subject),
     store: opts.store,
     logger: opts.logger.child({ component: 'link' }),
   });

@@ -1,6 +1,7 @@
 // Owns the controller's data directory: the CA, the server certificate, the
 // admin API key file and the SQLite store live here. Private keys are 0600
 // from the first byte; the directory itself is 0700.
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +43,16 @@ export function defaultSans(extra: string[] = []): string[] {
   return [...new Set(names)];
 }
 
+/**
+ * Each installation's CA gets its own subject: with one fixed name, a certificate
+ * from another controller's CA names the same issuer as ours, and neither an
+ * operator reading a log nor a TLS stack choosing a trust anchor can tell the two
+ * apart. CAs created before this keep their subject; nothing compares it.
+ */
+export function caCommonName(): string {
+  return `Bulkhead Controller CA ${randomBytes(4).toString('hex')}`;
+}
+
 /** Creates the CA and server certificate. Refuses to overwrite an existing CA. */
 export async function initPki(dir: string, sans: string[]): Promise<ControllerPki> {
   const p = dataDirPaths(dir);
@@ -49,7 +60,7 @@ export async function initPki(dir: string, sans: string[]): Promise<ControllerPk
     throw new BulkheadError('BK_ERR_ALREADY_INITIALIZED', `${dir} already holds a CA (${p.caKey}); refusing to replace it — every enrolled agent trusts it`);
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const ca = await createCa('Bulkhead Controller CA');
+  const ca = await createCa(caCommonName());
   const server = await issueServerCert({ ca, sans });
   writeSecretFile(p.caKey, ca.keyPem);
   writeFileAtomic(p.caCert, ca.certPem);
