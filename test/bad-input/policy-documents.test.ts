@@ -5,9 +5,9 @@
 // inputs stalled the controller for 2 to 110 seconds; alone on an idle core the refusals take
 // tens of milliseconds, and the bounds are wide because CI shares two cores between suites.
 import t, { type Test } from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '@bulkhead/shared';
 import { createApiServer } from '../../packages/controller/src/api/server';
@@ -24,7 +24,6 @@ import { httpsRequest, testPki, type RawResponse } from '../../packages/controll
 import { APP_DIGEST, trivyReport } from '../../packages/controller/test/policy/fixtures/fleet';
 import { recordBadInput } from '../helpers/bad-input-report';
 
-const ROOT = resolve(__dirname, '../..');
 const HEAD = 'apiVersion: bulkhead.dev/v1\nkind: Policy\nmetadata: {name: x}\nspec:\n  rules:\n';
 const RULE = (i: number, check = '{type: privileged}') =>
   `  - id: r${i}\n    description: d\n    severity: low\n    mode: monitor\n    action: {type: alert}\n    check: ${check}\n`;

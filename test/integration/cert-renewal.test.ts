@@ -233,7 +233,7 @@ async function reuseKeyCsr(keyPem: string): Promise<string> {
   const publicKey = await webcrypto.subtle.importKey('spki', createPublicKey(keyPem).export({ type: 'spki', format: 'der' }), alg, true, ['verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: 'CN=h1',
-    keys: { privateKey, publicKey } as unknown as CryptoKeyPair,
+    keys: { privateKey, publicKey } as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
   });
   return csr.toString('pem');

@@ -26,8 +26,8 @@ function comparable(f: Facts): Record<string, unknown> {
     // where the request left them null (absent in the request's facts, the
     // full lists in inspect) and its default cgroup namespace mode (host on
     // cgroup v1, private on v2): both mean "dockerd's default" to the checks.
-    maskedPaths: f.maskedPaths === undefined || f.maskedPaths.values.length >= 10 ? 'dockerd default' : f.maskedPaths.values,
-    readonlyPaths: f.readonlyPaths === undefined || f.readonlyPaths.values.length >= 5 ? 'dockerd default' : f.readonlyPaths.values,
+    maskedPaths: !f.maskedPaths || f.maskedPaths.values.length >= 10 ? 'dockerd default' : f.maskedPaths.values,
+    readonlyPaths: !f.readonlyPaths || f.readonlyPaths.values.length >= 5 ? 'dockerd default' : f.readonlyPaths.values,
     cgroupnsMode: f.cgroupnsMode === undefined || f.cgroupnsMode === 'host' || f.cgroupnsMode === 'private' ? 'dockerd default' : f.cgroupnsMode,
     networks: f.networks.map((n) => n.name),
     mounts: f.mounts.map((m) => ({
