@@ -31,8 +31,9 @@
 // learned, because allowing would be exactly the bypass the lookup closes.
 import type Dockerode from 'dockerode';
 import { applicableRules } from '@bulkhead/shared';
-import type { ContainerFacts__Output, Finding, HostFacts__Output, Logger, Policy, ViolationReport } from '@bulkhead/shared';
+import type { ContainerFacts__Output, Finding, HostFacts__Output, Logger, Policy, Rule, ViolationReport } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
+import { str } from '../docker/docker-json';
 import {
   FactsResolver, findContainer, RESOLUTION_CHECKS, withTimeout,
   type ResolutionFailure, type ResolutionKind, type ResolveOptions, type ResolverDocker,
@@ -474,19 +475,11 @@ export class AuthzDecider {
    */
   private undecidable(req: AuthzRequest, state: PolicyState, route: AuthzRoute, why: string, facts?: Facts): AuthzDecision {
     const types = ROUTE_CHECKS[route];
-    const now = new Date(this.now());
-    const host = this.o.hostFacts?.();
-    const rules = facts
-      ? applicableRules(state.policy!, host ? { container: facts, host } : { container: facts }, now)
-      : state.policy!.spec.rules;
+    const rules = facts ? this.enforcedOn(state, facts) : state.policy!.spec.rules.filter((r) => r.mode === 'enforce');
     const findings: Finding[] = [];
     for (const r of rules) {
-      if (r.mode !== 'enforce' || (types !== undefined && !types.includes(r.check.type))) continue;
-      findings.push({
-        ruleId: r.id, severity: r.severity, mode: r.mode, action: r.action,
-        evidence: [{ location: 'request', detail: `cannot be checked: ${why}` }],
-        message: `${r.id}: Bulkhead cannot check this request and refuses it (fail-closed, the rule is in enforce mode): ${why}.`,
-      });
+      if (types !== undefined && !types.includes(r.check.type)) continue;
+      findings.push(failClosedFinding(r, [{ location: 'request', detail: `cannot be checked: ${why}` }], `Bulkhead cannot check this request and refuses it (fail-closed, the rule is in enforce mode): ${why}.`));
     }
     const subject = facts ?? requestSubject(req);
     this.o.logger.warn({ route, path: req.path, container: subject.name || subject.id, why, refusedBy: findings.map((f) => f.ruleId) }, findings.length > 0
@@ -494,6 +487,12 @@ export class AuthzDecider {
       : 'authz: request cannot be read as dockerd reads it; no enforce rule depends on it');
     if (findings.length === 0) return ALLOW;
     return this.conclude(req, state, route, subject, findings);
+  }
+
+  /** The policy's enforce-mode rules that apply to `facts` (in scope, not exempted). */
+  private enforcedOn(state: PolicyState, facts: Facts): Rule[] {
+    const host = this.o.hostFacts?.();
+    return applicableRules(state.policy!, host ? { container: facts, host } : { container: facts }, new Date(this.now())).filter((r) => r.mode === 'enforce');
   }
 
   private evaluate(state: PolicyState, facts: Facts): Finding[] {
@@ -520,17 +519,13 @@ export class AuthzDecider {
    */
   private unresolvable(req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, failures: readonly ResolutionFailure[]): AuthzDecision | undefined {
     if (failures.length === 0) return undefined;
-    const host = this.o.hostFacts?.();
-    const rules = applicableRules(state.policy!, host ? { container: facts, host } : { container: facts }, new Date(this.now())).filter((r) => r.mode === 'enforce');
     const findings: Finding[] = [];
-    for (const r of rules) {
+    for (const r of this.enforcedOn(state, facts)) {
       const missing = failures.filter((f) => RESOLUTION_CHECKS[f.kind].includes(r.check.type));
       if (missing.length === 0) continue;
       const detail = missing.map((f) => `cannot learn ${f.what}: ${f.why}`).join('; ');
-      findings.push({
-        ruleId: r.id, severity: r.severity, mode: r.mode, action: r.action, evidence: missing.map((f) => ({ location: `lookup:${f.kind}`, detail: `cannot learn ${f.what}: ${f.why}` })),
-        message: `${r.id}: Bulkhead could not check this request and refuses it (fail-closed, the rule is in enforce mode): ${detail}. Retry; if it persists, see the agent's log.`,
-      });
+      findings.push(failClosedFinding(r, missing.map((f) => ({ location: `lookup:${f.kind}`, detail: `cannot learn ${f.what}: ${f.why}` })),
+        `Bulkhead could not check this request and refuses it (fail-closed, the rule is in enforce mode): ${detail}. Retry; if it persists, see the agent's log.`));
     }
     this.o.logger.warn({ route, container: facts.name || facts.id, failures, refusedBy: findings.map((f) => f.ruleId) }, findings.length > 0
       ? 'authz: a lookup failed that an enforce rule depends on; request refused (fail-closed)'
@@ -736,9 +731,14 @@ function findingKey(f: Finding): string {
   return `${f.ruleId}\u0000${JSON.stringify(f.evidence.map((e) => [e.location, e.detail]))}`;
 }
 
+/** A finding of an enforce rule refusing what Bulkhead could not check (`reason` follows "<rule id>: "). */
+function failClosedFinding(r: Rule, evidence: Finding['evidence'], reason: string): Finding {
+  return { ruleId: r.id, severity: r.severity, mode: r.mode, action: r.action, evidence, message: `${r.id}: ${reason}` };
+}
+
 /** Why a judged request reached the plugin without a body. */
 function missingBodyReason(req: AuthzRequest): string {
-  if (/\/auth(?:$|[?#])/.test(req.uri) || req.uri.split('?')[0]!.endsWith('/auth')) return 'dockerd passes no body to plugins for a request target ending in "/auth"';
+  if (/\/auth(?:$|[?#])/.test(req.uri)) return 'dockerd passes no body to plugins for a request target ending in "/auth"';
   const length = req.header('Content-Length');
   if (length !== undefined && /^\d+$/.test(length) && Number(length) >= 1024 * 1024) return `dockerd passes no body of ${length} bytes (1 MiB or more) to plugins`;
   return 'dockerd passed no body to the plugin (over 1 MiB, not sent as application/json, or ending in "/auth")';
@@ -747,10 +747,6 @@ function missingBodyReason(req: AuthzRequest): string {
 /** The facts a refusal without a readable container is reported under: the requested name, nothing else. */
 function requestSubject(req: AuthzRequest): Facts {
   return { ...emptyFacts(), name: queryParam(req.uri, 'name') ?? '' };
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
 }
 
 function statusCode(err: unknown): number | undefined {
