@@ -40,19 +40,40 @@ export function registerTokenCommands(program: Command, ctx: CommandContext): vo
     .description('create a one-time join token; prints it once')
     .option('--ttl <duration>', 'how long the token stays valid (at most 30d)', '15m')
     .option('--description <text>', 'free-text note stored with the token')
+    .option('--print-install', 'print the one-line install command for a new host instead of the bare token')
+    .option('--controller <host:port>', `with --print-install: the controller's agent (gRPC) address as hosts reach it (default: the API URL's host, port ${DEFAULT_AGENT_PORT})`)
+    .option('--installer <path>', 'with --print-install: where install.sh is on the new host', DEFAULT_INSTALLER)
     .addHelpText(
       'after',
       '\nThe token goes to stdout (scripts: TOKEN=$(bulkhead tokens create)); the expiry and the enroll command to stderr.\n' +
-        '\nExample:\n  bulkhead tokens create --ttl 1h --description "rack 4 hosts"\n',
+        'With --print-install, stdout is instead one line to run as root on the new host, in a built checkout\n' +
+        '(npm ci && npm run build): install.sh installs the agent, enrolls it with this token and the CA\n' +
+        'fingerprint, then enables and starts its unit (deploy/README.md). The line holds the secret: it works once.\n' +
+        '\nExamples:\n  bulkhead tokens create --ttl 1h --description "rack 4 hosts"\n' +
+        '  bulkhead tokens create --print-install --controller ctl.example.com:7443\n',
     )
-    .action(async (o: { ttl: string; description?: string }, cmd: Command) => {
+    .action(async (o: { ttl: string; description?: string; printInstall?: boolean; controller?: string; installer: string }, cmd: Command) => {
       try {
         parseDuration(o.ttl, '--ttl');
       } catch (e) {
         throw ctx.usageError((e as Error).message);
       }
+      if (!o.printInstall && o.controller !== undefined) throw ctx.usageError('--controller only goes with --print-install');
+      if (o.controller !== undefined && !isHostPort(o.controller)) throw ctx.usageError(`--controller must be HOST:PORT (e.g. ctl.example.com:7443), not "${o.controller}"`);
+      if (o.installer === '') throw ctx.usageError('--installer needs a path');
       const { api, json } = ctx.client(cmd);
       const t = await joinTokensApi.create(api, { ttl: o.ttl, ...(o.description !== undefined ? { description: o.description } : {}) });
+      if (o.printInstall) {
+        const controller = o.controller ?? defaultAgentAddress(api.baseUrl);
+        const line = installCommand(o.installer, controller, t.token, t.caFingerprint);
+        if (json) {
+          ctx.out(toJson({ ...t, installCommand: line }));
+          return;
+        }
+        ctx.out(line + '\n');
+        ctx.err(`join token ${t.id} expires ${t.expiresAt}; run the line above as root on the new host, from a built checkout (it works once)\n`);
+        return;
+      }
       if (json) {
         ctx.out(toJson(t));
         return;
@@ -73,6 +94,29 @@ export function registerTokenCommands(program: Command, ctx: CommandContext): vo
       const t = await joinTokensApi.revoke(api, id);
       ctx.out(json ? toJson(t) : `revoked join token ${t.id}\n`);
     });
+}
+
+const DEFAULT_AGENT_PORT = 7443;
+const DEFAULT_INSTALLER = './deploy/install.sh';
+
+function isHostPort(s: string): boolean {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+}
+
+/** The API URL's host with the controller's default agent port: `[::1]` stays bracketed. */
+export function defaultAgentAddress(apiUrl: URL): string {
+  return `${apiUrl.hostname}:${DEFAULT_AGENT_PORT}`;
+}
+
+/** POSIX shell single-quoting, only where a word needs it (tokens and fingerprints never do). */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The install line `--print-install` prints: install.sh installs, enrolls once, enables and starts the unit. */
+export function installCommand(installer: string, controller: string, token: string, caFingerprint: string): string {
+  return [installer, 'agent', '--controller', controller, '--token', token, '--ca-fingerprint', caFingerprint].map(shellWord).join(' ');
 }
 
 export function renderJoinTokenTable(items: JoinTokenDto[], now: Date): string {
