@@ -70,6 +70,8 @@ interface Session {
   pending: Map<string, PendingCommand>;
   /** The verified client certificate the stream was opened with: the only identity a renewal is granted to. */
   cert: { raw: Buffer; serial: string };
+  /** A malformed report on this stream was logged at warn: the rest go to debug, so one client cannot flood the log. */
+  malformedWarned?: boolean;
 }
 
 interface PendingCommand {
@@ -77,6 +79,9 @@ interface PendingCommand {
   reject: (e: BulkheadError) => void;
   timer: NodeJS.Timeout;
 }
+
+/** Errors a client causes by what it sends: logged without a stack trace. */
+const CLIENT_FAULTS: ReadonlySet<string> = new Set(['BK_ERR_PROTOCOL', 'BK_ERR_BAD_REQUEST', 'BK_ERR_TOO_LARGE', 'BK_ERR_AGENT_ID_MISMATCH']);
 
 export class AgentLinkService {
   private readonly sessions = new Map<string, Session>();
@@ -222,7 +227,10 @@ export class AgentLinkService {
       }
       const s = session;
       s.chain = s.chain.then(() => this.apply(s, msg)).catch((err: unknown) => {
-        log.error({ err, agentId }, 'applying agent message failed');
+        // A client's protocol fault closes its stream: one warn line, no stack trace.
+        // Anything else is ours and keeps its stack.
+        if (err instanceof BulkheadError && CLIENT_FAULTS.has(err.code)) log.warn({ agentId, code: err.code, reason: err.message }, 'agent stream closed: protocol error');
+        else log.error({ err, agentId }, 'applying agent message failed');
         this.close(s, err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err }));
       });
     });
@@ -354,7 +362,7 @@ export class AgentLinkService {
         break;
       }
       case 'violation':
-        await this.recordViolation(s.agentId, msg.violation);
+        await this.recordViolation(s, msg.violation);
         break;
       // Host audit: acknowledged once stored, so the agent's outbox lets it go.
       case 'audit':
@@ -390,9 +398,14 @@ export class AgentLinkService {
    * id). A malformed report is logged and acknowledged, not fatal: the agent
    * spools reports until acked, and a stream dropped over one would resend it forever.
    */
-  private async recordViolation(agentId: string, v: ViolationReport__Output | null | undefined): Promise<void> {
+  private async recordViolation(s: Session, v: ViolationReport__Output | null | undefined): Promise<void> {
+    const agentId = s.agentId;
     if (!v || !v.id || v.id.length > 128 || !v.ruleId) {
-      this.opts.logger.warn({ agentId, id: v?.id?.slice(0, 128), ruleId: v?.ruleId }, 'dropped a malformed violation report');
+      this.opts.logger[s.malformedWarned ? 'debug' : 'warn'](
+        { agentId, id: v?.id?.slice(0, 128), ruleId: v?.ruleId?.slice(0, 128) },
+        s.malformedWarned ? 'dropped a malformed violation report' : 'dropped a malformed violation report (further ones on this stream are logged at debug)',
+      );
+      s.malformedWarned = true;
       return;
     }
     const cut = (x: string, n = 1024) => (x.length > n ? x.slice(0, n) : x);

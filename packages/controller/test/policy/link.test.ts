@@ -146,6 +146,10 @@ t.test('policy bundles, status and violations over the agent link', async (t) =>
   const v4 = a.write({ violation: { ...report, id: 'vr_denied', source: 'authz', denied: true, action: null, atMs: Date.parse('2026-03-10T09:00:01Z') } });
   await waitFor('violations acked', () => [v1, v2, v3, v4].every(a.acked));
   t.match(lines.join(''), /dropped a malformed violation report/, 'a malformed report is logged and acked, not fatal');
+  const v5 = a.write({ violation: { ...report, id: '', ruleId: '' } });
+  await waitFor('second malformed report acked', () => a.acked(v5));
+  const dropped = lines.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.msg.startsWith('dropped a malformed violation report'));
+  t.same(dropped.map((l) => l.level), [40, 20], 'one warn line per stream for malformed reports; the rest at debug');
   const list = (await get(api, '/v1/violations', auth)).json as { items: Array<Record<string, unknown>> };
   t.same(list.items.map((v) => v['id']), ['vr_denied', 'vr_01JNZ8K2W3'], 'stored once each, newest first');
   t.match(list.items[1], {
@@ -182,6 +186,14 @@ t.test('policy bundles, status and violations over the agent link', async (t) =>
   await new Promise((r) => setTimeout(r, 200));
   t.equal(a.bundles().length, 3, 'the first agent got nothing new');
   t.equal(b.bundles().length, 1);
+
+  // A protocol fault (a second hello) closes that stream with one warn line and no stack trace.
+  b.write({ hello: { agentId: b.agentId, agentVersion: '0.1.0-test', host: hostFacts('prod-8', { env: 'prod' }), startedAtMs: Date.now() } });
+  const fault = await waitFor('protocol fault logged', () =>
+    lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'agent stream closed: protocol error' && l['agentId'] === b.agentId),
+  );
+  t.match(fault, { level: 40, code: 'BK_ERR_PROTOCOL', reason: 'hello sent twice on one stream' });
+  t.notOk('err' in fault || 'stack' in fault, 'no stack trace');
 
   // Shutting the link down unsubscribes it: later changes push nothing (and do not throw).
   await server.shutdown();
