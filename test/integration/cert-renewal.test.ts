@@ -57,7 +57,7 @@ async function enrolled(r: Rig, notBefore: Date, notAfter: Date): Promise<{ cred
   const first = await enroll({ controller: r.addr, token, caFingerprint: r.pki.caFingerprint, stateDir, hostname: 'h1' });
   const short = await issueAgentCertWithDates(r.pki.ca, first.identity.agentId, notBefore, notAfter);
   const rec = await r.store.getAgent(first.identity.agentId);
-  await r.store.replaceAgentCert!(first.identity.agentId, rec!.certSerial, { serial: describeCert(short.certPem).serial, notAfter });
+  await r.store.replaceAgentCert!(first.identity.agentId, rec!.certSerial, { serial: describeCert(short.certPem).serial, notAfter }, null);
   const creds: AgentCredentials = { ...first, keyPem: short.keyPem, certPem: short.certPem, identity: { ...first.identity, certNotAfter: notAfter.toISOString() } };
   saveCredentials(stateDir, creds);
   return { creds, stateDir };
@@ -238,3 +238,46 @@ async function reuseKeyCsr(keyPem: string): Promise<string> {
   });
   return csr.toString('pem');
 }
+
+t.test('a renewal answer lost on the way strands no agent: the previous certificate stays good until the new one is used', async (t) => {
+  const r = await rig(t);
+  const now = Date.now();
+  // Past half its lifetime: the agent renews as soon as it connects.
+  const { creds } = await enrolled(r, new Date(now - 3_000_000), new Date(now + 600_000));
+  const agentId = creds.identity.agentId;
+  const oldSerial = describeCert(creds.certPem).serial;
+
+  // The controller issues, but the agent never stores the answer (the stream is dropped on arrival).
+  const s = await rawStream(r.addr, creds, agentId);
+  t.ok(s.welcomed);
+  const lost = new Promise<NonNullable<ControllerMessage__Output['certRenewal']>>((res) => s.call.on('data', (m: ControllerMessage__Output) => m.body === 'certRenewal' && m.certRenewal && res(m.certRenewal)));
+  s.call.write({ seq: 2, renewCert: { csrPem: (await createCsr('h1')).csrPem } });
+  const answer = await lost;
+  s.close();
+  t.equal(answer.error, '', 'issued');
+  const stored = await r.store.getAgent(agentId);
+  t.equal(stored?.certSerial, answer.serial, 'the store holds the serial the agent never received');
+  t.equal(stored?.prevCertSerial, oldSerial, 'and remembers the one it replaced');
+
+  // The agent comes back with the certificate it has (past half its lifetime) and renews from it.
+  const link = new ControllerLink({
+    credentials: creds, inventory, hostFacts: host, logger: silent, minBackoffMs: 50, maxBackoffMs: 300,
+    renewal: { stateDir: join(r.dir, 'agent'), options: { minRetryMs: 100, maxRetryMs: 500 } },
+  });
+  link.start();
+  t.teardown(() => link.stop());
+  await waitFor('reconnected with a new certificate', async () => link.state === 'connected' && describeCert(link.credentials.certPem).serial !== oldSerial);
+  const now2 = describeCert(link.credentials.certPem).serial;
+  t.not(now2, answer.serial, 'a fresh certificate, not the lost one');
+  const rec = await waitFor('previous retired', async () => {
+    const a = await r.store.getAgent(agentId);
+    return a && a.certSerial === now2 && a.prevCertSerial === undefined ? a : undefined;
+  });
+  t.equal(rec.certSerial, now2);
+
+  // Once the new certificate is in use, the old one is refused again.
+  const old = await rawStream(r.addr, creds, agentId);
+  t.teardown(old.close);
+  t.notOk(old.welcomed, 'the previous certificate no longer opens a stream');
+  t.match(old.error?.details, /BK_ERR_CERT_REQUIRED/);
+});

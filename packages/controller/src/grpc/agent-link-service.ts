@@ -270,8 +270,16 @@ export class AgentLinkService {
     const rec = await this.opts.store.getAgent(agentId);
     if (!rec) throw new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
     if (rec.status === 'revoked' || rec.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
-    if (canonicalSerial(rec.certSerial) !== serial) {
+    const current = canonicalSerial(rec.certSerial) === serial;
+    const previousCert = !current && rec.prevCertSerial !== undefined && canonicalSerial(rec.prevCertSerial) === serial;
+    if (!current && !previousCert) {
       throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${serial} is not the one issued to ${agentId}`);
+    }
+    if (previousCert) {
+      // Its last renewal answer never reached it: it renews again from this stream (the agent's schedule renews at once past half-life).
+      this.opts.logger.warn({ agentId, serial, current: canonicalSerial(rec.certSerial) }, 'agent connected with its previous certificate: the renewed one never reached it');
+    } else if (rec.prevCertSerial !== undefined) {
+      await this.opts.store.retirePreviousCert?.(agentId, rec.certSerial);
     }
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');

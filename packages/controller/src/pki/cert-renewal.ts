@@ -5,6 +5,9 @@
 // revoked, and the CSR brings a key pair other than the current one. The new
 // certificate keeps the agent id and gets a fresh validity; its serial replaces
 // the old one in the store, which is what every later hello is checked against.
+// The replaced serial stays accepted (for hellos and for renewing) until the agent
+// first connects with the new certificate: a renewal answer lost on the way (the
+// stream dropped, the agent crashed before storing it) must not strand the agent.
 import { BulkheadError, canonicalSerial, signAgentCsr, type KeyAndCert, type Logger } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import type { AuditEntry } from '../audit/audit-store';
@@ -59,7 +62,10 @@ export async function renewAgentCert(
     if (rec.status === 'revoked' || rec.revokedAt || caller.revoked()) {
       throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${caller.agentId} was revoked; its certificate is not renewed — enroll again with a new join token`);
     }
-    if (canonicalSerial(rec.certSerial) !== caller.serial) {
+    // The previous certificate may renew too: its renewal answer was lost before the agent
+    // stored the new one (that certificate was then never used, and is replaced again).
+    const fromPrevious = rec.prevCertSerial !== undefined && canonicalSerial(rec.prevCertSerial) === caller.serial;
+    if (canonicalSerial(rec.certSerial) !== caller.serial && !fromPrevious) {
       throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${caller.serial} is not the one on record for ${caller.agentId}; only the current certificate can renew`);
     }
     if (!store.replaceAgentCert) throw new BulkheadError('BK_ERR_INTERNAL', 'this store cannot record renewed certificates');
@@ -71,7 +77,8 @@ export async function renewAgentCert(
       ...(options.agentCertMs !== undefined ? { validMs: options.agentCertMs } : { validDays: options.agentCertDays ?? 90 }),
     });
     // Compare-and-set on the serial we checked: a revocation or a second renewal in between wins.
-    if (!(await store.replaceAgentCert(caller.agentId, rec.certSerial, { serial: issued.serial, notAfter: issued.notAfter }))) {
+    const previous = fromPrevious ? rec.prevCertSerial! : rec.certSerial;
+    if (!(await store.replaceAgentCert(caller.agentId, rec.certSerial, { serial: issued.serial, notAfter: issued.notAfter }, previous))) {
       const now = await store.getAgent(caller.agentId);
       if (!now || now.status === 'revoked' || now.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${caller.agentId} was revoked during the renewal`);
       throw new BulkheadError('BK_ERR_CONFLICT', `the certificate of ${caller.agentId} changed during the renewal`);

@@ -193,6 +193,7 @@ export abstract class KyselyStore implements Store {
         host_json: a.host === null ? null : JSON.stringify(a.host),
         cert_serial: a.certSerial,
         cert_not_after: a.certNotAfter.getTime(),
+        prev_cert_serial: a.prevCertSerial ?? null,
         enrolled_at: a.enrolledAt.getTime(),
         last_seen_at: msOrNull(a.lastSeenAt),
         connected_at: msOrNull(a.connectedAt),
@@ -257,16 +258,20 @@ export abstract class KyselyStore implements Store {
       .execute();
   }
 
-  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean> {
+  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date }, previous: string | null): Promise<boolean> {
     const r = await this.db
       .updateTable('agents')
-      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime() })
+      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime(), prev_cert_serial: previous })
       .where('id', '=', id)
       .where('cert_serial', '=', fromSerial)
       .where('status', '!=', 'revoked')
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
+  }
+
+  async retirePreviousCert(id: string, serial: string): Promise<void> {
+    await this.db.updateTable('agents').set({ prev_cert_serial: null }).where('id', '=', id).where('cert_serial', '=', serial).where('prev_cert_serial', 'is not', null).execute();
   }
 
   async listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]> {
@@ -748,6 +753,7 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
     host: r.host_json === null ? null : (JSON.parse(r.host_json) as HostFacts__Output),
     certSerial: r.cert_serial,
     certNotAfter: toDate(r.cert_not_after),
+    ...(r.prev_cert_serial ? { prevCertSerial: r.prev_cert_serial } : {}),
     enrolledAt: toDate(r.enrolled_at),
     lastSeenAt: toDateOrNull(r.last_seen_at),
     connectedAt: toDateOrNull(r.connected_at),

@@ -376,6 +376,16 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       for (const c of ['pruned', 'prune_json']) await db.schema.alterTable('host_audits').dropColumn(c).execute();
     },
   },
+  // Renewal grace (pki/cert-renewal.ts): the serial a renewal replaced stays accepted until the
+  // agent connects with the new certificate, so a renewal answer lost on the way strands no one.
+  '0009_cert_grace': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('agents').addColumn('prev_cert_serial', 'text').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('agents').dropColumn('prev_cert_serial').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -46,6 +46,8 @@ export interface AgentsTable {
   host_json: string | null;
   cert_serial: string;
   cert_not_after: Int;
+  /** 0009_cert_grace: the serial the last renewal replaced, until the new certificate is used. */
+  prev_cert_serial: string | null;
   enrolled_at: Int;
   last_seen_at: Int | null;
   connected_at: Int | null;

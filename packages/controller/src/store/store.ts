@@ -17,6 +17,12 @@ export interface AgentRecord {
   host: HostFacts__Output | null;   // last hello's host facts
   certSerial: string;               // lower-case hex
   certNotAfter: Date;
+  /**
+   * The serial the last renewal replaced, until the agent first connects with the new
+   * certificate: an answer lost on the way (stream dropped, agent crashed) must not strand
+   * the agent with a certificate the controller no longer accepts. Absent when none.
+   */
+  prevCertSerial?: string;
   enrolledAt: Date;
   lastSeenAt: Date | null;          // last message of any kind
   connectedAt: Date | null;         // start of the current/last stream
@@ -242,8 +248,11 @@ export interface Store {
    * Certificate renewal (grpc/cert-renewal.ts): records the agent's new certificate iff its
    * stored serial is still `fromSerial` (exactly as stored) and it is not revoked; false
    * otherwise, so a renewal racing a revocation or another renewal changes nothing.
+   * `previous` becomes prevCertSerial: the certificate still accepted until the new one is used.
    */
-  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean>;
+  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date }, previous: string | null): Promise<boolean>;
+  /** The agent connected with its current certificate `serial`: the previous one is no longer accepted. */
+  retirePreviousCert?(id: string, serial: string): Promise<void>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
   /** Live (not removed) containers per state, for the metrics. */
