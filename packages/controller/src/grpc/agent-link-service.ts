@@ -50,8 +50,19 @@ export interface AgentLinkOptions {
   /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
   renewal?: CertRenewalOptions;
   /** Subject of this controller's CA, named when a certificate from another CA is refused. */
-  caSubject?: string;
+  caSubject?: string | (() => string);
+  /**
+   * How often the store is asked for agents revoked by any controller on the same
+   * database (another replica's API, too): their live streams here are closed and their
+   * next hello refused. Default 300 ms, so a revocation takes effect on every replica
+   * within 1 s. 0 turns the watch off (revoke() on this process still acts at once).
+   */
+  revocationPollMs?: number;
 }
+
+/** Revocations older than this are not looked at again: a stream of a revoked agent cannot live that long unseen. */
+const REVOCATION_LOOKBACK_MS = 5 * 60_000;
+export const DEFAULT_REVOCATION_POLL_MS = 300;
 
 /** What the link needs of the policy service (policy/policy-service.ts). */
 export interface AgentLinkPolicySource {
@@ -83,6 +94,8 @@ export class AgentLinkService {
   /** Fingerprints of foreign certificates whose refusal was logged at warn. */
   private readonly foreignCertsLogged = new Set<string>();
   private sweeper: NodeJS.Timeout | undefined;
+  private revocationWatch: NodeJS.Timeout | undefined;
+  private revocationCheckRunning = false;
   private readonly heartbeatIntervalMs: number;
   private readonly offlineAfterMs: number;
   private readonly helloTimeoutMs: number;
@@ -134,6 +147,11 @@ export class AgentLinkService {
     const every = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
+    const pollMs = this.opts.revocationPollMs ?? DEFAULT_REVOCATION_POLL_MS;
+    if (pollMs > 0 && this.opts.store.listAgentsRevokedSince) {
+      this.revocationWatch = setInterval(() => void this.checkRevocations(), pollMs);
+      this.revocationWatch.unref();
+    }
     // Policy: every connected agent gets each new bundle at once.
     this.unsubscribePolicy ??= this.opts.policy?.subscribe((bundle) => {
       for (const s of this.sessions.values()) if (!s.closed) s.call.write({ policy: bundle });
@@ -144,6 +162,7 @@ export class AgentLinkService {
   /** Closes every stream (controller shutdown) and marks those agents offline. */
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
+    if (this.revocationWatch) clearInterval(this.revocationWatch);
     for (const timer of this.offlineTimers) clearTimeout(timer); // alerts
     this.offlineTimers.clear();
     this.unsubscribePolicy?.();
@@ -152,6 +171,30 @@ export class AgentLinkService {
     for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
     await Promise.allSettled(all.map((s) => s.chain));
     for (const s of all) await this.opts.store.setAgentStatus(s.agentId, 'offline', this.now()).catch(() => undefined);
+  }
+
+  /**
+   * Closes the streams of agents another controller on this database revoked.
+   * The query asks for revocations of the last few minutes rather than since
+   * the last check, so replicas whose clocks differ by less than that still
+   * see each one; a stream already closed makes the repeat a no-op. Cheap:
+   * an indexed range over agents.revoked_at, usually empty, and only while
+   * this replica holds a stream.
+   */
+  async checkRevocations(): Promise<void> {
+    if (this.revocationCheckRunning || this.sessions.size === 0 || !this.opts.store.listAgentsRevokedSince) return;
+    this.revocationCheckRunning = true;
+    try {
+      const since = new Date(this.now().getTime() - REVOCATION_LOOKBACK_MS);
+      for (const id of await this.opts.store.listAgentsRevokedSince(since)) {
+        if (!this.sessions.has(id)) continue;
+        this.revoke(id);
+      }
+    } catch (err) {
+      this.opts.logger.error({ err }, 'checking for revoked agents failed');
+    } finally {
+      this.revocationCheckRunning = false;
+    }
   }
 
   /** Marks agents offline whose heartbeats stopped, and drops their streams. */
@@ -182,7 +225,8 @@ export class AgentLinkService {
     if (!cert) {
       const foreign = unverifiedPeerCertificate(call);
       if (!foreign) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED'));
-      const ours = this.opts.caSubject ?? 'this controller\'s CA';
+      const cs = this.opts.caSubject;
+      const ours = (typeof cs === 'function' ? cs() : cs) ?? 'this controller\'s CA';
       const err = new BulkheadError(
         'BK_ERR_CERT_REQUIRED',
         `the client certificate (issuer "${foreign.issuer}", ${foreign.tlsError}) did not verify against this controller's CA "${ours}"; enroll the host with this controller again`,

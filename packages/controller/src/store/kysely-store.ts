@@ -197,6 +197,7 @@ export abstract class KyselyStore implements Store {
         last_seen_at: msOrNull(a.lastSeenAt),
         connected_at: msOrNull(a.connectedAt),
         revoked_at: msOrNull(a.revokedAt),
+        cert_ca: a.certCa ?? null,
       })
       .execute();
   }
@@ -257,16 +258,21 @@ export abstract class KyselyStore implements Store {
       .execute();
   }
 
-  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean> {
+  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date; ca?: string }): Promise<boolean> {
     const r = await this.db
       .updateTable('agents')
-      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime() })
+      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime(), ...(to.ca !== undefined ? { cert_ca: to.ca } : {}) })
       .where('id', '=', id)
       .where('cert_serial', '=', fromSerial)
       .where('status', '!=', 'revoked')
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
+  }
+
+  async listAgentsRevokedSince(since: Date): Promise<string[]> {
+    const rows = await this.db.selectFrom('agents').select('id').where('revoked_at', '>=', since.getTime()).execute();
+    return rows.map((r) => r.id);
   }
 
   async listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]> {
@@ -752,6 +758,7 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
     lastSeenAt: toDateOrNull(r.last_seen_at),
     connectedAt: toDateOrNull(r.connected_at),
     revokedAt: toDateOrNull(r.revoked_at),
+    ...(r.cert_ca !== null && r.cert_ca !== undefined ? { certCa: r.cert_ca } : {}),
     containerCount: r.container_count === null || r.container_count === undefined ? 0 : toNumber(r.container_count),
     // Absent (not null) until the agent reports one, so agent records round-trip as inserted.
     ...withPolicyStatus(r),

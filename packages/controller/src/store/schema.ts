@@ -50,6 +50,8 @@ export interface AgentsTable {
   last_seen_at: Int | null;
   connected_at: Int | null;
   revoked_at: Int | null;
+  /** 0009_cert_ca: fingerprint of the CA that issued cert_serial; null before. */
+  cert_ca: string | null;
 }
 
 export interface ContainersTable {

@@ -21,6 +21,11 @@ export interface AgentRecord {
   lastSeenAt: Date | null;          // last message of any kind
   connectedAt: Date | null;         // start of the current/last stream
   revokedAt: Date | null;
+  /**
+   * "sha256:…" of the CA that issued the current certificate; absent for certificates
+   * issued before the controller recorded it (they come from the CA in use back then).
+   */
+  certCa?: string;
   containerCount: number;
   /** The policy bundle the agent last reported on; absent until its first report. */
   policyStatus?: AgentPolicyStatusRecord | null;
@@ -243,7 +248,13 @@ export interface Store {
    * stored serial is still `fromSerial` (exactly as stored) and it is not revoked; false
    * otherwise, so a renewal racing a revocation or another renewal changes nothing.
    */
-  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date }): Promise<boolean>;
+  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date; ca?: string }): Promise<boolean>;
+  /**
+   * Ids of agents revoked at or after `since` (by any controller on this database). Each
+   * controller asks a few times a second to close the streams it holds of agents another
+   * replica revoked (grpc/revocation-watch.ts).
+   */
+  listAgentsRevokedSince?(since: Date): Promise<string[]>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
   /** Live (not removed) containers per state, for the metrics. */
