@@ -82,7 +82,7 @@ t.test('a revocation through replica A closes the stream on replica B and refuse
   const apiMs = performance.now() - started;
   t.equal(revoked.status, 200, 'replica A revoked the agent');
   t.equal(revoked.body.status, 'revoked');
-  const end = await Promise.race([s1.closed, new Promise<undefined>((r) => setTimeout(r, 3000))]);
+  const end = await Promise.race([s1.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
   t.ok(end, 'replica B closed the stream');
   const closeMs = end ? end.at - started : Infinity;
   t.match(end?.error?.details, /^BK_ERR_AGENT_REVOKED: /, 'with the revocation as the reason');
@@ -104,7 +104,7 @@ t.test('a revocation through replica A closes the stream on replica B and refuse
   t.equal(r2.status, 200);
   const { csrPem } = await createCsr('replica-test');
   s2.call.write({ seq: 2, renewCert: { csrPem } });
-  const end2 = await Promise.race([s2.closed, new Promise<undefined>((r) => setTimeout(r, 3000))]);
+  const end2 = await Promise.race([s2.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
   t.ok(end2, 'the stream of the revoked agent ended');
   const renewal = s2.messages.find((m) => m.body === 'certRenewal')?.certRenewal;
   t.notOk(renewal?.certificatePem, 'no certificate was issued to the revoked agent');
