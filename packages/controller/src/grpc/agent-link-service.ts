@@ -8,6 +8,7 @@
 // ends the stream before the agent can answer; the agent says so in its next
 // hello, and the failure is stored as the agent's policy status.
 import type * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import {
   BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
   type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output,
@@ -58,6 +59,18 @@ export interface AgentLinkOptions {
    * within 1 s. 0 turns the watch off (revoke() on this process still acts at once).
    */
   revocationPollMs?: number;
+  /**
+   * The CAs trusted for agent certificates (pki/live-pki.ts): sent to each agent
+   * after the welcome and again whenever they change; a stream whose certificate
+   * no trusted CA issued any more is closed then.
+   */
+  trust?: AgentLinkTrustSource;
+}
+
+export interface AgentLinkTrustSource {
+  readonly trust: string[];
+  trustBundle(): { caPem: string; issuingCaFingerprint: string };
+  subscribe(listener: () => void): () => void;
 }
 
 /** Revocations older than this are not looked at again: a stream of a revoked agent cannot live that long unseen. */
@@ -101,6 +114,7 @@ export class AgentLinkService {
   private readonly helloTimeoutMs: number;
   private readonly now: () => Date;
   private unsubscribePolicy: (() => void) | undefined;
+  private unsubscribeTrust: (() => void) | undefined;
   /** Alerts: pending "offline unless it comes back" checks. */
   private readonly offlineTimers = new Set<NodeJS.Timeout>();
   /** Agent revocation: ids revoked while this process runs, for hellos that passed the store check just before. */
@@ -157,6 +171,7 @@ export class AgentLinkService {
       for (const s of this.sessions.values()) if (!s.closed) s.call.write({ policy: bundle });
       this.opts.logger.info({ version: bundle.version, sha256: bundle.sha256, agents: this.sessions.size }, 'policy bundle pushed');
     });
+    this.unsubscribeTrust ??= this.opts.trust?.subscribe(() => this.trustChanged());
   }
 
   /** Closes every stream (controller shutdown) and marks those agents offline. */
@@ -167,6 +182,8 @@ export class AgentLinkService {
     this.offlineTimers.clear();
     this.unsubscribePolicy?.();
     this.unsubscribePolicy = undefined;
+    this.unsubscribeTrust?.();
+    this.unsubscribeTrust = undefined;
     const all = [...this.sessions.values()];
     for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
     await Promise.allSettled(all.map((s) => s.chain));
@@ -195,6 +212,28 @@ export class AgentLinkService {
     } finally {
       this.revocationCheckRunning = false;
     }
+  }
+
+  /**
+   * The trusted CAs changed (a reload after `ca rotate …`): streams opened
+   * with a certificate no trusted CA issued are closed as a new handshake
+   * would be refused, and every other agent gets the new trust bundle.
+   */
+  private trustChanged(): void {
+    const trust = this.opts.trust;
+    if (!trust) return;
+    const bundle = trust.trustBundle();
+    let closed = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.closed) continue;
+      if (!trust.trust.some((ca) => certIssuedBy(s.cert.raw, ca))) {
+        closed += 1;
+        this.close(s, new BulkheadError('BK_ERR_CERT_REQUIRED', `the certificate of ${s.agentId} is from a CA this controller no longer trusts; enroll the host again`));
+        continue;
+      }
+      s.call.write({ trust: bundle });
+    }
+    this.opts.logger.info({ issuingCa: bundle.issuingCaFingerprint, trustedCas: trust.trust.length, agents: this.sessions.size, closed }, 'trust bundle pushed');
   }
 
   /** Marks agents offline whose heartbeats stopped, and drops their streams. */
@@ -327,6 +366,8 @@ export class AgentLinkService {
       const undeliverable = hello.lastDeliveryError ? await this.recordDeliveryFailure(agentId, hello, bundle, now) : false;
       if (!undeliverable) call.write({ policy: bundle });
     }
+    if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
+    if (hello.trustedCaFingerprints.length > 0) await this.recordTrust(agentId, hello.trustedCaFingerprints);
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
     // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
@@ -420,6 +461,9 @@ export class AgentLinkService {
       case 'renewCert':
         await this.renewCert(s, msg.renewCert?.csrPem ?? '');
         break;
+      case 'trustAck':
+        await this.recordTrust(s.agentId, msg.trustAck?.caFingerprints ?? []);
+        break;
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');
       default:
@@ -470,6 +514,12 @@ export class AgentLinkService {
     // Alerts: one alert per new report (violation / action / action_failed / authz_denied).
     const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
     if (alert) this.raise(alert);
+  }
+
+  /** What the agent trusts for our certificate: `ca status` shows it, `ca rotate activate` checks it. */
+  private async recordTrust(agentId: string, fingerprints: string[]): Promise<void> {
+    const fps = fingerprints.filter((f) => /^sha256:[0-9a-f]{64}$/.test(f)).slice(0, 8);
+    await this.opts.store.setAgentTrustedCas?.(agentId, fps);
   }
 
   // ---- certificate renewal ---------------------------------------------------
@@ -567,6 +617,17 @@ export class AgentLinkService {
     s.closed = true;
     if (this.sessions.get(s.agentId) === s) this.sessions.delete(s.agentId);
     s.call.emit('error', toServiceError(err));
+  }
+}
+
+/** True when the DER certificate `raw` is signed by the PEM CA `caPem`. */
+function certIssuedBy(raw: Buffer, caPem: string): boolean {
+  try {
+    const c = new X509Certificate(raw);
+    const ca = new X509Certificate(caPem);
+    return c.checkIssued(ca) && c.verify(ca.publicKey);
+  } catch {
+    return false;
   }
 }
 

@@ -5,12 +5,13 @@
 // revoked, and the CSR brings a key pair other than the current one. The new
 // certificate keeps the agent id and gets a fresh validity; its serial replaces
 // the old one in the store, which is what every later hello is checked against.
-import { BulkheadError, canonicalSerial, signAgentCsr, type KeyAndCert, type Logger } from '@bulkhead/shared';
+import { BulkheadError, canonicalSerial, certFingerprint, signAgentCsr, type KeyAndCert, type Logger } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import type { AuditEntry } from '../audit/audit-store';
 
 export interface CertRenewalOptions {
-  ca: KeyAndCert;
+  /** The CA that signs; a function when it can change while the controller runs (a CA rotation). */
+  ca: KeyAndCert | (() => KeyAndCert);
   /** Lifetime of a renewed certificate. Default 90 days, as at enrollment. */
   agentCertDays?: number;
   /** Lifetime in milliseconds; overrides agentCertDays (tests exercising renewal use seconds). */
@@ -63,15 +64,16 @@ export async function renewAgentCert(
       throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${caller.serial} is not the one on record for ${caller.agentId}; only the current certificate can renew`);
     }
     if (!store.replaceAgentCert) throw new BulkheadError('BK_ERR_INTERNAL', 'this store cannot record renewed certificates');
+    const ca = typeof options.ca === 'function' ? options.ca() : options.ca;
     const issued = await signAgentCsr({
-      ca: options.ca,
+      ca,
       csrPem,
       agentId: caller.agentId,
       notKeyOf: caller.certRaw,
       ...(options.agentCertMs !== undefined ? { validMs: options.agentCertMs } : { validDays: options.agentCertDays ?? 90 }),
     });
     // Compare-and-set on the serial we checked: a revocation or a second renewal in between wins.
-    if (!(await store.replaceAgentCert(caller.agentId, rec.certSerial, { serial: issued.serial, notAfter: issued.notAfter }))) {
+    if (!(await store.replaceAgentCert(caller.agentId, rec.certSerial, { serial: issued.serial, notAfter: issued.notAfter, ca: certFingerprint(ca.certPem) }))) {
       const now = await store.getAgent(caller.agentId);
       if (!now || now.status === 'revoked' || now.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${caller.agentId} was revoked during the renewal`);
       throw new BulkheadError('BK_ERR_CONFLICT', `the certificate of ${caller.agentId} changed during the renewal`);

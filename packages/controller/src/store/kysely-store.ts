@@ -198,6 +198,7 @@ export abstract class KyselyStore implements Store {
         connected_at: msOrNull(a.connectedAt),
         revoked_at: msOrNull(a.revokedAt),
         cert_ca: a.certCa ?? null,
+        trusted_cas: a.trustedCas ? JSON.stringify(a.trustedCas) : null,
       })
       .execute();
   }
@@ -268,6 +269,10 @@ export abstract class KyselyStore implements Store {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
+  }
+
+  async setAgentTrustedCas(id: string, fingerprints: string[]): Promise<void> {
+    await this.db.updateTable('agents').set({ trusted_cas: JSON.stringify(fingerprints) }).where('id', '=', id).execute();
   }
 
   async listAgentsRevokedSince(since: Date): Promise<string[]> {
@@ -759,6 +764,7 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
     connectedAt: toDateOrNull(r.connected_at),
     revokedAt: toDateOrNull(r.revoked_at),
     ...(r.cert_ca !== null && r.cert_ca !== undefined ? { certCa: r.cert_ca } : {}),
+    ...(r.trusted_cas !== null && r.trusted_cas !== undefined ? { trustedCas: parseStringArray(r.trusted_cas) } : {}),
     containerCount: r.container_count === null || r.container_count === undefined ? 0 : toNumber(r.container_count),
     // Absent (not null) until the agent reports one, so agent records round-trip as inserted.
     ...withPolicyStatus(r),
@@ -857,4 +863,13 @@ function toScan(r: Selectable<ScansTable>): ScanRecord {
 function isUniqueViolation(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+function parseStringArray(json: string): string[] {
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
 }

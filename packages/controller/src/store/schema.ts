@@ -52,6 +52,8 @@ export interface AgentsTable {
   revoked_at: Int | null;
   /** 0009_cert_ca: fingerprint of the CA that issued cert_serial; null before. */
   cert_ca: string | null;
+  /** 0009_cert_ca: JSON array of CA fingerprints the agent trusts; null until it reports. */
+  trusted_cas: string | null;
 }
 
 export interface ContainersTable {

@@ -26,6 +26,8 @@ export interface AgentRecord {
    * issued before the controller recorded it (they come from the CA in use back then).
    */
   certCa?: string;
+  /** Fingerprints of the CAs the agent last said it trusts for the controller's certificate; absent until it says. */
+  trustedCas?: string[];
   containerCount: number;
   /** The policy bundle the agent last reported on; absent until its first report. */
   policyStatus?: AgentPolicyStatusRecord | null;
@@ -255,6 +257,8 @@ export interface Store {
    * replica revoked (grpc/revocation-watch.ts).
    */
   listAgentsRevokedSince?(since: Date): Promise<string[]>;
+  /** Records the CAs an agent trusts for the controller's certificate (its hello, or a TrustAck). */
+  setAgentTrustedCas?(id: string, fingerprints: string[]): Promise<void>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
   /** Live (not removed) containers per state, for the metrics. */
