@@ -29,7 +29,7 @@ export function certSans(certPem: string): string[] {
     const dns = /^DNS:(.+)$/.exec(part);
     const ip = /^IP Address:(.+)$/.exec(part);
     if (dns) names.push(dns[1]!);
-    else if (ip) names.push(ip[1]!);
+    else if (ip) names.push(isIP(ip[1]!) === 6 ? new URL(`http://[${ip[1]!}]`).hostname.slice(1, -1) : ip[1]!); // "0:0:0:0:0:0:0:1" → "::1", as --san spells it
   }
   return names;
 }
