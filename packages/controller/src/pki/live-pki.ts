@@ -45,19 +45,9 @@ export class LivePki implements ControllerPki {
     return this.cur.serverIssuer;
   }
 
-  /** The server certificate, then the CA that issued it: a new agent pins that CA by fingerprint. */
-  serverChain(): string {
-    return this.cur.server.certPem.trimEnd() + '\n' + this.cur.serverIssuer;
-  }
-
   /** Every trusted CA, concatenated (the client-certificate trust of the listener). */
   trustPem(): string {
     return this.cur.trust.map((c) => c.trimEnd() + '\n').join('');
-  }
-
-  /** Subjects of the trusted CAs, for refusal messages. */
-  caSubjects(): string {
-    return this.cur.trust.map((c) => new X509Certificate(c).subject.split('\n').filter(Boolean).join(', ')).join('" or "');
   }
 
   trustBundle(): TrustBundleMessage {
