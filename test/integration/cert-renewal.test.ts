@@ -164,16 +164,23 @@ t.test('renewal is refused: a reused key, a revoked agent', async (t) => {
   t.equal((await r.store.getAgent(agentId))?.certSerial, serial, 'serial unchanged');
 
   // Revoked in the store (as the API does first): the renewal is refused and the stream closed.
+  // The revocation watch may close the stream before the request is read: either way no
+  // certificate is issued, and a refusal that was answered is an AGENT_REVOKED one.
   await r.store.setAgentStatus(agentId, 'revoked', new Date());
   const { csrPem } = await createCsr('h1');
   s.call.write({ seq: 3, renewCert: { csrPem } });
-  await waitFor('answer to the revoked agent', async () => answers.length === 2);
-  t.match(answers[1]!.error, /^BK_ERR_AGENT_REVOKED: /, 'a revoked agent gets no certificate');
-  t.match((await ended).details, /BK_ERR_AGENT_REVOKED/, 'and its stream is closed');
+  t.match((await ended).details, /BK_ERR_AGENT_REVOKED/, 'its stream is closed as revoked');
+  t.ok(answers.length <= 2, 'at most one answer to the revoked agent');
+  if (answers.length === 2) {
+    t.match(answers[1]!.error, /^BK_ERR_AGENT_REVOKED: /, 'a revoked agent gets no certificate');
+    t.equal(answers[1]!.certificatePem, '');
+  }
   const after = await r.store.getAgent(agentId);
   t.equal(after?.certSerial, serial, 'the store keeps the old serial: nothing to resurrect');
   t.equal(after?.status, 'revoked', 'still revoked');
-  t.match(r.audit.filter((e) => e.action === 'agents.renew-cert').map((e) => e.code), ['BK_ERR_CSR_INVALID', 'BK_ERR_AGENT_REVOKED'], 'refusals are audited');
+  const codes = r.audit.filter((e) => e.action === 'agents.renew-cert').map((e) => e.code);
+  t.equal(codes[0], 'BK_ERR_CSR_INVALID');
+  t.ok(codes.slice(1).every((c) => c === 'BK_ERR_AGENT_REVOKED'), 'refusals are audited');
 
   const again = await rawStream(r.addr, creds, agentId);
   t.teardown(again.close);

@@ -5,6 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import { createApiServer } from './api/server';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/grpc-server';
 import { loadPki } from './pki/data-dir';
+// The gRPC certificates and trusted CAs, replaced on SIGHUP (server certificate re-issue, CA rotation).
+import { LivePki, type PkiSummary } from './pki/live-pki';
 import type { AuditLog } from './audit/audit-log';
 import { describeStore, openStore, storeConfigFor } from './store/open-store';
 import type { Store } from './store/store';
@@ -34,7 +36,23 @@ export class Controller {
     /** Prometheus metrics; the listener is undefined when off or when it could not bind. */
     readonly metrics?: ControllerMetrics,
     readonly metricsListener?: MetricsListener,
+    readonly pki?: LivePki,
   ) {}
+
+  /**
+   * SIGHUP: re-reads the CA(s) and the server certificate from the data
+   * directory. New gRPC handshakes use them; open streams stay; agents get
+   * the trust bundle when it changed. A directory that fails the checks is
+   * refused (thrown, and logged) and the current certificates stay.
+   */
+  reloadPki(): PkiSummary {
+    try {
+      return this.pki!.reload(this.logger);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'controller certificate reload failed; still serving the previous ones');
+      throw err;
+    }
+  }
 
   /** Where the API certificate is (re)loaded from; set by start(). */
   private apiTls?: ApiTlsSource;
@@ -56,9 +74,9 @@ export class Controller {
   }
 
   static async start(opts: ControllerOptions, logger: Logger): Promise<Controller> {
-    const pki = loadPki(opts.dataDir);
+    const pki = new LivePki(loadPki(opts.dataDir), opts.dataDir);
     // Checked before anything starts: a bad operator certificate is a start-up error, not a handshake failure later.
-    const apiTls = apiTlsSource(opts.apiTls, () => loadPki(opts.dataDir).server, { logger: logger.child({ component: 'api' }) });
+    const apiTls = apiTlsSource(opts.apiTls, () => pki.server, { logger: logger.child({ component: 'api' }) });
     const apiCert = apiTls.load();
     const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // created here for data dirs initialized before tokens
     // SQLite in the data directory, or PostgreSQL with --database-url (docs/cli.md#postgresql).
@@ -87,7 +105,7 @@ export class Controller {
         link: {
           heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
-          renewal: { ca: pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
+          renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
         },
         policy,
       });
@@ -109,7 +127,7 @@ export class Controller {
         // Identity and access.
         auth: { tokenSecret, ...(opts.tokenMaxTtlMs !== undefined ? { tokenMaxTtlMs: opts.tokenMaxTtlMs } : {}) },
         agentLink: grpc.link,
-        caFingerprint: pki.caFingerprint,
+        caFingerprint: () => pki.caFingerprint,
         logger: logger.child({ component: 'api' }),
         ready: () => ready,
         policy,
@@ -124,12 +142,12 @@ export class Controller {
       ready = true;
       logger.info(
         {
-          grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint, store: describeStore(storeConfig),
+          grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint, caRotation: pki.rotation, store: describeStore(storeConfig),
           apiCertificate: { source: apiCert.summary.source, fingerprint: apiCert.summary.fingerprint, subject: apiCert.summary.subject, notAfter: apiCert.summary.notAfter.toISOString() },
         },
         'controller ready',
       );
-      const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener);
+      const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener, pki);
       controller.apiTls = apiTls;
       return controller;
     } catch (err) {

@@ -12,7 +12,7 @@ export type { Logger, LoggerOptions } from './logging/logger';
 export { parseDuration } from './config/duration';
 export {
   createCa, issueServerCert, createCsr, signAgentCsr, issueAgentCertWithDates, certFingerprint, certPublicKeyFingerprint,
-  normalizeFingerprint, agentIdFromCert, describeCert, canonicalSerial, AGENT_URI_PREFIX,
+  normalizeFingerprint, agentIdFromCert, describeCert, canonicalSerial, AGENT_URI_PREFIX, splitPemCertificates, issuedByOneOf,
 } from './pki/pki';
 export type { KeyAndCert, ServerCertOptions, AgentCertOptions, CertSummary } from './pki/pki';
 export { loadProto, protoRoot, LOADER_OPTIONS } from './proto/index';

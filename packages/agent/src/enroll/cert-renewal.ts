@@ -13,7 +13,7 @@ import { X509Certificate, createPrivateKey, createPublicKey, createHash } from '
 import { existsSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
-  BulkheadError, agentIdFromCert, certPublicKeyFingerprint, createCsr, describeCert, parseErrorString, writeFileAtomic, writeSecretFile, type Logger,
+  BulkheadError, agentIdFromCert, certPublicKeyFingerprint, issuedByOneOf, createCsr, describeCert, parseErrorString, writeFileAtomic, writeSecretFile, type Logger,
 } from '@bulkhead/shared';
 import { statePaths, type AgentCredentials } from '../state/agent-state';
 import {
@@ -78,6 +78,11 @@ export class CertRenewer {
 
   get options(): ResolvedCertRenewalOptions {
     return this.o;
+  }
+
+  /** The controller sent new trusted CAs (a CA rotation): renewed certificates are checked against them. */
+  updateTrust(caPem: string, caFingerprint: string): void {
+    this.creds = { ...this.creds, caPem, identity: { ...this.creds.identity, caFingerprint } };
   }
 
   /** Finishes a swap a crash interrupted, then schedules the next renewal. */
@@ -192,7 +197,7 @@ export class CertRenewer {
     const id = agentIdFromCert({ subjectaltname: cert.subjectAltName });
     if (id !== this.creds.identity.agentId) throw new BulkheadError('BK_ERR_AGENT_ID_MISMATCH', `renewed certificate names agent "${id ?? ''}", not ${this.creds.identity.agentId}`);
     if (certPublicKeyFingerprint(certPem) !== keyFingerprint(keyPem)) throw new BulkheadError('BK_ERR_PROTOCOL', 'renewed certificate is not for the key this agent generated');
-    if (!cert.verify(new X509Certificate(this.creds.caPem).publicKey)) throw new BulkheadError('BK_ERR_PROTOCOL', 'renewed certificate is not signed by the pinned controller CA');
+    if (!issuedByOneOf(certPem, this.creds.caPem)) throw new BulkheadError('BK_ERR_PROTOCOL', 'renewed certificate is not signed by a controller CA this agent trusts');
   }
 
   /** Old pair → .prev, new pair → in place, identity.json last. Each step is a rename. */

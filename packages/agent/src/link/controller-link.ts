@@ -15,7 +15,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import {
-  BulkheadError, VERSION, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
+  BulkheadError, VERSION, issuedByOneOf, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
   type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
   type PolicyStatus, type ViolationReport, type Command__Output, type CommandResult, type AuditReport,
 } from '@bulkhead/shared';
@@ -24,6 +24,7 @@ import { AuditOutbox } from './audit-outbox';
 import { controllerCredentials } from './controller-credentials';
 import type { AgentCredentials } from '../state/agent-state';
 import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-renewal';
+import { acceptTrustBundle, saveTrust, trustedFingerprints, type TrustBundleInput } from './trust-bundle';
 import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
 
 /** What the link needs from the Docker side. */
@@ -115,6 +116,10 @@ export class ControllerLink {
   private renewer: CertRenewer | undefined;
   /** The renewal request waiting for its CertRenewal on the current stream. */
   private renewalWait: { resolve: (a: RenewalAnswer) => void; reject: (e: BulkheadError) => void; timer: NodeJS.Timeout } | undefined;
+  /** The trusted CAs the current channel was built with; a new trust bundle rebuilds it at the next connection. */
+  private clientCaPem: string | undefined;
+  /** The issuing CA a renewal was started for, so a bundle repeated on every connection does not start it again. */
+  private renewingForCa: string | undefined;
   /** Why the last stream could not receive a controller message; told in each hello until a bundle arrives. */
   private deliveryError: string | undefined;
 
@@ -161,9 +166,16 @@ export class ControllerLink {
   }
 
   start(): void {
+    this.makeClient();
+    void this.connect();
+    this.startRenewer();
+  }
+
+  private makeClient(): void {
     const { caPem, keyPem, certPem } = this.creds;
     const proto = loadProto();
     const target = this.opts.controller ?? this.opts.credentials.identity.controller;
+    this.clientCaPem = caPem;
     this.client = new proto.bulkhead.v1.AgentLink(target, controllerCredentials(caPem, { keyPem, certPem }), {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -173,7 +185,9 @@ export class ControllerLink {
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.max_receive_message_length': this.maxReceiveBytes,
     }) as unknown as AgentLinkClient;
-    void this.connect();
+  }
+
+  private startRenewer(): void {
     if (this.opts.renewal && !this.renewer) {
       this.renewer = new CertRenewer({
         stateDir: this.opts.renewal.stateDir,
@@ -265,7 +279,12 @@ export class ControllerLink {
       this.fail(new BulkheadError('BK_ERR_CERT_EXPIRED', `the agent certificate expired at ${notAfter.toISOString()} and was not renewed in time; the controller refuses it. Enroll this host again: ${hint}`));
       return;
     }
-    const call = this.client.Connect();
+    // New trusted CAs arrived since the channel was built: the next handshake must use them.
+    if (this.clientCaPem !== this.creds.caPem) {
+      this.client.close();
+      this.makeClient();
+    }
+    const call = this.client!.Connect();
     this.call = call;
     this.seq = 0;
     this.ackedSeq = 0;
@@ -284,6 +303,8 @@ export class ControllerLink {
         void this.runCommand(call, m.command);
       } else if (m.body === 'certRenewal' && m.certRenewal && this.call === call) {
         this.settleRenewal({ ...m.certRenewal, notAfterMs: Number(m.certRenewal.notAfterMs) });
+      } else if (m.body === 'trust' && m.trust && this.call === call) {
+        this.onTrust(m.trust);
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
@@ -314,8 +335,42 @@ export class ControllerLink {
         startedAtMs: Math.round(Date.now() - process.uptime() * 1000),
         lastDeliveryError: this.deliveryError ?? '',
         maxReceiveMessageBytes: this.maxReceiveBytes,
+        trustedCaFingerprints: trustedFingerprints(this.creds.caPem),
       },
     });
+  }
+
+  /**
+   * A CA rotation: the controller's trusted CAs changed. They are stored
+   * (ca.crt) and used from the next connection on; the stream stays. A
+   * certificate not from the issuing CA is renewed at once, under it.
+   */
+  private onTrust(b: TrustBundleInput): void {
+    let t: ReturnType<typeof acceptTrustBundle>;
+    try {
+      t = acceptTrustBundle(this.creds.caPem, b);
+    } catch (err) {
+      this.opts.logger.error({ code: (err as BulkheadError).code, reason: (err as Error).message }, 'trust bundle from the controller refused; keeping the CAs trusted now');
+      return;
+    }
+    if (t.changed || this.creds.identity.caFingerprint !== b.issuingCaFingerprint) {
+      const identity = { ...this.creds.identity, caFingerprint: b.issuingCaFingerprint };
+      try {
+        if (this.opts.renewal) saveTrust(this.opts.renewal.stateDir, t.caPem, identity);
+      } catch (err) {
+        this.opts.logger.error({ err: (err as Error).message }, 'storing the trusted controller CAs failed; keeping the CAs trusted now');
+        return;
+      }
+      this.creds = { ...this.creds, caPem: t.caPem, identity };
+      this.renewer?.updateTrust(t.caPem, b.issuingCaFingerprint);
+      this.opts.logger.info({ trustedCas: t.fingerprints, issuingCa: b.issuingCaFingerprint }, 'trusted controller CAs updated');
+      this.send({ trustAck: { caFingerprints: t.fingerprints } });
+    }
+    if (!issuedByOneOf(this.creds.certPem, t.issuingCaPem) && this.renewer && this.renewingForCa !== b.issuingCaFingerprint) {
+      this.renewingForCa = b.issuingCaFingerprint;
+      this.opts.logger.info({ issuingCa: b.issuingCaFingerprint }, 'this agent\'s certificate is not from the controller\'s issuing CA; renewing it now');
+      void this.renewer.renewNow();
+    }
   }
 
   private onWelcome(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, heartbeatMs: number): void {

@@ -72,7 +72,8 @@ export interface ApiServerOptions {
   /** Closes a revoked agent's live stream (the gRPC AgentLinkService); without it revocation only marks the store. */
   agentLink?: AgentRevoker;
   /** The CA fingerprint handed out with join tokens; without it POST /v1/join-tokens answers 503. */
-  caFingerprint?: string;
+  /** What agents pin at enrollment; a function when it can change (a CA rotation). */
+  caFingerprint?: string | (() => string);
 }
 
 declare module 'fastify' {

@@ -10,6 +10,10 @@ import { resolveControllerOptions } from '../controller-options';
 import { createJoinToken } from '../enrollment/join-tokens';
 import { dataDirPaths, defaultSans, initPki, loadPki } from '../pki/data-dir';
 import { describeStore, openStore, storeConfigFor } from '../store/open-store';
+// Server certificate replacement and CA rotation (docs/pki.md).
+import { installServerCert, parseSans, reissueServerCert, type ServerCertResult } from '../pki/server-cert';
+import { caStatus, rotateActivate, rotateFinish, rotateStart, type CaStatus } from '../pki/ca-rotation';
+import type { Store } from '../store/store';
 // Identity and access + audit trail.
 import { loadOrCreateSigningSecret, signingSecretPath } from '../auth/signing-secret';
 import { describeVerifyResult, verifyAuditLogOffline } from '../audit/offline-verify';
@@ -150,7 +154,8 @@ export function buildProgram(io: CliIo = defaultIo): Command {
       'after',
       '\nExamples:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443\n' +
         '  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --api-tls-cert /etc/bulkhead/api.crt --api-tls-key /etc/bulkhead/api.key\n' +
-        '\nSIGHUP re-reads the API certificate and key (a bad pair is logged and the old one kept).',
+        '\nSIGHUP re-reads the CA(s) and server certificate in the data directory (after `cert reissue`, `cert install`\n' +
+        'or `ca rotate …`) and the API certificate and key; what fails the checks is logged and the old one kept.',
     )
     .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; apiTlsCert?: string; apiTlsKey?: string; databaseUrl?: string }, cmd: Command) => {
       warnPasswordInArgv(cmd, o.databaseUrl, io);
@@ -168,8 +173,15 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
-        // Certificate rotation without a restart; reloadApiTls logs the outcome, and a failure keeps serving.
+        // Certificate rotation without a restart: the gRPC certificates and trusted CAs
+        // (cert reissue, ca rotate …), then the API certificate. Each logs its outcome; a
+        // failure keeps serving what was in force.
         process.on('SIGHUP', () => {
+          try {
+            controller.reloadPki();
+          } catch {
+            /* logged by reloadPki */
+          }
           try {
             controller.reloadApiTls();
           } catch {
@@ -177,6 +189,99 @@ export function buildProgram(io: CliIo = defaultIo): Command {
           }
         });
       });
+    });
+
+  // The gRPC server certificate: re-issued by the CA or supplied by the operator; SIGHUP makes the controller serve it.
+  const RELOAD_HINT = 'then make the running controller load it: systemctl reload bulkhead-controller (or kill -HUP <pid>); agents keep running';
+  const printServerCert = (r: ServerCertResult, json: boolean | undefined, what: string): void => {
+    if (json) io.out(JSON.stringify({ ...r, notAfter: r.notAfter.toISOString() }) + '\n');
+    else io.out(`${what} ${r.certFile}\n  fingerprint: ${r.fingerprint}\n  names:       ${r.sans.join(', ')}\n  expires:     ${r.notAfter.toISOString()}\n  issuer:      ${r.issuer}\n${RELOAD_HINT}\n`);
+  };
+  const cert = program.command('cert').description('replace the controller\'s gRPC/API server certificate without restarting agents');
+  cert
+    .command('reissue')
+    .description('issue a new server certificate (new key) from the controller CA, keeping its names; the running controller serves it after SIGHUP')
+    .addOption(dataDirOption())
+    .option('--san <names>', 'extra DNS names / IPs to add, comma-separated', '')
+    .option('--replace-sans <names>', 'use exactly these names (plus localhost, 127.0.0.1, ::1 and the hostname) instead of the current ones')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nExample:\n  bulkhead-controller cert reissue --data-dir /var/lib/bulkhead-controller --san controller2.example.com\n  systemctl reload bulkhead-controller')
+    .action(async (o: { dataDir: string; san: string; replaceSans?: string; json?: boolean }) => {
+      const r = await reissueServerCert(o.dataDir, { extraSans: parseSans(o.san), ...(o.replaceSans !== undefined ? { sans: parseSans(o.replaceSans) } : {}) });
+      printServerCert(r, o.json, 'Re-issued');
+    });
+  cert
+    .command('install')
+    .description('install an operator-supplied server certificate and key; it must be issued by a CA the controller trusts (agents check it against those CAs)')
+    .addOption(dataDirOption())
+    .requiredOption('--cert <file>', 'PEM certificate (serverAuth, valid now, issued by the controller CA)')
+    .requiredOption('--key <file>', 'its unencrypted PEM private key')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nExample:\n  bulkhead-controller cert install --data-dir /var/lib/bulkhead-controller --cert server.crt --key server.key\n  systemctl reload bulkhead-controller')
+    .action((o: { dataDir: string; cert: string; key: string; json?: boolean }) => {
+      printServerCert(installServerCert(o.dataDir, { certFile: o.cert, keyFile: o.key }), o.json, 'Installed');
+    });
+
+  // CA rotation: start → activate → finish, each followed by SIGHUP (docs/pki.md#ca-rotation).
+  const withStore = async <T>(o: { dataDir: string; databaseUrl?: string }, fn: (store: Store) => Promise<T>): Promise<T> => {
+    const store = await openStore(storeConfigFor(o.dataDir, o.databaseUrl));
+    try {
+      await store.migrate();
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  };
+  const ca = program.command('ca').description('the controller CA: status and rotation to a new CA without re-enrolling agents');
+  ca
+    .command('status')
+    .description('show the CAs in use, where a rotation stands, and which CA each agent\'s certificate is from and which CAs it trusts')
+    .addOption(dataDirOption())
+    .addOption(databaseUrlOption())
+    .option('--json', 'print the status as JSON')
+    .addHelpText('after', '\nExample:\n  bulkhead-controller ca status --data-dir /var/lib/bulkhead-controller')
+    .action(async (o: { dataDir: string; databaseUrl?: string; json?: boolean }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
+      const st = await withStore(o, (store) => caStatus(o.dataDir, store));
+      io.out(o.json ? JSON.stringify(st, null, 2) + '\n' : describeCaStatus(st));
+    });
+  const rotate = ca.command('rotate').description('rotate to a new CA: start, activate, finish — each followed by SIGHUP to every controller');
+  rotate
+    .command('start')
+    .description('create a new CA beside the current one; after SIGHUP the controller trusts both and sends both to every agent')
+    .addOption(dataDirOption())
+    .option('--json', 'print the new CA as JSON')
+    .addHelpText('after', '\nNext: systemctl reload bulkhead-controller, then wait until `ca status` shows every agent trusting the new CA, then `ca rotate activate`.')
+    .action(async (o: { dataDir: string; json?: boolean }) => {
+      const r = await rotateStart(o.dataDir);
+      io.out(o.json ? JSON.stringify(r) + '\n' : `New CA created (not issuing yet): ${r.next.subject}\n  fingerprint: ${r.next.fingerprint}\n  expires:     ${r.next.notAfter}\nNext: reload the controller (systemctl reload bulkhead-controller); agents receive the new CA over their stream.\n      \`bulkhead-controller ca status\` shows which agents trust it; then \`bulkhead-controller ca rotate activate\`.\n`);
+    });
+  rotate
+    .command('activate')
+    .description('make the new CA the issuing one: re-issue the server certificate under it; after SIGHUP agents renew their certificates under it')
+    .addOption(dataDirOption())
+    .addOption(databaseUrlOption())
+    .option('--san <names>', 'extra DNS names / IPs for the re-issued server certificate, comma-separated', '')
+    .option('--force', 'activate although some agents have not said they trust the new CA (they cannot connect until enrolled again)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nRefused while an agent that is not revoked has not said it trusts the new CA, unless --force.\nNext: systemctl reload bulkhead-controller; then `ca rotate finish` once `ca status` shows no agent on the old CA.')
+    .action(async (o: { dataDir: string; databaseUrl?: string; san: string; force?: boolean; json?: boolean }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
+      const r = await withStore(o, (store) => rotateActivate(o.dataDir, store, { force: o.force === true, extraSans: parseSans(o.san) }));
+      io.out(o.json ? JSON.stringify(r) + '\n' : `New CA is issuing: ${r.issuing.subject} (${r.issuing.fingerprint})\nOld CA still trusted: ${r.previous.subject} (${r.previous.fingerprint})\nServer certificate re-issued: ${r.serverCertificate.fingerprint}\n${r.notTrusting.length > 0 ? `Left behind (--force): ${r.notTrusting.map((a) => a.id).join(', ')}\n` : ''}Next: reload the controller; agents renew under the new CA. Then \`bulkhead-controller ca rotate finish\`.\nNew agents enroll with --ca-fingerprint ${r.issuing.fingerprint}.\n`);
+    });
+  rotate
+    .command('finish')
+    .description('retire the old CA: after SIGHUP certificates from it are refused and agents drop it from their trust')
+    .addOption(dataDirOption())
+    .addOption(databaseUrlOption())
+    .option('--force', 'retire the old CA although some agents still hold a certificate from it (they are refused until enrolled again)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nRefused while an agent that is not revoked still holds a certificate from the old CA, unless --force.\nNext: systemctl reload bulkhead-controller.')
+    .action(async (o: { dataDir: string; databaseUrl?: string; force?: boolean; json?: boolean }, cmd: Command) => {
+      warnPasswordInArgv(cmd, o.databaseUrl, io);
+      const r = await withStore(o, (store) => rotateFinish(o.dataDir, store, { force: o.force === true }));
+      io.out(o.json ? JSON.stringify(r) + '\n' : `Old CA retired: ${r.retired.subject} (${r.retired.fingerprint})\n${r.cutOff.length > 0 ? `Cut off (--force): ${r.cutOff.map((a) => a.id).join(', ')}\n` : ''}Next: reload the controller; certificates from the old CA are refused from then on.\n`);
     });
 
   // Audit trail: checked straight from the database, no controller needed.
@@ -196,6 +301,19 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     });
 
   return program;
+}
+
+function describeCaStatus(st: CaStatus): string {
+  const lines = [`rotation: ${st.rotation}`];
+  for (const c of st.cas) lines.push(`  ${c.role.padEnd(8)} ${c.fingerprint}  ${c.subject}  (expires ${c.notAfter})`);
+  const name = (fp: string): string => st.cas.find((c) => c.fingerprint === fp)?.role ?? (fp === 'unknown' ? 'issued before CA tracking' : 'retired CA');
+  lines.push(`agents (${st.agents.length}, revoked ones left out):`);
+  for (const a of st.agents) {
+    const trusts = st.cas.filter((c) => a.trusts[c.fingerprint]).map((c) => c.role);
+    lines.push(`  ${a.id}  ${a.hostname}  ${a.status}  certificate from: ${name(a.certCa)}  trusts: ${trusts.length > 0 ? trusts.join('+') : 'not reported'}`);
+  }
+  lines.push(`next: ${st.next}`);
+  return lines.join('\n') + '\n';
 }
 
 /** The chain did not verify: already reported; exit 1. */

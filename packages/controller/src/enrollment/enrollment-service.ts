@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import {
-  BulkheadError, signAgentCsr, type EnrollmentHandlers, type EnrollRequest__Output, type EnrollResponse, type Logger,
+  BulkheadError, certFingerprint, signAgentCsr, type EnrollmentHandlers, type EnrollRequest__Output, type EnrollResponse, type Logger,
 } from '@bulkhead/shared';
 import type { ControllerPki } from '../pki/data-dir';
 import type { Store } from '../store/store';
@@ -83,7 +83,8 @@ export async function enroll(opts: EnrollmentServiceOptions, req: EnrollRequest_
   const token = await checkJoinToken(opts.store, req.token, now);
   if (!req.csrPem) throw new BulkheadError('BK_ERR_CSR_INVALID', 'enrollment request carries no CSR');
   const agentId = newAgentId();
-  const issued = await signAgentCsr({ ca: opts.pki.ca, csrPem: req.csrPem, agentId, validDays: opts.agentCertDays ?? 90 });
+  const ca = opts.pki.ca; // once: a reload during this call must not split the certificate from its CA
+  const issued = await signAgentCsr({ ca, csrPem: req.csrPem, agentId, validDays: opts.agentCertDays ?? 90 });
   await consumeJoinToken(opts.store, token, agentId, now);
   await opts.store.insertAgent({
     id: agentId,
@@ -97,10 +98,11 @@ export async function enroll(opts: EnrollmentServiceOptions, req: EnrollRequest_
     lastSeenAt: null,
     connectedAt: null,
     revokedAt: null,
+    certCa: certFingerprint(ca.certPem),
     containerCount: 0,
   });
   opts.logger.info({ agentId, hostname: req.hostname, tokenId: token.id, peer, certSerial: issued.serial }, 'agent enrolled');
-  return { agentId, certificatePem: issued.certPem, caPem: opts.pki.ca.certPem, notAfterMs: issued.notAfter.getTime() };
+  return { agentId, certificatePem: issued.certPem, caPem: ca.certPem, notAfterMs: issued.notAfter.getTime() };
 }
 
 export function enrollmentHandlers(opts: EnrollmentServiceOptions): EnrollmentHandlers {

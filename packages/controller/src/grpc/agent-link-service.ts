@@ -8,6 +8,7 @@
 // ends the stream before the agent can answer; the agent says so in its next
 // hello, and the failure is stored as the agent's policy status.
 import type * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import {
   BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
   type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output,
@@ -50,8 +51,31 @@ export interface AgentLinkOptions {
   /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
   renewal?: CertRenewalOptions;
   /** Subject of this controller's CA, named when a certificate from another CA is refused. */
-  caSubject?: string;
+  caSubject?: string | (() => string);
+  /**
+   * How often the store is asked for agents revoked by any controller on the same
+   * database (another replica's API, too): their live streams here are closed and their
+   * next hello refused. Default 300 ms, so a revocation takes effect on every replica
+   * within 1 s. 0 turns the watch off (revoke() on this process still acts at once).
+   */
+  revocationPollMs?: number;
+  /**
+   * The CAs trusted for agent certificates (pki/live-pki.ts): sent to each agent
+   * after the welcome and again whenever they change; a stream whose certificate
+   * no trusted CA issued any more is closed then.
+   */
+  trust?: AgentLinkTrustSource;
 }
+
+export interface AgentLinkTrustSource {
+  readonly trust: string[];
+  trustBundle(): { caPem: string; issuingCaFingerprint: string };
+  subscribe(listener: () => void): () => void;
+}
+
+/** Revocations older than this are not looked at again: a stream of a revoked agent cannot live that long unseen. */
+const REVOCATION_LOOKBACK_MS = 5 * 60_000;
+export const DEFAULT_REVOCATION_POLL_MS = 300;
 
 /** What the link needs of the policy service (policy/policy-service.ts). */
 export interface AgentLinkPolicySource {
@@ -88,11 +112,14 @@ export class AgentLinkService {
   /** Fingerprints of foreign certificates whose refusal was logged at warn. */
   private readonly foreignCertsLogged = new Set<string>();
   private sweeper: NodeJS.Timeout | undefined;
+  private revocationWatch: NodeJS.Timeout | undefined;
+  private revocationCheckRunning = false;
   private readonly heartbeatIntervalMs: number;
   private readonly offlineAfterMs: number;
   private readonly helloTimeoutMs: number;
   private readonly now: () => Date;
   private unsubscribePolicy: (() => void) | undefined;
+  private unsubscribeTrust: (() => void) | undefined;
   /** Alerts: pending "offline unless it comes back" checks. */
   private readonly offlineTimers = new Set<NodeJS.Timeout>();
   /** Agent revocation: ids revoked while this process runs, for hellos that passed the store check just before. */
@@ -139,24 +166,79 @@ export class AgentLinkService {
     const every = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
+    const pollMs = this.opts.revocationPollMs ?? DEFAULT_REVOCATION_POLL_MS;
+    if (pollMs > 0 && this.opts.store.listAgentsRevokedSince) {
+      this.revocationWatch = setInterval(() => void this.checkRevocations(), pollMs);
+      this.revocationWatch.unref();
+    }
     // Policy: every connected agent gets each new bundle at once.
     this.unsubscribePolicy ??= this.opts.policy?.subscribe((bundle) => {
       for (const s of this.sessions.values()) if (!s.closed) s.call.write({ policy: bundle });
       this.opts.logger.info({ version: bundle.version, sha256: bundle.sha256, agents: this.sessions.size }, 'policy bundle pushed');
     });
+    this.unsubscribeTrust ??= this.opts.trust?.subscribe(() => this.trustChanged());
   }
 
   /** Closes every stream (controller shutdown) and marks those agents offline. */
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
+    if (this.revocationWatch) clearInterval(this.revocationWatch);
     for (const timer of this.offlineTimers) clearTimeout(timer); // alerts
     this.offlineTimers.clear();
     this.unsubscribePolicy?.();
     this.unsubscribePolicy = undefined;
+    this.unsubscribeTrust?.();
+    this.unsubscribeTrust = undefined;
     const all = [...this.sessions.values()];
     for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
     await Promise.allSettled(all.map((s) => s.chain));
     for (const s of all) await this.opts.store.setAgentStatus(s.agentId, 'offline', this.now()).catch(() => undefined);
+  }
+
+  /**
+   * Closes the streams of agents another controller on this database revoked.
+   * The query asks for revocations of the last few minutes rather than since
+   * the last check, so replicas whose clocks differ by less than that still
+   * see each one; a stream already closed makes the repeat a no-op. Cheap:
+   * an indexed range over agents.revoked_at, usually empty, and only while
+   * this replica holds a stream.
+   */
+  async checkRevocations(): Promise<void> {
+    if (this.revocationCheckRunning || this.sessions.size === 0 || !this.opts.store.listAgentsRevokedSince) return;
+    this.revocationCheckRunning = true;
+    try {
+      const since = new Date(this.now().getTime() - REVOCATION_LOOKBACK_MS);
+      for (const id of await this.opts.store.listAgentsRevokedSince(since)) {
+        if (!this.sessions.has(id)) continue;
+        this.revoke(id);
+      }
+    } catch (err) {
+      this.opts.logger.error({ err }, 'checking for revoked agents failed');
+    } finally {
+      this.revocationCheckRunning = false;
+    }
+  }
+
+  /**
+   * The trusted CAs changed (a reload after `ca rotate …`): streams opened
+   * with a certificate no trusted CA issued are closed as a new handshake
+   * would be refused, and every other agent gets the new trust bundle.
+   */
+  private trustChanged(): void {
+    const trust = this.opts.trust;
+    if (!trust) return;
+    const bundle = trust.trustBundle();
+    let closed = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.closed) continue;
+      if (!trust.trust.some((ca) => certIssuedBy(s.cert.raw, ca))) {
+        closed += 1;
+        this.close(s, new BulkheadError('BK_ERR_CERT_REQUIRED', `the certificate of ${s.agentId} is from a CA this controller no longer trusts; enroll the host again`));
+        continue;
+      }
+      s.call.write({ trust: bundle });
+    }
+    this.opts.logger.info({ issuingCa: bundle.issuingCaFingerprint, trustedCas: trust.trust.length, agents: this.sessions.size, closed }, 'trust bundle pushed');
   }
 
   /** Marks agents offline whose heartbeats stopped, and drops their streams. */
@@ -187,7 +269,8 @@ export class AgentLinkService {
     if (!cert) {
       const foreign = unverifiedPeerCertificate(call);
       if (!foreign) return refuse(new BulkheadError('BK_ERR_CERT_REQUIRED'));
-      const ours = this.opts.caSubject ?? 'this controller\'s CA';
+      const cs = this.opts.caSubject;
+      const ours = (typeof cs === 'function' ? cs() : cs) ?? 'this controller\'s CA';
       const err = new BulkheadError(
         'BK_ERR_CERT_REQUIRED',
         `the client certificate (issuer "${foreign.issuer}", ${foreign.tlsError}) did not verify against this controller's CA "${ours}"; enroll the host with this controller again`,
@@ -299,6 +382,8 @@ export class AgentLinkService {
       const undeliverable = hello.lastDeliveryError ? await this.recordDeliveryFailure(agentId, hello, bundle, now) : false;
       if (!undeliverable) call.write({ policy: bundle });
     }
+    if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
+    if (hello.trustedCaFingerprints.length > 0) await this.recordTrust(agentId, hello.trustedCaFingerprints);
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
     // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
@@ -392,6 +477,9 @@ export class AgentLinkService {
       case 'renewCert':
         await this.renewCert(s, msg.renewCert?.csrPem ?? '');
         break;
+      case 'trustAck':
+        await this.recordTrust(s.agentId, msg.trustAck?.caFingerprints ?? []);
+        break;
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');
       default:
@@ -447,6 +535,12 @@ export class AgentLinkService {
     // Alerts: one alert per new report (violation / action / action_failed / authz_denied).
     const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
     if (alert) this.raise(alert);
+  }
+
+  /** What the agent trusts for our certificate: `ca status` shows it, `ca rotate activate` checks it. */
+  private async recordTrust(agentId: string, fingerprints: string[]): Promise<void> {
+    const fps = fingerprints.filter((f) => /^sha256:[0-9a-f]{64}$/.test(f)).slice(0, 8);
+    await this.opts.store.setAgentTrustedCas?.(agentId, fps);
   }
 
   // ---- certificate renewal ---------------------------------------------------
@@ -544,6 +638,17 @@ export class AgentLinkService {
     s.closed = true;
     if (this.sessions.get(s.agentId) === s) this.sessions.delete(s.agentId);
     s.call.emit('error', toServiceError(err));
+  }
+}
+
+/** True when the DER certificate `raw` is signed by the PEM CA `caPem`. */
+function certIssuedBy(raw: Buffer, caPem: string): boolean {
+  try {
+    const c = new X509Certificate(raw);
+    const ca = new X509Certificate(caPem);
+    return c.checkIssued(ca) && c.verify(ca.publicKey);
+  } catch {
+    return false;
   }
 }
 

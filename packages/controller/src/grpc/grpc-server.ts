@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { loadProto, type Logger } from '@bulkhead/shared';
 import type { ControllerPki } from '../pki/data-dir';
+import { LivePki } from '../pki/live-pki';
 import type { Store } from '../store/store';
 import { enrollmentHandlers, withEnrollSizeLimit, type EnrollmentLimits } from '../enrollment/enrollment-service';
 import { describeDn } from './unverified-peer';
@@ -17,7 +18,8 @@ import { AgentLinkService, type AgentLinkOptions, type AgentLinkPolicySource } f
 export interface GrpcServerOptions {
   listen: string;
   store: Store;
-  pki: ControllerPki;
+  /** A LivePki makes certificate and trust changes take effect without a restart. */
+  pki: ControllerPki | LivePki;
   logger: Logger;
   link?: Omit<AgentLinkOptions, 'store' | 'logger'>;
   agentCertDays?: number;
@@ -39,27 +41,75 @@ export interface RunningGrpcServer {
 }
 
 /**
- * A certificate provider that never changes (grpc-js wants the provider shape).
+ * A certificate provider whose certificate can be replaced: grpc-js builds a
+ * new secure context from each update and uses it for the next handshake
+ * (server.setSecureContext), so connections already open are not touched.
  * Listeners are called on the next tick: grpc-js registers its own watcher
  * only after subscribing to the provider, so a synchronous update is lost.
  */
-function staticProvider(ca: Buffer | null, identity: { certificate: Buffer; privateKey: Buffer } | null): grpc.experimental.CertificateProvider {
-  return {
-    addCaCertificateListener: (l) => process.nextTick(() => l(ca ? { caCertificate: ca } : null)),
-    removeCaCertificateListener: () => undefined,
-    addIdentityCertificateListener: (l) => process.nextTick(() => l(identity)),
-    removeIdentityCertificateListener: () => undefined,
-  };
+class ReplaceableProvider implements grpc.experimental.CertificateProvider {
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+  private readonly idListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+
+  constructor(
+    private ca: grpc.experimental.CaCertificateUpdate | null,
+    private identity: grpc.experimental.IdentityCertificateUpdate | null,
+  ) {}
+
+  update(ca: grpc.experimental.CaCertificateUpdate | null, identity: grpc.experimental.IdentityCertificateUpdate | null): void {
+    this.ca = ca;
+    this.identity = identity;
+    for (const l of this.caListeners) l(ca);
+    for (const l of this.idListeners) l(identity);
+  }
+
+  addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(l);
+    process.nextTick(() => this.caListeners.has(l) && l(this.ca));
+  }
+
+  removeCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(l);
+  }
+
+  addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.idListeners.add(l);
+    process.nextTick(() => this.idListeners.has(l) && l(this.identity));
+  }
+
+  removeIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.idListeners.delete(l);
+  }
 }
 
-export function serverCredentials(pki: ControllerPki, handshakeTimeoutMs = DEFAULT_HANDSHAKE_TIMEOUT_MS): grpc.ServerCredentials {
-  const chain = Buffer.from(pki.server.certPem.trimEnd() + '\n' + pki.ca.certPem);
+function identityOf(pki: ControllerPki): grpc.experimental.IdentityCertificateUpdate {
+  return { certificate: Buffer.from(pki.server.certPem.trimEnd() + '\n' + pki.serverIssuer), privateKey: Buffer.from(pki.server.keyPem) };
+}
+
+function trustOf(pki: ControllerPki): grpc.experimental.CaCertificateUpdate {
+  return { caCertificate: Buffer.from(pki.trust.map((c) => c.trimEnd() + '\n').join('')) };
+}
+
+/**
+ * The listener's credentials: the server certificate with its issuing CA,
+ * and every trusted CA for client certificates. With a LivePki both follow
+ * its reloads (new handshakes only).
+ */
+export function serverCredentials(pki: ControllerPki | LivePki, handshakeTimeoutMs = DEFAULT_HANDSHAKE_TIMEOUT_MS): grpc.ServerCredentials {
+  const identity = new ReplaceableProvider(null, identityOf(pki));
+  const trust = new ReplaceableProvider(trustOf(pki), null);
+  if (pki instanceof LivePki) {
+    pki.subscribe((next) => {
+      identity.update(null, identityOf(next));
+      trust.update(trustOf(next), null);
+    });
+  }
   const creds = grpc.experimental.createCertificateProviderServerCredentials(
     // grpc-js 1.14 names the first parameter "caCertificateProvider" but hands it
     // to a constructor whose first parameter is the identity provider: the
     // identity provider goes first.
-    staticProvider(null, { certificate: chain, privateKey: Buffer.from(pki.server.keyPem) }),
-    staticProvider(Buffer.from(pki.ca.certPem), null),
+    identity,
+    trust,
     false,
   );
   return withHandshakeTimeout(creds, handshakeTimeoutMs);
@@ -104,7 +154,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const link = new AgentLinkService({
     ...(opts.link ?? {}),
     ...(opts.policy ? { policy: opts.policy } : {}),
-    caSubject: describeDn(new X509Certificate(opts.pki.ca.certPem).subject),
+    caSubject: () => opts.pki.trust.map((c) => describeDn(new X509Certificate(c).subject)).join('" or "'),
+    ...(opts.pki instanceof LivePki ? { trust: opts.pki } : {}),
     store: opts.store,
     logger: opts.logger.child({ component: 'link' }),
   });

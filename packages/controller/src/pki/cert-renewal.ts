@@ -8,12 +8,13 @@
 // The replaced serial stays accepted (for hellos and for renewing) until the agent
 // first connects with the new certificate: a renewal answer lost on the way (the
 // stream dropped, the agent crashed before storing it) must not strand the agent.
-import { BulkheadError, canonicalSerial, signAgentCsr, type KeyAndCert, type Logger } from '@bulkhead/shared';
+import { BulkheadError, canonicalSerial, certFingerprint, signAgentCsr, type KeyAndCert, type Logger } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import type { AuditEntry } from '../audit/audit-store';
 
 export interface CertRenewalOptions {
-  ca: KeyAndCert;
+  /** The CA that signs; a function when it can change while the controller runs (a CA rotation). */
+  ca: KeyAndCert | (() => KeyAndCert);
   /** Lifetime of a renewed certificate. Default 90 days, as at enrollment. */
   agentCertDays?: number;
   /** Lifetime in milliseconds; overrides agentCertDays (tests exercising renewal use seconds). */
@@ -69,8 +70,9 @@ export async function renewAgentCert(
       throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${caller.serial} is not the one on record for ${caller.agentId}; only the current certificate can renew`);
     }
     if (!store.replaceAgentCert) throw new BulkheadError('BK_ERR_INTERNAL', 'this store cannot record renewed certificates');
+    const ca = typeof options.ca === 'function' ? options.ca() : options.ca;
     const issued = await signAgentCsr({
-      ca: options.ca,
+      ca,
       csrPem,
       agentId: caller.agentId,
       notKeyOf: caller.certRaw,
@@ -78,7 +80,7 @@ export async function renewAgentCert(
     });
     // Compare-and-set on the serial we checked: a revocation or a second renewal in between wins.
     const previous = fromPrevious ? rec.prevCertSerial! : rec.certSerial;
-    if (!(await store.replaceAgentCert(caller.agentId, rec.certSerial, { serial: issued.serial, notAfter: issued.notAfter }, previous))) {
+    if (!(await store.replaceAgentCert(caller.agentId, rec.certSerial, { serial: issued.serial, notAfter: issued.notAfter, ca: certFingerprint(ca.certPem) }, previous))) {
       const now = await store.getAgent(caller.agentId);
       if (!now || now.status === 'revoked' || now.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${caller.agentId} was revoked during the renewal`);
       throw new BulkheadError('BK_ERR_CONFLICT', `the certificate of ${caller.agentId} changed during the renewal`);

@@ -1,7 +1,12 @@
 // Owns the controller's data directory: the CA, the server certificate, the
 // admin API key file and the SQLite store live here. Private keys are 0600
 // from the first byte; the directory itself is 0700.
-import { randomBytes } from 'node:crypto';
+//
+// During a CA rotation (ca-rotation.ts) a second CA sits beside the first:
+//   ca-next.key/.crt      created by `ca rotate start`; trusted, not yet issuing
+//   ca-previous.key/.crt  the old CA after `ca rotate activate`; trusted until `ca rotate finish`
+// ca.key/ca.crt is always the CA that issues certificates now.
+import { X509Certificate, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +20,10 @@ export interface DataDirPaths {
   caCert: string;
   serverKey: string;
   serverCert: string;
+  caNextKey: string;
+  caNextCert: string;
+  caPreviousKey: string;
+  caPreviousCert: string;
   adminKey: string;
   db: string;
 }
@@ -26,15 +35,29 @@ export function dataDirPaths(dir: string): DataDirPaths {
     caCert: join(dir, 'ca.crt'),
     serverKey: join(dir, 'server.key'),
     serverCert: join(dir, 'server.crt'),
+    caNextKey: join(dir, 'ca-next.key'),
+    caNextCert: join(dir, 'ca-next.crt'),
+    caPreviousKey: join(dir, 'ca-previous.key'),
+    caPreviousCert: join(dir, 'ca-previous.crt'),
     adminKey: join(dir, 'admin.apikey'),
     db: join(dir, 'bulkhead.db'),
   };
 }
 
+/** Where a CA rotation stands: none, a new CA trusted but not issuing (started), the new CA issuing while the old one is still trusted (activated). */
+export type RotationPhase = 'none' | 'started' | 'activated';
+
 export interface ControllerPki {
+  /** The CA that issues certificates now. */
   ca: KeyAndCert;
   server: KeyAndCert;
+  /** Of `ca`: what agents pin when they enroll. */
   caFingerprint: string;
+  /** Every CA trusted for agent certificates and sent to agents as their trust bundle: `ca` first. */
+  trust: string[];
+  rotation: RotationPhase;
+  /** The trusted CA that issued `server` (sent after it in the TLS chain). */
+  serverIssuer: string;
 }
 
 /** Names a server certificate always carries, plus any the operator adds. */
@@ -66,7 +89,7 @@ export async function initPki(dir: string, sans: string[]): Promise<ControllerPk
   writeFileAtomic(p.caCert, ca.certPem);
   writeSecretFile(p.serverKey, server.keyPem);
   writeFileAtomic(p.serverCert, server.certPem);
-  return { ca, server, caFingerprint: certFingerprint(ca.certPem) };
+  return { ca, server, caFingerprint: certFingerprint(ca.certPem), trust: [ca.certPem], rotation: 'none', serverIssuer: ca.certPem };
 }
 
 export function loadPki(dir: string): ControllerPki {
@@ -82,5 +105,49 @@ export function loadPki(dir: string): ControllerPki {
   }
   const ca = { keyPem: readFileSync(p.caKey, 'utf8'), certPem: readFileSync(p.caCert, 'utf8') };
   const server = { keyPem: readFileSync(p.serverKey, 'utf8'), certPem: readFileSync(p.serverCert, 'utf8') };
-  return { ca, server, caFingerprint: certFingerprint(ca.certPem) };
+  checkPair(ca, p.caKey, p.caCert);
+  checkPair(server, p.serverKey, p.serverCert);
+  const caFingerprint = certFingerprint(ca.certPem);
+  // A file equal to ca.crt is what an interrupted `ca rotate activate` leaves; it adds nothing.
+  const other = (f: string): string | undefined => (existsSync(f) && certFingerprint(readFileSync(f, 'utf8')) !== caFingerprint ? readFileSync(f, 'utf8') : undefined);
+  const next = other(p.caNextCert);
+  const previous = other(p.caPreviousCert);
+  if (next !== undefined && previous !== undefined) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${dir} holds both ${p.caNextCert} and ${p.caPreviousCert}: a CA rotation was started while another one was not finished; run \`bulkhead-controller ca status --data-dir ${dir}\``);
+  }
+  const trust = [ca.certPem, ...(next !== undefined ? [next] : []), ...(previous !== undefined ? [previous] : [])];
+  const serverIssuer = trust.find((c) => issuedBy(server.certPem, c));
+  if (serverIssuer === undefined) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.serverCert} is not issued by a CA this controller trusts (${trust.map(describeCa).join('; ')}); agents would refuse it — run \`bulkhead-controller cert reissue --data-dir ${dir}\``);
+  }
+  return { ca, server, caFingerprint, trust, rotation: next !== undefined ? 'started' : previous !== undefined ? 'activated' : 'none', serverIssuer };
+}
+
+/** True when `certPem` (its first certificate) is signed by the CA certificate `caPem`. */
+export function issuedBy(certPem: string, caPem: string): boolean {
+  try {
+    const c = new X509Certificate(certPem);
+    const ca = new X509Certificate(caPem);
+    return c.checkIssued(ca) && c.verify(ca.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** "CN=… (sha256:…)", for messages. */
+export function describeCa(pem: string): string {
+  return `${new X509Certificate(pem).subject.split('\n').join(', ')} (${certFingerprint(pem)})`;
+}
+
+/** The private key must be the certificate's: a pair torn apart by an interrupted write is named, not served. */
+export function checkPair(pair: KeyAndCert, keyFile: string, certFile: string): void {
+  let same = false;
+  try {
+    const fromKey = createPublicKey(createPrivateKey(pair.keyPem)).export({ type: 'spki', format: 'der' });
+    const fromCert = new X509Certificate(pair.certPem).publicKey.export({ type: 'spki', format: 'der' });
+    same = fromKey.equals(fromCert);
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${keyFile} or ${certFile} is not a readable PEM key / certificate`, { cause });
+  }
+  if (!same) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${keyFile} is not the private key of ${certFile}`);
 }

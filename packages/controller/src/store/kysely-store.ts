@@ -198,6 +198,8 @@ export abstract class KyselyStore implements Store {
         last_seen_at: msOrNull(a.lastSeenAt),
         connected_at: msOrNull(a.connectedAt),
         revoked_at: msOrNull(a.revokedAt),
+        cert_ca: a.certCa ?? null,
+        trusted_cas: a.trustedCas ? JSON.stringify(a.trustedCas) : null,
       })
       .execute();
   }
@@ -258,10 +260,10 @@ export abstract class KyselyStore implements Store {
       .execute();
   }
 
-  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date }, previous: string | null): Promise<boolean> {
+  async replaceAgentCert(id: string, fromSerial: string, to: { serial: string; notAfter: Date; ca?: string }, previous: string | null): Promise<boolean> {
     const r = await this.db
       .updateTable('agents')
-      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime(), prev_cert_serial: previous })
+      .set({ cert_serial: to.serial, cert_not_after: to.notAfter.getTime(), prev_cert_serial: previous, ...(to.ca !== undefined ? { cert_ca: to.ca } : {}) })
       .where('id', '=', id)
       .where('cert_serial', '=', fromSerial)
       .where('status', '!=', 'revoked')
@@ -272,6 +274,15 @@ export abstract class KyselyStore implements Store {
 
   async retirePreviousCert(id: string, serial: string): Promise<void> {
     await this.db.updateTable('agents').set({ prev_cert_serial: null }).where('id', '=', id).where('cert_serial', '=', serial).where('prev_cert_serial', 'is not', null).execute();
+  }
+
+  async setAgentTrustedCas(id: string, fingerprints: string[]): Promise<void> {
+    await this.db.updateTable('agents').set({ trusted_cas: JSON.stringify(fingerprints) }).where('id', '=', id).execute();
+  }
+
+  async listAgentsRevokedSince(since: Date): Promise<string[]> {
+    const rows = await this.db.selectFrom('agents').select('id').where('revoked_at', '>=', since.getTime()).execute();
+    return rows.map((r) => r.id);
   }
 
   async listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]> {
@@ -758,6 +769,8 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
     lastSeenAt: toDateOrNull(r.last_seen_at),
     connectedAt: toDateOrNull(r.connected_at),
     revokedAt: toDateOrNull(r.revoked_at),
+    ...(r.cert_ca !== null && r.cert_ca !== undefined ? { certCa: r.cert_ca } : {}),
+    ...(r.trusted_cas !== null && r.trusted_cas !== undefined ? { trustedCas: parseStringArray(r.trusted_cas) } : {}),
     containerCount: r.container_count === null || r.container_count === undefined ? 0 : toNumber(r.container_count),
     // Absent (not null) until the agent reports one, so agent records round-trip as inserted.
     ...withPolicyStatus(r),
@@ -856,4 +869,13 @@ function toScan(r: Selectable<ScansTable>): ScanRecord {
 function isUniqueViolation(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+function parseStringArray(json: string): string[] {
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
 }

@@ -376,9 +376,25 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       for (const c of ['pruned', 'prune_json']) await db.schema.alterTable('host_audits').dropColumn(c).execute();
     },
   },
+  // The CA that issued each agent's current certificate and the CAs the agent trusts
+  // (pki/ca-rotation.ts): a rotation activates once every agent trusts the new CA and
+  // finishes once no agent still holds a certificate from the old one. The index serves
+  // the revocation watch, which asks several times a second for agents revoked lately.
+  '0009_cert_ca': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('agents').addColumn('cert_ca', 'text').execute();
+      await db.schema.alterTable('agents').addColumn('trusted_cas', 'text').execute();
+      await db.schema.createIndex('agents_revoked_at').on('agents').column('revoked_at').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropIndex('agents_revoked_at').execute();
+      await db.schema.alterTable('agents').dropColumn('trusted_cas').execute();
+      await db.schema.alterTable('agents').dropColumn('cert_ca').execute();
+    },
+  },
   // Renewal grace (pki/cert-renewal.ts): the serial a renewal replaced stays accepted until the
   // agent connects with the new certificate, so a renewal answer lost on the way strands no one.
-  '0009_cert_grace': {
+  '0010_cert_grace': {
     async up(db: AnyDb): Promise<void> {
       await db.schema.alterTable('agents').addColumn('prev_cert_serial', 'text').execute();
     },

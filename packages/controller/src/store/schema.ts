@@ -46,12 +46,16 @@ export interface AgentsTable {
   host_json: string | null;
   cert_serial: string;
   cert_not_after: Int;
-  /** 0009_cert_grace: the serial the last renewal replaced, until the new certificate is used. */
+  /** 0010_cert_grace: the serial the last renewal replaced, until the new certificate is used. */
   prev_cert_serial: string | null;
   enrolled_at: Int;
   last_seen_at: Int | null;
   connected_at: Int | null;
   revoked_at: Int | null;
+  /** 0009_cert_ca: fingerprint of the CA that issued cert_serial; null before. */
+  cert_ca: string | null;
+  /** 0009_cert_ca: JSON array of CA fingerprints the agent trusts; null until it reports. */
+  trusted_cas: string | null;
 }
 
 export interface ContainersTable {

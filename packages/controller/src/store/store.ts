@@ -27,6 +27,13 @@ export interface AgentRecord {
   lastSeenAt: Date | null;          // last message of any kind
   connectedAt: Date | null;         // start of the current/last stream
   revokedAt: Date | null;
+  /**
+   * "sha256:…" of the CA that issued the current certificate; absent for certificates
+   * issued before the controller recorded it (they come from the CA in use back then).
+   */
+  certCa?: string;
+  /** Fingerprints of the CAs the agent last said it trusts for the controller's certificate; absent until it says. */
+  trustedCas?: string[];
   containerCount: number;
   /** The policy bundle the agent last reported on; absent until its first report. */
   policyStatus?: AgentPolicyStatusRecord | null;
@@ -250,9 +257,17 @@ export interface Store {
    * otherwise, so a renewal racing a revocation or another renewal changes nothing.
    * `previous` becomes prevCertSerial: the certificate still accepted until the new one is used.
    */
-  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date }, previous: string | null): Promise<boolean>;
+  replaceAgentCert?(id: string, fromSerial: string, to: { serial: string; notAfter: Date; ca?: string }, previous: string | null): Promise<boolean>;
   /** The agent connected with its current certificate `serial`: the previous one is no longer accepted. */
   retirePreviousCert?(id: string, serial: string): Promise<void>;
+  /**
+   * Ids of agents revoked at or after `since` (by any controller on this database). Each
+   * controller asks a few times a second to close the streams it holds of agents another
+   * replica revoked (grpc/revocation-watch.ts).
+   */
+  listAgentsRevokedSince?(since: Date): Promise<string[]>;
+  /** Records the CAs an agent trusts for the controller's certificate (its hello, or a TrustAck). */
+  setAgentTrustedCas?(id: string, fingerprints: string[]): Promise<void>;
   /** Deletes containers marked removed before `before`; returns how many went. */
   purgeRemovedContainers?(before: Date): Promise<number>;
   /** Live (not removed) containers per state, for the metrics. */

@@ -282,3 +282,26 @@ export function describeCert(pem: string): CertSummary {
 function escapeDn(v: string): string {
   return v.replace(/([,+"\\<>;=])/g, '\\$1');
 }
+
+/** The PEM certificates in `pem`, each as its own PEM block (a CA bundle holds several). */
+export function splitPemCertificates(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g)?.map((c) => c + '\n') ?? [];
+}
+
+/** True when the certificate `cert` (PEM or DER) is signed by one of the CA certificates in `caBundlePem`. */
+export function issuedByOneOf(cert: string | Buffer, caBundlePem: string): boolean {
+  let c: NodeX509;
+  try {
+    c = new NodeX509(cert);
+  } catch {
+    return false;
+  }
+  return splitPemCertificates(caBundlePem).some((pem) => {
+    try {
+      const ca = new NodeX509(pem);
+      return c.checkIssued(ca) && c.verify(ca.publicKey);
+    } catch {
+      return false;
+    }
+  });
+}

@@ -59,7 +59,7 @@ export type JoinTokenListQuery = Static<typeof JoinTokenListQuerySchema>;
 const JoinTokenParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 type JoinTokenParams = Static<typeof JoinTokenParamsSchema>;
 
-export function registerJoinTokenRoutes(app: FastifyInstance, opts: { store: Store; now: () => Date; caFingerprint: string | undefined }): void {
+export function registerJoinTokenRoutes(app: FastifyInstance, opts: { store: Store; now: () => Date; caFingerprint: string | (() => string) | undefined }): void {
   const { store, now } = opts;
 
   app.post<{ Body: JoinTokenCreateBody }>(
@@ -82,7 +82,7 @@ export function registerJoinTokenRoutes(app: FastifyInstance, opts: { store: Sto
       const { token, record } = await createJoinToken(store, ttlMs, at, req.body.description ?? '');
       auditTarget(req, { joinTokenId: record.id });
       reply.code(201).header('location', `/v1/join-tokens/${record.id}`);
-      return { ...toJoinTokenDto(record, at), token, caFingerprint: opts.caFingerprint };
+      return { ...toJoinTokenDto(record, at), token, caFingerprint: typeof opts.caFingerprint === 'function' ? opts.caFingerprint() : opts.caFingerprint };
     },
   );
 
