@@ -3,14 +3,14 @@
 // 200): resident memory (VmRSS) and CPU share of one core, read from
 // /proc/<pid> of the real agent process while it is connected to a real
 // controller and watching a private dockerd. Baseline in the same run: a bare
-// `node -e 'setInterval(()=>{},1e6)'` process's RSS.
+// `node -e 'setInterval(()=>{},1e6)'` process's RSS, on the agent's node binary.
 //
 // Bounded: N containers (sleep), a settle period, then a fixed sampling
 // window (BENCH_IDLE_WINDOW_S, default 30 s); everything is removed after.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
 const { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
-const { tmpdir } = require('node:os');
+const { tmpdir, loadavg } = require('node:os');
 const { join, resolve } = require('node:path');
 const Docker = require('dockerode');
 
@@ -23,8 +23,9 @@ const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
 const IMAGE = 'bulkhead-test/busybox:1';
 // The agent runs with the node flags and environment of the systemd unit
 // (bench/lib/agent-runtime.js), so the bench measures what is deployed;
-// BENCH_AGENT_NODE_FLAGS overrides the flags, for comparisons.
-const { AGENT_NODE_FLAGS, UNIT_ENV, agentEnv } = require('./lib/agent-runtime');
+// BENCH_AGENT_NODE_FLAGS overrides the flags, BENCH_AGENT_NODE the agent's node
+// binary (the controller stays on this one), for comparisons.
+const { AGENT_NODE, AGENT_NODE_FLAGS, UNIT_ENV, agentEnv } = require('./lib/agent-runtime');
 // Extra `bulkhead-agent run` flags, for comparisons (e.g. "--usage-interval 0").
 const AGENT_EXTRA_ARGS = (process.env.BENCH_IDLE_AGENT_ARGS ?? '').split(' ').filter(Boolean);
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -82,9 +83,9 @@ async function main() {
     const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', join(dir, 'agent')]);
     const env = agentEnv();
-    const agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'], env });
+    const agent = spawn(AGENT_NODE, [...AGENT_NODE_FLAGS, AGENT, 'run', '--state-dir', join(dir, 'agent'), '--docker-host', host, '--authz-socket', join(dir, 'agent', 'authz.sock'), ...AGENT_EXTRA_ARGS], { stdio: ['ignore', 'ignore', 'inherit'], env });
     children.push(agent);
-    const bare = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
+    const bare = spawn(AGENT_NODE, ['-e', 'setInterval(()=>{},1e6)'], { stdio: 'ignore' });
     children.push(bare);
 
     await sleep(SETTLE_S * 1000); // settle: initial sync, snapshot, first reconcile, GC
@@ -101,6 +102,7 @@ async function main() {
       benchmark: 'agent-idle',
       date: new Date().toISOString(),
       node: process.version,
+      agentNode: execFileSync(AGENT_NODE, ['-p', 'process.version']).toString().trim(),
       runningContainers: N,
       agentNodeFlags: AGENT_NODE_FLAGS,
       agentEnv: Object.fromEntries(Object.keys(UNIT_ENV).map((k) => [k, env[k]])),
@@ -110,6 +112,9 @@ async function main() {
       agentRssMb: { p50: +sorted[Math.floor(sorted.length / 2)].toFixed(1), max: +sorted[sorted.length - 1].toFixed(1) },
       bareNodeRssMb: +rssMb(bare.pid).toFixed(1),
       agentCpuPercentOfOneCore: +cpuPct.toFixed(2),
+      // The machine's 1/5/15-minute load average at the end of the window: CPU
+      // figures from a shared machine mean little without it.
+      loadAverage: loadavg().map((l) => +l.toFixed(2)),
     };
     if (process.env.BENCH_IDLE_SMAPS === '1') {
       result.smapsMb = { agent: smapsMb(agent.pid), bareNode: smapsMb(bare.pid) };

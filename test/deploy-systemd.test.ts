@@ -25,7 +25,7 @@ const UNITS: UnitSpec[] = [
     maxExposure: 5,
     subcommand: 'run',
     expect: [
-      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --v8-pool-size=1 \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
+      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --v8-pool-size=1 --no-maglev \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
       // Before the engine: it serves dockerd's authorization plugin.
       /^Before=.*\bdocker\.service\b/m,
       /^EnvironmentFile=-\/etc\/bulkhead\/agent\.env$/m,
@@ -97,10 +97,16 @@ if (!analyze) {
       t.ok(Number(level) <= u.maxExposure, `exposure ${level} <= ${u.maxExposure}`);
 
       // The script ExecStart runs, mapped from /opt/bulkhead to this checkout.
-      const exec = /^ExecStart=(\S+) (?:--\S+ )*(\S+) (.*)$/m.exec(text);
+      const exec = /^ExecStart=(\S+) ((?:--\S+ )*)(\S+) (.*)$/m.exec(text);
       t.ok(exec, 'ExecStart parses');
       if (!exec) return;
-      const [, , script, rest] = exec as unknown as [string, string, string, string];
+      const [, , nodeFlags, script, rest] = exec as unknown as [string, string, string, string, string];
+      // node refuses to start on a flag its version does not know (a V8 flag of a newer
+      // release, say), so the unit's node flags must work on every Node the agent supports:
+      // run this test under each of them.
+      const flags = nodeFlags.split(' ').filter(Boolean);
+      const probe = spawnSync(process.execPath, [...flags, '-e', '0'], { encoding: 'utf8', timeout: 30_000 });
+      t.equal(probe.status, 0, `node ${process.version} accepts ${flags.join(' ') || 'no flags'}\n${probe.stderr}`);
       t.ok(script.startsWith(INSTALL_PREFIX), `script lives under ${INSTALL_PREFIX}`);
       const rel = script.slice(INSTALL_PREFIX.length);
       const src = join(ROOT, rel.replace('/dist/', '/src/').replace(/\.js$/, '.ts'));
