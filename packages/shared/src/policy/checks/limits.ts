@@ -219,6 +219,9 @@ export const ulimits = defineCheck({
     const max = Object.entries(params.max ?? { nofile: 1_048_576 });
     const requireSet = params.requireSet !== false;
     return ({ container: c, host }) => {
+      // Facts that do not say whether dockerd's defaults are in (built by
+      // an agent that predates ulimits) cannot tell "none" from "not read".
+      if (c.daemonDefaultsMerged === undefined) return NO_EVIDENCE;
       const eff = effectiveUlimits(c, host);
       let out: Evidence[] | undefined;
       for (const [name, limit] of max) {
