@@ -121,6 +121,8 @@ export function createRequestToFacts(
     user: str(b.User) || str(icfg.User),
     // What the HostConfig decides, read the same way as for an inspect.
     ...h,
+    // No LogConfig is the daemon's default driver and log-opts.
+    logConfig: h.logConfig ?? { type: '', config: {} },
     mounts: createMounts(hc, b.Volumes, icfg.Volumes),
     networkMode,
     networks: createNetworks(networkMode, b.NetworkingConfig?.EndpointsConfig),
@@ -253,6 +255,7 @@ export function applyLegacyStartHostConfig(current: Facts, hc: Record<string, un
     ...rest,
     ...hostConfigFacts(hc),
     // The replaced host config is stored as sent, without dockerd's defaults.
+    logConfig: hostConfigFacts(hc).logConfig ?? { type: '', config: {} },
     daemonDefaultsMerged: false,
     mounts: createMounts(hc, undefined, undefined),
     networkMode,
