@@ -46,6 +46,26 @@ spec:
 `, 'limits-e2e.yaml');
 const STATE: PolicyState = { policy: POLICY, scans: new Map(), version: 1, source: 'bundle', sha256: 'x', projectLabel: 'bulkhead.project' };
 
+const IO_POLICY = parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: io-e2e }
+spec:
+  rules:
+    - id: limits.blkio
+      description: disk writes throttled
+      severity: low
+      mode: enforce
+      action: { type: alert }
+      check: { type: blkio-limits, require: [write-bps] }
+    - id: limits.storage
+      description: writable layer capped where possible
+      severity: low
+      mode: enforce
+      action: { type: alert }
+      check: { type: storage-size, unsupportedIsViolation: true }
+`, 'io-e2e.yaml');
+
 const DEFAULTS = ['--log-opt', 'max-size=10m', '--log-opt', 'max-file=2', '--default-ulimit', 'nofile=1024:2048'];
 
 interface Case {
@@ -157,6 +177,28 @@ for (const version of versions) {
         if (u) t.same([soft, hard], [u.soft, u.hard], `${c.name}: the container runs with nofile ${u.soft}:${u.hard}`);
         else t.comment(`${c.name}: no nofile ulimit set: the container inherited ${soft}:${hard}`);
         await docker.getContainer(id).remove({ force: true });
+      }
+
+      if (!withDefaults) {
+        // Block-IO throttles: the door reads the request as inspect reads the stored container.
+        const io = new AuthzDecider({ policy: () => ({ ...STATE, policy: IO_POLICY }), containers: { get: () => undefined, inventory: () => [] }, docker, logger, hostFacts: () => host });
+        const throttled = JSON.stringify({ Image: TEST_IMAGE, Labels: LABELS, HostConfig: { NetworkMode: 'none', BlkioDeviceWriteBps: [{ Path: '/dev/null', Rate: 1048576 }], BlkioWeight: 300 } });
+        const weighted = JSON.stringify({ Image: TEST_IMAGE, Labels: LABELS, HostConfig: { NetworkMode: 'none', BlkioWeight: 300 } });
+        for (const [what, body, blkio] of [['write-bps throttle', throttled, false], ['a weight only', weighted, true]] as const) {
+          const d = await ask(io, body);
+          const r = await rawCreate(engine.socketPath, `bk-lim-io-${process.pid}-${n++}`, body);
+          t.equal(r.status, 201, `${what}: dockerd creates it (${r.text.trim()})`);
+          const stored = toContainerFacts(await docker.getContainer((JSON.parse(r.text) as { Id: string }).Id).inspect());
+          const reaction = evaluate(IO_POLICY, { container: stored, host }, { now: NOW }).map((f) => f.ruleId);
+          t.equal(refusedBy(d.msg).includes('limits.blkio'), blkio, `${what}: the door ${blkio ? 'refuses' : 'allows'} (blkio)`);
+          t.equal(reaction.includes('limits.blkio'), blkio, `${what}: the reaction agrees`);
+        }
+        // Storage size: what host facts say the driver supports is what dockerd accepts.
+        const sized = JSON.stringify({ Image: TEST_IMAGE, Labels: LABELS, HostConfig: { NetworkMode: 'none', StorageOpt: { size: '1G' } } });
+        const r = await rawCreate(engine.socketPath, `bk-lim-sz-${process.pid}`, sized);
+        t.equal(r.status === 201, dd.storageSizeSupported === true, `storage driver ${dd.storageDriver} (${dd.storageNote}): dockerd ${r.status === 201 ? 'accepts' : `refuses (${r.text.trim()})`} --storage-opt size`);
+        const bareIo = await ask(io, JSON.stringify({ Image: TEST_IMAGE, HostConfig: { NetworkMode: 'none' } }));
+        if (dd.storageSizeSupported === false) t.match(bareIo.msg, new RegExp(`no writable-layer size limit: not supported by storage driver ${dd.storageDriver}`), 'unsupported, and the rule counts it: the evidence says so');
       }
 
       // The same door where dockerd's command line cannot be read: a request
