@@ -16,7 +16,7 @@
 import type { ContainerFacts__Output, DaemonDefaults__Output, HostFacts__Output, Ulimit__Output } from '../../proto/index';
 import { formatBytes } from '../units';
 import type { Evidence } from '../types';
-import { defineCheck, lazySchema, NO_EVIDENCE } from './define';
+import { defineCheck, lazySchema, NO_EVIDENCE, type TypeBuilder } from './define';
 
 // ---------------------------------------------------------------- sizes as dockerd reads them
 
@@ -43,7 +43,7 @@ export function ramInBytes(s: string): number | undefined {
   return goSize(s, 1024);
 }
 
-const SizeString = (T: Parameters<Parameters<typeof lazySchema>[0]>[0], description: string) =>
+const SizeString = (T: TypeBuilder, description: string) =>
   T.String({ pattern: SIZE.source, description });
 
 // ---------------------------------------------------------------- daemon defaults
@@ -135,7 +135,7 @@ export const logRotation = defineCheck({
       const d = defaultsOf(host);
       if (!lc.known) {
         // A size the container gives itself decides, whatever the defaults.
-        if (lc.driver === 'json-file' && size !== undefined) return judgeSize(lc.driver, size, max, '');
+        if (size !== undefined && lc.driver !== '') return judgeSize(lc.driver, size, max, '');
         if (lc.driver === 'local' && max === undefined) return NO_EVIDENCE;
         const what = lc.driver === '' ? 'the daemon\'s default log driver' : lc.driver;
         return [{ location: 'logConfig', detail: `cannot tell whether the logs rotate: the request sets ${size === undefined ? 'no max-size' : `max-size=${size}`} for ${what} and ${lc.why}` }];
