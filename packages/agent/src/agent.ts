@@ -10,7 +10,7 @@ import type { ContainerDelta, ContainerFacts, HostFacts, HostFacts__Output, Logg
 import { startOptionalMetricsListener } from '@bulkhead/shared';
 import { AuthzDecider } from './authz/authz-decider';
 import { AuthzPlugin } from './authz/plugin-server';
-import { createDockerClient, describeDockerHost } from './docker/client';
+import { createDockerClient, describeDockerHost, dockerSocketPathOf } from './docker/client';
 import { collectHostFacts } from './docker/host-facts';
 import { ContainerWatcher } from './docker/watcher';
 import { FactsResolver } from './docker/facts-resolver';
@@ -75,7 +75,7 @@ export class Agent {
     let hostCached: { at: number; facts: HostFacts } | undefined;
     const hostFacts = async (): Promise<HostFacts> => {
       if (!hostCached || Date.now() - hostCached.at > HOST_FACTS_TTL_MS) {
-        hostCached = { at: Date.now(), facts: await collectHostFacts(docker, { labels: opts.hostLabels }) };
+        hostCached = { at: Date.now(), facts: await collectHostFacts(docker, { labels: opts.hostLabels, daemon: { dockerSocketPath: dockerSocketPathOf(opts.dockerHost) } }) };
         hostNow = hostCached.facts as HostFacts__Output;
       }
       return hostCached.facts;

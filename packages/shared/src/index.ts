@@ -32,6 +32,8 @@ export type { CompiledPolicy } from './policy/evaluator';
 export { formatPolicyError } from './policy/parse';
 export { CHECKS, CHECK_TYPES, getCheck } from './policy/checks/index';
 export { isRootUser } from './policy/checks/host';
+export { effectiveLogConfig, effectiveUlimits } from './policy/checks/limits';
+export type { EffectiveLogConfig } from './policy/checks/limits';
 export type { CatalogueEntry } from './policy/checks/index';
 export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs } from './policy/checks/index';
 // Never re-export from './policy/schema' or './policy/validate' here: they load

@@ -121,6 +121,8 @@ export function createRequestToFacts(
     user: str(b.User) || str(icfg.User),
     // What the HostConfig decides, read the same way as for an inspect.
     ...h,
+    // No LogConfig is the daemon's default driver and log-opts.
+    logConfig: h.logConfig ?? { type: '', config: {} },
     mounts: createMounts(hc, b.Volumes, icfg.Volumes),
     networkMode,
     networks: createNetworks(networkMode, b.NetworkingConfig?.EndpointsConfig),
@@ -136,6 +138,9 @@ export function createRequestToFacts(
     restartCount: 0,
     secretHits: [],
     project: '',
+    // dockerd completes LogConfig and Ulimits with its defaults; the checks
+    // that read them take those from the host facts.
+    daemonDefaultsMerged: false,
   };
   const secretHits = mergeHits(scanEnv(env), scanLabels(labels), scanCommand(command), scanHistory(imageHistory));
   return { facts, secretHits };
@@ -243,15 +248,24 @@ export function volumeCreateToFacts(body: VolumeCreateBody): Facts | undefined {
  */
 export function applyLegacyStartHostConfig(current: Facts, hc: Record<string, unknown>): Facts {
   const networkMode = str(hc['NetworkMode']) || 'default';
+  // Optional host-config facts the new host config leaves unset are unset.
+  const rest: Facts = { ...current };
+  for (const k of OPTIONAL_HOST_CONFIG_FACTS) delete rest[k];
   return {
-    ...current,
+    ...rest,
     ...hostConfigFacts(hc),
+    // The replaced host config is stored as sent, without dockerd's defaults.
+    logConfig: hostConfigFacts(hc).logConfig ?? { type: '', config: {} },
+    daemonDefaultsMerged: false,
     mounts: createMounts(hc, undefined, undefined),
     networkMode,
     networks: networkMode === current.networkMode ? current.networks : createNetworks(networkMode, undefined),
     securityOpt: securityOpts(hc),
   };
 }
+
+/** The facts hostConfigFacts leaves out when the host config does not set them. */
+const OPTIONAL_HOST_CONFIG_FACTS = ['deviceCgroupRules', 'maskedPaths', 'readonlyPaths', 'cgroupnsMode', 'logConfig', 'ulimits', 'blkioThrottles', 'storageOpt'] as const;
 
 /** Facts with every field at its proto3 default. */
 export function emptyFacts(): Facts {

@@ -9,7 +9,7 @@
 // decision is on the hot path of every create): a type error there makes
 // dockerd refuse a request the plugin allowed, which is harmless. A field a
 // check starts to read must be typed here first.
-import { BOOL, goDecode, goStruct, INT64, mapOf, ptrTo, SKIP, sliceOf, STRING, STRSLICE, type GoField, type GoType } from './go-json';
+import { BOOL, goDecode, goStruct, INT64, mapOf, ptrTo, SKIP, sliceOf, STRING, STRSLICE, UINT64, type GoField, type GoType } from './go-json';
 
 const f = (name: string, type: GoType, group?: string): GoField => (group === undefined ? { name, type } : { name, type, group });
 /** A field no fact is read from: skipped (a wrong type there is dockerd's to refuse). */
@@ -17,6 +17,12 @@ const u = (name: string): GoField => f(name, SKIP);
 
 const DEVICE_MAPPING = goStruct([f('PathOnHost', STRING), u('PathInContainer'), u('CgroupPermissions')]);
 const RESTART_POLICY = goStruct([f('Name', STRING), f('MaximumRetryCount', INT64)]);
+/** container.LogConfig. */
+const LOG_CONFIG = goStruct([f('Type', STRING), f('Config', mapOf(STRING))]);
+/** []*units.Ulimit (go-units: no JSON tags). */
+const ULIMITS = sliceOf(ptrTo(goStruct([f('Name', STRING), f('Hard', INT64), f('Soft', INT64)])));
+/** []*blkiodev.ThrottleDevice. */
+const THROTTLE_DEVICES = sliceOf(ptrTo(goStruct([f('Path', STRING), f('Rate', UINT64)])));
 const MOUNT = goStruct([
   f('Type', STRING), f('Source', STRING), f('Target', STRING), f('ReadOnly', BOOL), u('Consistency'),
   f('BindOptions', ptrTo(goStruct([f('Propagation', STRING), u('NonRecursive'), u('CreateMountpoint'), u('ReadOnlyNonRecursive'), u('ReadOnlyForceRecursive')]))),
@@ -32,22 +38,23 @@ const MOUNT = goStruct([
 /** container.Resources: promoted into HostConfig and UpdateConfig. */
 const RESOURCES: readonly GoField[] = [
   f('CpuShares', INT64), f('Memory', INT64), f('NanoCpus', INT64), u('CgroupParent'), u('BlkioWeight'),
-  u('BlkioWeightDevice'), u('BlkioDeviceReadBps'), u('BlkioDeviceWriteBps'), u('BlkioDeviceReadIOps'), u('BlkioDeviceWriteIOps'),
+  u('BlkioWeightDevice'), f('BlkioDeviceReadBps', THROTTLE_DEVICES), f('BlkioDeviceWriteBps', THROTTLE_DEVICES),
+  f('BlkioDeviceReadIOps', THROTTLE_DEVICES), f('BlkioDeviceWriteIOps', THROTTLE_DEVICES),
   f('CpuPeriod', INT64), f('CpuQuota', INT64), u('CpuRealtimePeriod'), u('CpuRealtimeRuntime'), f('CpusetCpus', STRING), u('CpusetMems'),
   f('Devices', sliceOf(DEVICE_MAPPING)), f('DeviceCgroupRules', sliceOf(STRING)), u('DeviceRequests'),
   u('KernelMemory'), u('KernelMemoryTCP'), u('MemoryReservation'), f('MemorySwap', INT64),
-  u('MemorySwappiness'), u('OomKillDisable'), f('PidsLimit', ptrTo(INT64)), u('Ulimits'),
+  u('MemorySwappiness'), u('OomKillDisable'), f('PidsLimit', ptrTo(INT64)), f('Ulimits', ULIMITS),
   u('CpuCount'), u('CpuPercent'), u('IOMaximumIOps'), u('IOMaximumBandwidth'),
 ];
 
 const HOST_CONFIG_OWN: readonly GoField[] = [
-  f('Binds', sliceOf(STRING)), u('ContainerIDFile'), u('LogConfig'),
+  f('Binds', sliceOf(STRING)), u('ContainerIDFile'), f('LogConfig', LOG_CONFIG),
   f('NetworkMode', STRING), u('PortBindings'), f('RestartPolicy', RESTART_POLICY), u('AutoRemove'), f('VolumeDriver', STRING),
   f('VolumesFrom', sliceOf(STRING)), u('ConsoleSize'), u('Annotations'), f('CapAdd', STRSLICE), f('CapDrop', STRSLICE),
   f('CgroupnsMode', STRING), u('Dns'), u('DnsOptions'), u('DnsSearch'),
   u('ExtraHosts'), u('GroupAdd'), f('IpcMode', STRING), u('Cgroup'), u('Links'),
   u('OomScoreAdj'), f('PidMode', STRING), f('Privileged', BOOL), u('PublishAllPorts'), f('ReadonlyRootfs', BOOL),
-  f('SecurityOpt', sliceOf(STRING)), u('StorageOpt'), f('Tmpfs', mapOf(STRING)), f('UTSMode', STRING), f('UsernsMode', STRING),
+  f('SecurityOpt', sliceOf(STRING)), f('StorageOpt', mapOf(STRING)), f('Tmpfs', mapOf(STRING)), f('UTSMode', STRING), f('UsernsMode', STRING),
   u('ShmSize'), u('Sysctls'), u('Runtime'), u('Isolation'),
 ];
 const HOST_CONFIG_TAIL: readonly GoField[] = [f('Mounts', sliceOf(MOUNT)), f('MaskedPaths', sliceOf(STRING)), f('ReadonlyPaths', sliceOf(STRING)), u('Init')];

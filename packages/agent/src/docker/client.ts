@@ -116,6 +116,12 @@ export function createDockerClient(opts: DockerClientOptions = {}): DockerClient
   return new Dockerode(dockerodeOptions(endpoint, { ...opts, env }));
 }
 
+/** The unix socket a docker host URL names (the default socket when none is given), or undefined for TCP. */
+export function dockerSocketPathOf(dockerHost?: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const e = parseDockerHost(resolveDockerHost(dockerHost, env), env);
+  return e.kind === 'unix' ? e.socketPath : undefined;
+}
+
 /** A short human description of where a client points, for logs. */
 export function describeDockerHost(dockerHost?: string, env: NodeJS.ProcessEnv = process.env): string {
   const e = parseDockerHost(resolveDockerHost(dockerHost, env), env);

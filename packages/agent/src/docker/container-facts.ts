@@ -11,8 +11,8 @@
 // Secret material never leaves this function: environment variables are
 // reduced to their NAMES here, before anything is logged or sent.
 import type Dockerode from 'dockerode';
-import type { ContainerFacts__Output, Mount__Output, NetworkAttachment__Output } from '@bulkhead/shared';
-import { capabilities, cmp, devicePaths, int, isObject, presentList, sortMounts, str, strings } from './docker-json';
+import type { BlkioThrottle__Output, ContainerFacts__Output, Mount__Output, NetworkAttachment__Output, Ulimit__Output } from '@bulkhead/shared';
+import { capabilities, cmp, devicePaths, int, isObject, presentList, sortMounts, str, stringMap, strings } from './docker-json';
 
 export { normalizeCapability } from './docker-json';
 
@@ -64,6 +64,9 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
     // Filled in by the agent's secret scan and policy (project label) before reporting.
     secretHits: [],
     project: '',
+    // dockerd merged its default log driver and log-opts into LogConfig at
+    // create, and merges its default ulimits into every inspect.
+    daemonDefaultsMerged: true,
   };
 }
 
@@ -71,16 +74,23 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
 export type HostConfigFacts = Pick<Facts,
   'privileged' | 'pidMode' | 'ipcMode' | 'utsMode' | 'usernsMode' | 'capAdd' | 'capDrop' | 'readOnlyRootfs' | 'memoryLimitBytes' |
   'nanoCpus' | 'cpuQuota' | 'cpuPeriod' | 'cpuShares' | 'pidsLimit' | 'restartPolicy' | 'restartMaxRetries' | 'devices' |
-  'deviceCgroupRules' | 'maskedPaths' | 'readonlyPaths' | 'cgroupnsMode'>;
+  'deviceCgroupRules' | 'maskedPaths' | 'readonlyPaths' | 'cgroupnsMode' | 'logConfig' | 'ulimits' | 'blkioThrottles' | 'storageOpt'>;
+
+/** HostConfig's block-IO throttle lists and the kind each one sets. */
+const BLKIO_THROTTLES: ReadonlyArray<readonly [key: string, kind: string]> = [
+  ['BlkioDeviceReadBps', 'read-bps'], ['BlkioDeviceWriteBps', 'write-bps'], ['BlkioDeviceReadIOps', 'read-iops'], ['BlkioDeviceWriteIOps', 'write-iops'],
+];
 
 /**
  * HostConfig keys read (Docker's canonical JSON names, as both inspect and
  * a create request body spell them): Privileged, PidMode, IpcMode, UTSMode,
  * UsernsMode, CapAdd, CapDrop, ReadonlyRootfs, Memory, NanoCpus, CpuQuota,
  * CpuPeriod, CpuShares, PidsLimit, RestartPolicy, Devices,
- * DeviceCgroupRules, MaskedPaths, ReadonlyPaths, CgroupnsMode. The last
- * four are left out of the facts when unset, so facts stay as small as
- * before for the containers (nearly all) that do not set them.
+ * DeviceCgroupRules, MaskedPaths, ReadonlyPaths, CgroupnsMode, LogConfig,
+ * Ulimits, BlkioDevice{Read,Write}{Bps,IOps}, StorageOpt. From
+ * DeviceCgroupRules on, they are left out of the facts when unset, so facts
+ * stay as small as before for the containers that do not set them
+ * (LogConfig is always set by inspect).
  */
 export function hostConfigFacts(hc: Record<string, unknown>): HostConfigFacts {
   const restart = isObject(hc['RestartPolicy']) ? hc['RestartPolicy'] : {};
@@ -90,7 +100,14 @@ export function hostConfigFacts(hc: Record<string, unknown>): HostConfigFacts {
   const masked = presentList(hc['MaskedPaths']);
   const readonly = presentList(hc['ReadonlyPaths']);
   const cgroupns = str(hc['CgroupnsMode']);
+  const ulimits = ulimitList(hc['Ulimits']);
+  const blkio = blkioThrottles(hc);
+  const storageOpt = stringMap(hc['StorageOpt']);
   return {
+    ...(isObject(hc['LogConfig']) ? { logConfig: { type: str(hc['LogConfig']['Type']), config: stringMap(hc['LogConfig']['Config']) } } : {}),
+    ...(ulimits.length > 0 ? { ulimits: { values: ulimits } } : {}),
+    ...(blkio.length > 0 ? { blkioThrottles: { values: blkio } } : {}),
+    ...(Object.keys(storageOpt).length > 0 ? { storageOpt: { values: storageOpt } } : {}),
     ...(cgroupRules.length > 0 ? { deviceCgroupRules: { values: cgroupRules } } : {}),
     ...(masked ? { maskedPaths: masked } : {}),
     ...(readonly ? { readonlyPaths: readonly } : {}),
@@ -114,6 +131,36 @@ export function hostConfigFacts(hc: Record<string, unknown>): HostConfigFacts {
     restartMaxRetries: int(restart['MaximumRetryCount']),
     devices: devicePaths(hc['Devices']),
   };
+}
+
+/**
+ * HostConfig.Ulimits ([{Name, Soft, Hard}], Go's units.Ulimit: no JSON
+ * tags, int64 values), in order; entries without a name dropped. The name
+ * is kept as given: dockerd matches its defaults by the exact name but
+ * hands runc "RLIMIT_" + the name in upper case.
+ */
+export function ulimitList(v: unknown): Ulimit__Output[] {
+  if (!Array.isArray(v)) return [];
+  const out: Ulimit__Output[] = [];
+  for (const u of v) {
+    if (!isObject(u) || str(u['Name']) === '') continue;
+    out.push({ name: str(u['Name']), soft: int(u['Soft']), hard: int(u['Hard']) });
+  }
+  return out;
+}
+
+/** The four block-IO throttle lists ([{Path, Rate}] each), in a fixed order. */
+function blkioThrottles(hc: Record<string, unknown>): BlkioThrottle__Output[] {
+  const out: BlkioThrottle__Output[] = [];
+  for (const [key, kind] of BLKIO_THROTTLES) {
+    const list = hc[key];
+    if (!Array.isArray(list)) continue;
+    for (const d of list) {
+      if (!isObject(d)) continue;
+      out.push({ kind, path: str(d['Path']), rate: int(d['Rate']) });
+    }
+  }
+  return out;
 }
 
 /** RFC 3339 (nanosecond precision) → epoch ms; Docker's zero time, absent or bad → 0. */

@@ -16,7 +16,9 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { BulkheadError } from '@bulkhead/shared';
 import type { HostFacts__Output } from '@bulkhead/shared';
+import type { DaemonConfigOptions } from '../lockdown/daemon-config';
 import type { DockerApi } from './client';
+import { collectDaemonDefaults } from './daemon-defaults';
 
 export interface HostFactsOptions {
   /** Host labels configured on the agent. Default: none. */
@@ -26,16 +28,24 @@ export interface HostFactsOptions {
    * in a container with the host's / mounted at /host passes "/host".
    */
   hostRoot?: string;
+  /**
+   * How to find the dockerd whose defaults (log driver and log-opts, default
+   * ulimits, storage driver) the facts carry: its socket, daemon.json, pid.
+   * Default: the dockerd behind /var/run/docker.sock. `false` leaves the
+   * defaults out (unknown to the checks that need them).
+   */
+  daemon?: Omit<DaemonConfigOptions, 'docker' | 'hostRoot'> | false;
 }
 
 /** Collects host facts; throws BK_ERR_DOCKER_UNAVAILABLE when the engine does not answer. */
 export async function collectHostFacts(docker: Pick<DockerApi, 'version' | 'info'>, opts: HostFactsOptions = {}): Promise<HostFacts__Output> {
   const root = opts.hostRoot ?? '/';
-  const [engine, osRelease, memoryBytes, cgroupFromFs] = await Promise.all([
+  const [engine, osRelease, memoryBytes, cgroupFromFs, daemonDefaults] = await Promise.all([
     engineFacts(docker),
     readOsRelease(root),
     totalMemory(),
     detectCgroupVersion(root),
+    opts.daemon === false ? undefined : collectDaemonDefaults({ ...(opts.daemon ?? {}), docker, hostRoot: root }),
   ]);
   return {
     hostname: os.hostname(),
@@ -51,6 +61,7 @@ export async function collectHostFacts(docker: Pick<DockerApi, 'version' | 'info
     cgroupVersion: engine.cgroupVersion ?? cgroupFromFs,
     cgroupDriver: engine.cgroupDriver,
     labels: { ...(opts.labels ?? {}) },
+    ...(daemonDefaults ? { daemonDefaults } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
 import t from 'tap';
 import Docker from 'dockerode';
 import type Dockerode from 'dockerode';
+import { effectiveLogConfig, effectiveUlimits, type HostFacts__Output } from '@bulkhead/shared';
 import { useEngine, removeLabelledContainers, TEST_LABEL, FILE_LABEL } from '../../../../test/helpers/engine';
 import { toContainerFacts, type Facts } from '../../src/docker/container-facts';
 import {
@@ -15,11 +16,20 @@ import {
 const [fileKey, fileValue] = FILE_LABEL.split('=') as [string, string];
 const LABELS = { [TEST_LABEL.split('=')[0]!]: '1', [fileKey]: fileValue };
 
+/** The test engine's defaults (scripts/engine.sh: daemon.json "{}", no log or ulimit flags). */
+const ENGINE_DEFAULTS = {
+  daemonDefaults: { logDriver: 'json-file', logOpts: {}, ulimits: [], configKnown: true, unknownReason: '', storageDriver: '', storageBackingFs: '', storageNote: '' },
+} as unknown as HostFacts__Output;
+
 /** Facts minus what only exists once the container does (id, state, times, endpoint ids). */
 function comparable(f: Facts): Record<string, unknown> {
-  const { id: _id, state: _s, createdAtMs: _c, startedAtMs: _st, finishedAtMs: _f, pid: _p, exitCode: _e, restartCount: _r, ...rest } = f;
+  const { id: _id, state: _s, createdAtMs: _c, startedAtMs: _st, finishedAtMs: _f, pid: _p, exitCode: _e, restartCount: _r, daemonDefaultsMerged: _d, ...rest } = f;
   return {
     ...rest,
+    // dockerd merges its defaults into the log config (at create) and the
+    // ulimits (at inspect); the request's, merged as the checks merge them.
+    logConfig: effectiveLogConfig(f, ENGINE_DEFAULTS),
+    ulimits: effectiveUlimits(f, ENGINE_DEFAULTS).list,
     // dockerd fills in its default IPC mode ("private" or "shareable", a daemon setting).
     ipcMode: f.ipcMode === 'private' || f.ipcMode === 'shareable' ? '' : f.ipcMode,
     // At create dockerd fills in its default masked / read-only path lists

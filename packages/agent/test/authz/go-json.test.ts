@@ -157,3 +157,21 @@ t.test('goDecode directly: floats, pointers, skip', async (t) => {
   t.same(plain(goDecode(b('{}'), T).value), {});
   t.same(plain(goDecode(b('{"M":{}}'), T).value), { M: {} });
 });
+
+t.test('host limits: LogConfig, Ulimits, block-IO throttles, StorageOpt typed as dockerd types them', async (t) => {
+  const hc = create(`{"hostconfig":{"LOGCONFIG":{"type":"json-file","config":{"max-size":"10m"}},"ulimits":[{"name":"nofile","soft":1024,"hard":2048},null],
+    "BlkioDeviceWriteBps":[{"Path":"/dev/sda","Rate":1048576}],"blkiodevicereadiops":[{"path":"/dev/sdb","rate":100}],"StorageOpt":{"size":"10G"}}}`).HostConfig;
+  t.same(hc, {
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '10m' } },
+    Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 2048 }, null],
+    BlkioDeviceWriteBps: [{ Path: '/dev/sda', Rate: 1048576 }],
+    BlkioDeviceReadIOps: [{ Path: '/dev/sdb', Rate: 100 }],
+    StorageOpt: { size: '10G' },
+  }, 'keys folded, values typed');
+  t.same(create('{"HostConfig":{"LogConfig":{"Config":{"max-size":"1m"}},"LogConfig":{"Type":"json-file"}}}').HostConfig, { LogConfig: { Type: 'json-file', Config: { 'max-size': '1m' } } }, 'a repeated struct merges');
+  for (const bad of [
+    '{"HostConfig":{"LogConfig":{"Config":{"max-size":10}}}}', '{"HostConfig":{"LogConfig":[]}}', '{"HostConfig":{"Ulimits":[{"Name":"nofile","Soft":"1"}]}}',
+    '{"HostConfig":{"Ulimits":{}}}', '{"HostConfig":{"BlkioDeviceWriteBps":[{"Path":"/dev/sda","Rate":-1}]}}', '{"HostConfig":{"BlkioDeviceReadBps":[{"Rate":1.5}]}}',
+    '{"HostConfig":{"StorageOpt":{"size":10}}}',
+  ]) t.equal(decodeCreate(b(bad)).ok, false, `dockerd refuses ${bad}`);
+});

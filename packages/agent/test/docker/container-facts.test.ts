@@ -72,6 +72,9 @@ t.test('web1: every field of a container with many options set', async (t) => {
     readonlyPaths: { values: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'] },
     // This engine runs on a cgroup v1 host, where "host" is the default.
     cgroupnsMode: 'host',
+    // The fixture predates default log-opts: json-file as dockerd stored it.
+    logConfig: { type: 'json-file', config: {} },
+    daemonDefaultsMerged: true,
   };
   t.same(f, expected);
   t.same(Object.keys(f).sort(), Object.keys(expected).sort(), 'no extra fields');
@@ -175,6 +178,23 @@ t.test('hostConfigFacts: device cgroup rules, system paths, cgroup namespace, de
   t.equal(deviceHostPath('/dev/net/../'), '/dev');
   t.equal(deviceHostPath('/'), '/');
   t.same(devicePaths('nope'), []);
+});
+
+t.test('hostConfigFacts: log config, ulimits, block-IO throttles, storage options', async (t) => {
+  const h = hostConfigFacts({
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', n: 1 } },
+    Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 2048 }, null, { Soft: 1 }],
+    BlkioDeviceReadBps: [{ Path: '/dev/sda', Rate: 10 }], BlkioDeviceWriteIOps: [{ Path: '/dev/sdb', Rate: 5 }, 'x'],
+    BlkioWeight: 300,
+    StorageOpt: { size: '10G' },
+  });
+  t.same(h.logConfig, { type: 'json-file', config: { 'max-size': '10m' } });
+  t.same(h.ulimits, { values: [{ name: 'nofile', soft: 1024, hard: 2048 }] }, 'nameless and null entries dropped');
+  t.same(h.blkioThrottles, { values: [{ kind: 'read-bps', path: '/dev/sda', rate: 10 }, { kind: 'write-iops', path: '/dev/sdb', rate: 5 }] }, 'the weight is no throttle');
+  t.same(h.storageOpt, { values: { size: '10G' } });
+  const none = hostConfigFacts({ Ulimits: [], BlkioDeviceReadBps: null, StorageOpt: {} });
+  for (const k of ['logConfig', 'ulimits', 'blkioThrottles', 'storageOpt']) t.notOk(k in none, `${k}: left out when unset`);
+  t.equal(toContainerFacts({ Id: 'y' } as unknown as Dockerode.ContainerInspectInfo).daemonDefaultsMerged, true, 'an inspect has dockerd\'s defaults in');
 });
 
 t.test('table: fixtures from a real engine', async (t) => {

@@ -59,7 +59,11 @@ t.test('collects OS, hardware, engine and labels', async (t) => {
     cgroupVersion: 2,
     cgroupDriver: 'systemd',
     labels,
+    // No dockerd under the fake root: the defaults are there, marked unknown.
+    daemonDefaults: f.daemonDefaults,
   });
+  t.equal(f.daemonDefaults?.configKnown, false);
+  t.match(f.daemonDefaults?.unknownReason, /the dockerd behind \/var\/run\/docker.sock was not found/);
   t.ok(f.memoryBytes > 64 * 1024 * 1024, `memory ${f.memoryBytes}`);
   t.not(f.labels, labels, 'labels copied, not shared');
   t.ok(took < 500, `took ${took.toFixed(1)} ms`);

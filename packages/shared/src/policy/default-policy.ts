@@ -189,6 +189,41 @@ spec:
       check:
         type: resource-limits
 
+    - id: isolation.log-rotation
+      description: Container logs rotate (json-file with max-size, set on the container or as dockerd's default log-opts; the local driver; or a driver that ships them off the host), so no container fills the host's disk with its logs.
+      severity: medium
+      mode: monitor
+      action: { type: alert }
+      check:
+        type: log-rotation
+
+    - id: isolation.ulimits
+      description: The open-file limit (nofile) is set, by the container or by dockerd's --default-ulimit, and at most 1048576.
+      severity: low
+      mode: monitor
+      action: { type: alert }
+      check:
+        type: ulimits
+        max: { nofile: 1048576 }
+
+    - id: isolation.blkio-limits
+      description: Each container's disk writes are throttled (--device-write-bps), so one container cannot saturate a disk its neighbours share. Name the devices (devices:) once you know the host's disks.
+      severity: low
+      mode: monitor
+      action: { type: alert }
+      check:
+        type: blkio-limits
+        require: [write-bps]
+
+    - id: isolation.storage-size
+      description: The writable layer is capped (--storage-opt size=) where the storage driver can cap it; hosts whose driver cannot pass (unsupportedIsViolation false).
+      severity: low
+      mode: monitor
+      action: { type: alert }
+      check:
+        type: storage-size
+        unsupportedIsViolation: false
+
     - id: isolation.cpu-usage
       description: No container burns more than 90 % of its CPU quota (or of one core without a quota) for a minute on end.
       severity: medium

@@ -84,7 +84,11 @@ t.test('the default policy flags a careless container and spares a hardened one'
   t.match(f.find((x) => x.ruleId === 'host.host-namespaces')?.evidence.map((e) => e.location), ['pidMode', 'cgroupnsMode']);
   t.ok(f.every((x) => x.mode === 'monitor'));
   const digest = `sha256:${'b'.repeat(64)}`;
-  const hardened = facts({ imageRef: `ghcr.io/acme/web:1.2.3@${digest}` });
+  const hardened = facts({
+    imageRef: `ghcr.io/acme/web:1.2.3@${digest}`,
+    logConfig: { type: 'local', config: {} }, ulimits: { values: [{ name: 'nofile', soft: 1024, hard: 4096 }] }, daemonDefaultsMerged: true,
+    blkioThrottles: { values: [{ kind: 'write-bps', path: '/dev/sda', rate: 50_000_000 }] }, storageOpt: { values: { size: '10G' } },
+  });
   const scans = new Map([[digest, { digest, scannedAt: '2026-02-25T00:00:00Z', scanner: 'trivy', vulnerabilities: [] }]]);
   t.same(evaluate(p, { container: hardened }, { now: NOW, scans }), []);
 });

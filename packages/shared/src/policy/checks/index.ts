@@ -3,12 +3,13 @@ import type { CatalogueEntry } from './define';
 import { IMAGE_CHECKS } from './images';
 import { HOST_CHECKS } from './host';
 import { ISOLATION_CHECKS } from './isolation';
+import { LIMIT_CHECKS } from './limits';
 import { USAGE_CHECKS } from './usage';
 
 export type { CatalogueEntry } from './define';
 
-/** All catalogue entries in documentation order: images, host, isolation (static limits, then live usage). */
-export const CHECKS: readonly CatalogueEntry[] = [...IMAGE_CHECKS, ...HOST_CHECKS, ...ISOLATION_CHECKS, ...USAGE_CHECKS] as unknown as readonly CatalogueEntry[];
+/** All catalogue entries in documentation order: images, host, isolation (static limits, create-time host limits, then live usage). */
+export const CHECKS: readonly CatalogueEntry[] = [...IMAGE_CHECKS, ...HOST_CHECKS, ...ISOLATION_CHECKS, ...LIMIT_CHECKS, ...USAGE_CHECKS] as unknown as readonly CatalogueEntry[];
 
 const BY_TYPE: ReadonlyMap<string, CatalogueEntry> = new Map(CHECKS.map((c) => [c.type, c]));
 
