@@ -48,6 +48,7 @@ export class ReportSpool {
     await mkdir(dirname(opts.path), { recursive: true, mode: 0o700 });
     if (existsSync(opts.path)) {
       const text = readFileSync(opts.path, 'utf8');
+      let damaged = 0;
       for (const line of text.split('\n')) {
         if (!line) continue;
         s.lines += 1;
@@ -57,12 +58,16 @@ export class ReportSpool {
             if (r.id) s.pending.set(r.id, r);
           } else if (line[0] === '-') {
             s.pending.delete(line.slice(1));
+          } else {
+            damaged += 1; // not a record this spool writes: overwritten or foreign bytes
           }
         } catch {
           // A torn last line from a crash mid-append: everything before it is intact.
-          opts.logger.warn({ path: opts.path }, 'spool: ignoring a damaged line');
+          damaged += 1;
         }
       }
+      // Once, with a count: a file overwritten with garbage may hold thousands of such lines.
+      if (damaged > 0) opts.logger.warn({ path: opts.path, damagedLines: damaged, pending: s.pending.size }, 'spool: ignoring damaged lines; the intact reports are kept');
       if (s.pending.size > 0) opts.logger.info({ pending: s.pending.size }, 'spool: recovered unsent violation reports');
       try {
         await s.compact();
