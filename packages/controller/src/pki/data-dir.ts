@@ -1,7 +1,7 @@
 // Owns the controller's data directory: the CA, the server certificate, the
 // admin API key file and the SQLite store live here. Private keys are 0600
 // from the first byte; the directory itself is 0700.
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +80,36 @@ export function loadPki(dir: string): ControllerPki {
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${f} is readable by group or others (mode ${mode.toString(8)}); run chmod 600 ${f}`);
     }
   }
-  const ca = { keyPem: readFileSync(p.caKey, 'utf8'), certPem: readFileSync(p.caCert, 'utf8') };
-  const server = { keyPem: readFileSync(p.serverKey, 'utf8'), certPem: readFileSync(p.serverCert, 'utf8') };
+  // Parsed here, each file named on failure: a damaged key would otherwise pass start-up (the CA
+  // key is first used at the next enrollment) or fail inside TLS with an OpenSSL message.
+  const ca = { keyPem: readPem(p.caKey, 'key'), certPem: readPem(p.caCert, 'cert') };
+  const server = { keyPem: readPem(p.serverKey, 'key'), certPem: readPem(p.serverCert, 'cert') };
+  checkPair(p.caKey, ca.keyPem, p.caCert, ca.certPem);
+  checkPair(p.serverKey, server.keyPem, p.serverCert, server.certPem);
   return { ca, server, caFingerprint: certFingerprint(ca.certPem) };
+}
+
+const RESTORE_HINT = 'restore it from a backup of the data directory (every enrolled agent trusts this CA; a new one means enrolling every agent again)';
+
+function readPem(path: string, kind: 'key' | 'cert'): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `cannot read ${path}: ${(cause as Error).message}; ${RESTORE_HINT}`, { cause });
+  }
+  try {
+    if (kind === 'key') createPrivateKey(text);
+    else if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    else new X509Certificate(text); // eslint-disable-line no-new
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${path} is not a readable ${kind === 'key' ? 'private key' : 'certificate'} (${(cause as Error).message}); ${RESTORE_HINT}`, { cause });
+  }
+  return text;
+}
+
+function checkPair(keyPath: string, keyPem: string, certPath: string, certPem: string): void {
+  if (!new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${certPath} is not the certificate of the key in ${keyPath}; ${RESTORE_HINT}`);
+  }
 }
