@@ -24,7 +24,10 @@ const PER_SKEW = 6;
 
 t.test('clock skew of ±10 min between controller and agent', { skip: !DOCKER_HOST ? 'needs BULKHEAD_TEST_DOCKER_HOST' : false }, async (t) => {
   // Not a skip: scripts/test.sh installs it, so its absence is a broken test machine.
-  if (!libfaketime()) return t.fail('libfaketime is not installed (apt-get install faketime; scripts/test.sh does)');
+  if (!libfaketime()) {
+    t.fail('libfaketime is not installed (apt-get install faketime; scripts/test.sh does)');
+    return;
+  }
   let produced = 0;
   let delivered = 0;
   let worstRecover = 0;

@@ -17,8 +17,7 @@ t.test('secret files are 0600 and atomic writes replace content', async (t) => {
   t.equal(statSync(join(dir, 'a.txt')).mode & 0o777, 0o644);
 });
 
-t.test('a full disk: writeFileAtomic fails and leaves the old file, never a truncated one', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
+t.test('a full disk: writeFileAtomic fails and leaves the old file, never a truncated one', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async (t) => {
   const dir = smallTmpfs(t);
   const p = join(dir, 'state.json');
   writeFileAtomic(p, 'old');

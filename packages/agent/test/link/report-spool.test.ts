@@ -40,8 +40,7 @@ t.test('bounded: oldest dropped beyond maxPending; file compacted as it grows', 
   await t.rejects(async () => s.add({ ruleId: 'x' }), /without id/);
 });
 
-t.test('a full disk: a torn append is not glued to the next report, and nothing pending is lost once space is back', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
+t.test('a full disk: a torn append is not glued to the next report, and nothing pending is lost once space is back', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async (t) => {
   const dir = smallTmpfs(t);
   const path = join(dir, 'spool', 'violations.jsonl');
   const s = await ReportSpool.open({ path, logger });
@@ -65,8 +64,7 @@ t.test('a full disk: a torn append is not glued to the next report, and nothing 
   t.same(again.list().map((r) => r.id), ['torn-1', 'after'], 'every unacknowledged report survives, including the ones first refused');
 });
 
-t.test('a spool that cannot be rewritten at open still opens with what it holds', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
+t.test('a spool that cannot be rewritten at open still opens with what it holds', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async (t) => {
   const dir = smallTmpfs(t);
   const path = join(dir, 'violations.jsonl');
   const s1 = await ReportSpool.open({ path, logger });

@@ -13,8 +13,7 @@ import { SqliteStore } from '../../src/store/sqlite-store';
 import { toProblem } from '../../src/api/problem';
 import { toServiceError } from '../../src/grpc/service-error';
 
-t.test('SQLite on a full file system: SQLITE_FULL becomes BK_ERR_STORE_FULL', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
+t.test('SQLite on a full file system: SQLITE_FULL becomes BK_ERR_STORE_FULL', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bk-store-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir]);
   t.teardown(() => {
@@ -50,8 +49,7 @@ t.test('other errors are not taken for a full disk', async (t) => {
   t.equal(toProblem(new Error('boom')).problem.code, 'BK_ERR_INTERNAL');
 });
 
-t.test('a transaction SQLite rolled back by itself keeps its own error (not "cannot rollback")', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
+t.test('a transaction SQLite rolled back by itself keeps its own error (not "cannot rollback")', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bk-store-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
   t.teardown(() => {
@@ -64,7 +62,7 @@ t.test('a transaction SQLite rolled back by itself keeps its own error (not "can
   let thrown: unknown;
   try {
     for (let i = 0; i < 200; i++) {
-      await store.insertPolicyVersion({ name: `p${i}`, yaml: 'y'.repeat(20_000), json: '{}', sha256: 'x', createdAt: new Date(), createdBy: 'test' });
+      await store.insertPolicyVersion({ name: `p${i}`, yaml: 'y'.repeat(20_000), json: '{}', sha256: 'x', createdAt: new Date(), createdBy: 'test', comment: '' });
     }
   } catch (err) {
     thrown = err;
