@@ -81,7 +81,7 @@ export class Controller {
     const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // created here for data dirs initialized before tokens
     // SQLite in the data directory, or PostgreSQL with --database-url (docs/cli.md#postgresql).
     const storeConfig = storeConfigFor(opts.dataDir, opts.databaseUrl);
-    const store = await openStore(storeConfig, { logger: logger.child({ component: 'store' }) });
+    const store = await openStore(storeConfig, { logger: logger.child({ component: 'store' }), existing: true });
     let grpc: RunningGrpcServer | undefined;
     let alerting: Alerting | undefined;
     const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });

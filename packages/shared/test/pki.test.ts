@@ -2,7 +2,7 @@ import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import {
   createCa, issueServerCert, createCsr, signAgentCsr, certFingerprint, normalizeFingerprint, agentIdFromCert,
-  describeCert, issueAgentCertWithDates, canonicalSerial,
+  describeCert, issueAgentCertWithDates, canonicalSerial, backdateMs,
 } from '../src/pki/pki';
 import { BulkheadError } from '../src/errors/registry';
 
@@ -84,4 +84,13 @@ t.test('explicit-date agent certificates (for expiry tests)', async (t) => {
   t.ok(new Date(x.validTo).getTime() < Date.now(), 'already expired');
   t.equal(agentIdFromCert({ subjectaltname: x.subjectAltName }), 'agt_old');
   t.equal(agentIdFromCert({ subjectaltname: 'DNS:example.com' }), undefined);
+});
+
+t.test('notBefore is backdated by an hour (a tenth of short lifetimes, at least a minute) for peers whose clock is behind', async (t) => {
+  t.equal(backdateMs(90 * 86_400_000), 3_600_000);
+  t.equal(backdateMs(2 * 3_600_000), 720_000);
+  t.equal(backdateMs(120_000), 60_000);
+  const ca = await createCa('skew', 3650);
+  const from = new Date(new X509Certificate(ca.certPem).validFrom).getTime();
+  t.ok(Math.abs(Date.now() - 3_600_000 - from) < 5_000, `CA valid from an hour ago (${new Date(from).toISOString()})`);
 });

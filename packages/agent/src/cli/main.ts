@@ -108,5 +108,8 @@ if (require.main === module) {
   exitQuietlyOnEpipe();
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // A run that failed after some of its parts started (the plugin socket, the Docker
+    // watcher) must not linger half-started with those still holding the process open.
+    if (code !== 0) process.exit(code);
   });
 }

@@ -7,6 +7,12 @@
 // Format: JSON lines, "+" records add a report, "-" records acknowledge one.
 // The file is rewritten with only the pending reports when it grows, so it
 // never holds more than a bounded number of lines.
+//
+// A full disk: an append that fails may leave a torn line at the end of the
+// file, and the next append would be glued to it — both lines unreadable, a
+// report that WAS written lost at the next start. So after a failed write
+// the next write rewrites the whole file (atomically) instead of appending;
+// until one succeeds the pending reports are kept in memory and still sent.
 import { appendFile, mkdir, open } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -25,6 +31,8 @@ export class ReportSpool {
   private readonly pending = new Map<string, ViolationReport>();
   private lines = 0;
   private dropped = 0;
+  /** The last write failed: the file may end in a torn line, so rewrite it instead of appending. */
+  private damaged = false;
   private chain: Promise<void> = Promise.resolve();
   private readonly maxPending: number;
   private readonly compactAfter: number;
@@ -40,6 +48,7 @@ export class ReportSpool {
     await mkdir(dirname(opts.path), { recursive: true, mode: 0o700 });
     if (existsSync(opts.path)) {
       const text = readFileSync(opts.path, 'utf8');
+      let damaged = 0;
       for (const line of text.split('\n')) {
         if (!line) continue;
         s.lines += 1;
@@ -49,14 +58,24 @@ export class ReportSpool {
             if (r.id) s.pending.set(r.id, r);
           } else if (line[0] === '-') {
             s.pending.delete(line.slice(1));
+          } else {
+            damaged += 1; // not a record this spool writes: overwritten or foreign bytes
           }
         } catch {
           // A torn last line from a crash mid-append: everything before it is intact.
-          opts.logger.warn({ path: opts.path }, 'spool: ignoring a damaged line');
+          damaged += 1;
         }
       }
+      // Once, with a count: a file overwritten with garbage may hold thousands of such lines.
+      if (damaged > 0) opts.logger.warn({ path: opts.path, damagedLines: damaged, pending: s.pending.size }, 'spool: ignoring damaged lines; the intact reports are kept');
       if (s.pending.size > 0) opts.logger.info({ pending: s.pending.size }, 'spool: recovered unsent violation reports');
-      await s.compact();
+      try {
+        await s.compact();
+      } catch (err) {
+        // The file as read is intact; a full disk must not stop the agent from starting.
+        s.damaged = true;
+        opts.logger.error({ err, path: opts.path }, 'spool: could not rewrite the spool file; will retry at the next report');
+      }
     } else {
       const fh = await open(opts.path, 'a', 0o600);
       await fh.close();
@@ -102,11 +121,25 @@ export class ReportSpool {
   private write(line: string): Promise<void> {
     this.chain = this.chain
       .then(async () => {
-        await appendFile(this.opts.path, line, { mode: 0o600 });
+        if (this.damaged) {
+          await this.compact(); // carries this line's effect: pending is already up to date
+          this.damaged = false;
+          this.opts.logger.info({ path: this.opts.path, pending: this.pending.size }, 'spool: writable again; rewrote the spool file');
+          return;
+        }
+        try {
+          await appendFile(this.opts.path, line, { mode: 0o600 });
+        } catch (err) {
+          this.damaged = true;
+          throw err;
+        }
         this.lines += 1;
         if (this.lines - this.pending.size > this.compactAfter) await this.compact();
       })
-      .catch((err: unknown) => this.opts.logger.error({ err, path: this.opts.path }, 'spool: write failed'));
+      .catch((err: unknown) => this.opts.logger.error(
+        { err, path: this.opts.path, pending: this.pending.size },
+        'spool: write failed; unsent reports are kept in memory and still sent, but would not survive a restart until a write succeeds',
+      ));
     return this.chain;
   }
 

@@ -1,6 +1,7 @@
 // Owns the agent's state directory: its private key (0600, generated here and
 // never sent anywhere), its certificate, the controller CA it pinned, and
 // identity.json. Written atomically so a crash mid-enroll leaves no half state.
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BulkheadError, writeFileAtomic, writeSecretFile } from '@bulkhead/shared';
@@ -45,26 +46,62 @@ export function saveCredentials(dir: string, c: AgentCredentials): void {
   writeFileAtomic(p.identity, JSON.stringify(c.identity, null, 2) + '\n', 0o600);
 }
 
+/**
+ * Reads and checks the credentials before anything starts: a key, certificate
+ * or pinned CA that cannot be parsed (a truncated copy, a bad disk, a hand
+ * edit) is refused here naming the file and how to recover, instead of failing
+ * later inside TLS with an OpenSSL message and no file name.
+ */
 export function loadCredentials(dir: string): AgentCredentials {
   const p = statePaths(dir);
   if (!existsSync(p.identity)) {
     throw new BulkheadError('BK_ERR_NOT_ENROLLED', `no identity in ${dir}; run \`bulkhead-agent enroll --state-dir ${dir} …\` first`);
   }
-  const mode = statSync(p.key).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.key} is readable by group or others (mode ${mode.toString(8)}); run chmod 600 ${p.key}`);
-  }
+  const reenroll = (controller = '<controller HOST:PORT>', fingerprint = '<CA fingerprint>') =>
+    `enroll this host again: bulkhead-agent enroll --controller ${controller} --token <new join token> --ca-fingerprint ${fingerprint} --state-dir ${dir}`;
   let identity: AgentIdentity;
   try {
     identity = JSON.parse(readFileSync(p.identity, 'utf8')) as AgentIdentity;
   } catch (cause) {
-    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.identity} is not valid JSON`, { cause });
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.identity} is not valid JSON (damaged?); ${reenroll()}`, { cause });
   }
-  if (!identity.agentId || !identity.controller) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.identity} lacks agentId/controller`);
-  return {
-    identity,
-    keyPem: readFileSync(p.key, 'utf8'),
-    certPem: readFileSync(p.cert, 'utf8'),
-    caPem: readFileSync(p.ca, 'utf8'),
+  if (typeof identity !== 'object' || identity === null || !identity.agentId || !identity.controller) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.identity} lacks agentId/controller; ${reenroll()}`);
+  }
+  const hint = reenroll(identity.controller, identity.caFingerprint || undefined);
+  const read = (path: string): string => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (cause) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', `cannot read ${path}: ${(cause as Error).message}; ${hint}`, { cause });
+    }
   };
+  const mode = statSync(p.key).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.key} is readable by group or others (mode ${mode.toString(8)}); run chmod 600 ${p.key}`);
+  }
+  const keyPem = read(p.key);
+  const certPem = read(p.cert);
+  const caPem = read(p.ca);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.key} is not a readable private key (${(cause as Error).message}); ${hint}`, { cause });
+  }
+  const cert = parseCert(p.cert, certPem, hint);
+  parseCert(p.ca, caPem, hint);
+  if (!cert.checkPrivateKey(key)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.cert} is not the certificate of the key in ${p.key}; ${hint}`);
+  }
+  return { identity, keyPem, certPem, caPem };
+}
+
+function parseCert(path: string, pem: string, hint: string): X509Certificate {
+  try {
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    return new X509Certificate(pem);
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${path} is not a readable certificate (${(cause as Error).message}); ${hint}`, { cause });
+  }
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { resolveAgentOptions } from '../../src/agent-options';
 import { splitController } from '../../src/link/controller-address';
 import { saveCredentials, loadCredentials, isEnrolled, statePaths } from '../../src/state/agent-state';
+import { createCa, issueAgentCertWithDates } from '@bulkhead/shared';
 
 t.test('agent options: defaults and clear errors', async (t) => {
   const o = resolveAgentOptions({ stateDir: '/s', hostLabel: ['env=prod', 'zone=a=b'] });
@@ -37,17 +38,54 @@ t.test('state dir: credentials round-trip, key 0600, refuses loose key modes', a
   t.notOk(isEnrolled(dir));
   t.throws(() => loadCredentials(dir), { code: 'BK_ERR_NOT_ENROLLED' });
   const identity = { agentId: 'agt_1', controller: 'c:1', caFingerprint: 'sha256:00', enrolledAt: 'x', certNotAfter: 'y' };
-  saveCredentials(dir, { identity, keyPem: 'KEY', certPem: 'CERT', caPem: 'CA' });
+  const ca = await createCa();
+  const pair = await issueAgentCertWithDates(ca, 'agt_1', new Date(Date.now() - 60_000), new Date(Date.now() + 86_400_000));
+  const creds = { identity, keyPem: pair.keyPem, certPem: pair.certPem, caPem: ca.certPem };
+  saveCredentials(dir, creds);
   t.ok(isEnrolled(dir));
   const p = statePaths(dir);
   t.equal(statSync(p.key).mode & 0o777, 0o600);
   t.equal(statSync(dir).mode & 0o777, 0o700);
-  t.same(loadCredentials(dir), { identity, keyPem: 'KEY', certPem: 'CERT', caPem: 'CA' });
+  t.same(loadCredentials(dir), creds);
   chmodSync(p.key, 0o644);
   t.throws(() => loadCredentials(dir), { code: 'BK_ERR_CONFIG_INVALID', message: /chmod 600/ });
   chmodSync(p.key, 0o600);
   writeFileSync(p.identity, '{not json');
-  t.throws(() => loadCredentials(dir), { code: 'BK_ERR_CONFIG_INVALID' });
+  t.throws(() => loadCredentials(dir), { code: 'BK_ERR_CONFIG_INVALID', message: /identity\.json is not valid JSON .*enroll this host again/ });
   writeFileSync(p.identity, '{}');
   t.throws(() => loadCredentials(dir), { message: /lacks agentId/ });
+  writeFileSync(p.identity, 'null');
+  t.throws(() => loadCredentials(dir), { message: /lacks agentId/ });
+});
+
+t.test('state dir: a damaged key, certificate or CA is refused at load, naming the file and how to recover', async (t) => {
+  const dir = join(t.testdir(), 'state');
+  const identity = { agentId: 'agt_1', controller: 'ctl:7443', caFingerprint: 'sha256:ab', enrolledAt: 'x', certNotAfter: 'y' };
+  const ca = await createCa();
+  const pair = await issueAgentCertWithDates(ca, 'agt_1', new Date(Date.now() - 60_000), new Date(Date.now() + 86_400_000));
+  const other = await issueAgentCertWithDates(ca, 'agt_2', new Date(Date.now() - 60_000), new Date(Date.now() + 86_400_000));
+  const good = { identity, keyPem: pair.keyPem, certPem: pair.certPem, caPem: ca.certPem };
+  const p = statePaths(dir);
+  const cases: [string, Partial<typeof good>, string, RegExp][] = [
+    ['truncated key', { keyPem: pair.keyPem.slice(0, 60) }, p.key, /is not a readable private key/],
+    ['garbage certificate', { certPem: '\u0000\u0001garbage' }, p.cert, /is not a readable certificate/],
+    ['truncated certificate', { certPem: pair.certPem.slice(0, pair.certPem.length / 2) }, p.cert, /is not a readable certificate/],
+    ['empty CA', { caPem: '' }, p.ca, /is not a readable certificate/],
+    ['a certificate of another key', { certPem: other.certPem }, p.cert, /is not the certificate of the key in/],
+  ];
+  for (const [what, change, file, message] of cases) {
+    saveCredentials(dir, { ...good, ...change });
+    const err = (() => {
+      try {
+        loadCredentials(dir);
+        return undefined;
+      } catch (e) {
+        return e as Error & { code?: string };
+      }
+    })();
+    t.equal(err?.code, 'BK_ERR_CONFIG_INVALID', what);
+    t.match(err?.message, message, what);
+    t.ok(err?.message.includes(file), `${what}: names ${file}`);
+    t.match(err?.message, /bulkhead-agent enroll --controller ctl:7443 --token <new join token> --ca-fingerprint sha256:ab --state-dir /, `${what}: says how to recover`);
+  }
 });

@@ -4,6 +4,7 @@
 // bare 500 BK_ERR_INTERNAL — its message stays in the log, not the response.
 import { ERRORS, isBulkheadError, type ErrorCode } from '@bulkhead/shared';
 import type { ProblemDto } from './dto';
+import { storeFullError } from '../store/store-full';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -29,6 +30,9 @@ interface FastifyishError {
  * failures: the caller logs those at error level with the original error.
  */
 export function toProblem(err: unknown): { problem: ProblemDto; internal: boolean } {
+  // A full disk under the store: say so (and log it as an error), it is the operator's to fix.
+  const full = storeFullError(err);
+  if (full) return { problem: makeProblem(full.code, ERRORS.BK_ERR_STORE_FULL.message, full.status), internal: true };
   if (isBulkheadError(err)) {
     // BK_ERR_INTERNAL messages may name files or SQL; keep them in the log.
     if (err.code === 'BK_ERR_INTERNAL') return { problem: internalProblem(), internal: true };

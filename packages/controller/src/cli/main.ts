@@ -112,7 +112,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
       warnPasswordInArgv(cmd, o.databaseUrl, io);
       const ttlMs = parseDuration(o.ttl, 'ttl');
       const pki = loadPki(o.dataDir);
-      const store = await openStore(storeConfigFor(o.dataDir, o.databaseUrl));
+      const store = await openStore(storeConfigFor(o.dataDir, o.databaseUrl), { existing: true });
       try {
         await store.migrate();
         const { token: t, record } = await createJoinToken(store, ttlMs, new Date(), o.description);

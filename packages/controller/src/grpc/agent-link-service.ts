@@ -15,6 +15,7 @@ import {
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { toServiceError } from './service-error';
+import { storeFullError } from '../store/store-full';
 // Live usage.
 import { clearUsage, recordUsage } from '../usage/usage-recorder';
 // Alerts: agent offline/online and violation alerts.
@@ -304,17 +305,19 @@ export class AgentLinkService {
             session = s;
             call.resume();
           },
-          (err: unknown) => refuse(err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err })),
+          (err: unknown) => refuse(storeFullError(err) ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err }))),
         );
         return;
       }
       const s = session;
       s.chain = s.chain.then(() => this.apply(s, msg)).catch((err: unknown) => {
         // A client's protocol fault closes its stream: one warn line, no stack trace.
-        // Anything else is ours and keeps its stack.
-        if (err instanceof BulkheadError && CLIENT_FAULTS.has(err.code)) log.warn({ agentId, code: err.code, reason: err.message }, 'agent stream closed: protocol error');
+        // Nothing unstored is acknowledged: the stream closes and the agent sends its spool again.
+        const full = storeFullError(err);
+        if (full) log.error({ err, agentId, code: full.code }, 'the store is out of disk space: agent message not stored nor acknowledged; the agent keeps it and sends it again');
+        else if (err instanceof BulkheadError && CLIENT_FAULTS.has(err.code)) log.warn({ agentId, code: err.code, reason: err.message }, 'agent stream closed: protocol error');
         else log.error({ err, agentId }, 'applying agent message failed');
-        this.close(s, err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err }));
+        this.close(s, full ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err })));
       });
     });
     const ended = (why: string): void => {

@@ -103,8 +103,10 @@ export function loadPki(dir: string): ControllerPki {
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${f} is readable by group or others (mode ${mode.toString(8)}); run chmod 600 ${f}`);
     }
   }
-  const ca = { keyPem: readFileSync(p.caKey, 'utf8'), certPem: readFileSync(p.caCert, 'utf8') };
-  const server = { keyPem: readFileSync(p.serverKey, 'utf8'), certPem: readFileSync(p.serverCert, 'utf8') };
+  // Parsed here, each file named on failure: a damaged key would otherwise pass start-up (the CA
+  // key is first used at the next enrollment) or fail inside TLS with an OpenSSL message.
+  const ca = { keyPem: readPem(p.caKey, 'key'), certPem: readPem(p.caCert, 'cert') };
+  const server = { keyPem: readPem(p.serverKey, 'key'), certPem: readPem(p.serverCert, 'cert') };
   checkPair(ca, p.caKey, p.caCert);
   checkPair(server, p.serverKey, p.serverCert);
   const caFingerprint = certFingerprint(ca.certPem);
@@ -151,3 +153,23 @@ export function checkPair(pair: KeyAndCert, keyFile: string, certFile: string): 
   }
   if (!same) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${keyFile} is not the private key of ${certFile}`);
 }
+
+const RESTORE_HINT = 'restore it from a backup of the data directory (every enrolled agent trusts this CA; a new one means enrolling every agent again)';
+
+function readPem(path: string, kind: 'key' | 'cert'): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `cannot read ${path}: ${(cause as Error).message}; ${RESTORE_HINT}`, { cause });
+  }
+  try {
+    if (kind === 'key') createPrivateKey(text);
+    else if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    else new X509Certificate(text); // eslint-disable-line no-new
+  } catch (cause) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${path} is not a readable ${kind === 'key' ? 'private key' : 'certificate'} (${(cause as Error).message}); ${RESTORE_HINT}`, { cause });
+  }
+  return text;
+}
+

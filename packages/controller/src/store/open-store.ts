@@ -1,6 +1,7 @@
 // Owns choosing and opening the Store from configuration: the embedded
 // SQLite file in the data directory (default), or a PostgreSQL server named
 // by a database URL (--database-url / BULKHEAD_DATABASE_URL).
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BulkheadError, type Logger } from '@bulkhead/shared';
 import type { Store } from './store';
@@ -12,6 +13,12 @@ export type StoreConfig =
   | { kind: 'postgres'; connectionString: string; maxConnections?: number; connectTimeoutMs?: number };
 
 export interface OpenStoreOptions {
+  /**
+   * The data directory is initialized (its CA exists): an SQLite file that is
+   * missing or empty then means the store was lost or truncated, not a new
+   * install, and opening it would start the controller on an empty store.
+   */
+  existing?: boolean;
   /** Run migrations before returning. Default true (migrate() is idempotent). */
   migrate?: boolean;
   /** PostgreSQL: connect once before returning, failing with BK_ERR_STARTUP_FAILED. Default: as `migrate`. */
@@ -43,6 +50,7 @@ export async function openStore(config: StoreConfig, opts: OpenStoreOptions = {}
   let store: Store;
   switch (config.kind) {
     case 'sqlite':
+      if (opts.existing) refuseLostSqliteStore(config.path);
       store = await SqliteStore.open(config);
       break;
     case 'postgres': {
@@ -74,4 +82,16 @@ export async function openStore(config: StoreConfig, opts: OpenStoreOptions = {}
     }
   }
   return store;
+}
+
+function refuseLostSqliteStore(path: string): void {
+  if (path === ':memory:') return;
+  const size = existsSync(path) ? statSync(path).size : -1;
+  if (size > 0) return;
+  throw new BulkheadError(
+    'BK_ERR_CONFIG_INVALID',
+    `${path} is ${size < 0 ? 'missing' : 'empty'} though this data directory is initialized (its CA exists): the store was lost or truncated. ` +
+      'Restore it from a backup; starting on an empty store would forget every agent, API key, policy and violation. ' +
+      'To start over on purpose, move the data directory away and run `bulkhead-controller init` (every agent enrolls again).',
+  );
 }

@@ -4,7 +4,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver } from 'kysely';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Database } from './schema';
 import { KyselyStore } from './kysely-store';
@@ -51,7 +51,31 @@ export class SqliteStore extends KyselyStore {
       raw.close();
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', `cannot configure SQLite database ${opts.path}: ${(cause as Error).message}`, { cause });
     }
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+    const db = new Kysely<Database>({ dialect: new KeepFirstErrorSqliteDialect(raw) });
     return Promise.resolve(new SqliteStore(db, opts.path));
+  }
+}
+
+/**
+ * SQLite rolls a transaction back by itself on some errors (SQLITE_FULL,
+ * SQLITE_IOERR, SQLITE_NOMEM, …). Kysely's ROLLBACK after the failed
+ * statement then fails with "cannot rollback - no transaction is active",
+ * and that error replaces the real one: a full disk would be reported as
+ * a confusing SQLITE_ERROR. Rolling back only an open transaction keeps
+ * the first error.
+ */
+class KeepFirstErrorSqliteDialect extends SqliteDialect {
+  constructor(private readonly raw: BetterSqlite3.Database) {
+    super({ database: raw });
+  }
+
+  override createDriver(): Driver {
+    const raw = this.raw;
+    return new (class extends SqliteDriver {
+      override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+        if (!raw.inTransaction) return; // SQLite already rolled it back
+        await super.rollbackTransaction(connection);
+      }
+    })({ database: raw });
   }
 }

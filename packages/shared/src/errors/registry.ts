@@ -19,6 +19,7 @@ export const ERRORS = {
   BK_ERR_NOT_FOUND: { status: 404, grpc: 'NOT_FOUND', message: 'not found' },
   BK_ERR_NOT_READY: { status: 503, grpc: 'UNAVAILABLE', message: 'not ready' },
   BK_ERR_INTERNAL: { status: 500, grpc: 'INTERNAL', message: 'internal error' },
+  BK_ERR_STORE_FULL: { status: 507, grpc: 'UNAVAILABLE', message: 'the controller\'s store is out of disk space; nothing more is stored until space is freed' },
   BK_ERR_TOKEN_INVALID: { status: 401, grpc: 'UNAUTHENTICATED', message: 'join token is malformed or unknown' },
   BK_ERR_TOKEN_USED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'join token was already used' },
   BK_ERR_TOKEN_EXPIRED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'join token has expired' },

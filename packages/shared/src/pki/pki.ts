@@ -75,6 +75,19 @@ async function importKeyPem(pem: string): Promise<CryptoKey> {
   }
 }
 
+/**
+ * How far before "now" a certificate's notBefore is set: a peer whose clock is
+ * behind the issuer's must not see a certificate that is "not yet valid" (the
+ * controller's server certificate right after init, an agent's certificate
+ * right after enrollment or renewal). One hour covers the skew of hosts whose
+ * clocks drift unsynchronized for a while; short lifetimes (tests) get a tenth
+ * of the lifetime, at least a minute, so the renewal schedule — a fraction of
+ * notBefore..notAfter — still falls after issuance.
+ */
+export function backdateMs(validMs: number): number {
+  return Math.min(60 * 60_000, Math.max(60_000, Math.floor(validMs / 10)));
+}
+
 /** Creates a self-signed CA valid for `validDays` (default 10 years). */
 export async function createCa(commonName = 'Bulkhead CA', validDays = 3650): Promise<KeyAndCert> {
   const x509 = lib();
@@ -83,7 +96,7 @@ export async function createCa(commonName = 'Bulkhead CA', validDays = 3650): Pr
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${escapeDn(commonName)}`,
-    notBefore: new Date(now - 60_000),
+    notBefore: new Date(now - backdateMs(validDays * 86_400_000)),
     notAfter: new Date(now + validDays * 86_400_000),
     keys,
     signingAlgorithm: SIGN,
@@ -115,7 +128,7 @@ export async function issueServerCert(opts: ServerCertOptions): Promise<KeyAndCe
     serialNumber: serial(),
     subject: `CN=${escapeDn(opts.sans[0]!)}`,
     issuer: caCert.subject,
-    notBefore: new Date(now - 60_000),
+    notBefore: new Date(now - backdateMs((opts.validDays ?? 825) * 86_400_000)),
     notAfter: new Date(now + (opts.validDays ?? 825) * 86_400_000),
     publicKey: keys.publicKey,
     signingKey: caKey,
@@ -187,7 +200,7 @@ export async function signAgentCsr(opts: AgentCertOptions): Promise<{ certPem: s
     serialNumber: serial(),
     subject: `CN=${escapeDn(opts.agentId)}`,
     issuer: caCert.subject,
-    notBefore: new Date(now - 60_000),
+    notBefore: new Date(now - backdateMs(notAfter.getTime() - now)),
     notAfter,
     publicKey: await csr.publicKey.export(),
     signingKey: caKey,

@@ -26,6 +26,12 @@ export interface TokenCache {
   keyName: string;
   role: string;
   projects: string[];
+  /**
+   * The controller's clock minus this host's at login (ms; absent when under 2 s). `expiresAt`
+   * is on the controller's clock; with a skewed host clock the token would otherwise be taken
+   * for expired early (or sent after it expired).
+   */
+  clockOffsetMs?: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -52,6 +58,7 @@ export function readTokenCache(env: Env): TokenCache | undefined {
       keyName: String(v.keyName ?? ''),
       role: String(v.role ?? ''),
       projects: Array.isArray(v.projects) ? v.projects.map(String) : [],
+      ...(typeof v.clockOffsetMs === 'number' && Number.isFinite(v.clockOffsetMs) ? { clockOffsetMs: v.clockOffsetMs } : {}),
     };
   } catch {
     return undefined;
@@ -77,7 +84,8 @@ export function apiKeyOf(baseUrl: URL | string): string {
  */
 export function cachedToken(cache: TokenCache | undefined, baseUrl: URL, now: Date, fail: (m: string) => Error): string | undefined {
   if (!cache || cache.api !== apiKeyOf(baseUrl)) return undefined;
-  const exp = Date.parse(cache.expiresAt);
+  // On this host's clock: the controller's expiry, less how far its clock was ahead at login.
+  const exp = Date.parse(cache.expiresAt) - (cache.clockOffsetMs ?? 0);
   if (!(exp > now.getTime())) throw fail(`the login token for ${cache.api} expired at ${cache.expiresAt}; run \`bulkhead login\` again (or set BULKHEAD_API_KEY)`);
   return cache.token;
 }
@@ -106,7 +114,9 @@ export function registerLoginCommands(program: Command, ctx: CommandContext, dep
         throw ctx.usageError((e as Error).message);
       }
       const { api, json, caFile } = deps.connectWithKey(cmd);
+      const sent = Date.now();
       const t = await api.requestJson<TokenDto>('POST', '/v1/auth/token', { body: JSON.stringify({ ttl: o.ttl }) });
+      const clockOffsetMs = controllerClockOffsetMs(t.token, sent, Date.now());
       const path = writeTokenCache(deps.env, {
         api: apiKeyOf(api.baseUrl),
         ca: caFile !== undefined ? resolve(caFile) : null,
@@ -116,6 +126,7 @@ export function registerLoginCommands(program: Command, ctx: CommandContext, dep
         keyName: t.keyName,
         role: t.role,
         projects: t.projects,
+        ...(clockOffsetMs !== 0 ? { clockOffsetMs } : {}),
       });
       const { token: _secret, ...shown } = t;
       void _secret;
@@ -161,4 +172,24 @@ export function registerLoginCommands(program: Command, ctx: CommandContext, dep
             ]),
       );
     });
+}
+
+/**
+ * How far the controller's clock is ahead of this host's (negative: behind), from the token's
+ * issue time (`iat`, whole seconds, on the controller's clock) and the local times the request
+ * was sent and answered. 0 when under 2 s (the measurement's own error) or unreadable.
+ */
+export function controllerClockOffsetMs(token: string, sentMs: number, answeredMs: number): number {
+  let iatMs: number;
+  try {
+    const body = token.slice(token.indexOf('_') + 1, token.lastIndexOf('.'));
+    const iat = (JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as { iat?: unknown }).iat;
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) return 0;
+    iatMs = iat * 1000;
+  } catch {
+    return 0;
+  }
+  // iat lies in [sent, answered] on a synchronized clock (floored to the second).
+  const offset = iatMs < sentMs - 1000 ? iatMs - sentMs : iatMs > answeredMs ? iatMs - answeredMs : 0;
+  return Math.abs(offset) >= 2000 ? Math.round(offset) : 0;
 }
