@@ -18,7 +18,7 @@ t.test('damaged keys and certificates are named at load', async (t) => {
     [p.caCert, 'garbage', /ca\.crt is not a readable certificate/],
     [p.serverKey, 'garbage', /server\.key is not a readable private key/],
     [p.serverCert, 'half', /server\.crt is not a readable certificate/],
-    [p.serverCert, 'swap', /server\.crt is not the certificate of the key in .*server\.key/],
+    [p.serverCert, 'swap', /server\.key is not the private key of .*server\.crt/],
   ] as const) {
     copyFileSync(file, save);
     if (damage === 'half') truncateSync(file, 100);
