@@ -141,6 +141,8 @@ export interface AlertPlanContext {
   foldRepeat(alertId: string, at: Date): Promise<void>;
   /** Queues the alert and its deliveries; written before the transaction commits. */
   insert(w: NewAlertWrite): Promise<void>;
+  /** Clears the alertPending mark of these violations in the same transaction. */
+  violationsAlerted(violationIds: string[]): Promise<void>;
 }
 
 export interface AlertStore {
