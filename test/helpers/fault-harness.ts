@@ -218,12 +218,20 @@ export function testLabels(extra: Record<string, string> = {}): Record<string, s
 }
 
 /** Creates and starts a busybox container (`--network none`); returns its id, or throws with dockerd's answer. */
-export async function runContainer(socketPath: string, name: string, labels: Record<string, string>, cmd: string[] = ['sleep', '600']): Promise<string> {
+export interface RunExtra {
+  /** `--restart always`. */
+  restartAlways?: boolean;
+  /** `--stop-timeout` in seconds (busybox `sleep` as PID 1 ignores SIGTERM: dockerd waits this long). */
+  stopTimeout?: number;
+}
+
+export async function runContainer(socketPath: string, name: string, labels: Record<string, string>, cmd: string[] = ['sleep', '600'], extra: RunExtra = {}): Promise<string> {
   const c = await dockerApi(socketPath, 'POST', `/containers/create?name=${encodeURIComponent(name)}`, {
     Image: TEST_IMAGE,
     Cmd: cmd,
     Labels: labels,
-    HostConfig: { NetworkMode: 'none' },
+    ...(extra.stopTimeout !== undefined ? { StopTimeout: extra.stopTimeout } : {}),
+    HostConfig: { NetworkMode: 'none', ...(extra.restartAlways ? { RestartPolicy: { Name: 'always' } } : {}) },
   });
   if (c.status !== 201) throw new Error(`create ${name}: ${c.status} ${c.body}`);
   const id = (JSON.parse(c.body) as { Id: string }).Id;
