@@ -351,6 +351,18 @@ export class KyselyAlertStore implements AlertStore {
     });
   }
 
+  async expediteEndpoint(endpointId: string, now: Date): Promise<number> {
+    const ms = now.getTime();
+    const r = await this.db
+      .updateTable('webhook_deliveries')
+      .set({ next_attempt_at: ms, updated_at: ms })
+      .where('endpoint_id', '=', endpointId)
+      .where('status', '=', 'pending')
+      .where('next_attempt_at', '>', ms)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
   async nextDueAfter(now: Date): Promise<Date | undefined> {
     const row = await this.db
       .selectFrom('webhook_deliveries as d')
