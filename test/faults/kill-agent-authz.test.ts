@@ -125,7 +125,7 @@ t.test('agent (authorization plugin) SIGKILLed: dockerd as docs/authz.md says', 
   t.equal(all.filter((c) => c.Labels['fault'] === 'bad').length, 0, 'no breaking container was created during the outages');
 
   recordFault({
-    fault: `agent SIGKILL: authorization plugin away (${SHORT_OUTAGES} x ${SHORT_DOWN_MS / 1000} s, then 1 x > 30 s)`,
+    fault: `agent SIGKILL: authorization plugin away (${SHORT_OUTAGES} x ${SHORT_DOWN_MS / 1000} s, then 1 x left down until dockerd refuses)`,
     injected: SHORT_OUTAGES + 1,
     items: 'Docker API requests sent while the plugin was away, answered as docs/authz.md says',
     produced,
