@@ -3,7 +3,8 @@
 // once the violation is stored (the ack), so nobody would send it again: the stored row says
 // its alert is still due (alertPending), the alert's own transaction clears that, and a
 // controller starting up raises what is still due — before it serves any stream.
-// (Found by test/faults/kill-controller.test.ts: SIGKILLs during a burst of violations.)
+// (Found while writing test/faults/kill-controller.test.ts; the window is a few milliseconds
+// wide, so that test's SIGKILLs seldom land in it: this test sets up the state a crash leaves.)
 import t from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
