@@ -58,7 +58,11 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
       daemon.exited.then((c) => {
         throw new Error(`controller exited with ${c}: ${daemon.raw}`);
       }),
-    ]);
+    ]).catch((err: unknown) => {
+      // Not ready in time: do not leave it running behind the next attempt.
+      daemon.child.kill('SIGKILL');
+      throw err;
+    });
     return { daemon, grpcPort: ready['grpcPort'] as number, apiPort: ready['apiPort'] as number, metricsPort: ready['metricsPort'] as number };
   };
   let cur = await launch();
@@ -91,7 +95,7 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
       await cur.daemon.stop();
       await whileDown?.();
       // The port may linger briefly after exit; retry the bind.
-      cur = await waitFor('controller restart', async () => launch().catch(() => undefined), 15_000, 200);
+      cur = await waitFor('controller restart', async () => launch().catch(() => undefined), 45_000, 200);
     },
     async stop() {
       await cur.daemon.stop();

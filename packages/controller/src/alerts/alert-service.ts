@@ -140,6 +140,8 @@ export class AlertService implements AlertSink {
           queued += r.deliveries;
           results.push(r);
         }
+        const violationIds = batch.map((p) => p.input.violationId).filter((id): id is string => id !== undefined);
+        if (violationIds.length > 0) await ctx.violationsAlerted(violationIds);
       });
     } catch (err) {
       for (const p of batch) p.reject(err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', 'storing an alert failed', { cause: err }));
@@ -225,6 +227,7 @@ function normalize(input: AlertInput): AlertInput {
   const out: AlertInput = { type: input.type, message: clip(String(input.message ?? ''), MAX_TEXT) || input.type.replace(/_/g, ' ') };
   if (input.severity !== undefined) out.severity = input.severity;
   if (input.time !== undefined) out.time = input.time;
+  if (input.violationId !== undefined && input.violationId !== '') out.violationId = input.violationId;
   for (const k of ['agentId', 'host', 'containerId', 'containerName', 'image', 'project', 'ruleId', 'action', 'result'] as const) {
     const v = input[k];
     // Empty strings (proto defaults) mean "not known".

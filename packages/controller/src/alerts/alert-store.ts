@@ -141,6 +141,8 @@ export interface AlertPlanContext {
   foldRepeat(alertId: string, at: Date): Promise<void>;
   /** Queues the alert and its deliveries; written before the transaction commits. */
   insert(w: NewAlertWrite): Promise<void>;
+  /** Clears the alertPending mark of these violations in the same transaction. */
+  violationsAlerted(violationIds: string[]): Promise<void>;
 }
 
 export interface AlertStore {
@@ -174,6 +176,11 @@ export interface AlertStore {
   recordAttempts(results: AttemptResult[], now: Date): Promise<number>;
   /** The earliest next_attempt_at after `now` of a pending delivery of an enabled endpoint, for the workers' timer. */
   nextDueAfter(now: Date): Promise<Date | undefined>;
+  /**
+   * Makes the pending deliveries of one endpoint that wait for a later retry due at `now`
+   * (the endpoint answered again after failing). Returns how many.
+   */
+  expediteEndpoint(endpointId: string, now: Date): Promise<number>;
 
   // ---- delivery log ------------------------------------------------------------
   getDelivery(id: string): Promise<DeliveryRecord | undefined>;

@@ -72,6 +72,11 @@ export interface AlertInput {
   action?: string;
   /** Its result: ok | failed | skipped | escalated … */
   result?: string;
+  /**
+   * The violation report this alert is raised for: its alertPending mark is cleared in the
+   * same transaction as the alert is written, so the alert is raised once across crashes.
+   */
+  violationId?: string;
 }
 
 export interface AlertRecord {

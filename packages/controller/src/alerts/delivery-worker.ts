@@ -82,6 +82,11 @@ export class EndpointHealth {
     this.lastOk.delete(endpointId);
   }
 
+  /** True when the endpoint failed since its last success (this process's view). */
+  failing(endpointId: string): boolean {
+    return this.state.has(endpointId);
+  }
+
   succeeded(endpointId: string, now = Date.now()): void {
     this.state.delete(endpointId);
     this.lastOk.set(endpointId, now);
@@ -325,6 +330,7 @@ export class DeliveryWorker {
     });
 
     if (res.status !== null && res.status >= 200 && res.status < 300) {
+      if (this.health.failing(e.id)) this.expedite(e.id, end);
       this.health.succeeded(e.id);
       if (o.logger.isLevelEnabled('debug')) log().debug({ status: res.status, latencyMs: Math.round(res.latencyMs) }, 'webhook delivered');
       return result('delivered', 'delivered', null, null);
@@ -358,6 +364,21 @@ export class DeliveryWorker {
     const next = new Date(ms + delay);
     log().info({ status: res.status, error, nextAttemptAt: next.toISOString() }, 'webhook delivery failed; will retry');
     return result('pending', 'retry', error, next);
+  }
+
+  /**
+   * The endpoint answers again after failing: its deliveries waiting for a later retry (30 min,
+   * 2 h … after an outage) are due now, instead of each waiting out its own schedule.
+   */
+  private expedite(endpointId: string, now: Date): void {
+    this.o.store.expediteEndpoint(endpointId, now).then(
+      (n) => {
+        if (n === 0) return;
+        this.o.logger.info({ webhookId: endpointId, deliveries: n }, 'webhook endpoint answers again: its waiting deliveries are due now');
+        this.o.signal.notify();
+      },
+      (err: unknown) => this.o.logger.error({ err, webhookId: endpointId }, 'making the waiting deliveries of a recovered endpoint due failed; they keep their schedule'),
+    );
   }
 }
 

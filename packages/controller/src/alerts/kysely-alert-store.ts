@@ -45,6 +45,7 @@ export class KyselyAlertStore implements AlertStore {
       const groups = new Map<string, GroupCandidate[]>();
       const buffered = new Map<string, AlertRecord>();
       const deliveries: DeliveryRecord[] = [];
+      const alertedViolations: string[] = [];
       const folds = new Map<string, { n: number; lastMs: number }>();
       const addCandidate = (key: string, c: GroupCandidate): void => {
         const list = groups.get(key);
@@ -111,6 +112,9 @@ export class KyselyAlertStore implements AlertStore {
           addCandidate(a.groupKey, { id: a.id, count: a.count, timeMs: a.time.getTime() });
           deliveries.push(...w.deliveries);
         },
+        violationsAlerted: async (ids) => {
+          alertedViolations.push(...ids);
+        },
       };
       await plan(ctx);
 
@@ -129,6 +133,9 @@ export class KyselyAlertStore implements AlertStore {
       // ~18 columns per alert row: 50 rows stay far below SQLite's parameter limit.
       for (let i = 0; i < rows.length; i += 50) await trx.insertInto('alerts').values(rows.slice(i, i + 50)).execute();
       for (let i = 0; i < deliveries.length; i += 50) await trx.insertInto('webhook_deliveries').values(deliveries.slice(i, i + 50).map(fromDelivery)).execute();
+      for (let i = 0; i < alertedViolations.length; i += BATCH) {
+        await trx.updateTable('violations').set({ alert_pending: null }).where('id', 'in', alertedViolations.slice(i, i + BATCH)).execute();
+      }
     });
   }
 
@@ -342,6 +349,18 @@ export class KyselyAlertStore implements AlertStore {
       }
       return logged.length;
     });
+  }
+
+  async expediteEndpoint(endpointId: string, now: Date): Promise<number> {
+    const ms = now.getTime();
+    const r = await this.db
+      .updateTable('webhook_deliveries')
+      .set({ next_attempt_at: ms, updated_at: ms })
+      .where('endpoint_id', '=', endpointId)
+      .where('status', '=', 'pending')
+      .where('next_attempt_at', '>', ms)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
   }
 
   async nextDueAfter(now: Date): Promise<Date | undefined> {

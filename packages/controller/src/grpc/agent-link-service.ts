@@ -509,6 +509,9 @@ export class AgentLinkService {
     }
     const cut = (x: string, n = 1024) => (x.length > n ? x.slice(0, n) : x);
     const atMs = Number(v.atMs);
+    // Alerts: the row says its alert is still due until the alert's own transaction clears it,
+    // so a controller killed in between raises it at its next start (recoverPendingAlerts).
+    const alertDue = this.opts.alerts !== undefined && alertFromViolation(agentId, undefined, v) !== undefined;
     const inserted = await this.opts.store.insertViolation({
       id: v.id,
       agentId,
@@ -532,12 +535,45 @@ export class AgentLinkService {
       at: Number.isFinite(atMs) && atMs > 0 ? new Date(atMs) : this.now(),
       policyVersion: Number(v.policyVersion),
       exemptedBy: cut(v.exemptedBy),
+      alertPending: alertDue,
     });
     if (inserted) this.opts.logger.info({ agentId, ruleId: v.ruleId, containerId: v.containerId, mode: v.mode, denied: v.denied, action: v.action?.type }, 'violation reported');
     if (inserted) this.opts.metrics?.violationRecorded({ ...v, action: v.action ? { ...v.action, durationMs: Number(v.action.durationMs) } : null }); // metrics
     // Alerts: one alert per new report (violation / action / action_failed / authz_denied).
-    const alert = inserted && this.opts.alerts ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
-    if (alert) this.raise(alert);
+    const alert = inserted && alertDue ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
+    if (alert) this.raise({ ...alert, violationId: v.id });
+  }
+
+  /**
+   * Raises the alerts of violations stored before a crash whose alert was never committed:
+   * the agent had its acknowledgement (the violation was stored), so nobody sends them again.
+   * Run once at start, before any stream is served. Returns how many were raised.
+   */
+  async recoverPendingAlerts(): Promise<number> {
+    if (!this.opts.alerts) return 0;
+    let raised = 0;
+    const hosts = new Map<string, string | undefined>();
+    // Each raise clears its row's mark, so every round reads the next ones; bounded in case a store never clears.
+    for (let round = 0; round < 1000; round++) {
+      const pending = await this.opts.store.listAlertPendingViolations(500);
+      if (pending.length === 0) break;
+      const raises: Promise<unknown>[] = [];
+      for (const r of pending) {
+        if (!hosts.has(r.agentId)) hosts.set(r.agentId, (await this.opts.store.getAgent(r.agentId))?.hostname);
+        const report: ViolationReport__Output = {
+          id: r.id, containerId: r.containerId, containerName: r.containerName, imageRef: r.imageRef, project: r.project, ruleId: r.ruleId,
+          severity: r.severity, mode: r.mode, source: r.source, message: r.message, evidenceJson: r.evidenceJson, denied: r.denied,
+          action: r.action.type === '' ? null : { ...r.action, detail: '' }, atMs: r.at.getTime(), policyVersion: r.policyVersion, exemptedBy: r.exemptedBy,
+        };
+        const alert = alertFromViolation(r.agentId, hosts.get(r.agentId), report);
+        // Nothing to raise (cannot happen for a row marked pending): raise a plain finding rather than leave the mark forever.
+        raises.push(this.opts.alerts.raise({ ...(alert ?? { type: 'violation', message: r.message, agentId: r.agentId, ruleId: r.ruleId }), violationId: r.id }));
+      }
+      await Promise.all(raises);
+      raised += pending.length;
+    }
+    if (raised > 0) this.opts.logger.warn({ raised }, 'raised the alerts of violations stored before the controller stopped without their alert');
+    return raised;
   }
 
   /** What the agent trusts for our certificate: `ca status` shows it, `ca rotate activate` checks it. */

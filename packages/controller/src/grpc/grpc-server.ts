@@ -170,6 +170,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
       ...(opts.enrollment ? { limits: opts.enrollment } : {}),
     }),
   );
+  // Before any stream: alerts of violations stored by a controller that died before writing them.
+  await link.recoverPendingAlerts().catch((err: unknown) => opts.logger.error({ err }, 'raising the pending alerts of stored violations failed; they are raised at the next start'));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(opts.listen, serverCredentials(opts.pki, opts.handshakeTimeoutMs), (err, p) => (err ? reject(err) : resolve(p)));
   });

@@ -513,6 +513,7 @@ export abstract class KyselyStore implements Store {
         at: v.at.getTime(),
         policy_version: v.policyVersion,
         exempted_by: v.exemptedBy,
+        alert_pending: v.alertPending ? 1 : null,
       })
       .onConflict((oc) => oc.column('id').doNothing())
       .executeTakeFirst();
@@ -550,6 +551,11 @@ export abstract class KyselyStore implements Store {
     if (limit !== undefined) qb = qb.limit(limit);
     if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
     const rows = await qb.execute();
+    return rows.map(toViolation);
+  }
+
+  async listAlertPendingViolations(limit: number): Promise<ViolationRecord[]> {
+    const rows = await this.db.selectFrom('violations').selectAll().where('alert_pending', '=', 1).orderBy('at').orderBy('id').limit(limit).execute();
     return rows.map(toViolation);
   }
 
@@ -852,6 +858,7 @@ function toViolation(r: Selectable<ViolationsTable>): ViolationRecord {
       r.ack_at === null || r.ack_at === undefined
         ? null
         : { at: toDate(r.ack_at), byKeyId: r.ack_by_key_id ?? '', byName: r.ack_by_name ?? '', comment: r.ack_comment ?? '' },
+    ...(r.alert_pending !== null && r.alert_pending !== undefined && toNumber(r.alert_pending) === 1 ? { alertPending: true } : {}),
   };
 }
 

@@ -402,6 +402,19 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.alterTable('agents').dropColumn('prev_cert_serial').execute();
     },
   },
+  // A violation whose alert is not committed yet (src/grpc/agent-link-service.ts): 1 from the
+  // violation's insert until the transaction that writes its alert; null otherwise (and for
+  // rows from before this column). A controller killed in between raises it at its next start.
+  '0011_violation_alert_pending': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('violations').addColumn('alert_pending', 'integer').execute();
+      await db.schema.createIndex('violations_alert_pending').on('violations').column('alert_pending').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropIndex('violations_alert_pending').ifExists().execute();
+      await db.schema.alterTable('violations').dropColumn('alert_pending').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

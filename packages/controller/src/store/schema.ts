@@ -141,6 +141,9 @@ export interface ViolationsTable {
   /** That key's name at the time. */
   ack_by_name: string | null;
   ack_comment: string | null;
+  // ---- 0011_violation_alert_pending ----
+  /** 1 while the violation's alert is not committed yet; null once it is (or none is due). */
+  alert_pending: Int | null;
 }
 
 export interface ScansTable {

@@ -149,6 +149,11 @@ export interface ViolationRecord {
   exemptedBy: string;
   /** An operator's acknowledgement (0007_violation_ack); null until acknowledged. Ignored by insertViolation. */
   ack?: ViolationAck | null;
+  /**
+   * True while the alert this report raises is not committed yet (0011_violation_alert_pending):
+   * set by insertViolation, cleared in the transaction that writes the alert.
+   */
+  alertPending?: boolean;
 }
 
 /** Who acknowledged a violation, when, and why (0007_violation_ack). */
@@ -286,6 +291,8 @@ export interface Store {
   insertViolation(v: ViolationRecord): Promise<boolean>;
   /** Newest first (at, then id, descending). */
   listViolations(q: ViolationQuery): Promise<ViolationRecord[]>;
+  /** Violations whose alert is not committed yet (alertPending), oldest first, at most `limit`. */
+  listAlertPendingViolations(limit: number): Promise<ViolationRecord[]>;
   // acknowledgements (0007_violation_ack)
   getViolation(id: string): Promise<ViolationRecord | undefined>;
   /** Records `ack` iff the violation exists and is not acknowledged yet (one conditional UPDATE); false otherwise. */
