@@ -60,7 +60,7 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=300 update -qq
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${pkgs[@]}" >/dev/null
 fi
-command -v node >/dev/null 2>&1 || { echo "scripts/test.sh: node (>= 20.19) is required" >&2; exit 1; }
+command -v node >/dev/null 2>&1 || { echo "scripts/test.sh: node (22, 24 or 20.19+) is required" >&2; exit 1; }
 
 # The second engine version, once for the whole run (tests start their own 26.1 engines from it).
 t26=$SECONDS
@@ -161,7 +161,7 @@ run_pass() {
     rc=$?
     line="tap ($label): exit $rc"
   else
-    out="$ENGINE_DIR/tap-${label%% *}.out"
+    out="$ENGINE_DIR/tap-$((${#summary[@]} + 1)).out"
     (cd "$dir" && npx tap "$@") 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     counts="$(grep -E '^# \{ total: [0-9]+' "$out" | tail -n1)"
