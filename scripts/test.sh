@@ -25,7 +25,7 @@
 #              whose better-sqlite3 is the Node 24 build (a build for one Node ABI does
 #              not load on another).
 #    Both passes always run; in logs, each ends with its own closing line
-#    `tap (Node 24.x.y): N passed, N failed`, repeated together at the very end.
+#    `tap (Node 24.x.y): N passed, N failed (S s)`, repeated together at the very end.
 #    BULKHEAD_TEST_NODE24=0 skips pass 2 (quick local runs), BULKHEAD_TEST_NODE24=only runs
 #    pass 2 alone (with coverage). When the default node is already Node 24, one pass only.
 # 6. always stops the engine, and exits 0 only when every pass passed
@@ -152,7 +152,7 @@ say "BULKHEAD_TEST_DOCKER_HOST=$BULKHEAD_TEST_DOCKER_HOST"
 # from tap's own final counts line (`# { total: 12, pass: 11, fail: 1 }`).
 summary=()
 run_pass() {
-  local label="$1" dir="$2" out line counts pass fail skip
+  local label="$1" dir="$2" out line counts pass fail skip t0=$SECONDS
   shift 2
   say "tap on $label in $dir: npx tap $*"
   set +e
@@ -175,6 +175,7 @@ run_pass() {
     fi
     [ "$rc" = 0 ] || line="$line, exit $rc"
   fi
+  line="$line ($((SECONDS - t0)) s)"
   set -e
   [ "$rc" = 0 ] || say "tap on $label exited $rc"
   summary+=("$line")
@@ -196,6 +197,7 @@ if [ "$NODE24" != 0 ]; then
     # A copy of the built checkout for Node 24: node_modules as hard links (quick, no space),
     # except better-sqlite3's build/, replaced by the Node 24 build. Removing the links never
     # touches the originals, so this checkout keeps loading on its own Node.
+    tcopy=$SECONDS
     TREE24="$(mktemp -d /tmp/bk-node24-XXXXXX)"
     tar -C "$ROOT" --exclude=./node_modules --exclude=./.git --exclude=./.tap --exclude=./coverage \
       --exclude=./.bulkhead --exclude=./tmp -cf - . | tar -C "$TREE24" -xf -
@@ -203,6 +205,7 @@ if [ "$NODE24" != 0 ]; then
     rm -rf "$TREE24/node_modules/better-sqlite3/build"
     mkdir -p "$TREE24/node_modules/better-sqlite3/build/Release"
     cp "$NODE24_SQLITE" "$TREE24/node_modules/better-sqlite3/build/Release/better_sqlite3.node"
+    say "copy of the checkout for Node 24 in $TREE24 ($((SECONDS - tcopy)) s)"
     args24=()
     for a in "$@"; do
       case "$a" in
