@@ -176,6 +176,7 @@ run_pass() {
     [ "$rc" = 0 ] || line="$line, exit $rc"
   fi
   line="$line ($((SECONDS - t0)) s)"
+  echo "$line"
   set -e
   [ "$rc" = 0 ] || say "tap on $label exited $rc"
   summary+=("$line")
@@ -192,6 +193,7 @@ if [ "$NODE24" != 0 ]; then
   if [ -n "$NODE24_ERROR" ]; then
     echo "scripts/test.sh: the Node 24 pass cannot run: $NODE24_ERROR" >&2
     summary+=("tap (Node 24): NOT RUN: $NODE24_ERROR")
+    echo "${summary[-1]}"
     rc2=1
   else
     # A copy of the built checkout for Node 24: node_modules as hard links (quick, no space),
@@ -226,8 +228,9 @@ if [ "$NODE24" != 0 ]; then
   fi
 fi
 
-# One closing line per pass, then the overall one: both passes must pass.
-for line in "${summary[@]}"; do echo "$line"; done
+# The closing lines of every pass together (each was also printed after its own output), then
+# the overall one: every pass must pass.
+[ "${#summary[@]}" -lt 2 ] || for line in "${summary[@]}"; do echo "$line"; done
 if [ "$rc1" = 0 ] && [ "$rc2" = 0 ]; then
   say "all ${#summary[@]} tap pass(es) passed"
   exit 0
