@@ -94,19 +94,25 @@ case "$NODE24" in
   0 | 1 | only) ;;
   *) echo "scripts/test.sh: BULKHEAD_TEST_NODE24 must be 1 (default), 0 or only, not '$NODE24'" >&2; exit 2 ;;
 esac
+# The line of the second pass: 24, or another one fetched the same way for a one-off check
+# (BULKHEAD_TEST_NODE24=only BULKHEAD_TEST_NODE_MAJOR=22 bash scripts/test.sh ...).
+MAJOR="${BULKHEAD_TEST_NODE_MAJOR:-24}"
+case "$MAJOR" in
+  '' | *[!0-9]*) echo "scripts/test.sh: BULKHEAD_TEST_NODE_MAJOR must be a number like 24, not '$MAJOR'" >&2; exit 2 ;;
+esac
 NODE24_ERROR=''
 NODE24_BIN=''
 NODE24_SQLITE=''
-if [ "$NODE24" != 0 ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = 24 ]; then
-  say "the default node is already Node 24: one pass only"
+if [ "$NODE24" != 0 ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = "$MAJOR" ]; then
+  say "the default node is already Node $MAJOR: one pass only"
   NODE24=0
 fi
 if [ "$NODE24" != 0 ]; then
   t24=$SECONDS
-  if ! out24="$(bash scripts/node24.sh fetch 2>&1)"; then
+  if ! out24="$(bash scripts/node24.sh fetch "$MAJOR" 2>&1)"; then
     printf '%s\n' "$out24" >&2
     NODE24_ERROR="scripts/node24.sh fetch failed: ${out24##*$'\n'}"
-  elif ! sq24="$(bash scripts/node24.sh sqlite "$ROOT" 2>&1)"; then
+  elif ! sq24="$(bash scripts/node24.sh sqlite "$ROOT" "$MAJOR" 2>&1)"; then
     printf '%s\n' "$sq24" >&2
     NODE24_ERROR="scripts/node24.sh sqlite failed: ${sq24##*$'\n'}"
   else
@@ -114,7 +120,7 @@ if [ "$NODE24" != 0 ]; then
     NODE24_SQLITE="${sq24##*$'\n'}"
     say "Node $("$NODE24_BIN" --version) and its better-sqlite3 ready in $((SECONDS - t24))s: $NODE24_BIN"
   fi
-  [ -z "$NODE24_ERROR" ] || say "WARNING: $NODE24_ERROR; the Node 24 pass will fail"
+  [ -z "$NODE24_ERROR" ] || say "WARNING: $NODE24_ERROR; the Node $MAJOR pass will fail"
 fi
 
 # ---- 4. one shared private engine -------------------------------------------------------
@@ -191,8 +197,8 @@ fi
 
 if [ "$NODE24" != 0 ]; then
   if [ -n "$NODE24_ERROR" ]; then
-    echo "scripts/test.sh: the Node 24 pass cannot run: $NODE24_ERROR" >&2
-    summary+=("tap (Node 24): NOT RUN: $NODE24_ERROR")
+    echo "scripts/test.sh: the Node $MAJOR pass cannot run: $NODE24_ERROR" >&2
+    summary+=("tap (Node $MAJOR): NOT RUN: $NODE24_ERROR")
     echo "${summary[-1]}"
     rc2=1
   else
@@ -200,14 +206,14 @@ if [ "$NODE24" != 0 ]; then
     # except better-sqlite3's build/, replaced by the Node 24 build. Removing the links never
     # touches the originals, so this checkout keeps loading on its own Node.
     tcopy=$SECONDS
-    TREE24="$(mktemp -d /tmp/bk-node24-XXXXXX)"
+    TREE24="$(mktemp -d "/tmp/bk-node$MAJOR-XXXXXX")"
     tar -C "$ROOT" --exclude=./node_modules --exclude=./.git --exclude=./.tap --exclude=./coverage \
       --exclude=./.bulkhead --exclude=./tmp -cf - . | tar -C "$TREE24" -xf -
     cp -al "$ROOT/node_modules" "$TREE24/node_modules"
     rm -rf "$TREE24/node_modules/better-sqlite3/build"
     mkdir -p "$TREE24/node_modules/better-sqlite3/build/Release"
     cp "$NODE24_SQLITE" "$TREE24/node_modules/better-sqlite3/build/Release/better_sqlite3.node"
-    say "copy of the checkout for Node 24 in $TREE24 ($((SECONDS - tcopy)) s)"
+    say "copy of the checkout for Node $MAJOR in $TREE24 ($((SECONDS - tcopy)) s)"
     args24=()
     for a in "$@"; do
       case "$a" in
