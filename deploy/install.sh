@@ -137,7 +137,7 @@ for f in package.json package-lock.json proto/bulkhead/v1 node_modules \
   packages/shared/dist/index.js packages/agent/dist/cli/main.js packages/controller/dist/cli/main.js; do
   [ -e "$FROM/$f" ] || die "$FROM is not a built checkout: $f is missing (run \`npm ci && npm run build\` there)"
 done
-command -v node >/dev/null || die "node is not installed (Node.js >= 20.19)"
+command -v node >/dev/null || die "node is not installed (Node.js 22, 24 or 20.19+)"
 command -v npm >/dev/null || die "npm is not installed (it prunes the dev dependencies)"
 
 VERSION=${BULKHEAD_INSTALL_VERSION:-$(node -p 'require(process.argv[1]).version' "$FROM/package.json")}

