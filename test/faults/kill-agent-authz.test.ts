@@ -13,25 +13,13 @@ import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { recordFault } from '../helpers/fault-report';
 import { TEST_IMAGE, startPrivateEngine, type PrivateEngine } from '../helpers/engine';
 import { waitFor } from '../helpers/processes';
-import { dockerApi, listAll, putPolicy, runContainer, testLabels, type ControllerContainer } from '../helpers/fault-harness';
+import { dockerApi, listAll, putPolicy, runContainer, testLabels, type ControllerContainer, rootPolicy } from '../helpers/fault-harness';
 import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
 const SHORT_OUTAGES = 3;
 const SHORT_DOWN_MS = 2_000;
 
-const POLICY = `apiVersion: bulkhead.dev/v1
-kind: Policy
-metadata: { name: faults-kill-agent-authz }
-spec:
-  rules:
-    - id: faults.root
-      description: Containers labelled fault=bad must not run as root.
-      severity: high
-      mode: enforce
-      action: { type: kill }
-      scope: { containerLabels: { fault: bad } }
-      check: { type: root-user }
-`;
+const POLICY = rootPolicy('faults-kill-agent-authz', 'enforce');
 
 t.test('agent (authorization plugin) SIGKILLed: dockerd as docs/authz.md says', async (t) => {
   const root = tempRoot();

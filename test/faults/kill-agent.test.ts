@@ -11,6 +11,7 @@ import { waitFor } from '../helpers/processes';
 import {
   engineContainers, listAll, putPolicy, runContainer, testLabels,
   type ControllerContainer, type ControllerViolation,
+  rootPolicy,
 } from '../helpers/fault-harness';
 import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
@@ -18,19 +19,7 @@ const ROUNDS = 3;
 const BURST = 6;
 const WHILE_DOWN = 4;
 
-const POLICY = `apiVersion: bulkhead.dev/v1
-kind: Policy
-metadata: { name: faults-kill-agent }
-spec:
-  rules:
-    - id: faults.root
-      description: Containers labelled fault=bad must not run as root.
-      severity: high
-      mode: enforce
-      action: { type: kill }
-      scope: { containerLabels: { fault: bad } }
-      check: { type: root-user }
-`;
+const POLICY = rootPolicy('faults-kill-agent', 'enforce');
 
 t.test('agent SIGKILLed mid-enforcement', async (t) => {
   const engine = await useEngine(t);

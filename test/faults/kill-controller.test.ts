@@ -14,6 +14,7 @@ import { waitFor } from '../helpers/processes';
 import {
   WebhookReceiver, churn, createWebhook, engineContainers, listAll, putPolicy,
   type ControllerAlert, type ControllerContainer, type ControllerViolation,
+  rootPolicy,
 } from '../helpers/fault-harness';
 import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
@@ -25,19 +26,7 @@ const RECONNECT_WAIT_MS = 8_000;
 const KILL_PHASE_MS = 75_000;
 const DOWN_MS = 300;
 
-const POLICY = `apiVersion: bulkhead.dev/v1
-kind: Policy
-metadata: { name: faults-kill-controller }
-spec:
-  rules:
-    - id: faults.root
-      description: Containers labelled fault=bad must not run as root.
-      severity: high
-      mode: enforce
-      action: { type: kill }
-      scope: { containerLabels: { fault: bad } }
-      check: { type: root-user }
-`;
+const POLICY = rootPolicy('faults-kill-controller', 'enforce');
 
 t.test('controller SIGKILLed 10x during container churn', async (t) => {
   const engine = await useEngine(t);

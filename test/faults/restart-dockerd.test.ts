@@ -15,24 +15,13 @@ import { waitFor } from '../helpers/processes';
 import {
   dockerApi, engineContainers, listAll, putPolicy, runContainer, testLabels,
   type ControllerContainer, type ControllerViolation,
+  rootPolicy,
 } from '../helpers/fault-harness';
 import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
 const RESTARTS = 2;
 
-const POLICY = `apiVersion: bulkhead.dev/v1
-kind: Policy
-metadata: { name: faults-restart-dockerd }
-spec:
-  rules:
-    - id: faults.root
-      description: Containers labelled fault=bad must not run as root.
-      severity: high
-      mode: enforce
-      action: { type: kill }
-      scope: { containerLabels: { fault: bad } }
-      check: { type: root-user }
-`;
+const POLICY = rootPolicy('faults-restart-dockerd', 'enforce');
 
 /** Stops dockerd as systemd would (SIGTERM, wait) and starts it again with the same command line. */
 async function restartDockerd(dir: string, socketPath: string): Promise<{ downMs: number; pid: number }> {

@@ -13,7 +13,7 @@ import t from 'tap';
 import { recordFault } from '../helpers/fault-report';
 import { removeLabelledContainers, useEngine } from '../helpers/engine';
 import { waitFor } from '../helpers/processes';
-import { WebhookReceiver, createWebhook, listAll, putPolicy, runContainer, testLabels, type ControllerAlert } from '../helpers/fault-harness';
+import { WebhookReceiver, createWebhook, listAll, putPolicy, runContainer, testLabels, type ControllerAlert, rootPolicy } from '../helpers/fault-harness';
 import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
 const COMPRESSION = 60;
@@ -21,19 +21,7 @@ const DOWN_MS = 600_000 / COMPRESSION;
 const SCHEDULE = ['5s', '5m', '30m', '2h', '5h', '10h', '10h'];
 const COMPRESSED = '83ms,5s,30s,2m,5m,10m,10m';
 
-const POLICY = `apiVersion: bulkhead.dev/v1
-kind: Policy
-metadata: { name: faults-webhook-down }
-spec:
-  rules:
-    - id: faults.root
-      description: Containers labelled fault=bad should not run as root (reported, not acted on).
-      severity: high
-      mode: monitor
-      action: { type: alert }
-      scope: { containerLabels: { fault: bad } }
-      check: { type: root-user }
-`;
+const POLICY = rootPolicy('faults-webhook-down', 'monitor');
 
 t.test(`webhook receiver down for 10 min (compressed ${COMPRESSION}x to ${DOWN_MS / 1000} s)`, async (t) => {
   t.equal(SCHEDULE.length, COMPRESSED.split(',').length, 'the compressed schedule has as many steps as the default');

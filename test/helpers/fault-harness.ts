@@ -339,3 +339,26 @@ export function churn(o: ChurnOptions): { stop(): Promise<ChurnStats> } {
     },
   };
 }
+
+/**
+ * The fault tests' policy: containers labelled fault=bad must not run as root; in enforce mode
+ * they are killed, in monitor mode only reported (and alerted).
+ */
+export function rootPolicy(name: string, mode: 'enforce' | 'monitor'): string {
+  const [description, action] = mode === 'enforce'
+    ? ['Containers labelled fault=bad must not run as root.', 'kill']
+    : ['Containers labelled fault=bad should not run as root (reported, not acted on).', 'alert'];
+  return `apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: ${name} }
+spec:
+  rules:
+    - id: faults.root
+      description: ${description}
+      severity: high
+      mode: ${mode}
+      action: { type: ${action} }
+      scope: { containerLabels: { fault: bad } }
+      check: { type: root-user }
+`;
+}
