@@ -51,16 +51,17 @@
 // paths bind-mounted by running containers are read-only (/etc/ssl, the
 // engine's own socket) or an empty temp dir.
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { CHECK_TYPES, USAGE_CHECK_TYPES } from '../../packages/shared/src/policy/checks/index';
 import { policyFromJson } from '../../packages/shared/src/policy/parse';
 import { parseTrivyReport, scanKeys } from '../../packages/shared/src/policy/trivy';
 import { createLogger } from '../../packages/shared/src/logging/logger';
 import type { ActionType, Mode, RuleAction, ScanSummary } from '../../packages/shared/src/policy/types';
-import type { ViolationReport } from '../../packages/shared/src/proto/index';
+import type { HostFacts__Output, ViolationReport } from '../../packages/shared/src/proto/index';
 import { AuthzDecider, type AuthzDecisionReport } from '../../packages/agent/src/authz/authz-decider';
 import { AuthzPlugin, DOCKER_PLUGIN_DIR } from '../../packages/agent/src/authz/plugin-server';
 import { createDockerClient } from '../../packages/agent/src/docker/client';
+import { collectHostFacts } from '../../packages/agent/src/docker/host-facts';
 import { FactsResolver } from '../../packages/agent/src/docker/facts-resolver';
 import { ContainerWatcher } from '../../packages/agent/src/docker/watcher';
 import { Enforcer, type ActionTiming } from '../../packages/agent/src/enforce/enforcer';
@@ -107,6 +108,8 @@ interface Ctx {
   etcLink: string;
   socketLink: string;
   pnNetAId: string;
+  /** The block device holding "/" (blkio throttles need a real block device). */
+  rootBlockDevice: string;
 }
 
 interface Variant {
@@ -481,6 +484,44 @@ const CASES: Case[] = [
     ],
   },
   {
+    // This engine has no default log-opts: a bare json-file container does not rotate.
+    type: 'log-rotation',
+    action: STOP,
+    breaks: () => [
+      { why: 'json-file without max-size (no daemon default log-opts)' },
+      { why: 'json-file with max-file only', args: ['--log-opt', 'max-file=3'] },
+    ],
+    passes: () => [
+      { why: '--log-opt max-size=10m', args: ['--log-opt', 'max-size=10m', '--log-opt', 'max-file=2'] },
+      { why: '--log-driver local (rotates by itself)', args: ['--log-driver', 'local'] },
+    ],
+  },
+  {
+    // This engine has no --default-ulimit: nofile is whatever dockerd inherited unless set.
+    type: 'ulimits',
+    params: () => ({ max: { nofile: 4096 } }),
+    action: { type: 'pause' },
+    breaks: () => [
+      { why: 'no nofile limit set' },
+      { why: 'nofile above the maximum', args: ['--ulimit', 'nofile=8192:8192'] },
+    ],
+    passes: () => [
+      { why: '--ulimit nofile=1024:2048', args: ['--ulimit', 'nofile=1024:2048'] },
+    ],
+  },
+  {
+    type: 'blkio-limits',
+    params: () => ({ require: ['write-bps'] }),
+    action: { type: 'alert' },
+    breaks: () => [
+      { why: 'no block-IO throttle' },
+      { why: 'a weight is not a limit', args: ['--blkio-weight', '300'] },
+    ],
+    passes: (x) => [
+      { why: '--device-write-bps <root disk>:1mb', args: ['--device-write-bps', `${x.rootBlockDevice}:1mb`] },
+    ],
+  },
+  {
     type: 'project-network-sharing',
     action: { type: 'quarantine' },
     // Neighbours (outside the rule's scope) are started in setup: project
@@ -540,7 +581,10 @@ const CASES: Case[] = [
 t.test('every check type of the catalogue has a case in the matrix', async (t) => {
   const covered = CASES.map((c) => c.type);
   // Live-usage checks never decide at create and need a workload that burns CPU/memory/pids: test/e2e/usage.test.ts.
-  const staticTypes = CHECK_TYPES.filter((type) => !USAGE_CHECK_TYPES.includes(type));
+  // storage-size: this engine's overlay2 on ext4 cannot cap a writable layer, so dockerd refuses
+  // every `--storage-opt size=` and no capped container can run here (proved in the matrix run);
+  // packages/agent/test/docker/daemon-limits.e2e.test.ts judges it against dockerd's own answer.
+  const staticTypes = CHECK_TYPES.filter((type) => !USAGE_CHECK_TYPES.includes(type) && type !== 'storage-size');
   t.same(staticTypes.filter((type) => !covered.includes(type)), [], 'catalogue check types without a case (add one to CASES)');
   t.same(covered.filter((type) => !staticTypes.includes(type)), [], 'cases for check types the catalogue does not have');
   t.equal(new Set(covered).size, covered.length, 'one case per check type');
@@ -610,6 +654,21 @@ function row(c: Case, breaks: Variant[], passes: Variant[], reaction: string): s
   return `${c.type.padEnd(24)} ${reaction.padEnd(10)} break: ${breaks.map((v) => v.why).join(' | ')}  ||  pass: ${passes.map((v) => v.why).join(' | ')}`;
 }
 
+/** The /dev node of the block device that holds "/" (from mountinfo's major:minor). */
+function rootBlockDevice(): string {
+  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
+  const [maj, min] = (line?.split(' ')[2] ?? '').split(':').map(Number);
+  for (const name of readdirSync('/dev')) {
+    try {
+      const st = statSync(`/dev/${name}`);
+      if (st.isBlockDevice() && Math.floor(st.rdev / 256) === maj && st.rdev % 256 === min) return `/dev/${name}`;
+    } catch {
+      // a node that vanished or cannot be read
+    }
+  }
+  throw new Error(`no /dev node for the root filesystem's device ${maj}:${min}`);
+}
+
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -628,7 +687,11 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     docker: { getContainer: (id) => docker!.getContainer(id), getImage: (id) => docker!.getImage(id) },
     logger,
   });
+  // dockerd's defaults (log-opts, default ulimits, storage driver), as the agent collects them
+  // (agent.ts): known once the engine is up; the checks that need them are judged after that.
+  let host: HostFacts__Output | undefined;
   const decider = new AuthzDecider({
+    hostFacts: () => host,
     policy: () => state,
     containers: { get: (id) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] },
     docker: {
@@ -672,6 +735,7 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   engine = await startPrivateEngine({ dockerdArgs: [`--authorization-plugin=${PLUGIN}`] });
   const e = engine;
   docker = createDockerClient({ dockerHost: e.dockerHost });
+  host = await collectHostFacts(docker, { daemon: { dockerSocketPath: e.socketPath } });
   // The reaction door resolves what inspect does not show, as the agent wires it (agent.ts).
   const resolver = new FactsResolver({ docker, containers: { get: (id) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] } });
   watcher = await ContainerWatcher.start({ docker, logger, reconcileIntervalMs: 0, resolveFacts: resolver.watcherHook(logger) });
@@ -711,7 +775,12 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
     etcLink: `${safeDir}-etc-link`,
     socketLink: `${safeDir}-sock-link`,
     pnNetAId: '',
+    rootBlockDevice: rootBlockDevice(),
   };
+  // storage-size has no case (see the catalogue test): this engine cannot cap a writable layer.
+  const capped = await e.docker(['create', '--network', 'none', '--storage-opt', 'size=1G', TEST_IMAGE, 'true']);
+  t.not(capped.code, 0, `dockerd refuses --storage-opt size on ${host.daemonDefaults?.storageDriver ?? '?'} here: ${capped.stderr.trim()}`);
+  t.equal(host.daemonDefaults?.storageSizeSupported, false, 'and the host facts say so');
   // Explicit subnets: on a busy machine the engines of other runs may hold
   // every default address pool (network create then fails).
   for (const net of [x.qNet, x.pnNetA, x.pnNetB]) {
