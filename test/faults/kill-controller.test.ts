@@ -20,10 +20,10 @@ import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
 const KILLS = 10;
 const RATE = 20;
-const KILL_GAP_MS = 1_000;
+const KILL_GAP_MS = 500;
 const RECONNECT_WAIT_MS = 8_000;
 /** The kills stop after this long even if fewer than KILLS happened (a loaded machine boots slowly); the report says how many. */
-const KILL_PHASE_MS = 75_000;
+const KILL_PHASE_MS = 105_000;
 const DOWN_MS = 300;
 
 const POLICY = rootPolicy('faults-kill-controller', 'enforce');

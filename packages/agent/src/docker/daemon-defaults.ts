@@ -102,7 +102,8 @@ function logOpts(c: DaemonConfig): Record<string, string> {
  * soft ≤ hard; undefined where dockerd would refuse it (and not start).
  */
 export function parseUlimit(s: string): Ulimit__Output | undefined {
-  const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(s);
+  // strconv.ParseInt takes a leading "+" as well as "-".
+  const m = /^([a-z]+)=([+-]?\d+)(?::([+-]?\d+))?$/.exec(s);
   if (!m) return undefined;
   const soft = Number(m[2]);
   const hard = m[3] === undefined ? soft : Number(m[3]);
@@ -118,9 +119,12 @@ function defaultUlimits(c: DaemonConfig): Ulimit__Output[] {
   }
   for (const [name, v] of Object.entries(objectSetting(c, 'default-ulimits') ?? {})) {
     if (v === null || typeof v !== 'object') continue;
-    const o = v as Record<string, unknown>;
+    // units.Ulimit has no JSON tags: Go matches "Name"/"Soft"/"Hard" case-insensitively (the
+    // last spelling in the object wins, as in Go's decoder).
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) o[k.toLowerCase()] = x;
     const num = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? Math.trunc(x) : 0);
-    byName.set(name, { name: typeof o['Name'] === 'string' && o['Name'] !== '' ? o['Name'] : name, soft: num(o['Soft']), hard: num(o['Hard']) });
+    byName.set(name, { name: typeof o['name'] === 'string' && o['name'] !== '' ? o['name'] : name, soft: num(o['soft']), hard: num(o['hard']) });
   }
   return [...byName.values()];
 }

@@ -3,7 +3,7 @@
 // daemon.json (parsed as JSON, never grepped) and `docker info`. The lockdown
 // audit and the CIS report both read settings through this one view, so they
 // never disagree about what the daemon does.
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { parseDaemonHost, parseDockerdFlags, type DaemonHost, type DockerdFlags } from './dockerd-flags';
 import { pidsByName, readCmdline, socketInodes, unixSocketInodes } from './proc';
@@ -221,9 +221,24 @@ async function findDockerd(
   given: number | undefined,
 ): Promise<{ pid: number | undefined; pidSource: PidSource; argv: string[] }> {
   if (given !== undefined) return { pid: given, pidSource: 'given', argv: await readCmdline(procRoot, given) };
-  const candidates = await pidsByName(procRoot, 'dockerd');
+  // Only a root process of the agent's own PID namespace can be the host's dockerd: any
+  // process can call itself "dockerd" (comm is settable) and name our socket in its argv,
+  // including one inside a container.
+  const candidates = await hostRootProcesses(procRoot, await pidsByName(procRoot, 'dockerd'));
   const argvs = await Promise.all(candidates.map((p) => readCmdline(procRoot, p)));
-  // 1. Its -H (or its daemon.json hosts, or the default socket) names our socket.
+  // 1. It holds our socket open: the one proof a command line cannot fake.
+  if (candidates.length > 0) {
+    const bound = await unixSocketInodes(procRoot, socketPath);
+    if (bound.size > 0) {
+      for (let i = 0; i < candidates.length; i++) {
+        const held = await socketInodes(procRoot, candidates[i]!);
+        for (const ino of bound) {
+          if (held.has(ino)) return { pid: candidates[i], pidSource: 'socket', argv: argvs[i]! };
+        }
+      }
+    }
+  }
+  // 2. Its -H (or its daemon.json hosts, or the default socket) names our socket.
   for (let i = 0; i < candidates.length; i++) {
     const flags = parseDockerdFlags(argvs[i]!);
     let hosts = flags.all('host');
@@ -236,21 +251,27 @@ async function findDockerd(
       return { pid: candidates[i], pidSource: 'cmdline', argv: argvs[i]! };
     }
   }
-  // 2. It holds our socket open (systemd socket activation: `-H fd://`).
-  if (candidates.length > 0) {
-    const bound = await unixSocketInodes(procRoot, socketPath);
-    if (bound.size > 0) {
-      for (let i = 0; i < candidates.length; i++) {
-        const held = await socketInodes(procRoot, candidates[i]!);
-        for (const ino of bound) {
-          if (held.has(ino)) return { pid: candidates[i], pidSource: 'socket', argv: argvs[i]! };
-        }
-      }
-    }
-  }
   // 3. The only dockerd on the host.
   if (candidates.length === 1) return { pid: candidates[0], pidSource: 'only', argv: argvs[0]! };
   return { pid: undefined, pidSource: 'none', argv: [] };
+}
+
+/**
+ * The pids owned by uid 0 and in the PID namespace of `procRoot`'s "self" (the agent's);
+ * where either cannot be read (a test's fixture /proc) the process is kept.
+ */
+async function hostRootProcesses(procRoot: string, pids: number[]): Promise<number[]> {
+  const ownNs = await readlink(join(procRoot, 'self', 'ns', 'pid')).catch(() => undefined);
+  const out: number[] = [];
+  for (const pid of pids) {
+    const status = await readFile(join(procRoot, String(pid), 'status'), 'utf8').catch(() => undefined);
+    const uid = status === undefined ? undefined : /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    if (uid !== undefined && uid !== '0') continue;
+    const ns = ownNs === undefined ? undefined : await readlink(join(procRoot, String(pid), 'ns', 'pid')).catch(() => undefined);
+    if (ns !== undefined && ns !== ownNs) continue;
+    out.push(pid);
+  }
+  return out;
 }
 
 async function readDaemonJson(path: string): Promise<{ exists: boolean; value: Record<string, unknown>; error: string | undefined }> {

@@ -50,6 +50,9 @@ t.test('daemon.json: "log-opts", "default-ulimits", "log-driver"; docker info ha
   t.equal(d.logDriver, 'local');
   t.same(d.logOpts, { 'max-size': '5m' }, 'string values only');
   t.same(d.ulimits, [{ name: 'nofile', soft: 32000, hard: 64000 }]);
+  // units.Ulimit has no JSON tags: dockerd's decoder matches the field names case-insensitively.
+  const lower = fakeHost([], { daemonJson: JSON.stringify({ 'default-ulimits': { nofile: { name: 'nofile', soft: 2000000, hard: 2000000 } } }) });
+  t.same((await collectDaemonDefaults({ docker: docker(OVERLAY_EXT4), hostRoot: lower })).ulimits, [{ name: 'nofile', soft: 2000000, hard: 2000000 }], 'lower-case keys read as dockerd reads them');
   const noInfo = await collectDaemonDefaults({ docker: { info: async () => { throw new Error('down'); } }, hostRoot: root });
   t.equal(noInfo.logDriver, 'local', 'without docker info: daemon.json "log-driver"');
   t.equal(noInfo.storageDriver, '');
@@ -96,6 +99,7 @@ t.test('parseUlimit and mountOptionsOf', async (t) => {
   t.same(parseUlimit('nofile=1024:2048'), { name: 'nofile', soft: 1024, hard: 2048 });
   t.same(parseUlimit('nproc=10'), { name: 'nproc', soft: 10, hard: 10 });
   t.equal(parseUlimit('NOFILE=1'), undefined);
+  t.same(parseUlimit('nofile=+1024:+2048'), { name: 'nofile', soft: 1024, hard: 2048 }, 'a leading + as strconv.ParseInt takes it');
   t.equal(parseUlimit('nofile'), undefined);
   const root = fakeHost([], { mountinfo: '29 1 8:1 / / rw - ext4 /dev/sda1 rw,errors=remount-ro\n41 29 8:2 / /var/lib/docker\\040x rw - xfs /dev/sdb rw,prjquota\n' });
   t.same(await mountOptionsOf(join(root, 'proc/4242/mountinfo'), '/var/lib/docker x/overlay2'), ['rw', 'rw', 'prjquota'], 'the longest mount point, \\040 unescaped');

@@ -3,6 +3,7 @@
 // actually listening sockets, TLS verification), authorization plugin,
 // daemon settings, and the socket mounted into containers (evaluator).
 import t, { type Test } from 'tap';
+import { rmSync, symlinkSync } from 'node:fs';
 import type { ContainerFacts__Output } from '@bulkhead/shared';
 import { auditHost, type LockdownFinding } from '../../src/lockdown/audit-host';
 import { loadDaemonConfig, boolSetting, listSetting, objectSetting, sameHostPath, stringSetting, tlsMode } from '../../src/lockdown/daemon-config';
@@ -328,4 +329,36 @@ t.test('daemon config: which dockerd, settings precedence, hosts, TLS', async (t
   t.equal((await loadDaemonConfig({ hostRoot: h2.root })).daemonJsonError, undefined, 'an empty daemon.json is fine');
   h2.dir('etc/docker/daemon.json.d');
   t.match((await loadDaemonConfig({ hostRoot: h2.root, daemonJsonPath: '/etc/docker/daemon.json.d' })).daemonJsonError, /cannot read/);
+});
+
+t.test('daemon config: a process merely calling itself dockerd is not the daemon', async (t) => {
+  const h = new HostTree();
+  t.teardown(() => h.close());
+  const ns = (pid: number | 'self', id: number) => {
+    h.dir(`proc/${pid}/ns`);
+    symlinkSync(`pid:[${id}]`, h.path(`proc/${pid}/ns/pid`));
+  };
+  const status = (pid: number, uid: number) => h.file(`proc/${pid}/status`, `Name:\tdockerd\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\n`);
+  ns('self', 4026531836);
+  // The real daemon: root, the agent's PID namespace, socket-activated (it holds our socket).
+  h.process({ pid: 10, comm: 'dockerd', argv: ['dockerd', '-H', 'fd://'], sockets: [7777] });
+  status(10, 0);
+  ns(10, 4026531836);
+  // A user's process named dockerd whose argv names our socket and lax defaults.
+  h.process({ pid: 20, comm: 'dockerd', argv: ['dockerd', '-H', 'unix:///run/docker.sock', '--log-opt', 'max-size=10m'] });
+  status(20, 1000);
+  ns(20, 4026531836);
+  // A root process inside a container (its own PID namespace), doing the same.
+  h.process({ pid: 30, comm: 'dockerd', argv: ['dockerd', '-H', 'unix:///run/docker.sock', '--default-ulimit', 'nofile=1024:1024'] });
+  status(30, 0);
+  ns(30, 4026532999);
+  h.file('proc/net/unix', 'Num       RefCount Protocol Flags    Type St Inode Path\n0000000000000000: 00000002 00000000 00010000 0001 01 7777 /run/docker.sock\n');
+  const c = await loadDaemonConfig({ hostRoot: h.root, dockerSocketPath: '/var/run/docker.sock' });
+  t.equal(c.pid, 10, 'the dockerd holding the socket');
+  t.equal(c.pidSource, 'socket');
+  // Without the real one, neither impostor is taken for it, not even as "the only dockerd".
+  rmSync(h.path('proc/10'), { recursive: true, force: true });
+  const none = await loadDaemonConfig({ hostRoot: h.root, dockerSocketPath: '/var/run/docker.sock' });
+  t.equal(none.pid, undefined);
+  t.equal(none.pidSource, 'none');
 });

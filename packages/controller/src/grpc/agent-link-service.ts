@@ -74,8 +74,6 @@ export interface AgentLinkTrustSource {
   subscribe(listener: () => void): () => void;
 }
 
-/** Revocations older than this are not looked at again: a stream of a revoked agent cannot live that long unseen. */
-const REVOCATION_LOOKBACK_MS = 5 * 60_000;
 export const DEFAULT_REVOCATION_POLL_MS = 300;
 
 /** What the link needs of the policy service (policy/policy-service.ts). */
@@ -168,7 +166,7 @@ export class AgentLinkService {
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
     const pollMs = this.opts.revocationPollMs ?? DEFAULT_REVOCATION_POLL_MS;
-    if (pollMs > 0 && this.opts.store.listAgentsRevokedSince) {
+    if (pollMs > 0 && this.opts.store.listRevokedAgents) {
       this.revocationWatch = setInterval(() => void this.checkRevocations(), pollMs);
       this.revocationWatch.unref();
     }
@@ -198,18 +196,16 @@ export class AgentLinkService {
 
   /**
    * Closes the streams of agents another controller on this database revoked.
-   * The query asks for revocations of the last few minutes rather than since
-   * the last check, so replicas whose clocks differ by less than that still
-   * see each one; a stream already closed makes the repeat a no-op. Cheap:
-   * an indexed range over agents.revoked_at, usually empty, and only while
+   * It asks about the agents whose streams this replica holds, by id (primary-key
+   * lookups, chunked), so it does not depend on the replicas' clocks agreeing
+   * and never misses a revocation however long ago it was written; only while
    * this replica holds a stream.
    */
   async checkRevocations(): Promise<void> {
-    if (this.revocationCheckRunning || this.sessions.size === 0 || !this.opts.store.listAgentsRevokedSince) return;
+    if (this.revocationCheckRunning || this.sessions.size === 0 || !this.opts.store.listRevokedAgents) return;
     this.revocationCheckRunning = true;
     try {
-      const since = new Date(this.now().getTime() - REVOCATION_LOOKBACK_MS);
-      for (const id of await this.opts.store.listAgentsRevokedSince(since)) {
+      for (const id of await this.opts.store.listRevokedAgents([...this.sessions.keys()])) {
         if (!this.sessions.has(id)) continue;
         this.revoke(id);
       }

@@ -18,7 +18,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { BulkheadError, certFingerprint, createCa, issueServerCert, writeFileAtomic, writeSecretFile } from '@bulkhead/shared';
 import type { AgentRecord, Store } from '../store/store';
-import { caCommonName, dataDirPaths, defaultSans, loadPki, type ControllerPki, type RotationPhase } from './data-dir';
+import { caCommonName, dataDirPaths, defaultSans, issuedBy, loadPki, type ControllerPki, type RotationPhase } from './data-dir';
 import { certSans } from './server-cert';
 
 export interface CaInfo {
@@ -144,6 +144,11 @@ export async function rotateFinish(dir: string, store: Store, o: { force?: boole
       `${behind.length} agent(s) still hold a certificate from the old CA: ${describeAgents(behind)}. They renew when they next connect; ` +
         'once the old CA is retired they are refused until enrolled again. Wait, revoke them, or pass --force to cut them off.',
     );
+  }
+  // A server certificate from the CA being retired (installed with `cert install` while both
+  // were trusted) would leave a controller that cannot start again: refuse first.
+  if (!issuedBy(pki.server.certPem, pki.ca.certPem)) {
+    throw new BulkheadError('BK_ERR_CONFLICT', `the server certificate is not issued by the new CA ${pki.caFingerprint}; retiring the old CA would leave a controller that cannot start: run \`bulkhead-controller cert reissue --data-dir ${dir}\` (and SIGHUP) first`);
   }
   const p = dataDirPaths(dir);
   const retired = caInfo(pki.trust[1]!, 'previous');

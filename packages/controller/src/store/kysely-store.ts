@@ -280,9 +280,19 @@ export abstract class KyselyStore implements Store {
     await this.db.updateTable('agents').set({ trusted_cas: JSON.stringify(fingerprints) }).where('id', '=', id).execute();
   }
 
-  async listAgentsRevokedSince(since: Date): Promise<string[]> {
-    const rows = await this.db.selectFrom('agents').select('id').where('revoked_at', '>=', since.getTime()).execute();
-    return rows.map((r) => r.id);
+  async listRevokedAgents(ids: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    // Chunked: PostgreSQL and SQLite both bound the parameters of one statement.
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.db
+        .selectFrom('agents')
+        .select('id')
+        .where('id', 'in', ids.slice(i, i + 500))
+        .where((eb) => eb.or([eb('status', '=', 'revoked'), eb('revoked_at', 'is not', null)]))
+        .execute();
+      for (const r of rows) out.push(r.id);
+    }
+    return out;
   }
 
   async listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]> {

@@ -266,11 +266,12 @@ export interface Store {
   /** The agent connected with its current certificate `serial`: the previous one is no longer accepted. */
   retirePreviousCert?(id: string, serial: string): Promise<void>;
   /**
-   * Ids of agents revoked at or after `since` (by any controller on this database). Each
-   * controller asks a few times a second to close the streams it holds of agents another
-   * replica revoked (grpc/revocation-watch.ts).
+   * Which of `ids` are revoked (by any controller on this database): each controller asks a
+   * few times a second about the agents whose streams it holds, to close the streams of agents
+   * another replica revoked (grpc/agent-link-service.ts). By id, not by time, so replicas'
+   * clocks do not matter.
    */
-  listAgentsRevokedSince?(since: Date): Promise<string[]>;
+  listRevokedAgents?(ids: readonly string[]): Promise<string[]>;
   /** Records the CAs an agent trusts for the controller's certificate (its hello, or a TrustAck). */
   setAgentTrustedCas?(id: string, fingerprints: string[]): Promise<void>;
   /** Deletes containers marked removed before `before`; returns how many went. */

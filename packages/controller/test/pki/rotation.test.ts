@@ -1,7 +1,7 @@
 // The data-directory side of server certificate replacement and CA rotation, on a real SQLite store.
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { certFingerprint, createCa, createLogger, issueServerCert } from '@bulkhead/shared';
 import { dataDirPaths, initPki, loadPki } from '../../src/pki/data-dir';
@@ -93,6 +93,17 @@ t.test('a CA rotation: start, activate, finish, and what each refuses', async (t
   const r1 = await store.getAgent('agt_1');
   t.ok(await store.replaceAgentCert!('agt_1', r1!.certSerial, { serial: 'aa', notAfter: new Date(), ca: next.fingerprint }, null));
   await store.setAgentStatus('agt_2', 'revoked', new Date());
+  // A server certificate from the old CA (installed while both are trusted) would not survive
+  // the old CA's retirement: finish refuses until it is re-issued.
+  const oldCa = { keyPem: readFileSync(p.caPreviousKey, 'utf8'), certPem: readFileSync(p.caPreviousCert, 'utf8') };
+  const fromOld = await issueServerCert({ ca: oldCa, sans: ['localhost'] });
+  const certFile = join(dir, '..', 'old-ca-server.crt');
+  const keyFile = join(dir, '..', 'old-ca-server.key');
+  writeFileSync(certFile, fromOld.certPem);
+  writeFileSync(keyFile, fromOld.keyPem, { mode: 0o600 });
+  installServerCert(dir, { certFile, keyFile });
+  await t.rejects(rotateFinish(dir, store, { force: true }), /server certificate is not issued by the new CA/);
+  await reissueServerCert(dir);
   const fin = await rotateFinish(dir, store);
   t.equal(fin.retired.fingerprint, oldFp);
   loaded = loadPki(dir);
