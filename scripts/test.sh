@@ -127,6 +127,22 @@ if [ "$NODE24" != 0 ]; then
   [ -z "$NODE24_ERROR" ] || say "WARNING: $NODE24_ERROR; the Node $MAJOR pass will fail"
 fi
 
+# ---- 3b. stale plugin sockets --------------------------------------------------------
+# A test run killed before its teardown leaves its authorization plugin's socket in
+# /run/docker/plugins; every dockerd then tries it (connection refused, ~15 s) whenever it
+# looks up a volume driver, which stalls unrelated tests. Sockets with the tests' name
+# prefixes that nobody listens on are removed; live ones (another run) are left alone.
+if [ -d /run/docker/plugins ]; then
+  node -e '
+    const net = require("net"), fs = require("fs"), dir = "/run/docker/plugins";
+    for (const f of fs.readdirSync(dir)) {
+      if (!/^(bk|bulkhead-test-).*\.sock$/.test(f)) continue;
+      const p = dir + "/" + f, s = net.connect(p);
+      s.on("connect", () => s.destroy());
+      s.on("error", (e) => { if (e.code === "ECONNREFUSED") { try { fs.unlinkSync(p); console.error("==> removed a stale plugin socket: " + p); } catch {} } });
+    }' || true
+fi
+
 # ---- 4. one shared private engine -------------------------------------------------------
 ENGINE_DIR="$(mktemp -d /tmp/bk-test-XXXXXX)"
 cleanup() {
