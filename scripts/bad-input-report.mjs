@@ -9,7 +9,8 @@
 // Each test appends one JSON line per hostile input (test/helpers/bad-input-report.ts). With
 // --write, the text between the `<!-- bad-input:begin -->` and `<!-- bad-input:end -->` markers
 // of the file is replaced; the rest of the file is left alone.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeBetweenMarkers } from './lib/doc-markers.mjs';
 import { cpus } from 'node:os';
 
 const CATEGORIES = ['documents', 'globs', 'reports', 'webhooks', 'API values', 'auth headers', 'HTTP framing', 'gRPC framing', 'plugin socket'];
@@ -81,16 +82,7 @@ const text = [
 
 const target = opt('--write');
 if (target) {
-  const doc = readFileSync(target, 'utf8');
-  const begin = '<!-- bad-input:begin -->';
-  const end = '<!-- bad-input:end -->';
-  const i = doc.indexOf(begin);
-  const j = doc.indexOf(end);
-  if (i === -1 || j < i) {
-    console.error(`${target}: no ${begin} … ${end} markers`);
-    process.exit(1);
-  }
-  writeFileSync(target, `${doc.slice(0, i + begin.length)}\n${text}\n${doc.slice(j)}`);
+  writeBetweenMarkers(target, 'bad-input', text);
   console.log(`${target}: ${rows.length} measurements, ${totalStalls} stalls`);
 } else {
   console.log(text);

@@ -11,7 +11,8 @@
 // With --write, the text between the `<!-- faults:begin -->` and `<!-- faults:end -->` markers
 // of the file is replaced; the rest of the file is left alone. A scenario reported more than
 // once (several runs into one file) keeps its last line.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeBetweenMarkers } from './lib/doc-markers.mjs';
 import { cpus } from 'node:os';
 
 const args = process.argv.slice(2);
@@ -52,16 +53,7 @@ const text = [
 
 const target = opt('--write');
 if (target) {
-  const doc = readFileSync(target, 'utf8');
-  const begin = '<!-- faults:begin -->';
-  const end = '<!-- faults:end -->';
-  const i = doc.indexOf(begin);
-  const j = doc.indexOf(end);
-  if (i === -1 || j < i) {
-    console.error(`${target}: no ${begin} … ${end} markers`);
-    process.exit(1);
-  }
-  writeFileSync(target, `${doc.slice(0, i + begin.length)}\n${text}\n${doc.slice(j)}`);
+  writeBetweenMarkers(target, 'faults', text);
   console.log(`${target}: ${rows.length} scenarios, ${lost} items lost, ${dups} duplicates`);
 } else {
   console.log(text);
