@@ -1,0 +1,57 @@
+// The contract between the agent's per-container resource readers beyond the
+// cgroup (disk: writable layer and logs; network: namespace counters and
+// connections) and the usage sampler that reports them. Each reader is cheap
+// per call, never enters a container's namespace, and never throws for a
+// container that has gone away (it answers null fields instead).
+
+/** What a reader needs to know about one running container (from the watcher's inspect). */
+export interface ResourceTarget {
+  id: string;
+  /** Init pid (inspect State.Pid); 0 when not running. */
+  pid: number;
+  /** Storage driver (inspect GraphDriver.Name), e.g. "overlay2". */
+  graphDriver?: string;
+  /** The writable layer's directory on the host (inspect GraphDriver.Data.UpperDir for overlay2). */
+  upperDir?: string;
+  /** The log file on the host (inspect LogPath; empty for drivers that keep no local file). */
+  logPath?: string;
+  /** Log driver (inspect HostConfig.LogConfig.Type), e.g. "json-file", "local". */
+  logDriver?: string;
+}
+
+/** Disk held by one container on the host. null = not measurable (driver without an upper dir, no log file, gone). */
+export interface DiskUsage {
+  /** Bytes in the writable layer (apparent size of the files, st_blocks*512 summed). */
+  writableBytes: number | null;
+  /** Bytes of its log files (the current file plus rotated ones). */
+  logBytes: number | null;
+}
+
+/** Network counters of a container's network namespace (cumulative, all interfaces but `lo`), and its sockets now. */
+export interface NetUsage {
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+  rxDropped: number;
+  txDropped: number;
+  /** TCP sockets in ESTABLISHED/SYN_* states etc. (every state but LISTEN and TIME_WAIT/CLOSE), IPv4 + IPv6. */
+  tcpConnections: number;
+  /** All TCP + UDP sockets of the namespace, any state. */
+  sockets: number;
+}
+
+/** Reads disk usage incrementally: cost per tick stays flat as the fleet grows. */
+export interface DiskUsageSource {
+  /** Latest known usage of each target (may be from an earlier scan for big trees). */
+  read(targets: readonly ResourceTarget[], now: number): Promise<Map<string, DiskUsage>>;
+  /** Drop state for a container that has gone. */
+  forget(id: string): void;
+  close?(): void;
+}
+
+export interface NetUsageSource {
+  /** null when the container shares the host's network namespace (--network host) or is gone. */
+  read(target: ResourceTarget): Promise<NetUsage | null>;
+  forget?(id: string): void;
+}
