@@ -40,7 +40,11 @@ export interface NetUsage {
   txPackets: number;
   rxDropped: number;
   txDropped: number;
-  /** TCP sockets in ESTABLISHED/SYN_* states etc. (every state but LISTEN and TIME_WAIT/CLOSE), IPv4 + IPv6. */
+  /**
+   * TCP sockets in ESTABLISHED/SYN_* states etc. (every state but LISTEN and TIME_WAIT/CLOSE), IPv4 + IPv6.
+   * ProcNetUsageReader's default (per-namespace sockstat counters, O(1)) counts LISTEN sockets too;
+   * its exact 'scan' mode does not (see resources/net-usage.ts for why the default is the counters).
+   */
   tcpConnections: number;
   /** All TCP + UDP sockets of the namespace, any state. */
   sockets: number;

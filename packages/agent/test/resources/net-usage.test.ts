@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { cpSync, linkSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { countSocketLines, parseNetDev, ProcNetUsageReader } from '../../src/resources/net-usage';
+import { countSocketLines, parseNetDev, parseSockstat, ProcNetUsageReader } from '../../src/resources/net-usage';
 import type { ResourceTarget } from '../../src/resources/types';
 
 const FIX = join(__dirname, 'fixtures/proc');
@@ -70,13 +70,21 @@ t.test('countSocketLines: connections are every TCP state but LISTEN, TIME_WAIT 
   t.same(countSocketLines(tcp4(4, ['01']), false), { sockets: 4, connections: 0, truncated: false }, 'UDP: lines only');
 });
 
-t.test('read(): the fixture namespace', async (t) => {
+t.test('parseSockstat: per-namespace TCP/UDP counters of both families', async (t) => {
+  t.same(parseSockstat('sockets: used 42\nTCP: inuse 41 orphan 0 tw 3 alloc 48 mem 165\nUDP: inuse 2 mem 0\nUDPLITE: inuse 9\nRAW: inuse 9\nTCP6: inuse 4\nUDP6: inuse 1\n'),
+    { tcpInuse: 45, tcpTimeWait: 3, udpInuse: 3 });
+  t.same(parseSockstat('TCP: inuse x\n\n'), { tcpInuse: 0, tcpTimeWait: 0, udpInuse: 0 });
+});
+
+t.test('read(): the fixture namespace, both ways of counting sockets', async (t) => {
   const r = await ProcNetUsageReader.create({ procRoot: FIX });
   t.equal(r.hostNetns.size, 2, 'pid 1 and self');
-  t.same(await r.read(target(4242)), {
-    rxBytes: 1049192, txBytes: 524904, rxPackets: 811, txPackets: 411, rxDropped: 3, txDropped: 1,
-    tcpConnections: 8, sockets: 15, loopbackRxBytes: 616, loopbackTxBytes: 616,
-  });
+  t.equal(r.mode, 'sockstat', 'the O(1) counters by default');
+  const traffic = { rxBytes: 1049192, txBytes: 524904, rxPackets: 811, txPackets: 411, rxDropped: 3, txDropped: 1, loopbackRxBytes: 616, loopbackTxBytes: 616 };
+  t.same(await r.read(target(4242)), { ...traffic, tcpConnections: 10, sockets: 14 }, 'sockstat: listeners counted as connections');
+  const scan = await ProcNetUsageReader.create({ procRoot: FIX, sockets: 'scan' });
+  t.same(await scan.read(target(4242)), { ...traffic, tcpConnections: 8, sockets: 15 }, 'scan: exact states');
+  await t.rejects(ProcNetUsageReader.create({ procRoot: FIX, sockets: 'netlink' as 'scan' }), /expected 'sockstat' or 'scan'/);
   t.equal(await r.read(target(0)), null, 'pid 0 (not running) → null');
   t.equal(await r.read(target(99999)), null, 'no such pid → null, no throw');
   r.forget('c4242');
@@ -84,12 +92,14 @@ t.test('read(): the fixture namespace', async (t) => {
 
 t.test('read(): host namespace → null; gone mid-read → null; no IPv6 → 0 sockets there', async (t) => {
   const root = copy(t);
-  const r0 = await ProcNetUsageReader.create({ procRoot: root });
+  const r0 = await ProcNetUsageReader.create({ procRoot: root, sockets: 'scan' });
+  const counters = await ProcNetUsageReader.create({ procRoot: root });
   // --network host: the container's ns/net is the host's (same inode).
   mkdirSync(join(root, '777/ns'), { recursive: true });
   cpSync(join(root, '4242/net'), join(root, '777/net'), { recursive: true });
   linkSync(join(root, '1/ns/net'), join(root, '777/ns/net'));
   t.equal(await r0.read(target(777)), null, "same namespace as pid 1 → null");
+  t.equal(await counters.read(target(777)), null, 'in either mode');
   unlinkSync(join(root, '777/ns/net'));
   linkSync(join(root, 'self/ns/net'), join(root, '777/ns/net'));
   t.equal(await r0.read(target(777)), null, "same namespace as the agent → null");
@@ -103,11 +113,15 @@ t.test('read(): host namespace → null; gone mid-read → null; no IPv6 → 0 s
   // The process exits between the namespace check and the files.
   rmSync(join(root, '4242/net/dev'));
   t.equal(await r0.read(target(4242)), null, 'net/dev gone → null');
+  t.equal(await counters.read(target(4242)), null, 'in either mode');
   cpSync(join(FIX, '4242/net/dev'), join(root, '4242/net/dev'));
   rmSync(join(root, '4242/net/tcp6'));
   rmSync(join(root, '4242/net/udp6'));
   const v4 = await r0.read(target(4242));
   t.same([v4?.tcpConnections, v4?.sockets], [7, 11], 'a kernel without IPv6 has no tcp6/udp6: counted as none');
+  rmSync(join(root, '4242/net/sockstat6'));
+  const c4 = await counters.read(target(4242));
+  t.same([c4?.tcpConnections, c4?.sockets], [8, 11], 'nor sockstat6');
   // A permission error is not "gone": it surfaces.
   writeFileSync(join(root, '4242/net/tcp6'), tcp6(1, '01'));
   const denied = join(root, '4242/net/udp');
@@ -118,7 +132,7 @@ t.test('read(): host namespace → null; gone mid-read → null; no IPv6 → 0 s
 
 t.test('parse cost, lines split across 64 KiB reads, and the byte cap', async (t) => {
   const root = copy(t);
-  const r = await ProcNetUsageReader.create({ procRoot: root });
+  const r = await ProcNetUsageReader.create({ procRoot: root, sockets: 'scan' });
   const net = join(root, '4242/net');
   for (const n of [2_000, 20_000]) {
     // Half established, a quarter TIME_WAIT, a quarter LISTEN/CLOSE.
@@ -142,7 +156,7 @@ t.test('parse cost, lines split across 64 KiB reads, and the byte cap', async (t
     t.comment(`${n} TCP lines (${(text.length / 1024).toFixed(0)} KiB): read() ${perRead.toFixed(2)} ms (file I/O included), scan alone ${scan.toFixed(2)} ms`);
     t.ok(scan < 100, `scan of ${n} lines well under 100 ms (${scan.toFixed(2)} ms)`);
   }
-  const capped = await ProcNetUsageReader.create({ procRoot: root, maxSocketFileBytes: 64 * 1024 });
+  const capped = await ProcNetUsageReader.create({ procRoot: root, sockets: 'scan', maxSocketFileBytes: 64 * 1024 });
   const c = await capped.read(target(4242));
   t.equal(c?.socketsTruncated, true, '3 MB tcp file, 64 KiB cap → truncated');
   t.ok(c!.sockets > 400 && c!.sockets < 2000 + 3, `lower-bound counts (${c!.sockets} sockets)`);
