@@ -330,20 +330,34 @@ export class ProcNetUsageReader implements NetUsageSource {
   /** Nothing is kept per container (the files are opened per read): a no-op for the contract. */
   forget(_id: string): void {}
 
-  /** /proc/<pid>/net/dev: one read of a few hundred bytes per interface. */
+  /**
+   * net/dev, sockstat: usually one read. A /proc seq_file read returns the
+   * records that fit in the kernel's page-sized buffer, so a read that stops
+   * for that reason returns more than PAGE_SIZE minus one record (> 2 KiB for
+   * these short lines); a short read below that is the end, and saves the
+   * second read that would return 0.
+   */
   private async readSmall(path: string): Promise<string> {
     const fd = await openP(path);
-    const buf = this.take();
+    const pooled = this.take();
+    let buf = pooled;
     try {
       let n = 0;
       for (;;) {
-        const got = await readP(fd, buf, n, buf.length - n);
+        if (n === buf.length) {
+          // Hundreds of interfaces: grow (rare; the bigger buffer is not pooled).
+          const bigger = Buffer.allocUnsafe(buf.length * 2);
+          buf.copy(bigger, 0, 0, n);
+          buf = bigger;
+        }
+        const want = buf.length - n;
+        const got = await readP(fd, buf, n, want);
         n += got;
-        if (got === 0 || n === buf.length) break;
+        if (got === 0 || (got < want && got < 2048)) break;
       }
       return buf.toString('latin1', 0, n);
     } finally {
-      this.give(buf);
+      this.give(pooled);
       close(fd, () => undefined);
     }
   }

@@ -162,6 +162,15 @@ t.test('parse cost, lines split across 64 KiB reads, and the byte cap', async (t
   t.ok(c!.sockets > 400 && c!.sockets < 2000 + 3, `lower-bound counts (${c!.sockets} sockets)`);
 });
 
+t.test('read(): a net/dev larger than one read (many interfaces)', async (t) => {
+  const root = copy(t);
+  let dev = 'Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n';
+  for (let i = 0; i < 2000; i++) dev += `  veth${i}: 1000 10 0 1 0 0 0 0 500 5 0 2 0 0 0 0\n`;
+  writeFileSync(join(root, '4242/net/dev'), dev);
+  const u = await (await ProcNetUsageReader.create({ procRoot: root })).read(target(4242));
+  t.same([u?.rxBytes, u?.txPackets, u?.rxDropped, u?.txDropped], [2_000_000, 10_000, 2000, 4000], `${dev.length} bytes (more than the 64 KiB buffer), every line counted`);
+});
+
 t.test("this process's real /proc: own namespace → null", async (t) => {
   const r = await ProcNetUsageReader.create();
   t.equal(await r.read(target(process.pid)), null, 'the agent is in the host namespace: nothing to charge');
