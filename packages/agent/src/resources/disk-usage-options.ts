@@ -12,25 +12,40 @@ export interface DiskUsageReaderOptions {
   /**
    * Directory entries (files, dirs) the writable-layer walk may visit per read(), spread over
    * the containers whose tree is being (re)scanned, resuming where it stopped. Bounds the cost
-   * of one tick whatever the trees hold. Default 5000.
+   * of one tick whatever the trees hold. Default 2000.
    */
   entryBudget?: number | undefined;
   /**
    * A container's writable layer is walked again at least this often, even when none of its
    * watched directories changed (the staleness bound for changes deep in the tree).
-   * Default 2 min. Accepts ms or a duration like "2m".
+   * Default 5 min. Accepts ms or a duration like "5m".
    */
   rescanInterval?: number | string | undefined;
   /** The largest files of each writable layer, re-stat'ed on every read() to see them grow. Default 8. */
   largestFiles?: number | undefined;
+  /** Only files at least this big are tracked as largest files (smaller ones wait for a rescan). Default 1 MiB. */
+  largestFileMinBytes?: number | undefined;
   /**
    * Directories of each writable layer whose mtime is checked on every read() (a created,
    * deleted or renamed entry in one of them starts a rescan): the layer's root and the
-   * shallowest directories under it, up to this many. Default 16.
+   * shallowest directories under it, up to this many (see watchRotation). Default 16.
    */
   watchedDirs?: number | undefined;
   /** Directories at most this deep (root = 0) are candidates for watchedDirs. Default 2. */
   watchDepth?: number | undefined;
+  /**
+   * The layer's root, and every watched directory once seen changing ("hot"), are checked
+   * on every read(); of the others, this many per read in turn. Default 2.
+   */
+  watchRotation?: number | undefined;
+  /**
+   * Do the per-read checks (log file, watched directories, largest files) with synchronous
+   * lstat, 32 targets per event-loop turn, instead of through the thread pool. About 8×
+   * less CPU per stat (measured 2 µs against 16–20 µs), at the price of holding the event
+   * loop for the stat calls themselves: keep it off (the default) when the data root is on
+   * storage that can stall (a network filesystem, an overloaded disk).
+   */
+  syncChecks?: boolean | undefined;
   /** Targets whose cheap per-read stats (logs, watched dirs, largest files) run at once. Default 16. */
   concurrency?: number | undefined;
 }
@@ -40,13 +55,17 @@ export interface ResolvedDiskUsageReaderOptions {
   entryBudget: number;
   rescanIntervalMs: number;
   largestFiles: number;
+  largestFileMinBytes: number;
   watchedDirs: number;
   watchDepth: number;
+  watchRotation: number;
   concurrency: number;
+  syncChecks: boolean;
 }
 
 export const DISK_USAGE_DEFAULTS = {
-  entryBudget: 5000, rescanIntervalMs: 120_000, largestFiles: 8, watchedDirs: 16, watchDepth: 2, concurrency: 16,
+  entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2,
+  concurrency: 16,
 } as const;
 
 /** Adds defaults; throws BK_ERR_CONFIG_INVALID for values that cannot work. */
@@ -66,8 +85,11 @@ export function resolveDiskUsageReaderOptions(o: DiskUsageReaderOptions = {}): R
     entryBudget: int(o.entryBudget, DISK_USAGE_DEFAULTS.entryBudget, 100, 'entryBudget'),
     rescanIntervalMs,
     largestFiles: int(o.largestFiles, DISK_USAGE_DEFAULTS.largestFiles, 0, 'largestFiles'),
+    largestFileMinBytes: int(o.largestFileMinBytes, DISK_USAGE_DEFAULTS.largestFileMinBytes, 0, 'largestFileMinBytes'),
     watchedDirs: int(o.watchedDirs, DISK_USAGE_DEFAULTS.watchedDirs, 1, 'watchedDirs'),
     watchDepth: int(o.watchDepth, DISK_USAGE_DEFAULTS.watchDepth, 0, 'watchDepth'),
+    watchRotation: int(o.watchRotation, DISK_USAGE_DEFAULTS.watchRotation, 0, 'watchRotation'),
     concurrency: int(o.concurrency, DISK_USAGE_DEFAULTS.concurrency, 1, 'concurrency'),
+    syncChecks: o.syncChecks ?? false,
   };
 }

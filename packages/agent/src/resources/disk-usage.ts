@@ -28,7 +28,7 @@
 // Every fs call is async (fs/promises, opendir), and the synchronous work
 // between two awaits is one batch of at most STAT_BATCH entries, so a read()
 // never holds the event loop for more than a fraction of a millisecond at a time.
-import type { Dir, Stats } from 'node:fs';
+import { lstatSync, statSync, type Dir, type Stats } from 'node:fs';
 import { lstat, opendir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { resolveDiskUsageReaderOptions, type DiskUsageReaderOptions, type ResolvedDiskUsageReaderOptions } from './disk-usage-options';
@@ -38,6 +38,8 @@ export type { DiskUsageReaderOptions } from './disk-usage-options';
 
 /** Entries lstat'ed in parallel by the walk (and read from a directory handle at once). */
 const STAT_BATCH = 64;
+/** Targets checked per event-loop turn with syncChecks (≈ 5 lstat of ~2 µs each per target). */
+const SYNC_SLICE = 32;
 /** The file name of the `local` log driver inside `<data-root>/containers/<id>/local-logs/`. */
 const LOCAL_LOG_FILE = 'container.log';
 
@@ -74,6 +76,10 @@ interface LayerState {
   largest: TrackedFile[];
   /** Directory → mtimeMs seen by the last complete walk. */
   watched: Map<string, number>;
+  /** Watched directories seen changing: checked on every read from then on. */
+  hot: Set<string>;
+  /** Where the rotation through the other watched directories resumes. */
+  cursor: number;
   walk: Walk | null;
   /** A watched directory moved (or a tracked file went): walk again. */
   dirty: boolean;
@@ -129,8 +135,14 @@ export class DiskUsageReader implements DiskUsageSource {
   /** The read in progress: reads run one after another (a walk's open directory is not shareable). */
   private running: Promise<unknown> = Promise.resolve();
 
+  /** lstat/stat for the per-read checks: async (thread pool) or, with syncChecks, synchronous. */
+  private readonly checkLstat: (path: string) => Stats | null | Promise<Stats | null>;
+  private readonly checkStat: (path: string) => Stats | null | Promise<Stats | null>;
+
   constructor(opts: DiskUsageReaderOptions = {}) {
     this.options = resolveDiskUsageReaderOptions(opts);
+    this.checkLstat = this.options.syncChecks ? (p) => lstatSync(p, { throwIfNoEntry: false }) ?? null : lstatOrNull;
+    this.checkStat = this.options.syncChecks ? (p) => statSync(p, { throwIfNoEntry: false }) ?? null : statOrNull;
   }
 
   read(targets: readonly ResourceTarget[], now: number): Promise<Map<string, DiskUsage>> {
@@ -143,10 +155,15 @@ export class DiskUsageReader implements DiskUsageSource {
     const out = new Map<string, DiskUsage>();
     if (this.closed) return out;
     // 1. The cheap per-target part: log stat, largest-file re-stats, watched-dir mtimes.
-    await forEachLimited(targets, this.options.concurrency, async (t) => {
-      const st = this.stateOf(t);
-      await Promise.all([this.refreshLog(st, now), this.checkLayer(t, st, now)]);
-    });
+    //    With syncChecks, SYNC_SLICE targets per event-loop turn (a few hundred µs of lstat).
+    const slice = this.options.syncChecks ? SYNC_SLICE : targets.length;
+    for (let i = 0; i < targets.length; i += slice) {
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      await forEachLimited(targets.slice(i, i + slice), this.options.concurrency, async (t) => {
+        const st = this.stateOf(t);
+        await Promise.all([this.refreshLog(st, now), this.checkLayer(t, st, now)]);
+      });
+    }
     // 2. The walks, within the entry budget.
     await this.spendBudget(new Set(targets.map((t) => t.id)), now);
     for (const t of targets) {
@@ -187,7 +204,7 @@ export class DiskUsageReader implements DiskUsageSource {
       if (st.layer) this.dropLayer(t.id, st);
     } else if (st.layer?.upperDir !== upper) {
       if (st.layer) this.dropLayer(t.id, st);
-      st.layer = { upperDir: upper, scanBytes: null, scannedAt: 0, largest: [], watched: new Map(), walk: null, dirty: true, gone: false };
+      st.layer = { upperDir: upper, scanBytes: null, scannedAt: 0, largest: [], watched: new Map(), hot: new Set(), cursor: 0, walk: null, dirty: true, gone: false };
     }
     const where = this.logLocation(t);
     if (!where) st.log = null;
@@ -221,7 +238,7 @@ export class DiskUsageReader implements DiskUsageSource {
   private async refreshLog(st: ContainerState, now: number): Promise<void> {
     const log = st.log;
     if (!log) return;
-    const cur = await statOrNull(join(log.dir, log.base));
+    const cur = await this.checkStat(join(log.dir, log.base));
     let list = log.listedAt < 0 || log.relistNext || now - log.listedAt >= this.options.rescanIntervalMs;
     log.relistNext = false;
     if (cur) {
@@ -260,7 +277,7 @@ export class DiskUsageReader implements DiskUsageSource {
     if (layer.scanBytes !== null) {
       const [, moved] = await Promise.all([
         Promise.all(layer.largest.map(async (f) => {
-          const s = await lstatOrNull(f.path);
+          const s = await this.checkLstat(f.path);
           if (!s || s.ino !== f.ino) {
             f.blocksNow = 0;
             layer.dirty = true;
@@ -302,17 +319,32 @@ export class DiskUsageReader implements DiskUsageSource {
     }
   }
 
-  /** true when a watched directory's mtime moved; 'gone' when the layer's root is gone. */
+  /**
+   * true when a checked directory's mtime moved; 'gone' when the layer's root is gone.
+   * Checked on every read: the root and the "hot" directories (seen changing before); of
+   * the other watched directories, `watchRotation` per read in turn.
+   */
   private async watchedMoved(layer: LayerState): Promise<boolean | 'gone'> {
+    const check = [layer.upperDir];
+    const cold: string[] = [];
+    for (const path of layer.watched.keys()) {
+      if (path === layer.upperDir) continue;
+      if (layer.hot.has(path)) check.push(path);
+      else cold.push(path);
+    }
+    const turn = Math.min(this.options.watchRotation, cold.length);
+    for (let i = 0; i < turn; i++) check.push(cold[(layer.cursor + i) % cold.length]!);
+    layer.cursor = cold.length ? (layer.cursor + turn) % cold.length : 0;
     let moved = false;
     let rootGone = false;
-    await Promise.all([...layer.watched].map(async ([path, mtimeMs]) => {
-      const s = await lstatOrNull(path);
-      if (!s) {
-        if (path === layer.upperDir) rootGone = true;
-        moved = true;
-      } else if (s.mtimeMs !== mtimeMs) {
-        moved = true;
+    await Promise.all(check.map(async (path) => {
+      const s = await this.checkLstat(path);
+      if (s && s.mtimeMs === layer.watched.get(path)) return;
+      moved = true;
+      if (path === layer.upperDir) {
+        rootGone = !s;
+      } else if (s && layer.hot.size < this.options.watchedDirs) {
+        layer.hot.add(path);
       }
     }));
     return rootGone ? 'gone' : moved;
@@ -395,7 +427,7 @@ export class DiskUsageReader implements DiskUsageSource {
     }
     w.bytes += s.blocks * 512;
     const k = this.options.largestFiles;
-    if (k > 0 && s.isFile() && s.blocks > 0) {
+    if (k > 0 && s.isFile() && s.blocks * 512 >= this.options.largestFileMinBytes) {
       const l = w.largest;
       if (l.length < k || s.blocks > l[l.length - 1]!.blocksAtScan) {
         l.push({ path, ino: s.ino, blocksAtScan: s.blocks, blocksNow: s.blocks });

@@ -65,20 +65,44 @@ t.test('writable layer total matches du: nested dirs, hard links once, sparse fi
   r.close();
 });
 
-t.test('a big file growing in place (no directory mtime moves) is seen on the next read', async (t) => {
-  const up = join(tmp(t), 'diff');
-  mkdirSync(join(up, 'var/lib/app/data'), { recursive: true });
-  fill(join(up, 'var/lib/app/data/db'), 1 * MiB);
-  for (let i = 0; i < 20; i++) fill(join(up, `var/lib/app/data/small-${i}`), 100);
-  const r = new DiskUsageReader({ largestFiles: 4 });
-  const first = (await r.read([target('c', up)], 1000)).get('c')!.writableBytes!;
-  t.equal(first, du(up));
-  appendFileSync(join(up, 'var/lib/app/data/db'), Buffer.alloc(50 * MiB, 1));
-  const second = (await r.read([target('c', up)], 2000)).get('c')!.writableBytes!;
-  t.equal(second, du(up), 'grown by 50 MiB on the very next read');
-  t.ok(second - first >= 50 * MiB);
-  truncateSync(join(up, 'var/lib/app/data/db'), 0);
-  t.equal((await r.read([target('c', up)], 3000)).get('c')!.writableBytes, du(up), 'and shrinking too');
+for (const syncChecks of [false, true]) {
+  t.test(`a big file growing in place (no directory mtime moves) is seen on the next read (syncChecks ${syncChecks})`, async (t) => {
+    const up = join(tmp(t), 'diff');
+    mkdirSync(join(up, 'var/lib/app/data'), { recursive: true });
+    fill(join(up, 'var/lib/app/data/db'), 1 * MiB);
+    fill(join(up, 'var/lib/app/data/small-grows'), 1000);
+    for (let i = 0; i < 20; i++) fill(join(up, `var/lib/app/data/small-${i}`), 100);
+    const r = new DiskUsageReader({ largestFiles: 4, syncChecks });
+    const first = (await r.read([target('c', up)], 1000)).get('c')!.writableBytes!;
+    t.equal(first, du(up));
+    appendFileSync(join(up, 'var/lib/app/data/db'), Buffer.alloc(50 * MiB, 1));
+    const second = (await r.read([target('c', up)], 2000)).get('c')!.writableBytes!;
+    t.equal(second, du(up), 'grown by 50 MiB on the very next read');
+    t.ok(second - first >= 50 * MiB);
+    truncateSync(join(up, 'var/lib/app/data/db'), 0);
+    t.equal((await r.read([target('c', up)], 3000)).get('c')!.writableBytes, du(up), 'and shrinking too');
+    const settled = du(up);
+    appendFileSync(join(up, 'var/lib/app/data/small-grows'), Buffer.alloc(200 * 1024, 1));
+    t.equal((await r.read([target('c', up)], 4000)).get('c')!.writableBytes, settled, 'a file under largestFileMinBytes (1 MiB) is not tracked: seen at the next walk');
+    t.equal((await r.read([target('c', up)], 400_000)).get('c')!.writableBytes, du(up), '... which the rescan interval brings');
+    r.close();
+  });
+}
+
+t.test('watched directories: the root every read, the others in turn, hot ones every read', async (t) => {
+  const up = upper(t);
+  const dirs = ['a', 'b', 'c', 'd', 'e', 'f'];
+  for (const d of dirs) mkdirSync(join(up, d));
+  const r = new DiskUsageReader({ watchRotation: 2, watchDepth: 1 });
+  let now = 0;
+  const next = async () => (await r.read([target('c', up)], (now += 1000))).get('c')!.writableBytes!;
+  t.equal(await next(), du(up));
+  fill(join(up, 'd', 'new'), 64 * 1024);
+  let reads = 0;
+  while ((await next()) !== du(up) && reads < 10) reads++;
+  t.ok(reads + 1 <= 3, `a new file in one of 6 watched directories, 2 checked per read: seen within 3 reads (${reads + 1})`);
+  fill(join(up, 'd', 'another'), 64 * 1024);
+  t.equal(await next(), du(up), 'the directory is hot now: its next change is seen on the next read');
   r.close();
 });
 
@@ -258,7 +282,7 @@ t.test('helpers and options', async (t) => {
   t.equal(dataRootFrom({ upperDir: '/weird/place' }), undefined);
   t.equal(dataRootFrom({}), undefined);
   const d = resolveDiskUsageReaderOptions();
-  t.same(d, { dataRoot: undefined, entryBudget: 5000, rescanIntervalMs: 120_000, largestFiles: 8, watchedDirs: 16, watchDepth: 2, concurrency: 16 });
+  t.same(d, { dataRoot: undefined, entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2, concurrency: 16, syncChecks: false });
   t.equal(resolveDiskUsageReaderOptions({ rescanInterval: '5m' }).rescanIntervalMs, 300_000);
   t.throws(() => resolveDiskUsageReaderOptions({ entryBudget: 10 }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveDiskUsageReaderOptions({ rescanInterval: 10 }), { code: 'BK_ERR_CONFIG_INVALID' });
