@@ -117,11 +117,13 @@ interface ContainerState {
  *   `local` driver's `local-logs/` files. null for drivers keeping no file on the host
  *   (journald, syslog, fluentd, none …) and when the files are gone.
  *
- * Staleness: files growing or shrinking in place among the `largestFiles` biggest, and
- * entries created/removed in the layer's root or its `watchedDirs` shallowest directories,
- * are seen on the next read (plus the walk's own duration). Any other change deep in the
- * tree (a new small file in /var/lib/app/cache, a small file growing) shows up after at
- * most `rescanInterval` (default 2 min) + the walk's duration. Log files: every read.
+ * Staleness: files of ≥ `largestFileMinBytes` growing or shrinking in place among the
+ * `largestFiles` biggest, and entries created/removed in the layer's root or a directory
+ * seen changing before ("hot"), are seen on the next read (plus the walk's own duration);
+ * in the other `watchedDirs` shallowest directories within ⌈watched / watchRotation⌉
+ * reads. Any other change deep in the tree (a new small file in /var/lib/app/cache, a
+ * small file growing) shows up after at most `rescanInterval` (default 5 min) + the
+ * walk's duration. Log files: every read.
  *
  * Sizes are allocated bytes (st_blocks × 512), like `du`: sparse files count what they
  * hold, not their length. Hard links inside a layer are counted once.
@@ -285,7 +287,9 @@ export class DiskUsageReader implements DiskUsageSource {
             f.blocksNow = s.blocks;
           }
         })),
-        this.watchedMoved(layer),
+        // A walk in progress records each directory's mtime as it goes: changes after that
+        // are caught by comparing with its result, so checking now would only walk twice.
+        layer.walk ? false : this.watchedMoved(layer),
       ]);
       if (moved === 'gone') {
         layer.gone = true;
@@ -484,7 +488,7 @@ function keepShallowest(list: Walk['shallow'], n: number): void {
 function closeWalk(w: Walk): void {
   const d = w.dir;
   w.dir = null;
-  if (d) d.close().catch(() => undefined);
+  if (d) void d.close().catch(() => undefined);
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {

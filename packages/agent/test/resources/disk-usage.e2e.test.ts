@@ -42,7 +42,7 @@ t.test('writable layer and logs of real containers', async (t) => {
   const targets: ResourceTarget[] = await Promise.all([jsonId, localId, quietId, rotId].map(async (id) => {
     const i = await docker.getContainer(id).inspect();
     return {
-      id: i.Id, pid: i.State.Pid, graphDriver: i.GraphDriver.Name, upperDir: i.GraphDriver.Data?.['UpperDir'],
+      id: i.Id, pid: i.State.Pid, graphDriver: i.GraphDriver.Name, upperDir: (i.GraphDriver.Data as Record<string, string> | undefined)?.['UpperDir'],
       logPath: i.LogPath, logDriver: i.HostConfig.LogConfig?.Type,
     };
   }));

@@ -4,7 +4,7 @@
 // without holding the event loop, rotated logs, gone containers, forget().
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, fsyncSync, linkSync, openSync, writeSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -44,6 +44,21 @@ function fill(path: string, bytes: number): void {
   writeFileSync(path, Buffer.alloc(bytes, 7));
 }
 
+/**
+ * Appends and fsyncs: ext4 adds extent-tree blocks to st_blocks when writeback allocates a
+ * delayed-allocation write, so a big unsynced write's st_blocks can move between our read
+ * and `du`'s.
+ */
+function appendSynced(path: string, data: Buffer): void {
+  const fd = openSync(path, 'a');
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 t.test('writable layer total matches du: nested dirs, hard links once, sparse files, symlinks', async (t) => {
   const up = join(tmp(t), 'diff');
   mkdirSync(join(up, 'a/b/c'), { recursive: true });
@@ -69,13 +84,13 @@ for (const syncChecks of [false, true]) {
   t.test(`a big file growing in place (no directory mtime moves) is seen on the next read (syncChecks ${syncChecks})`, async (t) => {
     const up = join(tmp(t), 'diff');
     mkdirSync(join(up, 'var/lib/app/data'), { recursive: true });
-    fill(join(up, 'var/lib/app/data/db'), 1 * MiB);
+    appendSynced(join(up, 'var/lib/app/data/db'), Buffer.alloc(1 * MiB, 7));
     fill(join(up, 'var/lib/app/data/small-grows'), 1000);
     for (let i = 0; i < 20; i++) fill(join(up, `var/lib/app/data/small-${i}`), 100);
     const r = new DiskUsageReader({ largestFiles: 4, syncChecks });
     const first = (await r.read([target('c', up)], 1000)).get('c')!.writableBytes!;
     t.equal(first, du(up));
-    appendFileSync(join(up, 'var/lib/app/data/db'), Buffer.alloc(50 * MiB, 1));
+    appendSynced(join(up, 'var/lib/app/data/db'), Buffer.alloc(50 * MiB, 1));
     const second = (await r.read([target('c', up)], 2000)).get('c')!.writableBytes!;
     t.equal(second, du(up), 'grown by 50 MiB on the very next read');
     t.ok(second - first >= 50 * MiB);
