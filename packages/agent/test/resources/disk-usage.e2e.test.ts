@@ -31,7 +31,7 @@ t.test('writable layer and logs of real containers', async (t) => {
   t.teardown(() => removeLabelledContainers(engine));
   const docker = createDockerClient({ dockerHost: engine.dockerHost });
   const script = (count: number) =>
-    `mkdir -p /var/lib/app && dd if=/dev/zero of=/big bs=1M count=${count} 2>/dev/null && dd if=/dev/zero of=/var/lib/app/db bs=1M count=1 2>/dev/null; `
+    `mkdir -p /var/lib/app && dd if=/dev/zero of=/big bs=1M count=${count} conv=fsync 2>/dev/null && dd if=/dev/zero of=/var/lib/app/db bs=1M count=1 conv=fsync 2>/dev/null; `
     + 'i=0; while [ $i -lt 300 ]; do echo "log line $i: some text to fill the log file"; i=$((i+1)); done; echo READY; sleep 300';
   const jsonId = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, engine.image, 'sh', '-c', script(60)]);
   const localId = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--log-driver', 'local', engine.image, 'sh', '-c', script(60)]);
