@@ -17,7 +17,8 @@ export interface DiskUsageReaderOptions {
   entryBudget?: number | undefined;
   /**
    * A container's writable layer is walked again at least this often, even when none of its
-   * watched directories changed (the staleness bound for changes deep in the tree).
+   * watched directories changed (the staleness bound for changes deep in the tree), ±25 %
+   * at random so that layers walked together are not walked again together.
    * Default 5 min. Accepts ms or a duration like "5m".
    */
   rescanInterval?: number | string | undefined;

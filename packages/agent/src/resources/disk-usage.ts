@@ -72,7 +72,8 @@ interface LayerState {
   upperDir: string;
   /** Total of the last complete walk; null before the first one completes. */
   scanBytes: number | null;
-  scannedAt: number;
+  /** When the next scheduled walk is due (rescanInterval after the last one, ±25 %). */
+  rescanAt: number;
   largest: TrackedFile[];
   /** Directory → mtimeMs seen by the last complete walk. */
   watched: Map<string, number>;
@@ -206,7 +207,7 @@ export class DiskUsageReader implements DiskUsageSource {
       if (st.layer) this.dropLayer(t.id, st);
     } else if (st.layer?.upperDir !== upper) {
       if (st.layer) this.dropLayer(t.id, st);
-      st.layer = { upperDir: upper, scanBytes: null, scannedAt: 0, largest: [], watched: new Map(), hot: new Set(), cursor: 0, walk: null, dirty: true, gone: false };
+      st.layer = { upperDir: upper, scanBytes: null, rescanAt: 0, largest: [], watched: new Map(), hot: new Set(), cursor: 0, walk: null, dirty: true, gone: false };
     }
     const where = this.logLocation(t);
     if (!where) st.log = null;
@@ -304,7 +305,7 @@ export class DiskUsageReader implements DiskUsageSource {
       }
       if (moved) layer.dirty = true;
     }
-    const due = layer.dirty || now - layer.scannedAt >= this.options.rescanIntervalMs;
+    const due = layer.dirty || now >= layer.rescanAt;
     if (due && !layer.walk) {
       const rootSt = await lstatOrNull(layer.upperDir);
       if (!rootSt || !rootSt.isDirectory()) {
@@ -446,7 +447,8 @@ export class DiskUsageReader implements DiskUsageSource {
     layer.watched = new Map(w.shallow.map((d) => [d.path, d.mtimeMs]));
     layer.scanBytes = w.bytes;
     layer.largest = w.largest;
-    layer.scannedAt = now;
+    // Spread: layers first walked together (an agent start, a deploy) are not walked again together.
+    layer.rescanAt = now + this.options.rescanIntervalMs * (0.75 + Math.random() / 2);
     layer.walk = null;
   }
 }
