@@ -4,8 +4,13 @@ import { BulkheadError, parseDuration } from '@bulkhead/shared';
 
 export interface DiskUsageReaderOptions {
   /**
-   * The engine's data root (`docker info` DockerRootDir, e.g. /var/lib/docker), as the
-   * agent sees it. Needed to find `local` log-driver files (`<root>/containers/<id>/local-logs/`)
+   * Where the host's filesystem is visible. Default "/" (an agent in a container with the
+   * host's / mounted at /host: "/host"). Every path from inspect, and dataRoot, is a host
+   * path and is looked up under it.
+   */
+  hostRoot?: string | undefined;
+  /**
+   * The engine's data root (`docker info` DockerRootDir, e.g. /var/lib/docker), a host path. Needed to find `local` log-driver files (`<root>/containers/<id>/local-logs/`)
    * when it cannot be derived from an overlay2 upper dir or a json-file LogPath.
    */
   dataRoot?: string | undefined;
@@ -52,6 +57,7 @@ export interface DiskUsageReaderOptions {
 }
 
 export interface ResolvedDiskUsageReaderOptions {
+  hostRoot: string;
   dataRoot: string | undefined;
   entryBudget: number;
   rescanIntervalMs: number;
@@ -82,6 +88,7 @@ export function resolveDiskUsageReaderOptions(o: DiskUsageReaderOptions = {}): R
   const rescanIntervalMs = parseDuration(o.rescanInterval ?? DISK_USAGE_DEFAULTS.rescanIntervalMs, 'disk usage rescanInterval');
   if (rescanIntervalMs < 1000) bad(`rescanInterval must be at least 1 s, got ${String(o.rescanInterval)}`);
   return {
+    hostRoot: o.hostRoot || '/',
     dataRoot: o.dataRoot,
     entryBudget: int(o.entryBudget, DISK_USAGE_DEFAULTS.entryBudget, 100, 'entryBudget'),
     rescanIntervalMs,

@@ -202,7 +202,7 @@ export class DiskUsageReader implements DiskUsageSource {
       st = { layer: null, log: null };
       this.state.set(t.id, st);
     }
-    const upper = t.upperDir || undefined;
+    const upper = t.upperDir ? this.onHost(t.upperDir) : undefined;
     if (!upper) {
       if (st.layer) this.dropLayer(t.id, st);
     } else if (st.layer?.upperDir !== upper) {
@@ -227,13 +227,18 @@ export class DiskUsageReader implements DiskUsageSource {
   private logLocation(t: ResourceTarget): { dir: string; base: string } | undefined {
     const driver = t.logDriver || (t.logPath ? 'json-file' : '');
     if (driver === 'json-file') {
-      return t.logPath ? { dir: dirname(t.logPath), base: basename(t.logPath) } : undefined;
+      return t.logPath ? { dir: dirname(this.onHost(t.logPath)), base: basename(t.logPath) } : undefined;
     }
     if (driver === 'local') {
       const root = this.options.dataRoot ?? dataRootFrom(t);
-      return root ? { dir: join(root, 'containers', t.id, 'local-logs'), base: LOCAL_LOG_FILE } : undefined;
+      return root ? { dir: this.onHost(join(root, 'containers', t.id, 'local-logs')), base: LOCAL_LOG_FILE } : undefined;
     }
     return undefined;
+  }
+
+  /** A host path (from inspect, or dataRoot) as this process sees it. */
+  private onHost(path: string): string {
+    return this.options.hostRoot === '/' ? path : join(this.options.hostRoot, path);
   }
 
   // ---------------------------------------------------------------- logs

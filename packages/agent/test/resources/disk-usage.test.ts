@@ -229,6 +229,15 @@ t.test('local log driver: local-logs/ under the data root (given, or derived fro
   t.equal((await derived.read([target(id, up, { logDriver: 'local', logPath: '' })], 0)).get(id)!.logBytes, expected, 'data root from the upper dir');
   const given = new DiskUsageReader({ dataRoot: root });
   t.equal((await given.read([target(id, undefined, { logDriver: 'local' })], 0)).get(id)!.logBytes, expected, 'data root given');
+  // An agent in a container sees the host's / under a host root: inspect's paths are host paths.
+  const inContainer = new DiskUsageReader({ hostRoot: root, dataRoot: '/' });
+  t.equal((await inContainer.read([target(id, '/overlay2/layerx/diff', { logDriver: 'local' })], 0)).get(id)!.logBytes, expected, 'local logs under hostRoot');
+  const json = join(root, 'containers', id, 'x-json.log');
+  fill(json, 3000);
+  fill(join(up, 'f'), 5000);
+  const viaHost = (await inContainer.read([target('j2', '/overlay2/layerx/diff', { logPath: `/containers/${id}/x-json.log` })], 0)).get('j2')!;
+  t.same(viaHost, { writableBytes: du(up), logBytes: blocksOf([json]) }, 'upper dir and LogPath under hostRoot');
+  inContainer.close();
   const none = new DiskUsageReader();
   t.same((await none.read([target(id, undefined, { logDriver: 'local' })], 0)).get(id), { writableBytes: null, logBytes: null }, 'no way to find it: null');
   const journald = await given.read([target('j', undefined, { logDriver: 'journald' })], 0);
@@ -297,7 +306,7 @@ t.test('helpers and options', async (t) => {
   t.equal(dataRootFrom({ upperDir: '/weird/place' }), undefined);
   t.equal(dataRootFrom({}), undefined);
   const d = resolveDiskUsageReaderOptions();
-  t.same(d, { dataRoot: undefined, entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2, concurrency: 16, syncChecks: false });
+  t.same(d, { hostRoot: '/', dataRoot: undefined, entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2, concurrency: 16, syncChecks: false });
   t.equal(resolveDiskUsageReaderOptions({ rescanInterval: '5m' }).rescanIntervalMs, 300_000);
   t.throws(() => resolveDiskUsageReaderOptions({ entryBudget: 10 }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveDiskUsageReaderOptions({ rescanInterval: 10 }), { code: 'BK_ERR_CONFIG_INVALID' });
