@@ -4,7 +4,7 @@
 // the next read, and the data root's filesystem naming the container that grew it.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { useEngine, LABEL_ARGS, removeLabelledContainers, type Engine } from '../../../../test/helpers/engine';
+import { useEngine, startPrivateEngine, LABEL_ARGS, removeLabelledContainers, type Engine, type EngineVersion } from '../../../../test/helpers/engine';
 import { createDockerClient } from '../../src/docker/client';
 import { DiskUsageReader } from '../../src/resources/disk-usage';
 import { DiskUsageHistory, readDataRootUsage } from '../../src/resources/data-root-usage';
@@ -26,8 +26,10 @@ async function waitForLog(engine: Engine, id: string, marker: string, ms = 30_00
   throw new Error(`container ${id} never logged ${marker}`);
 }
 
-t.test('writable layer and logs of real containers', async (t) => {
-  const engine = await useEngine(t);
+// Both engine versions the tests know (Debian 12's 20.10, the shared test engine; trixie's 26.1):
+// where dockerd keeps upper dirs and log files is what this reads.
+for (const version of ['20.10', '26.1'] as EngineVersion[]) t.test(`writable layer and logs of real containers (Docker ${version})`, async (t) => {
+  const engine = version === '20.10' ? await useEngine(t) : await startPrivateEngine({ version, t });
   t.teardown(() => removeLabelledContainers(engine));
   const docker = createDockerClient({ dockerHost: engine.dockerHost });
   const script = (count: number) =>
