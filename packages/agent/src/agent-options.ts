@@ -30,6 +30,8 @@ export interface AgentOptions {
   usageReportIntervalMs: number;
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
+  /** How often an idle agent gives back unused V8 heap (memory/heap-trim.ts). Default 60 s from the CLI; 0 or undefined = off. */
+  heapTrimIntervalMs?: number;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9465';
@@ -53,6 +55,7 @@ export interface AgentOptionsInput {
   usageReportInterval?: string | number | undefined;
   /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
+  heapTrimInterval?: string | number | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -86,7 +89,16 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     metricsAllowRemote,
     ...resolveUsageIntervals(input),
     audit: resolveHostAuditOptions(input.audit),
+    heapTrimIntervalMs: heapTrimInterval(input.heapTrimInterval),
   };
+}
+
+function heapTrimInterval(v: string | number | undefined): number {
+  if (v === undefined) return 60_000;
+  if (typeof v === 'string' && /^\s*0+\s*$/.test(v)) return 0;
+  const ms = parseDuration(v, 'heap-trim-interval');
+  if (ms !== 0 && ms < 10_000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'heap-trim-interval must be at least 10s (or 0 = off)');
+  return ms;
 }
 
 function authzSocket(v: string | boolean | undefined): string | undefined {

@@ -14,7 +14,11 @@ t.test('agent options: defaults and clear errors', async (t) => {
     usageIntervalMs: 5000, usageReportIntervalMs: 30_000,
     // host audit (issue 4): hourly, every lockdown fix off
     audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
+    heapTrimIntervalMs: 60_000,
   });
+  t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '0' }).heapTrimIntervalMs, 0, '--heap-trim-interval 0 = off');
+  t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '2m' }).heapTrimIntervalMs, 120_000);
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '1s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /at least 10s/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: '/tmp/x/a.sock' }).authzSocket, '/tmp/x/a.sock');
   t.throws(() => resolveAgentOptions({ stateDir: '/s', authzSocket: 'relative.sock' }), { message: /absolute path/ });
