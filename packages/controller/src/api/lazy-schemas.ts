@@ -1,7 +1,7 @@
 // Owns when the API's route schemas are compiled. Fastify compiles every route's request
 // validator (ajv) and response serializer (fast-json-stringify) while it gets ready, before
-// the API listens: about 0.3 of the controller's ~1 CPU-second start-up. A controller
-// restarted on a busy host (a SIGKILL, an upgrade) serves that much later — 2–3 s under load
+// the API listens: about 0.3 of the controller's ~0.9 CPU-second start-up. A controller
+// restarted on a busy host (a SIGKILL, an upgrade) served that much later — 1.5–2.3 s under load
 // (RELIABILITY.md, kill-controller). Here the compilers fastify uses are its own defaults
 // (@fastify/ajv-compiler, @fastify/fast-json-stringify-compiler, with the server's options),
 // wrapped so that each schema is compiled on first use; `warm()` then compiles the rest in
