@@ -30,7 +30,7 @@ export interface AgentOptions {
   usageReportIntervalMs: number;
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
-  /** How often an idle agent gives back unused V8 heap (memory/heap-trim.ts). Default 60 s from the CLI; 0 or undefined = off. */
+  /** How often an idle agent gives back unused V8 heap (memory/heap-trim.ts). Default 30 s; 0 or undefined = off. */
   heapTrimIntervalMs?: number;
 }
 
@@ -94,7 +94,7 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
 }
 
 function heapTrimInterval(v: string | number | undefined): number {
-  if (v === undefined) return 60_000;
+  if (v === undefined) return 30_000;
   if (typeof v === 'string' && /^\s*0+\s*$/.test(v)) return 0;
   const ms = parseDuration(v, 'heap-trim-interval');
   if (ms !== 0 && ms < 10_000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'heap-trim-interval must be at least 10s (or 0 = off)');

@@ -66,7 +66,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     // Live usage: reach resolveAgentOptions as o.usageInterval / o.usageReportInterval through `...o`.
     .addOption(new Option('--usage-interval <duration>', 'how often every running container\'s CPU, memory and pids are read from its cgroup (usage rules, usage reports); 0 = off').env('BULKHEAD_USAGE_INTERVAL').default('5s'))
     .addOption(new Option('--usage-report-interval <duration>', 'how often usage that changed is sent to the controller').env('BULKHEAD_USAGE_REPORT_INTERVAL').default('30s'))
-    .addOption(new Option('--heap-trim-interval <duration>', 'how often an idle agent gives back V8 heap it no longer uses (a full collection when the heap has ≥ 4 MiB slack and the event loop was idle); 0 = off').env('BULKHEAD_HEAP_TRIM_INTERVAL').default('60s'))
+    .addOption(new Option('--heap-trim-interval <duration>', 'how often an idle agent gives back V8 heap it no longer uses (a full collection when the heap has ≥ 4 MiB slack and the event loop was idle); 0 = off').env('BULKHEAD_HEAP_TRIM_INTERVAL').default('30s'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership\n  bulkhead-agent run --image-prune --image-prune-older-than 14 --image-prune-include \'registry.example.com/ci/*\'');
   addHostAuditRunOptions(runCommand) // host audit
