@@ -1,4 +1,6 @@
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { HeapTrimmer, v8GcFunction } from '../../src/memory/heap-trim';
 
@@ -72,4 +74,18 @@ t.test('start/stop: the timer looks on its interval and stops', async (t) => {
   t.ok(seen >= 2, `looked ${seen} times`);
   await new Promise((r) => setTimeout(r, 60));
   t.equal(looks, seen, 'no looks after stop');
+});
+
+t.test('with --expose-gc (the systemd unit\'s flag) the global gc is used, and the agent module loads and trims', (t) => {
+  const mod = join(__dirname, '..', '..', 'dist', 'memory', 'heap-trim.js');
+  const out = execFileSync(process.execPath, ['--expose-gc', '-e', `
+    'use strict';
+    const g = globalThis.gc;
+    const { v8GcFunction, HeapTrimmer } = require(${JSON.stringify(mod)});
+    const fn = v8GcFunction();
+    const r = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 1, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) }).check();
+    process.stdout.write(JSON.stringify({ same: fn === g, ran: r.ran }));
+  `], { encoding: 'utf8' });
+  t.same(JSON.parse(out), { same: true, ran: true });
+  t.end();
 });
