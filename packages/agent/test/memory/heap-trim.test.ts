@@ -2,7 +2,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { HeapTrimmer, v8GcFunction } from '../../src/memory/heap-trim';
+import { HeapTrimmer, collectFully, v8GcFunction } from '../../src/memory/heap-trim';
 
 /** Allocates objects nothing keeps (a function of its own: no reference stays on the test's frame). */
 function makeGarbage(n: number): number {
@@ -87,5 +87,14 @@ t.test('with --expose-gc (the systemd unit\'s flag) the global gc is used, and t
     process.stdout.write(JSON.stringify({ same: fn === g, ran: r.ran }));
   `], { encoding: 'utf8' });
   t.same(JSON.parse(out), { same: true, ran: true });
+  t.end();
+});
+
+t.test('collectFully: last-resort on V8 12+, the plain call before', (t) => {
+  const calls: unknown[] = [];
+  const fake = (o?: unknown): void => void calls.push(o ?? 'plain');
+  collectFully(fake, 13);
+  collectFully(fake, 11);
+  t.same(calls, [{ type: 'major', flavor: 'last-resort' }, 'plain']);
   t.end();
 });
