@@ -30,9 +30,9 @@ const SPREAD_AFTER_MS = 1_000;
  * reused channel would still be failing calls from its cached state (grpc-js retries in the
  * background every 200–1000 ms), and room for the server to start on a loaded machine.
  */
-const LEAD_MS = 400;
+const LEAD_MS = 300;
 /** Allowed beyond the ceiling in force when the controller came back; under LEAD_MS, so one more ceiling cannot fit. */
-const SLACK_MS = 300;
+const SLACK_MS = 250;
 
 type Line = Record<string, unknown> & { at: number };
 
