@@ -10,7 +10,7 @@
 // `spreadMs`; never above `maxMs`. The delay is drawn uniformly below the ceiling (full jitter).
 // With the defaults (500 ms, 30 s, a 4 s spread after 1 s), simulated over 2000 agents that
 // lose the link together: after a 1.5–9 s outage one agent is back on average 1.3–1.8 s after
-// the controller, all within 4–4.4 s, at most ~1300 agents/s in any 100 ms; without the
+// the controller, all within 3.9–4.4 s, at most ~1300 agents/s in any 100 ms; without the
 // spread a 2 s outage brought them all back within 1 s at ~4500/s. Outages under a second
 // (a dropped stream, a blip) keep the quick first retries.
 //
