@@ -1,6 +1,6 @@
 // Owns the agent's side of the AgentLink stream: mutual TLS with the agent's
 // own certificate, hello → welcome → full snapshot → deltas + heartbeats, and
-// reconnection with capped exponential backoff and full jitter.
+// reconnection with capped exponential backoff and full jitter (reconnect-backoff.ts).
 //
 // Nothing is lost across a disconnect: every (re)connection starts with a full
 // snapshot of the inventory, which supersedes any delta that was in flight.
@@ -26,6 +26,7 @@ import type { AgentCredentials } from '../state/agent-state';
 import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-renewal';
 import { acceptTrustBundle, saveTrust, trustedFingerprints, type TrustBundleInput } from './trust-bundle';
 import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
+import { DEFAULT_RECONNECT_BACKOFF, reconnectCeilingMs, reconnectDelayMs, type ReconnectBackoff } from './reconnect-backoff';
 
 /** What the link needs from the Docker side. */
 export interface LinkInventory {
@@ -41,13 +42,17 @@ export interface ControllerLinkOptions {
   hostFacts: () => Promise<HostFacts>;
   logger: Logger;
   /**
-   * Backoff bounds. Defaults 500 ms and 30 s. The ceiling doubles per failed attempt from
-   * `minBackoffMs` and is never more than half the time since the link was lost (nor less
-   * than `minBackoffMs`); the delay is drawn uniformly below it (full jitter).
+   * Backoff bounds (reconnect-backoff.ts). Defaults 500 ms and 30 s. The ceiling doubles per
+   * failed attempt from `minBackoffMs` and is never more than half the time since the link was
+   * lost (nor less than `minBackoffMs`); once the link has been down `backoffSpreadAfterMs`
+   * (1 s) it is at least `backoffSpreadMs` (4 s; never above `maxBackoffMs`), so a fleet's
+   * reconnects spread over seconds. The delay is drawn uniformly below it (full jitter).
    */
   minBackoffMs?: number;
   maxBackoffMs?: number;
-  /** Clock for the backoff (tests). Default Date.now. */
+  backoffSpreadMs?: number;
+  backoffSpreadAfterMs?: number;
+  /** Monotonic clock in ms for how long the link has been down (tests). Default performance.now. */
   now?: () => number;
   /**
    * Retry interval once the controller refused this agent's certificate
@@ -102,6 +107,8 @@ const PERMANENT = new Set(['BK_ERR_CERT_EXPIRED', 'BK_ERR_AGENT_REVOKED', 'BK_ER
 
 export class ControllerLink {
   private client: AgentLinkClient | undefined;
+  /** The current channel already carried a Connect attempt; the next attempt gets a new one. */
+  private clientTried = false;
   private call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> | undefined;
   private seq = 0;
   private ackedSeq = 0;
@@ -184,11 +191,13 @@ export class ControllerLink {
     const proto = loadProto();
     const target = this.opts.controller ?? this.opts.credentials.identity.controller;
     this.clientCaPem = caPem;
+    this.clientTried = false;
     this.client = new proto.bulkhead.v1.AgentLink(target, controllerCredentials(caPem, { keyPem, certPem }), {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
-      // We run our own backoff; keep grpc's reconnect short so it doesn't add to it.
+      // We run our own backoff and give each attempt a new channel (connect()); these bound
+      // grpc's reconnects within one channel only.
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.max_receive_message_length': this.maxReceiveBytes,
@@ -288,11 +297,18 @@ export class ControllerLink {
       this.fail(new BulkheadError('BK_ERR_CERT_EXPIRED', `the agent certificate expired at ${notAfter.toISOString()} and was not renewed in time; the controller refuses it. Enroll this host again: ${hint}`));
       return;
     }
-    // New trusted CAs arrived since the channel was built: the next handshake must use them.
-    if (this.clientCaPem !== this.creds.caPem) {
+    // Every attempt gets a channel of its own. After a failed connect grpc-js keeps a channel in
+    // TRANSIENT_FAILURE for its own reconnect backoff (200–1000 ms here) and fails a new call
+    // from that cached state without trying ("No connection established. Last error:
+    // ECONNREFUSED"), even when the controller is back: the agent then lost one more of its
+    // backoff cycles. A new channel (and new credentials, so no subchannel is shared from
+    // grpc-js's pool) connects for real; it costs a TLS context per attempt, at most two a
+    // second. New trusted CAs since the channel was built are picked up the same way.
+    if (this.clientTried || this.clientCaPem !== this.creds.caPem) {
       this.client.close();
       this.makeClient();
     }
+    this.clientTried = true;
     const call = this.client!.Connect();
     this.call = call;
     this.seq = 0;
@@ -528,24 +544,24 @@ export class ControllerLink {
     this.teardown();
     if (this.stateValue === 'stopped') return;
     this.lastError = err;
-    const min = this.opts.minBackoffMs ?? 500;
-    const max = this.opts.maxBackoffMs ?? 30_000;
+    const b: ReconnectBackoff = {
+      minMs: this.opts.minBackoffMs ?? DEFAULT_RECONNECT_BACKOFF.minMs,
+      maxMs: this.opts.maxBackoffMs ?? DEFAULT_RECONNECT_BACKOFF.maxMs,
+      spreadMs: this.opts.backoffSpreadMs ?? DEFAULT_RECONNECT_BACKOFF.spreadMs,
+      spreadAfterMs: this.opts.backoffSpreadAfterMs ?? DEFAULT_RECONNECT_BACKOFF.spreadAfterMs,
+    };
     const permanent = PERMANENT.has(err.code);
-    const now = (this.opts.now ?? Date.now)();
+    // Monotonic: a wall clock stepped back would make the outage look negative and the agent retry every ≤ 0.5 s.
+    const now = (this.opts.now ?? performance.now.bind(performance))();
     this.downSince ??= now;
-    // Doubling alone, the ceiling reaches about twice the outage so far, and an agent came back
-    // on average one outage-length after a restarted controller did (a 9 s restart: 2.4-8+ s,
-    // RELIABILITY.md). Bounded by half the time since the link was lost, a fleet's reconnects
-    // still spread over a window that grows with the outage, and one agent waits about a quarter of it.
-    const ceiling = permanent ? max : Math.min(max, min * 2 ** this.attempt, Math.max(min, (now - this.downSince) / 2));
+    const ceiling = permanent ? b.maxMs : reconnectCeilingMs(b, this.attempt, now - this.downSince);
     this.attempt += 1;
-    // Full jitter: spreads a fleet's reconnects after a controller restart.
     // An expired certificate cannot recover by retrying: check rarely (the operator re-enrolls and restarts).
     const delay = err.code === 'BK_ERR_CERT_EXPIRED'
       ? this.renewer?.options.expiredRetryMs ?? 60 * 60_000
       : CA_MISMATCH[err.code] !== undefined
         ? this.opts.certRefusedRetryMs ?? DEFAULT_CERT_REFUSED_RETRY_MS
-        : Math.max(min / 2, Math.round((this.opts.random ?? Math.random)() * ceiling));
+        : reconnectDelayMs(b, ceiling, this.opts.random ?? Math.random);
     const mismatch = CA_MISMATCH[err.code];
     if (mismatch !== undefined) {
       this.opts.logger.error(
