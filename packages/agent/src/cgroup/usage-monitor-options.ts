@@ -6,6 +6,7 @@ import type { Facts } from '../docker/container-facts';
 import type { PolicyState } from '../policy/policy-holder';
 import type { UsageReader } from './usage-sampler-options';
 import type { UsageReportOptions } from './usage-report';
+import type { DiskUsageSource, NetUsageSource, ResourceTarget } from '../resources/types';
 
 /** The running inventory and its changes (ContainerWatcher satisfies it). */
 export interface UsageMonitorContainers {
@@ -15,6 +16,8 @@ export interface UsageMonitorContainers {
   on(event: 'remove', l: (id: string) => void): unknown;
   off(event: 'upsert', l: (facts: Facts, action: string) => void): unknown;
   off(event: 'remove', l: (id: string) => void): unknown;
+  /** Where a container's disk lives on the host (ContainerWatcher.resourceTarget); without it disk is not measured. */
+  resourceTarget?(id: string): ResourceTarget | undefined;
 }
 
 /** A CgroupReader, or a fake in unit tests. */
@@ -53,6 +56,12 @@ export interface UsageMonitorOptions {
   report?: UsageReportOptions;
   /** Wall clock (ms). Default Date.now. */
   now?: () => number;
+  /** Writable layer and log sizes (agent --no-disk-usage: none). Closed with the monitor. */
+  disk?: DiskUsageSource | undefined;
+  /** Network namespace counters and sockets (agent --no-net-usage: none). */
+  net?: NetUsageSource | undefined;
+  /** Block IO from the cgroup (agent --no-blkio-usage: false). Default false. */
+  blkio?: boolean;
 }
 
 export interface ResolvedUsageMonitorOptions {
@@ -68,6 +77,9 @@ export interface ResolvedUsageMonitorOptions {
   rebreachMs: number;
   report: UsageReportOptions;
   now: () => number;
+  disk: DiskUsageSource | undefined;
+  net: NetUsageSource | undefined;
+  blkio: boolean;
 }
 
 export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000 } as const;
@@ -97,6 +109,9 @@ export function resolveUsageMonitorOptions(o: UsageMonitorOptions): ResolvedUsag
     rebreachMs,
     report: o.report ?? {},
     now: o.now ?? Date.now,
+    disk: o.disk,
+    net: o.net,
+    blkio: o.blkio === true,
   };
 }
 

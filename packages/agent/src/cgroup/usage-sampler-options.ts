@@ -2,6 +2,7 @@
 // defaults and start-up validation.
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import type { CgroupReader } from './cgroup-reader';
+import type { DiskUsageSource, NetUsageSource } from '../resources/types';
 
 /** What the sampler needs to know about a running container (ContainerFacts fit). */
 export interface SampledContainer {
@@ -17,6 +18,11 @@ export interface SampledContainer {
   pidsLimit?: number;
   labels?: Record<string, string>;
   state?: string;
+  /** Where its disk lives on the host (inspect GraphDriver, LogPath, LogConfig.Type), for the disk source. */
+  graphDriver?: string;
+  upperDir?: string;
+  logPath?: string;
+  logDriver?: string;
 }
 
 interface RuleBase {
@@ -80,6 +86,12 @@ export interface UsageSamplerOptions {
    * at 5 s); 1 refreshes them on every tick.
    */
   detailEveryTicks?: number;
+  /** Writable layer and log sizes: read once per tick for every container. Default none (not measured). */
+  disk?: DiskUsageSource | undefined;
+  /** Network namespace counters and sockets: read per container per tick. Default none. */
+  net?: NetUsageSource | undefined;
+  /** Block IO bytes and ops from the cgroup, refreshed with the other detail files (detailEveryTicks). Default false. */
+  blkio?: boolean;
 }
 
 export interface ResolvedUsageSamplerOptions {
@@ -91,6 +103,9 @@ export interface ResolvedUsageSamplerOptions {
   now: () => number;
   concurrency: number;
   detailEveryTicks: number;
+  disk: DiskUsageSource | undefined;
+  net: NetUsageSource | undefined;
+  blkio: boolean;
 }
 
 export const USAGE_SAMPLER_DEFAULTS = { intervalMs: 5000, windowSize: 12, concurrency: 32, detailEveryTicks: 6 } as const;
@@ -124,5 +139,7 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
       bad(`rule ${(r as { id: string }).id}: unknown metric "${(r as { metric: string }).metric}"`);
     }
   }
-  return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency, detailEveryTicks };
+  return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency, detailEveryTicks,
+    disk: o.disk, net: o.net, blkio: o.blkio === true,
+  };
 }

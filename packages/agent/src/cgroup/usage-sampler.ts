@@ -8,13 +8,34 @@
 // samples, for batching to the controller), `breach` (a rule's condition has
 // held for its duration; once, until it clears), `recovered` (it cleared),
 // `sampleError` (a read failed for another reason than the container going
-// away). Ticks never overlap: the next one is scheduled after the previous
+// away).
+//
+// Beyond the cgroup, when given: the disk source (writable layer and log
+// sizes; asked once per tick for every container, it keeps its own
+// incremental state), the network source (the namespace's counters and
+// sockets; per container, alongside its cgroup read) and block IO (a cgroup
+// detail file, refreshed at the detail cadence). Their failures never fail a
+// container's sample: the fields are null instead. Ticks never overlap: the next one is scheduled after the previous
 // finished, at the next interval boundary.
 import { EventEmitter } from 'node:events';
 import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from './cgroup-reader';
+import type { DiskUsage, NetUsage, ResourceTarget } from '../resources/types';
 
-const FULL_DETAIL: ReadDetail = { memoryStat: true, pids: true };
-const NO_DETAIL: ReadDetail = { memoryStat: false, pids: false };
+/** Block IO of the cgroup, cumulative (the reader fills it when ReadDetail.blkio asks). */
+export interface BlkioUsage {
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+// Written against the readers' contract (ReadDetail.blkio, CgroupUsage.blkio);
+// the intersections hold whether or not cgroup-reader.ts declares them itself.
+type Detail = ReadDetail & { blkio?: boolean };
+type CgroupRead = CgroupUsage & { blkio?: BlkioUsage | undefined };
+
+const FULL_DETAIL: Detail = { memoryStat: true, pids: true };
+const FULL_DETAIL_BLKIO: Detail = { memoryStat: true, pids: true, blkio: true };
+const NO_DETAIL: Detail = { memoryStat: false, pids: false };
 import {
   resolveUsageSamplerOptions, type ResolvedUsageSamplerOptions, type RuntimeRule, type SampledContainer, type UsageSamplerOptions,
 } from './usage-sampler-options';
@@ -33,6 +54,28 @@ export interface UsageSample extends CgroupUsage {
   pidsPercentOfLimit: number | null;
   /** Which resources have no limit at all. */
   unlimited: { cpu: boolean; memory: boolean; pids: boolean };
+  // Beyond the cgroup. null = not measured (source off, not measurable, failed).
+  writableBytes: number | null;
+  logBytes: number | null;
+  /** Cumulative block IO (refreshed every detailEveryTicks; the last values in between). */
+  blkioReadBytes: number | null;
+  blkioWriteBytes: number | null;
+  blkioReadOps: number | null;
+  blkioWriteOps: number | null;
+  /** The network namespace's cumulative counters (all interfaces but lo). */
+  netRxBytes: number | null;
+  netTxBytes: number | null;
+  netRxPackets: number | null;
+  netTxPackets: number | null;
+  netRxDropped: number | null;
+  netTxDropped: number | null;
+  /** Rates since the previous sample; null on the first one or after a counter went back. */
+  netRxBytesPerSec: number | null;
+  netTxBytesPerSec: number | null;
+  netRxPacketsPerSec: number | null;
+  netTxPacketsPerSec: number | null;
+  tcpConnections: number | null;
+  sockets: number | null;
 }
 
 export interface Breach {
@@ -95,6 +138,14 @@ export interface WindowPoint {
   cpuLimitCores: number;
   memoryLimitBytes: number;
   pidsLimit: number;
+  writableBytes: number | null;
+  logBytes: number | null;
+  netRxBytesPerSec: number | null;
+  netTxBytesPerSec: number | null;
+  netRxPacketsPerSec: number | null;
+  netTxPacketsPerSec: number | null;
+  tcpConnections: number | null;
+  sockets: number | null;
 }
 
 // The window is a ring of numbers per container, not an array of sample
@@ -111,7 +162,16 @@ const F_PIDS = 6;
 const F_CPU_LIM = 7;
 const F_MEM_LIM = 8;
 const F_PIDS_LIM = 9;
-const FIELDS = 10;
+// What the usage rules judge beyond the cgroup (cumulative counters only live in `latest`).
+const F_WRITABLE = 10;
+const F_LOGS = 11;
+const F_RX_BPS = 12;
+const F_TX_BPS = 13;
+const F_RX_PPS = 14;
+const F_TX_PPS = 15;
+const F_TCP = 16;
+const F_SOCKS = 17;
+const FIELDS = 18;
 
 /** Everything kept per container between ticks. */
 interface Tracked {
@@ -189,6 +249,10 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
         at: r[base + F_AT]!, cpuUsageNs: r[base + F_CPU_NS]!, cpuCores: orNull(r[base + F_CORES]!), cpuPercentOfQuota: orNull(r[base + F_CPU_PCT]!),
         memoryBytes: r[base + F_MEM]!, memoryPercentOfLimit: orNull(r[base + F_MEM_PCT]!), pids: r[base + F_PIDS]!,
         cpuLimitCores: r[base + F_CPU_LIM]!, memoryLimitBytes: r[base + F_MEM_LIM]!, pidsLimit: r[base + F_PIDS_LIM]!,
+        writableBytes: orNull(r[base + F_WRITABLE]!), logBytes: orNull(r[base + F_LOGS]!),
+        netRxBytesPerSec: orNull(r[base + F_RX_BPS]!), netTxBytesPerSec: orNull(r[base + F_TX_BPS]!),
+        netRxPacketsPerSec: orNull(r[base + F_RX_PPS]!), netTxPacketsPerSec: orNull(r[base + F_TX_PPS]!),
+        tcpConnections: orNull(r[base + F_TCP]!), sockets: orNull(r[base + F_SOCKS]!),
       });
     }
     return out;
@@ -251,24 +315,44 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     for (const c of this.o.containers()) if (c.state === undefined || c.state === 'running') list.push(c);
     const samples: UsageSample[] = [];
     let errors = 0;
+    // The disk source once for the whole tick, while the cgroups are read.
+    const { disk, net } = this.o;
+    const diskRead: Promise<Map<string, DiskUsage> | undefined> = disk && list.length > 0
+      ? disk.read(list.map(resourceTarget), started).catch((e: Error) => {
+        errors++;
+        this.emit('sampleError', '', e);
+        return undefined;
+      })
+      : Promise.resolve(undefined);
+    const pending: Array<[SampledContainer, CgroupRead, NetUsage | null | undefined]> = [];
     for (let i = 0; i < list.length; i += this.o.concurrency) {
       const batch = list.slice(i, i + this.o.concurrency);
       const reads = await Promise.all(
-        batch.map((c) =>
-          this.o.reader.read(c.id, c.pid, this.detailFor(c)).catch((e: Error) => {
+        batch.map((c) => {
+          const cg = (this.o.reader.read(c.id, c.pid, this.detailFor(c)) as Promise<CgroupRead>).catch((e: Error) => {
             if (!(e instanceof CgroupNotFoundError)) {
               errors++;
               this.emit('sampleError', c.id, e);
             }
             return undefined;
-          }),
-        ),
+          });
+          const nu = net && (c.pid ?? 0) > 0
+            ? net.read(resourceTarget(c)).catch((e: Error) => {
+              errors++;
+              this.emit('sampleError', c.id, e);
+              return undefined;
+            })
+            : undefined;
+          return Promise.all([cg, nu]);
+        }),
       );
       for (let j = 0; j < batch.length; j++) {
-        const u = reads[j];
-        if (u) samples.push(this.record(batch[j]!, u));
+        const [u, n] = reads[j]!;
+        if (u) pending.push([batch[j]!, u, n]);
       }
     }
+    const diskUsage = await diskRead;
+    for (const [c, u, n] of pending) samples.push(this.record(c, u, diskUsage?.get(c.id), n));
     // Forget containers that are gone.
     if (this.tracked.size > list.length || samples.length < list.length) {
       const live = new Set(list.map((c) => c.id));
@@ -276,6 +360,8 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
         if (!live.has(id)) {
           this.tracked.delete(id);
           this.o.reader.forget(id);
+          this.o.disk?.forget(id);
+          this.o.net?.forget?.(id);
           for (const r of this.o.rules) this.ruleStates.delete(`${r.id}\0${id}`);
         }
       }
@@ -311,10 +397,10 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   }
 
   /** Which optional cgroup files this read refreshes (see detailEveryTicks). */
-  private detailFor(c: SampledContainer): ReadDetail {
+  private detailFor(c: SampledContainer): Detail {
     const t = this.track(c.id);
     const n = t.reads++;
-    if (n % this.o.detailEveryTicks === 0) return FULL_DETAIL;
+    if (n % this.o.detailEveryTicks === 0) return this.o.blkio ? FULL_DETAIL_BLKIO : FULL_DETAIL;
     let pids = false;
     let memoryStat = false;
     const last = t.latest;
@@ -328,9 +414,17 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     return pids || memoryStat ? { pids, memoryStat } : NO_DETAIL;
   }
 
-  private record(c: SampledContainer, u: CgroupUsage): UsageSample {
+  private record(c: SampledContainer, read: CgroupRead, d: DiskUsage | undefined, n: NetUsage | null | undefined): UsageSample {
     const t = this.track(c.id);
     const prev = t.latest;
+    const { blkio, ...u } = read;
+    // Block IO is read at the detail cadence: carry the last values in between.
+    const blk = blkio
+      ? { blkioReadBytes: blkio.readBytes, blkioWriteBytes: blkio.writeBytes, blkioReadOps: blkio.readOps, blkioWriteOps: blkio.writeOps }
+      : { blkioReadBytes: prev?.blkioReadBytes ?? null, blkioWriteBytes: prev?.blkioWriteBytes ?? null, blkioReadOps: prev?.blkioReadOps ?? null, blkioWriteOps: prev?.blkioWriteOps ?? null };
+    const dtSec = prev && u.at > prev.at ? (u.at - prev.at) / 1000 : 0;
+    const perSec = (now: number | undefined, before: number | null | undefined): number | null =>
+      now === undefined || before === null || before === undefined || dtSec <= 0 || now < before ? null : round((now - before) / dtSec);
     const cpuLimit = u.cpuLimitCores > 0 ? u.cpuLimitCores : factsCpus(c);
     const memLimit = u.memoryLimitBytes > 0 ? u.memoryLimitBytes : c.memoryLimitBytes ?? 0;
     const pidsLimit = u.pidsLimit > 0 ? u.pidsLimit : (c.pidsLimit ?? 0) > 0 ? c.pidsLimit! : 0;
@@ -347,6 +441,21 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
       memoryPercentOfLimit: memLimit > 0 ? round((u.memoryBytes / memLimit) * 100) : null,
       pidsPercentOfLimit: pidsLimit > 0 ? round((u.pids / pidsLimit) * 100) : null,
       unlimited: { cpu: cpuLimit <= 0, memory: memLimit <= 0, pids: pidsLimit <= 0 },
+      writableBytes: d?.writableBytes ?? null,
+      logBytes: d?.logBytes ?? null,
+      ...blk,
+      netRxBytes: n?.rxBytes ?? null,
+      netTxBytes: n?.txBytes ?? null,
+      netRxPackets: n?.rxPackets ?? null,
+      netTxPackets: n?.txPackets ?? null,
+      netRxDropped: n?.rxDropped ?? null,
+      netTxDropped: n?.txDropped ?? null,
+      netRxBytesPerSec: perSec(n?.rxBytes, prev?.netRxBytes),
+      netTxBytesPerSec: perSec(n?.txBytes, prev?.netTxBytes),
+      netRxPacketsPerSec: perSec(n?.rxPackets, prev?.netRxPackets),
+      netTxPacketsPerSec: perSec(n?.txPackets, prev?.netTxPackets),
+      tcpConnections: n?.tcpConnections ?? null,
+      sockets: n?.sockets ?? null,
     };
     const base = t.next * FIELDS;
     const r = t.ring;
@@ -360,6 +469,14 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     r[base + F_CPU_LIM] = sample.cpuLimitCores;
     r[base + F_MEM_LIM] = sample.memoryLimitBytes;
     r[base + F_PIDS_LIM] = sample.pidsLimit;
+    r[base + F_WRITABLE] = sample.writableBytes ?? NaN;
+    r[base + F_LOGS] = sample.logBytes ?? NaN;
+    r[base + F_RX_BPS] = sample.netRxBytesPerSec ?? NaN;
+    r[base + F_TX_BPS] = sample.netTxBytesPerSec ?? NaN;
+    r[base + F_RX_PPS] = sample.netRxPacketsPerSec ?? NaN;
+    r[base + F_TX_PPS] = sample.netTxPacketsPerSec ?? NaN;
+    r[base + F_TCP] = sample.tcpConnections ?? NaN;
+    r[base + F_SOCKS] = sample.sockets ?? NaN;
     t.next = (t.next + 1) % this.o.windowSize;
     if (t.count < this.o.windowSize) t.count++;
     t.latest = sample;
@@ -413,6 +530,16 @@ function measure(rule: RuntimeRule, s: UsageSample): { above: boolean; value: nu
   return rule.above !== undefined
     ? { above: false, value: s.pids, threshold: rule.above, unit: 'count' }
     : { above: false, value: pct ?? 0, threshold: rule.abovePercent ?? 0, unit: 'percent-of-limit' };
+}
+
+/** What the disk and network sources need to know about a container. */
+function resourceTarget(c: SampledContainer): ResourceTarget {
+  const t: ResourceTarget = { id: c.id, pid: c.pid ?? 0 };
+  if (c.graphDriver) t.graphDriver = c.graphDriver;
+  if (c.upperDir) t.upperDir = c.upperDir;
+  if (c.logPath) t.logPath = c.logPath;
+  if (c.logDriver) t.logDriver = c.logDriver;
+  return t;
 }
 
 function round(n: number): number {
