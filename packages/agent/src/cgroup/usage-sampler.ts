@@ -55,27 +55,27 @@ export interface UsageSample extends CgroupUsage {
   /** Which resources have no limit at all. */
   unlimited: { cpu: boolean; memory: boolean; pids: boolean };
   // Beyond the cgroup. null = not measured (source off, not measurable, failed).
-  writableBytes: number | null;
-  logBytes: number | null;
+  writableBytes?: number | null;
+  logBytes?: number | null;
   /** Cumulative block IO (refreshed every detailEveryTicks; the last values in between). */
-  blkioReadBytes: number | null;
-  blkioWriteBytes: number | null;
-  blkioReadOps: number | null;
-  blkioWriteOps: number | null;
+  blkioReadBytes?: number | null;
+  blkioWriteBytes?: number | null;
+  blkioReadOps?: number | null;
+  blkioWriteOps?: number | null;
   /** The network namespace's cumulative counters (all interfaces but lo). */
-  netRxBytes: number | null;
-  netTxBytes: number | null;
-  netRxPackets: number | null;
-  netTxPackets: number | null;
-  netRxDropped: number | null;
-  netTxDropped: number | null;
+  netRxBytes?: number | null;
+  netTxBytes?: number | null;
+  netRxPackets?: number | null;
+  netTxPackets?: number | null;
+  netRxDropped?: number | null;
+  netTxDropped?: number | null;
   /** Rates since the previous sample; null on the first one or after a counter went back. */
-  netRxBytesPerSec: number | null;
-  netTxBytesPerSec: number | null;
-  netRxPacketsPerSec: number | null;
-  netTxPacketsPerSec: number | null;
-  tcpConnections: number | null;
-  sockets: number | null;
+  netRxBytesPerSec?: number | null;
+  netTxBytesPerSec?: number | null;
+  netRxPacketsPerSec?: number | null;
+  netTxPacketsPerSec?: number | null;
+  tcpConnections?: number | null;
+  sockets?: number | null;
 }
 
 export interface Breach {
@@ -138,14 +138,14 @@ export interface WindowPoint {
   cpuLimitCores: number;
   memoryLimitBytes: number;
   pidsLimit: number;
-  writableBytes: number | null;
-  logBytes: number | null;
-  netRxBytesPerSec: number | null;
-  netTxBytesPerSec: number | null;
-  netRxPacketsPerSec: number | null;
-  netTxPacketsPerSec: number | null;
-  tcpConnections: number | null;
-  sockets: number | null;
+  writableBytes?: number | null;
+  logBytes?: number | null;
+  netRxBytesPerSec?: number | null;
+  netTxBytesPerSec?: number | null;
+  netRxPacketsPerSec?: number | null;
+  netTxPacketsPerSec?: number | null;
+  tcpConnections?: number | null;
+  sockets?: number | null;
 }
 
 // The window is a ring of numbers per container, not an array of sample

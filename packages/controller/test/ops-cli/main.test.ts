@@ -98,7 +98,7 @@ t.test('ops CLI against the real API', async (t) => {
     const all = await run(['containers'], env);
     t.equal(all.code, 0, all.err);
     const lines = all.out.trimEnd().split('\n');
-    t.match(lines[0], /^AGENT\s+CONTAINER ID\s+NAME\s+IMAGE\s+STATE\s+CPU\s+MEM\s+UPDATED$/);
+    t.match(lines[0], /^AGENT\s+CONTAINER ID\s+NAME\s+IMAGE\s+STATE\s+CPU\s+MEM\s+DISK\s+NET\s+CONNS\s+UPDATED$/);
     t.equal(lines.length, 6, 'header + 5 live containers');
     t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.web.slice(0, 12)}\\s+web\\s+nginx:1\\.27\\s+running\\s+50%\\s+24\\.0 MiB/64\\.0 MiB\\s+1m ago$`, 'm'));
     t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.job.slice(0, 12)}\\s+job\\s+\\S+\\s+exited\\s+-\\s+-\\s+`, 'm'), 'no usage: dashes');
