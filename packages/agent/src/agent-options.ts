@@ -28,6 +28,12 @@ export interface AgentOptions {
   usageIntervalMs: number;
   /** Live usage: how often usage deltas go to the controller. Default 30 s. */
   usageReportIntervalMs: number;
+  /**
+   * Live usage beyond the cgroup, each on by default: writable layer and log
+   * sizes (--no-disk-usage), network namespace counters and sockets
+   * (--no-net-usage), block IO (--no-blkio-usage).
+   */
+  usageSources: { disk: boolean; net: boolean; blkio: boolean };
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
 }
@@ -51,6 +57,10 @@ export interface AgentOptionsInput {
   /** Live usage; false (from --no-usage) turns sampling off. */
   usageInterval?: string | number | false | undefined;
   usageReportInterval?: string | number | undefined;
+  /** false (from --no-disk-usage, --no-net-usage, --no-blkio-usage) turns that measurement off. Default true. */
+  diskUsage?: boolean | undefined;
+  netUsage?: boolean | undefined;
+  blkioUsage?: boolean | undefined;
   /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
 }
@@ -85,6 +95,7 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     metricsListen,
     metricsAllowRemote,
     ...resolveUsageIntervals(input),
+    usageSources: { disk: input.diskUsage !== false, net: input.netUsage !== false, blkio: input.blkioUsage !== false },
     audit: resolveHostAuditOptions(input.audit),
   };
 }
