@@ -398,7 +398,7 @@ t.test('report filter: disk, network and connections deltas; the wire carries on
   t.equal(f.next([base(20_000, { writableBytes: 200 * MiB, logBytes: 50 * MiB, tcpConnections: 2000 })]).updates.length, 1, 'connections jumped: sent');
   const d = f.next([base(25_000, { writableBytes: 200 * MiB, logBytes: 50 * MiB, tcpConnections: 2000, netRxBytesPerSec: 10 * MiB })]);
   t.equal(d.updates.length, 1, 'network rate jumped: sent');
-  const msg = toUsageReportMessage(d, 25_000).containers[0]!;
+  const msg = toUsageReportMessage(d, 25_000).containers![0]!;
   t.match(msg, { writableBytes: 200 * MiB, logBytes: 50 * MiB, netRxBytesPerSec: 10 * MiB, tcpConnections: 2000, sockets: 6 });
   t.notOk('blkioReadBytes' in msg, 'not measured: absent on the wire (proto3 optional)');
   t.equal(f.next([base(30_000, { writableBytes: null, logBytes: 50 * MiB, tcpConnections: 2000, netRxBytesPerSec: 10 * MiB })]).updates.length, 1, 'measured → not measured: sent');
