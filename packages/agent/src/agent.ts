@@ -207,6 +207,7 @@ export class Agent {
     hostAudit?.start();
     const agent = new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener, hostAudit);
     agent.usage = usage;
+    if (usage) metrics.setSources({ usage: () => usage.sampler.latest().values() });
     agent.imageUse = imageUse;
     return agent;
   }
