@@ -19,6 +19,15 @@
 //    default 1): wall time, the CLI's CPU (a shell's cutime+cstime after
 //    waiting for it), and dockerd's + containerd's CPU over the call (from
 //    /proc/<pid>/stat), i.e. what polling the engine would cost the host.
+// 5. BENCH_CGROUP_RESOURCES=1 (or --resources): the sampler also measures what
+//    the agent measures by default beyond the cgroup — writable layer and log
+//    sizes (the disk source, once per tick for all), the network namespace's
+//    counters and sockets (per container), block IO (cgroup detail files) —
+//    through the agent's own createResourceSources (packages/agent/dist/
+//    resources/sources.js), with ResourceTargets from inspect as the watcher
+//    builds them. Each container then writes 1 MiB into its writable layer and
+//    a log line before it sleeps, so there is something to measure. The
+//    result says which sources ran (`resources`).
 // Bounded: every wait has a timeout; all containers are removed at the end.
 'use strict';
 const { spawn } = require('node:child_process');
@@ -33,6 +42,7 @@ const IDLE_S = Number(process.env.BENCH_CGROUP_IDLE_S ?? 10);
 const WINDOW_S = Number(process.env.BENCH_CGROUP_WINDOW_S ?? 60);
 const INTERVAL_MS = Number(process.env.BENCH_CGROUP_INTERVAL_MS ?? 5000);
 const STATS_RUNS = Number(process.env.BENCH_CGROUP_STATS_RUNS ?? 1);
+const RESOURCES = process.env.BENCH_CGROUP_RESOURCES === '1' || process.argv.includes('--resources');
 const IMAGE = 'bulkhead-test/busybox:1';
 const LABEL = 'bulkhead.bench=cgroup-sampling';
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -85,6 +95,8 @@ async function main() {
   const { CgroupReader } = require(join(DIST, 'cgroup/cgroup-reader.js'));
   const { UsageSampler } = require(join(DIST, 'cgroup/usage-sampler.js'));
   const { loadDaemonConfig } = require(join(DIST, 'lockdown/daemon-config.js'));
+  const { resourceTargetOf } = require(join(DIST, 'docker/watcher.js'));
+  const { createResourceSources } = require(join(DIST, 'resources/sources.js'));
   const socketPath = host.slice('unix://'.length);
   const docker = new Docker({ socketPath });
   const daemon = await loadDaemonConfig({ docker, dockerSocketPath: socketPath });
@@ -105,7 +117,9 @@ async function main() {
       await Promise.all(
         Array.from({ length: Math.min(20, N - i) }, async () => {
           const c = await docker.createContainer({
-            Image: IMAGE, Cmd: ['sleep', '3600'], Labels: { 'bulkhead.bench': 'cgroup-sampling' },
+            Image: IMAGE,
+            Cmd: RESOURCES ? ['sh', '-c', 'head -c 1048576 /dev/zero > /data; echo started; exec sleep 3600'] : ['sleep', '3600'],
+            Labels: { 'bulkhead.bench': 'cgroup-sampling' },
             HostConfig: { NetworkMode: 'none', NanoCpus: 100_000_000, Memory: 32 * 1024 * 1024, PidsLimit: 16 },
           });
           await c.start();
@@ -116,7 +130,8 @@ async function main() {
     if (list.length !== N) throw new Error(`expected ${N} running containers, got ${list.length}`);
     const containers = await Promise.all(list.map(async (c) => {
       const ins = await docker.getContainer(c.Id).inspect();
-      return { id: c.Id, name: ins.Name, pid: ins.State.Pid, state: 'running' };
+      const t = resourceTargetOf(ins);
+      return { id: c.Id, name: ins.Name, pid: ins.State.Pid, state: 'running', graphDriver: t.graphDriver, upperDir: t.upperDir, logPath: t.logPath, logDriver: t.logDriver };
     }));
     const startSeconds = (Date.now() - t0) / 1000;
 
@@ -139,10 +154,18 @@ async function main() {
     const reader = await CgroupReader.forHost({ driver: daemon.info?.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs' });
     const tickMs = [];
     let samplesSeen = 0;
-    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS });
+    const sources = RESOURCES ? await createResourceSources({ disk: true, net: true }, { warn: (o, m) => console.error(m, o) }) : {};
+    if (RESOURCES && (!sources.disk || !sources.net)) throw new Error(`--resources: the agent has no ${sources.disk ? 'network' : 'disk'} source (packages/agent/src/resources/sources.ts)`);
+    let measured = { writable: 0, logs: 0, net: 0 };
+    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS, ...sources, blkio: RESOURCES });
     sampler.on('tick', (samples, info) => {
       tickMs.push(info.durationMs);
       samplesSeen += samples.length;
+      measured = {
+        writable: samples.filter((s) => s.writableBytes != null).length,
+        logs: samples.filter((s) => s.logBytes != null).length,
+        net: samples.filter((s) => s.tcpConnections != null).length,
+      };
     });
     sampler.on('sampleError', (id, e) => console.error(`sample error ${id}: ${e.message}`));
     sampler.start();
@@ -155,6 +178,7 @@ async function main() {
     const windowS = Number(process.hrtime.bigint() - w0) / 1e9;
     await sampler.stop();
     reader.close();
+    sources.disk?.close?.();
     const idleCpuPct = Math.min(idleBefore, await idle());
     const samplerCpuPct = ((u1.user + u1.system) / 1e6) / windowS * 100;
     const steadyTicks = tickMs.slice(warmTicks);
@@ -181,6 +205,8 @@ async function main() {
       date: new Date().toISOString(),
       node: process.version,
       cgroupVersion: reader.version,
+      // Beyond the cgroup (BENCH_CGROUP_RESOURCES=1): which sources ran, and how many containers each measured on the last tick.
+      resources: RESOURCES ? { disk: true, net: true, blkio: true, measuredOnLastTick: measured } : false,
       runningContainers: N,
       containerStartSeconds: +startSeconds.toFixed(1),
       intervalMs: INTERVAL_MS,
@@ -206,7 +232,7 @@ async function main() {
       },
     };
     mkdirSync(join(__dirname, 'results'), { recursive: true });
-    writeFileSync(join(__dirname, 'results', 'cgroup-sampling.json'), JSON.stringify(result, null, 2) + '\n');
+    writeFileSync(join(__dirname, 'results', RESOURCES ? 'cgroup-sampling-resources.json' : 'cgroup-sampling.json'), JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));
   } finally {
     await cleanup();

@@ -29,7 +29,7 @@ import type { ActionTiming } from './enforce/enforcer-options';
 // Live usage.
 import { CgroupReader } from './cgroup/cgroup-reader';
 import { UsageMonitor } from './cgroup/usage-monitor';
-import type { DiskUsageSource, NetUsageSource } from './resources/types';
+import { createResourceSources } from './resources/sources';
 // Host audit.
 import { AuditOutbox } from './link/audit-outbox';
 import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
@@ -251,7 +251,7 @@ async function startUsageMonitor(
       interval: opts.usageIntervalMs,
       reportInterval: opts.usageReportIntervalMs,
       logger: log,
-      ...(await resourceSources(opts, deps.watcher, log)),
+      ...(await createResourceSources(opts.usageSources, log)),
       blkio: opts.usageSources.blkio,
     });
     // A new stream starts with a snapshot, which clears this agent's usage at the controller.
@@ -263,23 +263,6 @@ async function startUsageMonitor(
     log.error({ err: (err as Error).message }, 'usage monitor could not start; usage rules are not evaluated');
     return undefined;
   }
-}
-
-/**
- * The disk and network sources the flags leave on. One that cannot start
- * (no readable data root, a /proc without net files) is logged and left out:
- * the cgroup usage and every other resource go on.
- */
-async function resourceSources(
-  opts: AgentOptions,
-  _watcher: ContainerWatcher,
-  log: Logger,
-): Promise<{ disk?: DiskUsageSource; net?: NetUsageSource }> {
-  const out: { disk?: DiskUsageSource; net?: NetUsageSource } = {};
-  // TODO(plumb): the readers (resources/disk-usage.ts, resources/net-usage.ts) are wired in at the merge.
-  void opts;
-  void log;
-  return out;
 }
 
 /** The watcher's inventory as the link reports it: env values gone, secret hits in, command redacted. */
