@@ -150,3 +150,55 @@ export function parseProcCgroup(text: string): Map<string, string> {
   }
   return out;
 }
+
+/** Block-IO of a cgroup, summed over its devices (cumulative). */
+export interface BlkioUsage {
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+/**
+ * v2 io.stat: one line per device, "8:0 rbytes=1 wbytes=2 rios=3 wios=4
+ * dbytes=0 dios=0" → the sums. (Stacked devices — dm on top of a disk — are
+ * each listed, as docker stats sums them too.)
+ */
+export function parseIoStat(text: string): BlkioUsage {
+  const out: BlkioUsage = { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
+  for (const line of text.split('\n')) {
+    for (const kv of line.split(' ')) {
+      const eq = kv.indexOf('=');
+      if (eq < 0) continue;
+      const n = Number(kv.slice(eq + 1));
+      if (!Number.isFinite(n)) continue;
+      switch (kv.slice(0, eq)) {
+        case 'rbytes': out.readBytes += n; break;
+        case 'wbytes': out.writeBytes += n; break;
+        case 'rios': out.readOps += n; break;
+        case 'wios': out.writeOps += n; break;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * v1 blkio.*io_service_bytes* / *io_serviced*: "8:0 Read 4096" lines per
+ * device and operation (Read, Write, Sync, Async, Discard, Total) and a last
+ * "Total N" line → the Read and Write lines summed over devices, and how many
+ * device lines there were (0: the file is empty for this cgroup).
+ */
+export function parseBlkioRw(text: string): { read: number; write: number; lines: number } {
+  const out = { read: 0, write: 0, lines: 0 };
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length !== 3) continue;
+    out.lines++;
+    const n = Number(f[2]);
+    if (!Number.isFinite(n)) continue;
+    if (f[1] === 'Read') out.read += n;
+    else if (f[1] === 'Write') out.write += n;
+  }
+  return out;
+}

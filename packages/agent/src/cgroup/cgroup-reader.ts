@@ -17,9 +17,22 @@
 // regenerates them), which is about a tenth of open+read+close; limits are
 // re-read every 30 s; memory.stat and pids.current can be skipped on a read
 // (their last values are reused) when the caller does not need them fresh.
+//
+// Block IO (bytes and operations read/written, summed over devices) is read
+// only when a read asks for it (ReadDetail.blkio), so callers that do not
+// pay nothing: v2 io.stat; v1 blkio.throttle.io_service_bytes/io_serviced
+// (the _recursive variants where the kernel has them), which modern kernels
+// fill for every cgroup whether or not it is throttled — and, where those
+// show no device at all, the CFQ / BFQ scheduler files of older kernels.
+// On cgroup v1, buffered writes are charged to the cgroup only when the
+// writer itself issues the IO (direct IO, fsync-heavy writes): page-cache
+// writeback is done by kernel threads in the root cgroup. v2 charges
+// writeback to the dirtying cgroup.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { closeFile, openFile, parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue } from './cgroup-files';
+import { type BlkioUsage, closeFile, openFile, parseBlkioRw, parseCfsQuota, parseCounter, parseCpuMax, parseIoStat, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue } from './cgroup-files';
+
+export type { BlkioUsage } from './cgroup-files';
 
 export type CgroupVersion = 1 | 2;
 export type CgroupDriver = 'cgroupfs' | 'systemd';
@@ -56,12 +69,14 @@ export interface CgroupReaderOptions {
   now?: (() => number) | undefined;
 }
 
-/** Which optional files a read refreshes; skipped ones keep their last value. Default: both. */
+/** Which optional files a read refreshes; skipped ones keep their last value. */
 export interface ReadDetail {
-  /** memory.stat (for the working set). */
+  /** memory.stat (for the working set). Default true. */
   memoryStat?: boolean;
-  /** pids.current. */
+  /** pids.current. Default true. */
   pids?: boolean;
+  /** Block IO (v2 io.stat, v1 blkio.*). Default FALSE: read only when asked. */
+  blkio?: boolean;
 }
 
 export interface CgroupUsage {
@@ -81,6 +96,12 @@ export interface CgroupUsage {
   pidsLimit: number;
   /** CPU quota in CPUs (cfs quota / period); 0 = unlimited. */
   cpuLimitCores: number;
+  /**
+   * Cumulative block IO, summed over devices: present once a read asked for
+   * it (ReadDetail.blkio; later reads that do not ask repeat the last value),
+   * absent when never asked or when the cgroup has no io/blkio controller.
+   */
+  blkio?: BlkioUsage;
 }
 
 /** Where a container's cgroup files are. */
@@ -95,9 +116,26 @@ export interface CgroupLocation {
   pidsLimit: string | undefined;
   /** v2: [cpu.max]; v1: [cfs_quota_us, cfs_period_us]; [] when the cpu controller is not found. */
   cpuLimit: string[];
+  /** v2: io.stat; v1: the blkio controller's directory (which files it has is found on the first blkio read). */
+  blkio: string;
 }
 
-type HotFile = 'cpuUsage' | 'memoryUsage' | 'memoryStat' | 'pidsCurrent';
+type HotFile = 'cpuUsage' | 'memoryUsage' | 'memoryStat' | 'pidsCurrent' | 'ioBytes' | 'ioOps';
+type LocatedFile = 'cpuUsage' | 'memoryUsage' | 'memoryStat' | 'pidsCurrent';
+
+/**
+ * v1 block-IO files, [bytes, ops], in the order tried: the throttle files
+ * (every IO, on every kernel with blk-throttle), recursive first.
+ */
+const V1_IO: ReadonlyArray<readonly [string, string]> = [
+  ['blkio.throttle.io_service_bytes_recursive', 'blkio.throttle.io_serviced_recursive'],
+  ['blkio.throttle.io_service_bytes', 'blkio.throttle.io_serviced'],
+];
+/** Read when the throttle files list no device: the CFQ (kernels before 5.0) and BFQ schedulers' own counts. */
+const V1_IO_LEGACY: ReadonlyArray<readonly [string, string]> = [
+  ['blkio.io_service_bytes_recursive', 'blkio.io_serviced_recursive'],
+  ['blkio.bfq.io_service_bytes_recursive', 'blkio.bfq.io_serviced_recursive'],
+];
 
 interface Entry {
   loc: CgroupLocation;
@@ -109,6 +147,12 @@ interface Entry {
   pids: number;
   /** Optional files this cgroup does not have (e.g. no pids controller): not tried again. */
   missing: Set<HotFile>;
+  /** v1: the block-IO files found on the first blkio read (null: none). */
+  io: { bytes: string; ops: string } | null | undefined;
+  /** v1: legacy block-IO files found absent. */
+  missingLegacy: Set<string>;
+  /** Last block-IO counters, reused when a read skips them. */
+  blkio: BlkioUsage | undefined;
 }
 
 /** Thrown when a container has no cgroup (not running, or already gone). `code` is 'ENOENT'. */
@@ -135,7 +179,7 @@ function isGone(e: unknown): boolean {
   return code === 'ENOENT' || code === 'ENODEV' || code === 'ESRCH';
 }
 
-const SIZES: Record<HotFile, number> = { cpuUsage: 512, memoryUsage: 64, memoryStat: 4000, pidsCurrent: 64 };
+const SIZES: Record<HotFile, number> = { cpuUsage: 512, memoryUsage: 64, memoryStat: 4000, pidsCurrent: 64, ioBytes: 1024, ioOps: 1024 };
 const FULL: ReadDetail = { memoryStat: true, pids: true };
 
 export class CgroupReader {
@@ -264,6 +308,7 @@ export class CgroupReader {
       memoryLimit: join(dir, 'memory.max'),
       pidsLimit: join(dir, 'pids.max'),
       cpuLimit: [join(dir, 'cpu.max')],
+      blkio: join(dir, 'io.stat'),
     };
   }
 
@@ -280,21 +325,21 @@ export class CgroupReader {
       memoryLimit: join(memory, 'memory.limit_in_bytes'),
       pidsLimit: join(pids, 'pids.max'),
       cpuLimit: [join(cpu, 'cpu.cfs_quota_us'), join(cpu, 'cpu.cfs_period_us')],
+      blkio: at('blkio'),
     };
   }
 
   private async entry(containerId: string, pid: number | undefined): Promise<Entry> {
     const loc = await this.locate(containerId, pid);
-    const e: Entry = { loc, fds: {}, opening: {}, limits: undefined, inactive: 0, pids: 0, missing: new Set() };
+    const e: Entry = { loc, fds: {}, opening: {}, limits: undefined, inactive: 0, pids: 0, missing: new Set(), io: undefined, missingLegacy: new Set(), blkio: undefined };
     this.entries.set(containerId, e);
     return e;
   }
 
   /** Reads a per-sample file: one pread on a kept-open fd when allowed, else open/read/close. */
-  private hot(id: string, e: Entry, file: HotFile): Promise<string> {
+  private hot(id: string, e: Entry, file: HotFile, path: string = e.loc[file as LocatedFile]!): Promise<string> {
     const fd = e.fds[file];
     if (fd !== undefined) return settle(() => preadFileSync(fd, SIZES[file]));
-    const path = e.loc[file]!;
     if (!this.keepOpen || this.openCount >= this.maxOpenFiles) return readSmallFile(path, SIZES[file]);
     let opening = e.opening[file];
     if (!opening) {
@@ -324,12 +369,15 @@ export class CgroupReader {
       if (err.code === 'ENOENT') e.missing.add(file);
       return undefined;
     };
-    const [cpu, mem, stat, pids] = await Promise.all([
+    const wantIo = detail.blkio === true && !e.missing.has('ioBytes');
+    const [cpu, mem, stat, pids, io] = await Promise.all([
       this.hot(id, e, 'cpuUsage'),
       this.hot(id, e, 'memoryUsage'),
       wantStat ? this.hot(id, e, 'memoryStat').catch(optional('memoryStat')) : undefined,
       wantPids ? this.hot(id, e, 'pidsCurrent').catch(optional('pidsCurrent')) : undefined,
+      wantIo ? this.readBlkio(id, e).catch(optional('ioBytes')) : undefined,
     ]);
+    if (io !== undefined) e.blkio = io;
     if (limitsDue) this.readLimits(e, now);
     if (stat !== undefined) e.inactive = statValue(stat, this.version === 2 ? 'inactive_file' : 'total_inactive_file') ?? 0;
     if (pids !== undefined) e.pids = parseCounter(pids);
@@ -345,7 +393,43 @@ export class CgroupReader {
       pids: e.pids,
       pidsLimit: limits.pidsLimit,
       cpuLimitCores: limits.cpuLimitCores,
+      ...(e.blkio ? { blkio: e.blkio } : {}),
     };
+  }
+
+  /** Block IO: v2 io.stat; v1 the throttle files (found once), the legacy ones when those list no device. Rejects ENOENT when there is none. */
+  private async readBlkio(id: string, e: Entry): Promise<BlkioUsage> {
+    if (this.version === 2) return parseIoStat(await this.hot(id, e, 'ioBytes', e.loc.blkio));
+    if (e.io === undefined) {
+      e.io = null;
+      for (const [b, o] of V1_IO) {
+        if (await exists(join(e.loc.blkio, b))) {
+          e.io = { bytes: join(e.loc.blkio, b), ops: join(e.loc.blkio, o) };
+          break;
+        }
+      }
+    }
+    if (e.io === null) throw Object.assign(new Error('no blkio files'), { code: 'ENOENT' });
+    const [bytesText, opsText] = await Promise.all([this.hot(id, e, 'ioBytes', e.io.bytes), this.hot(id, e, 'ioOps', e.io.ops)]);
+    let bytes = parseBlkioRw(bytesText);
+    let ops = parseBlkioRw(opsText);
+    if (bytes.lines === 0 && ops.lines === 0) {
+      for (const [b, o] of V1_IO_LEGACY) {
+        if (e.missingLegacy.has(b)) continue;
+        try {
+          const [lb, lo] = await Promise.all([readSmallFile(join(e.loc.blkio, b)), readSmallFile(join(e.loc.blkio, o))]);
+          const [pb, po] = [parseBlkioRw(lb), parseBlkioRw(lo)];
+          if (pb.lines > 0 || po.lines > 0) {
+            [bytes, ops] = [pb, po];
+            break;
+          }
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') e.missingLegacy.add(b);
+          else throw err;
+        }
+      }
+    }
+    return { readBytes: bytes.read, writeBytes: bytes.write, readOps: ops.read, writeOps: ops.write };
   }
 
   /** The limits files (re-read every limitsTtlMs), synchronously like the hot files: a few µs in all. */

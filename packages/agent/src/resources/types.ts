@@ -27,7 +27,12 @@ export interface DiskUsage {
   logBytes: number | null;
 }
 
-/** Network counters of a container's network namespace (cumulative, all interfaces but `lo`), and its sockets now. */
+/**
+ * Network counters of a container's network namespace (cumulative, summed over
+ * ALL its interfaces, loopback included: in a namespace of its own, `lo` carries
+ * only this container's traffic, and a --network none container has nothing
+ * else), and its sockets now. The loopback share is in loopbackRxBytes/TxBytes.
+ */
 export interface NetUsage {
   rxBytes: number;
   txBytes: number;
@@ -35,10 +40,19 @@ export interface NetUsage {
   txPackets: number;
   rxDropped: number;
   txDropped: number;
-  /** TCP sockets in ESTABLISHED/SYN_* states etc. (every state but LISTEN and TIME_WAIT/CLOSE), IPv4 + IPv6. */
+  /**
+   * TCP sockets in ESTABLISHED/SYN_* states etc. (every state but LISTEN and TIME_WAIT/CLOSE), IPv4 + IPv6.
+   * ProcNetUsageReader's default (per-namespace sockstat counters, O(1)) counts LISTEN sockets too;
+   * its exact 'scan' mode does not (see resources/net-usage.ts for why the default is the counters).
+   */
   tcpConnections: number;
   /** All TCP + UDP sockets of the namespace, any state. */
   sockets: number;
+  /** Of rxBytes/txBytes, what went over `lo` (each byte over lo is counted sent and received). */
+  loopbackRxBytes?: number;
+  loopbackTxBytes?: number;
+  /** A socket file was larger than the reader's cap: tcpConnections and sockets are lower bounds. */
+  socketsTruncated?: boolean;
 }
 
 /** Reads disk usage incrementally: cost per tick stays flat as the fleet grows. */

@@ -6,7 +6,7 @@ import { closeSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CgroupNotFoundError, CgroupReader } from '../../src/cgroup/cgroup-reader';
-import { parseCfsQuota, parseCounter, parseCpuMax, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue, openFile } from '../../src/cgroup/cgroup-files';
+import { parseBlkioRw, parseCfsQuota, parseCounter, parseCpuMax, parseIoStat, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue, openFile } from '../../src/cgroup/cgroup-files';
 
 const FIX = join(__dirname, 'fixtures');
 const ID1 = '1'.repeat(64);
@@ -48,6 +48,41 @@ t.test('parsers', async (t) => {
   t.equal(m.get('cpuacct'), '/b');
   t.equal(m.get(''), '/d');
 });
+
+t.test('block-IO parsers: v2 io.stat and v1 blkio files, summed over devices', async (t) => {
+  t.same(parseIoStat('8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=7 dios=1\n8:16 rbytes=1 wbytes=2 rios=3 wios=4\n'), { readBytes: 101, writeBytes: 202, readOps: 4, writeOps: 6 });
+  t.same(parseIoStat(''), { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 }, 'no IO yet: an empty file');
+  t.same(parseIoStat('8:0 rbytes=x wbytes=5 cost.usage=9\n'), { readBytes: 0, writeBytes: 5, readOps: 0, writeOps: 0 }, 'junk and other keys ignored');
+  t.same(parseBlkioRw('8:0 Read 10\n8:0 Write 20\n8:0 Sync 30\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 30\n8:16 Read 1\n8:16 Write 2\nTotal 33\n'), { read: 11, write: 22, lines: 8 });
+  t.same(parseBlkioRw('Total 0\n'), { read: 0, write: 0, lines: 0 }, 'no device: the empty file of an idle or unaccounted cgroup');
+});
+
+for (const version of [1, 2] as const) {
+  t.test(`cgroup v${version}: block IO only when asked, last value kept, absent without a controller`, async (t) => {
+    const root = copy(t, version === 1 ? 'v1' : 'v2');
+    const r = await CgroupReader.forHost({ root });
+    t.teardown(() => r.close());
+    const plain = await r.read(ID1);
+    t.equal(plain.blkio, undefined, 'not asked (the default): not read');
+    const opened = r.openFiles;
+    const a = await r.read(ID1, undefined, { blkio: true });
+    t.same(a.blkio, { readBytes: 20 * MiB + 4096, writeBytes: 10 * MiB + 8192, readOps: 21, writeOps: 12 }, 'summed over both devices');
+    t.equal(r.openFiles, opened + (version === 1 ? 2 : 1), 'the block-IO files are kept open like the other per-sample files');
+    const dir = version === 1 ? `sys/fs/cgroup/blkio/docker/${ID1}` : `sys/fs/cgroup/system.slice/docker-${ID1}.scope`;
+    if (version === 1) {
+      writeFileSync(join(root, dir, 'blkio.throttle.io_service_bytes_recursive'), '254:0 Read 1\n254:0 Write 2\nTotal 3\n');
+      writeFileSync(join(root, dir, 'blkio.throttle.io_serviced_recursive'), '254:0 Read 3\n254:0 Write 4\nTotal 7\n');
+    } else writeFileSync(join(root, dir, 'io.stat'), '254:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n');
+    t.same((await r.read(ID1)).blkio, a.blkio, 'a read that does not ask repeats the last value');
+    t.same((await r.read(ID1, undefined, { blkio: true })).blkio, { readBytes: 1, writeBytes: 2, readOps: 3, writeOps: 4 }, 'a read that asks re-reads the kept-open files');
+    const b = await r.read(ID2, undefined, { blkio: true });
+    t.same(b.blkio, version === 1 ? { readBytes: MiB, writeBytes: 2 * MiB, readOps: 16, writeOps: 32 } : { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 },
+      version === 1 ? 'throttle files list no device: the CFQ files are read instead' : 'an empty io.stat: zeros');
+    const c = await r.read(ID3, version === 1 ? 4242 : 99, { blkio: true });
+    t.equal(c.blkio, undefined, 'no io/blkio controller: absent, and the read still succeeds');
+    t.equal((await r.read(ID3, undefined, { blkio: true })).blkio, undefined, 'not looked for again');
+  });
+}
 
 t.test('small-file reads: whole file, growing the buffer when needed', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bk-cg-read-'));

@@ -63,3 +63,32 @@ t.test('CPU burner breaches its quota rule; unlimited container is unlimited', a
   t.ok(lim.memoryPercentOfLimit! >= 0 && lim.memoryPercentOfLimit! < 50);
   t.equal(sampler.window(containers[0]!.id).length >= forSeconds, true, 'the burner has a window of samples');
 });
+
+t.test('block IO from the real cgroup: a direct-IO writer and reader is measured, only when asked', async (t) => {
+  const engine = await useEngine(t);
+  t.teardown(() => removeLabelledContainers(engine));
+  const docker = createDockerClient({ dockerHost: engine.dockerHost });
+  const MiB = 1024 * 1024;
+  // O_DIRECT so the IO is issued by the container's own process: on cgroup v1, page-cache
+  // writeback runs in the root cgroup and would not be charged to the container.
+  const io = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, engine.image, 'sh', '-c',
+    'dd if=/dev/zero of=/f bs=1M count=16 oflag=direct && dd if=/f of=/dev/null bs=1M iflag=direct && echo done && sleep 120']);
+  const idle = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, engine.image, 'sleep', '120']);
+  const info = (await docker.info()) as { CgroupDriver?: string };
+  const reader = await CgroupReader.forHost({ driver: info.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs' });
+  t.teardown(() => reader.close());
+  t.equal((await reader.read(io)).blkio, undefined, 'not read unless asked');
+  const end = Date.now() + 20_000;
+  let u = await reader.read(io, undefined, { blkio: true });
+  while ((u.blkio?.readBytes ?? 0) < 16 * MiB && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 250));
+    u = await reader.read(io, undefined, { blkio: true });
+  }
+  const b = u.blkio!;
+  t.ok(b, `cgroup v${reader.version}: block IO read`);
+  t.ok(b.writeBytes >= 16 * MiB && b.writeBytes < 20 * MiB, `16 MiB written: ${(b.writeBytes / MiB).toFixed(1)} MiB in ${b.writeOps} ops`);
+  t.ok(b.readBytes >= 16 * MiB && b.readBytes < 20 * MiB, `16 MiB read: ${(b.readBytes / MiB).toFixed(1)} MiB in ${b.readOps} ops`);
+  t.ok(b.writeOps >= 16 && b.readOps >= 16, 'at least one op per 1 MiB block');
+  const i = (await reader.read(idle, undefined, { blkio: true })).blkio;
+  t.ok(i && i.writeBytes < MiB, `the idle container wrote next to nothing (${i?.writeBytes} bytes)`);
+});
