@@ -8,10 +8,13 @@
 //     json-file log without rotation by another (logsAbove);
 //   - a container opening 2,000 loopback connections inside its own network
 //     namespace (`--network none`: lo only) is paused by a `connections` rule;
-//   - a container pushing traffic to a sink on an `--internal` network this
-//     test creates (two namespaces the test made; the readers count every
-//     interface but lo, so traffic has to leave lo to be network traffic) is
-//     quarantined by a `network-usage` rule;
+//   - a container pushing traffic over loopback inside its own network
+//     namespace (`--network none`; the readers count lo too: in a namespace of
+//     its own it carries only that container's traffic) is paused by a
+//     `network-usage` rule — quarantine has nothing to disconnect there;
+//   - one pushing traffic to a sink on an `--internal` network this test
+//     creates (two namespaces the test made, no route out) is quarantined by
+//     another;
 //   - each is measured within about a sampling interval of its load being in
 //     place (the violation message carries the measured value), and a quiet
 //     container under each rule runs on untouched, its usage shown by the API.
@@ -107,11 +110,15 @@ setInterval(() => {}, 1e9);`;
 const SINK_JS = `require('net').createServer((c) => { c.on('data', () => {}); c.on('error', () => {}); }).listen(9000, () => console.log('ready'));
 setInterval(() => {}, 1e9);`;
 
-/** Sends `chunk` bytes to host:9000 every 10 ms (paced, so the rate is known); prints "ready" once connected. */
+/**
+ * Sends `chunk` bytes to host:9000 every 10 ms (paced, so the rate is known); prints "ready" once
+ * connected. Host "lo": to a sink of its own on 127.0.0.1, inside its namespace.
+ */
 const PUSH_JS = `
-const [host, chunk] = [process.argv[1], Number(process.argv[2])]; const buf = Buffer.alloc(chunk, 120);
-const c = require('net').connect(9000, host, () => { console.log('ready'); setInterval(() => { if (c.writableLength < 4 * chunk) c.write(buf); }, 10); });
-c.on('error', (e) => { console.log('error ' + e.message); });
+const net = require('net'); const [host, chunk] = [process.argv[1], Number(process.argv[2])]; const buf = Buffer.alloc(chunk, 120);
+const go = (h) => { const c = net.connect(9000, h, () => { console.log('ready'); setInterval(() => { if (c.writableLength < 4 * chunk) c.write(buf); }, 10); }); c.on('error', (e) => console.log('error ' + e.message)); };
+if (host === 'lo') net.createServer((c) => { c.on('data', () => {}); c.on('error', () => {}); }).listen(9000, '127.0.0.1', () => go('127.0.0.1'));
+else go(host);
 setInterval(() => {}, 1e9);`;
 
 function policy(run: string): string {
@@ -128,7 +135,7 @@ kind: Policy
 metadata: { name: e2e-usage-resources }
 spec:
   rules:
-${rule('res.disk', 'disk', '{ type: stop, stopTimeoutSeconds: 1 }', `{ type: disk-usage, writableAbove: ${WRITABLE_ABOVE} }`)}${rule('res.logs', 'logs', '{ type: stop, stopTimeoutSeconds: 1 }', `{ type: disk-usage, logsAbove: ${LOGS_ABOVE} }`)}${rule('res.conns', 'conns', '{ type: pause }', `{ type: connections, above: ${CONNECTIONS_ABOVE}, forSeconds: ${CONNECTIONS_FOR_S} }`)}${rule('res.net', 'net', '{ type: quarantine }', `{ type: network-usage, bytesPerSecAbove: ${NET_ABOVE}, forSeconds: ${NET_FOR_S} }`)}`;
+${rule('res.disk', 'disk', '{ type: stop, stopTimeoutSeconds: 1 }', `{ type: disk-usage, writableAbove: ${WRITABLE_ABOVE} }`)}${rule('res.logs', 'logs', '{ type: stop, stopTimeoutSeconds: 1 }', `{ type: disk-usage, logsAbove: ${LOGS_ABOVE} }`)}${rule('res.conns', 'conns', '{ type: pause }', `{ type: connections, above: ${CONNECTIONS_ABOVE}, forSeconds: ${CONNECTIONS_FOR_S} }`)}${rule('res.net', 'net', '{ type: quarantine }', `{ type: network-usage, bytesPerSecAbove: ${NET_ABOVE}, forSeconds: ${NET_FOR_S} }`)}${rule('res.netlo', 'netlo', '{ type: pause }', `{ type: network-usage, bytesPerSecAbove: ${NET_ABOVE}, forSeconds: ${NET_FOR_S} }`)}`;
 }
 
 t.test('live usage beyond the cgroup: disk, logs, connections and traffic are measured and acted on; quiet neighbours are not', async (t) => {
@@ -196,7 +203,12 @@ t.test('live usage beyond the cgroup: disk, logs, connections and traffic are me
   const connsId = await start('bk-conns', [...labels('conns'), ...connArgs, ...nodeRun(CONNECT_JS, String(CONNECTIONS))]);
   const connsReady = readyAt(connsId, new RegExp(`ready ${CONNECTIONS}`));
   const connsQuietId = await start('bk-conns-quiet', [...labels('conns'), ...connArgs, ...nodeRun(CONNECT_JS, '10')]);
-  // Traffic: a sink (no rule) and two senders on the test's internal network.
+  // Traffic over loopback in its own namespace; a trickle beside it.
+  const loArgs = [...none, ...node.mounts, engine.image];
+  const loPushId = await start('bk-lopush', [...labels('netlo'), ...loArgs, ...nodeRun(PUSH_JS, 'lo', String(64 * 1024))]);
+  const loPushReady = readyAt(loPushId, /ready/);
+  const loQuietId = await start('bk-lopush-quiet', [...labels('netlo'), ...loArgs, ...nodeRun(PUSH_JS, 'lo', '10')]);
+  // Traffic between namespaces: a sink (no rule) and two senders on the test's internal network.
   const netArgs = ['--network', netName, ...node.mounts, engine.image];
   const sinkId = await start('bk-sink', [...LABEL_ARGS, ...netArgs, ...nodeRun(SINK_JS)]);
   await readyAt(sinkId, /ready/);
@@ -251,6 +263,19 @@ t.test('live usage beyond the cgroup: disk, logs, connections and traffic are me
     t.pass('paused (engine inspect State.Paused)');
   });
 
+  await t.test('network over loopback in its own namespace: measured, and the container paused', async (t) => {
+    const ready = await loPushReady;
+    const v = await violation('res.netlo', loPushId);
+    t.match(v, { source: 'usage', action: { type: 'pause', result: 'ok' } });
+    // Each byte over lo is counted received and sent.
+    t.match(v.message, /network at [\d.]+ MiB\/s \(rx [\d.]+ MiB\/s, tx [\d.]+ MiB\/s\) for [\d.]+ s/, `the rate (${v.message})`);
+    const lag = Date.parse(v.at) - ready;
+    t.ok(lag < ACT_WITHIN_MS(NET_FOR_S), `acted ${lag} ms after it started sending (rule: ${NET_FOR_S} s)`);
+    t.ok(lag >= NET_FOR_S * 1000 - 1500, 'not before the rule\'s window could have passed');
+    await waitFor('loopback pusher paused', async () => (await inspect(loPushId, '{{.State.Paused}}')) === 'true', HANG_MS, 200);
+    t.pass('paused');
+  });
+
   await t.test('network: the pusher\'s traffic is measured and it is quarantined', async (t) => {
     const ready = await pushReady;
     const v = await violation('res.net', pushId);
@@ -273,14 +298,16 @@ t.test('live usage beyond the cgroup: disk, logs, connections and traffic are me
     t.ok(c.tcpConnections! < CONNECTIONS_ABOVE, `its 10 connections, both ends (${c.tcpConnections})`);
     const n = await usageOf(pushQuietId, 'quiet traffic', (u) => (u.netTxBytes ?? 0) > 0 && u.netTxBytesPerSec !== null);
     t.ok(n.netTxBytesPerSec! < 2 * MiB, `its trickle measured (${n.netTxBytesPerSec} B/s sent)`);
-    for (const id of [diskQuietId, logsQuietId, connsQuietId, pushQuietId]) {
+    const lo = await usageOf(loQuietId, 'quiet loopback traffic', (u) => (u.netTxBytes ?? 0) > 0 && u.netTxBytesPerSec !== null);
+    t.ok(lo.netTxBytesPerSec! < 2 * MiB, `its loopback trickle measured (${lo.netTxBytesPerSec} B/s sent)`);
+    for (const id of [diskQuietId, logsQuietId, connsQuietId, pushQuietId, loQuietId]) {
       // One network each: "none", or the test's internal network for the quiet sender.
       t.equal(await inspect(id, '{{.State.Running}} {{.State.Paused}} {{len .NetworkSettings.Networks}}'), 'true false 1', `${id.slice(0, 12)}: running, not paused, its network kept`);
     }
     const all = await violations();
-    t.notOk(all.some((v) => [diskQuietId, logsQuietId, connsQuietId, pushQuietId, sinkId].includes(v.containerId)), 'no violation for any of them (nor the sink, under no rule)');
+    t.notOk(all.some((v) => [diskQuietId, logsQuietId, connsQuietId, pushQuietId, loQuietId, sinkId].includes(v.containerId)), 'no violation for any of them (nor the sink, under no rule)');
   });
 
-  await engine.docker(['rm', '-f', diskId, diskQuietId, logsId, logsQuietId, connsId, connsQuietId, sinkId, pushId, pushQuietId]);
+  await engine.docker(['rm', '-f', diskId, diskQuietId, logsId, logsQuietId, connsId, connsQuietId, loPushId, loQuietId, sinkId, pushId, pushQuietId]);
   await engine.docker(['network', 'rm', netName]);
 });

@@ -251,7 +251,12 @@ async function startUsageMonitor(
       interval: opts.usageIntervalMs,
       reportInterval: opts.usageReportIntervalMs,
       logger: log,
-      ...(await createResourceSources(opts.usageSources, log)),
+      // Inspect paths are host paths: an agent in a container with the host's / at --host-root reads them there.
+      ...(await createResourceSources({
+        ...opts.usageSources,
+        diskOptions: { hostRoot: opts.audit.hostRoot },
+        netOptions: { procRoot: opts.audit.procRoot ?? join(opts.audit.hostRoot, 'proc') },
+      }, log)),
       blkio: opts.usageSources.blkio,
     });
     // A new stream starts with a snapshot, which clears this agent's usage at the controller.

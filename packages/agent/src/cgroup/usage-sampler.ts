@@ -21,21 +21,9 @@ import { EventEmitter } from 'node:events';
 import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from './cgroup-reader';
 import type { DiskUsage, NetUsage, ResourceTarget } from '../resources/types';
 
-/** Block IO of the cgroup, cumulative (the reader fills it when ReadDetail.blkio asks). */
-export interface BlkioUsage {
-  readBytes: number;
-  writeBytes: number;
-  readOps: number;
-  writeOps: number;
-}
-// Written against the readers' contract (ReadDetail.blkio, CgroupUsage.blkio);
-// the intersections hold whether or not cgroup-reader.ts declares them itself.
-type Detail = ReadDetail & { blkio?: boolean };
-type CgroupRead = CgroupUsage & { blkio?: BlkioUsage | undefined };
-
-const FULL_DETAIL: Detail = { memoryStat: true, pids: true };
-const FULL_DETAIL_BLKIO: Detail = { memoryStat: true, pids: true, blkio: true };
-const NO_DETAIL: Detail = { memoryStat: false, pids: false };
+const FULL_DETAIL: ReadDetail = { memoryStat: true, pids: true };
+const FULL_DETAIL_BLKIO: ReadDetail = { memoryStat: true, pids: true, blkio: true };
+const NO_DETAIL: ReadDetail = { memoryStat: false, pids: false };
 import {
   resolveUsageSamplerOptions, type ResolvedUsageSamplerOptions, type RuntimeRule, type SampledContainer, type UsageSamplerOptions,
 } from './usage-sampler-options';
@@ -62,7 +50,7 @@ export interface UsageSample extends CgroupUsage {
   blkioWriteBytes?: number | null;
   blkioReadOps?: number | null;
   blkioWriteOps?: number | null;
-  /** The network namespace's cumulative counters (all interfaces but lo). */
+  /** The network namespace's cumulative counters (every interface, loopback included). */
   netRxBytes?: number | null;
   netTxBytes?: number | null;
   netRxPackets?: number | null;
@@ -324,12 +312,12 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
         return undefined;
       })
       : Promise.resolve(undefined);
-    const pending: Array<[SampledContainer, CgroupRead, NetUsage | null | undefined]> = [];
+    const pending: Array<[SampledContainer, CgroupUsage, NetUsage | null | undefined]> = [];
     for (let i = 0; i < list.length; i += this.o.concurrency) {
       const batch = list.slice(i, i + this.o.concurrency);
       const reads = await Promise.all(
         batch.map((c) => {
-          const cg = (this.o.reader.read(c.id, c.pid, this.detailFor(c)) as Promise<CgroupRead>).catch((e: Error) => {
+          const cg = (this.o.reader.read(c.id, c.pid, this.detailFor(c)) ).catch((e: Error) => {
             if (!(e instanceof CgroupNotFoundError)) {
               errors++;
               this.emit('sampleError', c.id, e);
@@ -397,7 +385,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   }
 
   /** Which optional cgroup files this read refreshes (see detailEveryTicks). */
-  private detailFor(c: SampledContainer): Detail {
+  private detailFor(c: SampledContainer): ReadDetail {
     const t = this.track(c.id);
     const n = t.reads++;
     if (n % this.o.detailEveryTicks === 0) return this.o.blkio ? FULL_DETAIL_BLKIO : FULL_DETAIL;
@@ -414,7 +402,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     return pids || memoryStat ? { pids, memoryStat } : NO_DETAIL;
   }
 
-  private record(c: SampledContainer, read: CgroupRead, d: DiskUsage | undefined, n: NetUsage | null | undefined): UsageSample {
+  private record(c: SampledContainer, read: CgroupUsage, d: DiskUsage | undefined, n: NetUsage | null | undefined): UsageSample {
     const t = this.track(c.id);
     const prev = t.latest;
     const { blkio, ...u } = read;

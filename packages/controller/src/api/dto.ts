@@ -58,7 +58,7 @@ export const ContainerUsageSchema = Type.Object({
   blkioReadOps: Nullable(Type.Integer()),
   /** Block IO write operations, cumulative. */
   blkioWriteOps: Nullable(Type.Integer()),
-  /** Received bytes of its network namespace (all interfaces but lo), cumulative. */
+  /** Received bytes of its network namespace (every interface, loopback included), cumulative. */
   netRxBytes: Nullable(Type.Integer()),
   /** Sent bytes, cumulative. */
   netTxBytes: Nullable(Type.Integer()),
@@ -74,7 +74,7 @@ export const ContainerUsageSchema = Type.Object({
   netRxBytesPerSec: Nullable(Type.Number()),
   /** Sent bytes per second since the sample before. */
   netTxBytesPerSec: Nullable(Type.Number()),
-  /** Open TCP connections of its network namespace (every state but LISTEN, TIME_WAIT, CLOSE). */
+  /** Open TCP connections of its network namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
   tcpConnections: Nullable(Type.Integer()),
   /** TCP + UDP sockets of its network namespace, any state. */
   sockets: Nullable(Type.Integer()),

@@ -37,7 +37,7 @@ export interface ContainerUsageRecord {
   blkioReadOps?: number | null;
   /** Block IO write operations, cumulative. */
   blkioWriteOps?: number | null;
-  /** Received bytes of its network namespace (all interfaces but lo), cumulative. */
+  /** Received bytes of its network namespace (every interface, loopback included), cumulative. */
   netRxBytes?: number | null;
   /** Sent bytes, cumulative. */
   netTxBytes?: number | null;
@@ -53,7 +53,7 @@ export interface ContainerUsageRecord {
   netRxBytesPerSec?: number | null;
   /** Sent bytes per second since the sample before. */
   netTxBytesPerSec?: number | null;
-  /** Open TCP connections of its network namespace (every state but LISTEN, TIME_WAIT, CLOSE). */
+  /** Open TCP connections of its network namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
   tcpConnections?: number | null;
   /** TCP + UDP sockets of its network namespace, any state. */
   sockets?: number | null;

@@ -120,7 +120,7 @@ export interface UsagePoint {
   /** Block IO from the cgroup (blkio / io.stat), cumulative bytes. */
   blkioReadBytes?: number | null;
   blkioWriteBytes?: number | null;
-  /** Network namespace counters (all interfaces but lo), cumulative. */
+  /** Network namespace counters (every interface, loopback included), cumulative. */
   netRxBytes?: number | null;
   netTxBytes?: number | null;
   netRxPackets?: number | null;
@@ -132,7 +132,7 @@ export interface UsagePoint {
   netTxBytesPerSec?: number | null;
   netRxPacketsPerSec?: number | null;
   netTxPacketsPerSec?: number | null;
-  /** Open TCP connections of the namespace (every state but LISTEN, TIME_WAIT and CLOSE). */
+  /** Open TCP connections of the namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
   tcpConnections?: number | null;
   /** All TCP + UDP sockets of the namespace. */
   sockets?: number | null;

@@ -364,7 +364,7 @@ export function growthPerMinute(
 
 const NetworkUsageParams = lazySchema((T) => T.Object(
   {
-    bytesPerSecAbove: T.Optional(ByteSize(T, 'Threshold: received + sent bytes per second (all interfaces of its network namespace but lo) above this ("10m" = 10 MiB/s, or bytes).')),
+    bytesPerSecAbove: T.Optional(ByteSize(T, 'Threshold: received + sent bytes per second (every interface of its network namespace, loopback included: in a namespace of its own, lo carries only its traffic) above this ("10m" = 10 MiB/s, or bytes).')),
     packetsPerSecAbove: T.Optional(T.Number({ exclusiveMinimum: 0, description: 'Threshold: received + sent packets per second above this.' })),
     forSeconds: ForSeconds(T, 30),
   },
@@ -427,7 +427,7 @@ export const networkUsage = defineCheck({
 
 const ConnectionsParams = lazySchema((T) => T.Object(
   {
-    above: T.Optional(T.Integer({ minimum: 0, description: 'Threshold: more than this many open TCP connections in the container\'s network namespace (every state but LISTEN, TIME_WAIT and CLOSE; IPv4 + IPv6).' })),
+    above: T.Optional(T.Integer({ minimum: 0, description: 'Threshold: more than this many open TCP connections in the container\'s network namespace (every state but TIME_WAIT and CLOSE, IPv4 + IPv6: the kernel\'s per-namespace counters, listening sockets included).' })),
     socketsAbove: T.Optional(T.Integer({ minimum: 0, description: 'Threshold: more than this many TCP + UDP sockets of the namespace, any state.' })),
     forSeconds: ForSeconds(T, 10),
   },
