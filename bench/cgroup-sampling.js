@@ -27,7 +27,8 @@
 //    resources/sources.js), with ResourceTargets from inspect as the watcher
 //    builds them. Each container then writes 1 MiB into its writable layer and
 //    a log line before it sleeps, so there is something to measure. The
-//    result says which sources ran (`resources`).
+//    result says which sources ran (`resources`). A comma list
+//    (BENCH_CGROUP_RESOURCES=disk,net or blkio) runs only those.
 // Bounded: every wait has a timeout; all containers are removed at the end.
 'use strict';
 const { spawn } = require('node:child_process');
@@ -42,7 +43,10 @@ const IDLE_S = Number(process.env.BENCH_CGROUP_IDLE_S ?? 10);
 const WINDOW_S = Number(process.env.BENCH_CGROUP_WINDOW_S ?? 60);
 const INTERVAL_MS = Number(process.env.BENCH_CGROUP_INTERVAL_MS ?? 5000);
 const STATS_RUNS = Number(process.env.BENCH_CGROUP_STATS_RUNS ?? 1);
-const RESOURCES = process.env.BENCH_CGROUP_RESOURCES === '1' || process.argv.includes('--resources');
+// "1" (or --resources) = all three; or a comma list of disk, net, blkio to tell their costs apart.
+const RES_ENV = process.argv.includes('--resources') ? '1' : process.env.BENCH_CGROUP_RESOURCES ?? '';
+const RES = RES_ENV === '1' || RES_ENV === 'all' ? { disk: true, net: true, blkio: true } : { disk: /\bdisk\b/.test(RES_ENV), net: /\bnet\b/.test(RES_ENV), blkio: /\bblkio\b/.test(RES_ENV) };
+const RESOURCES = RES.disk || RES.net || RES.blkio;
 const IMAGE = 'bulkhead-test/busybox:1';
 const LABEL = 'bulkhead.bench=cgroup-sampling';
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -154,15 +158,16 @@ async function main() {
     const reader = await CgroupReader.forHost({ driver: daemon.info?.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs' });
     const tickMs = [];
     let samplesSeen = 0;
-    const sources = RESOURCES ? await createResourceSources({ disk: true, net: true }, { warn: (o, m) => console.error(m, o) }) : {};
-    if (RESOURCES && (!sources.disk || !sources.net)) throw new Error(`--resources: the agent has no ${sources.disk ? 'network' : 'disk'} source (packages/agent/src/resources/sources.ts)`);
-    let measured = { writable: 0, logs: 0, net: 0 };
-    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS, ...sources, blkio: RESOURCES });
+    const sources = RESOURCES ? await createResourceSources({ disk: RES.disk, net: RES.net }, { warn: (o, m) => console.error(m, o) }) : {};
+    if ((RES.disk && !sources.disk) || (RES.net && !sources.net)) throw new Error('a requested resource source could not start (see above)');
+    let measured = { writable: 0, blkio: 0, logs: 0, net: 0 };
+    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS, ...sources, blkio: RES.blkio });
     sampler.on('tick', (samples, info) => {
       tickMs.push(info.durationMs);
       samplesSeen += samples.length;
       measured = {
         writable: samples.filter((s) => s.writableBytes != null).length,
+        blkio: samples.filter((s) => s.blkioReadBytes != null).length,
         logs: samples.filter((s) => s.logBytes != null).length,
         net: samples.filter((s) => s.tcpConnections != null).length,
       };
@@ -206,7 +211,7 @@ async function main() {
       node: process.version,
       cgroupVersion: reader.version,
       // Beyond the cgroup (BENCH_CGROUP_RESOURCES=1): which sources ran, and how many containers each measured on the last tick.
-      resources: RESOURCES ? { disk: true, net: true, blkio: true, measuredOnLastTick: measured } : false,
+      resources: RESOURCES ? { ...RES, measuredOnLastTick: measured } : false,
       runningContainers: N,
       containerStartSeconds: +startSeconds.toFixed(1),
       intervalMs: INTERVAL_MS,
@@ -232,7 +237,8 @@ async function main() {
       },
     };
     mkdirSync(join(__dirname, 'results'), { recursive: true });
-    writeFileSync(join(__dirname, 'results', RESOURCES ? 'cgroup-sampling-resources.json' : 'cgroup-sampling.json'), JSON.stringify(result, null, 2) + '\n');
+    const suffix = RESOURCES ? `-${Object.keys(RES).filter((k) => RES[k]).join('-')}` : '';
+    writeFileSync(join(__dirname, 'results', `cgroup-sampling${suffix}.json`), JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));
   } finally {
     await cleanup();
