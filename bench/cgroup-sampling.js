@@ -27,7 +27,9 @@
 //    resources/sources.js), with ResourceTargets from inspect as the watcher
 //    builds them. Each container then writes 1 MiB into its writable layer and
 //    a log line before it sleeps, so there is something to measure. The
-//    result says which sources ran (`resources`). A comma list
+//    result says which sources ran (`resources`). Disk and network are read
+//    every BENCH_CGROUP_RESOURCE_EVERY ticks (default 2: the agent's default
+//    --usage-resource-interval 10s at 5 s ticks). A comma list
 //    (BENCH_CGROUP_RESOURCES=disk,net or blkio) runs only those.
 // Bounded: every wait has a timeout; all containers are removed at the end.
 'use strict';
@@ -47,6 +49,8 @@ const STATS_RUNS = Number(process.env.BENCH_CGROUP_STATS_RUNS ?? 1);
 const RES_ENV = process.argv.includes('--resources') ? '1' : process.env.BENCH_CGROUP_RESOURCES ?? '';
 const RES = RES_ENV === '1' || RES_ENV === 'all' ? { disk: true, net: true, blkio: true } : { disk: /\bdisk\b/.test(RES_ENV), net: /\bnet\b/.test(RES_ENV), blkio: /\bblkio\b/.test(RES_ENV) };
 const RESOURCES = RES.disk || RES.net || RES.blkio;
+/** Disk and network every this many ticks: the agent's default --usage-resource-interval 10s at 5 s ticks is 2. */
+const RESOURCE_EVERY = Number(process.env.BENCH_CGROUP_RESOURCE_EVERY ?? 2);
 const IMAGE = 'bulkhead-test/busybox:1';
 const LABEL = 'bulkhead.bench=cgroup-sampling';
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -161,7 +165,7 @@ async function main() {
     const sources = RESOURCES ? await createResourceSources({ disk: RES.disk, net: RES.net }, { warn: (o, m) => console.error(m, o) }) : {};
     if ((RES.disk && !sources.disk) || (RES.net && !sources.net)) throw new Error('a requested resource source could not start (see above)');
     let measured = { writable: 0, blkio: 0, logs: 0, net: 0 };
-    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS, ...sources, blkio: RES.blkio });
+    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS, ...sources, blkio: RES.blkio, resourceEveryTicks: RESOURCE_EVERY });
     sampler.on('tick', (samples, info) => {
       tickMs.push(info.durationMs);
       samplesSeen += samples.length;
@@ -211,7 +215,7 @@ async function main() {
       node: process.version,
       cgroupVersion: reader.version,
       // Beyond the cgroup (BENCH_CGROUP_RESOURCES=1): which sources ran, and how many containers each measured on the last tick.
-      resources: RESOURCES ? { ...RES, measuredOnLastTick: measured } : false,
+      resources: RESOURCES ? { ...RES, everyTicks: RESOURCE_EVERY, measuredOnLastTick: measured } : false,
       runningContainers: N,
       containerStartSeconds: +startSeconds.toFixed(1),
       intervalMs: INTERVAL_MS,

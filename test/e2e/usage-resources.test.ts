@@ -154,7 +154,7 @@ t.test('live usage beyond the cgroup: disk, logs, connections and traffic are me
   const applied = await apiRequest<{ version: number }>(ctl.apiBase, 'PUT', '/v1/policies', ctl.caPem, ctl.adminKey, policy(run), 'application/yaml');
   t.equal(applied.status, 200, `policy with disk, network and connection rules accepted: ${JSON.stringify(applied.body)}`);
 
-  const agent = await enrollAgent(ctl, root.dir, 'agent', engine.dockerHost, ['--no-authz', '--usage-interval', `${INTERVAL_S}s`, '--usage-report-interval', '2s']);
+  const agent = await enrollAgent(ctl, root.dir, 'agent', engine.dockerHost, ['--no-authz', '--usage-interval', `${INTERVAL_S}s`, '--usage-report-interval', '2s', '--usage-resource-interval', `${INTERVAL_S}s`]);
   agent.start();
   t.teardown(() => agent.stop());
   await waitFor('agent applied the policy', async () => {

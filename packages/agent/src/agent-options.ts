@@ -34,6 +34,8 @@ export interface AgentOptions {
    * (--no-net-usage), block IO (--no-blkio-usage).
    */
   usageSources: { disk: boolean; net: boolean; blkio: boolean };
+  /** How often each container's disk and network are read (a whole number of usage intervals). Default 10 s. */
+  usageResourceIntervalMs: number;
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
 }
@@ -61,6 +63,7 @@ export interface AgentOptionsInput {
   diskUsage?: boolean | undefined;
   netUsage?: boolean | undefined;
   blkioUsage?: boolean | undefined;
+  usageResourceInterval?: string | number | undefined;
   /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
 }
@@ -96,8 +99,18 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     metricsAllowRemote,
     ...resolveUsageIntervals(input),
     usageSources: { disk: input.diskUsage !== false, net: input.netUsage !== false, blkio: input.blkioUsage !== false },
+    usageResourceIntervalMs: resolveResourceInterval(input),
     audit: resolveHostAuditOptions(input.audit),
   };
+}
+
+/** Disk and network reads: at least one usage interval apart. */
+function resolveResourceInterval(input: AgentOptionsInput): number {
+  const ms = parseDuration(input.usageResourceInterval ?? '10s', 'usage-resource-interval');
+  const usage = resolveUsageIntervals(input).usageIntervalMs;
+  if (!(ms > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must be a positive duration');
+  if (usage > 0 && ms < usage) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must not be shorter than usage-interval');
+  return ms;
 }
 
 function authzSocket(v: string | boolean | undefined): string | undefined {

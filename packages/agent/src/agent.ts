@@ -258,6 +258,7 @@ async function startUsageMonitor(
         netOptions: { procRoot: opts.audit.procRoot ?? join(opts.audit.hostRoot, 'proc') },
       }, log)),
       blkio: opts.usageSources.blkio,
+      resourceInterval: opts.usageResourceIntervalMs,
     });
     // A new stream starts with a snapshot, which clears this agent's usage at the controller.
     deps.link.onState((s) => {

@@ -62,6 +62,12 @@ export interface UsageMonitorOptions {
   net?: NetUsageSource | undefined;
   /** Block IO from the cgroup (agent --no-blkio-usage: false). Default false. */
   blkio?: boolean;
+  /**
+   * How often each container's disk and network are read (agent
+   * --usage-resource-interval), rounded to a whole number of sampling
+   * intervals; at least one. Default 10 s.
+   */
+  resourceInterval?: number | string;
 }
 
 export interface ResolvedUsageMonitorOptions {
@@ -80,9 +86,11 @@ export interface ResolvedUsageMonitorOptions {
   disk: DiskUsageSource | undefined;
   net: NetUsageSource | undefined;
   blkio: boolean;
+  /** Disk and network every this many sampling ticks. */
+  resourceEveryTicks: number;
 }
 
-export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000 } as const;
+export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000, resourceIntervalMs: 10_000 } as const;
 
 /** Smallest and largest window kept per container (points). */
 export const MIN_WINDOW_POINTS = 12;
@@ -93,6 +101,8 @@ export function resolveUsageMonitorOptions(o: UsageMonitorOptions): ResolvedUsag
   const reportIntervalMs = parseDuration(o.reportInterval ?? USAGE_MONITOR_DEFAULTS.reportIntervalMs, 'usage-report-interval');
   const rebreachMs = parseDuration(o.rebreachInterval ?? USAGE_MONITOR_DEFAULTS.rebreachMs, 'rebreach interval');
   if (intervalMs < 500) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-interval must be at least 500ms (got ${intervalMs} ms)`);
+  const resourceIntervalMs = parseDuration(o.resourceInterval ?? USAGE_MONITOR_DEFAULTS.resourceIntervalMs, 'usage-resource-interval');
+  if (!(resourceIntervalMs > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-resource-interval must be a positive duration (got ${String(o.resourceInterval)})`);
   if (reportIntervalMs < intervalMs) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-report-interval (${reportIntervalMs} ms) must not be shorter than usage-interval (${intervalMs} ms)`);
   }
@@ -112,6 +122,7 @@ export function resolveUsageMonitorOptions(o: UsageMonitorOptions): ResolvedUsag
     disk: o.disk,
     net: o.net,
     blkio: o.blkio === true,
+    resourceEveryTicks: Math.max(1, Math.round(resourceIntervalMs / intervalMs)),
   };
 }
 

@@ -121,6 +121,7 @@ export class UsageMonitor {
       disk: this.o.disk,
       net: this.o.net,
       blkio: this.o.blkio,
+      resourceEveryTicks: this.o.resourceEveryTicks,
     });
     this.sampler.on('tick', (samples) => this.onTick(samples));
     this.sampler.on('sampleError', (containerId, err) => this.o.logger.warn({ containerId, err: err.message }, 'usage: reading a cgroup failed'));

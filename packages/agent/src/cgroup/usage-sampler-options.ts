@@ -92,6 +92,12 @@ export interface UsageSamplerOptions {
   net?: NetUsageSource | undefined;
   /** Block IO bytes and ops from the cgroup, refreshed with the other detail files (detailEveryTicks). Default false. */
   blkio?: boolean;
+  /**
+   * Disk and network are read for a container every this many ticks (its
+   * last values in between; network rates span from one reading to the
+   * next). Default 1: every tick.
+   */
+  resourceEveryTicks?: number;
 }
 
 export interface ResolvedUsageSamplerOptions {
@@ -106,6 +112,7 @@ export interface ResolvedUsageSamplerOptions {
   disk: DiskUsageSource | undefined;
   net: NetUsageSource | undefined;
   blkio: boolean;
+  resourceEveryTicks: number;
 }
 
 export const USAGE_SAMPLER_DEFAULTS = { intervalMs: 5000, windowSize: 12, concurrency: 32, detailEveryTicks: 6 } as const;
@@ -123,6 +130,8 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
   if (!Number.isInteger(concurrency) || concurrency < 1) bad(`concurrency must be ≥ 1, got ${concurrency}`);
   const detailEveryTicks = o.detailEveryTicks ?? USAGE_SAMPLER_DEFAULTS.detailEveryTicks;
   if (!Number.isInteger(detailEveryTicks) || detailEveryTicks < 1) bad(`detailEveryTicks must be an integer ≥ 1, got ${detailEveryTicks}`);
+  const resourceEveryTicks = o.resourceEveryTicks ?? 1;
+  if (!Number.isInteger(resourceEveryTicks) || resourceEveryTicks < 1) bad(`resourceEveryTicks must be an integer ≥ 1, got ${resourceEveryTicks}`);
   const ids = new Set<string>();
   for (const r of o.rules ?? []) {
     if (!r.id) bad('every rule needs an id');
@@ -140,6 +149,6 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
     }
   }
   return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency, detailEveryTicks,
-    disk: o.disk, net: o.net, blkio: o.blkio === true,
+    disk: o.disk, net: o.net, blkio: o.blkio === true, resourceEveryTicks,
   };
 }

@@ -169,6 +169,11 @@ interface Tracked {
   next: number;
   /** Reads so far (for the detail cadence). */
   reads: number;
+  /** Ticks so far (for the disk and network cadence, resourceEveryTicks). */
+  resTicks: number;
+  /** The last network reading and when it was taken (rates span from it to the next one). */
+  lastNet: NetUsage | null | undefined;
+  netAt: number;
   /** The latest sample (a short-lived object: replaced every tick). */
   latest: UsageSample | undefined;
 }
@@ -303,10 +308,14 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     for (const c of this.o.containers()) if (c.state === undefined || c.state === 'running') list.push(c);
     const samples: UsageSample[] = [];
     let errors = 0;
-    // The disk source once for the whole tick, while the cgroups are read.
+    // Disk and network every resourceEveryTicks ticks per container (their last values in
+    // between); the disk source once for all containers due, while the cgroups are read.
     const { disk, net } = this.o;
-    const diskRead: Promise<Map<string, DiskUsage> | undefined> = disk && list.length > 0
-      ? disk.read(list.map(resourceTarget), started).catch((e: Error) => {
+    const due = new Set<string>();
+    if (disk || net) for (const c of list) if (this.track(c.id).resTicks++ % this.o.resourceEveryTicks === 0) due.add(c.id);
+    const diskTargets = disk ? list.filter((c) => due.has(c.id)).map(resourceTarget) : [];
+    const diskRead: Promise<Map<string, DiskUsage> | undefined> = disk && diskTargets.length > 0
+      ? disk.read(diskTargets, started).catch((e: Error) => {
         errors++;
         this.emit('sampleError', '', e);
         return undefined;
@@ -324,7 +333,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
             }
             return undefined;
           });
-          const nu = net && (c.pid ?? 0) > 0
+          const nu = net && due.has(c.id) && (c.pid ?? 0) > 0
             ? net.read(resourceTarget(c)).catch((e: Error) => {
               errors++;
               this.emit('sampleError', c.id, e);
@@ -340,7 +349,10 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
       }
     }
     const diskUsage = await diskRead;
-    for (const [c, u, n] of pending) samples.push(this.record(c, u, diskUsage?.get(c.id), n));
+    for (const [c, u, n] of pending) {
+      const isDue = due.has(c.id);
+      samples.push(this.record(c, u, disk && isDue ? diskUsage?.get(c.id) ?? null : undefined, net && isDue ? n ?? null : undefined));
+    }
     // Forget containers that are gone.
     if (this.tracked.size > list.length || samples.length < list.length) {
       const live = new Set(list.map((c) => c.id));
@@ -366,7 +378,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   private track(id: string): Tracked {
     let t = this.tracked.get(id);
     if (!t) {
-      t = { ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, latest: undefined };
+      t = { ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, resTicks: 0, lastNet: undefined, netAt: 0, latest: undefined };
       this.tracked.set(id, t);
     } else if (t.ring.length !== this.o.windowSize * FIELDS) {
       // resize(): copy the newest points, oldest first, into a ring of the new size.
@@ -402,7 +414,12 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     return pids || memoryStat ? { pids, memoryStat } : NO_DETAIL;
   }
 
-  private record(c: SampledContainer, read: CgroupUsage, d: DiskUsage | undefined, n: NetUsage | null | undefined): UsageSample {
+  /**
+   * `d`, `n`: this tick's disk and network readings — null when read and not
+   * measurable (or failed), undefined when not read this tick (the previous
+   * sample's values are kept).
+   */
+  private record(c: SampledContainer, read: CgroupUsage, d: DiskUsage | null | undefined, n: NetUsage | null | undefined): UsageSample {
     const t = this.track(c.id);
     const prev = t.latest;
     const { blkio, ...u } = read;
@@ -410,9 +427,35 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     const blk = blkio
       ? { blkioReadBytes: blkio.readBytes, blkioWriteBytes: blkio.writeBytes, blkioReadOps: blkio.readOps, blkioWriteOps: blkio.writeOps }
       : { blkioReadBytes: prev?.blkioReadBytes ?? null, blkioWriteBytes: prev?.blkioWriteBytes ?? null, blkioReadOps: prev?.blkioReadOps ?? null, blkioWriteOps: prev?.blkioWriteOps ?? null };
-    const dtSec = prev && u.at > prev.at ? (u.at - prev.at) / 1000 : 0;
-    const perSec = (now: number | undefined, before: number | null | undefined): number | null =>
-      now === undefined || before === null || before === undefined || dtSec <= 0 || now < before ? null : round((now - before) / dtSec);
+    const diskFields = d === undefined
+      ? { writableBytes: prev?.writableBytes ?? null, logBytes: prev?.logBytes ?? null }
+      : { writableBytes: d?.writableBytes ?? null, logBytes: d?.logBytes ?? null };
+    let netFields: Pick<UsageSample, NetField>;
+    if (n === undefined) {
+      netFields = Object.fromEntries(NET_FIELDS.map((k) => [k, prev?.[k] ?? null])) as Pick<UsageSample, NetField>;
+    } else {
+      // Rates span from the previous network reading (not the previous sample: readings may skip ticks).
+      const before = t.lastNet;
+      const dtSec = before && u.at > t.netAt ? (u.at - t.netAt) / 1000 : 0;
+      const perSec = (now: number | undefined, was: number | undefined): number | null =>
+        now === undefined || was === undefined || dtSec <= 0 || now < was ? null : round((now - was) / dtSec);
+      netFields = {
+        netRxBytes: n?.rxBytes ?? null,
+        netTxBytes: n?.txBytes ?? null,
+        netRxPackets: n?.rxPackets ?? null,
+        netTxPackets: n?.txPackets ?? null,
+        netRxDropped: n?.rxDropped ?? null,
+        netTxDropped: n?.txDropped ?? null,
+        netRxBytesPerSec: perSec(n?.rxBytes, before?.rxBytes),
+        netTxBytesPerSec: perSec(n?.txBytes, before?.txBytes),
+        netRxPacketsPerSec: perSec(n?.rxPackets, before?.rxPackets),
+        netTxPacketsPerSec: perSec(n?.txPackets, before?.txPackets),
+        tcpConnections: n?.tcpConnections ?? null,
+        sockets: n?.sockets ?? null,
+      };
+      t.lastNet = n;
+      t.netAt = u.at;
+    }
     const cpuLimit = u.cpuLimitCores > 0 ? u.cpuLimitCores : factsCpus(c);
     const memLimit = u.memoryLimitBytes > 0 ? u.memoryLimitBytes : c.memoryLimitBytes ?? 0;
     const pidsLimit = u.pidsLimit > 0 ? u.pidsLimit : (c.pidsLimit ?? 0) > 0 ? c.pidsLimit! : 0;
@@ -429,21 +472,9 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
       memoryPercentOfLimit: memLimit > 0 ? round((u.memoryBytes / memLimit) * 100) : null,
       pidsPercentOfLimit: pidsLimit > 0 ? round((u.pids / pidsLimit) * 100) : null,
       unlimited: { cpu: cpuLimit <= 0, memory: memLimit <= 0, pids: pidsLimit <= 0 },
-      writableBytes: d?.writableBytes ?? null,
-      logBytes: d?.logBytes ?? null,
+      ...diskFields,
       ...blk,
-      netRxBytes: n?.rxBytes ?? null,
-      netTxBytes: n?.txBytes ?? null,
-      netRxPackets: n?.rxPackets ?? null,
-      netTxPackets: n?.txPackets ?? null,
-      netRxDropped: n?.rxDropped ?? null,
-      netTxDropped: n?.txDropped ?? null,
-      netRxBytesPerSec: perSec(n?.rxBytes, prev?.netRxBytes),
-      netTxBytesPerSec: perSec(n?.txBytes, prev?.netTxBytes),
-      netRxPacketsPerSec: perSec(n?.rxPackets, prev?.netRxPackets),
-      netTxPacketsPerSec: perSec(n?.txPackets, prev?.netTxPackets),
-      tcpConnections: n?.tcpConnections ?? null,
-      sockets: n?.sockets ?? null,
+      ...netFields,
     };
     const base = t.next * FIELDS;
     const r = t.ring;
@@ -519,6 +550,12 @@ function measure(rule: RuntimeRule, s: UsageSample): { above: boolean; value: nu
     ? { above: false, value: s.pids, threshold: rule.above, unit: 'count' }
     : { above: false, value: pct ?? 0, threshold: rule.abovePercent ?? 0, unit: 'percent-of-limit' };
 }
+
+const NET_FIELDS = [
+  'netRxBytes', 'netTxBytes', 'netRxPackets', 'netTxPackets', 'netRxDropped', 'netTxDropped',
+  'netRxBytesPerSec', 'netTxBytesPerSec', 'netRxPacketsPerSec', 'netTxPacketsPerSec', 'tcpConnections', 'sockets',
+] as const;
+type NetField = (typeof NET_FIELDS)[number];
 
 /** What the disk and network sources need to know about a container. */
 function resourceTarget(c: SampledContainer): ResourceTarget {

@@ -357,6 +357,31 @@ t.test('disk once per tick for all, network per container, rates from consecutiv
   t.ok(disk.forgotten.includes('a') && net.forgotten.includes('a'), 'the disk and network sources forget a container that is gone');
 });
 
+t.test('resourceEveryTicks: disk and network every N ticks, last values in between, rates over the real span', async (t) => {
+  const disk = new FakeDisk();
+  const net = new FakeNet();
+  const { reader, step } = setup([{ id: 'a', pid: 100, state: 'running' }, { id: 'b', pid: 101, state: 'running' }], { disk, net, resourceEveryTicks: 3 });
+  for (const id of ['a', 'b']) {
+    reader.state.set(id, { cpuNs: 0, mem: MiB, pids: 1 });
+    disk.sizes.set(id, { writableBytes: MiB, logBytes: 0 });
+    net.counters.set(id, netOf(0, 0, 1));
+  }
+  await step(0);
+  t.equal(net.asked.length, 2, 'tick 1: both read');
+  disk.sizes.set('a', { writableBytes: 2 * MiB, logBytes: 0 });
+  net.counters.set('a', netOf(30_000, 0, 5));
+  const [a2] = await step(5);
+  t.equal(net.asked.length, 2, 'tick 2: network not read');
+  t.equal(disk.calls.length, 1, 'tick 2: disk not asked at all (nobody due)');
+  t.match(a2, { writableBytes: MiB, netRxBytes: 0, tcpConnections: 1 }, 'the last values stand');
+  await step(5);
+  const [a4] = await step(5);
+  t.equal(net.asked.length, 4, 'tick 4: read again');
+  t.equal(disk.calls.length, 2);
+  t.match(a4, { writableBytes: 2 * MiB, netRxBytes: 30_000, tcpConnections: 5, netRxBytesPerSec: 2000 }, 'rate over the 15 s since the last network reading, not the 5 s since the last sample');
+  t.throws(() => new UsageSampler({ reader, containers: () => [], resourceEveryTicks: 0 }), { code: 'BK_ERR_CONFIG_INVALID' });
+});
+
 t.test('block IO at the detail cadence, carried in between; only when asked', async (t) => {
   class BlkioReader extends FakeReader {
     override async read(id: string, pid?: number, detail?: ReadDetail): Promise<CgroupUsage> {
