@@ -28,8 +28,8 @@
 //    builds them. Each container then writes 1 MiB into its writable layer and
 //    a log line before it sleeps, so there is something to measure. The
 //    result says which sources ran (`resources`). Disk and network are read
-//    every BENCH_CGROUP_RESOURCE_EVERY ticks (default 2: the agent's default
-//    --usage-resource-interval 10s at 5 s ticks). A comma list
+//    every BENCH_CGROUP_RESOURCE_EVERY ticks (default 4: the agent's default
+//    --usage-resource-interval 20s at 5 s ticks). A comma list
 //    (BENCH_CGROUP_RESOURCES=disk,net or blkio) runs only those.
 // Bounded: every wait has a timeout; all containers are removed at the end.
 'use strict';
@@ -49,8 +49,8 @@ const STATS_RUNS = Number(process.env.BENCH_CGROUP_STATS_RUNS ?? 1);
 const RES_ENV = process.argv.includes('--resources') ? '1' : process.env.BENCH_CGROUP_RESOURCES ?? '';
 const RES = RES_ENV === '1' || RES_ENV === 'all' ? { disk: true, net: true, blkio: true } : { disk: /\bdisk\b/.test(RES_ENV), net: /\bnet\b/.test(RES_ENV), blkio: /\bblkio\b/.test(RES_ENV) };
 const RESOURCES = RES.disk || RES.net || RES.blkio;
-/** Disk and network every this many ticks: the agent's default --usage-resource-interval 10s at 5 s ticks is 2. */
-const RESOURCE_EVERY = Number(process.env.BENCH_CGROUP_RESOURCE_EVERY ?? 2);
+/** Disk and network every this many ticks: the agent's default --usage-resource-interval 20s at 5 s ticks is 4. */
+const RESOURCE_EVERY = Number(process.env.BENCH_CGROUP_RESOURCE_EVERY ?? 4);
 const IMAGE = 'bulkhead-test/busybox:1';
 const LABEL = 'bulkhead.bench=cgroup-sampling';
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64

@@ -34,7 +34,7 @@ export interface AgentOptions {
    * (--no-net-usage), block IO (--no-blkio-usage).
    */
   usageSources: { disk: boolean; net: boolean; blkio: boolean };
-  /** How often each container's disk and network are read (a whole number of usage intervals). Default 10 s. */
+  /** How often each container's disk and network are read (a whole number of usage intervals). Default 20 s. */
   usageResourceIntervalMs: number;
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
@@ -106,7 +106,7 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
 
 /** Disk and network reads: at least one usage interval apart. */
 function resolveResourceInterval(input: AgentOptionsInput): number {
-  const ms = parseDuration(input.usageResourceInterval ?? '10s', 'usage-resource-interval');
+  const ms = parseDuration(input.usageResourceInterval ?? '20s', 'usage-resource-interval');
   const usage = resolveUsageIntervals(input).usageIntervalMs;
   if (!(ms > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must be a positive duration');
   if (usage > 0 && ms < usage) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must not be shorter than usage-interval');

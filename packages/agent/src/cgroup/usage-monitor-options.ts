@@ -65,7 +65,7 @@ export interface UsageMonitorOptions {
   /**
    * How often each container's disk and network are read (agent
    * --usage-resource-interval), rounded to a whole number of sampling
-   * intervals; at least one. Default 10 s.
+   * intervals; at least one. Default 20 s.
    */
   resourceInterval?: number | string;
 }
@@ -90,7 +90,7 @@ export interface ResolvedUsageMonitorOptions {
   resourceEveryTicks: number;
 }
 
-export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000, resourceIntervalMs: 10_000 } as const;
+export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000, resourceIntervalMs: 20_000 } as const;
 
 /** Smallest and largest window kept per container (points). */
 export const MIN_WINDOW_POINTS = 12;

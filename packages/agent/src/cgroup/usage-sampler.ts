@@ -326,7 +326,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
       const batch = list.slice(i, i + this.o.concurrency);
       const reads = await Promise.all(
         batch.map((c) => {
-          const cg = (this.o.reader.read(c.id, c.pid, this.detailFor(c)) ).catch((e: Error) => {
+          const cg = this.o.reader.read(c.id, c.pid, this.detailFor(c)).catch((e: Error) => {
             if (!(e instanceof CgroupNotFoundError)) {
               errors++;
               this.emit('sampleError', c.id, e);
