@@ -20,6 +20,8 @@ export interface ControllerHandle {
   token(ttl?: string): Promise<string>;
   /** Stops the controller, runs `whileDown`, starts it again on the same ports. */
   restart(whileDown?: () => Promise<void>): Promise<void>;
+  /** When the last restart's process that became ready was spawned, and how many spawns it took (a failed bind is retried). */
+  readonly lastLaunch: { spawnedAt: number; attempts: number } | undefined;
   stop(): Promise<void>;
 }
 
@@ -51,7 +53,11 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
     ...(opts.offlineAfter ? ['--offline-after', opts.offlineAfter] : []),
     ...(opts.serveArgs ?? []),
   ];
+  let lastLaunch: { spawnedAt: number; attempts: number } | undefined;
+  let attempts = 0;
   const launch = async (): Promise<{ daemon: Daemon; grpcPort: number; apiPort: number; metricsPort: number }> => {
+    attempts++;
+    lastLaunch = { spawnedAt: Date.now(), attempts };
     const daemon = Daemon.start('controller', CONTROLLER_BIN, ['serve', '--data-dir', dataDir, '--grpc-listen', grpcListen, '--api-listen', apiListen, ...extra], env);
     const ready = await Promise.race([
       daemon.waitForLog((l) => l['msg'] === 'controller ready'),
@@ -91,9 +97,13 @@ export async function startController(root: string, opts: StackOptions = {}): Pr
       if (r.code !== 0) throw new Error(`token create failed: ${r.stderr}`);
       return r.stdout.trim();
     },
+    get lastLaunch() {
+      return lastLaunch;
+    },
     async restart(whileDown) {
       await cur.daemon.stop();
       await whileDown?.();
+      attempts = 0;
       // The port may linger briefly after exit; retry the bind.
       cur = await waitFor('controller restart', async () => launch().catch(() => undefined), 45_000, 200);
     },

@@ -1,10 +1,14 @@
-// Fault: the controller is SIGKILLed 10 times while containers start and stop at ~20 a second
-// on a real engine and a quarter of them break an enforce-mode rule (the agent kills them).
+// Fault: the controller is SIGKILLed 10 times while containers start and stop as fast as the
+// engine goes (target 20 a second) on a real engine and a quarter of them break an
+// enforce-mode rule (the agent kills them).
 // Afterwards:
 //   - the controller's inventory of the agent equals the engine's (same containers, same states);
 //   - every breaking container has exactly one violation at the controller (ids are unique),
 //     exactly one alert for it, and that alert reached the webhook receiver (deduplicated by
 //     webhook-id; re-sends of the same delivery are counted, not treated as loss).
+// Before Bulkhead starts, the same churn runs alone for BARE_MS: what the engine sustains on
+// this machine without an agent or controller (2 cores: ~0.26 CPU-s of dockerd + containerd +
+// shims per container, so well under 20/s; RELIABILITY.md). Both rates are reported.
 // Real processes: the built controller and agent, a real dockerd (the shared test engine, or a
 // private one), a real HTTP receiver on loopback.
 import t from 'tap';
@@ -19,11 +23,16 @@ import {
 import { enrollAgent, startController, tempRoot } from '../e2e/stack';
 
 const KILLS = 10;
+/** Containers started per second asked for (issue 12); the engine here sustains less, and the churn then runs flat out. */
 const RATE = 20;
+/** Containers being created/started at once (a bounded pool; more only lengthens each start on 2 cores). */
+const POOL = 12;
+/** How long the churn runs alone (no agent, no controller) to measure the engine's own rate. */
+const BARE_MS = 10_000;
 const KILL_GAP_MS = 500;
 const RECONNECT_WAIT_MS = 8_000;
 /** The kills stop after this long even if fewer than KILLS happened (a loaded machine boots slowly); the report says how many. */
-const KILL_PHASE_MS = 105_000;
+const KILL_PHASE_MS = 90_000;
 const DOWN_MS = 300;
 
 const POLICY = rootPolicy('faults-kill-controller', 'enforce');
@@ -31,6 +40,15 @@ const POLICY = rootPolicy('faults-kill-controller', 'enforce');
 t.test('controller SIGKILLed 10x during container churn', async (t) => {
   const engine = await useEngine(t);
   t.teardown(() => removeLabelledContainers(engine).then(() => undefined));
+
+  // The engine's own rate on this machine now: the same churn, nothing of Bulkhead running.
+  const bareWork = churn({ socketPath: engine.socketPath, ratePerSec: RATE, lifetimeMs: 2_000, badEvery: 4, prefix: `fk-bare-${process.pid}`, concurrency: POOL });
+  await new Promise((r) => setTimeout(r, BARE_MS));
+  const bare = await bareWork.stop();
+  await removeLabelledContainers(engine);
+  const bareRate = (bare.started.length * 1000) / bare.elapsedMs;
+  t.comment(`bare engine: ${bare.started.length} containers started in ${bare.elapsedMs} ms (${bareRate.toFixed(1)}/s), ${bare.failed.length} failed`);
+  t.equal(bare.failed.length, 0, `the bare churn ran without failures: ${bare.failed.slice(0, 3).join('; ')}`);
   const root = tempRoot();
   t.teardown(root.cleanup);
   const receiver = await WebhookReceiver.start();
@@ -56,8 +74,12 @@ t.test('controller SIGKILLed 10x during container churn', async (t) => {
 
   // The workload, and the faults on top of it.
   const prefix = `fk-${process.pid}`;
-  const work = churn({ socketPath: engine.socketPath, ratePerSec: RATE, lifetimeMs: 2_000, badEvery: 4, prefix });
+  const work = churn({ socketPath: engine.socketPath, ratePerSec: RATE, lifetimeMs: 2_000, badEvery: 4, prefix, concurrency: POOL });
   const restartMs: number[] = [];
+  /** Per kill: new process spawned → `controller ready`; of it, node start + module loading; ready → the agent's next stream. */
+  const spawnToReady: number[] = [];
+  const moduleLoad: number[] = [];
+  const agentLag: number[] = [];
   // The agent's link state as its log last said it.
   const lastLinkState = (): string => {
     for (let j = agent.daemon.lines.length - 1; j >= 0; j--) {
@@ -78,19 +100,34 @@ t.test('controller SIGKILLed 10x during container churn', async (t) => {
     await new Promise((r) => setTimeout(r, KILL_GAP_MS));
     if (lastLinkState() === 'connected') onLiveStream++;
     const killedAt = Date.now();
+    const connectsBefore = connectedCount();
     ctl.daemon.child.kill('SIGKILL');
     await ctl.restart(() => new Promise((r) => setTimeout(r, DOWN_MS)));
     restartMs.push(Date.now() - killedAt);
-    t.comment(`kill ${i + 1}: controller serving again after ${restartMs[i]} ms`);
+    // Where the time went: spawned (after the old process was reaped and DOWN_MS), the new
+    // process's start-up phases (startupMs, ms since it started), then the agent's next stream.
+    const ready = ctl.daemon.lines.find((l) => l['msg'] === 'controller ready')!;
+    const spawnedAt = ctl.lastLaunch!.spawnedAt;
+    const phases = (ready['startupMs'] ?? {}) as Record<string, number>;
+    spawnToReady.push(Number(ready['time']) - spawnedAt);
+    moduleLoad.push(phases['main'] ?? 0);
+    const reconnected = await waitFor('agent reconnected', async () => agent.daemon.lines.filter((l) => l['msg'] === 'connected to controller')[connectsBefore], RECONNECT_WAIT_MS, 50).catch(() => undefined);
+    if (reconnected) agentLag.push(Number(reconnected['time']) - Number(ready['time']));
+    // The agent's link since the kill: each failed attempt and the back-off it chose.
+    const linkSince = agent.daemon.lines.filter((l) => Number(l['time']) >= killedAt && /controller link down|connected to controller/.test(String(l['msg'])))
+      .map((l) => `+${Number(l['time']) - killedAt} ${l['msg'] === 'connected to controller' ? 'connected' : `${String(l['code'])} retry ${String(l['retryInMs'])}`}`);
+    t.comment(`kill ${i + 1}: controller serving again after ${restartMs[i]} ms: spawned +${spawnedAt - killedAt}, ready +${Number(ready['time']) - killedAt} (start-up ms ${JSON.stringify(phases)}); agent reconnected ${reconnected ? `+${Number(reconnected['time']) - killedAt}` : `not within ${RECONNECT_WAIT_MS} ms`} (link: ${linkSince.join(', ')})`);
   }
   const injected = restartMs.length;
   const connects = connectedCount();
   const stats = await work.stop();
   const producedAt = Date.now();
-  t.comment(`churn: ${stats.started.length} containers started in ${stats.elapsedMs} ms (${((stats.started.length * 1000) / stats.elapsedMs).toFixed(1)}/s), ${stats.removed} removed, ${stats.failed.length} failed; controller serving again ${Math.min(...restartMs)}-${Math.max(...restartMs)} ms after each kill; agent streams opened: ${connects}`);
+  const churnRate = (stats.started.length * 1000) / stats.elapsedMs;
+  t.comment(`churn: ${stats.started.length} containers started in ${stats.elapsedMs} ms (${churnRate.toFixed(1)}/s; the bare engine ${bareRate.toFixed(1)}/s), ${stats.removed} removed, ${stats.failed.length} failed; controller serving again ${range(restartMs)} ms after each kill (spawn to ready ${range(spawnToReady)} ms, of it node start + modules ${range(moduleLoad)} ms); agent reconnected ${range(agentLag)} ms after ready; agent streams opened: ${connects}`);
   t.equal(stats.failed.length, 0, `no create/start/rm failed: ${stats.failed.slice(0, 3).join('; ')}`);
-  // On an idle 2-core machine the controller is back within ~3 s and all 10 kills fit; on a
-  // loaded one it takes 10-15 s to boot, and the report says how many kills there were.
+  // A controller start-up is ~0.55 CPU-s (Node start + modules ~0.35 of it); beside the churn
+  // on 2 cores it is back 2-7 s after a kill and all 10 kills fit; on a machine loaded by
+  // other work too it can be 10 s and more, and the report says how many kills there were.
   if (injected < KILLS) t.comment(`only ${injected} of ${KILLS} kills fit in ${KILL_PHASE_MS / 1000} s (controller back ${Math.max(...restartMs)} ms after a kill at worst)`);
   t.ok(injected >= 3, `at least 3 kills (${injected})`);
   t.ok(stats.started.length >= 50, `the churn ran (${stats.started.length} started)`);
@@ -121,7 +158,6 @@ t.test('controller SIGKILLed 10x during container churn', async (t) => {
     t.comment(`agent about ${id12}:\n${said(agent.daemon.lines).join('\n')}`);
     t.comment(`agent link:\n${agent.daemon.lines.filter((l) => /controller|snapshot|reconcile/.test(String(l['msg']))).slice(-40).map((l) => `${String(l['time'])} ${String(l['msg'])} ${String(l['containers'] ?? l['reason'] ?? '')}`).join('\n')}`);
   }
-  const engineNow = await engineContainers(engine.socketPath, FILE_LABEL);
 
   // Violations, alerts, deliveries: one each per breaking container.
   const check = async () => {
@@ -136,6 +172,10 @@ t.test('controller SIGKILLed 10x during container churn', async (t) => {
   let last = await check();
   await waitFor('every violation alerted and delivered', async () => ((last = await check()).complete.length === bad.length ? true : undefined), 40_000, 500).catch(() => undefined);
   const deliveredAt = Date.now();
+  // Read once every violation is in: each carries its kill's result, so a breaking container
+  // still running now was never stopped (read right after the inventory settled, the last few
+  // breaking containers could still be in the agent's hands — a false failure under load).
+  const engineNow = await engineContainers(engine.socketPath, FILE_LABEL);
 
   const noViolation = bad.filter((c) => !last.vBy.has(c.id));
   const dupViolations = [...last.vBy.values()].filter((n) => n > 1).reduce((s, n) => s + n - 1, 0);
@@ -156,18 +196,18 @@ t.test('controller SIGKILLed 10x during container churn', async (t) => {
 
   const inventoryLost = lastDiff.length;
   recordFault({
-    fault: `controller SIGKILL x${injected} during churn (~${RATE}/s): inventory`,
+    fault: `controller SIGKILL x${injected} during churn (flat out, ≤ ${RATE}/s): inventory`,
     injected,
     items: 'containers started (final state compared with the engine)',
     produced: stats.started.length,
     delivered: stats.started.length - inventoryLost,
     lost: inventoryLost,
     recoverMs: inventoryOk ? inventoryAt - producedAt : null,
-    note: `${onLiveStream} of ${injected} kills on a live agent stream; ${((stats.started.length * 1000) / stats.elapsedMs).toFixed(1)} containers/s reached; controller back ${Math.max(...restartMs)} ms after a kill at worst`,
+    note: `${onLiveStream} of ${injected} kills on a live agent stream; ${churnRate.toFixed(1)} containers/s reached (the bare engine: ${bareRate.toFixed(1)}/s); controller back ${range(restartMs)} ms after a kill (its start-up ${range(spawnToReady)} ms), agent reconnected ${range(agentLag)} ms after that`,
   });
   const lost = noViolation.length + noAlert.length + undelivered.length;
   recordFault({
-    fault: `controller SIGKILL x${injected} during churn (~${RATE}/s): violations, alerts, webhooks`,
+    fault: `controller SIGKILL x${injected} during churn (flat out, ≤ ${RATE}/s): violations, alerts, webhooks`,
     injected,
     items: 'breaking containers → violation → alert → webhook',
     produced: bad.length,
@@ -178,6 +218,10 @@ t.test('controller SIGKILLed 10x during container churn', async (t) => {
     note: `${receiver.redeliveries} webhook re-sends of an already received delivery id (at-least-once)`,
   });
 });
+
+function range(xs: number[]): string {
+  return xs.length === 0 ? 'n/a' : `${Math.min(...xs)}-${Math.max(...xs)}`;
+}
 
 function countBy(xs: string[]): Map<string, number> {
   const m = new Map<string, number>();

@@ -38,6 +38,8 @@ export interface AgentOptions {
   usageResourceIntervalMs: number;
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
+  /** How often an idle agent gives back unused V8 heap (memory/heap-trim.ts). Default 30 s; 0 or undefined = off. */
+  heapTrimIntervalMs?: number;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9465';
@@ -66,6 +68,7 @@ export interface AgentOptionsInput {
   usageResourceInterval?: string | number | undefined;
   /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
+  heapTrimInterval?: string | number | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -101,6 +104,7 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     usageSources: { disk: input.diskUsage !== false, net: input.netUsage !== false, blkio: input.blkioUsage !== false },
     usageResourceIntervalMs: resolveResourceInterval(input),
     audit: resolveHostAuditOptions(input.audit),
+    heapTrimIntervalMs: heapTrimInterval(input.heapTrimInterval),
   };
 }
 
@@ -110,6 +114,14 @@ function resolveResourceInterval(input: AgentOptionsInput): number {
   const usage = resolveUsageIntervals(input).usageIntervalMs;
   if (!(ms > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must be a positive duration');
   if (usage > 0 && ms < usage) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must not be shorter than usage-interval');
+  return ms;
+}
+
+function heapTrimInterval(v: string | number | undefined): number {
+  if (v === undefined) return 30_000;
+  if (typeof v === 'string' && /^\s*0+\s*$/.test(v)) return 0;
+  const ms = parseDuration(v, 'heap-trim-interval');
+  if (ms !== 0 && ms < 10_000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'heap-trim-interval must be at least 10s (or 0 = off)');
   return ms;
 }
 

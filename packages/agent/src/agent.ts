@@ -34,6 +34,7 @@ import { createResourceSources } from './resources/sources';
 import { AuditOutbox } from './link/audit-outbox';
 import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
 import { ImageLastUsedStore, imageLastUsedPath } from './hygiene/image-last-used';
+import { HeapTrimmer } from './memory/heap-trim';
 
 /** Host facts change rarely; re-read them at most this often (on reconnect). */
 const HOST_FACTS_TTL_MS = 5 * 60_000;
@@ -43,6 +44,8 @@ export class Agent {
   usage: UsageMonitor | undefined;
   /** Image hygiene: when each image was last used, remembered across container removals and restarts. */
   imageUse: ImageLastUsedStore | undefined;
+  /** Gives back unused V8 heap when idle; undefined with --heap-trim-interval 0. */
+  heapTrim: HeapTrimmer | undefined;
 
   private constructor(
     readonly watcher: ContainerWatcher,
@@ -208,12 +211,15 @@ export class Agent {
     const agent = new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener, hostAudit);
     agent.usage = usage;
     if (usage) metrics.setSources({ usage: () => usage.sampler.latest().values() });
+    // An idle agent gives back heap V8 keeps committed (memory/heap-trim.ts; BENCHMARKS.md agent-idle).
+    if ((opts.heapTrimIntervalMs ?? 0) > 0) agent.heapTrim = new HeapTrimmer({ intervalMs: opts.heapTrimIntervalMs!, logger: logger.child({ component: 'memory' }) }).start();
     agent.imageUse = imageUse;
     return agent;
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.heapTrim?.stop();
     await this.usage?.stop();
     await this.hostAudit?.stop(); // ends an audit in progress (its child process); the next start audits again
     this.imageUse?.close(); // what was remembered since the last write

@@ -289,7 +289,8 @@ export class Enforcer {
       if (job.action !== 'unpause' && job.eventTimeMs <= t.terminal.doneAtMs) return;
     }
     const enriched = this.enrich(t, facts, st);
-    const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage);
+    // Neighbours only when a rule reads them: built eagerly, a sweep of N containers made N² of them.
+    const findings = evaluateFacts(st, enriched, this.o.hostFacts?.(), () => neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage);
     this.o.onEvaluation?.(findings.length);
     if (findings.length === 0) return;
     await this.act(t, job, enriched, findings, st);

@@ -40,9 +40,15 @@ export interface ControllerLinkOptions {
   inventory: LinkInventory;
   hostFacts: () => Promise<HostFacts>;
   logger: Logger;
-  /** Backoff bounds. Defaults 500 ms and 30 s. */
+  /**
+   * Backoff bounds. Defaults 500 ms and 30 s. The ceiling doubles per failed attempt from
+   * `minBackoffMs` and is never more than half the time since the link was lost (nor less
+   * than `minBackoffMs`); the delay is drawn uniformly below it (full jitter).
+   */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Clock for the backoff (tests). Default Date.now. */
+  now?: () => number;
   /**
    * Retry interval once the controller refused this agent's certificate
    * (BK_ERR_CERT_REQUIRED: issued by another controller's CA, or no longer the
@@ -100,6 +106,8 @@ export class ControllerLink {
   private seq = 0;
   private ackedSeq = 0;
   private attempt = 0;
+  /** When the failing streak began (the link lost, or the first attempt failed); undefined while it is healthy. */
+  private downSince: number | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -218,6 +226,7 @@ export class ControllerLink {
     if (this.retry) clearTimeout(this.retry);
     this.client?.close();
     this.attempt = 0;
+    this.downSince = undefined;
     this.start();
   }
 
@@ -378,7 +387,10 @@ export class ControllerLink {
     // After an undeliverable bundle a welcome proves little: the same bundle
     // follows it and kills the stream again, so the backoff keeps growing
     // until a bundle actually arrives.
-    if (this.deliveryError === undefined) this.attempt = 0;
+    if (this.deliveryError === undefined) {
+      this.attempt = 0;
+      this.downSince = undefined;
+    }
     this.lastError = undefined;
     // Subscribe before taking the snapshot: both happen in this same tick, so no change falls between them.
     this.unsubscribe = this.opts.inventory.subscribe((delta) => this.send({ delta }));
@@ -467,6 +479,7 @@ export class ControllerLink {
     this.opts.logger.info({ previousError: this.deliveryError }, 'a policy bundle arrived again after a failed delivery');
     this.deliveryError = undefined;
     this.attempt = 0;
+    this.downSince = undefined;
   }
 
   private async applyPolicy(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, bundle: PolicyBundle__Output): Promise<void> {
@@ -518,7 +531,13 @@ export class ControllerLink {
     const min = this.opts.minBackoffMs ?? 500;
     const max = this.opts.maxBackoffMs ?? 30_000;
     const permanent = PERMANENT.has(err.code);
-    const ceiling = permanent ? max : Math.min(max, min * 2 ** this.attempt);
+    const now = (this.opts.now ?? Date.now)();
+    this.downSince ??= now;
+    // Doubling alone, the ceiling reaches about twice the outage so far, and an agent came back
+    // on average one outage-length after a restarted controller did (a 9 s restart: 2.4-8+ s,
+    // RELIABILITY.md). Bounded by half the time since the link was lost, a fleet's reconnects
+    // still spread over a window that grows with the outage, and one agent waits about a quarter of it.
+    const ceiling = permanent ? max : Math.min(max, min * 2 ** this.attempt, Math.max(min, (now - this.downSince) / 2));
     this.attempt += 1;
     // Full jitter: spreads a fleet's reconnects after a controller restart.
     // An expired certificate cannot recover by retrying: check rarely (the operator re-enrolls and restarts).

@@ -16,7 +16,11 @@ t.test('agent options: defaults and clear errors', async (t) => {
     usageResourceIntervalMs: 20_000,
     // host audit (issue 4): hourly, every lockdown fix off
     audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
+    heapTrimIntervalMs: 30_000,
   });
+  t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '0' }).heapTrimIntervalMs, 0, '--heap-trim-interval 0 = off');
+  t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '2m' }).heapTrimIntervalMs, 120_000);
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '1s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /at least 10s/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');
   t.same(resolveAgentOptions({ stateDir: '/s', diskUsage: false, netUsage: false, blkioUsage: false }).usageSources, { disk: false, net: false, blkio: false }, '--no-disk-usage --no-net-usage --no-blkio-usage');
   t.equal(resolveAgentOptions({ stateDir: '/s', usageInterval: '1s', usageReportInterval: '2s', usageResourceInterval: '1s' }).usageResourceIntervalMs, 1000, '--usage-resource-interval');

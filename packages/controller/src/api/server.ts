@@ -33,6 +33,8 @@ import { registerAuditRoutes } from './routes/audit-log';
 import type { AgentRevoker } from './routes/agents';
 // Host audit reports.
 import { registerAgentAuditRoutes } from './routes/agent-audit';
+// Route schemas compiled on first use (and warmed after start-up), not before listening.
+import { LazySchemas } from './lazy-schemas';
 
 /**
  * How long a client may take over its request head, and over its TLS handshake. Node's defaults
@@ -84,6 +86,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Identity and access + audit (src/auth/api-security.ts): declared routes, the limiter, the audit log. */
     security: ApiSecurity;
+    /** The route schemas, compiled on first use; `warm()` compiles the rest in the background. */
+    schemas: LazySchemas;
   }
 }
 
@@ -91,6 +95,7 @@ declare module 'fastify' {
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
   const now = opts.now ?? (() => new Date());
   const security = new ApiSecurity({ ...(opts.auth ?? {}), store: opts.store, logger: opts.logger, now });
+  const schemas = new LazySchemas();
 
   const app = Fastify({
     https: {
@@ -102,6 +107,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       handshakeTimeout: API_HANDSHAKE_TIMEOUT_MS,
       connectionsCheckingInterval: API_CONNECTIONS_CHECKING_INTERVAL_MS,
     },
+    // Fastify's own compilers, compiled per route on first use: a restarted controller serves
+    // sooner (lazy-schemas.ts). No route has a headers schema — fastify passes those to a
+    // custom compiler without lower-casing their property names.
+    schemaController: { compilersFactory: schemas.compilersFactory },
     // pino's Logger is a FastifyBaseLogger; the cast keeps fastify's generics at their defaults.
     loggerInstance: opts.logger as FastifyBaseLogger,
     // Unknown query parameters are an error, not silently dropped: a typo'd
@@ -115,6 +124,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
 
   app.decorateRequest('apiKey', null);
   app.decorate('security', security);
+  app.decorate('schemas', schemas);
   // Queued audit entries and last-used writes land before the caller closes the store.
   app.addHook('onClose', async () => security.drain());
 

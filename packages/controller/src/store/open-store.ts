@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { BulkheadError, type Logger } from '@bulkhead/shared';
 import type { Store } from './store';
 import { SqliteStore } from './sqlite-store';
-import { PostgresStore, describePostgresUrl } from './postgres-store';
+// pg is loaded only when PostgreSQL is configured (see postgres-url.ts).
+import type * as PostgresStoreModule from './postgres-store';
+import { describePostgresUrl } from './postgres-url';
 
 export type StoreConfig =
   | { kind: 'sqlite'; path: string; busyTimeoutMs?: number }
@@ -55,6 +57,7 @@ export async function openStore(config: StoreConfig, opts: OpenStoreOptions = {}
       break;
     case 'postgres': {
       const logger = opts.logger;
+      const { PostgresStore } = require('./postgres-store') as typeof PostgresStoreModule;
       const pg = await PostgresStore.open({
         ...config,
         onIdleError: (err) => logger?.warn({ err: err.message, database: pg.description }, 'a pooled PostgreSQL connection failed; it is replaced on next use'),
