@@ -2,7 +2,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { HeapTrimmer, v8GcFunction } from '../../src/memory/heap-trim';
+import { HeapTrimmer, collectFully, v8GcFunction } from '../../src/memory/heap-trim';
 
 /** Allocates objects nothing keeps (a function of its own: no reference stays on the test's frame). */
 function makeGarbage(n: number): number {
@@ -25,7 +25,7 @@ t.test('v8GcFunction gives a working collector without leaving a gc global', (t)
 });
 
 t.test('collects on a real heap with garbage when idle, and reports what it gave back', (t) => {
-  const trim = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 1024 * 1024, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
+  const trim = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 1024 * 1024, maxHeapBytes: 1e12, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
   t.ok(makeGarbage(300_000) > 0);
   const usedBefore = getHeapStatistics().used_heap_size;
   const r = trim.check();
@@ -64,9 +64,31 @@ t.test('decides from idleness and slack', (t) => {
   t.end();
 });
 
+t.test('a large heap and a busy last second are left alone', (t) => {
+  let n = 0;
+  const trim = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 4, maxHeapBytes: 100, gc: () => void n++, heap: () => ({ total: 300, used: 200 }), utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
+  t.equal(trim.check().reason, 'large');
+  const small = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 4, gc: () => void n++, heap: () => ({ total: 30, used: 20 }), utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
+  t.equal(small.check(0.5).reason, 'busy', 'busy over the interval');
+  t.equal(small.check(0).ran, true);
+  t.equal(n, 1);
+  t.end();
+});
+
+t.test('the threshold grows with the heap (10 % of it in use)', (t) => {
+  let heap = { total: 110, used: 100 };
+  const trim = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 4, maxHeapBytes: 1e9, gc: () => { heap = { total: 100, used: 90 }; }, heap: () => heap, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
+  t.equal(trim.check().ran, true, 'first look: everything since start');
+  heap = { total: 100, used: 97 };
+  t.equal(trim.check().reason, 'tight', '7 grown, 3 slack: under 10 % of 97');
+  heap = { total: 120, used: 100 };
+  t.equal(trim.check().ran, true, '20 slack: over 10 %');
+  t.end();
+});
+
 t.test('start/stop: the timer looks on its interval and stops', async (t) => {
   let looks = 0;
-  const trim = new HeapTrimmer({ intervalMs: 20, gc: () => undefined, heap: () => { looks++; return { total: 1, used: 1 }; }, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
+  const trim = new HeapTrimmer({ intervalMs: 20, recentMs: 5, gc: () => undefined, heap: () => { looks++; return { total: 1, used: 1 }; }, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) });
   trim.start();
   await new Promise((r) => setTimeout(r, 130));
   trim.stop();
@@ -83,9 +105,18 @@ t.test('with --expose-gc (the systemd unit\'s flag) the global gc is used, and t
     const g = globalThis.gc;
     const { v8GcFunction, HeapTrimmer } = require(${JSON.stringify(mod)});
     const fn = v8GcFunction();
-    const r = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 1, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) }).check();
+    const r = new HeapTrimmer({ intervalMs: 0, minSlackBytes: 1, maxHeapBytes: 1e12, utilization: () => ({ idle: 1, active: 0, utilization: 0 }) }).check();
     process.stdout.write(JSON.stringify({ same: fn === g, ran: r.ran }));
   `], { encoding: 'utf8' });
   t.same(JSON.parse(out), { same: true, ran: true });
+  t.end();
+});
+
+t.test('collectFully: last-resort on V8 12+, the plain call before', (t) => {
+  const calls: unknown[] = [];
+  const fake = (o?: unknown): void => void calls.push(o ?? 'plain');
+  collectFully(fake, 13);
+  collectFully(fake, 11);
+  t.same(calls, [{ type: 'major', flavor: 'last-resort' }, 'plain']);
   t.end();
 });
