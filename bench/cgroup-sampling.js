@@ -19,6 +19,18 @@
 //    default 1): wall time, the CLI's CPU (a shell's cutime+cstime after
 //    waiting for it), and dockerd's + containerd's CPU over the call (from
 //    /proc/<pid>/stat), i.e. what polling the engine would cost the host.
+// 5. BENCH_CGROUP_RESOURCES=1 (or --resources): the sampler also measures what
+//    the agent measures by default beyond the cgroup — writable layer and log
+//    sizes (the disk source, once per tick for all), the network namespace's
+//    counters and sockets (per container), block IO (cgroup detail files) —
+//    through the agent's own createResourceSources (packages/agent/dist/
+//    resources/sources.js), with ResourceTargets from inspect as the watcher
+//    builds them. Each container then writes 1 MiB into its writable layer and
+//    a log line before it sleeps, so there is something to measure. The
+//    result says which sources ran (`resources`). Disk and network are read
+//    every BENCH_CGROUP_RESOURCE_EVERY ticks (default 4: the agent's default
+//    --usage-resource-interval 20s at 5 s ticks). A comma list
+//    (BENCH_CGROUP_RESOURCES=disk,net or blkio) runs only those.
 // Bounded: every wait has a timeout; all containers are removed at the end.
 'use strict';
 const { spawn } = require('node:child_process');
@@ -33,6 +45,12 @@ const IDLE_S = Number(process.env.BENCH_CGROUP_IDLE_S ?? 10);
 const WINDOW_S = Number(process.env.BENCH_CGROUP_WINDOW_S ?? 60);
 const INTERVAL_MS = Number(process.env.BENCH_CGROUP_INTERVAL_MS ?? 5000);
 const STATS_RUNS = Number(process.env.BENCH_CGROUP_STATS_RUNS ?? 1);
+// "1" (or --resources) = all three; or a comma list of disk, net, blkio to tell their costs apart.
+const RES_ENV = process.argv.includes('--resources') ? '1' : process.env.BENCH_CGROUP_RESOURCES ?? '';
+const RES = RES_ENV === '1' || RES_ENV === 'all' ? { disk: true, net: true, blkio: true } : { disk: /\bdisk\b/.test(RES_ENV), net: /\bnet\b/.test(RES_ENV), blkio: /\bblkio\b/.test(RES_ENV) };
+const RESOURCES = RES.disk || RES.net || RES.blkio;
+/** Disk and network every this many ticks: the agent's default --usage-resource-interval 20s at 5 s ticks is 4. */
+const RESOURCE_EVERY = Number(process.env.BENCH_CGROUP_RESOURCE_EVERY ?? 4);
 const IMAGE = 'bulkhead-test/busybox:1';
 const LABEL = 'bulkhead.bench=cgroup-sampling';
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -85,6 +103,8 @@ async function main() {
   const { CgroupReader } = require(join(DIST, 'cgroup/cgroup-reader.js'));
   const { UsageSampler } = require(join(DIST, 'cgroup/usage-sampler.js'));
   const { loadDaemonConfig } = require(join(DIST, 'lockdown/daemon-config.js'));
+  const { resourceTargetOf } = require(join(DIST, 'docker/watcher.js'));
+  const { createResourceSources } = require(join(DIST, 'resources/sources.js'));
   const socketPath = host.slice('unix://'.length);
   const docker = new Docker({ socketPath });
   const daemon = await loadDaemonConfig({ docker, dockerSocketPath: socketPath });
@@ -105,7 +125,9 @@ async function main() {
       await Promise.all(
         Array.from({ length: Math.min(20, N - i) }, async () => {
           const c = await docker.createContainer({
-            Image: IMAGE, Cmd: ['sleep', '3600'], Labels: { 'bulkhead.bench': 'cgroup-sampling' },
+            Image: IMAGE,
+            Cmd: RESOURCES ? ['sh', '-c', 'head -c 1048576 /dev/zero > /data; echo started; exec sleep 3600'] : ['sleep', '3600'],
+            Labels: { 'bulkhead.bench': 'cgroup-sampling' },
             HostConfig: { NetworkMode: 'none', NanoCpus: 100_000_000, Memory: 32 * 1024 * 1024, PidsLimit: 16 },
           });
           await c.start();
@@ -116,7 +138,8 @@ async function main() {
     if (list.length !== N) throw new Error(`expected ${N} running containers, got ${list.length}`);
     const containers = await Promise.all(list.map(async (c) => {
       const ins = await docker.getContainer(c.Id).inspect();
-      return { id: c.Id, name: ins.Name, pid: ins.State.Pid, state: 'running' };
+      const t = resourceTargetOf(ins);
+      return { id: c.Id, name: ins.Name, pid: ins.State.Pid, state: 'running', graphDriver: t.graphDriver, upperDir: t.upperDir, logPath: t.logPath, logDriver: t.logDriver };
     }));
     const startSeconds = (Date.now() - t0) / 1000;
 
@@ -139,10 +162,19 @@ async function main() {
     const reader = await CgroupReader.forHost({ driver: daemon.info?.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs' });
     const tickMs = [];
     let samplesSeen = 0;
-    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS });
+    const sources = RESOURCES ? await createResourceSources({ disk: RES.disk, net: RES.net }, { warn: (o, m) => console.error(m, o) }) : {};
+    if ((RES.disk && !sources.disk) || (RES.net && !sources.net)) throw new Error('a requested resource source could not start (see above)');
+    let measured = { writable: 0, blkio: 0, logs: 0, net: 0 };
+    const sampler = new UsageSampler({ reader, containers: () => containers, interval: INTERVAL_MS, ...sources, blkio: RES.blkio, resourceEveryTicks: RESOURCE_EVERY });
     sampler.on('tick', (samples, info) => {
       tickMs.push(info.durationMs);
       samplesSeen += samples.length;
+      measured = {
+        writable: samples.filter((s) => s.writableBytes != null).length,
+        blkio: samples.filter((s) => s.blkioReadBytes != null).length,
+        logs: samples.filter((s) => s.logBytes != null).length,
+        net: samples.filter((s) => s.tcpConnections != null).length,
+      };
     });
     sampler.on('sampleError', (id, e) => console.error(`sample error ${id}: ${e.message}`));
     sampler.start();
@@ -155,6 +187,7 @@ async function main() {
     const windowS = Number(process.hrtime.bigint() - w0) / 1e9;
     await sampler.stop();
     reader.close();
+    sources.disk?.close?.();
     const idleCpuPct = Math.min(idleBefore, await idle());
     const samplerCpuPct = ((u1.user + u1.system) / 1e6) / windowS * 100;
     const steadyTicks = tickMs.slice(warmTicks);
@@ -181,6 +214,8 @@ async function main() {
       date: new Date().toISOString(),
       node: process.version,
       cgroupVersion: reader.version,
+      // Beyond the cgroup (BENCH_CGROUP_RESOURCES=1): which sources ran, and how many containers each measured on the last tick.
+      resources: RESOURCES ? { ...RES, everyTicks: RESOURCE_EVERY, measuredOnLastTick: measured } : false,
       runningContainers: N,
       containerStartSeconds: +startSeconds.toFixed(1),
       intervalMs: INTERVAL_MS,
@@ -206,7 +241,8 @@ async function main() {
       },
     };
     mkdirSync(join(__dirname, 'results'), { recursive: true });
-    writeFileSync(join(__dirname, 'results', 'cgroup-sampling.json'), JSON.stringify(result, null, 2) + '\n');
+    const suffix = RESOURCES ? `-${Object.keys(RES).filter((k) => RES[k]).join('-')}` : '';
+    writeFileSync(join(__dirname, 'results', `cgroup-sampling${suffix}.json`), JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));
   } finally {
     await cleanup();

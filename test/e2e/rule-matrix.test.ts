@@ -580,7 +580,8 @@ const CASES: Case[] = [
 
 t.test('every check type of the catalogue has a case in the matrix', async (t) => {
   const covered = CASES.map((c) => c.type);
-  // Live-usage checks never decide at create and need a workload that burns CPU/memory/pids: test/e2e/usage.test.ts.
+  // Live-usage checks never decide at create and need a workload that burns CPU/memory/pids (test/e2e/usage.test.ts)
+  // or fills disk, logs, connections, the network (test/e2e/usage-resources.test.ts).
   // storage-size: this engine's overlay2 on ext4 cannot cap a writable layer, so dockerd refuses
   // every `--storage-opt size=` and no capped container can run here (proved in the matrix run);
   // packages/agent/test/docker/daemon-limits.e2e.test.ts judges it against dockerd's own answer.

@@ -28,6 +28,14 @@ export interface AgentOptions {
   usageIntervalMs: number;
   /** Live usage: how often usage deltas go to the controller. Default 30 s. */
   usageReportIntervalMs: number;
+  /**
+   * Live usage beyond the cgroup, each on by default: writable layer and log
+   * sizes (--no-disk-usage), network namespace counters and sockets
+   * (--no-net-usage), block IO (--no-blkio-usage).
+   */
+  usageSources: { disk: boolean; net: boolean; blkio: boolean };
+  /** How often each container's disk and network are read (a whole number of usage intervals). Default 20 s. */
+  usageResourceIntervalMs: number;
   /** Host audit: interval (default 1 h, 0 = off), lockdown fixes (all off), host paths. */
   audit: HostAuditScheduleOptions;
   /** How often an idle agent gives back unused V8 heap (memory/heap-trim.ts). Default 30 s; 0 or undefined = off. */
@@ -53,6 +61,11 @@ export interface AgentOptionsInput {
   /** Live usage; false (from --no-usage) turns sampling off. */
   usageInterval?: string | number | false | undefined;
   usageReportInterval?: string | number | undefined;
+  /** false (from --no-disk-usage, --no-net-usage, --no-blkio-usage) turns that measurement off. Default true. */
+  diskUsage?: boolean | undefined;
+  netUsage?: boolean | undefined;
+  blkioUsage?: boolean | undefined;
+  usageResourceInterval?: string | number | undefined;
   /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
   heapTrimInterval?: string | number | undefined;
@@ -88,9 +101,20 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     metricsListen,
     metricsAllowRemote,
     ...resolveUsageIntervals(input),
+    usageSources: { disk: input.diskUsage !== false, net: input.netUsage !== false, blkio: input.blkioUsage !== false },
+    usageResourceIntervalMs: resolveResourceInterval(input),
     audit: resolveHostAuditOptions(input.audit),
     heapTrimIntervalMs: heapTrimInterval(input.heapTrimInterval),
   };
+}
+
+/** Disk and network reads: at least one usage interval apart. */
+function resolveResourceInterval(input: AgentOptionsInput): number {
+  const ms = parseDuration(input.usageResourceInterval ?? '20s', 'usage-resource-interval');
+  const usage = resolveUsageIntervals(input).usageIntervalMs;
+  if (!(ms > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must be a positive duration');
+  if (usage > 0 && ms < usage) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must not be shorter than usage-interval');
+  return ms;
 }
 
 function heapTrimInterval(v: string | number | undefined): number {

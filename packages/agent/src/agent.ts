@@ -29,6 +29,7 @@ import type { ActionTiming } from './enforce/enforcer-options';
 // Live usage.
 import { CgroupReader } from './cgroup/cgroup-reader';
 import { UsageMonitor } from './cgroup/usage-monitor';
+import { createResourceSources } from './resources/sources';
 // Host audit.
 import { AuditOutbox } from './link/audit-outbox';
 import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
@@ -209,6 +210,7 @@ export class Agent {
     hostAudit?.start();
     const agent = new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener, hostAudit);
     agent.usage = usage;
+    if (usage) metrics.setSources({ usage: () => usage.sampler.latest().values() });
     // An idle agent gives back heap V8 keeps committed (memory/heap-trim.ts; BENCHMARKS.md agent-idle).
     if ((opts.heapTrimIntervalMs ?? 0) > 0) agent.heapTrim = new HeapTrimmer({ intervalMs: opts.heapTrimIntervalMs!, logger: logger.child({ component: 'memory' }) }).start();
     agent.imageUse = imageUse;
@@ -255,6 +257,14 @@ async function startUsageMonitor(
       interval: opts.usageIntervalMs,
       reportInterval: opts.usageReportIntervalMs,
       logger: log,
+      // Inspect paths are host paths: an agent in a container with the host's / at --host-root reads them there.
+      ...(await createResourceSources({
+        ...opts.usageSources,
+        diskOptions: { hostRoot: opts.audit.hostRoot },
+        netOptions: { procRoot: opts.audit.procRoot ?? join(opts.audit.hostRoot, 'proc') },
+      }, log)),
+      blkio: opts.usageSources.blkio,
+      resourceInterval: opts.usageResourceIntervalMs,
     });
     // A new stream starts with a snapshot, which clears this agent's usage at the controller.
     deps.link.onState((s) => {

@@ -6,6 +6,7 @@ import type { Facts } from '../docker/container-facts';
 import type { PolicyState } from '../policy/policy-holder';
 import type { UsageReader } from './usage-sampler-options';
 import type { UsageReportOptions } from './usage-report';
+import type { DiskUsageSource, NetUsageSource, ResourceTarget } from '../resources/types';
 
 /** The running inventory and its changes (ContainerWatcher satisfies it). */
 export interface UsageMonitorContainers {
@@ -15,6 +16,8 @@ export interface UsageMonitorContainers {
   on(event: 'remove', l: (id: string) => void): unknown;
   off(event: 'upsert', l: (facts: Facts, action: string) => void): unknown;
   off(event: 'remove', l: (id: string) => void): unknown;
+  /** Where a container's disk lives on the host (ContainerWatcher.resourceTarget); without it disk is not measured. */
+  resourceTarget?(id: string): ResourceTarget | undefined;
 }
 
 /** A CgroupReader, or a fake in unit tests. */
@@ -53,6 +56,18 @@ export interface UsageMonitorOptions {
   report?: UsageReportOptions;
   /** Wall clock (ms). Default Date.now. */
   now?: () => number;
+  /** Writable layer and log sizes (agent --no-disk-usage: none). Closed with the monitor. */
+  disk?: DiskUsageSource | undefined;
+  /** Network namespace counters and sockets (agent --no-net-usage: none). */
+  net?: NetUsageSource | undefined;
+  /** Block IO from the cgroup (agent --no-blkio-usage: false). Default false. */
+  blkio?: boolean;
+  /**
+   * How often each container's disk and network are read (agent
+   * --usage-resource-interval), rounded to a whole number of sampling
+   * intervals; at least one. Default 20 s.
+   */
+  resourceInterval?: number | string;
 }
 
 export interface ResolvedUsageMonitorOptions {
@@ -68,9 +83,14 @@ export interface ResolvedUsageMonitorOptions {
   rebreachMs: number;
   report: UsageReportOptions;
   now: () => number;
+  disk: DiskUsageSource | undefined;
+  net: NetUsageSource | undefined;
+  blkio: boolean;
+  /** Disk and network every this many sampling ticks. */
+  resourceEveryTicks: number;
 }
 
-export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000 } as const;
+export const USAGE_MONITOR_DEFAULTS = { intervalMs: 5000, reportIntervalMs: 30_000, rebreachMs: 30_000, resourceIntervalMs: 20_000 } as const;
 
 /** Smallest and largest window kept per container (points). */
 export const MIN_WINDOW_POINTS = 12;
@@ -81,6 +101,8 @@ export function resolveUsageMonitorOptions(o: UsageMonitorOptions): ResolvedUsag
   const reportIntervalMs = parseDuration(o.reportInterval ?? USAGE_MONITOR_DEFAULTS.reportIntervalMs, 'usage-report-interval');
   const rebreachMs = parseDuration(o.rebreachInterval ?? USAGE_MONITOR_DEFAULTS.rebreachMs, 'rebreach interval');
   if (intervalMs < 500) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-interval must be at least 500ms (got ${intervalMs} ms)`);
+  const resourceIntervalMs = parseDuration(o.resourceInterval ?? USAGE_MONITOR_DEFAULTS.resourceIntervalMs, 'usage-resource-interval');
+  if (!(resourceIntervalMs > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-resource-interval must be a positive duration (got ${String(o.resourceInterval)})`);
   if (reportIntervalMs < intervalMs) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `usage-report-interval (${reportIntervalMs} ms) must not be shorter than usage-interval (${intervalMs} ms)`);
   }
@@ -97,6 +119,10 @@ export function resolveUsageMonitorOptions(o: UsageMonitorOptions): ResolvedUsag
     rebreachMs,
     report: o.report ?? {},
     now: o.now ?? Date.now,
+    disk: o.disk,
+    net: o.net,
+    blkio: o.blkio === true,
+    resourceEveryTicks: Math.max(1, Math.round(resourceIntervalMs / intervalMs)),
   };
 }
 

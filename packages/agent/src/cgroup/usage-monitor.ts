@@ -12,6 +12,11 @@
 // and carries out the rule's action with the same records, caps and
 // escalation as every other finding.
 //
+// Beyond the cgroup (when the agent gives the sources): writable layer and
+// log sizes, the network namespace's counters and sockets, and block IO go
+// into the same samples, windows, rules (disk-usage, network-usage,
+// connections) and reports.
+//
 // Memory stays bounded: the window per container is as long as the policy's
 // longest `forSeconds` needs (at most 1000 points), and everything kept per
 // container — window, open cgroup files, breach state, last report — is
@@ -20,7 +25,7 @@ import { evaluate, isUsageRule, usageWindowMs } from '@bulkhead/shared';
 import type { Policy, UsageFacts, UsagePoint } from '@bulkhead/shared';
 import type { Facts } from '../docker/container-facts';
 import { UsageSampler, type UsageSample, type WindowPoint } from './usage-sampler';
-import type { RuntimeRule } from './usage-sampler-options';
+import type { RuntimeRule, SampledContainer } from './usage-sampler-options';
 import { toUsageReportMessage, UsageReportFilter } from './usage-report';
 import { resolveUsageMonitorOptions, windowPoints, type ResolvedUsageMonitorOptions, type UsageMonitorOptions } from './usage-monitor-options';
 
@@ -72,6 +77,14 @@ export function toUsageFacts(window: readonly WindowPoint[]): UsageFacts {
     memoryLimitBytes: w.memoryLimitBytes,
     pids: w.pids,
     pidsLimit: w.pidsLimit,
+    writableBytes: w.writableBytes,
+    logBytes: w.logBytes,
+    netRxBytesPerSec: w.netRxBytesPerSec,
+    netTxBytesPerSec: w.netTxBytesPerSec,
+    netRxPacketsPerSec: w.netRxPacketsPerSec,
+    netTxPacketsPerSec: w.netTxPacketsPerSec,
+    tcpConnections: w.tcpConnections,
+    sockets: w.sockets,
   }));
   return { points };
 }
@@ -81,6 +94,8 @@ export class UsageMonitor {
   readonly sampler: UsageSampler;
   private readonly filter: UsageReportFilter;
   private readonly breached = new Map<string, BreachState>();
+  /** The sampler's view of a facts object (facts are replaced, never mutated, on every change). */
+  private readonly sampled = new WeakMap<Facts, SampledContainer>();
   private configuredFor: Policy | undefined | null = null;
   private reportTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -100,9 +115,13 @@ export class UsageMonitor {
       reader: this.o.reader,
       // Running containers only (the sampler skips the rest); a container starts being
       // sampled on the first tick after its start event and is forgotten after it stops.
-      containers: () => this.o.containers.inventory(),
+      containers: () => this.o.containers.inventory().map((f) => this.sampledOf(f)),
       interval: this.o.intervalMs,
       now: this.o.now,
+      disk: this.o.disk,
+      net: this.o.net,
+      blkio: this.o.blkio,
+      resourceEveryTicks: this.o.resourceEveryTicks,
     });
     this.sampler.on('tick', (samples) => this.onTick(samples));
     this.sampler.on('sampleError', (containerId, err) => this.o.logger.warn({ containerId, err: err.message }, 'usage: reading a cgroup failed'));
@@ -130,6 +149,7 @@ export class UsageMonitor {
     this.o.containers.off('remove', this.onRemove);
     await this.sampler.stop();
     this.o.reader.close?.();
+    this.o.disk?.close?.();
     this.breached.clear();
   }
 
@@ -159,6 +179,20 @@ export class UsageMonitor {
   resync(): void {
     this.filter.reset();
     this.report();
+  }
+
+  /** Facts plus where the container's disk lives (from the watcher's inspect), built once per facts object. */
+  private sampledOf(f: Facts): SampledContainer {
+    let c = this.sampled.get(f);
+    if (!c) {
+      const t = this.o.containers.resourceTarget?.(f.id);
+      c = { ...f, pid: f.pid, logDriver: t?.logDriver ?? f.logConfig?.type ?? '' };
+      if (t?.graphDriver) c.graphDriver = t.graphDriver;
+      if (t?.upperDir) c.upperDir = t.upperDir;
+      if (t?.logPath) c.logPath = t.logPath;
+      this.sampled.set(f, c);
+    }
+    return c;
   }
 
   /** Window length and sampler rules for the policy in force (re-done when the policy object changes). */

@@ -3,7 +3,7 @@
 // usage when it changed noticeably, plus a slow heartbeat so stale numbers
 // age out. This filter turns ticks into those deltas (and removals), so 200
 // idle containers cost one small message a minute instead of 40 a second.
-import type { UsageReport as UsageReportMessage } from '@bulkhead/shared';
+import type { ContainerUsage, UsageReport as UsageReportMessage } from '@bulkhead/shared';
 import type { UsageSample } from './usage-sampler';
 
 export interface UsageReportOptions {
@@ -15,6 +15,16 @@ export interface UsageReportOptions {
   memoryMinBytesDelta?: number;
   /** Send when the pids count changed by at least this much. Default 5. */
   pidsDelta?: number;
+  /** Send when the writable layer or the logs moved by this fraction of the last sent value… Default 0.05. */
+  diskRelativeDelta?: number;
+  /** …and by at least this many bytes. Default 1 MiB. */
+  diskMinBytesDelta?: number;
+  /** Send when rx + tx bytes/s moved by this fraction of the last sent rate… Default 0.2. */
+  netRelativeDelta?: number;
+  /** …and by at least this many bytes/s. Default 64 KiB/s. */
+  netMinBytesPerSecDelta?: number;
+  /** Send when TCP connections or sockets changed by at least this much. Default 10. */
+  connectionsDelta?: number;
   /** Send every container at least this often, changed or not. Default 60 s. */
   heartbeatMs?: number;
 }
@@ -31,6 +41,23 @@ export interface UsageReport {
   memoryPercentOfLimit: number | null;
   pids: number;
   pidsLimit: number;
+  /** Beyond the cgroup; null = not measured. Counters are cumulative. */
+  writableBytes: number | null;
+  logBytes: number | null;
+  blkioReadBytes: number | null;
+  blkioWriteBytes: number | null;
+  blkioReadOps: number | null;
+  blkioWriteOps: number | null;
+  netRxBytes: number | null;
+  netTxBytes: number | null;
+  netRxPackets: number | null;
+  netTxPackets: number | null;
+  netRxDropped: number | null;
+  netTxDropped: number | null;
+  netRxBytesPerSec: number | null;
+  netTxBytesPerSec: number | null;
+  tcpConnections: number | null;
+  sockets: number | null;
 }
 
 export interface UsageDelta {
@@ -51,6 +78,11 @@ export class UsageReportFilter {
       memoryMinBytesDelta: o.memoryMinBytesDelta ?? 1024 * 1024,
       pidsDelta: o.pidsDelta ?? 5,
       heartbeatMs: o.heartbeatMs ?? 60_000,
+      diskRelativeDelta: o.diskRelativeDelta ?? 0.05,
+      diskMinBytesDelta: o.diskMinBytesDelta ?? 1024 * 1024,
+      netRelativeDelta: o.netRelativeDelta ?? 0.2,
+      netMinBytesPerSecDelta: o.netMinBytesPerSecDelta ?? 64 * 1024,
+      connectionsDelta: o.connectionsDelta ?? 10,
     };
   }
 
@@ -89,7 +121,19 @@ export class UsageReportFilter {
     if (a.cpuCores !== null && b.cpuCores !== null && Math.abs(a.cpuCores - b.cpuCores) * 100 >= this.o.cpuPointsDelta) return true;
     const dm = Math.abs(a.memoryBytes - b.memoryBytes);
     if (dm >= this.o.memoryMinBytesDelta && dm >= a.memoryBytes * this.o.memoryRelativeDelta) return true;
-    return Math.abs(a.pids - b.pids) >= this.o.pidsDelta;
+    if (Math.abs(a.pids - b.pids) >= this.o.pidsDelta) return true;
+    if (this.movedBy(a.writableBytes, b.writableBytes, this.o.diskRelativeDelta, this.o.diskMinBytesDelta)) return true;
+    if (this.movedBy(a.logBytes, b.logBytes, this.o.diskRelativeDelta, this.o.diskMinBytesDelta)) return true;
+    if (this.movedBy(netRate(a), netRate(b), this.o.netRelativeDelta, this.o.netMinBytesPerSecDelta)) return true;
+    if (this.movedBy(a.tcpConnections, b.tcpConnections, 0, this.o.connectionsDelta)) return true;
+    return this.movedBy(a.sockets, b.sockets, 0, this.o.connectionsDelta);
+  }
+
+  /** Measured now and not before (or the reverse), or moved by both the relative and the absolute step. */
+  private movedBy(a: number | null, b: number | null, relative: number, min: number): boolean {
+    if (a === null || b === null) return a !== b;
+    const d = Math.abs(a - b);
+    return d >= min && d >= Math.abs(a) * relative;
   }
 }
 
@@ -105,7 +149,41 @@ function toReport(s: UsageSample): UsageReport {
     memoryPercentOfLimit: s.memoryPercentOfLimit,
     pids: s.pids,
     pidsLimit: s.pidsLimit,
+    writableBytes: s.writableBytes ?? null,
+    logBytes: s.logBytes ?? null,
+    blkioReadBytes: s.blkioReadBytes ?? null,
+    blkioWriteBytes: s.blkioWriteBytes ?? null,
+    blkioReadOps: s.blkioReadOps ?? null,
+    blkioWriteOps: s.blkioWriteOps ?? null,
+    netRxBytes: s.netRxBytes ?? null,
+    netTxBytes: s.netTxBytes ?? null,
+    netRxPackets: s.netRxPackets ?? null,
+    netTxPackets: s.netTxPackets ?? null,
+    netRxDropped: s.netRxDropped ?? null,
+    netTxDropped: s.netTxDropped ?? null,
+    netRxBytesPerSec: s.netRxBytesPerSec ?? null,
+    netTxBytesPerSec: s.netTxBytesPerSec ?? null,
+    tcpConnections: s.tcpConnections ?? null,
+    sockets: s.sockets ?? null,
   };
+}
+
+function netRate(r: UsageReport): number | null {
+  return r.netRxBytesPerSec === null || r.netTxBytesPerSec === null ? null : r.netRxBytesPerSec + r.netTxBytesPerSec;
+}
+
+/** The fields beyond the cgroup that are measured, as the wire's optional fields (unmeasured ones stay absent). */
+function resourceFields(u: UsageReport): Partial<ContainerUsage> {
+  const out: Partial<ContainerUsage> = {};
+  const keys = [
+    'writableBytes', 'logBytes', 'blkioReadBytes', 'blkioWriteBytes', 'blkioReadOps', 'blkioWriteOps', 'netRxBytes', 'netTxBytes',
+    'netRxPackets', 'netTxPackets', 'netRxDropped', 'netTxDropped', 'netRxBytesPerSec', 'netTxBytesPerSec', 'tcpConnections', 'sockets',
+  ] as const;
+  for (const k of keys) {
+    const v = u[k];
+    if (v !== null) out[k] = v;
+  }
+  return out;
 }
 
 /** A delta as the wire's UsageReport (proto/bulkhead/v1/agent_link.proto); null rates travel as 0. */
@@ -122,6 +200,7 @@ export function toUsageReportMessage(delta: UsageDelta, takenAtMs: number): Usag
       pidsLimit: u.pidsLimit,
       cpuLimitCores: u.cpuLimitCores,
       takenAtMs: u.at,
+      ...resourceFields(u),
     })),
     gone: delta.removed,
   };

@@ -2,6 +2,7 @@
 // defaults and start-up validation.
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import type { CgroupReader } from './cgroup-reader';
+import type { DiskUsageSource, NetUsageSource } from '../resources/types';
 
 /** What the sampler needs to know about a running container (ContainerFacts fit). */
 export interface SampledContainer {
@@ -17,6 +18,11 @@ export interface SampledContainer {
   pidsLimit?: number;
   labels?: Record<string, string>;
   state?: string;
+  /** Where its disk lives on the host (inspect GraphDriver, LogPath, LogConfig.Type), for the disk source. */
+  graphDriver?: string;
+  upperDir?: string;
+  logPath?: string;
+  logDriver?: string;
 }
 
 interface RuleBase {
@@ -80,6 +86,18 @@ export interface UsageSamplerOptions {
    * at 5 s); 1 refreshes them on every tick.
    */
   detailEveryTicks?: number;
+  /** Writable layer and log sizes: read once per tick for every container. Default none (not measured). */
+  disk?: DiskUsageSource | undefined;
+  /** Network namespace counters and sockets: read per container per tick. Default none. */
+  net?: NetUsageSource | undefined;
+  /** Block IO bytes and ops from the cgroup, refreshed with the other detail files (detailEveryTicks). Default false. */
+  blkio?: boolean;
+  /**
+   * Disk and network are read for a container every this many ticks (its
+   * last values in between; network rates span from one reading to the
+   * next). Default 1: every tick.
+   */
+  resourceEveryTicks?: number;
 }
 
 export interface ResolvedUsageSamplerOptions {
@@ -91,6 +109,10 @@ export interface ResolvedUsageSamplerOptions {
   now: () => number;
   concurrency: number;
   detailEveryTicks: number;
+  disk: DiskUsageSource | undefined;
+  net: NetUsageSource | undefined;
+  blkio: boolean;
+  resourceEveryTicks: number;
 }
 
 export const USAGE_SAMPLER_DEFAULTS = { intervalMs: 5000, windowSize: 12, concurrency: 32, detailEveryTicks: 6 } as const;
@@ -108,6 +130,8 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
   if (!Number.isInteger(concurrency) || concurrency < 1) bad(`concurrency must be ≥ 1, got ${concurrency}`);
   const detailEveryTicks = o.detailEveryTicks ?? USAGE_SAMPLER_DEFAULTS.detailEveryTicks;
   if (!Number.isInteger(detailEveryTicks) || detailEveryTicks < 1) bad(`detailEveryTicks must be an integer ≥ 1, got ${detailEveryTicks}`);
+  const resourceEveryTicks = o.resourceEveryTicks ?? 1;
+  if (!Number.isInteger(resourceEveryTicks) || resourceEveryTicks < 1) bad(`resourceEveryTicks must be an integer ≥ 1, got ${resourceEveryTicks}`);
   const ids = new Set<string>();
   for (const r of o.rules ?? []) {
     if (!r.id) bad('every rule needs an id');
@@ -124,5 +148,7 @@ export function resolveUsageSamplerOptions(o: UsageSamplerOptions): ResolvedUsag
       bad(`rule ${(r as { id: string }).id}: unknown metric "${(r as { metric: string }).metric}"`);
     }
   }
-  return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency, detailEveryTicks };
+  return { reader: o.reader, containers: o.containers, intervalMs, windowSize, rules: o.rules ?? [], now: o.now ?? Date.now, concurrency, detailEveryTicks,
+    disk: o.disk, net: o.net, blkio: o.blkio === true, resourceEveryTicks,
+  };
 }

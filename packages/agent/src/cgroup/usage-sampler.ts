@@ -8,12 +8,21 @@
 // samples, for batching to the controller), `breach` (a rule's condition has
 // held for its duration; once, until it clears), `recovered` (it cleared),
 // `sampleError` (a read failed for another reason than the container going
-// away). Ticks never overlap: the next one is scheduled after the previous
+// away).
+//
+// Beyond the cgroup, when given: the disk source (writable layer and log
+// sizes; asked once per tick for every container, it keeps its own
+// incremental state), the network source (the namespace's counters and
+// sockets; per container, alongside its cgroup read) and block IO (a cgroup
+// detail file, refreshed at the detail cadence). Their failures never fail a
+// container's sample: the fields are null instead. Ticks never overlap: the next one is scheduled after the previous
 // finished, at the next interval boundary.
 import { EventEmitter } from 'node:events';
 import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from './cgroup-reader';
+import type { DiskUsage, NetUsage, ResourceTarget } from '../resources/types';
 
 const FULL_DETAIL: ReadDetail = { memoryStat: true, pids: true };
+const FULL_DETAIL_BLKIO: ReadDetail = { memoryStat: true, pids: true, blkio: true };
 const NO_DETAIL: ReadDetail = { memoryStat: false, pids: false };
 import {
   resolveUsageSamplerOptions, type ResolvedUsageSamplerOptions, type RuntimeRule, type SampledContainer, type UsageSamplerOptions,
@@ -33,6 +42,28 @@ export interface UsageSample extends CgroupUsage {
   pidsPercentOfLimit: number | null;
   /** Which resources have no limit at all. */
   unlimited: { cpu: boolean; memory: boolean; pids: boolean };
+  // Beyond the cgroup. null = not measured (source off, not measurable, failed).
+  writableBytes?: number | null;
+  logBytes?: number | null;
+  /** Cumulative block IO (refreshed every detailEveryTicks; the last values in between). */
+  blkioReadBytes?: number | null;
+  blkioWriteBytes?: number | null;
+  blkioReadOps?: number | null;
+  blkioWriteOps?: number | null;
+  /** The network namespace's cumulative counters (every interface, loopback included). */
+  netRxBytes?: number | null;
+  netTxBytes?: number | null;
+  netRxPackets?: number | null;
+  netTxPackets?: number | null;
+  netRxDropped?: number | null;
+  netTxDropped?: number | null;
+  /** Rates since the previous sample; null on the first one or after a counter went back. */
+  netRxBytesPerSec?: number | null;
+  netTxBytesPerSec?: number | null;
+  netRxPacketsPerSec?: number | null;
+  netTxPacketsPerSec?: number | null;
+  tcpConnections?: number | null;
+  sockets?: number | null;
 }
 
 export interface Breach {
@@ -95,6 +126,14 @@ export interface WindowPoint {
   cpuLimitCores: number;
   memoryLimitBytes: number;
   pidsLimit: number;
+  writableBytes?: number | null;
+  logBytes?: number | null;
+  netRxBytesPerSec?: number | null;
+  netTxBytesPerSec?: number | null;
+  netRxPacketsPerSec?: number | null;
+  netTxPacketsPerSec?: number | null;
+  tcpConnections?: number | null;
+  sockets?: number | null;
 }
 
 // The window is a ring of numbers per container, not an array of sample
@@ -111,7 +150,16 @@ const F_PIDS = 6;
 const F_CPU_LIM = 7;
 const F_MEM_LIM = 8;
 const F_PIDS_LIM = 9;
-const FIELDS = 10;
+// What the usage rules judge beyond the cgroup (cumulative counters only live in `latest`).
+const F_WRITABLE = 10;
+const F_LOGS = 11;
+const F_RX_BPS = 12;
+const F_TX_BPS = 13;
+const F_RX_PPS = 14;
+const F_TX_PPS = 15;
+const F_TCP = 16;
+const F_SOCKS = 17;
+const FIELDS = 18;
 
 /** Everything kept per container between ticks. */
 interface Tracked {
@@ -121,6 +169,11 @@ interface Tracked {
   next: number;
   /** Reads so far (for the detail cadence). */
   reads: number;
+  /** Ticks so far (for the disk and network cadence, resourceEveryTicks). */
+  resTicks: number;
+  /** The last network reading and when it was taken (rates span from it to the next one). */
+  lastNet: NetUsage | null | undefined;
+  netAt: number;
   /** The latest sample (a short-lived object: replaced every tick). */
   latest: UsageSample | undefined;
 }
@@ -189,6 +242,10 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
         at: r[base + F_AT]!, cpuUsageNs: r[base + F_CPU_NS]!, cpuCores: orNull(r[base + F_CORES]!), cpuPercentOfQuota: orNull(r[base + F_CPU_PCT]!),
         memoryBytes: r[base + F_MEM]!, memoryPercentOfLimit: orNull(r[base + F_MEM_PCT]!), pids: r[base + F_PIDS]!,
         cpuLimitCores: r[base + F_CPU_LIM]!, memoryLimitBytes: r[base + F_MEM_LIM]!, pidsLimit: r[base + F_PIDS_LIM]!,
+        writableBytes: orNull(r[base + F_WRITABLE]!), logBytes: orNull(r[base + F_LOGS]!),
+        netRxBytesPerSec: orNull(r[base + F_RX_BPS]!), netTxBytesPerSec: orNull(r[base + F_TX_BPS]!),
+        netRxPacketsPerSec: orNull(r[base + F_RX_PPS]!), netTxPacketsPerSec: orNull(r[base + F_TX_PPS]!),
+        tcpConnections: orNull(r[base + F_TCP]!), sockets: orNull(r[base + F_SOCKS]!),
       });
     }
     return out;
@@ -251,23 +308,50 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     for (const c of this.o.containers()) if (c.state === undefined || c.state === 'running') list.push(c);
     const samples: UsageSample[] = [];
     let errors = 0;
+    // Disk and network every resourceEveryTicks ticks per container (their last values in
+    // between); the disk source once for all containers due, while the cgroups are read.
+    const { disk, net } = this.o;
+    const due = new Set<string>();
+    if (disk || net) for (const c of list) if (this.track(c.id).resTicks++ % this.o.resourceEveryTicks === 0) due.add(c.id);
+    const diskTargets = disk ? list.filter((c) => due.has(c.id)).map(resourceTarget) : [];
+    const diskRead: Promise<Map<string, DiskUsage> | undefined> = disk && diskTargets.length > 0
+      ? disk.read(diskTargets, started).catch((e: Error) => {
+        errors++;
+        this.emit('sampleError', '', e);
+        return undefined;
+      })
+      : Promise.resolve(undefined);
+    const pending: Array<[SampledContainer, CgroupUsage, NetUsage | null | undefined]> = [];
     for (let i = 0; i < list.length; i += this.o.concurrency) {
       const batch = list.slice(i, i + this.o.concurrency);
       const reads = await Promise.all(
-        batch.map((c) =>
-          this.o.reader.read(c.id, c.pid, this.detailFor(c)).catch((e: Error) => {
+        batch.map((c) => {
+          const cg = this.o.reader.read(c.id, c.pid, this.detailFor(c)).catch((e: Error) => {
             if (!(e instanceof CgroupNotFoundError)) {
               errors++;
               this.emit('sampleError', c.id, e);
             }
             return undefined;
-          }),
-        ),
+          });
+          const nu = net && due.has(c.id) && (c.pid ?? 0) > 0
+            ? net.read(resourceTarget(c)).catch((e: Error) => {
+              errors++;
+              this.emit('sampleError', c.id, e);
+              return undefined;
+            })
+            : undefined;
+          return Promise.all([cg, nu]);
+        }),
       );
       for (let j = 0; j < batch.length; j++) {
-        const u = reads[j];
-        if (u) samples.push(this.record(batch[j]!, u));
+        const [u, n] = reads[j]!;
+        if (u) pending.push([batch[j]!, u, n]);
       }
+    }
+    const diskUsage = await diskRead;
+    for (const [c, u, n] of pending) {
+      const isDue = due.has(c.id);
+      samples.push(this.record(c, u, disk && isDue ? diskUsage?.get(c.id) ?? null : undefined, net && isDue ? n ?? null : undefined));
     }
     // Forget containers that are gone.
     if (this.tracked.size > list.length || samples.length < list.length) {
@@ -276,6 +360,8 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
         if (!live.has(id)) {
           this.tracked.delete(id);
           this.o.reader.forget(id);
+          this.o.disk?.forget(id);
+          this.o.net?.forget?.(id);
           for (const r of this.o.rules) this.ruleStates.delete(`${r.id}\0${id}`);
         }
       }
@@ -292,7 +378,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   private track(id: string): Tracked {
     let t = this.tracked.get(id);
     if (!t) {
-      t = { ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, latest: undefined };
+      t = { ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, resTicks: 0, lastNet: undefined, netAt: 0, latest: undefined };
       this.tracked.set(id, t);
     } else if (t.ring.length !== this.o.windowSize * FIELDS) {
       // resize(): copy the newest points, oldest first, into a ring of the new size.
@@ -314,7 +400,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   private detailFor(c: SampledContainer): ReadDetail {
     const t = this.track(c.id);
     const n = t.reads++;
-    if (n % this.o.detailEveryTicks === 0) return FULL_DETAIL;
+    if (n % this.o.detailEveryTicks === 0) return this.o.blkio ? FULL_DETAIL_BLKIO : FULL_DETAIL;
     let pids = false;
     let memoryStat = false;
     const last = t.latest;
@@ -328,9 +414,48 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     return pids || memoryStat ? { pids, memoryStat } : NO_DETAIL;
   }
 
-  private record(c: SampledContainer, u: CgroupUsage): UsageSample {
+  /**
+   * `d`, `n`: this tick's disk and network readings — null when read and not
+   * measurable (or failed), undefined when not read this tick (the previous
+   * sample's values are kept).
+   */
+  private record(c: SampledContainer, read: CgroupUsage, d: DiskUsage | null | undefined, n: NetUsage | null | undefined): UsageSample {
     const t = this.track(c.id);
     const prev = t.latest;
+    const { blkio, ...u } = read;
+    // Block IO is read at the detail cadence: carry the last values in between.
+    const blk = blkio
+      ? { blkioReadBytes: blkio.readBytes, blkioWriteBytes: blkio.writeBytes, blkioReadOps: blkio.readOps, blkioWriteOps: blkio.writeOps }
+      : { blkioReadBytes: prev?.blkioReadBytes ?? null, blkioWriteBytes: prev?.blkioWriteBytes ?? null, blkioReadOps: prev?.blkioReadOps ?? null, blkioWriteOps: prev?.blkioWriteOps ?? null };
+    const diskFields = d === undefined
+      ? { writableBytes: prev?.writableBytes ?? null, logBytes: prev?.logBytes ?? null }
+      : { writableBytes: d?.writableBytes ?? null, logBytes: d?.logBytes ?? null };
+    let netFields: Pick<UsageSample, NetField>;
+    if (n === undefined) {
+      netFields = Object.fromEntries(NET_FIELDS.map((k) => [k, prev?.[k] ?? null])) as Pick<UsageSample, NetField>;
+    } else {
+      // Rates span from the previous network reading (not the previous sample: readings may skip ticks).
+      const before = t.lastNet;
+      const dtSec = before && u.at > t.netAt ? (u.at - t.netAt) / 1000 : 0;
+      const perSec = (now: number | undefined, was: number | undefined): number | null =>
+        now === undefined || was === undefined || dtSec <= 0 || now < was ? null : round((now - was) / dtSec);
+      netFields = {
+        netRxBytes: n?.rxBytes ?? null,
+        netTxBytes: n?.txBytes ?? null,
+        netRxPackets: n?.rxPackets ?? null,
+        netTxPackets: n?.txPackets ?? null,
+        netRxDropped: n?.rxDropped ?? null,
+        netTxDropped: n?.txDropped ?? null,
+        netRxBytesPerSec: perSec(n?.rxBytes, before?.rxBytes),
+        netTxBytesPerSec: perSec(n?.txBytes, before?.txBytes),
+        netRxPacketsPerSec: perSec(n?.rxPackets, before?.rxPackets),
+        netTxPacketsPerSec: perSec(n?.txPackets, before?.txPackets),
+        tcpConnections: n?.tcpConnections ?? null,
+        sockets: n?.sockets ?? null,
+      };
+      t.lastNet = n;
+      t.netAt = u.at;
+    }
     const cpuLimit = u.cpuLimitCores > 0 ? u.cpuLimitCores : factsCpus(c);
     const memLimit = u.memoryLimitBytes > 0 ? u.memoryLimitBytes : c.memoryLimitBytes ?? 0;
     const pidsLimit = u.pidsLimit > 0 ? u.pidsLimit : (c.pidsLimit ?? 0) > 0 ? c.pidsLimit! : 0;
@@ -347,6 +472,9 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
       memoryPercentOfLimit: memLimit > 0 ? round((u.memoryBytes / memLimit) * 100) : null,
       pidsPercentOfLimit: pidsLimit > 0 ? round((u.pids / pidsLimit) * 100) : null,
       unlimited: { cpu: cpuLimit <= 0, memory: memLimit <= 0, pids: pidsLimit <= 0 },
+      ...diskFields,
+      ...blk,
+      ...netFields,
     };
     const base = t.next * FIELDS;
     const r = t.ring;
@@ -360,6 +488,14 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     r[base + F_CPU_LIM] = sample.cpuLimitCores;
     r[base + F_MEM_LIM] = sample.memoryLimitBytes;
     r[base + F_PIDS_LIM] = sample.pidsLimit;
+    r[base + F_WRITABLE] = sample.writableBytes ?? NaN;
+    r[base + F_LOGS] = sample.logBytes ?? NaN;
+    r[base + F_RX_BPS] = sample.netRxBytesPerSec ?? NaN;
+    r[base + F_TX_BPS] = sample.netTxBytesPerSec ?? NaN;
+    r[base + F_RX_PPS] = sample.netRxPacketsPerSec ?? NaN;
+    r[base + F_TX_PPS] = sample.netTxPacketsPerSec ?? NaN;
+    r[base + F_TCP] = sample.tcpConnections ?? NaN;
+    r[base + F_SOCKS] = sample.sockets ?? NaN;
     t.next = (t.next + 1) % this.o.windowSize;
     if (t.count < this.o.windowSize) t.count++;
     t.latest = sample;
@@ -413,6 +549,22 @@ function measure(rule: RuntimeRule, s: UsageSample): { above: boolean; value: nu
   return rule.above !== undefined
     ? { above: false, value: s.pids, threshold: rule.above, unit: 'count' }
     : { above: false, value: pct ?? 0, threshold: rule.abovePercent ?? 0, unit: 'percent-of-limit' };
+}
+
+const NET_FIELDS = [
+  'netRxBytes', 'netTxBytes', 'netRxPackets', 'netTxPackets', 'netRxDropped', 'netTxDropped',
+  'netRxBytesPerSec', 'netTxBytesPerSec', 'netRxPacketsPerSec', 'netTxPacketsPerSec', 'tcpConnections', 'sockets',
+] as const;
+type NetField = (typeof NET_FIELDS)[number];
+
+/** What the disk and network sources need to know about a container. */
+function resourceTarget(c: SampledContainer): ResourceTarget {
+  const t: ResourceTarget = { id: c.id, pid: c.pid ?? 0 };
+  if (c.graphDriver) t.graphDriver = c.graphDriver;
+  if (c.upperDir) t.upperDir = c.upperDir;
+  if (c.logPath) t.logPath = c.logPath;
+  if (c.logDriver) t.logDriver = c.logDriver;
+  return t;
 }
 
 function round(n: number): number {

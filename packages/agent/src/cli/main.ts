@@ -66,11 +66,15 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     // Live usage: reach resolveAgentOptions as o.usageInterval / o.usageReportInterval through `...o`.
     .addOption(new Option('--usage-interval <duration>', 'how often every running container\'s CPU, memory and pids are read from its cgroup (usage rules, usage reports); 0 = off').env('BULKHEAD_USAGE_INTERVAL').default('5s'))
     .addOption(new Option('--usage-report-interval <duration>', 'how often usage that changed is sent to the controller').env('BULKHEAD_USAGE_REPORT_INTERVAL').default('30s'))
+    .addOption(new Option('--usage-resource-interval <duration>', 'how often each container\'s writable layer, logs and network counters are read (a whole number of --usage-interval ticks)').env('BULKHEAD_USAGE_RESOURCE_INTERVAL').default('20s'))
+    .option('--no-disk-usage', 'do not measure containers\' writable layers and log files on the host (disk-usage rules then find nothing)')
+    .option('--no-net-usage', 'do not read containers\' network namespace counters and sockets (network-usage and connections rules then find nothing)')
+    .option('--no-blkio-usage', 'do not read containers\' block IO from their cgroups')
     .addOption(new Option('--heap-trim-interval <duration>', 'how often an idle agent gives back V8 heap it no longer uses (a full collection when the heap has ≥ 4 MiB slack and the event loop was idle); 0 = off').env('BULKHEAD_HEAP_TRIM_INTERVAL').default('30s'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership\n  bulkhead-agent run --image-prune --image-prune-older-than 14 --image-prune-include \'registry.example.com/ci/*\'');
   addHostAuditRunOptions(runCommand) // host audit
-    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; heapTrimInterval?: string } & HostAuditScheduleInput) => {
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; diskUsage: boolean; netUsage: boolean; blkioUsage: boolean; heapTrimInterval?: string } & HostAuditScheduleInput) => {
       const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen, audit: o });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
       const agent = await Agent.start(opts, logger);

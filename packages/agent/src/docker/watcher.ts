@@ -25,6 +25,7 @@ import type Dockerode from 'dockerode';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Logger } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from './container-facts';
+import type { ResourceTarget } from '../resources/types';
 import {
   EventLineParser, execStartEvent, formatSince, relevantContainerEvent, FACT_CHANGING_ACTIONS, type DockerEvent, type ExecStartEvent,
 } from './event-stream';
@@ -112,6 +113,8 @@ const HEALTHY_STREAM_MS = 10_000;
 
 export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
   private readonly inv = new Map<string, Facts>();
+  /** Where each container's disk lives on the host, from the same inspect (not part of the facts: host paths never leave the agent). */
+  private readonly targets = new Map<string, ResourceTarget>();
   private readonly work = new Map<string, Work>();
   private readonly images = new Map<string, Promise<Dockerode.ImageInspectInfo | undefined>>();
   /** Per container, the Status marks of the last listing (see listingDiffers). */
@@ -170,6 +173,11 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
 
   get(id: string): Facts | undefined {
     return this.inv.get(id);
+  }
+
+  /** The storage driver, writable-layer dir, log file and log driver of a container (for the usage sampler's disk source). */
+  resourceTarget(id: string): ResourceTarget | undefined {
+    return this.targets.get(id);
   }
 
   /** True while the Docker event stream is open (for metrics). */
@@ -416,6 +424,7 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
   private forget(id: string, job: Job): void {
     const prev = this.inv.get(id);
     this.listMarks.delete(id);
+    this.targets.delete(id);
     if (prev === undefined) return; // never reported, so nothing to retract
     this.inv.delete(id);
     this.log.debug({ containerId: id, action: job.action }, 'container removed');
@@ -431,6 +440,7 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
       if (statusCode(err) === 404) return undefined;
       throw err;
     }
+    this.targets.set(info.Id, resourceTargetOf(info));
     const facts = toContainerFacts(info, await this.image(info.Image));
     return this.o.resolveFacts ? this.o.resolveFacts(facts, this.inv.get(facts.id)) : facts;
   }
@@ -603,4 +613,17 @@ export class Semaphore {
       else this.active--;
     }
   }
+}
+
+/** The inspect fields the disk and network sources need. */
+export function resourceTargetOf(info: Dockerode.ContainerInspectInfo): ResourceTarget {
+  const t: ResourceTarget = { id: info.Id, pid: typeof info.State?.Pid === 'number' ? info.State.Pid : 0 };
+  const gd = info.GraphDriver as { Name?: unknown; Data?: Record<string, unknown> | null } | undefined;
+  if (typeof gd?.Name === 'string' && gd.Name !== '') t.graphDriver = gd.Name;
+  if (typeof gd?.Data?.['UpperDir'] === 'string' && gd.Data['UpperDir'] !== '') t.upperDir = gd.Data['UpperDir'];
+  const logPath = (info as { LogPath?: unknown }).LogPath;
+  if (typeof logPath === 'string' && logPath !== '') t.logPath = logPath;
+  const logType = (info.HostConfig as { LogConfig?: { Type?: unknown } } | undefined)?.LogConfig?.Type;
+  if (typeof logType === 'string' && logType !== '') t.logDriver = logType;
+  return t;
 }

@@ -23,7 +23,34 @@ export interface AgentMetricSources {
   authzFailOpen?: () => number;
   authzFailClosed?: () => number;
   quarantined?: () => number;
+  /** The latest usage sample of every running container (UsageSampler.latest()). */
+  usage?: () => Iterable<ResourceUsageReading>;
 }
+
+/** What the resource gauges read from a usage sample (UsageSample fits). */
+export interface ResourceUsageReading {
+  name: string;
+  writableBytes?: number | null;
+  logBytes?: number | null;
+  netRxBytesPerSec?: number | null;
+  netTxBytesPerSec?: number | null;
+  tcpConnections?: number | null;
+}
+
+/**
+ * Per-container series are limited to the top this-many containers of each
+ * resource (by value, ties by name), so a host with thousands of containers
+ * still exports a bounded number of series; the host totals cover everyone.
+ */
+export const TOP_CONTAINERS = 10;
+
+const RESOURCES = {
+  writable_bytes: (r: ResourceUsageReading) => r.writableBytes,
+  log_bytes: (r: ResourceUsageReading) => r.logBytes,
+  network_bytes_per_second: (r: ResourceUsageReading) =>
+    r.netRxBytesPerSec === null || r.netRxBytesPerSec === undefined || r.netTxBytesPerSec === null || r.netTxBytesPerSec === undefined ? null : r.netRxBytesPerSec + r.netTxBytesPerSec,
+  tcp_connections: (r: ResourceUsageReading) => r.tcpConnections,
+} as const;
 
 export interface AgentMetricsOptions {
   agentId: string;
@@ -179,6 +206,36 @@ export class AgentMetrics {
         this.set(self.sources.quarantined?.() ?? 0);
       },
     });
+    // Live usage beyond the cgroup, read at scrape time from the sampler's latest samples.
+    new Gauge({
+      name: 'bulkhead_agent_usage_host',
+      help: 'Sum over the running containers measured: writable_bytes, log_bytes, network_bytes_per_second (rx + tx), tcp_connections.',
+      labelNames: ['resource'],
+      registers,
+      collect() {
+        this.reset();
+        const list = [...(self.sources.usage?.() ?? [])];
+        for (const [resource, of] of Object.entries(RESOURCES)) {
+          let sum = 0;
+          for (const r of list) sum += of(r) ?? 0;
+          this.set({ resource }, sum);
+        }
+      },
+    });
+    new Gauge({
+      name: 'bulkhead_agent_usage_top_containers',
+      help: `The top ${TOP_CONTAINERS} running containers of each resource (writable_bytes, log_bytes, network_bytes_per_second, tcp_connections) by value; others are only in bulkhead_agent_usage_host.`,
+      labelNames: ['resource', 'container'],
+      registers,
+      collect() {
+        // Reset every scrape: a container that left the top (or stopped) must not linger as a stale series.
+        this.reset();
+        const list = [...(self.sources.usage?.() ?? [])];
+        for (const [resource, of] of Object.entries(RESOURCES)) {
+          for (const [container, v] of topN(list, of, TOP_CONTAINERS)) this.set({ resource, container }, v);
+        }
+      },
+    });
     if (o.processMetrics !== false) collectProcessMetrics(this.registry);
   }
 
@@ -249,4 +306,24 @@ export function timedDecision<D extends { allow: boolean }>(d: D | Promise<D>, r
     return x;
   };
   return d instanceof Promise ? d.then(seen) : seen(d);
+}
+
+/** The n largest measured values (> 0), ties by name; a name seen twice (never in practice) keeps its larger value. */
+export function topN(list: readonly ResourceUsageReading[], of: (r: ResourceUsageReading) => number | null | undefined, n: number): Array<[string, number]> {
+  const out: Array<[string, number]> = [];
+  for (const r of list) {
+    const v = of(r);
+    if (v === null || v === undefined || !(v > 0)) continue;
+    out.push([r.name, v]);
+  }
+  out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const seen = new Set<string>();
+  const top: Array<[string, number]> = [];
+  for (const e of out) {
+    if (seen.has(e[0])) continue;
+    seen.add(e[0]);
+    top.push(e);
+    if (top.length === n) break;
+  }
+  return top;
 }

@@ -7,6 +7,7 @@ import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from '../../sr
 import { UsageSampler, type Breach, type Recovery, type UsageSample } from '../../src/cgroup/usage-sampler';
 import { resolveUsageSamplerOptions, type SampledContainer, type UsageReader } from '../../src/cgroup/usage-sampler-options';
 import { toUsageReportMessage, UsageReportFilter } from '../../src/cgroup/usage-report';
+import type { DiskUsage, DiskUsageSource, NetUsage, NetUsageSource, ResourceTarget } from '../../src/resources/types';
 
 const MiB = 1024 * 1024;
 
@@ -264,4 +265,166 @@ t.test('report filter: first sample, noticeable changes, heartbeat, limits, remo
     gone: ['x'],
   }, 'the wire shape: CPU % of one core, 0 = unlimited / unknown');
   t.equal(toUsageReportMessage({ updates: [{ ...g.next([]).updates[0]!, containerId: 'z', cpuCores: null } as never], removed: [] }, 1).containers![0]!.cpuPercent, 0);
+});
+
+// ---------------------------------------------------------------- beyond the cgroup: disk, network, block IO
+
+/** Disk and network sources the test scripts; they record what they were asked. */
+class FakeDisk implements DiskUsageSource {
+  readonly calls: ResourceTarget[][] = [];
+  readonly forgotten: string[] = [];
+  readonly sizes = new Map<string, DiskUsage>();
+  fail: Error | undefined;
+  async read(targets: readonly ResourceTarget[]): Promise<Map<string, DiskUsage>> {
+    this.calls.push([...targets]);
+    if (this.fail) throw this.fail;
+    return new Map([...this.sizes].filter(([id]) => targets.some((x) => x.id === id)));
+  }
+  forget(id: string): void {
+    this.forgotten.push(id);
+  }
+}
+
+class FakeNet implements NetUsageSource {
+  readonly counters = new Map<string, NetUsage | null>();
+  readonly asked: ResourceTarget[] = [];
+  readonly forgotten: string[] = [];
+  async read(target: ResourceTarget): Promise<NetUsage | null> {
+    this.asked.push(target);
+    const c = this.counters.get(target.id);
+    if (c === undefined) throw new Error(`net: no such ${target.id}`);
+    return c;
+  }
+  forget(id: string): void {
+    this.forgotten.push(id);
+  }
+}
+
+const netOf = (rxBytes: number, txBytes: number, tcpConnections = 0, extra: Partial<NetUsage> = {}): NetUsage => ({
+  rxBytes, txBytes, rxPackets: rxBytes / 100, txPackets: txBytes / 100, rxDropped: 0, txDropped: 0, tcpConnections, sockets: tcpConnections + 1, ...extra,
+});
+
+t.test('disk once per tick for all, network per container, rates from consecutive samples, into the window', async (t) => {
+  const disk = new FakeDisk();
+  const net = new FakeNet();
+  const { s, reader, list, step } = setup([
+    { id: 'a', pid: 100, state: 'running', graphDriver: 'overlay2', upperDir: '/var/lib/docker/overlay2/x/diff', logPath: '/var/lib/docker/containers/a/a-json.log', logDriver: 'json-file' },
+    { id: 'h', pid: 200, state: 'running' },
+    { id: 'z', pid: 0, state: 'running' },
+  ], { disk, net });
+  for (const id of ['a', 'h', 'z']) reader.state.set(id, { cpuNs: 0, mem: MiB, pids: 1 });
+  disk.sizes.set('a', { writableBytes: 10 * MiB, logBytes: MiB });
+  disk.sizes.set('h', { writableBytes: null, logBytes: null });
+  net.counters.set('a', netOf(1000, 500, 3));
+  net.counters.set('h', null); // --network host
+  const [a0, h0, z0] = await step(0);
+  t.equal(disk.calls.length, 1, 'the disk source is asked once per tick');
+  t.same(disk.calls[0]!.map((x) => x.id), ['a', 'h', 'z'], '…for every running container');
+  t.same(disk.calls[0]![0], { id: 'a', pid: 100, graphDriver: 'overlay2', upperDir: '/var/lib/docker/overlay2/x/diff', logPath: '/var/lib/docker/containers/a/a-json.log', logDriver: 'json-file' }, 'with where its disk lives');
+  t.same(net.asked.map((x) => x.id), ['a', 'h'], 'network per container, not for one without a pid');
+  t.match(a0, { writableBytes: 10 * MiB, logBytes: MiB, netRxBytes: 1000, netTxBytes: 500, tcpConnections: 3, sockets: 4, netRxBytesPerSec: null, netTxBytesPerSec: null });
+  t.match(h0, { writableBytes: null, logBytes: null, netRxBytes: null, tcpConnections: null, netRxBytesPerSec: null }, 'not measurable: null');
+  t.match(z0, { writableBytes: null, netRxBytes: null }, 'no pid, no disk answer: null');
+
+  disk.sizes.set('a', { writableBytes: 210 * MiB, logBytes: 2 * MiB });
+  net.counters.set('a', netOf(1000 + 5 * 2000, 500 + 5 * 1000, 2001, { rxDropped: 7 }));
+  const [a1] = await step(5);
+  t.match(a1, { writableBytes: 210 * MiB, logBytes: 2 * MiB, netRxBytesPerSec: 2000, netTxBytesPerSec: 1000, netRxPacketsPerSec: 20, netTxPacketsPerSec: 10, netRxDropped: 7, tcpConnections: 2001 }, 'bytes/s and packets/s since the sample before');
+  const w = s.window('a');
+  t.equal(w.length, 2);
+  t.match(w[1], { writableBytes: 210 * MiB, logBytes: 2 * MiB, netRxBytesPerSec: 2000, netTxBytesPerSec: 1000, netRxPacketsPerSec: 20, netTxPacketsPerSec: 10, tcpConnections: 2001, sockets: 2002 }, 'the window keeps what rules judge');
+  t.match(w[0], { netRxBytesPerSec: null, writableBytes: 10 * MiB }, 'null stays null in the ring');
+
+  // A counter going back (the namespace was re-created): no rate, not a negative one.
+  net.counters.set('a', netOf(10, 10, 0));
+  const [a2] = await step(5);
+  t.equal(a2!.netRxBytesPerSec, null, 'counter reset: no rate');
+
+  // Failures never fail the sample.
+  disk.fail = new Error('disk boom');
+  net.counters.delete('a');
+  const errors: Array<[string, string]> = [];
+  s.on('sampleError', (id, e) => errors.push([id, e.message]));
+  const [a3] = await step(5);
+  t.ok(a3, 'still sampled');
+  t.match(a3, { writableBytes: null, netRxBytes: null, tcpConnections: null });
+  t.same(errors.map((e) => e[1]).sort(), ['disk boom', 'net: no such a'], 'both failures reported');
+
+  // Gone: each source forgets.
+  list.splice(0, 1);
+  disk.fail = undefined;
+  await step(5);
+  t.ok(disk.forgotten.includes('a') && net.forgotten.includes('a'), 'the disk and network sources forget a container that is gone');
+});
+
+t.test('resourceEveryTicks: disk and network every N ticks, last values in between, rates over the real span', async (t) => {
+  const disk = new FakeDisk();
+  const net = new FakeNet();
+  const { reader, step } = setup([{ id: 'a', pid: 100, state: 'running' }, { id: 'b', pid: 101, state: 'running' }], { disk, net, resourceEveryTicks: 3 });
+  for (const id of ['a', 'b']) {
+    reader.state.set(id, { cpuNs: 0, mem: MiB, pids: 1 });
+    disk.sizes.set(id, { writableBytes: MiB, logBytes: 0 });
+    net.counters.set(id, netOf(0, 0, 1));
+  }
+  await step(0);
+  t.equal(net.asked.length, 2, 'tick 1: both read');
+  disk.sizes.set('a', { writableBytes: 2 * MiB, logBytes: 0 });
+  net.counters.set('a', netOf(30_000, 0, 5));
+  const [a2] = await step(5);
+  t.equal(net.asked.length, 2, 'tick 2: network not read');
+  t.equal(disk.calls.length, 1, 'tick 2: disk not asked at all (nobody due)');
+  t.match(a2, { writableBytes: MiB, netRxBytes: 0, tcpConnections: 1 }, 'the last values stand');
+  await step(5);
+  const [a4] = await step(5);
+  t.equal(net.asked.length, 4, 'tick 4: read again');
+  t.equal(disk.calls.length, 2);
+  t.match(a4, { writableBytes: 2 * MiB, netRxBytes: 30_000, tcpConnections: 5, netRxBytesPerSec: 2000 }, 'rate over the 15 s since the last network reading, not the 5 s since the last sample');
+  t.throws(() => new UsageSampler({ reader, containers: () => [], resourceEveryTicks: 0 }), { code: 'BK_ERR_CONFIG_INVALID' });
+});
+
+t.test('block IO at the detail cadence, carried in between; only when asked', async (t) => {
+  class BlkioReader extends FakeReader {
+    override async read(id: string, pid?: number, detail?: ReadDetail): Promise<CgroupUsage> {
+      const u = await super.read(id, pid, detail);
+      const d = detail as (ReadDetail & { blkio?: boolean }) | undefined;
+      return d?.blkio ? Object.assign(u, { blkio: { readBytes: this.details.length * 100, writeBytes: 2 * MiB, readOps: 3, writeOps: 4 } }) : u;
+    }
+  }
+  const clock = { now: 1_000_000 };
+  const reader = new BlkioReader(clock);
+  reader.state.set('a', { cpuNs: 0, mem: MiB, pids: 1 });
+  const s = new UsageSampler({ reader, containers: () => [{ id: 'a', state: 'running' }], now: () => clock.now, interval: 5000, detailEveryTicks: 3, blkio: true });
+  const got: UsageSample[] = [];
+  for (let i = 0; i < 4; i++) {
+    got.push((await s.tick())[0]!);
+    clock.now += 5000;
+  }
+  t.same(reader.details.map(([, d]) => (d as { blkio?: boolean }).blkio === true), [true, false, false, true], 'asked for block IO with the full detail only');
+  t.same(got.map((g) => g.blkioReadBytes), [100, 100, 100, 400], 'the last values carried in between');
+  t.match(got[0], { blkioWriteBytes: 2 * MiB, blkioReadOps: 3, blkioWriteOps: 4 });
+  const off = new UsageSampler({ reader, containers: () => [{ id: 'a', state: 'running' }], now: () => clock.now, interval: 5000 });
+  reader.details.length = 0;
+  const [o] = await off.tick();
+  t.notOk((reader.details[0]![1] as { blkio?: boolean }).blkio, 'blkio off: never asked');
+  t.equal(o!.blkioReadBytes, null);
+});
+
+t.test('report filter: disk, network and connections deltas; the wire carries only what was measured', async (t) => {
+  const f = new UsageReportFilter();
+  const base = (at: number, o: Partial<UsageSample>): UsageSample => ({
+    containerId: 'a', at, cpuUsageNs: 0, memoryBytes: 10 * MiB, memoryUsageBytes: 10 * MiB, memoryLimitBytes: 0, pids: 1, pidsLimit: 0, cpuLimitCores: 0,
+    name: 'a', cpuCores: 0, cpuPercentOfQuota: null, memoryPercentOfLimit: null, pidsPercentOfLimit: null, unlimited: { cpu: true, memory: true, pids: true },
+    writableBytes: 100 * MiB, logBytes: MiB, netRxBytesPerSec: 1000, netTxBytesPerSec: 1000, tcpConnections: 5, sockets: 6, ...o,
+  });
+  t.equal(f.next([base(0, {})]).updates.length, 1, 'first: sent');
+  t.equal(f.next([base(5000, { writableBytes: 100.5 * MiB, tcpConnections: 9, netRxBytesPerSec: 30_000 })]).updates.length, 0, 'small moves: not sent');
+  t.equal(f.next([base(10_000, { writableBytes: 200 * MiB })]).updates.length, 1, 'writable layer doubled: sent');
+  t.equal(f.next([base(15_000, { writableBytes: 200 * MiB, logBytes: 50 * MiB })]).updates.length, 1, 'logs grew: sent');
+  t.equal(f.next([base(20_000, { writableBytes: 200 * MiB, logBytes: 50 * MiB, tcpConnections: 2000 })]).updates.length, 1, 'connections jumped: sent');
+  const d = f.next([base(25_000, { writableBytes: 200 * MiB, logBytes: 50 * MiB, tcpConnections: 2000, netRxBytesPerSec: 10 * MiB })]);
+  t.equal(d.updates.length, 1, 'network rate jumped: sent');
+  const msg = toUsageReportMessage(d, 25_000).containers![0]!;
+  t.match(msg, { writableBytes: 200 * MiB, logBytes: 50 * MiB, netRxBytesPerSec: 10 * MiB, tcpConnections: 2000, sockets: 6 });
+  t.notOk('blkioReadBytes' in msg, 'not measured: absent on the wire (proto3 optional)');
+  t.equal(f.next([base(30_000, { writableBytes: null, logBytes: 50 * MiB, tcpConnections: 2000, netRxBytesPerSec: 10 * MiB })]).updates.length, 1, 'measured → not measured: sent');
 });

@@ -5,7 +5,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createLogger, startMetricsListener, type ViolationReport } from '@bulkhead/shared';
-import { AgentMetrics, timedDecision } from '../../src/metrics/agent-metrics';
+import { AgentMetrics, timedDecision, TOP_CONTAINERS, topN } from '../../src/metrics/agent-metrics';
 import { resolveAgentOptions } from '../../src/agent-options';
 import { metricNames, promtoolCheck, sample, scrape } from '../../../../test/helpers/promtool';
 
@@ -29,6 +29,11 @@ t.test('hooks and sources; the page passes promtool', async (t) => {
     authzFailOpen: () => 1,
     authzFailClosed: () => 3,
     quarantined: () => 1,
+    usage: () => [
+      { name: 'filler', writableBytes: 200 * 2 ** 20, logBytes: 0, netRxBytesPerSec: 0, netTxBytesPerSec: 0, tcpConnections: 0 },
+      { name: 'talker', writableBytes: 4096, logBytes: 100, netRxBytesPerSec: 1000, netTxBytesPerSec: 500, tcpConnections: 2001 },
+      { name: 'hostnet', writableBytes: null, logBytes: null, netRxBytesPerSec: null, netTxBytesPerSec: null, tcpConnections: null },
+    ],
   });
   m.inventoryChange('upsert', 'start');
   m.inventoryChange('upsert', 'start');
@@ -84,6 +89,13 @@ t.test('hooks and sources; the page passes promtool', async (t) => {
   t.equal(sample(body, 'bulkhead_agent_docker_event_stream_up'), 1);
   t.equal(sample(body, 'bulkhead_agent_quarantined_containers'), 1);
   t.ok(sample(body, 'process_cpu_seconds_total')! >= 0, 'process metrics');
+  t.equal(sample(body, 'bulkhead_agent_usage_host{resource="writable_bytes"}'), 200 * 2 ** 20 + 4096, 'host total: the measured containers summed');
+  t.equal(sample(body, 'bulkhead_agent_usage_host{resource="network_bytes_per_second"}'), 1500);
+  t.equal(sample(body, 'bulkhead_agent_usage_host{resource="tcp_connections"}'), 2001);
+  t.equal(sample(body, 'bulkhead_agent_usage_top_containers{resource="writable_bytes",container="filler"}'), 200 * 2 ** 20);
+  t.equal(sample(body, 'bulkhead_agent_usage_top_containers{resource="tcp_connections",container="talker"}'), 2001);
+  t.equal(sample(body, 'bulkhead_agent_usage_top_containers{resource="tcp_connections",container="filler"}'), undefined, '0 is left out of the top');
+  t.notMatch(body, /container="hostnet"/, 'not measured: no series');
 
   // Mirrored totals are re-read, not added up, on every scrape.
   const again = (await m.render()).body;
@@ -133,4 +145,23 @@ t.test('listener options: loopback by default, off with --no-metrics', async (t)
   const s = await scrape(l.port);
   t.equal(s.status, 200);
   t.equal((await promtoolCheck(s.body)).code, 0, 'promtool on the real scrape');
+});
+
+t.test('per-container usage series stay bounded: top 10 of each resource, re-ranked every scrape', async (t) => {
+  const m = new AgentMetrics({ agentId: 'agt_x', logger, processMetrics: false });
+  let n = 500;
+  m.setSources({
+    usage: () => Array.from({ length: n }, (_, i) => ({ name: `c${i}`, writableBytes: i + 1, logBytes: i + 1, netRxBytesPerSec: i, netTxBytesPerSec: 1, tcpConnections: i + 1 })),
+  });
+  const body = (await m.render()).body;
+  t.equal((await promtoolCheck(body)).code, 0);
+  const series = body.split('\n').filter((l) => l.startsWith('bulkhead_agent_usage_top_containers{'));
+  t.equal(series.length, 4 * TOP_CONTAINERS, `${series.length} series for 500 containers`);
+  t.equal(sample(body, 'bulkhead_agent_usage_top_containers{resource="log_bytes",container="c499"}'), 500, 'the largest');
+  t.equal(sample(body, 'bulkhead_agent_usage_top_containers{resource="log_bytes",container="c489"}'), undefined, 'the 11th is out');
+  n = 3;
+  const after = (await m.render()).body;
+  t.equal(sample(after, 'bulkhead_agent_usage_top_containers{resource="log_bytes",container="c499"}'), undefined, 'gone containers leave no stale series');
+  t.equal(sample(after, 'bulkhead_agent_usage_top_containers{resource="log_bytes",container="c2"}'), 3);
+  t.same(topN([{ name: 'b', tcpConnections: 5 }, { name: 'a', tcpConnections: 5 }, { name: 'c', tcpConnections: 9 }], (r) => r.tcpConnections, 2), [['c', 9], ['a', 5]], 'ties by name');
 });

@@ -12,6 +12,8 @@ t.test('agent options: defaults and clear errors', async (t) => {
     stateDir: '/s', dockerHost: undefined, controller: undefined, hostLabels: { env: 'prod', zone: 'a=b' }, reconcileIntervalMs: 30_000, authzSocket: '/run/docker/plugins/bulkhead.sock', policyFile: undefined,
     metricsListen: '127.0.0.1:9465', metricsAllowRemote: false,
     usageIntervalMs: 5000, usageReportIntervalMs: 30_000,
+    usageSources: { disk: true, net: true, blkio: true },
+    usageResourceIntervalMs: 20_000,
     // host audit (issue 4): hourly, every lockdown fix off
     audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
     heapTrimIntervalMs: 30_000,
@@ -20,6 +22,9 @@ t.test('agent options: defaults and clear errors', async (t) => {
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '2m' }).heapTrimIntervalMs, 120_000);
   t.throws(() => resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '1s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /at least 10s/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');
+  t.same(resolveAgentOptions({ stateDir: '/s', diskUsage: false, netUsage: false, blkioUsage: false }).usageSources, { disk: false, net: false, blkio: false }, '--no-disk-usage --no-net-usage --no-blkio-usage');
+  t.equal(resolveAgentOptions({ stateDir: '/s', usageInterval: '1s', usageReportInterval: '2s', usageResourceInterval: '1s' }).usageResourceIntervalMs, 1000, '--usage-resource-interval');
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', usageResourceInterval: '2s' }), { message: /not be shorter than usage-interval/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: '/tmp/x/a.sock' }).authzSocket, '/tmp/x/a.sock');
   t.throws(() => resolveAgentOptions({ stateDir: '/s', authzSocket: 'relative.sock' }), { message: /absolute path/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', reconcileInterval: '5s', dockerHost: 'unix:///x.sock' }).reconcileIntervalMs, 5000);

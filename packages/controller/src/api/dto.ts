@@ -45,6 +45,39 @@ export const ContainerUsageSchema = Type.Object({
   /** 0 = unlimited. */
   pidsLimit: Type.Integer(),
   takenAt: IsoDate,
+  // Beyond the cgroup: null when the agent does not measure it.
+  /** Bytes in the writable layer on the host. */
+  writableBytes: Nullable(Type.Integer()),
+  /** Bytes of its log files (current + rotated). */
+  logBytes: Nullable(Type.Integer()),
+  /** Block IO read, cumulative bytes (cgroup). */
+  blkioReadBytes: Nullable(Type.Integer()),
+  /** Block IO written, cumulative bytes (cgroup). */
+  blkioWriteBytes: Nullable(Type.Integer()),
+  /** Block IO read operations, cumulative. */
+  blkioReadOps: Nullable(Type.Integer()),
+  /** Block IO write operations, cumulative. */
+  blkioWriteOps: Nullable(Type.Integer()),
+  /** Received bytes of its network namespace (every interface, loopback included), cumulative. */
+  netRxBytes: Nullable(Type.Integer()),
+  /** Sent bytes, cumulative. */
+  netTxBytes: Nullable(Type.Integer()),
+  /** Received packets, cumulative. */
+  netRxPackets: Nullable(Type.Integer()),
+  /** Sent packets, cumulative. */
+  netTxPackets: Nullable(Type.Integer()),
+  /** Received packets dropped, cumulative. */
+  netRxDropped: Nullable(Type.Integer()),
+  /** Sent packets dropped, cumulative. */
+  netTxDropped: Nullable(Type.Integer()),
+  /** Received bytes per second since the sample before. */
+  netRxBytesPerSec: Nullable(Type.Number()),
+  /** Sent bytes per second since the sample before. */
+  netTxBytesPerSec: Nullable(Type.Number()),
+  /** Open TCP connections of its network namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
+  tcpConnections: Nullable(Type.Integer()),
+  /** TCP + UDP sockets of its network namespace, any state. */
+  sockets: Nullable(Type.Integer()),
 });
 export type ContainerUsageDto = Static<typeof ContainerUsageSchema>;
 
@@ -146,6 +179,10 @@ export function toAgentDto(a: AgentRecord): AgentDto {
   };
 }
 
+function intOrNull(n: number | null | undefined): number | null {
+  return n === null || n === undefined ? null : Math.round(n);
+}
+
 export function toUsageDto(u: ContainerUsageRecord): ContainerUsageDto {
   return {
     cpuPercent: u.cpuPercent,
@@ -155,6 +192,22 @@ export function toUsageDto(u: ContainerUsageRecord): ContainerUsageDto {
     pids: Math.round(u.pids),
     pidsLimit: Math.round(u.pidsLimit),
     takenAt: u.takenAt.toISOString(),
+    writableBytes: intOrNull(u.writableBytes),
+    logBytes: intOrNull(u.logBytes),
+    blkioReadBytes: intOrNull(u.blkioReadBytes),
+    blkioWriteBytes: intOrNull(u.blkioWriteBytes),
+    blkioReadOps: intOrNull(u.blkioReadOps),
+    blkioWriteOps: intOrNull(u.blkioWriteOps),
+    netRxBytes: intOrNull(u.netRxBytes),
+    netTxBytes: intOrNull(u.netTxBytes),
+    netRxPackets: intOrNull(u.netRxPackets),
+    netTxPackets: intOrNull(u.netTxPackets),
+    netRxDropped: intOrNull(u.netRxDropped),
+    netTxDropped: intOrNull(u.netTxDropped),
+    netRxBytesPerSec: u.netRxBytesPerSec ?? null,
+    netTxBytesPerSec: u.netTxBytesPerSec ?? null,
+    tcpConnections: intOrNull(u.tcpConnections),
+    sockets: intOrNull(u.sockets),
   };
 }
 

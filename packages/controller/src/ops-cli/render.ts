@@ -65,7 +65,7 @@ export function renderAgent(a: AgentDto, now: Date): string {
 
 export function renderContainerTable(containers: ContainerDto[], now: Date): string {
   return formatTable(
-    ['AGENT', 'CONTAINER ID', 'NAME', 'IMAGE', 'STATE', 'CPU', 'MEM', 'UPDATED'],
+    ['AGENT', 'CONTAINER ID', 'NAME', 'IMAGE', 'STATE', 'CPU', 'MEM', 'DISK', 'NET', 'CONNS', 'UPDATED'],
     containers.map((c) => [
       c.agentId,
       c.id.slice(0, 12),
@@ -74,6 +74,9 @@ export function renderContainerTable(containers: ContainerDto[], now: Date): str
       c.removed ? `${c.state || '-'} (removed)` : c.state || '-',
       c.usage ? cpuText(c.usage) : '-',
       c.usage ? memText(c.usage) : '-',
+      c.usage ? diskText(c.usage) : '-',
+      c.usage ? netText(c.usage) : '-',
+      c.usage && c.usage.tcpConnections !== null ? String(c.usage.tcpConnections) : '-',
       ago(c.updatedAt, now),
     ]),
   );
@@ -88,6 +91,34 @@ function cpuText(u: NonNullable<ContainerDto['usage']>): string {
 /** "24.0 MiB" or "24.0 MiB/64.0 MiB" with a limit. */
 function memText(u: NonNullable<ContainerDto['usage']>): string {
   return u.memoryLimitBytes > 0 ? `${formatSize(u.memoryBytes)}/${formatSize(u.memoryLimitBytes)}` : formatSize(u.memoryBytes);
+}
+
+/** Writable layer + logs ("212.0 MiB"); "-" when neither is measured. */
+function diskText(u: NonNullable<ContainerDto['usage']>): string {
+  if (u.writableBytes === null && u.logBytes === null) return '-';
+  return formatSize((u.writableBytes ?? 0) + (u.logBytes ?? 0));
+}
+
+/** Received + sent per second ("1.2 MiB/s"); "-" when not measured. */
+function netText(u: NonNullable<ContainerDto['usage']>): string {
+  if (u.netRxBytesPerSec === null || u.netTxBytesPerSec === null) return '-';
+  return `${formatSize(Math.round(u.netRxBytesPerSec + u.netTxBytesPerSec))}/s`;
+}
+
+/** The usage lines beyond the cgroup, each only when measured. */
+function resourceLines(u: NonNullable<ContainerDto['usage']>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const size = (n: number | null) => (n === null ? '-' : formatSize(n));
+  if (u.writableBytes !== null || u.logBytes !== null) out.push(['Disk', `writable layer ${size(u.writableBytes)}, logs ${size(u.logBytes)}`]);
+  if (u.blkioReadBytes !== null || u.blkioWriteBytes !== null) {
+    out.push(['Block IO', `read ${size(u.blkioReadBytes)} (${u.blkioReadOps ?? '-'} ops), written ${size(u.blkioWriteBytes)} (${u.blkioWriteOps ?? '-'} ops)`]);
+  }
+  if (u.netRxBytes !== null || u.netTxBytes !== null) {
+    const r = (n: number | null) => (n === null ? '-' : `${formatSize(Math.round(n))}/s`);
+    out.push(['Network', `rx ${size(u.netRxBytes)} (${r(u.netRxBytesPerSec)}, ${u.netRxPackets ?? '-'} packets, ${u.netRxDropped ?? '-'} dropped), tx ${size(u.netTxBytes)} (${r(u.netTxBytesPerSec)}, ${u.netTxPackets ?? '-'} packets, ${u.netTxDropped ?? '-'} dropped)`]);
+  }
+  if (u.tcpConnections !== null || u.sockets !== null) out.push(['Connections', `${u.tcpConnections ?? '-'} TCP connections, ${u.sockets ?? '-'} sockets`]);
+  return out;
 }
 
 export function renderContainer(c: ContainerDto, now: Date): string {
@@ -131,6 +162,7 @@ export function renderContainer(c: ContainerDto, now: Date): string {
       ['CPU', `${cpuText(u)} of one core${u.cpuPercentOfQuota !== null ? ` (${Math.round(u.cpuPercentOfQuota * 10) / 10}% of its quota)` : ' (no quota)'}`],
       ['Memory', `${memText(u)}${u.memoryLimitBytes > 0 ? '' : ' (no limit)'}`],
       ['Pids', u.pidsLimit > 0 ? `${u.pids}/${u.pidsLimit}` : `${u.pids} (no limit)`],
+      ...resourceLines(u),
       ['Usage at', when(u.takenAt, now)],
     );
   }

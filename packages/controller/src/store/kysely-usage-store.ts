@@ -1,11 +1,11 @@
-// Owns the SQL of live container usage (table container_usage, migration
-// 0005_usage), portable across SQLite and PostgreSQL like KyselyStore:
+// Owns the SQL of live container usage (table container_usage, migrations
+// 0005_usage and 0012_usage_resources), portable across SQLite and PostgreSQL like KyselyStore:
 // integer-ms times, ON CONFLICT … DO UPDATE for the latest reading.
 import type { Selectable } from 'kysely';
 import type { ContainerUsageTable, Db } from './schema';
 import { usageKey, type ContainerUsageRecord, type UsageStore } from './usage-store';
 
-/** Rows per statement: 11 parameters each stays far below SQLite's and pg's limits. */
+/** Rows per statement: 27 parameters each (5 400 a statement) stays far below SQLite's (32 766) and pg's (65 535) limits. */
 const BATCH = 200;
 
 export class KyselyUsageStore implements UsageStore {
@@ -36,6 +36,22 @@ export class KyselyUsageStore implements UsageStore {
             memory_limit_bytes: r.memoryLimitBytes,
             pids: r.pids,
             pids_limit: r.pidsLimit,
+            writable_bytes: r.writableBytes ?? null,
+            log_bytes: r.logBytes ?? null,
+            blkio_read_bytes: r.blkioReadBytes ?? null,
+            blkio_write_bytes: r.blkioWriteBytes ?? null,
+            blkio_read_ops: r.blkioReadOps ?? null,
+            blkio_write_ops: r.blkioWriteOps ?? null,
+            net_rx_bytes: r.netRxBytes ?? null,
+            net_tx_bytes: r.netTxBytes ?? null,
+            net_rx_packets: r.netRxPackets ?? null,
+            net_tx_packets: r.netTxPackets ?? null,
+            net_rx_dropped: r.netRxDropped ?? null,
+            net_tx_dropped: r.netTxDropped ?? null,
+            net_rx_bytes_per_sec: r.netRxBytesPerSec ?? null,
+            net_tx_bytes_per_sec: r.netTxBytesPerSec ?? null,
+            tcp_connections: r.tcpConnections ?? null,
+            sockets: r.sockets ?? null,
           })))
           .onConflict((oc) =>
             oc.columns(['agent_id', 'container_id']).doUpdateSet((eb) => ({
@@ -48,6 +64,22 @@ export class KyselyUsageStore implements UsageStore {
               memory_limit_bytes: eb.ref('excluded.memory_limit_bytes'),
               pids: eb.ref('excluded.pids'),
               pids_limit: eb.ref('excluded.pids_limit'),
+              writable_bytes: eb.ref('excluded.writable_bytes'),
+              log_bytes: eb.ref('excluded.log_bytes'),
+              blkio_read_bytes: eb.ref('excluded.blkio_read_bytes'),
+              blkio_write_bytes: eb.ref('excluded.blkio_write_bytes'),
+              blkio_read_ops: eb.ref('excluded.blkio_read_ops'),
+              blkio_write_ops: eb.ref('excluded.blkio_write_ops'),
+              net_rx_bytes: eb.ref('excluded.net_rx_bytes'),
+              net_tx_bytes: eb.ref('excluded.net_tx_bytes'),
+              net_rx_packets: eb.ref('excluded.net_rx_packets'),
+              net_tx_packets: eb.ref('excluded.net_tx_packets'),
+              net_rx_dropped: eb.ref('excluded.net_rx_dropped'),
+              net_tx_dropped: eb.ref('excluded.net_tx_dropped'),
+              net_rx_bytes_per_sec: eb.ref('excluded.net_rx_bytes_per_sec'),
+              net_tx_bytes_per_sec: eb.ref('excluded.net_tx_bytes_per_sec'),
+              tcp_connections: eb.ref('excluded.tcp_connections'),
+              sockets: eb.ref('excluded.sockets'),
             })),
           )
           .execute();
@@ -87,6 +119,10 @@ function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
 }
 
+function numOrNull(v: unknown): number | null {
+  return v === null || v === undefined ? null : num(v);
+}
+
 function toUsage(r: Selectable<ContainerUsageTable>): ContainerUsageRecord {
   return {
     agentId: r.agent_id,
@@ -100,5 +136,21 @@ function toUsage(r: Selectable<ContainerUsageTable>): ContainerUsageRecord {
     memoryLimitBytes: num(r.memory_limit_bytes),
     pids: num(r.pids),
     pidsLimit: num(r.pids_limit),
+    writableBytes: numOrNull(r.writable_bytes),
+    logBytes: numOrNull(r.log_bytes),
+    blkioReadBytes: numOrNull(r.blkio_read_bytes),
+    blkioWriteBytes: numOrNull(r.blkio_write_bytes),
+    blkioReadOps: numOrNull(r.blkio_read_ops),
+    blkioWriteOps: numOrNull(r.blkio_write_ops),
+    netRxBytes: numOrNull(r.net_rx_bytes),
+    netTxBytes: numOrNull(r.net_tx_bytes),
+    netRxPackets: numOrNull(r.net_rx_packets),
+    netTxPackets: numOrNull(r.net_tx_packets),
+    netRxDropped: numOrNull(r.net_rx_dropped),
+    netTxDropped: numOrNull(r.net_tx_dropped),
+    netRxBytesPerSec: numOrNull(r.net_rx_bytes_per_sec),
+    netTxBytesPerSec: numOrNull(r.net_tx_bytes_per_sec),
+    tcpConnections: numOrNull(r.tcp_connections),
+    sockets: numOrNull(r.sockets),
   };
 }

@@ -415,6 +415,35 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.alterTable('violations').dropColumn('alert_pending').execute();
     },
   },
+  // Live usage beyond the cgroup (src/store/kysely-usage-store.ts): writable layer and log
+  // sizes, block IO, the network namespace's counters and sockets. Null = not measured
+  // (the agent's source is off, an older agent, or not measurable for that container).
+  '0012_usage_resources': {
+    async up(db: AnyDb): Promise<void> {
+      // SQLite adds one column per ALTER TABLE.
+      await db.schema.alterTable('container_usage').addColumn('writable_bytes', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('log_bytes', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('blkio_read_bytes', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('blkio_write_bytes', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('blkio_read_ops', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('blkio_write_ops', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_rx_bytes', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_tx_bytes', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_rx_packets', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_tx_packets', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_rx_dropped', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_tx_dropped', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_rx_bytes_per_sec', 'double precision').execute();
+      await db.schema.alterTable('container_usage').addColumn('net_tx_bytes_per_sec', 'double precision').execute();
+      await db.schema.alterTable('container_usage').addColumn('tcp_connections', 'bigint').execute();
+      await db.schema.alterTable('container_usage').addColumn('sockets', 'bigint').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      for (const c of ['sockets', 'tcp_connections', 'net_tx_bytes_per_sec', 'net_rx_bytes_per_sec', 'net_tx_dropped', 'net_rx_dropped', 'net_tx_packets', 'net_rx_packets', 'net_tx_bytes', 'net_rx_bytes', 'blkio_write_ops', 'blkio_read_ops', 'blkio_write_bytes', 'blkio_read_bytes', 'log_bytes', 'writable_bytes']) {
+        await db.schema.alterTable('container_usage').dropColumn(c).execute();
+      }
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -287,6 +287,23 @@ export interface ContainerUsageTable {
   pids: Int;
   /** 0 = unlimited. */
   pids_limit: Int;
+  // 0012_usage_resources: beyond the cgroup, null = not measured.
+  writable_bytes: Int | null;
+  log_bytes: Int | null;
+  blkio_read_bytes: Int | null;
+  blkio_write_bytes: Int | null;
+  blkio_read_ops: Int | null;
+  blkio_write_ops: Int | null;
+  net_rx_bytes: Int | null;
+  net_tx_bytes: Int | null;
+  net_rx_packets: Int | null;
+  net_tx_packets: Int | null;
+  net_rx_dropped: Int | null;
+  net_tx_dropped: Int | null;
+  net_rx_bytes_per_sec: number | null;
+  net_tx_bytes_per_sec: number | null;
+  tcp_connections: Int | null;
+  sockets: Int | null;
 }
 
 // ---- 0006_audit (src/host-audit) ----------------------------------------------------

@@ -1,5 +1,5 @@
-// The contract for live container usage at the controller (migration
-// 0005_usage): the latest reading of each running container, as its agent
+// The contract for live container usage at the controller (migrations
+// 0005_usage, 0012_usage_resources): the latest reading of each running container, as its agent
 // last reported it. Agents send deltas (only containers whose usage moved,
 // plus a slow heartbeat) and the containers that stopped being sampled, so
 // the store keeps one row per container and forgets it when the agent says
@@ -24,6 +24,39 @@ export interface ContainerUsageRecord {
   pids: number;
   /** 0 = unlimited. */
   pidsLimit: number;
+  // Beyond the cgroup (migration 0012_usage_resources): null when the agent did not measure it.
+  /** Bytes in the writable layer on the host. */
+  writableBytes?: number | null;
+  /** Bytes of its log files (current + rotated). */
+  logBytes?: number | null;
+  /** Block IO read, cumulative bytes (cgroup). */
+  blkioReadBytes?: number | null;
+  /** Block IO written, cumulative bytes (cgroup). */
+  blkioWriteBytes?: number | null;
+  /** Block IO read operations, cumulative. */
+  blkioReadOps?: number | null;
+  /** Block IO write operations, cumulative. */
+  blkioWriteOps?: number | null;
+  /** Received bytes of its network namespace (every interface, loopback included), cumulative. */
+  netRxBytes?: number | null;
+  /** Sent bytes, cumulative. */
+  netTxBytes?: number | null;
+  /** Received packets, cumulative. */
+  netRxPackets?: number | null;
+  /** Sent packets, cumulative. */
+  netTxPackets?: number | null;
+  /** Received packets dropped, cumulative. */
+  netRxDropped?: number | null;
+  /** Sent packets dropped, cumulative. */
+  netTxDropped?: number | null;
+  /** Received bytes per second since the sample before. */
+  netRxBytesPerSec?: number | null;
+  /** Sent bytes per second since the sample before. */
+  netTxBytesPerSec?: number | null;
+  /** Open TCP connections of its network namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
+  tcpConnections?: number | null;
+  /** TCP + UDP sockets of its network namespace, any state. */
+  sockets?: number | null;
 }
 
 export interface UsageStore {
@@ -38,3 +71,24 @@ export interface UsageStore {
 export function usageKey(agentId: string, containerId: string): string {
   return `${agentId}/${containerId}`;
 }
+
+/** The usage fields beyond the cgroup, in column order (migration 0012_usage_resources). */
+export const RESOURCE_USAGE_FIELDS = [
+  'writableBytes',
+  'logBytes',
+  'blkioReadBytes',
+  'blkioWriteBytes',
+  'blkioReadOps',
+  'blkioWriteOps',
+  'netRxBytes',
+  'netTxBytes',
+  'netRxPackets',
+  'netTxPackets',
+  'netRxDropped',
+  'netTxDropped',
+  'netRxBytesPerSec',
+  'netTxBytesPerSec',
+  'tcpConnections',
+  'sockets',
+] as const satisfies ReadonlyArray<keyof ContainerUsageRecord>;
+export type ResourceUsageField = (typeof RESOURCE_USAGE_FIELDS)[number];

@@ -2,9 +2,9 @@
 // into stored usage: the latest reading per container, containers no longer
 // sampled forgotten. Never fatal for the link: usage is perishable, so a
 // malformed entry is skipped and logged, and the report is acknowledged.
-import type { Logger, UsageReport__Output } from '@bulkhead/shared';
+import type { ContainerUsage__Output, Logger, UsageReport__Output } from '@bulkhead/shared';
 import type { Store } from '../store/store';
-import type { ContainerUsageRecord } from '../store/usage-store';
+import { RESOURCE_USAGE_FIELDS, type ContainerUsageRecord, type ResourceUsageField } from '../store/usage-store';
 
 /** Containers per report the controller accepts (an agent with more sends several). */
 export const MAX_USAGE_CONTAINERS = 10_000;
@@ -13,6 +13,17 @@ const finite = (v: unknown): number => {
   const n = Number(v);
   return Number.isFinite(n) && n >= 0 ? n : 0;
 };
+
+/** Optional wire fields beyond the cgroup: absent (not measured) or not a usable number → null. */
+function resourceFields(c: ContainerUsage__Output): Pick<ContainerUsageRecord, ResourceUsageField> {
+  const out = {} as Pick<ContainerUsageRecord, ResourceUsageField>;
+  for (const k of RESOURCE_USAGE_FIELDS) {
+    const v = (c as unknown as Record<string, unknown>)[k];
+    const n = v === undefined || v === null ? NaN : Number(v);
+    out[k] = Number.isFinite(n) && n >= 0 ? n : null;
+  }
+  return out;
+}
 
 /** The report's entries as records; entries without a usable container id are dropped. */
 export function usageRecords(agentId: string, report: UsageReport__Output, now: Date): { rows: ContainerUsageRecord[]; gone: string[]; dropped: number } {
@@ -39,6 +50,7 @@ export function usageRecords(agentId: string, report: UsageReport__Output, now: 
       memoryLimitBytes: finite(c.memoryLimitBytes),
       pids: finite(c.pids),
       pidsLimit: finite(c.pidsLimit),
+      ...resourceFields(c),
     });
   }
   dropped += Math.max(0, (report.containers?.length ?? 0) - MAX_USAGE_CONTAINERS);

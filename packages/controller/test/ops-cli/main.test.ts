@@ -94,14 +94,16 @@ t.test('ops CLI against the real API', async (t) => {
     await api.store.usage!.applyUsage('agt_alpha', [{
       agentId: 'agt_alpha', containerId: IDS.web, takenAt: NOW, receivedAt: NOW, cpuPercent: 49.5, cpuPercentOfQuota: 99, cpuLimitCores: 0.5,
       memoryBytes: 24 * 1024 * 1024, memoryLimitBytes: 64 * 1024 * 1024, pids: 3, pidsLimit: 0,
+      writableBytes: 200 * 1024 * 1024, logBytes: 12 * 1024 * 1024, blkioReadBytes: 1024 * 1024, blkioWriteBytes: 200 * 1024 * 1024, blkioReadOps: 7, blkioWriteOps: 1600,
+      netRxBytes: 4096, netTxBytes: 8192, netRxPackets: 40, netTxPackets: 80, netRxDropped: 0, netTxDropped: 1, netRxBytesPerSec: 1024, netTxBytesPerSec: 512, tcpConnections: 2001, sockets: 2003,
     }], []);
     const all = await run(['containers'], env);
     t.equal(all.code, 0, all.err);
     const lines = all.out.trimEnd().split('\n');
-    t.match(lines[0], /^AGENT\s+CONTAINER ID\s+NAME\s+IMAGE\s+STATE\s+CPU\s+MEM\s+UPDATED$/);
+    t.match(lines[0], /^AGENT\s+CONTAINER ID\s+NAME\s+IMAGE\s+STATE\s+CPU\s+MEM\s+DISK\s+NET\s+CONNS\s+UPDATED$/);
     t.equal(lines.length, 6, 'header + 5 live containers');
-    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.web.slice(0, 12)}\\s+web\\s+nginx:1\\.27\\s+running\\s+50%\\s+24\\.0 MiB/64\\.0 MiB\\s+1m ago$`, 'm'));
-    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.job.slice(0, 12)}\\s+job\\s+\\S+\\s+exited\\s+-\\s+-\\s+`, 'm'), 'no usage: dashes');
+    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.web.slice(0, 12)}\\s+web\\s+nginx:1\\.27\\s+running\\s+50%\\s+24\\.0 MiB/64\\.0 MiB\\s+212\\.0 MiB\\s+1\\.5 KiB/s\\s+2001\\s+1m ago$`, 'm'), 'disk = writable layer + logs, network = rx + tx per second, TCP connections');
+    t.match(all.out, new RegExp(`^agt_alpha\\s+${IDS.job.slice(0, 12)}\\s+job\\s+\\S+\\s+exited\\s+-\\s+-\\s+-\\s+-\\s+-\\s+`, 'm'), 'no usage: dashes');
 
     const f = await run(['containers', '--agent', 'agt_alpha', '--image', 'nginx', '--label', 'env=prod', '--label', 'team'], env);
     t.equal(f.code, 0, f.err);
@@ -135,6 +137,10 @@ t.test('ops CLI against the real API', async (t) => {
     t.match(r.out, /^CPU:\s+50% of one core \(99% of its quota\)$/m, 'live usage (issue 4)');
     t.match(r.out, /^Memory:\s+24\.0 MiB\/64\.0 MiB$/m);
     t.match(r.out, /^Pids:\s+3 \(no limit\)$/m);
+    t.match(r.out, /^Disk:\s+writable layer 200\.0 MiB, logs 12\.0 MiB$/m);
+    t.match(r.out, /^Block IO:\s+read 1\.0 MiB \(7 ops\), written 200\.0 MiB \(1600 ops\)$/m);
+    t.match(r.out, /^Network:\s+rx 4\.0 KiB \(1\.0 KiB\/s, 40 packets, 0 dropped\), tx 8\.0 KiB \(512 B\/s, 80 packets, 1 dropped\)$/m);
+    t.match(r.out, /^Connections:\s+2001 TCP connections, 2003 sockets$/m);
     const byPrefix = await run(['--json', 'containers', 'get', 'agt_alpha', IDS.job.slice(0, 12)], env);
     t.equal((JSON.parse(byPrefix.out) as { name: string }).name, '/job');
     const ambiguous = await run(['containers', 'get', 'agt_alpha', 'abcdef012345'], env);

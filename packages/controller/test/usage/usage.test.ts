@@ -8,7 +8,7 @@ import { createLogger, type UsageReport, type UsageReport__Output } from '@bulkh
 import { openTestStore } from '../store/fixtures/backend';
 import type { Store } from '../../src/store/store';
 import { MIGRATIONS } from '../../src/store/migrations';
-import { usageKey, type ContainerUsageRecord } from '../../src/store/usage-store';
+import { RESOURCE_USAGE_FIELDS, usageKey, type ContainerUsageRecord, type ResourceUsageField } from '../../src/store/usage-store';
 import { MAX_USAGE_CONTAINERS, recordUsage, usageRecords } from '../../src/usage/usage-recorder';
 import { bearer, get, type RunningApi } from '../api/fixtures/api-server';
 
@@ -26,10 +26,20 @@ async function freshStore(t: Test): Promise<Store> {
   return openTestStore(t); // SQLite here; PostgreSQL in usage.postgres.test.ts
 }
 
+/** Not measured: what an agent without disk/network sources (or an older one) leaves in the store. */
+const UNMEASURED = Object.fromEntries(RESOURCE_USAGE_FIELDS.map((k) => [k, null])) as Record<ResourceUsageField, null>;
+
 const rec = (agentId: string, containerId: string, over: Partial<ContainerUsageRecord> = {}): ContainerUsageRecord => ({
   agentId, containerId, takenAt: T0, receivedAt: T0, cpuPercent: 12.5, cpuPercentOfQuota: null, cpuLimitCores: 0, memoryBytes: 10 * MiB,
-  memoryLimitBytes: 0, pids: 2, pidsLimit: 0, ...over,
+  memoryLimitBytes: 0, pids: 2, pidsLimit: 0, ...UNMEASURED, ...over,
 });
+
+/** Everything beyond the cgroup measured. */
+const RESOURCES = {
+  writableBytes: 200 * MiB, logBytes: 3 * MiB, blkioReadBytes: MiB, blkioWriteBytes: 201 * MiB, blkioReadOps: 12, blkioWriteOps: 1600,
+  netRxBytes: 10_000, netTxBytes: 20_000, netRxPackets: 100, netTxPackets: 200, netRxDropped: 1, netTxDropped: 2,
+  netRxBytesPerSec: 1234.5, netTxBytesPerSec: 2048, tcpConnections: 2001, sockets: 2003,
+};
 
 t.test('migration 0005_usage sorts between 0004 and 0006 and creates container_usage', async (t) => {
   const names = Object.keys(MIGRATIONS).sort();
@@ -37,6 +47,19 @@ t.test('migration 0005_usage sorts between 0004 and 0006 and creates container_u
   if (names.includes('0006_audit')) t.ok(names.indexOf('0005_usage') < names.indexOf('0006_audit'));
   const store = await freshStore(t);
   t.same(await store.usage!.getUsage([{ agentId: 'a', containerId: 'c' }]), new Map(), 'table exists, empty');
+});
+
+t.test('migration 0012_usage_resources: disk, block IO, network and connection columns round-trip, null = not measured', async (t) => {
+  const names = Object.keys(MIGRATIONS).sort();
+  t.equal(names.at(-1) === '0012_usage_resources' || names.indexOf('0012_usage_resources') > names.indexOf('0011_violation_alert_pending'), true, 'after 0011');
+  const store = await freshStore(t);
+  await store.usage!.applyUsage('agt_a', [rec('agt_a', 'full', RESOURCES), rec('agt_a', 'none')], []);
+  const got = await store.usage!.getUsage([{ agentId: 'agt_a', containerId: 'full' }, { agentId: 'agt_a', containerId: 'none' }]);
+  t.same(got.get(usageKey('agt_a', 'full')), rec('agt_a', 'full', RESOURCES), 'every field round-trips');
+  t.same(got.get(usageKey('agt_a', 'none')), rec('agt_a', 'none'), 'not measured: null, not 0');
+  // An update that no longer measures a field clears it (no stale disk figure after --no-disk-usage).
+  await store.usage!.applyUsage('agt_a', [rec('agt_a', 'full', { ...RESOURCES, writableBytes: null })], []);
+  t.equal((await store.usage!.getUsage([{ agentId: 'agt_a', containerId: 'full' }])).get(usageKey('agt_a', 'full'))!.writableBytes, null);
 });
 
 t.test('store: latest reading per container, gone and clear forget, lookups across agents', async (t) => {
@@ -119,7 +142,7 @@ t.test('through the link: reported usage shows in GET /v1/containers and the sin
   send({
     takenAtMs: now,
     containers: [
-      { containerId: web.id, cpuPercent: 49.6, cpuPercentOfQuota: 99.2, cpuLimitCores: 0.5, memoryBytes: 24 * MiB, memoryLimitBytes: 64 * MiB, pids: 3, pidsLimit: 32, takenAtMs: now - 500 },
+      { containerId: web.id, cpuPercent: 49.6, cpuPercentOfQuota: 99.2, cpuLimitCores: 0.5, memoryBytes: 24 * MiB, memoryLimitBytes: 64 * MiB, pids: 3, pidsLimit: 32, takenAtMs: now - 500, ...RESOURCES },
       { containerId: job.id, cpuPercent: 0.2, cpuPercentOfQuota: 0, cpuLimitCores: 0, memoryBytes: MiB, memoryLimitBytes: 0, pids: 1, pidsLimit: 0, takenAtMs: now - 500 },
     ],
     gone: [],
@@ -131,7 +154,8 @@ t.test('through the link: reported usage shows in GET /v1/containers and the sin
     return l.every((c) => c.usage !== null) ? l : undefined;
   });
   const w = items.find((c) => c.id === web.id)!;
-  t.same(w.usage, { cpuPercent: 49.6, cpuPercentOfQuota: 99.2, memoryBytes: 24 * MiB, memoryLimitBytes: 64 * MiB, pids: 3, pidsLimit: 32, takenAt: new Date(now - 500).toISOString() });
+  t.same(w.usage, { cpuPercent: 49.6, cpuPercentOfQuota: 99.2, memoryBytes: 24 * MiB, memoryLimitBytes: 64 * MiB, pids: 3, pidsLimit: 32, takenAt: new Date(now - 500).toISOString(), ...RESOURCES }, 'disk, block IO, network and connections too');
+  t.match(items.find((c) => c.id === job.id)!.usage, UNMEASURED, 'fields the agent did not send (proto3 optional): null');
   t.equal(items.find((c) => c.id === job.id)!.usage!.cpuPercentOfQuota, null, 'no quota: null, not 0');
   const one = await apiGet<Item>(s.api, `/v1/containers/${agent.agentId}/web`, s.keys.viewer);
   t.equal(one.status, 200);

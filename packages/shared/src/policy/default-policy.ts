@@ -255,6 +255,38 @@ spec:
         abovePercent: 90
         forSeconds: 10
 
+    - id: isolation.disk-usage
+      description: No container fills the host's disk - a writable layer above 10 GiB, logs above 1 GiB, or both growing by more than 1 GiB a minute.
+      severity: high
+      mode: monitor
+      action: { type: stop }
+      check:
+        type: disk-usage
+        writableAbove: 10g
+        logsAbove: 1g
+        growthPerMinuteAbove: 1g
+        forSeconds: 60
+
+    - id: isolation.network-usage
+      description: No container sends and receives more than 100 MiB/s for a minute on end (a flood, a scan, an exfiltration).
+      severity: medium
+      mode: monitor
+      action: { type: quarantine }
+      check:
+        type: network-usage
+        bytesPerSecAbove: 100m
+        forSeconds: 60
+
+    - id: isolation.connections
+      description: No container holds more than 10000 TCP connections for 30 seconds (a connection leak or flood).
+      severity: medium
+      mode: monitor
+      action: { type: quarantine }
+      check:
+        type: connections
+        above: 10000
+        forSeconds: 30
+
     - id: isolation.project-network
       description: Containers of different projects never share a network.
       severity: high

@@ -13,7 +13,7 @@ const MiB = 1024 * 1024;
 const T0 = NOW.getTime() - 120_000;
 
 /** Readings every `every` ms ending at T0 + (n-1)·every, one per value, with `base` fields. */
-function series(values: Array<number | null>, field: 'cpuPercent' | 'memoryBytes' | 'pids', base: Partial<UsagePoint> = {}, every = 5000): UsagePoint[] {
+function series(values: Array<number | null>, field: keyof UsagePoint, base: Partial<UsagePoint> = {}, every = 5000): UsagePoint[] {
   return values.map((v, i) => ({
     at: T0 + i * every,
     cpuPercent: 0,
@@ -133,7 +133,7 @@ t.test('usage rules produce nothing without usage: authz and dry-run', async (t)
 });
 
 t.test('usageWindowMs and isUsageRule', async (t) => {
-  t.same([...USAGE_CHECK_TYPES], ['cpu-usage', 'memory-usage', 'pids-usage']);
+  t.same([...USAGE_CHECK_TYPES], ['cpu-usage', 'memory-usage', 'pids-usage', 'disk-usage', 'network-usage', 'connections']);
   t.ok(isUsageRule({ check: { type: 'cpu-usage' } }));
   t.notOk(isUsageRule({ check: { type: 'privileged' } }));
   const p = (checks: Rule['check'][]) => policyFromJson(policyOf(...checks.map((c, i) => rule(c, { id: `r${i}` }))));
@@ -151,4 +151,62 @@ t.test('heldAbove', async (t) => {
   t.same(heldAbove(series([5, 6], 'pids'), v, 4, true), { heldMs: 5000, latest: 6, lowest: 5 }, 'the whole window above: from its first reading');
   t.equal(heldAbove(pts, v, 7, false), undefined, 'newest not above');
   t.equal(heldAbove([], v, 0, false), undefined, 'empty');
+});
+
+t.test('disk-usage', async (t) => {
+  const w = (values: Array<number | null>, base: Partial<UsagePoint> = {}) => series(values.map((v) => (v === null ? null : v * MiB)), 'writableBytes', base);
+  runUsageCases(t, [
+    { name: 'no usage', check: { type: 'disk-usage', writableAbove: '100m' }, points: undefined, broken: false },
+    { name: 'writable layer below', check: { type: 'disk-usage', writableAbove: '100m' }, points: w([10, 50, 99]), broken: false },
+    { name: 'writable layer above now (forSeconds 0)', check: { type: 'disk-usage', writableAbove: '100m' }, points: w([10, 50, 200]), broken: true, detail: /writable layer at 200 MiB, above 100 MiB$/ },
+    { name: 'not measured (null) never breaks', check: { type: 'disk-usage', writableAbove: 0 }, points: w([null, null]), broken: false },
+    { name: 'older agent: field absent', check: { type: 'disk-usage', writableAbove: 0 }, points: series([1, 2], 'pids'), broken: false },
+    { name: 'above, but not for forSeconds yet', check: { type: 'disk-usage', writableAbove: '100m', forSeconds: 10 }, points: w([50, 200, 200]), broken: false },
+    { name: 'above for forSeconds', check: { type: 'disk-usage', writableAbove: '100m', forSeconds: 10 }, points: w([200, 200, 210]), broken: true, detail: /writable layer at 210 MiB for 10 s \(lowest 200 MiB\), above 100 MiB for 10 s/ },
+    { name: 'logs above', check: { type: 'disk-usage', logsAbove: 1048576 }, points: series([0, 5 * MiB], 'logBytes'), broken: true, detail: /log files at 5 MiB, above 1 MiB/ },
+    { name: 'both above: two pieces of evidence', check: { type: 'disk-usage', writableAbove: '1m', logsAbove: '1m' }, points: w([5], { logBytes: 5 * MiB }), broken: true, evidence: 2 },
+    // 10 MiB every 5 s = 120 MiB/min.
+    { name: 'growing faster than X/min over forSeconds', check: { type: 'disk-usage', growthPerMinuteAbove: '100m', forSeconds: 10 }, points: w([0, 10, 20, 30], { logBytes: 0 }), broken: true, detail: /grew 20 MiB in 10 s \(120 MiB\/min\), above 100 MiB\/min/ },
+    { name: 'growing slower', check: { type: 'disk-usage', growthPerMinuteAbove: '200m', forSeconds: 10 }, points: w([0, 10, 20, 30], { logBytes: 0 }), broken: false },
+    { name: 'growth: the window does not reach back forSeconds yet', check: { type: 'disk-usage', growthPerMinuteAbove: '1m', forSeconds: 60 }, points: w([0, 10, 20, 30], { logBytes: 0 }), broken: false },
+    { name: 'growth over the last interval (forSeconds 0)', check: { type: 'disk-usage', growthPerMinuteAbove: '1m' }, points: w([0, 0, 0, 30], { logBytes: 0 }), broken: true, detail: /grew 30 MiB in 5 s/ },
+    { name: 'shrinking is no growth', check: { type: 'disk-usage', growthPerMinuteAbove: 0 }, points: w([30, 0], { logBytes: 0 }), broken: false },
+  ]);
+});
+
+t.test('network-usage', async (t) => {
+  const net = (rx: Array<number | null>, tx = 0) => series(rx, 'netRxBytesPerSec', { netTxBytesPerSec: tx, netRxPacketsPerSec: 10, netTxPacketsPerSec: 10 });
+  runUsageCases(t, [
+    { name: 'below', check: { type: 'network-usage', bytesPerSecAbove: '1m', forSeconds: 10 }, points: net([null, MiB / 2, MiB / 2, MiB / 2]), broken: false },
+    { name: 'rx + tx above for forSeconds (a rate holds since the reading before)', check: { type: 'network-usage', bytesPerSecAbove: '1m', forSeconds: 10 }, points: net([null, 0, MiB, MiB], MiB), broken: true, detail: /network at 2 MiB\/s \(rx 1 MiB\/s, tx 1 MiB\/s\) for 10 s \(lowest 2 MiB\/s\), above 1 MiB\/s for 10 s/ },
+    { name: 'above, too briefly', check: { type: 'network-usage', bytesPerSecAbove: '1m', forSeconds: 10 }, points: net([0, 0, 0, 2 * MiB]), broken: false },
+    { name: 'first reading (no rate) never breaks', check: { type: 'network-usage', bytesPerSecAbove: 0, forSeconds: 0 }, points: net([null]), broken: false },
+    { name: 'packets/s', check: { type: 'network-usage', packetsPerSecAbove: 15, forSeconds: 0 }, points: net([0]), broken: true, detail: /network at 20 packets\/s, above 15 packets\/s$/ },
+    { name: 'host network: not measured', check: { type: 'network-usage', packetsPerSecAbove: 1, forSeconds: 0 }, points: series([1], 'pids'), broken: false },
+  ]);
+});
+
+t.test('connections', async (t) => {
+  const c = (v: Array<number | null>, base: Partial<UsagePoint> = {}) => series(v, 'tcpConnections', base);
+  runUsageCases(t, [
+    { name: 'below', check: { type: 'connections', above: 1000, forSeconds: 5 }, points: c([10, 900, 1000]), broken: false },
+    { name: 'above for forSeconds', check: { type: 'connections', above: 1000, forSeconds: 5 }, points: c([10, 2001, 2002]), broken: true, detail: /2002 open TCP connections for 5 s \(lowest 2001\), above 1000 for 5 s/ },
+    { name: 'above for too short', check: { type: 'connections', above: 1000, forSeconds: 10 }, points: c([10, 2001, 2002]), broken: false },
+    { name: 'sockets', check: { type: 'connections', socketsAbove: 10, forSeconds: 0 }, points: c([1], { sockets: 11 }), broken: true, detail: /11 TCP \+ UDP sockets, above 10$/ },
+    { name: 'not measured', check: { type: 'connections', above: 0, forSeconds: 0 }, points: c([null]), broken: false },
+  ]);
+});
+
+t.test('disk, network and connections parameters are validated at policy load', async (t) => {
+  const load = (check: Rule['check']) => () => policyFromJson(policyOf(rule(check)));
+  t.throws(load({ type: 'disk-usage' }), /needs `writableAbove`, `logsAbove` and\/or `growthPerMinuteAbove`/);
+  t.throws(load({ type: 'disk-usage', writableAbove: '10 parsecs' }), PolicyValidationError, 'not a size');
+  t.throws(load({ type: 'network-usage', forSeconds: 5 }), /needs `bytesPerSecAbove` and\/or `packetsPerSecAbove`/);
+  t.throws(load({ type: 'network-usage', packetsPerSecAbove: 0 }), PolicyValidationError, 'a zero packet rate');
+  t.throws(load({ type: 'connections' }), /needs `above` and\/or `socketsAbove`/);
+  t.throws(load({ type: 'connections', above: -1 }), PolicyValidationError);
+  t.ok(load({ type: 'disk-usage', writableAbove: '1.5g', logsAbove: 104857600, growthPerMinuteAbove: '50MiB', forSeconds: 60 })(), 'sizes as docker writes them, or bytes');
+  const p = (checks: Rule['check'][]) => policyFromJson(policyOf(...checks.map((c, i) => rule(c, { id: `r${i}` }))));
+  t.equal(usageWindowMs(p([{ type: 'network-usage', packetsPerSecAbove: 5 }])), 30_000, 'network-usage: default forSeconds 30 sizes the window');
+  t.equal(usageWindowMs(p([{ type: 'disk-usage', growthPerMinuteAbove: '1m', forSeconds: 120 }])), 120_000, 'disk-usage growth window');
 });
