@@ -25,6 +25,12 @@ export interface DiskUsage {
   writableBytes: number | null;
   /** Bytes of its log files (the current file plus rotated ones). */
   logBytes: number | null;
+  /**
+   * Set when the writable layer could not be fully counted (directories deeper than the
+   * reader's maxDepth, or a directory that could not be opened): writableBytes is then
+   * what was reached, a lower bound. Absent when the count is complete.
+   */
+  writableIncomplete?: boolean;
 }
 
 /**
