@@ -32,6 +32,16 @@
 // (loopbackRxBytes/loopbackTxBytes) for a consumer that wants external traffic
 // only. Every byte over lo is counted twice: once sent, once received.
 //
+// Pid reuse: the first read under a container id records the pid's start time
+// (/proc/<pid>/stat field 22, read after the namespace files); a later read
+// with another start time for that pid is another process (the container's
+// init died and the pid was handed out again): null until the target's pid
+// changes or forget(id), never another process's namespace charged.
+//
+// net/dev and sockstat are read up to maxDevFileBytes (64 KiB ≈ 500
+// interfaces, ~2 ms to parse): a namespace with 100,000 interfaces is not read
+// whole (6.8 MB, ~600 ms of parsing); the result then says devTruncated.
+//
 // --network host: the container is in the host's namespace, whose counters
 // and sockets belong to the whole host; charging them to one container would
 // be wrong, so read() answers null. Detected by comparing the namespace inode
