@@ -37,7 +37,18 @@ export interface FilesystemUsage {
   availableBytes: number;
   /** used / (used + available) × 100, rounded up, as `df`'s Use% (root-reserved blocks count as unavailable). */
   usedPercent: number;
+  /** Inodes in use (f_files − f_ffree); null when the filesystem has no fixed inode table (btrfs reports 0 inodes). */
+  usedInodes: number | null;
+  /** The filesystem's inodes (f_files); null as above. */
+  totalInodes: number | null;
+  /**
+   * usedInodes / totalInodes × 100, rounded up, as `df -i`'s IUse%. A filesystem out of
+   * inodes refuses new files (ENOSPC) with bytes to spare: millions of tiny files from one
+   * container are a disk exhaustion too. null when not applicable (see usedInodes).
+   */
+  usedInodesPercent: number | null;
   thresholdPercent: number;
+  /** usedPercent OR usedInodesPercent at or above thresholdPercent. */
   aboveThreshold: boolean;
   /** The containers that grew it most over the window, largest growth first (top N, growth > 0 only). */
   topContainers: ContainerDiskShare[];
@@ -163,10 +174,14 @@ export async function readDataRootUsage(opts: DataRootUsageOptions): Promise<Fil
     const usedBytes = (fs.blocks - fs.bfree) * fs.bsize;
     const availableBytes = fs.bavail * fs.bsize;
     const usedPercent = usedBytes + availableBytes > 0 ? Math.ceil((usedBytes * 100) / (usedBytes + availableBytes)) : 0;
+    const inodes = fs.files > 0;
+    const usedInodes = inodes ? fs.files - fs.ffree : null;
+    const usedInodesPercent = usedInodes !== null ? Math.ceil((usedInodes * 100) / fs.files) : null;
     const shares = opts.history?.shares(now, { writable: g.roles.includes('data-root'), log: g.roles.includes('logs') }) ?? [];
     return {
       path: g.path, roles: g.roles, usedBytes, totalBytes: fs.blocks * fs.bsize, availableBytes, usedPercent,
-      thresholdPercent: threshold, aboveThreshold: usedPercent >= threshold,
+      usedInodes, totalInodes: inodes ? fs.files : null, usedInodesPercent,
+      thresholdPercent: threshold, aboveThreshold: usedPercent >= threshold || (usedInodesPercent ?? 0) >= threshold,
       topContainers: shares.filter((s) => s.grownBytes > 0).sort((a, b) => b.grownBytes - a.grownBytes || b.bytes - a.bytes).slice(0, topN),
       largestContainers: shares.filter((s) => s.bytes > 0).sort((a, b) => b.bytes - a.bytes || b.grownBytes - a.grownBytes).slice(0, topN),
     };
@@ -176,7 +191,7 @@ export async function readDataRootUsage(opts: DataRootUsageOptions): Promise<Fil
 /**
  * The host finding for a filesystem above its threshold (null below it), shaped like the
  * lockdown audit's findings so the host audit can list it as is:
- * id `disk.data-root-full` / `disk.log-filesystem-full`, severity high (critical from 95 %),
+ * id `disk.data-root-full` / `disk.log-filesystem-full`, severity high (critical from 95 %, bytes or inodes),
  * subject the path, evidence the figures and the containers that grew it most.
  */
 export function dataRootFinding(u: FilesystemUsage, opts: { names?: ReadonlyMap<string, string> } = {}): LockdownFinding | null {
@@ -186,11 +201,19 @@ export function dataRootFinding(u: FilesystemUsage, opts: { names?: ReadonlyMap<
   const name = (id: string): string => opts.names?.get(id) ?? id.slice(0, 12);
   const grew = u.topContainers.map((c) => `${name(c.id)} +${mb(c.grownBytes)}`).join(', ');
   const big = u.largestContainers.map((c) => `${name(c.id)} ${mb(c.bytes)}`).join(', ');
+  const bytesFull = u.usedPercent >= u.thresholdPercent;
+  const inodesFull = (u.usedInodesPercent ?? 0) >= u.thresholdPercent;
+  const worst = Math.max(u.usedPercent, u.usedInodesPercent ?? 0);
   return {
     id: isRoot ? 'disk.data-root-full' : 'disk.log-filesystem-full',
-    severity: u.usedPercent >= 95 ? 'critical' : 'high',
-    title: `${what} ${u.path} is ${u.usedPercent} % full`,
-    detail: `${u.path}: ${mb(u.usedBytes)} used of ${mb(u.totalBytes)} (${mb(u.availableBytes)} available), above the ${u.thresholdPercent} % threshold.`
+    severity: worst >= 95 ? 'critical' : 'high',
+    title: inodesFull && !bytesFull
+      ? `${what} ${u.path} is out of inodes: ${u.usedInodesPercent} % used`
+      : `${what} ${u.path} is ${u.usedPercent} % full` + (inodesFull ? ` (inodes ${u.usedInodesPercent} % used)` : ''),
+    detail: `${u.path}: ${mb(u.usedBytes)} used of ${mb(u.totalBytes)} (${mb(u.availableBytes)} available, ${u.usedPercent} %)`
+      + (u.usedInodes !== null ? `; inodes ${u.usedInodes} used of ${u.totalInodes} (${u.usedInodesPercent} %)` : '')
+      + `, above the ${u.thresholdPercent} % threshold.`
+      + (inodesFull ? ' A filesystem out of inodes refuses new files even with bytes free: look for containers creating many small files.' : '')
       + (grew ? ` Grew it most: ${grew}.` : '') + (big ? ` Largest: ${big}.` : ''),
     remediation: 'Find what the named containers write (docker diff, their logs); configure log rotation (--log-opt max-size/max-file), limit writable layers (--storage-opt size=), move data to volumes, remove stopped containers and unused images (docker system prune).',
     fixable: false,

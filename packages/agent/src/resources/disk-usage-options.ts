@@ -54,6 +54,15 @@ export interface DiskUsageReaderOptions {
   syncChecks?: boolean | undefined;
   /** Targets whose cheap per-read stats (logs, watched dirs, largest files) run at once. Default 16. */
   concurrency?: number | undefined;
+  /**
+   * Directories deeper than this (root = 0) are not walked: the layer's total then counts
+   * what was reached and is marked `writableIncomplete`. The walk holds one open directory
+   * handle per level of the directory it is in, so this also bounds its descriptors per
+   * layer. Default 256.
+   */
+  maxDepth?: number | undefined;
+  /** Told (at warn, once per container) when a layer could not be fully counted. */
+  logger?: { warn(obj: object, msg: string): void } | undefined;
 }
 
 export interface ResolvedDiskUsageReaderOptions {
@@ -68,11 +77,13 @@ export interface ResolvedDiskUsageReaderOptions {
   watchRotation: number;
   concurrency: number;
   syncChecks: boolean;
+  maxDepth: number;
+  logger: { warn(obj: object, msg: string): void } | undefined;
 }
 
 export const DISK_USAGE_DEFAULTS = {
   entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2,
-  concurrency: 16,
+  concurrency: 16, maxDepth: 256,
 } as const;
 
 /** Adds defaults; throws BK_ERR_CONFIG_INVALID for values that cannot work. */
@@ -99,5 +110,7 @@ export function resolveDiskUsageReaderOptions(o: DiskUsageReaderOptions = {}): R
     watchRotation: int(o.watchRotation, DISK_USAGE_DEFAULTS.watchRotation, 0, 'watchRotation'),
     concurrency: int(o.concurrency, DISK_USAGE_DEFAULTS.concurrency, 1, 'concurrency'),
     syncChecks: o.syncChecks ?? false,
+    maxDepth: int(o.maxDepth, DISK_USAGE_DEFAULTS.maxDepth, 1, 'maxDepth'),
+    logger: o.logger,
   };
 }

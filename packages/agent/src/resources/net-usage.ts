@@ -32,6 +32,16 @@
 // (loopbackRxBytes/loopbackTxBytes) for a consumer that wants external traffic
 // only. Every byte over lo is counted twice: once sent, once received.
 //
+// Pid reuse: the first read under a container id records the pid's start time
+// (/proc/<pid>/stat field 22, read after the namespace files); a later read
+// with another start time for that pid is another process (the container's
+// init died and the pid was handed out again): null until the target's pid
+// changes or forget(id), never another process's namespace charged.
+//
+// net/dev and sockstat are read up to maxDevFileBytes (64 KiB ≈ 500
+// interfaces, ~2 ms to parse): a namespace with 100,000 interfaces is not read
+// whole (6.8 MB, ~600 ms of parsing); the result then says devTruncated.
+//
 // --network host: the container is in the host's namespace, whose counters
 // and sockets belong to the whole host; charging them to one container would
 // be wrong, so read() answers null. Detected by comparing the namespace inode
@@ -58,6 +68,12 @@ export interface NetUsageReaderOptions {
   sockets?: 'sockstat' | 'scan' | undefined;
   /** 'scan': at most this many bytes read from each socket file per read. Default 8 MiB. */
   maxSocketFileBytes?: number | undefined;
+  /**
+   * At most this many bytes of net/dev (and of sockstat) are read and parsed per read.
+   * Default 64 KiB ≈ 500 interfaces; beyond it the totals cover the interfaces read and
+   * `devTruncated` is set. Parsing costs ~2 ms of event loop per 64 KiB.
+   */
+  maxDevFileBytes?: number | undefined;
 }
 
 /** Per-namespace socket counters of /proc/net/sockstat + sockstat6. */
@@ -261,8 +277,29 @@ function isGone(e: unknown): boolean {
   return code === 'ENOENT' || code === 'ESRCH' || code === 'EINVAL';
 }
 
+/**
+ * The start time of /proc/<pid>/stat (field 22, clock ticks since boot): with the pid, it
+ * names one process for good (a reused pid has a later start time). Fields are counted
+ * from the last ')' — the command name before it may hold spaces and parentheses.
+ */
+export function parseStartTime(statText: string): string | null {
+  const close = statText.lastIndexOf(')');
+  if (close < 0) return null;
+  // After ") ": field 3 (state) is the first; starttime is field 22.
+  const f = statText.slice(close + 2).split(' ', 20);
+  const v = f[19];
+  return v !== undefined && /^\d+$/.test(v) ? v : null;
+}
+
 export class ProcNetUsageReader implements NetUsageSource {
   private readonly free: Buffer[] = [];
+  /**
+   * Per container id: the process first read under it (pid + start time). A later read
+   * whose pid shows another start time is a reused pid — another process, perhaps in
+   * another namespace — and is answered null (stale) until the target's pid changes
+   * (the container restarted) or forget(id).
+   */
+  private readonly identity = new Map<string, { pid: number; startTime: string; stale: boolean }>();
 
   private constructor(
     private readonly procRoot: string,
@@ -270,6 +307,7 @@ export class ProcNetUsageReader implements NetUsageSource {
     readonly hostNetns: ReadonlySet<number>,
     private readonly maxBytes: number,
     readonly mode: 'sockstat' | 'scan',
+    private readonly maxDevBytes: number,
   ) {}
 
   /** Resolves the host's network namespace once (it never changes). */
@@ -286,26 +324,57 @@ export class ProcNetUsageReader implements NetUsageSource {
     if (host.size === 0) throw new Error(`cannot read the host's network namespace under ${procRoot} (is it a /proc?)`);
     const mode = o.sockets ?? 'sockstat';
     if (mode !== 'sockstat' && mode !== 'scan') throw new Error(`sockets: expected 'sockstat' or 'scan', got ${JSON.stringify(mode)}`);
-    return new ProcNetUsageReader(procRoot, host, Math.max(CHUNK, o.maxSocketFileBytes ?? 8 * 1024 * 1024), mode);
+    const maxDev = o.maxDevFileBytes ?? CHUNK;
+    if (!(Number.isInteger(maxDev) && maxDev >= 4096)) throw new Error(`maxDevFileBytes: expected an integer ≥ 4096, got ${String(o.maxDevFileBytes)}`);
+    return new ProcNetUsageReader(procRoot, host, Math.max(CHUNK, o.maxSocketFileBytes ?? 8 * 1024 * 1024), mode, maxDev);
   }
 
-  /** null: not running (pid 0), gone, or in the host's network namespace (--network host). */
+  /**
+   * null: not running (pid 0), gone, in the host's network namespace (--network host), or
+   * the pid no longer the process first read under this container id (reused pid).
+   */
   async read(target: ResourceTarget): Promise<NetUsage | null> {
     if (!(target.pid > 0)) return null;
     const dir = join(this.procRoot, String(target.pid));
+    let known = this.identity.get(target.id);
+    if (known && known.pid !== target.pid) known = undefined;
+    if (known?.stale) return null;
     try {
+      const usage = await this.readNs(dir);
+      // The start time is read AFTER the files: if the pid was reused before they were
+      // read, the newcomer is already there and shows its own start time.
+      const start = parseStartTime((await this.readSmall(join(dir, 'stat'))).text);
+      if (start === null) return null;
+      if (!known) {
+        this.identity.set(target.id, { pid: target.pid, startTime: start, stale: false });
+      } else if (known.startTime !== start) {
+        known.stale = true;
+        return null;
+      }
+      return usage;
+    } catch (e) {
+      if (isGone(e)) return null;
+      throw e;
+    }
+  }
+
+  private async readNs(dir: string): Promise<NetUsage | null> {
+    {
       if (this.hostNetns.has(await statIno(join(dir, 'ns/net')))) return null;
       if (this.mode === 'sockstat') {
         const [devText, v4, v6] = await Promise.all([
           this.readSmall(join(dir, 'net/dev')),
           this.readSmall(join(dir, 'net/sockstat')),
           this.readSmall(join(dir, 'net/sockstat6')).catch((e: unknown) => {
-            if ((e as { code?: string }).code === 'ENOENT') return ''; // a kernel without IPv6
+            if ((e as { code?: string }).code === 'ENOENT') return { text: '', truncated: false }; // a kernel without IPv6
             throw e;
           }),
         ]);
-        const c = parseSockstat(`${v4}\n${v6}`);
-        return { ...netDevUsage(parseNetDev(devText)), tcpConnections: c.tcpInuse, sockets: c.tcpInuse + c.tcpTimeWait + c.udpInuse };
+        const c = parseSockstat(`${v4.text}\n${v6.text}`);
+        const usage: NetUsage = { ...netDevUsage(parseNetDev(devText.text)), tcpConnections: c.tcpInuse, sockets: c.tcpInuse + c.tcpTimeWait + c.udpInuse };
+        if (devText.truncated) usage.devTruncated = true;
+        if (v4.truncated || v6.truncated) usage.socketsTruncated = true;
+        return usage;
       }
       const [dev, tcp, tcp6, udp, udp6] = await Promise.all([
         this.readSmall(join(dir, 'net/dev')),
@@ -315,20 +384,20 @@ export class ProcNetUsageReader implements NetUsageSource {
         this.count(join(dir, 'net/udp6'), false),
       ]);
       const usage: NetUsage = {
-        ...netDevUsage(parseNetDev(dev)),
+        ...netDevUsage(parseNetDev(dev.text)),
         tcpConnections: tcp.connections + tcp6.connections,
         sockets: tcp.sockets + tcp6.sockets + udp.sockets + udp6.sockets,
       };
       if (tcp.truncated || tcp6.truncated || udp.truncated || udp6.truncated) usage.socketsTruncated = true;
+      if (dev.truncated) usage.devTruncated = true;
       return usage;
-    } catch (e) {
-      if (isGone(e)) return null;
-      throw e;
     }
   }
 
-  /** Nothing is kept per container (the files are opened per read): a no-op for the contract. */
-  forget(_id: string): void {}
+  /** Drops the process identity kept for a container (see `identity`). */
+  forget(id: string): void {
+    this.identity.delete(id);
+  }
 
   /**
    * net/dev, sockstat: usually one read. A /proc seq_file read returns the
@@ -337,16 +406,23 @@ export class ProcNetUsageReader implements NetUsageSource {
    * these short lines); a short read below that is the end, and saves the
    * second read that would return 0.
    */
-  private async readSmall(path: string): Promise<string> {
+  private async readSmall(path: string): Promise<{ text: string; truncated: boolean }> {
     const fd = await openP(path);
     const pooled = this.take();
+    // At most maxDevBytes (+1 to tell "exactly full" from "more"): a namespace with
+    // 100,000 interfaces is not read (6.8 MB) nor parsed (~600 ms) whole.
     let buf = pooled;
     try {
       let n = 0;
+      let truncated = false;
       for (;;) {
+        if (n > this.maxDevBytes) {
+          truncated = true;
+          break;
+        }
         if (n === buf.length) {
-          // Hundreds of interfaces: grow (rare; the bigger buffer is not pooled).
-          const bigger = Buffer.allocUnsafe(buf.length * 2);
+          // Hundreds of interfaces: grow up to the cap (rare; the bigger buffer is not pooled).
+          const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, this.maxDevBytes + 1));
           buf.copy(bigger, 0, 0, n);
           buf = bigger;
         }
@@ -355,7 +431,12 @@ export class ProcNetUsageReader implements NetUsageSource {
         n += got;
         if (got === 0 || (got < want && got < 2048)) break;
       }
-      return buf.toString('latin1', 0, n);
+      if (truncated) {
+        // Keep whole lines only: a line cut in the middle would add a wrong number.
+        const nl = buf.lastIndexOf(NL, this.maxDevBytes - 1);
+        n = nl < 0 ? 0 : nl + 1;
+      }
+      return { text: buf.toString('latin1', 0, n), truncated };
     } finally {
       this.give(pooled);
       close(fd, () => undefined);

@@ -25,6 +25,12 @@ export interface DiskUsage {
   writableBytes: number | null;
   /** Bytes of its log files (the current file plus rotated ones). */
   logBytes: number | null;
+  /**
+   * Set when the writable layer could not be fully counted (directories deeper than the
+   * reader's maxDepth, or a directory that could not be opened): writableBytes is then
+   * what was reached, a lower bound. Absent when the count is complete.
+   */
+  writableIncomplete?: boolean;
 }
 
 /**
@@ -53,19 +59,30 @@ export interface NetUsage {
   loopbackTxBytes?: number;
   /** A socket file was larger than the reader's cap: tcpConnections and sockets are lower bounds. */
   socketsTruncated?: boolean;
+  /**
+   * net/dev was larger than the reader's cap (ProcNetUsageReader maxDevFileBytes, default
+   * 64 KiB ≈ 500 interfaces): the byte/packet/drop counters cover only the interfaces read
+   * (lower bounds). Absent when everything was read.
+   */
+  devTruncated?: boolean;
 }
 
 /** Reads disk usage incrementally: cost per tick stays flat as the fleet grows. */
 export interface DiskUsageSource {
   /** Latest known usage of each target (may be from an earlier scan for big trees). */
   read(targets: readonly ResourceTarget[], now: number): Promise<Map<string, DiskUsage>>;
-  /** Drop state for a container that has gone. */
+  /** Drop state for a container that has gone (and cancel a walk of its layer in progress, closing its handles). */
   forget(id: string): void;
   close?(): void;
 }
 
 export interface NetUsageSource {
-  /** null when the container shares the host's network namespace (--network host) or is gone. */
+  /**
+   * null when the container shares the host's network namespace (--network host) or is gone,
+   * and when its `pid` no longer names the process first read under that container id
+   * (ProcNetUsageReader: another start time in /proc/<pid>/stat, i.e. the pid was reused),
+   * until the target's pid changes or forget(id).
+   */
   read(target: ResourceTarget): Promise<NetUsage | null>;
   forget?(id: string): void;
 }

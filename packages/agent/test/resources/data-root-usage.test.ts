@@ -3,7 +3,7 @@
 // host finding built from it.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskUsageHistory, dataRootFinding, readDataRootUsage } from '../../src/resources/data-root-usage';
@@ -114,4 +114,33 @@ t.test('logs on another filesystem: two reports, each with its own containers', 
   const f = dataRootFinding({ ...out[1]!, aboveThreshold: true });
   t.equal(f!.id, 'disk.log-filesystem-full');
   t.match(f!.title, /container log filesystem/);
+});
+
+t.test('inodes: counted as df -i', async (t) => {
+  const root = tmp(t);
+  const [u] = await readDataRootUsage({ dataRoot: root });
+  const line = execFileSync('df', ['--output=iused,itotal', root], { encoding: 'utf8' }).trim().split('\n')[1]!.trim().split(/\s+/).map(Number);
+  t.equal(u!.totalInodes, line[1], 'total inodes as df -i');
+  t.ok(Math.abs(u!.usedInodes! - line[0]!) < 100_000, `used inodes ≈ df -i (${u!.usedInodes} vs ${line[0]})`);
+});
+
+t.test('a filesystem out of inodes is above the threshold with bytes to spare', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  // A real small filesystem: a tmpfs of 200 inodes.
+  const mnt = tmp(t);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'nr_inodes=200,size=64m', 'bk-inodes', mnt], { stdio: 'ignore' });
+  t.teardown(() => execFileSync('umount', [mnt]));
+  mkdirSync(join(mnt, 'containers'));
+  for (let i = 0; i < 190; i++) writeFileSync(join(mnt, 'containers', `f${i}`), ''); // tiny files: no bytes to speak of
+  const [full] = await readDataRootUsage({ dataRoot: mnt });
+  t.equal(full!.totalInodes, 200);
+  t.equal(full!.usedInodes, 192, 'root, containers/, 190 files');
+  t.equal(full!.usedInodesPercent, 96);
+  t.ok(full!.usedPercent < 85, `bytes nearly free (${full!.usedPercent} %)`);
+  t.equal(full!.aboveThreshold, true, 'above the threshold on inodes alone');
+  const f = dataRootFinding(full!)!;
+  t.ok(f, 'a finding');
+  t.equal(f.severity, 'critical', '96 % of inodes');
+  t.match(f.title, /out of inodes: 96 % used/);
+  t.match(f.detail, /inodes 192 used of 200 \(96 %\)/);
+  t.equal((await readDataRootUsage({ dataRoot: mnt, thresholdPercent: 97 }))[0]!.aboveThreshold, false, 'below a higher threshold');
 });

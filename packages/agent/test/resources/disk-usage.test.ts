@@ -306,7 +306,7 @@ t.test('helpers and options', async (t) => {
   t.equal(dataRootFrom({ upperDir: '/weird/place' }), undefined);
   t.equal(dataRootFrom({}), undefined);
   const d = resolveDiskUsageReaderOptions();
-  t.same(d, { hostRoot: '/', dataRoot: undefined, entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2, concurrency: 16, syncChecks: false });
+  t.same(d, { hostRoot: '/', dataRoot: undefined, entryBudget: 2000, rescanIntervalMs: 300_000, largestFiles: 8, largestFileMinBytes: 1048576, watchedDirs: 16, watchDepth: 2, watchRotation: 2, concurrency: 16, syncChecks: false, maxDepth: 256, logger: undefined });
   t.equal(resolveDiskUsageReaderOptions({ rescanInterval: '5m' }).rescanIntervalMs, 300_000);
   t.throws(() => resolveDiskUsageReaderOptions({ entryBudget: 10 }), { code: 'BK_ERR_CONFIG_INVALID' });
   t.throws(() => resolveDiskUsageReaderOptions({ rescanInterval: 10 }), { code: 'BK_ERR_CONFIG_INVALID' });

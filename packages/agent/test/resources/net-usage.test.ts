@@ -6,7 +6,9 @@ import t, { type Test } from 'tap';
 import { cpSync, linkSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { countSocketLines, parseNetDev, parseSockstat, ProcNetUsageReader } from '../../src/resources/net-usage';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { symlinkSync } from 'node:fs';
+import { countSocketLines, parseNetDev, parseSockstat, parseStartTime, ProcNetUsageReader } from '../../src/resources/net-usage';
 import type { ResourceTarget } from '../../src/resources/types';
 
 const FIX = join(__dirname, 'fixtures/proc');
@@ -167,11 +169,101 @@ t.test('read(): a net/dev larger than one read (many interfaces)', async (t) => 
   let dev = 'Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n';
   for (let i = 0; i < 2000; i++) dev += `  veth${i}: 1000 10 0 1 0 0 0 0 500 5 0 2 0 0 0 0\n`;
   writeFileSync(join(root, '4242/net/dev'), dev);
-  const u = await (await ProcNetUsageReader.create({ procRoot: root })).read(target(4242));
+  const u = await (await ProcNetUsageReader.create({ procRoot: root, maxDevFileBytes: 1024 * 1024 })).read(target(4242));
   t.same([u?.rxBytes, u?.txPackets, u?.rxDropped, u?.txDropped], [2_000_000, 10_000, 2000, 4000], `${dev.length} bytes (more than the 64 KiB buffer), every line counted`);
+  t.notOk(u?.devTruncated, 'under the cap: not truncated');
+});
+
+t.test('net/dev is read and parsed up to a cap: 100,000 interfaces do not hold the event loop', async (t) => {
+  const root = copy(t);
+  const header = 'Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n';
+  let dev = header;
+  const line = (i: number): string => `dummy${String(i).padStart(6, '0')}: 123456789 12345 0 1 0 0 0 0 987654321 54321 0 2 0 0 0 0\n`;
+  for (let i = 0; i < 100_000; i++) dev += line(i);
+  writeFileSync(join(root, '4242/net/dev'), dev);
+  t.ok(dev.length > 6 * 1024 * 1024, `${dev.length} bytes of net/dev`);
+  for (const mode of ['sockstat', 'scan'] as const) {
+    const r = await ProcNetUsageReader.create({ procRoot: root, sockets: mode });
+    await r.read(target(4242)); // warm up
+    const t0 = process.hrtime.bigint();
+    const u = await r.read(target(4242));
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    t.equal(u?.devTruncated, true, `${mode}: marked truncated`);
+    // Whole lines within the default 64 KiB only: each adds exactly its own figures.
+    const fit = Math.floor((64 * 1024 - header.length) / line(0).length);
+    t.equal(u?.rxBytes, fit * 123456789, `${mode}: the ${fit} whole lines within 64 KiB, no cut line`);
+    t.equal(u?.txDropped, fit * 2);
+    t.ok(ms < 50, `${mode}: read() took ${ms.toFixed(1)} ms (the whole file: ~600 ms to parse)`);
+  }
+  // Exactly at the cap: all of it, not truncated.
+  let exact = header;
+  for (let i = 0; exact.length + line(i).length <= 64 * 1024; i++) exact += line(i);
+  exact = exact.padEnd(64 * 1024, '\n');
+  writeFileSync(join(root, '4242/net/dev'), exact);
+  const u = await (await ProcNetUsageReader.create({ procRoot: root })).read(target(4242));
+  t.notOk(u?.devTruncated, 'a file of exactly the cap is whole');
+  await t.rejects(ProcNetUsageReader.create({ procRoot: root, maxDevFileBytes: 10 }), /maxDevFileBytes/);
 });
 
 t.test("this process's real /proc: own namespace → null", async (t) => {
   const r = await ProcNetUsageReader.create();
   t.equal(await r.read(target(process.pid)), null, 'the agent is in the host namespace: nothing to charge');
+});
+
+t.test('parseStartTime: field 22 counted from the last parenthesis', async (t) => {
+  t.equal(parseStartTime('4242 (my (weird) init) S 4200 4242 4242 0 -1 4194560 1200 0 0 0 3 2 0 0 20 0 1 0 98765432 4567040 210 1 2\n'), '98765432');
+  t.equal(parseStartTime('1 (a b) S 0 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 7 8 9\n'), '7');
+  t.equal(parseStartTime('garbage'), null);
+  t.equal(parseStartTime('1 (x) S 0 1'), null, 'too short');
+});
+
+/** A `sleep` in a network namespace of its own (unshare -n execs it in place: same pid). */
+async function nsSleeper(t: Test): Promise<ChildProcess> {
+  const c = spawn('unshare', ['-n', 'sleep', '30'], { stdio: 'ignore' });
+  t.teardown(() => {
+    c.kill('SIGKILL');
+  });
+  // Wait for the exec: until then /proc/<pid> is unshare itself, still in our namespace.
+  const { readlinkSync, readFileSync } = await import('node:fs');
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (readFileSync(`/proc/${c.pid}/comm`, 'utf8').trim() === 'sleep' && readlinkSync(`/proc/${c.pid}/ns/net`) !== readlinkSync('/proc/self/ns/net')) return c;
+    } catch {
+      // not there yet
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('unshare -n sleep did not start');
+}
+
+t.test('a reused pid is not charged to the container: the start time names the process', { skip: process.getuid?.() === 0 ? false : 'needs root for unshare -n' }, async (t) => {
+  // Real processes and the real /proc; "pid 4242" is a slot in a proc root of symlinks, so the
+  // test can hand the same pid number to another process, as the kernel does on pid reuse.
+  const root = mkdtempSync(join(tmpdir(), 'bk-netpid-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  symlinkSync('/proc/1', join(root, '1'));
+  symlinkSync(`/proc/${process.pid}`, join(root, 'self'));
+  const first = await nsSleeper(t);
+  symlinkSync(`/proc/${first.pid}`, join(root, '4242'));
+  const r = await ProcNetUsageReader.create({ procRoot: root });
+  const c = { id: 'c1', pid: 4242 };
+  const u1 = await r.read(c);
+  t.ok(u1, 'the container\'s own process: read');
+  t.equal(u1?.rxBytes, 0, 'a fresh namespace: nothing yet');
+  t.ok(await r.read(c), 'and again');
+  first.kill('SIGKILL');
+  await new Promise((res) => first.once('exit', res));
+  // The pid now names another process (its own namespace too, started later).
+  const second = await nsSleeper(t);
+  rmSync(join(root, '4242'));
+  symlinkSync(`/proc/${second.pid}`, join(root, '4242'));
+  t.equal(await r.read(c), null, 'another process under the old pid: null');
+  t.equal(await r.read(c), null, 'and stays so (not re-learnt on the next read)');
+  t.ok(await r.read({ id: 'c2', pid: 4242 }), 'another container id first seen with it: its own identity');
+  symlinkSync(`/proc/${second.pid}`, join(root, '4243'));
+  t.ok(await r.read({ id: 'c1', pid: 4243 }), 'the target\'s pid changed (container restarted): read again');
+  r.forget('c1');
+  t.ok(await r.read(c), 'after forget(): learnt anew');
+  // Without the slot trick: the real pid of a process that exited is gone → null.
+  t.equal(await (await ProcNetUsageReader.create()).read({ id: 'c3', pid: first.pid! }), null, 'the exited pid itself → null');
 });
