@@ -40,6 +40,8 @@ export interface AgentOptions {
   audit: HostAuditScheduleOptions;
   /** How often an idle agent gives back unused V8 heap (memory/heap-trim.ts). Default 30 s; 0 or undefined = off. */
   heapTrimIntervalMs?: number;
+  /** Use% (bytes or inodes) of the engine's data root / log filesystem that is a host finding. Default 85 from the CLI; 0 or undefined = off. */
+  dataRootThresholdPercent?: number;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9465';
@@ -69,6 +71,7 @@ export interface AgentOptionsInput {
   /** Host audit: the `run` flags of cis/host-audit-options.ts. */
   audit?: HostAuditScheduleInput | undefined;
   heapTrimInterval?: string | number | undefined;
+  dataRootThreshold?: string | number | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -105,7 +108,17 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     usageResourceIntervalMs: resolveResourceInterval(input),
     audit: resolveHostAuditOptions(input.audit),
     heapTrimIntervalMs: heapTrimInterval(input.heapTrimInterval),
+    dataRootThresholdPercent: dataRootThreshold(input.dataRootThreshold),
   };
+}
+
+function dataRootThreshold(v: string | number | undefined): number {
+  if (v === undefined) return 85;
+  const n = typeof v === 'number' ? v : Number(String(v).trim().replace(/%$/, ''));
+  if (!Number.isFinite(n) || n < 0 || n > 100 || (typeof v === 'string' && v.trim() === '')) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `data-root-threshold must be a percentage from 1 to 100 (or 0 = off), got "${v}"`);
+  }
+  return n;
 }
 
 /** Disk and network reads: at least one usage interval apart. */

@@ -35,6 +35,8 @@ import { AuditOutbox } from './link/audit-outbox';
 import { HostAuditScheduler, agentHostAudit } from './cis/audit-scheduler';
 import { ImageLastUsedStore, imageLastUsedPath } from './hygiene/image-last-used';
 import { HeapTrimmer } from './memory/heap-trim';
+import { DiskUsageHistory } from './resources/data-root-usage';
+import { DataRootWatch, recordingDiskSource, withDataRootFindings } from './resources/data-root-watch';
 
 /** Host facts change rarely; re-read them at most this often (on reconnect). */
 const HOST_FACTS_TTL_MS = 5 * 60_000;
@@ -44,6 +46,8 @@ export class Agent {
   usage: UsageMonitor | undefined;
   /** Image hygiene: when each image was last used, remembered across container removals and restarts. */
   imageUse: ImageLastUsedStore | undefined;
+  /** The data root's fill level as a host finding; undefined with --data-root-threshold 0. */
+  dataRoot: DataRootWatch | undefined;
   /** Gives back unused V8 heap when idle; undefined with --heap-trim-interval 0. */
   heapTrim: HeapTrimmer | undefined;
 
@@ -201,15 +205,36 @@ export class Agent {
     });
     metrics.setSources({ linkState: () => l.state });
     // Live usage: usage rules go to the enforcer, usage deltas to the controller.
-    const usage = opts.usageIntervalMs > 0 ? await startUsageMonitor(opts, { watcher: w, policy, enforcer, link: l, hostFacts: () => hostNow, logger }) : undefined;
+    // Disk readings the data-root watch names its containers from.
+    const diskHistory = new DiskUsageHistory();
+    const usage = opts.usageIntervalMs > 0 ? await startUsageMonitor(opts, { watcher: w, policy, enforcer, link: l, hostFacts: () => hostNow, logger, diskHistory }) : undefined;
     link.start();
+    // The data root (and log filesystem) filling up: a host finding sent with the audit report (resources/data-root-watch.ts).
+    let auditNow: (() => void) | undefined;
+    let dataRootName: Promise<string | undefined> | undefined;
+    const dataRoot = (opts.dataRootThresholdPercent ?? 0) > 0
+      ? new DataRootWatch({
+        dataRoot: () => (dataRootName ??= docker.info().then((i: { DockerRootDir?: string }) => i.DockerRootDir || undefined, () => {
+          dataRootName = undefined; // the engine was unreachable: ask again next time
+          return undefined;
+        })),
+        hostRoot: opts.audit.hostRoot,
+        history: diskHistory,
+        thresholdPercent: opts.dataRootThresholdPercent!,
+        names: () => new Map(w.inventory().map((f) => [f.id, f.name])),
+        onNewFinding: () => auditNow?.(),
+        logger: logger.child({ component: 'disk' }),
+      }).start()
+      : undefined;
     // Host audit: at start and every --audit-interval, in a child process; the report waits in the outbox until the controller has it.
     const hostAudit = opts.audit.intervalMs > 0
-      ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost, { lastUsed: imageUse }), onReport: (r) => void l.reportAudit(r.message), logger: logger.child({ component: 'audit' }) })
+      ? new HostAuditScheduler({ ...agentHostAudit(opts.audit, opts.dockerHost, { lastUsed: imageUse }), onReport: (r) => void l.reportAudit(dataRoot ? { ...r.message, lockdownJson: withDataRootFindings(r.message.lockdownJson, dataRoot.findings) } : r.message), logger: logger.child({ component: 'audit' }) })
       : undefined;
     hostAudit?.start();
+    auditNow = hostAudit ? () => void hostAudit.runNow() : undefined;
     const agent = new Agent(w, link, policy, enforcer, authz, spool, [sweep], logger, metrics, metricsListener, hostAudit);
     agent.usage = usage;
+    agent.dataRoot = dataRoot;
     if (usage) metrics.setSources({ usage: () => usage.sampler.latest().values() });
     // An idle agent gives back heap V8 keeps committed (memory/heap-trim.ts; BENCHMARKS.md agent-idle).
     if ((opts.heapTrimIntervalMs ?? 0) > 0) agent.heapTrim = new HeapTrimmer({ intervalMs: opts.heapTrimIntervalMs!, logger: logger.child({ component: 'memory' }) }).start();
@@ -220,6 +245,7 @@ export class Agent {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.heapTrim?.stop();
+    this.dataRoot?.stop();
     await this.usage?.stop();
     await this.hostAudit?.stop(); // ends an audit in progress (its child process); the next start audits again
     this.imageUse?.close(); // what was remembered since the last write
@@ -240,12 +266,20 @@ export class Agent {
  */
 async function startUsageMonitor(
   opts: AgentOptions,
-  deps: { watcher: ContainerWatcher; policy: PolicyHolder; enforcer: Enforcer; link: ControllerLink; hostFacts: () => HostFacts__Output | undefined; logger: Logger },
+  deps: { watcher: ContainerWatcher; policy: PolicyHolder; enforcer: Enforcer; link: ControllerLink; hostFacts: () => HostFacts__Output | undefined; logger: Logger; diskHistory: DiskUsageHistory },
 ): Promise<UsageMonitor | undefined> {
   const log = deps.logger.child({ component: 'usage' });
   try {
     const driver = deps.hostFacts()?.cgroupDriver;
     const reader = await CgroupReader.forHost({ driver: driver === 'systemd' || driver === 'cgroupfs' ? driver : 'auto' });
+    // Inspect paths are host paths: an agent in a container with the host's / at --host-root reads them there.
+    const sources = await createResourceSources({
+      ...opts.usageSources,
+      diskOptions: { hostRoot: opts.audit.hostRoot },
+      netOptions: { procRoot: opts.audit.procRoot ?? join(opts.audit.hostRoot, 'proc') },
+    }, log);
+    // Every disk reading also goes to the history the data-root watch names containers from.
+    if (sources.disk) sources.disk = recordingDiskSource(sources.disk, deps.diskHistory);
     const monitor = UsageMonitor.start({
       reader,
       containers: deps.watcher,
@@ -257,12 +291,7 @@ async function startUsageMonitor(
       interval: opts.usageIntervalMs,
       reportInterval: opts.usageReportIntervalMs,
       logger: log,
-      // Inspect paths are host paths: an agent in a container with the host's / at --host-root reads them there.
-      ...(await createResourceSources({
-        ...opts.usageSources,
-        diskOptions: { hostRoot: opts.audit.hostRoot },
-        netOptions: { procRoot: opts.audit.procRoot ?? join(opts.audit.hostRoot, 'proc') },
-      }, log)),
+      ...sources,
       blkio: opts.usageSources.blkio,
       resourceInterval: opts.usageResourceIntervalMs,
     });

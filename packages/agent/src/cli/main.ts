@@ -70,11 +70,12 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .option('--no-disk-usage', 'do not measure containers\' writable layers and log files on the host (disk-usage rules then find nothing)')
     .option('--no-net-usage', 'do not read containers\' network namespace counters and sockets (network-usage and connections rules then find nothing)')
     .option('--no-blkio-usage', 'do not read containers\' block IO from their cgroups')
+    .addOption(new Option('--data-root-threshold <percent>', 'a host finding (sent with the audit report, naming the containers that grew it most) when the engine\'s data root or the containers\' log filesystem is this full, in bytes or inodes; checked every minute; 0 = off').env('BULKHEAD_DATA_ROOT_THRESHOLD').default('85'))
     .addOption(new Option('--heap-trim-interval <duration>', 'how often an idle agent gives back V8 heap it no longer uses (a full collection when the heap has ≥ 4 MiB slack and the event loop was idle); 0 = off').env('BULKHEAD_HEAP_TRIM_INTERVAL').default('30s'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership\n  bulkhead-agent run --image-prune --image-prune-older-than 14 --image-prune-include \'registry.example.com/ci/*\'');
   addHostAuditRunOptions(runCommand) // host audit
-    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; diskUsage: boolean; netUsage: boolean; blkioUsage: boolean; heapTrimInterval?: string } & HostAuditScheduleInput) => {
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; diskUsage: boolean; netUsage: boolean; blkioUsage: boolean; heapTrimInterval?: string; dataRootThreshold?: string } & HostAuditScheduleInput) => {
       const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen, audit: o });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
       const agent = await Agent.start(opts, logger);

@@ -26,7 +26,7 @@ export async function createResourceSources(choice: ResourceSourceChoice, log: P
   const out: ResourceSources = {};
   if (choice.disk) {
     try {
-      out.disk = new DiskUsageReader(choice.diskOptions ?? {});
+      out.disk = new DiskUsageReader({ logger: log, ...choice.diskOptions }); // warns once per layer it cannot count in full
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'usage: the disk reader could not start; writable layers and logs are not measured');
     }

@@ -17,6 +17,7 @@ t.test('agent options: defaults and clear errors', async (t) => {
     // host audit (issue 4): hourly, every lockdown fix off
     audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
     heapTrimIntervalMs: 30_000,
+    dataRootThresholdPercent: 85,
   });
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '0' }).heapTrimIntervalMs, 0, '--heap-trim-interval 0 = off');
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '2m' }).heapTrimIntervalMs, 120_000);
