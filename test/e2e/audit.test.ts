@@ -48,7 +48,8 @@ t.test('host audit: socket and container findings reach the controller; the sock
   t.equal(runBad.code, 0, `misconfigured container started: ${runBad.stderr}`);
   const badId = runBad.stdout.trim();
 
-  const agent = await enrollAgent(ctl, root.dir, 'agent1', engine.dockerHost, ['--audit-interval', '1h']);
+  // --data-root-threshold 1: the engine's data root sits on a real filesystem, which is more than 1 % used.
+  const agent = await enrollAgent(ctl, root.dir, 'agent1', engine.dockerHost, ['--audit-interval', '1h', '--data-root-threshold', '1']);
   agent.start();
   t.teardown(() => agent.stop());
   const auditPath = `/v1/agents/${agent.agentId}/audit`;
@@ -105,6 +106,20 @@ t.test('host audit: socket and container findings reach the controller; the sock
   });
   t.match(alerts.find((a) => a.ruleId === 'docker-socket.mode'), { type: 'lockdown_finding', severity: 'critical', agentId: agent.agentId });
   t.match(alerts.find((a) => a.ruleId === 'container.docker-socket'), { severity: 'critical', containerName: bad });
+
+  // ---- the data root filling up: a host finding with the audit report (a new one starts an audit) ----
+  const dataRoot = (await engine.docker(['info', '--format', '{{.DockerRootDir}}'])).stdout.trim();
+  const full = await waitFor('disk.data-root-full in an audit report', async () => {
+    const r = await ctl.get<Report>(auditPath);
+    return r.status === 200 ? r.body.lockdown.find((f) => f.id === 'disk.data-root-full') : undefined;
+  }, 60_000, 250);
+  t.match(full, { severity: 'high', subject: dataRoot }, 'the engine\'s data root, above 1 %');
+  t.match(full?.evidence, { thresholdPercent: 1, aboveThreshold: true });
+  const dataRootAlert = await waitFor('its lockdown_finding alert', async () => {
+    const r = await ctl.get<{ items: Array<{ ruleId: string; severity: string }> }>(`/v1/alerts?type=lockdown_finding&agent=${agent.agentId}`);
+    return r.body.items.find((a) => a.ruleId === 'disk.data-root-full');
+  });
+  t.equal(dataRootAlert.severity, 'high');
 
   // ---- the CLI, by host name ------------------------------------------------------------------
   const env = { BULKHEAD_API: ctl.apiBase, BULKHEAD_CA: ctl.caFile, BULKHEAD_API_KEY: ctl.adminKey };

@@ -7,7 +7,6 @@
 // as a new finding — and a new one starts an audit right away rather than at
 // the next hourly run.
 import { join } from 'node:path';
-import type { Logger } from '@bulkhead/shared';
 import type { LockdownFinding } from '../lockdown/lockdown-options';
 import { dataRootFinding, readDataRootUsage, type DiskUsageHistory } from './data-root-usage';
 import type { DiskUsage, DiskUsageSource, ResourceTarget } from './types';
@@ -26,7 +25,7 @@ export interface DataRootWatchOptions {
   names?: () => ReadonlyMap<string, string>;
   /** A finding appeared that the last look did not have (e.g. start an audit now). */
   onNewFinding?: (f: LockdownFinding) => void;
-  logger: Pick<Logger, 'warn' | 'info'>;
+  logger: { warn(obj: object, msg: string): void };
 }
 
 export class DataRootWatch {

@@ -8,7 +8,7 @@ import type { DiskUsage, DiskUsageSource } from '../../src/resources/types';
 
 const quiet = () => {
   const lines: { obj: object; msg: string }[] = [];
-  return { lines, warn: (obj: object, msg: string) => void lines.push({ obj, msg }), info: () => undefined };
+  return { lines, warn: (obj: object, msg: string): void => void lines.push({ obj, msg }) };
 };
 
 t.test('a real filesystem above the threshold is a finding naming the container that grew it; below it, none', async (t) => {
