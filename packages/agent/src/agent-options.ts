@@ -123,7 +123,7 @@ function dataRootThreshold(v: string | number | undefined): number {
 
 /** Disk and network reads: at least one usage interval apart. */
 function resolveResourceInterval(input: AgentOptionsInput): number {
-  const ms = parseDuration(input.usageResourceInterval ?? '20s', 'usage-resource-interval');
+  const ms = parseDuration(input.usageResourceInterval ?? '60s', 'usage-resource-interval');
   const usage = resolveUsageIntervals(input).usageIntervalMs;
   if (!(ms > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must be a positive duration');
   if (usage > 0 && ms < usage) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'usage-resource-interval must not be shorter than usage-interval');

@@ -66,7 +66,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     // Live usage: reach resolveAgentOptions as o.usageInterval / o.usageReportInterval through `...o`.
     .addOption(new Option('--usage-interval <duration>', 'how often every running container\'s CPU, memory and pids are read from its cgroup (usage rules, usage reports); 0 = off').env('BULKHEAD_USAGE_INTERVAL').default('5s'))
     .addOption(new Option('--usage-report-interval <duration>', 'how often usage that changed is sent to the controller').env('BULKHEAD_USAGE_REPORT_INTERVAL').default('30s'))
-    .addOption(new Option('--usage-resource-interval <duration>', 'how often each container\'s writable layer, logs and network counters are read (a whole number of --usage-interval ticks)').env('BULKHEAD_USAGE_RESOURCE_INTERVAL').default('20s'))
+    .addOption(new Option('--usage-resource-interval <duration>', 'how often each container\'s writable layer, logs and network counters are read (a whole number of --usage-interval ticks)').env('BULKHEAD_USAGE_RESOURCE_INTERVAL').default('60s'))
     .option('--no-disk-usage', 'do not measure containers\' writable layers and log files on the host (disk-usage rules then find nothing)')
     .option('--no-net-usage', 'do not read containers\' network namespace counters and sockets (network-usage and connections rules then find nothing)')
     .option('--no-blkio-usage', 'do not read containers\' block IO from their cgroups')

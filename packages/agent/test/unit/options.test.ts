@@ -13,7 +13,7 @@ t.test('agent options: defaults and clear errors', async (t) => {
     metricsListen: '127.0.0.1:9465', metricsAllowRemote: false,
     usageIntervalMs: 5000, usageReportIntervalMs: 30_000,
     usageSources: { disk: true, net: true, blkio: true },
-    usageResourceIntervalMs: 20_000,
+    usageResourceIntervalMs: 60_000,
     // host audit (issue 4): hourly, every lockdown fix off
     audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
     heapTrimIntervalMs: 30_000,
