@@ -299,8 +299,23 @@ t.test('integers and floats come back as numbers, large ones exactly', async (t)
   t.same(u, {
     agentId: 'agt_a', containerId: 'c1', takenAt: T0, receivedAt: at(1), cpuPercent: 12.25, cpuPercentOfQuota: 99.5, cpuLimitCores: 1.5,
     memoryBytes: big, memoryLimitBytes: big + 1, pids: 3, pidsLimit: 4096,
+    // Disk, network and connections not measured in this record: null, not 0 (issue 15).
+    writableBytes: null, logBytes: null, blkioReadBytes: null, blkioWriteBytes: null, blkioReadOps: null, blkioWriteOps: null,
+    netRxBytes: null, netTxBytes: null, netRxPackets: null, netTxPackets: null, netRxDropped: null, netTxDropped: null,
+    netRxBytesPerSec: null, netTxBytesPerSec: null, tcpConnections: null, sockets: null,
   });
   t.equal(typeof u.memoryBytes, 'number');
+  // The resource columns (0012_usage_resources) are bigint too: numbers, exactly.
+  await store.usage!.applyUsage('agt_a', [{
+    agentId: 'agt_a', containerId: 'c2', takenAt: T0, receivedAt: at(1), cpuPercent: 1, cpuPercentOfQuota: 0, cpuLimitCores: 0,
+    memoryBytes: 1, memoryLimitBytes: 0, pids: 1, pidsLimit: 0,
+    writableBytes: big, logBytes: big + 2, blkioReadBytes: big + 3, blkioWriteBytes: 4, blkioReadOps: 5, blkioWriteOps: 6,
+    netRxBytes: big + 7, netTxBytes: 8, netRxPackets: 9, netTxPackets: 10, netRxDropped: 0, netTxDropped: 0,
+    netRxBytesPerSec: 1.5, netTxBytesPerSec: 2.25, tcpConnections: 2000, sockets: 2001,
+  }], []);
+  const r = (await store.usage!.getUsage([{ agentId: 'agt_a', containerId: 'c2' }])).values().next().value!;
+  t.match(r, { writableBytes: big, logBytes: big + 2, blkioReadBytes: big + 3, netRxBytes: big + 7, netRxBytesPerSec: 1.5, netTxBytesPerSec: 2.25, tcpConnections: 2000, sockets: 2001 });
+  t.equal(typeof r.writableBytes, 'number');
   await store.insertAgent(agent('agt_a'));
   await store.replaceContainers('agt_a', [facts({ id: hexId('1') }), facts({ id: hexId('2'), state: 'exited' })], T0);
   t.same(await store.countContainersByState!(), { running: 1, exited: 1 });
