@@ -232,8 +232,10 @@ t.test('live usage beyond the cgroup: disk, logs, connections and traffic are me
     const v = await violation('res.disk', diskId);
     t.match(v, { mode: 'enforce', source: 'usage', action: { type: 'stop', result: 'ok' } }, 'recorded with what was done');
     const m = /writable layer at ([\d.]+) MiB/.exec(v.message);
-    t.ok(m && Number(m[1]) >= FILE_MIB - 1, `measured the file (${v.message})`);
-    // The rule may fire while dd is still writing (above 150 MB before 200 MB are written): the lag may be negative.
+    // The rule may fire while dd is still writing (above 150 MB before 200 MB are written): the value it
+    // reports is what the layer held then, above the threshold and at most the file (plus a little).
+    t.ok(m && Number(m[1]) > 150 && Number(m[1]) <= FILE_MIB + 5, `measured the file, above the threshold (${v.message})`);
+    // The lag may be negative for the same reason.
     const lag = Date.parse(v.at) - ready;
     t.ok(lag < ACT_WITHIN_MS(0), `acted ${lag} ms after the whole file was written`);
     await waitFor('disk container stopped', async () => (await inspect(diskId, '{{.State.Running}}')) === 'false', HANG_MS, 200);
