@@ -192,9 +192,9 @@ t.test('live usage beyond the cgroup: disk, logs, connections and traffic are me
   const none = ['--network', 'none'];
 
   // Disk: a 200 MB file in the writable layer; 5 MB beside it.
-  const diskId = await start('bk-disk', [...labels('disk'), ...none, engine.image, 'sh', '-c', `dd if=/dev/zero of=/big bs=1M count=${FILE_MIB} 2>/dev/null && sync && echo ready && exec sleep 600`]);
+  const diskId = await start('bk-disk', [...labels('disk'), ...none, engine.image, 'sh', '-c', `dd if=/dev/zero of=/big bs=1M count=${FILE_MIB} conv=fsync 2>/dev/null && echo ready && exec sleep 600`]);
   const diskReady = readyAt(diskId, /ready/);
-  const diskQuietId = await start('bk-disk-quiet', [...labels('disk'), ...none, engine.image, 'sh', '-c', 'dd if=/dev/zero of=/small bs=1M count=5 2>/dev/null && sync && echo ready && exec sleep 600']);
+  const diskQuietId = await start('bk-disk-quiet', [...labels('disk'), ...none, engine.image, 'sh', '-c', 'dd if=/dev/zero of=/small bs=1M count=5 conv=fsync 2>/dev/null && echo ready && exec sleep 600']);
   // Logs: a tight loop into json-file without max-size (bounded at 100 MB should the rule never fire); one line beside it.
   const logsId = await start('bk-logs', [...labels('logs'), ...none, '--log-driver', 'json-file', engine.image, 'sh', '-c', 'yes "$(printf %0200d 0)" | head -c 100000000; exec sleep 600']);
   const logsQuietId = await start('bk-logs-quiet', [...labels('logs'), ...none, '--log-driver', 'json-file', engine.image, 'sh', '-c', 'echo ready; exec sleep 600']);
