@@ -20,6 +20,7 @@
 import { EventEmitter } from 'node:events';
 import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from './cgroup-reader';
 import type { DiskUsage, NetUsage, ResourceTarget } from '../resources/types';
+import type { ResourceUsageFields } from '@bulkhead/shared';
 
 const FULL_DETAIL: ReadDetail = { memoryStat: true, pids: true };
 const FULL_DETAIL_BLKIO: ReadDetail = { memoryStat: true, pids: true, blkio: true };
@@ -30,7 +31,8 @@ import {
 
 export type { RuntimeRule, SampledContainer, UsageSamplerOptions, CpuRule, MemoryRule, PidsRule } from './usage-sampler-options';
 
-export interface UsageSample extends CgroupUsage {
+/** A container's reading; beyond the cgroup (ResourceUsageFields) null = not measured (source off, not measurable, failed). */
+export interface UsageSample extends CgroupUsage, ResourceUsageFields {
   name: string;
   /** CPUs in use, averaged since the previous sample; null on a container's first sample. */
   cpuCores: number | null;
@@ -42,28 +44,6 @@ export interface UsageSample extends CgroupUsage {
   pidsPercentOfLimit: number | null;
   /** Which resources have no limit at all. */
   unlimited: { cpu: boolean; memory: boolean; pids: boolean };
-  // Beyond the cgroup. null = not measured (source off, not measurable, failed).
-  writableBytes?: number | null;
-  logBytes?: number | null;
-  /** Cumulative block IO (refreshed every detailEveryTicks; the last values in between). */
-  blkioReadBytes?: number | null;
-  blkioWriteBytes?: number | null;
-  blkioReadOps?: number | null;
-  blkioWriteOps?: number | null;
-  /** The network namespace's cumulative counters (every interface, loopback included). */
-  netRxBytes?: number | null;
-  netTxBytes?: number | null;
-  netRxPackets?: number | null;
-  netTxPackets?: number | null;
-  netRxDropped?: number | null;
-  netTxDropped?: number | null;
-  /** Rates since the previous sample; null on the first one or after a counter went back. */
-  netRxBytesPerSec?: number | null;
-  netTxBytesPerSec?: number | null;
-  netRxPacketsPerSec?: number | null;
-  netTxPacketsPerSec?: number | null;
-  tcpConnections?: number | null;
-  sockets?: number | null;
 }
 
 export interface Breach {

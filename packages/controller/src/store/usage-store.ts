@@ -4,8 +4,10 @@
 // plus a slow heartbeat) and the containers that stopped being sampled, so
 // the store keeps one row per container and forgets it when the agent says
 // it is gone, or when the agent's stream restarts (its snapshot).
+import type { ResourceUsageFields } from '@bulkhead/shared';
 
-export interface ContainerUsageRecord {
+/** Beyond the cgroup (ResourceUsageFields, migration 0012_usage_resources): null when the agent did not measure it. */
+export interface ContainerUsageRecord extends ResourceUsageFields {
   agentId: string;
   containerId: string;
   /** When the agent read the container's cgroup. */
@@ -24,39 +26,6 @@ export interface ContainerUsageRecord {
   pids: number;
   /** 0 = unlimited. */
   pidsLimit: number;
-  // Beyond the cgroup (migration 0012_usage_resources): null when the agent did not measure it.
-  /** Bytes in the writable layer on the host. */
-  writableBytes?: number | null;
-  /** Bytes of its log files (current + rotated). */
-  logBytes?: number | null;
-  /** Block IO read, cumulative bytes (cgroup). */
-  blkioReadBytes?: number | null;
-  /** Block IO written, cumulative bytes (cgroup). */
-  blkioWriteBytes?: number | null;
-  /** Block IO read operations, cumulative. */
-  blkioReadOps?: number | null;
-  /** Block IO write operations, cumulative. */
-  blkioWriteOps?: number | null;
-  /** Received bytes of its network namespace (every interface, loopback included), cumulative. */
-  netRxBytes?: number | null;
-  /** Sent bytes, cumulative. */
-  netTxBytes?: number | null;
-  /** Received packets, cumulative. */
-  netRxPackets?: number | null;
-  /** Sent packets, cumulative. */
-  netTxPackets?: number | null;
-  /** Received packets dropped, cumulative. */
-  netRxDropped?: number | null;
-  /** Sent packets dropped, cumulative. */
-  netTxDropped?: number | null;
-  /** Received bytes per second since the sample before. */
-  netRxBytesPerSec?: number | null;
-  /** Sent bytes per second since the sample before. */
-  netTxBytesPerSec?: number | null;
-  /** Open TCP connections of its network namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
-  tcpConnections?: number | null;
-  /** TCP + UDP sockets of its network namespace, any state. */
-  sockets?: number | null;
 }
 
 export interface UsageStore {

@@ -97,7 +97,43 @@ export interface Neighbour {
  * One reading of a running container's cgroup usage, as the agent's sampler
  * takes it every few seconds. Limits are 0 when unlimited.
  */
-export interface UsagePoint {
+/**
+ * Live usage beyond the cgroup: disk held on the host, block IO and the
+ * network namespace's counters. One list for the agent's samples, the
+ * evaluator's points and the controller's store. Absent when the agent does
+ * not measure them (turned off, or an older agent); null when not measurable
+ * for this container (a storage driver without an upper dir, no local log
+ * file, --network host).
+ */
+export interface ResourceUsageFields {
+  /** Bytes in the writable layer. */
+  writableBytes?: number | null;
+  /** Bytes of its log files (current + rotated). */
+  logBytes?: number | null;
+  /** Block IO from the cgroup (blkio / io.stat), cumulative bytes and operations. */
+  blkioReadBytes?: number | null;
+  blkioWriteBytes?: number | null;
+  blkioReadOps?: number | null;
+  blkioWriteOps?: number | null;
+  /** Network namespace counters (every interface, loopback included), cumulative. */
+  netRxBytes?: number | null;
+  netTxBytes?: number | null;
+  netRxPackets?: number | null;
+  netTxPackets?: number | null;
+  netRxDropped?: number | null;
+  netTxDropped?: number | null;
+  /** Rates since the previous reading (like cpuPercent): null on a container's first one or after a counter reset. */
+  netRxBytesPerSec?: number | null;
+  netTxBytesPerSec?: number | null;
+  netRxPacketsPerSec?: number | null;
+  netTxPacketsPerSec?: number | null;
+  /** Open TCP connections of the namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
+  tcpConnections?: number | null;
+  /** All TCP + UDP sockets of the namespace. */
+  sockets?: number | null;
+}
+
+export interface UsagePoint extends ResourceUsageFields {
   /** When it was read, ms since epoch. */
   at: number;
   /** CPU in use, averaged since the previous point, as % of ONE core; null on a container's first point. */
@@ -109,33 +145,6 @@ export interface UsagePoint {
   memoryLimitBytes: number;
   pids: number;
   pidsLimit: number;
-  // Beyond the cgroup: disk held on the host and the network namespace's
-  // counters. Absent when the agent does not measure them (turned off, or an
-  // older agent); null when not measurable for this container (a storage
-  // driver without an upper dir, no local log file, --network host).
-  /** Bytes in the writable layer. */
-  writableBytes?: number | null;
-  /** Bytes of its log files (current + rotated). */
-  logBytes?: number | null;
-  /** Block IO from the cgroup (blkio / io.stat), cumulative bytes. */
-  blkioReadBytes?: number | null;
-  blkioWriteBytes?: number | null;
-  /** Network namespace counters (every interface, loopback included), cumulative. */
-  netRxBytes?: number | null;
-  netTxBytes?: number | null;
-  netRxPackets?: number | null;
-  netTxPackets?: number | null;
-  netRxDropped?: number | null;
-  netTxDropped?: number | null;
-  /** Rates since the previous point (like cpuPercent): null on a container's first point or after a counter reset. */
-  netRxBytesPerSec?: number | null;
-  netTxBytesPerSec?: number | null;
-  netRxPacketsPerSec?: number | null;
-  netTxPacketsPerSec?: number | null;
-  /** Open TCP connections of the namespace (every state but TIME_WAIT and CLOSE; listening sockets included). */
-  tcpConnections?: number | null;
-  /** All TCP + UDP sockets of the namespace. */
-  sockets?: number | null;
 }
 
 /**
