@@ -164,6 +164,12 @@ export interface EvaluationContext {
   scans?: ReadonlyMap<string, ScanSummary>;
   /** Other containers on the same host. */
   neighbours?: readonly Neighbour[];
+  /**
+   * Image signature verdicts the caller established before evaluating (the
+   * agent), keyed by signatureVerdictKey(requirement, image). Absent → the
+   * `image-signature` check cannot decide (dry-run at the controller).
+   */
+  signatures?: ReadonlyMap<string, SignatureVerdict>;
 }
 
 export interface Evidence {
@@ -237,4 +243,57 @@ export interface CheckDefinition<P = Record<string, unknown>> {
    * regexes built once instead of per evaluation).
    */
   compile?(params: P): (input: CheckInput) => Evidence[];
+}
+
+// ---- image signatures (check `image-signature`) ----------------------------
+// The evaluator is synchronous and never talks to a registry: the agent
+// verifies first (packages/agent/src/signatures/) and hands the verdicts in
+// through EvaluationContext.signatures, keyed by signatureVerdictKey().
+
+/** A trusted public key: SPKI PEM (ECDSA P-256/P-384, Ed25519 or RSA). */
+export interface TrustedKey {
+  /** Named in denials and reports ("prod-signer"). */
+  name: string;
+  pem: string;
+}
+
+/** A keyless signer: the Fulcio certificate's OIDC issuer and subject (SAN). */
+export interface TrustedIdentity {
+  issuer: string;
+  /** Exact subject (e-mail or URI). One of subject / subjectRegExp is required. */
+  subject?: string;
+  /** Anchored regular expression over the subject. */
+  subjectRegExp?: string;
+}
+
+/** What one rule asks of an image's signatures (merged from the rule's params). */
+export interface SignatureRequirement {
+  keys: TrustedKey[];
+  identities: TrustedIdentity[];
+  /** Sigstore trusted root (trusted_root.json) content, for keyless identities; read offline. */
+  trustedRoot?: string;
+  /** Distinct trusted signers whose valid signature is required. Default 1. */
+  minSignatures: number;
+  /** Annotations every counted signature's payload must carry with these exact values. */
+  annotations: Record<string, string>;
+}
+
+/**
+ * verified   — at least minSignatures trusted signers signed this exact digest for this repository
+ * unsigned   — no signature found at all, or the image has no repo digest (built or loaded locally)
+ * rejected   — signatures exist but none (or too few) are valid, trusted, for this digest and repo, with the annotations
+ * unreachable — the registry could not be asked (down, slow, TLS, auth): the rule's failClosed decides
+ */
+export type SignatureStatus = 'verified' | 'unsigned' | 'rejected' | 'unreachable';
+
+export interface SignatureVerdict {
+  status: SignatureStatus;
+  /** "registry.example.com/shop/web@sha256:…" that was verified ("" when the image has none). */
+  repoDigest: string;
+  /** Names of the trusted keys / identities (issuer + subject) whose valid signature counted. */
+  signers: string[];
+  /** One line for a denial: what was looked for and what was found (never credentials). */
+  message: string;
+  /** When it was decided (ms since epoch). */
+  checkedAt: number;
 }
