@@ -89,6 +89,20 @@ spec:
         type: not-scanned
         maxAgeDays: 30
 
+    - id: images.signed
+      description: >-
+        Images from your release registry carry a signature by your release key for the exact
+        digest that runs (cosign). Replace the scope with your registry and put your public key
+        at the path below on every host (or inline it as \`pem\`).
+      severity: high
+      mode: monitor
+      action: { type: stop, stopTimeoutSeconds: 10 }
+      scope: { images: ["registry.example.com/*"] }
+      check:
+        type: image-signature
+        keys:
+          - { name: release, file: /etc/bulkhead/keys/release.pub }
+
     # ---- Move 3: host environment --------------------------------------------
     - id: host.root-user
       description: Containers do not run as root (including an image whose default user is root).

@@ -260,10 +260,13 @@ export interface TrustedKey {
 /** A keyless signer: the Fulcio certificate's OIDC issuer and subject (SAN). */
 export interface TrustedIdentity {
   issuer: string;
-  /** Exact subject (e-mail or URI). One of subject / subjectRegExp is required. */
+  /** Exact subject (e-mail or URI). One of subject / subjectGlob is required. */
   subject?: string;
-  /** Anchored regular expression over the subject. */
-  subjectRegExp?: string;
+  /**
+   * The subject as a glob (`*`, `?`; glob.ts): matched without backtracking,
+   * so a policy cannot stall the agent the way a regular expression could.
+   */
+  subjectGlob?: string;
 }
 
 /** What one rule asks of an image's signatures (merged from the rule's params). */

@@ -239,7 +239,8 @@ t.test('policyFromJson returns a copy with defaults; the input is not changed', 
 
 t.test('every check type accepts an empty or minimal parameter set and rejects unknown params', async (t) => {
   const minimal: Record<string, object> = { 'registry-allowlist': { registries: ['docker.io'] }, vulnerabilities: { maxCritical: 0 }, 'pids-usage': { above: 1000 },
-    'disk-usage': { writableAbove: '200m' }, 'network-usage': { bytesPerSecAbove: '100m' }, connections: { above: 2000 } };
+    'disk-usage': { writableAbove: '200m' }, 'network-usage': { bytesPerSecAbove: '100m' }, connections: { above: 2000 },
+    'image-signature': { keys: [{ name: 'k', file: '/etc/bulkhead/keys/k.pub' }] } };
   for (const c of CHECKS) {
     const doc = (check: object) => ({ apiVersion: 'bulkhead.dev/v1', kind: 'Policy', metadata: { name: 'x' }, spec: { rules: [{ id: 'r', description: 'd', severity: 'low', mode: 'monitor', action: { type: 'alert' }, check }] } });
     t.doesNotThrow(() => policyFromJson(doc({ type: c.type, ...(minimal[c.type] ?? {}) })), `${c.type} minimal`);

@@ -66,7 +66,8 @@ spec:
 
 t.test('a valid bundle comes out exactly as validatePolicyObject normalises it', async (t) => {
   const minimal: Record<string, object> = { 'registry-allowlist': { registries: ['docker.io'] }, vulnerabilities: { maxCritical: 0 }, 'pids-usage': { above: 1000 },
-    'disk-usage': { writableAbove: '200m' }, 'network-usage': { bytesPerSecAbove: '100m' }, connections: { above: 2000 } };
+    'disk-usage': { writableAbove: '200m' }, 'network-usage': { bytesPerSecAbove: '100m' }, connections: { above: 2000 },
+    'image-signature': { keys: [{ name: 'k', file: '/etc/bulkhead/keys/k.pub' }] } };
   const fixtures: [string, unknown][] = [
     ['the default policy', parseYaml(DEFAULT_POLICY_YAML)],
     ['scopes, exemptions, limits, project label', parseYaml(SCOPED)],
