@@ -46,6 +46,7 @@ import {
   applyLegacyStartHostConfig, applyNetworkConnect, emptyFacts, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts,
   volumesFromOf, type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type VolumeCreateBody,
 } from './create-request';
+import type { SignatureGate, SignatureVerdicts } from '../signatures/signature-gate';
 import { decodeCreate, decodeExec, decodeNetworkConnect, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
 export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create';
@@ -122,6 +123,18 @@ export interface AuthzDeciderOptions {
    * allow (fail-open).
    */
   resolutionBudgetMs?: number;
+  /**
+   * Image signature verdicts for `image-signature` rules (cached ones keep a
+   * create synchronous). Without it those rules decide only on what facts
+   * say (an image with no repo digest).
+   */
+  signatures?: SignatureGate;
+  /**
+   * A signature verification must have answered this long after the
+   * request was received (ms), else its rule's failClosed decides. Default
+   * 1500 ms: inside the plugin server's decision timeout (2 s).
+   */
+  signatureBudgetMs?: number;
 }
 
 // dockerd's routes take `{name:.*}`: a reference may hold "/" (it then names
@@ -162,6 +175,7 @@ export class AuthzDecider {
   private readonly inspectTimeoutMs: number;
   private readonly imageTtlMs: number;
   private readonly budgetMs: number;
+  private readonly signatureBudgetMs: number;
   private readonly now: () => number;
   private readonly resolver: FactsResolver;
   /** Requests answered before they were judged (monitor-only policy): when. */
@@ -173,6 +187,7 @@ export class AuthzDecider {
     this.inspectTimeoutMs = o.inspectTimeoutMs ?? 1000;
     this.imageTtlMs = o.imageCacheTtlMs ?? 30_000;
     this.budgetMs = o.resolutionBudgetMs ?? 1000;
+    this.signatureBudgetMs = o.signatureBudgetMs ?? 1500;
     this.now = o.now ?? Date.now;
     this.resolver = o.resolver ?? new FactsResolver({ docker: o.docker, containers: o.containers, lookupTimeoutMs: this.inspectTimeoutMs });
   }
@@ -280,7 +295,7 @@ export class AuthzDecider {
     return this.judgeCreate(req, state, facts, secretHits, NO_FAILURES);
   }
 
-  private judgeCreate(req: AuthzRequest, state: PolicyState, facts: Facts, secretHits: SecretHit[], failures: readonly ResolutionFailure[]): AuthzDecision {
+  private judgeCreate(req: AuthzRequest, state: PolicyState, facts: Facts, secretHits: SecretHit[], failures: readonly ResolutionFailure[]): AuthzDecision | Promise<AuthzDecision> {
     const enriched = withSecretsAndProject(facts, secretHits, state.projectLabel);
     return this.unresolvable(req, state, 'create', enriched, failures) ?? this.judge(req, state, 'create', enriched);
   }
@@ -421,11 +436,28 @@ export class AuthzDecider {
    * monitor mode — how every install starts — thus costs a request nothing
    * before it is answered.
    */
-  private judge(req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, opts: { reportOnlyDenials?: boolean } = {}): AuthzDecision {
+  private judge(req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, opts: { reportOnlyDenials?: boolean } = {}): AuthzDecision | Promise<AuthzDecision> {
     const { enforce, monitor } = partsOf(state.policy!);
-    const findings = enforce ? this.evaluate({ ...state, policy: enforce }, facts) : NO_FINDINGS;
-    const later = monitor && !opts.reportOnlyDenials ? () => this.evaluate({ ...state, policy: monitor }, facts) : undefined;
-    return this.conclude(req, state, route, facts, findings, { ...opts, later });
+    const gate = this.o.signatures;
+    let later: (() => Finding[] | Promise<Finding[]>) | undefined;
+    if (monitor && !opts.reportOnlyDenials) {
+      const sub = { ...state, policy: monitor };
+      later = gate?.relevant(monitor)
+        ? () => {
+          // Verified after the answer (monitor rules never refuse), within the agent's usual budget.
+          const v = gate.collect(monitor, facts, this.o.hostFacts?.(), new Date(this.now()));
+          return v instanceof Promise ? v.then((m) => this.evaluate(sub, facts, m)) : this.evaluate(sub, facts, v);
+        }
+        : () => this.evaluate(sub, facts);
+    }
+    if (!enforce) return this.conclude(req, state, route, facts, NO_FINDINGS, { ...opts, later });
+    const sub = { ...state, policy: enforce };
+    if (gate?.relevant(enforce)) {
+      const v = gate.collect(enforce, facts, this.o.hostFacts?.(), new Date(this.now()), req.receivedAt + this.signatureBudgetMs);
+      if (v instanceof Promise) return v.then((m) => this.conclude(req, state, route, facts, this.evaluate(sub, facts, m), { ...opts, later }));
+      return this.conclude(req, state, route, facts, this.evaluate(sub, facts, v), { ...opts, later });
+    }
+    return this.conclude(req, state, route, facts, this.evaluate(sub, facts), { ...opts, later });
   }
 
   /** A judged body, decoded as dockerd decodes it; an error when there is none to read or dockerd's decoder would fail. */
@@ -495,9 +527,9 @@ export class AuthzDecider {
     return applicableRules(state.policy!, host ? { container: facts, host } : { container: facts }, new Date(this.now())).filter((r) => r.mode === 'enforce');
   }
 
-  private evaluate(state: PolicyState, facts: Facts): Finding[] {
+  private evaluate(state: PolicyState, facts: Facts, signatures?: SignatureVerdicts): Finding[] {
     const inv = this.o.containers;
-    return evaluateFacts(state, facts, this.o.hostFacts?.(), () => neighboursOf(inv.inventory(), state.projectLabel, facts.id || undefined), new Date(this.now()));
+    return evaluateFacts(state, facts, this.o.hostFacts?.(), () => neighboursOf(inv.inventory(), state.projectLabel, facts.id || undefined), new Date(this.now()), undefined, signatures);
   }
 
   private needsOf(policy: Policy): ReadonlySet<ResolutionKind> {
@@ -537,7 +569,7 @@ export class AuthzDecider {
   private conclude(
     req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, findings: readonly Finding[],
     /** `later`: more (monitor) findings, computed after the answer for the report. */
-    opts: { reportOnlyDenials?: boolean; later?: (() => Finding[]) | undefined } = {},
+    opts: { reportOnlyDenials?: boolean; later?: (() => Finding[] | Promise<Finding[]>) | undefined } = {},
   ): AuthzDecision {
     if (findings.length === 0 && !opts.later) return ALLOW;
     let blocking: Finding[] | undefined;
@@ -550,7 +582,7 @@ export class AuthzDecider {
   }
 
   private report(
-    req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, decided: readonly Finding[], later: (() => Finding[]) | undefined,
+    req: AuthzRequest, state: PolicyState, route: AuthzRoute, facts: Facts, decided: readonly Finding[], later: (() => Finding[] | Promise<Finding[]>) | undefined,
     denied: boolean, decisionMs: number,
   ): void {
     const cb = this.o.onDecision;
@@ -559,9 +591,9 @@ export class AuthzDecider {
     const user = req.user;
     // Built and delivered after the answer is on its way (the plugin writes
     // it in this tick), and never able to break it.
-    setImmediate(() => {
+    const deliver = (more: readonly Finding[] | undefined): void => {
       try {
-        const findings = later ? inPolicyOrder(state.policy!, decided, later()) : [...decided];
+        const findings = more ? inPolicyOrder(state.policy!, decided, more) : [...decided];
         if (findings.length === 0) return;
         cb({
           route,
@@ -576,6 +608,23 @@ export class AuthzDecider {
       } catch (err) {
         this.o.logger.error({ err }, 'authz onDecision callback threw');
       }
+    };
+    // Built and delivered after the answer is on its way (the plugin writes
+    // it in this tick), and never able to break it.
+    setImmediate(() => {
+      let more: Finding[] | Promise<Finding[]> | undefined;
+      try {
+        more = later?.();
+      } catch (err) {
+        this.o.logger.error({ err }, 'authz: judging monitor rules for the report failed');
+        more = undefined;
+      }
+      if (more instanceof Promise) {
+        more.then(deliver, (err: unknown) => {
+          this.o.logger.error({ err }, 'authz: judging monitor rules for the report failed');
+          deliver(undefined);
+        });
+      } else deliver(more);
     });
   }
 

@@ -6,6 +6,7 @@ import type { ContainerFacts__Output, HostFacts__Output, Logger, ViolationReport
 import type { Facts } from '../docker/container-facts';
 import type { PolicyState } from '../policy/policy-holder';
 import type { SecretHit } from '../secrets/secret-scan';
+import type { SignatureGate } from '../signatures/signature-gate';
 
 /** What the enforcer needs of dockerode (a Dockerode instance satisfies it). */
 export interface EnforcerDocker {
@@ -65,6 +66,8 @@ export interface EnforcerOptions {
   hostFacts?: () => HostFacts__Output | undefined;
   /** Without it, only label and command secrets are seen (env values need an inspect). */
   secrets?: EnforcerSecrets;
+  /** Image signature verdicts for `image-signature` rules (without it they decide only on facts). */
+  signatures?: SignatureGate;
   /** Engine actions per container within `actionWindowMs` before escalating to pause. Default 3. */
   maxActions?: number;
   /** Default 10 min. */
@@ -77,9 +80,10 @@ export interface EnforcerOptions {
   onEvaluation?: (findings: number) => void;
 }
 
-export interface ResolvedEnforcerOptions extends Required<Omit<EnforcerOptions, 'hostFacts' | 'secrets' | 'onEvaluation'>> {
+export interface ResolvedEnforcerOptions extends Required<Omit<EnforcerOptions, 'hostFacts' | 'secrets' | 'onEvaluation' | 'signatures'>> {
   hostFacts: (() => HostFacts__Output | undefined) | undefined;
   secrets: EnforcerSecrets | undefined;
+  signatures: SignatureGate | undefined;
   onEvaluation: ((findings: number) => void) | undefined;
 }
 
@@ -98,6 +102,7 @@ export function resolveEnforcerOptions(o: EnforcerOptions): ResolvedEnforcerOpti
     onViolation: o.onViolation,
     hostFacts: o.hostFacts,
     secrets: o.secrets,
+    signatures: o.signatures,
     maxActions: o.maxActions ?? ENFORCER_DEFAULTS.maxActions,
     actionWindowMs: o.actionWindowMs ?? ENFORCER_DEFAULTS.actionWindowMs,
     actionConcurrency: o.actionConcurrency ?? ENFORCER_DEFAULTS.actionConcurrency,

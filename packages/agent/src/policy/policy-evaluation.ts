@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { evaluate } from '@bulkhead/shared';
 import type {
-  ActionResult, ContainerFacts__Output, EvaluationContext, Finding, HostFacts__Output, Neighbour, UsageFacts, ViolationReport,
+  ActionResult, ContainerFacts__Output, EvaluationContext, Finding, HostFacts__Output, Neighbour, SignatureVerdict, UsageFacts, ViolationReport,
 } from '@bulkhead/shared';
 import type { PolicyState } from './policy-holder';
 
@@ -34,17 +34,22 @@ export function evaluateFacts(
   now: Date,
   /** Live usage (usage rules find nothing without it). */
   usage?: UsageFacts,
+  /** Image signature verdicts (signatures/signature-gate.ts); without them image-signature rules cannot decide. */
+  signatures?: ReadonlyMap<string, SignatureVerdict>,
 ): Finding[] {
   if (!state.policy) return [];
-  return evaluate(state.policy, { container: facts, ...(host ? { host } : {}), ...(usage ? { usage } : {}) }, evaluationContext(state, neighbours, now));
+  return evaluate(state.policy, { container: facts, ...(host ? { host } : {}), ...(usage ? { usage } : {}) }, evaluationContext(state, neighbours, now, signatures));
 }
 
-function evaluationContext(state: PolicyState, neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined, now: Date): EvaluationContext {
-  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...(neighbours ? { neighbours } : {}) };
+function evaluationContext(
+  state: PolicyState, neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined, now: Date, signatures: ReadonlyMap<string, SignatureVerdict> | undefined,
+): EvaluationContext {
+  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...(neighbours ? { neighbours } : {}), ...(signatures ? { signatures } : {}) };
   let computed: readonly Neighbour[] | undefined;
   return {
     now,
     scans: state.scans,
+    ...(signatures ? { signatures } : {}),
     get neighbours(): readonly Neighbour[] {
       return (computed ??= neighbours());
     },
