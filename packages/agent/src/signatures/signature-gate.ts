@@ -20,7 +20,7 @@ import type {
 export interface VerifierLike {
   /** The cached verdict, if any (synchronous: the hot path). */
   peek(repoDigest: string, req: SignatureRequirement): SignatureVerdict | undefined;
-  /** Verifies against the registry; never rejects. `deadline`: ms on performance.now()'s clock. */
+  /** Verifies against the registry; never rejects. `deadline`: wall clock, ms since the epoch. */
   verify(repoDigest: string, req: SignatureRequirement, opts?: { deadline?: number }): Promise<SignatureVerdict>;
 }
 
@@ -136,7 +136,8 @@ export class SignatureGate {
       const req = this.requirementNow(n.params);
       if (req === undefined) return this.verdict(n.repoDigest, 'unreachable', 'the key files could not be read in time');
       if (typeof req === 'string') return this.fileVerdict(n.repoDigest, req);
-      return await this.o.verifier.verify(n.repoDigest, req, { deadline });
+      // The gate's deadlines are on performance.now()'s clock (the plugin's receipt time); the verifier's on the wall clock.
+      return await this.o.verifier.verify(n.repoDigest, req, { deadline: Date.now() + (deadline - performance.now()) });
     } catch (err) {
       this.o.logger.error({ err, repoDigest: n.repoDigest }, 'signatures: verification failed unexpectedly');
       return this.verdict(n.repoDigest, 'unreachable', `verification failed: ${(err as Error).message}`);
