@@ -18,6 +18,7 @@ import { recordBadInput, type BadInputCategory } from '../helpers/bad-input-repo
 
 const CANARY_BOUND_MS = 1000;
 const ANSWER_BOUND_MS = 2000;
+const AGGREGATE_STALL_MS = 30_000;
 /** docs/security.md: 30 failed authentications a minute per client address. */
 const ADDRESS_LIMIT = 30;
 
@@ -164,6 +165,17 @@ function parserRefusal(t: Test, r: Exchange, status: number, what: string): { ms
   t.equal(a?.status, status, `${what}: ${status}`);
   t.ok(r.closed && !r.timedOut, `${what}: connection closed`);
   return { ms: r.ms, got: a ? `${a.status} ${a.body.slice(0, 80)}` : r.timedOut ? 'no answer' : 'closed without answer', ok: a?.status === status && r.closed };
+}
+
+/**
+ * 1,000 requests are not one answer: the per-answer bound does not apply
+ * (under coverage on a busy CI machine sequential ones took 4 ms each). What
+ * must hold is that they do not stall the API (the canary) and finish within
+ * a stall bound; the mean per request goes in the report.
+ */
+function aggregate(t: Test, what: string, totalMs: number, got: string, ok: boolean): { ms: null; got: string; ok: boolean } {
+  t.ok(totalMs < AGGREGATE_STALL_MS, `${what}: 1,000 answers in ${totalMs.toFixed(0)} ms (< ${AGGREGATE_STALL_MS}: no stall)`);
+  return { ms: null, got: `${got}; 1,000 answers in ${totalMs.toFixed(0)} ms (${(totalMs / 1000).toFixed(1)} ms each)`, ok };
 }
 
 const refusalOf = (api: RunningApi, bytes: string | Buffer) => exchange(api, (s) => write(s, bytes), { untilClose: true });
@@ -334,7 +346,7 @@ t.test('the API against hostile framing and credentials', async (t) => {
       const started = performance.now();
       const { n401, n429, retryAfter } = tally(t, await oneByOne(fresh, 1000, wrongKey), 'sequential');
       t.equal(n401, ADDRESS_LIMIT, `sequential: the first ${ADDRESS_LIMIT} are refused 401, the rest 429`);
-      return { ms: performance.now() - started, got: `${n401} x 401, ${n429} x 429, Retry-After ${retryAfter} s`, ok: n401 === ADDRESS_LIMIT };
+      return aggregate(t, 'sequential', performance.now() - started, `${n401} x 401, ${n429} x 429, Retry-After ${retryAfter} s`, n401 === ADDRESS_LIMIT);
     });
   });
 
@@ -352,7 +364,7 @@ t.test('the API against hostile framing and credentials', async (t) => {
       }));
       const { n401, n429, retryAfter } = tally(t, answers, 'concurrent');
       t.ok(n401 <= ADDRESS_LIMIT, `concurrent: at most ${ADDRESS_LIMIT} refused 401 before 429 (${n401})`);
-      return { ms: performance.now() - started, got: `${n401} x 401, ${n429} x 429, Retry-After ${retryAfter} s`, ok: n401 <= ADDRESS_LIMIT };
+      return aggregate(t, 'concurrent', performance.now() - started, `${n401} x 401, ${n429} x 429, Retry-After ${retryAfter} s`, n401 <= ADDRESS_LIMIT);
     });
   });
 });
