@@ -175,8 +175,8 @@ export interface TestRegistry {
   credentials?: RegistryCredentials;
   /** `addr/repo:tag` or, for a `sha256:…` second argument, `addr/repo@sha256:…`. */
   ref(repo: string, tagOrDigest: string): string;
-  /** A raw request to https://addr/v2/<path> (with the credentials, if any). Follows no redirects. */
-  request(method: string, path: string, opts?: { headers?: Record<string, string>; body?: Buffer | string }): Promise<HttpResult>;
+  /** A raw request to https://addr/v2/<path> (with the credentials, if any, unless `anonymous`). Follows no redirects. */
+  request(method: string, path: string, opts?: { headers?: Record<string, string>; body?: Buffer | string; anonymous?: boolean }): Promise<HttpResult>;
   /** The digest the registry serves for repo:tag (HEAD, Docker-Content-Digest); undefined on 404. */
   manifestDigest(repo: string, tagOrDigest: string): Promise<string | undefined>;
   /** The manifest (or index) bytes as stored. */
@@ -254,7 +254,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   const request: TestRegistry['request'] = (method, path, ropts = {}) =>
     new Promise((resolvePromise, reject) => {
       const headers: Record<string, string> = { ...ropts.headers };
-      if (credentials) headers['authorization'] = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+      if (credentials && !ropts.anonymous) headers['authorization'] = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
       const [host, port] = addr.split(':');
       const req = httpsRequest({ host, port: Number(port), method, path: `/v2/${path}`, headers, ca, timeout: 15_000 }, (res) => {
         const chunks: Buffer[] = [];
