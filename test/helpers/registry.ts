@@ -28,8 +28,9 @@
 //   `cosign sign -a k=v` puts annotations under `optional`; a second signature is a second layer.
 // - Oracles: `cosign verify --key PUB --insecure-ignore-tlog=true` (exit 0 + JSON, or
 //   "no signatures found" / "no matching signatures") and skopeo 1.18 with a `sigstoreSigned`
-//   policy (a copy that fails with "no signature exists" / "signature verification failed" /
-//   "…not match…" for the wrong reference).
+//   policy (a copy that fails with "no signature exists" / "signature verification failed").
+//   A third, independent check: Node's crypto.verify('sha256', payload, pub, sig) on what
+//   readAttachedSignatures() returns.
 // - OCI 1.1 referrers (docker-registry 2.8 has no referrers API; cosign, through
 //   go-containerregistry, then uses the referrers TAG SCHEMA: tag `sha256-<hex>` (no suffix)
 //   holding an OCI index of the referring manifests, each with `subject` = the image):
@@ -37,8 +38,9 @@
 //     verify-attestation and sign-blob only).
 //   * `cosign sign --registry-referrers-mode=oci-1-1` (needs COSIGN_EXPERIMENTAL=1;
 //     cosignSign({ referrers: true })) works offline: the same simplesigning signature, stored
-//     as a referrer (artifactType application/vnd.dev.cosign.artifact.sig.v1+json) instead of
-//     the .sig tag. Only `cosign verify --experimental-oci11` finds it (plain verify: "no
+//     as a referrer instead of the .sig tag (its manifest has config mediaType
+//     application/vnd.dev.cosign.artifact.sig.v1+json and no top-level artifactType; the
+//     index entry carries artifactType application/vnd.dev.cosign.artifact.sig.v1+json). Only `cosign verify --experimental-oci11` finds it (plain verify: "no
 //     signatures found"); skopeo does not look there.
 //   * `cosign attest --new-bundle-format --key K --tlog-upload=false` (cosignAttest) works
 //     offline: a referrer with artifactType application/vnd.dev.sigstore.bundle.v0.3+json, config
@@ -54,6 +56,12 @@
 // - Network: every Go tool runs with HTTP(S)_PROXY=http://127.0.0.1:9 (nothing listens there).
 //   Go never proxies loopback, so the registry is reached directly, while any other request
 //   (a TUF refresh, Rekor) fails at once on loopback, without even a DNS lookup.
+// - dockerd 20.10 and 26.1 pull from https://127.0.0.1:PORT with our private CA and no
+//   /etc/docker/certs.d (pullInto): 127.0.0.0/8 is an "insecure registry" by default, for
+//   which dockerd speaks HTTPS WITHOUT verifying the certificate. The image then has real
+//   RepoDigests (`127.0.0.1:PORT/repo@sha256:…`). Gotcha: when the HTTPS attempt fails (e.g.
+//   401 without credentials) dockerd 20.10 retries the same port in plain HTTP and reports THAT
+//   error ("connection reset by peer"); 26.1 reports "no basic auth credentials".
 //
 // Everything a test makes lives in its own temp dirs; the registry is stopped and its DIR
 // removed in the teardown of the tap test given as `t` (default: the root test, i.e. file end).
