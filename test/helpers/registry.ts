@@ -642,21 +642,56 @@ export async function cosignSignResult(reg: TestRegistry, key: CosignKeyPair, re
 }
 
 /**
- * REAL trixie skopeo 1.18: copies `image` to `repoTag` and signs it on the way
- * (--sign-by-sigstore-private-key, cosign-style attachment). Returns the pushed digest.
+ * REAL trixie skopeo 1.18: copies `source` (an OciImage, or `addr/repo:tag|@digest` already in
+ * `reg`) to `repoTag` in `reg` and signs it on the way (--sign-by-sigstore-private-key,
+ * cosign-style attachment). Returns the pushed digest (skopeo keeps the manifest bytes).
  */
-export async function skopeoCopySigned(reg: TestRegistry, image: OciImage, repoTag: string, key: CosignKeyPair): Promise<string> {
+export async function skopeoCopySigned(reg: TestRegistry, source: OciImage | string, repoTag: string, key: CosignKeyPair): Promise<string> {
   const tools = await signTools();
+  const src = typeof source === 'string' ? ['--src-cert-dir', reg.certDir, ...credsArgs(reg, 'src'), `docker://${source}`] : [source.transportRef];
   await runToolOk('skopeo 1.18 signing copy', tools.skopeoSigstore, [
     'copy', '--quiet', '--policy', reg.openPolicyFile, '--registries.d', reg.registriesDir,
     '--dest-cert-dir', reg.certDir, ...credsArgs(reg, 'dest'),
     '--sign-by-sigstore-private-key', key.privateKeyFile, '--sign-passphrase-file', key.passphraseFile,
-    image.transportRef, `docker://${reg.addr}/${repoTag}`,
+    ...src, `docker://${reg.addr}/${repoTag}`,
   ], { env: toolEnv(reg) });
   const [repo, tag] = splitRepoTag(repoTag);
   const digest = await reg.manifestDigest(repo, tag);
   if (!digest) throw new Error(`signed-copied ${repoTag} but the registry does not serve it`);
   return digest;
+}
+
+export interface PushSignedOptions {
+  /** 'cosign' (default: push with skopeo 1.9, then cosign sign by digest) or 'skopeo' (signing copy). */
+  signer?: 'cosign' | 'skopeo';
+  /** Image variant (see buildOciImage): another variant, another digest. */
+  variant?: string;
+  /** cosign only: `-a key=value` annotations. */
+  annotations?: Record<string, string>;
+}
+
+export interface SignedImage {
+  image: OciImage;
+  digest: string;
+  /** `addr/repo:tag`. */
+  ref: string;
+  /** `addr/repo@sha256:…`. */
+  digestRef: string;
+}
+
+/** Builds an image under `dir`, pushes it to `repoTag` and signs it with `key`: the one-call path. */
+export async function pushSignedImage(reg: TestRegistry, dir: string, repoTag: string, key: CosignKeyPair, opts: PushSignedOptions = {}): Promise<SignedImage> {
+  const image = await buildOciImage(dir, opts.variant === undefined ? {} : { variant: opts.variant });
+  const [repo, tag] = splitRepoTag(repoTag);
+  let digest: string;
+  if ((opts.signer ?? 'cosign') === 'skopeo') {
+    if (opts.annotations) throw new Error('pushSignedImage: annotations need the cosign signer');
+    digest = await skopeoCopySigned(reg, image, repoTag, key);
+  } else {
+    digest = await pushImage(reg, image, repoTag);
+    await cosignSign(reg, key, reg.ref(repo, digest), opts.annotations ? { annotations: opts.annotations } : {});
+  }
+  return { image, digest, ref: reg.ref(repo, tag), digestRef: reg.ref(repo, digest) };
 }
 
 // ---------------------------------------------------------------------------------------------

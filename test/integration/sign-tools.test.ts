@@ -18,6 +18,7 @@ import {
   generateCosignKeyPair,
   pullInto,
   pushImage,
+  pushSignedImage,
   readAttachedSignatures,
   readReferrers,
   referrersTag,
@@ -194,6 +195,14 @@ t.test('registry with htpasswd auth', async (t) => {
   await cosignSign(reg, key, reg.ref('private/app', digest));
   t.ok((await cosignVerify(reg, key, reg.ref('private/app', '1'))).ok, 'cosign signs and verifies with credentials');
   t.ok((await skopeoVerify(reg, key, reg.ref('private/app', '1'))).ok, 'skopeo verifies with credentials');
+  const sk = await pushSignedImage(reg, dir, 'private/sk:1', key, { signer: 'skopeo', variant: 'sk' });
+  t.not(sk.digest, digest);
+  t.ok((await cosignVerify(reg, key, sk.ref)).ok, 'pushSignedImage (skopeo signer) gives a verifiable image');
+  // Registry to registry: sign an image already there under another key.
+  const other = await generateCosignKeyPair(dir);
+  t.equal(await skopeoCopySigned(reg, reg.ref('private/app', digest), 'private/copy:1', other), digest, 'a signing copy keeps the digest');
+  t.ok((await skopeoVerify(reg, other, reg.ref('private/copy', '1'))).ok, 'the copy is signed by the other key');
+  t.notOk((await skopeoVerify(reg, key, reg.ref('private/copy', '1'))).ok, '... and not by the first (private/copy has only the other key\'s signature)');
 });
 
 t.test('private engines pull from the registry and get RepoDigests', async (t) => {
