@@ -170,6 +170,8 @@ export interface BypassStackOptions {
   authz?: boolean;
   /** More dockerd flags (e.g. --default-cgroupns-mode=private). */
   dockerdArgs?: string[];
+  /** More `bulkhead-agent run` flags (e.g. --registry-certs-dir). */
+  agentArgs?: string[];
 }
 
 const LABELS = { 'bulkhead.test': '1' };
@@ -191,7 +193,7 @@ export async function startBypassStack(t: tap.Test, o: BypassStackOptions): Prom
   const hostLink = `${linkDir}/docker.sock`;
   t.teardown(() => rmSync(linkDir, { recursive: true, force: true }));
   const agent = await enrollAgent(ctl, root.dir, 'agent', `unix://${hostLink}`, [
-    ...(authz ? ['--authz-socket', pluginSocket] : ['--no-authz']), '--usage-interval', '0', '--audit-interval', '0',
+    ...(authz ? ['--authz-socket', pluginSocket] : ['--no-authz']), '--usage-interval', '0', '--audit-interval', '0', ...(o.agentArgs ?? []),
   ]);
   agent.start();
   // Teardowns run last-registered first: the engine (registered below) stops while the plugin still answers.
