@@ -12,7 +12,10 @@
 #    and fetches the second engine version, Docker 26.1 (scripts/engine-26.sh: Debian trixie's
 #    .debs unpacked into /var/cache/bulkhead/engines/26.1, reused when there; ~5-10 s the first
 #    time). If that fails the run goes on, and the tests that need 26.1 FAIL with the reason
-#    (BULKHEAD_TEST_ENGINE_26_ERROR) instead of each retrying the download.
+#    (BULKHEAD_TEST_ENGINE_26_ERROR) instead of each retrying the download. Likewise the
+#    image-signing tools (scripts/sign-tools.sh: cosign 2.5 and skopeo 1.18 from trixie,
+#    docker-registry 2.8 and skopeo 1.9 from Debian 12; cached in /var/cache/bulkhead/sign-tools,
+#    ~20 s the first time; BULKHEAD_TEST_SIGN_TOOLS_ERROR when that failed).
 # 2. `npm ci` when node_modules is missing or older than package-lock.json
 # 3. `npm run build`                      (skip with BULKHEAD_SKIP_BUILD=1)
 #    then fetches Node 24 from the npm registry and builds better-sqlite3 for it
@@ -85,6 +88,19 @@ else
   printf '%s\n' "$out26" >&2
   export BULKHEAD_TEST_ENGINE_26_ERROR="scripts/engine-26.sh fetch failed after $((SECONDS - t26))s: ${out26##*$'\n'}"
   say "WARNING: $BULKHEAD_TEST_ENGINE_26_ERROR; the tests that need Docker 26.1 will fail"
+fi
+
+# The image-signing tools (scripts/sign-tools.sh: trixie's cosign + skopeo 1.18 unpacked into
+# /var/cache/bulkhead/sign-tools, Debian 12's docker-registry unpacked there and its skopeo 1.9
+# installed), once for the whole run. As for 26.1: a failure does not stop the run; the tests
+# that need them FAIL with the reason (BULKHEAD_TEST_SIGN_TOOLS_ERROR).
+tsign=$SECONDS
+if outsign="$(bash scripts/sign-tools.sh fetch 2>&1)"; then
+  say "signing tools ready in $((SECONDS - tsign))s"
+else
+  printf '%s\n' "$outsign" >&2
+  export BULKHEAD_TEST_SIGN_TOOLS_ERROR="scripts/sign-tools.sh fetch failed after $((SECONDS - tsign))s: ${outsign##*$'\n'}"
+  say "WARNING: $BULKHEAD_TEST_SIGN_TOOLS_ERROR; the image-signature tests will fail"
 fi
 
 # ---- 2. dependencies ----------------------------------------------------------------
