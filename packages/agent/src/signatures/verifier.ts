@@ -29,8 +29,23 @@ export interface SignatureVerifierOptions extends RegistryClientOptions {
 
 interface CacheEntry { verdict: SignatureVerdict; expires: number }
 
-/** Stable hash of a requirement (keys by PEM, identities, root, count, annotations), for cache keys. */
+/** Requirements are long-lived objects of a compiled policy: hash each once. */
+const requirementKeys = new WeakMap<SignatureRequirement, string>();
+
+/**
+ * Stable hash of a requirement (keys by PEM, identities, root, count, annotations), for cache
+ * keys. Memoised per object: a requirement must not be mutated once used (build a new one).
+ */
 export function signatureRequirementKey(req: SignatureRequirement): string {
+  let k = requirementKeys.get(req);
+  if (k === undefined) {
+    k = hashRequirement(req);
+    requirementKeys.set(req, k);
+  }
+  return k;
+}
+
+function hashRequirement(req: SignatureRequirement): string {
   const canon = {
     keys: [...req.keys].map((k) => [k.name, k.pem.replace(/\s+/g, '')]).sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : a[1]! < b[1]! ? -1 : 1)),
     identities: [...req.identities].map((i) => [i.issuer, i.subject ?? '', i.subjectRegExp ?? '']).map((a) => JSON.stringify(a)).sort(),
@@ -60,7 +75,12 @@ export class SignatureVerifier {
 
   /** The cached verdict, if any and fresh (synchronous: the authz hot path). */
   peek(repoDigest: string, req: SignatureRequirement): SignatureVerdict | undefined {
-    const key = `${repoDigest} ${signatureRequirementKey(req)}`;
+    let key: string;
+    try {
+      key = `${repoDigest} ${signatureRequirementKey(req)}`;
+    } catch {
+      return undefined; // a broken requirement: verify() says why
+    }
     const e = this.cache.get(key);
     if (!e) return undefined;
     if (e.expires <= this.now()) { this.cache.delete(key); return undefined; }

@@ -185,6 +185,7 @@ t.test('verdicts decided without a request', async (t) => {
   t.equal(v.peek('shop/web:1', req)?.status, 'rejected', 'cached');
   v.clear();
   t.equal(v.peek('shop/web:1', req), undefined);
+  t.equal(v.peek(`r.example.com/x@${D}`, null as unknown as SignatureRequirement), undefined, 'peek never throws');
   const weird = await v.verify(`r.example.com/x@${D}`, null as unknown as SignatureRequirement);
   t.equal(weird.status, 'rejected', 'a broken requirement is a verdict, not an exception');
 });

@@ -4,7 +4,7 @@
 // sigstoreSigned policy as oracles where they have an opinion. Tampered attachments are made
 // from the real ones through the registry's own push API.
 import t from 'tap';
-import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { mkdir, copyFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -210,19 +210,53 @@ t.test('real registry, real signers', async (t) => {
   });
 
   t.test('cache: a second verification costs no request; in-flight verifications are shared', async (t) => {
+    // Counted twice: by the client's request hook and, independently, by a loopback TCP proxy
+    // in front of the registry that counts connections and bytes.
+    const [regHost, regPort] = reg.addr.split(':');
+    let bytes = 0;
+    let connections = 0;
+    const proxy = createNetServer((down) => {
+      connections++;
+      const up = connect(Number(regPort), regHost);
+      down.on('data', (b: Buffer) => { bytes += b.length; });
+      up.on('data', (b: Buffer) => { bytes += b.length; });
+      down.pipe(up).pipe(down);
+      const end = (): void => { down.destroy(); up.destroy(); };
+      down.on('error', end); up.on('error', end); down.on('close', end); up.on('close', end);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    t.teardown(() => new Promise<void>((r) => proxy.close(() => r())));
+    const viaProxy = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    await mkdir(join(certsDir, viaProxy), { recursive: true });
+    await copyFile(reg.caFile, join(certsDir, viaProxy, 'ca.crt'));
+    // The signature names the registry's own address; the proxy is another name for it, so
+    // the digest check holds and the repository check does not: a rejected verdict, cached too.
     let count = 0;
     const v = new SignatureVerifier({ certsDir, timeoutMs: 5000, onRequest: () => count++ });
     t.teardown(() => v.close());
-    const [a, b] = await Promise.all([v.verify(reg.ref('shop/web', dA), prodOnly), v.verify(reg.ref('shop/web', dA), prodOnly)]);
+    const ref = `${viaProxy}/shop/web@${dA}`;
+    const [a, b] = await Promise.all([v.verify(ref, prodOnly), v.verify(ref, prodOnly)]);
     t.equal(a, b, 'one verification for two callers');
-    t.equal(a.status, 'verified');
+    t.equal(a.status, 'rejected', a.message);
+    t.match(a.message, /another repository/);
     const first = count;
     t.ok(first >= 2, `cold: ${first} requests`);
-    t.equal(v.peek(reg.ref('shop/web', dA), prodOnly), a, 'peek answers synchronously');
-    const again = await v.verify(reg.ref('shop/web', dA), prodOnly);
+    t.ok(connections >= 1 && bytes > 0, `cold: ${connections} connection(s), ${bytes} bytes through the proxy`);
+    const [c0, b0] = [connections, bytes];
+    t.equal(v.peek(ref, prodOnly), a, 'peek answers synchronously');
+    const again = await v.verify(ref, prodOnly);
     t.equal(again, a);
     t.equal(count, first, 'no request for the cached verdict');
-    t.equal(v.peek(reg.ref('shop/web', dA), { ...prodOnly, minSignatures: 2 }), undefined, 'another requirement is another entry');
+    t.equal(connections, c0, 'no connection');
+    t.equal(bytes, b0, 'not one byte');
+    t.equal(v.peek(ref, { ...prodOnly, minSignatures: 2 }), undefined, 'another requirement is another entry');
+    // And a verified verdict from the cache, through the hook.
+    const v2 = new SignatureVerifier({ certsDir, timeoutMs: 5000, onRequest: () => count++ });
+    t.teardown(() => v2.close());
+    t.equal((await v2.verify(reg.ref('shop/web', dA), prodOnly)).status, 'verified');
+    const n = count;
+    t.equal((await v2.verify(reg.ref('shop/web', dA), prodOnly)).status, 'verified');
+    t.equal(count, n, 'verified verdict cached');
   });
 
   t.test('cache TTL by status', async (t) => {
