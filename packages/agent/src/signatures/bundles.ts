@@ -22,7 +22,7 @@ import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
 import type { SignatureRequirement, TrustedIdentity } from '@bulkhead/shared';
 import type { PreparedKey, SourceResult } from './cosign';
-import { RegistryError, type ImageRef, type RegistryClient } from './registry-client';
+import { RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClient } from './registry-client';
 
 export const BUNDLE_ARTIFACT_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
@@ -54,22 +54,13 @@ function parseTrustedRoot(text: string): TrustedRoot {
   return r;
 }
 
-/** Find and verify the Sigstore bundles referring to `ref.digest`. Network failures throw RegistryError('unreachable'). */
+/** Verify the Sigstore bundles among `ref.digest`'s referrers. Network failures throw RegistryError('unreachable'). */
 export async function verifySigstoreBundles(
-  client: RegistryClient, ref: ImageRef, keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
+  client: RegistryClient, ref: ImageRef, referrers: readonly ReferrerDescriptor[], keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
 ): Promise<SourceResult> {
   const result: SourceResult = { found: 0, signers: new Set(), problems: [] };
-  if (keys.length === 0 && req.identities.length === 0) return result;
-  let referrers;
-  try {
-    referrers = await client.getReferrers(ref.registry, ref.repository, ref.digest, deadline, BUNDLE_ARTIFACT_TYPE);
-  } catch (e) {
-    if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
-    result.found = 1;
-    result.problems.push(`referrers index unreadable (${e instanceof Error ? e.message : String(e)})`);
-    return result;
-  }
-  await Promise.all(referrers.slice(0, MAX_BUNDLES).map(async (d) => {
+  const bundles = referrers.filter((r) => r.artifactType === BUNDLE_ARTIFACT_TYPE);
+  await Promise.all(bundles.slice(0, MAX_BUNDLES).map(async (d) => {
     result.found++;
     let bundleJson: Buffer;
     try {

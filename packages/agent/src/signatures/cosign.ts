@@ -8,7 +8,7 @@
 // repository with the required annotations.
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import type { TrustedKey } from '@bulkhead/shared';
-import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
+import { normalizeName, RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClient } from './registry-client';
 
 export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
@@ -113,23 +113,56 @@ export function checkSimpleSigningPayload(payload: Buffer, ref: ImageRef, annota
 export async function verifyCosignAttachment(
   client: RegistryClient, ref: ImageRef, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
 ): Promise<SourceResult> {
+  return verifySignatureManifest(client, ref, `${ref.digest.replace(':', '-')}.sig`, keys, annotations, deadline);
+}
+
+/**
+ * cosign signatures attached through the OCI 1.1 referrers API (`cosign sign
+ * --registry-referrers-mode=oci-1-1`): referrer manifests with artifactType
+ * application/vnd.dev.cosign.artifact.sig.v1+json whose layers are the same
+ * simple-signing layers as a `.sig` attachment's.
+ */
+export async function verifyCosignReferrers(
+  client: RegistryClient, ref: ImageRef, referrers: readonly ReferrerDescriptor[], keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
+): Promise<SourceResult> {
+  const out: SourceResult = { found: 0, signers: new Set(), problems: [] };
+  const mine = referrers.filter((r) => r.artifactType === COSIGN_SIG_ARTIFACT_TYPE).slice(0, 16);
+  const results = await Promise.all(mine.map((r) => verifySignatureManifest(client, ref, r.digest, keys, annotations, deadline, true)));
+  for (const r of results) {
+    out.found += r.found;
+    for (const s of r.signers) out.signers.add(s);
+    out.problems.push(...r.problems);
+  }
+  return out;
+}
+
+export const COSIGN_SIG_ARTIFACT_TYPE = 'application/vnd.dev.cosign.artifact.sig.v1+json';
+
+async function verifySignatureManifest(
+  client: RegistryClient, ref: ImageRef, reference: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number, referrer = false,
+): Promise<SourceResult> {
   const result: SourceResult = { found: 0, signers: new Set(), problems: [] };
-  const tag = `${ref.digest.replace(':', '-')}.sig`;
+  const what = referrer ? `signature referrer ${reference.slice(0, 19)}…` : `signature attachment ${reference}`;
   let manifest: unknown;
   try {
-    const f = await client.getManifest(ref.registry, ref.repository, tag, deadline);
+    const f = await client.getManifest(ref.registry, ref.repository, reference, deadline);
     manifest = JSON.parse(f.body.toString('utf8'));
   } catch (e) {
-    if (e instanceof RegistryError && e.kind === 'not-found') return result;
+    if (e instanceof RegistryError && e.kind === 'not-found' && !referrer) return result;
     if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
     result.found = 1;
-    result.problems.push(`signature attachment ${tag} is unreadable (${e instanceof Error ? e.message : 'bad JSON'})`);
+    result.problems.push(`${what} is unreadable (${e instanceof Error ? e.message : 'bad JSON'})`);
+    return result;
+  }
+  if (referrer && (manifest as { subject?: { digest?: unknown } })?.subject?.digest !== ref.digest) {
+    result.found = 1;
+    result.problems.push(`${what} refers to another digest`);
     return result;
   }
   const layers = (manifest as { layers?: unknown })?.layers;
   if (!Array.isArray(layers)) {
     result.found = 1;
-    result.problems.push(`signature attachment ${tag} has no layers`);
+    result.problems.push(`${what} has no layers`);
     return result;
   }
   const candidates = layers.slice(0, MAX_LAYERS).filter((l): l is Record<string, unknown> => !!l && typeof l === 'object');

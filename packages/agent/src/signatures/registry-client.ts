@@ -136,6 +136,7 @@ export class RegistryClient {
   private readonly maxBlobBytes: number;
   private readonly agents = new Map<string, Promise<https.Agent>>();
   private readonly tokens = new Map<string, CachedToken>();
+  private readonly basicHosts = new Set<string>();
 
   constructor(private readonly opts: RegistryClientOptions = {}) {
     this.certsDir = opts.certsDir ?? DEFAULT_CERTS_DIR;
@@ -220,6 +221,7 @@ export class RegistryClient {
     for (const a of this.agents.values()) void a.then((x) => x.destroy(), () => undefined);
     this.agents.clear();
     this.tokens.clear();
+    this.basicHosts.clear();
   }
 
   // ---- transport --------------------------------------------------------
@@ -231,6 +233,8 @@ export class RegistryClient {
     let auth: string | undefined;
     const cached = this.tokens.get(tokenKey);
     if (cached && cached.expires > Date.now()) auth = `Bearer ${cached.token}`;
+    // A registry that asked for Basic once gets it up front (one round trip, not two).
+    else if (this.basicHosts.has(host) && cred?.username && cred.password !== undefined) auth = basicAuth(cred);
     let res = await this.request(registry, `https://${host}${path}`, o, auth);
     if (res.status === 401) {
       const challenge = res.headers['www-authenticate'];
@@ -250,7 +254,8 @@ export class RegistryClient {
     const scheme = challenge.trim().split(/\s+/, 1)[0]?.toLowerCase();
     if (scheme === 'basic') {
       if (!cred?.username || cred.password === undefined) return undefined;
-      return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+      this.basicHosts.add(apiHost(registry));
+      return basicAuth(cred);
     }
     if (scheme !== 'bearer') return undefined;
     const params = parseChallenge(challenge);
@@ -269,8 +274,7 @@ export class RegistryClient {
     } else {
       if (params.service) realmUrl.searchParams.set('service', params.service);
       realmUrl.searchParams.set('scope', scope);
-      const basic = cred?.username && cred.password !== undefined
-        ? `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}` : undefined;
+      const basic = cred?.username && cred.password !== undefined ? basicAuth(cred) : undefined;
       res = await this.request(registry, realmUrl.toString(), { ...o, maxBytes: 1024 * 1024 }, basic);
     }
     if (res.status !== 200) throw new RegistryError('unreachable', `registry ${registry}: token service answered HTTP ${res.status}`, res.status);
@@ -347,7 +351,7 @@ export class RegistryClient {
         });
         r.on('end', () => { if (!done) { done = true; clearTimeout(timer); resolve({ status, headers: r.headers, body: Buffer.concat(chunks) }); } });
         r.on('error', (e) => fail(new RegistryError('unreachable', `registry ${registry} unreachable: ${errText(e)}`)));
-        r.on('aborted', () => fail(new RegistryError('unreachable', `registry ${registry} unreachable: connection closed mid-answer`)));
+        r.on('close', () => { if (!r.complete) fail(new RegistryError('unreachable', `registry ${registry} unreachable: connection closed mid-answer`)); });
       });
       const timer = setTimeout(() => fail(new RegistryError('unreachable', `registry ${registry} unreachable: no answer within ${timeout} ms`)), timeout);
       req.on('error', (e) => fail(new RegistryError('unreachable', `registry ${registry} unreachable: ${errText(e)}`)));
@@ -375,6 +379,10 @@ interface RawResponse {
   status: number;
   headers: IncomingMessage['headers'];
   body: Buffer;
+}
+
+function basicAuth(cred: RegistryCredential): string {
+  return `Basic ${Buffer.from(`${cred.username ?? ''}:${cred.password ?? ''}`).toString('base64')}`;
 }
 
 function describe(u: URL): string {

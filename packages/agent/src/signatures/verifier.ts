@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { BulkheadError, type SignatureRequirement, type SignatureVerdict } from '@bulkhead/shared';
 import { verifySigstoreBundles } from './bundles';
-import { prepareKeys, verifyCosignAttachment, type SourceResult } from './cosign';
+import { prepareKeys, verifyCosignAttachment, verifyCosignReferrers, type SourceResult } from './cosign';
 import { loadDockerAuthFile, parseRepoDigest, RegistryClient, RegistryError, type RegistryClientOptions, type RegistryCredential } from './registry-client';
 
 export interface SignatureVerifierOptions extends RegistryClientOptions {
@@ -145,10 +145,22 @@ export class SignatureVerifier {
     const wanted = describeWanted(req);
     let results: SourceResult[];
     try {
-      results = await Promise.all([
+      // The `.sig` tag and the referrers (API, else the tag-schema fallback) in parallel.
+      const [attached, referrers] = await Promise.all([
         keys.length > 0 ? verifyCosignAttachment(this.client, ref, keys, req.annotations, deadline) : Promise.resolve(emptyResult()),
-        verifySigstoreBundles(this.client, ref, keys, req, deadline),
+        this.client.getReferrers(ref.registry, ref.repository, ref.digest, deadline).catch((e: unknown) => {
+          if (e instanceof RegistryError && e.kind === 'invalid') return e; // garbage index: a reason, not an outage
+          throw e;
+        }),
       ]);
+      if (referrers instanceof RegistryError) {
+        results = [attached, { found: 1, signers: new Set(), problems: [`referrers index unreadable (${referrers.message})`] }];
+      } else {
+        results = [attached, ...await Promise.all([
+          keys.length > 0 ? verifyCosignReferrers(this.client, ref, referrers, keys, req.annotations, deadline) : Promise.resolve(emptyResult()),
+          verifySigstoreBundles(this.client, ref, referrers, keys, req, deadline),
+        ])];
+      }
     } catch (e) {
       const msg = e instanceof RegistryError ? e.message : `registry ${ref.registry} unreachable: ${e instanceof Error ? e.message : String(e)}`;
       return this.verdict('unreachable', repoDigest, [], msg);

@@ -13,7 +13,7 @@ import { SignatureVerifier, createSignatureVerifier } from '../../src/signatures
 import { RegistryClient } from '../../src/signatures/registry-client';
 import {
   buildOciImage, cosignSign, cosignVerify, generateCosignKeyPair, pushImage, sha256Digest, signatureTag,
-  skopeoCopySigned, skopeoVerify, startRegistry, type CosignKeyPair, type TestRegistry,
+  runTool, signTools, skopeoCopySigned, skopeoVerify, startRegistry, type CosignKeyPair, type TestRegistry, type ToolResult,
 } from '../../../../test/helpers/registry';
 
 /** Monolithic blob upload through the registry API. */
@@ -298,6 +298,43 @@ t.test('real registry, real signers', async (t) => {
     t.ok((await c2.listTags(reg.addr, 'shop/web', deadline)).includes('1'));
     await t.rejects(c2.getManifest(reg.addr, 'shop/web', '1', Date.now() - 1), { kind: 'unreachable', message: /deadline/ });
     t.same(await c2.getReferrers(reg.addr, 'shop/web', dC, deadline), [], 'no referrers API (404) and no fallback tag → none');
+  });
+
+  t.test('Sigstore bundles through the referrers tag-schema fallback (cosign attest --new-bundle-format)', async (t) => {
+    // cosign 2.5's `sign` has no --new-bundle-format; its `attest --new-bundle-format` writes a
+    // Sigstore bundle v0.3 (DSSE over an in-toto Statement) as an OCI 1.1 referrer. With
+    // --type https://sigstore.dev/cosign/sign/v1 and an empty predicate that is the image
+    // signature cosign v3's `sign` writes. docker-registry 2.8 has no referrers API, so cosign
+    // maintains the `sha256-<hex>` fallback index.
+    const tools = await signTools();
+    const imgJ = await buildOciImage(work, { variant: 'bundle' });
+    const dJ = await pushImage(reg, imgJ, 'shop/bundled:1');
+    const empty = join(work, 'predicate.json');
+    await writeFile(empty, '{}');
+    const attest = (key: CosignKeyPair, type: string): Promise<ToolResult> => runTool(tools.cosign, [
+      'attest', '--new-bundle-format', '--key', key.privateKeyFile, '--tlog-upload=false', '-y', '--type', type, '--predicate', empty, reg.ref('shop/bundled', dJ),
+    ], { env: { HOME: reg.homeDir, DOCKER_CONFIG: reg.dockerConfigDir, SSL_CERT_FILE: reg.caFile, COSIGN_PASSWORD: key.passphrase }, timeoutMs: 60_000 });
+    const v0 = await fresh().verify(reg.ref('shop/bundled', dJ), prodOnly);
+    t.equal(v0.status, 'unsigned', v0.message);
+    // An attestation of another kind is not an image signature.
+    const prov = await attest(prod, 'https://slsa.dev/provenance/v1');
+    t.equal(prov.code, 0, prov.stderr);
+    const tags = await reg.tags('shop/bundled');
+    t.ok(tags.includes(dJ.replace(':', '-')), `the referrers fallback tag exists (${tags.join(' ')})`);
+    const v1 = await fresh().verify(reg.ref('shop/bundled', dJ), prodOnly);
+    t.equal(v1.status, 'rejected', v1.message);
+    t.match(v1.message, /not an image signature/);
+    const sig = await attest(prod, 'https://sigstore.dev/cosign/sign/v1');
+    t.equal(sig.code, 0, sig.stderr);
+    const v2 = await fresh().verify(reg.ref('shop/bundled', dJ), prodOnly);
+    t.equal(v2.status, 'verified', v2.message);
+    t.same(v2.signers, ['prod-signer']);
+    const oracle = await runTool(tools.cosign, ['verify-attestation', '--new-bundle-format', '--key', prod.publicKeyFile, '--insecure-ignore-tlog=true', '--type', 'https://sigstore.dev/cosign/sign/v1', reg.ref('shop/bundled', dJ)],
+      { env: { HOME: reg.homeDir, DOCKER_CONFIG: reg.dockerConfigDir, SSL_CERT_FILE: reg.caFile }, timeoutMs: 60_000 });
+    t.equal(oracle.code, 0, `oracle: cosign verify-attestation --new-bundle-format agrees ${oracle.stderr}`);
+    const untrusted = await fresh().verify(reg.ref('shop/bundled', dJ), requirement([{ name: 'other-signer', key: other }]));
+    t.equal(untrusted.status, 'rejected', untrusted.message);
+    t.match(untrusted.message, /2 signatures found, none valid/);
   });
 
   t.test('the agent factory: certs dir and timeout from the run options', async (t) => {
