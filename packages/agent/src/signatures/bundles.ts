@@ -22,13 +22,11 @@ import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
 import type { SignatureRequirement, TrustedIdentity } from '@bulkhead/shared';
 import type { PreparedKey, SourceResult } from './cosign';
-import { RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClient } from './registry-client';
+import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
 
 export const BUNDLE_ARTIFACT_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
 const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
-/** Bundles looked at per image. */
-const MAX_BUNDLES = 16;
 const MAX_BUNDLE_BYTES = 1024 * 1024;
 
 const EMPTY_ROOT = TrustedRoot.fromJSON({
@@ -54,31 +52,26 @@ function parseTrustedRoot(text: string): TrustedRoot {
   return r;
 }
 
-/** Verify the Sigstore bundles among `ref.digest`'s referrers. Network failures throw RegistryError('unreachable'). */
-export async function verifySigstoreBundles(
-  client: RegistryClient, ref: ImageRef, referrers: readonly ReferrerDescriptor[], keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
+/** A Sigstore bundle referrer manifest (already fetched and digest-checked): fetch its bundle layer and verify it. */
+export async function checkBundleManifest(
+  client: RegistryClient, ref: ImageRef, manifest: unknown, keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
 ): Promise<SourceResult> {
-  const result: SourceResult = { found: 0, signers: new Set(), problems: [] };
-  const bundles = referrers.filter((r) => r.artifactType === BUNDLE_ARTIFACT_TYPE);
-  await Promise.all(bundles.slice(0, MAX_BUNDLES).map(async (d) => {
-    result.found++;
-    let bundleJson: Buffer;
-    try {
-      const m = await client.getManifest(ref.registry, ref.repository, d.digest, deadline);
-      const manifest = JSON.parse(m.body.toString('utf8')) as { subject?: { digest?: unknown }; layers?: unknown };
-      if (manifest?.subject?.digest !== ref.digest) { result.problems.push('bundle referrer for another digest'); return; }
-      const layer = Array.isArray(manifest.layers) ? (manifest.layers as Array<Record<string, unknown>>).find((l) => l?.mediaType === BUNDLE_ARTIFACT_TYPE) : undefined;
-      if (!layer || typeof layer.digest !== 'string') { result.problems.push('bundle referrer without a bundle layer'); return; }
-      bundleJson = (await client.getBlob(ref.registry, ref.repository, layer.digest, deadline, MAX_BUNDLE_BYTES)).body;
-    } catch (e) {
-      if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
-      result.problems.push(`bundle unreadable (${e instanceof Error ? e.message : 'bad JSON'})`);
-      return;
-    }
-    const outcome = verifyBundle(bundleJson, ref, keys, req);
-    if (typeof outcome === 'string') result.problems.push(outcome);
-    else result.signers.add(outcome.signer);
-  }));
+  const result: SourceResult = { found: 1, signers: new Set(), problems: [] };
+  const layers = (manifest as { layers?: unknown })?.layers;
+  const layer = Array.isArray(layers) ? (layers as Array<Record<string, unknown> | null>).find((l) => l?.mediaType === BUNDLE_ARTIFACT_TYPE) : undefined;
+  if (!layer || typeof layer.digest !== 'string') { result.problems.push('bundle referrer without a bundle layer'); return result; }
+  if (typeof layer.size === 'number' && layer.size > MAX_BUNDLE_BYTES) { result.problems.push(`bundle of ${layer.size} bytes is too large`); return result; }
+  let bundleJson: Buffer;
+  try {
+    bundleJson = (await client.getBlob(ref.registry, ref.repository, layer.digest, deadline, MAX_BUNDLE_BYTES)).body;
+  } catch (e) {
+    if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
+    result.problems.push(`bundle unreadable (${e instanceof Error ? e.message : String(e)})`);
+    return result;
+  }
+  const outcome = verifyBundle(bundleJson, ref, keys, req);
+  if (typeof outcome === 'string') result.problems.push(outcome);
+  else result.signers.add(outcome.signer);
   return result;
 }
 
@@ -157,6 +150,12 @@ export function checkStatement(payload: Buffer, ref: ImageRef, annotations: Reco
   const subjects = Array.isArray(st.subject) ? (st.subject as Array<Record<string, unknown>>) : [];
   const subj = subjects.find((s) => (s?.digest as Record<string, unknown> | undefined)?.sha256 === hex);
   if (!subj) return 'signature is for another digest';
+  if (typeof subj.name === 'string' && subj.name) {
+    let named: { registry: string; repository: string } | undefined;
+    try { named = normalizeName(subj.name.split('@')[0]!); } catch { named = undefined; }
+    if (!named) return `statement subject "${subj.name.slice(0, 120)}" is not a reference`;
+    if (named.registry !== ref.registry || named.repository !== ref.repository) return `signature names another repository (${named.registry}/${named.repository})`;
+  }
   const ann = { ...(((subj.annotations ?? {}) as Record<string, unknown>)), ...(((st.predicate as Record<string, unknown> | undefined)?.annotations ?? {}) as Record<string, unknown>) };
   for (const [k, v] of Object.entries(annotations)) {
     if (ann[k] !== v) return `annotation ${k} is ${ann[k] === undefined ? 'missing' : `"${String(ann[k]).slice(0, 60)}"`}, "${v}" required`;

@@ -8,7 +8,7 @@
 // repository with the required annotations.
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import type { TrustedKey } from '@bulkhead/shared';
-import { normalizeName, RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClient } from './registry-client';
+import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
 
 export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
@@ -116,49 +116,33 @@ export async function verifyCosignAttachment(
   return verifySignatureManifest(client, ref, `${ref.digest.replace(':', '-')}.sig`, keys, annotations, deadline);
 }
 
-/**
- * cosign signatures attached through the OCI 1.1 referrers API (`cosign sign
- * --registry-referrers-mode=oci-1-1`): referrer manifests with artifactType
- * application/vnd.dev.cosign.artifact.sig.v1+json whose layers are the same
- * simple-signing layers as a `.sig` attachment's.
- */
-export async function verifyCosignReferrers(
-  client: RegistryClient, ref: ImageRef, referrers: readonly ReferrerDescriptor[], keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
-): Promise<SourceResult> {
-  const out: SourceResult = { found: 0, signers: new Set(), problems: [] };
-  const mine = referrers.filter((r) => r.artifactType === COSIGN_SIG_ARTIFACT_TYPE).slice(0, 16);
-  const results = await Promise.all(mine.map((r) => verifySignatureManifest(client, ref, r.digest, keys, annotations, deadline, true)));
-  for (const r of results) {
-    out.found += r.found;
-    for (const s of r.signers) out.signers.add(s);
-    out.problems.push(...r.problems);
-  }
-  return out;
-}
-
 export const COSIGN_SIG_ARTIFACT_TYPE = 'application/vnd.dev.cosign.artifact.sig.v1+json';
 
 async function verifySignatureManifest(
-  client: RegistryClient, ref: ImageRef, reference: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number, referrer = false,
+  client: RegistryClient, ref: ImageRef, tag: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
 ): Promise<SourceResult> {
-  const result: SourceResult = { found: 0, signers: new Set(), problems: [] };
-  const what = referrer ? `signature referrer ${reference.slice(0, 19)}…` : `signature attachment ${reference}`;
+  const what = `signature attachment ${tag}`;
   let manifest: unknown;
   try {
-    const f = await client.getManifest(ref.registry, ref.repository, reference, deadline);
+    const f = await client.getManifest(ref.registry, ref.repository, tag, deadline);
     manifest = JSON.parse(f.body.toString('utf8'));
   } catch (e) {
-    if (e instanceof RegistryError && e.kind === 'not-found' && !referrer) return result;
+    if (e instanceof RegistryError && e.kind === 'not-found') return { found: 0, signers: new Set(), problems: [] };
     if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
-    result.found = 1;
-    result.problems.push(`${what} is unreadable (${e instanceof Error ? e.message : 'bad JSON'})`);
-    return result;
+    return { found: 1, signers: new Set(), problems: [`${what} is unreadable (${e instanceof Error ? e.message : 'bad JSON'})`] };
   }
-  if (referrer && (manifest as { subject?: { digest?: unknown } })?.subject?.digest !== ref.digest) {
-    result.found = 1;
-    result.problems.push(`${what} refers to another digest`);
-    return result;
-  }
+  return checkSignatureLayers(client, ref, manifest, what, keys, annotations, deadline);
+}
+
+/**
+ * The simple-signing layers of a signature manifest (a `.sig` attachment, or
+ * a referrer of artifactType application/vnd.dev.cosign.artifact.sig.v1+json
+ * as `cosign sign --registry-referrers-mode=oci-1-1` writes).
+ */
+export async function checkSignatureLayers(
+  client: RegistryClient, ref: ImageRef, manifest: unknown, what: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
+): Promise<SourceResult> {
+  const result: SourceResult = { found: 0, signers: new Set(), problems: [] };
   const layers = (manifest as { layers?: unknown })?.layers;
   if (!Array.isArray(layers)) {
     result.found = 1;

@@ -6,9 +6,9 @@
 // 'unreachable' or 'rejected' verdict with a one-line reason.
 import { createHash } from 'node:crypto';
 import { BulkheadError, type SignatureRequirement, type SignatureVerdict } from '@bulkhead/shared';
-import { verifySigstoreBundles } from './bundles';
-import { prepareKeys, verifyCosignAttachment, verifyCosignReferrers, type SourceResult } from './cosign';
-import { loadDockerAuthFile, parseRepoDigest, RegistryClient, RegistryError, type RegistryClientOptions, type RegistryCredential } from './registry-client';
+import { BUNDLE_ARTIFACT_TYPE, checkBundleManifest } from './bundles';
+import { checkSignatureLayers, COSIGN_SIG_ARTIFACT_TYPE, prepareKeys, SIMPLE_SIGNING_MEDIA_TYPE, verifyCosignAttachment, type PreparedKey, type SourceResult } from './cosign';
+import { loadDockerAuthFile, parseRepoDigest, RegistryClient, RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClientOptions, type RegistryCredential } from './registry-client';
 
 export interface SignatureVerifierOptions extends RegistryClientOptions {
   /** Whole verification, all requests included. Default 1500 ms. */
@@ -156,10 +156,7 @@ export class SignatureVerifier {
       if (referrers instanceof RegistryError) {
         results = [attached, { found: 1, signers: new Set(), problems: [`referrers index unreadable (${referrers.message})`] }];
       } else {
-        results = [attached, ...await Promise.all([
-          keys.length > 0 ? verifyCosignReferrers(this.client, ref, referrers, keys, req.annotations, deadline) : Promise.resolve(emptyResult()),
-          verifySigstoreBundles(this.client, ref, referrers, keys, req, deadline),
-        ])];
+        results = [attached, ...await verifyReferrers(this.client, ref, referrers, keys, req, deadline)];
       }
     } catch (e) {
       const msg = e instanceof RegistryError ? e.message : `registry ${ref.registry} unreachable: ${e instanceof Error ? e.message : String(e)}`;
@@ -187,6 +184,45 @@ export class SignatureVerifier {
     return this.verdict('rejected', repoDigest, [],
       `no signature by ${wanted} for ${repoDigest}: ${found} signature${found === 1 ? '' : 's'} found, none valid for a trusted signer${why ? ` (${why})` : ''}`);
   }
+}
+
+/** Referrers looked at per image. */
+const MAX_REFERRERS = 16;
+/** Descriptor artifact types that may be a signature: ours, and none/empty (go-containerregistry's fallback index records the config's media type). */
+const MAYBE_SIGNATURE = new Set([BUNDLE_ARTIFACT_TYPE, COSIGN_SIG_ARTIFACT_TYPE, '', 'application/vnd.oci.empty.v1+json']);
+
+/**
+ * Each candidate referrer manifest is fetched (digest-checked), must name this
+ * digest as its subject, and is classified by its own artifactType or layer
+ * media types: a Sigstore bundle, or cosign simple-signing layers. Other
+ * artifacts (SBOMs, provenance as other types) are not signatures and not counted.
+ */
+async function verifyReferrers(
+  client: RegistryClient, ref: ImageRef, referrers: readonly ReferrerDescriptor[], keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
+): Promise<SourceResult[]> {
+  const candidates = referrers.filter((r) => MAYBE_SIGNATURE.has(r.artifactType)).slice(0, MAX_REFERRERS);
+  return Promise.all(candidates.map(async (d): Promise<SourceResult> => {
+    let manifest: Record<string, unknown>;
+    try {
+      const f = await client.getManifest(ref.registry, ref.repository, d.digest, deadline);
+      manifest = JSON.parse(f.body.toString('utf8')) as Record<string, unknown>;
+      if (!manifest || typeof manifest !== 'object') throw new Error('not an object');
+    } catch (e) {
+      if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
+      return { found: 1, signers: new Set(), problems: [`referrer ${d.digest.slice(0, 19)}… unreadable (${e instanceof Error ? e.message : String(e)})`] };
+    }
+    const layers = Array.isArray(manifest.layers) ? (manifest.layers as Array<Record<string, unknown> | null>) : [];
+    // cosign sets artifactType on bundles, only the config media type on oci-1-1 signatures.
+    const type = typeof manifest.artifactType === 'string' ? manifest.artifactType : String((manifest.config as { mediaType?: unknown } | undefined)?.mediaType ?? '');
+    const isBundle = type === BUNDLE_ARTIFACT_TYPE || layers.some((l) => l?.mediaType === BUNDLE_ARTIFACT_TYPE);
+    const isCosign = type === COSIGN_SIG_ARTIFACT_TYPE || layers.some((l) => l?.mediaType === SIMPLE_SIGNING_MEDIA_TYPE);
+    if (!isBundle && !isCosign) return emptyResult();
+    if ((manifest.subject as { digest?: unknown } | undefined)?.digest !== ref.digest) {
+      return { found: 1, signers: new Set(), problems: ['signature referrer for another digest'] };
+    }
+    if (isBundle) return checkBundleManifest(client, ref, manifest, keys, req, deadline);
+    return keys.length > 0 ? checkSignatureLayers(client, ref, manifest, `signature referrer ${d.digest.slice(0, 19)}…`, keys, req.annotations, deadline) : emptyResult();
+  }));
 }
 
 function emptyResult(): SourceResult {
