@@ -137,6 +137,7 @@ export class RegistryClient {
   private readonly agents = new Map<string, Promise<https.Agent>>();
   private readonly tokens = new Map<string, CachedToken>();
   private readonly basicHosts = new Set<string>();
+  private readonly pendingAuth = new Map<string, Promise<string | undefined>>();
 
   constructor(private readonly opts: RegistryClientOptions = {}) {
     this.certsDir = opts.certsDir ?? DEFAULT_CERTS_DIR;
@@ -238,7 +239,15 @@ export class RegistryClient {
     let res = await this.request(registry, `https://${host}${path}`, o, auth);
     if (res.status === 401) {
       const challenge = res.headers['www-authenticate'];
-      auth = await this.authorize(registry, typeof challenge === 'string' ? challenge : '', cred, o, tokenKey);
+      // Parallel requests of one verification share one token request.
+      let pending = this.pendingAuth.get(tokenKey);
+      if (!pending) {
+        pending = this.authorize(registry, typeof challenge === 'string' ? challenge : '', cred, o, tokenKey);
+        this.pendingAuth.set(tokenKey, pending);
+        const clear = (): void => { this.pendingAuth.delete(tokenKey); };
+        pending.then(clear, clear);
+      }
+      auth = await pending;
       res = await this.request(registry, `https://${host}${path}`, o, auth);
     }
     if (res.status === 404) throw new RegistryError('not-found', `${registry}: ${path.replace(/^\/v2\//, '')} not found`, 404);
