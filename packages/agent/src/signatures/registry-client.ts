@@ -239,8 +239,9 @@ export class RegistryClient {
     let res = await this.request(registry, `https://${host}${path}`, o, auth);
     if (res.status === 401) {
       const challenge = res.headers['www-authenticate'];
-      // Parallel requests of one verification share one token request.
-      let pending = this.pendingAuth.get(tokenKey);
+      // Parallel requests of one verification share one token request (in flight, or just got).
+      const got = this.tokens.get(tokenKey);
+      let pending = got && got.expires > Date.now() && `Bearer ${got.token}` !== auth ? Promise.resolve(`Bearer ${got.token}`) : this.pendingAuth.get(tokenKey);
       if (!pending) {
         pending = this.authorize(registry, typeof challenge === 'string' ? challenge : '', cred, o, tokenKey);
         this.pendingAuth.set(tokenKey, pending);
