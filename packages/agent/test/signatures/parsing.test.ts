@@ -189,3 +189,41 @@ t.test('verdicts decided without a request', async (t) => {
   const weird = await v.verify(`r.example.com/x@${D}`, null as unknown as SignatureRequirement);
   t.equal(weird.status, 'rejected', 'a broken requirement is a verdict, not an exception');
 });
+
+t.test('bundles: trusted root handling and keyless refusals (negative paths only)', async (t) => {
+  // A DSSE bundle signed with a real P-256 key, built here the way Sigstore bundles are
+  // (DSSE PAE over the in-toto statement), then variants of its verification material.
+  const { execFileSync } = await import('node:child_process');
+  const ref = parseRepoDigest(`127.0.0.1:5000/shop/web@${D}`);
+  const kp = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const statement = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', predicateType: 'https://sigstore.dev/cosign/sign/v1', subject: [{ name: '127.0.0.1:5000/shop/web', digest: { sha256: D.slice(7) } }], predicate: {} }));
+  const type = 'application/vnd.in-toto+json';
+  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${statement.length} `), statement]);
+  const sig = sign('sha256', pae, kp.privateKey);
+  const bundle = (material: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({
+    mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    verificationMaterial: { ...material, tlogEntries: [], timestampVerificationData: { rfc3161Timestamps: [] } },
+    dsseEnvelope: { payload: statement.toString('base64'), payloadType: type, signatures: [{ sig: sig.toString('base64'), keyid: '' }] },
+  }));
+  const keys = prepareKeys([{ name: 'k', pem: keyPem(kp.publicKey) }]).keys;
+  const req: SignatureRequirement = { keys: [], identities: [], minSignatures: 1, annotations: {} };
+  const emptyRoot = JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] });
+  const byKey = bundle({ publicKey: { hint: 'not-a-real-hint' } });
+  t.same(verifyBundle(byKey, ref, keys, req), { signer: 'k' }, 'by key, whatever the hint');
+  t.same(verifyBundle(byKey, ref, keys, { ...req, trustedRoot: emptyRoot }), { signer: 'k' }, 'by key with a (empty) trusted root');
+  t.match(verifyBundle(byKey, ref, keys, { ...req, trustedRoot: '{"nope": ' }), /trusted root is not a Sigstore trusted_root\.json/);
+  t.match(verifyBundle(byKey, ref, prepareKeys([{ name: 'other', pem: keyPem(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey) }]).keys, req), /bad signature or signature by an unknown key/);
+  t.match(verifyBundle(byKey, parseRepoDigest(`127.0.0.1:5000/shop/api@${D}`), keys, req), /bundle by k: signature names another repository/);
+
+  // A certificate (keyless material) from a throw-away openssl CA: refused without a root or
+  // identities, and refused against a root that does not hold its CA.
+  const dir = await mkdtemp(join(tmpdir(), 'bk-keyless-'));
+  t.teardown(() => import('node:fs/promises').then((f) => f.rm(dir, { recursive: true, force: true })));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=x', '-addext', 'subjectAltName=email:ci@example.com'], { stdio: 'ignore' });
+  const der = execFileSync('openssl', ['x509', '-in', join(dir, 'c.pem'), '-outform', 'DER']);
+  const keyless = bundle({ certificate: { rawBytes: der.toString('base64') } });
+  t.match(verifyBundle(keyless, ref, keys, req), /keyless bundle, but no trusted root is configured/);
+  t.match(verifyBundle(keyless, ref, keys, { ...req, trustedRoot: emptyRoot }), /no trusted identities are configured/);
+  t.match(verifyBundle(keyless, ref, keys, { ...req, trustedRoot: emptyRoot, identities: [{ issuer: 'https://idp', subject: 'ci@example.com' }] }),
+    /keyless bundle does not verify against the trusted root/);
+});
