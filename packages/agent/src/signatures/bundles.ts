@@ -24,8 +24,9 @@ import type { SignatureRequirement, TrustedIdentity } from '@bulkhead/shared';
 import type { PreparedKey, SourceResult } from './cosign';
 import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
 
-export const BUNDLE_ARTIFACT_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
-export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
+import { BUNDLE_ARTIFACT_TYPE, COSIGN_SIGN_PREDICATE } from './media-types';
+
+export { BUNDLE_ARTIFACT_TYPE, COSIGN_SIGN_PREDICATE } from './media-types';
 const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 const MAX_BUNDLE_BYTES = 1024 * 1024;
 

@@ -10,9 +10,9 @@ import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } fr
 import type { TrustedKey } from '@bulkhead/shared';
 import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
 
-export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
-export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
-export const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
+import { COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
+
+export { COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIG_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
 /** Signature layers looked at per attachment; more is garbage or an attack. */
 const MAX_LAYERS = 32;
 const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -115,8 +115,6 @@ export async function verifyCosignAttachment(
 ): Promise<SourceResult> {
   return verifySignatureManifest(client, ref, `${ref.digest.replace(':', '-')}.sig`, keys, annotations, deadline);
 }
-
-export const COSIGN_SIG_ARTIFACT_TYPE = 'application/vnd.dev.cosign.artifact.sig.v1+json';
 
 async function verifySignatureManifest(
   client: RegistryClient, ref: ImageRef, tag: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,

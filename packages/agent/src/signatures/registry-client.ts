@@ -11,7 +11,7 @@
 // message). Node's own https module is enough; undici is not a dependency of
 // the agent and would add nothing here.
 import { createHash } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
@@ -465,7 +465,6 @@ function registryKey(k: string): string {
 
 /** Read a config.json credentials file; refuse one readable by others (it holds passwords). */
 export async function loadDockerAuthFile(path: string): Promise<Map<string, RegistryCredential>> {
-  const { stat } = await import('node:fs/promises');
   const st = await stat(path);
   if ((st.mode & 0o004) !== 0) {
     throw new Error(`registry auth file ${path} is readable by every user (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);

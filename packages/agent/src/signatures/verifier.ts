@@ -6,8 +6,8 @@
 // 'unreachable' or 'rejected' verdict with a one-line reason.
 import { createHash } from 'node:crypto';
 import { BulkheadError, type SignatureRequirement, type SignatureVerdict } from '@bulkhead/shared';
-import { BUNDLE_ARTIFACT_TYPE, checkBundleManifest } from './bundles';
-import { checkSignatureLayers, COSIGN_SIG_ARTIFACT_TYPE, prepareKeys, SIMPLE_SIGNING_MEDIA_TYPE, verifyCosignAttachment, type PreparedKey, type SourceResult } from './cosign';
+import { checkSignatureLayers, prepareKeys, verifyCosignAttachment, type PreparedKey, type SourceResult } from './cosign';
+import { BUNDLE_ARTIFACT_TYPE, COSIGN_SIG_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
 import { loadDockerAuthFile, parseRepoDigest, RegistryClient, RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClientOptions, type RegistryCredential } from './registry-client';
 
 export interface SignatureVerifierOptions extends RegistryClientOptions {
@@ -186,6 +186,12 @@ export class SignatureVerifier {
   }
 }
 
+let bundlesModule: typeof import('./bundles') | undefined;
+/** bundles.ts (and with it @sigstore/*), loaded on first use. */
+function bundles(): typeof import('./bundles') {
+  return (bundlesModule ??= require('./bundles') as typeof import('./bundles'));
+}
+
 /** Referrers looked at per image. */
 const MAX_REFERRERS = 16;
 /** Descriptor artifact types that may be a signature: ours, and none/empty (go-containerregistry's fallback index records the config's media type). */
@@ -220,7 +226,8 @@ async function verifyReferrers(
     if ((manifest.subject as { digest?: unknown } | undefined)?.digest !== ref.digest) {
       return { found: 1, signers: new Set(), problems: ['signature referrer for another digest'] };
     }
-    if (isBundle) return checkBundleManifest(client, ref, manifest, keys, req, deadline);
+    // @sigstore/* is loaded the first time an image has a bundle (≈10 MB the idle agent keeps otherwise).
+    if (isBundle) return bundles().checkBundleManifest(client, ref, manifest, keys, req, deadline);
     return keys.length > 0 ? checkSignatureLayers(client, ref, manifest, `signature referrer ${d.digest.slice(0, 19)}…`, keys, req.annotations, deadline) : emptyResult();
   }));
 }
