@@ -182,7 +182,7 @@ EOF
   local n=$((TIMEOUT * 10)) line
   addr=''
   while :; do
-    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$DIR/registry.log" >&2; die "docker-registry exited during start-up"; }
+    alive "$pid" || { tail -n 20 "$DIR/registry.log" >&2; die "docker-registry exited during start-up"; }
     if [ -z "$addr" ]; then
       line="$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$DIR/registry.log" | head -n1 || true)"
       [ -n "$line" ] && addr="${line#listening on }"
@@ -209,18 +209,27 @@ EOF
   echo "export REGISTRY_ADDR=$addr"
 }
 
+# Alive = exists and is not a zombie (the registry is re-parented to PID 1 once `start`
+# returns; until PID 1 reaps it, kill -0 still succeeds on the dead process).
+alive() {
+  local st
+  kill -0 "$1" 2>/dev/null || return 1
+  st="$(sed -n 's/^[0-9]* ([^)]*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
 do_stop() {
   local pid n
   pid="$(live_pid)" || { rm -f "$DIR/registry.pid"; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
   n=100
-  while [ "$n" -gt 0 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; n=$((n - 1)); done
-  if kill -0 "$pid" 2>/dev/null; then
+  while [ "$n" -gt 0 ] && alive "$pid"; do sleep 0.1; n=$((n - 1)); done
+  if alive "$pid"; then
     log "registry pid $pid ignored SIGTERM for 10 s; SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     n=50
-    while [ "$n" -gt 0 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; n=$((n - 1)); done
-    kill -0 "$pid" 2>/dev/null && die "registry pid $pid did not die"
+    while [ "$n" -gt 0 ] && alive "$pid"; do sleep 0.1; n=$((n - 1)); done
+    alive "$pid" && die "registry pid $pid did not die"
   fi
   rm -f "$DIR/registry.pid"
 }

@@ -28,12 +28,40 @@
 //   `cosign sign -a k=v` puts annotations under `optional`; a second signature is a second layer.
 // - Oracles: `cosign verify --key PUB --insecure-ignore-tlog=true` (exit 0 + JSON, or
 //   "no signatures found" / "no matching signatures") and skopeo 1.18 with a `sigstoreSigned`
-//   policy (a copy that fails with "no signature exists" / "signature verification failed" /
-//   "…not match…" for the wrong reference).
-// - COSIGN_NEW_BUNDLE_FORMAT: see NEW_BUNDLE_FORMAT_NOTES below.
+//   policy (a copy that fails with "no signature exists" / "signature verification failed").
+//   A third, independent check: Node's crypto.verify('sha256', payload, pub, sig) on what
+//   readAttachedSignatures() returns.
+// - OCI 1.1 referrers (docker-registry 2.8 has no referrers API; cosign, through
+//   go-containerregistry, then uses the referrers TAG SCHEMA: tag `sha256-<hex>` (no suffix)
+//   holding an OCI index of the referring manifests, each with `subject` = the image):
+//   * cosign 2.5 `sign` has NO --new-bundle-format flag (2.5 has it on attest, verify,
+//     verify-attestation and sign-blob only).
+//   * `cosign sign --registry-referrers-mode=oci-1-1` (needs COSIGN_EXPERIMENTAL=1;
+//     cosignSign({ referrers: true })) works offline: the same simplesigning signature, stored
+//     as a referrer instead of the .sig tag (its manifest has config mediaType
+//     application/vnd.dev.cosign.artifact.sig.v1+json and no top-level artifactType; the
+//     index entry carries artifactType application/vnd.dev.cosign.artifact.sig.v1+json). Only `cosign verify --experimental-oci11` finds it (plain verify: "no
+//     signatures found"); skopeo does not look there.
+//   * `cosign attest --new-bundle-format --key K --tlog-upload=false` (cosignAttest) works
+//     offline: a referrer with artifactType application/vnd.dev.sigstore.bundle.v0.3+json, config
+//     application/vnd.oci.empty.v1+json, one layer = the Sigstore bundle (a DSSE envelope of an
+//     in-toto statement; annotation dev.sigstore.bundle.content=dsse-envelope). (The index entry
+//     in the fallback tag says artifactType application/vnd.oci.empty.v1+json.)
+//     `cosign verify-attestation --new-bundle-format --key PUB --insecure-ignore-tlog=true
+//     --trusted-root EMPTY_ROOT` accepts it and rejects another key ("no matching
+//     attestations"); `cosign verify --new-bundle-format` on it says "no signatures found".
+//     WITHOUT --trusted-root, the --new-bundle-format verifiers fetch the Sigstore TUF root from
+//     tuf-repo-cdn.sigstore.dev (a DNS query leaves the machine): the wrappers here always pass
+//     an empty trusted root (TestRegistry.trustedRootFile).
+// - Network: every Go tool runs with HTTP(S)_PROXY=http://127.0.0.1:9 (nothing listens there).
+//   Go never proxies loopback, so the registry is reached directly, while any other request
+//   (a TUF refresh, Rekor) fails at once on loopback, without even a DNS lookup.
 // - dockerd 20.10 and 26.1 pull from https://127.0.0.1:PORT with our private CA and no
-//   /etc/docker/certs.d: 127.0.0.0/8 is an "insecure registry" by default, for which dockerd
-//   speaks HTTPS WITHOUT verifying the certificate. The image then has real RepoDigests.
+//   /etc/docker/certs.d (pullInto): 127.0.0.0/8 is an "insecure registry" by default, for
+//   which dockerd speaks HTTPS WITHOUT verifying the certificate. The image then has real
+//   RepoDigests (`127.0.0.1:PORT/repo@sha256:…`). Gotcha: when the HTTPS attempt fails (e.g.
+//   401 without credentials) dockerd 20.10 retries the same port in plain HTTP and reports THAT
+//   error ("connection reset by peer"); 26.1 reports "no basic auth credentials".
 //
 // Everything a test makes lives in its own temp dirs; the registry is stopped and its DIR
 // removed in the teardown of the tap test given as `t` (default: the root test, i.e. file end).
@@ -53,8 +81,12 @@ import { runDocker } from './engine';
 export const SIGN_TOOLS_SCRIPT = resolve(__dirname, '../../scripts/sign-tools.sh');
 export const REGISTRY_SCRIPT = resolve(__dirname, '../../scripts/registry.sh');
 
-/** What `cosign sign --new-bundle-format` does against docker-registry 2.8 (see the file head). */
-export const NEW_BUNDLE_FORMAT_NOTES = 'not yet determined';
+/**
+ * Given to every Go tool as HTTP(S)_PROXY: a dead loopback port. Go bypasses proxies for
+ * loopback hosts, so only requests that should never happen (internet) land here and fail.
+ */
+export const DEAD_PROXY = 'http://127.0.0.1:9';
+const NO_INTERNET_ENV: NodeJS.ProcessEnv = { HTTPS_PROXY: DEAD_PROXY, HTTP_PROXY: DEAD_PROXY, https_proxy: DEAD_PROXY, http_proxy: DEAD_PROXY, NO_PROXY: '', no_proxy: '' };
 
 // ---------------------------------------------------------------------------------------------
 // processes
@@ -175,8 +207,8 @@ export interface TestRegistry {
   credentials?: RegistryCredentials;
   /** `addr/repo:tag` or, for a `sha256:…` second argument, `addr/repo@sha256:…`. */
   ref(repo: string, tagOrDigest: string): string;
-  /** A raw request to https://addr/v2/<path> (with the credentials, if any). Follows no redirects. */
-  request(method: string, path: string, opts?: { headers?: Record<string, string>; body?: Buffer | string }): Promise<HttpResult>;
+  /** A raw request to https://addr/v2/<path> (with the credentials, if any, unless `anonymous`). Follows no redirects. */
+  request(method: string, path: string, opts?: { headers?: Record<string, string>; body?: Buffer | string; anonymous?: boolean }): Promise<HttpResult>;
   /** The digest the registry serves for repo:tag (HEAD, Docker-Content-Digest); undefined on 404. */
   manifestDigest(repo: string, tagOrDigest: string): Promise<string | undefined>;
   /** The manifest (or index) bytes as stored. */
@@ -192,6 +224,11 @@ export interface TestRegistry {
   dockerConfigDir: string;
   /** A private HOME for cosign (its ~/.sigstore cache lives there). */
   homeDir: string;
+  /**
+   * An EMPTY Sigstore trusted root (no tlogs, CAs, CT logs, TSAs): cosign's --trusted-root for
+   * --new-bundle-format verification with a key, so it never fetches the TUF root online.
+   */
+  trustedRootFile: string;
   stop(): Promise<void>;
 }
 
@@ -250,11 +287,16 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   await writeFile(join(dockerConfigDir, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
   const homeDir = join(dir, 'home');
   await mkdir(homeDir, { recursive: true });
+  const trustedRootFile = join(dir, 'trusted-root-empty.json');
+  await writeFile(
+    trustedRootFile,
+    JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] }),
+  );
 
   const request: TestRegistry['request'] = (method, path, ropts = {}) =>
     new Promise((resolvePromise, reject) => {
       const headers: Record<string, string> = { ...ropts.headers };
-      if (credentials) headers['authorization'] = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+      if (credentials && !ropts.anonymous) headers['authorization'] = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
       const [host, port] = addr.split(':');
       const req = httpsRequest({ host, port: Number(port), method, path: `/v2/${path}`, headers, ca, timeout: 15_000 }, (res) => {
         const chunks: Buffer[] = [];
@@ -300,6 +342,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     registriesDir,
     dockerConfigDir,
     homeDir,
+    trustedRootFile,
     stop,
   };
   return reg;
@@ -475,7 +518,7 @@ export async function pushImage(reg: TestRegistry, image: OciImage, repoTag: str
   await runToolOk('skopeo 1.9 copy (push)', tools.skopeo, [
     'copy', '--quiet', '--policy', reg.openPolicyFile, '--dest-cert-dir', reg.certDir, ...credsArgs(reg, 'dest'),
     image.transportRef, `docker://${reg.addr}/${repoTag}`,
-  ], { env: { HOME: reg.homeDir } });
+  ], { env: toolEnv(reg) });
   const [repo, tag] = splitRepoTag(repoTag);
   const digest = await reg.manifestDigest(repo, tag);
   if (!digest) throw new Error(`pushed ${repoTag} but the registry does not serve it`);
@@ -547,14 +590,18 @@ export async function generateCosignKeyPair(
 // ---------------------------------------------------------------------------------------------
 // signing
 
+function toolEnv(reg: TestRegistry): NodeJS.ProcessEnv {
+  return { HOME: reg.homeDir, ...NO_INTERNET_ENV };
+}
+
 function cosignEnv(reg: TestRegistry, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
+    ...NO_INTERNET_ENV,
     HOME: reg.homeDir,
     DOCKER_CONFIG: reg.dockerConfigDir,
     // Go reads extra roots only through these; our CA alone is enough (nothing else is reached).
     SSL_CERT_FILE: reg.caFile,
     TUF_ROOT: join(reg.homeDir, '.sigstore', 'root'),
-    COSIGN_EXPERIMENTAL: '',
     ...extra,
   };
 }
@@ -562,8 +609,11 @@ function cosignEnv(reg: TestRegistry, extra: NodeJS.ProcessEnv = {}): NodeJS.Pro
 export interface CosignSignOptions {
   /** `-a key=value` annotations (land in the payload's `optional`). */
   annotations?: Record<string, string>;
-  /** `--new-bundle-format` (Sigstore bundle via OCI referrers; see NEW_BUNDLE_FORMAT_NOTES). */
-  newBundleFormat?: boolean;
+  /**
+   * `--registry-referrers-mode=oci-1-1` (with COSIGN_EXPERIMENTAL=1): store the signature as an
+   * OCI 1.1 referrer (tag-schema fallback on registry 2.8) instead of the `.sig` tag.
+   */
+  referrers?: boolean;
   /** Extra cosign args. */
   args?: string[];
 }
@@ -583,27 +633,65 @@ export async function cosignSignResult(reg: TestRegistry, key: CosignKeyPair, re
   const tools = await signTools();
   const args = ['sign', '--key', key.privateKeyFile, '--tlog-upload=false', '-y'];
   for (const [k, v] of Object.entries(opts.annotations ?? {})) args.push('-a', `${k}=${v}`);
-  if (opts.newBundleFormat) args.push('--new-bundle-format');
+  if (opts.referrers) args.push('--registry-referrers-mode=oci-1-1');
   args.push(...(opts.args ?? []), ref);
-  return runTool(tools.cosign, args, { env: cosignEnv(reg, { COSIGN_PASSWORD: key.passphrase }), timeoutMs: 60_000 });
+  return runTool(tools.cosign, args, {
+    env: cosignEnv(reg, { COSIGN_PASSWORD: key.passphrase, ...(opts.referrers ? { COSIGN_EXPERIMENTAL: '1' } : {}) }),
+    timeoutMs: 60_000,
+  });
 }
 
 /**
- * REAL trixie skopeo 1.18: copies `image` to `repoTag` and signs it on the way
- * (--sign-by-sigstore-private-key, cosign-style attachment). Returns the pushed digest.
+ * REAL trixie skopeo 1.18: copies `source` (an OciImage, or `addr/repo:tag|@digest` already in
+ * `reg`) to `repoTag` in `reg` and signs it on the way (--sign-by-sigstore-private-key,
+ * cosign-style attachment). Returns the pushed digest (skopeo keeps the manifest bytes).
  */
-export async function skopeoCopySigned(reg: TestRegistry, image: OciImage, repoTag: string, key: CosignKeyPair): Promise<string> {
+export async function skopeoCopySigned(reg: TestRegistry, source: OciImage | string, repoTag: string, key: CosignKeyPair): Promise<string> {
   const tools = await signTools();
+  const src = typeof source === 'string' ? ['--src-cert-dir', reg.certDir, ...credsArgs(reg, 'src'), `docker://${source}`] : [source.transportRef];
   await runToolOk('skopeo 1.18 signing copy', tools.skopeoSigstore, [
     'copy', '--quiet', '--policy', reg.openPolicyFile, '--registries.d', reg.registriesDir,
     '--dest-cert-dir', reg.certDir, ...credsArgs(reg, 'dest'),
     '--sign-by-sigstore-private-key', key.privateKeyFile, '--sign-passphrase-file', key.passphraseFile,
-    image.transportRef, `docker://${reg.addr}/${repoTag}`,
-  ], { env: { HOME: reg.homeDir } });
+    ...src, `docker://${reg.addr}/${repoTag}`,
+  ], { env: toolEnv(reg) });
   const [repo, tag] = splitRepoTag(repoTag);
   const digest = await reg.manifestDigest(repo, tag);
   if (!digest) throw new Error(`signed-copied ${repoTag} but the registry does not serve it`);
   return digest;
+}
+
+export interface PushSignedOptions {
+  /** 'cosign' (default: push with skopeo 1.9, then cosign sign by digest) or 'skopeo' (signing copy). */
+  signer?: 'cosign' | 'skopeo';
+  /** Image variant (see buildOciImage): another variant, another digest. */
+  variant?: string;
+  /** cosign only: `-a key=value` annotations. */
+  annotations?: Record<string, string>;
+}
+
+export interface SignedImage {
+  image: OciImage;
+  digest: string;
+  /** `addr/repo:tag`. */
+  ref: string;
+  /** `addr/repo@sha256:…`. */
+  digestRef: string;
+}
+
+/** Builds an image under `dir`, pushes it to `repoTag` and signs it with `key`: the one-call path. */
+export async function pushSignedImage(reg: TestRegistry, dir: string, repoTag: string, key: CosignKeyPair, opts: PushSignedOptions = {}): Promise<SignedImage> {
+  const image = await buildOciImage(dir, opts.variant === undefined ? {} : { variant: opts.variant });
+  const [repo, tag] = splitRepoTag(repoTag);
+  let digest: string;
+  if ((opts.signer ?? 'cosign') === 'skopeo') {
+    if (opts.annotations) throw new Error('pushSignedImage: annotations need the cosign signer');
+    digest = await skopeoCopySigned(reg, image, repoTag, key);
+  } else {
+    digest = await pushImage(reg, image, repoTag);
+    await cosignSign(reg, key, reg.ref(repo, digest), opts.annotations ? { annotations: opts.annotations } : {});
+  }
+  return { image, digest, ref: reg.ref(repo, tag), digestRef: reg.ref(repo, digest) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,7 +704,9 @@ export interface VerifyResult extends ToolResult {
 export interface CosignVerifyOptions {
   /** `-a key=value`: the signature must carry these annotations. */
   annotations?: Record<string, string>;
-  /** `--new-bundle-format` verification. */
+  /** `--experimental-oci11`: look for referrers (signatures made with `referrers: true`). */
+  experimentalOci11?: boolean;
+  /** `--new-bundle-format --trusted-root <empty root>` (never the online TUF root). */
   newBundleFormat?: boolean;
   args?: string[];
 }
@@ -630,10 +720,88 @@ export async function cosignVerify(reg: TestRegistry, key: Pick<CosignKeyPair, '
   const tools = await signTools();
   const args = ['verify', '--key', key.publicKeyFile, '--insecure-ignore-tlog=true'];
   for (const [k, v] of Object.entries(opts.annotations ?? {})) args.push('-a', `${k}=${v}`);
-  if (opts.newBundleFormat) args.push('--new-bundle-format');
+  if (opts.experimentalOci11) args.push('--experimental-oci11');
+  if (opts.newBundleFormat) args.push('--new-bundle-format', '--trusted-root', reg.trustedRootFile);
   args.push(...(opts.args ?? []), ref);
+  const r = await runTool(tools.cosign, args, {
+    env: cosignEnv(reg, opts.experimentalOci11 ? { COSIGN_EXPERIMENTAL: '1' } : {}),
+    timeoutMs: 60_000,
+  });
+  return { ...r, ok: r.code === 0 };
+}
+
+export interface CosignAttestOptions {
+  /** The predicate (JSON-serialised into a file). Default {"test":"bulkhead"}. */
+  predicate?: unknown;
+  /** --type (default 'custom'). */
+  type?: string;
+  /** `--new-bundle-format`: a Sigstore bundle as an OCI 1.1 referrer (default true). */
+  newBundleFormat?: boolean;
+}
+
+/**
+ * REAL `cosign attest --key … --tlog-upload=false -y [--new-bundle-format] --predicate P --type T REF`.
+ * With the new bundle format (default) this is how cosign 2.5 attaches a Sigstore bundle
+ * through OCI referrers (the tag-schema fallback on registry 2.8). Throws on failure.
+ */
+export async function cosignAttest(reg: TestRegistry, key: CosignKeyPair, ref: string, opts: CosignAttestOptions = {}): Promise<ToolResult> {
+  const tools = await signTools();
+  const work = await mkdtemp(join(reg.dir, 'attest-'));
+  try {
+    const predicate = join(work, 'predicate.json');
+    await writeFile(predicate, JSON.stringify(opts.predicate ?? { test: 'bulkhead' }));
+    const args = ['attest', '--key', key.privateKeyFile, '--tlog-upload=false', '-y', '--predicate', predicate, '--type', opts.type ?? 'custom'];
+    if (opts.newBundleFormat ?? true) args.push('--new-bundle-format');
+    args.push(ref);
+    const r = await runTool(tools.cosign, args, { env: cosignEnv(reg, { COSIGN_PASSWORD: key.passphrase }), timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`cosign attest ${ref} failed (exit ${r.code}):\n${r.stderr.trim()}`);
+    return r;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Oracle for attestations: REAL `cosign verify-attestation --key PUB --insecure-ignore-tlog=true
+ * --type T [--new-bundle-format --trusted-root <empty root>] REF`. ok = exit 0.
+ */
+export async function cosignVerifyAttestation(
+  reg: TestRegistry,
+  key: Pick<CosignKeyPair, 'publicKeyFile'>,
+  ref: string,
+  opts: { type?: string; newBundleFormat?: boolean } = {},
+): Promise<VerifyResult> {
+  const tools = await signTools();
+  const args = ['verify-attestation', '--key', key.publicKeyFile, '--insecure-ignore-tlog=true', '--type', opts.type ?? 'custom'];
+  if (opts.newBundleFormat ?? true) args.push('--new-bundle-format', '--trusted-root', reg.trustedRootFile);
+  args.push(ref);
   const r = await runTool(tools.cosign, args, { env: cosignEnv(reg), timeoutMs: 60_000 });
   return { ...r, ok: r.code === 0 };
+}
+
+/** The referrers tag-schema fallback tag of a digest: `sha256-<hex>` (an OCI index of referrers). */
+export function referrersTag(digest: string): string {
+  return digest.replace(':', '-');
+}
+
+export interface Referrer {
+  digest: string;
+  /** artifactType of the referring manifest itself (the index entry's may differ: see the file head). */
+  artifactType: string | undefined;
+  manifest: { config: { mediaType: string }; layers: { mediaType: string; digest: string; annotations?: Record<string, string> }[]; subject?: { digest: string }; annotations?: Record<string, string> };
+}
+
+/** The referrers of `digest` in `repo` through the tag-schema fallback (empty when none). */
+export async function readReferrers(reg: TestRegistry, repo: string, digest: string): Promise<Referrer[]> {
+  const tag = referrersTag(digest);
+  if (!(await reg.tags(repo)).includes(tag)) return [];
+  const index = JSON.parse((await reg.getManifest(repo, tag)).body.toString()) as { manifests: { digest: string }[] };
+  const out: Referrer[] = [];
+  for (const m of index.manifests) {
+    const body = JSON.parse((await reg.getManifest(repo, m.digest)).body.toString()) as Referrer['manifest'] & { artifactType?: string };
+    out.push({ digest: m.digest, artifactType: body.artifactType, manifest: body });
+  }
+  return out;
 }
 
 /**
@@ -664,7 +832,7 @@ export async function skopeoVerify(
       'copy', '--quiet', '--remove-signatures', '--policy', policy, '--registries.d', reg.registriesDir,
       '--src-cert-dir', reg.certDir, ...credsArgs(reg, 'src'),
       `docker://${ref}`, `oci:${join(work, 'pulled')}:x`,
-    ], { env: { HOME: reg.homeDir }, timeoutMs: 60_000 });
+    ], { env: toolEnv(reg), timeoutMs: 60_000 });
     return { ...r, ok: r.code === 0 };
   } finally {
     await rm(work, { recursive: true, force: true });
