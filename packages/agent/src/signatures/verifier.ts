@@ -143,6 +143,10 @@ export class SignatureVerifier {
     const min = Math.max(1, Math.floor(req.minSignatures || 1));
     const { keys, errors } = prepareKeys(req.keys);
     const wanted = describeWanted(req);
+    if (keys.length === 0 && req.identities.length === 0) {
+      // Nothing could ever verify: say so instead of asking the registry.
+      return this.verdict('rejected', repoDigest, [], `no usable trusted signer for ${repoDigest}${errors.length ? `: ${errors.join('; ')}` : ' (no keys or identities configured)'}`);
+    }
     let results: SourceResult[];
     try {
       // The `.sig` tag and the referrers (API, else the tag-schema fallback) in parallel.

@@ -185,6 +185,12 @@ t.test('verdicts decided without a request', async (t) => {
   t.equal(v.peek('shop/web:1', req)?.status, 'rejected', 'cached');
   v.clear();
   t.equal(v.peek('shop/web:1', req), undefined);
+  const broken = await v.verify(`r.example.com/x@${D}`, { keys: [{ name: 'typo', pem: 'not a key' }], identities: [], minSignatures: 1, annotations: {} });
+  t.equal(broken.status, 'rejected');
+  t.equal(broken.message, `no usable trusted signer for r.example.com/x@${D}: trusted key typo is not a PEM public key`);
+  const none = await v.verify(`r.example.com/x@${D}`, { keys: [], identities: [], minSignatures: 1, annotations: {} });
+  t.match(none.message, /no keys or identities configured/);
+  t.equal(requests, 0, 'the registry is not asked when nothing could verify');
   t.equal(v.peek(`r.example.com/x@${D}`, null as unknown as SignatureRequirement), undefined, 'peek never throws');
   const weird = await v.verify(`r.example.com/x@${D}`, null as unknown as SignatureRequirement);
   t.equal(weird.status, 'rejected', 'a broken requirement is a verdict, not an exception');
