@@ -402,6 +402,9 @@ function describe(u: URL): string {
 /** A network error's short form ("connect ECONNREFUSED 127.0.0.1:5000"), never a URL with credentials. */
 function errText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
+  // OpenSSL's raw text ("803C…:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:…") → its reason.
+  const ssl = typeof err?.message === 'string' ? /SSL routines:[^:]*:([^:]+)/.exec(err.message) : null;
+  if (ssl) return `TLS handshake failed: ${ssl[1]}`;
   if (err?.code && typeof err.message === 'string' && /^[A-Z_]+$/.test(err.code)) {
     return err.message.includes(err.code) ? err.message : `${err.code}: ${err.message}`;
   }

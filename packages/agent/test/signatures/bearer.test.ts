@@ -5,15 +5,15 @@
 // token flow; the verifier then gets tokens with config.json credentials: username/password
 // (GET realm with Basic) and an identity token (POST, OAuth2 refresh_token grant).
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { startOwnRegistry } from './own-registry';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { join } from 'node:path';
 import type { SignatureRequirement } from '@bulkhead/shared';
 import { createSignatureVerifier, SignatureVerifier } from '../../src/signatures/verifier';
 import {
-  buildOciImage, cosignSign, generateCosignKeyPair, pushImage, runTool, signTools, startRegistry, type TestRegistry,
+  buildOciImage, cosignSign, generateCosignKeyPair, pushImage, runTool, startRegistry, type TestRegistry,
 } from '../../../../test/helpers/registry';
 
 const USER = 'puller';
@@ -71,42 +71,12 @@ t.test('Bearer token flow with config.json credentials', async (t) => {
   const realm = `https://127.0.0.1:${(tokenServer.address() as { port: number }).port}/token`;
 
   // The real registry, token auth.
-  const tools = await signTools();
-  await writeFile(join(dir, 'config.yml'), `version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: ${dir}/data
-http:
-  addr: 127.0.0.1:0
-  secret: ${randomBytes(16).toString('hex')}
-  tls:
-    certificate: ${base.dir}/tls/server.crt
-    key: ${base.dir}/tls/server.key
-auth:
+  const addr = await startOwnRegistry(t, base, dir, { extra: `auth:
   token:
     realm: ${realm}
     service: bulkhead-test-registry
     issuer: bulkhead-test-issuer
-    rootcertbundle: ${certFile}
-`);
-  let log = '';
-  const child: ChildProcess = spawn(tools.registry, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => { child.kill('SIGTERM'); });
-  const addr = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`docker-registry (token auth) did not start:\n${log}`)), 20_000);
-    const onData = (b: Buffer): void => {
-      log += b.toString();
-      const m = /listening on (127\.0\.0\.1:\d+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve(m[1]!); }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`docker-registry exited (${code}):\n${log}`)); });
-  });
+    rootcertbundle: ${certFile}` });
   const ping = await runTool('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %header{www-authenticate}', '--cacert', base.caFile, `https://${addr}/v2/`]);
   t.match(ping.stdout, /^401 Bearer realm=/, 'the registry asks for a Bearer token');
 
