@@ -339,6 +339,15 @@ t.test('real registry, real signers', async (t) => {
     const untrusted = await fresh().verify(reg.ref('shop/bundled', dJ), requirement([{ name: 'other-signer', key: other }]));
     t.equal(untrusted.status, 'rejected', untrusted.message);
     t.match(untrusted.message, /2 signatures found, none valid/);
+
+    // The fallback index of J placed as another image's: referrers whose subject is J.
+    const imgL = await buildOciImage(work, { variant: 'bundle-other' });
+    const dL = await pushImage(reg, imgL, 'shop/bundled:2');
+    const index = await reg.getManifest('shop/bundled', dJ.replace(':', '-'));
+    await pushManifest(reg, 'shop/bundled', dL.replace(':', '-'), JSON.parse(index.body.toString()), 'application/vnd.oci.image.index.v1+json');
+    const moved = await fresh().verify(reg.ref('shop/bundled', dL), prodOnly);
+    t.equal(moved.status, 'rejected', moved.message);
+    t.match(moved.message, /signature referrer for another digest/);
   });
 
   t.test('cosign signature as an OCI 1.1 referrer (cosign sign --registry-referrers-mode=oci-1-1)', async (t) => {
