@@ -42,9 +42,24 @@ export interface AgentOptions {
   heapTrimIntervalMs?: number;
   /** Use% (bytes or inodes) of the engine's data root / log filesystem that is a host finding. Default 85 from the CLI; 0 or undefined = off. */
   dataRootThresholdPercent?: number;
+  /** Image signatures (signatures/verifier.ts): registry access and verdict cache. */
+  signatures: SignatureOptions;
+}
+
+export interface SignatureOptions {
+  /** Docker's per-registry CA layout (DIR/HOST:PORT/ca.crt). Default /etc/docker/certs.d. */
+  registryCertsDir: string;
+  /** Registry credentials in Docker's config.json format; undefined = anonymous. Must not be world-readable. */
+  registryAuthFile: string | undefined;
+  /** One verification, every registry request included. Default 1500 ms. */
+  timeoutMs: number;
+  /** How long a verified verdict is reused. Default 10 min (unsigned/rejected: at most 60 s; unreachable: 10 s). */
+  cacheTtlMs: number;
 }
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9465';
+
+export const DEFAULT_REGISTRY_CERTS_DIR = '/etc/docker/certs.d';
 
 export const DEFAULT_AUTHZ_SOCKET = '/run/docker/plugins/bulkhead.sock';
 
@@ -72,6 +87,10 @@ export interface AgentOptionsInput {
   audit?: HostAuditScheduleInput | undefined;
   heapTrimInterval?: string | number | undefined;
   dataRootThreshold?: string | number | undefined;
+  registryCertsDir?: string | undefined;
+  registryAuthFile?: string | undefined;
+  signatureTimeout?: string | number | undefined;
+  signatureCacheTtl?: string | number | undefined;
 }
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
@@ -109,7 +128,22 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
     audit: resolveHostAuditOptions(input.audit),
     heapTrimIntervalMs: heapTrimInterval(input.heapTrimInterval),
     dataRootThresholdPercent: dataRootThreshold(input.dataRootThreshold),
+    signatures: resolveSignatureOptions(input),
   };
+}
+
+/** Registry access for image signatures; the auth file's mode is checked when the agent starts. */
+export function resolveSignatureOptions(input: AgentOptionsInput): SignatureOptions {
+  const timeoutMs = parseDuration(input.signatureTimeout ?? '1500ms', 'signature-timeout');
+  if (!(timeoutMs >= 100 && timeoutMs <= 60_000)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'signature-timeout must be from 100ms to 60s');
+  const ttl = input.signatureCacheTtl ?? '10m';
+  const cacheTtlMs = typeof ttl === 'string' && /^\s*0+\s*$/.test(ttl) ? 0 : parseDuration(ttl, 'signature-cache-ttl');
+  if (!(cacheTtlMs >= 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'signature-cache-ttl must be a duration (0 = no cache)');
+  const registryCertsDir = input.registryCertsDir || DEFAULT_REGISTRY_CERTS_DIR;
+  if (!registryCertsDir.startsWith('/')) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `registry-certs-dir "${registryCertsDir}" must be an absolute path`);
+  const registryAuthFile = input.registryAuthFile || undefined;
+  if (registryAuthFile && !registryAuthFile.startsWith('/')) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `registry-auth-file "${registryAuthFile}" must be an absolute path`);
+  return { registryCertsDir, registryAuthFile, timeoutMs, cacheTtlMs };
 }
 
 function dataRootThreshold(v: string | number | undefined): number {

@@ -10,6 +10,7 @@ import type { ContainerDelta, ContainerFacts, HostFacts, HostFacts__Output, Logg
 import { startOptionalMetricsListener } from '@bulkhead/shared';
 import { AuthzDecider } from './authz/authz-decider';
 import { AuthzPlugin } from './authz/plugin-server';
+import { createSignatureVerifier, type SignatureVerifier } from './signatures/verifier';
 import { createDockerClient, describeDockerHost, dockerSocketPathOf } from './docker/client';
 import { collectHostFacts } from './docker/host-facts';
 import { ContainerWatcher } from './docker/watcher';
@@ -46,6 +47,8 @@ export class Agent {
   usage: UsageMonitor | undefined;
   /** Image hygiene: when each image was last used, remembered across container removals and restarts. */
   imageUse: ImageLastUsedStore | undefined;
+  /** Image-signature verifier (registry client + verdict cache) for `image-signature` rules. */
+  signatures: SignatureVerifier | undefined;
   /** The data root's fill level as a host finding; undefined with --data-root-threshold 0. */
   dataRoot: DataRootWatch | undefined;
   /** Gives back unused V8 heap when idle; undefined with --heap-trim-interval 0. */
@@ -107,6 +110,9 @@ export class Agent {
     const lookup = { get: (id: string) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] };
     // What facts alone do not say (symlinks, volume options, joined namespaces), for both doors.
     const resolver = new FactsResolver({ docker, containers: lookup });
+    // Image signatures: registry access + verdict cache for `image-signature` rules
+    // (hand it to the decider when the check is wired; issue 13).
+    const signatures = await createSignatureVerifier(opts.signatures);
     let authz: AuthzPlugin | undefined;
     let decider: AuthzDecider | undefined;
     if (opts.authzSocket) {
@@ -239,6 +245,7 @@ export class Agent {
     // An idle agent gives back heap V8 keeps committed (memory/heap-trim.ts; BENCHMARKS.md agent-idle).
     if ((opts.heapTrimIntervalMs ?? 0) > 0) agent.heapTrim = new HeapTrimmer({ intervalMs: opts.heapTrimIntervalMs!, logger: logger.child({ component: 'memory' }) }).start();
     agent.imageUse = imageUse;
+    agent.signatures = signatures;
     return agent;
   }
 
@@ -253,6 +260,7 @@ export class Agent {
     await this.enforcer.stop();
     await this.watcher.stop();
     await this.authz?.stop();
+    this.signatures?.close();
     await this.spool.flush();
     await this.metricsListener?.close();
     this.logger.info('agent stopped');

@@ -80,3 +80,12 @@ t.test('the probe sees the CIS checks when the audit runs', async (t) => {
   const loaded = modulesLoaded([...DAEMON_GRAPH, 'cis/cis-report.js']);
   t.ok(loaded.some((k) => k.includes('/dist/cis/section-5-runtime.js')), 'cis-report loads the sections');
 });
+
+t.test('the daemon loads @sigstore/* only when an image has a Sigstore bundle', async (t) => {
+  const loaded = modulesLoaded([...DAEMON_GRAPH, 'signatures/verifier.js']);
+  t.ok(loaded.some((k) => k.endsWith('/dist/signatures/verifier.js')), 'the verifier is loaded');
+  t.same(loaded.filter((k) => k.includes('/node_modules/@sigstore/')), [], 'no @sigstore module (≈10 MB RSS) at start');
+  // Guard against a vacuous pass: bundles.ts does load them.
+  const withBundles = modulesLoaded([...DAEMON_GRAPH, 'signatures/bundles.js']);
+  t.ok(withBundles.some((k) => k.includes('/node_modules/@sigstore/verify/')), 'bundles.js loads @sigstore/verify');
+});

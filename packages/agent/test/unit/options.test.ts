@@ -18,7 +18,13 @@ t.test('agent options: defaults and clear errors', async (t) => {
     audit: { intervalMs: 3600_000, fixes: {}, dockerGroup: 'docker', hostRoot: '/', procRoot: undefined, containerdSocketPath: undefined, daemonJsonPath: undefined, trustedUsers: undefined, imageUnusedDays: 30 },
     heapTrimIntervalMs: 30_000,
     dataRootThresholdPercent: 85,
+    // image signatures (issue 13)
+    signatures: { registryCertsDir: '/etc/docker/certs.d', registryAuthFile: undefined, timeoutMs: 1500, cacheTtlMs: 600_000 },
   });
+  t.same(resolveAgentOptions({ stateDir: '/s', registryCertsDir: '/c', registryAuthFile: '/a.json', signatureTimeout: '3s', signatureCacheTtl: '0' }).signatures,
+    { registryCertsDir: '/c', registryAuthFile: '/a.json', timeoutMs: 3000, cacheTtlMs: 0 }, '--registry-certs-dir --registry-auth-file --signature-timeout --signature-cache-ttl');
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', signatureTimeout: '10ms' }), { code: 'BK_ERR_CONFIG_INVALID', message: /signature-timeout/ });
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', registryAuthFile: 'auth.json' }), { code: 'BK_ERR_CONFIG_INVALID', message: /absolute path/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '0' }).heapTrimIntervalMs, 0, '--heap-trim-interval 0 = off');
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '2m' }).heapTrimIntervalMs, 120_000);
   t.throws(() => resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '1s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /at least 10s/ });
