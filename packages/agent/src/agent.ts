@@ -11,6 +11,7 @@ import { startOptionalMetricsListener } from '@bulkhead/shared';
 import { AuthzDecider } from './authz/authz-decider';
 import { AuthzPlugin } from './authz/plugin-server';
 import { createSignatureVerifier, type SignatureVerifier } from './signatures/verifier';
+import { SignatureGate } from './signatures/signature-gate';
 import { createDockerClient, describeDockerHost, dockerSocketPathOf } from './docker/client';
 import { collectHostFacts } from './docker/host-facts';
 import { ContainerWatcher } from './docker/watcher';
@@ -38,6 +39,9 @@ import { ImageLastUsedStore, imageLastUsedPath } from './hygiene/image-last-used
 import { HeapTrimmer } from './memory/heap-trim';
 import { DiskUsageHistory } from './resources/data-root-usage';
 import { DataRootWatch, recordingDiskSource, withDataRootFindings } from './resources/data-root-watch';
+
+/** A create waits at most this long for a signature verification (the plugin answers within 2 s). */
+const AUTHZ_SIGNATURE_BUDGET_MAX_MS = 1700;
 
 /** Host facts change rarely; re-read them at most this often (on reconnect). */
 const HOST_FACTS_TTL_MS = 5 * 60_000;
@@ -110,9 +114,10 @@ export class Agent {
     const lookup = { get: (id: string) => watcher?.get(id), inventory: () => watcher?.inventory() ?? [] };
     // What facts alone do not say (symlinks, volume options, joined namespaces), for both doors.
     const resolver = new FactsResolver({ docker, containers: lookup });
-    // Image signatures: registry access + verdict cache for `image-signature` rules
-    // (hand it to the decider when the check is wired; issue 13).
+    // Image signatures: registry access + verdict cache for `image-signature` rules,
+    // and the gate that hands both doors the verdicts their rules need.
     const signatures = await createSignatureVerifier(opts.signatures);
+    const signatureGate = new SignatureGate({ verifier: signatures, logger: logger.child({ component: 'signatures' }) });
     let authz: AuthzPlugin | undefined;
     let decider: AuthzDecider | undefined;
     if (opts.authzSocket) {
@@ -124,6 +129,10 @@ export class Agent {
         logger: logger.child({ component: 'authz' }),
         hostFacts: () => hostNow,
         secrets,
+        signatures: signatureGate,
+        // Inside the plugin server's 2 s decision timeout, whatever --signature-timeout says:
+        // past it the plugin would refuse with a generic message instead of the rule's.
+        signatureBudgetMs: Math.min(opts.signatures.timeoutMs, AUTHZ_SIGNATURE_BUDGET_MAX_MS),
         onDecision: (r) => r.violations.forEach((v) => report(v)),
       });
       decider = d;
@@ -175,6 +184,7 @@ export class Agent {
       onViolation: report,
       hostFacts: () => hostNow,
       secrets,
+      signatures: signatureGate,
       onEvaluation: () => metrics.evaluation(),
     });
     enforcer.attach(w);

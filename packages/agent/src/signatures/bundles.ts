@@ -20,6 +20,7 @@
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import { compileGlob } from '@bulkhead/shared';
 import type { SignatureRequirement, TrustedIdentity } from '@bulkhead/shared';
 import type { PreparedKey, SourceResult } from './cosign';
 import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
@@ -135,9 +136,8 @@ export function verifyBundle(json: Buffer, ref: ImageRef, keys: readonly Prepare
 export function identityMatches(i: TrustedIdentity, issuer: string, subject: string): boolean {
   if (i.issuer !== issuer) return false;
   if (i.subject !== undefined) return i.subject === subject;
-  if (i.subjectRegExp !== undefined) {
-    try { return new RegExp(`^(?:${i.subjectRegExp})$`).test(subject); } catch { return false; }
-  }
+  // A glob, matched without backtracking (glob.ts): a policy must not be able to stall the agent.
+  if (i.subjectGlob !== undefined) return compileGlob(i.subjectGlob)(subject);
   return false;
 }
 

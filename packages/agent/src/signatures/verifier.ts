@@ -48,7 +48,7 @@ export function signatureRequirementKey(req: SignatureRequirement): string {
 function hashRequirement(req: SignatureRequirement): string {
   const canon = {
     keys: [...req.keys].map((k) => [k.name, k.pem.replace(/\s+/g, '')]).sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : a[1]! < b[1]! ? -1 : 1)),
-    identities: [...req.identities].map((i) => [i.issuer, i.subject ?? '', i.subjectRegExp ?? '']).map((a) => JSON.stringify(a)).sort(),
+    identities: [...req.identities].map((i) => [i.issuer, i.subject ?? '', i.subjectGlob ?? '']).map((a) => JSON.stringify(a)).sort(),
     trustedRoot: req.trustedRoot ? createHash('sha256').update(req.trustedRoot).digest('hex') : '',
     minSignatures: req.minSignatures,
     annotations: Object.keys(req.annotations).sort().map((k) => [k, req.annotations[k]]),
@@ -243,7 +243,7 @@ function emptyResult(): SourceResult {
 function describeWanted(req: SignatureRequirement): string {
   const parts = [
     ...req.keys.map((k) => `key ${k.name}`),
-    ...req.identities.map((i) => `identity ${i.issuer} ${i.subject ?? `~${i.subjectRegExp ?? ''}`}`),
+    ...req.identities.map((i) => `identity ${i.issuer} ${i.subject ?? `~${i.subjectGlob ?? ''}`}`),
   ];
   if (parts.length === 0) return 'any trusted signer (none configured)';
   if (parts.length <= 3) return parts.join(' or ');
