@@ -154,6 +154,7 @@ t.test('a tag re-pushed over a signed version, a registry that is down, and a st
     },
   });
   t.ok((await create(s, f.refs.moved, 'moved-v1')).ok, 'v1 of shop/moved:1 (signed) is allowed');
+  t.ok((await create(s, f.refs.cosigned, 'verified')).ok, 'shop/web:1 (signed) is allowed');
 
   // The tag is re-pushed with other, unsigned content; the host pulls it again.
   const v2 = await buildOciImage(f.dir, { variant: 'moved-v2' });
@@ -172,7 +173,7 @@ t.test('a tag re-pushed over a signed version, a registry that is down, and a st
   // Registry down: a digest verified before is allowed from the cache; an unverified one fails closed.
   await f.reg.stop();
   const cached = await create(s, f.refs.cosigned, 'cached');
-  t.ok(cached.ok, 'a digest verified a moment ago is allowed from the cache, no registry needed');
+  t.ok(cached.ok, `a digest verified a moment ago is allowed from the cache, no registry needed ${cached.out}`);
   await s.dockerOk(['tag', f.refs.cosigned, `${f.reg.addr}/shop/retagged:1`]);
   const retagged = await create(s, `${f.reg.addr}/shop/retagged:1`, 'retagged');
   t.notOk(retagged.ok, 'a signed image retagged into another repository has no repo digest there: refused');
