@@ -34,6 +34,8 @@ export { CHECKS, CHECK_TYPES, getCheck } from './policy/checks/index';
 export { isRootUser } from './policy/checks/host';
 export { effectiveLogConfig, effectiveUlimits } from './policy/checks/limits';
 export type { EffectiveLogConfig } from './policy/checks/limits';
+export { tagIdentity } from './policy/checks/images';
+export type { TagIdentity } from './policy/checks/images';
 export type { CatalogueEntry } from './policy/checks/index';
 export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs } from './policy/checks/index';
 // Never re-export from './policy/schema' or './policy/validate' here: they load
@@ -44,6 +46,7 @@ export { parseTrivyReport, scanKeys } from './policy/trivy';
 export type { TrivyParseOptions } from './policy/trivy';
 export { DEFAULT_POLICY_YAML } from './policy/default-policy';
 export { parseImageRef } from './policy/image-ref';
+export { compileGlob } from './policy/glob';
 export type { ImageRef } from './policy/image-ref';
 export { formatSize, parseMemorySize } from './policy/units';
 export { startMetricsListener, startOptionalMetricsListener, resolveMetricsAddress, parseMetricsAddress, isLoopbackHost } from './net/metrics-listener';

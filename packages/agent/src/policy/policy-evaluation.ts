@@ -40,11 +40,13 @@ export function evaluateFacts(
 }
 
 function evaluationContext(state: PolicyState, neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined, now: Date): EvaluationContext {
-  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...(neighbours ? { neighbours } : {}) };
+  const pins = state.tagPins !== undefined && state.tagPins.size > 0 ? { tagPins: state.tagPins } : {};
+  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...pins, ...(neighbours ? { neighbours } : {}) };
   let computed: readonly Neighbour[] | undefined;
   return {
     now,
     scans: state.scans,
+    ...pins,
     get neighbours(): readonly Neighbour[] {
       return (computed ??= neighbours());
     },
