@@ -18,6 +18,7 @@ import type { PolicyService } from '../policy/policy-service';
 import { registerPolicyRoutes } from './routes/policies';
 import { registerViolationRoutes } from './routes/violations';
 import { registerScanRoutes } from './routes/scans';
+import { registerImageRoutes } from './routes/images';
 // OpenAPI, manual actions and metrics.
 import { registerOpenApi } from '../openapi/openapi';
 import { registerActionRoutes } from './routes/actions';
@@ -172,6 +173,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerPolicyRoutes(v1, { policy: opts.policy });
       registerViolationRoutes(v1, { store: opts.store, now });
       registerScanRoutes(v1, { store: opts.store, policy: opts.policy });
+      registerImageRoutes(v1, { store: opts.store });
       registerActionRoutes(v1, { store: opts.store, actions: opts.actions });
       // Identity and access + audit trail.
       registerKeyRoutes(v1, { store: opts.store, now });
