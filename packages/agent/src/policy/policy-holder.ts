@@ -38,8 +38,8 @@ export interface PolicyState {
   policy: Policy | undefined;
   /** Scan summaries by image digest ("sha256:…"), for vulnerability rules. */
   scans: ReadonlyMap<string, ScanSummary>;
-  /** Tag pins from the controller ("repository:tag" → digest), for `image-tag-pinned` rules. */
-  tagPins: ReadonlyMap<string, string>;
+  /** Tag pins from the controller ("repository:tag" → digest), for `image-tag-pinned` rules; absent = none. */
+  tagPins?: ReadonlyMap<string, string>;
   /** The controller's version; 0 for a local file or none. */
   version: number;
   source: PolicySource;
