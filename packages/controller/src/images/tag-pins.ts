@@ -19,7 +19,7 @@ export function pinFilter(policy: Policy): ((repository: string, tag: string) =>
   const rules: Array<{ tags: Matcher[]; repos: Matcher[] | undefined }> = [];
   for (const r of policy.spec.rules) {
     if (r.check.type !== TAG_PINNED_CHECK) continue;
-    const tags = Array.isArray(r.check.tags) ? (r.check.tags as unknown[]).filter((t): t is string => typeof t === 'string') : [];
+    const tags = Array.isArray(r.check.tags) ? (r.check.tags as unknown[]).filter((t): t is string => typeof t === 'string') : ['v*']; // the check's default
     const repos = Array.isArray(r.check.repositories) ? (r.check.repositories as unknown[]).filter((t): t is string => typeof t === 'string') : [];
     if (tags.length === 0) continue;
     rules.push({ tags: tags.map(compileGlob), repos: repos.length > 0 ? repos.map(compileGlob) : undefined });

@@ -386,10 +386,12 @@ export function tagIdentity(c: Pick<ContainerFactsLike, 'imageRef' | 'imageDiges
 
 const TagPinnedParams = lazySchema((T) => T.Object(
   {
-    tags: T.Array(T.String({ minLength: 1 }), {
-      minItems: 1,
-      description: 'Tags that must never change digest once seen (globs), e.g. ["v*", "release-*"].',
-    }),
+    tags: T.Optional(
+      T.Array(T.String({ minLength: 1 }), {
+        minItems: 1,
+        description: 'Tags that must never change digest once seen (globs). Default ["v*"] (release tags like v1.4.2).',
+      }),
+    ),
     repositories: T.Optional(
       T.Array(T.String({ minLength: 1 }), {
         description: 'Only these repositories ("registry/path" globs, e.g. "registry.example.com/shop/*"; Docker Hub is "docker.io/library/nginx"). Default: every repository.',
@@ -405,12 +407,12 @@ export const imageTagPinned = defineCheck({
   summary: 'A matching tag must run as the digest the fleet first ran it as: a tag re-pushed over a release is refused (pins come from the controller).',
   remedy: 'publish the change under a new tag; if the re-push was intended, run the new digest by digest (image@sha256:…) or add an exemption for it',
   params: TagPinnedParams,
-  defaults: { tags: [] },
+  defaults: { tags: ['v*'] },
   check(input, params) {
     return this.compile!(params)(input);
   },
   compile(params) {
-    const tags = params.tags.map(compileGlob);
+    const tags = (params.tags ?? ['v*']).map(compileGlob);
     const repos = params.repositories && params.repositories.length > 0 ? params.repositories.map(compileGlob) : undefined;
     return ({ container, ctx }) => {
       // No pins (dry-run at the controller, an agent without any) or no pin for this tag:
