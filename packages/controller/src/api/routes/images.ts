@@ -70,7 +70,7 @@ export function registerImageRoutes(app: FastifyInstance, opts: { store: Store }
   app.get<{ Querystring: ImageListQuery }>(
     '/images',
     // Tags span every project (one image runs in many): fleet-wide.
-    { config: { role: 'viewer', fleetWide: true }, preValidation: strictInput({ querystring: ImageListQuerySchema }), schema: { querystring: ImageListQuerySchema, response: { 200: ImageTagPageSchema } } },
+    { config: { role: 'viewer', fleetWide: true, action: 'images.read' }, preValidation: strictInput({ querystring: ImageListQuerySchema }), schema: { querystring: ImageListQuerySchema, response: { 200: ImageTagPageSchema } } },
     async (req) => {
       const q = req.query;
       const rows = await tagStore().listTags({ movedOnly: q.moved, ...(q.search !== undefined ? { search: q.search } : {}), limit: q.limit + 1, offset: q.offset });
@@ -81,7 +81,7 @@ export function registerImageRoutes(app: FastifyInstance, opts: { store: Store }
 
   app.get<{ Params: ImageParams }>(
     '/images/:ref',
-    { config: { role: 'viewer', fleetWide: true }, schema: { params: ImageParamsSchema, response: { 200: ImageTagSchema } } },
+    { config: { role: 'viewer', fleetWide: true, action: 'images.read' }, schema: { params: ImageParamsSchema, response: { 200: ImageTagSchema } } },
     async (req): Promise<ImageTagDto> => {
       const id = tagIdentity({ imageRef: req.params.ref, imageDigest: '', imageId: '' });
       if (!id) throw new BulkheadError('BK_ERR_BAD_REQUEST', `"${req.params.ref}" names no tag (an image id or a ref pinned by digest never moves)`);
