@@ -154,8 +154,8 @@ async function scenario(t: Test, openTheStore: (dir: string) => Promise<Store>):
   t.equal(alert.agentId, h2.id);
   t.equal(alert.host, 'h2');
   t.equal(alert.containerName, 'web-2');
-  t.match(alert.message, `image tag ${pinKey} moved: it now runs as ${B} on h2 (container web-2); it ran as ${A} (first seen `);
-  t.match(alert.message, / on h1\) before$/);
+  t.match(alert.message, `image tag ${pinKey} moved: it now runs as ${B} on h2 (${h2.id}) (container web-2); it ran as ${A} (first seen `);
+  t.match(alert.message, ` on h1 (${h1.id})) before`);
 
   // Reported again and again (a reconnect's snapshot, more containers of either digest): no further alert.
   h2.inv.upsert({ ...running('c2', 'web-2', `${REPO}:v1`, B, IMG_B), state: 'paused' });

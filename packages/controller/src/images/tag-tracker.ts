@@ -1,6 +1,7 @@
 // Owns tag tracking: from the container facts agents report (snapshots and
 // upsert deltas), which repository:tag ran as which digest, on which host, in
-// which container. A tag seen as a new image after it ran as another — re-pushed
+// which container (containers that ran: a create never started counts for nothing).
+// A tag seen as a new image after it ran as another — re-pushed
 // over, or running as different images on different hosts at once — raises ONE
 // `image_tag_moved` alert per new digest (the store's first-seen row decides,
 // so container reports repeating it raise nothing more). New tags are told to
@@ -60,6 +61,7 @@ export class TagTracker {
     const t = now.getTime();
     const rows: TagSighting[] = [];
     for (const c of containers) {
+      if (!ran(c)) continue;
       const id = tagIdentity(c);
       if (!id || id.digest === '' || !c.id) continue;
       const key = `${agentId}/${c.id}`;
@@ -111,7 +113,7 @@ export class TagTracker {
     const ref = `${d.repository}:${d.tag}`;
     const tag = await store.getTag(d.repository, d.tag, 10);
     const hostNames = new Map<string, string>();
-    const host = async (agentId: string): Promise<string> => {
+    const hostname = async (agentId: string): Promise<string> => {
       let h = hostNames.get(agentId);
       if (h === undefined) {
         h = (await this.o.store.getAgent(agentId))?.hostname || agentId;
@@ -119,6 +121,8 @@ export class TagTracker {
       }
       return h;
     };
+    // Host names need not be unique across a fleet; the agent id is.
+    const host = async (agentId: string): Promise<string> => `${await hostname(agentId)} (${agentId})`;
     const mine = tag?.digests.find((x) => x.digest === d.digest);
     const first = mine?.containers.find((c) => c.agentId === d.agentId) ?? mine?.containers[0];
     const others: string[] = [];
@@ -128,6 +132,7 @@ export class TagTracker {
       others.push(`${o.digest} (first seen ${o.firstSeenAt.toISOString()}${hosts.length > 0 ? ` on ${hosts.join(', ')}` : ''})`);
     }
     const where = await host(d.agentId);
+    const whereName = await hostname(d.agentId);
     const message = `image tag ${ref} moved: it now runs as ${d.digest} on ${where}${first ? ` (container ${first.containerName || first.containerId})` : ''}; ` +
       `it ran as ${others.join('; ') || 'another image'} before`;
     if (!this.o.alerts) {
@@ -136,7 +141,7 @@ export class TagTracker {
     }
     try {
       await this.o.alerts.raise({
-        type: 'image_tag_moved', message, time: d.firstSeenAt, agentId: d.agentId, host: where, image: ref,
+        type: 'image_tag_moved', message, time: d.firstSeenAt, agentId: d.agentId, host: whereName, image: ref,
         // The new digest names the move: two moves of one tag are two alerts, a repeat of one is none.
         ruleId: d.digest,
         ...(first ? { containerId: first.containerId, containerName: first.containerName } : {}),
@@ -148,4 +153,12 @@ export class TagTracker {
       this.o.logger.error({ err, image: ref }, 'raising image_tag_moved failed');
     }
   }
+}
+
+/**
+ * A container that runs or ran: a create that never started (or was refused at start) ran
+ * nothing, so it neither moves a tag nor establishes its pin.
+ */
+function ran(c: ContainerFacts__Output): boolean {
+  return c.state === 'running' || c.state === 'paused' || c.state === 'restarting' || Number(c.startedAtMs ?? 0) > 0;
 }
