@@ -30,6 +30,8 @@ export interface NewTagDigest {
    * from a tar on another: same image id) is not a move.
    */
   moved: boolean;
+  /** The tag's first digest: a new pin for `image-tag-pinned`. */
+  firstOfTag: boolean;
 }
 
 export interface TagContainerRecord {

@@ -48,7 +48,7 @@ export class KyselyImageTagStore implements ImageTagStore {
           .onConflict((oc) => oc.columns(['repository', 'tag', 'digest']).doNothing())
           .executeTakeFirst();
         if (Number(r.numInsertedOrUpdatedRows ?? 0) > 0) {
-          fresh.push({ repository: d.repository, tag: d.tag, digest: d.digest, imageId: d.imageId, firstSeenAt: now, agentId: d.agentId, moved });
+          fresh.push({ repository: d.repository, tag: d.tag, digest: d.digest, imageId: d.imageId, firstSeenAt: now, agentId: d.agentId, moved, firstOfTag: known.length === 0 });
         }
       }
       const one = new Map<string, TagSighting>();
@@ -81,7 +81,7 @@ export class KyselyImageTagStore implements ImageTagStore {
     const rows = await this.db.selectFrom('image_tags').selectAll().where('alert_pending', '=', 1).orderBy('first_seen_at').limit(limit).execute();
     return rows.map((r) => ({
       repository: r.repository, tag: r.tag, digest: r.digest, imageId: r.image_id,
-      firstSeenAt: new Date(Number(r.first_seen_at)), agentId: r.first_agent_id, moved: true,
+      firstSeenAt: new Date(Number(r.first_seen_at)), agentId: r.first_agent_id, moved: true, firstOfTag: false,
     }));
   }
 

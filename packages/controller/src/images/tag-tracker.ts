@@ -18,7 +18,7 @@ export interface TagTrackerOptions {
   logger: Logger;
   alerts?: AlertSink;
   now?: () => Date;
-  /** Called (at most once per `notifyDelayMs`) after a digest was seen for the first time: tag pins may have changed. */
+  /** Called (at most once per `notifyDelayMs`) after a tag was seen for the first time: a new pin. */
   onNewDigest?: () => void;
   /** How often a container still running the same image refreshes its last-seen time. Default 60 s. */
   refreshMs?: number;
@@ -74,7 +74,7 @@ export class TagTracker {
     if (this.written.size + rows.length > MAX_REMEMBERED) this.written.clear();
     for (const r of rows) this.written.set(`${r.agentId}/${r.containerId}`, { digest: r.digest, at: t });
     for (const d of fresh) if (d.moved) await this.raiseMove(store, d);
-    if (fresh.length > 0) this.scheduleNotify();
+    if (fresh.some((d) => d.firstOfTag)) this.scheduleNotify();
     if (t - this.lastPrune > PRUNE_EVERY_MS) {
       this.lastPrune = t;
       const n = await store.pruneSightings(new Date(t - this.retentionMs));

@@ -63,6 +63,8 @@ t.test('one alert per move; repeats, the same image and creates that never ran r
     await tracker.observe('agt_b', [facts('c4', `${REPO}:v1`, d('c'), d('3'))]);
   }
   t.equal(raised.length, 1, 'reported again and again: still one');
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(notified(), 1, 'new digests of a known tag change no pin: the bundle is not rebuilt');
 
   const tag = await store.imageTags!.getTag(REPO, 'v1');
   t.same(tag?.digests.map((x) => x.digest), [d('a'), d('b'), d('c')], 'oldest first');
