@@ -5,9 +5,11 @@
 // repo digest). With `image-tag-pinned` enforced, host B's dockerd refuses the create at the
 // Docker API; with the rule in monitor, it runs, and the controller raises ONE image_tag_moved
 // alert naming both digests and both hosts, shown by `bulkhead images --moved`.
+// Second test: scans uploaded (`bulkhead scans upload`) for images no host ran yet judge their
+// first create at the Docker API (vulnerabilities, a report older than maxAgeDays).
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
@@ -146,4 +148,74 @@ t.test('a tag moved to other content: refused when pinned, one image_tag_moved a
   t.match(cli.stdout, new RegExp(`^\\s+${idB.slice(0, 19)}\\s+\\S+ ago\\s+\\S+ ago\\s+${hn}\\s+1$`, 'm'));
   const one = JSON.parse((await run(OPS_BIN, ['--json', 'images', 'get', REF], cliEnv)).stdout) as ImageTag;
   t.same(one.digests.map((d) => [d.digest, d.hosts.map((h) => h.agentId)]), [[idA, [a.agent.agentId]], [idB, [b.agent.agentId]]], 'each digest on its host');
+});
+
+// Scanning at the registry, end to end: reports uploaded with `bulkhead scans upload` for
+// images no host has run judge the first create of those images at the Docker API, through the
+// bundle the controller pushes to the agent process. (Images here have no registry, so the
+// reports name their image ids, as Trivy does for a local image.)
+t.test('a scan uploaded before any host runs the image judges its first create', async (t) => {
+  const root = tempRoot();
+  t.teardown(root.cleanup);
+  const ctl = await startController(root.dir, { heartbeatInterval: '500ms', offlineAfter: '5s' });
+  t.teardown(() => ctl.stop());
+  const h = await host(t, ctl, root.dir, 'host-s');
+  const cliEnv = { BULKHEAD_API: ctl.apiBase, BULKHEAD_CA: ctl.caFile, BULKHEAD_API_KEY: ctl.adminKey, XDG_CONFIG_HOME: join(root.dir, 'cli-cfg') };
+
+  // Three new images (distinct ids) no container has run.
+  const src = `bk-scan-src-${randomBytes(3).toString('hex')}`;
+  t.equal((await h.docker(['create', '--network', 'none', '--name', src, TEST_IMAGE, 'true'])).code, 0);
+  const ids: Record<string, string> = {};
+  for (const name of ['vulnerable', 'stale', 'clean']) {
+    const c = await h.docker(['commit', '-c', `LABEL bk.scan=${name}`, src, `bk-scan/${name}:1`]);
+    t.equal(c.code, 0, c.stderr);
+    ids[name] = c.stdout.trim();
+  }
+  t.equal((await h.docker(['rm', src])).code, 0);
+  const report = (imageId: string, name: string, createdAt: string, vulns: object[]) => JSON.stringify({
+    SchemaVersion: 2, CreatedAt: createdAt, ArtifactName: name, ArtifactType: 'container_image',
+    Metadata: { ImageID: imageId, RepoDigests: [] },
+    Results: [{ Target: name, Class: 'os-pkgs', Vulnerabilities: vulns }],
+  });
+  const now = new Date().toISOString();
+  const reports: Array<[string, string]> = [
+    ['vulnerable', report(ids['vulnerable']!, 'bk-scan/vulnerable:1', now, [{ VulnerabilityID: 'CVE-2099-0001', PkgName: 'busybox', InstalledVersion: '1.0', FixedVersion: '1.1', Severity: 'CRITICAL' }])],
+    ['stale', report(ids['stale']!, 'bk-scan/stale:1', '2020-01-01T00:00:00Z', [])],
+    ['clean', report(ids['clean']!, 'bk-scan/clean:1', now, [])],
+  ];
+  for (const [name, json] of reports) {
+    const file = join(root.dir, `${name}.json`);
+    writeFileSync(file, json);
+    const up = await run(OPS_BIN, ['scans', 'upload', file], cliEnv);
+    t.equal(up.code, 0, `${name}: ${up.stderr}`);
+    t.match(up.stdout, `stored trivy scan of ${ids[name]}`);
+  }
+  const got = await run(OPS_BIN, ['scans', 'get', ids['stale']!], cliEnv);
+  t.match(got.stdout, /^Scanned:\s+2020-01-01T00:00:00\.000Z \(\d{4}(\.\d+)? days old\)$/m, 'the report\'s age is shown');
+  t.same((await ctl.get<{ items: unknown[] }>('/v1/containers')).body.items, [], 'no host runs anything');
+
+  const put = await apiRequest<{ version: number }>(ctl.apiBase, 'PUT', '/v1/policies', ctl.caPem, ctl.adminKey, `apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: e2e-scans }
+spec:
+  rules:
+    - { id: images.vulnerabilities, description: no criticals, severity: high, mode: enforce, action: { type: alert }, check: { type: vulnerabilities, maxCritical: 0 } }
+    - { id: images.not-scanned, description: a scan younger than 30 days, severity: medium, mode: enforce, action: { type: alert }, check: { type: not-scanned, maxAgeDays: 30 } }
+`, 'application/yaml');
+  t.equal(put.status, 200, JSON.stringify(put.body));
+  await waitFor('policy applied', async () => {
+    const r = await ctl.get<{ policy: { version: number; applied: boolean } | null }>(`/v1/agents/${h.agent.agentId}`);
+    return r.body.policy?.version === put.body.version && r.body.policy.applied;
+  }, 30_000);
+
+  const vulnerable = await h.docker(['run', '-d', '--network', 'none', 'bk-scan/vulnerable:1', 'sleep', '60']);
+  t.not(vulnerable.code, 0);
+  t.match(vulnerable.stderr, /authorization denied by plugin.*images\.vulnerabilities/s);
+  t.match(vulnerable.stderr, /1 critical vulnerabilities \(max 0\): CVE-2099-0001/);
+  const stale = await h.docker(['run', '-d', '--network', 'none', 'bk-scan/stale:1', 'sleep', '60']);
+  t.not(stale.code, 0);
+  t.match(stale.stderr, /images\.not-scanned/);
+  t.match(stale.stderr, /days old \(max 30\)/);
+  const clean = await h.docker(['run', '-d', '--network', 'none', 'bk-scan/clean:1', 'sleep', '60']);
+  t.equal(clean.code, 0, `a fresh clean scan admits it: ${clean.stderr}`);
 });
