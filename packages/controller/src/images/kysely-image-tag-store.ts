@@ -39,6 +39,7 @@ export class KyselyImageTagStore implements ImageTagStore {
         }
         // Another digest of the same image (same image id) is the same content: no move.
         const moved = known.some((k) => !(d.imageId !== '' && k.image_id === d.imageId));
+        // alert_pending: 1 = a move whose alert is due, 0 = its alert is raised, null = no move (yet).
         const r = await trx
           .insertInto('image_tags')
           .values({
@@ -68,11 +69,29 @@ export class KyselyImageTagStore implements ImageTagStore {
           .execute();
       }
     });
+    // Two controllers on one PostgreSQL database (or two transactions of one) that insert the
+    // first digests of a tag at the same time each saw no other: once both are committed, the
+    // later of them (by first-seen time, then digest) is the move. The conditional update lets
+    // exactly one caller claim its alert.
+    for (const f of fresh) {
+      if (f.moved) continue;
+      const all = await this.db.selectFrom('image_tags').select(['digest', 'image_id', 'first_seen_at'])
+        .where('repository', '=', f.repository).where('tag', '=', f.tag).execute();
+      const earlier = all.filter((o) => o.digest !== f.digest && (Number(o.first_seen_at) < at || (Number(o.first_seen_at) === at && o.digest < f.digest)));
+      if (!earlier.some((o) => !(f.imageId !== '' && o.image_id === f.imageId))) continue;
+      const r = await this.db.updateTable('image_tags').set({ alert_pending: 1 })
+        .where('repository', '=', f.repository).where('tag', '=', f.tag).where('digest', '=', f.digest).where('alert_pending', 'is', null)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows ?? 0) > 0) {
+        f.moved = true;
+        f.firstOfTag = false;
+      }
+    }
     return fresh;
   }
 
   async clearAlertPending(repository: string, tag: string, digest: string): Promise<void> {
-    await this.db.updateTable('image_tags').set({ alert_pending: null })
+    await this.db.updateTable('image_tags').set({ alert_pending: 0 })
       .where('repository', '=', repository).where('tag', '=', tag).where('digest', '=', digest)
       .execute();
   }

@@ -448,7 +448,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   // image id for an image without a repo digest) when the fleet first and last ran it, and
   // which containers on which hosts ran it. A new digest row for a tag that already has
   // another is a move: its `alert_pending` stays 1 until the `image_tag_moved` alert is
-  // committed, so a controller stopped in between raises it at its next start.
+  // committed (0 after), so a controller stopped in between raises it at its next start.
   '0013_image_tags': {
     async up(db: AnyDb): Promise<void> {
       await db.schema

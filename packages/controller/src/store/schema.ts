@@ -340,7 +340,7 @@ export interface ImageTagsTable {
   first_seen_at: Int;
   last_seen_at: Int;
   first_agent_id: string;
-  /** 1 while the image_tag_moved alert of this digest is not committed; null otherwise. */
+  /** 1 while the image_tag_moved alert of this digest is not committed; 0 once it is; null when it is no move. */
   alert_pending: Int | null;
 }
 

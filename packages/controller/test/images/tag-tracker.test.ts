@@ -6,7 +6,8 @@
 // end to end in test/integration/image-tags.test.ts.)
 import t, { type Test } from 'tap';
 import { createLogger, type ContainerFacts__Output } from '@bulkhead/shared';
-import { openTestStore } from '../store/fixtures/backend';
+import { openTestStore, testBackend, testDatabase } from '../store/fixtures/backend';
+import { openStore } from '../../src/store/open-store';
 import type { AlertInput } from '../../src/alerts/alert-types';
 import type { AlertSink } from '../../src/alerts/alert-service';
 import { TagTracker } from '../../src/images/tag-tracker';
@@ -122,4 +123,27 @@ t.test('pins: the first digest of each tag a rule covers; old sightings forgotte
   const v1 = await store.imageTags!.getTag(REPO, 'v1');
   t.same(v1?.digests.map((x) => x.containers.length), [0, 0], 'sightings older than 90 days forgotten');
   t.same(v1?.digests.map((x) => x.digest), [d('a'), d('b')], 'the digests stay');
+});
+
+t.test('two writers see a new tag as different images at once: exactly one of them is the move', async (t) => {
+  // Two stores on one database: two controller replicas, their transactions truly in parallel
+  // on PostgreSQL. (Replicas share PostgreSQL only; on SQLite, one controller's file, the two
+  // run one after the other.)
+  const config = await testDatabase(t);
+  const one = await openStore(config);
+  t.teardown(() => one.close());
+  const two = await openStore(config);
+  t.teardown(() => two.close());
+  const at = new Date(T0);
+  for (let i = 0; i < 8; i++) {
+    const tag = `r${i}`;
+    const row = (agentId: string, digest: string, imageId: string) => ({ agentId, containerId: `${agentId}-${i}`, containerName: 'x', repository: REPO, tag, digest, imageId });
+    const first = () => one.imageTags!.recordSightings([row('agt_a', d('a'), d('1'))], at);
+    const second = () => two.imageTags!.recordSightings([row('agt_b', d('b'), d('2'))], at);
+    const [a, b] = testBackend() === 'postgres' ? await Promise.all([first(), second()]) : [await first(), await second()];
+    const fresh = [...a, ...b];
+    t.equal(fresh.length, 2, `${tag}: both digests are new`);
+    t.same(fresh.filter((f) => f.moved).map((f) => f.digest), [d('b')], `${tag}: one move, the later digest (same time: the greater digest)`);
+    t.same((await one.imageTags!.listPendingMoves(100)).filter((m) => m.tag === tag).map((m) => m.digest), [d('b')]);
+  }
 });
