@@ -80,8 +80,9 @@ export interface TagPinRecord {
 export interface ImageTagStore {
   /**
    * Records sightings: new digests are inserted (first seen now), known ones and the
-   * containers get their last-seen time. Returns the digests seen for the first time;
-   * ties between controllers sharing a database go to whoever inserts first.
+   * containers get their last-seen time. Returns the digests seen for the first time, and the
+   * moves this call claimed (`moved`; possibly a digest another controller on the same database
+   * inserted at the same time): each move is claimed by exactly one caller.
    */
   recordSightings(rows: readonly TagSighting[], now: Date): Promise<NewTagDigest[]>;
   /** The move's alert is committed. */

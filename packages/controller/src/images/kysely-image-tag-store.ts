@@ -1,7 +1,7 @@
 // Owns the SQL of tag tracking (tables image_tags and image_tag_sightings,
 // migration 0013_image_tags), portable across SQLite and PostgreSQL like
 // KyselyStore: integer-ms times, ON CONFLICT for first-seen rows.
-import type { Selectable } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { Db, ImageTagSightingsTable, ImageTagsTable } from '../store/schema';
 import type {
   ImageTagQuery, ImageTagRecord, ImageTagStore, NewTagDigest, TagContainerRecord, TagDigestRecord, TagPinRecord, TagSighting,
@@ -26,7 +26,7 @@ export class KyselyImageTagStore implements ImageTagStore {
       for (const d of digests.values()) {
         const known = await trx
           .selectFrom('image_tags')
-          .select(['digest', 'image_id'])
+          .select(['digest', 'image_id', 'first_seen_at'])
           .where('repository', '=', d.repository)
           .where('tag', '=', d.tag)
           .execute();
@@ -37,8 +37,10 @@ export class KyselyImageTagStore implements ImageTagStore {
             .execute();
           continue;
         }
-        // Another digest of the same image (same image id) is the same content: no move.
-        const moved = known.some((k) => !(d.imageId !== '' && k.image_id === d.imageId));
+        // A move: a digest seen before this one is another image (one with the same image id is
+        // the same content). "Before" is (first seen, digest) order, the same order the check
+        // after the commit uses, so both always agree on which digest is the move.
+        const moved = known.some((k) => isBefore(k, { digest: d.digest, first_seen_at: at }) && !sameImage(k.image_id, d.imageId));
         // alert_pending: 1 = a move whose alert is due, 0 = its alert is raised, null = no move (yet).
         const r = await trx
           .insertInto('image_tags')
@@ -69,22 +71,33 @@ export class KyselyImageTagStore implements ImageTagStore {
           .execute();
       }
     });
-    // Two controllers on one PostgreSQL database (or two transactions of one) that insert the
-    // first digests of a tag at the same time each saw no other: once both are committed, the
-    // later of them (by first-seen time, then digest) is the move. The conditional update lets
-    // exactly one caller claim its alert.
-    for (const f of fresh) {
-      if (f.moved) continue;
-      const all = await this.db.selectFrom('image_tags').select(['digest', 'image_id', 'first_seen_at'])
+    // Two controllers on one PostgreSQL database (or two transactions of one) that insert new
+    // digests of a tag at the same time do not see each other's rows inside their transactions.
+    // Once committed, the later of the two checks sees both: every digest that is a move and was
+    // not claimed yet is claimed here — the conditional update lets exactly one caller claim it,
+    // whichever process inserted the row.
+    const tags = new Map<string, NewTagDigest>();
+    for (const f of fresh) if (!f.moved) tags.set(`${f.repository}\u0000${f.tag}`, f);
+    for (const f of tags.values()) {
+      const all = await this.db.selectFrom('image_tags').select(['digest', 'image_id', 'first_seen_at', 'first_agent_id', 'alert_pending'])
         .where('repository', '=', f.repository).where('tag', '=', f.tag).execute();
-      const earlier = all.filter((o) => o.digest !== f.digest && (Number(o.first_seen_at) < at || (Number(o.first_seen_at) === at && o.digest < f.digest)));
-      if (!earlier.some((o) => !(f.imageId !== '' && o.image_id === f.imageId))) continue;
-      const r = await this.db.updateTable('image_tags').set({ alert_pending: 1 })
-        .where('repository', '=', f.repository).where('tag', '=', f.tag).where('digest', '=', f.digest).where('alert_pending', 'is', null)
-        .executeTakeFirst();
-      if (Number(r.numUpdatedRows ?? 0) > 0) {
-        f.moved = true;
-        f.firstOfTag = false;
+      for (const r of all) {
+        if (r.alert_pending !== null) continue;
+        if (!all.some((o) => isBefore(o, r) && !sameImage(o.image_id, r.image_id))) continue;
+        const u = await this.db.updateTable('image_tags').set({ alert_pending: 1 })
+          .where('repository', '=', f.repository).where('tag', '=', f.tag).where('digest', '=', r.digest).where('alert_pending', 'is', null)
+          .executeTakeFirst();
+        if (Number(u.numUpdatedRows ?? 0) === 0) continue;
+        const mine = fresh.find((x) => x.digest === r.digest && x.repository === f.repository && x.tag === f.tag);
+        if (mine) {
+          mine.moved = true;
+          mine.firstOfTag = false;
+        } else {
+          fresh.push({
+            repository: f.repository, tag: f.tag, digest: r.digest, imageId: r.image_id, firstSeenAt: new Date(Number(r.first_seen_at)),
+            agentId: r.first_agent_id, moved: true, firstOfTag: false,
+          });
+        }
       }
     }
     return fresh;
@@ -110,7 +123,8 @@ export class KyselyImageTagStore implements ImageTagStore {
       .select(['repository', 'tag'])
       .select((eb) => [eb.fn.count<number>('digest').as('n'), eb.fn.max('last_seen_at').as('last')])
       .groupBy(['repository', 'tag']);
-    if (q.movedOnly) qb = qb.having((eb) => eb.fn.count('digest'), '>', 1);
+    // Moved: more than one image — digests of the same image id (pulled here, loaded from a tar there) are one.
+    if (q.movedOnly) qb = qb.having(sql`count(distinct case when image_id <> '' then image_id else digest end)`, '>', 1);
     if (q.search !== undefined && q.search !== '') {
       const like = `%${q.search.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
       qb = qb.where((eb) => eb.or([eb('repository', 'like', like), eb('tag', 'like', like)]));
@@ -189,4 +203,16 @@ function toContainer(r: Selectable<ImageTagSightingsTable>): TagContainerRecord 
     firstSeenAt: new Date(Number(r.first_seen_at)),
     lastSeenAt: new Date(Number(r.last_seen_at)),
   };
+}
+
+/** (first seen, digest) order: the same on every controller. */
+function isBefore(a: { digest: string; first_seen_at: unknown }, b: { digest: string; first_seen_at: unknown }): boolean {
+  const ta = Number(a.first_seen_at);
+  const tb = Number(b.first_seen_at);
+  return ta < tb || (ta === tb && a.digest < b.digest);
+}
+
+/** Two digests of one image (the same image id): pulled on one host, loaded from a tar on another. */
+function sameImage(a: string, b: string): boolean {
+  return a !== '' && a === b;
 }
