@@ -190,6 +190,12 @@ async function scenario(t: Test, openTheStore: (dir: string) => Promise<Store>):
   t.match(table, new RegExp(`^${pinKey.replace(/[.]/g, '\\.')}\\s+yes\\s+sha256:aaaaaaaaaaaa\\s+\\S+ ago\\s+\\S+ ago\\s+h1\\s+2$`, 'm'));
   t.match(table, /^\s+sha256:bbbbbbbbbbbb\s+\S+ ago\s+\S+ ago\s+h2\s+2$/m);
 
+  // A dry-run uses the pins the policy would send: the containers running v1 as B are hits.
+  const dry = await app.inject({ method: 'POST', url: '/v1/policies:dry-run', headers: { authorization: `Bearer ${admin.plaintext}`, 'content-type': 'application/yaml' }, payload: POLICY });
+  t.equal(dry.statusCode, 200, dry.body);
+  const hits = (JSON.parse(dry.body) as { rules: Array<{ ruleId: string; hits: Array<{ containerName: string }> }> }).rules[0]!.hits.map((h) => h.containerName).sort();
+  t.same(hits, ['web-2', 'web-4'], 'dry-run: the moved containers, not the pinned ones');
+
   // Unknown tags, refs that name no tag, and a project-scoped key.
   t.equal((await get(`/v1/images/${encodeURIComponent(`${REPO}:v9`)}`)).statusCode, 404);
   t.equal((await get(`/v1/images/${encodeURIComponent(`${REPO}@${A}`)}`)).statusCode, 400);

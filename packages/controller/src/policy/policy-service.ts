@@ -157,10 +157,11 @@ export class PolicyService {
     if (!parsed.ok) return parsed;
     // The same answer PUT would give: a policy agents could not receive is no candidate.
     await this.checkBundleSize(JSON.stringify(parsed.policy));
-    const [agents, containers, scans] = await Promise.all([
+    const [agents, containers, scans, pins] = await Promise.all([
       this.opts.store.listAgents(),
       this.opts.store.listContainers({}),
       this.opts.store.listScans(),
+      tagPinsFor(this.opts.store, parsed.policy),
     ]);
     const byAgent = new Map<string, FleetMember>(
       agents
@@ -168,7 +169,8 @@ export class PolicyService {
         .map((a) => [a.id, { agentId: a.id, hostname: a.hostname, status: a.status, host: a.host ?? undefined, containers: [] }]),
     );
     for (const c of containers) byAgent.get(c.agentId)?.containers.push(c.facts);
-    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans) });
+    // The pins agents would get with this policy: live containers running a tag as another image than its pin are hits.
+    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}) });
     return { ok: true, result };
   }
 
