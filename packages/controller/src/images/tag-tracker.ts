@@ -37,7 +37,7 @@ export class TagTracker {
   private readonly refreshMs: number;
   private readonly retentionMs: number;
   private readonly notifyDelayMs: number;
-  /** agent/container → "digest|written at ms": the last sighting written. */
+  /** agent/container → the digest last written for it and when: a container seen again within refreshMs is not rewritten. */
   private readonly written = new Map<string, { digest: string; at: number }>();
   private notifyTimer: NodeJS.Timeout | undefined;
   private lastPrune = 0;
