@@ -23,6 +23,7 @@ import {
 } from '../packages/controller/src/api/routes/policies';
 import { ViolationListQuerySchema, ViolationPageSchema, ViolationSchema } from '../packages/controller/src/api/routes/violations';
 import { ScanSchema } from '../packages/controller/src/api/routes/scans';
+import { ImageListQuerySchema, ImageTagPageSchema, ImageTagSchema } from '../packages/controller/src/api/routes/images';
 
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(__dirname, '..');
@@ -299,6 +300,9 @@ t.test('docs/api.md documents every route and every wire field', async (t) => {
     ['ViolationPage', ViolationPageSchema, (h) => h.text === 'ViolationPage'],
     ['Violation', ViolationSchema, (h) => h.text === 'Violation'],
     ['Scan', ScanSchema, (h) => h.text === 'Scan'],
+    ['ImageTagPage', ImageTagPageSchema, (h) => h.text === 'ImageTagPage'],
+    ['ImageTag', ImageTagSchema, (h) => h.text === 'ImageTag'],
+    ['GET /v1/images query', ImageListQuerySchema, (h) => h.text === '`GET /v1/images`'],
     ['GET /v1/policies query', PolicyGetQuerySchema, (h) => h.text === '`GET /v1/policies`'],
     ['PUT /v1/policies query', PolicyPutQuerySchema, (h) => h.text === '`PUT /v1/policies`'],
     ['GET /v1/violations query', ViolationListQuerySchema, (h) => h.text === '`GET /v1/violations`'],

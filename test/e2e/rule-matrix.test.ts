@@ -181,6 +181,11 @@ const IMG_PREFIX_LOOKALIKE = 'bulkhead-testevil/busybox:1';
 const IMG_SECRET_ENV = `bk-rm/secret-env:${uniq}`;
 const IMG_OLD_SCAN = `bk-rm/old-scan:${uniq}`;
 const IMG_UNSCANNED = `bk-rm/unscanned:${uniq}`;
+// image-tag-pinned: v1 is pinned to another image than the one it names here (re-pushed);
+// v2 to the one it names; v3 has no pin (first seen).
+const IMG_TAG_MOVED = `bk-rm/tagged-${uniq}:v1`;
+const IMG_TAG_KEPT = `bk-rm/tagged-${uniq}:v2`;
+const IMG_TAG_NEW = `bk-rm/tagged-${uniq}:v3`;
 const DB_URL = 'postgres://u:p4ss@db/x';
 const MiB = 1024 * 1024;
 
@@ -215,6 +220,18 @@ const CASES: Case[] = [
     passes: () => [
       { why: 'version tag', image: TEST_IMAGE },
       { why: 'image id (immutable)', image: 'BUSYBOX_ID' },
+    ],
+  },
+  {
+    type: 'image-tag-pinned',
+    // The pins as the controller sends them (first image each tag ran as), set up below.
+    params: () => ({ tags: ['v*'] }),
+    action: { type: 'alert' },
+    breaks: () => [{ why: 'tag re-pushed: not the pinned image', image: IMG_TAG_MOVED }],
+    passes: () => [
+      { why: 'the pinned image', image: IMG_TAG_KEPT },
+      { why: 'no pin yet (first seen)', image: IMG_TAG_NEW },
+      { why: 'by image id: no tag to move', image: 'BUSYBOX_ID' },
     ],
   },
   {
@@ -682,6 +699,7 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   const decisions: AuthzDecisionReport[] = [];
   let state: PolicyState = { policy: undefined, scans: new Map(), version: 0, source: 'none', sha256: '', projectLabel: PROJECT_LABEL };
   let scans: ReadonlyMap<string, ScanSummary> = new Map();
+  let tagPins: ReadonlyMap<string, string> = new Map();
   let version = 0;
 
   let watcher: ContainerWatcher | undefined;
@@ -803,6 +821,7 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   await e.dockerOk(['tag', TEST_IMAGE, IMG_EVIL]);
   await e.dockerOk(['tag', TEST_IMAGE, IMG_LATEST]);
   await e.dockerOk(['tag', TEST_IMAGE, IMG_PREFIX_LOOKALIKE]);
+  for (const img of [IMG_TAG_MOVED, IMG_TAG_KEPT, IMG_TAG_NEW]) await e.dockerOk(['tag', TEST_IMAGE, img]);
   // Three more images (distinct ids) from one created container.
   const src = `bk-rm-src-${uniq}`;
   await e.dockerOk(['create', '--name', src, '--network', 'none', ...LABEL_ARGS, TEST_IMAGE, 'true']);
@@ -829,6 +848,11 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   ];
   scans = new Map(scanList.flatMap((s) => scanKeys(s).map((k) => [k, s] as const)));
   t.ok(!scans.has(await idOf(IMG_UNSCANNED)), 'the unscanned image has no scan');
+  // Images without a repo digest are pinned by image id: v1 to other content than it names now.
+  tagPins = new Map([
+    [`docker.io/${IMG_TAG_MOVED}`, await idOf(TEST_IMAGE_USER1000)],
+    [`docker.io/${IMG_TAG_KEPT}`, x.busyboxId],
+  ]);
   // Neighbours for project-network-sharing: outside every rule's scope (no case label).
   await e.dockerOk(['run', '-d', '--name', x.nbOther, '--network', x.pnNetA, ...LABEL_ARGS, '--label', `${PROJECT_LABEL}=other`, TEST_IMAGE, 'sleep', '300']);
   await e.dockerOk(['run', '-d', '--name', x.nbMine, '--network', x.pnNetB, ...LABEL_ARGS, '--label', `${PROJECT_LABEL}=mine`, TEST_IMAGE, 'sleep', '300']);
@@ -853,7 +877,7 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
         }],
       },
     }, `rule-matrix-${c.type}.json`);
-    state = { policy, scans, version, source: 'bundle', sha256: `rule-matrix-${version}`, projectLabel: PROJECT_LABEL };
+    state = { policy, scans, tagPins, version, source: 'bundle', sha256: `rule-matrix-${version}`, projectLabel: PROJECT_LABEL };
   }
   const ruleId = (c: Case) => `rm.${c.type}`;
 

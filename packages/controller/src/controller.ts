@@ -15,6 +15,8 @@ import { splitHostPort } from './net/host-port';
 import { Alerting } from './alerts/alerting';
 import { alertOptionsFromEnv } from './alerts/alert-options';
 import { PolicyService } from './policy/policy-service';
+// Tags that move: fed by the agent link, pins handed to the policy service.
+import { TagTracker } from './images/tag-tracker';
 // Metrics and manual actions.
 import { ControllerMetrics } from './metrics/controller-metrics';
 import { fleetSources } from './metrics/fleet-sources';
@@ -108,13 +110,20 @@ export class Controller {
       mark('alerting');
       const policy = await PolicyService.create({ store, logger: logger.child({ component: 'policy' }) });
       mark('policy');
+      const tagLogger = logger.child({ component: 'images' });
+      const tags = new TagTracker({
+        store, logger: tagLogger, alerts: alerting?.alerts,
+        onNewDigest: () => void policy.refreshTagPins().catch((err: unknown) => tagLogger.error({ err }, 'sending tag pins failed')),
+      });
+      // Moves stored before a stop without their alert (at least once: a crash after the alert, before its mark, raises it twice).
+      void tags.raisePending().catch((err: unknown) => tagLogger.error({ err }, 'raising pending image_tag_moved alerts failed'));
       grpc = await startGrpcServer({
         listen: opts.grpcListen,
         store,
         pki,
         logger,
         link: {
-          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics,
+          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
         },

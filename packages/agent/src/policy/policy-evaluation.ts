@@ -44,11 +44,13 @@ export function evaluateFacts(
 function evaluationContext(
   state: PolicyState, neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined, now: Date, signatures: ReadonlyMap<string, SignatureVerdict> | undefined,
 ): EvaluationContext {
-  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...(neighbours ? { neighbours } : {}), ...(signatures ? { signatures } : {}) };
+  const pins = state.tagPins !== undefined && state.tagPins.size > 0 ? { tagPins: state.tagPins } : {};
+  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...pins, ...(neighbours ? { neighbours } : {}), ...(signatures ? { signatures } : {}) };
   let computed: readonly Neighbour[] | undefined;
   return {
     now,
     scans: state.scans,
+    ...pins,
     ...(signatures ? { signatures } : {}),
     get neighbours(): readonly Neighbour[] {
       return (computed ??= neighbours());

@@ -26,6 +26,8 @@ export interface PolicyBundleInput {
   policyJson: string;
   scansJson: string;
   sha256: string;
+  /** Tag pins (JSON object "repository:tag" → digest); "" or absent when the policy pins nothing. */
+  tagPinsJson?: string;
 }
 
 export type PolicySource = 'none' | 'bundle' | 'local';
@@ -36,6 +38,8 @@ export interface PolicyState {
   policy: Policy | undefined;
   /** Scan summaries by image digest ("sha256:…"), for vulnerability rules. */
   scans: ReadonlyMap<string, ScanSummary>;
+  /** Tag pins from the controller ("repository:tag" → digest), for `image-tag-pinned` rules; absent = none. */
+  tagPins?: ReadonlyMap<string, string>;
   /** The controller's version; 0 for a local file or none. */
   version: number;
   source: PolicySource;
@@ -65,7 +69,7 @@ export interface PolicyHolderEvents {
 }
 
 const NONE: PolicyState = Object.freeze({
-  policy: undefined, scans: new Map(), version: 0, source: 'none', sha256: '', projectLabel: DEFAULT_PROJECT_LABEL,
+  policy: undefined, scans: new Map(), tagPins: new Map(), version: 0, source: 'none', sha256: '', projectLabel: DEFAULT_PROJECT_LABEL,
 }) as PolicyState;
 
 export class PolicyHolder extends EventEmitter<PolicyHolderEvents> {
@@ -110,8 +114,9 @@ export class PolicyHolder extends EventEmitter<PolicyHolderEvents> {
     if (version === undefined) return this.refuse(bundle, `version "${String(bundle.version)}" is not a non-negative integer`);
     const policyJson = typeof bundle.policyJson === 'string' ? bundle.policyJson : '';
     const scansJson = typeof bundle.scansJson === 'string' ? bundle.scansJson : '';
+    const tagPinsJson = typeof bundle.tagPinsJson === 'string' ? bundle.tagPinsJson : '';
     if (this.st.source === 'bundle' && this.st.version === version && this.st.sha256 === bundle.sha256) return { applied: true };
-    const parsed = parseBundle(policyJson, scansJson, bundle.sha256);
+    const parsed = parseBundle(policyJson, scansJson, bundle.sha256, tagPinsJson);
     if (!parsed.ok) return this.refuse(bundle, parsed.error);
     const previous = this.st;
     this.install({ ...parsed.value, version, source: 'bundle', sha256: bundle.sha256 });
@@ -119,7 +124,7 @@ export class PolicyHolder extends EventEmitter<PolicyHolderEvents> {
       this.o.logger.warn({ version, previous: previous.version }, 'controller sent an older policy version than the one in force; applied it (the controller is authoritative)');
     }
     try {
-      writeFileAtomic(this.file, JSON.stringify({ version, policyJson, scansJson, sha256: bundle.sha256, appliedAtMs: Date.now() }), 0o600);
+      writeFileAtomic(this.file, JSON.stringify({ version, policyJson, scansJson, tagPinsJson, sha256: bundle.sha256, appliedAtMs: Date.now() }), 0o600);
     } catch (err) {
       // Enforcing it now matters more than surviving a restart with it.
       this.o.logger.error({ err, file: this.file }, 'could not persist the policy bundle; it is in force but will not survive a restart');
@@ -147,7 +152,7 @@ export class PolicyHolder extends EventEmitter<PolicyHolderEvents> {
       return;
     }
     this.install({
-      policy, scans: new Map(), version: 0, source: 'local',
+      policy, scans: new Map(), tagPins: new Map(), version: 0, source: 'local',
       sha256: createHash('sha256').update(text).digest('hex'), projectLabel: projectLabelOf(policy),
     });
     this.o.logger.info({ path, name: policy.metadata?.name, rules: policy.spec.rules.length }, 'local policy file loaded');
@@ -168,7 +173,7 @@ export class PolicyHolder extends EventEmitter<PolicyHolderEvents> {
       this.o.logger.error({ file: this.file }, 'persisted policy bundle is malformed; ignored (enforcing nothing until the controller sends one)');
       return;
     }
-    const parsed = parseBundle(b.policyJson, b.scansJson, b.sha256);
+    const parsed = parseBundle(b.policyJson, b.scansJson, b.sha256, typeof b.tagPinsJson === 'string' ? b.tagPinsJson : '');
     if (!parsed.ok) {
       this.o.logger.error({ file: this.file, error: parsed.error }, 'persisted policy bundle is corrupt; ignored (enforcing nothing until the controller sends one)');
       return;
@@ -192,15 +197,38 @@ export class PolicyHolder extends EventEmitter<PolicyHolderEvents> {
   }
 }
 
-/** sha256 hex of policy_json followed by scans_json — what the controller computes. */
-export function bundleSha256(policyJson: string, scansJson: string): string {
-  return createHash('sha256').update(policyJson).update(scansJson).digest('hex');
+/**
+ * sha256 hex of policy_json, scans_json and tag_pins_json in that order — what the controller
+ * computes. An empty tag_pins_json adds nothing, so a bundle without pins hashes as before.
+ */
+export function bundleSha256(policyJson: string, scansJson: string, tagPinsJson = ''): string {
+  return createHash('sha256').update(policyJson).update(scansJson).update(tagPinsJson).digest('hex');
 }
 
-type Parsed = { ok: true; value: Pick<PolicyState, 'policy' | 'scans' | 'projectLabel'> & { policy: Policy } } | { ok: false; error: string };
+/** Most tag pins taken from a bundle; the controller sends fewer (policy/policy-bundle.ts). */
+const MAX_TAG_PINS = 20_000;
 
-function parseBundle(policyJson: string, scansJson: string, sha256: string): Parsed {
-  if (bundleSha256(policyJson, scansJson) !== sha256) return { ok: false, error: 'sha256 mismatch: the bundle is corrupt or incomplete' };
+type Parsed = { ok: true; value: Pick<PolicyState, 'policy' | 'scans' | 'tagPins' | 'projectLabel'> & { policy: Policy } } | { ok: false; error: string };
+
+function parseTagPins(json: string): Map<string, string> | string {
+  const pins = new Map<string, string>();
+  if (json.trim() === '') return pins;
+  let obj: unknown;
+  try {
+    obj = JSON.parse(json);
+  } catch (err) {
+    return `tag_pins_json is not JSON: ${(err as Error).message}`;
+  }
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return 'tag_pins_json is not a JSON object';
+  for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
+    if (pins.size >= MAX_TAG_PINS) break;
+    if (typeof v === 'string' && v !== '') pins.set(k, v);
+  }
+  return pins;
+}
+
+function parseBundle(policyJson: string, scansJson: string, sha256: string, tagPinsJson: string): Parsed {
+  if (bundleSha256(policyJson, scansJson, tagPinsJson) !== sha256) return { ok: false, error: 'sha256 mismatch: the bundle is corrupt or incomplete' };
   let policy: Policy;
   try {
     // Structure only, no TypeBox (memory): the controller validated the
@@ -223,7 +251,9 @@ function parseBundle(policyJson: string, scansJson: string, sha256: string): Par
       if (s && typeof s.digest === 'string' && Array.isArray(s.vulnerabilities)) scans.set(s.digest, s);
     }
   }
-  return { ok: true, value: { policy, scans, projectLabel: projectLabelOf(policy) } };
+  const tagPins = parseTagPins(tagPinsJson);
+  if (typeof tagPins === 'string') return { ok: false, error: tagPins };
+  return { ok: true, value: { policy, scans, tagPins, projectLabel: projectLabelOf(policy) } };
 }
 
 /** Every validation error on its own line ("path: message"), or the error's message. */

@@ -141,3 +141,28 @@ t.test('local policy file: standalone use until a bundle arrives', async (t) => 
   t.throws(() => PolicyHolder.open({ stateDir: dir2, logger, localPolicyPath: bad }), { code: 'BK_ERR_POLICY_INVALID' });
   t.throws(() => PolicyHolder.open({ stateDir: dir2, logger, localPolicyPath: join(dir, 'missing.yaml') }), { code: 'BK_ERR_CONFIG_INVALID' });
 });
+
+t.test('tag pins: covered by the sha256, installed, persisted, refused when malformed', async (t) => {
+  const { dir, logger } = setup(t);
+  const pinsJson = JSON.stringify({ 'docker.io/library/nginx:v1': 'sha256:aaa', 'reg.example/x:v2': 'sha256:bbb' });
+  const withPins = (version: number, pins: string, sha = bundleSha256(policyJson, scansJson, pins)) => ({ version, policyJson, scansJson, tagPinsJson: pins, sha256: sha });
+  const h = PolicyHolder.open({ stateDir: dir, logger });
+  t.same(h.apply(withPins(3, pinsJson)), { applied: true });
+  t.same([...(h.state.tagPins ?? new Map())], [['docker.io/library/nginx:v1', 'sha256:aaa'], ['reg.example/x:v2', 'sha256:bbb']]);
+  t.equal(bundleSha256(policyJson, scansJson, ''), bundleSha256(policyJson, scansJson), 'no pins hash as before pins existed');
+
+  const again = PolicyHolder.open({ stateDir: dir, logger });
+  t.equal(again.state.tagPins?.get('reg.example/x:v2'), 'sha256:bbb', 'persisted with the bundle');
+
+  // Same version, new pins (a tag seen for the first time): applied.
+  const more = JSON.stringify({ 'docker.io/library/nginx:v1': 'sha256:aaa', 'reg.example/x:v3': 'sha256:ccc' });
+  t.same(h.apply(withPins(3, more)), { applied: true });
+  t.equal(h.state.tagPins?.get('reg.example/x:v3'), 'sha256:ccc');
+
+  const r = h.apply(withPins(4, more, bundleSha256(policyJson, scansJson)));
+  t.equal(r.applied, false, 'pins outside the sha256: refused');
+  t.match(r.error, /sha256 mismatch/);
+  t.match(h.apply(withPins(4, '[1]')).error, /tag_pins_json is not a JSON object/);
+  t.match(h.apply(withPins(4, '{"a":')).error, /tag_pins_json is not JSON/);
+  t.equal(h.state.tagPins?.get('reg.example/x:v3'), 'sha256:ccc', 'the pins in force stay');
+});

@@ -11,6 +11,8 @@ export const ALERT_TYPES = [
   'agent_offline',
   'agent_online',
   'cert_expiring',
+  /** A repository:tag ran as another image than before (src/images/tag-tracker.ts). */
+  'image_tag_moved',
   /** Only from `POST /v1/webhooks/:id/test`; never matched by endpoint filters. */
   'test',
 ] as const;
@@ -42,6 +44,7 @@ export const DEFAULT_SEVERITY: Readonly<Record<AlertType, AlertSeverity>> = {
   agent_offline: 'high',
   agent_online: 'info',
   cert_expiring: 'medium',
+  image_tag_moved: 'high',
   test: 'info',
 };
 

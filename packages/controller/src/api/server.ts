@@ -18,6 +18,7 @@ import type { PolicyService } from '../policy/policy-service';
 import { registerPolicyRoutes } from './routes/policies';
 import { registerViolationRoutes } from './routes/violations';
 import { registerScanRoutes } from './routes/scans';
+import { registerImageRoutes } from './routes/images';
 // OpenAPI, manual actions and metrics.
 import { registerOpenApi } from '../openapi/openapi';
 import { registerActionRoutes } from './routes/actions';
@@ -117,6 +118,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     // filter must not quietly return the whole fleet.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     bodyLimit: 64 * 1024,
+    // An image ref in a path (/v1/images/:ref, "/" sent as %2F) runs past fastify's default
+    // of 100 characters; every param schema still bounds its own length.
+    maxParamLength: 1024,
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
     return503OnClosing: true,
@@ -172,6 +176,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerPolicyRoutes(v1, { policy: opts.policy });
       registerViolationRoutes(v1, { store: opts.store, now });
       registerScanRoutes(v1, { store: opts.store, policy: opts.policy });
+      registerImageRoutes(v1, { store: opts.store });
       registerActionRoutes(v1, { store: opts.store, actions: opts.actions });
       // Identity and access + audit trail.
       registerKeyRoutes(v1, { store: opts.store, now });

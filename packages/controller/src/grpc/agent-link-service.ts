@@ -11,7 +11,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import {
   BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
-  type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output,
+  type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output, type ContainerFacts__Output,
 } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { toServiceError } from './service-error';
@@ -21,6 +21,8 @@ import { clearUsage, recordUsage } from '../usage/usage-recorder';
 // Alerts: agent offline/online and violation alerts.
 import type { AlertSink } from '../alerts/alert-service';
 import { alertFromViolation } from '../alerts/violation-alerts';
+// Tags that move: what each container runs, per repository:tag.
+import type { TagTracker } from '../images/tag-tracker';
 // Metrics and manual commands.
 import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
 // Host audit: reports stored, new lockdown findings raised as alerts.
@@ -47,6 +49,8 @@ export interface AgentLinkOptions {
   policy?: AgentLinkPolicySource;
   /** Alerts: offline/online transitions and violation reports are raised here. */
   alerts?: AlertSink;
+  /** Tag tracking: the images containers run, per repository:tag (moves raise alerts). */
+  tags?: TagTracker;
   /** Metrics: stream counts and stored violations. */
   metrics?: LinkMetrics;
   /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
@@ -423,6 +427,7 @@ export class AgentLinkService {
     switch (msg.body) {
       case 'snapshot':
         await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
+        await this.trackTags(s.agentId, msg.snapshot?.containers ?? []);
         await clearUsage(this.opts.store, s.agentId); // the agent re-sends all usage on a new stream
         break;
       // Live usage: deltas of the latest reading per container.
@@ -435,6 +440,7 @@ export class AgentLinkService {
         if (d.kind === 'UPSERT') {
           if (!d.container || d.container.id !== d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'upsert delta without matching container facts');
           await this.opts.store.upsertContainer(s.agentId, d.container, now);
+          await this.trackTags(s.agentId, [d.container]);
         } else if (d.kind === 'REMOVE') {
           await this.opts.store.removeContainer(s.agentId, d.containerId, now);
         } else {
@@ -608,6 +614,16 @@ export class AgentLinkService {
     if (revoked) this.close(s, new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${s.agentId} was revoked; enroll again with a new join token`));
   }
 
+  /** Tag tracking never fails the stream: the inventory is stored; the next report tries again. */
+  private async trackTags(agentId: string, containers: readonly ContainerFacts__Output[]): Promise<void> {
+    if (!this.opts.tags) return;
+    try {
+      await this.opts.tags.observe(agentId, containers);
+    } catch (err) {
+      this.opts.logger.error({ err, agentId }, 'recording image tags failed');
+    }
+  }
+
   // ---- alerts -----------------------------------------------------
   /** Never blocks or fails the link: a failed raise is logged. */
   private raise(input: Parameters<AlertSink['raise']>[0]): void {
@@ -689,7 +705,7 @@ function certIssuedBy(raw: Buffer, caPem: string): boolean {
 
 /** A bundle's size as a ControllerMessage on the wire: its strings plus the protobuf tags and lengths. */
 function bundleWireBytes(b: PolicyBundle): number {
-  return Buffer.byteLength(b.policyJson ?? '') + Buffer.byteLength(b.scansJson ?? '') + Buffer.byteLength(b.sha256 ?? '') + 32;
+  return Buffer.byteLength(b.policyJson ?? '') + Buffer.byteLength(b.scansJson ?? '') + Buffer.byteLength(b.tagPinsJson ?? '') + Buffer.byteLength(b.sha256 ?? '') + 32;
 }
 
 /** "8 MiB", "64 KiB", "9.3 MiB", "900 bytes": limits are round, sizes rarely are. */

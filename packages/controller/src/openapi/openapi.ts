@@ -28,6 +28,7 @@ export const TAGS = [
   { name: 'policies', description: 'The fleet policy, its versions and dry runs' },
   { name: 'violations', description: 'Findings and what was done about them' },
   { name: 'scans', description: 'Vulnerability reports used by policy rules' },
+  { name: 'images', description: 'Tags the fleet ran and the digests each ran as (tags that move)' },
   { name: 'alerts', description: 'Alerts, webhooks and their delivery log' },
   { name: 'audit', description: 'The hash-chained audit log' },
 ] as const;

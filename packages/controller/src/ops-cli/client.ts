@@ -9,6 +9,7 @@ import type { AgentDto, AgentListDto, ContainerDto, ContainerPageDto, ProblemDto
 import type { DryRunResultDto, PolicyDto, PolicyErrorDto, PolicyVersionListDto } from '../api/routes/policies';
 import type { ViolationDto, ViolationPageDto } from '../api/routes/violations';
 import type { ScanDto } from '../api/routes/scans';
+import type { ImageTagDto } from '../api/routes/images';
 import type { ContainerActionBody, ContainerActionResultDto } from '../api/routes/actions';
 
 export interface ApiClientOptions {
@@ -202,6 +203,18 @@ export class ApiClient {
 
   getScan(digest: string): Promise<ScanDto> {
     return this.getJson<ScanDto>(`/v1/scans/${encodeURIComponent(digest)}`);
+  }
+
+  // ---- image tags ----------------------------------------------------
+
+  listImages(p: { moved?: boolean; search?: string; limit?: number; offset?: number } = {}): Promise<{ items: ImageTagDto[]; nextOffset: number | null }> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(p)) if (v !== undefined) q.set(k, String(v));
+    return this.getJson('/v1/images', q);
+  }
+
+  getImage(ref: string): Promise<ImageTagDto> {
+    return this.getJson<ImageTagDto>(`/v1/images/${encodeURIComponent(ref)}`);
   }
 
   // ---- manual actions ------------------------------------------------

@@ -12,6 +12,7 @@ import type { CommandContext } from './commands/context';
 import { registerPolicyCommands } from './commands/policy';
 import { registerViolationCommands } from './commands/violations';
 import { registerScanCommands } from './commands/scans';
+import { registerImageCommands } from './commands/images';
 import { registerWebhookCommands } from './commands/webhooks';
 import { registerAlertCommands } from './commands/alerts';
 import { registerActionCommand } from './commands/action';
@@ -206,6 +207,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   registerPolicyCommands(program, commandContext);
   registerViolationCommands(program, commandContext);
   registerScanCommands(program, commandContext);
+  registerImageCommands(program, commandContext);
   // alerts and webhooks
   registerWebhookCommands(program, commandContext);
   registerAlertCommands(program, commandContext);

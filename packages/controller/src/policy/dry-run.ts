@@ -73,7 +73,7 @@ export interface DryRunResult {
 }
 
 /** Evaluates `policy` for every container of every member. Pure: no I/O, no clock. */
-export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx: { now: Date; scans: ReadonlyMap<string, ScanSummary> }): DryRunResult {
+export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx: { now: Date; scans: ReadonlyMap<string, ScanSummary>; tagPins?: ReadonlyMap<string, string> }): DryRunResult {
   const projectLabel = policy.spec.projectLabel ?? DEFAULT_PROJECT_LABEL;
   const byRule = new Map<string, DryRunHit[]>(policy.spec.rules.map((r) => [r.id, []]));
   const hitContainers = new Set<string>();
@@ -97,7 +97,7 @@ export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx:
     for (const { facts, project } of withProject) {
       containers++;
       const neighbours = everyone.filter((n) => n.id !== facts.id);
-      const findings = evaluate(policy, m.host ? { container: facts, host: m.host } : { container: facts }, { now: ctx.now, scans: ctx.scans, neighbours });
+      const findings = evaluate(policy, m.host ? { container: facts, host: m.host } : { container: facts }, { now: ctx.now, scans: ctx.scans, neighbours, ...(ctx.tagPins ? { tagPins: ctx.tagPins } : {}) });
       for (const f of findings) {
         const hit: DryRunHit = {
           agentId: m.agentId,

@@ -26,11 +26,19 @@ export const BUNDLE_OVERHEAD_BYTES = 1024;
  */
 export const DEFAULT_SCANS_BUDGET_BYTES = 3 * 1024 * 1024;
 
+/**
+ * Tag pins (image-tag-pinned rules) carried per bundle: at most this many bytes of JSON,
+ * taken before the scans' budget. About 100 bytes a pin: some 5 000 pinned tags.
+ */
+export const TAG_PINS_BUDGET_BYTES = 512 * 1024;
+
 /** A PolicyBundle (proto) with every field set. */
 export interface PolicyBundleMessage {
   version: number;
   policyJson: string;
   scansJson: string;
+  /** "" when the policy pins no tags. */
+  tagPinsJson: string;
   sha256: string;
 }
 
@@ -41,6 +49,9 @@ export interface BuiltBundle {
   /** Scans included / available. */
   scansIncluded: number;
   scansTotal: number;
+  /** Tag pins included / available. */
+  pinsIncluded: number;
+  pinsTotal: number;
 }
 
 /**
@@ -53,9 +64,12 @@ export function buildBundle(
   scans: readonly ScanRecord[],
   budgetBytes = DEFAULT_SCANS_BUDGET_BYTES,
   maxBytes = MAX_POLICY_BUNDLE_BYTES,
+  tagPins: ReadonlyArray<readonly [key: string, digest: string]> = [],
 ): BuiltBundle {
   const policyBytes = Buffer.byteLength(policy.json);
-  budgetBytes = Math.min(budgetBytes, maxBytes - policyBytes - BUNDLE_OVERHEAD_BYTES);
+  const pins = pinsJson(tagPins, Math.min(TAG_PINS_BUDGET_BYTES, maxBytes - policyBytes - BUNDLE_OVERHEAD_BYTES));
+  const tagPinsJson = pins.json;
+  budgetBytes = Math.min(budgetBytes, maxBytes - policyBytes - Buffer.byteLength(tagPinsJson) - BUNDLE_OVERHEAD_BYTES);
   const parts: string[] = [];
   let size = 2;
   for (const s of scans) {
@@ -68,14 +82,34 @@ export function buildBundle(
   const scansJson = '[' + parts.join(',') + ']';
   const policyJson = policy.json;
   return {
-    bundle: { version: policy.version, policyJson, scansJson, sha256: bundleSha256(policyJson, scansJson) },
-    bytes: policyBytes + Buffer.byteLength(scansJson) + BUNDLE_OVERHEAD_BYTES,
+    bundle: { version: policy.version, policyJson, scansJson, tagPinsJson, sha256: bundleSha256(policyJson, scansJson, tagPinsJson) },
+    bytes: policyBytes + Buffer.byteLength(scansJson) + Buffer.byteLength(tagPinsJson) + BUNDLE_OVERHEAD_BYTES,
     scansIncluded: parts.length,
     scansTotal: scans.length,
+    pinsIncluded: pins.included,
+    pinsTotal: tagPins.length,
   };
 }
 
-/** sha256 hex of policy_json followed by scans_json, as the proto documents. */
-export function bundleSha256(policyJson: string, scansJson: string): string {
-  return createHash('sha256').update(policyJson).update(scansJson).digest('hex');
+/** The pins as a JSON object within `budget` bytes, in the order given (the caller puts the most important first); "" for none. */
+function pinsJson(pins: ReadonlyArray<readonly [string, string]>, budget: number): { json: string; included: number } {
+  if (pins.length === 0 || budget < 2) return { json: '', included: 0 };
+  const parts: string[] = [];
+  let size = 2;
+  for (const [k, v] of pins) {
+    const part = `${JSON.stringify(k)}:${JSON.stringify(v)}`;
+    const bytes = Buffer.byteLength(part) + 1;
+    if (size + bytes > budget) break;
+    parts.push(part);
+    size += bytes;
+  }
+  return { json: parts.length === 0 ? '' : '{' + parts.join(',') + '}', included: parts.length };
+}
+
+/**
+ * sha256 hex of policy_json, scans_json and tag_pins_json, as the proto documents. An empty
+ * tag_pins_json adds nothing, so a bundle without pins hashes as it did before pins existed.
+ */
+export function bundleSha256(policyJson: string, scansJson: string, tagPinsJson = ''): string {
+  return createHash('sha256').update(policyJson).update(scansJson).update(tagPinsJson).digest('hex');
 }

@@ -10,6 +10,7 @@ import {
 import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
 import { buildBundle, BUNDLE_OVERHEAD_BYTES, DEFAULT_SCANS_BUDGET_BYTES, MAX_POLICY_BUNDLE_BYTES, type PolicyBundleMessage } from './policy-bundle';
 import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
+import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, selectPins } from '../images/tag-pins';
 
 export interface PolicyServiceOptions {
   store: Store;
@@ -84,7 +85,8 @@ export class PolicyService {
     }
     const current = { record, policy: loadStored(record, opts.logger) };
     const scans = await opts.store.listScans();
-    const built = buildBundle(record, scans, opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES, opts.maxBundleBytes ?? MAX_POLICY_BUNDLE_BYTES);
+    const pins = await tagPinsFor(opts.store, current.policy);
+    const built = buildBundle(record, scans, opts.scansBudgetBytes ?? DEFAULT_SCANS_BUDGET_BYTES, opts.maxBundleBytes ?? MAX_POLICY_BUNDLE_BYTES, pins);
     warnTruncated(opts.logger, built);
     return new PolicyService(opts, current, built.bundle);
   }
@@ -103,6 +105,15 @@ export class PolicyService {
   subscribe(listener: BundleListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Tag tracking saw a digest for the first time: when the policy pins tags, the bundle is
+   * rebuilt with the pins now known and pushed if it changed.
+   */
+  refreshTagPins(): Promise<void> {
+    if (!pinFilter(this.currentPolicy.policy)) return Promise.resolve();
+    return this.serialized(() => this.rebuildBundle());
   }
 
   /** A stored version (latest when omitted). */
@@ -146,10 +157,11 @@ export class PolicyService {
     if (!parsed.ok) return parsed;
     // The same answer PUT would give: a policy agents could not receive is no candidate.
     await this.checkBundleSize(JSON.stringify(parsed.policy));
-    const [agents, containers, scans] = await Promise.all([
+    const [agents, containers, scans, pins] = await Promise.all([
       this.opts.store.listAgents(),
       this.opts.store.listContainers({}),
       this.opts.store.listScans(),
+      tagPinsFor(this.opts.store, parsed.policy),
     ]);
     const byAgent = new Map<string, FleetMember>(
       agents
@@ -157,7 +169,8 @@ export class PolicyService {
         .map((a) => [a.id, { agentId: a.id, hostname: a.hostname, status: a.status, host: a.host ?? undefined, containers: [] }]),
     );
     for (const c of containers) byAgent.get(c.agentId)?.containers.push(c.facts);
-    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans) });
+    // The pins agents would get with this policy: live containers running a tag as another image than its pin are hits.
+    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}) });
     return { ok: true, result };
   }
 
@@ -210,7 +223,8 @@ export class PolicyService {
   }
 
   private async rebuildBundle(): Promise<void> {
-    const built = buildBundle(this.currentPolicy.record, await this.opts.store.listScans(), this.scansBudgetBytes, this.maxBundleBytes);
+    const pins = await tagPinsFor(this.opts.store, this.currentPolicy.policy);
+    const built = buildBundle(this.currentPolicy.record, await this.opts.store.listScans(), this.scansBudgetBytes, this.maxBundleBytes, pins);
     warnTruncated(this.opts.logger, built);
     if (built.bundle.sha256 === this.currentBundle.sha256 && built.bundle.version === this.currentBundle.version) return;
     this.currentBundle = built.bundle;
@@ -274,8 +288,17 @@ function scanMap(scans: readonly ScanRecord[]): Map<string, ScanSummary> {
   return m;
 }
 
-function warnTruncated(logger: Logger, built: { scansIncluded: number; scansTotal: number }): void {
+function warnTruncated(logger: Logger, built: { scansIncluded: number; scansTotal: number; pinsIncluded: number; pinsTotal: number }): void {
   if (built.scansIncluded < built.scansTotal) {
     logger.warn({ included: built.scansIncluded, total: built.scansTotal }, 'policy bundle carries only the newest scans (size budget)');
   }
+  if (built.pinsIncluded < built.pinsTotal) {
+    logger.warn({ included: built.pinsIncluded, total: built.pinsTotal }, 'policy bundle carries only the newest tag pins (size budget); older pinned tags are not enforced');
+  }
+}
+
+/** The tag pins the policy's image-tag-pinned rules need, newest tags first; none without such a rule. */
+async function tagPinsFor(store: Store, policy: Policy): Promise<Array<[string, string]>> {
+  if (!store.imageTags || !pinFilter(policy)) return [];
+  return selectPins(policy, await store.imageTags.listPins(MAX_TAG_ROWS_READ)).slice(0, MAX_TAG_PINS);
 }

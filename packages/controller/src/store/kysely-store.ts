@@ -20,6 +20,8 @@ import type { AuditStore } from '../audit/audit-store';
 import { KyselyAuditStore } from '../audit/kysely-audit-store';
 import type { HostAuditStore } from '../host-audit/host-audit-store';
 import { KyselyHostAuditStore } from '../host-audit/kysely-host-audit-store';
+import type { ImageTagStore } from '../images/image-tag-store';
+import { KyselyImageTagStore } from '../images/kysely-image-tag-store';
 import { containerProject } from '../auth/project-scope';
 import type { UsageStore } from './usage-store';
 import { KyselyUsageStore } from './kysely-usage-store';
@@ -35,6 +37,8 @@ export abstract class KyselyStore implements Store {
   readonly audit: AuditStore;
   /** The agents' host audit reports (src/host-audit), over the same connection. */
   readonly hostAudits: HostAuditStore;
+  /** Tags that move (src/images), over the same connection. */
+  readonly imageTags: ImageTagStore;
 
   /** Live container usage (0005_usage), over the same connection. */
   readonly usage: UsageStore;
@@ -48,6 +52,7 @@ export abstract class KyselyStore implements Store {
     this.alerts = new KyselyAlertStore(db);
     this.audit = new KyselyAuditStore(db);
     this.hostAudits = new KyselyHostAuditStore(db);
+    this.imageTags = new KyselyImageTagStore(db);
   }
 
   async migrate(): Promise<void> {

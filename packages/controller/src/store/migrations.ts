@@ -444,6 +444,48 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       }
     },
   },
+  // Tags that move (src/images): per repository, tag and digest (the manifest digest, or the
+  // image id for an image without a repo digest) when the fleet first and last ran it, and
+  // which containers on which hosts ran it. A new digest row for a tag that already has
+  // another is a move: its `alert_pending` stays 1 until the `image_tag_moved` alert is
+  // committed (0 after), so a controller stopped in between raises it at its next start.
+  '0013_image_tags': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('image_tags')
+        .addColumn('repository', 'text', (c) => c.notNull())
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('image_id', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('first_seen_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen_at', 'bigint', (c) => c.notNull())
+        .addColumn('first_agent_id', 'text', (c) => c.notNull())
+        .addColumn('alert_pending', 'integer')
+        .addPrimaryKeyConstraint('image_tags_pk', ['repository', 'tag', 'digest'])
+        .execute();
+      await db.schema.createIndex('image_tags_pending').on('image_tags').column('alert_pending').execute();
+      // No foreign key to agents or containers: a sighting outlives the container (history).
+      await db.schema
+        .createTable('image_tag_sightings')
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.notNull())
+        .addColumn('container_name', 'text', (c) => c.notNull())
+        .addColumn('repository', 'text', (c) => c.notNull())
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('first_seen_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen_at', 'bigint', (c) => c.notNull())
+        // A container's image never changes: one row per container.
+        .addPrimaryKeyConstraint('image_tag_sightings_pk', ['agent_id', 'container_id'])
+        .execute();
+      await db.schema.createIndex('image_tag_sightings_tag').on('image_tag_sightings').columns(['repository', 'tag', 'digest']).execute();
+      await db.schema.createIndex('image_tag_sightings_last').on('image_tag_sightings').column('last_seen_at').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('image_tag_sightings').ifExists().execute();
+      await db.schema.dropTable('image_tags').ifExists().execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

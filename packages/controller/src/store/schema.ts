@@ -328,6 +328,34 @@ export interface HostAuditsTable {
   pruned: Int;
 }
 
+/** A digest a repository:tag ran as (migration 0013_image_tags, src/images). */
+export interface ImageTagsTable {
+  /** "registry/path", e.g. "docker.io/library/nginx". */
+  repository: string;
+  tag: string;
+  /** The manifest digest ("sha256:…"), or the image id when the image has no repo digest. */
+  digest: string;
+  /** The image id (config digest) first seen with it; "" when unknown. */
+  image_id: string;
+  first_seen_at: Int;
+  last_seen_at: Int;
+  first_agent_id: string;
+  /** 1 while the image_tag_moved alert of this digest is not committed; 0 once it is; null when it is no move. */
+  alert_pending: Int | null;
+}
+
+/** One container seen running a repository:tag at a digest (0013_image_tags). */
+export interface ImageTagSightingsTable {
+  agent_id: string;
+  container_id: string;
+  container_name: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  first_seen_at: Int;
+  last_seen_at: Int;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
@@ -349,6 +377,9 @@ export interface Database {
   container_usage: ContainerUsageTable;
   // host audit reports (migration 0006_audit, src/host-audit)
   host_audits: HostAuditsTable;
+  // tags that move (migration 0013_image_tags, src/images)
+  image_tags: ImageTagsTable;
+  image_tag_sightings: ImageTagSightingsTable;
 }
 
 export type Db = Kysely<Database>;

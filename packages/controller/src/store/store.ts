@@ -6,6 +6,7 @@ import type { AlertStore } from '../alerts/alert-store';
 import type { AuditStore } from '../audit/audit-store';
 import type { UsageStore } from './usage-store';
 import type { HostAuditStore } from '../host-audit/host-audit-store';
+import type { ImageTagStore } from '../images/image-tag-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -318,4 +319,7 @@ export interface Store {
 
   // host audit reports (0006_audit): their own contract in src/host-audit/host-audit-store.ts. Optional as alerts.
   readonly hostAudits?: HostAuditStore;
+
+  // tags that move (0013_image_tags): their own contract in src/images/image-tag-store.ts. Optional as alerts.
+  readonly imageTags?: ImageTagStore;
 }

@@ -51,7 +51,7 @@ t.test('other errors are not taken for a full disk', async (t) => {
 
 t.test('a transaction SQLite rolled back by itself keeps its own error (not "cannot rollback")', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bk-store-full-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
   t.teardown(() => {
     execFileSync('umount', ['-l', dir]);
     rmSync(dir, { recursive: true, force: true });

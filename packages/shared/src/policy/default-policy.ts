@@ -61,6 +61,15 @@ spec:
       check:
         type: digest-pinned
 
+    - id: images.release-tags-pinned
+      description: A release tag (v*) runs as the image the fleet first ran it as; a tag re-pushed over a release is refused once enforced.
+      severity: high
+      mode: monitor
+      action: { type: alert }
+      check:
+        type: image-tag-pinned
+        tags: ["v*"]
+
     - id: images.secrets
       description: No secrets (database URLs with passwords, cloud keys, private keys, tokens) in env values, labels, commands or image history.
       severity: high

@@ -170,6 +170,13 @@ export interface EvaluationContext {
    * `image-signature` check cannot decide (dry-run at the controller).
    */
   signatures?: ReadonlyMap<string, SignatureVerdict>;
+  /**
+   * Tag pins from the controller: "repository:tag" (tagIdentity().key, e.g.
+   * "docker.io/library/nginx:1.27") → the digest the fleet first ran it as
+   * (a manifest digest, or an image id for images without a repo digest).
+   * Read by `image-tag-pinned`; a tag with no pin is never denied.
+   */
+  tagPins?: ReadonlyMap<string, string>;
 }
 
 export interface Evidence {

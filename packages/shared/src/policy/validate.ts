@@ -190,6 +190,7 @@ const SCOPE_GLOB_FIELDS = ['hostLabels', 'containerLabels', 'images', 'projects'
 export const CHECK_GLOB_PARAMS: Readonly<Record<string, readonly string[]>> = {
   'registry-allowlist': ['registries'],
   'latest-tag': ['forbiddenTags'],
+  'image-tag-pinned': ['tags', 'repositories'],
   devices: ['allowed'],
 };
 

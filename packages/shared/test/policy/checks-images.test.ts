@@ -1,6 +1,6 @@
 import t from 'tap';
 import { runCases, type CheckCase } from './run-cases';
-import { secretLocationKind, scanFor, registryAllowlist } from '../../src/policy/checks/images';
+import { secretLocationKind, scanFor, registryAllowlist, tagIdentity } from '../../src/policy/checks/images';
 import type { ScanSummary } from '../../src/policy/types';
 import { facts, NOW } from './helpers';
 
@@ -45,6 +45,38 @@ t.test('latest-tag', async (t) => {
     { name: 'image id', check, facts: { imageRef: SHA }, broken: false },
     { name: 'extra forbidden tag glob', check: { type: 'latest-tag', forbiddenTags: ['latest', '*-dev'] }, facts: { imageRef: 'app:2.0-dev' }, broken: true },
   ]);
+});
+
+t.test('image-tag-pinned', async (t) => {
+  const A = `sha256:${'a'.repeat(64)}`;
+  const B = `sha256:${'b'.repeat(64)}`;
+  const ID_A = `sha256:${'1'.repeat(64)}`;
+  const ID_B = `sha256:${'2'.repeat(64)}`;
+  const tagPins = new Map([
+    ['registry.example.com/shop/web:v1', A],
+    ['docker.io/library/nginx:v2', ID_A], // pinned from a host where the image had no repo digest
+    ['registry.example.com/shop/web:latest', A],
+  ]);
+  const check = { type: 'image-tag-pinned' };
+  const web = (ref: string, digest: string, imageId = ID_B) => ({ imageRef: ref, imageDigest: digest ? `registry.example.com/shop/web@${digest}` : '', imageId });
+  runCases(t, [
+    { name: 'the pinned digest', check, facts: web('registry.example.com/shop/web:v1', A), ctx: { tagPins }, broken: false },
+    { name: 'another digest', check, facts: web('registry.example.com/shop/web:v1', B), ctx: { tagPins }, broken: true, detail: /tag registry\.example\.com\/shop\/web:v1 is pinned to sha256:a{64} \(the digest first seen\), but this image is sha256:b{64}: the tag was re-pushed/ },
+    { name: 'no pins at all (dry-run)', check, facts: web('registry.example.com/shop/web:v1', B), broken: false },
+    { name: 'no pin for this tag (first seen)', check, facts: web('registry.example.com/shop/web:v9', B), ctx: { tagPins }, broken: false },
+    { name: 'a tag the rule does not cover', check, facts: web('registry.example.com/shop/web:latest', B), ctx: { tagPins }, broken: false },
+    { name: 'covered by an extra glob', check: { ...check, tags: ['v*', 'latest'] }, facts: web('registry.example.com/shop/web:latest', B), ctx: { tagPins }, broken: true },
+    { name: 'repositories: outside', check: { ...check, repositories: ['ghcr.io/*'] }, facts: web('registry.example.com/shop/web:v1', B), ctx: { tagPins }, broken: false },
+    { name: 'repositories: inside', check: { ...check, repositories: ['registry.example.com/shop/*'] }, facts: web('registry.example.com/shop/web:v1', B), ctx: { tagPins }, broken: true },
+    { name: 'a ref by digest names no tag', check, facts: web(`registry.example.com/shop/web:v1@${B}`, B), ctx: { tagPins }, broken: false },
+    { name: 'an image id names no tag', check, facts: { imageRef: ID_B, imageDigest: '', imageId: ID_B }, ctx: { tagPins }, broken: false },
+    { name: 'pin by image id: same image pulled with a repo digest', check, facts: { imageRef: 'nginx:v2', imageDigest: `nginx@${B}`, imageId: ID_A }, ctx: { tagPins }, broken: false },
+    { name: 'pin by image id: local image, other content', check, facts: { imageRef: 'nginx:v2', imageDigest: '', imageId: ID_B }, ctx: { tagPins }, broken: true, detail: /but this image is sha256:2{64}/ },
+    { name: 'unknown digest and id', check, facts: { imageRef: 'registry.example.com/shop/web:v1', imageDigest: '', imageId: '' }, ctx: { tagPins }, broken: true, detail: /an image whose digest is unknown/ },
+  ]);
+  t.same(tagIdentity({ imageRef: 'nginx', imageDigest: '', imageId: ID_A }), { repository: 'docker.io/library/nginx', tag: 'latest', key: 'docker.io/library/nginx:latest', digest: ID_A });
+  t.same(tagIdentity({ imageRef: 'localhost:5000/a/b:1.2', imageDigest: `localhost:5000/a/b@${A}`, imageId: ID_A }), { repository: 'localhost:5000/a/b', tag: '1.2', key: 'localhost:5000/a/b:1.2', digest: A });
+  t.equal(tagIdentity({ imageRef: `nginx@${A}`, imageDigest: '', imageId: '' }), undefined);
 });
 
 t.test('digest-pinned', async (t) => {

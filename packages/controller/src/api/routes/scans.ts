@@ -22,6 +22,8 @@ export const ScanSchema = Type.Object({
   scanner: Type.String(),
   scannedAt: IsoDate,
   uploadedAt: IsoDate,
+  /** Days since scannedAt, at the time of the answer (what `not-scanned` with maxAgeDays compares). */
+  ageDays: Type.Number(),
   /** What was scanned, as the scanner names it (e.g. "registry.example.com/app:2.4.1"). */
   artifactName: Type.Union([Type.String(), Type.Null()]),
   /** The image id (config digest) the report names, if any. */
@@ -88,7 +90,7 @@ export function registerScanRoutes(app: FastifyInstance, opts: { store: Store; p
   );
 }
 
-export function toScanDto(s: ScanRecord): ScanDto {
+export function toScanDto(s: ScanRecord, now: Date = new Date()): ScanDto {
   const counts = { critical: 0, high: 0, medium: 0, low: 0, unknown: 0 };
   let fixable = 0;
   for (const v of s.summary.vulnerabilities) {
@@ -100,6 +102,7 @@ export function toScanDto(s: ScanRecord): ScanDto {
     scanner: s.scanner,
     scannedAt: s.scannedAt.toISOString(),
     uploadedAt: s.uploadedAt.toISOString(),
+    ageDays: Math.max(0, Math.round(((now.getTime() - s.scannedAt.getTime()) / 86_400_000) * 100) / 100),
     artifactName: s.summary.artifactName ?? null,
     imageId: s.summary.imageId ?? null,
     repoDigests: s.summary.repoDigests ?? [],

@@ -56,7 +56,7 @@ function renderScan(s: ScanDto): string {
   const head = formatKeyValues([
     ['Digest', s.digest],
     ['Scanner', s.scanner],
-    ['Scanned', s.scannedAt],
+    ['Scanned', `${s.scannedAt} (${s.ageDays} days old)`],
     ['Uploaded', s.uploadedAt],
     ['Vulnerabilities', countsLine(s)],
   ]);

@@ -355,4 +355,82 @@ export const notScanned = defineCheck({
   },
 });
 
-export const IMAGE_CHECKS = [registryAllowlist, latestTag, digestPinned, secrets, vulnerabilities, notScanned] as const;
+// ---------------------------------------------------------------- image-tag-pinned
+
+/** What a container runs, named the way tag tracking and tag pins name it. */
+export interface TagIdentity {
+  /** "registry/path", e.g. "docker.io/library/nginx". */
+  repository: string;
+  /** The tag; "latest" for a ref without one. */
+  tag: string;
+  /** "repository:tag": the key of EvaluationContext.tagPins. */
+  key: string;
+  /** The manifest digest ("sha256:…") from the repo digest, else the image id; "" when neither is known. */
+  digest: string;
+}
+
+/**
+ * The tag a container runs and the digest it runs it as. undefined for refs that
+ * name no tag that could move: an image id, or a ref pinned by digest (dockerd runs
+ * the digest and ignores the tag).
+ */
+export function tagIdentity(c: Pick<ContainerFactsLike, 'imageRef' | 'imageDigest' | 'imageId'>): TagIdentity | undefined {
+  const ref = parseImageRef(c.imageRef);
+  if (ref.isId || ref.digest !== undefined || ref.repository === '') return undefined;
+  const repository = `${ref.registry}/${ref.repository}`;
+  const tag = ref.tag ?? 'latest';
+  const at = c.imageDigest ? c.imageDigest.lastIndexOf('@') : -1;
+  const digest = at >= 0 ? c.imageDigest.slice(at + 1) : c.imageId || '';
+  return { repository, tag, key: `${repository}:${tag}`, digest };
+}
+
+const TagPinnedParams = lazySchema((T) => T.Object(
+  {
+    tags: T.Optional(
+      T.Array(T.String({ minLength: 1 }), {
+        minItems: 1,
+        description: 'Tags that must never change digest once seen (globs). Default ["v*"] (release tags like v1.4.2).',
+      }),
+    ),
+    repositories: T.Optional(
+      T.Array(T.String({ minLength: 1 }), {
+        description: 'Only these repositories ("registry/path" globs, e.g. "registry.example.com/shop/*"; Docker Hub is "docker.io/library/nginx"). Default: every repository.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+));
+
+export const imageTagPinned = defineCheck({
+  type: 'image-tag-pinned',
+  group: 'images',
+  summary: 'A matching tag must run as the digest the fleet first ran it as: a tag re-pushed over a release is refused (pins come from the controller).',
+  remedy: 'publish the change under a new tag; if the re-push was intended, run the new digest by digest (image@sha256:…) or add an exemption for it',
+  params: TagPinnedParams,
+  defaults: { tags: ['v*'] },
+  check(input, params) {
+    return this.compile!(params)(input);
+  },
+  compile(params) {
+    const tags = (params.tags ?? ['v*']).map(compileGlob);
+    const repos = params.repositories && params.repositories.length > 0 ? params.repositories.map(compileGlob) : undefined;
+    return ({ container, ctx }) => {
+      // No pins (dry-run at the controller, an agent without any) or no pin for this tag:
+      // first seen, nothing to compare with — never a denial.
+      const pins = ctx.tagPins;
+      if (!pins || pins.size === 0) return NO_EVIDENCE;
+      const id = tagIdentity(container);
+      if (!id) return NO_EVIDENCE;
+      if (!tags.some((m) => m(id.tag))) return NO_EVIDENCE;
+      if (repos && !repos.some((m) => m(id.repository))) return NO_EVIDENCE;
+      const pinned = pins.get(id.key);
+      if (pinned === undefined) return NO_EVIDENCE;
+      // The pin is a manifest digest, or an image id for an image that had no repo digest.
+      if (pinned === id.digest || (container.imageId !== '' && pinned === container.imageId)) return NO_EVIDENCE;
+      const now = id.digest === '' ? 'an image whose digest is unknown' : id.digest;
+      return [{ location: 'image', detail: `tag ${id.key} is pinned to ${pinned} (the digest first seen), but this image is ${now}: the tag was re-pushed` }];
+    };
+  },
+});
+
+export const IMAGE_CHECKS = [registryAllowlist, latestTag, digestPinned, imageTagPinned, secrets, vulnerabilities, notScanned] as const;

@@ -1,0 +1,218 @@
+// Owns the SQL of tag tracking (tables image_tags and image_tag_sightings,
+// migration 0013_image_tags), portable across SQLite and PostgreSQL like
+// KyselyStore: integer-ms times, ON CONFLICT for first-seen rows.
+import { sql, type Selectable } from 'kysely';
+import type { Db, ImageTagSightingsTable, ImageTagsTable } from '../store/schema';
+import type {
+  ImageTagQuery, ImageTagRecord, ImageTagStore, NewTagDigest, TagContainerRecord, TagDigestRecord, TagPinRecord, TagSighting,
+} from './image-tag-store';
+
+/** Sightings per multi-row statement (8 parameters each). */
+const BATCH = 200;
+/** Containers listed per digest unless the caller asks for another bound. */
+const DEFAULT_CONTAINERS_PER_DIGEST = 50;
+
+export class KyselyImageTagStore implements ImageTagStore {
+  constructor(private readonly db: Db) {}
+
+  async recordSightings(rows: readonly TagSighting[], now: Date): Promise<NewTagDigest[]> {
+    if (rows.length === 0) return [];
+    const at = now.getTime();
+    // One (repository, tag, digest) entry per distinct digest in the batch.
+    const digests = new Map<string, TagSighting>();
+    for (const r of rows) digests.set(`${r.repository}\u0000${r.tag}\u0000${r.digest}`, r);
+    const fresh: NewTagDigest[] = [];
+    await this.db.transaction().execute(async (trx) => {
+      for (const d of digests.values()) {
+        const known = await trx
+          .selectFrom('image_tags')
+          .select(['digest', 'image_id', 'first_seen_at'])
+          .where('repository', '=', d.repository)
+          .where('tag', '=', d.tag)
+          .execute();
+        if (known.some((k) => k.digest === d.digest)) {
+          await trx.updateTable('image_tags').set({ last_seen_at: at })
+            .where('repository', '=', d.repository).where('tag', '=', d.tag).where('digest', '=', d.digest)
+            .where('last_seen_at', '<', at)
+            .execute();
+          continue;
+        }
+        // A move: a digest seen before this one is another image (one with the same image id is
+        // the same content). "Before" is (first seen, digest) order, the same order the check
+        // after the commit uses, so both always agree on which digest is the move.
+        const moved = known.some((k) => isBefore(k, { digest: d.digest, first_seen_at: at }) && !sameImage(k.image_id, d.imageId));
+        // alert_pending: 1 = a move whose alert is due, 0 = its alert is raised, null = no move (yet).
+        const r = await trx
+          .insertInto('image_tags')
+          .values({
+            repository: d.repository, tag: d.tag, digest: d.digest, image_id: d.imageId,
+            first_seen_at: at, last_seen_at: at, first_agent_id: d.agentId, alert_pending: moved ? 1 : null,
+          })
+          .onConflict((oc) => oc.columns(['repository', 'tag', 'digest']).doNothing())
+          .executeTakeFirst();
+        if (Number(r.numInsertedOrUpdatedRows ?? 0) > 0) {
+          fresh.push({ repository: d.repository, tag: d.tag, digest: d.digest, imageId: d.imageId, firstSeenAt: now, agentId: d.agentId, moved, firstOfTag: known.length === 0 });
+        }
+      }
+      const one = new Map<string, TagSighting>();
+      for (const r of rows) one.set(`${r.agentId}\u0000${r.containerId}`, r);
+      const list = [...one.values()];
+      for (let i = 0; i < list.length; i += BATCH) {
+        await trx
+          .insertInto('image_tag_sightings')
+          .values(list.slice(i, i + BATCH).map((r) => ({
+            agent_id: r.agentId, container_id: r.containerId, container_name: r.containerName,
+            repository: r.repository, tag: r.tag, digest: r.digest, first_seen_at: at, last_seen_at: at,
+          })))
+          .onConflict((oc) => oc.columns(['agent_id', 'container_id']).doUpdateSet((eb) => ({
+            last_seen_at: eb.ref('excluded.last_seen_at'),
+            container_name: eb.ref('excluded.container_name'),
+          })))
+          .execute();
+      }
+    });
+    // Two controllers on one PostgreSQL database (or two transactions of one) that insert new
+    // digests of a tag at the same time do not see each other's rows inside their transactions.
+    // Once committed, the later of the two checks sees both: every digest that is a move and was
+    // not claimed yet is claimed here — the conditional update lets exactly one caller claim it,
+    // whichever process inserted the row.
+    const tags = new Map<string, NewTagDigest>();
+    for (const f of fresh) if (!f.moved) tags.set(`${f.repository}\u0000${f.tag}`, f);
+    for (const f of tags.values()) {
+      const all = await this.db.selectFrom('image_tags').select(['digest', 'image_id', 'first_seen_at', 'first_agent_id', 'alert_pending'])
+        .where('repository', '=', f.repository).where('tag', '=', f.tag).execute();
+      for (const r of all) {
+        if (r.alert_pending !== null) continue;
+        if (!all.some((o) => isBefore(o, r) && !sameImage(o.image_id, r.image_id))) continue;
+        const u = await this.db.updateTable('image_tags').set({ alert_pending: 1 })
+          .where('repository', '=', f.repository).where('tag', '=', f.tag).where('digest', '=', r.digest).where('alert_pending', 'is', null)
+          .executeTakeFirst();
+        if (Number(u.numUpdatedRows ?? 0) === 0) continue;
+        const mine = fresh.find((x) => x.digest === r.digest && x.repository === f.repository && x.tag === f.tag);
+        if (mine) {
+          mine.moved = true;
+          mine.firstOfTag = false;
+        } else {
+          fresh.push({
+            repository: f.repository, tag: f.tag, digest: r.digest, imageId: r.image_id, firstSeenAt: new Date(Number(r.first_seen_at)),
+            agentId: r.first_agent_id, moved: true, firstOfTag: false,
+          });
+        }
+      }
+    }
+    return fresh;
+  }
+
+  async clearAlertPending(repository: string, tag: string, digest: string): Promise<void> {
+    await this.db.updateTable('image_tags').set({ alert_pending: 0 })
+      .where('repository', '=', repository).where('tag', '=', tag).where('digest', '=', digest)
+      .execute();
+  }
+
+  async listPendingMoves(limit: number): Promise<NewTagDigest[]> {
+    const rows = await this.db.selectFrom('image_tags').selectAll().where('alert_pending', '=', 1).orderBy('first_seen_at').limit(limit).execute();
+    return rows.map((r) => ({
+      repository: r.repository, tag: r.tag, digest: r.digest, imageId: r.image_id,
+      firstSeenAt: new Date(Number(r.first_seen_at)), agentId: r.first_agent_id, moved: true, firstOfTag: false,
+    }));
+  }
+
+  async listTags(q: ImageTagQuery): Promise<ImageTagRecord[]> {
+    let qb = this.db
+      .selectFrom('image_tags')
+      .select(['repository', 'tag'])
+      .select((eb) => [eb.fn.count<number>('digest').as('n'), eb.fn.max('last_seen_at').as('last')])
+      .groupBy(['repository', 'tag']);
+    // Moved: more than one image — digests of the same image id (pulled here, loaded from a tar there) are one.
+    if (q.movedOnly) qb = qb.having(sql`count(distinct case when image_id <> '' then image_id else digest end)`, '>', 1);
+    if (q.search !== undefined && q.search !== '') {
+      const like = `%${q.search.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
+      qb = qb.where((eb) => eb.or([eb('repository', 'like', like), eb('tag', 'like', like)]));
+    }
+    const tags = await qb.orderBy('last', 'desc').orderBy('repository').orderBy('tag').limit(q.limit ?? 100).offset(q.offset ?? 0).execute();
+    const out: ImageTagRecord[] = [];
+    for (const t of tags) {
+      const rec = await this.getTag(t.repository, t.tag, 20);
+      if (rec) out.push(rec);
+    }
+    return out;
+  }
+
+  async getTag(repository: string, tag: string, containersPerDigest = DEFAULT_CONTAINERS_PER_DIGEST): Promise<ImageTagRecord | undefined> {
+    const rows = await this.db.selectFrom('image_tags').selectAll()
+      .where('repository', '=', repository).where('tag', '=', tag)
+      .orderBy('first_seen_at').orderBy('digest')
+      .execute();
+    if (rows.length === 0) return undefined;
+    const digests: TagDigestRecord[] = [];
+    for (const r of rows) {
+      const seen = await this.db.selectFrom('image_tag_sightings').selectAll()
+        .where('repository', '=', repository).where('tag', '=', tag).where('digest', '=', r.digest)
+        .orderBy('last_seen_at', 'desc').orderBy('agent_id').orderBy('container_id')
+        .limit(containersPerDigest)
+        .execute();
+      digests.push(toDigest(r, seen.map(toContainer)));
+    }
+    return { repository, tag, digests };
+  }
+
+  async listPins(limit: number): Promise<TagPinRecord[]> {
+    // The earliest digest of each tag: its first_seen_at equals the tag's minimum.
+    const rows = await this.db
+      .selectFrom('image_tags as t')
+      .innerJoin(
+        (eb) => eb.selectFrom('image_tags').select(['repository', 'tag']).select((e) => e.fn.min('first_seen_at').as('first')).groupBy(['repository', 'tag']).as('m'),
+        (join) => join.onRef('m.repository', '=', 't.repository').onRef('m.tag', '=', 't.tag').onRef('m.first', '=', 't.first_seen_at'),
+      )
+      .select(['t.repository', 't.tag', 't.digest', 't.first_seen_at'])
+      .orderBy('t.first_seen_at', 'desc').orderBy('t.repository').orderBy('t.tag').orderBy('t.digest')
+      .execute();
+    // Two digests first seen in the same millisecond: the lower digest wins, on every controller alike.
+    const byTag = new Map<string, TagPinRecord>();
+    for (const r of rows) {
+      const key = `${r.repository}:${r.tag}`;
+      const prev = byTag.get(key);
+      if (prev && prev.digest <= r.digest) continue;
+      byTag.set(key, { repository: r.repository, tag: r.tag, digest: r.digest, firstSeenAt: new Date(Number(r.first_seen_at)) });
+    }
+    return [...byTag.values()].slice(0, limit);
+  }
+
+  async pruneSightings(before: Date): Promise<number> {
+    const r = await this.db.deleteFrom('image_tag_sightings').where('last_seen_at', '<', before.getTime()).executeTakeFirst();
+    return Number(r.numDeletedRows ?? 0);
+  }
+}
+
+function toDigest(r: Selectable<ImageTagsTable>, containers: TagContainerRecord[]): TagDigestRecord {
+  return {
+    digest: r.digest,
+    imageId: r.image_id,
+    firstSeenAt: new Date(Number(r.first_seen_at)),
+    lastSeenAt: new Date(Number(r.last_seen_at)),
+    firstAgentId: r.first_agent_id,
+    containers,
+  };
+}
+
+function toContainer(r: Selectable<ImageTagSightingsTable>): TagContainerRecord {
+  return {
+    agentId: r.agent_id,
+    containerId: r.container_id,
+    containerName: r.container_name,
+    firstSeenAt: new Date(Number(r.first_seen_at)),
+    lastSeenAt: new Date(Number(r.last_seen_at)),
+  };
+}
+
+/** (first seen, digest) order: the same on every controller. */
+function isBefore(a: { digest: string; first_seen_at: unknown }, b: { digest: string; first_seen_at: unknown }): boolean {
+  const ta = Number(a.first_seen_at);
+  const tb = Number(b.first_seen_at);
+  return ta < tb || (ta === tb && a.digest < b.digest);
+}
+
+/** Two digests of one image (the same image id): pulled on one host, loaded from a tar on another. */
+function sameImage(a: string, b: string): boolean {
+  return a !== '' && a === b;
+}
