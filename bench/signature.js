@@ -37,7 +37,8 @@ const COLD = arg('cold', 200);
 const FRESH = arg('fresh', 50);
 
 // The test helpers are TypeScript: compile them on the fly (transpile only).
-require('ts-node').register({ transpileOnly: true, compilerOptions: { module: 'commonjs' } });
+// ts-node as tap ships it (its TypeScript plugin uses the same fork).
+require('@isaacs/ts-node-temp-fork-for-pr-2009').register({ transpileOnly: true, compilerOptions: { module: 'commonjs', moduleResolution: 'node' } });
 const reg = require(join(ROOT, 'test/helpers/registry.ts'));
 const shared = require(join(ROOT, 'packages/shared/dist/index.js'));
 const { AuthzDecider } = require(join(ROOT, 'packages/agent/dist/authz/authz-decider.js'));
