@@ -16,6 +16,7 @@ import { hostname } from 'node:os';
 import { ENGINE_SCRIPT, runDocker, TEST_IMAGE, TEST_IMAGE_USER1000 } from '../helpers/engine';
 import { OPS_BIN, apiRequest, run, waitFor } from '../helpers/processes';
 import { enrollAgent, startController, tempRoot, type ControllerHandle } from './stack';
+import { buildOciImage, pullInto, pushImage, startRegistry } from '../helpers/registry';
 
 const REF = 'bk-e2e/web:v1';
 const KEY = 'docker.io/bk-e2e/web:v1';
@@ -63,7 +64,7 @@ async function host(t: Test, ctl: ControllerHandle, root: string, name: string) 
     await engineScript('stop', engineDir);
     rmSync(engineDir, { recursive: true, force: true });
   });
-  return { agent, docker: (args: string[]) => runDocker(dockerHost, args) };
+  return { agent, dockerHost, docker: (args: string[]) => runDocker(dockerHost, args) };
 }
 
 t.test('a tag moved to other content: refused when pinned, one image_tag_moved alert when it runs', async (t) => {
@@ -148,6 +149,61 @@ t.test('a tag moved to other content: refused when pinned, one image_tag_moved a
   t.match(cli.stdout, new RegExp(`^\\s+${idB.slice(0, 19)}\\s+\\S+ ago\\s+\\S+ ago\\s+${hn}\\s+1$`, 'm'));
   const one = JSON.parse((await run(OPS_BIN, ['--json', 'images', 'get', REF], cliEnv)).stdout) as ImageTag;
   t.same(one.digests.map((d) => [d.digest, d.hosts.map((h) => h.agentId)]), [[idA, [a.agent.agentId]], [idB, [b.agent.agentId]]], 'each digest on its host');
+});
+
+// The same move through a real registry (Debian's docker-registry 2.8 on loopback): v1 pushed
+// with skopeo and run on host A (pulled, so it runs as its manifest digest), the tag re-pushed
+// with other content, pulled and run on host B → one image_tag_moved alert naming both MANIFEST
+// digests and both hosts.
+t.test('through a registry: push v1, run it, re-push the tag, run it on a second host → one alert', async (t) => {
+  const root = tempRoot();
+  t.teardown(root.cleanup);
+  const reg = await startRegistry({ t });
+  const dir = t.testdir();
+  const ctl = await startController(root.dir, { heartbeatInterval: '500ms', offlineAfter: '5s' });
+  t.teardown(() => ctl.stop());
+  const put = await apiRequest<{ version: number }>(ctl.apiBase, 'PUT', '/v1/policies', ctl.caPem, ctl.adminKey, `apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: e2e-tags-registry }
+spec:
+  rules:
+    - id: images.release-tags-pinned
+      description: release tags never change image once seen
+      severity: high
+      mode: monitor
+      action: { type: alert }
+      check: { type: image-tag-pinned, tags: ["v*"], repositories: ["${reg.addr}/shop/*"] }
+`, 'application/yaml');
+  t.equal(put.status, 200, JSON.stringify(put.body));
+  const a = await host(t, ctl, root.dir, 'reg-host-a');
+  const b = await host(t, ctl, root.dir, 'reg-host-b');
+  const ref = reg.ref('shop/web', 'v1');
+  const key = `${reg.addr}/shop/web:v1`;
+
+  const v1 = await buildOciImage(dir, { variant: 'v1' });
+  const d1 = await pushImage(reg, v1, 'shop/web:v1');
+  t.same((await pullInto(a.dockerHost, ref)).filter((d) => d.endsWith(d1)).length, 1, 'host A pulled v1: its repo digest');
+  t.equal((await a.docker(['run', '-d', '--network', 'none', '--name', 'reg-web-a', ref, 'sleep', '600'])).code, 0, 'host A runs v1');
+  await waitFor('the controller saw v1 as its manifest digest', async () => {
+    const r = await ctl.get<ImageTag>(`/v1/images/${encodeURIComponent(key)}`);
+    return r.status === 200 && r.body.digests[0]?.digest === d1;
+  });
+
+  const v2 = await buildOciImage(dir, { variant: 'v2' });
+  const d2 = await pushImage(reg, v2, 'shop/web:v1');
+  t.not(d2, d1, 'the tag was re-pushed with other content');
+  t.same((await pullInto(b.dockerHost, ref)).filter((d) => d.endsWith(d2)).length, 1, 'host B pulled the re-pushed tag');
+  t.equal((await b.docker(['run', '-d', '--network', 'none', '--name', 'reg-web-b', ref, 'sleep', '600'])).code, 0, 'host B runs it (monitor)');
+  const alerts = await waitFor('image_tag_moved alert', async () => {
+    const items = (await ctl.get<{ items: Alert[] }>('/v1/alerts?type=image_tag_moved')).body.items;
+    return items.length > 0 ? items : undefined;
+  });
+  t.equal(alerts.length, 1, 'one alert');
+  t.match(alerts[0], { type: 'image_tag_moved', agentId: b.agent.agentId, image: key, containerName: 'reg-web-b' });
+  t.match(alerts[0]!.message, `it now runs as ${d2} on `);
+  t.match(alerts[0]!.message, `it ran as ${d1} (first seen `);
+  const one = await ctl.get<ImageTag>(`/v1/images/${encodeURIComponent(key)}`);
+  t.same(one.body.digests.map((d) => [d.digest, d.hosts.map((h) => h.agentId)]), [[d1, [a.agent.agentId]], [d2, [b.agent.agentId]]], 'each manifest digest on its host');
 });
 
 // Scanning at the registry, end to end: reports uploaded with `bulkhead scans upload` for
