@@ -129,13 +129,24 @@ t.test('image-signature at the authorization door, judged against cosign verify'
           if (why) t.match(r.out, why, `${name}: says what was looked for`);
         }
       }
+      // The name is the caller's to choose; where the image came from is not.
+      const id = (await s.dockerOk(['image', 'inspect', '-f', '{{.Id}}', f.refs.unsigned])).trim();
+      for (const [what, ref] of [['by-id', id], ['by-short-id', id.replace('sha256:', '').slice(0, 12)]] as const) {
+        const r = await create(s, ref, what);
+        t.notOk(r.ok, `the unsigned image run by its ${what.replace('by-', '').replace(/-/g, ' ')} is refused: in scope through its repo digest`);
+        t.match(r.out, /no signature/i, `${what}: says why`);
+      }
+      await s.dockerOk(['tag', f.refs.unsigned, 'elsewhere.example/innocent:1']);
+      const renamed = await create(s, 'elsewhere.example/innocent:1', 'renamed');
+      t.notOk(renamed.ok, 'the unsigned image tagged under a name outside the scope is refused');
+      t.match(renamed.out, /no repo digest for its repository/, 'renamed: it has no repo digest for the name it runs by');
       const out = await create(s, f.refs.outOfScope, 'out-of-scope');
       t.ok(out.ok, 'an image outside the rule\'s scope is not judged');
       const byDigest = await create(s, f.refs.cosigned.replace(/:1$/, '') + `@${(await f.reg.manifestDigest('shop/web', '1'))!}`, 'by-digest');
       t.ok(byDigest.ok, 'the signed image referenced by digest is allowed');
 
       const violations = (await s.violations()).filter((v) => v.ruleId === RULE && v.denied);
-      t.equal(violations.length, expected.filter(([, want]) => !want).length, 'every denial recorded at the controller');
+      t.equal(violations.length, expected.filter(([, want]) => !want).length + 3, 'every denial recorded at the controller');
     });
   }
 });
@@ -191,9 +202,10 @@ t.test('reaction without the plugin: an unsigned container that runs is stopped,
     version,
     authz: false,
     policy: () => policy(f.reg, f.keyFile),
-    agentArgs: ['--registry-certs-dir', f.certsDir],
+    // Verdicts expire fast and the agent sweeps every second: the outage below is "longer than the cache".
+    agentArgs: ['--registry-certs-dir', f.certsDir, '--signature-cache-ttl', '1s', '--reconcile-interval', '1s'],
     beforePolicy: async (st) => {
-      for (const ref of [f.refs.cosigned, f.refs.unsigned]) await pullInto(st.engine.dockerHost, ref);
+      for (const ref of [f.refs.cosigned, f.refs.unsigned, f.refs.otherKey]) await pullInto(st.engine.dockerHost, ref);
     },
   });
   await s.dockerOk(['run', '-d', ...LABEL_ARGS, '--name', s.name('signed'), f.refs.cosigned, 'sleep', '120']);
@@ -210,4 +222,14 @@ t.test('reaction without the plugin: an unsigned container that runs is stopped,
   t.ok(v, 'the violation is recorded');
   t.match(v?.action, { type: 'stop', result: 'ok' });
   t.match(v?.message, /no signature by key prod-signer/);
+
+  // The registry goes down: sweeps cannot verify anything any more. The signed container keeps
+  // running (its last verdict stands), and one started during the outage is not stopped for it.
+  await f.reg.stop();
+  await s.dockerOk(['run', '-d', ...LABEL_ARGS, '--name', s.name('during-outage'), f.refs.otherKey, 'sleep', '120']);
+  await new Promise((r) => setTimeout(r, 5000));
+  t.equal((await s.container(s.name('signed')))?.State.Running, true, 'a registry outage does not stop the signed container');
+  t.equal((await s.container(s.name('during-outage')))?.State.Running, true, 'nor one whose signature cannot be checked now (deferred, not judged)');
+  const outage = (await s.violations()).filter((x) => x.ruleId === RULE && !x.containerName.endsWith('unsigned'));
+  t.same(outage.map((x) => x.containerName), [], 'no violation recorded for them');
 });

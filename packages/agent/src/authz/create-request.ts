@@ -18,7 +18,7 @@
 // docker/facts-resolver.ts.
 import type Dockerode from 'dockerode';
 import { isRootUser, type Mount__Output, type NetworkAttachment__Output } from '@bulkhead/shared';
-import { envNames, hostConfigFacts, imageDigest, type Facts } from '../docker/container-facts';
+import { envNames, hostConfigFacts, imageDigest, repoDigestsFacts, type Facts } from '../docker/container-facts';
 import { cleanPath, cmp, int, isObject, sortMounts, str, stringMap, strings } from '../docker/docker-json';
 import { localVolumeHostPath } from '../docker/facts-resolver';
 import { mergeHits, scanEnv, scanHistory, scanCommand, scanLabels, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
@@ -115,6 +115,7 @@ export function createRequestToFacts(
     imageRef,
     imageId: str(image?.Id),
     imageDigest: imageDigest(imageRef, image),
+    ...repoDigestsFacts(image),
     labels,
     state: 'created',
     // dockerd copies the image USER into the container's config at create.

@@ -11,6 +11,7 @@
 // Secret material never leaves this function: environment variables are
 // reduced to their NAMES here, before anything is logged or sent.
 import type Dockerode from 'dockerode';
+import { parseImageRef } from '@bulkhead/shared';
 import type { BlkioThrottle__Output, ContainerFacts__Output, Mount__Output, NetworkAttachment__Output, Ulimit__Output } from '@bulkhead/shared';
 import { capabilities, cmp, devicePaths, int, isObject, presentList, sortMounts, str, stringMap, strings } from './docker-json';
 
@@ -43,6 +44,7 @@ export function toContainerFacts(inspect: Dockerode.ContainerInspectInfo, image?
     imageRef,
     imageId: str(inspect.Image),
     imageDigest: imageDigest(imageRef, image),
+    ...repoDigestsFacts(image),
     labels: { ...(cfg.Labels ?? {}) },
     state: str(state.Status),
     user: str(cfg.User),
@@ -191,18 +193,23 @@ export function envNames(env: readonly string[] | null | undefined): string[] {
 export function imageDigest(imageRef: string, image?: Dockerode.ImageInspectInfo): string {
   const digests = strings(image?.RepoDigests);
   if (digests.length > 0) {
+    // Compared normalised ("nginx" is "docker.io/library/nginx"), as dockerd resolves names.
     const repo = repositoryOf(imageRef);
     return digests.find((d) => repositoryOf(d) === repo) ?? digests[0]!;
   }
   return /@sha256:[0-9a-f]{64}$/.test(imageRef) ? imageRef : '';
 }
 
-/** "reg:5000/a/b:tag@sha256:…" → "reg:5000/a/b". */
+/** Facts' `repoDigests`: every repo digest of the image (where it came from), absent when none. */
+export function repoDigestsFacts(image?: Dockerode.ImageInspectInfo): Pick<Facts, 'repoDigests'> {
+  const digests = strings(image?.RepoDigests);
+  return digests.length > 0 ? { repoDigests: { values: digests } } : {};
+}
+
+/** "reg:5000/a/b:tag@sha256:…" → "reg:5000/a/b"; Docker Hub names normalised ("nginx" → "docker.io/library/nginx"). */
 function repositoryOf(ref: string): string {
-  const noDigest = ref.split('@')[0]!;
-  const slash = noDigest.lastIndexOf('/');
-  const colon = noDigest.lastIndexOf(':');
-  return colon > slash ? noDigest.slice(0, colon) : noDigest;
+  const p = parseImageRef(ref);
+  return `${p.registry}/${p.repository}`;
 }
 
 type InspectMount = Dockerode.ContainerInspectInfo['Mounts'][number];

@@ -292,7 +292,7 @@ export class Enforcer {
     const host = this.o.hostFacts?.();
     // Signature verdicts: cached after the create was judged; verified here for containers created before the rule.
     const gate = this.o.signatures;
-    const signatures = gate?.relevant(st.policy) ? await gate.resolve(st.policy, enriched, host, new Date(this.o.now())) : undefined;
+    const signatures = gate?.relevant(st.policy) ? await gate.resolve(st.policy, enriched, host, new Date(this.o.now()), undefined, 'reaction') : undefined;
     // Neighbours only when a rule reads them: built eagerly, a sweep of N containers made N² of them.
     const findings = evaluateFacts(st, enriched, host, () => neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage, signatures);
     this.o.onEvaluation?.(findings.length);

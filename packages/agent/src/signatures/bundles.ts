@@ -29,7 +29,8 @@ import { BUNDLE_ARTIFACT_TYPE, COSIGN_SIGN_PREDICATE } from './media-types';
 
 export { BUNDLE_ARTIFACT_TYPE, COSIGN_SIGN_PREDICATE } from './media-types';
 const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
-const MAX_BUNDLE_BYTES = 1024 * 1024;
+/** A signature bundle (certificate chain, log entry, DSSE envelope) is ~10 KB. */
+const MAX_BUNDLE_BYTES = 256 * 1024;
 
 const EMPTY_ROOT = TrustedRoot.fromJSON({
   mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',

@@ -15,7 +15,8 @@ import { COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_
 export { COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIG_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
 /** Signature layers looked at per attachment; more is garbage or an attack. */
 const MAX_LAYERS = 32;
-const MAX_PAYLOAD_BYTES = 256 * 1024;
+/** A simple-signing payload is ~300 bytes, a few KB with annotations (32 layers × this is held at once). */
+const MAX_PAYLOAD_BYTES = 64 * 1024;
 
 /** What one signature source found (cosign attachments, bundles). */
 export interface SourceResult {

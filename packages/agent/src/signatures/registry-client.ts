@@ -142,8 +142,9 @@ export class RegistryClient {
   constructor(private readonly opts: RegistryClientOptions = {}) {
     this.certsDir = opts.certsDir ?? DEFAULT_CERTS_DIR;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
-    this.maxManifestBytes = opts.maxManifestBytes ?? 4 * 1024 * 1024;
-    this.maxBlobBytes = opts.maxBlobBytes ?? 4 * 1024 * 1024;
+    // Signature manifests and referrer indexes are a few KB; a hostile registry must not make the agent hold MBs.
+    this.maxManifestBytes = opts.maxManifestBytes ?? 256 * 1024;
+    this.maxBlobBytes = opts.maxBlobBytes ?? 1024 * 1024;
   }
 
   /** GET a manifest by tag or digest. When `reference` is a digest, the body must hash to it. */

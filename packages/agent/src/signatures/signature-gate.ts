@@ -38,6 +38,14 @@ export interface SignatureGateOptions {
 
 export type SignatureVerdicts = ReadonlyMap<string, SignatureVerdict>;
 
+/**
+ * admission — a create or start (authz): undecided means refused (failClosed);
+ * reaction — a container already running (engine events, sweeps): an outage keeps the last verdict or defers.
+ */
+export type Door = 'admission' | 'reaction';
+
+const LAST_DECISIVE_MAX = 4096;
+
 const FILE_MAX_BYTES = 1024 * 1024;
 
 interface FileEntry {
@@ -61,6 +69,8 @@ export class SignatureGate {
   private readonly budgetMs: number;
   private readonly now: () => number;
   private readonly readText: (path: string) => Promise<string>;
+  /** Verdict key → the last verified / unsigned / rejected verdict (bounded): what the reaction door keeps during an outage. */
+  private readonly lastDecisive = new Map<string, SignatureVerdict>();
   /** Per policy object: its image-signature rules (none → the gate costs nothing). */
   private readonly rulesOf = new WeakMap<Policy, readonly Rule[]>();
 
@@ -81,7 +91,9 @@ export class SignatureGate {
    * cached (or none is needed), else a promise that settles by `deadline`
    * (performance.now() ms). Never rejects: failures are verdicts.
    */
-  collect(policy: Policy, facts: ContainerFacts__Output, host: HostFacts__Output | undefined, now: Date, deadline?: number): SignatureVerdicts | Promise<SignatureVerdicts> {
+  collect(
+    policy: Policy, facts: ContainerFacts__Output, host: HostFacts__Output | undefined, now: Date, deadline?: number, door: Door = 'admission',
+  ): SignatureVerdicts | Promise<SignatureVerdicts> {
     if (this.signatureRules(policy).length === 0) return EMPTY;
     const needed = this.needed(policy, facts, host, now);
     if (needed.length === 0) return EMPTY;
@@ -91,20 +103,41 @@ export class SignatureGate {
       if (out.has(n.key)) continue;
       const req = this.requirementNow(n.params);
       const v = req === undefined ? undefined : typeof req === 'string' ? this.fileVerdict(n.repoDigest, req) : this.o.verifier.peek(n.repoDigest, req);
-      if (v !== undefined) out.set(n.key, v);
+      if (v !== undefined) out.set(n.key, this.atDoor(n.key, v, door));
       else (missing ??= []).push(n);
     }
     if (!missing) return out;
     const until = deadline ?? performance.now() + this.budgetMs;
     return Promise.all(missing.map(async (n) => {
       const v = await this.verifyOne(n, until);
-      out.set(n.key, v);
+      out.set(n.key, this.atDoor(n.key, v, door));
     })).then(() => out);
   }
 
   /** Like collect, always as a promise (reaction, audit). */
-  async resolve(policy: Policy, facts: ContainerFacts__Output, host: HostFacts__Output | undefined, now: Date, deadline?: number): Promise<SignatureVerdicts> {
-    return this.collect(policy, facts, host, now, deadline);
+  async resolve(
+    policy: Policy, facts: ContainerFacts__Output, host: HostFacts__Output | undefined, now: Date, deadline?: number, door: Door = 'admission',
+  ): Promise<SignatureVerdicts> {
+    return this.collect(policy, facts, host, now, deadline, door);
+  }
+
+  /**
+   * Remembers decisive verdicts; at the reaction door an `unreachable` one
+   * is replaced by the last decisive verdict for the same key (the registry
+   * said so before; it cannot be asked now), or deferred when there is none:
+   * a registry outage must never stop containers that run.
+   */
+  private atDoor(key: string, v: SignatureVerdict, door: Door): SignatureVerdict {
+    if (v.status !== 'unreachable') {
+      this.lastDecisive.delete(key);
+      this.lastDecisive.set(key, v);
+      while (this.lastDecisive.size > LAST_DECISIVE_MAX) this.lastDecisive.delete(this.lastDecisive.keys().next().value!);
+      return v;
+    }
+    if (door === 'admission') return v;
+    const last = this.lastDecisive.get(key);
+    if (last !== undefined) return last;
+    return { ...v, defer: true };
   }
 
   private signatureRules(policy: Policy): readonly Rule[] {

@@ -56,10 +56,15 @@ function hashRequirement(req: SignatureRequirement): string {
   return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 32);
 }
 
+/** Verifications talking to registries at once (the rest wait, see inSlot). */
+const MAX_CONCURRENT = 2;
+
 export class SignatureVerifier {
   readonly client: RegistryClient;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inflight = new Map<string, Promise<SignatureVerdict>>();
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
   private readonly timeoutMs: number;
   private readonly ttl: { verified: number; negative: number; unreachable: number };
   private readonly maxEntries: number;
@@ -100,7 +105,7 @@ export class SignatureVerifier {
     const running = this.inflight.get(key);
     if (running) return running;
     const deadline = Math.min(opts.deadline ?? Infinity, Date.now() + this.timeoutMs);
-    const p = this.decide(repoDigest, req, deadline)
+    const p = this.inSlot(deadline, () => this.decide(repoDigest, req, deadline))
       .catch((e: unknown) => this.verdict('unreachable', repoDigest, [], `signature check failed: ${e instanceof Error ? e.message : String(e)}`))
       .then((v) => {
         this.inflight.delete(key);
@@ -109,6 +114,35 @@ export class SignatureVerifier {
       });
     this.inflight.set(key, p);
     return p;
+  }
+
+  /**
+   * At most MAX_CONCURRENT verifications talk to registries at once (each may
+   * hold a few MB of manifests and bundles); the others wait for a slot until
+   * their deadline, then count as unreachable.
+   */
+  private inSlot(deadline: number, work: () => Promise<SignatureVerdict>): Promise<SignatureVerdict> {
+    const run = (): Promise<SignatureVerdict> => {
+      this.running++;
+      return work().finally(() => {
+        this.running--;
+        this.waiting.shift()?.();
+      });
+    };
+    if (this.running < MAX_CONCURRENT) return run();
+    return new Promise<void>((resolve, reject) => {
+      const wait = Math.max(0, deadline - Date.now());
+      const go = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiting.indexOf(go);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(new Error(`${MAX_CONCURRENT} verifications already running; no slot within the time budget`));
+      }, wait);
+      this.waiting.push(go);
+    }).then(run);
   }
 
   /** Forget every cached verdict (a policy or key change does not need this: the requirement is in the key). */
@@ -196,8 +230,12 @@ function bundles(): typeof import('./bundles') {
   return (bundlesModule ??= require('./bundles') as typeof import('./bundles'));
 }
 
-/** Referrers looked at per image. */
-const MAX_REFERRERS = 16;
+/**
+ * Referrers looked at per image, fetched one after the other: a registry the
+ * rule's scope covers may be hostile, and every referrer costs a manifest and
+ * a bundle held in memory (the agent's whole budget is 75 MB).
+ */
+const MAX_REFERRERS = 4;
 /** Descriptor artifact types that may be a signature: ours, and none/empty (go-containerregistry's fallback index records the config's media type). */
 const MAYBE_SIGNATURE = new Set([BUNDLE_ARTIFACT_TYPE, COSIGN_SIG_ARTIFACT_TYPE, '', 'application/vnd.oci.empty.v1+json']);
 
@@ -211,7 +249,15 @@ async function verifyReferrers(
   client: RegistryClient, ref: ImageRef, referrers: readonly ReferrerDescriptor[], keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
 ): Promise<SourceResult[]> {
   const candidates = referrers.filter((r) => MAYBE_SIGNATURE.has(r.artifactType)).slice(0, MAX_REFERRERS);
-  return Promise.all(candidates.map(async (d): Promise<SourceResult> => {
+  const out: SourceResult[] = [];
+  for (const d of candidates) out.push(await verifyReferrer(client, ref, d, keys, req, deadline));
+  return out;
+}
+
+async function verifyReferrer(
+  client: RegistryClient, ref: ImageRef, d: ReferrerDescriptor, keys: readonly PreparedKey[], req: SignatureRequirement, deadline: number,
+): Promise<SourceResult> {
+  {
     let manifest: Record<string, unknown>;
     try {
       const f = await client.getManifest(ref.registry, ref.repository, d.digest, deadline);
@@ -233,7 +279,7 @@ async function verifyReferrers(
     // @sigstore/* is loaded the first time an image has a bundle (≈10 MB the idle agent keeps otherwise).
     if (isBundle) return bundles().checkBundleManifest(client, ref, manifest, keys, req, deadline);
     return keys.length > 0 ? checkSignatureLayers(client, ref, manifest, `signature referrer ${d.digest.slice(0, 19)}…`, keys, req.annotations, deadline) : emptyResult();
-  }));
+  }
 }
 
 function emptyResult(): SourceResult {

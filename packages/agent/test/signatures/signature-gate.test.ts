@@ -165,3 +165,31 @@ t.test('monitor: answered at once, verified for the report afterwards', async (t
   t.equal(s.reports[0]!.denied, false);
   t.match(s.reports[0]!.findings[0]!.message, /no signature by key prod-signer for .*@sha256:2{64}/, 'the report carries the verified verdict, not "not verified in time"');
 });
+
+t.test('reaction door: a registry outage keeps the last verdict, or defers; admission still fails closed', async (t) => {
+  const v = new StubVerifier();
+  const gate = new SignatureGate({ verifier: v, logger });
+  const st = policy('enforce', `{ name: prod-signer, pem: ${JSON.stringify(PEM)} }`);
+  const facts = (digest: string) => ({
+    id: 'c1', name: 'web', imageRef: `${REG}/shop/web:1`, imageId: 'sha256:x', imageDigest: `${REG}/shop/web@${digest}`, repoDigests: { values: [`${REG}/shop/web@${digest}`] },
+  }) as never;
+  const now = new Date();
+  const verified = await gate.resolve(st.policy!, facts(D1), undefined, now, undefined, 'reaction');
+  t.equal([...verified.values()][0]!.status, 'verified', 'first: verified against the registry');
+  v.cache.clear();
+  v.answer = () => 'unreachable' as never;
+  v.delayMs = 0;
+  // A registry that cannot be asked: the stub answers unreachable.
+  v.verify = async (repoDigest: string) => ({ status: 'unreachable', repoDigest, signers: [], message: 'registry down', checkedAt: Date.now() });
+  const kept = await gate.resolve(st.policy!, facts(D1), undefined, now, undefined, 'reaction');
+  t.equal([...kept.values()][0]!.status, 'verified', 'reaction: the last decisive verdict is kept during the outage');
+  const never = await gate.resolve(st.policy!, facts(D2), undefined, now, undefined, 'reaction');
+  const nv = [...never.values()][0]!;
+  t.equal(nv.status, 'unreachable');
+  t.equal(nv.defer, true, 'reaction: never judged before → deferred, not a violation');
+  const { evaluate } = await import('@bulkhead/shared');
+  t.same(evaluate(st.policy!, { container: facts(D2) }, { now, signatures: never }), [], 'a deferred verdict finds nothing');
+  const admission = await gate.resolve(st.policy!, facts(D2), undefined, now);
+  t.notOk([...admission.values()][0]!.defer, 'admission never defers');
+  t.equal(evaluate(st.policy!, { container: facts(D2) }, { now, signatures: admission }).length, 1, 'and the create is refused (fail closed)');
+});

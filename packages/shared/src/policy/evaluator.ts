@@ -69,7 +69,14 @@ function imageMatcher(globs: readonly string[]): (ref: string) => boolean {
   };
 }
 
-function compileScope(scope: (RuleScope & { names?: string[] }) | undefined): ScopeFn | undefined {
+/**
+ * `byOrigin`: a rule's `images` also match where the image came from — any
+ * of its repo digests — not only the name the container was created by: a
+ * name is the caller's to choose (an image id, `docker tag x some/name`),
+ * the repo digests are not. Exemptions match by name only (an exemption
+ * must not grow with the image's history).
+ */
+function compileScope(scope: (RuleScope & { names?: string[] }) | undefined, byOrigin = false): ScopeFn | undefined {
   if (!scope) return undefined;
   const tests: ScopeFn[] = [];
   if (scope.hostLabels && Object.keys(scope.hostLabels).length > 0) {
@@ -82,7 +89,7 @@ function compileScope(scope: (RuleScope & { names?: string[] }) | undefined): Sc
   }
   if (scope.images) {
     const m = imageMatcher(scope.images);
-    tests.push((c) => m(c.imageRef));
+    tests.push(byOrigin ? (c) => m(c.imageRef) || fromMatching(m, c) : (c) => m(c.imageRef));
   }
   if (scope.projects) {
     const m = compileGlobs(scope.projects);
@@ -98,6 +105,13 @@ function compileScope(scope: (RuleScope & { names?: string[] }) | undefined): Sc
     for (const t of tests) if (!t(c, h, p)) return false;
     return true;
   };
+}
+
+function fromMatching(m: (ref: string) => boolean, c: ContainerFacts__Output): boolean {
+  if (c.imageDigest !== '' && m(c.imageDigest)) return true;
+  const list = c.repoDigests?.values;
+  if (list) for (const d of list) if (m(d)) return true;
+  return false;
 }
 
 function compileRule(rule: Rule): CompiledRule {
@@ -119,7 +133,7 @@ function compileRule(rule: Rule): CompiledRule {
       by: e.until === undefined ? { who: e.who, why: e.why } : { who: e.who, why: e.why, until: e.until },
     };
   });
-  return { rule, inScope: compileScope(rule.scope), run, exemptions, remedy: def.remedy };
+  return { rule, inScope: compileScope(rule.scope, true), run, exemptions, remedy: def.remedy };
 }
 
 const cache = new WeakMap<Policy, CompiledPolicy>();

@@ -306,4 +306,11 @@ export interface SignatureVerdict {
   message: string;
   /** When it was decided (ms since epoch). */
   checkedAt: number;
+  /**
+   * `unreachable` at the reaction door for a container already running that
+   * was never judged before: not a violation yet (a registry outage must not
+   * stop running containers), judged again on the next sweep. Creates and
+   * starts never defer.
+   */
+  defer?: boolean;
 }

@@ -4,7 +4,10 @@ import { runCases, type CheckCase } from './run-cases';
 import { signatureVerdictKey, signatureParamsKey, signedRepoDigest, signatureRequirement } from '../../src/policy/checks/signatures';
 import { policyFromJson, PolicyValidationError } from '../../src/policy/parse';
 import type { SignatureVerdict } from '../../src/policy/types';
-import { policyOf, rule } from './helpers';
+import { facts as mkFacts, NOW, policyOf, rule } from './helpers';
+import { evaluate } from '../../src/policy/evaluator';
+
+const baseFacts = mkFacts({});
 
 const D1 = `sha256:${'a'.repeat(64)}`;
 const D2 = `sha256:${'b'.repeat(64)}`;
@@ -26,6 +29,25 @@ t.test('signedRepoDigest: the repo digest for the repository the ref names, neve
   t.equal(signedRepoDigest({ imageRef: `${REPO}@${D2}`, imageDigest: `${REPO}@${D1}` }), '', 'pinned to another digest than recorded');
   t.equal(signedRepoDigest({ imageRef: D1, imageDigest: `${REPO}@${D2}` }), `${REPO}@${D2}`, 'by image id: the recorded repo digest');
   t.equal(signedRepoDigest({ imageRef: `${REPO}:1`, imageDigest: `${REPO}@sha256:zz` }), '', 'malformed digest');
+  const several = { values: [`127.0.0.1:5000/other@${D2}`, `${REPO}@${D1}`] };
+  t.equal(signedRepoDigest({ imageRef: `${REPO}:1`, imageDigest: `127.0.0.1:5000/other@${D2}`, repoDigests: several }), `${REPO}@${D1}`, 'the one for the named repository, wherever it is in the list');
+  t.equal(signedRepoDigest({ imageRef: '127.0.0.1:5000/third:1', imageDigest: `127.0.0.1:5000/other@${D2}`, repoDigests: several }), '', 'a name none of them is for');
+  t.equal(signedRepoDigest({ imageRef: D1, imageDigest: '', repoDigests: several }), `127.0.0.1:5000/other@${D2}`, 'by id: the first');
+});
+
+t.test('scope by image: where the image came from counts, not only the name it was run by', async (t) => {
+  const scoped = (mode: string) => policyFromJson(policyOf({ ...rule({ type: 'image-signature', keys: [{ name: 'k', pem: PEM }] }), mode, scope: { images: [`${REPO.replace('/web', '')}/*`] } } as never));
+  const unsigned = `127.0.0.1:5000/shop/unsigned@${D2}`;
+  const run = (facts: object) => evaluate(scoped('enforce'), { container: { ...baseFacts, ...facts } as never }, { now: NOW, signatures: new Map() });
+  t.equal(run({ imageRef: 'sha256:' + 'f'.repeat(64), imageDigest: unsigned, repoDigests: { values: [unsigned] } }).length, 1, 'run by image id: in scope through its repo digest');
+  t.equal(run({ imageRef: 'f'.repeat(12), imageDigest: unsigned, repoDigests: { values: [unsigned] } }).length, 1, 'run by short id');
+  t.equal(run({ imageRef: 'elsewhere.example/x:1', imageDigest: unsigned, repoDigests: { values: [unsigned] } }).length, 1, 'retagged under a name outside the scope');
+  t.equal(run({ imageRef: 'elsewhere.example/x:1', imageDigest: `elsewhere.example/other@${D2}`, repoDigests: { values: [`elsewhere.example/other@${D2}`, unsigned] } }).length, 1, 'the in-scope origin is not the first repo digest');
+  t.equal(run({ imageRef: 'elsewhere.example/x:1', imageDigest: `elsewhere.example/x@${D2}`, repoDigests: { values: [`elsewhere.example/x@${D2}`] } }).length, 0, 'neither name nor origin in scope: not judged');
+  const exempted = policyFromJson(policyOf({ ...rule({ type: 'image-signature', keys: [{ name: 'k', pem: PEM }] }), exemptions: [{ who: 'a', why: 'b', match: { images: ['127.0.0.1:5000/shop/*'] } }] } as never));
+  const f = evaluate(exempted, { container: { ...baseFacts, imageRef: 'elsewhere.example/x:1', imageDigest: unsigned, repoDigests: { values: [unsigned] } } as never }, { now: NOW, signatures: new Map() });
+  t.equal(f.length, 1);
+  t.notOk(f[0]?.exemptedBy, 'an exemption by image still matches the name only: it does not grow with where the image came from');
 });
 
 t.test('image-signature decisions from the verdicts the agent hands in', async (t) => {
@@ -41,7 +63,7 @@ t.test('image-signature decisions from the verdicts the agent hands in', async (
     { name: 'a verdict for other params does not count', check, facts, ctx: { signatures: verdicts({ ...check, minSignatures: 2 }, rd, { status: 'verified' }) }, broken: true, detail: /not verified in time/ },
     { name: 'no verdict, failClosed false', check: { ...check, failClosed: false }, facts, ctx: { signatures: new Map() }, broken: false },
     { name: 'no repo digest: unsigned even without a verifier', check, facts: { imageRef: 'myapp:dev', imageDigest: '' }, broken: true, detail: /no repo digest for its repository.*unsigned/ },
-    { name: 'retagged from another repository', check, facts: { imageRef: `${REPO}:1`, imageDigest: `127.0.0.1:5000/base@${D1}` }, broken: true, detail: /its only repo digest is 127\.0\.0\.1:5000\/base@/ },
+    { name: 'retagged from another repository', check, facts: { imageRef: `${REPO}:1`, imageDigest: `127.0.0.1:5000/base@${D1}` }, broken: true, detail: /its repo digests: 127\.0\.0\.1:5000\/base@/ },
     { name: 'no verifier at all (controller dry-run) cannot decide', check, facts, broken: false },
   ];
   runCases(t, cases);

@@ -96,17 +96,23 @@ export function signatureParamsKey(params: ImageSignatureParamsValue): string {
  * none for it). A ref by image id has no repository of its own: the repo
  * digest the agent recorded stands for it.
  */
-export function signedRepoDigest(c: Pick<ContainerFactsLike, 'imageRef' | 'imageDigest'>): string {
-  const d = c.imageDigest;
-  if (!d || !/@sha256:[0-9a-f]{64}$/.test(d)) return '';
+export function signedRepoDigest(c: Pick<ContainerFactsLike, 'imageRef' | 'imageDigest' | 'repoDigests'>): string {
   const ref = parseImageRef(c.imageRef);
-  if (ref.isId) return d;
-  const dr = parseImageRef(d);
-  if (dr.registry !== ref.registry || dr.repository !== ref.repository) return '';
-  // A ref pinned by digest must be that digest (dockerd runs exactly it).
-  if (ref.digest !== undefined && ref.digest !== dr.digest) return '';
-  return d;
+  const listed = c.repoDigests?.values;
+  const candidates = listed && listed.length > 0 ? listed : c.imageDigest ? [c.imageDigest] : [];
+  for (const d of candidates) {
+    if (!DIGEST_RE.test(d)) continue;
+    if (ref.isId) return d; // the first: an id names no repository of its own
+    const dr = parseImageRef(d);
+    if (dr.registry !== ref.registry || dr.repository !== ref.repository) continue;
+    // A ref pinned by digest must be that digest (dockerd runs exactly it).
+    if (ref.digest !== undefined && ref.digest !== dr.digest) continue;
+    return d;
+  }
+  return '';
 }
+
+const DIGEST_RE = /@sha256:[0-9a-f]{64}$/;
 
 /** The requirement the agent's verifier is asked to meet, once key files and the trusted root are read. */
 export function signatureRequirement(
@@ -127,6 +133,7 @@ function evidenceOf(v: SignatureVerdict, failClosed: boolean): Evidence[] {
     case 'verified':
       return NO_EVIDENCE;
     case 'unreachable':
+      if (v.defer === true) return NO_EVIDENCE;
       return failClosed ? [{ location: 'image.signature', detail: `could not verify ${v.repoDigest}: ${v.message} (the rule fails closed)` }] : NO_EVIDENCE;
     default:
       return [{ location: 'image.signature', detail: v.message }];
@@ -174,7 +181,8 @@ export const imageSignature = defineCheck({
     return ({ container, ctx }) => {
       const digest = signedRepoDigest(container);
       if (digest === '') {
-        const other = container.imageDigest ? ` (its only repo digest is ${container.imageDigest})` : '';
+        const all = container.repoDigests?.values ?? (container.imageDigest ? [container.imageDigest] : []);
+        const other = all.length > 0 ? ` (its repo digests: ${all.slice(0, 3).join(', ')}${all.length > 3 ? ', …' : ''})` : '';
         return [{
           location: 'image.signature',
           detail: `image "${container.imageRef}" has no repo digest for its repository${other}: built or loaded locally, or tagged from elsewhere, it cannot carry a registry signature — unsigned`,
