@@ -27,6 +27,8 @@ t.test('web1: every field of a container with many options set', async (t) => {
     imageId: 'sha256:bf1b3d8faf96a2ee673204a073599aeabbcef3639936fdba5d93e9b750c0084e',
     // No digest for this repository, so the first one.
     imageDigest: `web@sha256:${'1'.repeat(64)}`,
+    // Every repo digest: where the image came from (rule scopes by image match them too).
+    repoDigests: { values: [`web@sha256:${'1'.repeat(64)}`, `registry.example.com/team/web@sha256:${'2'.repeat(64)}`] },
     labels: { app: 'web', 'bulkhead.test': '1' },
     state: 'running',
     user: '1000:1000',
@@ -285,6 +287,10 @@ t.test('imageDigest', async (t) => {
     ['busybox:1', image('image-user'), ''],
     [`reg:5000/x@sha256:${'a'.repeat(64)}`, undefined, `reg:5000/x@sha256:${'a'.repeat(64)}`],
     ['busybox:1', undefined, ''],
+    // Compared normalised, as dockerd resolves names: "docker.io/library/web" is "web".
+    ['docker.io/library/web:1', img, `web@sha256:${'1'.repeat(64)}`],
+    ['index.docker.io/library/web', img, `web@sha256:${'1'.repeat(64)}`],
+    ['docker.io/library/x:1', { RepoDigests: [`a/y@sha256:${'3'.repeat(64)}`, `x@sha256:${'4'.repeat(64)}`] } as Dockerode.ImageInspectInfo, `x@sha256:${'4'.repeat(64)}`],
   ];
   for (const [ref, im, want] of table) t.equal(imageDigest(ref, im), want, ref);
 });
