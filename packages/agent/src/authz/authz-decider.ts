@@ -589,8 +589,6 @@ export class AuthzDecider {
     if (!cb) return;
     const atMs = this.now();
     const user = req.user;
-    // Built and delivered after the answer is on its way (the plugin writes
-    // it in this tick), and never able to break it.
     const deliver = (more: readonly Finding[] | undefined): void => {
       try {
         const findings = more ? inPolicyOrder(state.policy!, decided, more) : [...decided];
