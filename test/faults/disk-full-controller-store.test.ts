@@ -53,9 +53,14 @@ t.test('disk full under the controller data directory', { skip: !DOCKER_HOST ? '
       names.push(name);
     }
     // The store cannot take them: the controller says why and acknowledges nothing.
-    const failed = await waitFor('the controller logs the failed write', async () => ctl.daemon.lines.slice(logFrom).find((l) => l['level'] === 50 && /SQLITE_FULL|disk is full|ENOSPC/i.test(JSON.stringify(l))), 20_000);
-    errors.add(String(failed['msg']));
-    t.match(String(failed['msg']), /out of disk space/, `round ${round}: the controller's log says the store is out of disk space`);
+    // Other errors may come first and are fine (e.g. the audit entry of the previous round's
+    // PUT, written after its answer, failing on the disk just filled): the store's own
+    // error must say what is wrong.
+    const storeFull = (l: Record<string, unknown>): boolean => l['level'] === 50 && /out of disk space/.test(String(l['msg'])) && /SQLITE_FULL|disk is full|ENOSPC/i.test(JSON.stringify(l));
+    const failed = await waitFor('the controller logs the failed write', async () => ctl.daemon.lines.slice(logFrom).find(storeFull), 20_000).catch(() => undefined);
+    const others = ctl.daemon.lines.slice(logFrom).filter((l) => l['level'] === 50 && !storeFull(l)).map((l) => String(l['msg']));
+    t.ok(failed, `round ${round}: the controller's log says the store is out of disk space${others.length ? ` (other errors: ${[...new Set(others)].join('; ')})` : ''}`);
+    if (failed) errors.add(String(failed['msg']));
     // The agent is told why, and keeps the reports.
     await agent.daemon.waitForLog((l) => l['msg'] === 'controller link down' && l['code'] === 'BK_ERR_STORE_FULL', 20_000);
     // An API write gets a clear answer, not a hang; reads are still served.
