@@ -24,8 +24,16 @@ t.test('RepoDigests from a real engine pull are verified as they are', async (t)
   const d1 = await pushImage(reg, v1, 'shop/web:release');
   await cosignSign(reg, key, reg.ref('shop/web', d1));
   const ref = reg.ref('shop/web', 'release');
-  t.teardown(() => runDocker(engine.dockerHost, ['image', 'rm', '-f', ref]).then(() => undefined));
-  const first = await pullInto(engine.dockerHost, ref);
+  // The engine is shared by the whole run (both Node passes): images are deterministic, so the
+  // same content may already carry a repo digest from another run's registry (another port).
+  // Only this registry's repo digests are ours; the images are removed by id afterwards.
+  const ours = (digests: string[]) => digests.filter((d) => d.startsWith(`${reg.addr}/`));
+  const removeById = async (): Promise<void> => {
+    const id = (await runDocker(engine.dockerHost, ['image', 'inspect', '-f', '{{.Id}}', ref])).stdout.trim();
+    if (id) await runDocker(engine.dockerHost, ['image', 'rm', '-f', id]);
+  };
+  t.teardown(removeById);
+  const first = ours(await pullInto(engine.dockerHost, ref));
   t.same(first, [`${reg.addr}/shop/web@${d1}`], 'the engine names the pushed digest');
   const verifier = new SignatureVerifier({ certsDir, timeoutMs: 5000 });
   t.teardown(() => verifier.close());
@@ -35,7 +43,8 @@ t.test('RepoDigests from a real engine pull are verified as they are', async (t)
   // The tag is re-pushed over the signed version; the next pull runs something unsigned.
   const v2 = await buildOciImage(work, { variant: 'rd-2' });
   const d2 = await pushImage(reg, v2, 'shop/web:release');
-  const second = await pullInto(engine.dockerHost, ref);
+  await removeById(); // v1 goes (this run's tag moves to v2 anyway)
+  const second = ours(await pullInto(engine.dockerHost, ref));
   t.same(second, [`${reg.addr}/shop/web@${d2}`]);
   const moved = await verifier.verify(second[0]!, req);
   t.equal(moved.status, 'unsigned', moved.message);
