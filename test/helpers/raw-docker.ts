@@ -50,7 +50,9 @@ export async function rawDocker(socketPath: string, req: RawRequest): Promise<Ra
       return await rawOnce(socketPath, req);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (attempt >= 3 || (code !== 'EPIPE' && code !== 'ECONNRESET')) throw err;
+      if (attempt >= 6 || (code !== 'EPIPE' && code !== 'ECONNRESET')) throw err;
+      // Under CI load the race was lost three times in a row once: back off a little.
+      await new Promise((r) => setTimeout(r, 100 * attempt));
     }
   }
 }
