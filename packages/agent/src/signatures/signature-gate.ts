@@ -71,6 +71,10 @@ export class SignatureGate {
   private readonly readText: (path: string) => Promise<string>;
   /** Verdict key → the last verified / unsigned / rejected verdict (bounded): what the reaction door keeps during an outage. */
   private readonly lastDecisive = new Map<string, SignatureVerdict>();
+  /** Per rule object: its parameters merged over the check's defaults (paramsOfRule). */
+  private readonly params = new WeakMap<Rule, ImageSignatureParamsValue>();
+  /** Per parameters object: the requirement last built and the file contents it was built from. */
+  private readonly requirements = new WeakMap<ImageSignatureParamsValue, { texts: string[]; req: SignatureRequirement }>();
   /** Per policy object: its image-signature rules (none → the gate costs nothing). */
   private readonly rulesOf = new WeakMap<Policy, readonly Rule[]>();
 
@@ -153,14 +157,27 @@ export class SignatureGate {
     const repoDigest = signedRepoDigest(facts);
     if (repoDigest === '') return []; // the check itself reports "no repo digest": nothing to verify
     const out: Needed[] = [];
-    const def = getCheck('image-signature')!;
     for (const r of applicableRules(policy, host ? { container: facts, host } : { container: facts }, now)) {
       if (r.check.type !== 'image-signature') continue;
-      const { type: _t, ...given } = r.check;
-      const params = { ...(def.defaults as object), ...given } as ImageSignatureParamsValue;
+      const params = this.paramsOfRule(r);
       out.push({ key: signatureVerdictKey(params, repoDigest), repoDigest, params });
     }
     return out;
+  }
+
+  /**
+   * The rule's parameters over the check's defaults, once per rule object: the
+   * same object every time, so the verdict key (signatureParamsKey) and the
+   * requirement (requirementNow) are computed once, not on every create.
+   */
+  private paramsOfRule(r: Rule): ImageSignatureParamsValue {
+    let params = this.params.get(r);
+    if (params === undefined) {
+      const { type: _t, ...given } = r.check;
+      params = { ...(getCheck('image-signature')!.defaults as object), ...given } as ImageSignatureParamsValue;
+      this.params.set(r, params);
+    }
+    return params;
   }
 
   private async verifyOne(n: Needed, deadline: number): Promise<SignatureVerdict> {
@@ -190,8 +207,15 @@ export class SignatureGate {
       if (e.error !== undefined) return e.error;
       keyFiles.set(path, e.text!);
     }
+    // The same requirement object while the files read the same: the verifier
+    // memoises its cache key per object, so a cached verdict costs no hashing.
+    const texts = [...keyFiles.values()];
+    const cached = this.requirements.get(params);
+    if (cached !== undefined && cached.texts.length === texts.length && cached.texts.every((x, i) => x === texts[i])) return cached.req;
     const trustedRoot = params.trustedRootFile !== undefined ? keyFiles.get(params.trustedRootFile) : undefined;
-    return signatureRequirement(params, { keyFiles, ...(trustedRoot !== undefined ? { trustedRoot } : {}) });
+    const req = signatureRequirement(params, { keyFiles, ...(trustedRoot !== undefined ? { trustedRoot } : {}) });
+    this.requirements.set(params, { texts, req });
+    return req;
   }
 
   private async readFiles(params: ImageSignatureParamsValue): Promise<void> {
