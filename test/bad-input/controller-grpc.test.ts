@@ -85,7 +85,8 @@ t.test('connections that say nothing are dropped; Enroll keeps answering meanwhi
   // While they are held, a real Enroll still gets its refusal quickly.
   const canary = await s.enroll({ token: UNKNOWN_TOKEN, csrPem: 'x' });
   t.equal(canary.code, grpc.status.UNAUTHENTICATED, 'canary Enroll answered');
-  t.ok(canary.ms < 250, `canary answered in ${canary.ms} ms (< 250)`);
+  // Quickly, not after the held connections: 250 ms alone, up to ~1 s under CI load.
+  t.ok(canary.ms < 2500, `canary answered in ${canary.ms} ms (< 2500; the held connections last 5 s+)`);
 
   const waited = await Promise.race([
     Promise.all(closes),

@@ -17,19 +17,31 @@ const HEAD = 'apiVersion: bulkhead.dev/v1\nkind: Policy\nmetadata: {name: x}\nsp
 const RULE = (i: number | string, action = '{type: alert}', check = '{type: privileged}') =>
   `  - id: r${i}\n    description: d\n    severity: low\n    mode: monitor\n    action: ${action}\n    check: ${check}\n`;
 
-/** Runs `fn`, expecting a PolicyValidationError; returns its errors and how long it took. */
+/**
+ * Runs `fn`, expecting a PolicyValidationError; returns its errors and how long it took. A slow
+ * first run is repeated (up to 3 runs, the fastest counts): a shared CI core can stall any one
+ * run for a second, while the super-linear costs these bounds guard against show in every run.
+ */
 function refused(t: Test, fn: () => unknown): { errors: PolicyValidationError['errors']; ms: number } {
-  const start = performance.now();
-  try {
-    fn();
-  } catch (e) {
-    const ms = performance.now() - start;
-    t.type(e, PolicyValidationError);
-    t.equal((e as PolicyValidationError).code, 'BK_ERR_POLICY_INVALID');
-    return { errors: (e as PolicyValidationError).errors, ms };
+  const once = (): { err: unknown; ms: number } => {
+    const start = performance.now();
+    try {
+      fn();
+    } catch (e) {
+      return { err: e, ms: performance.now() - start };
+    }
+    return { err: undefined, ms: performance.now() - start };
+  };
+  const first = once();
+  if (first.err === undefined) {
+    t.fail('accepted');
+    return { errors: [], ms: 0 };
   }
-  t.fail('accepted');
-  return { errors: [], ms: 0 };
+  t.type(first.err, PolicyValidationError);
+  t.equal((first.err as PolicyValidationError).code, 'BK_ERR_POLICY_INVALID');
+  let ms = first.ms;
+  for (let i = 0; i < 2 && ms > 100; i++) ms = Math.min(ms, once().ms);
+  return { errors: (first.err as PolicyValidationError).errors, ms };
 }
 
 t.test('a valid policy still loads, and quickly', async (t) => {
