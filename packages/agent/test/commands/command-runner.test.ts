@@ -130,8 +130,17 @@ t.test('manual commands against a real engine', async (t) => {
 
   t.test('commands for one container run in order', async (t) => {
     await engine.dockerOk(['start', id]);
+    const before = outcomes.length;
     const all = await Promise.all([run('pause'), run('unpause'), run('pause'), run('unpause')]);
-    t.same(all.map((r) => [r.ok, r.state]), [[true, 'paused'], [true, 'running'], [true, 'paused'], [true, 'running']]);
+    t.same(all.map((r) => r.ok), [true, true, true, true], 'each succeeded');
+    t.same(all.map((r) => r.id), ['pause', 'unpause', 'pause', 'unpause'].map((_, i) => `cmd_${n - 3 + i}`), 'each answered for itself');
+    t.same(outcomes.slice(before).map(([a]) => a), ['pause', 'unpause', 'pause', 'unpause'], 'executed in the order given');
+    t.equal(all[0]!.state, 'paused');
+    // The states in between are dockerd's word, and dockerd 20.10 and 26.1 also set Paused from
+    // containerd's paused/resumed events when they arrive: under load the "resumed" of the 2nd
+    // command can land after the 3rd has paused, and inspect then says running (seen once in CI).
+    t.comment(`states reported: ${all.map((r) => r.state).join(', ')}`);
+    t.equal((await inspect()).State.Status, 'running', 'running at the end');
   });
 
   t.test('refusals', async (t) => {
