@@ -95,6 +95,10 @@ async function create(s: BypassStack, ref: string, what: string): Promise<{ ok: 
 
 const DENIED = (s: BypassStack) => new RegExp(`authorization denied by plugin ${s.plugin}: Bulkhead policy`);
 
+// Four stacks on two engines, a registry and cosign as the oracle: ~70 s on a quiet machine,
+// 180 s (the default per file) was reached once with other work on the two cores.
+t.setTimeout(360_000);
+
 t.test('image-signature at the authorization door, judged against cosign verify', async (t) => {
   const f = await fixture(t);
   const oracle = async (ref: string) => (await cosignVerify(f.reg, f.key, ref, { annotations: { env: 'prod' } })).ok;
