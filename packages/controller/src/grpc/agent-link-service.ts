@@ -188,15 +188,16 @@ export class AgentLinkService {
         this.opts.logger.warn({ err, agentId }, 'telling the other replicas about a revocation failed; their store poll closes the stream'),
       );
     }
-    return this.revokeLocal(agentId);
+    return this.revokeLocal(agentId, 'api');
   }
 
-  private revokeLocal(agentId: string): boolean {
+  /** `via`: how this replica learnt of it — its own API, another replica's notification, or the store poll. */
+  private revokeLocal(agentId: string, via: 'api' | 'replica notification' | 'store poll'): boolean {
     this.revokedIds.add(agentId);
     const s = this.sessions.get(agentId);
     if (!s) return false;
     this.close(s, new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`));
-    this.opts.logger.warn({ agentId }, 'agent revoked: stream closed');
+    this.opts.logger.warn({ agentId, via }, 'agent revoked: stream closed');
     return true;
   }
 
@@ -233,7 +234,7 @@ export class AgentLinkService {
   }
 
   private onReplicaMessage(m: ReplicaMessage): void {
-    if (m.t === 'revoke' && m.from !== this.bus.replicaId && this.sessions.has(m.agentId)) this.revokeLocal(m.agentId);
+    if (m.t === 'revoke' && m.from !== this.bus.replicaId && this.sessions.has(m.agentId)) this.revokeLocal(m.agentId, 'replica notification');
   }
 
   /**
@@ -310,7 +311,7 @@ export class AgentLinkService {
     try {
       for (const id of await this.opts.store.listRevokedAgents([...this.sessions.keys()])) {
         if (!this.sessions.has(id)) continue;
-        this.revoke(id);
+        this.revokeLocal(id, 'store poll');
       }
     } catch (err) {
       this.opts.logger.error({ err }, 'checking for revoked agents failed');

@@ -86,7 +86,8 @@ export class PolicyService {
         // A fresh install must show what it would do before doing anything.
         throw new BulkheadError('BK_ERR_INTERNAL', `the default policy has rules in enforce mode: ${enforcing.join(', ')}`);
       }
-      record = await opts.store.insertPolicyVersion(toRecordInput(policy, DEFAULT_POLICY_YAML, INIT_ACTOR, 'default policy (all rules monitor)', now()));
+      // onlyIfNone: another replica starting at the same time may have installed it first; then that one is used.
+      record = await opts.store.insertPolicyVersion(toRecordInput(policy, DEFAULT_POLICY_YAML, INIT_ACTOR, 'default policy (all rules monitor)', now()), { onlyIfNone: true });
       opts.logger.info({ version: record.version, rules: policy.spec.rules.length }, 'installed the default policy (monitor mode)');
     }
     const current = { record, policy: loadStored(record, opts.logger) };

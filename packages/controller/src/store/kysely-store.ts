@@ -505,15 +505,17 @@ export abstract class KyselyStore implements Store {
 
   // ---- policy (0002_policy) ---------------------------------------------------
 
-  async insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord> {
+  async insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>, o: { onlyIfNone?: boolean } = {}): Promise<PolicyVersionRecord> {
     // max+1 inside a transaction; the primary key turns a lost race (two
     // controllers on one PostgreSQL) into a conflict, retried with the next number.
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.db.transaction().execute(async (trx) => {
+        const inserted = await this.db.transaction().execute(async (trx) => {
           // PostgreSQL: controllers sharing the database queue here instead of racing for max+1 (a burst exhausted the retries).
           if (this.postgres) await sql`lock table policies in share row exclusive mode`.execute(trx);
           const row = await trx.selectFrom('policies').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+          // Replicas starting together on an empty database: the first installs the default policy, the others take it.
+          if (o.onlyIfNone && row?.v !== null && row?.v !== undefined) return undefined;
           const version = (row?.v === null || row?.v === undefined ? 0 : toNumber(row.v)) + 1;
           await trx
             .insertInto('policies')
@@ -530,6 +532,9 @@ export abstract class KyselyStore implements Store {
             .execute();
           return { ...p, version };
         });
+        if (inserted) return inserted;
+        const latest = await this.getPolicy();
+        if (latest) return latest;
       } catch (e) {
         if (attempt >= 4 || !isUniqueViolation(e)) throw e;
       }

@@ -307,7 +307,7 @@ export interface Store {
 
   // policy (0002_policy)
   /** Stores a new policy version numbered one above the highest; returns it. */
-  insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord>;
+  insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>, o?: { onlyIfNone?: boolean }): Promise<PolicyVersionRecord>;
   /** The given version, or the latest when omitted; undefined when none. */
   getPolicy(version?: number): Promise<PolicyVersionRecord | undefined>;
   /** Every version, newest first, without the documents. */
