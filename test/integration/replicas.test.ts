@@ -160,6 +160,11 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
     (e: { code: string; message: string }) => `${e.code}: ${e.message}`,
   );
   t.match(sent, /^BK_ERR_AGENT_OFFLINE: .*did not take the command within 2s/, 'a dead holder: a clear error, not a hang');
+  // Its lease expired (the dead holder stopped renewing): refused at once.
+  await a.store.claimAgentLease!(ghostId, 'rep_deadbeefdeadbeef', new Date(Date.now() - 1));
+  const expiredAt = performance.now();
+  await t.rejects(a.grpc.link.sendCommand(ghostId, { id: 'cmd_ghost2', containerId: CONTAINER, action: 'pause', deadlineMs: Date.now() + 10_000 }), { code: 'BK_ERR_AGENT_OFFLINE', message: /not connected to any controller replica/ });
+  t.ok(performance.now() - expiredAt < 500, 'an expired lease: refused at once');
 
   // A revocation through A closes the stream on B within 1 s, told by NOTIFY.
   const revokeAt = performance.now();

@@ -11,6 +11,12 @@ import type { ReplicaBus, ReplicaMessage } from './replica-bus';
 
 /** How long the holder has to take a command before the caller calls the agent unreachable. */
 export const DEFAULT_ACCEPT_MS = 2_000;
+/**
+ * The caller waits this much past the accept-by time for "accepted": the holder refuses a
+ * command once its accept-by time passed, and an "accepted" sent just before it has this long
+ * to arrive, so "not carried out" is never said of a command that ran (clocks kept in sync).
+ */
+const ACCEPT_MARGIN_MS = 1_000;
 /** Command ids run here, remembered to refuse a second delivery; forgotten all at once past this many. */
 const MAX_REMEMBERED = 10_000;
 /** Longest text of a result field carried back (NOTIFY payloads are bounded). */
@@ -70,10 +76,10 @@ export class RemoteCommands {
           if (!w.accepted) {
             done(new BulkheadError('BK_ERR_AGENT_OFFLINE', `agent ${agentId}: the controller replica holding its stream (${lease.owner}) did not take the command within ${this.acceptMs / 1000}s (stopped?); it was not carried out — retry once the agent has reconnected`));
           }
-        }, this.acceptMs),
+        }, this.acceptMs + ACCEPT_MARGIN_MS),
         setTimeout(() => {
           done(new BulkheadError('BK_ERR_ACTION_UNCONFIRMED', `agent ${agentId} did not answer within ${Math.round((deadline - now) / 100) / 10}s (through replica ${lease.owner}); the action may or may not have been carried out — check the container's state`));
-        }, Math.max(this.acceptMs, deadline - now)),
+        }, Math.max(this.acceptMs + ACCEPT_MARGIN_MS, deadline - now)),
       );
       for (const t of w.timers) t.unref();
       this.waiting.set(id, w);
