@@ -141,6 +141,17 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   t.equal(ran2.length, 1, 'the agent ran the command exactly once');
   t.equal(ran2[0]?.action, 'pause');
 
+  // The same command delivered twice to B (a duplicate NOTIFY) runs once; one arriving after its accept-by time not at all.
+  const notify = (msg: object) => pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', JSON.stringify(msg)], db.name);
+  const dupCmd = { id: 'cmd_dup', containerId: CONTAINER, action: 'kill', requestedBy: 'test', deadlineMs: Date.now() + 10_000 };
+  await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: dupCmd, acceptBy: Date.now() + 2000 });
+  await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: dupCmd, acceptBy: Date.now() + 2000 });
+  await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_late' }, acceptBy: Date.now() - 1 });
+  await notify({ t: 'cmd', to: a.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_wrong_owner' }, acceptBy: Date.now() + 2000 });
+  await waitFor('the duplicated command ran', async () => ran2.some((c) => c.id === 'cmd_dup'), 3000);
+  await new Promise((r) => setTimeout(r, 500));
+  t.same(ran2.map((c) => c.id).slice(1), ['cmd_dup'], 'a duplicate delivery ran once; a late one and one sent to a replica not holding the stream did not run');
+
   // A policy version PUT on A reaches the agent on B.
   const before = policies.length;
   const put = await apiRequest<{ version: number }>(apiA, 'PUT', '/v1/policies', caPem, key, DEFAULT_POLICY_YAML, 'text/yaml');
