@@ -4,6 +4,13 @@
 // when their stream ends or their heartbeats stop, and answers certificate
 // renewal requests for the certificate the stream was opened with.
 //
+// With several controller replicas on one database, each stream is a lease in
+// the store (owner = this process's replica id): taken at hello, renewed while
+// the stream lives, dropped when it ends. An agent is marked offline (and
+// agent_offline raised) only by the replica whose conditional update made it
+// so, never while another replica holds a live lease on it; commands for an
+// agent held elsewhere go to its owner (replicas/remote-commands.ts).
+//
 // A bundle the agent could not receive (larger than its gRPC receive limit)
 // ends the stream before the agent can answer; the agent says so in its next
 // hello, and the failure is stored as the agent's policy status.
@@ -64,7 +71,8 @@ export interface AgentLinkOptions {
    * How often the store is asked for agents revoked by any controller on the same
    * database (another replica's API, too): their live streams here are closed and their
    * next hello refused. Default 300 ms, so a revocation takes effect on every replica
-   * within 1 s. 0 turns the watch off (revoke() on this process still acts at once).
+   * within 1 s even when the replicas' notification (replicas.bus) is lost. 0 turns the
+   * watch off (revoke() on this process still acts at once).
    */
   revocationPollMs?: number;
   /**
