@@ -147,7 +147,7 @@ export class Controller {
       mark('policy');
       const tagLogger = logger.child({ component: 'images' });
       const tags = new TagTracker({
-        store, logger: tagLogger, alerts: alerting?.alerts,
+        store, logger: tagLogger, alerts: alerting?.alerts, jobGate,
         onNewDigest: () => void policy.refreshTagPins().catch((err: unknown) => tagLogger.error({ err }, 'sending tag pins failed')),
       });
       // Moves stored before a stop without their alert (at least once: a crash after the alert, before its mark, raises it twice).
