@@ -77,9 +77,10 @@ export class RemoteCommands {
             done(new BulkheadError('BK_ERR_AGENT_OFFLINE', `agent ${agentId}: the controller replica holding its stream (${lease.owner}) did not take the command within ${this.acceptMs / 1000}s (stopped?); it was not carried out — retry once the agent has reconnected`));
           }
         }, this.acceptMs + ACCEPT_MARGIN_MS),
+        // A little past the deadline: the holder's own answer at the deadline (its link's) says more.
         setTimeout(() => {
           done(new BulkheadError('BK_ERR_ACTION_UNCONFIRMED', `agent ${agentId} did not answer within ${Math.round((deadline - now) / 100) / 10}s (through replica ${lease.owner}); the action may or may not have been carried out — check the container's state`));
-        }, Math.max(this.acceptMs + ACCEPT_MARGIN_MS, deadline - now)),
+        }, Math.max(this.acceptMs + ACCEPT_MARGIN_MS, deadline - now + 500)),
       );
       for (const t of w.timers) t.unref();
       this.waiting.set(id, w);
