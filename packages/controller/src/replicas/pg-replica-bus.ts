@@ -9,6 +9,8 @@ import { newReplicaId, type ReplicaBus, type ReplicaMessage } from './replica-bu
 
 /** The one channel every replica listens on. */
 export const REPLICA_CHANNEL = 'bulkhead_replicas';
+/** The listening connection's application_name (pg_stat_activity). */
+export const APPLICATION_NAME = 'bulkhead-replicas';
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
 export const MAX_PAYLOAD_BYTES = 7900;
 
@@ -41,7 +43,11 @@ export class PgReplicaBus implements ReplicaBus {
   }
 
   private async open(): Promise<void> {
-    const client = new Client({ connectionString: this.o.connectionString, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 10_000, keepAlive: true });
+    const client = new Client({
+      connectionString: this.o.connectionString, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 10_000, keepAlive: true,
+      // Named in pg_stat_activity, so an administrator can tell it from the pool's connections.
+      application_name: APPLICATION_NAME,
+    });
     client.on('notification', (n) => {
       if (n.channel !== REPLICA_CHANNEL || !n.payload) return;
       let msg: ReplicaMessage;
