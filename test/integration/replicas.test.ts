@@ -161,6 +161,15 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   await waitFor('the new version reached the agent on B', async () => policies.slice(before).includes(put.body.version), 3000);
   t.comment(`policy v${put.body.version} PUT on A reached the agent on B in ${(performance.now() - putAt).toFixed(0)} ms`);
 
+  // The server drops the replicas' listening connections (a database failover would): a version
+  // PUT on A meanwhile is not heard by B, which reloads the policy once reconnected.
+  const dropped = await pg.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and application_name = $2', [db.name, 'bulkhead-replicas'], db.name);
+  t.equal(dropped.length, 2, 'both replicas\' listening connections dropped');
+  const missed = await apiRequest<{ version: number }>(apiA, 'PUT', '/v1/policies', caPem, key, DEFAULT_POLICY_YAML, 'text/yaml');
+  t.equal(missed.status, 200, 'stored through A while the replicas cannot hear each other');
+  await waitFor('the version reached the agent on B after its reconnect', async () => policies.includes(missed.body.version), 8000);
+  await waitFor('both reconnected', async () => [logA, logB].every((l) => l.lines.some((x) => x['msg'] === 'replica notification connection to PostgreSQL restored')), 8000);
+
   // An agent whose holder is dead (its lease not expired yet): the action fails within the accept bound.
   const ghost = await createJoinToken(a.store, 60_000, new Date());
   const ghostCreds = await enroll({ controller: `127.0.0.1:${a.grpc.port}`, token: ghost.token, caFingerprint: init.caFingerprint, stateDir: join(dir, 'ghost'), hostname: 'ghost' });
