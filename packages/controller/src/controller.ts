@@ -117,7 +117,8 @@ export class Controller {
       await store.close().catch(() => undefined);
       throw new BulkheadError('BK_ERR_STARTUP_FAILED', `cannot listen for the other controller replicas on PostgreSQL: ${(err as Error).message}`, { cause: err });
     }
-    const jobGate = storeJobGate(store, bus.replicaId);
+    // Periodic jobs once per fleet with replicas; one SQLite controller keeps its timers as they were.
+    const jobGate = bus.clustered ? storeJobGate(store, bus.replicaId) : undefined;
     mark('replicas');
     let grpc: RunningGrpcServer | undefined;
     let alerting: Alerting | undefined;
@@ -131,7 +132,7 @@ export class Controller {
         ? Alerting.start({
             store: store.alerts, agents: store, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env),
             onDeliveryAttempt: (outcome, ms) => metrics.deliveryAttempt(outcome, ms),
-            jobGate,
+            ...(jobGate ? { jobGate } : {}),
           })
         : undefined;
       mark('alerting');
@@ -147,7 +148,7 @@ export class Controller {
       mark('policy');
       const tagLogger = logger.child({ component: 'images' });
       const tags = new TagTracker({
-        store, logger: tagLogger, alerts: alerting?.alerts, jobGate,
+        store, logger: tagLogger, alerts: alerting?.alerts, ...(jobGate ? { jobGate } : {}),
         onNewDigest: () => void policy.refreshTagPins().catch((err: unknown) => tagLogger.error({ err }, 'sending tag pins failed')),
       });
       // Moves stored before a stop without their alert (at least once: a crash after the alert, before its mark, raises it twice).
