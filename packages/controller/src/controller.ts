@@ -25,6 +25,10 @@ import { ManualActions } from './commands/manual-actions';
 import { loadOrCreateSigningSecret } from './auth/signing-secret';
 // The API's certificate: the data directory's, or the operator's (--api-tls-cert), reloaded on SIGHUP.
 import { apiTlsSource, reloadApiTls, type ApiTlsSource, type ApiTlsSummary, type SecureContextTarget } from './api/api-tls';
+// Controller replicas on one database: messages between replicas, and periodic jobs once per fleet.
+import { LocalReplicaBus, newReplicaId, type ReplicaBus } from './replicas/replica-bus';
+import type * as PgReplicaBusModule from './replicas/pg-replica-bus';
+import { storeJobGate } from './replicas/fleet-jobs';
 
 /** How long after `controller ready` the route schemas not used yet are compiled (lazy-schemas.ts). */
 const SCHEMA_WARM_DELAY_MS = 2_000;
@@ -42,7 +46,14 @@ export class Controller {
     readonly metrics?: ControllerMetrics,
     readonly metricsListener?: MetricsListener,
     readonly pki?: LivePki,
+    /** How this replica talks to the others on the same database (a local one on SQLite). */
+    readonly replicas: ReplicaBus = new LocalReplicaBus(),
   ) {}
+
+  /** This process's replica id: the owner of the agent stream leases it holds. */
+  get replicaId(): string {
+    return this.replicas.replicaId;
+  }
 
   /**
    * SIGHUP: re-reads the CA(s) and the server certificate from the data
@@ -93,6 +104,22 @@ export class Controller {
     const storeConfig = storeConfigFor(opts.dataDir, opts.databaseUrl);
     const store = await openStore(storeConfig, { logger: logger.child({ component: 'store' }), existing: true });
     mark('store');
+    // Several replicas may share a PostgreSQL database: they hear each other through LISTEN/NOTIFY.
+    let bus: ReplicaBus;
+    try {
+      bus =
+        storeConfig.kind === 'postgres'
+          ? await (require('./replicas/pg-replica-bus') as typeof PgReplicaBusModule).PgReplicaBus.connect({
+              connectionString: storeConfig.connectionString, logger: logger.child({ component: 'replicas' }), replicaId: newReplicaId(),
+            })
+          : new LocalReplicaBus();
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw new BulkheadError('BK_ERR_STARTUP_FAILED', `cannot listen for the other controller replicas on PostgreSQL: ${(err as Error).message}`, { cause: err });
+    }
+    // Periodic jobs once per fleet with replicas; one SQLite controller keeps its timers as they were.
+    const jobGate = bus.clustered ? storeJobGate(store, bus.replicaId) : undefined;
+    mark('replicas');
     let grpc: RunningGrpcServer | undefined;
     let alerting: Alerting | undefined;
     const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });
@@ -105,14 +132,23 @@ export class Controller {
         ? Alerting.start({
             store: store.alerts, agents: store, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env),
             onDeliveryAttempt: (outcome, ms) => metrics.deliveryAttempt(outcome, ms),
+            ...(jobGate ? { jobGate } : {}),
           })
         : undefined;
       mark('alerting');
-      const policy = await PolicyService.create({ store, logger: logger.child({ component: 'policy' }) });
+      const policyLogger = logger.child({ component: 'policy' });
+      const policy = await PolicyService.create({
+        store, logger: policyLogger,
+        // A bundle changed here: every other replica reloads it and pushes it to its own agents.
+        announce: () => void bus.publish({ t: 'policy', from: bus.replicaId }).catch((err: unknown) => policyLogger.error({ err }, 'telling the other replicas about the new policy bundle failed')),
+      });
+      const reloadPolicy = () => void policy.reload().catch((err: unknown) => policyLogger.error({ err }, 'reloading the policy changed on another replica failed'));
+      bus.subscribe((m) => m.t === 'policy' && m.from !== bus.replicaId && reloadPolicy());
+      bus.onReconnect(reloadPolicy); // a change announced while the bus was down
       mark('policy');
       const tagLogger = logger.child({ component: 'images' });
       const tags = new TagTracker({
-        store, logger: tagLogger, alerts: alerting?.alerts,
+        store, logger: tagLogger, alerts: alerting?.alerts, ...(jobGate ? { jobGate } : {}),
         onNewDigest: () => void policy.refreshTagPins().catch((err: unknown) => tagLogger.error({ err }, 'sending tag pins failed')),
       });
       // Moves stored before a stop without their alert (at least once: a crash after the alert, before its mark, raises it twice).
@@ -126,6 +162,7 @@ export class Controller {
           heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
+          replicas: { bus },
         },
         policy,
       });
@@ -168,7 +205,7 @@ export class Controller {
       logger.info(
         {
           startupMs: startup,
-          grpcPort: grpc.port, apiPort, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint, caRotation: pki.rotation, store: describeStore(storeConfig),
+          grpcPort: grpc.port, apiPort, replicaId: bus.replicaId, metricsPort: metricsListener?.port ?? null, caFingerprint: pki.caFingerprint, caRotation: pki.rotation, store: describeStore(storeConfig),
           apiCertificate: { source: apiCert.summary.source, fingerprint: apiCert.summary.fingerprint, subject: apiCert.summary.subject, notAfter: apiCert.summary.notAfter.toISOString() },
         },
         'controller ready',
@@ -179,12 +216,13 @@ export class Controller {
       void api.schemas.warm((what, err) => apiLogger.error({ route: what, err: err.message }, 'a route schema does not compile; that route answers 500'), SCHEMA_WARM_DELAY_MS).then(
         (n) => apiLogger.debug({ schemas: n, ms: Math.round(performance.now() - startup['ready']!) }, 'route schemas compiled'),
       );
-      const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener, pki);
+      const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener, pki, bus);
       controller.apiTls = apiTls;
       return controller;
     } catch (err) {
       await grpc?.shutdown().catch(() => undefined);
       await alerting?.stop().catch(() => undefined);
+      await bus.close().catch(() => undefined);
       await store.close().catch(() => undefined);
       throw err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_STARTUP_FAILED', `controller failed to start: ${(err as Error).message}`, { cause: err });
     }
@@ -199,6 +237,7 @@ export class Controller {
     // After the link: alerts it raised while closing are committed, and
     // in-flight deliveries are recorded before the store closes.
     await this.alerting?.stop();
+    await this.replicas.close();
     await this.store.close();
   }
 }

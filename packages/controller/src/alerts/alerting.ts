@@ -11,6 +11,7 @@ import type { Resolver } from './webhook-target';
 import { WorkSignal } from './work-signal';
 import { CertExpiryWatch } from './cert-expiry-watch';
 import type { AgentRecord } from '../store/store';
+import type { JobGate } from '../replicas/fleet-jobs';
 
 export interface AlertingOptions {
   store: AlertStore;
@@ -23,6 +24,8 @@ export interface AlertingOptions {
   now?: () => Date;
   /** Metrics: every webhook delivery attempt's outcome and latency. */
   onDeliveryAttempt?: DeliveryDispatcherOptions['onAttempt'];
+  /** Controller replicas: periodic jobs (purge, certificate-expiry watch) run on one replica per period. Default: always. */
+  jobGate?: JobGate;
   /** Test seams. */
   sender?: DeliveryDispatcherOptions['sender'];
   resolve?: Resolver;
@@ -59,8 +62,9 @@ export class Alerting {
             ...(opts.sender ? { sender: opts.sender } : {}),
             ...(opts.random ? { random: opts.random } : {}),
             ...(opts.onDeliveryAttempt ? { onAttempt: opts.onDeliveryAttempt } : {}),
+            ...(opts.jobGate ? { jobGate: opts.jobGate } : {}),
           });
-    const certWatch = opts.agents ? new CertExpiryWatch({ agents: opts.agents, store: opts.store, alerts, logger, now }) : undefined;
+    const certWatch = opts.agents ? new CertExpiryWatch({ agents: opts.agents, store: opts.store, alerts, logger, now, ...(opts.jobGate ? { jobGate: opts.jobGate } : {}) }) : undefined;
     certWatch?.start();
     return new Alerting(opts.store, alerts, webhooks, signal, options, dispatcher, certWatch);
   }

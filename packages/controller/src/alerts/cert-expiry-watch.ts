@@ -6,6 +6,7 @@ import type { Logger } from '@bulkhead/shared';
 import type { AgentRecord } from '../store/store';
 import type { AlertStore } from './alert-store';
 import type { AlertSink } from './alert-service';
+import { gatedTick, type JobGate } from '../replicas/fleet-jobs';
 
 export interface CertExpiryWatchOptions {
   agents: { listAgents(): Promise<AgentRecord[]> };
@@ -17,6 +18,8 @@ export interface CertExpiryWatchOptions {
   /** How often to look. Default 6 h (and once at start). */
   everyMs?: number;
   now?: () => Date;
+  /** Controller replicas: whether this replica runs the check now (replicas/fleet-jobs.ts); default always. */
+  jobGate?: JobGate;
 }
 
 const DAY = 86_400_000;
@@ -28,11 +31,26 @@ export class CertExpiryWatch {
   constructor(private readonly o: CertExpiryWatchOptions) {}
 
   start(): void {
-    this.running = this.check();
+    const every = this.o.everyMs ?? 6 * 3_600_000;
+    this.running = this.checkOncePerFleet(every);
+    // Gated (several replicas): the timer fires a few times per period and the gate lets one replica run per period.
     this.timer = setInterval(() => {
-      this.running = this.check();
-    }, this.o.everyMs ?? 6 * 3_600_000);
+      this.running = this.checkOncePerFleet(every);
+    }, this.o.jobGate ? gatedTick(every) : every);
     this.timer.unref();
+  }
+
+  /** One pass if this replica's turn (always without a gate); undefined when another replica ran it this period. */
+  async checkOncePerFleet(everyMs: number): Promise<string[] | undefined> {
+    try {
+      if (this.o.jobGate && !(await this.o.jobGate('cert-expiry-watch', everyMs))) return undefined;
+    } catch (err) {
+      this.o.logger.error({ err }, 'claiming the certificate expiry check failed; it is tried again at the next tick');
+      return undefined;
+    }
+    const raised = await this.check();
+    this.o.logger.debug({ raised: raised.length }, 'certificate expiry check ran');
+    return raised;
   }
 
   async stop(): Promise<void> {

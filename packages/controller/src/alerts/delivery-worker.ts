@@ -24,6 +24,7 @@ import { parseRetryAfter, retryDelayMs, type DeliveryOptions } from './alert-opt
 import { HttpSender, type SendRequest, type SendResult } from './http-sender';
 import { renderBody } from './payload';
 import { secretKey, signatureHeader } from './webhook-secret';
+import { gatedTick, type JobGate } from '../replicas/fleet-jobs';
 import { WorkSignal } from './work-signal';
 
 export interface DeliveryDispatcherOptions extends Partial<DeliveryOptions> {
@@ -37,13 +38,19 @@ export interface DeliveryDispatcherOptions extends Partial<DeliveryOptions> {
   sender?: Pick<HttpSender, 'send' | 'close'>;
   /** Metrics: called once per attempt with its outcome (delivered, retry, failed, gone) and latency. */
   onAttempt?: (outcome: string, latencyMs: number) => void;
+  /** Controller replicas: whether this replica runs the hourly purge now (replicas/fleet-jobs.ts); default always. */
+  jobGate?: JobGate;
 }
 
-type Resolved = Required<Omit<DeliveryDispatcherOptions, 'sender' | 'signal' | 'onAttempt'>> & {
+type Resolved = Required<Omit<DeliveryDispatcherOptions, 'sender' | 'signal' | 'onAttempt' | 'jobGate'>> & {
   sender: Pick<HttpSender, 'send' | 'close'>;
   signal: WorkSignal;
   onAttempt: DeliveryDispatcherOptions['onAttempt'];
+  jobGate: JobGate | undefined;
 };
+
+/** How often old alerts and deliveries are purged. */
+export const PURGE_EVERY_MS = 3_600_000;
 
 const DEFAULTS: DeliveryOptions = {
   workers: 4,
@@ -397,7 +404,8 @@ export class DeliveryDispatcher {
     this.signal = o.signal;
     const health = new EndpointHealth(o.perEndpoint);
     this.workers = Array.from({ length: o.workers }, (_, i) => new DeliveryWorker(i, o, health));
-    this.purgeTimer = setInterval(() => void this.purge(), 3_600_000);
+    // Gated (several replicas): the timer fires a few times per period and the gate lets one replica run per period.
+    this.purgeTimer = setInterval(() => void this.purgeOncePerFleet(), o.jobGate ? gatedTick(PURGE_EVERY_MS) : PURGE_EVERY_MS);
     this.purgeTimer.unref();
   }
 
@@ -412,6 +420,7 @@ export class DeliveryDispatcher {
       random: opts.random ?? Math.random,
       sender: opts.sender ?? new HttpSender(),
       onAttempt: opts.onAttempt,
+      jobGate: opts.jobGate,
     };
     o.logger.info({ workers: o.workers, timeoutMs: o.timeoutMs, retryScheduleMs: o.retryScheduleMs }, 'webhook delivery started');
     return new DeliveryDispatcher(o);
@@ -420,6 +429,18 @@ export class DeliveryDispatcher {
   /** Wakes idle workers (new deliveries were queued). */
   notify(): void {
     this.signal.notify();
+  }
+
+  /** The hourly purge, on one replica per period. */
+  async purgeOncePerFleet(): Promise<boolean> {
+    try {
+      if (this.o.jobGate && !(await this.o.jobGate('alert-purge', PURGE_EVERY_MS))) return false;
+    } catch (err) {
+      this.o.logger.error({ err }, 'claiming the alert purge failed; it is tried again at the next tick');
+      return false;
+    }
+    await this.purge();
+    return true;
   }
 
   async purge(): Promise<void> {

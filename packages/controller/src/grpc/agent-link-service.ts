@@ -4,6 +4,13 @@
 // when their stream ends or their heartbeats stop, and answers certificate
 // renewal requests for the certificate the stream was opened with.
 //
+// With several controller replicas on one database, each stream is a lease in
+// the store (owner = this process's replica id): taken at hello, renewed while
+// the stream lives, dropped when it ends. An agent is marked offline (and
+// agent_offline raised) only by the replica whose conditional update made it
+// so, never while another replica holds a live lease on it; commands for an
+// agent held elsewhere go to its owner (replicas/remote-commands.ts).
+//
 // A bundle the agent could not receive (larger than its gRPC receive limit)
 // ends the stream before the agent can answer; the agent says so in its next
 // hello, and the failure is stored as the agent's policy status.
@@ -29,6 +36,9 @@ import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
 import { recordHostAudit } from '../host-audit/host-audit-recorder';
 import { renewAgentCert, type CertRenewalOptions } from '../pki/cert-renewal';
 import { unverifiedPeerCertificate } from './unverified-peer';
+// Controller replicas on one database: stream leases, commands and revocations across replicas.
+import { LocalReplicaBus, type ReplicaBus, type ReplicaMessage } from '../replicas/replica-bus';
+import { RemoteCommands } from '../replicas/remote-commands';
 
 /** Certificates whose refusal was already logged at warn are remembered up to this many, then forgotten all at once. */
 const MAX_REMEMBERED_FOREIGN_CERTS = 1024;
@@ -61,7 +71,8 @@ export interface AgentLinkOptions {
    * How often the store is asked for agents revoked by any controller on the same
    * database (another replica's API, too): their live streams here are closed and their
    * next hello refused. Default 300 ms, so a revocation takes effect on every replica
-   * within 1 s. 0 turns the watch off (revoke() on this process still acts at once).
+   * within 1 s even when the replicas' notification (replicas.bus) is lost. 0 turns the
+   * watch off (revoke() on this process still acts at once).
    */
   revocationPollMs?: number;
   /**
@@ -70,6 +81,14 @@ export interface AgentLinkOptions {
    * no trusted CA issued any more is closed then.
    */
   trust?: AgentLinkTrustSource;
+  /**
+   * Controller replicas on one database (src/replicas). Each stream's ownership is a lease in
+   * the store (agent_leases) taken at hello, renewed every third of `leaseMs` while the stream
+   * lives and dropped when it ends; with a clustered bus (PostgreSQL) commands for agents held
+   * by another replica go there, and revocations reach every replica at once. Without it: a
+   * local bus with a random replica id (one controller; leases are still recorded).
+   */
+  replicas?: { bus: ReplicaBus; leaseMs?: number; acceptMs?: number };
 }
 
 export interface AgentLinkTrustSource {
@@ -129,6 +148,13 @@ export class AgentLinkService {
   private readonly revokedIds = new Set<string>();
   /** The bundle version whose failed delivery was last logged per agent: one warning per version, not per reconnect. */
   private readonly deliveryWarned = new Map<string, number>();
+  /** Controller replicas. */
+  private readonly bus: ReplicaBus;
+  private readonly leaseMs: number;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private leaseRenewing = false;
+  private remote: RemoteCommands | undefined;
+  private unsubscribeBus: (() => void) | undefined;
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -138,6 +164,14 @@ export class AgentLinkService {
     if (this.offlineAfterMs <= this.heartbeatIntervalMs) {
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'offlineAfterMs must exceed heartbeatIntervalMs');
     }
+    this.bus = opts.replicas?.bus ?? new LocalReplicaBus();
+    this.leaseMs = opts.replicas?.leaseMs ?? this.offlineAfterMs;
+    if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
+  }
+
+  /** This process's replica id: the owner of the stream leases it holds. */
+  get replicaId(): string {
+    return this.bus.replicaId;
   }
 
   handlers(): AgentLinkHandlers {
@@ -156,11 +190,22 @@ export class AgentLinkService {
    * past that check is refused by the in-memory mark set here.
    */
   revoke(agentId: string): boolean {
+    // The other replicas close the agent's stream if they hold it (the store poll is the fallback).
+    if (this.bus.clustered) {
+      void this.bus.publish({ t: 'revoke', from: this.bus.replicaId, agentId }).catch((err: unknown) =>
+        this.opts.logger.warn({ err, agentId }, 'telling the other replicas about a revocation failed; their store poll closes the stream'),
+      );
+    }
+    return this.revokeLocal(agentId, 'api');
+  }
+
+  /** `via`: how this replica learnt of it — its own API, another replica's notification, or the store poll. */
+  private revokeLocal(agentId: string, via: 'api' | 'replica notification' | 'store poll'): boolean {
     this.revokedIds.add(agentId);
     const s = this.sessions.get(agentId);
     if (!s) return false;
     this.close(s, new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`));
-    this.opts.logger.warn({ agentId }, 'agent revoked: stream closed');
+    this.opts.logger.warn({ agentId, via }, 'agent revoked: stream closed');
     return true;
   }
 
@@ -180,12 +225,57 @@ export class AgentLinkService {
       this.opts.logger.info({ version: bundle.version, sha256: bundle.sha256, agents: this.sessions.size }, 'policy bundle pushed');
     });
     this.unsubscribeTrust ??= this.opts.trust?.subscribe(() => this.trustChanged());
+    // Replicas: renew the leases of the streams held here; act on what other replicas say.
+    this.leaseTimer = setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(this.leaseMs / 3)));
+    this.leaseTimer.unref();
+    if (this.bus.clustered) {
+      this.remote ??= new RemoteCommands({
+        bus: this.bus,
+        lease: (id) => this.opts.store.getAgentLease?.(id) ?? Promise.resolve(undefined),
+        local: (id, cmd) => this.sendLocalCommand(id, cmd),
+        logger: this.opts.logger,
+        now: this.now,
+        ...(this.opts.replicas?.acceptMs !== undefined ? { acceptMs: this.opts.replicas.acceptMs } : {}),
+      });
+      this.unsubscribeBus ??= this.bus.subscribe((m) => this.onReplicaMessage(m));
+    }
+  }
+
+  private onReplicaMessage(m: ReplicaMessage): void {
+    if (m.t === 'revoke' && m.from !== this.bus.replicaId && this.sessions.has(m.agentId)) this.revokeLocal(m.agentId, 'replica notification');
+  }
+
+  /**
+   * Extends the leases of the streams held here. A stream whose lease another replica holds
+   * now is closed: the agent opened a newer stream there, so this one is a dead connection.
+   */
+  async renewLeases(): Promise<void> {
+    const renew = this.opts.store.renewAgentLeases;
+    if (!renew || this.leaseRenewing || this.sessions.size === 0) return;
+    this.leaseRenewing = true;
+    try {
+      const lost = await renew.call(this.opts.store, this.bus.replicaId, [...this.sessions.keys()], new Date(this.now().getTime() + this.leaseMs));
+      for (const id of lost) {
+        const s = this.sessions.get(id);
+        if (!s) continue;
+        this.opts.logger.info({ agentId: id }, 'agent stream moved to another replica: the old stream here is closed');
+        this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent on another controller replica'));
+      }
+    } catch (err) {
+      this.opts.logger.error({ err }, 'renewing the stream leases failed');
+    } finally {
+      this.leaseRenewing = false;
+    }
   }
 
   /** Closes every stream (controller shutdown) and marks those agents offline. */
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     if (this.revocationWatch) clearInterval(this.revocationWatch);
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    this.unsubscribeBus?.();
+    this.unsubscribeBus = undefined;
+    this.remote?.close();
     for (const timer of this.offlineTimers) clearTimeout(timer); // alerts
     this.offlineTimers.clear();
     this.unsubscribePolicy?.();
@@ -195,7 +285,25 @@ export class AgentLinkService {
     const all = [...this.sessions.values()];
     for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
     await Promise.allSettled(all.map((s) => s.chain));
-    for (const s of all) await this.opts.store.setAgentStatus(s.agentId, 'offline', this.now()).catch(() => undefined);
+    // Leases dropped first: an agent already back on another replica is not marked offline.
+    for (const s of all) await this.streamGone(s.agentId).catch(() => undefined);
+  }
+
+  /**
+   * The stream of `agentId` here ended (and no newer one is held here): its lease is dropped
+   * and the agent marked offline unless its stream is on another replica now. True when this
+   * call marked it offline (so this replica, and no other, raises agent_offline later).
+   */
+  private async streamGone(agentId: string): Promise<boolean> {
+    if (this.sessions.has(agentId)) return false;
+    const store = this.opts.store;
+    if (!store.markAgentOfflineUnlessHeld) {
+      await store.setAgentStatus(agentId, 'offline', this.now());
+      return true;
+    }
+    await store.releaseAgentLease?.(agentId, this.bus.replicaId);
+    if (this.sessions.has(agentId)) return false; // reconnected here meanwhile
+    return store.markAgentOfflineUnlessHeld(agentId, this.bus.replicaId, this.now());
   }
 
   /**
@@ -211,7 +319,7 @@ export class AgentLinkService {
     try {
       for (const id of await this.opts.store.listRevokedAgents([...this.sessions.keys()])) {
         if (!this.sessions.has(id)) continue;
-        this.revoke(id);
+        this.revokeLocal(id, 'store poll');
       }
     } catch (err) {
       this.opts.logger.error({ err }, 'checking for revoked agents failed');
@@ -249,7 +357,13 @@ export class AgentLinkService {
       for (const a of await this.opts.store.listStaleOnlineAgents(cutoff)) {
         const s = this.sessions.get(a.id);
         if (s) this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'heartbeats stopped'));
-        await this.opts.store.setAgentStatus(a.id, 'offline', this.now());
+        // Every replica sweeps; the store's conditional update lets exactly one mark it offline
+        // and alert, and none while another replica holds a live lease on it.
+        if (this.opts.store.markAgentOfflineUnlessHeld) {
+          if (!(await this.opts.store.markAgentOfflineUnlessHeld(a.id, this.bus.replicaId, this.now()))) continue;
+        } else {
+          await this.opts.store.setAgentStatus(a.id, 'offline', this.now());
+        }
         this.opts.logger.warn({ agentId: a.id, lastSeenAt: a.lastSeenAt }, 'agent offline: heartbeats stopped');
         this.raiseAgentState(a.id, 'agent_offline', `agent ${a.hostname} (${a.id}) is offline: no heartbeat since ${a.lastSeenAt?.toISOString() ?? 'never'}`); // alerts
       }
@@ -329,10 +443,10 @@ export class AgentLinkService {
       this.failPending(s, why);
       if (this.sessions.get(s.agentId) !== s) return; // superseded by a newer stream
       this.sessions.delete(s.agentId);
-      void s.chain.then(() => this.opts.store.setAgentStatus(s.agentId, 'offline', this.now())).then(
-        () => {
-          log.info({ agentId: s.agentId, why }, 'agent disconnected');
-          this.raiseOfflineUnlessBack(s.agentId, why); // alerts
+      void s.chain.then(() => this.streamGone(s.agentId)).then(
+        (wentOffline) => {
+          log.info({ agentId: s.agentId, why, ...(wentOffline ? {} : { heldElsewhere: true }) }, 'agent disconnected');
+          if (wentOffline) this.raiseOfflineUnlessBack(s.agentId, why); // alerts
         },
         (err: unknown) => log.error({ err }, 'marking agent offline failed'),
       );
@@ -370,6 +484,8 @@ export class AgentLinkService {
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
+    // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
+    await this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, new Date(now.getTime() + this.leaseMs));
     await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const previous = this.sessions.get(agentId);
@@ -638,7 +754,15 @@ export class AgentLinkService {
     if (!this.opts.alerts) return;
     const timer = setTimeout(() => {
       this.offlineTimers.delete(timer);
-      if (!this.sessions.has(agentId)) this.raiseAgentState(agentId, 'agent_offline', `agent ${agentId} is offline: its stream ${why} ${Math.round(this.offlineAfterMs / 1000)}s ago and it has not reconnected`);
+      if (this.sessions.has(agentId)) return;
+      // Back on another replica meanwhile: its status says online again.
+      void this.opts.store.getAgent(agentId).then(
+        (a) => {
+          if (a?.status === 'online' || this.sessions.has(agentId)) return;
+          this.raiseAgentState(agentId, 'agent_offline', `agent ${agentId} is offline: its stream ${why} ${Math.round(this.offlineAfterMs / 1000)}s ago and it has not reconnected`);
+        },
+        (err: unknown) => this.opts.logger.error({ err, agentId }, 'checking whether an agent came back failed'),
+      );
     }, this.offlineAfterMs);
     timer.unref();
     this.offlineTimers.add(timer);
@@ -658,6 +782,14 @@ export class AgentLinkService {
    * `cmd.deadlineMs` or the stream ends first (the agent may have acted).
    */
   sendCommand(agentId: string, cmd: Command): Promise<CommandResult__Output> {
+    const s = this.sessions.get(agentId);
+    // Held by another replica (PostgreSQL): sent there, its result comes back here.
+    if ((!s || s.closed) && this.remote) return this.remote.send(agentId, cmd);
+    return this.sendLocalCommand(agentId, cmd);
+  }
+
+  /** The command on a stream held by this replica. */
+  private sendLocalCommand(agentId: string, cmd: Command): Promise<CommandResult__Output> {
     const s = this.sessions.get(agentId);
     if (!s || s.closed) return Promise.reject(new BulkheadError('BK_ERR_AGENT_OFFLINE', `agent ${agentId} is not connected; it cannot act until it reconnects`));
     const id = cmd.id ?? '';
@@ -687,7 +819,16 @@ export class AgentLinkService {
     this.opts.metrics?.streamClosed(closeReason(err.code, err.message));
     this.failPending(s, err.message);
     s.closed = true;
-    if (this.sessions.get(s.agentId) === s) this.sessions.delete(s.agentId);
+    if (this.sessions.get(s.agentId) === s) {
+      this.sessions.delete(s.agentId);
+      // Not superseded here: another replica may take the agent at once.
+      const release = this.opts.store.releaseAgentLease;
+      if (release) {
+        void s.chain
+          .then(() => (this.sessions.has(s.agentId) ? undefined : release.call(this.opts.store, s.agentId, this.bus.replicaId)))
+          .catch((e: unknown) => this.opts.logger.error({ err: e, agentId: s.agentId }, 'dropping a stream lease failed; it expires'));
+      }
+    }
     s.call.emit('error', toServiceError(err));
   }
 }

@@ -12,6 +12,7 @@ import { tagIdentity, type ContainerFacts__Output, type Logger } from '@bulkhead
 import type { AlertSink } from '../alerts/alert-service';
 import type { Store } from '../store/store';
 import type { ImageTagStore, NewTagDigest, TagSighting } from './image-tag-store';
+import type { JobGate } from '../replicas/fleet-jobs';
 
 export interface TagTrackerOptions {
   store: Store;
@@ -26,6 +27,8 @@ export interface TagTrackerOptions {
   retentionMs?: number;
   /** Default 1 s. */
   notifyDelayMs?: number;
+  /** Controller replicas: the hourly prune of old sightings runs on one replica per hour (replicas/fleet-jobs.ts); default always. */
+  jobGate?: JobGate;
 }
 
 /** Containers remembered for write throttling; cleared wholesale beyond it. */
@@ -77,7 +80,9 @@ export class TagTracker {
     if (fresh.some((d) => d.firstOfTag)) this.scheduleNotify();
     if (t - this.lastPrune > PRUNE_EVERY_MS) {
       this.lastPrune = t;
-      const n = await store.pruneSightings(new Date(t - this.retentionMs));
+      // Another replica may have pruned this hour; then it is not repeated here.
+      const mine = this.o.jobGate ? await this.o.jobGate('image-tag-prune', PRUNE_EVERY_MS) : true;
+      const n = mine ? await store.pruneSightings(new Date(t - this.retentionMs)) : 0;
       if (n > 0) this.o.logger.info({ forgotten: n }, 'old image tag sightings forgotten');
     }
   }

@@ -21,6 +21,12 @@ export interface PolicyServiceOptions {
   scansBudgetBytes?: number;
   /** Largest bundle sent to agents: their gRPC receive limit. Default MAX_POLICY_BUNDLE_BYTES (8 MiB). */
   maxBundleBytes?: number;
+  /**
+   * Controller replicas: told when this process changed the bundle (a new version, a scan, new
+   * tag pins), so the other replicas on the database reload() and push it to their agents.
+   * Not told for a change reload() found.
+   */
+  announce?: (bundle: PolicyBundleMessage) => void;
 }
 
 export interface ApplyOptions {
@@ -80,7 +86,8 @@ export class PolicyService {
         // A fresh install must show what it would do before doing anything.
         throw new BulkheadError('BK_ERR_INTERNAL', `the default policy has rules in enforce mode: ${enforcing.join(', ')}`);
       }
-      record = await opts.store.insertPolicyVersion(toRecordInput(policy, DEFAULT_POLICY_YAML, INIT_ACTOR, 'default policy (all rules monitor)', now()));
+      // onlyIfNone: another replica starting at the same time may have installed it first; then that one is used.
+      record = await opts.store.insertPolicyVersion(toRecordInput(policy, DEFAULT_POLICY_YAML, INIT_ACTOR, 'default policy (all rules monitor)', now()), { onlyIfNone: true });
       opts.logger.info({ version: record.version, rules: policy.spec.rules.length }, 'installed the default policy (monitor mode)');
     }
     const current = { record, policy: loadStored(record, opts.logger) };
@@ -114,6 +121,22 @@ export class PolicyService {
   refreshTagPins(): Promise<void> {
     if (!pinFilter(this.currentPolicy.policy)) return Promise.resolve();
     return this.serialized(() => this.rebuildBundle());
+  }
+
+  /**
+   * Another replica on this database changed the policy, the scans or the tag pins: the
+   * latest version is loaded and the bundle rebuilt; subscribers (the agent link) get it
+   * if it differs from the one held.
+   */
+  reload(): Promise<void> {
+    return this.serialized(async () => {
+      const record = await this.opts.store.getPolicy();
+      if (record && record.version !== this.currentPolicy.record.version) {
+        this.currentPolicy = { record, policy: loadStored(record, this.opts.logger) };
+        this.opts.logger.info({ version: record.version, name: record.name }, 'policy version applied on another replica loaded');
+      }
+      await this.rebuildBundle(false);
+    });
   }
 
   /** A stored version (latest when omitted). */
@@ -222,12 +245,19 @@ export class PolicyService {
     );
   }
 
-  private async rebuildBundle(): Promise<void> {
+  private async rebuildBundle(announce = true): Promise<void> {
     const pins = await tagPinsFor(this.opts.store, this.currentPolicy.policy);
     const built = buildBundle(this.currentPolicy.record, await this.opts.store.listScans(), this.scansBudgetBytes, this.maxBundleBytes, pins);
     warnTruncated(this.opts.logger, built);
     if (built.bundle.sha256 === this.currentBundle.sha256 && built.bundle.version === this.currentBundle.version) return;
     this.currentBundle = built.bundle;
+    if (announce) {
+      try {
+        this.opts.announce?.(built.bundle);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'announcing the new policy bundle to the other replicas failed');
+      }
+    }
     for (const l of [...this.listeners]) {
       try {
         l(built.bundle);

@@ -285,6 +285,81 @@ export abstract class KyselyStore implements Store {
     await this.db.updateTable('agents').set({ trusted_cas: JSON.stringify(fingerprints) }).where('id', '=', id).execute();
   }
 
+  // ---- controller replicas (0014_replica_leases) ----
+  async claimAgentLease(agentId: string, owner: string, expiresAt: Date): Promise<void> {
+    await this.db
+      .insertInto('agent_leases')
+      .values({ agent_id: agentId, owner, expires_at: expiresAt.getTime() })
+      .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner, expires_at: expiresAt.getTime() }))
+      .execute();
+  }
+
+  async renewAgentLeases(owner: string, agentIds: readonly string[], expiresAt: Date): Promise<string[]> {
+    const lost: string[] = [];
+    const until = expiresAt.getTime();
+    for (let i = 0; i < agentIds.length; i += 500) {
+      const chunk = agentIds.slice(i, i + 500);
+      await this.db.updateTable('agent_leases').set({ expires_at: until }).where('owner', '=', owner).where('agent_id', 'in', chunk).execute();
+      const rows = await this.db.selectFrom('agent_leases').select(['agent_id', 'owner']).where('agent_id', 'in', chunk).execute();
+      const seen = new Map(rows.map((r) => [r.agent_id, r.owner]));
+      for (const id of chunk) {
+        const holder = seen.get(id);
+        if (holder === undefined) {
+          // Released by an older stream of the same agent on this replica after the new one claimed it: held again.
+          await this.db.insertInto('agent_leases').values({ agent_id: id, owner, expires_at: until }).onConflict((oc) => oc.column('agent_id').doNothing()).execute();
+        } else if (holder !== owner) {
+          lost.push(id);
+        }
+      }
+    }
+    return lost;
+  }
+
+  async releaseAgentLease(agentId: string, owner: string): Promise<void> {
+    await this.db.deleteFrom('agent_leases').where('agent_id', '=', agentId).where('owner', '=', owner).execute();
+  }
+
+  async getAgentLease(agentId: string): Promise<{ owner: string; expiresAt: Date } | undefined> {
+    const r = await this.db.selectFrom('agent_leases').select(['owner', 'expires_at']).where('agent_id', '=', agentId).executeTakeFirst();
+    return r ? { owner: r.owner, expiresAt: new Date(Number(r.expires_at)) } : undefined;
+  }
+
+  async markAgentOfflineUnlessHeld(agentId: string, owner: string, now: Date): Promise<boolean> {
+    // One statement: a replica that claims the lease and then marks the agent online either
+    // committed its claim before this runs (seen here: no change) or marks it online after
+    // (its update waits for this one's row lock and wins).
+    const r = await this.db
+      .updateTable('agents')
+      .set({ status: 'offline' })
+      .where('id', '=', agentId)
+      .where('status', '=', 'online')
+      .where('revoked_at', 'is', null)
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('agent_leases').select('agent_id').where('agent_id', '=', agentId).where('owner', '!=', owner).where('expires_at', '>', now.getTime()))),
+      )
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async claimJobRun(name: string, owner: string, now: Date, everyMs: number): Promise<boolean> {
+    const t = now.getTime();
+    // First run ever: the insert wins for exactly one replica.
+    const inserted = await this.db
+      .insertInto('fleet_jobs')
+      .values({ name, owner, last_run_at: t })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 1) return true;
+    // Later runs: a conditional update on the last run's time; of concurrent callers one matches.
+    const r = await this.db
+      .updateTable('fleet_jobs')
+      .set({ owner, last_run_at: t })
+      .where('name', '=', name)
+      .where('last_run_at', '<=', t - everyMs)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async listRevokedAgents(ids: readonly string[]): Promise<string[]> {
     const out: string[] = [];
     // Chunked: PostgreSQL and SQLite both bound the parameters of one statement.
@@ -430,15 +505,17 @@ export abstract class KyselyStore implements Store {
 
   // ---- policy (0002_policy) ---------------------------------------------------
 
-  async insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord> {
+  async insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>, o: { onlyIfNone?: boolean } = {}): Promise<PolicyVersionRecord> {
     // max+1 inside a transaction; the primary key turns a lost race (two
     // controllers on one PostgreSQL) into a conflict, retried with the next number.
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.db.transaction().execute(async (trx) => {
+        const inserted = await this.db.transaction().execute(async (trx) => {
           // PostgreSQL: controllers sharing the database queue here instead of racing for max+1 (a burst exhausted the retries).
           if (this.postgres) await sql`lock table policies in share row exclusive mode`.execute(trx);
           const row = await trx.selectFrom('policies').select((eb) => eb.fn.max('version').as('v')).executeTakeFirst();
+          // Replicas starting together on an empty database: the first installs the default policy, the others take it.
+          if (o.onlyIfNone && row?.v !== null && row?.v !== undefined) return undefined;
           const version = (row?.v === null || row?.v === undefined ? 0 : toNumber(row.v)) + 1;
           await trx
             .insertInto('policies')
@@ -455,6 +532,9 @@ export abstract class KyselyStore implements Store {
             .execute();
           return { ...p, version };
         });
+        if (inserted) return inserted;
+        const latest = await this.getPolicy();
+        if (latest) return latest;
       } catch (e) {
         if (attempt >= 4 || !isUniqueViolation(e)) throw e;
       }

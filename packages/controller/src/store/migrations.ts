@@ -486,6 +486,31 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('image_tags').ifExists().execute();
     },
   },
+  // Controller replicas on one database (src/replicas): which replica holds each agent's
+  // stream, as a lease the holder renews while the stream lives (a replica that dies stops
+  // renewing and its leases expire), and when each fleet-wide periodic job last ran, so a
+  // job runs once per fleet and not once per replica. Times are the writing replica's clock.
+  '0014_replica_leases': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('agent_leases')
+        .addColumn('agent_id', 'text', (c) => c.primaryKey())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('agent_leases_owner').on('agent_leases').column('owner').execute();
+      await db.schema
+        .createTable('fleet_jobs')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('last_run_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('fleet_jobs').ifExists().execute();
+      await db.schema.dropTable('agent_leases').ifExists().execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

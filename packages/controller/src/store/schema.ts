@@ -356,6 +356,22 @@ export interface ImageTagSightingsTable {
   last_seen_at: Int;
 }
 
+/** Which replica holds an agent's stream, until when (0014_replica_leases, src/replicas). */
+export interface AgentLeasesTable {
+  agent_id: string;
+  /** The holding replica's id (random per process). */
+  owner: string;
+  /** ms since the epoch, the holder's clock; renewed while the stream lives. */
+  expires_at: Int;
+}
+
+/** When a fleet-wide periodic job last ran, and on which replica (0014_replica_leases). */
+export interface FleetJobsTable {
+  name: string;
+  owner: string;
+  last_run_at: Int;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
@@ -380,6 +396,9 @@ export interface Database {
   // tags that move (migration 0013_image_tags, src/images)
   image_tags: ImageTagsTable;
   image_tag_sightings: ImageTagSightingsTable;
+  // controller replicas (migration 0014_replica_leases, src/replicas)
+  agent_leases: AgentLeasesTable;
+  fleet_jobs: FleetJobsTable;
 }
 
 export type Db = Kysely<Database>;

@@ -273,6 +273,31 @@ export interface Store {
    * clocks do not matter.
    */
   listRevokedAgents?(ids: readonly string[]): Promise<string[]>;
+
+  // controller replicas (0014_replica_leases, src/replicas)
+  /** Records `owner` as the holder of the agent's stream until `expiresAt`, taking it from any other holder (the newest stream wins). */
+  claimAgentLease?(agentId: string, owner: string, expiresAt: Date): Promise<void>;
+  /**
+   * Extends `owner`'s leases on `agentIds` to `expiresAt` (taking again those nobody holds);
+   * returns the ids another replica holds now: their streams moved there.
+   */
+  renewAgentLeases?(owner: string, agentIds: readonly string[], expiresAt: Date): Promise<string[]>;
+  /** Drops the agent's lease if `owner` holds it. */
+  releaseAgentLease?(agentId: string, owner: string): Promise<void>;
+  /** Who holds the agent's stream, and until when; undefined when nobody ever did or the holder released it. */
+  getAgentLease?(agentId: string): Promise<{ owner: string; expiresAt: Date } | undefined>;
+  /**
+   * Marks the agent offline unless another replica holds an unexpired lease on it (its stream
+   * moved there) or it is revoked or already offline. True when this call made it offline: the
+   * one replica that gets true raises the agent_offline alert.
+   */
+  markAgentOfflineUnlessHeld?(agentId: string, owner: string, now: Date): Promise<boolean>;
+  /**
+   * Claims one run of the fleet-wide job `name`: true (and the run recorded as `owner`'s at `now`)
+   * when no replica ran it within the last `everyMs`; false otherwise. One conditional write, so
+   * of several replicas asking at once exactly one gets true.
+   */
+  claimJobRun?(name: string, owner: string, now: Date, everyMs: number): Promise<boolean>;
   /** Records the CAs an agent trusts for the controller's certificate (its hello, or a TrustAck). */
   setAgentTrustedCas?(id: string, fingerprints: string[]): Promise<void>;
   /** Deletes containers marked removed before `before`; returns how many went. */
@@ -282,7 +307,7 @@ export interface Store {
 
   // policy (0002_policy)
   /** Stores a new policy version numbered one above the highest; returns it. */
-  insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>): Promise<PolicyVersionRecord>;
+  insertPolicyVersion(p: Omit<PolicyVersionRecord, 'version'>, o?: { onlyIfNone?: boolean }): Promise<PolicyVersionRecord>;
   /** The given version, or the latest when omitted; undefined when none. */
   getPolicy(version?: number): Promise<PolicyVersionRecord | undefined>;
   /** Every version, newest first, without the documents. */

@@ -46,7 +46,7 @@ export const ERRORS = {
   BK_ERR_WEBHOOK_UNSAFE_TARGET: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the webhook URL points at a link-local or cloud metadata address' },
   BK_ERR_CONFLICT: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the resource is not in a state that allows this request' },
   // manual container actions
-  BK_ERR_AGENT_OFFLINE: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the agent is not connected to this controller' },
+  BK_ERR_AGENT_OFFLINE: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the agent is not connected to any controller replica' },
   BK_ERR_ACTION_FAILED: { status: 502, grpc: 'INTERNAL', message: 'the agent could not carry out the action' },
   BK_ERR_ACTION_UNCONFIRMED: { status: 504, grpc: 'UNAVAILABLE', message: 'the agent did not confirm the action in time; it may or may not have been carried out' },
 } as const satisfies Record<string, ErrorSpec>;
