@@ -148,6 +148,7 @@ t.test('agent link with several controller addresses', async (t) => {
     t.teardown(() => agentLink.stop());
     agentLink.start();
     await waitFor('connected through the relay', async () => agentLink.state === 'connected' && agentLink.controllerAddress === viaRelay, 10_000, 20);
+    await new Promise((r) => setTimeout(r, 500)); // heartbeats acknowledged on this stream: the watchdog is armed
     const frozenAt = performance.now();
     frozenPath.freeze();
     await waitFor('moved to the other replica', async () => agentLink.state === 'connected' && agentLink.controllerAddress === other, 5_000, 10);

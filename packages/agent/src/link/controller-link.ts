@@ -173,6 +173,11 @@ export class ControllerLink {
   private welcomeTimer: NodeJS.Timeout | undefined;
   /** When the current stream last heard from the controller (monotonic ms), for the silence watchdog. */
   private lastHeardAt = 0;
+  /** The silence watchdog: the last heartbeat's and the last other message's sequence numbers on this stream. */
+  private lastHeartbeatSeq = 0;
+  private lastOtherSeq = 0;
+  /** This controller acknowledged a heartbeat by its own number on this stream, so an unacknowledged heartbeat means silence. */
+  private heartbeatsAcked = false;
 
   constructor(private readonly opts: ControllerLinkOptions) {
     this.creds = opts.credentials;
@@ -365,6 +370,9 @@ export class ControllerLink {
     this.call = call;
     this.seq = 0;
     this.ackedSeq = 0;
+    this.lastHeartbeatSeq = 0;
+    this.lastOtherSeq = 0;
+    this.heartbeatsAcked = false;
     this.inFlight = [];
     this.auditInFlight = undefined;
     let welcomed = false;
@@ -486,13 +494,16 @@ export class ControllerLink {
       if (this.call !== call) return;
       // Silence watchdog: a replica that stopped without closing the connection (its host
       // lost, a partition) acknowledges nothing; give the stream up and try the next address.
-      // Only while something waits for an acknowledgement: every message is acknowledged.
+      // Only while something waits for its acknowledgement: a heartbeat only once this
+      // controller was seen to acknowledge heartbeats (a protocol that stops acknowledging
+      // them must not make an idle link look dead).
       const silentMs = this.monotonicNow() - this.lastHeardAt;
-      if (this.ackedSeq < this.seq && silentMs > SILENCE_HEARTBEATS * heartbeatMs) {
+      const waiting = this.lastOtherSeq > this.ackedSeq || (this.heartbeatsAcked && this.lastHeartbeatSeq > this.ackedSeq);
+      if (waiting && silentMs > SILENCE_HEARTBEATS * heartbeatMs) {
         this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (${SILENCE_HEARTBEATS} heartbeat intervals) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
         return;
       }
-      this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
+      this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
     }, heartbeatMs);
     this.heartbeat.unref();
     this.setState('connected');
@@ -502,6 +513,7 @@ export class ControllerLink {
   private send(body: Omit<AgentMessage, 'seq'>): number {
     if (!this.call) return 0;
     this.seq += 1;
+    if (body.heartbeat === undefined) this.lastOtherSeq = this.seq;
     this.call.write({ seq: this.seq, ...body });
     return this.seq;
   }
@@ -552,6 +564,7 @@ export class ControllerLink {
   }
 
   private onAck(seq: number): void {
+    if (seq === this.lastHeartbeatSeq && seq > 0) this.heartbeatsAcked = true;
     this.ackedSeq = Math.max(this.ackedSeq, seq);
     if (this.auditInFlight && this.auditInFlight.seq <= seq) {
       void this.audits.ack(this.auditInFlight.takenAtMs);
