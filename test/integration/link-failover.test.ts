@@ -135,6 +135,24 @@ t.test('agent link with several controller addresses', async (t) => {
     t.comment(`measured: replica gone → next replica in ${ms.toFixed(0)} ms`);
   });
 
+  t.test('a replica set up with another CA does not hold the agent back from the right one', async (t) => {
+    const otherPki = await initPki(join(dir, 'other-ctl'), ['localhost', '127.0.0.1']);
+    const wrong = await startGrpcServer({ listen: '127.0.0.1:0', store, pki: otherPki, logger: silent, link });
+    t.teardown(() => wrong.shutdown());
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ name: 'link', level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
+    const agentLink = new ControllerLink({
+      credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger,
+      controller: [`127.0.0.1:${wrong.port}`, bAddr], minBackoffMs: 50, maxBackoffMs: 300, // certRefusedRetryMs: the default minute
+    });
+    t.teardown(() => agentLink.stop());
+    const started = performance.now();
+    agentLink.start();
+    await waitFor('connected to the right replica', async () => agentLink.state === 'connected' && agentLink.controllerAddress === bAddr, 5_000, 20);
+    t.ok(performance.now() - started < 2_000, `on the right replica after ${(performance.now() - started).toFixed(0)} ms, not after the one-minute retry`);
+    t.match(lines.find((l) => l['msg'] === 'controller link down')?.['code'], 'BK_ERR_CA_PIN_MISMATCH', 'the other CA was noticed');
+  });
+
   t.test('a replica that stops answering without closing the connection: the watchdog moves on', async (t) => {
     const frozenPath = await relay(t, b.port);
     const c = await startGrpcServer({ listen: '127.0.0.1:0', store, pki, logger: silent, link });

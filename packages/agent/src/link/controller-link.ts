@@ -660,7 +660,7 @@ export class ControllerLink {
         : reconnectDelayMs(b, ceiling, this.opts.random ?? Math.random);
     const mismatch = CA_MISMATCH[err.code];
     const where = { controller: failedAt, ...(this.addresses.length > 1 ? { next: this.controllerAddress } : {}) };
-    if (mismatch !== undefined) {
+    if (mismatch !== undefined && !untried) {
       this.opts.logger.error(
         { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt, ...where },
         `${mismatch}; retrying will not help — enroll this host again: ${this.reenrollHint()}`,
