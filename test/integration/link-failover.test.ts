@@ -10,10 +10,11 @@
 // mid-stream (the next one within a second); a replica that stops answering without closing
 // the connection (the silence watchdog).
 import t from 'tap';
+import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { createLogger, type ContainerDelta, type ContainerFacts } from '../../packages/shared/src/index';
+import { createLogger, loadProto, type AgentMessage__Output, type ContainerDelta, type ContainerFacts, type ControllerMessage } from '../../packages/shared/src/index';
 import { initPki } from '../../packages/controller/src/pki/data-dir';
 import { openStore } from '../../packages/controller/src/store/open-store';
 import { startGrpcServer, type RunningGrpcServer } from '../../packages/controller/src/grpc/grpc-server';
@@ -151,6 +152,42 @@ t.test('agent link with several controller addresses', async (t) => {
     await waitFor('connected to the right replica', async () => agentLink.state === 'connected' && agentLink.controllerAddress === bAddr, 5_000, 20);
     t.ok(performance.now() - started < 2_000, `on the right replica after ${(performance.now() - started).toFixed(0)} ms, not after the one-minute retry`);
     t.match(lines.find((l) => l['msg'] === 'controller link down')?.['code'], 'BK_ERR_CA_PIN_MISMATCH', 'the other CA was noticed');
+  });
+
+  t.test('a controller that does not acknowledge heartbeats does not trip the silence watchdog', async (t) => {
+    // A minimal AgentLink server (real gRPC and TLS with the controller's certificate): it
+    // welcomes with 100 ms heartbeats and acknowledges every message but heartbeats, as a
+    // protocol with heartbeats as bare leases might.
+    const proto = loadProto();
+    const server = new grpc.Server();
+    let heartbeats = 0;
+    server.addService(proto.bulkhead.v1.AgentLink.service, {
+      Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+        call.on('data', (m: AgentMessage__Output) => {
+          if (m.body === 'hello') call.write({ welcome: { agentId, heartbeatIntervalMs: 100, serverTimeMs: Date.now() } });
+          if (m.body === 'heartbeat') heartbeats += 1;
+          else call.write({ ack: { seq: m.seq } });
+        });
+        call.on('error', () => undefined);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
+      '127.0.0.1:0',
+      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ));
+    t.teardown(() => server.forceShutdown());
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ name: 'link', level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
+    const agentLink = new ControllerLink({ credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger, controller: [`127.0.0.1:${port}`, bAddr] });
+    t.teardown(() => agentLink.stop());
+    agentLink.start();
+    await waitFor('connected', async () => agentLink.state === 'connected', 5_000, 20);
+    await new Promise((r) => setTimeout(r, 1_200)); // 12 heartbeat intervals, 4 × the watchdog's
+    t.ok(heartbeats >= 8, `${heartbeats} heartbeats sent, none acknowledged`);
+    t.equal(agentLink.state, 'connected', 'still connected');
+    t.equal(agentLink.controllerAddress, `127.0.0.1:${port}`, 'to the same controller');
+    t.same(lines.filter((l) => l['msg'] === 'controller link down'), [], 'the link never went down');
   });
 
   t.test('a replica that stops answering without closing the connection: the watchdog moves on', async (t) => {
