@@ -78,6 +78,12 @@ t.test('CLI: a malformed --controller list exits 2 naming the entry', async (t) 
   err.length = 0;
   t.equal(await main(['run', '--state-dir', dir, '--controller', 'a:7443', '--controller', 'a:7443'], io), 2, 'run refuses a duplicate before anything starts');
   t.match(err.join(''), /given twice/);
+  // The environment variable takes the same list.
+  err.length = 0;
+  process.env['BULKHEAD_CONTROLLER_OVERRIDE'] = 'a:7443,b:7443,';
+  t.teardown(() => delete process.env['BULKHEAD_CONTROLLER_OVERRIDE']);
+  t.equal(await main(['run', '--state-dir', dir], io), 2, 'BULKHEAD_CONTROLLER_OVERRIDE is checked the same way');
+  t.match(err.join(''), /"a:7443,b:7443," has an empty entry \(position 3 of 3\)/);
 });
 
 t.test('identity: one address stays a plain `controller`; several are saved in order and read back', async (t) => {
