@@ -179,7 +179,7 @@ t.test('agent link with several controller addresses', async (t) => {
     t.teardown(() => server.forceShutdown());
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger({ name: 'link', level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
-    const agentLink = new ControllerLink({ credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger, controller: [`127.0.0.1:${port}`, bAddr] });
+    const agentLink = new ControllerLink({ credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger, controller: [`127.0.0.1:${port}`, bAddr], minSilenceMs: 0 });
     t.teardown(() => agentLink.stop());
     agentLink.start();
     await waitFor('connected', async () => agentLink.state === 'connected', 5_000, 20);
@@ -198,7 +198,7 @@ t.test('agent link with several controller addresses', async (t) => {
     const other = `127.0.0.1:${c.port}`;
     const agentLink = new ControllerLink({
       credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger: silent,
-      controller: [viaRelay, other], minBackoffMs: 50, maxBackoffMs: 300,
+      controller: [viaRelay, other], minBackoffMs: 50, maxBackoffMs: 300, minSilenceMs: 0,
     });
     t.teardown(() => agentLink.stop());
     agentLink.start();
@@ -208,7 +208,7 @@ t.test('agent link with several controller addresses', async (t) => {
     frozenPath.freeze();
     await waitFor('moved to the other replica', async () => agentLink.state === 'connected' && agentLink.controllerAddress === other, 5_000, 10);
     const ms = performance.now() - frozenAt;
-    // 3 heartbeats of 150 ms, checked on the heartbeat tick: 450–600 ms, then one backoff delay.
+    // 3 heartbeats of 150 ms (minSilenceMs 0), checked on the heartbeat tick: 450–600 ms, then one backoff delay.
     t.ok(ms >= 400 && ms < 2_000, `frozen connection given up and the next replica used after ${ms.toFixed(0)} ms (3 × 150 ms heartbeats)`);
     t.equal(agentLink.error, undefined, 'no error left once connected');
   });

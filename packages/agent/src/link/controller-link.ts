@@ -16,7 +16,7 @@
 // name the agent is given for it (docs/cli.md#several-controllers-failover).
 // A replica that stops answering without closing the connection (a host lost, a
 // network partition) is noticed by the silence watchdog: nothing from it for
-// 3 heartbeat intervals while a message waits for its acknowledgement.
+// 3 heartbeat intervals (at least 5 s) while a message waits for its acknowledgement.
 //
 // With `renewal`, the certificate is renewed over this stream before it
 // expires (enroll/cert-renewal.ts) and the link reconnects with the new one.
@@ -87,6 +87,12 @@ export interface ControllerLinkOptions {
    * would otherwise hold the link for the TCP connect timeout). Default 10 s.
    */
   welcomeTimeoutMs?: number;
+  /**
+   * The silence watchdog's least bound: a stream is given up when nothing came from the
+   * controller for SILENCE_HEARTBEATS heartbeat intervals, but never sooner than this (a
+   * controller busy for a moment under short test heartbeats is not dead). Default 5 s.
+   */
+  minSilenceMs?: number;
   random?: () => number;
   /** Durable spool for violation reports; without it reports made while disconnected are lost. */
   spool?: ReportSpool;
@@ -118,6 +124,8 @@ export const DEFAULT_WELCOME_TIMEOUT_MS = 10_000;
 
 /** Silence from the controller, in heartbeat intervals, after which a stream with unacknowledged messages is given up. */
 export const SILENCE_HEARTBEATS = 3;
+
+export const DEFAULT_MIN_SILENCE_MS = 5_000;
 
 /**
  * Failures that mean this agent's credentials and the controller's CA do not
@@ -490,6 +498,7 @@ export class ControllerLink {
     const audit = this.audits.pending;
     if (audit) this.sendAudit(audit);
     this.lastHeardAt = this.monotonicNow();
+    const silenceLimitMs = Math.max(SILENCE_HEARTBEATS * heartbeatMs, this.opts.minSilenceMs ?? DEFAULT_MIN_SILENCE_MS);
     this.heartbeat = setInterval(() => {
       if (this.call !== call) return;
       // Silence watchdog: a replica that stopped without closing the connection (its host
@@ -499,8 +508,8 @@ export class ControllerLink {
       // them must not make an idle link look dead).
       const silentMs = this.monotonicNow() - this.lastHeardAt;
       const waiting = this.lastOtherSeq > this.ackedSeq || (this.heartbeatsAcked && this.lastHeartbeatSeq > this.ackedSeq);
-      if (waiting && silentMs > SILENCE_HEARTBEATS * heartbeatMs) {
-        this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (${SILENCE_HEARTBEATS} heartbeat intervals) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
+      if (waiting && silentMs > silenceLimitMs) {
+        this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (limit ${silenceLimitMs} ms) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
         return;
       }
       this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
