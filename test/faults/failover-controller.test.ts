@@ -26,6 +26,7 @@ import { AGENT_BIN, CONTROLLER_BIN, Daemon, apiGet, run, waitFor } from '../help
 import { usePostgres } from '../helpers/postgres';
 import { listAll, putPolicy, rootPolicy, runContainer, testLabels, type ControllerAlert, type ControllerViolation } from '../helpers/fault-harness';
 import { startController, tempRoot } from '../e2e/stack';
+import { recordFault } from '../helpers/fault-report';
 
 /**
  * What a second replica needs from the first one's data directory (docs/cli.md#running-several-replicas):
@@ -167,7 +168,8 @@ t.test('two replicas on one PostgreSQL: replica A SIGKILLed, the agent is served
     return all.filter((v) => ids.includes(v.containerId) && v.ruleId === 'faults.root');
   };
   await waitFor('violations of the frozen-time containers stored via B', async () => new Set((await violationsFor(bad)).map((v) => v.containerId)).size === FROZEN_BAD, 15_000, 200);
-  t.pass(`all ${FROZEN_BAD} violations made while A was frozen are in the store`);
+  const storedMs = performance.now() - killedAt;
+  t.pass(`all ${FROZEN_BAD} violations made while A was frozen are in the store (${storedMs.toFixed(0)} ms after the SIGKILL)`);
   await waitFor('the agent spool drained', async () => pendingIds().size === 0, 10_000, 100);
   t.pass('the agent spool holds no unacknowledged report');
   const perContainer = new Map<string, number>();
@@ -193,6 +195,16 @@ t.test('two replicas on one PostgreSQL: replica A SIGKILLed, the agent is served
   const after = await runContainer(engine.socketPath, `fo-after-${process.pid}`, testLabels({ fault: 'bad' }));
   await waitFor('the post-failover violation stored via B', async () => (await violationsFor([after])).length === 1, 15_000, 200);
   t.pass(`a violation made after the failover (policy v${versionB} put through B) is stored`);
+  recordFault({
+    fault: 'controller replica SIGKILL (2 replicas on one PostgreSQL, agent given both addresses)',
+    injected: 1,
+    items: 'violations spooled while the replica was frozen, then one after the failover',
+    produced: FROZEN_BAD + 1,
+    delivered: new Set((await violationsFor([...bad, after])).map((v) => v.containerId)).size,
+    lost: FROZEN_BAD + 1 - new Set((await violationsFor([...bad, after])).map((v) => v.containerId)).size,
+    recoverMs: storedMs,
+    note: `agent connected to the other replica ${connectedMs.toFixed(0)} ms after the kill, online in its API after ${servedMs.toFixed(0)} ms`,
+  });
 
   // No false offline alert: the agent was never without a stream for the offline bound.
   await new Promise((r) => setTimeout(r, 1_500)); // one more sweep on B
