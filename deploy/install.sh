@@ -13,9 +13,10 @@ Usage: install.sh agent|controller [options]
   --root DIR             install under DIR instead of / (never touches the running system)
   --from DIR             a built checkout (npm ci && npm run build); default: the repository
                          this script lives in
-  --controller HOST:PORT --token TOKEN --ca-fingerprint sha256:...
+  --controller HOST:PORT[,HOST:PORT...] --token TOKEN --ca-fingerprint sha256:...
                          (agent) enroll once into the state directory; skipped when the
-                         state directory already holds an identity
+                         state directory already holds an identity; several
+                         controller replicas comma-separated
   --upgrade              install a new version beside the installed one, switch `current`,
                          keep state and env, restart the unit
   --remove               remove the unit and /opt/bulkhead (kept while the other role's unit

@@ -32,12 +32,20 @@ if (!built) {
     const badAddr = await run(OPS_BIN, ['tokens', 'create', '--print-install', '--controller', 'ctl.example.com'], env);
     t.equal(badAddr.code, 2);
     t.match(badAddr.stderr, /--controller must be HOST:PORT/);
+    const dupAddr = await run(OPS_BIN, ['tokens', 'create', '--print-install', '--controller', 'a.example.com:7443,A.example.com:7443'], env);
+    t.equal(dupAddr.code, 2, 'the same replica twice is a usage error');
+    t.match(dupAddr.stderr, /several comma-separated without repeats/);
 
     // Default address: the API URL's host and the default agent port.
     const dflt = await run(OPS_BIN, ['--json', 'tokens', 'create', '--print-install'], env);
     t.equal(dflt.code, 0, dflt.stderr);
     const dj = JSON.parse(dflt.stdout) as { installCommand: string; token: string; caFingerprint: string };
     t.equal(dj.installCommand, `./deploy/install.sh agent --controller 127.0.0.1:7443 --token ${dj.token} --ca-fingerprint ${dj.caFingerprint}`);
+    // Replicas: the list goes into the line as given (the agent saves it at enrollment).
+    const list = await run(OPS_BIN, ['--json', 'tokens', 'create', '--print-install', '--controller', 'ctl-a.example.com:7443,ctl-b.example.com:7443'], env);
+    t.equal(list.code, 0, list.stderr);
+    const lj = JSON.parse(list.stdout) as { installCommand: string; token: string; caFingerprint: string };
+    t.equal(lj.installCommand, `./deploy/install.sh agent --controller ctl-a.example.com:7443,ctl-b.example.com:7443 --token ${lj.token} --ca-fingerprint ${lj.caFingerprint}`);
 
     const r = await run(OPS_BIN, ['tokens', 'create', '--print-install', '--controller', ctl.grpcAddr, '--installer', installer, '--description', 'print-install test'], env);
     t.equal(r.code, 0, r.stderr);

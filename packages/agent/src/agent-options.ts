@@ -1,14 +1,14 @@
 // Options of the running agent, with their defaults in one place.
 import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
-import { splitController } from './link/controller-address';
+import { parseControllerList } from './link/controller-address';
 import { resolveHostAuditOptions, type HostAuditScheduleInput, type HostAuditScheduleOptions } from './cis/host-audit-options';
 
 export interface AgentOptions {
   stateDir: string;
   /** Docker engine URL; undefined = DOCKER_HOST or the default socket. */
   dockerHost: string | undefined;
-  /** Overrides the controller address saved at enrollment. */
-  controller: string | undefined;
+  /** Overrides the controller addresses saved at enrollment (one or more, tried in order). */
+  controller: string[] | undefined;
   hostLabels: Record<string, string>;
   /** Full re-list of containers, to catch events dockerd dropped. Default 30 s. */
   reconcileIntervalMs: number;
@@ -66,7 +66,8 @@ export const DEFAULT_AUTHZ_SOCKET = '/run/docker/plugins/bulkhead.sock';
 export interface AgentOptionsInput {
   stateDir: string;
   dockerHost?: string | undefined;
-  controller?: string | undefined;
+  /** One or more addresses; each string may be a comma-separated list. */
+  controller?: string | readonly string[] | undefined;
   hostLabel?: string[] | undefined;
   reconcileInterval?: string | number | undefined;
   /** false (from --no-authz) turns prevention off; a string is the socket path. */
@@ -95,7 +96,9 @@ export interface AgentOptionsInput {
 
 export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
   if (!input.stateDir) throw new BulkheadError('BK_ERR_CONFIG_INVALID', '--state-dir is required');
-  if (input.controller) splitController(input.controller);
+  const controller = input.controller === undefined || input.controller === '' || (Array.isArray(input.controller) && input.controller.length === 0)
+    ? undefined
+    : parseControllerList(input.controller);
   const hostLabels: Record<string, string> = {};
   for (const l of input.hostLabel ?? []) {
     const i = l.indexOf('=');
@@ -115,7 +118,7 @@ export function resolveAgentOptions(input: AgentOptionsInput): AgentOptions {
   return {
     stateDir: input.stateDir,
     dockerHost,
-    controller: input.controller || undefined,
+    controller,
     hostLabels,
     reconcileIntervalMs,
     authzSocket: authzSocket(input.authzSocket),

@@ -21,7 +21,7 @@ import { ControllerLink, type LinkInventory } from './link/controller-link';
 import { ReportSpool } from './link/report-spool';
 import { PolicyHolder } from './policy/policy-holder';
 import { SecretScanner } from './secrets/secret-scanner';
-import { loadCredentials } from './state/agent-state';
+import { identityControllers, loadCredentials } from './state/agent-state';
 import type { AgentOptions } from './agent-options';
 // Manual commands and metrics.
 import { CommandRunner } from './commands/command-runner';
@@ -78,7 +78,7 @@ export class Agent {
     const credentials = loadCredentials(opts.stateDir);
     const docker = createDockerClient(opts.dockerHost ? { dockerHost: opts.dockerHost } : {});
     logger.info(
-      { agentId: credentials.identity.agentId, docker: describeDockerHost(opts.dockerHost), controller: opts.controller ?? credentials.identity.controller, authz: opts.authzSocket ?? 'off' },
+      { agentId: credentials.identity.agentId, docker: describeDockerHost(opts.dockerHost), controllers: opts.controller ?? identityControllers(credentials.identity), authz: opts.authzSocket ?? 'off' },
       'agent starting',
     );
     const policy = PolicyHolder.open({ stateDir: opts.stateDir, logger: logger.child({ component: 'policy' }), localPolicyPath: opts.policyFile });

@@ -6,6 +6,7 @@ import { isEnrolled } from '../state/agent-state';
 import { AuditFailOnError, registerAuditCommand } from './audit-command';
 import { PruneFailedError, registerPruneImagesCommand } from './prune-images-command';
 import { enroll } from '../enroll/enroll';
+import { parseControllerList } from '../link/controller-address';
 import { Agent } from '../agent';
 import { resolveAgentOptions } from '../agent-options';
 import { addHostAuditRunOptions, type HostAuditScheduleInput } from '../cis/host-audit-options';
@@ -16,6 +17,13 @@ export interface CliIo {
 }
 
 const defaultIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+/** `--controller`: repeatable, each value one address or a comma-separated list (checked by parseControllerList). */
+function controllerOption(description: string, env: string): Option {
+  return new Option('--controller <host:port,...>', description)
+    .env(env)
+    .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+}
 
 function stateDirOption(): Option {
   return new Option('--state-dir <dir>', "agent state directory (its key, certificate and the controller's CA)")
@@ -34,18 +42,19 @@ export function buildProgram(io: CliIo = defaultIo): Command {
   program
     .command('enroll')
     .description('trade a one-time join token for this agent\'s certificate (the private key is generated here and never leaves the host)')
-    .addOption(new Option('--controller <host:port>', "the controller's agent gRPC address").env('BULKHEAD_CONTROLLER').makeOptionMandatory())
+    .addOption(controllerOption("the controller's agent gRPC address; several replicas of one controller comma-separated or with the flag repeated (tried in order, all saved for `run`)", 'BULKHEAD_CONTROLLER').makeOptionMandatory())
     .addOption(new Option('--token <token>', 'one-time join token from `bulkhead-controller token create`').env('BULKHEAD_JOIN_TOKEN').makeOptionMandatory())
     .addOption(new Option('--ca-fingerprint <sha256:hex>', 'fingerprint of the controller CA, from `bulkhead-controller ca-fingerprint`').env('BULKHEAD_CA_FINGERPRINT').makeOptionMandatory())
     .addOption(stateDirOption())
     .option('--force', 'replace an existing identity in the state directory')
-    .addHelpText('after', '\nExample:\n  bulkhead-agent enroll --controller ctl.example.com:7443 --token bkj_… --ca-fingerprint sha256:… --state-dir /var/lib/bulkhead-agent')
-    .action(async (o: { controller: string; token: string; caFingerprint: string; stateDir: string; force?: boolean }) => {
+    .addHelpText('after', '\nExample:\n  bulkhead-agent enroll --controller ctl.example.com:7443 --token bkj_… --ca-fingerprint sha256:… --state-dir /var/lib/bulkhead-agent\n  bulkhead-agent enroll --controller ctl-a.example.com:7443,ctl-b.example.com:7443 --token bkj_… --ca-fingerprint sha256:…')
+    .action(async (o: { controller: string[]; token: string; caFingerprint: string; stateDir: string; force?: boolean }) => {
+      const controllers = parseControllerList(o.controller);
       if (isEnrolled(o.stateDir) && !o.force) {
         throw new BulkheadError('BK_ERR_ALREADY_INITIALIZED', `${o.stateDir} already holds an agent identity; pass --force to enroll again`);
       }
       const logger = createLogger({ name: 'bulkhead-agent', level: 'warn' });
-      const creds = await enroll({ controller: o.controller, token: o.token, caFingerprint: o.caFingerprint, stateDir: o.stateDir, logger });
+      const creds = await enroll({ controller: controllers, token: o.token, caFingerprint: o.caFingerprint, stateDir: o.stateDir, logger });
       io.out(`enrolled as ${creds.identity.agentId}; certificate valid until ${creds.identity.certNotAfter}\nstart the agent with: bulkhead-agent run --state-dir ${o.stateDir}\n`);
     });
 
@@ -54,7 +63,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .description('run the agent daemon in the foreground (systemd runs it this way)')
     .addOption(stateDirOption())
     .addOption(new Option('--docker-host <url>', 'Docker engine to watch (unix:///path or tcp://…); default DOCKER_HOST or /var/run/docker.sock').env('BULKHEAD_DOCKER_HOST'))
-    .addOption(new Option('--controller <host:port>', 'override the controller address saved at enrollment').env('BULKHEAD_CONTROLLER_OVERRIDE'))
+    .addOption(controllerOption('override the controller addresses saved at enrollment; several comma-separated or with the flag repeated (the agent moves to the next when a connection fails or its stream drops)', 'BULKHEAD_CONTROLLER_OVERRIDE'))
     .addOption(new Option('--host-label <key=value...>', 'label this host (repeatable); policies can scope rules by host labels'))
     .addOption(new Option('--reconcile-interval <duration>', 'how often the full container list is re-read to catch missed events').env('BULKHEAD_RECONCILE_INTERVAL').default('30s'))
     .addOption(new Option('--authz-socket <path>', 'serve the Docker authorization plugin on this socket (dockerd: "authorization-plugins": ["bulkhead"])').env('BULKHEAD_AUTHZ_SOCKET').default('/run/docker/plugins/bulkhead.sock'))
@@ -80,7 +89,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addHelpText('after', '\nExample:\n  bulkhead-agent run --state-dir /var/lib/bulkhead-agent --docker-host unix:///var/run/docker.sock\n  bulkhead-agent run --audit-interval 30m --lockdown-fix docker-socket-mode,docker-socket-ownership\n  bulkhead-agent run --image-prune --image-prune-older-than 14 --image-prune-include \'registry.example.com/ci/*\'');
   addHostAuditRunOptions(runCommand) // host audit
-    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; diskUsage: boolean; netUsage: boolean; blkioUsage: boolean; heapTrimInterval?: string; dataRootThreshold?: string; registryCertsDir?: string; registryAuthFile?: string; signatureTimeout?: string; signatureCacheTtl?: string } & HostAuditScheduleInput) => {
+    .action(async (o: { stateDir: string; dockerHost?: string; controller?: string[]; hostLabel?: string[]; reconcileInterval: string; logLevel: string; authzSocket: string; authz: boolean; policyFile?: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; diskUsage: boolean; netUsage: boolean; blkioUsage: boolean; heapTrimInterval?: string; dataRootThreshold?: string; registryCertsDir?: string; registryAuthFile?: string; signatureTimeout?: string; signatureCacheTtl?: string } & HostAuditScheduleInput) => {
       const opts = resolveAgentOptions({ ...o, authzSocket: o.authz === false ? false : o.authzSocket, metricsListen: o.metrics === false ? false : o.metricsListen, audit: o });
       const logger = createLogger({ name: 'bulkhead-agent', level: o.logLevel });
       const agent = await Agent.start(opts, logger);

@@ -15,7 +15,8 @@ import { hostname } from 'node:os';
 import {
   BulkheadError, agentIdFromCert, certPublicKeyFingerprint, issuedByOneOf, createCsr, describeCert, parseErrorString, writeFileAtomic, writeSecretFile, type Logger,
 } from '@bulkhead/shared';
-import { statePaths, type AgentCredentials } from '../state/agent-state';
+import { identityControllers, statePaths, type AgentCredentials } from '../state/agent-state';
+import { formatControllerList } from '../link/controller-address';
 import {
   MAX_TIMER_MS, planRenewal, renewalRetryDelayMs, resolveCertRenewalOptions, type CertRenewalOptions, type ResolvedCertRenewalOptions,
 } from './cert-renewal-options';
@@ -57,7 +58,7 @@ export function renewalPaths(stateDir: string) {
 
 /** The operator's way out once a certificate has expired. */
 export function reenrollHint(creds: AgentCredentials, stateDir: string): string {
-  return `bulkhead-agent enroll --controller ${creds.identity.controller} --token <new join token> --ca-fingerprint ${creds.identity.caFingerprint} --state-dir ${stateDir}`;
+  return `bulkhead-agent enroll --controller ${formatControllerList(identityControllers(creds.identity))} --token <new join token> --ca-fingerprint ${creds.identity.caFingerprint} --state-dir ${stateDir}`;
 }
 
 export class CertRenewer {

@@ -6,6 +6,11 @@
 // and that it signed the server certificate; only then does it make the gRPC
 // Enroll call with that CA as its only trust root (normal hostname checks).
 // The private key is generated here and never leaves the host.
+//
+// Several addresses (replicas of one controller) are tried in order; the next one only when
+// this one cannot be reached (BK_ERR_CONTROLLER_UNAVAILABLE). Every other answer — a wrong
+// fingerprint, a used token — would be the same from every replica, so it stops the
+// enrollment. All addresses are saved, so `run` rotates through them.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
@@ -14,12 +19,13 @@ import * as tls from 'node:tls';
 import {
   BulkheadError, VERSION, createCsr, loadProto, normalizeFingerprint, parseErrorString, type EnrollResponse__Output, type Logger,
 } from '@bulkhead/shared';
-import { saveCredentials, type AgentCredentials } from '../state/agent-state';
-import { splitController } from '../link/controller-address';
+import { controllersIdentity, saveCredentials, type AgentCredentials } from '../state/agent-state';
+import { formatControllerList, parseControllerList, splitController } from '../link/controller-address';
 import { controllerCredentials } from '../link/controller-credentials';
 
 export interface EnrollOptions {
-  controller: string;
+  /** HOST:PORT, or several (a list, or comma-separated): replicas of one controller, tried in order. */
+  controller: string | readonly string[];
   token: string;
   caFingerprint: string;
   stateDir: string;
@@ -66,12 +72,28 @@ export async function fetchPinnedCa(controller: string, fingerprint: string, tim
 }
 
 export async function enroll(opts: EnrollOptions): Promise<AgentCredentials> {
+  const controllers = parseControllerList(opts.controller);
+  const failures: string[] = [];
+  for (const controller of controllers) {
+    try {
+      return await enrollAt(controller, controllers, opts);
+    } catch (err) {
+      if (!(err instanceof BulkheadError) || err.code !== 'BK_ERR_CONTROLLER_UNAVAILABLE' || controllers.length === 1) throw err;
+      failures.push(err.message);
+      opts.logger?.warn({ controller, reason: err.message }, 'enrollment: controller unreachable; trying the next address');
+    }
+  }
+  throw new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `no controller of ${formatControllerList(controllers)} could be reached: ${failures.join('; ')}`);
+}
+
+/** Enrolls at one address; `all` is what is saved. */
+async function enrollAt(controller: string, all: string[], opts: EnrollOptions): Promise<AgentCredentials> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
-  const caPem = await fetchPinnedCa(opts.controller, opts.caFingerprint, timeoutMs);
+  const caPem = await fetchPinnedCa(controller, opts.caFingerprint, timeoutMs);
   const host = opts.hostname ?? osHostname();
   const { keyPem, csrPem } = await createCsr(host);
   const proto = loadProto();
-  const client = new proto.bulkhead.v1.Enrollment(opts.controller, controllerCredentials(caPem));
+  const client = new proto.bulkhead.v1.Enrollment(controller, controllerCredentials(caPem));
   try {
     const res = await new Promise<EnrollResponse__Output>((resolve, reject) => {
       client.Enroll(
@@ -82,7 +104,7 @@ export async function enroll(opts: EnrollOptions): Promise<AgentCredentials> {
     }).catch((err: grpc.ServiceError | Error) => {
       const parsed = 'details' in err ? parseErrorString(err.details) : undefined;
       if (parsed) throw new BulkheadError(parsed.code, parsed.message);
-      throw new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `enrollment call to ${opts.controller} failed: ${err.message}`, { cause: err });
+      throw new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `enrollment call to ${controller} failed: ${err.message}`, { cause: err });
     });
     if (new X509Certificate(res.caPem).fingerprint256 !== new X509Certificate(caPem).fingerprint256) {
       throw new BulkheadError('BK_ERR_CA_PIN_MISMATCH', 'controller returned a CA other than the pinned one');
@@ -90,7 +112,7 @@ export async function enroll(opts: EnrollOptions): Promise<AgentCredentials> {
     const creds: AgentCredentials = {
       identity: {
         agentId: res.agentId,
-        controller: opts.controller,
+        ...controllersIdentity(all),
         caFingerprint: normalizeFingerprint(opts.caFingerprint),
         enrolledAt: new Date().toISOString(),
         certNotAfter: new Date(res.notAfterMs).toISOString(),
@@ -100,7 +122,7 @@ export async function enroll(opts: EnrollOptions): Promise<AgentCredentials> {
       caPem,
     };
     saveCredentials(opts.stateDir, creds);
-    opts.logger?.info({ agentId: res.agentId, controller: opts.controller }, 'enrolled');
+    opts.logger?.info({ agentId: res.agentId, controller, controllers: all }, 'enrolled');
     return creds;
   } finally {
     client.close();

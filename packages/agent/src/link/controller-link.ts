@@ -3,7 +3,20 @@
 // reconnection with capped exponential backoff and full jitter (reconnect-backoff.ts).
 //
 // Nothing is lost across a disconnect: every (re)connection starts with a full
-// snapshot of the inventory, which supersedes any delta that was in flight.
+// snapshot of the inventory, which supersedes any delta that was in flight, and
+// resends every spooled report the controller has not acknowledged.
+//
+// Several controller addresses (replicas of one controller on one database): the
+// link uses one at a time, starting with the first, and moves to the next one in
+// the list after every failed attempt and every dropped stream, so a replica that
+// died costs one backoff delay (250–500 ms after a stream that was up) before the
+// next replica is asked. It stays with a replica that answers; there is no move
+// back. Each address gets its own channel, whose TLS check is against that
+// address's host name (or IP), so every replica's server certificate must carry the
+// name the agent is given for it (docs/cli.md#several-controllers-failover).
+// A replica that stops answering without closing the connection (a host lost, a
+// network partition) is noticed by the silence watchdog: nothing from it for
+// 3 heartbeat intervals (at least 5 s) while a message waits for its acknowledgement.
 //
 // With `renewal`, the certificate is renewed over this stream before it
 // expires (enroll/cert-renewal.ts) and the link reconnects with the new one.
@@ -27,6 +40,8 @@ import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-re
 import { acceptTrustBundle, saveTrust, trustedFingerprints, type TrustBundleInput } from './trust-bundle';
 import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
 import { DEFAULT_RECONNECT_BACKOFF, reconnectCeilingMs, reconnectDelayMs, type ReconnectBackoff } from './reconnect-backoff';
+import { formatControllerList, parseControllerList } from './controller-address';
+import { identityControllers } from '../state/agent-state';
 
 /** What the link needs from the Docker side. */
 export interface LinkInventory {
@@ -61,8 +76,23 @@ export interface ControllerLinkOptions {
    * Default 60 s.
    */
   certRefusedRetryMs?: number;
-  /** Overrides the controller address from identity.json (tests). */
-  controller?: string;
+  /**
+   * Overrides the controller addresses from identity.json (`run --controller`): one, or several
+   * replicas (a list, or comma-separated), used in order.
+   */
+  controller?: string | readonly string[];
+  /**
+   * How long a new stream may take from the attempt to the controller's welcome before the
+   * attempt counts as failed and the next address is tried (an address that swallows packets
+   * would otherwise hold the link for the TCP connect timeout). Default 10 s.
+   */
+  welcomeTimeoutMs?: number;
+  /**
+   * The silence watchdog's least bound: a stream is given up when nothing came from the
+   * controller for SILENCE_HEARTBEATS heartbeat intervals, but never sooner than this (a
+   * controller busy for a moment under short test heartbeats is not dead). Default 5 s.
+   */
+  minSilenceMs?: number;
   random?: () => number;
   /** Durable spool for violation reports; without it reports made while disconnected are lost. */
   spool?: ReportSpool;
@@ -89,6 +119,13 @@ export interface ControllerLinkOptions {
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export const DEFAULT_CERT_REFUSED_RETRY_MS = 60_000;
+
+export const DEFAULT_WELCOME_TIMEOUT_MS = 10_000;
+
+/** Silence from the controller, in heartbeat intervals, after which a stream with unacknowledged messages is given up. */
+export const SILENCE_HEARTBEATS = 3;
+
+export const DEFAULT_MIN_SILENCE_MS = 5_000;
 
 /**
  * Failures that mean this agent's credentials and the controller's CA do not
@@ -137,9 +174,36 @@ export class ControllerLink {
   private renewingForCa: string | undefined;
   /** Why the last stream could not receive a controller message; told in each hello until a bundle arrives. */
   private deliveryError: string | undefined;
+  /** The controller addresses (one or more replicas), and which one the current or next attempt uses. */
+  private readonly addresses: string[];
+  private addressIndex = 0;
+  /** Set when the current attempt has no welcome after welcomeTimeoutMs. */
+  private welcomeTimer: NodeJS.Timeout | undefined;
+  /** When the current stream last heard from the controller (monotonic ms), for the silence watchdog. */
+  private lastHeardAt = 0;
+  /** The silence watchdog: the last heartbeat's and the last other message's sequence numbers on this stream. */
+  private lastHeartbeatSeq = 0;
+  private lastOtherSeq = 0;
+  /** This controller acknowledged a heartbeat by its own number on this stream, so an unacknowledged heartbeat means silence. */
+  private heartbeatsAcked = false;
 
   constructor(private readonly opts: ControllerLinkOptions) {
     this.creds = opts.credentials;
+    this.addresses = parseControllerList(opts.controller ?? identityControllers(opts.credentials.identity));
+  }
+
+  /** The address the current stream (or the next attempt) uses. */
+  get controllerAddress(): string {
+    return this.addresses[this.addressIndex]!;
+  }
+
+  /** Every address this link rotates through, in order. */
+  get controllerAddresses(): readonly string[] {
+    return this.addresses;
+  }
+
+  private monotonicNow(): number {
+    return (this.opts.now ?? performance.now.bind(performance))();
   }
 
   /** The credentials in use (after a renewal, the renewed ones). */
@@ -177,7 +241,7 @@ export class ControllerLink {
   private reenrollHint(): string {
     return this.opts.renewal
       ? reenrollHint(this.creds, this.opts.renewal.stateDir)
-      : `bulkhead-agent enroll --controller ${this.creds.identity.controller} --token <new join token> --ca-fingerprint <this controller's CA fingerprint> --state-dir <state dir>`;
+      : `bulkhead-agent enroll --controller ${formatControllerList(this.addresses)} --token <new join token> --ca-fingerprint <this controller's CA fingerprint> --state-dir <state dir>`;
   }
 
   start(): void {
@@ -189,7 +253,8 @@ export class ControllerLink {
   private makeClient(): void {
     const { caPem, keyPem, certPem } = this.creds;
     const proto = loadProto();
-    const target = this.opts.controller ?? this.opts.credentials.identity.controller;
+    // The channel's target is this one address: grpc-js checks the server certificate against its host.
+    const target = this.controllerAddress;
     this.clientCaPem = caPem;
     this.clientTried = false;
     this.client = new proto.bulkhead.v1.AgentLink(target, controllerCredentials(caPem, { keyPem, certPem }), {
@@ -313,10 +378,24 @@ export class ControllerLink {
     this.call = call;
     this.seq = 0;
     this.ackedSeq = 0;
+    this.lastHeartbeatSeq = 0;
+    this.lastOtherSeq = 0;
+    this.heartbeatsAcked = false;
     this.inFlight = [];
     this.auditInFlight = undefined;
     let welcomed = false;
+    const address = this.controllerAddress;
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    const welcomeTimeoutMs = this.opts.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;
+    this.welcomeTimer = setTimeout(() => {
+      this.welcomeTimer = undefined;
+      if (this.call === call && !welcomed) {
+        this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${address} did not welcome this agent within ${welcomeTimeoutMs} ms`));
+      }
+    }, welcomeTimeoutMs);
+    this.welcomeTimer.unref();
     call.on('data', (m: ControllerMessage__Output) => {
+      if (this.call === call) this.lastHeardAt = this.monotonicNow();
       if (m.body === 'ack' && m.ack) this.onAck(m.ack.seq);
       else if (m.body === 'welcome' && m.welcome && !welcomed) {
         welcomed = true;
@@ -346,11 +425,11 @@ export class ControllerLink {
         this.fail(new BulkheadError('BK_ERR_CA_PIN_MISMATCH', `the controller's server certificate is not issued by the CA this agent enrolled with (${err.details}); it is another controller, or this one was set up again with a new CA`, { cause: err }));
         return;
       }
-      this.fail(parsed ? new BulkheadError(parsed.code, parsed.message) : new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `link to controller failed: ${err.details || err.message}`, { cause: err }));
+      this.fail(parsed ? new BulkheadError(parsed.code, parsed.message) : new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `link to controller ${address} failed: ${err.details || err.message}`, { cause: err }));
     });
     call.on('end', () => {
       if (this.call !== call) return;
-      this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller closed the stream'));
+      this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${address} closed the stream`));
     });
     this.send({
       hello: {
@@ -408,6 +487,8 @@ export class ControllerLink {
       this.downSince = undefined;
     }
     this.lastError = undefined;
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = undefined;
     // Subscribe before taking the snapshot: both happen in this same tick, so no change falls between them.
     this.unsubscribe = this.opts.inventory.subscribe((delta) => this.send({ delta }));
     const containers = this.opts.inventory.inventory();
@@ -416,17 +497,32 @@ export class ControllerLink {
     for (const r of this.opts.spool?.list() ?? []) this.sendReport(r);
     const audit = this.audits.pending;
     if (audit) this.sendAudit(audit);
+    this.lastHeardAt = this.monotonicNow();
+    const silenceLimitMs = Math.max(SILENCE_HEARTBEATS * heartbeatMs, this.opts.minSilenceMs ?? DEFAULT_MIN_SILENCE_MS);
     this.heartbeat = setInterval(() => {
-      this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
+      if (this.call !== call) return;
+      // Silence watchdog: a replica that stopped without closing the connection (its host
+      // lost, a partition) acknowledges nothing; give the stream up and try the next address.
+      // Only while something waits for its acknowledgement: a heartbeat only once this
+      // controller was seen to acknowledge heartbeats (a protocol that stops acknowledging
+      // them must not make an idle link look dead).
+      const silentMs = this.monotonicNow() - this.lastHeardAt;
+      const waiting = this.lastOtherSeq > this.ackedSeq || (this.heartbeatsAcked && this.lastHeartbeatSeq > this.ackedSeq);
+      if (waiting && silentMs > silenceLimitMs) {
+        this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (limit ${silenceLimitMs} ms) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
+        return;
+      }
+      this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
     }, heartbeatMs);
     this.heartbeat.unref();
     this.setState('connected');
-    this.opts.logger.info({ agentId: this.creds.identity.agentId, containers: containers.length }, 'connected to controller');
+    this.opts.logger.info({ agentId: this.creds.identity.agentId, controller: this.controllerAddress, containers: containers.length }, 'connected to controller');
   }
 
   private send(body: Omit<AgentMessage, 'seq'>): number {
     if (!this.call) return 0;
     this.seq += 1;
+    if (body.heartbeat === undefined) this.lastOtherSeq = this.seq;
     this.call.write({ seq: this.seq, ...body });
     return this.seq;
   }
@@ -477,6 +573,7 @@ export class ControllerLink {
   }
 
   private onAck(seq: number): void {
+    if (seq === this.lastHeartbeatSeq && seq > 0) this.heartbeatsAcked = true;
     this.ackedSeq = Math.max(this.ackedSeq, seq);
     if (this.auditInFlight && this.auditInFlight.seq <= seq) {
       void this.audits.ack(this.auditInFlight.takenAtMs);
@@ -526,6 +623,8 @@ export class ControllerLink {
   }
 
   private teardown(): void {
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = undefined;
     this.settleRenewal(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'the stream closed before the controller answered the renewal request'));
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
@@ -552,24 +651,31 @@ export class ControllerLink {
     };
     const permanent = PERMANENT.has(err.code);
     // Monotonic: a wall clock stepped back would make the outage look negative and the agent retry every ≤ 0.5 s.
-    const now = (this.opts.now ?? performance.now.bind(performance))();
+    const now = this.monotonicNow();
     this.downSince ??= now;
     const ceiling = permanent ? b.maxMs : reconnectCeilingMs(b, this.attempt, now - this.downSince);
     this.attempt += 1;
+    // The next attempt goes to the next address: a replica that failed is the least likely to answer.
+    const failedAt = this.controllerAddress;
+    this.addressIndex = (this.addressIndex + 1) % this.addresses.length;
+    // A refused certificate may be one replica set up wrong; the slow retry only once every
+    // address has had its try in this failing streak.
+    const untried = this.attempt < this.addresses.length;
     // An expired certificate cannot recover by retrying: check rarely (the operator re-enrolls and restarts).
     const delay = err.code === 'BK_ERR_CERT_EXPIRED'
       ? this.renewer?.options.expiredRetryMs ?? 60 * 60_000
-      : CA_MISMATCH[err.code] !== undefined
+      : CA_MISMATCH[err.code] !== undefined && !untried
         ? this.opts.certRefusedRetryMs ?? DEFAULT_CERT_REFUSED_RETRY_MS
         : reconnectDelayMs(b, ceiling, this.opts.random ?? Math.random);
     const mismatch = CA_MISMATCH[err.code];
-    if (mismatch !== undefined) {
+    const where = { controller: failedAt, ...(this.addresses.length > 1 ? { next: this.controllerAddress } : {}) };
+    if (mismatch !== undefined && !untried) {
       this.opts.logger.error(
-        { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt },
+        { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt, ...where },
         `${mismatch}; retrying will not help — enroll this host again: ${this.reenrollHint()}`,
       );
     } else (permanent ? this.opts.logger.error.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger))(
-      { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt },
+      { code: err.code, reason: err.message, retryInMs: delay, attempt: this.attempt, ...where },
       'controller link down',
     );
     this.setState('backoff');

@@ -5,11 +5,18 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BulkheadError, writeFileAtomic, writeSecretFile } from '@bulkhead/shared';
+import { formatControllerList, parseControllerList } from '../link/controller-address';
 
 export interface AgentIdentity {
   agentId: string;
-  /** HOST:PORT of the controller's gRPC listener. */
+  /** HOST:PORT of the controller's gRPC listener: the first of `controllers` when there are several. */
   controller: string;
+  /**
+   * Every address given at enrollment, in order, when more than one (replicas of one
+   * controller). Absent for a single address, so identity.json stays readable by agents that
+   * know only `controller`. Read it through identityControllers().
+   */
+  controllers?: string[];
   caFingerprint: string;
   enrolledAt: string;
   certNotAfter: string;
@@ -30,6 +37,16 @@ export function statePaths(dir: string) {
     ca: join(dir, 'ca.crt'),
     identity: join(dir, 'identity.json'),
   };
+}
+
+/** The controller addresses saved at enrollment, in order (one or more). */
+export function identityControllers(identity: AgentIdentity): string[] {
+  return identity.controllers && identity.controllers.length > 0 ? [...identity.controllers] : [identity.controller];
+}
+
+/** The identity fields for `controllers` (one or more): `controller` is the first, `controllers` only for several. */
+export function controllersIdentity(controllers: readonly string[]): Pick<AgentIdentity, 'controller' | 'controllers'> {
+  return controllers.length > 1 ? { controller: controllers[0]!, controllers: [...controllers] } : { controller: controllers[0]! };
 }
 
 export function isEnrolled(dir: string): boolean {
@@ -68,7 +85,15 @@ export function loadCredentials(dir: string): AgentCredentials {
   if (typeof identity !== 'object' || identity === null || !identity.agentId || !identity.controller) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.identity} lacks agentId/controller; ${reenroll()}`);
   }
-  const hint = reenroll(identity.controller, identity.caFingerprint || undefined);
+  if (identity.controllers !== undefined) {
+    try {
+      if (!Array.isArray(identity.controllers)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'controllers is not a list');
+      parseControllerList(identity.controllers.map(String));
+    } catch (cause) {
+      throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${p.identity} has a bad controllers list (${(cause as Error).message}); fix it or ${reenroll()}`, { cause });
+    }
+  }
+  const hint = reenroll(formatControllerList(identityControllers(identity)), identity.caFingerprint || undefined);
   const read = (path: string): string => {
     try {
       return readFileSync(path, 'utf8');

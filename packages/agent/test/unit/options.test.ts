@@ -2,8 +2,9 @@ import t from 'tap';
 import { statSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveAgentOptions } from '../../src/agent-options';
-import { splitController } from '../../src/link/controller-address';
-import { saveCredentials, loadCredentials, isEnrolled, statePaths } from '../../src/state/agent-state';
+import { MAX_CONTROLLER_ADDRESSES, parseControllerList, splitController } from '../../src/link/controller-address';
+import { controllersIdentity, identityControllers, saveCredentials, loadCredentials, isEnrolled, statePaths } from '../../src/state/agent-state';
+import { main } from '../../src/cli/main';
 import { createCa, issueAgentCertWithDates } from '@bulkhead/shared';
 
 t.test('agent options: defaults and clear errors', async (t) => {
@@ -46,7 +47,59 @@ t.test('agent options: defaults and clear errors', async (t) => {
 t.test('controller address parsing', async (t) => {
   t.same(splitController('ctl.example.com:7443'), { host: 'ctl.example.com', port: 7443 });
   t.same(splitController('[::1]:7443'), { host: '::1', port: 7443 });
-  for (const bad of ['ctl', ':7443', 'ctl:0', 'ctl:70000', 'https://ctl:7443']) t.throws(() => splitController(bad), { code: 'BK_ERR_CONFIG_INVALID' }, bad);
+  for (const bad of ['ctl', ':7443', 'ctl:0', 'ctl:70000', 'https://ctl:7443', 'a:1,b:2']) t.throws(() => splitController(bad), { code: 'BK_ERR_CONFIG_INVALID' }, bad);
+});
+
+t.test('controller address lists: comma-separated, repeated, and clear errors', async (t) => {
+  t.same(parseControllerList('ctl.example.com:7443'), ['ctl.example.com:7443']);
+  t.same(parseControllerList('a.example:7443, b.example:7443'), ['a.example:7443', 'b.example:7443'], 'spaces around entries are fine');
+  t.same(parseControllerList(['a:1,b:2', '[::1]:3', '10.0.0.5:7443']), ['a:1', 'b:2', '[::1]:3', '10.0.0.5:7443'], 'repeated flag and lists mixed, order kept');
+  t.throws(() => parseControllerList('a:1,,b:2'), { code: 'BK_ERR_CONFIG_INVALID', message: /"a:1,,b:2" has an empty entry \(position 2 of 3\)/ });
+  t.throws(() => parseControllerList('a:1,'), { code: 'BK_ERR_CONFIG_INVALID', message: /empty entry \(position 2 of 2\)/ }, 'trailing comma');
+  t.throws(() => parseControllerList(''), { code: 'BK_ERR_CONFIG_INVALID', message: /empty entry/ });
+  t.throws(() => parseControllerList([]), { code: 'BK_ERR_CONFIG_INVALID', message: /no controller address/ });
+  t.throws(() => parseControllerList('a:1,b:99999'), { code: 'BK_ERR_CONFIG_INVALID', message: /"b:99999" is not HOST:PORT/ }, 'bad port');
+  t.throws(() => parseControllerList('a:1,b'), { code: 'BK_ERR_CONFIG_INVALID', message: /"b" is not HOST:PORT/ }, 'no port');
+  t.throws(() => parseControllerList(['CTL.example:7443', 'ctl.example:7443']), { code: 'BK_ERR_CONFIG_INVALID', message: /"ctl.example:7443" is given twice \(also as "CTL.example:7443"\)/ });
+  t.same(parseControllerList('ctl:7443,ctl:7444'), ['ctl:7443', 'ctl:7444'], 'one host, two ports: two replicas');
+  const many = Array.from({ length: MAX_CONTROLLER_ADDRESSES + 1 }, (_, i) => `c${i}:7443`).join(',');
+  t.throws(() => parseControllerList(many), { code: 'BK_ERR_CONFIG_INVALID', message: /at most 16/ });
+  t.same(resolveAgentOptions({ stateDir: '/s', controller: ['a:1', 'b:2,c:3'] }).controller, ['a:1', 'b:2', 'c:3']);
+  t.equal(resolveAgentOptions({ stateDir: '/s', controller: [] }).controller, undefined, 'no override');
+  t.throws(() => resolveAgentOptions({ stateDir: '/s', controller: 'a:1,a:1' }), { message: /given twice/ });
+});
+
+t.test('CLI: a malformed --controller list exits 2 naming the entry', async (t) => {
+  const err: string[] = [];
+  const io = { out: () => undefined, err: (s: string) => void err.push(s) };
+  const dir = join(t.testdir(), 'none');
+  t.equal(await main(['enroll', '--controller', 'a:7443,,b:7443', '--token', 'x', '--ca-fingerprint', 'sha256:00', '--state-dir', dir], io), 2);
+  t.match(err.join(''), /empty entry/);
+  err.length = 0;
+  t.equal(await main(['run', '--state-dir', dir, '--controller', 'a:7443', '--controller', 'a:7443'], io), 2, 'run refuses a duplicate before anything starts');
+  t.match(err.join(''), /given twice/);
+  // The environment variable takes the same list.
+  err.length = 0;
+  process.env['BULKHEAD_CONTROLLER_OVERRIDE'] = 'a:7443,b:7443,';
+  t.teardown(() => delete process.env['BULKHEAD_CONTROLLER_OVERRIDE']);
+  t.equal(await main(['run', '--state-dir', dir], io), 2, 'BULKHEAD_CONTROLLER_OVERRIDE is checked the same way');
+  t.match(err.join(''), /"a:7443,b:7443," has an empty entry \(position 3 of 3\)/);
+});
+
+t.test('identity: one address stays a plain `controller`; several are saved in order and read back', async (t) => {
+  t.same(controllersIdentity(['a:1']), { controller: 'a:1' });
+  t.same(controllersIdentity(['a:1', 'b:2']), { controller: 'a:1', controllers: ['a:1', 'b:2'] });
+  const base = { agentId: 'agt_1', caFingerprint: 'sha256:00', enrolledAt: 'x', certNotAfter: 'y' };
+  t.same(identityControllers({ ...base, controller: 'a:1' }), ['a:1']);
+  t.same(identityControllers({ ...base, controller: 'a:1', controllers: ['a:1', 'b:2'] }), ['a:1', 'b:2']);
+  const dir = join(t.testdir(), 'state');
+  const ca = await createCa();
+  const pair = await issueAgentCertWithDates(ca, 'agt_1', new Date(Date.now() - 60_000), new Date(Date.now() + 86_400_000));
+  const creds = { identity: { ...base, ...controllersIdentity(['a:1', 'b:2']) }, keyPem: pair.keyPem, certPem: pair.certPem, caPem: ca.certPem };
+  saveCredentials(dir, creds);
+  t.same(loadCredentials(dir).identity.controllers, ['a:1', 'b:2']);
+  writeFileSync(statePaths(dir).identity, JSON.stringify({ ...creds.identity, controllers: ['a:1', 'a:1'] }));
+  t.throws(() => loadCredentials(dir), { code: 'BK_ERR_CONFIG_INVALID', message: /bad controllers list .*given twice/ });
 });
 
 t.test('state dir: credentials round-trip, key 0600, refuses loose key modes', async (t) => {

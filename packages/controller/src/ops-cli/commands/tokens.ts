@@ -41,7 +41,7 @@ export function registerTokenCommands(program: Command, ctx: CommandContext): vo
     .option('--ttl <duration>', 'how long the token stays valid (at most 30d)', '15m')
     .option('--description <text>', 'free-text note stored with the token')
     .option('--print-install', 'print the one-line install command for a new host instead of the bare token')
-    .option('--controller <host:port>', `with --print-install: the controller's agent (gRPC) address as hosts reach it (default: the API URL's host, port ${DEFAULT_AGENT_PORT})`)
+    .option('--controller <host:port,...>', `with --print-install: the controller's agent (gRPC) address as hosts reach it, or several replicas' comma-separated (default: the API URL's host, port ${DEFAULT_AGENT_PORT})`)
     .option('--installer <path>', 'with --print-install: where install.sh is on the new host', DEFAULT_INSTALLER)
     .addHelpText(
       'after',
@@ -59,7 +59,9 @@ export function registerTokenCommands(program: Command, ctx: CommandContext): vo
         throw ctx.usageError((e as Error).message);
       }
       if (!o.printInstall && o.controller !== undefined) throw ctx.usageError('--controller only goes with --print-install');
-      if (o.controller !== undefined && !isHostPort(o.controller)) throw ctx.usageError(`--controller must be HOST:PORT (e.g. ctl.example.com:7443), not "${o.controller}"`);
+      if (o.controller !== undefined && !isHostPortList(o.controller)) {
+        throw ctx.usageError(`--controller must be HOST:PORT, or several comma-separated without repeats (e.g. ctl.example.com:7443 or ctl-a.example.com:7443,ctl-b.example.com:7443), not "${o.controller}"`);
+      }
       if (o.installer === '') throw ctx.usageError('--installer needs a path');
       const { api, json } = ctx.client(cmd);
       const t = await joinTokensApi.create(api, { ttl: o.ttl, ...(o.description !== undefined ? { description: o.description } : {}) });
@@ -102,6 +104,15 @@ const DEFAULT_INSTALLER = './deploy/install.sh';
 function isHostPort(s: string): boolean {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
   return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+}
+
+/**
+ * Replicas' addresses as the agent takes them (a comma-separated list). The agent checks the
+ * list again at enrollment; this only keeps a typo out of the printed line.
+ */
+function isHostPortList(s: string): boolean {
+  const items = s.split(',');
+  return items.every(isHostPort) && new Set(items.map((i) => i.toLowerCase())).size === items.length;
 }
 
 /** The API URL's host with the controller's default agent port: `[::1]` stays bracketed. */
