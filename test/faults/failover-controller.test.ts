@@ -44,7 +44,7 @@ const FAILOVER_BOUND_MS = 5_000;
  * policy versions through the database (the controller side of active replicas); these
  * assertions then count.
  */
-const SHARED_POLICY_TODO: string | false = 'replicas do not share policy versions yet: B serves the policy it loaded at start';
+const SHARED_POLICY_TODO: string | false = false;
 
 t.test('two replicas on one PostgreSQL: replica A SIGKILLed, the agent is served by B within 5 s and loses nothing', async (t) => {
   const pg = await usePostgres(t);
