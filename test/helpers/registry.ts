@@ -779,6 +779,38 @@ export async function cosignVerifyAttestation(
   return { ...r, ok: r.code === 0 };
 }
 
+export interface CosignVerifyKeylessOptions {
+  /** A Sigstore trusted_root.json (--trusted-root): never the online TUF root. */
+  trustedRootFile: string;
+  /** --certificate-identity (exact) or, when `identityRegexp`, --certificate-identity-regexp. */
+  identity: string;
+  identityRegexp?: boolean;
+  /** --certificate-oidc-issuer. */
+  issuer: string;
+  /** `verify-attestation --type T` instead of `verify`. */
+  attestationType?: string;
+  /** Extra environment (KeylessAuthority.writeCosignTrustEnv: keeps cosign off the online TUF root). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Keyless oracle: REAL `cosign verify --new-bundle-format --trusted-root ROOT
+ * --certificate-identity[-regexp] ID --certificate-oidc-issuer ISS REF` (cosign 2.5, offline:
+ * the Fulcio chain, SCT, Rekor SET/inclusion proof and the identity are all checked against
+ * the given root). ok = exit 0.
+ */
+export async function cosignVerifyKeyless(reg: TestRegistry, ref: string, opts: CosignVerifyKeylessOptions): Promise<VerifyResult> {
+  const tools = await signTools();
+  const args = [
+    ...(opts.attestationType ? ['verify-attestation', '--type', opts.attestationType] : ['verify']),
+    '--new-bundle-format', '--trusted-root', opts.trustedRootFile,
+    opts.identityRegexp ? '--certificate-identity-regexp' : '--certificate-identity', opts.identity,
+    '--certificate-oidc-issuer', opts.issuer, ref,
+  ];
+  const r = await runTool(tools.cosign, args, { env: cosignEnv(reg, opts.env), timeoutMs: 60_000 });
+  return { ...r, ok: r.code === 0 };
+}
+
 /** The referrers tag-schema fallback tag of a digest: `sha256-<hex>` (an OCI index of referrers). */
 export function referrersTag(digest: string): string {
   return digest.replace(':', '-');

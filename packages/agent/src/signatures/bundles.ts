@@ -126,12 +126,23 @@ export function verifyBundle(json: Buffer, ref: ImageRef, keys: readonly Prepare
       if (match) signer = `${match.issuer} ${subject}`;
       else why = `keyless signature by ${subject || '(no subject)'} from ${issuer || '(no issuer)'}, not a trusted identity`;
     } catch (e) {
-      why = `keyless bundle does not verify against the trusted root (${e instanceof Error ? e.message.slice(0, 120) : 'error'})`;
+      why = `keyless bundle does not verify against the trusted root (${describeVerifyError(e)})`;
     }
   }
   if (!signer) return why;
   if (statementProblem) return `bundle by ${signer}: ${statementProblem}`;
   return { signer };
+}
+
+/**
+ * @sigstore/verify's error with its cause: "Failed to verify certificate chain" alone does not
+ * tell an operator whether the CA is unknown or the certificate had expired when logged.
+ */
+function describeVerifyError(e: unknown): string {
+  if (!(e instanceof Error)) return 'error';
+  const cause = (e as { cause?: unknown }).cause;
+  const msg = cause instanceof Error && cause.message && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message;
+  return msg.slice(0, 200);
 }
 
 export function identityMatches(i: TrustedIdentity, issuer: string, subject: string): boolean {
