@@ -124,10 +124,11 @@ export async function startKeylessAuthority(opts: { t?: Test } = {}): Promise<Ke
     // clock an hour back: certificates valid from -60 to -50 min.
     expired: await mockFulcio.initializeCA(caKey, ctLog, new Date(Date.now() - 3600_000)),
   };
-  const handlers = new Map<string, (body: string) => Promise<{ statusCode: number; response: string | ArrayBufferView; contentType?: string }>>();
+  const handlers = new Map<string, Handler>();
   for (const [name, ca] of Object.entries(cas)) {
     const h = mockFulcio.fulcioHandler(ca);
     handlers.set(`/${name}${h.path}`, h.fn);
+    handlers.set(`/${name}/api/v1/signingCert`, (body, authorization) => fulcioV1(h.fn, body, authorization));
   }
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -136,7 +137,7 @@ export async function startKeylessAuthority(opts: { t?: Test } = {}): Promise<Ke
     req.on('end', () => {
       const fn = req.method === 'POST' ? handlers.get((req.url ?? '').split('?')[0]!) : undefined;
       if (!fn) { res.writeHead(404).end(`no handler for ${req.method} ${req.url}`); return; }
-      fn(Buffer.concat(chunks).toString()).then(
+      fn(Buffer.concat(chunks).toString(), req.headers.authorization).then(
         (r) => {
           res.writeHead(r.statusCode, { 'content-type': r.contentType ?? 'text/plain' });
           res.end(typeof r.response === 'string' ? r.response : Buffer.from(r.response.buffer, r.response.byteOffset, r.response.byteLength));
@@ -227,6 +228,26 @@ export async function startKeylessAuthority(opts: { t?: Test } = {}): Promise<Ke
     },
     close,
   };
+}
+
+type HandlerResult = { statusCode: number; response: string | ArrayBufferView; contentType?: string };
+type Handler = (body: string, authorization?: string) => Promise<HandlerResult>;
+
+/**
+ * Fulcio's v1 REST API (what cosign 2.5 `sign` calls: the token in the Authorization header,
+ * the public key as base64 bytes, the chain back as PEM text) on top of @sigstore/mock's v2
+ * handler (what @sigstore/sign calls). Only the envelope differs; the CA is the same.
+ */
+async function fulcioV1(v2: Handler, body: string, authorization: string | undefined): Promise<HandlerResult> {
+  const req = JSON.parse(body) as { publicKey?: { content?: string } };
+  const raw = Buffer.from(req.publicKey?.content ?? '', 'base64');
+  // cosign sends the PEM bytes (base64 of them, as Go encodes []byte); other clients DER.
+  const pem = raw.toString('latin1').startsWith('-----BEGIN') ? raw.toString('latin1') : `-----BEGIN PUBLIC KEY-----\n${raw.toString('base64')}\n-----END PUBLIC KEY-----\n`;
+  const token = (authorization ?? '').replace(/^Bearer\s+/i, '');
+  const r = await v2(JSON.stringify({ credentials: { oidcIdentityToken: token }, publicKeyRequest: { publicKey: { algorithm: 'ECDSA', content: pem }, proofOfPossession: '' } }));
+  if (r.statusCode !== 201 || typeof r.response !== 'string') return r;
+  const chain = (JSON.parse(r.response) as { signedCertificateEmbeddedSct: { chain: { certificates: string[] } } }).signedCertificateEmbeddedSct.chain.certificates;
+  return { statusCode: 201, response: chain.map((c) => (c.endsWith('\n') ? c : `${c}\n`)).join(''), contentType: 'application/pem-certificate-chain' };
 }
 
 interface ProposedDsse { apiVersion: string; kind: string; spec: { proposedContent?: { envelope: string; verifiers: string[] } } }
