@@ -39,7 +39,7 @@
 //
 // @sigstore/mock is pinned to 0.12.x: 0.13 needs Node >= 22.22, and the suite also runs on
 // Node 20 (scripts/test.sh).
-import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFile } from 'node:fs/promises';
@@ -48,7 +48,7 @@ import rootTap, { type Test } from 'tap';
 import { bundleToJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { DSSEBundleBuilder, FulcioSigner, RekorWitness } from '@sigstore/sign';
-import { sha256Digest, type TestRegistry } from './registry';
+import { cosignEnv, runTool, sha256Digest, signTools, type TestRegistry } from './registry';
 
 // Handler modules only (see the file head: the package index would load nock).
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -266,6 +266,38 @@ function canonicalDsseEntry(p: ProposedDsse): unknown {
       signatures: env.signatures.map((s, i) => ({ signature: s.sig, verifier: verifiers[i] ?? verifiers[0] })),
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// REAL cosign 2.5, signing keylessly against the loopback authority
+
+/**
+ * An identity token as cosign accepts it: a JWS with a real algorithm (cosign parses it, and
+ * refuses `alg: none`, but does not verify it: Fulcio would, the mock CA does not), signed by a
+ * throw-away key made here.
+ */
+export function identityToken(issuer: string, subject: string): string {
+  const now = Math.floor(Date.now() / 1000);
+  const k = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const signingInput = `${b64url({ alg: 'ES256', typ: 'JWT' })}.${b64url({ iss: issuer, sub: subject, aud: 'sigstore', iat: now, exp: now + 600 })}`;
+  return `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), { key: k.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
+/**
+ * REAL `cosign sign -y --fulcio-url AUTH/<ca> --rekor-url AUTH --identity-token T REF`: a
+ * keyless `.sig` attachment (simple-signing layer with the Fulcio certificate and the Rekor
+ * entry in its annotations). cosign checks the SCT and the Rekor entry with the keys in
+ * `trustEnv` (writeCosignTrustEnv). Throws on failure.
+ */
+export async function cosignSignKeyless(
+  reg: TestRegistry, auth: KeylessAuthority, trustEnv: Record<string, string>, ref: string, o: Omit<KeylessSignOptions, 'image' | 'predicateType' | 'annotations'>,
+): Promise<void> {
+  const tools = await signTools();
+  const r = await runTool(tools.cosign, [
+    'sign', '-y', '--fulcio-url', `${auth.url}/${o.ca ?? 'trusted'}`, '--rekor-url', auth.url,
+    '--identity-token', identityToken(o.issuer, o.subject), ref,
+  ], { env: cosignEnv(reg, trustEnv), timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`cosign sign (keyless) ${ref} failed (exit ${r.code}):\n${r.stderr.trim()}`);
 }
 
 // ---------------------------------------------------------------------------------------------

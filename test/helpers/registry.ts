@@ -594,7 +594,7 @@ function toolEnv(reg: TestRegistry): NodeJS.ProcessEnv {
   return { HOME: reg.homeDir, ...NO_INTERNET_ENV };
 }
 
-function cosignEnv(reg: TestRegistry, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function cosignEnv(reg: TestRegistry, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     ...NO_INTERNET_ENV,
     HOME: reg.homeDir,
@@ -780,8 +780,11 @@ export async function cosignVerifyAttestation(
 }
 
 export interface CosignVerifyKeylessOptions {
-  /** A Sigstore trusted_root.json (--trusted-root): never the online TUF root. */
-  trustedRootFile: string;
+  /**
+   * A Sigstore trusted_root.json: `--new-bundle-format --trusted-root FILE` (bundles). Without
+   * it, cosign reads the classic `.sig` attachment and takes its trust from `env` alone.
+   */
+  trustedRootFile?: string;
   /** --certificate-identity (exact) or, when `identityRegexp`, --certificate-identity-regexp. */
   identity: string;
   identityRegexp?: boolean;
@@ -803,7 +806,7 @@ export async function cosignVerifyKeyless(reg: TestRegistry, ref: string, opts: 
   const tools = await signTools();
   const args = [
     ...(opts.attestationType ? ['verify-attestation', '--type', opts.attestationType] : ['verify']),
-    '--new-bundle-format', '--trusted-root', opts.trustedRootFile,
+    ...(opts.trustedRootFile ? ['--new-bundle-format', '--trusted-root', opts.trustedRootFile] : []),
     opts.identityRegexp ? '--certificate-identity-regexp' : '--certificate-identity', opts.identity,
     '--certificate-oidc-issuer', opts.issuer, ref,
   ];

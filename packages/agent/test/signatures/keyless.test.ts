@@ -7,12 +7,14 @@
 // for every verdict, with its reason: `cosign verify-attestation --new-bundle-format
 // --trusted-root ROOT --type https://sigstore.dev/cosign/sign/v1 --certificate-identity[-regexp]
 // --certificate-oidc-issuer` (see test/helpers/keyless.ts for why not `cosign verify`).
+// Keyless cosign `.sig` attachments are made by REAL cosign 2.5 `sign` against the same
+// loopback CA and log, with `cosign verify --certificate-identity …` as their oracle.
 import t, { type Test } from 'tap';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SignatureRequirement, TrustedIdentity } from '@bulkhead/shared';
 import { SignatureVerifier } from '../../src/signatures/verifier';
-import { attachBundle, startKeylessAuthority, type KeylessSignOptions } from '../../../../test/helpers/keyless';
+import { attachBundle, cosignSignKeyless, startKeylessAuthority, type KeylessSignOptions } from '../../../../test/helpers/keyless';
 import { buildOciImage, cosignVerifyKeyless, pushImage, startRegistry, type VerifyResult } from '../../../../test/helpers/registry';
 
 /** cosign exited non-zero FOR THIS REASON (not a network or usage error). */
@@ -119,6 +121,49 @@ t.test('keyless signatures: Fulcio-style certificate, CT log, Rekor, offline tru
     const v = await verifier.verify(reg.ref('shop/web', digest), exact);
     t.equal(v.status, 'rejected');
     t.match(v.message, /bundle by https:\/\/token\.actions\.example\.test \S+: signature is for another digest/);
+  });
+
+  await t.test('keyless cosign .sig attachments, signed by REAL cosign 2.5 against the same CA and log', async (t) => {
+    const sigImage = async (variant: string, o: Omit<KeylessSignOptions, 'image'>): Promise<string> => {
+      const digest = await pushImage(reg, await buildOciImage(work, { variant }), `shop/api:${variant}`);
+      await cosignSignKeyless(reg, auth, cosignTrust, reg.ref('shop/api', digest), o);
+      return reg.ref('shop/api', digest);
+    };
+    const legacyOracle = (ref: string, identity = SUBJECT, issuer = ISSUER): ReturnType<typeof cosignVerifyKeyless> =>
+      cosignVerifyKeyless(reg, ref, { identity, issuer, env: cosignTrust });
+    const ok = await sigImage('sig-good', { subject: SUBJECT, issuer: ISSUER });
+    const o = await legacyOracle(ok);
+    t.ok(o.ok, `oracle: cosign verify accepts it (${o.stderr.trim().split('\n').pop()})`);
+    const v = await verifier.verify(ok, exact);
+    t.equal(v.status, 'verified', v.message);
+    t.same(v.signers, [`${ISSUER} ${SUBJECT}`]);
+    t.equal((await verifier.verify(ok, req([{ issuer: ISSUER, subjectGlob: 'https://git.example.test/acme/*' }]))).status, 'verified', 'by glob');
+
+    const wrong = await verifier.verify(ok, req([{ issuer: 'https://accounts.example.test', subject: SUBJECT }]));
+    t.equal(wrong.status, 'rejected');
+    t.match(wrong.message, /keyless signature by \S+ from https:\/\/token\.actions\.example\.test, not a trusted identity/);
+    refusedBy(t, await legacyOracle(ok, SUBJECT, 'https://accounts.example.test'), /none of the expected identities matched .* with issuer https:\/\/token\.actions\.example\.test/, 'cosign refuses the other issuer too');
+
+    const keysOnly = await verifier.verify(ok, { keys: [{ name: 'prod-signer', pem: '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\n-----END PUBLIC KEY-----\n' }], identities: [], minSignatures: 1, annotations: {} });
+    t.equal(keysOnly.status, 'rejected', 'a rule with keys only does not count a keyless signature');
+
+    const noRoot = await verifier.verify(ok, { keys: [], identities: [{ issuer: ISSUER, subject: SUBJECT }], minSignatures: 1, annotations: {} });
+    t.equal(noRoot.status, 'rejected');
+    t.match(noRoot.message, /keyless signature, but no trusted root is configured/);
+
+    const rogue = await sigImage('sig-rogue', { subject: SUBJECT, issuer: ISSUER, ca: 'untrusted' });
+    const vr = await verifier.verify(rogue, exact);
+    t.equal(vr.status, 'rejected');
+    t.match(vr.message, /keyless signature does not verify against the trusted root \(Failed to verify certificate chain/);
+    refusedBy(t, await legacyOracle(rogue), /certificate signed by unknown authority/, 'cosign refuses the rogue CA too');
+
+    const expired = await sigImage('sig-expired', { subject: SUBJECT, issuer: ISSUER, ca: 'expired' });
+    const ve = await verifier.verify(expired, exact);
+    t.equal(ve.status, 'rejected');
+    t.match(ve.message, /keyless signature does not verify against the trusted root \(Failed to verify certificate chain: certificate is not valid or expired at the specified date/);
+    // cosign checks the chain at the certificate's own start (when our test CA's root, made
+    // "now", was not yet valid) before it compares the log time: a refusal for time all the same.
+    refusedBy(t, await legacyOracle(expired), /certificate has expired or is not yet valid|integrated time outside certificate validity/, 'cosign refuses the expired certificate too');
   });
 
   await t.test('the same material without the trusted root, or a root without this CA: refused', async (t) => {
