@@ -11,7 +11,9 @@
 // Keyless: images signed by a Fulcio-style certificate (Sigstore bundles made by @sigstore/sign
 // against @sigstore/mock's CA, CT log and Rekor on loopback, attached like cosign's
 // `--new-bundle-format`), judged by issuer + subject glob against an offline trusted root, with
-// cosign 2.5 `verify-attestation` as the oracle (test/helpers/keyless.ts).
+// cosign 2.5 `verify-attestation` as the oracle; and classic keyless `.sig` attachments made by
+// real cosign 2.5 `sign` against the same CA and log, `cosign verify` as their oracle
+// (test/helpers/keyless.ts).
 //
 // Also: a tag re-pushed over a signed version, a registry that is down (fails
 // closed; a digest verified before stays allowed from the cache), a container
@@ -26,7 +28,7 @@ import {
   type CosignKeyPair, type TestRegistry,
 } from '../helpers/registry';
 import { LABEL_ARGS } from '../helpers/engine';
-import { attachBundle, COSIGN_SIGN_PREDICATE, startKeylessAuthority, type KeylessSignOptions } from '../helpers/keyless';
+import { attachBundle, COSIGN_SIGN_PREDICATE, cosignSignKeyless, startKeylessAuthority, type KeylessSignOptions } from '../helpers/keyless';
 import { cosignVerifyKeyless } from '../helpers/registry';
 
 const RULE = 'images.signed';
@@ -269,14 +271,18 @@ spec:
           - { issuer: ${JSON.stringify(issuer)}, subjectGlob: "https://git.example.test/acme/*/.github/workflows/release.yml@refs/heads/main" }
         trustedRootFile: ${JSON.stringify(rootFile)}
 `;
+  // Bundles made by @sigstore/sign, or (names starting "cosign-") a classic `.sig` made by REAL cosign 2.5 `sign`.
   const signed = async (name: string, sign: Omit<KeylessSignOptions, 'image'> | undefined): Promise<string> => {
     const img = await buildOciImage(dir, { variant: `keyless-${name}` });
     const digest = await pushImage(reg, img, `shop/${name}:1`);
-    if (sign) await attachBundle(reg, `shop/${name}`, digest, await auth.signImage({ ...sign, image: reg.ref(`shop/${name}`, digest) }));
+    if (sign && name.startsWith('cosign-')) await cosignSignKeyless(reg, auth, cosignTrust, reg.ref(`shop/${name}`, digest), sign);
+    else if (sign) await attachBundle(reg, `shop/${name}`, digest, await auth.signImage({ ...sign, image: reg.ref(`shop/${name}`, digest) }));
     return reg.ref(`shop/${name}`, '1');
   };
   const cases: [string, Omit<KeylessSignOptions, 'image'> | undefined, boolean, RegExp][] = [
     ['release', { subject, issuer }, true, /./],
+    ['cosign-release', { subject, issuer }, true, /./],
+    ['cosign-forked', { subject: 'https://git.example.test/mallory/shop/.github/workflows/release.yml@refs/heads/main', issuer }, false, /keyless signature by https:\/\/git\.example\.test\/mallory\/\S+ .*not a trusted identity/],
     ['forked', { subject: 'https://git.example.test/mallory/shop/.github/workflows/release.yml@refs/heads/main', issuer }, false, /keyless signature by https:\/\/git\.example\.test\/mallory\/\S+ .*not a trusted identity/],
     ['other-idp', { subject, issuer: 'https://evil.example.test' }, false, /from https:\/\/evil\.example\.test, not a trusted identity/],
     ['rogue-ca', { subject, issuer, ca: 'untrusted' }, false, /does not verify against the trusted root/],
@@ -286,11 +292,12 @@ spec:
   for (const [name, sign] of cases) refs.set(name, await signed(name, sign));
   // The oracle first: these expectations are cosign's.
   for (const [name, , want] of cases) {
+    const classic = name.startsWith('cosign-');
     const o = await cosignVerifyKeyless(reg, refs.get(name)!, {
-      trustedRootFile: rootFile, identity: '^https://git\\.example\\.test/acme/[^/]*/\\.github/workflows/release\\.yml@refs/heads/main$', identityRegexp: true,
-      issuer, env: cosignTrust, attestationType: COSIGN_SIGN_PREDICATE,
+      identity: '^https://git\\.example\\.test/acme/[^/]*/\\.github/workflows/release\\.yml@refs/heads/main$', identityRegexp: true, issuer, env: cosignTrust,
+      ...(classic ? {} : { trustedRootFile: rootFile, attestationType: COSIGN_SIGN_PREDICATE }),
     });
-    t.equal(o.ok, want, `cosign verify-attestation ${name}: ${want ? 'verified' : 'refused'} (${o.stderr.trim().split('\n').pop()})`);
+    t.equal(o.ok, want, `cosign ${classic ? 'verify' : 'verify-attestation'} ${name}: ${want ? 'verified' : 'refused'} (${o.stderr.trim().split('\n').pop()})`);
   }
 
   const s = await startBypassStack(t, {
