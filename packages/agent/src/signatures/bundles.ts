@@ -159,6 +159,7 @@ function verifyKeyless(entity: SignedEntity, root: TrustedRoot, req: SignatureRe
  */
 export function verifyCosignKeyless(payload: Buffer, sig: Buffer, ann: Record<string, unknown>, req: SignatureRequirement): { signer: string } | string {
   if (!req.trustedRoot) return 'keyless signature, but no trusted root is configured';
+  if (req.identities.length === 0) return 'keyless signature, but no trusted identities are configured';
   let root: TrustedRoot;
   try { root = parseTrustedRoot(req.trustedRoot); } catch (e) { return e instanceof Error ? e.message : String(e); }
   let entity: SignedEntity;
