@@ -5,6 +5,8 @@
 //   const rootFile = await auth.writeTrustedRoot(dir);               // trusted_root.json for them
 //   const bundle = await auth.signImage({ subject, issuer, image: reg.ref('shop/web', digest) });
 //   await attachBundle(reg, 'shop/web', digest, bundle);             // referrers tag-schema fallback
+//   await cosignSignKeyless(reg, auth, await auth.writeCosignTrustEnv(dir), ref, { subject, issuer });
+//                                                                     // REAL cosign 2.5, classic .sig
 //
 // Who makes what (nothing here is a stand-in for the verifier's side):
 //   - The SIGNING CLIENT is the real one of the Sigstore project, @sigstore/sign (what
@@ -19,9 +21,13 @@
 //     on 127.0.0.1 (NOT @sigstore/mock's mockFulcio/mockRekor: those use nock, which patches
 //     node:http globally in the test process — and that process also talks to the real
 //     registry). Only the handler modules are loaded, never the package index (which loads nock).
-//   - The identity token is an unsigned JWT made here (three lines): Fulcio would verify it
-//     against the OIDC issuer; the mock CA only reads its `iss` and `sub`, which is the point of
-//     the test (they become the certificate's issuer extension and SAN).
+//   - The identity token is a JWT made here (a few lines): unsigned for @sigstore/sign, signed
+//     by a throw-away key for cosign (which parses it and refuses `alg: none`). Fulcio would
+//     verify it against the OIDC issuer; the mock CA only reads its `iss` and `sub`, which is
+//     the point of the test (they become the certificate's issuer extension and SAN).
+//   - Two thin shims, each written here because the mock differs from the real service in just
+//     that: Rekor's canonical `dsse` entry form (canonicalDsseEntry), and Fulcio's v1 REST
+//     envelope that cosign 2.5 `sign` speaks (fulcioV1) over the mock's v2 handler.
 //   - The trusted_root.json is written here from the three public keys / the CA certificate, in
 //     the format of @sigstore/protobuf-specs' TrustedRoot (round-tripped through it).
 //
@@ -36,6 +42,10 @@
 //     (writeCosignTrustEnv) keep it offline.
 //   - Its refusals name the reason: "expected issuer value …", "expected SAN value …", "failed to
 //     verify leaf certificate" (unknown CA), "integrated time outside certificate validity".
+//   - `cosign sign -y --fulcio-url … --rekor-url … --identity-token …` (no key) signs keylessly
+//     against this authority offline (it checks the SCT and the Rekor SET with the keys in the
+//     SIGSTORE_* variables): a classic `.sig` attachment; `cosign verify --certificate-identity
+//     … --certificate-oidc-issuer …` (no --trusted-root) verifies it with the same variables.
 //
 // @sigstore/mock is pinned to 0.12.x: 0.13 needs Node >= 22.22, and the suite also runs on
 // Node 20 (scripts/test.sh).
