@@ -594,7 +594,7 @@ function toolEnv(reg: TestRegistry): NodeJS.ProcessEnv {
   return { HOME: reg.homeDir, ...NO_INTERNET_ENV };
 }
 
-function cosignEnv(reg: TestRegistry, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function cosignEnv(reg: TestRegistry, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     ...NO_INTERNET_ENV,
     HOME: reg.homeDir,
@@ -776,6 +776,41 @@ export async function cosignVerifyAttestation(
   if (opts.newBundleFormat ?? true) args.push('--new-bundle-format', '--trusted-root', reg.trustedRootFile);
   args.push(ref);
   const r = await runTool(tools.cosign, args, { env: cosignEnv(reg), timeoutMs: 60_000 });
+  return { ...r, ok: r.code === 0 };
+}
+
+export interface CosignVerifyKeylessOptions {
+  /**
+   * A Sigstore trusted_root.json: `--new-bundle-format --trusted-root FILE` (bundles). Without
+   * it, cosign reads the classic `.sig` attachment and takes its trust from `env` alone.
+   */
+  trustedRootFile?: string;
+  /** --certificate-identity (exact) or, when `identityRegexp`, --certificate-identity-regexp. */
+  identity: string;
+  identityRegexp?: boolean;
+  /** --certificate-oidc-issuer. */
+  issuer: string;
+  /** `verify-attestation --type T` instead of `verify`. */
+  attestationType?: string;
+  /** Extra environment (KeylessAuthority.writeCosignTrustEnv: keeps cosign off the online TUF root). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Keyless oracle: REAL `cosign verify --new-bundle-format --trusted-root ROOT
+ * --certificate-identity[-regexp] ID --certificate-oidc-issuer ISS REF` (cosign 2.5, offline:
+ * the Fulcio chain, SCT, Rekor SET/inclusion proof and the identity are all checked against
+ * the given root). ok = exit 0.
+ */
+export async function cosignVerifyKeyless(reg: TestRegistry, ref: string, opts: CosignVerifyKeylessOptions): Promise<VerifyResult> {
+  const tools = await signTools();
+  const args = [
+    ...(opts.attestationType ? ['verify-attestation', '--type', opts.attestationType] : ['verify']),
+    ...(opts.trustedRootFile ? ['--new-bundle-format', '--trusted-root', opts.trustedRootFile] : []),
+    opts.identityRegexp ? '--certificate-identity-regexp' : '--certificate-identity', opts.identity,
+    '--certificate-oidc-issuer', opts.issuer, ref,
+  ];
+  const r = await runTool(tools.cosign, args, { env: cosignEnv(reg, opts.env), timeoutMs: 60_000 });
   return { ...r, ok: r.code === 0 };
 }
 

@@ -17,6 +17,10 @@
 //   - Keyless (identities): only with a configured trusted root; the Fulcio
 //     chain, one SCT, one tlog entry and one timestamp are required, then the
 //     certificate's issuer and subject are matched against the identities.
+//     Keyless cosign `.sig` layers (certificate and Rekor entry in annotations)
+//     are turned into the bundle they amount to and verified the same way
+//     (verifyCosignKeyless).
+import { createHash } from 'node:crypto';
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
@@ -25,7 +29,7 @@ import type { SignatureRequirement, TrustedIdentity } from '@bulkhead/shared';
 import type { PreparedKey, SourceResult } from './cosign';
 import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
 
-import { BUNDLE_ARTIFACT_TYPE, COSIGN_SIGN_PREDICATE } from './media-types';
+import { BUNDLE_ARTIFACT_TYPE, COSIGN_CERTIFICATE_ANNOTATION, COSIGN_REKOR_BUNDLE_ANNOTATION, COSIGN_SIGN_PREDICATE, COSIGN_TIMESTAMP_ANNOTATION } from './media-types';
 
 export { BUNDLE_ARTIFACT_TYPE, COSIGN_SIGN_PREDICATE } from './media-types';
 const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
@@ -116,22 +120,107 @@ export function verifyBundle(json: Buffer, ref: ImageRef, keys: readonly Prepare
     }
   } else {
     if (!root) return 'keyless bundle, but no trusted root is configured';
-    if (req.identities.length === 0) return 'keyless bundle, but no trusted identities are configured';
-    try {
-      const v = new Verifier(toTrustMaterial(root, () => { throw new Error('no keys'); }), { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 });
-      const s = v.verify(entity);
-      const issuer = s.identity?.extensions?.issuer ?? '';
-      const subject = s.identity?.subjectAlternativeName ?? '';
-      const match = req.identities.find((i) => identityMatches(i, issuer, subject));
-      if (match) signer = `${match.issuer} ${subject}`;
-      else why = `keyless signature by ${subject || '(no subject)'} from ${issuer || '(no issuer)'}, not a trusted identity`;
-    } catch (e) {
-      why = `keyless bundle does not verify against the trusted root (${e instanceof Error ? e.message.slice(0, 120) : 'error'})`;
-    }
+    const k = verifyKeyless(entity, root, req, 'bundle');
+    if (typeof k === 'string') why = k;
+    else signer = k.signer;
   }
   if (!signer) return why;
   if (statementProblem) return `bundle by ${signer}: ${statementProblem}`;
   return { signer };
+}
+
+/**
+ * A keyless signed entity (certificate key) against the trusted root: the Fulcio chain, one
+ * SCT, one tlog entry and one timestamp (cosign's defaults), then the certificate's issuer and
+ * subject against the identities. The signer's name, or why not.
+ */
+function verifyKeyless(entity: SignedEntity, root: TrustedRoot, req: SignatureRequirement, what: string): { signer: string } | string {
+  if (req.identities.length === 0) return `keyless ${what}, but no trusted identities are configured`;
+  try {
+    const v = new Verifier(toTrustMaterial(root, () => { throw new Error('no keys'); }), { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 });
+    const s = v.verify(entity);
+    const issuer = s.identity?.extensions?.issuer ?? '';
+    const subject = s.identity?.subjectAlternativeName ?? '';
+    const match = req.identities.find((i) => identityMatches(i, issuer, subject));
+    if (match) return { signer: `${match.issuer} ${subject}` };
+    return `keyless signature by ${subject || '(no subject)'} from ${issuer || '(no issuer)'}, not a trusted identity`;
+  } catch (e) {
+    return `keyless ${what} does not verify against the trusted root (${describeVerifyError(e)})`;
+  }
+}
+
+/**
+ * A keyless cosign `.sig` layer (what `cosign sign` 2.x writes without a key): the simple-signing
+ * payload, its signature, the Fulcio certificate and the Rekor entry with its signed entry
+ * timestamp in the layer's annotations. They are put into the Sigstore bundle they amount to
+ * (a message signature over the payload; v0.1, the version whose entries carry a promise) and
+ * verified like any keyless bundle — the same conversion cosign makes before handing them to
+ * sigstore-go. Never throws.
+ */
+export function verifyCosignKeyless(payload: Buffer, sig: Buffer, ann: Record<string, unknown>, req: SignatureRequirement): { signer: string } | string {
+  if (!req.trustedRoot) return 'keyless signature, but no trusted root is configured';
+  if (req.identities.length === 0) return 'keyless signature, but no trusted identities are configured';
+  let root: TrustedRoot;
+  try { root = parseTrustedRoot(req.trustedRoot); } catch (e) { return e instanceof Error ? e.message : String(e); }
+  let entity: SignedEntity;
+  try {
+    const certs = pemCertificates(String(ann[COSIGN_CERTIFICATE_ANNOTATION]));
+    if (certs.length === 0) return 'keyless signature whose certificate annotation holds no certificate';
+    const tlogEntries: unknown[] = [];
+    const rekor = ann[COSIGN_REKOR_BUNDLE_ANNOTATION];
+    if (typeof rekor === 'string' && rekor) {
+      const r = JSON.parse(rekor) as { SignedEntryTimestamp?: string; Payload?: { body?: string; integratedTime?: number; logIndex?: number; logID?: string } };
+      const body = JSON.parse(Buffer.from(r.Payload?.body ?? '', 'base64').toString('utf8')) as { kind?: string; apiVersion?: string };
+      tlogEntries.push({
+        logIndex: String(r.Payload?.logIndex ?? ''),
+        logId: { keyId: Buffer.from(r.Payload?.logID ?? '', 'hex').toString('base64') },
+        kindVersion: { kind: String(body.kind ?? ''), version: String(body.apiVersion ?? '') },
+        integratedTime: String(r.Payload?.integratedTime ?? ''),
+        inclusionPromise: { signedEntryTimestamp: r.SignedEntryTimestamp ?? '' },
+        canonicalizedBody: r.Payload?.body ?? '',
+      });
+    }
+    const rfc3161Timestamps: unknown[] = [];
+    const ts = ann[COSIGN_TIMESTAMP_ANNOTATION];
+    if (typeof ts === 'string' && ts) {
+      const t = JSON.parse(ts) as { SignedRFC3161Timestamp?: string };
+      if (t.SignedRFC3161Timestamp) rfc3161Timestamps.push({ signedTimestamp: t.SignedRFC3161Timestamp });
+    }
+    const bundle = bundleFromJSON({
+      mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
+      verificationMaterial: {
+        x509CertificateChain: { certificates: certs.map((c) => ({ rawBytes: c.toString('base64') })) },
+        tlogEntries,
+        timestampVerificationData: { rfc3161Timestamps },
+      },
+      messageSignature: {
+        messageDigest: { algorithm: 'SHA2_256', digest: createHash('sha256').update(payload).digest('base64') },
+        signature: sig.toString('base64'),
+      },
+    });
+    entity = toSignedEntity(bundle, payload);
+  } catch (e) {
+    return `keyless signature with malformed annotations (${e instanceof Error ? e.message.slice(0, 120) : 'error'})`;
+  }
+  return verifyKeyless(entity, root, req, 'signature');
+}
+
+function pemCertificates(text: string): Buffer[] {
+  const out: Buffer[] = [];
+  const re = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/g;
+  for (let m = re.exec(text); m && out.length < 4; m = re.exec(text)) out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  return out;
+}
+
+/**
+ * @sigstore/verify's error with its cause: "Failed to verify certificate chain" alone does not
+ * tell an operator whether the CA is unknown or the certificate had expired when logged.
+ */
+function describeVerifyError(e: unknown): string {
+  if (!(e instanceof Error)) return 'error';
+  const cause = (e as { cause?: unknown }).cause;
+  const msg = cause instanceof Error && cause.message && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message;
+  return msg.slice(0, 200);
 }
 
 export function identityMatches(i: TrustedIdentity, issuer: string, subject: string): boolean {

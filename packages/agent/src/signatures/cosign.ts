@@ -4,13 +4,14 @@
 // simple-signing payloads (`application/vnd.dev.cosign.simplesigning.v1+json`)
 // with the base64 signature in the `dev.cosignproject.cosign/signature`
 // annotation. Owns: fetching those, checking each signature against the
-// trusted keys, and checking the payload names this exact digest and
+// trusted keys (or, for keyless layers carrying a Fulcio certificate, through
+// the verifier's keyless check: bundles.ts verifyCosignKeyless), and checking the payload names this exact digest and
 // repository with the required annotations.
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import type { TrustedKey } from '@bulkhead/shared';
 import { normalizeName, RegistryError, type ImageRef, type RegistryClient } from './registry-client';
 
-import { COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
+import { COSIGN_CERTIFICATE_ANNOTATION, COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
 
 export { COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIG_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
 /** Signature layers looked at per attachment; more is garbage or an attack. */
@@ -110,15 +111,22 @@ export function checkSimpleSigningPayload(payload: Buffer, ref: ImageRef, annota
   return undefined;
 }
 
+/**
+ * Verifies a keyless layer (one carrying a Fulcio certificate annotation): the signer's name
+ * (a trusted identity), or why not. Given by the verifier, which owns the trusted root and
+ * identities and loads @sigstore/* only when such a layer shows up.
+ */
+export type KeylessLayerCheck = (payload: Buffer, sig: Buffer, annotations: Record<string, unknown>) => { signer: string } | string;
+
 /** Find and check the cosign `.sig` attachment of `ref`. Network failures throw RegistryError('unreachable'). */
 export async function verifyCosignAttachment(
-  client: RegistryClient, ref: ImageRef, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
+  client: RegistryClient, ref: ImageRef, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number, keyless?: KeylessLayerCheck,
 ): Promise<SourceResult> {
-  return verifySignatureManifest(client, ref, `${ref.digest.replace(':', '-')}.sig`, keys, annotations, deadline);
+  return verifySignatureManifest(client, ref, `${ref.digest.replace(':', '-')}.sig`, keys, annotations, deadline, keyless);
 }
 
 async function verifySignatureManifest(
-  client: RegistryClient, ref: ImageRef, tag: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
+  client: RegistryClient, ref: ImageRef, tag: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number, keyless?: KeylessLayerCheck,
 ): Promise<SourceResult> {
   const what = `signature attachment ${tag}`;
   let manifest: unknown;
@@ -130,7 +138,7 @@ async function verifySignatureManifest(
     if (e instanceof RegistryError && e.kind === 'unreachable') throw e;
     return { found: 1, signers: new Set(), problems: [`${what} is unreadable (${e instanceof Error ? e.message : 'bad JSON'})`] };
   }
-  return checkSignatureLayers(client, ref, manifest, what, keys, annotations, deadline);
+  return checkSignatureLayers(client, ref, manifest, what, keys, annotations, deadline, keyless);
 }
 
 /**
@@ -140,6 +148,7 @@ async function verifySignatureManifest(
  */
 export async function checkSignatureLayers(
   client: RegistryClient, ref: ImageRef, manifest: unknown, what: string, keys: readonly PreparedKey[], annotations: Record<string, string>, deadline: number,
+  keyless?: KeylessLayerCheck,
 ): Promise<SourceResult> {
   const result: SourceResult = { found: 0, signers: new Set(), problems: [] };
   const layers = (manifest as { layers?: unknown })?.layers;
@@ -167,10 +176,25 @@ export async function checkSignatureLayers(
       return;
     }
     const signer = keys.find((k) => verifyWithKey(k.key, payload, sig));
-    if (!signer) { result.problems.push('bad signature or signature by an unknown key'); return; }
+    let name: string;
+    let by: string;
+    if (signer) {
+      name = signer.name;
+      by = `key ${signer.name}`;
+    } else if (typeof ann[COSIGN_CERTIFICATE_ANNOTATION] === 'string') {
+      // A keyless signature: the key is in the Fulcio certificate, trusted through the root.
+      if (!keyless) { result.problems.push('keyless signature, but the rule trusts no keyless identities'); return; }
+      const outcome = keyless(payload, sig, ann);
+      if (typeof outcome === 'string') { result.problems.push(outcome); return; }
+      name = outcome.signer;
+      by = `identity ${outcome.signer}`;
+    } else {
+      result.problems.push('bad signature or signature by an unknown key');
+      return;
+    }
     const bad = checkSimpleSigningPayload(payload, ref, annotations);
-    if (bad) { result.problems.push(`signature by key ${signer.name}: ${bad}`); return; }
-    result.signers.add(signer.name);
+    if (bad) { result.problems.push(`signature by ${by}: ${bad}`); return; }
+    result.signers.add(name);
   }));
   return result;
 }

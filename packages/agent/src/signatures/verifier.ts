@@ -6,7 +6,7 @@
 // 'unreachable' or 'rejected' verdict with a one-line reason.
 import { createHash } from 'node:crypto';
 import { BulkheadError, type SignatureRequirement, type SignatureVerdict } from '@bulkhead/shared';
-import { checkSignatureLayers, prepareKeys, verifyCosignAttachment, type PreparedKey, type SourceResult } from './cosign';
+import { checkSignatureLayers, prepareKeys, verifyCosignAttachment, type KeylessLayerCheck, type PreparedKey, type SourceResult } from './cosign';
 import { BUNDLE_ARTIFACT_TYPE, COSIGN_SIG_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
 import { loadDockerAuthFile, parseRepoDigest, RegistryClient, RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClientOptions, type RegistryCredential } from './registry-client';
 
@@ -185,7 +185,9 @@ export class SignatureVerifier {
     try {
       // The `.sig` tag and the referrers (API, else the tag-schema fallback) in parallel.
       const [attached, referrers] = await Promise.all([
-        keys.length > 0 ? verifyCosignAttachment(this.client, ref, keys, req.annotations, deadline) : Promise.resolve(emptyResult()),
+        keys.length > 0 || req.identities.length > 0
+          ? verifyCosignAttachment(this.client, ref, keys, req.annotations, deadline, keylessCheck(req))
+          : Promise.resolve(emptyResult()),
         this.client.getReferrers(ref.registry, ref.repository, ref.digest, deadline).catch((e: unknown) => {
           if (e instanceof RegistryError && e.kind === 'invalid') return e; // garbage index: a reason, not an outage
           throw e;
@@ -278,8 +280,16 @@ async function verifyReferrer(
     }
     // @sigstore/* is loaded the first time an image has a bundle (≈10 MB the idle agent keeps otherwise).
     if (isBundle) return bundles().checkBundleManifest(client, ref, manifest, keys, req, deadline);
-    return keys.length > 0 ? checkSignatureLayers(client, ref, manifest, `signature referrer ${d.digest.slice(0, 19)}…`, keys, req.annotations, deadline) : emptyResult();
+    return keys.length > 0 || req.identities.length > 0
+      ? checkSignatureLayers(client, ref, manifest, `signature referrer ${d.digest.slice(0, 19)}…`, keys, req.annotations, deadline, keylessCheck(req))
+      : emptyResult();
   }
+}
+
+/** Keyless `.sig` layers are checked only for rules with identities (@sigstore/* loaded on the first one). */
+function keylessCheck(req: SignatureRequirement): KeylessLayerCheck | undefined {
+  if (req.identities.length === 0) return undefined;
+  return (payload, sig, ann) => bundles().verifyCosignKeyless(payload, sig, ann, req);
 }
 
 function emptyResult(): SourceResult {

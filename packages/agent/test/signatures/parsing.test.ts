@@ -12,7 +12,7 @@ import {
   loadDockerAuthFile, normalizeName, parseChallenge, parseDockerAuthConfig, parseRepoDigest,
 } from '../../src/signatures/registry-client';
 import { checkSimpleSigningPayload, prepareKeys, verifyWithKey } from '../../src/signatures/cosign';
-import { checkStatement, identityMatches, verifyBundle } from '../../src/signatures/bundles';
+import { checkStatement, identityMatches, verifyBundle, verifyCosignKeyless } from '../../src/signatures/bundles';
 import { createSignatureVerifier, SignatureVerifier, signatureRequirementKey } from '../../src/signatures/verifier';
 
 const D = `sha256:${'ab'.repeat(32)}`;
@@ -236,4 +236,20 @@ t.test('bundles: trusted root handling and keyless refusals (negative paths only
   t.match(verifyBundle(keyless, ref, keys, { ...req, trustedRoot: emptyRoot }), /no trusted identities are configured/);
   t.match(verifyBundle(keyless, ref, keys, { ...req, trustedRoot: emptyRoot, identities: [{ issuer: 'https://idp', subject: 'ci@example.com' }] }),
     /keyless bundle does not verify against the trusted root/);
+});
+
+t.test('keyless .sig layers: malformed annotations are reasons, never exceptions', async (t) => {
+  // The positive paths (real cosign 2.5 keyless signatures) are in keyless.test.ts.
+  const emptyRoot = JSON.stringify({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] });
+  const req: SignatureRequirement = { keys: [], identities: [{ issuer: 'https://idp', subject: 'ci@example.com' }], trustedRoot: emptyRoot, minSignatures: 1, annotations: {} };
+  const payload = Buffer.from('{"critical":{}}');
+  const sig = Buffer.from('MEUCIQ==', 'base64');
+  const cert = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUJ5\n-----END CERTIFICATE-----\n';
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': cert }, { ...req, trustedRoot: undefined as unknown as string }), /no trusted root is configured/);
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': cert }, { ...req, trustedRoot: '{' }), /trusted root is not a Sigstore trusted_root\.json/);
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': 'not a pem' }, req), /certificate annotation holds no certificate/);
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': cert, 'dev.sigstore.cosign/bundle': '{"Payload":' }, req), /keyless signature with malformed annotations/);
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': cert, 'dev.sigstore.cosign/rfc3161timestamp': 'x' }, req), /keyless signature with malformed annotations/);
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': cert }, { ...req, identities: [] }), /keyless signature, but no trusted identities are configured/);
+  t.match(verifyCosignKeyless(payload, sig, { 'dev.sigstore.cosign/certificate': cert }, req), /keyless signature (does not verify against the trusted root|with malformed annotations)/);
 });
