@@ -42,7 +42,8 @@ const HELP = `usage: node bench/fleet-sim.js [options]
   --duration S             steady-state window in seconds (default 60)
   --settle S               wait after the last snapshot before measuring (default 10)
   --api-samples K          requests per API query (default 200)
-  --controller-cpus LIST   pin the controller with taskset (e.g. 0)
+  --controller-cpus LIST   pin the controller with taskset (e.g. 0); unset, it inherits this
+                           process's affinity. A private PostgreSQL may always use every core
   --controller ADDR        use a running controller's gRPC address instead of starting one
                            (loopback only; needs --controller-api and --controller-data-dir)
   --controller-api ADDR    that controller's HTTPS API address
@@ -130,7 +131,8 @@ async function main() {
     } else {
       let databaseUrl = o.databaseUrl;
       if (o.store === 'postgres' && !databaseUrl) {
-        const pg = await startPrivatePostgres();
+        // Not pinned with the simulator: PostgreSQL may use every core.
+        const pg = await startPrivatePostgres({ cpus: `0-${require('node:os').cpus().length - 1}` });
         cleanups.push(() => pg.stop());
         databaseUrl = pg.url;
         pgPids = () => processTree(pg.postmasterPid);

@@ -127,7 +127,7 @@ function apiClient({ port, ca, apiKey, maxSockets = 4 }) {
         const r = await request('GET', `${path}${sep}limit=1000&offset=${offset}`);
         if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${r.body.slice(0, 300)}`);
         items.push(...r.json.items);
-        if (r.json.nextOffset === null) return items;
+        if (typeof r.json.nextOffset !== 'number') return items; // the last page (or an unpaged list)
         offset = r.json.nextOffset;
       }
     },
@@ -314,6 +314,9 @@ class Fleet {
     this.hosts = [];
     this.counts = { starts: 0, stops: 0, violations: 0, violationsSkipped: 0, reconnects: 0 };
     this.violationIds = [];
+    /** "agentId/containerId" of every container churn started, and of every one it stopped and removed. */
+    this.started = [];
+    this.stopped = [];
   }
 
   async enrollAll() {
@@ -426,13 +429,17 @@ class Fleet {
       for (; acc.start >= 1; acc.start -= 1) {
         const h = pick();
         if (h.link.state === 'connected') {
-          h.inventory.start();
+          this.started.push(`${h.agentId}/${h.inventory.start().id}`);
           this.counts.starts += 1;
         }
       }
       for (; acc.stop >= 1; acc.stop -= 1) {
         const h = pick();
-        if (h.link.state === 'connected' && h.inventory.stop()) this.counts.stops += 1;
+        const c = h.link.state === 'connected' ? h.inventory.stop() : undefined;
+        if (c) {
+          this.stopped.push(`${h.agentId}/${c.id}`);
+          this.counts.stops += 1;
+        }
       }
       for (; acc.violation >= 1; acc.violation -= 1) this.reportViolation(pick());
     }, tickMs);

@@ -25,7 +25,7 @@ function pgBin() {
   throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)');
 }
 
-async function startPrivatePostgres({ settings = {} } = {}) {
+async function startPrivatePostgres({ settings = {}, cpus } = {}) {
   const bin = pgBin();
   const isRoot = process.getuid?.() === 0;
   const dir = mkdtempSync(join(tmpdir(), 'bk-bench-pg-'));
@@ -48,9 +48,10 @@ async function startPrivatePostgres({ settings = {} } = {}) {
   const args = [join(bin, 'postgres'), '-D', dataDir, '-c', 'listen_addresses=', '-c', `unix_socket_directories=${dir}`, '-c', 'unix_socket_permissions=0700', '-c', 'logging_collector=off'];
   for (const [k, v] of Object.entries(settings)) args.push('-c', `${k}=${v}`);
   const fd = openSync(logFile, 'a', 0o600);
-  const child = isRoot
-    ? spawn('setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--pdeathsig=QUIT', '--', ...args], { stdio: ['ignore', fd, fd] })
-    : spawn(args[0], args.slice(1), { stdio: ['ignore', fd, fd] });
+  const argv = isRoot ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--pdeathsig=QUIT', '--', ...args] : args;
+  // `cpus` sets the server's CPU affinity (taskset execs, so the pid stays the server's).
+  if (cpus !== undefined) argv.unshift('taskset', '-c', String(cpus));
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   let exited = false;
   const exit = new Promise((res) => child.on('exit', () => ((exited = true), res())));
