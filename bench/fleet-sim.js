@@ -107,6 +107,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const mb = (b) => Math.round(b / 1048576);
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 
+/** The controller's warnings and errors, and its stream closes, by message (and reason). */
+const controllerLog = {};
+function countLine(l) {
+  if (l.level < 40 && l.msg !== 'agent disconnected') return;
+  const why = l.why ?? l.code ?? (typeof l.err === 'object' ? l.err?.message : l.err) ?? '';
+  const k = `${l.msg}${why ? ` (${String(why).slice(0, 120)})` : ''}`;
+  controllerLog[k] = (controllerLog[k] ?? 0) + 1;
+}
+
 async function main() {
   const o = options();
   const dir = mkdtempSync(join(tmpdir(), 'bk-fleet-sim-'));
@@ -139,7 +148,7 @@ async function main() {
         result.postgresVersion = pg.version;
         log(`private PostgreSQL ${pg.version} in ${pg.dir}`);
       }
-      controller = await startController({ dir, databaseUrl, cpus: o.controllerCpus });
+      controller = await startController({ dir, databaseUrl, cpus: o.controllerCpus, onLine: (l) => countLine(l) });
       cleanups.push(() => controller.stop());
       log(`controller pid ${controller.pid} grpc ${controller.grpcAddress} api ${controller.apiPort}`);
     }
@@ -163,6 +172,8 @@ async function main() {
     result.snapshotsStoredP50Ms = Math.round(snap.p50Ms);
     result.connectPhaseControllerCpuS = Math.round((procCpu() - cpu0) * 10) / 10;
     result.rssAfterSnapshotsMb = controller.pid ? mb(rssBytes(controller.pid)) : null;
+    result.reconnectsDuringConnect = fleet.counts.reconnects;
+    result.loadAverageAfterSnapshots = loadAverage();
     log(`every snapshot stored after ${result.allSnapshotsStoredMs} ms (p50 ${result.snapshotsStoredP50Ms} ms)`);
 
     const stopChurn = fleet.startChurn(o);
@@ -194,6 +205,7 @@ async function main() {
       stops: fleet.counts.stops - churn0.stops,
       violations: fleet.counts.violations - churn0.violations,
       connectedAtEnd: fleet.connected(),
+      reconnects: fleet.counts.reconnects - churn0.reconnects,
       loadAverageAtEnd: loadAverage(),
     };
     log('steady', JSON.stringify(result.steady));
@@ -222,12 +234,17 @@ async function main() {
     };
     result.api = {};
     result.loadAverageApiStart = loadAverage();
+    const r0 = fleet.counts.reconnects;
     for (const [name, path] of Object.entries(queries)) {
       const xs = [];
-      for (let i = 0; i < o.apiSamples; i++) xs.push(await timed(path(i)));
+      // At most `apiSamples` requests and, past 20, at most 90 s per query: a slow query must not
+      // stretch the run by an hour.
+      const until = performance.now() + 90_000;
+      for (let i = 0; i < o.apiSamples && (i < 20 || performance.now() < until); i++) xs.push(await timed(path(i)));
       result.api[name] = summary(xs);
       log(name, JSON.stringify(result.api[name]));
     }
+    result.reconnectsDuringApi = fleet.counts.reconnects - r0;
     stopChurn();
 
     // Verify: everything acknowledged, and the API shows exactly the simulator's live containers.
@@ -244,6 +261,9 @@ async function main() {
     result.verify = { drained, simulatorLiveContainers: live, apiLiveContainers: apiCount, reconnects: fleet.counts.reconnects, violationsReported: fleet.counts.violations };
     log('verify', JSON.stringify(result.verify));
     result.loadAverageAtEnd = loadAverage();
+    result.controllerLog = controllerLog;
+    result.linkDowns = fleet.counts.linkDowns;
+    result.linkErrors = fleet.linkErrors;
     mkdirSync(join(__dirname, 'results'), { recursive: true });
     writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));

@@ -59,7 +59,8 @@ export interface SimHost {
 export class Fleet {
   constructor(opts: { controller: RunningController; api: ApiClient; agents: number; containers: number; stateDir: string; seed?: number; enrollConcurrency?: number });
   readonly hosts: SimHost[];
-  readonly counts: { starts: number; stops: number; violations: number; violationsSkipped: number; reconnects: number };
+  readonly counts: { starts: number; stops: number; violations: number; violationsSkipped: number; reconnects: number; linkDowns: number };
+  readonly linkErrors: Record<string, number>;
   readonly violationIds: { id: string; agentId: string }[];
   readonly started: string[];
   readonly stopped: string[];

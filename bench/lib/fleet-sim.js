@@ -40,8 +40,11 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logL
   const init = JSON.parse(execFileSync(process.execPath, [CTL, 'init', '--data-dir', dataDir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString());
   const args = [CTL, 'serve', '--data-dir', dataDir, '--grpc-listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0', '--no-metrics'];
   if (heartbeatInterval) args.push('--heartbeat-interval', heartbeatInterval);
-  const [cmd, argv] = cpus !== undefined && cpus !== '' ? ['taskset', ['-c', String(cpus), process.execPath, ...args]] : [process.execPath, args];
-  // taskset execs node: the pid is the controller's.
+  // setpriv: the controller gets SIGTERM when this process dies (a test killed at its
+  // timeout must not leave a controller behind). setpriv and taskset exec: the pid is node's.
+  let argv = ['setpriv', '--pdeathsig=TERM', '--', process.execPath, ...args];
+  if (cpus !== undefined && cpus !== '') argv = ['taskset', '-c', String(cpus), ...argv];
+  const cmd = argv.shift();
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, BULKHEAD_LOG_LEVEL: 'info' } });
   const lines = [];
   let ready;
@@ -312,7 +315,9 @@ class Fleet {
     this.logger = logger;
     this.enrollConcurrency = enrollConcurrency;
     this.hosts = [];
-    this.counts = { starts: 0, stops: 0, violations: 0, violationsSkipped: 0, reconnects: 0 };
+    this.counts = { starts: 0, stops: 0, violations: 0, violationsSkipped: 0, reconnects: 0, linkDowns: 0 };
+    /** Why links went down, by code and message: the simulated agents' view. */
+    this.linkErrors = {};
     this.violationIds = [];
     /** "agentId/containerId" of every container churn started, and of every one it stopped and removed. */
     this.started = [];
@@ -379,6 +384,10 @@ class Fleet {
           h.snapshotSeq = link.seq;
           if (seenConnected) this.counts.reconnects += 1;
           seenConnected = true;
+        } else if (s === 'backoff') {
+          this.counts.linkDowns += 1;
+          const why = `${link.error?.code ?? '?'}: ${(link.error?.message ?? '').slice(0, 100)}`;
+          this.linkErrors[why] = (this.linkErrors[why] ?? 0) + 1;
         }
       });
       link.start();
@@ -400,7 +409,11 @@ class Fleet {
       clearInterval(poll);
       clearTimeout(timer);
     }
-    if (pending > 0) throw new Error(`${pending} of ${this.hosts.length} snapshots not acknowledged within ${timeoutMs} ms`);
+    if (pending > 0) {
+      const states = {};
+      for (const h of this.hosts) if (h.snapshotAt === undefined) states[h.link.state] = (states[h.link.state] ?? 0) + 1;
+      throw new Error(`${pending} of ${this.hosts.length} snapshots not acknowledged within ${timeoutMs} ms (their links: ${JSON.stringify(states)}; link errors so far: ${JSON.stringify(this.linkErrors)})`);
+    }
     const times = this.hosts.map((h) => h.snapshotAt).sort((a, b) => a - b);
     return { allMs: times[times.length - 1], firstMs: times[0], p50Ms: times[Math.floor(times.length / 2)] };
   }
