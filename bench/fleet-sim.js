@@ -129,8 +129,8 @@ async function main() {
     churn: { pctPerMin: o.churnPct, startsPerS: o.startsPerS, stopsPerS: o.stopsPerS, violationsPerS: o.violationsPerS },
     loadAverageAtStart: loadAverage(),
   };
+  let controller;
   try {
-    let controller;
     let pgPids = () => [];
     if (o.external) {
       const [, apiPort] = o.external.api.split(/:(?=\d+$)/);
@@ -283,6 +283,14 @@ async function main() {
     writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));
     if (!drained || live !== apiCount) process.exitCode = 1;
+  } catch (err) {
+    // Keep what was measured, and why it stopped (with the controller's last lines).
+    result.error = err.message;
+    result.controllerLastLines = controller?.lines?.slice(-40);
+    result.controllerLog = controllerLog;
+    mkdirSync(join(__dirname, 'results'), { recursive: true });
+    writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
+    throw err;
   } finally {
     for (const c of cleanups) {
       try { await c(); } catch (e) { log('cleanup:', e.message); }

@@ -59,7 +59,8 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logL
     while ((i = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
-      if (lines.length < 2000) lines.push(line);
+      lines.push(line); // the last 300 lines, for a post-mortem
+      if (lines.length > 300) lines.shift();
       try {
         const l = JSON.parse(line);
         if (l.msg === 'controller ready') ready(l);
@@ -77,7 +78,13 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logL
     clearTimeout(timer);
   }
   const ca = readFileSync(init.caCert);
+  let stopping = false;
   const exited = new Promise((res) => child.once('exit', res));
+  // A controller that dies under load is a finding: say how, with its last words.
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    process.stderr.write(`controller exited unexpectedly (code ${code}, signal ${signal}); its last lines:\n${lines.slice(-40).join('\n')}\n`);
+  });
   return {
     pid: child.pid,
     grpcAddress: `127.0.0.1:${readyLine.grpcPort}`,
@@ -87,6 +94,7 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logL
     adminApiKey: init.adminApiKey,
     lines,
     async stop() {
+      stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
