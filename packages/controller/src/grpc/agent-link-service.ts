@@ -261,6 +261,14 @@ export class AgentLinkService {
         this.opts.logger.info({ agentId: id }, 'agent stream moved to another replica: the old stream here is closed');
         this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent on another controller replica'));
       }
+      // Marked offline by another replica while this one stalled, yet its stream is served here: online again.
+      const held = [...this.sessions.keys()].filter((id) => !lost.includes(id));
+      const back = held.length > 0 ? ((await this.opts.store.markHeldAgentsOnline?.(this.bus.replicaId, held, this.now())) ?? []) : [];
+      for (const id of back) {
+        const hostname = (await this.opts.store.getAgent(id))?.hostname;
+        this.opts.logger.warn({ agentId: id }, 'agent was marked offline by another replica while its stream here lived (this replica stalled?): online again');
+        this.raiseAgentState(id, 'agent_online', `agent ${hostname ?? id} (${id}) is back online`, hostname);
+      }
     } catch (err) {
       this.opts.logger.error({ err }, 'renewing the stream leases failed');
     } finally {

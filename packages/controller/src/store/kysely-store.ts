@@ -341,6 +341,30 @@ export abstract class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  async markHeldAgentsOnline(owner: string, agentIds: readonly string[], now: Date): Promise<string[]> {
+    const changed: string[] = [];
+    const t = now.getTime();
+    for (let i = 0; i < agentIds.length; i += 500) {
+      const chunk = agentIds.slice(i, i + 500);
+      // Cheap when nothing is offline (the usual case): one indexed read, no write.
+      const offline = await this.db.selectFrom('agents').select('id').where('id', 'in', chunk).where('status', '=', 'offline').where('revoked_at', 'is', null).execute();
+      for (const { id } of offline) {
+        // One conditional statement per agent: only while this owner's lease is live, so a
+        // replica that lost the stream never sets it online.
+        const r = await this.db
+          .updateTable('agents')
+          .set({ status: 'online', last_seen_at: t })
+          .where('id', '=', id)
+          .where('status', '=', 'offline')
+          .where('revoked_at', 'is', null)
+          .where(({ exists, selectFrom }) => exists(selectFrom('agent_leases').select('agent_id').where('agent_id', '=', id).where('owner', '=', owner).where('expires_at', '>', t)))
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 1) changed.push(id);
+      }
+    }
+    return changed;
+  }
+
   async claimJobRun(name: string, owner: string, now: Date, everyMs: number): Promise<boolean> {
     const t = now.getTime();
     // First run ever: the insert wins for exactly one replica.

@@ -293,6 +293,12 @@ export interface Store {
    */
   markAgentOfflineUnlessHeld?(agentId: string, owner: string, now: Date): Promise<boolean>;
   /**
+   * Sets back online those of `agentIds` that are offline (not revoked) while `owner` holds a
+   * live lease on them: a replica marked them offline while their holder stalled, and the
+   * holder still serves their streams. Returns the ids it changed (their agent_online is raised).
+   */
+  markHeldAgentsOnline?(owner: string, agentIds: readonly string[], now: Date): Promise<string[]>;
+  /**
    * Claims one run of the fleet-wide job `name`: true (and the run recorded as `owner`'s at `now`)
    * when no replica ran it within the last `everyMs`; false otherwise. One conditional write, so
    * of several replicas asking at once exactly one gets true.
