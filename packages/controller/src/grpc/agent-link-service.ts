@@ -234,6 +234,9 @@ export class AgentLinkService {
         lease: (id) => this.opts.store.getAgentLease?.(id) ?? Promise.resolve(undefined),
         local: (id, cmd) => this.sendLocalCommand(id, cmd),
         logger: this.opts.logger,
+        ...(this.opts.store.recordRemoteCommand && this.opts.store.decideRemoteCommand
+          ? { decisions: { record: this.opts.store.recordRemoteCommand.bind(this.opts.store), decide: this.opts.store.decideRemoteCommand.bind(this.opts.store) } }
+          : {}),
         now: this.now,
         ...(this.opts.replicas?.acceptMs !== undefined ? { acceptMs: this.opts.replicas.acceptMs } : {}),
       });

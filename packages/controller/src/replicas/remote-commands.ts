@@ -31,6 +31,16 @@ export interface RemoteCommandsOptions {
   /** Runs a command on a stream this replica holds (AgentLinkService's local path). */
   local: (agentId: string, cmd: Command) => Promise<CommandResult__Output>;
   logger: Logger;
+  /**
+   * The database's decision on each command (Store.recordRemoteCommand/decideRemoteCommand):
+   * the holder runs it only if it moves it to 'accepted', the caller says "not carried out"
+   * only if it moves it to 'abandoned'. Without it (a store without the table) a caller that
+   * hears nothing in time answers BK_ERR_ACTION_UNCONFIRMED.
+   */
+  decisions?: {
+    record(id: string, now: Date): Promise<boolean>;
+    decide(id: string, to: 'accepted' | 'abandoned'): Promise<boolean>;
+  };
   acceptMs?: number;
   now?: () => Date;
 }
@@ -64,6 +74,17 @@ export class RemoteCommands {
       throw new BulkheadError('BK_ERR_AGENT_OFFLINE', `agent ${agentId} is not connected to any controller replica; it cannot act until it reconnects`);
     }
     if (id === '' || this.waiting.has(id)) throw new BulkheadError('BK_ERR_INTERNAL', `command id "${id}" is empty or already pending`);
+    const decisions = this.o.decisions;
+    if (decisions) {
+      let recorded: boolean;
+      try {
+        recorded = await decisions.record(id, new Date(now));
+      } catch (err) {
+        this.o.logger.error({ err, agentId, commandId: id }, 'recording a command for another replica failed');
+        throw new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `could not reach the controller replica holding agent ${agentId}'s stream; the action was not carried out — retry`);
+      }
+      if (!recorded) throw new BulkheadError('BK_ERR_INTERNAL', `command id "${id}" was already sent`);
+    }
     const deadline = Number(cmd.deadlineMs ?? 0);
     const acceptBy = now + this.acceptMs;
     let settle!: { resolve: (r: CommandResult__Output) => void; reject: (e: BulkheadError) => void };
@@ -79,30 +100,46 @@ export class RemoteCommands {
     };
     const unconfirmed = (why: string) =>
       new BulkheadError('BK_ERR_ACTION_UNCONFIRMED', `agent ${agentId}: ${why} (through replica ${lease.owner}); the action may or may not have been carried out — check the container's state before retrying`);
+    /**
+     * Nothing heard in time (or the send failed): the database says whether the holder took
+     * it. Abandoned here: certainly not run. Taken: wait for its result until the deadline.
+     */
+    const giveUp = async (notTaken: BulkheadError, unknown: string) => {
+      if (this.waiting.get(id) !== w || w.accepted) return;
+      if (!decisions) return done(unconfirmed(unknown));
+      try {
+        if (await decisions.decide(id, 'abandoned')) return done(notTaken);
+        w.accepted = true; // the holder took it; its "accepted" is late
+      } catch (err) {
+        this.o.logger.warn({ err: (err as Error).message, agentId, commandId: id }, 'could not record giving up on a command sent to another replica');
+        done(unconfirmed(unknown));
+      }
+    };
     w.timers.push(
-      // Once the command was handed to the database, "not carried out" cannot be said for sure:
-      // the holder may have taken it and its "accepted" be late (a slow or stalled database).
       setTimeout(() => {
-        if (!w.accepted) done(unconfirmed(`the controller replica holding its stream did not confirm taking the command within ${(this.acceptMs + ACCEPT_MARGIN_MS) / 1000}s (stopped, or the database is slow)`));
+        void giveUp(
+          new BulkheadError('BK_ERR_AGENT_OFFLINE', `agent ${agentId}: the controller replica holding its stream (${lease.owner}) did not take the command within ${this.acceptMs / 1000}s (stopped?); it was not carried out — retry once the agent has reconnected`),
+          `the controller replica holding its stream did not confirm taking the command within ${(this.acceptMs + ACCEPT_MARGIN_MS) / 1000}s (stopped, or the database is slow)`,
+        );
       }, this.acceptMs + ACCEPT_MARGIN_MS),
       // A little past the deadline: the holder's own answer at the deadline (its link's) says more.
       setTimeout(() => done(unconfirmed(`no answer within ${Math.round((deadline - now) / 100) / 10}s`)), Math.max(this.acceptMs + ACCEPT_MARGIN_MS, deadline - now + 500)),
     );
     for (const t of w.timers) t.unref();
     this.waiting.set(id, w);
+    const unreachable = () => new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `could not reach the controller replica holding agent ${agentId}'s stream; the action was not carried out — retry`);
     try {
       await this.o.bus.publish({ t: 'cmd', to: lease.owner, from: this.o.bus.replicaId, agentId, cmd, acceptBy });
     } catch (err) {
-      if (wasNotSent(err) && (err as BulkheadError).code === 'BK_ERR_CONTROLLER_UNAVAILABLE') {
+      // Details for the log only: the answer says what the caller can do.
+      this.o.logger.warn({ err: (err as Error).message, agentId, commandId: id }, 'sending a command to the replica holding the agent\'s stream failed');
+      if (wasNotSent(err)) {
         // Never handed to the database: certainly not carried out.
-        this.o.logger.warn({ err: (err as Error).message, agentId, commandId: id }, 'could not send a command to the replica holding the agent\'s stream');
-        done(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `could not reach the controller replica holding agent ${agentId}'s stream; the action was not carried out — retry`));
-      } else if (wasNotSent(err)) {
-        done(err as BulkheadError);
+        if (decisions) void decisions.decide(id, 'abandoned').catch(() => undefined);
+        done((err as BulkheadError).code === 'BK_ERR_CONTROLLER_UNAVAILABLE' ? unreachable() : (err as BulkheadError));
       } else {
-        // The notification may have been committed and its reply lost: it may run.
-        this.o.logger.warn({ err: (err as Error).message, agentId, commandId: id }, 'sending a command to the replica holding the agent\'s stream failed; it may still have been delivered');
-        done(unconfirmed('the command was sent but the database did not confirm it'));
+        // The notification may have been committed and its reply lost: the database decides.
+        await giveUp(unreachable(), 'the command was sent but the database did not confirm it');
       }
     }
     return answer;
@@ -176,15 +213,29 @@ export class RemoteCommands {
     }
     const reply = (r: Omit<Extract<ReplicaMessage, { t: 'cmd-result' }>, 't' | 'to' | 'id'>) =>
       this.o.bus.publish({ t: 'cmd-result', to: m.from, id, ...r }).catch((err: unknown) => log.error({ err }, 'sending a command result to the replica that asked failed'));
+    if (this.o.decisions) {
+      // The database decides: the caller may have given up on it already (then it is not run).
+      let taken: boolean;
+      try {
+        taken = await this.o.decisions.decide(id, 'accepted');
+      } catch (err) {
+        log.error({ err }, 'taking a command from another replica failed: not run');
+        return;
+      }
+      if (!taken) {
+        log.warn('a command from another replica was given up by its caller before it was taken here: not run');
+        return;
+      }
+    }
     try {
       await this.o.bus.publish({ t: 'cmd-accepted', to: m.from, id });
     } catch (err) {
-      if (wasNotSent(err)) {
+      if (!this.o.decisions && wasNotSent(err)) {
         log.error({ err }, 'accepting a command from another replica failed: not run');
         return;
       }
-      // The "accepted" may have been committed: the caller may be waiting for the result; run it.
-      log.warn({ err }, 'the database did not confirm the "accepted" of a command from another replica; running it');
+      // Taken (recorded, or the "accepted" may have been committed): the caller waits for the result; run it.
+      log.warn({ err }, 'telling the caller a command from another replica was taken failed; running it');
     }
     try {
       const r = await this.o.local(m.agentId, cmd);

@@ -365,6 +365,19 @@ export abstract class KyselyStore implements Store {
     return changed;
   }
 
+  async recordRemoteCommand(id: string, now: Date): Promise<boolean> {
+    const t = now.getTime();
+    // Bounded: rows are only needed while a command is in flight (seconds).
+    await this.db.deleteFrom('remote_commands').where('created_at', '<', t - 3_600_000).execute();
+    const r = await this.db.insertInto('remote_commands').values({ id, state: 'sent', created_at: t }).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0n) === 1;
+  }
+
+  async decideRemoteCommand(id: string, to: 'accepted' | 'abandoned'): Promise<boolean> {
+    const r = await this.db.updateTable('remote_commands').set({ state: to }).where('id', '=', id).where('state', '=', 'sent').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async claimJobRun(name: string, owner: string, now: Date, everyMs: number): Promise<boolean> {
     const t = now.getTime();
     // First run ever: the insert wins for exactly one replica.

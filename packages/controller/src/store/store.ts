@@ -299,6 +299,16 @@ export interface Store {
    */
   markHeldAgentsOnline?(owner: string, agentIds: readonly string[], now: Date): Promise<string[]>;
   /**
+   * Remote commands between replicas (src/replicas/remote-commands.ts): records command `id` as
+   * sent (rows older than an hour are dropped); false when the id is already recorded.
+   */
+  recordRemoteCommand?(id: string, now: Date): Promise<boolean>;
+  /**
+   * Moves a sent command to `to` ('accepted' by the holder, 'abandoned' by the caller) when it
+   * is still 'sent'; true for the one caller that moved it. Exactly one of the two wins.
+   */
+  decideRemoteCommand?(id: string, to: 'accepted' | 'abandoned'): Promise<boolean>;
+  /**
    * Claims one run of the fleet-wide job `name`: true (and the run recorded as `owner`'s at `now`)
    * when no replica ran it within the last `everyMs`; false otherwise. One conditional write, so
    * of several replicas asking at once exactly one gets true.

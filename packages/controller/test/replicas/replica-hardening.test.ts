@@ -200,3 +200,44 @@ t.test('an agent marked offline while its holder stalled is set online again by 
   t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(25)), []);
   t.equal((await store.getAgent(id))?.status, 'revoked');
 });
+
+t.test('the database decides whether a remote command runs: "not carried out" and a run never both happen', async (t) => {
+  const pg = await usePostgres(t);
+  if (!pg) return;
+  const db = await pg.createDatabase();
+  const store = await openStore({ kind: 'postgres', connectionString: db.url }, { logger: silent });
+  const secret = randomBytes(32);
+  const a = await PgReplicaBus.connect({ connectionString: db.url, logger: silent, secret, replicaId: 'rep_A' });
+  const b = await PgReplicaBus.connect({ connectionString: db.url, logger: silent, secret, replicaId: 'rep_B' });
+  const decisions = { record: store.recordRemoteCommand!.bind(store), decide: store.decideRemoteCommand!.bind(store) };
+  // The holder's "accepted" is lost (as a commit stuck behind a slow database would delay it past the caller's wait).
+  const lossy = Object.assign(Object.create(b) as PgReplicaBus, { publish: (m: ReplicaMessage) => (m.t === 'cmd-accepted' ? Promise.resolve() : b.publish(m)) });
+  let takeDelayMs = 0;
+  const ran: string[] = [];
+  const holder = new RemoteCommands({
+    bus: lossy, logger: silent, lease: async () => undefined,
+    decisions: { record: decisions.record, decide: async (id, to) => (await sleep(takeDelayMs), decisions.decide(id, to)) },
+    local: async (_agentId, cmd) => (ran.push(cmd.id!), { id: cmd.id!, ok: true, detail: 'paused', error: '', state: 'paused', durationMs: 2 }),
+  });
+  const caller = new RemoteCommands({ bus: a, logger: silent, acceptMs: 500, decisions, lease: async () => ({ owner: 'rep_B', expiresAt: new Date(Date.now() + 15_000) }), local: () => Promise.reject(new Error('x')) });
+  t.teardown(async () => {
+    holder.close();
+    caller.close();
+    await a.close();
+    await b.close();
+    await store.close();
+  });
+  const send = (id: string) => caller.send('agt_1', { id, containerId: 'c', action: 'pause', deadlineMs: Date.now() + 8_000 });
+
+  // Taken by the holder, its "accepted" lost: the caller does not say "not carried out"; it gets the result.
+  const r = await send('cmd_taken');
+  t.equal(r.ok, true, 'the result arrives although "accepted" never did');
+  t.same(ran, ['cmd_taken']);
+
+  // The holder is too slow to take it: the caller gives up first, and the holder then does not run it.
+  takeDelayMs = 2500;
+  await t.rejects(send('cmd_late'), { code: 'BK_ERR_AGENT_OFFLINE', message: /not carried out/ });
+  await sleep(3000);
+  t.same(ran, ['cmd_taken'], 'the command the caller called not carried out never ran');
+  t.equal((await pg.query<{ state: string }>("select state from remote_commands where id = 'cmd_late'", [], db.name))[0]?.state, 'abandoned');
+});
