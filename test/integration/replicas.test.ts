@@ -25,6 +25,9 @@ import { enroll } from '../../packages/agent/src/enroll/enroll';
 import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';
 import { apiRequest, waitFor } from '../helpers/processes';
 import { usePostgres } from '../helpers/postgres';
+import { loadSigningSecret } from '../../packages/controller/src/auth/signing-secret';
+import { busKey, signMessage } from '../../packages/controller/src/replicas/pg-replica-bus';
+import type { ReplicaMessage } from '../../packages/controller/src/replicas/replica-bus';
 
 type Line = Record<string, unknown>;
 
@@ -142,15 +145,23 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   t.equal(ran2[0]?.action, 'pause');
 
   // The same command delivered twice to B (a duplicate NOTIFY) runs once; one arriving after its accept-by time not at all.
-  const notify = (msg: object) => pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', JSON.stringify(msg)], db.name);
+  // Messages are signed with the key every replica derives from the data directory's token signing secret;
+  // each forwarded command is first recorded as sent (remote_commands), as the asking replica does.
+  const busKeyOfFleet = busKey(loadSigningSecret(dataDir));
+  const notify = async (msg: Record<string, unknown> & { cmd?: { id: string } }) => {
+    if (msg.cmd) await a.store.recordRemoteCommand!(msg.cmd.id, new Date());
+    await pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', signMessage(busKeyOfFleet, msg as unknown as ReplicaMessage, Date.now())], db.name);
+  };
   const dupCmd = { id: 'cmd_dup', containerId: CONTAINER, action: 'kill', requestedBy: 'test', deadlineMs: Date.now() + 10_000 };
+  // Unsigned (any role that may connect could send it): refused.
+  await pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', JSON.stringify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_unsigned' }, acceptBy: Date.now() + 2000 })], db.name);
   await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: dupCmd, acceptBy: Date.now() + 2000 });
   await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: dupCmd, acceptBy: Date.now() + 2000 });
   await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_late' }, acceptBy: Date.now() - 1 });
   await notify({ t: 'cmd', to: a.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_wrong_owner' }, acceptBy: Date.now() + 2000 });
   await waitFor('the duplicated command ran', async () => ran2.some((c) => c.id === 'cmd_dup'), 3000);
   await new Promise((r) => setTimeout(r, 500));
-  t.same(ran2.map((c) => c.id).slice(1), ['cmd_dup'], 'a duplicate delivery ran once; a late one and one sent to a replica not holding the stream did not run');
+  t.same(ran2.map((c) => c.id).slice(1), ['cmd_dup'], 'a duplicate delivery ran once; an unsigned one, a late one and one sent to a replica not holding the stream did not run');
 
   // A policy version PUT on A reaches the agent on B.
   const before = policies.length;
