@@ -181,6 +181,19 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   await waitFor('the version reached the agent on B after its reconnect', async () => policies.includes(missed.body.version), 8000);
   await waitFor('both reconnected', async () => [logA, logB].every((l) => l.lines.some((x) => x['msg'] === 'replica notification connection to PostgreSQL restored')), 8000);
 
+  // Only A's listening connection drops; B's stays up, so B is never told it may have missed
+  // something. A version PUT on A in that window (its announce fails) still reaches B: A
+  // announces again once reconnected, and every replica compares its bundle with the store.
+  const aPid = (a.replicas as unknown as { client?: { processID?: number } }).client?.processID;
+  t.ok(aPid, 'A\'s listening backend');
+  await pg.query('select pg_terminate_backend($1)', [aPid], db.name);
+  await waitFor('A\'s bus noticed', async () => (await a.replicas.publish({ t: 'policy', from: a.replicaId }).then(() => false, () => true)), 2000, 10);
+  const lostAt = performance.now();
+  const unannounced = await apiRequest<{ version: number }>(apiA, 'PUT', '/v1/policies', caPem, key, DEFAULT_POLICY_YAML.replace(/^/, '# stored while only A is deaf\n'), 'text/yaml');
+  t.equal(unannounced.status, 200);
+  await waitFor('the version stored during A\'s outage reached the agent on B', async () => policies.includes(unannounced.body.version), 12_000);
+  t.comment(`policy v${unannounced.body.version} stored while A's bus was down reached the agent on B in ${(performance.now() - lostAt).toFixed(0)} ms`);
+
   // An agent whose holder is dead (its lease not expired yet): the action fails within the accept bound.
   const ghost = await createJoinToken(a.store, 60_000, new Date());
   const ghostCreds = await enroll({ controller: `127.0.0.1:${a.grpc.port}`, token: ghost.token, caFingerprint: init.caFingerprint, stateDir: join(dir, 'ghost'), hostname: 'ghost' });
