@@ -1,20 +1,24 @@
 // Owns manual commands for agents whose stream another replica holds. The caller looks up
 // the agent's lease (agent_leases): none, or an expired one, fails at once with
-// BK_ERR_AGENT_OFFLINE. Otherwise the command goes to the holder by NOTIFY, addressed to it
-// alone; the holder answers "accepted" at once, runs the command on its stream as a local
-// one, and sends back the agent's CommandResult (or its link's error), which the caller
-// returns exactly as a local result. Exactly once: only the addressed replica acts, it acts
-// on a command id once, and not after the command's accept-by time, so a command the caller
-// gave up on (no "accepted" in time: the holder died) is never run later.
+// BK_ERR_AGENT_OFFLINE. Otherwise the command is recorded as sent (remote_commands) and goes
+// to the holder by NOTIFY, addressed to it alone; the holder takes it (moves the row to
+// 'accepted'), says so, runs the command on its stream as a local one, and sends back the
+// agent's CommandResult (or its link's error), which the caller returns exactly as a local
+// result. Exactly once: only the addressed replica acts, once per command id, and only if it
+// took it in the database; a caller that heard nothing in time moves the row to 'abandoned'
+// and only then says "not carried out" — of the two conditional updates exactly one wins, so a
+// late "accepted" (a slow database) never turns into a command run after "retry". When the
+// database cannot decide (unreachable), the caller answers BK_ERR_ACTION_UNCONFIRMED.
+// Nothing here throws out of a message handler or leaves a promise unhandled: a malformed
+// message is dropped, and every answer is settled exactly once.
 import { BulkheadError, ERRORS, type Command, type CommandResult__Output, type ErrorCode, type Logger } from '@bulkhead/shared';
 import { parseReplicaMessage, wasNotSent, type ReplicaBus, type ReplicaMessage } from './replica-bus';
 
 /** How long the holder has to take a command before the caller calls the agent unreachable. */
 export const DEFAULT_ACCEPT_MS = 2_000;
 /**
- * The caller waits this much past the accept-by time for "accepted": the holder refuses a
- * command once its accept-by time passed, and an "accepted" sent just before it has this long
- * to arrive, so "not carried out" is never said of a command that ran (clocks kept in sync).
+ * The caller waits this much past the accept-by time for "accepted" before asking the
+ * database whether the holder took it (the holder also refuses a command past its accept-by time).
  */
 const ACCEPT_MARGIN_MS = 1_000;
 /** Command ids run here, remembered to refuse a second delivery; forgotten all at once past this many. */

@@ -5,7 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { BulkheadError } from '@bulkhead/shared';
 
-/** What replicas tell each other (JSON in a NOTIFY payload, at most ~8000 bytes). */
+/**
+ * What replicas tell each other (JSON in a signed NOTIFY payload, at most ~8000 bytes). A
+ * received message is used only once parseReplicaMessage() accepted its shape.
+ */
 export type ReplicaMessage =
   /** Run a manual command on the agent whose stream `to` holds; answer to `from`. */
   | { t: 'cmd'; to: string; from: string; agentId: string; cmd: unknown; acceptBy: number }
@@ -23,7 +26,11 @@ export interface ReplicaBus {
   readonly replicaId: string;
   /** True when other replicas may share the store (PostgreSQL): remote commands and notifications apply. */
   readonly clustered: boolean;
-  /** Sends to every replica, this one included. Rejects when the message cannot be sent. */
+  /**
+   * Sends to every replica, this one included. Rejects when the message cannot be sent: with a
+   * notSentError() when it certainly was not (what it asked for does not happen), with any other
+   * error when the database may have committed it all the same.
+   */
   publish(msg: ReplicaMessage): Promise<void>;
   /** Every message published by any replica; returns an unsubscribe function. */
   subscribe(listener: (msg: ReplicaMessage) => void): () => void;
