@@ -193,6 +193,13 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   t.equal(unannounced.status, 200);
   await waitFor('the version stored during A\'s outage reached the agent on B', async () => policies.includes(unannounced.body.version), 12_000);
   t.comment(`policy v${unannounced.body.version} stored while A's bus was down reached the agent on B in ${(performance.now() - lostAt).toFixed(0)} ms`);
+  // A version in the store that nobody announced at all (as if every notification were lost):
+  // the replicas' periodic comparison with the store picks it up (every 10 s).
+  const { version: _v, ...latest } = (await a.store.getPolicy())!;
+  const silentVersion = await a.store.insertPolicyVersion({ ...latest, comment: 'never announced', createdAt: new Date() });
+  const silentAt = performance.now();
+  await waitFor('a version never announced reached the agent on B', async () => policies.includes(silentVersion.version), 15_000);
+  t.comment(`policy v${silentVersion.version} never announced reached the agent on B in ${(performance.now() - silentAt).toFixed(0)} ms (poll every 10 s)`);
 
   // An agent whose holder is dead (its lease not expired yet): the action fails within the accept bound.
   const ghost = await createJoinToken(a.store, 60_000, new Date());

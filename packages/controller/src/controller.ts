@@ -157,8 +157,17 @@ export class Controller {
       });
       if (bus.clustered) {
         // Notifications can be lost (a connection that dropped on either side): every replica
-        // also compares its bundle with the store now and then (reload() pushes only a changed bundle).
-        policyPoll = setInterval(reloadPolicy, POLICY_POLL_MS);
+        // also compares its policy version with the store's every POLICY_POLL_MS (one row), and
+        // rebuilds the whole bundle (scans and tag pins too) every sixth time; reload() pushes
+        // only a bundle that changed.
+        let polls = 0;
+        policyPoll = setInterval(() => {
+          if (++polls % 6 === 0) return reloadPolicy();
+          void store.getPolicy().then(
+            (latest) => latest && latest.version !== policy.bundle().version && reloadPolicy(),
+            (err: unknown) => policyLogger.warn({ err: (err as Error).message }, 'comparing the policy version with the store failed'),
+          );
+        }, POLICY_POLL_MS);
         policyPoll.unref();
       }
       mark('policy');
