@@ -144,6 +144,12 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   t.equal(ran2.length, 1, 'the agent ran the command exactly once');
   t.equal(ran2[0]?.action, 'pause');
 
+  // Another replica marked the agent offline while B stalled (its lease ran out meanwhile), yet
+  // B still serves the stream: B's next lease renewal sets it online again.
+  await pg.query("update agents set status = 'offline' where id = $1", [agentId], db.name);
+  await waitFor('B set the agent online again', async () => (await a.store.getAgent(agentId))?.status === 'online', 3000);
+  t.ok(logB.lines.some((x) => x['agentId'] === agentId && /online again/.test(String(x['msg']))), 'B logged it');
+
   // The same command delivered twice to B (a duplicate NOTIFY) runs once; one arriving after its accept-by time not at all.
   // Messages are signed with the key every replica derives from the data directory's token signing secret;
   // each forwarded command is first recorded as sent (remote_commands), as the asking replica does.
