@@ -264,9 +264,12 @@ export class AgentLinkService {
         this.opts.logger.info({ agentId: id }, 'agent stream moved to another replica: the old stream here is closed');
         this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent on another controller replica'));
       }
-      // Marked offline by another replica while this one stalled, yet its stream is served here: online again.
-      const held = [...this.sessions.keys()].filter((id) => !lost.includes(id));
-      const back = held.length > 0 ? ((await this.opts.store.markHeldAgentsOnline?.(this.bus.replicaId, held, this.now())) ?? []) : [];
+      // Marked offline by another replica while this one stalled, yet its stream is served here
+      // and heartbeats flow again: online again (never one whose heartbeats the sweep finds stale).
+      const gone = new Set(lost);
+      const held = [...this.sessions.keys()].filter((id) => !gone.has(id));
+      const now = this.now();
+      const back = held.length > 0 ? ((await this.opts.store.markHeldAgentsOnline?.(this.bus.replicaId, held, now, new Date(now.getTime() - this.offlineAfterMs))) ?? []) : [];
       for (const id of back) {
         const hostname = (await this.opts.store.getAgent(id))?.hostname;
         this.opts.logger.warn({ agentId: id }, 'agent was marked offline by another replica while its stream here lived (this replica stalled?): online again');

@@ -341,21 +341,23 @@ export abstract class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async markHeldAgentsOnline(owner: string, agentIds: readonly string[], now: Date): Promise<string[]> {
+  async markHeldAgentsOnline(owner: string, agentIds: readonly string[], now: Date, seenSince: Date): Promise<string[]> {
     const changed: string[] = [];
     const t = now.getTime();
+    const since = seenSince.getTime();
     for (let i = 0; i < agentIds.length; i += 500) {
       const chunk = agentIds.slice(i, i + 500);
       // Cheap when nothing is offline (the usual case): one indexed read, no write.
-      const offline = await this.db.selectFrom('agents').select('id').where('id', 'in', chunk).where('status', '=', 'offline').where('revoked_at', 'is', null).execute();
+      const offline = await this.db.selectFrom('agents').select('id').where('id', 'in', chunk).where('status', '=', 'offline').where('revoked_at', 'is', null).where('last_seen_at', '>=', since).execute();
       for (const { id } of offline) {
         // One conditional statement per agent: only while this owner's lease is live, so a
         // replica that lost the stream never sets it online.
         const r = await this.db
           .updateTable('agents')
-          .set({ status: 'online', last_seen_at: t })
+          .set({ status: 'online' })
           .where('id', '=', id)
           .where('status', '=', 'offline')
+          .where('last_seen_at', '>=', since)
           .where('revoked_at', 'is', null)
           .where(({ exists, selectFrom }) => exists(selectFrom('agent_leases').select('agent_id').where('agent_id', '=', id).where('owner', '=', owner).where('expires_at', '>', t)))
           .executeTakeFirst();

@@ -293,11 +293,13 @@ export interface Store {
    */
   markAgentOfflineUnlessHeld?(agentId: string, owner: string, now: Date): Promise<boolean>;
   /**
-   * Sets back online those of `agentIds` that are offline (not revoked) while `owner` holds a
-   * live lease on them: a replica marked them offline while their holder stalled, and the
-   * holder still serves their streams. Returns the ids it changed (their agent_online is raised).
+   * Sets back online those of `agentIds` that are offline (not revoked), seen at `seenSince` or
+   * later (heartbeats flow again: never one the stale-heartbeat sweep would mark offline now),
+   * while `owner` holds a live lease on them: a replica marked them offline while their holder
+   * stalled, and the holder still serves their streams. Returns the ids it changed (their
+   * agent_online is raised).
    */
-  markHeldAgentsOnline?(owner: string, agentIds: readonly string[], now: Date): Promise<string[]>;
+  markHeldAgentsOnline?(owner: string, agentIds: readonly string[], now: Date, seenSince: Date): Promise<string[]>;
   /**
    * Remote commands between replicas (src/replicas/remote-commands.ts): records command `id` as
    * sent (rows older than an hour are dropped); false when the id is already recorded.

@@ -189,15 +189,17 @@ t.test('an agent marked offline while its holder stalled is set online again by 
   await store.renewAgentLeases!('rep_B', [id], new Date(at(5).getTime() + LEASE));
   // B stalls; C's sweep at +21 s marks it offline (B's lease ran out at +20 s).
   t.ok(await store.markAgentOfflineUnlessHeld!(id, 'rep_C', at(21)), 'C marked it offline');
-  t.same(await store.markHeldAgentsOnline!('rep_C', [id], at(21)), [], 'a replica without the lease does not set it online');
   // B resumes at +22 s: renews (its lease row is still its own) and sets it online again.
   t.same(await store.renewAgentLeases!('rep_B', [id], new Date(at(22).getTime() + LEASE)), []);
-  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(22)), [id], 'the holder sets it online again (and raises agent_online)');
+  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(22), at(7)), [], 'not before heartbeats flow again (last seen +5 s)');
+  await store.touchAgent(id, at(22));
+  t.same(await store.markHeldAgentsOnline!('rep_C', [id], at(22), at(7)), [], 'a replica without the lease does not set it online');
+  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(22), at(7)), [id], 'the holder sets it online again (and raises agent_online)');
   t.equal((await store.getAgent(id))?.status, 'online');
-  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(23)), [], 'once: already online');
+  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(23), at(8)), [], 'once: already online');
   // A revoked agent stays revoked.
   await store.setAgentStatus(id, 'revoked', at(24));
-  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(25)), []);
+  t.same(await store.markHeldAgentsOnline!('rep_B', [id], at(25), at(10)), []);
   t.equal((await store.getAgent(id))?.status, 'revoked');
 });
 
