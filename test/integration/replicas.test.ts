@@ -25,6 +25,9 @@ import { enroll } from '../../packages/agent/src/enroll/enroll';
 import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';
 import { apiRequest, waitFor } from '../helpers/processes';
 import { usePostgres } from '../helpers/postgres';
+import { loadSigningSecret } from '../../packages/controller/src/auth/signing-secret';
+import { busKey, signMessage } from '../../packages/controller/src/replicas/pg-replica-bus';
+import type { ReplicaMessage } from '../../packages/controller/src/replicas/replica-bus';
 
 type Line = Record<string, unknown>;
 
@@ -141,16 +144,30 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   t.equal(ran2.length, 1, 'the agent ran the command exactly once');
   t.equal(ran2[0]?.action, 'pause');
 
+  // Another replica marked the agent offline while B stalled (its lease ran out meanwhile), yet
+  // B still serves the stream: B's next lease renewal sets it online again.
+  await pg.query("update agents set status = 'offline' where id = $1", [agentId], db.name);
+  await waitFor('B set the agent online again', async () => (await a.store.getAgent(agentId))?.status === 'online', 3000);
+  t.ok(logB.lines.some((x) => x['agentId'] === agentId && /online again/.test(String(x['msg']))), 'B logged it');
+
   // The same command delivered twice to B (a duplicate NOTIFY) runs once; one arriving after its accept-by time not at all.
-  const notify = (msg: object) => pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', JSON.stringify(msg)], db.name);
+  // Messages are signed with the key every replica derives from the data directory's token signing secret;
+  // each forwarded command is first recorded as sent (remote_commands), as the asking replica does.
+  const busKeyOfFleet = busKey(loadSigningSecret(dataDir));
+  const notify = async (msg: Record<string, unknown> & { cmd?: { id: string } }) => {
+    if (msg.cmd) await a.store.recordRemoteCommand!(msg.cmd.id, new Date());
+    await pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', signMessage(busKeyOfFleet, msg as unknown as ReplicaMessage, Date.now())], db.name);
+  };
   const dupCmd = { id: 'cmd_dup', containerId: CONTAINER, action: 'kill', requestedBy: 'test', deadlineMs: Date.now() + 10_000 };
+  // Unsigned (any role that may connect could send it): refused.
+  await pg.query('select pg_notify($1, $2)', ['bulkhead_replicas', JSON.stringify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_unsigned' }, acceptBy: Date.now() + 2000 })], db.name);
   await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: dupCmd, acceptBy: Date.now() + 2000 });
   await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: dupCmd, acceptBy: Date.now() + 2000 });
   await notify({ t: 'cmd', to: b.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_late' }, acceptBy: Date.now() - 1 });
   await notify({ t: 'cmd', to: a.replicaId, from: 'rep_test', agentId, cmd: { ...dupCmd, id: 'cmd_wrong_owner' }, acceptBy: Date.now() + 2000 });
   await waitFor('the duplicated command ran', async () => ran2.some((c) => c.id === 'cmd_dup'), 3000);
   await new Promise((r) => setTimeout(r, 500));
-  t.same(ran2.map((c) => c.id).slice(1), ['cmd_dup'], 'a duplicate delivery ran once; a late one and one sent to a replica not holding the stream did not run');
+  t.same(ran2.map((c) => c.id).slice(1), ['cmd_dup'], 'a duplicate delivery ran once; an unsigned one, a late one and one sent to a replica not holding the stream did not run');
 
   // A policy version PUT on A reaches the agent on B.
   const before = policies.length;
@@ -169,6 +186,26 @@ t.test('two controller replicas on one PostgreSQL database', async (t) => {
   t.equal(missed.status, 200, 'stored through A while the replicas cannot hear each other');
   await waitFor('the version reached the agent on B after its reconnect', async () => policies.includes(missed.body.version), 8000);
   await waitFor('both reconnected', async () => [logA, logB].every((l) => l.lines.some((x) => x['msg'] === 'replica notification connection to PostgreSQL restored')), 8000);
+
+  // Only A's listening connection drops; B's stays up, so B is never told it may have missed
+  // something. A version PUT on A in that window (its announce fails) still reaches B: A
+  // announces again once reconnected, and every replica compares its bundle with the store.
+  const aPid = (a.replicas as unknown as { client?: { processID?: number } }).client?.processID;
+  t.ok(aPid, 'A\'s listening backend');
+  await pg.query('select pg_terminate_backend($1)', [aPid], db.name);
+  await waitFor('A\'s bus noticed', async () => (await a.replicas.publish({ t: 'policy', from: a.replicaId }).then(() => false, () => true)), 2000, 10);
+  const lostAt = performance.now();
+  const unannounced = await apiRequest<{ version: number }>(apiA, 'PUT', '/v1/policies', caPem, key, DEFAULT_POLICY_YAML.replace(/^/, '# stored while only A is deaf\n'), 'text/yaml');
+  t.equal(unannounced.status, 200);
+  await waitFor('the version stored during A\'s outage reached the agent on B', async () => policies.includes(unannounced.body.version), 12_000);
+  t.comment(`policy v${unannounced.body.version} stored while A's bus was down reached the agent on B in ${(performance.now() - lostAt).toFixed(0)} ms`);
+  // A version in the store that nobody announced at all (as if every notification were lost):
+  // the replicas' periodic comparison with the store picks it up (every 10 s).
+  const { version: _v, ...latest } = (await a.store.getPolicy())!;
+  const silentVersion = await a.store.insertPolicyVersion({ ...latest, comment: 'never announced', createdAt: new Date() });
+  const silentAt = performance.now();
+  await waitFor('a version never announced reached the agent on B', async () => policies.includes(silentVersion.version), 15_000);
+  t.comment(`policy v${silentVersion.version} never announced reached the agent on B in ${(performance.now() - silentAt).toFixed(0)} ms (poll every 10 s)`);
 
   // An agent whose holder is dead (its lease not expired yet): the action fails within the accept bound.
   const ghost = await createJoinToken(a.store, 60_000, new Date());

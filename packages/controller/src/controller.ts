@@ -32,6 +32,8 @@ import { storeJobGate } from './replicas/fleet-jobs';
 
 /** How long after `controller ready` the route schemas not used yet are compiled (lazy-schemas.ts). */
 const SCHEMA_WARM_DELAY_MS = 2_000;
+/** Replicas: how often each compares its policy bundle with the store's, in case a notification was lost. */
+const POLICY_POLL_MS = 10_000;
 
 export class Controller {
   private constructor(
@@ -111,6 +113,8 @@ export class Controller {
         storeConfig.kind === 'postgres'
           ? await (require('./replicas/pg-replica-bus') as typeof PgReplicaBusModule).PgReplicaBus.connect({
               connectionString: storeConfig.connectionString, logger: logger.child({ component: 'replicas' }), replicaId: newReplicaId(),
+              // Every replica's data directory holds the same secret (docs/cli.md): the bus signs with a key derived from it.
+              secret: tokenSecret,
             })
           : new LocalReplicaBus();
     } catch (err) {
@@ -121,6 +125,7 @@ export class Controller {
     const jobGate = bus.clustered ? storeJobGate(store, bus.replicaId) : undefined;
     mark('replicas');
     let grpc: RunningGrpcServer | undefined;
+    let policyPoll: NodeJS.Timeout | undefined;
     let alerting: Alerting | undefined;
     const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });
     const renewalAudit: { log?: AuditLog | undefined } = {};
@@ -144,7 +149,27 @@ export class Controller {
       });
       const reloadPolicy = () => void policy.reload().catch((err: unknown) => policyLogger.error({ err }, 'reloading the policy changed on another replica failed'));
       bus.subscribe((m) => m.t === 'policy' && m.from !== bus.replicaId && reloadPolicy());
-      bus.onReconnect(reloadPolicy); // a change announced while the bus was down
+      // A change announced while this replica's bus was down, or made here while it was (its
+      // announce failed): reload, and announce again so the others reload too.
+      bus.onReconnect(() => {
+        reloadPolicy();
+        void bus.publish({ t: 'policy', from: bus.replicaId }).catch((err: unknown) => policyLogger.warn({ err: (err as Error).message }, 'telling the other replicas to reload the policy after a reconnect failed'));
+      });
+      if (bus.clustered) {
+        // Notifications can be lost (a connection that dropped on either side): every replica
+        // also compares its policy version with the store's every POLICY_POLL_MS (one row), and
+        // rebuilds the whole bundle (scans and tag pins too) every sixth time; reload() pushes
+        // only a bundle that changed.
+        let polls = 0;
+        policyPoll = setInterval(() => {
+          if (++polls % 6 === 0) return reloadPolicy();
+          void store.getPolicy().then(
+            (latest) => latest && latest.version !== policy.bundle().version && reloadPolicy(),
+            (err: unknown) => policyLogger.warn({ err: (err as Error).message }, 'comparing the policy version with the store failed'),
+          );
+        }, POLICY_POLL_MS);
+        policyPoll.unref();
+      }
       mark('policy');
       const tagLogger = logger.child({ component: 'images' });
       const tags = new TagTracker({
@@ -218,8 +243,10 @@ export class Controller {
       );
       const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener, pki, bus);
       controller.apiTls = apiTls;
+      controller.policyPoll = policyPoll;
       return controller;
     } catch (err) {
+      if (policyPoll) clearInterval(policyPoll);
       await grpc?.shutdown().catch(() => undefined);
       await alerting?.stop().catch(() => undefined);
       await bus.close().catch(() => undefined);
@@ -228,8 +255,12 @@ export class Controller {
     }
   }
 
+  /** Replicas: the periodic comparison of this replica's policy bundle with the store's. */
+  private policyPoll?: NodeJS.Timeout | undefined;
+
   async stop(): Promise<void> {
     this.logger.info('controller stopping');
+    if (this.policyPoll) clearInterval(this.policyPoll);
     this.api.schemas.stop();
     await this.api.close().catch(() => undefined);
     await this.metricsListener?.close().catch(() => undefined);

@@ -234,6 +234,9 @@ export class AgentLinkService {
         lease: (id) => this.opts.store.getAgentLease?.(id) ?? Promise.resolve(undefined),
         local: (id, cmd) => this.sendLocalCommand(id, cmd),
         logger: this.opts.logger,
+        ...(this.opts.store.recordRemoteCommand && this.opts.store.decideRemoteCommand
+          ? { decisions: { record: this.opts.store.recordRemoteCommand.bind(this.opts.store), decide: this.opts.store.decideRemoteCommand.bind(this.opts.store) } }
+          : {}),
         now: this.now,
         ...(this.opts.replicas?.acceptMs !== undefined ? { acceptMs: this.opts.replicas.acceptMs } : {}),
       });
@@ -260,6 +263,17 @@ export class AgentLinkService {
         if (!s) continue;
         this.opts.logger.info({ agentId: id }, 'agent stream moved to another replica: the old stream here is closed');
         this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent on another controller replica'));
+      }
+      // Marked offline by another replica while this one stalled, yet its stream is served here
+      // and heartbeats flow again: online again (never one whose heartbeats the sweep finds stale).
+      const gone = new Set(lost);
+      const held = [...this.sessions.keys()].filter((id) => !gone.has(id));
+      const now = this.now();
+      const back = held.length > 0 ? ((await this.opts.store.markHeldAgentsOnline?.(this.bus.replicaId, held, now, new Date(now.getTime() - this.offlineAfterMs))) ?? []) : [];
+      for (const id of back) {
+        const hostname = (await this.opts.store.getAgent(id))?.hostname;
+        this.opts.logger.warn({ agentId: id }, 'agent was marked offline by another replica while its stream here lived (this replica stalled?): online again');
+        this.raiseAgentState(id, 'agent_online', `agent ${hostname ?? id} (${id}) is back online`, hostname);
       }
     } catch (err) {
       this.opts.logger.error({ err }, 'renewing the stream leases failed');

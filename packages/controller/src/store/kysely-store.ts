@@ -341,6 +341,45 @@ export abstract class KyselyStore implements Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  async markHeldAgentsOnline(owner: string, agentIds: readonly string[], now: Date, seenSince: Date): Promise<string[]> {
+    const changed: string[] = [];
+    const t = now.getTime();
+    const since = seenSince.getTime();
+    for (let i = 0; i < agentIds.length; i += 500) {
+      const chunk = agentIds.slice(i, i + 500);
+      // Cheap when nothing is offline (the usual case): one indexed read, no write.
+      const offline = await this.db.selectFrom('agents').select('id').where('id', 'in', chunk).where('status', '=', 'offline').where('revoked_at', 'is', null).where('last_seen_at', '>=', since).execute();
+      for (const { id } of offline) {
+        // One conditional statement per agent: only while this owner's lease is live, so a
+        // replica that lost the stream never sets it online.
+        const r = await this.db
+          .updateTable('agents')
+          .set({ status: 'online' })
+          .where('id', '=', id)
+          .where('status', '=', 'offline')
+          .where('last_seen_at', '>=', since)
+          .where('revoked_at', 'is', null)
+          .where(({ exists, selectFrom }) => exists(selectFrom('agent_leases').select('agent_id').where('agent_id', '=', id).where('owner', '=', owner).where('expires_at', '>', t)))
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 1) changed.push(id);
+      }
+    }
+    return changed;
+  }
+
+  async recordRemoteCommand(id: string, now: Date): Promise<boolean> {
+    const t = now.getTime();
+    // Bounded: rows are only needed while a command is in flight (seconds).
+    await this.db.deleteFrom('remote_commands').where('created_at', '<', t - 3_600_000).execute();
+    const r = await this.db.insertInto('remote_commands').values({ id, state: 'sent', created_at: t }).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0n) === 1;
+  }
+
+  async decideRemoteCommand(id: string, to: 'accepted' | 'abandoned'): Promise<boolean> {
+    const r = await this.db.updateTable('remote_commands').set({ state: to }).where('id', '=', id).where('state', '=', 'sent').executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
   async claimJobRun(name: string, owner: string, now: Date, everyMs: number): Promise<boolean> {
     const t = now.getTime();
     // First run ever: the insert wins for exactly one replica.

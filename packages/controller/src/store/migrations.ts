@@ -511,6 +511,24 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('agent_leases').ifExists().execute();
     },
   },
+  // Controller replicas: a command sent to the replica holding an agent's stream is a row
+  // whose state the database decides once: 'sent' becomes 'accepted' (the holder runs it) or
+  // 'abandoned' (the caller gave up waiting: it is not run), by one conditional update each,
+  // so the caller's "not carried out" and the holder's run never both happen.
+  '0015_remote_commands': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('remote_commands')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('remote_commands_created').on('remote_commands').column('created_at').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('remote_commands').ifExists().execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -372,6 +372,13 @@ export interface FleetJobsTable {
   last_run_at: Int;
 }
 
+export interface RemoteCommandsTable {
+  id: string;
+  /** 'sent', then 'accepted' or 'abandoned' (once). */
+  state: string;
+  created_at: Int;
+}
+
 export interface Database {
   join_tokens: JoinTokensTable;
   api_keys: ApiKeysTable;
@@ -399,6 +406,7 @@ export interface Database {
   // controller replicas (migration 0014_replica_leases, src/replicas)
   agent_leases: AgentLeasesTable;
   fleet_jobs: FleetJobsTable;
+  remote_commands: RemoteCommandsTable;
 }
 
 export type Db = Kysely<Database>;

@@ -293,6 +293,24 @@ export interface Store {
    */
   markAgentOfflineUnlessHeld?(agentId: string, owner: string, now: Date): Promise<boolean>;
   /**
+   * Sets back online those of `agentIds` that are offline (not revoked), seen at `seenSince` or
+   * later (heartbeats flow again: never one the stale-heartbeat sweep would mark offline now),
+   * while `owner` holds a live lease on them: a replica marked them offline while their holder
+   * stalled, and the holder still serves their streams. Returns the ids it changed (their
+   * agent_online is raised).
+   */
+  markHeldAgentsOnline?(owner: string, agentIds: readonly string[], now: Date, seenSince: Date): Promise<string[]>;
+  /**
+   * Remote commands between replicas (src/replicas/remote-commands.ts): records command `id` as
+   * sent (rows older than an hour are dropped); false when the id is already recorded.
+   */
+  recordRemoteCommand?(id: string, now: Date): Promise<boolean>;
+  /**
+   * Moves a sent command to `to` ('accepted' by the holder, 'abandoned' by the caller) when it
+   * is still 'sent'; true for the one caller that moved it. Exactly one of the two wins.
+   */
+  decideRemoteCommand?(id: string, to: 'accepted' | 'abandoned'): Promise<boolean>;
+  /**
    * Claims one run of the fleet-wide job `name`: true (and the run recorded as `owner`'s at `now`)
    * when no replica ran it within the last `everyMs`; false otherwise. One conditional write, so
    * of several replicas asking at once exactly one gets true.

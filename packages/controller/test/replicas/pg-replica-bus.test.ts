@@ -4,6 +4,7 @@
 // (pg_terminate_backend, as a database restart or failover would) is reconnected, the
 // replica is told (so it reloads what it may have missed), and messages flow again.
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import { createLogger } from '@bulkhead/shared';
 import { APPLICATION_NAME, PgReplicaBus } from '../../src/replicas/pg-replica-bus';
 import type { ReplicaMessage } from '../../src/replicas/replica-bus';
@@ -16,8 +17,9 @@ t.test('PgReplicaBus: publish, refuse oversize, reconnect after the server drops
   const pg = await usePostgres(t);
   if (!pg) return;
   const db = await pg.createDatabase();
-  const one = await PgReplicaBus.connect({ connectionString: db.url, logger: silent });
-  const two = await PgReplicaBus.connect({ connectionString: db.url, logger: silent });
+  const secret = randomBytes(32);
+  const one = await PgReplicaBus.connect({ connectionString: db.url, logger: silent, secret });
+  const two = await PgReplicaBus.connect({ connectionString: db.url, logger: silent, secret });
   t.teardown(async () => (await one.close(), await two.close()));
   t.not(one.replicaId, two.replicaId);
   const got: Array<[string, ReplicaMessage]> = [];
