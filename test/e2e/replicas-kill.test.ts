@@ -5,25 +5,14 @@
 // bound (never hangs, never runs), B's lease runs out, A marks the agent offline and raises
 // exactly one agent_offline for the fleet; once the agent is served by A, actions work again.
 import t from 'tap';
-import { EventEmitter } from 'node:events';
-import { createLogger, type CommandResult, type ContainerDelta, type ContainerFacts } from '../../packages/shared/src/index';
-import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';
+import { createLogger, type CommandResult } from '../../packages/shared/src/index';
+import { ControllerLink } from '../../packages/agent/src/link/controller-link';
 import { loadCredentials } from '../../packages/agent/src/state/agent-state';
 import { CONTROLLER_BIN, Daemon, apiRequest, waitFor } from '../helpers/processes';
 import { usePostgres } from '../helpers/postgres';
 import { enrollAgent, startController, tempRoot } from './stack';
+import { FakeInventory } from '../helpers/fake-inventory';
 
-class FakeInventory implements LinkInventory {
-  readonly items = new Map<string, ContainerFacts>();
-  private readonly ee = new EventEmitter();
-  inventory(): ContainerFacts[] {
-    return [...this.items.values()];
-  }
-  subscribe(l: (d: ContainerDelta) => void): () => void {
-    this.ee.on('d', l);
-    return () => this.ee.off('d', l);
-  }
-}
 
 const CONTAINER = 'd'.repeat(64);
 const host = async () => ({ hostname: 'kill-host', osPlatform: 'linux', cpus: 2, memoryBytes: 1024, dockerVersion: '24.0', cgroupVersion: 2 });

@@ -13,9 +13,8 @@
 // agents' evaluator refuses a create of v1 as B while allowing A and a tag it has
 // no pin for.
 import t, { type Test } from 'tap';
-import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { createLogger, type ContainerDelta, type ContainerFacts, type ContainerFacts__Output } from '../../packages/shared/src/index';
+import { createLogger, type ContainerFacts, type ContainerFacts__Output } from '../../packages/shared/src/index';
 import { initPki } from '../../packages/controller/src/pki/data-dir';
 import { openStore } from '../../packages/controller/src/store/open-store';
 import type { Store } from '../../packages/controller/src/store/store';
@@ -29,29 +28,15 @@ import { TagTracker } from '../../packages/controller/src/images/tag-tracker';
 import type { ImageTagDto } from '../../packages/controller/src/api/routes/images';
 import { renderImageTable } from '../../packages/controller/src/ops-cli/commands/images';
 import { enroll } from '../../packages/agent/src/enroll/enroll';
-import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';
+import { ControllerLink } from '../../packages/agent/src/link/controller-link';
 import { PolicyHolder } from '../../packages/agent/src/policy/policy-holder';
 import { evaluateFacts, isBlocking } from '../../packages/agent/src/policy/policy-evaluation';
 import { waitFor } from '../helpers/processes';
 import { usePostgres } from '../helpers/postgres';
+import { FakeInventory } from '../helpers/fake-inventory';
 
 const silent = createLogger({ name: 'test', level: 'silent' });
 
-class FakeInventory implements LinkInventory {
-  readonly items = new Map<string, ContainerFacts>();
-  private readonly ee = new EventEmitter();
-  inventory(): ContainerFacts[] {
-    return [...this.items.values()];
-  }
-  subscribe(l: (d: ContainerDelta) => void): () => void {
-    this.ee.on('d', l);
-    return () => this.ee.off('d', l);
-  }
-  upsert(c: ContainerFacts): void {
-    this.items.set(c.id!, c);
-    this.ee.emit('d', { kind: 'UPSERT', containerId: c.id, container: c, eventAction: 'start', eventTimeMs: Date.now() });
-  }
-}
 
 const REPO = 'registry.example.com/shop/web';
 const A = 'sha256:' + 'a'.repeat(64);

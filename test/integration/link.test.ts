@@ -5,42 +5,20 @@
 // detection, superseded streams and reconnection after a controller restart.
 import t from 'tap';
 import * as grpc from '@grpc/grpc-js';
-import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { createLogger, loadProto, type ContainerDelta, type ContainerFacts, type ControllerMessage__Output, type AgentMessage } from '../../packages/shared/src/index';
+import { createLogger, loadProto, type ContainerFacts, type ControllerMessage__Output, type AgentMessage } from '../../packages/shared/src/index';
 import { initPki } from '../../packages/controller/src/pki/data-dir';
 import { openStore } from '../../packages/controller/src/store/open-store';
 import { startGrpcServer, type RunningGrpcServer } from '../../packages/controller/src/grpc/grpc-server';
 import { createJoinToken } from '../../packages/controller/src/enrollment/join-tokens';
 import { enroll } from '../../packages/agent/src/enroll/enroll';
-import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';
+import { ControllerLink } from '../../packages/agent/src/link/controller-link';
 import type { Store } from '../../packages/controller/src/store/store';
 import { waitFor } from '../helpers/processes';
+import { FakeInventory } from '../helpers/fake-inventory';
 
 const silent = createLogger({ name: 'test', level: 'silent' });
 
-class FakeInventory implements LinkInventory {
-  readonly items = new Map<string, ContainerFacts>();
-  private readonly ee = new EventEmitter();
-  inventory(): ContainerFacts[] {
-    return [...this.items.values()];
-  }
-  subscribe(l: (d: ContainerDelta) => void): () => void {
-    this.ee.on('d', l);
-    return () => this.ee.off('d', l);
-  }
-  upsert(c: ContainerFacts): void {
-    this.items.set(c.id!, c);
-    this.ee.emit('d', { kind: 'UPSERT', containerId: c.id, container: c, eventAction: 'start', eventTimeMs: Date.now() });
-  }
-  remove(id: string): void {
-    this.items.delete(id);
-    this.ee.emit('d', { kind: 'REMOVE', containerId: id, eventAction: 'destroy', eventTimeMs: Date.now() });
-  }
-  listeners(): number {
-    return this.ee.listenerCount('d');
-  }
-}
 
 const facts = (id: string, state = 'running'): ContainerFacts => ({ id: id.padEnd(64, '0'), name: `c-${id}`, imageRef: 'img:1', state, labels: { app: id } });
 const host = async () => ({ hostname: 'h1', osPlatform: 'linux', cpus: 2, memoryBytes: 1024, dockerVersion: '20.10', cgroupVersion: 1 });

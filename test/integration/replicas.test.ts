@@ -12,22 +12,22 @@
 // B stops, and an action then fails at once with BK_ERR_AGENT_OFFLINE; an action for an agent
 // whose holder is dead (lease not expired yet) fails within the accept bound.
 import t from 'tap';
-import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_POLICY_YAML, createLogger, type Command__Output, type ContainerDelta, type ContainerFacts, type CommandResult } from '../../packages/shared/src/index';
+import { DEFAULT_POLICY_YAML, createLogger, type Command__Output, type CommandResult } from '../../packages/shared/src/index';
 import { main as controllerCli } from '../../packages/controller/src/cli/main';
 import { Controller } from '../../packages/controller/src/controller';
 import { resolveControllerOptions } from '../../packages/controller/src/controller-options';
 import { createJoinToken } from '../../packages/controller/src/enrollment/join-tokens';
 import { openStore } from '../../packages/controller/src/store/open-store';
 import { enroll } from '../../packages/agent/src/enroll/enroll';
-import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';
+import { ControllerLink } from '../../packages/agent/src/link/controller-link';
 import { apiRequest, waitFor } from '../helpers/processes';
 import { usePostgres } from '../helpers/postgres';
 import { loadSigningSecret } from '../../packages/controller/src/auth/signing-secret';
 import { busKey, signMessage } from '../../packages/controller/src/replicas/pg-replica-bus';
 import type { ReplicaMessage } from '../../packages/controller/src/replicas/replica-bus';
+import { FakeInventory } from '../helpers/fake-inventory';
 
 type Line = Record<string, unknown>;
 
@@ -38,17 +38,6 @@ function capture(name: string): { logger: ReturnType<typeof createLogger>; lines
   return { logger: createLogger({ name, level: 'debug', destination }), lines };
 }
 
-class FakeInventory implements LinkInventory {
-  readonly items = new Map<string, ContainerFacts>();
-  private readonly ee = new EventEmitter();
-  inventory(): ContainerFacts[] {
-    return [...this.items.values()];
-  }
-  subscribe(l: (d: ContainerDelta) => void): () => void {
-    this.ee.on('d', l);
-    return () => this.ee.off('d', l);
-  }
-}
 
 const CONTAINER = 'c'.repeat(64);
 const host = async () => ({ hostname: 'replica-host', osPlatform: 'linux', cpus: 2, memoryBytes: 1024, dockerVersion: '24.0', cgroupVersion: 2 });
