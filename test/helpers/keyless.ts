@@ -58,7 +58,7 @@ import rootTap, { type Test } from 'tap';
 import { bundleToJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { DSSEBundleBuilder, FulcioSigner, RekorWitness } from '@sigstore/sign';
-import { cosignEnv, runTool, sha256Digest, signTools, type TestRegistry } from './registry';
+import { cosignEnv, pushBlob, runTool, sha256Digest, signTools, type TestRegistry } from './registry';
 
 // Handler modules only (see the file head: the package index would load nock).
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -312,17 +312,6 @@ export async function cosignSignKeyless(
 
 // ---------------------------------------------------------------------------------------------
 // attaching a bundle the way cosign does on a registry without the referrers API
-
-async function pushBlob(reg: TestRegistry, repo: string, body: Buffer): Promise<string> {
-  const digest = sha256Digest(body);
-  const start = await reg.request('POST', `${repo}/blobs/uploads/`);
-  if (start.status !== 202) throw new Error(`blob upload start: HTTP ${start.status}`);
-  const loc = new URL(String(start.headers['location']), `https://${reg.addr}`);
-  loc.searchParams.set('digest', digest);
-  const put = await reg.request('PUT', `${loc.pathname.replace(/^\/v2\//, '')}${loc.search}`, { body, headers: { 'content-type': 'application/octet-stream' } });
-  if (put.status !== 201) throw new Error(`blob upload: HTTP ${put.status} ${put.body.toString()}`);
-  return digest;
-}
 
 async function putManifest(reg: TestRegistry, repo: string, ref: string, body: Buffer, mediaType: string): Promise<void> {
   const r = await reg.request('PUT', `${repo}/manifests/${ref}`, { body, headers: { 'content-type': mediaType } });

@@ -525,6 +525,18 @@ export async function pushImage(reg: TestRegistry, image: OciImage, repoTag: str
   return digest;
 }
 
+/** Monolithic blob upload through the registry API; returns the blob's digest. */
+export async function pushBlob(reg: TestRegistry, repo: string, body: Buffer): Promise<string> {
+  const digest = sha256Digest(body);
+  const start = await reg.request('POST', `${repo}/blobs/uploads/`);
+  if (start.status !== 202) throw new Error(`blob upload start: HTTP ${start.status}`);
+  const loc = new URL(String(start.headers['location']), `https://${reg.addr}`);
+  loc.searchParams.set('digest', digest);
+  const put = await reg.request('PUT', `${loc.pathname.replace(/^\/v2\//, '')}${loc.search}`, { body, headers: { 'content-type': 'application/octet-stream' } });
+  if (put.status !== 201) throw new Error(`blob upload: HTTP ${put.status} ${put.body.toString()}`);
+  return digest;
+}
+
 function splitRepoTag(repoTag: string): [string, string] {
   const i = repoTag.lastIndexOf(':');
   if (i <= 0 || repoTag.slice(i).includes('/')) throw new Error(`want repo:tag, got ${repoTag}`);

@@ -12,21 +12,10 @@ import type { SignatureRequirement } from '@bulkhead/shared';
 import { SignatureVerifier, createSignatureVerifier } from '../../src/signatures/verifier';
 import { RegistryClient } from '../../src/signatures/registry-client';
 import {
-  buildOciImage, cosignSign, cosignVerify, generateCosignKeyPair, pushImage, sha256Digest, signatureTag,
+  buildOciImage, cosignSign, cosignVerify, generateCosignKeyPair, pushBlob, pushImage, sha256Digest, signatureTag,
   runTool, signTools, skopeoCopySigned, skopeoVerify, startRegistry, type CosignKeyPair, type TestRegistry, type ToolResult,
 } from '../../../../test/helpers/registry';
 
-/** Monolithic blob upload through the registry API. */
-async function pushBlob(reg: TestRegistry, repo: string, body: Buffer): Promise<string> {
-  const digest = sha256Digest(body);
-  const start = await reg.request('POST', `${repo}/blobs/uploads/`);
-  if (start.status !== 202) throw new Error(`blob upload start: HTTP ${start.status}`);
-  const loc = new URL(String(start.headers['location']), `https://${reg.addr}`);
-  loc.searchParams.set('digest', digest);
-  const put = await reg.request('PUT', `${loc.pathname.replace(/^\/v2\//, '')}${loc.search}`, { body, headers: { 'content-type': 'application/octet-stream' } });
-  if (put.status !== 201) throw new Error(`blob upload: HTTP ${put.status} ${put.body.toString()}`);
-  return digest;
-}
 
 async function pushManifest(reg: TestRegistry, repo: string, tag: string, manifest: unknown, mediaType = 'application/vnd.oci.image.manifest.v1+json'): Promise<string> {
   const body = Buffer.from(JSON.stringify(manifest));
