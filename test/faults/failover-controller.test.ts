@@ -29,7 +29,7 @@ import { startController, tempRoot } from '../e2e/stack';
 import { recordFault } from '../helpers/fault-report';
 
 /**
- * What a second replica needs from the first one's data directory (docs/cli.md#running-several-replicas):
+ * What a second replica needs from the first one's data directory (docs/cli.md#several-active-replicas):
  * the CA (key and certificate: it issues and verifies agent certificates), the server pair
  * agents verify (issued by that CA, naming every address agents use), the token signing key
  * (API bearer tokens valid on every replica). The store is the shared database.
