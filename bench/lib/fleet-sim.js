@@ -14,11 +14,12 @@
 const { spawn, execFileSync } = require('node:child_process');
 const { createHash, randomBytes } = require('node:crypto');
 const { EventEmitter } = require('node:events');
-const { readFileSync, mkdirSync } = require('node:fs');
+const { readFileSync, mkdirSync, copyFileSync } = require('node:fs');
 const https = require('node:https');
 const net = require('node:net');
 const { join, resolve } = require('node:path');
 const { ControllerLink, enroll } = require('@bulkhead/agent');
+const { ReportSpool } = require('@bulkhead/agent/dist/link/report-spool');
 const { createLogger } = require('@bulkhead/shared');
 
 const ROOT = resolve(__dirname, '../..');
@@ -32,14 +33,33 @@ const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
  * the password would show in the process list); otherwise SQLite in `dir`.
  * `cpus` ("0", "1", "0,1") pins it with taskset.
  */
-async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logLevel = 'warn', onLine }) {
+/**
+ * What a second replica needs from the first one's data directory
+ * (docs/cli.md#several-active-replicas); the store is the shared database.
+ */
+const REPLICA_FILES = ['ca.key', 'ca.crt', 'server.key', 'server.crt', 'token-signing.key'];
+
+/**
+ * Starts `serve` as a real process. `replicaOf` (a started controller on the same
+ * PostgreSQL `databaseUrl`) makes this one another active replica of it: its data
+ * directory holds copies of REPLICA_FILES only, and no `init` runs.
+ */
+async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offlineAfter, logLevel = 'warn', onLine, replicaOf }) {
   const dataDir = join(dir, 'ctl');
   const env = { ...process.env, BULKHEAD_LOG_LEVEL: logLevel };
   if (databaseUrl) env.BULKHEAD_DATABASE_URL = databaseUrl;
   else delete env.BULKHEAD_DATABASE_URL;
-  const init = JSON.parse(execFileSync(process.execPath, [CTL, 'init', '--data-dir', dataDir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString());
+  let init;
+  if (replicaOf) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    for (const f of REPLICA_FILES) copyFileSync(join(replicaOf.dataDir, f), join(dataDir, f));
+    init = { caCert: join(dataDir, 'ca.crt'), caFingerprint: replicaOf.caFingerprint, adminApiKey: replicaOf.adminApiKey };
+  } else {
+    init = JSON.parse(execFileSync(process.execPath, [CTL, 'init', '--data-dir', dataDir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString());
+  }
   const args = [CTL, 'serve', '--data-dir', dataDir, '--grpc-listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0', '--no-metrics'];
   if (heartbeatInterval) args.push('--heartbeat-interval', heartbeatInterval);
+  if (offlineAfter) args.push('--offline-after', offlineAfter);
   // setpriv: the controller gets SIGTERM when this process dies (a test killed at its
   // timeout must not leave a controller behind). setpriv and taskset exec: the pid is node's.
   let argv = ['setpriv', '--pdeathsig=TERM', '--', process.execPath, ...args];
@@ -87,6 +107,8 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logL
   });
   return {
     pid: child.pid,
+    dataDir,
+    replicaId: readyLine.replicaId,
     grpcAddress: `127.0.0.1:${readyLine.grpcPort}`,
     apiPort: readyLine.apiPort,
     ca,
@@ -313,7 +335,15 @@ const silent = createLogger({ name: 'fleet-sim', level: 'silent' });
  * message only after storing it); `startChurn()` applies the churn schedule.
  */
 class Fleet {
-  constructor({ controller, api, agents, containers, stateDir, seed = 1, logger = silent, enrollConcurrency = 16 }) {
+  constructor({ controller, api, agents, containers, stateDir, seed = 1, logger = silent, enrollConcurrency = 16, onCommand, spool = false }) {
+    /**
+     * Each simulated agent keeps the agent's own durable report spool (a file in its state
+     * directory), so reports made on a dying stream or while disconnected are resent, as a real
+     * agent's are. Off: reports are made only while connected and one on a dying stream is lost.
+     */
+    this.spool = spool;
+    /** Runs a controller command on a simulated host: (host, command) → CommandResult. Unset: the link refuses commands. */
+    this.onCommand = onCommand;
     this.controller = controller;
     this.api = api;
     this.n = agents;
@@ -367,6 +397,9 @@ class Fleet {
    * (and the first, median, 99th); after `timeoutMs`, with how many are missing.
    */
   async connectAll({ timeoutMs = 600_000 } = {}) {
+    if (this.spool) {
+      for (const h of this.hosts) h.spool ??= await ReportSpool.open({ path: join(this.stateDir, h.hostname, 'spool.jsonl'), logger: this.logger });
+    }
     const t0 = performance.now();
     let pending = this.hosts.length;
     let done;
@@ -383,6 +416,8 @@ class Fleet {
         logger: this.logger,
         // The simulated agent applies every bundle, as a healthy agent does.
         onPolicy: (b) => ({ version: b.version, applied: true, error: '' }),
+        ...(this.onCommand ? { onCommand: (cmd) => this.onCommand(h, cmd) } : {}),
+        ...(h.spool ? { spool: h.spool } : {}),
       });
       h.link = link;
       let seenConnected = false;
@@ -470,10 +505,10 @@ class Fleet {
     return () => clearInterval(timer);
   }
 
-  /** One violation report on `h`'s link (only while connected: the simulator keeps no spool). */
+  /** One violation report on `h`'s link (without a spool, only while connected). */
   reportViolation(h) {
     const c = h.inventory.random();
-    if (!c || h.link.state !== 'connected') {
+    if (!c || (h.link.state !== 'connected' && !h.spool)) {
       this.counts.violationsSkipped += 1;
       return undefined;
     }
@@ -545,4 +580,4 @@ function loadAverage() {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 }
 
-module.exports = { startController, apiClient, pool, Fleet, SimInventory, containerFacts, summary, cpuSeconds, rssBytes, loadAverage };
+module.exports = { REPLICA_FILES, startController, apiClient, pool, Fleet, SimInventory, containerFacts, summary, cpuSeconds, rssBytes, loadAverage };

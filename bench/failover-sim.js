@@ -1,0 +1,255 @@
+#!/usr/bin/env node
+// Benchmark: two active controller replicas on one PostgreSQL, one SIGKILLed
+// under load. N simulated agents × M containers (bench/lib/fleet-sim.js: real
+// join tokens, real Enroll RPC, one mutual-TLS AgentLink stream per agent
+// through the agent's own ControllerLink, given both replicas' addresses) —
+// half of them list replica A first, half replica B, so each replica holds
+// about half the fleet.
+//
+// Phases (BENCHMARKS.md "fleet-sim", failover):
+//   1. enroll N agents through A; open every link; wait until every snapshot
+//      is stored (acknowledged);
+//   2. churn and violation reports start; after a steady spell, a stream of
+//      manual `pause` actions, each sent through replica B's API for a
+//      container of an agent held by A (forwarded to A while A lives, then
+//      served by B once the agent moved), runs across the kill;
+//   3. A is SIGKILLed; for each of A's agents: ms from the kill until its link
+//      is connected to B and B acknowledged its new snapshot (stored);
+//   4. verify: every violation the simulated agents reported is stored once
+//      (by id, in the database); every action's answer against what the
+//      simulated agents ran: an action answered "done" that no agent ran is
+//      lost, one run twice (by command id) is doubled, one answered "not
+//      carried out" (BK_ERR_AGENT_OFFLINE) that an agent ran contradicts its
+//      answer; `agent_offline` alerts raised (none is right: every agent was
+//      served all along); "raising an alert failed" lines in B's log.
+// Bounded: every phase has a deadline; it stops everything it started.
+// Traffic goes to 127.0.0.1 and a unix socket only.
+'use strict';
+const { mkdtempSync, rmSync, mkdirSync, writeFileSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { parseArgs } = require('node:util');
+const { performance } = require('node:perf_hooks');
+const { Client } = require('pg');
+const { startController, apiClient, Fleet, summary, loadAverage } = require('./lib/fleet-sim');
+const { startPrivatePostgres } = require('./lib/private-postgres');
+
+const HELP = `usage: node bench/failover-sim.js [options]
+  --agents N              simulated agents (default 200; BENCH_FAILOVER_AGENTS)
+  --containers M          containers per agent (default 20; BENCH_FAILOVER_CONTAINERS)
+  --violations-per-s X    violation reports per second, fleet-wide (default 20)
+  --actions-per-s X       manual pause actions per second through replica B (default 5)
+  --heartbeat-interval D  controllers' heartbeat interval (default 2s)
+  --offline-after D       controllers' offline-after (default 12s)
+  --timeout S             give up waiting for A's agents after S seconds (default 120)
+  --out FILE              result JSON (default bench/results/failover-sim.json)
+`;
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      agents: { type: 'string' }, containers: { type: 'string' }, 'violations-per-s': { type: 'string' },
+      'actions-per-s': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'offline-after': { type: 'string' },
+      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const num = (v, d, name) => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: want a number ≥ 0, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  return {
+    agents: num(values.agents ?? process.env.BENCH_FAILOVER_AGENTS, 200, 'agents'),
+    containers: num(values.containers ?? process.env.BENCH_FAILOVER_CONTAINERS, 20, 'containers'),
+    violationsPerS: num(values['violations-per-s'], 20, 'violations-per-s'),
+    actionsPerS: num(values['actions-per-s'], 5, 'actions-per-s'),
+    heartbeatInterval: values['heartbeat-interval'] ?? '2s',
+    offlineAfter: values['offline-after'] ?? '12s',
+    timeoutS: num(values.timeout, 120, 'timeout'),
+    out: values.out ?? join(__dirname, 'results', 'failover-sim.json'),
+  };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  const o = options();
+  const dir = mkdtempSync(join(tmpdir(), 'bk-failover-sim-'));
+  const stops = [];
+  const result = { benchmark: 'failover-sim', date: new Date().toISOString(), node: process.version, options: { ...o, out: undefined } };
+  const bLines = { alertFailed: 0, errors: 0 };
+  try {
+    const pg = await startPrivatePostgres();
+    stops.push(() => pg.stop());
+    result.postgres = pg.version;
+    const a = await startController({ dir: join(dir, 'a'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter });
+    stops.push(() => a.stop());
+    const b = await startController({
+      dir: join(dir, 'b'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, replicaOf: a,
+      onLine: (l) => {
+        if (l.msg === 'raising an alert failed') bLines.alertFailed += 1;
+        if (l.level >= 50) bLines.errors += 1;
+      },
+    });
+    stops.push(() => b.stop());
+    const apiA = apiClient({ port: a.apiPort, ca: a.ca, apiKey: a.adminApiKey });
+    const apiB = apiClient({ port: b.apiPort, ca: b.ca, apiKey: a.adminApiKey, maxSockets: 16 });
+
+    // What the simulated agents ran, by command id (a command run twice is a finding).
+    const ran = new Map();
+    const fleet = new Fleet({
+      controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
+      onCommand: async (h, cmd) => {
+        ran.set(cmd.id, (ran.get(cmd.id) ?? 0) + 1);
+        return { id: cmd.id, ok: true, detail: `paused by ${cmd.requestedBy}`, durationMs: 1, state: 'paused' };
+      },
+    });
+    stops.push(() => fleet.stop());
+    const t0 = performance.now();
+    await fleet.enrollAll();
+    result.enrollMs = Math.round(performance.now() - t0);
+    // Half the fleet lists A first, half B first: each replica holds about half.
+    for (const h of fleet.hosts) {
+      const list = h.idx % 2 === 0 ? [a.grpcAddress, b.grpcAddress] : [b.grpcAddress, a.grpcAddress];
+      h.credentials.identity.controller = list[0];
+      h.credentials.identity.controllers = list;
+    }
+    const connect = await fleet.connectAll({ timeoutMs: o.timeoutS * 1000 });
+    result.connect = connect;
+    if (connect.pending > 0) throw new Error(`${connect.pending} snapshots not stored within ${o.timeoutS} s`);
+    const onA = fleet.hosts.filter((h) => h.link.controllerAddress === a.grpcAddress);
+    result.agentsOnA = onA.length;
+    result.agentsOnB = fleet.hosts.length - onA.length;
+
+    const stopChurn = fleet.startChurn({ startsPerS: o.agents / 60, stopsPerS: o.agents / 60, violationsPerS: o.violationsPerS });
+    stops.push(stopChurn);
+    await sleep(5_000);
+
+    // Manual actions through B for containers of A's agents, across the kill.
+    const actions = [];
+    let actionsOn = true;
+    let killedAt;
+    /** Times are from the kill (negative before it). */
+    const killAt = () => killedAt ?? performance.now();
+    const actionLoop = (async () => {
+      const gap = o.actionsPerS > 0 ? 1000 / o.actionsPerS : Infinity;
+      const inflight = [];
+      while (actionsOn && Number.isFinite(gap)) {
+        const h = onA[Math.floor(Math.random() * onA.length)];
+        const c = h.inventory.random();
+        if (c) {
+          const rec = { agentId: h.agentId, containerId: c.id, sentAt: performance.now() - killAt() };
+          actions.push(rec);
+          inflight.push(apiB.post(`/v1/containers/${h.agentId}/${c.id}/actions`, { action: 'pause' }).then((r) => {
+            rec.status = r.status;
+            rec.ms = performance.now() - killAt() - rec.sentAt;
+            if (r.status === 200) rec.commandId = r.json?.id;
+            else rec.code = r.json?.code ?? String(r.body).slice(0, 120);
+          }, (e) => { rec.status = 0; rec.code = e.code ?? e.message; }));
+        }
+        await sleep(gap);
+      }
+      await Promise.all(inflight);
+    })();
+    await sleep(3_000);
+
+    // The kill: every stream A held breaks at once.
+    const offlineBefore = await countAlerts(pg.url, 'agent_offline');
+    killedAt = performance.now();
+    process.kill(a.pid, 'SIGKILL');
+    const back = new Map();
+    const snapshotSeq = new Map();
+    const deadline = killedAt + o.timeoutS * 1000;
+    while (back.size < onA.length && performance.now() < deadline) {
+      for (const h of onA) {
+        if (back.has(h)) continue;
+        if (h.link.state === 'connected' && h.link.controllerAddress === b.grpcAddress) {
+          if (!snapshotSeq.has(h)) snapshotSeq.set(h, h.link.seq);
+          if (h.link.acked >= snapshotSeq.get(h)) back.set(h, performance.now() - killedAt);
+        }
+      }
+      await sleep(10);
+    }
+    const times = [...back.values()].sort((x, y) => x - y);
+    result.failover = {
+      agentsOnA: onA.length, back: back.size, missing: onA.length - back.size,
+      msToAllBack: back.size === onA.length ? Math.round(times.at(-1)) : undefined,
+      ms: summary(times), targetMs: 5000,
+    };
+    await sleep(5_000); // actions and reports keep going on B alone
+    actionsOn = false;
+    await actionLoop;
+    stopChurn();
+    const drained = await fleet.drained(60_000);
+
+    // Verify.
+    const reported = fleet.violationIds.map((v) => v.id);
+    const stored = await storedViolations(pg.url, reported);
+    const byOutcome = {};
+    let lost = 0;
+    let doubled = 0;
+    let contradicted = 0;
+    const doneIds = new Set();
+    for (const r of actions) {
+      const key = r.status === 200 ? 'done' : `${r.status} ${r.code}`;
+      byOutcome[key] = (byOutcome[key] ?? 0) + 1;
+      if (r.status === 200) {
+        doneIds.add(r.commandId);
+        if (!(ran.get(r.commandId) >= 1)) lost += 1;
+      }
+    }
+    for (const n of ran.values()) if (n > 1) doubled += 1;
+    // A command an agent ran must have been answered "done" or "unconfirmed" to its caller
+    // ("unconfirmed" answers carry no command id): runs beyond those were answered
+    // "not carried out".
+    const unconfirmed = actions.filter((r) => r.code === 'BK_ERR_ACTION_UNCONFIRMED').length;
+    const runsNotAnsweredDone = [...ran.keys()].filter((id) => !doneIds.has(id)).length;
+    contradicted = Math.max(0, runsNotAnsweredDone - unconfirmed);
+    const duringFailover = actions.filter((r) => r.sentAt >= 0 && r.sentAt <= (result.failover.msToAllBack ?? o.timeoutS * 1000));
+    result.actions = {
+      sent: actions.length, byOutcome, agentRuns: ran.size, lost, ranTwice: doubled, ranThoughAnsweredNotCarriedOut: contradicted,
+      sentDuringFailover: duringFailover.length,
+      answerMsDuringFailover: summary(duringFailover.filter((r) => r.ms !== undefined).map((r) => r.ms).sort((x, y) => x - y)),
+    };
+    result.violations = { reported: reported.length, stored, lost: reported.length - stored, drained };
+    result.alerts = { agentOfflineRaised: (await countAlerts(pg.url, 'agent_offline')) - offlineBefore, raiseFailedLinesOnB: bLines.alertFailed, errorLinesOnB: bLines.errors };
+    result.loadAverage = loadAverage();
+    result.reconnects = fleet.counts.reconnects;
+  } finally {
+    for (const s of stops.reverse()) {
+      try { await s(); } catch { /* best effort */ }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  mkdirSync(join(__dirname, 'results'), { recursive: true });
+  writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+}
+
+async function withDb(url, fn) {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+function storedViolations(url, ids) {
+  return withDb(url, async (c) => Number((await c.query('SELECT count(*) AS n FROM violations WHERE id = ANY($1)', [ids])).rows[0].n));
+}
+
+function countAlerts(url, type) {
+  return withDb(url, async (c) => Number((await c.query('SELECT coalesce(sum(count), 0) AS n FROM alerts WHERE type = $1', [type])).rows[0].n));
+}
+
+main().catch((e) => {
+  process.stderr.write(`failover-sim: ${e.stack ?? e}\n`);
+  process.exit(1);
+});
