@@ -220,6 +220,10 @@ async function main() {
     result.alerts = { agentOfflineRaised: (await countAlerts(pg.url, 'agent_offline')) - offlineBefore, raiseFailedLinesOnB: bLines.alertFailed, errorLinesOnB: bLines.errors };
     result.loadAverage = loadAverage();
     result.reconnects = fleet.counts.reconnects;
+  } catch (e) {
+    // A run that breaks still reports how far it got.
+    result.error = e.message;
+    result.loadAverage = loadAverage();
   } finally {
     for (const s of stops.reverse()) {
       try { await s(); } catch { /* best effort */ }
@@ -229,6 +233,7 @@ async function main() {
   mkdirSync(join(__dirname, 'results'), { recursive: true });
   writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  if (result.error) throw new Error(result.error);
 }
 
 async function withDb(url, fn) {
