@@ -19,7 +19,8 @@ const N = Number(process.env.BENCH_IDLE_N ?? 200);
 const WINDOW_S = Number(process.env.BENCH_IDLE_WINDOW_S ?? 30);
 const SETTLE_S = Number(process.env.BENCH_IDLE_SETTLE_S ?? 15);
 const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
-const AGENT = join(ROOT, 'packages/agent/dist/cli/main.js');
+// BENCH_AGENT_SCRIPT runs another agent entry point (e.g. a bundle), for comparisons.
+const AGENT = process.env.BENCH_AGENT_SCRIPT || join(ROOT, 'packages/agent/dist/cli/main.js');
 const IMAGE = 'bulkhead-test/busybox:1';
 // The agent runs with the node flags and environment of the systemd unit
 // (bench/lib/agent-runtime.js), so the bench measures what is deployed;
