@@ -4,9 +4,10 @@
 // the clients whose scope admits them. A client resuming from Last-Event-ID first reads
 // its backlog from the store, filtered by its scope in SQL, then joins the live fan-out;
 // both happen inside the same serialized loop, so nothing is lost or sent twice between
-// the two. A client that does not read (its bytes waiting in the socket beyond
-// `maxBufferBytes`) is cut off: its backlog stays in the database, not in our memory,
-// and it can come back with Last-Event-ID. Idle: no polling at all.
+// the two. Memory per client is bounded: once `maxBufferBytes` wait in its connection,
+// nothing more is written to it and its cursor stays put (what it has not got yet stays in
+// the database, read again when it drains); a client backed up like that for `slowAfterMs`
+// is cut off, and may come back with Last-Event-ID. Idle: no polling at all.
 import type { Logger } from '@bulkhead/shared';
 import type { FleetEventRecord, FleetEventStore } from './event-store';
 
@@ -17,8 +18,10 @@ export interface EventHubOptions {
   pollMs?: number;
   /** A comment line this often keeps proxies from closing a quiet stream; the client's credential is checked again then. Default 15 s. */
   heartbeatMs?: number;
-  /** A client with more than this many bytes not yet taken by its connection is cut off. Default 1 MiB. */
+  /** Nothing more is written to a client with this many bytes not yet taken by its connection. Default 1 MiB. */
   maxBufferBytes?: number;
+  /** A client backed up past maxBufferBytes this long is cut off. Default 15 s. */
+  slowAfterMs?: number;
   /** Streams served at once by this controller. Default 1000. */
   maxClients?: number;
   /** Events read per query. Default 500. */
@@ -46,6 +49,8 @@ interface Client {
   checkGap: boolean;
   nextHeartbeat: number;
   checking: boolean;
+  /** When it went over maxBufferBytes (undefined while it keeps up). */
+  backedUpSince: number | undefined;
 }
 
 export class EventHub {
@@ -57,6 +62,7 @@ export class EventHub {
   readonly pollMs: number;
   readonly heartbeatMs: number;
   readonly maxBufferBytes: number;
+  readonly slowAfterMs: number;
   readonly maxClients: number;
   private readonly batch: number;
   /** Clients cut off for not reading, since start. */
@@ -66,6 +72,7 @@ export class EventHub {
     this.pollMs = o.pollMs ?? 250;
     this.heartbeatMs = o.heartbeatMs ?? 15_000;
     this.maxBufferBytes = o.maxBufferBytes ?? 1024 * 1024;
+    this.slowAfterMs = o.slowAfterMs ?? 15_000;
     this.maxClients = o.maxClients ?? 1000;
     this.batch = o.batch ?? 500;
   }
@@ -80,7 +87,7 @@ export class EventHub {
    */
   async subscribe(io: EventClientIo, after: number | undefined): Promise<() => void> {
     if (this.clients.size === 0 && !this.running) this.cursor = await this.o.store.lastEventSeq();
-    const c: Client = { io, cursor: after ?? this.cursor, checkGap: after !== undefined, nextHeartbeat: Date.now() + this.heartbeatMs, checking: false };
+    const c: Client = { io, cursor: after ?? this.cursor, checkGap: after !== undefined, nextHeartbeat: Date.now() + this.heartbeatMs, checking: false, backedUpSince: undefined };
     this.clients.add(c);
     this.kick(0);
     return () => void this.clients.delete(c);
@@ -93,6 +100,21 @@ export class EventHub {
     for (const c of [...this.clients]) this.drop(c, 'shutdown');
   }
 
+  /** A client's connection drained: serve it now rather than at the next poll. */
+  wake(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.clients.size > 0) this.kick(0);
+  }
+
+  private again = false;
+
   private kick(ms: number): void {
     if (this.stopped || this.running || this.timer) return;
     this.timer = setTimeout(() => {
@@ -101,7 +123,9 @@ export class EventHub {
         .catch((err: unknown) => this.o.logger.warn({ err }, 'reading fleet events failed; retrying'))
         .then((more) => {
           this.running = undefined;
-          if (this.clients.size > 0) this.kick(more === true ? 0 : this.pollMs);
+          const now = this.again || more === true;
+          this.again = false;
+          if (this.clients.size > 0) this.kick(now ? 0 : this.pollMs);
         });
     }, ms);
     this.timer.unref();
@@ -113,7 +137,18 @@ export class EventHub {
     const fresh = await this.o.store.listEvents({ after: this.cursor, limit: this.batch });
     const top = fresh.length > 0 ? fresh[fresh.length - 1]!.seq : this.cursor;
     if (fresh.length === this.batch) more = true;
+    const now = Date.now();
     for (const c of [...this.clients]) {
+      if (c.io.buffered() > this.maxBufferBytes) {
+        c.backedUpSince ??= now;
+        if (now - c.backedUpSince >= this.slowAfterMs) {
+          this.slowDropped++;
+          this.o.logger.warn({ buffered: c.io.buffered(), maxBufferBytes: this.maxBufferBytes, backedUpMs: now - c.backedUpSince }, 'event stream client not reading: cut off (it may resume with Last-Event-ID)');
+          this.drop(c, 'slow');
+        }
+        continue;
+      }
+      c.backedUpSince = undefined;
       if (c.cursor < this.cursor) {
         // Behind: its backlog comes from the store, in its scope, up to where the hub stood.
         if (c.checkGap) {
@@ -124,18 +159,28 @@ export class EventHub {
           }
         }
         const rows = await this.o.store.listEvents({ after: c.cursor, upTo: this.cursor, limit: this.batch, ...(c.io.projects ? { projects: c.io.projects } : {}) });
-        for (const r of rows) if (!this.sendEvent(c, r)) break;
-        if (!this.clients.has(c)) continue;
-        c.cursor = rows.length === this.batch ? rows[rows.length - 1]!.seq : this.cursor;
-        if (rows.length === this.batch) more = true;
+        let sent = 0;
+        for (const r of rows) {
+          if (!this.sendEvent(c, r)) break;
+          c.cursor = r.seq;
+          sent++;
+        }
+        // Read a whole page without holding back: nothing else in its scope up to the hub's cursor.
+        if (sent === rows.length && rows.length < this.batch) c.cursor = this.cursor;
+        else more = true;
         continue;
       }
       c.checkGap = false;
+      let full = false;
       for (const r of fresh) {
-        if (r.seq <= c.cursor || !visible(c, r)) continue;
-        if (!this.sendEvent(c, r)) break;
+        if (r.seq <= c.cursor) continue;
+        if (visible(c, r) && !this.sendEvent(c, r)) {
+          full = true;
+          break;
+        }
+        c.cursor = r.seq;
       }
-      if (this.clients.has(c)) c.cursor = Math.max(c.cursor, top);
+      if (!full) c.cursor = Math.max(c.cursor, top);
     }
     this.cursor = top;
     this.heartbeats();
@@ -165,15 +210,9 @@ export class EventHub {
     return this.send(c, `id: ${r.seq}\nevent: ${r.type}\ndata: ${JSON.stringify(body)}\n\n`);
   }
 
-  /** Writes unless the client is over its buffer bound, in which case it is cut off. */
+  /** Writes unless the client is over its buffer bound (then false: the caller keeps its cursor). */
   private send(c: Client, chunk: string): boolean {
-    if (!this.clients.has(c)) return false;
-    if (c.io.buffered() > this.maxBufferBytes) {
-      this.slowDropped++;
-      this.o.logger.warn({ buffered: c.io.buffered(), maxBufferBytes: this.maxBufferBytes }, 'event stream client not reading: cut off (it may resume with Last-Event-ID)');
-      this.drop(c, 'slow');
-      return false;
-    }
+    if (!this.clients.has(c) || c.io.buffered() > this.maxBufferBytes) return false;
     c.io.write(chunk);
     return true;
   }

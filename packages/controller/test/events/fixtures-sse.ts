@@ -18,6 +18,7 @@ export interface SseStream {
   closed: Promise<'end' | 'error'>;
   /** Stop reading from the socket (the server's writes pile up). */
   pause: () => void;
+  resume: () => void;
   close: () => void;
 }
 
@@ -72,6 +73,10 @@ export function openStream(url: string, caPem: string, headers: Record<string, s
         pause: () => {
           res.pause();
           res.socket.pause();
+        },
+        resume: () => {
+          res.socket.resume();
+          res.resume();
         },
         close: () => req.destroy(),
       };

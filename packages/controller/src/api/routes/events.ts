@@ -66,6 +66,8 @@ export function registerEventRoutes(app: FastifyInstance, opts: { hub: EventHub 
         },
         after,
       );
+      // Drained below its bound: the hub writes more right away instead of at its next poll.
+      res.on('drain', () => hub.wake());
       res.on('close', () => {
         if (!closed) unsubscribe();
       });
