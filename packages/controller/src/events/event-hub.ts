@@ -9,7 +9,7 @@
 // the database, read again when it drains); a client backed up like that for `slowAfterMs`
 // is cut off, and may come back with Last-Event-ID. Idle: no polling at all.
 import type { Logger } from '@bulkhead/shared';
-import type { FleetEventRecord, FleetEventStore } from './event-store';
+import { EVERY_SCOPE, type FleetEventRecord, type FleetEventStore } from './event-store';
 
 export interface EventHubOptions {
   store: FleetEventStore;
@@ -205,7 +205,7 @@ export class EventHub {
   }
 
   private sendEvent(c: Client, r: FleetEventRecord): boolean {
-    const body = { seq: r.seq, type: r.type, at: r.at.toISOString(), project: r.project, agentId: r.agentId, ...r.data };
+    const body = { seq: r.seq, type: r.type, at: r.at.toISOString(), project: r.project === EVERY_SCOPE ? '' : r.project, agentId: r.agentId, ...r.data };
     // Types are ours ([a-z._]); a data line holds JSON, which never contains a raw newline.
     return this.send(c, `id: ${r.seq}\nevent: ${r.type}\ndata: ${JSON.stringify(body)}\n\n`);
   }
@@ -229,5 +229,5 @@ export class EventHub {
 
 function visible(c: Client, r: FleetEventRecord): boolean {
   const scope = c.io.projects;
-  return scope === undefined || (r.project !== '' && scope.includes(r.project));
+  return scope === undefined || r.project === EVERY_SCOPE || (r.project !== '' && scope.includes(r.project));
 }

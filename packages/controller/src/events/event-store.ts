@@ -16,15 +16,24 @@ export interface FleetEventInput {
   at: Date;
   /** The project the event belongs to; '' (or absent) = none: only credentials not limited to projects see it. */
   project?: string;
+  /**
+   * Seen by every credential, scoped or not: what is readable whatever the scope (agents come
+   * and go: GET /v1/agents is readable by project-scoped keys). Stored as project '*'.
+   */
+  everyScope?: boolean;
   agentId?: string;
   /** The event's body as sent to clients (JSON object). */
   data: Record<string, unknown>;
 }
 
+/** The stored `project` of an event every scope sees. */
+export const EVERY_SCOPE = '*';
+
 export interface FleetEventRecord {
   seq: number;
   type: string;
   at: Date;
+  /** '' = none (unscoped credentials only); EVERY_SCOPE = seen by every credential. */
   project: string;
   agentId: string | null;
   data: Record<string, unknown>;
@@ -35,7 +44,7 @@ export interface FleetEventQuery {
   after: number;
   /** And seq <= upTo, when given. */
   upTo?: number;
-  /** Only these projects' events (undefined = every event, projectless ones included). */
+  /** Only these projects' events and those every scope sees (undefined = every event, projectless ones included). */
   projects?: string[];
   limit: number;
 }

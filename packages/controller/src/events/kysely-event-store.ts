@@ -8,7 +8,7 @@
 // whichever replica appends. SQLite has one writer anyway.
 import { PostgresAdapter, sql, type Selectable } from 'kysely';
 import type { Db, FleetEventsTable } from '../store/schema';
-import type { FleetEventInput, FleetEventQuery, FleetEventRecord, FleetEventStore } from './event-store';
+import { EVERY_SCOPE, type FleetEventInput, type FleetEventQuery, type FleetEventRecord, type FleetEventStore } from './event-store';
 
 export class KyselyEventStore implements FleetEventStore {
   private readonly postgres: boolean;
@@ -27,7 +27,7 @@ export class KyselyEventStore implements FleetEventStore {
         seq: first + i,
         at: e.at.getTime(),
         type: e.type,
-        project: e.project ?? '',
+        project: e.everyScope === true ? EVERY_SCOPE : (e.project ?? ''),
         agent_id: e.agentId ?? null,
         data_json: JSON.stringify(e.data),
       }));
@@ -40,10 +40,7 @@ export class KyselyEventStore implements FleetEventStore {
   async listEvents(q: FleetEventQuery): Promise<FleetEventRecord[]> {
     let query = this.db.selectFrom('fleet_events').selectAll().where('seq', '>', q.after);
     if (q.upTo !== undefined) query = query.where('seq', '<=', q.upTo);
-    if (q.projects !== undefined) {
-      if (q.projects.length === 0) return [];
-      query = query.where('project', 'in', q.projects);
-    }
+    if (q.projects !== undefined) query = query.where('project', 'in', [...q.projects.filter((p) => p !== '' && p !== EVERY_SCOPE), EVERY_SCOPE]);
     const rows = await query.orderBy('seq').limit(q.limit).execute();
     return rows.map(toEvent);
   }

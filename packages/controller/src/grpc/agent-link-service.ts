@@ -804,8 +804,8 @@ export class AgentLinkService {
   }
 
   private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string): void {
-    // Agents belong to no project: only credentials not limited to projects see these.
-    this.opts.events?.record({ type: type === 'agent_online' ? 'agent.online' : 'agent.offline', agentId, data: { hostname: hostname ?? null, message } });
+    // Agents belong to no project, and every scope may read them (GET /v1/agents): every stream sees these.
+    this.opts.events?.record({ type: type === 'agent_online' ? 'agent.online' : 'agent.offline', agentId, everyScope: true, data: { hostname: hostname ?? null, message } });
     if (!this.opts.alerts) return;
     const host = hostname !== undefined ? Promise.resolve(hostname) : this.opts.store.getAgent(agentId).then((a) => a?.hostname, () => undefined);
     void host.then((h) => this.raise({ type, agentId, host: h, message }));

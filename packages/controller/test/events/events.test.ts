@@ -104,26 +104,27 @@ t.test('a project-scoped key or session never receives another project\'s events
   t.equal(session.status, 200, session.text);
   const mix: Array<Omit<FleetEventInput, 'at'>> = [];
   for (let i = 0; i < 60; i++) mix.push({ type: 'container.updated', project: ['payments', 'search', '', 'payments-old'][i % 4]!, data: { n: i } });
+  mix.push({ type: 'agent.offline', agentId: 'agt_two', everyScope: true, data: { hostname: 'two' } });
   await record(api, mix);
   await api.alerting.alerts.raise({ type: 'agent_offline', message: 'agent two is offline', agentId: 'agt_two' });
   await api.alerting.alerts.raise({ type: 'violation', message: 'search runs as root', project: 'search', agentId: 'agt_one' });
   await api.alerting.alerts.raise({ type: 'violation', message: 'pay runs as root', project: 'payments', agentId: 'agt_one' });
   await api.events.flush();
-  const everything = await admin.waitFor(63, isFleet);
-  t.equal(everything.length, 63, 'an unscoped key sees every event, projectless ones too');
-  const wanted = everything.filter((e) => data(e)['project'] === 'payments').map((e) => e.id);
-  t.equal(wanted.length, 16, '15 payments container events + 1 violation');
+  const everything = await admin.waitFor(64, isFleet);
+  t.equal(everything.length, 64, 'an unscoped key sees every event, projectless ones too');
+  const wanted = everything.filter((e) => data(e)['project'] === 'payments' || e.event === 'agent.offline').map((e) => e.id);
+  t.equal(wanted.length, 17, '15 payments container events + 1 violation + the agent going offline (agents are readable by every scope)');
   for (const [who, s] of [['scoped key', scoped], ['scoped session', session]] as const) {
-    const got = await s.waitFor(16, isFleet);
+    const got = await s.waitFor(17, isFleet);
     await new Promise((r) => setTimeout(r, 300)); // anything else that might come
     const fleet = s.events.filter(isFleet);
     t.same(fleet.map((e) => e.id), wanted, `${who}: exactly the payments events`);
-    t.notOk(fleet.some((e) => data(e)['project'] !== 'payments'), `${who}: never another project's event`);
-    t.ok(got.length === 16);
+    t.notOk(fleet.some((e) => data(e)['project'] !== 'payments' && e.event !== 'agent.offline'), `${who}: never another project's event, nor a projectless alert`);
+    t.ok(got.length === 17);
   }
   // On resume (read from the store, filtered in SQL) too.
   const resumed = await stream(api, { 'last-event-id': '0' }, pay.plaintext);
-  await resumed.waitFor(16, isFleet);
+  await resumed.waitFor(17, isFleet);
   await new Promise((r) => setTimeout(r, 300));
   t.same(resumed.events.filter(isFleet).map((e) => e.id), wanted, 'resumed scoped stream: the same events only');
   for (const s of [admin, scoped, session, resumed]) s.close();
