@@ -36,6 +36,8 @@ import { FleetEvents } from './events/fleet-events';
 const SCHEMA_WARM_DELAY_MS = 2_000;
 /** Replicas: how often each compares its policy bundle with the store's, in case a notification was lost. */
 const POLICY_POLL_MS = 10_000;
+/** How often ended browser sessions are deleted from the store. */
+const SESSION_PRUNE_MS = 10 * 60_000;
 
 export class Controller {
   private constructor(
@@ -254,6 +256,14 @@ export class Controller {
       const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener, pki, bus);
       controller.apiTls = apiTls;
       controller.events = events;
+      // Ended sessions (logged out, past their lifetime) are deleted now and then; one DELETE, every replica may run it.
+      const sessions = store.sessions;
+      if (sessions) {
+        controller.sessionPrune = setInterval(() => {
+          void sessions.pruneSessions(new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'pruning ended sessions failed'));
+        }, SESSION_PRUNE_MS);
+        controller.sessionPrune.unref();
+      }
       controller.policyPoll = policyPoll;
       return controller;
     } catch (err) {
@@ -267,6 +277,9 @@ export class Controller {
     }
   }
 
+  /** Deletes ended browser sessions now and then. */
+  private sessionPrune?: NodeJS.Timeout | undefined;
+
   /** The fleet event recorder (GET /v1/events); undefined only for a store without the events table. */
   events?: FleetEvents | undefined;
 
@@ -276,6 +289,7 @@ export class Controller {
   async stop(): Promise<void> {
     this.logger.info('controller stopping');
     if (this.policyPoll) clearInterval(this.policyPoll);
+    if (this.sessionPrune) clearInterval(this.sessionPrune);
     this.api.schemas.stop();
     await this.api.close().catch(() => undefined);
     await this.metricsListener?.close().catch(() => undefined);

@@ -146,6 +146,8 @@ t.test('a stolen session id stops working: logout, idle timeout, lifetime, key r
   t.equal(stolen.status, 401, 'after logout the id is dead server-side');
   t.match(stolen.json.detail, /logged out or expired/);
   t.equal((await withCookie(api, a, 'DELETE', '/v1/session')).status, 401, 'logging out twice: 401');
+  t.ok((await api.store.sessions!.pruneSessions(api.now())) >= 1, 'an ended session is pruned');
+  t.equal(await api.store.sessions!.getSession(hashSessionId(a.id)), undefined, 'and gone from the store');
   assertSecurityHeaders(t, stolen.headers, 'dead session');
 
   // Idle: used within the timeout it lives on; 10 s unused, it is over.
