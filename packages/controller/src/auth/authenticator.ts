@@ -56,7 +56,9 @@ export class Authenticator {
     this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
     if ((header === undefined || header === '') && sessionId !== undefined && sessionId !== '') {
       try {
-        return await this.fromSession(sessionId, now);
+        const p = await this.fromSession(sessionId, now);
+        this.touch(p, now);
+        return p;
       } catch (err) {
         if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') {
           this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
