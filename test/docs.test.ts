@@ -23,6 +23,8 @@ import {
 } from '../packages/controller/src/api/routes/policies';
 import { ViolationListQuerySchema, ViolationPageSchema, ViolationSchema } from '../packages/controller/src/api/routes/violations';
 import { ScanSchema } from '../packages/controller/src/api/routes/scans';
+import { SessionLoginSchema, SessionSchema } from '../packages/controller/src/api/routes/session';
+import { EventsQuerySchema } from '../packages/controller/src/api/routes/events';
 import { ImageListQuerySchema, ImageTagPageSchema, ImageTagSchema } from '../packages/controller/src/api/routes/images';
 
 const execFileAsync = promisify(execFile);
@@ -306,6 +308,9 @@ t.test('docs/api.md documents every route and every wire field', async (t) => {
     ['GET /v1/policies query', PolicyGetQuerySchema, (h) => h.text === '`GET /v1/policies`'],
     ['PUT /v1/policies query', PolicyPutQuerySchema, (h) => h.text === '`PUT /v1/policies`'],
     ['GET /v1/violations query', ViolationListQuerySchema, (h) => h.text === '`GET /v1/violations`'],
+    ['Session', SessionSchema, (h) => h.text === 'Session'],
+    ['POST /v1/session body', SessionLoginSchema, (h) => h.text === '`POST /v1/session`'],
+    ['GET /v1/events query', EventsQuerySchema, (h) => h.text === '`GET /v1/events`'],
   ];
   for (const [name, schema, pick] of shapes) {
     const sec = section(doc, pick);

@@ -1,7 +1,7 @@
 // Options of the running controller, with their defaults in one place.
 import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
 import { splitHostPort } from './net/host-port';
-import { MAX_TOKEN_MAX_TTL_MS, MIN_TOKEN_MAX_TTL_MS } from './auth/auth-options';
+import { DEFAULT_SESSION_IDLE_MS, DEFAULT_SESSION_MAX_LIFETIME_MS, MAX_TOKEN_MAX_TTL_MS, MIN_TOKEN_MAX_TTL_MS, checkSessionTimeouts } from './auth/auth-options';
 import type { ApiTlsFiles } from './api/api-tls';
 import { storeConfigFor } from './store/open-store';
 
@@ -25,6 +25,10 @@ export interface ControllerOptions {
   metricsAllowRemote: boolean;
   /** Identity and access: longest bearer-token lifetime a caller may ask for. Default 1 h (1 min – 24 h). */
   tokenMaxTtlMs?: number;
+  /** Browser sessions (POST /v1/session): ended after this long without a request. Default 15 min (10 s – 24 h). */
+  sessionIdleMs?: number;
+  /** Browser sessions: ended this long after login, used or not. Default 8 h (1 min – 30 d). */
+  sessionMaxLifetimeMs?: number;
   /**
    * Operator-supplied certificate (chain) and key for the HTTPS API, checked
    * at start and on SIGHUP (src/api/api-tls.ts). Default: the data
@@ -52,6 +56,10 @@ export interface ControllerOptionsInput {
   metricsAllowRemote?: boolean;
   /** `--token-max-ttl`, e.g. "1h". */
   tokenMaxTtl?: string | number;
+  /** `--session-idle-timeout`, e.g. "15m". */
+  sessionIdleTimeout?: string | number;
+  /** `--session-max-lifetime`, e.g. "8h". */
+  sessionMaxLifetime?: string | number;
   /** `--api-tls-cert` / BULKHEAD_API_TLS_CERT: PEM certificate, leaf first, then intermediates. */
   apiTlsCert?: string;
   /** `--api-tls-key` / BULKHEAD_API_TLS_KEY: its PEM private key. */
@@ -77,7 +85,10 @@ export function resolveControllerOptions(input: ControllerOptionsInput): Control
     metricsListen: input.metricsListen === false ? undefined : (input.metricsListen ?? DEFAULT_METRICS_LISTEN),
     metricsAllowRemote: input.metricsAllowRemote === true,
     tokenMaxTtlMs: parseDuration(input.tokenMaxTtl ?? '1h', 'token-max-ttl'),
+    sessionIdleMs: input.sessionIdleTimeout !== undefined ? parseDuration(input.sessionIdleTimeout, 'session-idle-timeout') : DEFAULT_SESSION_IDLE_MS,
+    sessionMaxLifetimeMs: input.sessionMaxLifetime !== undefined ? parseDuration(input.sessionMaxLifetime, 'session-max-lifetime') : DEFAULT_SESSION_MAX_LIFETIME_MS,
   };
+  checkSessionTimeouts(opts.sessionIdleMs!, opts.sessionMaxLifetimeMs!);
   if (!(opts.tokenMaxTtlMs! >= MIN_TOKEN_MAX_TTL_MS && opts.tokenMaxTtlMs! <= MAX_TOKEN_MAX_TTL_MS)) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `token-max-ttl must be between 1m and 24h, got ${input.tokenMaxTtl ?? '1h'}`);
   }

@@ -29,11 +29,15 @@ import { apiTlsSource, reloadApiTls, type ApiTlsSource, type ApiTlsSummary, type
 import { LocalReplicaBus, newReplicaId, type ReplicaBus } from './replicas/replica-bus';
 import type * as PgReplicaBusModule from './replicas/pg-replica-bus';
 import { storeJobGate } from './replicas/fleet-jobs';
+// The fleet event stream (GET /v1/events): events recorded by the link and the alert service.
+import { FleetEvents } from './events/fleet-events';
 
 /** How long after `controller ready` the route schemas not used yet are compiled (lazy-schemas.ts). */
 const SCHEMA_WARM_DELAY_MS = 2_000;
 /** Replicas: how often each compares its policy bundle with the store's, in case a notification was lost. */
 const POLICY_POLL_MS = 10_000;
+/** How often ended browser sessions are deleted from the store. */
+const SESSION_PRUNE_MS = 10 * 60_000;
 
 export class Controller {
   private constructor(
@@ -127,6 +131,8 @@ export class Controller {
     let grpc: RunningGrpcServer | undefined;
     let policyPoll: NodeJS.Timeout | undefined;
     let alerting: Alerting | undefined;
+    // Rows in the store, read by seq by every replica's GET /v1/events.
+    const events = store.events ? new FleetEvents({ store: store.events, logger: logger.child({ component: 'events' }) }).start() : undefined;
     const metrics = new ControllerMetrics({ logger: logger.child({ component: 'metrics' }) });
     const renewalAudit: { log?: AuditLog | undefined } = {};
     try {
@@ -138,6 +144,7 @@ export class Controller {
             store: store.alerts, agents: store, logger: logger.child({ component: 'alerts' }), options: alertOptionsFromEnv(process.env),
             onDeliveryAttempt: (outcome, ms) => metrics.deliveryAttempt(outcome, ms),
             ...(jobGate ? { jobGate } : {}),
+            ...(events ? { events } : {}),
           })
         : undefined;
       mark('alerting');
@@ -188,6 +195,7 @@ export class Controller {
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
           replicas: { bus },
+          ...(events ? { events } : {}),
         },
         policy,
       });
@@ -209,7 +217,11 @@ export class Controller {
         store,
         tls: apiCert.material,
         // Identity and access.
-        auth: { tokenSecret, ...(opts.tokenMaxTtlMs !== undefined ? { tokenMaxTtlMs: opts.tokenMaxTtlMs } : {}) },
+        auth: {
+          tokenSecret, ...(opts.tokenMaxTtlMs !== undefined ? { tokenMaxTtlMs: opts.tokenMaxTtlMs } : {}),
+          ...(opts.sessionIdleMs !== undefined ? { sessionIdleMs: opts.sessionIdleMs } : {}),
+          ...(opts.sessionMaxLifetimeMs !== undefined ? { sessionMaxLifetimeMs: opts.sessionMaxLifetimeMs } : {}),
+        },
         agentLink: grpc.link,
         caFingerprint: () => pki.caFingerprint,
         logger: logger.child({ component: 'api' }),
@@ -243,17 +255,33 @@ export class Controller {
       );
       const controller = new Controller(store, grpc, api, apiPort, logger, alerting, metrics, metricsListener, pki, bus);
       controller.apiTls = apiTls;
+      controller.events = events;
+      // Ended sessions (logged out, past their lifetime) are deleted now and then; one DELETE, every replica may run it.
+      const sessions = store.sessions;
+      if (sessions) {
+        controller.sessionPrune = setInterval(() => {
+          void sessions.pruneSessions(new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'pruning ended sessions failed'));
+        }, SESSION_PRUNE_MS);
+        controller.sessionPrune.unref();
+      }
       controller.policyPoll = policyPoll;
       return controller;
     } catch (err) {
       if (policyPoll) clearInterval(policyPoll);
       await grpc?.shutdown().catch(() => undefined);
       await alerting?.stop().catch(() => undefined);
+      await events?.stop().catch(() => undefined);
       await bus.close().catch(() => undefined);
       await store.close().catch(() => undefined);
       throw err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_STARTUP_FAILED', `controller failed to start: ${(err as Error).message}`, { cause: err });
     }
   }
+
+  /** Deletes ended browser sessions now and then. */
+  private sessionPrune?: NodeJS.Timeout | undefined;
+
+  /** The fleet event recorder (GET /v1/events); undefined only for a store without the events table. */
+  events?: FleetEvents | undefined;
 
   /** Replicas: the periodic comparison of this replica's policy bundle with the store's. */
   private policyPoll?: NodeJS.Timeout | undefined;
@@ -261,6 +289,7 @@ export class Controller {
   async stop(): Promise<void> {
     this.logger.info('controller stopping');
     if (this.policyPoll) clearInterval(this.policyPoll);
+    if (this.sessionPrune) clearInterval(this.sessionPrune);
     this.api.schemas.stop();
     await this.api.close().catch(() => undefined);
     await this.metricsListener?.close().catch(() => undefined);
@@ -268,6 +297,7 @@ export class Controller {
     // After the link: alerts it raised while closing are committed, and
     // in-flight deliveries are recorded before the store closes.
     await this.alerting?.stop();
+    await this.events?.stop();
     await this.replicas.close();
     await this.store.close();
   }

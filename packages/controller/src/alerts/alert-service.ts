@@ -15,6 +15,7 @@ import {
 } from './alert-types';
 import { newAlertId, newDeliveryId } from './ids';
 import type { WorkSignal } from './work-signal';
+import type { FleetEventSink } from '../events/fleet-events';
 
 export interface AlertServiceOptions {
   store: AlertStore;
@@ -26,6 +27,8 @@ export interface AlertServiceOptions {
   now?: () => Date;
   /** Most alerts written per transaction. Default 500. */
   maxBatch?: number;
+  /** The fleet event stream (GET /v1/events): every committed alert (violations and actions included) becomes an `alert.<type>` event. */
+  events?: FleetEventSink;
 }
 
 export interface RaiseResult {
@@ -149,6 +152,22 @@ export class AlertService implements AlertSink {
     }
     batch.forEach((p, i) => p.resolve(results[i]!));
     if (queued > 0) this.opts.signal?.notify();
+    const events = this.opts.events;
+    if (events) {
+      batch.forEach((p, i) => {
+        const r = results[i]!;
+        if (r.skipped || r.alertId === null || p.input.type === 'test') return;
+        const a = p.input;
+        events.record({
+          type: `alert.${a.type}`, at: a.time ?? this.now(), project: a.project ?? '', ...(a.agentId !== undefined ? { agentId: a.agentId } : {}),
+          data: {
+            alertId: r.alertId, alertType: a.type, severity: a.severity ?? DEFAULT_SEVERITY[a.type], message: a.message, grouped: r.grouped, count: r.count,
+            host: a.host ?? null, containerId: a.containerId ?? null, containerName: a.containerName ?? null, image: a.image ?? null,
+            ruleId: a.ruleId ?? null, action: a.action ?? null, result: a.result ?? null,
+          },
+        });
+      });
+    }
   }
 
   private async plan(ctx: AlertPlanContext, input: AlertInput): Promise<RaiseResult> {

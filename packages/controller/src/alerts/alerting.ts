@@ -2,6 +2,7 @@
 // the raise path (AlertService), endpoint management (WebhookService) and
 // the delivery workers (DeliveryDispatcher), over the store's AlertStore.
 import { BulkheadError, type Logger } from '@bulkhead/shared';
+import type { FleetEventSink } from '../events/fleet-events';
 import type { AlertStore } from './alert-store';
 import { AlertService } from './alert-service';
 import { resolveAlertOptions, type AlertOptions, type AlertOptionsInput, type DeliveryOptions } from './alert-options';
@@ -24,6 +25,8 @@ export interface AlertingOptions {
   now?: () => Date;
   /** Metrics: every webhook delivery attempt's outcome and latency. */
   onDeliveryAttempt?: DeliveryDispatcherOptions['onAttempt'];
+  /** The fleet event stream: every committed alert becomes an event (src/events). */
+  events?: FleetEventSink;
   /** Controller replicas: periodic jobs (purge, certificate-expiry watch) run on one replica per period. Default: always. */
   jobGate?: JobGate;
   /** Test seams. */
@@ -48,7 +51,7 @@ export class Alerting {
     const signal = new WorkSignal();
     const logger = opts.logger;
     const now = opts.now ?? (() => new Date());
-    const alerts = new AlertService({ store: opts.store, logger, signal, groupWindowMs: options.groupWindowMs, now });
+    const alerts = new AlertService({ store: opts.store, logger, signal, groupWindowMs: options.groupWindowMs, now, ...(opts.events ? { events: opts.events } : {}) });
     const webhooks = new WebhookService({ store: opts.store, logger, signal, now, ...(opts.resolve ? { resolve: opts.resolve } : {}) });
     const dispatcher =
       opts.deliver === false

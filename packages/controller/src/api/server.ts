@@ -36,6 +36,11 @@ import type { AgentRevoker } from './routes/agents';
 import { registerAgentAuditRoutes } from './routes/agent-audit';
 // Route schemas compiled on first use (and warmed after start-up), not before listening.
 import { LazySchemas } from './lazy-schemas';
+// Browser sessions, the security headers the console relies on, and the event stream.
+import { registerSessionRoutes } from './routes/session';
+import { securityHeaders } from './security-headers';
+import { EventHub, type EventHubOptions } from '../events/event-hub';
+import { registerEventRoutes } from './routes/events';
 
 /**
  * How long a client may take over its request head, and over its TLS handshake. Node's defaults
@@ -77,6 +82,8 @@ export interface ApiServerOptions {
   /** The CA fingerprint handed out with join tokens; without it POST /v1/join-tokens answers 503. */
   /** What agents pin at enrollment; a function when it can change (a CA rotation). */
   caFingerprint?: string | (() => string);
+  /** Tuning of GET /v1/events (poll interval, heartbeat, per-client buffer bound); it is served whenever the store keeps events. */
+  events?: Omit<EventHubOptions, 'store' | 'logger'>;
 }
 
 declare module 'fastify' {
@@ -125,6 +132,16 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     requestTimeout: 30_000,
     return503OnClosing: true,
   });
+
+  // Every answer, errors and the event stream included, carries the browser-facing security
+  // headers (strict CSP, no framing, HSTS, no referrer, nosniff): src/api/security-headers.ts.
+  const headers = securityHeaders();
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.headers(headers);
+  });
+  const hub = opts.store.events ? new EventHub({ ...(opts.events ?? {}), store: opts.store.events, logger: opts.logger.child({ component: 'events' }) }) : undefined;
+  // Open event streams end before the server waits for its connections to close.
+  app.addHook('preClose', async () => hub?.stop());
 
   app.decorateRequest('apiKey', null);
   app.decorate('security', security);
@@ -183,6 +200,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerAuthRoutes(v1, { auth: security.options, now });
       registerJoinTokenRoutes(v1, { store: opts.store, now, caFingerprint: opts.caFingerprint });
       registerAuditRoutes(v1, { audit: security.audit, now });
+      // Browser sessions and the live event stream.
+      registerSessionRoutes(v1, { auth: security.options, sessions: opts.store.sessions, now });
+      registerEventRoutes(v1, { hub, authenticator: security.authenticator, now });
     },
     { prefix: '/v1' },
   );

@@ -84,6 +84,7 @@ function entryFor(req: FastifyRequest, reply: FastifyReply, notes: AuditNotes, a
   for (const [k, v] of Object.entries(params)) if (typeof v === 'string') target[k] = cut(v);
   for (const [k, v] of Object.entries(notes.target ?? {})) target[k] = cut(v);
   if (p?.tokenId) target['tokenId'] = p.tokenId;
+  if (p?.session) target['sessionId'] = p.session.publicId;
   if (!p && notes.presentedKeyId !== undefined) target['presentedKeyId'] = notes.presentedKeyId;
   const location = reply.getHeader('location');
   if (typeof location === 'string') target['location'] = cut(location);

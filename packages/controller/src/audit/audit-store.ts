@@ -5,7 +5,7 @@
 // KyselyAuditStore implements it for SQLite and PostgreSQL.
 
 /** 'agent': an agent acting over its AgentLink stream (certificate renewal); actorId is the agent id. */
-export type AuditActorKind = 'key' | 'token' | 'anonymous' | 'agent';
+export type AuditActorKind = 'key' | 'token' | 'session' | 'anonymous' | 'agent';
 
 /** What happened, as the API's onResponse hook saw it. */
 export interface AuditEntry {

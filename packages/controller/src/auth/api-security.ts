@@ -1,11 +1,16 @@
 // Owns identity and access on the /v1 scope of the API, in one place:
 //   onRoute    every /v1 route must declare its least role (else start-up fails)
-//   onRequest  authenticate (API key or bearer token, failures throttled),
-//              then authorize (role, fleet-wide vs project-scoped)
+//   onRequest  authenticate (API key, bearer token, or — without an
+//              Authorization header — the browser session cookie; failures
+//              throttled), refuse a cookie-authenticated mutating request
+//              without its CSRF token, then authorize (role, fleet-wide vs
+//              project-scoped). One path for every credential: a session has
+//              exactly its key's rights.
 //   + the audit hooks (src/audit/audit-hooks.ts)
 // Routes then read `req.auth` (the principal) and scope their queries with
 // visibleProjects(req) (project-scope.ts).
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { parse as parseCookies } from 'cookie';
 import { BulkheadError, type Logger } from '@bulkhead/shared';
 import type { Store } from '../store/store';
 import { AuditLog } from '../audit/audit-log';
@@ -15,6 +20,21 @@ import { resolveAuthOptions, type AuthOptions, type AuthOptionsInput } from './a
 import { describePrincipal, type Principal } from './principal';
 import { AuthFailureLimits } from './rate-limiter';
 import { deriveAction, isRole, roleAtLeast, type DeclaredRoute, type RouteAccess } from './roles';
+import { CSRF_HEADER, SESSION_COOKIE, csrfMatches } from './sessions';
+
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route is authenticated after its body is parsed and validated (POST /v1/session takes
+     * the API key as `key` in its body, or in the Authorization header), by the /v1 preHandler
+     * hook through ApiSecurity.authenticateRequest: the same checks, limits, audit and
+     * authorization as every other route. No session cookie is accepted there.
+     */
+    credentialInBody?: boolean;
+  }
+}
 
 export interface ApiSecurityOptions extends AuthOptionsInput {
   store: Store;
@@ -34,7 +54,10 @@ export class ApiSecurity {
   constructor(private readonly o: ApiSecurityOptions) {
     this.options = resolveAuthOptions(o);
     this.failureLimits = new AuthFailureLimits(this.options.failureLimit);
-    this.authenticator = new Authenticator({ store: o.store, tokenSecret: this.options.tokenSecret, limits: this.failureLimits, logger: o.logger });
+    this.authenticator = new Authenticator({
+      store: o.store, sessions: o.store.sessions, sessionIdleMs: this.options.sessionIdleMs,
+      tokenSecret: this.options.tokenSecret, limits: this.failureLimits, logger: o.logger,
+    });
     this.audit = o.store.audit ? new AuditLog(o.store.audit, o.logger.child({ component: 'audit' })) : undefined;
   }
 
@@ -58,26 +81,57 @@ export class ApiSecurity {
     });
 
     v1.addHook('onRequest', async (req, reply) => {
-      const seen: AuthAttempt = {};
-      let p: Principal;
-      try {
-        p = await this.authenticator.authenticate(req.headers.authorization, req.ip, this.o.now(), seen);
-      } catch (err) {
-        const notes = auditNotes(req);
-        if (seen.presentedKeyId !== undefined) notes.presentedKeyId = seen.presentedKeyId;
-        if (seen.retryAfterS !== undefined) {
-          reply.header('retry-after', String(seen.retryAfterS));
-          notes.limitedBucket = seen.limitedBucket;
-        }
-        throw err;
-      }
-      req.auth = p;
-      // Routes written before tokens read the key (policy history records its id).
-      req.apiKey = { ...p.key, role: p.role, projects: p.projects };
-      authorize(p, req.routeOptions.config, req.method, req.routeOptions.url ?? req.url);
+      if (req.routeOptions.config.credentialInBody === true) return;
+      await this.authenticateRequest(req, reply, req.headers.authorization, sessionCookieOf(req));
+    });
+    // A route taking its credential in the body: the same checks once the body is parsed. The
+    // Authorization header, when sent, wins; a session cookie is never accepted there (a
+    // session cannot mint a session).
+    v1.addHook('preHandler', async (req, reply) => {
+      if (req.routeOptions.config.credentialInBody !== true) return;
+      const inBody = (req.body as { key?: unknown } | undefined)?.key;
+      const header = req.headers.authorization ?? (typeof inBody === 'string' && inBody !== '' ? `Bearer ${inBody}` : undefined);
+      await this.authenticateRequest(req, reply, header, undefined);
     });
 
     installAuditHooks(v1, { audit: this.audit, now: this.o.now, rateLimitedEveryMs: this.failureLimits.windowMs });
+  }
+
+  /**
+   * Authenticates the request with `authorization` (an Authorization header value) or, without
+   * one, the session cookie's `sessionId`; checks a session's CSRF token on mutating methods;
+   * authorizes by the route's declaration; sets req.auth. Throws 401/403/429 problems.
+   */
+  async authenticateRequest(req: FastifyRequest, reply: FastifyReply, authorization: string | undefined, sessionId: string | undefined): Promise<void> {
+    const seen: AuthAttempt = {};
+    let p: Principal;
+    try {
+      p = await this.authenticator.authenticate(authorization, req.ip, this.o.now(), seen, sessionId);
+    } catch (err) {
+      const notes = auditNotes(req);
+      if (seen.presentedKeyId !== undefined) notes.presentedKeyId = seen.presentedKeyId;
+      if (seen.retryAfterS !== undefined) {
+        reply.header('retry-after', String(seen.retryAfterS));
+        notes.limitedBucket = seen.limitedBucket;
+      }
+      throw err;
+    }
+    req.auth = p;
+    // Routes written before tokens read the key (policy history records its id).
+    req.apiKey = { ...p.key, role: p.role, projects: p.projects };
+    // A browser sends the cookie with any request it is made to send (SameSite=Strict is the first
+    // wall; a same-site page of another service on this host name is the hole it leaves). The CSRF
+    // token is readable only by the console's own script, so a forged request cannot carry it.
+    if (p.session && MUTATING.has(req.method) && !csrfMatches(this.options.tokenSecret, p.session.id, req.headers[CSRF_HEADER])) {
+      const presented = req.headers[CSRF_HEADER] !== undefined;
+      throw new BulkheadError(
+        'BK_ERR_CSRF',
+        presented
+          ? `the ${CSRF_HEADER} header does not match this session's CSRF token`
+          : `${req.method} with the session cookie needs the session's CSRF token in the ${CSRF_HEADER} header (from POST or GET /v1/session)`,
+      );
+    }
+    authorize(p, req.routeOptions.config, req.method, req.routeOptions.url ?? req.url);
   }
 
   /** Waits for queued audit entries and last-used writes (before the store closes). */
@@ -85,6 +139,13 @@ export class ApiSecurity {
     await this.audit?.flush();
     await this.authenticator.drain();
   }
+}
+
+/** The session cookie's value, if the request carries one. */
+export function sessionCookieOf(req: FastifyRequest): string | undefined {
+  const raw = req.headers.cookie;
+  if (raw === undefined || raw === '') return undefined;
+  return parseCookies(raw)[SESSION_COOKIE];
 }
 
 /** Throws 403 BK_ERR_FORBIDDEN naming the role (or unscoped credential) the route needs. */

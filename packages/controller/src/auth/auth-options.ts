@@ -12,6 +12,10 @@ export interface AuthOptionsInput {
   tokenMaxTtlMs?: number;
   /** Failed authentication allowed per client address (default 30 a minute) and per key id from one address (default 10 a minute). */
   failureLimit?: AuthFailureLimitOptions;
+  /** A browser session unused this long ends (`serve --session-idle-timeout`). Default 15 min; 10 s – 24 h. */
+  sessionIdleMs?: number;
+  /** A browser session ends this long after login whatever its use (`serve --session-max-lifetime`). Default 8 h; 1 min – 30 d, at least the idle timeout. */
+  sessionMaxLifetimeMs?: number;
 }
 
 export interface AuthOptions {
@@ -19,6 +23,28 @@ export interface AuthOptions {
   tokenDefaultTtlMs: number;
   tokenMaxTtlMs: number;
   failureLimit: Required<AuthFailureLimitOptions>;
+  sessionIdleMs: number;
+  sessionMaxLifetimeMs: number;
+}
+
+export const DEFAULT_SESSION_IDLE_MS = 15 * 60_000;
+export const DEFAULT_SESSION_MAX_LIFETIME_MS = 8 * 3_600_000;
+export const MIN_SESSION_IDLE_MS = 10_000;
+export const MAX_SESSION_IDLE_MS = 24 * 3_600_000;
+export const MIN_SESSION_MAX_LIFETIME_MS = 60_000;
+export const MAX_SESSION_MAX_LIFETIME_MS = 30 * 24 * 3_600_000;
+
+/** Throws BK_ERR_CONFIG_INVALID unless the session timeouts are within their bounds. */
+export function checkSessionTimeouts(idleMs: number, maxLifetimeMs: number): void {
+  if (!(idleMs >= MIN_SESSION_IDLE_MS && idleMs <= MAX_SESSION_IDLE_MS)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `session-idle-timeout must be between 10s and 24h, got ${idleMs}ms`);
+  }
+  if (!(maxLifetimeMs >= MIN_SESSION_MAX_LIFETIME_MS && maxLifetimeMs <= MAX_SESSION_MAX_LIFETIME_MS)) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `session-max-lifetime must be between 1m and 30d, got ${maxLifetimeMs}ms`);
+  }
+  if (maxLifetimeMs < idleMs) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `session-max-lifetime (${maxLifetimeMs}ms) must not be shorter than session-idle-timeout (${idleMs}ms)`);
+  }
 }
 
 export const MIN_TOKEN_MAX_TTL_MS = 60_000;
@@ -40,5 +66,8 @@ export function resolveAuthOptions(i: AuthOptionsInput = {}): AuthOptions {
     }
   }
   if (!(failureLimit.windowMs > 0)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `failed-authentication window must be positive, got ${failureLimit.windowMs}ms`);
-  return { tokenSecret, tokenDefaultTtlMs, tokenMaxTtlMs, failureLimit };
+  const sessionIdleMs = i.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
+  const sessionMaxLifetimeMs = i.sessionMaxLifetimeMs ?? DEFAULT_SESSION_MAX_LIFETIME_MS;
+  checkSessionTimeouts(sessionIdleMs, sessionMaxLifetimeMs);
+  return { tokenSecret, tokenDefaultTtlMs, tokenMaxTtlMs, failureLimit, sessionIdleMs, sessionMaxLifetimeMs };
 }

@@ -1,6 +1,8 @@
 // Owns checking the credential of a /v1 request: an API key
-// ("bk_ak_…_…", verified by api/api-keys.ts) or a bearer token ("bkt_…",
-// bearer-tokens.ts, whose key is looked up on every use). Failed attempts
+// ("bk_ak_…_…", verified by api/api-keys.ts), a bearer token ("bkt_…",
+// bearer-tokens.ts, whose key is looked up on every use), or — only when no
+// Authorization header is sent — a browser session cookie (sessions.ts; its
+// key is looked up on every use too). Failed attempts
 // count against the client address and, for API keys, the presented key id
 // *at that address* (rate-limiter.ts says why not the key id alone); a
 // bucket over the limit gets 429 before any credential is checked.
@@ -12,6 +14,8 @@ import type { Principal } from './principal';
 import type { AuthFailureLimits, LimitHit } from './rate-limiter';
 import { roleAtLeast } from './roles';
 import { projectsWithin } from './project-scope';
+import type { SessionStore } from './session-store';
+import { hashSessionId, looksLikeSessionId, publicSessionId } from './sessions';
 
 const BEARER_RE = /^Bearer[ \t]+(\S+)[ \t]*$/i;
 /** last_used_at is written at most this often per key. */
@@ -19,6 +23,10 @@ const TOUCH_EVERY_MS = 60_000;
 
 export interface AuthenticatorOptions {
   store: Pick<Store, 'getApiKey' | 'touchApiKey'>;
+  /** Browser sessions; without them a session cookie is refused. */
+  sessions?: SessionStore | undefined;
+  /** A session unused this long is over. */
+  sessionIdleMs: number;
   tokenSecret: Buffer;
   limits: AuthFailureLimits;
   logger: Logger;
@@ -39,10 +47,26 @@ export class Authenticator {
 
   constructor(private readonly o: AuthenticatorOptions) {}
 
-  /** Resolves to the principal, or throws BK_ERR_UNAUTHENTICATED (401) / BK_ERR_RATE_LIMITED (429). */
-  async authenticate(header: string | undefined, clientIp: string, now: Date, seen: AuthAttempt = {}): Promise<Principal> {
+  /**
+   * Resolves to the principal, or throws BK_ERR_UNAUTHENTICATED (401) / BK_ERR_RATE_LIMITED (429).
+   * `sessionId` is the session cookie's value: used only when there is no Authorization header.
+   */
+  async authenticate(header: string | undefined, clientIp: string, now: Date, seen: AuthAttempt = {}, sessionId?: string): Promise<Principal> {
     const ms = now.getTime();
     this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
+    if ((header === undefined || header === '') && sessionId !== undefined && sessionId !== '') {
+      try {
+        const p = await this.fromSession(sessionId, now);
+        this.touch(p, now);
+        return p;
+      } catch (err) {
+        if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') {
+          this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
+          this.o.limits.fail(clientIp, undefined, ms);
+        }
+        throw err;
+      }
+    }
     if (header === undefined || header === '') {
       // No credential is not a guess: not counted, but still refused (and audited).
       throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'missing "Authorization: Bearer <api key or token>" header');
@@ -68,6 +92,23 @@ export class Authenticator {
       }
       throw err;
     }
+  }
+
+  /**
+   * Whether a principal authenticated earlier still holds (a long-lived event stream asks at each
+   * heartbeat): its key exists, is neither revoked nor expired; a token is not past its exp; a
+   * session is not logged out, idle past its timeout, or past its lifetime. Counts no failure.
+   */
+  async stillValid(p: Principal, now: Date): Promise<boolean> {
+    const ms = now.getTime();
+    if (p.expiresAt !== null && p.expiresAt.getTime() <= ms) return false;
+    const key = await this.o.store.getApiKey(p.keyId);
+    if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt.getTime() <= ms)) return false;
+    if (p.session) {
+      const s = await this.o.sessions?.getSession(p.session.idHash);
+      if (!s || s.revokedAt !== null || s.expiresAt.getTime() <= ms || s.lastUsedAt.getTime() + this.o.sessionIdleMs <= ms) return false;
+    }
+    return true;
   }
 
   /** Resolves when pending last-used writes are done (call before closing the store). */
@@ -123,6 +164,51 @@ export class Authenticator {
       tokenId: claims.jti,
       key,
     };
+  }
+
+  private async fromSession(id: string, now: Date): Promise<Principal> {
+    if (!this.o.sessions) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'this controller keeps no sessions; send "Authorization: Bearer <api key>"');
+    if (!looksLikeSessionId(id)) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'malformed session cookie; log in again');
+    const idHash = hashSessionId(id);
+    const s = await this.o.sessions.getSession(idHash);
+    // Unknown, logged out and pruned are one answer: the caller only learns to log in again.
+    if (!s || s.revokedAt !== null) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'no such session (logged out or expired); log in again');
+    const ms = now.getTime();
+    if (s.expiresAt.getTime() <= ms) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `session ended at ${s.expiresAt.toISOString()} (maximum lifetime); log in again`);
+    if (s.lastUsedAt.getTime() + this.o.sessionIdleMs <= ms) {
+      throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `session unused for more than ${Math.round(this.o.sessionIdleMs / 1000)}s (idle timeout); log in again`);
+    }
+    const key = await this.o.store.getApiKey(s.keyId);
+    if (!key) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this session (${s.keyId}) no longer exists`);
+    if (key.revokedAt !== null) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this session (${key.id}) was revoked`);
+    if (key.expiresAt !== null && key.expiresAt.getTime() <= ms) {
+      throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this session (${key.id}) expired at ${key.expiresAt.toISOString()}`);
+    }
+    this.touchSession(idHash, s.lastUsedAt, now);
+    return {
+      kind: 'session',
+      keyId: key.id,
+      keyName: key.name,
+      role: key.role,
+      projects: [...key.projects],
+      keyExpiresAt: key.expiresAt,
+      expiresAt: s.expiresAt,
+      tokenId: null,
+      session: { publicId: publicSessionId(idHash), id, idHash, createdAt: s.createdAt, expiresAt: s.expiresAt },
+      key,
+    };
+  }
+
+  /**
+   * Moves the session's idle clock. Written at most every tenth of the idle timeout (and at
+   * least once a minute), so a busy console costs a write now and then, not one per request;
+   * the idle timeout is then exact to within that tenth, erring on the early side.
+   */
+  private touchSession(idHash: string, lastUsedAt: Date, now: Date): void {
+    if (now.getTime() - lastUsedAt.getTime() < Math.min(60_000, this.o.sessionIdleMs / 10)) return;
+    const w = this.o.sessions!.touchSession(idHash, now).catch((err: unknown) => this.o.logger.warn({ err }, 'recording session use failed'));
+    this.pending.add(w);
+    void w.finally(() => this.pending.delete(w));
   }
 
   /** Records last use without delaying the request; at most once a minute per key. */

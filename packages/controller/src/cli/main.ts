@@ -146,6 +146,8 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .option('--no-metrics', 'do not serve Prometheus metrics')
     .option('--metrics-allow-remote', 'allow a non-loopback --metrics-listen address (metrics have no authentication)')
     .addOption(new Option('--token-max-ttl <duration>', 'longest lifetime of a bearer token from POST /v1/auth/token (1m–24h)').env('BULKHEAD_TOKEN_MAX_TTL').default('1h'))
+    .addOption(new Option('--session-idle-timeout <duration>', 'a browser session (POST /v1/session) unused this long ends (10s–24h)').env('BULKHEAD_SESSION_IDLE_TIMEOUT').default('15m'))
+    .addOption(new Option('--session-max-lifetime <duration>', 'a browser session ends this long after login, used or not (1m–30d)').env('BULKHEAD_SESSION_MAX_LIFETIME').default('8h'))
     .addOption(new Option('--api-tls-cert <file>', 'PEM certificate (leaf, then intermediates) for the HTTPS API instead of the controller CA\'s; needs --api-tls-key; reloaded on SIGHUP').env('BULKHEAD_API_TLS_CERT'))
     .addOption(new Option('--api-tls-key <file>', 'PEM private key of --api-tls-cert (unencrypted; 0600, or 0640 with a dedicated group)').env('BULKHEAD_API_TLS_KEY'))
     .addOption(new Option('--log-level <level>', 'log level').env('BULKHEAD_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
@@ -157,7 +159,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         '\nSIGHUP re-reads the CA(s) and server certificate in the data directory (after `cert reissue`, `cert install`\n' +
         'or `ca rotate …`) and the API certificate and key; what fails the checks is logged and the old one kept.',
     )
-    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; apiTlsCert?: string; apiTlsKey?: string; databaseUrl?: string }, cmd: Command) => {
+    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; sessionIdleTimeout: string; sessionMaxLifetime: string; apiTlsCert?: string; apiTlsKey?: string; databaseUrl?: string }, cmd: Command) => {
       warnPasswordInArgv(cmd, o.databaseUrl, io);
       if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
       const opts = resolveControllerOptions({ ...o, metricsListen: o.metrics === false ? false : o.metricsListen, metricsAllowRemote: o.metricsAllowRemote === true });

@@ -39,6 +39,8 @@ import { unverifiedPeerCertificate } from './unverified-peer';
 // Controller replicas on one database: stream leases, commands and revocations across replicas.
 import { LocalReplicaBus, type ReplicaBus, type ReplicaMessage } from '../replicas/replica-bus';
 import { RemoteCommands } from '../replicas/remote-commands';
+import type { FleetEventSink } from '../events/fleet-events';
+import { containerProject } from '../auth/project-scope';
 
 /** Certificates whose refusal was already logged at warn are remembered up to this many, then forgotten all at once. */
 const MAX_REMEMBERED_FOREIGN_CERTS = 1024;
@@ -59,6 +61,8 @@ export interface AgentLinkOptions {
   policy?: AgentLinkPolicySource;
   /** Alerts: offline/online transitions and violation reports are raised here. */
   alerts?: AlertSink;
+  /** The fleet event stream (GET /v1/events): agents coming and going, containers changing. */
+  events?: FleetEventSink;
   /** Tag tracking: the images containers run, per repository:tag (moves raise alerts). */
   tags?: TagTracker;
   /** Metrics: stream counts and stored violations. */
@@ -557,6 +561,7 @@ export class AgentLinkService {
     switch (msg.body) {
       case 'snapshot':
         await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
+        this.snapshotEvents(s.agentId, msg.snapshot?.containers ?? [], now);
         await this.trackTags(s.agentId, msg.snapshot?.containers ?? []);
         await clearUsage(this.opts.store, s.agentId); // the agent re-sends all usage on a new stream
         break;
@@ -570,9 +575,15 @@ export class AgentLinkService {
         if (d.kind === 'UPSERT') {
           if (!d.container || d.container.id !== d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'upsert delta without matching container facts');
           await this.opts.store.upsertContainer(s.agentId, d.container, now);
+          this.opts.events?.record({ type: 'container.updated', at: now, agentId: s.agentId, project: containerProject(d.container), data: containerEvent(d.container) });
           await this.trackTags(s.agentId, [d.container]);
         } else if (d.kind === 'REMOVE') {
+          const gone = this.opts.events ? await this.opts.store.getContainer(s.agentId, d.containerId) : undefined;
           await this.opts.store.removeContainer(s.agentId, d.containerId, now);
+          this.opts.events?.record({
+            type: 'container.removed', at: now, agentId: s.agentId, project: gone ? containerProject(gone.facts) : '',
+            data: { containerId: d.containerId, name: gone?.name ?? null },
+          });
         } else {
           throw new BulkheadError('BK_ERR_PROTOCOL', `unknown delta kind ${String(d.kind)}`);
         }
@@ -782,7 +793,19 @@ export class AgentLinkService {
     this.offlineTimers.add(timer);
   }
 
+  /** A snapshot replaced the agent's containers: one event per project (counts), not one per container. */
+  private snapshotEvents(agentId: string, containers: readonly ContainerFacts__Output[], at: Date): void {
+    const events = this.opts.events;
+    if (!events) return;
+    const byProject = new Map<string, number>();
+    for (const c of containers) byProject.set(containerProject(c), (byProject.get(containerProject(c)) ?? 0) + 1);
+    if (!byProject.has('')) byProject.set('', 0);
+    for (const [project, count] of byProject) events.record({ type: 'container.snapshot', at, agentId, project, data: { containers: count } });
+  }
+
   private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string): void {
+    // Agents belong to no project, and every scope may read them (GET /v1/agents): every stream sees these.
+    this.opts.events?.record({ type: type === 'agent_online' ? 'agent.online' : 'agent.offline', agentId, everyScope: true, data: { hostname: hostname ?? null, message } });
     if (!this.opts.alerts) return;
     const host = hostname !== undefined ? Promise.resolve(hostname) : this.opts.store.getAgent(agentId).then((a) => a?.hostname, () => undefined);
     void host.then((h) => this.raise({ type, agentId, host: h, message }));
@@ -872,4 +895,9 @@ function formatBytes(n: number): string {
     }
   }
   return `${n} bytes`;
+}
+
+/** What a container event carries: enough for a list row, not the whole facts (GET /v1/containers/… has those). */
+function containerEvent(c: ContainerFacts__Output): Record<string, unknown> {
+  return { containerId: c.id, name: c.name, image: c.imageRef, state: c.state };
 }

@@ -31,6 +31,7 @@ export const TAGS = [
   { name: 'images', description: 'Tags the fleet ran and the digests each ran as (tags that move)' },
   { name: 'alerts', description: 'Alerts, webhooks and their delivery log' },
   { name: 'audit', description: 'The hash-chained audit log' },
+  { name: 'events', description: 'The fleet\'s live events (server-sent events, resumable)' },
 ] as const;
 
 /** The tag of a route, from its path. */
@@ -41,7 +42,7 @@ export function tagOf(url: string): string {
   const first = /^\/v1\/([a-z-]+)/.exec(url)?.[1] ?? '';
   if (first.startsWith('polic')) return 'policies';
   if (['webhooks', 'deliveries', 'alerts'].includes(first)) return 'alerts';
-  if (['auth', 'keys', 'api-keys', 'tokens', 'join-tokens'].includes(first)) return 'auth';
+  if (['auth', 'keys', 'api-keys', 'tokens', 'join-tokens', 'session'].includes(first)) return 'auth';
   if (first.startsWith('audit')) return 'audit';
   return TAGS.some((t) => t.name === first) ? first : 'other';
 }
@@ -89,15 +90,19 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         title: 'Bulkhead controller API',
         version: VERSION,
         description:
-          'Operators query and act on a fleet of Docker hosts. Every error is application/problem+json (RFC 9457) with a stable `code`; see docs/errors.md. Send `Authorization: Bearer <API key or token>` on everything but /healthz, /readyz and this document.',
+          'Operators query and act on a fleet of Docker hosts. Every error is application/problem+json (RFC 9457) with a stable `code`; see docs/errors.md. Send `Authorization: Bearer <API key or token>` on everything but /healthz, /readyz and this document, or (a browser) the session cookie from POST /v1/session — then every POST, PUT, PATCH and DELETE also needs the session\'s `X-Bulkhead-CSRF` header (else 403 BK_ERR_CSRF).',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', description: 'An API key (bk_…) or a short-lived token from POST /v1/auth/token' },
+          session: {
+            type: 'apiKey', in: 'cookie', name: '__Host-bulkhead_session',
+            description: 'A browser session from POST /v1/session (used only without an Authorization header); mutating requests also need the X-Bulkhead-CSRF header',
+          },
         },
       },
-      security: [{ bearer: [] }],
+      security: [{ bearer: [] }, { session: [] }],
       tags: TAGS.map((t) => ({ ...t })),
     },
     // HEAD mirrors every GET (same status and headers, no body); listing it twice adds nothing.
@@ -121,6 +126,13 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       // Every operation documents its success too, even where the route declares no schema.
       const success = Object.keys(declared).some((k) => k.startsWith('2')) ? {} : { '2XX': { description: 'Success', type: 'object', additionalProperties: true } };
       s['response'] = { ...declared, ...success, ...errors };
+      if (url === '/v1/events') {
+        s['response'] = {
+          200: { description: 'A text/event-stream of fleet events (docs/api.md#get-v1events); resume with the Last-Event-ID header', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          ...errors,
+        };
+      }
+      if (String(route.method) === 'POST' && url === '/v1/session') s['security'] = [{ bearer: [] }, {}];
       const body = DOCUMENT_BODIES[`${String(route.method)} ${url}`];
       if (body && s['body'] === undefined) s['body'] = body;
       if ((route.config as { bodyOptional?: unknown } | undefined)?.bodyOptional === true) {

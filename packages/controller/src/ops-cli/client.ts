@@ -11,6 +11,7 @@ import type { ViolationDto, ViolationPageDto } from '../api/routes/violations';
 import type { ScanDto } from '../api/routes/scans';
 import type { ImageTagDto } from '../api/routes/images';
 import type { ContainerActionBody, ContainerActionResultDto } from '../api/routes/actions';
+import { SseParser, type SseEvent } from './sse';
 
 export interface ApiClientOptions {
   /** e.g. https://controller.example:8443 (a path prefix is kept). HTTPS only. */
@@ -229,6 +230,69 @@ export class ApiClient {
       body: JSON.stringify(body),
       contentType: 'application/json',
       timeoutMs: Math.max(this.timeoutMs, 40_000),
+    });
+  }
+
+  // ---- live events ---------------------------------------------------
+
+  /**
+   * Opens GET /v1/events and calls `onEvent` for each event until the stream ends (resolves)
+   * or fails (rejects: ApiError for a refusal, ConnectionError otherwise). `lastEventId`
+   * resumes after that event. `signal` aborts (resolves).
+   */
+  streamEvents(o: { lastEventId?: string; onEvent: (e: SseEvent) => void; signal?: AbortSignal }): Promise<void> {
+    const url = new URL(this.baseUrl.href);
+    url.pathname = url.pathname.replace(/\/+$/, '') + '/v1/events';
+    const origin = url.origin;
+    return new Promise<void>((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method: 'GET',
+          ...(this.caPem !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.caPem, minVersion: 'TLSv1.2' })) } : { minVersion: 'TLSv1.2' as const }),
+          agent: false,
+          headers: {
+            authorization: `Bearer ${this.apiKey}`,
+            accept: 'text/event-stream',
+            'user-agent': `bulkhead-cli/${VERSION}`,
+            ...(o.lastEventId !== undefined ? { 'last-event-id': o.lastEventId } : {}),
+          },
+          ...(o.signal ? { signal: o.signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status !== 200) {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              const text = Buffer.concat(chunks).toString('utf8');
+              let body: unknown;
+              try {
+                body = JSON.parse(text);
+              } catch {
+                body = undefined;
+              }
+              reject(problemError(status, body, text));
+            });
+            return;
+          }
+          const parser = new SseParser();
+          res.setEncoding('utf8');
+          res.on('data', (text: string) => {
+            for (const e of parser.push(text)) o.onEvent(e);
+          });
+          res.on('end', () => resolve());
+          res.on('error', (e) => (o.signal?.aborted ? resolve() : reject(connectionError(e, origin))));
+        },
+      );
+      // Quiet streams carry a heartbeat every 15 s; three missed ones mean the connection is gone.
+      req.setTimeout(Math.max(this.timeoutMs, 50_000), () => {
+        const e = new Error('no heartbeat from the event stream') as NodeJS.ErrnoException;
+        e.code = 'ETIMEDOUT';
+        req.destroy(e);
+      });
+      req.on('error', (e) => (o.signal?.aborted ? resolve() : reject(connectionError(e, origin))));
+      req.end();
     });
   }
 

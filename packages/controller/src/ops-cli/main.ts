@@ -23,6 +23,7 @@ import { registerTokenCommands } from './commands/tokens';
 import { CommandFailed, registerAuditLogCommands } from './commands/audit-log';
 // host audit reports
 import { registerHostAuditCommand } from './commands/host-audit';
+import { registerWatchCommand } from './commands/watch';
 import type { AgentDto } from '../api/dto';
 import { systemTrust } from './trust';
 
@@ -85,6 +86,7 @@ Examples:
   bulkhead violations --since 1h
   bulkhead webhooks add --url https://siem.example/hooks/bulkhead --min-severity high
   bulkhead alerts --since 1h
+  bulkhead watch --type alert.violation
   bulkhead action agt_3f9c2a7b1d0e4f5a6b7c web pause
   bulkhead login --ttl 1h && bulkhead keys create ci --role operator --project payments --expires 90d
   bulkhead audit-log verify
@@ -225,6 +227,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
   registerTokenCommands(program, commandContext);
   registerAuditLogCommands(program, commandContext);
   registerHostAuditCommand(program, commandContext);
+  registerWatchCommand(program, commandContext);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

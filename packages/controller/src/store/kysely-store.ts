@@ -25,6 +25,10 @@ import { KyselyImageTagStore } from '../images/kysely-image-tag-store';
 import { containerProject } from '../auth/project-scope';
 import type { UsageStore } from './usage-store';
 import { KyselyUsageStore } from './kysely-usage-store';
+import type { SessionStore } from '../auth/session-store';
+import { KyselySessionStore } from '../auth/kysely-session-store';
+import type { FleetEventStore } from '../events/event-store';
+import { KyselyEventStore } from '../events/kysely-event-store';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
 const CONTAINER_BATCH = 100;
@@ -42,6 +46,10 @@ export abstract class KyselyStore implements Store {
 
   /** Live container usage (0005_usage), over the same connection. */
   readonly usage: UsageStore;
+  /** Browser sessions (src/auth/sessions.ts), over the same connection. */
+  readonly sessions: SessionStore;
+  /** The fleet's event stream (src/events), over the same connection. */
+  readonly events: FleetEventStore;
 
   /** PostgreSQL runs transactions truly in parallel (see insertPolicyVersion). */
   private readonly postgres: boolean;
@@ -53,6 +61,8 @@ export abstract class KyselyStore implements Store {
     this.audit = new KyselyAuditStore(db);
     this.hostAudits = new KyselyHostAuditStore(db);
     this.imageTags = new KyselyImageTagStore(db);
+    this.sessions = new KyselySessionStore(db);
+    this.events = new KyselyEventStore(db);
   }
 
   async migrate(): Promise<void> {

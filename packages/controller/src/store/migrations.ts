@@ -529,6 +529,42 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('remote_commands').ifExists().execute();
     },
   },
+  // Browser sessions (src/auth/sessions.ts): a session id exchanged for an API key at
+  // POST /v1/session; only sha256(id) is stored. The key is looked up on every use, so
+  // revoking or expiring it ends its sessions. And the fleet's event stream (src/events):
+  // one row per event, `seq` allocated in commit order (see kysely-event-store.ts), read
+  // by id by every replica's GET /v1/events.
+  '0016_sessions_events': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id_hash', 'text', (c) => c.primaryKey())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('client_ip', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+      await db.schema.createIndex('sessions_key').on('sessions').column('key_id').execute();
+      await db.schema.createIndex('sessions_expires').on('sessions').column('expires_at').execute();
+      await db.schema
+        .createTable('fleet_events')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        // '' = belongs to no project: seen by credentials not limited to projects only.
+        .addColumn('project', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('agent_id', 'text')
+        .addColumn('data_json', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('fleet_events_at').on('fleet_events').column('at').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('fleet_events').ifExists().execute();
+      await db.schema.dropTable('sessions').ifExists().execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -407,6 +407,30 @@ export interface Database {
   agent_leases: AgentLeasesTable;
   fleet_jobs: FleetJobsTable;
   remote_commands: RemoteCommandsTable;
+  // browser sessions and the event stream (migration 0016_sessions_events, src/auth, src/events)
+  sessions: SessionsTable;
+  fleet_events: FleetEventsTable;
+}
+
+export interface SessionsTable {
+  /** sha256 hex of the session id the browser holds; the id itself is never stored. */
+  id_hash: string;
+  key_id: string;
+  created_at: Int;
+  last_used_at: Int;
+  /** The absolute end of the session (created + the maximum lifetime, never past the key's expiry). */
+  expires_at: Int;
+  revoked_at: Int | null;
+  client_ip: string;
+}
+
+export interface FleetEventsTable {
+  seq: Int;
+  at: Int;
+  type: string;
+  project: string;
+  agent_id: string | null;
+  data_json: string;
 }
 
 export type Db = Kysely<Database>;

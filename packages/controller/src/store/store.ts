@@ -7,6 +7,8 @@ import type { AuditStore } from '../audit/audit-store';
 import type { UsageStore } from './usage-store';
 import type { HostAuditStore } from '../host-audit/host-audit-store';
 import type { ImageTagStore } from '../images/image-tag-store';
+import type { SessionStore } from '../auth/session-store';
+import type { FleetEventStore } from '../events/event-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -365,4 +367,9 @@ export interface Store {
 
   // tags that move (0013_image_tags): their own contract in src/images/image-tag-store.ts. Optional as alerts.
   readonly imageTags?: ImageTagStore;
+
+  // browser sessions and the fleet event stream (0016_sessions_events): src/auth/session-store.ts,
+  // src/events/event-store.ts. Optional as alerts: without them POST /v1/session and GET /v1/events answer 503.
+  readonly sessions?: SessionStore;
+  readonly events?: FleetEventStore;
 }

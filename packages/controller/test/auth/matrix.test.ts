@@ -17,6 +17,7 @@ import type { Store } from '../../src/store/store';
 import { testPki } from '../api/fixtures/api-server';
 import { startSecureApi, type Res } from './fixtures/secure-api';
 import { CONTAINERS, seedScopedFleet } from './fixtures/scoped-fleet';
+import { openStream } from '../events/fixtures-sse';
 
 const SECURITY_DOC = resolve(__dirname, '../../../../docs/security.md');
 
@@ -101,12 +102,23 @@ t.test('role × scope matrix over every /v1 route', async (t) => {
     t.test(`${route.method} ${route.url} (${route.role}${route.fleetWide ? ', fleet-wide' : ''})`, async (t) => {
       for (const c of creds) {
         const body = ['POST', 'PUT', 'PATCH'].includes(route.method) ? {} : undefined;
-        const res: Res = await api.call(route.method, path, { key: c.key, body });
+        let res: Res;
+        if (route.url === '/v1/events') {
+          // A stream that does not end: the status and the problem, if any, then hang up.
+          const s = await openStream(`${api.url}${path}`, api.ca.certPem, { authorization: `Bearer ${c.key}` });
+          s.close();
+          res = { status: s.status, headers: s.headers, text: s.text, json: s.status === 200 ? undefined : JSON.parse(s.text) };
+        } else {
+          res = await api.call(route.method, path, { key: c.key, body });
+        }
         const roleOk = roleAtLeast(c.role, route.role);
         const allowed = roleOk && !(route.fleetWide && c.scoped);
         if (allowed && c.key.startsWith('bkt_') && route.url === '/v1/auth/token') {
           t.equal(res.status, 403, `${c.label}: a token cannot renew itself`);
           t.match(res.json?.detail, /only an API key/);
+        } else if (allowed && c.key.startsWith('bkt_') && route.method === 'POST' && route.url === '/v1/session') {
+          t.equal(res.status, 403, `${c.label}: a token cannot open a session`);
+          t.match(res.json?.detail, /log in with an API key/);
         } else if (allowed) {
           t.notOk([401, 403, 429].includes(res.status), `${c.label}: allowed (got ${res.status} ${res.json?.code ?? ''})`);
         } else {

@@ -77,6 +77,7 @@ t.test('GET /v1/openapi.json', async (t) => {
       t.same(op.tags, [tagOf(r.url)], `${r.method} ${r.url}: tagged`);
       t.not(op.tags![0], 'other', `${r.method} ${r.url}: has a real tag`);
       if (PUBLIC.has(r.url)) t.same(op.security, [], `${r.method} ${r.url}: no credentials needed`);
+      else if (r.method === 'POST' && r.url === '/v1/session') t.same(op.security, [{ bearer: [] }, {}], 'login: the key in the Authorization header, or in the body');
       else t.equal(op.security, undefined, `${r.method} ${r.url}: the document-wide bearer requirement applies`);
       for (const range of ['4XX', '5XX']) {
         t.same(op.responses[range]?.content?.['application/problem+json']?.schema, { $ref: '#/components/schemas/Problem' }, `${r.method} ${r.url}: ${range} is a problem`);
@@ -89,7 +90,8 @@ t.test('GET /v1/openapi.json', async (t) => {
 
   t.test('security scheme, Problem, tags', async (t) => {
     t.match(doc.components.securitySchemes['bearer'], { type: 'http', scheme: 'bearer' });
-    t.same(doc.security, [{ bearer: [] }]);
+    t.match(doc.components.securitySchemes['session'], { type: 'apiKey', in: 'cookie', name: '__Host-bulkhead_session' });
+    t.same(doc.security, [{ bearer: [] }, { session: [] }]);
     t.same(doc.components.schemas['Problem']?.required, ['type', 'title', 'status', 'detail', 'code']);
     const used = new Set(Object.values(doc.paths).flatMap((ops) => Object.values(ops).flatMap((o) => o.tags ?? [])));
     for (const tag of used) t.ok(doc.tags.some((x) => x.name === tag), `tag ${tag} is declared`);

@@ -10,7 +10,13 @@ t.test('controller options', async (t) => {
   t.same(o, {
     dataDir: '/d', grpcListen: '0.0.0.0:7443', apiListen: '0.0.0.0:8443', heartbeatIntervalMs: 5000, offlineAfterMs: 15000,
     metricsListen: '127.0.0.1:9464', metricsAllowRemote: false, tokenMaxTtlMs: 3_600_000,
+    sessionIdleMs: 15 * 60_000, sessionMaxLifetimeMs: 8 * 3_600_000,
   });
+  // Browser sessions: both timeouts configurable, bounded, and the lifetime not shorter than the idle timeout.
+  t.match(resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '10s', sessionMaxLifetime: '1m' }), { sessionIdleMs: 10_000, sessionMaxLifetimeMs: 60_000 });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '5s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /session-idle-timeout/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionMaxLifetime: '31d' }), { code: 'BK_ERR_CONFIG_INVALID', message: /session-max-lifetime/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '2h', sessionMaxLifetime: '1h' }), { message: /must not be shorter than session-idle-timeout/ });
   // Identity and access (issue 5).
   t.equal(resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '15m' }).tokenMaxTtlMs, 900_000);
   t.throws(() => resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '30s' }), { message: /token-max-ttl/ });

@@ -16,6 +16,7 @@ export const ERRORS = {
   BK_ERR_BAD_REQUEST: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'the request is malformed' },
   BK_ERR_UNAUTHENTICATED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'missing or invalid credentials' },
   BK_ERR_FORBIDDEN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'not allowed' },
+  BK_ERR_CSRF: { status: 403, grpc: 'PERMISSION_DENIED', message: 'a request authenticated by the session cookie that changes something must carry the session\'s X-Bulkhead-CSRF header' },
   BK_ERR_NOT_FOUND: { status: 404, grpc: 'NOT_FOUND', message: 'not found' },
   BK_ERR_NOT_READY: { status: 503, grpc: 'UNAVAILABLE', message: 'not ready' },
   BK_ERR_INTERNAL: { status: 500, grpc: 'INTERNAL', message: 'internal error' },

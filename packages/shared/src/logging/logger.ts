@@ -9,6 +9,8 @@ export const REDACT_PATHS = [
   'token', '*.token', 'apiKey', '*.apiKey', 'api_key', '*.api_key', 'privateKey', '*.privateKey',
   'key', '*.key', 'secret', '*.secret', 'password', '*.password', 'authorization', '*.authorization',
   'headers.authorization', 'req.headers.authorization', 'csrPem', '*.csrPem',
+  // The browser session cookie (src/auth/sessions.ts) is a credential too.
+  'cookie', '*.cookie', 'headers.cookie', 'req.headers.cookie', 'res.headers["set-cookie"]',
 ];
 
 export interface LoggerOptions {

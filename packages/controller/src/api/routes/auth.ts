@@ -43,7 +43,7 @@ export const TokenSchema = Type.Object({
 export type TokenDto = Static<typeof TokenSchema>;
 
 export const WhoAmISchema = Type.Object({
-  kind: Type.Union([Type.Literal('key'), Type.Literal('token')]),
+  kind: Type.Union([Type.Literal('key'), Type.Literal('token'), Type.Literal('session')]),
   keyId: Type.String(),
   keyName: Type.String(),
   role: RoleSchema,

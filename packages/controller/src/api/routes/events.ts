@@ -1,0 +1,77 @@
+// Owns GET /v1/events: the fleet's events as server-sent events (text/event-stream), in
+// the caller's project scope, resumable with Last-Event-ID (the header browsers send when
+// they reconnect, or ?lastEventId= for a first connection that resumes). The stream itself
+// is src/events/event-hub.ts.
+import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { BulkheadError } from '@bulkhead/shared';
+import type { EventHub } from '../../events/event-hub';
+import type { Authenticator } from '../../auth/authenticator';
+import { visibleProjects } from '../../auth/project-scope';
+
+export const EventsQuerySchema = Type.Object(
+  {
+    /** Resume after this event id (as the Last-Event-ID header; the header wins when both are sent). */
+    lastEventId: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
+  },
+  { additionalProperties: false },
+);
+export type EventsQuery = Static<typeof EventsQuerySchema>;
+
+const ID_RE = /^[0-9]{1,15}$/;
+
+export function registerEventRoutes(app: FastifyInstance, opts: { hub: EventHub | undefined; authenticator: Authenticator; now: () => Date }): void {
+  app.get<{ Querystring: EventsQuery }>(
+    '/events',
+    { config: { role: 'viewer' }, schema: { querystring: EventsQuerySchema } },
+    async (req, reply) => {
+      const hub = opts.hub;
+      if (!hub) throw new BulkheadError('BK_ERR_NOT_READY', 'this controller keeps no event stream');
+      const header = req.headers['last-event-id'];
+      const raw = typeof header === 'string' && header !== '' ? header.trim() : req.query.lastEventId;
+      if (raw !== undefined && !ID_RE.test(raw)) throw new BulkheadError('BK_ERR_BAD_REQUEST', 'Last-Event-ID must be an event id (a decimal number)');
+      if (hub.size >= hub.maxClients) throw new BulkheadError('BK_ERR_NOT_READY', `this controller serves ${hub.maxClients} event streams already; try another replica or later`);
+      const after = raw === undefined ? undefined : Number(raw);
+      const principal = req.auth!;
+      const res = reply.raw;
+      // Hijacked: fastify sends nothing more, so the headers set so far (security headers,
+      // cache-control) are written here with the stream's own.
+      reply.hijack();
+      const headers: Record<string, string | number | string[]> = {};
+      for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) headers[k] = v as string | number | string[];
+      res.writeHead(200, {
+        ...headers,
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        // nginx and friends buffer responses unless told not to.
+        'x-accel-buffering': 'no',
+      });
+      res.write(`retry: 3000\n: bulkhead fleet events\n\n`);
+      let closed = false;
+      const unsubscribe = await hub.subscribe(
+        {
+          projects: visibleProjects(req),
+          write: (chunk) => void res.write(chunk),
+          buffered: () => res.writableLength + (res.socket?.writableLength ?? 0),
+          end: (reason) => {
+            closed = true;
+            if (reason === 'slow') {
+              // Its buffers are full: writing more would wait on it. Drop the connection.
+              res.destroy();
+              return;
+            }
+            res.end(`event: stream.end\ndata: ${JSON.stringify({ reason })}\n\n`);
+          },
+          stillValid: () => opts.authenticator.stillValid(principal, opts.now()),
+        },
+        after,
+      );
+      // Drained below its bound: the hub writes more right away instead of at its next poll.
+      res.on('drain', () => hub.wake());
+      res.on('close', () => {
+        if (!closed) unsubscribe();
+      });
+      if (res.destroyed) unsubscribe();
+    },
+  );
+}

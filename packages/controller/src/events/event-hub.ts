@@ -1,0 +1,233 @@
+// Owns serving the event stream to connected clients (GET /v1/events). One loop per
+// controller reads new events from the store by seq (so with replicas on PostgreSQL every
+// replica's events arrive: they are rows in the shared database) and fans them out to
+// the clients whose scope admits them. A client resuming from Last-Event-ID first reads
+// its backlog from the store, filtered by its scope in SQL, then joins the live fan-out;
+// both happen inside the same serialized loop, so nothing is lost or sent twice between
+// the two. Memory per client is bounded: once `maxBufferBytes` wait in its connection,
+// nothing more is written to it and its cursor stays put (what it has not got yet stays in
+// the database, read again when it drains); a client backed up like that for `slowAfterMs`
+// is cut off, and may come back with Last-Event-ID. Idle: no polling at all.
+import type { Logger } from '@bulkhead/shared';
+import { EVERY_SCOPE, type FleetEventRecord, type FleetEventStore } from './event-store';
+
+export interface EventHubOptions {
+  store: FleetEventStore;
+  logger: Logger;
+  /** How often the store is asked for new events while someone listens. Default 250 ms. */
+  pollMs?: number;
+  /** A comment line this often keeps proxies from closing a quiet stream; the client's credential is checked again then. Default 15 s. */
+  heartbeatMs?: number;
+  /** Nothing more is written to a client with this many bytes not yet taken by its connection. Default 1 MiB. */
+  maxBufferBytes?: number;
+  /** A client backed up past maxBufferBytes this long is cut off. Default 15 s. */
+  slowAfterMs?: number;
+  /** Streams served at once by this controller. Default 1000. */
+  maxClients?: number;
+  /** Events read per query. Default 500. */
+  batch?: number;
+}
+
+/** What the hub needs of one connected client. */
+export interface EventClientIo {
+  /** Only these projects' events; undefined = every event. */
+  projects: string[] | undefined;
+  /** Writes a chunk. */
+  write(chunk: string): void;
+  /** Bytes written but not yet taken by the network. */
+  buffered(): number;
+  /** Ends the stream (the hub has unsubscribed it). */
+  end(reason: 'slow' | 'credential' | 'shutdown'): void;
+  /** Whether the credential behind the stream still holds (checked at each heartbeat). */
+  stillValid(): Promise<boolean>;
+}
+
+interface Client {
+  io: EventClientIo;
+  cursor: number;
+  /** Resumed from an id: the first catch-up says when events were pruned meanwhile. */
+  checkGap: boolean;
+  nextHeartbeat: number;
+  checking: boolean;
+  /** When it went over maxBufferBytes (undefined while it keeps up). */
+  backedUpSince: number | undefined;
+}
+
+export class EventHub {
+  private readonly clients = new Set<Client>();
+  private cursor = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  readonly pollMs: number;
+  readonly heartbeatMs: number;
+  readonly maxBufferBytes: number;
+  readonly slowAfterMs: number;
+  readonly maxClients: number;
+  private readonly batch: number;
+  /** Clients cut off for not reading, since start. */
+  slowDropped = 0;
+
+  constructor(private readonly o: EventHubOptions) {
+    this.pollMs = o.pollMs ?? 250;
+    this.heartbeatMs = o.heartbeatMs ?? 15_000;
+    this.maxBufferBytes = o.maxBufferBytes ?? 1024 * 1024;
+    this.slowAfterMs = o.slowAfterMs ?? 15_000;
+    this.maxClients = o.maxClients ?? 1000;
+    this.batch = o.batch ?? 500;
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /**
+   * Adds a client. `after`: the last event id it saw (Last-Event-ID); undefined = only events
+   * from now on. Returns the unsubscribe function.
+   */
+  async subscribe(io: EventClientIo, after: number | undefined): Promise<() => void> {
+    if (this.clients.size === 0 && !this.running) this.cursor = await this.o.store.lastEventSeq();
+    const c: Client = { io, cursor: after ?? this.cursor, checkGap: after !== undefined, nextHeartbeat: Date.now() + this.heartbeatMs, checking: false, backedUpSince: undefined };
+    this.clients.add(c);
+    this.kick(0);
+    return () => void this.clients.delete(c);
+  }
+
+  /** Ends every stream (controller shutdown). */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const c of [...this.clients]) this.drop(c, 'shutdown');
+  }
+
+  /** A client's connection drained: serve it now rather than at the next poll. */
+  wake(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.clients.size > 0) this.kick(0);
+  }
+
+  private again = false;
+
+  private kick(ms: number): void {
+    if (this.stopped || this.running || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.tick()
+        .catch((err: unknown) => this.o.logger.warn({ err }, 'reading fleet events failed; retrying'))
+        .then((more) => {
+          this.running = undefined;
+          const now = this.again || more === true;
+          this.again = false;
+          if (this.clients.size > 0) this.kick(now ? 0 : this.pollMs);
+        });
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** One round; true when there is more to read right away. */
+  private async tick(): Promise<boolean> {
+    let more = false;
+    const fresh = await this.o.store.listEvents({ after: this.cursor, limit: this.batch });
+    const top = fresh.length > 0 ? fresh[fresh.length - 1]!.seq : this.cursor;
+    if (fresh.length === this.batch) more = true;
+    const now = Date.now();
+    for (const c of [...this.clients]) {
+      if (c.io.buffered() > this.maxBufferBytes) {
+        c.backedUpSince ??= now;
+        if (now - c.backedUpSince >= this.slowAfterMs) {
+          this.slowDropped++;
+          this.o.logger.warn({ buffered: c.io.buffered(), maxBufferBytes: this.maxBufferBytes, backedUpMs: now - c.backedUpSince }, 'event stream client not reading: cut off (it may resume with Last-Event-ID)');
+          this.drop(c, 'slow');
+        }
+        continue;
+      }
+      c.backedUpSince = undefined;
+      if (c.cursor < this.cursor) {
+        // Behind: its backlog comes from the store, in its scope, up to where the hub stood.
+        if (c.checkGap) {
+          c.checkGap = false;
+          const first = await this.o.store.firstEventSeq();
+          if (first !== undefined && first > c.cursor + 1) {
+            this.send(c, `event: stream.gap\ndata: ${JSON.stringify({ after: c.cursor, firstAvailable: first })}\n\n`);
+          }
+        }
+        const rows = await this.o.store.listEvents({ after: c.cursor, upTo: this.cursor, limit: this.batch, ...(c.io.projects ? { projects: c.io.projects } : {}) });
+        let sent = 0;
+        for (const r of rows) {
+          if (!this.sendEvent(c, r)) break;
+          c.cursor = r.seq;
+          sent++;
+        }
+        // Read a whole page without holding back: nothing else in its scope up to the hub's cursor.
+        if (sent === rows.length && rows.length < this.batch) c.cursor = this.cursor;
+        else more = true;
+        continue;
+      }
+      c.checkGap = false;
+      let full = false;
+      for (const r of fresh) {
+        if (r.seq <= c.cursor) continue;
+        if (visible(c, r) && !this.sendEvent(c, r)) {
+          full = true;
+          break;
+        }
+        c.cursor = r.seq;
+      }
+      if (!full) c.cursor = Math.max(c.cursor, top);
+    }
+    this.cursor = top;
+    this.heartbeats();
+    return more;
+  }
+
+  private heartbeats(): void {
+    const now = Date.now();
+    for (const c of this.clients) {
+      if (now < c.nextHeartbeat || c.checking) continue;
+      c.nextHeartbeat = now + this.heartbeatMs;
+      this.send(c, `: heartbeat ${new Date(now).toISOString()}\n\n`);
+      c.checking = true;
+      void c.io.stillValid().then(
+        (ok) => {
+          c.checking = false;
+          if (!ok && this.clients.has(c)) this.drop(c, 'credential');
+        },
+        () => void (c.checking = false),
+      );
+    }
+  }
+
+  private sendEvent(c: Client, r: FleetEventRecord): boolean {
+    const body = { seq: r.seq, type: r.type, at: r.at.toISOString(), project: r.project === EVERY_SCOPE ? '' : r.project, agentId: r.agentId, ...r.data };
+    // Types are ours ([a-z._]); a data line holds JSON, which never contains a raw newline.
+    return this.send(c, `id: ${r.seq}\nevent: ${r.type}\ndata: ${JSON.stringify(body)}\n\n`);
+  }
+
+  /** Writes unless the client is over its buffer bound (then false: the caller keeps its cursor). */
+  private send(c: Client, chunk: string): boolean {
+    if (!this.clients.has(c) || c.io.buffered() > this.maxBufferBytes) return false;
+    c.io.write(chunk);
+    return true;
+  }
+
+  private drop(c: Client, reason: 'slow' | 'credential' | 'shutdown'): void {
+    this.clients.delete(c);
+    try {
+      c.io.end(reason);
+    } catch {
+      // the connection is gone already
+    }
+  }
+}
+
+function visible(c: Client, r: FleetEventRecord): boolean {
+  const scope = c.io.projects;
+  return scope === undefined || r.project === EVERY_SCOPE || (r.project !== '' && scope.includes(r.project));
+}

@@ -1,0 +1,62 @@
+// Owns what a fleet event is and the persistence contract of the event stream
+// (0016_sessions_events). Events are rows with a durable, ordered `seq`: GET /v1/events
+// reads them by seq on every replica, and a client resumes with Last-Event-ID = seq.
+
+/** What happened. `alert.<type>` mirrors the alert types of src/alerts/alert-types.ts. */
+export type FleetEventType =
+  | 'agent.online'
+  | 'agent.offline'
+  | 'container.updated'
+  | 'container.removed'
+  | 'container.snapshot'
+  | `alert.${string}`;
+
+export interface FleetEventInput {
+  type: FleetEventType;
+  at: Date;
+  /** The project the event belongs to; '' (or absent) = none: only credentials not limited to projects see it. */
+  project?: string;
+  /**
+   * Seen by every credential, scoped or not: what is readable whatever the scope (agents come
+   * and go: GET /v1/agents is readable by project-scoped keys). Stored as project '*'.
+   */
+  everyScope?: boolean;
+  agentId?: string;
+  /** The event's body as sent to clients (JSON object). */
+  data: Record<string, unknown>;
+}
+
+/** The stored `project` of an event every scope sees. */
+export const EVERY_SCOPE = '*';
+
+export interface FleetEventRecord {
+  seq: number;
+  type: string;
+  at: Date;
+  /** '' = none (unscoped credentials only); EVERY_SCOPE = seen by every credential. */
+  project: string;
+  agentId: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface FleetEventQuery {
+  /** Events with seq > after. */
+  after: number;
+  /** And seq <= upTo, when given. */
+  upTo?: number;
+  /** Only these projects' events and those every scope sees (undefined = every event, projectless ones included). */
+  projects?: string[];
+  limit: number;
+}
+
+export interface FleetEventStore {
+  /** Appends events in this order; returns their seqs. */
+  appendEvents(events: readonly FleetEventInput[]): Promise<number[]>;
+  listEvents(q: FleetEventQuery): Promise<FleetEventRecord[]>;
+  /** The highest seq stored (0 when none). */
+  lastEventSeq(): Promise<number>;
+  /** The lowest seq still stored (undefined when none). */
+  firstEventSeq(): Promise<number | undefined>;
+  /** Deletes events older than `before`, and beyond the newest `keep`; returns how many. */
+  pruneEvents(before: Date, keep: number): Promise<number>;
+}

@@ -1,0 +1,76 @@
+// Owns the SQL of the event stream, portable across SQLite and PostgreSQL.
+//
+// Readers page by `seq > cursor`, so a row must never become visible after a row with a
+// higher seq: that reader would skip it for good. Sequences and serial columns do not
+// promise that on PostgreSQL (ids are handed out at insert, rows appear at commit, in any
+// order). So seq is max + 1 inside the appending transaction, with the table locked against
+// other appenders until commit (as the audit trail does): commit order is seq order,
+// whichever replica appends. SQLite has one writer anyway.
+import { PostgresAdapter, sql, type Selectable } from 'kysely';
+import type { Db, FleetEventsTable } from '../store/schema';
+import { EVERY_SCOPE, type FleetEventInput, type FleetEventQuery, type FleetEventRecord, type FleetEventStore } from './event-store';
+
+export class KyselyEventStore implements FleetEventStore {
+  private readonly postgres: boolean;
+
+  constructor(private readonly db: Db) {
+    this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
+
+  async appendEvents(events: readonly FleetEventInput[]): Promise<number[]> {
+    if (events.length === 0) return [];
+    return this.db.transaction().execute(async (trx) => {
+      if (this.postgres) await sql`lock table fleet_events in share row exclusive mode`.execute(trx);
+      const last = await trx.selectFrom('fleet_events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
+      const first = (last?.m === null || last?.m === undefined ? 0 : Number(last.m)) + 1;
+      const rows = events.map((e, i) => ({
+        seq: first + i,
+        at: e.at.getTime(),
+        type: e.type,
+        project: e.everyScope === true ? EVERY_SCOPE : (e.project ?? ''),
+        agent_id: e.agentId ?? null,
+        data_json: JSON.stringify(e.data),
+      }));
+      // Bounded parameter counts per statement (6 per row).
+      for (let i = 0; i < rows.length; i += 500) await trx.insertInto('fleet_events').values(rows.slice(i, i + 500)).execute();
+      return rows.map((r) => r.seq);
+    });
+  }
+
+  async listEvents(q: FleetEventQuery): Promise<FleetEventRecord[]> {
+    let query = this.db.selectFrom('fleet_events').selectAll().where('seq', '>', q.after);
+    if (q.upTo !== undefined) query = query.where('seq', '<=', q.upTo);
+    if (q.projects !== undefined) query = query.where('project', 'in', [...q.projects.filter((p) => p !== '' && p !== EVERY_SCOPE), EVERY_SCOPE]);
+    const rows = await query.orderBy('seq').limit(q.limit).execute();
+    return rows.map(toEvent);
+  }
+
+  async lastEventSeq(): Promise<number> {
+    const r = await this.db.selectFrom('fleet_events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
+    return r?.m === null || r?.m === undefined ? 0 : Number(r.m);
+  }
+
+  async firstEventSeq(): Promise<number | undefined> {
+    const r = await this.db.selectFrom('fleet_events').select((eb) => eb.fn.min('seq').as('m')).executeTakeFirst();
+    return r?.m === null || r?.m === undefined ? undefined : Number(r.m);
+  }
+
+  async pruneEvents(before: Date, keep: number): Promise<number> {
+    const last = await this.lastEventSeq();
+    const r = await this.db
+      .deleteFrom('fleet_events')
+      .where((eb) => eb.or([eb('at', '<', before.getTime()), eb('seq', '<=', last - keep)]))
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+}
+
+function toEvent(r: Selectable<FleetEventsTable>): FleetEventRecord {
+  let data: Record<string, unknown> = {};
+  try {
+    data = JSON.parse(r.data_json) as Record<string, unknown>;
+  } catch {
+    data = {};
+  }
+  return { seq: Number(r.seq), type: r.type, at: new Date(Number(r.at)), project: r.project, agentId: r.agent_id, data };
+}
