@@ -175,7 +175,12 @@ export class Controller {
       const tags = new TagTracker({
         store, logger: tagLogger, alerts: alerting?.alerts, ...(jobGate ? { jobGate } : {}),
         onNewDigest: () => void policy.refreshTagPins().catch((err: unknown) => tagLogger.error({ err }, 'sending tag pins failed')),
+        policy: () => policy.current().policy,
       });
+      // Scoped image-tag-pinned rules take their first pins from what runs in their scope when
+      // they take effect: at start, and whenever a new bundle (policy version) comes.
+      void tags.policyChanged();
+      policy.subscribe(() => void tags.policyChanged());
       // Moves stored before a stop without their alert (at least once: a crash after the alert, before its mark, raises it twice).
       void tags.raisePending().catch((err: unknown) => tagLogger.error({ err }, 'raising pending image_tag_moved alerts failed'));
       grpc = await startGrpcServer({

@@ -10,7 +10,7 @@ import {
 import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
 import { buildBundle, BUNDLE_OVERHEAD_BYTES, DEFAULT_SCANS_BUDGET_BYTES, MAX_POLICY_BUNDLE_BYTES, type PolicyBundleMessage } from './policy-bundle';
 import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
-import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, selectPins } from '../images/tag-pins';
+import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, pinsTags, scopedPinRules, selectPins } from '../images/tag-pins';
 
 export interface PolicyServiceOptions {
   store: Store;
@@ -119,7 +119,7 @@ export class PolicyService {
    * rebuilt with the pins now known and pushed if it changed.
    */
   refreshTagPins(): Promise<void> {
-    if (!pinFilter(this.currentPolicy.policy)) return Promise.resolve();
+    if (!pinsTags(this.currentPolicy.policy)) return Promise.resolve();
     return this.serialized(() => this.rebuildBundle());
   }
 
@@ -329,6 +329,8 @@ function warnTruncated(logger: Logger, built: { scansIncluded: number; scansTota
 
 /** The tag pins the policy's image-tag-pinned rules need, newest tags first; none without such a rule. */
 async function tagPinsFor(store: Store, policy: Policy): Promise<Array<[string, string]>> {
-  if (!store.imageTags || !pinFilter(policy)) return [];
-  return selectPins(policy, await store.imageTags.listPins(MAX_TAG_ROWS_READ)).slice(0, MAX_TAG_PINS);
+  if (!store.imageTags || !pinsTags(policy)) return [];
+  const fleet = pinFilter(policy) ? await store.imageTags.listPins(MAX_TAG_ROWS_READ) : [];
+  const scoped = await store.imageTags.listScopedPins(scopedPinRules(policy).map((r) => ({ ruleId: r.rule.id, scopeKey: r.scopeKey })), MAX_TAG_PINS);
+  return selectPins(policy, fleet, scoped).slice(0, MAX_TAG_PINS);
 }

@@ -356,6 +356,23 @@ export interface ImageTagSightingsTable {
   last_seen_at: Int;
 }
 
+/**
+ * The pin of a tag for a scoped image-tag-pinned rule: the first digest seen running on a
+ * container in the rule's scope (0016_image_tag_scope_pins, src/images/tag-pins.ts).
+ */
+export interface ImageTagScopePinsTable {
+  rule_id: string;
+  /** The rule's scope key: sha256 prefix of its scope, tags and repositories as written. */
+  scope_key: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  image_id: string;
+  first_seen_at: Int;
+  agent_id: string;
+  container_id: string;
+}
+
 /** Which replica holds an agent's stream, until when (0014_replica_leases, src/replicas). */
 export interface AgentLeasesTable {
   agent_id: string;
@@ -407,6 +424,8 @@ export interface Database {
   agent_leases: AgentLeasesTable;
   fleet_jobs: FleetJobsTable;
   remote_commands: RemoteCommandsTable;
+  // tag pins per rule scope (migration 0016_image_tag_scope_pins, src/images)
+  image_tag_scope_pins: ImageTagScopePinsTable;
 }
 
 export type Db = Kysely<Database>;
