@@ -1,7 +1,7 @@
 // Owns identity and access on the /v1 scope of the API, in one place:
 //   onRoute    every /v1 route must declare its least role (else start-up fails)
 //   onRequest  authenticate (API key or bearer token, failures throttled),
-//              then authorize (role, fleet-wide vs project-scoped)
+//              then authorize (role, the key's action limits, fleet-wide vs project-scoped)
 //   + the audit hooks (src/audit/audit-hooks.ts)
 // Routes then read `req.auth` (the principal) and scope their queries with
 // visibleProjects(req) (project-scope.ts).
@@ -92,6 +92,14 @@ export function authorize(p: Principal, access: Partial<RouteAccess>, method: st
   const need = access.role;
   // onRoute guarantees a role; refuse rather than guess if that ever breaks.
   if (!isRole(need)) throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} declares no role; refusing`);
+  // A key limited to some actions (a CI scan uploader) is told that first: it is why, whatever the role.
+  const only = p.key.actions;
+  if (only !== undefined && only.length > 0) {
+    const action = access.action ?? deriveAction(method, url);
+    if (!only.includes(action)) {
+      throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} (${action}) is not among the actions ${describePrincipal(p)} is limited to: ${only.join(', ')}`);
+    }
+  }
   if (!roleAtLeast(p.role, need)) {
     throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} needs the ${need} role or higher; ${describePrincipal(p)} has ${p.role}`);
   }

@@ -554,6 +554,16 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('image_tag_scope_pins').ifExists().execute();
     },
   },
+  // API keys limited to some route actions (e.g. a CI key that may only upload scan reports).
+  // Existing keys get "[]": not limited, as before.
+  '0017_api_key_actions': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('api_keys').addColumn('actions_json', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('api_keys').dropColumn('actions_json').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -35,6 +35,8 @@ export interface ApiKeysTable {
   last_used_at: Int | null;
   /** 0004_auth: minting key id, or "init". */
   created_by: string;
+  /** 0017_api_key_actions: JSON string[] of route actions the key is limited to; "[]" = none (every route its role allows). */
+  actions_json: string;
 }
 
 export interface AgentsTable {
