@@ -171,6 +171,12 @@ export interface EvaluationContext {
    */
   signatures?: ReadonlyMap<string, SignatureVerdict>;
   /**
+   * `signatures` holds the verdicts hosts REPORTED (the controller's dry-run),
+   * not a verification made for this evaluation: a missing verdict means "not
+   * verified yet on any host" — no evidence; the caller reports it as undecided.
+   */
+  signaturesReported?: boolean;
+  /**
    * Tag pins from the controller (keys from tagPinKey()): for a rule without
    * a scope, "repository:tag" (tagIdentity().key, e.g.
    * "docker.io/library/nginx:1.27") → the digest the fleet first ran it as;

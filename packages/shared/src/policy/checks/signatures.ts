@@ -10,8 +10,10 @@
 // never trusted, and an image with no repo digest for that repository (built
 // or loaded locally, or tagged from another repository) is unsigned.
 //
-// Without verdicts (the controller's dry-run, which has no registry access)
-// the check cannot decide and finds nothing; docs/policy.md says so.
+// The controller's dry-run has no registry access: it hands in the verdicts
+// agents reported (signaturesReported) and lists the digests none verified
+// yet as undecided; without any verdicts the check finds nothing but
+// "unsigned". docs/policy.md says so.
 import { compileGlob } from '../glob';
 import { parseImageRef } from '../image-ref';
 import type { ContainerFacts__Output as ContainerFactsLike } from '../../proto/index';
@@ -192,6 +194,8 @@ export const imageSignature = defineCheck({
       if (verdicts === undefined) return NO_EVIDENCE; // no verifier here (controller dry-run)
       const v = verdicts.get(signatureVerdictKey(params, digest));
       if (v === undefined) {
+        // Reported verdicts (dry-run): nobody verified this one yet; the dry-run lists it as undecided.
+        if (ctx.signaturesReported === true) return NO_EVIDENCE;
         // The caller verifies every in-scope rule before evaluating; a missing
         // verdict means it could not (deadline): undecided, like unreachable.
         return failClosed ? [{ location: 'image.signature', detail: `the signature of ${digest} was not verified in time (the rule fails closed)` }] : NO_EVIDENCE;
