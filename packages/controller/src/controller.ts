@@ -17,6 +17,7 @@ import { alertOptionsFromEnv } from './alerts/alert-options';
 import { PolicyService } from './policy/policy-service';
 // Tags that move: fed by the agent link, pins handed to the policy service.
 import { TagTracker } from './images/tag-tracker';
+import { ReportedVerdicts } from './signatures/reported-verdicts';
 // Metrics and manual actions.
 import { ControllerMetrics } from './metrics/controller-metrics';
 import { fleetSources } from './metrics/fleet-sources';
@@ -142,8 +143,10 @@ export class Controller {
         : undefined;
       mark('alerting');
       const policyLogger = logger.child({ component: 'policy' });
+      // Image signature verdicts agents report (the dry-run cannot verify itself).
+      const signatureVerdicts = new ReportedVerdicts(logger.child({ component: 'signatures' }));
       const policy = await PolicyService.create({
-        store, logger: policyLogger,
+        store, logger: policyLogger, signatureVerdicts,
         // A bundle changed here: every other replica reloads it and pushes it to its own agents.
         announce: () => void bus.publish({ t: 'policy', from: bus.replicaId }).catch((err: unknown) => policyLogger.error({ err }, 'telling the other replicas about the new policy bundle failed')),
       });
@@ -189,7 +192,7 @@ export class Controller {
         pki,
         logger,
         link: {
-          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags,
+          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, signatureVerdicts,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
           replicas: { bus },

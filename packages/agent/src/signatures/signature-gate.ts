@@ -71,6 +71,8 @@ export class SignatureGate {
   private readonly readText: (path: string) => Promise<string>;
   /** Verdict key → the last verified / unsigned / rejected verdict (bounded): what the reaction door keeps during an outage. */
   private readonly lastDecisive = new Map<string, SignatureVerdict>();
+  /** Keys of lastDecisive not reported to the controller yet (takeReport). */
+  private readonly unreported = new Set<string>();
   /** Per rule object: its parameters merged over the check's defaults (paramsOfRule). */
   private readonly params = new WeakMap<Rule, ImageSignatureParamsValue>();
   /** Per parameters object: the requirement last built and the file contents it was built from. */
@@ -133,15 +135,47 @@ export class SignatureGate {
    */
   private atDoor(key: string, v: SignatureVerdict, door: Door): SignatureVerdict {
     if (v.status !== 'unreachable') {
+      const prev = this.lastDecisive.get(key);
       this.lastDecisive.delete(key);
       this.lastDecisive.set(key, v);
-      while (this.lastDecisive.size > LAST_DECISIVE_MAX) this.lastDecisive.delete(this.lastDecisive.keys().next().value!);
+      if (prev === undefined || prev.checkedAt !== v.checkedAt || prev.status !== v.status) this.unreported.add(key);
+      while (this.lastDecisive.size > LAST_DECISIVE_MAX) {
+        const oldest = this.lastDecisive.keys().next().value!;
+        this.lastDecisive.delete(oldest);
+        this.unreported.delete(oldest);
+      }
       return v;
     }
     if (door === 'admission') return v;
     const last = this.lastDecisive.get(key);
     if (last !== undefined) return last;
     return { ...v, defer: true };
+  }
+
+  /**
+   * Up to `max` decisive verdicts not reported to the controller yet, oldest first, as
+   * [verdict key, verdict]; they count as reported once taken (give them back with
+   * `unreport` when the send failed).
+   */
+  takeReport(max: number): Array<[string, SignatureVerdict]> {
+    const out: Array<[string, SignatureVerdict]> = [];
+    for (const key of this.unreported) {
+      if (out.length >= max) break;
+      this.unreported.delete(key);
+      const v = this.lastDecisive.get(key);
+      if (v !== undefined) out.push([key, v]);
+    }
+    return out;
+  }
+
+  /** These were not delivered: report them again. */
+  unreport(keys: readonly string[]): void {
+    for (const k of keys) if (this.lastDecisive.has(k)) this.unreported.add(k);
+  }
+
+  /** Everything decided is to be reported again (a new stream: the controller may have restarted). */
+  resync(): void {
+    for (const k of this.lastDecisive.keys()) this.unreported.add(k);
   }
 
   private signatureRules(policy: Policy): readonly Rule[] {

@@ -97,15 +97,18 @@ export function dryRunPolicy(
   policy: Policy, fleet: readonly FleetMember[],
   ctx: {
     now: Date; scans: ReadonlyMap<string, ScanSummary>; tagPins?: ReadonlyMap<string, string>;
-    /** Verdicts agents reported, by signatureVerdictKey (newest per key); absent = none reported. */
-    signatures?: ReadonlyMap<string, SignatureVerdict>;
+    /**
+     * The verdict agents reported for a verdict key (signatureVerdictKey), preferring the one
+     * from the container's own host; absent = none reported.
+     */
+    signatureVerdict?: (verdictKey: string, agentId: string) => SignatureVerdict | undefined;
   },
 ): DryRunResult {
   const projectLabel = policy.spec.projectLabel ?? DEFAULT_PROJECT_LABEL;
   const byRule = new Map<string, DryRunHit[]>(policy.spec.rules.map((r) => [r.id, []]));
   const undecidedByRule = new Map<string, DryRunUndecided[]>();
   const signatureRules = policy.spec.rules.some((r) => r.check.type === SIGNATURE_CHECK);
-  const verdicts = ctx.signatures ?? NO_VERDICTS;
+  const lookup = ctx.signatureVerdict ?? (() => undefined);
   const hitContainers = new Set<string>();
   let containers = 0;
 
@@ -128,12 +131,19 @@ export function dryRunPolicy(
       containers++;
       const neighbours = everyone.filter((n) => n.id !== facts.id);
       const input = m.host ? { container: facts, host: m.host } : { container: facts };
+      // The verdicts this container's signature rules need, as far as agents reported them.
+      const needed = signatureRules ? neededSignatures(policy, input, ctx.now) : [];
+      const verdicts = new Map<string, SignatureVerdict>();
+      for (const n of needed) {
+        const v = lookup(n.key, m.agentId);
+        if (v !== undefined) verdicts.set(n.key, v);
+      }
       const findings = evaluate(policy, input, {
         now: ctx.now, scans: ctx.scans, neighbours, ...(ctx.tagPins ? { tagPins: ctx.tagPins } : {}),
         ...(signatureRules ? { signatures: verdicts, signaturesReported: true } : {}),
       });
       if (signatureRules) {
-        for (const u of undecidedSignatures(policy, input, ctx.now, verdicts)) {
+        for (const u of needed.filter((n) => !verdicts.has(n.key))) {
           let list = undecidedByRule.get(u.rule.id);
           if (!list) undecidedByRule.set(u.rule.id, (list = []));
           list.push({
@@ -198,22 +208,21 @@ export function dryRunPolicy(
 }
 
 const SIGNATURE_CHECK = 'image-signature';
-const NO_VERDICTS: ReadonlyMap<string, SignatureVerdict> = new Map();
 
 /**
- * The image-signature rules that apply to the container (in scope, not exempted) whose verdict
- * for its repo digest nobody reported. An image without a repo digest for its repository is
- * decided (the check reports it unsigned), so it is never undecided.
+ * The verdicts the container's image-signature rules need (rules in scope, not exempted), as
+ * the agent's signature gate keys them. An image without a repo digest for its repository needs
+ * none: the check itself reports it unsigned, so it is never undecided.
  */
-function undecidedSignatures(
-  policy: Policy, input: { container: ContainerFacts__Output; host?: HostFacts__Output }, now: Date, verdicts: ReadonlyMap<string, SignatureVerdict>,
-): Array<{ rule: Rule; repoDigest: string }> {
+function neededSignatures(
+  policy: Policy, input: { container: ContainerFacts__Output; host?: HostFacts__Output }, now: Date,
+): Array<{ rule: Rule; repoDigest: string; key: string }> {
   const repoDigest = signedRepoDigest(input.container);
   if (repoDigest === '') return [];
-  const out: Array<{ rule: Rule; repoDigest: string }> = [];
+  const out: Array<{ rule: Rule; repoDigest: string; key: string }> = [];
   for (const rule of applicableRules(policy, input, now)) {
     if (rule.check.type !== SIGNATURE_CHECK) continue;
-    if (!verdicts.has(signatureVerdictKey(signatureParams(rule), repoDigest))) out.push({ rule, repoDigest });
+    out.push({ rule, repoDigest, key: signatureVerdictKey(signatureParams(rule), repoDigest) });
   }
   return out;
 }

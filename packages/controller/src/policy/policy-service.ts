@@ -2,6 +2,7 @@
 // on first start, validating and versioning new ones (a rejected document
 // never replaces the one in force), the bundle pushed to agents and its
 // subscribers, dry-runs against the live fleet, and scanner report uploads.
+import type { ReportedVerdicts } from '../signatures/reported-verdicts';
 import { createHash } from 'node:crypto';
 import {
   BulkheadError, DEFAULT_POLICY_YAML, PolicyValidationError, isBulkheadError, parsePolicy, parseTrivyReport, policyFromJson, scanKeys,
@@ -15,6 +16,8 @@ import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, pinsTags, scopedPinRules, s
 export interface PolicyServiceOptions {
   store: Store;
   logger: Logger;
+  /** Signature verdicts agents reported, for dry-runs of image-signature rules; absent = none (every such container undecided). */
+  signatureVerdicts?: ReportedVerdicts;
   /** Default: () => new Date(). */
   now?: () => Date;
   /** Bytes of scan summaries per bundle (newest first). Default 3 MiB. */
@@ -193,7 +196,11 @@ export class PolicyService {
     );
     for (const c of containers) byAgent.get(c.agentId)?.containers.push(c.facts);
     // The pins agents would get with this policy: live containers running a tag as another image than its pin are hits.
-    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}) });
+    const book = this.opts.signatureVerdicts;
+    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], {
+      now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}),
+      ...(book ? { signatureVerdict: (key: string, agentId: string) => book.lookup(createHash('sha256').update(key).digest('hex'), agentId) } : {}),
+    });
     return { ok: true, result };
   }
 
