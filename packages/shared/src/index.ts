@@ -30,7 +30,7 @@ export type { PolicyErrorDetail } from './policy/parse';
 export { compilePolicy, projectOf, enforceable, applicableRules, inRuleScope } from './policy/evaluator';
 export type { CompiledPolicy } from './policy/evaluator';
 export { formatPolicyError } from './policy/parse';
-export { CHECKS, CHECK_TYPES, getCheck, signatureVerdictKey, signatureParamsKey, signedRepoDigest, signatureRequirement, MAX_SIGNATURE_SIGNERS } from './policy/checks/index';
+export { CHECKS, CHECK_TYPES, getCheck, signatureVerdictKey, signatureParamsKey, signatureParamsOfRule, signedRepoDigest, signatureRequirement, MAX_SIGNATURE_SIGNERS } from './policy/checks/index';
 export type { ImageSignatureParamsValue } from './policy/checks/index';
 export { isRootUser } from './policy/checks/host';
 export { effectiveLogConfig, effectiveUlimits } from './policy/checks/limits';

@@ -11,7 +11,7 @@
 // cannot be read makes an `unreachable` verdict naming it: the rule's
 // failClosed then decides, as for a registry that cannot be asked.
 import { readFile } from 'node:fs/promises';
-import { applicableRules, getCheck, signatureRequirement, signatureVerdictKey, signedRepoDigest } from '@bulkhead/shared';
+import { applicableRules, signatureParamsOfRule, signatureRequirement, signatureVerdictKey, signedRepoDigest } from '@bulkhead/shared';
 import type {
   ContainerFacts__Output, HostFacts__Output, ImageSignatureParamsValue, Logger, Policy, Rule, SignatureRequirement, SignatureVerdict,
 } from '@bulkhead/shared';
@@ -73,8 +73,6 @@ export class SignatureGate {
   private readonly lastDecisive = new Map<string, SignatureVerdict>();
   /** Keys of lastDecisive not reported to the controller yet (takeReport). */
   private readonly unreported = new Set<string>();
-  /** Per rule object: its parameters merged over the check's defaults (paramsOfRule). */
-  private readonly params = new WeakMap<Rule, ImageSignatureParamsValue>();
   /** Per parameters object: the requirement last built and the file contents it was built from. */
   private readonly requirements = new WeakMap<ImageSignatureParamsValue, { texts: string[]; req: SignatureRequirement }>();
   /** Per policy object: its image-signature rules (none → the gate costs nothing). */
@@ -199,19 +197,9 @@ export class SignatureGate {
     return out;
   }
 
-  /**
-   * The rule's parameters over the check's defaults, once per rule object: the
-   * same object every time, so the verdict key (signatureParamsKey) and the
-   * requirement (requirementNow) are computed once, not on every create.
-   */
+  /** The rule's parameters over the check's defaults (the same object per rule: keys and requirements computed once). */
   private paramsOfRule(r: Rule): ImageSignatureParamsValue {
-    let params = this.params.get(r);
-    if (params === undefined) {
-      const { type: _t, ...given } = r.check;
-      params = { ...(getCheck('image-signature')!.defaults as object), ...given } as ImageSignatureParamsValue;
-      this.params.set(r, params);
-    }
-    return params;
+    return signatureParamsOfRule(r);
   }
 
   private async verifyOne(n: Needed, deadline: number): Promise<SignatureVerdict> {

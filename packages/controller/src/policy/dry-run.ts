@@ -7,8 +7,8 @@
 // container an `image-signature` rule applies to whose digest no host verified
 // yet as UNDECIDED — never as clean.
 import {
-  applicableRules, evaluate, getCheck, signatureVerdictKey, signedRepoDigest, type ContainerFacts__Output, type Evidence, type HostFacts__Output,
-  type ImageSignatureParamsValue, type Mode, type Neighbour, type Policy, type Rule, type RuleAction, type ScanSummary, type Severity, type SignatureVerdict,
+  applicableRules, evaluate, signatureParamsOfRule, signatureVerdictKey, signedRepoDigest, type ContainerFacts__Output, type Evidence, type HostFacts__Output,
+  type Mode, type Neighbour, type Policy, type Rule, type RuleAction, type ScanSummary, type Severity, type SignatureVerdict,
 } from '@bulkhead/shared';
 
 export const DEFAULT_PROJECT_LABEL = 'bulkhead.project';
@@ -222,21 +222,9 @@ function neededSignatures(
   const out: Array<{ rule: Rule; repoDigest: string; key: string }> = [];
   for (const rule of applicableRules(policy, input, now)) {
     if (rule.check.type !== SIGNATURE_CHECK) continue;
-    out.push({ rule, repoDigest, key: signatureVerdictKey(signatureParams(rule), repoDigest) });
+    out.push({ rule, repoDigest, key: signatureVerdictKey(signatureParamsOfRule(rule), repoDigest) });
   }
   return out;
-}
-
-const paramsOf = new WeakMap<Rule, ImageSignatureParamsValue>();
-/** The rule's parameters over the check's defaults, as the agent's signature gate computes them (same verdict keys). */
-export function signatureParams(rule: Rule): ImageSignatureParamsValue {
-  let p = paramsOf.get(rule);
-  if (p === undefined) {
-    const { type: _t, ...given } = rule.check;
-    p = { ...(getCheck(SIGNATURE_CHECK)!.defaults as object), ...given } as ImageSignatureParamsValue;
-    paramsOf.set(rule, p);
-  }
-  return p;
 }
 
 function projectOf(c: ContainerFacts__Output, label: string): string | undefined {

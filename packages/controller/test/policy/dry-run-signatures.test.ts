@@ -3,8 +3,8 @@
 // registry, real cosign signatures and a real agent reporting: test/e2e/image-signature-dry-run.test.ts.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { createLogger, policyFromJson, signatureVerdictKey, type ContainerFacts__Output, type SignatureVerdict } from '@bulkhead/shared';
-import { dryRunPolicy, signatureParams } from '../../src/policy/dry-run';
+import { createLogger, policyFromJson, signatureParamsOfRule, signatureVerdictKey, type ContainerFacts__Output, type SignatureVerdict } from '@bulkhead/shared';
+import { dryRunPolicy } from '../../src/policy/dry-run';
 import { ReportedVerdicts } from '../../src/signatures/reported-verdicts';
 
 const REPO = 'registry.example.com/shop/web';
@@ -29,7 +29,7 @@ const policy = policyFromJson({
     }],
   },
 });
-const params = signatureParams(policy.spec.rules[0]!);
+const params = signatureParamsOfRule(policy.spec.rules[0]!);
 
 const fleet = [{
   agentId: 'agt_a', hostname: 'a', status: 'online', host: undefined,

@@ -17,7 +17,7 @@
 import { compileGlob } from '../glob';
 import { parseImageRef } from '../image-ref';
 import type { ContainerFacts__Output as ContainerFactsLike } from '../../proto/index';
-import type { Evidence, SignatureRequirement, SignatureVerdict } from '../types';
+import type { Evidence, Rule, SignatureRequirement, SignatureVerdict } from '../types';
 import { defineCheck, lazySchema, NO_EVIDENCE } from './define';
 
 /** At most this many keys / identities per rule (each costs a verification per signature). */
@@ -206,3 +206,19 @@ export const imageSignature = defineCheck({
 });
 
 export const SIGNATURE_CHECKS = [imageSignature] as const;
+
+const paramsOfRule = new WeakMap<Rule, ImageSignatureParamsValue>();
+/**
+ * An image-signature rule's parameters over the check's defaults, the same object per rule
+ * object: what the agent's signature gate verifies with and the controller's dry-run looks
+ * verdicts up by (signatureVerdictKey), so both compute the same keys.
+ */
+export function signatureParamsOfRule(rule: Rule): ImageSignatureParamsValue {
+  let p = paramsOfRule.get(rule);
+  if (p === undefined) {
+    const { type: _t, ...given } = rule.check;
+    p = { ...(imageSignature.defaults as object), ...given } as ImageSignatureParamsValue;
+    paramsOfRule.set(rule, p);
+  }
+  return p;
+}
