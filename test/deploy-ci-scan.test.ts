@@ -65,8 +65,16 @@ t.test('scan-and-upload.sh uploads a report for a digest no host runs; the creat
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
   const port = (app.server.address() as { port: number }).port;
-  const operator = generateApiKey('ci-scanner', 'operator', { expiresAt: new Date(Date.now() + 90 * 86_400_000) });
-  await store.insertApiKey(operator.record);
+  // The upload-only key the docs tell CI to use, minted through the API as
+  // `bulkhead keys create ci-scan-upload --role operator --only scans.upload --expires 365d` does.
+  const admin = generateApiKey('root', 'admin');
+  await store.insertApiKey(admin.record);
+  const minted = await app.inject({
+    method: 'POST', url: '/v1/keys', headers: { authorization: `Bearer ${admin.plaintext}` },
+    payload: { name: 'ci-scan-upload', role: 'operator', actions: ['scans.upload'], expiresIn: '365d' },
+  });
+  t.equal(minted.statusCode, 201, minted.body);
+  const operator = { plaintext: (JSON.parse(minted.body) as { key: string }).key };
   const viewer = generateApiKey('ci-viewer', 'viewer');
   await store.insertApiKey(viewer.record);
   const base = { BULKHEAD_CONTROLLER: `https://127.0.0.1:${port}`, BULKHEAD_CA: caFile };
@@ -107,6 +115,8 @@ t.test('scan-and-upload.sh uploads a report for a digest no host runs; the creat
   t.equal(dto.scannedAt, '2026-02-20T09:14:03.512Z', 'the age counts from the report\'s CreatedAt');
   const expectedAge = (Date.now() - Date.parse(dto.scannedAt)) / 86_400_000;
   t.ok(Math.abs(dto.ageDays - expectedAge) < 0.02, `ageDays ${dto.ageDays} ≈ ${expectedAge.toFixed(2)}`);
+  const readBack = await app.inject({ method: 'GET', url: `/v1/scans/${DIGEST}`, headers: { authorization: `Bearer ${operator.plaintext}` } });
+  t.equal(readBack.statusCode, 403, 'the upload-only key cannot even read the report back');
 
   // The first create of that digest, on an agent holding the controller's bundle.
   const holder = PolicyHolder.open({ stateDir: join(dir, 'agent'), logger: silent });

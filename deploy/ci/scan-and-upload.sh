@@ -2,7 +2,8 @@
 # CI step for scanning at the registry: scan a pushed image with Trivy and upload the report to
 # the Bulkhead controller (POST /v1/scans), so the first `docker create` of that digest on any
 # host is judged with its scan on record. Run it after every push, and on a schedule to keep
-# reports younger than the `not-scanned` rule's maxAgeDays. docs/policy.md#scanning-at-the-registry
+# reports younger than the `not-scanned` rule's maxAgeDays, with an upload-only key (one limited to
+# the scans.upload action: a key leaked from CI can do nothing else). docs/policy.md#scanning-at-the-registry
 set -euo pipefail
 
 usage() {
@@ -16,8 +17,10 @@ Usage: scan-and-upload.sh IMAGE [-- TRIVY-ARGS...]
 
 Environment:
   BULKHEAD_CONTROLLER  controller API base URL, e.g. https://ctl.example.com:8443 (required)
-  BULKHEAD_API_KEY     API key (bk_…) with the operator role, e.g. from
-                       `bulkhead keys create ci-scanner --role operator --expires 90d` (required)
+  BULKHEAD_API_KEY     an upload-only API key (bk_…): operator role, limited to the scans.upload
+                       action, so it can upload reports and nothing else (403 on every other
+                       route). Mint it once with (required)
+                         bulkhead keys create ci-scan-upload --role operator --only scans.upload --expires 365d
   BULKHEAD_CA          CA certificate of the controller's API
                        (default: /var/lib/bulkhead-controller/ca.crt when it exists, else the
                        system trust store)
@@ -40,7 +43,7 @@ if [[ $# -gt 0 && "$1" == "--" ]]; then shift; fi
 die() { echo "scan-and-upload: $1" >&2; exit "${2:-1}"; }
 
 [[ -n "${BULKHEAD_CONTROLLER:-}" ]] || die "set BULKHEAD_CONTROLLER to the controller's API URL (https://host:8443)" 2
-[[ -n "${BULKHEAD_API_KEY:-}" ]] || die "set BULKHEAD_API_KEY to an operator API key (bulkhead keys create ci-scanner --role operator)" 2
+[[ -n "${BULKHEAD_API_KEY:-}" ]] || die "set BULKHEAD_API_KEY to an upload-only API key (bulkhead keys create ci-scan-upload --role operator --only scans.upload)" 2
 
 trivy=${TRIVY:-trivy}
 if ! command -v "$trivy" >/dev/null 2>&1; then

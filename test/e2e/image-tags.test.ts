@@ -7,15 +7,15 @@
 // alert naming both digests and both hosts, shown by `bulkhead images --moved`.
 // Second test: scans uploaded (`bulkhead scans upload`) for images no host ran yet judge their
 // first create at the Docker API (vulnerabilities, a report older than maxAgeDays).
-import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import { ENGINE_SCRIPT, runDocker, TEST_IMAGE, TEST_IMAGE_USER1000 } from '../helpers/engine';
+import { TEST_IMAGE, TEST_IMAGE_USER1000 } from '../helpers/engine';
 import { OPS_BIN, apiRequest, run, waitFor } from '../helpers/processes';
-import { enrollAgent, startController, tempRoot, type ControllerHandle } from './stack';
+import { startController, tempRoot } from './stack';
+import { authzHost as host } from './authz-host';
 import { buildOciImage, pullInto, pushImage, startRegistry } from '../helpers/registry';
 
 const REF = 'bk-e2e/web:v1';
@@ -36,36 +36,8 @@ spec:
 `;
 }
 
-function engineScript(cmd: 'start' | 'stop', dir: string, dockerdArgs = ''): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn('bash', [ENGINE_SCRIPT, cmd, dir], { stdio: 'ignore', env: { ...process.env, BULKHEAD_ENGINE_DOCKERD_ARGS: dockerdArgs } });
-    child.on('exit', (code) => resolve(code ?? -1));
-  });
-}
-
 interface Alert { type: string; agentId: string | null; host: string | null; image: string | null; message: string; containerName: string | null }
 interface ImageTag { ref: string; moved: boolean; digests: Array<{ digest: string; hosts: Array<{ agentId: string; hostname: string }>; containers: Array<{ name: string }> }> }
-
-/** A host: a private dockerd whose authorization plugin is a real agent enrolled at `ctl`. */
-async function host(t: Test, ctl: ControllerHandle, root: string, name: string) {
-  const pluginName = `bk-tags-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const pluginSocket = `/run/docker/plugins/${pluginName}.sock`;
-  const engineDir = mkdtempSync('/tmp/bkt-');
-  const dockerHost = `unix://${engineDir}/docker.sock`;
-  const agent = await enrollAgent(ctl, root, name, dockerHost, ['--authz-socket', pluginSocket]);
-  agent.start();
-  await waitFor(`${name}: plugin socket`, async () => existsSync(pluginSocket), 20_000);
-  t.equal(await engineScript('start', engineDir, `--authorization-plugin=${pluginName}`), 0, `${name}: engine with the plugin started`);
-  t.teardown(async () => {
-    await agent.stop();
-    rmSync(pluginSocket, { force: true });
-  });
-  t.teardown(async () => {
-    await engineScript('stop', engineDir);
-    rmSync(engineDir, { recursive: true, force: true });
-  });
-  return { agent, dockerHost, docker: (args: string[]) => runDocker(dockerHost, args) };
-}
 
 t.test('a tag moved to other content: refused when pinned, one image_tag_moved alert when it runs', async (t) => {
   const root = tempRoot();

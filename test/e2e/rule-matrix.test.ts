@@ -55,6 +55,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync }
 import { CHECK_TYPES, USAGE_CHECK_TYPES } from '../../packages/shared/src/policy/checks/index';
 import { policyFromJson } from '../../packages/shared/src/policy/parse';
 import { parseTrivyReport, scanKeys } from '../../packages/shared/src/policy/trivy';
+import { tagPinKey } from '../../packages/shared/src/policy/checks/images';
 import { createLogger } from '../../packages/shared/src/logging/logger';
 import type { ActionType, Mode, RuleAction, ScanSummary } from '../../packages/shared/src/policy/types';
 import type { HostFacts__Output, ViolationReport } from '../../packages/shared/src/proto/index';
@@ -849,9 +850,11 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
   scans = new Map(scanList.flatMap((s) => scanKeys(s).map((k) => [k, s] as const)));
   t.ok(!scans.has(await idOf(IMG_UNSCANNED)), 'the unscanned image has no scan');
   // Images without a repo digest are pinned by image id: v1 to other content than it names now.
+  // The rule has a scope (the case label), so its pins are its own: keyed "<rule id> repository:tag".
+  const pinRule = { id: 'rm.image-tag-pinned', scope: { containerLabels: { [CASE_LABEL]: 'image-tag-pinned' } } };
   tagPins = new Map([
-    [`docker.io/${IMG_TAG_MOVED}`, await idOf(TEST_IMAGE_USER1000)],
-    [`docker.io/${IMG_TAG_KEPT}`, x.busyboxId],
+    [tagPinKey(`docker.io/${IMG_TAG_MOVED}`, pinRule), await idOf(TEST_IMAGE_USER1000)],
+    [tagPinKey(`docker.io/${IMG_TAG_KEPT}`, pinRule), x.busyboxId],
   ]);
   // Neighbours for project-network-sharing: outside every rule's scope (no case label).
   await e.dockerOk(['run', '-d', '--name', x.nbOther, '--network', x.pnNetA, ...LABEL_ARGS, '--label', `${PROJECT_LABEL}=other`, TEST_IMAGE, 'sleep', '300']);

@@ -12,6 +12,7 @@ import { AuthzDecider } from './authz/authz-decider';
 import { AuthzPlugin } from './authz/plugin-server';
 import { createSignatureVerifier, type SignatureVerifier } from './signatures/verifier';
 import { SignatureGate } from './signatures/signature-gate';
+import { VerdictReporter } from './signatures/verdict-reporter';
 import { createDockerClient, describeDockerHost, dockerSocketPathOf } from './docker/client';
 import { collectHostFacts } from './docker/host-facts';
 import { ContainerWatcher } from './docker/watcher';
@@ -57,6 +58,8 @@ export class Agent {
   dataRoot: DataRootWatch | undefined;
   /** Gives back unused V8 heap when idle; undefined with --heap-trim-interval 0. */
   heapTrim: HeapTrimmer | undefined;
+  /** Reports decided signature verdicts to the controller (for its dry-run). */
+  verdictReporter: VerdictReporter | undefined;
 
   private constructor(
     readonly watcher: ContainerWatcher,
@@ -224,6 +227,13 @@ export class Agent {
     // Disk readings the data-root watch names its containers from.
     const diskHistory = new DiskUsageHistory();
     const usage = opts.usageIntervalMs > 0 ? await startUsageMonitor(opts, { watcher: w, policy, enforcer, link: l, hostFacts: () => hostNow, logger, diskHistory }) : undefined;
+    // Signature verdicts decided here, for the controller's dry-run (it cannot verify).
+    const verdicts = VerdictReporter.start({
+      gate: signatureGate,
+      send: (r) => l.sendSignatureVerdicts(r),
+      onConnected: (cb) => void l.onState((s) => s === 'connected' && cb()),
+      logger: logger.child({ component: 'signatures' }),
+    });
     link.start();
     // The data root (and log filesystem) filling up: a host finding sent with the audit report (resources/data-root-watch.ts).
     let auditNow: (() => void) | undefined;
@@ -256,12 +266,14 @@ export class Agent {
     if ((opts.heapTrimIntervalMs ?? 0) > 0) agent.heapTrim = new HeapTrimmer({ intervalMs: opts.heapTrimIntervalMs!, logger: logger.child({ component: 'memory' }) }).start();
     agent.imageUse = imageUse;
     agent.signatures = signatures;
+    agent.verdictReporter = verdicts;
     return agent;
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.heapTrim?.stop();
+    this.verdictReporter?.stop();
     this.dataRoot?.stop();
     await this.usage?.stop();
     await this.hostAudit?.stop(); // ends an audit in progress (its child process); the next start audits again

@@ -17,6 +17,7 @@ import { alertOptionsFromEnv } from './alerts/alert-options';
 import { PolicyService } from './policy/policy-service';
 // Tags that move: fed by the agent link, pins handed to the policy service.
 import { TagTracker } from './images/tag-tracker';
+import { ReportedVerdicts } from './signatures/reported-verdicts';
 // Metrics and manual actions.
 import { ControllerMetrics } from './metrics/controller-metrics';
 import { fleetSources } from './metrics/fleet-sources';
@@ -149,8 +150,10 @@ export class Controller {
         : undefined;
       mark('alerting');
       const policyLogger = logger.child({ component: 'policy' });
+      // Image signature verdicts agents report (the dry-run cannot verify itself).
+      const signatureVerdicts = new ReportedVerdicts(logger.child({ component: 'signatures' }));
       const policy = await PolicyService.create({
-        store, logger: policyLogger,
+        store, logger: policyLogger, signatureVerdicts,
         // A bundle changed here: every other replica reloads it and pushes it to its own agents.
         announce: () => void bus.publish({ t: 'policy', from: bus.replicaId }).catch((err: unknown) => policyLogger.error({ err }, 'telling the other replicas about the new policy bundle failed')),
       });
@@ -182,7 +185,12 @@ export class Controller {
       const tags = new TagTracker({
         store, logger: tagLogger, alerts: alerting?.alerts, ...(jobGate ? { jobGate } : {}),
         onNewDigest: () => void policy.refreshTagPins().catch((err: unknown) => tagLogger.error({ err }, 'sending tag pins failed')),
+        policy: () => policy.current().policy,
       });
+      // Scoped image-tag-pinned rules take their first pins from what runs in their scope when
+      // they take effect: at start, and whenever a new bundle (policy version) comes.
+      void tags.policyChanged();
+      policy.subscribe(() => void tags.policyChanged());
       // Moves stored before a stop without their alert (at least once: a crash after the alert, before its mark, raises it twice).
       void tags.raisePending().catch((err: unknown) => tagLogger.error({ err }, 'raising pending image_tag_moved alerts failed'));
       grpc = await startGrpcServer({
@@ -191,7 +199,7 @@ export class Controller {
         pki,
         logger,
         link: {
-          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags,
+          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, signatureVerdicts,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
           replicas: { bus },

@@ -546,6 +546,12 @@ export class ControllerLink {
     return this.send({ usage: r }) > 0;
   }
 
+  /** Signature verdicts for the controller's dry-run: like usage, sent only while connected, never spooled. */
+  sendSignatureVerdicts(r: NonNullable<AgentMessage['signatureVerdicts']>): boolean {
+    if (this.stateValue !== 'connected') return false;
+    return this.send({ signatureVerdicts: r }) > 0;
+  }
+
   private sendReport(r: ViolationReport): void {
     const seq = this.send({ violation: r });
     if (seq > 0 && r.id) this.inFlight.push({ seq, id: r.id });

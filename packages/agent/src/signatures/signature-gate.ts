@@ -11,7 +11,7 @@
 // cannot be read makes an `unreachable` verdict naming it: the rule's
 // failClosed then decides, as for a registry that cannot be asked.
 import { readFile } from 'node:fs/promises';
-import { applicableRules, getCheck, signatureRequirement, signatureVerdictKey, signedRepoDigest } from '@bulkhead/shared';
+import { applicableRules, signatureParamsOfRule, signatureRequirement, signatureVerdictKey, signedRepoDigest } from '@bulkhead/shared';
 import type {
   ContainerFacts__Output, HostFacts__Output, ImageSignatureParamsValue, Logger, Policy, Rule, SignatureRequirement, SignatureVerdict,
 } from '@bulkhead/shared';
@@ -71,8 +71,8 @@ export class SignatureGate {
   private readonly readText: (path: string) => Promise<string>;
   /** Verdict key → the last verified / unsigned / rejected verdict (bounded): what the reaction door keeps during an outage. */
   private readonly lastDecisive = new Map<string, SignatureVerdict>();
-  /** Per rule object: its parameters merged over the check's defaults (paramsOfRule). */
-  private readonly params = new WeakMap<Rule, ImageSignatureParamsValue>();
+  /** Keys of lastDecisive not reported to the controller yet (takeReport). */
+  private readonly unreported = new Set<string>();
   /** Per parameters object: the requirement last built and the file contents it was built from. */
   private readonly requirements = new WeakMap<ImageSignatureParamsValue, { texts: string[]; req: SignatureRequirement }>();
   /** Per policy object: its image-signature rules (none → the gate costs nothing). */
@@ -133,15 +133,47 @@ export class SignatureGate {
    */
   private atDoor(key: string, v: SignatureVerdict, door: Door): SignatureVerdict {
     if (v.status !== 'unreachable') {
+      const prev = this.lastDecisive.get(key);
       this.lastDecisive.delete(key);
       this.lastDecisive.set(key, v);
-      while (this.lastDecisive.size > LAST_DECISIVE_MAX) this.lastDecisive.delete(this.lastDecisive.keys().next().value!);
+      if (prev === undefined || prev.checkedAt !== v.checkedAt || prev.status !== v.status) this.unreported.add(key);
+      while (this.lastDecisive.size > LAST_DECISIVE_MAX) {
+        const oldest = this.lastDecisive.keys().next().value!;
+        this.lastDecisive.delete(oldest);
+        this.unreported.delete(oldest);
+      }
       return v;
     }
     if (door === 'admission') return v;
     const last = this.lastDecisive.get(key);
     if (last !== undefined) return last;
     return { ...v, defer: true };
+  }
+
+  /**
+   * Up to `max` decisive verdicts not reported to the controller yet, oldest first, as
+   * [verdict key, verdict]; they count as reported once taken (give them back with
+   * `unreport` when the send failed).
+   */
+  takeReport(max: number): Array<[string, SignatureVerdict]> {
+    const out: Array<[string, SignatureVerdict]> = [];
+    for (const key of this.unreported) {
+      if (out.length >= max) break;
+      this.unreported.delete(key);
+      const v = this.lastDecisive.get(key);
+      if (v !== undefined) out.push([key, v]);
+    }
+    return out;
+  }
+
+  /** These were not delivered: report them again. */
+  unreport(keys: readonly string[]): void {
+    for (const k of keys) if (this.lastDecisive.has(k)) this.unreported.add(k);
+  }
+
+  /** Everything decided is to be reported again (a new stream: the controller may have restarted). */
+  resync(): void {
+    for (const k of this.lastDecisive.keys()) this.unreported.add(k);
   }
 
   private signatureRules(policy: Policy): readonly Rule[] {
@@ -165,19 +197,9 @@ export class SignatureGate {
     return out;
   }
 
-  /**
-   * The rule's parameters over the check's defaults, once per rule object: the
-   * same object every time, so the verdict key (signatureParamsKey) and the
-   * requirement (requirementNow) are computed once, not on every create.
-   */
+  /** The rule's parameters over the check's defaults (the same object per rule: keys and requirements computed once). */
   private paramsOfRule(r: Rule): ImageSignatureParamsValue {
-    let params = this.params.get(r);
-    if (params === undefined) {
-      const { type: _t, ...given } = r.check;
-      params = { ...(getCheck('image-signature')!.defaults as object), ...given } as ImageSignatureParamsValue;
-      this.params.set(r, params);
-    }
-    return params;
+    return signatureParamsOfRule(r);
   }
 
   private async verifyOne(n: Needed, deadline: number): Promise<SignatureVerdict> {

@@ -21,6 +21,8 @@ export interface GenerateApiKeyOptions {
   projects?: string[];
   /** Key id of the minting key. Default "init". */
   createdBy?: string;
+  /** Route actions the key is limited to (e.g. ["scans.upload"]). Default: none (every route its role allows). */
+  actions?: string[];
 }
 
 /** Mints a key. Store `record`; show `plaintext` once — it cannot be recovered. */
@@ -41,6 +43,7 @@ export function generateApiKey(name: string, role: ApiKeyRole, opts: GenerateApi
     projects: [...(opts.projects ?? [])],
     lastUsedAt: null,
     createdBy: opts.createdBy ?? 'init',
+    actions: [...(opts.actions ?? [])],
   };
   return { record, plaintext: `bk_${id}_${secret}` };
 }

@@ -196,7 +196,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerImageRoutes(v1, { store: opts.store });
       registerActionRoutes(v1, { store: opts.store, actions: opts.actions });
       // Identity and access + audit trail.
-      registerKeyRoutes(v1, { store: opts.store, now });
+      registerKeyRoutes(v1, { store: opts.store, now, routes: () => security.routes });
       registerAuthRoutes(v1, { auth: security.options, now });
       registerJoinTokenRoutes(v1, { store: opts.store, now, caFingerprint: opts.caFingerprint });
       registerAuditRoutes(v1, { audit: security.audit, now });

@@ -3,9 +3,9 @@
 //   onRequest  authenticate (API key, bearer token, or — without an
 //              Authorization header — the browser session cookie; failures
 //              throttled), refuse a cookie-authenticated mutating request
-//              without its CSRF token, then authorize (role, fleet-wide vs
-//              project-scoped). One path for every credential: a session has
-//              exactly its key's rights.
+//              without its CSRF token, then authorize (role, the key's action
+//              limits, fleet-wide vs project-scoped). One path for every
+//              credential: a session has exactly its key's rights.
 //   + the audit hooks (src/audit/audit-hooks.ts)
 // Routes then read `req.auth` (the principal) and scope their queries with
 // visibleProjects(req) (project-scope.ts).
@@ -153,6 +153,14 @@ export function authorize(p: Principal, access: Partial<RouteAccess>, method: st
   const need = access.role;
   // onRoute guarantees a role; refuse rather than guess if that ever breaks.
   if (!isRole(need)) throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} declares no role; refusing`);
+  // A key limited to some actions (a CI scan uploader) is told that first: it is why, whatever the role.
+  const only = p.key.actions;
+  if (only !== undefined && only.length > 0) {
+    const action = access.action ?? deriveAction(method, url);
+    if (!only.includes(action)) {
+      throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} (${action}) is not among the actions ${describePrincipal(p)} is limited to: ${only.join(', ')}`);
+    }
+  }
   if (!roleAtLeast(p.role, need)) {
     throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} needs the ${need} role or higher; ${describePrincipal(p)} has ${p.role}`);
   }

@@ -1,7 +1,7 @@
 // Owns the one rule of delegation: a credential never grants more than it
 // holds. A new API key (POST /v1/keys) or a narrowed token (POST
 // /v1/auth/token) may not have a higher role, a wider project scope, or a
-// later expiry than the credential asking for it. Checked here, in one
+// later expiry than the credential asking for it, nor (for a key) actions beyond its own limits. Checked here, in one
 // place, whatever role the route itself requires.
 import { BulkheadError } from '@bulkhead/shared';
 import type { Principal } from './principal';
@@ -15,6 +15,8 @@ export interface Grant {
   projects: string[];
   /** null = never expires. */
   expiresAt: Date | null;
+  /** Route actions the new credential is limited to; empty or absent = not limited. */
+  actions?: string[];
 }
 
 /** Throws 403 BK_ERR_FORBIDDEN naming what exceeds the grantor's own rights. */
@@ -26,6 +28,12 @@ export function checkGrant(grantor: Principal, g: Grant, what: string): void {
   if (!projectsWithin(g.projects, grantor.projects)) {
     const asked = g.projects.length === 0 ? 'every project' : `projects ${g.projects.join(', ')}`;
     throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} is limited to projects ${grantor.projects.join(', ')} and cannot grant ${asked} to ${what}`);
+  }
+  const mine = grantor.key.actions ?? [];
+  const asked = g.actions ?? [];
+  if (mine.length > 0 && (asked.length === 0 || asked.some((a) => !mine.includes(a)))) {
+    const what2 = asked.length === 0 ? 'every action' : `actions ${asked.join(', ')}`;
+    throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} is limited to actions ${mine.join(', ')} and cannot grant ${what2} to ${what}`);
   }
   const limit = grantor.keyExpiresAt;
   if (limit !== null && (g.expiresAt === null || g.expiresAt.getTime() > limit.getTime())) {

@@ -30,6 +30,7 @@ import type { AlertSink } from '../alerts/alert-service';
 import { alertFromViolation } from '../alerts/violation-alerts';
 // Tags that move: what each container runs, per repository:tag.
 import type { TagTracker } from '../images/tag-tracker';
+import type { ReportedVerdicts } from '../signatures/reported-verdicts';
 // Metrics and manual commands.
 import { closeReason, type LinkMetrics } from '../metrics/controller-metrics';
 // Host audit: reports stored, new lockdown findings raised as alerts.
@@ -65,6 +66,8 @@ export interface AgentLinkOptions {
   events?: FleetEventSink;
   /** Tag tracking: the images containers run, per repository:tag (moves raise alerts). */
   tags?: TagTracker;
+  /** Image signature verdicts agents report, for the policy dry-run. */
+  signatureVerdicts?: ReportedVerdicts;
   /** Metrics: stream counts and stored violations. */
   metrics?: LinkMetrics;
   /** The CA and lifetime for renewing agent certificates over the stream; without it renewals are refused. */
@@ -194,6 +197,7 @@ export class AgentLinkService {
    * past that check is refused by the in-memory mark set here.
    */
   revoke(agentId: string): boolean {
+    this.opts.signatureVerdicts?.forget(agentId); // a revoked host's word counts for nothing
     // The other replicas close the agent's stream if they hold it (the store poll is the fallback).
     if (this.bus.clustered) {
       void this.bus.publish({ t: 'revoke', from: this.bus.replicaId, agentId }).catch((err: unknown) =>
@@ -625,6 +629,10 @@ export class AgentLinkService {
         break;
       case 'trustAck':
         await this.recordTrust(s.agentId, msg.trustAck?.caFingerprints ?? []);
+        break;
+      // Signature verdicts the agent decided: kept in memory for dry-runs, never fatal.
+      case 'signatureVerdicts':
+        this.opts.signatureVerdicts?.record(s.agentId, (msg.signatureVerdicts?.verdicts ?? []).slice(0, 1024));
         break;
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');

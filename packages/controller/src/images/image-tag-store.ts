@@ -77,6 +77,26 @@ export interface TagPinRecord {
   firstSeenAt: Date;
 }
 
+/**
+ * A digest seen running `repository:tag` on a container in the scope of a scoped
+ * `image-tag-pinned` rule (tag-pins.ts says what that means). The first one per
+ * (rule, scope key, tag) is the rule's pin for the tag; later ones are not stored.
+ */
+export interface ScopedPinRecord {
+  ruleId: string;
+  /** The rule's scope key (tag-pins.ts): a rule edited to another scope has other pins. */
+  scopeKey: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  /** The image id (config digest); "" when unknown. */
+  imageId: string;
+  firstSeenAt: Date;
+  /** Where it was seen first. */
+  agentId: string;
+  containerId: string;
+}
+
 export interface ImageTagStore {
   /**
    * Records sightings: new digests are inserted (first seen now), known ones and the
@@ -93,6 +113,13 @@ export interface ImageTagStore {
   getTag(repository: string, tag: string, containersPerDigest?: number): Promise<ImageTagRecord | undefined>;
   /** The first digest of every tag (earliest first-seen), newest tags first, at most `limit`. */
   listPins(limit: number): Promise<TagPinRecord[]>;
+  /**
+   * Stores each pin unless its (rule, scope key, repository, tag) has one already: the first
+   * stored wins, across controllers on one database. In the order given. Returns the pins stored.
+   */
+  recordScopedPins(pins: readonly ScopedPinRecord[]): Promise<ScopedPinRecord[]>;
+  /** The pins of these rules (id and scope key), newest first, at most `limit`. */
+  listScopedPins(rules: ReadonlyArray<{ ruleId: string; scopeKey: string }>, limit: number): Promise<ScopedPinRecord[]>;
   /** Forgets container sightings last seen before `before` (the digests stay). Returns how many. */
   pruneSightings(before: Date): Promise<number>;
 }

@@ -1,10 +1,10 @@
 // Owns the SQL of tag tracking (tables image_tags and image_tag_sightings,
-// migration 0013_image_tags), portable across SQLite and PostgreSQL like
+// migration 0013_image_tags; image_tag_scope_pins, 0017_image_tag_scope_pins), portable across SQLite and PostgreSQL like
 // KyselyStore: integer-ms times, ON CONFLICT for first-seen rows.
 import { sql, type Selectable } from 'kysely';
 import type { Db, ImageTagSightingsTable, ImageTagsTable } from '../store/schema';
 import type {
-  ImageTagQuery, ImageTagRecord, ImageTagStore, NewTagDigest, TagContainerRecord, TagDigestRecord, TagPinRecord, TagSighting,
+  ImageTagQuery, ImageTagRecord, ImageTagStore, NewTagDigest, ScopedPinRecord, TagContainerRecord, TagDigestRecord, TagPinRecord, TagSighting,
 } from './image-tag-store';
 
 /** Sightings per multi-row statement (8 parameters each). */
@@ -180,6 +180,36 @@ export class KyselyImageTagStore implements ImageTagStore {
       byTag.set(key, { repository: r.repository, tag: r.tag, digest: r.digest, firstSeenAt: new Date(Number(r.first_seen_at)) });
     }
     return [...byTag.values()].slice(0, limit);
+  }
+
+  async recordScopedPins(pins: readonly ScopedPinRecord[]): Promise<ScopedPinRecord[]> {
+    const stored: ScopedPinRecord[] = [];
+    // One statement per pin, no transaction: each insert is atomic, and the primary key lets
+    // exactly one writer (of any controller) establish a pin.
+    for (const p of pins) {
+      const r = await this.db.insertInto('image_tag_scope_pins')
+        .values({
+          rule_id: p.ruleId, scope_key: p.scopeKey, repository: p.repository, tag: p.tag, digest: p.digest, image_id: p.imageId,
+          first_seen_at: p.firstSeenAt.getTime(), agent_id: p.agentId, container_id: p.containerId,
+        })
+        .onConflict((oc) => oc.columns(['rule_id', 'scope_key', 'repository', 'tag']).doNothing())
+        .executeTakeFirst();
+      if (Number(r.numInsertedOrUpdatedRows ?? 0) > 0) stored.push(p);
+    }
+    return stored;
+  }
+
+  async listScopedPins(rules: ReadonlyArray<{ ruleId: string; scopeKey: string }>, limit: number): Promise<ScopedPinRecord[]> {
+    if (rules.length === 0 || limit <= 0) return [];
+    const rows = await this.db.selectFrom('image_tag_scope_pins').selectAll()
+      .where((eb) => eb.or(rules.map((r) => eb.and([eb('rule_id', '=', r.ruleId), eb('scope_key', '=', r.scopeKey)]))))
+      .orderBy('first_seen_at', 'desc').orderBy('rule_id').orderBy('repository').orderBy('tag')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      ruleId: r.rule_id, scopeKey: r.scope_key, repository: r.repository, tag: r.tag, digest: r.digest, imageId: r.image_id,
+      firstSeenAt: new Date(Number(r.first_seen_at)), agentId: r.agent_id, containerId: r.container_id,
+    }));
   }
 
   async pruneSightings(before: Date): Promise<number> {

@@ -2,9 +2,13 @@
 // inventory, reporting per rule which containers it would hit. It calls the
 // one shared evaluator with the same inputs an agent would have (container
 // facts, host facts, scans, neighbours on the same host) and changes nothing.
+// Image signatures: the controller cannot verify (no registry access, key files
+// live on the hosts); it uses the verdicts agents reported, and lists every
+// container an `image-signature` rule applies to whose digest no host verified
+// yet as UNDECIDED — never as clean.
 import {
-  evaluate, type ContainerFacts__Output, type Evidence, type HostFacts__Output, type Mode, type Neighbour, type Policy,
-  type RuleAction, type ScanSummary, type Severity,
+  applicableRules, evaluate, signatureParamsOfRule, signatureVerdictKey, signedRepoDigest, type ContainerFacts__Output, type Evidence, type HostFacts__Output,
+  type Mode, type Neighbour, type Policy, type Rule, type RuleAction, type ScanSummary, type Severity, type SignatureVerdict,
 } from '@bulkhead/shared';
 
 export const DEFAULT_PROJECT_LABEL = 'bulkhead.project';
@@ -36,6 +40,18 @@ export interface DryRunHit {
   exemptedBy: { who: string; why: string; until?: string } | null;
 }
 
+/** A container a rule applies to that the dry-run cannot decide (an image-signature rule, digest not verified yet). */
+export interface DryRunUndecided {
+  agentId: string;
+  hostname: string;
+  containerId: string;
+  containerName: string;
+  imageRef: string;
+  /** What would have to be verified: "registry/repo@sha256:…". */
+  repoDigest: string;
+  reason: string;
+}
+
 export interface DryRunRule {
   ruleId: string;
   description: string;
@@ -45,6 +61,8 @@ export interface DryRunRule {
   checkType: string;
   /** Every container the rule matched, exempted ones included (see `exemptedBy`). */
   hits: DryRunHit[];
+  /** Containers the rule applies to that the dry-run cannot decide (image-signature rules only). */
+  undecided: DryRunUndecided[];
 }
 
 export interface DryRunTotals {
@@ -63,6 +81,8 @@ export interface DryRunTotals {
   containersHit: number;
   /** Rules with at least one non-exempted finding. */
   rulesHit: number;
+  /** Undecided (rule, container) pairs: image signatures no host verified yet. */
+  undecided: number;
 }
 
 export interface DryRunResult {
@@ -73,9 +93,22 @@ export interface DryRunResult {
 }
 
 /** Evaluates `policy` for every container of every member. Pure: no I/O, no clock. */
-export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx: { now: Date; scans: ReadonlyMap<string, ScanSummary>; tagPins?: ReadonlyMap<string, string> }): DryRunResult {
+export function dryRunPolicy(
+  policy: Policy, fleet: readonly FleetMember[],
+  ctx: {
+    now: Date; scans: ReadonlyMap<string, ScanSummary>; tagPins?: ReadonlyMap<string, string>;
+    /**
+     * The verdict agents reported for a verdict key (signatureVerdictKey), preferring the one
+     * from the container's own host; absent = none reported.
+     */
+    signatureVerdict?: (verdictKey: string, agentId: string) => SignatureVerdict | undefined;
+  },
+): DryRunResult {
   const projectLabel = policy.spec.projectLabel ?? DEFAULT_PROJECT_LABEL;
   const byRule = new Map<string, DryRunHit[]>(policy.spec.rules.map((r) => [r.id, []]));
+  const undecidedByRule = new Map<string, DryRunUndecided[]>();
+  const signatureRules = policy.spec.rules.some((r) => r.check.type === SIGNATURE_CHECK);
+  const lookup = ctx.signatureVerdict ?? (() => undefined);
   const hitContainers = new Set<string>();
   let containers = 0;
 
@@ -97,7 +130,28 @@ export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx:
     for (const { facts, project } of withProject) {
       containers++;
       const neighbours = everyone.filter((n) => n.id !== facts.id);
-      const findings = evaluate(policy, m.host ? { container: facts, host: m.host } : { container: facts }, { now: ctx.now, scans: ctx.scans, neighbours, ...(ctx.tagPins ? { tagPins: ctx.tagPins } : {}) });
+      const input = m.host ? { container: facts, host: m.host } : { container: facts };
+      // The verdicts this container's signature rules need, as far as agents reported them.
+      const needed = signatureRules ? neededSignatures(policy, input, ctx.now) : [];
+      const verdicts = new Map<string, SignatureVerdict>();
+      for (const n of needed) {
+        const v = lookup(n.key, m.agentId);
+        if (v !== undefined) verdicts.set(n.key, v);
+      }
+      const findings = evaluate(policy, input, {
+        now: ctx.now, scans: ctx.scans, neighbours, ...(ctx.tagPins ? { tagPins: ctx.tagPins } : {}),
+        ...(signatureRules ? { signatures: verdicts, signaturesReported: true } : {}),
+      });
+      if (signatureRules) {
+        for (const u of needed.filter((n) => !verdicts.has(n.key))) {
+          let list = undecidedByRule.get(u.rule.id);
+          if (!list) undecidedByRule.set(u.rule.id, (list = []));
+          list.push({
+            agentId: m.agentId, hostname: m.hostname, containerId: facts.id, containerName: facts.name, imageRef: facts.imageRef, repoDigest: u.repoDigest,
+            reason: `not verified yet on any host: no agent has reported a verdict for ${u.repoDigest} under this rule's keys (agents verify at create and start, and report what they verified)`,
+          });
+        }
+      }
       for (const f of findings) {
         const hit: DryRunHit = {
           agentId: m.agentId,
@@ -130,6 +184,7 @@ export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx:
     action: r.action,
     checkType: r.check.type,
     hits: byRule.get(r.id) ?? [],
+    undecided: undecidedByRule.get(r.id) ?? [],
   }));
   const all = rules.flatMap((r) => r.hits);
   const live = all.filter((h) => h.exemptedBy === null);
@@ -147,8 +202,29 @@ export function dryRunPolicy(policy: Policy, fleet: readonly FleetMember[], ctx:
       monitor: live.filter((h) => h.mode === 'monitor').length,
       containersHit: hitContainers.size,
       rulesHit: rules.filter((r) => r.hits.some((h) => h.exemptedBy === null)).length,
+      undecided: rules.reduce((n, r) => n + r.undecided.length, 0),
     },
   };
+}
+
+const SIGNATURE_CHECK = 'image-signature';
+
+/**
+ * The verdicts the container's image-signature rules need (rules in scope, not exempted), as
+ * the agent's signature gate keys them. An image without a repo digest for its repository needs
+ * none: the check itself reports it unsigned, so it is never undecided.
+ */
+function neededSignatures(
+  policy: Policy, input: { container: ContainerFacts__Output; host?: HostFacts__Output }, now: Date,
+): Array<{ rule: Rule; repoDigest: string; key: string }> {
+  const repoDigest = signedRepoDigest(input.container);
+  if (repoDigest === '') return [];
+  const out: Array<{ rule: Rule; repoDigest: string; key: string }> = [];
+  for (const rule of applicableRules(policy, input, now)) {
+    if (rule.check.type !== SIGNATURE_CHECK) continue;
+    out.push({ rule, repoDigest, key: signatureVerdictKey(signatureParamsOfRule(rule), repoDigest) });
+  }
+  return out;
 }
 
 function projectOf(c: ContainerFacts__Output, label: string): string | undefined {

@@ -2,6 +2,7 @@
 // on first start, validating and versioning new ones (a rejected document
 // never replaces the one in force), the bundle pushed to agents and its
 // subscribers, dry-runs against the live fleet, and scanner report uploads.
+import type { ReportedVerdicts } from '../signatures/reported-verdicts';
 import { createHash } from 'node:crypto';
 import {
   BulkheadError, DEFAULT_POLICY_YAML, PolicyValidationError, isBulkheadError, parsePolicy, parseTrivyReport, policyFromJson, scanKeys,
@@ -10,11 +11,13 @@ import {
 import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
 import { buildBundle, BUNDLE_OVERHEAD_BYTES, DEFAULT_SCANS_BUDGET_BYTES, MAX_POLICY_BUNDLE_BYTES, type PolicyBundleMessage } from './policy-bundle';
 import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
-import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, selectPins } from '../images/tag-pins';
+import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, pinsTags, scopedPinRules, selectPins } from '../images/tag-pins';
 
 export interface PolicyServiceOptions {
   store: Store;
   logger: Logger;
+  /** Signature verdicts agents reported, for dry-runs of image-signature rules; absent = none (every such container undecided). */
+  signatureVerdicts?: ReportedVerdicts;
   /** Default: () => new Date(). */
   now?: () => Date;
   /** Bytes of scan summaries per bundle (newest first). Default 3 MiB. */
@@ -119,7 +122,7 @@ export class PolicyService {
    * rebuilt with the pins now known and pushed if it changed.
    */
   refreshTagPins(): Promise<void> {
-    if (!pinFilter(this.currentPolicy.policy)) return Promise.resolve();
+    if (!pinsTags(this.currentPolicy.policy)) return Promise.resolve();
     return this.serialized(() => this.rebuildBundle());
   }
 
@@ -193,7 +196,11 @@ export class PolicyService {
     );
     for (const c of containers) byAgent.get(c.agentId)?.containers.push(c.facts);
     // The pins agents would get with this policy: live containers running a tag as another image than its pin are hits.
-    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], { now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}) });
+    const book = this.opts.signatureVerdicts;
+    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], {
+      now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}),
+      ...(book ? { signatureVerdict: (key: string, agentId: string) => book.lookup(createHash('sha256').update(key).digest('hex'), agentId) } : {}),
+    });
     return { ok: true, result };
   }
 
@@ -329,6 +336,8 @@ function warnTruncated(logger: Logger, built: { scansIncluded: number; scansTota
 
 /** The tag pins the policy's image-tag-pinned rules need, newest tags first; none without such a rule. */
 async function tagPinsFor(store: Store, policy: Policy): Promise<Array<[string, string]>> {
-  if (!store.imageTags || !pinFilter(policy)) return [];
-  return selectPins(policy, await store.imageTags.listPins(MAX_TAG_ROWS_READ)).slice(0, MAX_TAG_PINS);
+  if (!store.imageTags || !pinsTags(policy)) return [];
+  const fleet = pinFilter(policy) ? await store.imageTags.listPins(MAX_TAG_ROWS_READ) : [];
+  const scoped = await store.imageTags.listScopedPins(scopedPinRules(policy).map((r) => ({ ruleId: r.rule.id, scopeKey: r.scopeKey })), MAX_TAG_PINS);
+  return selectPins(policy, fleet, scoped).slice(0, MAX_TAG_PINS);
 }

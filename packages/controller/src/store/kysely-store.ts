@@ -131,6 +131,7 @@ export abstract class KyselyStore implements Store {
         projects_json: JSON.stringify(k.projects),
         last_used_at: msOrNull(k.lastUsedAt),
         created_by: k.createdBy,
+        actions_json: JSON.stringify(k.actions ?? []),
       })
       .execute();
   }
@@ -892,7 +893,19 @@ function toApiKey(r: Selectable<ApiKeysTable>): ApiKeyRecord {
     projects: parseProjects(r.projects_json),
     lastUsedAt: toDateOrNull(r.last_used_at),
     createdBy: r.created_by,
+    actions: parseActions(r.actions_json),
   };
+}
+
+function parseActions(json: string | null | undefined): string[] {
+  try {
+    const v: unknown = JSON.parse(json ?? '[]');
+    if (Array.isArray(v)) return v.filter((p): p is string => typeof p === 'string');
+  } catch {
+    // fall through
+  }
+  // Unreadable limits: fail closed with an action no route has.
+  return ['\u0000unreadable'];
 }
 
 function parseProjects(json: string | null | undefined): string[] {

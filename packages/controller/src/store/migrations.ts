@@ -565,6 +565,41 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('sessions').ifExists().execute();
     },
   },
+  // Tag pins of image-tag-pinned rules that have a scope: per rule (id and a key of its scope,
+  // tags and repositories), the first digest each tag was seen running as on a container in
+  // that scope. The primary key keeps the first: later digests are not stored. Rules without a
+  // scope keep using image_tags (the fleet's first digest), so nothing existing moves here.
+  '0017_image_tag_scope_pins': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('image_tag_scope_pins')
+        .addColumn('rule_id', 'text', (c) => c.notNull())
+        .addColumn('scope_key', 'text', (c) => c.notNull())
+        .addColumn('repository', 'text', (c) => c.notNull())
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('image_id', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('first_seen_at', 'bigint', (c) => c.notNull())
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('image_tag_scope_pins_pk', ['rule_id', 'scope_key', 'repository', 'tag'])
+        .execute();
+      await db.schema.createIndex('image_tag_scope_pins_seen').on('image_tag_scope_pins').column('first_seen_at').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('image_tag_scope_pins').ifExists().execute();
+    },
+  },
+  // API keys limited to some route actions (e.g. a CI key that may only upload scan reports).
+  // Existing keys get "[]": not limited, as before.
+  '0018_api_key_actions': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('api_keys').addColumn('actions_json', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('api_keys').dropColumn('actions_json').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

@@ -35,6 +35,8 @@ export interface ApiKeysTable {
   last_used_at: Int | null;
   /** 0004_auth: minting key id, or "init". */
   created_by: string;
+  /** 0018_api_key_actions: JSON string[] of route actions the key is limited to; "[]" = none (every route its role allows). */
+  actions_json: string;
 }
 
 export interface AgentsTable {
@@ -356,6 +358,23 @@ export interface ImageTagSightingsTable {
   last_seen_at: Int;
 }
 
+/**
+ * The pin of a tag for a scoped image-tag-pinned rule: the first digest seen running on a
+ * container in the rule's scope (0017_image_tag_scope_pins, src/images/tag-pins.ts).
+ */
+export interface ImageTagScopePinsTable {
+  rule_id: string;
+  /** The rule's scope key: sha256 prefix of its scope, tags and repositories as written. */
+  scope_key: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  image_id: string;
+  first_seen_at: Int;
+  agent_id: string;
+  container_id: string;
+}
+
 /** Which replica holds an agent's stream, until when (0014_replica_leases, src/replicas). */
 export interface AgentLeasesTable {
   agent_id: string;
@@ -410,6 +429,8 @@ export interface Database {
   // browser sessions and the event stream (migration 0016_sessions_events, src/auth, src/events)
   sessions: SessionsTable;
   fleet_events: FleetEventsTable;
+  // tag pins per rule scope (migration 0017_image_tag_scope_pins, src/images)
+  image_tag_scope_pins: ImageTagScopePinsTable;
 }
 
 export interface SessionsTable {

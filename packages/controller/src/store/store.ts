@@ -93,6 +93,12 @@ export interface ApiKeyRecord {
   lastUsedAt: Date | null;
   /** Key id of the key that minted it, or "init". */
   createdBy: string;
+  /**
+   * 0018_api_key_actions: the route actions the key (and every token of it) is limited to,
+   * as routes declare them (RouteAccess.action, e.g. "scans.upload" for POST /v1/scans);
+   * every other /v1 route answers 403. Absent or empty = every route its role allows.
+   */
+  actions?: string[];
 }
 
 /** Join token listing filter (0004_auth). */

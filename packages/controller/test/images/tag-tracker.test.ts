@@ -11,7 +11,7 @@ import { openStore } from '../../src/store/open-store';
 import type { AlertInput } from '../../src/alerts/alert-types';
 import type { AlertSink } from '../../src/alerts/alert-service';
 import { TagTracker } from '../../src/images/tag-tracker';
-import { selectPins } from '../../src/images/tag-pins';
+import { scopedPinRules, selectPins } from '../../src/images/tag-pins';
 import { policyFromJson } from '@bulkhead/shared';
 
 const T0 = Date.parse('2026-12-01T00:00:00Z');
@@ -151,3 +151,57 @@ t.test('two writers see a new tag as different images at once: exactly one of th
     t.same((await one.imageTags!.listPendingMoves(100)).filter((m) => m.tag === tag).map((m) => m.digest), [d('b')]);
   }
 });
+
+t.test('scoped pins: the first digest seen in the rule\'s scope, from reports and from the inventory when the rule appears', async (t) => {
+  const store = await openTestStore(t);
+  const labels: Record<string, Record<string, string>> = { agt_a: { env: 'prod' }, agt_b: { env: 'staging' } };
+  for (const id of ['agt_a', 'agt_b']) {
+    await store.insertAgent({
+      id, hostname: id, status: 'online', agentVersion: '1', host: { labels: labels[id] } as never, certSerial: id, certNotAfter: new Date(T0 + 1e10),
+      enrolledAt: new Date(T0), lastSeenAt: null, connectedAt: null, revokedAt: null, containerCount: 0,
+    });
+  }
+  const rule = (scope: object | undefined) => ({
+    id: 'prod-releases', description: 'd', severity: 'high', mode: 'enforce', action: { type: 'alert' }, ...(scope ? { scope } : {}),
+    check: { type: 'image-tag-pinned', tags: ['v*'] },
+  });
+  const mk = (scope: object | undefined) => policyFromJson({ apiVersion: 'bulkhead.dev/v1', kind: 'Policy', metadata: { name: 'p' }, spec: { rules: [rule(scope) as never] } });
+  let policy = mk({ hostLabels: { env: 'prod' } });
+  let notified = 0;
+  let now = T0;
+  const tracker = new TagTracker({ store, logger: createLogger({ name: 't', level: 'silent' }), now: () => new Date(now), notifyDelayMs: 1, onNewDigest: () => notified++, policy: () => policy });
+  t.teardown(() => tracker.close());
+  const pins = async () => selectPins(policy, [], await store.imageTags!.listScopedPins([{ ruleId: 'prod-releases', scopeKey: scopeKey(policy) }], 100)).sort();
+
+  // Staging runs v1 as B first: outside the scope, no pin of the rule.
+  await tracker.observe('agt_b', [facts('s1', `${REPO}:v1`, d('b'), d('2'))]);
+  t.same(await pins(), [], 'seen only outside the scope');
+  now += 1000;
+  // Prod: a create that never ran counts for nothing; then v1 runs as A.
+  await tracker.observe('agt_a', [facts('p0', `${REPO}:v1`, d('c'), d('3'), 'created')]);
+  t.same(await pins(), [], 'a create that never ran pins nothing');
+  await tracker.observe('agt_a', [facts('p1', `${REPO}:v1`, d('a'), d('1'))]);
+  t.same(await pins(), [[`prod-releases ${REPO}:v1`, d('a')]], 'the first digest seen in scope, keyed by rule');
+  await new Promise((r) => setTimeout(r, 20));
+  t.ok(notified >= 1, 'the policy service is told');
+  // Prod later runs v1 as C: the pin stays A (the rule will refuse C at the door).
+  now += 1000;
+  await tracker.observe('agt_a', [facts('p2', `${REPO}:v1`, d('c'), d('3'))]);
+  t.same(await pins(), [[`prod-releases ${REPO}:v1`, d('a')]], 'first seen wins');
+  t.same(selectPins(policy, await store.imageTags!.listPins(100)).length, 0, 'a scoped rule sends no fleet-wide pins');
+
+  // The scope edited (container label): other scope key, pins start afresh — seeded from the
+  // inventory's running containers, which the reports above did not store; store them now.
+  await store.replaceContainers('agt_b', [{ ...facts('s1', `${REPO}:v1`, d('b'), d('2')), labels: { tier: 'web' } }], new Date(now));
+  await store.replaceContainers('agt_a', [facts('p1', `${REPO}:v1`, d('a'), d('1'))], new Date(now));
+  policy = mk({ containerLabels: { tier: 'web' } });
+  await tracker.policyChanged();
+  t.same(await pins(), [[`prod-releases ${REPO}:v1`, d('b')]], 'seeded from the containers running in the new scope');
+  const rows = await store.imageTags!.listScopedPins([{ ruleId: 'prod-releases', scopeKey: scopeKey(mk({ hostLabels: { env: 'prod' } })) }], 100);
+  t.same(rows.map((r) => [r.digest, r.agentId, r.containerId]), [[d('a'), 'agt_a', 'p1'.padEnd(64, '0')]], 'the old scope\'s pins are kept under its own key');
+  t.equal(scopeKey(mk({ containerLabels: { tier: 'web' } })), scopeKey(policy), 'the same scope has the same key');
+});
+
+function scopeKey(policy: Parameters<typeof scopedPinRules>[0]): string {
+  return scopedPinRules(policy)[0]!.scopeKey;
+}

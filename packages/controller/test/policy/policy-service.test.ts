@@ -186,6 +186,7 @@ t.test('dry-run hits exactly the expected containers across the fleet, and chang
     monitor: 4,
     containersHit: 7,
     rulesHit: 5,
+    undecided: 0,
   }, 'totals (the revoked agent and the removed container are left out)');
 
   t.same(await snapshot(), before, 'the store is unchanged');

@@ -71,9 +71,13 @@ t.test('api keys round-trip', async (t) => {
   const k = {
     id: 'ak_1', name: 'ci', secretHash: hexId('s'), role: 'viewer' as const, createdAt: T0, expiresAt: at(5000), revokedAt: null,
     projects: ['payments', 'search'], lastUsedAt: null, createdBy: 'ak_0', // 0004_auth
+    actions: ['scans.upload'], // 0018_api_key_actions
   };
   await store.insertApiKey(k);
   t.same(await store.getApiKey('ak_1'), k);
+  const { actions: _a, ...older } = { ...k, id: 'ak_3' };
+  await store.insertApiKey(older);
+  t.same((await store.getApiKey('ak_3'))?.actions, [], 'a key without limits reads back as not limited');
   t.equal(await store.getApiKey('ak_2'), undefined);
 });
 

@@ -122,7 +122,7 @@ function compileRule(rule: Rule): CompiledRule {
   }
   const { type: _type, ...given } = rule.check;
   const params = { ...(def.defaults as Record<string, unknown>), ...given } as never;
-  const run = def.compile ? def.compile(params) : (input: CheckInput) => def.check(input, params);
+  const run = def.compile ? def.compile(params, rule) : (input: CheckInput) => def.check(input, params);
   const exemptions = (rule.exemptions ?? []).map((e): CompiledExemption => {
     const untilMs = e.until === undefined ? Infinity : Date.parse(e.until);
     return {
@@ -256,6 +256,20 @@ export function applicableRules(policy: Policy, input: EvaluationInput, now: Dat
     out.push(cr.rule);
   }
   return out;
+}
+
+/**
+ * Whether `rule` (a rule of `policy`) applies to the container by its scope alone,
+ * exemptions aside: the same matching `evaluate` does. For the controller's tag
+ * pins, whose "seen in the rule's scope" must mean exactly what the rule judges.
+ */
+export function inRuleScope(policy: Policy, rule: Rule, input: EvaluationInput): boolean {
+  const compiled = compilePolicy(policy);
+  const cr = compiled.rules.find((r) => r.rule === rule);
+  if (!cr) throw new TypeError(`rule ${rule.id} is not a rule of policy ${policy.metadata.name}`);
+  if (cr.inScope === undefined) return true;
+  const container = completeFacts(input.container);
+  return cr.inScope(container, input.host, projectOf(container, compiled.projectLabel));
 }
 
 /** Findings that are not exempted and whose rule is in enforce mode: what an enforcement door acts on. */

@@ -171,9 +171,18 @@ export interface EvaluationContext {
    */
   signatures?: ReadonlyMap<string, SignatureVerdict>;
   /**
-   * Tag pins from the controller: "repository:tag" (tagIdentity().key, e.g.
-   * "docker.io/library/nginx:1.27") → the digest the fleet first ran it as
-   * (a manifest digest, or an image id for images without a repo digest).
+   * `signatures` holds the verdicts hosts REPORTED (the controller's dry-run),
+   * not a verification made for this evaluation: a missing verdict means "not
+   * verified yet on any host" — no evidence; the caller reports it as undecided.
+   */
+  signaturesReported?: boolean;
+  /**
+   * Tag pins from the controller (keys from tagPinKey()): for a rule without
+   * a scope, "repository:tag" (tagIdentity().key, e.g.
+   * "docker.io/library/nginx:1.27") → the digest the fleet first ran it as;
+   * for a rule with a scope, "<rule id> repository:tag" → the digest first
+   * seen running on a container in that rule's scope. A digest is a manifest
+   * digest, or an image id for images without a repo digest.
    * Read by `image-tag-pinned`; a tag with no pin is never denied.
    */
   tagPins?: ReadonlyMap<string, string>;
@@ -247,9 +256,11 @@ export interface CheckDefinition<P = Record<string, unknown>> {
   /**
    * Optional precompilation: called once per policy with the merged parameters;
    * the returned function replaces `check` for every container (globs, sets and
-   * regexes built once instead of per evaluation).
+   * regexes built once instead of per evaluation). `rule` is the rule being
+   * compiled, for checks whose context data is kept per rule (tag pins of a
+   * scoped `image-tag-pinned` rule).
    */
-  compile?(params: P): (input: CheckInput) => Evidence[];
+  compile?(params: P, rule?: Rule): (input: CheckInput) => Evidence[];
 }
 
 // ---- image signatures (check `image-signature`) ----------------------------

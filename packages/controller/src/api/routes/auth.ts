@@ -84,7 +84,8 @@ export function registerAuthRoutes(app: FastifyInstance, opts: { auth: AuthOptio
       if (p.keyExpiresAt !== null) ttlMs = Math.min(ttlMs, p.keyExpiresAt.getTime() - at.getTime());
       const role = b.role ?? p.role;
       const projects = b.projects !== undefined ? [...new Set(b.projects)] : p.projects;
-      checkGrant(p, { role, projects, expiresAt: new Date(at.getTime() + ttlMs) }, 'a token');
+      // A token carries its key's action limits (authorize reads them from the key), whatever it asks.
+      checkGrant(p, { role, projects, expiresAt: new Date(at.getTime() + ttlMs), actions: p.key.actions ?? [] }, 'a token');
       const { token, claims } = mintToken(auth.tokenSecret, { kid: p.keyId, role, projects, now: at, ttlMs });
       auditTarget(req, { issuedTokenId: claims.jti, expiresAt: new Date(claims.exp * 1000).toISOString() });
       return { token, tokenType: 'Bearer', expiresAt: new Date(claims.exp * 1000).toISOString(), keyId: p.keyId, keyName: p.keyName, role, projects };

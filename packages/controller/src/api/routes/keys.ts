@@ -12,7 +12,7 @@ import type { ApiKeyRecord, Store } from '../../store/store';
 import { generateApiKey } from '../api-keys';
 import { checkGrant } from '../../auth/delegation';
 import { projectsWithin } from '../../auth/project-scope';
-import { ROLES } from '../../auth/roles';
+import { ROLES, roleAtLeast, type DeclaredRoute } from '../../auth/roles';
 import { auditTarget } from '../../audit/audit-hooks';
 import { strictInput } from './strict-input';
 
@@ -32,6 +32,8 @@ export const ApiKeySchema = Type.Object({
   createdAt: IsoDate,
   /** Key id of the minting key, or "init". */
   createdBy: Type.String(),
+  /** Route actions the key is limited to (e.g. "scans.upload"); empty = every route its role allows. */
+  actions: Type.Array(Type.String()),
   expiresAt: Nullable(IsoDate),
   revokedAt: Nullable(IsoDate),
   lastUsedAt: Nullable(IsoDate),
@@ -50,6 +52,8 @@ export const ApiKeyCreateSchema = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
     role: RoleSchema,
     projects: Type.Optional(ProjectListSchema),
+    /** Limit the key to these route actions (e.g. ["scans.upload"] for a CI scan uploader); absent = not limited. */
+    actions: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 100 })),
     /** A duration from now ("30d", "12h"). */
     expiresIn: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
     expiresAt: Type.Optional(IsoDate),
@@ -61,7 +65,7 @@ export type ApiKeyCreateBody = Static<typeof ApiKeyCreateSchema>;
 const KeyParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 type KeyParams = Static<typeof KeyParamsSchema>;
 
-export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; now: () => Date }): void {
+export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; now: () => Date; routes: () => readonly DeclaredRoute[] }): void {
   const { store, now } = opts;
 
   app.get('/keys', { config: { role: 'admin' }, schema: { response: { 200: ApiKeyListSchema } } }, async (req): Promise<ApiKeyListDto> => {
@@ -84,8 +88,10 @@ export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; no
       const at = now();
       const expiresAt = expiryOf(b, at);
       const projects = [...new Set(b.projects ?? [])];
-      checkGrant(req.auth!, { role: b.role, projects, expiresAt }, 'a new key');
-      const { record, plaintext } = generateApiKey(b.name, b.role, { now: at, expiresAt, projects, createdBy: req.auth!.keyId });
+      const actions = [...new Set(b.actions ?? [])];
+      checkActions(actions, b.role, opts.routes());
+      checkGrant(req.auth!, { role: b.role, projects, expiresAt, actions }, 'a new key');
+      const { record, plaintext } = generateApiKey(b.name, b.role, { now: at, expiresAt, projects, createdBy: req.auth!.keyId, actions });
       await store.insertApiKey(record);
       auditTarget(req, { keyId: record.id });
       reply.code(201).header('location', `/v1/keys/${record.id}`);
@@ -116,6 +122,20 @@ async function visibleKey(store: Store, req: FastifyRequest, id: string): Promis
   const k = await store.getApiKey(id);
   if (!k || !visible(req, k)) throw new BulkheadError('BK_ERR_NOT_FOUND', `API key "${id}" not found`);
   return k;
+}
+
+/** Each action must be one a /v1 route declares, and one the key's role may call: a limit that grants nothing is a mistake. */
+function checkActions(actions: readonly string[], role: ApiKeyDto['role'], routes: readonly DeclaredRoute[]): void {
+  for (const a of actions) {
+    const r = routes.filter((x) => x.action === a);
+    if (r.length === 0) {
+      const known = [...new Set(routes.map((x) => x.action))].sort();
+      throw new BulkheadError('BK_ERR_BAD_REQUEST', `unknown action "${a}"; actions are: ${known.join(', ')}`);
+    }
+    if (!r.some((x) => roleAtLeast(role, x.role))) {
+      throw new BulkheadError('BK_ERR_BAD_REQUEST', `action "${a}" needs the ${r[0]!.role} role or higher; the key's role is ${role}`);
+    }
+  }
 }
 
 function expiryOf(b: ApiKeyCreateBody, now: Date): Date | null {
@@ -149,6 +169,7 @@ export function toApiKeyDto(k: ApiKeyRecord, now: Date): ApiKeyDto {
     status: keyStatus(k, now),
     createdAt: k.createdAt.toISOString(),
     createdBy: k.createdBy,
+    actions: [...(k.actions ?? [])],
     expiresAt: k.expiresAt?.toISOString() ?? null,
     revokedAt: k.revokedAt?.toISOString() ?? null,
     lastUsedAt: k.lastUsedAt?.toISOString() ?? null,

@@ -100,6 +100,16 @@ export const DryRunHitSchema = Type.Object({
   exemptedBy: Type.Union([Type.Object({ who: Type.String(), why: Type.String(), until: Type.Optional(Type.String()) }), Type.Null()]),
 });
 
+export const DryRunUndecidedSchema = Type.Object({
+  agentId: Type.String(),
+  hostname: Type.String(),
+  containerId: Type.String(),
+  containerName: Type.String(),
+  imageRef: Type.String(),
+  repoDigest: Type.String(),
+  reason: Type.String(),
+});
+
 export const DryRunRuleSchema = Type.Object({
   ruleId: Type.String(),
   description: Type.String(),
@@ -108,6 +118,7 @@ export const DryRunRuleSchema = Type.Object({
   action: ActionSchema,
   checkType: Type.String(),
   hits: Type.Array(DryRunHitSchema),
+  undecided: Type.Array(DryRunUndecidedSchema),
 });
 
 export const DryRunTotalsSchema = Type.Object({
@@ -120,6 +131,7 @@ export const DryRunTotalsSchema = Type.Object({
   monitor: Type.Integer(),
   containersHit: Type.Integer(),
   rulesHit: Type.Integer(),
+  undecided: Type.Integer(),
 });
 
 export const DryRunResultSchema = Type.Object({

@@ -51,12 +51,14 @@ export function registerKeyCommands(program: Command, ctx: CommandContext): void
     .addOption(new Option('--role <role>', 'viewer (read), operator (act on containers, webhooks) or admin').choices([...ROLES]).makeOptionMandatory())
     .option('--project <name>', 'limit the key to this project; repeatable (default: every project)', collect, [] as string[])
     .option('--expires <duration>', 'expire after this long, e.g. 30d or 12h (default: never)')
+    .option('--only <action>', 'limit the key to this API action, e.g. scans.upload (POST /v1/scans); repeatable; every other route answers 403 (default: every route its role allows)', collect, [] as string[])
     .addHelpText(
       'after',
       '\nThe key (bk_…) is printed only now; the controller keeps only its hash.\n' +
-        '\nExamples:\n  bulkhead keys create grafana --role viewer\n  bulkhead keys create ci-payments --role operator --project payments --expires 90d\n',
+        '\nExamples:\n  bulkhead keys create grafana --role viewer\n  bulkhead keys create ci-payments --role operator --project payments --expires 90d\n' +
+        '  bulkhead keys create ci-scan-upload --role operator --only scans.upload --expires 365d\n',
     )
-    .action(async (name: string, o: { role: string; project: string[]; expires?: string }, cmd: Command) => {
+    .action(async (name: string, o: { role: string; project: string[]; expires?: string; only: string[] }, cmd: Command) => {
       if (o.expires !== undefined) {
         try {
           parseDuration(o.expires, '--expires');
@@ -68,6 +70,7 @@ export function registerKeyCommands(program: Command, ctx: CommandContext): void
       const body: Record<string, unknown> = { name, role: o.role };
       if (o.project.length > 0) body['projects'] = o.project;
       if (o.expires !== undefined) body['expiresIn'] = o.expires;
+      if (o.only.length > 0) body['actions'] = o.only;
       const k = await keysApi.create(api, body);
       ctx.out(json ? toJson(k) : renderKey(k, ctx.now()) + `Key:         ${k.key}\n\nThe key is shown only now. Give it to its user as BULKHEAD_API_KEY.\n`);
     });
@@ -97,6 +100,7 @@ export function renderKey(k: ApiKeyDto, now: Date): string {
     ['Name', k.name],
     ['Role', k.role],
     ['Projects', k.projects.join(', ') || '(all)'],
+    ...((k.actions ?? []).length > 0 ? ([['Only', (k.actions ?? []).join(', ')]] as Array<[string, string]>) : []),
     ['Status', k.status],
     ['Expires', k.expiresAt === null ? 'never' : `${k.expiresAt} (${ago(k.expiresAt, now)})`],
     ['Last used', k.lastUsedAt === null ? 'never' : `${k.lastUsedAt} (${ago(k.lastUsedAt, now)})`],

@@ -119,13 +119,23 @@ export function renderDryRun(r: DryRunResultDto): string {
     }
   }
   const t = r.totals;
+  // Rules the dry-run cannot decide for some containers (image signatures no host verified yet): never shown as clean.
+  let undecided = '';
+  for (const rule of r.rules) {
+    const u = rule.undecided ?? [];
+    if (u.length === 0) continue;
+    const digests = [...new Set(u.map((x) => x.repoDigest))];
+    undecided += `${rule.ruleId}: ${u.length} container${u.length === 1 ? '' : 's'} undecided — not verified yet on any host: ` +
+      `${digests.slice(0, 3).join(', ')}${digests.length > 3 ? ` and ${digests.length - 3} more` : ''}\n`;
+  }
   const summary =
     `${t.findings} finding${t.findings === 1 ? '' : 's'} (${t.enforce} enforce, ${t.monitor} monitor) from ${t.rulesHit} of ${t.rules} rules ` +
     `on ${t.containersHit} of ${t.containers} containers across ${t.agents} agent${t.agents === 1 ? '' : 's'}` +
     (t.exempted > 0 ? `; ${t.exempted} exempted` : '') +
+    ((t.undecided ?? 0) > 0 ? `; ${t.undecided} undecided` : '') +
     '. Nothing was changed.\n';
-  if (rows.length === 0) return summary;
-  return formatTable(['RULE', 'SEVERITY', 'MODE', 'ACTION', 'CONTAINER', 'AGENT', 'REASON'], rows) + '\n' + summary;
+  if (rows.length === 0) return undecided + summary;
+  return formatTable(['RULE', 'SEVERITY', 'MODE', 'ACTION', 'CONTAINER', 'AGENT', 'REASON'], rows) + '\n' + undecided + summary;
 }
 
 function renderVersions(items: PolicyVersionDto[]): string {

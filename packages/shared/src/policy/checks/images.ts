@@ -4,7 +4,7 @@ import { compileGlob, type Matcher } from '../glob';
 import { parseImageRef, normalizeRegistryHost, type ImageRef } from '../image-ref';
 import { SECRET_DETECTOR_NAMES } from '../secrets';
 import type { ContainerFacts__Output as ContainerFactsLike } from '../../proto/index';
-import type { CheckInput, Evidence, ScanSummary } from '../types';
+import type { CheckInput, Evidence, Rule, RuleScope, ScanSummary } from '../types';
 import { defineCheck, lazySchema, NO_EVIDENCE, type TypeBuilder } from './define';
 
 // ---------------------------------------------------------------- registry-allowlist
@@ -384,6 +384,23 @@ export function tagIdentity(c: Pick<ContainerFactsLike, 'imageRef' | 'imageDiges
   return { repository, tag, key: `${repository}:${tag}`, digest };
 }
 
+/** A scope that narrows: at least one field with something in it (an empty scope matches every container). */
+export function hasRuleScope(scope: RuleScope | undefined): boolean {
+  if (!scope) return false;
+  return (scope.hostLabels !== undefined && Object.keys(scope.hostLabels).length > 0) ||
+    (scope.containerLabels !== undefined && Object.keys(scope.containerLabels).length > 0) ||
+    scope.images !== undefined || scope.projects !== undefined;
+}
+
+/**
+ * The EvaluationContext.tagPins key of a tag for an `image-tag-pinned` rule: the tag's
+ * "repository:tag" for a rule without a scope (fleet-wide pins, shared by such rules), and
+ * "<rule id> repository:tag" for a rule with one (rule ids and refs hold no space).
+ */
+export function tagPinKey(identityKey: string, rule?: Pick<Rule, 'id' | 'scope'>): string {
+  return rule !== undefined && hasRuleScope(rule.scope) ? `${rule.id} ${identityKey}` : identityKey;
+}
+
 const TagPinnedParams = lazySchema((T) => T.Object(
   {
     tags: T.Optional(
@@ -404,15 +421,18 @@ const TagPinnedParams = lazySchema((T) => T.Object(
 export const imageTagPinned = defineCheck({
   type: 'image-tag-pinned',
   group: 'images',
-  summary: 'A matching tag must run as the digest the fleet first ran it as: a tag re-pushed over a release is refused (pins come from the controller).',
+  summary: 'A matching tag must run as the digest first seen running in the rule\'s scope (the whole fleet for a rule without one): a tag re-pushed over a release is refused (pins come from the controller).',
   remedy: 'publish the change under a new tag; if the re-push was intended, run the new digest by digest (image@sha256:…) or add an exemption for it',
   params: TagPinnedParams,
   defaults: { tags: ['v*'] },
   check(input, params) {
     return this.compile!(params)(input);
   },
-  compile(params) {
+  compile(params, rule) {
     const tags = (params.tags ?? ['v*']).map(compileGlob);
+    // A rule with a scope has pins of its own: what ran in its scope, not anywhere in the fleet.
+    const scoped = rule !== undefined && hasRuleScope(rule.scope);
+    const ruleId = rule?.id ?? '';
     const repos = params.repositories && params.repositories.length > 0 ? params.repositories.map(compileGlob) : undefined;
     return ({ container, ctx }) => {
       // No pins (dry-run at the controller, an agent without any) or no pin for this tag:
@@ -423,12 +443,13 @@ export const imageTagPinned = defineCheck({
       if (!id) return NO_EVIDENCE;
       if (!tags.some((m) => m(id.tag))) return NO_EVIDENCE;
       if (repos && !repos.some((m) => m(id.repository))) return NO_EVIDENCE;
-      const pinned = pins.get(id.key);
+      const pinned = pins.get(scoped ? `${ruleId} ${id.key}` : id.key);
       if (pinned === undefined) return NO_EVIDENCE;
       // The pin is a manifest digest, or an image id for an image that had no repo digest.
       if (pinned === id.digest || (container.imageId !== '' && pinned === container.imageId)) return NO_EVIDENCE;
       const now = id.digest === '' ? 'an image whose digest is unknown' : id.digest;
-      return [{ location: 'image', detail: `tag ${id.key} is pinned to ${pinned} (the digest first seen), but this image is ${now}: the tag was re-pushed` }];
+      const seen = scoped ? `the digest first seen in the scope of rule ${ruleId}` : 'the digest first seen';
+      return [{ location: 'image', detail: `tag ${id.key} is pinned to ${pinned} (${seen}), but this image is ${now}: the tag was re-pushed` }];
     };
   },
 });

@@ -23,5 +23,5 @@ export function getCheck(type: string): CatalogueEntry | undefined {
 export const CHECK_TYPES: readonly string[] = CHECKS.map((c) => c.type);
 
 export { USAGE_CHECK_TYPES, MAX_USAGE_FOR_SECONDS, isUsageRule, usageWindowMs, heldAbove } from './usage';
-export { signatureVerdictKey, signatureParamsKey, signedRepoDigest, signatureRequirement, MAX_SIGNATURE_SIGNERS } from './signatures';
+export { signatureVerdictKey, signatureParamsKey, signatureParamsOfRule, signedRepoDigest, signatureRequirement, MAX_SIGNATURE_SIGNERS } from './signatures';
 export type { ImageSignatureParamsValue } from './signatures';

@@ -10,12 +10,14 @@
 // never trusted, and an image with no repo digest for that repository (built
 // or loaded locally, or tagged from another repository) is unsigned.
 //
-// Without verdicts (the controller's dry-run, which has no registry access)
-// the check cannot decide and finds nothing; docs/policy.md says so.
+// The controller's dry-run has no registry access: it hands in the verdicts
+// agents reported (signaturesReported) and lists the digests none verified
+// yet as undecided; without any verdicts the check finds nothing but
+// "unsigned". docs/policy.md says so.
 import { compileGlob } from '../glob';
 import { parseImageRef } from '../image-ref';
 import type { ContainerFacts__Output as ContainerFactsLike } from '../../proto/index';
-import type { Evidence, SignatureRequirement, SignatureVerdict } from '../types';
+import type { Evidence, Rule, SignatureRequirement, SignatureVerdict } from '../types';
 import { defineCheck, lazySchema, NO_EVIDENCE } from './define';
 
 /** At most this many keys / identities per rule (each costs a verification per signature). */
@@ -192,6 +194,8 @@ export const imageSignature = defineCheck({
       if (verdicts === undefined) return NO_EVIDENCE; // no verifier here (controller dry-run)
       const v = verdicts.get(signatureVerdictKey(params, digest));
       if (v === undefined) {
+        // Reported verdicts (dry-run): nobody verified this one yet; the dry-run lists it as undecided.
+        if (ctx.signaturesReported === true) return NO_EVIDENCE;
         // The caller verifies every in-scope rule before evaluating; a missing
         // verdict means it could not (deadline): undecided, like unreachable.
         return failClosed ? [{ location: 'image.signature', detail: `the signature of ${digest} was not verified in time (the rule fails closed)` }] : NO_EVIDENCE;
@@ -202,3 +206,19 @@ export const imageSignature = defineCheck({
 });
 
 export const SIGNATURE_CHECKS = [imageSignature] as const;
+
+const paramsOfRule = new WeakMap<Rule, ImageSignatureParamsValue>();
+/**
+ * An image-signature rule's parameters over the check's defaults, the same object per rule
+ * object: what the agent's signature gate verifies with and the controller's dry-run looks
+ * verdicts up by (signatureVerdictKey), so both compute the same keys.
+ */
+export function signatureParamsOfRule(rule: Rule): ImageSignatureParamsValue {
+  let p = paramsOfRule.get(rule);
+  if (p === undefined) {
+    const { type: _t, ...given } = rule.check;
+    p = { ...(imageSignature.defaults as object), ...given } as ImageSignatureParamsValue;
+    paramsOfRule.set(rule, p);
+  }
+  return p;
+}
