@@ -23,9 +23,14 @@ export interface PostgresStoreOptions {
    * A password may be in the URL, in PGPASSWORD, or in ~/.pgpass.
    */
   connectionString: string;
-  /** Pool size. Default 10. */
+  /** Pool size. Default 10 (the controller passes --database-pool-size, default 20). */
   maxConnections?: number;
-  /** How long opening one connection may take before it fails. Default 10 000 ms. */
+  /**
+   * How long a query may wait for a pooled connection, or for opening one, before it
+   * fails (pg's connectionTimeoutMillis covers both). Default 10 000 ms (the controller
+   * passes --database-pool-wait, default 30 s). The agent link and alerts retry such a
+   * failure; they never drop the write.
+   */
   connectTimeoutMs?: number;
   /**
    * Told when an idle pooled connection fails (server restart, an
