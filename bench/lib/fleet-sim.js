@@ -32,7 +32,7 @@ const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
  * the password would show in the process list); otherwise SQLite in `dir`.
  * `cpus` ("0", "1", "0,1") pins it with taskset.
  */
-async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logLevel = 'warn', onLine }) {
+async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offlineAfter, extraArgs = [], logLevel = 'warn', onLine }) {
   const dataDir = join(dir, 'ctl');
   const env = { ...process.env, BULKHEAD_LOG_LEVEL: logLevel };
   if (databaseUrl) env.BULKHEAD_DATABASE_URL = databaseUrl;
@@ -40,6 +40,8 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, logL
   const init = JSON.parse(execFileSync(process.execPath, [CTL, 'init', '--data-dir', dataDir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString());
   const args = [CTL, 'serve', '--data-dir', dataDir, '--grpc-listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0', '--no-metrics'];
   if (heartbeatInterval) args.push('--heartbeat-interval', heartbeatInterval);
+  if (offlineAfter) args.push('--offline-after', offlineAfter);
+  args.push(...extraArgs);
   // setpriv: the controller gets SIGTERM when this process dies (a test killed at its
   // timeout must not leave a controller behind). setpriv and taskset exec: the pid is node's.
   let argv = ['setpriv', '--pdeathsig=TERM', '--', process.execPath, ...args];
@@ -313,7 +315,7 @@ const silent = createLogger({ name: 'fleet-sim', level: 'silent' });
  * message only after storing it); `startChurn()` applies the churn schedule.
  */
 class Fleet {
-  constructor({ controller, api, agents, containers, stateDir, seed = 1, logger = silent, enrollConcurrency = 16 }) {
+  constructor({ controller, api, agents, containers, stateDir, seed = 1, logger = silent, enrollConcurrency = 16, linkOptions = {} }) {
     this.controller = controller;
     this.api = api;
     this.n = agents;
@@ -322,6 +324,8 @@ class Fleet {
     this.rnd = prng(seed);
     this.logger = logger;
     this.enrollConcurrency = enrollConcurrency;
+    /** Extra ControllerLink options for every simulated agent (e.g. minSilenceMs). */
+    this.linkOptions = linkOptions;
     this.hosts = [];
     this.counts = { starts: 0, stops: 0, violations: 0, violationsSkipped: 0, reconnects: 0, linkDowns: 0 };
     /** Why links went down, by code and message: the simulated agents' view. */
@@ -383,6 +387,7 @@ class Fleet {
         logger: this.logger,
         // The simulated agent applies every bundle, as a healthy agent does.
         onPolicy: (b) => ({ version: b.version, applied: true, error: '' }),
+        ...this.linkOptions,
       });
       h.link = link;
       let seenConnected = false;
