@@ -20,6 +20,10 @@
 //   control holds the agent back), and while the controller is behind on a
 //   stream it repeats its last acknowledgement every heartbeat interval, so the
 //   agent's silence watchdog sees a live controller, not a dead one.
+// - At most `maxConcurrentWrites` agent messages are being stored at once
+//   (fleet-wide); the rest wait in their streams' order without holding a
+//   database connection, so hellos, leases, the sweep and alerts still get one
+//   while a whole fleet sends its snapshots.
 // - Liveness is judged by what arrives on the stream (its receipt time), not by
 //   when the controller got round to storing it: heartbeats are not written one
 //   by one; every receipt is noted in memory and the last-seen times are written
@@ -119,6 +123,12 @@ export interface AgentLinkOptions {
    * local bus with a random replica id (one controller; leases are still recorded).
    */
   replicas?: { bus: ReplicaBus; leaseMs?: number; acceptMs?: number };
+  /**
+   * Most agent messages stored at the same time, across all streams (the rest wait their
+   * turn, in order per stream, holding no database connection). Default 8; the controller
+   * passes half the PostgreSQL pool.
+   */
+  maxConcurrentWrites?: number;
 }
 
 export interface AgentLinkTrustSource {
@@ -206,6 +216,9 @@ export class AgentLinkService {
   private stallEndedMs = -Infinity;
   /** Store writes of agent messages retried after a transient failure (instead of closing the stream). */
   storeRetries = 0;
+  /** Admission to storing agent messages: free slots, and the writers waiting for one (FIFO). */
+  private writeSlots: number;
+  private readonly writeWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -218,6 +231,8 @@ export class AgentLinkService {
     this.bus = opts.replicas?.bus ?? new LocalReplicaBus();
     this.leaseMs = opts.replicas?.leaseMs ?? this.offlineAfterMs;
     this.sweepEveryMs = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
+    this.writeSlots = opts.maxConcurrentWrites ?? 8;
+    if (!(Number.isSafeInteger(this.writeSlots) && this.writeSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentWrites must be a positive integer');
     if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
   }
 
@@ -494,6 +509,19 @@ export class AgentLinkService {
     }
   }
 
+  /** Runs `fn` holding one of the write slots (waiting for one, first come first served). */
+  private async admitted<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.writeSlots > 0) this.writeSlots -= 1;
+    else await new Promise<void>((resolve) => this.writeWaiters.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.writeWaiters.shift();
+      if (next) next();
+      else this.writeSlots += 1;
+    }
+  }
+
   private writeAck(s: Session, seq: AgentMessage__Output['seq']): void {
     if (s.closed) return;
     s.call.write({ ack: { seq } });
@@ -572,7 +600,19 @@ export class AgentLinkService {
             session = s;
             call.resume();
           },
-          (err: unknown) => refuse(storeFullError(err) ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err }))),
+          (err: unknown) => {
+            // The agent gave up waiting (its welcome timeout) after the hello may have marked it
+            // online: offline again unless it is back (here or elsewhere), as for any ended stream.
+            if (gone && !this.sessions.has(agentId)) {
+              void this.streamGone(agentId).then(
+                (wentOffline) => {
+                  if (wentOffline) this.raiseOfflineUnlessBack(agentId, 'ended before its hello was accepted');
+                },
+                (e: unknown) => log.error({ err: e, agentId }, 'marking agent offline failed'),
+              );
+            }
+            refuse(storeFullError(err) ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err })), gone);
+          },
         );
         return;
       }
@@ -585,7 +625,10 @@ export class AgentLinkService {
         s.paused = true;
         call.pause();
       }
-      s.chain = s.chain.then(() => this.retrying(`storing an agent ${msg.body ?? 'message'}`, s.agentId, () => s.closed, () => this.apply(s, msg))).catch((err: unknown) => {
+      const store = () => this.retrying(`storing an agent ${msg.body ?? 'message'}`, s.agentId, () => s.closed, () => this.apply(s, msg));
+      // Heartbeats and command results write nothing: never queued behind other agents' writes.
+      const write = msg.body === 'heartbeat' || msg.body === 'commandResult' ? store : () => this.admitted(store);
+      s.chain = s.chain.then(write).catch((err: unknown) => {
         // A client's protocol fault closes its stream: one warn line, no stack trace.
         // Nothing unstored is acknowledged: the stream closes and the agent sends its spool again.
         const full = storeFullError(err);
