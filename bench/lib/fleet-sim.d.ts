@@ -18,6 +18,10 @@ export function startController(opts: {
   databaseUrl?: string;
   cpus?: string;
   heartbeatInterval?: string;
+  /** `--offline-after`, e.g. "3s". */
+  offlineAfter?: string;
+  /** More `serve` arguments, e.g. ['--database-pool-size', '2']. */
+  extraArgs?: string[];
   logLevel?: string;
   onLine?: (line: Record<string, unknown>) => void;
 }): Promise<RunningController>;
@@ -57,7 +61,7 @@ export interface SimHost {
 }
 
 export class Fleet {
-  constructor(opts: { controller: RunningController; api: ApiClient; agents: number; containers: number; stateDir: string; seed?: number; enrollConcurrency?: number });
+  constructor(opts: { controller: RunningController; api: ApiClient; agents: number; containers: number; stateDir: string; seed?: number; enrollConcurrency?: number; linkOptions?: Partial<ConstructorParameters<typeof ControllerLink>[0]> });
   readonly hosts: SimHost[];
   readonly counts: { starts: number; stops: number; violations: number; violationsSkipped: number; reconnects: number; linkDowns: number };
   readonly linkErrors: Record<string, number>;

@@ -44,7 +44,7 @@ const REPLICA_FILES = ['ca.key', 'ca.crt', 'server.key', 'server.crt', 'token-si
  * PostgreSQL `databaseUrl`) makes this one another active replica of it: its data
  * directory holds copies of REPLICA_FILES only, and no `init` runs.
  */
-async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offlineAfter, logLevel = 'warn', onLine, replicaOf }) {
+async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offlineAfter, extraArgs = [], logLevel = 'warn', onLine, replicaOf }) {
   const dataDir = join(dir, 'ctl');
   const env = { ...process.env, BULKHEAD_LOG_LEVEL: logLevel };
   if (databaseUrl) env.BULKHEAD_DATABASE_URL = databaseUrl;
@@ -60,6 +60,7 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offl
   const args = [CTL, 'serve', '--data-dir', dataDir, '--grpc-listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0', '--no-metrics'];
   if (heartbeatInterval) args.push('--heartbeat-interval', heartbeatInterval);
   if (offlineAfter) args.push('--offline-after', offlineAfter);
+  args.push(...extraArgs);
   // setpriv: the controller gets SIGTERM when this process dies (a test killed at its
   // timeout must not leave a controller behind). setpriv and taskset exec: the pid is node's.
   let argv = ['setpriv', '--pdeathsig=TERM', '--', process.execPath, ...args];
@@ -335,7 +336,7 @@ const silent = createLogger({ name: 'fleet-sim', level: 'silent' });
  * message only after storing it); `startChurn()` applies the churn schedule.
  */
 class Fleet {
-  constructor({ controller, api, agents, containers, stateDir, seed = 1, logger = silent, enrollConcurrency = 16, onCommand, spool = false }) {
+  constructor({ controller, api, agents, containers, stateDir, seed = 1, logger = silent, enrollConcurrency = 16, onCommand, spool = false, linkOptions = {} }) {
     /**
      * Each simulated agent keeps the agent's own durable report spool (a file in its state
      * directory), so reports made on a dying stream or while disconnected are resent, as a real
@@ -352,6 +353,8 @@ class Fleet {
     this.rnd = prng(seed);
     this.logger = logger;
     this.enrollConcurrency = enrollConcurrency;
+    /** Extra ControllerLink options for every simulated agent (e.g. minSilenceMs). */
+    this.linkOptions = linkOptions;
     this.hosts = [];
     this.counts = { starts: 0, stops: 0, violations: 0, violationsSkipped: 0, reconnects: 0, linkDowns: 0 };
     /** Why links went down, by code and message: the simulated agents' view. */
@@ -418,6 +421,7 @@ class Fleet {
         onPolicy: (b) => ({ version: b.version, applied: true, error: '' }),
         ...(this.onCommand ? { onCommand: (cmd) => this.onCommand(h, cmd) } : {}),
         ...(h.spool ? { spool: h.spool } : {}),
+        ...this.linkOptions,
       });
       h.link = link;
       let seenConnected = false;

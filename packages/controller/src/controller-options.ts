@@ -41,7 +41,14 @@ export interface ControllerOptions {
    * undefined = the embedded SQLite file DATA_DIR/bulkhead.db.
    */
   databaseUrl?: string;
+  /** PostgreSQL pool size (`--database-pool-size`). Default 20. */
+  databasePoolSize?: number;
+  /** PostgreSQL: longest wait for a pooled connection, or for opening one (`--database-pool-wait`). Default 30 s. */
+  databasePoolWaitMs?: number;
 }
+
+export const DEFAULT_DATABASE_POOL_SIZE = 20;
+export const DEFAULT_DATABASE_POOL_WAIT_MS = 30_000;
 
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9464';
 
@@ -66,6 +73,10 @@ export interface ControllerOptionsInput {
   apiTlsKey?: string;
   /** `--database-url` / BULKHEAD_DATABASE_URL: postgresql://… ; empty or absent = SQLite in the data directory. */
   databaseUrl?: string;
+  /** `--database-pool-size` / BULKHEAD_DATABASE_POOL_SIZE. */
+  databasePoolSize?: string | number;
+  /** `--database-pool-wait` / BULKHEAD_DATABASE_POOL_WAIT, e.g. "30s". */
+  databasePoolWait?: string | number;
 }
 
 export function resolveControllerOptions(input: ControllerOptionsInput): ControllerOptions {
@@ -100,6 +111,15 @@ export function resolveControllerOptions(input: ControllerOptionsInput): Control
   if (cert !== undefined && key !== undefined) opts.apiTls = { certFile: cert, keyFile: key };
   // Checked at start-up (scheme, parseable); connecting is Controller.start's job.
   if (storeConfigFor(input.dataDir, input.databaseUrl).kind === 'postgres') opts.databaseUrl = input.databaseUrl!.trim();
+  // The pool: its size and how long a query waits for a connection (then the write is retried, never dropped).
+  const poolSize = Number(input.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE);
+  if (!Number.isSafeInteger(poolSize) || poolSize < 1 || poolSize > 1000) {
+    throw new BulkheadError('BK_ERR_CONFIG_INVALID', `database-pool-size must be an integer from 1 to 1000, got ${input.databasePoolSize}`);
+  }
+  const poolWaitMs = parseDuration(input.databasePoolWait ?? DEFAULT_DATABASE_POOL_WAIT_MS, 'database-pool-wait');
+  if (!(poolWaitMs >= 100)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'database-pool-wait must be at least 100ms');
+  opts.databasePoolSize = poolSize;
+  opts.databasePoolWaitMs = poolWaitMs;
   if (opts.metricsListen !== undefined) resolveMetricsAddress(opts.metricsListen, opts.metricsAllowRemote);
   splitHostPort(opts.grpcListen, 'grpc-listen');
   splitHostPort(opts.apiListen, 'api-listen');

@@ -10,7 +10,7 @@ import { LivePki, type PkiSummary } from './pki/live-pki';
 import type { AuditLog } from './audit/audit-log';
 import { describeStore, openStore, storeConfigFor } from './store/open-store';
 import type { Store } from './store/store';
-import type { ControllerOptions } from './controller-options';
+import { DEFAULT_DATABASE_POOL_SIZE, DEFAULT_DATABASE_POOL_WAIT_MS, type ControllerOptions } from './controller-options';
 import { splitHostPort } from './net/host-port';
 import { Alerting } from './alerts/alerting';
 import { alertOptionsFromEnv } from './alerts/alert-options';
@@ -108,7 +108,15 @@ export class Controller {
     const tokenSecret = loadOrCreateSigningSecret(opts.dataDir); // created here for data dirs initialized before tokens
     mark('pki');
     // SQLite in the data directory, or PostgreSQL with --database-url (docs/cli.md#postgresql).
-    const storeConfig = storeConfigFor(opts.dataDir, opts.databaseUrl);
+    const baseStoreConfig = storeConfigFor(opts.dataDir, opts.databaseUrl);
+    const storeConfig =
+      baseStoreConfig.kind === 'postgres'
+        ? {
+            ...baseStoreConfig,
+            maxConnections: opts.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE,
+            connectTimeoutMs: opts.databasePoolWaitMs ?? DEFAULT_DATABASE_POOL_WAIT_MS,
+          }
+        : baseStoreConfig;
     const store = await openStore(storeConfig, { logger: logger.child({ component: 'store' }), existing: true });
     mark('store');
     // Several replicas may share a PostgreSQL database: they hear each other through LISTEN/NOTIFY.
@@ -200,6 +208,8 @@ export class Controller {
         logger,
         link: {
           heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, signatureVerdicts,
+          // Half the PostgreSQL pool stores agent messages; the rest stays free for hellos, leases, the sweep and alerts.
+          maxConcurrentWrites: storeConfig.kind === 'postgres' ? Math.max(1, Math.floor((opts.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE) / 2)) : 8,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
           replicas: { bus },

@@ -8,7 +8,14 @@
 // Calls arriving in the same tick are written together in one transaction
 // (group commit): under a burst of findings that is one database commit per
 // batch instead of one per alert.
+//
+// A batch the database could not take just now (a full PostgreSQL pool, a
+// dropped connection, a deadlock, a busy SQLite file) is written again with
+// back-off until it commits: an alert is never dropped because the database
+// was briefly slow. Only stop() ends the retrying (the violations' own
+// alert-pending mark raises theirs at the next start).
 import { BulkheadError, type Logger } from '@bulkhead/shared';
+import { isTransientStoreError, retryDelayMs } from '../store/transient-error';
 import type { AlertPlanContext, AlertStore, DeliveryRecord, WebhookEndpointRecord } from './alert-store';
 import {
   DEFAULT_SEVERITY, UNGROUPED_TYPES, groupKeyOf, isAlertType, isSeverity, severityRank, type AlertInput, type AlertRecord,
@@ -29,6 +36,8 @@ export interface AlertServiceOptions {
   maxBatch?: number;
   /** The fleet event stream (GET /v1/events): every committed alert (violations and actions included) becomes an `alert.<type>` event. */
   events?: FleetEventSink;
+  /** Longest wait between retries of a batch the store could not take (transient errors). Default 5 000 ms. */
+  maxRetryDelayMs?: number;
 }
 
 export interface RaiseResult {
@@ -67,6 +76,12 @@ export class AlertService implements AlertSink {
   private queue: Pending[] = [];
   private flushing: Promise<void> | undefined;
   private scheduled = false;
+  /** Set by stop(): batches still failing are rejected instead of retried. */
+  private stopped = false;
+  /** Wakes a retry back-off early when stop() is called. */
+  private wake: (() => void) | undefined;
+  /** Alerts whose batch had to be retried (the database was briefly unable to take them); for tests and logs. */
+  retried = 0;
 
   constructor(private readonly opts: AlertServiceOptions) {
     this.store = opts.store;
@@ -93,6 +108,16 @@ export class AlertService implements AlertSink {
   /** raise() for callers that must not wait or fail (the agent link): errors are logged. */
   raiseInBackground(input: AlertInput): void {
     this.raise(input).catch((err: unknown) => this.logger.error({ err, alertType: input.type }, 'raising an alert failed'));
+  }
+
+  /**
+   * Ends retrying: a batch still failing is rejected (and logged by its caller)
+   * instead of retried again. Then waits for what is in flight.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.flush().catch(() => undefined);
   }
 
   /** Waits until everything raised so far is committed. */
@@ -127,9 +152,37 @@ export class AlertService implements AlertSink {
   }
 
   private async write(batch: Pending[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.writeOnce(batch);
+        if (attempt > 0) this.logger.info({ alerts: batch.length, attempts: attempt + 1 }, 'alerts stored after the store caught up');
+        return;
+      } catch (err) {
+        if (this.stopped || !isTransientStoreError(err)) {
+          for (const p of batch) p.reject(err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', 'storing an alert failed', { cause: err }));
+          return;
+        }
+        if (attempt === 0) this.retried += batch.length;
+        const delay = retryDelayMs(attempt, this.opts.maxRetryDelayMs ?? 5000);
+        // One warning when a batch first fails, then one every 10 attempts: a database down for minutes must not flood the log.
+        if (attempt % 10 === 0) this.logger.warn({ err: (err as Error).message, alerts: batch.length, attempt: attempt + 1, retryInMs: delay }, 'storing alerts failed for now: retrying (not dropped)');
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
+    }
+  }
+
+  /** One transaction for the batch: resolves every caller once it committed; throws (resolving none) when it did not. */
+  private async writeOnce(batch: Pending[]): Promise<void> {
     const results: RaiseResult[] = [];
     let queued = 0;
-    try {
+    {
       await this.store.writeAlerts(async (ctx) => {
         results.length = 0;
         queued = 0;
@@ -146,9 +199,6 @@ export class AlertService implements AlertSink {
         const violationIds = batch.map((p) => p.input.violationId).filter((id): id is string => id !== undefined);
         if (violationIds.length > 0) await ctx.violationsAlerted(violationIds);
       });
-    } catch (err) {
-      for (const p of batch) p.reject(err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', 'storing an alert failed', { cause: err }));
-      return;
     }
     batch.forEach((p, i) => p.resolve(results[i]!));
     if (queued > 0) this.opts.signal?.notify();

@@ -75,7 +75,7 @@ export class Alerting {
   /** Commits alerts still being raised, then stops the workers (in-flight attempts finish and are recorded). */
   async stop(): Promise<void> {
     await this.certWatch?.stop();
-    await this.alerts.flush().catch(() => undefined);
+    await this.alerts.stop();
     await this.dispatcher?.stop();
   }
 }

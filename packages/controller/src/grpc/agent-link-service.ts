@@ -11,6 +11,30 @@
 // so, never while another replica holds a live lease on it; commands for an
 // agent held elsewhere go to its owner (replicas/remote-commands.ts).
 //
+// At fleet size the link never lets the database's pace close a stream or
+// declare an agent offline:
+// - A store write that fails for a transient reason (full pool, dropped
+//   connection, deadlock, busy SQLite) is retried with back-off, in order, on
+//   the same stream; nothing after it is acknowledged meanwhile. Past
+//   MAX_BACKLOG messages waiting on one stream the stream is paused (gRPC flow
+//   control holds the agent back), and while the controller is behind on a
+//   stream it repeats its last acknowledgement every heartbeat interval, so the
+//   agent's silence watchdog sees a live controller, not a dead one.
+// - At most `maxConcurrentWrites` agent messages are being stored at once
+//   (fleet-wide); the rest wait in their streams' order without holding a
+//   database connection, so hellos, leases, the sweep and alerts still get one
+//   while a whole fleet sends its snapshots.
+// - Liveness is judged by what arrives on the stream (its receipt time), not by
+//   when the controller got round to storing it: heartbeats are not written one
+//   by one; every receipt is noted in memory and the last-seen times are written
+//   for all agents in one transaction per flush interval (≤ 1 s).
+// - The offline sweep never marks an agent offline whose stream here is alive
+//   and sending, or whose messages are still waiting in the controller; and when
+//   the controller itself was stalled (the sweep's own timer fired late by more
+//   than STALL_SLACK_MS: a long GC, a blocked event loop, a paused process) it
+//   judges nobody for one offline-after period, so every agent gets a full period
+//   to be heard once the controller is back.
+//
 // A bundle the agent could not receive (larger than its gRPC receive limit)
 // ends the stream before the agent can answer; the agent says so in its next
 // hello, and the failure is stored as the agent's policy status.
@@ -42,6 +66,16 @@ import { LocalReplicaBus, type ReplicaBus, type ReplicaMessage } from '../replic
 import { RemoteCommands } from '../replicas/remote-commands';
 import type { FleetEventSink } from '../events/fleet-events';
 import { containerProject } from '../auth/project-scope';
+import { isTransientStoreError, retryDelayMs } from '../store/transient-error';
+
+/** Messages waiting to be stored on one stream before it is paused (gRPC flow control then holds the agent back). */
+export const MAX_BACKLOG = 64;
+/** A paused stream is resumed once this few are left. */
+const RESUME_BACKLOG = 16;
+/** The sweep timer firing this much later than due means the controller itself was stalled. */
+export const STALL_SLACK_MS = 1000;
+/** Longest wait between retries of a store write that failed for a transient reason. */
+const MAX_RETRY_DELAY_MS = 5000;
 
 /** Certificates whose refusal was already logged at warn are remembered up to this many, then forgotten all at once. */
 const MAX_REMEMBERED_FOREIGN_CERTS = 1024;
@@ -96,6 +130,12 @@ export interface AgentLinkOptions {
    * local bus with a random replica id (one controller; leases are still recorded).
    */
   replicas?: { bus: ReplicaBus; leaseMs?: number; acceptMs?: number };
+  /**
+   * Most agent messages stored at the same time, across all streams (the rest wait their
+   * turn, in order per stream, holding no database connection). Default 8; the controller
+   * passes half the PostgreSQL pool.
+   */
+  maxConcurrentWrites?: number;
 }
 
 export interface AgentLinkTrustSource {
@@ -125,6 +165,16 @@ interface Session {
   cert: { raw: Buffer; serial: string };
   /** A malformed report on this stream was logged at warn: the rest go to debug, so one client cannot flood the log. */
   malformedWarned?: boolean;
+  /** When the last message arrived on the stream (monotonic ms): the agent's liveness, whatever the store's pace. */
+  lastReceivedMs: number;
+  /** Messages received and not yet stored and acknowledged. */
+  backlog: number;
+  /** Paused for back-pressure (backlog reached MAX_BACKLOG). */
+  paused: boolean;
+  /** The last sequence number acknowledged, repeated while the controller is behind on this stream. */
+  lastAckedSeq: AgentMessage__Output['seq'];
+  /** When something was last written to the agent (monotonic ms). */
+  lastWriteMs: number;
 }
 
 interface PendingCommand {
@@ -162,6 +212,20 @@ export class AgentLinkService {
   private leaseRenewing = false;
   private remote: RemoteCommands | undefined;
   private unsubscribeBus: (() => void) | undefined;
+  /** Batched last-seen: the receipt time of each agent's latest message, written in one transaction per flush. */
+  private seen = new Map<string, Date>();
+  private seenTimer: NodeJS.Timeout | undefined;
+  private seenFlushing: Promise<void> | undefined;
+  private readonly sweepEveryMs: number;
+  private sweeping = false;
+  /** Controller stall detection: when the sweep timer last fired, and when a stall was last seen to end (monotonic ms). */
+  private lastSweepTickMs: number | undefined;
+  private stallEndedMs = -Infinity;
+  /** Store writes of agent messages retried after a transient failure (instead of closing the stream). */
+  storeRetries = 0;
+  /** Admission to storing agent messages: free slots, and the writers waiting for one (FIFO). */
+  private writeSlots: number;
+  private readonly writeWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -173,6 +237,9 @@ export class AgentLinkService {
     }
     this.bus = opts.replicas?.bus ?? new LocalReplicaBus();
     this.leaseMs = opts.replicas?.leaseMs ?? this.offlineAfterMs;
+    this.sweepEveryMs = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
+    this.writeSlots = opts.maxConcurrentWrites ?? 8;
+    if (!(Number.isSafeInteger(this.writeSlots) && this.writeSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentWrites must be a positive integer');
     if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
   }
 
@@ -219,9 +286,11 @@ export class AgentLinkService {
 
   /** Starts the offline sweeper (and, with a policy source, pushing new bundles). */
   start(): void {
-    const every = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
-    this.sweeper = setInterval(() => void this.sweep(), every);
+    this.sweeper = setInterval(() => void this.sweep(), this.sweepEveryMs);
     this.sweeper.unref();
+    // Batched heartbeats: every agent's last receipt written in one transaction, at most 1 s late.
+    this.seenTimer = setInterval(() => void this.flushSeen(), Math.min(1000, this.sweepEveryMs));
+    this.seenTimer.unref();
     const pollMs = this.opts.revocationPollMs ?? DEFAULT_REVOCATION_POLL_MS;
     if (pollMs > 0 && this.opts.store.listRevokedAgents) {
       this.revocationWatch = setInterval(() => void this.checkRevocations(), pollMs);
@@ -295,6 +364,7 @@ export class AgentLinkService {
     if (this.sweeper) clearInterval(this.sweeper);
     if (this.revocationWatch) clearInterval(this.revocationWatch);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.seenTimer) clearInterval(this.seenTimer);
     this.unsubscribeBus?.();
     this.unsubscribeBus = undefined;
     this.remote?.close();
@@ -307,6 +377,7 @@ export class AgentLinkService {
     const all = [...this.sessions.values()];
     for (const s of all) this.close(s, new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'controller is shutting down'));
     await Promise.allSettled(all.map((s) => s.chain));
+    await this.flushSeen();
     // Leases dropped first: an agent already back on another replica is not marked offline.
     for (const s of all) await this.streamGone(s.agentId).catch(() => undefined);
   }
@@ -372,13 +443,63 @@ export class AgentLinkService {
     this.opts.logger.info({ issuingCa: bundle.issuingCaFingerprint, trustedCas: trust.trust.length, agents: this.sessions.size, closed }, 'trust bundle pushed');
   }
 
-  /** Marks agents offline whose heartbeats stopped, and drops their streams. */
+  /**
+   * Writes the batched last-seen times (every agent's latest receipt) in one
+   * transaction. On failure they are kept (a newer receipt wins) for the next flush.
+   */
+  flushSeen(): Promise<void> {
+    if (this.seenFlushing) return this.seenFlushing;
+    if (this.seen.size === 0) return Promise.resolve();
+    const batch = this.seen;
+    this.seen = new Map();
+    const store = this.opts.store;
+    this.seenFlushing = (async () => {
+      try {
+        if (store.touchAgents) await store.touchAgents(batch);
+        else for (const [id, at] of batch) await store.touchAgent(id, at);
+      } catch (err) {
+        for (const [id, at] of batch) if (!this.seen.has(id)) this.seen.set(id, at);
+        this.opts.logger[isTransientStoreError(err) ? 'warn' : 'error']({ err: (err as Error).message, agents: batch.size }, 'writing the agents\' last-seen times failed; kept for the next flush');
+      }
+    })().finally(() => {
+      this.seenFlushing = undefined;
+    });
+    return this.seenFlushing;
+  }
+
+  /**
+   * Marks agents offline whose heartbeats stopped, and drops their streams.
+   * Never one whose stream here is alive and sending (judged by receipt time) or
+   * has messages still waiting in the controller, and nobody for one offline-after
+   * period after the controller itself was stalled.
+   */
   async sweep(): Promise<void> {
+    const tick = performance.now();
+    if (this.lastSweepTickMs !== undefined && tick - this.lastSweepTickMs > this.sweepEveryMs + STALL_SLACK_MS) {
+      this.stallEndedMs = tick;
+      this.opts.logger.warn(
+        { stalledMs: Math.round(tick - this.lastSweepTickMs - this.sweepEveryMs), graceMs: this.offlineAfterMs },
+        'the controller was stalled: no agent is marked offline until every agent had one offline-after period to be heard',
+      );
+    }
+    this.lastSweepTickMs = tick;
+    // Behind on a stream (retrying a write, or a backlog): say "alive" with the last ack, so the agent's silence watchdog keeps the stream.
+    for (const s of this.sessions.values()) {
+      if (!s.closed && s.backlog > 0 && tick - s.lastWriteMs >= this.heartbeatIntervalMs) this.writeAck(s, s.lastAckedSeq);
+    }
+    if (this.sweeping || tick - this.stallEndedMs < this.offlineAfterMs) return;
+    this.sweeping = true;
     try {
+      await this.flushSeen();
       const cutoff = new Date(this.now().getTime() - this.offlineAfterMs);
       for (const a of await this.opts.store.listStaleOnlineAgents(cutoff)) {
         const s = this.sessions.get(a.id);
-        if (s) this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'heartbeats stopped'));
+        if (s && !s.closed) {
+          // Its stream is here: judged by what arrives on it, not by when the store was told.
+          const heardMs = performance.now() - s.lastReceivedMs;
+          if (s.backlog > 0 || heardMs < this.offlineAfterMs) continue;
+          this.close(s, new BulkheadError('BK_ERR_PROTOCOL', 'heartbeats stopped'));
+        }
         // Every replica sweeps; the store's conditional update lets exactly one mark it offline
         // and alert, and none while another replica holds a live lease on it.
         if (this.opts.store.markAgentOfflineUnlessHeld) {
@@ -391,6 +512,51 @@ export class AgentLinkService {
       }
     } catch (err) {
       this.opts.logger.error({ err }, 'offline sweep failed');
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  /** Runs `fn` holding one of the write slots (waiting for one, first come first served). */
+  private async admitted<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.writeSlots > 0) this.writeSlots -= 1;
+    else await new Promise<void>((resolve) => this.writeWaiters.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.writeWaiters.shift();
+      if (next) next();
+      else this.writeSlots += 1;
+    }
+  }
+
+  private writeAck(s: Session, seq: AgentMessage__Output['seq']): void {
+    if (s.closed) return;
+    s.call.write({ ack: { seq } });
+    s.lastAckedSeq = seq;
+    s.lastWriteMs = performance.now();
+  }
+
+  /**
+   * Runs a store operation, retrying it with back-off while it fails for a
+   * transient reason (the database is briefly slow or unreachable) and `gone()`
+   * is false. Any other error, or a transient one once gone, is thrown.
+   */
+  private async retrying<T>(what: string, agentId: string, gone: () => boolean, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await fn();
+        if (attempt > 0) this.opts.logger.info({ agentId, attempts: attempt + 1 }, `${what}: stored after the store caught up`);
+        return r;
+      } catch (err) {
+        if (gone() || storeFullError(err) || !isTransientStoreError(err)) throw err;
+        this.storeRetries += 1;
+        const delay = retryDelayMs(attempt, MAX_RETRY_DELAY_MS);
+        if (attempt % 10 === 0) {
+          this.opts.logger.warn({ agentId, err: (err as Error).message, attempt: attempt + 1, retryInMs: delay }, `${what}: the store is busy, retrying (the stream stays open, nothing is acknowledged meanwhile)`);
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
     }
   }
 
@@ -430,23 +596,47 @@ export class AgentLinkService {
     const serial = canonicalSerial(cert.serialNumber);
 
     let session: Session | undefined;
+    let gone = false;
     const helloTimer = setTimeout(() => refuse(new BulkheadError('BK_ERR_PROTOCOL', 'no hello within the allowed time')), this.helloTimeoutMs);
 
     call.on('data', (msg: AgentMessage__Output) => {
       if (!session) {
         clearTimeout(helloTimer);
         call.pause(); // hold further messages until the hello is accepted
-        this.acceptHello(call, agentId, { raw: cert.raw, serial }, msg).then(
+        this.acceptHello(call, agentId, { raw: cert.raw, serial }, msg, () => gone).then(
           (s) => {
             session = s;
             call.resume();
           },
-          (err: unknown) => refuse(storeFullError(err) ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err }))),
+          (err: unknown) => {
+            // The agent gave up waiting (its welcome timeout) after the hello may have marked it
+            // online: offline again unless it is back (here or elsewhere), as for any ended stream.
+            if (gone && !this.sessions.has(agentId)) {
+              void this.streamGone(agentId).then(
+                (wentOffline) => {
+                  if (wentOffline) this.raiseOfflineUnlessBack(agentId, 'ended before its hello was accepted');
+                },
+                (e: unknown) => log.error({ err: e, agentId }, 'marking agent offline failed'),
+              );
+            }
+            refuse(storeFullError(err) ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err })), gone);
+          },
         );
         return;
       }
       const s = session;
-      s.chain = s.chain.then(() => this.apply(s, msg)).catch((err: unknown) => {
+      // Liveness is the receipt: noted now, however long storing what came before takes.
+      s.lastReceivedMs = performance.now();
+      this.seen.set(s.agentId, this.now());
+      s.backlog += 1;
+      if (s.backlog >= MAX_BACKLOG && !s.paused && !s.closed) {
+        s.paused = true;
+        call.pause();
+      }
+      const store = () => this.retrying(`storing an agent ${msg.body ?? 'message'}`, s.agentId, () => s.closed, () => this.apply(s, msg));
+      // Heartbeats and command results write nothing: never queued behind other agents' writes.
+      const write = msg.body === 'heartbeat' || msg.body === 'commandResult' ? store : () => this.admitted(store);
+      s.chain = s.chain.then(write).catch((err: unknown) => {
         // A client's protocol fault closes its stream: one warn line, no stack trace.
         // Nothing unstored is acknowledged: the stream closes and the agent sends its spool again.
         const full = storeFullError(err);
@@ -454,9 +644,16 @@ export class AgentLinkService {
         else if (err instanceof BulkheadError && CLIENT_FAULTS.has(err.code)) log.warn({ agentId, code: err.code, reason: err.message }, 'agent stream closed: protocol error');
         else log.error({ err, agentId }, 'applying agent message failed');
         this.close(s, full ?? (err instanceof BulkheadError ? err : new BulkheadError('BK_ERR_INTERNAL', undefined, { cause: err })));
+      }).finally(() => {
+        s.backlog -= 1;
+        if (s.paused && s.backlog <= RESUME_BACKLOG && !s.closed) {
+          s.paused = false;
+          call.resume();
+        }
       });
     });
     const ended = (why: string): void => {
+      gone = true;
       clearTimeout(helloTimer);
       if (!session) return;
       const s = session;
@@ -482,14 +679,16 @@ export class AgentLinkService {
     call.on('close', () => ended('closed'));
   }
 
-  private async acceptHello(call: LinkCall, agentId: string, cert: Session['cert'], msg: AgentMessage__Output): Promise<Session> {
+  private async acceptHello(call: LinkCall, agentId: string, cert: Session['cert'], msg: AgentMessage__Output, gone: () => boolean): Promise<Session> {
+    // A briefly slow store delays the welcome rather than refusing the stream (a refused agent comes back with a full snapshot).
+    const stored = <T>(fn: () => Promise<T>): Promise<T> => this.retrying('accepting an agent hello', agentId, gone, fn);
     const serial = cert.serial;
     if (msg.body !== 'hello' || !msg.hello) throw new BulkheadError('BK_ERR_PROTOCOL', 'the first message on a stream must be a hello');
     const hello = msg.hello;
     if (hello.agentId !== agentId) {
       throw new BulkheadError('BK_ERR_AGENT_ID_MISMATCH', `hello claims agent "${hello.agentId}" but the certificate identifies "${agentId}"`);
     }
-    const rec = await this.opts.store.getAgent(agentId);
+    const rec = await stored(() => this.opts.store.getAgent(agentId));
     if (!rec) throw new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
     if (rec.status === 'revoked' || rec.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const current = canonicalSerial(rec.certSerial) === serial;
@@ -501,17 +700,21 @@ export class AgentLinkService {
       // Its last renewal answer never reached it: it renews again from this stream (the agent's schedule renews at once past half-life).
       this.opts.logger.warn({ agentId, serial, current: canonicalSerial(rec.certSerial) }, 'agent connected with its previous certificate: the renewed one never reached it');
     } else if (rec.prevCertSerial !== undefined) {
-      await this.opts.store.retirePreviousCert?.(agentId, rec.certSerial);
+      await stored(async () => this.opts.store.retirePreviousCert?.(agentId, rec.certSerial));
     }
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
-    await this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, new Date(now.getTime() + this.leaseMs));
-    await this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host, now);
+    await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, new Date(now.getTime() + this.leaseMs)));
+    await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
+    if (gone()) throw new BulkheadError('BK_ERR_PROTOCOL', 'the stream ended before its hello was accepted');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const previous = this.sessions.get(agentId);
-    const s: Session = { agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert };
+    const s: Session = {
+      agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert,
+      lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
+    };
     this.sessions.set(agentId, s);
     this.opts.metrics?.streamOpened();
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
@@ -520,11 +723,11 @@ export class AgentLinkService {
     // The bundle in force follows the welcome, unless the agent just told us it cannot receive it.
     if (this.opts.policy) {
       const bundle = this.opts.policy.bundle();
-      const undeliverable = hello.lastDeliveryError ? await this.recordDeliveryFailure(agentId, hello, bundle, now) : false;
+      const undeliverable = hello.lastDeliveryError ? await stored(() => this.recordDeliveryFailure(agentId, hello, bundle, now)) : false;
       if (!undeliverable) call.write({ policy: bundle });
     }
     if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
-    if (hello.trustedCaFingerprints.length > 0) await this.recordTrust(agentId, hello.trustedCaFingerprints);
+    if (hello.trustedCaFingerprints.length > 0) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
     // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
@@ -593,8 +796,9 @@ export class AgentLinkService {
         }
         break;
       }
+      // Heartbeats are leases: their receipt time was noted on arrival and is written with
+      // every other agent's in one batched transaction (flushSeen), not one UPDATE each.
       case 'heartbeat':
-        await this.opts.store.touchAgent(s.agentId, now);
         break;
       // Policy: what the agent applied, and what it found and did.
       case 'policyStatus': {
@@ -639,8 +843,7 @@ export class AgentLinkService {
       default:
         throw new BulkheadError('BK_ERR_PROTOCOL', 'empty agent message');
     }
-    if (msg.body !== 'heartbeat') await this.opts.store.touchAgent(s.agentId, now);
-    if (!s.closed) s.call.write({ ack: { seq: msg.seq } });
+    this.writeAck(s, msg.seq);
   }
 
   /**
@@ -691,7 +894,9 @@ export class AgentLinkService {
     if (inserted) this.opts.logger.info({ agentId, ruleId: v.ruleId, containerId: v.containerId, mode: v.mode, denied: v.denied, action: v.action?.type }, 'violation reported');
     if (inserted) this.opts.metrics?.violationRecorded({ ...v, action: v.action ? { ...v.action, durationMs: Number(v.action.durationMs) } : null }); // metrics
     // Alerts: one alert per new report (violation / action / action_failed / authz_denied).
-    const alert = inserted && alertDue ? alertFromViolation(agentId, (await this.opts.store.getAgent(agentId))?.hostname, v) : undefined;
+    // Stored: from here nothing may throw, or a retry would find it stored and never raise its alert.
+    const host = inserted && alertDue ? (await this.opts.store.getAgent(agentId).catch(() => undefined))?.hostname : undefined;
+    const alert = inserted && alertDue ? alertFromViolation(agentId, host, v) : undefined;
     if (alert) this.raise({ ...alert, violationId: v.id });
   }
 

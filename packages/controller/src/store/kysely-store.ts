@@ -263,6 +263,26 @@ export abstract class KyselyStore implements Store {
   }
 
   /**
+   * Many agents' last-seen times in one transaction: one UPDATE per 500 agents
+   * (`CASE id WHEN … THEN …`), instead of one statement and commit per heartbeat.
+   */
+  async touchAgents(seen: ReadonlyMap<string, Date>): Promise<void> {
+    const entries = [...seen];
+    if (entries.length === 0) return;
+    await this.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < entries.length; i += 500) {
+        const chunk = entries.slice(i, i + 500);
+        const cases = sql.join(chunk.map(([id, at]) => sql`when ${id} then cast(${at.getTime()} as bigint)`), sql` `);
+        await trx
+          .updateTable('agents')
+          .set({ last_seen_at: sql<number>`case id ${cases} end` })
+          .where('id', 'in', chunk.map(([id]) => id))
+          .execute();
+      }
+    });
+  }
+
+  /**
    * 'revoked' is terminal: setting online/offline on a revoked agent is a
    * no-op, so a stale-agent sweep racing a revocation cannot undo it.
    * Revoking records `now` as revokedAt (the first revocation time is kept).

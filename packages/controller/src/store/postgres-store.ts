@@ -23,9 +23,14 @@ export interface PostgresStoreOptions {
    * A password may be in the URL, in PGPASSWORD, or in ~/.pgpass.
    */
   connectionString: string;
-  /** Pool size. Default 10. */
+  /** Pool size. Default 10 (the controller passes --database-pool-size, default 20). */
   maxConnections?: number;
-  /** How long opening one connection may take before it fails. Default 10 000 ms. */
+  /**
+   * How long a query may wait for a pooled connection, or for opening one, before it
+   * fails (pg's connectionTimeoutMillis covers both). Default 10 000 ms (the controller
+   * passes --database-pool-wait, default 30 s). The agent link and alerts retry such a
+   * failure; they never drop the write.
+   */
   connectTimeoutMs?: number;
   /**
    * Told when an idle pooled connection fails (server restart, an
@@ -52,6 +57,12 @@ export class PostgresStore extends KyselyStore {
     }
     const pool = new Pool({ connectionString: opts.connectionString, max, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
     pool.on('error', (err) => opts.onIdleError?.(err));
+    // pg-pool listens for errors only on idle connections: one that the server ends while it
+    // is checked out (a terminated backend, a restart or failover mid-transaction) would emit
+    // 'error' with no listener and end the process. The query in flight fails with that error
+    // (and the next query on the dead connection fails too), which is where it is handled:
+    // the agent link and the alerts retry it. So this listener only keeps the process alive.
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [new NulToReplacementCharPlugin()] });
     return new PostgresStore(db, description);
   }

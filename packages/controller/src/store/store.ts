@@ -246,6 +246,8 @@ export interface Store {
   /** Records a hello: version, host facts, status online, connectedAt/lastSeenAt = now. */
   markAgentConnected(id: string, agentVersion: string, host: HostFacts__Output, now: Date): Promise<void>;
   touchAgent(id: string, now: Date): Promise<void>;
+  /** Many agents' lastSeenAt at once, in one transaction (the agent link's batched heartbeats). */
+  touchAgents?(seen: ReadonlyMap<string, Date>): Promise<void>;
   setAgentStatus(id: string, status: AgentStatus, now: Date): Promise<void>;
   /** Agents whose status is online but lastSeenAt < cutoff. */
   listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]>;

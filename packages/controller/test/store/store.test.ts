@@ -81,6 +81,22 @@ t.test('api keys round-trip', async (t) => {
   t.equal(await store.getApiKey('ak_2'), undefined);
 });
 
+t.test('agents: batched last-seen times (touchAgents), each agent its own time, in chunks of 500', async (t) => {
+  const store = await freshStore(t);
+  t.ok(store.touchAgents, 'the SQL store batches last-seen writes');
+  const ids = Array.from({ length: 1203 }, (_, i) => `agt_${String(i).padStart(5, '0')}`);
+  for (const id of ids) await store.insertAgent(agent(id, { hostname: id }));
+  await store.insertAgent(agent('agt_untouched', { hostname: 'untouched' }));
+  const seen = new Map(ids.map((id, i) => [id, at(10_000 + i)]));
+  await store.touchAgents!(seen);
+  const all = await store.listAgents();
+  const wrong = all.filter((a) => seen.has(a.id) && a.lastSeenAt?.getTime() !== seen.get(a.id)!.getTime());
+  t.same(wrong.map((a) => a.id), [], 'every agent has its own last-seen time (across three chunks)');
+  t.equal(all.find((a) => a.id === 'agt_untouched')?.lastSeenAt, null, 'agents not in the batch are left alone');
+  await store.touchAgents!(new Map());
+  t.pass('an empty batch writes nothing');
+});
+
 t.test('agents: lifecycle, container count, stale detection', async (t) => {
   const store = await freshStore(t);
   await store.insertAgent(agent('agt_b', { hostname: 'beta' }));

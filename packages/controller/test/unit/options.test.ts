@@ -9,7 +9,7 @@ t.test('controller options', async (t) => {
   const o = resolveControllerOptions({ dataDir: '/d' });
   t.same(o, {
     dataDir: '/d', grpcListen: '0.0.0.0:7443', apiListen: '0.0.0.0:8443', heartbeatIntervalMs: 5000, offlineAfterMs: 15000,
-    metricsListen: '127.0.0.1:9464', metricsAllowRemote: false, tokenMaxTtlMs: 3_600_000,
+    metricsListen: '127.0.0.1:9464', metricsAllowRemote: false, tokenMaxTtlMs: 3_600_000, databasePoolSize: 20, databasePoolWaitMs: 30_000,
     sessionIdleMs: 15 * 60_000, sessionMaxLifetimeMs: 8 * 3_600_000,
   });
   // Browser sessions: both timeouts configurable, bounded, and the lifetime not shorter than the idle timeout.
@@ -17,6 +17,14 @@ t.test('controller options', async (t) => {
   t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '5s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /session-idle-timeout/ });
   t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionMaxLifetime: '31d' }), { code: 'BK_ERR_CONFIG_INVALID', message: /session-max-lifetime/ });
   t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '2h', sessionMaxLifetime: '1h' }), { message: /must not be shorter than session-idle-timeout/ });
+  // PostgreSQL pool (issue 16): size and wait, from flags or the environment's strings.
+  const pool = resolveControllerOptions({ dataDir: '/d', databasePoolSize: '4', databasePoolWait: '500ms' });
+  t.equal(pool.databasePoolSize, 4);
+  t.equal(pool.databasePoolWaitMs, 500);
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', databasePoolSize: '0' }), { message: /database-pool-size/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', databasePoolSize: 'ten' }), { message: /database-pool-size/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', databasePoolWait: '10ms' }), { message: /database-pool-wait/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', databasePoolWait: 'soon' }), { message: /database-pool-wait/ });
   // Identity and access (issue 5).
   t.equal(resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '15m' }).tokenMaxTtlMs, 900_000);
   t.throws(() => resolveControllerOptions({ dataDir: '/d', tokenMaxTtl: '30s' }), { message: /token-max-ttl/ });
