@@ -32,8 +32,9 @@ export function decodeCursor(list: CursorList, cursor: string, shape: ReadonlyAr
   } catch {
     throw bad('unreadable');
   }
-  if (!Array.isArray(v) || v.length !== shape.length + 2) throw bad('wrong shape');
-  if (v[0] !== list) throw bad(typeof v[0] === 'string' ? `it belongs to GET /v1/${v[0]}` : 'wrong shape');
+  if (!Array.isArray(v)) throw bad('wrong shape');
+  if (v[0] !== list) throw bad(typeof v[0] === 'string' && /^[a-z-]{1,32}$/.test(v[0]) ? `it belongs to GET /v1/${v[0]}` : 'wrong shape');
+  if (v.length !== shape.length + 2) throw bad('wrong shape');
   if (v[1] !== VERSION) throw bad('unknown version');
   const key = v.slice(2) as unknown[];
   key.forEach((part, i) => {
