@@ -31,6 +31,18 @@ const { join, resolve } = require('node:path');
 const { parseArgs } = require('node:util');
 const { apiClient, containerFacts, pool, summary, cpuSeconds, loadAverage } = require('./lib/fleet-sim');
 const { startPrivatePostgres } = require('./lib/private-postgres');
+const { Client } = require('pg');
+
+/** Runs SQL on the bench database as its owner; returns the rows. */
+async function pgQuery(url, text) {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(text)).rows;
+  } finally {
+    await c.end();
+  }
+}
 
 const REPO = resolve(__dirname, '..');
 
@@ -229,6 +241,25 @@ async function measure(ctl, api, fleet) {
   return results;
 }
 
+/** PostgreSQL's plans for the list queries as the store sends them (EXPLAIN ANALYZE). */
+async function explain(pg) {
+  const label = `exists (select 1 from container_labels l where l.agent_id = c.agent_id and l.container_id = c.id and l.key = 'team' and l.value = 'payments')`;
+  const queries = {
+    'containers: state+label+image, keys of the first page':
+      `select c.agent_id, c.name, c.id from containers c where c.state = 'running' and lower(c.image_ref) like '%redis%' escape '\\' and c.removed = 0 and ${label} order by c.agent_id, c.name, c.id limit 101`,
+    'containers: image matching nothing':
+      `select c.agent_id, c.name, c.id from containers c where lower(c.image_ref) like '%no-such-image%' escape '\\' and c.removed = 0 order by c.agent_id, c.name, c.id limit 101`,
+    'violations: newest 100': 'select * from violations order by at desc, id desc limit 101',
+  };
+  const plans = {};
+  for (const [name, q] of Object.entries(queries)) {
+    const rows = await pgQuery(pg.url, `explain (analyze, buffers) ${q}`).catch((e) => [{ 'QUERY PLAN': `failed: ${e.message}` }]);
+    plans[name] = rows.map((r) => r['QUERY PLAN']);
+    log(`plan, ${name}:\n  ${plans[name].join('\n  ')}`);
+  }
+  return plans;
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bk-api-at-scale-'));
   const dataDir = join(dir, 'ctl');
@@ -254,14 +285,15 @@ async function main() {
     await store.close();
     out.seed = { containersMs: fleet.containersMs, violationsMs: fleet.violationsMs };
     log(`seeded: containers ${fleet.containersMs} ms, violations ${fleet.violationsMs} ms`);
-    if (pg) await pg.query('VACUUM ANALYZE', 'bulkhead').catch((e) => log(`vacuum: ${e.message}`));
+    if (pg) await pgQuery(pg.url, 'VACUUM ANALYZE').catch((e) => log(`vacuum: ${e.message}`));
     for (const b of builds) {
       const ctl = await serve(b.root, dataDir, pg?.url);
       log(`${b.name}: controller ready in ${ctl.startMs} ms (pid ${ctl.pid})`);
       const api = apiClient({ port: ctl.apiPort, ca: readFileSync(init.caCert), apiKey: init.adminApiKey, maxSockets: 1 });
       try {
-        if (pg && b.name === 'after' && builds.length > 1) await pg.query('ANALYZE', 'bulkhead');
+        if (pg && b.name === 'after' && builds.length > 1) await pgQuery(pg.url, 'ANALYZE');
         out.runs[b.name] = { startMs: ctl.startMs, queries: await measure(ctl, api, fleet) };
+        if (pg) out.runs[b.name].plans = await explain(pg);
       } finally {
         await ctl.stop();
       }
