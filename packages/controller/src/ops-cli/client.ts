@@ -39,6 +39,8 @@ export interface ViolationListParams {
   acknowledged?: boolean;
   limit?: number;
   offset?: number;
+  /** The previous page's nextCursor (not with offset). */
+  cursor?: string;
 }
 
 export interface ContainerListParams {

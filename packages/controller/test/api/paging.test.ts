@@ -7,6 +7,7 @@
 import t from 'tap';
 import type { ViolationRecord } from '../../src/store/store';
 import { agent, facts, hexId } from '../store/fixtures/records';
+import { ApiClient } from '../../src/ops-cli/client';
 import { bearer, get, startApi, type RunningApi } from './fixtures/api-server';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -181,6 +182,16 @@ t.test('keyset paging', async (t) => {
     t.equal(new Set(ids).size, ids.length, 'no agent twice');
     t.same(all.map((a) => a.id).filter((id) => !ids.includes(id)), [], 'every agent there from the start is listed');
     t.ok(ids.includes('agt_zzz0'), 'agents added after the position are reached');
+  });
+
+  t.test('the CLI client follows every page', async (t) => {
+    const client = new ApiClient({ baseUrl: api.url, apiKey: api.apiKey, caPem: api.ca.certPem });
+    const agents = (await json<Page<{ id: string }>>(api, '/v1/agents?limit=1000')).body.items;
+    t.ok(agents.length > 3);
+    t.same((await client.listAllAgents(3)).items.map((a) => a.id), agents.map((a) => a.id), 'bulkhead agents: every agent, pages of 3');
+    const containers = (await json<Page<C>>(api, '/v1/containers?limit=1000&state=running')).body.items;
+    t.same((await client.listAllContainers({ state: 'running' }, Infinity, 7)).map(key), containers.map(key), 'every container, pages of 7');
+    t.same((await client.listAllContainers({ state: 'running' }, 10, 7)).map(key), containers.slice(0, 10).map(key), 'at most max');
   });
 
   t.test('offset paging still works, and says where the cursor would go', async (t) => {
