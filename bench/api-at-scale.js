@@ -30,7 +30,7 @@ const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { parseArgs } = require('node:util');
 const { apiClient, containerFacts, pool, summary, cpuSeconds, loadAverage } = require('./lib/fleet-sim');
-const { startPrivatePostgres } = require('./lib/private-postgres');
+const { startPrivatePostgres, processTree } = require('./lib/private-postgres');
 const { Client } = require('pg');
 
 /** Runs SQL on the bench database as its owner; returns the rows. */
@@ -176,13 +176,24 @@ function serve(root, dataDir, databaseUrl) {
   });
 }
 
-async function measure(ctl, api, fleet) {
+/** CPU seconds of the PostgreSQL cluster (postmaster and backends); 0 without one. */
+function pgCpu(pg) {
+  if (!pg) return 0;
+  let s = 0;
+  for (const pid of processTree(pg.postmasterPid)) {
+    try { s += cpuSeconds(pid); } catch { /* gone */ }
+  }
+  return s;
+}
+
+async function measure(ctl, api, fleet, pg) {
   const rnd = prng(3);
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
   const results = {};
   const time = async (name, path, check = (r) => r.status === 200) => {
     const lat = [];
     const cpu0 = cpuSeconds(ctl.pid);
+    const pg0 = pgCpu(pg);
     const load0 = loadAverage()[0];
     const deadline = Date.now() + BUDGET_MS;
     let items;
@@ -195,8 +206,9 @@ async function measure(ctl, api, fleet) {
       items = r.json?.items?.length;
     }
     const cpuMs = ((cpuSeconds(ctl.pid) - cpu0) * 1000) / lat.length;
-    results[name] = { ...summary(lat), cpuMsPerRequest: Math.round(cpuMs * 10) / 10, items, load: [load0, loadAverage()[0]] };
-    log(`${name}: p50 ${results[name].p50} ms, p99 ${results[name].p99} ms (n ${lat.length}, ${items} items, ${results[name].cpuMsPerRequest} ms CPU/req, load ${results[name].load.join('→')})`);
+    const pgMs = ((pgCpu(pg) - pg0) * 1000) / lat.length;
+    results[name] = { ...summary(lat), cpuMsPerRequest: Math.round(cpuMs * 10) / 10, ...(pg ? { pgCpuMsPerRequest: Math.round(pgMs * 10) / 10 } : {}), items, load: [load0, loadAverage()[0]] };
+    log(`${name}: p50 ${results[name].p50} ms, p99 ${results[name].p99} ms (n ${lat.length}, ${items} items, ${results[name].cpuMsPerRequest} ms CPU/req${pg ? ` + PostgreSQL ${results[name].pgCpuMsPerRequest} ms` : ''}, load ${results[name].load.join('→')})`);
   };
   // Warm-up: the first queries after a start read pages from disk.
   for (let i = 0; i < 5; i++) await api.get('/v1/containers?state=running&label=team=payments&image=redis&limit=100');
@@ -292,7 +304,7 @@ async function main() {
       const api = apiClient({ port: ctl.apiPort, ca: readFileSync(init.caCert), apiKey: init.adminApiKey, maxSockets: 1 });
       try {
         if (pg && b.name === 'after' && builds.length > 1) await pgQuery(pg.url, 'ANALYZE');
-        out.runs[b.name] = { startMs: ctl.startMs, queries: await measure(ctl, api, fleet) };
+        out.runs[b.name] = { startMs: ctl.startMs, queries: await measure(ctl, api, fleet, pg) };
         if (pg) out.runs[b.name].plans = await explain(pg);
       } finally {
         await ctl.stop();

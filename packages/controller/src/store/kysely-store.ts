@@ -543,12 +543,12 @@ export abstract class KyselyStore implements Store {
       if (ids) ids.push(k.id);
       else byAgent.set(k.agent_id, [k.id]);
     }
-    const rows: Selectable<ContainersTable>[] = [];
-    for (const [agentId, ids] of byAgent) {
-      for (let i = 0; i < ids.length; i += CONTAINER_BATCH) {
-        rows.push(...(await this.db.selectFrom('containers').selectAll().where('agent_id', '=', agentId).where('id', 'in', ids.slice(i, i + CONTAINER_BATCH)).execute()));
-      }
-    }
+    // One statement for the page (≤ 1,001 keys): a round trip per agent would cost a PostgreSQL page dozens.
+    const rows = await this.db
+      .selectFrom('containers')
+      .selectAll()
+      .where((eb) => eb.or([...byAgent].map(([agentId, ids]) => eb.and([eb('agent_id', '=', agentId), eb('id', 'in', ids)]))))
+      .execute();
     const found = new Map(rows.map((r) => [r.agent_id + '\u0000' + r.id, r]));
     const out: ContainerRecord[] = [];
     for (const k of keys) {
