@@ -176,10 +176,16 @@ function serve(root, dataDir, databaseUrl) {
   });
 }
 
-/** CPU seconds of the PostgreSQL cluster (postmaster and backends); 0 without one. */
+/**
+ * CPU seconds of the PostgreSQL cluster, 0 without one: every live process of it, plus what
+ * its exited children (parallel workers, closed backends) used, which the postmaster reaped
+ * into its cutime/cstime; so a worker that exits between two readings is still counted.
+ */
 function pgCpu(pg) {
   if (!pg) return 0;
-  let s = 0;
+  const stat = readFileSync(`/proc/${pg.postmasterPid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let s = (Number(f[13]) + Number(f[14])) / 100;
   for (const pid of processTree(pg.postmasterPid)) {
     try { s += cpuSeconds(pid); } catch { /* gone */ }
   }

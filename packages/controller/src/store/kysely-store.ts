@@ -534,7 +534,16 @@ export abstract class KyselyStore implements Store {
     if (limit !== undefined) qb = qb.limit(limit);
     // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
     if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
-    const keys = await qb.execute();
+    const keys = this.postgres
+      ? // No parallel workers for a page: the walk usually stops after a few thousand index
+        // entries, but the planner, underestimating how many rows pass the label and image
+        // filters, plans a parallel scan of the whole index, and starting its workers cost
+        // ~50 ms a page on a busy 2-core host (10× the scan). SET LOCAL: this transaction only.
+        await this.db.transaction().execute(async (trx) => {
+          await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
+          return (await trx.executeQuery(qb.compile())).rows;
+        })
+      : await qb.execute();
     if (keys.length === 0) return [];
 
     const byAgent = new Map<string, string[]>();
