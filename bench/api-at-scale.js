@@ -54,6 +54,7 @@ const { values: o } = parseArgs({
     violations: { type: 'string', default: '100000' },
     samples: { type: 'string', default: '100' },
     'budget-s': { type: 'string', default: '60' },
+    'settle-s': { type: 'string', default: '10' },
     before: { type: 'string' },
     out: { type: 'string', default: join(REPO, 'bench/results/api-at-scale.json') },
     help: { type: 'boolean' },
@@ -306,7 +307,8 @@ async function main() {
     if (pg) await pgQuery(pg.url, 'VACUUM ANALYZE').catch((e) => log(`vacuum: ${e.message}`));
     for (const b of builds) {
       const ctl = await serve(b.root, dataDir, pg?.url);
-      log(`${b.name}: controller ready in ${ctl.startMs} ms (pid ${ctl.pid})`);
+      log(`${b.name}: controller ready in ${ctl.startMs} ms (pid ${ctl.pid}); settling ${o['settle-s']} s (its start-up jobs)`);
+      await new Promise((r) => setTimeout(r, Number(o['settle-s']) * 1000));
       const api = apiClient({ port: ctl.apiPort, ca: readFileSync(init.caCert), apiKey: init.adminApiKey, maxSockets: 1 });
       try {
         if (pg && b.name === 'after' && builds.length > 1) await pgQuery(pg.url, 'ANALYZE');
