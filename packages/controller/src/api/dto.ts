@@ -29,7 +29,14 @@ export const AgentSchema = Type.Object({
 });
 export type AgentDto = Static<typeof AgentSchema>;
 
-export const AgentListSchema = Type.Object({ items: Type.Array(AgentSchema) });
+/** Agents, sorted by hostname then id, one page at a time (follow `nextCursor`). */
+export const AgentListSchema = Type.Object({
+  items: Type.Array(AgentSchema),
+  /** The page size used. */
+  limit: Type.Integer(),
+  /** Pass as `cursor` for the next page; null when this was the last one. */
+  nextCursor: Nullable(Type.String()),
+});
 export type AgentListDto = Static<typeof AgentListSchema>;
 
 /** Live usage: the latest cgroup reading the agent reported for a running container. */
@@ -111,7 +118,38 @@ export function pageReply<D>(items: D[], fetched: number, q: { limit: number; of
   return { items, limit: q.limit, offset: q.offset, nextOffset: fetched > q.limit ? q.offset + q.limit : null };
 }
 
-export const ContainerPageSchema = PageSchema(ContainerSchema);
+/**
+ * A page of a list that also pages by cursor (keyset paging): PageSchema plus `nextCursor`,
+ * which names where this page ended, or null when it was the last. `nextOffset` is null
+ * when the request paged by cursor.
+ */
+export const CursorPageSchema = <T extends TSchema>(item: T) =>
+  Type.Object({
+    items: Type.Array(item),
+    limit: Type.Integer(),
+    offset: Type.Integer(),
+    nextOffset: Nullable(Type.Integer()),
+    nextCursor: Nullable(Type.String()),
+  });
+
+/** pageReply plus `nextCursor` (from the last item, when more follow) for a CursorPageSchema list. */
+export function cursorPageReply<D>(
+  items: D[], fetched: number, q: { limit: number; offset: number; cursor?: string }, cursorOf: (last: D) => string,
+): { items: D[]; limit: number; offset: number; nextOffset: number | null; nextCursor: string | null } {
+  const more = fetched > q.limit && items.length > 0;
+  return {
+    items, limit: q.limit, offset: q.offset,
+    nextOffset: more && q.cursor === undefined ? q.offset + q.limit : null,
+    nextCursor: more ? cursorOf(items[items.length - 1]!) : null,
+  };
+}
+
+/** `cursor`: where the page starts (a `nextCursor` this list returned). */
+export const CursorParam = Type.Optional(
+  Type.String({ minLength: 1, maxLength: 2048, description: "The previous page's nextCursor, unchanged: the page starts right after it. Not with offset." }),
+);
+
+export const ContainerPageSchema = CursorPageSchema(ContainerSchema);
 export type ContainerPageDto = Static<typeof ContainerPageSchema>;
 
 export const MAX_PAGE_SIZE = 1000;
@@ -127,11 +165,21 @@ export const ContainerListQuerySchema = Type.Object(
     label: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[^=]' }), { maxItems: 32 })),
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
     offset: Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: 0 }),
+    cursor: CursorParam,
     include_removed: Type.Boolean({ default: false }),
   },
   { additionalProperties: false },
 );
 export type ContainerListQuery = Static<typeof ContainerListQuerySchema>;
+
+export const AgentListQuerySchema = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
+    cursor: CursorParam,
+  },
+  { additionalProperties: false },
+);
+export type AgentListQuery = Static<typeof AgentListQuerySchema>;
 
 export const AgentParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }) });
 export type AgentParams = Static<typeof AgentParamsSchema>;

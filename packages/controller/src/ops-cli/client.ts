@@ -40,6 +40,8 @@ export interface ViolationListParams {
   acknowledged?: boolean;
   limit?: number;
   offset?: number;
+  /** The previous page's nextCursor (not with offset). */
+  cursor?: string;
 }
 
 export interface ContainerListParams {
@@ -50,6 +52,8 @@ export interface ContainerListParams {
   includeRemoved?: boolean;
   limit?: number;
   offset?: number;
+  /** The previous page's nextCursor (not with offset). */
+  cursor?: string;
 }
 
 /** The API answered with an error (problem+json, or something else non-2xx). */
@@ -113,8 +117,24 @@ export class ApiClient {
     this.timeoutMs = opts.timeoutMs ?? 15_000;
   }
 
-  listAgents(): Promise<AgentListDto> {
-    return this.getJson<AgentListDto>('/v1/agents');
+  /** One page of agents (hostname, then id); `cursor` is the previous page's nextCursor. */
+  listAgents(p: { limit?: number; cursor?: string } = {}): Promise<AgentListDto> {
+    const q = new URLSearchParams();
+    if (p.limit !== undefined) q.set('limit', String(p.limit));
+    if (p.cursor !== undefined) q.set('cursor', p.cursor);
+    return this.getJson<AgentListDto>('/v1/agents', q);
+  }
+
+  /** Every agent: follows nextCursor page by page (a controller that does not page answers all at once). */
+  async listAllAgents(pageSize = 1000): Promise<{ items: AgentDto[] }> {
+    const items: AgentDto[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page: AgentListDto = await this.listAgents({ limit: pageSize, cursor });
+      items.push(...page.items);
+      if (typeof page.nextCursor !== 'string' || page.items.length === 0) return { items };
+      cursor = page.nextCursor;
+    }
   }
 
   getAgent(id: string): Promise<AgentDto> {
@@ -130,17 +150,22 @@ export class ApiClient {
     if (p.includeRemoved) q.set('include_removed', 'true');
     if (p.limit !== undefined) q.set('limit', String(p.limit));
     if (p.offset !== undefined) q.set('offset', String(p.offset));
+    if (p.cursor !== undefined) q.set('cursor', p.cursor);
     return this.getJson<ContainerPageDto>('/v1/containers', q);
   }
 
-  /** Follows nextOffset until `max` containers (default: all) are collected. */
-  async listAllContainers(p: Omit<ContainerListParams, 'limit' | 'offset'> = {}, max = Infinity, pageSize = 500): Promise<ContainerDto[]> {
+  /**
+   * Follows nextCursor until `max` containers (default: all) are collected: no container
+   * lost or listed twice while the fleet changes between pages. nextOffset when the
+   * controller predates cursors.
+   */
+  async listAllContainers(p: Omit<ContainerListParams, 'limit' | 'offset' | 'cursor'> = {}, max = Infinity, pageSize = 500): Promise<ContainerDto[]> {
     const items: ContainerDto[] = [];
-    let offset: number | null = 0;
-    while (offset !== null && items.length < max) {
-      const page: ContainerPageDto = await this.listContainers({ ...p, offset, limit: Math.min(pageSize, max - items.length) });
+    let at: { cursor?: string; offset?: number } | null = {};
+    while (at !== null && items.length < max) {
+      const page: ContainerPageDto = await this.listContainers({ ...p, ...at, limit: Math.min(pageSize, max - items.length) });
       items.push(...page.items);
-      offset = page.nextOffset;
+      at = typeof page.nextCursor === 'string' ? { cursor: page.nextCursor } : page.nextOffset !== null && page.nextOffset !== undefined ? { offset: page.nextOffset } : null;
     }
     return items;
   }

@@ -127,7 +127,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
     .addHelpText('after', '\nExamples:\n  bulkhead agents list\n  bulkhead --json agents list | jq -r \'.items[] | select(.status=="offline") | .id\'\n')
     .action(async (_opts: unknown, cmd: Command) => {
       const { api, json } = client(cmd);
-      const body = await api.listAgents();
+      const body = await api.listAllAgents(); // every page
       io.out(json ? toJson(body) : renderAgentTable(body.items, io.now()));
     });
 

@@ -99,16 +99,20 @@ export class KyselyUsageStore implements UsageStore {
       if (ids) ids.push(k.containerId);
       else byAgent.set(k.agentId, [k.containerId]);
     }
-    for (const [agentId, ids] of byAgent) {
-      for (let i = 0; i < ids.length; i += BATCH) {
-        const rows = await this.db
-          .selectFrom('container_usage')
-          .selectAll()
-          .where('agent_id', '=', agentId)
-          .where('container_id', 'in', ids.slice(i, i + BATCH))
-          .execute();
-        for (const r of rows) out.set(usageKey(r.agent_id, r.container_id), toUsage(r));
+    // One statement for a whole page (a round trip per agent cost a PostgreSQL page ~30 of them).
+    const groups = [...byAgent];
+    for (let i = 0; i < groups.length; ) {
+      const chunk: Array<[string, string[]]> = [];
+      for (let n = 0; i < groups.length && n < BATCH; i++) {
+        chunk.push(groups[i]!);
+        n += groups[i]![1].length;
       }
+      const rows = await this.db
+        .selectFrom('container_usage')
+        .selectAll()
+        .where((eb) => eb.or(chunk.map(([agentId, ids]) => eb.and([eb('agent_id', '=', agentId), eb('container_id', 'in', ids)]))))
+        .execute();
+      for (const r of rows) out.set(usageKey(r.agent_id, r.container_id), toUsage(r));
     }
     return out;
   }

@@ -600,6 +600,40 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.alterTable('api_keys').dropColumn('actions_json').execute();
     },
   },
+  // Lists at fleet size (issue 16): every list the API pages is read by walking an index in
+  // the list's own order from the cursor (keyset paging), so a page costs what it returns,
+  // not what matches. The container indexes are covering for the filters that are columns
+  // (removed, state, project, image_ref): the filter is tested in the index and only the
+  // page's rows are read from the table. The low-selectivity single-column indexes they
+  // replace made the planner read every match and sort (nearly every container is
+  // `running`). Violations and agents get their full sort key, id included, so ties need no
+  // sort either.
+  '0019_list_paging': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.createIndex('containers_list').on('containers').columns(['agent_id', 'name', 'id', 'removed', 'state', 'project', 'image_ref']).execute();
+      await db.schema.createIndex('containers_state_list').on('containers').columns(['state', 'agent_id', 'name', 'id', 'removed', 'project', 'image_ref']).execute();
+      await db.schema.dropIndex('containers_state').execute();
+      await db.schema.dropIndex('containers_image_ref').execute();
+      await db.schema.dropIndex('containers_agent_name').execute();
+      await db.schema.createIndex('violations_at_id').on('violations').columns(['at', 'id']).execute();
+      await db.schema.createIndex('violations_agent_at_id').on('violations').columns(['agent_id', 'at', 'id']).execute();
+      await db.schema.dropIndex('violations_at').execute();
+      await db.schema.dropIndex('violations_agent_at').execute();
+      await db.schema.createIndex('agents_hostname_id').on('agents').columns(['hostname', 'id']).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropIndex('agents_hostname_id').execute();
+      await db.schema.createIndex('violations_agent_at').on('violations').columns(['agent_id', 'at']).execute();
+      await db.schema.createIndex('violations_at').on('violations').columns(['at']).execute();
+      await db.schema.dropIndex('violations_agent_at_id').execute();
+      await db.schema.dropIndex('violations_at_id').execute();
+      await db.schema.createIndex('containers_agent_name').on('containers').columns(['agent_id', 'name']).execute();
+      await db.schema.createIndex('containers_image_ref').on('containers').columns(['image_ref']).execute();
+      await db.schema.createIndex('containers_state').on('containers').columns(['state']).execute();
+      await db.schema.dropIndex('containers_state_list').execute();
+      await db.schema.dropIndex('containers_list').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

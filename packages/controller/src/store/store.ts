@@ -65,6 +65,37 @@ export interface ContainerQuery {
   projects?: string[];
   limit?: number;
   offset?: number;
+  /**
+   * Keyset paging (0019_list_paging): only containers after this one in the list order
+   * (agent id, name, id). A page then costs what it returns, however deep it is, and rows
+   * added or removed before the position move no later row.
+   */
+  after?: ContainerPosition;
+}
+
+/** A container's place in the list order: agent id, then name, then id. */
+export interface ContainerPosition {
+  agentId: string;
+  name: string;
+  id: string;
+}
+
+/** A violation's place in the list order (newest first): at, then id, both descending. */
+export interface ViolationPosition {
+  at: Date;
+  id: string;
+}
+
+/** An agent's place in the list order: hostname, then id. */
+export interface AgentPosition {
+  hostname: string;
+  id: string;
+}
+
+export interface AgentQuery {
+  limit?: number;
+  /** Keyset paging: only agents after this one (hostname, then id). */
+  after?: AgentPosition;
 }
 
 export interface JoinTokenRecord {
@@ -195,6 +226,8 @@ export interface ViolationQuery {
   projects?: string[];
   limit?: number;
   offset?: number;
+  /** Keyset paging (0019_list_paging): only violations older than this one in the list order. */
+  after?: ViolationPosition;
 }
 
 export interface ScanRecord {
@@ -242,7 +275,8 @@ export interface Store {
   // agents
   insertAgent(a: AgentRecord): Promise<void>;
   getAgent(id: string): Promise<AgentRecord | undefined>;
-  listAgents(): Promise<AgentRecord[]>;
+  /** Sorted by hostname, then id; every agent unless `q` limits it. */
+  listAgents(q?: AgentQuery): Promise<AgentRecord[]>;
   /** Records a hello: version, host facts, status online, connectedAt/lastSeenAt = now. */
   markAgentConnected(id: string, agentVersion: string, host: HostFacts__Output, now: Date): Promise<void>;
   touchAgent(id: string, now: Date): Promise<void>;

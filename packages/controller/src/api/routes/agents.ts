@@ -3,8 +3,12 @@
 // certificate refused at every later hello).
 import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
-import type { Store } from '../../store/store';
-import { AgentListSchema, AgentParamsSchema, AgentSchema, toAgentDto, type AgentDto, type AgentListDto, type AgentParams } from '../dto';
+import type { AgentPosition, Store } from '../../store/store';
+import {
+  AgentListQuerySchema, AgentListSchema, AgentParamsSchema, AgentSchema, toAgentDto, type AgentDto, type AgentListDto, type AgentListQuery, type AgentParams,
+} from '../dto';
+import { decodeCursor, encodeCursor } from '../cursor';
+import { strictInput } from './strict-input';
 
 /** What revocation needs of the agent link (grpc/agent-link-service.ts). */
 export interface AgentRevoker {
@@ -17,10 +21,27 @@ export function registerAgentRoutes(app: FastifyInstance, opts: { store: Store; 
   const now = opts.now ?? (() => new Date());
 
   // Agents are fleet-level: project-scoped credentials may read them too.
-  app.get('/agents', { config: { role: 'viewer' }, schema: { response: { 200: AgentListSchema } } }, async (): Promise<AgentListDto> => {
-    const agents = await store.listAgents();
-    return { items: agents.map(toAgentDto) };
-  });
+  // Paged by cursor (hostname, then id), so a page costs the same at 20 agents or 20,000.
+  app.get<{ Querystring: AgentListQuery }>(
+    '/agents',
+    { config: { role: 'viewer' }, preValidation: strictInput({ querystring: AgentListQuerySchema }), schema: { querystring: AgentListQuerySchema, response: { 200: AgentListSchema } } },
+    async (req): Promise<AgentListDto> => {
+      const q = req.query;
+      let after: AgentPosition | undefined;
+      if (q.cursor !== undefined) {
+        const [hostname, id] = decodeCursor('agents', q.cursor, ['string', 'string']) as string[];
+        after = { hostname: hostname!, id: id! };
+      }
+      const rows = await store.listAgents({ limit: q.limit + 1, after });
+      const page = rows.slice(0, q.limit);
+      const last = page[page.length - 1];
+      return {
+        items: page.map(toAgentDto),
+        limit: q.limit,
+        nextCursor: rows.length > q.limit && last ? encodeCursor('agents', [last.hostname, last.id]) : null,
+      };
+    },
+  );
 
   app.get<{ Params: AgentParams }>(
     '/agents/:id',

@@ -2,9 +2,10 @@
 // and single containers addressed by id, id prefix or name.
 import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
-import type { ContainerRecord, Store } from '../../store/store';
+import type { ContainerPosition, ContainerRecord, Store } from '../../store/store';
+import { checkCursorOrOffset, decodeCursor, encodeCursor } from '../cursor';
 import {
-  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, pageReply, toContainerDto,
+  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, cursorPageReply, toContainerDto,
   type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams,
 } from '../dto';
 import { containerProject, visibleProjects } from '../../auth/project-scope';
@@ -22,6 +23,12 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
     { config: { role: 'viewer' }, preValidation: strictInput({ querystring: ContainerListQuerySchema }), schema: { querystring: ContainerListQuerySchema, response: { 200: ContainerPageSchema } } },
     async (req): Promise<ContainerPageDto> => {
       const q = req.query;
+      checkCursorOrOffset(q);
+      let after: ContainerPosition | undefined;
+      if (q.cursor !== undefined) {
+        const [agentId, name, id] = decodeCursor('containers', q.cursor, ['string', 'string', 'string']) as string[];
+        after = { agentId: agentId!, name: name!, id: id! };
+      }
       // One row more than asked tells whether another page exists.
       const rows = await store.listContainers({
         agentId: q.agent,
@@ -32,10 +39,13 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
         projects: visibleProjects(req), // project scoping, in SQL so paging stays right
         limit: q.limit + 1,
         offset: q.offset,
+        after,
       });
       const page = rows.slice(0, q.limit);
       const usage = await usageOf(store, page);
-      return pageReply(page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))), rows.length, q);
+      return cursorPageReply(page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))), rows.length, q, (c) =>
+        encodeCursor('containers', [c.agentId, c.name, c.id]),
+      );
     },
   );
 

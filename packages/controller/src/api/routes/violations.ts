@@ -11,8 +11,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
-import type { Store, ViolationRecord } from '../../store/store';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageSchema, pageReply } from '../dto';
+import type { Store, ViolationPosition, ViolationRecord } from '../../store/store';
+import { CursorPageSchema, CursorParam, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, cursorPageReply } from '../dto';
+import { checkCursorOrOffset, decodeCursor, encodeCursor } from '../cursor';
 import { canSee, visibleProjects } from '../../auth/project-scope';
 import { auditTarget } from '../../audit/audit-hooks';
 import { strictInput } from './strict-input';
@@ -78,7 +79,7 @@ export const ViolationAckBodySchema = Type.Object(
 );
 export type ViolationAckBody = Static<typeof ViolationAckBodySchema>;
 
-export const ViolationPageSchema = PageSchema(ViolationSchema);
+export const ViolationPageSchema = CursorPageSchema(ViolationSchema);
 export type ViolationPageDto = Static<typeof ViolationPageSchema>;
 
 const Word = (max: number) => Type.Optional(Type.String({ minLength: 1, maxLength: max }));
@@ -100,6 +101,7 @@ export const ViolationListQuerySchema = Type.Object(
     acknowledged: Type.Optional(Type.Boolean()),
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
     offset: Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: 0 }),
+    cursor: CursorParam,
   },
   { additionalProperties: false },
 );
@@ -113,6 +115,12 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
     { config: { role: 'viewer' }, preValidation: strictInput({ querystring: ViolationListQuerySchema }), schema: { querystring: ViolationListQuerySchema, response: { 200: ViolationPageSchema } } },
     async (req): Promise<ViolationPageDto> => {
       const q = req.query;
+      checkCursorOrOffset(q);
+      let after: ViolationPosition | undefined;
+      if (q.cursor !== undefined) {
+        const [atMs, id] = decodeCursor('violations', q.cursor, ['integer', 'string']);
+        after = { at: new Date(atMs as number), id: id as string };
+      }
       const rows = await store.listViolations({
         agentId: q.agent,
         container: q.container,
@@ -128,8 +136,11 @@ export function registerViolationRoutes(app: FastifyInstance, opts: { store: Sto
         projects: visibleProjects(req), // project scoping
         limit: q.limit + 1,
         offset: q.offset,
+        after,
       });
-      return pageReply(rows.slice(0, q.limit).map(toViolationDto), rows.length, q);
+      const page = rows.slice(0, q.limit);
+      const reply = cursorPageReply(page, rows.length, q, (v) => encodeCursor('violations', [v.at.getTime(), v.id]));
+      return { ...reply, items: page.map(toViolationDto) };
     },
   );
 

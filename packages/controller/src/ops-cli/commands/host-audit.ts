@@ -6,7 +6,7 @@
 // `--fail-on` mirrors `bulkhead-agent audit --fail-on` (exit 4), so CI can
 // gate on a host's audit without logging into the host.
 import { Option, type Command } from 'commander';
-import type { AgentListDto } from '../../api/dto';
+import type { AgentDto } from '../../api/dto';
 import type { CisReportDto, HostAuditDto, HostAuditPruneListDto } from '../../api/routes/agent-audit';
 import { formatKeyValues, formatTable } from '../table';
 import { formatSize } from '@bulkhead/shared';
@@ -41,7 +41,7 @@ export function registerHostAuditCommand(program: Command, ctx: CommandContext):
     .action(async (host: string, o: { all?: boolean; cis?: boolean; prunes?: boolean; failOn?: CisLevel; failOnFinding?: FindingLevel }, cmd: Command) => {
       const { api, json } = ctx.client(cmd);
       if (o.prunes && (o.cis || o.all || o.failOn || o.failOnFinding)) throw ctx.usageError('--prunes lists prune records only; it does not combine with --cis, --all or --fail-on*');
-      const id = await resolveAgent(ctx, host, () => api.listAgents());
+      const id = await resolveAgent(ctx, host, () => api.listAllAgents());
       const path = `/v1/agents/${encodeURIComponent(id)}/audit`;
       if (o.prunes) {
         const list = await api.getJson<HostAuditPruneListDto>(path, new URLSearchParams({ format: 'prune' }));
@@ -78,7 +78,7 @@ export function registerHostAuditCommand(program: Command, ctx: CommandContext):
 }
 
 /** An agent id as is; otherwise the one agent with that host name (a usage error when none or several). */
-export async function resolveAgent(ctx: CommandContext, host: string, list: () => Promise<AgentListDto>): Promise<string> {
+export async function resolveAgent(ctx: CommandContext, host: string, list: () => Promise<{ items: AgentDto[] }>): Promise<string> {
   if (/^agt_[0-9a-f]+$/.test(host)) return host;
   const agents = (await list()).items;
   const byId = agents.find((a) => a.id === host);

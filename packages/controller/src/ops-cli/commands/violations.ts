@@ -50,11 +50,12 @@ export function registerViolationCommands(program: Command, ctx: CommandContext)
         const acknowledged = o.acknowledged === true ? true : o.unacknowledged === true ? false : undefined;
         const filter: ViolationListParams = { agent: o.agent, container: o.container, rule: o.rule, severity: o.severity, mode: o.mode, since, acknowledged };
         const items: ViolationDto[] = [];
-        let offset: number | null = 0;
-        while (offset !== null && items.length < max) {
-          const page = await api.listViolations({ ...filter, offset, limit: Math.min(PAGE, max - items.length) });
+        // By cursor: violations reported while paging do not shift the pages (nextOffset from a controller without cursors).
+        let at: { cursor?: string; offset?: number } | null = {};
+        while (at !== null && items.length < max) {
+          const page = await api.listViolations({ ...filter, ...at, limit: Math.min(PAGE, max - items.length) });
           items.push(...page.items);
-          offset = page.nextOffset;
+          at = typeof page.nextCursor === 'string' ? { cursor: page.nextCursor } : page.nextOffset !== null && page.nextOffset !== undefined ? { offset: page.nextOffset } : null;
         }
         ctx.out(json ? toJson({ items }) : renderViolations(items, ctx.now()));
       },
