@@ -18,6 +18,10 @@ import { startController, tempRoot } from './stack';
 import { authzHost as host } from './authz-host';
 import { buildOciImage, pullInto, pushImage, startRegistry } from '../helpers/registry';
 
+// Three stacks with real dockerds and a registry: 172 s once with other work on the two cores,
+// against tap's default of 180 s per file.
+t.setTimeout(360_000);
+
 const REF = 'bk-e2e/web:v1';
 const KEY = 'docker.io/bk-e2e/web:v1';
 
