@@ -3,7 +3,7 @@
 // (API keys, bearer tokens, roles, project scopes, failed-auth limits) and
 // the audit trail are installed from src/auth/api-security.ts. Routes live
 // in ./routes; wire shapes in ./dto.
-import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Fastify from 'fastify';
 import type { Logger } from '@bulkhead/shared';
 import type { ApiKeyRecord, Store } from '../store/store';
@@ -105,7 +105,20 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   const security = new ApiSecurity({ ...(opts.auth ?? {}), store: opts.store, logger: opts.logger, now });
   const schemas = new LazySchemas();
 
+  // Fastify's own refusals before any route or hook runs (a malformed percent-encoding, a path
+  // parameter over maxParamLength): the same security headers and problem+json as every other
+  // answer, and never the raw URL echoed back.
+  const frameworkHeaders = securityHeaders();
+  const frameworkErrors = (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    const internal = (err.statusCode ?? 400) >= 500;
+    const detail = err.code === 'FST_ERR_BAD_URL' ? 'malformed URL (invalid percent-encoding)' : err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : undefined;
+    const problem = internal ? makeProblem('BK_ERR_INTERNAL', 'internal error; see the controller log') : makeProblem('BK_ERR_BAD_REQUEST', detail ?? 'invalid request');
+    req.log.info({ code: problem.code, status: problem.status, fastifyCode: err.code }, 'request refused');
+    void reply.headers(frameworkHeaders).header('cache-control', 'no-store').code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify({ ...problem, requestId: String(req.id) }));
+  };
+
   const app = Fastify({
+    frameworkErrors,
     https: {
       key: opts.tls.keyPem,
       cert: opts.tls.certPem,
@@ -151,7 +164,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const { problem, internal } = toProblem(err);
-    if (internal) req.log.error({ err }, 'request failed');
+    // 503 BK_ERR_NOT_READY is a refusal (under load, starting, no such component), not a failure: no stack.
+    if (internal && problem.code === 'BK_ERR_NOT_READY') req.log.warn({ code: problem.code, status: problem.status, detail: problem.detail }, 'request refused');
+    else if (internal) req.log.error({ err }, 'request failed');
     else req.log.info({ code: problem.code, status: problem.status, detail: problem.detail }, 'request refused');
     if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="bulkhead"');
     return reply
@@ -196,12 +211,14 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerImageRoutes(v1, { store: opts.store });
       registerActionRoutes(v1, { store: opts.store, actions: opts.actions });
       // Identity and access + audit trail.
-      registerKeyRoutes(v1, { store: opts.store, now, routes: () => security.routes });
+      // Revocation and logout end this controller's open streams of that key/session at once;
+      // other replicas end theirs at their next heartbeat check (events heartbeatMs).
+      registerKeyRoutes(v1, { store: opts.store, now, routes: () => security.routes, ...(hub ? { onRevoked: (keyId: string) => void hub.endKey(keyId) } : {}) });
       registerAuthRoutes(v1, { auth: security.options, now });
       registerJoinTokenRoutes(v1, { store: opts.store, now, caFingerprint: opts.caFingerprint });
       registerAuditRoutes(v1, { audit: security.audit, now });
       // Browser sessions and the live event stream.
-      registerSessionRoutes(v1, { auth: security.options, sessions: opts.store.sessions, now });
+      registerSessionRoutes(v1, { auth: security.options, sessions: opts.store.sessions, now, ...(hub ? { onLogout: (idHash: string) => void hub.endSession(idHash) } : {}) });
       registerEventRoutes(v1, { hub, authenticator: security.authenticator, now });
     },
     { prefix: '/v1' },

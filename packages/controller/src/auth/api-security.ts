@@ -20,7 +20,7 @@ import { resolveAuthOptions, type AuthOptions, type AuthOptionsInput } from './a
 import { describePrincipal, type Principal } from './principal';
 import { AuthFailureLimits } from './rate-limiter';
 import { deriveAction, isRole, roleAtLeast, type DeclaredRoute, type RouteAccess } from './roles';
-import { CSRF_HEADER, SESSION_COOKIE, csrfMatches } from './sessions';
+import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookie, csrfMatches } from './sessions';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -114,6 +114,8 @@ export class ApiSecurity {
         reply.header('retry-after', String(seen.retryAfterS));
         notes.limitedBucket = seen.limitedBucket;
       }
+      // A refused cookie is dropped by the browser (same flags, Max-Age=0): a stale tab stops sending it.
+      if (seen.sessionCookieRejected === true) reply.header('set-cookie', clearedSessionCookie());
       throw err;
     }
     req.auth = p;

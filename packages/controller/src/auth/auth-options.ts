@@ -16,6 +16,8 @@ export interface AuthOptionsInput {
   sessionIdleMs?: number;
   /** A browser session ends this long after login whatever its use (`serve --session-max-lifetime`). Default 8 h; 1 min – 30 d, at least the idle timeout. */
   sessionMaxLifetimeMs?: number;
+  /** Live browser sessions one API key may hold; a login beyond it logs out that key's oldest sessions. Default 20. */
+  sessionMaxPerKey?: number;
 }
 
 export interface AuthOptions {
@@ -25,9 +27,11 @@ export interface AuthOptions {
   failureLimit: Required<AuthFailureLimitOptions>;
   sessionIdleMs: number;
   sessionMaxLifetimeMs: number;
+  sessionMaxPerKey: number;
 }
 
 export const DEFAULT_SESSION_IDLE_MS = 15 * 60_000;
+export const DEFAULT_SESSION_MAX_PER_KEY = 20;
 export const DEFAULT_SESSION_MAX_LIFETIME_MS = 8 * 3_600_000;
 export const MIN_SESSION_IDLE_MS = 10_000;
 export const MAX_SESSION_IDLE_MS = 24 * 3_600_000;
@@ -69,5 +73,7 @@ export function resolveAuthOptions(i: AuthOptionsInput = {}): AuthOptions {
   const sessionIdleMs = i.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
   const sessionMaxLifetimeMs = i.sessionMaxLifetimeMs ?? DEFAULT_SESSION_MAX_LIFETIME_MS;
   checkSessionTimeouts(sessionIdleMs, sessionMaxLifetimeMs);
-  return { tokenSecret, tokenDefaultTtlMs, tokenMaxTtlMs, failureLimit, sessionIdleMs, sessionMaxLifetimeMs };
+  const sessionMaxPerKey = i.sessionMaxPerKey ?? DEFAULT_SESSION_MAX_PER_KEY;
+  if (!(Number.isSafeInteger(sessionMaxPerKey) && sessionMaxPerKey >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `sessions per key must be a positive integer, got ${sessionMaxPerKey}`);
+  return { tokenSecret, tokenDefaultTtlMs, tokenMaxTtlMs, failureLimit, sessionIdleMs, sessionMaxLifetimeMs, sessionMaxPerKey };
 }

@@ -2,7 +2,8 @@
 // ("bk_ak_…_…", verified by api/api-keys.ts), a bearer token ("bkt_…",
 // bearer-tokens.ts, whose key is looked up on every use), or — only when no
 // Authorization header is sent — a browser session cookie (sessions.ts; its
-// key is looked up on every use too). Failed attempts
+// key is looked up on every use too). Failed attempts (for a session cookie: only an
+// id naming no session — a known session that ended is a stale tab, not a guess)
 // count against the client address and, for API keys, the presented key id
 // *at that address* (rate-limiter.ts says why not the key id alone); a
 // bucket over the limit gets 429 before any credential is checked.
@@ -40,6 +41,10 @@ export interface AuthAttempt {
   retryAfterS?: number;
   /** The bucket that was over the limit, on 429. */
   limitedBucket?: string;
+  /** The session cookie was the credential and was refused (401): the answer clears it. */
+  sessionCookieRejected?: boolean;
+  /** The session cookie named no session at all (malformed or unknown id): counted as a failed attempt. */
+  sessionGuess?: boolean;
 }
 
 export class Authenticator {
@@ -56,13 +61,21 @@ export class Authenticator {
     this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
     if ((header === undefined || header === '') && sessionId !== undefined && sessionId !== '') {
       try {
-        const p = await this.fromSession(sessionId, now);
+        const p = await this.fromSession(sessionId, now, seen);
         this.touch(p, now);
         return p;
       } catch (err) {
         if (err instanceof BulkheadError && err.code === 'BK_ERR_UNAUTHENTICATED') {
-          this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
-          this.o.limits.fail(clientIp, undefined, ms);
+          // The browser is told to drop the cookie (api-security.ts sends the cleared cookie).
+          seen.sessionCookieRejected = true;
+          // Only an id no session has (malformed or unknown) is a guess. A session this
+          // controller knows that ended (logged out, idle, past its lifetime, its key gone) is a
+          // stale console tab, not an attack: counting it would lock out the valid API keys
+          // used from the same address.
+          if (seen.sessionGuess === true) {
+            this.throttle(this.o.limits.checkAddress(clientIp, ms), seen);
+            this.o.limits.fail(clientIp, undefined, ms);
+          }
         }
         throw err;
       }
@@ -166,12 +179,16 @@ export class Authenticator {
     };
   }
 
-  private async fromSession(id: string, now: Date): Promise<Principal> {
+  private async fromSession(id: string, now: Date, seen: AuthAttempt): Promise<Principal> {
     if (!this.o.sessions) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'this controller keeps no sessions; send "Authorization: Bearer <api key>"');
-    if (!looksLikeSessionId(id)) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'malformed session cookie; log in again');
+    if (!looksLikeSessionId(id)) {
+      seen.sessionGuess = true;
+      throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'malformed session cookie; log in again');
+    }
     const idHash = hashSessionId(id);
     const s = await this.o.sessions.getSession(idHash);
-    // Unknown, logged out and pruned are one answer: the caller only learns to log in again.
+    // Unknown (a guess: counted), logged out and pruned are one answer: the caller only learns to log in again.
+    if (!s) seen.sessionGuess = true;
     if (!s || s.revokedAt !== null) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', 'no such session (logged out or expired); log in again');
     const ms = now.getTime();
     if (s.expiresAt.getTime() <= ms) throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `session ended at ${s.expiresAt.toISOString()} (maximum lifetime); log in again`);

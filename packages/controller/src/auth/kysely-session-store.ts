@@ -35,6 +35,23 @@ export class KyselySessionStore implements SessionStore {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  async capSessions(keyId: string, keep: number, at: Date): Promise<string[]> {
+    // Capped at every login, so a key has at most keep + 1 live rows here: reading them all is bounded.
+    const live = await this.db
+      .selectFrom('sessions')
+      .select(['id_hash'])
+      .where('key_id', '=', keyId)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', at.getTime())
+      .orderBy('created_at', 'desc')
+      .orderBy('id_hash')
+      .execute();
+    const over = live.slice(keep).map((r) => r.id_hash);
+    if (over.length === 0) return [];
+    await this.db.updateTable('sessions').set({ revoked_at: at.getTime() }).where('id_hash', 'in', over).where('revoked_at', 'is', null).execute();
+    return over;
+  }
+
   async pruneSessions(expiredBefore: Date): Promise<number> {
     const r = await this.db
       .deleteFrom('sessions')

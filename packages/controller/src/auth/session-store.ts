@@ -19,6 +19,11 @@ export interface SessionStore {
   touchSession(idHash: string, at: Date): Promise<void>;
   /** Revokes one session; false when it was unknown or already revoked. */
   revokeSession(idHash: string, at: Date): Promise<boolean>;
+  /**
+   * Revokes the key's live sessions (not revoked, not past their lifetime at `at`) beyond the
+   * newest `keep`, oldest first; returns the id hashes revoked.
+   */
+  capSessions(keyId: string, keep: number, at: Date): Promise<string[]>;
   /** Deletes sessions that ended (revoked, or past `expiredBefore`); returns how many. */
   pruneSessions(expiredBefore: Date): Promise<number>;
 }

@@ -9,7 +9,7 @@
 // the database, read again when it drains); a client backed up like that for `slowAfterMs`
 // is cut off, and may come back with Last-Event-ID. Idle: no polling at all.
 import type { Logger } from '@bulkhead/shared';
-import { EVERY_SCOPE, type FleetEventRecord, type FleetEventStore } from './event-store';
+import { type FleetEventRecord, type FleetEventStore } from './event-store';
 
 export interface EventHubOptions {
   store: FleetEventStore;
@@ -24,6 +24,8 @@ export interface EventHubOptions {
   slowAfterMs?: number;
   /** Streams served at once by this controller. Default 1000. */
   maxClients?: number;
+  /** Streams served at once to one API key (its sessions and tokens included), so one credential cannot take every slot. Default 8. */
+  maxClientsPerKey?: number;
   /** Events read per query. Default 500. */
   batch?: number;
 }
@@ -32,15 +34,22 @@ export interface EventHubOptions {
 export interface EventClientIo {
   /** Only these projects' events; undefined = every event. */
   projects: string[] | undefined;
+  /** The API key behind the stream (its tokens' and sessions' key too): ended when the key is revoked. */
+  keyId?: string;
+  /** sha256 of the session id, when a session cookie opened the stream: ended at logout. */
+  sessionIdHash?: string;
   /** Writes a chunk. */
   write(chunk: string): void;
   /** Bytes written but not yet taken by the network. */
   buffered(): number;
   /** Ends the stream (the hub has unsubscribed it). */
-  end(reason: 'slow' | 'credential' | 'shutdown'): void;
+  end(reason: EndReason): void;
   /** Whether the credential behind the stream still holds (checked at each heartbeat). */
   stillValid(): Promise<boolean>;
 }
+
+/** Why the hub ended a stream ('credential': the key or session ended). */
+export type EndReason = 'slow' | 'credential' | 'shutdown';
 
 interface Client {
   io: EventClientIo;
@@ -64,7 +73,11 @@ export class EventHub {
   readonly maxBufferBytes: number;
   readonly slowAfterMs: number;
   readonly maxClients: number;
+  readonly maxClientsPerKey: number;
   private readonly batch: number;
+  /** Slots taken (reserve), in total and per key: counted before the first await, so a burst cannot overshoot. */
+  private taken = 0;
+  private readonly takenByKey = new Map<string, number>();
   /** Clients cut off for not reading, since start. */
   slowDropped = 0;
 
@@ -74,6 +87,7 @@ export class EventHub {
     this.maxBufferBytes = o.maxBufferBytes ?? 1024 * 1024;
     this.slowAfterMs = o.slowAfterMs ?? 15_000;
     this.maxClients = o.maxClients ?? 1000;
+    this.maxClientsPerKey = o.maxClientsPerKey ?? 8;
     this.batch = o.batch ?? 500;
   }
 
@@ -82,12 +96,67 @@ export class EventHub {
   }
 
   /**
+   * Takes a stream slot for `keyId` before anything is awaited: the release function (call
+   * once the stream is gone; repeated calls are harmless), or which bound is reached —
+   * 'controller' (maxClients) or 'key' (maxClientsPerKey).
+   */
+  reserve(keyId: string): (() => void) | 'controller' | 'key' {
+    if (this.taken >= this.maxClients) return 'controller';
+    const n = this.takenByKey.get(keyId) ?? 0;
+    if (n >= this.maxClientsPerKey) return 'key';
+    this.taken++;
+    this.takenByKey.set(keyId, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.taken--;
+      const m = (this.takenByKey.get(keyId) ?? 1) - 1;
+      if (m <= 0) this.takenByKey.delete(keyId);
+      else this.takenByKey.set(keyId, m);
+    };
+  }
+
+  /** Ends at once the streams of this session (logout) on this controller; returns how many. */
+  endSession(idHash: string): number {
+    return this.endWhere((io) => io.sessionIdHash === idHash);
+  }
+
+  /** Ends at once the streams of this key (revocation), its sessions' and tokens' included, on this controller. */
+  endKey(keyId: string): number {
+    return this.endWhere((io) => io.keyId === keyId);
+  }
+
+  private endWhere(match: (io: EventClientIo) => boolean): number {
+    let n = 0;
+    for (const c of [...this.clients]) {
+      if (!match(c.io)) continue;
+      this.drop(c, 'credential');
+      n++;
+    }
+    return n;
+  }
+
+  /**
    * Adds a client. `after`: the last event id it saw (Last-Event-ID); undefined = only events
    * from now on. Returns the unsubscribe function.
    */
   async subscribe(io: EventClientIo, after: number | undefined): Promise<() => void> {
-    if (this.clients.size === 0 && !this.running) this.cursor = await this.o.store.lastEventSeq();
-    const c: Client = { io, cursor: after ?? this.cursor, checkGap: after !== undefined, nextHeartbeat: Date.now() + this.heartbeatMs, checking: false, backedUpSince: undefined };
+    let cursor = after;
+    let checkGap = after !== undefined;
+    if ((this.clients.size === 0 && !this.running) || after !== undefined) {
+      const last = await this.o.store.lastEventSeq();
+      if (this.clients.size === 0 && !this.running) this.cursor = last;
+      if (after !== undefined && after > last) {
+        // An id beyond the newest event (another database, a restored backup, a typo): waiting
+        // for it would keep the stream silent until the fleet caught up. Resume from the newest
+        // and say so with the same event as for pruned ones: the client reloads its view.
+        io.write(`event: stream.gap\ndata: ${JSON.stringify({ after, firstAvailable: last + 1, reason: 'unknown_id' })}\n\n`);
+        cursor = last;
+        checkGap = false;
+      }
+    }
+    const c: Client = { io, cursor: cursor ?? this.cursor, checkGap, nextHeartbeat: Date.now() + this.heartbeatMs, checking: false, backedUpSince: undefined };
     this.clients.add(c);
     this.kick(0);
     return () => void this.clients.delete(c);
@@ -155,7 +224,7 @@ export class EventHub {
           c.checkGap = false;
           const first = await this.o.store.firstEventSeq();
           if (first !== undefined && first > c.cursor + 1) {
-            this.send(c, `event: stream.gap\ndata: ${JSON.stringify({ after: c.cursor, firstAvailable: first })}\n\n`);
+            this.send(c, `event: stream.gap\ndata: ${JSON.stringify({ after: c.cursor, firstAvailable: first, reason: 'pruned' })}\n\n`);
           }
         }
         const rows = await this.o.store.listEvents({ after: c.cursor, upTo: this.cursor, limit: this.batch, ...(c.io.projects ? { projects: c.io.projects } : {}) });
@@ -205,7 +274,7 @@ export class EventHub {
   }
 
   private sendEvent(c: Client, r: FleetEventRecord): boolean {
-    const body = { seq: r.seq, type: r.type, at: r.at.toISOString(), project: r.project === EVERY_SCOPE ? '' : r.project, agentId: r.agentId, ...r.data };
+    const body = { seq: r.seq, type: r.type, at: r.at.toISOString(), project: r.project, agentId: r.agentId, ...r.data };
     // Types are ours ([a-z._]); a data line holds JSON, which never contains a raw newline.
     return this.send(c, `id: ${r.seq}\nevent: ${r.type}\ndata: ${JSON.stringify(body)}\n\n`);
   }
@@ -217,7 +286,7 @@ export class EventHub {
     return true;
   }
 
-  private drop(c: Client, reason: 'slow' | 'credential' | 'shutdown'): void {
+  private drop(c: Client, reason: EndReason): void {
     this.clients.delete(c);
     try {
       c.io.end(reason);
@@ -229,5 +298,5 @@ export class EventHub {
 
 function visible(c: Client, r: FleetEventRecord): boolean {
   const scope = c.io.projects;
-  return scope === undefined || r.project === EVERY_SCOPE || (r.project !== '' && scope.includes(r.project));
+  return scope === undefined || r.everyScope || (r.project !== '' && scope.includes(r.project));
 }

@@ -18,7 +18,9 @@ export interface FleetEventInput {
   project?: string;
   /**
    * Seen by every credential, scoped or not: what is readable whatever the scope (agents come
-   * and go: GET /v1/agents is readable by project-scoped keys). Stored as project '*'.
+   * and go: GET /v1/agents is readable by project-scoped keys). Stored as its own column
+   * (every_scope), never as a project value: a project name (even '*', which a workload
+   * label may carry) only ever admits credentials scoped to that very project.
    */
   everyScope?: boolean;
   agentId?: string;
@@ -26,15 +28,14 @@ export interface FleetEventInput {
   data: Record<string, unknown>;
 }
 
-/** The stored `project` of an event every scope sees. */
-export const EVERY_SCOPE = '*';
-
 export interface FleetEventRecord {
   seq: number;
   type: string;
   at: Date;
-  /** '' = none (unscoped credentials only); EVERY_SCOPE = seen by every credential. */
+  /** '' = none (unscoped credentials only); otherwise credentials scoped to this project (and unscoped ones). */
   project: string;
+  /** Seen by every credential, whatever its project (the project is then ''). */
+  everyScope: boolean;
   agentId: string | null;
   data: Record<string, unknown>;
 }

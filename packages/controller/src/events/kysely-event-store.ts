@@ -8,7 +8,7 @@
 // whichever replica appends. SQLite has one writer anyway.
 import { PostgresAdapter, sql, type Selectable } from 'kysely';
 import type { Db, FleetEventsTable } from '../store/schema';
-import { EVERY_SCOPE, type FleetEventInput, type FleetEventQuery, type FleetEventRecord, type FleetEventStore } from './event-store';
+import { type FleetEventInput, type FleetEventQuery, type FleetEventRecord, type FleetEventStore } from './event-store';
 
 export class KyselyEventStore implements FleetEventStore {
   private readonly postgres: boolean;
@@ -27,11 +27,12 @@ export class KyselyEventStore implements FleetEventStore {
         seq: first + i,
         at: e.at.getTime(),
         type: e.type,
-        project: e.everyScope === true ? EVERY_SCOPE : (e.project ?? ''),
+        project: e.everyScope === true ? '' : (e.project ?? ''),
+        every_scope: e.everyScope === true ? 1 : 0,
         agent_id: e.agentId ?? null,
         data_json: JSON.stringify(e.data),
       }));
-      // Bounded parameter counts per statement (6 per row).
+      // Bounded parameter counts per statement (7 per row).
       for (let i = 0; i < rows.length; i += 500) await trx.insertInto('fleet_events').values(rows.slice(i, i + 500)).execute();
       return rows.map((r) => r.seq);
     });
@@ -40,7 +41,11 @@ export class KyselyEventStore implements FleetEventStore {
   async listEvents(q: FleetEventQuery): Promise<FleetEventRecord[]> {
     let query = this.db.selectFrom('fleet_events').selectAll().where('seq', '>', q.after);
     if (q.upTo !== undefined) query = query.where('seq', '<=', q.upTo);
-    if (q.projects !== undefined) query = query.where('project', 'in', [...q.projects.filter((p) => p !== '' && p !== EVERY_SCOPE), EVERY_SCOPE]);
+    if (q.projects !== undefined) {
+      // Every-scope events, and the scope's own projects by exact name ('' never matches).
+      const projects = q.projects.filter((p) => p !== '');
+      query = query.where((eb) => (projects.length > 0 ? eb.or([eb('every_scope', '=', 1), eb('project', 'in', projects)]) : eb('every_scope', '=', 1)));
+    }
     const rows = await query.orderBy('seq').limit(q.limit).execute();
     return rows.map(toEvent);
   }
@@ -72,5 +77,5 @@ function toEvent(r: Selectable<FleetEventsTable>): FleetEventRecord {
   } catch {
     data = {};
   }
-  return { seq: Number(r.seq), type: r.type, at: new Date(Number(r.at)), project: r.project, agentId: r.agent_id, data };
+  return { seq: Number(r.seq), type: r.type, at: new Date(Number(r.at)), project: r.project, everyScope: Number(r.every_scope) === 1, agentId: r.agent_id, data };
 }

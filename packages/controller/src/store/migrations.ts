@@ -555,6 +555,9 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
         .addColumn('type', 'text', (c) => c.notNull())
         // '' = belongs to no project: seen by credentials not limited to projects only.
         .addColumn('project', 'text', (c) => c.notNull().defaultTo(''))
+        // 1 = seen by every credential (agent online/offline). Its own column, never a project
+        // value: a project name (even '*', which a workload label may carry) admits only that project.
+        .addColumn('every_scope', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('agent_id', 'text')
         .addColumn('data_json', 'text', (c) => c.notNull())
         .execute();

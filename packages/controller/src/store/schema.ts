@@ -449,7 +449,10 @@ export interface FleetEventsTable {
   seq: Int;
   at: Int;
   type: string;
+  /** '' = none; a project name is only ever that project (never "every scope"). */
   project: string;
+  /** 1 = seen by every credential whatever its scope (project is then ''). */
+  every_scope: Int;
   agent_id: string | null;
   data_json: string;
 }

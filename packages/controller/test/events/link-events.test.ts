@@ -85,7 +85,7 @@ t.test('the link records agent, container and alert events', async (t) => {
 
   const evs = await all();
   t.same(evs.map((e) => e.seq), evs.map((_, i) => i + 1), 'ordered ids from 1');
-  t.match(evs[0], { type: 'agent.online', agentId, project: '*', data: { hostname: 'prod-7' } });
+  t.match(evs[0], { type: 'agent.online', agentId, project: '', everyScope: true, data: { hostname: 'prod-7' } });
   const snaps = evs.filter((e) => e.type === 'container.snapshot');
   t.same(snaps.map((e) => [e.project, e.data['containers']]).sort(), [['', 1], ['payments', 2]], 'one snapshot event per project, with counts');
   t.match(evs.find((e) => e.type === 'container.updated'), { project: 'payments', agentId, data: { containerId: web.id, name: '/pay-web', state: 'paused', image: 'busybox:1' } });
@@ -96,5 +96,5 @@ t.test('the link records agent, container and alert events', async (t) => {
   clearInterval(beat);
   call.end();
   await eventually('offline event', async () => (await all()).some((e) => e.type === 'agent.offline'), 10_000);
-  t.match((await all()).find((e) => e.type === 'agent.offline'), { agentId, project: '*', data: { message: /offline/ } });
+  t.match((await all()).find((e) => e.type === 'agent.offline'), { agentId, project: '', everyScope: true, data: { message: /offline/ } });
 });

@@ -23,16 +23,30 @@ const ID_RE = /^[0-9]{1,15}$/;
 export function registerEventRoutes(app: FastifyInstance, opts: { hub: EventHub | undefined; authenticator: Authenticator; now: () => Date }): void {
   app.get<{ Querystring: EventsQuery }>(
     '/events',
-    { config: { role: 'viewer' }, schema: { querystring: EventsQuerySchema } },
+    // No automatic HEAD twin: a HEAD would run this handler, take a stream slot and hang.
+    { config: { role: 'viewer' }, schema: { querystring: EventsQuerySchema }, exposeHeadRoute: false },
     async (req, reply) => {
       const hub = opts.hub;
       if (!hub) throw new BulkheadError('BK_ERR_NOT_READY', 'this controller keeps no event stream');
       const header = req.headers['last-event-id'];
       const raw = typeof header === 'string' && header !== '' ? header.trim() : req.query.lastEventId;
       if (raw !== undefined && !ID_RE.test(raw)) throw new BulkheadError('BK_ERR_BAD_REQUEST', 'Last-Event-ID must be an event id (a decimal number)');
-      if (hub.size >= hub.maxClients) throw new BulkheadError('BK_ERR_NOT_READY', `this controller serves ${hub.maxClients} event streams already; try another replica or later`);
       const after = raw === undefined ? undefined : Number(raw);
       const principal = req.auth!;
+      // Slots are taken before anything is awaited (a burst cannot overshoot), per controller
+      // and per key (one credential cannot take every slot). Refusals for load are answered
+      // 503/429 with Retry-After and logged at info by the error handler, not as failures.
+      const slot = hub.reserve(principal.keyId);
+      if (slot === 'controller') {
+        reply.header('retry-after', '5');
+        throw new BulkheadError('BK_ERR_NOT_READY', `this controller serves ${hub.maxClients} event streams already; try another replica or later`);
+      }
+      if (slot === 'key') {
+        reply.header('retry-after', '5');
+        throw new BulkheadError('BK_ERR_RATE_LIMITED', `API key ${principal.keyId} has ${hub.maxClientsPerKey} event streams open on this controller already (its sessions and tokens included); close one, or retry later`);
+      }
+      const release = slot;
+      reply.raw.on('close', release);
       const res = reply.raw;
       // Hijacked: fastify sends nothing more, so the headers set so far (security headers,
       // cache-control) are written here with the stream's own.
@@ -51,6 +65,8 @@ export function registerEventRoutes(app: FastifyInstance, opts: { hub: EventHub 
       const unsubscribe = await hub.subscribe(
         {
           projects: visibleProjects(req),
+          keyId: principal.keyId,
+          ...(principal.session ? { sessionIdHash: principal.session.idHash } : {}),
           write: (chunk) => void res.write(chunk),
           buffered: () => res.writableLength + (res.socket?.writableLength ?? 0),
           end: (reason) => {

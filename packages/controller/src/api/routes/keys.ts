@@ -65,7 +65,8 @@ export type ApiKeyCreateBody = Static<typeof ApiKeyCreateSchema>;
 const KeyParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 type KeyParams = Static<typeof KeyParamsSchema>;
 
-export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; now: () => Date; routes: () => readonly DeclaredRoute[] }): void {
+/** `onRevoked`: called with the key's id once it is revoked (its open event streams end at once). */
+export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; now: () => Date; routes: () => readonly DeclaredRoute[]; onRevoked?: (keyId: string) => void }): void {
   const { store, now } = opts;
 
   app.get('/keys', { config: { role: 'admin' }, schema: { response: { 200: ApiKeyListSchema } } }, async (req): Promise<ApiKeyListDto> => {
@@ -108,6 +109,7 @@ export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; no
       // Already revoked: nothing changes, the answer is the same (idempotent).
       if (key.revokedAt === null) await store.revokeApiKey(key.id, at);
       req.log.info({ keyId: key.id, by: req.auth?.keyId }, 'API key revoked');
+      opts.onRevoked?.(key.id);
       return toApiKeyDto((await store.getApiKey(key.id)) ?? key, at);
     },
   );

@@ -48,7 +48,8 @@ export type SessionDto = Static<typeof SessionSchema>;
 
 export const LogoutSchema = Type.Object({ sessionId: Type.String(), loggedOut: Type.Literal(true) });
 
-export function registerSessionRoutes(app: FastifyInstance, opts: { auth: AuthOptions; sessions: SessionStore | undefined; now: () => Date }): void {
+/** `onLogout`: called with the session's id hash once it is revoked (its open event streams end at once). */
+export function registerSessionRoutes(app: FastifyInstance, opts: { auth: AuthOptions; sessions: SessionStore | undefined; now: () => Date; onLogout?: (idHash: string) => void }): void {
   const { auth, now } = opts;
   const store = (): SessionStore => {
     if (!opts.sessions) throw new BulkheadError('BK_ERR_NOT_READY', 'this controller keeps no sessions');
@@ -86,6 +87,11 @@ export function registerSessionRoutes(app: FastifyInstance, opts: { auth: AuthOp
       const id = newSessionId();
       const idHash = hashSessionId(id);
       await store().insertSession({ idHash, keyId: p.keyId, createdAt: at, lastUsedAt: at, expiresAt, revokedAt: null, clientIp: req.ip });
+      // At most sessionMaxPerKey live sessions per key: the oldest are logged out (their streams end too).
+      for (const old of await store().capSessions(p.keyId, auth.sessionMaxPerKey, at)) {
+        req.log.info({ sessionId: publicSessionId(old), keyId: p.keyId, max: auth.sessionMaxPerKey }, 'session logged out: its key opened more sessions than allowed');
+        opts.onLogout?.(old);
+      }
       auditTarget(req, { sessionId: publicSessionId(idHash), expiresAt: expiresAt.toISOString() });
       reply.header('set-cookie', sessionCookie(id, lifetime));
       return dto(p, id, at, expiresAt);
@@ -100,6 +106,7 @@ export function registerSessionRoutes(app: FastifyInstance, opts: { auth: AuthOp
   app.delete('/session', { config: { role: 'viewer', action: 'session.logout' }, schema: { response: { 200: LogoutSchema } } }, async (req, reply) => {
     const s = sessionOf(req);
     await store().revokeSession(s.idHash, now());
+    opts.onLogout?.(s.idHash);
     reply.header('set-cookie', clearedSessionCookie());
     return { sessionId: s.publicId, loggedOut: true as const };
   });

@@ -1,0 +1,4 @@
+// sessions-hardening.test.ts, every assertion, on a private PostgreSQL cluster.
+import { runOnPostgres } from '../store/fixtures/backend';
+
+runOnPostgres(() => require('./sessions-hardening.test'));
