@@ -732,8 +732,10 @@ export class AgentLinkService {
       lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
       storedHash: rec.stateHash ?? null,
     };
-    // The stored inventory is exact when the agent's inventory has the hash stored with it.
-    const snapshotNotNeeded = this.opts.store.touchAgents !== undefined && hello.stateHash !== '' && hello.stateHash === rec.stateHash;
+    // The stored inventory is exact when the agent's inventory has the hash stored with it. Not
+    // while an older stream of the agent is still open here: a write of it may be under way,
+    // after the hash was read.
+    const snapshotNotNeeded = this.opts.store.touchAgents !== undefined && hello.stateHash !== '' && hello.stateHash === rec.stateHash && previous === undefined;
     this.sessions.set(agentId, s);
     this.opts.metrics?.streamOpened();
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
