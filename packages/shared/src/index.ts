@@ -54,3 +54,4 @@ export { startMetricsListener, startOptionalMetricsListener, resolveMetricsAddre
 export type { MetricsAddress, MetricsListener, MetricsListenerOptions } from './net/metrics-listener';
 export { collectProcessMetrics, EVENT_LOOP_MONITOR_RESOLUTION_MS } from './metrics/process-metrics';
 export { cliExitCode, exitQuietlyOnEpipe } from './cli/exit-code';
+export { inventoryStateHash } from './inventory/state-hash';

@@ -4,7 +4,11 @@
 //
 // Nothing is lost across a disconnect: every (re)connection starts with a full
 // snapshot of the inventory, which supersedes any delta that was in flight, and
-// resends every spooled report the controller has not acknowledged.
+// resends every spooled report the controller has not acknowledged. The one
+// exception: the hello and every heartbeat carry the inventory's state hash, and when
+// the controller's welcome says it holds that same hash (its stored inventory is
+// exact) and the inventory still has it at the welcome, the snapshot is skipped and
+// deltas follow from there (docs/architecture.md#inventory-state-hash).
 //
 // Several controller addresses (replicas of one controller on one database): the
 // link uses one at a time, starting with the first, and moves to the next one in
@@ -28,7 +32,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import {
-  BulkheadError, VERSION, issuedByOneOf, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
+  BulkheadError, VERSION, inventoryStateHash, issuedByOneOf, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
   type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
   type PolicyStatus, type ViolationReport, type Command__Output, type CommandResult, type AuditReport,
 } from '@bulkhead/shared';
@@ -186,6 +190,19 @@ export class ControllerLink {
   private lastOtherSeq = 0;
   /** This controller acknowledged a heartbeat by its own number on this stream, so an unacknowledged heartbeat means silence. */
   private heartbeatsAcked = false;
+  /** The state hash the current stream's hello carried. */
+  private helloHash = '';
+  /**
+   * What this stream told the controller: the snapshot (or the inventory the controller already
+   * held) with every delta sent since applied. Heartbeats carry its hash, not the inventory's:
+   * the inventory can change without a delta (a new policy's project label), and the controller
+   * must never store a hash for a state it was not sent.
+   */
+  private sent: Map<string, ContainerFacts> | undefined;
+  /** The hash of `sent`, cached until the next delta (undefined = to compute). */
+  private hashCache: string | undefined;
+  /** Full snapshots sent and skipped (the controller held the same state hash), since start. */
+  private snapshotCounts = { sent: 0, skipped: 0 };
 
   constructor(private readonly opts: ControllerLinkOptions) {
     this.creds = opts.credentials;
@@ -226,6 +243,16 @@ export class ControllerLink {
 
   get error(): BulkheadError | undefined {
     return this.lastError;
+  }
+
+  /** Full snapshots sent, and skipped because the controller already held this inventory's state hash. */
+  get snapshots(): { sent: number; skipped: number } {
+    return { ...this.snapshotCounts };
+  }
+
+  /** The state hash of what this stream sent the controller (cached until the next delta). */
+  private sentHash(): string {
+    return (this.hashCache ??= inventoryStateHash([...(this.sent?.values() ?? [])]));
   }
 
   /** Highest sequence number the controller acknowledged on this stream. */
@@ -399,7 +426,7 @@ export class ControllerLink {
       if (m.body === 'ack' && m.ack) this.onAck(m.ack.seq);
       else if (m.body === 'welcome' && m.welcome && !welcomed) {
         welcomed = true;
-        this.onWelcome(call, m.welcome.heartbeatIntervalMs || 5000);
+        this.onWelcome(call, m.welcome.heartbeatIntervalMs || 5000, m.welcome.snapshotNotNeeded === true);
       } else if (m.body === 'policy' && m.policy) {
         this.bundleArrived();
         void this.applyPolicy(call, m.policy);
@@ -431,8 +458,10 @@ export class ControllerLink {
       if (this.call !== call) return;
       this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${address} closed the stream`));
     });
+    this.helloHash = inventoryStateHash(this.opts.inventory.inventory());
     this.send({
       hello: {
+        stateHash: this.helloHash,
         agentId: this.creds.identity.agentId,
         agentVersion: VERSION,
         host,
@@ -477,7 +506,7 @@ export class ControllerLink {
     }
   }
 
-  private onWelcome(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, heartbeatMs: number): void {
+  private onWelcome(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, heartbeatMs: number, snapshotNotNeeded: boolean): void {
     if (this.call !== call) return;
     // After an undeliverable bundle a welcome proves little: the same bundle
     // follows it and kills the stream again, so the backoff keeps growing
@@ -490,9 +519,25 @@ export class ControllerLink {
     if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
     this.welcomeTimer = undefined;
     // Subscribe before taking the snapshot: both happen in this same tick, so no change falls between them.
-    this.unsubscribe = this.opts.inventory.subscribe((delta) => this.send({ delta }));
+    this.unsubscribe = this.opts.inventory.subscribe((delta) => {
+      if (this.send({ delta }) > 0 && this.sent && delta.containerId) {
+        if (delta.kind === 'REMOVE' || delta.kind === 2) this.sent.delete(delta.containerId);
+        else if (delta.container) this.sent.set(delta.containerId, delta.container);
+        this.hashCache = undefined;
+      }
+    });
     const containers = this.opts.inventory.inventory();
-    this.send({ snapshot: { containers, takenAtMs: Date.now() } });
+    // The controller holds the hash the hello carried; skip the snapshot only if nothing changed
+    // since the hello (changes between hello and welcome were sent as no delta).
+    const hash = inventoryStateHash(containers);
+    this.sent = new Map(containers.map((c) => [c.id ?? '', c]));
+    this.hashCache = hash;
+    const skip = snapshotNotNeeded && this.helloHash !== '' && hash === this.helloHash;
+    if (skip) this.snapshotCounts.skipped += 1;
+    else {
+      this.send({ snapshot: { containers, takenAtMs: Date.now() } });
+      this.snapshotCounts.sent += 1;
+    }
     // Reports the controller has not acknowledged yet (made offline, or lost with the last stream).
     for (const r of this.opts.spool?.list() ?? []) this.sendReport(r);
     const audit = this.audits.pending;
@@ -512,11 +557,11 @@ export class ControllerLink {
         this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (limit ${silenceLimitMs} ms) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
         return;
       }
-      this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length } });
+      this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length, stateHash: this.sentHash() } });
     }, heartbeatMs);
     this.heartbeat.unref();
     this.setState('connected');
-    this.opts.logger.info({ agentId: this.creds.identity.agentId, controller: this.controllerAddress, containers: containers.length }, 'connected to controller');
+    this.opts.logger.info({ agentId: this.creds.identity.agentId, controller: this.controllerAddress, containers: containers.length, snapshot: skip ? 'skipped (controller holds this state)' : 'sent' }, 'connected to controller');
   }
 
   private send(body: Omit<AgentMessage, 'seq'>): number {
@@ -636,6 +681,8 @@ export class ControllerLink {
     this.heartbeat = undefined;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.sent = undefined;
+    this.hashCache = undefined;
     const call = this.call;
     this.call = undefined;
     if (call) {

@@ -35,6 +35,13 @@
 //   judges nobody for one offline-after period, so every agent gets a full period
 //   to be heard once the controller is back.
 //
+// A full snapshot only when needed (docs/architecture.md#inventory-state-hash): the agent's
+// hello and heartbeats carry its inventory state hash. A heartbeat's hash is queued once every
+// earlier message of the stream is stored, and written with the batched last-seen times; before
+// any container write (snapshot or delta) a stored hash is cleared, durably, first. So a hash in
+// the store is always the hash of the containers stored for the agent, across restarts and
+// replicas, and a hello carrying that same hash is welcomed with snapshot_not_needed.
+//
 // A bundle the agent could not receive (larger than its gRPC receive limit)
 // ends the stream before the agent can answer; the agent says so in its next
 // hello, and the failure is stored as the agent's policy status.
@@ -175,6 +182,8 @@ interface Session {
   lastAckedSeq: AgentMessage__Output['seq'];
   /** When something was last written to the agent (monotonic ms). */
   lastWriteMs: number;
+  /** The state hash the store holds, or may hold (queued or being flushed), for this agent; null = none. */
+  storedHash: string | null;
 }
 
 interface PendingCommand {
@@ -216,6 +225,8 @@ export class AgentLinkService {
   private seen = new Map<string, Date>();
   private seenTimer: NodeJS.Timeout | undefined;
   private seenFlushing: Promise<void> | undefined;
+  /** State hashes queued by heartbeats, written with the next last-seen flush (only for the stream that queued them). */
+  private hashes = new Map<string, { s: Session; hash: string }>();
   private readonly sweepEveryMs: number;
   private sweeping = false;
   /** Controller stall detection: when the sweep timer last fired, and when a stall was last seen to end (monotonic ms). */
@@ -449,13 +460,18 @@ export class AgentLinkService {
    */
   flushSeen(): Promise<void> {
     if (this.seenFlushing) return this.seenFlushing;
-    if (this.seen.size === 0) return Promise.resolve();
+    if (this.seen.size === 0 && this.hashes.size === 0) return Promise.resolve();
     const batch = this.seen;
     this.seen = new Map();
+    // State hashes of live streams only: an ended stream's hash may be older than what a newer stream stored.
+    const hashes = new Map<string, string>();
+    for (const [id, q] of this.hashes) if (!q.s.closed && this.sessions.get(id) === q.s) hashes.set(id, q.hash);
+    this.hashes = new Map();
     const store = this.opts.store;
     this.seenFlushing = (async () => {
       try {
-        if (store.touchAgents) await store.touchAgents(batch);
+        // A hash not written (failure) is dropped, not retried: the agent then sends a snapshot on reconnect.
+        if (store.touchAgents) await store.touchAgents(batch, hashes);
         else for (const [id, at] of batch) await store.touchAgent(id, at);
       } catch (err) {
         for (const [id, at] of batch) if (!this.seen.has(id)) this.seen.set(id, at);
@@ -714,11 +730,16 @@ export class AgentLinkService {
     const s: Session = {
       agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert,
       lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
+      storedHash: rec.stateHash ?? null,
     };
+    // The stored inventory is exact when the agent's inventory has the hash stored with it. Not
+    // while an older stream of the agent is still open here: a write of it may be under way,
+    // after the hash was read.
+    const snapshotNotNeeded = this.opts.store.touchAgents !== undefined && hello.stateHash !== '' && hello.stateHash === rec.stateHash && previous === undefined;
     this.sessions.set(agentId, s);
     this.opts.metrics?.streamOpened();
     if (previous) this.close(previous, new BulkheadError('BK_ERR_PROTOCOL', 'superseded by a newer stream from the same agent'));
-    call.write({ welcome: { agentId, heartbeatIntervalMs: this.heartbeatIntervalMs, serverTimeMs: now.getTime() } });
+    call.write({ welcome: { agentId, heartbeatIntervalMs: this.heartbeatIntervalMs, serverTimeMs: now.getTime(), snapshotNotNeeded } });
     call.write({ ack: { seq: msg.seq } });
     // The bundle in force follows the welcome, unless the agent just told us it cannot receive it.
     if (this.opts.policy) {
@@ -728,7 +749,7 @@ export class AgentLinkService {
     }
     if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
     if (hello.trustedCaFingerprints.length > 0) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
-    this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion }, 'agent connected');
+    this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion, snapshotNotNeeded }, 'agent connected');
     // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
     return s;
@@ -767,6 +788,7 @@ export class AgentLinkService {
     const now = this.now();
     switch (msg.body) {
       case 'snapshot':
+        await this.forgetStateHash(s);
         await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
         this.snapshotEvents(s.agentId, msg.snapshot?.containers ?? [], now);
         await this.trackTags(s.agentId, msg.snapshot?.containers ?? []);
@@ -781,11 +803,13 @@ export class AgentLinkService {
         if (!d || !d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'delta without a container id');
         if (d.kind === 'UPSERT') {
           if (!d.container || d.container.id !== d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'upsert delta without matching container facts');
+          await this.forgetStateHash(s);
           await this.opts.store.upsertContainer(s.agentId, d.container, now);
           this.opts.events?.record({ type: 'container.updated', at: now, agentId: s.agentId, project: containerProject(d.container), data: containerEvent(d.container) });
           await this.trackTags(s.agentId, [d.container]);
         } else if (d.kind === 'REMOVE') {
           const gone = this.opts.events ? await this.opts.store.getContainer(s.agentId, d.containerId) : undefined;
+          await this.forgetStateHash(s);
           await this.opts.store.removeContainer(s.agentId, d.containerId, now);
           this.opts.events?.record({
             type: 'container.removed', at: now, agentId: s.agentId, project: gone ? containerProject(gone.facts) : '',
@@ -798,8 +822,16 @@ export class AgentLinkService {
       }
       // Heartbeats are leases: their receipt time was noted on arrival and is written with
       // every other agent's in one batched transaction (flushSeen), not one UPDATE each.
-      case 'heartbeat':
+      // Its state hash too: everything the stream sent before it is stored now, so the hash is
+      // that of the stored containers; queued only when it changed.
+      case 'heartbeat': {
+        const hash = msg.heartbeat?.stateHash ?? '';
+        if (hash !== '' && hash.length <= 128 && hash !== s.storedHash && this.opts.store.touchAgents) {
+          this.hashes.set(s.agentId, { s, hash });
+          s.storedHash = hash;
+        }
         break;
+      }
       // Policy: what the agent applied, and what it found and did.
       case 'policyStatus': {
         const st = msg.policyStatus;
@@ -844,6 +876,19 @@ export class AgentLinkService {
         throw new BulkheadError('BK_ERR_PROTOCOL', 'empty agent message');
     }
     this.writeAck(s, msg.seq);
+  }
+
+  /**
+   * Before a container write: the agent's stored state hash no longer describes the stored
+   * containers, so it is dropped from the queue and cleared in the store (after any flush under
+   * way, which may be writing it) before the write, never after.
+   */
+  private async forgetStateHash(s: Session): Promise<void> {
+    if (s.storedHash === null) return;
+    this.hashes.delete(s.agentId);
+    if (this.seenFlushing) await this.seenFlushing;
+    await this.opts.store.touchAgents?.(new Map(), new Map([[s.agentId, null]]));
+    s.storedHash = null;
   }
 
   /**

@@ -272,10 +272,21 @@ export abstract class KyselyStore implements Store {
    * Many agents' last-seen times in one transaction: one UPDATE per 500 agents
    * (`CASE id WHEN … THEN …`), instead of one statement and commit per heartbeat.
    */
-  async touchAgents(seen: ReadonlyMap<string, Date>): Promise<void> {
+  async touchAgents(seen: ReadonlyMap<string, Date>, stateHashes?: ReadonlyMap<string, string | null>): Promise<void> {
     const entries = [...seen];
-    if (entries.length === 0) return;
+    const hashes = [...(stateHashes ?? [])];
+    if (entries.length === 0 && hashes.length === 0) return;
     await this.db.transaction().execute(async (trx) => {
+      // Inventory state hashes (0020_agent_state_hash), in the same transaction.
+      for (let i = 0; i < hashes.length; i += 500) {
+        const chunk = hashes.slice(i, i + 500);
+        const cases = sql.join(chunk.map(([id, h]) => sql`when ${id} then cast(${h} as text)`), sql` `);
+        await trx
+          .updateTable('agents')
+          .set({ state_hash: sql<string | null>`case id ${cases} end` })
+          .where('id', 'in', chunk.map(([id]) => id))
+          .execute();
+      }
       for (let i = 0; i < entries.length; i += 500) {
         const chunk = entries.slice(i, i + 500);
         const cases = sql.join(chunk.map(([id, at]) => sql`when ${id} then cast(${at.getTime()} as bigint)`), sql` `);
@@ -997,6 +1008,7 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
     certSerial: r.cert_serial,
     certNotAfter: toDate(r.cert_not_after),
     ...(r.prev_cert_serial ? { prevCertSerial: r.prev_cert_serial } : {}),
+    ...(r.state_hash ? { stateHash: r.state_hash } : {}),
     enrolledAt: toDate(r.enrolled_at),
     lastSeenAt: toDateOrNull(r.last_seen_at),
     connectedAt: toDateOrNull(r.connected_at),

@@ -637,6 +637,16 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropIndex('containers_list').execute();
     },
   },
+  // A full snapshot only when the agent's inventory differs from what the controller holds
+  // (issue 16): the hash of the stored inventory as the agent reported it; null = unknown.
+  '0020_agent_state_hash': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('agents').addColumn('state_hash', 'text').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.alterTable('agents').dropColumn('state_hash').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

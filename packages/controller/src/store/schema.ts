@@ -50,6 +50,8 @@ export interface AgentsTable {
   cert_not_after: Int;
   /** 0010_cert_grace: the serial the last renewal replaced, until the new certificate is used. */
   prev_cert_serial: string | null;
+  /** 0020_agent_state_hash: hash of the stored inventory as the agent reported it; null when unknown. */
+  state_hash?: string | null;
   enrolled_at: Int;
   last_seen_at: Int | null;
   connected_at: Int | null;

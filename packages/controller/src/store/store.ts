@@ -37,6 +37,12 @@ export interface AgentRecord {
   certCa?: string;
   /** Fingerprints of the CAs the agent last said it trusts for the controller's certificate; absent until it says. */
   trustedCas?: string[];
+  /**
+   * 0020_agent_state_hash: the inventory state hash the agent last reported once everything it
+   * sent before was stored, i.e. the hash of the containers stored for it; absent when unknown
+   * (cleared before every container write until a heartbeat reports it again).
+   */
+  stateHash?: string;
   containerCount: number;
   /** The policy bundle the agent last reported on; absent until its first report. */
   policyStatus?: AgentPolicyStatusRecord | null;
@@ -280,8 +286,11 @@ export interface Store {
   /** Records a hello: version, host facts, status online, connectedAt/lastSeenAt = now. */
   markAgentConnected(id: string, agentVersion: string, host: HostFacts__Output, now: Date): Promise<void>;
   touchAgent(id: string, now: Date): Promise<void>;
-  /** Many agents' lastSeenAt at once, in one transaction (the agent link's batched heartbeats). */
-  touchAgents?(seen: ReadonlyMap<string, Date>): Promise<void>;
+  /**
+   * Many agents' lastSeenAt at once, in one transaction (the agent link's batched heartbeats),
+   * and in the same transaction their inventory state hashes (null clears one).
+   */
+  touchAgents?(seen: ReadonlyMap<string, Date>, stateHashes?: ReadonlyMap<string, string | null>): Promise<void>;
   setAgentStatus(id: string, status: AgentStatus, now: Date): Promise<void>;
   /** Agents whose status is online but lastSeenAt < cutoff. */
   listStaleOnlineAgents(cutoff: Date): Promise<AgentRecord[]>;
