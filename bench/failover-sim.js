@@ -43,6 +43,10 @@ const HELP = `usage: node bench/failover-sim.js [options]
   --offline-after D       controllers' offline-after (default 12s)
   --timeout S             give up waiting for A's agents after S seconds (default 120)
   --out FILE              result JSON (default bench/results/failover-sim.json)
+environment:
+  BENCH_DIAG_DIR=DIR      diagnostics: both controllers' log lines (a.jsonl, b.jsonl), pg_stat_activity
+                          every 250 ms (pg.jsonl; gaps between samples show this process's event loop
+                          stalls) and the phase starts (phase.jsonl), each line with ms since start
 `;
 
 function options() {
