@@ -43,6 +43,10 @@ const HELP = `usage: node bench/failover-sim.js [options]
   --offline-after D       controllers' offline-after (default 12s)
   --timeout S             give up waiting for A's agents after S seconds (default 120)
   --out FILE              result JSON (default bench/results/failover-sim.json)
+environment:
+  BENCH_DIAG_DIR=DIR      diagnostics: both controllers' log lines (a.jsonl, b.jsonl), pg_stat_activity
+                          every 250 ms (pg.jsonl; gaps between samples show this process's event loop
+                          stalls) and the phase starts (phase.jsonl), each line with ms since start
 `;
 
 function options() {
@@ -87,11 +91,30 @@ async function main() {
     const pg = await startPrivatePostgres();
     stops.push(() => pg.stop());
     result.postgres = pg.version;
-    const a = await startController({ dir: join(dir, 'a'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter });
+    const DIAG = process.env.BENCH_DIAG_DIR;
+    const diagT0 = performance.now();
+    const diagLog = (f, o) => { if (DIAG) require('node:fs').appendFileSync(join(DIAG, f), JSON.stringify({ t: Math.round(performance.now() - diagT0), ...o }) + '\n'); };
+    if (DIAG) {
+      const dc = new Client({ connectionString: pg.url });
+      await dc.connect();
+      let on = true;
+      stops.push(async () => { on = false; await dc.end().catch(() => {}); });
+      (async () => {
+        while (on) {
+          try {
+            const r = await dc.query(`select state, coalesce(wait_event_type,'') wt, coalesce(wait_event,'') we, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) q, count(*)::int n, max(extract(epoch from now()-query_start))::float maxs from pg_stat_activity where backend_type='client backend' and pid <> pg_backend_pid() group by 1,2,3,4 order by n desc`);
+            diagLog('pg.jsonl', { rows: r.rows });
+          } catch (e) { diagLog('pg.jsonl', { err: e.message }); }
+          await sleep(250);
+        }
+      })();
+    }
+    const a = await startController({ dir: join(dir, 'a'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, onLine: (l) => diagLog('a.jsonl', l) });
     stops.push(() => a.stop());
     const b = await startController({
       dir: join(dir, 'b'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, replicaOf: a,
       onLine: (l) => {
+        diagLog('b.jsonl', l);
         if (l.msg === 'raising an alert failed') bLines.alertFailed += 1;
         if (l.level >= 50) bLines.errors += 1;
       },
@@ -119,6 +142,7 @@ async function main() {
       h.credentials.identity.controller = list[0];
       h.credentials.identity.controllers = list;
     }
+    diagLog('phase.jsonl', { phase: 'connect' });
     const connect = await fleet.connectAll({ timeoutMs: o.timeoutS * 1000 });
     result.connect = connect;
     if (connect.pending > 0) throw new Error(`${connect.pending} snapshots not stored within ${o.timeoutS} s`);
@@ -161,6 +185,7 @@ async function main() {
     // The kill: every stream A held breaks at once.
     const offlineBefore = await countAlerts(pg.url, 'agent_offline');
     killedAt = performance.now();
+    diagLog('phase.jsonl', { phase: 'kill' });
     process.kill(a.pid, 'SIGKILL');
     const back = new Map();
     const snapshotSeq = new Map();
@@ -220,6 +245,7 @@ async function main() {
     result.alerts = { agentOfflineRaised: (await countAlerts(pg.url, 'agent_offline')) - offlineBefore, raiseFailedLinesOnB: bLines.alertFailed, errorLinesOnB: bLines.errors };
     result.loadAverage = loadAverage();
     result.reconnects = fleet.counts.reconnects;
+    result.linkErrors = fleet.linkErrors;
   } catch (e) {
     // A run that breaks still reports how far it got.
     result.error = e.message;

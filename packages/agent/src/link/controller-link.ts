@@ -31,6 +31,7 @@
 // keep backing off instead of fetching the same bundle every half second.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
+import type { SecureContext } from 'node:tls';
 import {
   BulkheadError, VERSION, inventoryStateHash, issuedByOneOf, loadProto, parseErrorString, type AgentLinkClient, type AgentMessage, type ContainerDelta,
   type ContainerFacts, type ControllerMessage__Output, type HostFacts, type Logger, type PolicyBundle__Output,
@@ -38,7 +39,7 @@ import {
 } from '@bulkhead/shared';
 import type { ReportSpool } from './report-spool';
 import { AuditOutbox } from './audit-outbox';
-import { controllerCredentials } from './controller-credentials';
+import { controllerCredentials, controllerSecureContext } from './controller-credentials';
 import type { AgentCredentials } from '../state/agent-state';
 import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-renewal';
 import { acceptTrustBundle, saveTrust, trustedFingerprints, type TrustBundleInput } from './trust-bundle';
@@ -181,6 +182,8 @@ export class ControllerLink {
   /** The controller addresses (one or more replicas), and which one the current or next attempt uses. */
   private readonly addresses: string[];
   private addressIndex = 0;
+  /** The TLS context built for these PEMs, reused by every channel while they are the credentials. */
+  private tlsContext: { caPem: string; keyPem: string; certPem: string; context: SecureContext } | undefined;
   /** Set when the current attempt has no welcome after welcomeTimeoutMs. */
   private welcomeTimer: NodeJS.Timeout | undefined;
   /** When the current stream last heard from the controller (monotonic ms), for the silence watchdog. */
@@ -284,7 +287,16 @@ export class ControllerLink {
     const target = this.controllerAddress;
     this.clientCaPem = caPem;
     this.clientTried = false;
-    this.client = new proto.bulkhead.v1.AgentLink(target, controllerCredentials(caPem, { keyPem, certPem }), {
+    // One TLS context per identity, reused by every attempt's channel (see controller-credentials.ts).
+    const t = this.tlsContext;
+    if (!t || t.caPem !== caPem || t.keyPem !== keyPem || t.certPem !== certPem) {
+      this.tlsContext = { caPem, keyPem, certPem, context: controllerSecureContext(caPem, { keyPem, certPem }) };
+    }
+    this.client = new proto.bulkhead.v1.AgentLink(target, controllerCredentials(caPem, { keyPem, certPem }, this.tlsContext!.context), {
+      // This channel's subchannels are its own: a new channel connects for real (see connect())
+      // whatever state an older channel's connection is in, and creating one does not scan a
+      // process-wide pool of every other channel's subchannels.
+      'grpc.use_local_subchannel_pool': 1,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,

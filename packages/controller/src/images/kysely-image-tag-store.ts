@@ -9,6 +9,14 @@ import type {
 
 /** Sightings per multi-row statement (8 parameters each). */
 const BATCH = 200;
+/**
+ * A digest's last-seen time is refreshed at most this often. Every snapshot of every agent
+ * running an image refreshed it, and the update holds the shared image_tags row locked until
+ * the snapshot's transaction commits: a fleet reconnecting at once (a controller replica
+ * failing over) stored its snapshots one after another (issue 16: 500 agents, 8 backends
+ * waiting on that row's lock for 5 s). Within this period the row is only read.
+ */
+export const TAG_SEEN_REFRESH_MS = 60_000;
 /** Containers listed per digest unless the caller asks for another bound. */
 const DEFAULT_CONTAINERS_PER_DIGEST = 50;
 
@@ -30,15 +38,21 @@ export class KyselyImageTagStore implements ImageTagStore {
         const d = digests.get(key)!;
         const known = await trx
           .selectFrom('image_tags')
-          .select(['digest', 'image_id', 'first_seen_at'])
+          .select(['digest', 'image_id', 'first_seen_at', 'last_seen_at'])
           .where('repository', '=', d.repository)
           .where('tag', '=', d.tag)
           .execute();
-        if (known.some((k) => k.digest === d.digest)) {
-          await trx.updateTable('image_tags').set({ last_seen_at: at })
-            .where('repository', '=', d.repository).where('tag', '=', d.tag).where('digest', '=', d.digest)
-            .where('last_seen_at', '<', at)
-            .execute();
+        const same = known.find((k) => k.digest === d.digest);
+        if (same) {
+          // Recent enough: no update, so no row lock held until commit (TAG_SEEN_REFRESH_MS). The
+          // condition is checked again under the lock: of callers racing past the read, the first
+          // refreshes it and the ones it held up find it fresh and change nothing.
+          if (Number(same.last_seen_at) <= at - TAG_SEEN_REFRESH_MS) {
+            await trx.updateTable('image_tags').set({ last_seen_at: at })
+              .where('repository', '=', d.repository).where('tag', '=', d.tag).where('digest', '=', d.digest)
+              .where('last_seen_at', '<=', at - TAG_SEEN_REFRESH_MS)
+              .execute();
+          }
           continue;
         }
         // A move: a digest seen before this one is another image (one with the same image id is

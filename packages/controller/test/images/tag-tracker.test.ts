@@ -6,7 +6,10 @@
 // end to end in test/integration/image-tags.test.ts.)
 import t, { type Test } from 'tap';
 import { createLogger, type ContainerFacts__Output } from '@bulkhead/shared';
-import { openTestStore, testBackend, testDatabase } from '../store/fixtures/backend';
+import { openTestStore, rawDb, testBackend, testDatabase } from '../store/fixtures/backend';
+import { sql } from 'kysely';
+import { performance } from 'node:perf_hooks';
+import { TAG_SEEN_REFRESH_MS } from '../../src/images/kysely-image-tag-store';
 import { openStore } from '../../src/store/open-store';
 import type { AlertInput } from '../../src/alerts/alert-types';
 import type { AlertSink } from '../../src/alerts/alert-service';
@@ -205,3 +208,49 @@ t.test('scoped pins: the first digest seen in the rule\'s scope, from reports an
 function scopeKey(policy: Parameters<typeof scopedPinRules>[0]): string {
   return scopedPinRules(policy)[0]!.scopeKey;
 }
+
+// Issue 16: every agent's snapshot refreshed the shared image_tags row of each digest it
+// runs and held that row locked until its transaction committed, so a fleet reconnecting at
+// once stored its snapshots one after another. Within TAG_SEEN_REFRESH_MS a sighting only
+// reads the row: another transaction holding it locked (here: open, with the row updated)
+// does not hold up a second agent's sighting. PostgreSQL only: SQLite has one writer at all.
+t.test('a recently refreshed digest is not locked by every sighting', { skip: testBackend() === 'postgres' ? false : 'row locks: PostgreSQL only' }, async (t) => {
+  const config = await testDatabase(t);
+  const store = await openStore(config);
+  t.teardown(() => store.close());
+  for (const id of ['agt_a', 'agt_b']) {
+    await store.insertAgent({
+      id, hostname: id, status: 'online', agentVersion: '1', host: null, certSerial: id, certNotAfter: new Date(T0 + 1e10),
+      enrolledAt: new Date(T0), lastSeenAt: null, connectedAt: null, revokedAt: null, containerCount: 0,
+    });
+  }
+  const now = new Date(Date.now());
+  await store.imageTags!.recordSightings([{ agentId: 'agt_a', containerId: 'c1', containerName: 'n1', repository: REPO, tag: 'v1', digest: d('a'), imageId: d('1') }], now);
+  // Another writer (another replica's snapshot) holds the row locked, uncommitted.
+  const other = rawDb(config);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const holder = other.transaction().execute(async (trx) => {
+    await sql`update image_tags set first_agent_id = first_agent_id where repository = ${REPO} and tag = 'v1'`.execute(trx);
+    locked();
+    await released;
+  });
+  t.teardown(async () => {
+    release();
+    await holder.catch(() => undefined);
+    await other.destroy();
+  });
+  await isLocked;
+  const started = performance.now();
+  const done = store.imageTags!.recordSightings([{ agentId: 'agt_b', containerId: 'c2', containerName: 'n2', repository: REPO, tag: 'v1', digest: d('a'), imageId: d('1') }], new Date(now.getTime() + 5_000));
+  const outcome = await Promise.race([done.then(() => 'stored'), new Promise((r) => setTimeout(() => r('held up by the lock'), 5_000))]);
+  release();
+  await holder;
+  await done;
+  t.equal(outcome, 'stored', `a second agent's sighting 5 s later is not held up by the row lock (${Math.round(performance.now() - started)} ms)`);
+  const tag = await store.imageTags!.getTag(REPO, 'v1');
+  t.equal(tag?.digests[0]?.lastSeenAt.getTime(), now.getTime(), `last seen not refreshed within ${TAG_SEEN_REFRESH_MS} ms`);
+  t.same(tag?.digests[0]?.containers.map((c) => c.containerName).sort(), ['n1', 'n2'], 'both sightings stored');
+});
