@@ -29,7 +29,7 @@ const { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } = require(
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { parseArgs } = require('node:util');
-const { apiClient, containerFacts, pool, summary, cpuSeconds, loadAverage } = require('./lib/fleet-sim');
+const { apiClient, containerFacts, pool, prng, summary, cpuSeconds, loadAverage } = require('./lib/fleet-sim');
 const { startPrivatePostgres, processTree } = require('./lib/private-postgres');
 const { Client } = require('pg');
 
@@ -73,17 +73,6 @@ const BUDGET_MS = Number(o['budget-s']) * 1000;
 const STATES = ['running', 'running', 'running', 'running', 'running', 'running', 'running', 'running', 'running', 'exited'];
 const RULES = ['host.privileged', 'caps.sys_admin', 'image.latest', 'mounts.docker_sock', 'net.host', 'user.root', 'secrets.env', 'vuln.critical'];
 const SEVERITIES = ['low', 'medium', 'high', 'critical'];
-
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const log = (...a) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${a.join(' ')}\n`);
 

@@ -26,6 +26,7 @@ import { ScanSchema } from '../packages/controller/src/api/routes/scans';
 import { SessionLoginSchema, SessionSchema } from '../packages/controller/src/api/routes/session';
 import { EventsQuerySchema } from '../packages/controller/src/api/routes/events';
 import { ImageListQuerySchema, ImageTagPageSchema, ImageTagSchema } from '../packages/controller/src/api/routes/images';
+import { parseRouteTree } from './helpers/route-tree';
 
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(__dirname, '..');
@@ -221,34 +222,6 @@ t.test('docs/cli.md documents every command and flag the CLIs print in --help', 
 });
 
 // ---- docs/api.md ----------------------------------------------------------------------------
-
-interface Route {
-  method: string;
-  url: string;
-}
-
-/**
- * Routes from fastify's printRoutes() tree, e.g.
- *   └── /
- *       ├── healthz (GET, HEAD)
- *       └── v1/
- *           └── agents (GET, HEAD)
- *               └── /
- *                   └── :id (GET, HEAD)
- */
-function parseRouteTree(tree: string): Route[] {
-  const routes: Route[] = [];
-  const stack: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│ ]*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!m) continue;
-    const depth = m[1]!.length / 4;
-    stack.length = depth;
-    stack.push(m[2]!);
-    if (m[3]) for (const method of m[3].split(/,\s*/)) routes.push({ method, url: stack.join('') });
-  }
-  return routes;
-}
 
 t.test('parseRouteTree', async (t) => {
   const tree = ['└── /', '    ├── healthz (GET, HEAD)', '    └── v1/', '        └── agents (GET)', '            └── /', '                └── :id (GET, HEAD)', ''].join('\n');

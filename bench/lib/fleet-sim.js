@@ -584,4 +584,4 @@ function loadAverage() {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 }
 
-module.exports = { REPLICA_FILES, startController, apiClient, pool, Fleet, SimInventory, containerFacts, summary, cpuSeconds, rssBytes, loadAverage };
+module.exports = { REPLICA_FILES, startController, apiClient, pool, Fleet, SimInventory, containerFacts, prng, summary, cpuSeconds, rssBytes, loadAverage };

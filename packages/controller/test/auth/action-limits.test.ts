@@ -6,20 +6,7 @@
 // key; an unknown action, or one its role cannot call, is refused at minting.
 import t from 'tap';
 import { startSecureApi } from './fixtures/secure-api';
-
-/** Routes from fastify's printRoutes() tree (the same parse as matrix.test.ts and test/docs.test.ts). */
-function parseRouteTree(tree: string): Array<{ method: string; url: string }> {
-  const routes: Array<{ method: string; url: string }> = [];
-  const stack: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│ ]*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!m) continue;
-    stack.length = m[1]!.length / 4;
-    stack.push(m[2]!);
-    if (m[3]) for (const method of m[3].split(/,\s*/)) routes.push({ method, url: stack.join('') });
-  }
-  return routes;
-}
+import { parseRouteTree } from '../../../../test/helpers/route-tree';
 
 const DIGEST = 'sha256:' + 'c'.repeat(64);
 const REPORT = JSON.stringify({

@@ -18,22 +18,9 @@ import { testPki } from '../api/fixtures/api-server';
 import { startSecureApi, type Res } from './fixtures/secure-api';
 import { CONTAINERS, seedScopedFleet } from './fixtures/scoped-fleet';
 import { openStream } from '../events/fixtures-sse';
+import { parseRouteTree } from '../../../../test/helpers/route-tree';
 
 const SECURITY_DOC = resolve(__dirname, '../../../../docs/security.md');
-
-/** Routes from fastify's printRoutes() tree (the same parse as test/docs.test.ts). */
-function parseRouteTree(tree: string): Array<{ method: string; url: string }> {
-  const routes: Array<{ method: string; url: string }> = [];
-  const stack: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│ ]*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!m) continue;
-    stack.length = m[1]!.length / 4;
-    stack.push(m[2]!);
-    if (m[3]) for (const method of m[3].split(/,\s*/)) routes.push({ method, url: stack.join('') });
-  }
-  return routes;
-}
 
 t.test('a /v1 route without a declared role stops the server from starting', async (t) => {
   await t.rejects(createApiServerWith((v1) => v1.get('/sneaky', async () => ({ ok: true }))), /GET \/v1\/sneaky declares no least role/);
