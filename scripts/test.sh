@@ -8,7 +8,8 @@
 #    systemd (systemd-analyze for the unit-file tests), prometheus (promtool, which checks the
 #    metrics scrapes), postgresql (initdb/postgres under /usr/lib/postgresql/*/bin: the store
 #    tests start private throw-away clusters on a unix socket, test/helpers/postgres.ts),
-#    faketime (libfaketime: the clock-skew fault tests run the controller on a shifted clock)
+#    faketime (libfaketime: the clock-skew fault tests run the controller on a shifted clock),
+#    chromium (the console's browser tests, driven headless through playwright-core)
 #    and fetches the second engine version, Docker 26.1 (scripts/engine-26.sh: Debian trixie's
 #    .debs unpacked into /var/cache/bulkhead/engines/26.1, reused when there; ~5-10 s the first
 #    time). If that fails the run goes on, and the tests that need 26.1 FAIL with the reason
@@ -69,6 +70,8 @@ command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || pkgs+=(postgresql)
 compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || pkgs+=(faketime)
+# Debian's chromium: the console's browser tests drive it headless through playwright-core.
+command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "scripts/test.sh: missing ${pkgs[*]}; run as root or: sudo apt-get install ${pkgs[*]}" >&2
