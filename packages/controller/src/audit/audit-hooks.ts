@@ -1,9 +1,10 @@
 // Owns what the API writes to the audit trail: every mutating call
 // (POST/PUT/PATCH/DELETE under /v1) and every refused credential or role
 // (401, 403, 429) whatever the method — who, what, target, when, from
-// where, outcome. Written from onResponse, so the outcome is the status
-// actually sent; the write itself goes through AuditLog's single queue and
-// never delays the answer.
+// where, outcome. Written from onSend, after the status is final and before a
+// byte of the answer leaves: the caller never sees an outcome that is not yet
+// in the trail, so a controller killed right after answering has still
+// recorded the call. The write goes through AuditLog's single queue.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toProblem } from '../api/problem';
 import { deriveAction } from '../auth/roles';
@@ -59,20 +60,22 @@ export function installAuditHooks(v1: FastifyInstance, o: AuditHookOptions): voi
     auditNotes(req).code = toProblem(err).problem.code;
   });
 
-  v1.addHook('onResponse', async (req, reply) => {
+  v1.addHook('onSend', async (req, reply, payload) => {
     const audit = o.audit;
-    if (!audit) return;
+    if (!audit) return payload;
     const status = reply.statusCode;
-    if (!MUTATING.has(req.method) && !REFUSED.has(status)) return;
+    if (!MUTATING.has(req.method) && !REFUSED.has(status)) return payload;
     const notes = req.auditNotes ?? {};
     const at = o.now();
     if (status === 429 && notes.limitedBucket !== undefined) {
       const last = lastLimited.get(notes.limitedBucket);
-      if (last !== undefined && at.getTime() - last < o.rateLimitedEveryMs) return;
+      if (last !== undefined && at.getTime() - last < o.rateLimitedEveryMs) return payload;
       lastLimited.set(notes.limitedBucket, at.getTime());
       if (lastLimited.size > 10_000) lastLimited.delete(lastLimited.keys().next().value!);
     }
-    void audit.record(entryFor(req, reply, notes, at));
+    // Never rejects: a failed write is logged by AuditLog and the answer still goes out.
+    await audit.record(entryFor(req, reply, notes, at));
+    return payload;
   });
 }
 

@@ -7,7 +7,7 @@
 /** 'agent': an agent acting over its AgentLink stream (certificate renewal); actorId is the agent id. */
 export type AuditActorKind = 'key' | 'token' | 'session' | 'anonymous' | 'agent';
 
-/** What happened, as the API's onResponse hook saw it. */
+/** What happened, as the API's onSend hook saw it (before the answer left). */
 export interface AuditEntry {
   at: Date;
   actorKind: AuditActorKind;
