@@ -262,7 +262,6 @@ t.test('the console door in real Chromium', async (t) => {
     }
     t.same(await keyNames(ctl), keysBefore, 'no key was created or revoked');
     t.equal(await joinTokenCount(ctl), tokensBefore, 'no join token was minted');
-    t.equal((await ctl.call('GET', '/v1/agents', undefined, victim.key)).status, 200, 'the victim key still works');
 
     // fetch() with credentials from the other origins: no CORS grant, so nothing readable, and
     // the non-simple requests (DELETE, JSON, a custom header) never leave the browser.
@@ -337,6 +336,30 @@ t.test('the console door in real Chromium', async (t) => {
     const right = await fetchInPage(page, 'POST', '/v1/join-tokens', { body: { ttl: '1h' }, csrf: login.session.csrfToken });
     t.equal(right.status, 201, 'with the session\'s token the same request works (so the refusals above were the CSRF check)');
     t.equal(await joinTokenCount(ctl), tokensBefore + 1, 'and mints exactly one join token');
+
+    // Login CSRF: the attacker logs the victim's browser in as the attacker (whose console the
+    // victim would then fill with their own input). The login route takes only JSON, which no
+    // form can send; a text/plain body shaped like JSON is refused before any session exists.
+    const attackerKey = await ctl.mintKey('login-csrf-attacker', 'viewer');
+    const loginForm = `<form method="POST" enctype="text/plain" action="${ctl.apiBase}/v1/session"><input name='{"key":"${attackerKey.key}","x":"' value='"}'></form>`;
+    const loginsBefore = await ctl.served('POST', '/v1/session');
+    for (const origin of [crossSite, sameSite]) {
+      const victimCtx = await newContext(t, browser);
+      const p = await victimCtx.newPage();
+      origin.page('/login-csrf', `<!doctype html><title>login</title>${loginForm}`);
+      await p.goto(`${origin.origin}/login-csrf`);
+      const answered = p.waitForResponse((r: Response) => r.url() === `${ctl.apiBase}/v1/session`, { timeout: 30_000 });
+      await p.evaluate(() => (globalThis as unknown as { document: any }).document.forms[0].submit());
+      const r = await answered;
+      t.equal(r.status(), 400, `${origin === crossSite ? 'cross-site' : 'same-site'} login form (text/plain): 400, the body is a string, not the JSON object the route takes`);
+      t.equal((await r.json().catch(() => ({}))).code, 'BK_ERR_BAD_REQUEST');
+      t.notOk(await sessionCookieOf(victimCtx, ctl), 'no session cookie was planted in the victim\'s browser');
+    }
+    t.equal(await ctl.served('POST', '/v1/session'), loginsBefore + 2, 'both forms reached the login route');
+    const audit = await ctl.call<{ items: { action: string; status: number; actorId: string }[] }>('GET', '/v1/audit-log?limit=500');
+    t.ok(audit.body.items.some((e) => e.action === 'session.login' && e.status === 200), 'control: the audit trail does record successful logins');
+    t.same(audit.body.items.filter((e) => e.action === 'session.login' && e.status === 200 && e.actorId === attackerKey.id), [], 'no session was opened with the attacker\'s key');
+    t.equal((await ctl.call('GET', '/v1/agents', undefined, victim.key)).status, 200, 'the victim key still works');
   });
 
   // ---------------------------------------------------------------------------------------------
