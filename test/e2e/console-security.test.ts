@@ -419,6 +419,38 @@ t.test('the console door in real Chromium', async (t) => {
     t.equal(after.status, 401, 'after 10 s without a request it is refused');
     t.match(after.body.detail, /session unused for more than 10s \(idle timeout\)/);
     t.equal((await fetchInPage(thiefPage, 'GET', '/v1/containers')).status, 401, 'and stays refused (a refused request does not revive it)');
+
+    // A same-site page of another origin (another service on the same host name) gets the
+    // cookie sent with its credentialed requests. It cannot read the answers, but without the
+    // Sec-Fetch-Site check it could keep a forgotten session alive past its idle timeout, and
+    // hold the key's event-stream slots with EventSources. Both are refused, and do not count as use.
+    const sameSite = await startOtherOrigin(t, '127.0.0.1');
+    const b3 = await launchBrowser(t, { trust: [idle.serverCertPem, sameSite.certPem] });
+    const ctx = await newContext(t, b3.browser);
+    const consolePage = await controllerPage(ctx, idle);
+    const login2 = await loginInPage(consolePage, idle.keys.operator);
+    t.equal(login2.status, 200);
+    const sessionReadsBefore = await idle.served('GET', '/v1/session', 200);
+    const streamsBefore = await idle.served('GET', '/v1/events', 200);
+    sameSite.page('/keepalive', '<!doctype html><title>keepalive</title>');
+    const attacker = await ctx.newPage();
+    await attacker.goto(`${sameSite.origin}/keepalive`);
+    await attacker.evaluate((api) => {
+      const g = globalThis as unknown as { EventSource: any; setInterval: typeof setInterval };
+      g.setInterval(() => void fetch(`${api}/v1/session`, { credentials: 'include' }).catch(() => undefined), 2000);
+      for (let i = 0; i < 3; i++) new g.EventSource(`${api}/v1/events`, { withCredentials: true });
+    }, idle.apiBase);
+    await new Promise((r) => setTimeout(r, 13_000));
+    const refusedReads = await idle.served('GET', '/v1/session', 403);
+    t.ok(refusedReads >= 3, `the same-site page's credentialed reads reached the controller and were refused (${refusedReads} × 403)`);
+    t.equal(await idle.served('GET', '/v1/session', 200), sessionReadsBefore, 'none of them was answered');
+    await attacker.close();
+    await new Promise((r) => setTimeout(r, 500));
+    t.ok((await idle.served('GET', '/v1/events', 403)) >= 3, 'its EventSources were refused');
+    t.equal(await idle.served('GET', '/v1/events', 200), streamsBefore, 'no event stream was opened for the same-site page');
+    const own = await fetchInPage(consolePage, 'GET', '/v1/containers');
+    t.equal(own.status, 401, 'the session idled out although the other page kept sending the cookie');
+    t.match(own.body.detail, /idle timeout/);
   });
 
   // ---------------------------------------------------------------------------------------------
