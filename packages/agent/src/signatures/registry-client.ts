@@ -202,8 +202,15 @@ export class RegistryClient {
         throw e2;
       }
     }
-    const manifests = (index as { manifests?: unknown })?.manifests;
-    if (!Array.isArray(manifests)) return [];
+    // An OCI image index (spec 1.1: `manifests` may be empty, never absent); anything else is
+    // refused, not read as "no referrers".
+    const idx = index as { manifests?: unknown; mediaType?: unknown } | null;
+    if (!idx || typeof idx !== 'object' || Array.isArray(idx)) throw new RegistryError('invalid', 'referrers index is not a JSON object');
+    if (idx.mediaType !== undefined && idx.mediaType !== 'application/vnd.oci.image.index.v1+json') {
+      throw new RegistryError('invalid', `referrers index has media type ${JSON.stringify(String(idx.mediaType).slice(0, 80))}, not an OCI image index`);
+    }
+    const manifests = idx.manifests;
+    if (!Array.isArray(manifests)) throw new RegistryError('invalid', 'referrers index has no manifests list');
     const out: ReferrerDescriptor[] = [];
     for (const m of manifests.slice(0, 256)) {
       if (!m || typeof m !== 'object') continue;
