@@ -17,7 +17,7 @@ import { alertOptionsFromEnv } from './alerts/alert-options';
 import { PolicyService } from './policy/policy-service';
 // Tags that move: fed by the agent link, pins handed to the policy service.
 import { TagTracker } from './images/tag-tracker';
-import { ReportedVerdicts } from './signatures/reported-verdicts';
+import { ReportedVerdicts, VERDICT_PRUNE_EVERY_MS } from './signatures/reported-verdicts';
 // Metrics and manual actions.
 import { ControllerMetrics } from './metrics/controller-metrics';
 import { fleetSources } from './metrics/fleet-sources';
@@ -29,7 +29,7 @@ import { apiTlsSource, reloadApiTls, type ApiTlsSource, type ApiTlsSummary, type
 // Controller replicas on one database: messages between replicas, and periodic jobs once per fleet.
 import { LocalReplicaBus, newReplicaId, type ReplicaBus } from './replicas/replica-bus';
 import type * as PgReplicaBusModule from './replicas/pg-replica-bus';
-import { storeJobGate } from './replicas/fleet-jobs';
+import { ALWAYS_RUN, gatedTick, storeJobGate } from './replicas/fleet-jobs';
 // The fleet event stream (GET /v1/events): events recorded by the link and the alert service.
 import { FleetEvents } from './events/fleet-events';
 
@@ -139,6 +139,7 @@ export class Controller {
     mark('replicas');
     let grpc: RunningGrpcServer | undefined;
     let policyPoll: NodeJS.Timeout | undefined;
+    let verdictPrune: NodeJS.Timeout | undefined;
     let alerting: Alerting | undefined;
     // Rows in the store, read by seq by every replica's GET /v1/events.
     const events = store.events ? new FleetEvents({ store: store.events, logger: logger.child({ component: 'events' }) }).start() : undefined;
@@ -159,9 +160,21 @@ export class Controller {
       mark('alerting');
       const policyLogger = logger.child({ component: 'policy' });
       // Image signature verdicts agents report (the dry-run cannot verify itself).
-      const signatureVerdicts = new ReportedVerdicts(logger.child({ component: 'signatures' }));
+      const signatureLogger = logger.child({ component: 'signatures' });
+      const signatureVerdicts = store.signatureVerdicts ? new ReportedVerdicts({ store: store.signatureVerdicts, logger: signatureLogger }) : undefined;
+      if (signatureVerdicts) {
+        // Verdicts no agent reported again within the retention, and beyond the bound, once per fleet.
+        const gate = jobGate ?? ALWAYS_RUN;
+        verdictPrune = setInterval(() => {
+          void gate('signature-verdict-prune', VERDICT_PRUNE_EVERY_MS)
+            .then((mine) => (mine ? signatureVerdicts.prune() : 0))
+            .then((n) => n > 0 && signatureLogger.info({ pruned: n }, 'old signature verdicts pruned'))
+            .catch((err: unknown) => signatureLogger.warn({ err: (err as Error).message }, 'pruning old signature verdicts failed'));
+        }, gatedTick(VERDICT_PRUNE_EVERY_MS));
+        verdictPrune.unref();
+      }
       const policy = await PolicyService.create({
-        store, logger: policyLogger, signatureVerdicts,
+        store, logger: policyLogger, ...(signatureVerdicts ? { signatureVerdicts } : {}),
         // A bundle changed here: every other replica reloads it and pushes it to its own agents.
         announce: () => void bus.publish({ t: 'policy', from: bus.replicaId }).catch((err: unknown) => policyLogger.error({ err }, 'telling the other replicas about the new policy bundle failed')),
       });
@@ -207,7 +220,7 @@ export class Controller {
         pki,
         logger,
         link: {
-          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, signatureVerdicts,
+          heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, ...(signatureVerdicts ? { signatureVerdicts } : {}),
           // Half the PostgreSQL pool stores agent messages; the rest stays free for hellos, leases, the sweep and alerts.
           maxConcurrentWrites: storeConfig.kind === 'postgres' ? Math.max(1, Math.floor((opts.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE) / 2)) : 8,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
@@ -283,9 +296,11 @@ export class Controller {
         controller.sessionPrune.unref();
       }
       controller.policyPoll = policyPoll;
+      controller.verdictPrune = verdictPrune;
       return controller;
     } catch (err) {
       if (policyPoll) clearInterval(policyPoll);
+      if (verdictPrune) clearInterval(verdictPrune);
       await grpc?.shutdown().catch(() => undefined);
       await alerting?.stop().catch(() => undefined);
       await events?.stop().catch(() => undefined);
@@ -304,9 +319,13 @@ export class Controller {
   /** Replicas: the periodic comparison of this replica's policy bundle with the store's. */
   private policyPoll?: NodeJS.Timeout | undefined;
 
+  /** The hourly prune of old signature verdicts (once per fleet). */
+  private verdictPrune?: NodeJS.Timeout | undefined;
+
   async stop(): Promise<void> {
     this.logger.info('controller stopping');
     if (this.policyPoll) clearInterval(this.policyPoll);
+    if (this.verdictPrune) clearInterval(this.verdictPrune);
     if (this.sessionPrune) clearInterval(this.sessionPrune);
     this.api.schemas.stop();
     await this.api.close().catch(() => undefined);

@@ -16,6 +16,7 @@ import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { CredentialHelperError, type CredentialHelpers } from './credential-helpers';
 
 export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -48,6 +49,8 @@ export interface RegistryClientOptions {
   certsDir?: string;
   /** Credentials by registry host ("127.0.0.1:5000", "docker.io"); see loadDockerAuthFile. */
   credentials?: ReadonlyMap<string, RegistryCredential>;
+  /** Docker credential helpers (config.json credHelpers / credsStore): asked before `credentials`, as Docker does. */
+  credentialHelpers?: CredentialHelpers;
   /** Per request (connect to last byte). Default 5 s. */
   requestTimeoutMs?: number;
   /** Cap on any manifest, index or tag list body. Default 4 MiB. */
@@ -199,8 +202,15 @@ export class RegistryClient {
         throw e2;
       }
     }
-    const manifests = (index as { manifests?: unknown })?.manifests;
-    if (!Array.isArray(manifests)) return [];
+    // An OCI image index (spec 1.1: `manifests` may be empty, never absent); anything else is
+    // refused, not read as "no referrers".
+    const idx = index as { manifests?: unknown; mediaType?: unknown } | null;
+    if (!idx || typeof idx !== 'object' || Array.isArray(idx)) throw new RegistryError('invalid', 'referrers index is not a JSON object');
+    if (idx.mediaType !== undefined && idx.mediaType !== 'application/vnd.oci.image.index.v1+json') {
+      throw new RegistryError('invalid', `referrers index has media type ${JSON.stringify(String(idx.mediaType).slice(0, 80))}, not an OCI image index`);
+    }
+    const manifests = idx.manifests;
+    if (!Array.isArray(manifests)) throw new RegistryError('invalid', 'referrers index has no manifests list');
     const out: ReferrerDescriptor[] = [];
     for (const m of manifests.slice(0, 256)) {
       if (!m || typeof m !== 'object') continue;
@@ -230,7 +240,7 @@ export class RegistryClient {
 
   private async get(registry: string, path: string, o: RequestOpts): Promise<Fetched> {
     const host = apiHost(registry);
-    const cred = this.credentialFor(registry);
+    const cred = await this.credentialFor(registry, o.deadline);
     const tokenKey = `${host} ${o.scope}`;
     let auth: string | undefined;
     const cached = this.tokens.get(tokenKey);
@@ -298,7 +308,18 @@ export class RegistryClient {
     return `Bearer ${token}`;
   }
 
-  private credentialFor(registry: string): RegistryCredential | undefined {
+  /** Docker's precedence: a credential helper for the host (credHelpers, else credsStore), else `auths`. */
+  private async credentialFor(registry: string, deadline: number): Promise<RegistryCredential | undefined> {
+    const helpers = this.opts.credentialHelpers;
+    if (helpers?.helperFor(registry) !== undefined) {
+      try {
+        return await helpers.get(registry, deadline);
+      } catch (e) {
+        // The rule's failClosed decides, as for a registry that cannot be reached.
+        if (e instanceof CredentialHelperError) throw new RegistryError('unreachable', `registry ${registry}: ${e.message}`);
+        throw e;
+      }
+    }
     return this.opts.credentials?.get(registry);
   }
 
@@ -434,12 +455,35 @@ export function parseChallenge(h: string): Record<string, string> {
  * Credentials from a file in Docker's config.json format: `auths` → HOST →
  * `auth` (base64 "user:pass") or `username`/`password`, and `identitytoken`.
  * Keys may be "host:port", "https://host:port/…" or Docker Hub's
- * "https://index.docker.io/v1/". Credential helpers (credsStore) are not run.
+ * "https://index.docker.io/v1/". Credential helpers: parseDockerConfig.
  */
 export function parseDockerAuthConfig(text: string): Map<string, RegistryCredential> {
+  return parseDockerConfig(text).auths;
+}
+
+/** What the agent reads of a Docker config.json. */
+export interface DockerCredentialConfig {
+  auths: Map<string, RegistryCredential>;
+  /** `credHelpers`: registry (keyed like auths) → helper name (docker-credential-<name>). */
+  credHelpers: Map<string, string>;
+  /** `credsStore`: the helper for every other registry. */
+  credsStore: string | undefined;
+}
+
+/** auths, credHelpers and credsStore of a Docker config.json (other keys ignored). */
+export function parseDockerConfig(text: string): DockerCredentialConfig {
   let j: unknown;
   try { j = JSON.parse(text); } catch { throw new Error('registry auth file is not JSON (Docker config.json format expected)'); }
-  const auths = (j as { auths?: unknown })?.auths;
+  const o = (j ?? {}) as { auths?: unknown; credHelpers?: unknown; credsStore?: unknown };
+  const credHelpers = new Map<string, string>();
+  if (o.credHelpers && typeof o.credHelpers === 'object') {
+    for (const [k, v] of Object.entries(o.credHelpers as Record<string, unknown>)) if (typeof v === 'string' && v !== '') credHelpers.set(registryKey(k), v);
+  }
+  const credsStore = typeof o.credsStore === 'string' && o.credsStore !== '' ? o.credsStore : undefined;
+  return { auths: parseAuths(o.auths), credHelpers, credsStore };
+}
+
+function parseAuths(auths: unknown): Map<string, RegistryCredential> {
   const out = new Map<string, RegistryCredential>();
   if (!auths || typeof auths !== 'object') return out;
   for (const [k, v] of Object.entries(auths as Record<string, unknown>)) {
@@ -469,9 +513,14 @@ function registryKey(k: string): string {
 
 /** Read a config.json credentials file; refuse one readable by others (it holds passwords). */
 export async function loadDockerAuthFile(path: string): Promise<Map<string, RegistryCredential>> {
+  return (await loadDockerConfigFile(path)).auths;
+}
+
+/** loadDockerAuthFile with the credential helpers the file names. */
+export async function loadDockerConfigFile(path: string): Promise<DockerCredentialConfig> {
   const st = await stat(path);
   if ((st.mode & 0o004) !== 0) {
     throw new Error(`registry auth file ${path} is readable by every user (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
   }
-  return parseDockerAuthConfig(await readFile(path, 'utf8'));
+  return parseDockerConfig(await readFile(path, 'utf8'));
 }

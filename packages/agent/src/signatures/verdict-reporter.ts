@@ -2,7 +2,7 @@
 // the controller's policy dry-run (which has no registry access and none of the
 // hosts' key files) can use them instead of guessing. Every `intervalMs` the
 // verdicts decided since the last report go out in one bounded message; a new
-// stream re-sends them all (the controller keeps them in memory only). Keys are
+// stream re-sends them all (a controller whose store lost them has them again). Keys are
 // sent as sha256 of the verdict key: the key holds the rule's PEM keys, the hash
 // is what the controller computes from a candidate policy to look one up.
 import { createHash } from 'node:crypto';

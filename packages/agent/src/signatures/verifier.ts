@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { BulkheadError, type SignatureRequirement, type SignatureVerdict } from '@bulkhead/shared';
 import { checkSignatureLayers, prepareKeys, verifyCosignAttachment, type KeylessLayerCheck, type PreparedKey, type SourceResult } from './cosign';
 import { BUNDLE_ARTIFACT_TYPE, COSIGN_SIG_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE } from './media-types';
-import { loadDockerAuthFile, parseRepoDigest, RegistryClient, RegistryError, type ImageRef, type ReferrerDescriptor, type RegistryClientOptions, type RegistryCredential } from './registry-client';
+import { loadDockerConfigFile, parseRepoDigest, RegistryClient, RegistryError, type DockerCredentialConfig, type ImageRef, type ReferrerDescriptor, type RegistryClientOptions } from './registry-client';
+import { CredentialHelpers } from './credential-helpers';
 
 export interface SignatureVerifierOptions extends RegistryClientOptions {
   /** Whole verification, all requests included. Default 1500 ms. */
@@ -312,17 +313,22 @@ function describeWanted(req: SignatureRequirement): string {
  * bad file stops the agent instead of failing every later check.
  */
 export async function createSignatureVerifier(opts: { registryCertsDir: string; registryAuthFile: string | undefined; timeoutMs: number; cacheTtlMs: number }): Promise<SignatureVerifier> {
-  let credentials: Map<string, RegistryCredential> | undefined;
+  let config: DockerCredentialConfig | undefined;
+  let credentialHelpers: CredentialHelpers | undefined;
   if (opts.registryAuthFile) {
     try {
-      credentials = await loadDockerAuthFile(opts.registryAuthFile);
+      config = await loadDockerConfigFile(opts.registryAuthFile);
+      if (config.credHelpers.size > 0 || config.credsStore !== undefined) {
+        credentialHelpers = new CredentialHelpers({ credHelpers: config.credHelpers, credsStore: config.credsStore });
+      }
     } catch (e) {
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', `--registry-auth-file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
   }
   return new SignatureVerifier({
     certsDir: opts.registryCertsDir,
-    ...(credentials ? { credentials } : {}),
+    ...(config ? { credentials: config.auths } : {}),
+    ...(credentialHelpers ? { credentialHelpers } : {}),
     timeoutMs: opts.timeoutMs,
     verifiedTtlMs: opts.cacheTtlMs,
     negativeTtlMs: Math.min(opts.cacheTtlMs, 60_000),

@@ -275,7 +275,11 @@ export class AgentLinkService {
    * past that check is refused by the in-memory mark set here.
    */
   revoke(agentId: string): boolean {
-    this.opts.signatureVerdicts?.forget(agentId); // a revoked host's word counts for nothing
+    // A revoked host's word counts for nothing (the revocation is already stored: a verdict it
+    // sends meanwhile is refused with its stream, or ages out).
+    void this.opts.signatureVerdicts?.forget(agentId).catch((err: unknown) =>
+      this.opts.logger.warn({ err: (err as Error).message, agentId }, 'forgetting a revoked agent\'s signature verdicts failed; they age out'),
+    );
     // The other replicas close the agent's stream if they hold it (the store poll is the fallback).
     if (this.bus.clustered) {
       void this.bus.publish({ t: 'revoke', from: this.bus.replicaId, agentId }).catch((err: unknown) =>
@@ -866,9 +870,14 @@ export class AgentLinkService {
       case 'trustAck':
         await this.recordTrust(s.agentId, msg.trustAck?.caFingerprints ?? []);
         break;
-      // Signature verdicts the agent decided: kept in memory for dry-runs, never fatal.
+      // Signature verdicts the agent decided: stored for every replica's dry-run, never fatal
+      // (the agent re-sends them all on its next stream).
       case 'signatureVerdicts':
-        this.opts.signatureVerdicts?.record(s.agentId, (msg.signatureVerdicts?.verdicts ?? []).slice(0, 1024));
+        try {
+          await this.opts.signatureVerdicts?.record(s.agentId, (msg.signatureVerdicts?.verdicts ?? []).slice(0, 1024));
+        } catch (err) {
+          this.opts.logger.warn({ err: (err as Error).message, agentId: s.agentId }, 'storing signature verdicts failed; the dry-run misses them until the agent re-sends them');
+        }
         break;
       case 'hello':
         throw new BulkheadError('BK_ERR_PROTOCOL', 'hello sent twice on one stream');

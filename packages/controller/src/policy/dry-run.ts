@@ -98,8 +98,9 @@ export function dryRunPolicy(
   ctx: {
     now: Date; scans: ReadonlyMap<string, ScanSummary>; tagPins?: ReadonlyMap<string, string>;
     /**
-     * The verdict agents reported for a verdict key (signatureVerdictKey), preferring the one
-     * from the container's own host; absent = none reported.
+     * The verdict agents reported for a verdict key (signatureVerdictKey): the newest decided
+     * by any host (what the store keeps); absent = none reported. Called with the container's
+     * agent too, for a source that prefers that host's own verdict.
      */
     signatureVerdict?: (verdictKey: string, agentId: string) => SignatureVerdict | undefined;
   },
@@ -114,12 +115,7 @@ export function dryRunPolicy(
 
   const members = [...fleet].sort((a, b) => a.hostname.localeCompare(b.hostname) || a.agentId.localeCompare(b.agentId));
   for (const m of members) {
-    // The candidate's project label may differ from the one the agent used
-    // when it filled `project`, so projects are recomputed from the labels.
-    const withProject = m.containers.map((c) => {
-      const p = projectOf(c, projectLabel);
-      return { facts: { ...c, project: p ?? '' }, project: p };
-    });
+    const withProject = withProjects(m, projectLabel);
     withProject.sort((a, b) => a.facts.name.localeCompare(b.facts.name) || a.facts.id.localeCompare(b.facts.id));
     const everyone: Neighbour[] = withProject.map(({ facts, project }) => ({
       id: facts.id,
@@ -208,6 +204,34 @@ export function dryRunPolicy(
 }
 
 const SIGNATURE_CHECK = 'image-signature';
+
+/**
+ * The verdict keys (signatureVerdictKey) a dry-run of `policy` over `fleet` will look up: what
+ * the caller fetches from the store before calling dryRunPolicy, which is pure.
+ */
+export function neededVerdictKeys(policy: Policy, fleet: readonly FleetMember[], now: Date): Set<string> {
+  const keys = new Set<string>();
+  if (!policy.spec.rules.some((r) => r.check.type === SIGNATURE_CHECK)) return keys;
+  const projectLabel = policy.spec.projectLabel ?? DEFAULT_PROJECT_LABEL;
+  for (const m of fleet) {
+    for (const { facts } of withProjects(m, projectLabel)) {
+      const input = m.host ? { container: facts, host: m.host } : { container: facts };
+      for (const n of neededSignatures(policy, input, now)) keys.add(n.key);
+    }
+  }
+  return keys;
+}
+
+/**
+ * The member's containers with `project` from the candidate's project label, which may differ
+ * from the one the agent used when it filled `project`.
+ */
+function withProjects(m: FleetMember, projectLabel: string): Array<{ facts: ContainerFacts__Output; project: string | undefined }> {
+  return m.containers.map((c) => {
+    const p = projectOf(c, projectLabel);
+    return { facts: { ...c, project: p ?? '' }, project: p };
+  });
+}
 
 /**
  * The verdicts the container's image-signature rules need (rules in scope, not exempted), as

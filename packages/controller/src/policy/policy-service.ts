@@ -10,7 +10,7 @@ import {
 } from '@bulkhead/shared';
 import type { PolicyVersionRecord, PolicyVersionSummary, ScanRecord, Store } from '../store/store';
 import { buildBundle, BUNDLE_OVERHEAD_BYTES, DEFAULT_SCANS_BUDGET_BYTES, MAX_POLICY_BUNDLE_BYTES, type PolicyBundleMessage } from './policy-bundle';
-import { dryRunPolicy, type DryRunResult, type FleetMember } from './dry-run';
+import { dryRunPolicy, neededVerdictKeys, type DryRunResult, type FleetMember } from './dry-run';
 import { MAX_TAG_PINS, MAX_TAG_ROWS_READ, pinFilter, pinsTags, scopedPinRules, selectPins } from '../images/tag-pins';
 
 export interface PolicyServiceOptions {
@@ -196,10 +196,15 @@ export class PolicyService {
     );
     for (const c of containers) byAgent.get(c.agentId)?.containers.push(c.facts);
     // The pins agents would get with this policy: live containers running a tag as another image than its pin are hits.
+    // Image-signature verdicts agents reported, from the store: the ones this dry-run needs.
+    const fleet = [...byAgent.values()];
+    const now = this.now();
     const book = this.opts.signatureVerdicts;
-    const result = dryRunPolicy(parsed.policy, [...byAgent.values()], {
-      now: this.now(), scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}),
-      ...(book ? { signatureVerdict: (key: string, agentId: string) => book.lookup(createHash('sha256').update(key).digest('hex'), agentId) } : {}),
+    const sha = (key: string) => createHash('sha256').update(key).digest('hex');
+    const reported = book ? await book.lookupMany([...neededVerdictKeys(parsed.policy, fleet, now)].map(sha)) : undefined;
+    const result = dryRunPolicy(parsed.policy, fleet, {
+      now, scans: scanMap(scans), ...(pins.length > 0 ? { tagPins: new Map(pins) } : {}),
+      ...(reported ? { signatureVerdict: (key: string) => reported.get(sha(key)) } : {}),
     });
     return { ok: true, result };
   }

@@ -29,6 +29,8 @@ import type { SessionStore } from '../auth/session-store';
 import { KyselySessionStore } from '../auth/kysely-session-store';
 import type { FleetEventStore } from '../events/event-store';
 import { KyselyEventStore } from '../events/kysely-event-store';
+import type { SignatureVerdictStore } from '../signatures/signature-verdict-store';
+import { KyselySignatureVerdictStore } from '../signatures/kysely-signature-verdict-store';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
 const CONTAINER_BATCH = 100;
@@ -50,6 +52,8 @@ export abstract class KyselyStore implements Store {
   readonly sessions: SessionStore;
   /** The fleet's event stream (src/events), over the same connection. */
   readonly events: FleetEventStore;
+  /** Image signature verdicts agents reported (src/signatures), over the same connection. */
+  readonly signatureVerdicts: SignatureVerdictStore;
 
   /** PostgreSQL runs transactions truly in parallel (see insertPolicyVersion). */
   private readonly postgres: boolean;
@@ -63,6 +67,7 @@ export abstract class KyselyStore implements Store {
     this.imageTags = new KyselyImageTagStore(db);
     this.sessions = new KyselySessionStore(db);
     this.events = new KyselyEventStore(db);
+    this.signatureVerdicts = new KyselySignatureVerdictStore(db);
   }
 
   async migrate(): Promise<void> {

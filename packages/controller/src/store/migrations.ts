@@ -647,6 +647,27 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.alterTable('agents').dropColumn('state_hash').execute();
     },
   },
+  // Image signature verdicts agents report (src/signatures), for the policy dry-run of every
+  // replica: one row per verdict key (sha256 of rule parameters + repo digest), the newest
+  // decided winning; pruned by when it was last reported. No foreign key to agents: a
+  // revoked agent's rows are deleted by the revocation, a deleted agent's age out.
+  '0021_signature_verdicts': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('signature_verdicts')
+        .addColumn('key_sha256', 'text', (c) => c.primaryKey())
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('verdict_json', 'text', (c) => c.notNull())
+        .addColumn('checked_at', 'bigint', (c) => c.notNull())
+        .addColumn('reported_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('signature_verdicts_reported').on('signature_verdicts').column('reported_at').execute();
+      await db.schema.createIndex('signature_verdicts_agent').on('signature_verdicts').column('agent_id').execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('signature_verdicts').ifExists().execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

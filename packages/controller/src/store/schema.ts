@@ -433,6 +433,21 @@ export interface Database {
   fleet_events: FleetEventsTable;
   // tag pins per rule scope (migration 0017_image_tag_scope_pins, src/images)
   image_tag_scope_pins: ImageTagScopePinsTable;
+  // image signature verdicts agents reported (migration 0021_signature_verdicts, src/signatures)
+  signature_verdicts: SignatureVerdictsTable;
+}
+
+export interface SignatureVerdictsTable {
+  /** Hex sha256 of signatureVerdictKey(rule params, repo digest). */
+  key_sha256: string;
+  /** The agent that reported the stored (newest decided) verdict. */
+  agent_id: string;
+  /** The SignatureVerdict as JSON (validated before it is stored). */
+  verdict_json: string;
+  /** The verdict's checkedAt (agent clock, ms): the newest wins. */
+  checked_at: Int;
+  /** When a controller last stored a report of it (controller clock, ms): pruned by it. */
+  reported_at: Int;
 }
 
 export interface SessionsTable {

@@ -9,6 +9,7 @@ import type { HostAuditStore } from '../host-audit/host-audit-store';
 import type { ImageTagStore } from '../images/image-tag-store';
 import type { SessionStore } from '../auth/session-store';
 import type { FleetEventStore } from '../events/event-store';
+import type { SignatureVerdictStore } from '../signatures/signature-verdict-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -423,4 +424,8 @@ export interface Store {
   // src/events/event-store.ts. Optional as alerts: without them POST /v1/session and GET /v1/events answer 503.
   readonly sessions?: SessionStore;
   readonly events?: FleetEventStore;
+
+  // image signature verdicts agents reported (0021_signature_verdicts): src/signatures/signature-verdict-store.ts.
+  // Optional as alerts: without it the dry-run knows no verdict (every signed digest undecided).
+  readonly signatureVerdicts?: SignatureVerdictStore;
 }

@@ -1,11 +1,9 @@
-// The dry-run of image-signature rules (pure: dryRunPolicy with the verdicts agents reported)
-// and the controller's book of reported verdicts (ReportedVerdicts). End to end, with a real
+// The dry-run of image-signature rules (pure: dryRunPolicy with the verdicts agents reported).
+// The stored verdicts themselves: test/signatures/reported-verdicts.test.ts. End to end, with a real
 // registry, real cosign signatures and a real agent reporting: test/e2e/image-signature-dry-run.test.ts.
 import t from 'tap';
-import { createHash } from 'node:crypto';
-import { createLogger, policyFromJson, signatureParamsOfRule, signatureVerdictKey, type ContainerFacts__Output, type SignatureVerdict } from '@bulkhead/shared';
-import { dryRunPolicy } from '../../src/policy/dry-run';
-import { ReportedVerdicts } from '../../src/signatures/reported-verdicts';
+import { policyFromJson, signatureParamsOfRule, signatureVerdictKey, type ContainerFacts__Output, type SignatureVerdict } from '@bulkhead/shared';
+import { dryRunPolicy, neededVerdictKeys } from '../../src/policy/dry-run';
 
 const REPO = 'registry.example.com/shop/web';
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -65,22 +63,11 @@ t.test('reported verdicts decide; what no host verified is undecided, never clea
   t.same(none.rules[0]!.hits.map((h) => h.containerName), ['/local'], 'only the image that cannot carry a signature is a hit');
 });
 
-t.test('ReportedVerdicts: the own host first, else the newest; malformed entries skipped; a revoked host forgotten', async (t) => {
-  const lines: string[] = [];
-  const book = new ReportedVerdicts(createLogger({ name: 't', level: 'warn', destination: { write: (s: string) => void lines.push(s) } }));
-  const key = createHash('sha256').update('k').digest('hex');
-  const json = (v: SignatureVerdict) => JSON.stringify(v);
-  t.equal(book.record('agt_a', [{ keySha256: key, verdictJson: json(verdict('rejected', D('a'), 'old', 1000)) }]), 1);
-  t.equal(book.record('agt_b', [
-    { keySha256: key, verdictJson: json(verdict('verified', D('a'), 'new', 2000)) },
-    { keySha256: 'not-a-hash', verdictJson: json(verdict('verified', D('a'), 'x')) },
-    { keySha256: key.replace(/^./, '0'), verdictJson: '{"status":"unreachable","repoDigest":"","signers":[],"message":"","checkedAt":1}' },
-    { keySha256: key.replace(/^./, '1'), verdictJson: '{' },
-  ]), 1, 'one good entry of four');
-  t.match(lines.join(''), /"skipped":3/);
-  t.equal(book.lookup(key)?.message, 'new', 'the newest of any host');
-  t.equal(book.lookup(key, 'agt_a')?.message, 'old', 'the container\'s own host first');
-  t.equal(book.lookup(key.replace(/^./, '0')), undefined, '"could not ask" is no verdict');
-  book.forget('agt_b');
-  t.equal(book.lookup(key)?.message, 'old');
+t.test('neededVerdictKeys names exactly the keys the dry-run looks up (what the controller fetches from the store first)', async (t) => {
+  const asked = new Set<string>();
+  dryRunPolicy(policy, fleet, { now: new Date(0), scans: new Map(), signatureVerdict: (k) => (asked.add(k), undefined) });
+  const needed = neededVerdictKeys(policy, fleet, new Date(0));
+  t.same([...needed].sort(), [...asked].sort());
+  t.equal(needed.size, 3, 'in scope, not exempted, with a repo digest: good, bad, never');
+  t.equal(neededVerdictKeys(policyFromJson({ apiVersion: 'bulkhead.dev/v1', kind: 'Policy', metadata: { name: 'q' }, spec: { rules: [] } }), fleet, new Date(0)).size, 0);
 });
