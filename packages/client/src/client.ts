@@ -186,9 +186,19 @@ export class BulkheadClient {
     return this.requestJson<T.Agent>('POST', `/v1/agents/${enc(id)}/revoke`);
   }
 
-  /** The agent's latest host audit: lockdown findings, CIS report, fixes applied, image hygiene. */
-  getHostAudit(agentId: string, query: T.HostAuditQuery = {}): Promise<T.HostAudit> {
-    return this.getJson<T.HostAudit>(`/v1/agents/${enc(agentId)}/audit`, query as QueryInput);
+  /** The agent's latest host audit (admin-readable, fleet-wide): lockdown findings, fixes applied, CIS summary, image hygiene. */
+  getHostAudit(agentId: string): Promise<T.HostAudit> {
+    return this.getJson<T.HostAudit>(`/v1/agents/${enc(agentId)}/audit`);
+  }
+
+  /** The agent's CIS Docker Benchmark report (docker-bench-security JSON). */
+  getCisReport(agentId: string): Promise<T.CisReport> {
+    return this.getJson<T.CisReport>(`/v1/agents/${enc(agentId)}/audit`, { format: 'cis' });
+  }
+
+  /** The agent's image prune record. */
+  getPruneList(agentId: string): Promise<T.HostAuditPruneList> {
+    return this.getJson<T.HostAuditPruneList>(`/v1/agents/${enc(agentId)}/audit`, { format: 'prune' });
   }
 
   // ---- containers ------------------------------------------------------------

@@ -36,7 +36,14 @@ export type Token = ResponseOf<'/v1/auth/token', 'post'>;
 export type AgentList = ResponseOf<'/v1/agents', 'get'>;
 export type Agent = ResponseOf<'/v1/agents/{id}', 'get'>;
 export type HostAuditQuery = QueryOf<'/v1/agents/{id}/audit', 'get'>;
-export type HostAudit = ResponseOf<'/v1/agents/{id}/audit', 'get'>;
+/** GET /v1/agents/:id/audit answers one of three shapes, by `format`. */
+export type HostAuditAnswer = ResponseOf<'/v1/agents/{id}/audit', 'get'>;
+/** format=report (the default): lockdown findings, fixes, CIS summary, hygiene, prune record. */
+export type HostAudit = Extract<HostAuditAnswer, { lockdown: unknown }>;
+/** format=cis: the docker-bench-security JSON report. */
+export type CisReport = Extract<HostAuditAnswer, { dockerbenchsecurity: unknown }>;
+/** format=prune: the image prune record. */
+export type HostAuditPruneList = Extract<HostAuditAnswer, { items: unknown }>;
 // ---- containers ----------------------------------------------------------
 export type ContainerQuery = QueryOf<'/v1/containers', 'get'>;
 export type ContainerPage = ResponseOf<'/v1/containers', 'get'>;

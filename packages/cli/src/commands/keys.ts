@@ -2,10 +2,10 @@
 // once), revoke. Needs an admin credential; a new key never exceeds the
 // creator's own role, projects or expiry (the controller refuses with 403).
 import { Option, type Command } from 'commander';
-import { parseDuration } from '@bulkhead/shared';
+import { parseDuration } from '@bulkhead/client';
 import type { ApiClient } from '../client';
-import type { ApiKeyDto, ApiKeyListDto, ApiKeyWithSecretDto } from '../../api/routes/keys';
-import { ROLES } from '../../auth/roles';
+import type { ApiKey as ApiKeyDto, ApiKeyList as ApiKeyListDto, ApiKeyWithSecret as ApiKeyWithSecretDto } from '@bulkhead/client';
+import { ROLES } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from '../table';
 import { ago } from '../render';
 import { toJson, type CommandContext } from './context';

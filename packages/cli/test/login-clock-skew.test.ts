@@ -4,8 +4,8 @@
 // neither taken for expired early nor sent after it expired.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mintToken } from '../../src/auth/bearer-tokens';
-import { cachedToken, controllerClockOffsetMs, type TokenCache } from '../../src/ops-cli/commands/login';
+import { mintToken } from '../../controller/src/auth/bearer-tokens';
+import { cachedToken, controllerClockOffsetMs, type TokenCache } from '../src/commands/login';
 
 const secret = randomBytes(32);
 const base = new URL('https://ctl.example:8443/');

@@ -4,8 +4,8 @@
 // the API or the agent refused or failed (agent offline, no answer in
 // time, engine error); 3 when the controller cannot be reached.
 import { Argument, InvalidArgumentError, type Command } from 'commander';
-import { MANUAL_ACTIONS, MAX_STOP_TIMEOUT_SECONDS } from '../../commands/manual-actions';
-import type { ContainerActionResultDto } from '../../api/routes/actions';
+import { MANUAL_ACTIONS, MAX_STOP_TIMEOUT_SECONDS } from '@bulkhead/client';
+import type { ContainerActionResult as ContainerActionResultDto } from '@bulkhead/client';
 import { formatKeyValues } from '../table';
 import { toJson, type CommandContext } from './context';
 

@@ -2,8 +2,8 @@
 // the audit trail, newest first, and checking its hash chain (exit 1 when
 // it is broken). Needs an admin credential not limited to projects.
 import { Option, type Command } from 'commander';
-import type { AuditEntryDto, AuditPageDto, AuditVerifyDto } from '../../api/routes/audit-log';
-import { describeVerifyResult } from '../../audit/audit-chain';
+import type { AuditEntry as AuditEntryDto, AuditPage as AuditPageDto, AuditVerify as AuditVerifyDto } from '@bulkhead/client';
+import { describeVerifyResult } from '@bulkhead/client';
 import { formatTable } from '../table';
 import { ago } from '../render';
 import { toJson, type CommandContext } from './context';

@@ -5,12 +5,12 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createCa } from '@bulkhead/shared';
-import { ApiClient } from '../../src/ops-cli/client';
-import { main, type OpsCliIo } from '../../src/ops-cli/main';
-import { formatTable, scrub } from '../../src/ops-cli/table';
-import { startApi } from '../api/fixtures/api-server';
-import { IDS, NOW, seed } from '../api/fixtures/seed';
-import { facts } from '../store/fixtures/records';
+import { ApiClient } from '../src/client';
+import { main, type OpsCliIo } from '../src/main';
+import { formatTable, scrub } from '../src/table';
+import { startApi } from '../../controller/test/api/fixtures/api-server';
+import { IDS, NOW, seed } from '../../controller/test/api/fixtures/seed';
+import { facts } from '../../controller/test/store/fixtures/records';
 
 interface Run {
   code: number;
@@ -218,7 +218,7 @@ t.test('ops CLI against the real API', async (t) => {
     t.match((await run(['containers', 'list', '--help'], {})).out, /--label <label>/);
   });
 
-  const bin = resolve(__dirname, '../../dist/ops-cli/main.js');
+  const bin = resolve(__dirname, '../dist/main.js');
   t.test('the compiled bin runs as a child process', { skip: existsSync(bin) ? false : 'build first: npx tsc -b packages/controller' }, async (t) => {
     const child = (argv: string[], e: Record<string, string>) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((done) => {

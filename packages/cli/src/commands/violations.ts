@@ -2,9 +2,9 @@
 // reported, filtered, newest first (`list`, the default), and operators
 // acknowledging them (`ack`, `unack`).
 import { Option, type Command } from 'commander';
-import { parseDuration } from '@bulkhead/shared';
+import { parseDuration } from '@bulkhead/client';
 import type { ViolationListParams } from '../client';
-import type { ViolationDto } from '../../api/routes/violations';
+import type { Violation as ViolationDto } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from '../table';
 import { ago } from '../render';
 import { toJson, type CommandContext } from './context';
@@ -41,7 +41,7 @@ export function registerViolationCommands(program: Command, ctx: CommandContext)
     )
     .action(
       async (
-        o: { agent?: string; container?: string; rule?: string; severity?: string; mode?: string; since?: string; acknowledged?: boolean; unacknowledged?: boolean; limit?: number },
+        o: { agent?: string; container?: string; rule?: string; severity?: ViolationListParams['severity']; mode?: ViolationListParams['mode']; since?: string; acknowledged?: boolean; unacknowledged?: boolean; limit?: number },
         cmd: Command,
       ) => {
         const { api, json } = ctx.client(cmd);

@@ -9,9 +9,10 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parseDuration, writeSecretFile } from '@bulkhead/shared';
+import { parseDuration } from '@bulkhead/client';
+import { writeSecretFile } from '../secret-file';
 import type { ApiClient } from '../client';
-import type { TokenDto, WhoAmIDto } from '../../api/routes/auth';
+import type { Token as TokenDto, WhoAmI as WhoAmIDto } from '@bulkhead/client';
 import { formatKeyValues } from '../table';
 import { toJson, type CommandContext } from './context';
 

@@ -1,7 +1,7 @@
 // Owns `bulkhead images [list]|get`: the tags the fleet ran and the digests
 // each ran as, with hosts and containers per digest (tags that move).
 import type { Command } from 'commander';
-import type { ImageTagDto } from '../../api/routes/images';
+import type { ImageTag as ImageTagDto } from '@bulkhead/client';
 import { ago } from '../render';
 import { formatKeyValues, formatTable, scrub } from '../table';
 import { toJson, type CommandContext } from './context';

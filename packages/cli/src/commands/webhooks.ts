@@ -3,10 +3,10 @@
 // latency, error, next try) and redelivering dead-lettered deliveries.
 // Secrets are printed only by `add` and `rotate-secret`, once.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { parseDuration } from '@bulkhead/shared';
+import { parseDuration } from '@bulkhead/client';
 import type { ApiClient } from '../client';
-import type { DeliveryDto, DeliveryPageDto, WebhookDto, WebhookListDto, WebhookWithSecretDto } from '../../alerts/alert-dto';
-import { ALERT_TYPES, SEVERITIES } from '../../alerts/alert-types';
+import type { Delivery as DeliveryDto, DeliveryPage as DeliveryPageDto, Webhook as WebhookDto, WebhookList as WebhookListDto, WebhookWithSecret as WebhookWithSecretDto } from '@bulkhead/client';
+import { ALERT_TYPES, SEVERITIES } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from '../table';
 import { ago } from '../render';
 import { readInputFile, toJson, type CommandContext } from './context';

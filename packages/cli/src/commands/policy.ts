@@ -3,7 +3,7 @@
 // FILE:LINE:COL: PATH: MESSAGE), and previewing a candidate against the fleet.
 import { InvalidArgumentError, type Command } from 'commander';
 import { ApiError } from '../client';
-import type { DryRunResultDto, PolicyDto, PolicyErrorDto, PolicyVersionDto } from '../../api/routes/policies';
+import type { DryRunResult as DryRunResultDto, Policy as PolicyDto, PolicyError as PolicyErrorDto, PolicyVersion as PolicyVersionDto } from '@bulkhead/client';
 import { formatTable } from '../table';
 import { readInputFile, toJson, type CommandContext } from './context';
 

@@ -1,7 +1,7 @@
 // Owns `bulkhead scans upload|get`: vulnerability reports (Trivy JSON) the
 // policy's vulnerability rules read, keyed by image digest.
 import type { Command } from 'commander';
-import type { ScanDto } from '../../api/routes/scans';
+import type { Scan as ScanDto } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from '../table';
 import { readInputFile, toJson, type CommandContext } from './context';
 

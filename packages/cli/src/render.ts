@@ -1,7 +1,7 @@
 // Owns how the ops CLI shows agents and containers to a human. Pure
 // functions of (API data, now) → text, so tests need no terminal.
-import { formatSize } from '@bulkhead/shared';
-import type { AgentDto, ContainerDto } from '../api/dto';
+import { formatSize } from '@bulkhead/client';
+import type { Agent as AgentDto, Container as ContainerDto } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from './table';
 
 /**

@@ -2,9 +2,9 @@
 // list (never a secret), create (printed once, with the CA fingerprint to
 // pin), revoke. Needs an admin credential not limited to projects.
 import { Option, type Command } from 'commander';
-import { parseDuration } from '@bulkhead/shared';
+import { parseDuration } from '@bulkhead/client';
 import type { ApiClient } from '../client';
-import type { JoinTokenCreatedDto, JoinTokenDto, JoinTokenPageDto } from '../../api/routes/join-tokens';
+import type { JoinTokenCreated as JoinTokenCreatedDto, JoinToken as JoinTokenDto, JoinTokenPage as JoinTokenPageDto } from '@bulkhead/client';
 import { formatTable } from '../table';
 import { ago } from '../render';
 import { toJson, type CommandContext } from './context';

@@ -5,7 +5,7 @@
 // Requests go through ApiClient; rendering through ./render.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { VERSION } from '@bulkhead/shared';
+import { VERSION } from '@bulkhead/client';
 import { ApiClient, ApiError, ConnectionError } from './client';
 import { renderAgent, renderAgentTable, renderContainer, renderContainerTable } from './render';
 import type { CommandContext } from './commands/context';
@@ -24,7 +24,7 @@ import { CommandFailed, registerAuditLogCommands } from './commands/audit-log';
 // host audit reports
 import { registerHostAuditCommand } from './commands/host-audit';
 import { registerWatchCommand } from './commands/watch';
-import type { AgentDto } from '../api/dto';
+import type { Agent as AgentDto } from '@bulkhead/client';
 import { systemTrust } from './trust';
 
 export const EXIT_OK = 0;
@@ -180,7 +180,7 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
       const { api, json } = client(cmd);
       for (const l of o.label) if (l === '' || l.startsWith('=')) throw new UsageError(`--label "${l}": expected KEY or KEY=VALUE`);
       const items = await api.listAllContainers(
-        { agent: o.agent, state: o.state, image: o.image, labels: o.label, includeRemoved: o.all === true },
+        { agent: o.agent, state: o.state, image: o.image, label: o.label, include_removed: o.all === true ? true : undefined },
         o.limit ?? Infinity,
       );
       io.out(json ? toJson({ items }) : renderContainerTable(items, io.now()));

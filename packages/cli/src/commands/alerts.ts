@@ -1,9 +1,9 @@
 // Owns `bulkhead alerts`: the alert history, newest first; repeats grouped
 // into one alert show their count.
 import { Option, type Command } from 'commander';
-import { parseDuration } from '@bulkhead/shared';
-import type { AlertDto, AlertPageDto } from '../../alerts/alert-dto';
-import { ALERT_TYPES, SEVERITIES } from '../../alerts/alert-types';
+import { parseDuration } from '@bulkhead/client';
+import type { Alert as AlertDto, AlertPage as AlertPageDto } from '@bulkhead/client';
+import { ALERT_TYPES, SEVERITIES } from '@bulkhead/client';
 import { formatTable } from '../table';
 import { ago } from '../render';
 import { toJson, type CommandContext } from './context';

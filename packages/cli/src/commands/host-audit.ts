@@ -6,10 +6,10 @@
 // `--fail-on` mirrors `bulkhead-agent audit --fail-on` (exit 4), so CI can
 // gate on a host's audit without logging into the host.
 import { Option, type Command } from 'commander';
-import type { AgentDto } from '../../api/dto';
-import type { CisReportDto, HostAuditDto, HostAuditPruneListDto } from '../../api/routes/agent-audit';
+import type { Agent as AgentDto } from '@bulkhead/client';
+import type { CisReport as CisReportDto, HostAudit as HostAuditDto, HostAuditPruneList as HostAuditPruneListDto } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from '../table';
-import { formatSize } from '@bulkhead/shared';
+import { formatSize } from '@bulkhead/client';
 import { ago } from '../render';
 import { CommandFailed } from './audit-log';
 import { toJson, type CommandContext } from './context';
