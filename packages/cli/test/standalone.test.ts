@@ -88,8 +88,8 @@ interface Run {
   loaded: string[];
 }
 
-function runHooked(t: { testdir: () => string }, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = join(t.testdir(), `loaded-${Math.random().toString(36).slice(2)}.json`);
+function runHooked(t: { testdirName: string }, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const out = join(t.testdirName, `loaded-${Math.random().toString(36).slice(2)}.json`);
   return new Promise((done) => {
     execFile(process.execPath, ['--require', HOOK, ...args], { env: { PATH: process.env['PATH'] ?? '', BK_LOADED_MODULES_FILE: out, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const loaded = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as string[]) : [];
