@@ -2,7 +2,8 @@
 // FetchTransport and Node's fetch (no Node transport, no hand-made requests) logs in
 // with a key, reads with the session cookie, sends the session's X-Bulkhead-CSRF header
 // on a mutating request (and a client without the token is refused 403 BK_ERR_CSRF),
-// opens the event stream, logs out — after which the old session id is worthless.
+// opens the event stream, logs out — after which the old session id is worthless. On the
+// way, every typed method of BulkheadClient is called once against its real route.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -25,6 +26,15 @@ t.test('FetchTransport: session login, CSRF, events, logout against the real API
   t.equal(out['sameSession'], true, 'GET /v1/session: the same session');
   t.equal(out['agents'], 0, 'a read with the cookie');
   t.match(out['created'], { name: 'made-in-a-session' }, 'a mutating request with the CSRF header succeeds');
+  // Every typed method reached its route: a success, or (for the missing things asked for on purpose) 404.
+  const tour = out['tour'] as Record<string, string>;
+  t.ok(Object.keys(tour).length >= 38, `${Object.keys(tour).length} calls`);
+  for (const [name, result] of Object.entries(tour)) {
+    if (name.includes('(missing)')) t.equal(result, '404 BK_ERR_NOT_FOUND', name);
+    else if (name.includes('(invalid)')) t.equal(result, '400 BK_ERR_POLICY_INVALID', name);
+    else t.equal(result, 'ok', name);
+  }
+  t.ok((out['policyErrors'] as number) > 0, `an invalid policy's errors reach ApiError.policyErrors (${String(out['policyErrors'])})`);
   t.equal(out['forged'], '403 BK_ERR_CSRF', 'the cookie without the CSRF header is refused');
   t.equal(out['forgedGetAllowed'], 'ok', '(a read needs no CSRF token)');
   t.equal(out['stream'], 'ok', 'the event stream opened with the cookie and ended on abort');
