@@ -219,7 +219,7 @@ t.test('ops CLI against the real API', async (t) => {
   });
 
   const bin = resolve(__dirname, '../dist/main.js');
-  t.test('the compiled bin runs as a child process', { skip: existsSync(bin) ? false : 'build first: npx tsc -b packages/controller' }, async (t) => {
+  t.test('the compiled bin runs as a child process', { skip: existsSync(bin) ? false : 'build first: npx tsc -b packages/cli' }, async (t) => {
     const child = (argv: string[], e: Record<string, string>) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((done) => {
         execFile(process.execPath, [bin, ...argv], { env: { PATH: process.env['PATH'] ?? '', ...e } }, (err, stdout, stderr) =>
