@@ -135,7 +135,8 @@ fi
 [ -d "$FROM" ] || die "--from $FROM is not a directory"
 FROM=$(cd "$FROM" && pwd)
 for f in package.json package-lock.json proto/bulkhead/v1 node_modules \
-  packages/shared/dist/index.js packages/agent/dist/cli/main.js packages/controller/dist/cli/main.js; do
+  packages/client/dist/index.js packages/shared/dist/index.js packages/agent/dist/cli/main.js \
+  packages/controller/dist/cli/main.js packages/cli/dist/main.js; do
   [ -e "$FROM/$f" ] || die "$FROM is not a built checkout: $f is missing (run \`npm ci && npm run build\` there)"
 done
 command -v node >/dev/null || die "node is not installed (Node.js 22, 24 or 20.19+)"
@@ -164,7 +165,7 @@ if [ ! -d "$DEST" ]; then
   cp -a "$FROM/package.json" "$FROM/package-lock.json" "$FROM/proto" "$FROM/node_modules" "$STAGE/"
   [ -f "$FROM/LICENSE" ] && cp -a "$FROM/LICENSE" "$STAGE/"
   mkdir -p "$STAGE/deploy" && cp -a "$FROM/deploy/README.md" "$FROM/deploy/systemd" "$STAGE/deploy/"
-  for p in shared agent controller; do
+  for p in client shared agent controller cli; do
     mkdir -p "$STAGE/packages/$p"
     cp -a "$FROM/packages/$p/package.json" "$FROM/packages/$p/dist" "$STAGE/packages/$p/"
     rm -f "$STAGE/packages/$p/dist/.tsbuildinfo"

@@ -60,7 +60,7 @@ log "Docker engine: $ENGINE"
 CTL=(node packages/controller/dist/cli/main.js)
 # Same node flags as deploy/systemd/bulkhead-agent.service (see the comment there).
 AGENT=(env MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --v8-pool-size=1 --no-maglev --expose-gc packages/agent/dist/cli/main.js)
-OPS=(node packages/controller/dist/ops-cli/main.js)
+OPS=(node packages/cli/dist/main.js)
 
 if [[ ! -f $STATE/controller/ca.key ]]; then
   log "initializing the controller in $STATE/controller"
@@ -103,8 +103,8 @@ Bulkhead is running. In another shell:
   export BULKHEAD_API=$BULKHEAD_API BULKHEAD_CA=$BULKHEAD_CA
   export BULKHEAD_API_KEY=\$(cat $STATE/controller/admin.apikey)
   export DOCKER_HOST=$ENGINE
-  node packages/controller/dist/ops-cli/main.js agents
-  node packages/controller/dist/ops-cli/main.js containers
+  node packages/cli/dist/main.js agents
+  node packages/cli/dist/main.js containers
   docker run -d --network none --name demo bulkhead-test/busybox:1 sleep 600   # (private engine image)
 Press Ctrl-C to stop.
 EOF

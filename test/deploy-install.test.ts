@@ -81,7 +81,7 @@ if (!built) {
     t.notOk(existsSync(join(cur, 'node_modules/typescript')), 'dev dependencies pruned');
     t.notOk(existsSync(join(cur, 'node_modules/tap')), 'dev dependencies pruned (tap)');
     t.ok(existsSync(join(cur, 'node_modules/better-sqlite3')), 'production dependencies kept');
-    for (const [main, name] of [['packages/agent/dist/cli/main.js', 'bulkhead-agent'], ['packages/controller/dist/cli/main.js', 'bulkhead-controller'], ['packages/controller/dist/ops-cli/main.js', 'bulkhead']]) {
+    for (const [main, name] of [['packages/agent/dist/cli/main.js', 'bulkhead-agent'], ['packages/controller/dist/cli/main.js', 'bulkhead-controller'], ['packages/cli/dist/main.js', 'bulkhead']]) {
       // Run from a directory outside the checkout so nothing resolves from this repository.
       const h = spawnSync(process.execPath, [join(cur, main!), '--help'], { encoding: 'utf8', cwd: root, timeout: 30_000 });
       t.equal(h.status, 0, `${name} --help runs from the install\n${h.stderr}`);

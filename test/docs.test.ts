@@ -36,7 +36,7 @@ const API_DOC = join(ROOT, 'docs/api.md');
 const CLIS = [
   { name: 'bulkhead-controller', main: join(ROOT, 'packages/controller/dist/cli/main.js') },
   { name: 'bulkhead-agent', main: join(ROOT, 'packages/agent/dist/cli/main.js') },
-  { name: 'bulkhead', main: join(ROOT, 'packages/controller/dist/ops-cli/main.js') },
+  { name: 'bulkhead', main: join(ROOT, 'packages/cli/dist/main.js') },
 ];
 
 // ---- markdown -------------------------------------------------------------------------------

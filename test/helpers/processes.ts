@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 export const ROOT = resolve(__dirname, '../..');
 export const CONTROLLER_BIN = join(ROOT, 'packages/controller/dist/cli/main.js');
 export const AGENT_BIN = join(ROOT, 'packages/agent/dist/cli/main.js');
-export const OPS_BIN = join(ROOT, 'packages/controller/dist/ops-cli/main.js');
+export const OPS_BIN = join(ROOT, 'packages/cli/dist/main.js');
 
 export interface RunResult {
   code: number;

@@ -26,7 +26,7 @@ import { PolicyService } from '../../packages/controller/src/policy/policy-servi
 import { AlertService } from '../../packages/controller/src/alerts/alert-service';
 import { TagTracker } from '../../packages/controller/src/images/tag-tracker';
 import type { ImageTagDto } from '../../packages/controller/src/api/routes/images';
-import { renderImageTable } from '../../packages/controller/src/ops-cli/commands/images';
+import { renderImageTable } from '../../packages/cli/src/commands/images';
 import { enroll } from '../../packages/agent/src/enroll/enroll';
 import { ControllerLink } from '../../packages/agent/src/link/controller-link';
 import { PolicyHolder } from '../../packages/agent/src/policy/policy-holder';

@@ -18,7 +18,7 @@ import { createJoinToken } from '../../packages/controller/src/enrollment/join-t
 import { createApiServer } from '../../packages/controller/src/api/server';
 import { generateApiKey } from '../../packages/controller/src/api/api-keys';
 import { PolicyService } from '../../packages/controller/src/policy/policy-service';
-import { renderAgentTable } from '../../packages/controller/src/ops-cli/render';
+import { renderAgentTable } from '../../packages/cli/src/render';
 import type { AgentDto } from '../../packages/controller/src/api/dto';
 import { enroll } from '../../packages/agent/src/enroll/enroll';
 import { ControllerLink, type LinkInventory } from '../../packages/agent/src/link/controller-link';

@@ -16,8 +16,6 @@ export { SqliteStore } from './store/sqlite-store';
 export { createApiServer } from './api/server';
 export type { ApiServerOptions } from './api/server';
 export { generateApiKey, verifyApiKey } from './api/api-keys';
-export { ApiClient } from './ops-cli/client';
-export { main as opsCliMain } from './ops-cli/main';
 // Manual actions, metrics, OpenAPI.
 export { ManualActions, MANUAL_ACTIONS } from './commands/manual-actions';
 export type { ManualAction, ManualActionOutcome, CommandSender } from './commands/manual-actions';

@@ -8,7 +8,7 @@ import { bearer } from '../api/fixtures/api-server';
 import { send } from '../policy/fixtures/policy-api';
 import { container } from '../policy/fixtures/fleet';
 import { connectFakeAgent, startLinkStack, waitFor } from './fixtures/link-stack';
-import { main as opsCli } from '../../src/ops-cli/main';
+import { main as opsCli } from '../../../cli/src/main';
 
 const PROBLEM_CT = /^application\/problem\+json/;
 

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger } from '@bulkhead/shared';
 import { createApiServer } from '../../src/api/server';
 import { generateApiKey } from '../../src/api/api-keys';
-import { main, type OpsCliIo } from '../../src/ops-cli/main';
+import { main, type OpsCliIo } from '../../../cli/src/main';
 import { testPki } from '../api/fixtures/api-server';
 import { Receiver } from './fixtures/receiver';
 import { eventually, startAlerting } from './fixtures/alerting';

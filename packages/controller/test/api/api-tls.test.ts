@@ -4,7 +4,7 @@
 // encrypted key, loose key modes, expired / not yet valid / expiring soon,
 // a client-only certificate — the data-directory default, the reload that
 // swaps a listening server's certificate, the controller options, and the
-// CLI's system trust store (src/ops-cli/trust.ts).
+// CLI's system trust store (packages/cli/src/trust.ts).
 import t from 'tap';
 import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import {
   EXPIRY_WARNING_MS, apiTlsSource, describeApiTls, loadOperatorApiTls, reloadApiTls, splitCertificates, type ApiTlsFiles,
 } from '../../src/api/api-tls';
 import { resolveControllerOptions } from '../../src/controller-options';
-import { SYSTEM_CA_BUNDLES, systemTrust } from '../../src/ops-cli/trust';
+import { SYSTEM_CA_BUNDLES, systemTrust } from '../../../cli/src/trust';
 
 const DAY = 86_400_000;
 

@@ -7,7 +7,7 @@
 import t from 'tap';
 import type { ViolationRecord } from '../../src/store/store';
 import { agent, facts, hexId } from '../store/fixtures/records';
-import { ApiClient } from '../../src/ops-cli/client';
+import { ApiClient } from '../../../cli/src/client';
 import { bearer, get, startApi, type RunningApi } from './fixtures/api-server';
 
 const T0 = new Date('2026-01-01T00:00:00Z');

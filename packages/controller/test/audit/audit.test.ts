@@ -8,7 +8,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { main as controllerCli } from '../../src/cli/main';
-import { main as opsCli } from '../../src/ops-cli/main';
+import { main as opsCli } from '../../../cli/src/main';
 import { GENESIS_HASH, canonicalJson, chainHash, checkRow, verifyAuditChain } from '../../src/audit/audit-chain';
 import type { AuditRecord } from '../../src/audit/audit-store';
 import { startSecureApi } from '../auth/fixtures/secure-api';

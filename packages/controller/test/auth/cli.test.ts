@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { createLogger } from '@bulkhead/shared';
 import { main as controllerCli } from '../../src/cli/main';
-import { main as ops, type OpsCliIo } from '../../src/ops-cli/main';
+import { main as ops, type OpsCliIo } from '../../../cli/src/main';
 import { Controller } from '../../src/controller';
 import { resolveControllerOptions } from '../../src/controller-options';
-import { tokenCachePath } from '../../src/ops-cli/commands/login';
+import { tokenCachePath } from '../../../cli/src/commands/login';
 import { enroll } from '../../../agent/src/enroll/enroll';
 
 type Env = Record<string, string | undefined>;

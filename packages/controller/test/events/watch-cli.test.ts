@@ -2,7 +2,7 @@
 // filters by type prefix, resumes with --since-id, stops after --count, and exits 1 when
 // its key is revoked (the stream's `stream.end` reason `credential`).
 import t from 'tap';
-import { main, type OpsCliIo } from '../../src/ops-cli/main';
+import { main, type OpsCliIo } from '../../../cli/src/main';
 import { startSecureApi } from '../auth/fixtures/secure-api';
 import { eventually } from '../alerts/fixtures/alerting';
 

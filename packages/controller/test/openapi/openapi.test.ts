@@ -107,8 +107,10 @@ t.test('GET /v1/openapi.json', async (t) => {
     t.same(actions, ['pause', 'unpause', 'kill', 'stop', 'quarantine', 'release']);
     t.match(body.properties['stopTimeoutSeconds'], { type: 'integer', minimum: 0, maximum: 20 });
     t.match(op!.description, /operator role/);
-    const list = doc.paths['/v1/containers']?.['get'] as unknown as { parameters: Array<{ name: string; in: string }> };
+    const list = doc.paths['/v1/containers']?.['get'] as unknown as { parameters: Array<{ name: string; in: string; required?: boolean; schema: { default?: unknown } }> };
     t.ok(list.parameters.some((p) => p.name === 'include_removed' && p.in === 'query'), 'query parameters');
+    const limit = list.parameters.find((p) => p.name === 'limit');
+    t.match(limit, { in: 'query', required: false, schema: { default: 100 } }, 'a query parameter with a default is not required (typed clients may leave it out)');
     t.ok(doc.paths['/v1/policies']?.['put']?.requestBody?.content['application/yaml'], 'the policy document body');
     t.equal(op!.requestBody!.required, true, 'a body the route needs is required');
     const ack = doc.paths['/v1/violations/{id}/acknowledge']?.['post'];

@@ -5,7 +5,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_POLICY_YAML } from '@bulkhead/shared';
-import { main, type OpsCliIo } from '../../src/ops-cli/main';
+import { main, type OpsCliIo } from '../../../cli/src/main';
 import { startPolicyApi } from './fixtures/policy-api';
 import { APP_DIGEST, CANDIDATE_YAML, FLEET, NOW, hex, seedFleet, trivyReport } from './fixtures/fleet';
 

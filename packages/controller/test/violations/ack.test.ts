@@ -14,7 +14,7 @@ import { openStore } from '../../src/store/open-store';
 import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations';
 import type { Store, ViolationRecord } from '../../src/store/store';
 import { MAX_ACK_COMMENT } from '../../src/api/routes/violations';
-import { main as cli } from '../../src/ops-cli/main';
+import { main as cli } from '../../../cli/src/main';
 import { startSecureApi } from '../auth/fixtures/secure-api';
 import { usePostgres } from '../../../../test/helpers/postgres';
 import { CONTAINERS, seedScopedFleet } from '../auth/fixtures/scoped-fleet';
