@@ -34,6 +34,14 @@ export const TAGS = [
   { name: 'events', description: 'The fleet\'s live events (server-sent events, resumable)' },
 ] as const;
 
+/**
+ * The web console's pages and files (src/api/console-assets.ts): served on the same listener
+ * but not API operations, so left out of this document (`schema.hide`).
+ */
+export function isConsoleRoute(url: string): boolean {
+  return url === '/' || url === '/console' || url.startsWith('/console/');
+}
+
 /** The tag of a route, from its path. */
 export function tagOf(url: string): string {
   if (url === OPENAPI_PATH) return 'meta';
