@@ -149,7 +149,14 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       return { schema: s, url };
     },
     transformObject: (documentObject) => {
-      const doc = (documentObject as { openapiObject: { paths?: Record<string, Record<string, { requestBody?: { required?: boolean } }>> } }).openapiObject;
+      const doc = (documentObject as { openapiObject: { paths?: Record<string, Record<string, { requestBody?: { required?: boolean }; parameters?: Array<{ required?: boolean; in?: string; schema?: { default?: unknown } }> }>> } }).openapiObject;
+      // @fastify/swagger lists a query parameter with a default as required; the caller may leave it
+      // out (the default applies), and typed clients generated from this document must know that.
+      for (const ops of Object.values(doc.paths ?? {})) {
+        for (const op of Object.values(ops)) {
+          for (const p of op.parameters ?? []) if (p.in === 'query' && p.schema?.default !== undefined) p.required = false;
+        }
+      }
       for (const key of optionalBodies) {
         const [method, path] = key.split(' ') as [string, string];
         const op = doc.paths?.[path]?.[method];
