@@ -5,61 +5,40 @@
 // - The API key is sent once, in the body of POST /v1/session, and never kept: not in a
 //   variable that outlives the call, not in localStorage/sessionStorage, never in a URL.
 // - The session id lives only in the HttpOnly cookie the controller sets; script never sees it.
-// - The CSRF token (from the login answer or GET /v1/session) is kept in this module's memory
-//   and sent as X-Bulkhead-CSRF on every POST, PUT, PATCH and DELETE.
+// - The CSRF token (from the login answer or GET /v1/session) is kept in memory by the shared
+//   client's FetchTransport and sent as X-Bulkhead-CSRF on every POST, PUT, PATCH and DELETE.
 // - Same origin only: relative URLs, `credentials: 'same-origin'`, no redirects followed.
 //
-// The wire shapes below are those of docs/api.md; the shared @bulkhead/client package
-// (generated from the controller's OpenAPI document) replaces them once it lands.
+// Requests and wire types come from @bulkhead/client (generated from the controller's OpenAPI
+// document, shared with the `bulkhead` CLI), so the console cannot drift from the API. This
+// module adds only what a browser page needs: "the session is gone" handling on any 401, and
+// the native EventSource (which resumes with Last-Event-ID by itself).
+import { ApiError, BulkheadClient, ConnectionError } from '@bulkhead/client';
+import type * as T from '@bulkhead/client';
+import { FetchTransport } from '@bulkhead/client/fetch';
 
-export type Role = 'viewer' | 'operator' | 'admin';
-
-export interface Session {
-  sessionId: string;
-  keyId: string;
-  keyName: string;
-  role: Role;
-  projects: string[];
-  csrfToken: string;
-  csrfHeader: string;
-  createdAt: string;
-  expiresAt: string;
-  idleTimeoutSeconds: number;
+export { ApiError, ConnectionError };
+export type Role = T.Role;
+export type Session = T.Session;
+export type Agent = T.Agent;
+export type Violation = T.Violation;
+export type Alert = T.Alert;
+export type Severity = T.AlertSeverity;
+export type ContainerAction = T.ManualAction;
+export type ActionResult = T.ContainerActionResult;
+export type Usage = NonNullable<T.Container['usage']>;
+export interface Page<I> {
+  items: I[];
+  limit: number;
+  nextCursor?: string | null;
+  nextOffset?: number | null;
 }
 
-export interface Agent {
-  id: string;
-  hostname: string;
-  status: 'online' | 'offline' | 'revoked';
-  agentVersion: string;
-  host: Record<string, unknown> | null;
-  certSerial: string;
-  certNotAfter: string;
-  enrolledAt: string;
-  lastSeenAt: string | null;
-  connectedAt: string | null;
-  revokedAt: string | null;
-  containerCount: number;
-  policy: { version: number; applied: boolean; error: string; updatedAt: string } | null;
-}
-
-export interface Usage {
-  cpuPercent: number;
-  cpuPercentOfQuota: number | null;
-  memoryBytes: number;
-  memoryLimitBytes: number;
-  pids: number;
-  pidsLimit: number;
-  takenAt: string;
-  writableBytes: number | null;
-  logBytes: number | null;
-  netRxBytesPerSec: number | null;
-  netTxBytesPerSec: number | null;
-  tcpConnections: number | null;
-  sockets: number | null;
-  [k: string]: unknown;
-}
-
+/**
+ * The container facts the views show: the ContainerFacts message of docs/api.md ("Container").
+ * The OpenAPI document leaves `facts` open (an object of any fields), so the console names the
+ * ones it reads here.
+ */
 export interface ContainerFacts {
   user: string;
   privileged: boolean;
@@ -85,98 +64,10 @@ export interface ContainerFacts {
   restartPolicy: string;
   [k: string]: unknown;
 }
+export type Container = Omit<T.Container, 'facts'> & { facts: ContainerFacts };
 
-export interface Container {
-  agentId: string;
-  id: string;
-  name: string;
-  imageRef: string;
-  state: string;
-  removed?: boolean;
-  updatedAt: string;
-  facts: ContainerFacts;
-  usage: Usage | null;
-}
-
-export interface Page<T> {
-  items: T[];
-  limit: number;
-  nextCursor?: string | null;
-  nextOffset?: number | null;
-}
-
-export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
-
-export interface Violation {
-  id: string;
-  agentId: string;
-  containerId: string;
-  containerName: string;
-  imageRef: string;
-  project: string;
-  ruleId: string;
-  severity: Severity;
-  mode: 'monitor' | 'enforce';
-  source: string;
-  message: string;
-  evidence: { location: string; detail: string; detector?: string }[];
-  denied: boolean;
-  action: { type: string; result: string; error: string; durationMs: number } | null;
-  at: string;
-  policyVersion: number;
-  exemptedBy: string;
-  acknowledged: boolean;
-  acknowledgement: { at: string; byKeyId: string; byName: string; comment: string } | null;
-}
-
-export interface Alert {
-  id: string;
-  type: string;
-  severity: Severity;
-  time: string;
-  lastSeenAt: string;
-  count: number;
-  agentId: string | null;
-  host: string | null;
-  containerId: string | null;
-  containerName: string | null;
-  image: string | null;
-  project: string | null;
-  ruleId: string | null;
-  action: string | null;
-  result: string | null;
-  message: string;
-}
-
-export type ContainerAction = 'pause' | 'unpause' | 'stop' | 'kill' | 'quarantine' | 'release';
-
-export interface ActionResult {
-  id: string;
-  agentId: string;
-  containerId: string;
-  containerName: string;
-  action: string;
-  ok: boolean;
-  detail: string;
-  durationMs: number;
-  state: string;
-  requestedBy: string;
-  at: string;
-}
-
-/** An RFC 9457 problem from the API, or a network failure (status 0). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    readonly detail: string,
-  ) {
-    super(detail || code || `HTTP ${status}`);
-    this.name = 'ApiError';
-  }
-}
-
-let csrfToken: string | null = null;
+const transport = new FetchTransport();
+const client = new BulkheadClient({ transport, timeoutMs: 30_000 });
 let onUnauthenticated: (() => void) | null = null;
 
 /** Called once by the shell: what to do when the session is gone (401 on any call). */
@@ -184,74 +75,30 @@ export function setUnauthenticatedHandler(fn: () => void): void {
   onUnauthenticated = fn;
 }
 
-const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-
-type Query = Record<string, string | number | boolean | string[] | undefined | null>;
-
-function withQuery(path: string, query?: Query): string {
-  if (!query) return path;
-  const qs = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) {
-    if (v === undefined || v === null || v === '') continue;
-    if (Array.isArray(v)) for (const one of v) qs.append(k, one);
-    else qs.append(k, String(v));
-  }
-  const s = qs.toString();
-  return s ? `${path}?${s}` : path;
-}
-
-async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; quiet401?: boolean } = {}): Promise<T> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (opts.body !== undefined) headers['content-type'] = 'application/json';
-  if (MUTATING.has(method) && csrfToken) headers['x-bulkhead-csrf'] = csrfToken;
-  let res: Response;
+/** Every call but the session ones: a 401 means the session ended (logout elsewhere, idle, key revoked). */
+async function guard<R>(p: Promise<R>): Promise<R> {
   try {
-    res = await fetch(withQuery(path, opts.query), {
-      method,
-      headers,
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-      credentials: 'same-origin',
-      cache: 'no-store',
-      redirect: 'error',
-      referrerPolicy: 'no-referrer',
-    });
+    return await p;
   } catch (err) {
-    throw new ApiError(0, 'NETWORK', `the controller did not answer (${(err as Error).message})`);
-  }
-  const text = await res.text();
-  let body: unknown = undefined;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  if (!res.ok) {
-    const p = (body ?? {}) as { code?: string; detail?: string; title?: string };
-    const err = new ApiError(res.status, p.code ?? `HTTP_${res.status}`, p.detail ?? p.title ?? res.statusText);
-    if (res.status === 401 && !opts.quiet401) {
-      csrfToken = null;
+    if (err instanceof ApiError && err.status === 401) {
+      transport.setSession(null);
       onUnauthenticated?.();
     }
     throw err;
   }
-  return body as T;
 }
 
 // ---- session ---------------------------------------------------------------------------------
 
 /** Logs in: the key goes to the controller once and is forgotten; only the CSRF token is kept. */
-export async function login(key: string): Promise<Session> {
-  const s = await request<Session>('POST', '/v1/session', { body: { key }, quiet401: true });
-  csrfToken = s.csrfToken;
-  return s;
+export function login(key: string): Promise<Session> {
+  return client.login(key);
 }
 
 /** The session this browser holds, or null when there is none (no cookie, expired, logged out). */
 export async function currentSession(): Promise<Session | null> {
   try {
-    const s = await request<Session>('GET', '/v1/session', { quiet401: true });
-    csrfToken = s.csrfToken;
-    return s;
+    return await client.getSession();
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 404)) return null;
     throw err;
@@ -261,75 +108,34 @@ export async function currentSession(): Promise<Session | null> {
 /** Ends the session server-side (the cookie's id is worthless afterwards, wherever a copy is). */
 export async function logout(): Promise<void> {
   closeEvents();
-  try {
-    await request('DELETE', '/v1/session', { quiet401: true });
-  } finally {
-    csrfToken = null;
-  }
+  await client.logout();
 }
 
 // ---- reads -----------------------------------------------------------------------------------
 
-export const listAgents = (cursor?: string, limit = 1000) => request<Page<Agent>>('GET', '/v1/agents', { query: { cursor, limit } });
-
-/** Every agent (follows nextCursor; at most `max`). */
-export async function allAgents(max = 10_000): Promise<Agent[]> {
-  const out: Agent[] = [];
-  let cursor: string | undefined;
-  do {
-    const p = await listAgents(cursor);
-    out.push(...p.items);
-    cursor = p.nextCursor ?? undefined;
-  } while (cursor && out.length < max);
-  return out;
+/** Every agent (follows nextCursor). */
+export async function allAgents(): Promise<Agent[]> {
+  return (await guard(client.listAllAgents())).items;
 }
 
-export interface ContainerQuery {
-  agent?: string;
-  state?: string;
-  image?: string;
-  label?: string[];
-  limit?: number;
-  cursor?: string;
-  include_removed?: boolean;
-}
-export const listContainers = (q: ContainerQuery) => request<Page<Container>>('GET', '/v1/containers', { query: { ...q } });
-export const getContainer = (agent: string, id: string) => request<Container>('GET', `/v1/containers/${encodeURIComponent(agent)}/${encodeURIComponent(id)}`);
+export type ContainerQuery = T.ContainerQuery;
+// `facts` is typed by ContainerFacts above (the API documents it; the OpenAPI schema leaves it open).
+export const listContainers = (q: ContainerQuery) => guard(client.listContainers(q)) as unknown as Promise<Page<Container>>;
+export const getContainer = (agent: string, id: string) => guard(client.getContainer(agent, id)) as unknown as Promise<Container>;
 
-export interface ViolationQuery {
-  agent?: string;
-  container?: string;
-  rule?: string;
-  severity?: string;
-  mode?: string;
-  project?: string;
-  since?: string;
-  acknowledged?: boolean;
-  limit?: number;
-  cursor?: string;
-}
-export const listViolations = (q: ViolationQuery) => request<Page<Violation>>('GET', '/v1/violations', { query: { ...q } });
+export type ViolationQuery = T.ViolationQuery;
+export const listViolations = (q: ViolationQuery) => guard(client.listViolations(q));
 
-export interface AlertQuery {
-  type?: string[];
-  severity?: string;
-  since?: string;
-  agent?: string;
-  container?: string;
-  limit?: number;
-  offset?: number;
-}
-export const listAlerts = (q: AlertQuery) => request<Page<Alert>>('GET', '/v1/alerts', { query: { ...q } });
+export type AlertQuery = T.AlertQuery;
+export const listAlerts = (q: AlertQuery) => guard(client.listAlerts(q));
 
-// ---- mutations (CSRF header added by request()) ------------------------------------------------
+// ---- mutations (the transport adds the CSRF header) ------------------------------------------
 
-export const containerAction = (agent: string, id: string, action: ContainerAction) =>
-  request<ActionResult>('POST', `/v1/containers/${encodeURIComponent(agent)}/${encodeURIComponent(id)}/actions`, { body: { action } });
+export const containerAction = (agent: string, id: string, action: ContainerAction) => guard(client.containerAction(agent, id, { action }));
 
-export const acknowledgeViolation = (id: string, comment: string) =>
-  request<Violation>('POST', `/v1/violations/${encodeURIComponent(id)}/acknowledge`, { body: comment ? { comment } : {} });
+export const acknowledgeViolation = (id: string, comment: string) => guard(client.acknowledgeViolation(id, comment || undefined));
 
-export const unacknowledgeViolation = (id: string) => request<Violation>('POST', `/v1/violations/${encodeURIComponent(id)}/unacknowledge`);
+export const unacknowledgeViolation = (id: string) => guard(client.unacknowledgeViolation(id));
 
 // ---- the live event stream -------------------------------------------------------------------
 

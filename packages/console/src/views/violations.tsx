@@ -13,6 +13,7 @@ import { href, navigate } from '../router';
 import { allows, type ViewProps } from '../routes';
 
 const PAGE = 100;
+const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
 
 export function Violations({ session, query }: ViewProps) {
   const { agents, byId } = useAgents();
@@ -30,12 +31,12 @@ export function Violations({ session, query }: ViewProps) {
   const setCursors = (c: string[]) => setPaging({ key, cursors: c });
   const cursor = cursors[cursors.length - 1];
   const q: ViolationQuery = {
-    severity: filter.severity || undefined,
+    severity: SEVERITIES.find((x) => x === filter.severity),
     acknowledged: filter.acknowledged === 'all' ? undefined : filter.acknowledged === 'true',
     agent: filter.agent || undefined,
     rule: filter.rule || undefined,
     container: filter.container || undefined,
-    mode: filter.mode || undefined,
+    mode: filter.mode === 'monitor' || filter.mode === 'enforce' ? filter.mode : undefined,
     limit: PAGE,
     cursor,
   };
@@ -93,7 +94,7 @@ export function Violations({ session, query }: ViewProps) {
           <label for="v-sev">Severity</label>
           <select id="v-sev" name="severity" value={filter.severity}>
             <option value="">any</option>
-            {['critical', 'high', 'medium', 'low'].map((s) => (
+            {SEVERITIES.map((s) => (
               <option key={s} value={s}>
                 {s}
               </option>
