@@ -75,6 +75,8 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
 
   // A container from before the console opens: the one to pause.
   const pauseMe = (await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'web-frontend', '--memory', '64m', engine.image, 'sleep', '600'])).trim();
+  // A little CPU (a tenth of a core at most) so the overview's busiest-containers chart has a bar.
+  await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'batch-worker', '--cpus', '0.1', engine.image, 'sh', '-c', 'while :; do :; done']);
   await waitFor('web-frontend known', async () => (await ctl.call<{ state: string }>('GET', `/v1/containers/${agent.agentId}/${pauseMe}`)).body.state === 'running', 30_000);
 
   const { browser } = await launchBrowser(t, { trust: [ctl.serverCertPem] });
@@ -115,7 +117,6 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.waitForSelector('[data-testid=verdict]');
   await page.waitForSelector('text=web-frontend');
   await runAxe(page, t, 'the fleet overview');
-  await screenshot(page, 'overview');
 
   // ---- containers: a container started on the engine appears without a reload
   await page.click('nav >> text=Containers');
@@ -166,7 +167,6 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.waitForSelector('.spark svg[role=img]', { timeout: 30_000 });
   t.ok(await page.$('.actions button:has-text("Pause")'), 'an operator sees the action buttons');
   await runAxe(page, t, 'the container page');
-  await screenshot(page, 'container');
   await page.click('.actions button:has-text("Pause")');
   const dialogTitle = await page.textContent('dialog[open] h2');
   t.match(dialogTitle, /Pause container web-frontend on host \S+\?/, 'the confirmation names the container and the host');
@@ -179,6 +179,43 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.click('.actions button:has-text("Unpause")');
   await page.click('dialog[open] button[type=submit]');
   await page.waitForSelector('[data-testid=action-result]:has-text("state now running")', { timeout: 30_000 });
+
+  await screenshot(page, 'container');
+
+  // The overview now has a violation and two actions on its timeline.
+  await page.click('nav >> text=Overview');
+  await page.waitForSelector('.legend-item.series-action:has-text("actions: 2")', { timeout: 20_000 });
+  t.match(await page.textContent('.timeline figcaption'), /violations: 1[\s\S]*actions: 2/, 'the timeline counts the violation and the two actions');
+  await runAxe(page, t, 'the fleet overview with data');
+  await screenshot(page, 'overview');
+
+  // ---- keyboard only: skip link first, then the navigation reaches every view
+  await page.goto(`${ctl.apiBase}/#/`);
+  await page.reload(); // a fresh document: focus starts at the top
+  await page.waitForSelector('[data-testid=verdict]');
+  await page.keyboard.press('Tab');
+  t.equal(await page.evaluate<string>('document.activeElement && document.activeElement.textContent'), 'Skip to content', 'Tab reaches the skip link first');
+  let reached = false;
+  for (let i = 0; i < 8 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = (await page.evaluate<string>('document.activeElement && document.activeElement.textContent')) === 'Violations';
+  }
+  t.ok(reached, 'the Violations link is reachable with Tab');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('table.violations');
+  t.match(page.url(), /#\/violations/, 'and Enter opens it');
+
+  // ---- 200 % zoom: a 1280×720 window at 200 % lays out like 640×360 CSS pixels; nothing
+  // may need sideways scrolling of the page (wide tables scroll inside their own box).
+  await page.setViewportSize({ width: 640, height: 360 });
+  for (const view of ['#/', '#/containers', `#/containers/${agent.agentId}/${pauseMe}`, '#/violations?acknowledged=all']) {
+    await page.goto(`${ctl.apiBase}/${view}`);
+    await page.waitForSelector('main h1');
+    await page.waitForTimeout(300);
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    t.ok(overflow <= 1, `${view} at 200 % zoom: no horizontal page scroll (${overflow} px)`);
+  }
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   // ---- a viewer sees no action or acknowledge buttons
   const vctx = await newContext(t, browser);
