@@ -2,25 +2,10 @@
 // modules hand to AlertService.raise(), and the stored record. Pure data and
 // small pure helpers — no I/O — so the API, the link and the CLI share them.
 
-export const ALERT_TYPES = [
-  'violation',
-  'action',
-  'action_failed',
-  'authz_denied',
-  'lockdown_finding',
-  'agent_offline',
-  'agent_online',
-  'cert_expiring',
-  /** A repository:tag ran as another image than before (src/images/tag-tracker.ts). */
-  'image_tag_moved',
-  /** Only from `POST /v1/webhooks/:id/test`; never matched by endpoint filters. */
-  'test',
-] as const;
-export type AlertType = (typeof ALERT_TYPES)[number];
+// The types and severities are defined once in @bulkhead/client (the CLI and the console offer them).
+import { ALERT_TYPES, SEVERITIES, type AlertSeverity, type AlertType } from '@bulkhead/client';
 
-/** Lowest first. `info` sits below the policy severities (low … critical). */
-export const SEVERITIES = ['info', 'low', 'medium', 'high', 'critical'] as const;
-export type AlertSeverity = (typeof SEVERITIES)[number];
+export { ALERT_TYPES, SEVERITIES, type AlertSeverity, type AlertType };
 
 export function severityRank(s: AlertSeverity): number {
   return SEVERITIES.indexOf(s);

@@ -42,6 +42,8 @@ import { registerSessionRoutes } from './routes/session';
 import { securityHeaders } from './security-headers';
 import { EventHub, type EventHubOptions } from '../events/event-hub';
 import { registerEventRoutes } from './routes/events';
+// The web console's built files (packages/console), on this same listener.
+import { loadConsoleAssets, registerConsoleRoutes } from './console-assets';
 
 /**
  * How long a client may take over its request head, and over its TLS handshake. Node's defaults
@@ -85,6 +87,8 @@ export interface ApiServerOptions {
   caFingerprint?: string | (() => string);
   /** Tuning of GET /v1/events (poll interval, heartbeat, per-client buffer bound); it is served whenever the store keeps events. */
   events?: Omit<EventHubOptions, 'store' | 'logger'>;
+  /** Directory of the built web console (index.html + assets/); default dist/console of this package; `false` serves none. */
+  consoleDir?: string | false;
 }
 
 declare module 'fastify' {
@@ -192,6 +196,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await registerOpenApi(app);
 
   registerHealthRoutes(app, { store: opts.store, ready: opts.ready ?? (() => true), timeoutMs: opts.readyTimeoutMs ?? 2000 });
+  registerConsoleRoutes(app, opts.consoleDir === false ? null : loadConsoleAssets(opts.consoleDir));
 
   await app.register(
     async (v1) => {

@@ -41,17 +41,10 @@ export function chainHash(prevHash: string, f: AuditChainFields): string {
   return createHash('sha256').update(prevHash).update(canonicalJson(fields)).digest('hex');
 }
 
-export interface AuditVerifyResult {
-  ok: boolean;
-  /** Rows examined (all of them when ok). */
-  checked: number;
-  /** The first row that does not verify; null when ok. */
-  firstBadSeq: number | null;
-  /** Why that row does not verify. */
-  reason: string | null;
-  /** The last row's seq and hash (null when the log is empty): keep a copy elsewhere to detect truncation. */
-  head: { seq: number; hash: string } | null;
-}
+import type { AuditVerifyResult } from '@bulkhead/client';
+
+// The result's shape and its human summary are defined once in @bulkhead/client (the ops CLI prints it too).
+export { describeVerifyResult, type AuditVerifyResult } from '@bulkhead/client';
 
 /** Why `row` does not follow `prevHash`/`expectedSeq`, or undefined when it does. */
 export function checkRow(row: AuditRecord, prevHash: string, expectedSeq: number): string | undefined {
@@ -82,13 +75,3 @@ export async function verifyAuditChain(store: Pick<AuditStore, 'scan'>, batch = 
   return { ok: true, checked, firstBadSeq: null, reason: null, head };
 }
 
-/** The human summary both CLIs print. */
-export function describeVerifyResult(r: AuditVerifyResult): string {
-  const n = (k: number) => `${k} entr${k === 1 ? 'y' : 'ies'}`;
-  if (r.ok) {
-    if (!r.head) return 'audit chain OK: the log is empty\n';
-    return `audit chain OK: ${n(r.checked)} verified; head seq ${r.head.seq} hash ${r.head.hash}\n` +
-      'Keep the head hash somewhere else: a chain alone cannot show its newest entries being cut off.\n';
-  }
-  return `audit chain BROKEN at seq ${r.firstBadSeq}: ${r.reason} (${n(r.checked)} examined)\n`;
-}

@@ -7,8 +7,9 @@
 //   operator + acts on containers, acknowledges violations, manages webhooks, uploads scans
 //   admin    + policies, API keys, join tokens, agents, the audit trail
 
-export const ROLES = ['viewer', 'operator', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+import { ROLES, type Role } from '@bulkhead/client';
+
+export { ROLES, type Role };
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 

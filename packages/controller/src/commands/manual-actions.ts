@@ -14,17 +14,12 @@ import type { AlertSink } from '../alerts/alert-service';
 import type { ManualActionMetrics } from '../metrics/controller-metrics';
 import type { ContainerRecord } from '../store/store';
 
-export const MANUAL_ACTIONS = ['pause', 'unpause', 'kill', 'stop', 'quarantine', 'release'] as const;
-export type ManualAction = (typeof MANUAL_ACTIONS)[number];
+// The vocabulary and the stop-timeout bound are defined once in @bulkhead/client (the CLI and the console offer them).
+export { MANUAL_ACTIONS, MAX_STOP_TIMEOUT_SECONDS, type ManualAction } from '@bulkhead/client';
+import type { ManualAction } from '@bulkhead/client';
 
 /** docker stop's own default. */
 export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
-/**
- * Longest stop timeout accepted. The API's connections idle out after 30 s
- * (server.ts connectionTimeout), and the controller waits for a stop a few
- * seconds beyond its timeout, so a longer one could never be answered.
- */
-export const MAX_STOP_TIMEOUT_SECONDS = 20;
 /** How long the controller waits for an agent's answer to anything but a stop. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 15_000;
 /** A stop waits its timeout plus this for the engine, the agent and the wire. */

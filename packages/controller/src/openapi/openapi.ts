@@ -35,6 +35,14 @@ export const TAGS = [
   { name: 'events', description: 'The fleet\'s live events (server-sent events, resumable)' },
 ] as const;
 
+/**
+ * The web console's pages and files (src/api/console-assets.ts): served on the same listener
+ * but not API operations, so left out of this document (`schema.hide`).
+ */
+export function isConsoleRoute(url: string): boolean {
+  return url === '/' || url === '/console' || url.startsWith('/console/');
+}
+
 /** The tag of a route, from its path. */
 export function tagOf(url: string): string {
   if (url === OPENAPI_PATH) return 'meta';
@@ -142,7 +150,14 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       return { schema: s, url };
     },
     transformObject: (documentObject) => {
-      const doc = (documentObject as { openapiObject: { paths?: Record<string, Record<string, { requestBody?: { required?: boolean } }>> } }).openapiObject;
+      const doc = (documentObject as { openapiObject: { paths?: Record<string, Record<string, { requestBody?: { required?: boolean }; parameters?: Array<{ required?: boolean; in?: string; schema?: { default?: unknown } }> }>> } }).openapiObject;
+      // @fastify/swagger lists a query parameter with a default as required; the caller may leave it
+      // out (the default applies), and typed clients generated from this document must know that.
+      for (const ops of Object.values(doc.paths ?? {})) {
+        for (const op of Object.values(ops)) {
+          for (const p of op.parameters ?? []) if (p.in === 'query' && p.schema?.default !== undefined) p.required = false;
+        }
+      }
       for (const key of optionalBodies) {
         const [method, path] = key.split(' ') as [string, string];
         const op = doc.paths?.[path]?.[method];

@@ -11,7 +11,7 @@ import type { ViolationDto, ViolationPageDto } from '../api/routes/violations';
 import type { ScanDto } from '../api/routes/scans';
 import type { ImageTagDto } from '../api/routes/images';
 import type { ContainerActionBody, ContainerActionResultDto } from '../api/routes/actions';
-import { SseParser, type SseEvent } from './sse';
+import { SseParser, type SseEvent } from '@bulkhead/client';
 
 export interface ApiClientOptions {
   /** e.g. https://controller.example:8443 (a path prefix is kept). HTTPS only. */

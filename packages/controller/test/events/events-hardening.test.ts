@@ -10,7 +10,7 @@ import t from 'tap';
 import { request } from 'node:https';
 import { startSecureApi, type SecureApi } from '../auth/fixtures/secure-api';
 import { openStream, type SseStream } from './fixtures-sse';
-import type { SseEvent } from '../../src/ops-cli/sse';
+import type { SseEvent } from '@bulkhead/client';
 import { containerProject } from '../../src/auth/project-scope';
 
 t.setTimeout(180_000);

@@ -11,7 +11,7 @@ import { startSecureApi, type SecureApi } from '../auth/fixtures/secure-api';
 import { FleetEvents } from '../../src/events/fleet-events';
 import { newDatabase, testBackend } from '../store/fixtures/backend';
 import { openStream, type SseStream } from './fixtures-sse';
-import type { SseEvent } from '../../src/ops-cli/sse';
+import type { SseEvent } from '@bulkhead/client';
 import type { FleetEventInput } from '../../src/events/event-store';
 
 const FAST_HUB = { pollMs: 50, heartbeatMs: 300 };

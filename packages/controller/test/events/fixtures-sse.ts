@@ -3,7 +3,7 @@
 // when and how the server ended the stream.
 import { request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { SseParser, type SseEvent } from '../../src/ops-cli/sse';
+import { SseParser, type SseEvent } from '@bulkhead/client';
 
 export interface SseStream {
   status: number;

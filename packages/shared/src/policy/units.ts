@@ -18,27 +18,5 @@ export function parseMemorySize(v: string | number): number | undefined {
   return n <= Number.MAX_SAFE_INTEGER ? n : undefined;
 }
 
-const SIZE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
-/** `n` in the largest binary unit that keeps it ≥ 1: [value, unit index]. */
-function scaled(n: number): [number, number] {
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < SIZE_UNITS.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return [v, i];
-}
-
-/** "512 MiB", "1.50 GiB" — for messages. */
-export function formatBytes(n: number): string {
-  const [v, i] = scaled(n);
-  return `${Number.isInteger(v) ? v : v.toFixed(2)} ${SIZE_UNITS[i]}`;
-}
-
-/** "10 B", "1.5 KiB", "5.0 GiB": one decimal above bytes — for tables (`bulkhead`, `bulkhead-agent prune-images`). */
-export function formatSize(n: number): string {
-  const [v, i] = scaled(n);
-  return `${i === 0 ? v : v.toFixed(1)} ${SIZE_UNITS[i]}`;
-}
+// Defined once in @bulkhead/client (the ops CLI and the console print sizes too).
+export { formatBytes, formatSize } from '@bulkhead/client';

@@ -4,7 +4,7 @@
 // credential ends the command.
 import { Option, type Command } from 'commander';
 import { ApiError } from '../client';
-import type { SseEvent } from '../sse';
+import type { SseEvent } from '@bulkhead/client';
 import type { CommandContext } from './context';
 import { parsePositiveInt } from './policy';
 
