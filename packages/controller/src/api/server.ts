@@ -11,6 +11,7 @@ import { PROBLEM_CONTENT_TYPE, makeProblem, toProblem } from './problem';
 import { registerHealthRoutes } from './routes/health';
 import { registerAgentRoutes } from './routes/agents';
 import { registerContainerRoutes } from './routes/containers';
+import { registerSummaryRoutes } from './routes/summary';
 import type { Alerting } from '../alerts/alerting';
 import { registerWebhookRoutes } from './routes/webhooks';
 import { registerAlertRoutes } from './routes/alerts';
@@ -208,6 +209,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerAgentRoutes(v1, { store: opts.store, link: opts.agentLink, now });
       registerAgentAuditRoutes(v1, { store: opts.store });
       registerContainerRoutes(v1, { store: opts.store });
+      registerSummaryRoutes(v1, { store: opts.store, now });
       registerWebhookRoutes(v1, { alerting: opts.alerting });
       registerAlertRoutes(v1, { alerting: opts.alerting, now });
       registerPolicyRoutes(v1, { policy: opts.policy });

@@ -24,6 +24,7 @@ export const TAGS = [
   { name: 'auth', description: 'API keys, short-lived tokens and join tokens' },
   { name: 'agents', description: 'Enrolled agents' },
   { name: 'containers', description: 'The container inventory the agents report' },
+  { name: 'summary', description: 'The fleet at a glance: the counts of the console overview, in one request' },
   { name: 'actions', description: 'Manual actions on containers, carried out by their agent' },
   { name: 'policies', description: 'The fleet policy, its versions and dry runs' },
   { name: 'violations', description: 'Findings and what was done about them' },
