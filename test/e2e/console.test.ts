@@ -138,16 +138,35 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   t.match(page.url(), /#\/containers\?state=exited/, 'filters live in the hash (no credential there)');
   await page.click('text=Clear');
   await page.waitForSelector('table.containers >> text=web-frontend');
+  // Free-text search and a server-side sort from the column headers.
+  await page.fill('#f-q', 'live-arr');
+  await page.click('form.filters button[type=submit]');
+  await waitFor('search applied', async () => (await page.$$('table.containers tbody tr')).length === 1, 15_000);
+  t.match(await page.textContent('table.containers tbody'), /live-arrival/, 'search: only the matching container');
+  await page.click('text=Clear');
+  await page.click('th button.sort:has-text("CPU")');
+  await page.waitForSelector('th[aria-sort=descending] >> text=CPU');
+  t.match(page.url(), /sort=-cpu/, 'CPU sorts busiest first, in the address');
+  await waitFor('busiest first', async () => /batch-worker/.test((await page.textContent('table.containers tbody tr:first-child th')) ?? ''), 15_000);
+  t.pass('the CPU-busy container is the first row');
+  await runAxe(page, t, 'the sorted containers view');
+  await page.click('text=Clear');
 
   // ---- a violation appears live; acknowledge it with a comment
   await page.click('nav >> text=Violations');
   await page.waitForSelector('table.violations');
   const breaker = (await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--label', 'app=console-viol', '--name', 'no-limits', engine.image, 'sleep', '600'])).trim();
-  const row = await page.waitForSelector('tr:has-text("quotas.memory"):has-text("no-limits")', { timeout: 30_000 });
-  t.match(await row.textContent(), /high/, 'the violation row names its severity in words');
+  const first = await page.waitForSelector('tr:has-text("quotas.memory"):has-text("no-limits")', { timeout: 30_000 });
+  t.match(await first.textContent(), /high/, 'the violation row names its severity in words');
   await runAxe(page, t, 'the violations view');
   await screenshot(page, 'violations');
-  await row.$('button:has-text("Acknowledge")').then((b) => b!.click());
+  // "Breaks rule X" in the containers view: only the container with an open violation of it.
+  await page.goto(`${ctl.apiBase}/#/containers?rule=quotas.memory`);
+  await page.waitForSelector('table.containers >> text=no-limits');
+  t.equal((await page.$$('table.containers tbody tr')).length, 1, 'the rule filter lists only the breaking container');
+  await page.goto(`${ctl.apiBase}/#/violations`);
+  await page.waitForSelector('tr:has-text("quotas.memory"):has-text("no-limits")');
+  await page.click('tr:has-text("quotas.memory"):has-text("no-limits") button:has-text("Acknowledge")');
   await page.waitForSelector('dialog[open] #ack-comment');
   t.match(await page.textContent('dialog[open] h2'), /quotas\.memory on no-limits \(host /, 'the dialog names the rule, container and host');
   await runAxe(page, t, 'the acknowledge dialog');

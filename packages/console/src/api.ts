@@ -126,6 +126,10 @@ export const getContainer = (agent: string, id: string) => guard(client.getConta
 export type ViolationQuery = T.ViolationQuery;
 export const listViolations = (q: ViolationQuery) => guard(client.listViolations(q));
 
+export type Summary = T.Summary;
+/** The fleet at a glance, counted by the controller's database (GET /v1/summary). */
+export const getSummary = (top = 5) => guard(client.getSummary({ top }));
+
 export type AlertQuery = T.AlertQuery;
 export const listAlerts = (q: AlertQuery) => guard(client.listAlerts(q));
 
