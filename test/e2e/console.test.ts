@@ -237,7 +237,8 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.setViewportSize({ width: 1280, height: 720 });
 
   // ---- a viewer sees no action or acknowledge buttons
-  const vctx = await newContext(t, browser);
+  // (In the dark theme: axe-core checks its contrast too.)
+  const vctx = await newContext(t, browser, { colorScheme: 'dark' });
   const vpage = await vctx.newPage();
   await vpage.goto(`${ctl.apiBase}/`);
   await vpage.fill('#api-key', ctl.keys.viewer);
@@ -246,9 +247,16 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await vpage.goto(`${ctl.apiBase}/#/containers/${agent.agentId}/${pauseMe}`);
   await vpage.waitForSelector('h2:has-text("web-frontend")');
   t.equal(await vpage.$('.actions'), null, 'a viewer sees no action buttons on a container');
+  t.equal(await vpage.evaluate<string>('getComputedStyle(document.body).backgroundColor'), 'rgb(15, 18, 22)', 'the dark theme follows prefers-color-scheme');
+  await runAxe(vpage, t, 'the container page, dark theme');
   await vpage.goto(`${ctl.apiBase}/#/violations?acknowledged=all`);
   await vpage.waitForSelector('tr:has-text("no-limits")');
   t.equal(await vpage.$('button:has-text("cknowledge")'), null, 'nor acknowledge buttons');
+  await runAxe(vpage, t, 'the violations view, dark theme');
+  await vpage.goto(`${ctl.apiBase}/#/`);
+  await vpage.waitForSelector('[data-testid=verdict]');
+  await runAxe(vpage, t, 'the fleet overview, dark theme');
+  await screenshot(vpage, 'overview-dark');
 
   // ---- logout: the session is dead server-side, wherever a copy of the cookie is
   const stolen = (await ctx.cookies()).find((c) => c.name === '__Host-bulkhead_session')!.value;
