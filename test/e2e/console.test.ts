@@ -183,6 +183,7 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.goto(`${ctl.apiBase}/#/containers/${agent.agentId}/${pauseMe}`);
   await page.waitForSelector('h2:has-text("web-frontend")');
   t.match(await page.textContent('main'), /What policy sees[\s\S]*Privileged[\s\S]*Capabilities/, 'the facts policy sees');
+  t.match(await page.textContent('[data-testid=scan]'), /no digest/, 'an image run by tag without a digest: says no scan can be matched');
   await page.waitForSelector('.spark svg[role=img]', { timeout: 30_000 });
   t.ok(await page.$('.actions button:has-text("Pause")'), 'an operator sees the action buttons');
   await runAxe(page, t, 'the container page');

@@ -130,6 +130,17 @@ export type Summary = T.Summary;
 /** The fleet at a glance, counted by the controller's database (GET /v1/summary). */
 export const getSummary = (top = 5) => guard(client.getSummary({ top }));
 
+export type Scan = T.Scan;
+/** The uploaded vulnerability report of an image digest, or null when there is none (404). */
+export async function getScan(digest: string): Promise<Scan | null> {
+  try {
+    return await guard(client.getScan(digest));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
 export type AlertQuery = T.AlertQuery;
 export const listAlerts = (q: AlertQuery) => guard(client.listAlerts(q));
 

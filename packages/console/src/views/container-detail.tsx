@@ -4,7 +4,7 @@
 // container and its host. The usage is re-read every few seconds (the API keeps only the
 // latest reading) and on every event about this container.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, containerAction, getContainer, listAlerts, listViolations, type Container, type ContainerAction, type Usage } from '../api';
+import { ApiError, containerAction, getContainer, getScan, listAlerts, listViolations, type Container, type ContainerAction, type Usage } from '../api';
 import { hostOf, useAgents } from '../agents';
 import { SeverityBadge, StateBadge, Time } from '../components/badges';
 import { Sparkline } from '../components/charts';
@@ -39,6 +39,8 @@ export function ContainerDetail({ session, params }: ViewProps) {
   const c = useLiveData(() => getContainer(agent, id), [agent, id], (e) => e.agentId === agent && (e.containerId === id || e.type === 'container.snapshot'), 150);
   const viol = useLiveData(() => listViolations({ agent, container: id, limit: 50 }), [agent, id], (e) => e.type.startsWith('alert.') && (e.containerId === id || !e.containerId), 400);
   const acts = useLiveData(() => listAlerts({ agent, container: id, type: ['action', 'action_failed'], limit: 50 }), [agent, id], (e) => e.type.startsWith('alert.action'), 400);
+  const digest = c.data?.facts.imageDigest ?? '';
+  const scan = useLiveData(() => (digest ? getScan(digest) : Promise.resolve(null)), [digest], null);
   const history = useRef<Reading[]>([]);
   const [, bump] = useState(0);
   const [pending, setPending] = useState<ContainerAction | null>(null);
@@ -108,6 +110,27 @@ export function ContainerDetail({ session, params }: ViewProps) {
           <dd class="mono">{ct.imageRef}</dd>
           <dt>Image digest</dt>
           <dd class="mono">{f.imageDigest || <span class="muted">none (not pulled by digest)</span>}</dd>
+          <dt>Vulnerability scan</dt>
+          <dd data-testid="scan">
+            {!f.imageDigest ? (
+              <span class="muted">no digest, so no scan can be matched</span>
+            ) : scan.data ? (
+              <>
+                {(['critical', 'high', 'medium', 'low'] as const).map((k) => (
+                  <span key={k}>
+                    <SeverityBadge severity={k} /> {scan.data!.counts[k]}{' '}
+                  </span>
+                ))}
+                <span class="muted">
+                  ({scan.data.fixable} fixable; scanned <Time iso={scan.data.scannedAt} /> by {scan.data.scanner})
+                </span>
+              </>
+            ) : scan.loading ? (
+              '…'
+            ) : (
+              <span class="warn">no scan report uploaded for this digest</span>
+            )}
+          </dd>
           <dt>Image id</dt>
           <dd class="mono">{f.imageId}</dd>
           <dt>Container id</dt>
