@@ -24,6 +24,7 @@ import {
 import { ViolationListQuerySchema, ViolationPageSchema, ViolationSchema } from '../packages/controller/src/api/routes/violations';
 import { ScanSchema } from '../packages/controller/src/api/routes/scans';
 import { SessionLoginSchema, SessionSchema } from '../packages/controller/src/api/routes/session';
+import { SummaryQuerySchema, SummarySchema } from '../packages/controller/src/api/routes/summary';
 import { EventsQuerySchema } from '../packages/controller/src/api/routes/events';
 import { ImageListQuerySchema, ImageTagPageSchema, ImageTagSchema } from '../packages/controller/src/api/routes/images';
 import { parseRouteTree } from './helpers/route-tree';
@@ -282,6 +283,8 @@ t.test('docs/api.md documents every route and every wire field', async (t) => {
     ['PUT /v1/policies query', PolicyPutQuerySchema, (h) => h.text === '`PUT /v1/policies`'],
     ['GET /v1/violations query', ViolationListQuerySchema, (h) => h.text === '`GET /v1/violations`'],
     ['Session', SessionSchema, (h) => h.text === 'Session'],
+    ['Summary', SummarySchema, (h) => h.text === 'Summary'],
+    ['GET /v1/summary query', SummaryQuerySchema, (h) => h.text === '`GET /v1/summary`'],
     ['POST /v1/session body', SessionLoginSchema, (h) => h.text === '`POST /v1/session`'],
     ['GET /v1/events query', EventsQuerySchema, (h) => h.text === '`GET /v1/events`'],
   ];

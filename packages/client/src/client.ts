@@ -241,6 +241,11 @@ export class BulkheadClient {
     });
   }
 
+  /** The fleet at a glance (the console overview): counts by status, severity and state, busiest containers. */
+  getSummary(q: T.SummaryQuery = {}): Promise<T.Summary> {
+    return this.getJson<T.Summary>('/v1/summary', q as QueryInput);
+  }
+
   // ---- violations, alerts ----------------------------------------------------
 
   listViolations(q: T.ViolationQuery = {}): Promise<T.ViolationPage> {

@@ -50,6 +50,8 @@ export type ContainerPage = ResponseOf<'/v1/containers', 'get'>;
 export type Container = ResponseOf<'/v1/containers/{agent}/{id}', 'get'>;
 export type ContainerActionBody = BodyOf<'/v1/containers/{agent}/{id}/actions', 'post'>;
 export type ContainerActionResult = ResponseOf<'/v1/containers/{agent}/{id}/actions', 'post'>;
+export type SummaryQuery = QueryOf<'/v1/summary', 'get'>;
+export type Summary = ResponseOf<'/v1/summary', 'get'>;
 // ---- violations, alerts ----------------------------------------------------
 export type ViolationQuery = QueryOf<'/v1/violations', 'get'>;
 export type ViolationPage = ResponseOf<'/v1/violations', 'get'>;

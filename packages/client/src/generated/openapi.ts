@@ -1036,6 +1036,14 @@ export interface paths {
                     label?: string[];
                     limit?: number;
                     offset?: number;
+                    /** @description Only this project's containers (within the credential's project scope). */
+                    project?: string;
+                    /** @description Free text: a case-insensitive substring of the name or image reference, or a prefix of the id. */
+                    q?: string;
+                    /** @description Only containers with an open violation of this rule id: reported and neither acknowledged nor exempted. */
+                    rule?: string;
+                    /** @description Sort key; a leading "-" sorts descending. agent (the default: agent id, name, id), name, state, image, cpu or memory (the latest usage; containers without usage count as -1). Ties are broken by agent id, name and id. */
+                    sort?: string;
                     state?: string;
                 };
                 header?: never;
@@ -2772,6 +2780,157 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Requires the viewer role (or higher). */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description How many busiest containers per measure. */
+                    top?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Client error: bad request (400), missing or invalid credentials (401), role or scope too narrow (403), not found (404), conflict (409), rate limited (429) */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Server error, or the controller or an agent is unavailable */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            agents: {
+                                /** @description Not revoked, certificate expiring within 14 days (or expired). */
+                                certExpiringSoon: number;
+                                offline: number;
+                                online: number;
+                                revoked: number;
+                                total: number;
+                                /** @description Agent versions of agents not revoked. */
+                                versions: {
+                                    count: number;
+                                    key: string;
+                                }[];
+                            };
+                            alerts: {
+                                bySeverity: {
+                                    count: number;
+                                    key: string;
+                                }[];
+                                /** @description Alerts (grouped repeats once) seen within the window. */
+                                groups: number;
+                                /** @description Their counts summed. */
+                                occurrences: number;
+                            };
+                            /** Format: date-time */
+                            at: string;
+                            busiest: {
+                                cpu: {
+                                    agentId: string;
+                                    /** @description CPU quota in CPUs; 0 = unlimited. */
+                                    cpuLimitCores: number;
+                                    /** @description CPU in use, % of one core. */
+                                    cpuPercent: number;
+                                    id: string;
+                                    imageRef: string;
+                                    /** @description Memory working set. */
+                                    memoryBytes: number;
+                                    /** @description 0 = unlimited. */
+                                    memoryLimitBytes: number;
+                                    name: string;
+                                    project: string;
+                                    state: string;
+                                    /** Format: date-time */
+                                    takenAt: string;
+                                }[];
+                                memory: {
+                                    agentId: string;
+                                    /** @description CPU quota in CPUs; 0 = unlimited. */
+                                    cpuLimitCores: number;
+                                    /** @description CPU in use, % of one core. */
+                                    cpuPercent: number;
+                                    id: string;
+                                    imageRef: string;
+                                    /** @description Memory working set. */
+                                    memoryBytes: number;
+                                    /** @description 0 = unlimited. */
+                                    memoryLimitBytes: number;
+                                    name: string;
+                                    project: string;
+                                    state: string;
+                                    /** Format: date-time */
+                                    takenAt: string;
+                                }[];
+                            };
+                            containers: {
+                                byState: {
+                                    count: number;
+                                    key: string;
+                                }[];
+                                /** @description Containers not removed. */
+                                total: number;
+                            };
+                            violations: {
+                                /** @description Neither acknowledged nor exempted. */
+                                open: number;
+                                openBySeverity: {
+                                    count: number;
+                                    key: string;
+                                }[];
+                                /** @description Reported within the window. */
+                                recent: number;
+                            };
+                            webhooks: {
+                                /** @description Dead-lettered deliveries (redeliver them with POST /v1/deliveries/{id}/redeliver). */
+                                dead: number;
+                                deliveredRecent: number;
+                                enabled: number;
+                                endpoints: number;
+                                failedAttemptsRecent: number;
+                                /** @description Deliveries waiting for a (re)try. */
+                                pending: number;
+                            };
+                            /** @description The window of every "recent" count. */
+                            windowHours: number;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;

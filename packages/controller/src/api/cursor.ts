@@ -22,7 +22,7 @@ export function encodeCursor(list: CursorList, key: ReadonlyArray<string | numbe
  * The sort key in `cursor`, checked against `shape` (one type per key part); a
  * 400 BK_ERR_BAD_REQUEST naming the parameter when it is not a cursor this list issued.
  */
-export function decodeCursor(list: CursorList, cursor: string, shape: ReadonlyArray<'string' | 'integer'>): Array<string | number> {
+export function decodeCursor(list: CursorList, cursor: string, shape: ReadonlyArray<'string' | 'integer' | 'number'>): Array<string | number> {
   const bad = (why: string) =>
     new BulkheadError('BK_ERR_BAD_REQUEST', `querystring/cursor is not a cursor of GET /v1/${list} (${why}); pass the previous page's nextCursor unchanged, or leave cursor out to start at the first page`);
   if (cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad('not base64url');
@@ -38,7 +38,8 @@ export function decodeCursor(list: CursorList, cursor: string, shape: ReadonlyAr
   if (v[1] !== VERSION) throw bad('unknown version');
   const key = v.slice(2) as unknown[];
   key.forEach((part, i) => {
-    const ok = shape[i] === 'string' ? typeof part === 'string' : Number.isSafeInteger(part);
+    const ok =
+      shape[i] === 'string' ? typeof part === 'string' : shape[i] === 'number' ? typeof part === 'number' && Number.isFinite(part) : Number.isSafeInteger(part);
     if (!ok) throw bad('wrong shape');
   });
   return key as Array<string | number>;

@@ -163,6 +163,18 @@ export const ContainerListQuerySchema = Type.Object(
     image: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
     /** Repeatable: "key" (present) or "key=value"; all must match. */
     label: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[^=]' }), { maxItems: 32 })),
+    /** Only this project's containers (within the caller's scope). */
+    project: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "Only this project's containers (within the credential's project scope)." })),
+    /** "Breaks rule X": an open (unacknowledged, not exempted) violation of this rule id. */
+    rule: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Only containers with an open violation of this rule id: reported and neither acknowledged nor exempted.' })),
+    /** Free text: name or image substring, or id prefix; case-insensitive. */
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Free text: a case-insensitive substring of the name or image reference, or a prefix of the id.' })),
+    sort: Type.Optional(
+      Type.String({
+        pattern: '^-?(agent|name|state|image|cpu|memory)$',
+        description: 'Sort key; a leading "-" sorts descending. agent (the default: agent id, name, id), name, state, image, cpu or memory (the latest usage; containers without usage count as -1). Ties are broken by agent id, name and id.',
+      }),
+    ),
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
     offset: Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: 0 }),
     cursor: CursorParam,

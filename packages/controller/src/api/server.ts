@@ -11,6 +11,7 @@ import { PROBLEM_CONTENT_TYPE, makeProblem, toProblem } from './problem';
 import { registerHealthRoutes } from './routes/health';
 import { registerAgentRoutes } from './routes/agents';
 import { registerContainerRoutes } from './routes/containers';
+import { registerSummaryRoutes } from './routes/summary';
 import type { Alerting } from '../alerts/alerting';
 import { registerWebhookRoutes } from './routes/webhooks';
 import { registerAlertRoutes } from './routes/alerts';
@@ -41,6 +42,8 @@ import { registerSessionRoutes } from './routes/session';
 import { securityHeaders } from './security-headers';
 import { EventHub, type EventHubOptions } from '../events/event-hub';
 import { registerEventRoutes } from './routes/events';
+// The web console's built files (packages/console), on this same listener.
+import { loadConsoleAssets, registerConsoleRoutes } from './console-assets';
 
 /**
  * How long a client may take over its request head, and over its TLS handshake. Node's defaults
@@ -84,6 +87,8 @@ export interface ApiServerOptions {
   caFingerprint?: string | (() => string);
   /** Tuning of GET /v1/events (poll interval, heartbeat, per-client buffer bound); it is served whenever the store keeps events. */
   events?: Omit<EventHubOptions, 'store' | 'logger'>;
+  /** Directory of the built web console (index.html + assets/); default dist/console of this package; `false` serves none. */
+  consoleDir?: string | false;
 }
 
 declare module 'fastify' {
@@ -191,6 +196,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await registerOpenApi(app);
 
   registerHealthRoutes(app, { store: opts.store, ready: opts.ready ?? (() => true), timeoutMs: opts.readyTimeoutMs ?? 2000 });
+  registerConsoleRoutes(app, opts.consoleDir === false ? null : loadConsoleAssets(opts.consoleDir));
 
   await app.register(
     async (v1) => {
@@ -203,6 +209,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       registerAgentRoutes(v1, { store: opts.store, link: opts.agentLink, now });
       registerAgentAuditRoutes(v1, { store: opts.store });
       registerContainerRoutes(v1, { store: opts.store });
+      registerSummaryRoutes(v1, { store: opts.store, now });
       registerWebhookRoutes(v1, { alerting: opts.alerting });
       registerAlertRoutes(v1, { alerting: opts.alerting, now });
       registerPolicyRoutes(v1, { policy: opts.policy });

@@ -24,6 +24,7 @@ export const TAGS = [
   { name: 'auth', description: 'API keys, short-lived tokens and join tokens' },
   { name: 'agents', description: 'Enrolled agents' },
   { name: 'containers', description: 'The container inventory the agents report' },
+  { name: 'summary', description: 'The fleet at a glance: the counts of the console overview, in one request' },
   { name: 'actions', description: 'Manual actions on containers, carried out by their agent' },
   { name: 'policies', description: 'The fleet policy, its versions and dry runs' },
   { name: 'violations', description: 'Findings and what was done about them' },
@@ -33,6 +34,14 @@ export const TAGS = [
   { name: 'audit', description: 'The hash-chained audit log' },
   { name: 'events', description: 'The fleet\'s live events (server-sent events, resumable)' },
 ] as const;
+
+/**
+ * The web console's pages and files (src/api/console-assets.ts): served on the same listener
+ * but not API operations, so left out of this document (`schema.hide`).
+ */
+export function isConsoleRoute(url: string): boolean {
+  return url === '/' || url === '/console' || url.startsWith('/console/');
+}
 
 /** The tag of a route, from its path. */
 export function tagOf(url: string): string {

@@ -31,6 +31,8 @@ import type { FleetEventStore } from '../events/event-store';
 import { KyselyEventStore } from '../events/kysely-event-store';
 import type { SignatureVerdictStore } from '../signatures/signature-verdict-store';
 import { KyselySignatureVerdictStore } from '../signatures/kysely-signature-verdict-store';
+import type { FleetSummaryStore } from '../fleet/fleet-summary-store';
+import { KyselyFleetSummaryStore } from '../fleet/kysely-fleet-summary-store';
 
 /** Containers per multi-row statement: keeps parameter counts far below SQLite's and pg's limits. */
 const CONTAINER_BATCH = 100;
@@ -54,6 +56,8 @@ export abstract class KyselyStore implements Store {
   readonly events: FleetEventStore;
   /** Image signature verdicts agents reported (src/signatures), over the same connection. */
   readonly signatureVerdicts: SignatureVerdictStore;
+  /** The console overview's counts (src/fleet), over the same connection. */
+  readonly fleetSummary: FleetSummaryStore;
 
   /** PostgreSQL runs transactions truly in parallel (see insertPolicyVersion). */
   private readonly postgres: boolean;
@@ -68,6 +72,7 @@ export abstract class KyselyStore implements Store {
     this.sessions = new KyselySessionStore(db);
     this.events = new KyselyEventStore(db);
     this.signatureVerdicts = new KyselySignatureVerdictStore(db);
+    this.fleetSummary = new KyselyFleetSummaryStore(db);
   }
 
   async migrate(): Promise<void> {
@@ -548,7 +553,29 @@ export abstract class KyselyStore implements Store {
    * sorting. Then the page's rows by primary key.
    */
   async listContainers(q: ContainerQuery): Promise<ContainerRecord[]> {
-    let qb = this.db.selectFrom('containers').select(['containers.agent_id', 'containers.name', 'containers.id']);
+    // Ascending by agent is the default order, with its own (shorter) cursor.
+    const sort = q.sort !== undefined && (q.sort.field !== 'agent' || q.sort.desc) ? q.sort : undefined;
+    const desc = q.sort?.desc === true;
+    const usageSort = sort?.field === 'cpu' || sort?.field === 'memory';
+    // The sort value: a column, or the latest usage (-1 when the container has none, so
+    // "busiest first" puts unmeasured containers last).
+    const sortExpr =
+      sort === undefined ? undefined
+      : sort.field === 'agent' ? sql`${sql.ref('containers.agent_id')}`
+      : sort.field === 'name' ? sql`${sql.ref('containers.name')}`
+      : sort.field === 'state' ? sql`${sql.ref('containers.state')}`
+      : sort.field === 'image' ? sql`${sql.ref('containers.image_ref')}`
+      : sort.field === 'cpu' ? sql`coalesce(${sql.ref('container_usage.cpu_percent')}, -1)`
+      : sql`coalesce(${sql.ref('container_usage.memory_bytes')}, -1)`;
+    let qb = this.db
+      .selectFrom('containers')
+      .$if(usageSort, (b) =>
+        b.leftJoin('container_usage', (j) =>
+          j.onRef('container_usage.agent_id', '=', 'containers.agent_id').onRef('container_usage.container_id', '=', 'containers.id'),
+        ),
+      )
+      .select(['containers.agent_id', 'containers.name', 'containers.id'])
+      .$if(sortExpr !== undefined, (b) => b.select(sql<string | number>`${sortExpr!}`.as('sort_value')));
     if (q.agentId !== undefined) qb = qb.where('containers.agent_id', '=', q.agentId);
     if (q.state !== undefined) qb = qb.where('containers.state', '=', q.state);
     if (q.image !== undefined && q.image !== '') {
@@ -556,8 +583,33 @@ export abstract class KyselyStore implements Store {
       const pattern = '%' + escapeLike(q.image.toLowerCase()) + '%';
       qb = qb.where(sql<SqlBool>`lower(${sql.ref('containers.image_ref')}) like ${pattern} escape '\\'`);
     }
+    if (q.search !== undefined && q.search !== '') {
+      const text = q.search.toLowerCase();
+      const pattern = '%' + escapeLike(text) + '%';
+      const idPrefix = escapeLike(text) + '%';
+      qb = qb.where(
+        sql<SqlBool>`(lower(${sql.ref('containers.name')}) like ${pattern} escape '\\' or lower(${sql.ref('containers.image_ref')}) like ${pattern} escape '\\' or ${sql.ref('containers.id')} like ${idPrefix} escape '\\')`,
+      );
+    }
     if (q.includeRemoved !== true) qb = qb.where('containers.removed', '=', 0);
     if (q.projects !== undefined) qb = qb.where(inProjects('containers.project', q.projects)); // 0004_auth
+    if (q.project !== undefined) qb = qb.where('containers.project', '=', q.project);
+    if (q.rule !== undefined) {
+      const rule = q.rule;
+      // Open = not acknowledged and not covered by an exemption: what an operator still has to look at.
+      qb = qb.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('violations')
+            .select(sql<number>`1`.as('one'))
+            .whereRef('violations.container_id', '=', 'containers.id')
+            .whereRef('violations.agent_id', '=', 'containers.agent_id')
+            .where('violations.rule_id', '=', rule)
+            .where('violations.ack_at', 'is', null)
+            .where('violations.exempted_by', '=', ''),
+        ),
+      );
+    }
     for (const { key, value } of (q.labels ?? []).map(parseLabelFilter)) {
       qb = qb.where((eb) =>
         eb.exists(
@@ -571,11 +623,21 @@ export abstract class KyselyStore implements Store {
         ),
       );
     }
+    const cmp = desc ? sql.raw('<') : sql.raw('>');
     if (q.after !== undefined) {
       const a = q.after;
-      qb = qb.where(sql<SqlBool>`(${sql.ref('containers.agent_id')}, ${sql.ref('containers.name')}, ${sql.ref('containers.id')}) > (${a.agentId}, ${a.name}, ${a.id})`);
+      if (sortExpr === undefined) {
+        qb = qb.where(sql<SqlBool>`(${sql.ref('containers.agent_id')}, ${sql.ref('containers.name')}, ${sql.ref('containers.id')}) ${cmp} (${a.agentId}, ${a.name}, ${a.id})`);
+      } else {
+        if (a.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
+        qb = qb.where(
+          sql<SqlBool>`(${sortExpr}, ${sql.ref('containers.agent_id')}, ${sql.ref('containers.name')}, ${sql.ref('containers.id')}) ${cmp} (${a.sortValue}, ${a.agentId}, ${a.name}, ${a.id})`,
+        );
+      }
     }
-    qb = qb.orderBy('containers.agent_id').orderBy('containers.name').orderBy('containers.id');
+    const dir = desc ? 'desc' : 'asc';
+    if (sortExpr !== undefined) qb = qb.orderBy(sortExpr, dir);
+    qb = qb.orderBy('containers.agent_id', dir).orderBy('containers.name', dir).orderBy('containers.id', dir);
     const limit = checkCount(q.limit, 'limit');
     const offset = checkCount(q.offset, 'offset');
     if (limit !== undefined) qb = qb.limit(limit);
@@ -610,7 +672,12 @@ export abstract class KyselyStore implements Store {
     for (const k of keys) {
       // A row purged between the two steps is left out; its neighbours keep their places.
       const r = found.get(k.agent_id + '\u0000' + k.id);
-      if (r) out.push(toContainer(r));
+      if (!r) continue;
+      const c = toContainer(r);
+      const v = (k as { sort_value?: unknown }).sort_value;
+      // PostgreSQL hands bigint (memory) back as a string.
+      if (sortExpr !== undefined) c.sortValue = usageSort ? toNumber(v) : String(v);
+      out.push(c);
     }
     return out;
   }

@@ -10,6 +10,7 @@ import type { ImageTagStore } from '../images/image-tag-store';
 import type { SessionStore } from '../auth/session-store';
 import type { FleetEventStore } from '../events/event-store';
 import type { SignatureVerdictStore } from '../signatures/signature-verdict-store';
+import type { FleetSummaryStore } from '../fleet/fleet-summary-store';
 
 export type AgentStatus = 'online' | 'offline' | 'revoked';
 
@@ -58,6 +59,22 @@ export interface ContainerRecord {
   facts: ContainerFacts__Output;
   updatedAt: Date;            // when the controller last received it
   removed: boolean;           // true once a REMOVE delta arrived (kept briefly for history)
+  /**
+   * listContainers with a `sort` other than the default: the value the row was ordered by
+   * (for cpu/memory the usage read in the same statement; -1 when none), for the page cursor.
+   */
+  sortValue?: string | number;
+}
+
+/**
+ * What GET /v1/containers can sort by besides the default (agent id, name, id): the value,
+ * then agent id, name and id break ties. cpu/memory are the latest usage (-1 when none).
+ */
+export const CONTAINER_SORT_FIELDS = ['agent', 'name', 'state', 'image', 'cpu', 'memory'] as const;
+export type ContainerSortField = (typeof CONTAINER_SORT_FIELDS)[number];
+export interface ContainerSort {
+  field: ContainerSortField;
+  desc: boolean;
 }
 
 export interface ContainerQuery {
@@ -70,6 +87,14 @@ export interface ContainerQuery {
   includeRemoved?: boolean;
   /** Project scoping (0004_auth): only containers of these projects; undefined = every container. */
   projects?: string[];
+  /** Only containers of this project (a filter the caller chose; `projects` is the scope). */
+  project?: string;
+  /** "Breaks rule X": only containers with an open (unacknowledged, not exempted) violation of this rule id. */
+  rule?: string;
+  /** Free text: case-insensitive substring of the name or image ref, or a prefix of the id. */
+  search?: string;
+  /** Default: agent id, name, id ascending. */
+  sort?: ContainerSort;
   limit?: number;
   offset?: number;
   /**
@@ -80,11 +105,13 @@ export interface ContainerQuery {
   after?: ContainerPosition;
 }
 
-/** A container's place in the list order: agent id, then name, then id. */
+/** A container's place in the list order: agent id, then name, then id (after the sort value, with a sort). */
 export interface ContainerPosition {
   agentId: string;
   name: string;
   id: string;
+  /** With a `sort`: the row's sortValue. */
+  sortValue?: string | number;
 }
 
 /** A violation's place in the list order (newest first): at, then id, both descending. */
@@ -428,4 +455,6 @@ export interface Store {
   // image signature verdicts agents reported (0021_signature_verdicts): src/signatures/signature-verdict-store.ts.
   // Optional as alerts: without it the dry-run knows no verdict (every signed digest undecided).
   readonly signatureVerdicts?: SignatureVerdictStore;
+  // the console overview's counts (src/fleet): GET /v1/summary answers 503 without it.
+  readonly fleetSummary?: FleetSummaryStore;
 }

@@ -2,7 +2,7 @@
 // and single containers addressed by id, id prefix or name.
 import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
-import type { ContainerPosition, ContainerRecord, Store } from '../../store/store';
+import { CONTAINER_SORT_FIELDS, type ContainerPosition, type ContainerRecord, type ContainerSort, type ContainerSortField, type Store } from '../../store/store';
 import { checkCursorOrOffset, decodeCursor, encodeCursor } from '../cursor';
 import {
   ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, cursorPageReply, toContainerDto,
@@ -24,11 +24,8 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
     async (req): Promise<ContainerPageDto> => {
       const q = req.query;
       checkCursorOrOffset(q);
-      let after: ContainerPosition | undefined;
-      if (q.cursor !== undefined) {
-        const [agentId, name, id] = decodeCursor('containers', q.cursor, ['string', 'string', 'string']) as string[];
-        after = { agentId: agentId!, name: name!, id: id! };
-      }
+      const sort = parseSort(q.sort);
+      const after = q.cursor !== undefined ? decodeContainerCursor(q.cursor, sort) : undefined;
       // One row more than asked tells whether another page exists.
       const rows = await store.listContainers({
         agentId: q.agent,
@@ -37,15 +34,23 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
         labels: q.label,
         includeRemoved: q.include_removed,
         projects: visibleProjects(req), // project scoping, in SQL so paging stays right
+        project: q.project,
+        rule: q.rule,
+        search: q.q,
+        sort,
         limit: q.limit + 1,
         offset: q.offset,
         after,
       });
       const page = rows.slice(0, q.limit);
       const usage = await usageOf(store, page);
-      return cursorPageReply(page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))), rows.length, q, (c) =>
-        encodeCursor('containers', [c.agentId, c.name, c.id]),
-      );
+      const cursorOf = new Map(page.map((c) => [usageKey(c.agentId, c.id), c.sortValue]));
+      return cursorPageReply(page.map((c) => toContainerDto(c, usage.get(usageKey(c.agentId, c.id)))), rows.length, q, (c) => {
+        if (sort === undefined) return encodeCursor('containers', [c.agentId, c.name, c.id]);
+        // The value the row was ordered by (for cpu/memory the usage of that statement, not the page's later read).
+        const value = cursorOf.get(usageKey(c.agentId, c.id)) ?? '';
+        return encodeCursor('containers', [sortName(sort), value, c.agentId, c.name, c.id]);
+      });
     },
   );
 
@@ -57,6 +62,38 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
       return toContainerDto(c, (await usageOf(store, [c])).get(usageKey(c.agentId, c.id)));
     },
   );
+}
+
+/** `sort` as the query spells it ("-cpu"); undefined for the default order (agent, ascending). */
+export function parseSort(s: string | undefined): ContainerSort | undefined {
+  if (s === undefined) return undefined;
+  const desc = s.startsWith('-');
+  const field = (desc ? s.slice(1) : s) as ContainerSortField;
+  if (!CONTAINER_SORT_FIELDS.includes(field)) {
+    throw new BulkheadError('BK_ERR_BAD_REQUEST', `querystring/sort must be one of ${CONTAINER_SORT_FIELDS.join(', ')}, optionally with a leading "-", got "${s}"`);
+  }
+  return field === 'agent' && !desc ? undefined : { field, desc };
+}
+
+function sortName(s: ContainerSort): string {
+  return (s.desc ? '-' : '') + s.field;
+}
+
+/**
+ * A containers cursor: [agent, name, id] in the default order; [sort, value, agent, name, id]
+ * with a sort, which must be the sort of the request (a cursor is a position in one order).
+ */
+function decodeContainerCursor(cursor: string, sort: ContainerSort | undefined): ContainerPosition {
+  if (sort === undefined) {
+    const [agentId, name, id] = decodeCursor('containers', cursor, ['string', 'string', 'string']) as string[];
+    return { agentId: agentId!, name: name!, id: id! };
+  }
+  const numeric = sort.field === 'cpu' || sort.field === 'memory';
+  const [by, sortValue, agentId, name, id] = decodeCursor('containers', cursor, ['string', numeric ? 'number' : 'string', 'string', 'string', 'string']);
+  if (by !== sortName(sort)) {
+    throw new BulkheadError('BK_ERR_BAD_REQUEST', `querystring/cursor was issued for sort=${String(by)}, not sort=${sortName(sort)}: repeat the sort of the request that returned it, or leave cursor out to start at the first page`);
+  }
+  return { agentId: agentId as string, name: name as string, id: id as string, sortValue };
 }
 
 /** Live usage of the live containers among `rows` (one query per agent). */

@@ -1,0 +1,139 @@
+// The shell: login or the logged-in frame (header with session info and logout, navigation,
+// the live-stream indicator, the current view from routes.ts). It owns the session object and
+// the one event stream's lifetime.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { currentSession, logout, setUnauthenticatedHandler, type Session } from './api';
+import { startLive, stopLive, useStreamState } from './live';
+import { allows, routes, type RouteDef } from './routes';
+import { matchPath, useLocation } from './router';
+import { Login } from './views/login';
+import { Logo } from './components/logo';
+
+export function App() {
+  const [session, setSession] = useState<Session | null | undefined>(undefined);
+  const [notice, setNotice] = useState<string | undefined>(undefined);
+
+  useEffect(() => {
+    setUnauthenticatedHandler(() => {
+      stopLive();
+      setNotice('Your session ended (logged out, idle timeout, or the key was revoked). Log in again.');
+      setSession(null);
+    });
+    currentSession().then(setSession, () => setSession(null));
+  }, []);
+
+  useEffect(() => {
+    if (!session) return undefined;
+    startLive(() => {
+      stopLive();
+      setNotice('Your session ended (logged out, idle timeout, or the key was revoked). Log in again.');
+      setSession(null);
+    });
+    return () => stopLive();
+  }, [session?.sessionId]);
+
+  if (session === undefined)
+    return (
+      <main id="main" class="loading" aria-busy="true">
+        <p>Loading…</p>
+      </main>
+    );
+  if (session === null)
+    return (
+      <Login
+        notice={notice}
+        onLogin={(s) => {
+          setNotice(undefined);
+          setSession(s);
+        }}
+      />
+    );
+  return (
+    <Shell
+      session={session}
+      onLogout={async () => {
+        try {
+          await logout();
+        } finally {
+          setNotice('You are logged out.');
+          setSession(null);
+        }
+      }}
+    />
+  );
+}
+
+function findRoute(path: string, role: Session['role']): { route: RouteDef; params: Record<string, string> } | null {
+  for (const route of routes) {
+    const params = matchPath(route.path, path);
+    if (params && allows(role, route.minRole)) return { route, params };
+  }
+  return null;
+}
+
+function Shell({ session, onLogout }: { session: Session; onLogout: () => void }) {
+  const loc = useLocation();
+  const found = findRoute(loc.path, session.role);
+  const stream = useStreamState();
+  const headingRef = useRef<HTMLHeadingElement>(null);
+  const first = useRef(true);
+
+  useEffect(() => {
+    document.title = `${found?.route.title ?? 'Not found'} · Bulkhead`;
+    // Keyboard and screen-reader users land on the new view's heading, not at the top bar.
+    if (first.current) first.current = false;
+    else headingRef.current?.focus();
+  }, [loc.path]);
+
+  const View = found?.route.view;
+  const navRoutes = routes.filter((r) => r.nav && allows(session.role, r.minRole));
+  const section = '/' + (loc.path.split('/')[1] ?? '');
+  return (
+    <div class="frame">
+      <a class="skip" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById('main')?.focus())}>
+        Skip to content
+      </a>
+      <header class="top">
+        <span class="brand">
+          <Logo /> Bulkhead
+        </span>
+        <nav aria-label="Main">
+          <ul>
+            {navRoutes.map((r) => {
+              const current = r.path === '/' ? loc.path === '/' : section === r.path;
+              return (
+                <li key={r.path}>
+                  <a href={`#${r.path}`} aria-current={current ? 'page' : undefined}>
+                    {r.nav}
+                  </a>
+                </li>
+              );
+            })}
+          </ul>
+        </nav>
+        <span class={`live live-${stream}`} role="status" title="The live event stream (GET /v1/events)">
+          <span aria-hidden="true">{stream === 'open' ? '●' : stream === 'connecting' ? '◌' : '○'}</span> {stream === 'open' ? 'live' : stream === 'connecting' ? 'connecting' : 'not live'}
+        </span>
+        <span class="who" data-testid="session-info">
+          <span class="who-name">{session.keyName}</span> <span class="badge role">{session.role}</span>{' '}
+          <span class="projects">{session.projects.length ? `projects: ${session.projects.join(', ')}` : 'all projects'}</span>
+        </span>
+        <button type="button" class="logout" onClick={onLogout}>
+          Log out
+        </button>
+      </header>
+      <main id="main" tabIndex={-1}>
+        <h1 ref={headingRef} tabIndex={-1}>
+          {found?.route.title ?? 'Not found'}
+        </h1>
+        {View && found ? (
+          <View session={session} params={found.params} query={loc.query} />
+        ) : (
+          <p>
+            No such view. <a href="#/">Back to the overview</a>.
+          </p>
+        )}
+      </main>
+    </div>
+  );
+}

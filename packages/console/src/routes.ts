@@ -1,0 +1,38 @@
+// THE table of the console's views: path pattern, title, whether it is in the navigation,
+// and the least role that sees it. Adding a view = one file under views/ + one line here.
+import type { FunctionComponent } from 'preact';
+import type { Role, Session } from './api';
+import { Overview } from './views/overview';
+import { Containers } from './views/containers';
+import { ContainerDetail } from './views/container-detail';
+import { Violations } from './views/violations';
+
+export interface ViewProps {
+  session: Session;
+  params: Record<string, string>;
+  query: URLSearchParams;
+}
+
+export interface RouteDef {
+  /** Hash path pattern; `:name` segments become params. */
+  path: string;
+  title: string;
+  /** Shown in the navigation bar when set (its label). */
+  nav?: string;
+  /** Least role that sees the view (and its nav entry). Default viewer. */
+  minRole?: Role;
+  view: FunctionComponent<ViewProps>;
+}
+
+export const routes: RouteDef[] = [
+  { path: '/', title: 'Fleet overview', nav: 'Overview', view: Overview },
+  { path: '/containers', title: 'Containers', nav: 'Containers', view: Containers },
+  { path: '/containers/:agent/:id', title: 'Container', view: ContainerDetail },
+  { path: '/violations', title: 'Violations', nav: 'Violations', view: Violations },
+];
+
+const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+
+export function allows(role: Role, min: Role = 'viewer'): boolean {
+  return RANK[role] >= RANK[min];
+}

@@ -1,0 +1,170 @@
+// Owns the SQL of the fleet summary (fleet-summary-store.ts), portable across SQLite and
+// PostgreSQL like KyselyStore: integer-ms times, counts converted from PostgreSQL's strings.
+// Project scope is applied in every statement that reads per-project rows (containers,
+// violations, alerts, and deliveries through their alert); agents and webhook endpoints
+// are fleet-level, as GET /v1/agents and GET /v1/webhooks show them to every role.
+import { sql, type SqlBool } from 'kysely';
+import type { Db } from '../store/schema';
+import type { BusyContainer, CountBy, FleetSummary, FleetSummaryQuery, FleetSummaryStore } from './fleet-summary-store';
+
+export class KyselyFleetSummaryStore implements FleetSummaryStore {
+  constructor(private readonly db: Db) {}
+
+  async summary(q: FleetSummaryQuery): Promise<FleetSummary> {
+    const now = q.now.getTime();
+    const since = now - q.windowMs;
+    const scoped = q.projects;
+    const inScope = (col: string) =>
+      scoped === undefined ? sql<SqlBool>`1 = 1` : scoped.length === 0 ? sql<SqlBool>`1 = 0` : sql<SqlBool>`${sql.ref(col)} in (${sql.join(scoped.map((p) => sql`${p}`))})`;
+
+    // One read transaction: the numbers on the screen come from one moment (PostgreSQL's
+    // default READ COMMITTED gives each statement its own snapshot; close enough for counts).
+    return this.db.transaction().execute(async (trx) => {
+      const agentRows = await trx
+        .selectFrom('agents')
+        .select(['status', 'agent_version'])
+        .select((eb) => eb.fn.countAll().as('n'))
+        .select(sql<number>`sum(case when ${sql.ref('status')} <> 'revoked' and ${sql.ref('cert_not_after')} < ${now + q.certWarnMs} then 1 else 0 end)`.as('expiring'))
+        .groupBy(['status', 'agent_version'])
+        .execute();
+      const agents = { total: 0, online: 0, offline: 0, revoked: 0, certExpiringSoon: 0, versions: [] as CountBy[] };
+      const versions = new Map<string, number>();
+      for (const r of agentRows) {
+        const n = num(r.n);
+        agents.total += n;
+        if (r.status === 'online' || r.status === 'offline' || r.status === 'revoked') agents[r.status] += n;
+        agents.certExpiringSoon += num(r.expiring);
+        if (r.status !== 'revoked') versions.set(r.agent_version, (versions.get(r.agent_version) ?? 0) + n);
+      }
+      agents.versions = sortCounts(versions);
+
+      const stateRows = await trx
+        .selectFrom('containers')
+        .select('state')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('removed', '=', 0)
+        .where(inScope('containers.project'))
+        .groupBy('state')
+        .execute();
+      const byState = sortCounts(new Map(stateRows.map((r) => [r.state, num(r.n)])));
+
+      const sevRows = await trx
+        .selectFrom('violations')
+        .select('severity')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('ack_at', 'is', null)
+        .where('exempted_by', '=', '')
+        .where(inScope('violations.project'))
+        .groupBy('severity')
+        .execute();
+      const recentViolations = await trx
+        .selectFrom('violations')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('at', '>=', since)
+        .where(inScope('violations.project'))
+        .executeTakeFirst();
+
+      const alertRows = await trx
+        .selectFrom('alerts')
+        .select('severity')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .select((eb) => eb.fn.sum<number>('count').as('occurrences'))
+        .where('last_seen_at', '>=', since)
+        .where(inScope('alerts.project'))
+        .groupBy('severity')
+        .execute();
+
+      const endpoints = await trx
+        .selectFrom('webhook_endpoints')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .select(sql<number>`sum(case when ${sql.ref('enabled')} = 1 then 1 else 0 end)`.as('enabled'))
+        .executeTakeFirst();
+      // Deliveries are per alert: a scoped caller counts only its projects' alerts' deliveries.
+      const deliveryScope =
+        scoped === undefined
+          ? sql<SqlBool>`1 = 1`
+          : sql<SqlBool>`exists (select 1 from alerts a where a.id = ${sql.ref('webhook_deliveries.alert_id')} and ${inScope('a.project')})`;
+      const open = await trx
+        .selectFrom('webhook_deliveries')
+        .select('status')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('status', 'in', ['pending', 'dead'])
+        .where(deliveryScope)
+        .groupBy('status')
+        .execute();
+      const delivered = await trx
+        .selectFrom('webhook_deliveries')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('status', '=', 'delivered')
+        .where('delivered_at', '>=', since)
+        .where(deliveryScope)
+        .executeTakeFirst();
+      const failed = await trx
+        .selectFrom('webhook_delivery_attempts')
+        .innerJoin('webhook_deliveries', 'webhook_deliveries.id', 'webhook_delivery_attempts.delivery_id')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('webhook_delivery_attempts.at', '>=', since)
+        .where('webhook_delivery_attempts.outcome', '<>', 'delivered')
+        .where(deliveryScope)
+        .executeTakeFirst();
+
+      const busiest = async (by: 'cpu_percent' | 'memory_bytes'): Promise<BusyContainer[]> => {
+        const rows = await trx
+          .selectFrom('container_usage')
+          .innerJoin('containers', (j) => j.onRef('containers.agent_id', '=', 'container_usage.agent_id').onRef('containers.id', '=', 'container_usage.container_id'))
+          .select([
+            'containers.agent_id', 'containers.id', 'containers.name', 'containers.image_ref', 'containers.project', 'containers.state',
+            'container_usage.cpu_percent', 'container_usage.cpu_limit_cores', 'container_usage.memory_bytes', 'container_usage.memory_limit_bytes', 'container_usage.taken_at',
+          ])
+          .where('containers.removed', '=', 0)
+          .where(inScope('containers.project'))
+          .orderBy(`container_usage.${by}`, 'desc')
+          .orderBy('containers.agent_id')
+          .orderBy('containers.id')
+          .limit(q.top)
+          .execute();
+        return rows.map((r) => ({
+          agentId: r.agent_id, id: r.id, name: r.name, imageRef: r.image_ref, project: r.project, state: r.state,
+          cpuPercent: Number(r.cpu_percent), cpuLimitCores: Number(r.cpu_limit_cores), memoryBytes: num(r.memory_bytes), memoryLimitBytes: num(r.memory_limit_bytes),
+          takenAt: new Date(num(r.taken_at)),
+        }));
+      };
+
+      const alertsBy = new Map(alertRows.map((r) => [r.severity, num(r.n)]));
+      return {
+        agents,
+        containers: { total: byState.reduce((s, c) => s + c.count, 0), byState },
+        violations: {
+          open: sevRows.reduce((s, r) => s + num(r.n), 0),
+          openBySeverity: sortCounts(new Map(sevRows.map((r) => [r.severity, num(r.n)]))),
+          recent: num(recentViolations?.n ?? 0),
+        },
+        alerts: {
+          groups: alertRows.reduce((s, r) => s + num(r.n), 0),
+          occurrences: alertRows.reduce((s, r) => s + num(r.occurrences ?? 0), 0),
+          bySeverity: sortCounts(alertsBy),
+        },
+        webhooks: {
+          endpoints: num(endpoints?.n ?? 0),
+          enabled: num(endpoints?.enabled ?? 0),
+          pending: num(open.find((r) => r.status === 'pending')?.n ?? 0),
+          dead: num(open.find((r) => r.status === 'dead')?.n ?? 0),
+          deliveredRecent: num(delivered?.n ?? 0),
+          failedAttemptsRecent: num(failed?.n ?? 0),
+        },
+        busiest: { cpu: await busiest('cpu_percent'), memory: await busiest('memory_bytes') },
+      };
+    });
+  }
+}
+
+/** Most first, then by key: a stable order for the screen and the tests. */
+function sortCounts(m: Map<string, number>): CountBy[] {
+  return [...m].map(([key, count]) => ({ key, count })).sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** PostgreSQL hands bigint, count(*) and sum() back as strings; SQLite as numbers; sum of nothing is null. */
+function num(v: unknown): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === 'number' ? v : Number(v);
+}
