@@ -18,6 +18,7 @@ export function Webhooks({ session, query }: ViewProps) {
   const alerts = useLiveData(() => listAlerts({ since: '24h', limit: 20 }), [], (e) => e.type.startsWith('alert.'), 500);
   const selected = query.get('webhook') ?? hooks.data?.items[0]?.id;
   const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);
+  const [sent, setSent] = useState(0);
   const send = async (w: Webhook) => {
     setNote(null);
     try {
@@ -27,6 +28,7 @@ export function Webhooks({ session, query }: ViewProps) {
       setNote({ ok: false, text: `Test to ${w.name} failed: ${(err as Error).message}` });
     }
     hooks.reload();
+    setSent((n) => n + 1); // the delivery log shows the new delivery at once
   };
   return (
     <div>
@@ -99,14 +101,14 @@ export function Webhooks({ session, query }: ViewProps) {
           </table>
         </div>
       </section>
-      {selected ? <DeliveryLog webhookId={selected} name={hooks.data?.items.find((w) => w.id === selected)?.name ?? selected} canAct={canAct} status={query.get('status') ?? ''} /> : null}
+      {selected ? <DeliveryLog webhookId={selected} name={hooks.data?.items.find((w) => w.id === selected)?.name ?? selected} canAct={canAct} status={query.get('status') ?? ''} refresh={sent} /> : null}
     </div>
   );
 }
 
-function DeliveryLog({ webhookId, name, canAct, status }: { webhookId: string; name: string; canAct: boolean; status: string }) {
+function DeliveryLog({ webhookId, name, canAct, status, refresh }: { webhookId: string; name: string; canAct: boolean; status: string; refresh: number }) {
   const st = status === 'pending' || status === 'delivered' || status === 'dead' ? status : undefined;
-  const log = useLiveData(() => listDeliveries(webhookId, { limit: 50, ...(st ? { status: st } : {}) }), [webhookId, status], (e) => e.type.startsWith('alert.'), 1000);
+  const log = useLiveData(() => listDeliveries(webhookId, { limit: 50, ...(st ? { status: st } : {}) }), [webhookId, status, refresh], (e) => e.type.startsWith('alert.'), 1000);
   const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);
   const again = async (d: Delivery) => {
     try {
