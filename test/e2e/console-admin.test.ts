@@ -123,7 +123,7 @@ t.test('policy, host audit, audit trail, keys and webhooks views in headless Chr
   // ---- webhooks: endpoint listed, a test sent from the UI
   await page.click('nav >> text=Webhooks');
   await page.waitForSelector(`tr[data-webhook-id="${hook.body.id}"]`);
-  await page.click(`button[aria-label="Send a test alert to ops-hook"]`);
+  await page.click(`button[aria-label="Send test alert to ops-hook"]`);
   await page.waitForSelector('text=Test alert queued for ops-hook');
   await page.waitForSelector('table.deliveries tbody tr[data-delivery-id]');
   t.match(await page.textContent('table.deliveries tbody'), /test/, 'the test delivery is in the endpoint\'s delivery log');

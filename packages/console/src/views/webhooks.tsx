@@ -90,7 +90,7 @@ export function Webhooks({ session, query }: ViewProps) {
                   </td>
                   {canAct ? (
                     <td>
-                      <button type="button" disabled={!w.enabled} onClick={() => send(w)} aria-label={`Send a test alert to ${w.name}`}>
+                      <button type="button" disabled={!w.enabled} onClick={() => send(w)} aria-label={`Send test alert to ${w.name}`}>
                         Send test
                       </button>
                     </td>
