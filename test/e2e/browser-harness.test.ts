@@ -25,11 +25,14 @@ t.test('browser harness', async (t) => {
   t.same(JSON.parse((await res?.text()) ?? ''), { status: 'ok' });
   await assertServedCertificate(t, res!, ctl.port, ctl.caPem);
 
-  const refused = await page.goto(`${untrusted.origin}/`).then(
+  // Its own page: the error page Chromium then loads must not race the next navigation.
+  const probe = await ctx.newPage();
+  const refused = await probe.goto(`${untrusted.origin}/`).then(
     () => 'loaded',
     (e: Error) => e.message,
   );
   t.match(refused, /ERR_CERT_AUTHORITY_INVALID/, 'a server whose key is not trusted is refused: the browser still checks certificates');
+  await probe.close();
 
   other.page('/bad', '<!doctype html><html lang="en"><head><title>bad</title></head><body><main><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><button></button></main></body></html>');
   other.page('/good', '<!doctype html><html lang="en"><head><title>good</title></head><body><main><h1>Fleet</h1><p>All well.</p><button>Refresh</button></main></body></html>');

@@ -75,6 +75,8 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
 
   // A container from before the console opens: the one to pause.
   const pauseMe = (await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'web-frontend', '--memory', '64m', engine.image, 'sleep', '600'])).trim();
+  // A little CPU (a tenth of a core at most) so the overview's busiest-containers chart has a bar.
+  await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'batch-worker', '--cpus', '0.1', engine.image, 'sh', '-c', 'while :; do :; done']);
   await waitFor('web-frontend known', async () => (await ctl.call<{ state: string }>('GET', `/v1/containers/${agent.agentId}/${pauseMe}`)).body.state === 'running', 30_000);
 
   const { browser } = await launchBrowser(t, { trust: [ctl.serverCertPem] });
@@ -115,7 +117,6 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.waitForSelector('[data-testid=verdict]');
   await page.waitForSelector('text=web-frontend');
   await runAxe(page, t, 'the fleet overview');
-  await screenshot(page, 'overview');
 
   // ---- containers: a container started on the engine appears without a reload
   await page.click('nav >> text=Containers');
@@ -137,16 +138,35 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   t.match(page.url(), /#\/containers\?state=exited/, 'filters live in the hash (no credential there)');
   await page.click('text=Clear');
   await page.waitForSelector('table.containers >> text=web-frontend');
+  // Free-text search and a server-side sort from the column headers.
+  await page.fill('#f-q', 'live-arr');
+  await page.click('form.filters button[type=submit]');
+  await waitFor('search applied', async () => (await page.$$('table.containers tbody tr')).length === 1, 15_000);
+  t.match(await page.textContent('table.containers tbody'), /live-arrival/, 'search: only the matching container');
+  await page.click('text=Clear');
+  await page.click('th button.sort:has-text("CPU")');
+  await page.waitForSelector('th[aria-sort=descending] >> text=CPU');
+  t.match(page.url(), /sort=-cpu/, 'CPU sorts busiest first, in the address');
+  await waitFor('busiest first', async () => /batch-worker/.test((await page.textContent('table.containers tbody tr:first-child th')) ?? ''), 15_000);
+  t.pass('the CPU-busy container is the first row');
+  await runAxe(page, t, 'the sorted containers view');
+  await page.click('text=Clear');
 
   // ---- a violation appears live; acknowledge it with a comment
   await page.click('nav >> text=Violations');
   await page.waitForSelector('table.violations');
   const breaker = (await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--label', 'app=console-viol', '--name', 'no-limits', engine.image, 'sleep', '600'])).trim();
-  const row = await page.waitForSelector('tr:has-text("quotas.memory"):has-text("no-limits")', { timeout: 30_000 });
-  t.match(await row.textContent(), /high/, 'the violation row names its severity in words');
+  const first = await page.waitForSelector('tr:has-text("quotas.memory"):has-text("no-limits")', { timeout: 30_000 });
+  t.match(await first.textContent(), /high/, 'the violation row names its severity in words');
   await runAxe(page, t, 'the violations view');
   await screenshot(page, 'violations');
-  await row.$('button:has-text("Acknowledge")').then((b) => b!.click());
+  // "Breaks rule X" in the containers view: only the container with an open violation of it.
+  await page.goto(`${ctl.apiBase}/#/containers?rule=quotas.memory`);
+  await page.waitForSelector('table.containers >> text=no-limits');
+  t.equal((await page.$$('table.containers tbody tr')).length, 1, 'the rule filter lists only the breaking container');
+  await page.goto(`${ctl.apiBase}/#/violations`);
+  await page.waitForSelector('tr:has-text("quotas.memory"):has-text("no-limits")');
+  await page.click('tr:has-text("quotas.memory"):has-text("no-limits") button:has-text("Acknowledge")');
   await page.waitForSelector('dialog[open] #ack-comment');
   t.match(await page.textContent('dialog[open] h2'), /quotas\.memory on no-limits \(host /, 'the dialog names the rule, container and host');
   await runAxe(page, t, 'the acknowledge dialog');
@@ -166,7 +186,6 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.waitForSelector('.spark svg[role=img]', { timeout: 30_000 });
   t.ok(await page.$('.actions button:has-text("Pause")'), 'an operator sees the action buttons');
   await runAxe(page, t, 'the container page');
-  await screenshot(page, 'container');
   await page.click('.actions button:has-text("Pause")');
   const dialogTitle = await page.textContent('dialog[open] h2');
   t.match(dialogTitle, /Pause container web-frontend on host \S+\?/, 'the confirmation names the container and the host');
@@ -180,8 +199,46 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await page.click('dialog[open] button[type=submit]');
   await page.waitForSelector('[data-testid=action-result]:has-text("state now running")', { timeout: 30_000 });
 
+  await screenshot(page, 'container');
+
+  // The overview now has a violation and two actions on its timeline.
+  await page.click('nav >> text=Overview');
+  await page.waitForSelector('.legend-item.series-action:has-text("actions: 2")', { timeout: 20_000 });
+  t.match(await page.textContent('.timeline figcaption'), /violations: 1[\s\S]*actions: 2/, 'the timeline counts the violation and the two actions');
+  await runAxe(page, t, 'the fleet overview with data');
+  await screenshot(page, 'overview');
+
+  // ---- keyboard only: skip link first, then the navigation reaches every view
+  await page.goto(`${ctl.apiBase}/#/`);
+  await page.reload(); // a fresh document: focus starts at the top
+  await page.waitForSelector('[data-testid=verdict]');
+  await page.keyboard.press('Tab');
+  t.equal(await page.evaluate<string>('document.activeElement && document.activeElement.textContent'), 'Skip to content', 'Tab reaches the skip link first');
+  let reached = false;
+  for (let i = 0; i < 8 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = (await page.evaluate<string>('document.activeElement && document.activeElement.textContent')) === 'Violations';
+  }
+  t.ok(reached, 'the Violations link is reachable with Tab');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('table.violations');
+  t.match(page.url(), /#\/violations/, 'and Enter opens it');
+
+  // ---- 200 % zoom: a 1280×720 window at 200 % lays out like 640×360 CSS pixels; nothing
+  // may need sideways scrolling of the page (wide tables scroll inside their own box).
+  await page.setViewportSize({ width: 640, height: 360 });
+  for (const view of ['#/', '#/containers', `#/containers/${agent.agentId}/${pauseMe}`, '#/violations?acknowledged=all']) {
+    await page.goto(`${ctl.apiBase}/${view}`);
+    await page.waitForSelector('main h1');
+    await page.waitForTimeout(300);
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    t.ok(overflow <= 1, `${view} at 200 % zoom: no horizontal page scroll (${overflow} px)`);
+  }
+  await page.setViewportSize({ width: 1280, height: 720 });
+
   // ---- a viewer sees no action or acknowledge buttons
-  const vctx = await newContext(t, browser);
+  // (In the dark theme: axe-core checks its contrast too.)
+  const vctx = await newContext(t, browser, { colorScheme: 'dark' });
   const vpage = await vctx.newPage();
   await vpage.goto(`${ctl.apiBase}/`);
   await vpage.fill('#api-key', ctl.keys.viewer);
@@ -190,9 +247,16 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await vpage.goto(`${ctl.apiBase}/#/containers/${agent.agentId}/${pauseMe}`);
   await vpage.waitForSelector('h2:has-text("web-frontend")');
   t.equal(await vpage.$('.actions'), null, 'a viewer sees no action buttons on a container');
+  t.equal(await vpage.evaluate<string>('getComputedStyle(document.body).backgroundColor'), 'rgb(15, 18, 22)', 'the dark theme follows prefers-color-scheme');
+  await runAxe(vpage, t, 'the container page, dark theme');
   await vpage.goto(`${ctl.apiBase}/#/violations?acknowledged=all`);
   await vpage.waitForSelector('tr:has-text("no-limits")');
   t.equal(await vpage.$('button:has-text("cknowledge")'), null, 'nor acknowledge buttons');
+  await runAxe(vpage, t, 'the violations view, dark theme');
+  await vpage.goto(`${ctl.apiBase}/#/`);
+  await vpage.waitForSelector('[data-testid=verdict]');
+  await runAxe(vpage, t, 'the fleet overview, dark theme');
+  await screenshot(vpage, 'overview-dark');
 
   // ---- logout: the session is dead server-side, wherever a copy of the cookie is
   const stolen = (await ctx.cookies()).find((c) => c.name === '__Host-bulkhead_session')!.value;

@@ -180,6 +180,12 @@ export interface ConsoleController extends ControllerHandle {
   keys: Record<Role, string>;
   /** Mints another key; `projects` limits it. Returns the plaintext and the key's id. */
   mintKey(name: string, role: Role, projects?: string[]): Promise<{ key: string; id: string }>;
+  /**
+   * How many requests the controller answered for `method` and route pattern (e.g. 'DELETE',
+   * '/v1/keys/:id') and, if given, status, from its Prometheus metrics: the server's own count, for asserting that a
+   * request the browser blocked never arrived.
+   */
+  served(method: string, route: string, status?: number): Promise<number>;
   /** Any API call with a Bearer key (default: admin); `body` is JSON-encoded. */
   call<T = any>(method: string, path: string, body?: unknown, key?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: T }>;
 }
@@ -197,7 +203,19 @@ export async function startConsoleController(t: TapLike, root: string, opts: Sta
   };
   const keys = {} as Record<Role, string>;
   for (const role of ['viewer', 'operator', 'admin'] as const) keys[role] = (await mintKey(`console-${role}`, role)).key;
+  const served = async (method: string, route: string, status?: number): Promise<number> => {
+    const r = await fetch(`http://127.0.0.1:${c.metricsPort}/metrics`);
+    if (r.status !== 200) throw new Error(`GET /metrics: ${r.status}`);
+    let n = 0;
+    for (const line of (await r.text()).split('\n')) {
+      const m = /^bulkhead_controller_api_request_duration_seconds_count\{([^}]*)\} (\d+)/.exec(line);
+      const labels = m?.[1] ?? '';
+      if (m && labels.includes(`method="${method}"`) && labels.includes(`route="${route}"`) && (status === undefined || labels.includes(`status="${status}"`))) n += Number(m[2]);
+    }
+    return n;
+  };
   return Object.assign(c, {
+    served,
     serverCertPem: readFileSync(join(c.dataDir, 'server.crt'), 'utf8'),
     port: Number(new URL(c.apiBase).port),
     keys,

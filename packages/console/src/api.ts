@@ -126,6 +126,10 @@ export const getContainer = (agent: string, id: string) => guard(client.getConta
 export type ViolationQuery = T.ViolationQuery;
 export const listViolations = (q: ViolationQuery) => guard(client.listViolations(q));
 
+export type Summary = T.Summary;
+/** The fleet at a glance, counted by the controller's database (GET /v1/summary). */
+export const getSummary = (top = 5) => guard(client.getSummary({ top }));
+
 export type AlertQuery = T.AlertQuery;
 export const listAlerts = (q: AlertQuery) => guard(client.listAlerts(q));
 
@@ -228,9 +232,7 @@ export type ApiKeyCreateBody = T.ApiKeyCreateBody;
 export type JoinToken = T.JoinToken;
 export type Webhook = T.Webhook;
 export type Delivery = T.Delivery;
-export type Summary = T.Summary;
 
-export const getSummary = (top?: number) => guard(client.getSummary(top === undefined ? {} : { top }));
 export const getPolicy = (version?: number) => guard(client.getPolicy(version));
 export const listPolicyVersions = () => guard(client.listPolicyVersions());
 /** The candidate is sent as text (YAML or JSON, as pasted or uploaded); nothing is applied. */

@@ -51,8 +51,8 @@ export interface Loaded<T> {
 }
 
 /**
- * Loads `load()` when `deps` change, and again (debounced by `delayMs`, so a burst of events
- * costs one request) whenever an event for which `live(e)` is true arrives. A stream gap
+ * Loads `load()` when `deps` change, and again whenever an event for which `live(e)` is true
+ * arrives: at once after a quiet spell, and at most once per `delayMs` during a burst. A stream gap
  * (events missed) reloads every view.
  */
 export function useLiveData<T>(load: () => Promise<T>, deps: unknown[], live: ((e: FleetEvent) => boolean) | null, delayMs = 250): Loaded<T> {
@@ -88,14 +88,18 @@ export function useLiveData<T>(load: () => Promise<T>, deps: unknown[], live: ((
 
   useEffect(() => {
     if (!live) return undefined;
+    // Leading edge: the first event after a quiet spell reloads at once (the latency a person
+    // sees); events within `delayMs` of a reload are folded into one more, `delayMs` later.
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let last = 0;
     const off = subscribe((e) => {
       if (e.type !== 'stream.gap' && !live(e)) return;
       if (timer !== undefined) return;
       timer = setTimeout(() => {
         timer = undefined;
+        last = Date.now();
         reload();
-      }, delayMs);
+      }, Math.max(0, last + delayMs - Date.now()));
     });
     return () => {
       off();

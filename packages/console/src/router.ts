@@ -1,5 +1,7 @@
 // Owns the hash router: #/path?query. A hash route needs no server fallback (the controller
 // serves one index.html) and the query holds only filters, never a credential.
+// Hand-written rather than preact-router/wouter: matching "/a/:b" against the fragment and
+// listening to hashchange is all the console needs, in fewer lines than the dependency's glue.
 import { useEffect, useState } from 'preact/hooks';
 
 export interface Location {

@@ -1,7 +1,8 @@
-// Containers: the fleet inventory, filtered on the server (agent, state, image substring,
-// labels) and paged by cursor (100 rows a page by default, so 10,000 containers cost what 100
-// do). The filters live in the hash query, so a filtered view can be bookmarked or reloaded.
-// Rows reload live when a container event arrives.
+// Containers: the fleet inventory, searched, filtered and sorted on the server (free text,
+// host, state, image substring, labels, project, "breaks rule X"; sort by name, state, image,
+// host, CPU or memory) and paged by cursor (100 rows a page by default, so 10,000 containers
+// cost what 100 do). Filters and sort live in the hash query, so a view can be bookmarked or
+// reloaded. Rows reload live when a container event arrives.
 import { useState } from 'preact/hooks';
 import { listContainers, type Container, type ContainerQuery } from '../api';
 import { hostOf, useAgents } from '../agents';
@@ -14,6 +15,26 @@ import type { ViewProps } from '../routes';
 
 const STATES = ['running', 'paused', 'exited', 'created', 'restarting', 'removing', 'dead'];
 const PAGE_SIZES = [50, 100, 500];
+const SORTS = ['agent', 'name', 'state', 'image', 'cpu', 'memory'] as const;
+type SortKey = (typeof SORTS)[number];
+const SORT_LABEL: Record<SortKey, string> = { agent: 'host', name: 'name', state: 'state', image: 'image', cpu: 'CPU', memory: 'memory' };
+
+/** A column header that sorts the list on the server; a second press reverses it. */
+function SortHeader({ label, sortKey, sort, onSort }: { label: string; sortKey: SortKey; sort: string; onSort: (s: string) => void }) {
+  const active = sort === sortKey || sort === `-${sortKey}`;
+  const desc = sort === `-${sortKey}`;
+  // CPU and memory start with the busiest first; text columns A→Z.
+  const next = active ? (desc ? sortKey : `-${sortKey}`) : sortKey === 'cpu' || sortKey === 'memory' ? `-${sortKey}` : sortKey;
+  return (
+    <th scope="col" aria-sort={active ? (desc ? 'descending' : 'ascending') : 'none'}>
+      <button type="button" class="sort" onClick={() => onSort(next)}>
+        {label}
+        <span aria-hidden="true">{active ? (desc ? ' ▼' : ' ▲') : ' ↕'}</span>
+        <span class="sr-only">{active ? `, sorted ${desc ? 'descending' : 'ascending'}` : ''}, sort by {label}</span>
+      </button>
+    </th>
+  );
+}
 
 export function Containers({ query }: ViewProps) {
   const { agents, byId } = useAgents();
@@ -22,6 +43,10 @@ export function Containers({ query }: ViewProps) {
     state: query.get('state') ?? '',
     image: query.get('image') ?? '',
     label: query.get('label') ?? '',
+    q: query.get('q') ?? '',
+    rule: query.get('rule') ?? '',
+    project: query.get('project') ?? '',
+    sort: query.get('sort') ?? 'agent',
     limit: Number(query.get('limit') ?? '100') || 100,
   };
   const key = JSON.stringify(filter);
@@ -35,27 +60,36 @@ export function Containers({ query }: ViewProps) {
     state: filter.state || undefined,
     image: filter.image || undefined,
     label: filter.label ? filter.label.split(/\s+/).filter(Boolean) : undefined,
+    q: filter.q || undefined,
+    rule: filter.rule || undefined,
+    project: filter.project || undefined,
+    sort: SORTS.some((k) => filter.sort === k || filter.sort === `-${k}`) ? (filter.sort as ContainerQuery['sort']) : undefined,
     limit: filter.limit,
     cursor,
   };
   const { data, error, loading } = useLiveData(() => listContainers(q), [key, cursor], (e) => e.type.startsWith('container.'), 200);
 
+  const go = (over: Record<string, string>) => {
+    const next: Record<string, string> = { ...filter, limit: String(filter.limit), ...over };
+    if (next['sort'] === 'agent') next['sort'] = '';
+    if (next['limit'] === '100') next['limit'] = '';
+    navigate('/containers', next);
+  };
   const apply = (e: Event) => {
     e.preventDefault();
     const f = new FormData(e.currentTarget as HTMLFormElement);
-    setCursors([]);
-    navigate('/containers', {
-      agent: String(f.get('agent') ?? ''),
-      state: String(f.get('state') ?? ''),
-      image: String(f.get('image') ?? '').trim(),
-      label: String(f.get('label') ?? '').trim(),
-      limit: String(f.get('limit') ?? '100'),
-    });
+    const v = (k: string) => String(f.get(k) ?? '').trim();
+    go({ q: v('q'), agent: v('agent'), state: v('state'), image: v('image'), label: v('label'), rule: v('rule'), project: v('project'), limit: v('limit') || '100' });
   };
+  const sortKey = (filter.sort.replace(/^-/, '') as SortKey) || 'agent';
 
   return (
     <div>
       <form class="filters" onSubmit={apply} key={key} aria-label="Filter containers">
+        <div>
+          <label for="f-q">Search</label>
+          <input id="f-q" name="q" type="search" value={filter.q} placeholder="name, image or id" />
+        </div>
         <div>
           <label for="f-agent">Host</label>
           <select id="f-agent" name="agent" value={filter.agent}>
@@ -90,6 +124,17 @@ export function Containers({ query }: ViewProps) {
           </span>
         </div>
         <div>
+          <label for="f-rule">Breaks rule</label>
+          <input id="f-rule" name="rule" type="search" value={filter.rule} placeholder="host.privileged" aria-describedby="f-rule-help" />
+          <span id="f-rule-help" class="help">
+            containers with an open violation of this rule id
+          </span>
+        </div>
+        <div>
+          <label for="f-project">Project</label>
+          <input id="f-project" name="project" type="search" value={filter.project} placeholder="payments" />
+        </div>
+        <div>
           <label for="f-limit">Per page</label>
           <select id="f-limit" name="limit" value={String(filter.limit)}>
             {PAGE_SIZES.map((n) => (
@@ -110,18 +155,18 @@ export function Containers({ query }: ViewProps) {
       </form>
       <ErrorNote error={error} />
       <p class="muted small" role="status" aria-live="polite">
-        {loading && !data ? 'Loading…' : data ? `Page ${cursors.length + 1}: ${data.items.length} container${data.items.length === 1 ? '' : 's'}${data.nextCursor ? ', more on the next page' : ''}. Sorted by host, then name.` : ''}
+        {loading && !data ? 'Loading…' : data ? `Page ${cursors.length + 1}: ${data.items.length} container${data.items.length === 1 ? '' : 's'}${data.nextCursor ? ', more on the next page' : ''}. Sorted by ${SORT_LABEL[sortKey]}${filter.sort.startsWith('-') ? ', descending' : ''}.` : ''}
       </p>
       <div class="table-wrap">
         <table class="containers" aria-busy={loading ? 'true' : 'false'}>
           <thead>
             <tr>
-              <th scope="col">Name</th>
-              <th scope="col">State</th>
-              <th scope="col">Image</th>
-              <th scope="col">Host</th>
-              <th scope="col">CPU</th>
-              <th scope="col">Memory</th>
+              <SortHeader label="Name" sortKey="name" sort={filter.sort} onSort={(sort) => go({ sort })} />
+              <SortHeader label="State" sortKey="state" sort={filter.sort} onSort={(sort) => go({ sort })} />
+              <SortHeader label="Image" sortKey="image" sort={filter.sort} onSort={(sort) => go({ sort })} />
+              <SortHeader label="Host" sortKey="agent" sort={filter.sort} onSort={(sort) => go({ sort })} />
+              <SortHeader label="CPU" sortKey="cpu" sort={filter.sort} onSort={(sort) => go({ sort })} />
+              <SortHeader label="Memory" sortKey="memory" sort={filter.sort} onSort={(sort) => go({ sort })} />
               <th scope="col">Updated</th>
             </tr>
           </thead>

@@ -1,8 +1,10 @@
-// Fleet overview: "is my fleet OK?" in one look. Agents (online/offline, versions, last seen,
-// certificate expiry), open violations by severity, alerts of the last 24 h, running
-// containers and the busiest of them, and a 24-hour timeline of violations and actions.
-// Everything comes from the /v1 lists; any fleet event reloads it (debounced).
-import { listAlerts, listContainers, listViolations, type Alert, type Container, type Violation } from '../api';
+// Fleet overview: "is my fleet OK?" in one look. The counts come from one request,
+// GET /v1/summary (counted by the database, scoped like the lists, whatever the fleet's size):
+// agents by status and version, certificates about to expire, containers by state, open
+// violations by severity, alerts and webhook deliveries of the last 24 h, the busiest
+// containers. The 24-hour timeline reads the last day's violations and action alerts; the
+// agents table reads GET /v1/agents. Any fleet event reloads them (debounced).
+import { getSummary, listAlerts, listViolations, type Summary, type Violation, type Alert } from '../api';
 import { hostOf, useAgents } from '../agents';
 import { AgentStatusBadge, SeverityBadge, Time } from '../components/badges';
 import { BarChart, Timeline } from '../components/charts';
@@ -17,33 +19,16 @@ const SEV_ICON: Record<string, string> = { critical: '◆', high: '▲', medium:
 const CERT_WARN_DAYS = 14;
 const LIST_MAX = 1000;
 
-interface Data {
-  open: Violation[];
-  openMore: boolean;
-  recent: Violation[];
-  alerts: Alert[];
-  alertsMore: boolean;
-  running: Container[];
-  runningMore: boolean;
+interface Recent {
+  violations: Violation[];
+  actions: Alert[];
+  more: boolean;
 }
 
-async function load(): Promise<Data> {
+async function loadRecent(): Promise<Recent> {
   const since = new Date(Date.now() - 24 * 3600_000).toISOString();
-  const [open, recent, alerts, running] = await Promise.all([
-    listViolations({ acknowledged: false, limit: LIST_MAX }),
-    listViolations({ since, limit: LIST_MAX }),
-    listAlerts({ since: '24h', limit: LIST_MAX }),
-    listContainers({ state: 'running', limit: LIST_MAX }),
-  ]);
-  return {
-    open: open.items,
-    openMore: !!open.nextCursor,
-    recent: recent.items,
-    alerts: alerts.items,
-    alertsMore: alerts.nextOffset !== null && alerts.nextOffset !== undefined,
-    running: running.items,
-    runningMore: !!running.nextCursor,
-  };
+  const [v, a] = await Promise.all([listViolations({ since, limit: LIST_MAX }), listAlerts({ since: '24h', type: ['action', 'action_failed'], limit: LIST_MAX })]);
+  return { violations: v.items, actions: a.items, more: !!v.nextCursor };
 }
 
 function hourBuckets(times: string[], now: number): number[] {
@@ -56,134 +41,139 @@ function hourBuckets(times: string[], now: number): number[] {
   return out;
 }
 
+const count = (list: { key: string; count: number }[], key: string) => list.find((x) => x.key === key)?.count ?? 0;
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+function verdict(s: Summary): string[] {
+  const problems: string[] = [];
+  const crit = count(s.violations.openBySeverity, 'critical');
+  const high = count(s.violations.openBySeverity, 'high');
+  if (s.agents.offline) problems.push(`${plural(s.agents.offline, 'agent')} offline`);
+  if (crit) problems.push(`${plural(crit, 'critical violation')} open`);
+  if (high) problems.push(`${plural(high, 'high violation')} open`);
+  if (s.agents.certExpiringSoon) problems.push(`${plural(s.agents.certExpiringSoon, 'agent certificate')} expiring within ${CERT_WARN_DAYS} days`);
+  if (s.webhooks.dead) problems.push(`${plural(s.webhooks.dead, 'webhook delivery', 'webhook deliveries')} dead-lettered`);
+  return problems;
+}
+
 export function Overview(_: ViewProps) {
   const { agents, byId, error: agentsError } = useAgents();
-  const { data, error } = useLiveData(load, [], () => true, 500);
+  const sum = useLiveData(() => getSummary(5), [], () => true, 500);
+  const recent = useLiveData(loadRecent, [], (e) => e.type.startsWith('alert.'), 1000);
+  const s = sum.data;
   const now = Date.now();
-
-  const online = agents.filter((a) => a.status === 'online').length;
-  const offline = agents.filter((a) => a.status === 'offline').length;
-  const revoked = agents.filter((a) => a.status === 'revoked').length;
-  const certSoon = agents.filter((a) => a.status !== 'revoked' && Date.parse(a.certNotAfter) - now < CERT_WARN_DAYS * 86400_000);
-  const totalContainers = agents.reduce((s, a) => s + a.containerCount, 0);
-  const versions = new Map<string, number>();
-  for (const a of agents) if (a.status !== 'revoked') versions.set(a.agentVersion, (versions.get(a.agentVersion) ?? 0) + 1);
-
-  const bySev = (items: { severity: string }[]) => Object.fromEntries(SEVERITIES.map((s) => [s, items.filter((v) => v.severity === s).length])) as Record<string, number>;
-  const openBySev = data ? bySev(data.open) : undefined;
-  const more = (flag: boolean | undefined) => (flag ? '+' : '');
-
-  const problems: string[] = [];
-  if (offline) problems.push(`${offline} agent${offline > 1 ? 's' : ''} offline`);
-  if (openBySev?.['critical']) problems.push(`${openBySev['critical']}${more(data?.openMore)} critical violation${openBySev['critical'] > 1 ? 's' : ''} open`);
-  if (openBySev?.['high']) problems.push(`${openBySev['high']}${more(data?.openMore)} high violation${openBySev['high'] > 1 ? 's' : ''} open`);
-  if (certSoon.length) problems.push(`${certSoon.length} agent certificate${certSoon.length > 1 ? 's' : ''} expiring within ${CERT_WARN_DAYS} days`);
-
-  const actions = data ? data.alerts.filter((a) => a.type === 'action' || a.type === 'action_failed') : [];
-  const busiest = data ? [...data.running].filter((c) => c.usage).sort((a, b) => (b.usage?.cpuPercent ?? 0) - (a.usage?.cpuPercent ?? 0)).slice(0, 5) : [];
+  const problems = s ? verdict(s) : [];
 
   return (
     <div class="overview">
-      <ErrorNote error={error ?? agentsError} />
-      {data ? (
+      <ErrorNote error={sum.error ?? agentsError ?? recent.error} />
+      {s ? (
         <p class={`verdict ${problems.length ? 'verdict-bad' : 'verdict-ok'}`} role="status" data-testid="verdict">
           <span aria-hidden="true">{problems.length ? '⚠ ' : '✔ '}</span>
-          {problems.length ? `Needs attention: ${problems.join('; ')}.` : 'Fleet OK: every agent online, no critical or high violation open.'}
+          {problems.length ? `Needs attention: ${problems.join('; ')}.` : 'Fleet OK: every agent online, no critical or high violation open, no dead-lettered alert.'}
         </p>
       ) : (
         <p aria-busy="true">Loading the fleet…</p>
       )}
-      <div class="grid">
-        <section class="card" aria-labelledby="ov-agents">
-          <h2 id="ov-agents">Agents</h2>
-          <p class="big">
-            <span class="num">{online}</span> online · <span class="num">{offline}</span> offline{revoked ? ` · ${revoked} revoked` : ''}
-          </p>
-          <p class="muted">
-            Versions: {[...versions.entries()].map(([v, n]) => `${v} (${n})`).join(', ') || '—'}
-          </p>
-        </section>
-        <section class="card" aria-labelledby="ov-sev">
-          <h2 id="ov-sev">Open violations by severity</h2>
-          {openBySev ? (
-            <BarChart
-              title="Open (unacknowledged) violations by severity"
-              bars={SEVERITIES.map((s) => ({ label: s, value: openBySev[s] ?? 0, cls: `sev-${s}`, icon: SEV_ICON[s], text: `${openBySev[s] ?? 0}${more(data?.openMore)}` }))}
-            />
-          ) : null}
-          <p>
-            <a href={href('/violations', { acknowledged: 'false' })}>All open violations</a>
-          </p>
-        </section>
-        <section class="card" aria-labelledby="ov-alerts">
-          <h2 id="ov-alerts">Alerts, last 24 h</h2>
-          {data ? (
-            <>
-              <p class="big">
-                <span class="num">{data.alerts.reduce((s, a) => s + a.count, 0)}</span>
-                {more(data.alertsMore)} alerts ({data.alerts.length} grouped)
-              </p>
-              <BarChart
-                title="Alerts of the last 24 hours by severity"
-                bars={['critical', 'high', 'medium', 'low', 'info'].map((s) => {
-                  const n = data.alerts.filter((a) => a.severity === s).length;
-                  return { label: s, value: n, cls: `sev-${s}`, icon: SEV_ICON[s], text: String(n) };
-                })}
-              />
-            </>
-          ) : null}
-        </section>
-        <section class="card" aria-labelledby="ov-containers">
-          <h2 id="ov-containers">Containers</h2>
-          {data ? (
+      {s ? (
+        <div class="grid">
+          <section class="card" aria-labelledby="ov-agents">
+            <h2 id="ov-agents">Agents</h2>
             <p class="big">
-              <span class="num">{data.running.length}</span>
-              {more(data.runningMore)} running of <span class="num">{totalContainers}</span>
+              <span class="num">{s.agents.online}</span> online · <span class="num">{s.agents.offline}</span> offline
+              {s.agents.revoked ? ` · ${s.agents.revoked} revoked` : ''}
             </p>
-          ) : null}
-          <p>
-            <a href={href('/containers', { state: 'running' })}>Running containers</a> · <a href={href('/containers')}>All</a>
-          </p>
-        </section>
-      </div>
+            <p class="muted">Versions: {s.agents.versions.map((v) => `${v.key} (${v.count})`).join(', ') || '—'}</p>
+            <p class={s.agents.certExpiringSoon ? 'warn' : 'muted'}>
+              {s.agents.certExpiringSoon ? <span aria-hidden="true">⚠ </span> : null}
+              {plural(s.agents.certExpiringSoon, 'certificate')} expiring within {CERT_WARN_DAYS} days
+            </p>
+          </section>
+          <section class="card" aria-labelledby="ov-sev">
+            <h2 id="ov-sev">Open violations by severity</h2>
+            <BarChart
+              title="Open (unacknowledged, not exempted) violations by severity"
+              bars={SEVERITIES.map((k) => ({ label: k, value: count(s.violations.openBySeverity, k), cls: `sev-${k}`, icon: SEV_ICON[k] }))}
+            />
+            <p>
+              {s.violations.open} open, {s.violations.recent} reported in 24 h · <a href={href('/violations', { acknowledged: 'false' })}>All open violations</a>
+            </p>
+          </section>
+          <section class="card" aria-labelledby="ov-alerts">
+            <h2 id="ov-alerts">Alerts, last 24 h</h2>
+            <p class="big">
+              <span class="num">{s.alerts.occurrences}</span> alerts ({s.alerts.groups} grouped)
+            </p>
+            <BarChart
+              title="Alerts of the last 24 hours by severity"
+              bars={['critical', 'high', 'medium', 'low', 'info'].map((k) => ({ label: k, value: count(s.alerts.bySeverity, k), cls: `sev-${k}`, icon: SEV_ICON[k] }))}
+            />
+          </section>
+          <section class="card" aria-labelledby="ov-containers">
+            <h2 id="ov-containers">Containers</h2>
+            <p class="big">
+              <span class="num">{count(s.containers.byState, 'running')}</span> running of <span class="num">{s.containers.total}</span>
+            </p>
+            <p class="muted">{s.containers.byState.map((x) => `${x.count} ${x.key}`).join(', ') || 'none reported'}</p>
+            <p>
+              <a href={href('/containers', { state: 'running' })}>Running containers</a> · <a href={href('/containers')}>All</a>
+            </p>
+          </section>
+          <section class="card" aria-labelledby="ov-webhooks">
+            <h2 id="ov-webhooks">Alert delivery</h2>
+            <p class={s.webhooks.dead ? 'warn' : ''}>
+              {s.webhooks.dead ? <span aria-hidden="true">⚠ </span> : <span aria-hidden="true">✔ </span>}
+              {plural(s.webhooks.dead, 'dead letter')}, {s.webhooks.pending} waiting for a retry
+            </p>
+            <p class="muted">
+              {plural(s.webhooks.enabled, 'endpoint')} enabled of {s.webhooks.endpoints}; {s.webhooks.deliveredRecent} delivered and {plural(s.webhooks.failedAttemptsRecent, 'failed attempt')} in 24 h
+            </p>
+          </section>
+        </div>
+      ) : null}
 
       <section class="card wide" aria-labelledby="ov-timeline">
         <h2 id="ov-timeline">Violations and actions, last 24 hours</h2>
-        {data ? (
+        {recent.data ? (
           <Timeline
             title="Violations and actions per hour over the last 24 hours"
             buckets={24}
-            axis={<>24 h ago → now (one column per hour)</>}
+            axis={<>24 h ago → now (one column per hour){recent.data.more ? '; the newest 1,000 violations' : ''}</>}
             series={[
-              { label: 'violations', cls: 'series-violation', icon: '▲', counts: hourBuckets(data.recent.map((v) => v.at), now) },
-              { label: 'actions', cls: 'series-action', icon: '■', counts: hourBuckets(actions.map((a) => a.lastSeenAt), now) },
+              { label: 'violations', cls: 'series-violation', icon: '▲', counts: hourBuckets(recent.data.violations.map((v) => v.at), now) },
+              { label: 'actions', cls: 'series-action', icon: '■', counts: hourBuckets(recent.data.actions.map((a) => a.lastSeenAt), now) },
             ]}
           />
-        ) : null}
+        ) : (
+          <p aria-busy="true">Loading…</p>
+        )}
       </section>
 
       <div class="grid two">
         <section class="card" aria-labelledby="ov-busy">
-          <h2 id="ov-busy">Busiest containers (CPU)</h2>
-          {busiest.length ? (
-            <BarChart
-              title="The five running containers using the most CPU"
-              bars={busiest.map((c) => ({
-                label: `${containerName(c.name)} on ${hostOf(byId, c.agentId)}`,
-                value: c.usage!.cpuPercent,
-                cls: 'cpu',
-                text: `${percent(c.usage!.cpuPercent)} CPU, ${bytes(c.usage!.memoryBytes)}`,
-              }))}
-            />
+          <h2 id="ov-busy">Busiest containers</h2>
+          {s && s.busiest.cpu.length ? (
+            <>
+              <h3>CPU (% of one core)</h3>
+              <BarChart
+                title="The running containers using the most CPU"
+                bars={s.busiest.cpu.map((c) => ({ label: `${containerName(c.name)} on ${hostOf(byId, c.agentId)}`, value: c.cpuPercent, cls: 'cpu', text: percent(c.cpuPercent) }))}
+              />
+              <h3>Memory</h3>
+              <BarChart
+                title="The running containers using the most memory"
+                bars={s.busiest.memory.map((c) => ({ label: `${containerName(c.name)} on ${hostOf(byId, c.agentId)}`, value: c.memoryBytes, cls: 'cpu', text: bytes(c.memoryBytes) }))}
+              />
+            </>
           ) : (
             <p class="muted">No usage reported yet.</p>
           )}
         </section>
         <section class="card" aria-labelledby="ov-latest">
           <h2 id="ov-latest">Latest violations</h2>
-          {data && data.recent.length ? (
+          {recent.data && recent.data.violations.length ? (
             <ul class="plain">
-              {data.recent.slice(0, 6).map((v) => (
+              {recent.data.violations.slice(0, 6).map((v) => (
                 <li key={v.id}>
                   <SeverityBadge severity={v.severity} /> <code>{v.ruleId}</code> on{' '}
                   {v.containerId ? <a href={href(`/containers/${encodeURIComponent(v.agentId)}/${encodeURIComponent(v.containerId)}`)}>{containerName(v.containerName)}</a> : containerName(v.containerName)}{' '}

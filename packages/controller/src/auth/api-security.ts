@@ -103,6 +103,7 @@ export class ApiSecurity {
    * authorizes by the route's declaration; sets req.auth. Throws 401/403/429 problems.
    */
   async authenticateRequest(req: FastifyRequest, reply: FastifyReply, authorization: string | undefined, sessionId: string | undefined): Promise<void> {
+    if ((authorization === undefined || authorization === '') && sessionId !== undefined && sessionId !== '') refuseOtherOrigins(req);
     const seen: AuthAttempt = {};
     let p: Principal;
     try {
@@ -141,6 +142,26 @@ export class ApiSecurity {
     await this.audit?.flush();
     await this.authenticator.drain();
   }
+}
+
+/**
+ * The console calls the API from its own origin only. A browser sends the SameSite=Strict cookie
+ * with the requests of any page of the same *site* — another service on this host name or IP on
+ * another port — and, for reads and event streams, no CSRF token is asked: such a page cannot read
+ * the answers (no CORS), but its requests would still count as use (keeping a forgotten session
+ * past its idle timeout) and its EventSources would take the key's stream slots. Browsers say where
+ * a request comes from in Sec-Fetch-Site; with the cookie, only `same-origin` and `none` (the
+ * person typed the URL or opened a bookmark) are accepted. Refused before the session is looked up,
+ * so a refused request is not use. Clients that send no Sec-Fetch-Site (not a browser, or an old
+ * one) keep SameSite and the CSRF token.
+ */
+function refuseOtherOrigins(req: FastifyRequest): void {
+  const site = req.headers['sec-fetch-site'];
+  if (site === undefined || site === 'same-origin' || site === 'none') return;
+  throw new BulkheadError(
+    'BK_ERR_CSRF',
+    `a request from another origin (Sec-Fetch-Site: ${String(site).slice(0, 40)}) cannot use the session cookie; the console calls the API from its own origin`,
+  );
 }
 
 /** The session cookie's value, if the request carries one. */

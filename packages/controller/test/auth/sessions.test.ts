@@ -130,6 +130,31 @@ t.test('CSRF: a cookie-authenticated change needs the session\'s token; a cross-
   t.equal((await api.call('POST', '/v1/keys', { body: { name: 'cli', role: 'viewer' }, headers: { cookie: s.cookie } })).status, 201);
 });
 
+t.test('with the cookie, only requests from the console\'s own origin (Sec-Fetch-Site) are served', async (t) => {
+  const api = await startSecureApi();
+  t.teardown(() => api.close());
+  const s = await login(api, api.admin.plaintext);
+  for (const site of ['same-site', 'cross-site', 'Same-Origin', 'same-origin, same-site']) {
+    for (const [method, path] of [['GET', '/v1/session'], ['GET', '/v1/containers'], ['POST', '/v1/keys']] as const) {
+      const r = await withCookie(api, s, method, path, { body: method === 'POST' ? { name: 'x', role: 'viewer' } : undefined, headers: { 'sec-fetch-site': site } });
+      t.equal(r.status, 403, `${method} ${path}, Sec-Fetch-Site: ${site}: 403`);
+      t.equal(r.json.code, 'BK_ERR_CSRF');
+      t.match(r.json.detail, /from another origin .* cannot use the session cookie/);
+      t.notOk(r.headers['set-cookie'], 'the cookie is not cleared (another page must not log the console out)');
+    }
+  }
+  const events = await openStream(`${api.url}/v1/events`, api.ca.certPem, { cookie: s.cookie, 'sec-fetch-site': 'same-site' });
+  events.close();
+  t.equal(events.status, 403, 'an EventSource of another origin opens no stream');
+  for (const site of ['same-origin', 'none', undefined]) {
+    const r = await withCookie(api, s, 'GET', '/v1/session', { headers: site === undefined ? {} : { 'sec-fetch-site': site } });
+    t.equal(r.status, 200, `Sec-Fetch-Site: ${site ?? '(absent: not a browser)'}: served`);
+  }
+  // A key in the Authorization header is not a browser's ambient credential: not asked.
+  t.equal((await api.call('GET', '/v1/containers', { headers: { 'sec-fetch-site': 'cross-site' } })).status, 200, 'a key from any origin: served');
+  t.equal((await api.store.listApiKeys()).filter((k) => k.name === 'x').length, 0, 'nothing was created');
+});
+
 t.test('a stolen session id stops working: logout, idle timeout, lifetime, key revoked or expired', async (t) => {
   const api = await startSecureApi({ auth: { sessionIdleMs: 10_000, sessionMaxLifetimeMs: 60_000 } });
   t.teardown(() => api.close());
