@@ -228,3 +228,42 @@ export function closeEvents(): void {
   source?.close();
   source = null;
 }
+
+// ---- policy, host audit, audit trail, keys and tokens, webhooks ------------------------------
+
+export type Policy = T.Policy;
+export type PolicyVersion = T.PolicyVersion;
+export type DryRunResult = T.DryRunResult;
+export type HostAudit = T.HostAudit;
+export type AuditEntry = T.AuditEntry;
+export type AuditVerify = T.AuditVerify;
+export type AuditQuery = T.AuditQuery;
+export type ApiKey = T.ApiKey;
+export type ApiKeyCreateBody = T.ApiKeyCreateBody;
+export type JoinToken = T.JoinToken;
+export type Webhook = T.Webhook;
+export type Delivery = T.Delivery;
+
+export const getPolicy = (version?: number) => guard(client.getPolicy(version));
+export const listPolicyVersions = () => guard(client.listPolicyVersions());
+/** The candidate is sent as text (YAML or JSON, as pasted or uploaded); nothing is applied. */
+export const dryRunPolicy = (text: string) => guard(client.dryRunPolicy(text));
+export const applyPolicy = (text: string, comment: string) => guard(client.applyPolicy(text, comment ? { comment } : {}));
+
+export const getHostAudit = (agentId: string) => guard(client.getHostAudit(agentId));
+
+export const listAuditLog = (q: AuditQuery) => guard(client.listAuditLog(q));
+export const verifyAuditLog = () => guard(client.verifyAuditLog());
+
+export const listKeys = () => guard(client.listKeys());
+/** The answer carries the new key's secret (`key`) once: the view shows it and forgets it. */
+export const createKey = (body: ApiKeyCreateBody) => guard(client.createKey(body));
+export const revokeKey = (id: string) => guard(client.revokeKey(id));
+export const listJoinTokens = () => guard(client.listJoinTokens({ limit: 100 }));
+export const createJoinToken = (body: T.JoinTokenCreateBody) => guard(client.createJoinToken(body));
+export const revokeJoinToken = (id: string) => guard(client.revokeJoinToken(id));
+
+export const listWebhooks = () => guard(client.listWebhooks());
+export const listDeliveries = (webhookId: string, q: T.DeliveryQuery) => guard(client.listDeliveries(webhookId, q));
+export const redeliver = (deliveryId: string) => guard(client.redeliver(deliveryId));
+export const testWebhook = (webhookId: string) => guard(client.testWebhook(webhookId));

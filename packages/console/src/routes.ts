@@ -6,6 +6,11 @@ import { Overview } from './views/overview';
 import { Containers } from './views/containers';
 import { ContainerDetail } from './views/container-detail';
 import { Violations } from './views/violations';
+import { PolicyView } from './views/policy';
+import { HostAuditView } from './views/host-audit';
+import { AuditTrail } from './views/audit-trail';
+import { KeysAndTokens } from './views/keys';
+import { Webhooks } from './views/webhooks';
 
 export interface ViewProps {
   session: Session;
@@ -29,6 +34,12 @@ export const routes: RouteDef[] = [
   { path: '/containers', title: 'Containers', nav: 'Containers', view: Containers },
   { path: '/containers/:agent/:id', title: 'Container', view: ContainerDetail },
   { path: '/violations', title: 'Violations', nav: 'Violations', view: Violations },
+  { path: '/policy', title: 'Policy', nav: 'Policy', view: PolicyView },
+  { path: '/hosts', title: 'Host audit', nav: 'Host audit', view: HostAuditView },
+  { path: '/hosts/:agent', title: 'Host audit', view: HostAuditView },
+  { path: '/webhooks', title: 'Alerts and webhooks', nav: 'Webhooks', view: Webhooks },
+  { path: '/audit', title: 'Audit trail', nav: 'Audit trail', minRole: 'admin', view: AuditTrail },
+  { path: '/keys', title: 'Keys and tokens', nav: 'Keys', minRole: 'admin', view: KeysAndTokens },
 ];
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };

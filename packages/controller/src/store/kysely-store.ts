@@ -597,17 +597,11 @@ export abstract class KyselyStore implements Store {
     if (q.rule !== undefined) {
       const rule = q.rule;
       // Open = not acknowledged and not covered by an exemption: what an operator still has to look at.
-      qb = qb.where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('violations')
-            .select(sql<number>`1`.as('one'))
-            .whereRef('violations.container_id', '=', 'containers.id')
-            .whereRef('violations.agent_id', '=', 'containers.agent_id')
-            .where('violations.rule_id', '=', rule)
-            .where('violations.ack_at', 'is', null)
-            .where('violations.exempted_by', '=', ''),
-        ),
+      // IN (subquery), not a correlated EXISTS: the rule's violations are read once through
+      // violations_rule_at; SQLite planned the EXISTS as a walk of each container's agent's
+      // violations (10,000 containers × 200 violations each: 1.3 s a page sorted by cpu).
+      qb = qb.where(
+        sql<SqlBool>`(${sql.ref('containers.agent_id')}, ${sql.ref('containers.id')}) in (select ${sql.ref('violations.agent_id')}, ${sql.ref('violations.container_id')} from ${sql.table('violations')} where ${sql.ref('violations.rule_id')} = ${rule} and ${sql.ref('violations.ack_at')} is null and ${sql.ref('violations.exempted_by')} = '')`,
       );
     }
     for (const { key, value } of (q.labels ?? []).map(parseLabelFilter)) {

@@ -163,7 +163,7 @@ t.test('console queries', async (t) => {
       for (const desc of [false, true]) {
         const sort = (desc ? '-' : '') + field;
         const expected = [...all].sort((a, b) => (desc ? -cmp(a, b) : cmp(a, b))).map(key);
-        for (const limit of [1, 7, 1000]) {
+        for (const limit of [4, 1000]) { // 4: ties on the sort value straddle page boundaries
           const walked = await walk<C>(t, api, `/v1/containers?sort=${sort}&limit=${limit}`);
           t.same(walked.map(key), expected, `sort=${sort}, limit ${limit}: every row once, in order`);
         }
