@@ -2,7 +2,7 @@
 // the live-stream indicator, the current view from routes.ts). It owns the session object and
 // the one event stream's lifetime.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { currentSession, logout, setUnauthenticatedHandler, type Session } from './api';
+import { ApiError, currentSession, logout, setUnauthenticatedHandler, type Session } from './api';
 import { startLive, stopLive, useStreamState } from './live';
 import { allows, routes, type RouteDef } from './routes';
 import { matchPath, useLocation } from './router';
@@ -12,6 +12,7 @@ import { Logo } from './components/logo';
 export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [notice, setNotice] = useState<string | undefined>(undefined);
+  const [logoutError, setLogoutError] = useState<string | undefined>(undefined);
 
   useEffect(() => {
     setUnauthenticatedHandler(() => {
@@ -51,13 +52,23 @@ export function App() {
   return (
     <Shell
       session={session}
+      logoutError={logoutError}
       onLogout={async () => {
+        setLogoutError(undefined);
         try {
           await logout();
-        } finally {
-          setNotice('You are logged out.');
-          setSession(null);
+        } catch (err) {
+          // Only the controller's word ends a session: a DELETE that never arrived (network, 5xx,
+          // 429) leaves it alive with the cookie still in this browser. Saying "logged out" then
+          // would leave a working session behind on a shared computer. A 401 means it had ended.
+          if (!(err instanceof ApiError && err.status === 401)) {
+            setLogoutError(`Logout failed: ${(err as Error).message}. The session is still active; try again.`);
+            return;
+          }
         }
+        stopLive();
+        setNotice('You are logged out.');
+        setSession(null);
       }}
     />
   );
@@ -71,7 +82,7 @@ function findRoute(path: string, role: Session['role']): { route: RouteDef; para
   return null;
 }
 
-function Shell({ session, onLogout }: { session: Session; onLogout: () => void }) {
+function Shell({ session, onLogout, logoutError }: { session: Session; onLogout: () => void; logoutError?: string | undefined }) {
   const loc = useLocation();
   const found = findRoute(loc.path, session.role);
   const stream = useStreamState();
@@ -122,6 +133,12 @@ function Shell({ session, onLogout }: { session: Session; onLogout: () => void }
           Log out
         </button>
       </header>
+      {logoutError ? (
+        <p class="error" role="alert" data-testid="logout-error">
+          <span aria-hidden="true">⚠ </span>
+          {logoutError}
+        </p>
+      ) : null}
       <main id="main" tabIndex={-1}>
         <h1 ref={headingRef} tabIndex={-1}>
           {found?.route.title ?? 'Not found'}
