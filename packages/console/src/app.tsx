@@ -53,6 +53,15 @@ export function App() {
     <Shell
       session={session}
       logoutError={logoutError}
+      onIdle={async () => {
+        stopLive();
+        // Best effort: were the DELETE lost, the session still ends server-side after the same
+        // idle time, as this page has stopped asking for anything.
+        await logout().catch(() => undefined);
+        const idle = session.idleTimeoutSeconds;
+        setNotice(`You were logged out after ${idle < 120 ? `${idle} s` : `${Math.round(idle / 60)} min`} without activity. Log in again.`);
+        setSession(null);
+      }}
       onLogout={async () => {
         setLogoutError(undefined);
         try {
@@ -82,7 +91,35 @@ function findRoute(path: string, role: Session['role']): { route: RouteDef; para
   return null;
 }
 
-function Shell({ session, onLogout, logoutError }: { session: Session; onLogout: () => void; logoutError?: string | undefined }) {
+/** What counts as the person being there: input, not the page's own polling and live reloads. */
+const ACTIVITY = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart'] as const;
+
+/**
+ * Calls `onIdle` once nobody has touched the page for the session's idle timeout. The server's
+ * idle clock cannot tell: an open page keeps asking (the container page re-reads usage every 5 s,
+ * every event reloads a view), so without this an unattended console stays logged in for the
+ * whole session lifetime (8 h) instead of its idle timeout (15 min).
+ */
+function useIdleLogout(session: Session, onIdle: () => void): void {
+  useEffect(() => {
+    const idleMs = session.idleTimeoutSeconds * 1000;
+    let last = Date.now();
+    const seen = () => void (last = Date.now());
+    for (const e of ACTIVITY) window.addEventListener(e, seen, { capture: true, passive: true });
+    const timer = setInterval(() => {
+      if (Date.now() - last < idleMs) return;
+      clearInterval(timer);
+      onIdle();
+    }, Math.min(15_000, Math.max(1000, idleMs / 10)));
+    return () => {
+      clearInterval(timer);
+      for (const e of ACTIVITY) window.removeEventListener(e, seen, { capture: true });
+    };
+  }, [session.sessionId]);
+}
+
+function Shell({ session, onLogout, onIdle, logoutError }: { session: Session; onLogout: () => void; onIdle: () => void; logoutError?: string | undefined }) {
+  useIdleLogout(session, onIdle);
   const loc = useLocation();
   const found = findRoute(loc.path, session.role);
   const stream = useStreamState();
