@@ -132,6 +132,39 @@ t.test('the console under attack', { timeout: 300_000 }, async (t) => {
     }
   });
 
+  // ------------------------------------------------------------------ cookie tossing from the same host
+  await t.test('another HTTPS origin on the same host name: cannot replace a live session; can plant one before login (known limit)', async (t) => {
+    // The attacker's own session, opened with the attacker's own key.
+    const mine = await ctl.mintKey('planted-attacker', 'viewer');
+    const login = await raw(base, ctl.caPem, 'POST', '/v1/session', { authorization: `Bearer ${mine.key}`, 'content-type': 'application/json', 'content-length': '0' });
+    const planted = /__Host-bulkhead_session=([^;]+)/.exec(String([login.headers['set-cookie']].flat()[0]))?.[1];
+    t.ok(planted, 'the attacker has a session id of their own');
+    sibling.page('/toss', `<!doctype html><script>document.cookie = "__Host-bulkhead_session=${planted}; Secure; Path=/; SameSite=Strict";</script>tossed`);
+
+    // A victim already logged in: script on the sibling origin cannot overwrite the HttpOnly cookie.
+    const ctx = await newContext(t, browser);
+    const page = await ctx.newPage();
+    await page.goto(`${base}/console/`);
+    await page.waitForSelector('#api-key');
+    await page.fill('#api-key', ctl.keys.operator);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('[data-testid=session-info]');
+    const before = (await ctx.cookies(base)).find((c) => c.name === '__Host-bulkhead_session')?.value;
+    await page.goto(`${sibling.origin}/toss`);
+    const after = (await ctx.cookies(base)).find((c) => c.name === '__Host-bulkhead_session')?.value;
+    t.equal(after, before, 'the HttpOnly session cookie was not replaced by the other origin\'s script');
+
+    // A victim not logged in: the planted cookie is taken (cookies are per host, not per port).
+    // The console shows whose session it is in its header; docs/security.md tells operators to
+    // give the controller a host name no other HTTPS service answers on.
+    const fresh = await newContext(t, browser);
+    const p2 = await fresh.newPage();
+    await p2.goto(`${sibling.origin}/toss`);
+    await p2.goto(`${base}/console/`);
+    await p2.waitForSelector('[data-testid=session-info]', { timeout: 20_000 });
+    t.match(await p2.textContent('[data-testid=session-info]'), /planted-attacker/, 'planted: the header names the attacker\'s key, so the victim can see it');
+  });
+
   // ------------------------------------------------------------------ clickjacking
   await t.test('the console cannot be framed by another site', async (t) => {
     const ctx = await newContext(t, browser);

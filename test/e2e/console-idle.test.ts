@@ -26,7 +26,7 @@ function whoami(base: string, caPem: string, sessionId: string): Promise<number>
   });
 }
 
-t.test('an unattended console logs itself out after the idle timeout', { timeout: 300_000 }, async (t) => {
+t.test('the console with a real agent', { timeout: 300_000 }, async (t) => {
   if (!existsSync(join(CONSOLE_DIR, 'index.html'))) execFileSync(process.execPath, [join(ROOT, 'packages/console/build.mjs')], { stdio: 'inherit' });
   const engine = await startPrivateEngine({ t });
   t.teardown(() => removeLabelledContainers(engine).then(() => undefined, () => undefined));
@@ -37,27 +37,53 @@ t.test('an unattended console logs itself out after the idle timeout', { timeout
   agent.start();
   t.teardown(() => agent.stop());
   const id = (await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'idle-web', engine.image, 'sleep', '600'])).trim();
-  await waitFor('container known', async () => (await ctl.call<{ state: string }>('GET', `/v1/containers/${agent.agentId}/${id}`)).body.state === 'running', 60_000);
+  const other = (await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'bystander', engine.image, 'sleep', '600'])).trim();
+  for (const c of [id, other]) await waitFor('container known', async () => (await ctl.call<{ state: string }>('GET', `/v1/containers/${agent.agentId}/${c}`)).body.state === 'running', 60_000);
 
   const { browser } = await launchBrowser(t, { trust: [ctl.serverCertPem] });
-  const ctx = await newContext(t, browser);
-  const page = await ctx.newPage();
-  await page.goto(`${ctl.apiBase}/console/`);
-  await page.waitForSelector('#api-key');
-  await page.fill('#api-key', ctl.keys.viewer);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('[data-testid=session-info]');
-  const cookie = (await ctx.cookies(ctl.apiBase)).find((c) => c.name === '__Host-bulkhead_session');
-  t.ok(cookie, 'logged in');
-  // Open the container page (a hash change: no input event is synthesised), then nobody touches anything.
-  await page.evaluate(`location.hash = ${JSON.stringify(`#/containers/${agent.agentId}/${id}`)}`);
-  await page.waitForSelector('text=idle-web');
-  const requests: string[] = [];
-  page.on('request', (r) => requests.push(r.url()));
-  // Three idle timeouts of silence from the person (30 s).
-  await page.waitForTimeout(30_000);
-  t.ok(requests.filter((u) => u.includes('/v1/containers/')).length >= 1, `the page kept asking the API by itself (${requests.length} requests)`);
-  t.equal(await whoami(ctl.apiBase, ctl.caPem, cookie!.value), 401, 'the session is over after the idle timeout, though the page kept polling');
-  t.match((await page.textContent('body')) ?? '', /logged out after .* without activity/, 'the console says why');
-  t.ok(await page.$('#api-key'), 'and shows the login page');
+
+  await t.test('a confirmation does not follow the user to another container', async (t) => {
+    const ctx = await newContext(t, browser);
+    const page = await ctx.newPage();
+    await page.goto(`${ctl.apiBase}/console/#/containers/${agent.agentId}/${other}`);
+    await page.waitForSelector('#api-key');
+    await page.fill('#api-key', ctl.keys.operator);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('text=bystander');
+    await page.goto(`${ctl.apiBase}/console/#/containers/${agent.agentId}/${id}`);
+    await page.click('.actions button:text-is("Kill")');
+    await page.waitForSelector('dialog.confirm[open]');
+    t.match(await page.textContent('dialog.confirm'), /Kill container idle-web/, 'the dialog names the container');
+    // Back (Alt+Left, the browser's button): the previous container's page.
+    await page.evaluate('history.back()');
+    await page.waitForSelector('h2:has-text("bystander")');
+    await page.waitForTimeout(1000);
+    t.equal(await page.$('dialog.confirm[open]'), null, 'no Kill confirmation for the container nobody chose');
+    const state = (await ctl.call<{ state: string }>('GET', `/v1/containers/${agent.agentId}/${other}`)).body.state;
+    t.equal(state, 'running');
+    await ctx.close();
+  });
+
+  await t.test('an unattended console logs itself out after the idle timeout', async (t) => {
+    const ctx = await newContext(t, browser);
+    const page = await ctx.newPage();
+    await page.goto(`${ctl.apiBase}/console/`);
+    await page.waitForSelector('#api-key');
+    await page.fill('#api-key', ctl.keys.viewer);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('[data-testid=session-info]');
+    const cookie = (await ctx.cookies(ctl.apiBase)).find((c) => c.name === '__Host-bulkhead_session');
+    t.ok(cookie, 'logged in');
+    // Open the container page (a hash change: no input event is synthesised), then nobody touches anything.
+    await page.evaluate(`location.hash = ${JSON.stringify(`#/containers/${agent.agentId}/${id}`)}`);
+    await page.waitForSelector('text=idle-web');
+    const requests: string[] = [];
+    page.on('request', (r) => requests.push(r.url()));
+    // Three idle timeouts of silence from the person (30 s).
+    await page.waitForTimeout(30_000);
+    t.ok(requests.filter((u) => u.includes('/v1/containers/')).length >= 1, `the page kept asking the API by itself (${requests.length} requests)`);
+    t.equal(await whoami(ctl.apiBase, ctl.caPem, cookie!.value), 401, 'the session is over after the idle timeout, though the page kept polling');
+    t.match((await page.textContent('body')) ?? '', /logged out after .* without activity/, 'the console says why');
+    t.ok(await page.$('#api-key'), 'and shows the login page');
+  });
 });
