@@ -136,7 +136,8 @@ t.test('the console under attack', { timeout: 300_000 }, async (t) => {
   await t.test('another HTTPS origin on the same host name: cannot replace a live session; can plant one before login (known limit)', async (t) => {
     // The attacker's own session, opened with the attacker's own key.
     const mine = await ctl.mintKey('planted-attacker', 'viewer');
-    const login = await raw(base, ctl.caPem, 'POST', '/v1/session', { authorization: `Bearer ${mine.key}`, 'content-type': 'application/json', 'content-length': '0' });
+    const login = await ctl.call('POST', '/v1/session', { key: mine.key }, mine.key);
+    t.equal(login.status, 200, JSON.stringify(login.body));
     const planted = /__Host-bulkhead_session=([^;]+)/.exec(String([login.headers['set-cookie']].flat()[0]))?.[1];
     t.ok(planted, 'the attacker has a session id of their own');
     sibling.page('/toss', `<!doctype html><script>document.cookie = "__Host-bulkhead_session=${planted}; Secure; Path=/; SameSite=Strict";</script>tossed`);
