@@ -199,6 +199,29 @@ t.test('the console under attack', { timeout: 300_000 }, async (t) => {
     t.same(csp, [], 'nothing needed the CSP to stop it');
   });
 
+  // ------------------------------------------------------------------ dot segments from the address bar
+  await t.test('a link with ".." as a container id reaches no other route and does not break the page', async (t) => {
+    const ctx = await newContext(t, browser);
+    const page = await ctx.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const api: string[] = [];
+    page.on('request', (r) => void (r.url().includes('/v1/') && api.push(new URL(r.url()).pathname)));
+    await page.goto(`${base}/console/#/`);
+    await page.waitForSelector('#api-key');
+    await page.fill('#api-key', ctl.keys.operator);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('[data-testid=session-info]');
+    await page.waitForTimeout(1000);
+    api.length = 0; // the overview's own requests so far
+    await page.evaluate('location.hash = "#/containers/agt_x/.."');
+    await page.waitForSelector('[role=alert]', { timeout: 20_000 });
+    t.match(await page.textContent('[role=alert]'), /path parameter/, 'the view says why');
+    t.ok(await page.$('[data-testid=session-info]'), 'the console is still there');
+    t.same(api.filter((p) => /^\/v1\/containers\/?$/.test(p) || p === '/v1/'), [], 'no request climbed to another route');
+    t.same(errors, [], 'no uncaught error');
+  });
+
   // ------------------------------------------------------------------ logout that fails on the wire
   await t.test('a logout that did not reach the controller is not reported as a logout', async (t) => {
     const ctx = await newContext(t, browser);
