@@ -45,7 +45,16 @@ export interface PageParams {
   cursor?: string;
 }
 
-const enc = encodeURIComponent;
+/**
+ * One path segment, percent-encoded. "." and ".." are refused: encodeURIComponent leaves them as
+ * they are, and fetch (the WHATWG URL parser) then resolves them as dot segments, so
+ * getContainer('x', '..') would GET /v1/containers/ and a POST could land on another route.
+ * No agent id, container id or name, key, webhook or violation id is ever "." or "..".
+ */
+export function enc(v: string): string {
+  if (v === '.' || v === '..') throw new TypeError(`"${v}" cannot be a path parameter (it would be read as a dot segment)`);
+  return encodeURIComponent(v);
+}
 
 /** Entries of `q` in order, repeated names for arrays, undefined/null left out. */
 export function queryEntries(q: QueryInput | undefined): Array<[string, string]> {
@@ -144,12 +153,19 @@ export class BulkheadClient {
     return s;
   }
 
-  /** Ends the session server-side. */
+  /**
+   * Ends the session server-side. The CSRF token is forgotten once the controller confirms it
+   * (or answers 401: the session had ended); after any other failure the session is still
+   * alive, so the token is kept for a retry (without it the retry would be refused 403).
+   */
   async logout(): Promise<T.Logout> {
     try {
-      return await this.call('delete', '/v1/session');
-    } finally {
+      const r = await this.call('delete', '/v1/session');
       this.transport.setSession?.(null);
+      return r;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this.transport.setSession?.(null);
+      throw err;
     }
   }
 

@@ -105,10 +105,13 @@ export async function currentSession(): Promise<Session | null> {
   }
 }
 
-/** Ends the session server-side (the cookie's id is worthless afterwards, wherever a copy is). */
+/**
+ * Ends the session server-side (the cookie's id is worthless afterwards, wherever a copy is).
+ * Rejects when the controller did not confirm it (the session, its stream and CSRF token live on: retry).
+ */
 export async function logout(): Promise<void> {
-  closeEvents();
   await client.logout();
+  closeEvents();
 }
 
 // ---- reads -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // the live-stream indicator, the current view from routes.ts). It owns the session object and
 // the one event stream's lifetime.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { currentSession, logout, setUnauthenticatedHandler, type Session } from './api';
+import { ApiError, currentSession, logout, setUnauthenticatedHandler, type Session } from './api';
 import { startLive, stopLive, useStreamState } from './live';
 import { allows, routes, type RouteDef } from './routes';
 import { matchPath, useLocation } from './router';
@@ -12,6 +12,7 @@ import { Logo } from './components/logo';
 export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [notice, setNotice] = useState<string | undefined>(undefined);
+  const [logoutError, setLogoutError] = useState<string | undefined>(undefined);
 
   useEffect(() => {
     setUnauthenticatedHandler(() => {
@@ -51,13 +52,32 @@ export function App() {
   return (
     <Shell
       session={session}
+      logoutError={logoutError}
+      onIdle={async () => {
+        stopLive();
+        // Best effort: were the DELETE lost, the session still ends server-side after the same
+        // idle time, as this page has stopped asking for anything.
+        await logout().catch(() => undefined);
+        const idle = session.idleTimeoutSeconds;
+        setNotice(`You were logged out after ${idle < 120 ? `${idle} s` : `${Math.round(idle / 60)} min`} without activity. Log in again.`);
+        setSession(null);
+      }}
       onLogout={async () => {
+        setLogoutError(undefined);
         try {
           await logout();
-        } finally {
-          setNotice('You are logged out.');
-          setSession(null);
+        } catch (err) {
+          // Only the controller's word ends a session: a DELETE that never arrived (network, 5xx,
+          // 429) leaves it alive with the cookie still in this browser. Saying "logged out" then
+          // would leave a working session behind on a shared computer. A 401 means it had ended.
+          if (!(err instanceof ApiError && err.status === 401)) {
+            setLogoutError(`Logout failed: ${(err as Error).message}. The session is still active; try again.`);
+            return;
+          }
         }
+        stopLive();
+        setNotice('You are logged out.');
+        setSession(null);
       }}
     />
   );
@@ -71,7 +91,35 @@ function findRoute(path: string, role: Session['role']): { route: RouteDef; para
   return null;
 }
 
-function Shell({ session, onLogout }: { session: Session; onLogout: () => void }) {
+/** What counts as the person being there: input, not the page's own polling and live reloads. */
+const ACTIVITY = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart'] as const;
+
+/**
+ * Calls `onIdle` once nobody has touched the page for the session's idle timeout. The server's
+ * idle clock cannot tell: an open page keeps asking (the container page re-reads usage every 5 s,
+ * every event reloads a view), so without this an unattended console stays logged in for the
+ * whole session lifetime (8 h) instead of its idle timeout (15 min).
+ */
+function useIdleLogout(session: Session, onIdle: () => void): void {
+  useEffect(() => {
+    const idleMs = session.idleTimeoutSeconds * 1000;
+    let last = Date.now();
+    const seen = () => void (last = Date.now());
+    for (const e of ACTIVITY) window.addEventListener(e, seen, { capture: true, passive: true });
+    const timer = setInterval(() => {
+      if (Date.now() - last < idleMs) return;
+      clearInterval(timer);
+      onIdle();
+    }, Math.min(15_000, Math.max(1000, idleMs / 10)));
+    return () => {
+      clearInterval(timer);
+      for (const e of ACTIVITY) window.removeEventListener(e, seen, { capture: true });
+    };
+  }, [session.sessionId]);
+}
+
+function Shell({ session, onLogout, onIdle, logoutError }: { session: Session; onLogout: () => void; onIdle: () => void; logoutError?: string | undefined }) {
+  useIdleLogout(session, onIdle);
   const loc = useLocation();
   const found = findRoute(loc.path, session.role);
   const stream = useStreamState();
@@ -122,6 +170,12 @@ function Shell({ session, onLogout }: { session: Session; onLogout: () => void }
           Log out
         </button>
       </header>
+      {logoutError ? (
+        <p class="error" role="alert" data-testid="logout-error">
+          <span aria-hidden="true">⚠ </span>
+          {logoutError}
+        </p>
+      ) : null}
       <main id="main" tabIndex={-1}>
         <h1 ref={headingRef} tabIndex={-1}>
           {found?.route.title ?? 'Not found'}

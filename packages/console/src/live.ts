@@ -66,7 +66,8 @@ export function useLiveData<T>(load: () => Promise<T>, deps: unknown[], live: ((
   const reload = useCallback(() => {
     const mine = ++gen.current;
     setLoading(true);
-    loadRef.current().then(
+    // Through a promise: a load that throws at once (a bad path parameter from the URL) is an error shown, not a crash.
+    Promise.resolve().then(() => loadRef.current()).then(
       (d) => {
         if (mine !== gen.current) return;
         setData(d);

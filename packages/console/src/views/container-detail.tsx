@@ -50,6 +50,10 @@ export function ContainerDetail({ session, params }: ViewProps) {
   // Poll for fresh usage (no event carries it).
   useEffect(() => {
     history.current = [];
+    // Another container (back/forward, a link): an open confirmation was for the previous one.
+    // Kept, it would pop up again asking to act on this one, which nobody chose.
+    setPending(null);
+    setResult(null);
     const t = setInterval(() => c.reload(), POLL_MS);
     return () => clearInterval(t);
   }, [agent, id]);
