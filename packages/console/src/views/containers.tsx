@@ -9,6 +9,7 @@ import { hostOf, useAgents } from '../agents';
 import { StateBadge, Time } from '../components/badges';
 import { ErrorNote } from '../components/confirm';
 import { bytes, containerName, percent, shortId } from '../format';
+import { CursorPager } from '../components/pager';
 import { useLiveData } from '../live';
 import { href, navigate } from '../router';
 import type { ViewProps } from '../routes';
@@ -193,15 +194,7 @@ export function Containers({ query }: ViewProps) {
         </table>
       </div>
       {data && data.items.length === 0 ? <p class="muted">No container matches.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
-          <span aria-hidden="true">← </span>Previous page
-        </button>
-        <span>Page {cursors.length + 1}</span>
-        <button type="button" disabled={!data?.nextCursor} onClick={() => data?.nextCursor && setCursors([...cursors, data.nextCursor])}>
-          Next page<span aria-hidden="true"> →</span>
-        </button>
-      </nav>
+      <CursorPager cursors={cursors} setCursors={setCursors} nextCursor={data?.nextCursor} />
     </div>
   );
 }

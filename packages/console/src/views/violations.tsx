@@ -8,6 +8,7 @@ import { hostOf, useAgents } from '../agents';
 import { SeverityBadge, Time } from '../components/badges';
 import { ConfirmDialog, ErrorNote } from '../components/confirm';
 import { containerName } from '../format';
+import { CursorPager } from '../components/pager';
 import { useLiveData } from '../live';
 import { href, navigate } from '../router';
 import { allows, type ViewProps } from '../routes';
@@ -220,15 +221,7 @@ export function Violations({ session, query }: ViewProps) {
         </table>
       </div>
       {data && data.items.length === 0 ? <p class="muted">No violation matches.</p> : null}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
-          <span aria-hidden="true">← </span>Previous page
-        </button>
-        <span>Page {cursors.length + 1}</span>
-        <button type="button" disabled={!data?.nextCursor} onClick={() => data?.nextCursor && setCursors([...cursors, data.nextCursor])}>
-          Next page<span aria-hidden="true"> →</span>
-        </button>
-      </nav>
+      <CursorPager cursors={cursors} setCursors={setCursors} nextCursor={data?.nextCursor} />
       {acking ? (
         <ConfirmDialog title={`Acknowledge ${acking.ruleId} on ${containerName(acking.containerName)} (host ${hostOf(byId, acking.agentId)})`} confirmLabel="Acknowledge" busy={busy} onConfirm={ack} onCancel={() => setAcking(null)}>
           <p>{acking.message}</p>
