@@ -12,7 +12,7 @@ function stall(ms: number): void {
 }
 
 /** A connected loopback socket pair. */
-async function socketPair(t: Tap.Test): Promise<{ client: net.Socket; server: net.Socket }> {
+async function socketPair(t: tap.Test): Promise<{ client: net.Socket; server: net.Socket }> {
   let server!: net.Socket;
   const accepted = new Promise<void>((r) => {
     const srv = net.createServer((s) => {
