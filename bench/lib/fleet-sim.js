@@ -429,6 +429,7 @@ class Fleet {
         if (s === 'connected') {
           // Set in onWelcome right after the snapshot was written: its sequence number.
           h.snapshotSeq = link.seq;
+          h.connections = (h.connections ?? 0) + 1;
           if (seenConnected) this.counts.reconnects += 1;
           seenConnected = true;
         } else if (s === 'backoff') {
