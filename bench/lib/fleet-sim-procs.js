@@ -34,6 +34,8 @@ class ProcFleet {
     this.waiting = new Map();
     /** Per child: the largest event-loop delay it reported, ms, and its CPU seconds. */
     this.childStats = [];
+    /** Per child: its latest counts, live containers and link errors (status messages). */
+    this.childCounts = [];
   }
 
   async enrollAll() {
@@ -52,6 +54,8 @@ class ProcFleet {
       const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
       const stat = { loopDelayMaxMs: 0, cpuS: 0, hosts: slice.length };
       this.childStats.push(stat);
+      const cc = { counts: {}, live: 0, linkErrors: {} };
+      this.childCounts.push(cc);
       this.children.push(child);
       for (const h of slice) h.child = child;
       const byIdx = new Map(slice.map((h) => [h.idx, h]));
@@ -72,6 +76,9 @@ class ProcFleet {
           }
           for (const [idx, addr, at] of m.events) byIdx.get(idx).caughtUp.push([addr, at]);
           stat.loopDelayMaxMs = Math.max(stat.loopDelayMaxMs, m.loopDelayMaxMs);
+          cc.counts = m.counts;
+          cc.live = m.live;
+          if (m.linkErrors) cc.linkErrors = m.linkErrors;
           stat.cpuS = (m.cpu.user + m.cpu.system) / 1e6;
         } else if (m.t === 'answer' || m.t === 'error') {
           const w = this.waiting.get(m.rid);
@@ -122,6 +129,28 @@ class ProcFleet {
     for (const h of this.hosts) if (!h.caughtUp.length) states[h.link.state] = (states[h.link.state] ?? 0) + 1;
     const at = (q) => (times.length ? times[Math.min(times.length - 1, Math.ceil(q * this.hosts.length) - 1)] : undefined);
     return { allMs: pending === 0 ? times.at(-1) : undefined, firstMs: times[0], p50Ms: at(0.5), p99Ms: pending <= this.hosts.length * 0.01 ? at(0.99) : undefined, stored: times.length, pending, pendingLinks: states };
+  }
+
+  /** Fleet's counts, summed over the children (as of their last status, ≤ 20 ms old). */
+  get counts() {
+    const out = { starts: 0, stops: 0, violations: 0, violationsSkipped: 0, reconnects: 0, linkDowns: 0 };
+    for (const c of this.childCounts) for (const [k, v] of Object.entries(c.counts)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  }
+
+  /** Link errors by reason, summed (as of the children's last full status, ≤ 0.5 s old). */
+  get linkErrors() {
+    const out = {};
+    for (const c of this.childCounts) for (const [k, v] of Object.entries(c.linkErrors)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  }
+
+  connected() {
+    return this.hosts.filter((h) => h.link.state === 'connected').length;
+  }
+
+  liveContainers() {
+    return this.childCounts.reduce((a, c) => a + c.live, 0);
   }
 
   /** Fleet-wide churn rates, split evenly over the children. */

@@ -15,6 +15,7 @@ const { Fleet } = require('./fleet-sim');
 const STATES = ['connecting', 'connected', 'backoff', 'stopped'];
 let fleet;
 let stopChurn;
+let ticks = 0;
 /** Per host: the address and seq of the connection whose caught-up moment was reported. */
 const reported = new Map();
 const events = [];
@@ -48,7 +49,8 @@ function statusLoop() {
       }
       links.push([h.idx, STATES.indexOf(l.state), addr, l.seq, l.acked]);
     }
-    send({ t: 'status', at: now, links, events: events.splice(0), loopDelayMaxMs: Math.round(delay.max / 1e6), cpu: process.cpuUsage() });
+    const live = fleet.liveContainers();
+    send({ t: 'status', at: now, links, events: events.splice(0), loopDelayMaxMs: Math.round(delay.max / 1e6), cpu: process.cpuUsage(), counts: fleet.counts, live, ...(++ticks % 25 === 0 ? { linkErrors: fleet.linkErrors } : {}) });
     delay.reset();
   }, 20);
   timer.unref();

@@ -473,6 +473,16 @@ class Fleet {
     return this.hosts.filter((h) => h.link?.state === 'connected').length;
   }
 
+  /** Containers the simulated hosts run now. */
+  liveContainers() {
+    return this.hosts.reduce((a, h) => a + h.inventory.items.size, 0);
+  }
+
+  /** A random container id of host `h` (async like ProcFleet's). */
+  async pick(h) {
+    return h.inventory.random()?.id;
+  }
+
   /**
    * Churn: `startsPerS` new containers, `stopsPerS` containers stopped and
    * removed, `violationsPerS` violation reports, fleet-wide, each on a random
