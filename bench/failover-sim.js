@@ -95,6 +95,7 @@ async function main() {
   const stops = [];
   const result = { benchmark: 'failover-sim', date: new Date().toISOString(), node: process.version, options: { ...o, out: undefined } };
   const bLines = { alertFailed: 0, errors: 0 };
+  let fleet;
   try {
     const pg = await startPrivatePostgres();
     stops.push(() => pg.stop());
@@ -134,7 +135,7 @@ async function main() {
     // The simulated agents run in o.procs child processes (bench/lib/fleet-sim-procs.js); each
     // runs every command it gets (a pause) and counts it by command id (run twice is a finding).
     // Half the fleet lists A first, half B first: each replica holds about half.
-    const fleet = new ProcFleet({
+    fleet = new ProcFleet({
       procs: o.procs, controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
       controllersFor: (idx) => (idx % 2 === 0 ? [a.grpcAddress, b.grpcAddress] : [b.grpcAddress, a.grpcAddress]),
     });
@@ -256,6 +257,7 @@ async function main() {
     // A run that breaks still reports how far it got.
     result.error = e.message;
     result.loadAverage = loadAverage();
+    if (fleet) result.simulatorChildren = fleet.childStats;
   } finally {
     for (const s of stops.reverse()) {
       try { await s(); } catch { /* best effort */ }
