@@ -439,7 +439,7 @@ export class ControllerLink {
       if (this.call === call && !welcomed) {
         this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${address} did not welcome this agent within ${welcomeTimeoutMs} ms`));
       }
-    }, welcomeTimeoutMs, { now: () => this.monotonicNow() });
+    }, welcomeTimeoutMs); // lateness on the real clock: it is about this process's event loop
     this.welcomeTimer = welcomeTimer;
     call.on('data', (m: ControllerMessage__Output) => {
       if (this.call === call) this.lastHeardAt = this.monotonicNow();
@@ -576,10 +576,11 @@ export class ControllerLink {
       return waiting && silentMs > silenceLimitMs ? silentMs : undefined;
     };
     const giveUp = (silentMs: number): void => this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (limit ${silenceLimitMs} ms) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
-    let tickDue = this.monotonicNow() + heartbeatMs;
+    // The tick's own lateness is judged on the real clock (it is about this process's event loop).
+    let tickDue = performance.now() + heartbeatMs;
     this.heartbeat = setInterval(() => {
       if (this.call !== call) return;
-      const tickAt = this.monotonicNow();
+      const tickAt = performance.now();
       const late = tickWasLate(tickDue, tickAt);
       tickDue = tickAt + heartbeatMs;
       const silentMs = silent();
@@ -596,7 +597,7 @@ export class ControllerLink {
           if (this.call !== call) return;
           const still = silent();
           if (still !== undefined) giveUp(still);
-        }, STALL_RECHECK_MS, { now: () => this.monotonicNow(), afterInput: true });
+        }, STALL_RECHECK_MS, { afterInput: true });
         this.silenceRecheck = recheck;
       }
       this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length, stateHash: this.sentHash() } });
