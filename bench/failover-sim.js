@@ -31,7 +31,8 @@ const { join } = require('node:path');
 const { parseArgs } = require('node:util');
 const { performance } = require('node:perf_hooks');
 const { Client } = require('pg');
-const { startController, apiClient, Fleet, summary, loadAverage } = require('./lib/fleet-sim');
+const { startController, apiClient, summary, loadAverage } = require('./lib/fleet-sim');
+const { ProcFleet } = require('./lib/fleet-sim-procs');
 const { startPrivatePostgres } = require('./lib/private-postgres');
 
 const HELP = `usage: node bench/failover-sim.js [options]
@@ -42,6 +43,10 @@ const HELP = `usage: node bench/failover-sim.js [options]
   --heartbeat-interval D  controllers' heartbeat interval (default 2s)
   --offline-after D       controllers' offline-after (default 12s)
   --timeout S             give up waiting for A's agents after S seconds (default 120)
+  --procs P               simulator child processes, each owning a slice of the agents
+                          (default: one per 250 agents)
+  --controller-cpus LIST  pin both controllers (taskset), e.g. 0; the simulator children are
+                          not pinned
   --out FILE              result JSON (default bench/results/failover-sim.json)
 environment:
   BENCH_DIAG_DIR=DIR      diagnostics: both controllers' log lines (a.jsonl, b.jsonl), pg_stat_activity
@@ -54,7 +59,7 @@ function options() {
     options: {
       agents: { type: 'string' }, containers: { type: 'string' }, 'violations-per-s': { type: 'string' },
       'actions-per-s': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'offline-after': { type: 'string' },
-      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
+      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' }, 'controller-cpus': { type: 'string' },
     },
   });
   if (values.help) {
@@ -75,6 +80,8 @@ function options() {
     heartbeatInterval: values['heartbeat-interval'] ?? '2s',
     offlineAfter: values['offline-after'] ?? '12s',
     timeoutS: num(values.timeout, 120, 'timeout'),
+    procs: values.procs !== undefined ? Math.max(1, num(values.procs, 1, 'procs')) : undefined,
+    controllerCpus: values['controller-cpus'],
     out: values.out ?? join(__dirname, 'results', 'failover-sim.json'),
   };
 }
@@ -83,10 +90,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const o = options();
+  o.procs ??= Math.max(1, Math.ceil(o.agents / 250));
   const dir = mkdtempSync(join(tmpdir(), 'bk-failover-sim-'));
   const stops = [];
   const result = { benchmark: 'failover-sim', date: new Date().toISOString(), node: process.version, options: { ...o, out: undefined } };
   const bLines = { alertFailed: 0, errors: 0 };
+  let fleet;
   try {
     const pg = await startPrivatePostgres();
     stops.push(() => pg.stop());
@@ -109,10 +118,10 @@ async function main() {
         }
       })();
     }
-    const a = await startController({ dir: join(dir, 'a'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, onLine: (l) => diagLog('a.jsonl', l) });
+    const a = await startController({ dir: join(dir, 'a'), databaseUrl: pg.url, cpus: o.controllerCpus, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, onLine: (l) => diagLog('a.jsonl', l) });
     stops.push(() => a.stop());
     const b = await startController({
-      dir: join(dir, 'b'), databaseUrl: pg.url, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, replicaOf: a,
+      dir: join(dir, 'b'), databaseUrl: pg.url, cpus: o.controllerCpus, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, replicaOf: a,
       onLine: (l) => {
         diagLog('b.jsonl', l);
         if (l.msg === 'raising an alert failed') bLines.alertFailed += 1;
@@ -123,29 +132,23 @@ async function main() {
     const apiA = apiClient({ port: a.apiPort, ca: a.ca, apiKey: a.adminApiKey });
     const apiB = apiClient({ port: b.apiPort, ca: b.ca, apiKey: a.adminApiKey, maxSockets: 16 });
 
-    // What the simulated agents ran, by command id (a command run twice is a finding).
-    const ran = new Map();
-    const fleet = new Fleet({
-      controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
-      onCommand: async (h, cmd) => {
-        ran.set(cmd.id, (ran.get(cmd.id) ?? 0) + 1);
-        return { id: cmd.id, ok: true, detail: `paused by ${cmd.requestedBy}`, durationMs: 1, state: 'paused' };
-      },
+    // The simulated agents run in o.procs child processes (bench/lib/fleet-sim-procs.js); each
+    // runs every command it gets (a pause) and counts it by command id (run twice is a finding).
+    // Half the fleet lists A first, half B first: each replica holds about half.
+    fleet = new ProcFleet({
+      procs: o.procs, controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
+      controllersFor: (idx) => (idx % 2 === 0 ? [a.grpcAddress, b.grpcAddress] : [b.grpcAddress, a.grpcAddress]),
     });
     stops.push(() => fleet.stop());
+    result.procs = o.procs;
     const t0 = performance.now();
     await fleet.enrollAll();
     result.enrollMs = Math.round(performance.now() - t0);
-    // Half the fleet lists A first, half B first: each replica holds about half.
-    for (const h of fleet.hosts) {
-      const list = h.idx % 2 === 0 ? [a.grpcAddress, b.grpcAddress] : [b.grpcAddress, a.grpcAddress];
-      h.credentials.identity.controller = list[0];
-      h.credentials.identity.controllers = list;
-    }
     diagLog('phase.jsonl', { phase: 'connect' });
     const connect = await fleet.connectAll({ timeoutMs: o.timeoutS * 1000 });
     result.connect = connect;
     if (connect.pending > 0) throw new Error(`${connect.pending} snapshots not stored within ${o.timeoutS} s`);
+    await sleep(100); // one more status from every child
     const onA = fleet.hosts.filter((h) => h.link.controllerAddress === a.grpcAddress);
     result.agentsOnA = onA.length;
     result.agentsOnB = fleet.hosts.length - onA.length;
@@ -165,7 +168,8 @@ async function main() {
       const inflight = [];
       while (actionsOn && Number.isFinite(gap)) {
         const h = onA[Math.floor(Math.random() * onA.length)];
-        const c = h.inventory.random();
+        const cid = await fleet.pick(h).catch(() => undefined);
+        const c = cid ? { id: cid } : undefined;
         if (c) {
           const rec = { agentId: h.agentId, containerId: c.id, sentAt: performance.now() - killAt() };
           actions.push(rec);
@@ -185,20 +189,19 @@ async function main() {
     // The kill: every stream A held breaks at once.
     const offlineBefore = await countAlerts(pg.url, 'agent_offline');
     killedAt = performance.now();
+    const killedAtWall = Date.now(); // the children report wall-clock times
     diagLog('phase.jsonl', { phase: 'kill' });
     process.kill(a.pid, 'SIGKILL');
+    // Back: a connection to B caught up (everything up to its snapshot acknowledged, i.e. stored).
     const back = new Map();
-    const snapshotSeq = new Map();
     const deadline = killedAt + o.timeoutS * 1000;
     while (back.size < onA.length && performance.now() < deadline) {
       for (const h of onA) {
         if (back.has(h)) continue;
-        if (h.link.state === 'connected' && h.link.controllerAddress === b.grpcAddress) {
-          if (!snapshotSeq.has(h)) snapshotSeq.set(h, h.link.seq);
-          if (h.link.acked >= snapshotSeq.get(h)) back.set(h, performance.now() - killedAt);
-        }
+        const e = h.caughtUp.find(([addr, at]) => addr === b.grpcAddress && at >= killedAtWall);
+        if (e) back.set(h, e[1] - killedAtWall);
       }
-      await sleep(10);
+      await sleep(20);
     }
     const times = [...back.values()].sort((x, y) => x - y);
     result.failover = {
@@ -211,9 +214,11 @@ async function main() {
     await actionLoop;
     stopChurn();
     const drained = await fleet.drained(60_000);
+    const rep = await fleet.report();
+    const ran = rep.ran;
 
     // Verify.
-    const reported = fleet.violationIds.map((v) => v.id);
+    const reported = rep.violationIds.map((v) => v.id);
     const stored = await storedViolations(pg.url, reported);
     const byOutcome = {};
     let lost = 0;
@@ -244,12 +249,15 @@ async function main() {
     result.violations = { reported: reported.length, stored, lost: reported.length - stored, drained };
     result.alerts = { agentOfflineRaised: (await countAlerts(pg.url, 'agent_offline')) - offlineBefore, raiseFailedLinesOnB: bLines.alertFailed, errorLinesOnB: bLines.errors };
     result.loadAverage = loadAverage();
-    result.reconnects = fleet.counts.reconnects;
-    result.linkErrors = fleet.linkErrors;
+    result.reconnects = rep.counts.reconnects;
+    result.linkErrors = rep.linkErrors;
+    // Each simulator child's largest event-loop delay (ms) and CPU seconds: a starved simulator shows here.
+    result.simulatorChildren = rep.children;
   } catch (e) {
     // A run that breaks still reports how far it got.
     result.error = e.message;
     result.loadAverage = loadAverage();
+    if (fleet) result.simulatorChildren = fleet.childStats;
   } finally {
     for (const s of stops.reverse()) {
       try { await s(); } catch { /* best effort */ }

@@ -26,6 +26,7 @@ const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { parseArgs } = require('node:util');
 const { startController, apiClient, Fleet, summary, cpuSeconds, rssBytes, loadAverage } = require('./lib/fleet-sim');
+const { ProcFleet } = require('./lib/fleet-sim-procs');
 const { startPrivatePostgres, processTree } = require('./lib/private-postgres');
 
 const HELP = `usage: node bench/fleet-sim.js [options]
@@ -53,6 +54,8 @@ const HELP = `usage: node bench/fleet-sim.js [options]
   --connect-timeout S      give up waiting for the last snapshots after S seconds (default 600);
                            the run goes on and reports how many were missing
   --out FILE               result JSON (default bench/results/fleet-sim.json)
+  --procs P                run the simulated agents in P child processes (default 1: in this
+                           one); at 1,000+ agents one process starves and the figures measure it
 `;
 
 function options() {
@@ -62,7 +65,7 @@ function options() {
       'churn-pct-per-min': { type: 'string' }, 'starts-per-s': { type: 'string' }, 'stops-per-s': { type: 'string' }, 'violations-per-s': { type: 'string' },
       duration: { type: 'string' }, settle: { type: 'string' }, 'api-samples': { type: 'string' }, 'controller-cpus': { type: 'string' },
       controller: { type: 'string' }, 'controller-api': { type: 'string' }, 'controller-data-dir': { type: 'string' }, 'controller-pid': { type: 'string' },
-      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
+      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
     },
   });
   if (values.help) {
@@ -103,6 +106,7 @@ function options() {
     enrollConcurrency: num(values['enroll-concurrency'], 16, 'enroll-concurrency'),
     connectTimeoutS: num(values['connect-timeout'], 600, 'connect-timeout'),
     out: values.out ?? join(__dirname, 'results', 'fleet-sim.json'),
+    procs: Math.max(1, num(values.procs, 1, 'procs')),
   };
 }
 
@@ -157,7 +161,11 @@ async function main() {
     }
     const api = apiClient({ port: controller.apiPort, ca: controller.ca, apiKey: controller.adminApiKey, maxSockets: 8 });
     cleanups.push(() => api.close());
-    const fleet = new Fleet({ controller, api, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), enrollConcurrency: o.enrollConcurrency });
+    // --procs P > 1: the simulated agents run in P child processes (bench/lib/fleet-sim-procs.js).
+    const procs = o.procs;
+    result.procs = procs;
+    const fleetOpts = { controller, api, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), enrollConcurrency: o.enrollConcurrency };
+    const fleet = procs > 1 ? new ProcFleet({ procs, ...fleetOpts }) : new Fleet(fleetOpts);
     cleanups.push(() => fleet.stop());
 
     const procCpu = () => (controller.pid ? cpuSeconds(controller.pid) : NaN);
@@ -207,7 +215,7 @@ async function main() {
       controllerRssMbMax: rss.length ? mb(Math.max(...rss)) : null,
       controllerRssMbLast: rss.length ? mb(rss[rss.length - 1]) : null,
       postgresCpuPctOfOneCore: o.store === 'postgres' && !o.databaseUrl ? Math.round(((pgCpu() - pg0) / wallS) * 1000) / 10 : null,
-      simulatorCpuPctOfOneCore: Math.round(((s1.user + s1.system) / 1e6 / wallS) * 1000) / 10,
+      simulatorCpuPctOfOneCore: Math.round(((s1.user + s1.system) / 1e6 / wallS) * 1000) / 10, // this process only (with --procs, the children: simulatorChildren)
       starts: fleet.counts.starts - churn0.starts,
       stops: fleet.counts.stops - churn0.stops,
       violations: fleet.counts.violations - churn0.violations,
@@ -233,10 +241,9 @@ async function main() {
       'GET /v1/containers?agent=<one>&state=running (one host)': (i) => `/v1/containers?agent=${hosts[i % hosts.length].agentId}&state=running`,
       'GET /v1/violations?limit=100': () => '/v1/violations?limit=100',
       'GET /v1/violations?severity=high&agent=<one>&limit=100': (i) => `/v1/violations?severity=high&agent=${hosts[i % hosts.length].agentId}&limit=100`,
-      'GET /v1/containers/<agent>/<id>': (i) => {
+      'GET /v1/containers/<agent>/<id>': async (i) => {
         const h = hosts[(i * 7919) % hosts.length];
-        const c = h.inventory.random();
-        return `/v1/containers/${h.agentId}/${c.id}`;
+        return `/v1/containers/${h.agentId}/${await fleet.pick(h)}`;
       },
     };
     result.api = {};
@@ -249,7 +256,7 @@ async function main() {
       const until = performance.now() + 90_000;
       const q0 = procCpu();
       const qw0 = performance.now();
-      for (let i = 0; i < o.apiSamples && (i < 20 || performance.now() < until); i++) xs.push(await timed(path(i)));
+      for (let i = 0; i < o.apiSamples && (i < 20 || performance.now() < until); i++) xs.push(await timed(await path(i)));
       result.api[name] = summary(xs);
       // The controller's CPU per request, less its steady-state rate over the same wall time:
       // what a request costs, which machine load does not change (wall-clock latency it does).
@@ -264,7 +271,8 @@ async function main() {
 
     // Verify: everything acknowledged, and the API shows exactly the simulator's live containers.
     const drained = await fleet.drained(120_000);
-    const live = fleet.hosts.reduce((a, h) => a + h.inventory.items.size, 0);
+    if (procs > 1) await sleep(200); // the children's last status
+    const live = fleet.liveContainers();
     let apiCount = 0;
     for (let offset = 0; ;) {
       const r = await api.get(`/v1/containers?limit=1000&offset=${offset}`);
@@ -279,6 +287,7 @@ async function main() {
     result.controllerLog = controllerLog;
     result.linkDowns = fleet.counts.linkDowns;
     result.linkErrors = fleet.linkErrors;
+    if (procs > 1) result.simulatorChildren = fleet.childStats;
     mkdirSync(join(__dirname, 'results'), { recursive: true });
     writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify(result, null, 2));

@@ -429,6 +429,7 @@ class Fleet {
         if (s === 'connected') {
           // Set in onWelcome right after the snapshot was written: its sequence number.
           h.snapshotSeq = link.seq;
+          h.connections = (h.connections ?? 0) + 1;
           if (seenConnected) this.counts.reconnects += 1;
           seenConnected = true;
         } else if (s === 'backoff') {
@@ -470,6 +471,16 @@ class Fleet {
 
   connected() {
     return this.hosts.filter((h) => h.link?.state === 'connected').length;
+  }
+
+  /** Containers the simulated hosts run now. */
+  liveContainers() {
+    return this.hosts.reduce((a, h) => a + h.inventory.items.size, 0);
+  }
+
+  /** A random container id of host `h` (async like ProcFleet's). */
+  async pick(h) {
+    return h.inventory.random()?.id;
   }
 
   /**

@@ -8,7 +8,8 @@
 // address, an address that never answers (welcome timeout), and an address whose name the
 // server certificate does not carry (the TLS check is per address); a replica going away
 // mid-stream (the next one within a second); a replica that stops answering without closing
-// the connection (the silence watchdog).
+// the connection (the silence watchdog); a stall of the agent's own process past the welcome
+// timeout and the silence limit while the answer waits in its socket (no stream given up).
 import t from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
@@ -188,6 +189,62 @@ t.test('agent link with several controller addresses', async (t) => {
     t.equal(agentLink.state, 'connected', 'still connected');
     t.equal(agentLink.controllerAddress, `127.0.0.1:${port}`, 'to the same controller');
     t.same(lines.filter((l) => l['msg'] === 'controller link down'), [], 'the link never went down');
+  });
+
+  t.test('a stall of the agent\'s own process does not give up a stream whose answer is in its socket', async (t) => {
+    // A minimal AgentLink server in this same process (real gRPC and TLS). Right after it
+    // writes the welcome (and later an acknowledgement), this process stalls — as a CPU-starved
+    // agent does — past the welcome timeout (then past the silence limit): the answer is in the
+    // agent's socket, unread, when its deadline comes due. Timers run before sockets are read.
+    const proto = loadProto();
+    const server = new grpc.Server();
+    let stallOnHeartbeat = false;
+    const stall = (ms: number) => setImmediate(() => {
+      const end = performance.now() + ms;
+      while (performance.now() < end) { /* this process cannot run */ }
+    });
+    server.addService(proto.bulkhead.v1.AgentLink.service, {
+      Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+        call.on('data', (m: AgentMessage__Output) => {
+          if (m.body === 'hello') {
+            call.write({ welcome: { agentId, heartbeatIntervalMs: 100, serverTimeMs: Date.now() } });
+            stall(900); // welcome timeout 400 ms
+            return;
+          }
+          call.write({ ack: { seq: m.seq } });
+          if (m.body === 'heartbeat' && stallOnHeartbeat) {
+            stallOnHeartbeat = false;
+            stall(1_200); // silence limit 3 × 100 ms
+          }
+        });
+        call.on('error', () => undefined);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
+      '127.0.0.1:0',
+      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ));
+    t.teardown(() => server.forceShutdown());
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ name: 'link', level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
+    const agentLink = new ControllerLink({
+      credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger,
+      controller: [`127.0.0.1:${port}`, bAddr], welcomeTimeoutMs: 400, minSilenceMs: 0, minBackoffMs: 50, maxBackoffMs: 300,
+    });
+    t.teardown(() => agentLink.stop());
+    agentLink.start();
+    await waitFor('connected', async () => agentLink.state === 'connected', 10_000, 20);
+    t.equal(agentLink.controllerAddress, `127.0.0.1:${port}`, 'welcomed by the stalled-past controller, not moved on');
+    t.ok(agentLink.stallRechecks.welcome >= 1, `the welcome deadline fired late and re-checked (${agentLink.stallRechecks.welcome})`);
+    await new Promise((r) => setTimeout(r, 500)); // heartbeats acknowledged: the watchdog is armed
+    stallOnHeartbeat = true;
+    await waitFor('the stall came and went', async () => !stallOnHeartbeat, 5_000, 20);
+    await new Promise((r) => setTimeout(r, 800));
+    t.ok(agentLink.stallRechecks.silence >= 1, `the silence watchdog ticked late and re-checked (${agentLink.stallRechecks.silence})`);
+    t.equal(agentLink.state, 'connected', 'still connected');
+    t.equal(agentLink.controllerAddress, `127.0.0.1:${port}`, 'to the same controller');
+    t.same(lines.filter((l) => l['msg'] === 'controller link down').map((l) => l['reason']), [], 'the link never went down');
   });
 
   t.test('a replica that stops answering without closing the connection: the watchdog moves on', async (t) => {

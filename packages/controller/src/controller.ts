@@ -254,6 +254,8 @@ export class Controller {
           ...(opts.sessionMaxLifetimeMs !== undefined ? { sessionMaxLifetimeMs: opts.sessionMaxLifetimeMs } : {}),
         },
         agentLink: grpc.link,
+        // On PostgreSQL GET /v1/events wakes when any replica commits events (LISTEN/NOTIFY), and polls only as a fallback.
+        ...(bus.fleetEvents ? { events: { wakeups: bus.fleetEvents } } : {}),
         caFingerprint: () => pki.caFingerprint,
         logger: logger.child({ component: 'api' }),
         ready: () => ready,

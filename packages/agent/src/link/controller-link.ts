@@ -47,6 +47,7 @@ import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
 import { DEFAULT_RECONNECT_BACKOFF, reconnectCeilingMs, reconnectDelayMs, type ReconnectBackoff } from './reconnect-backoff';
 import { formatControllerList, parseControllerList } from './controller-address';
 import { identityControllers } from '../state/agent-state';
+import { STALL_RECHECK_MS, stallAwareTimeout, tickWasLate, type StallAwareTimer } from './stall-aware-timer';
 
 /** What the link needs from the Docker side. */
 export interface LinkInventory {
@@ -184,8 +185,12 @@ export class ControllerLink {
   private addressIndex = 0;
   /** The TLS context built for these PEMs, reused by every channel while they are the credentials. */
   private tlsContext: { caPem: string; keyPem: string; certPem: string; context: SecureContext } | undefined;
-  /** Set when the current attempt has no welcome after welcomeTimeoutMs. */
-  private welcomeTimer: NodeJS.Timeout | undefined;
+  /** Set when the current attempt has no welcome after welcomeTimeoutMs (re-checked after a stall of this process). */
+  private welcomeTimer: StallAwareTimer | undefined;
+  /** The silence watchdog's verdict deferred past a stall of this process, until the pending input is read. */
+  private silenceRecheck: StallAwareTimer | undefined;
+  /** Times a welcome or silence deadline fired late (this process stalled) and was re-checked after reading input. */
+  readonly stallRechecks = { welcome: 0, silence: 0 };
   /** When the current stream last heard from the controller (monotonic ms), for the silence watchdog. */
   private lastHeardAt = 0;
   /** The silence watchdog: the last heartbeat's and the last other message's sequence numbers on this stream. */
@@ -424,15 +429,18 @@ export class ControllerLink {
     this.auditInFlight = undefined;
     let welcomed = false;
     const address = this.controllerAddress;
-    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer?.clear();
     const welcomeTimeoutMs = this.opts.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;
-    this.welcomeTimer = setTimeout(() => {
-      this.welcomeTimer = undefined;
+    // Stall-aware: if this process could not run when the deadline came, the welcome may be
+    // waiting unread in the socket; it is read before the deadline is judged.
+    const welcomeTimer = stallAwareTimeout(() => {
+      this.stallRechecks.welcome += welcomeTimer.rechecks;
+      if (this.welcomeTimer === welcomeTimer) this.welcomeTimer = undefined;
       if (this.call === call && !welcomed) {
         this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${address} did not welcome this agent within ${welcomeTimeoutMs} ms`));
       }
-    }, welcomeTimeoutMs);
-    this.welcomeTimer.unref();
+    }, welcomeTimeoutMs); // lateness on the real clock: it is about this process's event loop
+    this.welcomeTimer = welcomeTimer;
     call.on('data', (m: ControllerMessage__Output) => {
       if (this.call === call) this.lastHeardAt = this.monotonicNow();
       if (m.body === 'ack' && m.ack) this.onAck(m.ack.seq);
@@ -528,7 +536,8 @@ export class ControllerLink {
       this.downSince = undefined;
     }
     this.lastError = undefined;
-    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    if (this.welcomeTimer) this.stallRechecks.welcome += this.welcomeTimer.rechecks;
+    this.welcomeTimer?.clear();
     this.welcomeTimer = undefined;
     // Subscribe before taking the snapshot: both happen in this same tick, so no change falls between them.
     this.unsubscribe = this.opts.inventory.subscribe((delta) => {
@@ -556,18 +565,40 @@ export class ControllerLink {
     if (audit) this.sendAudit(audit);
     this.lastHeardAt = this.monotonicNow();
     const silenceLimitMs = Math.max(SILENCE_HEARTBEATS * heartbeatMs, this.opts.minSilenceMs ?? DEFAULT_MIN_SILENCE_MS);
-    this.heartbeat = setInterval(() => {
-      if (this.call !== call) return;
-      // Silence watchdog: a replica that stopped without closing the connection (its host
-      // lost, a partition) acknowledges nothing; give the stream up and try the next address.
-      // Only while something waits for its acknowledgement: a heartbeat only once this
-      // controller was seen to acknowledge heartbeats (a protocol that stops acknowledging
-      // them must not make an idle link look dead).
+    // Silence watchdog: a replica that stopped without closing the connection (its host
+    // lost, a partition) acknowledges nothing; give the stream up and try the next address.
+    // Only while something waits for its acknowledgement: a heartbeat only once this
+    // controller was seen to acknowledge heartbeats (a protocol that stops acknowledging
+    // them must not make an idle link look dead).
+    const silent = (): number | undefined => {
       const silentMs = this.monotonicNow() - this.lastHeardAt;
       const waiting = this.lastOtherSeq > this.ackedSeq || (this.heartbeatsAcked && this.lastHeartbeatSeq > this.ackedSeq);
-      if (waiting && silentMs > silenceLimitMs) {
-        this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (limit ${silenceLimitMs} ms) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
-        return;
+      return waiting && silentMs > silenceLimitMs ? silentMs : undefined;
+    };
+    const giveUp = (silentMs: number): void => this.fail(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', `controller ${this.controllerAddress} sent nothing for ${Math.round(silentMs)} ms (limit ${silenceLimitMs} ms) with ${this.seq - this.ackedSeq} message(s) unacknowledged`));
+    // The tick's own lateness is judged on the real clock (it is about this process's event loop).
+    let tickDue = performance.now() + heartbeatMs;
+    this.heartbeat = setInterval(() => {
+      if (this.call !== call) return;
+      const tickAt = performance.now();
+      const late = tickWasLate(tickDue, tickAt);
+      tickDue = tickAt + heartbeatMs;
+      const silentMs = silent();
+      if (silentMs !== undefined && !this.silenceRecheck) {
+        if (!late) {
+          giveUp(silentMs);
+          return;
+        }
+        // This process itself stalled past the tick: the controller's answers may be waiting
+        // unread in the socket. Judge again once they are read.
+        this.stallRechecks.silence += 1;
+        const recheck = stallAwareTimeout(() => {
+          if (this.silenceRecheck === recheck) this.silenceRecheck = undefined;
+          if (this.call !== call) return;
+          const still = silent();
+          if (still !== undefined) giveUp(still);
+        }, STALL_RECHECK_MS, { afterInput: true });
+        this.silenceRecheck = recheck;
       }
       this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length, stateHash: this.sentHash() } });
     }, heartbeatMs);
@@ -686,8 +717,10 @@ export class ControllerLink {
   }
 
   private teardown(): void {
-    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer?.clear();
     this.welcomeTimer = undefined;
+    this.silenceRecheck?.clear();
+    this.silenceRecheck = undefined;
     this.settleRenewal(new BulkheadError('BK_ERR_CONTROLLER_UNAVAILABLE', 'the stream closed before the controller answered the renewal request'));
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;

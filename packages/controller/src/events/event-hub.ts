@@ -8,14 +8,25 @@
 // nothing more is written to it and its cursor stays put (what it has not got yet stays in
 // the database, read again when it drains); a client backed up like that for `slowAfterMs`
 // is cut off, and may come back with Last-Event-ID. Idle: no polling at all.
+//
+// On PostgreSQL the loop is woken when any replica commits events (LISTEN/NOTIFY through the
+// replica bus: `wakeups`), at most every `minWakeGapMs`, and polls only as a fallback
+// (`fallbackPollMs`) in case a notification is lost; while the notification connection is down,
+// and on SQLite, it polls every `pollMs`.
 import type { Logger } from '@bulkhead/shared';
-import { type FleetEventRecord, type FleetEventStore } from './event-store';
+import { type FleetEventRecord, type FleetEventStore, type FleetEventWakeups } from './event-store';
 
 export interface EventHubOptions {
   store: FleetEventStore;
   logger: Logger;
-  /** How often the store is asked for new events while someone listens. Default 250 ms. */
+  /** How often the store is asked for new events while someone listens (without wake-ups). Default 250 ms. */
   pollMs?: number;
+  /** Wake-ups when new events are committed (PostgreSQL LISTEN/NOTIFY); while listening, the poll is only a fallback. */
+  wakeups?: FleetEventWakeups;
+  /** The fallback poll while wake-ups are received. Default 2 s. */
+  fallbackPollMs?: number;
+  /** Reads started by wake-ups are at least this far apart (a busy fleet does not turn into a read per event). Default 50 ms. */
+  minWakeGapMs?: number;
   /** A comment line this often keeps proxies from closing a quiet stream; the client's credential is checked again then. Default 15 s. */
   heartbeatMs?: number;
   /** Nothing more is written to a client with this many bytes not yet taken by its connection. Default 1 MiB. */
@@ -69,6 +80,8 @@ export class EventHub {
   private running: Promise<void> | undefined;
   private stopped = false;
   readonly pollMs: number;
+  readonly fallbackPollMs: number;
+  readonly minWakeGapMs: number;
   readonly heartbeatMs: number;
   readonly maxBufferBytes: number;
   readonly slowAfterMs: number;
@@ -80,9 +93,22 @@ export class EventHub {
   private readonly takenByKey = new Map<string, number>();
   /** Clients cut off for not reading, since start. */
   slowDropped = 0;
+  private readonly unsubscribeWakeups: (() => void) | undefined;
+  /** When the last read started (ms, Date.now), for minWakeGapMs. */
+  private lastTickAt = 0;
+  /** A wake-up came while a read ran: read again once minWakeGapMs allows. */
+  private notifiedDuringRun = false;
+  /** The delay of the pending timer (to tell a poll from a wake-up's short wait). */
+  private timerDelay = 0;
+  /** Reads started by a wake-up, since start (tests, metrics). */
+  wakeReads = 0;
+  private wakeRead = false;
 
   constructor(private readonly o: EventHubOptions) {
     this.pollMs = o.pollMs ?? 250;
+    this.fallbackPollMs = Math.max(this.pollMs, o.fallbackPollMs ?? 2_000);
+    this.minWakeGapMs = o.minWakeGapMs ?? 50;
+    this.unsubscribeWakeups = o.wakeups?.subscribe(() => this.notified());
     this.heartbeatMs = o.heartbeatMs ?? 15_000;
     this.maxBufferBytes = o.maxBufferBytes ?? 1024 * 1024;
     this.slowAfterMs = o.slowAfterMs ?? 15_000;
@@ -165,6 +191,7 @@ export class EventHub {
   /** Ends every stream (controller shutdown). */
   stop(): void {
     this.stopped = true;
+    this.unsubscribeWakeups?.();
     if (this.timer) clearTimeout(this.timer);
     for (const c of [...this.clients]) this.drop(c, 'shutdown');
   }
@@ -184,17 +211,52 @@ export class EventHub {
 
   private again = false;
 
+  /** New events were committed somewhere: read soon (no sooner than minWakeGapMs after the last read). */
+  private notified(): void {
+    if (this.stopped || this.clients.size === 0) return;
+    if (this.running) {
+      this.notifiedDuringRun = true;
+      return;
+    }
+    const wait = this.wakeDelay();
+    if (this.timer && this.timerDelay <= wait) return; // a read comes soon enough already
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.wakeRead = true;
+    this.kick(wait);
+  }
+
+  private wakeDelay(): number {
+    return Math.max(0, this.lastTickAt + this.minWakeGapMs - Date.now());
+  }
+
+  /** The poll: a fallback while wake-ups are being received. */
+  private pollDelay(): number {
+    return this.o.wakeups?.listening ? this.fallbackPollMs : this.pollMs;
+  }
+
   private kick(ms: number): void {
     if (this.stopped || this.running || this.timer) return;
+    this.timerDelay = ms;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.lastTickAt = Date.now();
+      if (this.wakeRead) this.wakeReads++;
+      this.wakeRead = false;
       this.running = this.tick()
         .catch((err: unknown) => this.o.logger.warn({ err }, 'reading fleet events failed; retrying'))
         .then((more) => {
           this.running = undefined;
           const now = this.again || more === true;
           this.again = false;
-          if (this.clients.size > 0) this.kick(now ? 0 : this.pollMs);
+          const woken = this.notifiedDuringRun;
+          this.notifiedDuringRun = false;
+          if (this.clients.size === 0) return;
+          if (now) this.kick(0);
+          else if (woken) {
+            this.wakeRead = true;
+            this.kick(this.wakeDelay());
+          } else this.kick(this.pollDelay());
         });
     }, ms);
     this.timer.unref();

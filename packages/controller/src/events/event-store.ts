@@ -50,6 +50,21 @@ export interface FleetEventQuery {
   limit: number;
 }
 
+/**
+ * On PostgreSQL every transaction that appends events also NOTIFYs this channel (payload: the
+ * newest seq), so each replica's GET /v1/events wakes at once instead of at its next poll. A
+ * wake-up only says "read the store": a NOTIFY from anyone else costs one read, nothing more.
+ */
+export const FLEET_EVENTS_CHANNEL = 'bulkhead_events';
+
+/** Wake-ups for the event stream: whenever any replica committed new events (a hint, never the events). */
+export interface FleetEventWakeups {
+  /** Calls `listener` on every wake-up; returns an unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+  /** True while wake-ups are being received; while false, readers poll. */
+  readonly listening: boolean;
+}
+
 export interface FleetEventStore {
   /** Appends events in this order; returns their seqs. */
   appendEvents(events: readonly FleetEventInput[]): Promise<number[]>;

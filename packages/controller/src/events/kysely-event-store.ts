@@ -5,10 +5,11 @@
 // promise that on PostgreSQL (ids are handed out at insert, rows appear at commit, in any
 // order). So seq is max + 1 inside the appending transaction, with the table locked against
 // other appenders until commit (as the audit trail does): commit order is seq order,
-// whichever replica appends. SQLite has one writer anyway.
+// whichever replica appends. SQLite has one writer anyway. On PostgreSQL the appending
+// transaction also NOTIFYs FLEET_EVENTS_CHANNEL, so readers on every replica wake at commit.
 import { PostgresAdapter, sql, type Selectable } from 'kysely';
 import type { Db, FleetEventsTable } from '../store/schema';
-import { type FleetEventInput, type FleetEventQuery, type FleetEventRecord, type FleetEventStore } from './event-store';
+import { FLEET_EVENTS_CHANNEL, type FleetEventInput, type FleetEventQuery, type FleetEventRecord, type FleetEventStore } from './event-store';
 
 export class KyselyEventStore implements FleetEventStore {
   private readonly postgres: boolean;
@@ -34,6 +35,8 @@ export class KyselyEventStore implements FleetEventStore {
       }));
       // Bounded parameter counts per statement (7 per row).
       for (let i = 0; i < rows.length; i += 500) await trx.insertInto('fleet_events').values(rows.slice(i, i + 500)).execute();
+      // Delivered to every listening replica when (and only if) this transaction commits.
+      if (this.postgres) await sql`select pg_notify(${FLEET_EVENTS_CHANNEL}, ${String(rows[rows.length - 1]!.seq)})`.execute(trx);
       return rows.map((r) => r.seq);
     });
   }

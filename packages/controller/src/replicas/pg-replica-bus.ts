@@ -14,10 +14,15 @@
 // A connection can stall without dropping (a network black hole, a stopped server): every
 // query has a timeout, and the listening connection is checked every LIVENESS_MS with
 // SELECT 1; a check or a publish that times out destroys it and reconnects.
+//
+// The same connection also LISTENs on FLEET_EVENTS_CHANNEL, which the event store NOTIFYs
+// when it commits new fleet events: `fleetEvents` wakes GET /v1/events on every replica.
+// Those notifications are unsigned on purpose: they carry no message, only "read the store".
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { Client } from 'pg';
 import type { Logger } from '@bulkhead/shared';
 import { newReplicaId, notSentError, parseReplicaMessage, type ReplicaBus, type ReplicaMessage } from './replica-bus';
+import { FLEET_EVENTS_CHANNEL, type FleetEventWakeups } from '../events/event-store';
 
 /** The one channel every replica listens on. */
 export const REPLICA_CHANNEL = 'bulkhead_replicas';
@@ -82,6 +87,9 @@ export class PgReplicaBus implements ReplicaBus {
   readonly replicaId: string;
   private client: Client | undefined;
   private readonly listeners = new Set<(msg: ReplicaMessage) => void>();
+  private readonly eventListeners = new Set<() => void>();
+  /** Wake-ups for the event stream: a committed fleet event on any replica, or a reconnect (some may have been missed). */
+  readonly fleetEvents: FleetEventWakeups;
   private readonly reconnectListeners = new Set<() => void>();
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -94,6 +102,17 @@ export class PgReplicaBus implements ReplicaBus {
   private refusedWarnedAt = 0;
 
   private constructor(private readonly o: PgReplicaBusOptions) {
+    // The getter below reads the live connection.
+    const bus = this;
+    this.fleetEvents = {
+      subscribe: (l) => {
+        this.eventListeners.add(l);
+        return () => void this.eventListeners.delete(l);
+      },
+      get listening() {
+        return bus.client !== undefined;
+      },
+    };
     this.replicaId = o.replicaId ?? newReplicaId();
     if (!(o.secret?.length >= 16)) throw new Error('the replica bus needs the shared signing secret');
     this.key = busKey(o.secret);
@@ -118,6 +137,7 @@ export class PgReplicaBus implements ReplicaBus {
       application_name: APPLICATION_NAME,
     });
     client.on('notification', (n) => {
+      if (n.channel === FLEET_EVENTS_CHANNEL) return this.wakeEventReaders();
       if (n.channel !== REPLICA_CHANNEL || !n.payload) return;
       const v = verifyMessage(this.key, n.payload, this.now());
       if ('refused' in v) return this.refuse(v.refused);
@@ -135,11 +155,22 @@ export class PgReplicaBus implements ReplicaBus {
     try {
       await client.connect();
       await client.query(`LISTEN ${REPLICA_CHANNEL}`);
+      await client.query(`LISTEN ${FLEET_EVENTS_CHANNEL}`);
     } catch (err) {
       destroy(client); // connected but not listening: not leaked
       throw err;
     }
     this.client = client;
+  }
+
+  private wakeEventReaders(): void {
+    for (const l of [...this.eventListeners]) {
+      try {
+        l();
+      } catch (err) {
+        this.o.logger.error({ err }, 'an event stream wake-up listener failed');
+      }
+    }
   }
 
   private refuse(why: string): void {
@@ -179,6 +210,7 @@ export class PgReplicaBus implements ReplicaBus {
         () => {
           this.retryMs = 1000;
           this.o.logger.info({ replicaId: this.replicaId }, 'replica notification connection to PostgreSQL restored');
+          this.wakeEventReaders();
           for (const l of [...this.reconnectListeners]) {
             try {
               l();

@@ -4,6 +4,7 @@
 // SQLite there is one controller process, so the bus is local and carries nothing.
 import { randomBytes } from 'node:crypto';
 import { BulkheadError } from '@bulkhead/shared';
+import type { FleetEventWakeups } from '../events/event-store';
 
 /**
  * What replicas tell each other (JSON in a signed NOTIFY payload, at most ~8000 bytes). A
@@ -36,6 +37,8 @@ export interface ReplicaBus {
   subscribe(listener: (msg: ReplicaMessage) => void): () => void;
   /** Called after the bus reconnected (messages may have been missed meanwhile). */
   onReconnect(listener: () => void): () => void;
+  /** Wake-ups for GET /v1/events when any replica commits fleet events (PostgreSQL); undefined: readers poll. */
+  readonly fleetEvents?: FleetEventWakeups;
   close(): Promise<void>;
 }
 

@@ -13,6 +13,8 @@ import { newDatabase, testBackend } from '../store/fixtures/backend';
 import { openStream, type SseStream } from './fixtures-sse';
 import type { SseEvent } from '@bulkhead/client';
 import type { FleetEventInput } from '../../src/events/event-store';
+import { PgReplicaBus } from '../../src/replicas/pg-replica-bus';
+import { createLogger } from '@bulkhead/shared';
 
 const FAST_HUB = { pollMs: 50, heartbeatMs: 300 };
 t.setTimeout(240_000);
@@ -200,4 +202,50 @@ t.test('controller replicas on one PostgreSQL database: a stream sees every repl
   t.equal((await onA.waitFor(600, isFleet, 30_000)).length, 600, 'a resume on the other replica gets the same events');
   onA.close();
   onB.close();
+});
+
+t.test('PostgreSQL: a stream wakes on LISTEN/NOTIFY when another replica commits an event; the poll is the fallback', { skip: testBackend() === 'postgres' ? false : 'PostgreSQL only (events.postgres.test.ts)' }, async (t) => {
+  const config = await newDatabase('unused');
+  if (config.kind !== 'postgres') throw new Error('postgres expected');
+  const logger = createLogger({ name: 'bus', level: 'silent' });
+  const secret = Buffer.alloc(32, 7);
+  const busB = await PgReplicaBus.connect({ connectionString: config.connectionString, logger, secret });
+  t.teardown(() => busB.close());
+  // Polls every 20 s: an event reaching B's stream within seconds came by the wake-up.
+  const SLOW_POLL = { pollMs: 20_000, fallbackPollMs: 20_000, heartbeatMs: 300 };
+  const a = await startSecureApi({ events: FAST_HUB, store: await openStore(config) });
+  t.teardown(() => a.close());
+  const b = await startSecureApi({ events: { ...SLOW_POLL, wakeups: busB.fleetEvents }, store: await openStore(config) });
+  t.teardown(() => b.close());
+  t.equal(busB.fleetEvents?.listening, true, 'B listens');
+  const onB = await stream(b, {}, a.admin.plaintext);
+  t.equal(onB.status, 200, onB.text);
+  await new Promise((r) => setTimeout(r, 300)); // B's first read (at subscribe) is done; its next poll is 20 s away
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const started = performance.now();
+    await a.store.events!.appendEvents([{ type: 'container.updated', at: new Date(), project: 'payments', data: { from: 'a', i } }]);
+    const got = await onB.waitFor(i + 1, isFleet, 10_000);
+    times.push(performance.now() - started);
+    t.equal(data(got[i]!)['i'], i, `event ${i} committed on A arrived on B`);
+  }
+  // Generous: a wake-up takes milliseconds; only a stall (or no wake-up: the 20 s poll) fails this.
+  t.ok(Math.max(...times) < 5_000, `committed on A → on B's stream in ${times.map((x) => x.toFixed(0)).join(', ')} ms (poll every 20 s)`);
+  t.comment(`measured: NOTIFY wake-up, A commit → B stream: ${times.map((x) => x.toFixed(0)).join(', ')} ms`);
+  onB.close();
+
+  // Without a listening connection (closed bus, or SQLite) the hub polls every pollMs.
+  const closedBus = await PgReplicaBus.connect({ connectionString: config.connectionString, logger, secret });
+  await closedBus.close();
+  t.equal(closedBus.fleetEvents?.listening, false, 'a closed bus does not listen');
+  const c = await startSecureApi({ events: { pollMs: 200, fallbackPollMs: 20_000, heartbeatMs: 300, wakeups: closedBus.fleetEvents }, store: await openStore(config) });
+  t.teardown(() => c.close());
+  const onC = await stream(c, {}, a.admin.plaintext);
+  await new Promise((r) => setTimeout(r, 300));
+  const started = performance.now();
+  await a.store.events!.appendEvents([{ type: 'container.updated', at: new Date(), project: 'payments', data: { from: 'a', poll: true } }]);
+  await onC.waitFor(1, isFleet, 10_000);
+  const ms = performance.now() - started;
+  t.ok(ms < 5_000, `not listening: the event came by the ${200} ms poll after ${ms.toFixed(0)} ms`);
+  onC.close();
 });
