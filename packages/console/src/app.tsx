@@ -13,9 +13,14 @@ export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [notice, setNotice] = useState<string | undefined>(undefined);
   const [logoutError, setLogoutError] = useState<string | undefined>(undefined);
+  // While this page logs itself out, the server ending the session also ends the event stream
+  // (and may answer a read in flight with 401) before the DELETE's own answer arrives: those
+  // are this logout, not a session that ended elsewhere, and must not replace its message.
+  const loggingOut = useRef(false);
 
   useEffect(() => {
     setUnauthenticatedHandler(() => {
+      if (loggingOut.current) return;
       stopLive();
       setNotice('Your session ended (logged out, idle timeout, or the key was revoked). Log in again.');
       setSession(null);
@@ -26,6 +31,7 @@ export function App() {
   useEffect(() => {
     if (!session) return undefined;
     startLive(() => {
+      if (loggingOut.current) return;
       stopLive();
       setNotice('Your session ended (logged out, idle timeout, or the key was revoked). Log in again.');
       setSession(null);
@@ -44,6 +50,7 @@ export function App() {
       <Login
         notice={notice}
         onLogin={(s) => {
+          loggingOut.current = false;
           setNotice(undefined);
           setSession(s);
         }}
@@ -54,6 +61,7 @@ export function App() {
       session={session}
       logoutError={logoutError}
       onIdle={async () => {
+        loggingOut.current = true;
         stopLive();
         // Best effort: were the DELETE lost, the session still ends server-side after the same
         // idle time, as this page has stopped asking for anything.
@@ -64,6 +72,7 @@ export function App() {
       }}
       onLogout={async () => {
         setLogoutError(undefined);
+        loggingOut.current = true;
         try {
           await logout();
         } catch (err) {
@@ -71,10 +80,12 @@ export function App() {
           // 429) leaves it alive with the cookie still in this browser. Saying "logged out" then
           // would leave a working session behind on a shared computer. A 401 means it had ended.
           if (!(err instanceof ApiError && err.status === 401)) {
+            loggingOut.current = false;
             setLogoutError(`Logout failed: ${(err as Error).message}. The session is still active; try again.`);
             return;
           }
         }
+        // Left set until the next login: a read still in flight may yet come back 401.
         stopLive();
         setNotice('You are logged out.');
         setSession(null);
