@@ -345,6 +345,10 @@ export function churn(o: ChurnOptions): { stop(): Promise<ChurnStats> } {
  * they are killed, in monitor mode only reported (and alerted).
  */
 export function rootPolicy(name: string, mode: 'enforce' | 'monitor'): string {
+  // Scoped to this test file's containers too: test files run two at a time on one shared engine,
+  // and another file's enforcing agent must not kill (and so take the violation of) this file's
+  // fault=bad containers before this file's agent gets to them.
+  const [fileKey, fileValue] = FILE_LABEL.split('=') as [string, string];
   const [description, action] = mode === 'enforce'
     ? ['Containers labelled fault=bad must not run as root.', 'kill']
     : ['Containers labelled fault=bad should not run as root (reported, not acted on).', 'alert'];
@@ -358,7 +362,7 @@ spec:
       severity: high
       mode: ${mode}
       action: { type: ${action} }
-      scope: { containerLabels: { fault: bad } }
+      scope: { containerLabels: { fault: bad, ${JSON.stringify(fileKey)}: ${JSON.stringify(fileValue)} } }
       check: { type: root-user }
 `;
 }
