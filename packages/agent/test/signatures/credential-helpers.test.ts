@@ -111,7 +111,14 @@ t.test('credential helpers against a registry with htpasswd', async (t) => {
   t.match(slow.message, /docker-credential-slow had not answered at the verification deadline/);
   t.ok(Date.now() - started < 1800, `answered by the deadline (${Date.now() - started} ms; bound 800 ms + slack)`);
   await new Promise((r) => setTimeout(r, 2500));
-  const later = await slowVerifier.verify(ref, req);
+  // The 800 ms budget also covers the registry's own round trips: on a loaded machine one
+  // attempt may run out on those ("registry … unreachable: no answer within …"), which is not
+  // what is tested here, so a few attempts are allowed; a verdict naming the helper ends them.
+  let later = await slowVerifier.verify(ref, req);
+  for (let i = 0; i < 5 && later.status !== 'verified' && !/docker-credential-slow/.test(later.message); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    later = await slowVerifier.verify(ref, req);
+  }
   verdicts.push(later);
   t.equal(later.status, 'verified', `the late answer is used: ${later.message}`);
 
