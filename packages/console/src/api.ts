@@ -131,7 +131,7 @@ export const listViolations = (q: ViolationQuery) => guard(client.listViolations
 
 export type Summary = T.Summary;
 /** The fleet at a glance, counted by the controller's database (GET /v1/summary). */
-export const getSummary = (top = 5) => guard(client.getSummary({ top }));
+export const getSummary = (top = 5, hosts = 10) => guard(client.getSummary({ top, hosts }));
 
 export type Scan = T.Scan;
 /** The uploaded vulnerability report of an image digest, or null when there is none (404). */

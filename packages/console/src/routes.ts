@@ -47,3 +47,13 @@ const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 export function allows(role: Role, min: Role = 'viewer'): boolean {
   return RANK[role] >= RANK[min];
 }
+
+/**
+ * Whether the session may perform an action ("containers.pause", "violations.acknowledge", …):
+ * the controller's own answer (GET /v1/session's allowedActions, after the role, the key's
+ * action limits and its project scope), so a button shows only where the request would be
+ * allowed. Convenience only: the server checks every request.
+ */
+export function can(session: Session, action: string): boolean {
+  return session.allowedActions.includes(action);
+}

@@ -996,6 +996,8 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            actions: string[];
+                            allowedActions: string[];
                             expiresAt: string | null;
                             keyExpiresAt: string | null;
                             keyId: string;
@@ -2659,6 +2661,8 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            actions: string[];
+                            allowedActions: string[];
                             /** Format: date-time */
                             createdAt: string;
                             /** @enum {string} */
@@ -2719,6 +2723,8 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            actions: string[];
+                            allowedActions: string[];
                             /** Format: date-time */
                             createdAt: string;
                             /** @enum {string} */
@@ -2796,6 +2802,8 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description How many of the worst audited hosts to list (0 = the counts only). */
+                    hosts?: number;
                     /** @description How many busiest containers per measure. */
                     top?: number;
                 };
@@ -2901,6 +2909,53 @@ export interface paths {
                                 /** @description Containers not removed. */
                                 total: number;
                             };
+                            hosts: {
+                                /** @description Agents (not revoked) with a stored host audit. */
+                                audited: number;
+                                /** @description Audited hosts whose CIS score is below 100. */
+                                belowFullScore: number;
+                                lockdownBySeverity: {
+                                    count: number;
+                                    key: string;
+                                }[];
+                                /** @description Agents (not revoked) that never sent one (audit off, or not run yet). */
+                                notAudited: number;
+                                /** @description Audited hosts whose latest report has a lockdown finding. */
+                                withLockdownFindings: number;
+                                /** @description The worst hosts first (most critical, then high, then any lockdown findings, then the lowest CIS score), at most `hosts` of them. */
+                                worst: {
+                                    agentId: string;
+                                    /** @description CIS results of the latest report by kind. */
+                                    cis: {
+                                        checks: number;
+                                        info: number;
+                                        note: number;
+                                        pass: number;
+                                        warn: number;
+                                    };
+                                    hostname: string;
+                                    /** @description Open socket/daemon lockdown findings of the latest report, by severity. */
+                                    lockdown: {
+                                        critical: number;
+                                        high: number;
+                                        info: number;
+                                        low: number;
+                                        medium: number;
+                                        total: number;
+                                    };
+                                    /** Format: date-time */
+                                    receivedAt: string;
+                                    /** @description CIS Docker Benchmark score of the latest report: passed scored checks / (passed + warned scored checks), 0–100. */
+                                    score: number;
+                                    /** @description The agent: online or offline. */
+                                    status: string;
+                                    /**
+                                     * Format: date-time
+                                     * @description When the agent ran that audit.
+                                     */
+                                    takenAt: string;
+                                }[];
+                            } | null;
                             violations: {
                                 /** @description Neither acknowledged nor exempted. */
                                 open: number;

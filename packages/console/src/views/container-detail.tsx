@@ -12,7 +12,7 @@ import { ConfirmDialog, ErrorNote } from '../components/confirm';
 import { bytes, containerName, percent } from '../format';
 import { useLiveData } from '../live';
 import { href } from '../router';
-import { allows, type ViewProps } from '../routes';
+import { can, type ViewProps } from '../routes';
 
 const POLL_MS = 5000;
 const HISTORY = 60;
@@ -69,7 +69,8 @@ export function ContainerDetail({ session, params }: ViewProps) {
 
   const ct = c.data;
   const host = hostOf(byId, agent);
-  const canAct = allows(session.role, 'operator');
+  // Only the actions this session's key may perform (a key limited to `containers.pause` sees Pause alone).
+  const shown = ct ? ACTIONS.filter((a) => a.when(ct) && can(session, `containers.${a.action}`)) : [];
 
   const run = async () => {
     if (!pending || !ct) return;
@@ -144,9 +145,9 @@ export function ContainerDetail({ session, params }: ViewProps) {
             <Time iso={ct.updatedAt} />
           </dd>
         </dl>
-        {canAct ? (
+        {shown.length ? (
           <div class="actions" role="group" aria-label="Manual actions">
-            {ACTIONS.filter((a) => a.when(ct)).map((a) => (
+            {shown.map((a) => (
               <button type="button" key={a.action} class={a.danger ? 'danger' : ''} onClick={() => (setResult(null), setPending(a.action))} disabled={ct.removed}>
                 {a.label}
               </button>

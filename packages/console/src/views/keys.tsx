@@ -8,7 +8,7 @@ import { createJoinToken, createKey, listJoinTokens, listKeys, revokeJoinToken, 
 import { Time } from '../components/badges';
 import { ConfirmDialog, ErrorNote } from '../components/confirm';
 import { useLiveData } from '../live';
-import type { ViewProps } from '../routes';
+import { can, type ViewProps } from '../routes';
 
 const ROLES = ['viewer', 'operator', 'admin'] as const;
 
@@ -36,16 +36,17 @@ function CopyBox({ label, value, id }: { label: string; value: string; id: strin
   );
 }
 
-export function KeysAndTokens(_props: ViewProps) {
+export function KeysAndTokens({ session }: ViewProps) {
+  // An admin key limited to some actions gets only the forms and buttons it may use.
   return (
     <div>
-      <ApiKeys />
-      <JoinTokens />
+      <ApiKeys canCreate={can(session, 'keys.create')} canRevoke={can(session, 'keys.revoke')} />
+      <JoinTokens canCreate={can(session, 'join-tokens.create')} canRevoke={can(session, 'join-tokens.revoke')} />
     </div>
   );
 }
 
-function ApiKeys() {
+function ApiKeys({ canCreate, canRevoke }: { canCreate: boolean; canRevoke: boolean }) {
   const keys = useLiveData(() => listKeys(), [], null);
   const [secret, setSecret] = useState<{ name: string; key: string } | null>(null);
   const [error, setError] = useState<Error | null>(null);
@@ -100,6 +101,7 @@ function ApiKeys() {
           </button>
         </div>
       ) : null}
+      {canCreate ? (
       <form class="filters" onSubmit={create} aria-label="Create an API key">
         <div>
           <label for="k-name">Name</label>
@@ -129,6 +131,7 @@ function ApiKeys() {
           </button>
         </div>
       </form>
+      ) : null}
       <div class="table-wrap">
         <table class="keys">
           <thead>
@@ -164,7 +167,7 @@ function ApiKeys() {
                 </td>
                 <td>{k.expiresAt ? <Time iso={k.expiresAt} /> : 'never'}</td>
                 <td>
-                  {k.status === 'active' ? (
+                  {k.status === 'active' && canRevoke ? (
                     <button type="button" class="danger" onClick={() => setRevoking(k)} aria-label={`Revoke key ${k.name} (${k.id})`}>
                       Revoke
                     </button>
@@ -186,7 +189,7 @@ function ApiKeys() {
   );
 }
 
-function JoinTokens() {
+function JoinTokens({ canCreate, canRevoke }: { canCreate: boolean; canRevoke: boolean }) {
   const tokens = useLiveData(() => listJoinTokens(), [], null);
   const [minted, setMinted] = useState<{ token: string; caFingerprint: string; expiresAt: string } | null>(null);
   const [controller, setController] = useState(`${window.location.hostname}:7443`);
@@ -239,6 +242,7 @@ function JoinTokens() {
           </button>
         </div>
       ) : null}
+      {canCreate ? (
       <form class="filters" onSubmit={create} aria-label="Mint a join token">
         <div>
           <label for="k-ttl">Valid for</label>
@@ -254,6 +258,7 @@ function JoinTokens() {
           </button>
         </div>
       </form>
+      ) : null}
       <div class="table-wrap">
         <table class="tokens">
           <thead>
@@ -279,7 +284,7 @@ function JoinTokens() {
                 </td>
                 <td class="mono small">{j.usedByAgent ?? '—'}</td>
                 <td>
-                  {j.status === 'active' ? (
+                  {j.status === 'active' && canRevoke ? (
                     <button type="button" class="danger" onClick={() => setRevoking(j)} aria-label={`Revoke join token ${j.id}`}>
                       Revoke
                     </button>

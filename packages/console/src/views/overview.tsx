@@ -2,7 +2,8 @@
 // GET /v1/summary (counted by the database, scoped like the lists, whatever the fleet's size):
 // agents by status and version, certificates about to expire, containers by state, open
 // violations by severity, alerts and webhook deliveries of the last 24 h, the busiest
-// containers. The 24-hour timeline reads the last day's violations and action alerts; the
+// containers, and each host's CIS score and open lockdown findings (its latest host audit,
+// worst hosts first). The 24-hour timeline reads the last day's violations and action alerts; the
 // agents table reads GET /v1/agents. Any fleet event reloads them (debounced).
 import { getSummary, listAlerts, listViolations, type Summary, type Violation, type Alert } from '../api';
 import { hostOf, useAgents } from '../agents';
@@ -18,6 +19,8 @@ const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
 const SEV_ICON: Record<string, string> = { critical: '◆', high: '▲', medium: '●', low: '○', info: 'ℹ' };
 const CERT_WARN_DAYS = 14;
 const LIST_MAX = 1000;
+/** The worst hosts listed on the overview; the rest are in Host audit. */
+const HOSTS_SHOWN = 10;
 
 interface Recent {
   violations: Violation[];
@@ -52,13 +55,15 @@ function verdict(s: Summary): string[] {
   if (crit) problems.push(`${plural(crit, 'critical violation')} open`);
   if (high) problems.push(`${plural(high, 'high violation')} open`);
   if (s.agents.certExpiringSoon) problems.push(`${plural(s.agents.certExpiringSoon, 'agent certificate')} expiring within ${CERT_WARN_DAYS} days`);
+  const lockBad = s.hosts ? count(s.hosts.lockdownBySeverity, 'critical') + count(s.hosts.lockdownBySeverity, 'high') : 0;
+  if (lockBad) problems.push(`${plural(lockBad, 'critical or high host lockdown finding')} open`);
   if (s.webhooks.dead) problems.push(`${plural(s.webhooks.dead, 'webhook delivery', 'webhook deliveries')} dead-lettered`);
   return problems;
 }
 
 export function Overview(_: ViewProps) {
   const { agents, byId, error: agentsError } = useAgents();
-  const sum = useLiveData(() => getSummary(5), [], () => true, 500);
+  const sum = useLiveData(() => getSummary(5, HOSTS_SHOWN), [], () => true, 500);
   const recent = useLiveData(loadRecent, [], (e) => e.type.startsWith('alert.'), 1000);
   const s = sum.data;
   const now = Date.now();
@@ -70,7 +75,7 @@ export function Overview(_: ViewProps) {
       {s ? (
         <p class={`verdict ${problems.length ? 'verdict-bad' : 'verdict-ok'}`} role="status" data-testid="verdict">
           <span aria-hidden="true">{problems.length ? '⚠ ' : '✔ '}</span>
-          {problems.length ? `Needs attention: ${problems.join('; ')}.` : 'Fleet OK: every agent online, no critical or high violation open, no dead-lettered alert.'}
+          {problems.length ? `Needs attention: ${problems.join('; ')}.` : 'Fleet OK: every agent online, no critical or high violation or host lockdown finding open, no dead-lettered alert.'}
         </p>
       ) : (
         <p aria-busy="true">Loading the fleet…</p>
@@ -189,6 +194,8 @@ export function Overview(_: ViewProps) {
         </section>
       </div>
 
+      {s ? <HostsCard hosts={s.hosts} /> : null}
+
       <section class="card wide" aria-labelledby="ov-agent-table">
         <h2 id="ov-agent-table">Agents</h2>
         <div class="table-wrap">
@@ -238,5 +245,79 @@ export function Overview(_: ViewProps) {
         {agents.length === 0 ? <p class="muted">No agent enrolled yet.</p> : null}
       </section>
     </div>
+  );
+}
+
+/** Each host's latest audit: CIS score and open lockdown findings, worst first (GET /v1/summary's `hosts`). */
+function HostsCard({ hosts }: { hosts: Summary['hosts'] }) {
+  return (
+    <section class="card wide" aria-labelledby="ov-hosts" data-testid="hosts-audit">
+      <h2 id="ov-hosts">Hosts: CIS score and lockdown findings</h2>
+      {!hosts ? (
+        <p class="muted">Host audits are fleet-wide: a key limited to projects does not see them (as in the API).</p>
+      ) : (
+        <>
+          <p>
+            {plural(hosts.audited, 'host')} audited · {plural(hosts.withLockdownFindings, 'host')} with open lockdown findings
+            {hosts.lockdownBySeverity.length ? ` (${hosts.lockdownBySeverity.map((c) => `${c.count} ${c.key}`).join(', ')})` : ''} · {hosts.belowFullScore} below a full CIS score
+            {hosts.notAudited ? ` · ${plural(hosts.notAudited, 'agent')} without a report yet` : ''}
+          </p>
+          {hosts.worst.length ? (
+            <div class="table-wrap">
+              <table class="hosts-audit">
+                <caption class="sr-only">The worst hosts first: most critical, then high lockdown findings, then the lowest CIS score</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Host</th>
+                    <th scope="col">CIS score</th>
+                    <th scope="col">Open lockdown findings</th>
+                    <th scope="col">Audit taken</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {hosts.worst.map((h) => (
+                    <tr key={h.agentId} data-agent-id={h.agentId}>
+                      <th scope="row">
+                        <a href={href(`/hosts/${encodeURIComponent(h.agentId)}`)}>{h.hostname}</a> <AgentStatusBadge status={h.status} />
+                      </th>
+                      <td>
+                        <strong>{Math.round(h.score)} %</strong>{' '}
+                        <span class="small muted">
+                          ({h.cis.pass} PASS · {h.cis.warn} WARN)
+                        </span>
+                      </td>
+                      <td>
+                        {h.lockdown.total === 0 ? (
+                          <span class="ok">
+                            <span aria-hidden="true">✔ </span>none
+                          </span>
+                        ) : (
+                          (['critical', 'high', 'medium', 'low', 'info'] as const)
+                            .filter((k) => h.lockdown[k] > 0)
+                            .map((k) => (
+                              <span key={k}>
+                                <SeverityBadge severity={k} /> {h.lockdown[k]}{' '}
+                              </span>
+                            ))
+                        )}
+                      </td>
+                      <td>
+                        <Time iso={h.takenAt} />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          ) : (
+            <p class="muted">No host audit received yet.</p>
+          )}
+          <p>
+            {hosts.audited > hosts.worst.length ? `The ${hosts.worst.length} worst of ${hosts.audited} shown. ` : ''}
+            <a href={href('/hosts')}>Every host in Host audit</a>
+          </p>
+        </>
+      )}
+    </section>
   );
 }

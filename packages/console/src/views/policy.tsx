@@ -13,13 +13,13 @@ import { YamlView } from '../components/yaml';
 import { containerName } from '../format';
 import { useLiveData } from '../live';
 import { href, navigate } from '../router';
-import { allows, type ViewProps } from '../routes';
+import { can, type ViewProps } from '../routes';
 
 export function PolicyView({ session, query }: ViewProps) {
   const versions = useLiveData(() => listPolicyVersions(), [], null);
   const current = useLiveData(() => getPolicy(), [], null);
-  const canDryRun = allows(session.role, 'operator');
-  const canApply = allows(session.role, 'admin');
+  const canDryRun = can(session, 'policies.dry-run');
+  const canApply = can(session, 'policies.apply');
   const list = versions.data?.items ?? [];
   const latest = list[0]?.version;
   const from = Number(query.get('from') ?? '') || (latest !== undefined && latest > 1 ? latest - 1 : undefined);

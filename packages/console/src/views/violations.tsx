@@ -11,7 +11,7 @@ import { containerName } from '../format';
 import { CursorPager } from '../components/pager';
 import { useLiveData } from '../live';
 import { href, navigate } from '../router';
-import { allows, type ViewProps } from '../routes';
+import { can, type ViewProps } from '../routes';
 
 const PAGE = 100;
 const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
@@ -46,7 +46,8 @@ export function Violations({ session, query }: ViewProps) {
   const [comment, setComment] = useState('');
   const [busy, setBusy] = useState(false);
   const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);
-  const canAck = allows(session.role, 'operator');
+  const canAck = can(session, 'violations.acknowledge');
+  const canUnack = can(session, 'violations.unacknowledge');
 
   const apply = (e: Event) => {
     e.preventDefault();
@@ -159,7 +160,7 @@ export function Violations({ session, query }: ViewProps) {
               <th scope="col">Host</th>
               <th scope="col">Mode / action</th>
               <th scope="col">Status</th>
-              {canAck ? <th scope="col">Acknowledge</th> : null}
+              {canAck || canUnack ? <th scope="col">Acknowledge</th> : null}
             </tr>
           </thead>
           <tbody>
@@ -202,9 +203,13 @@ export function Violations({ session, query }: ViewProps) {
                     </span>
                   )}
                 </td>
-                {canAck ? (
+                {canAck || canUnack ? (
                   <td>
-                    {v.acknowledged ? (
+                    {v.acknowledged && !canUnack ? (
+                      '—'
+                    ) : !v.acknowledged && !canAck ? (
+                      '—'
+                    ) : v.acknowledged ? (
                       <button type="button" onClick={() => unack(v)} aria-label={`Unacknowledge ${v.ruleId} on ${containerName(v.containerName)}`}>
                         Unacknowledge
                       </button>

@@ -8,12 +8,13 @@ import { SeverityBadge, Time } from '../components/badges';
 import { ErrorNote } from '../components/confirm';
 import { useLiveData } from '../live';
 import { navigate } from '../router';
-import { allows, type ViewProps } from '../routes';
+import { can, type ViewProps } from '../routes';
 
 const STATUS_ICON: Record<string, string> = { pending: '…', delivered: '✔', dead: '✖' };
 
 export function Webhooks({ session, query }: ViewProps) {
-  const canAct = allows(session.role, 'operator');
+  const canTest = can(session, 'webhooks.test');
+  const canRedeliver = can(session, 'deliveries.redeliver');
   const hooks = useLiveData(() => listWebhooks(), [], (e) => e.type.startsWith('alert.'), 1000);
   const alerts = useLiveData(() => listAlerts({ since: '24h', limit: 20 }), [], (e) => e.type.startsWith('alert.'), 500);
   const selected = query.get('webhook') ?? hooks.data?.items[0]?.id;
@@ -65,7 +66,7 @@ export function Webhooks({ session, query }: ViewProps) {
                 <th scope="col">Min severity</th>
                 <th scope="col">Pending / delivered / dead</th>
                 <th scope="col">Delivery log</th>
-                {canAct ? <th scope="col">Test</th> : null}
+                {canTest ? <th scope="col">Test</th> : null}
               </tr>
             </thead>
             <tbody>
@@ -88,7 +89,7 @@ export function Webhooks({ session, query }: ViewProps) {
                       Show log<span class="sr-only"> of {w.name}</span>
                     </button>
                   </td>
-                  {canAct ? (
+                  {canTest ? (
                     <td>
                       <button type="button" disabled={!w.enabled} onClick={() => send(w)} aria-label={`Send test alert to ${w.name}`}>
                         Send test
@@ -101,7 +102,7 @@ export function Webhooks({ session, query }: ViewProps) {
           </table>
         </div>
       </section>
-      {selected ? <DeliveryLog webhookId={selected} name={hooks.data?.items.find((w) => w.id === selected)?.name ?? selected} canAct={canAct} status={query.get('status') ?? ''} refresh={sent} /> : null}
+      {selected ? <DeliveryLog webhookId={selected} name={hooks.data?.items.find((w) => w.id === selected)?.name ?? selected} canAct={canRedeliver} status={query.get('status') ?? ''} refresh={sent} /> : null}
     </div>
   );
 }

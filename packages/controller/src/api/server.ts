@@ -221,11 +221,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       // Revocation and logout end this controller's open streams of that key/session at once;
       // other replicas end theirs at their next heartbeat check (events heartbeatMs).
       registerKeyRoutes(v1, { store: opts.store, now, routes: () => security.routes, ...(hub ? { onRevoked: (keyId: string) => void hub.endKey(keyId) } : {}) });
-      registerAuthRoutes(v1, { auth: security.options, now });
+      registerAuthRoutes(v1, { auth: security.options, now, routes: () => security.routes });
       registerJoinTokenRoutes(v1, { store: opts.store, now, caFingerprint: opts.caFingerprint });
       registerAuditRoutes(v1, { audit: security.audit, now });
       // Browser sessions and the live event stream.
-      registerSessionRoutes(v1, { auth: security.options, sessions: opts.store.sessions, now, ...(hub ? { onLogout: (idHash: string) => void hub.endSession(idHash) } : {}) });
+      registerSessionRoutes(v1, { auth: security.options, sessions: opts.store.sessions, now, routes: () => security.routes, ...(hub ? { onLogout: (idHash: string) => void hub.endSession(idHash) } : {}) });
       registerEventRoutes(v1, { hub, authenticator: security.authenticator, now });
     },
     { prefix: '/v1' },

@@ -76,7 +76,10 @@ export class ApiSecurity {
       }
       for (const method of methods) {
         if (method === 'HEAD' && this.routes.some((x) => x.method === 'GET' && x.url === r.url)) continue;
-        this.routes.push({ method, url: r.url, role: cfg.role, fleetWide: cfg.fleetWide === true, action: cfg.action ?? deriveAction(method, r.url) });
+        this.routes.push({
+          method, url: r.url, role: cfg.role, fleetWide: cfg.fleetWide === true, action: cfg.action ?? deriveAction(method, r.url),
+          ...(cfg.subActions ? { subActions: [...cfg.subActions] } : {}),
+        });
       }
     });
 
@@ -173,24 +176,55 @@ export function sessionCookieOf(req: FastifyRequest): string | undefined {
 
 /** Throws 403 BK_ERR_FORBIDDEN naming the role (or unscoped credential) the route needs. */
 export function authorize(p: Principal, access: Partial<RouteAccess>, method: string, url: string): void {
+  const why = denial(p, access, method, url);
+  if (why !== undefined) throw new BulkheadError('BK_ERR_FORBIDDEN', why);
+}
+
+/** Why `p` may not call the route, or undefined when it may (authorize's rules, without throwing). */
+function denial(p: Principal, access: Partial<RouteAccess>, method: string, url: string): string | undefined {
   const need = access.role;
   // onRoute guarantees a role; refuse rather than guess if that ever breaks.
-  if (!isRole(need)) throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} declares no role; refusing`);
+  if (!isRole(need)) return `${method} ${url} declares no role; refusing`;
   // A key limited to some actions (a CI scan uploader) is told that first: it is why, whatever the role.
   const only = p.key.actions;
   if (only !== undefined && only.length > 0) {
     const action = access.action ?? deriveAction(method, url);
-    if (!only.includes(action)) {
-      throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} (${action}) is not among the actions ${describePrincipal(p)} is limited to: ${only.join(', ')}`);
+    // A key limited to some of the route's finer actions passes here; the route checks which (authorizeSubAction).
+    if (!only.includes(action) && !(access.subActions ?? []).some((a) => only.includes(a))) {
+      return `${method} ${url} (${action}) is not among the actions ${describePrincipal(p)} is limited to: ${only.join(', ')}`;
     }
   }
-  if (!roleAtLeast(p.role, need)) {
-    throw new BulkheadError('BK_ERR_FORBIDDEN', `${method} ${url} needs the ${need} role or higher; ${describePrincipal(p)} has ${p.role}`);
-  }
+  if (!roleAtLeast(p.role, need)) return `${method} ${url} needs the ${need} role or higher; ${describePrincipal(p)} has ${p.role}`;
   if (access.fleetWide === true && p.projects.length > 0) {
-    throw new BulkheadError(
-      'BK_ERR_FORBIDDEN',
-      `${method} ${url} acts on fleet-wide state and needs a credential not limited to projects; ${describePrincipal(p)} is limited to ${p.projects.join(', ')}`,
-    );
+    return `${method} ${url} acts on fleet-wide state and needs a credential not limited to projects; ${describePrincipal(p)} is limited to ${p.projects.join(', ')}`;
   }
+  return undefined;
+}
+
+/**
+ * For a route declaring subActions, once its body says which one: throws 403 when the key is
+ * limited to actions that include neither this one nor the route's own (which grants them all).
+ */
+export function authorizeSubAction(p: Principal, routeAction: string, sub: string): void {
+  const only = p.key.actions;
+  if (only === undefined || only.length === 0 || only.includes(routeAction) || only.includes(sub)) return;
+  throw new BulkheadError('BK_ERR_FORBIDDEN', `${sub} is not among the actions ${describePrincipal(p)} is limited to: ${only.join(', ')}`);
+}
+
+/**
+ * Every action name (routes' actions and their subActions, as in the audit trail and
+ * `keys create --only`) that `p` may perform, after its role, its key's action limits and
+ * its project scope: what the console shows buttons for. Sorted, each once. A route's
+ * umbrella action (e.g. containers.actions) is listed only when all of it is allowed.
+ */
+export function allowedActions(p: Principal, routes: readonly DeclaredRoute[]): string[] {
+  const out = new Set<string>();
+  const only = p.key.actions ?? [];
+  for (const r of routes) {
+    if (denial(p, r, r.method, r.url) !== undefined) continue;
+    const umbrella = only.length === 0 || only.includes(r.action!);
+    if (umbrella) out.add(r.action!);
+    for (const sub of r.subActions ?? []) if (umbrella || only.includes(sub)) out.add(sub);
+  }
+  return [...out].sort();
 }

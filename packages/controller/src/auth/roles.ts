@@ -35,6 +35,13 @@ export interface RouteAccess {
   fleetWide?: boolean;
   /** Name recorded in the audit trail, e.g. "keys.create". Default: derived from method and path. */
   action?: string;
+  /**
+   * Finer actions the route performs, one per request, chosen by its body (POST
+   * /v1/containers/:agent/:id/actions: "containers.pause", "containers.kill", …). A key may be
+   * limited to some of them (`keys create --only containers.pause`); the route's own action
+   * still grants them all. The route checks the one asked for with authorizeSubAction.
+   */
+  subActions?: readonly string[];
 }
 
 declare module 'fastify' {
@@ -45,6 +52,8 @@ declare module 'fastify' {
     fleetWide?: boolean;
     /** See RouteAccess.action. */
     action?: string;
+    /** See RouteAccess.subActions. */
+    subActions?: readonly string[];
     /** The request body may be left out: the OpenAPI document says `required: false` (src/openapi/openapi.ts). */
     bodyOptional?: boolean;
   }

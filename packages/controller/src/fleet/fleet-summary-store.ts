@@ -12,6 +12,11 @@ export interface FleetSummaryQuery {
   certWarnMs: number;
   /** "Recent" window for alerts and deliveries, ms back from `now`. */
   windowMs: number;
+  /**
+   * Hosts' latest audit: how many worst hosts to list (0 = counts only). Left out = no host
+   * section (a project-scoped caller: host audits are fleet-wide, as GET /v1/agents/:id/audit).
+   */
+  hostsTop?: number;
 }
 
 export interface CountBy {
@@ -33,6 +38,35 @@ export interface BusyContainer {
   takenAt: Date;
 }
 
+/** One host's latest audit, as the overview lists it. */
+export interface HostAuditBrief {
+  agentId: string;
+  hostname: string;
+  status: string;
+  /** CIS: passed scored checks / (passed + warned scored checks), 0–100. */
+  score: number;
+  cis: { pass: number; warn: number; info: number; note: number; checks: number };
+  /** Open lockdown findings of the latest report, by severity. */
+  lockdown: { total: number; critical: number; high: number; medium: number; low: number; info: number };
+  takenAt: Date;
+  receivedAt: Date;
+}
+
+export interface HostsSummary {
+  /** Agents (not revoked) with at least one stored host audit. */
+  audited: number;
+  /** Agents (not revoked) that never sent one (audit off, or not yet run). */
+  notAudited: number;
+  /** Audited hosts whose latest report has at least one lockdown finding. */
+  withLockdownFindings: number;
+  /** Lockdown findings of every host's latest report, by severity. */
+  lockdownBySeverity: CountBy[];
+  /** Audited hosts whose CIS score is below 100. */
+  belowFullScore: number;
+  /** The worst hosts first: most critical, then high, then any lockdown findings, then the lowest CIS score. */
+  worst: HostAuditBrief[];
+}
+
 export interface FleetSummary {
   agents: { total: number; online: number; offline: number; revoked: number; certExpiringSoon: number; versions: CountBy[] };
   containers: { total: number; byState: CountBy[] };
@@ -40,6 +74,8 @@ export interface FleetSummary {
   alerts: { groups: number; occurrences: number; bySeverity: CountBy[] };
   webhooks: { endpoints: number; enabled: number; pending: number; dead: number; deliveredRecent: number; failedAttemptsRecent: number };
   busiest: { cpu: BusyContainer[]; memory: BusyContainer[] };
+  /** Undefined when the query asked for none (hostsTop left out). */
+  hosts?: HostsSummary;
 }
 
 export interface FleetSummaryStore {

@@ -5,7 +5,10 @@
 // are fleet-level, as GET /v1/agents and GET /v1/webhooks show them to every role.
 import { sql, type SqlBool } from 'kysely';
 import type { Db } from '../store/schema';
-import type { BusyContainer, CountBy, FleetSummary, FleetSummaryQuery, FleetSummaryStore } from './fleet-summary-store';
+import type { HostAuditSummary } from '../host-audit/host-audit-store';
+import type { BusyContainer, CountBy, FleetSummary, FleetSummaryQuery, FleetSummaryStore, HostAuditBrief, HostsSummary } from './fleet-summary-store';
+
+const LOCKDOWN_SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'] as const;
 
 export class KyselyFleetSummaryStore implements FleetSummaryStore {
   constructor(private readonly db: Db) {}
@@ -130,6 +133,21 @@ export class KyselyFleetSummaryStore implements FleetSummaryStore {
         }));
       };
 
+      // Hosts: each agent's latest report (the (agent_id, taken_at) key makes max() an index
+      // read), its summary document only (~0.5 KB: the CIS and lockdown counts computed when the
+      // report arrived), never the reports themselves. One row per audited host.
+      let hosts: HostsSummary | undefined;
+      if (q.hostsTop !== undefined) {
+        const rows = await trx
+          .selectFrom('host_audits as h')
+          .innerJoin('agents as a', 'a.id', 'h.agent_id')
+          .select(['h.agent_id', 'h.taken_at', 'h.received_at', 'h.score', 'h.summary_json', 'a.hostname', 'a.status'])
+          .where('a.status', '<>', 'revoked')
+          .where((eb) => eb('h.taken_at', '=', eb.selectFrom('host_audits as l').select((e) => e.fn.max('l.taken_at').as('m')).whereRef('l.agent_id', '=', 'h.agent_id')))
+          .execute();
+        hosts = hostsSummary(rows, agents.total - agents.revoked, q.hostsTop);
+      }
+
       const alertsBy = new Map(alertRows.map((r) => [r.severity, num(r.n)]));
       return {
         agents,
@@ -153,9 +171,46 @@ export class KyselyFleetSummaryStore implements FleetSummaryStore {
           failedAttemptsRecent: num(failed?.n ?? 0),
         },
         busiest: { cpu: await busiest('cpu_percent'), memory: await busiest('memory_bytes') },
+        ...(hosts ? { hosts } : {}),
       };
     });
   }
+}
+
+interface LatestAuditRow { agent_id: string; taken_at: unknown; received_at: unknown; score: number; summary_json: string; hostname: string; status: string }
+
+/** Counts over every audited host, and the `top` worst of them (see HostsSummary.worst). */
+function hostsSummary(rows: LatestAuditRow[], liveAgents: number, top: number): HostsSummary {
+  const bySeverity = new Map<string, number>();
+  const briefs: HostAuditBrief[] = rows.map((r) => {
+    // Written by the controller itself (host-audit-recorder.ts summarize()); reports stored
+    // before a field existed read as 0.
+    const s = JSON.parse(r.summary_json) as Partial<HostAuditSummary>;
+    const c = s.cis ?? ({} as Partial<HostAuditSummary['cis']>);
+    const l = s.lockdown ?? ({} as Partial<HostAuditSummary['lockdown']>);
+    const lockdown = { total: num(l.total), critical: num(l.critical), high: num(l.high), medium: num(l.medium), low: num(l.low), info: num(l.info) };
+    for (const k of LOCKDOWN_SEVERITIES) if (lockdown[k] > 0) bySeverity.set(k, (bySeverity.get(k) ?? 0) + lockdown[k]);
+    return {
+      agentId: r.agent_id, hostname: r.hostname, status: r.status,
+      score: Number(r.score),
+      cis: { pass: num(c.pass), warn: num(c.warn), info: num(c.info), note: num(c.note), checks: num(c.checks) },
+      lockdown,
+      takenAt: new Date(num(r.taken_at)), receivedAt: new Date(num(r.received_at)),
+    };
+  });
+  briefs.sort(
+    (a, b) =>
+      b.lockdown.critical - a.lockdown.critical || b.lockdown.high - a.lockdown.high || b.lockdown.total - a.lockdown.total ||
+      a.score - b.score || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0) || (a.agentId < b.agentId ? -1 : 1),
+  );
+  return {
+    audited: briefs.length,
+    notAudited: Math.max(0, liveAgents - briefs.length),
+    withLockdownFindings: briefs.filter((b) => b.lockdown.total > 0).length,
+    lockdownBySeverity: sortCounts(bySeverity),
+    belowFullScore: briefs.filter((b) => b.score < 100).length,
+    worst: briefs.slice(0, top),
+  };
 }
 
 /** Most first, then by key: a stable order for the screen and the tests. */

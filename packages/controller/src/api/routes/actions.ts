@@ -4,6 +4,8 @@
 // 200 only when the agent carried it out. Needs the operator role (declared
 // in the route config, enforced by src/auth); a credential limited to
 // projects acts only on their containers — others answer 404, as if absent.
+// A key may be limited to some of the actions ("containers.pause", …, or
+// "containers.actions" for all of them): the one in the body is checked here.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
@@ -12,6 +14,7 @@ import { ContainerParamsSchema, type ContainerParams } from '../dto';
 import { resolveContainer } from './containers';
 import { visibleProjects } from '../../auth/project-scope';
 import { describePrincipal } from '../../auth/principal';
+import { authorizeSubAction } from '../../auth/api-security';
 import { MANUAL_ACTIONS, MAX_STOP_TIMEOUT_SECONDS, type ManualActions } from '../../commands/manual-actions';
 import { strictInput } from './strict-input';
 
@@ -46,6 +49,11 @@ export const ContainerActionResultSchema = Type.Object({
 });
 export type ContainerActionResultDto = Static<typeof ContainerActionResultSchema>;
 
+/** The route's own action name: it grants every manual action. */
+export const CONTAINER_ACTIONS = 'containers.actions';
+/** One action name per manual action, for keys limited to some of them: "containers.pause", … */
+export const containerSubAction = (a: string): string => `containers.${a}`;
+
 export interface ActionRoutesOptions {
   store: Store;
   /** Undefined when the controller has no agent link (API-only tests): the route answers 503. */
@@ -56,11 +64,12 @@ export function registerActionRoutes(app: FastifyInstance, opts: ActionRoutesOpt
   app.post<{ Params: ContainerParams; Body: ContainerActionBody }>(
     '/containers/:agent/:id/actions',
     {
-      config: { role: 'operator' },
+      config: { role: 'operator', action: CONTAINER_ACTIONS, subActions: MANUAL_ACTIONS.map(containerSubAction) },
       preValidation: strictInput({ body: ContainerActionBodySchema }),
       schema: { params: ContainerParamsSchema, body: ContainerActionBodySchema, response: { 200: ContainerActionResultSchema } },
     },
     async (req): Promise<ContainerActionResultDto> => {
+      authorizeSubAction(req.auth!, CONTAINER_ACTIONS, containerSubAction(req.body.action));
       if (!opts.actions) throw new BulkheadError('BK_ERR_NOT_READY', 'manual actions need the agent link; this server has none');
       const container = await resolveContainer(opts.store, req.params.agent, req.params.id, visibleProjects(req));
       return opts.actions.run({

@@ -8,7 +8,8 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
 import { mintToken } from '../../auth/bearer-tokens';
 import { checkGrant } from '../../auth/delegation';
-import { ROLES } from '../../auth/roles';
+import { ROLES, type DeclaredRoute } from '../../auth/roles';
+import { allowedActions } from '../../auth/api-security';
 import type { AuthOptions } from '../../auth/auth-options';
 import { auditTarget } from '../../audit/audit-hooks';
 import { ProjectListSchema } from './keys';
@@ -53,10 +54,14 @@ export const WhoAmISchema = Type.Object({
   /** When the key behind it expires (null = never). */
   keyExpiresAt: Nullable(IsoDate),
   tokenId: Nullable(Type.String()),
+  /** Action names the key is limited to (`keys create --only`); empty = every action its role allows. */
+  actions: Type.Array(Type.String()),
+  /** Every action this credential may perform after its role, action limits and project scope (as GET /v1/session says). */
+  allowedActions: Type.Array(Type.String()),
 });
 export type WhoAmIDto = Static<typeof WhoAmISchema>;
 
-export function registerAuthRoutes(app: FastifyInstance, opts: { auth: AuthOptions; now: () => Date }): void {
+export function registerAuthRoutes(app: FastifyInstance, opts: { auth: AuthOptions; now: () => Date; routes: () => readonly DeclaredRoute[] }): void {
   const { auth, now } = opts;
 
   app.post<{ Body: TokenRequestBody }>(
@@ -103,6 +108,8 @@ export function registerAuthRoutes(app: FastifyInstance, opts: { auth: AuthOptio
       expiresAt: p.expiresAt?.toISOString() ?? null,
       keyExpiresAt: p.keyExpiresAt?.toISOString() ?? null,
       tokenId: p.tokenId,
+      actions: [...(p.key.actions ?? [])],
+      allowedActions: allowedActions(p, opts.routes()),
     };
   });
 }

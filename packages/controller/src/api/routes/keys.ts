@@ -129,9 +129,9 @@ async function visibleKey(store: Store, req: FastifyRequest, id: string): Promis
 /** Each action must be one a /v1 route declares, and one the key's role may call: a limit that grants nothing is a mistake. */
 function checkActions(actions: readonly string[], role: ApiKeyDto['role'], routes: readonly DeclaredRoute[]): void {
   for (const a of actions) {
-    const r = routes.filter((x) => x.action === a);
+    const r = routes.filter((x) => x.action === a || (x.subActions ?? []).includes(a));
     if (r.length === 0) {
-      const known = [...new Set(routes.map((x) => x.action))].sort();
+      const known = [...new Set(routes.flatMap((x) => [x.action, ...(x.subActions ?? [])]))].sort();
       throw new BulkheadError('BK_ERR_BAD_REQUEST', `unknown action "${a}"; actions are: ${known.join(', ')}`);
     }
     if (!r.some((x) => roleAtLeast(role, x.role))) {

@@ -8,7 +8,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
-import { ROLES } from '../../auth/roles';
+import { ROLES, type DeclaredRoute } from '../../auth/roles';
+import { allowedActions } from '../../auth/api-security';
 import type { AuthOptions } from '../../auth/auth-options';
 import type { SessionStore } from '../../auth/session-store';
 import type { Principal } from '../../auth/principal';
@@ -35,6 +36,14 @@ export const SessionSchema = Type.Object({
   keyName: Type.String(),
   role: RoleSchema,
   projects: Type.Array(Type.String()),
+  /** Action names the session's key is limited to (`keys create --only`); empty = every action its role allows. */
+  actions: Type.Array(Type.String()),
+  /**
+   * Every action the session may perform (route actions and manual container actions such as
+   * "containers.pause", as in the audit trail), after its role, its key's action limits and its
+   * project scope: what the console shows buttons for. The server still checks each request.
+   */
+  allowedActions: Type.Array(Type.String()),
   /** Send as the X-Bulkhead-CSRF header on every POST, PUT, PATCH and DELETE made with the cookie. */
   csrfToken: Type.String(),
   csrfHeader: Type.Literal(CSRF_HEADER),
@@ -49,7 +58,10 @@ export type SessionDto = Static<typeof SessionSchema>;
 export const LogoutSchema = Type.Object({ sessionId: Type.String(), loggedOut: Type.Literal(true) });
 
 /** `onLogout`: called with the session's id hash once it is revoked (its open event streams end at once). */
-export function registerSessionRoutes(app: FastifyInstance, opts: { auth: AuthOptions; sessions: SessionStore | undefined; now: () => Date; onLogout?: (idHash: string) => void }): void {
+export function registerSessionRoutes(
+  app: FastifyInstance,
+  opts: { auth: AuthOptions; sessions: SessionStore | undefined; now: () => Date; routes: () => readonly DeclaredRoute[]; onLogout?: (idHash: string) => void },
+): void {
   const { auth, now } = opts;
   const store = (): SessionStore => {
     if (!opts.sessions) throw new BulkheadError('BK_ERR_NOT_READY', 'this controller keeps no sessions');
@@ -61,6 +73,8 @@ export function registerSessionRoutes(app: FastifyInstance, opts: { auth: AuthOp
     keyName: p.keyName,
     role: p.role,
     projects: p.projects,
+    actions: [...(p.key.actions ?? [])],
+    allowedActions: allowedActions(p, opts.routes()),
     csrfToken: csrfToken(auth.tokenSecret, id),
     csrfHeader: CSRF_HEADER,
     createdAt: createdAt.toISOString(),

@@ -1,10 +1,12 @@
 // Owns /v1/summary: the fleet at a glance for the console's overview — agents by status
 // and version, certificates expiring, containers by state, open violations by severity,
-// alerts and webhook deliveries of the last 24 h, and the busiest containers by CPU and
-// memory — in one request, each number counted in SQL (src/fleet). Scoped like the lists
-// it summarises: a project-scoped credential counts only its projects' containers,
-// violations, alerts and those alerts' deliveries; agents and webhook endpoints are
-// fleet-level, as GET /v1/agents and GET /v1/webhooks show them.
+// alerts and webhook deliveries of the last 24 h, the busiest containers by CPU and
+// memory, and the hosts' CIS scores and open lockdown findings (worst hosts first) — in one
+// request, each number counted in SQL (src/fleet). Scoped like the lists it summarises: a
+// project-scoped credential counts only its projects' containers, violations, alerts and
+// those alerts' deliveries; agents and webhook endpoints are fleet-level, as GET /v1/agents
+// and GET /v1/webhooks show them; host audits are fleet-wide (GET /v1/agents/:id/audit
+// refuses a project-scoped credential), so such a caller gets `hosts: null`.
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { BulkheadError } from '@bulkhead/shared';
@@ -30,8 +32,37 @@ const Busy = Type.Array(
   }),
 );
 
+const HostBrief = Type.Object({
+  agentId: Type.String(),
+  hostname: Type.String(),
+  status: Type.String({ description: 'The agent: online or offline.' }),
+  score: Type.Number({ description: 'CIS Docker Benchmark score of the latest report: passed scored checks / (passed + warned scored checks), 0–100.' }),
+  cis: Type.Object({ pass: Type.Integer(), warn: Type.Integer(), info: Type.Integer(), note: Type.Integer(), checks: Type.Integer() }, { description: 'CIS results of the latest report by kind.' }),
+  lockdown: Type.Object(
+    { total: Type.Integer(), critical: Type.Integer(), high: Type.Integer(), medium: Type.Integer(), low: Type.Integer(), info: Type.Integer() },
+    { description: 'Open socket/daemon lockdown findings of the latest report, by severity.' },
+  ),
+  takenAt: Type.String({ format: 'date-time', description: 'When the agent ran that audit.' }),
+  receivedAt: Type.String({ format: 'date-time' }),
+});
+
+const HostsSchema = Type.Object(
+  {
+    audited: Type.Integer({ description: 'Agents (not revoked) with a stored host audit.' }),
+    notAudited: Type.Integer({ description: 'Agents (not revoked) that never sent one (audit off, or not run yet).' }),
+    withLockdownFindings: Type.Integer({ description: 'Audited hosts whose latest report has a lockdown finding.' }),
+    lockdownBySeverity: CountBy,
+    belowFullScore: Type.Integer({ description: 'Audited hosts whose CIS score is below 100.' }),
+    worst: Type.Array(HostBrief, { description: 'The worst hosts first (most critical, then high, then any lockdown findings, then the lowest CIS score), at most `hosts` of them.' }),
+  },
+  { description: "Each host's latest host audit; null for a credential limited to projects (host audits are fleet-wide)." },
+);
+
 export const SummaryQuerySchema = Type.Object(
-  { top: Type.Integer({ minimum: 1, maximum: 20, default: 5, description: 'How many busiest containers per measure.' }) },
+  {
+    top: Type.Integer({ minimum: 1, maximum: 20, default: 5, description: 'How many busiest containers per measure.' }),
+    hosts: Type.Integer({ minimum: 0, maximum: 50, default: 10, description: 'How many of the worst audited hosts to list (0 = the counts only).' }),
+  },
   { additionalProperties: false },
 );
 export type SummaryQuery = Static<typeof SummaryQuerySchema>;
@@ -63,6 +94,7 @@ export const SummarySchema = Type.Object({
     failedAttemptsRecent: Type.Integer(),
   }),
   busiest: Type.Object({ cpu: Busy, memory: Busy }),
+  hosts: Type.Union([HostsSchema, Type.Null()]),
 });
 export type SummaryDto = Static<typeof SummarySchema>;
 
@@ -75,7 +107,11 @@ export function registerSummaryRoutes(app: FastifyInstance, opts: { store: Store
       const fs = opts.store.fleetSummary;
       if (!fs) throw new BulkheadError('BK_ERR_NOT_READY', 'the fleet summary needs a SQL store');
       const at = now();
-      const s = await fs.summary({ now: at, projects: visibleProjects(req), top: req.query.top, certWarnMs: SUMMARY_CERT_WARN_MS, windowMs: SUMMARY_WINDOW_MS });
+      const projects = visibleProjects(req);
+      const s = await fs.summary({
+        now: at, projects, top: req.query.top, certWarnMs: SUMMARY_CERT_WARN_MS, windowMs: SUMMARY_WINDOW_MS,
+        ...(projects === undefined ? { hostsTop: req.query.hosts } : {}),
+      });
       return toSummaryDto(s, at);
     },
   );
@@ -92,5 +128,6 @@ function toSummaryDto(s: FleetSummary, at: Date): SummaryDto {
     alerts: s.alerts,
     webhooks: s.webhooks,
     busiest: { cpu: busy(s.busiest.cpu), memory: busy(s.busiest.memory) },
+    hosts: s.hosts ? { ...s.hosts, worst: s.hosts.worst.map((h) => ({ ...h, takenAt: h.takenAt.toISOString(), receivedAt: h.receivedAt.toISOString() })) } : null,
   };
 }
