@@ -51,7 +51,7 @@ export function registerKeyCommands(program: Command, ctx: CommandContext): void
     .addOption(new Option('--role <role>', 'viewer (read), operator (act on containers, webhooks) or admin').choices([...ROLES]).makeOptionMandatory())
     .option('--project <name>', 'limit the key to this project; repeatable (default: every project)', collect, [] as string[])
     .option('--expires <duration>', 'expire after this long, e.g. 30d or 12h (default: never)')
-    .option('--only <action>', 'limit the key to this API action, e.g. scans.upload (POST /v1/scans); repeatable; every other route answers 403 (default: every route its role allows)', collect, [] as string[])
+    .option('--only <action>', 'limit the key to this API action, e.g. scans.upload (POST /v1/scans) or containers.pause (one manual container action); repeatable; every other route answers 403 (default: every route its role allows)', collect, [] as string[])
     .addHelpText(
       'after',
       '\nThe key (bk_…) is printed only now; the controller keeps only its hash.\n' +

@@ -2,11 +2,14 @@
 // on a real store (SQLite here, PostgreSQL in console-queries.postgres.test.ts):
 // GET /v1/containers' project, "breaks rule X" (rule), free-text (q) filters and sort orders,
 // each walked page by page with nextCursor and compared with the same rows sorted here;
-// GET /v1/summary's counts against the seeded rows; and project scope on both: a key limited
-// to one project never sees, nor counts, another project's rows.
+// GET /v1/summary's counts against the seeded rows, its hosts' CIS scores and lockdown
+// findings (latest report per host, worst first, revoked agents left out); and project scope
+// on both: a key limited to one project never sees, nor counts, another project's rows, and
+// gets no host section (host audits are fleet-wide).
 import t from 'tap';
 import type { ViolationRecord } from '../../src/store/store';
 import type { ContainerUsageRecord } from '../../src/store/usage-store';
+import type { HostAuditSummary } from '../../src/host-audit/host-audit-store';
 import { agent, facts, hexId } from '../store/fixtures/records';
 import { generateApiKey } from '../../src/api/api-keys';
 import { bearer, get, startApi, type RunningApi } from './fixtures/api-server';
@@ -122,7 +125,27 @@ t.test('console queries', async (t) => {
     alerts: { groups: number; occurrences: number; bySeverity: Array<{ key: string; count: number }> };
     webhooks: { endpoints: number; enabled: number; pending: number; dead: number; deliveredRecent: number; failedAttemptsRecent: number };
     busiest: { cpu: Array<{ agentId: string; id: string; project: string; cpuPercent: number; memoryBytes: number }>; memory: Array<{ project: string; memoryBytes: number }> };
+    hosts: null | {
+      audited: number; notAudited: number; withLockdownFindings: number; lockdownBySeverity: Array<{ key: string; count: number }>; belowFullScore: number;
+      worst: Array<{ agentId: string; hostname: string; status: string; score: number; cis: { pass: number; warn: number }; lockdown: Record<string, number>; takenAt: string }>;
+    };
   };
+
+  // Host audits through the store's own write path: h0 had a critical finding, fixed in its
+  // newer report (only the latest counts); h1 has a high and a medium one; h2 none but the lowest score.
+  const audit = async (agentId: string, at: number, score: number, pass: number, warn: number, lock: Partial<Record<'critical' | 'high' | 'medium' | 'low' | 'info', number>>) => {
+    const lockdown = { critical: 0, high: 0, medium: 0, low: 0, info: 0, ...lock, total: Object.values(lock).reduce((a, b) => a + b, 0) };
+    const summary: HostAuditSummary = {
+      score, cis: { checks: pass + warn, score: pass, pass, warn, info: 2, note: 1, percent: score }, lockdown,
+      fixes: { applied: 0, failed: 0 }, hygiene: null, newFindings: [], resolvedFindings: [],
+    };
+    const ok = await api.store.hostAudits!.insertHostAudit({ agentId, takenAt: new Date(at), receivedAt: new Date(at + 1000), summary, cisJson: '{}', lockdownJson: '[]', fixesJson: '[]', hygieneJson: null });
+    if (!ok) throw new Error(`host audit ${agentId} ${at} not stored`);
+  };
+  await audit('agt_c0', NOW - 7_200_000, 50, 5, 5, { critical: 1 });
+  await audit('agt_c0', NOW - 3_600_000, 90, 9, 1, {});
+  await audit('agt_c1', NOW - 1_800_000, 80, 8, 2, { high: 1, medium: 1 });
+  await audit('agt_c2', NOW - 900_000, 60, 6, 4, {});
 
   const all = (await json<Page<C>>(api, '/v1/containers?limit=1000')).body.items;
   t.equal(all.length, 72, 'every live container');
@@ -204,6 +227,7 @@ t.test('console queries', async (t) => {
     t.equal(s.alerts.groups, 1, 'only the payments alert');
     t.equal(s.webhooks.dead, 1, "only the payments alert's dead delivery");
     t.equal(s.agents.total, 3, 'agents are fleet-level, as GET /v1/agents');
+    t.equal(s.hosts, null, 'host audits are fleet-wide: no host section for a project-scoped key');
   });
 
   t.test('summary: every count from the seeded rows, in one request', async (t) => {
@@ -232,5 +256,28 @@ t.test('console queries', async (t) => {
     t.equal((await json(api, '/v1/summary?top=21')).status, 400, 'top is bounded');
     t.equal((await json(api, '/v1/summary?days=1')).status, 400, 'unknown parameters refused');
     t.equal((await get(api, '/v1/summary')).status, 401, 'needs a credential');
+  });
+
+  // Last: it revokes an agent, which the counts above do not expect.
+  t.test("summary: hosts' CIS score and open lockdown findings, worst first", async (t) => {
+    const h = (await json<Summary>(api, '/v1/summary')).body.hosts!;
+    t.same(
+      { audited: h.audited, notAudited: h.notAudited, withLockdownFindings: h.withLockdownFindings, lockdownBySeverity: h.lockdownBySeverity, belowFullScore: h.belowFullScore },
+      { audited: 3, notAudited: 0, withLockdownFindings: 1, lockdownBySeverity: [{ key: 'high', count: 1 }, { key: 'medium', count: 1 }], belowFullScore: 3 },
+      'counted over each host\'s latest report (h0\'s older critical finding is gone)',
+    );
+    t.same(h.worst.map((x) => [x.hostname, x.score, x.lockdown.total]), [['h1', 80, 2], ['h2', 60, 0], ['h0', 90, 0]], 'a host with a high finding first, then the lowest score');
+    t.match(h.worst[0], { agentId: 'agt_c1', status: 'online', cis: { pass: 8, warn: 2 }, lockdown: { high: 1, medium: 1, critical: 0 }, takenAt: new Date(NOW - 1_800_000).toISOString() });
+    t.same((await json<Summary>(api, '/v1/summary?hosts=1')).body.hosts!.worst.map((x) => x.hostname), ['h1'], 'bounded by ?hosts');
+    const counts = (await json<Summary>(api, '/v1/summary?hosts=0')).body.hosts!;
+    t.same([counts.worst, counts.audited], [[], 3], 'hosts=0: the counts only');
+    t.equal((await json(api, '/v1/summary?hosts=51')).status, 400, 'hosts is bounded');
+
+    // A revoked agent's audits no longer count; an agent that never sent one is "not audited".
+    await api.store.insertAgent(agent('agt_c3', { hostname: 'h3', status: 'revoked' }));
+    await audit('agt_c3', NOW - 60_000, 10, 1, 9, { critical: 3 });
+    await api.store.insertAgent(agent('agt_c4', { hostname: 'h4' }));
+    const after = (await json<Summary>(api, '/v1/summary')).body.hosts!;
+    t.same([after.audited, after.notAudited, after.worst[0]!.hostname], [3, 1, 'h1'], 'the revoked host left out; the new one not audited yet');
   });
 });

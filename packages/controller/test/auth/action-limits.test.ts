@@ -96,3 +96,42 @@ t.test('delegation and validation of action limits', async (t) => {
   t.equal(refused.status, 403, 'the token is limited like its key');
   t.match(refused.json.detail, /is not among the actions token of key ak_[0-9a-f]+ "tk" is limited to: auth\.token, scans\.upload/);
 });
+
+t.test('a key limited to some manual container actions, and what the API says a caller may do', async (t) => {
+  const api = await startSecureApi();
+  t.teardown(() => api.close());
+  const minted = await api.call('POST', '/v1/keys', { body: { name: 'pause-only', role: 'operator', actions: ['auth.whoami', 'containers.pause'] } });
+  t.equal(minted.status, 201, `containers.pause is an action a key can be limited to: ${minted.text}`);
+  const k = minted.json.key as string;
+  const act = (action: string) => api.call('POST', '/v1/containers/agt_x/' + 'a'.repeat(64) + '/actions', { key: k, body: { action } });
+  for (const action of ['kill', 'stop', 'quarantine', 'unpause', 'release']) {
+    const r = await act(action);
+    t.equal(r.status, 403, `${action}: 403`);
+    t.match(r.json?.detail, new RegExp(`containers\\.${action} is not among the actions key ak_[0-9a-f]+ "pause-only" is limited to: auth\\.whoami, containers\\.pause`), `${action}: the problem names the limit`);
+  }
+  const pause = await act('pause');
+  t.not(pause.status, 403, `pause passes the access check (then: ${pause.status} ${pause.json?.code})`);
+  const who = await api.call('GET', '/v1/auth/whoami', { key: k });
+  t.same([who.json.actions, who.json.allowedActions], [['auth.whoami', 'containers.pause'], ['auth.whoami', 'containers.pause']], 'whoami: the limits, and exactly what they allow');
+
+  // Unlimited keys: everything their role and scope allow, manual actions one by one.
+  const op = await api.call('POST', '/v1/keys', { body: { name: 'op', role: 'operator' } });
+  const opWho = (await api.call('GET', '/v1/auth/whoami', { key: op.json.key as string })).json;
+  t.same(opWho.actions, [], 'not limited');
+  for (const a of ['containers.actions', 'containers.pause', 'containers.kill', 'containers.quarantine', 'violations.acknowledge', 'webhooks.test', 'policies.dry-run', 'containers.read']) t.ok(opWho.allowedActions.includes(a), `operator: ${a}`);
+  for (const a of ['policies.apply', 'keys.create', 'audit-log.read']) t.notOk(opWho.allowedActions.includes(a), `operator: not ${a}`);
+  const viewer = await api.call('POST', '/v1/keys', { body: { name: 'v', role: 'viewer' } });
+  const vWho = (await api.call('GET', '/v1/auth/whoami', { key: viewer.json.key as string })).json;
+  t.same(vWho.allowedActions.filter((a: string) => !a.endsWith('.read') && !['agents.audit', 'auth.token', 'auth.whoami', 'events.read', 'policies.versions', 'session.login', 'session.logout', 'webhooks.deliveries', 'audit-log.verify'].includes(a)), [], 'viewer: reads (and its own session and token) only');
+  const scoped = await api.call('POST', '/v1/keys', { body: { name: 's', role: 'operator', projects: ['payments'] } });
+  const sWho = (await api.call('GET', '/v1/auth/whoami', { key: scoped.json.key as string })).json;
+  t.ok(sWho.allowedActions.includes('containers.kill'), 'scoped operator: acts on its projects\' containers');
+  t.notOk(sWho.allowedActions.includes('webhooks.test') || sWho.allowedActions.includes('policies.dry-run') || sWho.allowedActions.includes('agents.audit'), 'but no fleet-wide action');
+
+  // A key limited to containers.actions still does every manual action.
+  const all = await api.call('POST', '/v1/keys', { body: { name: 'all-actions', role: 'operator', actions: ['containers.actions'] } });
+  const kill = await api.call('POST', '/v1/containers/agt_x/' + 'a'.repeat(64) + '/actions', { key: all.json.key as string, body: { action: 'kill' } });
+  t.not(kill.status, 403, `containers.actions grants kill (then: ${kill.status})`);
+  const bad = await api.call('POST', '/v1/keys', { body: { name: 'x', role: 'viewer', actions: ['containers.pause'] } });
+  t.match([bad.status, bad.json.detail], [400, /containers\.pause" needs the operator role/], 'a viewer key cannot be limited to pause');
+});
