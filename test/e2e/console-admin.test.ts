@@ -4,7 +4,10 @@
 // applies it with a comment and finds the new version in force on the server and in the
 // version list with a diff; creates an API key (the secret is shown once and works; it is in
 // no storage), mints a join token and gets the enroll command; sees the audit chain verified;
-// a viewer gets none of the buttons. axe-core (zero serious/critical) on each view.
+// a viewer gets none of the buttons. axe-core (zero serious/critical) on each view. With
+// BULKHEAD_CONSOLE_SCREENSHOTS=1 it writes docs/console/{policy-dry-run,policy-diff,keys,
+// audit-trail,webhooks}.png (the host audit picture comes from console.test.ts, whose agent
+// audits a real engine).
 //
 // The inventory the dry run reads is written into the controller's database through the
 // store's own write path (insertAgent, replaceContainers: what the agent link calls), so the
@@ -14,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchBrowser, newContext, runAxe, screenshot, startConsoleController } from '../helpers/browser';
-import { ROOT } from '../helpers/processes';
+import { ROOT, waitFor } from '../helpers/processes';
 import { tempRoot } from './stack';
 import { openStore, storeConfigFor } from '../../packages/controller/src/store/open-store';
 import { agent, facts, hexId } from '../../packages/controller/test/store/fixtures/records';
@@ -85,6 +88,8 @@ t.test('policy, host audit, audit trail, keys and webhooks views in headless Chr
   await page.waitForSelector('pre.diff .d-add');
   t.match(await page.textContent('pre.diff'), /\+ .*console-admin-e2e/, 'the diff of versions 1 → 2 shows the new name as added');
   await runAxe(page, t, 'the policy view after applying');
+  await page.locator('pre.diff').scrollIntoViewIfNeeded();
+  await screenshot(page, 'policy-diff');
 
   // ---- keys and tokens: the secret once, and it works; the enroll command
   await page.click('nav >> text=Keys');
@@ -112,6 +117,7 @@ t.test('policy, host audit, audit trail, keys and webhooks views in headless Chr
   const command = await page.inputValue('#k-command');
   t.match(command, /^bulkhead-agent enroll --controller 127\.0\.0\.1:7443 --token bkj_\S+ --ca-fingerprint sha256:[0-9a-f:]+ --state-dir \/var\/lib\/bulkhead-agent$/i, 'the exact enroll command');
   await runAxe(page, t, 'the keys view with a minted token');
+  await screenshot(page, 'keys');
 
   // ---- audit trail: the chain verified, and the policy apply recorded
   await page.click('nav >> text=Audit trail');
@@ -119,6 +125,7 @@ t.test('policy, host audit, audit trail, keys and webhooks views in headless Chr
   t.match(await page.textContent('[data-testid=chain-status]'), /Verified: all \d+ entries/, 'chain verification status in words');
   await page.waitForSelector('table.audit >> text=policies.apply');
   await runAxe(page, t, 'the audit trail view');
+  await screenshot(page, 'audit-trail');
 
   // ---- webhooks: endpoint listed, a test sent from the UI
   await page.click('nav >> text=Webhooks');
@@ -128,6 +135,16 @@ t.test('policy, host audit, audit trail, keys and webhooks views in headless Chr
   await page.waitForSelector('table.deliveries tbody tr[data-delivery-id]');
   t.match(await page.textContent('table.deliveries tbody'), /test/, 'the test delivery is in the endpoint\'s delivery log');
   await runAxe(page, t, 'the webhooks view');
+  // The receiver (port 9, nothing listening) refuses the first attempt: the log says why.
+  await waitFor('the test delivery\'s first attempt', async () => {
+    const r = await ctl.call<{ items: { attempts: number }[] }>('GET', `/v1/webhooks/${hook.body.id}/deliveries`);
+    return (r.body.items[0]?.attempts ?? 0) >= 1;
+  }, 60_000);
+  await page.reload();
+  await page.waitForSelector('table.deliveries tbody tr[data-delivery-id]');
+  t.match(await page.textContent('table.deliveries tbody tr[data-delivery-id]'), /ECONNREFUSED|refused|connect/i, 'the delivery log shows the failed attempt and why');
+  await runAxe(page, t, 'the webhooks view with a failed attempt');
+  await screenshot(page, 'webhooks');
 
   // ---- host audit: the host is listed (no report yet: said so)
   await page.click('nav >> text=Host audit');

@@ -2,7 +2,9 @@
 // real controller + agent + private dockerd: log in with an API key, see a container started
 // on the engine appear live, see a violation appear and acknowledge it, pause a container from
 // its page and find it paused on the engine (docker inspect), check that a viewer gets no
-// action buttons, log out and find the session dead server-side. axe-core runs on every view
+// action buttons, and a key limited to `containers.pause` sees Pause alone (and its forged kill
+// is refused); see each host's CIS score and lockdown findings from the agent's own host audit
+// on the overview and in Host audit; log out and find the session dead server-side. axe-core runs on every view
 // (zero serious/critical), the page never holds the key (storage, URL, cookie jar visible to
 // script) and no Content-Security-Policy violation happens. With BULKHEAD_CONSOLE_SCREENSHOTS=1
 // it also writes docs/console/*.png.
@@ -18,7 +20,7 @@ import { request } from 'node:https';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import type { Test } from 'tap';
 import type { Page } from 'playwright-core';
-import { launchBrowser, newContext, runAxe, screenshot, startConsoleController } from '../helpers/browser';
+import { fetchInPage, launchBrowser, newContext, runAxe, screenshot, startConsoleController } from '../helpers/browser';
 import { LABEL_ARGS, removeLabelledContainers, startPrivateEngine } from '../helpers/engine';
 import { ROOT, apiRequest, waitFor } from '../helpers/processes';
 import { enrollAgent, tempRoot } from './stack';
@@ -202,12 +204,37 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
 
   await screenshot(page, 'container');
 
-  // The overview now has a violation and two actions on its timeline.
+  // The overview now has a violation and two actions on its timeline, and the host's CIS
+  // score and lockdown findings from the audit the agent ran at start on this engine.
+  const hostAudit = await waitFor('the agent\'s host audit at the controller', async () => {
+    const r = await ctl.call<{ score: number; summary: { cis: { pass: number; warn: number }; lockdown: { total: number } } }>('GET', `/v1/agents/${agent.agentId}/audit`);
+    return r.status === 200 ? r.body : undefined;
+  }, 90_000);
   await page.click('nav >> text=Overview');
   await page.waitForSelector('.legend-item.series-action:has-text("actions: 2")', { timeout: 20_000 });
   t.match(await page.textContent('.timeline figcaption'), /violations: 1[\s\S]*actions: 2/, 'the timeline counts the violation and the two actions');
+  const hostRow = await page.waitForSelector(`[data-testid=hosts-audit] tr[data-agent-id="${agent.agentId}"]`, { timeout: 20_000 });
+  const hostText = (await hostRow.textContent()) ?? '';
+  t.match(hostText, new RegExp(`${Math.round(hostAudit.score)} %\\s*\\(${hostAudit.summary.cis.pass} PASS · ${hostAudit.summary.cis.warn} WARN\\)`), `the overview shows the host's CIS score with its counts in words (${hostText.replace(/\s+/g, ' ')})`);
+  t.match(hostText, hostAudit.summary.lockdown.total === 0 ? /none/ : /(critical|high|medium|low|info) \d+/, 'and its open lockdown findings by severity, in words');
+  t.match(await page.textContent('[data-testid=hosts-audit]'), /1 host audited/, 'how many hosts were audited');
   await runAxe(page, t, 'the fleet overview with data');
   await screenshot(page, 'overview');
+
+  // Host audit, from the overview's row: the same report in full.
+  await page.click(`[data-testid=hosts-audit] tr[data-agent-id="${agent.agentId}"] a`);
+  await page.waitForSelector('#h-score');
+  t.match(await page.textContent('#h-score'), new RegExp(`CIS score ${Math.round(hostAudit.score)} %`), 'the host audit view shows the same score');
+  await page.waitForSelector('table.cis tbody tr');
+  await runAxe(page, t, 'the host audit view');
+  // The picture: the score, lockdown findings and the CIS report's WARN rows (the start of them).
+  await page.selectOption('#h-result', 'WARN');
+  await page.waitForSelector('table.cis tbody tr[data-cis-result="WARN"]');
+  t.equal(await page.$('table.cis tbody tr:not([data-cis-result="WARN"])'), null, 'the CIS report filtered to WARN');
+  await runAxe(page, t, 'the host audit view filtered to WARN');
+  await page.setViewportSize({ width: 1280, height: 1500 });
+  await screenshot(page, 'host-audit', { fullPage: false });
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   // ---- keyboard only: skip link first, then the navigation reaches every view
   await page.goto(`${ctl.apiBase}/#/`);
@@ -258,6 +285,38 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   await vpage.waitForSelector('[data-testid=verdict]');
   await runAxe(vpage, t, 'the fleet overview, dark theme');
   await screenshot(vpage, 'overview-dark');
+
+  // ---- a key limited to pausing (keys create --only containers.pause, plus what the console
+  // reads): the container page offers Pause alone; a forged kill with its session is refused.
+  const pauseOnly = await ctl.call<{ key: string; actions: string[] }>('POST', '/v1/keys', {
+    name: 'night-shift', role: 'operator',
+    actions: ['session.login', 'session.read', 'session.logout', 'events.read', 'summary.read', 'agents.read', 'containers.read', 'violations.read', 'alerts.read', 'scans.read', 'containers.pause'],
+  });
+  t.equal(pauseOnly.status, 201, `a key limited to pause: ${JSON.stringify(pauseOnly.body).slice(0, 200)}`);
+  const pctx = await newContext(t, browser);
+  const ppage = await pctx.newPage();
+  ppage.on('pageerror', (e) => pageErrors.push(e.message));
+  await ppage.goto(`${ctl.apiBase}/`);
+  await ppage.fill('#api-key', pauseOnly.body.key);
+  await ppage.click('button[type=submit]');
+  await ppage.waitForSelector('[data-testid=session-info]');
+  await ppage.goto(`${ctl.apiBase}/#/containers/${agent.agentId}/${pauseMe}`);
+  await ppage.waitForSelector('h2:has-text("web-frontend") .state-running');
+  await ppage.waitForSelector('.actions button:has-text("Pause")');
+  t.same(await ppage.$$eval('.actions button', (bs) => bs.map((b) => (b as unknown as { textContent: string }).textContent.trim())), ['Pause'], 'the pause-only key sees Pause and no other action (no Stop, Kill, Quarantine)');
+  await runAxe(ppage, t, 'the container page for a pause-only key');
+  const sess = await fetchInPage(ppage, 'GET', '/v1/session');
+  t.same(sess.body.allowedActions.filter((a: string) => a.startsWith('containers.') && a !== 'containers.read'), ['containers.pause'], 'GET /v1/session says what the session may do');
+  const forged = await fetchInPage(ppage, 'POST', `/v1/containers/${agent.agentId}/${pauseMe}/actions`, { csrf: sess.body.csrfToken, body: { action: 'kill' } });
+  t.equal(forged.status, 403, 'a forged kill with that session (and its CSRF token) is refused by the server');
+  t.match(forged.body.detail, /containers\.kill is not among the actions session ses_[0-9a-f]+ of key ak_[0-9a-f]+ "night-shift" is limited to: .*containers\.pause/, 'naming the limit');
+  t.equal((await engine.dockerOk(['inspect', '-f', '{{.State.Running}} {{.State.Paused}}', pauseMe])).trim(), 'true false', 'docker inspect: the container still runs');
+  await ppage.click('.actions button:has-text("Pause")');
+  await ppage.click('dialog[open] button[type=submit]');
+  await ppage.waitForSelector('[data-testid=action-result]:has-text("state now paused")', { timeout: 30_000 });
+  t.equal((await engine.dockerOk(['inspect', '-f', '{{.State.Paused}}', pauseMe])).trim(), 'true', 'the allowed pause works');
+  await ppage.waitForSelector('h2:has-text("web-frontend") .state-paused', { timeout: 20_000 });
+  t.equal(await ppage.$('.actions'), null, 'paused: Unpause is not this key\'s to do, so no button at all');
 
   // ---- logout: the session is dead server-side, wherever a copy of the cookie is
   const stolen = (await ctx.cookies()).find((c) => c.name === '__Host-bulkhead_session')!.value;

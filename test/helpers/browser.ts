@@ -364,12 +364,14 @@ export const SCREENSHOT_DIR = join(ROOT, 'docs/console');
 /**
  * Writes docs/console/<name>.png when BULKHEAD_CONSOLE_SCREENSHOTS=1 (so the committed pictures
  * come from the same tests that check the views); otherwise does nothing. Returns the path written.
+ * The whole page by default; `fullPage: false` takes the viewport only.
  */
-export async function screenshot(page: Page, name: string): Promise<string | undefined> {
+export async function screenshot(page: Page, name: string, opts: { fullPage?: boolean } = {}): Promise<string | undefined> {
   if (process.env['BULKHEAD_CONSOLE_SCREENSHOTS'] !== '1') return undefined;
   if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new Error(`screenshot name ${JSON.stringify(name)}: lower-case letters, digits and dashes only`);
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
   const path = join(SCREENSHOT_DIR, `${name}.png`);
-  await page.screenshot({ path, fullPage: true, animations: 'disabled' });
+  // fullPage: false for a view whose whole length would make a picture of megabytes (a CIS report's 117 rows).
+  await page.screenshot({ path, fullPage: opts.fullPage ?? true, animations: 'disabled' });
   return path;
 }
