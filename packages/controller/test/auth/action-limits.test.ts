@@ -109,6 +109,14 @@ t.test('a key limited to some manual container actions, and what the API says a 
     t.equal(r.status, 403, `${action}: 403`);
     t.match(r.json?.detail, new RegExp(`containers\\.${action} is not among the actions key ak_[0-9a-f]+ "pause-only" is limited to: auth\\.whoami, containers\\.pause`), `${action}: the problem names the limit`);
   }
+  // Audit entries are written behind the answer: poll briefly (bounded) for the five.
+  let refusedLogged: string[] = [];
+  for (let i = 0; i < 50 && refusedLogged.length < 5; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    const log = await api.call('GET', '/v1/audit-log?action=containers.actions&status=403');
+    refusedLogged = log.json.items.map((e: { target: { manualAction?: string } }) => e.target.manualAction).sort();
+  }
+  t.same(refusedLogged, ['containers.kill', 'containers.quarantine', 'containers.release', 'containers.stop', 'containers.unpause'], 'the audit trail names each refused action');
   const pause = await act('pause');
   t.not(pause.status, 403, `pause passes the access check (then: ${pause.status} ${pause.json?.code})`);
   const who = await api.call('GET', '/v1/auth/whoami', { key: k });

@@ -15,6 +15,7 @@ import { resolveContainer } from './containers';
 import { visibleProjects } from '../../auth/project-scope';
 import { describePrincipal } from '../../auth/principal';
 import { authorizeSubAction } from '../../auth/api-security';
+import { auditTarget } from '../../audit/audit-hooks';
 import { MANUAL_ACTIONS, MAX_STOP_TIMEOUT_SECONDS, type ManualActions } from '../../commands/manual-actions';
 import { strictInput } from './strict-input';
 
@@ -69,6 +70,8 @@ export function registerActionRoutes(app: FastifyInstance, opts: ActionRoutesOpt
       schema: { params: ContainerParamsSchema, body: ContainerActionBodySchema, response: { 200: ContainerActionResultSchema } },
     },
     async (req): Promise<ContainerActionResultDto> => {
+      // Which action was asked is in the audit trail, refused or not (the route's name covers all six).
+      auditTarget(req, { manualAction: containerSubAction(req.body.action) });
       authorizeSubAction(req.auth!, CONTAINER_ACTIONS, containerSubAction(req.body.action));
       if (!opts.actions) throw new BulkheadError('BK_ERR_NOT_READY', 'manual actions need the agent link; this server has none');
       const container = await resolveContainer(opts.store, req.params.agent, req.params.id, visibleProjects(req));
