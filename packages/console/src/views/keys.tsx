@@ -102,35 +102,35 @@ function ApiKeys({ canCreate, canRevoke }: { canCreate: boolean; canRevoke: bool
         </div>
       ) : null}
       {canCreate ? (
-      <form class="filters" onSubmit={create} aria-label="Create an API key">
-        <div>
-          <label for="k-name">Name</label>
-          <input id="k-name" name="name" required maxLength={100} placeholder="ci-scanner" />
-        </div>
-        <div>
-          <label for="k-role">Role</label>
-          <select id="k-role" name="role">
-            {ROLES.map((r) => (
-              <option key={r} value={r}>
-                {r}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div>
-          <label for="k-projects">Projects (comma-separated; empty = all)</label>
-          <input id="k-projects" name="projects" placeholder="payments, search" />
-        </div>
-        <div>
-          <label for="k-expires">Expires in (empty = never)</label>
-          <input id="k-expires" name="expiresIn" placeholder="90d" />
-        </div>
-        <div class="filter-buttons">
-          <button type="submit" class="primary" disabled={busy}>
-            Create key
-          </button>
-        </div>
-      </form>
+        <form class="filters" onSubmit={create} aria-label="Create an API key">
+          <div>
+            <label for="k-name">Name</label>
+            <input id="k-name" name="name" required maxLength={100} placeholder="ci-scanner" />
+          </div>
+          <div>
+            <label for="k-role">Role</label>
+            <select id="k-role" name="role">
+              {ROLES.map((r) => (
+                <option key={r} value={r}>
+                  {r}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div>
+            <label for="k-projects">Projects (comma-separated; empty = all)</label>
+            <input id="k-projects" name="projects" placeholder="payments, search" />
+          </div>
+          <div>
+            <label for="k-expires">Expires in (empty = never)</label>
+            <input id="k-expires" name="expiresIn" placeholder="90d" />
+          </div>
+          <div class="filter-buttons">
+            <button type="submit" class="primary" disabled={busy}>
+              Create key
+            </button>
+          </div>
+        </form>
       ) : null}
       <div class="table-wrap">
         <table class="keys">
@@ -243,21 +243,21 @@ function JoinTokens({ canCreate, canRevoke }: { canCreate: boolean; canRevoke: b
         </div>
       ) : null}
       {canCreate ? (
-      <form class="filters" onSubmit={create} aria-label="Mint a join token">
-        <div>
-          <label for="k-ttl">Valid for</label>
-          <input id="k-ttl" name="ttl" placeholder="15m" />
-        </div>
-        <div>
-          <label for="k-desc">Description</label>
-          <input id="k-desc" name="description" maxLength={1024} placeholder="web-07" />
-        </div>
-        <div class="filter-buttons">
-          <button type="submit" class="primary">
-            Mint join token
-          </button>
-        </div>
-      </form>
+        <form class="filters" onSubmit={create} aria-label="Mint a join token">
+          <div>
+            <label for="k-ttl">Valid for</label>
+            <input id="k-ttl" name="ttl" placeholder="15m" />
+          </div>
+          <div>
+            <label for="k-desc">Description</label>
+            <input id="k-desc" name="description" maxLength={1024} placeholder="web-07" />
+          </div>
+          <div class="filter-buttons">
+            <button type="submit" class="primary">
+              Mint join token
+            </button>
+          </div>
+        </form>
       ) : null}
       <div class="table-wrap">
         <table class="tokens">

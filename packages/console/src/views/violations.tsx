@@ -205,9 +205,7 @@ export function Violations({ session, query }: ViewProps) {
                 </td>
                 {canAck || canUnack ? (
                   <td>
-                    {v.acknowledged && !canUnack ? (
-                      '—'
-                    ) : !v.acknowledged && !canAck ? (
+                    {!(v.acknowledged ? canUnack : canAck) ? (
                       '—'
                     ) : v.acknowledged ? (
                       <button type="button" onClick={() => unack(v)} aria-label={`Unacknowledge ${v.ruleId} on ${containerName(v.containerName)}`}>
