@@ -7,7 +7,7 @@ import { BulkheadError } from '@bulkhead/shared';
 import type { Principal } from './principal';
 import { describePrincipal } from './principal';
 import { projectsWithin } from './project-scope';
-import { roleAtLeast, type Role } from './roles';
+import { roleAtLeast, type DeclaredRoute, type Role } from './roles';
 
 export interface Grant {
   role: Role;
@@ -19,8 +19,12 @@ export interface Grant {
   actions?: string[];
 }
 
-/** Throws 403 BK_ERR_FORBIDDEN naming what exceeds the grantor's own rights. */
-export function checkGrant(grantor: Principal, g: Grant, what: string): void {
+/**
+ * Throws 403 BK_ERR_FORBIDDEN naming what exceeds the grantor's own rights. `routes` (the
+ * declared routes) lets a key limited to a route's umbrella action (containers.actions) grant
+ * one of its finer actions (containers.pause): the umbrella holds them all.
+ */
+export function checkGrant(grantor: Principal, g: Grant, what: string, routes: readonly DeclaredRoute[] = []): void {
   const who = describePrincipal(grantor);
   if (!roleAtLeast(grantor.role, g.role)) {
     throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} has the ${grantor.role} role and cannot grant ${g.role} to ${what}`);
@@ -31,7 +35,8 @@ export function checkGrant(grantor: Principal, g: Grant, what: string): void {
   }
   const mine = grantor.key.actions ?? [];
   const asked = g.actions ?? [];
-  if (mine.length > 0 && (asked.length === 0 || asked.some((a) => !mine.includes(a)))) {
+  const holds = (a: string): boolean => mine.includes(a) || routes.some((r) => r.action !== undefined && mine.includes(r.action) && (r.subActions ?? []).includes(a));
+  if (mine.length > 0 && (asked.length === 0 || asked.some((a) => !holds(a)))) {
     const what2 = asked.length === 0 ? 'every action' : `actions ${asked.join(', ')}`;
     throw new BulkheadError('BK_ERR_FORBIDDEN', `${who} is limited to actions ${mine.join(', ')} and cannot grant ${what2} to ${what}`);
   }

@@ -82,6 +82,19 @@ t.test('delegation and validation of action limits', async (t) => {
   t.equal(within.status, 201, within.text);
   t.equal((await api.call('GET', '/v1/keys', { key: mk })).status, 403, 'the minter cannot even list keys');
 
+  // The umbrella action holds its finer ones: a key limited to containers.actions may mint a pause-only key, not a kill+scan one.
+  const umbrella = await api.call('POST', '/v1/keys', { body: { name: 'ops', role: 'admin', actions: ['keys.create', 'containers.actions'] } });
+  t.equal(umbrella.status, 201, umbrella.text);
+  const uk = umbrella.json.key as string;
+  const pauseOnly = await api.call('POST', '/v1/keys', { key: uk, body: { name: 'pauser', role: 'operator', actions: ['containers.pause'] } });
+  t.equal(pauseOnly.status, 201, `containers.actions covers containers.pause: ${pauseOnly.text}`);
+  const beyond = await api.call('POST', '/v1/keys', { key: uk, body: { name: 'x', role: 'operator', actions: ['containers.kill', 'scans.upload'] } });
+  t.equal(beyond.status, 403, beyond.text);
+  t.match(beyond.json.detail, /is limited to actions keys\.create, containers\.actions and cannot grant actions containers\.kill, scans\.upload/);
+  const narrow = await api.call('POST', '/v1/keys', { body: { name: 'narrow', role: 'admin', actions: ['keys.create', 'containers.pause'] } });
+  const wider = await api.call('POST', '/v1/keys', { key: narrow.json.key as string, body: { name: 'y', role: 'operator', actions: ['containers.actions'] } });
+  t.equal(wider.status, 403, `a pause-only minter cannot grant the umbrella: ${wider.text}`);
+
   // A token of a limited key: minting one is a route like any other.
   const token = await api.call('POST', '/v1/auth/token', { key: within.json.key as string, body: {} });
   t.equal(token.status, 403, token.text);

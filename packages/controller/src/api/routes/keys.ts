@@ -91,7 +91,7 @@ export function registerKeyRoutes(app: FastifyInstance, opts: { store: Store; no
       const projects = [...new Set(b.projects ?? [])];
       const actions = [...new Set(b.actions ?? [])];
       checkActions(actions, b.role, opts.routes());
-      checkGrant(req.auth!, { role: b.role, projects, expiresAt, actions }, 'a new key');
+      checkGrant(req.auth!, { role: b.role, projects, expiresAt, actions }, 'a new key', opts.routes());
       const { record, plaintext } = generateApiKey(b.name, b.role, { now: at, expiresAt, projects, createdBy: req.auth!.keyId, actions });
       await store.insertApiKey(record);
       auditTarget(req, { keyId: record.id });
