@@ -11,6 +11,7 @@
 //   /networks/{id}/connect    current facts plus that network — only what it adds (network rules)
 //   /volumes/create           a local-driver volume bound to a host path, by the host-path rules
 //   /plugins/{name}/enable    the plugin's process as dockerd will run it (its inspect), by the host rules
+//   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces
 // Everything else is allowed at once without touching the body.
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
@@ -50,7 +51,7 @@ import {
 import type { SignatureGate, SignatureVerdicts } from '../signatures/signature-gate';
 import { decodeCreate, decodeExec, decodeNetworkConnect, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -162,6 +163,7 @@ const ROUTE_CHECKS: Partial<Record<AuthzRoute, readonly string[]>> = {
   'volume-create': RESOLUTION_CHECKS.mounts,
   'network-connect': RESOLUTION_CHECKS.networks,
   // What a plugin's config can ask for that breaks out of a container (pluginToFacts).
+  build: ['host-namespaces'],
   'plugin-enable': ['root-user', 'privileged', 'sensitive-mounts', 'docker-socket', 'capabilities', 'host-namespaces', 'devices'],
 };
 /** dockerd applies a host config sent with start only below this API version (20.10 up to 24; later engines refuse old versions). */
@@ -242,6 +244,7 @@ export class AuthzDecider {
     const path = req.path;
     if (path === '/containers/create') return this.create(req, state);
     if (path === '/volumes/create') return this.volumeCreate(req, state);
+    if (path === '/build') return this.build(req, state);
     if (path.startsWith('/networks/')) {
       const n = NETWORK_CONNECT_ROUTE.exec(path);
       return n ? this.networkConnect(req, state, n[1]!) : ALLOW;
@@ -455,6 +458,34 @@ export class AuthzDecider {
     if (!enforce) return ALLOW;
     const findings = this.evaluate({ ...state, policy: enforce }, facts).filter((f) => types.includes(rt.get(f.ruleId) ?? ''));
     return this.conclude(req, state, 'plugin-enable', facts, findings);
+  }
+
+  /**
+   * `POST /build`: the builder runs every RUN step in a container with the
+   * request's `networkmode` (classic builder and BuildKit alike; measured on
+   * 20.10 and 26.1: `networkmode=host` shows the host's interfaces), made
+   * inside dockerd where no create reaches the plugin. Only that is judged,
+   * by host-namespaces (a `container:` mode through the container it joins).
+   * The body is the build context (a tar), never passed to plugins.
+   */
+  private build(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
+    if (!this.routeMatters(state, 'build')) return ALLOW;
+    const mode = queryParam(req.uri, 'networkmode') ?? '';
+    if (mode === '' || mode === 'default' || mode === 'none' || mode === 'bridge') return ALLOW;
+    const facts: Facts = { ...emptyFacts(), name: queryParam(req.uri, 't') ?? '', networkMode: mode };
+    const judge = (f: Facts, failures: readonly ResolutionFailure[]): AuthzDecision => {
+      const refused = this.unresolvable(req, state, 'build', f, failures);
+      if (refused) return refused;
+      const types = ROUTE_CHECKS.build!;
+      const rt = ruleTypes(state.policy!);
+      const enforce = partsOf(state.policy!).enforce;
+      if (!enforce) return ALLOW;
+      const findings = this.evaluate({ ...state, policy: enforce }, f).filter((x) => types.includes(rt.get(x.ruleId) ?? ''));
+      return this.conclude(req, state, 'build', f, findings);
+    };
+    const r: ResolveOptions = { kinds: NAMESPACES_ONLY, deadline: req.receivedAt + this.budgetMs };
+    if (!this.resolver.needed(facts, r)) return judge(facts, NO_FAILURES);
+    return this.resolver.resolve(facts, r).then((res) => judge(res.facts, res.failures));
   }
 
   /** A request already allowed (monitor-only policy), judged for its report. Errors are logged only. */
@@ -759,6 +790,7 @@ function inPolicyOrder(policy: Policy, a: readonly Finding[], b: readonly Findin
 const NO_FAILURES: readonly ResolutionFailure[] = [];
 const NETWORKS_ONLY: ReadonlySet<ResolutionKind> = new Set(['networks']);
 const MOUNTS_ONLY: ReadonlySet<ResolutionKind> = new Set(['mounts']);
+const NAMESPACES_ONLY: ReadonlySet<ResolutionKind> = new Set(['namespaces']);
 
 const ruleTypesCache = new WeakMap<Policy, Map<string, string>>();
 
