@@ -124,6 +124,9 @@ for (const version of ENGINE_VERSIONS) {
     await refused('settable', {
       mounts: [{ name: 'data', source: '/tmp', destination: '/data', type: 'bind', options: ['rbind'], settable: ['source'] }, ...bindScratch.mounts],
     }, 'host.sensitive-mounts', 'data.source=/');
+    // A bind of a symlink: runc follows it, so it is judged where it leads.
+    symlinkSync('/', join(scratch, 'to-root'));
+    await refused('symlink', { mounts: [{ source: join(scratch, 'to-root'), destination: '/host', type: 'bind', options: ['rbind'] }, ...bindScratch.mounts] }, 'host.sensitive-mounts');
     await refused('sysadmin', { linux: { capabilities: ['CAP_SYS_ADMIN'] } }, 'host.capabilities');
     await refused('pidhost', { pidhost: true }, 'host.host-namespaces');
     await refused('alldevices', { linux: { allowAllDevices: true } }, 'host.devices');

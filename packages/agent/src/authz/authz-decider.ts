@@ -162,8 +162,8 @@ const ROUTE_CHECKS: Partial<Record<AuthzRoute, readonly string[]>> = {
   'exec-start': ['root-user', 'privileged'],
   'volume-create': RESOLUTION_CHECKS.mounts,
   'network-connect': RESOLUTION_CHECKS.networks,
-  // What a plugin's config can ask for that breaks out of a container (pluginToFacts).
   build: ['host-namespaces'],
+  // What a plugin's config can ask for that breaks out of a container (pluginToFacts).
   'plugin-enable': ['root-user', 'privileged', 'sensitive-mounts', 'docker-socket', 'capabilities', 'host-namespaces', 'devices'],
 };
 /** dockerd applies a host config sent with start only below this API version (20.10 up to 24; later engines refuse old versions). */
@@ -451,7 +451,15 @@ export class AuthzDecider {
       if (statusCode(err) === 404) return ALLOW; // dockerd answers 404 itself
       throw err;
     }
-    const facts = pluginToFacts(isRecord(info) ? info : {});
+    let facts = pluginToFacts(isRecord(info) ? info : {});
+    // Bind sources with their symlinks resolved, afresh (a link can be re-pointed at any time).
+    const r: ResolveOptions = { kinds: MOUNTS_ONLY, freshPaths: true, deadline: req.receivedAt + this.budgetMs };
+    if (this.resolver.needed(facts, r)) {
+      const res = await this.resolver.resolve(facts, r);
+      const refused = this.unresolvable(req, state, 'plugin-enable', res.facts, res.failures);
+      if (refused) return refused;
+      facts = res.facts;
+    }
     const types = ROUTE_CHECKS['plugin-enable']!;
     const rt = ruleTypes(state.policy!);
     const enforce = partsOf(state.policy!).enforce;

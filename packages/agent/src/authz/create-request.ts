@@ -275,11 +275,12 @@ export function pluginToFacts(info: Record<string, unknown>): Facts {
     // runc binds whenever the options say bind/rbind, whatever the type says.
     const binds = type === 'bind' || options.includes('bind') || options.includes('rbind') || !VIRTUAL_MOUNT_TYPES.has(type);
     if (source === '' || !binds) continue;
-    const hostPath = cleanPath(posix.resolve('/', source));
-    const key = `${hostPath}\u0000${str(m['Destination'])}`;
+    // Absolute and clean; the resolver adds where its symlinks lead (runc follows them).
+    const abs = cleanPath(posix.resolve('/', source));
+    const key = `${abs}\u0000${str(m['Destination'])}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    mounts.push({ type: 'bind', source, destination: str(m['Destination']), readOnly: options.includes('ro'), propagation: '', hostPath });
+    mounts.push({ type: 'bind', source: abs, destination: str(m['Destination']), readOnly: options.includes('ro'), propagation: '' });
   }
   const devices = new Set<string>();
   for (const d of [...list(settings['Devices']), ...list(linux['Devices'])]) {
