@@ -123,6 +123,9 @@ t.test('docker-socket', async (t) => {
     { name: 'parent dir /run', check, facts: { mounts: [bind('/run/')] }, broken: true },
     { name: 'root fs', check, facts: { mounts: [bind('/', true)] }, broken: true },
     { name: 'containerd socket', check, facts: { mounts: [bind('/run/containerd/containerd.sock')] }, broken: true },
+    { name: "dockerd's plugin directory (authz socket)", check, facts: { mounts: [bind('/run/docker/plugins')] }, broken: true },
+    { name: "dockerd's exec-root through /var/run", check, facts: { mounts: [bind('/var/run/docker')] }, broken: true },
+    { name: "the agent's state (key, policy bundle)", check, facts: { mounts: [bind('/var/lib/bulkhead-agent/agent.key')] }, broken: true },
     { name: 'sibling is fine', check, facts: { mounts: [bind('/var/run/app.sock')] }, broken: false },
     { name: 'custom socket path', check: { type: 'docker-socket', socketPaths: ['/srv/docker/docker.sock'] }, facts: { mounts: [bind('/srv/docker')] }, broken: true },
   ]);

@@ -125,6 +125,14 @@ export const DEFAULT_SENSITIVE_PATHS: readonly string[] = [
   '/var/run/containerd',
   '/run/containerd',
   '/run/containerd/containerd.sock',
+  // dockerd's exec-root: its plugin sockets (/run/docker/plugins — a container
+  // that can write there swaps the authorization plugin's socket for one it
+  // serves), containerd shim sockets, network namespaces. Found in session 8.
+  '/run/docker',
+  '/var/run/docker',
+  // The agent's state: its mTLS key and certificate (the agent's identity at
+  // the controller) and the persisted policy bundle it enforces after a restart.
+  '/var/lib/bulkhead-agent',
 ];
 
 export const DEFAULT_READONLY_EXCEPTIONS: readonly string[] = [
