@@ -108,6 +108,9 @@ t.test('sensitive-mounts', async (t) => {
     { name: 'removed path', check: { type: 'sensitive-mounts', removePaths: ['/dev'] }, facts: { mounts: [bind('/dev/shm')] }, broken: false },
     { name: 'replaced list', check: { type: 'sensitive-mounts', paths: ['/data'] }, facts: { mounts: [bind('/etc')] }, broken: false },
     { name: 'docker socket', check, facts: { mounts: [bind('/var/run/docker.sock', true)] }, broken: true },
+    { name: "dockerd's plugin directory (authz socket)", check, facts: { mounts: [bind('/run/docker/plugins')] }, broken: true },
+    { name: "dockerd's exec-root through /var/run", check, facts: { mounts: [bind('/var/run/docker')] }, broken: true },
+    { name: "the agent's state (key, policy bundle)", check, facts: { mounts: [bind('/var/lib/bulkhead-agent/agent.key')] }, broken: true },
     { name: 'several mounts, two bad', check, facts: { mounts: [bind('/srv/x'), bind('/sys', true), bind('/boot/grub')] }, broken: true, evidence: 2 },
   ]);
 });
@@ -123,9 +126,6 @@ t.test('docker-socket', async (t) => {
     { name: 'parent dir /run', check, facts: { mounts: [bind('/run/')] }, broken: true },
     { name: 'root fs', check, facts: { mounts: [bind('/', true)] }, broken: true },
     { name: 'containerd socket', check, facts: { mounts: [bind('/run/containerd/containerd.sock')] }, broken: true },
-    { name: "dockerd's plugin directory (authz socket)", check, facts: { mounts: [bind('/run/docker/plugins')] }, broken: true },
-    { name: "dockerd's exec-root through /var/run", check, facts: { mounts: [bind('/var/run/docker')] }, broken: true },
-    { name: "the agent's state (key, policy bundle)", check, facts: { mounts: [bind('/var/lib/bulkhead-agent/agent.key')] }, broken: true },
     { name: 'sibling is fine', check, facts: { mounts: [bind('/var/run/app.sock')] }, broken: false },
     { name: 'custom socket path', check: { type: 'docker-socket', socketPaths: ['/srv/docker/docker.sock'] }, facts: { mounts: [bind('/srv/docker')] }, broken: true },
   ]);
