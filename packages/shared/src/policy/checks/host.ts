@@ -133,6 +133,8 @@ export const DEFAULT_SENSITIVE_PATHS: readonly string[] = [
   // The agent's state: its mTLS key and certificate (the agent's identity at
   // the controller) and the persisted policy bundle it enforces after a restart.
   '/var/lib/bulkhead-agent',
+  // The agent's code as the shipped unit runs it (written there, it runs as root at the next start).
+  '/opt/bulkhead',
 ];
 
 export const DEFAULT_READONLY_EXCEPTIONS: readonly string[] = [
