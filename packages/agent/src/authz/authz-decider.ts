@@ -10,6 +10,8 @@
 //   /containers/{id}/start    the stored facts (catches containers created before the policy); also /restart
 //   /networks/{id}/connect    current facts plus that network — only what it adds (network rules)
 //   /volumes/create           a local-driver volume bound to a host path, by the host-path rules
+//   /plugins/{name}/enable    the plugin's process as dockerd will run it (its inspect), by the host rules
+//   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces
 // Everything else is allowed at once without touching the body.
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
@@ -43,13 +45,13 @@ import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
 import { apiVersionLess, queryParam, type AuthzDecision, type AuthzRequest } from './plugin-server';
 import {
-  applyLegacyStartHostConfig, applyNetworkConnect, emptyFacts, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts,
+  applyLegacyStartHostConfig, applyNetworkConnect, emptyFacts, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, pluginToFacts, volumeCreateToFacts,
   volumesFromOf, type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type VolumeCreateBody,
 } from './create-request';
 import type { SignatureGate, SignatureVerdicts } from '../signatures/signature-gate';
 import { decodeCreate, decodeExec, decodeNetworkConnect, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -80,6 +82,8 @@ export interface AuthzDocker extends ResolverDocker {
   getContainer(id: string): { inspect(): Promise<Dockerode.ContainerInspectInfo> };
   /** For `POST /exec/{id}/start`: what dockerd stored for the exec. */
   getExec(id: string): { inspect(): Promise<Dockerode.ExecInspectInfo> };
+  /** For `POST /plugins/{name}/enable`: the plugin as dockerd stored it (without it, such an enable cannot be judged). */
+  getPlugin?(name: string, remote: string | undefined): { inspect(): Promise<unknown> };
 }
 
 /** Cached knowledge the agent's secret scanner holds (SecretScanner satisfies it). */
@@ -142,6 +146,8 @@ export interface AuthzDeciderOptions {
 const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart)$/;
 const EXEC_START_ROUTE = /^\/exec\/(.+)\/start$/;
 const NETWORK_CONNECT_ROUTE = /^\/networks\/(.+)\/connect$/;
+/** dockerd's `/plugins/{name:.*}/enable`: a plugin reference may hold "/" and ":". */
+const PLUGIN_ENABLE_ROUTE = /^\/plugins\/(.+)\/enable$/;
 /** start/restart report only refusals, so a policy that cannot refuse has nothing to judge there. */
 const START_ROUTE = /^\/(?:containers\/.+\/(?:start|restart)|exec\/.+\/start)$/;
 /**
@@ -156,6 +162,9 @@ const ROUTE_CHECKS: Partial<Record<AuthzRoute, readonly string[]>> = {
   'exec-start': ['root-user', 'privileged'],
   'volume-create': RESOLUTION_CHECKS.mounts,
   'network-connect': RESOLUTION_CHECKS.networks,
+  build: ['host-namespaces'],
+  // What a plugin's config can ask for that breaks out of a container (pluginToFacts).
+  'plugin-enable': ['root-user', 'privileged', 'sensitive-mounts', 'docker-socket', 'capabilities', 'host-namespaces', 'devices'],
 };
 /** dockerd applies a host config sent with start only below this API version (20.10 up to 24; later engines refuse old versions). */
 const LEGACY_START_BELOW = '1.24';
@@ -235,9 +244,14 @@ export class AuthzDecider {
     const path = req.path;
     if (path === '/containers/create') return this.create(req, state);
     if (path === '/volumes/create') return this.volumeCreate(req, state);
+    if (path === '/build') return this.build(req, state);
     if (path.startsWith('/networks/')) {
       const n = NETWORK_CONNECT_ROUTE.exec(path);
       return n ? this.networkConnect(req, state, n[1]!) : ALLOW;
+    }
+    if (path.startsWith('/plugins/')) {
+      const p = PLUGIN_ENABLE_ROUTE.exec(path);
+      return p ? this.pluginEnable(req, state, p[1]!) : ALLOW;
     }
     if (path.startsWith('/exec/')) {
       const x = EXEC_START_ROUTE.exec(path);
@@ -415,6 +429,71 @@ export class AuthzDecider {
       const findings = this.evaluate(state, project).filter((f) => RESOLUTION_CHECKS.mounts.includes(types.get(f.ruleId) ?? ''));
       return this.conclude(req, state, 'volume-create', project, findings);
     });
+  }
+
+  /**
+   * `POST /plugins/{name}/enable`: dockerd then runs the plugin's process
+   * with what its config asks (host binds, capabilities, host namespaces,
+   * devices), as root, outside any container the reaction path can see.
+   * Judged on the plugin as dockerd stored it, by the host rules only (a
+   * plugin has no limits, image user or labels to judge). An exemption
+   * matching the plugin's name or reference (`images`) admits a vetted one.
+   */
+  private async pluginEnable(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
+    if (!this.routeMatters(state, 'plugin-enable')) return ALLOW;
+    const get = this.o.docker.getPlugin;
+    if (!get) throw new Error('cannot inspect plugins (no plugin client configured)');
+    let info: unknown;
+    try {
+      // Each segment escaped: dockerd decodes the path again before routing.
+      info = await withTimeout(get.call(this.o.docker, ref.split('/').map(encodeURIComponent).join('/'), undefined).inspect(), this.inspectTimeoutMs, `inspect of plugin ${ref}`);
+    } catch (err) {
+      if (statusCode(err) === 404) return ALLOW; // dockerd answers 404 itself
+      throw err;
+    }
+    let facts = pluginToFacts(isRecord(info) ? info : {});
+    // Bind sources with their symlinks resolved, afresh (a link can be re-pointed at any time).
+    const r: ResolveOptions = { kinds: MOUNTS_ONLY, freshPaths: true, deadline: req.receivedAt + this.budgetMs };
+    if (this.resolver.needed(facts, r)) {
+      const res = await this.resolver.resolve(facts, r);
+      const refused = this.unresolvable(req, state, 'plugin-enable', res.facts, res.failures);
+      if (refused) return refused;
+      facts = res.facts;
+    }
+    const types = ROUTE_CHECKS['plugin-enable']!;
+    const rt = ruleTypes(state.policy!);
+    const enforce = partsOf(state.policy!).enforce;
+    if (!enforce) return ALLOW;
+    const findings = this.evaluate({ ...state, policy: enforce }, facts).filter((f) => types.includes(rt.get(f.ruleId) ?? ''));
+    return this.conclude(req, state, 'plugin-enable', facts, findings);
+  }
+
+  /**
+   * `POST /build`: the builder runs every RUN step in a container with the
+   * request's `networkmode` (classic builder and BuildKit alike; measured on
+   * 20.10 and 26.1: `networkmode=host` shows the host's interfaces), made
+   * inside dockerd where no create reaches the plugin. Only that is judged,
+   * by host-namespaces (a `container:` mode through the container it joins).
+   * The body is the build context (a tar), never passed to plugins.
+   */
+  private build(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
+    if (!this.routeMatters(state, 'build')) return ALLOW;
+    const mode = queryParam(req.uri, 'networkmode') ?? '';
+    if (mode === '' || mode === 'default' || mode === 'none' || mode === 'bridge') return ALLOW;
+    const facts: Facts = { ...emptyFacts(), name: queryParam(req.uri, 't') ?? '', networkMode: mode };
+    const judge = (f: Facts, failures: readonly ResolutionFailure[]): AuthzDecision => {
+      const refused = this.unresolvable(req, state, 'build', f, failures);
+      if (refused) return refused;
+      const types = ROUTE_CHECKS.build!;
+      const rt = ruleTypes(state.policy!);
+      const enforce = partsOf(state.policy!).enforce;
+      if (!enforce) return ALLOW;
+      const findings = this.evaluate({ ...state, policy: enforce }, f).filter((x) => types.includes(rt.get(x.ruleId) ?? ''));
+      return this.conclude(req, state, 'build', f, findings);
+    };
+    const r: ResolveOptions = { kinds: NAMESPACES_ONLY, deadline: req.receivedAt + this.budgetMs };
+    if (!this.resolver.needed(facts, r)) return judge(facts, NO_FAILURES);
+    return this.resolver.resolve(facts, r).then((res) => judge(res.facts, res.failures));
   }
 
   /** A request already allowed (monitor-only policy), judged for its report. Errors are logged only. */
@@ -719,6 +798,7 @@ function inPolicyOrder(policy: Policy, a: readonly Finding[], b: readonly Findin
 const NO_FAILURES: readonly ResolutionFailure[] = [];
 const NETWORKS_ONLY: ReadonlySet<ResolutionKind> = new Set(['networks']);
 const MOUNTS_ONLY: ReadonlySet<ResolutionKind> = new Set(['mounts']);
+const NAMESPACES_ONLY: ReadonlySet<ResolutionKind> = new Set(['namespaces']);
 
 const ruleTypesCache = new WeakMap<Policy, Map<string, string>>();
 
@@ -794,6 +874,10 @@ function missingBodyReason(req: AuthzRequest): string {
 /** The facts a refusal without a readable container is reported under: the requested name, nothing else. */
 function requestSubject(req: AuthzRequest): Facts {
   return { ...emptyFacts(), name: queryParam(req.uri, 'name') ?? '' };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function statusCode(err: unknown): number | undefined {

@@ -6,6 +6,7 @@
 //   POST /containers/{id}/exec     → its facts as a privileged / root process sees them
 //   POST /networks/{id}/connect    → its facts with one more network
 //   POST /volumes/create           → the host path a local-driver volume would bind
+//   POST /plugins/{name}/enable    → the facts of the plugin's process (pluginToFacts)
 //
 // Pure: no I/O. The mapping mirrors what dockerd does at create (image USER,
 // labels, env, entrypoint/cmd and volumes merged in from the image config)
@@ -16,6 +17,7 @@
 // container, an existing volume's options, symlinks, a network named by id,
 // a joined container's namespaces) is filled in afterwards by
 // docker/facts-resolver.ts.
+import { posix } from 'node:path';
 import type Dockerode from 'dockerode';
 import { isRootUser, type Mount__Output, type NetworkAttachment__Output } from '@bulkhead/shared';
 import { envNames, hostConfigFacts, imageDigest, repoDigestsFacts, type Facts } from '../docker/container-facts';
@@ -237,6 +239,70 @@ export function volumeCreateToFacts(body: VolumeCreateBody): Facts | undefined {
     name: str(b.Name),
     labels: stringMap(b.Labels),
     mounts: [{ type: 'volume', source: str(b.Name), destination: '', readOnly: ro, propagation: '', hostPath }],
+  };
+}
+
+/** Mount types that bind nothing from the host (a kernel filesystem made afresh). */
+const VIRTUAL_MOUNT_TYPES = new Set(['tmpfs', 'proc', 'sysfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2']);
+
+/**
+ * The facts of the process dockerd runs for a managed plugin when it is
+ * ENABLED, from the plugin's inspect (`GET /plugins/{name}/json`), judged
+ * like a container's: a plugin is a root process (uid 0 whatever its config
+ * says; no user namespace) that dockerd starts with whatever its
+ * config.json asks — host binds (`mounts`, changeable with `docker plugin
+ * set` while disabled), capabilities, host PID/IPC/network namespaces,
+ * devices, every device (`allowAllDevices`). Nothing asks the user at
+ * `docker plugin create` (a local tarball), and a running plugin is not a
+ * container (containerd namespace plugins.moby): neither `docker ps` nor
+ * the reaction path ever sees it. So the enable is the only door.
+ * Mirrors moby's plugin/v2 InitSpec (20.10–26.1); Settings hold the
+ * effective mounts/devices, Config the declared ones — both are judged
+ * (a set can only re-point a declared, settable entry).
+ */
+export function pluginToFacts(info: Record<string, unknown>): Facts {
+  const config = isObject(info['Config']) ? info['Config'] : {};
+  const settings = isObject(info['Settings']) ? info['Settings'] : {};
+  const linux = isObject(config['Linux']) ? config['Linux'] : {};
+  const network = isObject(config['Network']) ? config['Network'] : {};
+  const mounts: Mount__Output[] = [];
+  const seen = new Set<string>();
+  const list = (v: unknown): Record<string, unknown>[] => (Array.isArray(v) ? v.filter(isObject) : []);
+  for (const m of [...list(settings['Mounts']), ...list(config['Mounts'])]) {
+    const source = str(m['Source']);
+    const type = str(m['Type']);
+    const options = strings(m['Options']);
+    // runc binds whenever the options say bind/rbind, whatever the type says.
+    const binds = type === 'bind' || options.includes('bind') || options.includes('rbind') || !VIRTUAL_MOUNT_TYPES.has(type);
+    if (source === '' || !binds) continue;
+    // Absolute and clean; the resolver adds where its symlinks lead (runc follows them).
+    const abs = cleanPath(posix.resolve('/', source));
+    const key = `${abs}\u0000${str(m['Destination'])}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    mounts.push({ type: 'bind', source: abs, destination: str(m['Destination']), readOnly: options.includes('ro'), propagation: '' });
+  }
+  const devices = new Set<string>();
+  for (const d of [...list(settings['Devices']), ...list(linux['Devices'])]) {
+    const path = str(d['Path']);
+    if (path !== '') devices.add(path);
+  }
+  const ref = str(info['PluginReference']) || str(info['Name']);
+  return {
+    ...emptyFacts(),
+    id: str(info['Id']),
+    name: str(info['Name']),
+    imageRef: ref,
+    // Root, whatever Config.User says: dockerd does not apply it (measured on
+    // 20.10 and 26.1: a plugin declaring uid 1000 runs as uid=0 gid=0).
+    user: '0:0',
+    capAdd: strings(linux['Capabilities']),
+    mounts,
+    devices: [...devices],
+    ...(linux['AllowAllDevices'] === true ? { deviceCgroupRules: { values: ['a *:* rwm'] } } : {}),
+    pidMode: config['PidHost'] === true ? 'host' : '',
+    ipcMode: config['IpcHost'] === true ? 'host' : '',
+    networkMode: str(network['Type']) === 'host' ? 'host' : 'none',
   };
 }
 

@@ -407,24 +407,35 @@ export function apiVersionLess(v: string, other: string): boolean {
 }
 
 /**
- * One query parameter of a request URI ("+" and %-escapes decoded, like
- * URLSearchParams; a malformed escape is kept as sent). For the hot path:
- * cheaper than building a URLSearchParams for one value.
+ * One query parameter of a request URI, read as dockerd reads it
+ * (`r.FormValue(key)` over Go's url.ParseQuery): pairs split on "&", the KEY
+ * is unescaped too (`n%61me=x` is `name`), "+" is a space, the first
+ * value wins; a pair holding ";" or a bad %-escape is skipped (Go then
+ * also reports an error, and dockerd refuses the request with 400).
+ * Hand-written because URLSearchParams keeps bad escapes and splits on
+ * nothing but "&" in another way; this is the hot path of every create.
  */
 export function queryParam(uri: string, key: string): string | undefined {
   const q = uri.indexOf('?');
   if (q === -1) return undefined;
   for (const part of uri.slice(q + 1).split('&')) {
+    if (part === '' || part.includes(';')) continue;
     const eq = part.indexOf('=');
-    if ((eq === -1 ? part : part.slice(0, eq)) !== key) continue;
-    const raw = eq === -1 ? '' : part.slice(eq + 1).replace(/\+/g, ' ');
-    try {
-      return decodeURIComponent(raw);
-    } catch {
-      return raw;
-    }
+    const k = goQueryUnescape(eq === -1 ? part : part.slice(0, eq));
+    if (k !== key) continue;
+    const v = goQueryUnescape(eq === -1 ? '' : part.slice(eq + 1));
+    if (v === undefined) continue;
+    return v;
   }
   return undefined;
+}
+
+/** Go's url.QueryUnescape: "+" → " ", %XX → byte (UTF-8 kept as Go keeps it); undefined on a bad escape. */
+function goQueryUnescape(s: string): string | undefined {
+  const plus = s.replace(/\+/g, ' ');
+  if (!plus.includes('%')) return plus;
+  if (/%(?![0-9A-Fa-f]{2})/.test(plus)) return undefined;
+  return decodeURIComponentBytes(plus);
 }
 
 /** A versioned path with nothing to clean: "/v1.41/containers/abc/start". */

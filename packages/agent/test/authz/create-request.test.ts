@@ -9,7 +9,7 @@ import { effectiveLogConfig, effectiveUlimits, type HostFacts__Output } from '@b
 import { useEngine, removeLabelledContainers, TEST_LABEL, FILE_LABEL } from '../../../../test/helpers/engine';
 import { toContainerFacts, type Facts } from '../../src/docker/container-facts';
 import {
-  applyNetworkConnect, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, volumeCreateToFacts, volumesFromOf,
+  applyNetworkConnect, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, pluginToFacts, volumeCreateToFacts, volumesFromOf,
   type ContainerCreateBody,
 } from '../../src/authz/create-request';
 
@@ -211,4 +211,39 @@ t.test('network connect and volume create', async (t) => {
   t.equal(volumeCreateToFacts({ Name: 'n', DriverOpts: { type: 'nfs', device: ':/x' } }), undefined);
   t.equal(volumeCreateToFacts({ Name: 'p', Driver: 'rexray', DriverOpts: { device: '/etc' } }), undefined);
   t.equal(volumeCreateToFacts(null as never), undefined);
+});
+
+t.test('plugin enable: the plugin process as dockerd runs it', async (t) => {
+  // Shaped like `GET /plugins/{name}/json` on 20.10 / 26.1.
+  const f = pluginToFacts({
+    Id: 'abc', Name: 'bk/p:1', PluginReference: 'docker.io/bk/p:1',
+    Config: {
+      User: { UID: 1000, GID: 1000 },
+      Mounts: [{ Source: '/data', Destination: '/d', Type: 'bind', Options: ['rbind'] }],
+      Linux: { Capabilities: ['CAP_SYS_ADMIN'], AllowAllDevices: true, Devices: [{ Path: '/dev/fuse' }] },
+      PidHost: true, IpcHost: false, Network: { Type: 'host' },
+    },
+    Settings: {
+      Mounts: [
+        { Source: '/etc/../', Destination: '/d', Type: 'bind', Options: ['rbind'] }, // re-pointed with `docker plugin set`
+        { Source: '/etc', Destination: '/e', Type: 'none', Options: ['rbind', 'ro'] }, // a bind by its options
+        { Source: 'tmpfs', Destination: '/t', Type: 'tmpfs', Options: [] }, // not a host path
+      ],
+      Devices: [{ Path: '/dev/sda' }],
+    },
+  });
+  t.equal(f.user, '0:0', 'root whatever Config.User says (dockerd does not apply it)');
+  t.same(f.mounts.map((m) => [m.type, m.source, m.destination, m.readOnly]), [['bind', '/', '/d', false], ['bind', '/etc', '/e', true], ['bind', '/data', '/d', false]]);
+  t.same(f.capAdd, ['CAP_SYS_ADMIN']);
+  t.same([...f.devices].sort(), ['/dev/fuse', '/dev/sda']);
+  t.same(f.deviceCgroupRules?.values, ['a *:* rwm'], 'allowAllDevices');
+  t.equal(f.pidMode, 'host');
+  t.equal(f.ipcMode, '');
+  t.equal(f.networkMode, 'host');
+  t.equal(f.imageRef, 'docker.io/bk/p:1');
+  t.equal(f.name, 'bk/p:1');
+  const bare = pluginToFacts({});
+  t.equal(bare.user, '0:0');
+  t.equal(bare.networkMode, 'none');
+  t.same(bare.mounts, []);
 });

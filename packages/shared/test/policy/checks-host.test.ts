@@ -108,6 +108,9 @@ t.test('sensitive-mounts', async (t) => {
     { name: 'removed path', check: { type: 'sensitive-mounts', removePaths: ['/dev'] }, facts: { mounts: [bind('/dev/shm')] }, broken: false },
     { name: 'replaced list', check: { type: 'sensitive-mounts', paths: ['/data'] }, facts: { mounts: [bind('/etc')] }, broken: false },
     { name: 'docker socket', check, facts: { mounts: [bind('/var/run/docker.sock', true)] }, broken: true },
+    { name: "dockerd's plugin directory (authz socket)", check, facts: { mounts: [bind('/run/docker/plugins')] }, broken: true },
+    { name: "dockerd's exec-root through /var/run", check, facts: { mounts: [bind('/var/run/docker')] }, broken: true },
+    { name: "the agent's state (key, policy bundle)", check, facts: { mounts: [bind('/var/lib/bulkhead-agent/agent.key')] }, broken: true },
     { name: 'several mounts, two bad', check, facts: { mounts: [bind('/srv/x'), bind('/sys', true), bind('/boot/grub')] }, broken: true, evidence: 2 },
   ]);
 });
@@ -212,6 +215,11 @@ t.test('seccomp-apparmor', async (t) => {
     { name: 'defaults', check, broken: false },
     { name: 'custom seccomp profile', check, facts: { securityOpt: ['seccomp=/etc/docker/seccomp.json'] }, broken: false },
     { name: 'seccomp=unconfined', check, facts: { securityOpt: ['seccomp=unconfined'] }, broken: true, detail: /seccomp is unconfined/ },
+    { name: 'inline profile allowing by default', check, facts: { securityOpt: ['seccomp={"defaultAction":"SCMP_ACT_ALLOW"}'] }, broken: true, detail: /as good as unconfined.*SCMP_ACT_ALLOW/ },
+    { name: 'inline profile logging by default, key in another case', check, facts: { securityOpt: ['seccomp={"DEFAULTACTION":"SCMP_ACT_LOG","syscalls":[]}'] }, broken: true, detail: /SCMP_ACT_LOG/ },
+    { name: 'inline profile, a later duplicate allows (Go: last wins)', check, facts: { securityOpt: ['seccomp={"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}'] }, broken: true },
+    { name: 'inline allowlist profile (default errno)', check, facts: { securityOpt: ['seccomp={"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}'] }, broken: false },
+    { name: 'inline profile that does not parse (dockerd refuses it at start)', check, facts: { securityOpt: ['seccomp={"defaultAction":'] }, broken: false },
     { name: 'seccomp:unconfined', check, facts: { securityOpt: ['seccomp:unconfined'] }, broken: true },
     { name: 'apparmor=unconfined', check, facts: { securityOpt: ['apparmor=unconfined'] }, broken: true, detail: /AppArmor/ },
     { name: 'label=disable', check, facts: { securityOpt: ['label=disable'] }, broken: true },

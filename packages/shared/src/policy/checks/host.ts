@@ -125,6 +125,16 @@ export const DEFAULT_SENSITIVE_PATHS: readonly string[] = [
   '/var/run/containerd',
   '/run/containerd',
   '/run/containerd/containerd.sock',
+  // dockerd's exec-root: its plugin sockets (/run/docker/plugins — a container
+  // that can write there swaps the authorization plugin's socket for one it
+  // serves), containerd shim sockets, network namespaces. Found in session 8.
+  '/run/docker',
+  '/var/run/docker',
+  // The agent's state: its mTLS key and certificate (the agent's identity at
+  // the controller) and the persisted policy bundle it enforces after a restart.
+  '/var/lib/bulkhead-agent',
+  // The agent's code as the shipped unit runs it (written there, it runs as root at the next start).
+  '/opt/bulkhead',
 ];
 
 export const DEFAULT_READONLY_EXCEPTIONS: readonly string[] = [
@@ -476,6 +486,36 @@ const SeccompParams = lazySchema((T) => T.Object(
   { additionalProperties: false },
 ));
 
+/** Seccomp default actions that let a syscall through: a profile with one of them is a blocklist at best. */
+const PERMISSIVE_SECCOMP_ACTIONS = new Set(['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG']);
+
+/**
+ * The permissive default action of a seccomp profile given inline
+ * (`--security-opt seccomp=<file>`: the CLI sends the file's JSON, dockerd
+ * stores and applies it), or undefined. dockerd reads the profile with Go's
+ * json.Unmarshal, which matches the key `defaultAction` case-insensitively
+ * (only ASCII letters can fold to its letters) and lets the last duplicate
+ * win; here ANY spelling of the key with a permissive value counts (never
+ * looser than dockerd). A profile that does not parse is refused by dockerd
+ * when the container starts. Verified on dockerd 20.10 and 26.1:
+ * `{"defaultAction":"SCMP_ACT_ALLOW"}` and `{"DEFAULTACTION":"SCMP_ACT_LOG"}`
+ * let a container unshare(CLONE_NEWUSER), which the default profile forbids.
+ */
+export function permissiveSeccompDefault(profile: string): string | undefined {
+  if (!profile.trimStart().startsWith('{')) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(profile);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  for (const [key, value] of Object.entries(parsed)) {
+    if (key.toLowerCase() === 'defaultaction' && /^[\x00-\x7f]*$/.test(key) && typeof value === 'string' && PERMISSIVE_SECCOMP_ACTIONS.has(value)) return value;
+  }
+  return undefined;
+}
+
 /** SELinux process types that are not confined: `label=type:spc_t` is as good as `label=disable`. */
 const UNCONFINED_SELINUX_TYPES = new Set(['spc_t', 'unconfined_t']);
 
@@ -492,6 +532,9 @@ export const seccompApparmor = defineCheck({
       const [k, v] = splitSecurityOpt(opt);
       const val = v?.toLowerCase();
       if (k === 'seccomp' && val === 'unconfined' && params.seccomp !== false) (out ??= []).push({ location: 'securityOpt', detail: 'seccomp is unconfined' });
+      else if (k === 'seccomp' && v !== undefined && params.seccomp !== false && permissiveSeccompDefault(v) !== undefined) {
+        (out ??= []).push({ location: 'securityOpt', detail: `seccomp is as good as unconfined: the profile's defaultAction is ${permissiveSeccompDefault(v)}, so every syscall it does not list is allowed` });
+      }
       else if (k === 'apparmor' && val === 'unconfined' && params.apparmor !== false) (out ??= []).push({ location: 'securityOpt', detail: 'AppArmor is unconfined' });
       else if (params.selinux !== false) {
         // dockerd (parseSecurityOpt) reads a bare "disable" as label=disable.
