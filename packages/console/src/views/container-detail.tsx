@@ -100,7 +100,15 @@ export function ContainerDetail({ session, params }: ViewProps) {
   // The chart: the controller's points (whatever arrived first), then the live readings newer than its last one.
   const kept: Reading[] = server.data && server.data.agentId === agent ? server.data.points.filter((p) => p.cpuPercent !== null && p.memoryBytes !== null).map((p) => ({ takenAt: p.at, cpu: p.cpuPercent!, mem: p.memoryBytes! })) : [];
   const keptUntil = kept.length ? Date.parse(kept[kept.length - 1]!.takenAt) : -Infinity;
-  const hist = [...kept, ...history.current.filter((r) => Date.parse(r.takenAt) > keptUntil)].slice(-HISTORY);
+  let live = history.current.filter((r) => Date.parse(r.takenAt) > keptUntil);
+  if (kept.length > 0 && server.data) {
+    // At the controller's spacing (the newest reading of each interval), so the line's x axis stays even.
+    const step = server.data.intervalSeconds * 1000;
+    const byInterval = new Map<number, Reading>();
+    for (const r of live) byInterval.set(Math.floor(Date.parse(r.takenAt) / step), r);
+    live = [...byInterval.values()];
+  }
+  const hist = [...kept, ...live].slice(-HISTORY);
 
   return (
     <div class="detail">
