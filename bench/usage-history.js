@@ -11,7 +11,9 @@
 // database file. BENCH_CONTROLLER_DIST=<another checkout>/packages/controller/dist runs the same
 // rounds on that build's store (e.g. before the history existed: the interval is then ignored).
 //
-//   node bench/usage-history.js [--agents 50] [--containers 100] [--fill 62] [--rounds 8]
+//   node bench/usage-history.js [--agents 50] [--containers 100] [--fill 62] [--rounds 8] [--store postgres]
+// --store postgres: a private PostgreSQL cluster (bench/lib/private-postgres.js); CPU is then this
+// process's plus the cluster's (its backends do the work), and the size is the database's.
 // (about 1–3 minutes at the defaults; the result also goes to bench/results/usage-history.json)
 'use strict';
 const { mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } = require('node:fs');
@@ -19,7 +21,9 @@ const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { parseArgs } = require('node:util');
 
-const { values } = parseArgs({ options: { agents: { type: 'string' }, containers: { type: 'string' }, rounds: { type: 'string' }, fill: { type: 'string' } } });
+const { values } = parseArgs({ options: { agents: { type: 'string' }, containers: { type: 'string' }, rounds: { type: 'string' }, fill: { type: 'string' }, store: { type: 'string' } } });
+const STORE = values.store ?? 'sqlite';
+if (STORE !== 'sqlite' && STORE !== 'postgres') throw new Error('--store must be sqlite or postgres');
 const FILL = Number(values.fill ?? 62);
 const A = Number(values.agents ?? 50);
 const C = Number(values.containers ?? 100);
@@ -46,8 +50,14 @@ function report(agentId, at, round) {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bk-usage-history-'));
   const path = join(dir, 'bulkhead.db');
-  const store = await openStore({ kind: 'sqlite', path });
-  const out = { benchmark: 'usage-history', dist, agents: A, containers: A * C, rounds: [] };
+  let pg;
+  if (STORE === 'postgres') {
+    const { startPrivatePostgres, processTree } = require('./lib/private-postgres');
+    pg = await startPrivatePostgres();
+    pg.cpuSeconds = () => processTree(pg.postmasterPid).reduce((a, p) => { try { return a + require('./lib/fleet-sim').cpuSeconds(p); } catch { return a; } }, 0);
+  }
+  const store = await openStore(pg ? { kind: 'postgres', connectionString: pg.url } : { kind: 'sqlite', path });
+  const out = { benchmark: 'usage-history', dist, store: STORE, agents: A, containers: A * C, rounds: [] };
   try {
     const agents = Array.from({ length: A }, (_, i) => `agt_${String(i).padStart(8, '0')}`);
     const f0 = performance.now();
@@ -58,20 +68,33 @@ async function main() {
     for (let r = FILL; r < FILL + ROUNDS; r++) {
       const at = T0 + r * 30_000;
       const c0 = process.cpuUsage();
+      const p0 = pg ? pg.cpuSeconds() : 0;
       const w0 = performance.now();
       for (const a of agents) await store.usage.applyUsage(a, report(a, at, r), [], { historyIntervalMs: 60_000 });
       const cpu = process.cpuUsage(c0);
+      const pgMs = pg ? Math.round((pg.cpuSeconds() - p0) * 1000) : 0;
       out.rounds.push({
-        round: r, newInterval: r % 2 === 0, cpuMs: Math.round((cpu.user + cpu.system) / 1000), wallMs: Math.round(performance.now() - w0),
+        round: r, newInterval: r % 2 === 0, cpuMs: Math.round((cpu.user + cpu.system) / 1000) + pgMs, postgresCpuMs: pg ? pgMs : undefined, wallMs: Math.round(performance.now() - w0),
       });
     }
     const h = store.usage.getUsageHistory ? await store.usage.getUsageHistory(agents[0], report(agents[0], T0, 0)[0].containerId) : undefined;
     out.historyPointsOfOneContainer = h ? h.length : null;
-    const size = (f) => { try { return statSync(join(dir, f)).size; } catch { return 0; } };
-    out.sqliteFileMb = Math.round(size('bulkhead.db') / MiB);
-    out.sqliteWalMb = Math.round(size('bulkhead.db-wal') / MiB);
+    if (pg) {
+      const { Client } = require('pg');
+      const c = new Client({ connectionString: pg.url });
+      await c.connect();
+      const q = await c.query("select pg_database_size(current_database()) as db, coalesce(pg_total_relation_size(to_regclass('container_usage_history')), 0) as history");
+      await c.end();
+      out.postgresDatabaseMb = Math.round(Number(q.rows[0].db) / MiB);
+      out.postgresHistoryTableMb = Math.round(Number(q.rows[0].history) / MiB);
+    } else {
+      const size = (f) => { try { return statSync(join(dir, f)).size; } catch { return 0; } };
+      out.sqliteFileMb = Math.round(size('bulkhead.db') / MiB);
+      out.sqliteWalMb = Math.round(size('bulkhead.db-wal') / MiB);
+    }
   } finally {
     await store.close();
+    await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   // Without a fill, the first round creates every row: left out.
