@@ -21,7 +21,7 @@
 // Bounded: every phase has a deadline; it stops everything it started.
 // Traffic goes to 127.0.0.1 only.
 'use strict';
-const { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync } = require('node:fs');
+const { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, statSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { parseArgs } = require('node:util');
@@ -40,6 +40,10 @@ const HELP = `usage: node bench/fleet-sim.js [options]
   --starts-per-s X         override the start rate (fleet-wide)
   --stops-per-s X          override the stop+remove rate
   --violations-per-s X     violation reports per second, fleet-wide (default 1)
+  --usage-report-interval S  live usage reports: every S seconds each agent sends what moved (the
+                           agent's own report filter: only changed containers, each at least once a
+                           minute); default 0 = none (as in the figures before this option)
+  --usage-changing-pct P   with usage: % of containers that move each report (default 20)
   --duration S             steady-state window in seconds (default 60)
   --settle S               wait after the last snapshot before measuring (default 10)
   --api-samples K          requests per API query (default 200)
@@ -54,6 +58,8 @@ const HELP = `usage: node bench/fleet-sim.js [options]
   --connect-timeout S      give up waiting for the last snapshots after S seconds (default 600);
                            the run goes on and reports how many were missing
   --out FILE               result JSON (default bench/results/fleet-sim.json)
+  BENCH_CONTROLLER_BIN=FILE  start this build's controller (another checkout's
+                           packages/controller/dist/cli/main.js) instead of this one's: before/after
   --procs P                run the simulated agents in P child processes (default 1: in this
                            one); at 1,000+ agents one process starves and the figures measure it
 `;
@@ -62,7 +68,7 @@ function options() {
   const { values } = parseArgs({
     options: {
       agents: { type: 'string' }, containers: { type: 'string' }, store: { type: 'string' }, 'database-url': { type: 'string' },
-      'churn-pct-per-min': { type: 'string' }, 'starts-per-s': { type: 'string' }, 'stops-per-s': { type: 'string' }, 'violations-per-s': { type: 'string' },
+      'churn-pct-per-min': { type: 'string' }, 'usage-report-interval': { type: 'string' }, 'usage-changing-pct': { type: 'string' }, 'starts-per-s': { type: 'string' }, 'stops-per-s': { type: 'string' }, 'violations-per-s': { type: 'string' },
       duration: { type: 'string' }, settle: { type: 'string' }, 'api-samples': { type: 'string' }, 'controller-cpus': { type: 'string' },
       controller: { type: 'string' }, 'controller-api': { type: 'string' }, 'controller-data-dir': { type: 'string' }, 'controller-pid': { type: 'string' },
       'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
@@ -95,6 +101,8 @@ function options() {
     startsPerS: num(values['starts-per-s'], perS, 'starts-per-s'),
     stopsPerS: num(values['stops-per-s'], perS, 'stops-per-s'),
     violationsPerS: num(values['violations-per-s'], 1, 'violations-per-s'),
+    usageReportMs: num(values['usage-report-interval'], 0, 'usage-report-interval') * 1000,
+    usageChangingPct: num(values['usage-changing-pct'], 20, 'usage-changing-pct'),
     durationS: num(values.duration, 60, 'duration'),
     settleS: num(values.settle, 10, 'settle'),
     apiSamples: num(values['api-samples'], 200, 'api-samples'),
@@ -130,7 +138,8 @@ async function main() {
   const result = {
     benchmark: 'fleet-sim', date: new Date().toISOString(), node: process.version, argv: process.argv.slice(2),
     agents: o.agents, containers: o.containers, totalContainers: o.agents * o.containers, store: o.store,
-    churn: { pctPerMin: o.churnPct, startsPerS: o.startsPerS, stopsPerS: o.stopsPerS, violationsPerS: o.violationsPerS },
+    churn: { pctPerMin: o.churnPct, startsPerS: o.startsPerS, stopsPerS: o.stopsPerS, violationsPerS: o.violationsPerS, usageReportS: o.usageReportMs / 1000, usageChangingPct: o.usageChangingPct },
+    controllerBin: process.env.BENCH_CONTROLLER_BIN ?? null,
     loadAverageAtStart: loadAverage(),
   };
   let controller;
@@ -219,6 +228,9 @@ async function main() {
       starts: fleet.counts.starts - churn0.starts,
       stops: fleet.counts.stops - churn0.stops,
       violations: fleet.counts.violations - churn0.violations,
+      // With --usage-report-interval: usage reports and container entries the simulated agents sent in the window.
+      usageReports: (fleet.counts.usageReports ?? 0) - (churn0.usageReports ?? 0),
+      usageEntries: (fleet.counts.usageEntries ?? 0) - (churn0.usageEntries ?? 0),
       connectedAtEnd: fleet.connected(),
       reconnects: fleet.counts.reconnects - churn0.reconnects,
       loadAverageAtEnd: loadAverage(),
@@ -282,6 +294,12 @@ async function main() {
       offset = r.json.nextOffset;
     }
     result.verify = { drained, simulatorLiveContainers: live, apiLiveContainers: apiCount, reconnects: fleet.counts.reconnects, violationsReported: fleet.counts.violations };
+    // SQLite: the database file and its WAL at the end (what the store holds, e.g. usage history rings).
+    if (o.store === 'sqlite' && !o.external) {
+      const size = (f) => { try { return statSync(join(dir, 'ctl', f)).size; } catch { return 0; } };
+      result.sqliteFileMb = mb(size('bulkhead.db'));
+      result.sqliteWalMb = mb(size('bulkhead.db-wal'));
+    }
     log('verify', JSON.stringify(result.verify));
     result.loadAverageAtEnd = loadAverage();
     result.controllerLog = controllerLog;

@@ -14,8 +14,8 @@ import type { TObject } from '@sinclair/typebox';
 import { createCa, createLogger, issueServerCert } from '@bulkhead/shared';
 import { createApiServer } from '../packages/controller/src/api/server';
 import {
-  AgentListSchema, AgentSchema, ContainerListQuerySchema, ContainerPageSchema, ContainerSchema, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
-  ProblemSchema,
+  AgentListSchema, AgentSchema, ContainerListQuerySchema, ContainerPageSchema, ContainerSchema, ContainerUsageHistorySchema, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+  ProblemSchema, UsagePointSchema,
 } from '../packages/controller/src/api/dto';
 import type { Store } from '../packages/controller/src/store/store';
 import {
@@ -266,6 +266,8 @@ t.test('docs/api.md documents every route and every wire field', async (t) => {
     ['Agent', AgentSchema, (h) => h.text === 'Agent'],
     ['ContainerPage', ContainerPageSchema, (h) => h.text === 'ContainerPage'],
     ['Container', ContainerSchema, (h) => h.text === 'Container'],
+    ['ContainerUsageHistory', ContainerUsageHistorySchema, (h) => h.text === 'ContainerUsageHistory'],
+    ['UsagePoint', UsagePointSchema, (h) => h.text === 'UsagePoint'],
     ['Problem', ProblemSchema, (h) => h.text === 'Errors'],
     ['GET /v1/containers query', ContainerListQuerySchema, (h) => h.text === '`GET /v1/containers`'],
     ['Policy', PolicySchema, (h) => h.text === 'Policy'],

@@ -154,10 +154,11 @@ class ProcFleet {
   }
 
   /** Fleet-wide churn rates, split evenly over the children. */
-  startChurn({ startsPerS = 0, stopsPerS = 0, violationsPerS = 0 }) {
+  startChurn({ startsPerS = 0, stopsPerS = 0, violationsPerS = 0, usageReportMs = 0, usageChangingPct = 20 }) {
     const n = this.children.length;
     const share = (x) => x / n;
-    for (const c of this.children) c.send({ t: 'churn', rates: { startsPerS: share(startsPerS), stopsPerS: share(stopsPerS), violationsPerS: share(violationsPerS) } });
+    // Usage is per host (an interval and a share of its containers), not a fleet-wide rate: passed on as is.
+    for (const c of this.children) c.send({ t: 'churn', rates: { startsPerS: share(startsPerS), stopsPerS: share(stopsPerS), violationsPerS: share(violationsPerS), usageReportMs, usageChangingPct } });
     return () => {
       for (const c of this.children) if (c.connected) c.send({ t: 'stopChurn' });
     };

@@ -23,7 +23,8 @@ const { ReportSpool } = require('@bulkhead/agent/dist/link/report-spool');
 const { createLogger } = require('@bulkhead/shared');
 
 const ROOT = resolve(__dirname, '../..');
-const CTL = join(ROOT, 'packages/controller/dist/cli/main.js');
+// BENCH_CONTROLLER_BIN: another checkout's built controller, for a before/after pair with the same simulator.
+const CTL = process.env.BENCH_CONTROLLER_BIN || join(ROOT, 'packages/controller/dist/cli/main.js');
 
 // ---------------------------------------------------------------- controller
 
@@ -488,7 +489,8 @@ class Fleet {
    * removed, `violationsPerS` violation reports, fleet-wide, each on a random
    * host, spread over 50 ms ticks. Returns a stop function.
    */
-  startChurn({ startsPerS = 0, stopsPerS = 0, violationsPerS = 0 }) {
+  startChurn({ startsPerS = 0, stopsPerS = 0, violationsPerS = 0, usageReportMs = 0, usageChangingPct = 20 }) {
+    const stopUsage = usageReportMs > 0 ? this.startUsage({ usageReportMs, usageChangingPct }) : () => {};
     const acc = { start: 0, stop: 0, violation: 0 };
     const tickMs = 50;
     let last = performance.now();
@@ -517,7 +519,71 @@ class Fleet {
       }
       for (; acc.violation >= 1; acc.violation -= 1) this.reportViolation(pick());
     }, tickMs);
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      stopUsage();
+    };
+  }
+
+  /**
+   * Live usage as the agent reports it: every `usageReportMs` (each host at its own phase) the
+   * host's running containers are "sampled" and passed through the agent's own
+   * UsageReportFilter, so only what moved is sent (plus its 60 s heartbeat), as a real agent
+   * does. Each tick `usageChangingPct` % of the containers move by more than the filter's CPU
+   * step; the rest hold still. Not sent while disconnected; after a reconnect everything again.
+   * Returns a stop function.
+   */
+  startUsage({ usageReportMs, usageChangingPct }) {
+    const { UsageReportFilter, toUsageReportMessage } = require('@bulkhead/agent/dist/cgroup/usage-report');
+    const MiB = 1048576;
+    const timers = [];
+    this.counts.usageReports ??= 0;
+    this.counts.usageEntries ??= 0;
+    for (const h of this.hosts) {
+      const filter = new UsageReportFilter();
+      const state = new Map();
+      let conn;
+      const tick = () => {
+        if (h.link?.state !== 'connected') return;
+        if (conn !== h.connections) {
+          conn = h.connections;
+          filter.reset();
+        }
+        const at = Date.now();
+        const samples = [];
+        for (const c of h.inventory.items.values()) {
+          let u = state.get(c.id);
+          if (!u) state.set(c.id, (u = { cpu: Math.round(this.rnd() * 50) / 100, mem: (20 + Math.floor(this.rnd() * 200)) * MiB, io: 0, log: 4096 }));
+          if (this.rnd() * 100 < usageChangingPct) {
+            u.cpu = Math.round(((u.cpu + 0.1 + this.rnd() * 0.3) % 1) * 100) / 100;
+            u.io += Math.floor(this.rnd() * 8 * MiB);
+            u.log += 4096;
+          }
+          samples.push({
+            containerId: c.id, at, cpuCores: u.cpu, cpuPercentOfQuota: null, cpuLimitCores: 0, memoryBytes: u.mem, memoryLimitBytes: 0, memoryPercentOfLimit: null,
+            pids: 3, pidsLimit: 0, writableBytes: 64 * 1024, logBytes: u.log, blkioReadBytes: u.io, blkioWriteBytes: u.io * 2, blkioReadOps: 0, blkioWriteOps: 0,
+            netRxBytes: 0, netTxBytes: 0, netRxPackets: 0, netTxPackets: 0, netRxDropped: 0, netTxDropped: 0, netRxBytesPerSec: 100, netTxBytesPerSec: 50, tcpConnections: 2, sockets: 3,
+          });
+        }
+        for (const id of state.keys()) if (!h.inventory.items.has(id)) state.delete(id);
+        const delta = filter.next(samples);
+        if (delta.updates.length === 0 && delta.removed.length === 0) return;
+        if (h.link.sendUsage(toUsageReportMessage(delta, at))) {
+          this.counts.usageReports += 1;
+          this.counts.usageEntries += delta.updates.length;
+        } else {
+          filter.reset();
+        }
+      };
+      const first = setTimeout(() => {
+        tick();
+        timers.push(setInterval(tick, usageReportMs));
+      }, Math.floor(this.rnd() * usageReportMs));
+      timers.push(first);
+    }
+    return () => {
+      for (const x of timers) clearTimeout(x);
+    };
   }
 
   /** One violation report on `h`'s link (without a spool, only while connected). */

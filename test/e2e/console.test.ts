@@ -66,7 +66,8 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   t.teardown(() => removeLabelledContainers(engine).then(() => undefined, () => undefined));
   const root = tempRoot();
   t.teardown(root.cleanup);
-  const ctl = await startConsoleController(t, root.dir, { heartbeatInterval: '500ms', offlineAfter: '5s' });
+  // History points a second (default a minute), so the container page opens with several of the controller's.
+  const ctl = await startConsoleController(t, root.dir, { heartbeatInterval: '500ms', offlineAfter: '5s', serveArgs: ['--usage-history-interval', '1s'] });
   const put = await apiRequest<{ version: number }>(ctl.apiBase, 'PUT', '/v1/policies', ctl.caPem, ctl.adminKey, POLICY, 'application/yaml');
   t.equal(put.status, 200, `policy applied: ${JSON.stringify(put.body)}`);
 
@@ -80,6 +81,11 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   // A little CPU (a tenth of a core at most) so the overview's busiest-containers chart has a bar.
   await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'batch-worker', '--cpus', '0.1', engine.image, 'sh', '-c', 'while :; do :; done']);
   await waitFor('web-frontend known', async () => (await ctl.call<{ state: string }>('GET', `/v1/containers/${agent.agentId}/${pauseMe}`)).body.state === 'running', 30_000);
+  // Memory growing 2 MiB a second: reported (and so given a history point) every report.
+  const grower = (await engine.dockerOk([
+    'run', '-d', '--network', 'none', ...LABEL_ARGS, '--name', 'mem-grower', '--tmpfs', '/fill:size=200m', engine.image,
+    'sh', '-c', 'i=0; while [ $i -lt 90 ]; do dd if=/dev/zero of=/fill/f$i bs=1M count=2 2>/dev/null; i=$((i+1)); sleep 1; done; sleep 600',
+  ])).trim();
 
   const { browser } = await launchBrowser(t, { trust: [ctl.serverCertPem] });
   const ctx = await newContext(t, browser);
@@ -180,6 +186,21 @@ t.test('the web console in headless Chromium', { timeout: 600_000 }, async (t) =
   // Default filter is "open": it left the list.
   await waitFor('acknowledged row gone from the open list', async () => (await page.$('tr:has-text("no-limits")')) === null, 10_000);
   t.pass('the acknowledged violation leaves the open list');
+
+  // ---- container detail: the usage chart opens with the controller's history, not an empty line
+  await waitFor('mem-grower has ≥ 3 history points at the controller', async () => {
+    const h = await ctl.call<{ points?: unknown[] }>('GET', `/v1/containers/${agent.agentId}/${grower}/usage`);
+    return (h.body.points?.length ?? 0) >= 3;
+  }, 60_000, 250);
+  const opened = Date.now();
+  await page.goto(`${ctl.apiBase}/#/containers/${agent.agentId}/${grower}`);
+  await page.waitForSelector('[data-testid=usage-history]:has-text("kept by the controller")', { timeout: 4000 });
+  const sparkLabel = (await page.getAttribute('.spark svg[role=img]', 'aria-label')) ?? '';
+  const readings = Number(/over the last (\d+) readings/.exec(sparkLabel)?.[1] ?? 0);
+  const openMs = Date.now() - opened;
+  t.ok(readings >= 3, `the chart has the server's points at once: ${readings} readings ${openMs} ms after opening (${sparkLabel})`);
+  t.ok(openMs < 5000, `before the page's first 5 s re-read (${openMs} ms), so they came from the server`);
+  t.match(await page.textContent('[data-testid=usage-history]'), /\d+ points? kept by the controller \(one per 1 s, up to 1 min\)/, 'the page says where the points come from');
 
   // ---- container detail: facts, usage chart, pause with a confirmation naming container and host
   await page.goto(`${ctl.apiBase}/#/containers/${agent.agentId}/${pauseMe}`);

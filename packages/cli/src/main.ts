@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { VERSION } from '@bulkhead/client';
 import { ApiClient, ApiError, ConnectionError } from './client';
-import { renderAgent, renderAgentTable, renderContainer, renderContainerTable } from './render';
+import { renderAgent, renderAgentTable, renderContainer, renderContainerTable, renderUsageHistory } from './render';
 import type { CommandContext } from './commands/context';
 import { registerPolicyCommands } from './commands/policy';
 import { registerViolationCommands } from './commands/violations';
@@ -81,6 +81,7 @@ Examples:
   bulkhead agents get agt_3f9c2a7b1d0e4f5a6b7c
   bulkhead containers --state running --label com.example.team=payments
   bulkhead containers get agt_3f9c2a7b1d0e4f5a6b7c web
+  bulkhead containers usage agt_3f9c2a7b1d0e4f5a6b7c web
   bulkhead --json containers --image nginx
   bulkhead policy dry-run policy.yaml && bulkhead policy apply policy.yaml
   bulkhead violations --since 1h
@@ -196,6 +197,24 @@ export async function main(argv: string[], ioIn: Partial<OpsCliIo> = {}): Promis
       const { api, json } = client(cmd);
       const body = await api.getContainer(agent, ref);
       io.out(json ? toJson(body) : renderContainer(body, io.now()));
+    });
+
+  containers
+    .command('usage')
+    .description("show a container's recent usage history as the controller keeps it (one point per interval, default a minute, up to 60)")
+    .argument('<agent>', 'agent id (agt_…)')
+    .argument('<container>', 'container id, unique id prefix (12+ hex digits) or name')
+    .addHelpText(
+      'after',
+      '\nA sparkline per figure (CPU, memory, disk, network, block IO), then one row per point, oldest first.\n' +
+        'Block IO is shown as a rate between consecutive points; --json prints the points as the API returns them\n' +
+        '(GET /v1/containers/{agent}/{id}/usage, cumulative block IO counters).\n' +
+        '\nExamples:\n  bulkhead containers usage agt_3f9c2a7b1d0e4f5a6b7c web\n  bulkhead --json containers usage agt_3f9c2a7b1d0e4f5a6b7c 3f2a9c1b7d4e\n',
+    )
+    .action(async (agent: string, ref: string, _opts: unknown, cmd: Command) => {
+      const { api, json } = client(cmd);
+      const body = await api.getContainerUsage(agent, ref);
+      io.out(json ? toJson(body) : renderUsageHistory(body));
     });
 
   // ---- policy, violations, scans -------------------------------------

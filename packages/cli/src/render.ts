@@ -1,7 +1,7 @@
 // Owns how the ops CLI shows agents and containers to a human. Pure
 // functions of (API data, now) → text, so tests need no terminal.
 import { formatSize } from '@bulkhead/client';
-import type { Agent as AgentDto, Container as ContainerDto } from '@bulkhead/client';
+import type { Agent as AgentDto, Container as ContainerDto, ContainerUsageHistory } from '@bulkhead/client';
 import { formatKeyValues, formatTable } from './table';
 
 /**
@@ -198,4 +198,65 @@ export function ago(iso: string, now: Date): string {
   const a = Math.abs(d);
   const s = a < 60_000 ? `${Math.floor(a / 1000)}s` : a < 3_600_000 ? `${Math.floor(a / 60_000)}m` : a < 86_400_000 ? `${Math.floor(a / 3_600_000)}h` : `${Math.floor(a / 86_400_000)}d`;
   return d >= 0 ? `${s} ago` : `in ${s}`;
+}
+
+const SPARK = '▁▂▃▄▅▆▇█';
+
+/** One character per value, scaled to the largest; "·" where not measured. */
+export function sparkline(values: Array<number | null>): string {
+  const max = Math.max(0, ...values.filter((v): v is number => v !== null));
+  return values.map((v) => (v === null ? '·' : SPARK[max <= 0 ? 0 : Math.min(SPARK.length - 1, Math.round((v / max) * (SPARK.length - 1)))])).join('');
+}
+
+/** Block IO as bytes/s between a point and the one before it; null for the first or when not measured (or a counter reset). */
+function rates(points: ContainerUsageHistory['points'], k: 'blkioReadBytes' | 'blkioWriteBytes'): Array<number | null> {
+  return points.map((p, i) => {
+    const prev = points[i - 1];
+    if (!prev || p[k] === null || prev[k] === null) return null;
+    const dt = (Date.parse(p.at) - Date.parse(prev.at)) / 1000;
+    const d = p[k]! - prev[k]!;
+    return dt > 0 && d >= 0 ? d / dt : null;
+  });
+}
+
+/** `bulkhead containers usage`: sparklines (min … max) per figure, then the points. */
+export function renderUsageHistory(h: ContainerUsageHistory): string {
+  const head = `Container ${h.containerId.slice(0, 12)} on ${h.agentId}: ${h.points.length} point${h.points.length === 1 ? '' : 's'}, one per ${h.intervalSeconds} s, last ${Math.round(h.windowSeconds / 60)} min kept\n`;
+  if (h.points.length === 0) return head + 'No history: the container is not running, was removed, or its agent has reported no usage yet.\n';
+  const size = (n: number | null) => (n === null ? '-' : formatSize(Math.round(n)));
+  const rate = (n: number | null) => (n === null ? '-' : `${formatSize(Math.round(n))}/s`);
+  const pct = (n: number | null) => (n === null ? '-' : `${n >= 10 ? Math.round(n) : Math.round(n * 10) / 10}%`);
+  const P = h.points;
+  const net = P.map((p) => (p.netRxBytesPerSec === null || p.netTxBytesPerSec === null ? null : p.netRxBytesPerSec + p.netTxBytesPerSec));
+  const disk = P.map((p) => (p.writableBytes === null && p.logBytes === null ? null : (p.writableBytes ?? 0) + (p.logBytes ?? 0)));
+  const rd = rates(P, 'blkioReadBytes');
+  const wr = rates(P, 'blkioWriteBytes');
+  const io = rd.map((r, i) => (r === null && wr[i] === null ? null : (r ?? 0) + (wr[i] ?? 0)));
+  const range = (vs: Array<number | null>, f: (n: number | null) => string) => {
+    const xs = vs.filter((v): v is number => v !== null);
+    return xs.length === 0 ? 'not measured' : `${f(Math.min(...xs))} … ${f(Math.max(...xs))}, now ${f(vs[vs.length - 1] ?? null)}`;
+  };
+  const lines = formatKeyValues([
+    ['CPU', `${sparkline(P.map((p) => p.cpuPercent))}  ${range(P.map((p) => p.cpuPercent), pct)}`],
+    ['Memory', `${sparkline(P.map((p) => p.memoryBytes))}  ${range(P.map((p) => p.memoryBytes), size)}`],
+    ['Disk', `${sparkline(disk)}  ${range(disk, size)}`],
+    ['Network', `${sparkline(net)}  ${range(net, rate)}`],
+    ['Block IO', `${sparkline(io)}  ${range(io, rate)}`],
+  ]);
+  const table = formatTable(
+    ['TIME (UTC)', 'CPU', 'MEM', 'PIDS', 'DISK', 'NET RX', 'NET TX', 'BLKIO READ', 'BLKIO WRITE', 'CONNS'],
+    P.map((p, i) => [
+      p.at.slice(11, 19),
+      pct(p.cpuPercent),
+      size(p.memoryBytes),
+      p.pids === null ? '-' : String(Math.round(p.pids)),
+      size(disk[i] ?? null),
+      rate(p.netRxBytesPerSec),
+      rate(p.netTxBytesPerSec),
+      rate(rd[i] ?? null),
+      rate(wr[i] ?? null),
+      p.tcpConnections === null ? '-' : String(Math.round(p.tcpConnections)),
+    ]),
+  );
+  return head + lines + '\n' + table;
 }

@@ -246,6 +246,11 @@ export class BulkheadClient {
     return this.getJson<T.Container>(`/v1/containers/${enc(agentId)}/${enc(ref)}`);
   }
 
+  /** The container's recent usage history the controller keeps (one point per interval, oldest first). */
+  getContainerUsage(agentId: string, ref: string): Promise<T.ContainerUsageHistory> {
+    return this.getJson<T.ContainerUsageHistory>(`/v1/containers/${enc(agentId)}/${enc(ref)}/usage`);
+  }
+
   /**
    * Asks the container's agent to act on it (operator); resolves with the agent's result.
    * The agent may take up to the stop timeout plus a margin, so this waits longer than the default.

@@ -125,6 +125,8 @@ export type ContainerQuery = T.ContainerQuery;
 // `facts` is typed by ContainerFacts above (the API documents it; the OpenAPI schema leaves it open).
 export const listContainers = (q: ContainerQuery) => guard(client.listContainers(q)) as unknown as Promise<Page<Container>>;
 export const getContainer = (agent: string, id: string) => guard(client.getContainer(agent, id)) as unknown as Promise<Container>;
+/** The container's recent usage as the controller keeps it (seeds the detail view's charts). */
+export const getContainerUsage = (agent: string, id: string) => guard(client.getContainerUsage(agent, id));
 
 export type ViolationQuery = T.ViolationQuery;
 export const listViolations = (q: ViolationQuery) => guard(client.listViolations(q));

@@ -4,6 +4,7 @@ import { splitHostPort } from './net/host-port';
 import { DEFAULT_SESSION_IDLE_MS, DEFAULT_SESSION_MAX_LIFETIME_MS, MAX_TOKEN_MAX_TTL_MS, MIN_TOKEN_MAX_TTL_MS, checkSessionTimeouts } from './auth/auth-options';
 import type { ApiTlsFiles } from './api/api-tls';
 import { storeConfigFor } from './store/open-store';
+import { parseHistoryInterval } from './store/usage-history';
 
 export interface ControllerOptions {
   dataDir: string;
@@ -45,6 +46,8 @@ export interface ControllerOptions {
   databasePoolSize?: number;
   /** PostgreSQL: longest wait for a pooled connection, or for opening one (`--database-pool-wait`). Default 30 s. */
   databasePoolWaitMs?: number;
+  /** Spacing of each container's recent-usage history points (`--usage-history-interval`); 60 are kept. Default 60 s. */
+  usageHistoryIntervalMs?: number;
 }
 
 export const DEFAULT_DATABASE_POOL_SIZE = 20;
@@ -77,6 +80,8 @@ export interface ControllerOptionsInput {
   databasePoolSize?: string | number;
   /** `--database-pool-wait` / BULKHEAD_DATABASE_POOL_WAIT, e.g. "30s". */
   databasePoolWait?: string | number;
+  /** `--usage-history-interval` / BULKHEAD_USAGE_HISTORY_INTERVAL, e.g. "60s". */
+  usageHistoryInterval?: string | number;
 }
 
 export function resolveControllerOptions(input: ControllerOptionsInput): ControllerOptions {
@@ -98,6 +103,7 @@ export function resolveControllerOptions(input: ControllerOptionsInput): Control
     tokenMaxTtlMs: parseDuration(input.tokenMaxTtl ?? '1h', 'token-max-ttl'),
     sessionIdleMs: input.sessionIdleTimeout !== undefined ? parseDuration(input.sessionIdleTimeout, 'session-idle-timeout') : DEFAULT_SESSION_IDLE_MS,
     sessionMaxLifetimeMs: input.sessionMaxLifetime !== undefined ? parseDuration(input.sessionMaxLifetime, 'session-max-lifetime') : DEFAULT_SESSION_MAX_LIFETIME_MS,
+    usageHistoryIntervalMs: parseHistoryInterval(input.usageHistoryInterval),
   };
   checkSessionTimeouts(opts.sessionIdleMs!, opts.sessionMaxLifetimeMs!);
   if (!(opts.tokenMaxTtlMs! >= MIN_TOKEN_MAX_TTL_MS && opts.tokenMaxTtlMs! <= MAX_TOKEN_MAX_TTL_MS)) {

@@ -221,6 +221,7 @@ export class Controller {
         logger,
         link: {
           heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, ...(signatureVerdicts ? { signatureVerdicts } : {}),
+          ...(opts.usageHistoryIntervalMs !== undefined ? { usageHistoryIntervalMs: opts.usageHistoryIntervalMs } : {}),
           // Half the PostgreSQL pool stores agent messages; the rest stays free for hellos, leases, the sweep and alerts.
           maxConcurrentWrites: storeConfig.kind === 'postgres' ? Math.max(1, Math.floor((opts.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE) / 2)) : 8,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
@@ -254,6 +255,7 @@ export class Controller {
           ...(opts.sessionMaxLifetimeMs !== undefined ? { sessionMaxLifetimeMs: opts.sessionMaxLifetimeMs } : {}),
         },
         agentLink: grpc.link,
+        ...(opts.usageHistoryIntervalMs !== undefined ? { usageHistoryIntervalMs: opts.usageHistoryIntervalMs } : {}),
         // On PostgreSQL GET /v1/events wakes when any replica commits events (LISTEN/NOTIFY), and polls only as a fallback.
         ...(bus.fleetEvents ? { events: { wakeups: bus.fleetEvents } } : {}),
         caFingerprint: () => pki.caFingerprint,

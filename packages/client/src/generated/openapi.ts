@@ -1309,6 +1309,82 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/containers/{agent}/{id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Requires the viewer role (or higher); a key limited to projects sees only its projects' containers (404 otherwise, like GET /v1/containers/{agent}/{id}). The recent usage history the controller keeps: at most one point per interval (default 60 s), the last 60, oldest first; empty for a container that is not running or was removed. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    agent: string;
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Client error: bad request (400), missing or invalid credentials (401), role or scope too narrow (403), not found (404), conflict (409), rate limited (429) */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Server error, or the controller or an agent is unavailable */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            agentId: string;
+                            containerId: string;
+                            intervalSeconds: number;
+                            points: {
+                                /** Format: date-time */
+                                at: string;
+                                blkioReadBytes: number | null;
+                                blkioWriteBytes: number | null;
+                                cpuPercent: number | null;
+                                logBytes: number | null;
+                                memoryBytes: number | null;
+                                netRxBytesPerSec: number | null;
+                                netTxBytesPerSec: number | null;
+                                pids: number | null;
+                                tcpConnections: number | null;
+                                writableBytes: number | null;
+                            }[];
+                            windowSeconds: number;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/deliveries/{id}/redeliver": {
         parameters: {
             query?: never;

@@ -1,10 +1,11 @@
-// One container: the facts policy sees, its live cgroup usage with a chart of the readings
-// seen while the page is open, its violations and the actions taken on it, and — for
-// operators and admins only — the manual actions, each behind a confirmation naming the
-// container and its host. The usage is re-read every few seconds (the API keeps only the
-// latest reading) and on every event about this container.
+// One container: the facts policy sees, its live cgroup usage with a chart of its recent
+// history, its violations and the actions taken on it, and — for operators and admins only —
+// the manual actions, each behind a confirmation naming the container and its host. The chart
+// opens with the history the controller keeps (GET …/usage: up to an hour, one point a
+// minute), then grows with the latest reading, re-read every few seconds and on every event
+// about this container.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, containerAction, getContainer, getScan, listAlerts, listViolations, type Container, type ContainerAction, type Usage } from '../api';
+import { ApiError, containerAction, getContainer, getContainerUsage, getScan, listAlerts, listViolations, type Container, type ContainerAction, type Usage } from '../api';
 import { hostOf, useAgents } from '../agents';
 import { SeverityBadge, StateBadge, Time } from '../components/badges';
 import { Sparkline } from '../components/charts';
@@ -15,7 +16,8 @@ import { href } from '../router';
 import { can, type ViewProps } from '../routes';
 
 const POLL_MS = 5000;
-const HISTORY = 60;
+/** Readings kept on the page (an hour at 5 s), and points on the chart: the server's (60 at most) plus these. */
+const HISTORY = 720;
 
 const ACTIONS: { action: ContainerAction; label: string; when: (c: Container) => boolean; danger: boolean; explain: string }[] = [
   { action: 'pause', label: 'Pause', when: (c) => c.state === 'running', danger: false, explain: 'freezes its processes until unpaused' },
@@ -42,6 +44,8 @@ export function ContainerDetail({ session, params }: ViewProps) {
   const digest = c.data?.facts.imageDigest ?? '';
   const scan = useLiveData(() => (digest ? getScan(digest) : Promise.resolve(null)), [digest], null);
   const history = useRef<Reading[]>([]);
+  // The server's history, read once per container; live readings newer than its last point are appended.
+  const server = useLiveData(() => getContainerUsage(agent, id), [agent, id], null);
   const [, bump] = useState(0);
   const [pending, setPending] = useState<ContainerAction | null>(null);
   const [busy, setBusy] = useState(false);
@@ -94,7 +98,18 @@ export function ContainerDetail({ session, params }: ViewProps) {
   if (!ct) return <p aria-busy="true">Loading…</p>;
   const f = ct.facts;
   const name = containerName(ct.name);
-  const hist = history.current;
+  // The chart: the controller's points (whatever arrived first), then the live readings newer than its last one.
+  const kept: Reading[] = server.data && server.data.agentId === agent ? server.data.points.filter((p) => p.cpuPercent !== null && p.memoryBytes !== null).map((p) => ({ takenAt: p.at, cpu: p.cpuPercent!, mem: p.memoryBytes! })) : [];
+  const keptUntil = kept.length ? Date.parse(kept[kept.length - 1]!.takenAt) : -Infinity;
+  let live = history.current.filter((r) => Date.parse(r.takenAt) > keptUntil);
+  if (kept.length > 0 && server.data) {
+    // At the controller's spacing (the newest reading of each interval), so the line's x axis stays even.
+    const step = server.data.intervalSeconds * 1000;
+    const byInterval = new Map<number, Reading>();
+    for (const r of live) byInterval.set(Math.floor(Date.parse(r.takenAt) / step), r);
+    live = [...byInterval.values()];
+  }
+  const hist = [...kept, ...live].slice(-HISTORY);
 
   return (
     <div class="detail">
@@ -185,6 +200,11 @@ export function ContainerDetail({ session, params }: ViewProps) {
               <Sparkline label="CPU (% of one core)" values={hist.map((r) => r.cpu)} unit={percent} />
               <Sparkline label="Memory" values={hist.map((r) => r.mem)} max={u.memoryLimitBytes || undefined} unit={bytes} />
             </div>
+            <p class="muted small" data-testid="usage-history">
+              {server.data && server.data.points.length > 0
+                ? `Since ${new Date(server.data.points[0]!.at).toLocaleTimeString()}: ${server.data.points.length} point${server.data.points.length === 1 ? '' : 's'} kept by the controller (one per ${server.data.intervalSeconds} s, up to ${Math.round(server.data.windowSeconds / 60)} min), then the readings seen on this page.`
+                : 'The readings seen on this page (the controller has no history of this container yet).'}
+            </p>
             <dl class="facts">
               <dt>Memory limit</dt>
               <dd>{u.memoryLimitBytes ? bytes(u.memoryLimitBytes) : 'unlimited'}</dd>

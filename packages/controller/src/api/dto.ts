@@ -88,6 +88,46 @@ export const ContainerUsageSchema = Type.Object({
 });
 export type ContainerUsageDto = Static<typeof ContainerUsageSchema>;
 
+/** One point of a container's recent usage history: the first reading of its interval, as the agent reported it. */
+export const UsagePointSchema = Type.Object({
+  /** When the agent read it (to the second). */
+  at: IsoDate,
+  /** % of one core (200 = two cores busy). */
+  cpuPercent: Nullable(Type.Number()),
+  /** Memory working set, bytes. */
+  memoryBytes: Nullable(Type.Number()),
+  pids: Nullable(Type.Number()),
+  // Beyond the cgroup: null when the agent did not measure it.
+  /** Bytes in the writable layer. */
+  writableBytes: Nullable(Type.Number()),
+  /** Bytes of its log files. */
+  logBytes: Nullable(Type.Number()),
+  /** Block IO read, cumulative bytes (the rate is the difference between two points over their time apart). */
+  blkioReadBytes: Nullable(Type.Number()),
+  /** Block IO written, cumulative bytes. */
+  blkioWriteBytes: Nullable(Type.Number()),
+  netRxBytesPerSec: Nullable(Type.Number()),
+  netTxBytesPerSec: Nullable(Type.Number()),
+  tcpConnections: Nullable(Type.Number()),
+});
+export type UsagePointDto = Static<typeof UsagePointSchema>;
+
+/**
+ * A container's recent usage, kept by the controller (every replica sees the same): at most one
+ * point per interval, oldest first, covering at most `windowSeconds`. Figures are stored as
+ * 32-bit floats (about 7 significant digits); `usage` on the container is the exact latest reading.
+ */
+export const ContainerUsageHistorySchema = Type.Object({
+  agentId: Type.String(),
+  containerId: Type.String(),
+  /** Spacing of the points (serve --usage-history-interval). */
+  intervalSeconds: Type.Integer(),
+  /** How far back points are kept: 60 × intervalSeconds. */
+  windowSeconds: Type.Integer(),
+  points: Type.Array(UsagePointSchema),
+});
+export type ContainerUsageHistoryDto = Static<typeof ContainerUsageHistorySchema>;
+
 export const ContainerSchema = Type.Object({
   agentId: Type.String(),
   id: Type.String(),

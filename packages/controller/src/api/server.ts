@@ -87,6 +87,8 @@ export interface ApiServerOptions {
   caFingerprint?: string | (() => string);
   /** Tuning of GET /v1/events (poll interval, heartbeat, per-client buffer bound); it is served whenever the store keeps events. */
   events?: Omit<EventHubOptions, 'store' | 'logger'>;
+  /** Spacing of the recent-usage history points (GET /v1/containers/:agent/:id/usage); default 60 s, as the agent link stores them. */
+  usageHistoryIntervalMs?: number;
   /** Directory of the built web console (index.html + assets/); default dist/console of this package; `false` serves none. */
   consoleDir?: string | false;
 }
@@ -208,7 +210,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
       security.install(v1);
       registerAgentRoutes(v1, { store: opts.store, link: opts.agentLink, now });
       registerAgentAuditRoutes(v1, { store: opts.store });
-      registerContainerRoutes(v1, { store: opts.store });
+      registerContainerRoutes(v1, { store: opts.store, now, ...(opts.usageHistoryIntervalMs !== undefined ? { usageHistoryIntervalMs: opts.usageHistoryIntervalMs } : {}) });
       registerSummaryRoutes(v1, { store: opts.store, now });
       registerWebhookRoutes(v1, { alerting: opts.alerting });
       registerAlertRoutes(v1, { alerting: opts.alerting, now });

@@ -154,6 +154,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .addOption(databaseUrlOption())
     .addOption(new Option('--database-pool-size <n>', 'PostgreSQL: connections this controller keeps open at most (default 20)').env('BULKHEAD_DATABASE_POOL_SIZE'))
     .addOption(new Option('--database-pool-wait <duration>', 'PostgreSQL: how long a query may wait for a pooled connection (or for opening one) before it is retried (default 30s)').env('BULKHEAD_DATABASE_POOL_WAIT'))
+    .addOption(new Option('--usage-history-interval <duration>', "spacing of each container's recent-usage history points; 60 are kept (default 60s: the last hour; whole seconds, 1s-1h)").env('BULKHEAD_USAGE_HISTORY_INTERVAL'))
     .addHelpText(
       'after',
       '\nExamples:\n  bulkhead-controller serve --data-dir /var/lib/bulkhead-controller --grpc-listen 0.0.0.0:7443 --api-listen 0.0.0.0:8443\n' +
@@ -161,7 +162,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
         '\nSIGHUP re-reads the CA(s) and server certificate in the data directory (after `cert reissue`, `cert install`\n' +
         'or `ca rotate …`) and the API certificate and key; what fails the checks is logged and the old one kept.',
     )
-    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; sessionIdleTimeout: string; sessionMaxLifetime: string; apiTlsCert?: string; apiTlsKey?: string; databaseUrl?: string; databasePoolSize?: string; databasePoolWait?: string }, cmd: Command) => {
+    .action(async (o: { dataDir: string; grpcListen: string; apiListen: string; heartbeatInterval: string; offlineAfter?: string; logLevel: string; metricsListen: string; metrics: boolean; metricsAllowRemote?: boolean; tokenMaxTtl: string; sessionIdleTimeout: string; sessionMaxLifetime: string; apiTlsCert?: string; apiTlsKey?: string; databaseUrl?: string; databasePoolSize?: string; databasePoolWait?: string; usageHistoryInterval?: string }, cmd: Command) => {
       warnPasswordInArgv(cmd, o.databaseUrl, io);
       if (!existsSync(o.dataDir)) throw new BulkheadError('BK_ERR_NOT_INITIALIZED', `${o.dataDir} does not exist; run \`bulkhead-controller init --data-dir ${o.dataDir}\``);
       const opts = resolveControllerOptions({ ...o, metricsListen: o.metrics === false ? false : o.metricsListen, metricsAllowRemote: o.metricsAllowRemote === true });

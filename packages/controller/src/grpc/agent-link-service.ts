@@ -98,6 +98,8 @@ export interface AgentLinkOptions {
   offlineAfterMs?: number;
   /** How long a new stream may take to say hello. Default 10 s. */
   helloTimeoutMs?: number;
+  /** Spacing of each container's recent-usage history points (serve --usage-history-interval). Default 60 s. */
+  usageHistoryIntervalMs?: number;
   now?: () => Date;
   /** Policy distribution: the bundle sent after the welcome and on every change. */
   policy?: AgentLinkPolicySource;
@@ -796,11 +798,11 @@ export class AgentLinkService {
         await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
         this.snapshotEvents(s.agentId, msg.snapshot?.containers ?? [], now);
         await this.trackTags(s.agentId, msg.snapshot?.containers ?? []);
-        await clearUsage(this.opts.store, s.agentId); // the agent re-sends all usage on a new stream
+        await clearUsage(this.opts.store, s.agentId); // the agent re-sends all usage on a new stream (history of running containers kept)
         break;
       // Live usage: deltas of the latest reading per container.
       case 'usage':
-        await recordUsage({ store: this.opts.store, logger: this.opts.logger }, s.agentId, msg.usage, now);
+        await recordUsage({ store: this.opts.store, logger: this.opts.logger, historyIntervalMs: this.opts.usageHistoryIntervalMs }, s.agentId, msg.usage, now);
         break;
       case 'delta': {
         const d = msg.delta;

@@ -1,9 +1,11 @@
-// Owns the SQL of live container usage (table container_usage, migrations
-// 0005_usage and 0012_usage_resources), portable across SQLite and PostgreSQL like KyselyStore:
-// integer-ms times, ON CONFLICT … DO UPDATE for the latest reading.
-import type { Selectable } from 'kysely';
+// Owns the SQL of live container usage (tables container_usage and container_usage_history,
+// migrations 0005_usage, 0012_usage_resources and 0022_usage_history), portable across SQLite
+// and PostgreSQL like KyselyStore: integer-ms times, ON CONFLICT … DO UPDATE for the latest
+// reading, and for the history ring an upsert whose DO UPDATE appends in SQL (no read first).
+import { sql, type Selectable } from 'kysely';
 import type { ContainerUsageTable, Db } from './schema';
-import { usageKey, type ContainerUsageRecord, type UsageStore } from './usage-store';
+import { usageKey, type ApplyUsageOptions, type ContainerUsageRecord, type UsageStore } from './usage-store';
+import { decodePoints, encodePoint, USAGE_HISTORY_DEFAULT_INTERVAL_MS, USAGE_HISTORY_POINTS, USAGE_POINT_CHARS, type UsageHistoryPoint } from './usage-history';
 
 /** Rows per statement: 27 parameters each (5 400 a statement) stays far below SQLite's (32 766) and pg's (65 535) limits. */
 const BATCH = 200;
@@ -11,8 +13,9 @@ const BATCH = 200;
 export class KyselyUsageStore implements UsageStore {
   constructor(private readonly db: Db) {}
 
-  async applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[]): Promise<void> {
+  async applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[], opts: ApplyUsageOptions = {}): Promise<void> {
     if (rows.length === 0 && gone.length === 0) return;
+    const step = opts.historyIntervalMs ?? USAGE_HISTORY_DEFAULT_INTERVAL_MS;
     // One row per container: a report never names a container twice, but a malformed one must not fail the upsert.
     const latest = new Map<string, ContainerUsageRecord>();
     for (const r of rows) latest.set(r.containerId, r);
@@ -20,6 +23,7 @@ export class KyselyUsageStore implements UsageStore {
     await this.db.transaction().execute(async (trx) => {
       for (let i = 0; i < gone.length; i += BATCH) {
         await trx.deleteFrom('container_usage').where('agent_id', '=', agentId).where('container_id', 'in', gone.slice(i, i + BATCH)).execute();
+        await trx.deleteFrom('container_usage_history').where('agent_id', '=', agentId).where('container_id', 'in', gone.slice(i, i + BATCH)).execute();
       }
       for (let i = 0; i < list.length; i += BATCH) {
         await trx
@@ -83,12 +87,42 @@ export class KyselyUsageStore implements UsageStore {
             })),
           )
           .execute();
+        await appendHistory(trx, agentId, list.slice(i, i + BATCH), step);
       }
     });
   }
 
   async clearUsage(agentId: string): Promise<void> {
-    await this.db.deleteFrom('container_usage').where('agent_id', '=', agentId).execute();
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('container_usage').where('agent_id', '=', agentId).execute();
+      await trx
+        .deleteFrom('container_usage_history')
+        .where('agent_id', '=', agentId)
+        .where((eb) =>
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom('containers')
+                .select(sql<number>`1`.as('one'))
+                .whereRef('containers.agent_id', '=', 'container_usage_history.agent_id')
+                .whereRef('containers.id', '=', 'container_usage_history.container_id')
+                .where('containers.removed', '=', 0)
+                .where('containers.state', '=', 'running'),
+            ),
+          ),
+        )
+        .execute();
+    });
+  }
+
+  async getUsageHistory(agentId: string, containerId: string): Promise<UsageHistoryPoint[]> {
+    const row = await this.db
+      .selectFrom('container_usage_history')
+      .select('points')
+      .where('agent_id', '=', agentId)
+      .where('container_id', '=', containerId)
+      .executeTakeFirst();
+    return row ? decodePoints(row.points) : [];
   }
 
   async getUsage(keys: ReadonlyArray<{ agentId: string; containerId: string }>): Promise<Map<string, ContainerUsageRecord>> {
@@ -116,6 +150,37 @@ export class KyselyUsageStore implements UsageStore {
     }
     return out;
   }
+}
+
+/**
+ * Appends one point per container whose newest point lies in an earlier interval (integer
+ * division of epoch ms by the interval, the same on both databases), dropping the oldest when
+ * the ring is full. A reading in the same interval leaves the row untouched (the DO UPDATE's
+ * WHERE is false: no row write). A clock that went back by more than the ring's span restarts
+ * the interval count rather than stalling the history until it catches up.
+ */
+async function appendHistory(trx: Db, agentId: string, rows: readonly ContainerUsageRecord[], step: number): Promise<void> {
+  if (rows.length === 0) return;
+  const full = sql.lit(USAGE_HISTORY_POINTS * USAGE_POINT_CHARS);
+  const afterOldest = sql.lit(USAGE_POINT_CHARS + 1);
+  const interval = sql.lit(Math.round(step));
+  const span = sql.lit(Math.round(step) * USAGE_HISTORY_POINTS);
+  await trx
+    .insertInto('container_usage_history')
+    .values(rows.map((r) => ({ agent_id: agentId, container_id: r.containerId, last_at: r.takenAt.getTime(), points: encodePoint(r) })))
+    .onConflict((oc) =>
+      oc
+        .columns(['agent_id', 'container_id'])
+        .doUpdateSet({
+          points: sql<string>`case when length(container_usage_history.points) >= ${full}
+            then substr(container_usage_history.points, ${afterOldest}) || excluded.points
+            else container_usage_history.points || excluded.points end`,
+          last_at: sql<number>`excluded.last_at`,
+        })
+        .where(sql<boolean>`excluded.last_at / ${interval} > container_usage_history.last_at / ${interval}
+          or excluded.last_at < container_usage_history.last_at - ${span}`),
+    )
+    .execute();
 }
 
 /** PostgreSQL returns bigint as a string, SQLite as a number. */

@@ -668,6 +668,29 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('signature_verdicts').ifExists().execute();
     },
   },
+  // Recent usage history (src/store/kysely-usage-store.ts, usage-history.ts): one row per
+  // sampled container holding a bounded ring of downsampled points (at most one per interval,
+  // 60 kept) as fixed-width text the upsert appends to in SQL. One row per container, not per
+  // point: the history costs no extra rows to prune and at most one row write per container
+  // per interval, in the transaction that already stores the usage report. Its own table, not
+  // columns of container_usage, so the scans of the latest readings (sort by CPU/memory, the
+  // busiest containers) do not read the rings. Rows go with the container's usage (gone,
+  // snapshot of a stopped container); points older than the window are dropped on read.
+  '0022_usage_history': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema
+        .createTable('container_usage_history')
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('container_id', 'text', (c) => c.notNull())
+        .addColumn('last_at', 'bigint', (c) => c.notNull())
+        .addColumn('points', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('container_usage_history_pk', ['agent_id', 'container_id'])
+        .execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropTable('container_usage_history').ifExists().execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };

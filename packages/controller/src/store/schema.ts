@@ -310,6 +310,18 @@ export interface ContainerUsageTable {
   sockets: Int | null;
 }
 
+// ---- 0022_usage_history (src/store/kysely-usage-store.ts) ---------------------------
+
+/** A container's recent usage: a ring of fixed-width encoded points (store/usage-history.ts). */
+export interface ContainerUsageHistoryTable {
+  agent_id: string;
+  container_id: string;
+  /** Time of the newest point (epoch ms of the agent's reading). */
+  last_at: Int;
+  /** Oldest first; USAGE_POINT_CHARS per point, at most USAGE_HISTORY_POINTS. */
+  points: string;
+}
+
 // ---- 0006_audit (src/host-audit) ----------------------------------------------------
 
 /** One host audit report of an agent; the newest HOST_AUDIT_HISTORY per agent are kept. */
@@ -419,6 +431,7 @@ export interface Database {
   audit_log: AuditLogTable;
   // live usage (migration 0005_usage, src/store/kysely-usage-store.ts)
   container_usage: ContainerUsageTable;
+  container_usage_history: ContainerUsageHistoryTable;
   // host audit reports (migration 0006_audit, src/host-audit)
   host_audits: HostAuditsTable;
   // tags that move (migration 0013_image_tags, src/images)

@@ -1,10 +1,11 @@
 // The contract for live container usage at the controller (migrations
-// 0005_usage, 0012_usage_resources): the latest reading of each running container, as its agent
-// last reported it. Agents send deltas (only containers whose usage moved,
+// 0005_usage, 0012_usage_resources, 0022_usage_history): the latest reading of each running
+// container, as its agent last reported it, and a bounded recent history of it. Agents send deltas (only containers whose usage moved,
 // plus a slow heartbeat) and the containers that stopped being sampled, so
 // the store keeps one row per container and forgets it when the agent says
 // it is gone, or when the agent's stream restarts (its snapshot).
 import type { ResourceUsageFields } from '@bulkhead/shared';
+import type { UsageHistoryPoint } from './usage-history';
 
 /** Beyond the cgroup (ResourceUsageFields, migration 0012_usage_resources): null when the agent did not measure it. */
 export interface ContainerUsageRecord extends ResourceUsageFields {
@@ -28,11 +29,29 @@ export interface ContainerUsageRecord extends ResourceUsageFields {
   pidsLimit: number;
 }
 
+export interface ApplyUsageOptions {
+  /**
+   * Spacing of the recent-history points (store/usage-history.ts): a reading becomes a point
+   * when it falls in a later interval than the container's newest point. Default 60 s.
+   */
+  historyIntervalMs?: number;
+}
+
 export interface UsageStore {
-  /** Stores the latest usage of these containers and forgets `gone`, in one transaction. */
-  applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[]): Promise<void>;
-  /** Forgets every container's usage of an agent (its new stream re-sends all of it). */
+  /**
+   * Stores the latest usage of these containers, appends a history point for each whose
+   * newest point is in an earlier interval, and forgets `gone` (usage and history), in one
+   * transaction.
+   */
+  applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[], opts?: ApplyUsageOptions): Promise<void>;
+  /**
+   * Forgets every container's latest usage of an agent (its new stream re-sends all of it),
+   * and the history of its containers that are no longer running (the inventory is read, so
+   * call it after the snapshot is stored): a reconnect does not erase a running container's chart.
+   */
   clearUsage(agentId: string): Promise<void>;
+  /** A container's recent history, oldest first; empty when none is kept. */
+  getUsageHistory(agentId: string, containerId: string): Promise<UsageHistoryPoint[]>;
   /** The latest usage of these containers, keyed by usageKey(agentId, containerId); absent when none. */
   getUsage(keys: ReadonlyArray<{ agentId: string; containerId: string }>): Promise<Map<string, ContainerUsageRecord>>;
 }

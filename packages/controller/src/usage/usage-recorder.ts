@@ -1,6 +1,6 @@
 // Owns turning an agent's UsageReport (proto/bulkhead/v1/agent_link.proto)
-// into stored usage: the latest reading per container, containers no longer
-// sampled forgotten. Never fatal for the link: usage is perishable, so a
+// into stored usage: the latest reading per container and its recent history,
+// containers no longer sampled forgotten. Never fatal for the link: usage is perishable, so a
 // malformed entry is skipped and logged, and the report is acknowledged.
 import type { ContainerUsage__Output, Logger, UsageReport__Output } from '@bulkhead/shared';
 import type { Store } from '../store/store';
@@ -59,11 +59,11 @@ export function usageRecords(agentId: string, report: UsageReport__Output, now: 
 }
 
 /** Stores a usage report; a store without usage support (a test fake) ignores it. */
-export async function recordUsage(deps: { store: Store; logger: Logger }, agentId: string, report: UsageReport__Output | null | undefined, now: Date): Promise<void> {
+export async function recordUsage(deps: { store: Store; logger: Logger; historyIntervalMs?: number }, agentId: string, report: UsageReport__Output | null | undefined, now: Date): Promise<void> {
   if (!report || !deps.store.usage) return;
   const { rows, gone, dropped } = usageRecords(agentId, report, now);
   if (dropped > 0) deps.logger.warn({ agentId, dropped }, 'usage report: entries without a usable container id dropped');
-  await deps.store.usage.applyUsage(agentId, rows, gone);
+  await deps.store.usage.applyUsage(agentId, rows, gone, deps.historyIntervalMs !== undefined ? { historyIntervalMs: deps.historyIntervalMs } : {});
 }
 
 /** A new stream starts with a snapshot; the agent then re-sends all usage, so what was held goes. */

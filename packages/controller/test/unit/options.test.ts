@@ -10,8 +10,12 @@ t.test('controller options', async (t) => {
   t.same(o, {
     dataDir: '/d', grpcListen: '0.0.0.0:7443', apiListen: '0.0.0.0:8443', heartbeatIntervalMs: 5000, offlineAfterMs: 15000,
     metricsListen: '127.0.0.1:9464', metricsAllowRemote: false, tokenMaxTtlMs: 3_600_000, databasePoolSize: 20, databasePoolWaitMs: 30_000,
-    sessionIdleMs: 15 * 60_000, sessionMaxLifetimeMs: 8 * 3_600_000,
+    sessionIdleMs: 15 * 60_000, sessionMaxLifetimeMs: 8 * 3_600_000, usageHistoryIntervalMs: 60_000,
   });
+  // Recent usage history: whole seconds, 1 s to 1 h, refused at start with the flag's name.
+  t.equal(resolveControllerOptions({ dataDir: '/d', usageHistoryInterval: '2s' }).usageHistoryIntervalMs, 2000);
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', usageHistoryInterval: '1500ms' }), { code: 'BK_ERR_CONFIG_INVALID', message: /usage-history-interval/ });
+  t.throws(() => resolveControllerOptions({ dataDir: '/d', usageHistoryInterval: '2h' }), { message: /usage-history-interval/ });
   // Browser sessions: both timeouts configurable, bounded, and the lifetime not shorter than the idle timeout.
   t.match(resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '10s', sessionMaxLifetime: '1m' }), { sessionIdleMs: 10_000, sessionMaxLifetimeMs: 60_000 });
   t.throws(() => resolveControllerOptions({ dataDir: '/d', sessionIdleTimeout: '5s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /session-idle-timeout/ });

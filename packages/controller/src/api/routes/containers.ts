@@ -1,13 +1,14 @@
 // Owns /v1/containers: the fleet's container inventory, filtered and paged,
-// and single containers addressed by id, id prefix or name.
+// single containers addressed by id, id prefix or name, and their recent usage history.
 import type { FastifyInstance } from 'fastify';
 import { BulkheadError } from '@bulkhead/shared';
 import { CONTAINER_SORT_FIELDS, type ContainerPosition, type ContainerRecord, type ContainerSort, type ContainerSortField, type Store } from '../../store/store';
 import { checkCursorOrOffset, decodeCursor, encodeCursor } from '../cursor';
 import {
-  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, cursorPageReply, toContainerDto,
-  type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams,
+  ContainerListQuerySchema, ContainerPageSchema, ContainerParamsSchema, ContainerSchema, ContainerUsageHistorySchema, cursorPageReply, toContainerDto,
+  type ContainerDto, type ContainerListQuery, type ContainerPageDto, type ContainerParams, type ContainerUsageHistoryDto,
 } from '../dto';
+import { USAGE_HISTORY_DEFAULT_INTERVAL_MS, USAGE_HISTORY_POINTS } from '../../store/usage-history';
 import { containerProject, visibleProjects } from '../../auth/project-scope';
 import { usageKey, type ContainerUsageRecord } from '../../store/usage-store';
 import { strictInput } from './strict-input';
@@ -15,8 +16,10 @@ import { strictInput } from './strict-input';
 /** Shortest id prefix accepted, as `docker ps` prints it. */
 export const MIN_ID_PREFIX = 12;
 
-export function registerContainerRoutes(app: FastifyInstance, opts: { store: Store }): void {
+export function registerContainerRoutes(app: FastifyInstance, opts: { store: Store; now?: () => Date; usageHistoryIntervalMs?: number }): void {
   const { store } = opts;
+  const now = opts.now ?? (() => new Date());
+  const intervalMs = opts.usageHistoryIntervalMs ?? USAGE_HISTORY_DEFAULT_INTERVAL_MS;
 
   app.get<{ Querystring: ContainerListQuery }>(
     '/containers',
@@ -60,6 +63,34 @@ export function registerContainerRoutes(app: FastifyInstance, opts: { store: Sto
     async (req): Promise<ContainerDto> => {
       const c = await resolveContainer(store, req.params.agent, req.params.id, visibleProjects(req));
       return toContainerDto(c, (await usageOf(store, [c])).get(usageKey(c.agentId, c.id)));
+    },
+  );
+
+  // The recent history behind the console's usage chart; found and scoped exactly like the container.
+  app.get<{ Params: ContainerParams }>(
+    '/containers/:agent/:id/usage',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        params: ContainerParamsSchema,
+        response: { 200: ContainerUsageHistorySchema },
+        description:
+          "Requires the viewer role (or higher); a key limited to projects sees only its projects' containers (404 otherwise, like GET /v1/containers/{agent}/{id}). " +
+          'The recent usage history the controller keeps: at most one point per interval (default 60 s), the last 60, oldest first; empty for a container that is not running or was removed.',
+      },
+    },
+    async (req): Promise<ContainerUsageHistoryDto> => {
+      const c = await resolveContainer(store, req.params.agent, req.params.id, visibleProjects(req));
+      const windowMs = intervalMs * USAGE_HISTORY_POINTS;
+      const since = now().getTime() - windowMs;
+      const points = c.removed || !store.usage ? [] : (await store.usage.getUsageHistory(c.agentId, c.id)).filter((p) => p.at.getTime() >= since);
+      return {
+        agentId: c.agentId,
+        containerId: c.id,
+        intervalSeconds: Math.round(intervalMs / 1000),
+        windowSeconds: Math.round(windowMs / 1000),
+        points: points.map((p) => ({ ...p, at: p.at.toISOString() })),
+      };
     },
   );
 }
