@@ -12,7 +12,8 @@
 // with --cap-add SYS_ADMIN, --network host and a bind of /etc is allowed and
 // dockerd gives its task container exactly that (what the mapping claims);
 // enforced, the same create and an update adding SYS_ADMIN are refused
-// naming the rules, no service is left, and a compliant service still runs.
+// naming the rules, no service is left, and a compliant service still runs;
+// a `docker service rollback` to a bad previous spec is refused too.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { createLogger, parsePolicy } from '@bulkhead/shared';
@@ -91,9 +92,20 @@ for (const version of ENGINE_VERSIONS) {
       t.match(hc.CapAdd ?? [], ['CAP_SYS_ADMIN'], 'dockerd: with CAP_SYS_ADMIN');
       t.match(hc.Mounts ?? [], [{ Type: 'bind', Source: '/etc' }], 'dockerd: with the host\'s /etc bound');
     }
-    await e.docker(['service', 'rm', 'mon']);
+    // Made compliant (still monitor mode): its previous spec is the bad one.
+    const fixed = await e.docker(['service', 'update', '-d', '--cap-drop', 'SYS_ADMIN', '--network-rm', 'host', '--mount-rm', '/h', 'mon'], { timeoutMs: 60_000 });
+    t.equal(fixed.code, 0, `monitor mode: the service is updated (${fixed.stderr.trim()})`);
+    const now = JSON.parse(await e.dockerOk(['service', 'inspect', '--format', '{{json .Spec.TaskTemplate}}', 'mon'])) as { ContainerSpec: { CapabilityAdd?: string[]; Mounts?: unknown[] }; Networks?: unknown[] };
+    t.notMatch(JSON.stringify(now.ContainerSpec.CapabilityAdd ?? []), 'SYS_ADMIN', 'the current spec adds no SYS_ADMIN (so the rollback\'s body is compliant)');
+    t.same([now.ContainerSpec.Mounts ?? [], now.Networks ?? []], [[], []], 'nor binds /etc nor uses the host network');
 
     state = policyState('enforce');
+    // `docker service rollback` sends the current spec with ?rollback=previous; dockerd applies the stored previous one.
+    const rb = await e.docker(['service', 'rollback', '-d', 'mon'], { timeoutMs: 60_000 });
+    t.not(rb.code, 0, 'enforced: a rollback to the bad previous spec is refused');
+    t.match(rb.stderr, '[host.capabilities]', 'judged on the previous spec, not on the body');
+    await e.docker(['service', 'rm', 'mon']);
+
     const refused = await svc('enf', BAD);
     t.not(refused.code, 0, 'enforced: refused');
     t.match(refused.stderr, new RegExp(`authorization denied by plugin ${name}: Bulkhead policy "swarm" v1 denies this request:`), 'by the plugin');
