@@ -25,6 +25,8 @@
 #   BULKHEAD_ENGINE_NO_IMAGES=1  skip importing the busybox test images
 #   BULKHEAD_ENGINE_DOCKERD_ARGS extra dockerd flags (word-split), e.g.
 #                             "--authorization-plugin=bulkhead-authz" for authz-plugin tests
+#   BULKHEAD_ENGINE_NETNS     run containerd and dockerd in this existing network namespace
+#                             (`ip netns add NAME`; for swarm mode, see test/e2e/authz-swarm*)
 #   BULKHEAD_ENGINE_VERSION   which engine `start` runs (default 20.10):
 #                             20.10  Debian 12's docker.io (dockerd 20.10, API 1.41), installed
 #                                    with apt-get when missing
@@ -340,7 +342,14 @@ do_start() {
   # setsid: detach from the caller's session/process group (Ctrl-C or a test runner
   # killing its group must not half-kill the engine; `stop` is the only way down).
   # All stdio goes to files so callers that capture our stdout do not hang.
-  setsid containerd --config "$DIR/containerd.toml" --log-level warn \
+  # BULKHEAD_ENGINE_NETNS=NAME: containerd and dockerd (hence the shims and host-network
+  # containers) run in that existing network namespace (`ip netns add NAME`), nothing else
+  # changes (nsenter --net, not `ip netns exec`: that would give each daemon its own mount
+  # namespace, and containerd would not see the rootfs dockerd mounts). For swarm mode,
+  # whose docker_gwbridge and listeners must not touch the host's network.
+  local inns=()
+  [ -z "${BULKHEAD_ENGINE_NETNS:-}" ] || inns=(nsenter "--net=/run/netns/$BULKHEAD_ENGINE_NETNS")
+  setsid "${inns[@]}" containerd --config "$DIR/containerd.toml" --log-level warn \
     9>&- </dev/null >>"$DIR/containerd.log" 2>&1 &
   cpid=$!
   echo "$cpid" >"$DIR/containerd.pid"
@@ -353,7 +362,7 @@ do_start() {
     sleep 0.1
   done
 
-  setsid dockerd \
+  setsid "${inns[@]}" dockerd \
     --data-root "$DIR/data" \
     --exec-root "$DIR/exec" \
     --pidfile "$DIR/dockerd.pid" \

@@ -200,6 +200,8 @@ export interface PrivateEngineOptions {
   t?: tap.Test;
   /** Default '20.10' (Debian 12's docker.io); '26.1' is Debian trixie's, see scripts/engine-26.sh. */
   version?: EngineVersion;
+  /** Run containerd and dockerd in this existing network namespace (`ip netns add`; swarm mode). */
+  netns?: string;
 }
 
 /**
@@ -246,6 +248,7 @@ export async function startPrivateEngine(opts: PrivateEngineOptions = {}): Promi
 
   const env: NodeJS.ProcessEnv = { BULKHEAD_ENGINE_VERSION: version };
   if (opts.dockerdArgs?.length) env['BULKHEAD_ENGINE_DOCKERD_ARGS'] = opts.dockerdArgs.join(' ');
+  if (opts.netns) env['BULKHEAD_ENGINE_NETNS'] = opts.netns;
   const r = await runEngineScript('start', dir, env);
   const last = r.stdout.trim().split('\n').pop() ?? '';
   const m = /^export DOCKER_HOST=(\S+)$/.exec(last);

@@ -12,6 +12,8 @@
 //   /volumes/create           a local-driver volume bound to a host path, by the host-path rules
 //   /plugins/{name}/enable    the plugin's process as dockerd will run it (its inspect), by the host rules
 //   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces
+//   /grpc                     BuildKit's gRPC API (buildx): unreadable, refused while host-namespaces is enforced
+//   /services/create, /services/{id}/update   the task container a ServiceSpec makes, as a create
 // Everything else is allowed at once without touching the body.
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
@@ -45,13 +47,13 @@ import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject, type ImageHistoryEntry, type SecretHit } from '../secrets/secret-scan';
 import { apiVersionLess, queryParam, type AuthzDecision, type AuthzRequest } from './plugin-server';
 import {
-  applyLegacyStartHostConfig, applyNetworkConnect, emptyFacts, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, pluginToFacts, volumeCreateToFacts,
+  applyLegacyStartHostConfig, applyNetworkConnect, emptyFacts, applyUpdateRequest, createRequestToFacts, execEscalation, execRequestToFacts, pluginToFacts, serviceSpecToCreate, volumeCreateToFacts,
   volumesFromOf, type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type VolumeCreateBody,
 } from './create-request';
 import type { SignatureGate, SignatureVerdicts } from '../signatures/signature-gate';
-import { decodeCreate, decodeExec, decodeNetworkConnect, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
+import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -84,6 +86,8 @@ export interface AuthzDocker extends ResolverDocker {
   getExec(id: string): { inspect(): Promise<Dockerode.ExecInspectInfo> };
   /** For `POST /plugins/{name}/enable`: the plugin as dockerd stored it (without it, such an enable cannot be judged). */
   getPlugin?(name: string, remote: string | undefined): { inspect(): Promise<unknown> };
+  /** For `POST /services/{id}/update?rollback=previous`: the service's previous spec (without it, such a rollback cannot be judged). */
+  getService?(id: string): { inspect(): Promise<unknown> };
 }
 
 /** Cached knowledge the agent's secret scanner holds (SecretScanner satisfies it). */
@@ -148,6 +152,10 @@ const EXEC_START_ROUTE = /^\/exec\/(.+)\/start$/;
 const NETWORK_CONNECT_ROUTE = /^\/networks\/(.+)\/connect$/;
 /** dockerd's `/plugins/{name:.*}/enable`: a plugin reference may hold "/" and ":". */
 const PLUGIN_ENABLE_ROUTE = /^\/plugins\/(.+)\/enable$/;
+/** dockerd's `/services/create` and `/services/{id}/update`. */
+const SERVICE_ROUTE = /^\/services\/(?:create|(.+)\/update)$/;
+/** The name a `POST /grpc` refusal is judged under: an exemption matching it (`match.names`) lets BuildKit's gRPC API through. */
+export const BUILDKIT_GRPC_SUBJECT = 'buildkit-grpc';
 /** start/restart report only refusals, so a policy that cannot refuse has nothing to judge there. */
 const START_ROUTE = /^\/(?:containers\/.+\/(?:start|restart)|exec\/.+\/start)$/;
 /**
@@ -245,6 +253,11 @@ export class AuthzDecider {
     if (path === '/containers/create') return this.create(req, state);
     if (path === '/volumes/create') return this.volumeCreate(req, state);
     if (path === '/build') return this.build(req, state);
+    if (path === '/grpc') return this.buildkitGrpc(req, state);
+    if (path.startsWith('/services/')) {
+      const sv = SERVICE_ROUTE.exec(path);
+      return sv ? this.service(req, state, sv[1]) : ALLOW;
+    }
     if (path.startsWith('/networks/')) {
       const n = NETWORK_CONNECT_ROUTE.exec(path);
       return n ? this.networkConnect(req, state, n[1]!) : ALLOW;
@@ -494,6 +507,94 @@ export class AuthzDecider {
     const r: ResolveOptions = { kinds: NAMESPACES_ONLY, deadline: req.receivedAt + this.budgetMs };
     if (!this.resolver.needed(facts, r)) return judge(facts, NO_FAILURES);
     return this.resolver.resolve(facts, r).then((res) => judge(res.facts, res.failures));
+  }
+
+  /**
+   * `POST /grpc`: BuildKit's control API (buildx's docker driver; `docker
+   * build` on CLIs where it is buildx), an h2c stream after the upgrade.
+   * The Solve inside — with its RUN steps' network mode, and the
+   * network.host entitlement dockerd's builder grants by default — never
+   * reaches a plugin. A door that cannot decide refuses while a rule that
+   * judges builds (host-namespaces) is enforced. `/session` (the client's
+   * side of a classic BuildKit `POST /build?version=2`) runs nothing by
+   * itself and stays allowed; that build is judged at `/build`.
+   */
+  private buildkitGrpc(req: AuthzRequest, state: PolicyState): AuthzDecision {
+    if (!this.routeMatters(state, 'build')) return ALLOW;
+    const subject: Facts = { ...emptyFacts(), name: BUILDKIT_GRPC_SUBJECT };
+    return this.undecidable(req, state, 'build',
+      'POST /grpc is BuildKit\'s gRPC API (buildx): the build inside it, RUN --network host included, is a stream no plugin sees. '
+      + 'Build with DOCKER_BUILDKIT=0 docker build (judged at POST /build), or exempt names: [buildkit-grpc]', subject);
+  }
+
+  /**
+   * `POST /services/create` and `/services/{id}/update`: swarm's executor
+   * creates each task's container inside dockerd, so no create reaches the
+   * plugin. The ServiceSpec is turned into the create the executor would
+   * make (serviceSpecToCreate) and judged like one. A field the door cannot
+   * map refuses while anything is enforced. An update is judged whole (its
+   * tasks are re-created from it); `?rollback=previous` applies the stored
+   * previous spec, which is judged instead of the body.
+   */
+  private async service(req: AuthzRequest, state: PolicyState, id: string | undefined): Promise<AuthzDecision> {
+    let spec: Record<string, unknown>;
+    if (id !== undefined && queryParam(req.uri, 'rollback') === 'previous') {
+      const get = this.o.docker.getService;
+      if (!get) return this.undecidable(req, state, 'service', 'a rollback applies the service\'s previous spec, and this agent cannot inspect services');
+      let info: unknown;
+      try {
+        info = await withTimeout(get.call(this.o.docker, id).inspect(), this.inspectTimeoutMs, `inspect of service ${id}`);
+      } catch (err) {
+        if (statusCode(err) === 404) return ALLOW; // dockerd answers 404 itself
+        throw err;
+      }
+      const prev = isRecord(info) ? info['PreviousSpec'] : undefined;
+      if (!isRecord(prev)) return ALLOW; // dockerd refuses a rollback without a previous spec
+      const d = decodeServiceSpec(new TextEncoder().encode(JSON.stringify(prev)));
+      if (!d.ok) return this.undecidable(req, state, 'service', `the previous spec of service ${id} cannot be read (${d.error})`);
+      spec = d.body;
+    } else {
+      const d = this.bodyOf(req, decodeServiceSpec);
+      if (!d.ok) return this.undecidable(req, state, 'service', d.error);
+      spec = d.body;
+    }
+    const m = serviceSpecToCreate(spec);
+    const subject = createRequestToFacts(m.body, m.name).facts;
+    if (m.unmappable.length > 0) {
+      return this.undecidable(req, state, 'service', `the door cannot turn ${m.unmappable.join('; ')} into the facts of a container`, subject);
+    }
+    const hc = m.body.HostConfig as Record<string, unknown>;
+    if (m.networks.length > 0) {
+      // The CLI names networks by id; swarm's executor runs a task on a
+      // predefined network (host, bridge) in that network mode.
+      const probe: Facts = { ...emptyFacts(), networks: m.networks.map((n) => ({ name: n, networkId: '', ipAddress: '' })) };
+      const res = await this.resolver.resolve(probe, { kinds: NETWORKS_ONLY, networks: true, deadline: req.receivedAt + this.budgetMs });
+      if (res.failures.length > 0) {
+        return this.undecidable(req, state, 'service', res.failures.map((f) => `cannot learn ${f.what}: ${f.why}`).join('; '), subject);
+      }
+      const names = res.facts.networks.map((n) => n.name);
+      const predefined = names.find((n) => n === 'host') ?? names.find((n) => n === 'bridge');
+      if (predefined) hc['NetworkMode'] = predefined;
+      else m.body.NetworkingConfig = { EndpointsConfig: Object.fromEntries(names.map((n) => [n, {}])) };
+    }
+    const imageRef = str(m.body.Image);
+    // An image not on this node (swarm pulls it where the task runs) is
+    // judged on the spec alone: its USER unknown, the spec's user decides.
+    const image = await this.imageInspect(imageRef);
+    const known = image === 'missing' ? undefined : image;
+    const history = known ? this.o.secrets?.peekHistory(known.Id) : undefined;
+    const { facts, secretHits } = createRequestToFacts(m.body, m.name, known, history);
+    const kinds = this.needsOf(state.policy!);
+    if (kinds.size > 0) {
+      const r: ResolveOptions = { kinds, volumesFrom: [], networks: false };
+      if (this.resolver.needed(facts, r)) {
+        r.deadline = req.receivedAt + this.budgetMs;
+        const res = await this.resolver.resolve(facts, r);
+        const enriched = withSecretsAndProject(res.facts, secretHits, state.projectLabel);
+        return this.unresolvable(req, state, 'service', enriched, res.failures) ?? this.judge(req, state, 'service', enriched);
+      }
+    }
+    return this.judge(req, state, 'service', withSecretsAndProject(facts, secretHits, state.projectLabel));
   }
 
   /** A request already allowed (monitor-only policy), judged for its report. Errors are logged only. */

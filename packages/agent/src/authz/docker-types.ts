@@ -156,3 +156,49 @@ export const decodeUpdate = (raw: Uint8Array): Decoded<Record<string, unknown>> 
 export const decodeVolumeCreate = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, VOLUME_CREATE);
 /** `POST /networks/{id}/connect` (types.NetworkConnect). */
 export const decodeNetworkConnect = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, NETWORK_CONNECT);
+
+// ---- swarm services -------------------------------------------------------
+// swarm.ServiceSpec (api/types/swarm, 20.10–26.1), the body of
+// `POST /services/create` and `POST /services/{id}/update`. Typed where a
+// fact is read from it or where its presence decides (PluginSpec,
+// NetworkAttachmentSpec: tasks that are not containers); the rest skipped.
+
+/** swarm.NetworkAttachmentConfig. */
+const SWARM_NETWORKS = sliceOf(goStruct([f('Target', STRING), u('Aliases'), u('DriverOpts')]));
+const PRESENT = goStruct([]);
+const SWARM_CONTAINER_SPEC = goStruct([
+  f('Image', STRING), f('Labels', mapOf(STRING)), f('Command', sliceOf(STRING)), f('Args', sliceOf(STRING)), u('Hostname'),
+  f('Env', sliceOf(STRING)), u('Dir'), f('User', STRING), u('Groups'),
+  f('Privileges', ptrTo(goStruct([
+    u('CredentialSpec'),
+    f('SELinuxContext', ptrTo(goStruct([f('Disable', BOOL), f('User', STRING), f('Role', STRING), f('Type', STRING), f('Level', STRING)]))),
+    // Profile is a []byte: base64 in JSON.
+    f('Seccomp', ptrTo(goStruct([f('Mode', STRING), f('Profile', STRING)]))),
+    f('AppArmor', ptrTo(goStruct([f('Mode', STRING)]))),
+    f('NoNewPrivileges', BOOL),
+  ]))),
+  u('Init'), u('StopSignal'), u('TTY'), u('OpenStdin'), f('ReadOnly', BOOL), f('Mounts', sliceOf(MOUNT)), u('StopGracePeriod'),
+  u('Healthcheck'), u('Hosts'), u('DNSConfig'), u('Secrets'), u('Configs'), u('Isolation'), u('Sysctls'),
+  f('CapabilityAdd', sliceOf(STRING)), f('CapabilityDrop', sliceOf(STRING)), f('Ulimits', ULIMITS), u('OomScoreAdj'),
+]);
+const SWARM_TASK_SPEC = goStruct([
+  f('ContainerSpec', ptrTo(SWARM_CONTAINER_SPEC)),
+  f('PluginSpec', ptrTo(PRESENT)),
+  f('NetworkAttachmentSpec', ptrTo(PRESENT)),
+  f('Resources', ptrTo(goStruct([
+    f('Limits', ptrTo(goStruct([f('NanoCPUs', INT64), f('MemoryBytes', INT64), f('Pids', INT64)]))),
+    u('Reservations'),
+  ]))),
+  u('RestartPolicy'), u('Placement'), f('Networks', SWARM_NETWORKS),
+  f('LogDriver', ptrTo(goStruct([f('Name', STRING), f('Options', mapOf(STRING))]))),
+  u('ForceUpdate'), f('Runtime', STRING),
+]);
+const SERVICE_SPEC = goStruct([
+  // Annotations (embedded): Name, Labels promoted.
+  f('Name', STRING), f('Labels', mapOf(STRING)),
+  f('TaskTemplate', SWARM_TASK_SPEC), u('Mode'), u('UpdateConfig'), u('RollbackConfig'),
+  f('Networks', SWARM_NETWORKS), u('EndpointSpec'),
+]);
+
+/** `POST /services/create` and `/services/{id}/update` (swarm.ServiceSpec). */
+export const decodeServiceSpec = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, SERVICE_SPEC);
