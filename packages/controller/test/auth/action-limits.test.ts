@@ -143,7 +143,7 @@ t.test('a key limited to some manual container actions, and what the API says a 
   for (const a of ['policies.apply', 'keys.create', 'audit-log.read']) t.notOk(opWho.allowedActions.includes(a), `operator: not ${a}`);
   const viewer = await api.call('POST', '/v1/keys', { body: { name: 'v', role: 'viewer' } });
   const vWho = (await api.call('GET', '/v1/auth/whoami', { key: viewer.json.key as string })).json;
-  t.same(vWho.allowedActions.filter((a: string) => !a.endsWith('.read') && !['agents.audit', 'auth.token', 'auth.whoami', 'events.read', 'policies.versions', 'session.login', 'session.logout', 'webhooks.deliveries', 'audit-log.verify'].includes(a)), [], 'viewer: reads (and its own session and token) only');
+  t.same(vWho.allowedActions.filter((a: string) => !a.endsWith('.read') && !['agents.audit', 'auth.token', 'auth.whoami', 'events.read', 'policies.versions', 'session.login', 'session.logout', 'webhooks.deliveries', 'audit-log.verify', 'containers.usage'].includes(a)), [], 'viewer: reads (and its own session and token) only');
   const scoped = await api.call('POST', '/v1/keys', { body: { name: 's', role: 'operator', projects: ['payments'] } });
   const sWho = (await api.call('GET', '/v1/auth/whoami', { key: scoped.json.key as string })).json;
   t.ok(sWho.allowedActions.includes('containers.kill'), 'scoped operator: acts on its projects\' containers');
