@@ -53,6 +53,10 @@ const HELP = `usage: node bench/fleet-sim.js [options]
   --enroll-concurrency C   parallel enrollments (default 16)
   --connect-timeout S      give up waiting for the last snapshots after S seconds (default 600);
                            the run goes on and reports how many were missing
+  --connect-rate R         open the links at R agents a second (default 0: all at once, a fleet
+                           reconnecting to a restarted controller); a ramp is a fleet started
+                           host by host, and lets the steady state be measured at sizes whose
+                           all-at-once connect does not finish on this machine
   --out FILE               result JSON (default bench/results/fleet-sim.json)
   --procs P                run the simulated agents in P child processes (default 1: in this
                            one); at 1,000+ agents one process starves and the figures measure it
@@ -65,7 +69,7 @@ function options() {
       'churn-pct-per-min': { type: 'string' }, 'starts-per-s': { type: 'string' }, 'stops-per-s': { type: 'string' }, 'violations-per-s': { type: 'string' },
       duration: { type: 'string' }, settle: { type: 'string' }, 'api-samples': { type: 'string' }, 'controller-cpus': { type: 'string' },
       controller: { type: 'string' }, 'controller-api': { type: 'string' }, 'controller-data-dir': { type: 'string' }, 'controller-pid': { type: 'string' },
-      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
+      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, 'connect-rate': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
     },
   });
   if (values.help) {
@@ -105,6 +109,7 @@ function options() {
     },
     enrollConcurrency: num(values['enroll-concurrency'], 16, 'enroll-concurrency'),
     connectTimeoutS: num(values['connect-timeout'], 600, 'connect-timeout'),
+    connectRate: num(values['connect-rate'], 0, 'connect-rate'),
     out: values.out ?? join(__dirname, 'results', 'fleet-sim.json'),
     procs: Math.max(1, num(values.procs, 1, 'procs')),
   };
@@ -182,7 +187,8 @@ async function main() {
     const cpu0 = procCpu();
     const sim0 = simCpu();
     t = performance.now();
-    const snap = await fleet.connectAll({ timeoutMs: o.connectTimeoutS * 1000 });
+    result.connectRatePerS = o.connectRate || null; // null: all at once
+    const snap = await fleet.connectAll({ timeoutMs: o.connectTimeoutS * 1000, rampPerS: o.connectRate });
     const r = (x) => (x === undefined ? null : Math.round(x));
     result.allSnapshotsStoredMs = r(snap.allMs);
     result.snapshotsStoredP50Ms = r(snap.p50Ms);

@@ -117,10 +117,11 @@ class ProcFleet {
    * was caught up (its snapshot stored), or at `timeoutMs` with how many are missing.
    * Times in ms from this call.
    */
-  async connectAll({ timeoutMs = 600_000 } = {}) {
+  async connectAll({ timeoutMs = 600_000, rampPerS = 0 } = {}) {
     if (!this.children.length) await this.startChildren();
     const t0 = Date.now();
-    for (const c of this.children) c.send({ t: 'connect', timeoutMs });
+    // A ramp is shared out: each child starts its slice at its share of the rate.
+    for (const c of this.children) c.send({ t: 'connect', timeoutMs, rampPerS: rampPerS / this.children.length });
     const deadline = t0 + timeoutMs;
     while (Date.now() < deadline && this.hosts.some((h) => h.caughtUp.length === 0)) await new Promise((r) => setTimeout(r, 20));
     const times = this.hosts.filter((h) => h.caughtUp.length).map((h) => h.caughtUp[0][1] - t0).sort((a, b) => a - b);
