@@ -57,6 +57,9 @@ const HELP = `usage: node bench/fleet-sim.js [options]
                            reconnecting to a restarted controller); a ramp is a fleet started
                            host by host, and lets the steady state be measured at sizes whose
                            all-at-once connect does not finish on this machine
+  --sim-nice N             nice value of the --procs children (default 0); the scheduler shares
+                           a busy machine per process, so P children at the controller's
+                           priority get P shares to its one
   --out FILE               result JSON (default bench/results/fleet-sim.json)
   --procs P                run the simulated agents in P child processes (default 1: in this
                            one); at 1,000+ agents one process starves and the figures measure it
@@ -69,7 +72,7 @@ function options() {
       'churn-pct-per-min': { type: 'string' }, 'starts-per-s': { type: 'string' }, 'stops-per-s': { type: 'string' }, 'violations-per-s': { type: 'string' },
       duration: { type: 'string' }, settle: { type: 'string' }, 'api-samples': { type: 'string' }, 'controller-cpus': { type: 'string' },
       controller: { type: 'string' }, 'controller-api': { type: 'string' }, 'controller-data-dir': { type: 'string' }, 'controller-pid': { type: 'string' },
-      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, 'connect-rate': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
+      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, 'connect-rate': { type: 'string' }, 'sim-nice': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
     },
   });
   if (values.help) {
@@ -110,6 +113,7 @@ function options() {
     enrollConcurrency: num(values['enroll-concurrency'], 16, 'enroll-concurrency'),
     connectTimeoutS: num(values['connect-timeout'], 600, 'connect-timeout'),
     connectRate: num(values['connect-rate'], 0, 'connect-rate'),
+    simNice: num(values['sim-nice'], 0, 'sim-nice'),
     out: values.out ?? join(__dirname, 'results', 'fleet-sim.json'),
     procs: Math.max(1, num(values.procs, 1, 'procs')),
   };
@@ -170,7 +174,8 @@ async function main() {
     const procs = o.procs;
     result.procs = procs;
     const fleetOpts = { controller, api, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), enrollConcurrency: o.enrollConcurrency };
-    const fleet = procs > 1 ? new ProcFleet({ procs, ...fleetOpts }) : new Fleet(fleetOpts);
+    const fleet = procs > 1 ? new ProcFleet({ procs, nice: o.simNice, ...fleetOpts }) : new Fleet(fleetOpts);
+    result.simulatorNice = procs > 1 ? o.simNice : null;
     cleanups.push(() => fleet.stop());
 
     const procCpu = () => (controller.pid ? cpuSeconds(controller.pid) : NaN);
