@@ -57,6 +57,13 @@ const HELP = `usage: node bench/fleet-sim.js [options]
   --enroll-concurrency C   parallel enrollments (default 16)
   --connect-timeout S      give up waiting for the last snapshots after S seconds (default 600);
                            the run goes on and reports how many were missing
+  --connect-rate R         open the links at R agents a second (default 0: all at once, a fleet
+                           reconnecting to a restarted controller); a ramp is a fleet started
+                           host by host, and lets the steady state be measured at sizes whose
+                           all-at-once connect does not finish on this machine
+  --sim-nice N             nice value of the --procs children (default 0); the scheduler shares
+                           a busy machine per process, so P children at the controller's
+                           priority get P shares to its one
   --out FILE               result JSON (default bench/results/fleet-sim.json)
   BENCH_CONTROLLER_BIN=FILE  start this build's controller (another checkout's
                            packages/controller/dist/cli/main.js) instead of this one's: before/after
@@ -71,7 +78,7 @@ function options() {
       'churn-pct-per-min': { type: 'string' }, 'usage-report-interval': { type: 'string' }, 'usage-changing-pct': { type: 'string' }, 'starts-per-s': { type: 'string' }, 'stops-per-s': { type: 'string' }, 'violations-per-s': { type: 'string' },
       duration: { type: 'string' }, settle: { type: 'string' }, 'api-samples': { type: 'string' }, 'controller-cpus': { type: 'string' },
       controller: { type: 'string' }, 'controller-api': { type: 'string' }, 'controller-data-dir': { type: 'string' }, 'controller-pid': { type: 'string' },
-      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
+      'enroll-concurrency': { type: 'string' }, 'connect-timeout': { type: 'string' }, 'connect-rate': { type: 'string' }, 'sim-nice': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' },
     },
   });
   if (values.help) {
@@ -113,6 +120,8 @@ function options() {
     },
     enrollConcurrency: num(values['enroll-concurrency'], 16, 'enroll-concurrency'),
     connectTimeoutS: num(values['connect-timeout'], 600, 'connect-timeout'),
+    connectRate: num(values['connect-rate'], 0, 'connect-rate'),
+    simNice: num(values['sim-nice'], 0, 'sim-nice'),
     out: values.out ?? join(__dirname, 'results', 'fleet-sim.json'),
     procs: Math.max(1, num(values.procs, 1, 'procs')),
   };
@@ -174,7 +183,8 @@ async function main() {
     const procs = o.procs;
     result.procs = procs;
     const fleetOpts = { controller, api, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), enrollConcurrency: o.enrollConcurrency };
-    const fleet = procs > 1 ? new ProcFleet({ procs, ...fleetOpts }) : new Fleet(fleetOpts);
+    const fleet = procs > 1 ? new ProcFleet({ procs, nice: o.simNice, ...fleetOpts }) : new Fleet(fleetOpts);
+    result.simulatorNice = procs > 1 ? o.simNice : null;
     cleanups.push(() => fleet.stop());
 
     const procCpu = () => (controller.pid ? cpuSeconds(controller.pid) : NaN);
@@ -185,9 +195,14 @@ async function main() {
     result.enrollS = Math.round((performance.now() - t) / 100) / 10;
     log(`enrolled ${o.agents} agents in ${result.enrollS} s`);
 
+    // The simulator's own CPU (this process plus, with --procs, its children's last reports):
+    // it shares the machine's cores with the controller, so the reading says how much it took.
+    const simCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6 + (procs > 1 ? fleet.childStats.reduce((a, c) => a + c.cpuS, 0) : 0); };
     const cpu0 = procCpu();
+    const sim0 = simCpu();
     t = performance.now();
-    const snap = await fleet.connectAll({ timeoutMs: o.connectTimeoutS * 1000 });
+    result.connectRatePerS = o.connectRate || null; // null: all at once
+    const snap = await fleet.connectAll({ timeoutMs: o.connectTimeoutS * 1000, rampPerS: o.connectRate });
     const r = (x) => (x === undefined ? null : Math.round(x));
     result.allSnapshotsStoredMs = r(snap.allMs);
     result.snapshotsStoredP50Ms = r(snap.p50Ms);
@@ -196,6 +211,7 @@ async function main() {
     if (snap.pending > 0) result.snapshotsPendingAtTimeout = { count: snap.pending, links: snap.pendingLinks, linkErrors: { ...fleet.linkErrors } };
     log(`snapshots stored: ${snap.stored}/${o.agents}; all after ${result.allSnapshotsStoredMs} ms (p50 ${result.snapshotsStoredP50Ms}, p99 ${result.snapshotsStoredP99Ms})`);
     result.connectPhaseControllerCpuS = Math.round((procCpu() - cpu0) * 10) / 10;
+    result.connectPhaseSimulatorCpuS = Math.round((simCpu() - sim0) * 10) / 10;
     result.rssAfterSnapshotsMb = controller.pid ? mb(rssBytes(controller.pid)) : null;
     result.reconnectsDuringConnect = fleet.counts.reconnects;
     result.loadAverageAfterSnapshots = loadAverage();
@@ -208,6 +224,7 @@ async function main() {
     const c0 = procCpu();
     const pg0 = pgCpu();
     const s0 = process.cpuUsage();
+    const simAll0 = simCpu();
     const w0 = performance.now();
     const churn0 = { ...fleet.counts };
     const rss = [];
@@ -225,6 +242,7 @@ async function main() {
       controllerRssMbLast: rss.length ? mb(rss[rss.length - 1]) : null,
       postgresCpuPctOfOneCore: o.store === 'postgres' && !o.databaseUrl ? Math.round(((pgCpu() - pg0) / wallS) * 1000) / 10 : null,
       simulatorCpuPctOfOneCore: Math.round(((s1.user + s1.system) / 1e6 / wallS) * 1000) / 10, // this process only (with --procs, the children: simulatorChildren)
+      simulatorTotalCpuPctOfOneCore: Math.round(((simCpu() - simAll0) / wallS) * 1000) / 10, // this process and its children
       starts: fleet.counts.starts - churn0.starts,
       stops: fleet.counts.stops - churn0.stops,
       violations: fleet.counts.violations - churn0.violations,
@@ -240,11 +258,17 @@ async function main() {
     // API latency, churn running. One keep-alive connection, sequential.
     const one = apiClient({ port: controller.apiPort, ca: controller.ca, apiKey: controller.adminApiKey, maxSockets: 1 });
     cleanups.unshift(() => one.close());
-    const timed = async (path) => {
+    // A container picked from the simulator's inventory may be unknown to the controller for
+    // a moment (churn removed it since, or its agent's start is not stored yet: an agent still
+    // connecting when the connect phase timed out). That 404 is an answer, timed and counted
+    // (notFound), not a failed run.
+    let notFound = 0;
+    const timed = async (path, { allow404 = false } = {}) => {
       const t0 = performance.now();
       const r = await one.get(path);
       const ms = performance.now() - t0;
-      if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${r.body.slice(0, 300)}`);
+      if (r.status === 404 && allow404) notFound += 1;
+      else if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${r.body.slice(0, 300)}`);
       return ms;
     };
     const hosts = fleet.hosts;
@@ -268,8 +292,10 @@ async function main() {
       const until = performance.now() + 90_000;
       const q0 = procCpu();
       const qw0 = performance.now();
-      for (let i = 0; i < o.apiSamples && (i < 20 || performance.now() < until); i++) xs.push(await timed(await path(i)));
+      notFound = 0;
+      for (let i = 0; i < o.apiSamples && (i < 20 || performance.now() < until); i++) xs.push(await timed(await path(i), { allow404: name === 'GET /v1/containers/<agent>/<id>' }));
       result.api[name] = summary(xs);
+      if (notFound > 0) result.api[name].notFound = notFound;
       // The controller's CPU per request, less its steady-state rate over the same wall time:
       // what a request costs, which machine load does not change (wall-clock latency it does).
       if (controller.pid && result.steady.controllerCpuPctOfOneCore !== null) {

@@ -22,8 +22,15 @@ class ProcFleet {
    * `procs` children; the rest as Fleet (controller, api, agents, containers, stateDir, spool,
    * linkOptions). `controllersFor(idx)` gives each host's controller list (default: the one).
    */
-  constructor({ procs, controllersFor, ...fleetOpts }) {
+  constructor({ procs, controllersFor, nice = 0, ...fleetOpts }) {
     this.procs = Math.max(1, procs);
+    /**
+     * The children's nice value. The scheduler shares a busy machine's cores per process, so
+     * P children at the controller's priority get P shares to its one: on a loaded 2-core
+     * machine 8 children took 45-64 % of a core while the controller got 8-13 % (BENCHMARKS.md).
+     * A positive value lets the controller have its share first.
+     */
+    this.nice = nice;
     this.fleetOpts = fleetOpts;
     this.enroller = new Fleet(fleetOpts);
     this.controllersFor = controllersFor ?? (() => [fleetOpts.controller.grpcAddress]);
@@ -52,6 +59,7 @@ class ProcFleet {
     for (const h of this.hosts) slices[h.idx % this.procs].push(h);
     await Promise.all(slices.map(async (slice, ci) => {
       const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+      if (this.nice) require('node:os').setPriority(child.pid, this.nice);
       const stat = { loopDelayMaxMs: 0, cpuS: 0, hosts: slice.length };
       this.childStats.push(stat);
       const cc = { counts: {}, live: 0, linkErrors: {} };
@@ -117,10 +125,11 @@ class ProcFleet {
    * was caught up (its snapshot stored), or at `timeoutMs` with how many are missing.
    * Times in ms from this call.
    */
-  async connectAll({ timeoutMs = 600_000 } = {}) {
+  async connectAll({ timeoutMs = 600_000, rampPerS = 0 } = {}) {
     if (!this.children.length) await this.startChildren();
     const t0 = Date.now();
-    for (const c of this.children) c.send({ t: 'connect', timeoutMs });
+    // A ramp is shared out: each child starts its slice at its share of the rate.
+    for (const c of this.children) c.send({ t: 'connect', timeoutMs, rampPerS: rampPerS / this.children.length });
     const deadline = t0 + timeoutMs;
     while (Date.now() < deadline && this.hosts.some((h) => h.caughtUp.length === 0)) await new Promise((r) => setTimeout(r, 20));
     const times = this.hosts.filter((h) => h.caughtUp.length).map((h) => h.caughtUp[0][1] - t0).sort((a, b) => a - b);

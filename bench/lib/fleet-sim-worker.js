@@ -77,7 +77,7 @@ process.on('message', async (m) => {
       }
       case 'connect': {
         // "Caught up" is reported once per connection (Fleet counts them in h.connections).
-        void fleet.connectAll({ timeoutMs: m.timeoutMs }).then((r) => send({ t: 'connected', r }));
+        void fleet.connectAll({ timeoutMs: m.timeoutMs, rampPerS: m.rampPerS ?? 0 }).then((r) => send({ t: 'connected', r }));
         break;
       }
       case 'churn':

@@ -69,7 +69,7 @@ export class Fleet {
   readonly started: string[];
   readonly stopped: string[];
   enrollAll(): Promise<void>;
-  connectAll(opts?: { timeoutMs?: number }): Promise<{ allMs?: number; firstMs?: number; p50Ms?: number; p99Ms?: number; stored: number; pending: number; pendingLinks: Record<string, number> }>;
+  connectAll(opts?: { timeoutMs?: number; rampPerS?: number }): Promise<{ allMs?: number; firstMs?: number; p50Ms?: number; p99Ms?: number; stored: number; pending: number; pendingLinks: Record<string, number> }>;
   connected(): number;
   startChurn(rates: { startsPerS?: number; stopsPerS?: number; violationsPerS?: number }): () => void;
   reportViolation(h: SimHost): string | undefined;

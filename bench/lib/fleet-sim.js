@@ -400,7 +400,8 @@ class Fleet {
    * Resolves with the ms until the controller acknowledged every snapshot
    * (and the first, median, 99th); after `timeoutMs`, with how many are missing.
    */
-  async connectAll({ timeoutMs = 600_000 } = {}) {
+  /** `rampPerS` > 0: the links are started at that rate (agents a second) instead of all at once. */
+  async connectAll({ timeoutMs = 600_000, rampPerS = 0 } = {}) {
     if (this.spool) {
       for (const h of this.hosts) h.spool ??= await ReportSpool.open({ path: join(this.stateDir, h.hostname, 'spool.jsonl'), logger: this.logger });
     }
@@ -408,7 +409,8 @@ class Fleet {
     let pending = this.hosts.length;
     let done;
     const all = new Promise((res) => (done = res));
-    for (const h of this.hosts) {
+    const rampTimers = [];
+    for (const [i, h] of this.hosts.entries()) {
       const link = new ControllerLink({
         credentials: h.credentials,
         inventory: h.inventory,
@@ -439,7 +441,8 @@ class Fleet {
           this.linkErrors[why] = (this.linkErrors[why] ?? 0) + 1;
         }
       });
-      link.start();
+      if (rampPerS > 0 && i > 0) rampTimers.push(setTimeout(() => link.state === 'stopped' || link.start(), (i / rampPerS) * 1000));
+      else link.start();
     }
     // The controller acks a message only once stored, and in order.
     const poll = setInterval(() => {
@@ -457,6 +460,7 @@ class Fleet {
     } finally {
       clearInterval(poll);
       clearTimeout(timer);
+      for (const t of rampTimers) clearTimeout(t);
     }
     const states = {};
     for (const h of this.hosts) if (h.snapshotAt === undefined) states[h.link.state] = (states[h.link.state] ?? 0) + 1;

@@ -625,7 +625,8 @@ export class AgentLinkService {
       if (!session) {
         clearTimeout(helloTimer);
         call.pause(); // hold further messages until the hello is accepted
-        this.acceptHello(call, agentId, { raw: cert.raw, serial }, msg, () => gone).then(
+        const progress = { wrote: false };
+        this.acceptHello(call, agentId, { raw: cert.raw, serial }, msg, () => gone, progress).then(
           (s) => {
             session = s;
             call.resume();
@@ -633,7 +634,8 @@ export class AgentLinkService {
           (err: unknown) => {
             // The agent gave up waiting (its welcome timeout) after the hello may have marked it
             // online: offline again unless it is back (here or elsewhere), as for any ended stream.
-            if (gone && !this.sessions.has(agentId)) {
+            // A hello given up before it wrote anything leaves nothing to undo.
+            if (gone && progress.wrote && !this.sessions.has(agentId)) {
               void this.streamGone(agentId).then(
                 (wentOffline) => {
                   if (wentOffline) this.raiseOfflineUnlessBack(agentId, 'ended before its hello was accepted');
@@ -701,9 +703,20 @@ export class AgentLinkService {
     call.on('close', () => ended('closed'));
   }
 
-  private async acceptHello(call: LinkCall, agentId: string, cert: Session['cert'], msg: AgentMessage__Output, gone: () => boolean): Promise<Session> {
+  private async acceptHello(
+    call: LinkCall, agentId: string, cert: Session['cert'], msg: AgentMessage__Output, gone: () => boolean, progress: { wrote: boolean },
+  ): Promise<Session> {
     // A briefly slow store delays the welcome rather than refusing the stream (a refused agent comes back with a full snapshot).
     const stored = <T>(fn: () => Promise<T>): Promise<T> => this.retrying('accepting an agent hello', agentId, gone, fn);
+    // A hello whose stream ended while it waited (the agent gave up after its welcome timeout,
+    // 10 s, and is connecting again) is dropped before its next store step. In a fleet connect
+    // on a busy controller most waiting hellos are such: each used to go on to write its lease
+    // and online status and then undo both (5 statements, no welcome anyone reads), ahead of
+    // the retries that replaced them in the pool's queue, so the backlog fed itself.
+    const stillWanted = (): void => {
+      if (gone()) throw new BulkheadError('BK_ERR_PROTOCOL', 'the stream ended before its hello was accepted');
+    };
+    stillWanted();
     const serial = cert.serial;
     if (msg.body !== 'hello' || !msg.hello) throw new BulkheadError('BK_ERR_PROTOCOL', 'the first message on a stream must be a hello');
     const hello = msg.hello;
@@ -712,6 +725,7 @@ export class AgentLinkService {
     }
     const rec = await stored(() => this.opts.store.getAgent(agentId));
     if (!rec) throw new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
+    stillWanted();
     if (rec.status === 'revoked' || rec.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const current = canonicalSerial(rec.certSerial) === serial;
     const previousCert = !current && rec.prevCertSerial !== undefined && canonicalSerial(rec.prevCertSerial) === serial;
@@ -727,6 +741,9 @@ export class AgentLinkService {
     const now = this.now();
     if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
+    stillWanted();
+    // From here the hello writes: a stream that ends now is undone by the caller (offline unless back).
+    progress.wrote = true;
     // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
     await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, new Date(now.getTime() + this.leaseMs)));
     await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
