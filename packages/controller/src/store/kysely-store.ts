@@ -3,10 +3,10 @@
 // here, so everything below must stay portable: no RETURNING-dependent logic,
 // no JSON operators, integer-ms times, 0/1 booleans, LIKE with an explicit
 // ESCAPE, and ON CONFLICT (supported by SQLite ≥ 3.24 and PostgreSQL).
-import { PostgresAdapter, sql, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { PostgresAdapter, sql, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
-  AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
+  AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
@@ -546,107 +546,86 @@ export abstract class KyselyStore implements Store {
   }
 
   /**
-   * Two steps (0019_list_paging). First the page's keys alone: every filter but the labels is
-   * a column of containers_list / containers_state_list, so the database walks one of them in
-   * the list order from the cursor, tests the filters in the index, checks labels only for
-   * rows that passed, and stops at `limit` — never reading a non-matching row's facts, never
-   * sorting. Then the page's rows by primary key.
+   * Two steps (0019_list_paging, 0023_list_sort_indexes). First the page's keys alone: every
+   * sort order has an index in that order (containers_list, containers_name_list,
+   * containers_state_list, containers_image_list; the usage sorts container_usage_cpu and
+   * container_usage_memory), and every filter but the labels and the rule is a column of it,
+   * so the database walks it from the cursor, tests the filters in the index, checks labels
+   * and rules only for rows that passed, and stops at `limit` — never reading a non-matching
+   * row's facts, never sorting every match. Then the page's rows by primary key.
    */
   async listContainers(q: ContainerQuery): Promise<ContainerRecord[]> {
     // Ascending by agent is the default order, with its own (shorter) cursor.
     const sort = q.sort !== undefined && (q.sort.field !== 'agent' || q.sort.desc) ? q.sort : undefined;
     const desc = q.sort?.desc === true;
-    const usageSort = sort?.field === 'cpu' || sort?.field === 'memory';
-    // The sort value: a column, or the latest usage (-1 when the container has none, so
-    // "busiest first" puts unmeasured containers last).
-    const sortExpr =
-      sort === undefined ? undefined
-      : sort.field === 'agent' ? sql`${sql.ref('containers.agent_id')}`
-      : sort.field === 'name' ? sql`${sql.ref('containers.name')}`
-      : sort.field === 'state' ? sql`${sql.ref('containers.state')}`
-      : sort.field === 'image' ? sql`${sql.ref('containers.image_ref')}`
-      : sort.field === 'cpu' ? sql`coalesce(${sql.ref('container_usage.cpu_percent')}, -1)`
-      : sql`coalesce(${sql.ref('container_usage.memory_bytes')}, -1)`;
-    let qb = this.db
-      .selectFrom('containers')
-      .$if(usageSort, (b) =>
-        b.leftJoin('container_usage', (j) =>
-          j.onRef('container_usage.agent_id', '=', 'containers.agent_id').onRef('container_usage.container_id', '=', 'containers.id'),
-        ),
-      )
-      .select(['containers.agent_id', 'containers.name', 'containers.id'])
-      .$if(sortExpr !== undefined, (b) => b.select(sql<string | number>`${sortExpr!}`.as('sort_value')));
-    if (q.agentId !== undefined) qb = qb.where('containers.agent_id', '=', q.agentId);
-    if (q.state !== undefined) qb = qb.where('containers.state', '=', q.state);
-    if (q.image !== undefined && q.image !== '') {
-      // lower() on both sides: SQLite's LIKE is case-insensitive, PostgreSQL's is not.
-      const pattern = '%' + escapeLike(q.image.toLowerCase()) + '%';
-      qb = qb.where(sql<SqlBool>`lower(${sql.ref('containers.image_ref')}) like ${pattern} escape '\\'`);
-    }
-    if (q.search !== undefined && q.search !== '') {
-      const text = q.search.toLowerCase();
-      const pattern = '%' + escapeLike(text) + '%';
-      const idPrefix = escapeLike(text) + '%';
-      qb = qb.where(
-        sql<SqlBool>`(lower(${sql.ref('containers.name')}) like ${pattern} escape '\\' or lower(${sql.ref('containers.image_ref')}) like ${pattern} escape '\\' or ${sql.ref('containers.id')} like ${idPrefix} escape '\\')`,
-      );
-    }
-    if (q.includeRemoved !== true) qb = qb.where('containers.removed', '=', 0);
-    if (q.projects !== undefined) qb = qb.where(inProjects('containers.project', q.projects)); // 0004_auth
-    if (q.project !== undefined) qb = qb.where('containers.project', '=', q.project);
-    if (q.rule !== undefined) {
-      const rule = q.rule;
-      // Open = not acknowledged and not covered by an exemption: what an operator still has to look at.
-      // IN (subquery), not a correlated EXISTS: the rule's violations are read once through
-      // violations_rule_at; SQLite planned the EXISTS as a walk of each container's agent's
-      // violations (10,000 containers × 200 violations each: 1.3 s a page sorted by cpu).
-      qb = qb.where(
-        sql<SqlBool>`(${sql.ref('containers.agent_id')}, ${sql.ref('containers.id')}) in (select ${sql.ref('violations.agent_id')}, ${sql.ref('violations.container_id')} from ${sql.table('violations')} where ${sql.ref('violations.rule_id')} = ${rule} and ${sql.ref('violations.ack_at')} is null and ${sql.ref('violations.exempted_by')} = '')`,
-      );
-    }
-    for (const { key, value } of (q.labels ?? []).map(parseLabelFilter)) {
-      qb = qb.where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('container_labels')
-            .select(sql<number>`1`.as('one'))
-            .whereRef('container_labels.agent_id', '=', 'containers.agent_id')
-            .whereRef('container_labels.container_id', '=', 'containers.id')
-            .where('container_labels.key', '=', key)
-            .$if(value !== undefined, (sq) => sq.where('container_labels.value', '=', value!)),
-        ),
-      );
-    }
-    const cmp = desc ? sql.raw('<') : sql.raw('>');
-    if (q.after !== undefined) {
-      const a = q.after;
-      if (sortExpr === undefined) {
-        qb = qb.where(sql<SqlBool>`(${sql.ref('containers.agent_id')}, ${sql.ref('containers.name')}, ${sql.ref('containers.id')}) ${cmp} (${a.agentId}, ${a.name}, ${a.id})`);
-      } else {
-        if (a.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
-        qb = qb.where(
-          sql<SqlBool>`(${sortExpr}, ${sql.ref('containers.agent_id')}, ${sql.ref('containers.name')}, ${sql.ref('containers.id')}) ${cmp} (${a.sortValue}, ${a.agentId}, ${a.name}, ${a.id})`,
-        );
-      }
-    }
-    const dir = desc ? 'desc' : 'asc';
-    if (sortExpr !== undefined) qb = qb.orderBy(sortExpr, dir);
-    qb = qb.orderBy('containers.agent_id', dir).orderBy('containers.name', dir).orderBy('containers.id', dir);
     const limit = checkCount(q.limit, 'limit');
     const offset = checkCount(q.offset, 'offset');
-    if (limit !== undefined) qb = qb.limit(limit);
-    // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
-    if (offset !== undefined && offset > 0) qb = (limit === undefined ? qb.limit(Number.MAX_SAFE_INTEGER) : qb).offset(offset);
-    const keys = this.postgres
-      ? // No parallel workers for a page: the walk usually stops after a few thousand index
-        // entries, but the planner, underestimating how many rows pass the label and image
-        // filters, plans a parallel scan of the whole index, and starting its workers cost
-        // ~50 ms a page on a busy 2-core host (10× the scan). SET LOCAL: this transaction only.
-        await this.db.transaction().execute(async (trx) => {
-          await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
-          return (await trx.executeQuery(qb.compile())).rows;
-        })
-      : await qb.execute();
+    const usageSort = sort?.field === 'cpu' || sort?.field === 'memory';
+    const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other');
+    const run = async (query: RawBuilder<ContainerKeyRow>): Promise<ContainerKeyRow[]> =>
+      this.postgres
+        ? // No parallel workers for a page: the walk usually stops after a few thousand index
+          // entries, but the planner, underestimating how many rows pass the label and image
+          // filters, plans a parallel scan of the whole index, and starting its workers cost
+          // ~50 ms a page on a busy 2-core host (10× the scan). SET LOCAL: this transaction only.
+          await this.db.transaction().execute(async (trx) => {
+            await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
+            return (await query.execute(trx)).rows;
+          })
+        : (await query.execute(this.db)).rows;
+    const dir = sql.raw(desc ? 'desc' : 'asc');
+    const cmp = sql.raw(desc ? '<' : '>');
+    const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
+    const c = (col: string) => sql.ref(`containers.${col}`);
+    let keys: ContainerKeyRow[];
+    // The two walks are for SQLite, which otherwise sorts every match; PostgreSQL plans the one
+    // statement below well (a hash join and a top-N sort: 13-26 ms of its CPU at 10,000
+    // containers) and the walks badly (it takes the composite join for ~1 % of its rows and
+    // probes violations row by row: 150-175 ms with `rule`; bench/list-plans.js).
+    if (usageSort && !this.postgres && !(offset !== undefined && offset > 0)) {
+      keys = await this.usageSortedKeys(sort.field as 'cpu' | 'memory', desc, conds, q.after, limit, run);
+    } else {
+      // The order's columns, each once (the old ORDER BY name, agent_id, name, id is this order:
+      // a repeated column orders nothing, but hid the index from SQLite's planner).
+      const order =
+        sort === undefined || sort.field === 'agent' ? [c('agent_id'), c('name'), c('id')]
+        : sort.field === 'name' ? [c('name'), c('agent_id'), c('id')]
+        : sort.field === 'state' ? [c('state'), c('agent_id'), c('name'), c('id')]
+        : sort.field === 'image' ? [c('image_ref'), c('agent_id'), c('name'), c('id')]
+        : undefined;
+      const where = [...conds];
+      let from = sql`${sql.table('containers')}`;
+      let sortValue = sql``;
+      if (order === undefined) {
+        // cpu/memory on PostgreSQL or with an offset: the latest usage, -1 without one, sorted.
+        const col = sql.ref(`container_usage.${sort!.field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
+        from = sql`${sql.table('containers')} left join ${sql.table('container_usage')} on ${sql.ref('container_usage.agent_id')} = ${c('agent_id')} and ${sql.ref('container_usage.container_id')} = ${c('id')}`;
+        sortValue = sql`, coalesce(${col}, -1) as sort_value`;
+        if (q.after !== undefined) {
+          const a = q.after;
+          if (a.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
+          where.push(sql<SqlBool>`(coalesce(${col}, -1), ${c('agent_id')}, ${c('name')}, ${c('id')}) ${cmp} (${a.sortValue}, ${a.agentId}, ${a.name}, ${a.id})`);
+        }
+        const orderBy = sql.join([sql`coalesce(${col}, -1) ${dir}`, ...[c('agent_id'), c('name'), c('id')].map((e) => sql`${e} ${dir}`)]);
+        keys = await run(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${offset !== undefined && offset > 0 ? sql`${limit === undefined ? sql` limit ${Number.MAX_SAFE_INTEGER}` : sql``} offset ${offset}` : sql``}`);
+      } else {
+        if (sort !== undefined) sortValue = sql`, ${order[0]!} as sort_value`;
+        if (q.after !== undefined) {
+          const a = q.after;
+          if (sort !== undefined && a.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
+          const values =
+            sort === undefined || sort.field === 'agent' ? [a.agentId, a.name, a.id]
+            : sort.field === 'name' ? [a.sortValue!, a.agentId, a.id]
+            : [a.sortValue!, a.agentId, a.name, a.id];
+          where.push(sql<SqlBool>`(${sql.join(order)}) ${cmp} (${sql.join(values.map((v) => sql`${v}`))})`);
+        }
+        const orderBy = sql.join(order.map((e) => sql`${e} ${dir}`));
+        // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
+        const skip = offset !== undefined && offset > 0 ? sql`${limit === undefined ? sql` limit ${Number.MAX_SAFE_INTEGER}` : sql``} offset ${offset}` : sql``;
+        keys = await run(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
+      }
+    }
+    const usageValues = usageSort;
     if (keys.length === 0) return [];
 
     const byAgent = new Map<string, string[]>();
@@ -667,11 +646,118 @@ export abstract class KyselyStore implements Store {
       // A row purged between the two steps is left out; its neighbours keep their places.
       const r = found.get(k.agent_id + '\u0000' + k.id);
       if (!r) continue;
-      const c = toContainer(r);
-      const v = (k as { sort_value?: unknown }).sort_value;
+      const rec = toContainer(r);
       // PostgreSQL hands bigint (memory) back as a string.
-      if (sortExpr !== undefined) c.sortValue = usageSort ? toNumber(v) : String(v);
-      out.push(c);
+      if (sort !== undefined) rec.sortValue = usageValues ? toNumber(k.sort_value) : String(k.sort_value);
+      out.push(rec);
+    }
+    return out;
+  }
+
+  /**
+   * The container list's filters as conditions on `containers` (never empty). On SQLite a
+   * filter column that does not lead the sort's index is written `+column`, which keeps the
+   * planner from starting at that filter's index (containers_state_list,
+   * containers_project_list, the primary key for a rule's containers) and then sorting every
+   * match — without statistics it takes any equality for a handful of rows, and `state =
+   * 'running'` is nearly all of them. The walk of the sort's index then tests the filter in
+   * the index and stops at the page. PostgreSQL keeps statistics (and has no unary + on text).
+   */
+  private containerListFilters(q: ContainerQuery, order: 'default' | 'state' | 'other'): RawBuilder<SqlBool>[] {
+    const c = (col: string) => sql.ref(`containers.${col}`);
+    const notLeading = (col: string) => (this.postgres ? c(col) : sql`+${c(col)}`);
+    const conds: RawBuilder<SqlBool>[] = [];
+    if (q.agentId !== undefined) conds.push(sql<SqlBool>`${c('agent_id')} = ${q.agentId}`);
+    if (q.state !== undefined) conds.push(sql<SqlBool>`${order === 'other' ? notLeading('state') : c('state')} = ${q.state}`);
+    if (q.image !== undefined && q.image !== '') {
+      // lower() on both sides: SQLite's LIKE is case-insensitive, PostgreSQL's is not.
+      const pattern = '%' + escapeLike(q.image.toLowerCase()) + '%';
+      conds.push(sql<SqlBool>`lower(${c('image_ref')}) like ${pattern} escape '\\'`);
+    }
+    if (q.search !== undefined && q.search !== '') {
+      const text = q.search.toLowerCase();
+      const pattern = '%' + escapeLike(text) + '%';
+      const idPrefix = escapeLike(text) + '%';
+      conds.push(
+        sql<SqlBool>`(lower(${c('name')}) like ${pattern} escape '\\' or lower(${c('image_ref')}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\')`,
+      );
+    }
+    if (q.includeRemoved !== true) conds.push(sql<SqlBool>`${c('removed')} = ${0}`);
+    const project = order === 'default' ? c('project') : notLeading('project');
+    if (q.projects !== undefined) conds.push(q.projects.length === 0 ? sql<SqlBool>`1 = 0` : sql<SqlBool>`${project} in (${sql.join(q.projects.map((p) => sql`${p}`))})`); // 0004_auth
+    if (q.project !== undefined) conds.push(sql<SqlBool>`${project} = ${q.project}`);
+    if (q.rule !== undefined) {
+      // Open = not acknowledged and not covered by an exemption: what an operator still has to look at.
+      // IN (subquery), not a correlated EXISTS: the rule's violations are read once through
+      // violations_rule_at; SQLite planned the EXISTS as a walk of each container's agent's
+      // violations (10,000 containers × 200 violations each: 1.3 s a page sorted by cpu). The
+      // list is then a lookup for the walk of the sort's index, not where the walk starts.
+      conds.push(
+        sql<SqlBool>`(${notLeading('agent_id')}, ${notLeading('id')}) in (select ${sql.ref('violations.agent_id')}, ${sql.ref('violations.container_id')} from ${sql.table('violations')} where ${sql.ref('violations.rule_id')} = ${q.rule} and ${sql.ref('violations.ack_at')} is null and ${sql.ref('violations.exempted_by')} = '')`,
+      );
+    }
+    for (const { key, value } of (q.labels ?? []).map(parseLabelFilter)) {
+      const l = (col: string) => sql.ref(`container_labels.${col}`);
+      conds.push(
+        sql<SqlBool>`exists (select 1 from ${sql.table('container_labels')} where ${l('agent_id')} = ${c('agent_id')} and ${l('container_id')} = ${c('id')} and ${l('key')} = ${key}${value !== undefined ? sql` and ${l('value')} = ${value}` : sql``})`,
+      );
+    }
+    if (conds.length === 0) conds.push(sql<SqlBool>`1 = 1`);
+    return conds;
+  }
+
+  /**
+   * Page keys sorted by latest CPU or memory (-1 for a container without a reading, so
+   * busiest-first puts them last), in two walks: the containers with a reading through
+   * container_usage_cpu / _memory in value order (the usage table drives: CROSS JOIN keeps
+   * SQLite's planner from starting at a filter's index and sorting every match), then those
+   * without one in the default order. Descending, the measured come first; ascending, last.
+   * The cursor's value says which walk it is in. The order is the one a single
+   * `ORDER BY coalesce(value, -1), agent_id, name, id` gives (what an offset page uses).
+   */
+  private async usageSortedKeys(
+    field: 'cpu' | 'memory', desc: boolean, conds: RawBuilder<SqlBool>[], after: ContainerPosition | undefined, limit: number | undefined,
+    run: (q: RawBuilder<ContainerKeyRow>) => Promise<ContainerKeyRow[]>,
+  ): Promise<ContainerKeyRow[]> {
+    const c = (col: string) => sql.ref(`containers.${col}`);
+    const value = sql.ref(`container_usage.${field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
+    const usageAgent = sql.ref('container_usage.agent_id');
+    const dir = sql.raw(desc ? 'desc' : 'asc');
+    const cmp = sql.raw(desc ? '<' : '>');
+    const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
+    if (after !== undefined && after.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
+    const afterValue = after === undefined ? undefined : toNumber(after.sortValue);
+    const measured = (pos: ContainerPosition | undefined, n: number | undefined) => {
+      const where = [sql<SqlBool>`${c('agent_id')} = ${usageAgent} and ${c('id')} = ${sql.ref('container_usage.container_id')}`, ...conds];
+      if (pos !== undefined) {
+        // The first term alone lets the walk start at the position (a row value mixing two tables does not).
+        where.push(sql<SqlBool>`${value} ${sql.raw(desc ? '<=' : '>=')} ${afterValue}`);
+        where.push(sql<SqlBool>`(${value}, ${usageAgent}, ${c('name')}, ${c('id')}) ${cmp} (${afterValue}, ${pos.agentId}, ${pos.name}, ${pos.id})`);
+      }
+      return sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}, ${value} as sort_value from ${sql.table('container_usage')} cross join ${sql.table('containers')} where ${sql.join(where, sql` and `)} order by ${value} ${dir}, ${usageAgent} ${dir}, ${c('name')} ${dir}, ${c('id')} ${dir}${page(n)}`;
+    };
+    const unmeasured = (pos: ContainerPosition | undefined, n: number | undefined) => {
+      const where = [
+        ...conds,
+        sql<SqlBool>`not exists (select 1 from ${sql.table('container_usage')} where ${usageAgent} = ${c('agent_id')} and ${sql.ref('container_usage.container_id')} = ${c('id')})`,
+      ];
+      if (pos !== undefined) where.push(sql<SqlBool>`(${c('agent_id')}, ${c('name')}, ${c('id')}) ${cmp} (${pos.agentId}, ${pos.name}, ${pos.id})`);
+      return sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}, -1 as sort_value from ${sql.table('containers')} where ${sql.join(where, sql` and `)} order by ${c('agent_id')} ${dir}, ${c('name')} ${dir}, ${c('id')} ${dir}${page(n)}`;
+    };
+    const walks: ('measured' | 'unmeasured')[] = desc ? ['measured', 'unmeasured'] : ['unmeasured', 'measured'];
+    const cursorWalk = afterValue === undefined ? undefined : afterValue >= 0 ? 'measured' : 'unmeasured';
+    const out: ContainerKeyRow[] = [];
+    let started = cursorWalk === undefined;
+    for (const w of walks) {
+      let pos: ContainerPosition | undefined;
+      if (!started) {
+        if (w !== cursorWalk) continue;
+        pos = after;
+        started = true;
+      }
+      const rest = limit === undefined ? undefined : limit - out.length;
+      if (rest !== undefined && rest <= 0) break;
+      out.push(...(await run(w === 'measured' ? measured(pos, rest) : unmeasured(pos, rest))));
     }
     return out;
   }
@@ -983,6 +1069,14 @@ export function parseLabelFilter(s: string): { key: string; value?: string } {
 /** `column IN (projects)`; an empty list matches nothing (a scope with no projects sees nothing). */
 export function inProjects(column: string, projects: readonly string[]) {
   return projects.length === 0 ? sql<SqlBool>`1 = 0` : sql<SqlBool>`${sql.ref(column)} in (${sql.join(projects.map((p) => sql`${p}`))})`;
+}
+
+/** A key row of the container list's first step. */
+interface ContainerKeyRow {
+  agent_id: string;
+  name: string;
+  id: string;
+  sort_value?: unknown;
 }
 
 function checkCount(n: number | undefined, field: string): number | undefined {

@@ -691,6 +691,31 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('container_usage_history').ifExists().execute();
     },
   },
+  // The container list's sort orders and project filter walk an index too (keyset paging at
+  // 10,000 containers and more): name, image and project each get an index in the list's order
+  // (the sort value, then agent id, name, id), covering for the filters that are columns, so a
+  // sorted or project-filtered page stops after `limit` matches instead of reading and sorting
+  // every match; the single-column project index it replaces made the planner read the whole
+  // project and sort it. The usage sorts (busiest first) walk the latest usage by its value.
+  // State has containers_state_list already (0019).
+  '0023_list_sort_indexes': {
+    async up(db: AnyDb): Promise<void> {
+      await db.schema.createIndex('containers_name_list').on('containers').columns(['name', 'agent_id', 'id', 'removed', 'state', 'project', 'image_ref']).execute();
+      await db.schema.createIndex('containers_image_list').on('containers').columns(['image_ref', 'agent_id', 'name', 'id', 'removed', 'state', 'project']).execute();
+      await db.schema.createIndex('containers_project_list').on('containers').columns(['project', 'agent_id', 'name', 'id', 'removed', 'state', 'image_ref']).execute();
+      await db.schema.dropIndex('containers_project').ifExists().execute();
+      await db.schema.createIndex('container_usage_cpu').on('container_usage').columns(['cpu_percent', 'agent_id', 'container_id']).execute();
+      await db.schema.createIndex('container_usage_memory').on('container_usage').columns(['memory_bytes', 'agent_id', 'container_id']).execute();
+    },
+    async down(db: AnyDb): Promise<void> {
+      await db.schema.dropIndex('container_usage_memory').execute();
+      await db.schema.dropIndex('container_usage_cpu').execute();
+      await db.schema.createIndex('containers_project').on('containers').columns(['project']).execute();
+      await db.schema.dropIndex('containers_project_list').execute();
+      await db.schema.dropIndex('containers_image_list').execute();
+      await db.schema.dropIndex('containers_name_list').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };
