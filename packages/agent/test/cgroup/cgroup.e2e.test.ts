@@ -3,6 +3,7 @@
 // quota within the rule's window; a container started without limits is
 // reported as unlimited; limits set with docker run are read back.
 import t from 'tap';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { useEngine, LABEL_ARGS, removeLabelledContainers } from '../../../../test/helpers/engine';
 import { createDockerClient } from '../../src/docker/client';
 import { CgroupReader } from '../../src/cgroup/cgroup-reader';
@@ -71,7 +72,13 @@ t.test('block IO from the real cgroup: a direct-IO writer and reader is measured
   const MiB = 1024 * 1024;
   // O_DIRECT so the IO is issued by the container's own process: on cgroup v1, page-cache
   // writeback runs in the root cgroup and would not be charged to the container.
-  const io = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, engine.image, 'sh', '-c',
+  const info0 = (await docker.info()) as { DockerRootDir?: string };
+  const disk = info0.DockerRootDir !== undefined ? wholeDiskOf(info0.DockerRootDir) : undefined;
+  // Since Linux 6.10 (blk-throttle set up on a disk only once a limit is configured on it) the
+  // cgroup v1 counters stay at 0 on a disk nobody throttles; a limit far above what dd can do
+  // turns them on without slowing it (cgroup v2's io.stat counts regardless).
+  const throttle = disk !== undefined ? ['--device-read-bps', `${disk}:1tb`] : [];
+  const io = await engine.dockerOk(['run', '-d', '--network', 'none', ...throttle, ...LABEL_ARGS, engine.image, 'sh', '-c',
     'dd if=/dev/zero of=/f bs=1M count=16 oflag=direct && dd if=/f of=/dev/null bs=1M iflag=direct && echo done && sleep 120']);
   const idle = await engine.dockerOk(['run', '-d', '--network', 'none', ...LABEL_ARGS, engine.image, 'sleep', '120']);
   const info = (await docker.info()) as { CgroupDriver?: string };
@@ -92,3 +99,13 @@ t.test('block IO from the real cgroup: a direct-IO writer and reader is measured
   const i = (await reader.read(idle, undefined, { blkio: true })).blkio;
   t.ok(i && i.writeBytes < MiB, `the idle container wrote next to nothing (${i?.writeBytes} bytes)`);
 });
+
+/** The whole disk (e.g. /dev/vda) holding `path`, from its device number through sysfs; undefined when it is not a block device. */
+function wholeDiskOf(path: string): string | undefined {
+  const dev = statSync(path).dev;
+  const sys = `/sys/dev/block/${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`;
+  if (!existsSync(sys)) return undefined;
+  const dir = existsSync(`${sys}/partition`) ? `${sys}/..` : sys;
+  const name = /^DEVNAME=(.+)$/m.exec(readFileSync(`${dir}/uevent`, 'utf8'))?.[1];
+  return name !== undefined && existsSync(`/dev/${name}`) ? `/dev/${name}` : undefined;
+}
