@@ -302,6 +302,11 @@ async function startUsageMonitor(
   try {
     const driver = deps.hostFacts()?.cgroupDriver;
     const reader = await CgroupReader.forHost({ driver: driver === 'systemd' || driver === 'cgroupfs' ? driver : 'auto' });
+    if (opts.usageSources.blkio !== false && (await reader.blkioAccounting()) === 'inactive') {
+      log.warn('block IO is not counted on this host: cgroup v1 and no disk has a throttle configured, so the kernel (Linux 6.10 and later) '
+        + 'leaves every container\'s blkio counters at 0 and block-IO figures and rules read 0; a throttle on the disk (any container\'s '
+        + '--device-read-bps, e.g. from the isolation.blkio-limits rule) turns them on (docs/audit.md, Block IO)');
+    }
     // Inspect paths are host paths: an agent in a container with the host's / at --host-root reads them there.
     const sources = await createResourceSources({
       ...opts.usageSources,

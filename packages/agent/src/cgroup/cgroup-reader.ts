@@ -216,6 +216,23 @@ export class CgroupReader {
     );
   }
 
+  /**
+   * Whether the kernel counts block IO per cgroup here. v1 only: since Linux 6.10 the
+   * throttling layer (whose counters the v1 blkio files are) is set up on a disk only once some
+   * cgroup configures a limit on it, and until then every cgroup's counters stay at 0 — seen as
+   * the root cgroup's throttle file listing no device. 'inactive' then; 'active' when it lists
+   * one; 'unknown' on v2 (io.stat counts regardless), without the blkio controller, or unreadable.
+   */
+  async blkioAccounting(): Promise<'active' | 'inactive' | 'unknown'> {
+    if (this.version === 2) return 'unknown';
+    try {
+      const text = await readSmallFile(join(this.cgroupRoot, 'blkio', 'blkio.throttle.io_service_bytes'));
+      return /^\d+:\d+ /m.test(text) ? 'active' : 'inactive';
+    } catch {
+      return 'unknown';
+    }
+  }
+
   /** Files held open right now. */
   get openFiles(): number {
     return this.openCount;

@@ -226,3 +226,18 @@ t.test('maxOpenFiles caps kept-open files; beyond it reads open/read/close', asy
   const located = await r.locate(ID1);
   t.match(located.dir, /docker-1{64}\.scope$/);
 });
+
+t.test('blkioAccounting: v1 counters off until a disk is throttled (Linux 6.10+), v2 not judged', async (t) => {
+  const { mkdirSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'bk-cg-acct-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const v1 = await CgroupReader.forHost({ cgroupRoot: dir, version: 1, procRoot: dir });
+  t.equal(await v1.blkioAccounting(), 'unknown', 'no blkio controller: unknown');
+  mkdirSync(join(dir, 'blkio'));
+  writeFileSync(join(dir, 'blkio', 'blkio.throttle.io_service_bytes'), 'Total 0\n');
+  t.equal(await v1.blkioAccounting(), 'inactive', 'a root file listing no device: the kernel counts nothing');
+  writeFileSync(join(dir, 'blkio', 'blkio.throttle.io_service_bytes'), '254:0 Read 16777216\n254:0 Write 0\n254:0 Total 16777216\nTotal 16777216\n');
+  t.equal(await v1.blkioAccounting(), 'active');
+  const v2 = await CgroupReader.forHost({ cgroupRoot: dir, version: 2, procRoot: dir });
+  t.equal(await v2.blkioAccounting(), 'unknown', 'v2 io.stat counts regardless');
+});
