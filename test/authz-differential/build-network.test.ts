@@ -10,11 +10,9 @@
 // sent over any network: the RUN step only lists interfaces.
 import t from 'tap';
 import { createLogger, parsePolicy } from '@bulkhead/shared';
-import { AuthzDecider } from '../../packages/agent/src/authz/authz-decider';
-import { AuthzPlugin, DOCKER_PLUGIN_DIR } from '../../packages/agent/src/authz/plugin-server';
-import { createDockerClient } from '../../packages/agent/src/docker/client';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
-import { ENGINE_VERSIONS, startPrivateEngine, TEST_IMAGE } from '../helpers/engine';
+import { startJudgedEngine } from './judged-engine';
+import { ENGINE_VERSIONS, TEST_IMAGE } from '../helpers/engine';
 
 const logger = createLogger({ name: 'build-network', level: process.env['BULKHEAD_LOG_LEVEL'] ?? 'silent' });
 
@@ -42,18 +40,7 @@ const ifacesOf = (out: string): string => /^IF=([^$\n]*)$/m.exec(out)?.[1]?.trim
 for (const version of ENGINE_VERSIONS) {
   t.test(`Docker ${version}: a build's network mode is judged`, async (t) => {
     let state = policyState('monitor');
-    let docker: ReturnType<typeof createDockerClient> | undefined;
-    const decider = new AuthzDecider({
-      policy: () => state,
-      containers: { get: () => undefined, inventory: () => [] },
-      docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id: string) => docker!.getExec(id) },
-      logger,
-    });
-    const name = `bk-bn-${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const plugin = await AuthzPlugin.start({ socketPath: `${DOCKER_PLUGIN_DIR}/${name}.sock`, evaluate: (req) => decider.decide(req), logger, failClosed: () => decider.enforcing() });
-    t.teardown(() => plugin.stop());
-    const e = await startPrivateEngine({ version, dockerdArgs: [`--authorization-plugin=${name}`], t });
-    docker = createDockerClient({ dockerHost: e.dockerHost });
+    const { engine: e, pluginName: name, plugin } = await startJudgedEngine(t, version, 'bk-bn', () => state, logger);
     const build = async (network: string) => {
       const r = await e.docker(['build', '--no-cache', '--rm', '--force-rm', '--network', network, '-q', '-'], { input: DOCKERFILE, timeoutMs: 60_000 });
       const all = `${r.stdout}\n${r.stderr}`;

@@ -9,11 +9,9 @@
 import t from 'tap';
 import { connect } from 'node:net';
 import { createLogger, parsePolicy } from '@bulkhead/shared';
-import { AuthzDecider } from '../../packages/agent/src/authz/authz-decider';
-import { AuthzPlugin, DOCKER_PLUGIN_DIR } from '../../packages/agent/src/authz/plugin-server';
-import { createDockerClient } from '../../packages/agent/src/docker/client';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
-import { ENGINE_VERSIONS, startPrivateEngine } from '../helpers/engine';
+import { startJudgedEngine } from './judged-engine';
+import { ENGINE_VERSIONS } from '../helpers/engine';
 
 const logger = createLogger({ name: 'buildkit-grpc', level: process.env['BULKHEAD_LOG_LEVEL'] ?? 'silent' });
 
@@ -57,18 +55,7 @@ function upgrade(socketPath: string, target: string, extra: string[] = []): Prom
 for (const version of ENGINE_VERSIONS) {
   t.test(`Docker ${version}: POST /grpc refused in enforce mode, passed in monitor mode`, async (t) => {
     let state = policyState('monitor');
-    let docker: ReturnType<typeof createDockerClient> | undefined;
-    const decider = new AuthzDecider({
-      policy: () => state,
-      containers: { get: () => undefined, inventory: () => [] },
-      docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id: string) => docker!.getExec(id) },
-      logger,
-    });
-    const name = `bk-gr-${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const plugin = await AuthzPlugin.start({ socketPath: `${DOCKER_PLUGIN_DIR}/${name}.sock`, evaluate: (req) => decider.decide(req), logger, failClosed: () => decider.enforcing() });
-    t.teardown(() => plugin.stop());
-    const e = await startPrivateEngine({ version, dockerdArgs: [`--authorization-plugin=${name}`], t });
-    docker = createDockerClient({ dockerHost: e.dockerHost });
+    const { engine: e, pluginName: name, plugin } = await startJudgedEngine(t, version, 'bk-gr', () => state, logger);
     const api = version === '20.10' ? '/v1.41' : '/v1.45';
     const monitor = await upgrade(e.socketPath, `${api}/grpc`);
     t.equal(monitor.status, 101, `monitor mode: dockerd upgrades /grpc to BuildKit's h2c stream (${monitor.text.split('\r\n')[0]})`);

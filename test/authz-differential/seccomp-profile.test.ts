@@ -11,11 +11,9 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { createLogger, parsePolicy } from '@bulkhead/shared';
-import { AuthzDecider } from '../../packages/agent/src/authz/authz-decider';
-import { AuthzPlugin, DOCKER_PLUGIN_DIR } from '../../packages/agent/src/authz/plugin-server';
-import { createDockerClient } from '../../packages/agent/src/docker/client';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
-import { ENGINE_VERSIONS, LABEL_ARGS, startPrivateEngine, TEST_IMAGE } from '../helpers/engine';
+import { startJudgedEngine } from './judged-engine';
+import { ENGINE_VERSIONS, LABEL_ARGS, TEST_IMAGE } from '../helpers/engine';
 
 const logger = createLogger({ name: 'seccomp-profile', level: process.env['BULKHEAD_LOG_LEVEL'] ?? 'silent' });
 
@@ -40,18 +38,7 @@ const PROBE = ['sh', '-c', 'unshare -U true && echo escaped || echo confined'];
 for (const version of ENGINE_VERSIONS) {
   t.test(`Docker ${version}: a seccomp profile that allows by default is judged as unconfined`, async (t) => {
     let state = policyState('monitor');
-    let docker: ReturnType<typeof createDockerClient> | undefined;
-    const decider = new AuthzDecider({
-      policy: () => state,
-      containers: { get: () => undefined, inventory: () => [] },
-      docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id: string) => docker!.getExec(id) },
-      logger,
-    });
-    const name = `bk-sc-${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const plugin = await AuthzPlugin.start({ socketPath: `${DOCKER_PLUGIN_DIR}/${name}.sock`, evaluate: (req) => decider.decide(req), logger, failClosed: () => decider.enforcing() });
-    t.teardown(() => plugin.stop());
-    const e = await startPrivateEngine({ version, dockerdArgs: [`--authorization-plugin=${name}`], t });
-    docker = createDockerClient({ dockerHost: e.dockerHost });
+    const { engine: e, pluginName: name } = await startJudgedEngine(t, version, 'bk-sc', () => state, logger);
     // The CLI reads `seccomp=<file>`; the raw API takes the JSON inline, as dockerd stores it.
     const run = async (opts: string[]) => {
       const r = await e.docker(['run', '--rm', '--network', 'none', ...LABEL_ARGS, ...opts, TEST_IMAGE, ...PROBE]);
