@@ -115,6 +115,13 @@ export class KyselyUsageStore implements UsageStore {
     });
   }
 
+  async forgetAgent(agentId: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('container_usage').where('agent_id', '=', agentId).execute();
+      await trx.deleteFrom('container_usage_history').where('agent_id', '=', agentId).execute();
+    });
+  }
+
   async getUsageHistory(agentId: string, containerId: string): Promise<UsageHistoryPoint[]> {
     const row = await this.db
       .selectFrom('container_usage_history')

@@ -50,6 +50,8 @@ export interface UsageStore {
    * call it after the snapshot is stored): a reconnect does not erase a running container's chart.
    */
   clearUsage(agentId: string): Promise<void>;
+  /** Forgets all of an agent's usage and history (revoked: nothing it reported is shown any more). */
+  forgetAgent(agentId: string): Promise<void>;
   /** A container's recent history, oldest first; empty when none is kept. */
   getUsageHistory(agentId: string, containerId: string): Promise<UsageHistoryPoint[]>;
   /** The latest usage of these containers, keyed by usageKey(agentId, containerId); absent when none. */

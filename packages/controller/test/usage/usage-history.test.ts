@@ -10,7 +10,7 @@ import type { Store } from '../../src/store/store';
 import { MIGRATIONS } from '../../src/store/migrations';
 import { RESOURCE_USAGE_FIELDS, type ContainerUsageRecord, type ResourceUsageField } from '../../src/store/usage-store';
 import { decodePoints, encodePoint, parseHistoryInterval, USAGE_HISTORY_POINTS, USAGE_POINT_CHARS } from '../../src/store/usage-history';
-import { bearer, get } from '../api/fixtures/api-server';
+import { bearer, get, httpsRequest } from '../api/fixtures/api-server';
 import { connectFakeAgent, startLinkStack, waitFor } from '../actions/fixtures/link-stack';
 import { container } from '../policy/fixtures/fleet';
 
@@ -162,4 +162,23 @@ t.test('through the link and the API: history from usage reports, kept across a 
   await waitFor('removed', async () => ((await hist('web')).body.points ?? []).length === 0);
   t.pass('a removed container has no history');
   t.equal((await hist('nope')).status, 404, 'unknown container: 404');
+});
+
+t.test('a revoked agent: its usage and history are forgotten, its containers stay as history', async (t) => {
+  const s = await startLinkStack(t, { usageHistoryIntervalMs: 1000 });
+  const web = container('web', { state: 'running' });
+  const agent = await connectFakeAgent(t, s, 'host-revoked-usage', [web]);
+  const at = Date.now() - 2000;
+  agent.call.write({
+    seq: 2000,
+    usage: { takenAtMs: at, containers: [{ containerId: web.id, cpuPercent: 7, cpuPercentOfQuota: 0, cpuLimitCores: 0, memoryBytes: 5 * MiB, memoryLimitBytes: 0, pids: 1, pidsLimit: 0, takenAtMs: at }], gone: [] },
+  });
+  await waitFor('a history point', async () => (await s.store.usage!.getUsageHistory(agent.agentId, web.id)).length === 1);
+  const res = await httpsRequest(`${s.api.url}/v1/agents/${agent.agentId}/revoke`, s.api.ca.certPem, 'POST', { headers: bearer(s.keys.admin) });
+  t.equal(res.status, 200, 'revoked');
+  t.same(await s.store.usage!.getUsageHistory(agent.agentId, web.id), [], 'history forgotten');
+  t.equal((await s.store.usage!.getUsage([{ agentId: agent.agentId, containerId: web.id }])).size, 0, 'latest usage forgotten');
+  const row = (await get(s.api, `/v1/containers/${agent.agentId}/web`, bearer(s.keys.viewer))).json as { id: string; usage: unknown };
+  t.equal(row.id, web.id, 'the container row stays');
+  t.equal(row.usage, null, 'without usage');
 });

@@ -65,6 +65,9 @@ export function registerAgentRoutes(app: FastifyInstance, opts: { store: Store; 
       await store.setAgentStatus(id, 'revoked', now());
       const closed = opts.link?.revoke(id) ?? false;
       req.log.warn({ agentId: id, streamClosed: closed, by: req.auth?.keyId }, 'agent revoked');
+      // Its usage and history go with it (the containers' rows stay, as history). A failure
+      // leaves rows no list shows as live; the revocation itself is already stored.
+      await store.usage?.forgetAgent(id).catch((err: unknown) => req.log.warn({ agentId: id, err: (err as Error).message }, "forgetting a revoked agent's usage failed"));
       return toAgentDto((await store.getAgent(id))!);
     },
   );
