@@ -43,6 +43,8 @@ const LABEL_BATCH = 500;
  * substring is tested row by row as on SQLite.
  */
 const MAX_IMAGE_REFS = 1000;
+/** SQLite: container keys per statement when a list reads its rows (≤ 2,000 parameters). */
+const PAGE_READ_BATCH = 1000;
 
 export abstract class KyselyStore implements Store {
   /** Alerts, webhook endpoints and the delivery outbox (src/alerts), over the same connection. */
@@ -637,23 +639,30 @@ export abstract class KyselyStore implements Store {
     const usageValues = usageSort;
     if (keys.length === 0) return [];
 
-    const byAgent = new Map<string, string[]>();
-    for (const k of keys) {
-      const ids = byAgent.get(k.agent_id);
-      if (ids) ids.push(k.id);
-      else byAgent.set(k.agent_id, [k.id]);
+    // The page's rows in one statement (a round trip per agent would cost a PostgreSQL page
+    // dozens), or on SQLite one per PAGE_READ_BATCH keys: a list without a limit (the policy
+    // dry-run reads every container) would otherwise pass more parameters than SQLite allows.
+    let rows: Selectable<ContainersTable>[] = [];
+    if (this.postgres) {
+      // The keys as two arrays joined on the primary key: PostgreSQL planned the OR of one
+      // branch per agent (a page of 100 agents: 200 parameters, a BitmapOr of 100 index scans)
+      // in ~6 ms of its CPU at 200,000 containers; the join plans in 0.1 ms, at any length.
+      rows = (await sql<Selectable<ContainersTable>>`select ${sql.ref('containers')}.* from unnest(${keys.map((k) => k.agent_id)}::text[], ${keys.map((k) => k.id)}::text[]) as k(agent_id, id) join ${sql.table('containers')} on ${sql.ref('containers.agent_id')} = ${sql.ref('k.agent_id')} and ${sql.ref('containers.id')} = ${sql.ref('k.id')}`.execute(this.db)).rows;
+    } else {
+      for (let i = 0; i < keys.length; i += PAGE_READ_BATCH) {
+        const byAgent = new Map<string, string[]>();
+        for (const k of keys.slice(i, i + PAGE_READ_BATCH)) {
+          const ids = byAgent.get(k.agent_id);
+          if (ids) ids.push(k.id);
+          else byAgent.set(k.agent_id, [k.id]);
+        }
+        rows = rows.concat(await this.db
+          .selectFrom('containers')
+          .selectAll()
+          .where((eb) => eb.or([...byAgent].map(([agentId, ids]) => eb.and([eb('agent_id', '=', agentId), eb('id', 'in', ids)]))))
+          .execute());
+      }
     }
-    // One statement for the page (≤ 1,001 keys): a round trip per agent would cost a PostgreSQL page dozens.
-    const rows = this.postgres
-      ? // The keys as two arrays joined on the primary key: PostgreSQL planned the OR of one
-        // branch per agent (a page of 100 agents: 200 parameters, a BitmapOr of 100 index scans)
-        // in ~6 ms of its CPU at 200,000 containers; the join plans in 0.1 ms (bench/list-plans.js).
-        (await sql<Selectable<ContainersTable>>`select ${sql.ref('containers')}.* from unnest(${keys.map((k) => k.agent_id)}::text[], ${keys.map((k) => k.id)}::text[]) as k(agent_id, id) join ${sql.table('containers')} on ${sql.ref('containers.agent_id')} = ${sql.ref('k.agent_id')} and ${sql.ref('containers.id')} = ${sql.ref('k.id')}`.execute(this.db)).rows
-      : await this.db
-        .selectFrom('containers')
-        .selectAll()
-        .where((eb) => eb.or([...byAgent].map(([agentId, ids]) => eb.and([eb('agent_id', '=', agentId), eb('id', 'in', ids)]))))
-        .execute();
     const found = new Map(rows.map((r) => [r.agent_id + '\u0000' + r.id, r]));
     const out: ContainerRecord[] = [];
     for (const k of keys) {

@@ -261,6 +261,20 @@ t.test('container image filter: removed rows, many distinct references, with pag
   t.same(await names({ image: 'no-such' }), []);
 });
 
+// The policy dry-run reads every container with one unlimited list: its rows must come back at
+// fleet size (the OR of keys it was read with passed more parameters than SQLite allows).
+t.test('a list without a limit reads every row: 34,000 containers', async (t) => {
+  const store = await freshStore(t);
+  for (const a of ['agt_a', 'agt_b']) {
+    await store.insertAgent(agent(a));
+    await store.replaceContainers(a, Array.from({ length: 17_000 }, (_, i) => facts({ id: hexId(`${a}-${i}`), name: `/c${String(i).padStart(5, '0')}` })), at(1));
+  }
+  const all = await store.listContainers({});
+  t.equal(all.length, 34_000, 'every container');
+  t.equal(new Set(all.map((c) => `${c.agentId}/${c.id}`)).size, 34_000, 'each once');
+  t.same([all[0]!.name, all[16_999]!.name, all[17_000]!.agentId, all[33_999]!.name], ['/c00000', '/c16999', 'agt_b', '/c16999'], 'in the list order');
+});
+
 t.test('findContainers and purgeRemovedContainers', async (t) => {
   const store = await freshStore(t);
   await store.insertAgent(agent('agt_a'));
