@@ -233,9 +233,14 @@ async function measure(ctl, api, fleet, pg) {
 /** PostgreSQL's plans for the list queries as the store sends them (EXPLAIN ANALYZE). */
 async function explain(pg) {
   const label = `exists (select 1 from container_labels l where l.agent_id = c.agent_id and l.container_id = c.id and l.key = 'team' and l.value = 'payments')`;
+  // Since h-pgquery the store resolves the image substring to the matching references first
+  // (KyselyStore.imageRefsMatching) and filters by `image_ref in (…)`: both forms are explained.
+  const refs = (await pgQuery(pg.url, `select distinct image_ref from containers where lower(image_ref) like '%redis%'`)).map((r) => `'${r.image_ref.replace(/'/g, "''")}'`);
   const queries = {
-    'containers: state+label+image, keys of the first page':
+    'containers: state+label+image, keys of the first page (substring, before)':
       `select c.agent_id, c.name, c.id from containers c where c.state = 'running' and lower(c.image_ref) like '%redis%' escape '\\' and c.removed = 0 and ${label} order by c.agent_id, c.name, c.id limit 101`,
+    'containers: state+label+image, keys of the first page (resolved references, after)':
+      `select c.agent_id, c.name, c.id from containers c where c.state = 'running' and c.image_ref in (${refs.join(', ') || "''"}) and c.removed = 0 and ${label} order by c.agent_id, c.name, c.id limit 101`,
     'containers: image matching nothing':
       `select c.agent_id, c.name, c.id from containers c where lower(c.image_ref) like '%no-such-image%' escape '\\' and c.removed = 0 order by c.agent_id, c.name, c.id limit 101`,
     'violations: newest 100': 'select * from violations order by at desc, id desc limit 101',

@@ -159,14 +159,17 @@ async function main() {
           stmts = captured.slice();
         }
         times.sort((a, b) => a - b);
-        const keyQuery = stmts.find((s) => /^select/i.test(s.sql));
+        // On PostgreSQL an image filter first resolves the matching references (a `with recursive`
+        // statement); when none matches that is the only statement, and the one explained.
+        const keyQuery = stmts.find((s) => /^select/i.test(s.sql)) ?? stmts.find((s) => /^with/i.test(s.sql));
         let plan;
         try {
           plan = await explainer.explain(keyQuery);
         } catch (e) {
           plan = [`explain failed: ${e.message}`];
         }
-        const r = { name: `${combo.name}, ${page} page`, medianMs: Math.round(times[Math.floor(times.length / 2)] * 10) / 10, maxMs: Math.round(times[times.length - 1] * 10) / 10, rows, flags: flags(plan.join('\n'), !!pg), sql: keyQuery.sql, parameters: keyQuery.parameters, plan };
+        const resolve = keyQuery !== stmts.find((s) => /^with/i.test(s.sql)) ? stmts.find((s) => /^with/i.test(s.sql)) : undefined;
+        const r = { name: `${combo.name}, ${page} page`, ...(resolve ? { resolveSql: resolve.sql } : {}), medianMs: Math.round(times[Math.floor(times.length / 2)] * 10) / 10, maxMs: Math.round(times[times.length - 1] * 10) / 10, rows, flags: flags(plan.join('\n'), !!pg), sql: keyQuery.sql, parameters: keyQuery.parameters, plan };
         out.results.push(r);
         log(`${r.name}: median ${r.medianMs} ms, ${rows} rows ${r.flags.length ? '[' + r.flags.join(',') + ']' : ''}\n    ${plan.join('\n    ')}`);
       }

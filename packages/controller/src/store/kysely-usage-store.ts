@@ -2,7 +2,7 @@
 // migrations 0005_usage, 0012_usage_resources and 0022_usage_history), portable across SQLite
 // and PostgreSQL like KyselyStore: integer-ms times, ON CONFLICT … DO UPDATE for the latest
 // reading, and for the history ring an upsert whose DO UPDATE appends in SQL (no read first).
-import { sql, type Selectable } from 'kysely';
+import { PostgresAdapter, sql, type Selectable } from 'kysely';
 import type { ContainerUsageTable, Db } from './schema';
 import { usageKey, type ApplyUsageOptions, type ContainerUsageRecord, type UsageStore } from './usage-store';
 import { decodePoints, encodePoint, USAGE_HISTORY_DEFAULT_INTERVAL_MS, USAGE_HISTORY_POINTS, USAGE_POINT_CHARS, type UsageHistoryPoint } from './usage-history';
@@ -11,7 +11,11 @@ import { decodePoints, encodePoint, USAGE_HISTORY_DEFAULT_INTERVAL_MS, USAGE_HIS
 const BATCH = 200;
 
 export class KyselyUsageStore implements UsageStore {
-  constructor(private readonly db: Db) {}
+  private readonly postgres: boolean;
+
+  constructor(private readonly db: Db) {
+    this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
 
   async applyUsage(agentId: string, rows: readonly ContainerUsageRecord[], gone: readonly string[], opts: ApplyUsageOptions = {}): Promise<void> {
     if (rows.length === 0 && gone.length === 0) return;
@@ -141,6 +145,15 @@ export class KyselyUsageStore implements UsageStore {
       else byAgent.set(k.agentId, [k.containerId]);
     }
     // One statement for a whole page (a round trip per agent cost a PostgreSQL page ~30 of them).
+    if (this.postgres && keys.length > 0) {
+      // The keys as two arrays joined on the primary key, as KyselyStore.listContainers reads
+      // the page: the OR of one branch per agent took PostgreSQL ~3 ms to plan for 100 agents.
+      const rows = (
+        await sql<Selectable<ContainerUsageTable>>`select ${sql.ref('u')}.* from unnest(${keys.map((k) => k.agentId)}::text[], ${keys.map((k) => k.containerId)}::text[]) as k(agent_id, container_id) join ${sql.table('container_usage')} as u on ${sql.ref('u.agent_id')} = ${sql.ref('k.agent_id')} and ${sql.ref('u.container_id')} = ${sql.ref('k.container_id')}`.execute(this.db)
+      ).rows;
+      for (const r of rows) out.set(usageKey(r.agent_id, r.container_id), toUsage(r));
+      return out;
+    }
     const groups = [...byAgent];
     for (let i = 0; i < groups.length; ) {
       const chunk: Array<[string, string[]]> = [];

@@ -171,6 +171,46 @@ t.test('console queries', async (t) => {
     t.same(combined.map(key).sort(), expect.map(key).sort(), 'filters combine with AND under a sort');
   });
 
+  // On PostgreSQL the image substring is first resolved to the stored references it matches
+  // (KyselyStore.imageRefsMatching) and the list filtered by those: the rows must be the ones
+  // the substring match gives, in every order, across cursors, with other filters and in scope.
+  t.test('image filter: every order, cursors, other filters, case, wildcards, scope', async (t) => {
+    const cmpStr = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const tie = (a: C, b: C) => cmpStr(a.agentId, b.agentId) || cmpStr(a.name, b.name) || cmpStr(a.id, b.id);
+    const orders: Record<string, (a: C, b: C) => number> = {
+      agent: tie,
+      name: (a, b) => cmpStr(a.name, b.name) || tie(a, b),
+      state: (a, b) => cmpStr(a.state, b.state) || tie(a, b),
+      image: (a, b) => cmpStr(a.imageRef, b.imageRef) || tie(a, b),
+      cpu: (a, b) => cpuOf(a) - cpuOf(b) || tie(a, b),
+      memory: (a, b) => memOf(a) - memOf(b) || tie(a, b),
+    };
+    const cases: Array<[string, (c: C) => boolean]> = [
+      ['image=redis', (c) => c.imageRef.toLowerCase().includes('redis')],
+      ['image=REDIS-c', (c) => c.imageRef.toLowerCase().includes('redis-c')],
+      ['image=redis&state=running&label=tier=back', (c) => c.imageRef.toLowerCase().includes('redis') && c.state === 'running' && c.facts.labels.tier === 'back'],
+      ['image=shop&project=payments', (c) => c.imageRef.toLowerCase().includes('shop') && c.facts.project === 'payments'],
+      ['image=x:1&agent=agt_c1', (c) => c.imageRef.toLowerCase().includes('x:1') && c.agentId === 'agt_c1'],
+    ];
+    for (const [q, match] of cases) {
+      const expect = all.filter(match);
+      t.ok(expect.length >= 2, `${q}: matches several rows (${expect.length})`);
+      for (const [field, cmp] of Object.entries(orders)) {
+        for (const desc of [false, true]) {
+          const sort = (desc ? '-' : '') + field;
+          const walked = await walk<C>(t, api, `/v1/containers?${q}&sort=${sort}&limit=3`);
+          t.same(walked.map(key), [...expect].sort((a, b) => (desc ? -cmp(a, b) : cmp(a, b))).map(key), `${q}&sort=${sort}: every match once, in order, across cursors`);
+        }
+      }
+    }
+    t.same(await walk<C>(t, api, '/v1/containers?image=no-such-image'), [], 'no stored reference matches: nothing');
+    t.same(await walk<C>(t, api, '/v1/containers?image=%25'), [], 'LIKE wildcards in image are literal (%)');
+    t.same(await walk<C>(t, api, '/v1/containers?image=redis_7'), [], 'LIKE wildcards in image are literal (_)');
+    const scopedRows = await walk<C>(t, api, '/v1/containers?image=redis&limit=2&sort=-image', scoped.plaintext);
+    t.same(scopedRows.map(key).sort(), all.filter((c) => c.imageRef.toLowerCase().includes('redis') && c.facts.project === 'payments').map(key).sort(), 'a payments-only key: its project only');
+    t.ok(scopedRows.length > 0);
+  });
+
   t.test('sorts: each order, both directions, walked page by page', async (t) => {
     const cmpStr = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
     const tie = (a: C, b: C) => cmpStr(a.agentId, b.agentId) || cmpStr(a.name, b.name) || cmpStr(a.id, b.id);

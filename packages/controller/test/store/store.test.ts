@@ -231,6 +231,50 @@ t.test('container filters', async (t) => {
   await t.rejects(store.listContainers({ limit: -1 }), { code: 'BK_ERR_BAD_REQUEST' });
 });
 
+// PostgreSQL resolves the image substring to the stored references it matches while there are
+// at most 1,000 distinct ones, and tests the substring row by row beyond: both give these rows.
+t.test('container image filter: removed rows, many distinct references, with paging', async (t) => {
+  const store = await freshStore(t);
+  await store.insertAgent(agent('agt_a'));
+  await store.insertAgent(agent('agt_b'));
+  await store.replaceContainers('agt_a', [
+    facts({ id: hexId('r1'), name: '/cache', imageRef: 'Redis:7' }),
+    facts({ id: hexId('r2'), name: '/old', imageRef: 'redis-old:6' }),
+    facts({ id: hexId('r3'), name: '/web', imageRef: 'nginx:1' }),
+  ], at(1));
+  await store.removeContainer('agt_a', hexId('r2'), at(2));
+  const names = async (q: Parameters<Store['listContainers']>[0]) => (await store.listContainers(q)).map((c) => `${c.agentId}${c.name}`);
+  t.same(await names({ image: 'redis' }), ['agt_a/cache'], 'a removed container is left out');
+  t.same(await names({ image: 'redis', includeRemoved: true }), ['agt_a/cache', 'agt_a/old'], "its reference still matches with include_removed");
+  t.same(await names({ image: 'redis-old' }), [], "only the removed container runs it: nothing live");
+  // 1,100 distinct references (each container its own build tag): past the resolved-list bound.
+  const many = Array.from({ length: 1100 }, (_, i) => facts({ id: hexId(`m${i}`), name: `/m${String(i).padStart(4, '0')}`, imageRef: `registry/app:${i % 3 === 0 ? 'Redis-' : 'build-'}${i}` }));
+  await store.replaceContainers('agt_b', many, at(3));
+  const expect = ['agt_a/cache', ...many.filter((_, i) => i % 3 === 0).map((c) => `agt_b${c.name}`)];
+  t.same(await names({ image: 'REDIS' }), expect, 'every match, in order, with 1,103 distinct references');
+  const paged: string[] = [];
+  for (let offset = 0; offset < expect.length; offset += 100) paged.push(...(await names({ image: 'redis', limit: 100, offset })));
+  t.same(paged, expect, 'page by page');
+  const byName = await store.listContainers({ image: 'redis', sort: { field: 'name', desc: true }, limit: 5 });
+  t.same(byName.map((c) => c.name), [...expect].map((k) => k.slice(5)).sort().reverse().slice(0, 5), 'sorted by name, descending');
+  t.same(await names({ image: 'build-1099' }), ['agt_b/m1099']);
+  t.same(await names({ image: 'no-such' }), []);
+});
+
+// The policy dry-run reads every container with one unlimited list: its rows must come back at
+// fleet size (the OR of keys it was read with passed more parameters than SQLite allows).
+t.test('a list without a limit reads every row: 34,000 containers', async (t) => {
+  const store = await freshStore(t);
+  for (const a of ['agt_a', 'agt_b']) {
+    await store.insertAgent(agent(a));
+    await store.replaceContainers(a, Array.from({ length: 17_000 }, (_, i) => facts({ id: hexId(`${a}-${i}`), name: `/c${String(i).padStart(5, '0')}` })), at(1));
+  }
+  const all = await store.listContainers({});
+  t.equal(all.length, 34_000, 'every container');
+  t.equal(new Set(all.map((c) => `${c.agentId}/${c.id}`)).size, 34_000, 'each once');
+  t.same([all[0]!.name, all[16_999]!.name, all[17_000]!.agentId, all[33_999]!.name], ['/c00000', '/c16999', 'agt_b', '/c16999'], 'in the list order');
+});
+
 t.test('findContainers and purgeRemovedContainers', async (t) => {
   const store = await freshStore(t);
   await store.insertAgent(agent('agt_a'));
