@@ -27,9 +27,9 @@ const SORT_LABEL: Record<SortKey, string> = { agent: 'host', name: 'name', state
 // page shows a screenful of rows in its first frame and adds the rest a slice per task, each
 // slice sized by time rather than by a fixed count: the view measures what the last slice cost
 // (its render, then the frame's style, layout and paint) and sizes the next one to fit
-// SLICE_BUDGET_MS, so a slow or busy machine gets smaller slices instead of longer tasks, and
-// as the table grows (layout costs more per frame) the slices shrink. Rows already shown are
-// not rendered again (Row below), so a slice's script cost is its own rows, not the page's.
+// SLICE_BUDGET_MS, so a slow or busy machine gets smaller slices instead of longer tasks. Rows
+// already shown are not rendered again (Row below) and rows off screen are not laid out
+// (GROUP_ROWS), so a slice costs its own rows, not the page's.
 // A live reload of the same page keeps the rows already shown (no flicker, no scroll jump).
 // Hand-written rather than a virtual list: every row stays in the DOM once shown (find in
 // page, screen readers, the keyboard), which a windowing library gives up.
