@@ -5,8 +5,8 @@
 // version list with a diff; creates an API key (the secret is shown once and works; it is in
 // no storage), mints a join token and gets the enroll command; sees the audit chain verified;
 // a viewer gets none of the buttons. axe-core (zero serious/critical) on each view. With
-// BULKHEAD_CONSOLE_SCREENSHOTS=1 it writes docs/console/{policy-dry-run,policy-diff,keys,
-// audit-trail,webhooks}.png (the host audit picture comes from console.test.ts, whose agent
+// BULKHEAD_CONSOLE_SCREENSHOTS=1 it writes docs/console/{overview-wide,policy-dry-run,policy-diff,
+// keys,audit-trail,webhooks}.png (the host audit picture comes from console.test.ts, whose agent
 // audits a real engine).
 //
 // The inventory the dry run reads is written into the controller's database through the
@@ -61,6 +61,35 @@ t.test('policy, host audit, audit trail, keys and webhooks views in headless Chr
   await page.fill('#api-key', ctl.keys.admin);
   await page.click('button[type=submit]');
   await page.waitForSelector('[data-testid=session-info]');
+
+  // ---- the admin's header and the overview's cards at the two common desktop widths: the
+  // header (nine views, the stream, the session, "Log out") on one line, "Log out" on one
+  // line, and no summary card alone on its row.
+  await page.waitForSelector('[data-testid=verdict]');
+  for (const [width, height] of [[1280, 800], [1920, 1080]] as const) {
+    await page.setViewportSize({ width, height });
+    const got = await page.evaluate(() => {
+      const d = (globalThis as any).document;
+      const mid = (e: any) => { const r = e.getBoundingClientRect(); return Math.round(r.top + r.height / 2); };
+      const parts = [...d.querySelectorAll('header.top > :not(.skip)')];
+      const logout = d.querySelector('header.top button.logout');
+      const rows = new Map<number, number>();
+      for (const c of d.querySelectorAll('.grid.tiles > .card')) rows.set(Math.round(c.getBoundingClientRect().top), (rows.get(Math.round(c.getBoundingClientRect().top)) ?? 0) + 1);
+      return {
+        headerSpread: Math.max(...parts.map(mid)) - Math.min(...parts.map(mid)),
+        logoutHeight: Math.round(logout.getBoundingClientRect().height),
+        lineHeight: parseFloat((globalThis as any).getComputedStyle(logout).lineHeight),
+        cardsPerRow: [...rows.values()],
+        overflowX: d.documentElement.scrollWidth > d.documentElement.clientWidth,
+      };
+    });
+    t.ok(got.headerSpread <= 4, `${width}×${height}: the admin's header is one line (its parts' centres within ${got.headerSpread} px)`);
+    t.ok(got.logoutHeight < 2 * got.lineHeight + 16, `${width}×${height}: "Log out" is one line (${got.logoutHeight} px high)`);
+    t.ok(got.cardsPerRow.length > 0 && got.cardsPerRow.every((n) => n >= 2), `${width}×${height}: no overview card alone on its row (cards per row: ${got.cardsPerRow.join(', ')})`);
+    t.notOk(got.overflowX, `${width}×${height}: no sideways scrolling`);
+    if (width === 1920) await screenshot(page, 'overview-wide', { fullPage: false });
+  }
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   // ---- policy: in force, dry run through the UI, apply, diff
   await page.click('nav >> text=Policy');

@@ -174,8 +174,12 @@ function Shell({ session, onLogout, onIdle, logoutError }: { session: Session; o
           <span aria-hidden="true">{stream === 'open' ? '●' : stream === 'connecting' ? '◌' : '○'}</span> {stream === 'open' ? 'live' : stream === 'connecting' ? 'connecting' : 'not live'}
         </span>
         <span class="who" data-testid="session-info">
-          <span class="who-name">{session.keyName}</span> <span class="badge role">{session.role}</span>{' '}
-          <span class="projects">{session.projects.length ? `projects: ${session.projects.join(', ')}` : 'all projects'}</span>
+          <span class="who-name" title={session.keyName}>
+            {session.keyName}
+          </span> <span class="badge role">{session.role}</span>{' '}
+          <span class="projects" title={session.projects.length ? `projects: ${session.projects.join(', ')}` : undefined}>
+            {session.projects.length ? `projects: ${session.projects.join(', ')}` : 'all projects'}
+          </span>
         </span>
         <button type="button" class="logout" onClick={onLogout}>
           Log out

@@ -81,7 +81,7 @@ export function Overview(_: ViewProps) {
         <p aria-busy="true">Loading the fleet…</p>
       )}
       {s ? (
-        <div class="grid">
+        <div class="grid tiles">
           <section class="card" aria-labelledby="ov-agents">
             <h2 id="ov-agents">Agents</h2>
             <p class="big">
