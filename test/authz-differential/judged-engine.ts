@@ -4,7 +4,7 @@
 // it tries.
 import type { Test } from 'tap';
 import type { Logger } from '@bulkhead/shared';
-import { AuthzDecider } from '../../packages/agent/src/authz/authz-decider';
+import { AuthzDecider, type AuthzDecisionReport } from '../../packages/agent/src/authz/authz-decider';
 import { AuthzPlugin, DOCKER_PLUGIN_DIR } from '../../packages/agent/src/authz/plugin-server';
 import { createDockerClient } from '../../packages/agent/src/docker/client';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
@@ -24,18 +24,26 @@ export interface JudgedEngine {
  * monitor/enforce by changing what it returns), its plugin on a socket named `<prefix>-…`
  * in dockerd's plugin folder, and a private engine of `version` using it. Torn down with `t`.
  */
-export async function startJudgedEngine(t: Test, version: EngineVersion, prefix: string, policy: () => PolicyState, logger: Logger): Promise<JudgedEngine> {
+export interface JudgedEngineOptions {
+  /** Run the engine in this network namespace (startPrivateEngine's `netns`: swarm mode). */
+  netns?: string;
+  /** The decider's reports (what the agent forwards to the controller). */
+  onDecision?: (report: AuthzDecisionReport) => void;
+}
+
+export async function startJudgedEngine(t: Test, version: EngineVersion, prefix: string, policy: () => PolicyState, logger: Logger, opts: JudgedEngineOptions = {}): Promise<JudgedEngine> {
   let docker: ReturnType<typeof createDockerClient> | undefined;
   const decider = new AuthzDecider({
     policy,
     containers: { get: () => undefined, inventory: () => [] },
     docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id: string) => docker!.getExec(id) },
     logger,
+    ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
   });
   const pluginName = `${prefix}-${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const plugin = await AuthzPlugin.start({ socketPath: `${DOCKER_PLUGIN_DIR}/${pluginName}.sock`, evaluate: (req) => decider.decide(req), logger, failClosed: () => decider.enforcing() });
   t.teardown(() => plugin.stop());
-  const engine = await startPrivateEngine({ version, dockerdArgs: [`--authorization-plugin=${pluginName}`], t });
+  const engine = await startPrivateEngine({ version, dockerdArgs: [`--authorization-plugin=${pluginName}`], ...(opts.netns ? { netns: opts.netns } : {}), t });
   docker = createDockerClient({ dockerHost: engine.dockerHost });
   return { engine, pluginName, decider, plugin };
 }

@@ -14,6 +14,8 @@
 //   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces
 //   /grpc                     BuildKit's gRPC API (buildx): unreadable, refused while host-namespaces is enforced
 //   /services/create, /services/{id}/update   the task container a ServiceSpec makes, as a create
+//   /swarm/join               refused while a host rule is enforced (a foreign manager's tasks are never judged here)
+//   /swarm/init               refused on a non-loopback listen address while a host rule is enforced (remote managers could join)
 // Everything else is allowed at once without touching the body.
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
@@ -51,9 +53,9 @@ import {
   volumesFromOf, type ContainerCreateBody, type ContainerUpdateBody, type ExecCreateBody, type VolumeCreateBody,
 } from './create-request';
 import type { SignatureGate, SignatureVerdicts } from '../signatures/signature-gate';
-import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
+import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, decodeSwarmInit, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -156,6 +158,11 @@ const PLUGIN_ENABLE_ROUTE = /^\/plugins\/(.+)\/enable$/;
 const SERVICE_ROUTE = /^\/services\/(?:create|(.+)\/update)$/;
 /** The name a `POST /grpc` refusal is judged under: an exemption matching it (`match.names`) lets BuildKit's gRPC API through. */
 export const BUILDKIT_GRPC_SUBJECT = 'buildkit-grpc';
+/** The names a `POST /swarm/join` / non-loopback `POST /swarm/init` refusal is judged under (exemption `match.names`). */
+export const SWARM_JOIN_SUBJECT = 'swarm-join';
+export const SWARM_INIT_SUBJECT = 'swarm-init';
+/** The host rules: what a container (a plugin's process, a swarm task) can break out of its isolation with. */
+const HOST_RULE_CHECKS = ['root-user', 'privileged', 'sensitive-mounts', 'docker-socket', 'capabilities', 'host-namespaces', 'devices'] as const;
 /** start/restart report only refusals, so a policy that cannot refuse has nothing to judge there. */
 const START_ROUTE = /^\/(?:containers\/.+\/(?:start|restart)|exec\/.+\/start)$/;
 /**
@@ -172,7 +179,9 @@ const ROUTE_CHECKS: Partial<Record<AuthzRoute, readonly string[]>> = {
   'network-connect': RESOLUTION_CHECKS.networks,
   build: ['host-namespaces'],
   // What a plugin's config can ask for that breaks out of a container (pluginToFacts).
-  'plugin-enable': ['root-user', 'privileged', 'sensitive-mounts', 'docker-socket', 'capabilities', 'host-namespaces', 'devices'],
+  'plugin-enable': HOST_RULE_CHECKS,
+  // What a task a foreign swarm manager schedules here can ask for (a ServiceSpec: root, binds, capabilities, host network).
+  swarm: HOST_RULE_CHECKS,
 };
 /** dockerd applies a host config sent with start only below this API version (20.10 up to 24; later engines refuse old versions). */
 const LEGACY_START_BELOW = '1.24';
@@ -254,6 +263,8 @@ export class AuthzDecider {
     if (path === '/volumes/create') return this.volumeCreate(req, state);
     if (path === '/build') return this.build(req, state);
     if (path === '/grpc') return this.buildkitGrpc(req, state);
+    if (path === '/swarm/join') return this.swarmJoin(req, state);
+    if (path === '/swarm/init') return this.swarmInit(req, state);
     if (path.startsWith('/services/')) {
       const sv = SERVICE_ROUTE.exec(path);
       return sv ? this.service(req, state, sv[1]) : ALLOW;
@@ -525,6 +536,45 @@ export class AuthzDecider {
     return this.undecidable(req, state, 'build',
       'POST /grpc is BuildKit\'s gRPC API (buildx): the build inside it, RUN --network host included, is a stream no plugin sees. '
       + 'Build with DOCKER_BUILDKIT=0 docker build (judged at POST /build), or exempt names: [buildkit-grpc]', subject);
+  }
+
+  /**
+   * `POST /swarm/join`: this engine becomes a node of a swarm whose managers
+   * the caller names, and then runs whatever tasks they schedule on it —
+   * swarm's executor creates those containers inside dockerd (no create
+   * reaches the plugin), from services created through another engine's API
+   * (measured on 20.10 and 26.1: a bind of the host's /, CAP_SYS_ADMIN and
+   * the host network, test/authz-differential/swarm-join.test.ts). The door
+   * cannot judge a control plane it does not see, so it refuses while a host
+   * rule is enforced; the exemption `names: [swarm-join]` is the opt-out for
+   * swarms whose every manager runs Bulkhead with this policy.
+   */
+  private swarmJoin(req: AuthzRequest, state: PolicyState): AuthzDecision {
+    if (!this.routeMatters(state, 'swarm')) return ALLOW;
+    return this.undecidable(req, state, 'swarm',
+      // ≤ ~300 characters: denialMessage cuts a finding's line at 400.
+      'POST /swarm/join runs the tasks a swarm\'s managers schedule: swarm creates their containers inside dockerd, unseen by this door '
+      + '(only the reaction path sees them, once running). Exempt names: [swarm-join] only for a swarm whose managers all run Bulkhead', { ...emptyFacts(), name: SWARM_JOIN_SUBJECT });
+  }
+
+  /**
+   * `POST /swarm/init`: a new swarm with this engine as its manager. Its
+   * services are judged here (`/services/…`), but a manager listening on a
+   * reachable address lets another engine join as a manager (the caller can
+   * read the join tokens) and create services through ITS API, scheduled on
+   * this node — the same hole as a join. Refused while a host rule is
+   * enforced unless the listen address is a loopback IP (a single-node
+   * swarm; dockerd listens for managers only there); opt-out: names: [swarm-init].
+   */
+  private swarmInit(req: AuthzRequest, state: PolicyState): AuthzDecision {
+    if (!this.routeMatters(state, 'swarm')) return ALLOW;
+    const d = this.bodyOf(req, decodeSwarmInit);
+    if (!d.ok) return this.undecidable(req, state, 'swarm', d.error, { ...emptyFacts(), name: SWARM_INIT_SUBJECT });
+    const listen = str(d.body['ListenAddr']);
+    if (isLoopbackListenAddr(listen)) return ALLOW;
+    return this.undecidable(req, state, 'swarm',
+      `POST /swarm/init listening on ${JSON.stringify(listen.slice(0, 60))} (not loopback) lets another engine join as a manager and schedule tasks here unjudged. `
+      + 'Use --listen-addr 127.0.0.1:2377 (a single-node swarm), or exempt names: [swarm-init]', { ...emptyFacts(), name: SWARM_INIT_SUBJECT });
   }
 
   /**
@@ -970,6 +1020,20 @@ function missingBodyReason(req: AuthzRequest): string {
   const length = req.header('Content-Length');
   if (length !== undefined && /^\d+$/.test(length) && Number(length) >= 1024 * 1024) return `dockerd passes no body of ${length} bytes (1 MiB or more) to plugins`;
   return 'dockerd passed no body to the plugin (over 1 MiB, not sent as application/json, or ending in "/auth")';
+}
+
+/**
+ * Whether dockerd's swarm listener for `ListenAddr` (swarm.InitRequest) is
+ * reachable only from this host's network namespace: an IPv4 loopback
+ * (127/8) or [::1] literal, with an optional port and the `tcp://` prefix
+ * dockerd's opts.ParseTCPAddr accepts. An empty host (":2377", dockerd's
+ * default 0.0.0.0), an interface name (dockerd resolves it, `lo` included)
+ * or anything else is not loopback here: conservative, the opt-out is an
+ * exemption or a literal 127.0.0.1.
+ */
+export function isLoopbackListenAddr(addr: string): boolean {
+  const m = /^(?:tcp:\/\/)?(?:(127(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3})|\[::1\]|::1)(?::\d{1,5})?$/.exec(addr);
+  return m !== null;
 }
 
 /** The facts a refusal without a readable container is reported under: the requested name, nothing else. */

@@ -202,3 +202,10 @@ const SERVICE_SPEC = goStruct([
 
 /** `POST /services/create` and `/services/{id}/update` (swarm.ServiceSpec). */
 export const decodeServiceSpec = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, SERVICE_SPEC);
+
+/** `POST /swarm/init` (swarm.InitRequest): only where the manager listens is read. */
+const SWARM_INIT = goStruct([
+  f('ListenAddr', STRING), u('AdvertiseAddr'), u('DataPathAddr'), u('DataPathPort'), u('ForceNewCluster'), u('Spec'),
+  u('AutoLockManagers'), u('Availability'), u('DefaultAddrPool'), u('SubnetSize'),
+]);
+export const decodeSwarmInit = (raw: Uint8Array): Decoded<Record<string, unknown>> => plain(raw, SWARM_INIT);

@@ -221,3 +221,49 @@ spec:
 `, 'p.yaml'));
   t.same(await other.ask('/grpc'), { allow: true }, 'no enforced rule judges builds: allowed');
 });
+
+t.test('POST /swarm/join is refused while a host rule is enforced; /swarm/init only on a non-loopback listen address', async (t) => {
+  const { ask, reports } = setup();
+  const join = { ListenAddr: '0.0.0.0:2377', AdvertiseAddr: '', DataPathAddr: '', RemoteAddrs: ['192.0.2.1:2377'], JoinToken: 'SWMTKN-1-x', Availability: '' };
+  const j = await ask('/v1.41/swarm/join', join);
+  t.equal(j.allow, false);
+  t.match(j.msg, /\[host\.capabilities\].*POST \/swarm\/join runs the tasks.*exempt names: \[swarm-join\]/is);
+  t.match(j.msg, /\[host\.host-namespaces\]/);
+  t.notMatch(j.msg, /\[quota\.memory\]/, 'only the host rules refuse it');
+  t.equal((await ask('/swarm/join')).allow, false, 'without a body or version prefix too');
+  t.match(reports.find((r) => r.route === 'swarm'), { denied: true, container: { name: 'swarm-join' } }, 'recorded like any denial');
+  const init = (listen: string) => ask('/v1.45/swarm/init', { ListenAddr: listen, AdvertiseAddr: '127.0.0.1', ForceNewCluster: false, Spec: {} });
+  for (const ok of ['127.0.0.1:2377', '127.0.0.1', 'tcp://127.0.0.1:2377', '127.9.8.7:4000', '[::1]:2377']) t.same(await init(ok), { allow: true }, `init listening on ${ok}`);
+  for (const bad of ['0.0.0.0:2377', ':2377', '', 'lo:2377', '192.0.2.1:2377', '127.0.0.1.nip.io:2377', '[::]:2377', '127.0.0.256:2377']) {
+    const d = await init(bad);
+    t.equal(d.allow, false, `init listening on ${JSON.stringify(bad)} refused`);
+    t.match(d.msg, /not loopback.*exempt names: \[swarm-init\]/is);
+  }
+  t.equal((await ask('/swarm/init', undefined, '{"listenaddr":"127.0.0.1:2377","ListenAddr":"0.0.0.0:2377"}')).allow, false, 'read as Go reads it: the last key wins, case-folded');
+  t.same(await ask('/swarm/init', undefined, '{"listenaddr":"0.0.0.0:2377","ListenAddr":"127.0.0.1:2377"}'), { allow: true });
+  t.equal((await ask('/swarm/init', undefined, '{"ListenAddr":1}')).allow, false, 'a body dockerd rejects: refused (fail-closed)');
+  t.same(await ask('/swarm/update?version=3', { Name: 'default' }), { allow: true }, '/swarm/update is not refused');
+  t.same(await ask('/nodes/abc/update?version=3', { Role: 'manager' }), { allow: true }, 'nor a node promotion');
+  t.same(await setup(rules('monitor')).ask('/swarm/join', join), { allow: true }, 'monitor mode: allowed (fail-open)');
+  const exemptAll = ', exemptions: [ { who: ops, why: our swarm, match: { names: [swarm-join] } } ]';
+  const exempt = setup(parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: p }
+spec:
+  rules:
+    - { id: host.capabilities, description: c, severity: high, mode: enforce, action: { type: kill }, check: { type: capabilities } ${exemptAll} }
+    - { id: host.sensitive-mounts, description: m, severity: critical, mode: enforce, action: { type: kill }, check: { type: sensitive-mounts } ${exemptAll} }
+`, 'p.yaml'));
+  t.same(await exempt.ask('/swarm/join', join), { allow: true }, 'exemptions matching names: [swarm-join] let it through');
+  t.equal((await exempt.ask('/swarm/init', { ListenAddr: '0.0.0.0:2377' })).allow, false, 'but not a remote-listening init (its own name)');
+  const other = setup(parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: p }
+spec:
+  rules:
+    - { id: quota.memory, description: q, severity: medium, mode: enforce, action: { type: alert }, check: { type: resource-limits, requireCpu: false, requirePids: false, maxMemory: 256m } }
+`, 'p.yaml'));
+  t.same(await other.ask('/swarm/join', join), { allow: true }, 'no host rule enforced: allowed');
+});
