@@ -744,9 +744,23 @@ export class AgentLinkService {
     stillWanted();
     // From here the hello writes: a stream that ends now is undone by the caller (offline unless back).
     progress.wrote = true;
-    // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
-    await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, new Date(now.getTime() + this.leaseMs)));
-    await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
+    // The trusted CAs are written only when they changed (a reconnecting agent trusts the same ones).
+    const trusted = trustedFingerprints(hello.trustedCaFingerprints);
+    const trustChanged = hello.trustedCaFingerprints.length > 0 && !sameList(trusted, rec.trustedCas);
+    const leaseExpiresAt = new Date(now.getTime() + this.leaseMs);
+    const acceptHello = this.opts.store.acceptAgentHello;
+    if (acceptHello) {
+      // Lease, online status and trusted CAs in one transaction (one statement on PostgreSQL): a replica
+      // taking over a dead one's agents runs hundreds of these at once (BENCHMARKS.md, failover).
+      await stored(() => acceptHello.call(this.opts.store, {
+        agentId, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
+        ...(trustChanged ? { trustedCas: trusted } : {}),
+      }));
+    } else {
+      // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
+      await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, leaseExpiresAt));
+      await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
+    }
     if (gone()) throw new BulkheadError('BK_ERR_PROTOCOL', 'the stream ended before its hello was accepted');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const previous = this.sessions.get(agentId);
@@ -771,7 +785,7 @@ export class AgentLinkService {
       if (!undeliverable) call.write({ policy: bundle });
     }
     if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
-    if (hello.trustedCaFingerprints.length > 0) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
+    if (trustChanged && !acceptHello) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion, snapshotNotNeeded }, 'agent connected');
     // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
     this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
@@ -1007,8 +1021,7 @@ export class AgentLinkService {
 
   /** What the agent trusts for our certificate: `ca status` shows it, `ca rotate activate` checks it. */
   private async recordTrust(agentId: string, fingerprints: string[]): Promise<void> {
-    const fps = fingerprints.filter((f) => /^sha256:[0-9a-f]{64}$/.test(f)).slice(0, 8);
-    await this.opts.store.setAgentTrustedCas?.(agentId, fps);
+    await this.opts.store.setAgentTrustedCas?.(agentId, trustedFingerprints(fingerprints));
   }
 
   // ---- certificate renewal ---------------------------------------------------
@@ -1186,4 +1199,13 @@ function formatBytes(n: number): string {
 /** What a container event carries: enough for a list row, not the whole facts (GET /v1/containers/… has those). */
 function containerEvent(c: ContainerFacts__Output): Record<string, unknown> {
   return { containerId: c.id, name: c.name, image: c.imageRef, state: c.state };
+}
+
+/** The CA fingerprints an agent reports, as stored: well-formed ones only, at most 8. */
+function trustedFingerprints(fingerprints: readonly string[]): string[] {
+  return fingerprints.filter((f) => /^sha256:[0-9a-f]{64}$/.test(f)).slice(0, 8);
+}
+
+function sameList(a: readonly string[], b: readonly string[] | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }

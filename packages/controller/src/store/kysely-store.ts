@@ -6,7 +6,7 @@
 import { PostgresAdapter, sql, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
-  AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
+  AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
@@ -350,6 +350,18 @@ export abstract class KyselyStore implements Store {
       .values({ agent_id: agentId, owner, expires_at: expiresAt.getTime() })
       .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner, expires_at: expiresAt.getTime() }))
       .execute();
+  }
+
+  /** Three statements in one transaction here (SQLite); PostgresStore makes it one statement. */
+  async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('agent_leases')
+        .values({ agent_id: h.agentId, owner: h.owner, expires_at: h.leaseExpiresAt.getTime() })
+        .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner: h.owner, expires_at: h.leaseExpiresAt.getTime() }))
+        .execute();
+      await trx.updateTable('agents').set(helloAgentColumns(h)).where('id', '=', h.agentId).where('status', '!=', 'revoked').execute();
+    });
   }
 
   async renewAgentLeases(owner: string, agentIds: readonly string[], expiresAt: Date): Promise<string[]> {
@@ -1283,4 +1295,16 @@ function parseStringArray(json: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The agents columns a hello sets (markAgentConnected, plus the trusted CAs when given).
+ * Also what markAgentConnected leaves alone: a revoked agent (the caller's WHERE).
+ */
+export function helloAgentColumns(h: AgentHelloWrite): { agent_version: string; host_json: string; status: 'online'; connected_at: number; last_seen_at: number; trusted_cas?: string } {
+  const ms = h.now.getTime();
+  return {
+    agent_version: h.agentVersion, host_json: JSON.stringify(h.host), status: 'online', connected_at: ms, last_seen_at: ms,
+    ...(h.trustedCas !== undefined ? { trusted_cas: JSON.stringify(h.trustedCas) } : {}),
+  };
 }
