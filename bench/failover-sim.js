@@ -31,7 +31,7 @@ const { join } = require('node:path');
 const { parseArgs } = require('node:util');
 const { performance } = require('node:perf_hooks');
 const { Client } = require('pg');
-const { startController, apiClient, summary, loadAverage } = require('./lib/fleet-sim');
+const { startController, apiClient, summary, loadAverage, cpuSeconds } = require('./lib/fleet-sim');
 const { ProcFleet } = require('./lib/fleet-sim-procs');
 const { startPrivatePostgres } = require('./lib/private-postgres');
 
@@ -192,6 +192,8 @@ async function main() {
     const offlineBefore = await countAlerts(pg.url, 'agent_offline');
     killedAt = performance.now();
     const killedAtWall = Date.now(); // the children report wall-clock times
+    // B's own CPU over the takeover (utime + stime): what the machine's load does not change much.
+    const bCpuAtKill = cpuSeconds(b.pid);
     diagLog('phase.jsonl', { phase: 'kill' });
     process.kill(a.pid, 'SIGKILL');
     // Back: a connection to B caught up (everything up to its snapshot acknowledged, i.e. stored).
@@ -205,11 +207,14 @@ async function main() {
       }
       await sleep(20);
     }
+    const bCpuTakeoverS = Math.round((cpuSeconds(b.pid) - bCpuAtKill) * 100) / 100;
     const times = [...back.values()].sort((x, y) => x - y);
     result.failover = {
       agentsOnA: onA.length, back: back.size, missing: onA.length - back.size,
       msToAllBack: back.size === onA.length ? Math.round(times.at(-1)) : undefined,
       ms: summary(times), targetMs: 5000,
+      /** CPU seconds replica B used from the kill until the last agent was back (or the timeout). */
+      bCpuTakeoverS,
     };
     result.failover.phases = phases(onA, killedAtWall, b.grpcAddress, back);
     await sleep(5_000); // actions and reports keep going on B alone
