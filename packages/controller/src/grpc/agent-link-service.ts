@@ -186,6 +186,8 @@ interface Session {
   lastWriteMs: number;
   /** The state hash the store holds, or may hold (queued or being flushed), for this agent; null = none. */
   storedHash: string | null;
+  /** The CAs the store holds as this agent's trusted ones (read at hello, then as written here): a TrustAck repeating them writes nothing. */
+  trustedCas: string[] | undefined;
 }
 
 interface PendingCommand {
@@ -768,6 +770,7 @@ export class AgentLinkService {
       agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert,
       lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
       storedHash: rec.stateHash ?? null,
+      trustedCas: trustChanged ? trusted : rec.trustedCas,
     };
     // The stored inventory is exact when the agent's inventory has the hash stored with it. Not
     // while an older stream of the agent is still open here: a write of it may be under way,
@@ -900,9 +903,15 @@ export class AgentLinkService {
       case 'renewCert':
         await this.renewCert(s, msg.renewCert?.csrPem ?? '');
         break;
-      case 'trustAck':
-        await this.recordTrust(s.agentId, msg.trustAck?.caFingerprints ?? []);
+      case 'trustAck': {
+        // Every welcome carries the trust bundle and the agent acknowledges it: on a reconnect
+        // (a replica failover: hundreds at once) the same CAs again, not written again.
+        const fps = trustedFingerprints(msg.trustAck?.caFingerprints ?? []);
+        if (sameList(fps, s.trustedCas)) break;
+        await this.recordTrust(s.agentId, fps);
+        s.trustedCas = fps;
         break;
+      }
       // Signature verdicts the agent decided: stored for every replica's dry-run, never fatal
       // (the agent re-sends them all on its next stream).
       case 'signatureVerdicts':
