@@ -43,7 +43,7 @@ t.test('a hello writes lease and status once; trusted CAs only when they changed
   const proto = loadProto();
   const client = new proto.bulkhead.v1.AgentLink(s.addr, grpc.credentials.createSsl(Buffer.from(s.pki.ca.certPem), Buffer.from(cert.keyPem), Buffer.from(cert.certPem)));
   t.teardown(() => client.close());
-  const stream = async (trusted: string[]): Promise<{ call: Call; got: ControllerMessage__Output[]; acked: (seq: number) => Promise<void> }> => {
+  const stream = async (trusted: string[]): Promise<{ call: Call; got: ControllerMessage__Output[]; acked: (seq: number) => Promise<unknown> }> => {
     const call = client.Connect() as Call;
     const got: ControllerMessage__Output[] = [];
     call.on('data', (m: ControllerMessage__Output) => got.push(m));
