@@ -31,7 +31,7 @@ const { join } = require('node:path');
 const { parseArgs } = require('node:util');
 const { performance } = require('node:perf_hooks');
 const { Client } = require('pg');
-const { startController, apiClient, summary, loadAverage } = require('./lib/fleet-sim');
+const { startController, apiClient, summary, loadAverage, cpuSeconds } = require('./lib/fleet-sim');
 const { ProcFleet } = require('./lib/fleet-sim-procs');
 const { startPrivatePostgres } = require('./lib/private-postgres');
 
@@ -49,6 +49,7 @@ const HELP = `usage: node bench/failover-sim.js [options]
                           not pinned
   --out FILE              result JSON (default bench/results/failover-sim.json)
 environment:
+  BENCH_B_CPU_PROF=DIR     run replica B with node --cpu-prof (written to DIR when B stops)
   BENCH_DIAG_DIR=DIR      diagnostics: both controllers' log lines (a.jsonl, b.jsonl), pg_stat_activity
                           every 250 ms (pg.jsonl; gaps between samples show this process's event loop
                           stalls) and the phase starts (phase.jsonl), each line with ms since start
@@ -121,7 +122,8 @@ async function main() {
     const a = await startController({ dir: join(dir, 'a'), databaseUrl: pg.url, cpus: o.controllerCpus, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, onLine: (l) => diagLog('a.jsonl', l) });
     stops.push(() => a.stop());
     const b = await startController({
-      dir: join(dir, 'b'), databaseUrl: pg.url, cpus: o.controllerCpus, heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, replicaOf: a,
+      dir: join(dir, 'b'), databaseUrl: pg.url, cpus: o.controllerCpus,
+      nodeArgs: process.env.BENCH_B_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_B_CPU_PROF] : [], heartbeatInterval: o.heartbeatInterval, offlineAfter: o.offlineAfter, replicaOf: a,
       onLine: (l) => {
         diagLog('b.jsonl', l);
         if (l.msg === 'raising an alert failed') bLines.alertFailed += 1;
@@ -190,6 +192,8 @@ async function main() {
     const offlineBefore = await countAlerts(pg.url, 'agent_offline');
     killedAt = performance.now();
     const killedAtWall = Date.now(); // the children report wall-clock times
+    // B's own CPU over the takeover (utime + stime): what the machine's load does not change much.
+    const bCpuAtKill = cpuSeconds(b.pid);
     diagLog('phase.jsonl', { phase: 'kill' });
     process.kill(a.pid, 'SIGKILL');
     // Back: a connection to B caught up (everything up to its snapshot acknowledged, i.e. stored).
@@ -203,12 +207,16 @@ async function main() {
       }
       await sleep(20);
     }
+    const bCpuTakeoverS = Math.round((cpuSeconds(b.pid) - bCpuAtKill) * 100) / 100;
     const times = [...back.values()].sort((x, y) => x - y);
     result.failover = {
       agentsOnA: onA.length, back: back.size, missing: onA.length - back.size,
       msToAllBack: back.size === onA.length ? Math.round(times.at(-1)) : undefined,
       ms: summary(times), targetMs: 5000,
+      /** CPU seconds replica B used from the kill until the last agent was back (or the timeout). */
+      bCpuTakeoverS,
     };
+    result.failover.phases = phases(onA, killedAtWall, b.grpcAddress, back);
     await sleep(5_000); // actions and reports keep going on B alone
     actionsOn = false;
     await actionLoop;
@@ -268,6 +276,51 @@ async function main() {
   writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   if (result.error) throw new Error(result.error);
+}
+
+/**
+ * Where each of A's agents spent its way back (ms from the kill, wall clock as the
+ * simulator children saw it): the stream drop noticed (the link in back-off), the
+ * attempt that succeeded started (connecting to B: the back-off wait is before it),
+ * welcomed (TLS + hello + welcome done), caught up (snapshot acknowledged). Plus how
+ * many attempts it took, and per 250 ms after the kill how many agents started
+ * their good attempt and how many were caught up (a histogram of arrivals vs service).
+ */
+function phases(onA, killedAtWall, bAddr, back) {
+  const rows = [];
+  for (const h of onA) {
+    const caught = back.get(h);
+    if (caught === undefined) continue;
+    const after = h.states.filter(([, at]) => at >= killedAtWall).map(([st, at, addr]) => [st, at - killedAtWall, addr]);
+    const drop = after.find(([st]) => st === 'backoff');
+    const welcomed = after.find(([st, , addr]) => st === 'connected' && addr === bAddr);
+    const lastConnecting = after.filter(([st, at]) => st === 'connecting' && (!welcomed || at <= welcomed[1])).at(-1);
+    rows.push({
+      drop: drop?.[1], start: lastConnecting?.[1], welcomed: welcomed?.[1], caught,
+      attempts: after.filter(([st, at]) => st === 'connecting' && (!welcomed || at <= welcomed[1])).length,
+    });
+  }
+  const s = (f) => summary(rows.map(f).filter((x) => Number.isFinite(x)));
+  const hist = {};
+  for (const r of rows) {
+    for (const [k, v] of [['start', r.start], ['caught', r.caught]]) {
+      if (!Number.isFinite(v)) continue;
+      const bucket = Math.floor(v / 250) * 250;
+      hist[bucket] ??= { start: 0, caught: 0 };
+      hist[bucket][k] += 1;
+    }
+  }
+  const attempts = {};
+  for (const r of rows) attempts[r.attempts] = (attempts[r.attempts] ?? 0) + 1;
+  return {
+    dropNoticedMs: s((r) => r.drop),
+    backoffWaitMs: s((r) => r.start - r.drop),
+    goodAttemptStartMs: s((r) => r.start),
+    connectToWelcomeMs: s((r) => r.welcomed - r.start),
+    welcomeToCaughtUpMs: s((r) => r.caught - r.welcomed),
+    attemptsToB: attempts,
+    histogram250ms: hist,
+  };
 }
 
 async function withDb(url, fn) {

@@ -49,7 +49,7 @@ class ProcFleet {
     await this.enroller.enrollAll();
     this.hosts = this.enroller.hosts.map((h) => ({
       idx: h.idx, hostname: h.hostname, agentId: h.agentId, credentials: h.credentials,
-      link: { state: 'connecting', controllerAddress: undefined, seq: 0, acked: 0 }, caughtUp: [],
+      link: { state: 'connecting', controllerAddress: undefined, seq: 0, acked: 0 }, caughtUp: [], states: [],
     }));
   }
 
@@ -83,6 +83,7 @@ class ProcFleet {
             h.link.acked = acked;
           }
           for (const [idx, addr, at] of m.events) byIdx.get(idx).caughtUp.push([addr, at]);
+          for (const [idx, st, at, addr] of m.transitions ?? []) byIdx.get(idx).states.push([st, at, addr]);
           stat.loopDelayMaxMs = Math.max(stat.loopDelayMaxMs, m.loopDelayMaxMs);
           cc.counts = m.counts;
           cc.live = m.live;

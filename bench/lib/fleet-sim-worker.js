@@ -32,6 +32,7 @@ function statusLoop() {
     if (!fleet) return;
     const now = Date.now();
     const links = [];
+    const transitions = [];
     for (const h of fleet.hosts) {
       const l = h.link;
       if (!l) continue;
@@ -48,9 +49,10 @@ function statusLoop() {
         }
       }
       links.push([h.idx, STATES.indexOf(l.state), addr, l.seq, l.acked]);
+      if (h.stateLog?.length) for (const [st, at, a] of h.stateLog.splice(0)) transitions.push([h.idx, st, at, a]);
     }
     const live = fleet.liveContainers();
-    send({ t: 'status', at: now, links, events: events.splice(0), loopDelayMaxMs: Math.round(delay.max / 1e6), cpu: process.cpuUsage(), counts: fleet.counts, live, ...(++ticks % 25 === 0 ? { linkErrors: fleet.linkErrors } : {}) });
+    send({ t: 'status', at: now, links, events: events.splice(0), transitions, loopDelayMaxMs: Math.round(delay.max / 1e6), cpu: process.cpuUsage(), counts: fleet.counts, live, ...(++ticks % 25 === 0 ? { linkErrors: fleet.linkErrors } : {}) });
     delay.reset();
   }, 20);
   timer.unref();

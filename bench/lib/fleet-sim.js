@@ -45,7 +45,7 @@ const REPLICA_FILES = ['ca.key', 'ca.crt', 'server.key', 'server.crt', 'token-si
  * PostgreSQL `databaseUrl`) makes this one another active replica of it: its data
  * directory holds copies of REPLICA_FILES only, and no `init` runs.
  */
-async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offlineAfter, extraArgs = [], logLevel = 'warn', onLine, replicaOf }) {
+async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offlineAfter, extraArgs = [], nodeArgs = [], logLevel = 'warn', onLine, replicaOf }) {
   const dataDir = join(dir, 'ctl');
   const env = { ...process.env, BULKHEAD_LOG_LEVEL: logLevel };
   if (databaseUrl) env.BULKHEAD_DATABASE_URL = databaseUrl;
@@ -64,7 +64,7 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offl
   args.push(...extraArgs);
   // setpriv: the controller gets SIGTERM when this process dies (a test killed at its
   // timeout must not leave a controller behind). setpriv and taskset exec: the pid is node's.
-  let argv = ['setpriv', '--pdeathsig=TERM', '--', process.execPath, ...args];
+  let argv = ['setpriv', '--pdeathsig=TERM', '--', process.execPath, ...nodeArgs, ...args];
   if (cpus !== undefined && cpus !== '') argv = ['taskset', '-c', String(cpus), ...argv];
   const cmd = argv.shift();
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, BULKHEAD_LOG_LEVEL: 'info' } });
@@ -429,6 +429,8 @@ class Fleet {
       h.link = link;
       let seenConnected = false;
       link.onState((s) => {
+        // Wall-clock state changes (failover-sim's phase breakdown: dropped → connecting → welcomed).
+        (h.stateLog ??= []).push([s, Date.now(), link.controllerAddress]);
         if (s === 'connected') {
           // Set in onWelcome right after the snapshot was written: its sequence number.
           h.snapshotSeq = link.seq;

@@ -7,10 +7,10 @@
 //
 // So the ceiling doubles per attempt from `minMs`, is at most half the time the link has been
 // down (nor below `minMs`), and — once the link has been down `spreadAfterMs` — is at least
-// `spreadMs`; never above `maxMs`. The delay is drawn uniformly below the ceiling (full jitter).
+// `spreadMs`; never above `maxMs`. The delay is drawn uniformly between `minMs / 2` and the ceiling.
 // With the defaults (500 ms, 30 s, a 4 s spread after 1 s), simulated over 2000 agents that
-// lose the link together: after a 1.5–9 s outage one agent is back on average 1.3–1.8 s after
-// the controller, all within 3.9–4.4 s, at most ~1300 agents/s in any 100 ms; without the
+// lose the link together: after a 2–9 s outage one agent is back on average 1.3–1.7 s after
+// the controller, all within 3.8–4.3 s, at most ~1100 agents/s in any 100 ms; without the
 // spread a 2 s outage brought them all back within 1 s at ~4500/s. Outages under a second
 // (a dropped stream, a blip) keep the quick first retries.
 //
@@ -37,7 +37,14 @@ export function reconnectCeilingMs(b: ReconnectBackoff, attempt: number, downFor
   return Math.min(b.maxMs, Math.max(growth, spread));
 }
 
-/** The delay: uniform in [0, ceiling] (full jitter), but never under half of `minMs`. */
+/**
+ * The delay: uniform in [minMs / 2, ceiling]. (It was uniform in [0, ceiling] raised to
+ * minMs / 2, which put half the draws of the first retry exactly on 250 ms: after a replica
+ * died, half of its agents handshook with the survivor in the same instant — BENCHMARKS.md,
+ * failover at fleet size. Now the first retry after a dropped stream is spread evenly over
+ * 250–500 ms.)
+ */
 export function reconnectDelayMs(b: ReconnectBackoff, ceilingMs: number, random: () => number): number {
-  return Math.max(b.minMs / 2, Math.round(random() * ceilingMs));
+  const floor = b.minMs / 2;
+  return Math.round(floor + random() * Math.max(0, ceilingMs - floor));
 }

@@ -186,3 +186,26 @@ t.test('the default backoff spreads a fleet over seconds and keeps one agent qui
     t.ok(f.peakPerS <= 1_500, `${outageMs} ms outage: at most 1500 agents/s in any 100 ms (${f.peakPerS}/s)`);
   }
 });
+
+t.test('the first retry after a dropped stream is quick and spread evenly over its window', async (t: Test) => {
+  // A replica dies: every agent it held sees its stream drop in the same instant and draws its
+  // first delay (attempt 0, down for 0 ms). Each must retry within 250–500 ms (quick: the other
+  // replica is up), and the draws must not pile up at one moment (they used to: half of them
+  // were exactly 250 ms, so half a dead replica's agents handshook with the survivor at once).
+  let seed = 7;
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const b = DEFAULT_RECONNECT_BACKOFF;
+  const n = 1000;
+  const delays = Array.from({ length: n }, () => reconnectDelayMs(b, reconnectCeilingMs(b, 0, 0), random));
+  t.equal(Math.min(...delays) >= 250 && Math.max(...delays) <= 500, true, `every first retry within 250–500 ms (${Math.min(...delays)}–${Math.max(...delays)} ms)`);
+  const per25 = new Map<number, number>();
+  for (const d of delays) per25.set(Math.floor(Math.min(d, 499) / 25), (per25.get(Math.floor(Math.min(d, 499) / 25)) ?? 0) + 1);
+  const peak = Math.max(...per25.values());
+  t.equal(per25.size, 10, 'every 25 ms of the window gets retries');
+  t.ok(peak <= n / 10 * 1.5, `no 25 ms slot gets more than 1.5× its even share (${peak} of ${n})`);
+  t.equal(delays.filter((d) => d === 250).length <= n / 50, true, `few draws sit on the floor itself (${delays.filter((d) => d === 250).length})`);
+  // The bounds: random() = 0 gives the floor, random() = 1 the ceiling.
+  t.equal(reconnectDelayMs(b, 500, () => 0), 250);
+  t.equal(reconnectDelayMs(b, 500, () => 1), 500);
+  t.equal(reconnectDelayMs(b, 4_000, () => 1), 4_000);
+});

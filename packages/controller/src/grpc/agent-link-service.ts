@@ -186,6 +186,8 @@ interface Session {
   lastWriteMs: number;
   /** The state hash the store holds, or may hold (queued or being flushed), for this agent; null = none. */
   storedHash: string | null;
+  /** The CAs the store holds as this agent's trusted ones (read at hello, then as written here): a TrustAck repeating them writes nothing. */
+  trustedCas: string[] | undefined;
 }
 
 interface PendingCommand {
@@ -744,9 +746,27 @@ export class AgentLinkService {
     stillWanted();
     // From here the hello writes: a stream that ends now is undone by the caller (offline unless back).
     progress.wrote = true;
-    // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
-    await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, new Date(now.getTime() + this.leaseMs)));
-    await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
+    // The trusted CAs are written only when they changed (a reconnecting agent trusts the same ones).
+    const trusted = trustedFingerprints(hello.trustedCaFingerprints);
+    const trustChanged = hello.trustedCaFingerprints.length > 0 && !sameList(trusted, rec.trustedCas);
+    const leaseExpiresAt = new Date(now.getTime() + this.leaseMs);
+    const acceptHello = this.opts.store.acceptAgentHello;
+    // Whether the agent was online in the store just before this hello's write: then no
+    // agent_offline alert was raised for it since (the store marks it offline before any
+    // replica raises one), and the agent_online check (one query per hello) is skipped.
+    let wasOnline = false;
+    if (acceptHello) {
+      // Lease, online status and trusted CAs in one transaction (one statement on PostgreSQL): a replica
+      // taking over a dead one's agents runs hundreds of these at once (BENCHMARKS.md, failover).
+      wasOnline = 'online' === await stored(() => acceptHello.call(this.opts.store, {
+        agentId, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
+        ...(trustChanged ? { trustedCas: trusted } : {}),
+      }));
+    } else {
+      // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
+      await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, leaseExpiresAt));
+      await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
+    }
     if (gone()) throw new BulkheadError('BK_ERR_PROTOCOL', 'the stream ended before its hello was accepted');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const previous = this.sessions.get(agentId);
@@ -754,6 +774,7 @@ export class AgentLinkService {
       agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert,
       lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
       storedHash: rec.stateHash ?? null,
+      trustedCas: trustChanged ? trusted : rec.trustedCas,
     };
     // The stored inventory is exact when the agent's inventory has the hash stored with it. Not
     // while an older stream of the agent is still open here: a write of it may be under way,
@@ -771,10 +792,12 @@ export class AgentLinkService {
       if (!undeliverable) call.write({ policy: bundle });
     }
     if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
-    if (hello.trustedCaFingerprints.length > 0) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
+    if (trustChanged && !acceptHello) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion, snapshotNotNeeded }, 'agent connected');
-    // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
-    this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
+    // Alerts: raised only if an agent_offline alert preceded it (AlertService decides), and not
+    // asked at all when the agent was online until this hello (a replica failover: the dead
+    // replica's agents are still online in the store).
+    this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname, { alert: !wasOnline });
     return s;
   }
 
@@ -886,9 +909,15 @@ export class AgentLinkService {
       case 'renewCert':
         await this.renewCert(s, msg.renewCert?.csrPem ?? '');
         break;
-      case 'trustAck':
-        await this.recordTrust(s.agentId, msg.trustAck?.caFingerprints ?? []);
+      case 'trustAck': {
+        // Every welcome carries the trust bundle and the agent acknowledges it: on a reconnect
+        // (a replica failover: hundreds at once) the same CAs again, not written again.
+        const fps = trustedFingerprints(msg.trustAck?.caFingerprints ?? []);
+        if (sameList(fps, s.trustedCas)) break;
+        await this.recordTrust(s.agentId, fps);
+        s.trustedCas = fps;
         break;
+      }
       // Signature verdicts the agent decided: stored for every replica's dry-run, never fatal
       // (the agent re-sends them all on its next stream).
       case 'signatureVerdicts':
@@ -1007,8 +1036,7 @@ export class AgentLinkService {
 
   /** What the agent trusts for our certificate: `ca status` shows it, `ca rotate activate` checks it. */
   private async recordTrust(agentId: string, fingerprints: string[]): Promise<void> {
-    const fps = fingerprints.filter((f) => /^sha256:[0-9a-f]{64}$/.test(f)).slice(0, 8);
-    await this.opts.store.setAgentTrustedCas?.(agentId, fps);
+    await this.opts.store.setAgentTrustedCas?.(agentId, trustedFingerprints(fingerprints));
   }
 
   // ---- certificate renewal ---------------------------------------------------
@@ -1089,10 +1117,10 @@ export class AgentLinkService {
     for (const [project, count] of byProject) events.record({ type: 'container.snapshot', at, agentId, project, data: { containers: count } });
   }
 
-  private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string): void {
+  private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string, opts: { alert: boolean } = { alert: true }): void {
     // Agents belong to no project, and every scope may read them (GET /v1/agents): every stream sees these.
     this.opts.events?.record({ type: type === 'agent_online' ? 'agent.online' : 'agent.offline', agentId, everyScope: true, data: { hostname: hostname ?? null, message } });
-    if (!this.opts.alerts) return;
+    if (!this.opts.alerts || !opts.alert) return;
     const host = hostname !== undefined ? Promise.resolve(hostname) : this.opts.store.getAgent(agentId).then((a) => a?.hostname, () => undefined);
     void host.then((h) => this.raise({ type, agentId, host: h, message }));
   }
@@ -1186,4 +1214,13 @@ function formatBytes(n: number): string {
 /** What a container event carries: enough for a list row, not the whole facts (GET /v1/containers/… has those). */
 function containerEvent(c: ContainerFacts__Output): Record<string, unknown> {
   return { containerId: c.id, name: c.name, image: c.imageRef, state: c.state };
+}
+
+/** The CA fingerprints an agent reports, as stored: well-formed ones only, at most 8. */
+function trustedFingerprints(fingerprints: readonly string[]): string[] {
+  return fingerprints.filter((f) => /^sha256:[0-9a-f]{64}$/.test(f)).slice(0, 8);
+}
+
+function sameList(a: readonly string[], b: readonly string[] | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }

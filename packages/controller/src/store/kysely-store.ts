@@ -6,7 +6,7 @@
 import { PostgresAdapter, sql, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
-  AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
+  AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
@@ -358,6 +358,21 @@ export abstract class KyselyStore implements Store {
       .values({ agent_id: agentId, owner, expires_at: expiresAt.getTime() })
       .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner, expires_at: expiresAt.getTime() }))
       .execute();
+  }
+
+  /** Three statements in one transaction here (SQLite); PostgresStore makes it one statement. */
+  async acceptAgentHello(h: AgentHelloWrite): Promise<AgentStatus | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      // The status before the write (SQLite serialises writers: nothing changes it in between).
+      const before = await trx.selectFrom('agents').select('status').where('id', '=', h.agentId).executeTakeFirst();
+      await trx
+        .insertInto('agent_leases')
+        .values({ agent_id: h.agentId, owner: h.owner, expires_at: h.leaseExpiresAt.getTime() })
+        .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner: h.owner, expires_at: h.leaseExpiresAt.getTime() }))
+        .execute();
+      const r = await trx.updateTable('agents').set(helloAgentColumns(h)).where('id', '=', h.agentId).where('status', '!=', 'revoked').executeTakeFirst();
+      return Number(r.numUpdatedRows) === 1 ? (before?.status as AgentStatus | undefined) : undefined;
+    });
   }
 
   async renewAgentLeases(owner: string, agentIds: readonly string[], expiresAt: Date): Promise<string[]> {
@@ -1334,4 +1349,16 @@ function parseStringArray(json: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The agents columns a hello sets (markAgentConnected, plus the trusted CAs when given).
+ * Also what markAgentConnected leaves alone: a revoked agent (the caller's WHERE).
+ */
+export function helloAgentColumns(h: AgentHelloWrite): { agent_version: string; host_json: string; status: 'online'; connected_at: number; last_seen_at: number; trusted_cas?: string } {
+  const ms = h.now.getTime();
+  return {
+    agent_version: h.agentVersion, host_json: JSON.stringify(h.host), status: 'online', connected_at: ms, last_seen_at: ms,
+    ...(h.trustedCas !== undefined ? { trusted_cas: JSON.stringify(h.trustedCas) } : {}),
+  };
 }

@@ -359,6 +359,21 @@ export interface Store {
   /** Records `owner` as the holder of the agent's stream until `expiresAt`, taking it from any other holder (the newest stream wins). */
   claimAgentLease?(agentId: string, owner: string, expiresAt: Date): Promise<void>;
   /**
+   * A hello's writes at once: claimAgentLease(agentId, owner, leaseExpiresAt), then
+   * markAgentConnected(agentId, agentVersion, host, now) and, when `trustedCas` is given,
+   * setAgentTrustedCas — in one transaction, so the lease and the online status are seen
+   * together. On PostgreSQL one statement (one round trip and one commit instead of three):
+   * a replica taking over a dead one's ~500 agents at once spent its CPU issuing the hellos'
+   * statements (BENCHMARKS.md, failover at fleet size).
+   *
+   * Returns the agent's status as it was just before this write, read in the same statement
+   * (PostgreSQL: the row locked first, so a concurrent markAgentOfflineUnlessHeld is either
+   * seen or finds the lease taken), or undefined when no row was updated (unknown or revoked).
+   * 'online' means nothing marked the agent offline since its last hello, so no agent_offline
+   * alert can be open for this episode and the hello raises no agent_online check.
+   */
+  acceptAgentHello?(h: AgentHelloWrite): Promise<AgentStatus | undefined>;
+  /**
    * Extends `owner`'s leases on `agentIds` to `expiresAt` (taking again those nobody holds);
    * returns the ids another replica holds now: their streams moved there.
    */
@@ -457,4 +472,17 @@ export interface Store {
   readonly signatureVerdicts?: SignatureVerdictStore;
   // the console overview's counts (src/fleet): GET /v1/summary answers 503 without it.
   readonly fleetSummary?: FleetSummaryStore;
+}
+
+/** The writes of an accepted hello (Store.acceptAgentHello). */
+export interface AgentHelloWrite {
+  agentId: string;
+  /** The replica taking the stream lease, until `leaseExpiresAt`. */
+  owner: string;
+  leaseExpiresAt: Date;
+  agentVersion: string;
+  host: HostFacts__Output;
+  now: Date;
+  /** The CAs the agent trusts for the controller's certificate; undefined leaves them as stored. */
+  trustedCas?: string[];
 }

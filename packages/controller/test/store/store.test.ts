@@ -292,3 +292,49 @@ t.test('findContainers and purgeRemovedContainers', async (t) => {
   t.equal(await store.getContainer('agt_a', id), undefined);
   t.equal((await store.listContainers({ includeRemoved: true })).length, 1);
 });
+
+t.test('acceptAgentHello: a replica takes over a dead replica\'s lease and marks the agent online in one write', async (t) => {
+  const store = await freshStore(t);
+  const FP = `sha256:${'a'.repeat(64)}`;
+  await store.insertAgent(agent('agt_h'));
+  // Replica A held the stream, then died: its lease row stays (unexpired) until someone takes it.
+  await store.claimAgentLease!('agt_h', 'rep_A', at(15_000));
+  await store.setAgentTrustedCas!('agt_h', [FP]);
+  await store.setAgentStatus('agt_h', 'online', at(500));
+  // The status before the write comes back: online (A's agent, nothing marked it offline), so
+  // the hello skips the agent_online alert check.
+  t.equal(await store.acceptAgentHello!({ agentId: 'agt_h', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '1.2.3', host: host('h-new'), now: at(1000) }), 'online', 'returns the status before: online');
+  t.same(await store.getAgentLease!('agt_h'), { owner: 'rep_B', expiresAt: at(16_000) }, 'the lease is B\'s now, with B\'s expiry');
+  const rec = await store.getAgent('agt_h');
+  t.equal(rec?.status, 'online');
+  t.equal(rec?.agentVersion, '1.2.3');
+  t.equal(rec?.host?.hostname, 'h-new');
+  t.same(rec?.connectedAt, at(1000));
+  t.same(rec?.lastSeenAt, at(1000));
+  t.same(rec?.trustedCas, [FP], 'trusted CAs not given: left as stored');
+  // A's stream ending late (its process was only stalled) leaves the agent online: B holds it.
+  t.equal(await store.markAgentOfflineUnlessHeld!('agt_h', 'rep_A', at(2000)), false, 'the old holder cannot mark it offline');
+  t.equal((await store.getAgent('agt_h'))?.status, 'online');
+
+  // No lease row at all (first hello ever), and new trusted CAs.
+  await store.insertAgent(agent('agt_i'));
+  t.equal(await store.acceptAgentHello!({ agentId: 'agt_i', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '1', host: host('h-i'), now: at(1000), trustedCas: [FP] }), 'offline', 'returns the status before: offline');
+  t.equal((await store.getAgentLease!('agt_i'))?.owner, 'rep_B');
+  t.same((await store.getAgent('agt_i'))?.trustedCas, [FP], 'given trusted CAs are stored');
+
+  // A revoked agent stays revoked (a late hello must not flip it back online).
+  await store.insertAgent(agent('agt_r'));
+  await store.setAgentStatus('agt_r', 'revoked', at(500));
+  t.equal(await store.acceptAgentHello!({ agentId: 'agt_r', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '9', host: host('h-r'), now: at(1000) }), undefined, 'nothing written: undefined');
+  t.equal((await store.getAgent('agt_r'))?.status, 'revoked');
+  t.equal((await store.getAgent('agt_r'))?.agentVersion, '', 'nothing of the hello written');
+
+  // A sweep on another replica (C) marked the agent offline (and so may have raised agent_offline)
+  // while A's lease had expired: the hello on B sees 'offline' and asks whether agent_online is due.
+  await store.insertAgent(agent('agt_s'));
+  await store.setAgentStatus('agt_s', 'online', at(500));
+  await store.claimAgentLease!('agt_s', 'rep_A', at(900));
+  t.equal(await store.markAgentOfflineUnlessHeld!('agt_s', 'rep_C', at(1000)), true, 'C marks it offline (A\'s lease expired)');
+  t.equal(await store.acceptAgentHello!({ agentId: 'agt_s', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '1', host: host('h-s'), now: at(1100) }), 'offline', 'B\'s hello sees the sweep\'s offline');
+  t.equal((await store.getAgent('agt_s'))?.status, 'online');
+});
