@@ -751,14 +751,10 @@ export class AgentLinkService {
     const trustChanged = hello.trustedCaFingerprints.length > 0 && !sameList(trusted, rec.trustedCas);
     const leaseExpiresAt = new Date(now.getTime() + this.leaseMs);
     const acceptHello = this.opts.store.acceptAgentHello;
-    // Whether the agent was online in the store just before this hello's write: then no
-    // agent_offline alert was raised for it since (the store marks it offline before any
-    // replica raises one), and the agent_online check (one query per hello) is skipped.
-    let wasOnline = false;
     if (acceptHello) {
       // Lease, online status and trusted CAs in one transaction (one statement on PostgreSQL): a replica
       // taking over a dead one's agents runs hundreds of these at once (BENCHMARKS.md, failover).
-      wasOnline = 'online' === await stored(() => acceptHello.call(this.opts.store, {
+      await stored(() => acceptHello.call(this.opts.store, {
         agentId, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
         ...(trustChanged ? { trustedCas: trusted } : {}),
       }));
@@ -794,10 +790,8 @@ export class AgentLinkService {
     if (this.opts.trust) call.write({ trust: this.opts.trust.trustBundle() });
     if (trustChanged && !acceptHello) await stored(() => this.recordTrust(agentId, hello.trustedCaFingerprints));
     this.opts.logger.info({ agentId, hostname: hello.host.hostname, agentVersion: hello.agentVersion, snapshotNotNeeded }, 'agent connected');
-    // Alerts: raised only if an agent_offline alert preceded it (AlertService decides), and not
-    // asked at all when the agent was online until this hello (a replica failover: the dead
-    // replica's agents are still online in the store).
-    this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname, { alert: !wasOnline });
+    // Alerts: raised only if an agent_offline alert preceded it (AlertService decides).
+    this.raiseAgentState(agentId, 'agent_online', `agent ${hello.host.hostname} (${agentId}) is back online`, hello.host.hostname);
     return s;
   }
 
@@ -1117,10 +1111,10 @@ export class AgentLinkService {
     for (const [project, count] of byProject) events.record({ type: 'container.snapshot', at, agentId, project, data: { containers: count } });
   }
 
-  private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string, opts: { alert: boolean } = { alert: true }): void {
+  private raiseAgentState(agentId: string, type: 'agent_offline' | 'agent_online', message: string, hostname?: string): void {
     // Agents belong to no project, and every scope may read them (GET /v1/agents): every stream sees these.
     this.opts.events?.record({ type: type === 'agent_online' ? 'agent.online' : 'agent.offline', agentId, everyScope: true, data: { hostname: hostname ?? null, message } });
-    if (!this.opts.alerts || !opts.alert) return;
+    if (!this.opts.alerts) return;
     const host = hostname !== undefined ? Promise.resolve(hostname) : this.opts.store.getAgent(agentId).then((a) => a?.hostname, () => undefined);
     void host.then((h) => this.raise({ type, agentId, host: h, message }));
   }

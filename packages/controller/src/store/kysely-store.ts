@@ -361,17 +361,14 @@ export abstract class KyselyStore implements Store {
   }
 
   /** Three statements in one transaction here (SQLite); PostgresStore makes it one statement. */
-  async acceptAgentHello(h: AgentHelloWrite): Promise<AgentStatus | undefined> {
-    return this.db.transaction().execute(async (trx) => {
-      // The status before the write (SQLite serialises writers: nothing changes it in between).
-      const before = await trx.selectFrom('agents').select('status').where('id', '=', h.agentId).executeTakeFirst();
+  async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
       await trx
         .insertInto('agent_leases')
         .values({ agent_id: h.agentId, owner: h.owner, expires_at: h.leaseExpiresAt.getTime() })
         .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner: h.owner, expires_at: h.leaseExpiresAt.getTime() }))
         .execute();
-      const r = await trx.updateTable('agents').set(helloAgentColumns(h)).where('id', '=', h.agentId).where('status', '!=', 'revoked').executeTakeFirst();
-      return Number(r.numUpdatedRows) === 1 ? (before?.status as AgentStatus | undefined) : undefined;
+      await trx.updateTable('agents').set(helloAgentColumns(h)).where('id', '=', h.agentId).where('status', '!=', 'revoked').execute();
     });
   }
 

@@ -11,7 +11,7 @@ import { Pool } from 'pg';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Database } from './schema';
 import { KyselyStore, helloAgentColumns } from './kysely-store';
-import type { AgentHelloWrite, AgentStatus } from './store';
+import type { AgentHelloWrite } from './store';
 import { describePostgresUrl } from './postgres-url';
 
 export { describePostgresUrl };
@@ -73,26 +73,18 @@ export class PostgresStore extends KyselyStore {
    * (PostgreSQL runs it whether or not the UPDATE reads it), the UPDATE marks the agent
    * connected; both commit together. One round trip instead of three.
    */
-  override async acceptAgentHello(h: AgentHelloWrite): Promise<AgentStatus | undefined> {
-    // `before` locks the row and reads its status before the UPDATE changes it (RETURNING
-    // gives only new values). FOR UPDATE: a concurrent markAgentOfflineUnlessHeld that
-    // committed after this statement's snapshot is waited for and seen (read committed
-    // re-reads the locked row), so 'online' here means nothing marked the agent offline.
-    const r = await this.db
-      .with('before', (db) => db.selectFrom('agents').select('status as before_status').where('id', '=', h.agentId).forUpdate())
+  override async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
+    await this.db
       .with('lease', (db) => db
         .insertInto('agent_leases')
         .values({ agent_id: h.agentId, owner: h.owner, expires_at: h.leaseExpiresAt.getTime() })
         .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner: h.owner, expires_at: h.leaseExpiresAt.getTime() }))
         .returning('agent_id'))
       .updateTable('agents')
-      .from('before')
       .set(helloAgentColumns(h))
       .where('id', '=', h.agentId)
       .where('status', '!=', 'revoked')
-      .returning('before.before_status')
-      .executeTakeFirst();
-    return r?.before_status as AgentStatus | undefined;
+      .execute();
   }
 
   /** Connects once, so a wrong URL, password or database fails at start-up with a clear message. */

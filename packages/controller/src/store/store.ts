@@ -365,14 +365,8 @@ export interface Store {
    * together. On PostgreSQL one statement (one round trip and one commit instead of three):
    * a replica taking over a dead one's ~500 agents at once spent its CPU issuing the hellos'
    * statements (BENCHMARKS.md, failover at fleet size).
-   *
-   * Returns the agent's status as it was just before this write, read in the same statement
-   * (PostgreSQL: the row locked first, so a concurrent markAgentOfflineUnlessHeld is either
-   * seen or finds the lease taken), or undefined when no row was updated (unknown or revoked).
-   * 'online' means nothing marked the agent offline since its last hello, so no agent_offline
-   * alert can be open for this episode and the hello raises no agent_online check.
    */
-  acceptAgentHello?(h: AgentHelloWrite): Promise<AgentStatus | undefined>;
+  acceptAgentHello?(h: AgentHelloWrite): Promise<void>;
   /**
    * Extends `owner`'s leases on `agentIds` to `expiresAt` (taking again those nobody holds);
    * returns the ids another replica holds now: their streams moved there.
