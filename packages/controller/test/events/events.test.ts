@@ -171,6 +171,29 @@ t.test('a client that stops reading is cut off; the others are not; ended creden
   t.equal(await sesStream.closed, 'end', 'a logged-out session\'s stream ends');
 });
 
+t.test('"from now on" starts before the 200: an event recorded as soon as the stream answers is on it', async (t) => {
+  const store = await openStore(await newDatabase('unused'));
+  // The hub's first read of the newest event id, made slow: an event committed while it is
+  // under way must not be counted as already seen by a client that has its 200.
+  const events = store.events!;
+  const lastEventSeq = events.lastEventSeq.bind(events);
+  let reads = 0;
+  events.lastEventSeq = async () => {
+    reads++;
+    await new Promise((r) => setTimeout(r, 400));
+    return lastEventSeq();
+  };
+  const api = await startSecureApi({ events: FAST_HUB, store });
+  t.teardown(() => api.close());
+  const s = await stream(api);
+  t.equal(s.status, 200, s.text);
+  await record(api, [{ type: 'container.updated', project: 'payments', data: { name: '/right-after-200' } }]);
+  const [e] = await s.waitFor(1, isFleet, 5_000);
+  t.equal(data(e!)['name'], '/right-after-200', 'the event recorded right after the 200 arrives');
+  t.ok(reads >= 1, 'the slow read was the one that fixed the start');
+  s.close();
+});
+
 t.test('controller replicas on one PostgreSQL database: a stream sees every replica\'s events, in one order', { skip: testBackend() === 'postgres' ? false : 'PostgreSQL only (events.postgres.test.ts)' }, async (t) => {
   const config = await newDatabase('unused');
   const a = await startSecureApi({ events: FAST_HUB, store: await openStore(config) });

@@ -60,14 +60,25 @@ export function registerEventRoutes(app: FastifyInstance, opts: { hub: EventHub 
         // nginx and friends buffer responses unless told not to.
         'x-accel-buffering': 'no',
       });
-      res.write(`retry: 3000\n: bulkhead fleet events\n\n`);
       let closed = false;
+      // The status and headers leave with the first chunk (Node sends a header only with the
+      // first write), and that chunk is written only once the hub has fixed where "from now on"
+      // starts: a caller that sees the 200 and then acts sees its own action's event.
+      let started = false;
+      const start = (): void => {
+        if (started) return;
+        started = true;
+        res.write(`retry: 3000\n: bulkhead fleet events\n\n`);
+      };
       const unsubscribe = await hub.subscribe(
         {
           projects: visibleProjects(req),
           keyId: principal.keyId,
           ...(principal.session ? { sessionIdHash: principal.session.idHash } : {}),
-          write: (chunk) => void res.write(chunk),
+          write: (chunk) => {
+            start();
+            void res.write(chunk);
+          },
           buffered: () => res.writableLength + (res.socket?.writableLength ?? 0),
           end: (reason) => {
             closed = true;
@@ -76,12 +87,14 @@ export function registerEventRoutes(app: FastifyInstance, opts: { hub: EventHub 
               res.destroy();
               return;
             }
+            start();
             res.end(`event: stream.end\ndata: ${JSON.stringify({ reason })}\n\n`);
           },
           stillValid: () => opts.authenticator.stillValid(principal, opts.now()),
         },
         after,
       );
+      if (!res.destroyed && !closed) start();
       // Drained below its bound: the hub writes more right away instead of at its next poll.
       res.on('drain', () => hub.wake());
       res.on('close', () => {
