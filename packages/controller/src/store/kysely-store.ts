@@ -3,7 +3,7 @@
 // here, so everything below must stay portable: no RETURNING-dependent logic,
 // no JSON operators, integer-ms times, 0/1 booleans, LIKE with an explicit
 // ESCAPE, and ON CONFLICT (supported by SQLite ≥ 3.24 and PostgreSQL).
-import { PostgresAdapter, sql, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
+import { PostgresAdapter, sql, type QueryCreator, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
   AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
@@ -14,6 +14,7 @@ import type {
 } from './store';
 import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
 import { migrateToLatest } from './migrations';
+import { pgRowsByKeys } from './pg-keys';
 import type { AlertStore } from '../alerts/alert-store';
 import { KyselyAlertStore } from '../alerts/kysely-alert-store';
 import type { AuditStore } from '../audit/audit-store';
@@ -273,10 +274,9 @@ export abstract class KyselyStore implements Store {
 
   /** A revoked agent stays revoked: a late hello must not flip it back online. */
   async markAgentConnected(id: string, agentVersion: string, host: HostFacts__Output, now: Date): Promise<void> {
-    const ms = now.getTime();
     await this.db
       .updateTable('agents')
-      .set({ agent_version: agentVersion, host_json: JSON.stringify(host), status: 'online', connected_at: ms, last_seen_at: ms })
+      .set(helloAgentColumns({ agentVersion, host, now }))
       .where('id', '=', id)
       .where('status', '!=', 'revoked')
       .execute();
@@ -353,21 +353,13 @@ export abstract class KyselyStore implements Store {
 
   // ---- controller replicas (0014_replica_leases) ----
   async claimAgentLease(agentId: string, owner: string, expiresAt: Date): Promise<void> {
-    await this.db
-      .insertInto('agent_leases')
-      .values({ agent_id: agentId, owner, expires_at: expiresAt.getTime() })
-      .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner, expires_at: expiresAt.getTime() }))
-      .execute();
+    await upsertAgentLease(this.db, agentId, owner, expiresAt).execute();
   }
 
-  /** Three statements in one transaction here (SQLite); PostgresStore makes it one statement. */
+  /** Two statements in one transaction here (SQLite); PostgresStore makes it one statement. */
   async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await trx
-        .insertInto('agent_leases')
-        .values({ agent_id: h.agentId, owner: h.owner, expires_at: h.leaseExpiresAt.getTime() })
-        .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner: h.owner, expires_at: h.leaseExpiresAt.getTime() }))
-        .execute();
+      await upsertAgentLease(trx, h.agentId, h.owner, h.leaseExpiresAt).execute();
       await trx.updateTable('agents').set(helloAgentColumns(h)).where('id', '=', h.agentId).where('status', '!=', 'revoked').execute();
     });
   }
@@ -656,10 +648,7 @@ export abstract class KyselyStore implements Store {
     // dry-run reads every container) would otherwise pass more parameters than SQLite allows.
     let rows: Selectable<ContainersTable>[] = [];
     if (this.postgres) {
-      // The keys as two arrays joined on the primary key: PostgreSQL planned the OR of one
-      // branch per agent (a page of 100 agents: 200 parameters, a BitmapOr of 100 index scans)
-      // in ~6 ms of its CPU at 200,000 containers; the join plans in 0.1 ms, at any length.
-      rows = (await sql<Selectable<ContainersTable>>`select ${sql.ref('containers')}.* from unnest(${keys.map((k) => k.agent_id)}::text[], ${keys.map((k) => k.id)}::text[]) as k(agent_id, id) join ${sql.table('containers')} on ${sql.ref('containers.agent_id')} = ${sql.ref('k.agent_id')} and ${sql.ref('containers.id')} = ${sql.ref('k.id')}`.execute(this.db)).rows;
+      rows = await pgRowsByKeys<Selectable<ContainersTable>>(this.db, 'containers', 'id', keys.map((k) => ({ agentId: k.agent_id, id: k.id })));
     } else {
       for (let i = 0; i < keys.length; i += PAGE_READ_BATCH) {
         const byAgent = new Map<string, string[]>();
@@ -1349,13 +1338,22 @@ function parseStringArray(json: string): string[] {
 }
 
 /**
- * The agents columns a hello sets (markAgentConnected, plus the trusted CAs when given).
- * Also what markAgentConnected leaves alone: a revoked agent (the caller's WHERE).
+ * The agents columns a hello sets (markAgentConnected, acceptAgentHello: plus the trusted CAs
+ * when given). A revoked agent is left alone by the callers' WHERE.
  */
-export function helloAgentColumns(h: AgentHelloWrite): { agent_version: string; host_json: string; status: 'online'; connected_at: number; last_seen_at: number; trusted_cas?: string } {
+export function helloAgentColumns(h: Pick<AgentHelloWrite, 'agentVersion' | 'host' | 'now' | 'trustedCas'>): { agent_version: string; host_json: string; status: 'online'; connected_at: number; last_seen_at: number; trusted_cas?: string } {
   const ms = h.now.getTime();
   return {
     agent_version: h.agentVersion, host_json: JSON.stringify(h.host), status: 'online', connected_at: ms, last_seen_at: ms,
     ...(h.trustedCas !== undefined ? { trusted_cas: JSON.stringify(h.trustedCas) } : {}),
   };
+}
+
+/** An agent's stream lease, taken or moved to `owner` (claimAgentLease, a hello's write); `db` may be a transaction or a CTE's builder. */
+export function upsertAgentLease(db: QueryCreator<Database>, agentId: string, owner: string, expiresAt: Date) {
+  const expires_at = expiresAt.getTime();
+  return db
+    .insertInto('agent_leases')
+    .values({ agent_id: agentId, owner, expires_at })
+    .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner, expires_at }));
 }

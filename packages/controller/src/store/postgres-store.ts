@@ -10,7 +10,7 @@ import {
 import { Pool } from 'pg';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Database } from './schema';
-import { KyselyStore, helloAgentColumns } from './kysely-store';
+import { KyselyStore, helloAgentColumns, upsertAgentLease } from './kysely-store';
 import type { AgentHelloWrite } from './store';
 import { describePostgresUrl } from './postgres-url';
 
@@ -75,11 +75,7 @@ export class PostgresStore extends KyselyStore {
    */
   override async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
     await this.db
-      .with('lease', (db) => db
-        .insertInto('agent_leases')
-        .values({ agent_id: h.agentId, owner: h.owner, expires_at: h.leaseExpiresAt.getTime() })
-        .onConflict((oc) => oc.column('agent_id').doUpdateSet({ owner: h.owner, expires_at: h.leaseExpiresAt.getTime() }))
-        .returning('agent_id'))
+      .with('lease', (db) => upsertAgentLease(db, h.agentId, h.owner, h.leaseExpiresAt).returning('agent_id'))
       .updateTable('agents')
       .set(helloAgentColumns(h))
       .where('id', '=', h.agentId)
