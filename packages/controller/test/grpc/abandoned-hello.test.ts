@@ -7,9 +7,9 @@
 // mutual TLS over a real store; only the store's getAgent is held at a gate.
 import t from 'tap';
 import * as grpc from '@grpc/grpc-js';
-import { describeCert, issueAgentCertWithDates, loadProto, type AgentMessage, type ControllerMessage__Output } from '@bulkhead/shared';
-import { startLinkStack, waitFor } from '../actions/fixtures/link-stack';
-import { hex, hostFacts } from '../policy/fixtures/fleet';
+import { loadProto, type AgentMessage, type ControllerMessage__Output } from '@bulkhead/shared';
+import { enrollFakeAgent, startLinkStack, waitFor } from '../actions/fixtures/link-stack';
+import { hostFacts } from '../policy/fixtures/fleet';
 
 type Call = grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
 
@@ -17,14 +17,8 @@ t.test('a hello given up while its agent record is read writes nothing and leave
   const s = await startLinkStack(t);
   const store = s.store;
   const name = 'abandoned-1';
-  const agentId = 'agt_' + hex(name).slice(0, 20);
+  const { agentId, cert } = await enrollFakeAgent(s, name);
   const now = Date.now();
-  const cert = await issueAgentCertWithDates(s.pki.ca, agentId, new Date(now - 60_000), new Date(now + 86_400_000));
-  const info = describeCert(cert.certPem);
-  await store.insertAgent({
-    id: agentId, hostname: name, status: 'offline', agentVersion: '', host: null, certSerial: info.serial, certNotAfter: info.notAfter,
-    enrolledAt: new Date(now), lastSeenAt: null, connectedAt: null, revokedAt: null, containerCount: 0,
-  });
 
   // Count the hello's writes; hold its read of the agent record until the stream is gone.
   const writes: string[] = [];

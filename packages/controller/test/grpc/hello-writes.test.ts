@@ -6,9 +6,9 @@
 // the store's write methods are only counted.
 import t from 'tap';
 import * as grpc from '@grpc/grpc-js';
-import { describeCert, issueAgentCertWithDates, loadProto, type AgentMessage, type ControllerMessage__Output } from '@bulkhead/shared';
-import { startLinkStack, waitFor } from '../actions/fixtures/link-stack';
-import { hex, hostFacts } from '../policy/fixtures/fleet';
+import { loadProto, type AgentMessage, type ControllerMessage__Output } from '@bulkhead/shared';
+import { enrollFakeAgent, startLinkStack, waitFor } from '../actions/fixtures/link-stack';
+import { hostFacts } from '../policy/fixtures/fleet';
 
 type Call = grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
 const FP1 = `sha256:${'1'.repeat(64)}`;
@@ -18,14 +18,7 @@ t.test('a hello writes lease and status once; trusted CAs only when they changed
   const s = await startLinkStack(t);
   const store = s.store;
   const name = 'hello-writes-1';
-  const agentId = 'agt_' + hex(name).slice(0, 20);
-  const now = Date.now();
-  const cert = await issueAgentCertWithDates(s.pki.ca, agentId, new Date(now - 60_000), new Date(now + 86_400_000));
-  const info = describeCert(cert.certPem);
-  await store.insertAgent({
-    id: agentId, hostname: name, status: 'offline', agentVersion: '', host: null, certSerial: info.serial, certNotAfter: info.notAfter,
-    enrolledAt: new Date(now), lastSeenAt: null, connectedAt: null, revokedAt: null, containerCount: 0,
-  });
+  const { agentId, cert } = await enrollFakeAgent(s, name);
   const writes: { m: string; trustedCas?: unknown }[] = [];
   const spy = store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
   for (const m of ['acceptAgentHello', 'claimAgentLease', 'markAgentConnected', 'setAgentTrustedCas']) {
