@@ -147,7 +147,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     bodyLimit: 64 * 1024,
     // An image ref in a path (/v1/images/:ref, "/" sent as %2F) runs past fastify's default
     // of 100 characters; every param schema still bounds its own length.
-    maxParamLength: 1024,
+    // (A router option: set under routerOptions, where fastify 5 reads it without a deprecation warning.)
+    routerOptions: { maxParamLength: 1024 },
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
     return503OnClosing: true,

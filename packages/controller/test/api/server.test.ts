@@ -138,6 +138,12 @@ t.test('REST API', async (t) => {
       const res = await get(api, `/v1/containers/agt_alpha/${ref}`, auth);
       t.equal((res.json as { id: string }).id, IDS.web, `resolves ${ref}`);
     }
+    // Path parameters up to 1,024 characters reach the route (an image ref runs past fastify's
+    // default 100); longer ones are refused by the framework with a problem+json.
+    const long = await get(api, `/v1/containers/agt_alpha/${'n'.repeat(200)}`, auth);
+    t.equal(long.status, 404, 'a 200-character container ref reaches the route (404 from the store, not the router)');
+    const tooLong = assertProblem(t, await get(api, `/v1/containers/agt_alpha/${'n'.repeat(1100)}`, auth), 400, 'BK_ERR_BAD_REQUEST');
+    t.equal(tooLong['detail'], 'a path parameter is too long');
     const removed = await get(api, '/v1/containers/agt_alpha/old', auth);
     t.match(removed.json, { id: IDS.old, removed: true }, 'removed containers stay addressable');
 
