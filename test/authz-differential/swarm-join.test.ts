@@ -24,7 +24,9 @@
 // - enforced with an exemption `names: [swarm-join]` (what an operator of a
 //   real multi-node swarm does): the join is allowed and the attack goes
 //   through — the task writes into the host's filesystem — until the
-//   reaction path kills it; how long it ran is measured.
+//   reaction path kills it; how long it ran is measured. The host audit
+//   reports the joined node (`daemon.swarm-member`, high, naming the
+//   foreign manager), and the loopback swarm of one as medium.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -32,6 +34,7 @@ import { createLogger, parsePolicy, type ViolationReport } from '@bulkhead/share
 import type { AuthzDecisionReport } from '../../packages/agent/src/authz/authz-decider';
 import { createDockerClient } from '../../packages/agent/src/docker/client';
 import { ContainerWatcher } from '../../packages/agent/src/docker/watcher';
+import { auditHost } from '../../packages/agent/src/lockdown/audit-host';
 import { Enforcer, type ActionTiming } from '../../packages/agent/src/enforce/enforcer';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
 import { ENGINE_VERSIONS, startPrivateEngine, TEST_IMAGE } from '../helpers/engine';
@@ -94,6 +97,12 @@ for (const version of ENGINE_VERSIONS) {
     const token = await m.dockerOk(['swarm', 'join-token', '-q', 'worker']);
     const join = () => v.docker(['swarm', 'join', '--token', token, '--listen-addr', '192.0.2.2:2377', '--advertise-addr', '192.0.2.2', '192.0.2.1:2377'], { timeoutMs: 60_000 });
     const swarmState = async () => v.dockerOk(['info', '--format', '{{.Swarm.LocalNodeState}}']);
+    // The host audit's view of the victim's swarm membership, from this engine's real `docker info`.
+    const swarmFinding = async () => {
+      const socket = v.dockerHost.replace(/^unix:\/\//, '');
+      const findings = await auditHost({ docker: createDockerClient({ dockerHost: v.dockerHost }), containers: [], dockerSocketPath: socket });
+      return findings.find((f) => f.id === 'daemon.swarm-member');
+    };
 
     // Enforced: refused, named, recorded; nothing joined.
     const refused = await join();
@@ -113,7 +122,10 @@ for (const version of ENGINE_VERSIONS) {
     const localInit = await v.docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377'], { timeoutMs: 60_000 });
     t.equal(localInit.code, 0, `enforced: a loopback init (single-node swarm) is allowed (${localInit.stderr.trim()})`);
     t.equal(await swarmState(), 'active');
+    const aloneFinding = await swarmFinding();
+    t.match(aloneFinding, { severity: 'medium', evidence: { state: 'active', manager: true, remoteManagers: [] } }, `the host audit reports the swarm of one as medium: ${aloneFinding?.title}`);
     t.equal((await v.docker(['swarm', 'leave', '--force'], { timeoutMs: 30_000 })).code, 0, 'and leaving it');
+    t.notOk(await swarmFinding(), 'out of the swarm: no finding');
 
     // Monitor mode: allowed (fail-open).
     state = policyState('monitor');
@@ -137,6 +149,8 @@ for (const version of ENGINE_VERSIONS) {
     const ok = await join();
     t.equal(ok.code, 0, `exempted (names: [swarm-join]): the join is allowed (${ok.stderr.trim()})`);
     const nodeId = await v.dockerOk(['info', '--format', '{{.Swarm.NodeID}}']);
+    const joined = await swarmFinding();
+    t.match(joined, { severity: 'high', evidence: { state: 'active', nodeId, manager: false, remoteManagers: ['192.0.2.1:2377'] } }, `the host audit reports the joined node as high, naming the foreign manager: ${joined?.title}`);
     const proof = `${proofDir}/proof`;
     // The task proves it ran as root with the host's filesystem and network: it writes into the host's
     // /tmp through the bind of / and lists the interfaces it sees (the victim namespace's veth).

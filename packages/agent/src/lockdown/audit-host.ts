@@ -79,6 +79,7 @@ export async function auditHost(opts: LockdownAuditOptions = {}): Promise<Lockdo
     ...groupFindings(accounts, groupName, opts.trustedUsers),
     ...(await tcpFindings(config)),
     ...daemonSettingFindings(config),
+    ...swarmFindings(config),
     ...(await socketMountFindings(opts, dockerSocketPath, containerdSocketPath)),
   ];
   return findings.sort((a, b) => LOCKDOWN_SEVERITY_RANK[b.severity] - LOCKDOWN_SEVERITY_RANK[a.severity] || cmp(a.id, b.id) || cmp(a.subject ?? '', b.subject ?? ''));
@@ -343,6 +344,48 @@ function daemonSettingFindings(c: DaemonConfig): LockdownFinding[] {
     });
   }
   return out;
+}
+
+// ------------------------------------------------------------------ swarm
+
+/** Node states in which the engine belongs to a swarm (docker info's Swarm.LocalNodeState). */
+const SWARM_MEMBER_STATES = new Set(['active', 'pending', 'locked', 'error']);
+
+/**
+ * A swarm member runs the task containers its managers schedule; swarm's executor creates them
+ * inside dockerd, so they never pass the authorization plugin (only the reaction path sees
+ * them once they run). The plugin refuses `POST /swarm/join` while host rules are enforced
+ * (docs/authz.md), but a node that joined before, or under the `swarm-join` exemption, is
+ * reported here.
+ */
+function swarmFindings(c: DaemonConfig): LockdownFinding[] {
+  const swarm = c.info?.Swarm;
+  const state = swarm?.LocalNodeState ?? '';
+  if (!SWARM_MEMBER_STATES.has(state)) return [];
+  const self = swarm?.NodeID ?? '';
+  const remote = (swarm?.RemoteManagers ?? []).filter((m) => m.NodeID !== self && m.NodeID !== undefined);
+  const addrs = remote.map((m) => m.Addr ?? m.NodeID ?? '?');
+  const manager = swarm?.ControlAvailable === true;
+  const nodes = swarm?.Nodes ?? 0;
+  // The swarm's only manager: services are created only through this engine's API, where the
+  // plugin judges them; another engine joining as a manager could schedule unjudged work here.
+  const alone = manager && remote.length === 0 && (swarm?.Managers ?? 1) <= 1;
+  const evidence = { state, nodeId: self, manager, nodes: swarm?.Nodes ?? null, remoteManagers: addrs };
+  const remediation = 'If this host should not run swarm tasks: `docker swarm leave` (`--force` on a manager). If it should, keep the managers as trusted as this host: every service they create runs here as dockerd decides, with only the reaction path of Bulkhead\'s policy acting on its containers.';
+  if (alone) {
+    return [{
+      id: 'daemon.swarm-member', severity: 'medium', subject: self || state, fixable: false, evidence,
+      title: `This engine is its swarm's only manager (${nodes || 1} node${nodes > 1 ? 's' : ''})`,
+      detail: `Swarm is ${state} on this engine, the only manager of a swarm of ${nodes || 1} node${nodes > 1 ? 's' : ''}. Services created through this engine's API are judged by the authorization plugin; an engine that joins this swarm as a manager could schedule task containers here that dockerd creates without asking the plugin.`,
+      remediation,
+    }];
+  }
+  return [{
+    id: 'daemon.swarm-member', severity: 'high', subject: self || state, fixable: false, evidence,
+    title: `This engine is in a swarm${addrs.length > 0 ? ` managed from ${addrs.join(', ')}` : ''}: its task containers bypass the authorization plugin`,
+    detail: `Swarm is ${state} on this engine (${manager ? 'a manager' : 'a worker'}${nodes > 0 ? ` of ${nodes} nodes` : ''}${addrs.length > 0 ? `; other managers: ${addrs.join(', ')}` : ''}). Swarm's executor creates task containers inside dockerd, so the services those managers schedule here are never judged by this host's authorization plugin; Bulkhead acts on them only after they start.`,
+    remediation,
+  }];
 }
 
 function insecureRegistries(c: DaemonConfig): string[] {

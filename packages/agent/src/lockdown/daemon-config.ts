@@ -33,6 +33,9 @@ export interface DockerInfo {
   } | null;
   Swarm?: {
     LocalNodeState?: string;
+    NodeID?: string;
+    NodeAddr?: string;
+    RemoteManagers?: Array<{ NodeID?: string; Addr?: string }> | null;
     ControlAvailable?: boolean;
     Managers?: number;
     Nodes?: number;

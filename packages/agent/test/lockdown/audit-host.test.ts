@@ -239,6 +239,29 @@ t.test('daemon settings: authz plugin, icc, userns, live-restore, no-new-privile
   t.same(ids(k), [], 'flags on the command line count; no bridge means icc does not apply');
 });
 
+t.test('swarm membership: a worker or a manager among others is high (its tasks bypass the plugin), the only manager medium, no swarm nothing', async (t) => {
+  const h = await goodHost(t);
+  const audit = async (swarm: unknown) => auditHost({ docker: fakeDocker({ ...GOOD_INFO, Swarm: swarm }), containers: [], hostRoot: h.root, dockerSocketPath: '/var/run/docker.sock', dockerdPid: 100 });
+  for (const state of ['inactive', '', undefined]) t.notOk(byId(await audit({ LocalNodeState: state }), 'daemon.swarm-member'), `state ${String(state)}: no finding`);
+  const worker = byId(await audit({ LocalNodeState: 'active', NodeID: 'self1', ControlAvailable: false, RemoteManagers: [{ NodeID: 'mgr1', Addr: '192.0.2.1:2377' }] }), 'daemon.swarm-member')!;
+  t.equal(worker.severity, 'high', 'a worker');
+  t.match(worker.title, /managed from 192\.0\.2\.1:2377/);
+  t.match(worker.detail, /a worker.*never judged by this host's authorization plugin/s);
+  t.match(worker.remediation, /docker swarm leave/);
+  t.same(worker.evidence, { state: 'active', nodeId: 'self1', manager: false, nodes: null, remoteManagers: ['192.0.2.1:2377'] });
+  const peer = byId(await audit({ LocalNodeState: 'active', NodeID: 'self1', ControlAvailable: true, Nodes: 2, Managers: 2, RemoteManagers: [{ NodeID: 'self1', Addr: '192.0.2.2:2377' }, { NodeID: 'mgr1', Addr: '192.0.2.1:2377' }] }), 'daemon.swarm-member')!;
+  t.equal(peer.severity, 'high', 'a manager with another manager');
+  t.same((peer.evidence as { remoteManagers: string[] }).remoteManagers, ['192.0.2.1:2377'], 'itself is not listed among the other managers');
+  t.equal(byId(await audit({ LocalNodeState: 'active', NodeID: 'self1', ControlAvailable: true, Nodes: 2, Managers: 2, RemoteManagers: null }), 'daemon.swarm-member')!.severity, 'high', 'two managers counted, their addresses unknown');
+  const onlyManager = byId(await audit({ LocalNodeState: 'active', NodeID: 'self1', ControlAvailable: true, Nodes: 3, Managers: 1, RemoteManagers: [{ NodeID: 'self1', Addr: '192.0.2.2:2377' }] }), 'daemon.swarm-member')!;
+  t.equal(onlyManager.severity, 'medium', 'the only manager (its services come through its own API, judged there)');
+  t.match(onlyManager.title, /only manager \(3 nodes\)/);
+  const alone = byId(await audit({ LocalNodeState: 'active', NodeID: 'self1', ControlAvailable: true, Nodes: 1, Managers: 1, RemoteManagers: [{ NodeID: 'self1', Addr: '127.0.0.1:2377' }] }), 'daemon.swarm-member')!;
+  t.equal(alone.severity, 'medium', 'a swarm of one');
+  t.match(alone.title, /only manager \(1 node\)/);
+  t.equal(byId(await audit({ LocalNodeState: 'pending', NodeID: '', ControlAvailable: false, RemoteManagers: null }), 'daemon.swarm-member')!.severity, 'high', 'joining (pending) counts');
+});
+
 t.test('the Docker socket mounted into a container: critical, via the evaluator, including a private engine socket and parent dirs', async (t) => {
   const h = await goodHost(t);
   const containers = [
