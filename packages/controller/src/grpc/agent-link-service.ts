@@ -145,6 +145,14 @@ export interface AgentLinkOptions {
    * passes half the PostgreSQL pool.
    */
   maxConcurrentWrites?: number;
+  /**
+   * Most hellos being stored at the same time (the rest wait here, holding no database
+   * connection, and one whose agent gave up meanwhile is dropped before it writes). A replica
+   * taking over a dead one's agents gets hundreds of hellos at once: without a bound they all
+   * queue on the database pool, ahead of everything else, and the abandoned ones write before
+   * anyone sees they are gone. Default 4; the controller passes a quarter of the PostgreSQL pool.
+   */
+  maxConcurrentHellos?: number;
 }
 
 export interface AgentLinkTrustSource {
@@ -247,6 +255,8 @@ export class AgentLinkService {
   /** Admission to storing agent messages: free slots, and the writers waiting for one (FIFO). */
   private writeSlots: number;
   private readonly writeWaiters: (() => void)[] = [];
+  private helloSlots: number;
+  private readonly helloWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -261,6 +271,8 @@ export class AgentLinkService {
     this.sweepEveryMs = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
     this.writeSlots = opts.maxConcurrentWrites ?? 8;
     if (!(Number.isSafeInteger(this.writeSlots) && this.writeSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentWrites must be a positive integer');
+    this.helloSlots = opts.maxConcurrentHellos ?? 4;
+    if (!(Number.isSafeInteger(this.helloSlots) && this.helloSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentHellos must be a positive integer');
     if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
   }
 
@@ -560,6 +572,19 @@ export class AgentLinkService {
     }
   }
 
+  /** Runs `fn` holding one of the hello slots (as admitted() the write slots: first come first served). */
+  private async helloAdmitted<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.helloSlots > 0) this.helloSlots -= 1;
+    else await new Promise<void>((resolve) => this.helloWaiters.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.helloWaiters.shift();
+      if (next) next();
+      else this.helloSlots += 1;
+    }
+  }
+
   private writeAck(s: Session, seq: AgentMessage__Output['seq']): void {
     if (s.closed) return;
     s.call.write({ ack: { seq } });
@@ -745,12 +770,14 @@ export class AgentLinkService {
       // these at once (BENCHMARKS.md, failover). A refused hello writes nothing; the stored row
       // it returns says why. The CAs ride on the row's update whenever the agent reports some
       // (the same value costs nothing there).
-      stillWanted();
-      progress.wrote = true; // from here a stream that ends is undone by the caller (offline unless back)
-      const r = await stored(() => acceptHello.call(this.opts.store, {
-        agentId, certSerial: serial, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
-        ...(hello.trustedCaFingerprints.length > 0 ? { trustedCas: trusted } : {}),
-      }));
+      const r = await this.helloAdmitted(() => {
+        stillWanted(); // an agent that gave up while its hello waited for a slot: nothing written
+        progress.wrote = true; // from here a stream that ends is undone by the caller (offline unless back)
+        return stored(() => acceptHello.call(this.opts.store, {
+          agentId, certSerial: serial, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
+          ...(hello.trustedCaFingerprints.length > 0 ? { trustedCas: trusted } : {}),
+        }));
+      });
       if (!r.accepted) {
         progress.wrote = false;
         throw helloRefusal(agentId, serial, r.before);
