@@ -150,7 +150,7 @@ export interface AgentLinkOptions {
    * connection, and one whose agent gave up meanwhile is dropped before it writes). A replica
    * taking over a dead one's agents gets hundreds of hellos at once: without a bound they all
    * queue on the database pool, ahead of everything else, and the abandoned ones write before
-   * anyone sees they are gone. Default 4; the controller passes a quarter of the PostgreSQL pool.
+   * anyone sees they are gone. Default 4; the controller passes half the PostgreSQL pool.
    */
   maxConcurrentHellos?: number;
 }
