@@ -186,7 +186,12 @@ async function main() {
       }
       await Promise.all(inflight);
     })();
+    // B's CPU rate while it serves its half of the fleet under the same churn, just before the
+    // kill: the takeover's CPU (bCpuTakeoverS) includes this steady work for its whole length.
+    const bCpuSpell = cpuSeconds(b.pid);
+    const spellT0 = performance.now();
     await sleep(3_000);
+    const bCpuSteadyPerS = Math.round(((cpuSeconds(b.pid) - bCpuSpell) / ((performance.now() - spellT0) / 1000)) * 1000) / 1000;
 
     // The kill: every stream A held breaks at once.
     const offlineBefore = await countAlerts(pg.url, 'agent_offline');
@@ -215,6 +220,8 @@ async function main() {
       ms: summary(times), targetMs: 5000,
       /** CPU seconds replica B used from the kill until the last agent was back (or the timeout). */
       bCpuTakeoverS,
+      /** B's CPU seconds per second over the 3 s before the kill (its half of the fleet, churn, actions). */
+      bCpuSteadyPerS,
     };
     result.failover.phases = phases(onA, killedAtWall, b.grpcAddress, back);
     await sleep(5_000); // actions and reports keep going on B alone

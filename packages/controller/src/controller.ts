@@ -222,8 +222,10 @@ export class Controller {
         link: {
           heartbeatIntervalMs: opts.heartbeatIntervalMs, offlineAfterMs: opts.offlineAfterMs, alerts: alerting?.alerts, metrics, tags, ...(signatureVerdicts ? { signatureVerdicts } : {}),
           ...(opts.usageHistoryIntervalMs !== undefined ? { usageHistoryIntervalMs: opts.usageHistoryIntervalMs } : {}),
-          // Half the PostgreSQL pool stores agent messages; the rest stays free for hellos, leases, the sweep and alerts.
+          // Half the PostgreSQL pool stores agent messages, and at most half takes hellos: a takeover's
+          // hundreds of hellos wait here, not in the pool's queue ahead of leases, the sweep and alerts.
           maxConcurrentWrites: storeConfig.kind === 'postgres' ? Math.max(1, Math.floor((opts.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE) / 2)) : 8,
+          maxConcurrentHellos: storeConfig.kind === 'postgres' ? Math.max(1, Math.floor((opts.databasePoolSize ?? DEFAULT_DATABASE_POOL_SIZE) / 2)) : 4,
           // Certificate renewal over the link, audited in the API's audit log (one writer per chain), which exists only once the API does.
           renewal: { ca: () => pki.ca, audit: { record: (e) => renewalAudit.log?.record(e) } },
           replicas: { bus },

@@ -191,6 +191,8 @@ export class AlertService implements AlertSink {
           const earliest = Math.min(...grouped.map((p) => (p.input.time ?? this.now()).getTime()));
           await ctx.prefetchGroups(grouped.map((p) => groupKeyOf(p.input)), new Date(earliest - this.groupWindowMs));
         }
+        const online = batch.filter((p) => p.input.type === 'agent_online' && p.input.agentId !== undefined).map((p) => p.input.agentId!);
+        if (online.length > 1) await ctx.prefetchAgentStates?.(online);
         for (const p of batch) {
           const r = await this.plan(ctx, p.input);
           queued += r.deliveries;

@@ -136,6 +136,11 @@ export interface AlertPlanContext {
   findOpenGroup(groupKey: string, since: Date): Promise<{ id: string; count: number } | undefined>;
   /** The newest agent_offline/agent_online alert of the agent. */
   latestAgentStateAlert(agentId: string): Promise<AlertType | undefined>;
+  /**
+   * Loads latestAgentStateAlert of many agents in one query (an optimisation: a replica taking
+   * over a dead one's agents raises agent_online for each, and each asked on its own).
+   */
+  prefetchAgentStates?(agentIds: string[]): Promise<void>;
   /** Enabled endpoints, for filter matching. Read once per transaction. */
   enabledEndpoints(): Promise<WebhookEndpointRecord[]>;
   foldRepeat(alertId: string, at: Date): Promise<void>;

@@ -47,6 +47,8 @@ export class KyselyAlertStore implements AlertStore {
       const deliveries: DeliveryRecord[] = [];
       const alertedViolations: string[] = [];
       const folds = new Map<string, { n: number; lastMs: number }>();
+      /** latestAgentStateAlert of the agents prefetched (undefined: none stored). */
+      const agentStates = new Map<string, AlertType | undefined>();
       const addCandidate = (key: string, c: GroupCandidate): void => {
         const list = groups.get(key);
         if (list) list.push(c);
@@ -70,12 +72,34 @@ export class KyselyAlertStore implements AlertStore {
           for (const c of groups.get(groupKey) ?? []) if (c.timeMs >= since.getTime() && (best === undefined || c.timeMs > best.timeMs)) best = c;
           return best && { id: best.id, count: best.count };
         },
+        prefetchAgentStates: async (agentIds) => {
+          const todo = [...new Set(agentIds)].filter((id) => !agentStates.has(id));
+          for (let i = 0; i < todo.length; i += BATCH) {
+            const chunk = todo.slice(i, i + BATCH);
+            // The newest per agent, as latestAgentStateAlert orders them (row_number: both dialects).
+            const rows = await trx
+              .selectFrom((qb) => qb
+                .selectFrom('alerts')
+                .select(['agent_id', 'type'])
+                .select(sql<number>`row_number() over (partition by agent_id order by last_seen_at desc, id desc)`.as('rn'))
+                .where('agent_id', 'in', chunk)
+                .where('type', 'in', ['agent_offline', 'agent_online'])
+                .as('x'))
+              .select(['x.agent_id', 'x.type'])
+              .where('x.rn', '=', 1)
+              .execute();
+            for (const id of chunk) agentStates.set(id, undefined);
+            for (const r of rows) if (r.agent_id !== null) agentStates.set(r.agent_id, r.type as AlertType);
+          }
+        },
         latestAgentStateAlert: async (agentId) => {
           let latest: { type: AlertType; ms: number } | undefined;
           for (const a of buffered.values()) {
             if (a.agentId === agentId && (a.type === 'agent_offline' || a.type === 'agent_online') && (latest === undefined || a.lastSeenAt.getTime() >= latest.ms)) latest = { type: a.type, ms: a.lastSeenAt.getTime() };
           }
           if (latest) return latest.type;
+          // Prefetched in this transaction; alerts this batch adds are in `buffered`, checked above.
+          if (agentStates.has(agentId)) return agentStates.get(agentId);
           const row = await trx
             .selectFrom('alerts')
             .select('type')

@@ -51,7 +51,7 @@ import {
   BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
   type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output, type ContainerFacts__Output,
 } from '@bulkhead/shared';
-import type { Store } from '../store/store';
+import { helloAcceptable, type AgentHelloState, type AgentPolicyStatusRecord, type Store } from '../store/store';
 import { toServiceError } from './service-error';
 import { storeFullError } from '../store/store-full';
 // Live usage.
@@ -145,6 +145,14 @@ export interface AgentLinkOptions {
    * passes half the PostgreSQL pool.
    */
   maxConcurrentWrites?: number;
+  /**
+   * Most hellos being stored at the same time (the rest wait here, holding no database
+   * connection, and one whose agent gave up meanwhile is dropped before it writes). A replica
+   * taking over a dead one's agents gets hundreds of hellos at once: without a bound they all
+   * queue on the database pool, ahead of everything else, and the abandoned ones write before
+   * anyone sees they are gone. Default 4; the controller passes half the PostgreSQL pool.
+   */
+  maxConcurrentHellos?: number;
 }
 
 export interface AgentLinkTrustSource {
@@ -188,6 +196,12 @@ interface Session {
   storedHash: string | null;
   /** The CAs the store holds as this agent's trusted ones (read at hello, then as written here): a TrustAck repeating them writes nothing. */
   trustedCas: string[] | undefined;
+  /**
+   * The policy status the store holds for this agent (read at hello, then as written here);
+   * undefined when not known. The agent reports its status after every welcome — after a
+   * failover the same version and result again — and a report equal to it writes nothing.
+   */
+  storedPolicy: Pick<AgentPolicyStatusRecord, 'version' | 'applied' | 'error'> | undefined;
 }
 
 interface PendingCommand {
@@ -241,6 +255,8 @@ export class AgentLinkService {
   /** Admission to storing agent messages: free slots, and the writers waiting for one (FIFO). */
   private writeSlots: number;
   private readonly writeWaiters: (() => void)[] = [];
+  private helloSlots: number;
+  private readonly helloWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -255,6 +271,8 @@ export class AgentLinkService {
     this.sweepEveryMs = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
     this.writeSlots = opts.maxConcurrentWrites ?? 8;
     if (!(Number.isSafeInteger(this.writeSlots) && this.writeSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentWrites must be a positive integer');
+    this.helloSlots = opts.maxConcurrentHellos ?? 4;
+    if (!(Number.isSafeInteger(this.helloSlots) && this.helloSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentHellos must be a positive integer');
     if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
   }
 
@@ -554,6 +572,19 @@ export class AgentLinkService {
     }
   }
 
+  /** Runs `fn` holding one of the hello slots (as admitted() the write slots: first come first served). */
+  private async helloAdmitted<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.helloSlots > 0) this.helloSlots -= 1;
+    else await new Promise<void>((resolve) => this.helloWaiters.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.helloWaiters.shift();
+      if (next) next();
+      else this.helloSlots += 1;
+    }
+  }
+
   private writeAck(s: Session, seq: AgentMessage__Output['seq']): void {
     if (s.closed) return;
     s.call.write({ ack: { seq } });
@@ -725,43 +756,52 @@ export class AgentLinkService {
     if (hello.agentId !== agentId) {
       throw new BulkheadError('BK_ERR_AGENT_ID_MISMATCH', `hello claims agent "${hello.agentId}" but the certificate identifies "${agentId}"`);
     }
-    const rec = await stored(() => this.opts.store.getAgent(agentId));
-    if (!rec) throw new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
-    stillWanted();
-    if (rec.status === 'revoked' || rec.revokedAt) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
-    const current = canonicalSerial(rec.certSerial) === serial;
-    const previousCert = !current && rec.prevCertSerial !== undefined && canonicalSerial(rec.prevCertSerial) === serial;
-    if (!current && !previousCert) {
-      throw new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${serial} is not the one issued to ${agentId}`);
+    if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
+    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
+    const now = this.now();
+    const trusted = trustedFingerprints(hello.trustedCaFingerprints);
+    const leaseExpiresAt = new Date(now.getTime() + this.leaseMs);
+    const acceptHello = this.opts.store.acceptAgentHello;
+    let rec: AgentHelloState;
+    let trustChanged: boolean;
+    if (acceptHello) {
+      // The agent's checks, lease, online status and trusted CAs in one transaction (one
+      // statement on PostgreSQL): a replica taking over a dead one's agents runs hundreds of
+      // these at once (BENCHMARKS.md, failover). A refused hello writes nothing; the stored row
+      // it returns says why. The CAs ride on the row's update whenever the agent reports some
+      // (the same value costs nothing there).
+      const r = await this.helloAdmitted(() => {
+        stillWanted(); // an agent that gave up while its hello waited for a slot: nothing written
+        progress.wrote = true; // from here a stream that ends is undone by the caller (offline unless back)
+        return stored(() => acceptHello.call(this.opts.store, {
+          agentId, certSerial: serial, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
+          ...(hello.trustedCaFingerprints.length > 0 ? { trustedCas: trusted } : {}),
+        }));
+      });
+      if (!r.accepted) {
+        progress.wrote = false;
+        throw helloRefusal(agentId, serial, r.before);
+      }
+      rec = r.before!;
+      trustChanged = hello.trustedCaFingerprints.length > 0 && !sameList(trusted, rec.trustedCas);
+      if (trustChanged) rec = { ...rec, trustedCas: trusted };
+    } else {
+      const a = await stored(() => this.opts.store.getAgent(agentId));
+      const before: AgentHelloState | undefined = a && { ...a, policyStatus: a.policyStatus ?? undefined };
+      if (!before || !helloAcceptable(before, serial)) throw helloRefusal(agentId, serial, before);
+      rec = before;
+      stillWanted();
+      progress.wrote = true;
+      trustChanged = hello.trustedCaFingerprints.length > 0 && !sameList(trusted, rec.trustedCas);
+      // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
+      await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, leaseExpiresAt));
+      await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
     }
-    if (previousCert) {
+    if (canonicalSerial(rec.certSerial) !== serial) {
       // Its last renewal answer never reached it: it renews again from this stream (the agent's schedule renews at once past half-life).
       this.opts.logger.warn({ agentId, serial, current: canonicalSerial(rec.certSerial) }, 'agent connected with its previous certificate: the renewed one never reached it');
     } else if (rec.prevCertSerial !== undefined) {
       await stored(async () => this.opts.store.retirePreviousCert?.(agentId, rec.certSerial));
-    }
-    const now = this.now();
-    if (!hello.host) throw new BulkheadError('BK_ERR_PROTOCOL', 'hello carries no host facts');
-    if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
-    stillWanted();
-    // From here the hello writes: a stream that ends now is undone by the caller (offline unless back).
-    progress.wrote = true;
-    // The trusted CAs are written only when they changed (a reconnecting agent trusts the same ones).
-    const trusted = trustedFingerprints(hello.trustedCaFingerprints);
-    const trustChanged = hello.trustedCaFingerprints.length > 0 && !sameList(trusted, rec.trustedCas);
-    const leaseExpiresAt = new Date(now.getTime() + this.leaseMs);
-    const acceptHello = this.opts.store.acceptAgentHello;
-    if (acceptHello) {
-      // Lease, online status and trusted CAs in one transaction (one statement on PostgreSQL): a replica
-      // taking over a dead one's agents runs hundreds of these at once (BENCHMARKS.md, failover).
-      await stored(() => acceptHello.call(this.opts.store, {
-        agentId, owner: this.bus.replicaId, leaseExpiresAt, agentVersion: hello.agentVersion, host: hello.host!, now,
-        ...(trustChanged ? { trustedCas: trusted } : {}),
-      }));
-    } else {
-      // The lease before the status: a replica whose old stream of this agent ends now sees it and leaves the agent online.
-      await stored(async () => this.opts.store.claimAgentLease?.(agentId, this.bus.replicaId, leaseExpiresAt));
-      await stored(() => this.opts.store.markAgentConnected(agentId, hello.agentVersion, hello.host!, now));
     }
     if (gone()) throw new BulkheadError('BK_ERR_PROTOCOL', 'the stream ended before its hello was accepted');
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
@@ -770,7 +810,9 @@ export class AgentLinkService {
       agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert,
       lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
       storedHash: rec.stateHash ?? null,
-      trustedCas: trustChanged ? trusted : rec.trustedCas,
+      trustedCas: rec.trustedCas,
+      // Not while an older stream of the agent is open here: it may still be writing its status.
+      storedPolicy: previous === undefined ? rec.policyStatus : undefined,
     };
     // The stored inventory is exact when the agent's inventory has the hash stored with it. Not
     // while an older stream of the agent is still open here: a write of it may be under way,
@@ -784,6 +826,7 @@ export class AgentLinkService {
     // The bundle in force follows the welcome, unless the agent just told us it cannot receive it.
     if (this.opts.policy) {
       const bundle = this.opts.policy.bundle();
+      if (hello.lastDeliveryError) s.storedPolicy = undefined; // recordDeliveryFailure may write it
       const undeliverable = hello.lastDeliveryError ? await stored(() => this.recordDeliveryFailure(agentId, hello, bundle, now)) : false;
       if (!undeliverable) call.write({ policy: bundle });
     }
@@ -876,7 +919,12 @@ export class AgentLinkService {
       case 'policyStatus': {
         const st = msg.policyStatus;
         if (!st) throw new BulkheadError('BK_ERR_PROTOCOL', 'policy status without a body');
-        await this.opts.store.setAgentPolicyStatus({ agentId: s.agentId, version: Number(st.version), applied: st.applied, error: st.error.slice(0, 4096), updatedAt: now });
+        const reported = { version: Number(st.version), applied: st.applied, error: st.error.slice(0, 4096) };
+        const known = s.storedPolicy;
+        if (known === undefined || known.version !== reported.version || known.applied !== reported.applied || known.error !== reported.error) {
+          await this.opts.store.setAgentPolicyStatus({ agentId: s.agentId, ...reported, updatedAt: now });
+          s.storedPolicy = reported;
+        }
         if (!st.applied) this.opts.logger.warn({ agentId: s.agentId, version: Number(st.version), error: st.error }, 'agent refused the policy bundle');
         break;
       }
@@ -1176,6 +1224,13 @@ export class AgentLinkService {
     }
     s.call.emit('error', toServiceError(err));
   }
+}
+
+/** Why a hello is refused, from the agent as stored (undefined: not enrolled); the store's acceptAgentHello decided. */
+function helloRefusal(agentId: string, serial: string, a: AgentHelloState | undefined): BulkheadError {
+  if (!a) return new BulkheadError('BK_ERR_AGENT_UNKNOWN', `agent ${agentId} is not enrolled with this controller`);
+  if (a.status === 'revoked' || a.revokedAt) return new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
+  return new BulkheadError('BK_ERR_CERT_REQUIRED', `certificate serial ${serial} is not the one issued to ${agentId}`);
 }
 
 /** True when the DER certificate `raw` is signed by the PEM CA `caPem`. */

@@ -6,13 +6,14 @@
 import { PostgresAdapter, sql, type QueryCreator, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
-  AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
+  AgentHelloResult, AgentHelloState, AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
   AgentPolicyStatusRecord, PolicyVersionRecord, PolicyVersionSummary, ScanRecord, ViolationAck, ViolationQuery, ViolationRecord,
 } from './store';
 import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
+import { helloAcceptable } from './store';
 import { migrateToLatest } from './migrations';
 import { pgRowsByKeys } from './pg-keys';
 import type { AlertStore } from '../alerts/alert-store';
@@ -356,11 +357,25 @@ export abstract class KyselyStore implements Store {
     await upsertAgentLease(this.db, agentId, owner, expiresAt).execute();
   }
 
-  /** Two statements in one transaction here (SQLite); PostgresStore makes it one statement. */
-  async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+  /**
+   * Here (SQLite) a read and, when taken, two writes in one transaction (SQLite has one
+   * writer at a time, so nothing changes the row in between); PostgresStore makes it one
+   * statement.
+   */
+  async acceptAgentHello(h: AgentHelloWrite): Promise<AgentHelloResult> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom('agents')
+        .leftJoin('agent_policy_status as ps', 'ps.agent_id', 'agents.id')
+        .select(['agents.status', 'agents.revoked_at', 'agents.cert_serial', 'agents.prev_cert_serial', 'agents.trusted_cas', 'agents.state_hash'])
+        .select(['ps.version as ps_version', 'ps.applied as ps_applied', 'ps.error as ps_error'])
+        .where('agents.id', '=', h.agentId)
+        .executeTakeFirst();
+      const before = row && toHelloState(row);
+      if (!before || !helloAcceptable(before, h.certSerial)) return { accepted: false, ...(before ? { before } : {}) };
       await upsertAgentLease(trx, h.agentId, h.owner, h.leaseExpiresAt).execute();
       await trx.updateTable('agents').set(helloAgentColumns(h)).where('id', '=', h.agentId).where('status', '!=', 'revoked').execute();
+      return { accepted: true, before };
     });
   }
 
@@ -1346,6 +1361,33 @@ export function helloAgentColumns(h: Pick<AgentHelloWrite, 'agentVersion' | 'hos
   return {
     agent_version: h.agentVersion, host_json: JSON.stringify(h.host), status: 'online', connected_at: ms, last_seen_at: ms,
     ...(h.trustedCas !== undefined ? { trusted_cas: JSON.stringify(h.trustedCas) } : {}),
+  };
+}
+
+/** The columns acceptAgentHello reads (both stores), as stored: PostgreSQL returns bigints as strings. */
+export interface HelloStateRow {
+  status: string;
+  revoked_at: unknown;
+  cert_serial: string;
+  prev_cert_serial: string | null;
+  trusted_cas: string | null;
+  state_hash?: string | null;
+  ps_version: unknown;
+  ps_applied: unknown;
+  ps_error: string | null;
+}
+
+export function toHelloState(r: HelloStateRow): AgentHelloState {
+  return {
+    status: r.status as AgentStatus,
+    revokedAt: toDateOrNull(r.revoked_at),
+    certSerial: r.cert_serial,
+    ...(r.prev_cert_serial ? { prevCertSerial: r.prev_cert_serial } : {}),
+    ...(r.trusted_cas !== null && r.trusted_cas !== undefined ? { trustedCas: parseStringArray(r.trusted_cas) } : {}),
+    ...(r.state_hash ? { stateHash: r.state_hash } : {}),
+    ...(r.ps_version !== null && r.ps_version !== undefined
+      ? { policyStatus: { version: toNumber(r.ps_version), applied: toNumber(r.ps_applied) !== 0, error: r.ps_error ?? '' } }
+      : {}),
   };
 }
 

@@ -4,14 +4,14 @@
 // one text difference (PostgreSQL text cannot hold U+0000). Queries are
 // KyselyStore's, shared with SQLite.
 import {
-  Kysely, OperationNodeTransformer, PostgresDialect, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs,
+  CompiledQuery, Kysely, OperationNodeTransformer, PostgresDialect, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs,
   type PrimitiveValueListNode, type QueryResult, type RootOperationNode, type UnknownRow, type ValueNode,
 } from 'kysely';
 import { Pool } from 'pg';
 import { BulkheadError } from '@bulkhead/shared';
 import type { Database } from './schema';
-import { KyselyStore, helloAgentColumns, upsertAgentLease } from './kysely-store';
-import type { AgentHelloWrite } from './store';
+import { KyselyStore, helloAgentColumns, toHelloState, type HelloStateRow } from './kysely-store';
+import type { AgentHelloResult, AgentHelloWrite } from './store';
 import { describePostgresUrl } from './postgres-url';
 
 export { describePostgresUrl };
@@ -69,18 +69,26 @@ export class PostgresStore extends KyselyStore {
   }
 
   /**
-   * The hello's lease and status in one statement: a data-modifying CTE takes the lease
-   * (PostgreSQL runs it whether or not the UPDATE reads it), the UPDATE marks the agent
-   * connected; both commit together. One round trip instead of three.
+   * The hello's read, checks, lease and status in one statement: `cur` reads the agent and
+   * locks its row (FOR UPDATE: a revocation or another replica's hello committing meanwhile is
+   * waited for and its result read, not an older snapshot); `ok` is that row when the hello may
+   * be taken (helloAcceptable in SQL: regexp_replace(lower(…), '^0+(?=.)', '') is
+   * canonicalSerial); the data-modifying CTEs take the lease and mark the agent connected
+   * only for `ok` (PostgreSQL runs them whether or not the query reads them); the SELECT
+   * returns the row as it was, with its policy status. One round trip and one commit instead of
+   * four. Written as SQL text, not built with Kysely: the hello is the hottest statement of a
+   * failover (hundreds at once on the surviving replica) and building it cost more CPU than
+   * sending it (BENCHMARKS.md, failover). Parameters get the NUL rule of every other statement.
    */
-  override async acceptAgentHello(h: AgentHelloWrite): Promise<void> {
-    await this.db
-      .with('lease', (db) => upsertAgentLease(db, h.agentId, h.owner, h.leaseExpiresAt).returning('agent_id'))
-      .updateTable('agents')
-      .set(helloAgentColumns(h))
-      .where('id', '=', h.agentId)
-      .where('status', '!=', 'revoked')
-      .execute();
+  override async acceptAgentHello(h: AgentHelloWrite): Promise<AgentHelloResult> {
+    const ms = h.now.getTime();
+    const c = helloAgentColumns(h);
+    const params = [h.agentId, h.certSerial, h.owner, h.leaseExpiresAt.getTime(), c.agent_version, c.host_json, ms, c.trusted_cas ?? null]
+      .map((v) => (typeof v === 'string' ? stripNul(v) : v));
+    const r = await this.db.executeQuery<HelloStateRow & { accepted: unknown }>(CompiledQuery.raw(ACCEPT_HELLO_SQL, params));
+    const row = r.rows[0];
+    if (!row) return { accepted: false };
+    return { accepted: Number(row.accepted) === 1, before: toHelloState(row) };
   }
 
   /** Connects once, so a wrong URL, password or database fails at start-up with a clear message. */
@@ -122,6 +130,27 @@ class NulTransformer extends OperationNodeTransformer {
     return Object.freeze({ ...node, values: Object.freeze(node.values.map((v) => (typeof v === 'string' ? stripNul(v) : v))) });
   }
 }
+
+/** PostgresStore.acceptAgentHello's statement ($1 agent id, $2 canonical serial, $3 owner, $4 lease expiry, $5 version, $6 host JSON, $7 now, $8 trusted CAs JSON or null). */
+const ACCEPT_HELLO_SQL = `with cur as (
+  select id, status, revoked_at, cert_serial, prev_cert_serial, trusted_cas, state_hash from agents where id = $1 for update
+), ok as (
+  select id from cur
+  where status <> 'revoked' and revoked_at is null
+    and (regexp_replace(lower(cert_serial), '^0+(?=.)', '') = $2
+      or (prev_cert_serial is not null and prev_cert_serial <> '' and regexp_replace(lower(prev_cert_serial), '^0+(?=.)', '') = $2))
+), lease as (
+  insert into agent_leases (agent_id, owner, expires_at) select id, $3, $4 from ok
+  on conflict (agent_id) do update set owner = excluded.owner, expires_at = excluded.expires_at
+  returning agent_id
+), upd as (
+  update agents set agent_version = $5, host_json = $6, status = 'online', connected_at = $7, last_seen_at = $7, trusted_cas = coalesce($8, agents.trusted_cas)
+  from ok where agents.id = ok.id and agents.status <> 'revoked'
+  returning agents.id
+)
+select cur.status, cur.revoked_at, cur.cert_serial, cur.prev_cert_serial, cur.trusted_cas, cur.state_hash,
+  ps.version as ps_version, ps.applied as ps_applied, ps.error as ps_error, (select count(*) from upd) as accepted
+from cur left join agent_policy_status ps on ps.agent_id = cur.id`;
 
 function stripNul(s: string): string {
   return s.replaceAll('\u0000', '\uFFFD');

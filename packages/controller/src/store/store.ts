@@ -1,7 +1,7 @@
 // The controller's persistence contract. One implementation per database
 // (SQLite embedded by default, PostgreSQL later) behind this interface, so
 // the gRPC server, REST API and CLI never see SQL.
-import type { ContainerFacts__Output, HostFacts__Output, ScanSummary } from '@bulkhead/shared';
+import { canonicalSerial, type ContainerFacts__Output, type HostFacts__Output, type ScanSummary } from '@bulkhead/shared';
 import type { AlertStore } from '../alerts/alert-store';
 import type { AuditStore } from '../audit/audit-store';
 import type { UsageStore } from './usage-store';
@@ -359,14 +359,19 @@ export interface Store {
   /** Records `owner` as the holder of the agent's stream until `expiresAt`, taking it from any other holder (the newest stream wins). */
   claimAgentLease?(agentId: string, owner: string, expiresAt: Date): Promise<void>;
   /**
-   * A hello's writes at once: claimAgentLease(agentId, owner, leaseExpiresAt), then
-   * markAgentConnected(agentId, agentVersion, host, now) and, when `trustedCas` is given,
-   * setAgentTrustedCas — in one transaction, so the lease and the online status are seen
-   * together. On PostgreSQL one statement (one round trip and one commit instead of three):
-   * a replica taking over a dead one's ~500 agents at once spent its CPU issuing the hellos'
-   * statements (BENCHMARKS.md, failover at fleet size).
+   * A hello's read and writes at once. Reads the agent as stored; when the hello may be taken —
+   * the agent is enrolled, neither revoked (status) nor with a revokedAt, and `certSerial` is
+   * its current or previous certificate's serial (compared as canonicalSerial does: case and
+   * leading zeros ignored) — it claimAgentLease(agentId, owner, leaseExpiresAt)s,
+   * markAgentConnected(agentId, agentVersion, host, now)s and, when `trustedCas` is given,
+   * stores them; otherwise it writes nothing. All in one transaction, so the checks, the lease
+   * and the online status are seen together; on PostgreSQL one statement (one round trip and
+   * one commit instead of four): a replica taking over a dead one's ~500 agents at once spent
+   * its CPU issuing the hellos' statements (BENCHMARKS.md, failover at fleet size).
+   * Returns whether it was taken and the agent as it was just before (undefined: not enrolled),
+   * from which the caller explains a refusal.
    */
-  acceptAgentHello?(h: AgentHelloWrite): Promise<void>;
+  acceptAgentHello?(h: AgentHelloWrite): Promise<AgentHelloResult>;
   /**
    * Extends `owner`'s leases on `agentIds` to `expiresAt` (taking again those nobody holds);
    * returns the ids another replica holds now: their streams moved there.
@@ -479,4 +484,36 @@ export interface AgentHelloWrite {
   now: Date;
   /** The CAs the agent trusts for the controller's certificate; undefined leaves them as stored. */
   trustedCas?: string[];
+  /** The serial of the certificate the agent connected with, canonical (canonicalSerial). */
+  certSerial: string;
+}
+
+/** What acceptAgentHello read and did. */
+export interface AgentHelloResult {
+  /** True when the hello was taken (lease, online status and any trusted CAs written). */
+  accepted: boolean;
+  /** The agent as stored just before the hello; undefined when it is not enrolled. */
+  before?: AgentHelloState;
+}
+
+/** The columns of an agent a hello decides on. */
+export interface AgentHelloState {
+  status: AgentStatus;
+  revokedAt: Date | null;
+  certSerial: string;
+  prevCertSerial?: string;
+  trustedCas?: string[];
+  stateHash?: string;
+  /** The policy status stored for it (version, applied, error), absent before its first report. */
+  policyStatus?: Pick<AgentPolicyStatusRecord, 'version' | 'applied' | 'error'>;
+}
+
+/**
+ * Whether a hello with the certificate `serial` (canonical) may be taken for an agent stored
+ * as `a`: not revoked, and the certificate is its current or previous one. The SQL of
+ * PostgresStore.acceptAgentHello says the same; the store tests hold both to it.
+ */
+export function helloAcceptable(a: AgentHelloState, serial: string): boolean {
+  if (a.status === 'revoked' || a.revokedAt !== null) return false;
+  return canonicalSerial(a.certSerial) === serial || (a.prevCertSerial !== undefined && canonicalSerial(a.prevCertSerial) === serial);
 }

@@ -108,6 +108,45 @@ t.test('agent_online is raised only after an agent_offline alert; state changes 
   t.equal((await a.store.alerts!.listAlerts({ agentId: 'agt_1' })).length, 3);
 });
 
+t.test('agent_online for many agents in one batch: each decided from its own latest state alert, read in one query', async (t) => {
+  const { a } = await setup(t);
+  const s = a.alerting.alerts;
+  const store = a.store.alerts!;
+  const T = Date.now() - 60_000;
+  // agt_a: offline last → back online is raised; agt_b: offline then online → nothing; agt_c: no state alert → nothing;
+  // agt_d: online, then offline again → raised.
+  await s.raise({ type: 'agent_offline', agentId: 'agt_a', message: 'down', time: new Date(T) });
+  await s.raise({ type: 'agent_offline', agentId: 'agt_b', message: 'down', time: new Date(T) });
+  await s.raise({ type: 'agent_online', agentId: 'agt_b', message: 'up', time: new Date(T + 1000) });
+  await s.raise({ type: 'agent_offline', agentId: 'agt_d', message: 'down', time: new Date(T) });
+  await s.raise({ type: 'agent_online', agentId: 'agt_d', message: 'up', time: new Date(T + 1000) });
+  await s.raise({ type: 'agent_offline', agentId: 'agt_d', message: 'down', time: new Date(T + 2000) });
+  let prefetches = 0;
+  const orig = store.writeAlerts.bind(store);
+  store.writeAlerts = (plan) =>
+    orig(async (ctx) => {
+      const prefetch = ctx.prefetchAgentStates;
+      if (prefetch) ctx.prefetchAgentStates = async (ids) => {
+        prefetches += 1;
+        await prefetch(ids);
+      };
+      await plan(ctx);
+    });
+  // Raised together: one batch (agt_e: offline and back within the batch → raised from what the batch holds).
+  const r = await Promise.all([
+    s.raise({ type: 'agent_online', agentId: 'agt_a', message: 'up' }),
+    s.raise({ type: 'agent_online', agentId: 'agt_b', message: 'up' }),
+    s.raise({ type: 'agent_online', agentId: 'agt_c', message: 'up' }),
+    s.raise({ type: 'agent_online', agentId: 'agt_d', message: 'up' }),
+    s.raise({ type: 'agent_offline', agentId: 'agt_e', message: 'down' }),
+    s.raise({ type: 'agent_online', agentId: 'agt_e', message: 'up' }),
+  ]);
+  t.same(r.map((x) => x.skipped), [false, true, true, false, false, false], 'each agent decided on its own state');
+  t.equal(prefetches, 1, 'the batch read its agents\' states in one query');
+  const online = (await store.listAlerts({})).filter((x) => x.type === 'agent_online').map((x) => x.agentId).sort();
+  t.same(online, ['agt_a', 'agt_b', 'agt_d', 'agt_d', 'agt_e'], 'agt_b\'s and one of agt_d\'s are the earlier ones');
+});
+
 t.test('the alert and its deliveries commit together or not at all', async (t) => {
   const { a, rx } = await setup(t);
   await a.alerting.webhooks.create({ url: rx.url });

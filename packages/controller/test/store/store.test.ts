@@ -296,11 +296,20 @@ t.test('findContainers and purgeRemovedContainers', async (t) => {
 t.test('acceptAgentHello: a replica takes over a dead replica\'s lease and marks the agent online in one write', async (t) => {
   const store = await freshStore(t);
   const FP = `sha256:${'a'.repeat(64)}`;
+  const hello = (agentId: string, over: Partial<Parameters<NonNullable<Store['acceptAgentHello']>>[0]> = {}) =>
+    store.acceptAgentHello!({ agentId, certSerial: 'ab12', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '1.2.3', host: host(`h-${agentId}`), now: at(1000), ...over });
   await store.insertAgent(agent('agt_h'));
+  await store.touchAgents!(new Map(), new Map([['agt_h', 'sha256:inv']]));
   // Replica A held the stream, then died: its lease row stays (unexpired) until someone takes it.
   await store.claimAgentLease!('agt_h', 'rep_A', at(15_000));
   await store.setAgentTrustedCas!('agt_h', [FP]);
-  await store.acceptAgentHello!({ agentId: 'agt_h', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '1.2.3', host: host('h-new'), now: at(1000) });
+  await store.setAgentPolicyStatus({ agentId: 'agt_h', version: 3, applied: true, error: '', updatedAt: at(500) });
+  await store.setAgentStatus('agt_h', 'online', at(500));
+  const r = await hello('agt_h', { host: host('h-new') });
+  t.same(r, {
+    accepted: true,
+    before: { status: 'online', revokedAt: null, certSerial: 'ab12', trustedCas: [FP], stateHash: 'sha256:inv', policyStatus: { version: 3, applied: true, error: '' } },
+  }, 'taken; returns the agent as it was, with its policy status');
   t.same(await store.getAgentLease!('agt_h'), { owner: 'rep_B', expiresAt: at(16_000) }, 'the lease is B\'s now, with B\'s expiry');
   const rec = await store.getAgent('agt_h');
   t.equal(rec?.status, 'online');
@@ -315,14 +324,41 @@ t.test('acceptAgentHello: a replica takes over a dead replica\'s lease and marks
 
   // No lease row at all (first hello ever), and new trusted CAs.
   await store.insertAgent(agent('agt_i'));
-  await store.acceptAgentHello!({ agentId: 'agt_i', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '1', host: host('h-i'), now: at(1000), trustedCas: [FP] });
+  t.same(await hello('agt_i', { trustedCas: [FP] }), { accepted: true, before: { status: 'offline', revokedAt: null, certSerial: 'ab12' } }, 'nothing reported yet: no CAs, hash or policy status before');
   t.equal((await store.getAgentLease!('agt_i'))?.owner, 'rep_B');
   t.same((await store.getAgent('agt_i'))?.trustedCas, [FP], 'given trusted CAs are stored');
+});
 
-  // A revoked agent stays revoked (a late hello must not flip it back online).
+t.test('acceptAgentHello refuses, writing nothing, an unknown or revoked agent and a certificate not its own', async (t) => {
+  const store = await freshStore(t);
+  const hello = (agentId: string, certSerial: string) =>
+    store.acceptAgentHello!({ agentId, certSerial, owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '9', host: host('h-x'), now: at(1000), trustedCas: [] });
+  t.same(await hello('agt_none', 'ab12'), { accepted: false }, 'not enrolled');
+  t.equal(await store.getAgentLease!('agt_none'), undefined, 'no lease for an unknown agent');
+
+  // A revoked agent stays revoked (a late hello must not flip it back online), and gets no lease.
   await store.insertAgent(agent('agt_r'));
   await store.setAgentStatus('agt_r', 'revoked', at(500));
-  await store.acceptAgentHello!({ agentId: 'agt_r', owner: 'rep_B', leaseExpiresAt: at(16_000), agentVersion: '9', host: host('h-r'), now: at(1000) });
+  const r = await hello('agt_r', 'ab12');
+  t.equal(r.accepted, false);
+  t.equal(r.before?.status, 'revoked');
   t.equal((await store.getAgent('agt_r'))?.status, 'revoked');
   t.equal((await store.getAgent('agt_r'))?.agentVersion, '', 'nothing of the hello written');
+  t.equal(await store.getAgentLease!('agt_r'), undefined, 'no lease for a revoked agent');
+  // revokedAt alone (a revocation's timestamp with another status) refuses too.
+  await store.insertAgent(agent('agt_ra', { status: 'online', revokedAt: at(400) }));
+  t.same((await hello('agt_ra', 'ab12')).accepted, false, 'revokedAt set: refused');
+  t.equal(await store.getAgentLease!('agt_ra'), undefined);
+
+  // Serials: the current or the previous one, compared as canonicalSerial does (case, leading zeros).
+  await store.insertAgent(agent('agt_c', { certSerial: '00AB12', prevCertSerial: '0Cd3' }));
+  const w = await hello('agt_c', 'ef');
+  t.same(w, { accepted: false, before: { status: 'offline', revokedAt: null, certSerial: '00AB12', prevCertSerial: '0Cd3' } }, 'another serial: refused');
+  t.equal(await store.getAgentLease!('agt_c'), undefined, 'and no lease');
+  t.equal((await store.getAgent('agt_c'))?.status, 'offline', 'nor online');
+  t.equal((await hello('agt_c', 'ab12')).accepted, true, 'the current serial, stored upper-case with leading zeros');
+  t.equal((await hello('agt_c', 'cd3')).accepted, true, 'the previous serial (its renewal answer never arrived)');
+  t.equal((await hello('agt_c', '0ab12')).accepted, false, 'a serial given non-canonical does not match');
+  await store.insertAgent(agent('agt_d', { certSerial: 'ab12', prevCertSerial: '' }));
+  t.equal((await hello('agt_d', '')).accepted, false, 'an empty previous serial matches nothing');
 });
