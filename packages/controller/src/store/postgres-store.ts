@@ -45,10 +45,12 @@ export interface PostgresStoreOptions {
 /**
  * Connections of the pool set aside for the container list's key statements (see
  * KyselyStore.listReads), taken out of maxConnections when it is at least
- * LIST_POOL_MIN_TOTAL; below that there is no separate pool.
+ * LIST_POOL_MIN_TOTAL; below that there is no separate pool. From 8: the agent link stores at
+ * most half of maxConnections' messages at once (docs/cli.md), which leaves at least 2 of the
+ * other pool's connections for hellos, leases and alerts, as before.
  */
 const LIST_POOL_SIZE = 2;
-const LIST_POOL_MIN_TOTAL = 4;
+const LIST_POOL_MIN_TOTAL = 8;
 
 export class PostgresStore extends KyselyStore {
   private constructor(db: Kysely<Database>, readonly description: string, listReads?: Kysely<Database>) {
