@@ -1,7 +1,7 @@
 // Owns the link from a container's facts, as read from the store, back to the JSON text they
 // were parsed from, so the API can write that text into a response instead of serializing
-// the parsed object again (GET /v1/containers: 100 containers' facts a page, ~1.5 ms of the
-// controller's CPU on a 2-core host; bench/api-at-scale.js).
+// the parsed object again (GET /v1/containers: 100 containers' facts a page, ~1 ms of the
+// controller's CPU on a 2-core host; BENCHMARKS.md, "stored facts text").
 //
 // Hand-written (a WeakMap, no library): the text is the store's own column and the only
 // question is "is this object the one parsed from it", which an identity map answers.

@@ -103,7 +103,7 @@ const EMPTY_FACTS = '"facts":{}';
  * container's facts written as the JSON text the store read them from rather than serialized
  * again: the same bytes (the schema passes facts through as an open object, which
  * fast-json-stringify writes as JSON.stringify does, and the stored text is JSON.stringify's),
- * ~1.5 ms less of the controller's CPU a 100-container page (BENCHMARKS.md, "list p99").
+ * ~1 ms less of the controller's CPU a 100-container page (BENCHMARKS.md, "stored facts text").
  * The page is serialized with every item's facts `{}`; each `"facts":{}` in the result is an
  * item's own key, in item order (a string value cannot hold it: JSON escapes every `"` inside
  * one). Any item without stored text (not straight from the store): the page as it is, for
