@@ -16,6 +16,7 @@ import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable
 import { helloAcceptable } from './store';
 import { migrateToLatest } from './migrations';
 import { pgRowsByKeys } from './pg-keys';
+import { parseStoredFacts } from './stored-facts';
 import type { AlertStore } from '../alerts/alert-store';
 import { KyselyAlertStore } from '../alerts/kysely-alert-store';
 import type { AuditStore } from '../audit/audit-store';
@@ -72,7 +73,12 @@ export abstract class KyselyStore implements Store {
   /** PostgreSQL runs transactions truly in parallel (see insertPolicyVersion). */
   private readonly postgres: boolean;
 
-  protected constructor(protected readonly db: Db) {
+  /**
+   * @param listReads PostgreSQL: a pool whose connections run without parallel workers
+   *   (PostgresStore.open), for listContainers' key statements; without one each runs in its
+   *   own transaction after a SET LOCAL.
+   */
+  protected constructor(protected readonly db: Db, private readonly listReads?: Db) {
     this.postgres = db.getExecutor().adapter instanceof PostgresAdapter;
     this.usage = new KyselyUsageStore(db);
     this.alerts = new KyselyAlertStore(db);
@@ -90,7 +96,7 @@ export abstract class KyselyStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.db.destroy();
+    await Promise.all([this.db.destroy(), this.listReads?.destroy()]);
   }
 
   async ping(): Promise<void> {
@@ -592,17 +598,21 @@ export abstract class KyselyStore implements Store {
     // No stored image reference matches: neither does any container.
     if (imageRefs !== undefined && imageRefs.length === 0) return [];
     const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs);
+    // No parallel workers for a page on PostgreSQL: the walk usually stops after a few thousand
+    // index entries, but the planner, underestimating how many rows pass the label and image
+    // filters, plans a parallel scan of the whole index, and starting its workers cost ~50 ms a
+    // page on a busy 2-core host (10× the scan). On the listReads pool's connections the setting
+    // is the session's (one round trip a page); without that pool, SET LOCAL in a transaction
+    // of its own (four: BEGIN, SET LOCAL, SELECT, COMMIT).
     const run = async (query: RawBuilder<ContainerKeyRow>): Promise<ContainerKeyRow[]> =>
-      this.postgres
-        ? // No parallel workers for a page: the walk usually stops after a few thousand index
-          // entries, but the planner, underestimating how many rows pass the label and image
-          // filters, plans a parallel scan of the whole index, and starting its workers cost
-          // ~50 ms a page on a busy 2-core host (10× the scan). SET LOCAL: this transaction only.
-          await this.db.transaction().execute(async (trx) => {
+      this.listReads !== undefined
+        ? (await query.execute(this.listReads)).rows
+        : this.postgres
+          ? await this.db.transaction().execute(async (trx) => {
             await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
             return (await query.execute(trx)).rows;
           })
-        : (await query.execute(this.db)).rows;
+          : (await query.execute(this.db)).rows;
     const dir = sql.raw(desc ? 'desc' : 'asc');
     const cmp = sql.raw(desc ? '<' : '>');
     const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
@@ -1255,7 +1265,7 @@ function toContainer(r: Selectable<ContainersTable>): ContainerRecord {
     name: r.name,
     imageRef: r.image_ref,
     state: r.state,
-    facts: JSON.parse(r.facts_json) as ContainerFacts__Output,
+    facts: parseStoredFacts<ContainerFacts__Output>(r.facts_json),
     updatedAt: toDate(r.updated_at),
     removed: toNumber(r.removed) !== 0,
   };

@@ -42,9 +42,19 @@ export interface PostgresStoreOptions {
   onIdleError?: (err: Error) => void;
 }
 
+/**
+ * Connections of the pool set aside for the container list's key statements (see
+ * KyselyStore.listReads), taken out of maxConnections when it is at least
+ * LIST_POOL_MIN_TOTAL; below that there is no separate pool. From 8: the agent link stores at
+ * most half of maxConnections' messages at once (docs/cli.md), which leaves at least 2 of the
+ * other pool's connections for hellos, leases and alerts, as before.
+ */
+const LIST_POOL_SIZE = 2;
+const LIST_POOL_MIN_TOTAL = 8;
+
 export class PostgresStore extends KyselyStore {
-  private constructor(db: Kysely<Database>, readonly description: string) {
-    super(db);
+  private constructor(db: Kysely<Database>, readonly description: string, listReads?: Kysely<Database>) {
+    super(db, listReads);
   }
 
   /** Creates the pool lazily (no connection is made until the first query). */
@@ -56,16 +66,37 @@ export class PostgresStore extends KyselyStore {
     if (!Number.isSafeInteger(connectTimeoutMs) || connectTimeoutMs < 1) {
       throw new BulkheadError('BK_ERR_CONFIG_INVALID', `postgres connectTimeoutMs must be a positive integer, got ${connectTimeoutMs}`);
     }
-    const pool = new Pool({ connectionString: opts.connectionString, max, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
-    pool.on('error', (err) => opts.onIdleError?.(err));
-    // pg-pool listens for errors only on idle connections: one that the server ends while it
-    // is checked out (a terminated backend, a restart or failover mid-transaction) would emit
-    // 'error' with no listener and end the process. The query in flight fails with that error
-    // (and the next query on the dead connection fails too), which is where it is handled:
-    // the agent link and the alerts retry it. So this listener only keeps the process alive.
-    pool.on('connect', (client) => client.on('error', () => undefined));
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [new NulToReplacementCharPlugin()] });
-    return new PostgresStore(db, description);
+    const listMax = max >= LIST_POOL_MIN_TOTAL ? LIST_POOL_SIZE : 0;
+    const newPool = (size: number): Pool => {
+      const pool = new Pool({ connectionString: opts.connectionString, max: size, connectionTimeoutMillis: connectTimeoutMs, keepAlive: true });
+      pool.on('error', (err) => opts.onIdleError?.(err));
+      // pg-pool listens for errors only on idle connections: one that the server ends while it
+      // is checked out (a terminated backend, a restart or failover mid-transaction) would emit
+      // 'error' with no listener and end the process. The query in flight fails with that error
+      // (and the next query on the dead connection fails too), which is where it is handled:
+      // the agent link and the alerts retry it. So this listener only keeps the process alive.
+      pool.on('connect', (client) => client.on('error', () => undefined));
+      return pool;
+    };
+    const kysely = (pool: Pool) => new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [new NulToReplacementCharPlugin()] });
+    const db = kysely(newPool(max - listMax));
+    let listReads: Kysely<Database> | undefined;
+    if (listMax > 0) {
+      // The container list's key statements run without parallel workers (why: KyselyStore.listContainers).
+      // Set once per connection of this small pool, so a page is one round trip instead of four
+      // (BEGIN, SET LOCAL, SELECT, COMMIT); no other statement runs on these connections.
+      // pg-pool emits 'connect' before it hands the new client out and a client runs its
+      // queries in order, so the SET is always the connection's first statement. A SET, not the
+      // startup parameter `options`: connection poolers (PgBouncer) refuse unknown startup
+      // parameters by default. Should the SET fail, the list still answers (planned with the
+      // server's setting) and the error reaches onIdleError.
+      const listPool = newPool(listMax);
+      listPool.on('connect', (client) => {
+        client.query('set max_parallel_workers_per_gather = 0').catch((err: Error) => opts.onIdleError?.(err));
+      });
+      listReads = kysely(listPool);
+    }
+    return new PostgresStore(db, description, listReads);
   }
 
   /**

@@ -9,6 +9,8 @@ import type { ViolationRecord } from '../../src/store/store';
 import { agent, facts, hexId } from '../store/fixtures/records';
 import { ApiClient } from '../../../cli/src/client';
 import { bearer, get, startApi, type RunningApi } from './fixtures/api-server';
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
+import { ContainerPageSchema } from '../../src/api/dto';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
 const IMAGES = ['nginx:1.27', 'redis:7.2', 'Registry.example.com/shop/REDIS-cache:1', 'busybox:1'];
@@ -192,6 +194,34 @@ t.test('keyset paging', async (t) => {
     const containers = (await json<Page<C>>(api, '/v1/containers?limit=1000&state=running')).body.items;
     t.same((await client.listAllContainers({ state: 'running' }, Infinity, 7)).map(key), containers.map(key), 'every container, pages of 7');
     t.same((await client.listAllContainers({ state: 'running' }, 10, 7)).map(key), containers.slice(0, 10).map(key), 'at most max');
+  });
+
+  // The route writes each container's facts as the stored JSON text (src/store/stored-facts.ts)
+  // instead of serializing the parsed object: the body must stay what the route's schema
+  // serializer writes for the same page, with awkward text in keys and values.
+  t.test('containers: the body is byte for byte what the schema serializer writes, facts as stored', async (t) => {
+    const agentId = 'agt_zfacts';
+    await api.store.insertAgent(agent(agentId));
+    const awkward = ['é ü 中 😀', 'quote " back \\ slash /', 'line\u2028sep\u2029', 'ctl \u0001 \t \n', '"facts":{}', '{"facts":{}}', 'nul \u0000', 'lone \ud800 half', ''];
+    const list = awkward.map((v, n) =>
+      facts({ id: hexId(`${agentId}-${n}`), name: `/f-${n}`, labels: { team: v, '10': 'ten', '2': 'two', [`k ${v}`]: v }, envNames: [v, '"facts":{}'], command: [v] }));
+    await api.store.replaceContainers(agentId, list, T0);
+    const serialize = SerializerSelector()()({ schema: ContainerPageSchema, method: 'GET', url: '/v1/containers', httpStatus: '200' }) as (doc: unknown) => string;
+    const stored = new Map(list.map((f) => [f.name, JSON.parse(JSON.stringify(f)) as unknown]));
+    let seen = 0;
+    for (const path of [`/v1/containers?agent=${agentId}`, `/v1/containers?agent=${agentId}&limit=4`, `/v1/containers?agent=${agentId}&limit=4&sort=-name`, `/v1/containers?agent=${agentId}&limit=2&offset=3`, '/v1/containers?limit=1000']) {
+      const r = await get(api, path, bearer(api.apiKey));
+      t.equal(r.status, 200, `${path}: 200`);
+      t.equal(r.headers['content-type'], 'application/json; charset=utf-8', 'JSON, as before');
+      t.equal(r.text, serialize(r.json), `${path}: the schema serializer's bytes for the same page`);
+      for (const item of (r.json as Page<C>).items) {
+        if (item.agentId !== agentId) continue;
+        t.same(item.facts, stored.get(item.name), `${item.name}: the facts stored`);
+        seen++;
+      }
+    }
+    t.equal(seen, 9 + 4 + 4 + 2 + 9, 'every page had its facts');
+    await api.store.replaceContainers(agentId, [], T0);
   });
 
   t.test('offset paging still works, and says where the cursor would go', async (t) => {

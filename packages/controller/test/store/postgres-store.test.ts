@@ -5,6 +5,7 @@
 // webhook outbox's leases), NUL in text, and integer/float columns coming back as numbers.
 // The Store contract itself runs here through store.postgres.test.ts and its siblings.
 import t from 'tap';
+import { sql, type Kysely } from 'kysely';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '@bulkhead/shared';
@@ -284,6 +285,31 @@ t.test('NUL in text is stored as U+FFFD instead of failing the write; JSON keeps
   t.same((await store.listContainers({ labels: ['evil\uFFFDkey'] })).map((x) => x.id), [c.id]);
   await store.insertJoinToken({ id: 'jt_nul', secretHash: 'h', createdAt: T0, expiresAt: at(1000), usedAt: null, usedByAgent: null, revokedAt: null, description: 'rack\u00004' });
   t.equal((await store.getJoinToken('jt_nul'))?.description, 'rack\uFFFD4');
+});
+
+t.test("the container list's key statements run without parallel workers, in one round trip from 8 connections", async (t) => {
+  const pg = await cluster(t);
+  if (!pg) return;
+  const config = await newDb(pg);
+  type Pools = { db: Kysely<unknown>; listReads?: Kysely<unknown> };
+  const setting = async (db: Kysely<unknown>) => (await sql<{ v: string }>`select current_setting('max_parallel_workers_per_gather') as v`.execute(db)).rows[0]!.v;
+  const big = await PostgresStore.open({ connectionString: config.connectionString, maxConnections: 8 });
+  t.teardown(() => big.close());
+  await big.migrate();
+  const pools = big as unknown as Pools;
+  t.ok(pools.listReads, 'a separate pool for list reads');
+  // Both of its connections (two at once open the second): each set up before its first statement.
+  t.same(await Promise.all([setting(pools.listReads!), setting(pools.listReads!)]), ['0', '0'], 'no parallel workers on the list pool');
+  t.not(await setting(pools.db), '0', "the other statements keep the server's setting");
+  await big.insertAgent(agent('agt_a'));
+  await big.replaceContainers('agt_a', [facts({ id: hexId('l1'), name: '/one' }), facts({ id: hexId('l2'), name: '/two' })], T0);
+  t.same((await big.listContainers({ state: 'running', limit: 1 })).map((c) => c.name), ['/one'], 'a page through it');
+
+  const small = await PostgresStore.open({ connectionString: config.connectionString, maxConnections: 4 });
+  t.teardown(() => small.close());
+  t.equal((small as unknown as Pools).listReads, undefined, 'below 8 connections, no separate pool');
+  t.same((await small.listContainers({ state: 'running', limit: 1, after: { agentId: 'agt_a', name: '/one', id: hexId('l1') } })).map((c) => c.name), ['/two'], 'the page in a SET LOCAL transaction');
+  t.not(await setting((small as unknown as Pools).db), '0', 'SET LOCAL did not outlive its transaction');
 });
 
 t.test('integers and floats come back as numbers, large ones exactly', async (t) => {
