@@ -575,7 +575,7 @@ export abstract class KyselyStore implements Store {
       })
       .orderBy('id')
       .execute();
-    return rows.map(toContainer);
+    return rows.map((r) => toContainer(r));
   }
 
   /**
@@ -691,11 +691,12 @@ export abstract class KyselyStore implements Store {
     }
     const found = new Map(rows.map((r) => [r.agent_id + '\u0000' + r.id, r]));
     const out: ContainerRecord[] = [];
+    const keepText = keys.length <= PAGE_TEXT_MAX;
     for (const k of keys) {
       // A row purged between the two steps is left out; its neighbours keep their places.
       const r = found.get(k.agent_id + '\u0000' + k.id);
       if (!r) continue;
-      const rec = toContainer(r);
+      const rec = toContainer(r, keepText);
       // PostgreSQL hands bigint (memory) back as a string.
       if (sort !== undefined) rec.sortValue = usageValues ? toNumber(k.sort_value) : String(k.sort_value);
       out.push(rec);
@@ -1258,14 +1259,22 @@ function toAgent(r: Selectable<AgentsTable> & { container_count: unknown } & Joi
   };
 }
 
-function toContainer(r: Selectable<ContainersTable>): ContainerRecord {
+/** The most rows a read keeps their facts' stored text for (the API's largest page is 1,000, plus the one that says another follows). */
+const PAGE_TEXT_MAX = 1001;
+
+/**
+ * @param keepText remember the facts' stored text for the API's page writer (stored-facts.ts):
+ *   only for a page of at most PAGE_TEXT_MAX rows — a read of every container (the policy
+ *   dry-run's, 200,000 at fleet size) would hold each text beside its parsed facts.
+ */
+function toContainer(r: Selectable<ContainersTable>, keepText = false): ContainerRecord {
   return {
     agentId: r.agent_id,
     id: r.id,
     name: r.name,
     imageRef: r.image_ref,
     state: r.state,
-    facts: parseStoredFacts<ContainerFacts__Output>(r.facts_json),
+    facts: keepText ? parseStoredFacts<ContainerFacts__Output>(r.facts_json) : (JSON.parse(r.facts_json) as ContainerFacts__Output),
     updatedAt: toDate(r.updated_at),
     removed: toNumber(r.removed) !== 0,
   };
