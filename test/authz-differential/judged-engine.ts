@@ -36,7 +36,11 @@ export async function startJudgedEngine(t: Test, version: EngineVersion, prefix:
   const decider = new AuthzDecider({
     policy,
     containers: { get: () => undefined, inventory: () => [] },
-    docker: { getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id: string) => docker!.getExec(id) },
+    // As the agent's (the whole dockerode client): volumes and networks are looked up too.
+    docker: {
+      getImage: (ref) => docker!.getImage(ref), getContainer: (id) => docker!.getContainer(id), getExec: (id: string) => docker!.getExec(id),
+      getVolume: (name) => docker!.getVolume(name), getNetwork: (id) => docker!.getNetwork(id),
+    },
     logger,
     ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
   });

@@ -89,7 +89,11 @@ export interface ResolveOptions {
   volumesFrom?: readonly string[];
   /** Canonicalize network names (create requests; inspect already has them). */
   networks?: boolean;
-  /** Ignore cached realpath results (the start route: a link may have been re-pointed). */
+  /**
+   * Ignore cached realpath results and what `previous` says of volumes (the
+   * start route: a link may have been re-pointed since — a bind's source, or
+   * a local volume's `device`, which the driver mounts afresh at start).
+   */
   freshPaths?: boolean;
   /** The same container's facts resolved before: volume and namespace results are reused. */
   previous?: Facts | undefined;
@@ -116,37 +120,152 @@ const CACHE_MAX = 1024;
 /**
  * Filesystem types whose mount source is not a path: the local driver hands
  * `device` to mount(2) as a name or an address (":/export", "//srv/share",
- * "tmpfs") unless the options make it a bind.
+ * "tmpfs") unless the options make it a bind. Each of these mounts a
+ * filesystem of its own (a fresh tmpfs, a remote share): nothing of the host.
  */
 const NON_PATH_FS_TYPES = new Set([
-  'nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', 'tmpfs', 'ramfs', 'proc', 'sysfs', 'devpts', 'mqueue', 'overlay', 'cgroup', 'cgroup2',
+  'nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', 'tmpfs', 'ramfs', 'devpts', 'hugetlbfs',
   'ceph', 'glusterfs', '9p', 'fuse', 'virtiofs',
 ]);
 
 /**
- * The host path a volume of `driver` with these driver options binds, or
- * undefined: the `local` driver (also "" = default) mounts `device` with
- * mount(8) `type`/`o`, as dockerd's own process — so a path is resolved as
- * the kernel resolves it for dockerd. An absolute device is a host path (a
- * directory with o=bind, or a block device such as /dev/sda1 with
- * type=ext4); a RELATIVE one is relative to dockerd's working directory —
- * `device=etc,o=bind` binds /etc under systemd, whose units start in "/" —
- * and ".." is resolved (`device=../../etc` from "/" is /etc). A network or
- * pseudo filesystem's device (NFS ":/export", tmpfs) is no host path unless
- * `o` asks for a bind, which ignores the type.
+ * Kernel filesystems that show the state of the namespaces of whoever mounts
+ * them — and the local driver mounts them as dockerd, in the HOST's
+ * namespaces, before binding the result into the container. So
+ * `docker volume create -o type=proc -o device=proc v` then `-v v:/x` gives a
+ * container the host's /proc with /proc/sys WRITABLE (core_pattern: code run
+ * as root on the host), `type=sysfs` the host's /sys read-write, `type=cgroup`
+ * the host's cgroup roots (the devices root allows every device) — measured
+ * on 20.10 and 26.1 (test/authz-differential/kernel-fs-volume.test.ts). Each
+ * is judged as a mount of the host path where the host shows the same thing.
+ * (A container's own /proc or /sys is mounted by runc in ITS namespaces;
+ * that is not this.) Found in session 10.
+ */
+export const KERNEL_FS_HOST_PATHS: Readonly<Record<string, string>> = {
+  proc: '/proc',
+  sysfs: '/sys',
+  cgroup: '/sys/fs/cgroup',
+  cgroup2: '/sys/fs/cgroup',
+  cpuset: '/sys/fs/cgroup/cpuset',
+  devtmpfs: '/dev',
+  mqueue: '/dev/mqueue',
+  binfmt_misc: '/proc/sys/fs/binfmt_misc',
+  debugfs: '/sys/kernel/debug',
+  tracefs: '/sys/kernel/tracing',
+  securityfs: '/sys/kernel/security',
+  bpf: '/sys/fs/bpf',
+  fusectl: '/sys/fs/fuse/connections',
+  pstore: '/sys/fs/pstore',
+  configfs: '/sys/kernel/config',
+  efivarfs: '/sys/firmware/efi/efivars',
+  selinuxfs: '/sys/fs/selinux',
+  resctrl: '/sys/fs/resctrl',
+  nfsd: '/proc/fs/nfsd',
+  rpc_pipefs: '/run/rpc_pipefs',
+};
+
+/** Overlay options that name host directories (`lowerdir` a ":" list; the `+` forms of Linux 6.8+ name one each). */
+const OVERLAY_PATH_OPTIONS = new Set(['lowerdir', 'upperdir', 'workdir', 'lowerdir+', 'datadir+']);
+
+/**
+ * The host paths a volume of `driver` with these driver options exposes, as
+ * given (symlinks not resolved), or undefined: the `local` driver (also "" =
+ * default) mounts `device` with mount(2) `type`/`o`, as dockerd's own
+ * process — so a path is resolved as the kernel resolves it for dockerd. An
+ * absolute device is a host path (a directory with o=bind, or a block device
+ * such as /dev/sda1 with type=ext4); a RELATIVE one is relative to dockerd's
+ * working directory — `device=etc,o=bind` binds /etc under systemd, whose
+ * units start in "/" — and ".." is resolved (`device=../../etc` from "/" is
+ * /etc). A network or fresh filesystem's device (NFS ":/export", tmpfs) is no
+ * host path unless `o` asks for a bind, which ignores the type. A kernel
+ * filesystem (`type=proc`, `sysfs`, `cgroup` …) is the host path that shows
+ * the same (KERNEL_FS_HOST_PATHS), whatever the device. An `overlay` exposes
+ * its layers: every `lowerdir` (read), `upperdir` and `workdir` (written).
  *
  * `daemonCwd`: dockerd's working directory, when the caller knows it
  * (/proc/PID/cwd of dockerd); default "/", as under systemd.
  */
-export function localVolumeHostPath(driver: string, opts: Readonly<Record<string, string>>, daemonCwd = '/'): string | undefined {
+export function localVolumeHostPaths(driver: string, opts: Readonly<Record<string, string>>, daemonCwd = '/'): string[] | undefined {
   if (driver !== '' && driver !== 'local') return undefined;
   const device = opts['device'] ?? '';
-  if (device === '') return undefined;
-  if (!device.startsWith('/')) {
-    const bind = (opts['o'] ?? '').split(',').some((o) => o === 'bind' || o === 'rbind');
-    if (!bind && NON_PATH_FS_TYPES.has(opts['type'] ?? '')) return undefined;
+  const type = opts['type'] ?? '';
+  // moby's mount.Mount: options split on ",", a "bind"/"rbind" entry is MS_BIND (the type is then ignored).
+  const bind = (opts['o'] ?? '').split(',').some((o) => o === 'bind' || o === 'rbind');
+  if (!bind) {
+    const kernel = KERNEL_FS_HOST_PATHS[type];
+    if (kernel !== undefined) return [kernel];
+    if (type === 'overlay') {
+      const layers = overlayLayers(opts['o'] ?? '').map((l) => normalize(posix.resolve(daemonCwd, l)));
+      return layers.length > 0 ? [...new Set(layers)] : undefined;
+    }
   }
-  return normalize(posix.resolve(daemonCwd, device));
+  if (device === '') return undefined;
+  if (!device.startsWith('/') && !bind && NON_PATH_FS_TYPES.has(type)) return undefined;
+  return [normalize(posix.resolve(daemonCwd, device))];
+}
+
+/**
+ * The one host path a volume is judged as (Mount.hostPath): its only path,
+ * or for several (an overlay's layers) the deepest directory holding them
+ * all — `lowerdir=/etc,upperdir=/srv/u,…` is judged as "/", which contains
+ * every sensitive path: conservative, an exemption is the opt-out.
+ */
+export function localVolumeHostPath(driver: string, opts: Readonly<Record<string, string>>, daemonCwd = '/'): string | undefined {
+  const paths = localVolumeHostPaths(driver, opts, daemonCwd);
+  return paths === undefined ? undefined : commonAncestor(paths);
+}
+
+/** The deepest directory that is or contains every one of these absolute, clean paths. */
+export function commonAncestor(paths: readonly string[]): string {
+  let parts = paths[0]!.split('/').filter((s) => s !== '');
+  for (const p of paths.slice(1)) {
+    const q = p.split('/').filter((s) => s !== '');
+    let i = 0;
+    while (i < parts.length && i < q.length && parts[i] === q[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  return `/${parts.join('/')}`;
+}
+
+/**
+ * The layer directories of overlay mount data, as the kernel reads it:
+ * options split on unescaped ",", `lowerdir` on unescaped ":", then every
+ * backslash escape removed (fs/overlayfs ovl_next_opt / ovl_unescape).
+ * moby splits on "," first and joins the options that are not flags back
+ * with ",", so the kernel sees the data as sent.
+ */
+function overlayLayers(data: string): string[] {
+  const out: string[] = [];
+  for (const opt of splitUnescaped(data, ',')) {
+    const eq = opt.indexOf('=');
+    if (eq === -1) continue;
+    const key = opt.slice(0, eq);
+    if (!OVERLAY_PATH_OPTIONS.has(key)) continue;
+    const value = opt.slice(eq + 1);
+    const list = key === 'lowerdir' ? splitUnescaped(value, ':') : [value];
+    for (const l of list) {
+      const path = l.replace(/\\(.)/gs, '$1');
+      if (path !== '') out.push(path);
+    }
+  }
+  return out;
+}
+
+function splitUnescaped(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '\\' && i + 1 < s.length) {
+      cur += c + s[i + 1];
+      i++;
+    } else if (c === sep) {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out;
 }
 
 /**
@@ -256,7 +375,10 @@ export class FactsResolver {
   watcherHook(logger: Pick<Logger, 'warn'>): (facts: Facts, previous: Facts | undefined) => Promise<Facts> {
     return async (facts, previous) => {
       if (!this.needed(facts)) return facts;
-      const { facts: resolved, failures } = await this.resolve(facts, { previous });
+      // A (re)start since the last inspect mounted the container's volumes
+      // afresh: their devices' links are followed again, as dockerd did.
+      const restarted = previous !== undefined && previous.startedAtMs !== facts.startedAtMs;
+      const { facts: resolved, failures } = await this.resolve(facts, { previous, ...(restarted ? { freshPaths: true } : {}) });
       if (failures.length > 0) logger.warn({ containerId: facts.id, failures }, 'could not resolve all of a container\'s mounts or namespaces; judging what inspect shows');
       return resolved;
     };
@@ -298,24 +420,35 @@ export class FactsResolver {
         return withHostPath(m, real !== normalize(m.source) ? real : undefined);
       }
       if (m.type !== 'volume') return m;
-      let hostPath = m.hostPath;
+      let hostPaths = m.hostPath === undefined ? undefined : [m.hostPath];
       if (m.source !== '') {
         const same = prev?.mounts.find((x) => x.type === 'volume' && x.source === m.source && x.destination === m.destination);
-        if (same !== undefined) {
-          hostPath = same.hostPath;
+        // What a resolution of `previous` found is carried over (an in-use
+        // volume cannot be re-created) — except at start (freshPaths): the
+        // local driver mounts a volume afresh when its first user starts,
+        // following `device`'s symlinks as they are THEN (measured on 20.10
+        // and 26.1: device=/tmp/l, l re-pointed at /etc between create and
+        // start, and the container got /etc), and the facts of a fresh
+        // inspect were never resolved. So the options are read again.
+        if (same !== undefined && r.freshPaths !== true) {
+          hostPaths = same.hostPath === undefined ? undefined : [same.hostPath];
         } else {
           try {
             const vol = await this.volume(m.source, deadline);
             // An existing volume is used as it is (any options in the
             // request apply only to one it creates).
-            if (vol !== undefined) hostPath = localVolumeHostPath(str(vol.Driver), vol.Options ?? {});
+            if (vol !== undefined) hostPaths = localVolumeHostPaths(str(vol.Driver), vol.Options ?? {});
           } catch (err) {
             failures.push({ kind: 'mounts', what: `the options of volume ${m.source} (mounted at ${m.destination})`, why: message(err) });
           }
         }
       }
-      if (hostPath === undefined) return withHostPath(m, undefined);
-      return withHostPath(m, await this.hostPath(hostPath, r.freshPaths === true));
+      if (hostPaths === undefined) return withHostPath(m, undefined);
+      // Each path with its symlinks resolved (the kernel follows them for
+      // dockerd); several (an overlay's layers) are judged as the deepest
+      // directory holding them all.
+      const real = await Promise.all(hostPaths.map((p) => this.hostPath(p, r.freshPaths === true)));
+      return withHostPath(m, commonAncestor(real));
     }));
     out.mounts = resolved;
   }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { realpath } from 'node:fs/promises';
 import type Dockerode from 'dockerode';
 import {
-  carryResolution, FactsResolver, findContainer, localVolumeHostPath, parseVolumesFrom, type ResolverDocker,
+  carryResolution, commonAncestor, FactsResolver, findContainer, localVolumeHostPath, localVolumeHostPaths, parseVolumesFrom, type ResolverDocker,
 } from '../../src/docker/facts-resolver';
 import type { Facts } from '../../src/docker/container-facts';
 
@@ -50,6 +50,7 @@ const dir = mkdtempSync('/tmp/bk-fr-');
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 mkdirSync(join(dir, 'real/sub'), { recursive: true });
 symlinkSync(join(dir, 'real'), join(dir, 'link'));
+symlinkSync('/etc', join(dir, 'etc-link'));
 const REAL = join(dir, 'real');
 // The temp dir itself may sit behind a symlink on some systems.
 let realDir = dir;
@@ -78,6 +79,31 @@ t.test('pure helpers', async (t) => {
   t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: ' /etc' }), '/ /etc', 'no trimming: mount(2) gets the string as it is');
   t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind', device: '' }), undefined, 'no device');
   t.equal(localVolumeHostPath('local', { type: 'none', o: 'bind' }), undefined, 'no device option');
+  // Kernel filesystems: dockerd mounts them in the HOST's namespaces (session 10: type=proc gave a container the host's /proc with /proc/sys writable).
+  t.equal(localVolumeHostPath('local', { type: 'proc', device: 'proc' }), '/proc', 'proc: the host\'s /proc');
+  t.equal(localVolumeHostPath('', { type: 'proc', device: 'anything' }), '/proc', 'whatever the device');
+  t.equal(localVolumeHostPath('local', { type: 'proc' }), '/proc', 'even without a device');
+  t.equal(localVolumeHostPath('local', { type: 'sysfs', device: 'sysfs', o: 'ro' }), '/sys');
+  t.equal(localVolumeHostPath('local', { type: 'cgroup', device: 'cgroup', o: 'devices' }), '/sys/fs/cgroup');
+  t.equal(localVolumeHostPath('local', { type: 'cgroup2', device: 'x' }), '/sys/fs/cgroup');
+  t.equal(localVolumeHostPath('local', { type: 'devtmpfs', device: 'udev' }), '/dev');
+  t.equal(localVolumeHostPath('local', { type: 'mqueue', device: 'mqueue' }), '/dev/mqueue', 'the host\'s IPC namespace');
+  t.equal(localVolumeHostPath('local', { type: 'debugfs', device: 'x' }), '/sys/kernel/debug');
+  t.equal(localVolumeHostPath('local', { type: 'proc', o: 'bind', device: '/srv/data' }), '/srv/data', 'bind ignores the type');
+  t.equal(localVolumeHostPath('local', { type: 'PROC', device: 'proc' }), '/proc', 'not a type the kernel knows: the device as a path (mount fails)');
+  t.equal(localVolumeHostPath('local', { type: 'devpts', device: 'devpts' }), undefined, 'devpts: a new instance of its own');
+  t.equal(localVolumeHostPath('local', { type: 'proc', device: 'proc' }, '/srv/engine'), '/proc', 'not relative to the working directory');
+  // Overlay: its layers are host directories, read (lowerdir) and written (upperdir, workdir).
+  t.same(localVolumeHostPaths('local', { type: 'overlay', device: 'overlay', o: 'lowerdir=/etc,upperdir=/srv/u,workdir=/srv/w' }), ['/etc', '/srv/u', '/srv/w']);
+  t.equal(localVolumeHostPath('local', { type: 'overlay', device: 'overlay', o: 'lowerdir=/etc,upperdir=/srv/u,workdir=/srv/w' }), '/', 'judged as the directory holding every layer');
+  t.equal(localVolumeHostPath('local', { type: 'overlay', device: 'overlay', o: 'lowerdir=/srv/a:/srv/b,upperdir=/srv/u,workdir=/srv/w' }), '/srv');
+  t.same(localVolumeHostPaths('local', { type: 'overlay', device: 'overlay', o: 'lowerdir=srv/a::/srv/b\\:c,upperdir=/srv/u\\,x,workdir=/srv/w,index=off' }), ['/srv/a', '/srv/b:c', '/srv/u,x', '/srv/w'],
+    'relative layers from dockerd\'s working directory; escaped ":" and "," as the kernel reads them; data-only "::"');
+  t.same(localVolumeHostPaths('local', { type: 'overlay', device: 'overlay', o: 'lowerdir+=/etc,datadir+=/root' }), ['/etc', '/root'], 'the append forms');
+  t.equal(localVolumeHostPath('local', { type: 'overlay', device: 'overlay', o: 'index=off' }), undefined, 'no layers: nothing mounted');
+  t.equal(localVolumeHostPath('local', { type: 'overlay', device: '/srv/data', o: 'bind' }), '/srv/data', 'bind ignores the type');
+  t.equal(commonAncestor(['/srv/a/b', '/srv/a/c', '/srv/ab']), '/srv');
+  t.equal(commonAncestor(['/srv/a']), '/srv/a');
   t.same(parseVolumesFrom('web'), { ref: 'web', readOnly: false });
   t.same(parseVolumesFrom('web:ro'), { ref: 'web', readOnly: true });
   t.same(parseVolumesFrom('web:rw'), { ref: 'web', readOnly: false });
@@ -171,6 +197,29 @@ t.test('volumes: a local volume bound to a host path, from the engine; failures 
   const again = await r.resolve(facts({ mounts: [vol('etc')] }), { previous: f });
   t.equal(again.facts.mounts[0]!.hostPath, join(realDir, 'real'));
   t.same(calls.volume, [], 'no inspect: an in-use volume cannot change');
+
+  // At start (freshPaths) the options are read again: the driver mounts `device` afresh, following its links as they are then;
+  // and the facts of a fresh inspect passed as their own `previous` were never resolved.
+  calls.volume.length = 0;
+  const atStart = await r.resolve(facts({ mounts: [vol('etc')] }), { previous: f, freshPaths: true });
+  t.equal(atStart.facts.mounts[0]!.hostPath, join(realDir, 'real'));
+  t.same(calls.volume, ['etc'], 'inspected again at start');
+  calls.volume.length = 0;
+  const unresolved = await r.resolve(facts({ mounts: [vol('etc')] }), { previous: facts({ mounts: [vol('etc')] }), freshPaths: true });
+  t.equal(unresolved.facts.mounts[0]!.hostPath, join(realDir, 'real'), 'a fresh inspect as previous: looked up');
+
+  // Kernel filesystems and overlay layers, each layer with its symlinks resolved.
+  const kernel = new FactsResolver(engine({
+    volumes: {
+      hp: { Name: 'hp', Driver: 'local', Options: { type: 'proc', device: 'proc' } },
+      ov: { Name: 'ov', Driver: 'local', Options: { type: 'overlay', device: 'overlay', o: `lowerdir=${join(dir, 'link')},upperdir=${join(dir, 'u')},workdir=${join(dir, 'w')}` } },
+      ovetc: { Name: 'ovetc', Driver: 'local', Options: { type: 'overlay', device: 'overlay', o: `lowerdir=${join(dir, 'etc-link')},upperdir=${join(dir, 'u')},workdir=${join(dir, 'w')}` } },
+    },
+  }));
+  const k = await kernel.resolve(facts({ mounts: [vol('hp'), vol('ov'), vol('ovetc')] }));
+  t.equal(k.facts.mounts.find((m) => m.source === 'hp')!.hostPath, '/proc', 'type=proc: the host\'s /proc');
+  t.equal(k.facts.mounts.find((m) => m.source === 'ov')!.hostPath, realDir, 'overlay: the directory holding every layer, symlinks resolved');
+  t.equal(k.facts.mounts.find((m) => m.source === 'ovetc')!.hostPath, '/', 'a layer linked to /etc: the layers span / (each layer resolved, not their ancestor)');
 
   const existing = new FactsResolver(engine({ volumes: { named: { Name: 'named', Driver: 'local', Options: {} } } }));
   const ex = await existing.resolve(facts({ mounts: [vol('named', '/etc')] }));
@@ -303,5 +352,17 @@ t.test('carryResolution and the watcher hook', async (t) => {
   const out = await hook(facts({ mounts: [{ type: 'volume', source: 'v', destination: '/v', readOnly: false, propagation: '' }] }), undefined);
   t.equal(out.mounts[0]!.hostPath, undefined, 'best effort');
   t.equal(warned.length, 1, 'the failure is logged');
+
+  // A restart mounts the volumes afresh (their device links followed as they are then): options read again.
+  const { docker: d2, calls: c2 } = engine({ volumes: { lv: { Name: 'lv', Driver: 'local', Options: { type: 'none', o: 'bind', device: join(dir, 'etc-link') } } } });
+  const hook2 = new FactsResolver({ docker: d2 }).watcherHook({ warn: () => undefined } as never);
+  const lvMount = { type: 'volume', source: 'lv', destination: '/v', readOnly: false, propagation: '' };
+  const before = facts({ startedAtMs: 1, mounts: [{ ...lvMount, hostPath: join(realDir, 'u') }] });
+  const same = await hook2(facts({ startedAtMs: 1, mounts: [lvMount] }), before);
+  t.equal(same.mounts[0]!.hostPath, join(realDir, 'u'), 'same run: carried over');
+  t.same(c2.volume, [], 'no inspect');
+  const restarted = await hook2(facts({ startedAtMs: 2, mounts: [lvMount] }), before);
+  t.equal(restarted.mounts[0]!.hostPath, '/etc', 'restarted: the device link is followed again');
+  t.same(c2.volume, ['lv']);
   t.ok(REAL);
 });
