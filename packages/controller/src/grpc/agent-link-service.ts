@@ -253,10 +253,9 @@ export class AgentLinkService {
   /** Store writes of agent messages retried after a transient failure (instead of closing the stream). */
   storeRetries = 0;
   /** Admission to storing agent messages: free slots, and the writers waiting for one (FIFO). */
-  private writeSlots: number;
-  private readonly writeWaiters: (() => void)[] = [];
-  private helloSlots: number;
-  private readonly helloWaiters: (() => void)[] = [];
+  private readonly writeSlots: Slots;
+  /** Admission to storing hellos, the same way. */
+  private readonly helloSlots: Slots;
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -269,10 +268,8 @@ export class AgentLinkService {
     this.bus = opts.replicas?.bus ?? new LocalReplicaBus();
     this.leaseMs = opts.replicas?.leaseMs ?? this.offlineAfterMs;
     this.sweepEveryMs = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
-    this.writeSlots = opts.maxConcurrentWrites ?? 8;
-    if (!(Number.isSafeInteger(this.writeSlots) && this.writeSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentWrites must be a positive integer');
-    this.helloSlots = opts.maxConcurrentHellos ?? 4;
-    if (!(Number.isSafeInteger(this.helloSlots) && this.helloSlots >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'maxConcurrentHellos must be a positive integer');
+    this.writeSlots = new Slots(opts.maxConcurrentWrites ?? 8, 'maxConcurrentWrites');
+    this.helloSlots = new Slots(opts.maxConcurrentHellos ?? 4, 'maxConcurrentHellos');
     if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
   }
 
@@ -559,32 +556,6 @@ export class AgentLinkService {
     }
   }
 
-  /** Runs `fn` holding one of the write slots (waiting for one, first come first served). */
-  private async admitted<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.writeSlots > 0) this.writeSlots -= 1;
-    else await new Promise<void>((resolve) => this.writeWaiters.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.writeWaiters.shift();
-      if (next) next();
-      else this.writeSlots += 1;
-    }
-  }
-
-  /** Runs `fn` holding one of the hello slots (as admitted() the write slots: first come first served). */
-  private async helloAdmitted<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.helloSlots > 0) this.helloSlots -= 1;
-    else await new Promise<void>((resolve) => this.helloWaiters.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.helloWaiters.shift();
-      if (next) next();
-      else this.helloSlots += 1;
-    }
-  }
-
   private writeAck(s: Session, seq: AgentMessage__Output['seq']): void {
     if (s.closed) return;
     s.call.write({ ack: { seq } });
@@ -692,7 +663,7 @@ export class AgentLinkService {
       }
       const store = () => this.retrying(`storing an agent ${msg.body ?? 'message'}`, s.agentId, () => s.closed, () => this.apply(s, msg));
       // Heartbeats and command results write nothing: never queued behind other agents' writes.
-      const write = msg.body === 'heartbeat' || msg.body === 'commandResult' ? store : () => this.admitted(store);
+      const write = msg.body === 'heartbeat' || msg.body === 'commandResult' ? store : () => this.writeSlots.run(store);
       s.chain = s.chain.then(write).catch((err: unknown) => {
         // A client's protocol fault closes its stream: one warn line, no stack trace.
         // Nothing unstored is acknowledged: the stream closes and the agent sends its spool again.
@@ -770,7 +741,7 @@ export class AgentLinkService {
       // these at once (BENCHMARKS.md, failover). A refused hello writes nothing; the stored row
       // it returns says why. The CAs ride on the row's update whenever the agent reports some
       // (the same value costs nothing there).
-      const r = await this.helloAdmitted(() => {
+      const r = await this.helloSlots.run(() => {
         stillWanted(); // an agent that gave up while its hello waited for a slot: nothing written
         progress.wrote = true; // from here a stream that ends is undone by the caller (offline unless back)
         return stored(() => acceptHello.call(this.opts.store, {
@@ -1223,6 +1194,33 @@ export class AgentLinkService {
       }
     }
     s.call.emit('error', toServiceError(err));
+  }
+}
+
+/**
+ * At most `n` callers of run() at once; the others wait, first come first served, holding
+ * nothing. (Hand-written: a dozen lines, where a library such as p-limit would be a dependency
+ * for the same.)
+ */
+class Slots {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(n: number, what: string) {
+    if (!(Number.isSafeInteger(n) && n >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${what} must be a positive integer`);
+    this.free = n;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free -= 1;
+    else await new Promise<void>((resolve) => this.waiters.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.free += 1;
+    }
   }
 }
 
