@@ -55,3 +55,4 @@ export type { MetricsAddress, MetricsListener, MetricsListenerOptions } from './
 export { collectProcessMetrics, EVENT_LOOP_MONITOR_RESOLUTION_MS } from './metrics/process-metrics';
 export { cliExitCode, exitQuietlyOnEpipe } from './cli/exit-code';
 export { inventoryStateHash } from './inventory/state-hash';
+export { Semaphore } from './concurrency/semaphore';

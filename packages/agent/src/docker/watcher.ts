@@ -22,7 +22,7 @@
 // it — running — even right after `docker run -d; docker exec`.
 import { EventEmitter } from 'node:events';
 import type Dockerode from 'dockerode';
-import { BulkheadError } from '@bulkhead/shared';
+import { BulkheadError, Semaphore } from '@bulkhead/shared';
 import type { Logger } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from './container-facts';
 import type { ResourceTarget } from '../resources/types';
@@ -593,26 +593,6 @@ function statusCode(err: unknown): number | undefined {
 
 function destroyStream(s: NodeJS.ReadableStream | undefined): void {
   (s as { destroy?: () => void } | undefined)?.destroy?.();
-}
-
-/** At most `max` tasks at once; a released slot passes straight to the next waiter. */
-export class Semaphore {
-  private active = 0;
-  private readonly waiters: Array<() => void> = [];
-
-  constructor(private readonly max: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((resolve) => this.waiters.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
 }
 
 /** The inspect fields the disk and network sources need. */

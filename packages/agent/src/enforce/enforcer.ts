@@ -39,7 +39,7 @@ import type { Finding, UsageFacts, ViolationReport } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
 import { carryResolution } from '../docker/facts-resolver';
 import type { ExecStartEvent } from '../docker/event-stream';
-import { Semaphore } from '../docker/watcher';
+import { Semaphore } from '@bulkhead/shared';
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject } from '../secrets/secret-scan';

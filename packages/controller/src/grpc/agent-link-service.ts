@@ -48,7 +48,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import {
-  BulkheadError, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
+  BulkheadError, Semaphore, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
   type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output, type ContainerFacts__Output,
 } from '@bulkhead/shared';
 import { helloAcceptable, type AgentHelloState, type AgentPolicyStatusRecord, type Store } from '../store/store';
@@ -253,9 +253,9 @@ export class AgentLinkService {
   /** Store writes of agent messages retried after a transient failure (instead of closing the stream). */
   storeRetries = 0;
   /** Admission to storing agent messages: free slots, and the writers waiting for one (FIFO). */
-  private readonly writeSlots: Slots;
+  private readonly writeSlots: Semaphore;
   /** Admission to storing hellos, the same way. */
-  private readonly helloSlots: Slots;
+  private readonly helloSlots: Semaphore;
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
@@ -268,8 +268,8 @@ export class AgentLinkService {
     this.bus = opts.replicas?.bus ?? new LocalReplicaBus();
     this.leaseMs = opts.replicas?.leaseMs ?? this.offlineAfterMs;
     this.sweepEveryMs = Math.max(250, Math.floor(this.heartbeatIntervalMs / 2));
-    this.writeSlots = new Slots(opts.maxConcurrentWrites ?? 8, 'maxConcurrentWrites');
-    this.helloSlots = new Slots(opts.maxConcurrentHellos ?? 4, 'maxConcurrentHellos');
+    this.writeSlots = new Semaphore(positiveInteger(opts.maxConcurrentWrites ?? 8, 'maxConcurrentWrites'));
+    this.helloSlots = new Semaphore(positiveInteger(opts.maxConcurrentHellos ?? 4, 'maxConcurrentHellos'));
     if (!(this.leaseMs >= 300)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'the stream lease must last at least 300 ms');
   }
 
@@ -1197,31 +1197,9 @@ export class AgentLinkService {
   }
 }
 
-/**
- * At most `n` callers of run() at once; the others wait, first come first served, holding
- * nothing. (Hand-written: a dozen lines, where a library such as p-limit would be a dependency
- * for the same.)
- */
-class Slots {
-  private free: number;
-  private readonly waiters: (() => void)[] = [];
-
-  constructor(n: number, what: string) {
-    if (!(Number.isSafeInteger(n) && n >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${what} must be a positive integer`);
-    this.free = n;
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free -= 1;
-    else await new Promise<void>((resolve) => this.waiters.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.free += 1;
-    }
-  }
+function positiveInteger(n: number, what: string): number {
+  if (!(Number.isSafeInteger(n) && n >= 1)) throw new BulkheadError('BK_ERR_CONFIG_INVALID', `${what} must be a positive integer`);
+  return n;
 }
 
 /** Why a hello is refused, from the agent as stored (undefined: not enrolled); the store's acceptAgentHello decided. */
