@@ -45,7 +45,7 @@ export async function startJudgedEngine(t: Test, version: EngineVersion, prefix:
     ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
   });
   const pluginName = `${prefix}-${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  const plugin = await AuthzPlugin.start({ socketPath: `${DOCKER_PLUGIN_DIR}/${pluginName}.sock`, evaluate: (req) => decider.decide(req), logger, failClosed: () => decider.enforcing() });
+  const plugin = await AuthzPlugin.start({ socketPath: `${DOCKER_PLUGIN_DIR}/${pluginName}.sock`, evaluate: (req) => decider.decide(req), onResponse: (res) => decider.responded(res), logger, failClosed: () => decider.enforcing() });
   t.teardown(() => plugin.stop());
   const engine = await startPrivateEngine({ version, dockerdArgs: [`--authorization-plugin=${pluginName}`], ...(opts.netns ? { netns: opts.netns } : {}), t });
   docker = createDockerClient({ dockerHost: engine.dockerHost });

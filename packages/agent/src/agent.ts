@@ -144,6 +144,8 @@ export class Agent {
         evaluate: (req) => timedDecision(d.decide(req), req.receivedAt, metrics),
         // A request the plugin cannot decide is refused while anything is enforced.
         failClosed: () => d.enforcing(),
+        // A tag moved by a request (commit, tag, build …): cached image inspects dropped before its client hears back.
+        onResponse: (res) => d.responded(res),
         logger: logger.child({ component: 'authz' }),
       });
       const plugin = authz;

@@ -55,6 +55,9 @@ import {
 import type { SignatureGate, SignatureVerdicts } from '../signatures/signature-gate';
 import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, decodeSwarmInit, decodeUpdate, decodeVolumeCreate, type Decoded } from './docker-types';
 
+/** Routed paths of requests that can move an image tag (AuthzDecider.responded). */
+const MOVES_TAGS = /^\/(?:commit|build|grpc|session|images)(?:\/|$)/;
+
 export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
@@ -249,6 +252,20 @@ export class AuthzDecider {
    */
   forgetImages(): void {
     this.images.clear();
+  }
+
+  /**
+   * The response phase of a request dockerd served (AuthzPlugin onResponse). A request that may
+   * have moved a tag — a commit, an image tag/pull/load/import/delete/prune, a build (classic,
+   * BuildKit's /grpc or /session) — drops every cached image inspect before its client gets the
+   * answer. Without this the drop waited for the engine's image event: a create sent right
+   * after `docker commit --change 'USER root' … app:1` was judged on the old, non-root app:1
+   * while dockerd ran the new one as root (1 in 10 on 20.10 in CI,
+   * test/authz-differential/commit-user-race.test.ts). A path that cannot be read counts as such.
+   */
+  responded(res: { method: string; path: string | undefined }): void {
+    if (res.method === 'GET' || res.method === 'HEAD') return;
+    if (res.path === undefined || res.path === '' || MOVES_TAGS.test(res.path)) this.images.clear();
   }
 
   /** Whether the policy in force has rules in enforce mode (the plugin then fails closed). */

@@ -83,6 +83,21 @@ export interface AuthzPluginOptions {
    * trip with nothing else. undefined: handled as usual.
    */
   preempt?: (url: string) => AuthzDecision | undefined;
+  /**
+   * Told of every request dockerd has served, in the response phase (AuthZRes), which dockerd
+   * calls before the client gets its answer: what changes the engine's state (a tag moved by
+   * a commit) is seen here in order with the API, not later with the engine's events. Never
+   * vetoes; an error in it is ignored.
+   */
+  onResponse?: (res: AuthzResponseHead) => void;
+}
+
+/** What the response phase reads of a request: its method and routed path (undefined when not readable). */
+export interface AuthzResponseHead {
+  /** Upper case; "" when not readable. */
+  method: string;
+  /** As AuthzRequest.path (version stripped), normalized; undefined when the target could not be read. */
+  path: string | undefined;
 }
 
 export interface AuthzPluginStats {
@@ -170,8 +185,17 @@ export class AuthzPlugin {
 
   private handle(req: PluginHttpRequest): PluginHttpResponse | Promise<PluginHttpResponse> {
     const url = req.url;
-    // AuthZRes: we never veto a response; answer without reading it.
-    if (url === '/AuthZPlugin.AuthZRes') return ALLOW;
+    // AuthZRes: we never veto a response; only its request's method and target are read, and only for onResponse.
+    if (url === '/AuthZPlugin.AuthZRes') {
+      if (this.o.onResponse) {
+        try {
+          this.o.onResponse(responseHead(req.body));
+        } catch (err) {
+          this.o.logger.warn({ err }, 'authz response hook failed');
+        }
+      }
+      return ALLOW;
+    }
     if (url === '/Plugin.Activate') return ACTIVATE;
     if (url !== '/AuthZPlugin.AuthZReq') return { status: 404, body: JSON.stringify({ Err: `unknown plugin endpoint ${url}` }) };
     const pre = this.o.preempt?.(url);
@@ -252,6 +276,26 @@ export class AuthzPlugin {
 }
 
 /** Parses dockerd's AuthZReq envelope. Throws on anything that is not one. */
+/**
+ * The method and routed path of the request an AuthZRes envelope is about, read from its head
+ * without parsing the response body dockerd may include (up to 1 MiB, base64): dockerd's Go
+ * encoder writes the struct's fields in order — User, UserAuthNMethod, RequestMethod,
+ * RequestURI, then the bodies — and escapes every `"` inside a string, so the first
+ * `"RequestMethod":"…"` and `"RequestURI":"…"` are those fields. Hand-written for that cost;
+ * anything not found reads as unknown (the caller then assumes the worst).
+ */
+export function responseHead(raw: Buffer): AuthzResponseHead {
+  const head = raw.toString('utf8', 0, Math.min(raw.length, 65_536));
+  const method = /"RequestMethod":"((?:[^"\\]|\\.)*)"/.exec(head);
+  const uri = /"RequestU[Rr][Ii]":"((?:[^"\\]|\\.)*)"/.exec(head);
+  let path: string | undefined;
+  if (uri) {
+    const target = goRequestTarget(JSON.parse(`"${uri[1]}"`) as string);
+    if (target.ok) path = posix.normalize(stripVersion(posix.normalize(target.path)));
+  }
+  return { method: method ? (JSON.parse(`"${method[1]}"`) as string).toUpperCase() : '', path };
+}
+
 export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance.now()): AuthzRequest {
   const env = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8')) as Record<string, unknown> | null;
   if (typeof env !== 'object' || env === null) throw new Error('authz request is not a JSON object');

@@ -152,6 +152,24 @@ t.test('create: a tag moved onto another image is judged as that image after the
   t.equal(calls.image, 2);
 });
 
+t.test('create: the response phase of a request that can move a tag drops the cached images; others keep them', async (t) => {
+  const { ask, decider, calls } = setup();
+  const body = { Image: 'app:1', HostConfig: { Memory: 64 * 1024 * 1024 } };
+  await ask('POST', '/v1.41/containers/create', body);
+  t.equal(calls.image, 1);
+  let expected = 1;
+  for (const [method, path, drops] of [
+    ['GET', '/images/json', false], ['HEAD', '/commit', false], ['POST', '/containers/create', false], ['POST', '/containers/x/start', false], ['POST', '/exec/x/start', false],
+    ['POST', '/commit', true], ['POST', '/images/app:1/tag', true], ['POST', '/images/create', true], ['POST', '/images/load', true], ['DELETE', '/images/app:1', true],
+    ['POST', '/images/prune', true], ['POST', '/build', true], ['POST', '/grpc', true], ['POST', '/session', true], ['POST', undefined, true], ['', '', true],
+  ] as const) {
+    decider.responded({ method, path });
+    await ask('POST', '/v1.41/containers/create', body);
+    if (drops) expected++;
+    t.equal(calls.image, expected, `${method} ${String(path)}: ${drops ? 'dropped (inspected again)' : 'kept'}`);
+  }
+});
+
 t.test('create: compliant allowed; image USER counts; monitor findings allowed but reported', async (t) => {
   const { ask, reports } = setup();
   t.same(await ask('POST', '/v1.41/containers/create?name=ok', { Image: 'app:1', HostConfig: { Memory: 64 * 1024 * 1024 } }), { allow: true });

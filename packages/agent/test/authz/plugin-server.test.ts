@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@bulkhead/shared';
-import { apiVersionLess, AuthzPlugin, goRequestTarget, parseAuthzRequest, queryParam, stripVersion, type AuthzDecision, type AuthzRequest } from '../../src/authz/plugin-server';
+import { apiVersionLess, AuthzPlugin, goRequestTarget, parseAuthzRequest, queryParam, responseHead, stripVersion, type AuthzDecision, type AuthzRequest, type AuthzResponseHead } from '../../src/authz/plugin-server';
 
 const logger = createLogger({ name: 'authz-plugin-test', level: 'silent' });
 
@@ -33,7 +33,7 @@ const envelope = (method: string, uri: string, body?: unknown) => ({
   ...(body === undefined ? {} : { RequestBody: Buffer.from(JSON.stringify(body)).toString('base64') }),
 });
 
-async function startPlugin(t: tap.Test, evaluate: (req: AuthzRequest) => AuthzDecision | Promise<AuthzDecision>, extra: { decisionTimeoutMs?: number; failClosed?: (req: AuthzRequest | undefined) => boolean } = {}) {
+async function startPlugin(t: tap.Test, evaluate: (req: AuthzRequest) => AuthzDecision | Promise<AuthzDecision>, extra: { decisionTimeoutMs?: number; failClosed?: (req: AuthzRequest | undefined) => boolean; onResponse?: (res: AuthzResponseHead) => void } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'bk-authz-'));
   const socketPath = join(dir, 'plugins', 'bk-test.sock');
   const plugin = await AuthzPlugin.start({ socketPath, evaluate, logger, ...extra });
@@ -43,6 +43,23 @@ async function startPlugin(t: tap.Test, evaluate: (req: AuthzRequest) => AuthzDe
   });
   return { plugin, socketPath, dir };
 }
+
+t.test('the response phase tells onResponse the request\'s method and routed path, read from the envelope\'s head, and still allows', async (t) => {
+  const heads: AuthzResponseHead[] = [];
+  const { plugin, socketPath } = await startPlugin(t, () => ({ allow: true }), { onResponse: (h) => { heads.push(h); if (h.path === '/boom') throw new Error('hook failed'); } });
+  const big = Buffer.alloc(96 * 1024, 'x').toString('base64');
+  for (const [method, uri] of [['POST', '/v1.41/commit?container=src&repo=app&tag=1'], ['post', '/v1.41/c%6Fmmit?repo=app'], ['DELETE', '/images/app:1'], ['GET', '/v1.45/containers/json'], ['POST', '/boom']] as const) {
+    // As dockerd sends it: the request's fields first, then the response's (its body up to 1 MiB).
+    const res = await post(socketPath, '/AuthZPlugin.AuthZRes', { ...envelope(method, uri), ResponseStatusCode: 200, ResponseBody: big });
+    t.same(res.json, { Allow: true }, `${method} ${uri}: allowed`);
+  }
+  t.same(heads, [
+    { method: 'POST', path: '/commit' }, { method: 'POST', path: '/commit' }, { method: 'DELETE', path: '/images/app:1' }, { method: 'GET', path: '/containers/json' }, { method: 'POST', path: '/boom' },
+  ], 'percent-encoding decoded as dockerd routes it; the version stripped; a failing hook ignored');
+  t.equal(plugin.stats.requests, 0, 'responses are not counted as decisions');
+  t.same(responseHead(Buffer.from(JSON.stringify({ User: 'x\"RequestMethod\":\"GET', RequestMethod: 'POST', RequestUri: '/v1.41//commit' }))), { method: 'POST', path: '/commit' }, 'a user name cannot fake the method; the path normalized');
+  t.same(responseHead(Buffer.from('{"User":"","ResponseStatusCode":200}')), { method: '', path: undefined }, 'nothing readable: unknown');
+});
 
 t.test('activation, allow, deny, responses; socket 0600 in a created dir', async (t) => {
   const seen: AuthzRequest[] = [];
