@@ -275,7 +275,6 @@ export class AuthzPlugin {
   }
 }
 
-/** Parses dockerd's AuthZReq envelope. Throws on anything that is not one. */
 /**
  * The method and routed path of the request an AuthZRes envelope is about, read from its head
  * without parsing the response body dockerd may include (up to 1 MiB, base64): dockerd's Go
@@ -288,14 +287,23 @@ export function responseHead(raw: Buffer): AuthzResponseHead {
   const head = raw.toString('utf8', 0, Math.min(raw.length, 65_536));
   const method = /"RequestMethod":"((?:[^"\\]|\\.)*)"/.exec(head);
   const uri = /"RequestU[Rr][Ii]":"((?:[^"\\]|\\.)*)"/.exec(head);
+  const unescape = (m: RegExpExecArray | null): string | undefined => {
+    try {
+      return m ? (JSON.parse(`"${m[1]}"`) as string) : undefined;
+    } catch {
+      return undefined; // not a JSON string: unknown, never a throw
+    }
+  };
+  const uriText = unescape(uri);
   let path: string | undefined;
-  if (uri) {
-    const target = goRequestTarget(JSON.parse(`"${uri[1]}"`) as string);
+  if (uriText !== undefined) {
+    const target = goRequestTarget(uriText);
     if (target.ok) path = posix.normalize(stripVersion(posix.normalize(target.path)));
   }
-  return { method: method ? (JSON.parse(`"${method[1]}"`) as string).toUpperCase() : '', path };
+  return { method: (unescape(method) ?? '').toUpperCase(), path };
 }
 
+/** Parses dockerd's AuthZReq envelope. Throws on anything that is not one. */
 export function parseAuthzRequest(raw: Buffer | string, receivedAt = performance.now()): AuthzRequest {
   const env = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8')) as Record<string, unknown> | null;
   if (typeof env !== 'object' || env === null) throw new Error('authz request is not a JSON object');

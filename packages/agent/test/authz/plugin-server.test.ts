@@ -59,6 +59,7 @@ t.test('the response phase tells onResponse the request\'s method and routed pat
   t.equal(plugin.stats.requests, 0, 'responses are not counted as decisions');
   t.same(responseHead(Buffer.from(JSON.stringify({ User: 'x\"RequestMethod\":\"GET', RequestMethod: 'POST', RequestUri: '/v1.41//commit' }))), { method: 'POST', path: '/commit' }, 'a user name cannot fake the method; the path normalized');
   t.same(responseHead(Buffer.from('{"User":"","ResponseStatusCode":200}')), { method: '', path: undefined }, 'nothing readable: unknown');
+  t.same(responseHead(Buffer.from('{"RequestMethod":"POST","RequestUri":"/v1.41/commit\\x"}')), { method: 'POST', path: undefined }, 'a target that is no JSON string: unknown, no throw');
 });
 
 t.test('activation, allow, deny, responses; socket 0600 in a created dir', async (t) => {
