@@ -196,6 +196,7 @@ say "BULKHEAD_TEST_DOCKER_HOST=$BULKHEAD_TEST_DOCKER_HOST"
 # Logs/CI (stdout not a terminal): tap's output is kept and a plain closing line is added
 # from tap's own final counts line (`# { total: 12, pass: 11, fail: 1 }`).
 summary=()
+failures=()
 run_pass() {
   local label="$1" dir="$2" out line counts pass fail skip t0=$SECONDS
   shift 2
@@ -219,6 +220,12 @@ run_pass() {
       line="tap ($label): no counts (exit $rc)"
     fi
     [ "$rc" = 0 ] || line="$line, exit $rc"
+    # The failing tests by name (top-level file and the nested assertion), so the closing lines
+    # (all a CI log may keep) say what failed, not only how many.
+    if [ "$rc" != 0 ]; then
+      while IFS= read -r f; do failures+=("  $label: $f"); done \
+        < <(grep -E '^ *not ok [0-9]+ ' "$out" | sed -E 's/^( *)not ok [0-9]+ - /\1/' | head -n 40)
+    fi
   fi
   line="$line ($((SECONDS - t0)) s)"
   echo "$line"
@@ -280,6 +287,13 @@ if [ "$rc1" = 0 ] && [ "$rc2" = 0 ]; then
   say "all ${#summary[@]} tap pass(es) passed"
   exit 0
 fi
-say "FAILED: ${#summary[@]} tap pass(es), see the lines above"
+nfailed=0
+[ "$rc1" = 0 ] || nfailed=$((nfailed + 1))
+[ "$rc2" = 0 ] || nfailed=$((nfailed + 1))
+if [ "${#failures[@]}" -gt 0 ]; then
+  echo "failing tests (the failing subtests, indented by depth, above the file that holds them):"
+  for f in "${failures[@]}"; do echo "$f"; done
+fi
+say "FAILED: $nfailed of ${#summary[@]} tap pass(es), see the lines above"
 [ "$rc1" != 0 ] && exit "$rc1"
 exit "$rc2"
