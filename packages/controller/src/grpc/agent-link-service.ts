@@ -37,8 +37,8 @@
 //
 // A full snapshot only when needed (docs/architecture.md#inventory-state-hash): the agent's
 // hello and heartbeats carry its inventory state hash. A heartbeat's hash is queued once every
-// earlier message of the stream is stored, and written with the batched last-seen times; before
-// any container write (snapshot or delta) a stored hash is cleared, durably, first. So a hash in
+// earlier message of the stream is stored, and written with the batched last-seen times; any
+// container write (snapshot or delta) clears a stored hash atomically with it. So a hash in
 // the store is always the hash of the containers stored for the agent, across restarts and
 // replicas, and a hello carrying that same hash is welcomed with snapshot_not_needed.
 //
@@ -51,7 +51,7 @@ import {
   BulkheadError, Semaphore, agentIdFromCert, canonicalSerial, type AgentLinkHandlers, type AgentMessage__Output, type ControllerMessage, type Logger,
   type PolicyBundle, type ViolationReport__Output, type Command, type CommandResult__Output, type ContainerFacts__Output,
 } from '@bulkhead/shared';
-import { helloAcceptable, type AgentHelloState, type AgentPolicyStatusRecord, type Store } from '../store/store';
+import { helloAcceptable, type AgentHelloState, type AgentPolicyStatusRecord, type ContainerWriteOptions, type Store } from '../store/store';
 import { toServiceError } from './service-error';
 import { storeFullError } from '../store/store-full';
 // Live usage.
@@ -842,8 +842,8 @@ export class AgentLinkService {
     const now = this.now();
     switch (msg.body) {
       case 'snapshot':
-        await this.forgetStateHash(s);
-        await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now);
+        await this.opts.store.replaceContainers(s.agentId, msg.snapshot?.containers ?? [], now, await this.forgettingStateHash(s));
+        s.storedHash = null;
         this.snapshotEvents(s.agentId, msg.snapshot?.containers ?? [], now);
         await this.trackTags(s.agentId, msg.snapshot?.containers ?? []);
         await clearUsage(this.opts.store, s.agentId); // the agent re-sends all usage on a new stream (history of running containers kept)
@@ -857,14 +857,14 @@ export class AgentLinkService {
         if (!d || !d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'delta without a container id');
         if (d.kind === 'UPSERT') {
           if (!d.container || d.container.id !== d.containerId) throw new BulkheadError('BK_ERR_PROTOCOL', 'upsert delta without matching container facts');
-          await this.forgetStateHash(s);
-          await this.opts.store.upsertContainer(s.agentId, d.container, now);
+          await this.opts.store.upsertContainer(s.agentId, d.container, now, await this.forgettingStateHash(s));
+          s.storedHash = null;
           this.opts.events?.record({ type: 'container.updated', at: now, agentId: s.agentId, project: containerProject(d.container), data: containerEvent(d.container) });
           await this.trackTags(s.agentId, [d.container]);
         } else if (d.kind === 'REMOVE') {
           const gone = this.opts.events ? await this.opts.store.getContainer(s.agentId, d.containerId) : undefined;
-          await this.forgetStateHash(s);
-          await this.opts.store.removeContainer(s.agentId, d.containerId, now);
+          await this.opts.store.removeContainer(s.agentId, d.containerId, now, await this.forgettingStateHash(s));
+          s.storedHash = null;
           this.opts.events?.record({
             type: 'container.removed', at: now, agentId: s.agentId, project: gone ? containerProject(gone.facts) : '',
             data: { containerId: d.containerId, name: gone?.name ?? null },
@@ -949,16 +949,19 @@ export class AgentLinkService {
   }
 
   /**
-   * Before a container write: the agent's stored state hash no longer describes the stored
-   * containers, so it is dropped from the queue and cleared in the store (after any flush under
-   * way, which may be writing it) before the write, never after.
+   * Before a container write: the agent's stored state hash will no longer describe the stored
+   * containers, so it is dropped from the queue here and the write clears it in the store,
+   * atomically with the write (ContainerWriteOptions.clearStateHash; it used to be a
+   * transaction of its own ahead of the write: 3 more statements per delta). A flush under way
+   * may be writing the hash: it is waited for first, so the clear is never overtaken by it. The
+   * caller sets `s.storedHash = null` once the write is stored; should the write fail, the hash
+   * stays marked as possibly stored and the retry clears it again.
    */
-  private async forgetStateHash(s: Session): Promise<void> {
-    if (s.storedHash === null) return;
+  private async forgettingStateHash(s: Session): Promise<ContainerWriteOptions> {
+    if (s.storedHash === null || !this.opts.store.touchAgents) return {};
     this.hashes.delete(s.agentId);
     if (this.seenFlushing) await this.seenFlushing;
-    await this.opts.store.touchAgents?.(new Map(), new Map([[s.agentId, null]]));
-    s.storedHash = null;
+    return { clearStateHash: true };
   }
 
   /**

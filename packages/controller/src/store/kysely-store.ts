@@ -6,7 +6,8 @@
 import { PostgresAdapter, sql, type QueryCreator, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
 import { BulkheadError, type ContainerFacts__Output, type HostFacts__Output } from '@bulkhead/shared';
 import type {
-  AgentHelloResult, AgentHelloState, AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, JoinTokenRecord, JoinTokenStatus, Store,
+  AgentHelloResult, AgentHelloState, AgentHelloWrite, AgentQuery, AgentRecord, AgentStatus, ApiKeyRecord, ContainerPosition, ContainerQuery, ContainerRecord, ContainerWriteOptions,
+  JoinTokenRecord, JoinTokenStatus, Store,
 } from './store';
 import type { AgentsTable, ApiKeysTable, ContainersTable, Database, Db, JoinTokensTable } from './schema';
 import type {
@@ -520,11 +521,11 @@ export abstract class KyselyStore implements Store {
    * Containers missing from the snapshot are marked removed (kept for
    * history like a REMOVE delta would), the rest are upserted live.
    */
-  async replaceContainers(agentId: string, containers: ContainerFacts__Output[], now: Date): Promise<void> {
+  async replaceContainers(agentId: string, containers: ContainerFacts__Output[], now: Date, o: ContainerWriteOptions = {}): Promise<void> {
     const ms = now.getTime();
     const unique = dedupeById(containers);
     await this.db.transaction().execute(async (trx) => {
-      await trx
+      await (await this.clearingStateHash(trx, agentId, o))
         .updateTable('containers')
         .set({ removed: 1, updated_at: ms })
         .where('agent_id', '=', agentId)
@@ -534,18 +535,38 @@ export abstract class KyselyStore implements Store {
     });
   }
 
-  async upsertContainer(agentId: string, c: ContainerFacts__Output, now: Date): Promise<void> {
+  async upsertContainer(agentId: string, c: ContainerFacts__Output, now: Date, o: ContainerWriteOptions = {}): Promise<void> {
     const list = dedupeById([c]);
-    await this.db.transaction().execute((trx) => upsertMany(trx, agentId, list, now.getTime()));
+    await this.db.transaction().execute(async (trx) => upsertMany(trx, agentId, list, now.getTime(), await this.clearingStateHash(trx, agentId, o)));
   }
 
-  async removeContainer(agentId: string, containerId: string, now: Date): Promise<void> {
-    await this.db
-      .updateTable('containers')
-      .set({ removed: 1, updated_at: now.getTime() })
-      .where('agent_id', '=', agentId)
-      .where('id', '=', containerId)
-      .execute();
+  async removeContainer(agentId: string, containerId: string, now: Date, o: ContainerWriteOptions = {}): Promise<void> {
+    const remove = async (db: QueryCreator<Database>): Promise<void> => {
+      await (await this.clearingStateHash(db, agentId, o))
+        .updateTable('containers')
+        .set({ removed: 1, updated_at: now.getTime() })
+        .where('agent_id', '=', agentId)
+        .where('id', '=', containerId)
+        .execute();
+    };
+    // PostgreSQL: one statement, the clear a CTE of it; SQLite: the clear and the write in one transaction.
+    if (o.clearStateHash === true && !this.postgres) await this.db.transaction().execute(remove);
+    else await remove(this.db);
+  }
+
+  /**
+   * Where a container write's next statement is built when `o.clearStateHash`: the agent's
+   * stored state hash is cleared with it, atomically. On PostgreSQL the clear is a CTE of that
+   * statement (one statement, where it used to be a transaction of its own ahead of the write:
+   * BEGIN, UPDATE, COMMIT — a replica serving a whole fleet's deltas sends fewer statements,
+   * BENCHMARKS.md, failover); on SQLite it runs here, first, and `db` must be a transaction.
+   */
+  private async clearingStateHash(db: QueryCreator<Database>, agentId: string, o: ContainerWriteOptions): Promise<QueryCreator<Database>> {
+    if (o.clearStateHash !== true) return db;
+    const clear = (qc: QueryCreator<Database>) => qc.updateTable('agents').set({ state_hash: null }).where('id', '=', agentId).where('state_hash', 'is not', null);
+    if (this.postgres) return db.with('state_hash_cleared', clear) as unknown as QueryCreator<Database>;
+    await clear(db).execute();
+    return db;
   }
 
   async getContainer(agentId: string, containerId: string): Promise<ContainerRecord | undefined> {
@@ -1081,10 +1102,11 @@ export abstract class KyselyStore implements Store {
 
 // ---- helpers ------------------------------------------------------------------
 
-async function upsertMany(trx: Transaction<Database>, agentId: string, list: ContainerFacts__Output[], ms: number): Promise<void> {
+/** `first`: where the first statement is built (KyselyStore.clearingStateHash), else `trx`. */
+async function upsertMany(trx: Transaction<Database>, agentId: string, list: ContainerFacts__Output[], ms: number, first: QueryCreator<Database> = trx): Promise<void> {
   for (let i = 0; i < list.length; i += CONTAINER_BATCH) {
     const batch = list.slice(i, i + CONTAINER_BATCH);
-    await trx
+    await (i === 0 ? first : trx)
       .insertInto('containers')
       .values(
         batch.map((c) => ({

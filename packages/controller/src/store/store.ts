@@ -325,9 +325,9 @@ export interface Store {
 
   // containers
   /** Replaces the agent's whole inventory in one transaction. */
-  replaceContainers(agentId: string, containers: ContainerFacts__Output[], now: Date): Promise<void>;
-  upsertContainer(agentId: string, c: ContainerFacts__Output, now: Date): Promise<void>;
-  removeContainer(agentId: string, containerId: string, now: Date): Promise<void>;
+  replaceContainers(agentId: string, containers: ContainerFacts__Output[], now: Date, o?: ContainerWriteOptions): Promise<void>;
+  upsertContainer(agentId: string, c: ContainerFacts__Output, now: Date, o?: ContainerWriteOptions): Promise<void>;
+  removeContainer(agentId: string, containerId: string, now: Date, o?: ContainerWriteOptions): Promise<void>;
   getContainer(agentId: string, containerId: string): Promise<ContainerRecord | undefined>;
   listContainers(q: ContainerQuery): Promise<ContainerRecord[]>;
 
@@ -494,6 +494,16 @@ export interface AgentHelloResult {
   accepted: boolean;
   /** The agent as stored just before the hello; undefined when it is not enrolled. */
   before?: AgentHelloState;
+}
+
+/** How a container write (snapshot or delta) treats the agent's row. */
+export interface ContainerWriteOptions {
+  /**
+   * Clears the agent's stored inventory state hash atomically with the write (same
+   * transaction, or the same statement): a hash in the store must never describe containers
+   * other than those stored, and a write that changes them makes it stale.
+   */
+  clearStateHash?: boolean;
 }
 
 /** The columns of an agent a hello decides on. */

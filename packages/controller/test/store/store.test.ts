@@ -194,6 +194,53 @@ t.test('replaceContainers is one transaction', async (t) => {
   t.same(after.map((c) => [c.name, c.removed]), [['/keep', false]], 'nothing of the failed snapshot is visible');
 });
 
+t.test('a container write clears the agent\'s state hash atomically with it (clearStateHash)', async (t) => {
+  const store = await freshStore(t);
+  await store.insertAgent(agent('agt_a'));
+  await store.insertAgent(agent('agt_b'));
+  const hash = async (id = 'agt_a') => (await store.getAgent(id))?.stateHash;
+  const names = async () => (await store.listContainers({ agentId: 'agt_a' })).map((c) => c.name);
+  const setHashes = () => store.touchAgents!(new Map(), new Map([['agt_a', 'sha256:a'], ['agt_b', 'sha256:b']]));
+  const [c1, c2, c3, c4] = [hexId('h1'), hexId('h2'), hexId('h3'), hexId('h4')];
+  await setHashes();
+  await store.replaceContainers('agt_a', [facts({ id: c1, name: '/c1' })], at(1));
+  await store.upsertContainer('agt_a', facts({ id: c2, name: '/c2' }), at(1));
+  await store.removeContainer('agt_a', c2, at(1));
+  t.equal(await hash(), 'sha256:a', 'without the option the hash is kept');
+
+  await store.replaceContainers('agt_a', [facts({ id: c1, name: '/c1' }), facts({ id: c2, name: '/c2' })], at(2), { clearStateHash: true });
+  t.equal(await hash(), undefined, 'a snapshot clears it');
+  t.equal(await hash('agt_b'), 'sha256:b', 'another agent\'s hash is kept');
+  t.same(await names(), ['/c1', '/c2'], 'and the snapshot is stored');
+  await setHashes();
+  await store.upsertContainer('agt_a', facts({ id: c3, name: '/c3', labels: { k: 'v' } }), at(3), { clearStateHash: true });
+  t.equal(await hash(), undefined, 'an upsert clears it');
+  t.same(await names(), ['/c1', '/c2', '/c3']);
+  t.same((await store.listContainers({ labels: ['k=v'] })).map((c) => c.id), [c3], 'with its labels');
+  await setHashes();
+  await store.removeContainer('agt_a', c1, at(4), { clearStateHash: true });
+  t.equal(await hash(), undefined, 'a remove clears it');
+  t.same(await names(), ['/c2', '/c3']);
+  t.equal(await hash('agt_b'), 'sha256:b');
+  await store.upsertContainer('agt_a', facts({ id: c4, name: '/c4' }), at(5), { clearStateHash: true });
+  await store.removeContainer('agt_a', c4, at(5), { clearStateHash: true });
+  t.same(await names(), ['/c2', '/c3'], 'with no hash stored the writes are stored as ever');
+
+  // A write that fails changes neither the containers nor the hash: the hash still describes them.
+  await setHashes();
+  const snapshot = Array.from({ length: 150 }, (_, i) => facts({ id: hexId(`f${i}`), name: `/f${i}` }));
+  (snapshot[120] as unknown as Record<string, unknown>)['pid'] = 10n; // JSON.stringify throws on BigInt, in the second batch
+  await t.rejects(store.replaceContainers('agt_a', snapshot, at(6), { clearStateHash: true }));
+  t.equal(await hash(), 'sha256:a', 'a failed snapshot leaves the hash');
+  t.same(await names(), ['/c2', '/c3'], 'and the containers');
+  await t.rejects(store.replaceContainers('agt_unknown', [facts({ id: c1 })], at(6), { clearStateHash: true }), 'foreign key: agent must exist');
+  const bad = facts({ id: c4, name: '/bad' });
+  (bad as unknown as Record<string, unknown>)['pid'] = 10n;
+  await t.rejects(store.upsertContainer('agt_a', bad, at(7), { clearStateHash: true }));
+  t.equal(await hash(), 'sha256:a', 'a failed upsert leaves the hash');
+  t.same(await names(), ['/c2', '/c3']);
+});
+
 t.test('container filters', async (t) => {
   const store = await freshStore(t);
   await store.insertAgent(agent('agt_a'));
