@@ -180,6 +180,8 @@ interface Session {
   pending: Map<string, PendingCommand>;
   /** The verified client certificate the stream was opened with: the only identity a renewal is granted to. */
   cert: { raw: Buffer; serial: string };
+  /** The agent's hostname as enrolled (it never changes), read at hello: named in its reports' alerts without a read per report. */
+  hostname: string | undefined;
   /** A malformed report on this stream was logged at warn: the rest go to debug, so one client cannot flood the log. */
   malformedWarned?: boolean;
   /** When the last message arrived on the stream (monotonic ms): the agent's liveness, whatever the store's pace. */
@@ -778,7 +780,7 @@ export class AgentLinkService {
     if (this.revokedIds.has(agentId)) throw new BulkheadError('BK_ERR_AGENT_REVOKED', `agent ${agentId} was revoked; enroll again with a new join token`);
     const previous = this.sessions.get(agentId);
     const s: Session = {
-      agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert,
+      agentId, call, chain: Promise.resolve(), closed: false, pending: new Map(), cert, hostname: rec.hostname,
       lastReceivedMs: performance.now(), backlog: 0, paused: false, lastAckedSeq: msg.seq, lastWriteMs: performance.now(),
       storedHash: rec.stateHash ?? null,
       trustedCas: rec.trustedCas,
@@ -862,11 +864,11 @@ export class AgentLinkService {
           this.opts.events?.record({ type: 'container.updated', at: now, agentId: s.agentId, project: containerProject(d.container), data: containerEvent(d.container) });
           await this.trackTags(s.agentId, [d.container]);
         } else if (d.kind === 'REMOVE') {
-          const gone = this.opts.events ? await this.opts.store.getContainer(s.agentId, d.containerId) : undefined;
-          await this.opts.store.removeContainer(s.agentId, d.containerId, now, await this.forgettingStateHash(s));
+          // The row as stored comes back from the write (no read before it).
+          const gone = await this.opts.store.removeContainer(s.agentId, d.containerId, now, await this.forgettingStateHash(s));
           s.storedHash = null;
           this.opts.events?.record({
-            type: 'container.removed', at: now, agentId: s.agentId, project: gone ? containerProject(gone.facts) : '',
+            type: 'container.removed', at: now, agentId: s.agentId, project: gone?.project ?? '',
             data: { containerId: d.containerId, name: gone?.name ?? null },
           });
         } else {
@@ -1013,7 +1015,7 @@ export class AgentLinkService {
     if (inserted) this.opts.metrics?.violationRecorded({ ...v, action: v.action ? { ...v.action, durationMs: Number(v.action.durationMs) } : null }); // metrics
     // Alerts: one alert per new report (violation / action / action_failed / authz_denied).
     // Stored: from here nothing may throw, or a retry would find it stored and never raise its alert.
-    const host = inserted && alertDue ? (await this.opts.store.getAgent(agentId).catch(() => undefined))?.hostname : undefined;
+    const host = !(inserted && alertDue) ? undefined : (s.hostname ?? (await this.opts.store.getAgent(agentId).catch(() => undefined))?.hostname);
     const alert = inserted && alertDue ? alertFromViolation(agentId, host, v) : undefined;
     if (alert) this.raise({ ...alert, violationId: v.id });
   }

@@ -374,7 +374,7 @@ export abstract class KyselyStore implements Store {
       const row = await trx
         .selectFrom('agents')
         .leftJoin('agent_policy_status as ps', 'ps.agent_id', 'agents.id')
-        .select(['agents.status', 'agents.revoked_at', 'agents.cert_serial', 'agents.prev_cert_serial', 'agents.trusted_cas', 'agents.state_hash'])
+        .select(['agents.hostname', 'agents.status', 'agents.revoked_at', 'agents.cert_serial', 'agents.prev_cert_serial', 'agents.trusted_cas', 'agents.state_hash'])
         .select(['ps.version as ps_version', 'ps.applied as ps_applied', 'ps.error as ps_error'])
         .where('agents.id', '=', h.agentId)
         .executeTakeFirst();
@@ -540,18 +540,18 @@ export abstract class KyselyStore implements Store {
     await this.db.transaction().execute(async (trx) => upsertMany(trx, agentId, list, now.getTime(), await this.clearingStateHash(trx, agentId, o)));
   }
 
-  async removeContainer(agentId: string, containerId: string, now: Date, o: ContainerWriteOptions = {}): Promise<void> {
-    const remove = async (db: QueryCreator<Database>): Promise<void> => {
-      await (await this.clearingStateHash(db, agentId, o))
+  async removeContainer(agentId: string, containerId: string, now: Date, o: ContainerWriteOptions = {}): Promise<{ name: string; project: string } | undefined> {
+    const remove = async (db: QueryCreator<Database>) =>
+      (await this.clearingStateHash(db, agentId, o))
         .updateTable('containers')
         .set({ removed: 1, updated_at: now.getTime() })
         .where('agent_id', '=', agentId)
         .where('id', '=', containerId)
-        .execute();
-    };
+        .returning(['name', 'project'])
+        .executeTakeFirst();
     // PostgreSQL: one statement, the clear a CTE of it; SQLite: the clear and the write in one transaction.
-    if (o.clearStateHash === true && !this.postgres) await this.db.transaction().execute(remove);
-    else await remove(this.db);
+    const row = o.clearStateHash === true && !this.postgres ? await this.db.transaction().execute(remove) : await remove(this.db);
+    return row && { name: row.name, project: row.project };
   }
 
   /**
@@ -1407,6 +1407,7 @@ export function helloAgentColumns(h: Pick<AgentHelloWrite, 'agentVersion' | 'hos
 
 /** The columns acceptAgentHello reads (both stores), as stored: PostgreSQL returns bigints as strings. */
 export interface HelloStateRow {
+  hostname?: string;
   status: string;
   revoked_at: unknown;
   cert_serial: string;
@@ -1420,6 +1421,7 @@ export interface HelloStateRow {
 
 export function toHelloState(r: HelloStateRow): AgentHelloState {
   return {
+    ...(typeof r.hostname === 'string' ? { hostname: r.hostname } : {}),
     status: r.status as AgentStatus,
     revokedAt: toDateOrNull(r.revoked_at),
     certSerial: r.cert_serial,

@@ -164,7 +164,7 @@ class NulTransformer extends OperationNodeTransformer {
 
 /** PostgresStore.acceptAgentHello's statement ($1 agent id, $2 canonical serial, $3 owner, $4 lease expiry, $5 version, $6 host JSON, $7 now, $8 trusted CAs JSON or null). */
 const ACCEPT_HELLO_SQL = `with cur as (
-  select id, status, revoked_at, cert_serial, prev_cert_serial, trusted_cas, state_hash from agents where id = $1 for update
+  select id, hostname, status, revoked_at, cert_serial, prev_cert_serial, trusted_cas, state_hash from agents where id = $1 for update
 ), ok as (
   select id from cur
   where status <> 'revoked' and revoked_at is null
@@ -179,7 +179,7 @@ const ACCEPT_HELLO_SQL = `with cur as (
   from ok where agents.id = ok.id and agents.status <> 'revoked'
   returning agents.id
 )
-select cur.status, cur.revoked_at, cur.cert_serial, cur.prev_cert_serial, cur.trusted_cas, cur.state_hash,
+select cur.hostname, cur.status, cur.revoked_at, cur.cert_serial, cur.prev_cert_serial, cur.trusted_cas, cur.state_hash,
   ps.version as ps_version, ps.applied as ps_applied, ps.error as ps_error, (select count(*) from upd) as accepted
 from cur left join agent_policy_status ps on ps.agent_id = cur.id`;
 

@@ -327,7 +327,8 @@ export interface Store {
   /** Replaces the agent's whole inventory in one transaction. */
   replaceContainers(agentId: string, containers: ContainerFacts__Output[], now: Date, o?: ContainerWriteOptions): Promise<void>;
   upsertContainer(agentId: string, c: ContainerFacts__Output, now: Date, o?: ContainerWriteOptions): Promise<void>;
-  removeContainer(agentId: string, containerId: string, now: Date, o?: ContainerWriteOptions): Promise<void>;
+  /** Marks it removed; returns its stored name and project (for the fleet event), undefined when it was never stored. */
+  removeContainer(agentId: string, containerId: string, now: Date, o?: ContainerWriteOptions): Promise<{ name: string; project: string } | undefined>;
   getContainer(agentId: string, containerId: string): Promise<ContainerRecord | undefined>;
   listContainers(q: ContainerQuery): Promise<ContainerRecord[]>;
 
@@ -508,6 +509,8 @@ export interface ContainerWriteOptions {
 
 /** The columns of an agent a hello decides on. */
 export interface AgentHelloState {
+  /** Its hostname as enrolled (never changes): named in the alerts of its stream's reports. Absent from stores that do not read it. */
+  hostname?: string;
   status: AgentStatus;
   revokedAt: Date | null;
   certSerial: string;

@@ -5,6 +5,10 @@
 // CAs writes nothing, a changed one is stored; a PolicyStatus repeating the stored one (as every
 // agent sends after a welcome) writes nothing, a changed one is stored. Real gRPC server with
 // mutual TLS over a real store; the store's methods are only counted.
+// Also what a stream's container deltas and violation reports cost once the stored state hash is
+// set: each delta is one store write that clears the hash with it (no transaction of its own
+// ahead of it), a remove reads nothing first, and a violation's alert names the host without
+// reading the agent.
 import t from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { loadProto, type AgentMessage, type ControllerMessage__Output } from '@bulkhead/shared';
@@ -90,4 +94,69 @@ t.test('a hello writes lease and status once; trusted CAs only when they changed
   t.same(writes.map((w) => w.m), ['setAgentPolicyStatus'], 'a changed status is stored');
   t.match((await store.getAgent(agentId))?.policyStatus, { version: 2, applied: false, error: 'rule x: bad' });
   b.call.end();
+});
+
+t.test('deltas clear the state hash within their own write; a violation\'s alert names the host without reading the agent', async (t) => {
+  const s = await startLinkStack(t, { linkAlerts: true });
+  const store = s.store;
+  const name = 'hello-writes-2';
+  const { agentId, cert } = await enrollFakeAgent(s, name);
+  const calls: { m: string; clear?: boolean }[] = [];
+  const spy = store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  for (const m of ['getAgent', 'getContainer', 'touchAgents', 'replaceContainers', 'upsertContainer', 'removeContainer']) {
+    const orig = spy[m]!;
+    spy[m] = async (...a: unknown[]) => {
+      const hashes = m === 'touchAgents' ? (a[1] as Map<string, string | null> | undefined) : undefined;
+      if (a[0] === agentId) calls.push({ m, ...(m.endsWith('Container') || m === 'replaceContainers' ? { clear: (a[3] as { clearStateHash?: boolean } | undefined)?.clearStateHash === true } : {}) });
+      else if (hashes?.has(agentId)) calls.push({ m: hashes.get(agentId) === null ? 'touchAgents(clear)' : 'touchAgents(hash)' });
+      return orig.apply(store, a);
+    };
+  }
+  const proto = loadProto();
+  const client = new proto.bulkhead.v1.AgentLink(s.addr, grpc.credentials.createSsl(Buffer.from(s.pki.ca.certPem), Buffer.from(cert.keyPem), Buffer.from(cert.certPem)));
+  t.teardown(() => client.close());
+  const call = client.Connect() as Call;
+  const got: ControllerMessage__Output[] = [];
+  call.on('data', (m: ControllerMessage__Output) => got.push(m));
+  call.on('error', () => undefined);
+  t.teardown(() => call.cancel());
+  const acked = (seq: number) => waitFor(`ack ${seq}`, () => got.some((m) => m.body === 'ack' && Number(m.ack?.seq) === seq));
+  const hash = async () => (await store.getAgent(agentId))?.stateHash;
+  const c = (id: string, state = 'running') => ({ id: id.padEnd(64, '0'), name: `/c-${id}`, imageRef: 'img:1', state, labels: { app: id } });
+  call.write({ seq: 1, hello: { agentId, agentVersion: '0.1.0-test', host: hostFacts(name, {}), startedAtMs: Date.now() } });
+  await waitFor('welcome', () => got.some((m) => m.body === 'welcome'));
+  call.write({ seq: 2, snapshot: { containers: [c('a1'), c('b2')], takenAtMs: Date.now() } });
+  await acked(2);
+  t.same(calls, [{ m: 'replaceContainers', clear: false }], 'no hash stored yet: the snapshot clears nothing');
+  const setHash = async (seq: number, h: string) => {
+    call.write({ seq, heartbeat: { stateHash: h } });
+    await acked(seq);
+    await waitFor('hash stored', async () => (await hash()) === h);
+  };
+  await setHash(3, 'sha256:one');
+  calls.length = 0;
+
+  call.write({ seq: 4, delta: { kind: 'UPSERT', containerId: c('c3').id, container: c('c3') } });
+  await acked(4);
+  t.same(calls, [{ m: 'upsertContainer', clear: true }], 'an upsert: one write that clears the hash, nothing before it');
+  t.equal(await hash(), undefined, 'the hash is cleared');
+  calls.length = 0;
+  call.write({ seq: 5, delta: { kind: 'UPSERT', containerId: c('c3').id, container: c('c3', 'exited') } });
+  await acked(5);
+  t.same(calls, [{ m: 'upsertContainer', clear: false }], 'with no hash stored since, the next one clears nothing');
+  await setHash(6, 'sha256:two');
+  calls.length = 0;
+  call.write({ seq: 7, delta: { kind: 'REMOVE', containerId: c('a1').id } });
+  await acked(7);
+  t.same(calls.filter((x) => x.m !== 'getAgent'), [{ m: 'removeContainer', clear: true }], 'a remove: one write that clears the hash, no read of the container first');
+  t.equal(await hash(), undefined);
+  t.same((await store.listContainers({ agentId })).map((x) => x.name), ['/c-b2', '/c-c3']);
+  calls.length = 0;
+
+  call.write({ seq: 8, violation: { id: 'vio-hello-writes-2', ruleId: 'no-privileged', containerId: c('b2').id, containerName: '/c-b2', severity: 'high', mode: 'alert', source: 'event', message: 'privileged', atMs: Date.now() } });
+  await acked(8);
+  await waitFor('violation alert raised', () => s.alerts.some((a) => a.violationId === 'vio-hello-writes-2'));
+  const alert = s.alerts.find((a) => a.violationId === 'vio-hello-writes-2');
+  t.equal(alert?.host, name, 'the alert names the host as enrolled');
+  t.same(calls.filter((x) => x.m === 'getAgent'), [], 'without reading the agent');
 });

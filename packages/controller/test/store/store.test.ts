@@ -355,7 +355,7 @@ t.test('acceptAgentHello: a replica takes over a dead replica\'s lease and marks
   const r = await hello('agt_h', { host: host('h-new') });
   t.same(r, {
     accepted: true,
-    before: { status: 'online', revokedAt: null, certSerial: 'ab12', trustedCas: [FP], stateHash: 'sha256:inv', policyStatus: { version: 3, applied: true, error: '' } },
+    before: { hostname: 'host-h', status: 'online', revokedAt: null, certSerial: 'ab12', trustedCas: [FP], stateHash: 'sha256:inv', policyStatus: { version: 3, applied: true, error: '' } },
   }, 'taken; returns the agent as it was, with its policy status');
   t.same(await store.getAgentLease!('agt_h'), { owner: 'rep_B', expiresAt: at(16_000) }, 'the lease is B\'s now, with B\'s expiry');
   const rec = await store.getAgent('agt_h');
@@ -371,7 +371,7 @@ t.test('acceptAgentHello: a replica takes over a dead replica\'s lease and marks
 
   // No lease row at all (first hello ever), and new trusted CAs.
   await store.insertAgent(agent('agt_i'));
-  t.same(await hello('agt_i', { trustedCas: [FP] }), { accepted: true, before: { status: 'offline', revokedAt: null, certSerial: 'ab12' } }, 'nothing reported yet: no CAs, hash or policy status before');
+  t.same(await hello('agt_i', { trustedCas: [FP] }), { accepted: true, before: { hostname: 'host-i', status: 'offline', revokedAt: null, certSerial: 'ab12' } }, 'nothing reported yet: no CAs, hash or policy status before');
   t.equal((await store.getAgentLease!('agt_i'))?.owner, 'rep_B');
   t.same((await store.getAgent('agt_i'))?.trustedCas, [FP], 'given trusted CAs are stored');
 });
@@ -400,7 +400,7 @@ t.test('acceptAgentHello refuses, writing nothing, an unknown or revoked agent a
   // Serials: the current or the previous one, compared as canonicalSerial does (case, leading zeros).
   await store.insertAgent(agent('agt_c', { certSerial: '00AB12', prevCertSerial: '0Cd3' }));
   const w = await hello('agt_c', 'ef');
-  t.same(w, { accepted: false, before: { status: 'offline', revokedAt: null, certSerial: '00AB12', prevCertSerial: '0Cd3' } }, 'another serial: refused');
+  t.same(w, { accepted: false, before: { hostname: 'host-c', status: 'offline', revokedAt: null, certSerial: '00AB12', prevCertSerial: '0Cd3' } }, 'another serial: refused');
   t.equal(await store.getAgentLease!('agt_c'), undefined, 'and no lease');
   t.equal((await store.getAgent('agt_c'))?.status, 'offline', 'nor online');
   t.equal((await hello('agt_c', 'ab12')).accepted, true, 'the current serial, stored upper-case with leading zeros');
