@@ -9,7 +9,7 @@ import t from 'tap';
 import { openStore } from '../../src/store/open-store';
 import { startSecureApi, type SecureApi } from '../auth/fixtures/secure-api';
 import { FleetEvents } from '../../src/events/fleet-events';
-import { newDatabase, testBackend } from '../store/fixtures/backend';
+import { newDatabase, openTestStore, testBackend } from '../store/fixtures/backend';
 import { openStream, type SseStream } from './fixtures-sse';
 import type { SseEvent } from '@bulkhead/client';
 import type { FleetEventInput } from '../../src/events/event-store';
@@ -192,6 +192,27 @@ t.test('"from now on" starts before the 200: an event recorded as soon as the st
   t.equal(data(e!)['name'], '/right-after-200', 'the event recorded right after the 200 arrives');
   t.ok(reads >= 1, 'the slow read was the one that fixed the start');
   s.close();
+});
+
+t.test('appendEvents: a batch (over 500) gets consecutive seqs in its order, every value as given', async (t) => {
+  const store = (await openTestStore(t)).events!;
+  const odd = 'pay"me\\ {a,b} \'x\' NULL';
+  const first = await store.appendEvents([{ type: 'agent.online', at: new Date(1000), everyScope: true, project: 'ignored', agentId: 'agt_1', data: { n: 0 } }]);
+  const batch: FleetEventInput[] = Array.from({ length: 700 }, (_, i) => ({
+    type: 'container.updated', at: new Date(2000 + i), project: i === 1 ? odd : i === 2 ? 'nul\u0000here' : 'payments', ...(i % 2 === 0 ? { agentId: `agt_${i}` } : {}), data: { n: i + 1, s: 'x\u0000"' },
+  }));
+  const seqs = await store.appendEvents(batch);
+  t.same(seqs, Array.from({ length: 700 }, (_, i) => first[0]! + 1 + i), 'consecutive seqs after the last one, in the batch\'s order');
+  const got = await store.listEvents({ after: 0, limit: 1000 });
+  t.equal(got.length, 701);
+  t.match(got[0], { seq: first[0], type: 'agent.online', everyScope: true, project: '', agentId: 'agt_1', data: { n: 0 } }, 'an every-scope event has no project');
+  t.same(got.map((e) => (e.data as { n: number }).n), Array.from({ length: 701 }, (_, i) => i), 'stored in order');
+  t.same(got.map((e) => e.at.getTime()).slice(1, 4), [2000, 2001, 2002]);
+  t.equal(got[2]!.project, odd, 'quotes, backslashes, braces and the word NULL kept as given');
+  t.equal(got[3]!.project, testBackend() === 'postgres' ? 'nul\uFFFDhere' : 'nul\u0000here', 'a NUL in text: U+FFFD on PostgreSQL, as every other write');
+  t.equal(got[1]!.agentId, 'agt_0');
+  t.equal(got[2]!.agentId, null, 'no agent: null');
+  t.same(got[1]!.data, { n: 1, s: 'x\u0000"' }, 'the data round-trips exactly (JSON escapes NUL)');
 });
 
 t.test('controller replicas on one PostgreSQL database: a stream sees every replica\'s events, in one order', { skip: testBackend() === 'postgres' ? false : 'PostgreSQL only (events.postgres.test.ts)' }, async (t) => {
