@@ -95,6 +95,20 @@ t.test('agents: batched last-seen times (touchAgents), each agent its own time, 
   t.equal(all.find((a) => a.id === 'agt_untouched')?.lastSeenAt, null, 'agents not in the batch are left alone');
   await store.touchAgents!(new Map());
   t.pass('an empty batch writes nothing');
+  // State hashes ride along: set, left alone when not given, cleared by null, and an agent may
+  // come with a hash and no last-seen time (its time is kept).
+  const [a, b, c] = ids as [string, string, string];
+  await store.touchAgents!(new Map([[a, at(50_000)]]), new Map([[a, 'sha256:a'], [b, 'sha256:b\u0000x']]));
+  const get = async (id: string) => store.getAgent(id);
+  t.equal((await get(a))?.stateHash, 'sha256:a');
+  t.equal((await get(a))?.lastSeenAt?.getTime(), at(50_000).getTime());
+  t.equal((await get(b))?.lastSeenAt?.getTime(), at(10_001).getTime(), 'a hash without a time keeps the time');
+  t.match((await get(b))?.stateHash, /^sha256:b.x$/, 'a NUL in a hash is stored (U+FFFD on PostgreSQL)');
+  await store.touchAgents!(new Map([[a, at(60_000)], [c, at(60_000)]]), new Map([[b, null]]));
+  t.equal((await get(a))?.stateHash, 'sha256:a', 'no hash given: kept');
+  t.equal((await get(a))?.lastSeenAt?.getTime(), at(60_000).getTime());
+  t.equal((await get(b))?.stateHash, undefined, 'null clears it');
+  t.equal((await get(c))?.stateHash, undefined);
 });
 
 t.test('agents: lifecycle, container count, stale detection', async (t) => {
