@@ -111,6 +111,20 @@ t.test('agents: batched last-seen times (touchAgents), each agent its own time, 
   t.equal((await get(c))?.stateHash, undefined);
 });
 
+t.test('listRevokedAgents: of the ids asked about, those revoked (status or revokedAt), however many ids', async (t) => {
+  const store = await freshStore(t);
+  const ids = Array.from({ length: 1100 }, (_, i) => `agt_r${String(i).padStart(5, '0')}`);
+  for (const id of ids) await store.insertAgent(agent(id, { hostname: id }));
+  await store.setAgentStatus(ids[3]!, 'revoked', at(1));
+  await store.setAgentStatus(ids[1050]!, 'revoked', at(1));
+  await store.insertAgent(agent('agt_rat', { hostname: 'rat', status: 'online', revokedAt: at(2) }));
+  await store.insertAgent(agent('agt_rnot', { hostname: 'rnot' }));
+  await store.setAgentStatus('agt_rnot', 'revoked', at(1));
+  const got = await store.listRevokedAgents!([...ids, 'agt_rat', 'agt_unknown']);
+  t.same([...got].sort(), [ids[3], ids[1050], 'agt_rat'].sort(), 'revoked by status or by revokedAt, across chunks; one not asked about is not listed');
+  t.same(await store.listRevokedAgents!([]), [], 'no ids: none');
+});
+
 t.test('agents: lifecycle, container count, stale detection', async (t) => {
   const store = await freshStore(t);
   await store.insertAgent(agent('agt_b', { hostname: 'beta' }));
