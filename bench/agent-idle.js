@@ -7,6 +7,10 @@
 //
 // Bounded: N containers (sleep), a settle period, then a fixed sampling
 // window (BENCH_IDLE_WINDOW_S, default 30 s); everything is removed after.
+// Also over the window, from the agent's /metrics: V8 collections by kind and
+// the event loop's largest delay; optionally (BENCH_IDLE_AUTHZ_MS) authorization
+// request latency and (BENCH_IDLE_AGENT_STDOUT) the heap trim's pauses.
+// BENCHMARKS.md "agent-idle" lists every knob.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
 const { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } = require('node:fs');
