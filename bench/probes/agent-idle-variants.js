@@ -12,7 +12,8 @@
 //                   "env": { "MALLOC_ARENA_MAX": "1" } }, …]
 // "node" defaults to this node, "flags" to the unit's (bench/lib/agent-runtime.js), "env" adds
 // to the unit's Environment=, "args" (optional) adds agent arguments (e.g. ["--heap-trim-interval", "0"]),
-// "stdout" (optional) a file for the agent's stdout (V8's --trace-gc / --trace-memory-reducer print there). BENCH_IDLE_N, BENCH_IDLE_SETTLE_S (default 60) and
+// "script" (optional) another agent entry point (e.g. another checkout's packages/agent/dist/cli/main.js, to
+// compare builds side by side), "stdout" (optional) a file for the agent's stdout (V8's --trace-gc / --trace-memory-reducer print there). BENCH_IDLE_N, BENCH_IDLE_SETTLE_S (default 60) and
 // BENCH_IDLE_WINDOW_S (default 15) as in bench/agent-idle.js. Prints, per variant: RSS p50 and
 // max, CPU share of one core, resident MB by mapping class and V8's heap spaces (used/total).
 'use strict';
@@ -86,7 +87,7 @@ async function main() {
       const token = execFileSync(process.execPath, [CTL, 'token', 'create', '--data-dir', join(dir, 'ctl')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
       execFileSync(process.execPath, [AGENT, 'enroll', '--controller', `127.0.0.1:${grpcPort}`, '--token', token, '--ca-fingerprint', init.caFingerprint, '--state-dir', stateDir]);
       const metricsPort = 19_465 + i;
-      const p = spawn(v.node ?? process.execPath, [...(v.flags ?? AGENT_NODE_FLAGS), AGENT, 'run', '--state-dir', stateDir, '--docker-host', host, '--authz-socket', join(stateDir, 'authz.sock'), '--metrics-listen', `127.0.0.1:${metricsPort}`, ...(v.args ?? [])], { stdio: ['ignore', v.stdout ? openSync(v.stdout, 'w') : 'ignore', 'inherit'], env: { ...UNIT_ENV, ...process.env, ...(v.env ?? {}) } });
+      const p = spawn(v.node ?? process.execPath, [...(v.flags ?? AGENT_NODE_FLAGS), v.script ?? AGENT, 'run', '--state-dir', stateDir, '--docker-host', host, '--authz-socket', join(stateDir, 'authz.sock'), '--metrics-listen', `127.0.0.1:${metricsPort}`, ...(v.args ?? [])], { stdio: ['ignore', v.stdout ? openSync(v.stdout, 'w') : 'ignore', 'inherit'], env: { ...UNIT_ENV, ...process.env, ...(v.env ?? {}) } });
       children.push(p);
       agents.push({ v, p, metricsPort });
     }
@@ -109,6 +110,7 @@ async function main() {
       }
       results.push({
         name: a.v.name,
+        ...(a.v.script ? { script: a.v.script } : {}),
         node: execFileSync(a.v.node ?? process.execPath, ['-p', 'process.version']).toString().trim(),
         flags: a.v.flags ?? AGENT_NODE_FLAGS,
         env: a.v.env ?? {},

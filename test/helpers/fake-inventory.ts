@@ -7,8 +7,15 @@ import type { LinkInventory } from '../../packages/agent/src/link/controller-lin
 export class FakeInventory implements LinkInventory {
   readonly items = new Map<string, ContainerFacts>();
   private readonly ee = new EventEmitter();
+  /** How often inventory() and count() were called. */
+  readonly calls = { inventory: 0, count: 0 };
   inventory(): ContainerFacts[] {
+    this.calls.inventory++;
     return [...this.items.values()];
+  }
+  count(): number {
+    this.calls.count++;
+    return this.items.size;
   }
   subscribe(l: (d: ContainerDelta) => void): () => void {
     this.ee.on('d', l);

@@ -65,8 +65,11 @@ t.test('agent link end to end in one process', async (t) => {
   t.pass('upsert, upsert, remove applied in order and acknowledged');
 
   // Heartbeats keep it online well past offlineAfter.
+  const before = { ...inv.calls };
   await new Promise((r) => setTimeout(r, 900));
   t.equal((await store.getAgent(agentId))?.status, 'online', 'heartbeats keep the agent online');
+  t.ok(inv.calls.count - before.count >= 3, `heartbeats carry the count (${inv.calls.count - before.count} in 900 ms)`);
+  t.equal(inv.calls.inventory, before.inventory, 'without building the inventory (it copies every container\'s facts)');
 
   // A second stream from the same agent supersedes the first, which reconnects.
   const proto = loadProto();

@@ -347,6 +347,7 @@ async function startUsageMonitor(
 export function reportedInventory(watcher: ContainerWatcher, secrets: SecretScanner, projectLabel: () => string): LinkInventory {
   return {
     inventory: () => watcher.inventory().map((f) => secrets.enrichNow(f, projectLabel()).facts),
+    count: () => watcher.size,
     subscribe(listener: (d: ContainerDelta) => void) {
       const upsert = (facts: ContainerFacts, eventAction: string, eventTimeMs: number): void =>
         listener({ kind: 'UPSERT', containerId: facts.id ?? '', container: facts, eventAction, eventTimeMs });

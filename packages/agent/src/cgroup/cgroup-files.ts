@@ -44,6 +44,66 @@ export function preadFileSync(fd: number, size = 64): string {
   }
 }
 
+// Parsing in place: the per-sample files are read into one scratch buffer and their
+// numbers parsed from the bytes, so a reading makes no Buffer and no string (it runs for
+// every container every few seconds; allocation is what keeps an idle agent's heap from
+// shrinking, BENCHMARKS.md agent-idle). Synchronous use only: the buffer is shared.
+// Anything but plain digits falls back to the string parsers above, so the value is
+// always what parseCounter / statValue would give.
+const SCRATCH = Buffer.allocUnsafeSlow(8192);
+
+/** Reads a file through an open fd into SCRATCH; -1 when it did not fit (read it as a string then). */
+function preadScratch(fd: number): number {
+  const n = readSync(fd, SCRATCH, 0, SCRATCH.length, 0);
+  return n < SCRATCH.length ? n : -1;
+}
+
+const isSpace = (b: number): boolean => b === 32 || b === 10 || b === 9 || b === 13;
+
+/**
+ * SCRATCH[from, to) as a whole number when it is optional whitespace, digits, optional
+ * whitespace, and no larger than 2^53 (where digit arithmetic and Number() agree); else undefined.
+ */
+function digitsAt(from: number, to: number): number | undefined {
+  let i = from;
+  while (i < to && isSpace(SCRATCH[i]!)) i++;
+  const first = i;
+  let v = 0;
+  for (; i < to; i++) {
+    const d = SCRATCH[i]! - 48;
+    if (d < 0 || d > 9) break;
+    v = v * 10 + d;
+    if (v > Number.MAX_SAFE_INTEGER) return undefined;
+  }
+  if (i === first) return undefined;
+  while (i < to && isSpace(SCRATCH[i]!)) i++;
+  return i === to ? v : undefined;
+}
+
+/** parseCounter of a file read through an open fd (pread at 0), without a string in the common case. */
+export function preadCounterSync(fd: number): number {
+  const n = preadScratch(fd);
+  if (n < 0) return parseCounter(preadFileSync(fd, SCRATCH.length * 2));
+  return digitsAt(0, n) ?? parseCounter(SCRATCH.toString('latin1', 0, n));
+}
+
+/** statValue of a file read through an open fd (pread at 0), without a string in the common case. `key` is ASCII. */
+export function preadStatSync(fd: number, key: string): number | undefined {
+  const n = preadScratch(fd);
+  if (n < 0) return statValue(preadFileSync(fd, SCRATCH.length * 2), key);
+  // The first line starting with "<key> ", as statValue finds it.
+  const k = key.length;
+  for (let line = 0; line < n;) {
+    let match = line + k < n && SCRATCH[line + k] === 32;
+    for (let j = 0; match && j < k; j++) if (SCRATCH[line + j] !== key.charCodeAt(j)) match = false;
+    let end = SCRATCH.indexOf(10, line);
+    if (end < 0 || end > n) end = n;
+    if (match) return digitsAt(line + k + 1, end) ?? statValue(SCRATCH.toString('latin1', 0, n), key);
+    line = end + 1;
+  }
+  return undefined;
+}
+
 /** A small pseudo-file read whole, synchronously: open, pread(s), close (limits, every 30 s). */
 export function readSmallFileSync(path: string, size = 4096): string {
   const fd = openSync(path, 'r');

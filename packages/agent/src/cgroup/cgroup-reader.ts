@@ -30,7 +30,10 @@
 // writeback to the dirtying cgroup.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BlkioUsage, closeFile, openFile, parseBlkioRw, parseCfsQuota, parseCounter, parseCpuMax, parseIoStat, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue } from './cgroup-files';
+import {
+  type BlkioUsage, closeFile, openFile, parseBlkioRw, parseCfsQuota, parseCounter, parseCpuMax, parseIoStat, parseLimit, parseProcCgroup, preadCounterSync, preadFileSync,
+  preadStatSync, readSmallFile, readSmallFileSync, statValue,
+} from './cgroup-files';
 
 export type { BlkioUsage } from './cgroup-files';
 
@@ -261,6 +264,54 @@ export class CgroupReader {
       this.forget(containerId);
       throw new CgroupNotFoundError(containerId);
     }
+  }
+
+  /**
+   * The reading read() would give, synchronously, when every file it needs is
+   * already open (every read of a container after its first, with keepOpen):
+   * a few preads parsed in place, no promise and no string. Undefined when a
+   * file is not open yet, block IO is asked for, or anything fails — read()
+   * then does the read and deals with what went wrong, as it always did.
+   */
+  readSync(containerId: string, _pid?: number, detail: ReadDetail = FULL): CgroupUsage | undefined {
+    const e = this.entries.get(containerId);
+    if (!e || detail.blkio === true) return undefined;
+    const wantStat = this.workingSet && detail.memoryStat !== false && !e.missing.has('memoryStat');
+    const wantPids = detail.pids !== false && e.loc.pidsCurrent !== undefined && !e.missing.has('pidsCurrent');
+    const { cpuUsage, memoryUsage, memoryStat, pidsCurrent } = e.fds;
+    if (cpuUsage === undefined || memoryUsage === undefined || (wantStat && memoryStat === undefined) || (wantPids && pidsCurrent === undefined)) return undefined;
+    const now = this.now();
+    let cpuUsageNs: number;
+    let usage: number;
+    let inactive: number | undefined;
+    let pids: number | undefined;
+    try {
+      cpuUsageNs = this.version === 2 ? (preadStatSync(cpuUsage, 'usage_usec') ?? 0) * 1000 : preadCounterSync(cpuUsage);
+      usage = preadCounterSync(memoryUsage);
+      if (wantStat) inactive = preadStatSync(memoryStat!, this.version === 2 ? 'inactive_file' : 'total_inactive_file') ?? 0;
+      if (wantPids) pids = preadCounterSync(pidsCurrent!);
+    } catch {
+      return undefined;
+    }
+    // From here as readEntry (which read the same files).
+    const limitsDue = !e.limits || this.limitsTtlMs <= 0 || now - e.limits.readAt >= this.limitsTtlMs;
+    if (limitsDue) this.readLimits(e, now);
+    if (inactive !== undefined) e.inactive = inactive;
+    if (pids !== undefined) e.pids = pids;
+    const limits = e.limits!;
+    const out: CgroupUsage = {
+      containerId,
+      at: now,
+      cpuUsageNs,
+      memoryBytes: this.workingSet ? Math.max(0, usage - e.inactive) : usage,
+      memoryUsageBytes: usage,
+      memoryLimitBytes: limits.memoryLimitBytes,
+      pids: e.pids,
+      pidsLimit: limits.pidsLimit,
+      cpuLimitCores: limits.cpuLimitCores,
+    };
+    if (e.blkio) out.blkio = e.blkio;
+    return out;
   }
 
   /** Drops what is cached about a container and closes its files (call on `destroy`). */

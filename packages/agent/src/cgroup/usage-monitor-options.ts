@@ -1,7 +1,7 @@
 // Options of the usage monitor (usage-monitor.ts), their defaults, and the
 // one function that fills them in and rejects bad values at start-up.
 import { BulkheadError, parseDuration } from '@bulkhead/shared';
-import type { HostFacts__Output, Logger, UsageFacts, UsageReport as UsageReportMessage } from '@bulkhead/shared';
+import type { HostFacts__Output, Logger, UsagePoint, UsageReport as UsageReportMessage } from '@bulkhead/shared';
 import type { Facts } from '../docker/container-facts';
 import type { PolicyState } from '../policy/policy-holder';
 import type { UsageReader } from './usage-sampler-options';
@@ -34,7 +34,7 @@ export interface UsageMonitorOptions {
    * agent hands it to the Enforcer, which evaluates the whole policy with
    * this usage and acts or records like for any other finding.
    */
-  onBreach: (facts: Facts, usage: UsageFacts, ruleIds: string[]) => void;
+  onBreach: (facts: Facts, usage: { points: readonly UsagePoint[] }, ruleIds: string[]) => void;
   /**
    * Sends a usage report to the controller; returns false when it could not
    * be sent (link down): usage is perishable and is not spooled — the next
@@ -75,7 +75,7 @@ export interface ResolvedUsageMonitorOptions {
   containers: UsageMonitorContainers;
   policy: () => PolicyState;
   hostFacts: (() => HostFacts__Output | undefined) | undefined;
-  onBreach: (facts: Facts, usage: UsageFacts, ruleIds: string[]) => void;
+  onBreach: (facts: Facts, usage: { points: readonly UsagePoint[] }, ruleIds: string[]) => void;
   sendReport: ((report: UsageReportMessage) => boolean) | undefined;
   logger: Logger;
   intervalMs: number;

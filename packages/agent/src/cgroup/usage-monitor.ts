@@ -31,6 +31,9 @@ import { resolveUsageMonitorOptions, windowPoints, type ResolvedUsageMonitorOpti
 
 export type { UsageMonitorOptions } from './usage-monitor-options';
 
+/** No usage rule holds (shared: judge() only reads it). */
+const NO_RULES: string[] = [];
+
 interface BreachState {
   /** Rule ids of the last hand-over, sorted and joined. */
   key: string;
@@ -67,8 +70,13 @@ export function detailRules(policy: Policy | undefined): RuntimeRule[] {
   return out;
 }
 
+/** Usage facts whose points are a plain array (a copy: what the enforcer gets with a breach). */
+export interface UsageWindow extends UsageFacts {
+  points: readonly UsagePoint[];
+}
+
 /** A sampler window as the evaluator's usage facts. */
-export function toUsageFacts(window: readonly WindowPoint[]): UsageFacts {
+export function toUsageFacts(window: readonly WindowPoint[]): UsageWindow {
   const points: UsagePoint[] = window.map((w) => ({
     at: w.at,
     cpuPercent: w.cpuCores === null ? null : w.cpuCores * 100,
@@ -218,22 +226,27 @@ export class UsageMonitor {
         const facts = this.o.containers.get(s.containerId);
         if (!facts || facts.state !== 'running') continue;
         seen.add(s.containerId);
-        const usage = toUsageFacts(this.sampler.window(s.containerId));
+        // The window read in place (no copy: this runs for every container on every
+        // tick); judge() copies it only when it hands a breach over.
+        const series = this.sampler.series(s.containerId);
+        if (!series) continue;
+        const usage: UsageFacts = { points: series };
         let ruleIds: string[];
         try {
-          ruleIds = evaluate(sub, host ? { container: facts, host, usage } : { container: facts, usage }, { now }).map((f) => f.ruleId);
+          const findings = evaluate(sub, host ? { container: facts, host, usage } : { container: facts, usage }, { now });
+          ruleIds = findings.length === 0 ? NO_RULES : findings.map((f) => f.ruleId);
         } catch (err) {
           this.o.logger.error({ err, containerId: s.containerId }, 'usage: evaluation failed');
           continue;
         }
-        this.judge(facts, usage, ruleIds);
+        this.judge(facts, ruleIds);
       }
     }
     // Forget breach states of containers no longer sampled (stopped, paused, removed) — and all of them without usage rules.
     for (const id of this.breached.keys()) if (!seen.has(id)) this.breached.delete(id);
   }
 
-  private judge(facts: Facts, usage: UsageFacts, ruleIds: string[]): void {
+  private judge(facts: Facts, ruleIds: string[]): void {
     const id = facts.id;
     if (ruleIds.length === 0) {
       this.breached.delete(id);
@@ -247,7 +260,8 @@ export class UsageMonitor {
     this.breached.set(id, { key, at: now });
     this.o.logger.info({ containerId: id, name: facts.name, rules: ruleIds }, 'usage rule breached');
     try {
-      this.o.onBreach(facts, usage, ruleIds);
+      // A copy: the enforcer evaluates with it later, and the sampler's ring moves on.
+      this.o.onBreach(facts, toUsageFacts(this.sampler.window(id)), ruleIds);
     } catch (err) {
       this.o.logger.error({ err, containerId: id }, 'usage: onBreach callback threw');
     }

@@ -62,8 +62,12 @@ export interface PidsRule extends RuleBase {
 
 export type RuntimeRule = CpuRule | MemoryRule | PidsRule;
 
-/** What the sampler needs from a reader (a CgroupReader; a fake in unit tests). */
-export type UsageReader = Pick<CgroupReader, 'read' | 'forget'>;
+/**
+ * What the sampler needs from a reader (a CgroupReader; a fake in unit tests).
+ * `readSync`, when given, is tried first: a read from files already open, or
+ * undefined to take the `read` path.
+ */
+export type UsageReader = Pick<CgroupReader, 'read' | 'forget'> & Partial<Pick<CgroupReader, 'readSync'>>;
 
 export interface UsageSamplerOptions {
   reader: UsageReader;

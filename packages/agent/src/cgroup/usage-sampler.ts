@@ -20,7 +20,7 @@
 import { EventEmitter } from 'node:events';
 import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from './cgroup-reader';
 import type { DiskUsage, NetUsage, ResourceTarget } from '../resources/types';
-import type { ResourceUsageFields } from '@bulkhead/shared';
+import type { ResourceUsageFields, UsagePoint, UsageSeries } from '@bulkhead/shared';
 
 const FULL_DETAIL: ReadDetail = { memoryStat: true, pids: true };
 const FULL_DETAIL_BLKIO: ReadDetail = { memoryStat: true, pids: true, blkio: true };
@@ -156,6 +156,88 @@ interface Tracked {
   netAt: number;
   /** The latest sample (a short-lived object: replaced every tick). */
   latest: UsageSample | undefined;
+  /** The window as the evaluator reads it (series()), made on first use. */
+  series: RingSeries | undefined;
+  /** One reader per ring slot, made on first use (reset when the ring is re-allocated). */
+  slots: RingPoint[];
+  /** Breach state per runtime rule id (checkRules). */
+  rules: Map<string, RuleState> | undefined;
+  /** The container name the sample's `name` was made from, and that name (made again only when it changes). */
+  nameOf: string | undefined;
+  name: string;
+}
+
+/**
+ * One point of a container's ring, read in place: what toUsageFacts() would
+ * copy out of window(), without the copy. Made once per ring slot and kept,
+ * so reading a window allocates nothing; it shows whatever the slot holds
+ * NOW (the next tick overwrites the oldest slot), which is why series() views
+ * are for reading during one tick only.
+ */
+class RingPoint implements UsagePoint {
+  constructor(private readonly t: Tracked, private readonly base: number) {}
+  get at(): number {
+    return this.t.ring[this.base + F_AT]!;
+  }
+  get cpuPercent(): number | null {
+    const v = this.t.ring[this.base + F_CORES]!;
+    return Number.isNaN(v) ? null : v * 100;
+  }
+  get cpuLimitCores(): number {
+    return this.t.ring[this.base + F_CPU_LIM]!;
+  }
+  get memoryBytes(): number {
+    return this.t.ring[this.base + F_MEM]!;
+  }
+  get memoryLimitBytes(): number {
+    return this.t.ring[this.base + F_MEM_LIM]!;
+  }
+  get pids(): number {
+    return this.t.ring[this.base + F_PIDS]!;
+  }
+  get pidsLimit(): number {
+    return this.t.ring[this.base + F_PIDS_LIM]!;
+  }
+  get writableBytes(): number | null {
+    return orNull(this.t.ring[this.base + F_WRITABLE]!);
+  }
+  get logBytes(): number | null {
+    return orNull(this.t.ring[this.base + F_LOGS]!);
+  }
+  get netRxBytesPerSec(): number | null {
+    return orNull(this.t.ring[this.base + F_RX_BPS]!);
+  }
+  get netTxBytesPerSec(): number | null {
+    return orNull(this.t.ring[this.base + F_TX_BPS]!);
+  }
+  get netRxPacketsPerSec(): number | null {
+    return orNull(this.t.ring[this.base + F_RX_PPS]!);
+  }
+  get netTxPacketsPerSec(): number | null {
+    return orNull(this.t.ring[this.base + F_TX_PPS]!);
+  }
+  get tcpConnections(): number | null {
+    return orNull(this.t.ring[this.base + F_TCP]!);
+  }
+  get sockets(): number | null {
+    return orNull(this.t.ring[this.base + F_SOCKS]!);
+  }
+}
+
+/** A container's window as the evaluator's UsageSeries, oldest first, read in place (see RingPoint). */
+class RingSeries implements UsageSeries {
+  constructor(private readonly t: Tracked) {}
+  get length(): number {
+    return this.t.count;
+  }
+  at(index: number): UsagePoint | undefined {
+    const t = this.t;
+    const i = index < 0 ? index + t.count : Math.trunc(index);
+    if (!(i >= 0 && i < t.count)) return undefined;
+    const size = t.ring.length / FIELDS;
+    const slot = (t.next - t.count + i + size) % size;
+    return (t.slots[slot] ??= new RingPoint(t, slot * FIELDS));
+  }
 }
 
 /** The container's CPU limit in CPUs from its inspect fields (0 = unlimited). */
@@ -170,7 +252,6 @@ const orNull = (v: number): number | null => (Number.isNaN(v) ? null : v);
 export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   private o: ResolvedUsageSamplerOptions;
   private readonly tracked = new Map<string, Tracked>();
-  private readonly ruleStates = new Map<string, RuleState>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<UsageSample[]> | undefined;
   private stopped = true;
@@ -232,6 +313,18 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   }
 
   /**
+   * The same points as window(), as a view over the ring that copies nothing:
+   * what the usage monitor evaluates the usage rules with on every tick.
+   * Valid until the next tick (it reads the ring as it is when read); copy
+   * with window() to keep. Undefined for a container not tracked.
+   */
+  series(containerId: string): UsageSeries | undefined {
+    const t = this.tracked.get(containerId);
+    if (!t) return undefined;
+    return (t.series ??= new RingSeries(t));
+  }
+
+  /**
    * Changes how many points are kept per container (e.g. when the policy's
    * longest usage rule changes). Existing windows keep their newest points;
    * each is re-allocated on its container's next sample.
@@ -248,7 +341,7 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
    */
   setRules(rules: readonly RuntimeRule[]): void {
     this.o = resolveUsageSamplerOptions({ ...this.o, interval: this.o.intervalMs, rules });
-    this.ruleStates.clear();
+    for (const t of this.tracked.values()) t.rules = undefined;
   }
 
   /** The latest sample of every container seen in the last tick. */
@@ -286,52 +379,68 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     const started = this.o.now();
     const list: SampledContainer[] = [];
     for (const c of this.o.containers()) if (c.state === undefined || c.state === 'running') list.push(c);
-    const samples: UsageSample[] = [];
     let errors = 0;
     // Disk and network every resourceEveryTicks ticks per container (their last values in
     // between); the disk source once for all containers due, while the cgroups are read.
-    const { disk, net } = this.o;
+    const { disk, net, reader } = this.o;
     const due = new Set<string>();
     if (disk || net) for (const c of list) if (this.track(c.id).resTicks++ % this.o.resourceEveryTicks === 0) due.add(c.id);
     const diskTargets = disk ? list.filter((c) => due.has(c.id)).map(resourceTarget) : [];
-    const diskRead: Promise<Map<string, DiskUsage> | undefined> = disk && diskTargets.length > 0
+    const diskRead: Promise<Map<string, DiskUsage> | undefined> | undefined = disk && diskTargets.length > 0
       ? disk.read(diskTargets, started).catch((e: Error) => {
         errors++;
         this.emit('sampleError', '', e);
         return undefined;
       })
-      : Promise.resolve(undefined);
-    const pending: Array<[SampledContainer, CgroupUsage, NetUsage | null | undefined]> = [];
+      : undefined;
+    // Every container's reading by its place in `list`. A reader with readSync answers
+    // from its open files at once (no promise per container: this runs for every
+    // container every few seconds, and allocation is what keeps an idle agent's heap
+    // from shrinking, BENCHMARKS.md agent-idle); the rest go the async way, batched.
+    const reads: Array<CgroupUsage | undefined> = new Array<CgroupUsage | undefined>(list.length);
+    const nets: Array<NetUsage | null | undefined> | undefined = net ? new Array<NetUsage | null | undefined>(list.length) : undefined;
     for (let i = 0; i < list.length; i += this.o.concurrency) {
-      const batch = list.slice(i, i + this.o.concurrency);
-      const reads = await Promise.all(
-        batch.map((c) => {
-          const cg = this.o.reader.read(c.id, c.pid, this.detailFor(c)).catch((e: Error) => {
-            if (!(e instanceof CgroupNotFoundError)) {
+      const end = Math.min(list.length, i + this.o.concurrency);
+      let waits: Array<Promise<void>> | undefined;
+      for (let k = i; k < end; k++) {
+        const c = list[k]!;
+        const detail = this.detailFor(c);
+        const now = reader.readSync?.(c.id, c.pid, detail);
+        if (now !== undefined) {
+          reads[k] = now;
+        } else {
+          (waits ??= []).push(reader.read(c.id, c.pid, detail).then(
+            (u) => void (reads[k] = u),
+            (e: Error) => {
+              if (!(e instanceof CgroupNotFoundError)) {
+                errors++;
+                this.emit('sampleError', c.id, e);
+              }
+            },
+          ));
+        }
+        if (net && due.has(c.id) && (c.pid ?? 0) > 0) {
+          (waits ??= []).push(net.read(resourceTarget(c)).then(
+            (n) => void (nets![k] = n),
+            (e: Error) => {
               errors++;
               this.emit('sampleError', c.id, e);
-            }
-            return undefined;
-          });
-          const nu = net && due.has(c.id) && (c.pid ?? 0) > 0
-            ? net.read(resourceTarget(c)).catch((e: Error) => {
-              errors++;
-              this.emit('sampleError', c.id, e);
-              return undefined;
-            })
-            : undefined;
-          return Promise.all([cg, nu]);
-        }),
-      );
-      for (let j = 0; j < batch.length; j++) {
-        const [u, n] = reads[j]!;
-        if (u) pending.push([batch[j]!, u, n]);
+            },
+          ));
+        }
       }
+      if (waits) await Promise.all(waits);
     }
-    const diskUsage = await diskRead;
-    for (const [c, u, n] of pending) {
+    const diskUsage = diskRead ? await diskRead : undefined;
+    const samples: UsageSample[] = [];
+    const sampled: SampledContainer[] = [];
+    for (let k = 0; k < list.length; k++) {
+      const u = reads[k];
+      if (!u) continue;
+      const c = list[k]!;
       const isDue = due.has(c.id);
-      samples.push(this.record(c, u, disk && isDue ? diskUsage?.get(c.id) ?? null : undefined, net && isDue ? n ?? null : undefined));
+      samples.push(this.record(c, u, disk && isDue ? diskUsage?.get(c.id) ?? null : undefined, net && isDue ? nets![k] ?? null : undefined));
+      sampled.push(c);
     }
     // Forget containers that are gone.
     if (this.tracked.size > list.length || samples.length < list.length) {
@@ -342,15 +451,11 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
           this.o.reader.forget(id);
           this.o.disk?.forget(id);
           this.o.net?.forget?.(id);
-          for (const r of this.o.rules) this.ruleStates.delete(`${r.id}\0${id}`);
         }
       }
     }
     for (const s of samples) this.emit('usage', s);
-    if (this.o.rules.length > 0) {
-      const byId = new Map(list.map((c) => [c.id, c]));
-      for (const s of samples) this.checkRules(byId.get(s.containerId)!, s);
-    }
+    if (this.o.rules.length > 0) for (let j = 0; j < samples.length; j++) this.checkRules(sampled[j]!, samples[j]!);
     this.emit('tick', samples, { at: started, durationMs: this.o.now() - started, containers: list.length, errors });
     return samples;
   }
@@ -358,7 +463,10 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
   private track(id: string): Tracked {
     let t = this.tracked.get(id);
     if (!t) {
-      t = { ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, resTicks: 0, lastNet: undefined, netAt: 0, latest: undefined };
+      t = {
+        ring: new Float64Array(this.o.windowSize * FIELDS), count: 0, next: 0, reads: 0, resTicks: 0, lastNet: undefined, netAt: 0, latest: undefined,
+        series: undefined, slots: [], rules: undefined, nameOf: undefined, name: '',
+      };
       this.tracked.set(id, t);
     } else if (t.ring.length !== this.o.windowSize * FIELDS) {
       // resize(): copy the newest points, oldest first, into a ring of the new size.
@@ -370,6 +478,8 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
         ring.set(t.ring.subarray(from, from + FIELDS), i * FIELDS);
       }
       t.ring = ring;
+      // Slot readers read `ring` through t: those of slots that still exist stay valid.
+      if (t.slots.length > this.o.windowSize) t.slots.length = this.o.windowSize;
       t.count = keep;
       t.next = keep % this.o.windowSize;
     }
@@ -399,40 +509,54 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
    * measurable (or failed), undefined when not read this tick (the previous
    * sample's values are kept).
    */
-  private record(c: SampledContainer, read: CgroupUsage, d: DiskUsage | null | undefined, n: NetUsage | null | undefined): UsageSample {
+  private record(c: SampledContainer, u: CgroupUsage, d: DiskUsage | null | undefined, n: NetUsage | null | undefined): UsageSample {
+    // One object per container and tick, built field by field: no spread copies or
+    // intermediate objects (this runs for every container every few seconds).
     const t = this.track(c.id);
     const prev = t.latest;
-    const { blkio, ...u } = read;
-    // Block IO is read at the detail cadence: carry the last values in between.
-    const blk = blkio
-      ? { blkioReadBytes: blkio.readBytes, blkioWriteBytes: blkio.writeBytes, blkioReadOps: blkio.readOps, blkioWriteOps: blkio.writeOps }
-      : { blkioReadBytes: prev?.blkioReadBytes ?? null, blkioWriteBytes: prev?.blkioWriteBytes ?? null, blkioReadOps: prev?.blkioReadOps ?? null, blkioWriteOps: prev?.blkioWriteOps ?? null };
-    const diskFields = d === undefined
-      ? { writableBytes: prev?.writableBytes ?? null, logBytes: prev?.logBytes ?? null }
-      : { writableBytes: d?.writableBytes ?? null, logBytes: d?.logBytes ?? null };
-    let netFields: Pick<UsageSample, NetField>;
+    const blkio = u.blkio;
+    let netRxBytes: number | null;
+    let netTxBytes: number | null;
+    let netRxPackets: number | null;
+    let netTxPackets: number | null;
+    let netRxDropped: number | null;
+    let netTxDropped: number | null;
+    let netRxBytesPerSec: number | null;
+    let netTxBytesPerSec: number | null;
+    let netRxPacketsPerSec: number | null;
+    let netTxPacketsPerSec: number | null;
+    let tcpConnections: number | null;
+    let sockets: number | null;
     if (n === undefined) {
-      netFields = Object.fromEntries(NET_FIELDS.map((k) => [k, prev?.[k] ?? null])) as Pick<UsageSample, NetField>;
+      // Not read this tick: the previous sample's values.
+      netRxBytes = prev?.netRxBytes ?? null;
+      netTxBytes = prev?.netTxBytes ?? null;
+      netRxPackets = prev?.netRxPackets ?? null;
+      netTxPackets = prev?.netTxPackets ?? null;
+      netRxDropped = prev?.netRxDropped ?? null;
+      netTxDropped = prev?.netTxDropped ?? null;
+      netRxBytesPerSec = prev?.netRxBytesPerSec ?? null;
+      netTxBytesPerSec = prev?.netTxBytesPerSec ?? null;
+      netRxPacketsPerSec = prev?.netRxPacketsPerSec ?? null;
+      netTxPacketsPerSec = prev?.netTxPacketsPerSec ?? null;
+      tcpConnections = prev?.tcpConnections ?? null;
+      sockets = prev?.sockets ?? null;
     } else {
       // Rates span from the previous network reading (not the previous sample: readings may skip ticks).
       const before = t.lastNet;
       const dtSec = before && u.at > t.netAt ? (u.at - t.netAt) / 1000 : 0;
-      const perSec = (now: number | undefined, was: number | undefined): number | null =>
-        now === undefined || was === undefined || dtSec <= 0 || now < was ? null : round((now - was) / dtSec);
-      netFields = {
-        netRxBytes: n?.rxBytes ?? null,
-        netTxBytes: n?.txBytes ?? null,
-        netRxPackets: n?.rxPackets ?? null,
-        netTxPackets: n?.txPackets ?? null,
-        netRxDropped: n?.rxDropped ?? null,
-        netTxDropped: n?.txDropped ?? null,
-        netRxBytesPerSec: perSec(n?.rxBytes, before?.rxBytes),
-        netTxBytesPerSec: perSec(n?.txBytes, before?.txBytes),
-        netRxPacketsPerSec: perSec(n?.rxPackets, before?.rxPackets),
-        netTxPacketsPerSec: perSec(n?.txPackets, before?.txPackets),
-        tcpConnections: n?.tcpConnections ?? null,
-        sockets: n?.sockets ?? null,
-      };
+      netRxBytes = n?.rxBytes ?? null;
+      netTxBytes = n?.txBytes ?? null;
+      netRxPackets = n?.rxPackets ?? null;
+      netTxPackets = n?.txPackets ?? null;
+      netRxDropped = n?.rxDropped ?? null;
+      netTxDropped = n?.txDropped ?? null;
+      netRxBytesPerSec = perSec(n?.rxBytes, before?.rxBytes, dtSec);
+      netTxBytesPerSec = perSec(n?.txBytes, before?.txBytes, dtSec);
+      netRxPacketsPerSec = perSec(n?.rxPackets, before?.rxPackets, dtSec);
+      netTxPacketsPerSec = perSec(n?.txPackets, before?.txPackets, dtSec);
+      tcpConnections = n?.tcpConnections ?? null;
+      sockets = n?.sockets ?? null;
       t.lastNet = n;
       t.netAt = u.at;
     }
@@ -441,20 +565,46 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     const pidsLimit = u.pidsLimit > 0 ? u.pidsLimit : (c.pidsLimit ?? 0) > 0 ? c.pidsLimit! : 0;
     let cpuCores: number | null = null;
     if (prev && u.at > prev.at && u.cpuUsageNs >= prev.cpuUsageNs) cpuCores = (u.cpuUsageNs - prev.cpuUsageNs) / ((u.at - prev.at) * 1e6);
+    if (t.nameOf !== c.name || t.name === '') {
+      t.nameOf = c.name;
+      t.name = (c.name ?? '').replace(/^\//, '') || c.id.slice(0, 12);
+    }
     const sample: UsageSample = {
-      ...u,
-      cpuLimitCores: cpuLimit,
+      containerId: u.containerId,
+      at: u.at,
+      cpuUsageNs: u.cpuUsageNs,
+      memoryBytes: u.memoryBytes,
+      memoryUsageBytes: u.memoryUsageBytes,
       memoryLimitBytes: memLimit,
+      pids: u.pids,
       pidsLimit,
-      name: (c.name ?? '').replace(/^\//, '') || c.id.slice(0, 12),
+      cpuLimitCores: cpuLimit,
+      name: t.name,
       cpuCores,
       cpuPercentOfQuota: cpuCores !== null && cpuLimit > 0 ? round((cpuCores / cpuLimit) * 100) : null,
       memoryPercentOfLimit: memLimit > 0 ? round((u.memoryBytes / memLimit) * 100) : null,
       pidsPercentOfLimit: pidsLimit > 0 ? round((u.pids / pidsLimit) * 100) : null,
       unlimited: { cpu: cpuLimit <= 0, memory: memLimit <= 0, pids: pidsLimit <= 0 },
-      ...diskFields,
-      ...blk,
-      ...netFields,
+      // Disk: not read this tick (undefined) keeps the previous sample's values.
+      writableBytes: d === undefined ? prev?.writableBytes ?? null : d?.writableBytes ?? null,
+      logBytes: d === undefined ? prev?.logBytes ?? null : d?.logBytes ?? null,
+      // Block IO is read at the detail cadence: the last values in between.
+      blkioReadBytes: blkio ? blkio.readBytes : prev?.blkioReadBytes ?? null,
+      blkioWriteBytes: blkio ? blkio.writeBytes : prev?.blkioWriteBytes ?? null,
+      blkioReadOps: blkio ? blkio.readOps : prev?.blkioReadOps ?? null,
+      blkioWriteOps: blkio ? blkio.writeOps : prev?.blkioWriteOps ?? null,
+      netRxBytes,
+      netTxBytes,
+      netRxPackets,
+      netTxPackets,
+      netRxDropped,
+      netTxDropped,
+      netRxBytesPerSec,
+      netTxBytesPerSec,
+      netRxPacketsPerSec,
+      netTxPacketsPerSec,
+      tcpConnections,
+      sockets,
     };
     const base = t.next * FIELDS;
     const r = t.ring;
@@ -489,14 +639,14 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
     const prevAt = t.count >= 2 ? t.ring[((t.next - 2 + size) % size) * FIELDS + F_AT]! : undefined;
     for (const rule of this.o.rules) {
       if (rule.appliesTo && !rule.appliesTo(c)) continue;
-      const key = `${rule.id}\0${c.id}`;
-      const st = this.ruleStates.get(key) ?? { sinceMs: undefined, breachedAt: undefined };
-      const m = measure(rule, s);
-      if (!m.above) {
-        if (st.breachedAt !== undefined) this.emit('recovered', { ruleId: rule.id, containerId: c.id, name: s.name, at: s.at, breachedAt: st.breachedAt });
-        this.ruleStates.delete(key);
+      const known = t.rules?.get(rule.id);
+      if (!isAbove(rule, s)) {
+        if (known?.breachedAt !== undefined) this.emit('recovered', { ruleId: rule.id, containerId: c.id, name: s.name, at: s.at, breachedAt: known.breachedAt });
+        if (known) t.rules!.delete(rule.id);
         continue;
       }
+      const st = known ?? { sinceMs: undefined, breachedAt: undefined };
+      const m = measure(rule, s);
       // A CPU rate covers the interval since the previous sample, so the
       // condition has held since then.
       st.sinceMs ??= rule.metric === 'cpu' && prevAt !== undefined ? prevAt : s.at;
@@ -509,9 +659,17 @@ export class UsageSampler extends EventEmitter<UsageSamplerEvents> {
           sinceMs: st.sinceMs, forSeconds: rule.forSeconds ?? 0, at: s.at, sample: s,
         });
       }
-      this.ruleStates.set(key, st);
+      (t.rules ??= new Map()).set(rule.id, st);
     }
   }
+}
+
+/** measure(rule, s).above, without building the result (the common case: not above). */
+function isAbove(rule: RuntimeRule, s: UsageSample): boolean {
+  if (rule.metric === 'cpu') return s.cpuPercentOfQuota !== null && s.cpuPercentOfQuota > rule.abovePercent;
+  if (rule.metric === 'memory') return s.memoryPercentOfLimit !== null && s.memoryPercentOfLimit > rule.abovePercent;
+  if (rule.above !== undefined && s.pids > rule.above) return true;
+  return rule.abovePercent !== undefined && s.pidsPercentOfLimit !== null && s.pidsPercentOfLimit > rule.abovePercent;
 }
 
 function measure(rule: RuntimeRule, s: UsageSample): { above: boolean; value: number; threshold: number; unit: Breach['unit'] } {
@@ -531,12 +689,6 @@ function measure(rule: RuntimeRule, s: UsageSample): { above: boolean; value: nu
     : { above: false, value: pct ?? 0, threshold: rule.abovePercent ?? 0, unit: 'percent-of-limit' };
 }
 
-const NET_FIELDS = [
-  'netRxBytes', 'netTxBytes', 'netRxPackets', 'netTxPackets', 'netRxDropped', 'netTxDropped',
-  'netRxBytesPerSec', 'netTxBytesPerSec', 'netRxPacketsPerSec', 'netTxPacketsPerSec', 'tcpConnections', 'sockets',
-] as const;
-type NetField = (typeof NET_FIELDS)[number];
-
 /** What the disk and network sources need to know about a container. */
 function resourceTarget(c: SampledContainer): ResourceTarget {
   const t: ResourceTarget = { id: c.id, pid: c.pid ?? 0 };
@@ -545,6 +697,11 @@ function resourceTarget(c: SampledContainer): ResourceTarget {
   if (c.logPath) t.logPath = c.logPath;
   if (c.logDriver) t.logDriver = c.logDriver;
   return t;
+}
+
+/** A rate per second between two counter readings dtSec apart; null when unknown or the counter went back (reset). */
+function perSec(now: number | undefined, was: number | undefined, dtSec: number): number | null {
+  return now === undefined || was === undefined || dtSec <= 0 || now < was ? null : round((now - was) / dtSec);
 }
 
 function round(n: number): number {

@@ -171,6 +171,11 @@ export class ContainerWatcher extends EventEmitter<ContainerWatcherEvents> {
     return [...this.inv.values()];
   }
 
+  /** How many containers inventory() holds (without building the array). */
+  get size(): number {
+    return this.inv.size;
+  }
+
   get(id: string): Facts | undefined {
     return this.inv.get(id);
   }

@@ -53,6 +53,12 @@ import { STALL_RECHECK_MS, stallAwareTimeout, tickWasLate, type StallAwareTimer 
 export interface LinkInventory {
   /** The current inventory, synchronously. */
   inventory(): ContainerFacts[];
+  /**
+   * How many containers inventory() would return, without building it: every
+   * heartbeat (5 s) carries the count, and building the reported inventory
+   * copies every container's facts. Default: inventory().length.
+   */
+  count?(): number;
   /** Calls `listener` for every change from now on; returns an unsubscribe. */
   subscribe(listener: (delta: ContainerDelta) => void): () => void;
 }
@@ -600,7 +606,7 @@ export class ControllerLink {
         }, STALL_RECHECK_MS, { afterInput: true });
         this.silenceRecheck = recheck;
       }
-      this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.inventory().length, stateHash: this.sentHash() } });
+      this.lastHeartbeatSeq = this.send({ heartbeat: { sentAtMs: Date.now(), containerCount: this.opts.inventory.count?.() ?? this.opts.inventory.inventory().length, stateHash: this.sentHash() } });
     }, heartbeatMs);
     this.heartbeat.unref();
     this.setState('connected');

@@ -5,7 +5,9 @@
 // up to 12 MB of pooled pages) for 13–19 MB of live objects: V8's memory
 // reducer, the mechanism meant to shrink an idle heap, never runs in the
 // agent — with `--trace-memory-reducer` it reports "high alloc, foreground"
-// every 8 s for the whole run although the agent allocates under 1 MB/s —
+// every 8 s for the whole run, also after the idle agent's allocation rate was
+// cut to 0.48 MB/s (it starts only when allocation is tiny against the measured
+// speed of V8's own collections: a mutator utilisation above 99.3 %) —
 // and its own major collections come only when old space reaches a limit set
 // for throughput. One full collection after the heap has grown brings the
 // agent's RSS down by ~20 MB on Node 24 (113 → 91–93 MB); Node 20's V8 keeps

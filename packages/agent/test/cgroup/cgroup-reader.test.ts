@@ -6,7 +6,10 @@ import { closeSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CgroupNotFoundError, CgroupReader } from '../../src/cgroup/cgroup-reader';
-import { parseBlkioRw, parseCfsQuota, parseCounter, parseCpuMax, parseIoStat, parseLimit, parseProcCgroup, preadFileSync, readSmallFile, readSmallFileSync, statValue, openFile } from '../../src/cgroup/cgroup-files';
+import {
+  parseBlkioRw, parseCfsQuota, parseCounter, parseCpuMax, parseIoStat, parseLimit, parseProcCgroup, preadCounterSync, preadFileSync, preadStatSync, readSmallFile,
+  readSmallFileSync, statValue, openFile,
+} from '../../src/cgroup/cgroup-files';
 
 const FIX = join(__dirname, 'fixtures');
 const ID1 = '1'.repeat(64);
@@ -136,6 +139,54 @@ for (const version of [1, 2] as const) {
     t.equal((await raw.read(ID1)).memoryBytes, 70 * MiB, 'raw usage when asked');
     t.equal(raw.openFiles, 0);
     await t.rejects(raw.read(ID2), CgroupNotFoundError, 'a fixed driver does not look in the other layout');
+  });
+}
+
+t.test('in-place parsers give what the string parsers give', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bk-cg-inplace-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const at = async (text: string): Promise<number> => {
+    const p = join(dir, 'f');
+    writeFileSync(p, text);
+    const fd = await openFile(p);
+    t.teardown(() => closeSync(fd));
+    return fd;
+  };
+  const counters = ['12\n', '0\n', '  7 \n', '', 'junk', '-5\n', '1.5\n', '12 34\n', '9007199254740993\n', '18446744073709551615\n', '123456789012345678\n', 'max\n', '5'.repeat(9000)];
+  for (const text of counters) t.equal(preadCounterSync(await at(text)), parseCounter(text), `counter ${JSON.stringify(text.slice(0, 24))}`);
+  const stats: Array<[string, string]> = [
+    ['usage_usec 15\nuser_usec 3\n', 'usage_usec'], ['a 1\ninactive_file 7\n', 'inactive_file'], ['total_inactive_file 9\ninactive_file 7\n', 'inactive_file'],
+    ['total_inactive_file 9\n', 'inactive_file'], ['a 1\n', 'b'], ['a x\n', 'a'], ['last 5', 'last'], ['a \nb 2\n', 'a'], ['a 1 2\n', 'a'], ['a 99999999999999999999\n', 'a'],
+    ['inactive_file 3\ninactive_file 4\n', 'inactive_file'], [`${'x 1\n'.repeat(3000)}inactive_file 8\n`, 'inactive_file'], ['inactive_filex 1\ninactive_file 2\n', 'inactive_file'],
+  ];
+  for (const [text, key] of stats) t.equal(preadStatSync(await at(text), key), statValue(text, key), `stat ${key} of ${JSON.stringify(text.slice(0, 30))}`);
+});
+
+for (const version of [1, 2] as const) {
+  t.test(`cgroup v${version}: readSync gives what read() gives once the files are open, else undefined`, async (t) => {
+    const root = copy(t, version === 1 ? 'v1' : 'v2');
+    let now = 1000;
+    const r = await CgroupReader.forHost({ root, now: () => now });
+    t.teardown(() => r.close());
+    t.equal(r.readSync(ID1), undefined, 'not read yet: nothing open');
+    const first = await r.read(ID1);
+    now = 2000;
+    for (const detail of [{}, { memoryStat: false }, { pids: false }, { memoryStat: false, pids: false }]) {
+      const sync = r.readSync(ID1, undefined, detail);
+      t.same(sync, await r.read(ID1, undefined, detail), `same reading (${JSON.stringify(detail)})`);
+    }
+    t.same(r.readSync(ID1), { ...first, at: 2000 }, 'the fixture values');
+    t.equal(r.readSync(ID1, undefined, { blkio: true }), undefined, 'block IO: the async way');
+    await r.read(ID1, undefined, { blkio: true });
+    t.same(r.readSync(ID1)?.blkio, (await r.read(ID1)).blkio, 'the last block-IO values repeated, as read() does');
+    const dir = version === 1 ? `sys/fs/cgroup/memory/docker/${ID1}` : `sys/fs/cgroup/system.slice/docker-${ID1}.scope`;
+    writeFileSync(join(root, dir, version === 1 ? 'memory.usage_in_bytes' : 'memory.current'), `${90 * MiB}\n`);
+    t.equal(r.readSync(ID1)!.memoryUsageBytes, 90 * MiB, 'fresh content through the kept-open fd');
+    const raw = await CgroupReader.forHost({ root, keepOpen: false });
+    await raw.read(ID1);
+    t.equal(raw.readSync(ID1), undefined, 'keepOpen false: never open, always the async way');
+    r.forget(ID1);
+    t.equal(r.readSync(ID1), undefined, 'forgotten');
   });
 }
 

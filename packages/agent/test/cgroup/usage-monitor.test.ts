@@ -5,9 +5,9 @@
 // and usage deltas go to the controller best-effort.
 import t from 'tap';
 import { EventEmitter } from 'node:events';
-import { createLogger, parsePolicy, type Policy, type UsageFacts, type UsageReport } from '@bulkhead/shared';
+import { createLogger, parsePolicy, type Policy, type UsageReport } from '@bulkhead/shared';
 import { CgroupNotFoundError, type CgroupUsage } from '../../src/cgroup/cgroup-reader';
-import { detailRules, toUsageFacts, UsageMonitor, usageSubPolicy } from '../../src/cgroup/usage-monitor';
+import { detailRules, toUsageFacts, UsageMonitor, usageSubPolicy, type UsageWindow } from '../../src/cgroup/usage-monitor';
 import { MAX_WINDOW_POINTS, MIN_WINDOW_POINTS, resolveUsageMonitorOptions, windowPoints, type UsageMonitorReader } from '../../src/cgroup/usage-monitor-options';
 import type { Facts } from '../../src/docker/container-facts';
 import type { PolicyState } from '../../src/policy/policy-holder';
@@ -83,7 +83,7 @@ async function setup(policy: Policy | undefined, opts: { send?: boolean | (() =>
   const clock = { now: 1_000_000 };
   const reader = new FakeReader(clock);
   const watcher = new FakeWatcher();
-  const breaches: Array<{ id: string; ruleIds: string[]; usage: UsageFacts }> = [];
+  const breaches: Array<{ id: string; ruleIds: string[]; usage: UsageWindow }> = [];
   const reports: UsageReport[] = [];
   let state: PolicyState = { policy, scans: new Map(), version: 1, source: 'bundle', sha256: 's', projectLabel: 'bulkhead.project' };
   const send = opts.send ?? true;

@@ -7,6 +7,8 @@ import { CgroupNotFoundError, type CgroupUsage, type ReadDetail } from '../../sr
 import { UsageSampler, type Breach, type Recovery, type UsageSample } from '../../src/cgroup/usage-sampler';
 import { resolveUsageSamplerOptions, type SampledContainer, type UsageReader } from '../../src/cgroup/usage-sampler-options';
 import { toUsageReportMessage, UsageReportFilter } from '../../src/cgroup/usage-report';
+import { toUsageFacts } from '../../src/cgroup/usage-monitor';
+import type { UsagePoint, UsageSeries } from '@bulkhead/shared';
 import type { DiskUsage, DiskUsageSource, NetUsage, NetUsageSource, ResourceTarget } from '../../src/resources/types';
 
 const MiB = 1024 * 1024;
@@ -177,6 +179,69 @@ t.test('window ring, removal of gone containers, errors', async (t) => {
   t.same(s.window('a'), [], 'a container no longer listed is forgotten');
   t.ok(reader.forgotten.includes('a'));
   t.notOk(s.latest().has('a'));
+});
+
+t.test('series(): the window read in place, point for point what toUsageFacts(window()) holds', async (t) => {
+  const { s, reader, step } = setup([{ id: 'a' }], { windowSize: 4 });
+  reader.state.set('a', { cpuNs: 0, mem: 10 * MiB, pids: 3, memLimit: 100 * MiB, pidsLimit: 50, cpuLimit: 0.5 });
+  t.equal(s.series('a'), undefined, 'not tracked yet');
+  const copy = () => toUsageFacts(s.window('a')).points;
+  const read = (series: UsageSeries) => Array.from({ length: series.length }, (_, i) => ({ ...pick(series.at(i)!) }));
+  for (let i = 1; i <= 6; i++) {
+    reader.state.get('a')!.mem += MiB;
+    await step(1, { a: 0.25 * i });
+    const series = s.series('a')!;
+    t.equal(series.length, Math.min(i, 4), `length after ${i} ticks`);
+    t.same(read(series), copy(), `same points after ${i} ticks (the ring wrapped: ${i > 4})`);
+  }
+  const series = s.series('a')!;
+  t.equal(series.at(-1)!.at, copy().at(-1)!.at, 'negative index from the end, as an array');
+  t.equal(series.at(4), undefined, 'past the end');
+  t.equal(series.at(0)!.cpuPercent, copy()[0]!.cpuPercent);
+  s.resize(2);
+  await step(1);
+  t.same(read(s.series('a')!), copy(), 'after a resize');
+  t.equal(s.series('a')!.length, 2);
+});
+
+/** A point's usage fields as a plain object (the series' points are getters). */
+function pick(p: UsagePoint): UsagePoint {
+  return {
+    at: p.at, cpuPercent: p.cpuPercent, cpuLimitCores: p.cpuLimitCores, memoryBytes: p.memoryBytes, memoryLimitBytes: p.memoryLimitBytes, pids: p.pids,
+    pidsLimit: p.pidsLimit, writableBytes: p.writableBytes, logBytes: p.logBytes, netRxBytesPerSec: p.netRxBytesPerSec, netTxBytesPerSec: p.netTxBytesPerSec,
+    netRxPacketsPerSec: p.netRxPacketsPerSec, netTxPacketsPerSec: p.netTxPacketsPerSec, tcpConnections: p.tcpConnections, sockets: p.sockets,
+  };
+}
+
+t.test('a reader with readSync: used where it answers, read() where not; same samples in the same order', async (t) => {
+  const clock = { now: 1_000_000 };
+  const plain = new FakeReader(clock);
+  const base = new FakeReader(clock);
+  const syncing = Object.assign(base, {
+    calls: 0,
+    readSync(id: string, _pid?: number, detail?: ReadDetail): CgroupUsage | undefined {
+      syncing.calls++;
+      // Answers for every other container, from the same script, synchronously.
+      if (id.charCodeAt(0) % 2 === 0) return undefined;
+      base.details.push([id, detail]);
+      const st = plain.state.get(id)!;
+      return { containerId: id, at: clock.now, cpuUsageNs: st.cpuNs, memoryBytes: st.mem, memoryUsageBytes: st.mem + MiB, memoryLimitBytes: 0, pids: st.pids, pidsLimit: 0, cpuLimitCores: 0 };
+    },
+  });
+  const ids = ['a', 'b', 'c', 'd', 'e'];
+  for (const id of ids) plain.state.set(id, { cpuNs: 0, mem: id.charCodeAt(0), pids: 1 });
+  for (const [id, script] of plain.state) syncing.state.set(id, script); // one script for both readers
+  const list = ids.map((id) => ({ id }));
+  const a = new UsageSampler({ reader: plain, containers: () => list, now: () => clock.now, interval: 5000, concurrency: 2 });
+  const b = new UsageSampler({ reader: syncing, containers: () => list, now: () => clock.now, interval: 5000, concurrency: 2 });
+  for (let i = 0; i < 3; i++) {
+    clock.now += 5000;
+    for (const id of ids) plain.state.get(id)!.cpuNs += 1e9;
+    const [x, y] = [await a.tick(), await b.tick()];
+    t.same(y, x, `tick ${i}: same samples, same order`);
+  }
+  t.equal(syncing.calls, 15, 'readSync tried for every container');
+  t.same(syncing.details.map(([id]) => id).sort(), plain.details.map(([id]) => id).sort(), 'one read per container and tick either way');
 });
 
 t.test('concurrent tick() calls share one pass', async (t) => {

@@ -154,7 +154,22 @@ export interface UsagePoint extends ResourceUsageFields {
  * dry-run evaluate without it, so usage checks find nothing there.
  */
 export interface UsageFacts {
-  points: readonly UsagePoint[];
+  points: UsageSeries;
+}
+
+/**
+ * A container's readings, oldest first, read by index: `length` and `at(i)`
+ * for 0 ≤ i < length (a plain array is one). The agent's usage monitor passes
+ * a view over its ring of numbers instead of an array, so the usage rules it
+ * evaluates every few seconds for every container read the few readings they
+ * need without a copy of the whole window (BENCHMARKS.md agent-idle: the
+ * copies were a third of an idle agent's allocation rate). The usage checks
+ * read it only through `length` and `at` with non-negative indices; a view is
+ * valid while the evaluation runs (the agent copies it before keeping it).
+ */
+export interface UsageSeries {
+  readonly length: number;
+  at(index: number): UsagePoint | undefined;
 }
 
 export interface EvaluationContext {

@@ -6,7 +6,7 @@ import { evaluate } from '../../src/policy/evaluator';
 import { parsePolicy, policyFromJson, PolicyValidationError } from '../../src/policy/parse';
 import { heldAbove, isUsageRule, MAX_USAGE_FOR_SECONDS, USAGE_CHECK_TYPES, usageWindowMs } from '../../src/policy/checks/index';
 import { DEFAULT_POLICY_YAML } from '../../src/policy/default-policy';
-import type { Rule, UsagePoint } from '../../src/policy/types';
+import type { Rule, UsagePoint, UsageSeries } from '../../src/policy/types';
 import { facts, NOW, policyOf, rule } from './helpers';
 
 const MiB = 1024 * 1024;
@@ -46,6 +46,12 @@ function runUsageCases(t: Test, cases: readonly UsageCase[]): void {
     if (c.broken && c.evidence !== undefined) t.equal(findings[0]?.evidence.length, c.evidence, `${c.name}: evidence count`);
     if (c.broken) t.equal(findings[0]?.evidence[0]?.location.startsWith('usage.'), true, `${c.name}: location`);
     if (!c.broken && findings.length > 0) t.comment(`unexpected: ${details}`);
+    if (c.points) {
+      // The agent passes a view, not an array (UsageSeries): the same findings from length and at() alone.
+      const pts = c.points;
+      const view: UsageSeries = { length: pts.length, at: (i) => (i >= 0 && i < pts.length ? { ...pts[i]! } : undefined) };
+      t.same(evaluate(policy, { container: facts(), usage: { points: view } }, { now: NOW }), findings, `${c.name}: the same through a series that is not an array`);
+    }
   }
 }
 

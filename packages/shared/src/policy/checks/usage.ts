@@ -11,7 +11,7 @@
 // reading of the last T seconds was above the threshold.
 import type { Static, TObject } from '@sinclair/typebox';
 import { formatBytes, parseMemorySize } from '../units';
-import type { CheckInput, Evidence, Policy, UsagePoint } from '../types';
+import type { CheckInput, Evidence, Policy, UsagePoint, UsageSeries } from '../types';
 import { defineCheck, lazySchema, NO_EVIDENCE, type CatalogueEntry, type TypeBuilder } from './define';
 
 /** Longest `forSeconds` a usage rule may ask for: it bounds the window the agent keeps per container. */
@@ -50,25 +50,25 @@ export interface HeldAbove {
  * the point before the first one above; gauges since the first one above.
  */
 export function heldAbove(
-  points: readonly UsagePoint[],
+  points: UsageSeries,
   value: (p: UsagePoint) => number | null,
   threshold: number,
   interval: boolean,
 ): HeldAbove | undefined {
   const n = points.length;
   if (n === 0) return undefined;
-  const newest = points[n - 1]!;
+  const newest = points.at(n - 1)!;
   const latest = value(newest);
   if (latest === null || !(latest > threshold)) return undefined;
   let first = n - 1;
   let lowest = latest;
   while (first > 0) {
-    const v = value(points[first - 1]!);
+    const v = value(points.at(first - 1)!);
     if (v === null || !(v > threshold)) break;
     first--;
     if (v < lowest) lowest = v;
   }
-  const since = interval && first > 0 ? points[first - 1]!.at : points[first]!.at;
+  const since = interval && first > 0 ? points.at(first - 1)!.at : points.at(first)!.at;
   return { heldMs: Math.max(0, newest.at - since), latest, lowest };
 }
 
@@ -88,7 +88,7 @@ function forText(forSeconds: number, h: HeldAbove): string {
   return forSeconds > 0 ? ` for ${span(h.heldMs)} (lowest ${pct(h.lowest)})` : '';
 }
 
-const points = (input: CheckInput): readonly UsagePoint[] | undefined => {
+const points = (input: CheckInput): UsageSeries | undefined => {
   const p = input.usage?.points;
   return p && p.length > 0 ? p : undefined;
 };
@@ -133,7 +133,7 @@ export const cpuUsage = defineCheck({
       if (!ps) return NO_EVIDENCE;
       const h = heldAbove(ps, ofQuota, threshold, true);
       if (!held(h, forSeconds)) return NO_EVIDENCE;
-      const cores = ps[ps.length - 1]!.cpuLimitCores;
+      const cores = ps.at(ps.length - 1)!.cpuLimitCores;
       const basis = cores > 0 ? `of its CPU quota (${Math.round(cores * 1000) / 1000} CPUs)` : 'of one core (no CPU quota)';
       return [{ location: 'usage.cpu', detail: `CPU at ${pct(h.latest)} ${basis}${forText(forSeconds, h)}, above ${pct(threshold)}${forSeconds > 0 ? ` for ${forSeconds} s` : ''}` }];
     };
@@ -172,7 +172,7 @@ export const memoryUsage = defineCheck({
       if (!ps) return NO_EVIDENCE;
       const h = heldAbove(ps, ofLimit, threshold, false);
       if (!held(h, forSeconds)) return NO_EVIDENCE;
-      const p = ps[ps.length - 1]!;
+      const p = ps.at(ps.length - 1)!;
       return [{
         location: 'usage.memory',
         detail: `memory at ${pct(h.latest)} of its limit (${formatBytes(p.memoryBytes)} of ${formatBytes(p.memoryLimitBytes)})${forText(forSeconds, h)}, above ${pct(threshold)}${forSeconds > 0 ? ` for ${forSeconds} s` : ''}`,
@@ -218,7 +218,7 @@ export const pidsUsage = defineCheck({
     return (input) => {
       const ps = points(input);
       if (!ps) return NO_EVIDENCE;
-      const p = ps[ps.length - 1]!;
+      const p = ps.at(ps.length - 1)!;
       const out: Evidence[] = [];
       if (above !== undefined) {
         const h = heldAbove(ps, count, above, false);
@@ -339,23 +339,24 @@ export const diskUsage = defineCheck({
  * less often than every reading, so reading-to-reading rates would jump.
  */
 export function growthPerMinute(
-  ps: readonly UsagePoint[],
+  ps: UsageSeries,
   value: (p: UsagePoint) => number | null,
   forSeconds: number,
 ): { perMinute: number; grownBytes: number; spanMs: number } | undefined {
   const n = ps.length;
   if (n < 2) return undefined;
-  const newest = ps[n - 1]!;
+  const newest = ps.at(n - 1)!;
   const to = value(newest);
   if (to === null) return undefined;
   const cutoff = newest.at - forSeconds * 1000 + USAGE_SLACK_MS;
   let i = n - 2;
   if (forSeconds > 0) {
-    while (i >= 0 && ps[i]!.at > cutoff) i--;
+    while (i >= 0 && ps.at(i)!.at > cutoff) i--;
     if (i < 0) return undefined;
   }
-  const from = value(ps[i]!);
-  const spanMs = newest.at - ps[i]!.at;
+  const oldest = ps.at(i)!;
+  const from = value(oldest);
+  const spanMs = newest.at - oldest.at;
   if (from === null || spanMs <= 0) return undefined;
   return { perMinute: ((to - from) / spanMs) * 60_000, grownBytes: to - from, spanMs };
 }
@@ -397,7 +398,7 @@ export const networkUsage = defineCheck({
     return (input) => {
       const ps = points(input);
       if (!ps) return NO_EVIDENCE;
-      const p = ps[ps.length - 1]!;
+      const p = ps.at(ps.length - 1)!;
       const out: Evidence[] = [];
       const forPart = (h: HeldAbove, f: (n: number) => string) => (forSeconds > 0 ? ` for ${span(h.heldMs)} (lowest ${f(h.lowest)})` : '');
       const over = forSeconds > 0 ? ` for ${forSeconds} s` : '';
