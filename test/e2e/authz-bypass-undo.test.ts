@@ -157,6 +157,11 @@ for (const version of engineVersions()) {
       t.comment(`start: ${outcomeText(r)}`);
       expectRefused(t, s, r, ['undo.kill'], 'start of the killed container');
       t.notOk((await c('k')).State.Running, 'not running (inspect)');
+      // A restart policy does not bring back a container killed through the API (dockerd marks it manually stopped).
+      const u = await s.docker(['update', '--restart', 'always', names['k']!]);
+      t.comment(`update --restart always: ${outcomeText(u)}`);
+      await sleep(2000);
+      t.notOk((await c('k')).State.Running, 'still not running 2 s after a restart policy of always (inspect)');
     });
 
     await t.test('every denial is recorded (source authz, denied)', async (t) => {
