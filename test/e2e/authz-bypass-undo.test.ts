@@ -104,6 +104,10 @@ for (const version of engineVersions()) {
         t.comment(`kill -s ${sig}: ${outcomeText(r)}`);
         expectRefused(t, s, r, ['undo.pause'], `kill -s ${sig}`);
       }
+      // dockerd reads the signal with r.Form.Get: a form-encoded body's value comes first, and no plugin sees that body.
+      const form = await s.raw('POST', `/${API}/containers/${names['p-kill']}/kill`, 'signal=WINCH', { contentType: 'application/x-www-form-urlencoded' });
+      t.comment(`kill with signal=WINCH in a form-encoded body: ${outcomeText(form)}`);
+      expectRefused(t, s, form, ['undo.pause'], 'kill with the signal in a form-encoded body');
       await sleep(300);
       t.equal(await state('p-kill'), 'paused', 'still paused (inspect)');
       const control = await s.docker(['kill', '-s', 'WINCH', names['c-paused']!]);

@@ -812,7 +812,9 @@ export class AuthzDecider {
     const kind: HoldKind = op === 'connect' ? 'quarantine' : op === 'update' ? 'limit' : 'pause';
     const hold = holds.get(facts.id, kind);
     if (!hold) return undefined;
-    if (op === 'kill' && isSigkill(queryParam(req.uri, 'signal') ?? '')) return undefined; // ends it, does not resume it
+    // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
+    // form-encoded BODY's value first — a body no plugin is given: then the signal is unknown.
+    if (op === 'kill' && !isFormBody(req.header('Content-Type')) && isSigkill(queryParam(req.uri, 'signal') ?? '')) return undefined;
     if (op === 'stop' && ['exited', 'dead', 'created'].includes(facts.state)) return undefined; // nothing left to resume
     const policy = state.policy!;
     const applicable = new Map(applicableRules(policy, this.hostInput(facts), new Date(this.now())).map((r) => [r.id, r]));
@@ -1195,6 +1197,16 @@ export function isSigkill(raw: string): boolean {
   if (raw === '') return true;
   if (/^[+-]?\d+$/.test(raw)) return Number(raw) === 9;
   return raw.toUpperCase().replace(/^SIG/, '') === 'KILL';
+}
+
+/**
+ * Whether Go's Request.ParseForm (dockerd's httputils.ParseForm) reads form
+ * values from the body: a POST whose media type is
+ * application/x-www-form-urlencoded (mime.ParseMediaType: parameters
+ * dropped, case-insensitive). Such values come before the query's.
+ */
+export function isFormBody(contentType: string | undefined): boolean {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
 }
 
 function limitText(l: LimitSpec | undefined): string {

@@ -7,7 +7,7 @@
 import t from 'tap';
 import type Dockerode from 'dockerode';
 import { createLogger, parsePolicy, type Policy } from '@bulkhead/shared';
-import { AuthzDecider, isSigkill, type AuthzDecisionReport } from '../../src/authz/authz-decider';
+import { AuthzDecider, isFormBody, isSigkill, type AuthzDecisionReport } from '../../src/authz/authz-decider';
 import { parseAuthzRequest, type AuthzDecision } from '../../src/authz/plugin-server';
 import type { PolicyState } from '../../src/policy/policy-holder';
 import type { Facts } from '../../src/docker/container-facts';
@@ -67,9 +67,10 @@ function setup(o: { policy?: Policy; inventory?: Facts[] } = {}) {
     policy: st, containers: { get: (id) => inventory.find((f) => f.id === id), inventory: () => inventory }, docker: docker as never, logger,
     onDecision: (r) => reports.push(r), holds, agentId: 'agt_1234',
   });
-  const ask = async (method: string, uri: string, body?: unknown): Promise<AuthzDecision> => {
+  const ask = async (method: string, uri: string, body?: unknown, headers?: Record<string, string>): Promise<AuthzDecision> => {
     const req = parseAuthzRequest(JSON.stringify({
       RequestMethod: method, RequestUri: uri, ...(body === undefined ? {} : { RequestBody: Buffer.from(JSON.stringify(body)).toString('base64') }),
+      ...(headers ? { RequestHeaders: headers } : {}),
     }));
     const d = await decider.decide(req);
     // Reports (and a monitor-only policy's judgement) come after the answer.
@@ -84,6 +85,8 @@ const by = { at: '2026-12-07T14:00:00.000Z', by: 'policy v7' };
 t.test('isSigkill reads the signal as dockerd does', async (t) => {
   for (const s of ['', '9', '+9', '09', 'KILL', 'kill', 'SIGKILL', 'SigKill']) t.ok(isSigkill(s), s);
   for (const s of ['15', 'TERM', 'WINCH', 'SIGCONT', 'USR1', '0', 'KILLX', ' 9']) t.notOk(isSigkill(s), s);
+  for (const c of ['application/x-www-form-urlencoded', 'Application/X-WWW-Form-Urlencoded; charset=utf-8']) t.ok(isFormBody(c), c);
+  for (const c of [undefined, '', 'application/json', 'text/plain']) t.notOk(isFormBody(c), String(c));
 });
 
 t.test('nothing held: unpause, kill, stop are allowed without a lookup', async (t) => {
@@ -105,6 +108,8 @@ t.test('a paused container held by an enforce rule: every request that resumes i
   t.same([last.denied, last.violations[0]!.ruleId, last.violations[0]!.source, last.violations[0]!.denied], [true, 'live.cpu', 'authz', true], 'every denial recorded');
   // Controls of the same shape.
   for (const p of ['kill', 'kill?signal=KILL', 'kill?signal=9']) t.same(await ask('POST', `/v1.41/containers/web/${p}`), { allow: true }, `${p}: SIGKILL ends it, allowed`);
+  const form = await ask('POST', '/v1.41/containers/web/kill?signal=KILL', undefined, { 'Content-Type': 'application/x-www-form-urlencoded' });
+  t.equal(form.allow, false, 'a form-encoded body (dockerd reads its signal first, the plugin never sees it): refused');
   for (const p of ['unpause', 'kill?signal=WINCH', 'stop']) t.same(await ask('POST', `/v1.41/containers/ok/${p}`), { allow: true }, `another paused container, not held: ${p} allowed`);
 });
 
