@@ -163,6 +163,33 @@ t.test('quarantine: network connect of the held container refused (any spelling,
   t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true }, 'a quarantine is not a pause');
 });
 
+t.test('quarantine: a start or restart would put the container back on its user-defined network', async (t) => {
+  const compliant = parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: unit }
+spec:
+  rules:
+    - id: live.net
+      description: net
+      severity: high
+      mode: enforce
+      action: { type: quarantine }
+      check: { type: privileged }
+`, 'unit.yaml');
+  const { holds, ask } = setup({ policy: compliant, inventory: [facts({ state: 'running', networkMode: 'appnet' }), facts({ id: OTHER, name: 'nonet', state: 'running', networkMode: 'none' })] });
+  holds.add(ID, 'web', 'quarantine', { rules: ['manual.quarantine'], at: by.at, by: 'ak_ops' });
+  holds.add(OTHER, 'nonet', 'quarantine', { rules: ['manual.quarantine'], at: by.at, by: 'ak_ops' });
+  for (const p of ['start', 'restart']) {
+    const d = await ask('POST', `/v1.41/containers/web/${p}`);
+    t.equal(d.allow, false, `${p} refused`);
+    t.match(d.msg, new RegExp(`\\[manual\\.quarantine\\] \\(high\\) container web was quarantined by Bulkhead \\(by ak_ops.*\\(a ${p} puts it back on network appnet\\)`));
+  }
+  t.same(await ask('POST', '/v1.41/containers/nonet/restart'), { allow: true }, 'control: network mode none — a start reconnects nothing');
+  holds.release(ID, 'quarantine');
+  t.same(await ask('POST', '/v1.41/containers/web/restart'), { allow: true }, 'released: allowed');
+});
+
 t.test('limit: an update loosening applied limits is refused; tightening and unrelated updates allowed', async (t) => {
   const { holds, ask } = setup({ inventory: [facts({ state: 'running' })] });
   holds.add(ID, 'web', 'limit', { rules: ['live.quota'], ...by });
