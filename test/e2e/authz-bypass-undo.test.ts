@@ -67,6 +67,7 @@ for (const version of engineVersions()) {
         // Controls: nothing of Bulkhead's on them.
         await run('c-paused', undefined, 'none');
         await run('c-net', undefined, net2);
+        await run('c-mq', undefined, net);
         await run('c-limit', undefined, 'none', ['--memory', '64m', '--memory-swap', '64m']);
       },
     });
@@ -83,6 +84,8 @@ for (const version of engineVersions()) {
     await held('k', 'killed', async () => !(await c('k')).State.Running);
     await s.dockerOk(['pause', names['c-paused']!]);
     const agentId = s.agent.agentId;
+    const act = (tag: string, action: string) => apiRequest<{ ok?: boolean; detail?: string; state?: string }>(
+      s.ctl.apiBase, 'POST', `/v1/containers/${agentId}/${names[tag]}/actions`, s.ctl.caPem, s.ctl.adminKey, JSON.stringify({ action }));
 
     await t.test('unpause of a container Bulkhead paused: refused every time, naming the rule and the release', async (t) => {
       for (let i = 1; i <= 4; i++) {
@@ -176,9 +179,20 @@ for (const version of engineVersions()) {
       }
     });
 
+    await t.test('restart of a container an operator quarantined: dockerd puts it back on its network; refused', async (t) => {
+      const q = await act('c-mq', 'quarantine');
+      t.equal(q.status, 200, `bulkhead action … quarantine: ${JSON.stringify(q.body)}`);
+      t.same(await networksOf('c-mq'), [], 'quarantined (inspect)');
+      const r = await s.docker(['restart', '-t', '0', names['c-mq']!]);
+      t.comment(`restart: ${outcomeText(r)}; networks after: ${JSON.stringify(await networksOf('c-mq'))}`);
+      expectRefused(t, s, r, ['manual.quarantine'], 'restart of the quarantined container');
+      t.same(await networksOf('c-mq'), [], 'still on no network (inspect)');
+      const rel = await act('c-mq', 'release');
+      t.equal(rel.status, 200, `bulkhead action … release: ${JSON.stringify(rel.body)}`);
+      t.same(await networksOf('c-mq'), [net], 'released through Bulkhead: back on its network');
+    });
+
     await t.test('releases through Bulkhead pass the door', async (t) => {
-      const act = (tag: string, action: string) => apiRequest<{ ok?: boolean; detail?: string; state?: string }>(
-        s.ctl.apiBase, 'POST', `/v1/containers/${agentId}/${names[tag]}/actions`, s.ctl.caPem, s.ctl.adminKey, JSON.stringify({ action }));
       const un = await act('p-release', 'unpause');
       t.equal(un.status, 200, `bulkhead action … unpause: ${JSON.stringify(un.body)}`);
       t.match(un.body.detail ?? '', /unpause done; Bulkhead's hold on the container released/);
