@@ -202,6 +202,11 @@ export class Agent {
     enforcer.attach(w);
     // A removed container's holds end with it.
     w.on('remove', (id) => holds.forget(id));
+    // A hold undone all the same (the plugin allowed it: monitor mode, an exemption; or dockerd did it itself) is moot.
+    w.on('upsert', (f, action, timeMs) => {
+      if ((action === 'unpause' || action === 'start') && f.state === 'running') holds.undone(f.id, 'pause', timeMs);
+      if (action === 'connect' && f.networks.length > 0) holds.undone(f.id, 'quarantine', timeMs);
+    });
     policy.on('change', (s) => {
       logger.info({ version: s.version, source: s.source }, 'policy in force changed');
       enforcer.evaluateAll();

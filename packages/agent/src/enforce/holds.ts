@@ -110,6 +110,17 @@ export class EnforcementHolds {
     return true;
   }
 
+  /**
+   * The engine reports the hold undone (an `unpause`/`start`, a network `connect`) at `eventTimeMs`
+   * — by a request the plugin allowed (monitor mode, an exemption, a release) or one it never saw:
+   * the hold is moot. An event from before the hold (facts read before our own action) ends nothing.
+   */
+  undone(containerId: string, kind: HoldKind, eventTimeMs: number): boolean {
+    const h = this.get(containerId, kind);
+    if (!h || !(Date.parse(h.at) < eventTimeMs)) return false;
+    return this.release(containerId, kind);
+  }
+
   /** The container is gone: its holds end with it. */
   forget(containerId: string): void {
     if (this.byId.delete(containerId)) this.save();

@@ -67,6 +67,10 @@ t.test('manual holds are made, and ended before the agent\'s own call', async (t
   const exited = await runner.run(cmd('unpause'));
   t.ok(exited.ok, exited.error ?? "");
   t.match(exited.detail, /not paused; Bulkhead's hold on the container released/, 'unpause of an exited held container releases the hold (it may be started again)');
+  holds.add(ID, 'web', 'quarantine', { rules: ['live.net'], at: '2026-12-07T14:00:00.000Z', by: 'policy v3' });
+  t.notOk(holds.undone(ID, 'quarantine', Date.parse('2026-12-07T13:59:59.000Z')), 'an event from before the hold ends nothing');
+  t.ok(holds.undone(ID, 'quarantine', Date.parse('2026-12-07T14:00:01.000Z')), 'an event after it: moot, ended');
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], at: 'x', by: 'policy v3' });
   holds.forget(ID);
   t.equal(EnforcementHolds.open(dir, logger).size, 0);
 });
