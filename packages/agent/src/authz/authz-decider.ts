@@ -810,8 +810,8 @@ export class AuthzDecider {
     const holds = this.o.holds;
     if (!holds || holds.size === 0) return undefined;
     const kinds: HoldKind[] = op === 'connect' ? ['quarantine'] : op === 'update' ? ['limit']
-      // A start puts a container with no network back on the user-defined network it was created
-      // on (dockerd's allocateNetwork, measured on 20.10 and 26.1): a quarantine undone.
+      // A precaution: a start could put a container with no network back on the user-defined
+      // network it was created on (not seen on 20.10 or 26.1: a restart left it on none).
       : op === 'start' || op === 'restart' ? (isUserDefinedNetwork(facts.networkMode) ? ['pause', 'quarantine'] : ['pause'])
         : ['pause'];
     // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
