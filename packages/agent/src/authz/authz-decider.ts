@@ -841,7 +841,7 @@ export class AuthzDecider {
           const by = `${manual ? `by ${hold.by}` : hold.by}, ${hold.at}${hold.escalated ? ', escalated after repeated actions' : ''}`;
           const release = `bulkhead action ${this.o.agentId ?? '<agent>'} ${who} ${kind === 'quarantine' ? 'release' : 'unpause'}`;
           why = kind === 'quarantine'
-            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : ` (a ${op} puts it back on network ${facts.networkMode})`}`
+            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : ` (a ${op} could put it back on network ${facts.networkMode})`}`
             : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${HOLD_OP_NOTE[op] ?? ''}`;
         }
         findings.push({

@@ -183,7 +183,7 @@ spec:
   for (const p of ['start', 'restart']) {
     const d = await ask('POST', `/v1.41/containers/web/${p}`);
     t.equal(d.allow, false, `${p} refused`);
-    t.match(d.msg, new RegExp(`\\[manual\\.quarantine\\] \\(high\\) container web was quarantined by Bulkhead \\(by ak_ops.*\\(a ${p} puts it back on network appnet\\)`));
+    t.match(d.msg, new RegExp(`\\[manual\\.quarantine\\] \\(high\\) container web was quarantined by Bulkhead \\(by ak_ops.*\\(a ${p} could put it back on network appnet\\)`));
   }
   t.same(await ask('POST', '/v1.41/containers/nonet/restart'), { allow: true }, 'control: network mode none — a start reconnects nothing');
   holds.release(ID, 'quarantine');
