@@ -42,6 +42,7 @@ const RECOVERABLE: [string, Damage[], RegExp][] = [
   ['spool/violations.jsonl', ['half', 'garbage'], /spool: ignoring damaged lines/],
   ['spool/audit.json', ['garbage'], /audit outbox: ignoring a damaged report file/],
   ['quarantine.json', ['garbage'], /quarantine memory unreadable/],
+  ['holds.json', ['garbage'], /enforcement holds unreadable/],
   ['image-last-used.json', ['garbage'], /image last-use memory unreadable/],
 ];
 

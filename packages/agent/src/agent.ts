@@ -27,6 +27,7 @@ import type { AgentOptions } from './agent-options';
 // Manual commands and metrics.
 import { CommandRunner } from './commands/command-runner';
 import { QuarantineMemory } from './commands/quarantine-memory';
+import { EnforcementHolds } from './enforce/holds';
 import { AgentMetrics, timedDecision } from './metrics/agent-metrics';
 import type { ActionTiming } from './enforce/enforcer-options';
 // Live usage.
@@ -102,6 +103,8 @@ export class Agent {
     // Metrics: counted as things happen, listener started once prevention is up.
     const metrics = new AgentMetrics({ agentId: credentials.identity.agentId, logger: logger.child({ component: 'metrics' }) });
     const quarantine = QuarantineMemory.open(opts.stateDir, logger.child({ component: 'commands' }));
+    // What Bulkhead paused, quarantined or limited: the plugin refuses plain API calls undoing it.
+    const holds = EnforcementHolds.open(opts.stateDir, logger.child({ component: 'enforce' }));
     metrics.setSources({ spool: () => ({ pending: spool.size, dropped: spool.droppedCount }), quarantined: () => quarantine.size });
 
     // Reports go through the link (spooled first); the link exists before anything can report.
@@ -136,6 +139,8 @@ export class Agent {
         // Inside the plugin server's 2 s decision timeout, whatever --signature-timeout says:
         // past it the plugin would refuse with a generic message instead of the rule's.
         signatureBudgetMs: Math.min(opts.signatures.timeoutMs, AUTHZ_SIGNATURE_BUDGET_MAX_MS),
+        holds,
+        agentId: credentials.identity.agentId,
         onDecision: (r) => r.violations.forEach((v) => report(v)),
       });
       decider = d;
@@ -191,8 +196,17 @@ export class Agent {
       secrets,
       signatures: signatureGate,
       onEvaluation: () => metrics.evaluation(),
+      holds,
+      quarantineMemory: quarantine,
     });
     enforcer.attach(w);
+    // A removed container's holds end with it.
+    w.on('remove', (id) => holds.forget(id));
+    // A hold undone all the same (the plugin allowed it: monitor mode, an exemption; or dockerd did it itself) is moot.
+    w.on('upsert', (f, action, timeMs) => {
+      if ((action === 'unpause' || action === 'start') && f.state === 'running') holds.undone(f.id, 'pause', timeMs);
+      if (action === 'connect' && f.networks.length > 0) holds.undone(f.id, 'quarantine', timeMs);
+    });
     policy.on('change', (s) => {
       logger.info({ version: s.version, source: s.source }, 'policy in force changed');
       enforcer.evaluateAll();
@@ -203,7 +217,7 @@ export class Agent {
     enforcer.evaluateAll();
 
     // 4. The controller link.
-    const runner = new CommandRunner({ docker, memory: quarantine, logger: logger.child({ component: 'commands' }), onResult: (action, ok) => metrics.command(action, ok) });
+    const runner = new CommandRunner({ docker, memory: quarantine, holds, logger: logger.child({ component: 'commands' }), onResult: (action, ok) => metrics.command(action, ok) });
     link = new ControllerLink({
       credentials,
       inventory: reportedInventory(w, secrets, () => policy.state.projectLabel),

@@ -16,6 +16,11 @@
 //   /services/create, /services/{id}/update   the task container a ServiceSpec makes, as a create
 //   /swarm/join               refused while a host rule is enforced (a foreign manager's tasks are never judged here)
 //   /swarm/init               refused on a non-loopback listen address while a host rule is enforced (remote managers could join)
+// Undoing what Bulkhead did (enforce/holds.ts), while the rule that acted is enforced:
+//   /containers/{id}/unpause, /kill (a signal other than SIGKILL resumes a paused container), /stop (resumes it
+//   for the stop timeout), /start, /restart of a container Bulkhead paused; /networks/{id}/connect of one it
+//   quarantined; /containers/{id}/update loosening the limits a `limit` action applied. Looked at only while
+//   some container is held; the agent's own unpause/release drop the hold before calling the engine.
 // Everything else is allowed at once without touching the body.
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
@@ -37,7 +42,9 @@
 // learned, because allowing would be exactly the bypass the lookup closes.
 import type Dockerode from 'dockerode';
 import { applicableRules } from '@bulkhead/shared';
-import type { ContainerFacts__Output, Finding, HostFacts__Output, Logger, Policy, Rule, ViolationReport } from '@bulkhead/shared';
+import type { ContainerFacts__Output, Finding, HostFacts__Output, LimitSpec, Logger, Policy, Rule, ViolationReport } from '@bulkhead/shared';
+import { limitPlan } from '../enforce/actions';
+import { MANUAL_HOLD_RULE, type EnforcementHolds, type HoldKind } from '../enforce/holds';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
 import { str } from '../docker/docker-json';
 import {
@@ -58,7 +65,7 @@ import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, deco
 /** Routed paths of requests that can move an image tag (AuthzDecider.responded). */
 const MOVES_TAGS = /^\/(?:commit|build|grpc|session|images)(?:\/|$)/;
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm' | 'unpause' | 'kill' | 'stop';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -148,11 +155,19 @@ export interface AuthzDeciderOptions {
    * 1500 ms: inside the plugin server's decision timeout (2 s).
    */
   signatureBudgetMs?: number;
+  /**
+   * What Bulkhead paused, quarantined or limited (the enforcer and the
+   * operator's commands record it): a request undoing it is refused while
+   * the rule that acted is enforced. Without it, nothing is held.
+   */
+  holds?: EnforcementHolds;
+  /** This agent's id, for the `bulkhead action <agent> <container> …` a hold's denial names. */
+  agentId?: string;
 }
 
 // dockerd's routes take `{name:.*}`: a reference may hold "/" (it then names
 // no container, and dockerd answers 404 itself).
-const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart)$/;
+const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart|unpause|kill|stop)$/;
 const EXEC_START_ROUTE = /^\/exec\/(.+)\/start$/;
 const NETWORK_CONNECT_ROUTE = /^\/networks\/(.+)\/connect$/;
 /** dockerd's `/plugins/{name:.*}/enable`: a plugin reference may hold "/" and ":". */
@@ -306,6 +321,12 @@ export class AuthzDecider {
         return this.update(req, state, ref);
       case 'exec':
         return this.exec(req, state, ref);
+      case 'unpause':
+      case 'kill':
+      case 'stop':
+        // Not judged by any rule: only a hold can stand in their way.
+        if (!this.o.holds || this.o.holds.size === 0) return ALLOW;
+        return this.lookup(ref, state).then(async (facts) => (facts && (await this.held(req, state, m[2] as HoldOp, facts))) || ALLOW);
       default:
         return this.start(req, state, ref);
     }
@@ -359,8 +380,10 @@ export class AuthzDecider {
     const current = await this.lookup(ref, state);
     if (!current) return ALLOW; // dockerd answers 404 itself
     const decoded = this.bodyOf(req, decodeUpdate);
-    if (!decoded.ok) return this.undecidable(req, state, 'update', decoded.error, current);
+    if (!decoded.ok) return this.heldUnreadable(req, state, 'update', current, decoded.error) ?? this.undecidable(req, state, 'update', decoded.error, current);
     const next = applyUpdateRequest(current, decoded.body as ContainerUpdateBody);
+    const held = this.held(req, state, 'update', current, next);
+    if (held) return held;
     const added = addedFindings(this.evaluate(state, current), this.evaluate(state, next));
     return this.conclude(req, state, 'update', next, added);
   }
@@ -409,6 +432,8 @@ export class AuthzDecider {
   private async start(req: AuthzRequest, state: PolicyState, ref: string): Promise<AuthzDecision> {
     let current = await this.lookup(ref, state);
     if (!current) return ALLOW;
+    const held = this.held(req, state, req.path.endsWith('/restart') ? 'restart' : 'start', current);
+    if (held) return held;
     if (req.apiVersion !== '' && apiVersionLess(req.apiVersion, LEGACY_START_BELOW) && req.path.endsWith('/start')) {
       // Old API versions still let a start body REPLACE the host config
       // (dockerd ≤ 24): judge the container as it would then be.
@@ -432,18 +457,23 @@ export class AuthzDecider {
   }
 
   private networkConnect(req: AuthzRequest, state: PolicyState, netRef: string): AuthzDecision | Promise<AuthzDecision> {
-    // Only the network rules care which networks a container is on.
-    if (!this.needsOf(state.policy!).has('networks')) return ALLOW;
+    // Only the network rules care which networks a container is on — and a quarantine Bulkhead holds.
+    const rules = this.needsOf(state.policy!).has('networks');
+    const quarantined = this.o.holds?.any('quarantine') ?? false;
+    if (!rules && !quarantined) return ALLOW;
     const decoded = this.bodyOf(req, decodeNetworkConnect);
-    if (!decoded.ok) return this.undecidable(req, state, 'network-connect', decoded.error);
+    if (!decoded.ok) return this.heldUnreadable(req, state, 'network-connect', undefined, decoded.error) ?? this.undecidable(req, state, 'network-connect', decoded.error);
     const ref = str(decoded.body['Container']);
     if (ref === '') return ALLOW; // dockerd refuses it itself
-    return this.networkConnectAsync(req, state, netRef, ref);
+    return this.networkConnectAsync(req, state, netRef, ref, rules);
   }
 
-  private async networkConnectAsync(req: AuthzRequest, state: PolicyState, netRef: string, ref: string): Promise<AuthzDecision> {
+  private async networkConnectAsync(req: AuthzRequest, state: PolicyState, netRef: string, ref: string, rules: boolean): Promise<AuthzDecision> {
     const current = await this.lookup(ref, state);
     if (!current) return ALLOW;
+    const held = this.held(req, state, 'connect', current);
+    if (held) return held;
+    if (!rules) return ALLOW;
     const probe: Facts = { ...current, networks: [{ name: netRef, networkId: '', ipAddress: '' }] };
     const res = await this.resolver.resolve(probe, { kinds: NETWORKS_ONLY, networks: true, deadline: req.receivedAt + this.budgetMs });
     const refused = this.unresolvable(req, state, 'network-connect', current, res.failures);
@@ -768,6 +798,103 @@ export class AuthzDecider {
     return this.conclude(req, state, route, subject, findings);
   }
 
+  /**
+   * A request that would undo what Bulkhead did to this container (a pause,
+   * a quarantine, limits; enforce/holds.ts): one finding per rule that made
+   * the hold and still applies to the container (in scope, not exempted) —
+   * refusing while it is enforced, recorded only in monitor mode. A hold
+   * whose rules are gone or exempted no longer stands. undefined: no hold
+   * in the way (or only monitor findings, which are reported) — judge on.
+   */
+  private held(req: AuthzRequest, state: PolicyState, op: HoldOp, facts: Facts, next?: Facts): AuthzDecision | undefined {
+    const holds = this.o.holds;
+    if (!holds || holds.size === 0) return undefined;
+    const kinds: HoldKind[] = op === 'connect' ? ['quarantine'] : op === 'update' ? ['limit']
+      // A precaution: a start could put a container with no network back on the user-defined
+      // network it was created on (not seen on 20.10 or 26.1: a restart left it on none).
+      : op === 'start' || op === 'restart' ? (isUserDefinedNetwork(facts.networkMode) ? ['pause', 'quarantine'] : ['pause'])
+        : ['pause'];
+    // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
+    // form-encoded BODY's value first — a body no plugin is given: then the signal is unknown.
+    if (op === 'kill' && !isFormBody(req.header('Content-Type')) && isSigkill(queryParam(req.uri, 'signal') ?? '')) return undefined;
+    if (op === 'stop' && ['exited', 'dead', 'created'].includes(facts.state)) return undefined; // nothing left to resume
+    const policy = state.policy!;
+    let applicable: Map<string, Rule> | undefined;
+    const manualMode = partsOf(policy).enforce ? 'enforce' : 'monitor';
+    const who = facts.name || facts.id.slice(0, 12);
+    const findings: Finding[] = [];
+    for (const kind of kinds) {
+      const hold = holds.get(facts.id, kind);
+      if (!hold) continue;
+      applicable ??= new Map(applicableRules(policy, this.hostInput(facts), new Date(this.now())).map((r) => [r.id, r]));
+      for (const id of hold.rules) {
+        const manual = id === MANUAL_HOLD_RULE.pause || id === MANUAL_HOLD_RULE.quarantine;
+        const rule = manual ? undefined : applicable.get(id);
+        if (!manual && !rule) continue; // the rule is gone, out of scope or exempted: nothing holds it any more
+        let why: string;
+        if (kind === 'limit') {
+          if (rule!.action.type !== 'limit' || !next) continue;
+          if (!limitPlan(next, rule!.action.limits)) continue;
+          why = `Bulkhead applied this rule's limits (${limitText(rule!.action.limits)}) to container ${who} and they stay while it is enforced; this update would loosen them. `
+            + 'Raise the rule\'s action.limits or exempt the container (bulkhead policy apply)';
+        } else {
+          const by = `${manual ? `by ${hold.by}` : hold.by}, ${hold.at}${hold.escalated ? ', escalated after repeated actions' : ''}`;
+          const release = `bulkhead action ${this.o.agentId ?? '<agent>'} ${who} ${kind === 'quarantine' ? 'release' : 'unpause'}`;
+          why = kind === 'quarantine'
+            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : ` (a ${op} could put it back on network ${facts.networkMode})`}`
+            : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${HOLD_OP_NOTE[op] ?? ''}`;
+        }
+        findings.push({
+          ruleId: id,
+          severity: rule?.severity ?? 'high',
+          mode: rule?.mode ?? manualMode,
+          action: rule?.action ?? { type: kind === 'quarantine' ? 'quarantine' : 'pause' },
+          evidence: [{ location: `hold:${kind}`, detail: `${op} of a container Bulkhead ${kind === 'pause' ? 'paused' : kind === 'quarantine' ? 'quarantined' : 'limited'} (${hold.by}, ${hold.at})` }],
+          message: `${id}: ${why}.`,
+        });
+      }
+    }
+    if (findings.length === 0) return undefined;
+    const route: AuthzRoute = op === 'connect' ? 'network-connect' : op === 'restart' ? 'start' : op;
+    this.o.logger.warn({ route, container: who, rules: findings.map((f) => `${f.ruleId}:${f.mode}`) }, 'authz: a request would undo an action Bulkhead applied');
+    const d = this.conclude(req, state, route, next ?? facts, findings);
+    return d.allow ? undefined : d;
+  }
+
+  /**
+   * A request that could undo a hold but whose body cannot be read (a
+   * padded connect or update): refused while a hold of that kind is enforced
+   * — on this container (update), or on any container (connect: the body
+   * names it) — else undefined (the route's own fail-closed rules decide).
+   */
+  private heldUnreadable(req: AuthzRequest, state: PolicyState, route: 'update' | 'network-connect', facts: Facts | undefined, why: string): AuthzDecision | undefined {
+    const holds = this.o.holds;
+    const kind: HoldKind = route === 'update' ? 'limit' : 'quarantine';
+    if (!holds || !holds.any(kind)) return undefined;
+    const ids = facts ? (holds.get(facts.id, kind)?.rules ?? []) : holds.rulesOf(kind);
+    const policy = state.policy!;
+    const byId = new Map(policy.spec.rules.map((r) => [r.id, r]));
+    const findings: Finding[] = [];
+    for (const id of ids) {
+      const manual = id === MANUAL_HOLD_RULE.quarantine;
+      const r = byId.get(id);
+      if (!manual && (r?.mode !== 'enforce')) continue;
+      if (manual && !partsOf(policy).enforce) continue;
+      findings.push({
+        ruleId: id, severity: r?.severity ?? 'high', mode: 'enforce', action: r?.action ?? { type: 'quarantine' },
+        evidence: [{ location: 'request', detail: `cannot be checked: ${why}` }],
+        message: `${id}: Bulkhead cannot check this request and refuses it (fail-closed): ${why}, and it could undo ${kind === 'limit' ? 'limits' : 'a quarantine'} Bulkhead applied${facts ? ` to container ${facts.name || facts.id.slice(0, 12)}` : ''}.`,
+      });
+    }
+    if (findings.length === 0) return undefined;
+    return this.conclude(req, state, route, facts ?? requestSubject(req), findings);
+  }
+
+  private hostInput(facts: Facts): { container: Facts; host?: HostFacts__Output } {
+    const host = this.o.hostFacts?.();
+    return host ? { container: facts, host } : { container: facts };
+  }
+
   /** The policy's enforce-mode rules that apply to `facts` (in scope, not exempted). */
   private enforcedOn(state: PolicyState, facts: Facts): Rule[] {
     const host = this.o.hostFacts?.();
@@ -1056,6 +1183,46 @@ export function isLoopbackListenAddr(addr: string): boolean {
 /** The facts a refusal without a readable container is reported under: the requested name, nothing else. */
 function requestSubject(req: AuthzRequest): Facts {
   return { ...emptyFacts(), name: queryParam(req.uri, 'name') ?? '' };
+}
+
+/** Requests that can undo a hold (HoldKind by op: connect → quarantine, update → limit, the rest → pause). */
+type HoldOp = 'unpause' | 'kill' | 'stop' | 'start' | 'restart' | 'update' | 'connect';
+
+/** Why the request itself undoes a pause (appended to the hold's denial). */
+const HOLD_OP_NOTE: Partial<Record<HoldOp, string>> = {
+  kill: ' (a signal other than SIGKILL resumes a paused container: dockerd unpauses it after signalling; docker kill without -s, or docker rm -f, ends it)',
+  stop: ' (docker stop resumes a paused container for its stop timeout; docker kill or docker rm -f ends it)',
+};
+
+/**
+ * Whether a `kill` query's signal is SIGKILL as dockerd parses it
+ * (moby's signal.ParseSignal: Go's strconv.Atoi, else the name upper-cased
+ * without "SIG"); an empty one is dockerd's default, SIGKILL.
+ */
+export function isSigkill(raw: string): boolean {
+  if (raw === '') return true;
+  if (/^[+-]?\d+$/.test(raw)) return Number(raw) === 9;
+  return raw.toUpperCase().replace(/^SIG/, '') === 'KILL';
+}
+
+/** A network mode naming a user-defined network (not none, host, bridge, default or container:…). */
+function isUserDefinedNetwork(mode: string): boolean {
+  return mode !== '' && !['none', 'host', 'bridge', 'default'].includes(mode) && !mode.startsWith('container:');
+}
+
+/**
+ * Whether Go's Request.ParseForm (dockerd's httputils.ParseForm) reads form
+ * values from the body: a POST whose media type is
+ * application/x-www-form-urlencoded (mime.ParseMediaType: parameters
+ * dropped, case-insensitive). Such values come before the query's.
+ */
+export function isFormBody(contentType: string | undefined): boolean {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
+}
+
+function limitText(l: LimitSpec | undefined): string {
+  if (!l) return 'none';
+  return [l.memory !== undefined ? `memory ${l.memory}` : '', l.cpus !== undefined ? `cpus ${l.cpus}` : '', l.pids !== undefined ? `pids ${l.pids}` : ''].filter(Boolean).join(', ');
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -10,6 +10,13 @@
 // networks it disconnected (quarantine-memory.ts) so `release` can put them
 // back. Commands for one container run one at a time, in arrival order.
 //
+// Holds (enforce/holds.ts): a pause or quarantine made here is held like a
+// policy one — the authorization plugin refuses a plain `docker unpause` /
+// `network connect` undoing it — and `unpause` / `release` end the hold
+// (policy or manual) BEFORE their own engine call. So the agent's own
+// unpause and reconnects pass the door without any mark on the request that
+// a user could copy: nothing identifies them, the hold is simply gone.
+//
 // Errors come back as "BK_ERR_X: message": NOT_FOUND (no such container),
 // CONFLICT (the container's state does not allow it, e.g. kill while
 // paused, release of a container we never quarantined), BAD_REQUEST
@@ -19,6 +26,7 @@ import { BulkheadError, isBulkheadError, type Command__Output, type CommandResul
 import { toContainerFacts } from '../docker/container-facts';
 import { performAction, quarantinePlan, type ActionOutcome } from '../enforce/actions';
 import type { QuarantineMemory, RememberedNetwork } from './quarantine-memory';
+import { MANUAL_HOLD_RULE, type EnforcementHolds } from '../enforce/holds';
 
 export const COMMAND_ACTIONS = ['pause', 'unpause', 'kill', 'stop', 'quarantine', 'release'] as const;
 export type CommandAction = (typeof COMMAND_ACTIONS)[number];
@@ -39,6 +47,8 @@ export interface CommandDocker {
 export interface CommandRunnerOptions {
   docker: CommandDocker;
   memory: QuarantineMemory;
+  /** Pauses and quarantines the authorization plugin keeps users from undoing (absent: none kept). */
+  holds?: EnforcementHolds;
   logger: Logger;
   /** Called once per command (metrics). */
   onResult?: (action: string, ok: boolean, durationMs: number) => void;
@@ -94,11 +104,16 @@ export class CommandRunner {
     const id = cmd.containerId;
     const action = cmd.action as CommandAction;
     switch (action) {
-      case 'pause':
-        return this.engine(id, action, performAction(this.o.docker, id, { type: 'pause' }), (s) => s === 'paused');
+      case 'pause': {
+        const done = await this.engine(id, action, performAction(this.o.docker, id, { type: 'pause' }), (s) => s === 'paused');
+        this.hold(cmd, 'pause');
+        return done;
+      }
       case 'kill':
         return this.engine(id, action, performAction(this.o.docker, id, { type: 'kill' }), (s) => s !== 'running' && s !== 'paused' && s !== 'restarting');
       case 'stop': {
+        // dockerd resumes a paused container to stop it: the operator takes over from Bulkhead's hold (the door would refuse it otherwise).
+        this.o.holds?.release(id, 'pause');
         const t = cmd.stopTimeoutSeconds;
         return this.engine(id, action, performAction(this.o.docker, id, { type: 'stop', timeoutSeconds: t }), (s) => s !== 'running' && s !== 'paused' && s !== 'restarting');
       }
@@ -128,12 +143,15 @@ export class CommandRunner {
   }
 
   private async unpause(id: string): Promise<Done> {
+    // The hold ends first: the unpause below is then an ordinary request at the door.
+    const held = this.o.holds?.release(id, 'pause') ?? false;
     try {
       await this.o.docker.getContainer(id).unpause();
-      return { detail: 'unpause done' };
+      return { detail: held ? 'unpause done; Bulkhead\'s hold on the container released' : 'unpause done' };
     } catch (err) {
       if (statusOf(err) === 404) throw notFound(id);
-      return this.settle(id, 'unpause', errorMessage(err), (s) => s !== 'paused', statusOf(err) === 409);
+      const done = await this.settle(id, 'unpause', errorMessage(err), (s) => s !== 'paused', statusOf(err) === 409);
+      return held ? { detail: `${done.detail}; Bulkhead's hold on the container released (it may be started again)` } : done;
     }
   }
 
@@ -170,12 +188,15 @@ export class CommandRunner {
     });
     // Remember first (see quarantine-memory.ts), then disconnect.
     this.o.memory.remember({ containerId: id, containerName: inspect.Name ?? '', networks, quarantinedAt: new Date().toISOString(), requestedBy: cmd.requestedBy });
+    this.hold(cmd, 'quarantine', (inspect.Name ?? '').replace(/^\//, ''));
     const out = await performAction(this.o.docker, id, { type: 'quarantine', networks: plan.networks });
     if (out.result === 'ok') return { detail: out.detail ?? `disconnected from ${names(networks)}` };
     throw new BulkheadError('BK_ERR_ACTION_FAILED', `${out.error ?? 'disconnect failed'}${out.detail ? ` (${out.detail})` : ''}`);
   }
 
   private async release(id: string): Promise<Done> {
+    // The hold ends first: the reconnects below are then ordinary requests at the door.
+    const held = this.o.holds?.release(id, 'quarantine') ?? false;
     const rec = this.o.memory.get(id);
     let inspect: Dockerode.ContainerInspectInfo;
     try {
@@ -185,6 +206,7 @@ export class CommandRunner {
       throw err;
     }
     if (!rec || rec.networks.length === 0) {
+      if (held) return { detail: 'Bulkhead\'s hold on the container released; no network was recorded to reconnect' };
       throw new BulkheadError('BK_ERR_CONFLICT', 'this agent has no record of quarantining the container, so there is nothing to reconnect');
     }
     const attached = new Set(Object.keys(inspect.NetworkSettings?.Networks ?? {}));
@@ -221,6 +243,10 @@ export class CommandRunner {
       if (statusOf(err) === 404 && n.networkId && n.name) await this.o.docker.getNetwork(n.name).connect(body);
       else throw err;
     }
+  }
+
+  private hold(cmd: Command__Output, kind: 'pause' | 'quarantine', name = ''): void {
+    this.o.holds?.add(cmd.containerId, name, kind, { rules: [MANUAL_HOLD_RULE[kind]], at: new Date().toISOString(), by: cmd.requestedBy || 'operator' });
   }
 
   private async inspect(id: string): Promise<Dockerode.ContainerInspectInfo> {

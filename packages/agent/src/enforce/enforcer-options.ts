@@ -7,6 +7,8 @@ import type { Facts } from '../docker/container-facts';
 import type { PolicyState } from '../policy/policy-holder';
 import type { SecretHit } from '../secrets/secret-scan';
 import type { SignatureGate } from '../signatures/signature-gate';
+import type { QuarantineMemory } from '../commands/quarantine-memory';
+import type { EnforcementHolds } from './holds';
 
 /** What the enforcer needs of dockerode (a Dockerode instance satisfies it). */
 export interface EnforcerDocker {
@@ -78,9 +80,15 @@ export interface EnforcerOptions {
   now?: () => number;
   /** Called after every evaluation of a running container, with the number of findings (metrics). */
   onEvaluation?: (findings: number) => void;
+  /** Where pauses, quarantines and limits are remembered, so the authorization plugin can refuse undoing them. */
+  holds?: EnforcementHolds;
+  /** What a policy quarantine disconnects, so `bulkhead action … release` can reconnect it. */
+  quarantineMemory?: Pick<QuarantineMemory, 'remember'>;
 }
 
-export interface ResolvedEnforcerOptions extends Required<Omit<EnforcerOptions, 'hostFacts' | 'secrets' | 'onEvaluation' | 'signatures'>> {
+export interface ResolvedEnforcerOptions extends Required<Omit<EnforcerOptions, 'hostFacts' | 'secrets' | 'onEvaluation' | 'signatures' | 'holds' | 'quarantineMemory'>> {
+  holds: EnforcementHolds | undefined;
+  quarantineMemory: Pick<QuarantineMemory, 'remember'> | undefined;
   hostFacts: (() => HostFacts__Output | undefined) | undefined;
   secrets: EnforcerSecrets | undefined;
   signatures: SignatureGate | undefined;
@@ -108,6 +116,8 @@ export function resolveEnforcerOptions(o: EnforcerOptions): ResolvedEnforcerOpti
     actionConcurrency: o.actionConcurrency ?? ENFORCER_DEFAULTS.actionConcurrency,
     now: o.now ?? Date.now,
     onEvaluation: o.onEvaluation,
+    holds: o.holds,
+    quarantineMemory: o.quarantineMemory,
   };
   if (!Number.isInteger(r.maxActions) || r.maxActions < 1) {
     throw new BulkheadError('BK_ERR_CONFIG_INVALID', `maxActions: ${r.maxActions} is not a positive integer`);

@@ -43,6 +43,7 @@ import { Semaphore } from '@bulkhead/shared';
 import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject } from '../secrets/secret-scan';
+import type { HoldKind } from './holds';
 import { limitPlan, performAction, quarantinePlan, type ActionOutcome, type EngineAction, type LimitUpdate } from './actions';
 import { resolveEnforcerOptions, type ActionTiming, type EnforcerOptions, type ResolvedEnforcerOptions } from './enforcer-options';
 import { addedByExec, asExecFinding, eventCommand, execFacts, execRecordOf, WORST_EXEC, type ExecRecord } from './exec-facts';
@@ -436,7 +437,11 @@ export class Enforcer {
       const rule = blocking.find((f) => f.action.type === terminal)!;
       const action: EngineAction = terminal === 'stop' ? { type: 'stop', timeoutSeconds: rule.action.stopTimeoutSeconds ?? 10 } : { type: terminal };
       const outcome = await this.run(t, job, facts, action);
-      if (outcome.result === 'ok') t.terminal = { type: terminal, startedAtMs: facts.startedAtMs, doneAtMs: this.o.now() };
+      if (outcome.result === 'ok') {
+        t.terminal = { type: terminal, startedAtMs: facts.startedAtMs, doneAtMs: this.o.now() };
+        // A pause any API user could undo with `docker unpause`: the door refuses that while the rule is enforced.
+        if (terminal === 'pause') this.hold(facts, 'pause', blocking.filter((f) => f.action.type === 'pause'), st);
+      }
       this.reportAll(job, facts, st, blocking, terminal, outcome);
       return;
     }
@@ -449,8 +454,16 @@ export class Enforcer {
     const quarantine = byType('quarantine');
     if (quarantine.length > 0) {
       const plan = quarantinePlan(facts);
-      if (plan.kind === 'disconnect') engine.push({ findings: quarantine, action: { type: 'quarantine', networks: plan.networks } });
-      else if (plan.kind === 'nothing') {
+      if (plan.kind === 'disconnect') {
+        // Remembered before disconnecting (as a manual quarantine is), so `bulkhead action … release` can reconnect them.
+        this.o.quarantineMemory?.remember({
+          containerId: facts.id, containerName: facts.name, quarantinedAt: new Date(this.o.now()).toISOString(), requestedBy: `policy v${st.version} (${quarantine.map((f) => f.ruleId).join(', ')})`,
+          networks: plan.networks.map((n) => ({ name: n.name, networkId: n.networkId, aliases: [], ipamConfig: null })),
+        });
+        engine.push({ findings: quarantine, action: { type: 'quarantine', networks: plan.networks } });
+      } else if (plan.kind === 'nothing') {
+        // Nothing to disconnect (already off every network): still held, so a `network connect` cannot undo it.
+        this.hold(facts, 'quarantine', quarantine, st);
         for (const f of quarantine) {
           if (t.done.has(`${f.ruleId}|${policyKey}|quarantine`)) continue; // our own quarantine, already reported
           this.reportOnce(t, `${f.ruleId}|${policyKey}|quarantined`, job, facts, st, f, { type: 'quarantine', result: 'skipped', detail: 'no networks left to disconnect (already quarantined or network mode none)' });
@@ -478,7 +491,10 @@ export class Enforcer {
     if (taken >= this.o.maxActions) return this.escalate(t, job, facts, blocking, st, capped);
     for (const e of engine) {
       work.push(this.run(t, job, facts, e.action).then((outcome) => {
-        if (outcome.result === 'ok') for (const f of e.findings) t.done.add(`${f.ruleId}|${policyKey}|${e.action.type}`);
+        if (outcome.result === 'ok') {
+          for (const f of e.findings) t.done.add(`${f.ruleId}|${policyKey}|${e.action.type}`);
+          if (e.action.type === 'quarantine' || e.action.type === 'limit') this.hold(facts, e.action.type, e.findings, st);
+        }
         this.reportAll(job, facts, st, e.findings, e.action.type, outcome);
       }));
     }
@@ -491,12 +507,21 @@ export class Enforcer {
     if (ok) {
       t.escalated = true;
       t.terminal = { type: 'pause', startedAtMs: facts.startedAtMs, doneAtMs: this.o.now() };
+      this.hold(facts, 'pause', blocking, st, true);
     }
     this.o.logger.warn({ containerId: facts.id, name: facts.name, why, result: outcome.result, error: outcome.error }, 'enforcer: escalated to pause');
     this.reportAll(job, facts, st, blocking, 'pause', {
       result: ok ? 'escalated' as const : outcome.result,
       ...(outcome.error ? { error: outcome.error } : {}),
       detail: `${why}: escalated to pause${ok ? '; no further actions on this container' : ''}`,
+    });
+  }
+
+  /** Remembers an action a plain API call could undo, for the authorization plugin to refuse that (enforce/holds.ts). */
+  private hold(facts: Facts, kind: HoldKind, findings: readonly Finding[], st: PolicyState, escalated = false): void {
+    if (!this.o.holds || findings.length === 0) return;
+    this.o.holds.add(facts.id, facts.name, kind, {
+      rules: findings.map((f) => f.ruleId), ...(escalated ? { escalated } : {}), at: new Date(this.o.now()).toISOString(), by: `policy v${st.version}`,
     });
   }
 

@@ -11,6 +11,7 @@ import type Dockerode from 'dockerode';
 import type { Facts } from '../../src/docker/container-facts';
 import type { SecretHit } from '../../src/secrets/secret-scan';
 import { withSecretsAndProject } from '../../src/secrets/secret-scan';
+import { EnforcementHolds } from '../../src/enforce/holds';
 
 const logger = createLogger({ name: 'enforcer-test', level: 'silent' });
 
@@ -62,7 +63,7 @@ function toInspect(f: Facts): Dockerode.ContainerInspectInfo {
   } as unknown as Dockerode.ContainerInspectInfo;
 }
 
-function setup(opts: { failKill?: boolean; holdKill?: boolean; maxActions?: number; secrets?: boolean } = {}) {
+function setup(opts: { failKill?: boolean; holdKill?: boolean; maxActions?: number; secrets?: boolean; holds?: EnforcementHolds; memory?: Array<{ containerId: string; networks: unknown[] }> } = {}) {
   const calls: Call[] = [];
   const reports: Array<{ r: ViolationReport; timing?: ActionTiming }> = [];
   let release: () => void = () => undefined;
@@ -131,6 +132,8 @@ function setup(opts: { failKill?: boolean; holdKill?: boolean; maxActions?: numb
     onViolation: (r, timing) => reports.push({ r, ...(timing ? { timing } : {}) }),
     ...(opts.maxActions ? { maxActions: opts.maxActions } : {}),
     ...(secrets ? { secrets } : {}),
+    ...(opts.holds ? { holds: opts.holds } : {}),
+    ...(opts.memory ? { quarantineMemory: { remember: (r: { containerId: string; networks: unknown[] }) => (opts.memory!.push(r), r as never) } } : {}),
   });
   const engineCalls = () => calls.filter((c) => c.op !== 'inspect');
   const ops = () => engineCalls().map((c) => c.op);
@@ -238,6 +241,29 @@ t.test('quarantine and limit act only while something is left to change', async 
   await upsert(host);
   t.equal(engineCalls().at(-1)!.op, 'pause', 'cannot be isolated: paused instead');
   t.equal(reports.at(-1)!.r.action!.result, 'escalated');
+});
+
+t.test('holds: what a plain API call could undo is remembered (pause, escalation, quarantine with its networks, limit); kill/stop are not', async (t) => {
+  const holds = EnforcementHolds.inMemory();
+  const memory: Array<{ containerId: string; networks: unknown[] }> = [];
+  const { upsert } = setup({ holds, memory, maxActions: 3 });
+  const p = facts('pause');
+  await upsert(p);
+  t.same(holds.get(p.id, 'pause') && [holds.get(p.id, 'pause')!.rules, holds.get(p.id, 'pause')!.escalated, holds.get(p.id, 'pause')!.by], [['pause'], undefined, 'policy v1']);
+  const q = facts('quarantine', { networkMode: 'netA', networks: [{ name: 'netA', networkId: 'idA', ipAddress: '' }] });
+  await upsert(q);
+  t.same(holds.get(q.id, 'quarantine')?.rules, ['quarantine']);
+  t.same(memory.map((m) => [m.containerId, m.networks]), [[q.id, [{ name: 'netA', networkId: 'idA', aliases: [], ipamConfig: null }]]], 'the networks are remembered for `bulkhead action … release`');
+  const none = facts('quarantine', { id: 'n'.padEnd(64, '0'), networkMode: 'none', networks: [] });
+  await upsert(none);
+  t.same(holds.get(none.id, 'quarantine')?.rules, ['quarantine'], 'already off every network: held all the same');
+  const l = facts('limit', { privileged: false, memoryLimitBytes: 1024 ** 3 });
+  await upsert(l);
+  t.same(holds.get(l.id, 'limit')?.rules, ['limit']);
+  const k = facts('kill');
+  for (let run = 1; run <= 4; run++) await upsert({ ...k, startedAtMs: run * 1000 });
+  t.same(holds.get(k.id, 'pause') && [holds.get(k.id, 'pause')!.rules, holds.get(k.id, 'pause')!.escalated], [['kill'], true], 'the escalation pause is held, marked escalated');
+  t.equal(holds.size, 5, 'a kill or stop alone holds nothing (the start is judged on the container)');
 });
 
 t.test('limit plan and quarantine plan', async (t) => {

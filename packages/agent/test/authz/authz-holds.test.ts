@@ -1,0 +1,204 @@
+// The door refusing a plain API call that would undo what Bulkhead did to a
+// container (enforce/holds.ts): unpause / a resuming kill / stop / start /
+// restart of a paused one, network connect of a quarantined one, an update
+// loosening applied limits — while the rule that acted is enforced; recorded
+// only in monitor mode; nothing held once the rule is gone, exempted or the
+// hold released. And the harmless controls of the same shape.
+import t from 'tap';
+import type Dockerode from 'dockerode';
+import { createLogger, parsePolicy, type Policy } from '@bulkhead/shared';
+import { AuthzDecider, isFormBody, isSigkill, type AuthzDecisionReport } from '../../src/authz/authz-decider';
+import { parseAuthzRequest, type AuthzDecision } from '../../src/authz/plugin-server';
+import type { PolicyState } from '../../src/policy/policy-holder';
+import type { Facts } from '../../src/docker/container-facts';
+import { EnforcementHolds } from '../../src/enforce/holds';
+
+const logger = createLogger({ name: 'authz-holds-test', level: 'silent' });
+
+const policyYaml = (mode: 'enforce' | 'monitor', exempt = false): Policy => parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: unit }
+spec:
+  rules:
+    - id: live.cpu
+      description: cpu
+      severity: high
+      mode: ${mode}
+      action: { type: pause }
+      check: { type: no-new-privileges }
+${exempt ? '      exemptions:\n        - { who: ops, why: batch job, match: { names: [web] } }\n' : ''}    - id: live.net
+      description: net
+      severity: high
+      mode: ${mode}
+      action: { type: quarantine }
+      check: { type: no-new-privileges }
+    - id: live.quota
+      description: quota
+      severity: medium
+      mode: ${mode}
+      action: { type: limit, limits: { memory: 64m, pids: 100 } }
+      check: { type: no-new-privileges }
+`, 'unit.yaml');
+
+const ID = 'a'.repeat(64);
+const OTHER = 'b'.repeat(64);
+const facts = (over: Partial<Facts> = {}): Facts => ({
+  id: ID, name: 'web', imageRef: 'app:1', imageId: 'sha256:app', imageDigest: '', labels: {}, state: 'paused', user: '1000',
+  privileged: false, mounts: [], networkMode: 'bridge', networks: [], pidMode: '', ipcMode: '', utsMode: '', usernsMode: '', capAdd: [], capDrop: [],
+  securityOpt: [], readOnlyRootfs: false, memoryLimitBytes: 64 * 1024 * 1024, nanoCpus: 0, cpuQuota: 0, cpuPeriod: 0, cpuShares: 0, pidsLimit: 100,
+  restartPolicy: 'no', restartMaxRetries: 0, envNames: [], command: ['sleep', '1'], createdAtMs: 1, startedAtMs: 2, finishedAtMs: 0, exitCode: 0,
+  pid: 1, devices: [], imageUser: '1000', restartCount: 0, secretHits: [], project: '', ...over,
+});
+
+function setup(o: { policy?: Policy; inventory?: Facts[] } = {}) {
+  const holds = EnforcementHolds.inMemory();
+  let policy = o.policy ?? policyYaml('enforce');
+  const st = (): PolicyState => ({ policy, scans: new Map(), version: 7, source: 'bundle', sha256: 'x', projectLabel: 'bulkhead.project' });
+  const inventory = o.inventory ?? [facts(), facts({ id: OTHER, name: 'ok', state: 'paused' })];
+  const reports: AuthzDecisionReport[] = [];
+  const docker = {
+    getImage: () => ({ inspect: async (): Promise<Dockerode.ImageInspectInfo> => { throw Object.assign(new Error('no'), { statusCode: 404 }); } }),
+    getContainer: () => ({ inspect: async (): Promise<Dockerode.ContainerInspectInfo> => { throw Object.assign(new Error('no'), { statusCode: 404 }); } }),
+    getExec: () => ({ inspect: async (): Promise<Dockerode.ExecInspectInfo> => { throw Object.assign(new Error('no'), { statusCode: 404 }); } }),
+    getNetwork: (ref: string) => ({ inspect: async () => ({ Id: 'c'.repeat(64), Name: ref }) }),
+  };
+  const decider = new AuthzDecider({
+    policy: st, containers: { get: (id) => inventory.find((f) => f.id === id), inventory: () => inventory }, docker: docker as never, logger,
+    onDecision: (r) => reports.push(r), holds, agentId: 'agt_1234',
+  });
+  const ask = async (method: string, uri: string, body?: unknown, headers?: Record<string, string>): Promise<AuthzDecision> => {
+    const req = parseAuthzRequest(JSON.stringify({
+      RequestMethod: method, RequestUri: uri, ...(body === undefined ? {} : { RequestBody: Buffer.from(JSON.stringify(body)).toString('base64') }),
+      ...(headers ? { RequestHeaders: headers } : {}),
+    }));
+    const d = await decider.decide(req);
+    // Reports (and a monitor-only policy's judgement) come after the answer.
+    await new Promise((r) => setTimeout(r, 20));
+    return d;
+  };
+  return { holds, ask, reports, setPolicy: (p: Policy) => (policy = p) };
+}
+
+const by = { at: '2026-12-07T14:00:00.000Z', by: 'policy v7' };
+
+t.test('isSigkill reads the signal as dockerd does', async (t) => {
+  for (const s of ['', '9', '+9', '09', 'KILL', 'kill', 'SIGKILL', 'SigKill']) t.ok(isSigkill(s), s);
+  for (const s of ['15', 'TERM', 'WINCH', 'SIGCONT', 'USR1', '0', 'KILLX', ' 9']) t.notOk(isSigkill(s), s);
+  for (const c of ['application/x-www-form-urlencoded', 'Application/X-WWW-Form-Urlencoded; charset=utf-8']) t.ok(isFormBody(c), c);
+  for (const c of [undefined, '', 'application/json', 'text/plain']) t.notOk(isFormBody(c), String(c));
+});
+
+t.test('nothing held: unpause, kill, stop are allowed without a lookup', async (t) => {
+  const { ask } = setup();
+  for (const p of ['unpause', 'kill?signal=WINCH', 'stop?t=30']) t.same(await ask('POST', `/v1.41/containers/web/${p}`), { allow: true }, p);
+});
+
+t.test('a paused container held by an enforce rule: every request that resumes it is refused, naming rule and release', async (t) => {
+  const { holds, ask, reports } = setup();
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
+  for (const p of ['unpause', 'kill?signal=WINCH', 'kill?signal=15', 'kill?s%69gnal=CONT', 'stop', 'stop?t=3600', 'start', 'restart', 'unpause?x=/auth']) {
+    const d = await ask('POST', `/v1.41/containers/web/${p}`);
+    t.equal(d.allow, false, `${p} refused`);
+    t.match(d.msg, /\[live\.cpu\] \(high\) container web was paused by Bulkhead \(policy v7, 2026-12-07T14:00:00.000Z\) and stays held until released: bulkhead action agt_1234 web unpause/, `${p}: names the rule and how to release`);
+  }
+  t.match((await ask('POST', `/containers/${ID.slice(0, 12)}/kill?signal=USR1`)).msg, /a signal other than SIGKILL resumes a paused container/, 'by id prefix, the reason for a kill');
+  t.match((await ask('POST', `/v1.45/containers/${ID}/stop?signal=SIGTERM`)).msg, /docker stop resumes a paused container/);
+  const last = reports.at(-1)!;
+  t.same([last.denied, last.violations[0]!.ruleId, last.violations[0]!.source, last.violations[0]!.denied], [true, 'live.cpu', 'authz', true], 'every denial recorded');
+  // Controls of the same shape.
+  for (const p of ['kill', 'kill?signal=KILL', 'kill?signal=9']) t.same(await ask('POST', `/v1.41/containers/web/${p}`), { allow: true }, `${p}: SIGKILL ends it, allowed`);
+  const form = await ask('POST', '/v1.41/containers/web/kill?signal=KILL', undefined, { 'Content-Type': 'application/x-www-form-urlencoded' });
+  t.equal(form.allow, false, 'a form-encoded body (dockerd reads its signal first, the plugin never sees it): refused');
+  for (const p of ['unpause', 'kill?signal=WINCH', 'stop']) t.same(await ask('POST', `/v1.41/containers/ok/${p}`), { allow: true }, `another paused container, not held: ${p} allowed`);
+});
+
+t.test('escalated holds say so; an exited held container cannot be started, stop of it is a no-op and allowed', async (t) => {
+  const { holds, ask } = setup({ inventory: [facts({ state: 'exited' })] });
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu', 'live.net'], escalated: true, ...by });
+  const d = await ask('POST', '/v1.41/containers/web/start');
+  t.equal(d.allow, false);
+  t.match(d.msg, /escalated after repeated actions/);
+  t.match(d.msg, /\[live\.net\]/, 'every rule behind the escalation named');
+  t.same(await ask('POST', '/v1.41/containers/web/stop'), { allow: true }, 'stop of an exited container resumes nothing');
+});
+
+t.test('monitor mode: recorded, not refused; exempted or removed rules and released holds hold nothing', async (t) => {
+  const { holds, ask, reports, setPolicy } = setup({ policy: policyYaml('monitor') });
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
+  t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true }, 'monitor: allowed');
+  const r = reports.find((x) => x.route === 'unpause');
+  t.same(r && [r.denied, r.violations[0]!.ruleId, r.violations[0]!.mode, r.violations[0]!.denied], [false, 'live.cpu', 'monitor', false], 'monitor: recorded');
+  setPolicy(policyYaml('enforce', true));
+  t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true }, 'the container is exempted now: nothing holds it');
+  setPolicy(policyYaml('enforce'));
+  t.equal((await ask('POST', '/v1.41/containers/web/unpause')).allow, false, 'enforced again: refused');
+  holds.release(ID, 'pause');
+  t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true }, 'released through Bulkhead: the agent\'s own unpause passes');
+});
+
+t.test('manual holds: refused while the policy enforces anything, recorded otherwise', async (t) => {
+  const { holds, ask, setPolicy } = setup();
+  holds.add(ID, 'web', 'pause', { rules: ['manual.pause'], at: by.at, by: 'ak_ops' });
+  const d = await ask('POST', '/v1.41/containers/web/unpause');
+  t.equal(d.allow, false);
+  t.match(d.msg, /\[manual\.pause\] \(high\) container web was paused by Bulkhead \(by ak_ops/);
+  setPolicy(policyYaml('monitor'));
+  t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true });
+});
+
+t.test('quarantine: network connect of the held container refused (any spelling, padded body fail-closed); others allowed', async (t) => {
+  const { holds, ask } = setup({ inventory: [facts({ state: 'running' }), facts({ id: OTHER, name: 'ok', state: 'running' })] });
+  holds.add(ID, 'web', 'quarantine', { rules: ['live.net'], ...by });
+  for (const body of [{ Container: 'web' }, { container: ID }, { CONTAINER: ID.slice(0, 10), EndpointConfig: { Aliases: ['x'] } }]) {
+    const d = await ask('POST', '/v1.41/networks/appnet/connect', body);
+    t.equal(d.allow, false, JSON.stringify(body));
+    t.match(d.msg, /\[live\.net\] \(high\) container web was quarantined by Bulkhead .* stays off every network until released: bulkhead action agt_1234 web release/);
+  }
+  const unread = await ask('POST', '/v1.41/networks/appnet/connect');
+  t.equal(unread.allow, false, 'a connect whose body the plugin did not get is refused while a quarantine is held');
+  t.match(unread.msg, /fail-closed/);
+  t.same(await ask('POST', '/v1.41/networks/appnet/connect', { Container: 'ok' }), { allow: true }, 'control: another container connects');
+  t.same(await ask('POST', '/v1.41/networks/appnet/disconnect', { Container: 'web' }), { allow: true }, 'disconnect is not an undo');
+  t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true }, 'a quarantine is not a pause');
+});
+
+t.test('quarantine: a start or restart would put the container back on its user-defined network', async (t) => {
+  const compliant = parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: unit }
+spec:
+  rules:
+    - id: live.net
+      description: net
+      severity: high
+      mode: enforce
+      action: { type: quarantine }
+      check: { type: privileged }
+`, 'unit.yaml');
+  const { holds, ask } = setup({ policy: compliant, inventory: [facts({ state: 'running', networkMode: 'appnet' }), facts({ id: OTHER, name: 'nonet', state: 'running', networkMode: 'none' })] });
+  holds.add(ID, 'web', 'quarantine', { rules: ['manual.quarantine'], at: by.at, by: 'ak_ops' });
+  holds.add(OTHER, 'nonet', 'quarantine', { rules: ['manual.quarantine'], at: by.at, by: 'ak_ops' });
+  for (const p of ['start', 'restart']) {
+    const d = await ask('POST', `/v1.41/containers/web/${p}`);
+    t.equal(d.allow, false, `${p} refused`);
+    t.match(d.msg, new RegExp(`\\[manual\\.quarantine\\] \\(high\\) container web was quarantined by Bulkhead \\(by ak_ops.*\\(a ${p} could put it back on network appnet\\)`));
+  }
+  t.same(await ask('POST', '/v1.41/containers/nonet/restart'), { allow: true }, 'control: network mode none — a start reconnects nothing');
+  holds.release(ID, 'quarantine');
+  t.same(await ask('POST', '/v1.41/containers/web/restart'), { allow: true }, 'released: allowed');
+});
+
+t.test('limit: an update loosening applied limits is refused; tightening and unrelated updates allowed', async (t) => {
+  const { holds, ask } = setup({ inventory: [facts({ state: 'running' })] });
+  holds.add(ID, 'web', 'limit', { rules: ['live.quota'], ...by });
+  for (const body of [{ Memory: 1 << 30, MemorySwap: 1 << 30 }, { PidsLimit: -1 }, { pidslimit: 5000 }, { Memory: -1 }]) {
+    const d = await ask('POST', '/v1.41/containers/web/update', body);
+    t.equal(d.allow, false, JSON.stringify(body));
+    t.match(d.msg, /\[live\.quota\] \(medium\) Bulkhead applied this rule's limits \(memory 64m, pids 100\) to container web/);
+  }
+  t.same(await ask('POST', '/v1.41/containers/web/update', { Memory: 32 << 20, MemorySwap: 32 << 20 }), { allow: true }, 'tighter: allowed');
+  t.same(await ask('POST', '/v1.41/containers/web/update', { RestartPolicy: { Name: 'no' } }), { allow: true }, 'unrelated: allowed');
+  t.equal((await ask('POST', '/v1.41/containers/web/update')).allow, false, 'no body: fail-closed');
+});
