@@ -127,6 +127,9 @@ t.test('monitor mode: recorded, not refused; exempted or removed rules and relea
   const { holds, ask, reports, setPolicy } = setup({ policy: policyYaml('monitor') });
   holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
   t.same(await ask('POST', '/v1.41/containers/web/unpause'), { allow: true }, 'monitor: allowed');
+  // The report comes after the answer (a monitor-only judgement is asynchronous): wait for it,
+  // bounded, rather than a fixed 20 ms that a loaded machine can overrun.
+  for (const until = Date.now() + 5_000; !reports.some((x) => x.route === 'unpause') && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
   const r = reports.find((x) => x.route === 'unpause');
   t.same(r && [r.denied, r.violations[0]!.ruleId, r.violations[0]!.mode, r.violations[0]!.denied], [false, 'live.cpu', 'monitor', false], 'monitor: recorded');
   setPolicy(policyYaml('enforce', true));
