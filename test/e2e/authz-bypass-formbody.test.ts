@@ -26,7 +26,7 @@ import t from 'tap';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
-  API, engineVersions, expectAllowed, expectRefused, outcomeText, sleep, startBypassStack, type BypassStack,
+  API, engineVersions, expectAllowed, expectRefused, outcomeText, sleep, startBypassStack,
 } from '../helpers/authz-bypass-stack';
 import { LABEL_ARGS, TEST_IMAGE } from '../helpers/engine';
 import { rawDocker, type RawResponse } from '../helpers/raw-docker';
