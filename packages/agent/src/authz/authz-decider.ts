@@ -335,7 +335,8 @@ export class AuthzDecider {
   // ---- routes --------------------------------------------------------------
 
   private create(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
-    const name = queryParam(req.uri, 'name') ?? '';
+    // dockerd reads it with r.Form.Get after refusing any body that is not JSON (CheckForJSON): no form values.
+    const name = queryAsDockerd(req, 'name', 'form').value ?? '';
     if (!req.hasBody) {
       if (this.o.denyUnreadableCreate === false) return ALLOW;
       return this.undecidable(req, state, 'create', `${missingBodyReason(req)}; send the request with a Content-Length, as JSON, and a body under 1 MiB`);
@@ -549,9 +550,12 @@ export class AuthzDecider {
    */
   private build(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     if (!this.routeMatters(state, 'build')) return ALLOW;
-    const mode = queryParam(req.uri, 'networkmode') ?? '';
+    // 'url': dockerd's build handler reads them with r.FormValue, yet 20.10 and 26.1 took no value from a
+    // form-encoded or multipart body (measured: test/e2e/authz-bypass-formbody.test.ts). Judging them as
+    // form-read would refuse every `docker build` (its tar body is never passed to plugins).
+    const mode = queryAsDockerd(req, 'networkmode', 'url').value ?? '';
     if (mode === '' || mode === 'default' || mode === 'none' || mode === 'bridge') return ALLOW;
-    const facts: Facts = { ...emptyFacts(), name: queryParam(req.uri, 't') ?? '', networkMode: mode };
+    const facts: Facts = { ...emptyFacts(), name: queryAsDockerd(req, 't', 'url').value ?? '', networkMode: mode };
     const judge = (f: Facts, failures: readonly ResolutionFailure[]): AuthzDecision => {
       const refused = this.unresolvable(req, state, 'build', f, failures);
       if (refused) return refused;
@@ -635,7 +639,8 @@ export class AuthzDecider {
    */
   private async service(req: AuthzRequest, state: PolicyState, id: string | undefined): Promise<AuthzDecision> {
     let spec: Record<string, unknown>;
-    if (id !== undefined && queryParam(req.uri, 'rollback') === 'previous') {
+    // dockerd reads `rollback` from r.URL.Query(): the target alone.
+    if (id !== undefined && queryAsDockerd(req, 'rollback', 'url').value === 'previous') {
       const get = this.o.docker.getService;
       if (!get) return this.undecidable(req, state, 'service', 'a rollback applies the service\'s previous spec, and this agent cannot inspect services');
       let info: unknown;
@@ -816,7 +821,12 @@ export class AuthzDecider {
         : ['pause'];
     // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
     // form-encoded BODY's value first — a body no plugin is given: then the signal is unknown.
-    if (op === 'kill' && !isFormBody(req.header('Content-Type')) && isSigkill(queryParam(req.uri, 'signal') ?? '')) return undefined;
+    let note = HOLD_OP_NOTE[op] ?? '';
+    if (op === 'kill') {
+      const signal = queryAsDockerd(req, 'signal', 'form');
+      if (signal.unseen === undefined && isSigkill(signal.value ?? '')) return undefined;
+      if (signal.unseen !== undefined) note = ` (the signal is unknown: ${signal.unseen})`;
+    }
     if (op === 'stop' && ['exited', 'dead', 'created'].includes(facts.state)) return undefined; // nothing left to resume
     const policy = state.policy!;
     let applicable: Map<string, Rule> | undefined;
@@ -842,7 +852,7 @@ export class AuthzDecider {
           const release = `bulkhead action ${this.o.agentId ?? '<agent>'} ${who} ${kind === 'quarantine' ? 'release' : 'unpause'}`;
           why = kind === 'quarantine'
             ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : ` (a ${op} could put it back on network ${facts.networkMode})`}`
-            : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${HOLD_OP_NOTE[op] ?? ''}`;
+            : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${note}`;
         }
         findings.push({
           ruleId: id,
@@ -1182,7 +1192,7 @@ export function isLoopbackListenAddr(addr: string): boolean {
 
 /** The facts a refusal without a readable container is reported under: the requested name, nothing else. */
 function requestSubject(req: AuthzRequest): Facts {
-  return { ...emptyFacts(), name: queryParam(req.uri, 'name') ?? '' };
+  return { ...emptyFacts(), name: queryAsDockerd(req, 'name', 'form').value ?? '' };
 }
 
 /** Requests that can undo a hold (HoldKind by op: connect → quarantine, update → limit, the rest → pause). */
@@ -1211,13 +1221,48 @@ function isUserDefinedNetwork(mode: string): boolean {
 }
 
 /**
- * Whether Go's Request.ParseForm (dockerd's httputils.ParseForm) reads form
- * values from the body: a POST whose media type is
- * application/x-www-form-urlencoded (mime.ParseMediaType: parameters
- * dropped, case-insensitive). Such values come before the query's.
+ * How dockerd's handler reads a query value a decision depends on:
+ * - `form`: r.Form / r.FormValue after Go's Request.ParseForm, which — for a POST, PUT or PATCH whose
+ *   (first) Content-Type is application/x-www-form-urlencoded — reads the BODY and puts its values
+ *   before the query's (measured: `kill?signal=KILL` with the body `signal=WINCH` sends SIGWINCH on
+ *   20.10 and 26.1);
+ * - `url`: r.URL.Query(), the request target alone — or a handler measured to take nothing from a
+ *   form body (see its call site).
+ * Every query value the decider judges is read through here, naming how dockerd reads it.
  */
-export function isFormBody(contentType: string | undefined): boolean {
-  return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
+export type DockerdQueryReader = 'form' | 'url';
+
+export interface DockerdQueryValue {
+  /** The value in the request target (Go's url.ParseQuery reading, first value wins). */
+  value: string | undefined;
+  /** Set when dockerd may take another value from a body this plugin was not given: why. */
+  unseen?: string;
+}
+
+export function queryAsDockerd(req: AuthzRequest, key: string, via: DockerdQueryReader): DockerdQueryValue {
+  const value = queryParam(req.uri, key);
+  const unseen = via === 'form' ? unseenFormBody(req) : undefined;
+  return unseen === undefined ? { value } : { value, unseen };
+}
+
+/**
+ * Why the request may carry a form-encoded body that dockerd reads and this plugin was not given;
+ * undefined when it cannot. The Content-Type the plugin sees does not tell: dockerd passes plugins the
+ * LAST value of each header (pkg/authorization flattens http.Header) while Go's ParseForm reads the
+ * FIRST (`Content-Type: application/x-www-form-urlencoded` then `Content-Type: application/json`
+ * looks like JSON here), and Go lower-cases the media type with Unicode simple folding
+ * (`applİcation/…`, U+0130, is the form type to Go, not to JavaScript). What does tell:
+ * - a body was passed on: dockerd passes one only when its first Content-Type is JSON — no form;
+ * - no Content-Type at all: Go reads the body as application/octet-stream — no form;
+ * - `Content-Length: 0`: an empty body (Go's server drops the Content-Length of a chunked body, so a
+ *   chunked one never shows 0 here). The docker CLI and SDKs send bodiless POSTs this way.
+ */
+export function unseenFormBody(req: AuthzRequest): string | undefined {
+  if (req.hasBody) return undefined;
+  if (req.header('Content-Type') === undefined) return undefined;
+  const length = req.header('Content-Length')?.trim();
+  if (length !== undefined && /^\d+$/.test(length) && Number(length) === 0) return undefined;
+  return 'dockerd reads it from a form-encoded body first, which plugins are not given; send it with no body (Content-Length: 0), as docker does';
 }
 
 function limitText(l: LimitSpec | undefined): string {
