@@ -17,7 +17,8 @@
 //   /swarm/join               refused while a host rule is enforced (a foreign manager's tasks are never judged here)
 //   /swarm/init               refused on a non-loopback listen address while a host rule is enforced (remote managers could join)
 // Undoing what Bulkhead did (enforce/holds.ts), while the rule that acted is enforced:
-//   /containers/{id}/unpause, /kill (a signal other than SIGKILL resumes a paused container), /stop (resumes it
+//   /containers/{id}/unpause, /kill (a signal other than SIGKILL resumes a paused container; one a form body the
+//   plugin is not given may supply counts as such, see queryAsDockerd), /stop (resumes it
 //   for the stop timeout), /start, /restart of a container Bulkhead paused; /networks/{id}/connect of one it
 //   quarantined; /containers/{id}/update loosening the limits a `limit` action applied. Looked at only while
 //   some container is held; the agent's own unpause/release drop the hold before calling the engine.
