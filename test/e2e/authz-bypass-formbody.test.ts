@@ -9,8 +9,8 @@
 //     `Content-Type: application/x-www-form-urlencoded` then
 //     `Content-Type: application/json` and the body `signal=WINCH`: the plugin
 //     saw a JSON request asking for SIGKILL (allowed on a container Bulkhead
-//     paused); dockerd sent SIGWINCH (a non-SIGKILL signal resumes a paused
-//     container) — the container was not killed. Likewise a Content-Type
+//     paused); dockerd sent SIGWINCH and resumed the paused container (an
+//     `unpause` event; moby's killWithSignal) — it was not killed. Likewise a Content-Type
 //     Go lower-cases to the form type (`applİcation/…`, U+0130), an empty last
 //     Content-Type, and a chunked body with `Content-Length: 0`.
 //   - Pinned as measured: `POST /build` (networkmode, judged by host-namespaces)
@@ -96,6 +96,7 @@ for (const version of engineVersions()) {
         ['k-chunk', 'chunked, Content-Length: 0, Content-Type form then application/json', { contentType: FORM, body: 'signal=WINCH', chunked: true, headers: { 'Content-Type': 'application/json', 'Content-Length': '0' } }],
       ];
       for (const [tag, what, o] of probes) {
+        const since = (Date.now() / 1000).toFixed(3);
         const r = await kill(tag, o);
         t.comment(`${version} ${what}: ${outcomeText(r)}`);
         if (expectRefused(t, s, r, ['fb.pause'], what)) {
@@ -104,6 +105,10 @@ for (const version of engineVersions()) {
         await sleep(300);
         // Had dockerd sent SIGKILL, the container would have exited; it did not in either case (WINCH is ignored).
         t.not(await state(tag), 'exited', `${what}: not killed (dockerd took the body's WINCH, or nothing was sent)`);
+        // moby's killWithSignal resumes a paused container (no StopSignal set) after any signal: the undo itself.
+        const ev = await s.dockerOk(['events', '--since', since, '--until', (Date.now() / 1000).toFixed(3), '--filter', `container=${names[tag]}`, '--filter', 'event=unpause', '--format', '{{.Action}}']);
+        t.comment(`${version} ${what}: unpause events after the request: ${ev.split('\n').filter(Boolean).length}`);
+        t.equal(ev.trim(), '', `${what}: dockerd did not resume the paused container (no unpause event)`);
       }
     });
 
