@@ -13,15 +13,19 @@
 //     `unpause` event; moby's killWithSignal) — it was not killed. Likewise a Content-Type
 //     Go lower-cases to the form type (`applİcation/…`, U+0130), an empty last
 //     Content-Type, and a chunked body with `Content-Length: 0`.
-//   - Pinned as measured: `POST /build` (networkmode, judged by host-namespaces)
-//     takes NO value from a form-encoded or multipart body on 20.10 or 26.1 —
-//     the RUN step of a build asking `networkmode=host` in such a body runs
-//     with the default network (it sees only `lo`).
+//   - `POST /build` (networkmode, judged by host-namespaces): dockerd's handler
+//     buffers the first chunk (≤ 4 KiB) of the body, then reads its options with
+//     r.FormValue — so Go parses the REST of a form-encoded body:
+//     `pad=<20 kB>&networkmode=host` (also behind `Content-Type: <form>` then
+//     `Content-Type: application/x-tar`) ran the RUN step in the host's network
+//     namespace while the plugin, seeing no networkmode in the target, allowed it.
 // Now a judged decision that depends on a value dockerd reads through r.Form
 // treats it as unknown when the request may carry a body the plugin was not
 // given (not passed, a Content-Type present, no `Content-Length: 0`): the
-// kill of a held container is refused, saying why. `docker kill` (Content-Length: 0)
-// and a bodiless raw SIGKILL stay allowed.
+// kill of a held container is refused, saying why; so is a build while
+// host-namespaces is enforced (opt-out: exemption names [build-body]).
+// `docker kill` (Content-Length: 0), a bodiless raw SIGKILL, a build by URL
+// without a body and a build body without a Content-Type stay allowed.
 import t from 'tap';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -33,6 +37,8 @@ import { rawDocker, type RawResponse } from '../helpers/raw-docker';
 import { waitFor } from '../helpers/processes';
 
 const FORM = 'application/x-www-form-urlencoded';
+// `docker build` below: the classic builder's POST /build (BuildKit's goes through /grpc).
+process.env['DOCKER_BUILDKIT'] = '0';
 
 const policy = `apiVersion: bulkhead.dev/v1
 kind: Policy
@@ -125,31 +131,45 @@ for (const version of engineVersions()) {
       t.equal(await state('c-free'), 'running', 'dockerd sent the body\'s SIGWINCH, not the query\'s SIGKILL (measured, no plugin involved in the choice)');
     });
 
-    await t.test('build: dockerd takes no networkmode from a form or multipart body (pinned)', async (t) => {
+    await t.test('build: networkmode in a form body past dockerd\'s first 4 KiB is refused; bodiless and Content-Type-less builds allowed', async (t) => {
       const remote = await serveDockerfile(t);
-      const build = async (what: string, query: string, o: { contentType: string | null; body?: string }): Promise<{ r: RawResponse; tag: string }> => {
+      const build = async (what: string, query: string, o: { contentType: string | null; body?: string; headers?: Record<string, string> }): Promise<{ r: RawResponse; tag: string }> => {
         const tag = `${s.name('img')}-${Math.random().toString(36).slice(2, 7)}`;
         const r = await rawDocker(s.engine.socketPath, { method: 'POST', target: `/${API}/build?t=${tag}&remote=${encodeURIComponent(remote)}${query}`, timeoutMs: 60_000, ...o });
-        t.comment(`${version} build ${what}: ${r.status} ${r.text.slice(-200).replace(/\s+/g, ' ')}`);
+        t.comment(`${version} build ${what}: ${r.status} ${r.text.slice(-160).replace(/\s+/g, ' ')}`);
         return { r, tag };
       };
       const ifaces = async (tag: string): Promise<string> => {
         const out = await s.docker(['run', '--rm', '--pull', 'never', '--network', 'none', ...LABEL_ARGS, tag, 'cat', '/ifaces']);
-        return out.code === 0 ? out.stdout.trim() : `(no image: ${out.stderr.trim()})`;
+        return out.code === 0 ? out.stdout.trim() : `(no image: ${out.stderr.trim().slice(0, 80)})`;
       };
       const host = await build('networkmode=host in the query', '&networkmode=host', { contentType: null });
       expectRefused(t, s, host.r, ['fb.host-namespaces'], 'networkmode=host in the query');
+      // dockerd's build handler buffers the first chunk (≤ 4 KiB) of the body before it reads its
+      // options with r.FormValue: Go's ParseForm then parses the REST of a form-encoded body.
+      const padded = `pad=${'x'.repeat(20_000)}&networkmode=host`;
       const boundary = 'bkfbBoundary';
       const multipart = `--${boundary}\r\nContent-Disposition: form-data; name="networkmode"\r\n\r\nhost\r\n--${boundary}--\r\n`;
       for (const [what, o] of [
-        ['networkmode=host in a form-encoded body', { contentType: FORM, body: 'networkmode=host' }],
+        ['networkmode=host after 20 kB in a form-encoded body', { contentType: FORM, body: padded }],
+        ['the same behind Content-Type form, then application/x-tar (what docker build sends)', { contentType: FORM, body: padded, headers: { 'Content-Type': 'application/x-tar' } }],
+        ['networkmode=host in a short form-encoded body', { contentType: FORM, body: 'networkmode=host' }],
         ['networkmode=host in a multipart body', { contentType: `multipart/form-data; boundary=${boundary}`, body: multipart }],
       ] as const) {
         const b = await build(what, '', o);
-        expectAllowed(t, b.r, what);
-        const seen = await ifaces(b.tag);
-        t.equal(seen, 'lo', `${what}: the RUN step had the default network (only lo): dockerd ignored the body`);
+        if (expectRefused(t, s, b.r, ['fb.host-namespaces'], what)) t.match(b.r.message, /form-encoded body past its first 4 KiB.*names: \[build-body\]/s, `${what}: says why and names the exemption`);
+        else t.comment(`${version} ${what}: the RUN step saw ${await ifaces(b.tag)}`);
       }
+      // Controls of the same shape that dockerd cannot read as a form.
+      const noType = await build('the padded body without a Content-Type', '', { contentType: null, body: padded });
+      expectAllowed(t, noType.r, 'the same body without a Content-Type (Go reads application/octet-stream)');
+      t.equal(await ifaces(noType.tag), 'lo', 'without a Content-Type dockerd ignored the body: the RUN step had only lo');
+      const bodiless = await build('no body, networkmode=none', '&networkmode=none', { contentType: 'application/x-tar' });
+      expectAllowed(t, bodiless.r, 'a context by URL with no body (Content-Length: 0), networkmode=none');
+      t.equal(await ifaces(bodiless.tag), 'lo', 'bodiless build: the RUN step had only lo');
+      // The cost: docker build sends its context as a tar body plugins are not given.
+      const cli = await s.engine.docker(['build', '--network', 'none', '-q', '-t', s.name('cli'), '-'], { input: DOCKERFILE, timeoutMs: 60_000 });
+      expectRefused(t, s, cli, ['fb.host-namespaces'], 'DOCKER_BUILDKIT=0 docker build --network none (its tar body could be a form)');
     });
   });
 }

@@ -11,7 +11,8 @@
 //   /networks/{id}/connect    current facts plus that network — only what it adds (network rules)
 //   /volumes/create           a local-driver volume bound to a host path, by the host-path rules
 //   /plugins/{name}/enable    the plugin's process as dockerd will run it (its inspect), by the host rules
-//   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces
+//   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces;
+//                             refused when a body plugins are not given may set it (a form past dockerd's first 4 KiB)
 //   /grpc                     BuildKit's gRPC API (buildx): unreadable, refused while host-namespaces is enforced
 //   /services/create, /services/{id}/update   the task container a ServiceSpec makes, as a create
 //   /swarm/join               refused while a host rule is enforced (a foreign manager's tasks are never judged here)
@@ -177,6 +178,8 @@ const PLUGIN_ENABLE_ROUTE = /^\/plugins\/(.+)\/enable$/;
 const SERVICE_ROUTE = /^\/services\/(?:create|(.+)\/update)$/;
 /** The name a `POST /grpc` refusal is judged under: an exemption matching it (`match.names`) lets BuildKit's gRPC API through. */
 export const BUILDKIT_GRPC_SUBJECT = 'buildkit-grpc';
+/** The name a `POST /build` with a body plugins are not given is refused under (exemption `match.names`): its options may come from that body. */
+export const BUILD_BODY_SUBJECT = 'build-body';
 /** The names a `POST /swarm/join` / non-loopback `POST /swarm/init` refusal is judged under (exemption `match.names`). */
 export const SWARM_JOIN_SUBJECT = 'swarm-join';
 export const SWARM_INIT_SUBJECT = 'swarm-init';
@@ -551,12 +554,22 @@ export class AuthzDecider {
    */
   private build(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     if (!this.routeMatters(state, 'build')) return ALLOW;
-    // 'url': dockerd's build handler reads them with r.FormValue, yet 20.10 and 26.1 took no value from a
-    // form-encoded or multipart body (measured: test/e2e/authz-bypass-formbody.test.ts). Judging them as
-    // form-read would refuse every `docker build` (its tar body is never passed to plugins).
-    const mode = queryAsDockerd(req, 'networkmode', 'url').value ?? '';
+    // dockerd reads the build's options with r.FormValue AFTER its handler has buffered the first chunk
+    // (≤ 4 KiB) of the body: the rest of a form-encoded body sets them, networkmode=host included
+    // (measured on 20.10 and 26.1, test/e2e/authz-bypass-formbody.test.ts). The door is given neither
+    // that body nor the Content-Type dockerd reads (a tar's and a form's look alike here).
+    const networkmode = queryAsDockerd(req, 'networkmode', 'form');
+    if (networkmode.unseen !== undefined) {
+      // An exemption of build-body accepts that risk, not a host-network build: the target is judged on.
+      const d = this.undecidable(req, state, 'build',
+        // ≤ ~300 characters: denialMessage cuts a finding's line at 400.
+        'dockerd takes build options (networkmode) from a form-encoded body past its first 4 KiB, and plugins see neither the body nor the Content-Type dockerd reads. '
+        + `Send the context without a Content-Type header or by URL (remote=), or exempt names: [${BUILD_BODY_SUBJECT}]`, { ...emptyFacts(), name: BUILD_BODY_SUBJECT });
+      if (!d.allow) return d;
+    }
+    const mode = networkmode.value ?? '';
     if (mode === '' || mode === 'default' || mode === 'none' || mode === 'bridge') return ALLOW;
-    const facts: Facts = { ...emptyFacts(), name: queryAsDockerd(req, 't', 'url').value ?? '', networkMode: mode };
+    const facts: Facts = { ...emptyFacts(), name: queryAsDockerd(req, 't', 'form').value ?? '', networkMode: mode };
     const judge = (f: Facts, failures: readonly ResolutionFailure[]): AuthzDecision => {
       const refused = this.unresolvable(req, state, 'build', f, failures);
       if (refused) return refused;
@@ -1227,8 +1240,7 @@ function isUserDefinedNetwork(mode: string): boolean {
  *   (first) Content-Type is application/x-www-form-urlencoded — reads the BODY and puts its values
  *   before the query's (measured: `kill?signal=KILL` with the body `signal=WINCH` sends SIGWINCH on
  *   20.10 and 26.1);
- * - `url`: r.URL.Query(), the request target alone — or a handler measured to take nothing from a
- *   form body (see its call site).
+ * - `url`: r.URL.Query(), the request target alone.
  * Every query value the decider judges is read through here, naming how dockerd reads it.
  */
 export type DockerdQueryReader = 'form' | 'url';

@@ -1,8 +1,10 @@
 // Query values the door judges, read as dockerd reads them when a request
 // may carry a form-encoded body (queryAsDockerd): a value dockerd takes from
 // r.Form could come from a body no plugin is given; one it takes from the
-// target alone (r.URL.Query(), or a handler measured to ignore form bodies:
-// build) is judged from the target whatever the Content-Type. The kill of a
+// target alone (r.URL.Query()) is judged from the target whatever the
+// Content-Type. Build options come from a form body past dockerd's first
+// 4 KiB of it, so a build with a body plugins are not given is refused while
+// host-namespaces is enforced (opt-out: names [build-body]). The kill of a
 // held container is covered in authz-holds.test.ts; the engines' side in
 // test/e2e/authz-bypass-formbody.test.ts.
 import t from 'tap';
@@ -26,13 +28,23 @@ spec:
 `, 'fb.yaml');
 const state = (): PolicyState => ({ policy, scans: new Map(), version: 1, source: 'bundle', sha256: 'x', projectLabel: 'bulkhead.project' });
 const notFound = async (): Promise<never> => { throw Object.assign(new Error('no'), { statusCode: 404 }); };
-const decider = new AuthzDecider({
+const deciderOptions = {
   policy: state, containers: { get: () => undefined, inventory: () => [] }, logger,
   docker: {
     getImage: () => ({ inspect: async () => ({ Id: 'sha256:app', RepoDigests: [], Config: { User: '1000', Env: [] } }) as unknown as Dockerode.ImageInspectInfo }),
     getContainer: () => ({ inspect: notFound }), getExec: () => ({ inspect: notFound }), getService: () => ({ inspect: notFound }),
   } as never,
-});
+};
+const decider = new AuthzDecider(deciderOptions);
+const withExemption = parsePolicy(`
+apiVersion: bulkhead.dev/v1
+kind: Policy
+metadata: { name: fb }
+spec:
+  rules:
+    - { id: host.host-namespaces, description: n, severity: critical, mode: enforce, action: { type: kill }, check: { type: host-namespaces },
+        exemptions: [ { who: ops, why: the build host, match: { names: [build-body] } } ] }
+`, 'fb-exempt.yaml');
 
 const ask = async (uri: string, headers: Record<string, string>, body?: unknown): Promise<AuthzDecision> => decider.decide(parseAuthzRequest(JSON.stringify({
   RequestMethod: 'POST', RequestUri: uri, RequestHeaders: headers,
@@ -46,13 +58,29 @@ const SEEN = {
   'docker build (a chunked tar)': { 'Content-Type': 'application/x-tar' },
 } as const;
 
-t.test('build: networkmode and t are judged from the target (20.10 and 26.1 take neither from a form body)', async (t) => {
+t.test('build: a body plugins are not given may set networkmode (a form past dockerd\'s first 4 KiB): refused while host-namespaces is enforced', async (t) => {
   for (const [what, h] of Object.entries(SEEN)) {
-    t.same(await ask('/v1.41/build?t=app&remote=http://127.0.0.1:1/Dockerfile', h), { allow: true }, `${what}, no networkmode in the target: allowed`);
+    for (const q of ['?t=app&remote=http://127.0.0.1:1/Dockerfile', '?networkmode=none', '?networkmode=host']) {
+      const d = await ask(`/v1.41/build${q}`, h);
+      t.equal(d.allow, false, `${what}, ${q}: refused`);
+      t.match(d.msg, /\[host\.host-namespaces\] \(critical\) Bulkhead cannot check this request and refuses it \(fail-closed, the rule is in enforce mode\): dockerd takes build options \(networkmode\) from a form-encoded body past its first 4 KiB.*exempt names: \[build-body\]/, `${what}, ${q}: says why and how`);
+    }
+  }
+  for (const [what, h] of [
+    ['no body (a context by URL, Content-Length: 0)', { 'Content-Type': 'application/x-tar', 'Content-Length': '0' }],
+    ['a body without a Content-Type (Go reads application/octet-stream: no form)', { 'Content-Length': '20000' }],
+  ] as const) {
+    t.same(await ask('/v1.41/build?t=app&remote=http://127.0.0.1:1/Dockerfile', h), { allow: true }, `${what}: allowed`);
+    t.same(await ask('/v1.41/build?networkmode=none', h), { allow: true }, `${what}, networkmode=none: allowed`);
     const host = await ask('/v1.41/build?networkmode=host', h);
     t.equal(host.allow, false, `${what}, networkmode=host in the target: refused`);
     t.match(host.msg, /\[host\.host-namespaces\]/);
   }
+  const exempt = new AuthzDecider({ ...deciderOptions, policy: () => ({ ...state(), policy: withExemption }) });
+  const req = parseAuthzRequest(JSON.stringify({ RequestMethod: 'POST', RequestUri: '/v1.41/build?t=app', RequestHeaders: SEEN['docker build (a chunked tar)'] }));
+  t.same(await exempt.decide(req), { allow: true }, 'an exemption matching names: [build-body] lets it through');
+  const host = parseAuthzRequest(JSON.stringify({ RequestMethod: 'POST', RequestUri: '/v1.41/build?networkmode=host', RequestHeaders: SEEN['docker build (a chunked tar)'] }));
+  t.equal((await exempt.decide(host)).allow, false, 'with that exemption, networkmode=host in the target is still refused');
 });
 
 t.test('create: the name is read from the target — dockerd refuses a create whose first Content-Type is not JSON', async (t) => {
