@@ -600,7 +600,7 @@ export class AuthzDecider {
     const subject: Facts = { ...emptyFacts(), name: BUILDKIT_GRPC_SUBJECT };
     return this.undecidable(req, state, 'build',
       'POST /grpc is BuildKit\'s gRPC API (buildx): the build inside it, RUN --network host included, is a stream no plugin sees. '
-      + 'Build with DOCKER_BUILDKIT=0 docker build (judged at POST /build), or exempt names: [buildkit-grpc]', subject);
+      + `Build with DOCKER_BUILDKIT=0 docker build (judged at POST /build; exempt names: [${BUILD_BODY_SUBJECT}] there), or exempt names: [buildkit-grpc]`, subject);
   }
 
   /**
