@@ -93,3 +93,9 @@ t.test('create: the name is read from the target — dockerd refuses a create wh
   t.equal(unseen.allow, false, 'no body passed on (the first Content-Type was not JSON): refused, as before');
   t.match(unseen.msg, /cannot check this request/);
 });
+
+t.test('the /grpc denial points at both exemptions, uncut', async (t) => {
+  const d = await ask('/v1.45/grpc', {});
+  t.equal(d.allow, false);
+  t.match(d.msg, /DOCKER_BUILDKIT=0 docker build \(judged at POST \/build; exempt names: \[build-body\] there\), or exempt names: \[buildkit-grpc\]\.\n/);
+});
