@@ -170,6 +170,12 @@ for (const version of engineVersions()) {
       // The cost: docker build sends its context as a tar body plugins are not given.
       const cli = await s.engine.docker(['build', '--no-cache', '--network', 'none', '-q', '-t', s.name('cli'), '-'], { input: DOCKERFILE, timeoutMs: 60_000 });
       expectRefused(t, s, cli, ['fb.host-namespaces'], 'DOCKER_BUILDKIT=0 docker build --network none (its tar body could be a form)');
+      // The opt-out: an exemption naming build-body accepts the body, not a host-network build.
+      await s.applyPolicy(policy.replace('check: { type: host-namespaces }', 'check: { type: host-namespaces }\n      exemptions: [ { who: ops, why: the build host, match: { names: [build-body] } } ]'));
+      const exempted = await s.engine.docker(['build', '--no-cache', '--network', 'none', '-q', '-t', s.name('cli2'), '-'], { input: DOCKERFILE, timeoutMs: 60_000 });
+      expectAllowed(t, exempted, 'build-body exempted: DOCKER_BUILDKIT=0 docker build --network none');
+      const hostExempted = await s.engine.docker(['build', '--no-cache', '--network', 'host', '-q', '-t', s.name('cli3'), '-'], { input: DOCKERFILE, timeoutMs: 60_000 });
+      expectRefused(t, s, hostExempted, ['fb.host-namespaces'], 'build-body exempted: docker build --network host still');
     });
   });
 }
