@@ -6,8 +6,13 @@
 //
 // Per engine: with host-namespaces in monitor mode the build is allowed and
 // its RUN step sees the host's interfaces (dockerd acts on it); enforced, it
-// is refused naming the rule; `--network none` is still allowed. Nothing is
-// sent over any network: the RUN step only lists interfaces.
+// is refused naming the rule. A `docker build` sends its context as a body
+// plugins are not given, and dockerd takes build options from a form-encoded
+// body past its first 4 KiB (test/e2e/authz-bypass-formbody.test.ts), so while
+// host-namespaces is enforced `--network none` is refused too unless the
+// exemption names: [build-body] accepts that; with it, `--network none` is
+// allowed and `--network host` still refused. Nothing is sent over any
+// network: the RUN step only lists interfaces.
 import t from 'tap';
 import { createLogger, parsePolicy } from '@bulkhead/shared';
 import type { PolicyState } from '../../packages/agent/src/policy/policy-holder';
@@ -16,17 +21,17 @@ import { ENGINE_VERSIONS, TEST_IMAGE } from '../helpers/engine';
 
 const logger = createLogger({ name: 'build-network', level: process.env['BULKHEAD_LOG_LEVEL'] ?? 'silent' });
 
-function policyState(mode: 'enforce' | 'monitor'): PolicyState {
+function policyState(mode: 'enforce' | 'monitor', exemptBuildBody = false): PolicyState {
   return {
     policy: parsePolicy(`apiVersion: bulkhead.dev/v1
 kind: Policy
 metadata: { name: build }
 spec:
   rules:
-    - { id: host.host-namespaces, description: no host namespaces, severity: critical, mode: ${mode}, action: { type: kill }, check: { type: host-namespaces } }
+    - { id: host.host-namespaces, description: no host namespaces, severity: critical, mode: ${mode}, action: { type: kill }, check: { type: host-namespaces }${exemptBuildBody ? ', exemptions: [ { who: ops, why: the build host, match: { names: [build-body] } } ]' : ''} }
     - { id: host.privileged, description: no privileged, severity: critical, mode: enforce, action: { type: kill }, check: { type: privileged } }
 `, 'build.yaml'),
-    scans: new Map(), version: 1, source: 'bundle', sha256: `build-${mode}`, projectLabel: 'bulkhead.project',
+    scans: new Map(), version: 1, source: 'bundle', sha256: `build-${mode}-${exemptBuildBody}`, projectLabel: 'bulkhead.project',
   };
 }
 
@@ -60,8 +65,14 @@ for (const version of ENGINE_VERSIONS) {
     const refused = await build('host');
     t.not(refused.code, 0, 'enforced: refused');
     t.match(refused.all, new RegExp(`authorization denied by plugin ${name}: .*\\[host\\.host-namespaces\\]`, 's'), 'enforced: names the rule');
+    const unread = await build('none');
+    t.not(unread.code, 0, 'enforced: a --network none build is refused too (its body could set the network mode)');
+    t.match(unread.all, new RegExp(`authorization denied by plugin ${name}: .*\\[host\\.host-namespaces\\].*form-encoded body.*names: \\[build-body\\]`, 's'), 'enforced: says why and names the exemption');
+    state = policyState('enforce', true);
     const still = await verbose('none');
-    t.equal(still.ifaces, 'lo', 'enforced: a --network none build is still allowed');
+    t.equal(still.ifaces, 'lo', 'enforced, build-body exempted: a --network none build is allowed');
+    const hostExempt = await build('host');
+    t.not(hostExempt.code, 0, 'enforced, build-body exempted: --network host is still refused');
     t.equal(plugin.stats.failOpen, 0);
   });
 }

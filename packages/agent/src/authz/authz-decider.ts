@@ -11,13 +11,15 @@
 //   /networks/{id}/connect    current facts plus that network — only what it adds (network rules)
 //   /volumes/create           a local-driver volume bound to a host path, by the host-path rules
 //   /plugins/{name}/enable    the plugin's process as dockerd will run it (its inspect), by the host rules
-//   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces
+//   /build                    the build's RUN containers' network mode (`networkmode` query), by host-namespaces;
+//                             refused when a body plugins are not given may set it (a form past dockerd's first 4 KiB)
 //   /grpc                     BuildKit's gRPC API (buildx): unreadable, refused while host-namespaces is enforced
 //   /services/create, /services/{id}/update   the task container a ServiceSpec makes, as a create
 //   /swarm/join               refused while a host rule is enforced (a foreign manager's tasks are never judged here)
 //   /swarm/init               refused on a non-loopback listen address while a host rule is enforced (remote managers could join)
 // Undoing what Bulkhead did (enforce/holds.ts), while the rule that acted is enforced:
-//   /containers/{id}/unpause, /kill (a signal other than SIGKILL resumes a paused container), /stop (resumes it
+//   /containers/{id}/unpause, /kill (a signal other than SIGKILL resumes a paused container; one a form body the
+//   plugin is not given may supply counts as such, see queryAsDockerd), /stop (resumes it
 //   for the stop timeout), /start, /restart of a container Bulkhead paused; /networks/{id}/connect of one it
 //   quarantined; /containers/{id}/update loosening the limits a `limit` action applied. Looked at only while
 //   some container is held; the agent's own unpause/release drop the hold before calling the engine.
@@ -176,6 +178,8 @@ const PLUGIN_ENABLE_ROUTE = /^\/plugins\/(.+)\/enable$/;
 const SERVICE_ROUTE = /^\/services\/(?:create|(.+)\/update)$/;
 /** The name a `POST /grpc` refusal is judged under: an exemption matching it (`match.names`) lets BuildKit's gRPC API through. */
 export const BUILDKIT_GRPC_SUBJECT = 'buildkit-grpc';
+/** The name a `POST /build` with a body plugins are not given is refused under (exemption `match.names`): its options may come from that body. */
+export const BUILD_BODY_SUBJECT = 'build-body';
 /** The names a `POST /swarm/join` / non-loopback `POST /swarm/init` refusal is judged under (exemption `match.names`). */
 export const SWARM_JOIN_SUBJECT = 'swarm-join';
 export const SWARM_INIT_SUBJECT = 'swarm-init';
@@ -335,7 +339,8 @@ export class AuthzDecider {
   // ---- routes --------------------------------------------------------------
 
   private create(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
-    const name = queryParam(req.uri, 'name') ?? '';
+    // dockerd reads it with r.Form.Get after refusing any body that is not JSON (CheckForJSON): no form values.
+    const name = queryAsDockerd(req, 'name', 'form').value ?? '';
     if (!req.hasBody) {
       if (this.o.denyUnreadableCreate === false) return ALLOW;
       return this.undecidable(req, state, 'create', `${missingBodyReason(req)}; send the request with a Content-Length, as JSON, and a body under 1 MiB`);
@@ -549,9 +554,22 @@ export class AuthzDecider {
    */
   private build(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     if (!this.routeMatters(state, 'build')) return ALLOW;
-    const mode = queryParam(req.uri, 'networkmode') ?? '';
+    // dockerd reads the build's options with r.FormValue AFTER its handler has buffered the first chunk
+    // (≤ 4 KiB) of the body: the rest of a form-encoded body sets them, networkmode=host included
+    // (measured on 20.10 and 26.1, test/e2e/authz-bypass-formbody.test.ts). The door is given neither
+    // that body nor the Content-Type dockerd reads (a tar's and a form's look alike here).
+    const networkmode = queryAsDockerd(req, 'networkmode', 'form');
+    if (networkmode.unseen !== undefined) {
+      // An exemption of build-body accepts that risk, not a host-network build: the target is judged on.
+      const d = this.undecidable(req, state, 'build',
+        // ≤ ~300 characters: denialMessage cuts a finding's line at 400.
+        'dockerd takes build options (networkmode) from a form-encoded body past its first 4 KiB, and plugins see neither the body nor the Content-Type dockerd reads. '
+        + `Send the context without a Content-Type header or by URL (remote=), or exempt names: [${BUILD_BODY_SUBJECT}]`, { ...emptyFacts(), name: BUILD_BODY_SUBJECT });
+      if (!d.allow) return d;
+    }
+    const mode = networkmode.value ?? '';
     if (mode === '' || mode === 'default' || mode === 'none' || mode === 'bridge') return ALLOW;
-    const facts: Facts = { ...emptyFacts(), name: queryParam(req.uri, 't') ?? '', networkMode: mode };
+    const facts: Facts = { ...emptyFacts(), name: queryAsDockerd(req, 't', 'form').value ?? '', networkMode: mode };
     const judge = (f: Facts, failures: readonly ResolutionFailure[]): AuthzDecision => {
       const refused = this.unresolvable(req, state, 'build', f, failures);
       if (refused) return refused;
@@ -582,7 +600,7 @@ export class AuthzDecider {
     const subject: Facts = { ...emptyFacts(), name: BUILDKIT_GRPC_SUBJECT };
     return this.undecidable(req, state, 'build',
       'POST /grpc is BuildKit\'s gRPC API (buildx): the build inside it, RUN --network host included, is a stream no plugin sees. '
-      + 'Build with DOCKER_BUILDKIT=0 docker build (judged at POST /build), or exempt names: [buildkit-grpc]', subject);
+      + `Build with DOCKER_BUILDKIT=0 docker build (judged at POST /build; exempt names: [${BUILD_BODY_SUBJECT}] there), or exempt names: [buildkit-grpc]`, subject);
   }
 
   /**
@@ -635,7 +653,8 @@ export class AuthzDecider {
    */
   private async service(req: AuthzRequest, state: PolicyState, id: string | undefined): Promise<AuthzDecision> {
     let spec: Record<string, unknown>;
-    if (id !== undefined && queryParam(req.uri, 'rollback') === 'previous') {
+    // dockerd reads `rollback` from r.URL.Query(): the target alone.
+    if (id !== undefined && queryAsDockerd(req, 'rollback', 'url').value === 'previous') {
       const get = this.o.docker.getService;
       if (!get) return this.undecidable(req, state, 'service', 'a rollback applies the service\'s previous spec, and this agent cannot inspect services');
       let info: unknown;
@@ -816,7 +835,12 @@ export class AuthzDecider {
         : ['pause'];
     // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
     // form-encoded BODY's value first — a body no plugin is given: then the signal is unknown.
-    if (op === 'kill' && !isFormBody(req.header('Content-Type')) && isSigkill(queryParam(req.uri, 'signal') ?? '')) return undefined;
+    let note = HOLD_OP_NOTE[op] ?? '';
+    if (op === 'kill') {
+      const signal = queryAsDockerd(req, 'signal', 'form');
+      if (signal.unseen === undefined && isSigkill(signal.value ?? '')) return undefined;
+      if (signal.unseen !== undefined) note = ` (the signal is unknown: ${signal.unseen})`;
+    }
     if (op === 'stop' && ['exited', 'dead', 'created'].includes(facts.state)) return undefined; // nothing left to resume
     const policy = state.policy!;
     let applicable: Map<string, Rule> | undefined;
@@ -842,7 +866,7 @@ export class AuthzDecider {
           const release = `bulkhead action ${this.o.agentId ?? '<agent>'} ${who} ${kind === 'quarantine' ? 'release' : 'unpause'}`;
           why = kind === 'quarantine'
             ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : ` (a ${op} could put it back on network ${facts.networkMode})`}`
-            : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${HOLD_OP_NOTE[op] ?? ''}`;
+            : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${note}`;
         }
         findings.push({
           ruleId: id,
@@ -1182,7 +1206,7 @@ export function isLoopbackListenAddr(addr: string): boolean {
 
 /** The facts a refusal without a readable container is reported under: the requested name, nothing else. */
 function requestSubject(req: AuthzRequest): Facts {
-  return { ...emptyFacts(), name: queryParam(req.uri, 'name') ?? '' };
+  return { ...emptyFacts(), name: queryAsDockerd(req, 'name', 'form').value ?? '' };
 }
 
 /** Requests that can undo a hold (HoldKind by op: connect → quarantine, update → limit, the rest → pause). */
@@ -1211,13 +1235,47 @@ function isUserDefinedNetwork(mode: string): boolean {
 }
 
 /**
- * Whether Go's Request.ParseForm (dockerd's httputils.ParseForm) reads form
- * values from the body: a POST whose media type is
- * application/x-www-form-urlencoded (mime.ParseMediaType: parameters
- * dropped, case-insensitive). Such values come before the query's.
+ * How dockerd's handler reads a query value a decision depends on:
+ * - `form`: r.Form / r.FormValue after Go's Request.ParseForm, which — for a POST, PUT or PATCH whose
+ *   (first) Content-Type is application/x-www-form-urlencoded — reads the BODY and puts its values
+ *   before the query's (measured: `kill?signal=KILL` with the body `signal=WINCH` sends SIGWINCH on
+ *   20.10 and 26.1);
+ * - `url`: r.URL.Query(), the request target alone.
+ * Every query value the decider judges is read through here, naming how dockerd reads it.
  */
-export function isFormBody(contentType: string | undefined): boolean {
-  return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
+export type DockerdQueryReader = 'form' | 'url';
+
+export interface DockerdQueryValue {
+  /** The value in the request target (Go's url.ParseQuery reading, first value wins). */
+  value: string | undefined;
+  /** Set when dockerd may take another value from a body this plugin was not given: why. */
+  unseen?: string;
+}
+
+export function queryAsDockerd(req: AuthzRequest, key: string, via: DockerdQueryReader): DockerdQueryValue {
+  const value = queryParam(req.uri, key);
+  const unseen = via === 'form' ? unseenFormBody(req) : undefined;
+  return unseen === undefined ? { value } : { value, unseen };
+}
+
+/**
+ * Why the request may carry a form-encoded body that dockerd reads and this plugin was not given;
+ * undefined when it cannot. The Content-Type the plugin sees does not tell: dockerd passes plugins the
+ * LAST value of each header (pkg/authorization flattens http.Header) while Go's ParseForm reads the
+ * FIRST (`Content-Type: application/x-www-form-urlencoded` then `Content-Type: application/json`
+ * looks like JSON here), and Go lower-cases the media type with Unicode simple folding
+ * (`applİcation/…`, U+0130, is the form type to Go, not to JavaScript). What does tell:
+ * - a body was passed on: dockerd passes one only when its first Content-Type is JSON — no form;
+ * - no Content-Type at all: Go reads the body as application/octet-stream — no form;
+ * - `Content-Length: 0`: an empty body (Go's server drops the Content-Length of a chunked body, so a
+ *   chunked one never shows 0 here). The docker CLI and SDKs send bodiless POSTs this way.
+ */
+export function unseenFormBody(req: AuthzRequest): string | undefined {
+  if (req.hasBody) return undefined;
+  if (req.header('Content-Type') === undefined) return undefined;
+  const length = req.header('Content-Length')?.trim();
+  if (length !== undefined && /^\d+$/.test(length) && Number(length) === 0) return undefined;
+  return 'dockerd reads it from a form-encoded body first, which plugins are not given; send it with no body (Content-Length: 0), as docker does';
 }
 
 function limitText(l: LimitSpec | undefined): string {

@@ -7,7 +7,7 @@
 import t from 'tap';
 import type Dockerode from 'dockerode';
 import { createLogger, parsePolicy, type Policy } from '@bulkhead/shared';
-import { AuthzDecider, isFormBody, isSigkill, type AuthzDecisionReport } from '../../src/authz/authz-decider';
+import { AuthzDecider, isSigkill, queryAsDockerd, unseenFormBody, type AuthzDecisionReport } from '../../src/authz/authz-decider';
 import { parseAuthzRequest, type AuthzDecision } from '../../src/authz/plugin-server';
 import type { PolicyState } from '../../src/policy/policy-holder';
 import type { Facts } from '../../src/docker/container-facts';
@@ -85,8 +85,38 @@ const by = { at: '2026-12-07T14:00:00.000Z', by: 'policy v7' };
 t.test('isSigkill reads the signal as dockerd does', async (t) => {
   for (const s of ['', '9', '+9', '09', 'KILL', 'kill', 'SIGKILL', 'SigKill']) t.ok(isSigkill(s), s);
   for (const s of ['15', 'TERM', 'WINCH', 'SIGCONT', 'USR1', '0', 'KILLX', ' 9']) t.notOk(isSigkill(s), s);
-  for (const c of ['application/x-www-form-urlencoded', 'Application/X-WWW-Form-Urlencoded; charset=utf-8']) t.ok(isFormBody(c), c);
-  for (const c of [undefined, '', 'application/json', 'text/plain']) t.notOk(isFormBody(c), String(c));
+});
+
+/** What the plugin is given: the LAST value of each header, a body only when dockerd's first Content-Type was JSON. */
+const seen = (headers: Record<string, string> | undefined, body?: unknown) => parseAuthzRequest(JSON.stringify({
+  RequestMethod: 'POST', RequestUri: '/v1.41/containers/web/kill?signal=KILL',
+  ...(body === undefined ? {} : { RequestBody: Buffer.from(JSON.stringify(body)).toString('base64') }),
+  ...(headers ? { RequestHeaders: headers } : {}),
+}));
+
+t.test('unseenFormBody: a body the plugin was not given may hold form values dockerd reads first', async (t) => {
+  for (const [what, h] of [
+    ['a form Content-Type', { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '12' }],
+    ['form then JSON: the plugin sees JSON, and no body', { 'Content-Type': 'application/json', 'Content-Length': '12' }],
+    ['form then an empty Content-Type', { 'Content-Type': '' }],
+    ['U+0130 in the media type (Go folds it to "i")', { 'Content-Type': 'appl\u0130cation/x-www-form-urlencoded', 'Content-Length': '12' }],
+    ['chunked (Go drops Transfer-Encoding and Content-Length)', { 'Content-Type': 'text/plain' }],
+    ['a Content-Length that is not 0', { 'Content-Type': 'text/plain', 'Content-Length': '1' }],
+  ] as const) {
+    t.match(unseenFormBody(seen(h)), /form-encoded body/, what);
+    t.match(queryAsDockerd(seen(h), 'signal', 'form'), { value: 'KILL', unseen: /Content-Length: 0/ }, `${what}: the query's value is not what dockerd reads`);
+    t.same(queryAsDockerd(seen(h), 'signal', 'url'), { value: 'KILL' }, `${what}: a value dockerd reads from the target alone`);
+  }
+  for (const [what, h, body] of [
+    ['no headers at all', undefined, undefined],
+    ['no Content-Type (Go reads application/octet-stream)', { 'Content-Length': '12' }, undefined],
+    ['Content-Length: 0 (the docker CLI: text/plain, empty)', { 'Content-Type': 'text/plain', 'Content-Length': '0' }, undefined],
+    ['Content-Length 00 with a form type: still empty', { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '00' }, undefined],
+    ['a body was passed on (dockerd\'s first Content-Type was JSON), though the last one is a form', { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '2' }, {}],
+  ] as const) {
+    t.equal(unseenFormBody(seen(h, body)), undefined, what);
+    t.same(queryAsDockerd(seen(h, body), 'signal', 'form'), { value: 'KILL' }, `${what}: the query decides`);
+  }
 });
 
 t.test('nothing held: unpause, kill, stop are allowed without a lookup', async (t) => {
@@ -110,6 +140,17 @@ t.test('a paused container held by an enforce rule: every request that resumes i
   for (const p of ['kill', 'kill?signal=KILL', 'kill?signal=9']) t.same(await ask('POST', `/v1.41/containers/web/${p}`), { allow: true }, `${p}: SIGKILL ends it, allowed`);
   const form = await ask('POST', '/v1.41/containers/web/kill?signal=KILL', undefined, { 'Content-Type': 'application/x-www-form-urlencoded' });
   t.equal(form.allow, false, 'a form-encoded body (dockerd reads its signal first, the plugin never sees it): refused');
+  // What the plugin sees of `Content-Type: <form>` then `Content-Type: application/json` with the body signal=WINCH.
+  const dup = await ask('POST', '/v1.41/containers/web/kill?signal=KILL', undefined, { 'Content-Type': 'application/json', 'Content-Length': '12' });
+  t.equal(dup.allow, false, 'a JSON Content-Type but no body given: the first Content-Type may have been a form; refused');
+  t.match(dup.msg, /\[live\.cpu\] .*bulkhead action agt_1234 web unpause \(the signal is unknown: dockerd reads it from a form-encoded body first, which plugins are not given; send it with no body \(Content-Length: 0\), as docker does\)/, 'the denial says why');
+  t.equal(reports.at(-1)!.denied, true, 'recorded');
+  for (const [what, h] of [
+    ['docker kill (text/plain, Content-Length: 0)', { 'Content-Type': 'text/plain', 'Content-Length': '0' }],
+    ['no Content-Type', { 'Content-Length': '12' }],
+  ] as const) t.same(await ask('POST', '/v1.41/containers/web/kill?signal=KILL', undefined, h), { allow: true }, `SIGKILL, ${what}: allowed`);
+  t.same(await ask('POST', '/v1.41/containers/web/kill?signal=KILL', {}, { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '2' }), { allow: true },
+    'a JSON body passed on (so dockerd\'s first Content-Type was JSON), the last Content-Type a form: the query decides, SIGKILL allowed');
   for (const p of ['unpause', 'kill?signal=WINCH', 'stop']) t.same(await ask('POST', `/v1.41/containers/ok/${p}`), { allow: true }, `another paused container, not held: ${p} allowed`);
 });
 
