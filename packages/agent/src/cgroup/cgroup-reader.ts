@@ -298,6 +298,11 @@ export class CgroupReader {
     if (limitsDue) this.readLimits(e, now);
     if (inactive !== undefined) e.inactive = inactive;
     if (pids !== undefined) e.pids = pids;
+    return this.usageOf(e, containerId, now, cpuUsageNs, usage);
+  }
+
+  /** One reading from the entry's cached limits, inactive/pids/blkio and the two counters just read (both read paths). */
+  private usageOf(e: Entry, containerId: string, now: number, cpuUsageNs: number, usage: number): CgroupUsage {
     const limits = e.limits!;
     const out: CgroupUsage = {
       containerId,
@@ -449,20 +454,8 @@ export class CgroupReader {
     if (limitsDue) this.readLimits(e, now);
     if (stat !== undefined) e.inactive = statValue(stat, this.version === 2 ? 'inactive_file' : 'total_inactive_file') ?? 0;
     if (pids !== undefined) e.pids = parseCounter(pids);
-    const usage = parseCounter(mem);
-    const limits = e.limits!;
-    return {
-      containerId: id,
-      at: now,
-      cpuUsageNs: this.version === 2 ? (statValue(cpu, 'usage_usec') ?? 0) * 1000 : parseCounter(cpu),
-      memoryBytes: this.workingSet ? Math.max(0, usage - e.inactive) : usage,
-      memoryUsageBytes: usage,
-      memoryLimitBytes: limits.memoryLimitBytes,
-      pids: e.pids,
-      pidsLimit: limits.pidsLimit,
-      cpuLimitCores: limits.cpuLimitCores,
-      ...(e.blkio ? { blkio: e.blkio } : {}),
-    };
+    const cpuUsageNs = this.version === 2 ? (statValue(cpu, 'usage_usec') ?? 0) * 1000 : parseCounter(cpu);
+    return this.usageOf(e, id, now, cpuUsageNs, parseCounter(mem));
   }
 
   /** Block IO: v2 io.stat; v1 the throttle files (found once), the legacy ones when those list no device. Rejects ENOENT when there is none. */
