@@ -201,7 +201,7 @@ export class Authenticator {
     if (key.expiresAt !== null && key.expiresAt.getTime() <= ms) {
       throw new BulkheadError('BK_ERR_UNAUTHENTICATED', `the API key behind this session (${key.id}) expired at ${key.expiresAt.toISOString()}`);
     }
-    this.touchSession(idHash, s.lastUsedAt, now);
+    await this.touchSession(idHash, s.lastUsedAt, now);
     return {
       kind: 'session',
       keyId: key.id,
@@ -219,13 +219,13 @@ export class Authenticator {
   /**
    * Moves the session's idle clock. Written at most every tenth of the idle timeout (and at
    * least once a minute), so a busy console costs a write now and then, not one per request;
-   * the idle timeout is then exact to within that tenth, erring on the early side.
+   * the idle timeout is then exact to within that tenth, erring on the early side. The write is
+   * awaited (it is rare): a request that follows at once must see the moved clock, or a busy
+   * session could be judged idle from a stale last use.
    */
-  private touchSession(idHash: string, lastUsedAt: Date, now: Date): void {
+  private async touchSession(idHash: string, lastUsedAt: Date, now: Date): Promise<void> {
     if (now.getTime() - lastUsedAt.getTime() < Math.min(60_000, this.o.sessionIdleMs / 10)) return;
-    const w = this.o.sessions!.touchSession(idHash, now).catch((err: unknown) => this.o.logger.warn({ err }, 'recording session use failed'));
-    this.pending.add(w);
-    void w.finally(() => this.pending.delete(w));
+    await this.o.sessions!.touchSession(idHash, now).catch((err: unknown) => this.o.logger.warn({ err }, 'recording session use failed'));
   }
 
   /** Records last use without delaying the request; at most once a minute per key. */
