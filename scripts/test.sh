@@ -204,7 +204,7 @@ failures=()
 run_pass() {
   local label="$1" dir="$2" out line counts pass fail skip t0=$SECONDS
   shift 2
-  say "tap on $label in $dir: npx tap $*"
+  if [ "$#" -le 8 ]; then say "tap on $label in $dir: npx tap $*"; else say "tap on $label in $dir: npx tap with $# arguments (${1} ${2} … ${!#})"; fi
   set +e
   if [ -t 1 ]; then
     (cd "$dir" && npx tap "$@")
