@@ -338,5 +338,10 @@ if (require.main === module) {
   exitQuietlyOnEpipe();
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // A run that failed (the error is already printed) exits now: nothing it may have started
+    // (a store pool, a listener, the logger's async writer) keeps it lingering. Seen once in
+    // CI: `serve` with a mismatched --api-tls-key printed its error and was still running
+    // 30 s later at load 12. stderr is synchronous for files and pipes on Linux.
+    if (code !== 0) process.exit(code);
   });
 }
