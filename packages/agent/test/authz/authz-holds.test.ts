@@ -7,7 +7,7 @@
 import t from 'tap';
 import type Dockerode from 'dockerode';
 import { createLogger, parsePolicy, type Policy } from '@bulkhead/shared';
-import { AuthzDecider, isSigkill, queryAsDockerd, unseenFormBody, type AuthzDecisionReport } from '../../src/authz/authz-decider';
+import { AuthzDecider, isSigkill, queryAsDockerd, swapLoosens, unseenFormBody, updateMemorySwap, type AuthzDecisionReport } from '../../src/authz/authz-decider';
 import { parseAuthzRequest, type AuthzDecision } from '../../src/authz/plugin-server';
 import type { PolicyState } from '../../src/policy/policy-holder';
 import type { Facts } from '../../src/docker/container-facts';
@@ -245,4 +245,43 @@ t.test('limit: an update loosening applied limits is refused; tightening and unr
   t.same(await ask('POST', '/v1.41/containers/web/update', { Memory: 32 << 20, MemorySwap: 32 << 20 }), { allow: true }, 'tighter: allowed');
   t.same(await ask('POST', '/v1.41/containers/web/update', { RestartPolicy: { Name: 'no' } }), { allow: true }, 'unrelated: allowed');
   t.equal((await ask('POST', '/v1.41/containers/web/update')).allow, false, 'no body: fail-closed');
+});
+
+t.test('limit: MemorySwap alone past the rule\'s memory (or -1) is refused; equal, lower or unset allowed', async (t) => {
+  const { holds, ask } = setup({ inventory: [facts({ state: 'running' })] });
+  holds.add(ID, 'web', 'limit', { rules: ['live.quota'], ...by });
+  for (const body of [{ MemorySwap: -1 }, { memoryswap: 1 << 30 }, { MemorySwap: (64 << 20) + 1 }, { Memory: 32 << 20, MemorySwap: -1 }]) {
+    const d = await ask('POST', '/v1.41/containers/web/update', body);
+    t.equal(d.allow, false, JSON.stringify(body));
+    t.match(d.msg, /\[live\.quota\] \(medium\) Bulkhead applied this rule's limits \(memory 64m, pids 100\) to container web .*would loosen them \(MemorySwap .*Bulkhead allows no swap beyond the rule's memory\)/);
+  }
+  for (const body of [{ MemorySwap: 64 << 20 }, { MemorySwap: 0 }, { Memory: 32 << 20, MemorySwap: 48 << 20 }, { CpuShares: 512 }]) {
+    t.same(await ask('POST', '/v1.41/containers/web/update', body), { allow: true }, `${JSON.stringify(body)}: allowed`);
+  }
+  t.same([updateMemorySwap({}), updateMemorySwap({ MemorySwap: 0 }), updateMemorySwap({ MemorySwap: -1 }), updateMemorySwap({ MemorySwap: null })], [undefined, undefined, -1, undefined]);
+  t.same([swapLoosens(-1, 10), swapLoosens(11, 10), swapLoosens(10, 10), swapLoosens(undefined, 10), swapLoosens(-1, undefined)], [true, true, false, false, false]);
+});
+
+t.test('docker cp INTO a paused or quarantined container (PUT archive) is refused; out of it, and into others, allowed', async (t) => {
+  const { holds, ask, reports, setPolicy } = setup({ inventory: [facts(), facts({ id: OTHER, name: 'q', state: 'running', networkMode: 'none' }), facts({ id: 'c'.repeat(64), name: 'free', state: 'running' })] });
+  t.same(await ask('PUT', '/v1.41/containers/web/archive?path=/'), { allow: true }, 'nothing held: PUT is allowed without a lookup');
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
+  holds.add(OTHER, 'q', 'quarantine', { rules: ['live.net'], ...by });
+  for (const uri of ['/v1.41/containers/web/archive?path=/', '/containers/web/archive?path=/tmp&copyUIDGID=1', `/v1.45/containers/${ID.slice(0, 8)}/archive?path=/`, '/v1.41/containers/web/./archive?path=/']) {
+    const d = await ask('PUT', uri);
+    t.equal(d.allow, false, `${uri} refused`);
+    t.match(d.msg, /\[live\.cpu\] \(high\) container web was paused by Bulkhead .*bulkhead action agt_1234 web unpause \(docker cp INTO a held container changes the files Bulkhead holds for investigation/, `${uri}: names the rule, the release and why`);
+  }
+  t.same(reports.at(-1) && [reports.at(-1)!.route, reports.at(-1)!.denied, reports.at(-1)!.violations[0]!.ruleId], ['archive', true, 'live.cpu'], 'recorded');
+  const q = await ask('PUT', '/v1.41/containers/q/archive?path=/');
+  t.equal(q.allow, false, 'into a quarantined container: refused');
+  t.match(q.msg, /\[live\.net\] \(high\) container q was quarantined by Bulkhead .*release \(docker cp INTO a held container/);
+  for (const [m, uri] of [['GET', '/v1.41/containers/web/archive?path=/'], ['HEAD', '/v1.41/containers/web/archive?path=/'], ['PUT', '/v1.41/containers/free/archive?path=/'], ['PUT', '/v1.41/containers/gone/archive?path=/'], ['PUT', '/v1.41/containers/web/attach']] as const) {
+    t.same(await ask(m, uri), { allow: true }, `${m} ${uri}: allowed`);
+  }
+  t.equal((await ask('POST', '/v1.41/containers/web/archive?path=/')).allow, true, 'POST archive: dockerd routes no such request');
+  setPolicy(policyYaml('monitor'));
+  t.same(await ask('PUT', '/v1.41/containers/web/archive?path=/'), { allow: true }, 'monitor mode: allowed');
+  for (const until = Date.now() + 5_000; !reports.some((x) => x.route === 'archive' && !x.denied) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+  t.ok(reports.some((x) => x.route === 'archive' && !x.denied && x.violations[0]!.ruleId === 'live.cpu'), 'monitor mode: recorded, not denied');
 });
