@@ -11,7 +11,10 @@
 //   - `docker network connect` of a quarantined container (judged only by the
 //     network rules, which a quarantine need not come from);
 //   - `docker update` raising the limits a `limit` action applied (judged only
-//     on what the resource rules find).
+//     on what the resource rules find) — and, until session 12, `MemorySwap`
+//     alone (-1: unlimited swap under a 64m limit) was not compared at all;
+//   - `docker cp` INTO a paused or quarantined container (`PUT …/archive`, never
+//     judged until session 12): a file planted in what Bulkhead holds for a look.
 // Now (enforce/holds.ts) each is refused naming the rule and how to release
 // through Bulkhead, and recorded; in monitor mode recorded only. Releases
 // through Bulkhead (`bulkhead action … unpause|release`) pass: the agent ends
@@ -19,6 +22,9 @@
 // containers Bulkhead holds nothing of are allowed. Plus: the start of a
 // container Bulkhead killed is judged on its stored config (refused; it was
 // before too).
+//
+// Probed and harmless (kept as checks): rename of a held container, exec into
+// a paused one (dockerd refuses it), commit of a paused one (stays paused).
 //
 // Each container is made before the policy is in force (nothing refuses its
 // create), so the reaction path acts on it when the policy arrives.
