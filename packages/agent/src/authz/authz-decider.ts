@@ -69,7 +69,7 @@ import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, deco
 /** Routed paths of requests that can move an image tag (AuthzDecider.responded). */
 const MOVES_TAGS = /^\/(?:commit|build|grpc|session|images)(?:\/|$)/;
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm' | 'unpause' | 'kill' | 'stop' | 'archive';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm' | 'unpause' | 'kill' | 'stop' | 'archive' | 'rename';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -171,7 +171,7 @@ export interface AuthzDeciderOptions {
 
 // dockerd's routes take `{name:.*}`: a reference may hold "/" (it then names
 // no container, and dockerd answers 404 itself).
-const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart|unpause|kill|stop)$/;
+const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart|unpause|kill|stop|rename)$/;
 /** dockerd's `PUT /containers/{name:.*}/archive`: extracts a tar into the container's filesystem (docker cp into it). */
 const ARCHIVE_ROUTE = /^\/containers\/(.+)\/archive$/;
 const EXEC_START_ROUTE = /^\/exec\/(.+)\/start$/;
@@ -338,6 +338,7 @@ export class AuthzDecider {
       case 'unpause':
       case 'kill':
       case 'stop':
+      case 'rename':
         // Not judged by any rule: only a hold can stand in their way.
         if (!this.o.holds || this.o.holds.size === 0) return ALLOW;
         return this.lookup(ref, state).then(async (facts) => (facts && (await this.held(req, state, m[2] as HoldOp, facts))) || ALLOW);
@@ -844,7 +845,8 @@ export class AuthzDecider {
       // network it was created on (not seen on 20.10 or 26.1: a restart left it on none).
       : op === 'start' || op === 'restart' ? (isUserDefinedNetwork(facts.networkMode) ? ['pause', 'quarantine'] : ['pause'])
         : op === 'archive' ? ['pause', 'quarantine']
-          : ['pause'];
+          : op === 'rename' ? ['pause', 'quarantine', 'limit']
+            : ['pause'];
     // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
     // form-encoded BODY's value first — a body no plugin is given: then the signal is unknown.
     let note = HOLD_OP_NOTE[op] ?? '';
@@ -869,19 +871,25 @@ export class AuthzDecider {
         if (!manual && !rule) continue; // the rule is gone, out of scope or exempted: nothing holds it any more
         let why: string;
         if (kind === 'limit') {
-          if (rule!.action.type !== 'limit' || !next) continue;
+          if (rule!.action.type !== 'limit') continue;
           const limits = rule!.action.limits;
-          // Bulkhead sets memory+swap to the memory it applies (no swap): a MemorySwap alone (-1, or past the
-          // rule's memory) would let the container swap beyond it while its Memory still reads as limited.
-          const swap = limits?.memory !== undefined && swapLoosens(memorySwap, parseMemorySize(limits.memory));
-          if (!limitPlan(next, limits) && !swap) continue;
-          why = `Bulkhead applied this rule's limits (${limitText(limits)}) to container ${who} and they stay while it is enforced; this update would loosen them`
-            + `${swap ? ` (MemorySwap ${memorySwap! < 0 ? '-1, unlimited swap' : memorySwap}: Bulkhead allows no swap beyond the rule's memory)` : ''}. Raise the rule's action.limits or exempt the container (bulkhead policy apply)`;
+          if (op === 'rename') {
+            why = `Bulkhead applied this rule's limits (${limitText(limits)}) to container ${who}; its name stays while they are held, so that an update naming it reaches it and no other container. `
+              + 'Rename it once the rule no longer holds it (raise the rule\'s action.limits or exempt the container, bulkhead policy apply)';
+          } else {
+            if (!next) continue;
+            // Bulkhead sets memory+swap to the memory it applies (no swap): a MemorySwap alone (-1, or past the
+            // rule's memory) would let the container swap beyond it while its Memory still reads as limited.
+            const swap = limits?.memory !== undefined && swapLoosens(memorySwap, parseMemorySize(limits.memory));
+            if (!limitPlan(next, limits) && !swap) continue;
+            why = `Bulkhead applied this rule's limits (${limitText(limits)}) to container ${who} and they stay while it is enforced; this update would loosen them`
+              + `${swap ? ` (MemorySwap ${memorySwap! < 0 ? '-1, unlimited swap' : memorySwap}: Bulkhead allows no swap beyond the rule's memory)` : ''}. Raise the rule's action.limits or exempt the container (bulkhead policy apply)`;
+          }
         } else {
           const by = `${manual ? `by ${hold.by}` : hold.by}, ${hold.at}${hold.escalated ? ', escalated after repeated actions' : ''}`;
           const release = `bulkhead action ${this.o.agentId ?? '<agent>'} ${who} ${kind === 'quarantine' ? 'release' : 'unpause'}`;
           why = kind === 'quarantine'
-            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : op === 'archive' ? note : ` (a ${op} could put it back on network ${facts.networkMode})`}`
+            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : op === 'archive' || op === 'rename' ? note : ` (a ${op} could put it back on network ${facts.networkMode})`}`
             : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${note}`;
         }
         findings.push({
@@ -1046,6 +1054,8 @@ export class AuthzDecider {
    * the watcher has not seen it yet) one inspect. undefined = no such container.
    */
   private async lookup(ref: string, state: PolicyState): Promise<Facts | undefined> {
+    const heldId = this.heldMatch(ref);
+    if (heldId !== undefined) ref = heldId;
     let facts = findContainer(this.o.containers, ref);
     if (!facts) {
       let info: Dockerode.ContainerInspectInfo;
@@ -1060,6 +1070,26 @@ export class AuthzDecider {
     }
     const hits = this.o.secrets?.peek(facts.id) ?? scanFactsSecrets(facts);
     return withSecretsAndProject(facts, hits, state.projectLabel);
+  }
+
+  /**
+   * The id of a held container that `ref` may name when dockerd runs the request, whatever the
+   * inventory says: its id, a prefix of it, or its name (as held, or as the inventory has it now).
+   * The inventory trails the engine: after `docker rename C away`, a ref that was C's name — and is
+   * a prefix of a held container's id — reaches the HELD one in dockerd (full id, then name, then
+   * prefix) while the inventory still maps it to C (measured: an unpause through it got past the
+   * door 4 times in 15 on 20.10 and 26.1). Held containers win, conservatively; a held container's
+   * own name cannot change under it (its rename is refused while held). Few holds: a short loop.
+   */
+  private heldMatch(ref: string): string | undefined {
+    const holds = this.o.holds;
+    if (!holds || holds.size === 0) return undefined;
+    const name = ref.replace(/^\//, '');
+    const hex = /^[0-9a-f]+$/.test(ref);
+    for (const h of holds.containers()) {
+      if (h.id === ref || (hex && h.id.startsWith(ref)) || h.name === name || this.o.containers.get(h.id)?.name === name) return h.id;
+    }
+    return undefined;
   }
 
   /** The cached inspect of `ref` if it is known and fresh; NOT_CACHED otherwise (also while one is in flight). */
@@ -1226,12 +1256,13 @@ function requestSubject(req: AuthzRequest): Facts {
 }
 
 /** Requests that can undo a hold (HoldKind by op: connect → quarantine, update → limit, the rest → pause). */
-type HoldOp = 'unpause' | 'kill' | 'stop' | 'start' | 'restart' | 'update' | 'connect' | 'archive';
+type HoldOp = 'unpause' | 'kill' | 'stop' | 'start' | 'restart' | 'update' | 'connect' | 'archive' | 'rename';
 
 /** Why the request itself undoes a pause (appended to the hold's denial). */
 const HOLD_OP_NOTE: Partial<Record<HoldOp, string>> = {
   kill: ' (a signal other than SIGKILL resumes a paused container: dockerd unpauses it after signalling; docker kill without -s, or docker rm -f, ends it)',
   stop: ' (docker stop resumes a paused container for its stop timeout; docker kill or docker rm -f ends it)',
+  rename: ' (its name stays while it is held, so that a request naming it reaches it and no other container; rename it after the release)',
   archive: ' (docker cp INTO a held container changes the files Bulkhead holds for investigation, as root whatever the exec rules allow; docker cp out of it is allowed)',
 };
 

@@ -84,6 +84,11 @@ export class EnforcementHolds {
     return [...out];
   }
 
+  /** Every held container: its id and the name it had when last held. */
+  *containers(): IterableIterator<{ id: string; name: string }> {
+    for (const [id, c] of this.byId) yield { id, name: c.name };
+  }
+
   get(containerId: string, kind: HoldKind): Hold | undefined {
     return this.byId.get(containerId)?.holds[kind];
   }

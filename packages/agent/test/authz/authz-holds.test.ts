@@ -285,3 +285,41 @@ t.test('docker cp INTO a paused or quarantined container (PUT archive) is refuse
   for (const until = Date.now() + 5_000; !reports.some((x) => x.route === 'archive' && !x.denied) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
   t.ok(reports.some((x) => x.route === 'archive' && !x.denied && x.violations[0]!.ruleId === 'live.cpu'), 'monitor mode: recorded, not denied');
 });
+
+t.test('a ref that may reach a held container in dockerd is judged as that one, whatever the (trailing) inventory says', async (t) => {
+  const H = '5299f8' + 'd'.repeat(58);
+  const C = 'e'.repeat(64);
+  // The inventory still has C under the name "5299f8" (renamed away a moment ago: dockerd now resolves "5299f8" to H's id prefix).
+  const { holds, ask } = setup({ inventory: [facts({ id: H, name: 'held' }), facts({ id: C, name: '5299f8', state: 'running' }), facts({ id: OTHER, name: 'ok', state: 'paused' })] });
+  holds.add(H, 'held', 'pause', { rules: ['live.cpu'], ...by });
+  for (const ref of ['5299f8', '5299', H, 'held', '/held']) {
+    const d = await ask('POST', `/v1.41/containers/${ref}/unpause`);
+    t.equal(d.allow, false, `unpause ${ref}: refused`);
+    t.match(d.msg, /container held was paused by Bulkhead/, `${ref}: judged as the held container`);
+  }
+  t.same(await ask('POST', '/v1.41/containers/ok/unpause'), { allow: true }, 'control: a name no held container has');
+  t.same(await ask('POST', `/v1.41/containers/${C}/unpause`), { allow: true }, 'control: another container by its full id');
+  // Known only by the name it was held under (not in the inventory at all): still that one.
+  holds.add('f'.repeat(64), 'gone-from-inventory', 'quarantine', { rules: ['live.net'], ...by });
+  t.equal((await ask('POST', '/v1.41/networks/n/connect', { Container: 'gone-from-inventory' })).allow, true, 'dockerd has no such container (inspect 404): dockerd answers 404 itself');
+});
+
+t.test('rename of a held container is refused (its name must keep reaching it); of others allowed', async (t) => {
+  const { holds, ask, setPolicy } = setup({ inventory: [facts(), facts({ id: OTHER, name: 'q', state: 'running' }), facts({ id: 'c'.repeat(64), name: 'lim', state: 'running' }), facts({ id: 'd'.repeat(64), name: 'free', state: 'running' })] });
+  t.same(await ask('POST', '/v1.41/containers/web/rename?name=x'), { allow: true }, 'nothing held: allowed');
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
+  holds.add(OTHER, 'q', 'quarantine', { rules: ['live.net'], ...by });
+  holds.add('c'.repeat(64), 'lim', 'limit', { rules: ['live.quota'], ...by });
+  for (const [ref, re] of [
+    ['web', /\[live\.cpu\] .*container web was paused by Bulkhead .*unpause \(its name stays while it is held/],
+    ['q', /\[live\.net\] .*container q was quarantined by Bulkhead .*release \(its name stays while it is held/],
+    ['lim', /\[live\.quota\] .*Bulkhead applied this rule's limits \(memory 64m, pids 100\) to container lim; its name stays while they are held/],
+  ] as const) {
+    const d = await ask('POST', `/v1.41/containers/${ref}/rename?name=other`);
+    t.equal(d.allow, false, `rename ${ref}: refused`);
+    t.match(d.msg, re, `rename ${ref}: names the rule and what to do`);
+  }
+  t.same(await ask('POST', '/v1.41/containers/free/rename?name=x'), { allow: true }, 'control: a container Bulkhead holds nothing of');
+  setPolicy(policyYaml('monitor'));
+  t.same(await ask('POST', '/v1.41/containers/web/rename?name=x'), { allow: true }, 'monitor mode: allowed (recorded)');
+});
