@@ -23,7 +23,9 @@
 //   for the stop timeout), /start, /restart of a container Bulkhead paused; /networks/{id}/connect of one it
 //   quarantined; /containers/{id}/update loosening the limits a `limit` action applied (MemorySwap alone too);
 //   PUT /containers/{id}/archive (docker cp INTO a container) Bulkhead paused or quarantined — the one PUT route
-//   dockerd has. Looked at only while some container is held; the agent's own unpause/release drop the hold
+//   dockerd has; /containers/{id}/rename of any held one (its name must keep reaching it). A ref that may reach a
+//   held container in dockerd (id, id prefix, name) is judged as it, whatever the trailing inventory says
+//   (heldMatch). Looked at only while some container is held; the agent's own unpause/release drop the hold
 //   before calling the engine.
 // Everything else is allowed at once without touching the body.
 //

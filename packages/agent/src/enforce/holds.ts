@@ -4,7 +4,8 @@
 // authorization plugin reads it to refuse the undo (`unpause`, a `kill` with
 // a signal that resumes a paused container, `stop`/`restart`/`start` of a
 // held one, `network connect` of a quarantined one, an `update` loosening
-// applied limits, a `docker cp` INTO a paused or quarantined one) while the
+// applied limits, a `docker cp` INTO a paused or quarantined one, a rename
+// of any held one) while the
 // rule that acted is still enforced; releasing
 // goes through Bulkhead (`bulkhead action … unpause|release`, which drops
 // the hold before its own engine call, or a policy change).
