@@ -232,12 +232,14 @@ for (const version of engineVersions()) {
       // agent's inventory mapping the prefix to it for a moment while dockerd resolved it to the held
       // one — an unpause through it got past the door 4 times in 15 on both engines.
       const prefix = (await c('p-cp')).Id.slice(0, 12);
+      // By the control container's full id: a ref that may reach the held container (its id prefix) is judged as it.
+      const cid = (await c('c-cp')).Id;
       let swapName = names['c-cp']!;
       for (let i = 0; i < 5; i++) {
-        await s.dockerOk(['rename', swapName, prefix]);
+        await s.dockerOk(['rename', cid, prefix]);
         await sleep(300); // the agent's inventory has the control container under that name
         swapName = `${names['c-cp']}-${i}`;
-        await s.dockerOk(['rename', prefix, swapName]);
+        await s.dockerOk(['rename', cid, swapName]);
         const un = await s.raw('POST', `/${API}/containers/${prefix}/unpause`);
         t.comment(`#${i}: unpause <held id prefix> right after the name swap: ${outcomeText(un).slice(0, 100)}`);
         expectRefused(t, s, un, ['undo.pause'], `unpause through a name the inventory still gives another container (#${i})`);
