@@ -11,7 +11,10 @@
 //   - `docker network connect` of a quarantined container (judged only by the
 //     network rules, which a quarantine need not come from);
 //   - `docker update` raising the limits a `limit` action applied (judged only
-//     on what the resource rules find).
+//     on what the resource rules find) — and, until session 12, `MemorySwap`
+//     alone (-1: unlimited swap under a 64m limit) was not compared at all;
+//   - `docker cp` INTO a paused or quarantined container (`PUT …/archive`, never
+//     judged until session 12): a file planted in what Bulkhead holds for a look.
 // Now (enforce/holds.ts) each is refused naming the rule and how to release
 // through Bulkhead, and recorded; in monitor mode recorded only. Releases
 // through Bulkhead (`bulkhead action … unpause|release`) pass: the agent ends
@@ -20,8 +23,19 @@
 // container Bulkhead killed is judged on its stored config (refused; it was
 // before too).
 //
+//   - a name swap racing the agent's inventory: a container named after the held
+//     one's id prefix, renamed away, then `unpause <prefix>` (dockerd: the held
+//     one; the inventory, a moment behind: the other) — now held containers win
+//     any ref that may reach them, and a held container's rename is refused.
+// Probed and harmless (kept as checks): exec into a paused container (dockerd
+// refuses it), commit of a paused one (stays paused).
+//
 // Each container is made before the policy is in force (nothing refuses its
 // create), so the reaction path acts on it when the policy arrives.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import {
   API, engineVersions, expectAllowed, expectRefused, outcomeText, padded, sleep, startBypassStack, type Outcome,
@@ -59,7 +73,7 @@ for (const version of engineVersions()) {
           names[tag] = s.name(tag);
           await s.dockerOk(['run', '-d', '--name', names[tag]!, '--network', network, ...LABEL_ARGS, ...(undo ? ['--label', `bkab.undo=${undo}`] : []), ...extra, TEST_IMAGE, 'sleep', '600']);
         };
-        for (const tag of ['p-unpause', 'p-kill', 'p-stop', 'p-release', 'p-monitor']) await run(tag, 'pause', 'none');
+        for (const tag of ['p-unpause', 'p-kill', 'p-stop', 'p-release', 'p-monitor', 'p-cp']) await run(tag, 'pause', 'none');
         await run('q', 'quarantine', net);
         await run('q-release', 'quarantine', net);
         await run('l', 'limit', 'none');
@@ -69,6 +83,7 @@ for (const version of engineVersions()) {
         await run('c-net', undefined, net2);
         await run('c-mq', undefined, net);
         await run('c-limit', undefined, 'none', ['--memory', '64m', '--memory-swap', '64m']);
+        await run('c-cp', undefined, 'none');
       },
     });
     const c = async (tag: string) => (await s.container(names[tag]!))!;
@@ -77,7 +92,7 @@ for (const version of engineVersions()) {
     const held = async (tag: string, what: string, ok: () => Promise<boolean>) => waitFor(`${names[tag]} ${what} by Bulkhead`, ok, 15_000, 100);
     const says = (t: tap.Test, o: Outcome, re: RegExp, what: string) => t.match(outcomeText(o), re, what);
 
-    for (const tag of ['p-unpause', 'p-kill', 'p-stop', 'p-release', 'p-monitor']) await held(tag, 'paused', async () => (await state(tag)) === 'paused');
+    for (const tag of ['p-unpause', 'p-kill', 'p-stop', 'p-release', 'p-monitor', 'p-cp']) await held(tag, 'paused', async () => (await state(tag)) === 'paused');
     await held('q', 'quarantined', async () => (await networksOf('q')).length === 0);
     await held('q-release', 'quarantined', async () => (await networksOf('q-release')).length === 0);
     await held('l', 'limited', async () => (await c('l')).HostConfig.Memory === 64 * MiB);
@@ -155,6 +170,16 @@ for (const version of engineVersions()) {
       says(t, r, /Bulkhead applied this rule's limits \(memory 64m, pids 100\)/, 'the denial names the limits');
       expectRefused(t, s, await s.docker(['update', '--pids-limit', '-1', names['l']!]), ['undo.limit'], 'update --pids-limit -1');
       t.equal((await c('l')).HostConfig.Memory, 64 * MiB, 'memory limit still 64 MiB (inspect)');
+      // MemorySwap alone (Memory unchanged): memory+swap past the rule's memory, or -1 (unlimited swap).
+      for (const swap of [-1, 1024 * MiB]) {
+        const u = await s.raw('POST', `/${API}/containers/${names['l']}/update`, { MemorySwap: swap });
+        t.comment(`update {"MemorySwap":${swap}}: ${outcomeText(u)}; MemorySwap after: ${(await c('l')).HostConfig['MemorySwap']}`);
+        expectRefused(t, s, u, ['undo.limit'], `update MemorySwap ${swap} alone`);
+      }
+      expectRefused(t, s, await s.docker(['update', '--memory-swap', '-1', names['l']!]), ['undo.limit'], 'docker update --memory-swap -1');
+      t.equal((await c('l')).HostConfig['MemorySwap'], 64 * MiB, 'memory+swap still 64 MiB (inspect)');
+      expectAllowed(t, await s.raw('POST', `/${API}/containers/${names['l']}/update`, { MemorySwap: 64 * MiB }), 'MemorySwap equal to the rule\'s memory');
+      expectAllowed(t, await s.raw('POST', `/${API}/containers/${names['c-limit']}/update`, { MemorySwap: -1 }), 'control: MemorySwap -1 on a container Bulkhead did not limit');
       expectAllowed(t, await s.docker(['update', '--memory', '32m', '--memory-swap', '32m', names['l']!]), 'tighter: allowed');
       expectAllowed(t, await s.docker(['update', '--memory', '1g', '--memory-swap', '1g', names['c-limit']!]), 'control: raising a limit Bulkhead did not apply');
     });
@@ -169,6 +194,64 @@ for (const version of engineVersions()) {
       t.comment(`update --restart always: ${outcomeText(u)}`);
       await sleep(2000);
       t.notOk((await c('k')).State.Running, 'still not running 2 s after a restart policy of always (inspect)');
+    });
+
+    await t.test('docker cp into a held container: refused (paused, quarantined); cp out and controls allowed', async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'bkab-cp-'));
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+      writeFileSync(join(dir, 'planted.sh'), '#!/bin/sh\necho planted\n', { mode: 0o755 });
+      const tar = execFileSync('tar', ['-C', dir, '-cf', '-', 'planted.sh']);
+      const planted = async (tag: string) => (await s.raw('GET', `/${API}/containers/${names[tag]}/archive?path=/planted.sh`)).status;
+      for (const [tag, rule] of [['p-cp', 'undo.pause'], ['q', 'undo.quarantine']] as const) {
+        const cli = await s.docker(['cp', join(dir, 'planted.sh'), `${names[tag]}:/planted.sh`]);
+        t.comment(`docker cp into ${tag}: ${outcomeText(cli)}`);
+        expectRefused(t, s, cli, [rule], `docker cp into ${tag}`);
+        const raw = await s.raw('PUT', `/${API}/containers/${names[tag]}/archive?path=/`, tar, { contentType: 'application/x-tar' });
+        t.comment(`PUT archive into ${tag}: ${outcomeText(raw)}`);
+        expectRefused(t, s, raw, [rule], `PUT /containers/{id}/archive into ${tag}`);
+        const chunked = await s.raw('PUT', `/${API}/containers/${names[tag]}/archive?path=/`, tar, { contentType: 'application/x-tar', chunked: true });
+        expectRefused(t, s, chunked, [rule], `chunked PUT archive into ${tag}`);
+        const unversioned = await s.raw('PUT', `/containers/${names[tag]}/archive?path=/`, tar, { contentType: 'application/x-tar' });
+        expectRefused(t, s, unversioned, [rule], `PUT archive into ${tag}, no API version in the path`);
+        t.equal(await planted(tag), 404, `nothing planted in ${tag} (GET archive)`);
+        const out = await s.docker(['cp', `${names[tag]}:/bin/busybox`, join(dir, `out-${tag}`)]);
+        expectAllowed(t, out, `docker cp out of ${tag} (evidence can be read)`);
+      }
+      t.equal(await state('p-cp'), 'paused', 'still paused (inspect)');
+      expectAllowed(t, await s.docker(['cp', join(dir, 'planted.sh'), `${names['c-cp']}:/planted.sh`]), 'control: docker cp into a container Bulkhead holds nothing of');
+      t.equal(await planted('c-cp'), 200, 'control: the file is there');
+    });
+
+    await t.test('around a pause: rename refused, a name swap racing the inventory refused; exec, commit harmless', async (t) => {
+      const ren = await s.docker(['rename', names['p-cp']!, s.name('p-cp-renamed')]);
+      t.comment(`rename of the held container: ${outcomeText(ren)}`);
+      expectRefused(t, s, ren, ['undo.pause'], 'rename of the held container');
+      const raw = await s.raw('POST', `/containers/${names['p-cp']}/unpause`);
+      expectRefused(t, s, raw, ['undo.pause'], 'unpause with no API version in the path');
+      // Before session 12: a container named after the held one's id prefix, renamed away, left the
+      // agent's inventory mapping the prefix to it for a moment while dockerd resolved it to the held
+      // one — an unpause through it got past the door 4 times in 15 on both engines.
+      const prefix = (await c('p-cp')).Id.slice(0, 12);
+      // By the control container's full id: a ref that may reach the held container (its id prefix) is judged as it.
+      const cid = (await c('c-cp')).Id;
+      let swapName = names['c-cp']!;
+      for (let i = 0; i < 5; i++) {
+        await s.dockerOk(['rename', cid, prefix]);
+        await sleep(300); // the agent's inventory has the control container under that name
+        swapName = `${names['c-cp']}-${i}`;
+        await s.dockerOk(['rename', cid, swapName]);
+        const un = await s.raw('POST', `/${API}/containers/${prefix}/unpause`);
+        t.comment(`#${i}: unpause <held id prefix> right after the name swap: ${outcomeText(un).slice(0, 100)}`);
+        expectRefused(t, s, un, ['undo.pause'], `unpause through a name the inventory still gives another container (#${i})`);
+      }
+      names['c-cp'] = swapName;
+      const ex = await s.docker(['exec', names['p-cp']!, 'true']);
+      t.comment(`exec into the paused container: ${outcomeText(ex)}`);
+      t.not(ex.code, 0, 'exec into a paused container: dockerd refuses it itself');
+      const cm = await s.docker(['commit', names['p-cp']!, `${s.name('commit')}:1`]);
+      t.comment(`commit of the paused container: ${outcomeText(cm)}`);
+      t.equal(await state('p-cp'), 'paused', 'still paused after all of it (inspect)');
+      expectAllowed(t, await s.docker(['rename', names['c-cp']!, `${names['c-cp']}-r`]), 'control: rename of a container Bulkhead holds nothing of');
     });
 
     await t.test('every denial is recorded (source authz, denied)', async (t) => {

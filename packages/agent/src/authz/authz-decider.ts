@@ -21,8 +21,12 @@
 //   /containers/{id}/unpause, /kill (a signal other than SIGKILL resumes a paused container; one a form body the
 //   plugin is not given may supply counts as such, see queryAsDockerd), /stop (resumes it
 //   for the stop timeout), /start, /restart of a container Bulkhead paused; /networks/{id}/connect of one it
-//   quarantined; /containers/{id}/update loosening the limits a `limit` action applied. Looked at only while
-//   some container is held; the agent's own unpause/release drop the hold before calling the engine.
+//   quarantined; /containers/{id}/update loosening the limits a `limit` action applied (MemorySwap alone too);
+//   PUT /containers/{id}/archive (docker cp INTO a container) Bulkhead paused or quarantined — the one PUT route
+//   dockerd has; /containers/{id}/rename of any held one (its name must keep reaching it). A ref that may reach a
+//   held container in dockerd (id, id prefix, name) is judged as it, whatever the trailing inventory says
+//   (heldMatch). Looked at only while some container is held; the agent's own unpause/release drop the hold
+//   before calling the engine.
 // Everything else is allowed at once without touching the body.
 //
 // Hot path (a create with nothing to look up): the image inspect is cached
@@ -43,7 +47,7 @@
 // (fail-closed) with a message naming the rule and what could not be
 // learned, because allowing would be exactly the bypass the lookup closes.
 import type Dockerode from 'dockerode';
-import { applicableRules } from '@bulkhead/shared';
+import { applicableRules, parseMemorySize } from '@bulkhead/shared';
 import type { ContainerFacts__Output, Finding, HostFacts__Output, LimitSpec, Logger, Policy, Rule, ViolationReport } from '@bulkhead/shared';
 import { limitPlan } from '../enforce/actions';
 import { MANUAL_HOLD_RULE, type EnforcementHolds, type HoldKind } from '../enforce/holds';
@@ -67,7 +71,7 @@ import { decodeCreate, decodeExec, decodeNetworkConnect, decodeServiceSpec, deco
 /** Routed paths of requests that can move an image tag (AuthzDecider.responded). */
 const MOVES_TAGS = /^\/(?:commit|build|grpc|session|images)(?:\/|$)/;
 
-export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm' | 'unpause' | 'kill' | 'stop';
+export type AuthzRoute = 'create' | 'update' | 'exec' | 'exec-start' | 'start' | 'network-connect' | 'volume-create' | 'plugin-enable' | 'build' | 'service' | 'swarm' | 'unpause' | 'kill' | 'stop' | 'archive' | 'rename';
 
 /** Every decision that involved findings (the agent forwards `violations` to the controller). */
 export interface AuthzDecisionReport {
@@ -169,7 +173,9 @@ export interface AuthzDeciderOptions {
 
 // dockerd's routes take `{name:.*}`: a reference may hold "/" (it then names
 // no container, and dockerd answers 404 itself).
-const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart|unpause|kill|stop)$/;
+const CONTAINER_ROUTE = /^\/containers\/(.+)\/(update|exec|start|restart|unpause|kill|stop|rename)$/;
+/** dockerd's `PUT /containers/{name:.*}/archive`: extracts a tar into the container's filesystem (docker cp into it). */
+const ARCHIVE_ROUTE = /^\/containers\/(.+)\/archive$/;
 const EXEC_START_ROUTE = /^\/exec\/(.+)\/start$/;
 const NETWORK_CONNECT_ROUTE = /^\/networks\/(.+)\/connect$/;
 /** dockerd's `/plugins/{name:.*}/enable`: a plugin reference may hold "/" and ":". */
@@ -242,7 +248,8 @@ export class AuthzDecider {
 
   /** For AuthzPlugin's `evaluate`: `evaluate: (req) => decider.decide(req)`. */
   decide(req: AuthzRequest): AuthzDecision | Promise<AuthzDecision> {
-    if (req.method !== 'POST') return ALLOW;
+    // PUT (dockerd's one PUT route is the archive upload, docker cp INTO a container) only while something is held.
+    if (req.method !== 'POST' && (req.method !== 'PUT' || !this.o.holds || this.o.holds.size === 0)) return ALLOW;
     const state = this.o.policy();
     if (!state.policy) return ALLOW;
     if (req.targetError !== undefined) {
@@ -295,6 +302,11 @@ export class AuthzDecider {
 
   private route(req: AuthzRequest, state: PolicyState): AuthzDecision | Promise<AuthzDecision> {
     const path = req.path;
+    if (req.method === 'PUT') {
+      const a = ARCHIVE_ROUTE.exec(path);
+      if (!a || !this.o.holds || this.o.holds.size === 0) return ALLOW;
+      return this.lookup(a[1]!, state).then((facts) => (facts && this.held(req, state, 'archive', facts)) || ALLOW);
+    }
     if (path === '/containers/create') return this.create(req, state);
     if (path === '/volumes/create') return this.volumeCreate(req, state);
     if (path === '/build') return this.build(req, state);
@@ -328,6 +340,7 @@ export class AuthzDecider {
       case 'unpause':
       case 'kill':
       case 'stop':
+      case 'rename':
         // Not judged by any rule: only a hold can stand in their way.
         if (!this.o.holds || this.o.holds.size === 0) return ALLOW;
         return this.lookup(ref, state).then(async (facts) => (facts && (await this.held(req, state, m[2] as HoldOp, facts))) || ALLOW);
@@ -386,8 +399,9 @@ export class AuthzDecider {
     if (!current) return ALLOW; // dockerd answers 404 itself
     const decoded = this.bodyOf(req, decodeUpdate);
     if (!decoded.ok) return this.heldUnreadable(req, state, 'update', current, decoded.error) ?? this.undecidable(req, state, 'update', decoded.error, current);
-    const next = applyUpdateRequest(current, decoded.body as ContainerUpdateBody);
-    const held = this.held(req, state, 'update', current, next);
+    const body = decoded.body as ContainerUpdateBody;
+    const next = applyUpdateRequest(current, body);
+    const held = this.held(req, state, 'update', current, next, updateMemorySwap(body));
     if (held) return held;
     const added = addedFindings(this.evaluate(state, current), this.evaluate(state, next));
     return this.conclude(req, state, 'update', next, added);
@@ -825,14 +839,16 @@ export class AuthzDecider {
    * whose rules are gone or exempted no longer stands. undefined: no hold
    * in the way (or only monitor findings, which are reported) — judge on.
    */
-  private held(req: AuthzRequest, state: PolicyState, op: HoldOp, facts: Facts, next?: Facts): AuthzDecision | undefined {
+  private held(req: AuthzRequest, state: PolicyState, op: HoldOp, facts: Facts, next?: Facts, memorySwap?: number): AuthzDecision | undefined {
     const holds = this.o.holds;
     if (!holds || holds.size === 0) return undefined;
     const kinds: HoldKind[] = op === 'connect' ? ['quarantine'] : op === 'update' ? ['limit']
       // A precaution: a start could put a container with no network back on the user-defined
       // network it was created on (not seen on 20.10 or 26.1: a restart left it on none).
       : op === 'start' || op === 'restart' ? (isUserDefinedNetwork(facts.networkMode) ? ['pause', 'quarantine'] : ['pause'])
-        : ['pause'];
+        : op === 'archive' ? ['pause', 'quarantine']
+          : op === 'rename' ? ['pause', 'quarantine', 'limit']
+            : ['pause'];
     // SIGKILL ends it, does not resume it. dockerd reads the signal with r.Form.Get, which takes a
     // form-encoded BODY's value first — a body no plugin is given: then the signal is unknown.
     let note = HOLD_OP_NOTE[op] ?? '';
@@ -857,15 +873,25 @@ export class AuthzDecider {
         if (!manual && !rule) continue; // the rule is gone, out of scope or exempted: nothing holds it any more
         let why: string;
         if (kind === 'limit') {
-          if (rule!.action.type !== 'limit' || !next) continue;
-          if (!limitPlan(next, rule!.action.limits)) continue;
-          why = `Bulkhead applied this rule's limits (${limitText(rule!.action.limits)}) to container ${who} and they stay while it is enforced; this update would loosen them. `
-            + 'Raise the rule\'s action.limits or exempt the container (bulkhead policy apply)';
+          if (rule!.action.type !== 'limit') continue;
+          const limits = rule!.action.limits;
+          if (op === 'rename') {
+            why = `Bulkhead applied this rule's limits (${limitText(limits)}) to container ${who}; its name stays while they are held, so that an update naming it reaches it and no other container. `
+              + 'Rename it once the rule no longer holds it (raise the rule\'s action.limits or exempt the container, bulkhead policy apply)';
+          } else {
+            if (!next) continue;
+            // Bulkhead sets memory+swap to the memory it applies (no swap): a MemorySwap alone (-1, or past the
+            // rule's memory) would let the container swap beyond it while its Memory still reads as limited.
+            const swap = limits?.memory !== undefined && swapLoosens(memorySwap, parseMemorySize(limits.memory));
+            if (!limitPlan(next, limits) && !swap) continue;
+            why = `Bulkhead applied this rule's limits (${limitText(limits)}) to container ${who} and they stay while it is enforced; this update would loosen them`
+              + `${swap ? ` (MemorySwap ${memorySwap! < 0 ? '-1, unlimited swap' : memorySwap}: Bulkhead allows no swap beyond the rule's memory)` : ''}. Raise the rule's action.limits or exempt the container (bulkhead policy apply)`;
+          }
         } else {
           const by = `${manual ? `by ${hold.by}` : hold.by}, ${hold.at}${hold.escalated ? ', escalated after repeated actions' : ''}`;
           const release = `bulkhead action ${this.o.agentId ?? '<agent>'} ${who} ${kind === 'quarantine' ? 'release' : 'unpause'}`;
           why = kind === 'quarantine'
-            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : ` (a ${op} could put it back on network ${facts.networkMode})`}`
+            ? `container ${who} was quarantined by Bulkhead (${by}) and stays off every network until released: ${release}${op === 'connect' ? '' : op === 'archive' || op === 'rename' ? note : ` (a ${op} could put it back on network ${facts.networkMode})`}`
             : `container ${who} was paused by Bulkhead (${by}) and stays held until released: ${release}${note}`;
         }
         findings.push({
@@ -873,7 +899,7 @@ export class AuthzDecider {
           severity: rule?.severity ?? 'high',
           mode: rule?.mode ?? manualMode,
           action: rule?.action ?? { type: kind === 'quarantine' ? 'quarantine' : 'pause' },
-          evidence: [{ location: `hold:${kind}`, detail: `${op} of a container Bulkhead ${kind === 'pause' ? 'paused' : kind === 'quarantine' ? 'quarantined' : 'limited'} (${hold.by}, ${hold.at})` }],
+          evidence: [{ location: `hold:${kind}`, detail: `${op === 'archive' ? 'docker cp into' : `${op} of`} a container Bulkhead ${kind === 'pause' ? 'paused' : kind === 'quarantine' ? 'quarantined' : 'limited'} (${hold.by}, ${hold.at})` }],
           message: `${id}: ${why}.`,
         });
       }
@@ -1030,6 +1056,8 @@ export class AuthzDecider {
    * the watcher has not seen it yet) one inspect. undefined = no such container.
    */
   private async lookup(ref: string, state: PolicyState): Promise<Facts | undefined> {
+    const heldId = this.heldMatch(ref);
+    if (heldId !== undefined) ref = heldId;
     let facts = findContainer(this.o.containers, ref);
     if (!facts) {
       let info: Dockerode.ContainerInspectInfo;
@@ -1044,6 +1072,26 @@ export class AuthzDecider {
     }
     const hits = this.o.secrets?.peek(facts.id) ?? scanFactsSecrets(facts);
     return withSecretsAndProject(facts, hits, state.projectLabel);
+  }
+
+  /**
+   * The id of a held container that `ref` may name when dockerd runs the request, whatever the
+   * inventory says: its id, a prefix of it, or its name (as held, or as the inventory has it now).
+   * The inventory trails the engine: after `docker rename C away`, a ref that was C's name — and is
+   * a prefix of a held container's id — reaches the HELD one in dockerd (full id, then name, then
+   * prefix) while the inventory still maps it to C (measured: an unpause through it got past the
+   * door 4 times in 15 on 20.10 and 26.1). Held containers win, conservatively; a held container's
+   * own name cannot change under it (its rename is refused while held). Few holds: a short loop.
+   */
+  private heldMatch(ref: string): string | undefined {
+    const holds = this.o.holds;
+    if (!holds || holds.size === 0) return undefined;
+    const name = ref.replace(/^\//, '');
+    const hex = /^[0-9a-f]+$/.test(ref);
+    for (const h of holds.containers()) {
+      if (h.id === ref || (hex && h.id.startsWith(ref)) || h.name === name || this.o.containers.get(h.id)?.name === name) return h.id;
+    }
+    return undefined;
   }
 
   /** The cached inspect of `ref` if it is known and fresh; NOT_CACHED otherwise (also while one is in flight). */
@@ -1210,13 +1258,30 @@ function requestSubject(req: AuthzRequest): Facts {
 }
 
 /** Requests that can undo a hold (HoldKind by op: connect → quarantine, update → limit, the rest → pause). */
-type HoldOp = 'unpause' | 'kill' | 'stop' | 'start' | 'restart' | 'update' | 'connect';
+type HoldOp = 'unpause' | 'kill' | 'stop' | 'start' | 'restart' | 'update' | 'connect' | 'archive' | 'rename';
 
 /** Why the request itself undoes a pause (appended to the hold's denial). */
 const HOLD_OP_NOTE: Partial<Record<HoldOp, string>> = {
   kill: ' (a signal other than SIGKILL resumes a paused container: dockerd unpauses it after signalling; docker kill without -s, or docker rm -f, ends it)',
   stop: ' (docker stop resumes a paused container for its stop timeout; docker kill or docker rm -f ends it)',
+  rename: ' (its name stays while it is held, so that a request naming it reaches it and no other container; rename it after the release)',
+  archive: ' (docker cp INTO a held container changes the files Bulkhead holds for investigation, as root whatever the exec rules allow; docker cp out of it is allowed)',
 };
+
+/**
+ * The memory+swap an update asks for (dockerd's MemorySwap: 0 keeps the current one, -1 is unlimited
+ * swap, else memory plus swap in bytes); undefined when it keeps the current one.
+ */
+export function updateMemorySwap(body: ContainerUpdateBody): number | undefined {
+  const v = body.MemorySwap;
+  return typeof v === 'number' && Number.isFinite(v) && v !== 0 ? Math.trunc(v) : undefined;
+}
+
+/** Whether a memory+swap (updateMemorySwap) lets a container past `limitBytes` of memory: unlimited (-1) or more. */
+export function swapLoosens(memorySwap: number | undefined, limitBytes: number | undefined): boolean {
+  if (memorySwap === undefined || limitBytes === undefined || !(limitBytes > 0)) return false;
+  return memorySwap < 0 || memorySwap > limitBytes;
+}
 
 /**
  * Whether a `kill` query's signal is SIGKILL as dockerd parses it

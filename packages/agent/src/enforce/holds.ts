@@ -4,7 +4,9 @@
 // authorization plugin reads it to refuse the undo (`unpause`, a `kill` with
 // a signal that resumes a paused container, `stop`/`restart`/`start` of a
 // held one, `network connect` of a quarantined one, an `update` loosening
-// applied limits) while the rule that acted is still enforced; releasing
+// applied limits, a `docker cp` INTO a paused or quarantined one, a rename
+// of any held one) while the
+// rule that acted is still enforced; releasing
 // goes through Bulkhead (`bulkhead action … unpause|release`, which drops
 // the hold before its own engine call, or a policy change).
 //
@@ -81,6 +83,11 @@ export class EnforcementHolds {
     const out = new Set<string>();
     for (const c of this.byId.values()) for (const r of c.holds[kind]?.rules ?? []) out.add(r);
     return [...out];
+  }
+
+  /** Every held container: its id and the name it had when last held. */
+  *containers(): IterableIterator<{ id: string; name: string }> {
+    for (const [id, c] of this.byId) yield { id, name: c.name };
   }
 
   get(containerId: string, kind: HoldKind): Hold | undefined {

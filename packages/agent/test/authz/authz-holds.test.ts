@@ -7,7 +7,7 @@
 import t from 'tap';
 import type Dockerode from 'dockerode';
 import { createLogger, parsePolicy, type Policy } from '@bulkhead/shared';
-import { AuthzDecider, isSigkill, queryAsDockerd, unseenFormBody, type AuthzDecisionReport } from '../../src/authz/authz-decider';
+import { AuthzDecider, isSigkill, queryAsDockerd, swapLoosens, unseenFormBody, updateMemorySwap, type AuthzDecisionReport } from '../../src/authz/authz-decider';
 import { parseAuthzRequest, type AuthzDecision } from '../../src/authz/plugin-server';
 import type { PolicyState } from '../../src/policy/policy-holder';
 import type { Facts } from '../../src/docker/container-facts';
@@ -245,4 +245,81 @@ t.test('limit: an update loosening applied limits is refused; tightening and unr
   t.same(await ask('POST', '/v1.41/containers/web/update', { Memory: 32 << 20, MemorySwap: 32 << 20 }), { allow: true }, 'tighter: allowed');
   t.same(await ask('POST', '/v1.41/containers/web/update', { RestartPolicy: { Name: 'no' } }), { allow: true }, 'unrelated: allowed');
   t.equal((await ask('POST', '/v1.41/containers/web/update')).allow, false, 'no body: fail-closed');
+});
+
+t.test('limit: MemorySwap alone past the rule\'s memory (or -1) is refused; equal, lower or unset allowed', async (t) => {
+  const { holds, ask } = setup({ inventory: [facts({ state: 'running' })] });
+  holds.add(ID, 'web', 'limit', { rules: ['live.quota'], ...by });
+  for (const body of [{ MemorySwap: -1 }, { memoryswap: 1 << 30 }, { MemorySwap: (64 << 20) + 1 }, { Memory: 32 << 20, MemorySwap: -1 }]) {
+    const d = await ask('POST', '/v1.41/containers/web/update', body);
+    t.equal(d.allow, false, JSON.stringify(body));
+    t.match(d.msg, /\[live\.quota\] \(medium\) Bulkhead applied this rule's limits \(memory 64m, pids 100\) to container web .*would loosen them \(MemorySwap .*Bulkhead allows no swap beyond the rule's memory\)/);
+  }
+  for (const body of [{ MemorySwap: 64 << 20 }, { MemorySwap: 0 }, { Memory: 32 << 20, MemorySwap: 48 << 20 }, { CpuShares: 512 }]) {
+    t.same(await ask('POST', '/v1.41/containers/web/update', body), { allow: true }, `${JSON.stringify(body)}: allowed`);
+  }
+  t.same([updateMemorySwap({}), updateMemorySwap({ MemorySwap: 0 }), updateMemorySwap({ MemorySwap: -1 }), updateMemorySwap({ MemorySwap: null })], [undefined, undefined, -1, undefined]);
+  t.same([swapLoosens(-1, 10), swapLoosens(11, 10), swapLoosens(10, 10), swapLoosens(undefined, 10), swapLoosens(-1, undefined)], [true, true, false, false, false]);
+});
+
+t.test('docker cp INTO a paused or quarantined container (PUT archive) is refused; out of it, and into others, allowed', async (t) => {
+  const { holds, ask, reports, setPolicy } = setup({ inventory: [facts(), facts({ id: OTHER, name: 'q', state: 'running', networkMode: 'none' }), facts({ id: 'c'.repeat(64), name: 'free', state: 'running' })] });
+  t.same(await ask('PUT', '/v1.41/containers/web/archive?path=/'), { allow: true }, 'nothing held: PUT is allowed without a lookup');
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
+  holds.add(OTHER, 'q', 'quarantine', { rules: ['live.net'], ...by });
+  for (const uri of ['/v1.41/containers/web/archive?path=/', '/containers/web/archive?path=/tmp&copyUIDGID=1', `/v1.45/containers/${ID.slice(0, 8)}/archive?path=/`, '/v1.41/containers/web/./archive?path=/']) {
+    const d = await ask('PUT', uri);
+    t.equal(d.allow, false, `${uri} refused`);
+    t.match(d.msg, /\[live\.cpu\] \(high\) container web was paused by Bulkhead .*bulkhead action agt_1234 web unpause \(docker cp INTO a held container changes the files Bulkhead holds for investigation/, `${uri}: names the rule, the release and why`);
+  }
+  t.same(reports.at(-1) && [reports.at(-1)!.route, reports.at(-1)!.denied, reports.at(-1)!.violations[0]!.ruleId], ['archive', true, 'live.cpu'], 'recorded');
+  const q = await ask('PUT', '/v1.41/containers/q/archive?path=/');
+  t.equal(q.allow, false, 'into a quarantined container: refused');
+  t.match(q.msg, /\[live\.net\] \(high\) container q was quarantined by Bulkhead .*release \(docker cp INTO a held container/);
+  for (const [m, uri] of [['GET', '/v1.41/containers/web/archive?path=/'], ['HEAD', '/v1.41/containers/web/archive?path=/'], ['PUT', '/v1.41/containers/free/archive?path=/'], ['PUT', '/v1.41/containers/gone/archive?path=/'], ['PUT', '/v1.41/containers/web/attach']] as const) {
+    t.same(await ask(m, uri), { allow: true }, `${m} ${uri}: allowed`);
+  }
+  t.equal((await ask('POST', '/v1.41/containers/web/archive?path=/')).allow, true, 'POST archive: dockerd routes no such request');
+  setPolicy(policyYaml('monitor'));
+  t.same(await ask('PUT', '/v1.41/containers/web/archive?path=/'), { allow: true }, 'monitor mode: allowed');
+  for (const until = Date.now() + 5_000; !reports.some((x) => x.route === 'archive' && !x.denied) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+  t.ok(reports.some((x) => x.route === 'archive' && !x.denied && x.violations[0]!.ruleId === 'live.cpu'), 'monitor mode: recorded, not denied');
+});
+
+t.test('a ref that may reach a held container in dockerd is judged as that one, whatever the (trailing) inventory says', async (t) => {
+  const H = '5299f8' + 'd'.repeat(58);
+  const C = 'e'.repeat(64);
+  // The inventory still has C under the name "5299f8" (renamed away a moment ago: dockerd now resolves "5299f8" to H's id prefix).
+  const { holds, ask } = setup({ inventory: [facts({ id: H, name: 'held' }), facts({ id: C, name: '5299f8', state: 'running' }), facts({ id: OTHER, name: 'ok', state: 'paused' })] });
+  holds.add(H, 'held', 'pause', { rules: ['live.cpu'], ...by });
+  for (const ref of ['5299f8', '5299', H, 'held', '/held']) {
+    const d = await ask('POST', `/v1.41/containers/${ref}/unpause`);
+    t.equal(d.allow, false, `unpause ${ref}: refused`);
+    t.match(d.msg, /container held was paused by Bulkhead/, `${ref}: judged as the held container`);
+  }
+  t.same(await ask('POST', '/v1.41/containers/ok/unpause'), { allow: true }, 'control: a name no held container has');
+  t.same(await ask('POST', `/v1.41/containers/${C}/unpause`), { allow: true }, 'control: another container by its full id');
+  // Known only by the name it was held under (not in the inventory at all): still that one.
+  holds.add('f'.repeat(64), 'gone-from-inventory', 'quarantine', { rules: ['live.net'], ...by });
+  t.equal((await ask('POST', '/v1.41/networks/n/connect', { Container: 'gone-from-inventory' })).allow, true, 'dockerd has no such container (inspect 404): dockerd answers 404 itself');
+});
+
+t.test('rename of a held container is refused (its name must keep reaching it); of others allowed', async (t) => {
+  const { holds, ask, setPolicy } = setup({ inventory: [facts(), facts({ id: OTHER, name: 'q', state: 'running' }), facts({ id: 'c'.repeat(64), name: 'lim', state: 'running' }), facts({ id: 'd'.repeat(64), name: 'free', state: 'running' })] });
+  t.same(await ask('POST', '/v1.41/containers/web/rename?name=x'), { allow: true }, 'nothing held: allowed');
+  holds.add(ID, 'web', 'pause', { rules: ['live.cpu'], ...by });
+  holds.add(OTHER, 'q', 'quarantine', { rules: ['live.net'], ...by });
+  holds.add('c'.repeat(64), 'lim', 'limit', { rules: ['live.quota'], ...by });
+  for (const [ref, re] of [
+    ['web', /\[live\.cpu\] .*container web was paused by Bulkhead .*unpause \(its name stays while it is held/],
+    ['q', /\[live\.net\] .*container q was quarantined by Bulkhead .*release \(its name stays while it is held/],
+    ['lim', /\[live\.quota\] .*Bulkhead applied this rule's limits \(memory 64m, pids 100\) to container lim; its name stays while they are held/],
+  ] as const) {
+    const d = await ask('POST', `/v1.41/containers/${ref}/rename?name=other`);
+    t.equal(d.allow, false, `rename ${ref}: refused`);
+    t.match(d.msg, re, `rename ${ref}: names the rule and what to do`);
+  }
+  t.same(await ask('POST', '/v1.41/containers/free/rename?name=x'), { allow: true }, 'control: a container Bulkhead holds nothing of');
+  setPolicy(policyYaml('monitor'));
+  t.same(await ask('POST', '/v1.41/containers/web/rename?name=x'), { allow: true }, 'monitor mode: allowed (recorded)');
 });
