@@ -3,11 +3,14 @@
 // against the rows themselves after every kind of container write; on SQLite here and on a
 // private PostgreSQL cluster in summary-counts.postgres.test.ts.
 import t from 'tap';
+import { Migrator } from 'kysely';
+import { MIGRATIONS } from '../../src/store/migrations';
+import { openStore } from '../../src/store/open-store';
 import type { ContainerFacts__Output } from '@bulkhead/shared';
 import type { Store } from '../../src/store/store';
 import type { ContainerUsageRecord } from '../../src/store/usage-store';
 import { agent, facts, hexId } from './fixtures/records';
-import { openTestStore } from './fixtures/backend';
+import { openTestStore, rawDb, testDatabase } from './fixtures/backend';
 
 const T0 = new Date('2025-01-01T00:00:00Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);
@@ -86,4 +89,38 @@ t.test('busiest: the top readings of live containers in scope, ties by agent the
     t.same(s.busiest.cpu.map((x) => `${x.agentId}/${x.id}/${x.cpuPercent}`), [...inScope].sort((a, b) => b.cpu - a.cpu || tie(a, b)).slice(0, 3).map((x) => `${x.agentId}/${x.id}/${x.cpu}`), `cpu, projects ${JSON.stringify(projects)}`);
     t.same(s.busiest.memory.map((x) => `${x.agentId}/${x.id}/${x.memoryBytes}`), [...inScope].sort((a, b) => b.mem - a.mem || tie(a, b)).slice(0, 3).map((x) => `${x.agentId}/${x.id}/${x.mem}`), `memory, projects ${JSON.stringify(projects)}`);
   }
+});
+
+t.test('0024_summary_counts on a populated database counts the rows already there; down and up again', async (t) => {
+  const config = await testDatabase(t);
+  const migrateTo = async (name?: string) => {
+    const db = rawDb(config);
+    const m = new Migrator({ db, provider: { getMigrations: async () => ({ ...MIGRATIONS }) }, migrationTableName: 'bulkhead_migration', migrationLockTableName: 'bulkhead_migration_lock' });
+    const r = name === undefined ? await m.migrateToLatest() : await m.migrateTo(name);
+    await db.destroy();
+    return r.error;
+  };
+  t.equal(await migrateTo('0023_list_sort_indexes'), undefined, 'the schema before 0024');
+  let store = await openStore(config, { migrate: false });
+  for (const a of ['agt_a', 'agt_b']) {
+    await store.insertAgent(agent(a));
+    await store.replaceContainers(a, Array.from({ length: 10 }, (_, n) => c(a, n)), at(1));
+  }
+  await store.removeContainer('agt_a', hexId('agt_a-1'), at(2));
+  await store.close();
+  t.equal(await migrateTo(), undefined, '0024 up');
+  store = await openStore(config);
+  t.same((await summaryOf(store)).containers, await expected(store), 'counts of the rows written before the migration');
+  t.same((await summaryOf(store, ['payments'])).containers, await expected(store, ['payments']), 'in scope');
+  await store.close();
+  t.equal(await migrateTo('0023_list_sort_indexes'), undefined, 'down');
+  store = await openStore(config, { migrate: false });
+  await store.upsertContainer('agt_b', c('agt_b', 40), at(3)); // no triggers: nothing counts it
+  await store.close();
+  t.equal(await migrateTo(), undefined, 'up again');
+  store = await openStore(config);
+  t.teardown(() => store.close());
+  t.same((await summaryOf(store)).containers, await expected(store), 'counts again, the row written while down included');
+  await store.upsertContainer('agt_b', c('agt_b', 41), at(4));
+  t.same((await summaryOf(store)).containers, await expected(store), 'and kept after');
 });
