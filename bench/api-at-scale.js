@@ -19,6 +19,7 @@
 //   node bench/api-at-scale.js --store postgres                  # private PostgreSQL
 //   node bench/api-at-scale.js --before /tmp/base --store sqlite # before → after
 //   node bench/api-at-scale.js --agents 100 --containers 20 --samples 20   # quick
+//   node bench/api-at-scale.js --only "cpu|memory|q=|summary"     # only the queries whose name matches
 //
 // Bounded: every query has a sample count and a time budget; everything it started is
 // stopped. Traffic goes to 127.0.0.1 only.
@@ -55,6 +56,7 @@ const { values: o } = parseArgs({
     'budget-s': { type: 'string', default: '60' },
     'settle-s': { type: 'string', default: '10' },
     before: { type: 'string' },
+    only: { type: 'string' },
     out: { type: 'string', default: join(REPO, 'bench/results/api-at-scale.json') },
     help: { type: 'boolean' },
   },
@@ -143,6 +145,7 @@ async function measure(ctl, api, fleet, pg) {
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
   const results = {};
   const time = async (name, path, check = (r) => r.status === 200) => {
+    if (o.only !== undefined && !new RegExp(o.only).test(name)) return;
     const lat = [];
     const cpu0 = cpuSeconds(ctl.pid);
     const pg0 = pgCpu(pg);
@@ -169,7 +172,7 @@ async function measure(ctl, api, fleet, pg) {
 
   await time('containers: state+label+image, first page', '/v1/containers?state=running&label=team=payments&image=redis&limit=100');
   // Deep pages of the same filter: following nextCursor when the server gives one, else nextOffset.
-  {
+  if (o.only === undefined || new RegExp(o.only).test('containers: state+label+image, every page in turn')) {
     const lat = [];
     const cpu0 = cpuSeconds(ctl.pid);
     const load0 = loadAverage()[0];
@@ -216,6 +219,8 @@ async function measure(ctl, api, fleet, pg) {
     await time('console: q=free text (name substring)', () => `/v1/containers?q=sim-${Math.floor(rnd() * N)}-&limit=100`);
     await time(`console: rule=${firstRule} (breaks rule X)`, `/v1/containers?rule=${firstRule}&limit=100`);
     await time(`console: rule=${firstRule}, sort=-cpu`, `/v1/containers?rule=${firstRule}&sort=-cpu&limit=100`);
+    await time('console: state=exited, sort=-cpu (no exited container has a reading)', '/v1/containers?state=exited&sort=-cpu&limit=100');
+    await time('console: label=team=payments, sort=-memory', '/v1/containers?label=team=payments&sort=-memory&limit=100');
     await time('console: label+project+sort=name', '/v1/containers?label=env=staging&project=search&sort=name&limit=100');
     // A deep page of a sorted list: the cursor after 20 pages of 100.
     let cursor;

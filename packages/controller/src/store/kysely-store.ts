@@ -667,12 +667,22 @@ where agents.id = v.id`.execute(this.db);
     const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
     const c = (col: string) => sql.ref(`containers.${col}`);
     let keys: ContainerKeyRow[];
-    // The two walks are for SQLite, which otherwise sorts every match; PostgreSQL plans the one
-    // statement below well (a hash join and a top-N sort: 13-26 ms of its CPU at 10,000
-    // containers) and the walks badly (it takes the composite join for ~1 % of its rows and
-    // probes violations row by row: 150-175 ms with `rule`; bench/list-plans.js).
-    if (usageSort && !this.postgres && !(offset !== undefined && offset > 0)) {
+    // The usage sorts (cpu, memory) without an offset walk the usage index in value order and
+    // stop at the page (usageSortedKeys): the one statement below joins every container to its
+    // usage and sorts them all — on PostgreSQL a hash join and a top-N sort, 13-26 ms of its
+    // CPU at 10,000 containers but ~1 s at 200,000 (0024 work, BENCHMARKS.md). On PostgreSQL a
+    // filter that bounds the matches by itself (one agent's containers, a rule's open
+    // violations) reads those first and sorts them (pgUsageSortedFilterFirst): walking the
+    // usage index would probe most of the fleet to find them.
+    const noOffset = !(offset !== undefined && offset > 0);
+    const filterFirst =
+      usageSort && noOffset &&
+      ((this.postgres && (q.agentId !== undefined || q.rule !== undefined)) ||
+        (await this.usageWalkIsSparse(sort.field as 'cpu' | 'memory', desc, q, conds, q.after, limit)));
+    if (usageSort && noOffset && !filterFirst) {
       keys = await this.usageSortedKeys(sort.field as 'cpu' | 'memory', desc, conds, q.after, limit, run);
+    } else if (usageSort && filterFirst && this.postgres) {
+      keys = await run(this.pgUsageSortedFilterFirst(sort.field as 'cpu' | 'memory', desc, conds, q.after, limit));
     } else {
       // The order's columns, each once (the old ORDER BY name, agent_id, name, id is this order:
       // a repeated column orders nothing, but hid the index from SQLite's planner).
@@ -686,7 +696,8 @@ where agents.id = v.id`.execute(this.db);
       let from = sql`${sql.table('containers')}`;
       let sortValue = sql``;
       if (order === undefined) {
-        // cpu/memory on PostgreSQL or with an offset: the latest usage, -1 without one, sorted.
+        // cpu/memory with an offset, or on SQLite under a filter few measured containers pass
+        // (usageWalkIsSparse): the latest usage, -1 without one, sorted.
         const col = sql.ref(`container_usage.${sort!.field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
         from = sql`${sql.table('containers')} left join ${sql.table('container_usage')} on ${sql.ref('container_usage.agent_id')} = ${c('agent_id')} and ${sql.ref('container_usage.container_id')} = ${c('id')}`;
         sortValue = sql`, coalesce(${col}, -1) as sort_value`;
@@ -854,14 +865,24 @@ where agents.id = v.id`.execute(this.db);
     const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
     if (after !== undefined && after.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
     const afterValue = after === undefined ? undefined : toNumber(after.sortValue);
+    const join = sql<SqlBool>`${c('agent_id')} = ${usageAgent} and ${c('id')} = ${sql.ref('container_usage.container_id')}`;
+    // PostgreSQL: the container is looked up per usage row in a subquery it may not flatten
+    // (`offset 0`). Flattened, it estimates the two-column join at 0.05 % of its rows (it
+    // multiplies the two columns' selectivities), so it hashes both tables and sorts every
+    // match (~1 s at 200,000 containers) instead of walking container_usage_cpu/_memory and
+    // stopping at the page (an incremental sort of the ties on the value).
+    const m = (col: string) => (this.postgres ? sql.ref(`m.${col}`) : c(col));
+    const from = this.postgres
+      ? sql`${sql.table('container_usage')} cross join lateral (select ${c('agent_id')}, ${c('name')}, ${c('id')} from ${sql.table('containers')} where ${sql.join([join, ...conds], sql` and `)} offset 0) as m`
+      : sql`${sql.table('container_usage')} cross join ${sql.table('containers')}`;
     const measured = (pos: ContainerPosition | undefined, n: number | undefined) => {
-      const where = [sql<SqlBool>`${c('agent_id')} = ${usageAgent} and ${c('id')} = ${sql.ref('container_usage.container_id')}`, ...conds];
+      const where = this.postgres ? [sql<SqlBool>`1 = 1`] : [join, ...conds];
       if (pos !== undefined) {
         // The first term alone lets the walk start at the position (a row value mixing two tables does not).
         where.push(sql<SqlBool>`${value} ${sql.raw(desc ? '<=' : '>=')} ${afterValue}`);
-        where.push(sql<SqlBool>`(${value}, ${usageAgent}, ${c('name')}, ${c('id')}) ${cmp} (${afterValue}, ${pos.agentId}, ${pos.name}, ${pos.id})`);
+        where.push(sql<SqlBool>`(${value}, ${usageAgent}, ${m('name')}, ${m('id')}) ${cmp} (${afterValue}, ${pos.agentId}, ${pos.name}, ${pos.id})`);
       }
-      return sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}, ${value} as sort_value from ${sql.table('container_usage')} cross join ${sql.table('containers')} where ${sql.join(where, sql` and `)} order by ${value} ${dir}, ${usageAgent} ${dir}, ${c('name')} ${dir}, ${c('id')} ${dir}${page(n)}`;
+      return sql<ContainerKeyRow>`select ${m('agent_id')}, ${m('name')}, ${m('id')}, ${value} as sort_value from ${from} where ${sql.join(where, sql` and `)} order by ${value} ${dir}, ${usageAgent} ${dir}, ${m('name')} ${dir}, ${m('id')} ${dir}${page(n)}`;
     };
     const unmeasured = (pos: ContainerPosition | undefined, n: number | undefined) => {
       const where = [
@@ -887,6 +908,60 @@ where agents.id = v.id`.execute(this.db);
       out.push(...(await run(w === 'measured' ? measured(pos, rest) : unmeasured(pos, rest))));
     }
     return out;
+  }
+
+  /**
+   * Whether walking the usage index (usageSortedKeys' measured walk) would read much of it to
+   * fill the page: the filter passes few measured containers — `state=exited` (no exited
+   * container has a reading: every usage row is probed, 2 s on PostgreSQL at 200,000), a rare
+   * label or project. A bounded probe decides: of the next USAGE_PROBE_ROWS usage rows in walk
+   * order (at least 10 a page), do at least `limit` pass the filter? If not, the caller reads the matches first and sorts them instead, which costs what the
+   * filter matches rather than what the fleet holds. Only where the measured walk is the one
+   * the page starts with (busiest first, or a cursor past the unmeasured); never without a
+   * limit or a filter.
+   */
+  private async usageWalkIsSparse(field: 'cpu' | 'memory', desc: boolean, q: ContainerQuery, conds: RawBuilder<SqlBool>[], after: ContainerPosition | undefined, limit: number | undefined): Promise<boolean> {
+    if (limit === undefined || limit === 0) return false;
+    const filtered = q.agentId !== undefined || q.state !== undefined || q.project !== undefined || q.projects !== undefined || q.rule !== undefined ||
+      (q.labels ?? []).length > 0 || (q.image !== undefined && q.image !== '') || (q.search !== undefined && q.search !== '');
+    // SQLite with a rule: the walk (the rule's containers a lookup) measured faster than its
+    // single statement, which tests the rule row by row (+agent_id, +id) and sorts.
+    if (!filtered || (!this.postgres && q.rule !== undefined)) return false;
+    const afterValue = after === undefined ? undefined : toNumber(after.sortValue);
+    const startsMeasured = desc ? afterValue === undefined || afterValue >= 0 : afterValue !== undefined && afterValue >= 0;
+    if (!startsMeasured) return false;
+    const value = sql.ref(`container_usage.${field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
+    const rows = Math.max(USAGE_PROBE_ROWS, limit * 10);
+    const dir = sql.raw(desc ? 'desc' : 'asc');
+    const from = afterValue !== undefined ? sql` where ${value} ${sql.raw(desc ? '<=' : '>=')} ${afterValue}` : sql``;
+    const u = (col: string) => sql.ref(`u.${col}`);
+    // The inner LIMIT stops the probe at the page's worth of hits: under a filter most rows
+    // pass, it reads what the walk will, no more.
+    const r = (
+      await sql<{ hits: unknown }>`select count(*) as hits from (select 1 from (select ${sql.ref('container_usage.agent_id')}, ${sql.ref('container_usage.container_id')} from ${sql.table('container_usage')}${from} order by ${value} ${dir} limit ${rows}) as u where exists (select 1 from ${sql.table('containers')} where ${sql.ref('containers.agent_id')} = ${u('agent_id')} and ${sql.ref('containers.id')} = ${u('container_id')} and ${sql.join(conds, sql` and `)}) limit ${limit}) as hit`.execute(this.db)
+    ).rows[0];
+    return toNumber(r?.hits) < limit;
+  }
+
+  /**
+   * PostgreSQL, a usage sort under a filter that bounds the matches by itself (one agent, a
+   * rule's open violations): the matches first, each one's latest usage looked up by primary
+   * key, then sorted by `coalesce(value, -1), agent_id, name, id` — the order usageSortedKeys
+   * walks, so cursors are the same. Both subqueries are kept from being flattened (`offset 0`):
+   * flattened, PostgreSQL hashes all of container_usage to join it (see usageSortedKeys).
+   */
+  private pgUsageSortedFilterFirst(field: 'cpu' | 'memory', desc: boolean, conds: RawBuilder<SqlBool>[], after: ContainerPosition | undefined, limit: number | undefined): RawBuilder<ContainerKeyRow> {
+    const c = (col: string) => sql.ref(`containers.${col}`);
+    const m = (col: string) => sql.ref(`m.${col}`);
+    const value = sql`coalesce(${sql.ref('u.v')}, -1)`;
+    const dir = sql.raw(desc ? 'desc' : 'asc');
+    const where: RawBuilder<SqlBool>[] = [sql<SqlBool>`1 = 1`];
+    if (after !== undefined) {
+      if (after.sortValue === undefined) throw new BulkheadError('BK_ERR_INTERNAL', 'a sorted container list needs the position\'s sort value');
+      where.push(sql<SqlBool>`(${value}, ${m('agent_id')}, ${m('name')}, ${m('id')}) ${sql.raw(desc ? '<' : '>')} (${toNumber(after.sortValue)}, ${after.agentId}, ${after.name}, ${after.id})`);
+    }
+    const usage = sql.ref(`container_usage.${field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
+    return sql<ContainerKeyRow>`select ${m('agent_id')}, ${m('name')}, ${m('id')}, ${value} as sort_value from (select ${c('agent_id')}, ${c('name')}, ${c('id')} from ${sql.table('containers')} where ${sql.join(conds, sql` and `)} offset 0) as m left join lateral (select ${usage} as v from ${sql.table('container_usage')} where ${sql.ref('container_usage.agent_id')} = ${m('agent_id')} and ${sql.ref('container_usage.container_id')} = ${m('id')} offset 0) as u on true where ${sql.join(where, sql` and `)} order by ${value} ${dir}, ${m('agent_id')} ${dir}, ${m('name')} ${dir}, ${m('id')} ${dir}${limit !== undefined ? sql` limit ${limit}` : sql``}`;
   }
 
   async purgeRemovedContainers(before: Date): Promise<number> {
@@ -1200,6 +1275,9 @@ export function inProjects(column: string, projects: readonly string[]) {
 }
 
 /** A key row of the container list's first step. */
+/** usageWalkIsSparse: usage rows probed (at least; 10 a page above that). */
+const USAGE_PROBE_ROWS = 1000;
+
 interface ContainerKeyRow {
   agent_id: string;
   name: string;

@@ -273,6 +273,14 @@ export interface AuditLogTable {
 // ---- 0005_usage (src/store/kysely-usage-store.ts) -----------------------------------
 
 /** The latest live usage of each running container, as its agent last reported it. */
+/** 0024_summary_counts: how many live (removed = 0) containers an agent has per project and state; kept by triggers on containers. */
+export interface ContainerCountsTable {
+  agent_id: string;
+  project: string;
+  state: string;
+  n: Int;
+}
+
 export interface ContainerUsageTable {
   agent_id: string;
   container_id: string;
@@ -431,6 +439,8 @@ export interface Database {
   audit_log: AuditLogTable;
   // live usage (migration 0005_usage, src/store/kysely-usage-store.ts)
   container_usage: ContainerUsageTable;
+  // 0024_summary_counts: live containers per agent, project and state, kept by triggers
+  container_counts: ContainerCountsTable;
   container_usage_history: ContainerUsageHistoryTable;
   // host audit reports (migration 0006_audit, src/host-audit)
   host_audits: HostAuditsTable;

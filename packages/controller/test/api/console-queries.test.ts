@@ -236,6 +236,44 @@ t.test('console queries', async (t) => {
     t.ok(cpuOf(top[0]!) >= cpuOf(top[1]!) && cpuOf(top[0]!) > 30, 'busiest first');
   });
 
+  // The usage sorts read a page two ways (KyselyStore.listContainers): a walk of the usage
+  // index when the filter passes enough measured containers, else the matches first, sorted
+  // (a filter few or no measured containers pass: exited, one agent, a rule, a rare label;
+  // decided per page by a bounded probe, so one walk can switch between them). Either way the
+  // same rows in the same order, across cursors.
+  t.test('usage sorts under filters: every match once, in order, whichever way a page is read', async (t) => {
+    const cmpStr = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const tie = (a: C, b: C) => cmpStr(a.agentId, b.agentId) || cmpStr(a.name, b.name) || cmpStr(a.id, b.id);
+    const orders: Record<string, (a: C, b: C) => number> = {
+      cpu: (a, b) => cpuOf(a) - cpuOf(b) || tie(a, b),
+      memory: (a, b) => memOf(a) - memOf(b) || tie(a, b),
+    };
+    const ruleHits = new Set([target(0, 1), target(1, 2), target(2, 3)].map((x) => `${x.agentId}/${x.containerId}`));
+    const cases: Array<[string, (c: C) => boolean]> = [
+      ['state=exited', (c) => c.state === 'exited'],
+      ['state=running', (c) => c.state === 'running'],
+      ['project=payments', (c) => c.facts.project === 'payments'],
+      ['label=tier=back', (c) => c.facts.labels.tier === 'back'],
+      ['agent=agt_c1', (c) => c.agentId === 'agt_c1'],
+      ['rule=no-root', (c) => ruleHits.has(key(c))],
+      ['q=svc-3', (c) => c.name === '/svc-3'],
+      ['state=running&label=tier=front&project=search', (c) => c.state === 'running' && c.facts.labels.tier === 'front' && c.facts.project === 'search'],
+    ];
+    for (const [q, match] of cases) {
+      const expect = all.filter(match);
+      t.ok(expect.length >= 2, `${q}: matches several rows (${expect.length})`);
+      for (const [field, cmp] of Object.entries(orders)) {
+        for (const desc of [false, true]) {
+          const sort = (desc ? '-' : '') + field;
+          for (const limit of [1, 2, 5, 1000]) {
+            const walked = await walk<C>(t, api, `/v1/containers?${q}&sort=${sort}&limit=${limit}`);
+            t.same(walked.map(key), [...expect].sort((a, b) => (desc ? -cmp(a, b) : cmp(a, b))).map(key), `${q}&sort=${sort}&limit=${limit}`);
+          }
+        }
+      }
+    }
+  });
+
   t.test('bad sort and cursor of another sort: 400 naming the parameter', async (t) => {
     const bad = await json<{ detail: string }>(api, '/v1/containers?sort=size');
     t.equal(bad.status, 400);

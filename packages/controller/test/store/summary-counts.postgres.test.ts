@@ -1,0 +1,4 @@
+// summary-counts.test.ts, every assertion, on a private PostgreSQL cluster.
+import { runOnPostgres } from './fixtures/backend';
+
+runOnPostgres(() => require('./summary-counts.test'));
