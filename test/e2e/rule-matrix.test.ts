@@ -960,6 +960,17 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
 
       const passNames = passes.map((_, i) => `bk-rm-${idx}-p${i}-${uniq}`);
       const allowed = await Promise.all(passes.map((v, i) => e.docker(['run', '-d', ...containerArgs(c, v, passNames[i]!)])));
+      // A refusal because the door could not decide in time (a volume inspect past its budget at
+      // load 10 in CI: fail-closed, "Retry") is retried as its message says, one at a time; the
+      // retry must be allowed. Nothing else is retried.
+      const UNDECIDED = /could not check this request/;
+      for (const [i, v] of passes.entries()) {
+        for (let n = 0; n < 2 && allowed[i]!.code !== 0 && UNDECIDED.test(allowed[i]!.stderr); n++) {
+          t.comment(`retrying ${passNames[i]} (the door could not decide: ${allowed[i]!.stderr.trim().slice(0, 200)})`);
+          await e.docker(['rm', '-f', passNames[i]!]);
+          allowed[i] = await e.docker(['run', '-d', ...containerArgs(c, v, passNames[i]!)]);
+        }
+      }
       for (const [i, v] of passes.entries()) {
         const r = allowed[i]!;
         t.equal(r.code, 0, `authz allows create and start: ${v.why}${r.code ? ` — ${r.stderr.trim()}` : ''}`);
@@ -972,7 +983,8 @@ t.test('rule matrix: every check, breaking and passing containers, authz and rea
         t.same(now.map((i) => i.State.Status), passIds.map(() => 'running'), 'the passing containers still run');
       }
       t.same(passNames.flatMap((name) => reportsFor(name).map((s) => `${name}: ${s.r.ruleId}`)), [], 'the enforcer found nothing on the passing containers');
-      t.same(decisions.filter((d) => passNames.includes(d.container.name)).map((d) => d.container.name), [], 'nor did authz');
+      const undecided = (d: AuthzDecisionReport): boolean => d.violations.length > 0 && d.violations.every((vr) => UNDECIDED.test(vr.message ?? ''));
+      t.same(decisions.filter((d) => passNames.includes(d.container.name) && !undecided(d)).map((d) => d.container.name), [], 'nor did authz');
       if (passIds.length > 0) await e.dockerOk(['rm', '-f', ...passIds]);
 
       // ---- (b) reaction: run both while the rule monitors, then enforce it
