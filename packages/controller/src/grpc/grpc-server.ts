@@ -198,7 +198,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     port,
     link,
     async shutdown() {
-      // No new connections; those open are closed by grpc-js's shutdown below.
+      // No new connections; those open (the injector's HTTP/2 server and sessions) are closed by
+      // grpc-js's shutdown below.
       for (const l of listeners) l.close();
       await link.stop();
       await new Promise<void>((resolve) => {
@@ -208,7 +209,6 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
           resolve();
         });
       });
-      injector.destroy();
     },
   };
 }
