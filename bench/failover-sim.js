@@ -89,6 +89,25 @@ function options() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The kernel's TCP counters that say a connect was not taken at once (Linux, machine-wide):
+ * ListenOverflows — a connection dropped because a listener's accept queue was full (the
+ * client retransmits its SYN 1 s later, then 3 s, 7 s…); TCPSynRetrans — SYNs sent again.
+ * Undefined where /proc/net/netstat is not there.
+ */
+function tcpCounters() {
+  try {
+    const lines = require('node:fs').readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/);
+    const get = (n) => Number(values[names.indexOf(n)]);
+    return { listenOverflows: get('ListenOverflows'), synRetrans: get('TCPSynRetrans') };
+  } catch {
+    return undefined;
+  }
+}
+const tcpDelta = (a, b) => (a && b ? { listenOverflows: b.listenOverflows - a.listenOverflows, synRetrans: b.synRetrans - a.synRetrans } : undefined);
+
 async function main() {
   const o = options();
   o.procs ??= Math.max(1, Math.ceil(o.agents / 250));
@@ -147,8 +166,10 @@ async function main() {
     await fleet.enrollAll();
     result.enrollMs = Math.round(performance.now() - t0);
     diagLog('phase.jsonl', { phase: 'connect' });
+    const tcpAtConnect = tcpCounters();
     const connect = await fleet.connectAll({ timeoutMs: o.timeoutS * 1000 });
     result.connect = connect;
+    result.connect.tcp = tcpDelta(tcpAtConnect, tcpCounters());
     if (connect.pending > 0) throw new Error(`${connect.pending} snapshots not stored within ${o.timeoutS} s`);
     await sleep(100); // one more status from every child
     const onA = fleet.hosts.filter((h) => h.link.controllerAddress === a.grpcAddress);
@@ -195,12 +216,15 @@ async function main() {
 
     // The kill: every stream A held breaks at once.
     const offlineBefore = await countAlerts(pg.url, 'agent_offline');
+    const tcpAtKill = tcpCounters();
     killedAt = performance.now();
     const killedAtWall = Date.now(); // the children report wall-clock times
     // B's own CPU over the takeover (utime + stime): what the machine's load does not change much.
     const bCpuAtKill = cpuSeconds(b.pid);
     diagLog('phase.jsonl', { phase: 'kill' });
     process.kill(a.pid, 'SIGKILL');
+    // When the kernel had torn A down (its sockets closed): the agents cannot notice before.
+    const aExited = a.exitedAt.then((at) => at - killedAtWall);
     // Back: a connection to B caught up (everything up to its snapshot acknowledged, i.e. stored).
     const back = new Map();
     const deadline = killedAt + o.timeoutS * 1000;
@@ -213,6 +237,7 @@ async function main() {
       await sleep(20);
     }
     const bCpuTakeoverS = Math.round((cpuSeconds(b.pid) - bCpuAtKill) * 100) / 100;
+    const tcpTakeover = tcpDelta(tcpAtKill, tcpCounters());
     const times = [...back.values()].sort((x, y) => x - y);
     result.failover = {
       agentsOnA: onA.length, back: back.size, missing: onA.length - back.size,
@@ -222,8 +247,18 @@ async function main() {
       bCpuTakeoverS,
       /** B's CPU seconds per second over the 3 s before the kill (its half of the fleet, churn, actions). */
       bCpuSteadyPerS,
+      /** Machine-wide TCP counters over the takeover: connects to B dropped on a full accept queue, SYNs retransmitted. */
+      tcp: tcpTakeover,
     };
     result.failover.phases = phases(onA, killedAtWall, b.grpcAddress, back);
+    result.failover.aExitedMs = await aExited;
+    // Per simulator child: when its agents of A noticed the drop and started the good attempt
+    // (a child late as a whole is the simulator, all late alike is the controllers or the machine).
+    result.failover.perChild = fleet.children.map((c, ci) => {
+      const mine = onA.filter((h) => h.child === c);
+      const p = phases(mine, killedAtWall, b.grpcAddress, back);
+      return { child: ci, agentsOfA: mine.length, dropNoticedMs: p.dropNoticedMs, goodAttemptStartMs: p.goodAttemptStartMs, connectToWelcomeMs: p.connectToWelcomeMs };
+    });
     await sleep(5_000); // actions and reports keep going on B alone
     actionsOn = false;
     await actionLoop;
@@ -310,10 +345,10 @@ function phases(onA, killedAtWall, bAddr, back) {
   const s = (f) => summary(rows.map(f).filter((x) => Number.isFinite(x)));
   const hist = {};
   for (const r of rows) {
-    for (const [k, v] of [['start', r.start], ['caught', r.caught]]) {
+    for (const [k, v] of [['drop', r.drop], ['start', r.start], ['caught', r.caught]]) {
       if (!Number.isFinite(v)) continue;
       const bucket = Math.floor(v / 250) * 250;
-      hist[bucket] ??= { start: 0, caught: 0 };
+      hist[bucket] ??= { drop: 0, start: 0, caught: 0 };
       hist[bucket][k] += 1;
     }
   }

@@ -117,6 +117,8 @@ async function startController({ dir, databaseUrl, cpus, heartbeatInterval, offl
     caFingerprint: init.caFingerprint,
     adminApiKey: init.adminApiKey,
     lines,
+    /** Resolves with the wall-clock time (Date.now()) this process saw the controller exit (reaped). */
+    exitedAt: exited.then(() => Date.now()),
     async stop() {
       stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return;

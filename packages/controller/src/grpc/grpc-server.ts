@@ -7,12 +7,15 @@
 // fingerprint before it trusts anything.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { loadProto, type Logger } from '@bulkhead/shared';
 import type { ControllerPki } from '../pki/data-dir';
 import { LivePki } from '../pki/live-pki';
 import type { Store } from '../store/store';
 import { enrollmentHandlers, withEnrollSizeLimit, type EnrollmentLimits } from '../enrollment/enrollment-service';
 import { describeDn } from './unverified-peer';
+import { splitHostPort } from '../net/host-port';
 import { AgentLinkService, type AgentLinkOptions, type AgentLinkPolicySource } from './agent-link-service';
 
 export interface GrpcServerOptions {
@@ -31,7 +34,20 @@ export interface GrpcServerOptions {
   handshakeTimeoutMs?: number;
   /** Enroll attempts per client address and window, and the largest Enroll request. See enrollment-service.ts. */
   enrollment?: EnrollmentLimits;
+  /** The listening socket's accept queue (listen(2) backlog). Default GRPC_LISTEN_BACKLOG. */
+  listenBacklog?: number;
 }
+
+/**
+ * How many connections the kernel may hold for the gRPC port before the controller accepts
+ * them. Node's default is 511 (grpc-js's bindAsync takes no backlog), and a replica taking over
+ * a dead one's agents gets that many connects within a second while its event loop is busy with
+ * their handshakes: the kernel then drops the SYNs past the queue, and each such agent's TCP
+ * stack tries again only 1 s later, then 3 s, 7 s (BENCHMARKS.md, failover at fleet size:
+ * 25,003 ListenOverflows in one 1,000-agent connect). Linux caps the value at
+ * net.core.somaxconn (4096 by default since 5.4; docs/cli.md).
+ */
+export const GRPC_LISTEN_BACKLOG = 4096;
 
 export interface RunningGrpcServer {
   server: grpc.Server;
@@ -172,15 +188,19 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   );
   // Before any stream: alerts of violations stored by a controller that died before writing them.
   await link.recoverPendingAlerts().catch((err: unknown) => opts.logger.error({ err }, 'raising the pending alerts of stored violations failed; they are raised at the next start'));
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(opts.listen, serverCredentials(opts.pki, opts.handshakeTimeoutMs), (err, p) => (err ? reject(err) : resolve(p)));
-  });
+  // Our own listening sockets, handing each connection to grpc-js (its connection injector: the
+  // same TLS, HTTP/2 and handlers as bindAsync), so that the accept queue can be larger.
+  const injector = server.createConnectionInjector(serverCredentials(opts.pki, opts.handshakeTimeoutMs));
+  const { listeners, port } = await listenAll(opts.listen, opts.listenBacklog ?? GRPC_LISTEN_BACKLOG, (socket) => injector.injectConnection(socket));
   link.start();
   return {
     server,
     port,
     link,
     async shutdown() {
+      // No new connections; those open (the injector's HTTP/2 server and sessions) are closed by
+      // grpc-js's shutdown below.
+      for (const l of listeners) l.close();
       await link.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.forceShutdown(), 3000);
@@ -191,4 +211,40 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
       });
     },
   };
+}
+
+/**
+ * Listens on every address `listen` ("HOST:PORT", "[v6]:PORT") resolves to, as grpc-js's
+ * bindAsync does (a name such as localhost may be 127.0.0.1 and ::1; port 0: the port the first
+ * one got, for all), with the given backlog. Fails when no address could be bound, naming each
+ * error; addresses bound before a failure are closed.
+ */
+async function listenAll(listen: string, backlog: number, onConnection: (s: Socket) => void): Promise<{ listeners: NetServer[]; port: number }> {
+  const { host, port: wanted } = splitHostPort(listen, 'grpc-listen');
+  const addresses = (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+  const listeners: NetServer[] = [];
+  const errors: string[] = [];
+  let port = wanted;
+  for (const address of addresses) {
+    const srv = createServer(onConnection);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen({ host: address, port, backlog }, () => {
+          srv.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      errors.push(`${address}:${port}: ${(err as Error).message}`);
+      continue;
+    }
+    const bound = srv.address();
+    if (port === 0 && bound !== null && typeof bound === 'object') port = bound.port;
+    listeners.push(srv);
+  }
+  if (listeners.length === 0) {
+    throw new Error(`No address added out of total ${addresses.length} resolved for ${listen}: ${errors.join('; ')}`);
+  }
+  return { listeners, port };
 }
