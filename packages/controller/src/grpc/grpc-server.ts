@@ -191,7 +191,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   // Our own listening sockets, handing each connection to grpc-js (its connection injector: the
   // same TLS, HTTP/2 and handlers as bindAsync), so that the accept queue can be larger.
   const injector = server.createConnectionInjector(serverCredentials(opts.pki, opts.handshakeTimeoutMs));
-  const { listeners, port } = await listenAll(opts.listen, opts.listenBacklog ?? GRPC_LISTEN_BACKLOG, (socket) => injector.injectConnection(socket));
+  const { listeners, port } = await listenAll(opts.listen, opts.listenBacklog ?? GRPC_LISTEN_BACKLOG, (socket) => injector.injectConnection(socket), (err) =>
+    // An accept that fails (EMFILE, ENFILE …) is logged, never a crash: the listener goes on.
+    opts.logger.warn({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'accepting a gRPC connection failed'),
+  );
   link.start();
   return {
     server,
@@ -219,7 +222,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
  * one got, for all), with the given backlog. Fails when no address could be bound, naming each
  * error; addresses bound before a failure are closed.
  */
-async function listenAll(listen: string, backlog: number, onConnection: (s: Socket) => void): Promise<{ listeners: NetServer[]; port: number }> {
+async function listenAll(listen: string, backlog: number, onConnection: (s: Socket) => void, onError: (err: Error) => void): Promise<{ listeners: NetServer[]; port: number }> {
   const { host, port: wanted } = splitHostPort(listen, 'grpc-listen');
   const addresses = (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
   const listeners: NetServer[] = [];
@@ -239,6 +242,7 @@ async function listenAll(listen: string, backlog: number, onConnection: (s: Sock
       errors.push(`${address}:${port}: ${(err as Error).message}`);
       continue;
     }
+    srv.on('error', onError);
     const bound = srv.address();
     if (port === 0 && bound !== null && typeof bound === 'object') port = bound.port;
     listeners.push(srv);
