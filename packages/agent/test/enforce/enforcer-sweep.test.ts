@@ -205,7 +205,8 @@ t.test('a scan age rule reads the clock: judged on every sweep; without a scan i
   s.tick(3.5 * 86_400_000); // the scan is now 30.5 days old
   await s.sweep();
   t.equal(s.reports.length, before + 1, 'the aged scan is reported by a sweep');
-  t.match(s.reports.at(-1)!.message + s.reports.at(-1)!.evidenceJson, /days old/);
+  const last = s.reports.at(-1)!;
+  t.match(`${last.message ?? ''}${last.evidenceJson ?? ''}`, /days old/);
 });
 
 t.test('network rules read neighbours: judged again when another container changes or goes', async (t) => {
@@ -279,7 +280,7 @@ t.test('usage breaches are always judged, and the sweep after one judges again o
 
 t.test('signature verdicts: the same cached verdicts skip; a new or deferred verdict is judged', async (t) => {
   const cached: SignatureVerdict = { status: 'verified', checkedAt: '2026-12-07T11:00:00Z' } as never;
-  let verdicts = new Map([['k', cached]]);
+  let verdicts = new Map<string, SignatureVerdict>([['k', cached]]);
   let resolves = 0;
   const gate = {
     relevant: () => true,
@@ -292,7 +293,7 @@ t.test('signature verdicts: the same cached verdicts skip; a new or deferred ver
   await s.add(facts('mon'));
   t.equal(await s.sweep(), 0, 'same verdict objects: not evaluated');
   t.equal(resolves, 2, 'but the gate was asked (verdicts expire)');
-  verdicts = new Map([['k', { ...cached, checkedAt: '2026-12-07T12:00:00Z' }]]);
+  verdicts = new Map<string, SignatureVerdict>([['k', { ...cached, checkedAt: '2026-12-07T12:00:00Z' } as never]]);
   t.equal(await s.sweep(), 1, 're-verified: judged');
   t.equal(await s.sweep(), 0);
   verdicts = new Map();
