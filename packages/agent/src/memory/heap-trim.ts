@@ -30,11 +30,12 @@ import type { Logger } from '@bulkhead/shared';
  * Whether V8 gives an idle heap back by itself, so the trim is not needed:
  * node runs with `--optimize-for-size` (the systemd unit's ExecStart, or
  * NODE_OPTIONS). With it every major collection of V8 12+ is a
- * memory-reducing one — begun incrementally, in steps of ≤ 4 ms, finished
- * in a 7–10 ms pause — which also releases the pooled pages the trim's
- * last-resort collection exists for (BENCHMARKS.md agent-idle, 2026-12-07
- * 18:20: "Mark-Compact (reduce)", pooled 0–1 MB against 16–24 MB without
- * it). The trim's own collection is atomic: 70–105 ms on Node 24.
+ * memory-reducing one — marked incrementally, finished in a 2.5–13 ms
+ * pause on Node 24 (measured on a loaded machine) — which also releases the
+ * pooled pages the trim's last-resort collection exists for (BENCHMARKS.md
+ * agent-idle, 2026-12-07 18:20: "Mark-Compact (reduce)", pooled 0 MB
+ * against 13–24 MB without it). The trim's own collection is atomic:
+ * 70–105 ms on Node 24.
  */
 export function v8ReducesMemoryItself(execArgv: readonly string[] = process.execArgv, nodeOptions: string | undefined = process.env.NODE_OPTIONS): boolean {
   const flags = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)];
