@@ -2,6 +2,7 @@
 import { BulkheadError, parseDuration, resolveMetricsAddress } from '@bulkhead/shared';
 import { parseControllerList } from './link/controller-address';
 import { resolveHostAuditOptions, type HostAuditScheduleInput, type HostAuditScheduleOptions } from './cis/host-audit-options';
+import { v8ReducesMemoryItself } from './memory/heap-trim';
 
 export interface AgentOptions {
   stateDir: string;
@@ -168,7 +169,8 @@ function resolveResourceInterval(input: AgentOptionsInput): number {
 }
 
 function heapTrimInterval(v: string | number | undefined): number {
-  if (v === undefined) return 30_000;
+  // auto (the default): 30 s, unless V8 already gives memory back by itself — see heap-trim.ts.
+  if (v === undefined || (typeof v === 'string' && v.trim() === 'auto')) return v8ReducesMemoryItself() ? 0 : 30_000;
   if (typeof v === 'string' && /^\s*0+\s*$/.test(v)) return 0;
   const ms = parseDuration(v, 'heap-trim-interval');
   if (ms !== 0 && ms < 10_000) throw new BulkheadError('BK_ERR_CONFIG_INVALID', 'heap-trim-interval must be at least 10s (or 0 = off)');

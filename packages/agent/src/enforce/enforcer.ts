@@ -25,6 +25,19 @@
 // - findings that lead to no engine action (monitor mode, exempted, alert,
 //   nothing left to do) are reported once per container, rule and policy.
 //
+// Sweeps skip what cannot have changed: a container whose last evaluation
+// took no engine action is not judged again by a sweep while everything that
+// evaluation read is the same — its facts (the watcher's object: any
+// re-inspect makes a new one), the policy state (policy, scans, pins), the
+// host facts, its signature verdicts, the holds, and, only if a rule read
+// them, the other containers. An evaluation that read the clock (a dated
+// exemption met a finding, a scan's age), that took or attempted an engine
+// action (so failures are retried and escalation is counted), that saw only
+// part of the secret scan, or that judged live usage or an exec is never
+// "settled": the next sweep judges it again. Events, usage breaches and execs
+// are always judged. (A sweep of 200 unchanged containers otherwise made
+// ~4–5 MB of findings and copies every 30 s: BENCHMARKS.md, agent-idle.)
+//
 // Execs: a `docker exec` can run a process as root, or privileged, in a
 // container that is neither — and the authorization plugin, the door meant
 // to refuse it, may not have been able to read the request. For every
@@ -35,12 +48,13 @@
 // Cost, since health checks start an exec every interval: nothing when no
 // policy is in force; two evaluations (no I/O) when no exec could add a
 // finding to this container; one exec inspect otherwise.
-import type { Finding, UsageFacts, ViolationReport } from '@bulkhead/shared';
+import type { Finding, HostFacts__Output, Policy, UsageFacts, ViolationReport } from '@bulkhead/shared';
 import { toContainerFacts, type Facts } from '../docker/container-facts';
 import { carryResolution } from '../docker/facts-resolver';
 import type { ExecStartEvent } from '../docker/event-stream';
 import { Semaphore } from '@bulkhead/shared';
-import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type ViolationSource } from '../policy/policy-evaluation';
+import { evaluateFacts, isBlocking, neighboursOf, toViolationReport, type EvaluationReads, type ViolationSource } from '../policy/policy-evaluation';
+import type { SignatureVerdicts } from '../signatures/signature-gate';
 import type { PolicyState } from '../policy/policy-holder';
 import { scanFactsSecrets, withSecretsAndProject } from '../secrets/secret-scan';
 import type { HoldKind } from './holds';
@@ -86,6 +100,22 @@ interface Tracked {
   /** performance.now() when our last engine action on it completed. */
   lastActionDone: number | undefined;
   scanRequested: boolean;
+  /** Engine actions started on it (ever): an evaluation that started one is not settled. */
+  runs: number;
+  /** What its last evaluation without an engine action read; a sweep skips it while all of it is unchanged. */
+  settled: Settled | undefined;
+}
+
+/** The inputs of a settled evaluation (compared by identity: every source replaces, never mutates, them). */
+interface Settled {
+  facts: Facts;
+  state: PolicyState;
+  host: HostFacts__Output | undefined;
+  /** undefined: the policy asked for none. */
+  verdicts: SignatureVerdicts | undefined;
+  holdsGeneration: number;
+  /** The inventory generation when the evaluation read other containers; undefined when it did not. */
+  inventoryGeneration: number | undefined;
 }
 
 /** Facts received this soon after our own action are re-read from the engine first. */
@@ -108,6 +138,12 @@ export class Enforcer {
   private readonly inflight = new Set<Promise<void>>();
   private readonly slots: Semaphore;
   private stopped = false;
+  /** Bumped by every changed upsert and every removal: what neighbours a rule read may have changed. */
+  private inventoryGeneration = 0;
+  /** Per policy: whether an image-signature rule has a dated exemption (its verdicts needed can change with the clock). */
+  private readonly datedSignatureExemptions = new WeakMap<Policy, boolean>();
+  /** Sweep evaluations skipped because nothing they read had changed (tests, diagnostics). */
+  skippedUnchanged = 0;
 
   constructor(opts: EnforcerOptions) {
     this.o = resolveEnforcerOptions(opts);
@@ -137,7 +173,8 @@ export class Enforcer {
   }
 
   /** The watcher's `upsert` listener (bound). */
-  readonly onUpsert = (facts: Facts, action: string, eventTimeMs: number, _changed?: boolean): void => {
+  readonly onUpsert = (facts: Facts, action: string, eventTimeMs: number, changed?: boolean): void => {
+    if (changed !== false) this.inventoryGeneration++;
     this.enqueue({ facts, action, eventTimeMs, receivedAt: performance.now(), source: action === 'reconcile' ? 'reconcile' : 'reaction' });
   };
 
@@ -154,6 +191,7 @@ export class Enforcer {
 
   /** The watcher's `remove` listener (bound): forgets the container's history. */
   readonly onRemove = (id: string): void => {
+    this.inventoryGeneration++;
     this.tracked.delete(id);
     const now = this.o.now();
     for (const [name, times] of this.byName) {
@@ -176,7 +214,15 @@ export class Enforcer {
    */
   evaluateAll(): void {
     const now = this.o.now();
+    const st = this.o.policy();
+    const host = this.o.hostFacts?.();
     for (const facts of this.o.containers.inventory()) {
+      // Unchanged since an evaluation that settled (see the header): not even queued.
+      const t = this.tracked.get(facts.id);
+      if (t !== undefined && !t.busy && t.settled !== undefined && this.sameInputs(t.settled, facts, st, host) && this.verdictsStable(t.settled, st)) {
+        this.skippedUnchanged++;
+        continue;
+      }
       this.enqueue({ facts, action: 'sweep', eventTimeMs: now, receivedAt: performance.now(), source: 'reconcile' });
     }
   }
@@ -207,7 +253,7 @@ export class Enforcer {
     if (!t) {
       t = {
         busy: false, pending: undefined, execs: [], actions: [], escalated: false, terminal: undefined, reported: new Set(), done: new Set(),
-        lastActionDone: undefined, scanRequested: false,
+        lastActionDone: undefined, scanRequested: false, runs: 0, settled: undefined,
       };
       this.tracked.set(id, t);
     }
@@ -289,16 +335,60 @@ export class Enforcer {
       if (t.terminal.type !== 'pause') return;
       if (job.action !== 'unpause' && job.eventTimeMs <= t.terminal.doneAtMs) return;
     }
-    const enriched = this.enrich(t, facts, st);
     const host = this.o.hostFacts?.();
+    // A sweep (no usage, no exec) of a container whose last evaluation settled on the same inputs: nothing to do.
+    const sweep = job.action === 'sweep' && job.usage === undefined && job.exec === undefined;
+    const prev = t.settled;
+    const same = sweep && prev !== undefined && this.sameInputs(prev, facts, st, host);
+    if (same && this.verdictsStable(prev!, st)) {
+      this.skippedUnchanged++;
+      return;
+    }
+    t.settled = undefined;
+    const { facts: enriched, complete } = this.enrich(t, facts, st);
     // Signature verdicts: cached after the create was judged; verified here for containers created before the rule.
     const gate = this.o.signatures;
     const signatures = gate?.relevant(st.policy) ? await gate.resolve(st.policy, enriched, host, new Date(this.o.now()), undefined, 'reaction') : undefined;
+    if (same && complete && sameVerdicts(prev!.verdicts, signatures)) {
+      t.settled = prev;
+      this.skippedUnchanged++;
+      return;
+    }
+    const reads: EvaluationReads = { now: false, neighbours: false };
+    const runs = t.runs;
+    const holdsGeneration = this.o.holds?.generation ?? 0;
+    const inventoryGeneration = this.inventoryGeneration;
     // Neighbours only when a rule reads them: built eagerly, a sweep of N containers made N² of them.
-    const findings = evaluateFacts(st, enriched, host, () => neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage, signatures);
+    const findings = evaluateFacts(st, enriched, host, () => neighboursOf(this.o.containers.inventory(), st.projectLabel, facts.id), new Date(this.o.now()), job.usage, signatures, reads);
     this.o.onEvaluation?.(findings.length);
-    if (findings.length === 0) return;
-    await this.act(t, job, enriched, findings, st);
+    if (findings.length > 0) await this.act(t, job, enriched, findings, st);
+    // Settled: nothing done or attempted, nothing read that changes by itself (see the header).
+    if (job.usage === undefined && job.exec === undefined && complete && !reads.now && t.runs === runs && this.tracked.get(facts.id) === t) {
+      t.settled = { facts, state: st, host, verdicts: signatures, holdsGeneration, inventoryGeneration: reads.neighbours ? inventoryGeneration : undefined };
+    }
+  }
+
+  /** Whether a settled evaluation read the same facts, policy state, host facts, holds and (if it read them) neighbours. */
+  private sameInputs(s: Settled, facts: Facts, st: PolicyState, host: HostFacts__Output | undefined): boolean {
+    return s.facts === facts && s.state === st && s.host === host && s.holdsGeneration === (this.o.holds?.generation ?? 0)
+      && (s.inventoryGeneration === undefined || s.inventoryGeneration === this.inventoryGeneration);
+  }
+
+  /**
+   * Whether the settled evaluation's signature verdicts are known to be
+   * current without asking the gate: none were asked for, or none were
+   * needed and no dated exemption can make one needed. Verdicts themselves
+   * expire (the verifier's cache): those go through the gate again.
+   */
+  private verdictsStable(s: Settled, st: PolicyState): boolean {
+    if (s.verdicts === undefined) return !(st.policy !== undefined && this.o.signatures?.relevant(st.policy));
+    if (s.verdicts.size > 0 || st.policy === undefined) return false;
+    let dated = this.datedSignatureExemptions.get(st.policy);
+    if (dated === undefined) {
+      dated = st.policy.spec.rules.some((r) => r.check.type === 'image-signature' && (r.exemptions ?? []).some((e) => e.until !== undefined));
+      this.datedSignatureExemptions.set(st.policy, dated);
+    }
+    return !dated;
   }
 
   /** Reports what no engine action follows, and carries out the rest. */
@@ -334,7 +424,7 @@ export class Enforcer {
       facts = await this.refresh(facts);
       if (!facts) return;
     }
-    const enriched = this.enrich(t, facts, st);
+    const enriched = this.enrich(t, facts, st).facts;
     const host = this.o.hostFacts?.();
     const now = new Date(this.o.now());
     const id = facts.id;
@@ -389,9 +479,9 @@ export class Enforcer {
   }
 
   /** Facts with secret hits and project; kicks off the full secret scan once when only a partial view is cached. */
-  private enrich(t: Tracked, facts: Facts, st: PolicyState): Facts {
+  private enrich(t: Tracked, facts: Facts, st: PolicyState): { facts: Facts; complete: boolean } {
     const s = this.o.secrets;
-    if (!s) return withSecretsAndProject(facts, scanFactsSecrets(facts), st.projectLabel);
+    if (!s) return { facts: withSecretsAndProject(facts, scanFactsSecrets(facts), st.projectLabel), complete: true };
     const { facts: enriched, complete } = s.enrichNow(facts, st.projectLabel);
     if (!complete && !t.scanRequested) {
       t.scanRequested = true;
@@ -410,7 +500,7 @@ export class Enforcer {
         },
       );
     }
-    return enriched;
+    return { facts: enriched, complete };
   }
 
   // ---- enforcement -------------------------------------------------------------
@@ -528,6 +618,8 @@ export class Enforcer {
   /** One engine action, timed; counted towards the container's cap. */
   private async run(t: Tracked, job: Job, facts: Facts, action: EngineAction): Promise<ActionOutcome & { timing: ActionTiming }> {
     const at = this.o.now();
+    t.runs++;
+    t.settled = undefined;
     t.actions.push(at);
     if (facts.name) this.byName.set(facts.name, [...(this.byName.get(facts.name) ?? []), at]);
     const startedAt = performance.now();
@@ -575,6 +667,14 @@ export class Enforcer {
       this.o.logger.error({ err }, 'enforcer onViolation callback threw');
     }
   }
+}
+
+/** The same verdicts (by identity: the gate hands out its cached verdict objects; a deferred or re-verified one is new). */
+function sameVerdicts(a: SignatureVerdicts | undefined, b: SignatureVerdicts | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }
 
 function strongestTerminal(findings: readonly Finding[]): Terminal | undefined {

@@ -44,7 +44,14 @@ export const HOLDS_FILE = 'holds.json';
 export class EnforcementHolds {
   private readonly byId = new Map<string, { name: string; holds: Partial<Record<HoldKind, Hold>> }>();
 
+  private gen = 0;
+
   private constructor(readonly path: string | undefined, private readonly logger: Logger | undefined) {}
+
+  /** Changes whenever any hold is added, widened or ended (the enforcer re-judges containers after one). */
+  get generation(): number {
+    return this.gen;
+  }
 
   /** Loads `STATE_DIR/holds.json`; an unreadable file is logged and treated as empty. */
   static open(stateDir: string, logger: Logger): EnforcementHolds {
@@ -134,6 +141,7 @@ export class EnforcementHolds {
   }
 
   private save(): void {
+    this.gen++;
     if (!this.path) return;
     const body: FileShape = { version: 1, containers: Object.fromEntries(this.byId) };
     try {

@@ -26,6 +26,22 @@ import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '@bulkhead/shared';
 
+/**
+ * Whether V8 gives an idle heap back by itself, so the trim is not needed:
+ * node runs with `--optimize-for-size` (the systemd unit's ExecStart, or
+ * NODE_OPTIONS). With it every major collection of V8 12+ is a
+ * memory-reducing one — marked incrementally, finished in a 2.5–13 ms
+ * pause on Node 24 (measured on a loaded machine) — which also releases the
+ * pooled pages the trim's last-resort collection exists for (BENCHMARKS.md
+ * agent-idle, 2026-12-07 18:20: "Mark-Compact (reduce)", pooled 0 MB
+ * against 13–24 MB without it). The trim's own collection is atomic:
+ * 70–105 ms on Node 24.
+ */
+export function v8ReducesMemoryItself(execArgv: readonly string[] = process.execArgv, nodeOptions: string | undefined = process.env.NODE_OPTIONS): boolean {
+  const flags = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)];
+  return flags.some((f) => f === '--optimize-for-size' || f === '--optimize_for_size');
+}
+
 /** V8's `gc`: with no argument a full, synchronous collection of every space. */
 type GcFunction = (options?: { type: 'major'; flavor: 'last-resort' }) => void;
 

@@ -36,26 +36,48 @@ export function evaluateFacts(
   usage?: UsageFacts,
   /** Image signature verdicts (signatures/signature-gate.ts); without them image-signature rules cannot decide. */
   signatures?: ReadonlyMap<string, SignatureVerdict>,
+  /** Set to true for each input the evaluation read (needs lazy `neighbours`): whether the result can change with the clock or with other containers. */
+  reads?: EvaluationReads,
 ): Finding[] {
   if (!state.policy) return [];
-  return evaluate(state.policy, { container: facts, ...(host ? { host } : {}), ...(usage ? { usage } : {}) }, evaluationContext(state, neighbours, now, signatures));
+  return evaluate(state.policy, { container: facts, ...(host ? { host } : {}), ...(usage ? { usage } : {}) }, evaluationContext(state, neighbours, now, signatures, reads));
+}
+
+/** What an evaluation read besides the container, host, policy state and verdicts it was given. */
+export interface EvaluationReads {
+  /** The clock (a dated exemption met a finding, a scan's age was judged…). */
+  now: boolean;
+  /** Other containers (network isolation). */
+  neighbours: boolean;
 }
 
 function evaluationContext(
   state: PolicyState, neighbours: readonly Neighbour[] | (() => readonly Neighbour[]) | undefined, now: Date, signatures: ReadonlyMap<string, SignatureVerdict> | undefined,
+  reads: EvaluationReads | undefined,
 ): EvaluationContext {
   const pins = state.tagPins !== undefined && state.tagPins.size > 0 ? { tagPins: state.tagPins } : {};
-  if (typeof neighbours !== 'function') return { now, scans: state.scans, ...pins, ...(neighbours ? { neighbours } : {}), ...(signatures ? { signatures } : {}) };
+  if (typeof neighbours !== 'function' && reads === undefined) return { now, scans: state.scans, ...pins, ...(neighbours ? { neighbours } : {}), ...(signatures ? { signatures } : {}) };
   let computed: readonly Neighbour[] | undefined;
-  return {
+  const ctx: EvaluationContext = {
     now,
     scans: state.scans,
     ...pins,
     ...(signatures ? { signatures } : {}),
-    get neighbours(): readonly Neighbour[] {
-      return (computed ??= neighbours());
+    get neighbours(): readonly Neighbour[] | undefined {
+      if (reads) reads.neighbours = true;
+      return typeof neighbours === 'function' ? (computed ??= neighbours()) : neighbours;
     },
   };
+  if (reads) {
+    Object.defineProperty(ctx, 'now', {
+      enumerable: true,
+      get(): Date {
+        reads.now = true;
+        return now;
+      },
+    });
+  }
+  return ctx;
 }
 
 /** Enforce-mode findings no exemption covers: the ones that deny or act. */

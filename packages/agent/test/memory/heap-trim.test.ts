@@ -2,7 +2,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { HeapTrimmer, collectFully, v8GcFunction } from '../../src/memory/heap-trim';
+import { HeapTrimmer, collectFully, v8GcFunction, v8ReducesMemoryItself } from '../../src/memory/heap-trim';
 
 /** Allocates objects nothing keeps (a function of its own: no reference stays on the test's frame). */
 function makeGarbage(n: number): number {
@@ -118,5 +118,14 @@ t.test('collectFully: last-resort on V8 12+, the plain call before', (t) => {
   collectFully(fake, 13);
   collectFully(fake, 11);
   t.same(calls, [{ type: 'major', flavor: 'last-resort' }, 'plain']);
+  t.end();
+});
+
+t.test('v8ReducesMemoryItself: --optimize-for-size on the command line or in NODE_OPTIONS', (t) => {
+  t.equal(v8ReducesMemoryItself(['--max-semi-space-size=1', '--optimize-for-size'], undefined), true);
+  t.equal(v8ReducesMemoryItself(['--optimize_for_size'], ''), true);
+  t.equal(v8ReducesMemoryItself([], '--max-old-space-size=64 --optimize-for-size'), true);
+  t.equal(v8ReducesMemoryItself(['--max-semi-space-size=1', '--expose-gc'], '--no-maglev'), false);
+  t.equal(v8ReducesMemoryItself([], undefined), false);
   t.end();
 });

@@ -27,6 +27,8 @@ t.test('agent options: defaults and clear errors', async (t) => {
   t.throws(() => resolveAgentOptions({ stateDir: '/s', signatureTimeout: '10ms' }), { code: 'BK_ERR_CONFIG_INVALID', message: /signature-timeout/ });
   t.throws(() => resolveAgentOptions({ stateDir: '/s', registryAuthFile: 'auth.json' }), { code: 'BK_ERR_CONFIG_INVALID', message: /absolute path/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '0' }).heapTrimIntervalMs, 0, '--heap-trim-interval 0 = off');
+  // This test's node runs without --optimize-for-size: auto is 30 s (with it, 0: heap-trim.test.ts covers the detection).
+  t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: 'auto' }).heapTrimIntervalMs, process.execArgv.includes('--optimize-for-size') ? 0 : 30_000, '--heap-trim-interval auto');
   t.equal(resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '2m' }).heapTrimIntervalMs, 120_000);
   t.throws(() => resolveAgentOptions({ stateDir: '/s', heapTrimInterval: '1s' }), { code: 'BK_ERR_CONFIG_INVALID', message: /at least 10s/ });
   t.equal(resolveAgentOptions({ stateDir: '/s', authzSocket: false }).authzSocket, undefined, '--no-authz');

@@ -219,7 +219,10 @@ export function evaluate(policy: Policy, input: EvaluationInput, ctx: Evaluation
   const host = input.host;
   const project = projectOf(container, compiled.projectLabel);
   const checkInput: CheckInput = { container, host, ctx, project, usage: input.usage };
-  const now = ctx.now.getTime();
+  // The clock is read only when a finding meets a dated exemption: a caller
+  // may observe reads of ctx.now to learn whether a result can change with
+  // time alone (the agent's enforcer skips re-judging unchanged containers).
+  let now: number | undefined;
   let findings: Finding[] | undefined;
   for (const cr of compiled.rules) {
     if (cr.inScope !== undefined && !cr.inScope(container, host, project)) continue;
@@ -228,7 +231,7 @@ export function evaluate(policy: Policy, input: EvaluationInput, ctx: Evaluation
     const { rule } = cr;
     const finding: Finding = { ruleId: rule.id, severity: rule.severity, mode: rule.mode, action: rule.action, message: message(cr, container, evidence), evidence };
     for (const ex of cr.exemptions) {
-      if (ex.untilMs > now && ex.matches(container, host, project)) {
+      if ((ex.untilMs === Infinity || ex.untilMs > (now ??= ctx.now.getTime())) && ex.matches(container, host, project)) {
         finding.exemptedBy = ex.by;
         break;
       }
