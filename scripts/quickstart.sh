@@ -59,7 +59,7 @@ log "Docker engine: $ENGINE"
 
 CTL=(node packages/controller/dist/cli/main.js)
 # Same node flags as deploy/systemd/bulkhead-agent.service (see the comment there).
-AGENT=(env MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --v8-pool-size=1 --no-maglev --expose-gc --optimize-for-size packages/agent/dist/cli/main.js)
+AGENT=(env MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --v8-pool-size=1 --no-maglev --expose-gc packages/agent/dist/cli/main.js)
 OPS=(node packages/cli/dist/main.js)
 
 if [[ ! -f $STATE/controller/ca.key ]]; then

@@ -25,7 +25,7 @@ const UNITS: UnitSpec[] = [
     maxExposure: 5,
     subcommand: 'run',
     expect: [
-      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --v8-pool-size=1 --no-maglev --expose-gc --optimize-for-size \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
+      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --v8-pool-size=1 --no-maglev --expose-gc \/opt\/bulkhead\/packages\/agent\/dist\/cli\/main\.js run --state-dir \/var\/lib\/bulkhead-agent$/m,
       // Before the engine: it serves dockerd's authorization plugin.
       /^Before=.*\bdocker\.service\b/m,
       /^EnvironmentFile=-\/etc\/bulkhead\/agent\.env$/m,

@@ -28,8 +28,9 @@ import type { Logger } from '@bulkhead/shared';
 
 /**
  * Whether V8 gives an idle heap back by itself, so the trim is not needed:
- * node runs with `--optimize-for-size` (the systemd unit's ExecStart, or
- * NODE_OPTIONS). With it every major collection of V8 12+ is a
+ * node runs with `--optimize-for-size` (added by the operator to the unit's
+ * ExecStart, or NODE_OPTIONS; not shipped: it costs 45–70 µs more CPU per
+ * authorization decision, docs/cli.md). With it every major collection of V8 12+ is a
  * memory-reducing one — marked incrementally, finished in a 2.5–13 ms
  * pause on Node 24 (measured on a loaded machine) — which also releases the
  * pooled pages the trim's last-resort collection exists for (BENCHMARKS.md
