@@ -1274,10 +1274,10 @@ export function inProjects(column: string, projects: readonly string[]) {
   return projects.length === 0 ? sql<SqlBool>`1 = 0` : sql<SqlBool>`${sql.ref(column)} in (${sql.join(projects.map((p) => sql`${p}`))})`;
 }
 
-/** A key row of the container list's first step. */
 /** usageWalkIsSparse: usage rows probed (at least; 10 a page above that). */
 const USAGE_PROBE_ROWS = 1000;
 
+/** A key row of the container list's first step. */
 interface ContainerKeyRow {
   agent_id: string;
   name: string;
