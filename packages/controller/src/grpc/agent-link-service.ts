@@ -33,7 +33,9 @@
 //   the controller itself was stalled (the sweep's own timer fired late by more
 //   than STALL_SLACK_MS: a long GC, a blocked event loop, a paused process) it
 //   judges nobody for one offline-after period, so every agent gets a full period
-//   to be heard once the controller is back.
+//   to be heard once the controller is back. A stall that begins inside a sweep
+//   (after that check) is covered too: the sweep reads the sockets' waiting input
+//   before it judges any stream by its last receipt.
 //
 // A full snapshot only when needed (docs/architecture.md#inventory-state-hash): the agent's
 // hello and heartbeats carry its inventory state hash. A heartbeat's hash is queued once every
@@ -533,7 +535,13 @@ export class AgentLinkService {
     try {
       await this.flushSeen();
       const cutoff = new Date(this.now().getTime() - this.offlineAfterMs);
-      for (const a of await this.opts.store.listStaleOnlineAgents(cutoff)) {
+      const stale = await this.opts.store.listStaleOnlineAgents(cutoff);
+      // Read what is waiting in the sockets before judging a stream here by its last receipt:
+      // the process may have been stopped while this sweep ran (after its stall check above),
+      // and the agents' heartbeats of that time are still unread. setImmediate runs after the
+      // event loop's next poll for I/O, which delivers them.
+      if (stale.some((a) => this.sessions.has(a.id))) await new Promise<void>((r) => setImmediate(r));
+      for (const a of stale) {
         const s = this.sessions.get(a.id);
         if (s && !s.closed) {
           // Its stream is here: judged by what arrives on it, not by when the store was told.
