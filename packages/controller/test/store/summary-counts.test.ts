@@ -35,6 +35,9 @@ t.test('container counts follow every container write (snapshot, delta, removal,
     for (const projects of [undefined, ['payments'], ['search', ''], []]) {
       t.same((await summaryOf(store, projects)).containers, await expected(store, projects), `${what}${projects ? ` (projects ${JSON.stringify(projects)})` : ''}`);
     }
+    // The metrics' count (bulkhead_containers by state) reads the same table, unscoped.
+    const all = await expected(store);
+    t.same(await store.countContainersByState!(), Object.fromEntries(all.byState.map((s) => [s.key, s.count])), `${what} (metrics by state)`);
   };
   for (const a of ['agt_a', 'agt_b']) await store.insertAgent(agent(a));
   await check('empty');
