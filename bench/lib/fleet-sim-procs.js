@@ -58,7 +58,9 @@ class ProcFleet {
     const slices = Array.from({ length: this.procs }, () => []);
     for (const h of this.hosts) slices[h.idx % this.procs].push(h);
     await Promise.all(slices.map(async (slice, ci) => {
-      const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+      // BENCH_SIM_CPU_PROF=DIR: each child under node --cpu-prof (written to DIR when it exits).
+      const execArgv = process.env.BENCH_SIM_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_SIM_CPU_PROF] : [];
+      const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', execArgv });
       if (this.nice) require('node:os').setPriority(child.pid, this.nice);
       const stat = { loopDelayMaxMs: 0, cpuS: 0, hosts: slice.length };
       this.childStats.push(stat);
