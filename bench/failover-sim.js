@@ -45,8 +45,9 @@ const HELP = `usage: node bench/failover-sim.js [options]
   --timeout S             give up waiting for A's agents after S seconds (default 120)
   --procs P               simulator child processes, each owning a slice of the agents
                           (default: one per 250 agents)
-  --controller-cpus LIST  pin both controllers (taskset), e.g. 0; the simulator children are
-                          not pinned
+  --controller-cpus LIST  pin both controllers (taskset), e.g. 0
+  --sim-cpus LIST         pin the simulator (its children and this process) and PostgreSQL, e.g. 1:
+                          with --controller-cpus 0, B has a core to itself (as on a host of its own)
   --out FILE              result JSON (default bench/results/failover-sim.json)
 environment:
   BENCH_B_CPU_PROF=DIR     run replica B with node --cpu-prof (written to DIR when B stops)
@@ -61,7 +62,7 @@ function options() {
     options: {
       agents: { type: 'string' }, containers: { type: 'string' }, 'violations-per-s': { type: 'string' },
       'actions-per-s': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'offline-after': { type: 'string' },
-      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' }, 'controller-cpus': { type: 'string' },
+      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' }, 'controller-cpus': { type: 'string' }, 'sim-cpus': { type: 'string' },
     },
   });
   if (values.help) {
@@ -84,6 +85,7 @@ function options() {
     timeoutS: num(values.timeout, 120, 'timeout'),
     procs: values.procs !== undefined ? Math.max(1, num(values.procs, 1, 'procs')) : undefined,
     controllerCpus: values['controller-cpus'],
+    simCpus: values['sim-cpus'],
     out: values.out ?? join(__dirname, 'results', 'failover-sim.json'),
   };
 }
@@ -143,6 +145,11 @@ async function main() {
     const pg = await startPrivatePostgres();
     stops.push(() => pg.stop());
     result.postgres = pg.version;
+    if (o.simCpus) {
+      // PostgreSQL's backends fork from the postmaster after this, so they inherit its CPUs.
+      const { execFileSync } = require('node:child_process');
+      for (const pid of [process.pid, ...processTree(pg.postmasterPid)]) execFileSync('taskset', ['-a', '-p', '-c', o.simCpus, String(pid)], { stdio: 'ignore' });
+    }
     const DIAG = process.env.BENCH_DIAG_DIR;
     const diagT0 = performance.now();
     const diagLog = (f, o) => { if (DIAG) require('node:fs').appendFileSync(join(DIAG, f), JSON.stringify({ t: Math.round(performance.now() - diagT0), ...o }) + '\n'); };
@@ -180,7 +187,7 @@ async function main() {
     // runs every command it gets (a pause) and counts it by command id (run twice is a finding).
     // Half the fleet lists A first, half B first: each replica holds about half.
     fleet = new ProcFleet({
-      procs: o.procs, controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
+      procs: o.procs, cpus: o.simCpus, controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
       // Host i runs in child i % procs: alternate A-first and B-first by i / procs, so every child
       // holds about as many of A's agents as of B's. (By i % 2, with 4 children, two of them held
       // all of A's agents: the takeover's client-side TLS handshakes and stream set-ups — as much
