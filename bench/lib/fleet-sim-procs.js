@@ -61,7 +61,7 @@ class ProcFleet {
     for (const h of this.hosts) slices[h.idx % this.procs].push(h);
     await Promise.all(slices.map(async (slice, ci) => {
       // BENCH_SIM_CPU_PROF=DIR: each child under node --cpu-prof (written to DIR when it exits).
-      const execArgv = process.env.BENCH_SIM_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_SIM_CPU_PROF] : [];
+      const execArgv = [...process.execArgv, ...(process.env.BENCH_SIM_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_SIM_CPU_PROF] : [])];
       // cpus: started through taskset (the IPC channel's descriptor survives its exec).
       const pin = this.cpus ? { execPath: 'taskset', execArgv: ['-c', String(this.cpus), process.execPath, ...execArgv] } : { execArgv };
       const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', ...pin });
