@@ -33,7 +33,7 @@ const { performance } = require('node:perf_hooks');
 const { Client } = require('pg');
 const { startController, apiClient, summary, loadAverage, cpuSeconds } = require('./lib/fleet-sim');
 const { ProcFleet } = require('./lib/fleet-sim-procs');
-const { startPrivatePostgres } = require('./lib/private-postgres');
+const { startPrivatePostgres, processTree } = require('./lib/private-postgres');
 
 const HELP = `usage: node bench/failover-sim.js [options]
   --agents N              simulated agents (default 200; BENCH_FAILOVER_AGENTS)
@@ -45,11 +45,13 @@ const HELP = `usage: node bench/failover-sim.js [options]
   --timeout S             give up waiting for A's agents after S seconds (default 120)
   --procs P               simulator child processes, each owning a slice of the agents
                           (default: one per 250 agents)
-  --controller-cpus LIST  pin both controllers (taskset), e.g. 0; the simulator children are
-                          not pinned
+  --controller-cpus LIST  pin both controllers (taskset), e.g. 0
+  --sim-cpus LIST         pin the simulator (its children and this process) and PostgreSQL, e.g. 1:
+                          with --controller-cpus 0, B has a core to itself (as on a host of its own)
   --out FILE              result JSON (default bench/results/failover-sim.json)
 environment:
   BENCH_B_CPU_PROF=DIR     run replica B with node --cpu-prof (written to DIR when B stops)
+  BENCH_SIM_CPU_PROF=DIR   run each simulator child with node --cpu-prof (written to DIR when it exits)
   BENCH_DIAG_DIR=DIR      diagnostics: both controllers' log lines (a.jsonl, b.jsonl), pg_stat_activity
                           every 250 ms (pg.jsonl; gaps between samples show this process's event loop
                           stalls) and the phase starts (phase.jsonl), each line with ms since start
@@ -60,7 +62,7 @@ function options() {
     options: {
       agents: { type: 'string' }, containers: { type: 'string' }, 'violations-per-s': { type: 'string' },
       'actions-per-s': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'offline-after': { type: 'string' },
-      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' }, 'controller-cpus': { type: 'string' },
+      timeout: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' }, procs: { type: 'string' }, 'controller-cpus': { type: 'string' }, 'sim-cpus': { type: 'string' },
     },
   });
   if (values.help) {
@@ -83,6 +85,7 @@ function options() {
     timeoutS: num(values.timeout, 120, 'timeout'),
     procs: values.procs !== undefined ? Math.max(1, num(values.procs, 1, 'procs')) : undefined,
     controllerCpus: values['controller-cpus'],
+    simCpus: values['sim-cpus'],
     out: values.out ?? join(__dirname, 'results', 'failover-sim.json'),
   };
 }
@@ -106,6 +109,28 @@ function tcpCounters() {
     return undefined;
   }
 }
+/** The machine's CPU time (all cores), busy and in all, in seconds, from /proc/stat; undefined elsewhere. */
+function machineCpu() {
+  try {
+    const f = require('node:fs').readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = f.reduce((x, y) => x + y, 0);
+    return { busy: (total - f[3] - f[4]) / 100, total: total / 100 }; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds of every process of the PostgreSQL tree, by pid (backends come and go). */
+function treeCpu(rootPid) {
+  const out = new Map();
+  for (const pid of processTree(rootPid)) {
+    try { out.set(pid, cpuSeconds(pid)); } catch { /* gone */ }
+  }
+  return out;
+}
+/** CPU used between two treeCpu readings: processes alive at both, plus those started since (an exited one's last part is missed). */
+const treeDelta = (a, b) => [...b].reduce((sum, [pid, s]) => sum + s - (a.get(pid) ?? 0), 0);
+
 const tcpDelta = (a, b) => (a && b ? { listenOverflows: b.listenOverflows - a.listenOverflows, synRetrans: b.synRetrans - a.synRetrans } : undefined);
 
 async function main() {
@@ -120,6 +145,11 @@ async function main() {
     const pg = await startPrivatePostgres();
     stops.push(() => pg.stop());
     result.postgres = pg.version;
+    if (o.simCpus) {
+      // PostgreSQL's backends fork from the postmaster after this, so they inherit its CPUs.
+      const { execFileSync } = require('node:child_process');
+      for (const pid of [process.pid, ...processTree(pg.postmasterPid)]) execFileSync('taskset', ['-a', '-p', '-c', o.simCpus, String(pid)], { stdio: 'ignore' });
+    }
     const DIAG = process.env.BENCH_DIAG_DIR;
     const diagT0 = performance.now();
     const diagLog = (f, o) => { if (DIAG) require('node:fs').appendFileSync(join(DIAG, f), JSON.stringify({ t: Math.round(performance.now() - diagT0), ...o }) + '\n'); };
@@ -157,8 +187,13 @@ async function main() {
     // runs every command it gets (a pause) and counts it by command id (run twice is a finding).
     // Half the fleet lists A first, half B first: each replica holds about half.
     fleet = new ProcFleet({
-      procs: o.procs, controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
-      controllersFor: (idx) => (idx % 2 === 0 ? [a.grpcAddress, b.grpcAddress] : [b.grpcAddress, a.grpcAddress]),
+      procs: o.procs, cpus: o.simCpus, controller: a, api: apiA, agents: o.agents, containers: o.containers, stateDir: join(dir, 'agents'), spool: true,
+      // Host i runs in child i % procs: alternate A-first and B-first by i / procs, so every child
+      // holds about as many of A's agents as of B's. (By i % 2, with 4 children, two of them held
+      // all of A's agents: the takeover's client-side TLS handshakes and stream set-ups — as much
+      // CPU per agent as B's side — queued in two event loops, and each child's agents were
+      // welcomed together at the end of its own queue, at a time set by its share of A's agents.)
+      controllersFor: (idx) => (Math.floor(idx / o.procs) % 2 === 0 ? [a.grpcAddress, b.grpcAddress] : [b.grpcAddress, a.grpcAddress]),
     });
     stops.push(() => fleet.stop());
     result.procs = o.procs;
@@ -221,6 +256,8 @@ async function main() {
     const killedAtWall = Date.now(); // the children report wall-clock times
     // B's own CPU over the takeover (utime + stime): what the machine's load does not change much.
     const bCpuAtKill = cpuSeconds(b.pid);
+    // Where the machine's CPU went over the takeover: B, the simulator (children and this process), PostgreSQL, the rest.
+    const cpuAtKill = { machine: machineCpu(), children: fleet.childStats.map((c) => c.cpuS), self: process.cpuUsage(), pg: treeCpu(pg.postmasterPid) };
     diagLog('phase.jsonl', { phase: 'kill' });
     process.kill(a.pid, 'SIGKILL');
     // When the kernel had torn A down (its sockets closed): the agents cannot notice before.
@@ -237,6 +274,21 @@ async function main() {
       await sleep(20);
     }
     const bCpuTakeoverS = Math.round((cpuSeconds(b.pid) - bCpuAtKill) * 100) / 100;
+    const takeoverS = (performance.now() - killedAt) / 1000;
+    const machineEnd = machineCpu();
+    const r2 = (x) => Math.round(x * 100) / 100;
+    const selfCpu = process.cpuUsage(cpuAtKill.self);
+    const cpuAccount = {
+      seconds: r2(takeoverS),
+      bCpuS: bCpuTakeoverS,
+      simChildrenCpuS: fleet.childStats.map((c, i) => r2(c.cpuS - cpuAtKill.children[i])),
+      simParentCpuS: r2((selfCpu.user + selfCpu.system) / 1e6),
+      postgresCpuS: r2(treeDelta(cpuAtKill.pg, treeCpu(pg.postmasterPid))),
+      ...(cpuAtKill.machine && machineEnd ? { machineBusyCpuS: r2(machineEnd.busy - cpuAtKill.machine.busy), machineCpuS: r2(machineEnd.total - cpuAtKill.machine.total) } : {}),
+    };
+    if (cpuAccount.machineBusyCpuS !== undefined) {
+      cpuAccount.otherCpuS = r2(cpuAccount.machineBusyCpuS - cpuAccount.bCpuS - cpuAccount.simChildrenCpuS.reduce((x, y) => x + y, 0) - cpuAccount.simParentCpuS - cpuAccount.postgresCpuS);
+    }
     const tcpTakeover = tcpDelta(tcpAtKill, tcpCounters());
     const times = [...back.values()].sort((x, y) => x - y);
     result.failover = {
@@ -249,6 +301,13 @@ async function main() {
       bCpuSteadyPerS,
       /** Machine-wide TCP counters over the takeover: connects to B dropped on a full accept queue, SYNs retransmitted. */
       tcp: tcpTakeover,
+      /**
+       * CPU seconds from the kill until the last agent was back: B, each simulator child, this
+       * process, PostgreSQL, the machine busy and in all (cores × seconds), and the rest (other
+       * processes on the machine, kernel work not charged to these). Busy near all = the machine
+       * was the bound.
+       */
+      cpu: cpuAccount,
     };
     result.failover.phases = phases(onA, killedAtWall, b.grpcAddress, back);
     result.failover.aExitedMs = await aExited;

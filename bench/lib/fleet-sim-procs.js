@@ -22,7 +22,7 @@ class ProcFleet {
    * `procs` children; the rest as Fleet (controller, api, agents, containers, stateDir, spool,
    * linkOptions). `controllersFor(idx)` gives each host's controller list (default: the one).
    */
-  constructor({ procs, controllersFor, nice = 0, ...fleetOpts }) {
+  constructor({ procs, controllersFor, nice = 0, cpus, ...fleetOpts }) {
     this.procs = Math.max(1, procs);
     /**
      * The children's nice value. The scheduler shares a busy machine's cores per process, so
@@ -31,6 +31,8 @@ class ProcFleet {
      * A positive value lets the controller have its share first.
      */
     this.nice = nice;
+    /** taskset CPU list for every child ("1"), or undefined. */
+    this.cpus = cpus;
     this.fleetOpts = fleetOpts;
     this.enroller = new Fleet(fleetOpts);
     this.controllersFor = controllersFor ?? (() => [fleetOpts.controller.grpcAddress]);
@@ -58,7 +60,11 @@ class ProcFleet {
     const slices = Array.from({ length: this.procs }, () => []);
     for (const h of this.hosts) slices[h.idx % this.procs].push(h);
     await Promise.all(slices.map(async (slice, ci) => {
-      const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+      // BENCH_SIM_CPU_PROF=DIR: each child under node --cpu-prof (written to DIR when it exits).
+      const execArgv = [...process.execArgv, ...(process.env.BENCH_SIM_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_SIM_CPU_PROF] : [])];
+      // cpus: started through taskset (the IPC channel's descriptor survives its exec).
+      const pin = this.cpus ? { execPath: 'taskset', execArgv: ['-c', String(this.cpus), process.execPath, ...execArgv] } : { execArgv };
+      const child = fork(join(__dirname, 'fleet-sim-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', ...pin });
       if (this.nice) require('node:os').setPriority(child.pid, this.nice);
       const stat = { loopDelayMaxMs: 0, cpuS: 0, hosts: slice.length };
       this.childStats.push(stat);

@@ -247,6 +247,66 @@ t.test('agent link with several controller addresses', async (t) => {
     t.same(lines.filter((l) => l['msg'] === 'controller link down').map((l) => l['reason']), [], 'the link never went down');
   });
 
+  t.test('a trust bundle repeated with every welcome is checked once; a changed or refused one every time', async (t) => {
+    // A minimal AgentLink server (real gRPC and TLS) that welcomes, sends `bundle` as the
+    // controller does after every welcome, then ends the stream: the agent reconnects, as a
+    // dead replica's agents all do at once. Parsing and verifying the same bundle on every
+    // reconnect was a tenth of the simulated agents' CPU in a failover.
+    const proto = loadProto();
+    const other = await initPki(join(dir, 'other-ca'), ['localhost']);
+    let bundle = { caPem: pki.ca.certPem, issuingCaFingerprint: pki.caFingerprint };
+    let welcomes = 0;
+    const server = new grpc.Server();
+    server.addService(proto.bulkhead.v1.AgentLink.service, {
+      Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+        call.on('data', (m: AgentMessage__Output) => {
+          if (m.body !== 'hello') return;
+          call.write({ welcome: { agentId, heartbeatIntervalMs: 1_000, serverTimeMs: Date.now() } });
+          call.write({ trust: bundle });
+          welcomes += 1;
+          setTimeout(() => call.end(), 30);
+        });
+        call.on('error', () => undefined);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
+      '127.0.0.1:0',
+      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ));
+    t.teardown(() => server.forceShutdown());
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({ name: 'link', level: 'info', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
+    const agentLink = new ControllerLink({
+      credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger,
+      controller: [`127.0.0.1:${port}`], minBackoffMs: 20, maxBackoffMs: 40, backoffSpreadMs: 40,
+    });
+    t.teardown(() => agentLink.stop());
+    agentLink.start();
+    const welcomed = async (n: number): Promise<void> => {
+      await waitFor(`${n} welcomes`, async () => welcomes >= n && agentLink.state !== 'connecting', 10_000, 10);
+    };
+    await welcomed(4);
+    await new Promise((r) => setTimeout(r, 50));
+    t.equal(agentLink.trustBundlesChecked, 1, `the same bundle after ${welcomes} welcomes: checked once`);
+
+    // A rotation: the bundle adds a CA. Taken (and acknowledged) once, then settled again.
+    bundle = { caPem: pki.ca.certPem + other.ca.certPem, issuingCaFingerprint: pki.caFingerprint };
+    const before = welcomes;
+    await welcomed(before + 3);
+    await new Promise((r) => setTimeout(r, 50));
+    t.equal(agentLink.trustBundlesChecked, 2, 'the changed bundle checked once more, its repeats not');
+    t.equal(lines.filter((l) => l['msg'] === 'trusted controller CAs updated').length, 1, 'the new CAs taken once');
+
+    // A bundle that is refused (it names an issuing CA it does not hold) is never settled: refused again each time.
+    bundle = { caPem: pki.ca.certPem + other.ca.certPem, issuingCaFingerprint: `sha256:${'0'.repeat(64)}` };
+    const refusedFrom = welcomes;
+    await welcomed(refusedFrom + 3);
+    await new Promise((r) => setTimeout(r, 50));
+    const refusals = lines.filter((l) => l['msg'] === 'trust bundle from the controller refused; keeping the CAs trusted now').length;
+    t.ok(refusals >= 3, `a refused bundle is checked and refused on every welcome (${refusals} times in ${welcomes - refusedFrom} welcomes)`);
+  });
+
   t.test('a replica that stops answering without closing the connection: the watchdog moves on', async (t) => {
     const frozenPath = await relay(t, b.port);
     const c = await startGrpcServer({ listen: '127.0.0.1:0', store, pki, logger: silent, link });

@@ -217,6 +217,18 @@ export class ControllerLink {
   private hashCache: string | undefined;
   /** Full snapshots sent and skipped (the controller held the same state hash), since start. */
   private snapshotCounts = { sent: 0, skipped: 0 };
+  /** The certificate's expiry, parsed once per certificate (every attempt checks it). */
+  private notAfter: { certPem: string; ms: number } | undefined;
+  /**
+   * The last trust bundle that needed nothing (its CAs are the ones trusted now, and this
+   * agent's certificate is from its issuing CA), with the credentials it was checked against.
+   * Every welcome carries the bundle: a repeat of it is not parsed and verified again. After a
+   * replica failover the agents of the dead one reconnect at once, and these checks were a
+   * tenth of the simulated agents' CPU (BENCHMARKS.md, failover 2026-12-07 evening).
+   */
+  private trustSettled: { caPem: string; issuingCaFingerprint: string; ownCaPem: string; certPem: string } | undefined;
+  /** Trust bundles checked (parsed and verified) since start; a repeat that needed nothing before is not. */
+  trustBundlesChecked = 0;
 
   constructor(private readonly opts: ControllerLinkOptions) {
     this.creds = opts.credentials;
@@ -406,7 +418,8 @@ export class ControllerLink {
     }
     if ((this.stateValue as LinkState) === 'stopped') return; // stopped while we awaited
     // An expired certificate fails every handshake; say why and what to do instead of a TLS error.
-    const notAfter = new Date(new X509Certificate(this.creds.certPem).validTo);
+    if (this.notAfter?.certPem !== this.creds.certPem) this.notAfter = { certPem: this.creds.certPem, ms: new Date(new X509Certificate(this.creds.certPem).validTo).getTime() };
+    const notAfter = new Date(this.notAfter.ms);
     if (notAfter.getTime() <= Date.now()) {
       const hint = this.opts.renewal ? reenrollHint(this.creds, this.opts.renewal.stateDir) : 'bulkhead-agent enroll --controller HOST:PORT --token <new join token> --ca-fingerprint sha256:… --state-dir <state dir>';
       this.fail(new BulkheadError('BK_ERR_CERT_EXPIRED', `the agent certificate expired at ${notAfter.toISOString()} and was not renewed in time; the controller refuses it. Enroll this host again: ${hint}`));
@@ -505,6 +518,10 @@ export class ControllerLink {
    * certificate not from the issuing CA is renewed at once, under it.
    */
   private onTrust(b: TrustBundleInput): void {
+    const settled = this.trustSettled;
+    if (settled && settled.caPem === b.caPem && settled.issuingCaFingerprint === b.issuingCaFingerprint
+      && settled.ownCaPem === this.creds.caPem && settled.certPem === this.creds.certPem) return;
+    this.trustBundlesChecked += 1;
     let t: ReturnType<typeof acceptTrustBundle>;
     try {
       t = acceptTrustBundle(this.creds.caPem, b);
@@ -525,11 +542,16 @@ export class ControllerLink {
       this.opts.logger.info({ trustedCas: t.fingerprints, issuingCa: b.issuingCaFingerprint }, 'trusted controller CAs updated');
       this.send({ trustAck: { caFingerprints: t.fingerprints } });
     }
-    if (!issuedByOneOf(this.creds.certPem, t.issuingCaPem) && this.renewer && this.renewingForCa !== b.issuingCaFingerprint) {
-      this.renewingForCa = b.issuingCaFingerprint;
-      this.opts.logger.info({ issuingCa: b.issuingCaFingerprint }, 'this agent\'s certificate is not from the controller\'s issuing CA; renewing it now');
-      void this.renewer.renewNow();
+    if (!issuedByOneOf(this.creds.certPem, t.issuingCaPem)) {
+      if (this.renewer && this.renewingForCa !== b.issuingCaFingerprint) {
+        this.renewingForCa = b.issuingCaFingerprint;
+        this.opts.logger.info({ issuingCa: b.issuingCaFingerprint }, 'this agent\'s certificate is not from the controller\'s issuing CA; renewing it now');
+        void this.renewer.renewNow();
+      }
+      return;
     }
+    // Stored (when it changed) and this certificate is from its issuing CA: the same bundle again needs nothing.
+    this.trustSettled = { caPem: b.caPem, issuingCaFingerprint: b.issuingCaFingerprint, ownCaPem: this.creds.caPem, certPem: this.creds.certPem };
   }
 
   private onWelcome(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, heartbeatMs: number, snapshotNotNeeded: boolean): void {
