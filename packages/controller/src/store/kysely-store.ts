@@ -15,7 +15,7 @@ import type {
 } from './store';
 import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
 import { helloAcceptable } from './store';
-import { migrateToLatest } from './migrations';
+import { ensurePgSearchIndexes, migrateToLatest, SEARCH_ID_HEAD } from './migrations';
 import { pgRowsByKeys } from './pg-keys';
 import { parseStoredFacts } from './stored-facts';
 import type { AlertStore } from '../alerts/alert-store';
@@ -94,6 +94,14 @@ export abstract class KyselyStore implements Store {
 
   async migrate(): Promise<void> {
     await migrateToLatest(this.db);
+  }
+
+  /**
+   * PostgreSQL: the free-text search indexes (0025_container_search), created if missing now
+   * that pg_trgm may exist; what is still missing and why. SQLite's are created by the migration.
+   */
+  async ensureSearchIndexes(): Promise<{ missing: string[]; reason?: string }> {
+    return this.postgres ? ensurePgSearchIndexes(this.db, { inTransaction: false }) : { missing: [] };
   }
 
   async close(): Promise<void> {
@@ -646,7 +654,8 @@ where agents.id = v.id`.execute(this.db);
     const imageRefs = this.postgres && q.image !== undefined && q.image !== '' ? await this.imageRefsMatching(q.image) : undefined;
     // No stored image reference matches: neither does any container.
     if (imageRefs !== undefined && imageRefs.length === 0) return [];
-    const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs);
+    const searchMatch = !this.postgres && q.search !== undefined ? await this.sqliteSearchMatch(q.search) : undefined;
+    const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs, searchMatch);
     // No parallel workers for a page on PostgreSQL: the walk usually stops after a few thousand
     // index entries, but the planner, underestimating how many rows pass the label and image
     // filters, plans a parallel scan of the whole index, and starting its workers cost ~50 ms a
@@ -773,7 +782,7 @@ where agents.id = v.id`.execute(this.db);
    * 'running'` is nearly all of them. The walk of the sort's index then tests the filter in
    * the index and stops at the page. PostgreSQL keeps statistics (and has no unary + on text).
    */
-  private containerListFilters(q: ContainerQuery, order: 'default' | 'state' | 'other', imageRefs?: readonly string[]): RawBuilder<SqlBool>[] {
+  private containerListFilters(q: ContainerQuery, order: 'default' | 'state' | 'other', imageRefs?: readonly string[], searchMatch?: string): RawBuilder<SqlBool>[] {
     const c = (col: string) => sql.ref(`containers.${col}`);
     const notLeading = (col: string) => (this.postgres ? c(col) : sql`+${c(col)}`);
     const conds: RawBuilder<SqlBool>[] = [];
@@ -794,6 +803,13 @@ where agents.id = v.id`.execute(this.db);
       conds.push(
         sql<SqlBool>`(lower(${c('name')}) like ${pattern} escape '\\' or lower(${c('image_ref')}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\')`,
       );
+      // SQLite: the search index's candidates (a superset of the matches; the test above stays
+      // the judge), when few enough to read them first (sqliteSearchMatch).
+      if (searchMatch !== undefined) {
+        conds.push(
+          sql<SqlBool>`(${c('agent_id')}, ${c('id')}) in (select ${sql.ref('k.agent_id')}, ${sql.ref('k.id')} from ${sql.table('container_search')} join ${sql.table('container_search_keys')} as k on ${sql.ref('k.n')} = ${sql.ref('container_search.rowid')} where ${sql.ref('container_search')} match ${searchMatch})`,
+        );
+      }
     }
     if (q.includeRemoved !== true) conds.push(sql<SqlBool>`${c('removed')} = ${0}`);
     const project = order === 'default' ? c('project') : notLeading('project');
@@ -817,6 +833,27 @@ where agents.id = v.id`.execute(this.db);
     }
     if (conds.length === 0) conds.push(sql<SqlBool>`1 = 1`);
     return conds;
+  }
+
+  /**
+   * SQLite: the FTS5 query (container_search, 0025_container_search) whose rows include every
+   * container the free-text filter matches, or undefined to keep the walk of the list's index:
+   * - under 3 characters (code points) the trigram index cannot answer (it matches nothing);
+   * - more than SEARCH_DRIVE_MAX candidates: then the walk finds a page of matches soon (at
+   *   least 1 row in 100 of 200,000 matches), and reading every candidate and sorting them
+   *   would cost more than it. Counting stops at the bound.
+   * The text is lowercased as the filter lowercases it; the tokenizer folds case (Unicode, a
+   * superset of SQLite's ASCII-only lower() and LIKE), so folded trigrams of a match are the
+   * query's. Inside an FTS5 string only `"` is special (doubled). The id's branch (a prefix)
+   * looks for the text's first SEARCH_ID_HEAD characters in the id's first SEARCH_ID_HEAD.
+   */
+  private async sqliteSearchMatch(search: string): Promise<string | undefined> {
+    const chars = [...search.toLowerCase()];
+    if (chars.length < 3) return undefined;
+    const phrase = (cs: string[]) => '"' + cs.join('').replace(/"/g, '""') + '"';
+    const match = `{name image_ref} : ${phrase(chars)} OR id_head : ${phrase(chars.slice(0, SEARCH_ID_HEAD))}`;
+    const { rows } = await sql<{ n: number }>`select count(*) as n from (select rowid from ${sql.table('container_search')} where ${sql.ref('container_search')} match ${match} limit ${SEARCH_DRIVE_MAX + 1})`.execute(this.db);
+    return Number(rows[0]?.n ?? 0) <= SEARCH_DRIVE_MAX ? match : undefined;
   }
 
   /**
@@ -1290,6 +1327,9 @@ function checkCount(n: number | undefined, field: string): number | undefined {
   if (!Number.isSafeInteger(n) || n < 0) throw new BulkheadError('BK_ERR_BAD_REQUEST', `${field} must be a non-negative integer, got ${n}`);
   return n;
 }
+
+/** SQLite: at most this many free-text candidates are read first and sorted (sqliteSearchMatch). */
+const SEARCH_DRIVE_MAX = 2000;
 
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => '\\' + c);
