@@ -233,7 +233,7 @@ t.test('PostgreSQL without pg_trgm: the controller starts, q= scans with the sam
   t.teardown(() => db.destroy());
   // The owner gives up CREATE on its database: a trusted extension then cannot be created,
   // as on a managed server that does not offer pg_trgm.
-  await sql.raw(`revoke create on database ${new URL(config.connectionString).pathname.slice(1)} from current_user`).execute(db);
+  await sql.raw(`do $$ begin execute format('revoke create on database %I from current_user', current_database()); end $$`).execute(db);
   const lines: Array<{ level: number; msg: string; missing?: string[]; err?: string }> = [];
   const logger = pino({ level: 'info' }, new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } }));
   const store = await openStore(config, { logger });
@@ -247,7 +247,7 @@ t.test('PostgreSQL without pg_trgm: the controller starts, q= scans with the sam
   await store.replaceContainers('agt_a', Array.from({ length: 24 }, (_, n) => cfacts('agt_a', n)), at(1));
   await checkAll(t, store, db, 'without the indexes');
   // The operator allows it again: the next start creates the indexes.
-  await sql.raw(`grant create on database ${new URL(config.connectionString).pathname.slice(1)} to current_user`).execute(db);
+  await sql.raw(`do $$ begin execute format('grant create on database %I to current_user', current_database()); end $$`).execute(db);
   const again = await openStore(config, { logger });
   await again.close();
   t.equal(lines.filter((l) => l.level === 40 && /free-text search/.test(l.msg)).length, 1, 'no new warning at the next start');
