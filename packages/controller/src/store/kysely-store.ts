@@ -671,6 +671,16 @@ where agents.id = v.id`.execute(this.db);
             return (await query.execute(trx)).rows;
           })
           : (await query.execute(this.db)).rows;
+    // PostgreSQL, free text with few matches: the page's keys from the trigram indexes' bitmap,
+    // sorted (pgSearchIsSparse), not a walk of the list's index.
+    const pgSearchFirst = this.postgres && q.search !== undefined && trigramIndexable(q.search.toLowerCase()) && (await this.pgSearchIsSparse(q.search));
+    const runSearchFirst = async (query: RawBuilder<ContainerKeyRow>): Promise<ContainerKeyRow[]> =>
+      (this.listReads ?? this.db).transaction().execute(async (trx) => {
+        await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
+        await sql`set local enable_indexscan = off`.execute(trx);
+        await sql`set local enable_indexonlyscan = off`.execute(trx);
+        return (await query.execute(trx)).rows;
+      });
     const dir = sql.raw(desc ? 'desc' : 'asc');
     const cmp = sql.raw(desc ? '<' : '>');
     const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
@@ -731,7 +741,7 @@ where agents.id = v.id`.execute(this.db);
         const orderBy = sql.join(order.map((e) => sql`${e} ${dir}`));
         // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
         const skip = offset !== undefined && offset > 0 ? sql`${limit === undefined ? sql` limit ${Number.MAX_SAFE_INTEGER}` : sql``} offset ${offset}` : sql``;
-        keys = await run(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
+        keys = await (pgSearchFirst ? runSearchFirst : run)(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
       }
     }
     const usageValues = usageSort;
@@ -858,6 +868,35 @@ where agents.id = v.id`.execute(this.db);
     const match = `{name image_ref} : ${phrase(chars)} OR id_head : ${phrase(chars.slice(0, SEARCH_ID_HEAD))}`;
     const { rows } = await sql<{ n: number }>`select count(*) as n from (select rowid from ${sql.table('container_search')} where ${sql.ref('container_search')} match ${match} limit ${SEARCH_DRIVE_MAX + 1})`.execute(this.db);
     return Number(rows[0]?.n ?? 0) <= SEARCH_DRIVE_MAX ? match : undefined;
+  }
+
+  /**
+   * PostgreSQL: whether the free text matches at most SEARCH_DRIVE_MAX containers (counted
+   * through the trigram indexes' bitmap only, stopping at the bound). Then the page's keys are
+   * read the same way and sorted (index scans off for that statement): the planner estimates a
+   * substring from a 100-bucket histogram, so a q matching one agent's 100 containers (0.05 %)
+   * looked like 1 % of the rows, and it walked the list's index expecting a page within 5 % of
+   * it — 300+ ms when the matches sat at its far end (p95 285 ms, BENCHMARKS.md). More
+   * matches: the walk finds a page soon. Without pg_trgm's indexes this is a sequential read
+   * (the scan q= always was), and the page is then read as before.
+   */
+  private async pgSearchIsSparse(search: string): Promise<boolean> {
+    const text = search.toLowerCase();
+    const pattern = '%' + escapeLike(text) + '%';
+    const idPrefix = escapeLike(text) + '%';
+    const c = (col: string) => sql.ref(`containers.${col}`);
+    return (this.listReads ?? this.db).transaction().execute(async (trx) => {
+      const have = (await sql<{ n: unknown }>`select count(*) as n from pg_indexes where schemaname = current_schema() and indexname in ('containers_search_name', 'containers_search_image', 'containers_search_id')`.execute(trx)).rows[0];
+      if (toNumber(have?.n) < 3) return false;
+      await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
+      await sql`set local enable_seqscan = off`.execute(trx);
+      await sql`set local enable_indexscan = off`.execute(trx);
+      await sql`set local enable_indexonlyscan = off`.execute(trx);
+      const r = (
+        await sql<{ n: unknown }>`select count(*) as n from (select 1 from ${sql.table('containers')} where lower(${c('name')}) like ${pattern} escape '\\' or lower(${c('image_ref')}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\' limit ${SEARCH_DRIVE_MAX + 1}) as m`.execute(trx)
+      ).rows[0];
+      return toNumber(r?.n) <= SEARCH_DRIVE_MAX;
+    });
   }
 
   /**
@@ -1340,7 +1379,7 @@ function trigramIndexable(text: string): boolean {
   return [...text].length >= 3 && /[\p{L}\p{N}]/u.test(text);
 }
 
-/** SQLite: at most this many free-text candidates are read first and sorted (sqliteSearchMatch). */
+/** At most this many free-text candidates are read first and sorted (sqliteSearchMatch, pgSearchIsSparse). */
 const SEARCH_DRIVE_MAX = 2000;
 
 function escapeLike(s: string): string {
