@@ -671,9 +671,9 @@ where agents.id = v.id`.execute(this.db);
             return (await query.execute(trx)).rows;
           })
           : (await query.execute(this.db)).rows;
-    // PostgreSQL, free text with few matches: the page's keys from the trigram indexes' bitmap,
-    // sorted (pgSearchIsSparse), not a walk of the list's index.
-    const pgSearchFirst = this.postgres && q.search !== undefined && trigramIndexable(q.search.toLowerCase()) && (await this.pgSearchIsSparse(q.search));
+    // PostgreSQL, free text the trigram indexes can answer: the page may be read from their
+    // bitmap and sorted rather than by a walk of the list's index (decided below, pgSearchProbe).
+    const pgSearchIndexed = this.postgres && q.search !== undefined && trigramIndexable(q.search.toLowerCase()) && (await this.pgHasSearchIndexes());
     const runSearchFirst = async (query: RawBuilder<ContainerKeyRow>): Promise<ContainerKeyRow[]> =>
       (this.listReads ?? this.db).transaction().execute(async (trx) => {
         await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
@@ -741,6 +741,12 @@ where agents.id = v.id`.execute(this.db);
         const orderBy = sql.join(order.map((e) => sql`${e} ${dir}`));
         // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
         const skip = offset !== undefined && offset > 0 ? sql`${limit === undefined ? sql` limit ${Number.MAX_SAFE_INTEGER}` : sql``} offset ${offset}` : sql``;
+        let pgSearchFirst = false;
+        if (pgSearchIndexed) {
+          // The conditions without the free text: the list's filters and the cursor's position.
+          const base = [...this.containerListFilters({ ...q, search: undefined }, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs), ...where.slice(conds.length)];
+          pgSearchFirst = limit === undefined || (await this.pgSearchProbe(q.search!, base, orderBy, limit + (offset ?? 0), run));
+        }
         keys = await (pgSearchFirst ? runSearchFirst : run)(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
       }
     }
@@ -870,33 +876,33 @@ where agents.id = v.id`.execute(this.db);
     return Number(rows[0]?.n ?? 0) <= SEARCH_DRIVE_MAX ? match : undefined;
   }
 
+  /** PostgreSQL: whether 0025_container_search's trigram indexes exist (pg_trgm may be missing). */
+  private async pgHasSearchIndexes(): Promise<boolean> {
+    const r = (await sql<{ n: unknown }>`select count(*) as n from pg_indexes where schemaname = current_schema() and indexname in ('containers_search_name', 'containers_search_image', 'containers_search_id')`.execute(this.db)).rows[0];
+    return toNumber(r?.n) === 3;
+  }
+
   /**
-   * PostgreSQL: whether the free text matches at most SEARCH_DRIVE_MAX containers (counted
-   * through the trigram indexes' bitmap only, stopping at the bound). Then the page's keys are
-   * read the same way and sorted (index scans off for that statement): the planner estimates a
-   * substring from a 100-bucket histogram, so a q matching one agent's 100 containers (0.05 %)
-   * looked like 1 % of the rows, and it walked the list's index expecting a page within 5 % of
-   * it — 300+ ms when the matches sat at its far end (p95 285 ms, BENCHMARKS.md). More
-   * matches: the walk finds a page soon. Without pg_trgm's indexes this is a sequential read
-   * (the scan q= always was), and the page is then read as before.
+   * PostgreSQL: whether a free-text page should be read from the trigram indexes' bitmap and
+   * sorted, because the walk of the list's index would not find `need` matches within its
+   * next SEARCH_PROBE_ROWS entries (a bounded probe of that walk, which stops at `need` hits).
+   * The planner cannot tell: it estimates a substring from a 100-bucket histogram, so a q
+   * matching one agent's 100 containers (0.05 %) looked like ~1 % of the rows, and it walked
+   * the index expecting a page early — 300+ ms when the matches sat at its far end
+   * (BENCHMARKS.md). A q most containers match fills the page in the probe's first rows, and
+   * the walk is then cheaper than building the bitmap of every match. Same rows either way.
    */
-  private async pgSearchIsSparse(search: string): Promise<boolean> {
+  private async pgSearchProbe(
+    search: string, base: RawBuilder<SqlBool>[], orderBy: RawBuilder<unknown>, need: number,
+    run: (q: RawBuilder<ContainerKeyRow>) => Promise<ContainerKeyRow[]>,
+  ): Promise<boolean> {
     const text = search.toLowerCase();
     const pattern = '%' + escapeLike(text) + '%';
     const idPrefix = escapeLike(text) + '%';
     const c = (col: string) => sql.ref(`containers.${col}`);
-    return (this.listReads ?? this.db).transaction().execute(async (trx) => {
-      const have = (await sql<{ n: unknown }>`select count(*) as n from pg_indexes where schemaname = current_schema() and indexname in ('containers_search_name', 'containers_search_image', 'containers_search_id')`.execute(trx)).rows[0];
-      if (toNumber(have?.n) < 3) return false;
-      await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
-      await sql`set local enable_seqscan = off`.execute(trx);
-      await sql`set local enable_indexscan = off`.execute(trx);
-      await sql`set local enable_indexonlyscan = off`.execute(trx);
-      const r = (
-        await sql<{ n: unknown }>`select count(*) as n from (select 1 from ${sql.table('containers')} where lower(${c('name')}) like ${pattern} escape '\\' or lower(${c('image_ref')}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\' limit ${SEARCH_DRIVE_MAX + 1}) as m`.execute(trx)
-      ).rows[0];
-      return toNumber(r?.n) <= SEARCH_DRIVE_MAX;
-    });
+    const w = (col: string) => sql.ref(`w.${col}`);
+    const rows = await run(sql<ContainerKeyRow>`select count(*) as sort_value from (select 1 from (select ${c('name')}, ${c('image_ref')}, ${c('id')} from ${sql.table('containers')} where ${sql.join(base.length > 0 ? base : [sql<SqlBool>`1 = 1`], sql` and `)} order by ${orderBy} limit ${SEARCH_PROBE_ROWS}) as w where lower(${w('name')}) like ${pattern} escape '\\' or lower(${w('image_ref')}) like ${pattern} escape '\\' or ${w('id')} like ${idPrefix} escape '\\' limit ${need}) as s`);
+    return toNumber(rows[0]?.sort_value) < need;
   }
 
   /**
@@ -1379,8 +1385,11 @@ function trigramIndexable(text: string): boolean {
   return [...text].length >= 3 && /[\p{L}\p{N}]/u.test(text);
 }
 
-/** At most this many free-text candidates are read first and sorted (sqliteSearchMatch, pgSearchIsSparse). */
+/** SQLite: at most this many free-text candidates are read first and sorted (sqliteSearchMatch). */
 const SEARCH_DRIVE_MAX = 2000;
+
+/** PostgreSQL: how many list entries the free-text probe reads before preferring the trigram bitmap (pgSearchProbe). */
+const SEARCH_PROBE_ROWS = 10_000;
 
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => '\\' + c);
