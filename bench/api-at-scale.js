@@ -217,6 +217,13 @@ async function measure(ctl, api, fleet, pg) {
     await time('console: sort=image, state=running', '/v1/containers?sort=image&state=running&limit=100');
     await time('console: sort=-state', '/v1/containers?sort=-state&limit=100');
     await time('console: q=free text (name substring)', () => `/v1/containers?q=sim-${Math.floor(rnd() * N)}-&limit=100`);
+    // Free text's other shapes: an image most containers run (many matches: the page fills
+    // early), an id prefix, a text nothing matches (nothing stops a walk), two characters
+    // (below the trigram index's 3: a walk).
+    await time('console: q=image many run (nginx)', '/v1/containers?q=nginx&limit=100');
+    await time('console: q=id prefix (8 chars)', () => `/v1/containers?q=${pick(fleet.sampleContainers).id.slice(0, 8)}&limit=100`);
+    await time('console: q=matching nothing', '/v1/containers?q=no-such-container&limit=100');
+    await time('console: q=2 characters (walk)', '/v1/containers?q=q7&limit=100');
     await time(`console: rule=${firstRule} (breaks rule X)`, `/v1/containers?rule=${firstRule}&limit=100`);
     await time(`console: rule=${firstRule}, sort=-cpu`, `/v1/containers?rule=${firstRule}&sort=-cpu&limit=100`);
     await time('console: state=exited, sort=-cpu (no exited container has a reading)', '/v1/containers?state=exited&sort=-cpu&limit=100');

@@ -15,7 +15,7 @@ import type {
 } from './store';
 import type { AgentPolicyStatusTable, PoliciesTable, ScansTable, ViolationsTable } from './schema';
 import { helloAcceptable } from './store';
-import { migrateToLatest } from './migrations';
+import { ensurePgSearchIndexes, migrateToLatest, SEARCH_ID_HEAD } from './migrations';
 import { pgRowsByKeys } from './pg-keys';
 import { parseStoredFacts } from './stored-facts';
 import type { AlertStore } from '../alerts/alert-store';
@@ -94,6 +94,14 @@ export abstract class KyselyStore implements Store {
 
   async migrate(): Promise<void> {
     await migrateToLatest(this.db);
+  }
+
+  /**
+   * PostgreSQL: the free-text search indexes (0025_container_search), created if missing now
+   * that pg_trgm may exist; what is still missing and why. SQLite's are created by the migration.
+   */
+  async ensureSearchIndexes(): Promise<{ missing: string[]; reason?: string }> {
+    return this.postgres ? ensurePgSearchIndexes(this.db, { inTransaction: false }) : { missing: [] };
   }
 
   async close(): Promise<void> {
@@ -646,7 +654,8 @@ where agents.id = v.id`.execute(this.db);
     const imageRefs = this.postgres && q.image !== undefined && q.image !== '' ? await this.imageRefsMatching(q.image) : undefined;
     // No stored image reference matches: neither does any container.
     if (imageRefs !== undefined && imageRefs.length === 0) return [];
-    const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs);
+    const searchMatch = !this.postgres && q.search !== undefined ? await this.sqliteSearchMatch(q.search) : undefined;
+    const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs, searchMatch);
     // No parallel workers for a page on PostgreSQL: the walk usually stops after a few thousand
     // index entries, but the planner, underestimating how many rows pass the label and image
     // filters, plans a parallel scan of the whole index, and starting its workers cost ~50 ms a
@@ -662,6 +671,16 @@ where agents.id = v.id`.execute(this.db);
             return (await query.execute(trx)).rows;
           })
           : (await query.execute(this.db)).rows;
+    // PostgreSQL, free text the trigram indexes can answer: the page may be read from their
+    // bitmap and sorted rather than by a walk of the list's index (decided below, pgSearchProbe).
+    const pgSearchIndexed = this.postgres && q.search !== undefined && trigramIndexable(q.search.toLowerCase()) && (await this.pgHasSearchIndexes());
+    const runSearchFirst = async (query: RawBuilder<ContainerKeyRow>): Promise<ContainerKeyRow[]> =>
+      (this.listReads ?? this.db).transaction().execute(async (trx) => {
+        await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
+        await sql`set local enable_indexscan = off`.execute(trx);
+        await sql`set local enable_indexonlyscan = off`.execute(trx);
+        return (await query.execute(trx)).rows;
+      });
     const dir = sql.raw(desc ? 'desc' : 'asc');
     const cmp = sql.raw(desc ? '<' : '>');
     const page = (n: number | undefined) => (n !== undefined ? sql` limit ${n}` : sql``);
@@ -722,7 +741,13 @@ where agents.id = v.id`.execute(this.db);
         const orderBy = sql.join(order.map((e) => sql`${e} ${dir}`));
         // Both dialects need a LIMIT before an OFFSET; "no limit" is spelled as a huge one.
         const skip = offset !== undefined && offset > 0 ? sql`${limit === undefined ? sql` limit ${Number.MAX_SAFE_INTEGER}` : sql``} offset ${offset}` : sql``;
-        keys = await run(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
+        let pgSearchFirst = false;
+        if (pgSearchIndexed) {
+          // The conditions without the free text: the list's filters and the cursor's position.
+          const base = [...this.containerListFilters({ ...q, search: undefined }, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs), ...where.slice(conds.length)];
+          pgSearchFirst = limit === undefined || (await this.pgSearchProbe(q.search!, base, orderBy, limit + (offset ?? 0), run));
+        }
+        keys = await (pgSearchFirst ? runSearchFirst : run)(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
       }
     }
     const usageValues = usageSort;
@@ -773,7 +798,7 @@ where agents.id = v.id`.execute(this.db);
    * 'running'` is nearly all of them. The walk of the sort's index then tests the filter in
    * the index and stops at the page. PostgreSQL keeps statistics (and has no unary + on text).
    */
-  private containerListFilters(q: ContainerQuery, order: 'default' | 'state' | 'other', imageRefs?: readonly string[]): RawBuilder<SqlBool>[] {
+  private containerListFilters(q: ContainerQuery, order: 'default' | 'state' | 'other', imageRefs?: readonly string[], searchMatch?: string): RawBuilder<SqlBool>[] {
     const c = (col: string) => sql.ref(`containers.${col}`);
     const notLeading = (col: string) => (this.postgres ? c(col) : sql`+${c(col)}`);
     const conds: RawBuilder<SqlBool>[] = [];
@@ -791,9 +816,20 @@ where agents.id = v.id`.execute(this.db);
       const text = q.search.toLowerCase();
       const pattern = '%' + escapeLike(text) + '%';
       const idPrefix = escapeLike(text) + '%';
+      // PostgreSQL: a text pg_trgm takes no trigram from (under 3 characters, or no letter or
+      // digit) would make the trigram indexes read every entry (a bitmap of all 200,000 rows:
+      // 478 ms against the list walk's 151, BENCHMARKS.md); `|| ''` (the same value) hides them.
+      const hide = this.postgres && !trigramIndexable(text) ? sql` || ''` : sql``;
       conds.push(
-        sql<SqlBool>`(lower(${c('name')}) like ${pattern} escape '\\' or lower(${c('image_ref')}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\')`,
+        sql<SqlBool>`(lower(${c('name')}${hide}) like ${pattern} escape '\\' or lower(${c('image_ref')}${hide}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\')`,
       );
+      // SQLite: the search index's candidates (a superset of the matches; the test above stays
+      // the judge), when few enough to read them first (sqliteSearchMatch).
+      if (searchMatch !== undefined) {
+        conds.push(
+          sql<SqlBool>`(${c('agent_id')}, ${c('id')}) in (select ${sql.ref('k.agent_id')}, ${sql.ref('k.id')} from ${sql.table('container_search')} join ${sql.table('container_search_keys')} as k on ${sql.ref('k.n')} = ${sql.ref('container_search.rowid')} where ${sql.ref('container_search')} match ${searchMatch})`,
+        );
+      }
     }
     if (q.includeRemoved !== true) conds.push(sql<SqlBool>`${c('removed')} = ${0}`);
     const project = order === 'default' ? c('project') : notLeading('project');
@@ -817,6 +853,56 @@ where agents.id = v.id`.execute(this.db);
     }
     if (conds.length === 0) conds.push(sql<SqlBool>`1 = 1`);
     return conds;
+  }
+
+  /**
+   * SQLite: the FTS5 query (container_search, 0025_container_search) whose rows include every
+   * container the free-text filter matches, or undefined to keep the walk of the list's index:
+   * - under 3 characters (code points) the trigram index cannot answer (it matches nothing);
+   * - more than SEARCH_DRIVE_MAX candidates: then the walk finds a page of matches soon (at
+   *   least 1 row in 100 of 200,000 matches), and reading every candidate and sorting them
+   *   would cost more than it. Counting stops at the bound.
+   * The text is lowercased as the filter lowercases it; the tokenizer folds case (Unicode, a
+   * superset of SQLite's ASCII-only lower() and LIKE), so folded trigrams of a match are the
+   * query's. Inside an FTS5 string only `"` is special (doubled). The id's branch (a prefix)
+   * looks for the text's first SEARCH_ID_HEAD characters in the id's first SEARCH_ID_HEAD.
+   */
+  private async sqliteSearchMatch(search: string): Promise<string | undefined> {
+    const chars = [...search.toLowerCase()];
+    if (chars.length < 3) return undefined;
+    const phrase = (cs: string[]) => '"' + cs.join('').replace(/"/g, '""') + '"';
+    const match = `{name image_ref} : ${phrase(chars)} OR id_head : ${phrase(chars.slice(0, SEARCH_ID_HEAD))}`;
+    const { rows } = await sql<{ n: number }>`select count(*) as n from (select rowid from ${sql.table('container_search')} where ${sql.ref('container_search')} match ${match} limit ${SEARCH_DRIVE_MAX + 1})`.execute(this.db);
+    return Number(rows[0]?.n ?? 0) <= SEARCH_DRIVE_MAX ? match : undefined;
+  }
+
+  /** PostgreSQL: whether 0025_container_search's trigram indexes exist (pg_trgm may be missing). */
+  private async pgHasSearchIndexes(): Promise<boolean> {
+    const r = (await sql<{ n: unknown }>`select count(*) as n from pg_indexes where schemaname = current_schema() and indexname in ('containers_search_name', 'containers_search_image', 'containers_search_id')`.execute(this.db)).rows[0];
+    return toNumber(r?.n) === 3;
+  }
+
+  /**
+   * PostgreSQL: whether a free-text page should be read from the trigram indexes' bitmap and
+   * sorted, because the walk of the list's index would not find `need` matches within its
+   * next SEARCH_PROBE_ROWS entries (a bounded probe of that walk, which stops at `need` hits).
+   * The planner cannot tell: it estimates a substring from a 100-bucket histogram, so a q
+   * matching one agent's 100 containers (0.05 %) looked like ~1 % of the rows, and it walked
+   * the index expecting a page early — 300+ ms when the matches sat at its far end
+   * (BENCHMARKS.md). A q most containers match fills the page in the probe's first rows, and
+   * the walk is then cheaper than building the bitmap of every match. Same rows either way.
+   */
+  private async pgSearchProbe(
+    search: string, base: RawBuilder<SqlBool>[], orderBy: RawBuilder<unknown>, need: number,
+    run: (q: RawBuilder<ContainerKeyRow>) => Promise<ContainerKeyRow[]>,
+  ): Promise<boolean> {
+    const text = search.toLowerCase();
+    const pattern = '%' + escapeLike(text) + '%';
+    const idPrefix = escapeLike(text) + '%';
+    const c = (col: string) => sql.ref(`containers.${col}`);
+    const w = (col: string) => sql.ref(`w.${col}`);
+    const rows = await run(sql<ContainerKeyRow>`select count(*) as sort_value from (select 1 from (select ${c('name')}, ${c('image_ref')}, ${c('id')} from ${sql.table('containers')} where ${sql.join(base.length > 0 ? base : [sql<SqlBool>`1 = 1`], sql` and `)} order by ${orderBy} limit ${SEARCH_PROBE_ROWS}) as w where lower(${w('name')}) like ${pattern} escape '\\' or lower(${w('image_ref')}) like ${pattern} escape '\\' or ${w('id')} like ${idPrefix} escape '\\' limit ${need}) as s`);
+    return toNumber(rows[0]?.sort_value) < need;
   }
 
   /**
@@ -1295,6 +1381,20 @@ function checkCount(n: number | undefined, field: string): number | undefined {
   if (!Number.isSafeInteger(n) || n < 0) throw new BulkheadError('BK_ERR_BAD_REQUEST', `${field} must be a non-negative integer, got ${n}`);
   return n;
 }
+
+/**
+ * Whether a trigram index can narrow a substring search for `text`: 3 or more characters
+ * (code points) with a letter or digit among them (pg_trgm builds trigrams from words only).
+ */
+function trigramIndexable(text: string): boolean {
+  return [...text].length >= 3 && /[\p{L}\p{N}]/u.test(text);
+}
+
+/** SQLite: at most this many free-text candidates are read first and sorted (sqliteSearchMatch). */
+const SEARCH_DRIVE_MAX = 2000;
+
+/** PostgreSQL: how many list entries the free-text probe reads before preferring the trigram bitmap (pgSearchProbe). */
+const SEARCH_PROBE_ROWS = 10_000;
 
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => '\\' + c);

@@ -773,7 +773,95 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       await db.schema.dropTable('container_counts').ifExists().execute();
     },
   },
+  // Free-text search (`GET /v1/containers?q=`) without a walk of every container: the filter
+  // `lower(name) like '%q%' or lower(image_ref) like '%q%' or id like 'q%'` cannot use a B-tree,
+  // so a q matching a hundred containers read all 200,000 (180-560 ms). The filter itself is
+  // unchanged; these only find its candidates.
+  // - SQLite: an FTS5 table with the trigram tokenizer (substring search for 3+ characters),
+  //   contentless (the text stays in containers; a candidate is re-tested with the filter),
+  //   keyed through container_search_keys rather than containers' rowid, which VACUUM may
+  //   renumber (containers has no INTEGER PRIMARY KEY). Only the id's first 12 characters are
+  //   indexed: a prefix of 3+ characters contains the first 3-12 of them (the whole id would be
+  //   62 trigrams a row). Kept by row triggers in the writing transaction, like container_counts.
+  // - PostgreSQL: pg_trgm GIN indexes on the very expressions the filter tests (lower(name),
+  //   lower(image_ref)), and a text_pattern_ops B-tree on id for the prefix; the planner uses
+  //   them for the unchanged query. See ensurePgSearchIndexes for a server without pg_trgm.
+  '0025_container_search': {
+    async up(db: AnyDb): Promise<void> {
+      if (db.getExecutor().adapter instanceof PostgresAdapter) {
+        await ensurePgSearchIndexes(db);
+        return;
+      }
+      await sql`create table container_search_keys (n integer primary key, agent_id text not null, id text not null, unique (agent_id, id))`.execute(db);
+      await sql.raw(`create virtual table container_search using fts5(name, image_ref, id_head, content='', contentless_delete=1, tokenize='trigram')`).execute(db);
+      const key = (r: string) => `(select n from container_search_keys where agent_id = ${r}.agent_id and id = ${r}.id)`;
+      const add = (r: string) =>
+        `insert into container_search_keys (agent_id, id) values (${r}.agent_id, ${r}.id); ` +
+        `insert into container_search (rowid, name, image_ref, id_head) values (${key(r)}, ${r}.name, ${r}.image_ref, substr(${r}.id, 1, ${SEARCH_ID_HEAD}));`;
+      const drop = (r: string) => `delete from container_search where rowid = ${key(r)}; delete from container_search_keys where agent_id = ${r}.agent_id and id = ${r}.id;`;
+      await sql.raw(`create trigger container_search_insert after insert on containers begin ${add('new')} end`).execute(db);
+      await sql.raw(`create trigger container_search_delete after delete on containers begin ${drop('old')} end`).execute(db);
+      // Most updates (a snapshot's upsert of an unchanged container) change none of the text.
+      await sql.raw(
+        `create trigger container_search_update after update of agent_id, id, name, image_ref on containers ` +
+          `when old.agent_id is not new.agent_id or old.id is not new.id or old.name is not new.name or old.image_ref is not new.image_ref ` +
+          `begin ${drop('old')} ${add('new')} end`,
+      ).execute(db);
+      await sql`insert into container_search_keys (agent_id, id) select agent_id, id from containers order by agent_id, id`.execute(db);
+      await sql.raw(`insert into container_search (rowid, name, image_ref, id_head) select k.n, c.name, c.image_ref, substr(c.id, 1, ${SEARCH_ID_HEAD}) from containers c join container_search_keys k on k.agent_id = c.agent_id and k.id = c.id`).execute(db);
+    },
+    async down(db: AnyDb): Promise<void> {
+      if (db.getExecutor().adapter instanceof PostgresAdapter) {
+        for (const i of PG_SEARCH_INDEXES) await sql.raw(`drop index if exists ${i}`).execute(db);
+        // pg_trgm stays: another schema may use it, and dropping an extension needs its owner.
+        return;
+      }
+      for (const t of ['insert', 'delete', 'update']) await sql.raw(`drop trigger if exists container_search_${t}`).execute(db);
+      await sql`drop table if exists container_search`.execute(db);
+      await sql`drop table if exists container_search_keys`.execute(db);
+    },
+  },
 };
+
+/** SQLite: how many of a container id's first characters container_search indexes. */
+export const SEARCH_ID_HEAD = 12;
+
+/** PostgreSQL: the indexes 0025_container_search adds (each checked at start, see ensurePgSearchIndexes). */
+export const PG_SEARCH_INDEXES = ['containers_search_name', 'containers_search_image', 'containers_search_id'] as const;
+
+/**
+ * PostgreSQL: creates pg_trgm (a trusted extension since PostgreSQL 13: a database owner may)
+ * and the free-text search indexes, each only if missing. Returns what is missing afterwards
+ * and why, without failing: where the extension cannot be created (a managed server that does
+ * not offer it, a role without CREATE on the database) the controller still starts and
+ * `q=` gives the same results by the scan it always used — refusing to start would take a
+ * security controller (enforcement reports, alerts) down over a search's speed. The caller
+ * (the store at each start) logs one warning naming the fix; once the extension exists, the
+ * next start creates the indexes. In a savepoint when inside a transaction (the migration's):
+ * a failed CREATE EXTENSION must not abort it.
+ */
+export async function ensurePgSearchIndexes(db: AnyDb, opts: { inTransaction?: boolean } = {}): Promise<{ missing: string[]; reason?: string }> {
+  const present = async () =>
+    new Set((await sql<{ name: string }>`select indexname as name from pg_indexes where schemaname = current_schema() and tablename = 'containers'`.execute(db)).rows.map((r) => r.name));
+  let have = await present();
+  if (PG_SEARCH_INDEXES.every((i) => have.has(i))) return { missing: [] };
+  const inTx = opts.inTransaction ?? true;
+  let reason: string | undefined;
+  try {
+    if (inTx) await sql`savepoint bulkhead_search`.execute(db);
+    await sql`create extension if not exists pg_trgm`.execute(db);
+    // text_pattern_ops: the prefix LIKE uses it whatever the database's collation.
+    await sql.raw('create index if not exists containers_search_id on containers (id text_pattern_ops)').execute(db);
+    await sql.raw('create index if not exists containers_search_name on containers using gin (lower(name) gin_trgm_ops)').execute(db);
+    await sql.raw('create index if not exists containers_search_image on containers using gin (lower(image_ref) gin_trgm_ops)').execute(db);
+    if (inTx) await sql`release savepoint bulkhead_search`.execute(db);
+  } catch (e) {
+    reason = errorMessage(e);
+    if (inTx) await sql`rollback to savepoint bulkhead_search`.execute(db);
+  }
+  have = await present();
+  return { missing: PG_SEARCH_INDEXES.filter((i) => !have.has(i)), reason };
+}
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve({ ...MIGRATIONS }) };
 

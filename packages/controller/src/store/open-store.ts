@@ -83,6 +83,17 @@ export async function openStore(config: StoreConfig, opts: OpenStoreOptions = {}
       await store.close().catch(() => undefined);
       throw e;
     }
+    if (config.kind === 'postgres') {
+      // Without pg_trgm the controller runs, and q= scans (same results, slower): one warning.
+      const search = await (store as PostgresStoreModule.PostgresStore).ensureSearchIndexes();
+      if (search.missing.length > 0) {
+        opts.logger?.warn(
+          { missing: search.missing, err: search.reason },
+          'free-text search (GET /v1/containers?q=) has no trigram index: it scans every container (same results, slower at fleet size). ' +
+            'Fix: as a role allowed to, run `CREATE EXTENSION pg_trgm;` in this database (or allow it on a managed server), then restart the controller; it creates the indexes at start',
+        );
+      }
+    }
   }
   return store;
 }
