@@ -655,7 +655,8 @@ where agents.id = v.id`.execute(this.db);
     // No stored image reference matches: neither does any container.
     if (imageRefs !== undefined && imageRefs.length === 0) return [];
     const searchMatch = !this.postgres && q.search !== undefined ? await this.sqliteSearchMatch(q.search) : undefined;
-    const conds = this.containerListFilters(q, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs, searchMatch);
+    const filterOrder = sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other';
+    const conds = this.containerListFilters(q, filterOrder, imageRefs, searchMatch);
     // No parallel workers for a page on PostgreSQL: the walk usually stops after a few thousand
     // index entries, but the planner, underestimating how many rows pass the label and image
     // filters, plans a parallel scan of the whole index, and starting its workers cost ~50 ms a
@@ -744,7 +745,7 @@ where agents.id = v.id`.execute(this.db);
         let pgSearchFirst = false;
         if (pgSearchIndexed) {
           // The conditions without the free text: the list's filters and the cursor's position.
-          const base = [...this.containerListFilters({ ...q, search: undefined }, sort === undefined || sort.field === 'agent' ? 'default' : sort.field === 'state' ? 'state' : 'other', imageRefs), ...where.slice(conds.length)];
+          const base = [...this.containerListFilters({ ...q, search: undefined }, filterOrder, imageRefs), ...where.slice(conds.length)];
           pgSearchFirst = limit === undefined || (await this.pgSearchProbe(q.search!, base, orderBy, limit + (offset ?? 0), run));
         }
         keys = await (pgSearchFirst ? runSearchFirst : run)(sql<ContainerKeyRow>`select ${c('agent_id')}, ${c('name')}, ${c('id')}${sortValue} from ${from} where ${sql.join(where, sql` and `)} order by ${orderBy}${page(limit)}${skip}`);
@@ -814,14 +815,12 @@ where agents.id = v.id`.execute(this.db);
     }
     if (q.search !== undefined && q.search !== '') {
       const text = q.search.toLowerCase();
-      const pattern = '%' + escapeLike(text) + '%';
-      const idPrefix = escapeLike(text) + '%';
       // PostgreSQL: a text pg_trgm takes no trigram from (under 3 characters, or no letter or
       // digit) would make the trigram indexes read every entry (a bitmap of all 200,000 rows:
       // 478 ms against the list walk's 151, BENCHMARKS.md); `|| ''` (the same value) hides them.
       const hide = this.postgres && !trigramIndexable(text) ? sql` || ''` : sql``;
       conds.push(
-        sql<SqlBool>`(lower(${c('name')}${hide}) like ${pattern} escape '\\' or lower(${c('image_ref')}${hide}) like ${pattern} escape '\\' or ${c('id')} like ${idPrefix} escape '\\')`,
+        sql<SqlBool>`(${searchTextMatches(text, c, hide)})`,
       );
       // SQLite: the search index's candidates (a superset of the matches; the test above stays
       // the judge), when few enough to read them first (sqliteSearchMatch).
@@ -897,11 +896,9 @@ where agents.id = v.id`.execute(this.db);
     run: (q: RawBuilder<ContainerKeyRow>) => Promise<ContainerKeyRow[]>,
   ): Promise<boolean> {
     const text = search.toLowerCase();
-    const pattern = '%' + escapeLike(text) + '%';
-    const idPrefix = escapeLike(text) + '%';
     const c = (col: string) => sql.ref(`containers.${col}`);
     const w = (col: string) => sql.ref(`w.${col}`);
-    const rows = await run(sql<ContainerKeyRow>`select count(*) as sort_value from (select 1 from (select ${c('name')}, ${c('image_ref')}, ${c('id')} from ${sql.table('containers')} where ${sql.join(base.length > 0 ? base : [sql<SqlBool>`1 = 1`], sql` and `)} order by ${orderBy} limit ${SEARCH_PROBE_ROWS}) as w where lower(${w('name')}) like ${pattern} escape '\\' or lower(${w('image_ref')}) like ${pattern} escape '\\' or ${w('id')} like ${idPrefix} escape '\\' limit ${need}) as s`);
+    const rows = await run(sql<ContainerKeyRow>`select count(*) as sort_value from (select 1 from (select ${c('name')}, ${c('image_ref')}, ${c('id')} from ${sql.table('containers')} where ${sql.join(base.length > 0 ? base : [sql<SqlBool>`1 = 1`], sql` and `)} order by ${orderBy} limit ${SEARCH_PROBE_ROWS}) as w where ${searchTextMatches(text, w)} limit ${need}) as s`);
     return toNumber(rows[0]?.sort_value) < need;
   }
 
@@ -1395,6 +1392,18 @@ const SEARCH_DRIVE_MAX = 2000;
 
 /** PostgreSQL: how many list entries the free-text probe reads before preferring the trigram bitmap (pgSearchProbe). */
 const SEARCH_PROBE_ROWS = 10_000;
+
+/**
+ * The free-text filter (`q`, lowercased by the caller) over a row's name, image reference and
+ * id: a substring of the first two, a prefix of the id, `%`, `_` and `\` literal. The one
+ * definition of a match; the search indexes only find candidates for it. `hide` (PostgreSQL:
+ * `|| ''`) keeps the planner off the trigram indexes for a text they cannot narrow.
+ */
+function searchTextMatches(text: string, col: (name: string) => ReturnType<typeof sql.ref>, hide: RawBuilder<unknown> = sql``): RawBuilder<SqlBool> {
+  const pattern = '%' + escapeLike(text) + '%';
+  const idPrefix = escapeLike(text) + '%';
+  return sql<SqlBool>`lower(${col('name')}${hide}) like ${pattern} escape '\\' or lower(${col('image_ref')}${hide}) like ${pattern} escape '\\' or ${col('id')} like ${idPrefix} escape '\\'`;
+}
 
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => '\\' + c);
