@@ -10,7 +10,7 @@
 // mid-stream (the next one within a second); a replica that stops answering without closing
 // the connection (the silence watchdog); a stall of the agent's own process past the welcome
 // timeout and the silence limit while the answer waits in its socket (no stream given up).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
@@ -108,6 +108,20 @@ t.test('agent link with several controller addresses', async (t) => {
   t.equal(creds.identity.controller, refused, '`controller` is the first address');
   const agentId = creds.identity.agentId;
 
+  /** A minimal AgentLink server (real gRPC and mutual TLS with the controller's certificate) running `impl`; its port. */
+  const proto = loadProto();
+  const rawController = async (t: Test, impl: { Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => void }): Promise<number> => {
+    const server = new grpc.Server();
+    server.addService(proto.bulkhead.v1.AgentLink.service, impl);
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
+      '127.0.0.1:0',
+      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ));
+    t.teardown(() => server.forceShutdown());
+    return port;
+  };
+
   t.test('refused, silent and misnamed addresses are skipped; then A; A gone → B within a second', async (t) => {
     // 127.0.0.2 reaches replica A too (relayed), but the certificate does not name it: refused by TLS.
     const misnamed = `127.0.0.2:${(await relay(t, a.port, '127.0.0.2')).port}`;
@@ -159,10 +173,8 @@ t.test('agent link with several controller addresses', async (t) => {
     // A minimal AgentLink server (real gRPC and TLS with the controller's certificate): it
     // welcomes with 100 ms heartbeats and acknowledges every message but heartbeats, as a
     // protocol with heartbeats as bare leases might.
-    const proto = loadProto();
-    const server = new grpc.Server();
     let heartbeats = 0;
-    server.addService(proto.bulkhead.v1.AgentLink.service, {
+    const port = await rawController(t, {
       Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
         call.on('data', (m: AgentMessage__Output) => {
           if (m.body === 'hello') call.write({ welcome: { agentId, heartbeatIntervalMs: 100, serverTimeMs: Date.now() } });
@@ -172,12 +184,6 @@ t.test('agent link with several controller addresses', async (t) => {
         call.on('error', () => undefined);
       },
     });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
-      '127.0.0.1:0',
-      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ));
-    t.teardown(() => server.forceShutdown());
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger({ name: 'link', level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
     const agentLink = new ControllerLink({ credentials: creds, inventory: new FakeInventory(), hostFacts: host, logger, controller: [`127.0.0.1:${port}`, bAddr], minSilenceMs: 0 });
@@ -196,14 +202,12 @@ t.test('agent link with several controller addresses', async (t) => {
     // writes the welcome (and later an acknowledgement), this process stalls — as a CPU-starved
     // agent does — past the welcome timeout (then past the silence limit): the answer is in the
     // agent's socket, unread, when its deadline comes due. Timers run before sockets are read.
-    const proto = loadProto();
-    const server = new grpc.Server();
     let stallOnHeartbeat = false;
     const stall = (ms: number) => setImmediate(() => {
       const end = performance.now() + ms;
       while (performance.now() < end) { /* this process cannot run */ }
     });
-    server.addService(proto.bulkhead.v1.AgentLink.service, {
+    const port = await rawController(t, {
       Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
         call.on('data', (m: AgentMessage__Output) => {
           if (m.body === 'hello') {
@@ -220,12 +224,6 @@ t.test('agent link with several controller addresses', async (t) => {
         call.on('error', () => undefined);
       },
     });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
-      '127.0.0.1:0',
-      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ));
-    t.teardown(() => server.forceShutdown());
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger({ name: 'link', level: 'warn', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
     const agentLink = new ControllerLink({
@@ -252,12 +250,10 @@ t.test('agent link with several controller addresses', async (t) => {
     // controller does after every welcome, then ends the stream: the agent reconnects, as a
     // dead replica's agents all do at once. Parsing and verifying the same bundle on every
     // reconnect was a tenth of the simulated agents' CPU in a failover.
-    const proto = loadProto();
     const other = await initPki(join(dir, 'other-ca'), ['localhost']);
     let bundle = { caPem: pki.ca.certPem, issuingCaFingerprint: pki.caFingerprint };
     let welcomes = 0;
-    const server = new grpc.Server();
-    server.addService(proto.bulkhead.v1.AgentLink.service, {
+    const port = await rawController(t, {
       Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
         call.on('data', (m: AgentMessage__Output) => {
           if (m.body !== 'hello') return;
@@ -269,12 +265,6 @@ t.test('agent link with several controller addresses', async (t) => {
         call.on('error', () => undefined);
       },
     });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync(
-      '127.0.0.1:0',
-      grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.certPem), [{ private_key: Buffer.from(pki.server.keyPem), cert_chain: Buffer.from(pki.server.certPem) }], true),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ));
-    t.teardown(() => server.forceShutdown());
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger({ name: 'link', level: 'info', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
     const agentLink = new ControllerLink({
