@@ -694,14 +694,19 @@ where agents.id = v.id`.execute(this.db);
     // filter that bounds the matches by itself (one agent's containers, a rule's open
     // violations) reads those first and sorts them (pgUsageSortedFilterFirst): walking the
     // usage index would probe most of the fleet to find them.
+    // A filter few measured containers pass (usageWalkIsSparse: `state=exited`, a rare label)
+    // keeps the two walks but finds the measured matches from the filter's side: each match's
+    // usage by primary key, only those with a reading sorted (usageSortedKeys, 'matches'), then
+    // the unmeasured walk stops at the page. Reading every match and sorting them all cost
+    // ~100 ms at 20,000 exited containers (BENCHMARKS.md, session 14).
     const noOffset = !(offset !== undefined && offset > 0);
-    const filterFirst =
-      usageSort && noOffset &&
-      ((this.postgres && (q.agentId !== undefined || q.rule !== undefined)) ||
-        (await this.usageWalkIsSparse(sort.field as 'cpu' | 'memory', desc, q, conds, q.after, limit)));
-    if (usageSort && noOffset && !filterFirst) {
-      keys = await this.usageSortedKeys(sort.field as 'cpu' | 'memory', desc, conds, q.after, limit, run);
-    } else if (usageSort && filterFirst && this.postgres) {
+    const pgBounded = usageSort && noOffset && this.postgres && (q.agentId !== undefined || q.rule !== undefined);
+    const sparse = usageSort && noOffset && !pgBounded && (await this.usageWalkIsSparse(sort.field as 'cpu' | 'memory', desc, q, conds, q.after, limit));
+    if (usageSort && noOffset && !pgBounded) {
+      // From the filter's side the filter should use its own index: the default order's conditions.
+      const matchConds = sparse ? this.containerListFilters(q, 'default', imageRefs, searchMatch) : conds;
+      keys = await this.usageSortedKeys(sort.field as 'cpu' | 'memory', desc, matchConds, q.after, limit, run, sparse ? 'matches' : 'usage');
+    } else if (pgBounded) {
       keys = await run(this.pgUsageSortedFilterFirst(sort.field as 'cpu' | 'memory', desc, conds, q.after, limit));
     } else {
       // The order's columns, each once (the old ORDER BY name, agent_id, name, id is this order:
@@ -716,8 +721,7 @@ where agents.id = v.id`.execute(this.db);
       let from = sql`${sql.table('containers')}`;
       let sortValue = sql``;
       if (order === undefined) {
-        // cpu/memory with an offset, or on SQLite under a filter few measured containers pass
-        // (usageWalkIsSparse): the latest usage, -1 without one, sorted.
+        // cpu/memory with an offset: the latest usage, -1 without one, sorted.
         const col = sql.ref(`container_usage.${sort!.field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
         from = sql`${sql.table('containers')} left join ${sql.table('container_usage')} on ${sql.ref('container_usage.agent_id')} = ${c('agent_id')} and ${sql.ref('container_usage.container_id')} = ${c('id')}`;
         sortValue = sql`, coalesce(${col}, -1) as sort_value`;
@@ -935,10 +939,15 @@ where agents.id = v.id`.execute(this.db);
    * without one in the default order. Descending, the measured come first; ascending, last.
    * The cursor's value says which walk it is in. The order is the one a single
    * `ORDER BY coalesce(value, -1), agent_id, name, id` gives (what an offset page uses).
+   * `measuredFrom: 'matches'` (a filter few measured containers pass, usageWalkIsSparse)
+   * finds the measured part from the filter's side instead: every match's usage looked up by
+   * primary key and only the matches with a reading sorted — what the filter matches, not
+   * the 180,000 usage rows of a fleet's walk, nor a sort of every match with the unmeasured
+   * ones; the unmeasured walk after it still stops at the page.
    */
   private async usageSortedKeys(
     field: 'cpu' | 'memory', desc: boolean, conds: RawBuilder<SqlBool>[], after: ContainerPosition | undefined, limit: number | undefined,
-    run: (q: RawBuilder<ContainerKeyRow>) => Promise<ContainerKeyRow[]>,
+    run: (q: RawBuilder<ContainerKeyRow>) => Promise<ContainerKeyRow[]>, measuredFrom: 'usage' | 'matches' = 'usage',
   ): Promise<ContainerKeyRow[]> {
     const c = (col: string) => sql.ref(`containers.${col}`);
     const value = sql.ref(`container_usage.${field === 'cpu' ? 'cpu_percent' : 'memory_bytes'}`);
@@ -955,9 +964,17 @@ where agents.id = v.id`.execute(this.db);
     // match (~1 s at 200,000 containers) instead of walking container_usage_cpu/_memory and
     // stopping at the page (an incremental sort of the ties on the value).
     const m = (col: string) => (this.postgres ? sql.ref(`m.${col}`) : c(col));
+    // From the matches: SQLite's CROSS JOIN keeps containers (the filter's index) outside; on
+    // PostgreSQL both sides stay subqueries (`offset 0`) so that it probes the usage primary
+    // key per match rather than hashing all of container_usage.
+    const fromMatches = measuredFrom === 'matches';
     const from = this.postgres
-      ? sql`${sql.table('container_usage')} cross join lateral (select ${c('agent_id')}, ${c('name')}, ${c('id')} from ${sql.table('containers')} where ${sql.join([join, ...conds], sql` and `)} offset 0) as m`
-      : sql`${sql.table('container_usage')} cross join ${sql.table('containers')}`;
+      ? fromMatches
+        ? sql`(select ${c('agent_id')}, ${c('name')}, ${c('id')} from ${sql.table('containers')} where ${sql.join(conds, sql` and `)} offset 0) as m cross join lateral (select ${sql.ref('container_usage.agent_id')}, ${value} from ${sql.table('container_usage')} where ${sql.ref('container_usage.agent_id')} = ${m('agent_id')} and ${sql.ref('container_usage.container_id')} = ${m('id')} offset 0) as container_usage`
+        : sql`${sql.table('container_usage')} cross join lateral (select ${c('agent_id')}, ${c('name')}, ${c('id')} from ${sql.table('containers')} where ${sql.join([join, ...conds], sql` and `)} offset 0) as m`
+      : fromMatches
+        ? sql`${sql.table('containers')} cross join ${sql.table('container_usage')}`
+        : sql`${sql.table('container_usage')} cross join ${sql.table('containers')}`;
     const measured = (pos: ContainerPosition | undefined, n: number | undefined) => {
       const where = this.postgres ? [sql<SqlBool>`1 = 1`] : [join, ...conds];
       if (pos !== undefined) {
@@ -998,7 +1015,8 @@ where agents.id = v.id`.execute(this.db);
    * fill the page: the filter passes few measured containers — `state=exited` (no exited
    * container has a reading: every usage row is probed, 2 s on PostgreSQL at 200,000), a rare
    * label or project. A bounded probe decides: of the next USAGE_PROBE_ROWS usage rows in walk
-   * order (at least 10 a page), do at least `limit` pass the filter? If not, the caller reads the matches first and sorts them instead, which costs what the
+   * order (at least 10 a page), do at least `limit` pass the filter? If not, the caller finds
+   * the measured part from the matches' side (usageSortedKeys, 'matches'), which costs what the
    * filter matches rather than what the fleet holds. Only where the measured walk is the one
    * the page starts with (busiest first, or a cursor past the unmeasured); never without a
    * limit or a filter.
