@@ -91,8 +91,11 @@ export class PostgresStore extends KyselyStore {
       // parameters by default. Should the SET fail, the list still answers (planned with the
       // server's setting) and the error reaches onIdleError.
       const listPool = newPool(listMax);
+      // Without JIT too: a page's statements are short, but one the planner costs above
+      // jit_above_cost (a usage sort from 20,000 matches, estimated at 174,000) compiled for
+      // 5-10 ms before it ran for ~45 (BENCHMARKS.md, session 14).
       listPool.on('connect', (client) => {
-        client.query('set max_parallel_workers_per_gather = 0').catch((err: Error) => opts.onIdleError?.(err));
+        client.query('set max_parallel_workers_per_gather = 0; set jit = off').catch((err: Error) => opts.onIdleError?.(err));
       });
       listReads = kysely(listPool);
     }
