@@ -293,6 +293,8 @@ async function main() {
     const times = [...back.values()].sort((x, y) => x - y);
     result.failover = {
       agentsOnA: onA.length, back: back.size, missing: onA.length - back.size,
+      /** Wall-clock ms (Date.now) of the kill, to cut the takeover out of a --cpu-prof profile (bench/lib/cpuprofile-window.js). */
+      killedAtWall,
       msToAllBack: back.size === onA.length ? Math.round(times.at(-1)) : undefined,
       ms: summary(times), targetMs: 5000,
       /** CPU seconds replica B used from the kill until the last agent was back (or the timeout). */

@@ -3,7 +3,7 @@
 // mutual-TLS stream, exactly as in Fleet (bench/lib/fleet-sim.js), which it
 // reuses — and talks to the parent over the IPC channel:
 //   parent → worker: init, connect, churn, stopChurn, pick, drained, report, stop
-//   worker → parent: ready, status (every 20 ms: links' states, "caught up" events
+//   worker → parent: ready, status (every 20 ms: the links' states that changed, "caught up" events
 //                    with wall-clock times, this process's event-loop delay), answers
 // Why processes: at 1,000 agents one Node process hosting every simulated agent ran
 // out of CPU and its event loop stalled for seconds (BENCHMARKS.md, failover), so the
@@ -18,6 +18,8 @@ let stopChurn;
 let ticks = 0;
 /** Per host: the address and seq of the connection whose caught-up moment was reported. */
 const reported = new Map();
+/** Per host: the link tuple last sent to the parent. */
+const lastSent = new Map();
 const events = [];
 const ran = {};
 const delay = monitorEventLoopDelay({ resolution: 20 });
@@ -48,7 +50,15 @@ function statusLoop() {
           }
         }
       }
-      links.push([h.idx, STATES.indexOf(l.state), addr, l.seq, l.acked]);
+      // Only links that changed since the last status (the parent keeps the rest): 250 links
+      // 50 times a second were a tenth of this process's CPU in a failover (BENCHMARKS.md).
+      const st = STATES.indexOf(l.state);
+      const last = lastSent.get(h.idx);
+      if (!last || last[1] !== st || last[2] !== addr || last[3] !== l.seq || last[4] !== l.acked) {
+        const t = [h.idx, st, addr, l.seq, l.acked];
+        lastSent.set(h.idx, t);
+        links.push(t);
+      }
       if (h.stateLog?.length) for (const [st, at, a] of h.stateLog.splice(0)) transitions.push([h.idx, st, at, a]);
     }
     const live = fleet.liveContainers();

@@ -2,6 +2,7 @@
 // (`--controller a:7443,b:7443`, the flag repeated, or both) naming replicas of one
 // controller (same CA, same database). The agent tries them in the order given and
 // moves to the next one when a connection fails or a stream drops (controller-link.ts).
+import { isIPv4, isIPv6 } from 'node:net';
 import { BulkheadError } from '@bulkhead/shared';
 
 /** More addresses than this is a mistake (a pasted host list); a load balancer or a DNS name serves large pools. */
@@ -59,4 +60,18 @@ export function parseControllerList(input: string | readonly string[]): string[]
 /** The list as the flag takes it, for messages and hints: "a:7443,b:7443". */
 export function formatControllerList(list: readonly string[]): string {
   return list.join(',');
+}
+
+/**
+ * The gRPC channel target for one controller address. An IP address gets grpc-js's `ipv4:` or
+ * `ipv6:` scheme: the same connection, authority and TLS check (against that IP) as the default
+ * DNS scheme, but without a DNS resolver, which builds a c-ares channel for every new channel —
+ * and the link builds a channel per attempt (about a twentieth of a simulated agent's CPU in a
+ * replica failover). A host name keeps the default scheme (DNS).
+ */
+export function grpcTarget(address: string): string {
+  const { host } = splitController(address);
+  if (isIPv4(host)) return `ipv4:${address.trim()}`;
+  if (isIPv6(host)) return `ipv6:${address.trim()}`;
+  return address;
 }

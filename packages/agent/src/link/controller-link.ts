@@ -45,7 +45,7 @@ import { CertRenewer, reenrollHint, type RenewalAnswer } from '../enroll/cert-re
 import { acceptTrustBundle, saveTrust, trustedFingerprints, type TrustBundleInput } from './trust-bundle';
 import type { CertRenewalOptions } from '../enroll/cert-renewal-options';
 import { DEFAULT_RECONNECT_BACKOFF, reconnectCeilingMs, reconnectDelayMs, type ReconnectBackoff } from './reconnect-backoff';
-import { formatControllerList, parseControllerList } from './controller-address';
+import { formatControllerList, grpcTarget, parseControllerList } from './controller-address';
 import { identityControllers } from '../state/agent-state';
 import { STALL_RECHECK_MS, stallAwareTimeout, tickWasLate, type StallAwareTimer } from './stall-aware-timer';
 
@@ -307,7 +307,7 @@ export class ControllerLink {
     const { caPem, keyPem, certPem } = this.creds;
     const proto = loadProto();
     // The channel's target is this one address: grpc-js checks the server certificate against its host.
-    const target = this.controllerAddress;
+    const target = grpcTarget(this.controllerAddress);
     this.clientCaPem = caPem;
     this.clientTried = false;
     // One TLS context per identity, reused by every attempt's channel (see controller-credentials.ts).
