@@ -131,6 +131,15 @@ export interface SocketCounts {
 }
 
 const CHUNK = 64 * 1024;
+/**
+ * The first buffer for net/dev, sockstat(6) and stat: a few hundred bytes each for a
+ * container's usual interfaces (readSmall grows it for more). Not the 64 KiB CHUNK: the
+ * sampler reads a batch of containers at once, and hundreds of 64 KiB buffers per tick
+ * were ~23 MB of malloc at its peak that glibc's main arena kept resident afterwards.
+ */
+const SMALL = 4096;
+/** Small buffers kept for reuse: one per container of a sampler batch (its concurrency, 32). */
+const SMALL_KEEP = 32;
 const NL = 0x0a;
 const COLON = 0x3a;
 const SPACE = 0x20;
@@ -293,6 +302,7 @@ export function parseStartTime(statText: string): string | null {
 
 export class ProcNetUsageReader implements NetUsageSource {
   private readonly free: Buffer[] = [];
+  private readonly smallFree: Buffer[] = [];
   /**
    * Per container id: the process first read under it (pid + start time). A later read
    * whose pid shows another start time is a reused pid — another process, perhaps in
@@ -362,27 +372,26 @@ export class ProcNetUsageReader implements NetUsageSource {
     {
       if (this.hostNetns.has(await statIno(join(dir, 'ns/net')))) return null;
       if (this.mode === 'sockstat') {
-        const [devText, v4, v6] = await Promise.all([
-          this.readSmall(join(dir, 'net/dev')),
-          this.readSmall(join(dir, 'net/sockstat')),
-          this.readSmall(join(dir, 'net/sockstat6')).catch((e: unknown) => {
-            if ((e as { code?: string }).code === 'ENOENT') return { text: '', truncated: false }; // a kernel without IPv6
-            throw e;
-          }),
-        ]);
+        // One file after the other: a container holds one buffer at a time (the sampler already
+        // reads a batch of containers at once, more than the file system's thread pool serves).
+        const devText = await this.readSmall(join(dir, 'net/dev'));
+        const v4 = await this.readSmall(join(dir, 'net/sockstat'));
+        const v6 = await this.readSmall(join(dir, 'net/sockstat6')).catch((e: unknown) => {
+          if ((e as { code?: string }).code === 'ENOENT') return { text: '', truncated: false }; // a kernel without IPv6
+          throw e;
+        });
         const c = parseSockstat(`${v4.text}\n${v6.text}`);
         const usage: NetUsage = { ...netDevUsage(parseNetDev(devText.text)), tcpConnections: c.tcpInuse, sockets: c.tcpInuse + c.tcpTimeWait + c.udpInuse };
         if (devText.truncated) usage.devTruncated = true;
         if (v4.truncated || v6.truncated) usage.socketsTruncated = true;
         return usage;
       }
-      const [dev, tcp, tcp6, udp, udp6] = await Promise.all([
-        this.readSmall(join(dir, 'net/dev')),
-        this.count(join(dir, 'net/tcp'), true),
-        this.count(join(dir, 'net/tcp6'), true),
-        this.count(join(dir, 'net/udp'), false),
-        this.count(join(dir, 'net/udp6'), false),
-      ]);
+      // One file after the other, as above: one 64 KiB scan buffer per container at a time.
+      const dev = await this.readSmall(join(dir, 'net/dev'));
+      const tcp = await this.count(join(dir, 'net/tcp'), true);
+      const tcp6 = await this.count(join(dir, 'net/tcp6'), true);
+      const udp = await this.count(join(dir, 'net/udp'), false);
+      const udp6 = await this.count(join(dir, 'net/udp6'), false);
       const usage: NetUsage = {
         ...netDevUsage(parseNetDev(dev.text)),
         tcpConnections: tcp.connections + tcp6.connections,
@@ -408,7 +417,7 @@ export class ProcNetUsageReader implements NetUsageSource {
    */
   private async readSmall(path: string): Promise<{ text: string; truncated: boolean }> {
     const fd = await openP(path);
-    const pooled = this.take();
+    const pooled = this.smallFree.pop() ?? Buffer.allocUnsafeSlow(SMALL);
     // At most maxDevBytes (+1 to tell "exactly full" from "more"): a namespace with
     // 100,000 interfaces is not read (6.8 MB) nor parsed (~600 ms) whole.
     let buf = pooled;
@@ -438,7 +447,7 @@ export class ProcNetUsageReader implements NetUsageSource {
       }
       return { text: buf.toString('latin1', 0, n), truncated };
     } finally {
-      this.give(pooled);
+      if (this.smallFree.length < SMALL_KEEP) this.smallFree.push(pooled);
       close(fd, () => undefined);
     }
   }

@@ -4,7 +4,7 @@
 // its life. A container's env, labels and command cannot change after
 // create (`docker update` touches resources only), so per-id caching is exact.
 import type Dockerode from 'dockerode';
-import type { ContainerFacts__Output, Logger } from '@bulkhead/shared';
+import { Semaphore, type ContainerFacts__Output, type Logger } from '@bulkhead/shared';
 import {
   mergeHits, scanContainerSecrets, scanFactsSecrets, scanHistory, withSecretsAndProject,
   type ImageHistoryEntry, type SecretHit,
@@ -21,6 +21,13 @@ export interface SecretScannerOptions {
   logger: Logger;
   /** Image histories kept (least recently used dropped first). Default 512. */
   maxImages?: number;
+  /**
+   * Scans that ask the engine at once (default 8, as the watcher's inspects); the others
+   * wait their turn. Without a bound, the first policy with 200 containers sent 200
+   * inspects at once: 200 sockets, and 200 HTTP parsers that Node keeps for reuse for
+   * good (~10 KB of native memory each) plus the malloc peak they left resident.
+   */
+  concurrency?: number;
 }
 
 export class SecretScanner {
@@ -29,9 +36,13 @@ export class SecretScanner {
   private readonly histories = new Map<string, Promise<ImageHistoryEntry[] | undefined>>();
   private readonly historyDone = new Map<string, ImageHistoryEntry[] | undefined>();
   private readonly maxImages: number;
+  private readonly slots: Semaphore;
 
   constructor(private readonly o: SecretScannerOptions) {
     this.maxImages = o.maxImages ?? 512;
+    const c = o.concurrency ?? 8;
+    if (!Number.isInteger(c) || c < 1) throw new Error(`SecretScanner: concurrency must be an integer of at least 1, got ${c}`);
+    this.slots = new Semaphore(c);
   }
 
   /** The full hits of a container if it was scanned already; never does I/O. */
@@ -55,7 +66,7 @@ export class SecretScanner {
     if (done) return Promise.resolve(done);
     let p = this.inflight.get(facts.id);
     if (!p) {
-      p = this.doScan(facts).finally(() => this.inflight.delete(facts.id));
+      p = this.slots.run(() => this.doScan(facts)).finally(() => this.inflight.delete(facts.id));
       this.inflight.set(facts.id, p);
     }
     return p;

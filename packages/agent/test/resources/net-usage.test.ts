@@ -174,6 +174,29 @@ t.test('read(): a net/dev larger than one read (many interfaces)', async (t) => 
   t.notOk(u?.devTruncated, 'under the cap: not truncated');
 });
 
+t.test('read(): net/dev between the 4 KiB first buffer and the cap is read whole, in both modes; reads repeat with reused buffers', async (t) => {
+  const root = copy(t);
+  for (const n of [1, 40, 60, 300, 1000]) {
+    let dev = 'Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n';
+    for (let i = 0; i < n; i++) dev += `  veth${i}: 1000 10 0 1 0 0 0 0 500 5 0 2 0 0 0 0\n`;
+    writeFileSync(join(root, '4242/net/dev'), dev);
+    for (const mode of ['sockstat', 'scan'] as const) {
+      const r = await ProcNetUsageReader.create({ procRoot: root, sockets: mode });
+      // Three rounds of 40 reads at once: more than the buffers kept (32), each answer whole.
+      for (let round = 0; round < 3; round++) {
+        const all = await Promise.all(Array.from({ length: 40 }, () => r.read(target(4242))));
+        for (const u of all) {
+          if (u?.rxBytes !== n * 1000 || u.txDropped !== n * 2 || u.devTruncated) {
+            t.fail(`${mode}, ${n} interfaces (${dev.length} bytes), round ${round}: ${JSON.stringify(u)}`);
+            return;
+          }
+        }
+      }
+      t.pass(`${mode}: ${n} interfaces (${dev.length} bytes) counted whole, 120 reads`);
+    }
+  }
+});
+
 t.test('net/dev is read and parsed up to a cap: 100,000 interfaces do not hold the event loop', async (t) => {
   const root = copy(t);
   const header = 'Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n';

@@ -123,6 +123,30 @@ t.test('SecretScanner: one inspect per container, one history per image; falls b
   t.equal(s.peek('c1'), undefined);
 });
 
+t.test('SecretScanner: at most `concurrency` scans ask the engine at once (default 8); every scan completes', async (t) => {
+  for (const [opt, limit] of [[undefined, 8], [3, 3]] as const) {
+    let active = 0;
+    let peak = 0;
+    const docker = {
+      getContainer: (id: string) => ({
+        inspect: async () => {
+          peak = Math.max(peak, ++active);
+          await new Promise((r) => setTimeout(r, 2));
+          active--;
+          return { ...inspect, Id: id, Image: 'sha256:img' } as unknown as Dockerode.ContainerInspectInfo;
+        },
+      }),
+      getImage: () => ({ history: async () => history }),
+    };
+    const s = new SecretScanner({ docker, logger, ...(opt === undefined ? {} : { concurrency: opt }) });
+    const all = await Promise.all(Array.from({ length: 50 }, (_, i) => s.scan({ id: `c${i}`, imageId: 'sha256:img', labels: {}, command: [] } as unknown as Facts)));
+    t.equal(all.length, 50);
+    t.ok(all.every((h) => h.some((x) => x.location === 'env:DB_URL')), 'each of the 50 containers scanned in full');
+    t.equal(peak, limit, `50 scans at once: ${peak} inspects in flight at most`);
+  }
+  t.throws(() => new SecretScanner({ docker: { getContainer: () => ({ inspect: async () => ({}) as never }), getImage: () => ({ history: async () => [] }) }, logger, concurrency: 0 }), /concurrency/);
+});
+
 t.test('SecretScanner.enrichForReport: redacted at once, complete facts once the scan is in', async (t) => {
   const docker = {
     getContainer: (id: string) => ({ inspect: async () => ({ ...inspect, Id: id, Image: 'sha256:img' }) as unknown as Dockerode.ContainerInspectInfo }),
